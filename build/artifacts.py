@@ -1,0 +1,121 @@
+"""Stage 1 of the build: networks -> weights -> ONNX -> manifest entries.
+
+Each role (router, small, large) goes through the same small loaders
+(build -> load weights -> export -> simplify -> parity -> count), so adding
+a model or a role never means a new code path.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from runtime.manifest import SCHEMA_VERSION
+from runtime.preprocess import HEATMAP_HW, INPUT_HW, MEAN, PADDING, STD
+
+from .checkpoint import init_random, load_strict, sha256_file
+from .configs import PipelineConfig
+from .export import OPSET, describe_io, export_onnx, parity, simplify_onnx
+from .flops import count_macs, count_params
+from .models import build_pose_net, build_router
+
+ROLES = ("router", "small", "large")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build_network(cfg: PipelineConfig, role: str) -> nn.Module:
+    if role == "router":
+        return build_router(**cfg.router)
+    choice = getattr(cfg, role)
+    return build_pose_net(choice.arch, choice.head)
+
+
+def load_weights(model: nn.Module, cfg: PipelineConfig, role: str, ckpt: str | None, seed: int) -> dict[str, Any]:
+    """Explicit --<role>-ckpt, else the config's bundled weights, else seeded random."""
+    path = ckpt or cfg.checkpoints.get(role)
+    if path:
+        p = Path(path)
+        if not p.is_absolute() and not p.exists():
+            p = REPO / p
+        info = load_strict(model, p, role)
+        info["bundled"] = ckpt is None
+        return info
+    return init_random(model, role, seed)
+
+
+def export_role(model: nn.Module, out_dir: Path, role: str, opset: int = OPSET,
+                simplify: bool = True, parity_batches: tuple[int, ...] = (1, 7)) -> dict[str, Any]:
+    """Export one network and describe it for the manifest."""
+    model = model.eval()
+    path = export_onnx(model, out_dir / f"{role}.onnx", model.output_names, opset)
+    simplified = simplify_onnx(path) if simplify else "none"
+    inputs, outputs = describe_io(path)
+    return {
+        "role": role,
+        "onnx": path.name,
+        "sha256": sha256_file(path),
+        "opset": opset,
+        "simplified_with": simplified,
+        "inputs": inputs,
+        "outputs": outputs,
+        "gmacs": round(count_macs(model), 4),
+        "params_m": round(count_params(model), 4),
+        "parity_max_abs_err": parity(model, path, parity_batches),
+        "parity_batches": list(parity_batches),
+    }
+
+
+def new_manifest(cfg: PipelineConfig, target: str) -> dict[str, Any]:
+    import onnx
+    import onnxruntime
+
+    tools = {"python": platform.python_version(), "torch": torch.__version__,
+             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    for mod in ("onnxsim", "onnxslim"):
+        try:
+            tools[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - optional tools
+            pass
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "config": cfg.name,
+        "target": target,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "pipeline": cfg.to_dict(),
+        "tools": tools,
+        "input": {"name": "input", "shape": ["N", 3, *INPUT_HW], "mean": (MEAN / 255).round(3).tolist(),
+                  "std": (STD / 255).round(3).tolist(), "heatmap_size": list(HEATMAP_HW), "padding": PADDING},
+        "models": {},
+        "presence": {"temperature": 1.0, "threshold": 0.5},
+    }
+
+
+def weights_summary(models: dict[str, dict[str, Any]]) -> str:
+    sources = {m["weights"]["source"] for m in models.values()}
+    if sources == {"checkpoint"}:
+        return "fixture" if all(m["weights"].get("bundled") for m in models.values()) else "checkpoint"
+    return sources.pop() if len(sources) == 1 else "mixed"
+
+
+def export_all(cfg: PipelineConfig, out_dir: Path, ckpts: dict[str, str | None], seed: int = 0,
+               opset: int = OPSET, simplify: bool = True,
+               progress: Callable[[str], None] = lambda s: None) -> tuple[dict[str, Any], dict[str, nn.Module]]:
+    """Export every role; returns manifest model entries and the torch nets (for calibration)."""
+    entries: dict[str, Any] = {}
+    nets: dict[str, nn.Module] = {}
+    for role in ROLES:
+        progress(f"{role}: build + weights")
+        torch.manual_seed(seed)
+        model = build_network(cfg, role)
+        weights = load_weights(model, cfg, role, ckpts.get(role), seed)
+        progress(f"{role}: export + simplify + parity")
+        entry = export_role(model, out_dir, role, opset, simplify)
+        arch = "router" if role == "router" else getattr(cfg, role).arch
+        head = "score" if role == "router" else getattr(cfg, role).head
+        entries[role] = {"role": role, "arch": arch, "head": head, "weights": weights, **entry}
+        nets[role] = model
+    return entries, nets

@@ -1,0 +1,66 @@
+"""Named DynPose pipeline configs: one registry, ``--config NAME`` everywhere."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+DEFAULT_CONFIG = "dyn-r50-h32"
+
+
+@dataclass(frozen=True)
+class NetChoice:
+    arch: str            # a name in build.models' registry
+    head: str = "heatmap"  # heatmap | probmap
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The three networks of a pipeline plus the routing knobs.
+
+    ``theta`` places k1 inside the calibration score range and ``p`` is the
+    percentage of crops sent to the large net (DESIGN section 3); both can be
+    overridden on the command line without re-exporting.
+    """
+
+    name: str
+    small: NetChoice
+    large: NetChoice
+    router: dict = field(default_factory=dict)
+    theta: float = 0.1
+    p: float = 50.0
+    checkpoints: dict = field(default_factory=dict)  # role -> path of bundled weights
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_CONFIGS: dict[str, PipelineConfig] = {}
+
+
+def register_config(cfg: PipelineConfig) -> PipelineConfig:
+    if cfg.name in _CONFIGS:
+        raise ValueError(f"config {cfg.name!r} registered twice")
+    _CONFIGS[cfg.name] = cfg
+    return cfg
+
+
+def list_configs() -> list[str]:
+    return sorted(_CONFIGS)
+
+
+def get_config(name: str) -> PipelineConfig:
+    try:
+        return _CONFIGS[name]
+    except KeyError:
+        raise SystemExit(f"error: unknown --config {name!r}; choose one of: {', '.join(list_configs())}") from None
+
+
+register_config(PipelineConfig(
+    "dyn-r50-h32", NetChoice("res50"), NetChoice("hrnet-w32"),
+    description="DynPose paper default: ResNet-50 SimpleBaseline small, HRNet-W32 large, heatmap heads"))
+register_config(PipelineConfig(
+    "dyn-mbv2-h48", NetChoice("mbv2"), NetChoice("hrnet-w48"),
+    description="MobileNetV2 small, HRNet-W48 large, heatmap heads"))
+register_config(PipelineConfig(
+    "dyn-r50-probpose", NetChoice("res50", "probmap"), NetChoice("probpose-s", "probmap"),
+    description="probability-map heads on both nets (ProbPose decode, presence)"))

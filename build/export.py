@@ -1,0 +1,106 @@
+"""torch -> ONNX -> simplified ONNX, and the parity check that proves it.
+
+Loaders compose (Polygraphy style): :func:`export_onnx` writes the raw graph,
+:func:`simplify_onnx` rewrites it in place, :func:`parity` measures ONNX
+Runtime against torch. The CLI chains them; tests call them one by one.
+"""
+from __future__ import annotations
+
+import io
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+INPUT_NAME = "input"
+INPUT_CHW = (3, 256, 192)
+OPSET = 17
+
+
+def export_onnx(model: nn.Module, path: str | Path, output_names: Sequence[str], opset: int = OPSET) -> Path:
+    """Legacy (TorchScript) exporter: it gives plain, TensorRT-friendly graphs with a
+    symbolic batch dim, and custom-op symbolics for the plugin option."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    dummy = torch.zeros(2, *INPUT_CHW)
+    axes = {INPUT_NAME: {0: "N"}, **{n: {0: "N"} for n in output_names}}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (dummy,), str(path), dynamo=False, input_names=[INPUT_NAME],
+                          output_names=list(output_names), dynamic_axes=axes, opset_version=opset,
+                          do_constant_folding=True)
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def simplify_onnx(path: str | Path) -> str:
+    """Simplify in place with onnxsim, else onnxslim; returns the tool used.
+
+    A simplifier that fails is not fatal: the unsimplified graph is valid and
+    TensorRT folds most of what onnxsim would, so we say so and go on.
+    """
+    path = Path(path)
+    model = onnx.load(str(path))
+    errors = []
+    try:
+        import onnxsim
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            simplified, ok = onnxsim.simplify(model)
+        if ok:
+            onnx.save(simplified, str(path))
+            return f"onnxsim {onnxsim.__version__}"
+        errors.append("onnxsim: check failed")
+    except Exception as e:  # noqa: BLE001 - fall through to the next simplifier
+        errors.append(f"onnxsim: {type(e).__name__}: {e}")
+    try:
+        import onnxslim
+
+        slimmed = onnxslim.slim(model)
+        onnx.save(slimmed, str(path))
+        return f"onnxslim {onnxslim.__version__}"
+    except Exception as e:  # noqa: BLE001
+        errors.append(f"onnxslim: {type(e).__name__}: {e}")
+    warnings.warn(f"{path.name}: left unsimplified ({'; '.join(errors)})", stacklevel=2)
+    return "none"
+
+
+def describe_io(path: str | Path) -> tuple[list[dict], list[dict]]:
+    """Input/output names, shapes (symbolic dims as strings) and dtypes from the graph."""
+    model = onnx.load(str(path), load_external_data=False)
+
+    def one(v: onnx.ValueInfoProto) -> dict:
+        dims = [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
+        return {"name": v.name, "shape": dims, "dtype": dtype}
+
+    inits = {i.name for i in model.graph.initializer}
+    return ([one(v) for v in model.graph.input if v.name not in inits], [one(v) for v in model.graph.output])
+
+
+def parity(model: nn.Module, path: str | Path, batches: Sequence[int] = (1, 7), seed: int = 0) -> dict[str, float]:
+    """Max |ONNX Runtime - torch| per output over the given batch sizes."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    rng = np.random.default_rng(seed)
+    worst = {n: 0.0 for n in names}
+    model = model.eval()
+    for n in batches:
+        x = rng.standard_normal((n, *INPUT_CHW), dtype=np.float32)
+        with torch.no_grad():
+            ref = [t.numpy() for t in model(torch.from_numpy(x))]
+        got = sess.run(names, {INPUT_NAME: x})
+        for name, r, g in zip(names, ref, got):
+            if r.shape != g.shape:
+                raise AssertionError(f"{Path(path).name}: output {name} has shape {g.shape} in ONNX "
+                                     f"but {r.shape} in torch at N={n}")
+            worst[name] = max(worst[name], float(np.max(np.abs(r - g))) if r.size else 0.0)
+    return worst

@@ -1,0 +1,114 @@
+"""ONNX Runtime backend: any CPU (and CUDA/TensorRT execution providers where present).
+
+A "stream" is one worker thread: ONNX Runtime releases the GIL inside
+``run``, so the small and the large net really overlap, just as two CUDA
+streams do on the device.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ..manifest import model_file
+from .base import Backend, BackendError, Pending, Runner, Stream
+
+PROVIDERS = {"cpu": ["CPUExecutionProvider"],
+             "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+             "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+class OrtStream(Stream):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{name}")
+        self._last: Future | None = None
+
+    def submit(self, fn: Any) -> Future:
+        self._last = self._pool.submit(fn)
+        return self._last
+
+    def synchronize(self) -> None:
+        if self._last is not None:
+            self._last.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class OrtPending(Pending):
+    def __init__(self, future: Future) -> None:
+        self._future = future
+        self.elapsed_ms: float | None = None
+
+    def wait(self) -> dict[str, np.ndarray]:
+        out, self.elapsed_ms = self._future.result()
+        return out
+
+
+class OrtRunner(Runner):
+    def __init__(self, role: str, entry: dict, root, path, providers: list[str], threads: int) -> None:
+        super().__init__(role, entry, root)
+        self.path = path
+        self.providers = providers
+        self.threads = threads
+        self.session = None
+
+    def activate_impl(self) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        # Two sessions share the cores; spinning workers would steal them from each other.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        available = set(ort.get_available_providers())
+        providers = [p for p in self.providers if p in available] or ["CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+        except Exception as e:  # noqa: BLE001 - ORT raises several unrelated types
+            raise BackendError(f"{self.role}: ONNX Runtime cannot load {self.path}: {e}") from e
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
+
+    def infer_async_impl(self, batch: np.ndarray, stream: Stream) -> Pending:
+        if not isinstance(stream, OrtStream):
+            raise BackendError(f"{self.role}: ONNX Runtime runner given a {type(stream).__name__}")
+        sess, names, feed = self.session, list(self.output_names), {self.input_name: batch}
+
+        def run() -> tuple[dict[str, np.ndarray], float]:
+            t = time.perf_counter()
+            outs = sess.run(names, feed)
+            return dict(zip(names, outs)), (time.perf_counter() - t) * 1e3
+
+        return OrtPending(stream.submit(run))
+
+    def deactivate_impl(self) -> None:
+        self.session = None
+
+
+class OrtBackend(Backend):
+    """Options: ``precision`` (fp32 | int8_cpu | fp16 ...: a variant in the manifest),
+    ``providers`` (cpu | cuda | tensorrt), ``threads`` per session (default: all cores)."""
+
+    name = "ort"
+
+    def open_runner(self, role: str) -> Runner:
+        variant = self.options.get("precision") or "fp32"
+        if role == "router" and variant.startswith("int8") and not self.options.get("quantize_router", False):
+            variant = self._router_variant(variant)
+        path = model_file(self.root, self.manifest, role, variant)
+        providers = PROVIDERS[self.options.get("providers") or "cpu"]
+        threads = int(self.options.get("threads") or os.cpu_count() or 1)
+        return OrtRunner(role, self.manifest["models"][role], self.root, path, providers, threads)
+
+    def _router_variant(self, variant: str) -> str:
+        """The router is tiny; use its int8 model only when one was made."""
+        have = self.manifest["models"]["router"].get("variants", {})
+        return variant if variant in have else "fp32"
+
+    def new_stream(self, name: str) -> Stream:
+        return OrtStream(name)

@@ -1,0 +1,238 @@
+"""Numpy reference decode: sparsemax, expected-OKS (ProbPose) and MSRA heatmaps.
+
+This module is the CPU backend's decoder and the oracle the CUDA kernels in
+``kernels/`` are tested against, so it performs *the same float32 operations
+in the same order* as the kernels' per-row code (``kernels/dynpose_rowmath.cuh``):
+
+* Gaussian pass (one axis, radius R, half taps h[0..R]):
+  ``acc = h[0]*x[i]; for d in 1..R: acc = acc + h[d]*(x[i-d] + x[i+d])``
+  with the scipy/OpenCV "reflect" border (``d c b a | a b c d | d c b a``).
+  Keypoints with a radius below the largest one get zero taps, which add an
+  exact 0, so one vectorised loop over taps serves all keypoints bitwise.
+* Newton step per axis at the argmax ``c`` with neighbours ``a`` (+1), ``b`` (-1):
+  ``g = 0.5*(a-b); h = (a+b) - 2*c; dx = -g/h`` when ``h < 0``, skipped at the
+  border. Ties in any argmax go to the first index in row-major order.
+
+Identical operations make the argmax of kernel and reference identical even on
+flat or tied maps, where "close enough" arithmetic would pick another pixel.
+
+Invalid input (documented and tested): a keypoint whose map holds NaN or +-inf
+(logits may hold -inf, which sparsemax treats as a masked pixel, unless every
+pixel is -inf) decodes to coords ``(NaN, NaN)`` with score ``0.0``; sparsemax
+of such a row is all NaN. A NaN keypoint cannot be mistaken for a real one.
+"""
+from __future__ import annotations
+
+from math import ceil
+
+import numpy as np
+
+COCO_SIGMAS = np.array([0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
+                        0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089], dtype=np.float64)
+HM_HW = (64, 48)
+VAR_MIN, VAR_MAX = 0.55, 3.0
+_CHUNK_ROWS = 192  # rows (image x keypoint) per block of work: ~2.4 MB, stays in L2
+
+F32 = np.float32
+
+
+def _check_maps(x: np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be [N,K,H,W], got shape {x.shape}; "
+                         f"reshape a single crop with {name}[None]")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name} must be float16/32/64, got {x.dtype}; cast with .astype(np.float32)")
+    return x
+
+
+def oks_variances(sigmas=COCO_SIGMAS, hm_hw: tuple[int, int] = HM_HW) -> np.ndarray:
+    """Per-keypoint Gaussian variance s_k (DESIGN section 5), float64 [K]."""
+    sig = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+    h, w = hm_hw
+    s = (2.0 * sig) ** 2 * np.sqrt((h / 1.25) * (w / 1.25)) * 2.0
+    return np.clip(s, VAR_MIN, VAR_MAX)
+
+
+def oks_half_taps(variances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised 1-D Gaussian half taps h[k, 0..Rmax] (float32, zero past R_k) and radii R_k.
+
+    The full kernel is h[R..1], h[0], h[1..R]; it sums to 1 in float64 before the
+    cast. The kernels compute the same numbers in double (``oks_half_taps`` there).
+    """
+    v = np.asarray(variances, dtype=np.float64).reshape(-1)
+    radii = np.array([int(ceil(3.0 * s)) for s in v], dtype=np.int64)
+    rmax = int(radii.max())
+    d = np.arange(rmax + 1, dtype=np.float64)
+    g = np.exp(-(d[None, :] ** 2) / (2.0 * v[:, None]))
+    g[d[None, :] > radii[:, None]] = 0.0
+    total = g[:, 0] + 2.0 * g[:, 1:].sum(axis=1)
+    return (g / total[:, None]).astype(F32), radii
+
+
+def reflect_index(i: np.ndarray, n: int) -> np.ndarray:
+    """scipy 'reflect' (edge repeated) index for any integer i: period 2n."""
+    m = np.mod(i, 2 * n)
+    return np.where(m >= n, 2 * n - 1 - m, m)
+
+
+def sparsemax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Exact sparsemax by sorting (float64 inside; float32 out unless z is float64).
+
+    Rows are shifted by their max first (sparsemax is shift invariant), which
+    keeps the arithmetic small. Rows with NaN/+inf, or all -inf, come out NaN.
+    """
+    z = np.asarray(z)
+    if z.dtype.kind != "f":
+        raise TypeError(f"sparsemax input must be floating point, got {z.dtype}")
+    out_dtype = np.float64 if z.dtype == np.float64 else F32
+    u = np.moveaxis(z.astype(np.float64), axis, -1)
+    bad = np.isnan(u).any(-1) | np.isposinf(u).any(-1) | np.isneginf(u).all(-1)
+    u = np.where(bad[..., None], 0.0, u)
+    u = u - u.max(axis=-1, keepdims=True)
+    zs = -np.sort(-u, axis=-1)
+    with np.errstate(invalid="ignore"):
+        cs = np.cumsum(zs, axis=-1)
+        k = np.arange(1, u.shape[-1] + 1, dtype=np.float64)
+        k_z = ((1.0 + k * zs) > cs).sum(axis=-1, keepdims=True)
+    tau = (np.take_along_axis(cs, k_z - 1, axis=-1) - 1.0) / k_z
+    p = np.maximum(u - tau, 0.0)
+    p[bad] = np.nan
+    return np.moveaxis(p, -1, axis).astype(out_dtype)
+
+
+def _gauss_pass(x: np.ndarray, half: np.ndarray, axis: int) -> np.ndarray:
+    """One separable pass over ``axis`` (-1 or -2) of x [r,H,W] with per-row half taps [r,R+1]."""
+    rmax = half.shape[1] - 1
+    n = x.shape[axis]
+    pad = [(0, 0)] * 3
+    pad[axis] = (rmax, rmax)
+    xp = np.take(x, reflect_index(np.arange(-rmax, n + rmax), n), axis=axis) if rmax > n \
+        else np.pad(x, pad, mode="symmetric")
+
+    def shifted(off: int) -> np.ndarray:
+        sl = [slice(None)] * 3
+        sl[axis] = slice(rmax + off, rmax + off + n)
+        return xp[tuple(sl)]
+
+    acc = half[:, 0, None, None] * x
+    tmp = np.empty_like(acc)
+    for d in range(1, rmax + 1):
+        np.add(shifted(-d), shifted(d), out=tmp)
+        tmp *= half[:, d, None, None]
+        acc += tmp
+    return acc
+
+
+def _argmax_rows(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First-index argmax of each [H,W] map: (x, y, value)."""
+    r, h, w = m.shape
+    flat = m.reshape(r, h * w)
+    idx = flat.argmax(axis=1)
+    return idx % w, idx // w, flat[np.arange(r), idx]
+
+
+def _newton(m: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """One Newton step per axis at (x, y) using finite differences; skipped at the border."""
+    r, h, w = m.shape
+    rows = np.arange(r)
+    out = np.stack([x, y], axis=-1).astype(F32)
+    c = m[rows, y, x]
+    for ax, (pos, size) in enumerate(((x, w), (y, h))):
+        inner = (pos > 0) & (pos < size - 1)
+        lo = np.clip(pos - 1, 0, size - 1)
+        hi = np.clip(pos + 1, 0, size - 1)
+        a = m[rows, y, hi] if ax == 0 else m[rows, hi, x]
+        b = m[rows, y, lo] if ax == 0 else m[rows, lo, x]
+        g = F32(0.5) * (a - b)
+        hess = (a + b) - F32(2.0) * c
+        ok = inner & (hess < 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.where(ok, -g / np.where(ok, hess, F32(-1.0)), F32(0.0)).astype(F32)
+        out[:, ax] += step
+    return out
+
+
+def _finalize(coords: np.ndarray, scores: np.ndarray, bad: np.ndarray, n: int, k: int):
+    coords = coords.astype(F32)
+    scores = scores.astype(F32)
+    coords[bad] = np.nan
+    scores[bad] = 0.0
+    return coords.reshape(n, k, 2), scores.reshape(n, k)
+
+
+def expected_oks_maps(pm: np.ndarray, sigmas=COCO_SIGMAS) -> np.ndarray:
+    """E_k = P_k (*) G_k for every map, float32 [N,K,H,W] (rows with NaN/inf stay NaN)."""
+    pm = _check_maps(pm, "probmaps")
+    n, k, h, w = pm.shape
+    sig = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+    if sig.size != k:
+        raise ValueError(f"got {sig.size} sigmas for {k} keypoint maps; pass sigmas of length {k}")
+    half, radii = oks_half_taps(oks_variances(sig, (h, w)))
+    src = pm.astype(F32, copy=False)
+    out = np.empty((n, k, h, w), dtype=F32)
+    # One group per distinct radius (<= 5 for COCO): no wasted zero taps, no per-keypoint loop.
+    for r in np.unique(radii):
+        ks = np.flatnonzero(radii == r)
+        rows = np.ascontiguousarray(src[:, ks]).reshape(n * ks.size, h, w)
+        taps = np.tile(half[ks, :r + 1], (n, 1))
+        res = np.empty_like(rows)
+        for s in range(0, rows.shape[0], _CHUNK_ROWS):
+            sl = slice(s, s + _CHUNK_ROWS)
+            with np.errstate(invalid="ignore", over="ignore"):
+                res[sl] = _gauss_pass(_gauss_pass(rows[sl], taps[sl], -1), taps[sl], -2)
+        out[:, ks] = res.reshape(n, ks.size, h, w)
+    return out.reshape(n, k, h, w)
+
+
+def decode_probmaps(pm: np.ndarray, sigmas=COCO_SIGMAS) -> tuple[np.ndarray, np.ndarray]:
+    """ProbPose decode: argmax of the expected-OKS map + one Newton step per axis.
+
+    Returns coords [N,K,2] (x, y) in heatmap pixels and the expected-OKS max as
+    score [N,K], both float32.
+    """
+    pm = _check_maps(pm, "probmaps")
+    n, k, h, w = pm.shape
+    e = expected_oks_maps(pm, sigmas).reshape(n * k, h, w)
+    bad = ~np.isfinite(pm.reshape(n * k, h * w)).all(axis=1)
+    e[bad] = 0.0
+    x, y, val = _argmax_rows(e)
+    return _finalize(_newton(e, x, y), val, bad, n, k)
+
+
+def decode_logits(logits: np.ndarray, sigmas=COCO_SIGMAS, temperature: float = 1.0):
+    """What the fused decode plugin computes: sparsemax over each map, then decode_probmaps.
+
+    ``logits`` are the head's maps already divided by the head temperature (the
+    ONNX ``logits`` output); ``temperature`` here is an extra factor the plugin
+    applies as a float32 multiply by 1/temperature (1.0 = none).
+    """
+    logits = _check_maps(logits, "logits")
+    n, k, h, w = logits.shape
+    z = logits.astype(F32) * F32(1.0 / temperature)
+    pm = sparsemax(z.reshape(n, k, h * w), axis=-1).reshape(n, k, h, w)
+    return decode_probmaps(pm, sigmas)
+
+
+def decode_heatmaps(hm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MMPose MSRA decode: argmax + 0.25 px toward the higher neighbour; score = max.
+
+    The shift needs both neighbours (0 < x < W-1); MMPose additionally skips
+    x == 1 / y == 1, a quirk we do not copy. Maps with NaN/inf are invalid.
+    """
+    hm = _check_maps(hm, "heatmaps")
+    n, k, h, w = hm.shape
+    rows = hm.astype(F32, copy=False).reshape(n * k, h, w)
+    bad = ~np.isfinite(rows.reshape(n * k, h * w)).all(axis=1)
+    rows = np.where(bad[:, None, None], F32(0.0), rows)
+    x, y, val = _argmax_rows(rows)
+    r = np.arange(n * k)
+    coords = np.stack([x, y], axis=-1).astype(F32)
+    for ax, (pos, size) in enumerate(((x, w), (y, h))):
+        inner = (pos > 0) & (pos < size - 1)
+        lo = np.clip(pos - 1, 0, size - 1)
+        hi = np.clip(pos + 1, 0, size - 1)
+        a = rows[r, y, hi] if ax == 0 else rows[r, hi, x]
+        b = rows[r, y, lo] if ax == 0 else rows[r, lo, x]
+        coords[:, ax] += np.where(inner, F32(0.25) * np.sign(a - b), F32(0.0)).astype(F32)
+    return _finalize(coords, val, bad, n, k)

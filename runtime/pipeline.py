@@ -1,0 +1,239 @@
+"""The DynPose scheduler: crops -> router -> split -> small || large -> decode -> merge.
+
+It drives any backend through ``runtime.backends.base`` only, so ONNX
+Runtime on a laptop and TensorRT on a Jetson run exactly this code.
+Frames are pipelined: :meth:`PosePipeline.run_many` preprocesses and routes
+frame t+1 while the pose nets of frame t are still running.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .backends import open_backend
+from .backends.base import Pending
+from .decode import decode_heatmaps, decode_probmaps
+from .manifest import load_manifest
+from .preprocess import (DEFAULT_MAX_BOXES, INPUT_HW, as_boxes, boxes_to_center_scale, heatmap_to_image,
+                         make_crops, sanitize_boxes)
+from .results import FrameResult
+from .routing import POLICIES, apply_budget, budget_max_large, route
+
+NET_ROLES = ("small", "large")
+
+
+@dataclass
+class PipelineOptions:
+    policy: str = "dyn"             # dyn | small | large | random
+    backend: str = "auto"           # auto | ort | trt
+    precision: str = "fp32"         # fp32 | int8_cpu | fp16 | ... (ORT variants; TRT uses its engines)
+    max_batch: int = 32             # chunk size where the backend has no profile cap
+    budget_ms: float | None = None  # cap large-net crops per frame to meet this latency
+    score_thr: float | None = None
+    max_boxes: int = DEFAULT_MAX_BOXES
+    seed: int = 0
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Job:
+    """A frame between submission and collection."""
+
+    boxes: np.ndarray
+    box_scores: np.ndarray
+    kept: np.ndarray
+    dropped: dict[int, str]
+    centers: np.ndarray
+    scales: np.ndarray
+    scores: np.ndarray
+    large: np.ndarray
+    pending: dict[str, list[tuple[Pending, int]]]
+    timings: dict[str, float]
+    t0: float
+
+
+def _presence_from_outputs(outs: dict[str, np.ndarray], n: int, temperature: float) -> np.ndarray:
+    """Temperature-scaled presence (1 where the head has none)."""
+    if "presence" not in outs:
+        return np.ones((n, 17), np.float32)
+    p = np.clip(outs["presence"].astype(np.float64), 1e-7, 1 - 1e-7)
+    if temperature != 1.0:
+        p = 1.0 / (1.0 + np.exp(-np.log(p / (1 - p)) / temperature))
+    return p.astype(np.float32)
+
+
+def decode_outputs(head: str, outs: dict[str, np.ndarray], temperature: float = 1.0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Net outputs -> (heatmap-space xy [n,17,2], keypoint scores [n,17], presence [n,17]).
+
+    Uses the fused plugin's ``keypoints``/``keypoint_scores`` when the engine
+    has them, so no full map is touched on the host; otherwise the numpy
+    reference decode for the head kind.
+    """
+    if "keypoints" in outs:
+        coords, kscores = outs["keypoints"], outs["keypoint_scores"]
+    elif head == "probmap":
+        coords, kscores = decode_probmaps(outs["probmaps"])
+    elif head == "heatmap":
+        coords, kscores = decode_heatmaps(outs["heatmaps"])
+    else:
+        raise ValueError(f"unknown head kind {head!r} in the manifest")
+    return coords, kscores, _presence_from_outputs(outs, len(coords), temperature)
+
+
+class PosePipeline:
+    """Load once, call per frame: ``pipe(image_bgr, boxes_xywh) -> FrameResult``."""
+
+    def __init__(self, root: str | Path, options: PipelineOptions | None = None, **kw: Any) -> None:
+        self.options = options or PipelineOptions(**kw)
+        if self.options.policy not in POLICIES:
+            raise ValueError(f"unknown policy {self.options.policy!r}; choose one of {', '.join(POLICIES)}")
+        self.root = Path(root)
+        self.manifest = load_manifest(self.root)
+        if self.manifest.get("weights") == "random":
+            print("WARNING: these artifacts have RANDOM weights; keypoints mean nothing", file=sys.stderr)
+        bopts = {"precision": self.options.precision, **self.options.backend_options}
+        self.backend = open_backend(self.options.backend, self.root, self.manifest, **bopts)
+        self.runners = {r: self.backend.open_runner(r).activate() for r in ("router", *NET_ROLES)}
+        self.streams = {r: self.backend.new_stream(r) for r in self.runners}
+        self.heads = {r: self.manifest["models"][r]["head"] for r in NET_ROLES}
+        routing = self.manifest.get("routing") or {}
+        self.k1, self.k2 = routing.get("k1", 0.0), routing.get("k2", 1.0)
+        self.fraction = routing.get("large_fraction", 0.5)
+        self.temperature = float(self.manifest.get("presence", {}).get("temperature", 1.0))
+        self._rng = np.random.default_rng(self.options.seed)
+        self._crops = np.empty((0, 3, *INPUT_HW), np.float32)
+        self._ms_per_crop: dict[str, float] = {}
+        if self.options.budget_ms is not None:
+            self._measure_costs()
+
+    # -- public API -------------------------------------------------------------------
+    def __call__(self, image: np.ndarray, boxes: object, scores: object = None) -> FrameResult:
+        return self._collect(self._submit(image, boxes, scores))
+
+    def run_many(self, frames: Iterable[tuple[np.ndarray, object, object]]) -> Iterator[FrameResult]:
+        """Pipelined: frame t+1's crops and router overlap frame t's pose nets."""
+        prev: _Job | None = None
+        for image, boxes, scores in frames:
+            job = self._submit(image, boxes, scores)
+            if prev is not None:
+                yield self._collect(prev)
+            prev = job
+        if prev is not None:
+            yield self._collect(prev)
+
+    def close(self) -> None:
+        for s in self.streams.values():
+            s.close()
+        for r in self.runners.values():
+            r.deactivate()
+        self.backend.close()
+
+    def __enter__(self) -> "PosePipeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- stages ----------------------------------------------------------------------
+    def _chunk(self, role: str) -> int:
+        cap = self.runners[role].max_batch
+        return max(1, min(self.options.max_batch, cap) if cap else self.options.max_batch)
+
+    def _enqueue(self, role: str, crops: np.ndarray) -> list[tuple[Pending, int]]:
+        step = self._chunk(role)
+        return [(self.runners[role].infer_async(crops[i:i + step], self.streams[role]), min(step, len(crops) - i))
+                for i in range(0, len(crops), step)]
+
+    def _crop_buffer(self, n: int) -> np.ndarray:
+        if len(self._crops) < n:
+            self._crops = np.empty((max(n, 2 * len(self._crops)), 3, *INPUT_HW), np.float32)
+        return self._crops
+
+    def _submit(self, image: np.ndarray, boxes: object, scores: object) -> _Job:
+        t0 = time.perf_counter()
+        raw = as_boxes(boxes)
+        n = len(raw)
+        box_scores = np.ones(n) if scores is None else np.asarray(scores, np.float64).reshape(-1)
+        if image is None or getattr(image, "ndim", 0) != 3:
+            raise ValueError("image must be an HxWx3 BGR array (as cv2.imread returns)")
+        b, kept, rep = sanitize_boxes(raw, image.shape[:2], None if scores is None else box_scores,
+                                      self.options.score_thr, self.options.max_boxes)
+        dropped = {int(i): "hygiene" for i in np.setdiff1d(np.arange(n), kept)}
+        centers, scales = boxes_to_center_scale(b)
+        crops = make_crops(image, centers, scales, out=self._crop_buffer(len(b)))
+        t1 = time.perf_counter()
+        if len(b) and (self.options.policy == "dyn" or self.options.budget_ms is not None):
+            parts = self._enqueue("router", crops)
+            router_scores = np.concatenate([p.wait()["score"].reshape(-1) for p, _ in parts])
+        else:
+            router_scores = np.full(len(b), np.nan)
+        t2 = time.perf_counter()
+        large = route(self.options.policy, router_scores, self.k1, self.k2, self.fraction, self._rng)
+        if self.options.budget_ms is not None and len(b):
+            cap = budget_max_large(self.options.budget_ms, len(b), self._ms_per_crop["small"],
+                                   self._ms_per_crop["large"], (t2 - t0) * 1e3)
+            large = apply_budget(router_scores, large, self.k1, self.k2, cap)
+        pending = {"small": self._enqueue("small", crops[~large]) if (~large).any() else [],
+                   "large": self._enqueue("large", crops[large]) if large.any() else []}
+        timings = {"preprocess": (t1 - t0) * 1e3, "router": (t2 - t1) * 1e3}
+        return _Job(raw, box_scores, kept, dropped, centers, scales, router_scores, large, pending, timings, t0)
+
+    def _collect(self, job: _Job) -> FrameResult:
+        t_wait = time.perf_counter()
+        n = len(job.boxes)
+        kps = np.full((n, 17, 3), np.nan, np.float32)
+        presence = np.zeros((n, 17), np.float32)
+        route_arr = np.full(n, -1, np.int8)
+        rscore = np.full(n, np.nan, np.float32)
+        rscore[job.kept] = job.scores
+        decode_ms = 0.0
+        for role, flag in (("small", False), ("large", True)):
+            parts = job.pending[role]
+            if not parts:
+                continue
+            outs_list = [p.wait() for p, _ in parts]
+            self._update_cost(role, parts)
+            td = time.perf_counter()
+            outs = {k: np.concatenate([o[k] for o in outs_list]) for k in outs_list[0]}
+            sel = np.flatnonzero(job.large == flag)
+            coords, kscores, pres = decode_outputs(self.heads[role], outs, self.temperature)
+            xy = heatmap_to_image(coords, job.centers[sel], job.scales[sel])
+            rows = job.kept[sel]
+            kps[rows, :, :2] = xy
+            kps[rows, :, 2] = kscores
+            presence[rows] = pres
+            route_arr[rows] = int(flag)
+            decode_ms += (time.perf_counter() - td) * 1e3
+        t_end = time.perf_counter()
+        timings = dict(job.timings, nets=(t_end - t_wait) * 1e3 - decode_ms, decode=decode_ms,
+                       total=(t_end - job.t0) * 1e3)
+        return FrameResult(job.boxes.astype(np.float32), kps, presence, route_arr, rscore,
+                           job.box_scores.astype(np.float32), job.dropped, timings)
+
+    # -- budget mode -------------------------------------------------------------------
+    def _update_cost(self, role: str, parts: list[tuple[Pending, int]]) -> None:
+        ms = [getattr(p, "elapsed_ms", None) for p, _ in parts]
+        if any(m is None for m in ms):
+            return
+        per = sum(ms) / max(1, sum(n for _, n in parts))
+        old = self._ms_per_crop.get(role)
+        self._ms_per_crop[role] = per if old is None else 0.8 * old + 0.2 * per
+
+    def _measure_costs(self) -> None:
+        """Budget mode needs per-crop costs before the first frame: time each net once."""
+        probe = np.zeros((4, 3, *INPUT_HW), np.float32)
+        for role in NET_ROLES:
+            t = time.perf_counter()
+            self.runners[role].infer(probe, self.streams[role])
+            self._ms_per_crop[role] = (time.perf_counter() - t) * 1e3 / len(probe)
+
+
+def load_pipeline(root: str | Path, **options: Any) -> PosePipeline:
+    """``load_pipeline('artifacts/dyn-r50-h32-cpu')(image_bgr, boxes_xywh)``."""
+    return PosePipeline(root, PipelineOptions(**options))

@@ -1,0 +1,177 @@
+"""Boxes -> crops, and heatmap coordinates -> image coordinates.
+
+Both directions live here so the forward and inverse affine can never drift
+apart. Pure numpy + OpenCV: the device, the calibrator and the trainer all
+make crops through this one module.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+INPUT_HW = (256, 192)
+HEATMAP_HW = (64, 48)
+PADDING = 1.25
+MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255.0
+STD = np.array([0.229, 0.224, 0.225], np.float32) * 255.0
+DEFAULT_MAX_BOXES = 256
+
+
+class BoxError(ValueError):
+    """Boxes that cannot be read at all (wrong shape or type)."""
+
+
+@dataclass
+class BoxReport:
+    """What box hygiene did, so callers can log it instead of losing crops silently."""
+
+    n_in: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, n: int) -> None:
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + int(n)
+
+
+def as_boxes(boxes: object) -> np.ndarray:
+    """Any list/array of xywh boxes as float64 [N,4]; a clear error otherwise."""
+    arr = np.asarray(boxes if boxes is not None else [], dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 4))
+    if arr.ndim != 2 or arr.shape[1] < 4:
+        raise BoxError(f"boxes must be [N,4] as x,y,w,h (COCO xywh), got shape {arr.shape}; "
+                       "convert x1,y1,x2,y2 boxes with w=x2-x1, h=y2-y1")
+    return arr[:, :4]
+
+
+def sanitize_boxes(boxes_xywh: object, image_hw: tuple[int, int], scores: object = None,
+                   score_thr: float | None = None, max_boxes: int | None = DEFAULT_MAX_BOXES
+                   ) -> tuple[np.ndarray, np.ndarray, BoxReport]:
+    """Clip to the image, drop NaN / empty / off-image / low-score boxes, cap the count.
+
+    Returns the kept boxes, their indices into the input (so results map back
+    to the caller's order) and a report of what was dropped and why. The cap
+    keeps the highest-scoring boxes.
+    """
+    b = as_boxes(boxes_xywh)
+    rep = BoxReport(n_in=len(b))
+    idx = np.arange(len(b))
+    h, w = image_hw
+    finite = np.isfinite(b).all(axis=1)
+    rep.drop("nan_or_inf", (~finite).sum())
+    b, idx = b[finite], idx[finite]
+    sc = None
+    if scores is not None:
+        sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if len(sc) != rep.n_in:
+            raise BoxError(f"got {rep.n_in} boxes but {len(sc)} scores; pass one score per box")
+        sc = sc[finite]
+        if score_thr is not None:
+            ok = sc >= score_thr
+            rep.drop("below_score_threshold", (~ok).sum())
+            b, idx, sc = b[ok], idx[ok], sc[ok]
+    x1 = np.clip(b[:, 0], 0, w)
+    y1 = np.clip(b[:, 1], 0, h)
+    x2 = np.clip(b[:, 0] + b[:, 2], 0, w)
+    y2 = np.clip(b[:, 1] + b[:, 3], 0, h)
+    nonpos = (b[:, 2] <= 0) | (b[:, 3] <= 0)
+    rep.drop("zero_or_negative_size", nonpos.sum())
+    off = ~nonpos & ((x2 - x1 < 1) | (y2 - y1 < 1))
+    rep.drop("outside_image", off.sum())
+    ok = ~nonpos & ~off
+    b = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)[ok]
+    idx = idx[ok]
+    if sc is not None:
+        sc = sc[ok]
+    if max_boxes is not None and len(b) > max_boxes:
+        order = np.argsort(-sc, kind="stable")[:max_boxes] if sc is not None else np.arange(max_boxes)
+        order = np.sort(order)
+        rep.drop("over_max_boxes", len(b) - max_boxes)
+        warnings.warn(f"{len(b)} boxes in one image; keeping {max_boxes} (raise max_boxes to keep more)",
+                      stacklevel=2)
+        b, idx = b[order], idx[order]
+    rep.kept = len(b)
+    return b.astype(np.float32), idx, rep
+
+
+def boxes_to_center_scale(boxes_xywh: np.ndarray, padding: float = PADDING,
+                          input_hw: tuple[int, int] = INPUT_HW) -> tuple[np.ndarray, np.ndarray]:
+    """Box -> centre and (w, h) of the crop window at the net's 3:4 aspect, padded."""
+    b = np.asarray(boxes_xywh, np.float32).reshape(-1, 4)
+    centers = b[:, :2] + b[:, 2:] * 0.5
+    w, h = b[:, 2].copy(), b[:, 3].copy()
+    aspect = input_hw[1] / input_hw[0]
+    wide = w > aspect * h
+    h[wide] = w[wide] / aspect
+    w[~wide] = h[~wide] * aspect
+    return centers, np.stack([w, h], axis=1) * padding
+
+
+def crop_affines(centers: np.ndarray, scales: np.ndarray, out_hw: tuple[int, int] = INPUT_HW) -> np.ndarray:
+    """[N,2,3] image -> crop transforms (no rotation), vectorised."""
+    n = len(centers)
+    sx = out_hw[1] / scales[:, 0]
+    sy = out_hw[0] / scales[:, 1]
+    m = np.zeros((n, 2, 3), np.float64)
+    m[:, 0, 0] = sx
+    m[:, 1, 1] = sy
+    m[:, 0, 2] = out_hw[1] * 0.5 - sx * centers[:, 0]
+    m[:, 1, 2] = out_hw[0] * 0.5 - sy * centers[:, 1]
+    return m
+
+
+def make_crops(image_bgr: np.ndarray, centers: np.ndarray, scales: np.ndarray,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """Affine crops, BGR->RGB and ImageNet normalisation into one [N,3,256,192] buffer.
+
+    ``out`` may be a preallocated (pinned) buffer with at least N rows; the
+    crops are written into it and a view of the first N rows is returned.
+    """
+    if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        raise ValueError(f"image must be HxWx3 BGR uint8, got "
+                         f"{None if image_bgr is None else image_bgr.shape}")
+    n = len(centers)
+    h, w = INPUT_HW
+    if out is None:
+        out = np.empty((n, 3, h, w), np.float32)
+    elif out.shape[0] < n or out.shape[1:] != (3, h, w) or out.dtype != np.float32:
+        raise ValueError(f"crop buffer {out.shape} {out.dtype} cannot hold {n} crops of 3x{h}x{w} float32")
+    mats = crop_affines(centers, scales)
+    scale = (1.0 / STD)[::-1].astype(np.float32)   # BGR order
+    shift = (-MEAN / STD)[::-1].astype(np.float32)
+    for i in range(n):
+        crop = cv2.warpAffine(image_bgr, mats[i], (w, h), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        norm = crop.astype(np.float32) * scale + shift          # HxWx3, BGR
+        out[i] = norm[:, :, ::-1].transpose(2, 0, 1)            # 3xHxW, RGB
+    return out[:n]
+
+
+def heatmap_to_image(coords: np.ndarray, centers: np.ndarray, scales: np.ndarray,
+                     heatmap_hw: tuple[int, int] = HEATMAP_HW) -> np.ndarray:
+    """Inverse of :func:`make_crops` for heatmap-pixel (x, y) coordinates [N,K,2].
+
+    Pixel centres are aligned the MMPose way (coordinate / size * scale), so a
+    heatmap x of 0 maps to the left edge of the crop window.
+    """
+    c = np.asarray(coords, np.float64)
+    hh, hw = heatmap_hw
+    out = np.empty_like(c)
+    out[..., 0] = c[..., 0] / hw * scales[:, None, 0] + centers[:, None, 0] - scales[:, None, 0] * 0.5
+    out[..., 1] = c[..., 1] / hh * scales[:, None, 1] + centers[:, None, 1] - scales[:, None, 1] * 0.5
+    return out.astype(np.float32)
+
+
+def image_to_heatmap(points: np.ndarray, centers: np.ndarray, scales: np.ndarray,
+                     heatmap_hw: tuple[int, int] = HEATMAP_HW) -> np.ndarray:
+    """Forward map of image (x, y) [N,K,2] into heatmap pixels (training targets, tests)."""
+    p = np.asarray(points, np.float64)
+    hh, hw = heatmap_hw
+    out = np.empty_like(p)
+    out[..., 0] = (p[..., 0] - centers[:, None, 0] + scales[:, None, 0] * 0.5) / scales[:, None, 0] * hw
+    out[..., 1] = (p[..., 1] - centers[:, None, 1] + scales[:, None, 1] * 0.5) / scales[:, None, 1] * hh
+    return out.astype(np.float32)

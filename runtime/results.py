@@ -1,0 +1,67 @@
+"""Per-frame results: arrays in the caller's box order, plus export helpers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+ROUTE_NAMES = {-1: "dropped", 0: "small", 1: "large"}
+
+
+@dataclass
+class FrameResult:
+    """One row per input box, in input order.
+
+    ``route`` is 0 (small net), 1 (large net) or -1 (box dropped by hygiene;
+    its keypoints are NaN and ``dropped`` says why). ``keypoints`` are image
+    coordinates with the keypoint score as third column; ``presence`` is the
+    calibrated probability that the keypoint lies inside the crop window (1
+    for heatmap nets, which have no presence head).
+    """
+
+    boxes: np.ndarray          # [N,4] xywh as given
+    keypoints: np.ndarray      # [N,17,3]
+    presence: np.ndarray       # [N,17]
+    route: np.ndarray          # [N] int8
+    router_score: np.ndarray   # [N]
+    box_score: np.ndarray      # [N]
+    dropped: dict[int, str] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def large_fraction(self) -> float:
+        valid = self.route >= 0
+        return float((self.route[valid] == 1).mean()) if valid.any() else 0.0
+
+    def persons(self) -> list[dict[str, Any]]:
+        """JSON-ready records (one per input box)."""
+        out = []
+        for i in range(len(self)):
+            out.append({
+                "index": i,
+                "box": [round(float(v), 2) for v in self.boxes[i]],
+                "route": ROUTE_NAMES[int(self.route[i])],
+                "router_score": None if np.isnan(self.router_score[i]) else round(float(self.router_score[i]), 5),
+                "keypoints": np.round(np.nan_to_num(self.keypoints[i], nan=-1.0), 2).tolist(),
+                "presence": np.round(self.presence[i], 4).tolist(),
+                **({"dropped": self.dropped[i]} if i in self.dropped else {}),
+            })
+        return out
+
+    def to_coco(self, image_id: int) -> list[dict[str, Any]]:
+        """COCO keypoint results; the person score is box score x mean visible keypoint score
+        (MMPose's rescoring), dropped boxes are left out."""
+        res = []
+        for i in np.flatnonzero(self.route >= 0):
+            kp = self.keypoints[i]
+            conf = kp[:, 2]
+            vis = conf > 0.2
+            kscore = float(conf[vis].mean()) if vis.any() else 0.0
+            res.append({"image_id": int(image_id), "category_id": 1,
+                        "keypoints": np.round(kp, 3).reshape(-1).tolist(),
+                        "score": float(self.box_score[i]) * kscore})
+        return res

@@ -1,0 +1,38 @@
+"""Shared pytest fixtures: the real data beside the repo and one export per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("DYNPOSE_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``. Missing data is an error, never a skip."""
+    d = shared_data_dir()
+    if not (d / "coco-mini" / "person_keypoints.json").is_file():
+        raise RuntimeError(f"real test data not found at {d}; clone the repo beside shared/ "
+                           "or set DYNPOSE_SHARED_DATA")
+    return d
+
+
+@pytest.fixture(scope="session")
+def coco_mini(shared_data: Path) -> Path:
+    return shared_data / "coco-mini"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _limit_threads() -> None:
+    """Two cores here: keep torch from oversubscribing when tests run beside other work."""
+    try:
+        import torch
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    except ImportError:
+        pass
