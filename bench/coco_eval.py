@@ -27,6 +27,8 @@ from pycocotools.cocoeval import COCOeval
 NUM_KEYPOINTS = 17
 PERSON_CATEGORY = 1
 # Order of COCOeval.stats for iouType='keypoints' (pycocotools' _summarizeKps).
+# COCO OKS per-keypoint sigmas (pycocotools' default for iouType='keypoints').
+COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 Results = list[dict[str, Any]]
@@ -192,12 +194,11 @@ def synthetic_results(coco_gt: COCO, seed: int = 0, noise: float = 0.5, n_false:
     carries presence 1 on every keypoint.
     """
     rng = np.random.default_rng(seed)
-    sig = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
     anns = [a for a in coco_gt.dataset["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0)]
     ids, kps, scores = [], [], []
     for a in anns:
         kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(NUM_KEYPOINTS, 3)
-        scale = 2 * sig * math.sqrt(a["area"])
+        scale = 2 * COCO_SIGMAS * math.sqrt(a["area"])
         xy = kp[:, :2] + noise * scale[:, None] * rng.standard_normal((NUM_KEYPOINTS, 2))
         kps.append(np.concatenate([xy, rng.uniform(0.3, 1.0, (NUM_KEYPOINTS, 1))], axis=1))
         ids.append(a["image_id"])

@@ -64,3 +64,14 @@ register_config(PipelineConfig(
 register_config(PipelineConfig(
     "dyn-r50-probpose", NetChoice("res50", "probmap"), NetChoice("probpose-s", "probmap"),
     description="probability-map heads on both nets (ProbPose decode, presence)"))
+
+
+# Trained fixtures (issue 9): tiny nets trained on synthetic figures by
+# `python -m build.train.fixtures --seed 0`. They know synthetic figures,
+# not real people; pass real checkpoints with another config for real use.
+register_config(PipelineConfig(
+    "fixture-dyn", NetChoice("fixture-s", "heatmap"), NetChoice("fixture-l", "probmap"),
+    router=dict(channels=(8, 8, 16, 32), hidden=32), theta=0.1, p=50.0,
+    checkpoints={"small": "build/fixtures/small.pth", "large": "build/fixtures/large.pth",
+                 "router": "build/fixtures/router.pth"},
+    description="trained fixtures on synthetic figures: fixture-s heatmap small, fixture-l ProbPose large"))

@@ -6,11 +6,13 @@ the convention has to be theirs and has to be written down:
 
 * Conv2d: output elements x (C_in / groups) x k_h x k_w.
 * ConvTranspose2d: **input** elements x (C_out / groups) x k_h x k_w, i.e.
-  every input pixel scatters one k x k x C_out stencil. This is the
-  mmcv/ptflops convention MMPose's "GFLOPs" use (mmengine's fvcore-style
-  analyzer agrees). The alternative "output elements x C_in x k x k" is
-  stride^2 = 4x larger for the s2 deconvs and puts res50 at ~9.7 G instead
-  of the published 5.45 G; with the input convention res50 counts 5.4 G.
+  every input pixel scatters one k x k x C_out stencil. This is MMPose's
+  convention: mmengine's analyzer (open-mmlab/mmengine
+  ``mmengine/analysis/jit_handles.py``, ``conv_flop_count``: "x_shape if
+  transposed else out_shape") and mmcv/ptflops both use the input size. The
+  alternative "output elements x C_in x k x k" is stride^2 = 4x larger for
+  the s2 deconvs and puts res50 at 9.65 G instead of the published 5.45 G;
+  with the input convention res50 counts 5.43 G.
 * Linear: output elements x in_features.
 * Attention: any module with a ``matmul_macs(x)`` method (ViT's attention)
   adds its two activation matmuls (q@k^T and attn@v), invisible to hooks

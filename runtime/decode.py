@@ -47,8 +47,12 @@ def _check_maps(x: np.ndarray, name: str) -> np.ndarray:
 
 
 def oks_variances(sigmas=COCO_SIGMAS, hm_hw: tuple[int, int] = HM_HW) -> np.ndarray:
-    """Per-keypoint Gaussian variance s_k (DESIGN section 5), float64 [K]."""
-    sig = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+    """Per-keypoint Gaussian variance s_k (DESIGN section 5), float64 [K].
+
+    Sigmas are rounded to float32 first: that is how they reach the TensorRT plugin
+    (ONNX float attributes), and the same rounding keeps plugin and reference equal.
+    """
+    sig = np.asarray(sigmas, dtype=np.float32).astype(np.float64).reshape(-1)
     h, w = hm_hw
     s = (2.0 * sig) ** 2 * np.sqrt((h / 1.25) * (w / 1.25)) * 2.0
     return np.clip(s, VAR_MIN, VAR_MAX)
@@ -66,7 +70,7 @@ def oks_half_taps(variances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     d = np.arange(rmax + 1, dtype=np.float64)
     g = np.exp(-(d[None, :] ** 2) / (2.0 * v[:, None]))
     g[d[None, :] > radii[:, None]] = 0.0
-    total = g[:, 0] + 2.0 * g[:, 1:].sum(axis=1)
+    total = g[:, 0] + 2.0 * np.cumsum(g[:, 1:], axis=1)[:, -1]  # sequential, as in C
     return (g / total[:, None]).astype(F32), radii
 
 

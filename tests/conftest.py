@@ -36,3 +36,23 @@ def _limit_threads() -> None:
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     except ImportError:
         pass
+
+
+def build_artifacts(out_root: Path, config: str, target: str = "cpu", extra: tuple[str, ...] = ()) -> Path:
+    """Run the real build CLI once; returns the artifacts folder."""
+    from build.engines import main
+
+    rc = main(["--config", config, "--target", target, "--out", str(out_root), *extra])
+    assert rc == 0
+    return out_root / f"{config}-{target}"
+
+
+@pytest.fixture(scope="session")
+def cpu_artifacts(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """Artifacts of the default config for the CPU target, built once per test session
+    (env DYNPOSE_TEST_CONFIG picks another config)."""
+    from build.configs import DEFAULT_CONFIG
+
+    config = os.environ.get("DYNPOSE_TEST_CONFIG", DEFAULT_CONFIG)
+    return build_artifacts(tmp_path_factory.mktemp("artifacts"), config,
+                           extra=("--calib-data", str(shared_data / "coco-mini")))

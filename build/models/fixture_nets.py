@@ -7,7 +7,7 @@ stride-8/16/32 stages give the context needed to tell left from right (the
 face) and the top-down path brings it back to 64x48. The head is then just
 MMPose's 1x1 ``final_layer`` (no deconvs), so the 256x192 -> 17x64x48
 contract holds and the checkpoints keep ``backbone.`` / ``head.`` names.
-The two sizes differ in width and depth only (small ~0.1, large ~0.5 GMAC).
+The two sizes differ in width and depth only (small ~0.06, large ~0.25 GMAC with heatmap heads).
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class FixtureFPN(nn.Module):
 
 FIXTURE_ARCHS = {
     "fixture-s": dict(widths=(16, 24, 48, 64), blocks=(1, 1, 1, 1), stem=12, out_channels=24),
-    "fixture-l": dict(widths=(32, 48, 96, 160), blocks=(2, 2, 3, 2), stem=24, out_channels=48),
+    "fixture-l": dict(widths=(24, 48, 96, 128), blocks=(1, 2, 3, 2), stem=16, out_channels=32),
 }
 
 
@@ -67,7 +67,7 @@ def _register() -> None:
     for name, kw in FIXTURE_ARCHS.items():
         register(ModelSpec(name, (lambda kw=kw: FixtureFPN(**kw)), out_channels=kw["out_channels"],
                            feat_hw=(64, 48), heatmap_deconvs=(), probmap_deconvs=(),
-                           aux_channels=kw["out_channels"],
+                           aux_channels=16,
                            notes="trained fixture net (synthetic figures only, issue 9)"))
 
 

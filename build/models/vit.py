@@ -155,7 +155,7 @@ def _register() -> None:
 
     register(ModelSpec("probpose-s", VisionTransformer, out_channels=384, feat_hw=(16, 12),
                        heatmap_deconvs=(256, 256), probmap_deconvs=(256, 256), aux_channels=384,
-                       gmacs=6.39 + 0.34, params_m=40.3,
+                       gmacs=6.73, params_m=40.3,  # 6.39 + 0.34 attention, all 4 aux heads
                        notes="ProbPose-s: ViT-S + ProbMapHead (td-pm_ProbPose-small_8xb64-210e_coco-256x192)",
                        extra={"reference_head": "probmap"}))
 

@@ -1,0 +1,121 @@
+"""The exporter's plugin option: custom ONNX nodes that TensorRT's parser maps onto
+libdynpose_plugins.so (DynPoseDecode, DynPoseSparsemax).
+
+TensorRT's ONNX parser imports a node whose op_type it does not know through the plugin
+registry, using op_type as the plugin name and the ``plugin_version`` /
+``plugin_namespace`` attributes; every other attribute becomes a plugin field. The nodes
+live in the default domain, as in NVIDIA's own plugin samples, so ONNX Runtime (and
+``onnx.checker``) cannot run such a model: the plugin variant is for TensorRT only and
+the default export keeps standard ops.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from runtime.decode import COCO_SIGMAS
+
+PLUGIN_NAMESPACE = "dynpose"
+PLUGIN_VERSION = "1"
+DECODE_OP = "DynPoseDecode"
+SPARSEMAX_OP = "DynPoseSparsemax"
+KEYPOINTS, KEYPOINT_SCORES = "keypoints", "keypoint_scores"
+
+
+def _graph_output(model: onnx.ModelProto, name: str) -> onnx.ValueInfoProto | None:
+    return next((o for o in model.graph.output if o.name == name), None)
+
+
+def _dims(vi: onnx.ValueInfoProto) -> list:
+    """Dims of a value as ints or dim_param strings (None where unknown)."""
+    out = []
+    for d in vi.type.tensor_type.shape.dim:
+        out.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or None))
+    return out
+
+
+def _plugin_attrs(**fields) -> dict:
+    return {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE, **fields}
+
+
+def add_decode_plugin(model: onnx.ModelProto, head_kind: str, *, sigmas: Sequence[float] = COCO_SIGMAS,
+                      temperature: float = 1.0, keep_maps: bool = False) -> onnx.ModelProto:
+    """Return a copy of ``model`` with a DynPoseDecode node producing ``keypoints`` [N,K,2]
+    (x, y in heatmap pixels) and ``keypoint_scores`` [N,K].
+
+    head_kind "heatmap" decodes the ``heatmaps`` output (MSRA). head_kind "probmap"
+    decodes ``logits`` (sparsemax fused in the plugin) or, if the net only has
+    ``probmaps``, those. With ``keep_maps=False`` the map output is dropped from the
+    graph outputs, so no [N,K,64,48] tensor crosses to the host.
+    """
+    if head_kind not in ("heatmap", "probmap"):
+        raise ValueError(f"head_kind must be 'heatmap' or 'probmap', got {head_kind!r}")
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    names = [o.name for o in out.graph.output]
+    if KEYPOINTS in names or KEYPOINT_SCORES in names:
+        raise ValueError("model already has keypoints outputs; add the decode plugin once")
+    if head_kind == "heatmap":
+        src, attrs = "heatmaps", {"mode": "heatmap"}
+    elif "logits" in names:
+        src, attrs = "logits", {"mode": "probmap", "normalize": 1}
+    elif "probmaps" in names:
+        src, attrs = "probmaps", {"mode": "probmap", "normalize": 0}
+    else:
+        raise ValueError(f"probmap decode needs a 'logits' or 'probmaps' output; the model has {names}. "
+                         "Export the probmap net with its logits output")
+    if head_kind == "heatmap" and src not in names:
+        raise ValueError(f"heatmap decode needs a 'heatmaps' output; the model has {names}")
+    vi = _graph_output(out, src)
+    dims = _dims(vi)
+    if len(dims) != 4:
+        raise ValueError(f"{src} must be [N,K,H,W], got dims {dims}")
+    k = dims[1]
+    sig = np.asarray(sigmas, dtype=np.float32).reshape(-1)
+    if isinstance(k, int) and k != sig.size:
+        raise ValueError(f"{src} has K={k} maps but {sig.size} sigmas were given; pass sigmas of length {k}")
+    if attrs["mode"] == "probmap":
+        attrs.update(sigmas=[float(s) for s in sig], temperature=float(temperature))
+    node = helper.make_node(DECODE_OP, [src], [KEYPOINTS, KEYPOINT_SCORES], name="dynpose_decode",
+                            **_plugin_attrs(**attrs))
+    out.graph.node.append(node)
+    if not keep_maps:
+        keep = [o for o in out.graph.output if o.name != src]
+        del out.graph.output[:]
+        out.graph.output.extend(keep)
+    n = dims[0] if dims[0] is not None else "N"
+    out.graph.output.extend([
+        helper.make_tensor_value_info(KEYPOINTS, TensorProto.FLOAT, [n, k, 2]),
+        helper.make_tensor_value_info(KEYPOINT_SCORES, TensorProto.FLOAT, [n, k]),
+    ])
+    return out
+
+
+def add_sparsemax_plugin(model: onnx.ModelProto, src: str = "logits", dst: str = "probmaps", *,
+                         temperature: float = 1.0, keep_src: bool = False) -> onnx.ModelProto:
+    """Return a copy with a DynPoseSparsemax node turning output ``src`` [N,K,H,W] into ``dst``
+    (sparsemax over each H*W map), for a probmap net exported with logits only."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    vi = _graph_output(out, src)
+    if vi is None:
+        raise ValueError(f"model has no output {src!r}; outputs: {[o.name for o in out.graph.output]}")
+    if _graph_output(out, dst) is not None:
+        raise ValueError(f"model already has an output {dst!r}")
+    out.graph.node.append(helper.make_node(SPARSEMAX_OP, [src], [dst], name="dynpose_sparsemax",
+                                           **_plugin_attrs(temperature=float(temperature), num_axes=2)))
+    new = helper.make_tensor_value_info(dst, vi.type.tensor_type.elem_type, _dims(vi))
+    if not keep_src:
+        keep = [o for o in out.graph.output if o.name != src]
+        del out.graph.output[:]
+        out.graph.output.extend(keep)
+    out.graph.output.append(new)
+    return out
+
+
+def plugin_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The dynpose plugin nodes in a model (what TensorRT will resolve via the registry)."""
+    return [n for n in model.graph.node if n.op_type in (DECODE_OP, SPARSEMAX_OP)]

@@ -1,0 +1,112 @@
+"""``python -m build.router``: train the DynPose router for a pair of frozen pose nets.
+
+    python -m build.router --config dyn-r50-h32 --small-ckpt res50.pth --large-ckpt hrnet_w32.pth \\
+        --data coco/annotations/person_keypoints_train2017.json --images coco/train2017 --out router.pth
+
+Every crop is made by ``runtime.preprocess`` (the run-time crops), both nets
+predict it, D_s and D_l (Object Keypoint Distance, DESIGN section 2) give
+the target (D_s - D_l)/D_s, and the router fits it with (s - target)^2,
+skipping crops where D_s ~ 0. Boxes are the annotations' own plus jittered
+copies (box diversity), or a detections file (``--dets``) matched by IoU.
+The last 10% of images are held out; the epoch with the best Spearman
+correlation there is kept and reported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .artifacts import build_network, load_weights
+from .configs import get_config
+from .train.infer import box_list, load_coco, run_crops
+from .train.metrics import spearman
+from .train.router_fit import crop_targets, fit_router, predict_f0
+from .train.trainer import save_checkpoint
+
+
+def collect(coco: dict, images: str | Path, small: torch.nn.Module, large: torch.nn.Module,
+            dets: list | None, jitter: int, seed: int, max_images: int | None = None,
+            progress: str | None = "crops") -> dict[str, Any]:
+    """Run both frozen nets over the crops; return F0 maps, targets and the D's per crop."""
+    if max_images is not None:
+        keep = {im["id"] for im in coco["images"][:max_images]}
+        coco = {**coco, "images": [im for im in coco["images"] if im["id"] in keep]}
+    items = box_list(coco, dets, jitter=jitter, seed=seed)
+    if not items:
+        raise ValueError("no crops: the COCO file has no person annotations with keypoints "
+                         "(or no detections matched them); check --data / --dets")
+    cs = run_crops(coco, images, items, {"small": small, "large": large}, keep_f0=True, progress=progress)
+    target, valid, d_s, d_l = crop_targets(cs, coco)
+    return {"crops": cs, "f0": cs.f0, "target": target, "valid": valid, "d_small": d_s, "d_large": d_l}
+
+
+def split_by_image(image_ids: np.ndarray, holdout: float, seed: int) -> np.ndarray:
+    """True for crops of held-out images (whole images, so near-duplicate crops never straddle the split)."""
+    ids = np.unique(image_ids)
+    rng = np.random.default_rng(seed)
+    held = set(rng.permutation(ids)[: max(1, int(round(len(ids) * holdout)))].tolist())
+    return np.array([i in held for i in image_ids])
+
+
+def train_router(cfg_name: str, small_ckpt: str | None, large_ckpt: str | None, data: str, images: str,
+                 out: str | Path, dets: str | None = None, jitter: int = 2, epochs: int = 30,
+                 holdout: float = 0.1, seed: int = 0, max_images: int | None = None,
+                 log: Any = None) -> dict[str, Any]:
+    cfg = get_config(cfg_name)
+    nets = {}
+    for role, ck in (("small", small_ckpt), ("large", large_ckpt)):
+        net = build_network(cfg, role)
+        info = load_weights(net, cfg, role, ck, seed)
+        if info["source"] != "checkpoint":
+            raise SystemExit(f"error: the {role} net has no weights; a router for random nets is "
+                             f"meaningless. Pass --{role}-ckpt (or a config with bundled weights)")
+        nets[role] = net.eval().requires_grad_(False)
+    coco = load_coco(data)
+    det_list = json.loads(Path(dets).read_text()) if dets else None
+    torch.manual_seed(seed)
+    got = collect(coco, images, nets["small"], nets["large"], det_list, jitter, seed, max_images)
+    held = split_by_image(got["crops"].image_ids, holdout, seed)
+    tr, va = got["valid"] & ~held, got["valid"] & held
+    if tr.sum() < 8 or va.sum() < 4:
+        raise ValueError(f"only {int(tr.sum())} training / {int(va.sum())} held-out crops with D_s > 0; "
+                         "use more images (or --jitter) to train a router")
+    router = build_network(cfg, "router")
+    summary = fit_router(router, got["f0"][tr], got["target"][tr], epochs=epochs, seed=seed,
+                         val=(got["f0"][va], got["target"][va]), log=log)
+    rho = spearman(predict_f0(router, got["f0"][va]), got["target"][va])
+    meta = {"config": cfg_name, "role": "router", "data": str(data), "n_crops": int(len(got["valid"])),
+            "n_train": int(tr.sum()), "n_heldout": int(va.sum()), "heldout_spearman": rho,
+            "mean_target": float(got["target"][got["valid"]].mean()), **summary}
+    save_checkpoint(router, out, meta)
+    return meta
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m build.router", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="pipeline config naming the small/large/router architectures")
+    p.add_argument("--small-ckpt", default=None, help="small net checkpoint (default: the config's bundled one)")
+    p.add_argument("--large-ckpt", default=None, help="large net checkpoint (default: the config's bundled one)")
+    p.add_argument("--data", required=True, help="COCO person_keypoints JSON (e.g. COCO train2017)")
+    p.add_argument("--images", required=True, help="folder holding the images named in --data")
+    p.add_argument("--dets", default=None, help="optional detections JSON (COCO results) to crop instead of GT boxes")
+    p.add_argument("--jitter", type=int, default=2, help="jittered copies per GT box (without --dets)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--max-images", type=int, default=None, help="use only the first N images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="router.pth")
+    a = p.parse_args(argv)
+    meta = train_router(a.config, a.small_ckpt, a.large_ckpt, a.data, a.images, a.out, a.dets, a.jitter,
+                        a.epochs, seed=a.seed, max_images=a.max_images)
+    print(f"router -> {a.out}: {meta['n_train']} training crops, held-out Spearman {meta['heldout_spearman']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

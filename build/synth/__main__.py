@@ -1,0 +1,22 @@
+"""``python -m build.synth --out DIR --n-images N --seed S [--photos DIR]``."""
+from __future__ import annotations
+
+import argparse
+
+from .coco import load_photos, write_dataset
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m build.synth", description=__doc__)
+    p.add_argument("--out", required=True, help="output directory (images/, person_keypoints.json, detections.json)")
+    p.add_argument("--n-images", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--photos", default=None,
+                   help="directory of .jpg backgrounds (default ../shared/data/coco-mini; '' for none)")
+    a = p.parse_args(argv)
+    paths = write_dataset(a.out, a.n_images, a.seed, load_photos(a.photos), progress=True)
+    print("\n".join(f"{k}: {v}" for k, v in paths.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Write synthetic scenes as a COCO keypoint dataset + detections, and load the photo pool."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .scene import make_scene
+from .skeleton import KEYPOINT_NAMES, SKELETON
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def default_photo_dir() -> Path:
+    return Path(os.environ.get("DYNPOSE_SHARED_DATA", REPO.parent / "shared" / "data")) / "coco-mini"
+
+
+def load_photos(photo_dir: str | Path | None = None) -> list[np.ndarray]:
+    """Real photos for backgrounds (sorted by name, so the pool is the same on every machine).
+
+    ``photo_dir=""`` means none (noise/gradient backgrounds only); a named
+    directory that does not exist is an error rather than a silent change of data.
+    """
+    if photo_dir == "":
+        return []
+    d = Path(photo_dir) if photo_dir is not None else default_photo_dir()
+    if not d.is_dir():
+        if photo_dir is None:
+            return []
+        raise FileNotFoundError(f"photo directory {d} not found; pass --photos '' for synthetic backgrounds only")
+    photos = [cv2.imread(str(p)) for p in sorted(d.glob("*.jpg"))]
+    return [p for p in photos if p is not None]
+
+
+def categories() -> list[dict]:
+    return [{"id": 1, "name": "person", "supercategory": "person",
+             "keypoints": list(KEYPOINT_NAMES), "skeleton": SKELETON}]
+
+
+def write_dataset(out_dir: str | Path, n_images: int, seed: int, photos: list[np.ndarray],
+                  progress: bool = False) -> dict[str, Path]:
+    """``out_dir/images/*.jpg``, ``person_keypoints.json``, ``detections.json``.
+
+    Image i is drawn from ``default_rng([seed, i])``: any subset can be
+    regenerated alone, and two seeds never share images.
+    """
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    images, anns, dets = [], [], []
+    it = range(n_images)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, desc=f"synth {out.name}", leave=False)
+    for i in it:
+        rng = np.random.default_rng([seed, i])
+        scene = make_scene(rng, photos)
+        img_id = i + 1
+        name = f"{img_id:06d}.jpg"
+        cv2.imwrite(str(out / "images" / name), scene.image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        h, w = scene.image.shape[:2]
+        images.append({"id": img_id, "file_name": name, "height": h, "width": w})
+        for p in scene.people:
+            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": 1, "iscrowd": 0,
+                         "keypoints": [round(float(v), 2) for v in p.keypoints.reshape(-1)],
+                         "num_keypoints": p.num_keypoints, "bbox": [round(float(v), 2) for v in p.bbox],
+                         "area": p.area, "out_of_image": [int(o) for o in p.out_of_image],
+                         "facing": "front" if p.front else "back"})
+        for b, s, src, kind in zip(scene.boxes, scene.scores, scene.source, scene.kinds):
+            dets.append({"image_id": img_id, "category_id": 1, "bbox": [round(float(v), 2) for v in b],
+                         "score": round(float(s), 4), "kind": kind,
+                         "gt_id": (anns[-len(scene.people) + int(src)]["id"] if src >= 0 else None)})
+    gt = {"info": {"description": f"dynpose-trt synthetic figures, seed {seed}", "version": "1"},
+          "images": images, "annotations": anns, "categories": categories()}
+    paths = {"images": out / "images", "keypoints": out / "person_keypoints.json",
+             "detections": out / "detections.json"}
+    paths["keypoints"].write_text(json.dumps(gt))
+    paths["detections"].write_text(json.dumps(dets))
+    return paths

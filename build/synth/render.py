@@ -1,0 +1,208 @@
+"""Drawing: figures as filled, textured shapes; backgrounds; occluders.
+
+Why filled shapes and not sticks: a top-down net must find the ends of limbs
+and the parts of a face; sticks would make the task a line detector. Clothes
+share one colour on both sides of the body, so left/right comes from the
+face (front) or its absence (back), as on real people.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .skeleton import LIMBS, Figure
+
+SKIN = np.array([[224, 192, 160], [180, 140, 110], [130, 95, 70], [90, 60, 45], [200, 170, 150]], np.float64)
+
+
+def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    hsv = np.uint8([[[rng.integers(0, 180), rng.integers(30, 256), rng.integers(40, 256)]]])
+    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+
+
+def _skin(rng: np.random.Generator) -> tuple[int, int, int]:
+    c = SKIN[rng.integers(len(SKIN))] + rng.normal(0, 12, 3)
+    return tuple(int(v) for v in np.clip(c, 0, 255))
+
+
+def _pt(p: np.ndarray) -> tuple[int, int]:
+    return int(round(p[0] * 16)), int(round(p[1] * 16))
+
+
+def _limb(img: np.ndarray, mask: np.ndarray, a: np.ndarray, b: np.ndarray, wa: float, wb: float,
+          colour: tuple[int, int, int]) -> None:
+    """Tapered quad from a to b with round ends (sub-pixel coordinates, shift 4)."""
+    d = b - a
+    n = np.hypot(*d)
+    perp = np.array([-d[1], d[0]]) / n if n > 1e-6 else np.array([1.0, 0.0])
+    quad = np.array([_pt(a + perp * wa / 2), _pt(b + perp * wb / 2), _pt(b - perp * wb / 2),
+                     _pt(a - perp * wa / 2)], np.int32)
+    for tgt, col in ((img, colour), (mask, 255)):
+        cv2.fillConvexPoly(tgt, quad, col, cv2.LINE_AA if tgt is img else cv2.LINE_8, shift=4)
+        cv2.circle(tgt, _pt(a), int(wa * 8), col, -1, cv2.LINE_8, shift=4)
+        cv2.circle(tgt, _pt(b), int(wb * 8), col, -1, cv2.LINE_8, shift=4)
+
+
+def _texture(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, box: tuple[int, int, int, int]) -> None:
+    """Stripes, checks or noise blended into the masked clothing, inside ``box`` only."""
+    x0, y0, x1, y1 = box
+    if x1 <= x0 or y1 <= y0:
+        return
+    m = mask[y0:y1, x0:x1] > 0
+    if not m.any():
+        return
+    kind = rng.integers(4)
+    if kind == 0:
+        return
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+    xs = np.arange(x0, x1, dtype=np.float32)[None, :]
+    period = float(rng.uniform(4, 14))
+    if kind == 1:      # stripes at any angle (an outer sum, never a full meshgrid)
+        ang = rng.uniform(0, np.pi)
+        pat = np.sin((xs * np.cos(ang) + ys * np.sin(ang)) * (2 * np.pi / period)) > 0
+    elif kind == 2:    # checks
+        pat = ((xs // period) + (ys // period)) % 2 > 0
+    else:              # speckle
+        pat = rng.random((y1 - y0, x1 - x0)) < 0.5
+    sel = m & pat
+    a = float(rng.uniform(0.3, 0.8))
+    roi = img[y0:y1, x0:x1]
+    roi[sel] = (roi[sel] * (1 - a) + np.array(_colour(rng), np.float32) * a).astype(np.uint8)
+
+
+def draw_figure(img: np.ndarray, fig: Figure, rng: np.random.Generator) -> np.ndarray:
+    """Draw ``fig`` into ``img`` (in place); returns the figure's uint8 mask."""
+    h, w = img.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    cloth = np.zeros((h, w), np.uint8)
+    L = fig.torso_len
+    kp = fig.keypoints
+    skin, shirt, pants, hair = _skin(rng), _colour(rng), _colour(rng), _colour(rng)
+    shoes = tuple(int(c * 0.4) for c in _colour(rng))
+    short_sleeves = rng.random() < 0.4
+    shorts = rng.random() < 0.25
+    arm_behind = rng.integers(3)  # 0: none, 1/2: the left/right arm is drawn behind the torso
+
+    def limb(name: str, colour, widen: float = 1.0, to_cloth: bool = True) -> None:
+        a, b, wa, wb = LIMBS[name]
+        _limb(img, mask, kp[a], kp[b], wa * L * widen, wb * L * widen, colour)
+        if to_cloth:
+            _limb(cloth, cloth, kp[a], kp[b], wa * L * widen, wb * L * widen, 255)
+
+    def arm(side: str) -> None:
+        limb(f"{side}_upper_arm", skin if short_sleeves else shirt, to_cloth=not short_sleeves)
+        limb(f"{side}_forearm", skin, to_cloth=False)
+        j = 9 if side == "l" else 10
+        cv2.circle(img, _pt(kp[j]), int(0.09 * L * 16), skin, -1, cv2.LINE_AA, shift=4)
+        cv2.circle(mask, _pt(kp[j]), int(0.09 * L * 16), 255, -1, shift=4)
+
+    for side in ("l", "r"):
+        limb(f"{side}_thigh", pants)
+        limb(f"{side}_shin", skin if shorts else pants, to_cloth=not shorts)
+        j = 15 if side == "l" else 16
+        foot = kp[j] + fig.lateral * 0.1 * L * (1 if rng.random() < 0.5 else -1)
+        _limb(img, mask, kp[j], foot, 0.12 * L, 0.1 * L, shoes)
+    if arm_behind:
+        arm("l" if arm_behind == 1 else "r")
+    # torso: shoulders to hips, slightly wider than the joints
+    out = fig.lateral * 0.05 * L
+    quad = np.array([kp[5], kp[6], kp[12], kp[11]], np.float64)
+    cx = quad.mean(axis=0)
+    quad = quad + np.sign((quad - cx) @ fig.lateral)[:, None] * out
+    poly = np.array([_pt(p) for p in quad], np.int32)
+    cv2.fillConvexPoly(img, poly, shirt, cv2.LINE_AA, shift=4)
+    cv2.fillConvexPoly(mask, poly, 255, shift=4)
+    cv2.fillConvexPoly(cloth, poly, 255, shift=4)
+    for j in (5, 6):
+        cv2.circle(img, _pt(kp[j]), int(0.1 * L * 16), shirt, -1, cv2.LINE_AA, shift=4)
+        cv2.circle(mask, _pt(kp[j]), int(0.1 * L * 16), 255, -1, shift=4)
+    if fig.front and rng.random() < 0.5:   # a chest emblem: one more "this is the front" cue
+        c = 0.5 * (kp[5] + kp[6]) * 0.6 + 0.5 * (kp[11] + kp[12]) * 0.4
+        cv2.circle(img, _pt(c), int(0.08 * L * 16), _colour(rng), -1, cv2.LINE_AA, shift=4)
+    for side in ("l", "r"):
+        if not arm_behind or side != ("l" if arm_behind == 1 else "r"):
+            arm(side)
+    xs, ys = kp[:, 0], kp[:, 1]
+    pad = int(0.4 * L) + 2
+    box = (max(0, int(xs.min()) - pad), max(0, int(ys.min()) - pad),
+           min(w, int(xs.max()) + pad), min(h, int(ys.max()) + pad))
+    _texture(img, cloth, rng, box)
+    # neck and head
+    sh_mid = 0.5 * (kp[5] + kp[6])
+    _limb(img, mask, sh_mid, fig.head_center, 0.14 * L, 0.13 * L, skin)
+    ax = (int(fig.head_axes[0] * 16), int(fig.head_axes[1] * 16))
+    centre = _pt(fig.head_center)
+    for k in (3, 4):   # ears sit on the head's outline
+        cv2.circle(img, _pt(kp[k]), int(0.055 * L * 16), skin, -1, cv2.LINE_AA, shift=4)
+        cv2.circle(mask, _pt(kp[k]), int(0.055 * L * 16), 255, -1, shift=4)
+    cv2.ellipse(img, centre, ax, fig.head_angle, 0, 360, hair if not fig.front else skin, -1, cv2.LINE_AA, shift=4)
+    cv2.ellipse(mask, centre, ax, fig.head_angle, 0, 360, 255, -1, shift=4)
+    if fig.front:
+        cv2.ellipse(img, centre, ax, fig.head_angle, 180, 360, hair, -1, cv2.LINE_AA, shift=4)
+        hc = fig.head_center
+        cv2.ellipse(img, _pt(hc + (kp[0] - hc) * 0.2), (int(ax[0] * 0.85), int(ax[1] * 0.55)),
+                    fig.head_angle, 0, 360, skin, -1, cv2.LINE_AA, shift=4)
+        eye_r = max(1, int(0.035 * L * 16))
+        for k in (1, 2):
+            cv2.circle(img, _pt(kp[k]), eye_r, (30, 20, 20), -1, cv2.LINE_AA, shift=4)
+        nose = tuple(int(c * 0.7) for c in skin)
+        cv2.circle(img, _pt(kp[0]), int(0.04 * L * 16), nose, -1, cv2.LINE_AA, shift=4)
+    return mask
+
+
+def background(rng: np.random.Generator, h: int, w: int, photos: list[np.ndarray]) -> np.ndarray:
+    """Noise, a gradient or a crop of a real photo, plus clutter (some of it limb-like)."""
+    kind = rng.integers(4) if photos else rng.integers(3)
+    if kind == 0:
+        img = np.empty((h, w, 3), np.uint8)
+        img[:] = _colour(rng)
+        img = cv2.add(img, rng.integers(0, 40, (h, w, 3), dtype=np.uint8))
+    elif kind == 1:
+        t = np.linspace(0, 1, w if rng.random() < 0.5 else h, dtype=np.float32)
+        a, b = np.array(_colour(rng), np.float32), np.array(_colour(rng), np.float32)
+        ramp = a[None] * (1 - t[:, None]) + b[None] * t[:, None]
+        img = np.broadcast_to(ramp[None] if len(t) == w else ramp[:, None], (h, w, 3)).astype(np.uint8).copy()
+    elif kind == 2:
+        small = rng.integers(0, 256, (max(2, h // 32), max(2, w // 32), 3), dtype=np.uint8)
+        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    else:
+        ph = photos[rng.integers(len(photos))]
+        s = rng.uniform(0.5, 1.0)
+        ch, cw = int(ph.shape[0] * s), int(ph.shape[1] * s)
+        y0 = rng.integers(0, ph.shape[0] - ch + 1)
+        x0 = rng.integers(0, ph.shape[1] - cw + 1)
+        img = cv2.resize(ph[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
+    for _ in range(rng.integers(0, 10)):
+        clutter(img, rng, limb_like=rng.random() < 0.5)
+    return img
+
+
+def clutter(img: np.ndarray, rng: np.random.Generator, limb_like: bool = False,
+            mask: np.ndarray | None = None, near: tuple[float, float, float] | None = None) -> None:
+    """One random shape; ``near`` = (x, y, radius) places it over a person (an occluder)."""
+    h, w = img.shape[:2]
+    if near is None:
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.03, 0.25) * min(h, w)
+    else:
+        cx, cy = near[0] + rng.normal(0, near[2]), near[1] + rng.normal(0, near[2])
+        r = near[2] * rng.uniform(0.3, 1.0)
+    col = _colour(rng)
+    targets = [(img, col)] + ([(mask, 255)] if mask is not None else [])
+    if limb_like:
+        ang = rng.uniform(0, np.pi)
+        d = np.array([np.cos(ang), np.sin(ang)]) * r
+        a, b = np.array([cx, cy]) - d, np.array([cx, cy]) + d
+        wd = r * rng.uniform(0.15, 0.4)
+        tmp = mask if mask is not None else np.zeros(img.shape[:2], np.uint8)
+        _limb(img, tmp, a, b, wd, wd * rng.uniform(0.6, 1.0), col)
+        return
+    kind = rng.integers(3)
+    aspect, angle = rng.uniform(0.3, 1.5), float(rng.uniform(0, 180))
+    pts = cv2.convexHull((np.array([cx, cy]) + rng.normal(0, r, (5, 2))).astype(np.int32))
+    for tgt, c in targets:
+        if kind == 0:
+            cv2.rectangle(tgt, (int(cx - r), int(cy - r * aspect)), (int(cx + r), int(cy + r)), c, -1)
+        elif kind == 1:
+            cv2.ellipse(tgt, (int(cx), int(cy)), (int(r), int(r * 0.6)), angle, 0, 360, c, -1)
+        else:
+            cv2.fillConvexPoly(tgt, pts, c)

@@ -1,0 +1,123 @@
+"""``python -m build.train.fixtures --seed 0``: regenerate the trained fixtures of ``fixture-dyn``.
+
+One command: synthetic COCO sets -> small net -> large net -> router (both
+nets frozen) -> AP table on a held-out synthetic set (pycocotools) for the
+small net, the large net, DynPose routing at p=50 and random routing at the
+same fraction, plus the router's Spearman correlation with the true relative
+error reduction. Writes ``build/fixtures/{small,large,router}.pth`` and
+``build/fixtures/report.json``.
+
+These weights know synthetic figures, not real people.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..configs import get_config
+from ..models import build_pose_net, build_router
+from ..synth.coco import load_photos, write_dataset
+from .infer import box_list, load_coco, run_crops
+from .metrics import policy_table, spearman
+from .router_fit import crop_targets, fit_router
+from .trainer import TrainPlan, save_checkpoint, train_pose
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = "fixture-dyn"
+# (images per set, steps) at scale 1.0; sized for ~45 min on 2 free cores
+PLAN = {"router_images": 500, "calib_images": 150, "test_images": 250,
+        "small_steps": 1500, "large_steps": 1500, "router_epochs": 40}
+MINUTES = {"small": 9.0, "large": 30.0}   # safety caps on a busy machine
+
+
+def make_sets(work: Path, seed: int, scale: float, photo_dir: str | None) -> dict[str, dict[str, Path]]:
+    photos = load_photos(photo_dir)
+    sets = {}
+    for i, name in enumerate(("router", "calib", "test")):
+        n = max(8, int(PLAN[f"{name}_images"] * scale))
+        sets[name] = write_dataset(work / name, n, seed=10_000 * (i + 2) + seed, photos=photos, progress=True)
+    return sets
+
+
+def crops_of(paths: dict[str, Path], nets: dict, router=None, keep_f0: bool = False, desc: str = ""):
+    coco = load_coco(paths["keypoints"])
+    dets = json.loads(paths["detections"].read_text())
+    cs = run_crops(coco, paths["images"], box_list(coco, dets), nets, router=router, keep_f0=keep_f0,
+                   progress=desc)
+    return coco, cs
+
+
+def format_table(t: dict, rho: float) -> str:
+    gap = t["large"] - t["small"]
+    rec = (t["dyn"] - t["small"]) / gap if gap > 0 else float("nan")
+    rows = [("small (fixture-s)", t["small"]), ("large (fixture-l)", t["large"]),
+            (f"dyn p={t['p']:.0f} (theta {t['theta']})", t["dyn"]),
+            (f"random at {100 * t['large_fraction']:.1f}% large", t["random"])]
+    lines = ["| policy | AP |", "| --- | --- |"] + [f"| {n} | {100 * v:.1f} |" for n, v in rows]
+    lines.append(f"\nlarge - small = {100 * gap:.1f} AP; dyn recovers {100 * rec:.0f}% of it "
+                 f"with {100 * t['large_fraction']:.1f}% of crops on the large net; "
+                 f"random std {100 * t['random_std']:.1f}; router Spearman {rho:.3f} (held-out crops)")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m build.train.fixtures", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(REPO / "build" / "fixtures"), help="where the .pth files go")
+    p.add_argument("--work", default="/tmp/dynpose-fixtures", help="scratch folder for the synthetic sets")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply steps and set sizes (0.05 for a smoke run)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    p.add_argument("--photos", default=None, help="background photos (default ../shared/data/coco-mini)")
+    p.add_argument("--no-caps", action="store_true", help="ignore the per-net time caps")
+    p.add_argument("--log", default=None, help="append per-step losses here")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    t0 = time.time()
+    out, work = Path(a.out), Path(a.work) / f"seed{a.seed}"
+    cfg = get_config(CONFIG)
+    log = open(a.log, "a") if a.log else None
+    sets = make_sets(work, a.seed, a.scale, a.photos)
+    nets, metas = {}, {}
+    for role, choice in (("small", cfg.small), ("large", cfg.large)):
+        net = build_pose_net(choice.arch, choice.head)
+        plan = TrainPlan(steps=max(2, int(PLAN[f"{role}_steps"] * a.scale)), seed=1000 * (1 + (role == "large")) + a.seed,
+                         max_minutes=None if a.no_caps else MINUTES[role] * max(a.scale, 0.05))
+        info = train_pose(net, plan, desc=f"{role} {choice.arch}/{choice.head}", log=log)
+        metas[role] = {"arch": choice.arch, "head": choice.head, "config": CONFIG, "data": "synthetic figures (build.synth)",
+                       "note": "knows synthetic figures, not real people", **info}
+        save_checkpoint(net, out / f"{role}.pth", metas[role])
+        nets[role] = net.eval().requires_grad_(False)
+    # router: both nets frozen, targets from D_s and D_l on the router set's detector boxes
+    coco, cs = crops_of(sets["router"], nets, keep_f0=True, desc="router crops")
+    target, valid, _, _ = crop_targets(cs, coco)
+    held = np.isin(cs.image_ids, np.unique(cs.image_ids)[::10])
+    router = build_router(**cfg.router)
+    torch.manual_seed(a.seed)
+    rinfo = fit_router(router, cs.f0[valid & ~held], target[valid & ~held],
+                       epochs=max(2, int(PLAN["router_epochs"] * min(1.0, a.scale * 4))), seed=a.seed,
+                       val=(cs.f0[valid & held], target[valid & held]), log=log)
+    save_checkpoint(router, out / "router.pth", {"config": CONFIG, "role": "router", **rinfo})
+    # evaluation: band fitted on the calibration set, scored on the held-out test set
+    _, cal = crops_of(sets["calib"], nets, router=router, desc="calib crops")
+    tcoco, test = crops_of(sets["test"], nets, router=router, desc="test crops")
+    table = policy_table(sets["test"]["keypoints"], test, cal.router[cal.gt_index != -2], cfg.theta, cfg.p)
+    t_target, t_valid, _, _ = crop_targets(test, tcoco)
+    rho = spearman(test.router[t_valid], t_target[t_valid])
+    report = {"seed": a.seed, "scale": a.scale, "minutes": round((time.time() - t0) / 60, 1), "table": table,
+              "router_spearman_test": rho, "n_test_crops": int(len(test)), "train": metas, "router": rinfo}
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
+    print(format_table(table, rho))
+    print(f"fixtures written to {out} in {report['minutes']} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

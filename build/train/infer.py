@@ -1,0 +1,169 @@
+"""Run pose nets (and the router) over a COCO-format set, crops made by the runtime.
+
+One pass per dataset collects, for every box: the crop's image id, box and
+detector score, each net's image-space keypoints and scores, and the router
+score. Routing policies and the router's training targets are then cheap
+numpy over these arrays.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from runtime.decode import decode_heatmaps, decode_probmaps
+from runtime.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
+
+
+@dataclass
+class CropSet:
+    """Everything known about N crops; ``gt_index`` = matched annotation row or -1."""
+
+    image_ids: np.ndarray
+    boxes: np.ndarray
+    det_scores: np.ndarray
+    gt_index: np.ndarray
+    preds: dict[str, np.ndarray] = field(default_factory=dict)     # role -> [N,17,3] x, y, score
+    router: np.ndarray | None = None                                # [N]
+    f0: np.ndarray | None = None                                    # [N,1,128,96] float16 router input maps
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+
+def decode_outputs(outputs: tuple[torch.Tensor, ...], head_kind: str) -> tuple[np.ndarray, np.ndarray]:
+    maps = outputs[0].float().numpy()
+    return decode_probmaps(maps) if head_kind == "probmap" else decode_heatmaps(maps)
+
+
+def router_f0(x: torch.Tensor) -> torch.Tensor:
+    """DESIGN section 2's F0: channel mean + channel max, 2x2 average pool (the router's first step)."""
+    return torch.nn.functional.avg_pool2d(x.mean(dim=1, keepdim=True) + x.amax(dim=1, keepdim=True), 2)
+
+
+def load_coco(gt_json: str | Path) -> dict:
+    p = Path(gt_json)
+    if not p.is_file():
+        raise FileNotFoundError(f"COCO keypoints file {p} not found; pass --data path/to/person_keypoints.json")
+    return json.loads(p.read_text())
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
+    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.clip(np.minimum(ax2[:, None], bx2[None]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def box_list(coco: dict, dets: list[dict] | None, jitter: int = 0, seed: int = 0,
+             min_iou: float = 0.3) -> list[tuple[int, np.ndarray, float, int]]:
+    """(image_id, box, score, gt row) per crop.
+
+    With detections: each box is matched to the annotation of highest IoU
+    (>= ``min_iou``, else -1: a false positive). Without: the annotations'
+    own boxes plus ``jitter`` jittered copies each (box diversity for COCO train).
+    """
+    anns = coco["annotations"]
+    by_img: dict[int, list[int]] = {}
+    for i, a in enumerate(anns):
+        if a.get("iscrowd", 0) == 0 and a.get("num_keypoints", 1) > 0:
+            by_img.setdefault(a["image_id"], []).append(i)
+    out = []
+    if dets is not None:
+        dets_by: dict[int, list[dict]] = {}
+        for d in dets:
+            dets_by.setdefault(d["image_id"], []).append(d)
+        for img in coco["images"]:
+            ds = dets_by.get(img["id"], [])
+            if not ds:
+                continue
+            db = np.array([d["bbox"] for d in ds], np.float64)
+            rows = by_img.get(img["id"], [])
+            match = np.full(len(ds), -1)
+            if rows:
+                iou = _iou(db, np.array([anns[r]["bbox"] for r in rows], np.float64))
+                best = iou.argmax(1)
+                ok = iou[np.arange(len(ds)), best] >= min_iou
+                match[ok] = np.array(rows)[best[ok]]
+            out += [(img["id"], db[k], float(ds[k]["score"]), int(match[k])) for k in range(len(ds))]
+        return out
+    rng = np.random.default_rng(seed)
+    for img in coco["images"]:
+        for r in by_img.get(img["id"], []):
+            b = np.array(anns[r]["bbox"], np.float64)
+            out.append((img["id"], b, 1.0, r))
+            for _ in range(jitter):
+                c = b[:2] + b[2:] / 2 + rng.normal(0, 0.08, 2) * b[2:]
+                wh = b[2:] * np.exp(rng.normal(0, 0.15, 2))
+                out.append((img["id"], np.concatenate([c - wh / 2, wh]), 1.0, r))
+    return out
+
+
+@torch.no_grad()
+def run_crops(coco: dict, images_dir: str | Path, items: list, nets: dict[str, nn.Module],
+              router: nn.Module | None = None, keep_f0: bool = False, batch: int = 64,
+              progress: str | None = None) -> CropSet:
+    """Crop every item with the runtime's preprocessing and run every net on it."""
+    images_dir = Path(images_dir)
+    files = {im["id"]: im["file_name"] for im in coco["images"]}
+    by_img: dict[int, list[int]] = {}
+    for k, it in enumerate(items):
+        by_img.setdefault(it[0], []).append(k)
+    n = len(items)
+    cs = CropSet(np.array([it[0] for it in items], np.int64), np.array([it[1] for it in items]).reshape(-1, 4),
+                 np.array([it[2] for it in items]), np.array([it[3] for it in items], np.int64))
+    for role in nets:
+        cs.preds[role] = np.zeros((n, 17, 3), np.float32)
+    cs.router = np.zeros(n, np.float32) if router is not None else None
+    cs.f0 = np.zeros((n, 1, 128, 96), np.float16) if keep_f0 else None
+    for m in list(nets.values()) + ([router] if router is not None else []):
+        m.eval()
+    pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def flush() -> None:
+        idx = np.array([p[0] for p in pending])
+        x = torch.from_numpy(np.stack([p[1] for p in pending]))
+        centers = np.stack([p[2] for p in pending])
+        scales = np.stack([p[3] for p in pending])
+        for role, net in nets.items():
+            coords, scores = decode_outputs(net(x), net.head_kind)
+            img_xy = heatmap_to_image(coords, centers, scales)
+            cs.preds[role][idx] = np.concatenate([img_xy, scores[..., None]], axis=-1)
+        if router is not None:
+            cs.router[idx] = router(x)[0].reshape(-1).numpy()
+        if keep_f0:
+            cs.f0[idx] = router_f0(x).numpy().astype(np.float16)
+        pending.clear()
+
+    ids = list(by_img)
+    if progress:
+        from tqdm import tqdm
+        ids = tqdm(ids, desc=progress, leave=False, mininterval=5.0)
+    for img_id in ids:
+        image = cv2.imread(str(images_dir / files[img_id]))
+        if image is None:
+            raise FileNotFoundError(f"image {images_dir / files[img_id]} missing or unreadable; "
+                                    "pass --images as the folder holding the COCO file_name entries")
+        ks = by_img[img_id]
+        boxes = np.stack([items[k][1] for k in ks])
+        clean, kept, _ = sanitize_boxes(boxes, image.shape[:2], max_boxes=None)
+        centers, scales = boxes_to_center_scale(clean)
+        crops = make_crops(image, centers, scales)
+        ks_kept = [ks[j] for j in kept]
+        for j, k in enumerate(ks_kept):
+            pending.append((k, crops[j], centers[j], scales[j]))
+            if len(pending) >= batch:
+                flush()
+        for k in set(ks) - set(ks_kept):     # boxes hygiene dropped: no prediction, never scored
+            cs.gt_index[k] = -2
+    if pending:
+        flush()
+    return cs

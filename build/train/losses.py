@@ -1,0 +1,93 @@
+"""Losses: heatmap MSE, ProbPose's expected-OKS loss, and the aux-head BCEs.
+
+Targets are built on the fly from heatmap-pixel coordinates so one batch
+format serves both head kinds.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from runtime.decode import COCO_SIGMAS
+from runtime.preprocess import HEATMAP_HW
+
+HEATMAP_SIGMA = 2.0      # MMPose's sigma for 64x48 maps
+MSE_SCALE = 100.0        # issue 9's trial: MSE x100 trained better than softmax CE
+PROBPOSE_ALPHA = 0.05
+
+
+def _grid(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    h, w = HEATMAP_HW
+    ys = torch.arange(h, dtype=torch.float32, device=device).view(1, 1, h, 1)
+    xs = torch.arange(w, dtype=torch.float32, device=device).view(1, 1, 1, w)
+    return xs, ys
+
+
+def gaussian_targets(xy: torch.Tensor, sigma: float = HEATMAP_SIGMA) -> torch.Tensor:
+    """[B,K,64,48] Gaussians of peak 1 centred at the sub-pixel keypoints (pixel i sits at i)."""
+    xs, ys = _grid(xy.device)
+    d2 = (xs - xy[..., 0, None, None]) ** 2 + (ys - xy[..., 1, None, None]) ** 2
+    return torch.exp(-d2 / (2 * sigma ** 2))
+
+
+def heatmap_mse(pred: torch.Tensor, xy: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """MMPose KeypointMSELoss with target weights, scaled by 100."""
+    tgt = gaussian_targets(xy)
+    w = weight.float()[..., None, None]
+    return MSE_SCALE * ((pred - tgt) ** 2 * w).mean()
+
+
+def oks_maps(xy: torch.Tensor, area_hm: torch.Tensor, sigmas=COCO_SIGMAS) -> torch.Tensor:
+    """OKS of every heatmap pixel as a guess for each keypoint: exp(-d^2 / (2 s^2 k^2)), k = 2 sigma."""
+    xs, ys = _grid(xy.device)
+    k = 2 * torch.as_tensor(sigmas, dtype=torch.float32, device=xy.device).view(1, -1, 1, 1)
+    d2 = (xs - xy[..., 0, None, None]) ** 2 + (ys - xy[..., 1, None, None]) ** 2
+    s2 = area_hm.clamp(min=1.0).view(-1, 1, 1, 1)
+    return torch.exp(-d2 / (2 * s2 * k ** 2))
+
+
+_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+def sobel_energy(p: torch.Tensor) -> torch.Tensor:
+    """Per-map sum of |Sobel grad p|^2, [B,K]."""
+    b, k, h, w = p.shape
+    kern = torch.stack([_SOBEL_X, _SOBEL_X.t()]).unsqueeze(1).to(p)
+    g = F.conv2d(p.reshape(b * k, 1, h, w), kern, padding=1)
+    return (g ** 2).sum(dim=(1, 2, 3)).view(b, k)
+
+
+def probpose_loss(probs: torch.Tensor, xy: torch.Tensor, area_hm: torch.Tensor, weight: torch.Tensor,
+                  alpha: float = PROBPOSE_ALPHA) -> torch.Tensor:
+    """ProbPose: per pixel (1-a) p (1-OKS) + a |Sobel grad p|^2, summed over the map, mean over keypoints.
+
+    The first term is the expected OKS loss of a guess drawn from p; the second
+    keeps the map smooth enough for the expected-OKS decode.
+    """
+    oks = oks_maps(xy, area_hm)
+    expected = (probs * (1 - oks)).sum(dim=(2, 3))
+    per_kp = (1 - alpha) * expected + alpha * sobel_energy(probs)
+    w = weight.float()
+    return (per_kp * w).sum() / w.sum().clamp(min=1.0)
+
+
+def aux_losses(presence: torch.Tensor, visibility: torch.Tensor, oks_pred: torch.Tensor,
+               batch: dict[str, torch.Tensor], achieved_oks: torch.Tensor) -> torch.Tensor:
+    """Presence BCE (in the crop window or not), visibility BCE, and the OKS head against the achieved OKS."""
+    known = batch["known"].float()
+    inside = batch["inside"].float()
+    eps = 1e-6
+    pres = F.binary_cross_entropy(presence.clamp(eps, 1 - eps), inside, weight=known)
+    lab = (batch["labelled"] & batch["inside"]).float()
+    vis = F.binary_cross_entropy(visibility.clamp(eps, 1 - eps), batch["visible"].float(), weight=lab)
+    oks = F.binary_cross_entropy(oks_pred.clamp(eps, 1 - eps), achieved_oks.detach().clamp(0, 1), weight=inside)
+    return pres + vis + oks
+
+
+def argmax_oks(maps: torch.Tensor, xy: torch.Tensor, area_hm: torch.Tensor) -> torch.Tensor:
+    """OKS each keypoint's argmax pixel achieves, [B,K] (target of the OKS head)."""
+    with torch.no_grad():
+        b, k, h, w = maps.shape
+        idx = maps.reshape(b, k, h * w).argmax(-1)
+        oks = oks_maps(xy, area_hm).reshape(b, k, h * w)
+        return oks.gather(-1, idx[..., None]).squeeze(-1)

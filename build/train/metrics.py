@@ -1,0 +1,79 @@
+"""Object Keypoint Distance, router targets, and AP of a routing decision.
+
+DESIGN section 2: per keypoint d_i (here divided by the person's scale
+sqrt(area), so D does not grow with the person's size; the router target is a
+ratio, so this only matters for the "D_s ~ 0" cut), rho_i = 100 w_i / (2 sigma_i)^2,
+D = sum d_i rho_i v_i / sum v_i over labelled keypoints.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from bench.coco_eval import evaluate_keypoints, to_coco_results
+from runtime.decode import COCO_SIGMAS
+from runtime.routing import fit_thresholds, route
+
+OKD_WEIGHTS = np.array([1, 1, 1, 1, 1, 1.2, 1.2, 1.5, 1.5, 2, 2, 1.2, 1.2, 1.5, 1.5, 2, 2], np.float64)
+RHO = 100.0 * OKD_WEIGHTS / (2.0 * COCO_SIGMAS) ** 2
+D_EPS = 1e-3   # D_s below this: the small net is already right, the ratio is noise
+
+
+def okd(pred_xy: np.ndarray, gt_kp: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Object Keypoint Distance per crop: [N,17,2] predictions vs [N,17,3] GT (v > 0 counts), scale sqrt(area)."""
+    v = (gt_kp[..., 2] > 0).astype(np.float64)
+    d = np.linalg.norm(pred_xy[..., :2] - gt_kp[..., :2], axis=-1) / np.sqrt(np.maximum(area, 1.0))[:, None]
+    den = v.sum(-1)
+    return np.where(den > 0, (d * RHO * v).sum(-1) / np.maximum(den, 1), 0.0)
+
+
+def router_targets(d_small: np.ndarray, d_large: np.ndarray, eps: float = D_EPS,
+                   clip: float = -1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(D_s - D_l) / D_s and the mask of crops that count (D_s > eps).
+
+    The ratio is at most 1; it is unbounded below (the large net can be far
+    worse), so it is clipped at ``clip``: a sigmoid score cannot go under 0
+    anyway, and one outlier must not dominate the squared loss.
+    """
+    d_small = np.asarray(d_small, np.float64)
+    d_large = np.asarray(d_large, np.float64)
+    valid = d_small > eps
+    t = np.where(valid, (d_small - d_large) / np.where(valid, d_small, 1.0), 0.0)
+    return np.clip(t, clip, 1.0).astype(np.float32), valid
+
+
+def person_scores(det_scores: np.ndarray, kp_scores: np.ndarray, thr: float = 0.2) -> np.ndarray:
+    """MMPose's top-down rescoring: box score x mean of the keypoint scores above ``thr``."""
+    m = kp_scores > thr
+    mean = np.where(m.any(-1), (kp_scores * m).sum(-1) / np.maximum(m.sum(-1), 1), 0.0)
+    return det_scores * mean
+
+
+def routed_results(cs, large: np.ndarray) -> list[dict]:
+    """COCO results of a per-crop choice: ``large`` True takes the large net's keypoints."""
+    ok = cs.gt_index != -2
+    kp = np.where(large[:, None, None], cs.preds["large"], cs.preds["small"])[ok]
+    return to_coco_results(cs.image_ids[ok], kp, person_scores(cs.det_scores[ok], kp[..., 2]))
+
+
+def ap_of(gt_json, cs, large: np.ndarray) -> float:
+    return evaluate_keypoints(str(gt_json), routed_results(cs, large))["AP"]
+
+
+def policy_table(gt_json, test, calib_scores: np.ndarray, theta: float, p: float,
+                 random_seeds: int = 5) -> dict[str, float]:
+    """AP of small, large, dyn (band fitted on ``calib_scores``) and random at dyn's fraction."""
+    n = len(test)
+    band = fit_thresholds(calib_scores, theta, p)
+    dyn = route("dyn", test.router, band.k1, band.k2, band.large_fraction)
+    frac = float(dyn.mean())
+    rnd = [ap_of(gt_json, test, route("random", test.router, band.k1, band.k2, frac,
+                                      np.random.default_rng(s))) for s in range(random_seeds)]
+    return {"small": ap_of(gt_json, test, np.zeros(n, bool)), "large": ap_of(gt_json, test, np.ones(n, bool)),
+            "dyn": ap_of(gt_json, test, dyn), "random": float(np.mean(rnd)), "random_std": float(np.std(rnd)),
+            "large_fraction": frac, "k1": band.k1, "k2": band.k2, "theta": theta, "p": p}
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation (average ranks for ties)."""
+    from scipy.stats import spearmanr
+    return float(spearmanr(a, b).statistic)

@@ -1,0 +1,123 @@
+"""TensorRT engines for the exported nets, or a ``build_plan.sh`` where TensorRT is absent.
+
+The CLI (build/engines.py) needs two calls::
+
+    from build.trt import add_trt_arguments, build_or_plan
+    add_trt_arguments(parser)                     # --target --require-trt --max-batch-* ...
+    rc = build_or_plan(artifacts_dir, manifest, args)   # mutates manifest; 0 = fine
+
+Modules: targets (devices and per-engine specs), compat (all TensorRT
+version differences), builder (Python builder + sidecar records), plan
+(trtexec script), record (records for trtexec-built engines).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, MutableMapping
+
+from .targets import TARGETS, BuildOptions, engine_specs, get_target
+from .plan import PLAN_NAME, write_plan
+
+log = logging.getLogger(__name__)
+
+
+def add_trt_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("TensorRT engines")
+    g.add_argument("--target", default="cpu", choices=sorted(TARGETS),
+                   help="device to build engines for (cpu = ONNX Runtime only, no engines)")
+    g.add_argument("--require-trt", action="store_true",
+                   help="fail (exit 3) instead of writing build_plan.sh when TensorRT or a GPU is missing")
+    g.add_argument("--max-batch-router", type=int, default=None, help="router profile max batch (default 128)")
+    g.add_argument("--max-batch-pose", type=int, default=None,
+                   help="pose-net profile max batch (default 64; 32 on orin-nano)")
+    g.add_argument("--dla", default="auto",
+                   help="router on DLA: auto (orin: core 0 when the device has DLA), off, or a core index")
+    g.add_argument("--dla-batch", type=int, default=None, help="static router batch on DLA (default 32)")
+    g.add_argument("--workspace-mb", type=int, default=None, help="builder WORKSPACE pool limit in MiB")
+    g.add_argument("--opt-level", type=int, default=None, choices=range(0, 6),
+                   help="builder optimisation level 0-5 (default 3)")
+    g.add_argument("--timing-cache", default=None,
+                   help="timing cache file (default OUT/timing-cache/trt<ver>-sm<sm>.cache, reused across builds)")
+    g.add_argument("--plugin-lib", default=None, help="TensorRT plugin .so for ONNX files with plugin nodes")
+    g.add_argument("--precision", default="auto", choices=("auto", "int8", "fp16", "fp32"),
+                   help="auto = INT8 Q/DQ ONNX if calibrated, else FP16 ONNX, else fp32")
+
+
+def options_from_args(args: argparse.Namespace) -> BuildOptions:
+    return BuildOptions(
+        max_batch_router=getattr(args, "max_batch_router", None),
+        max_batch_pose=getattr(args, "max_batch_pose", None),
+        dla=str(getattr(args, "dla", "auto")), dla_batch=getattr(args, "dla_batch", None),
+        workspace_mb=getattr(args, "workspace_mb", None), opt_level=getattr(args, "opt_level", None),
+        timing_cache=getattr(args, "timing_cache", None), plugin_lib=getattr(args, "plugin_lib", None),
+        precision=getattr(args, "precision", "auto"), require_trt=bool(getattr(args, "require_trt", False)))
+
+
+def no_trt_message(artifacts_dir: Path, manifest: MutableMapping[str, Any], target: str, reason: str) -> str:
+    """The one line printed when engines cannot be built here."""
+    d = Path(artifacts_dir)
+    return (f"TensorRT engines not built ({reason}): engines must be built on the device - copy {d} there and run "
+            f"`python -m build.engines --config {manifest.get('config', '<config>')} --target {target} "
+            f"--out {d.parent}` or `bash {d / PLAN_NAME}` (trtexec)")
+
+
+def probe_tensorrt() -> tuple[Any, dict[str, Any] | None, str]:
+    """(tensorrt module, device facts, '') when engines can be built here, else (None, None, reason)."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return None, None, "no TensorRT Python bindings on this machine"
+    from runtime.backends.base import BackendError
+    from .builder import device_facts
+    try:
+        return trt, device_facts(trt), ""
+    except BackendError as e:
+        return None, None, f"TensorRT {trt.__version__} present but {e}"
+
+
+def build_engines(artifacts_dir: Path, manifest: MutableMapping[str, Any], target: str,
+                  options: BuildOptions = BuildOptions(), trt: Any = None) -> MutableMapping[str, Any]:
+    """Build every engine for ``target`` and record it under ``models.<role>.engine``."""
+    from .builder import build_all
+    if trt is None:
+        import tensorrt as trt
+    root = Path(artifacts_dir)
+    specs = engine_specs(root, manifest, get_target(target), options)
+    records = build_all(trt, specs, root.parent, target, options.timing_cache)
+    for role, record in records.items():
+        manifest["models"][role]["engine"] = record
+    return manifest
+
+
+def build_or_plan(artifacts_dir: Path, manifest: MutableMapping[str, Any], args: argparse.Namespace) -> int:
+    """Write build_plan.sh, then build engines if TensorRT and a GPU are here. Returns the exit code.
+
+    Mutates ``manifest`` (``trt_plan`` always, ``models.<role>.engine`` when built);
+    the caller writes it. Prints one line when engines could not be built.
+    """
+    root = Path(artifacts_dir)
+    target = get_target(args.target)
+    opts = options_from_args(args)
+    if not target.builds_engines:
+        return 0
+    specs = engine_specs(root, manifest, target, opts)
+    write_plan(specs, target, manifest.get("config", "?"), root)
+    manifest["trt_plan"] = {"target": target.name, "script": PLAN_NAME,
+                            "engines": {s.role: s.to_dict() for s in specs}}
+    trt, _facts, reason = probe_tensorrt()
+    if trt is None:
+        msg = no_trt_message(root, manifest, target.name, reason)
+        if opts.require_trt:
+            print(f"error: {msg}", file=sys.stderr, flush=True)
+            return 3
+        print(msg, flush=True)
+        return 0
+    build_engines(root, manifest, target.name, opts, trt=trt)
+    return 0
+
+
+__all__ = ["add_trt_arguments", "build_engines", "build_or_plan", "no_trt_message",
+           "options_from_args", "probe_tensorrt", "BuildOptions"]

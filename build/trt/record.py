@@ -1,0 +1,65 @@
+"""Fill manifest engine records after ``build_plan.sh`` built the engines with trtexec.
+
+trtexec prints the device and TensorRT version in its log ("Selected Device:",
+"Compute Capability:", "TensorRT version:"); with those plus /etc/nv_tegra_release
+the record matches what the Python builder writes, so the runtime's machine
+check works the same for both paths. Usage: ``python3 -m build.trt.record DIR``.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from runtime.backends.trt import JETPACK_BY_L4T, read_l4t
+
+from .targets import sha256_file
+
+_PATTERNS = {"gpu": r"Selected Device:\s*(.+)", "sm": r"Compute Capability:\s*([\d.]+)",
+             "trt_version": r"TensorRT version:\s*([\d.]+)"}
+
+
+def parse_trtexec_log(text: str) -> dict[str, str]:
+    """gpu / sm / trt_version from a trtexec log; a missing field is an error naming it."""
+    found = {}
+    for key, pat in _PATTERNS.items():
+        m = re.search(pat, text)
+        if not m:
+            raise ValueError(f"trtexec log has no {pat.split(':')[0]!r} line; was the build run with this trtexec?")
+        found[key] = m.group(1).strip()
+    return found
+
+
+def record_engines(root: Path) -> dict[str, Any]:
+    """Update ``root/manifest.json`` from ``trt_plan`` + the trtexec logs; returns the manifest."""
+    root = Path(root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    plan = manifest.get("trt_plan", {})
+    l4t = read_l4t()
+    for role, spec in plan.get("engines", {}).items():
+        engine, logf = root / spec["engine"], root / f"{role}.trtexec.log"
+        if not engine.is_file() or not logf.is_file():
+            raise SystemExit(f"error: {engine.name} or {logf.name} missing in {root}; run build_plan.sh first")
+        facts = parse_trtexec_log(logf.read_text(errors="replace"))
+        onnx = root / spec["onnx"]
+        record = {"path": engine.name, "precision": spec["precision"], "target": plan.get("target"),
+                  **facts, "l4t": l4t, "jetpack": JETPACK_BY_L4T.get(l4t or ""),
+                  "onnx": onnx.name, "onnx_sha256": sha256_file(onnx),
+                  "profiles": [spec["profile"]], "dla_core": spec.get("dla_core"),
+                  "workspace_mb": spec.get("workspace_mb"),
+                  "builder_optimization_level": spec.get("opt_level"),
+                  "plugin_library": spec.get("plugin_lib"), "plugin_ops": spec.get("plugin_ops", []),
+                  "built_with": "trtexec"}
+        if (root / f"{role}.dla_failed").exists():  # build_plan.sh fell back to the GPU
+            record["dla_core"], record["profiles"] = None, [spec["gpu_profile"]]
+        manifest["models"][role]["engine"] = record
+        (root / f"{role}.engine.json").write_text(json.dumps(record, indent=2) + "\n")
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+if __name__ == "__main__":
+    record_engines(Path(sys.argv[1] if len(sys.argv) > 1 else "."))
+    print("engine records written to manifest.json")

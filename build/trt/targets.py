@@ -1,0 +1,207 @@
+"""Build targets and the per-engine build specs derived from an artifacts dir.
+
+A target is a device class (its memory, DLA cores, sensible batch limits);
+an :class:`EngineSpec` is one concrete engine to build for it. Both the Python
+builder and ``build_plan.sh`` consume the same specs, so the two paths cannot
+drift apart.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import onnx
+import onnx.defs
+
+INPUT_CHW = (3, 256, 192)
+ROLES = ("router", "small", "large")
+# ONNX domains TensorRT's parser implements natively; any other node is a plugin.
+STANDARD_DOMAINS = {"", "ai.onnx"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What differs between devices: memory, DLA, default batch limits."""
+
+    name: str
+    workspace_mb: int          # builder WORKSPACE pool: Orin's GPU shares DRAM with the CPU
+    max_batch_router: int
+    max_batch_pose: int
+    opt_batch_router: int
+    opt_batch_pose: int
+    dla_router: bool           # place the router on DLA when the device has cores
+    opt_level: int = 3         # TensorRT default; 4-5 build far slower for little gain here
+    builds_engines: bool = True
+    description: str = ""
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in (
+    Target("orin", workspace_mb=2048, max_batch_router=128, max_batch_pose=64,
+           opt_batch_router=32, opt_batch_pose=16, dla_router=True,
+           description="Jetson AGX Orin / Orin NX (SM 8.7, 2 DLA cores, JetPack 6.x + TensorRT 10.3)"),
+    # Orin Nano: 4-8 GB shared by CPU and GPU and no DLA: smaller pool and pose batch.
+    Target("orin-nano", workspace_mb=768, max_batch_router=128, max_batch_pose=32,
+           opt_batch_router=32, opt_batch_pose=8, dla_router=False,
+           description="Jetson Orin Nano (SM 8.7, no DLA, 4-8 GB shared memory)"),
+    Target("x86-gpu", workspace_mb=4096, max_batch_router=128, max_batch_pose=64,
+           opt_batch_router=32, opt_batch_pose=16, dla_router=False,
+           description="discrete NVIDIA GPU with TensorRT >= 10.3"),
+    Target("cpu", workspace_mb=0, max_batch_router=0, max_batch_pose=0,
+           opt_batch_router=0, opt_batch_pose=0, dla_router=False, builds_engines=False,
+           description="no engines: ONNX Runtime runs the ONNX files"),
+)}
+
+
+@dataclass(frozen=True)
+class Profile:
+    min: int
+    opt: int
+    max: int
+
+    def shapes(self, chw: tuple[int, ...] = INPUT_CHW) -> tuple[tuple[int, ...], ...]:
+        return tuple((b, *chw) for b in (self.min, self.opt, self.max))
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """User overrides of a target's defaults (CLI flags map 1:1 onto these)."""
+
+    max_batch_router: int | None = None
+    max_batch_pose: int | None = None
+    dla: str = "auto"                    # auto | off | 0 | 1 (core index)
+    dla_batch: int | None = None         # static router batch on DLA (default: router opt)
+    workspace_mb: int | None = None
+    opt_level: int | None = None
+    timing_cache: str | None = None      # path; default <out>/timing-cache/<trt>-<sm>.cache
+    plugin_lib: str | None = None
+    precision: str = "auto"              # auto | int8 | fp16 | fp32
+    require_trt: bool = False
+
+
+@dataclass
+class EngineSpec:
+    """One engine to build: which ONNX, which precision and profile, where it runs."""
+
+    role: str
+    onnx: Path
+    precision: str
+    profile: Profile
+    engine: Path
+    input_name: str = "input"
+    dla_core: int | None = None          # None = GPU; the builder clears it when the device has no DLA
+    workspace_mb: int = 1024
+    opt_level: int = 3
+    plugin_lib: str | None = None
+    plugin_ops: list[str] = field(default_factory=list)
+    gpu_profile: Profile | None = None   # the dynamic profile to fall back to when DLA is unavailable
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["onnx"], d["engine"] = self.onnx.name, self.engine.name
+        return d
+
+
+def get_target(name: str) -> Target:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise SystemExit(f"error: unknown --target {name!r}; choose one of: {', '.join(TARGETS)}") from None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def plugin_ops(onnx_path: Path) -> list[str]:
+    """Op types TensorRT cannot parse natively (custom domain or unknown op), i.e. plugin nodes."""
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    found = set()
+    for node in model.graph.node:
+        if node.domain not in STANDARD_DOMAINS or not onnx.defs.has(node.op_type, node.domain or ""):
+            found.add(f"{node.domain or 'ai.onnx'}::{node.op_type}")
+    return sorted(found)
+
+
+def choose_onnx(root: Path, role: str, entry: Mapping[str, Any], precision: str) -> tuple[Path, str]:
+    """INT8 Q/DQ where calibration produced one, else the FP16 ONNX, else fp32.
+
+    Strongly typed builds take precision from the ONNX tensor types, so the
+    precision choice *is* the choice of file.
+    """
+    variants = entry.get("variants", {}) or {}
+    candidates = {
+        "int8": root / variants.get("int8_trt", {}).get("onnx", f"{role}.int8_trt.onnx"),
+        "fp16": root / variants.get("fp16", {}).get("onnx", f"{role}.fp16.onnx"),
+        "fp32": root / entry.get("onnx", f"{role}.onnx"),
+    }
+    order = ["int8", "fp16", "fp32"] if precision == "auto" else [precision]
+    for p in order:
+        if candidates[p].is_file():
+            return candidates[p], p
+    hint = {"int8": "run the INT8 calibration (calib/) first",
+            "fp16": "run the FP16 conversion (calib/) first"}.get(precision, "run the export first")
+    raise SystemExit(f"error: {role}: no ONNX for precision {precision!r} in {root} "
+                     f"(looked for {', '.join(str(candidates[p].name) for p in order)}); {hint}")
+
+
+def _dla_core(target: Target, opts: BuildOptions) -> int | None:
+    if opts.dla == "off":
+        return None
+    if opts.dla == "auto":
+        return 0 if target.dla_router else None
+    try:
+        return int(opts.dla)
+    except ValueError:
+        raise SystemExit(f"error: --dla must be auto, off or a core index, got {opts.dla!r}") from None
+
+
+def engine_specs(root: Path, manifest: Mapping[str, Any], target: Target,
+                 opts: BuildOptions = BuildOptions()) -> list[EngineSpec]:
+    """The engines to build for ``target`` from the models in ``manifest``."""
+    if not target.builds_engines:
+        return []
+    models = manifest.get("models", {})
+    missing = [r for r in ROLES if r not in models]
+    if missing:
+        raise SystemExit(f"error: manifest in {root} lacks models {missing}; run the export first")
+    specs = []
+    for role in ROLES:
+        entry = models[role]
+        onnx_path, precision = choose_onnx(root, role, entry, opts.precision)
+        is_router = role == "router"
+        max_b = (opts.max_batch_router or target.max_batch_router) if is_router \
+            else (opts.max_batch_pose or target.max_batch_pose)
+        opt_b = min(target.opt_batch_router if is_router else target.opt_batch_pose, max_b)
+        if max_b < 1:
+            raise SystemExit(f"error: max batch for {role} must be >= 1, got {max_b}")
+        dla = _dla_core(target, opts) if is_router else None
+        if dla is not None and precision == "fp32":
+            dla = None  # DLA computes only FP16/INT8; an fp32 network would fall back entirely
+        gpu_profile = Profile(1, opt_b, max_b)
+        profile = gpu_profile
+        if dla is not None:
+            static = min(opts.dla_batch or opt_b, max_b)
+            profile = Profile(static, static, static)  # DLA needs static shapes
+        ops = plugin_ops(onnx_path)
+        specs.append(EngineSpec(
+            role=role, onnx=onnx_path, precision=precision, profile=profile,
+            engine=root / f"{role}.engine",
+            input_name=(entry.get("inputs") or [{"name": "input"}])[0]["name"],
+            dla_core=dla, workspace_mb=opts.workspace_mb or target.workspace_mb,
+            opt_level=target.opt_level if opts.opt_level is None else opts.opt_level,
+            plugin_lib=opts.plugin_lib if ops else None, plugin_ops=ops,
+            gpu_profile=gpu_profile if dla is not None else None))
+    return specs
+
+
+def without_dla(spec: EngineSpec) -> EngineSpec:
+    """The same engine on the GPU with a dynamic profile (device has no DLA / DLA build failed)."""
+    if spec.dla_core is None:
+        return spec
+    return replace(spec, dla_core=None, profile=spec.gpu_profile or spec.profile, gpu_profile=None)

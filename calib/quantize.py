@@ -1,0 +1,301 @@
+"""INT8 Q/DQ ONNX from the fp32 export, with onnxruntime's quantizer.
+
+Two flavours of one calibration (the tensor ranges are computed once per net
+and method, then reused):
+
+* ``int8_trt``: what TensorRT's explicit quantization fuses. Symmetric int8
+  activations and weights (all zero points 0, range [-127, 127]), per-channel
+  weights, Q/DQ only on the inputs of Conv / ConvTranspose / Gemm / MatMul,
+  bias left float (TensorRT folds it itself). A graph TensorRT cannot fuse
+  would silently run Q/DQ as separate layers, so :func:`check_trt_qdq`
+  proves the placement and the build refuses a graph that fails it.
+* ``int8_cpu``: what ONNX Runtime's CPU kernels run fastest: QDQ with uint8
+  activations and int8 per-channel weights on every op ORT can fuse
+  (QLinearConv, QLinearAdd, ...), which ORT turns into integer kernels.
+
+Both leave the *float tail* alone: every node between the last
+Conv/ConvTranspose/Gemm/MatMul and a graph output (sparsemax, its TopK /
+CumSum / Gather arithmetic, clamps, sigmoid heads). Quantizing that part
+rounds the cumulative sums of sparsemax to a handful of levels and destroys
+the probability maps (see tests/test_calib_quantize.py).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import onnx
+
+QUANT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+METHODS = ("entropy", "percentile", "minmax")
+FLAVOURS = ("int8_trt", "int8_cpu")
+CALIB_BATCH = 8
+
+
+def float_tail(model: onnx.ModelProto, outputs: Iterable[str] | None = None) -> set[str]:
+    """Names of the nodes between the last quantizable op and the graph outputs.
+
+    Walks producers backwards from each output and stops at any
+    Conv/ConvTranspose/Gemm/MatMul (that node itself is not in the tail, so
+    its *input* may still be quantized). Works on any graph shape: branches
+    that fork and re-join (sparsemax uses its input three times) are visited
+    once each, and nothing depends on node names or op order.
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    wanted = list(outputs) if outputs is not None else [o.name for o in model.graph.output]
+    unknown = [o for o in wanted if o not in producer and o not in {i.name for i in model.graph.input}]
+    if unknown:
+        raise ValueError(f"outputs {unknown} are not produced by any node of the graph")
+    tail: set[str] = set()
+    seen: set[str] = set()
+    stack = list(wanted)
+    while stack:
+        t = stack.pop()
+        if t in seen or t not in producer:
+            continue
+        seen.add(t)
+        node = producer[t]
+        if node.op_type in QUANT_OPS:
+            continue
+        if not node.name:
+            raise ValueError("float_tail needs named nodes; run name_nodes(model) first")
+        tail.add(node.name)
+        stack.extend(i for i in node.input if i)
+    return tail
+
+
+def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every unnamed node a unique name (the quantizer excludes nodes by name)."""
+    used = {n.name for n in model.graph.node if n.name}
+    for i, n in enumerate(model.graph.node):
+        if not n.name:
+            name = f"{n.op_type}_{i}"
+            while name in used:
+                name += "_"
+            n.name = name
+            used.add(name)
+    return model
+
+
+class CropReader:
+    """CalibrationDataReader over calibration crops in fixed batches.
+
+    ``set_range``/``__len__`` let onnxruntime collect statistics one batch at
+    a time (its ``CalibStridedMinMax`` loop, used for every method), so the
+    intermediate tensors of a large net never pile up in memory.
+    """
+
+    def __init__(self, crops: np.ndarray, batch: int = CALIB_BATCH, input_name: str = "input") -> None:
+        crops = np.asarray(crops, np.float32)
+        if crops.ndim != 4 or len(crops) == 0:
+            raise ValueError(f"calibration crops must be a non-empty [N,3,H,W] array, got {crops.shape}")
+        self.batches = [crops[i:i + batch] for i in range(0, len(crops), batch)]
+        self.input_name = input_name
+        self._lo, self._hi, self._pos = 0, len(self.batches), 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._lo, self._hi, self._pos = start_index, min(end_index, len(self.batches)), start_index
+
+    def get_next(self) -> dict | None:
+        if self._pos >= self._hi:
+            return None
+        self._pos += 1
+        return {self.input_name: self.batches[self._pos - 1]}
+
+    def rewind(self) -> None:
+        self.set_range(0, len(self.batches))
+
+
+@dataclass(frozen=True)
+class FlavourSpec:
+    activation: str          # QuantType name
+    weight: str
+    op_types: tuple[str, ...] | None   # None = every op onnxruntime can quantize
+    extra: dict
+
+
+def flavour_spec(flavour: str) -> FlavourSpec:
+    if flavour == "int8_trt":
+        return FlavourSpec("QInt8", "QInt8", QUANT_OPS, {
+            "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+            "OpTypesToExcludeOutputQuantization": list(QUANT_OPS),
+            # a tensor feeding a conv and a residual Add gets the conv its own pair, the Add stays float
+            "DedicatedQDQPair": True})
+    if flavour == "int8_cpu":
+        return FlavourSpec("QUInt8", "QInt8", None, {"WeightSymmetric": True})
+    raise ValueError(f"unknown INT8 flavour {flavour!r}; choose one of {', '.join(FLAVOURS)}")
+
+
+def _method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    table = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
+             "minmax": CalibrationMethod.MinMax}
+    if name not in table:
+        raise ValueError(f"unknown --calib-method {name!r}; choose one of {', '.join(METHODS)}")
+    return table[name]
+
+
+def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method: str = "entropy",
+                  cache: Path | None = None, keep_float: Iterable[str] | None = None,
+                  per_channel: bool = True) -> Path:
+    """Quantize ``src`` to ``dst`` in one flavour; the float tail is excluded.
+
+    ``cache`` (a JSON path) shares the tensor ranges between flavours: the
+    first call calibrates and writes it, later calls only quantize. Pass the
+    int8_cpu flavour first, it calibrates the superset of tensors.
+    ``keep_float`` overrides the nodes left float (tests use [] to show the trap).
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    spec = flavour_spec(flavour)
+    model = name_nodes(onnx.load(str(src)))
+    exclude = sorted(float_tail(model) if keep_float is None else keep_float)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    reader = CropReader(crops, input_name=model.graph.input[0].name)
+    extra = dict(spec.extra, CalibStridedMinMax=1)
+    kw = {}
+    if cache is not None and "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+        kw["calibration_cache_path"] = str(cache)
+    with tempfile.TemporaryDirectory(prefix="dynpose-q-") as tmp:
+        named = Path(tmp) / src.name
+        onnx.save(model, str(named))
+        level = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)   # the quantizer nags about pre-processing
+        try:
+            quantize_static(str(named), str(dst), reader, quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(spec.op_types) if spec.op_types else None,
+                            per_channel=per_channel, reduce_range=False,
+                            activation_type=getattr(QuantType, spec.activation),
+                            weight_type=getattr(QuantType, spec.weight), nodes_to_exclude=exclude,
+                            calibrate_method=_method(method), extra_options=extra, **kw)
+        finally:
+            logging.getLogger().setLevel(level)
+    if spec.op_types is not None:
+        q = onnx.load(str(dst))
+        onnx.save(restrict_qdq(q, spec.op_types), str(dst))
+    return dst
+
+
+def restrict_qdq(model: onnx.ModelProto, allowed: Iterable[str]) -> onnx.ModelProto:
+    """Feed every op outside ``allowed`` the float tensor again, then drop orphaned Q/DQ.
+
+    onnxruntime gives every consumer of a quantized tensor a Q/DQ pair, so a
+    residual Add that shares its input with a Conv would also read it through
+    Q/DQ. The TensorRT flavour keeps Q/DQ on the linear ops only.
+    """
+    allowed = set(allowed)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.op_type in allowed or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for k, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[k] = q.input[0]
+    while True:
+        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.output[0] not in used]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+    used = {i for n in model.graph.node for i in n.input}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    return model
+
+
+# -- graph checks -------------------------------------------------------------------------------------
+
+def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    out: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def _const(model: onnx.ModelProto, name: str) -> np.ndarray | None:
+    for init in model.graph.initializer:
+        if init.name == name:
+            return onnx.numpy_helper.to_array(init)
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.output[0] == name:
+            return onnx.numpy_helper.to_array(n.attribute[0].t)
+    return None
+
+
+def _weight_axis(node: onnx.NodeProto) -> int:
+    """Output-channel axis of a weight: 1 for ConvTranspose and for Gemm without transB."""
+    if node.op_type == "ConvTranspose":
+        return 1
+    if node.op_type == "Gemm":
+        return 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
+    return 0
+
+
+def check_trt_qdq(model: onnx.ModelProto) -> list[str]:
+    """Problems that would stop TensorRT fusing the Q/DQ graph (empty list = fine).
+
+    Every DequantizeLinear must feed only Conv/ConvTranspose/Gemm/MatMul;
+    every QuantizeLinear must feed only DequantizeLinear (a Q/DQ pair);
+    zero points must be int8 zeros; weights must be per-channel; and no node
+    of the float tail (sparsemax, decode, sigmoid heads) may be quantized.
+    """
+    problems: list[str] = []
+    cons = _consumers(model)
+    inits = {i.name for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "QuantizeLinear":
+            bad = [c.op_type for c in cons.get(n.output[0], []) if c.op_type != "DequantizeLinear"]
+            if bad:
+                problems.append(f"{n.name}: QuantizeLinear feeds {bad}, not a DequantizeLinear")
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        zp = _const(model, n.input[2]) if len(n.input) > 2 and n.input[2] else None
+        if zp is None or zp.dtype != np.int8 or np.any(zp != 0):
+            problems.append(f"{n.name}: zero point {None if zp is None else (zp.dtype, zp.ravel()[:3])} "
+                            "is not int8 zero (TensorRT needs symmetric int8)")
+        if n.op_type == "DequantizeLinear":
+            users = cons.get(n.output[0], [])
+            bad = sorted({c.op_type for c in users if c.op_type not in QUANT_OPS})
+            if bad:
+                problems.append(f"{n.name}: DequantizeLinear feeds {bad}; only {QUANT_OPS} may take Q/DQ")
+            w = _const(model, n.input[0]) if n.input[0] in inits else None
+            scale = _const(model, n.input[1])
+            for u in users:
+                if w is None or len(u.input) < 2 or u.input[1] != n.output[0] or u.op_type == "MatMul":
+                    continue
+                axis = _weight_axis(u)
+                if w.shape[axis] > 1 and (scale is None or scale.size != w.shape[axis]):
+                    problems.append(f"{n.name}: weight of {u.name} quantized per tensor; the TensorRT "
+                                    "flavour needs per-channel weights")
+    tail = float_tail(model)
+    for n in model.graph.node:
+        if n.name in tail and n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            problems.append(f"{n.name}: Q/DQ inside the float tail (sparsemax/decode/sigmoid heads)")
+    return problems
+
+
+def qdq_counts(model: onnx.ModelProto) -> dict[str, int]:
+    """How many Q and DQ nodes, and how many ops consume a DQ (for reports)."""
+    q = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    dq = sum(n.op_type == "DequantizeLinear" for n in model.graph.node)
+    cons = _consumers(model)
+    users = {c.name for n in model.graph.node if n.op_type == "DequantizeLinear"
+             for c in cons.get(n.output[0], [])}
+    return {"quantize": q, "dequantize": dq, "quantized_ops": len(users)}

@@ -1,0 +1,108 @@
+// CUDA kernels: one thread block per row (one image x keypoint map).
+// The math lives in dynpose_rowmath.cuh and is shared with the host build; this file only
+// supplies DeviceBlock (real threads, shared memory reduction tree) and the launchers.
+#include "dynpose_kernels.h"
+
+namespace dynpose {
+namespace {
+
+// Block-collective primitives on a real CUDA block. The methods are __host__ __device__
+// only so the shared drivers type-check for both compilation passes; they run on the device.
+struct DeviceBlock {
+    unsigned char* scratch;  // kBlockThreads * 8 bytes of shared memory
+
+    DP_HD bool leader() const {
+#ifdef __CUDA_ARCH__
+        return threadIdx.x == 0;
+#else
+        return true;
+#endif
+    }
+
+    template <class T, class F, class Op>
+    DP_HD T reduce(int n, T init, F f, Op op) {
+#ifdef __CUDA_ARCH__
+        T acc = init;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) acc = op(acc, f(i));
+        T* sh = reinterpret_cast<T*>(scratch);
+        sh[threadIdx.x] = acc;
+        __syncthreads();
+        for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+            if (threadIdx.x < s) sh[threadIdx.x] = op(sh[threadIdx.x], sh[threadIdx.x + s]);
+            __syncthreads();
+        }
+        const T r = sh[0];
+        __syncthreads();
+        return r;
+#else
+        return init;
+#endif
+    }
+
+    template <class F>
+    DP_HD void for_each(int n, F f) {
+#ifdef __CUDA_ARCH__
+        for (int i = threadIdx.x; i < n; i += blockDim.x) f(i);
+        __syncthreads();
+#endif
+    }
+};
+
+constexpr size_t kScratchBytes = kBlockThreads * 8;
+
+template <class TIn, class TOut>
+__global__ void __launch_bounds__(kBlockThreads) sparsemax_kernel(const TIn* in, TOut* out, int n, float scale) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    DeviceBlock blk{smem};
+    float* buf = reinterpret_cast<float*>(smem + kScratchBytes);
+    const size_t base = static_cast<size_t>(blockIdx.x) * n;
+    blk.for_each(n, [&](int i) { buf[i] = to_float(in[base + i]) * scale; });
+    sparsemax_row(blk, buf, n);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) from_float(buf[i], &out[base + i]);
+}
+
+template <class TIn>
+__global__ void __launch_bounds__(kBlockThreads) decode_kernel(const TIn* in, float* kpts, float* scores,
+                                                               DecodeParams p) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    DeviceBlock blk{smem};
+    const int n = p.H * p.W;
+    float* P = reinterpret_cast<float*>(smem + kScratchBytes);
+    float* T = P + n;
+    const int row = blockIdx.x;
+    decode_map(blk, p, row % p.K, in + static_cast<size_t>(row) * n, P, T, kpts + 2 * row, scores + row);
+}
+
+template <class TIn, class TOut>
+int sparsemax_as(const void* in, void* out, int rows, int n, float scale, cudaStream_t s) {
+    const size_t smem = kScratchBytes + sizeof(float) * n;
+    sparsemax_kernel<TIn, TOut><<<rows, kBlockThreads, smem, s>>>(static_cast<const TIn*>(in), static_cast<TOut*>(out),
+                                                                  n, scale);
+    return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace
+
+int launch_sparsemax(const void* in, bool in_half, void* out, bool out_half, int rows, int n, float scale,
+                     cudaStream_t stream) {
+    if (rows == 0) return 0;
+    if (n < 1 || n > kMaxSparsemaxRow) return static_cast<int>(cudaErrorInvalidValue);
+    if (in_half) return out_half ? sparsemax_as<uint16_t, uint16_t>(in, out, rows, n, scale, stream)
+                                 : sparsemax_as<uint16_t, float>(in, out, rows, n, scale, stream);
+    return out_half ? sparsemax_as<float, uint16_t>(in, out, rows, n, scale, stream)
+                    : sparsemax_as<float, float>(in, out, rows, n, scale, stream);
+}
+
+int launch_decode(const void* in, bool in_half, float* keypoints, float* scores, int rows, const DecodeParams& p,
+                  cudaStream_t stream) {
+    if (rows == 0) return 0;
+    const size_t smem = kScratchBytes + 2 * sizeof(float) * p.H * p.W;
+    if (in_half)
+        decode_kernel<uint16_t><<<rows, kBlockThreads, smem, stream>>>(static_cast<const uint16_t*>(in), keypoints,
+                                                                       scores, p);
+    else
+        decode_kernel<float><<<rows, kBlockThreads, smem, stream>>>(static_cast<const float*>(in), keypoints, scores, p);
+    return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace dynpose

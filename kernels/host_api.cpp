@@ -1,0 +1,71 @@
+// C ABI over the host build of the kernels' row math, for the Python tests (ctypes) and
+// the ctest self-test. Each call walks the rows exactly as the grid would (one HostBlock
+// per row) and writes the same outputs the device launchers write.
+#include <vector>
+
+#include "host_block.h"
+
+using namespace dynpose;
+
+namespace {
+
+template <class TIn, class TOut>
+void sparsemax_rows(const TIn* in, TOut* out, int rows, int n, float scale) {
+    std::vector<float> buf(n);
+    HostBlock blk;
+    for (int r = 0; r < rows; ++r) {
+        const TIn* src = in + static_cast<size_t>(r) * n;
+        blk.for_each(n, [&](int i) { buf[i] = to_float(src[i]) * scale; });
+        sparsemax_row(blk, buf.data(), n);
+        for (int i = 0; i < n; ++i) from_float(buf[i], &out[static_cast<size_t>(r) * n + i]);
+    }
+}
+
+template <class TIn>
+void decode_rows(const TIn* in, float* kpts, float* scores, int rows, const DecodeParams& p) {
+    const int n = p.H * p.W;
+    std::vector<float> P(n), T(n);
+    HostBlock blk;
+    for (int r = 0; r < rows; ++r)
+        decode_map(blk, p, r % p.K, in + static_cast<size_t>(r) * n, P.data(), T.data(), kpts + 2 * r, scores + r);
+}
+
+}  // namespace
+
+extern "C" {
+
+int dp_sparsemax(const void* in, int in_half, void* out, int out_half, int rows, int n, float scale) {
+    if (n < 1 || rows < 0) return -1;
+    if (in_half) {
+        if (out_half) sparsemax_rows(static_cast<const uint16_t*>(in), static_cast<uint16_t*>(out), rows, n, scale);
+        else sparsemax_rows(static_cast<const uint16_t*>(in), static_cast<float*>(out), rows, n, scale);
+    } else {
+        if (out_half) sparsemax_rows(static_cast<const float*>(in), static_cast<uint16_t*>(out), rows, n, scale);
+        else sparsemax_rows(static_cast<const float*>(in), static_cast<float*>(out), rows, n, scale);
+    }
+    return 0;
+}
+
+int dp_decode(const void* in, int in_half, float* kpts, float* scores, int N, int K, int H, int W, int mode,
+              int normalize, float temperature, const float* sigmas) {
+    DecodeParams p;
+    const int rc = make_decode_params(&p, K, H, W, mode, normalize, temperature, sigmas);
+    if (rc != 0) return rc;
+    if (in_half) decode_rows(static_cast<const uint16_t*>(in), kpts, scores, N * K, p);
+    else decode_rows(static_cast<const float*>(in), kpts, scores, N * K, p);
+    return 0;
+}
+
+int dp_oks_half_taps(float sigma, int H, int W, float* taps) { return oks_half_taps(sigma, H, W, taps); }
+
+void dp_half_to_float(const uint16_t* in, float* out, int n) {
+    for (int i = 0; i < n; ++i) out[i] = half_bits_to_float(in[i]);
+}
+
+void dp_float_to_half(const float* in, uint16_t* out, int n) {
+    for (int i = 0; i < n; ++i) out[i] = float_to_half_bits(in[i]);
+}
+
+int dp_reflect(int i, int n) { return reflect(i, n); }
+
+}  // extern "C"

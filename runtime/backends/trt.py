@@ -1,0 +1,309 @@
+"""TensorRT backend: engines on pycuda streams with pinned buffers and events.
+
+``tensorrt`` and ``pycuda`` are imported inside the functions and classes that
+need them, so ``import runtime.backends.trt`` (and the machine-identity helpers
+the builder shares) works on machines without either.
+
+Ordering, which the harness tests assert rather than assume:
+- one :class:`TrtStream` wraps one ``pycuda.driver.Stream``; a runner enqueues
+  H2D copy -> ``execute_async_v3`` -> D2H copies -> event record on it and
+  returns at once (no host sync), so two nets on two streams overlap;
+- :meth:`TrtPending.wait` synchronises only on its own event;
+- each runner owns a ring of buffer slots (pinned host + device); a slot is
+  reused only after its previous work was waited on, so back-to-back calls
+  never overwrite buffers a queued copy still reads;
+- a runner called on a different stream than last time makes the new stream
+  wait on the old stream's event (one execution context, never two streams at once).
+"""
+from __future__ import annotations
+
+import ctypes
+import re
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from .base import Backend, BackendError, Pending, Runner, Stream
+
+NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
+_L4T_RE = re.compile(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)")
+# L4T release -> JetPack, for the human-readable record only (checks compare L4T).
+JETPACK_BY_L4T = {"R36.3.0": "6.0", "R36.4.0": "6.1", "R36.4.3": "6.2", "R36.4.4": "6.2.1"}
+_LOADED_PLUGINS: set[str] = set()
+
+
+# ---------------------------------------------------------------- machine identity
+def read_l4t(path: Path = NV_TEGRA_RELEASE) -> str | None:
+    """``R36.4.3`` from /etc/nv_tegra_release, None off Jetson."""
+    try:
+        m = _L4T_RE.search(Path(path).read_text())
+    except OSError:
+        return None
+    return f"R{m.group(1)}.{m.group(2)}" if m else None
+
+
+def gpu_identity(cuda: Any = None) -> tuple[str, str]:
+    """(GPU name, "major.minor" SM) of device 0 via pycuda, else the driver API through ctypes."""
+    if cuda is not None:
+        dev = cuda.Device(0)
+        major, minor = dev.compute_capability()
+        return dev.name(), f"{major}.{minor}"
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError as e:
+        raise BackendError(f"no CUDA driver (libcuda.so.1): {e}") from None
+    dev, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+    name = ctypes.create_string_buffer(256)
+    for rc in (lib.cuInit(0), lib.cuDeviceGet(ctypes.byref(dev), 0),
+               lib.cuDeviceGetName(name, 256, dev),
+               lib.cuDeviceGetAttribute(ctypes.byref(major), 75, dev),   # COMPUTE_CAPABILITY_MAJOR
+               lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev)):  # COMPUTE_CAPABILITY_MINOR
+        if rc != 0:
+            raise BackendError(f"no usable CUDA GPU (driver error {rc})")
+    return name.value.decode(), f"{major.value}.{minor.value}"
+
+
+def machine_record(trt_version: str, cuda: Any = None) -> dict[str, Any]:
+    """What an engine is tied to: TensorRT version, GPU, SM and (on Jetson) L4T."""
+    gpu, sm = gpu_identity(cuda)
+    l4t = read_l4t()
+    return {"trt_version": trt_version, "gpu": gpu, "sm": sm, "l4t": l4t,
+            "jetpack": JETPACK_BY_L4T.get(l4t or "")}
+
+
+def engine_mismatches(record: Mapping[str, Any], machine: Mapping[str, Any]) -> list[str]:
+    return [f"{k} {record.get(k)!r} != {machine.get(k)!r}"
+            for k in ("trt_version", "gpu", "sm", "l4t") if record.get(k) != machine.get(k)]
+
+
+def rebuild_command(manifest: Mapping[str, Any], root: Path) -> str:
+    return (f"python -m build.engines --config {manifest.get('config', '<config>')} "
+            f"--target {manifest.get('target', '<target>')} --out {Path(root).parent}")
+
+
+def load_plugin_library(trt: Any, path: Path, role: str) -> None:
+    """Register a plugin .so once per process; a missing file is a clear error."""
+    path = Path(path)
+    if str(path) in _LOADED_PLUGINS:
+        return
+    if not path.is_file():
+        raise BackendError(f"{role}: the engine needs the TensorRT plugin library {path}, which does not "
+                           "exist; build it on this device (see README, 'TensorRT plugin') or pass "
+                           "plugin_lib=PATH")
+    if trt.get_plugin_registry().load_library(str(path)) is None:
+        raise BackendError(f"{role}: TensorRT refused plugin library {path} (already registered or not a plugin library)")
+    _LOADED_PLUGINS.add(str(path))
+
+
+# ---------------------------------------------------------------- streams and pending work
+class TrtStream(Stream):
+    """One CUDA stream."""
+
+    def __init__(self, name: str, cuda: Any) -> None:
+        super().__init__(name)
+        self.cuda_stream = cuda.Stream()
+
+    @property
+    def handle(self) -> int:
+        return self.cuda_stream.handle
+
+    def synchronize(self) -> None:
+        self.cuda_stream.synchronize()
+
+
+class TrtPending(Pending):
+    """Outputs of one enqueued batch; ``wait`` syncs on this batch's event only."""
+
+    def __init__(self, event: Any, views: dict[str, np.ndarray], n: int, ctx: Any) -> None:
+        self._event, self._views, self._n, self._ctx = event, views, n, ctx
+        self._result: dict[str, np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    def wait(self) -> dict[str, np.ndarray]:
+        with self._lock:
+            if self._result is None:
+                with self._ctx():
+                    self._event.synchronize()
+                # Copy out of the pinned slot: the slot is reused by later calls.
+                self._result = {k: np.array(v[: self._n], dtype=np.float32) for k, v in self._views.items()}
+            return self._result
+
+
+class _Slot:
+    """Pinned host + device buffers for one in-flight batch at the profile's max size."""
+
+    def __init__(self, cuda: Any, tensors: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+        self.host: dict[str, np.ndarray] = {}
+        self.dev: dict[str, Any] = {}
+        for name, (shape, dtype) in tensors.items():
+            self.host[name] = cuda.pagelocked_empty(int(np.prod(shape)), dtype)
+            self.dev[name] = cuda.mem_alloc(self.host[name].nbytes)
+        self.done = cuda.Event()
+        self.pending: TrtPending | None = None
+
+    def free(self) -> None:
+        for d in self.dev.values():
+            d.free()
+        self.dev.clear()
+
+
+# ---------------------------------------------------------------- runner
+class TrtRunner(Runner):
+    """One deserialised engine with one execution context and a ring of buffer slots."""
+
+    def __init__(self, role: str, entry: Mapping[str, Any], root: Path, backend: "TrtBackend") -> None:
+        super().__init__(role, entry, root)
+        self.backend = backend
+        self.record: Mapping[str, Any] = entry.get("engine") or {}
+        self.static_batch: int | None = None
+        self._slots: list[_Slot] = []
+        self._next = 0
+        self._last: tuple[TrtStream, Any] | None = None
+        self._lock = threading.Lock()
+
+    def activate_impl(self) -> None:
+        trt, cuda, be = self.backend.trt, self.backend.cuda, self.backend
+        if not self.record:
+            raise BackendError(f"{self.role}: no engine in the manifest; build: {rebuild_command(be.manifest, self.root)}")
+        plugin = self.record.get("plugin_library")
+        if plugin:
+            load_plugin_library(trt, be.options.get("plugin_lib") or self.root / plugin, self.role)
+        path = self.root / self.record["path"]
+        if not path.is_file():
+            raise BackendError(f"{self.role}: engine {path} is missing; build: {rebuild_command(be.manifest, self.root)}")
+        with be.ctx():
+            if self.record.get("dla_core") is not None:
+                be.runtime.DLA_core = int(self.record["dla_core"])
+            self.engine = be.runtime.deserialize_cuda_engine(path.read_bytes())
+            if self.engine is None:
+                raise BackendError(f"{self.role}: TensorRT could not deserialize {path}; "
+                                   f"rebuild: {rebuild_command(be.manifest, self.root)}")
+            self.context = self.engine.create_execution_context()
+            self._bind(trt, cuda)
+
+    def _bind(self, trt: Any, cuda: Any) -> None:
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if inputs != [self.input_name]:
+            raise BackendError(f"{self.role}: engine inputs {inputs}, manifest expects [{self.input_name!r}]; rebuild the engine")
+        missing = [o for o in self.output_names if o not in outputs]
+        if missing:
+            raise BackendError(f"{self.role}: engine lacks outputs {missing} named in the manifest; rebuild the engine")
+        pmin, _, pmax = (tuple(d) for d in self.engine.get_tensor_profile_shape(self.input_name, 0))
+        self.max_batch = int(pmax[0])
+        self.static_batch = self.max_batch if pmin[0] == pmax[0] else None
+        self.context.set_input_shape(self.input_name, pmax)
+        self.outputs = outputs
+        self._dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        tensors = {self.input_name: (pmax, self._dtypes[self.input_name])}
+        tensors.update({o: (tuple(self.context.get_tensor_shape(o)), self._dtypes[o]) for o in outputs})
+        self._slots = [_Slot(cuda, tensors) for _ in range(int(self.backend.options.get("slots", 2)))]
+
+    def _take_slot(self) -> _Slot:
+        slot = self._slots[self._next]
+        self._next = (self._next + 1) % len(self._slots)
+        if slot.pending is not None:
+            slot.pending.wait()  # its copies must be done before the buffers are rewritten
+        return slot
+
+    def infer_async_impl(self, batch: np.ndarray, stream: Stream) -> Pending:
+        if not isinstance(stream, TrtStream):
+            raise BackendError(f"{self.role}: TensorRT runners need a TrtStream, got {type(stream).__name__}")
+        cuda, n = self.backend.cuda, batch.shape[0]
+        run_n = self.static_batch or n
+        with self._lock, self.backend.ctx():
+            slot = self._take_slot()
+            if self._last is not None and self._last[0] is not stream:
+                stream.cuda_stream.wait_for_event(self._last[1])
+            host_in = slot.host[self.input_name][: batch[:1].size * run_n].reshape((run_n, *batch.shape[1:]))
+            host_in[:n] = batch
+            host_in[n:] = 0
+            cuda.memcpy_htod_async(slot.dev[self.input_name], host_in, stream.cuda_stream)
+            if not self.context.set_input_shape(self.input_name, host_in.shape):
+                raise BackendError(f"{self.role}: input shape {host_in.shape} outside the engine profile")
+            self.context.set_tensor_address(self.input_name, int(slot.dev[self.input_name]))
+            for o in self.outputs:
+                self.context.set_tensor_address(o, int(slot.dev[o]))
+            if not self.context.execute_async_v3(stream.handle):
+                raise BackendError(f"{self.role}: execute_async_v3 failed")
+            views = {}
+            for o in self.outputs:
+                shape = tuple(self.context.get_tensor_shape(o))
+                view = slot.host[o][: int(np.prod(shape))].reshape(shape)
+                cuda.memcpy_dtoh_async(view, slot.dev[o], stream.cuda_stream)
+                views[o] = view
+            slot.done.record(stream.cuda_stream)
+            slot.pending = TrtPending(slot.done, views, n, self.backend.ctx)
+            self._last = (stream, slot.done)
+            return slot.pending
+
+    def deactivate_impl(self) -> None:
+        with self.backend.ctx():
+            for s in self._slots:
+                if s.pending is not None:
+                    s.pending.wait()
+                s.free()
+        self._slots, self.context, self.engine = [], None, None
+
+
+# ---------------------------------------------------------------- backend
+class TrtBackend(Backend):
+    """Engines listed under ``models.<role>.engine`` in the manifest, on device 0."""
+
+    name = "trt"
+
+    def __init__(self, root: Path, manifest: Mapping[str, Any], **options: Any) -> None:
+        super().__init__(root, manifest, **options)
+        try:
+            import pycuda.driver as cuda
+            import tensorrt as trt
+        except ImportError as e:
+            raise BackendError(f"TensorRT backend needs tensorrt and pycuda ({e}); on Jetson install "
+                               "JetPack 6.1+ and `pip install pycuda`, or use --backend ort") from None
+        self.trt, self.cuda = trt, cuda
+        cuda.init()
+        self._cuda_ctx = cuda.Device(0).retain_primary_context()
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        with self.ctx():
+            self.runtime = trt.Runtime(self.logger)
+
+    @contextmanager
+    def ctx(self) -> Iterator[None]:
+        """Make the primary context current on whichever thread calls (scheduler threads included)."""
+        self._cuda_ctx.push()
+        try:
+            yield
+        finally:
+            self.cuda.Context.pop()
+
+    def check(self) -> None:
+        with self.ctx():
+            machine = machine_record(self.trt.__version__, self.cuda)
+        for role, entry in self.manifest.get("models", {}).items():
+            record = entry.get("engine")
+            if not record:
+                raise BackendError(f"{role}: no TensorRT engine in {self.root}; build on this device: "
+                                   f"{rebuild_command(self.manifest, self.root)}")
+            bad = engine_mismatches(record, machine)
+            if bad:
+                raise BackendError(f"{role}: {record.get('path')} was built for another machine ({'; '.join(bad)}); "
+                                   f"rebuild: {rebuild_command(self.manifest, self.root)}")
+
+    def open_runner(self, role: str) -> TrtRunner:
+        try:
+            entry = self.manifest["models"][role]
+        except KeyError:
+            raise BackendError(f"no model {role!r} in the manifest of {self.root}") from None
+        return TrtRunner(role, entry, self.root, self)
+
+    def new_stream(self, name: str) -> TrtStream:
+        with self.ctx():
+            return TrtStream(name, self.cuda)
+
+    def close(self) -> None:
+        self.runtime = None
+        self._cuda_ctx.detach()

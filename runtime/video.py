@@ -1,0 +1,418 @@
+"""``python -m runtime.video``: a video, camera or stream in; keypoints out as an overlay and JSON Lines.
+
+Four stages run at once, joined by small bounded queues, so the slowest one
+sets the frame rate: decoding (thread) -> person detection + tracking
+(thread) -> the pose pipeline (main thread; itself pipelined, frame t+1 is
+cropped and routed while frame t's nets run) -> drawing and writing (thread).
+Every finished frame is on disk at once (see runtime.sinks); the first
+Ctrl-C or SIGTERM stops reading and lets the frames in flight finish, a
+second one quits at once. Both leave valid outputs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from .backends.base import BackendError
+from .detectors import LAYOUTS, DetectorError, JsonDetections, make_detector
+from .draw import draw_hud, draw_persons
+from .manifest import ManifestError
+from .pipeline import PipelineOptions, PosePipeline
+from .results import FrameResult
+from .routing import POLICIES
+from .sinks import JsonlWriter, open_video_writer
+from .sources import Frame, FrameSource, SourceError, open_source
+from .tracker import IoUTracker
+
+END = object()
+QUEUE_SIZE = 4
+STAGES = ("decode", "detect", "pose", "draw", "write")
+POSE_PARTS = ("preprocess", "router", "nets", "decode")
+
+
+@dataclass
+class Item:
+    """One frame on its way through the stages."""
+
+    frame: Frame
+    ms: dict[str, float]
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    detected: bool = False
+
+
+class Stats:
+    """Per-stage busy time and counts for the live corner, the progress bar and the summary."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, list[float]] = defaultdict(list)
+        self.frames = self.persons = self.large = self.routed = self.live_dropped = 0
+        self.t0 = time.perf_counter()
+        self.fps = 0.0
+        self._last: float | None = None
+
+    def add(self, item: Item, res: FrameResult) -> None:
+        for k, v in item.ms.items():
+            self.ms[k].append(v)
+        for k in POSE_PARTS:
+            if k in res.timings_ms:
+                self.ms["pose." + k].append(res.timings_ms[k])
+        self.frames += 1
+        self.persons += len(res)
+        self.routed += int((res.route >= 0).sum())
+        self.large += int((res.route == 1).sum())
+        now = time.perf_counter()
+        if self._last is not None:
+            inst = 1.0 / max(now - self._last, 1e-6)
+            self.fps = inst if self.fps == 0 else 0.9 * self.fps + 0.1 * inst
+        self._last = now
+
+    def mean(self, stage: str) -> float:
+        v = self.ms.get(stage)
+        return float(np.mean(v)) if v else 0.0
+
+    def summary(self, source: FrameSource) -> dict[str, Any]:
+        wall = time.perf_counter() - self.t0
+        busy = {s: float(np.sum(self.ms.get(s, [0.0]))) for s in STAGES}
+        total_busy = sum(busy.values()) or 1.0
+        return {"source": source.spec, "frames": self.frames, "corrupt_frames": source.corrupt,
+                "live_frames_dropped": self.live_dropped, "persons": self.persons,
+                "large_net_share": self.large / self.routed if self.routed else 0.0,
+                "wall_s": wall, "fps": self.frames / wall if wall > 0 else 0.0,
+                "mean_ms": {s: self.mean(s) for s in (*STAGES, *("pose." + p for p in POSE_PARTS))},
+                "share_of_busy_time": {s: busy[s] / total_busy for s in STAGES},
+                "ended_early": source.ended_early}
+
+
+def frame_record(item: Item, res: FrameResult) -> dict[str, Any]:
+    """One JSON Lines record; persons keep the detector's box order."""
+    persons = res.persons()
+    for p, tid, s in zip(persons, item.track_ids, res.box_score):
+        p["track_id"] = int(tid)
+        p["score"] = round(float(s), 5)
+        # float32 -> float64 before rounding, or 517.27 prints as 517.27001953125
+        p["keypoints"] = [[round(float(v), 2) for v in kp] for kp in p["keypoints"]]
+        p["presence"] = [round(float(v), 4) for v in p["presence"]]
+    return {"frame": item.frame.index, "timestamp": round(item.frame.timestamp, 4),
+            "wall_time": round(item.frame.wall_time, 4), "detected": item.detected,
+            **({"file": item.frame.name} if item.frame.name else {}), "persons": persons}
+
+
+class VideoRun:
+    """Wires source -> detector/tracker -> pose pipeline -> sinks with one thread per stage."""
+
+    def __init__(self, args: argparse.Namespace, source: FrameSource, detector: Any, pipe: PosePipeline) -> None:
+        self.args, self.source, self.detector, self.pipe = args, source, detector, pipe
+        self.tracker = IoUTracker(iou_thr=args.track_iou)
+        self.stop = threading.Event()    # graceful: read no more frames, finish those in flight
+        self.abort = threading.Event()   # an error or a second Ctrl-C: everyone quits now
+        self.errors: list[BaseException] = []
+        self.q_frames: queue.Queue = queue.Queue(QUEUE_SIZE)
+        self.q_dets: queue.Queue = queue.Queue(QUEUE_SIZE)
+        self.q_out: queue.Queue = queue.Queue(2 * QUEUE_SIZE)
+        self.stats = Stats()
+        out = args.out
+        self.jsonl = JsonlWriter(out / f"{source.name}.jsonl", fsync=args.fsync)
+        self.video_path = None if args.no_video else out / f"{source.name}.overlay.{args.video_format}"
+        self.video: Any = None
+        manifest_thr = (pipe.manifest.get("presence") or {}).get("threshold", 0.5)
+        self.presence_thr = manifest_thr if args.presence_thr is None else args.presence_thr
+        self.interrupted: str | None = None
+        self.writer: threading.Thread | None = None
+
+    # -- plumbing ----------------------------------------------------------------------
+    def _put(self, q: queue.Queue, item: object) -> bool:
+        while not self.abort.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self, q: queue.Queue) -> object:
+        while not self.abort.is_set():
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return END
+
+    def _guard(self, fn: Any, downstream: queue.Queue | None, upstream: queue.Queue | None = None) -> Any:
+        """Run a stage; on an error stop reading, let later stages finish what they hold, and
+        keep draining ``upstream`` so earlier stages never block on a dead consumer. Only the
+        writer (no ``downstream``) aborts everything: nothing after it could use the frames."""
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as e:  # noqa: BLE001 - re-raised by the main thread
+                self.errors.append(e)
+                self.stop.set()
+                if downstream is None:
+                    self.abort.set()
+                elif upstream is not None:
+                    while self._get(upstream) is not END:
+                        pass
+            finally:
+                if downstream is not None:
+                    self._put(downstream, END)
+        return run
+
+    # -- stages --------------------------------------------------------------------------
+    def _read(self) -> None:
+        it = self.source.frames()
+        n = 0
+        while not (self.stop.is_set() or self.abort.is_set()):
+            if self.args.max_frames is not None and n >= self.args.max_frames:
+                break
+            t = time.perf_counter()
+            frame = next(it, None)
+            if frame is None:
+                break
+            item = Item(frame, {"decode": (time.perf_counter() - t) * 1e3})
+            if self.source.is_live and self.q_frames.full():
+                try:  # live: keep latency low by dropping the oldest waiting frame
+                    self.q_frames.get_nowait()
+                    self.stats.live_dropped += 1
+                except queue.Empty:
+                    pass
+            if not self._put(self.q_frames, item):
+                break
+            n += 1
+
+    def _detect(self) -> None:
+        k = max(1, self.args.det_every)
+        seen = 0
+        while (item := self._get(self.q_frames)) is not END:
+            t = time.perf_counter()
+            f = item.frame
+            if seen % k == 0:
+                item.boxes, item.scores = self.detector(f)
+                item.track_ids = self.tracker.update(item.boxes, item.scores, f.index)
+                item.detected = True
+            else:
+                item.boxes, item.scores, item.track_ids = self.tracker.predict(f.index, f.image.shape[:2])
+            seen += 1
+            item.ms["detect"] = (time.perf_counter() - t) * 1e3
+            if not self._put(self.q_dets, item):
+                return
+
+    def _pose(self) -> None:
+        waiting: deque[Item] = deque()
+
+        def frames() -> Iterator[tuple]:
+            while (item := self._get(self.q_dets)) is not END:
+                waiting.append(item)
+                yield item.frame.image, item.boxes, item.scores
+
+        for res in self.pipe.run_many(frames()):
+            item = waiting.popleft()
+            item.ms["pose"] = res.timings_ms.get("total", 0.0)
+            if not self._put(self.q_out, (item, res)):
+                return
+
+    def _write(self) -> None:
+        live = self.source.is_live
+        total = None if live else self.source.total
+        if total is not None and self.args.max_frames is not None:
+            total = min(total, self.args.max_frames)
+        bar = tqdm(total=total, desc=self.source.name, unit="frame", file=sys.stderr, disable=self.args.quiet,
+                   smoothing=0.1)
+        try:
+            while (got := self._get(self.q_out)) is not END:
+                item, res = got
+                t = time.perf_counter()
+                img = None
+                if self.video_path is not None:
+                    img = draw_persons(item.frame.image, res, item.track_ids, self.presence_thr,
+                                       self.args.kpt_thr, self.args.hide_low)
+                    draw_hud(img, self._hud(item, res))
+                t_draw = time.perf_counter()
+                self.jsonl.write(frame_record(item, res))
+                if img is not None:
+                    if self.video is None:
+                        h, w = img.shape[:2]
+                        size = self.source.size or (w, h)
+                        self.video = open_video_writer(self.video_path, self.source.fps, size)
+                    self.video.write(img)
+                t_end = time.perf_counter()
+                item.ms["draw"] = (t_draw - t) * 1e3
+                item.ms["write"] = (t_end - t_draw) * 1e3
+                self.stats.add(item, res)
+                bar.update(1)
+                bar.set_postfix_str(f"{self.stats.fps:.1f} FPS, {self.stats.persons} people, large "
+                                    f"{self.stats.large / max(1, self.stats.routed):.0%}", refresh=False)
+        finally:
+            bar.close()
+            self.close_sinks()
+
+    def _hud(self, item: Item, res: FrameResult) -> list[str]:
+        s = self.stats
+        return [f"frame {item.frame.index}  " + (f"{s.fps:.1f} FPS" if s.fps else "-- FPS"),
+                f"pose {item.ms.get('pose', 0):.0f} ms  det {item.ms.get('detect', 0):.0f} ms"
+                + ("" if item.detected else " (tracked)"),
+                f"{len(res)} people  large {res.large_fraction:.0%}"]
+
+    def close_sinks(self) -> None:
+        self.jsonl.close()
+        if self.video is not None:
+            self.video.close()
+
+    # -- driver ----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        threads = [threading.Thread(target=self._guard(self._read, self.q_frames), name="decode", daemon=True),
+                   threading.Thread(target=self._guard(self._detect, self.q_dets, self.q_frames), name="detect",
+                                    daemon=True)]
+        writer = threading.Thread(target=self._guard(self._write, None), name="write", daemon=True)
+        self.writer = writer
+        for t in (*threads, writer):
+            t.start()
+        try:
+            self._pose()
+        except BaseException as e:
+            if not isinstance(e, KeyboardInterrupt):
+                self.errors.append(e)
+            self.abort.set() if isinstance(e, KeyboardInterrupt) else self.stop.set()
+            raise
+        finally:
+            self.stop.set()
+            if not self.abort.is_set():
+                self._put(self.q_out, END)
+                writer.join()
+            else:
+                # An error or a second Ctrl-C: unblock everyone, give the writer a moment to close files.
+                self.abort.set()
+                writer.join(timeout=5)
+            self.abort.set()
+            for t in threads:
+                t.join(timeout=2)
+            self.source.close()
+        if self.errors:
+            raise self.errors[0]
+        return self.stats.summary(self.source)
+
+
+def _install_signals(run: VideoRun) -> dict[int, Any]:
+    """First SIGINT/SIGTERM: graceful stop; second: KeyboardInterrupt in the main thread."""
+    def handler(signum: int, _frame: object) -> None:
+        if run.stop.is_set():
+            raise KeyboardInterrupt
+        run.stop.set()
+        run.interrupted = signal.Signals(signum).name
+        print(f"\n{run.interrupted}: finishing frames in flight (again to quit now)", file=sys.stderr)
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            old[s] = signal.signal(s, handler)
+    return old
+
+
+def print_summary(s: dict[str, Any], out: Path) -> None:
+    ms = s["mean_ms"]
+    share = s["share_of_busy_time"]
+    print(f"{s['frames']} frames in {s['wall_s']:.1f} s = {s['fps']:.2f} FPS; {s['persons']} people, "
+          f"large net {s['large_net_share']:.0%}; corrupt frames skipped: {s['corrupt_frames']}"
+          + (f"; live frames dropped: {s['live_frames_dropped']}" if s["live_frames_dropped"] else ""),
+          file=sys.stderr)
+    print("mean ms/frame: " + ", ".join(f"{k} {ms[k]:.1f} ({share[k]:.0%})" for k in STAGES)
+          + "  | pose = " + ", ".join(f"{p} {ms['pose.' + p]:.1f}" for p in POSE_PARTS), file=sys.stderr)
+    print(f"outputs in {out}/", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m runtime.video", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engines", required=True, type=Path, help="artifacts folder with manifest.json")
+    p.add_argument("--source", required=True, help="video file, image folder, camera index, /dev/videoN, "
+                   "rtsp:// or http:// URL, csi://N (Jetson CSI) or a GStreamer pipeline")
+    p.add_argument("--out", type=Path, default=Path("video_out"), help="output folder")
+    p.add_argument("--detector", default="hog", help="hog | onnx:PATH | json:PATH")
+    p.add_argument("--det-every", type=int, default=1, help="detect every k-th frame, track in between")
+    p.add_argument("--det-layout", default="auto", choices=LAYOUTS, help="ONNX detector output layout")
+    p.add_argument("--det-class", type=int, default=0, help="person class index of the ONNX detector")
+    p.add_argument("--det-thr", type=float, default=None, help="detector score threshold")
+    p.add_argument("--det-nms", type=float, default=0.5, help="detector NMS IoU threshold")
+    p.add_argument("--hog-width", type=int, default=640, help="frames are shrunk to this width for HOG")
+    p.add_argument("--track-iou", type=float, default=0.3, help="IoU to continue a track")
+    p.add_argument("--policy", default="dyn", choices=POLICIES)
+    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
+    p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per net")
+    p.add_argument("--budget-ms", type=float, default=None, help="per-frame latency budget (caps large-net crops)")
+    p.add_argument("--score-thr", type=float, default=None, help="drop boxes scoring below this")
+    p.add_argument("--max-boxes", type=int, default=64, help="most people per frame")
+    p.add_argument("--presence-thr", type=float, default=None,
+                   help="keypoints below this presence are drawn hollow (default: the manifest's)")
+    p.add_argument("--hide-low", action="store_true", help="hide low-presence keypoints instead")
+    p.add_argument("--kpt-thr", type=float, default=0.0, help="do not draw keypoints scoring below this")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate for image folders")
+    p.add_argument("--no-video", action="store_true", help="write only the JSON Lines results")
+    p.add_argument("--video-format", default="avi", choices=("avi", "mp4"),
+                   help="avi (MJPEG, stays playable after a hard kill) or mp4 (mp4v; not kill-safe)")
+    p.add_argument("--fsync", action="store_true", help="fsync every JSONL line (survives power loss)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None]:
+    """The CLI body; returns (exit code, summary) so benchmarks can call it in-process."""
+    args = build_parser().parse_args(argv)
+    try:
+        source = open_source(args.source, fps=args.fps)
+        detector = make_detector(args.detector, layout=args.det_layout, cls=args.det_class,
+                                 score_thr=args.det_thr, iou_thr=args.det_nms, hog_width=args.hog_width)
+        if isinstance(detector, JsonDetections) and source.kind == "folder":
+            detector.bind_folder(args.source)
+        opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
+                               budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
+                               backend_options={"threads": args.threads} if args.threads else {})
+        pipe = PosePipeline(args.engines, opts)
+    except (SourceError, DetectorError, ManifestError, BackendError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2, None
+    run = VideoRun(args, source, detector, pipe)
+    old = _install_signals(run)
+    try:
+        summary = run.run()
+    except KeyboardInterrupt:
+        run.abort.set()
+        if run.writer is not None:
+            run.writer.join(timeout=5)  # the writer closes the files itself
+        print("interrupted: outputs closed; every frame written so far is valid", file=sys.stderr)
+        return 130, None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        pipe.close()
+    summary["interrupted"] = run.interrupted
+    summary["outputs"] = {"jsonl": str(run.jsonl.path),
+                          "video": [str(p) for p in run.video.paths] if run.video is not None else []}
+    (args.out / f"{source.name}.summary.json").write_text(json.dumps(summary, indent=2))
+    print_summary(summary, args.out)
+    if summary["ended_early"]:
+        print(f"error: {summary['ended_early']}; the {summary['frames']} frames decoded were written",
+              file=sys.stderr)
+        return 3, summary
+    return {None: 0, "SIGINT": 130, "SIGTERM": 143}[run.interrupted], summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_video(argv)[0]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

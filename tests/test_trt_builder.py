@@ -1,0 +1,122 @@
+"""The engine builder end to end against the checked TensorRT fakes (version from DYNPOSE_TRT_HARNESS)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from build.trt import add_trt_arguments, build_engines, build_or_plan
+from build.trt.builder import EngineBuildError
+from build.trt.targets import BuildOptions
+from tools.trt_harness.artifacts import make_artifacts
+from tools.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.trt
+
+
+def _calls(world, cls: str, attr: str) -> list[tuple]:
+    return [(a, k) for c, m, a, k in world.calls if c == cls and m == attr]
+
+
+def _plan(path: Path) -> dict:
+    return json.loads(path.read_bytes())  # the harness serialises its "plan" as JSON
+
+
+def test_orin_build_precision_profiles_dla_and_records(trt_world, tmp_path: Path) -> None:
+    trt_world.dla_cores = 2
+    root = tmp_path / "dyn-test-orin"
+    manifest = make_artifacts(root, int8_router=True, fp16_small=True)
+    build_engines(root, manifest, "orin")
+    trt = trt_world.trt
+    rec = {r: manifest["models"][r]["engine"] for r in ("router", "small", "large")}
+    # precision = the ONNX chosen: INT8 Q/DQ where calibrated, else FP16, else fp32
+    assert [(rec[r]["precision"], rec[r]["onnx"]) for r in rec] == [
+        ("int8", "router.int8_trt.onnx"), ("fp16", "small.fp16.onnx"), ("fp32", "large.onnx")]
+    # router on DLA core 0 with a static profile; pose nets dynamic 1..64
+    assert rec["router"]["dla_core"] == 0 and rec["router"]["profiles"] == [{"min": 32, "opt": 32, "max": 32}]
+    for r in ("small", "large"):
+        assert rec[r]["dla_core"] is None and rec[r]["profiles"] == [{"min": 1, "opt": 16, "max": 64}]
+    router_plan = _plan(root / "router.engine")
+    assert router_plan["dla_core"] == 0 and router_plan["flags"] == ["GPU_FALLBACK"]
+    assert router_plan["profiles"]["input"] == [[32, 3, 256, 192]] * 3
+    assert _plan(root / "small.engine")["flags"] == []         # never a precision flag
+    assert _plan(root / "large.engine")["profiles"]["input"] == [[1, 3, 256, 192], [16, 3, 256, 192], [64, 3, 256, 192]]
+    # strongly typed network, workspace pool for Orin, optimisation level
+    strongly = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    assert all(a[0] == strongly for a, _ in _calls(trt_world, "Builder", "create_network"))
+    pools = _calls(trt_world, "IBuilderConfig", "set_memory_pool_limit")
+    assert {(a[0].name, a[1]) for a, _ in pools} == {("WORKSPACE", 2048 << 20)}
+    assert _calls(trt_world, "IBuilderConfig", "builder_optimization_level=") == [((3,), {})] * 3
+    # sidecar: the machine facts the runtime compares, beside the engine and in the manifest
+    for r, record in rec.items():
+        assert record["trt_version"] == trt.__version__ and record["gpu"] == "Orin" and record["sm"] == "8.7"
+        assert len(record["onnx_sha256"]) == 64 and record["build_time_s"] >= 0
+        assert json.loads((root / f"{r}.engine.json").read_text()) == record
+        assert [t["name"] for t in record["io"]] == ["input", "score" if r == "router" else "heatmaps"]
+
+
+def test_no_dla_cores_builds_router_on_gpu(trt_world, tmp_path: Path) -> None:
+    trt_world.dla_cores = 0  # Orin Nano, dGPU, or TensorRT 11.0-11.4.0 on Jetson
+    root = tmp_path / "a"
+    manifest = make_artifacts(root)
+    build_engines(root, manifest, "orin")
+    rec = manifest["models"]["router"]["engine"]
+    assert rec["dla_core"] is None and rec["profiles"] == [{"min": 1, "opt": 32, "max": 128}]
+    assert not _calls(trt_world, "IBuilderConfig", "DLA_core=")
+
+
+def test_timing_cache_persisted_and_reused(trt_world, tmp_path: Path) -> None:
+    root = tmp_path / "a"
+    manifest = make_artifacts(root)
+    cache = tmp_path / "my.cache"
+    build_engines(root, manifest, "x86-gpu", BuildOptions(timing_cache=str(cache)))
+    first = cache.read_bytes()
+    assert b"router.int8_trt.onnx" in first and b"large.onnx" in first
+    trt_world.calls.clear()
+    build_engines(root, manifest, "x86-gpu", BuildOptions(timing_cache=str(cache)))
+    loaded = [a[0] for a, _ in _calls(trt_world, "IBuilderConfig", "create_timing_cache")]
+    assert loaded == [first]  # one cache object per run, seeded from the file
+    assert manifest["models"]["small"]["engine"]["timing_cache"] == str(cache)
+
+
+def test_plugin_nodes_need_the_library(trt_world, tmp_path: Path) -> None:
+    root = tmp_path / "a"
+    manifest = make_artifacts(root, plugin_large=True)
+    with pytest.raises(EngineBuildError, match="--plugin-lib"):
+        build_engines(root, manifest, "x86-gpu")
+    lib = tmp_path / "libdynpose_plugins.so"
+    lib.write_bytes(b"\x7fELF")
+    trt_world.plugin_libs[str(lib)] = ["DynPoseDecode"]
+    build_engines(root, manifest, "x86-gpu", BuildOptions(plugin_lib=str(lib)))
+    rec = manifest["models"]["large"]["engine"]
+    assert rec["plugin_library"] == str(lib) and rec["plugin_ops"] == ["dynpose::DynPoseDecode"]
+    assert rec["onnx"] == "large.fp16.onnx"
+    assert [a for a, _ in _calls(trt_world, "IPluginRegistry", "load_library")] == [(str(lib),)]
+    assert manifest["models"]["small"]["engine"]["plugin_library"] is None
+
+
+def test_target_defaults_and_flag_overrides(trt_world, tmp_path: Path) -> None:
+    root = tmp_path / "a"
+    manifest = make_artifacts(root)
+    build_engines(root, manifest, "orin-nano")
+    assert manifest["models"]["large"]["engine"]["profiles"] == [{"min": 1, "opt": 8, "max": 32}]
+    assert manifest["models"]["large"]["engine"]["workspace_mb"] == 768
+    opts = BuildOptions(max_batch_router=64, max_batch_pose=16, workspace_mb=512, opt_level=5, dla="off")
+    build_engines(root, manifest, "orin", opts)
+    eng = {r: manifest["models"][r]["engine"] for r in ("router", "small")}
+    assert eng["router"]["profiles"] == [{"min": 1, "opt": 32, "max": 64}] and eng["router"]["dla_core"] is None
+    assert eng["small"]["profiles"] == [{"min": 1, "opt": 16, "max": 16}]
+    assert eng["small"]["workspace_mb"] == 512 and eng["small"]["builder_optimization_level"] == 5
+
+
+def test_build_or_plan_builds_when_trt_and_gpu_present(trt_world, tmp_path: Path, capsys) -> None:
+    parser = argparse.ArgumentParser()
+    add_trt_arguments(parser)
+    root = tmp_path / "dyn-test-orin"
+    manifest = make_artifacts(root)
+    rc = build_or_plan(root, manifest, parser.parse_args(["--target", "orin", "--require-trt"]))
+    assert rc == 0 and capsys.readouterr().out == ""
+    assert all((root / f"{r}.engine").is_file() for r in ("router", "small", "large"))
+    assert (root / "build_plan.sh").is_file() and manifest["trt_plan"]["target"] == "orin"
