@@ -119,3 +119,24 @@ def export_all(cfg: PipelineConfig, out_dir: Path, ckpts: dict[str, str | None],
         entries[role] = {"role": role, "arch": arch, "head": head, "weights": weights, **entry}
         nets[role] = model
     return entries, nets
+
+
+def add_plugin_variants(out_dir: Path, entries: dict[str, dict[str, Any]]) -> None:
+    """``<role>.plugin.onnx``: the pose nets with the fused GPU decode (TensorRT only).
+
+    The decode reads the maps on the GPU and only keypoints and scores leave
+    it; the fp32 model stays the ONNX Runtime default.
+    """
+    import onnx
+
+    from .plugin_nodes import add_decode_plugin
+
+    for role in ("small", "large"):
+        e = entries[role]
+        model = onnx.load(str(out_dir / e["onnx"]))
+        fused = add_decode_plugin(model, e["head"])
+        path = out_dir / f"{role}.plugin.onnx"
+        onnx.save(fused, str(path))
+        e.setdefault("variants", {})["plugin"] = {
+            "onnx": path.name, "sha256": sha256_file(path), "plugin_library": "libdynpose_plugins.so",
+            "outputs": [o.name for o in fused.graph.output]}

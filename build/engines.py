@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calib-data", type=Path, default=None,
                    help="COCO-format folder (images + person_keypoints.json + person_detections.json) "
                         "for routing thresholds and calibration (default: ../shared/data/coco-mini)")
+    p.add_argument("--fuse-decode", action="store_true",
+                   help="also write <role>.plugin.onnx with the decode fused into the DynPoseDecode "
+                        "TensorRT plugin (needs libdynpose_plugins.so on the device)")
     p.add_argument("--calib-boxes", choices=("detections", "gt"), default="detections",
                    help="which boxes of --calib-data make the calibration crops")
     return p.parse_args(argv)
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from calib.data import DEFAULT_CALIB, load_coco_calib
 
-    from .artifacts import export_all, new_manifest, weights_summary
+    from .artifacts import add_plugin_variants, export_all, new_manifest, weights_summary
 
     manifest = new_manifest(cfg, args.target)
     with tqdm(total=3 * 2 + 1, desc="build", unit="step", file=sys.stderr) as bar:
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         manifest["models"], nets = export_all(cfg, out_dir, ckpts, args.seed, args.opset,
                                               not args.no_simplify, progress)
         manifest["weights"] = weights_summary(manifest["models"])
+        if args.fuse_decode:
+            add_plugin_variants(out_dir, manifest["models"])
         save_manifest(out_dir, manifest)
         progress("routing thresholds")
         calib = load_coco_calib(args.calib_data or DEFAULT_CALIB, args.calib_boxes)

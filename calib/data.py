@@ -1,14 +1,18 @@
 """Calibration crops, made by the runtime's own preprocessing (one code path).
 
 A calibration set is a list of images with person boxes: COCO ground truth
-or detector results. The crops feed INT8 calibration, the routing band and
-the accuracy report, so they must be made exactly as the device makes them.
+or detector results, or a folder of images / a video run through a person
+detector (OpenCV's HOG people detector: no weights to download, so any
+workstation can calibrate). The crops feed INT8 calibration, the routing
+band and the accuracy report, so they must be made exactly as the device
+makes them: :func:`_crops_for_image` calls ``runtime.preprocess`` only.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -68,30 +72,147 @@ def coco_boxes(folder: Path, boxes: str = "detections") -> tuple[dict[int, Path]
     return files, per
 
 
-def load_coco_calib(folder: str | Path = DEFAULT_CALIB, boxes: str = "detections",
-                    max_crops: int | None = None) -> CalibSet:
-    folder = Path(folder)
-    files, per = coco_boxes(folder, boxes)
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+Detector = Callable[[np.ndarray], np.ndarray]   # BGR image -> [M,5] x,y,w,h,score
+
+
+def hog_detector(min_score: float = 0.3, win_stride: int = 8) -> Detector:
+    """OpenCV's default HOG+SVM people detector as a ``Detector``.
+
+    Weak next to a modern detector (upright people only), but it ships inside
+    OpenCV, so calibration from raw footage needs no extra download. Scores
+    are the SVM margins squashed to (0, 1) so they compare with COCO scores.
+    """
+    hog = cv2.HOGDescriptor()
+    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+
+    def detect(image_bgr: np.ndarray) -> np.ndarray:
+        rects, weights = hog.detectMultiScale(image_bgr, winStride=(win_stride, win_stride),
+                                              padding=(8, 8), scale=1.05)
+        if len(rects) == 0:
+            return np.zeros((0, 5))
+        score = 1.0 / (1.0 + np.exp(-np.asarray(weights, np.float64).reshape(-1)))
+        out = np.concatenate([np.asarray(rects, np.float64).reshape(-1, 4), score[:, None]], axis=1)
+        return out[out[:, 4] >= min_score]
+
+    return detect
+
+
+def _crops_for_image(img: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The device's path: box hygiene -> centre/scale -> affine crops."""
+    arr = np.asarray(boxes, np.float64).reshape(-1, 5)
+    b, _, _ = sanitize_boxes(arr[:, :4], img.shape[:2], scores=arr[:, 4], max_boxes=None)
+    c, s = boxes_to_center_scale(b)
+    return make_crops(img, c, s), c, s
+
+
+def _assemble(items: Iterable[tuple[str, int, np.ndarray, np.ndarray]], source: str,
+              max_crops: int | None) -> CalibSet:
+    """(name, id, image, boxes[M,5]) per image -> one CalibSet, evenly thinned to max_crops."""
     crops, centers, scales, ids = [], [], [], []
     counts: dict[str, int] = {}
-    for image_id in sorted(files):
-        if not per[image_id]:
+    for name, image_id, img, boxes in items:
+        if len(boxes) == 0:
             continue
-        img = _read_image(files[image_id])
-        arr = np.asarray(per[image_id], np.float64)
-        b, _, _ = sanitize_boxes(arr[:, :4], img.shape[:2], scores=arr[:, 4], max_boxes=None)
-        c, s = boxes_to_center_scale(b)
-        crops.append(make_crops(img, c, s))
+        cr, c, s = _crops_for_image(img, boxes)
+        if len(cr) == 0:
+            continue
+        crops.append(cr)
         centers.append(c)
         scales.append(s)
-        ids.append(np.full(len(b), image_id))
-        counts[files[image_id].name] = len(b)
+        ids.append(np.full(len(cr), image_id))
+        counts[name] = len(cr)
     if not crops:
-        raise ValueError(f"no person boxes found in {folder} ({boxes}); calibration needs at least one")
+        raise ValueError(f"no person boxes found in {source}; calibration needs at least one "
+                         "(use another --calib-data, or --calib-boxes gt for a COCO folder)")
     out = CalibSet(np.concatenate(crops), np.concatenate(centers), np.concatenate(scales),
-                   np.concatenate(ids), f"{folder} ({boxes})", counts)
+                   np.concatenate(ids), source, counts)
     if max_crops is not None and len(out) > max_crops:
         keep = np.linspace(0, len(out) - 1, max_crops).round().astype(int)
         out = CalibSet(out.crops[keep], out.centers[keep], out.scales[keep], out.image_ids[keep],
                        out.source, out.per_image)
     return out
+
+
+def load_coco_calib(folder: str | Path = DEFAULT_CALIB, boxes: str = "detections",
+                    max_crops: int | None = None) -> CalibSet:
+    folder = Path(folder)
+    files, per = coco_boxes(folder, boxes)
+
+    def items() -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
+        for image_id in sorted(files):
+            if per[image_id]:
+                yield files[image_id].name, image_id, _read_image(files[image_id]), np.asarray(per[image_id])
+
+    return _assemble(items(), f"{folder} ({boxes})", max_crops)
+
+
+def load_image_folder(folder: str | Path, detector: Detector | None = None,
+                      max_crops: int | None = None) -> CalibSet:
+    """Every image in ``folder`` (sorted by name) through ``detector`` (HOG by default)."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) in {folder}; pass a COCO folder, "
+                                "an image folder or a video as --calib-data")
+    det = detector or hog_detector()
+
+    def items() -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
+        for i, f in enumerate(files):
+            img = _read_image(f)
+            yield f.name, i, img, det(img)
+
+    return _assemble(items(), f"{folder} (images, {'HOG' if detector is None else 'detector'})", max_crops)
+
+
+def load_video(path: str | Path, detector: Detector | None = None, max_crops: int | None = None,
+               every: int = 1, max_frames: int | None = None) -> CalibSet:
+    """Frames of a video (every ``every``-th) through ``detector`` (HOG by default)."""
+    path = Path(path)
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise FileNotFoundError(f"cannot open video {path}; check the path and that OpenCV has a decoder for it")
+    det = detector or hog_detector()
+
+    def items() -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
+        idx = used = 0
+        try:
+            while max_frames is None or used < max_frames:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                if idx % every == 0:
+                    used += 1
+                    yield f"{path.name}#{idx}", idx, frame, det(frame)
+                idx += 1
+        finally:
+            cap.release()
+
+    return _assemble(items(), f"{path} (video, {'HOG' if detector is None else 'detector'})", max_crops)
+
+
+def load_calib(data: str | Path | None = None, boxes: str = "detections", max_crops: int | None = None,
+               detector: Detector | None = None) -> CalibSet:
+    """Any supported ``--calib-data``: a COCO folder, a folder of images, or a video file."""
+    path = Path(data) if data is not None else DEFAULT_CALIB
+    if path.is_file() and path.suffix.lower() in VIDEO_EXTS:
+        return load_video(path, detector, max_crops)
+    if path.is_dir() and (path / "person_keypoints.json").is_file():
+        return load_coco_calib(path, boxes, max_crops)
+    if path.is_dir():
+        return load_image_folder(path, detector, max_crops)
+    raise FileNotFoundError(f"--calib-data {path} is neither a COCO folder (with person_keypoints.json), "
+                            f"a folder of images nor a video ({', '.join(VIDEO_EXTS)})")
+
+
+def coco_keypoints(folder: str | Path = DEFAULT_CALIB) -> tuple[dict[int, Path], list[dict]]:
+    """Image files and the non-crowd person annotations with at least one labelled keypoint."""
+    folder = Path(folder)
+    gt_path = folder / "person_keypoints.json"
+    if not gt_path.is_file():
+        raise FileNotFoundError(f"{gt_path} not found; presence calibration needs COCO keypoint ground truth")
+    gt = json.loads(gt_path.read_text())
+    files = {im["id"]: folder / im["file_name"] for im in gt["images"]}
+    anns = [a for a in gt["annotations"] if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
+    return files, anns

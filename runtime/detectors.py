@@ -14,9 +14,9 @@ input size is dynamic). Output: the first output, one of
 * ``[1, 4+C, A]`` - YOLOv8/v11: ``cx, cy, w, h, C class scores`` (transposed)
 
 with A candidate boxes in input pixels and probabilities already in 0..1.
-The axis with more entries is taken as A. ``auto`` tells v5 from v8 by the
-row length (85/6 -> v5, 84/5 -> v8 for 80 COCO classes / one class); other
-class counts need ``--det-layout``. Person score = objectness x class score
+``auto`` finds the axis of length 85/6 (v5) or 84/5 (v8) - 80 COCO classes
+or one class; other class counts need ``--det-layout``, which takes the longer
+axis as A. Person score = objectness x class score
 (v5) or class score (v8) for class ``--det-class`` (0 = person in COCO).
 Models exported *with* NMS are not supported: export without it.
 """
@@ -106,14 +106,17 @@ def decode_yolo(out: np.ndarray, layout: str = "auto", cls: int = 0) -> Detectio
         a = a[0]
     if a.ndim != 2:
         raise DetectorError(f"detector output must be [1,A,5+C] or [1,4+C,A], got {np.shape(out)}")
-    if a.shape[0] < a.shape[1]:
-        a = a.T
-    feats = a.shape[1]
+    known = {85: "yolov5", 6: "yolov5", 84: "yolov8", 5: "yolov8"}
     if layout == "auto":
-        layout = {85: "yolov5", 6: "yolov5", 84: "yolov8", 5: "yolov8"}.get(feats, "")
+        if a.shape[1] not in known and a.shape[0] in known:
+            a = a.T
+        layout = known.get(a.shape[1], "")
         if not layout:
-            raise DetectorError(f"cannot tell the YOLO layout from rows of {feats} values; "
-                                "pass --det-layout yolov5 (cx,cy,w,h,obj,classes) or yolov8 (cx,cy,w,h,classes)")
+            raise DetectorError(f"cannot tell the YOLO layout of a {list(np.shape(out))} output; pass "
+                                "--det-layout yolov5 (cx,cy,w,h,obj,classes) or yolov8 (cx,cy,w,h,classes)")
+    elif a.shape[0] < a.shape[1]:
+        a = a.T  # candidates outnumber values per candidate in any real detector
+    feats = a.shape[1]
     first = 5 if layout == "yolov5" else 4
     if first + cls >= feats:
         raise DetectorError(f"class {cls} is out of range for {layout} rows of {feats} values")

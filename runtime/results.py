@@ -57,7 +57,9 @@ class FrameResult:
         (MMPose's rescoring), dropped boxes are left out."""
         res = []
         for i in np.flatnonzero(self.route >= 0):
-            kp = self.keypoints[i]
+            kp = self.keypoints[i].copy()
+            bad = ~np.isfinite(kp).all(axis=1)      # NaN/inf maps decode to NaN: score 0
+            kp[bad] = 0.0
             conf = kp[:, 2]
             vis = conf > 0.2
             kscore = float(conf[vis].mean()) if vis.any() else 0.0

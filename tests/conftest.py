@@ -55,4 +55,4 @@ def cpu_artifacts(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -
 
     config = os.environ.get("DYNPOSE_TEST_CONFIG", DEFAULT_CONFIG)
     return build_artifacts(tmp_path_factory.mktemp("artifacts"), config,
-                           extra=("--calib-data", str(shared_data / "coco-mini")))
+                           extra=("--calib-data", str(shared_data / "coco-mini"), "--fuse-decode"))

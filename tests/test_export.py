@@ -48,6 +48,11 @@ def test_manifest_has_every_field(cpu_artifacts):
         w = e["weights"]
         assert w["source"] in ("random", "checkpoint")
         assert (w["sha256"] is None) == (w["source"] == "random")
+        if role != "router":   # --fuse-decode: the TensorRT-only variant with the decode plugin
+            v = m["models"][role]["variants"]["plugin"]
+            fused = onnx.load(str(cpu_artifacts / v["onnx"]))
+            assert any(n.op_type == "DynPoseDecode" for n in fused.graph.node)
+            assert {"keypoints", "keypoint_scores"} <= set(v["outputs"])
     r = m["routing"]
     assert 0 <= r["k1"] <= r["k2"] <= 1 and r["n_calib"] == 118
     assert m["models"]["router"]["gmacs"] < 0.03 * 5.45

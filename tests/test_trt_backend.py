@@ -121,7 +121,6 @@ def test_check_reads_l4t_of_this_machine(built, monkeypatch, tmp_path: Path) -> 
     rel.write_text("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: x\n")
     assert trt_backend.read_l4t(rel) == "R36.4.3"
     monkeypatch.setattr(trt_backend, "NV_TEGRA_RELEASE", rel)
-    monkeypatch.setattr(trt_backend, "read_l4t", lambda path=rel: trt_backend.__dict__["_L4T_RE"] and "R36.4.3")
     with pytest.raises(BackendError, match="l4t None != 'R36.4.3'"):
         trt_backend.TrtBackend(root, manifest).check()     # built off-Jetson, run on Jetson
 

@@ -66,7 +66,7 @@ def render_plan(specs: Iterable[EngineSpec], target: Target, config: str, out_di
         'mkdir -p "$(dirname "$CACHE")"',
     ]
     if any(s.plugin_ops for s in specs):
-        lines += [f'PLUGIN_LIB="${{PLUGIN_LIB:-{plugin_lib}}}"',
+        lines += [f'export PLUGIN_LIB="${{PLUGIN_LIB:-{plugin_lib}}}"',
                   'if [ ! -f "$PLUGIN_LIB" ]; then',
                   '    echo "error: plugin library \'$PLUGIN_LIB\' not found; build kernels/ on the device '
                   'and set PLUGIN_LIB=/path/to/lib.so" >&2',

@@ -8,6 +8,7 @@ check works the same for both paths. Usage: ``python3 -m build.trt.record DIR``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -50,7 +51,9 @@ def record_engines(root: Path) -> dict[str, Any]:
                   "profiles": [spec["profile"]], "dla_core": spec.get("dla_core"),
                   "workspace_mb": spec.get("workspace_mb"),
                   "builder_optimization_level": spec.get("opt_level"),
-                  "plugin_library": spec.get("plugin_lib"), "plugin_ops": spec.get("plugin_ops", []),
+                  # build_plan.sh exports PLUGIN_LIB when it overrides the planned path
+                  "plugin_library": (os.environ.get("PLUGIN_LIB") or spec.get("plugin_lib")) if spec.get("plugin_ops") else None,
+                  "plugin_ops": spec.get("plugin_ops", []),
                   "built_with": "trtexec"}
         if (root / f"{role}.dla_failed").exists():  # build_plan.sh fell back to the GPU
             record["dla_core"], record["profiles"] = None, [spec["gpu_profile"]]

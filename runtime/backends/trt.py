@@ -36,10 +36,10 @@ _LOADED_PLUGINS: set[str] = set()
 
 
 # ---------------------------------------------------------------- machine identity
-def read_l4t(path: Path = NV_TEGRA_RELEASE) -> str | None:
+def read_l4t(path: Path | None = None) -> str | None:
     """``R36.4.3`` from /etc/nv_tegra_release, None off Jetson."""
     try:
-        m = _L4T_RE.search(Path(path).read_text())
+        m = _L4T_RE.search(Path(path or NV_TEGRA_RELEASE).read_text())
     except OSError:
         return None
     return f"R{m.group(1)}.{m.group(2)}" if m else None

@@ -1,0 +1,82 @@
+"""The benchmark workload: coco-mini's 4 images with their 118 real detector boxes.
+
+Benchmarks, the trade-off sweep and their tests all load frames and make
+crops here, through ``runtime.preprocess`` exactly as ``PosePipeline`` does,
+so a number measured on "the 118 boxes" always means the same crops.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from runtime.preprocess import DEFAULT_MAX_BOXES, boxes_to_center_scale, make_crops, sanitize_boxes
+
+
+@dataclass
+class Frame:
+    image_id: int
+    image: np.ndarray    # BGR
+    boxes: np.ndarray    # [n,4] xywh as the detector gave them
+    scores: np.ndarray   # [n]
+
+
+@dataclass
+class CropSet:
+    """All kept crops of a list of frames, concatenated in frame order."""
+
+    crops: np.ndarray     # [N,3,256,192]
+    centers: np.ndarray   # [N,2]
+    scales: np.ndarray    # [N,2]
+    frame_of: np.ndarray  # [N] index into the frames
+    kept: list[np.ndarray]  # per frame: indices of the kept boxes into that frame's boxes
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def frame_slice(self, i: int) -> slice:
+        idx = np.flatnonzero(self.frame_of == i)
+        return slice(int(idx[0]), int(idx[-1]) + 1) if idx.size else slice(0, 0)
+
+
+def load_frames(coco_dir: str | Path) -> list[Frame]:
+    """Frames sorted by image id, each with its detector boxes (category person only)."""
+    d = Path(coco_dir)
+    gt_path, det_path = d / "person_keypoints.json", d / "person_detections.json"
+    for p in (gt_path, det_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} not found; pass a COCO-format folder with person_keypoints.json "
+                                    "and person_detections.json (default ../shared/data/coco-mini)")
+    gt = json.loads(gt_path.read_text())
+    dets = [x for x in json.loads(det_path.read_text()) if x.get("category_id", 1) == 1]
+    frames = []
+    for im in sorted(gt["images"], key=lambda i: i["id"]):
+        img = cv2.imread(str(d / im["file_name"]))
+        if img is None:
+            raise FileNotFoundError(f"image {d / im['file_name']} unreadable")
+        mine = [x for x in dets if x["image_id"] == im["id"]]
+        frames.append(Frame(int(im["id"]), img, np.array([x["bbox"] for x in mine], np.float64).reshape(-1, 4),
+                            np.array([x.get("score", 1.0) for x in mine], np.float64)))
+    return frames
+
+
+def n_boxes(frames: list[Frame]) -> int:
+    return sum(len(f.boxes) for f in frames)
+
+
+def make_cropset(frames: list[Frame], max_boxes: int | None = DEFAULT_MAX_BOXES) -> CropSet:
+    """Box hygiene + affine crops per frame, the pipeline's own preprocessing."""
+    crops, centers, scales, frame_of, kept_all = [], [], [], [], []
+    for i, f in enumerate(frames):
+        b, kept, _ = sanitize_boxes(f.boxes, f.image.shape[:2], f.scores, None, max_boxes)
+        c, s = boxes_to_center_scale(b)
+        crops.append(make_crops(f.image, c, s))
+        centers.append(c)
+        scales.append(s)
+        frame_of.append(np.full(len(b), i))
+        kept_all.append(kept)
+    return CropSet(np.concatenate(crops), np.concatenate(centers), np.concatenate(scales),
+                   np.concatenate(frame_of), kept_all)

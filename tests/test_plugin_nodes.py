@@ -1,0 +1,94 @@
+"""build/plugin_nodes.py: the custom ONNX nodes TensorRT's parser maps onto libdynpose_plugins.so."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from build.plugin_nodes import (DECODE_OP, PLUGIN_NAMESPACE, PLUGIN_VERSION, SPARSEMAX_OP, add_decode_plugin,
+                                add_sparsemax_plugin, plugin_nodes)
+from kernels.host_build import KERNELS_DIR
+from runtime.decode import COCO_SIGMAS
+
+
+def _net(outputs: tuple[str, ...]) -> onnx.ModelProto:
+    """A stand-in head: maps [N,17,64,48] straight to the named outputs (plus presence)."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 17, 64, 48])
+    nodes = [helper.make_node("Identity", ["input"], [o]) for o in outputs]
+    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N", 17, 64, 48]) for o in outputs]
+    nodes.append(helper.make_node("ReduceMax", ["input"], ["presence"], axes=[2, 3], keepdims=0))
+    outs.append(helper.make_tensor_value_info("presence", TensorProto.FLOAT, ["N", 17]))
+    g = helper.make_graph(nodes, "net", [x], outs)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _cpp_fields(source: str) -> set[str]:
+    text = (KERNELS_DIR / "plugin" / source).read_text()
+    return set(re.findall(r'PluginField\("(\w+)"', text))
+
+
+def test_probmap_logits_get_fused_decode():
+    model = _net(("logits",))
+    out = add_decode_plugin(model, "probmap", temperature=0.5)
+    (node,) = plugin_nodes(out)
+    a = _attrs(node)
+    assert node.op_type == DECODE_OP and list(node.input) == ["logits"]
+    assert list(node.output) == ["keypoints", "keypoint_scores"]
+    assert a["plugin_version"].decode() == PLUGIN_VERSION and a["plugin_namespace"].decode() == PLUGIN_NAMESPACE
+    assert a["mode"] == b"probmap" and a["normalize"] == 1 and a["temperature"] == 0.5
+    np.testing.assert_allclose(a["sigmas"], np.float32(COCO_SIGMAS))
+    shapes = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in out.graph.output}
+    assert shapes == {"presence": ["N", 17], "keypoints": ["N", 17, 2], "keypoint_scores": ["N", 17]}
+    assert [o.name for o in model.graph.output] == ["logits", "presence"]  # input model untouched
+
+
+def test_heatmap_and_probmaps_variants():
+    out = add_decode_plugin(_net(("heatmaps",)), "heatmap", keep_maps=True)
+    (node,) = plugin_nodes(out)
+    assert _attrs(node)["mode"] == b"heatmap" and "sigmas" not in _attrs(node)
+    assert "heatmaps" in [o.name for o in out.graph.output]
+    out = add_decode_plugin(_net(("probmaps",)), "probmap")
+    assert _attrs(plugin_nodes(out)[0])["normalize"] == 0
+
+
+def test_attribute_names_are_fields_the_cpp_creators_accept():
+    decode = add_decode_plugin(_net(("logits",)), "probmap")
+    sm = add_sparsemax_plugin(_net(("logits",)))
+    plugin_keys = {"plugin_version", "plugin_namespace"}
+    assert set(_attrs(plugin_nodes(decode)[0])) - plugin_keys <= _cpp_fields("decode_plugin.cpp")
+    assert set(_attrs(plugin_nodes(sm)[0])) - plugin_keys <= _cpp_fields("sparsemax_plugin.cpp")
+    common = (KERNELS_DIR / "plugin" / "plugin_common.h").read_text()
+    for name in (DECODE_OP, SPARSEMAX_OP, PLUGIN_NAMESPACE):
+        assert f'"{name}"' in common
+
+
+def test_sparsemax_node_and_default_export_stays_standard():
+    model = _net(("logits",))
+    out = add_sparsemax_plugin(model)
+    (node,) = plugin_nodes(out)
+    assert node.op_type == SPARSEMAX_OP and list(node.output) == ["probmaps"]
+    assert [o.name for o in out.graph.output] == ["presence", "probmaps"]
+    assert plugin_nodes(model) == []
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["logits", "presence"]
+
+
+def test_errors_say_what_to_fix():
+    with pytest.raises(ValueError, match="'logits' or 'probmaps'"):
+        add_decode_plugin(_net(("heatmaps",)), "probmap")
+    with pytest.raises(ValueError, match="needs a 'heatmaps' output"):
+        add_decode_plugin(_net(("logits",)), "heatmap")
+    with pytest.raises(ValueError, match="sigmas of length 17"):
+        add_decode_plugin(_net(("logits",)), "probmap", sigmas=[0.1] * 5)
+    with pytest.raises(ValueError, match="head_kind"):
+        add_decode_plugin(_net(("logits",)), "simcc")
+    with pytest.raises(ValueError, match="once"):
+        add_decode_plugin(add_decode_plugin(_net(("logits",)), "probmap"), "probmap")
