@@ -12,12 +12,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from calib.stage import add_calib_arguments, run_calibration
 from runtime.manifest import save_manifest
 
+from .trt import add_trt_arguments, build_or_plan
 from .configs import DEFAULT_CONFIG, get_config, list_configs
 from .export import OPSET
 
-TARGETS = ("cpu", "orin", "orin-nano", "x86-gpu")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,7 +26,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default=DEFAULT_CONFIG, help="named pipeline config (see --list-configs)")
     p.add_argument("--list-configs", action="store_true", help="print the known configs and exit")
-    p.add_argument("--target", default="cpu", choices=TARGETS, help="where the artifacts will run")
     p.add_argument("--out", default="artifacts", type=Path,
                    help="output root; artifacts go to OUT/<config>-<target>/")
     for role in ("small", "large", "router"):
@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "TensorRT plugin (needs libdynpose_plugins.so on the device)")
     p.add_argument("--calib-boxes", choices=("detections", "gt"), default="detections",
                    help="which boxes of --calib-data make the calibration crops")
+    add_calib_arguments(p)     # --precision, --calib-method, --calib-max-crops
+    add_trt_arguments(p)       # --target and the TensorRT builder's knobs
     return p.parse_args(argv)
 
 
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
-    from calib.data import DEFAULT_CALIB, load_coco_calib
+    from calib.data import DEFAULT_CALIB, load_calib
 
     from .artifacts import add_plugin_variants, export_all, new_manifest, weights_summary
 
@@ -110,20 +112,20 @@ def main(argv: list[str] | None = None) -> int:
             add_plugin_variants(out_dir, manifest["models"])
         save_manifest(out_dir, manifest)
         progress("routing thresholds")
-        calib = load_coco_calib(args.calib_data or DEFAULT_CALIB, args.calib_boxes)
+        calib = load_calib(args.calib_data or DEFAULT_CALIB, args.calib_boxes)
         print(f"calibration data: {calib.describe()}", file=sys.stderr)
         _routing_stage(out_dir, manifest, calib, cfg.theta if args.theta is None else args.theta,
                        cfg.p if args.p is None else args.p)
+        run_calibration(out_dir, manifest, calib, args)
     save_manifest(out_dir, manifest)
     if manifest["weights"] == "random":
         print("WARNING: random weights: keypoints, routing and accuracy numbers from these "
               "artifacts mean nothing", file=sys.stderr)
-    if args.target != "cpu":
-        print(f"{args.target}: TensorRT engines are built on the device by the TensorRT builder "
-              f"stage; ONNX and manifest are ready in {out_dir}")
+    rc = build_or_plan(out_dir, manifest, args)   # engines here, or build_plan.sh + one line
+    save_manifest(out_dir, manifest)
     _print_summary(out_dir, manifest)
     print(f"done in {time.perf_counter() - t0:.0f} s")
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

@@ -134,6 +134,15 @@ def flavour_spec(flavour: str) -> FlavourSpec:
     raise ValueError(f"unknown INT8 flavour {flavour!r}; choose one of {', '.join(FLAVOURS)}")
 
 
+def _cache_for(cache: Path, spec: FlavourSpec) -> Path:
+    """Ranges of every tensor serve every flavour; ranges of the linear ops' inputs only the
+    TensorRT flavour. So a restricted flavour reuses a full cache when one exists."""
+    full = cache.with_name(f"{cache.stem}.all.json")
+    if spec.op_types is None or full.is_file():
+        return full
+    return cache.with_name(f"{cache.stem}.{'-'.join(spec.op_types)}.json")
+
+
 def _method(name: str):
     from onnxruntime.quantization import CalibrationMethod
 
@@ -150,8 +159,8 @@ def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method:
     """Quantize ``src`` to ``dst`` in one flavour; the float tail is excluded.
 
     ``cache`` (a JSON path) shares the tensor ranges between flavours: the
-    first call calibrates and writes it, later calls only quantize. Pass the
-    int8_cpu flavour first, it calibrates the superset of tensors.
+    first call calibrates and writes it, later calls only quantize. Quantize the
+    int8_cpu flavour first: it calibrates every tensor, so int8_trt reuses it.
     ``keep_float`` overrides the nodes left float (tests use [] to show the trap).
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -164,7 +173,7 @@ def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method:
     extra = dict(spec.extra, CalibStridedMinMax=1)
     kw = {}
     if cache is not None and "calibration_cache_path" in inspect.signature(quantize_static).parameters:
-        kw["calibration_cache_path"] = str(cache)
+        kw["calibration_cache_path"] = str(_cache_for(cache, spec))
     with tempfile.TemporaryDirectory(prefix="dynpose-q-") as tmp:
         named = Path(tmp) / src.name
         onnx.save(model, str(named))

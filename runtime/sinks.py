@@ -19,14 +19,31 @@ import os
 import struct
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import cv2
 import numpy as np
 
+if TYPE_CHECKING:
+    from .results import FrameResult
+    from .sources import Frame
+
 AVIF_HASINDEX = 0x10
 AVIIF_KEYFRAME = 0x10
 DEFAULT_MAX_BYTES = 2 ** 31  # well below the 4 GiB a 32-bit RIFF size can describe
+
+
+def frame_record(frame: "Frame", track_ids: Sequence[int], detected: bool, res: "FrameResult") -> dict[str, Any]:
+    """The JSON Lines record of one frame; persons keep the detector's box order."""
+    persons = res.persons()
+    for p, tid, s in zip(persons, track_ids, res.box_score):
+        p["track_id"] = int(tid)
+        p["score"] = round(float(s), 5)
+        # float32 -> float64 before rounding, or 517.27 prints as 517.27001953125
+        p["keypoints"] = [[round(float(v), 2) for v in kp] for kp in p["keypoints"]]
+        p["presence"] = [round(float(v), 4) for v in p["presence"]]
+    return {"frame": frame.index, "timestamp": round(frame.timestamp, 4), "wall_time": round(frame.wall_time, 4),
+            "detected": bool(detected), **({"file": frame.name} if frame.name else {}), "persons": persons}
 
 
 class JsonlWriter:

@@ -32,7 +32,7 @@ from .manifest import ManifestError
 from .pipeline import PipelineOptions, PosePipeline
 from .results import FrameResult
 from .routing import POLICIES
-from .sinks import JsonlWriter, open_video_writer
+from .sinks import JsonlWriter, frame_record, open_video_writer
 from .sources import Frame, FrameSource, SourceError, open_source
 from .tracker import IoUTracker
 
@@ -95,20 +95,6 @@ class Stats:
                 "mean_ms": {s: self.mean(s) for s in (*STAGES, *("pose." + p for p in POSE_PARTS))},
                 "share_of_busy_time": {s: busy[s] / total_busy for s in STAGES},
                 "ended_early": source.ended_early}
-
-
-def frame_record(item: Item, res: FrameResult) -> dict[str, Any]:
-    """One JSON Lines record; persons keep the detector's box order."""
-    persons = res.persons()
-    for p, tid, s in zip(persons, item.track_ids, res.box_score):
-        p["track_id"] = int(tid)
-        p["score"] = round(float(s), 5)
-        # float32 -> float64 before rounding, or 517.27 prints as 517.27001953125
-        p["keypoints"] = [[round(float(v), 2) for v in kp] for kp in p["keypoints"]]
-        p["presence"] = [round(float(v), 4) for v in p["presence"]]
-    return {"frame": item.frame.index, "timestamp": round(item.frame.timestamp, 4),
-            "wall_time": round(item.frame.wall_time, 4), "detected": item.detected,
-            **({"file": item.frame.name} if item.frame.name else {}), "persons": persons}
 
 
 class VideoRun:
@@ -220,7 +206,8 @@ class VideoRun:
 
         for res in self.pipe.run_many(frames()):
             item = waiting.popleft()
-            item.ms["pose"] = res.timings_ms.get("total", 0.0)
+            # Work and waits on the nets only; "total" would also count waiting for the detector.
+            item.ms["pose"] = sum(res.timings_ms.get(k, 0.0) for k in POSE_PARTS)
             if not self._put(self.q_out, (item, res)):
                 return
 
@@ -241,7 +228,7 @@ class VideoRun:
                                        self.args.kpt_thr, self.args.hide_low)
                     draw_hud(img, self._hud(item, res))
                 t_draw = time.perf_counter()
-                self.jsonl.write(frame_record(item, res))
+                self.jsonl.write(frame_record(item.frame, item.track_ids, item.detected, res))
                 if img is not None:
                     if self.video is None:
                         h, w = img.shape[:2]

@@ -62,7 +62,7 @@ def test_plan_passes_bash_n_and_names_every_engine(planned) -> None:
     assert os.access(plan, os.X_OK)
     for role, onnx, shapes in [("router", "router.int8_trt.onnx", ("32", "32", "32")),
                                ("small", "small.onnx", ("1", "16", "64")),
-                               ("large", "large.fp16.onnx", ("1", "16", "64"))]:
+                               ("large", "large.plugin.onnx", ("1", "16", "64"))]:
         cmd = re.search(rf'--onnx={re.escape(onnx)} \\\n(.*?)tee {role}.trtexec.log', text, re.S).group(1)
         assert f"--saveEngine={role}.engine" in cmd and "--stronglyTyped" in cmd
         for flag, n in zip(("min", "opt", "max"), shapes):
@@ -70,7 +70,7 @@ def test_plan_passes_bash_n_and_names_every_engine(planned) -> None:
         assert "--memPoolSize=workspace:2048M" in cmd and '--timingCacheFile="$CACHE"' in cmd
         assert ("--useDLACore=0 \\\n    --allowGPUFallback" in cmd) == (role == "router")
         assert ('--dynamicPlugins="$PLUGIN_LIB"' in cmd) == (role == "large")
-    assert "# router: int8" in text and "# small: fp32" in text and "# large: fp16" in text
+    assert "# router: int8" in text and "# small: fp32" in text and "# large: fp32 from large.plugin.onnx" in text
     assert "--fp16" not in text and "--int8" not in text          # removed in TensorRT 11
     assert 'export PLUGIN_LIB="${PLUGIN_LIB:-/opt/dynpose/libdynpose_plugins.so}"' in text
 

@@ -147,3 +147,30 @@ def test_missing_engine_and_manifest_without_engines(built) -> None:
     del bare["models"]["router"]["engine"]
     with pytest.raises(BackendError, match="router: no TensorRT engine"):
         trt_backend.TrtBackend(root, bare).check()
+
+
+def test_scheduler_drives_trt_exactly_like_ort(trt_world, tmp_path: Path, coco_mini: Path) -> None:
+    """The real PosePipeline on TrtBackend (harness + pycuda stand-in) gives the ORT backend's
+    routes and keypoints on a real image with its real detector boxes."""
+    import cv2
+
+    from runtime.pipeline import PosePipeline
+
+    root = tmp_path / "dyn-test-orin"
+    manifest = make_artifacts(root, int8_router=False)
+    build_engines(root, manifest, "orin")
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    img = cv2.imread(str(coco_mini / "000000196141.jpg"))
+    dets = [d for d in json.loads((coco_mini / "person_detections.json").read_text()) if d["image_id"] == 196141]
+    boxes = np.array([d["bbox"] for d in dets])
+    with PosePipeline(root, backend="trt", max_batch=8) as p_trt, PosePipeline(root, backend="ort") as p_ort:
+        assert type(p_trt.backend).__name__ == "TrtBackend"
+        got, ref = p_trt(img, boxes), p_ort(img, boxes)
+        frames = [(img, boxes[:5], None), (img, boxes[5:9], None)]
+        streamed = list(p_trt.run_many(frames))
+    assert 0 < (got.route == 1).sum() < len(boxes)          # both nets ran
+    np.testing.assert_array_equal(got.route, ref.route)
+    np.testing.assert_allclose(got.keypoints, ref.keypoints, atol=1e-4)
+    np.testing.assert_allclose(streamed[1].keypoints, ref.keypoints[5:9], atol=1e-4)
+    kinds = [kind for _, kind, _ in fake_cuda.GPU.log]
+    assert kinds.count("kernel") >= 3

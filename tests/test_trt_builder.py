@@ -92,7 +92,8 @@ def test_plugin_nodes_need_the_library(trt_world, tmp_path: Path) -> None:
     build_engines(root, manifest, "x86-gpu", BuildOptions(plugin_lib=str(lib)))
     rec = manifest["models"]["large"]["engine"]
     assert rec["plugin_library"] == str(lib) and rec["plugin_ops"] == ["dynpose::DynPoseDecode"]
-    assert rec["onnx"] == "large.fp16.onnx"
+    assert (rec["onnx"], rec["precision"]) == ("large.plugin.onnx", "fp32")  # the fused-decode variant
+    assert [t["name"] for t in rec["io"] if t["mode"] == "output"] == ["heatmaps", "keypoints"]
     assert [a for a, _ in _calls(trt_world, "IPluginRegistry", "load_library")] == [(str(lib),)]
     assert manifest["models"]["small"]["engine"]["plugin_library"] is None
 

@@ -147,7 +147,7 @@ def test_sigkill_leaves_valid_outputs(cpu_artifacts: Path, long_clip: Path, tmp_
     proc.kill()
     proc.communicate(timeout=30)
     recs = jsonl(tmp_path / "long.jsonl")  # every line whole and valid
-    assert len(recs) >= 3 and [r["frame"] for r in recs] == list(range(len(recs)))
+    assert 3 <= len(recs) < 60 and [r["frame"] for r in recs] == list(range(len(recs)))
     frames = video_frames(tmp_path / "long.overlay.avi")
     assert len(recs) - 1 <= len(frames) <= len(recs)  # the video is written just after the line
     header = int(cv2.VideoCapture(str(tmp_path / "long.overlay.avi")).get(cv2.CAP_PROP_FRAME_COUNT))

@@ -22,10 +22,13 @@ step "slow checks (large-net exports, training steps)"
 
 step "CUDA: compile every .cu for sm_87 and run the kernels' host build"
 "$PY" -m pytest -m cuda
+cmake -S . -B _build -DCMAKE_BUILD_TYPE=Release
+cmake --build _build -j2
+ctest --test-dir _build --output-on-failure
 
 step "TensorRT API harness (real bindings 10.3.0 and 11.4.0.106)"
 bash tools/setup_trt_harness.sh
-"$PY" -m pytest -m trt
+for v in 10 11; do DYNPOSE_TRT_HARNESS=$v "$PY" -m pytest -m trt; done
 
 step "benchmark regression gates"
 make bench PYTHON="$PY"

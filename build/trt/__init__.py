@@ -42,8 +42,6 @@ def add_trt_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--timing-cache", default=None,
                    help="timing cache file (default OUT/timing-cache/trt<ver>-sm<sm>.cache, reused across builds)")
     g.add_argument("--plugin-lib", default=None, help="TensorRT plugin .so for ONNX files with plugin nodes")
-    g.add_argument("--precision", default="auto", choices=("auto", "int8", "fp16", "fp32"),
-                   help="auto = INT8 Q/DQ ONNX if calibrated, else FP16 ONNX, else fp32")
 
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
@@ -53,7 +51,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         dla=str(getattr(args, "dla", "auto")), dla_batch=getattr(args, "dla_batch", None),
         workspace_mb=getattr(args, "workspace_mb", None), opt_level=getattr(args, "opt_level", None),
         timing_cache=getattr(args, "timing_cache", None), plugin_lib=getattr(args, "plugin_lib", None),
-        precision=getattr(args, "precision", "auto"), require_trt=bool(getattr(args, "require_trt", False)))
+        precision=getattr(args, "precision", None) or "auto", require_trt=bool(getattr(args, "require_trt", False)))
 
 
 def no_trt_message(artifacts_dir: Path, manifest: MutableMapping[str, Any], target: str, reason: str) -> str:
@@ -70,6 +68,8 @@ def probe_tensorrt() -> tuple[Any, dict[str, Any] | None, str]:
         import tensorrt as trt
     except ImportError:
         return None, None, "no TensorRT Python bindings on this machine"
+    except OSError as e:  # bindings present but libnvinfer missing or broken
+        return None, None, f"TensorRT bindings present but their libraries do not load ({e})"
     from runtime.backends.base import BackendError
     from .builder import device_facts
     try:

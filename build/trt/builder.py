@@ -37,7 +37,7 @@ def device_facts(trt: ModuleType) -> dict[str, Any]:
     try:
         import pycuda.driver as cuda
         cuda.init()
-    except ImportError:
+    except Exception:  # no pycuda, or pycuda without a usable driver: ask the driver directly
         cuda = None
     gpu, sm = gpu_identity(cuda)
     l4t = read_l4t()

@@ -33,6 +33,15 @@ def parse_trtexec_log(text: str) -> dict[str, str]:
     return found
 
 
+def _onnx_io(path: Path) -> list[dict[str, Any]]:
+    """I/O names of the built ONNX: a variant (fused decode) can differ from the fp32 net's."""
+    import onnx
+    g = onnx.load(str(path), load_external_data=False).graph
+    init = {i.name for i in g.initializer}
+    return [{"name": v.name, "mode": "input"} for v in g.input if v.name not in init] + \
+        [{"name": v.name, "mode": "output"} for v in g.output]
+
+
 def record_engines(root: Path) -> dict[str, Any]:
     """Update ``root/manifest.json`` from ``trt_plan`` + the trtexec logs; returns the manifest."""
     root = Path(root)
@@ -57,6 +66,7 @@ def record_engines(root: Path) -> dict[str, Any]:
                   "built_with": "trtexec"}
         if (root / f"{role}.dla_failed").exists():  # build_plan.sh fell back to the GPU
             record["dla_core"], record["profiles"] = None, [spec["gpu_profile"]]
+        record["io"] = _onnx_io(onnx)
         manifest["models"][role]["engine"] = record
         (root / f"{role}.engine.json").write_text(json.dumps(record, indent=2) + "\n")
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -128,13 +128,18 @@ def plugin_ops(onnx_path: Path) -> list[str]:
     return sorted(found)
 
 
-def choose_onnx(root: Path, role: str, entry: Mapping[str, Any], precision: str) -> tuple[Path, str]:
+def choose_onnx(root: Path, role: str, entry: Mapping[str, Any], precision: str,
+                use_plugin: bool = False) -> tuple[Path, str]:
     """INT8 Q/DQ where calibration produced one, else the FP16 ONNX, else fp32.
 
     Strongly typed builds take precision from the ONNX tensor types, so the
-    precision choice *is* the choice of file.
+    precision choice *is* the choice of file. With a plugin library given, a
+    pose net's ``plugin`` variant (decode fused, exported from fp32) wins:
+    the fused decode is what the library is for.
     """
     variants = entry.get("variants", {}) or {}
+    if use_plugin and "plugin" in variants and precision in ("auto", "fp32"):
+        return root / variants["plugin"]["onnx"], "fp32"
     candidates = {
         "int8": root / variants.get("int8_trt", {}).get("onnx", f"{role}.int8_trt.onnx"),
         "fp16": root / variants.get("fp16", {}).get("onnx", f"{role}.fp16.onnx"),
@@ -173,7 +178,7 @@ def engine_specs(root: Path, manifest: Mapping[str, Any], target: Target,
     specs = []
     for role in ROLES:
         entry = models[role]
-        onnx_path, precision = choose_onnx(root, role, entry, opts.precision)
+        onnx_path, precision = choose_onnx(root, role, entry, opts.precision, bool(opts.plugin_lib))
         is_router = role == "router"
         max_b = (opts.max_batch_router or target.max_batch_router) if is_router \
             else (opts.max_batch_pose or target.max_batch_pose)
@@ -195,7 +200,7 @@ def engine_specs(root: Path, manifest: Mapping[str, Any], target: Target,
             input_name=(entry.get("inputs") or [{"name": "input"}])[0]["name"],
             dla_core=dla, workspace_mb=opts.workspace_mb or target.workspace_mb,
             opt_level=target.opt_level if opts.opt_level is None else opts.opt_level,
-            plugin_lib=opts.plugin_lib if ops else None, plugin_ops=ops,
+            plugin_lib=str(Path(opts.plugin_lib).resolve()) if ops and opts.plugin_lib else None, plugin_ops=ops,
             gpu_profile=gpu_profile if dla is not None else None))
     return specs
 

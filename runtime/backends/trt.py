@@ -190,6 +190,8 @@ class TrtRunner(Runner):
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if inputs != [self.input_name]:
             raise BackendError(f"{self.role}: engine inputs {inputs}, manifest expects [{self.input_name!r}]; rebuild the engine")
+        if self.record.get("io"):  # a variant (e.g. fused decode) may have other outputs than the fp32 net
+            self.output_names = tuple(t["name"] for t in self.record["io"] if t["mode"] == "output")
         missing = [o for o in self.output_names if o not in outputs]
         if missing:
             raise BackendError(f"{self.role}: engine lacks outputs {missing} named in the manifest; rebuild the engine")

@@ -53,7 +53,7 @@ def pose_model(seed: int, plugin: bool = False) -> onnx.ModelProto:
 
 
 def _entry(role: str, onnx_name: str, outputs: list[tuple[str, list]]) -> dict[str, Any]:
-    return {"role": role, "onnx": onnx_name, "opset": OPSET,
+    return {"role": role, "onnx": onnx_name, "opset": OPSET, "head": "score" if role == "router" else "heatmap",
             "inputs": [{"name": "input", "shape": ["N", 3, 256, 192], "dtype": "float32"}],
             "outputs": [{"name": n, "shape": s, "dtype": "float32"} for n, s in outputs], "variants": {}}
 
@@ -79,7 +79,9 @@ def make_artifacts(root: Path, int8_router: bool = True, fp16_small: bool = Fals
         onnx.save(pose_model(2, plugin=True), str(root / "large.plugin.onnx"))
         onnx.save(pose_model(2, plugin=True), str(root / "large.fp16.onnx"))
         models["large"]["variants"]["fp16"] = {"onnx": "large.fp16.onnx"}
+        models["large"]["variants"]["plugin"] = {"onnx": "large.plugin.onnx",
+                                                 "plugin_library": "libdynpose_plugins.so"}
     manifest = {"schema_version": 1, "config": config, "target": target, "models": models,
-                "routing": {"k1": 0.4, "k2": 0.6}}
+                "routing": {"k1": 0.4, "k2": 0.6, "large_fraction": 0.5}}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest

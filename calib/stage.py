@@ -1,0 +1,149 @@
+"""The calibration stage of ``python -m build.engines``: variants, report, presence.
+
+Runs after the fp32 export and the routing band. Everything here uses ONNX
+Runtime on the CPU, so a workstation calibrates and a Jetson only builds.
+
+Which variants a precision makes:
+  int8 -> ``int8_cpu`` always (ORT CPU runs anywhere, the Jetson included) and
+          ``int8_trt`` for TensorRT targets; one calibration serves both.
+  fp16 -> ``fp16`` (strongly typed TensorRT engines; ORT CPU runs it slowly).
+  fp32 -> nothing extra (the default for --target cpu, so a CPU build stays fast).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import DEFAULT_CALIB, CalibSet
+from .quantize import METHODS, check_trt_qdq, float_tail, qdq_counts, quantize_onnx
+
+PRECISIONS = ("int8", "fp16", "fp32")
+DEFAULT_MAX_CROPS = 64
+
+
+def add_calib_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="reduced-precision models to make: int8 (Q/DQ ONNX: int8_cpu, plus int8_trt for "
+                        "TensorRT targets), fp16, or fp32 only (default: int8 for TensorRT targets, "
+                        "fp32 for --target cpu)")
+    p.add_argument("--calib-method", choices=METHODS, default="entropy",
+                   help="INT8 range calibration (onnxruntime.quantization CalibrationMethod)")
+    p.add_argument("--calib-max-crops", type=int, default=DEFAULT_MAX_CROPS,
+                   help="at most this many calibration crops (evenly spaced) for INT8 ranges; the routing "
+                        "band and the accuracy report use all crops")
+
+
+def default_precision(target: str) -> str:
+    return "fp32" if target == "cpu" else "int8"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _subset(crops: np.ndarray, n: int | None) -> np.ndarray:
+    if n is None or len(crops) <= n:
+        return crops
+    if n < 1:
+        raise ValueError(f"--calib-max-crops must be >= 1, got {n}")
+    return crops[np.linspace(0, len(crops) - 1, n).round().astype(int)]
+
+
+def _entry(out_dir: Path, path: Path, **info: Any) -> dict[str, Any]:
+    return {"onnx": path.relative_to(out_dir).as_posix(), "sha256": _sha256(path), **info}
+
+
+def make_int8(out_dir: Path, manifest: dict, crops: np.ndarray, method: str, flavours: tuple[str, ...],
+              log=print) -> None:
+    """Quantize every role in the given flavours; the TensorRT flavour must pass check_trt_qdq."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="dynpose-calib-") as tmp:
+        for role, m in manifest["models"].items():
+            src = out_dir / m["onnx"]
+            tail = len(float_tail(onnx.load(str(src))))
+            # int8_cpu first: it calibrates every tensor, int8_trt then reuses the ranges
+            for fl in sorted(flavours, key=lambda f: f != "int8_cpu"):
+                t = time.perf_counter()
+                dst = quantize_onnx(src, out_dir / f"{role}.{fl}.onnx", crops, fl, method,
+                                    cache=Path(tmp) / f"{role}.{method}.json")
+                q = onnx.load(str(dst))
+                if fl == "int8_trt":
+                    problems = check_trt_qdq(q)
+                    if problems:
+                        raise RuntimeError(f"{dst.name}: Q/DQ graph TensorRT cannot fuse: {problems[:3]}")
+                m.setdefault("variants", {})[fl] = _entry(
+                    out_dir, dst, precision="int8", flavour=fl, method=method, n_calib_crops=int(len(crops)),
+                    qdq=qdq_counts(q), float_tail_nodes=tail)
+                log(f"{role}: {fl} ({method}, {len(crops)} crops) in {time.perf_counter() - t:.0f} s")
+
+
+def make_fp16(out_dir: Path, manifest: dict, log=print) -> None:
+    from .fp16 import convert_fp16
+
+    for role, m in manifest["models"].items():
+        t = time.perf_counter()
+        dst = convert_fp16(out_dir / m["onnx"], out_dir / f"{role}.fp16.onnx")
+        m.setdefault("variants", {})["fp16"] = _entry(out_dir, dst, precision="fp16", io="float32",
+                                                      fp32_nodes="float tail (sparsemax/decode/sigmoid heads)")
+        log(f"{role}: fp16 in {time.perf_counter() - t:.0f} s")
+
+
+def _presence_folder(args: argparse.Namespace) -> Path:
+    data = getattr(args, "calib_data", None)
+    if data is not None and (Path(data) / "person_keypoints.json").is_file():
+        return Path(data)
+    return DEFAULT_CALIB
+
+
+def run_calibration(out_dir: Path, manifest: dict, calib: CalibSet, args: argparse.Namespace) -> None:
+    """Write the variant ONNX files and fill manifest models.*.variants, calibration and presence."""
+    from .presence import calibrate_presence
+    from .report import accuracy_report, format_table
+
+    def log(msg: str) -> None:
+        print(f"calibration: {msg}", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    target = getattr(args, "target", "cpu")
+    precision = getattr(args, "precision", None) or default_precision(target)
+    method = getattr(args, "calib_method", "entropy")
+    manifest["presence"] = calibrate_presence(out_dir, manifest, _presence_folder(args), getattr(args, "seed", 0))
+    pres = manifest["presence"]
+    if pres.get("fitted"):
+        log(f"presence T={pres['temperature']:.3f} (ECE {pres['ece_before']:.3f} -> {pres['ece_after']:.3f}), "
+            f"Ex-OKS threshold {pres['threshold']:.2f} on {pres['n_crops']} CropCOCO-style crops")
+    variants: tuple[str, ...] = ()
+    crops = _subset(calib.crops, getattr(args, "calib_max_crops", DEFAULT_MAX_CROPS))
+    if precision == "int8":
+        variants = ("int8_cpu",) if target == "cpu" else ("int8_cpu", "int8_trt")
+        log(f"INT8 ranges from {len(crops)} of {calib.describe()}")
+        make_int8(out_dir, manifest, crops, method, variants, log)
+    elif precision == "fp16":
+        variants = ("fp16",)
+        make_fp16(out_dir, manifest, log)
+    report = accuracy_report(out_dir, manifest, calib.crops, variants) if variants else {}
+    manifest["calibration"] = {
+        "precision": precision, "method": method if precision == "int8" else None,
+        "variants": list(variants), "n_crops": int(len(crops)) if precision == "int8" else 0,
+        "source": calib.source, "tool": _tool(), "report": report,
+        "seconds": round(time.perf_counter() - t0, 1)}
+    if report:
+        print(format_table(report))
+
+
+def _tool() -> str:
+    import onnxruntime
+
+    return f"onnxruntime.quantization {onnxruntime.__version__}"

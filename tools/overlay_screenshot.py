@@ -1,0 +1,52 @@
+"""Regenerate docs/overlay.png: one overlay frame of people.mp4 from the video CLI.
+
+    python tools/overlay_screenshot.py --engines artifacts/dyn-r50-h32-cpu
+
+Runs the real CLI (HOG detector, default policy) on the first frames of
+../shared/data/video/people.mp4 and saves frame ``--frame`` of the overlay,
+shrunk to ``--width`` so the PNG stays small in the repository.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from runtime.video import run_video  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engines", required=True, type=Path)
+    p.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "video" / "people.mp4")
+    p.add_argument("--frame", type=int, default=2)
+    p.add_argument("--width", type=int, default=800)
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "overlay.png")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        code, summary = run_video(["--engines", str(args.engines), "--source", str(args.source), "--out", tmp,
+                                   "--max-frames", str(args.frame + 1), "--quiet"])
+        if code != 0 or summary is None:
+            return code or 1
+        cap = cv2.VideoCapture(summary["outputs"]["video"][0])
+        img = None
+        for _ in range(args.frame + 1):
+            ok, img = cap.read()
+            if not ok:
+                raise SystemExit(f"error: the overlay has fewer than {args.frame + 1} frames")
+    h, w = img.shape[:2]
+    img = cv2.resize(img, (args.width, round(h * args.width / w)), interpolation=cv2.INTER_AREA)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(args.out), img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
