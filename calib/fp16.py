@@ -26,16 +26,84 @@ def convert_fp16(src: Path, dst: Path) -> Path:
     """fp32 ONNX -> fp16 ONNX with fp32 I/O and an fp32 float tail."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = name_nodes(onnx.load(str(src)))
+    model = name_nodes(_fold_constants(onnx.load(str(src))))
     block = fp16_block_list(model)
     # op_block_list=[] replaces the converter's default list, which would also keep
     # e.g. Resize or Upsample in fp32 and add casts TensorRT does not need.
     half = convert_float_to_float16(model, keep_io_types=True, op_block_list=[], node_block_list=block)
+    _drop_cast_roundtrips(half)
     toposort(half)
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(half, str(dst))
     onnx.checker.check_model(str(dst))
     return dst
+
+
+def _drop_cast_roundtrips(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Remove fp32 -> fp16 -> fp32 Cast pairs between two blocked nodes.
+
+    The converter wraps every blocked node on its own (inputs cast up, output
+    cast down), so a chain of fp32 nodes still rounds to fp16 between each
+    pair, which is exactly what blocking the sparsemax was meant to avoid.
+    """
+    F32, F16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    inferred = onnx.shape_inference.infer_shapes(model)
+    dtype = {v.name: v.type.tensor_type.elem_type for v in
+             list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    dtype.update({i.name: i.data_type for i in model.graph.initializer})
+    producer = {o: n for n in model.graph.node for o in n.output}
+
+    def cast_to(n: onnx.NodeProto) -> int | None:
+        return next((a.i for a in n.attribute if a.name == "to"), None) if n.op_type == "Cast" else None
+
+    rename: dict[str, str] = {}
+    for up in model.graph.node:
+        if cast_to(up) != F32:
+            continue
+        down = producer.get(up.input[0])
+        if down is not None and cast_to(down) == F16 and dtype.get(down.input[0]) == F32:
+            rename[up.output[0]] = down.input[0]
+    outputs = {o.name for o in model.graph.output}
+    for n in model.graph.node:
+        if n.op_type == "Cast" and n.output[0] in outputs and n.output[0] in rename:
+            # a graph output keeps its name: the up-cast becomes an Identity of the fp32 tensor
+            n.op_type, n.input[0] = "Identity", rename[n.output[0]]
+            del n.attribute[:]
+            continue
+        for k, name in enumerate(n.input):
+            if name in rename:
+                n.input[k] = rename[name]
+    while True:
+        used = {i for n in model.graph.node for i in n.input} | outputs
+        dead = [n for n in model.graph.node if n.op_type == "Cast" and n.output[0] not in used]
+        if not dead:
+            return model
+        for n in dead:
+            model.graph.node.remove(n)
+
+
+def _fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Fold shape arithmetic into initializers before converting.
+
+    The converter rewrites Constant and Cast nodes to fp16 even when they are
+    on the node block list; in an unsimplified sparsemax that turns
+    ``Range(1, n + 1)`` with n = 3072 into fp16 arithmetic (3073 rounds to
+    3072) and the graph breaks. Folded, they are fp32 initializers of blocked
+    nodes, which the converter leaves alone.
+    """
+    if not any(n.op_type in ("Range", "Shape") for n in model.graph.node):
+        return model
+    try:
+        import onnxsim
+
+        folded, ok = onnxsim.simplify(model)
+        if ok:
+            return folded
+    except Exception:  # noqa: BLE001 - fall back to onnxslim
+        pass
+    import onnxslim
+
+    return onnxslim.slim(model)
 
 
 def toposort(model: onnx.ModelProto) -> onnx.ModelProto:

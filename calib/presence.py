@@ -143,7 +143,8 @@ def presence_fit(p: np.ndarray, inside: np.ndarray, labelled: np.ndarray) -> dic
     t = fit_temperature(p, y)
     cal = apply_temperature(p, t)
     thr = best_threshold(cal, y)
-    return {"temperature": t, "ece_before": ece(p, y), "ece_after": ece(cal, y),
+    at_bound = bool(min(abs(np.log(t / b)) for b in T_BOUNDS) < 1e-3)
+    return {"temperature": t, "temperature_at_bound": at_bound, "ece_before": ece(p, y), "ece_after": ece(cal, y),
             "nll_before": _nll(p, y), "nll_after": _nll(cal, y), "threshold": thr,
             "accuracy_at_threshold": float(((cal >= thr) == y).mean()),
             "n_keypoints": int(m.sum()), "n_inside": int(y.sum())}

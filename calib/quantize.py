@@ -21,7 +21,9 @@ the probability maps (see tests/test_calib_quantize.py).
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -180,17 +182,23 @@ def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method:
         level = logging.getLogger().level
         logging.getLogger().setLevel(logging.ERROR)   # the quantizer nags about pre-processing
         try:
-            quantize_static(str(named), str(dst), reader, quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=list(spec.op_types) if spec.op_types else None,
-                            per_channel=per_channel, reduce_range=False,
-                            activation_type=getattr(QuantType, spec.activation),
-                            weight_type=getattr(QuantType, spec.weight), nodes_to_exclude=exclude,
-                            calibrate_method=_method(method), extra_options=extra, **kw)
+            with contextlib.redirect_stdout(io.StringIO()):   # histogram calibrators print progress
+                quantize_static(str(named), str(dst), reader, quant_format=QuantFormat.QDQ,
+                                op_types_to_quantize=list(spec.op_types) if spec.op_types else None,
+                                per_channel=per_channel, reduce_range=False,
+                                activation_type=getattr(QuantType, spec.activation),
+                                weight_type=getattr(QuantType, spec.weight), nodes_to_exclude=exclude,
+                                calibrate_method=_method(method), extra_options=extra, **kw)
         finally:
             logging.getLogger().setLevel(level)
+    q = onnx.load(str(dst))
+    # the tail reads float: no rounding of the logits that sparsemax sorts and sums
+    excluded = set(exclude)
+    _feed_float(q, lambda n: n.name in excluded)
+    _float_outputs(q)
     if spec.op_types is not None:
-        q = onnx.load(str(dst))
-        onnx.save(restrict_qdq(q, spec.op_types), str(dst))
+        restrict_qdq(q, spec.op_types)
+    onnx.save(q, str(dst))
     return dst
 
 
@@ -202,9 +210,38 @@ def restrict_qdq(model: onnx.ModelProto, allowed: Iterable[str]) -> onnx.ModelPr
     Q/DQ. The TensorRT flavour keeps Q/DQ on the linear ops only.
     """
     allowed = set(allowed)
+    return _feed_float(model, lambda n: n.op_type not in allowed)
+
+
+def _float_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Graph outputs leave in float: a Q/DQ pair right before an output only adds rounding
+    (8-bit heatmaps make argmax ties and spoil the sub-pixel shift)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for out in model.graph.output:
+        dq = producer.get(out.name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in producer:
+            continue
+        src = q.input[0]
+        for n in model.graph.node:   # the float tensor takes the output's name
+            for k, name in enumerate(n.output):
+                if name == src:
+                    n.output[k] = out.name
+            for k, name in enumerate(n.input):
+                if name == src and n is not q:
+                    n.input[k] = out.name
+        dq.output[0] = f"{out.name}__dead_dq"
+        q.input[0] = out.name
+    return _prune_qdq(model)
+
+
+def _feed_float(model: onnx.ModelProto, select) -> onnx.ModelProto:
+    """Nodes chosen by ``select`` read the float tensor in front of their Q/DQ pairs."""
     producer = {o: n for n in model.graph.node for o in n.output}
     for node in model.graph.node:
-        if node.op_type in allowed or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or not select(node):
             continue
         for k, name in enumerate(node.input):
             dq = producer.get(name)
@@ -213,6 +250,11 @@ def restrict_qdq(model: onnx.ModelProto, allowed: Iterable[str]) -> onnx.ModelPr
             q = producer.get(dq.input[0])
             if q is not None and q.op_type == "QuantizeLinear":
                 node.input[k] = q.input[0]
+    return _prune_qdq(model)
+
+
+def _prune_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop Q/DQ nodes whose outputs nobody reads, and initializers nobody uses."""
     while True:
         used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
         dead = [n for n in model.graph.node

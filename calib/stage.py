@@ -123,7 +123,9 @@ def run_calibration(out_dir: Path, manifest: dict, calib: CalibSet, args: argpar
     pres = manifest["presence"]
     if pres.get("fitted"):
         log(f"presence T={pres['temperature']:.3f} (ECE {pres['ece_before']:.3f} -> {pres['ece_after']:.3f}), "
-            f"Ex-OKS threshold {pres['threshold']:.2f} on {pres['n_crops']} CropCOCO-style crops")
+            f"Ex-OKS threshold {pres['threshold']:.2f} on {pres['n_crops']} CropCOCO-style crops"
+            + (" (T at the search bound: the presence head carries little signal)"
+               if pres.get("temperature_at_bound") else ""))
     variants: tuple[str, ...] = ()
     crops = _subset(calib.crops, getattr(args, "calib_max_crops", DEFAULT_MAX_CROPS))
     if precision == "int8":

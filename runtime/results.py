@@ -46,8 +46,8 @@ class FrameResult:
                 "box": [round(float(v), 2) for v in self.boxes[i]],
                 "route": ROUTE_NAMES[int(self.route[i])],
                 "router_score": None if np.isnan(self.router_score[i]) else round(float(self.router_score[i]), 5),
-                "keypoints": np.round(np.nan_to_num(self.keypoints[i], nan=-1.0), 2).tolist(),
-                "presence": np.round(self.presence[i], 4).tolist(),
+                "keypoints": np.round(np.nan_to_num(self.keypoints[i].astype(np.float64), nan=-1.0), 2).tolist(),
+                "presence": np.round(self.presence[i].astype(np.float64), 4).tolist(),
                 **({"dropped": self.dropped[i]} if i in self.dropped else {}),
             })
         return out
@@ -64,6 +64,6 @@ class FrameResult:
             vis = conf > 0.2
             kscore = float(conf[vis].mean()) if vis.any() else 0.0
             res.append({"image_id": int(image_id), "category_id": 1,
-                        "keypoints": np.round(kp, 3).reshape(-1).tolist(),
+                        "keypoints": np.round(kp.astype(np.float64), 3).reshape(-1).tolist(),
                         "score": float(self.box_score[i]) * kscore})
         return res

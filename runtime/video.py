@@ -59,7 +59,7 @@ class Stats:
 
     def __init__(self) -> None:
         self.ms: dict[str, list[float]] = defaultdict(list)
-        self.frames = self.persons = self.large = self.routed = self.live_dropped = 0
+        self.frames = self.boxes = self.large = self.routed = self.live_dropped = 0
         self.t0 = time.perf_counter()
         self.fps = 0.0
         self._last: float | None = None
@@ -71,7 +71,7 @@ class Stats:
             if k in res.timings_ms:
                 self.ms["pose." + k].append(res.timings_ms[k])
         self.frames += 1
-        self.persons += len(res)
+        self.boxes += len(res)
         self.routed += int((res.route >= 0).sum())
         self.large += int((res.route == 1).sum())
         now = time.perf_counter()
@@ -89,7 +89,7 @@ class Stats:
         busy = {s: float(np.sum(self.ms.get(s, [0.0]))) for s in STAGES}
         total_busy = sum(busy.values()) or 1.0
         return {"source": source.spec, "frames": self.frames, "corrupt_frames": source.corrupt,
-                "live_frames_dropped": self.live_dropped, "persons": self.persons,
+                "live_frames_dropped": self.live_dropped, "boxes": self.boxes, "persons": self.routed,
                 "large_net_share": self.large / self.routed if self.routed else 0.0,
                 "wall_s": wall, "fps": self.frames / wall if wall > 0 else 0.0,
                 "mean_ms": {s: self.mean(s) for s in (*STAGES, *("pose." + p for p in POSE_PARTS))},
@@ -240,7 +240,7 @@ class VideoRun:
                 item.ms["write"] = (t_end - t_draw) * 1e3
                 self.stats.add(item, res)
                 bar.update(1)
-                bar.set_postfix_str(f"{self.stats.fps:.1f} FPS, {self.stats.persons} people, large "
+                bar.set_postfix_str(f"{self.stats.fps:.1f} FPS, {self.stats.routed} people, large "
                                     f"{self.stats.large / max(1, self.stats.routed):.0%}", refresh=False)
         finally:
             bar.close()

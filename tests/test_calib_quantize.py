@@ -60,6 +60,8 @@ def test_qdq_models_load_run_and_track_fp32(nets, key, flavour):
     got = run_onnx(nets[key][flavour], nets["crops"], list(ref))
     model = onnx.load(str(nets[key][flavour]))
     assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) > 0
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert all(producer[o.name] != "DequantizeLinear" for o in model.graph.output)   # outputs stay float
     for name in ref:
         assert got[name].shape == ref[name].shape
         assert np.isfinite(got[name]).all(), name

@@ -91,7 +91,8 @@ def test_overlay_and_jsonl_match_the_input(cpu_artifacts: Path, people: Path, tm
     for prev, cur in zip(recs[0::2], recs[1::2]):  # tracked frames carry the ids of the detection before
         assert {p["track_id"] for p in cur["persons"]} <= {p["track_id"] for p in prev["persons"]}
     summary = json.loads((tmp_path / "people.summary.json").read_text())
-    assert summary["frames"] == 5 and summary["persons"] == sum(len(r["persons"]) for r in recs)
+    assert summary["frames"] == 5 and summary["boxes"] == sum(len(r["persons"]) for r in recs)
+    assert summary["persons"] == sum(p["route"] != "dropped" for r in recs for p in r["persons"])
     assert abs(sum(summary["share_of_busy_time"].values()) - 1) < 1e-6
     assert "FPS" in r.stderr and "large net" in r.stderr
 

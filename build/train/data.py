@@ -17,7 +17,7 @@ import torch
 from runtime.preprocess import HEATMAP_HW, boxes_to_center_scale, image_to_heatmap, make_crops
 
 from ..synth.coco import load_photos
-from ..synth.scene import Scene, make_scene
+from ..synth.scene import Scene, _jitter, make_scene
 
 
 @dataclass
@@ -59,15 +59,27 @@ def targets_for(people_kp: np.ndarray, known: np.ndarray, area: np.ndarray,
                        area_hm.astype(np.float32))
 
 
-def scene_crops(scene: Scene) -> tuple[np.ndarray, CropTargets] | None:
-    """Crops of every box that belongs to a person, with that person's targets."""
+def scene_crops(scene: Scene, rng: np.random.Generator | None = None,
+                extra: int = 0) -> tuple[np.ndarray, CropTargets] | None:
+    """Crops of every box that belongs to a person, with that person's targets.
+
+    ``extra`` more jittered boxes per annotated person (drawn from ``rng``)
+    reuse the rendered scene: drawing costs about as much as a training step
+    of the small net, so each scene should feed more than one crop.
+    """
     keep = np.flatnonzero(scene.source >= 0)
     if len(keep) == 0:
         return None
     boxes = scene.boxes[keep]
+    src = scene.source[keep]
+    if extra and rng is not None:
+        owners = np.repeat(np.unique(src), extra)
+        more = [_jitter(rng, scene.people[i].bbox, 0.06, 0.12) for i in owners]
+        boxes = np.concatenate([boxes, np.array(more).reshape(-1, 4)])
+        src = np.concatenate([src, owners])
     centers, scales = boxes_to_center_scale(boxes)
     crops = make_crops(scene.image, centers, scales)
-    people = [scene.people[i] for i in scene.source[keep]]
+    people = [scene.people[i] for i in src]
     kp = np.stack([p.keypoints for p in people])
     known = np.stack([p.known for p in people])
     area = np.array([p.area for p in people], np.float32)
@@ -77,9 +89,9 @@ def scene_crops(scene: Scene) -> tuple[np.ndarray, CropTargets] | None:
 class SceneStream(torch.utils.data.IterableDataset):
     """Endless batches of fresh crops; scene i of worker w is drawn from ``[seed, w, i]``."""
 
-    def __init__(self, seed: int, batch_size: int, photo_dir: str | None = None) -> None:
+    def __init__(self, seed: int, batch_size: int, photo_dir: str | None = None, extra: int = 1) -> None:
         super().__init__()
-        self.seed, self.batch_size, self.photo_dir = seed, batch_size, photo_dir
+        self.seed, self.batch_size, self.photo_dir, self.extra = seed, batch_size, photo_dir, extra
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -94,7 +106,7 @@ class SceneStream(torch.utils.data.IterableDataset):
         while True:
             rng = np.random.default_rng([self.seed, wid, i])
             i += 1
-            got = scene_crops(make_scene(rng, photos))
+            got = scene_crops(make_scene(rng, photos), rng, self.extra)
             if got is None:
                 continue
             xs.append(got[0])
@@ -115,7 +127,12 @@ def collate(xs: list[np.ndarray], ts: list[CropTargets], batch_size: int) -> dic
 
 
 def batches(seed: int, batch_size: int, workers: int = 1, photo_dir: str | None = None):
-    """A DataLoader over :class:`SceneStream` (one worker overlaps drawing with training)."""
+    """A DataLoader over :class:`SceneStream` (one worker overlaps drawing with training).
+
+    Workers are spawned, not forked: a fork after OpenCV has started its
+    thread pool in the parent (writing the evaluation sets does) deadlocks.
+    """
     return torch.utils.data.DataLoader(SceneStream(seed, batch_size, photo_dir), batch_size=None,
                                        num_workers=workers, prefetch_factor=4 if workers else None,
+                                       multiprocessing_context="spawn" if workers else None,
                                        persistent_workers=False)

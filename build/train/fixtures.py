@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = "fixture-dyn"
 # (images per set, steps) at scale 1.0; sized for ~45 min on 2 free cores
 PLAN = {"router_images": 500, "calib_images": 150, "test_images": 250,
-        "small_steps": 1500, "large_steps": 1500, "router_epochs": 40}
+        "small_steps": 1800, "large_steps": 1600, "router_epochs": 40}
 MINUTES = {"small": 9.0, "large": 30.0}   # safety caps on a busy machine
 
 

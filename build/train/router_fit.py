@@ -77,7 +77,7 @@ def fit_router(router: nn.Module, f0: np.ndarray, target: np.ndarray, epochs: in
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         rec = {"epoch": ep, "loss": total / n}
         if val is not None:
             rec["val_spearman"] = spearman(predict_f0(router, val[0]), val[1])

@@ -55,66 +55,73 @@ def train_step(model: nn.Module, batch: dict[str, torch.Tensor], opt: torch.opti
     return float(loss.detach())
 
 
-def _lr_at(step: int, plan: TrainPlan) -> float:
-    """Short linear warm-up, then cosine to 2% of the peak."""
-    warm = max(1, plan.steps // 50)
-    if step < warm:
-        return plan.lr * (step + 1) / warm
-    t = (step - warm) / max(1, plan.steps - warm)
-    return plan.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+def _lr_at(progress: float, peak: float, warm: float = 0.02) -> float:
+    """Linear warm-up over the first 2%, then cosine to 2% of the peak; ``progress`` in [0, 1]."""
+    if progress < warm:
+        return peak * max(progress / warm, 0.02)
+    t = min(1.0, (progress - warm) / (1 - warm))
+    return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def train_pose(model: nn.Module, plan: TrainPlan, desc: str = "train", workers: int = 1,
                log: Any = None) -> dict[str, Any]:
-    """Train ``model`` in place for ``plan.steps`` steps; returns a summary for the checkpoint meta."""
+    """Train ``model`` in place; returns a summary for the checkpoint meta.
+
+    Progress is steps done / planned, or time used / ``max_minutes`` when that
+    is larger: on a busy machine the schedule (learning-rate decay, switch to
+    the ProbPose loss) is compressed into the time cap instead of being cut
+    off half-way, and the summary says how many steps actually ran.
+    """
     from tqdm import tqdm
 
     torch.manual_seed(plan.seed)
     model.to(memory_format=torch.channels_last)
     kind = getattr(model, "head_kind", "heatmap")
-    switch = plan.steps if kind == "heatmap" else int(plan.steps * plan.mse_fraction)
+    switch = 1.0 if kind == "heatmap" else plan.mse_fraction
     opt = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=plan.weight_decay)
     t0 = time.time()
+    budget = plan.max_minutes * 60 if plan.max_minutes else None
     losses: list[float] = []
-    stopped_early = False
+    phase = "mse"
+    switched_at = None
     bar = tqdm(total=plan.steps, desc=desc, unit="step", mininterval=5.0)
     step = 0
-    for step, batch in enumerate(batches(plan.seed, plan.batch_size, workers)):
-        if step >= plan.steps:
+    loader = batches(plan.seed, plan.batch_size, workers)
+    for step, batch in enumerate(loader):
+        progress = step / plan.steps
+        if budget:
+            progress = max(progress, (time.time() - t0) / budget)
+        if progress >= 1.0:
             break
-        if plan.max_minutes is not None and time.time() - t0 > plan.max_minutes * 60:
-            stopped_early = True
-            break
-        phase = "mse" if step < switch else "probpose"
-        if step == switch and kind == "probmap":
-            # new loss scale: restart the moments, keep the weights
+        if phase == "mse" and progress >= switch:
+            # new loss, new scale: restart the optimiser's moments, keep the weights
+            phase, switched_at = "probpose", progress
             opt = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=plan.weight_decay)
+        if phase == "mse":
+            lr = _lr_at(progress / switch, plan.lr)
+        else:
+            lr = _lr_at((progress - switched_at) / max(1e-6, 1 - switched_at), plan.lr * 0.5)
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, plan) if phase == "mse" else _lr_at(step - switch, _sub(plan, switch))
+            g["lr"] = lr
         losses.append(train_step(model, batch, opt, phase))
         bar.update(1)
         if step % 50 == 0:
             recent = sum(losses[-50:]) / len(losses[-50:])
             bar.set_postfix(loss=f"{recent:.4f}", phase=phase)
             if log is not None:
-                print(f"{desc} step {step} phase {phase} loss {recent:.5f} t {time.time() - t0:.0f}s",
-                      file=log, flush=True)
+                print(f"{desc} step {step} phase {phase} lr {lr:.2e} loss {recent:.5f} "
+                      f"t {time.time() - t0:.0f}s", file=log, flush=True)
+    del loader
     bar.close()
     model.to(memory_format=torch.contiguous_format)
     model.eval()
-    done = min(step, plan.steps) if stopped_early else plan.steps
-    if stopped_early:
-        print(f"WARNING: {desc} stopped at step {done}/{plan.steps} after {plan.max_minutes} min "
-              "(machine busier than planned); accuracy will be lower")
+    done = len(losses)
+    if done < plan.steps:
+        print(f"NOTE: {desc} ran {done}/{plan.steps} steps in its {plan.max_minutes} min cap "
+              "(machine busier than planned); the schedule was compressed to fit")
     return {"steps": done, "planned_steps": plan.steps, "batch_size": plan.batch_size, "lr": plan.lr,
             "seed": plan.seed, "minutes": round((time.time() - t0) / 60, 2), "head": kind,
             "final_loss": sum(losses[-100:]) / max(1, len(losses[-100:]))}
-
-
-def _sub(plan: TrainPlan, start: int) -> TrainPlan:
-    """The schedule of the second phase: its own warm-up and cosine over the remaining steps."""
-    return TrainPlan(steps=max(1, plan.steps - start), batch_size=plan.batch_size, lr=plan.lr * 0.5,
-                     seed=plan.seed)
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> Path:

@@ -1,0 +1,62 @@
+# Benchmarks and FPS regression gates (bench/, issue 8). See README "Benchmarks and gates".
+#
+#   make bench            build once, run every bench/ benchmark into one JSON, gate it (exit 1 on regression)
+#   make bench-baseline   same run, then store its absolute figures as this machine kind's baseline
+#   make sweep            the accuracy/speed trade-off table + plot (docs/tradeoff.*)
+#
+# Variables: PYTHON, BENCH_ENGINES (reuse a built artifacts folder, e.g. TensorRT engines on a
+# Jetson), BENCH_CONFIG, BENCH_ROUNDS, BENCH_TOLERANCE (baseline), RATIOS=1 (re-base ratio gates).
+
+PYTHON ?= python3
+BENCH_DIR ?= .benchmarks
+BENCH_JSON ?= $(BENCH_DIR)/bench.json
+BENCH_CONFIG ?= dyn-r50-h32
+BENCH_DATA ?= ../shared/data/coco-mini
+BENCH_ROUNDS ?= 1
+BENCH_TOLERANCE ?= 0.3
+BASELINE ?= bench/baseline.json
+BENCH_ENGINES ?=
+BENCH_FILES := $(sort $(wildcard bench/test_bench_*.py bench/bench_*.py))
+BUILT := $(BENCH_DIR)/artifacts/$(BENCH_CONFIG)-cpu
+ENGINES := $(if $(BENCH_ENGINES),$(BENCH_ENGINES),$(BUILT))
+
+.PHONY: bench bench-run bench-baseline bench-engines sweep
+
+# One build serves every benchmark: fp32 ONNX for the pipeline, int8_cpu variants for bench_int8.
+bench-engines:
+ifeq ($(BENCH_ENGINES),)
+	@mkdir -p $(BENCH_DIR)
+	@echo "building $(BENCH_CONFIG) for the CPU target (log: $(BENCH_DIR)/build.log) ..."
+	@$(PYTHON) -m build.engines --config $(BENCH_CONFIG) --target cpu --out $(BENCH_DIR)/artifacts \
+		--calib-data $(BENCH_DATA) --precision int8 --calib-method minmax --calib-max-crops 16 \
+		> $(BENCH_DIR)/build.log 2>&1 || { tail -40 $(BENCH_DIR)/build.log; exit 1; }
+else
+	@test -f $(BENCH_ENGINES)/manifest.json || { echo "BENCH_ENGINES=$(BENCH_ENGINES) has no manifest.json"; exit 1; }
+endif
+
+# Benchmarks into one JSON. A failing benchmark test still leaves its record for the gates,
+# so the gate table is printed before the run's own failure is reported.
+bench-run: bench-engines
+	@mkdir -p $(BENCH_DIR)
+	@rm -f $(BENCH_JSON)
+	DYNPOSE_BENCH_ENGINES=$(ENGINES) DYNPOSE_BENCH_INT8=$(ENGINES) DYNPOSE_BENCH_ROUNDS=$(BENCH_ROUNDS) \
+		$(PYTHON) -m pytest $(BENCH_FILES) -m bench -q -s --benchmark-json=$(BENCH_JSON) \
+		|| echo "benchmark tests failed" > $(BENCH_DIR)/pytest.failed
+
+bench:
+	@rm -f $(BENCH_DIR)/pytest.failed
+	@$(MAKE) --no-print-directory bench-run
+	@test -f $(BENCH_JSON) || { echo "no benchmark JSON written ($(BENCH_JSON))"; exit 1; }
+	$(PYTHON) -m bench.gates $(BENCH_JSON) --baseline $(BASELINE)
+	@if [ -f $(BENCH_DIR)/pytest.failed ]; then echo "FAILED: a benchmark test failed (see above)"; exit 1; fi
+
+bench-baseline:
+	@rm -f $(BENCH_DIR)/pytest.failed
+	@$(MAKE) --no-print-directory bench-run
+	@if [ -f $(BENCH_DIR)/pytest.failed ]; then echo "not recording: a benchmark test failed"; exit 1; fi
+	$(PYTHON) -m bench.gates $(BENCH_JSON) --baseline $(BASELINE) --record --tolerance $(BENCH_TOLERANCE) \
+		$(if $(RATIOS),--record-ratios)
+	@echo "review and commit $(BASELINE)"
+
+sweep:
+	$(PYTHON) -m bench.sweep $(if $(BENCH_ENGINES),--engines $(BENCH_ENGINES)) --data $(BENCH_DATA)

@@ -1,0 +1,258 @@
+"""The DynPose trade-off sweep: AP, GMACs per crop and crops/s for p = 0..100 %, dyn vs random.
+
+``python -m bench.sweep --config C [--engines DIR] [--out docs]`` writes
+``docs/tradeoff.md`` (table + the run's conditions), ``docs/tradeoff.csv``
+and ``docs/tradeoff.png`` (AP vs crops/s).
+
+Cheap by construction, and exact: routing picks, per crop, the output of one
+of two nets that do not depend on each other, so the router runs once, the
+small and the large net each run once on every crop, and each (policy, p)
+row is composed by choosing per crop - the keypoints a ``PosePipeline`` with
+that band would return (tests/test_sweep.py checks this against the real
+pipeline). ``random`` routes the same share of crops as the band did, with
+the pipeline's own seeded per-frame draw, and pays no router.
+
+Crops/s per row come from this run's measured per-crop costs on the chosen
+backend (preprocessing + router for dyn + (1-f)/T_small + f/T_large +
+decode): the ideal mixture, which bench/test_bench_pipeline.py shows the
+real scheduler reaches (its share of ideal is gated). ``--timing measured``
+times the real pipeline for every row instead (10+ passes: slower).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from bench.coco_eval import evaluate_keypoints
+from bench.workload import CropSet, Frame, load_frames, make_cropset
+from runtime.pipeline import PipelineOptions, PosePipeline, decode_outputs
+from runtime.preprocess import heatmap_to_image
+from runtime.results import FrameResult
+from runtime.routing import fit_thresholds, route, route_band
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "coco-mini"
+PS = (0.0, 25.0, 50.0, 75.0, 100.0)
+MAX_BATCH = 32
+
+
+@dataclass
+class NetOutputs:
+    """Every crop through every net once, decoded to image space, plus the measured costs."""
+
+    router_scores: np.ndarray   # [N]
+    keypoints: dict[str, np.ndarray]  # role -> [N,17,3] image xy + score
+    presence: dict[str, np.ndarray]   # role -> [N,17]
+    seconds: dict[str, float]         # router, small, large, decode_small, decode_large, preprocess
+
+
+@dataclass
+class Row:
+    policy: str
+    p: float | None
+    large_fraction: float
+    AP: float
+    AP50: float
+    AR: float
+    gmacs_per_crop: float
+    crops_per_s: float
+    k1: float | None = None
+    k2: float | None = None
+
+
+def _run(pipe: PosePipeline, role: str, crops: np.ndarray) -> dict[str, np.ndarray]:
+    cap = pipe.runners[role].max_batch or MAX_BATCH
+    step = max(1, min(pipe.options.max_batch, cap))
+    pend = [pipe.runners[role].infer_async(crops[i:i + step], pipe.streams[role]) for i in range(0, len(crops), step)]
+    parts = [q.wait() for q in pend]
+    return {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
+
+
+def run_nets(pipe: PosePipeline, frames: list[Frame]) -> tuple[CropSet, NetOutputs]:
+    """Router, small and large once on every crop, frame by frame with the scheduler's batching."""
+    t = time.perf_counter()
+    cs = make_cropset(frames, pipe.options.max_boxes)
+    sec = {"preprocess": time.perf_counter() - t}
+    roles = ("router", "small", "large")
+    parts: dict[str, list[dict[str, np.ndarray]]] = {r: [] for r in roles}
+    sec.update({r: 0.0 for r in roles})
+    # Frame-major, role-minor: a busy neighbour slows all three nets alike instead of one.
+    for i in range(len(frames)):
+        s = cs.frame_slice(i)
+        if s.stop == s.start:
+            continue
+        for role in roles:
+            t = time.perf_counter()
+            parts[role].append(_run(pipe, role, cs.crops[s]))
+            sec[role] += time.perf_counter() - t
+    outs = {r: {k: np.concatenate([x[k] for x in parts[r]]) for k in parts[r][0]} for r in roles}
+    kps, pres = {}, {}
+    for role in ("small", "large"):
+        t = time.perf_counter()
+        coords, kscores, presence = decode_outputs(pipe.heads[role], outs[role], pipe.temperature)
+        xy = heatmap_to_image(coords, cs.centers, cs.scales)
+        kps[role] = np.concatenate([xy, kscores[..., None]], axis=-1).astype(np.float32)
+        pres[role] = presence
+        sec[f"decode_{role}"] = time.perf_counter() - t
+    return cs, NetOutputs(outs["router"]["score"].reshape(-1), kps, pres, sec)
+
+
+def route_policy(policy: str, scores: np.ndarray, cs: CropSet, k1: float, k2: float, fraction: float,
+                 seed: int = 0) -> np.ndarray:
+    """The large-net mask a fresh ``PosePipeline(policy, seed)`` draws frame after frame."""
+    if policy == "dyn":
+        return route_band(scores, k1, k2)
+    rng = np.random.default_rng(seed)
+    n_frames = int(cs.frame_of.max()) + 1 if len(cs) else 0
+    return np.concatenate([route(policy, scores[cs.frame_slice(i)], k1, k2, fraction, rng)
+                           for i in range(n_frames)] or [np.zeros(0, bool)])
+
+
+def compose(frames: list[Frame], cs: CropSet, nets: NetOutputs, large: np.ndarray, with_router: bool
+            ) -> list[FrameResult]:
+    """Per-frame results as the pipeline returns them, picking each crop's routed net."""
+    results = []
+    for i, f in enumerate(frames):
+        s, n = cs.frame_slice(i), len(f.boxes)
+        kept, sel = cs.kept[i], large[cs.frame_slice(i)]
+        kps = np.full((n, 17, 3), np.nan, np.float32)
+        presence = np.zeros((n, 17), np.float32)
+        route_arr = np.full(n, -1, np.int8)
+        rscore = np.full(n, np.nan, np.float32)
+        kps[kept] = np.where(sel[:, None, None], nets.keypoints["large"][s], nets.keypoints["small"][s])
+        presence[kept] = np.where(sel[:, None], nets.presence["large"][s], nets.presence["small"][s])
+        route_arr[kept] = sel.astype(np.int8)
+        if with_router:
+            rscore[kept] = nets.router_scores[s]
+        dropped = {int(j): "hygiene" for j in np.setdiff1d(np.arange(n), kept)}
+        results.append(FrameResult(f.boxes.astype(np.float32), kps, presence, route_arr, rscore,
+                                   f.scores.astype(np.float32), dropped, {}))
+    return results
+
+
+def coco_results(frames: list[Frame], results: list[FrameResult]) -> list[dict]:
+    return [r for f, res in zip(frames, results) for r in res.to_coco(f.image_id)]
+
+
+def modelled_rate(nets: NetOutputs, n: int, f: float, with_router: bool) -> float:
+    """crops/s of the ideal mixture from this run's measured per-crop costs."""
+    sec = nets.seconds
+    per = (sec["preprocess"] + (sec["router"] if with_router else 0.0)
+           + (1 - f) * (sec["small"] + sec["decode_small"]) + f * (sec["large"] + sec["decode_large"])) / n
+    return 1.0 / per
+
+
+def measured_rate(pipe: PosePipeline, frames: list[Frame], policy: str, k1: float, k2: float, frac: float) -> float:
+    saved = (pipe.options.policy, pipe.k1, pipe.k2, pipe.fraction, pipe._rng)
+    pipe.options.policy, pipe.k1, pipe.k2, pipe.fraction = policy, k1, k2, frac
+    pipe._rng = np.random.default_rng(pipe.options.seed)
+    try:
+        t = time.perf_counter()
+        res = list(pipe.run_many((f.image, f.boxes, f.scores) for f in frames))
+        return sum(int((r.route >= 0).sum()) for r in res) / (time.perf_counter() - t)
+    finally:
+        pipe.options.policy, pipe.k1, pipe.k2, pipe.fraction, pipe._rng = saved
+
+
+def sweep(pipe: PosePipeline, frames: list[Frame], gt: Path, ps: Sequence[float] = PS, timing: str = "model",
+          nets_run: tuple[CropSet, NetOutputs] | None = None) -> tuple[list[Row], NetOutputs]:
+    """All rows; ``nets_run`` passes an earlier :func:`run_nets` of the same frames (tests)."""
+    cs, nets = nets_run or run_nets(pipe, frames)
+    image_ids = [f.image_id for f in frames]
+    n = len(cs)
+    gm = {r: float(pipe.manifest["models"][r]["gmacs"]) for r in ("router", "small", "large")}
+    theta = float(pipe.manifest.get("routing", {}).get("theta", 0.1))
+    rows: list[Row] = []
+
+    def add(policy: str, p: float | None, large: np.ndarray, k1=None, k2=None, fraction=0.0) -> None:
+        with_router = policy == "dyn"
+        f = float(large.mean()) if n else 0.0
+        stats = evaluate_keypoints(gt, coco_results(frames, compose(frames, cs, nets, large, with_router)),
+                                   image_ids=image_ids)
+        macs = (gm["router"] if with_router else 0.0) + (1 - f) * gm["small"] + f * gm["large"]
+        rate = (modelled_rate(nets, n, f, with_router) if timing == "model"
+                else measured_rate(pipe, frames, policy, k1 if k1 is not None else 0.0,
+                                   k2 if k2 is not None else 1.0, fraction))
+        rows.append(Row(policy, p, f, stats["AP"], stats["AP50"], stats["AR"], macs, rate, k1, k2))
+
+    add("small", None, np.zeros(n, bool))
+    add("large", None, np.ones(n, bool))
+    for p in ps:
+        band = fit_thresholds(nets.router_scores, theta, p)
+        for policy in ("dyn", "random"):
+            mask = route_policy(policy, nets.router_scores, cs, band.k1, band.k2, band.large_fraction,
+                                pipe.options.seed)
+            add(policy, p, mask, band.k1, band.k2, band.large_fraction)
+    return rows, nets
+
+
+def default_config() -> str:
+    """fixture-dyn once it is registered and its trained weights exist, else the default config."""
+    from build.configs import DEFAULT_CONFIG, list_configs, get_config
+
+    if "fixture-dyn" in list_configs():
+        ck = get_config("fixture-dyn").checkpoints
+        if ck and all((REPO / p).is_file() for p in ck.values()):
+            return "fixture-dyn"
+    return DEFAULT_CONFIG
+
+
+def ensure_engines(config: str, engines: Path | None, build_root: Path, data: Path) -> Path:
+    """The given artifacts folder, or one built once under build_root (reused when present)."""
+    if engines is not None:
+        if not (engines / "manifest.json").is_file():
+            raise SystemExit(f"error: --engines {engines} has no manifest.json; build one with "
+                             f"python -m build.engines --config {config} --target cpu --out artifacts")
+        return engines
+    out = build_root / f"{config}-cpu"
+    if not (out / "manifest.json").is_file():
+        from build.engines import main as build_main
+
+        print(f"building {config} for the CPU target into {build_root} (once) ...", file=sys.stderr)
+        rc = build_main(["--config", config, "--target", "cpu", "--out", str(build_root), "--calib-data", str(data)])
+        if rc != 0:
+            raise SystemExit(f"error: building {config} failed (exit {rc})")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from bench.tradeoff_report import write_report
+
+    ap = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=None, help="pipeline config (default: fixture-dyn when its weights exist)")
+    ap.add_argument("--engines", type=Path, default=None, help="a built artifacts folder (else built once)")
+    ap.add_argument("--build-root", type=Path, default=REPO / "artifacts", help="where to build when --engines is absent")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="COCO folder with person_detections.json")
+    ap.add_argument("--backend", default="ort", choices=("ort", "trt", "auto"))
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--timing", default="model", choices=("model", "measured"))
+    ap.add_argument("--out", type=Path, default=REPO / "docs", help="folder for tradeoff.md/.csv/.png")
+    a = ap.parse_args(argv)
+    config = a.config or default_config()
+    engines = ensure_engines(config, a.engines, a.build_root, a.data)
+    frames = load_frames(a.data)
+    t0 = time.perf_counter()
+    with PosePipeline(engines, PipelineOptions(policy="dyn", backend=a.backend, precision=a.precision,
+                                               max_batch=MAX_BATCH)) as pipe:
+        warm = make_cropset(frames[:1]).crops[:4]
+        for role in pipe.runners:  # first runs allocate; keep them out of the costs
+            pipe.runners[role].infer(warm, pipe.streams[role])
+        rows, nets = sweep(pipe, frames, a.data / "person_keypoints.json", timing=a.timing)
+        backend = type(pipe.backend).__name__
+        paths = write_report(rows, nets, pipe.manifest, a.out, backend=pipe.backend.name, precision=a.precision,
+                             timing=a.timing, data=a.data)
+    print(f"sweep of {pipe.manifest['config']} ({backend}) in {time.perf_counter() - t0:.0f} s -> "
+          + ", ".join(str(p) for p in paths))
+    return 0
+
+
+__all__ = ["Row", "NetOutputs", "sweep", "run_nets", "compose", "route_policy", "asdict"]
+
+if __name__ == "__main__":
+    sys.exit(main())
