@@ -21,9 +21,10 @@ times the real pipeline for every row instead (10+ passes: slower).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -194,7 +195,7 @@ def sweep(pipe: PosePipeline, frames: list[Frame], gt: Path, ps: Sequence[float]
 
 def default_config() -> str:
     """fixture-dyn once it is registered and its trained weights exist, else the default config."""
-    from build.configs import DEFAULT_CONFIG, list_configs, get_config
+    from build.configs import DEFAULT_CONFIG, get_config, list_configs
 
     if "fixture-dyn" in list_configs():
         ck = get_config("fixture-dyn").checkpoints
@@ -209,6 +210,10 @@ def ensure_engines(config: str, engines: Path | None, build_root: Path, data: Pa
         if not (engines / "manifest.json").is_file():
             raise SystemExit(f"error: --engines {engines} has no manifest.json; build one with "
                              f"python -m build.engines --config {config} --target cpu --out artifacts")
+        built = json.loads((engines / "manifest.json").read_text()).get("config")
+        if built != config:
+            raise SystemExit(f"error: --engines {engines} holds config {built!r}, not --config {config!r}; "
+                             "drop --config or point --engines at that config's folder")
         return engines
     out = build_root / f"{config}-cpu"
     if not (out / "manifest.json").is_file():
@@ -234,7 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--timing", default="model", choices=("model", "measured"))
     ap.add_argument("--out", type=Path, default=REPO / "docs", help="folder for tradeoff.md/.csv/.png")
     a = ap.parse_args(argv)
-    config = a.config or default_config()
+    if a.config is None and a.engines is not None:
+        config = json.loads((a.engines / "manifest.json").read_text()).get("config") if (
+            a.engines / "manifest.json").is_file() else default_config()
+    else:
+        config = a.config or default_config()
     engines = ensure_engines(config, a.engines, a.build_root, a.data)
     frames = load_frames(a.data)
     t0 = time.perf_counter()
@@ -244,15 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for role in pipe.runners:  # first runs allocate; keep them out of the costs
             pipe.runners[role].infer(warm, pipe.streams[role])
         rows, nets = sweep(pipe, frames, a.data / "person_keypoints.json", timing=a.timing)
-        backend = type(pipe.backend).__name__
         paths = write_report(rows, nets, pipe.manifest, a.out, backend=pipe.backend.name, precision=a.precision,
                              timing=a.timing, data=a.data)
-    print(f"sweep of {pipe.manifest['config']} ({backend}) in {time.perf_counter() - t0:.0f} s -> "
+    print(f"sweep of {pipe.manifest['config']} ({pipe.backend.name}) in {time.perf_counter() - t0:.0f} s -> "
           + ", ".join(str(p) for p in paths))
     return 0
 
-
-__all__ = ["Row", "NetOutputs", "sweep", "run_nets", "compose", "route_policy", "asdict"]
 
 if __name__ == "__main__":
     sys.exit(main())

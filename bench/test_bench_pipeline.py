@@ -32,7 +32,6 @@ import pytest
 
 from bench.conditions import collect_conditions, gpu_model
 from bench.workload import CropSet, Frame, load_frames, make_cropset, n_boxes
-from runtime.manifest import load_manifest
 from runtime.pipeline import PipelineOptions, PosePipeline
 from runtime.routing import fit_thresholds
 from tests.conftest import build_artifacts, shared_data_dir

@@ -16,7 +16,10 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from .backends.base import BackendError
+from .manifest import ManifestError
 from .pipeline import PipelineOptions, PosePipeline
+from .preprocess import BoxError
 from .routing import POLICIES
 
 
@@ -63,6 +66,13 @@ def _write_atomic(path: Path, data: list) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except (ManifestError, BackendError, BoxError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def _main(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(prog="python -m runtime.images", description=__doc__)
     p.add_argument("--engines", required=True, type=Path, help="artifacts folder with manifest.json")
     p.add_argument("--images", required=True, type=Path, help="folder of images")

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.sweep import compose, route_policy, run_nets, sweep
+from bench.sweep import compose, measured_rate, route_policy, run_nets, sweep
 from bench.tradeoff_report import write_report
 from bench.workload import load_frames
 from runtime.pipeline import PipelineOptions, PosePipeline
@@ -85,3 +85,9 @@ def test_rows_gmacs_and_report(pipe, frames, nets_run, coco_mini, tmp_path):
     assert (tmp_path / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((tmp_path / "tradeoff.csv").read_text().splitlines()) == len(rows) + 1
     assert len(paths) == 3
+
+
+def test_measured_timing_runs_the_real_pipeline_and_restores_it(pipe, frames, band):
+    before = (pipe.options.policy, pipe.k1, pipe.k2, pipe.fraction)
+    assert measured_rate(pipe, frames, "random", band.k1, band.k2, band.large_fraction) > 0
+    assert (pipe.options.policy, pipe.k1, pipe.k2, pipe.fraction) == before

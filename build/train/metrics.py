@@ -41,18 +41,17 @@ def router_targets(d_small: np.ndarray, d_large: np.ndarray, eps: float = D_EPS,
     return np.clip(t, clip, 1.0).astype(np.float32), valid
 
 
-def person_scores(det_scores: np.ndarray, kp_scores: np.ndarray, thr: float = 0.2) -> np.ndarray:
-    """MMPose's top-down rescoring: box score x mean of the keypoint scores above ``thr``."""
-    m = kp_scores > thr
-    mean = np.where(m.any(-1), (kp_scores * m).sum(-1) / np.maximum(m.sum(-1), 1), 0.0)
-    return det_scores * mean
-
-
 def routed_results(cs, large: np.ndarray) -> list[dict]:
-    """COCO results of a per-crop choice: ``large`` True takes the large net's keypoints."""
+    """COCO results of a per-crop choice: ``large`` True takes the large net's keypoints.
+
+    Each person is ranked by its box score alone: a heatmap head's keypoint
+    scores (Gaussian peaks) and a probmap head's (expected OKS) live on
+    different scales, so MMPose's "box score x mean keypoint score" would let
+    the routing decision reorder people for reasons that are not accuracy.
+    """
     ok = cs.gt_index != -2
     kp = np.where(large[:, None, None], cs.preds["large"], cs.preds["small"])[ok]
-    return to_coco_results(cs.image_ids[ok], kp, person_scores(cs.det_scores[ok], kp[..., 2]))
+    return to_coco_results(cs.image_ids[ok], kp, cs.det_scores[ok])
 
 
 def ap_of(gt_json, cs, large: np.ndarray) -> float:
