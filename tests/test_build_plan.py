@@ -23,7 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _args(*argv: str) -> argparse.Namespace:
+    """The build CLI's own flags (--precision comes from the calibration stage)."""
+    from calib.stage import add_calib_arguments
+
     p = argparse.ArgumentParser()
+    add_calib_arguments(p)
     add_trt_arguments(p)
     return p.parse_args(list(argv))
 

@@ -112,9 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads for training")
     p.add_argument("--photos", default=None, help="background photos (default ../shared/data/coco-mini)")
     p.add_argument("--no-caps", action="store_true", help="ignore the per-net time caps")
+    p.add_argument("--minutes", default=None, help="time caps 'SMALL,LARGE' in minutes "
+                   f"(default {MINUTES['small']:g},{MINUTES['large']:g})")
     p.add_argument("--theta", default="config", help="'config' (the config's theta), 'auto' (best on the "
                    "calibration set) or a number")
     p.add_argument("--eval-only", action="store_true", help="score the fixtures already in --out")
+    p.add_argument("--reuse", default="", help="comma list of pose nets (small,large) to load from --out "
+                   "instead of training (e.g. after retraining one of them)")
     p.add_argument("--log", default=None, help="append per-step losses here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -130,10 +134,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_table(table, rho))
         return 0
     nets, metas = {}, {}
+    reuse = {r for r in a.reuse.split(",") if r}
+    caps = dict(MINUTES)
+    if a.minutes:
+        caps = dict(zip(("small", "large"), (float(v) for v in a.minutes.split(","))))
     for role, choice in (("small", cfg.small), ("large", cfg.large)):
         net = build_pose_net(choice.arch, choice.head)
+        if role in reuse:
+            from ..checkpoint import load_strict
+            load_strict(net, out / f"{role}.pth", role)
+            metas[role] = torch.load(out / f"{role}.pth", weights_only=True)["meta"]
+            nets[role] = net.eval().requires_grad_(False)
+            continue
         plan = TrainPlan(steps=max(2, int(PLAN[f"{role}_steps"] * a.scale)), seed=1000 * (1 + (role == "large")) + a.seed,
-                         max_minutes=None if a.no_caps else MINUTES[role] * max(a.scale, 0.05))
+                         max_minutes=None if a.no_caps else caps[role] * max(a.scale, 0.05))
         info = train_pose(net, plan, desc=f"{role} {choice.arch}/{choice.head}", log=log)
         metas[role] = {"arch": choice.arch, "head": choice.head, "config": CONFIG, "data": "synthetic figures (build.synth)",
                        "note": "knows synthetic figures, not real people", **info}
