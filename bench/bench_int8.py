@@ -64,7 +64,6 @@ def interleaved_ms(sessions: dict, x: np.ndarray, rounds: int = ROUNDS) -> dict[
 
 
 @pytest.mark.bench
-@pytest.mark.slow
 @pytest.mark.parametrize("role", ["small", "large"])
 def test_int8_cpu_speedup(benchmark, int8_artifacts: Path, role: str) -> None:
     m = load_manifest(int8_artifacts)

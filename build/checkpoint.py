@@ -6,7 +6,6 @@ a half-loaded network that silently predicts garbage.
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 import warnings
 from pathlib import Path
@@ -15,19 +14,13 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from runtime.manifest import sha256_file
+
 _SHOW = 5
 
 
 class CheckpointMismatch(ValueError):
     """The checkpoint's keys or shapes do not fit the network."""
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-DEFAULT_CONFIG = "dyn-r50-h32"
+DEFAULT_CONFIG = "fixture-dyn"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ Which variants a precision makes:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import tempfile
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from runtime.manifest import sha256_file
 
 from .data import DEFAULT_CALIB, CalibSet
 from .quantize import METHODS, check_trt_qdq, float_tail, qdq_counts, quantize_onnx
@@ -44,14 +45,6 @@ def default_precision(target: str) -> str:
     return "fp32" if target == "cpu" else "int8"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _subset(crops: np.ndarray, n: int | None) -> np.ndarray:
     if n is None or len(crops) <= n:
         return crops
@@ -61,7 +54,7 @@ def _subset(crops: np.ndarray, n: int | None) -> np.ndarray:
 
 
 def _entry(out_dir: Path, path: Path, **info: Any) -> dict[str, Any]:
-    return {"onnx": path.relative_to(out_dir).as_posix(), "sha256": _sha256(path), **info}
+    return {"onnx": path.relative_to(out_dir).as_posix(), "sha256": sha256_file(path), **info}
 
 
 def make_int8(out_dir: Path, manifest: dict, crops: np.ndarray, method: str, flavours: tuple[str, ...],

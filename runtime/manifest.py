@@ -5,6 +5,7 @@ so a missing field is a clear error that names the file and the rebuild command.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -19,6 +20,15 @@ REBUILD_HINT = "python -m build.engines --config {config} --target {target} --ou
 
 class ManifestError(RuntimeError):
     """The artifacts directory is missing something the runtime needs."""
+
+
+def sha256_file(path: str | Path) -> str:
+    """Content hash recorded for every artifact, so a swapped file is noticed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def manifest_path(root: str | Path) -> Path:

@@ -72,7 +72,7 @@ def format_table(t: dict, rho: float) -> str:
     return "\n".join(lines)
 
 
-def pick_theta(calib_paths: dict[str, Path], cal, p: float, grid=(0.0, 0.05, 0.1, 0.2, 0.3)) -> float:
+def pick_theta(calib_paths: dict[str, Path], cal, p: float, grid=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)) -> float:
     """The theta with the best dyn AP on the calibration set (never on the test set)."""
     best = max(grid, key=lambda th: (policy_table(calib_paths["keypoints"], cal, cal.router[cal.gt_index != -2],
                                                   th, p, random_seeds=1)["dyn"], -th))
@@ -112,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads for training")
     p.add_argument("--photos", default=None, help="background photos (default ../shared/data/coco-mini)")
     p.add_argument("--no-caps", action="store_true", help="ignore the per-net time caps")
+    p.add_argument("--resume", default="", help="comma list of pose nets to start from their weights in --out "
+                   "(train further) instead of from scratch")
     p.add_argument("--minutes", default=None, help="time caps 'SMALL,LARGE' in minutes "
                    f"(default {MINUTES['small']:g},{MINUTES['large']:g})")
     p.add_argument("--theta", default="config", help="'config' (the config's theta), 'auto' (best on the "
@@ -146,11 +148,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             metas[role] = torch.load(out / f"{role}.pth", weights_only=True)["meta"]
             nets[role] = net.eval().requires_grad_(False)
             continue
-        plan = TrainPlan(steps=max(2, int(PLAN[f"{role}_steps"] * a.scale)), seed=1000 * (1 + (role == "large")) + a.seed,
+        resume = role in {r for r in a.resume.split(",") if r}
+        if resume:
+            from ..checkpoint import load_strict
+            load_strict(net, out / f"{role}.pth", role)
+            before = torch.load(out / f"{role}.pth", weights_only=True)["meta"]
+        # a resumed net sees new scenes (another stream seed) at half the peak learning rate
+        plan = TrainPlan(steps=max(2, int(PLAN[f"{role}_steps"] * a.scale)), lr=1e-3 if resume else 2e-3,
+                         seed=1000 * (1 + (role == "large")) + a.seed + (500 if resume else 0),
                          max_minutes=None if a.no_caps else caps[role] * max(a.scale, 0.05))
         info = train_pose(net, plan, desc=f"{role} {choice.arch}/{choice.head}", log=log)
         metas[role] = {"arch": choice.arch, "head": choice.head, "config": CONFIG, "data": "synthetic figures (build.synth)",
                        "note": "knows synthetic figures, not real people", **info}
+        if resume:
+            metas[role]["resumed_from"] = {k: before.get(k) for k in ("steps", "minutes", "seed", "resumed_from")}
         save_checkpoint(net, out / f"{role}.pth", metas[role])
         nets[role] = net.eval().requires_grad_(False)
     # router: both nets frozen, targets from D_s and D_l on the router set's detector boxes

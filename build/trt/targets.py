@@ -7,13 +7,14 @@ drift apart.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 import onnx
 import onnx.defs
+
+from runtime.manifest import sha256_file
 
 INPUT_CHW = (3, 256, 192)
 ROLES = ("router", "small", "large")
@@ -108,14 +109,6 @@ def get_target(name: str) -> Target:
         return TARGETS[name]
     except KeyError:
         raise SystemExit(f"error: unknown --target {name!r}; choose one of: {', '.join(TARGETS)}") from None
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def plugin_ops(onnx_path: Path) -> list[str]:
