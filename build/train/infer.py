@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from runtime.decode import decode_heatmaps, decode_probmaps
+from runtime.tracker import iou_matrix
 from runtime.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
 
 
@@ -53,16 +54,6 @@ def load_coco(gt_json: str | Path) -> dict:
     return json.loads(p.read_text())
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
-    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.clip(np.minimum(ax2[:, None], bx2[None]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    return inter / np.maximum(union, 1e-9)
-
-
 def box_list(coco: dict, dets: list[dict] | None, jitter: int = 0, seed: int = 0,
              min_iou: float = 0.3) -> list[tuple[int, np.ndarray, float, int]]:
     """(image_id, box, score, gt row) per crop.
@@ -89,7 +80,7 @@ def box_list(coco: dict, dets: list[dict] | None, jitter: int = 0, seed: int = 0
             rows = by_img.get(img["id"], [])
             match = np.full(len(ds), -1)
             if rows:
-                iou = _iou(db, np.array([anns[r]["bbox"] for r in rows], np.float64))
+                iou = iou_matrix(db, np.array([anns[r]["bbox"] for r in rows], np.float64))
                 best = iou.argmax(1)
                 ok = iou[np.arange(len(ds)), best] >= min_iou
                 match[ok] = np.array(rows)[best[ok]]
