@@ -23,7 +23,7 @@ import pytest
 from bench.conditions import collect_conditions
 from calib.report import format_table
 from runtime.manifest import load_manifest, model_file
-from tests.conftest import build_artifacts, shared_data_dir
+from tests.conftest import artifacts_from_env
 
 BATCH = 8
 ROUNDS = 5
@@ -32,14 +32,8 @@ TARGET_SPEEDUP = 1.3
 
 @pytest.fixture(scope="module")
 def int8_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    given = os.environ.get("DYNPOSE_BENCH_INT8")
-    if given:
-        return Path(given)
-    from build.configs import DEFAULT_CONFIG
-
-    return build_artifacts(tmp_path_factory.mktemp("int8"), DEFAULT_CONFIG,
-                           extra=("--calib-data", str(shared_data_dir() / "coco-mini"), "--precision", "int8",
-                                  "--calib-method", "minmax", "--calib-max-crops", "16"))
+    return artifacts_from_env("DYNPOSE_BENCH_INT8", tmp_path_factory.mktemp("int8"),
+                              ("--precision", "int8", "--calib-method", "minmax", "--calib-max-crops", "16"))
 
 
 def _session(path: Path, threads: int):

@@ -20,18 +20,12 @@ import pytest
 
 from bench.conditions import collect_conditions
 from runtime.video import POSE_PARTS, STAGES, run_video
-from tests.conftest import build_artifacts, shared_data_dir
+from tests.conftest import artifacts_from_env, shared_data_dir
 
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    given = os.environ.get("DYNPOSE_BENCH_ENGINES")
-    if given:
-        return Path(given)
-    from build.configs import DEFAULT_CONFIG
-
-    return build_artifacts(tmp_path_factory.mktemp("artifacts"), DEFAULT_CONFIG,
-                           extra=("--calib-data", str(shared_data_dir() / "coco-mini")))
+    return artifacts_from_env("DYNPOSE_BENCH_ENGINES", tmp_path_factory.mktemp("artifacts"))
 
 
 @pytest.mark.bench

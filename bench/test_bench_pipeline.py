@@ -34,7 +34,7 @@ from bench.conditions import collect_conditions, gpu_model
 from bench.workload import CropSet, Frame, load_frames, make_cropset, n_boxes
 from runtime.pipeline import PipelineOptions, PosePipeline
 from runtime.routing import fit_thresholds
-from tests.conftest import build_artifacts, shared_data_dir
+from tests.conftest import artifacts_from_env, shared_data_dir
 
 pytestmark = pytest.mark.bench
 
@@ -54,19 +54,10 @@ BACKENDS = _backends()
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    given = os.environ.get("DYNPOSE_BENCH_ENGINES")
-    if given:
-        if not (Path(given) / "manifest.json").is_file():
-            raise RuntimeError(f"DYNPOSE_BENCH_ENGINES={given} has no manifest.json; point it at a folder "
-                               "written by python -m build.engines (OUT/<config>-<target>)")
-        return Path(given)
-    if "trt" in BACKENDS:
+    if "trt" in BACKENDS and not os.environ.get("DYNPOSE_BENCH_ENGINES"):
         raise RuntimeError("TensorRT is present: set DYNPOSE_BENCH_ENGINES to an artifacts folder with engines "
                            "(python -m build.engines --target orin --out artifacts)")
-    from build.configs import DEFAULT_CONFIG
-
-    return build_artifacts(tmp_path_factory.mktemp("bench_artifacts"), DEFAULT_CONFIG,
-                           extra=("--calib-data", str(shared_data_dir() / "coco-mini")))
+    return artifacts_from_env("DYNPOSE_BENCH_ENGINES", tmp_path_factory.mktemp("bench_artifacts"))
 
 
 @pytest.fixture(scope="module")

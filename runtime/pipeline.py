@@ -179,6 +179,8 @@ class PosePipeline:
             cap = budget_max_large(self.options.budget_ms, len(b), self._ms_per_crop["small"],
                                    self._ms_per_crop["large"], (t2 - t0) * 1e3)
             large = apply_budget(router_scores, large, self.k1, self.k2, cap)
+        # Boolean indexing copies: the nets own their batches, so the shared crop buffer is free
+        # for frame t+1 while frame t's nets still run (run_many).
         pending = {"small": self._enqueue("small", crops[~large]) if (~large).any() else [],
                    "large": self._enqueue("large", crops[large]) if large.any() else []}
         timings = {"preprocess": (t1 - t0) * 1e3, "router": (t2 - t1) * 1e3}

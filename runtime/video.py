@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -35,11 +35,10 @@ from .routing import POLICIES
 from .sinks import JsonlWriter, frame_record, open_video_writer
 from .sources import Frame, FrameSource, SourceError, open_source
 from .tracker import IoUTracker
+from .video_stats import POSE_PARTS, STAGES, Stats, print_summary  # noqa: F401 (STAGES re-exported)
 
 END = object()
 QUEUE_SIZE = 4
-STAGES = ("decode", "detect", "pose", "draw", "write")
-POSE_PARTS = ("preprocess", "router", "nets", "decode")
 
 
 @dataclass
@@ -52,49 +51,6 @@ class Item:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     detected: bool = False
-
-
-class Stats:
-    """Per-stage busy time and counts for the live corner, the progress bar and the summary."""
-
-    def __init__(self) -> None:
-        self.ms: dict[str, list[float]] = defaultdict(list)
-        self.frames = self.boxes = self.large = self.routed = self.live_dropped = 0
-        self.t0 = time.perf_counter()
-        self.fps = 0.0
-        self._last: float | None = None
-
-    def add(self, item: Item, res: FrameResult) -> None:
-        for k, v in item.ms.items():
-            self.ms[k].append(v)
-        for k in POSE_PARTS:
-            if k in res.timings_ms:
-                self.ms["pose." + k].append(res.timings_ms[k])
-        self.frames += 1
-        self.boxes += len(res)
-        self.routed += int((res.route >= 0).sum())
-        self.large += int((res.route == 1).sum())
-        now = time.perf_counter()
-        if self._last is not None:
-            inst = 1.0 / max(now - self._last, 1e-6)
-            self.fps = inst if self.fps == 0 else 0.9 * self.fps + 0.1 * inst
-        self._last = now
-
-    def mean(self, stage: str) -> float:
-        v = self.ms.get(stage)
-        return float(np.mean(v)) if v else 0.0
-
-    def summary(self, source: FrameSource) -> dict[str, Any]:
-        wall = time.perf_counter() - self.t0
-        busy = {s: float(np.sum(self.ms.get(s, [0.0]))) for s in STAGES}
-        total_busy = sum(busy.values()) or 1.0
-        return {"source": source.spec, "frames": self.frames, "corrupt_frames": source.corrupt,
-                "live_frames_dropped": self.live_dropped, "boxes": self.boxes, "persons": self.routed,
-                "large_net_share": self.large / self.routed if self.routed else 0.0,
-                "wall_s": wall, "fps": self.frames / wall if wall > 0 else 0.0,
-                "mean_ms": {s: self.mean(s) for s in (*STAGES, *("pose." + p for p in POSE_PARTS))},
-                "share_of_busy_time": {s: busy[s] / total_busy for s in STAGES},
-                "ended_early": source.ended_early}
 
 
 class VideoRun:
@@ -238,7 +194,7 @@ class VideoRun:
                 t_end = time.perf_counter()
                 item.ms["draw"] = (t_draw - t) * 1e3
                 item.ms["write"] = (t_end - t_draw) * 1e3
-                self.stats.add(item, res)
+                self.stats.add(item.ms, res)
                 bar.update(1)
                 bar.set_postfix_str(f"{self.stats.fps:.1f} FPS, {self.stats.routed} people, large "
                                     f"{self.stats.large / max(1, self.stats.routed):.0%}", refresh=False)
@@ -305,18 +261,6 @@ def _install_signals(run: VideoRun) -> dict[int, Any]:
         for s in (signal.SIGINT, signal.SIGTERM):
             old[s] = signal.signal(s, handler)
     return old
-
-
-def print_summary(s: dict[str, Any], out: Path) -> None:
-    ms = s["mean_ms"]
-    share = s["share_of_busy_time"]
-    print(f"{s['frames']} frames in {s['wall_s']:.1f} s = {s['fps']:.2f} FPS; {s['persons']} people, "
-          f"large net {s['large_net_share']:.0%}; corrupt frames skipped: {s['corrupt_frames']}"
-          + (f"; live frames dropped: {s['live_frames_dropped']}" if s["live_frames_dropped"] else ""),
-          file=sys.stderr)
-    print("mean ms/frame: " + ", ".join(f"{k} {ms[k]:.1f} ({share[k]:.0%})" for k in STAGES)
-          + "  | pose = " + ", ".join(f"{p} {ms['pose.' + p]:.1f}" for p in POSE_PARTS), file=sys.stderr)
-    print(f"outputs in {out}/", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,3 +56,18 @@ def cpu_artifacts(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -
     config = os.environ.get("DYNPOSE_TEST_CONFIG", DEFAULT_CONFIG)
     return build_artifacts(tmp_path_factory.mktemp("artifacts"), config,
                            extra=("--calib-data", str(shared_data / "coco-mini"), "--fuse-decode"))
+
+
+def artifacts_from_env(env_var: str, tmp_root: Path, extra: tuple[str, ...] = ()) -> Path:
+    """Benchmarks reuse a built folder named by ``env_var`` (e.g. engines built on a Jetson);
+    otherwise they build the default config for the CPU target once, with ``extra`` flags."""
+    given = os.environ.get(env_var)
+    if given:
+        if not (Path(given) / "manifest.json").is_file():
+            raise RuntimeError(f"{env_var}={given} has no manifest.json; point it at a folder "
+                               "written by python -m build.engines (OUT/<config>-<target>)")
+        return Path(given)
+    from build.configs import DEFAULT_CONFIG
+
+    return build_artifacts(tmp_root, DEFAULT_CONFIG,
+                           extra=("--calib-data", str(shared_data_dir() / "coco-mini"), *extra))

@@ -14,9 +14,10 @@ from types import ModuleType
 from typing import Any
 
 from runtime.backends.trt import JETPACK_BY_L4T, gpu_identity, load_plugin_library, read_l4t
+from runtime.manifest import sha256_file
 
 from . import compat
-from .targets import EngineSpec, sha256_file, without_dla
+from .targets import EngineSpec, without_dla
 
 log = logging.getLogger(__name__)
 

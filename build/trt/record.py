@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime.backends.trt import JETPACK_BY_L4T, read_l4t
+from runtime.manifest import sha256_file
 
-from .targets import sha256_file
 
 _PATTERNS = {"gpu": r"Selected Device:\s*(.+)", "sm": r"Compute Capability:\s*([\d.]+)",
              "trt_version": r"TensorRT version:\s*([\d.]+)"}

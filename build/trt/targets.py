@@ -14,7 +14,6 @@ from typing import Any, Mapping
 import onnx
 import onnx.defs
 
-from runtime.manifest import sha256_file
 
 INPUT_CHW = (3, 256, 192)
 ROLES = ("router", "small", "large")
