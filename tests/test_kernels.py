@@ -27,33 +27,40 @@ def hk() -> HostKernels:
 
 
 @pytest.fixture(scope="module")
-def real_maps(coco_mini: Path) -> dict[str, np.ndarray]:
-    """Heatmaps and probmap logits of the real coco-mini people, from seeded res50 nets."""
-    import torch
-    from build.models import build_pose_net
+def real_maps(coco_mini: Path, cpu_artifacts: Path) -> dict[str, np.ndarray]:
+    """Heatmaps and probmap logits of the real coco-mini people, from the exported nets.
+
+    Crops come from the runtime's preprocessing; the small net's ONNX gives heatmaps;
+    the large (probability-map) net's ONNX is asked for the tensor after the
+    temperature (the input of its in-graph sparsemax), which is what the fused
+    plugin consumes.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    from runtime.manifest import load_manifest
+    from runtime.preprocess import boxes_to_center_scale, make_crops
 
     ann = json.loads((coco_mini / "person_keypoints.json").read_text())
     files = {im["id"]: im["file_name"] for im in ann["images"]}
     crops = []
     for a in ann["annotations"]:
-        img = cv2.imread(str(coco_mini / files[a["image_id"]]))
-        x, y, w, h = a["bbox"]
-        cx, cy = x + w / 2, y + h / 2
-        w, h = (h * 0.75, h) if w < h * 0.75 else (w, w / 0.75)
-        w, h = w * 1.25, h * 1.25
-        src = np.float32([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx - w / 2, cy + h / 2]])
-        m = cv2.getAffineTransform(src, np.float32([[0, 0], [192, 0], [0, 256]]))
-        crop = cv2.warpAffine(img, m, (192, 256), flags=cv2.INTER_LINEAR)[:, :, ::-1] / 255.0
-        crops.append(((crop - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)).transpose(2, 0, 1))
-    x = torch.from_numpy(np.stack(crops).astype(F32))
-    out = {}
-    with torch.no_grad():
-        torch.manual_seed(0)
-        net = build_pose_net("res50", "probmap").eval()
-        out["logits"] = net.head.logits(net.backbone(x)).numpy()
-        torch.manual_seed(1)
-        net = build_pose_net("res50", "heatmap").eval()
-        out["heatmaps"] = net(x)[0].numpy()
+        c, sc = boxes_to_center_scale(np.array([a["bbox"]], F32))
+        crops.append(make_crops(cv2.imread(str(coco_mini / files[a["image_id"]])), c, sc)[0])
+    x = np.stack(crops)
+    models = load_manifest(cpu_artifacts)["models"]
+    heads = {models[r]["head"]: cpu_artifacts / models[r]["onnx"] for r in ("small", "large")}
+    assert set(heads) == {"heatmap", "probmap"}, "the default config must have one head of each kind"
+
+    sess = ort.InferenceSession(str(heads["heatmap"]), providers=["CPUExecutionProvider"])
+    out = {"heatmaps": sess.run(["heatmaps"], {"input": x})[0]}
+
+    g = onnx.load(str(heads["probmap"]))
+    final = next(n for n in g.graph.node if n.name == "/head/final_layer/Conv")
+    temp = next(n for n in g.graph.node if final.output[0] in n.input)   # logits = conv / temperature
+    g.graph.output.append(onnx.helper.make_tensor_value_info(temp.output[0], onnx.TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"])
+    out["logits"] = sess.run([temp.output[0]], {"input": x})[0]
     assert out["logits"].shape == (len(crops), 17, 64, 48)
     return out
 
