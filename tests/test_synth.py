@@ -74,6 +74,41 @@ def test_detector_boxes_have_diversity() -> None:
     assert set(kinds) == {"jitter", "duplicate", "bad_crop", "false_positive"}, kinds
 
 
+def _overlap(scene) -> float:
+    """Mean over people of the largest IoU with another person's visible box."""
+    from runtime.tracker import iou_matrix
+
+    b = np.array([p.bbox for p in scene.people if p.area > 0])
+    if len(b) < 2:
+        return 0.0
+    iou = iou_matrix(b, b)
+    np.fill_diagonal(iou, 0)
+    return float(iou.max(1).mean())
+
+
+def test_scene_levels_differ_where_capacity_matters() -> None:
+    """Easy: people apart, nothing cut off or occluded, plain backdrop. Medium: occluded, cut, cluttered.
+    Hard: an overlapping crowd."""
+    stats: dict[str, list] = {"easy": [], "medium": [], "hard": []}
+    for seed in range(24):
+        for level in stats:
+            scene = make_scene(np.random.default_rng(seed), [], level=level)
+            assert scene.level == level
+            occluded = sum(int((p.keypoints[:, 2] == 1).sum()) for p in scene.people)
+            cut = sum(int(p.out_of_image.sum()) for p in scene.people)
+            stats[level].append((len(scene.people), _overlap(scene), occluded, cut))
+    easy, medium, hard = (np.array(stats[k], float) for k in ("easy", "medium", "hard"))
+    assert easy[:, 0].max() <= 2 and medium[:, 0].max() <= 2 and hard[:, 0].min() >= 3
+    assert easy[:, 3].sum() == 0, "easy scenes cut nobody at the border"
+    assert medium[:, 3].sum() > 0 and hard[:, 3].sum() > 0
+    assert hard[:, 1].mean() > 2 * max(easy[:, 1].mean(), medium[:, 1].mean()) + 0.05
+    assert easy[:, 2].mean() < 0.5 < 1.0 <= medium[:, 2].mean() < hard[:, 2].mean()   # occluded keypoints
+    # the default mix draws every level from the seed; a wrong name is an error naming the choices
+    assert {make_scene(np.random.default_rng(s), []).level for s in range(30)} == set(stats)
+    with pytest.raises(ValueError, match="easy"):
+        make_scene(np.random.default_rng(0), [], level="extreme")
+
+
 def test_coco_files_load_and_score_perfectly(tmp_path, coco_mini) -> None:
     paths = write_dataset(tmp_path / "s", 6, seed=3, photos=load_photos(coco_mini))
     gt = COCO(str(paths["keypoints"]))

@@ -1,4 +1,4 @@
-"""``python -m build.synth --out DIR --n-images N --seed S [--photos DIR]``."""
+"""``python -m build.synth --out DIR --n-images N --seed S [--photos DIR] [--level easy|medium|hard]``."""
 from __future__ import annotations
 
 import argparse
@@ -13,8 +13,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--photos", default=None,
                    help="directory of .jpg backgrounds (default ../shared/data/coco-mini; '' for none)")
+    p.add_argument("--level", choices=("easy", "medium", "hard"), default=None,
+                   help="only scenes of this level (default: the training mix, see build.synth.scene.MIX)")
     a = p.parse_args(argv)
-    paths = write_dataset(a.out, a.n_images, a.seed, load_photos(a.photos), progress=True)
+    paths = write_dataset(a.out, a.n_images, a.seed, load_photos(a.photos), progress=True, level=a.level)
     print("\n".join(f"{k}: {v}" for k, v in paths.items()))
 
 

@@ -41,11 +41,12 @@ def categories() -> list[dict]:
 
 
 def write_dataset(out_dir: str | Path, n_images: int, seed: int, photos: list[np.ndarray],
-                  progress: bool = False) -> dict[str, Path]:
+                  progress: bool = False, level: str | None = None) -> dict[str, Path]:
     """``out_dir/images/*.jpg``, ``person_keypoints.json``, ``detections.json``.
 
     Image i is drawn from ``default_rng([seed, i])``: any subset can be
-    regenerated alone, and two seeds never share images.
+    regenerated alone, and two seeds never share images. ``level`` fixes the
+    scene level (easy, medium, hard) instead of drawing the mix.
     """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -56,12 +57,13 @@ def write_dataset(out_dir: str | Path, n_images: int, seed: int, photos: list[np
         it = tqdm(it, desc=f"synth {out.name}", leave=False)
     for i in it:
         rng = np.random.default_rng([seed, i])
-        scene = make_scene(rng, photos)
+        scene = make_scene(rng, photos, level=level)
         img_id = i + 1
         name = f"{img_id:06d}.jpg"
         cv2.imwrite(str(out / "images" / name), scene.image, [cv2.IMWRITE_JPEG_QUALITY, 92])
         h, w = scene.image.shape[:2]
-        images.append({"id": img_id, "file_name": name, "height": h, "width": w})
+        images.append({"id": img_id, "file_name": name, "height": h, "width": w,
+                       "difficulty": scene.level})
         for p in scene.people:
             anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": 1, "iscrowd": 0,
                          "keypoints": [round(float(v), 2) for v in p.keypoints.reshape(-1)],

@@ -150,9 +150,14 @@ def draw_figure(img: np.ndarray, fig: Figure, rng: np.random.Generator) -> np.nd
     return mask
 
 
-def background(rng: np.random.Generator, h: int, w: int, photos: list[np.ndarray]) -> np.ndarray:
-    """Noise, a gradient or a crop of a real photo, plus clutter (some of it limb-like)."""
-    kind = rng.integers(4) if photos else rng.integers(3)
+def background(rng: np.random.Generator, h: int, w: int, photos: list[np.ndarray], plain: bool = False,
+               max_clutter: int = 9, p_limb_like: float = 0.5) -> np.ndarray:
+    """Noise, a gradient or a crop of a real photo, plus clutter (some of it limb-like).
+
+    ``plain``: a flat or gradient backdrop only (an easy scene: nothing on it
+    looks like a body part).
+    """
+    kind = rng.integers(2) if plain else rng.integers(4) if photos else rng.integers(3)
     if kind == 0:
         img = np.empty((h, w, 3), np.uint8)
         img[:] = _colour(rng)
@@ -172,8 +177,8 @@ def background(rng: np.random.Generator, h: int, w: int, photos: list[np.ndarray
         y0 = rng.integers(0, ph.shape[0] - ch + 1)
         x0 = rng.integers(0, ph.shape[1] - cw + 1)
         img = cv2.resize(ph[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
-    for _ in range(rng.integers(0, 10)):
-        clutter(img, rng, limb_like=rng.random() < 0.5)
+    for _ in range(rng.integers(0, max_clutter + 1)):
+        clutter(img, rng, limb_like=rng.random() < p_limb_like)
     return img
 
 
@@ -206,3 +211,20 @@ def clutter(img: np.ndarray, rng: np.random.Generator, limb_like: bool = False,
             cv2.ellipse(tgt, (int(cx), int(cy)), (int(r), int(r * 0.6)), angle, 0, 360, c, -1)
         else:
             cv2.fillConvexPoly(tgt, pts, c)
+
+
+def degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Motion blur, low light and sensor noise strong enough that limbs merge into smears.
+
+    Why: DynPose's *extremely hard* crops are ones no net can fix; a crowd
+    seen through a shaking, dark, noisy camera is that (the keypoints keep
+    their true positions, so they are still scored).
+    """
+    length = int(rng.integers(20, 41))
+    k = np.zeros((length, length), np.float32)
+    k[length // 2, :] = 1.0 / length
+    rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
+    k = cv2.warpAffine(k, rot, (length, length))
+    out = cv2.filter2D(img.astype(np.float32), -1, k / max(float(k.sum()), 1e-6))
+    out = out * rng.uniform(0.25, 0.45) + rng.normal(0, rng.uniform(25, 40), out.shape).astype(np.float32)
+    return np.clip(out, 0, 255).astype(np.uint8)

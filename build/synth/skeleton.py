@@ -74,14 +74,18 @@ def _limb_angle(rng: np.random.Generator, arm: bool) -> tuple[float, float]:
 
 
 def sample_figure(rng: np.random.Generator, center: tuple[float, float], height_px: float,
-                  p_back: float = 0.3) -> Figure:
-    """A random pose whose standing height is about ``height_px``, hips near ``center``."""
+                  p_back: float = 0.3, p_lean: float = 0.07) -> Figure:
+    """A random pose whose standing height is about ``height_px``, hips near ``center``.
+
+    ``p_back`` (seen from behind: left/right only from the missing face) and
+    ``p_lean`` (bent far over) are the two pose knobs a scene's difficulty turns.
+    """
     L = height_px / 3.4
     front = bool(rng.random() >= p_back)
     f = 1.0 if front else -1.0                 # person's left is image right when facing us
     yaw_cos = float(rng.uniform(0.35, 1.0))
     yaw_sin = float(np.sqrt(1 - yaw_cos ** 2) * rng.choice([-1, 1]))
-    lean = rng.normal(0, 10) if rng.random() < 0.93 else rng.uniform(-70, 70)
+    lean = rng.normal(0, 10) if rng.random() >= p_lean else rng.uniform(-70, 70)
     up = _rot(np.array([0.0, -1.0]), lean)
     lat = _rot(np.array([1.0, 0.0]), lean)
     hip_mid = np.array(center, np.float64) + rng.normal(0, 0.1, 2) * L

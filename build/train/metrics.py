@@ -54,8 +54,27 @@ def routed_results(cs, large: np.ndarray) -> list[dict]:
     return to_coco_results(cs.image_ids[ok], kp, cs.det_scores[ok])
 
 
-def ap_of(gt_json, cs, large: np.ndarray) -> float:
-    return evaluate_keypoints(str(gt_json), routed_results(cs, large))["AP"]
+def ap_of(gt_json, cs, large: np.ndarray, image_ids=None) -> float:
+    return evaluate_keypoints(str(gt_json), routed_results(cs, large), image_ids=image_ids)["AP"]
+
+
+def by_level(gt_json, cs, large: dict[str, np.ndarray], target: np.ndarray, valid: np.ndarray) -> dict[str, dict]:
+    """Per synthetic scene level (the images' ``difficulty``): AP of each choice in ``large``, the mean
+    router target and the mean router score; says where the large net's gain sits and whether the router sees it."""
+    import json
+    from pathlib import Path
+
+    images = json.loads(Path(gt_json).read_text())["images"]
+    out: dict[str, dict] = {}
+    for level in sorted({im.get("difficulty", "all") for im in images}):
+        ids = [im["id"] for im in images if im.get("difficulty", "all") == level]
+        m = np.isin(cs.image_ids, ids) & valid
+        row = {name: ap_of(gt_json, cs, choice, image_ids=ids) for name, choice in large.items()}
+        row.update(crops=int(np.isin(cs.image_ids, ids).sum()), target=float(target[m].mean()) if m.any() else float("nan"),
+                   router=float(cs.router[m].mean()) if cs.router is not None and m.any() else float("nan"),
+                   dyn_share=float(large["dyn"][np.isin(cs.image_ids, ids)].mean()) if "dyn" in large else float("nan"))
+        out[level] = row
+    return out
 
 
 def policy_table(gt_json, test, calib_scores: np.ndarray, theta: float, p: float,
