@@ -51,14 +51,15 @@ class Difficulty:
 
     Why three kinds of scene and not one mix of everything: DynPose's router
     can only pay off if the large net's advantage sits on crops it can pick
-    out, and its routing rule expects three groups. Easy scenes (one or two
-    people apart, plain backdrop, upright poses, tight boxes) both nets
-    solve; medium ones (the same layout on photo or cluttered backdrops with
-    limb-like shapes, occluders, border cuts, bent poses, figures seen from
-    behind) are where capacity pays; hard ones (a crowd of overlapping
-    people on top of all that, loose boxes, seen through motion blur, low
-    light and noise) defeat both nets, the paper's "extremely hard" crops
-    that the small net may as well take.
+    out. With one uniform mix the large fixture was better by about the
+    same ratio everywhere and no router beat random. Easy scenes (one or two
+    people apart, plain backdrop, upright poses, tight boxes) and medium ones
+    (the same layout on photo or cluttered backdrops with limb-like shapes,
+    occluders, border cuts, bent poses, figures seen from behind) are where
+    the large net's capacity pays; hard ones (a crowd of overlapping people
+    on top of all that, loose boxes, seen through motion blur, low light and
+    noise) defeat both nets: the paper's "extremely hard" crops that the
+    small net may as well take.
     """
 
     people: tuple[int, int]          # inclusive range of figures
