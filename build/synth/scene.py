@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from .render import background, clutter, degrade, draw_figure
-from .skeleton import sample_figure
+from .skeleton import Figure, sample_figure
 
 
 @dataclass
@@ -90,8 +90,8 @@ HARD = Difficulty(people=(3, 5), spread=0.18, p_border=0.3, p_occluder=0.9, plai
                   box_shift=0.05, box_scale=0.1, p_dup=0.35, p_bad=0.2, fp_rate=0.8, degraded=True)
 LEVELS = {"easy": EASY, "medium": MEDIUM, "hard": HARD}
 # share of scenes per level: a crowd holds ~3.5x the crops of a one-or-two-person scene,
-# so about 22 % of crops are easy, 23 % medium and 55 % hard (more than half the crops
-# gain nothing from the large net, as DynPose assumes of most of COCO)
+# so about 22 % of crops are easy, 23 % medium and 55 % hard (about half the crops then
+# gain little from the large net, DynPose's premise)
 MIX = {"easy": 0.375, "medium": 0.37, "hard": 0.255}
 
 
@@ -119,8 +119,8 @@ def _place(rng: np.random.Generator, h: int, w: int, d: Difficulty, slot: tuple[
     return (x, y), height
 
 
-def _fit_in_view(rng: np.random.Generator, fig, centre: tuple[float, float], height: float, h: int, w: int,
-                 d: Difficulty):
+def _fit_in_view(rng: np.random.Generator, fig: Figure, centre: tuple[float, float], height: float, h: int,
+                 w: int, d: Difficulty) -> Figure:
     """Slide the figure (smaller if need be) until every keypoint is at least 4% of the height inside."""
     for _ in range(6):
         kp = fig.keypoints

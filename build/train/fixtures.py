@@ -21,12 +21,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from runtime.routing import route
+
 from ..configs import get_config
 from ..models import build_pose_net, build_router
 from ..synth.coco import load_photos, write_dataset
 from .infer import box_list, load_coco, run_crops
-from runtime.routing import route
-
 from .metrics import by_level, policy_table, spearman
 from .router_fit import crop_targets, fit_router
 from .trainer import TrainPlan, save_checkpoint, train_pose

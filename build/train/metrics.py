@@ -7,6 +7,9 @@ D = sum d_i rho_i v_i / sum v_i over labelled keypoints.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from bench.coco_eval import evaluate_keypoints, to_coco_results
@@ -61,9 +64,6 @@ def ap_of(gt_json, cs, large: np.ndarray, image_ids=None) -> float:
 def by_level(gt_json, cs, large: dict[str, np.ndarray], target: np.ndarray, valid: np.ndarray) -> dict[str, dict]:
     """Per synthetic scene level (the images' ``difficulty``): AP of each choice in ``large``, the mean
     router target and the mean router score; says where the large net's gain sits and whether the router sees it."""
-    import json
-    from pathlib import Path
-
     images = json.loads(Path(gt_json).read_text())["images"]
     out: dict[str, dict] = {}
     for level in sorted({im.get("difficulty", "all") for im in images}):
