@@ -21,8 +21,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from bench.coco_eval import load_gt
 from runtime.routing import route
 
+from ..checkpoint import load_strict
 from ..configs import get_config
 from ..models import build_pose_net, build_router
 from ..synth.coco import load_photos, write_dataset
@@ -81,8 +83,9 @@ def pick_theta(calib_paths: dict[str, Path], cal, p: float,
     A high theta puts k1 near the top of the score range, so the band holds the
     crops with the highest predicted gain and k2 clamps at the top score.
     """
-    best = max(grid, key=lambda th: (policy_table(calib_paths["keypoints"], cal, cal.router[cal.gt_index != -2],
-                                                  th, p, random_seeds=1)["dyn"], -th))
+    gt = load_gt(calib_paths["keypoints"])
+    best = max(grid, key=lambda th: (policy_table(gt, cal, cal.router[cal.gt_index != -2], th, p,
+                                                  random_seeds=1)["dyn"], -th))
     return float(best)
 
 
@@ -93,12 +96,13 @@ def evaluate(sets: dict, nets: dict, router, theta: float | None, p: float) -> t
     tcoco, test = crops_of(sets["test"], nets, router=router, desc="test crops")
     if theta is None:
         theta = pick_theta(sets["calib"], cal, p)
-    table = policy_table(sets["test"]["keypoints"], test, cal.router[cal.gt_index != -2], theta, p)
+    gt = load_gt(sets["test"]["keypoints"])
+    table = policy_table(gt, test, cal.router[cal.gt_index != -2], theta, p)
     t_target, t_valid, _, _ = crop_targets(test, tcoco)
     dyn = route("dyn", test.router, table["k1"], table["k2"], table["large_fraction"])
     n = len(test)
-    levels = by_level(sets["test"]["keypoints"], test, {"small": np.zeros(n, bool), "large": np.ones(n, bool),
-                                                         "dyn": dyn}, t_target, t_valid)
+    levels = by_level(gt, test, {"small": np.zeros(n, bool), "large": np.ones(n, bool), "dyn": dyn},
+                      t_target, t_valid)
     return table, spearman(test.router[t_valid], t_target[t_valid]), levels
 
 
@@ -110,8 +114,13 @@ def format_levels(levels: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def load_trained(net: torch.nn.Module, out: Path, role: str) -> dict:
+    """Strictly load ``out/<role>.pth`` into ``net``; returns the checkpoint's ``meta``."""
+    load_strict(net, out / f"{role}.pth", role)
+    return torch.load(out / f"{role}.pth", weights_only=True)["meta"]
+
+
 def load_fixtures(out: Path, cfg) -> tuple[dict, torch.nn.Module]:
-    from ..checkpoint import load_strict
     nets = {}
     for role, choice in (("small", cfg.small), ("large", cfg.large)):
         nets[role] = build_pose_net(choice.arch, choice.head)
@@ -158,22 +167,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     nets, metas = {}, {}
     reuse = {r for r in a.reuse.split(",") if r}
+    resumed = {r for r in a.resume.split(",") if r}
     caps = dict(MINUTES)
     if a.minutes:
         caps = dict(zip(("small", "large"), (float(v) for v in a.minutes.split(","))))
     for role, choice in (("small", cfg.small), ("large", cfg.large)):
         net = build_pose_net(choice.arch, choice.head)
         if role in reuse:
-            from ..checkpoint import load_strict
-            load_strict(net, out / f"{role}.pth", role)
-            metas[role] = torch.load(out / f"{role}.pth", weights_only=True)["meta"]
+            metas[role] = load_trained(net, out, role)
             nets[role] = net.eval().requires_grad_(False)
             continue
-        resume = role in {r for r in a.resume.split(",") if r}
+        resume = role in resumed
         if resume:
-            from ..checkpoint import load_strict
-            load_strict(net, out / f"{role}.pth", role)
-            before = torch.load(out / f"{role}.pth", weights_only=True)["meta"]
+            before = load_trained(net, out, role)
         # a resumed net sees new scenes (another stream seed) at half the peak learning rate
         plan = TrainPlan(steps=max(2, int(PLAN[f"{role}_steps"] * a.scale)), lr=1e-3 if resume else 2e-3,
                          seed=1000 * (1 + (role == "large")) + a.seed + (500 if resume else 0),

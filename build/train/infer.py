@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from runtime.decode import decode_heatmaps, decode_probmaps
-from runtime.tracker import iou_matrix
 from runtime.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
+from runtime.tracker import iou_matrix
 
 
 @dataclass

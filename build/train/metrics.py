@@ -7,12 +7,9 @@ D = sum d_i rho_i v_i / sum v_i over labelled keypoints.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
-from bench.coco_eval import evaluate_keypoints, to_coco_results
+from bench.coco_eval import evaluate_keypoints, load_gt, to_coco_results
 from runtime.decode import COCO_SIGMAS
 from runtime.routing import fit_thresholds, route
 
@@ -57,19 +54,21 @@ def routed_results(cs, large: np.ndarray) -> list[dict]:
     return to_coco_results(cs.image_ids[ok], kp, cs.det_scores[ok])
 
 
-def ap_of(gt_json, cs, large: np.ndarray, image_ids=None) -> float:
-    return evaluate_keypoints(str(gt_json), routed_results(cs, large), image_ids=image_ids)["AP"]
+def ap_of(gt, cs, large: np.ndarray, image_ids=None) -> float:
+    """``gt``: a path or a loaded ``COCO`` (pass the object when scoring many choices on one set)."""
+    return evaluate_keypoints(gt, routed_results(cs, large), image_ids=image_ids)["AP"]
 
 
-def by_level(gt_json, cs, large: dict[str, np.ndarray], target: np.ndarray, valid: np.ndarray) -> dict[str, dict]:
+def by_level(gt, cs, large: dict[str, np.ndarray], target: np.ndarray, valid: np.ndarray) -> dict[str, dict]:
     """Per synthetic scene level (the images' ``difficulty``): AP of each choice in ``large``, the mean
     router target and the mean router score; says where the large net's gain sits and whether the router sees it."""
-    images = json.loads(Path(gt_json).read_text())["images"]
+    gt = load_gt(gt)
+    images = gt.dataset["images"]
     out: dict[str, dict] = {}
     for level in sorted({im.get("difficulty", "all") for im in images}):
         ids = [im["id"] for im in images if im.get("difficulty", "all") == level]
         m = np.isin(cs.image_ids, ids) & valid
-        row = {name: ap_of(gt_json, cs, choice, image_ids=ids) for name, choice in large.items()}
+        row = {name: ap_of(gt, cs, choice, image_ids=ids) for name, choice in large.items()}
         row.update(crops=int(np.isin(cs.image_ids, ids).sum()), target=float(target[m].mean()) if m.any() else float("nan"),
                    router=float(cs.router[m].mean()) if cs.router is not None and m.any() else float("nan"),
                    dyn_share=float(large["dyn"][np.isin(cs.image_ids, ids)].mean()) if "dyn" in large else float("nan"))
@@ -77,17 +76,18 @@ def by_level(gt_json, cs, large: dict[str, np.ndarray], target: np.ndarray, vali
     return out
 
 
-def policy_table(gt_json, test, calib_scores: np.ndarray, theta: float, p: float,
+def policy_table(gt, test, calib_scores: np.ndarray, theta: float, p: float,
                  random_seeds: int = 5) -> dict[str, float]:
     """AP of small, large, dyn (band fitted on ``calib_scores``) and random at dyn's fraction."""
+    gt = load_gt(gt)
     n = len(test)
     band = fit_thresholds(calib_scores, theta, p)
     dyn = route("dyn", test.router, band.k1, band.k2, band.large_fraction)
     frac = float(dyn.mean())
-    rnd = [ap_of(gt_json, test, route("random", test.router, band.k1, band.k2, frac,
+    rnd = [ap_of(gt, test, route("random", test.router, band.k1, band.k2, frac,
                                       np.random.default_rng(s))) for s in range(random_seeds)]
-    return {"small": ap_of(gt_json, test, np.zeros(n, bool)), "large": ap_of(gt_json, test, np.ones(n, bool)),
-            "dyn": ap_of(gt_json, test, dyn), "random": float(np.mean(rnd)), "random_std": float(np.std(rnd)),
+    return {"small": ap_of(gt, test, np.zeros(n, bool)), "large": ap_of(gt, test, np.ones(n, bool)),
+            "dyn": ap_of(gt, test, dyn), "random": float(np.mean(rnd)), "random_std": float(np.std(rnd)),
             "large_fraction": frac, "k1": band.k1, "k2": band.k2, "theta": theta, "p": p}
 
 
