@@ -67,12 +67,12 @@ register_config(PipelineConfig(
 
 
 # Trained fixtures (issue 9): tiny nets trained on synthetic figures by
-# `python -m build.train.fixtures --seed 0` (theta 0.05: the pick of `--theta auto` on its
+# `python -m build.train.fixtures --seed 0` (theta 0.15: the pick of `--theta auto` on its
 # synthetic calibration set, see build/fixtures/report.json). They know synthetic figures,
 # not real people; pass real checkpoints with another config for real use.
 register_config(PipelineConfig(
     "fixture-dyn", NetChoice("fixture-s", "heatmap"), NetChoice("fixture-l", "probmap"),
-    router=dict(channels=(8, 8, 16, 32), hidden=32), theta=0.05, p=50.0,
+    router=dict(channels=(8, 8, 16, 32), hidden=32), theta=0.15, p=50.0,
     checkpoints={"small": "build/fixtures/small.pth", "large": "build/fixtures/large.pth",
                  "router": "build/fixtures/router.pth"},
     description="trained fixtures on synthetic figures: fixture-s heatmap small, fixture-l ProbPose large"))

@@ -7,7 +7,9 @@ Every crop is made by ``runtime.preprocess`` (the run-time crops), both nets
 predict it, D_s and D_l (Object Keypoint Distance, DESIGN section 2) give
 the target (D_s - D_l)/D_s, and the router fits it with (s - target)^2,
 skipping crops where D_s ~ 0. Boxes are the annotations' own plus jittered
-copies (box diversity), or a detections file (``--dets``) matched by IoU.
+copies (box diversity), or a detections file (``--dets``) matched by IoU;
+detector boxes that match no annotated person are fitted to 0, since
+neither net can score there.
 The last 10% of images are held out; the epoch with the best Spearman
 correlation there is kept and reported.
 """
@@ -26,7 +28,7 @@ from .artifacts import build_network, load_weights
 from .configs import get_config
 from .train.infer import box_list, load_coco, run_crops
 from .train.metrics import spearman
-from .train.router_fit import crop_targets, fit_router, predict_f0
+from .train.router_fit import crop_targets, fit_router, predict_f0, with_empty_boxes
 from .train.trainer import save_checkpoint
 
 
@@ -43,7 +45,9 @@ def collect(coco: dict, images: str | Path, small: torch.nn.Module, large: torch
                          "(or no detections matched them); check --data / --dets")
     cs = run_crops(coco, images, items, {"small": small, "large": large}, keep_f0=True, progress=progress)
     target, valid, d_s, d_l = crop_targets(cs, coco)
-    return {"crops": cs, "f0": cs.f0, "target": target, "valid": valid, "d_small": d_s, "d_large": d_l}
+    fit_target, use = with_empty_boxes(target, valid, cs.gt_index)
+    return {"crops": cs, "f0": cs.f0, "target": target, "valid": valid, "d_small": d_s, "d_large": d_l,
+            "fit_target": fit_target, "use": use}
 
 
 def split_by_image(image_ids: np.ndarray, holdout: float, seed: int) -> np.ndarray:
@@ -72,16 +76,18 @@ def train_router(cfg_name: str, small_ckpt: str | None, large_ckpt: str | None, 
     torch.manual_seed(seed)
     got = collect(coco, images, nets["small"], nets["large"], det_list, jitter, seed, max_images)
     held = split_by_image(got["crops"].image_ids, holdout, seed)
-    tr, va = got["valid"] & ~held, got["valid"] & held
-    if tr.sum() < 8 or va.sum() < 4:
-        raise ValueError(f"only {int(tr.sum())} training / {int(va.sum())} held-out crops with D_s > 0; "
-                         "use more images (or --jitter) to train a router")
+    tr, va = got["use"] & ~held, got["use"] & held
+    if (got["valid"] & ~held).sum() < 8 or (got["valid"] & held).sum() < 4:
+        raise ValueError(f"only {int((got['valid'] & ~held).sum())} training / {int((got['valid'] & held).sum())} "
+                         "held-out crops with D_s > 0; use more images (or --jitter) to train a router")
     router = build_network(cfg, "router")
-    summary = fit_router(router, got["f0"][tr], got["target"][tr], epochs=epochs, seed=seed,
-                         val=(got["f0"][va], got["target"][va]), log=log)
+    summary = fit_router(router, got["f0"][tr], got["fit_target"][tr], epochs=epochs, seed=seed,
+                         val=(got["f0"][va], got["fit_target"][va]), log=log)
+    va = got["valid"] & held      # the reported correlation: crops with a person, true relative error reduction
     rho = spearman(predict_f0(router, got["f0"][va]), got["target"][va])
     meta = {"config": cfg_name, "role": "router", "data": str(data), "n_crops": int(len(got["valid"])),
-            "n_train": int(tr.sum()), "n_heldout": int(va.sum()), "heldout_spearman": rho,
+            "n_train": int(tr.sum()), "n_empty_boxes": int((got["use"] & ~got["valid"]).sum()),
+            "n_heldout": int(va.sum()), "heldout_spearman": rho,
             "mean_target": float(got["target"][got["valid"]].mean()), **summary}
     save_checkpoint(router, out, meta)
     return meta

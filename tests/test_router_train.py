@@ -63,9 +63,11 @@ def test_fit_router_learns_a_learnable_target() -> None:
     assert np.corrcoef(pred, target[128:])[0, 1] > 0.8
 
 
-def test_router_cli_end_to_end(tmp_path) -> None:
-    """The CLI on a tiny synthetic COCO set with checkpoints of the fixture architectures."""
-    data = write_dataset(tmp_path / "d", 10, seed=1, photos=[])
+@pytest.mark.parametrize("dets", [False, True], ids=["gt-boxes", "detections"])
+def test_router_cli_end_to_end(tmp_path, dets: bool) -> None:
+    """The CLI on a tiny synthetic COCO set with checkpoints of the fixture architectures; with
+    detections, the boxes that hold no person join the training set (target 0)."""
+    data = write_dataset(tmp_path / "d", 30 if dets else 10, seed=1, photos=[])   # a held-out image is 10 %
     torch.manual_seed(0)
     ck = {}
     for role, arch in (("small", "fixture-s"), ("large", "fixture-l")):
@@ -74,10 +76,12 @@ def test_router_cli_end_to_end(tmp_path) -> None:
     out = tmp_path / "router.pth"
     rc = router_main(["--config", "fixture-dyn", "--small-ckpt", str(ck["small"]), "--large-ckpt",
                       str(ck["large"]), "--data", str(data["keypoints"]), "--images", str(data["images"]),
-                      "--epochs", "2", "--jitter", "3", "--out", str(out)])
+                      "--epochs", "2", "--jitter", "3", "--out", str(out)]
+                     + (["--dets", str(data["detections"])] if dets else []))
     assert rc == 0
     obj = torch.load(out, weights_only=True)
     assert obj["meta"]["n_train"] > 0 and obj["meta"]["role"] == "router"
+    assert (obj["meta"]["n_empty_boxes"] > 0) == dets
     r = build_router(channels=(8, 8, 16, 32), hidden=32)
     r.load_state_dict(obj["state_dict"], strict=True)
 

@@ -90,9 +90,9 @@ HARD = Difficulty(people=(3, 5), spread=0.18, p_border=0.3, p_occluder=0.9, plai
                   box_shift=0.05, box_scale=0.1, p_dup=0.35, p_bad=0.2, fp_rate=0.8, degraded=True)
 LEVELS = {"easy": EASY, "medium": MEDIUM, "hard": HARD}
 # share of scenes per level: a crowd holds ~3.5x the crops of a one-or-two-person scene,
-# so about 22 % of crops are easy, 23 % medium and 55 % hard (about half the crops then
+# so about 26 % of crops are easy, 30 % medium and 44 % hard (close to half the crops
 # gain little from the large net, DynPose's premise)
-MIX = {"easy": 0.375, "medium": 0.37, "hard": 0.255}
+MIX = {"easy": 0.4, "medium": 0.4, "hard": 0.2}
 
 
 def _place(rng: np.random.Generator, h: int, w: int, d: Difficulty, slot: tuple[float, float],

@@ -12,6 +12,7 @@ These weights know synthetic figures, not real people.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -22,23 +23,29 @@ import numpy as np
 import torch
 
 from bench.coco_eval import load_gt
-from runtime.routing import route
+from runtime.routing import fit_thresholds, route
 
 from ..checkpoint import load_strict
 from ..configs import get_config
 from ..models import build_pose_net, build_router
 from ..synth.coco import load_photos, write_dataset
+from ..synth.scene import LEVELS, MIX
 from .infer import box_list, load_coco, run_crops
 from .metrics import by_level, policy_table, spearman
-from .router_fit import crop_targets, fit_router
+from .router_fit import crop_targets, fit_router, with_empty_boxes
 from .trainer import TrainPlan, save_checkpoint, train_pose
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = "fixture-dyn"
-# (images per set, steps) at scale 1.0; ~35 min on 2 free cores (small ~14, large ~18)
-PLAN = {"router_images": 1200, "calib_images": 200, "test_images": 400,
+# (images per set, steps) at scale 1.0; ~40 min on 2 free cores (small ~13, large ~18, sets and router ~9)
+PLAN = {"router_images": 3000, "calib_images": 600, "test_images": 400,
         "small_steps": 2700, "large_steps": 2000, "router_epochs": 40}
 MINUTES = {"small": 16.0, "large": 26.0}   # caps that keep a busy machine inside the hour
+
+
+def scene_tag() -> str:
+    """Short hash of the scene levels and mix: cached sets drawn with another mix are never reused."""
+    return hashlib.sha1(repr((LEVELS, MIX)).encode()).hexdigest()[:8]
 
 
 def make_sets(work: Path, seed: int, scale: float, photo_dir: str | None) -> dict[str, dict[str, Path]]:
@@ -47,9 +54,9 @@ def make_sets(work: Path, seed: int, scale: float, photo_dir: str | None) -> dic
     for i, name in enumerate(("router", "calib", "test")):
         n = max(8, int(PLAN[f"{name}_images"] * scale))
         d = work / name
-        done = d / "detections.json"
-        if done.is_file() and len(list((d / "images").glob("*.jpg"))) == n:   # same seed -> same files
-            sets[name] = {"images": d / "images", "keypoints": d / "person_keypoints.json", "detections": done}
+        done, kp = d / "detections.json", d / "person_keypoints.json"
+        if done.is_file() and kp.is_file() and len(json.loads(kp.read_text())["images"]) == n:
+            sets[name] = {"images": d / "images", "keypoints": kp, "detections": done}   # same seed -> same files
             continue
         sets[name] = write_dataset(d, n, seed=10_000 * (i + 2) + seed, photos=photos, progress=True)
     return sets
@@ -81,12 +88,25 @@ def pick_theta(calib_paths: dict[str, Path], cal, p: float,
     """The theta with the best dyn AP on the calibration set (never on the test set).
 
     A high theta puts k1 near the top of the score range, so the band holds the
-    crops with the highest predicted gain and k2 clamps at the top score.
+    crops with the highest predicted gain and k2 clamps at the top score. Only
+    bands that keep to the budget count: ties at the top score (a router whose
+    hidden units all switch off scores many crops alike) can make a band hold
+    more than p % of the calibration crops, and buying AP with extra large-net
+    crops is not routing.
     """
     gt = load_gt(calib_paths["keypoints"])
-    best = max(grid, key=lambda th: (policy_table(gt, cal, cal.router[cal.gt_index != -2], th, p,
-                                                  random_seeds=1)["dyn"], -th))
+    scores = cal.router[cal.gt_index != -2]
+    best = max(thetas_within_budget(scores, p, grid),
+               key=lambda th: (policy_table(gt, cal, scores, th, p, random_seeds=1)["dyn"], -th))
     return float(best)
+
+
+def thetas_within_budget(scores: np.ndarray, p: float, grid: Sequence[float]) -> list[float]:
+    """The thetas whose band holds at most p % of ``scores`` (plus the one crop the rule may add);
+    all of ``grid`` when none does, so a degenerate router still gets a band."""
+    n = np.asarray(scores).size
+    within = [th for th in grid if fit_thresholds(scores, th, p).large_fraction <= p / 100 + 1.5 / n]
+    return within or list(grid)
 
 
 def evaluate(sets: dict, nets: dict, router, theta: float | None, p: float) -> tuple[dict, float, dict]:
@@ -154,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     t0 = time.time()
-    out, work = Path(a.out), Path(a.work) / f"seed{a.seed}"
+    out, work = Path(a.out), Path(a.work) / f"seed{a.seed}-{scene_tag()}"
     cfg = get_config(CONFIG)
     theta = cfg.theta if a.theta == "config" else None if a.theta == "auto" else float(a.theta)
     log = open(a.log, "a") if a.log else None
@@ -193,13 +213,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         nets[role] = net.eval().requires_grad_(False)
     # router: both nets frozen, targets from D_s and D_l on the router set's detector boxes
     coco, cs = crops_of(sets["router"], nets, keep_f0=True, desc="router crops")
-    target, valid, _, _ = crop_targets(cs, coco)
+    target, use = with_empty_boxes(*crop_targets(cs, coco)[:2], cs.gt_index)
     held = np.isin(cs.image_ids, np.unique(cs.image_ids)[::10])
-    router = build_router(**cfg.router)
     torch.manual_seed(a.seed)
-    rinfo = fit_router(router, cs.f0[valid & ~held], target[valid & ~held],
+    router = build_router(**cfg.router)
+    rinfo = fit_router(router, cs.f0[use & ~held], target[use & ~held],
                        epochs=max(2, int(PLAN["router_epochs"] * min(1.0, a.scale * 4))), seed=a.seed,
-                       val=(cs.f0[valid & held], target[valid & held]), log=log)
+                       val=(cs.f0[use & held], target[use & held]), log=log)
     save_checkpoint(router, out / "router.pth", {"config": CONFIG, "role": "router", **rinfo})
     table, rho, levels = evaluate(sets, nets, router, theta, cfg.p)
     report = {"seed": a.seed, "scale": a.scale, "minutes": round((time.time() - t0) / 60, 1), "table": table,
