@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from kernels.host_build import KERNELS_DIR, HostKernels, compile_cu
@@ -182,6 +182,7 @@ def test_invalid_maps_same_documented_result(hk):
 @settings(max_examples=40, deadline=None)
 @given(arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 500)), elements=st.floats(-30, 30, width=32)),
        st.floats(-50, 50, width=32))
+@example(np.array([[0.5] + [0.0] * 499], np.float32), 0.0)   # found by CI: a float32 tau drifted the sum 1.4e-5
 def test_kernel_sparsemax_properties(z, c):
     hk = HostKernels()
     p = hk.sparsemax(z)
