@@ -45,9 +45,7 @@ def collect(coco: dict, images: str | Path, small: torch.nn.Module, large: torch
                          "(or no detections matched them); check --data / --dets")
     cs = run_crops(coco, images, items, {"small": small, "large": large}, keep_f0=True, progress=progress)
     target, valid, d_s, d_l = crop_targets(cs, coco)
-    fit_target, use = with_empty_boxes(target, valid, cs.gt_index)
-    return {"crops": cs, "f0": cs.f0, "target": target, "valid": valid, "d_small": d_s, "d_large": d_l,
-            "fit_target": fit_target, "use": use}
+    return {"crops": cs, "f0": cs.f0, "target": target, "valid": valid, "d_small": d_s, "d_large": d_l}
 
 
 def split_by_image(image_ids: np.ndarray, holdout: float, seed: int) -> np.ndarray:
@@ -76,18 +74,20 @@ def train_router(cfg_name: str, small_ckpt: str | None, large_ckpt: str | None, 
     torch.manual_seed(seed)
     got = collect(coco, images, nets["small"], nets["large"], det_list, jitter, seed, max_images)
     held = split_by_image(got["crops"].image_ids, holdout, seed)
-    tr, va = got["use"] & ~held, got["use"] & held
-    if (got["valid"] & ~held).sum() < 8 or (got["valid"] & held).sum() < 4:
-        raise ValueError(f"only {int((got['valid'] & ~held).sum())} training / {int((got['valid'] & held).sum())} "
-                         "held-out crops with D_s > 0; use more images (or --jitter) to train a router")
+    n_tr, n_va = int((got["valid"] & ~held).sum()), int((got["valid"] & held).sum())
+    if n_tr < 8 or n_va < 4:
+        raise ValueError(f"only {n_tr} training / {n_va} held-out crops with D_s > 0; "
+                         "use more images (or --jitter) to train a router")
+    fit_target, use = with_empty_boxes(got["target"], got["valid"], got["crops"].gt_index)
+    tr = use & ~held
     router = build_network(cfg, "router")
-    summary = fit_router(router, got["f0"][tr], got["fit_target"][tr], epochs=epochs, seed=seed,
-                         val=(got["f0"][va], got["fit_target"][va]), log=log)
+    summary = fit_router(router, got["f0"][tr], fit_target[tr], epochs=epochs, seed=seed,
+                         val=(got["f0"][use & held], fit_target[use & held]), log=log)
     va = got["valid"] & held      # the reported correlation: crops with a person, true relative error reduction
     rho = spearman(predict_f0(router, got["f0"][va]), got["target"][va])
     meta = {"config": cfg_name, "role": "router", "data": str(data), "n_crops": int(len(got["valid"])),
-            "n_train": int(tr.sum()), "n_empty_boxes": int((got["use"] & ~got["valid"]).sum()),
-            "n_heldout": int(va.sum()), "heldout_spearman": rho,
+            "n_train": int(tr.sum()), "n_empty_boxes": int((use & ~got["valid"]).sum()),
+            "n_heldout": n_va, "heldout_spearman": rho,
             "mean_target": float(got["target"][got["valid"]].mean()), **summary}
     save_checkpoint(router, out, meta)
     return meta

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from bench.coco_eval import load_gt
-from runtime.routing import fit_thresholds, route
+from runtime.routing import fit_thresholds
 
 from ..checkpoint import load_strict
 from ..configs import get_config
@@ -31,7 +31,7 @@ from ..models import build_pose_net, build_router
 from ..synth.coco import load_photos, write_dataset
 from ..synth.scene import LEVELS, MIX
 from .infer import box_list, load_coco, run_crops
-from .metrics import by_level, policy_table, spearman
+from .metrics import ap_of, by_level, dyn_choice, policy_table, spearman
 from .router_fit import crop_targets, fit_router, with_empty_boxes
 from .trainer import TrainPlan, save_checkpoint, train_pose
 
@@ -97,7 +97,7 @@ def pick_theta(calib_paths: dict[str, Path], cal, p: float,
     gt = load_gt(calib_paths["keypoints"])
     scores = cal.router[cal.gt_index != -2]
     best = max(thetas_within_budget(scores, p, grid),
-               key=lambda th: (policy_table(gt, cal, scores, th, p, random_seeds=1)["dyn"], -th))
+               key=lambda th: (ap_of(gt, cal, dyn_choice(cal, scores, th, p)[1]), -th))
     return float(best)
 
 
@@ -117,9 +117,10 @@ def evaluate(sets: dict, nets: dict, router, theta: float | None, p: float) -> t
     if theta is None:
         theta = pick_theta(sets["calib"], cal, p)
     gt = load_gt(sets["test"]["keypoints"])
-    table = policy_table(gt, test, cal.router[cal.gt_index != -2], theta, p)
+    calib_scores = cal.router[cal.gt_index != -2]
+    table = policy_table(gt, test, calib_scores, theta, p)
     t_target, t_valid, _, _ = crop_targets(test, tcoco)
-    dyn = route("dyn", test.router, table["k1"], table["k2"], table["large_fraction"])
+    _, dyn = dyn_choice(test, calib_scores, theta, p)
     n = len(test)
     levels = by_level(gt, test, {"small": np.zeros(n, bool), "large": np.ones(n, bool), "dyn": dyn},
                       t_target, t_valid)

@@ -11,7 +11,7 @@ import numpy as np
 
 from bench.coco_eval import evaluate_keypoints, load_gt, to_coco_results
 from runtime.decode import COCO_SIGMAS
-from runtime.routing import fit_thresholds, route
+from runtime.routing import Band, fit_thresholds, route
 
 OKD_WEIGHTS = np.array([1, 1, 1, 1, 1, 1.2, 1.2, 1.5, 1.5, 2, 2, 1.2, 1.2, 1.5, 1.5, 2, 2], np.float64)
 RHO = 100.0 * OKD_WEIGHTS / (2.0 * COCO_SIGMAS) ** 2
@@ -67,13 +67,20 @@ def by_level(gt, cs, large: dict[str, np.ndarray], target: np.ndarray, valid: np
     out: dict[str, dict] = {}
     for level in sorted({im.get("difficulty", "all") for im in images}):
         ids = [im["id"] for im in images if im.get("difficulty", "all") == level]
-        m = np.isin(cs.image_ids, ids) & valid
+        here = np.isin(cs.image_ids, ids)
+        m = here & valid
         row = {name: ap_of(gt, cs, choice, image_ids=ids) for name, choice in large.items()}
-        row.update(crops=int(np.isin(cs.image_ids, ids).sum()), target=float(target[m].mean()) if m.any() else float("nan"),
+        row.update(crops=int(here.sum()), target=float(target[m].mean()) if m.any() else float("nan"),
                    router=float(cs.router[m].mean()) if cs.router is not None and m.any() else float("nan"),
-                   dyn_share=float(large["dyn"][np.isin(cs.image_ids, ids)].mean()) if "dyn" in large else float("nan"))
+                   dyn_share=float(large["dyn"][here].mean()) if "dyn" in large else float("nan"))
         out[level] = row
     return out
+
+
+def dyn_choice(cs, calib_scores: np.ndarray, theta: float, p: float) -> tuple[Band, np.ndarray]:
+    """The band fitted on ``calib_scores`` and the crops of ``cs`` it sends to the large net."""
+    band = fit_thresholds(calib_scores, theta, p)
+    return band, route("dyn", cs.router, band.k1, band.k2, band.large_fraction)
 
 
 def policy_table(gt, test, calib_scores: np.ndarray, theta: float, p: float,
@@ -81,8 +88,7 @@ def policy_table(gt, test, calib_scores: np.ndarray, theta: float, p: float,
     """AP of small, large, dyn (band fitted on ``calib_scores``) and random at dyn's fraction."""
     gt = load_gt(gt)
     n = len(test)
-    band = fit_thresholds(calib_scores, theta, p)
-    dyn = route("dyn", test.router, band.k1, band.k2, band.large_fraction)
+    band, dyn = dyn_choice(test, calib_scores, theta, p)
     frac = float(dyn.mean())
     rnd = [ap_of(gt, test, route("random", test.router, band.k1, band.k2, frac,
                                       np.random.default_rng(s))) for s in range(random_seeds)]
