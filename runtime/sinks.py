@@ -9,7 +9,8 @@
   leaves a zero frame count in the header. Ours writes every JPEG frame
   straight to the file and then patches the header sizes and frame count in
   place, so at every moment the file on disk is a valid AVI of the frames
-  finished so far; ``close`` only adds the optional ``idx1`` index (for fast
+  finished so far (a SIGKILL between a frame's write and its header patch
+  leaves that one frame after the counted ones: FFmpeg still decodes it); ``close`` only adds the optional ``idx1`` index (for fast
   seeking). Files roll over before the 4 GiB RIFF limit (``name.1.avi`` ...).
 """
 from __future__ import annotations

@@ -152,7 +152,9 @@ def test_sigkill_leaves_valid_outputs(cpu_artifacts: Path, long_clip: Path, tmp_
     frames = video_frames(tmp_path / "long.overlay.avi")
     assert len(recs) - 1 <= len(frames) <= len(recs)  # the video is written just after the line
     header = int(cv2.VideoCapture(str(tmp_path / "long.overlay.avi")).get(cv2.CAP_PROP_FRAME_COUNT))
-    assert header == len(frames)
+    # A kill between a frame's write and its header patch leaves that one frame uncounted (see
+    # test_avi_killed_between_frame_and_header_patch); the header never counts a missing frame.
+    assert len(frames) - 1 <= header <= len(frames)
 
 
 def test_truncated_video_is_one_clear_error(cpu_artifacts: Path, people: Path, tmp_path: Path) -> None:

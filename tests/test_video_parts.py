@@ -219,6 +219,23 @@ def test_avi_is_playable_while_open_and_after_close(tmp_path: Path, people_frame
     assert int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT)) == 4
 
 
+def test_avi_killed_between_frame_and_header_patch(tmp_path: Path, people_frames: list[Frame],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two system calls per frame (data, then header) leave one window a SIGKILL can hit: the
+    frame is on disk but not counted. The file must still open and decode every frame it holds,
+    and its header must count only frames that are there."""
+    path = tmp_path / "o.avi"
+    w = MjpegAviWriter(path, 30, (1280, 720))
+    for f in people_frames[:2]:
+        w.write(f.image)
+    monkeypatch.setattr(w, "_patch", lambda frames, flags: None)  # "killed" before the patch
+    w.write(people_frames[2].image)
+    header = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT))
+    got = read_all(path)
+    assert header == 2 and len(got) == 3  # FFmpeg scans past the counted frames
+    assert np.abs(got[2].astype(int) - people_frames[2].image).mean() < 4
+
+
 def test_avi_rolls_over_before_the_size_limit(tmp_path: Path, people_frames: list[Frame]) -> None:
     w = MjpegAviWriter(tmp_path / "o.avi", 30, (1280, 720), max_bytes=200_000)
     for f in people_frames:
