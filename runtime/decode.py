@@ -31,7 +31,8 @@ COCO_SIGMAS = np.array([0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 
                         0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089], dtype=np.float64)
 HM_HW = (64, 48)
 VAR_MIN, VAR_MAX = 0.55, 3.0
-_CHUNK_ROWS = 192  # rows (image x keypoint) per block of work: ~2.4 MB, stays in L2
+_CHUNK_ROWS = 192    # maps per block of the dense pass: ~2.4 MB, stays in L2
+_CHUNK_LINES = 8192  # live image rows per block of the sparse pass: <= 1.6 MB
 
 F32 = np.float32
 
@@ -165,6 +166,33 @@ def _finalize(coords: np.ndarray, scores: np.ndarray, bad: np.ndarray, n: int, k
     return coords.reshape(n, k, 2), scores.reshape(n, k)
 
 
+def _live_rows_pass(x: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """The horizontal Gaussian pass of x [r,H,W], computed only on image rows holding a non-zero.
+
+    Sparsemax maps are mostly exact zeros (a few pixels of support per keypoint, ~5 % of
+    rows live), and a row of zeros comes out of the pass as exact zeros (0*h + (0+0)*h
+    ... = +0), so skipping it changes no bit of the result. NaN/inf count as non-zero.
+    The vertical pass stays dense: after the horizontal spread, 25-60 % of columns are
+    live and gathering strided columns costs more than it saves (measured).
+    """
+    live_r, live_y = np.nonzero((x != 0).any(axis=-1))
+    out = np.zeros(x.shape, dtype=F32)
+    for s in range(0, live_r.size, _CHUNK_LINES):
+        rr, yy = live_r[s:s + _CHUNK_LINES], live_y[s:s + _CHUNK_LINES]
+        with np.errstate(invalid="ignore", over="ignore"):
+            out[rr, yy] = _gauss_pass(x[rr, yy][:, None, :], half[rr], -1)[:, 0]
+    return out
+
+
+def _vertical_pass(x: np.ndarray, half: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    for s in range(0, x.shape[0], _CHUNK_ROWS):
+        sl = slice(s, s + _CHUNK_ROWS)
+        with np.errstate(invalid="ignore", over="ignore"):
+            out[sl] = _gauss_pass(x[sl], half[sl], -2)
+    return out
+
+
 def expected_oks_maps(pm: np.ndarray, sigmas=COCO_SIGMAS) -> np.ndarray:
     """E_k = P_k (*) G_k for every map, float32 [N,K,H,W] (rows with NaN/inf stay NaN)."""
     pm = _check_maps(pm, "probmaps")
@@ -180,11 +208,7 @@ def expected_oks_maps(pm: np.ndarray, sigmas=COCO_SIGMAS) -> np.ndarray:
         ks = np.flatnonzero(radii == r)
         rows = np.ascontiguousarray(src[:, ks]).reshape(n * ks.size, h, w)
         taps = np.tile(half[ks, :r + 1], (n, 1))
-        res = np.empty_like(rows)
-        for s in range(0, rows.shape[0], _CHUNK_ROWS):
-            sl = slice(s, s + _CHUNK_ROWS)
-            with np.errstate(invalid="ignore", over="ignore"):
-                res[sl] = _gauss_pass(_gauss_pass(rows[sl], taps[sl], -1), taps[sl], -2)
+        res = _vertical_pass(_live_rows_pass(rows, taps), taps)
         out[:, ks] = res.reshape(n, ks.size, h, w)
     return out.reshape(n, k, h, w)
 

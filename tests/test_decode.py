@@ -72,6 +72,25 @@ def test_expected_oks_maps_match_scipy_2d_convolution(hw):
         np.testing.assert_allclose(e[:, j], ref, atol=2e-7, rtol=1e-5)
 
 
+def test_skipping_zero_rows_changes_no_bit():
+    """expected_oks_maps skips image rows of exact zeros in its first pass; the result must be
+    bitwise the dense two-pass computation (the order the CUDA kernel uses), NaN/inf included."""
+    rng = np.random.default_rng(5)
+    pm = _random_probmaps(rng, n=3, h=64, w=48, scale=6.0)
+    pm[0, 1, 20] = -0.0                      # negative zero counts as zero
+    pm[1, 3, 7, 9] = np.nan
+    pm[2, 5, 40, 0] = np.inf
+    pm[2, 6] = rng.normal(size=(64, 48)).astype(F32)  # dense, signed
+    assert 0.02 < (pm != 0).any(-1).mean() < 0.5    # mostly zero rows, as sparsemax gives
+    half, radii = D.oks_half_taps(D.oks_variances())
+    got = D.expected_oks_maps(pm)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for k in range(17):
+            taps = np.repeat(half[k:k + 1, :radii[k] + 1], 3, axis=0)
+            dense = D._gauss_pass(D._gauss_pass(pm[:, k], taps, -1), taps, -2)
+            assert np.array_equal(got[:, k].view(np.uint32), dense.view(np.uint32)), f"keypoint {k}"
+
+
 def test_decode_probmaps_matches_slow_loop():
     rng = np.random.default_rng(1)
     pm = _random_probmaps(rng, n=6)
