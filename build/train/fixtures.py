@@ -83,9 +83,10 @@ def format_table(t: dict, rho: float) -> str:
     return "\n".join(lines)
 
 
-def pick_theta(calib_paths: dict[str, Path], cal, p: float,
+def pick_theta(calib_paths: dict[str, Path], cal, scores: np.ndarray, p: float,
                grid=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)) -> float:
-    """The theta with the best dyn AP on the calibration set (never on the test set).
+    """The theta with the best dyn AP on the calibration set (never on the test set); ``scores``
+    are the calibration crops' router scores the band is fitted on.
 
     A high theta puts k1 near the top of the score range, so the band holds the
     crops with the highest predicted gain and k2 clamps at the top score. Only
@@ -95,7 +96,6 @@ def pick_theta(calib_paths: dict[str, Path], cal, p: float,
     crops is not routing.
     """
     gt = load_gt(calib_paths["keypoints"])
-    scores = cal.router[cal.gt_index != -2]
     best = max(thetas_within_budget(scores, p, grid),
                key=lambda th: (ap_of(gt, cal, dyn_choice(cal, scores, th, p)[1]), -th))
     return float(best)
@@ -114,10 +114,10 @@ def evaluate(sets: dict, nets: dict, router, theta: float | None, p: float) -> t
     and the same split by scene level."""
     _, cal = crops_of(sets["calib"], nets, router=router, desc="calib crops")
     tcoco, test = crops_of(sets["test"], nets, router=router, desc="test crops")
-    if theta is None:
-        theta = pick_theta(sets["calib"], cal, p)
-    gt = load_gt(sets["test"]["keypoints"])
     calib_scores = cal.router[cal.gt_index != -2]
+    if theta is None:
+        theta = pick_theta(sets["calib"], cal, calib_scores, p)
+    gt = load_gt(sets["test"]["keypoints"])
     table = policy_table(gt, test, calib_scores, theta, p)
     t_target, t_valid, _, _ = crop_targets(test, tcoco)
     _, dyn = dyn_choice(test, calib_scores, theta, p)
