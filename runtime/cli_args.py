@@ -1,0 +1,105 @@
+"""argparse types that validate at the edge, before any expensive work.
+
+Why hand-written: argparse has ``type=`` hooks but no ranged numbers or path
+kinds; each type below raises ``argparse.ArgumentTypeError`` so the message
+names the flag (argparse adds it) and exits 2 before a network is touched.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+
+def number(kind: type = float, lo: float | None = None, hi: float | None = None,
+           lo_open: bool = False, hi_open: bool = False) -> Callable[[str], float | int]:
+    """A finite int/float in [lo, hi] (open ends with lo_open/hi_open)."""
+
+    def parse(text: str) -> float | int:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        low_bad = lo is not None and (v <= lo if lo_open else v < lo)
+        high_bad = hi is not None and (v >= hi if hi_open else v > hi)
+        if low_bad or high_bad:
+            left = "(" if lo_open else "["
+            right = ")" if hi_open else "]"
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range {left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}")
+        return v
+
+    parse.__name__ = kind.__name__  # argparse's "invalid <name> value" wording
+    return parse
+
+
+positive_int = number(int, lo=1)
+nonneg_int = number(int, lo=0)
+positive_float = number(float, lo=0, lo_open=True)
+nonneg_float = number(float, lo=0)
+unit_float = number(float, lo=0, hi=1)
+percent = number(float, lo=0, hi=100)
+
+
+def existing_file(text: str) -> Path:
+    p = Path(text)
+    if not p.exists():
+        raise argparse.ArgumentTypeError(f"{text} does not exist")
+    if not p.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is not a file")
+    if not os.access(p, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text} is not readable")
+    return p
+
+
+def existing_dir(text: str) -> Path:
+    p = Path(text)
+    if not p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not an existing folder")
+    return p
+
+
+def existing_path(text: str) -> Path:
+    p = Path(text)
+    if not p.exists():
+        raise argparse.ArgumentTypeError(f"{text} does not exist")
+    return p
+
+
+def _writable_parent(p: Path, text: str) -> None:
+    parent = p.parent if str(p.parent) else Path(".")
+    probe = parent
+    while not probe.exists():          # the folder will be created: check its nearest existing ancestor
+        probe = probe.parent
+    if not probe.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: {probe} is not writable")
+
+
+def output_dir(text: str) -> Path:
+    """A folder to write into: may not exist yet, must not be a file, must be writable."""
+    p = Path(text)
+    if p.exists() and not p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; pass a folder")
+    if p.is_dir():
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"{text} is not writable")
+    else:
+        _writable_parent(p / "x", text)
+    return p
+
+
+def output_file(text: str) -> Path:
+    """A file to write: may not exist yet, must not be a folder, its folder must be writable."""
+    p = Path(text)
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; pass a file path")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text} is not writable")
+    _writable_parent(p, text)
+    return p
