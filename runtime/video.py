@@ -33,6 +33,7 @@ from .pipeline import PipelineOptions, PosePipeline
 from .results import FrameResult
 from .routing import POLICIES
 from .sinks import JsonlWriter, frame_record, open_video_writer
+from .live import add_live_arguments, live_options
 from .sources import Frame, FrameSource, SourceError, open_source
 from .tracker import IoUTracker
 from .video_stats import POSE_PARTS, STAGES, Stats, print_summary  # noqa: F401 (STAGES re-exported)
@@ -291,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kpt-thr", type=float, default=0.0, help="do not draw keypoints scoring below this")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.add_argument("--fps", type=float, default=30.0, help="frame rate for image folders")
+    add_live_arguments(p)
     p.add_argument("--no-video", action="store_true", help="write only the JSON Lines results")
     p.add_argument("--video-format", default="avi", choices=("avi", "mp4"),
                    help="avi (MJPEG, stays playable after a hard kill) or mp4 (mp4v; not kill-safe)")
@@ -303,7 +305,7 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
     """The CLI body; returns (exit code, summary) so benchmarks can call it in-process."""
     args = build_parser().parse_args(argv)
     try:
-        source = open_source(args.source, fps=args.fps)
+        source = open_source(args.source, fps=args.fps, live=live_options(args), reader=args.reader)
         detector = make_detector(args.detector, layout=args.det_layout, cls=args.det_class,
                                  score_thr=args.det_thr, iou_thr=args.det_nms, hog_width=args.hog_width)
         if isinstance(detector, JsonDetections) and source.kind == "folder":

@@ -15,10 +15,14 @@ step "install (torch 2.13.0 CPU build + project with dev extras)"
 "$PY" -m pip install --quiet torch==2.13.0 -e '.[dev]'
 
 step "unit tests"
-"$PY" -m pytest -m "not slow and not trt and not bench and not cuda"
+"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live"
 
 step "slow checks (large-net exports, training steps)"
 "$PY" -m pytest -m slow
+
+step "live sources: a real RTSP server (GStreamer) read through OpenCV/FFmpeg and PyGObject"
+bash tools/setup_gst.sh
+"$PY" -m pytest -m live
 
 step "CUDA: compile every .cu for sm_87 and run the kernels' host build"
 "$PY" -m pytest -m cuda
