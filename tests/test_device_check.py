@@ -116,6 +116,11 @@ def test_kernel_stage_end_to_end_on_the_host_build(coco_mini: Path):
     assert decode_smem_bytes(96, 72) == 57344
 
 
+def test_trt_stage_imports_without_tensorrt():
+    from tools.device_check import trt_stage   # TensorRT / pycuda are imported inside the stages
+    assert trt_stage.target_name() in {"orin", "x86-gpu"} and trt_stage.ROLES == ("router", "small", "large")
+
+
 def test_random_maps_are_seeded():
     np.testing.assert_array_equal(random_logits(1, n=2), random_logits(1, n=2))
     assert D.decode_heatmaps(random_logits(1, n=2))[0].shape == (2, 17, 2)

@@ -21,7 +21,7 @@ import numpy as np
 from runtime.cli_args import existing_dir, output_dir
 from runtime.errors import IncompleteRun, guarded
 
-from .checks import FAIL, RUN, Report, Stage, plan_stages
+from .checks import FAIL, RUN, Report, plan_stages
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 HEADER_DIRS = ("/usr/include/aarch64-linux-gnu", "/usr/include/x86_64-linux-gnu", "/usr/local/TensorRT/include")
@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> Report:
             ov = _stage(report, "stream_overlap", lambda: trt_stage.run_stream_overlap(root, manifest, be))
             if ov:
                 report.results["stream_overlap"] = {"router+small+large": ov}
+            be.close()
         else:
             next(s for s in report.stages if s.name == "stream_overlap").__dict__.update(
                 status=FAIL, reason="needs the trt_vs_ort fixture engines")
