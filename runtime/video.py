@@ -323,6 +323,8 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
     args.source = specs[0][1]
     try:
         source = open_source(args.source, fps=args.fps, live=live_options(args), reader=args.reader)
+        if specs[0][0]:
+            source.name = specs[0][0]
         detector = make_detector(args.detector, layout=args.det_layout, cls=args.det_class,
                                  score_thr=args.det_thr, iou_thr=args.det_nms, hog_width=args.hog_width)
         if isinstance(detector, JsonDetections) and source.kind == "folder":
