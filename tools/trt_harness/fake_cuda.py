@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+import time
 import types
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -50,7 +51,12 @@ class _Gpu:
         self.log: list[tuple[int, str, str]] = []       # executed: (stream handle, kind, label)
         self.enqueued: list[tuple[int, str, str]] = []  # enqueue order
         self.context_depth = 0
+        self.detached = False
         self.device_name, self.cc = "Orin", (8, 7)
+        self.events: list["Event"] = []                  # every event created, with its flags
+        self.spin_waits = 0                              # host waits on events without BLOCKING_SYNC
+        self.released: list[tuple[str, bool]] = []       # (what, inside a live context?) per release
+        self.pinned_live = 0
 
     def locate(self, addr: int, nbytes: int) -> np.ndarray:
         for base, buf in self.mem.items():
@@ -76,8 +82,35 @@ GPU = _Gpu()
 
 
 def _require_context() -> None:
-    if GPU.context_depth <= 0:
+    if GPU.context_depth <= 0 or GPU.detached:
         raise CudaOrderError("CUDA call without a current context (push the context first)")
+
+
+def _released(what: str) -> None:
+    """Destruction of a CUDA object: fine only while the context is current and not detached."""
+    GPU.released.append((what, GPU.context_depth > 0 and not GPU.detached))
+
+
+class event_flags:  # noqa: N801 - pycuda's name (values of CUevent_flags)
+    DEFAULT = 0
+    BLOCKING_SYNC = 1
+    DISABLE_TIMING = 2
+    INTERPROCESS = 4
+
+
+class HostAllocation(bytearray):
+    """Page-locked host memory (``ndarray.base`` of what ``pagelocked_empty`` returns)."""
+
+    def __init__(self, nbytes: int) -> None:
+        super().__init__(max(int(nbytes), 1))
+        self.freed = False
+        GPU.pinned_live += 1
+
+    def free(self) -> None:
+        if not self.freed:
+            _released("pinned")
+            self.freed = True
+            GPU.pinned_live -= 1
 
 
 class DeviceAllocation:
@@ -93,6 +126,8 @@ class DeviceAllocation:
     __index__ = __int__
 
     def free(self) -> None:
+        if self.addr in GPU.mem:
+            _released("device")
         GPU.mem.pop(self.addr, None)
 
 
@@ -102,6 +137,9 @@ class Stream:
         self.handle = 0x5000 + len(GPU.streams) + 1
         self.queue: list[Op] = []
         GPU.streams[self.handle] = self
+
+    def __del__(self) -> None:
+        _released("stream")
 
     def _run_until(self, op: Op | None) -> None:
         """Execute queued work in order up to and including ``op`` (everything when None)."""
@@ -131,28 +169,54 @@ class Event:
     _count = itertools.count(1)
 
     def __init__(self, flags: int = 0) -> None:
+        _require_context()
         self.id = next(Event._count)
+        self.flags = int(flags)
         self._record: tuple[Stream, Op] | None = None
+        self._time: float | None = None
+        GPU.events.append(self)
+
+    def __del__(self) -> None:
+        _released("event")
 
     def record(self, stream: Stream | None = None) -> "Event":
         if stream is None:
             raise CudaOrderError("Event.record on the legacy default stream serialises everything; pass a stream")
-        op = GPU.enqueue(stream.handle, "record", f"event{self.id}", lambda: None)
+        self._time = None
+
+        def run() -> None:
+            self._time = time.perf_counter()
+        op = GPU.enqueue(stream.handle, "record", f"event{self.id}", run)
         self._record = (stream, op)
         return self
 
     def synchronize(self) -> None:
+        _require_context()
+        if not self.flags & event_flags.BLOCKING_SYNC:
+            GPU.spin_waits += 1   # cudaEventSynchronize busy-waits a CPU core without BLOCKING_SYNC
         if self._record is not None:
             stream, op = self._record
             if op in stream.queue:
                 stream._run_until(op)
+
+    def time_since(self, start: "Event") -> float:
+        """ms from ``start`` to this event; both must be timing events that have completed."""
+        for e in (self, start):
+            if e.flags & event_flags.DISABLE_TIMING:
+                raise CudaOrderError("time_since on an event created with DISABLE_TIMING (cudaErrorInvalidResourceHandle)")
+            if e._time is None:
+                raise CudaOrderError("time_since on an event that has not completed (cudaErrorNotReady)")
+        return (self._time - start._time) * 1e3
 
     def query(self) -> bool:
         return self._record is None or self._record[1] not in self._record[0].queue
 
 
 def pagelocked_empty(shape: Any, dtype: Any, order: str = "C", mem_flags: int = 0) -> PinnedArray:
-    return np.empty(shape, dtype, order=order).view(PinnedArray)
+    _require_context()
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    return PinnedArray(shape, dtype, buffer=HostAllocation(count * dtype.itemsize), order=order)
 
 
 def mem_alloc(nbytes: int) -> DeviceAllocation:
@@ -198,7 +262,7 @@ class Context:
         GPU.context_depth -= 1
 
     def detach(self) -> None:
-        pass
+        GPU.detached = True
 
     @staticmethod
     def synchronize() -> None:
