@@ -177,7 +177,7 @@ class EngineBuilder:
         same net with one printed line and a ``fallback`` note, instead of aborting.
         """
         notes: dict[str, Any] = {}
-        spec = self._where(spec)
+        spec = first = self._where(spec)
         plan, reason = self._serialize(spec)
         if plan is None and spec.dla_core is not None:
             log.warning("%s: DLA build failed (%s): retrying on the GPU", spec.role, reason)
@@ -185,7 +185,8 @@ class EngineBuilder:
             spec = without_dla(spec)
             plan, reason = self._serialize(spec)
         if plan is None and spec.precision == "int8" and spec.fallback_onnx:
-            fb = int8_fallback(spec)
+            notes.pop("dla_fallback", None)   # INT8 was the problem: the FP16 engine may still use DLA
+            fb = int8_fallback(first)
             print(f"{spec.role}: INT8 engine build failed ({reason}); building {fb.precision.upper()} "
                   f"from {fb.onnx.name} instead", flush=True)
             notes["fallback"] = {"from": "int8", "to": fb.precision, "onnx": spec.onnx.name, "reason": reason}

@@ -15,6 +15,7 @@ import itertools
 import sys
 import time
 import types
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -47,13 +48,15 @@ class _Gpu:
     def reset(self) -> None:
         self.mem: dict[int, np.ndarray] = {}
         self.next_addr = 0x10000
-        self.streams: dict[int, "Stream"] = {}
+        # weak: a stream dies when the code under test drops it (its release is then recorded)
+        self.streams: "weakref.WeakValueDictionary[int, Stream]" = weakref.WeakValueDictionary()
+        self._stream_ids = itertools.count(1)
         self.log: list[tuple[int, str, str]] = []       # executed: (stream handle, kind, label)
         self.enqueued: list[tuple[int, str, str]] = []  # enqueue order
         self.context_depth = 0
         self.detached = False
         self.device_name, self.cc = "Orin", (8, 7)
-        self.events: list["Event"] = []                  # every event created, with its flags
+        self.events: "weakref.WeakSet[Event]" = weakref.WeakSet()   # live events (flags readable)
         self.spin_waits = 0                              # host waits on events without BLOCKING_SYNC
         self.released: list[tuple[str, bool]] = []       # (what, inside a live context?) per release
         self.pinned_live = 0
@@ -88,7 +91,10 @@ def _require_context() -> None:
 
 def _released(what: str) -> None:
     """Destruction of a CUDA object: fine only while the context is current and not detached."""
-    GPU.released.append((what, GPU.context_depth > 0 and not GPU.detached))
+    try:
+        GPU.released.append((what, GPU.context_depth > 0 and not GPU.detached))
+    except Exception:  # noqa: BLE001 - interpreter shutdown
+        pass
 
 
 class event_flags:  # noqa: N801 - pycuda's name (values of CUevent_flags)
@@ -134,7 +140,7 @@ class DeviceAllocation:
 class Stream:
     def __init__(self, flags: int = 0) -> None:
         _require_context()
-        self.handle = 0x5000 + len(GPU.streams) + 1
+        self.handle = 0x5000 + next(GPU._stream_ids)
         self.queue: list[Op] = []
         GPU.streams[self.handle] = self
 
@@ -174,7 +180,7 @@ class Event:
         self.flags = int(flags)
         self._record: tuple[Stream, Op] | None = None
         self._time: float | None = None
-        GPU.events.append(self)
+        GPU.events.add(self)
 
     def __del__(self) -> None:
         _released("event")
@@ -183,9 +189,12 @@ class Event:
         if stream is None:
             raise CudaOrderError("Event.record on the legacy default stream serialises everything; pass a stream")
         self._time = None
+        me = weakref.ref(self)   # no Event -> Op -> closure -> Event cycle: events die when dropped
 
         def run() -> None:
-            self._time = time.perf_counter()
+            ev = me()
+            if ev is not None:
+                ev._time = time.perf_counter()
         op = GPU.enqueue(stream.handle, "record", f"event{self.id}", run)
         self._record = (stream, op)
         return self

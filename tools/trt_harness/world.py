@@ -61,6 +61,7 @@ class TrtWorld(World):
         self.dla_cores = 0
         self.fail_int8: str | None = None   # TensorRT's message when an INT8 (Q/DQ) build must fail
         self.dla_from_11 = (11, 4, 1)       # first 11.x release with DLA (JetPack 7.2.2); tests may emulate it
+        self.dla_places_nothing = False     # TensorRT put every layer of a DLA build on the GPU
         self.plugin_libs: dict[str, list[str]] = {}   # library path -> plugin op types it registers
         self.registered_ops: set[str] = set()
         self.sessions: dict[str, Any] = {}
@@ -186,7 +187,7 @@ class TrtWorld(World):
                 return None
             # 10.x DLA runs FP16/INT8 of weakly typed networks only; every other layer falls back
             on_dla = (not strongly and "FP16" in st["_flags"]) if v < (11, 0, 0) else strongly
-            dla_layers = len(io["layers"]) if on_dla else 0
+            dla_layers = len(io["layers"]) if on_dla and not self.dla_places_nothing else 0
         plan = {"fake_engine": self.spec.version, "onnx": network._state["_onnx"], "io": [
             {**t, "mode": "input"} for t in io["inputs"]] + [{**t, "mode": "output"} for t in io["outputs"]],
             "profiles": prof, "dla_core": st.get("DLA_core") if dla else None,
