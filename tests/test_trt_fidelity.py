@@ -15,7 +15,6 @@ import pytest
 import runtime.backends.trt as trt_backend
 from build.trt import build_engines, compat
 from build.trt.builder import EngineBuildError
-from build.trt.targets import BuildOptions
 from runtime.backends.trt_rules import same_trt_release, trt_release
 from tools.trt_harness import fake_cuda
 from tools.trt_harness.api import HarnessApiError
@@ -223,8 +222,6 @@ def test_done_events_block_and_timing_events_time(built) -> None:
 
 
 def test_budget_mode_learns_from_elapsed_ms(built) -> None:
-    import cv2  # noqa: F401  (PosePipeline's preprocessing)
-
     from runtime.pipeline import PosePipeline
 
     root, _ = built

@@ -34,14 +34,13 @@ argument so tests can hand in the harness's checked stand-in.
 from __future__ import annotations
 
 import json
-import re
 from types import ModuleType
 from typing import Any
 
-from runtime.backends.trt_rules import make_error_recorder, same_trt_release, trt_release  # noqa: F401
+from runtime.backends.trt_rules import make_error_recorder, same_trt_release, trt_release  # noqa: F401  (re-exported)
 
 FLOOR = (10, 3)
-# Builder flags that must never appear in our code paths (gone in 11.x).
+# Builder flags gone in 11.x: only a 10.x DLA build sets FP16/INT8 (dla_precision_flags).
 REMOVED_IN_11 = ("FP16", "INT8", "BF16", "FP8", "INT4", "OBEY_PRECISION_CONSTRAINTS",
                  "PREFER_PRECISION_CONSTRAINTS")
 
