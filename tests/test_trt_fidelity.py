@@ -15,6 +15,7 @@ import pytest
 import runtime.backends.trt as trt_backend
 from build.trt import build_engines, compat
 from build.trt.builder import EngineBuildError
+from build.trt.targets import BuildOptions
 from runtime.backends.trt_rules import same_trt_release, trt_release
 from tools.trt_harness import fake_cuda
 from tools.trt_harness.api import HarnessApiError
@@ -276,3 +277,23 @@ def test_stand_in_catches_release_outside_the_context() -> None:
     ctx.detach()
     del stream
     assert fake_cuda.GPU.released == [("stream", False)]
+
+
+def test_plugin_lib_with_precision_auto_builds_the_int8_fused_variant(trt_world, tmp_path: Path) -> None:
+    from tools.trt_harness.artifacts import pose_model
+
+    root = tmp_path / "a"
+    manifest = make_artifacts(root, plugin_large=True)
+    onnx.save(pose_model(2), str(root / "large.int8_trt.onnx"))     # stands for calib's Q/DQ large net
+    manifest["models"]["large"]["variants"]["int8_trt"] = {"onnx": "large.int8_trt.onnx"}
+    lib = tmp_path / "libdynpose_plugins.so"
+    lib.write_bytes(b"\x7fELF")
+    trt_world.plugin_libs[str(lib)] = ["DynPoseDecode"]
+    build_engines(root, manifest, "x86-gpu", BuildOptions(plugin_lib=str(lib)))
+    rec = manifest["models"]["large"]["engine"]
+    assert (rec["precision"], rec["onnx"]) == ("int8", "large.plugin.int8_trt.onnx")   # not the fp32 plugin.onnx
+    variant = manifest["models"]["large"]["variants"]["plugin_int8_trt"]
+    assert variant["from"] == "large.int8_trt.onnx" and variant["outputs"] == ["keypoints", "keypoint_scores"]
+    fused = onnx.load(str(root / "large.plugin.int8_trt.onnx"))
+    assert [n.op_type for n in fused.graph.node][-1] == "DynPoseDecode"
+    assert manifest["models"]["small"]["engine"]["onnx"] == "small.onnx"          # no fused variant: plain net
