@@ -141,8 +141,10 @@ def count_dla_layers(layer_info: str | dict[str, Any]) -> int | None:
     (built without ``ProfilingVerbosity.DETAILED``).
 
     With DETAILED verbosity each layer is an object; a DLA subgraph is one layer whose
-    type or tactic names DLA (e.g. ``"LayerType": "DLA"``). Hand-written because no
-    library reads TensorRT's layer JSON; the device check validates it on a Jetson.
+    type names DLA (the builder's engine-layer log prints it as ``Layer(DLA):
+    {ForeignNode[...]}``, the JSON as ``"LayerType": "DLA"``; a GPU Myelin subgraph is
+    also a ForeignNode, so the name alone proves nothing). Hand-written because no
+    library reads TensorRT's layer JSON; the device check must confirm it on a Jetson.
     """
     info = json.loads(layer_info) if isinstance(layer_info, str) else layer_info
     layers = info.get("Layers", []) if isinstance(info, dict) else []
