@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from runtime.backends.trt import JETPACK_BY_L4T, gpu_identity, load_plugin_library, read_l4t
+from runtime.errors import EXIT_INPUT, register_expected
 from runtime.manifest import sha256_file
 
 from . import compat
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 class EngineBuildError(RuntimeError):
     """TensorRT could not build an engine; the message names the ONNX and TensorRT's reason."""
+
+
+register_expected(EngineBuildError, EXIT_INPUT)   # one line at the CLI boundary, exit 2
 
 
 def timing_cache_path(out_dir: Path, trt_version: str, sm: str, override: str | None) -> Path:
