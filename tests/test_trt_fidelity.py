@@ -16,6 +16,7 @@ import runtime.backends.trt as trt_backend
 from build.trt import build_engines, compat
 from build.trt.builder import EngineBuildError
 from build.trt.targets import BuildOptions
+from tests.abi_stub import write_abi_stub
 from runtime.backends.trt_rules import same_trt_release, trt_release
 from tools.trt_harness import fake_cuda
 from tools.trt_harness.api import HarnessApiError
@@ -287,7 +288,7 @@ def test_plugin_lib_with_precision_auto_builds_the_int8_fused_variant(trt_world,
     onnx.save(pose_model(2), str(root / "large.int8_trt.onnx"))     # stands for calib's Q/DQ large net
     manifest["models"]["large"]["variants"]["int8_trt"] = {"onnx": "large.int8_trt.onnx"}
     lib = tmp_path / "libdynpose_plugins.so"
-    lib.write_bytes(b"\x7fELF")
+    write_abi_stub(lib, trt_world.trt.__version__)  # a loadable library with the ABI record
     trt_world.plugin_libs[str(lib)] = ["DynPoseDecode"]
     build_engines(root, manifest, "x86-gpu", BuildOptions(plugin_lib=str(lib)))
     rec = manifest["models"]["large"]["engine"]
