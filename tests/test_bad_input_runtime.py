@@ -236,3 +236,41 @@ def test_api_bad_boxes_and_scores(pipe, photo, good_boxes):
 def test_api_options_checked_before_loading(cpu_artifacts, opts, name):
     with pytest.raises(OptionError, match=name):
         load_pipeline(cpu_artifacts, **opts)
+
+
+def test_sigterm_keeps_every_finished_image(cpu_artifacts, folder, good_boxes, tmp_path):
+    """A terminated run exits 143 with a valid JSON list of the images finished (linear appends)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from failcheck import REPO
+
+    imgs = tmp_path / "many"
+    imgs.mkdir()
+    recs = []
+    for i in range(1, 41):
+        os.symlink(folder / IMG, imgs / f"{i:012d}.jpg")
+        recs += [{"image_id": i, "bbox": b, "score": 0.9} for b in good_boxes]
+    dets = _dets(tmp_path, recs)
+    out = tmp_path / "res.json"
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.images", "--engines", str(cpu_artifacts), "--images",
+                             str(imgs), "--dets", str(dets), "--out", str(out), "--policy", "small"], cwd=REPO,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t_end = time.monotonic() + 120
+        while time.monotonic() < t_end and not (out.exists() and out.stat().st_size > 10):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "partial run: boxes in" in err
+    got = strict_json(out.read_text())
+    assert 0 < len(got) < len(recs) and len(got) % 2 == 0          # whole images only
+    assert [r["image_id"] for r in got] == [i for i in range(1, len(got) // 2 + 1) for _ in range(2)]
