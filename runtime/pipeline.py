@@ -258,7 +258,9 @@ class PosePipeline:
         t_end = time.perf_counter()
         timings = dict(job.timings, nets=(t_end - t_wait) * 1e3 - decode_ms, decode=decode_ms,
                        total=(t_end - job.t0) * 1e3)
-        return FrameResult(job.boxes.astype(np.float32), kps, presence, route_arr, rscore,
+        with np.errstate(over="ignore"):   # a 1e308 box is float32 inf; it was dropped as nan_or_inf anyway
+            boxes32 = job.boxes.astype(np.float32)
+        return FrameResult(boxes32, kps, presence, route_arr, rscore,
                            job.box_scores.astype(np.float32), job.dropped, timings)
 
     # -- budget mode -------------------------------------------------------------------
