@@ -18,6 +18,7 @@ from build.trt import build_engines
 from runtime.backends import BackendError
 from tools.trt_harness import fake_cuda
 from tools.trt_harness.artifacts import make_artifacts
+from tests.abi_stub import write_abi_stub
 from tools.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.trt
@@ -132,7 +133,7 @@ def test_plugin_library_loaded_or_clear_error(built, trt_world, tmp_path: Path) 
     be = trt_backend.TrtBackend(root, manifest)
     with pytest.raises(BackendError, match=r"plugin library .*libdynpose_plugins.so, which does not exist; build it"):
         be.open_runner("small").activate()
-    (root / "libdynpose_plugins.so").write_bytes(b"\x7fELF")
+    write_abi_stub(root / "libdynpose_plugins.so", trt_world.trt.__version__)  # loadable, ABI record
     be.open_runner("small").activate()
     loads = [a for c, m, a, _ in trt_world.calls if (c, m) == ("IPluginRegistry", "load_library")]
     assert loads == [(str(root / "libdynpose_plugins.so"),)]

@@ -10,6 +10,7 @@ import pytest
 from build.trt import add_trt_arguments, build_engines, build_or_plan
 from build.trt.builder import EngineBuildError
 from build.trt.targets import BuildOptions
+from tests.abi_stub import write_abi_stub
 from tools.trt_harness.artifacts import make_artifacts
 from tools.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
 
@@ -87,7 +88,7 @@ def test_plugin_nodes_need_the_library(trt_world, tmp_path: Path) -> None:
     with pytest.raises(EngineBuildError, match="--plugin-lib"):
         build_engines(root, manifest, "x86-gpu")
     lib = tmp_path / "libdynpose_plugins.so"
-    lib.write_bytes(b"\x7fELF")
+    write_abi_stub(lib, trt_world.trt.__version__)  # a loadable library with the ABI record
     trt_world.plugin_libs[str(lib)] = ["DynPoseDecode"]
     build_engines(root, manifest, "x86-gpu", BuildOptions(plugin_lib=str(lib)))
     rec = manifest["models"]["large"]["engine"]

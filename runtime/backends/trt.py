@@ -27,6 +27,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .base import Backend, BackendError, Pending, Runner, Stream
+from .plugin_abi import check_plugin_abi
 
 NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 _L4T_RE = re.compile(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)")
@@ -93,6 +94,7 @@ def load_plugin_library(trt: Any, path: Path, role: str) -> None:
         raise BackendError(f"{role}: the engine needs the TensorRT plugin library {path}, which does not "
                            "exist; build it on this device (see README, 'TensorRT plugin') or pass "
                            "plugin_lib=PATH")
+    check_plugin_abi(path, getattr(trt, "__version__", ""), role)  # built for this TensorRT's ABI?
     if trt.get_plugin_registry().load_library(str(path)) is None:
         raise BackendError(f"{role}: TensorRT refused plugin library {path} (already registered or not a plugin library)")
     _LOADED_PLUGINS.add(str(path))
