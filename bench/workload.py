@@ -6,13 +6,15 @@ so a number measured on "the 118 boxes" always means the same crops.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from bench.gt_records import read_gt
+from runtime.errors import InputError
+from runtime.records import read_detections
 from runtime.preprocess import DEFAULT_MAX_BOXES, boxes_to_center_scale, make_crops, sanitize_boxes
 
 
@@ -48,18 +50,21 @@ def load_frames(coco_dir: str | Path) -> list[Frame]:
     gt_path, det_path = d / "person_keypoints.json", d / "person_detections.json"
     for p in (gt_path, det_path):
         if not p.is_file():
-            raise FileNotFoundError(f"{p} not found; pass a COCO-format folder with person_keypoints.json "
-                                    "and person_detections.json (default ../shared/data/coco-mini)")
-    gt = json.loads(gt_path.read_text())
-    dets = [x for x in json.loads(det_path.read_text()) if x.get("category_id", 1) == 1]
+            raise InputError(f"{p.name} not found", f"--data {d}", "pass a COCO-format folder with "
+                             "person_keypoints.json and person_detections.json (default ../shared/data/coco-mini)")
+    gt = read_gt(gt_path, "--data")                  # strict: names the bad record and field
+    dets = read_detections(det_path, "--data")[0]
     frames = []
     for im in sorted(gt["images"], key=lambda i: i["id"]):
+        if not isinstance(im.get("file_name"), str):
+            raise InputError("image entry has no file_name", f"--data {gt_path} image {im['id']}", "fix the GT file")
         img = cv2.imread(str(d / im["file_name"]))
         if img is None:
-            raise FileNotFoundError(f"image {d / im['file_name']} unreadable")
-        mine = [x for x in dets if x["image_id"] == im["id"]]
-        frames.append(Frame(int(im["id"]), img, np.array([x["bbox"] for x in mine], np.float64).reshape(-1, 4),
-                            np.array([x.get("score", 1.0) for x in mine], np.float64)))
+            raise InputError("image unreadable or missing", f"--data {d / im['file_name']}",
+                             "restore the image or remove it from person_keypoints.json")
+        mine = [x for x in dets if x.key == im["id"]]
+        frames.append(Frame(int(im["id"]), img, np.array([x.bbox for x in mine], np.float64).reshape(-1, 4),
+                            np.array([x.score for x in mine], np.float64)))
     return frames
 
 

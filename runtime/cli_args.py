@@ -103,3 +103,13 @@ def output_file(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text} is not writable")
     _writable_parent(p, text)
     return p
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one ``error: ...`` line (no usage block) via the
+    shared boundary, so every command fails the same way (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        from .errors import InputError
+
+        raise InputError(message, None, f"see {self.prog} --help")
