@@ -13,11 +13,17 @@ and method, then reused):
   activations and int8 per-channel weights on every op ORT can fuse
   (QLinearConv, QLinearAdd, ...), which ORT turns into integer kernels.
 
-Both leave the *float tail* alone: every node between the last
+Both leave the *float tail* alone: every node between the last learned
 Conv/ConvTranspose/Gemm/MatMul and a graph output (sparsemax, its TopK /
-CumSum / Gather arithmetic, clamps, sigmoid heads). Quantizing that part
-rounds the cumulative sums of sparsemax to a handful of levels and destroys
-the probability maps (see tests/test_calib_quantize.py).
+CumSum / Gather arithmetic, clamps, sigmoid heads, box and keypoint decode).
+Quantizing that part rounds the cumulative sums of sparsemax to a handful of
+levels and destroys the probability maps (see tests/test_calib_quantize.py).
+A linear op with constant weights that reads a Softmax (through layout-only
+ops) is not a learned layer but an expectation over a distribution (YOLOv8's
+DFL box decode: a 1x1 Conv with weights 0..15 over a softmax of 16 bins;
+integral / soft-argmax regression): it belongs to the tail, and so does
+everything between it and its Softmax. ``Shape``/``Size`` read only the
+shape of their input, so the tail never follows them upstream.
 """
 from __future__ import annotations
 
@@ -39,16 +45,63 @@ FLAVOURS = ("int8_trt", "int8_cpu")
 CALIB_BATCH = 8
 
 
-def float_tail(model: onnx.ModelProto, outputs: Iterable[str] | None = None) -> set[str]:
-    """Names of the nodes between the last quantizable op and the graph outputs.
+# ops that only move or relabel values: a Softmax seen through them is still a distribution
+LAYOUT_OPS = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast",
+              "QuantizeLinear", "DequantizeLinear")
+# ops that read only the shape of their input, never its values
+SHAPE_OPS = ("Shape", "Size")
 
-    Walks producers backwards from each output and stops at any
+
+def _is_constant(name: str, producer: dict[str, onnx.NodeProto], inits: set[str]) -> bool:
+    """An initializer or Constant, possibly behind Q/DQ/Cast/Identity (a quantized weight)."""
+    while name not in inits:
+        node = producer.get(name)
+        if node is None:
+            return False
+        if node.op_type == "Constant":
+            return True
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear", "Cast", "Identity"):
+            return False
+        name = node.input[0]
+    return True
+
+
+def is_decode_op(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto], inits: set[str]) -> bool:
+    """A linear op with fixed weights over a Softmax output: an expectation (bin positions), not a layer.
+
+    Such weights (0, 1, ..., 15 for DFL) quantize to 0, 0.945, 2.008, ... and
+    bias every decoded coordinate, so the op must stay float like the rest of
+    the decode.
+    """
+    if node.op_type not in QUANT_OPS or len(node.input) < 2:
+        return False
+    if not _is_constant(node.input[1], producer, inits):
+        return False
+    t = node.input[0]
+    while t in producer:
+        p = producer[t]
+        if p.op_type == "Softmax":
+            return True
+        if p.op_type not in LAYOUT_OPS:
+            return False
+        t = p.input[0]
+    return False
+
+
+def float_tail(model: onnx.ModelProto, outputs: Iterable[str] | None = None) -> set[str]:
+    """Names of the nodes between the last learned quantizable op and the graph outputs.
+
+    Walks producers backwards from each output and stops at any learned
     Conv/ConvTranspose/Gemm/MatMul (that node itself is not in the tail, so
-    its *input* may still be quantized). Works on any graph shape: branches
-    that fork and re-join (sparsemax uses its input three times) are visited
-    once each, and nothing depends on node names or op order.
+    its *input* may still be quantized); a fixed-weight op over a Softmax
+    (:func:`is_decode_op`) is part of the tail and the walk goes on through
+    it; ``Shape``/``Size`` nodes are in the tail but their input is not
+    followed. Works on any graph shape: branches that fork and re-join
+    (sparsemax uses its input three times) are visited once each, and nothing
+    depends on node names or op order.
     """
     producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
     wanted = list(outputs) if outputs is not None else [o.name for o in model.graph.output]
     unknown = [o for o in wanted if o not in producer and o not in {i.name for i in model.graph.input}]
     if unknown:
@@ -62,12 +115,13 @@ def float_tail(model: onnx.ModelProto, outputs: Iterable[str] | None = None) -> 
             continue
         seen.add(t)
         node = producer[t]
-        if node.op_type in QUANT_OPS:
+        if node.op_type in QUANT_OPS and not is_decode_op(node, producer, inits):
             continue
         if not node.name:
             raise ValueError("float_tail needs named nodes; run name_nodes(model) first")
         tail.add(node.name)
-        stack.extend(i for i in node.input if i)
+        if node.op_type not in SHAPE_OPS:
+            stack.extend(i for i in node.input if i)
     return tail
 
 
@@ -329,9 +383,16 @@ def check_trt_qdq(model: onnx.ModelProto) -> list[str]:
             w = _const(model, n.input[0]) if n.input[0] in inits else None
             scale = _const(model, n.input[1])
             for u in users:
-                if w is None or len(u.input) < 2 or u.input[1] != n.output[0] or u.op_type == "MatMul":
+                # per-channel applies to the weight input of Conv/ConvTranspose/Gemm only; a scalar
+                # or vector Dequantize feeding a Mul/Add (the int8_cpu flavour) has no channel axis
+                if (w is None or u.op_type not in QUANT_OPS or u.op_type == "MatMul" or len(u.input) < 2
+                        or u.input[1] != n.output[0]):
                     continue
                 axis = _weight_axis(u)
+                if w.ndim <= axis:
+                    problems.append(f"{n.name}: weight of {u.name} has rank {w.ndim}; a "
+                                    f"{u.op_type} weight needs an output-channel axis {axis}")
+                    continue
                 if w.shape[axis] > 1 and (scale is None or scale.size != w.shape[axis]):
                     problems.append(f"{n.name}: weight of {u.name} quantized per tensor; the TensorRT "
                                     "flavour needs per-channel weights")

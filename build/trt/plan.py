@@ -23,7 +23,7 @@ def _shape(name: str, shape: tuple[int, ...]) -> str:
 
 def trtexec_args(spec: EngineSpec, cache: str = "$CACHE", plugin: str = "$PLUGIN_LIB") -> list[str]:
     """trtexec arguments for one engine (shell variables left unquoted for the caller)."""
-    lo, opt, hi = spec.profile.shapes()
+    lo, opt, hi = spec.profile.shapes(spec.input_chw)
     args = [f"--onnx={spec.onnx.name}", f"--saveEngine={spec.engine.name}",
             *compat.trtexec_precision_args(spec.precision),
             f"--minShapes={_shape(spec.input_name, lo)}",
