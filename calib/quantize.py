@@ -125,6 +125,19 @@ def float_tail(model: onnx.ModelProto, outputs: Iterable[str] | None = None) -> 
     return tail
 
 
+def head_ops(model: onnx.ModelProto, tail: set[str] | None = None) -> set[str]:
+    """The learned linear ops whose outputs feed the float tail directly (a detector's output convs).
+
+    Their output is decoded into coordinates (YOLO keypoints: ``(2 * raw + anchor) * stride``), so
+    their rounding error is multiplied by up to 2 x 32 px; keeping them float costs a few 1x1 convs
+    on small maps. Optional (``quantize_onnx(float_heads=True)``): the pose nets keep theirs int8.
+    """
+    tail = float_tail(model) if tail is None else tail
+    producer = {o: n for n in model.graph.node for o in n.output}
+    return {producer[i].name for n in model.graph.node if n.name in tail for i in n.input
+            if i in producer and producer[i].op_type in QUANT_OPS and producer[i].name not in tail}
+
+
 def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     """Give every unnamed node a unique name (the quantizer excludes nodes by name)."""
     used = {n.name for n in model.graph.node if n.name}
@@ -211,19 +224,24 @@ def _method(name: str):
 
 def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method: str = "entropy",
                   cache: Path | None = None, keep_float: Iterable[str] | None = None,
-                  per_channel: bool = True) -> Path:
+                  per_channel: bool = True, float_heads: bool = False) -> Path:
     """Quantize ``src`` to ``dst`` in one flavour; the float tail is excluded.
 
     ``cache`` (a JSON path) shares the tensor ranges between flavours: the
     first call calibrates and writes it, later calls only quantize. Quantize the
     int8_cpu flavour first: it calibrates every tensor, so int8_trt reuses it.
-    ``keep_float`` overrides the nodes left float (tests use [] to show the trap).
+    ``keep_float`` overrides the nodes left float (tests use [] to show the trap);
+    ``float_heads`` also keeps :func:`head_ops` float.
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     spec = flavour_spec(flavour)
     model = name_nodes(onnx.load(str(src)))
-    exclude = sorted(float_tail(model) if keep_float is None else keep_float)
+    if keep_float is None:
+        tail = float_tail(model)
+        exclude = sorted(tail | head_ops(model, tail) if float_heads else tail)
+    else:
+        exclude = sorted(keep_float)
     dst.parent.mkdir(parents=True, exist_ok=True)
     reader = CropReader(crops, input_name=model.graph.input[0].name)
     extra = dict(spec.extra, CalibStridedMinMax=1)

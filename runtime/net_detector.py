@@ -117,3 +117,30 @@ class NetDetector:
         self.runner.deactivate()
         self.stream.close()
         self.backend.close()
+
+
+def attach_det_keypoints(record: dict[str, Any], keypoints: np.ndarray | None) -> dict[str, Any]:
+    """Put a pose detector's own keypoints [M,K,3] beside the top-down ones (same box order)."""
+    if keypoints is None:
+        return record
+    for p, kp in zip(record["persons"], keypoints):
+        p["det_keypoints"] = [[round(float(v), 2) for v in row] for row in kp]
+    return record
+
+
+def open_detector(spec: str, engines: str | Path, *, backend: str = "auto", precision: str = "fp32",
+                  score_thr: float | None = None, iou_thr: float | None = None, **legacy: Any) -> Any:
+    """``auto`` (the artifacts' detector when there is one, else HOG) | ``engine`` | the
+    ``runtime.detectors`` specs (hog, onnx:PATH, json:PATH)."""
+    from .detectors import make_detector
+
+    if spec in ("auto", "engine"):
+        manifest = load_manifest(engines)
+        if has_detector(manifest):
+            return NetDetector(engines, manifest, backend=backend, precision=precision,
+                               score_thr=score_thr, iou_thr=iou_thr)
+        if spec == "engine":
+            raise ManifestError(f"--detector engine: {engines} has no detector; add one with "
+                                "`python -m build.engines --detector PATH.onnx ...` or use --detector hog")
+        spec = "hog"
+    return make_detector(spec, score_thr=score_thr, iou_thr=0.5 if iou_thr is None else iou_thr, **legacy)

@@ -26,7 +26,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .backends.base import BackendError
-from .detectors import LAYOUTS, DetectorError, JsonDetections, make_detector
+from .detectors import LAYOUTS, DetectorError, JsonDetections
+from .net_detector import attach_det_keypoints, open_detector
 from .draw import draw_hud, draw_persons
 from .manifest import ManifestError
 from .pipeline import PipelineOptions, PosePipeline
@@ -51,6 +52,7 @@ class Item:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     detected: bool = False
+    det_keypoints: np.ndarray | None = None   # a pose detector's own keypoints, box order
 
 
 class VideoRun:
@@ -142,7 +144,9 @@ class VideoRun:
             t = time.perf_counter()
             f = item.frame
             if seen % k == 0:
-                item.boxes, item.scores = self.detector(f)
+                dets = self.detector(f)
+                item.boxes, item.scores = dets
+                item.det_keypoints = getattr(dets, "keypoints", None)
                 item.track_ids = self.tracker.update(item.boxes, item.scores, f.index)
                 item.detected = True
             else:
@@ -184,7 +188,8 @@ class VideoRun:
                                        self.args.kpt_thr, self.args.hide_low)
                     draw_hud(img, self._hud(item, res))
                 t_draw = time.perf_counter()
-                self.jsonl.write(frame_record(item.frame, item.track_ids, item.detected, res))
+                self.jsonl.write(attach_det_keypoints(frame_record(item.frame, item.track_ids, item.detected, res),
+                                                      item.det_keypoints))
                 if img is not None:
                     if self.video is None:
                         h, w = img.shape[:2]
@@ -270,12 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="video file, image folder, camera index, /dev/videoN, "
                    "rtsp:// or http:// URL, csi://N (Jetson CSI) or a GStreamer pipeline")
     p.add_argument("--out", type=Path, default=Path("video_out"), help="output folder")
-    p.add_argument("--detector", default="hog", help="hog | onnx:PATH | json:PATH")
+    p.add_argument("--detector", default="auto",
+                   help="auto (the artifacts' detector if built, else hog) | engine | hog | onnx:PATH | json:PATH")
     p.add_argument("--det-every", type=int, default=1, help="detect every k-th frame, track in between")
     p.add_argument("--det-layout", default="auto", choices=LAYOUTS, help="ONNX detector output layout")
     p.add_argument("--det-class", type=int, default=0, help="person class index of the ONNX detector")
     p.add_argument("--det-thr", type=float, default=None, help="detector score threshold")
-    p.add_argument("--det-nms", type=float, default=0.5, help="detector NMS IoU threshold")
+    p.add_argument("--det-nms", type=float, default=None,
+                   help="detector NMS IoU threshold (default: the artifacts' detector's, 0.5 otherwise)")
     p.add_argument("--hog-width", type=int, default=640, help="frames are shrunk to this width for HOG")
     p.add_argument("--track-iou", type=float, default=0.3, help="IoU to continue a track")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
@@ -304,8 +311,9 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
     args = build_parser().parse_args(argv)
     try:
         source = open_source(args.source, fps=args.fps)
-        detector = make_detector(args.detector, layout=args.det_layout, cls=args.det_class,
-                                 score_thr=args.det_thr, iou_thr=args.det_nms, hog_width=args.hog_width)
+        detector = open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision,
+                                 score_thr=args.det_thr, iou_thr=args.det_nms, layout=args.det_layout,
+                                 cls=args.det_class, hog_width=args.hog_width)
         if isinstance(detector, JsonDetections) and source.kind == "folder":
             detector.bind_folder(args.source)
         opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
@@ -329,6 +337,8 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
         for s, h in old.items():
             signal.signal(s, h)
         pipe.close()
+        if hasattr(detector, "close"):
+            detector.close()
     summary["interrupted"] = run.interrupted
     summary["outputs"] = {"jsonl": str(run.jsonl.path),
                           "video": [str(p) for p in run.video.paths] if run.video is not None else []}

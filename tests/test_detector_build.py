@@ -1,0 +1,150 @@
+"""The detector role on the real YOLO11n-pose ONNX (../shared, AGPL test data: read at run time,
+every derived file lives in tmp dirs): build entry + variants + plan lines, layout detection,
+accuracy of the deployed decode at fp32 / fp16 / INT8, and the quantization of its decode."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from build.detector import add_detector, detect_layout
+from build.trt import build_or_plan
+from calib.quantize import check_trt_qdq, float_tail, is_decode_op, name_nodes
+from runtime.errors import InputError
+from runtime.manifest import load_manifest, save_manifest
+
+
+@pytest.fixture(scope="module")
+def yolo(shared_data: Path) -> Path:
+    p = shared_data / "models" / "yolo11n-pose.onnx"
+    if not p.is_file():
+        raise RuntimeError(f"{p} missing: the detector tests need the shared YOLO11n-pose ONNX")
+    return p
+
+
+def det_args(**kw) -> argparse.Namespace:
+    base = dict(det_size=640, det_layout=None, det_class=0, det_score=0.3, det_iou=0.7, det_max_batch=4,
+                det_calib_data=None, det_calib_frames=32, det_precision="all", calib_method="entropy",
+                calib_data=None)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+@pytest.fixture(scope="module")
+def det_art(cpu_artifacts: Path, tmp_path_factory, yolo: Path, coco_mini: Path) -> Path:
+    """The session's CPU artifacts plus the detector role, made by build.detector (once per module)."""
+    root = tmp_path_factory.mktemp("det") / cpu_artifacts.name
+    shutil.copytree(cpu_artifacts, root)
+    manifest = load_manifest(root)
+    add_detector(root, manifest, yolo, det_args(det_calib_data=coco_mini), coco_mini)
+    save_manifest(root, manifest)
+    return root
+
+
+def test_build_writes_detector_role_variants_and_plan_lines(det_art: Path) -> None:
+    m = load_manifest(det_art)
+    e = m["models"]["detector"]
+    assert e["layout"] == {"family": "yolov8", "num_classes": 1, "kpt_shape": [17, 3], "source": "metadata"}
+    assert e["input_hw"] == [640, 640] and e["class"] == 0 and e["class_name"] == "person"
+    assert e["inputs"][0]["shape"][1:] == [3, 640, 640] and isinstance(e["inputs"][0]["shape"][0], str)
+    assert e["source"]["license"].startswith("AGPL") and len(e["source"]["sha256"]) == 64
+    assert set(e["variants"]) == {"fp16", "int8_cpu", "int8_trt"}
+    for v in e["variants"].values():
+        assert (det_art / v["onnx"]).is_file()
+    assert check_trt_qdq(onnx.load(str(det_art / e["variants"]["int8_trt"]["onnx"]))) == []
+    # the TensorRT stage plans the detector engine with a multi-camera batch profile
+    plan_args = argparse.Namespace(target="orin", precision=None, require_trt=False)
+    assert build_or_plan(det_art, m, plan_args) == 0
+    spec = m["trt_plan"]["engines"]["detector"]
+    assert spec["onnx"] == "detector.int8_trt.onnx" and spec["profile"] == {"min": 1, "opt": 1, "max": 4}
+    plan = (det_art / "build_plan.sh").read_text()
+    assert "--saveEngine=detector.engine" in plan
+    assert "--minShapes=images:1x3x640x640" in plan and "--maxShapes=images:4x3x640x640" in plan
+
+
+def _dfl_convs(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
+    return [n for n in model.graph.node if is_decode_op(n, producer, inits)]
+
+
+def test_dfl_decode_stays_float_and_tail_stops_at_learned_convs(det_art: Path, yolo: Path) -> None:
+    fp32 = name_nodes(onnx.load(str(det_art / "detector.onnx")))
+    dfl = _dfl_convs(fp32)
+    assert len(dfl) == 1
+    w = onnx.numpy_helper.to_array(next(i for i in fp32.graph.initializer if i.name == dfl[0].input[1]))
+    np.testing.assert_array_equal(w.reshape(-1), np.arange(16))      # it is the DFL expectation
+    tail = float_tail(fp32)
+    ops = {n.name: n.op_type for n in fp32.graph.node}
+    assert dfl[0].name in tail and "Softmax" in {ops[t] for t in tail}
+    assert sum(ops[t] == "Conv" for t in tail) == 1                    # no learned conv in the tail
+    # dynamic-shape export: the tail does not climb Shape nodes into the neck (no SiLU = x*Sigmoid(x))
+    dyn = name_nodes(onnx.load(str(yolo)))
+    dyn_ops = {n.name: n.op_type for n in dyn.graph.node}
+    dyn_tail = float_tail(dyn)
+    assert any(dyn_ops[t] == "Shape" for t in dyn_tail)
+    assert sum(dyn_ops[t] == "Sigmoid" for t in dyn_tail) == 2          # class score + keypoint visibility
+    for name in ("int8_cpu", "int8_trt"):
+        q = onnx.load(str(det_art / f"detector.{name}.onnx"))
+        producer = {o: n for n in q.graph.node for o in n.output}
+        conv = next(n for n in q.graph.node if n.name == dfl[0].name)
+        assert all(producer.get(i) is None or producer[i].op_type != "DequantizeLinear" for i in conv.input), name
+    # the checker runs on the CPU flavour (scalar Dequantize -> Mul) without crashing and sees its
+    # non-TensorRT placement
+    problems = check_trt_qdq(onnx.load(str(det_art / "detector.int8_cpu.onnx")))
+    assert problems and all(isinstance(p, str) for p in problems)
+
+
+def test_layout_from_metadata_flag_and_non_yolo_errors(yolo: Path, cpu_artifacts: Path) -> None:
+    model = onnx.load(str(yolo))
+    assert detect_layout(model, None, "m").kpt_shape == (17, 3)
+    bare = onnx.load(str(yolo))
+    del bare.metadata_props[:]
+    with pytest.raises(InputError, match="no YOLO metadata.*--det-layout"):
+        detect_layout(bare, None, "bare.onnx")
+    flag = detect_layout(bare, "yolov8", "bare.onnx")           # explicit family: classes from the shape
+    assert (flag.family, flag.num_classes, flag.source) == ("yolov8", 52, "flag")
+    with pytest.raises(InputError, match="not a YOLO detector.*values per candidate"):
+        detect_layout(bare, "yolov5", "bare.onnx")
+    pose_net = onnx.load(str(cpu_artifacts / "small.onnx"))        # [N,17,64,48] heatmaps: not a detector
+    with pytest.raises(InputError, match="no YOLO metadata"):
+        detect_layout(pose_net, None, "small.onnx")
+    with pytest.raises(InputError, match="not a YOLO detector.*rank 4"):
+        detect_layout(pose_net, "yolov8", "small.onnx")
+
+
+def test_add_detector_refuses_bad_inputs(tmp_path: Path, yolo: Path, cpu_artifacts: Path, coco_mini: Path) -> None:
+    m = {"models": {}}
+    with pytest.raises(InputError, match="not found.*--detector"):
+        add_detector(tmp_path, m, tmp_path / "nope.onnx", det_args(), coco_mini)
+    with pytest.raises(InputError, match="--det-size"):
+        add_detector(tmp_path, m, yolo, det_args(det_size=100), coco_mini)
+    with pytest.raises(InputError, match="--det-class"):
+        add_detector(tmp_path, m, yolo, det_args(det_class=3, det_precision="fp32"), coco_mini)
+    with pytest.raises(InputError, match="--detector"):
+        add_detector(tmp_path, m, cpu_artifacts / "small.onnx", det_args(), coco_mini)
+    assert m == {"models": {}}
+
+
+def test_accuracy_fp32_reference_and_int8_within_budget(det_art: Path, coco_mini: Path, tmp_path: Path) -> None:
+    from bench.detector_eval import main
+
+    out = tmp_path / "eval.json"
+    assert main(["--engines", str(det_art), "--data", str(coco_mini), "--json", str(out)]) == 0
+    rows = {r["variant"]: r for r in json.loads(out.read_text())}
+    assert set(rows) == {"fp32", "fp16", "int8_cpu", "int8_trt"}
+    fp32 = rows["fp32"]
+    assert fp32["box"]["AP"] >= 0.76, fp32          # the issue's reference 0.768 (ours), 0.788 (Ultralytics)
+    for v in ("fp16", "int8_cpu", "int8_trt"):
+        r = rows[v]
+        assert r["box"]["AP"] >= fp32["box"]["AP"] - 0.02, r
+        assert r["kpt"]["AP"] >= fp32["kpt"]["AP"] - 0.02, r
+        d = r["drift"]
+        assert d["anchors"] > 50
+        assert d["box_px"] <= 1.0 and abs(d["wh_bias_px"]) <= 0.5, r   # no systematic shrink
+    assert rows["fp16"]["drift"]["box_px"] < 0.1
