@@ -17,10 +17,12 @@ import cv2
 from tqdm import tqdm
 
 from .backends.base import BackendError
+from .image_dets import coco_with_det_keypoints
 from .manifest import ManifestError
 from .pipeline import PipelineOptions, PosePipeline
 from .preprocess import BoxError
 from .routing import POLICIES
+from .sources import Frame
 
 
 def load_detections(path: Path, images_dir: Path) -> dict[str, tuple[int, list, list]]:
@@ -76,7 +78,9 @@ def _main(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(prog="python -m runtime.images", description=__doc__)
     p.add_argument("--engines", required=True, type=Path, help="artifacts folder with manifest.json")
     p.add_argument("--images", required=True, type=Path, help="folder of images")
-    p.add_argument("--dets", required=True, type=Path, help="person detections, COCO results JSON")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dets", type=Path, help="person detections, COCO results JSON")
+    src.add_argument("--detector", help="make the boxes here: engine (the artifacts' detector), onnx:PATH or hog")
     p.add_argument("--out", default=Path("results.json"), type=Path, help="COCO keypoint results JSON")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
     p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
@@ -86,7 +90,14 @@ def _main(argv: list[str] | None) -> int:
     args = p.parse_args(argv)
     if not args.images.is_dir():
         raise SystemExit(f"error: --images {args.images} is not a folder")
-    per = load_detections(args.dets, args.images)
+    detector = None
+    if args.detector:
+        from .image_dets import image_ids
+        from .net_detector import open_detector
+        detector = open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision)
+        per = {name: (iid, None, None) for name, iid in image_ids(args.images).items()}
+    else:
+        per = load_detections(args.dets, args.images)
     opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                            budget_ms=args.budget_ms, score_thr=args.score_thr)
     results: list = []
@@ -99,8 +110,12 @@ def _main(argv: list[str] | None) -> int:
             if img is None:
                 print(f"warning: {args.images / name} unreadable, skipped", file=sys.stderr)
                 continue
+            det_kpts = None
+            if detector is not None:
+                dets = detector(Frame(0, 0.0, 0.0, img, name))
+                (boxes, scores), det_kpts = dets, getattr(dets, "keypoints", None)
             res = pipe(img, boxes, scores)
-            results += res.to_coco(image_id)
+            results += coco_with_det_keypoints(res, image_id, det_kpts)
             n_large += int((res.route == 1).sum())
             n_total += int((res.route >= 0).sum())
             _write_atomic(args.out, results)
