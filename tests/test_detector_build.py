@@ -109,7 +109,7 @@ def test_layout_from_metadata_flag_and_non_yolo_errors(yolo: Path, cpu_artifacts
         detect_layout(bare, None, "bare.onnx")
     flag = detect_layout(bare, "yolov8", "bare.onnx")           # explicit family: classes from the shape
     assert (flag.family, flag.num_classes, flag.source) == ("yolov8", 52, "flag")
-    with pytest.raises(InputError, match="not a YOLO detector.*values per candidate"):
+    with pytest.raises(InputError, match="not a YOLO detector.*feature axis.*dynamic"):
         detect_layout(bare, "yolov5", "bare.onnx")
     pose_net = onnx.load(str(cpu_artifacts / "small.onnx"))        # [N,17,64,48] heatmaps: not a detector
     with pytest.raises(InputError, match="no YOLO metadata"):
@@ -148,3 +148,46 @@ def test_accuracy_fp32_reference_and_int8_within_budget(det_art: Path, coco_mini
         assert d["anchors"] > 50
         assert d["box_px"] <= 1.0 and abs(d["wh_bias_px"]) <= 0.5, r   # no systematic shrink
     assert rows["fp16"]["drift"]["box_px"] < 0.1
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_video_uses_the_artifacts_detector_and_keeps_the_players_hog_loses(det_art: Path, shared_data: Path,
+                                                                            tmp_path: Path) -> None:
+    from runtime.video import run_video
+
+    clip = shared_data / "video" / "people.mp4"
+    base = ["--engines", str(det_art), "--source", str(clip), "--no-video", "--quiet", "--backend", "ort"]
+    rc, det_summary = run_video([*base, "--out", str(tmp_path / "det")])   # default: --detector auto
+    assert rc == 0
+    det = _jsonl(tmp_path / "det" / "people.jsonl")
+    assert len(det) == 5
+    for rec in det:
+        assert len(rec["persons"]) == 2 and all(p["score"] >= 0.3 for p in rec["persons"]), rec["frame"]
+        for p in rec["persons"]:
+            kp = np.array(p["det_keypoints"])
+            assert kp.shape == (17, 3) and (kp[:, 2] >= 0).all() and (kp[:, 2] <= 1).all()
+            x, y, w, h = p["box"]     # the detector's own keypoints lie on its person
+            vis = kp[:, 2] > 0.5
+            assert vis.sum() >= 5
+            assert ((kp[vis, 0] >= x - 0.1 * w) & (kp[vis, 0] <= x + 1.1 * w)).all()
+    rc, hog_summary = run_video([*base, "--detector", "hog", "--out", str(tmp_path / "hog")])
+    assert rc == 0
+    hog = _jsonl(tmp_path / "hog" / "people.jsonl")
+    assert sorted(len(r["persons"]) for r in hog) == [1, 1, 1, 1, 2]    # HOG loses one player in 4 of 5
+    assert all("det_keypoints" not in p for r in hog for p in r["persons"])
+    for s in (det_summary, hog_summary):
+        assert s["frames"] == 5
+        assert s["mean_ms"]["detect"] > 0 and 0 < s["share_of_busy_time"]["detect"] < 1   # reported
+
+
+def test_video_detector_engine_without_one_is_a_clear_error(cpu_artifacts: Path, shared_data: Path,
+                                                            tmp_path: Path, capsys) -> None:
+    from runtime.video import run_video
+
+    rc, _ = run_video(["--engines", str(cpu_artifacts), "--source", str(shared_data / "video" / "street.mp4"),
+                       "--detector", "engine", "--out", str(tmp_path), "--no-video", "--quiet"])
+    assert rc == 2
+    assert "has no detector" in capsys.readouterr().err
