@@ -29,7 +29,7 @@ def yolo(shared_data: Path) -> Path:
 
 def det_args(**kw) -> argparse.Namespace:
     base = dict(det_size=640, det_layout=None, det_class=0, det_score=0.3, det_iou=0.7, det_max_batch=4,
-                det_calib_data=None, det_calib_frames=32, det_precision="all", calib_method="entropy",
+                det_calib_data=None, det_calib_frames=32, det_precision="all", det_calib_method="percentile",
                 calib_data=None)
     base.update(kw)
     return argparse.Namespace(**base)
@@ -148,6 +148,9 @@ def test_accuracy_fp32_reference_and_int8_within_budget(det_art: Path, coco_mini
         assert d["anchors"] > 50
         assert d["box_px"] <= 1.0 and abs(d["wh_bias_px"]) <= 0.5, r   # no systematic shrink
     assert rows["fp16"]["drift"]["box_px"] < 0.1
+    # keypoints: the 1 px is not reached (README); these bounds pin what the fixes bought
+    # (before: 2.3 / 2.7 px with the DFL conv quantized, 8-bit CPU weights and int8 output convs)
+    assert rows["int8_trt"]["drift"]["kpt_px"] <= 1.5 and rows["int8_cpu"]["drift"]["kpt_px"] <= 2.5
 
 
 def _jsonl(path: Path) -> list[dict]:
