@@ -194,3 +194,16 @@ def test_video_detector_engine_without_one_is_a_clear_error(cpu_artifacts: Path,
                        "--detector", "engine", "--out", str(tmp_path), "--no-video", "--quiet"])
     assert rc == 2
     assert "has no detector" in capsys.readouterr().err
+
+
+def test_images_cli_runs_the_detector_and_keeps_its_keypoints(det_art: Path, coco_mini: Path, tmp_path: Path) -> None:
+    from runtime.images import main
+
+    out = tmp_path / "res.json"
+    assert main(["--engines", str(det_art), "--images", str(coco_mini), "--detector", "engine",
+                 "--out", str(out), "--backend", "ort"]) == 0
+    res = json.loads(out.read_text())
+    ids = {im["id"] for im in json.loads((coco_mini / "person_keypoints.json").read_text())["images"]}
+    assert len(res) >= 10 and {r["image_id"] for r in res} <= ids
+    for r in res:
+        assert len(r["keypoints"]) == 51 and len(r["det_keypoints"]) == 51
