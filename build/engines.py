@@ -123,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                        cfg.p if args.p is None else args.p)
         run_calibration(out_dir, manifest, calib, args)
         detector = args.detector or cfg.detector
-        if detector:
-            add_detector(out_dir, manifest, Path(detector), args, DEFAULT_CALIB)
+        if detector:   # a config's path may be repo-relative
+            det = Path(detector)
+            det = det if det.is_absolute() or det.exists() else Path(__file__).resolve().parents[1] / det
+            add_detector(out_dir, manifest, det, args, DEFAULT_CALIB)
     save_manifest(out_dir, manifest)
     if manifest["weights"] == "random":
         print("WARNING: random weights: keypoints, routing and accuracy numbers from these "

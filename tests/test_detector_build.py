@@ -207,3 +207,19 @@ def test_images_cli_runs_the_detector_and_keeps_its_keypoints(det_art: Path, coc
     assert len(res) >= 10 and {r["image_id"] for r in res} <= ids
     for r in res:
         assert len(r["keypoints"]) == 51 and len(r["det_keypoints"]) == 51
+
+
+@pytest.mark.slow
+def test_build_cli_adds_the_detector_role(tmp_path: Path, yolo: Path, coco_mini: Path, capsys) -> None:
+    """The three-line hook in build.engines: the real CLI, fp32 only to stay quick."""
+    from build.engines import main
+
+    rc = main(["--target", "orin", "--precision", "fp32", "--out", str(tmp_path), "--calib-data", str(coco_mini),
+               "--detector", str(yolo), "--det-precision", "fp32", "--det-max-batch", "2"])
+    assert rc == 0
+    root = next(tmp_path.glob("*-orin"))
+    m = load_manifest(root)
+    assert m["models"]["detector"]["variants"] == {} and (root / "detector.onnx").is_file()
+    assert m["trt_plan"]["engines"]["detector"]["profile"]["max"] == 2
+    assert "--maxShapes=images:2x3x640x640" in (root / "build_plan.sh").read_text()
+    assert "detector.onnx" in capsys.readouterr().out
