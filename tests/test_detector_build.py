@@ -223,3 +223,10 @@ def test_build_cli_adds_the_detector_role(tmp_path: Path, yolo: Path, coco_mini:
     assert m["trt_plan"]["engines"]["detector"]["profile"]["max"] == 2
     assert "--maxShapes=images:2x3x640x640" in (root / "build_plan.sh").read_text()
     assert "detector.onnx" in capsys.readouterr().out
+
+
+def test_detector_eval_without_a_detector_is_one_clear_error(cpu_artifacts: Path, coco_mini: Path) -> None:
+    from bench.detector_eval import main
+
+    with pytest.raises(SystemExit, match=r"^error: no detector in .* \(--engines\): build with"):
+        main(["--engines", str(cpu_artifacts), "--data", str(coco_mini)])
