@@ -28,6 +28,7 @@ class PipelineConfig:
     theta: float = 0.1
     p: float = 50.0
     checkpoints: dict = field(default_factory=dict)  # role -> path of bundled weights
+    detector: str | None = None  # default --detector ONNX (absolute or repo-relative); None = none
     description: str = ""
 
     def to_dict(self) -> dict:

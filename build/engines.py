@@ -17,6 +17,7 @@ from runtime.manifest import save_manifest
 
 from .trt import add_trt_arguments, build_or_plan
 from .configs import DEFAULT_CONFIG, get_config, list_configs
+from .detector import add_detector, add_detector_arguments
 from .export import OPSET
 
 
@@ -49,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="which boxes of --calib-data make the calibration crops")
     add_calib_arguments(p)     # --precision, --calib-method, --calib-max-crops
     add_trt_arguments(p)       # --target and the TensorRT builder's knobs
+    add_detector_arguments(p)  # --detector PATH.onnx and its --det-* knobs
     return p.parse_args(argv)
 
 
@@ -74,6 +76,9 @@ def _print_summary(out_dir: Path, manifest: dict) -> None:
           f"weights {manifest['weights']})")
     print(f"{'role':<7} {'arch':<11} {'head':<8} {'GMACs':>7} {'params M':>9} {'parity':>9}  onnx")
     for role, m in manifest["models"].items():
+        if "gmacs" not in m:   # the detector: a user's ONNX, no torch model to count or compare
+            print(f"{role:<8} {m['layout']['family']:<10} {m['head']:<8} {'-':>7} {'-':>9} {'-':>9}  {m['onnx']}")
+            continue
         err = max(m["parity_max_abs_err"].values())
         print(f"{role:<7} {m['arch']:<11} {m['head']:<8} {m['gmacs']:>7.3f} {m['params_m']:>9.2f} "
               f"{err:>9.1e}  {m['onnx']}")
@@ -117,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         _routing_stage(out_dir, manifest, calib, cfg.theta if args.theta is None else args.theta,
                        cfg.p if args.p is None else args.p)
         run_calibration(out_dir, manifest, calib, args)
+        detector = args.detector or cfg.detector
+        if detector:   # a config's path may be repo-relative
+            det = Path(detector)
+            det = det if det.is_absolute() or det.exists() else Path(__file__).resolve().parents[1] / det
+            add_detector(out_dir, manifest, det, args, DEFAULT_CALIB)
     save_manifest(out_dir, manifest)
     if manifest["weights"] == "random":
         print("WARNING: random weights: keypoints, routing and accuracy numbers from these "

@@ -1,4 +1,4 @@
-"""``python -m runtime.images``: a folder of images + detections -> COCO results JSON.
+"""``python -m runtime.images``: a folder of images + detections (or a detector) -> COCO results JSON.
 
 Every detection yields one record, grouped by image (file-name order) and in
 the detections file's order within an image (``det_index`` is its position in
@@ -27,6 +27,7 @@ from .pipeline import PipelineOptions, PosePipeline
 from .preprocess import DEFAULT_MAX_BOXES
 from .records import Detection, RecordError, image_names, read_detections
 from .routing import POLICIES
+from .sources import Frame
 
 
 def load_detections(path: Path, images_dir: Path) -> tuple[dict[str, tuple[int, list[Detection]]], int]:
@@ -47,7 +48,10 @@ def build_parser() -> OneLineParser:
     p = OneLineParser(prog="python -m runtime.images", description=__doc__)
     p.add_argument("--engines", required=True, type=existing_dir, help="artifacts folder with manifest.json")
     p.add_argument("--images", required=True, type=existing_dir, help="folder of images")
-    p.add_argument("--dets", required=True, type=existing_file, help="person detections, COCO results JSON")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dets", type=existing_file, help="person detections, COCO results JSON")
+    src.add_argument("--detector", help="make the boxes here: engine (the artifacts' detector), onnx:PATH or hog; "
+                     "a pose detector's own keypoints go into each record as det_keypoints")
     p.add_argument("--out", default=Path("results.json"), type=output_file, help="COCO keypoint results JSON")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
     p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
@@ -60,6 +64,18 @@ def build_parser() -> OneLineParser:
     return p
 
 
+def with_det_keypoints(records: list[dict[str, Any]], det_keypoints: Any) -> list[dict[str, Any]]:
+    """A pose detector's own keypoints (flat x, y, conf) on each posed record, by its det_index."""
+    if det_keypoints is not None:
+        import numpy as np
+
+        for rec in records:
+            if "keypoints" in rec:
+                rec["det_keypoints"] = np.round(np.asarray(det_keypoints[rec["det_index"]], np.float64),
+                                                3).reshape(-1).tolist()
+    return records
+
+
 def _on_sigterm(signum: int, _frame: Any) -> None:
     raise SystemExit(143)
 
@@ -70,7 +86,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    per, other = load_detections(args.dets, args.images)          # all input checked before any work
+    detector = None
+    if args.detector:
+        from .image_dets import image_ids
+        from .net_detector import open_detector
+        detector = open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision)
+        per, other = {name: (iid, []) for name, iid in image_ids(args.images).items()}, 0
+    else:
+        per, other = load_detections(args.dets, args.images)      # all input checked before any work
     opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                            budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes)
     acct = RunAccount()
@@ -90,14 +113,22 @@ def _main(argv: list[str]) -> int:
                                 "score": d.score, "dropped": "image_unreadable", "det_index": d.index}
                                for d in dets)
                     continue
-                res = pipe(img, [d.bbox for d in dets], [d.score for d in dets])
-                out.extend(res.to_coco_records(image_id, [d.index for d in dets]))
+                if detector is not None:
+                    found = detector(Frame(0, 0.0, 0.0, img, name))
+                    (boxes, scores), det_kpts = found, getattr(found, "keypoints", None)
+                    res = pipe(img, boxes, scores)
+                    out.extend(with_det_keypoints(res.to_coco_records(image_id, list(range(len(boxes)))), det_kpts))
+                else:
+                    res = pipe(img, [d.bbox for d in dets], [d.score for d in dets])
+                    out.extend(res.to_coco_records(image_id, [d.index for d in dets]))
                 acct.add_result(res)
                 n_large += int((res.route == 1).sum())
             done = True
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+        if detector is not None and hasattr(detector, "close"):
+            detector.close()
         if not done:  # interrupted or failed: say what the file holds
             print(f"partial run: {acct.line()}; {args.out} holds every image finished", file=sys.stderr)
     skipped = f"; {other} non-person records ignored" if other else ""

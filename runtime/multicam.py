@@ -179,7 +179,7 @@ def write_summaries(run: MultiRun, summary: dict[str, Any], out: Path) -> None:
 
 def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> tuple[int, dict[str, Any] | None]:
     """The video CLI with several sources (``--source`` repeated or ``--sources FILE``)."""
-    from .detectors import make_detector
+    from .net_detector import open_detector
     from .errors import EXIT_INCOMPLETE, EXIT_SIGINT
     from .live import live_options
     from .pipeline import PipelineOptions
@@ -192,8 +192,10 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
             sources.append(open_source(spec, fps=args.fps, live=live_options(args), reader=args.reader))
         for src, name in zip(sources, unique_names([n or s.name for (n, _), s in zip(specs, sources)])):
             src.name = name
-        detectors = [make_detector(args.detector, layout=args.det_layout, cls=args.det_class, score_thr=args.det_thr,
-                                   iou_thr=args.det_nms, hog_width=args.hog_width) for _ in sources]
+        # one detector per camera (its own tracker state and, for a network, its own runner)
+        detectors = [open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision,
+                                   score_thr=args.det_thr, iou_thr=args.det_nms, layout=args.det_layout,
+                                   cls=args.det_class, hog_width=args.hog_width) for _ in sources]
         opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                                budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
                                backend_options={"threads": args.threads} if args.threads else {})
@@ -201,6 +203,9 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
     except BaseException:
         for s in sources:
             s.close()
+        for d in locals().get("detectors") or []:
+            if hasattr(d, "close"):
+                d.close()
         raise
     args.out.mkdir(parents=True, exist_ok=True)
     run = MultiRun(args, sources, detectors, pipe)
@@ -225,6 +230,9 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
         for s, h in old.items():
             signal.signal(s, h)
         pipe.close()
+        for d in detectors:
+            if hasattr(d, "close"):
+                d.close()
     write_summaries(run, summary, args.out)
     if summary["ended_early"]:
         print(f"error: {summary['ended_early']}; every frame decoded was written", file=sys.stderr)

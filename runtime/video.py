@@ -29,7 +29,8 @@ from . import expected_errors  # noqa: F401 (registers the runtime's error class
 from .account import RunAccount
 from .cli_args import (OneLineParser, nonneg_float, nonneg_int, number, output_dir, positive_float, positive_int,
                        unit_float)
-from .detectors import LAYOUTS, JsonDetections, make_detector
+from .detectors import LAYOUTS, JsonDetections
+from .net_detector import attach_det_keypoints, open_detector
 from .draw import draw_hud, draw_persons
 from .errors import EXIT_INCOMPLETE, EXIT_SIGINT, guarded
 from .pipeline import PipelineOptions, PosePipeline
@@ -57,6 +58,7 @@ class Item:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     detected: bool = False
+    det_keypoints: np.ndarray | None = None   # a pose detector's own keypoints, box order
 
 
 class VideoRun:
@@ -149,7 +151,9 @@ class VideoRun:
             t = time.perf_counter()
             f = item.frame
             if seen % k == 0:
-                item.boxes, item.scores = self.detector(f)
+                dets = self.detector(f)
+                item.boxes, item.scores = dets
+                item.det_keypoints = getattr(dets, "keypoints", None)
                 # Non-finite boxes (a json detector may hold them) get no track (id 0); hygiene drops them.
                 ok = np.isfinite(item.boxes).all(axis=1) & np.isfinite(item.scores)
                 item.track_ids = np.zeros(len(item.boxes), np.int64)
@@ -194,7 +198,8 @@ class VideoRun:
                                        self.args.kpt_thr, self.args.hide_low)
                     draw_hud(img, self._hud(item, res))
                 t_draw = time.perf_counter()
-                self.jsonl.write(frame_record(item.frame, item.track_ids, item.detected, res))
+                self.jsonl.write(attach_det_keypoints(frame_record(item.frame, item.track_ids, item.detected, res),
+                                                      item.det_keypoints))
                 self.account.add_result(res)
                 if img is not None:
                     if self.video is None:
@@ -289,13 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sources", type=Path, default=None, metavar="FILE",
                    help="several cameras, one 'name spec' per line (outputs are named after them)")
     p.add_argument("--out", type=output_dir, default=Path("video_out"), help="output folder")
-    p.add_argument("--detector", default="hog", help="hog | onnx:PATH | json:PATH")
+    p.add_argument("--detector", default="auto",
+                   help="auto (the artifacts' detector if built, else hog) | engine | hog | onnx:PATH | json:PATH")
     p.add_argument("--det-every", type=positive_int, default=1, help="detect every k-th frame, track in between")
     p.add_argument("--det-layout", default="auto", choices=LAYOUTS, help="ONNX detector output layout")
     p.add_argument("--det-class", type=nonneg_int, default=0, help="person class index of the ONNX detector")
     p.add_argument("--det-thr", type=unit_float, default=None, help="detector score threshold")
-    p.add_argument("--det-nms", type=unit_float, default=0.5, help="detector NMS IoU threshold")
-    p.add_argument("--hog-width", type=number(int, lo=MIN_HOG_WIDTH, hi=16384), default=640, help="frames are shrunk to this width for HOG")
+    p.add_argument("--det-nms", type=unit_float, default=None,
+                   help="detector NMS IoU threshold (default: the artifacts' detector's, 0.5 otherwise)")
+    p.add_argument("--hog-width", type=number(int, lo=MIN_HOG_WIDTH, hi=16384), default=640,
+                   help="frames are shrunk to this width for HOG")
     p.add_argument("--track-iou", type=unit_float, default=0.3, help="IoU to continue a track")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
     p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
@@ -337,9 +345,15 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
         return run_multi(args, specs)
     args.source = specs[0][1]
     # Expected errors (bad source, detector, manifest, records) propagate to the boundary: one line, exit 2.
-    detector = make_detector(args.detector, layout=args.det_layout, cls=args.det_class,
-                             score_thr=args.det_thr, iou_thr=args.det_nms, hog_width=args.hog_width)
-    source = open_source(args.source, fps=args.fps, live=live_options(args), reader=args.reader)
+    detector = open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision,
+                             score_thr=args.det_thr, iou_thr=args.det_nms, layout=args.det_layout,
+                             cls=args.det_class, hog_width=args.hog_width)
+    try:
+        source = open_source(args.source, fps=args.fps, live=live_options(args), reader=args.reader)
+    except BaseException:
+        if hasattr(detector, "close"):
+            detector.close()
+        raise
     if specs[0][0]:
         source.name = specs[0][0]
     try:
@@ -371,6 +385,8 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
         for s, h in old.items():
             signal.signal(s, h)
         pipe.close()
+        if hasattr(detector, "close"):
+            detector.close()
     summary["interrupted"] = run.interrupted
     summary["account"] = run.account.as_dict()
     summary["outputs"] = {"jsonl": str(run.jsonl.path),

@@ -33,7 +33,7 @@ def trtexec_args(spec: EngineSpec, cache: str = "$CACHE", plugin: str = "$PLUGIN
     ``dla_typing`` ("weak" on 10.x, "strong" from 11.4.1, see :func:`compat.dla_typing`)
     decides the precision arguments of a DLA engine; GPU engines ignore it.
     """
-    lo, opt, hi = spec.profile.shapes()
+    lo, opt, hi = spec.profile.shapes(spec.input_chw)
     typing_ = dla_typing if spec.dla_core is not None else None
     args = [f"--onnx={spec.onnx.name}", f"--saveEngine={spec.engine.name}",
             *compat.trtexec_precision_args(spec.precision, typing_),

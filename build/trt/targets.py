@@ -98,6 +98,7 @@ class EngineSpec:
     gpu_profile: Profile | None = None   # the dynamic profile to fall back to when DLA is unavailable
     fallback_onnx: Path | None = None    # an int8 spec: the FP16 (else fp32) ONNX built if INT8 fails
     fallback_precision: str | None = None
+    input_chw: tuple[int, ...] = INPUT_CHW   # the detector's is (3, S, S)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -248,7 +249,20 @@ def engine_specs(root: Path, manifest: Mapping[str, Any], target: Target,
             plugin_lib=str(Path(opts.plugin_lib).resolve()) if ops and opts.plugin_lib else None, plugin_ops=ops,
             gpu_profile=gpu_profile if dla is not None else None,
             fallback_onnx=fb_onnx, fallback_precision=fb_precision))
+    if "detector" in models:   # optional role (build.detector): GPU, batch 1..max_batch for several cameras
+        specs.append(detector_spec(root, models["detector"], target, opts))
     return specs
+
+
+def detector_spec(root: Path, entry: Mapping[str, Any], target: Target, opts: BuildOptions) -> EngineSpec:
+    onnx_path, precision = choose_onnx(root, "detector", entry, opts.precision)
+    max_b = max(1, int(entry.get("max_batch", 4)))
+    h, w = entry["input_hw"]
+    return EngineSpec(role="detector", onnx=onnx_path, precision=precision, profile=Profile(1, 1, max_b),
+                      engine=root / "detector.engine", input_name=entry["inputs"][0]["name"],
+                      workspace_mb=opts.workspace_mb or target.workspace_mb,
+                      opt_level=target.opt_level if opts.opt_level is None else opts.opt_level,
+                      plugin_ops=plugin_ops(onnx_path), input_chw=(3, int(h), int(w)))
 
 
 def without_dla(spec: EngineSpec) -> EngineSpec:
