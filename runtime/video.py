@@ -34,7 +34,7 @@ from .results import FrameResult
 from .routing import POLICIES
 from .sinks import JsonlWriter, frame_record, open_video_writer
 from .sources import Frame, FrameSource, SourceError, open_source
-from .tracker import IoUTracker
+from .tracker import TRACKERS
 from .video_stats import POSE_PARTS, STAGES, Stats, print_summary  # noqa: F401 (STAGES re-exported)
 
 END = object()
@@ -58,7 +58,7 @@ class VideoRun:
 
     def __init__(self, args: argparse.Namespace, source: FrameSource, detector: Any, pipe: PosePipeline) -> None:
         self.args, self.source, self.detector, self.pipe = args, source, detector, pipe
-        self.tracker = IoUTracker(iou_thr=args.track_iou)
+        self.tracker = TRACKERS[args.tracker](iou_thr=args.track_iou)
         self.stop = threading.Event()    # graceful: read no more frames, finish those in flight
         self.abort = threading.Event()   # an error or a second Ctrl-C: everyone quits now
         self.errors: list[BaseException] = []
@@ -143,7 +143,7 @@ class VideoRun:
             f = item.frame
             if seen % k == 0:
                 item.boxes, item.scores = self.detector(f)
-                item.track_ids = self.tracker.update(item.boxes, item.scores, f.index)
+                item.track_ids = self.tracker.update(item.boxes, item.scores, f.index, f.image)
                 item.detected = True
             else:
                 item.boxes, item.scores, item.track_ids = self.tracker.predict(f.index, f.image.shape[:2])
@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--det-nms", type=float, default=0.5, help="detector NMS IoU threshold")
     p.add_argument("--hog-width", type=int, default=640, help="frames are shrunk to this width for HOG")
     p.add_argument("--track-iou", type=float, default=0.3, help="IoU to continue a track")
+    p.add_argument("--tracker", default="buffered", choices=tuple(TRACKERS),
+                   help="buffered (IoU + appearance + 30-frame buffer; id 0 = untracked) or iou (the old one)")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
     p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
     p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
