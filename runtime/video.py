@@ -32,6 +32,7 @@ from .manifest import ManifestError
 from .pipeline import PipelineOptions, PosePipeline
 from .results import FrameResult
 from .routing import POLICIES
+from .smoothing import make_smoother, parse_smooth
 from .sinks import JsonlWriter, frame_record, open_video_writer
 from .sources import Frame, FrameSource, SourceError, open_source
 from .tracker import TRACKERS
@@ -59,6 +60,7 @@ class VideoRun:
     def __init__(self, args: argparse.Namespace, source: FrameSource, detector: Any, pipe: PosePipeline) -> None:
         self.args, self.source, self.detector, self.pipe = args, source, detector, pipe
         self.tracker = TRACKERS[args.tracker](iou_thr=args.track_iou)
+        self.smoother = make_smoother(args.smooth)
         self.stop = threading.Event()    # graceful: read no more frames, finish those in flight
         self.abort = threading.Event()   # an error or a second Ctrl-C: everyone quits now
         self.errors: list[BaseException] = []
@@ -164,6 +166,8 @@ class VideoRun:
             item = waiting.popleft()
             # Work and waits on the nets only; "total" would also count waiting for the detector.
             item.ms["pose"] = sum(res.timings_ms.get(k, 0.0) for k in POSE_PARTS)
+            if self.smoother is not None:
+                self.smoother(res, item.track_ids, item.frame.timestamp)
             if not self._put(self.q_out, (item, res)):
                 return
 
@@ -280,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track-iou", type=float, default=0.3, help="IoU to continue a track")
     p.add_argument("--tracker", default="buffered", choices=tuple(TRACKERS),
                    help="buffered (IoU + appearance + 30-frame buffer; id 0 = untracked) or iou (the old one)")
+    p.add_argument("--smooth", nargs="?", const=(3.0, 1.0), default=None, type=parse_smooth, metavar="MIN_CUTOFF,BETA",
+                   help="One-Euro keypoint smoothing per track (default off; bare --smooth = 3,1)")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
     p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
     p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
