@@ -45,7 +45,7 @@ class Motion:
         p0, p1 = self.key_poses[k], self.key_poses[k + 1]
         mix = lambda u, v: (1 - a) * np.asarray(u, np.float64) + a * np.asarray(v, np.float64)  # noqa: E731
         yaw = float(self.yaw[t])
-        c = max(0.35, abs(np.cos(yaw)))
+        c = max(0.25, abs(np.cos(yaw)))          # side-on for a moment while turning
         front = bool(np.cos(yaw) >= 0)
         f = 1.0 if front else -1.0
         upper, bend = mix(p0.upper, p1.upper), mix(p0.bend, p1.bend)
@@ -62,6 +62,11 @@ class Motion:
         knee = -d * KNEE_SWING * walk * np.maximum(0.0, np.sin(leg_ph[2:] + np.pi / 2))
         bend = bend.copy()
         bend[2:] = bend[2:] + knee
+        # Side-on (turning between front and back) the limbs hang straight: left and right swap image
+        # sides at that instant, and straight limbs make the swap a small step instead of a mirror jump.
+        n = float(np.clip((0.7 - abs(np.cos(yaw))) / 0.5, 0, 1))
+        n = n * n * (3 - 2 * n)
+        upper, bend = (1 - n) * upper, (1 - n) * bend
         return Pose(front=front, yaw_cos=c, yaw_sin=float(np.sign(np.sin(yaw)) * np.sqrt(1 - c * c)),
                     lean=float(mix(p0.lean, p1.lean)), hip_offset=mix(p0.hip_offset, p1.hip_offset),
                     tilt=float(mix(p0.tilt, p1.tilt)), upper=upper, bend=bend,
@@ -81,13 +86,15 @@ def _calm(p: Pose, walker: bool) -> Pose:
                    fs1=np.where(np.arange(4) >= 2, 1.0, p.fs1), fs2=np.where(np.arange(4) >= 2, 1.0, p.fs2))
 
 
-def _lag(target: np.ndarray, frames: float) -> np.ndarray:
-    """First-order low pass over frames (time constant ``frames``): targets become smooth turns."""
+def _turn(target: np.ndarray, max_step: float, frames: float) -> np.ndarray:
+    """Follow ``target`` at most ``max_step`` per frame, then low-pass (time constant ``frames``):
+    a facing target that jumps becomes a turn of steady speed with rounded ends."""
     out = np.empty_like(target)
     a = 1.0 / max(1.0, frames)
-    v = target[0]
+    v = u = float(target[0])
     for i, x in enumerate(target):
-        v += a * (x - v)
+        u += float(np.clip(x - u, -max_step, max_step))
+        v += a * (u - v)
         out[i] = v
     return out
 
@@ -130,12 +137,13 @@ def plan_motion(rng: np.random.Generator, track_id: int, n_frames: int, fps: flo
         amp, period = rng.uniform(0.0, 0.08) * w, rng.uniform(4.0, 9.0) * fps
         x = x0 + amp * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi))
         speed = np.gradient(x) if n_frames > 1 else np.zeros(n_frames)
-        yaw_target = np.full(n_frames, np.deg2rad(rng.uniform(-40, 40)))
+        base = np.deg2rad(rng.uniform(-40, 40))
+        back = (np.pi if rng.random() < 0.5 else -np.pi) - base     # one way round for this person: no spins
+        yaw_target = np.full(n_frames, base)
         for _ in range(int(rng.integers(0, 3))):                # turn to show the back for a while
             a = int(rng.uniform(0, 0.8) * n_frames)
-            b = a + int(rng.uniform(1.0, 3.0) * fps)
-            yaw_target[a:b] = np.pi - yaw_target[a:b] if rng.random() < 0.5 else -np.pi - yaw_target[a:b]
-    yaw = _lag(yaw_target, 0.25 * fps)
+            yaw_target[a:a + int(rng.uniform(1.0, 3.0) * fps)] = back
+    yaw = _turn(yaw_target, 2.5 / fps, 0.15 * fps)        # about a second per half turn
     phase = np.cumsum(np.abs(speed)) / (0.45 * height) * np.pi
     step = rng.uniform(1.0, 2.2, size=n_frames // max(1, int(fps)) + 4) * fps
     key_frames = np.concatenate([[-fps], -fps + np.cumsum(step)]).astype(np.int64)
