@@ -187,7 +187,10 @@ def main(argv: list[str]) -> int:
                    help="runtime.video JSON Lines (several: one row each)")
     p.add_argument("--json-out", default=None, help="also write the numbers here")
     a = p.parse_args(argv)
-    rows = [(Path(j).stem, evaluate_run(a.gt, j)) for j in a.jsonl]
+    stems = [Path(j).stem for j in a.jsonl]
+    names = [f"{Path(j).parent.name}/{Path(j).stem}" if stems.count(Path(j).stem) > 1 else Path(j).stem
+             for j in a.jsonl]
+    rows = [(n, evaluate_run(a.gt, j)) for n, j in zip(names, a.jsonl)]
     print(format_table(rows))
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(dict(rows), indent=2))
