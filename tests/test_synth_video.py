@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from build.synth.video import Clip, ClipSpec, write_clip
+from build.synth.video import Clip, ClipSpec, long_clip, write_clip
 from runtime.detectors import JsonDetections
 from runtime.sources import Frame
 
@@ -114,3 +114,11 @@ def test_cli_writes_a_clip_and_rejects_bad_flags(tmp_path) -> None:
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "--photos" in lines[0]
+
+
+def test_long_clip_is_a_callable_real_format_clip(tmp_path) -> None:
+    paths = long_clip(tmp_path, frames=30)               # benchmarks ask for hundreds; 30 keeps the test short
+    gt = json.loads(paths["keypoints"].read_text())
+    assert gt["videos"][0]["frames"] == len(gt["images"]) == 30
+    assert cv2.VideoCapture(str(paths["video"])).get(cv2.CAP_PROP_FRAME_COUNT) == 30
+    assert len({a["track_id"] for a in gt["annotations"]}) >= 3
