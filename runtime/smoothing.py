@@ -23,8 +23,8 @@ that jumps more than ``snap`` x the box height from the last estimate is
 taken as is (a net changing its mind between two places, e.g. a left/right
 swap: averaging the two would put the keypoint where neither is). Speed is
 divided by the person's box height, so ``beta`` is per box height per
-second and means the same at any resolution. Defaults: ``min_cutoff`` 3 Hz,
-``beta`` 1, ``d_cutoff`` 0.5 Hz, ``snap`` 0.25. Untracked boxes (id 0), NaN
+second and means the same at any resolution. Defaults: ``min_cutoff`` 8 Hz,
+``beta`` 0.5, ``d_cutoff`` 0.5 Hz, ``snap`` 0.25. Untracked boxes (id 0), NaN
 keypoints and the score column pass through unchanged; a track unseen for
 ``forget_s`` seconds starts afresh.
 """
@@ -37,7 +37,7 @@ import numpy as np
 
 from .results import FrameResult
 
-DEFAULT_MIN_CUTOFF, DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_SNAP = 3.0, 1.0, 0.5, 0.25
+DEFAULT_MIN_CUTOFF, DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_SNAP = 8.0, 0.5, 0.5, 0.25
 
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray:
@@ -102,13 +102,13 @@ class OneEuroSmoother:
 
 
 def parse_smooth(text: str) -> tuple[float, float]:
-    """``--smooth`` value: ``MIN_CUTOFF,BETA`` (e.g. ``3,1``)."""
+    """``--smooth`` value: ``MIN_CUTOFF,BETA`` (e.g. ``8,0.5``)."""
     import argparse
 
     try:
         mc, beta = (float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not MIN_CUTOFF,BETA (e.g. 3,1)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not MIN_CUTOFF,BETA (e.g. 8,0.5)") from None
     if not (mc > 0 and beta >= 0 and np.isfinite(mc) and np.isfinite(beta)):
         raise argparse.ArgumentTypeError(f"{text!r}: MIN_CUTOFF must be > 0 and BETA >= 0")
     return mc, beta

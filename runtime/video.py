@@ -284,8 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track-iou", type=float, default=0.3, help="IoU to continue a track")
     p.add_argument("--tracker", default="buffered", choices=tuple(TRACKERS),
                    help="buffered (IoU + appearance + 30-frame buffer; id 0 = untracked) or iou (the old one)")
-    p.add_argument("--smooth", nargs="?", const=(3.0, 1.0), default=None, type=parse_smooth, metavar="MIN_CUTOFF,BETA",
-                   help="One-Euro keypoint smoothing per track (default off; bare --smooth = 3,1)")
+    p.add_argument("--smooth", nargs="?", const=(8.0, 0.5), default=None, type=parse_smooth, metavar="MIN_CUTOFF,BETA",
+                   help="One-Euro keypoint smoothing per track (default off; bare --smooth = 8,0.5)")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
     p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
     p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
