@@ -18,7 +18,8 @@ Per keypoint, with ``dt`` the time since the track's last frame::
 Two changes to the textbook filter, both measured on the synthetic clip
 (README "Keypoint smoothing"): the old estimate is first moved along the
 filtered velocity (``predict``; without it a walking person's keypoints
-trail by a frame or two and AP fell from 0.196 to 0.148), and a raw keypoint
+trail by a frame or two: AP fell from 0.196 to 0.148 on an earlier build of the
+default clip), and a raw keypoint
 that jumps more than ``snap`` x the box height from the last estimate is
 taken as is (a net changing its mind between two places, e.g. a left/right
 swap: averaging the two would put the keypoint where neither is). Speed is
