@@ -40,8 +40,9 @@ from .records import json_safe
 from .safe_io import atomic_write_text
 from .sinks import JsonlWriter, frame_record, open_video_writer
 from .live import add_live_arguments, live_options
+from .smoothing import make_smoother, parse_smooth
 from .sources import Frame, FrameSource, open_source
-from .tracker import IoUTracker
+from .tracker import TRACKERS
 from .video_stats import POSE_PARTS, STAGES, Stats, print_summary  # noqa: F401 (STAGES re-exported)
 
 END = object()
@@ -66,7 +67,8 @@ class VideoRun:
 
     def __init__(self, args: argparse.Namespace, source: FrameSource, detector: Any, pipe: PosePipeline) -> None:
         self.args, self.source, self.detector, self.pipe = args, source, detector, pipe
-        self.tracker = IoUTracker(iou_thr=args.track_iou)
+        self.tracker = TRACKERS[args.tracker](iou_thr=args.track_iou)
+        self.smoother = make_smoother(args.smooth)
         self.stop = threading.Event()    # graceful: read no more frames, finish those in flight
         self.abort = threading.Event()   # an error or a second Ctrl-C: everyone quits now
         self.errors: list[BaseException] = []
@@ -157,7 +159,7 @@ class VideoRun:
                 # Non-finite boxes (a json detector may hold them) get no track (id 0); hygiene drops them.
                 ok = np.isfinite(item.boxes).all(axis=1) & np.isfinite(item.scores)
                 item.track_ids = np.zeros(len(item.boxes), np.int64)
-                item.track_ids[ok] = self.tracker.update(item.boxes[ok], item.scores[ok], f.index)
+                item.track_ids[ok] = self.tracker.update(item.boxes[ok], item.scores[ok], f.index, f.image)
                 item.detected = True
             else:
                 item.boxes, item.scores, item.track_ids = self.tracker.predict(f.index, f.image.shape[:2])
@@ -178,6 +180,8 @@ class VideoRun:
             item = waiting.popleft()
             # Work and waits on the nets only; "total" would also count waiting for the detector.
             item.ms["pose"] = sum(res.timings_ms.get(k, 0.0) for k in POSE_PARTS)
+            if self.smoother is not None:
+                self.smoother(res, item.track_ids, item.frame.timestamp)
             if not self._put(self.q_out, (item, res)):
                 return
 
@@ -305,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hog-width", type=number(int, lo=MIN_HOG_WIDTH, hi=16384), default=640,
                    help="frames are shrunk to this width for HOG")
     p.add_argument("--track-iou", type=unit_float, default=0.3, help="IoU to continue a track")
+    p.add_argument("--tracker", default="buffered", choices=tuple(TRACKERS),
+                   help="buffered (IoU + appearance + 30-frame buffer; id 0 = untracked) or iou (the old one)")
+    p.add_argument("--smooth", nargs="?", const=(8.0, 0.5), default=None, type=parse_smooth, metavar="MIN_CUTOFF,BETA",
+                   help="One-Euro keypoint smoothing per track (default off; bare --smooth = 8,0.5)")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
     p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
     p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
