@@ -18,6 +18,7 @@ from runtime.manifest import save_manifest
 from .trt import add_trt_arguments, build_or_plan
 from .configs import DEFAULT_CONFIG, get_config, list_configs
 from .export import OPSET
+from .triton_repo import add_triton_arguments, build_stage as triton_stage
 
 
 
@@ -49,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="which boxes of --calib-data make the calibration crops")
     add_calib_arguments(p)     # --precision, --calib-method, --calib-max-crops
     add_trt_arguments(p)       # --target and the TensorRT builder's knobs
+    add_triton_arguments(p, with_repo=True)   # --triton-repo DIR and the repository's knobs
     return p.parse_args(argv)
 
 
@@ -123,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
               "artifacts mean nothing", file=sys.stderr)
     rc = build_or_plan(out_dir, manifest, args)   # engines here, or build_plan.sh + one line
     save_manifest(out_dir, manifest)
+    triton_stage(out_dir, args)                   # --triton-repo: a Triton model repository too
     _print_summary(out_dir, manifest)
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return rc

@@ -44,7 +44,7 @@ BLS_LIB = ("decode.py", "routing.py")   # numpy-only project modules the BLS mod
 
 @dataclass(frozen=True)
 class RepoOptions:
-    kind: str = "auto"          # auto: plan when the manifest has engines (GPU target), else python
+    kind: str = "auto"          # auto: plan for a GPU target or when the manifest has engines, else python
     instances: int = 1          # instance_group count per model
     queue_delay_us: int = QUEUE_DELAY_US
     precision: str = "fp32"     # ONNX variant for the python kind
@@ -73,13 +73,19 @@ def _params(params: Mapping[str, str]) -> str:
                    for k, v in params.items())
 
 
-def batch_sizes(entry: Mapping[str, Any]) -> tuple[int, list[int], bool]:
-    """(max_batch_size, preferred sizes, static) from the engine's profiles, else CPU defaults.
+def engine_profiles(manifest: Mapping[str, Any], role: str) -> list[Mapping[str, Any]]:
+    """The built engine's profiles, else the planned ones (build_plan.sh not run yet), else none."""
+    built = (manifest["models"][role].get("engine") or {}).get("profiles")
+    planned = ((manifest.get("trt_plan") or {}).get("engines") or {}).get(role, {}).get("profile")
+    return list(built or ([planned] if planned else []))
+
+
+def batch_sizes(profiles: list[Mapping[str, Any]]) -> tuple[int, list[int], bool]:
+    """(max_batch_size, preferred sizes, static) from the engine profiles, else CPU defaults.
 
     A static profile (min == max: a DLA engine) cannot take Triton's variable batches, so the
     model is served unbatched with that fixed N and the client pads (``static`` True).
     """
-    profiles = (entry.get("engine") or {}).get("profiles") or []
     if not profiles:
         return CPU_MAX_BATCH, [8, 16, CPU_MAX_BATCH], False
     hi = min(int(p["max"]) for p in profiles)
@@ -103,9 +109,9 @@ def outputs_for(entry: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
 
 
 def model_config(role: str, entry: Mapping[str, Any], kind: str, opts: RepoOptions,
-                 params: Mapping[str, str]) -> str:
+                 params: Mapping[str, str], profiles: list[Mapping[str, Any]] = ()) -> str:
     """config.pbtxt text for one role."""
-    max_batch, preferred, static = batch_sizes(entry)
+    max_batch, preferred, static = batch_sizes(list(profiles) if kind == "plan" else [])
     inputs = entry.get("inputs") or [{"name": "input", "shape": ["N", 3, 256, 192], "dtype": "float32"}]
     outputs = outputs_for(entry, kind)
     if static:   # fixed-N engine: the batch dim is part of dims, no Triton batching
@@ -143,6 +149,8 @@ def bls_config(manifest: Mapping[str, Any], opts: RepoOptions, params: Mapping[s
 def resolve_kind(kind: str, manifest: Mapping[str, Any]) -> str:
     if kind != "auto":
         return kind
+    if manifest.get("target", "cpu") != "cpu":
+        return "plan"
     return "plan" if any((m.get("engine") or {}).get("path") for m in manifest["models"].values()) else "python"
 
 
@@ -186,7 +194,8 @@ def write_repo(artifacts: Path, repo: Path, opts: RepoOptions = RepoOptions()) -
                 missing.append(f"{role}: copy {src.name} (built on the device by build_plan.sh) to {vdir}/model.plan")
             if engine.get("plugin_library"):
                 params["plugin_library"] = str(engine["plugin_library"])
-        (repo / role / "config.pbtxt").write_text(model_config(role, entry, kind, opts, params))
+        (repo / role / "config.pbtxt").write_text(
+            model_config(role, entry, kind, opts, params, engine_profiles(manifest, role)))
     if opts.bls:
         vdir = repo / BLS_NAME / str(version)
         (vdir / "dynpose_lib").mkdir(parents=True)
@@ -206,12 +215,15 @@ def write_repo(artifacts: Path, repo: Path, opts: RepoOptions = RepoOptions()) -
     return summary
 
 
-def add_triton_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags build.engines shares with this module's own CLI."""
+def add_triton_arguments(p: argparse.ArgumentParser, with_repo: bool = False) -> None:
+    """The flags build.engines shares with this module's own CLI (``with_repo``: also --triton-repo)."""
     g = p.add_argument_group("Triton model repository (README 'Serving many cameras: Triton')")
+    if with_repo:
+        g.add_argument("--triton-repo", type=Path, default=None,
+                       help="also write (or add a version to) this Triton model repository")
     g.add_argument("--triton-kind", choices=KINDS, default="auto",
                    help="python: ONNX Runtime in Triton's python backend (any CPU); plan: tensorrt_plan "
-                        "models from the engines; auto: plan when the manifest has engines")
+                        "models from the engines; auto: plan for GPU targets or when the manifest has engines")
     g.add_argument("--triton-instances", type=int, default=1, help="instance_group count per model")
     g.add_argument("--triton-queue-delay-us", type=int, default=QUEUE_DELAY_US,
                    help="dynamic batching max_queue_delay_microseconds")
@@ -222,6 +234,12 @@ def options_from_args(args: argparse.Namespace, precision: str = "fp32") -> Repo
     return RepoOptions(kind=args.triton_kind, instances=args.triton_instances,
                        queue_delay_us=args.triton_queue_delay_us, precision=precision,
                        bls=not args.no_triton_bls)
+
+
+def build_stage(out_dir: Path, args: argparse.Namespace) -> None:
+    """build.engines' last stage: the repository from the folder just built, when --triton-repo asks."""
+    if getattr(args, "triton_repo", None) is not None:
+        print_summary(args.triton_repo, write_repo(out_dir, args.triton_repo, options_from_args(args)))
 
 
 def print_summary(repo: Path, summary: Mapping[str, Any]) -> None:

@@ -17,6 +17,7 @@ import cv2
 from tqdm import tqdm
 
 from .backends.base import BackendError
+from .cli_args import host_port
 from .manifest import ManifestError
 from .pipeline import PipelineOptions, PosePipeline
 from .preprocess import BoxError
@@ -79,7 +80,9 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("--dets", required=True, type=Path, help="person detections, COCO results JSON")
     p.add_argument("--out", default=Path("results.json"), type=Path, help="COCO keypoint results JSON")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
-    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
+    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt", "triton"))
+    p.add_argument("--triton-url", type=host_port, default=None,
+                   help="gRPC HOST:PORT of the Triton server for --backend triton")
     p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
     p.add_argument("--budget-ms", type=float, default=None, help="per-frame latency budget (caps large-net crops)")
     p.add_argument("--score-thr", type=float, default=None, help="drop boxes scoring below this")
@@ -88,7 +91,8 @@ def _main(argv: list[str] | None) -> int:
         raise SystemExit(f"error: --images {args.images} is not a folder")
     per = load_detections(args.dets, args.images)
     opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
-                           budget_ms=args.budget_ms, score_thr=args.score_thr)
+                           budget_ms=args.budget_ms, score_thr=args.score_thr,
+                           backend_options={"url": args.triton_url} if args.triton_url else {})
     results: list = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
     n_large = n_total = 0

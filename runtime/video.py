@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .backends.base import BackendError
+from .cli_args import host_port
 from .detectors import LAYOUTS, DetectorError, JsonDetections, make_detector
 from .draw import draw_hud, draw_persons
 from .manifest import ManifestError
@@ -279,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hog-width", type=int, default=640, help="frames are shrunk to this width for HOG")
     p.add_argument("--track-iou", type=float, default=0.3, help="IoU to continue a track")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
-    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
+    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt", "triton"))
+    p.add_argument("--triton-url", type=host_port, default=None,
+                   help="gRPC HOST:PORT of the Triton server for --backend triton")
     p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per net")
     p.add_argument("--budget-ms", type=float, default=None, help="per-frame latency budget (caps large-net crops)")
@@ -310,7 +313,8 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
             detector.bind_folder(args.source)
         opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                                budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
-                               backend_options={"threads": args.threads} if args.threads else {})
+                               backend_options={**({"threads": args.threads} if args.threads else {}),
+                                                **({"url": args.triton_url} if args.triton_url else {})})
         pipe = PosePipeline(args.engines, opts)
     except (SourceError, DetectorError, ManifestError, BackendError) as e:
         print(f"error: {e}", file=sys.stderr)
