@@ -50,6 +50,7 @@ class RepoOptions:
     precision: str = "fp32"     # ONNX variant for the python kind
     bls: bool = True            # also write the dynpose BLS model
     ort_threads: int = 0        # intra-op threads per ONNX Runtime session in the server (0: ORT default)
+    batching: bool = True       # dynamic_batching block (off: each request runs alone; for comparisons)
 
 
 def _dims(shape: list[Any]) -> list[int]:
@@ -122,7 +123,7 @@ def model_config(role: str, entry: Mapping[str, Any], kind: str, opts: RepoOptio
     text = head + f"max_batch_size: {0 if static else max_batch}\n"
     text += "version_policy: { latest { num_versions: 1 } }\n"
     text += _io_block("input", inputs, not static) + _io_block("output", outputs, not static)
-    if not static:
+    if not static and opts.batching:
         text += ("dynamic_batching {\n" + "".join(f"  preferred_batch_size: {b}\n" for b in preferred)
                  + f"  max_queue_delay_microseconds: {opts.queue_delay_us}\n}}\n")
     gpu_kind = "KIND_GPU" if kind == "plan" else "KIND_CPU"
@@ -228,12 +229,14 @@ def add_triton_arguments(p: argparse.ArgumentParser, with_repo: bool = False) ->
     g.add_argument("--triton-queue-delay-us", type=int, default=QUEUE_DELAY_US,
                    help="dynamic batching max_queue_delay_microseconds")
     g.add_argument("--no-triton-bls", action="store_true", help="skip the dynpose BLS model")
+    g.add_argument("--no-triton-batching", action="store_true",
+                   help="no dynamic_batching block (every request runs alone; for comparisons)")
 
 
 def options_from_args(args: argparse.Namespace, precision: str = "fp32") -> RepoOptions:
     return RepoOptions(kind=args.triton_kind, instances=args.triton_instances,
                        queue_delay_us=args.triton_queue_delay_us, precision=precision,
-                       bls=not args.no_triton_bls)
+                       bls=not args.no_triton_bls, batching=not args.no_triton_batching)
 
 
 def build_stage(out_dir: Path, args: argparse.Namespace) -> None:

@@ -28,6 +28,7 @@ from tests.conftest import REPO, build_artifacts
 from tools.triton_server import TritonServer, start_server
 
 pytestmark = pytest.mark.triton
+FEW = 6                 # boxes per frame in the many-frame tests: 4 x 20 frames stay quick on 2 cores
 KILL_FAIL_S = 10.0      # a dead server must fail waiting clients this fast (their request timeout is 60 s)
 
 
@@ -56,10 +57,16 @@ def frames(coco_mini: Path) -> list[tuple[np.ndarray, list, list]]:
 
 
 @pytest.fixture(scope="session")
-def reference(triton_build: tuple[Path, Path], frames: list) -> list:
-    """The in-process ORT backend's results for the four coco-mini frames."""
+def few_frames(frames: list) -> list:
+    """The four frames with their first FEW boxes each."""
+    return [(im, boxes[:FEW], scores[:FEW]) for im, boxes, scores in frames]
+
+
+@pytest.fixture(scope="session")
+def reference(triton_build: tuple[Path, Path], frames: list, few_frames: list) -> tuple[list, list]:
+    """The in-process ORT backend's results for the four coco-mini frames (all boxes, FEW boxes)."""
     with PosePipeline(triton_build[0], PipelineOptions(backend="ort")) as pipe:
-        return [pipe(*f) for f in frames]
+        return [pipe(*f) for f in frames], [pipe(*f) for f in few_frames]
 
 
 def _triton(art: Path, url: str, timeout_s: float = 60.0) -> PosePipeline:
@@ -70,7 +77,7 @@ def test_same_keypoints_as_ort_on_coco_mini(triton_build, server, frames, refere
     with _triton(triton_build[0], server.grpc_url) as pipe:
         got = list(pipe.run_many(frames))
     assert sum(len(r.keypoints) for r in got) == 118
-    for g, r in zip(got, reference):
+    for g, r in zip(got, reference[0]):
         np.testing.assert_array_equal(g.route, r.route)
         assert np.nanmax(np.abs(g.keypoints[..., :2] - r.keypoints[..., :2])) <= 1e-4
         assert np.array_equal(np.isnan(g.keypoints), np.isnan(r.keypoints))
@@ -79,13 +86,13 @@ def test_same_keypoints_as_ort_on_coco_mini(triton_build, server, frames, refere
     assert {int(x) for r in got for x in r.route} == {0, 1}    # both nets really served
 
 
-def test_four_clients_get_complete_ordered_results(triton_build, server, frames, reference) -> None:
+def test_four_clients_get_complete_ordered_results(triton_build, server, few_frames, reference) -> None:
     n_frames, results, errors = 20, {}, []
 
     def client(i: int) -> None:
         try:
             with _triton(triton_build[0], server.grpc_url) as pipe:
-                results[i] = list(pipe.run_many(frames[(i + k) % 4] for k in range(n_frames)))
+                results[i] = list(pipe.run_many(few_frames[(i + k) % 4] for k in range(n_frames)))
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             errors.append(e)
 
@@ -98,8 +105,9 @@ def test_four_clients_get_complete_ordered_results(triton_build, server, frames,
     for i, res in results.items():
         assert len(res) == n_frames
         for k, r in enumerate(res):     # frame k of client i is image (i + k) % 4: order kept
-            ref = reference[(i + k) % 4]
-            assert len(r.keypoints) == len(ref.keypoints)
+            ref = reference[1][(i + k) % 4]
+            assert len(r.keypoints) == len(ref.keypoints) == FEW
+            assert np.array_equal(np.isnan(r.keypoints), np.isnan(ref.keypoints))
             assert np.nanmax(np.abs(r.keypoints[..., :2] - ref.keypoints[..., :2])) <= 1e-4
 
 
@@ -142,7 +150,7 @@ def test_images_cli_with_triton_backend(triton_build, server, coco_mini, tmp_pat
     assert lines[-1].startswith("error: cannot reach Triton at 127.0.0.1:9") and "--triton-url" in lines[-1]
 
 
-def test_kill_mid_run_fails_every_client_fast_then_restart_works(triton_build, frames, reference) -> None:
+def test_kill_mid_run_fails_every_client_fast_then_restart_works(triton_build, few_frames, reference) -> None:
     art, repo = triton_build
     srv = start_server(repo)
     done: dict[int, list] = {i: [] for i in range(4)}
@@ -151,7 +159,7 @@ def test_kill_mid_run_fails_every_client_fast_then_restart_works(triton_build, f
     def client(i: int) -> None:
         try:
             with _triton(art, srv.grpc_url) as pipe:
-                for r in pipe.run_many(f for f in itertools.cycle(frames)):   # runs until the server dies
+                for r in pipe.run_many(f for f in itertools.cycle(few_frames)):   # until the server dies
                     done[i].append(r)
         except BackendError as e:
             failures[i] = (time.monotonic(), str(e))
@@ -178,15 +186,16 @@ def test_kill_mid_run_fails_every_client_fast_then_restart_works(triton_build, f
         assert "\n" not in msg and "Triton at" in msg and "--triton-url" in msg
         assert len(done[i]) >= kept[i]          # frames finished before the kill are all still there
         for k, r in enumerate(done[i]):
-            assert np.nanmax(np.abs(r.keypoints[..., :2] - reference[k % 4].keypoints[..., :2])) <= 1e-4
+            assert np.nanmax(np.abs(r.keypoints[..., :2] - reference[1][k % 4].keypoints[..., :2])) <= 1e-4
     again = start_server(repo)                  # a restarted server serves a new client run
     try:
         with _triton(art, again.grpc_url) as pipe:
-            got = list(pipe.run_many(frames))
+            got = list(pipe.run_many(few_frames))
     finally:
         again.stop()
-    assert [len(r.keypoints) for r in got] == [len(r.keypoints) for r in reference]
-    assert max(np.nanmax(np.abs(g.keypoints[..., :2] - r.keypoints[..., :2])) for g, r in zip(got, reference)) <= 1e-4
+    assert [len(r.keypoints) for r in got] == [FEW] * 4
+    assert max(np.nanmax(np.abs(g.keypoints[..., :2] - r.keypoints[..., :2]))
+               for g, r in zip(got, reference[1])) <= 1e-4
 
 
 def test_model_that_fails_to_load_is_a_clear_error_not_a_dead_server(triton_build, tmp_path) -> None:
