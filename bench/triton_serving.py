@@ -71,15 +71,22 @@ def _clients(make_pipe: Any, frames: list, n_clients: int, n_frames: int) -> dic
             "crops_per_s": sum(crops) / wall}
 
 
-def _batch_stats(url: str) -> dict[str, float]:
+def _counts(url: str) -> dict[str, tuple[int, int]]:
+    """model -> (inference_count, execution_count): crops served and model executions so far."""
     import tritonclient.grpc as grpcclient
 
     stats = grpcclient.InferenceServerClient(url).get_inference_statistics(as_json=True)
+    return {m["name"]: (int(m.get("inference_count", 0)), int(m.get("execution_count", 0)))
+            for m in stats.get("model_stats", [])}
+
+
+def _mean_batch(before: dict, after: dict) -> dict[str, float]:
+    """Crops per model execution between two snapshots: what the batcher merged."""
     out = {}
-    for m in stats.get("model_stats", []):
-        execs, infers = int(m.get("execution_count", 0)), int(m.get("inference_count", 0))
-        if execs:
-            out[m["name"]] = infers / execs
+    for name, (inf, ex) in after.items():
+        inf0, ex0 = before.get(name, (0, 0))
+        if ex > ex0:
+            out[name] = round((inf - inf0) / (ex - ex0), 2)
     return out
 
 
@@ -124,26 +131,28 @@ def run(art: Path, work: Path, n_frames: int) -> dict[str, Any]:
             if batching:
                 result["request"] = _overhead_ms(art, srv.grpc_url)
             for n in (1, 4):
-                before = _batch_stats(srv.grpc_url)
+                before = _counts(srv.grpc_url)
                 mk = lambda: PosePipeline(art, PipelineOptions(backend="triton",  # noqa: E731
                                                                backend_options={"url": srv.grpc_url}))
                 res[str(n)] = _clients(mk, frames, n, n_frames)
-                res[str(n)]["server_batch_stats_cumulative"] = _batch_stats(srv.grpc_url)
-                res[str(n)]["server_batch_stats_before"] = before
+                res[str(n)]["mean_batch"] = _mean_batch(before, _counts(srv.grpc_url))
                 print(f"triton {tag:<11} {n} client(s): {res[str(n)]['crops_per_s']:.0f} crops/s, "
-                      f"mean executed batch {res[str(n)]['server_batch_stats_cumulative']}", file=sys.stderr)
+                      f"crops per execution {res[str(n)]['mean_batch']}", file=sys.stderr)
         finally:
             srv.stop()
     return result
 
 
 def print_table(r: dict[str, Any]) -> None:
-    print(f"{'path':<28} {'clients':>7} {'crops/s':>9} {'x ORT(1)':>9}")
+    print(f"| path | clients | crops/s | x ORT 1 client | crops per execution (small / large / router) |")
+    print("| --- | ---: | ---: | ---: | --- |")
     base = r["ort"]["1"]["crops_per_s"]
-    rows = [("in-process ORT", r["ort"])] + [(f"Triton ({k.replace('_', ' ')})", v) for k, v in r["triton"].items()]
+    rows = [("in-process ORT", r["ort"])] + [(f"Triton, {k.replace('_', ' ')}", v) for k, v in r["triton"].items()]
     for name, d in rows:
         for n in ("1", "4"):
-            print(f"{name:<28} {n:>7} {d[n]['crops_per_s']:>9.1f} {d[n]['crops_per_s'] / base:>9.2f}")
+            mb = d[n].get("mean_batch")
+            per = " / ".join(f"{mb.get(m, 0):.1f}" for m in ("small", "large", "router")) if mb else "-"
+            print(f"| {name} | {n} | {d[n]['crops_per_s']:.1f} | {d[n]['crops_per_s'] / base:.2f} | {per} |")
     q = r["request"]
     print(f"1-crop router request: in-process {q['ort']:.2f} ms, via Triton {q['triton']:.2f} ms "
           f"(overhead {q['overhead_ms']:.2f} ms)")

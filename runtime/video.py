@@ -329,6 +329,9 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
             run.writer.join(timeout=5)  # the writer closes the files itself
         print("interrupted: outputs closed; every frame written so far is valid", file=sys.stderr)
         return 130, None
+    except BackendError as e:   # e.g. the Triton server went away mid-run: one line, frames kept
+        print(f"error: {e}; every frame written so far is valid", file=sys.stderr)
+        return 3, None
     finally:
         for s, h in old.items():
             signal.signal(s, h)
