@@ -133,7 +133,8 @@ def run(art: Path, work: Path, n_frames: int) -> dict[str, Any]:
             for n in (1, 4):
                 before = _counts(srv.grpc_url)
                 mk = lambda: PosePipeline(art, PipelineOptions(backend="triton",  # noqa: E731
-                                                               backend_options={"url": srv.grpc_url}))
+                                                               backend_options={"url": srv.grpc_url,
+                                                                               "timeout_s": 300}))
                 res[str(n)] = _clients(mk, frames, n, n_frames)
                 res[str(n)]["mean_batch"] = _mean_batch(before, _counts(srv.grpc_url))
                 print(f"triton {tag:<11} {n} client(s): {res[str(n)]['crops_per_s']:.0f} crops/s, "

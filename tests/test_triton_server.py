@@ -135,7 +135,10 @@ def test_bls_dynpose_model_matches_local_decode(triton_build, server, frames) ->
 
 
 def test_images_cli_with_triton_backend(triton_build, server, coco_mini, tmp_path) -> None:
-    args = ["--engines", str(triton_build[0]), "--images", str(coco_mini),
+    thin = tmp_path / "camera"          # a camera client carries the manifest only, no models
+    thin.mkdir()
+    shutil.copy2(triton_build[0] / "manifest.json", thin / "manifest.json")
+    args = ["--engines", str(thin), "--images", str(coco_mini),
             "--dets", str(coco_mini / "person_detections.json")]
     ok = subprocess.run([sys.executable, "-m", "runtime.images", *args, "--out", str(tmp_path / "t.json"),
                          "--backend", "triton", "--triton-url", server.grpc_url],

@@ -22,7 +22,7 @@ import numpy as np
 
 from .base import Backend, BackendError, Pending, Runner, Stream
 
-DEFAULT_TIMEOUT_S = 10.0      # per request: a CPU server with four cameras answers well inside it
+DEFAULT_TIMEOUT_S = 30.0      # per request: generous for an overloaded CPU server; a dead one fails at once
 NP_TO_TRITON = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16"}
 FIX_SERVER = "start it (python -m tools.triton_server --repo REPO, or NVIDIA's container) or fix --triton-url"
 
@@ -84,6 +84,10 @@ class TritonPending(Pending):
         if not self.done.wait(self.timeout_s + 5.0):
             raise BackendError(f"{r.role}: no reply from Triton at {r.url} within {self.timeout_s:.0f} s "
                                f"(--triton-url): is the server overloaded or gone? {FIX_SERVER}")
+        if self._error is not None and "DEADLINE_EXCEEDED" in str(getattr(self._error, "status", lambda: "")()):
+            raise BackendError(f"{r.role}: Triton at {r.url} did not answer within {self.timeout_s:.0f} s "
+                               f"(--triton-url): the server is overloaded; add instances (--triton-instances) "
+                               f"or servers, or raise the backend option timeout_s")
         if self._error is not None:
             raise BackendError(f"{r.role}: Triton at {r.url} failed the request: {_one_line(self._error)} "
                                f"(--triton-url): {FIX_SERVER}")
