@@ -223,3 +223,45 @@ def test_model_that_fails_to_load_is_a_clear_error_not_a_dead_server(triton_buil
         assert "small" in srv.log() and "UNAVAILABLE" in srv.log()
     finally:
         srv.stop()
+
+
+def test_video_cli_server_killed_mid_run_is_one_line_exit_3_frames_kept(triton_build, few_frames, tmp_path) -> None:
+    art, repo = triton_build
+    src = tmp_path / "frames"           # 200 numbered frames cycling the four images, FEW boxes each
+    src.mkdir()
+    dets = []
+    for i in range(200):
+        image, boxes, scores = few_frames[i % 4]
+        cv2.imwrite(str(src / f"{i + 1:06d}.jpg"), image)
+        dets += [{"image_id": i + 1, "bbox": list(map(float, b)), "score": float(s)} for b, s in zip(boxes, scores)]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    out = tmp_path / "out"
+    srv = start_server(repo, models=["router", "small", "large"])
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "runtime.video", "--engines", str(art), "--source", str(src),
+                                 "--detector", f"json:{tmp_path / 'dets.json'}", "--backend", "triton",
+                                 "--triton-url", srv.grpc_url, "--no-video", "--quiet", "--out", str(out)],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        jsonl = out / f"{src.name}.jsonl"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if jsonl.is_file() and jsonl.read_text().count("\n") >= 3:
+                break
+            time.sleep(0.1)
+        written = jsonl.read_text().count("\n")
+        assert proc.poll() is None and written >= 3
+        srv.kill()
+        t_kill = time.monotonic()
+        _, err = proc.communicate(timeout=KILL_FAIL_S + 20)
+        took = time.monotonic() - t_kill
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        srv.stop()
+    lines = err.strip().splitlines()
+    assert proc.returncode == 3, err
+    assert took < KILL_FAIL_S + 5, f"the video job took {took:.1f} s to stop after the server died"
+    assert "Traceback" not in err and lines[-1].startswith("error: ") and "Triton at" in lines[-1]
+    records = [json.loads(x) for x in jsonl.read_text().splitlines()]     # every line valid, none lost
+    assert len(records) >= written and [r["frame"] for r in records] == list(range(len(records)))
+    assert all(0 < len(r["persons"]) <= FEW for r in records)

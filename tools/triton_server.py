@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VENV = REPO_ROOT / ".triton" / "venv"
+DEFAULT_VENV = REPO_ROOT / os.environ.get("TRITON_VENV", ".triton/venv")   # as tools/setup_triton.sh
 SETUP_HINT = "run `bash tools/setup_triton.sh` (makes .triton/venv with nvidia-pytriton)"
 
 
