@@ -208,6 +208,9 @@ def write_repo(artifacts: Path, repo: Path, opts: RepoOptions = RepoOptions()) -
         (vdir / "dynpose_lib" / "__init__.py").write_text("")
         params = {"router_model": "router", "small_model": "small", "large_model": "large",
                   "build_version": str(version)}
+        for role in ("router", "small", "large"):   # the BLS chunks (and pads, for fixed-N engines) like the client
+            mb, _, static = batch_sizes(engine_profiles(manifest, role) if kind == "plan" else [])
+            params[f"{role}_batch"] = f"{mb}{'!' if static else ''}"
         (repo / BLS_NAME / "config.pbtxt").write_text(bls_config(manifest, opts, params))
     summary = {"version": version, "kind": kind, "models": names, "missing": missing,
                "plugin_libraries": sorted({str(m["engine"]["plugin_library"]) for m in manifest["models"].values()

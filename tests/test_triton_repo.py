@@ -79,6 +79,8 @@ def test_tensorrt_plan_configs_have_what_triton_requires(orin_artifacts: Path, t
     router = cfgs["router"]
     assert router.max_batch_size == 0 and list(router.input[0].dims) == [8, 3, 256, 192]
     assert not router.HasField("dynamic_batching")
+    bls = _parse(repo / "dynpose" / "config.pbtxt").parameters   # the BLS chunks/pads like the client
+    assert [bls[f"{r}_batch"].string_value for r in ("router", "small", "large")] == ["8!", "64", "32"]
 
 
 def test_python_kind_bls_and_versions(orin_artifacts: Path, tmp_path: Path) -> None:

@@ -50,20 +50,27 @@ class TritonPythonModel:
         self.models = {r: params.get(f"{r}_model", r) for r in ("router", "small", "large")}
         self.outputs = {r: [o["name"] for o in manifest["models"][r]["outputs"]] for r in self.models}
         self.heads = {r: manifest["models"][r]["head"] for r in ("small", "large")}
-        self.chunk = int(params.get("chunk", "32"))
+        # "<max batch>" or "<N>!" for a fixed-N engine (DLA), which takes exactly N crops per call
+        spec = {r: params.get(f"{r}_batch", "32") for r in self.models}
+        self.chunk = {r: int(v.rstrip("!")) for r, v in spec.items()}
+        self.static = {r: v.endswith("!") for r, v in spec.items()}
 
     def _call(self, role, crops):
         """One child model over ``crops`` in chunks of its max batch; dict of concatenated outputs."""
-        parts = []
-        for i in range(0, len(crops), self.chunk):
+        parts, step = [], self.chunk[role]
+        for i in range(0, len(crops), step):
+            x = crops[i:i + step]
+            n = len(x)
+            if self.static[role] and n < step:
+                x = np.concatenate([x, np.zeros((step - n, *x.shape[1:]), x.dtype)])
             req = pb_utils.InferenceRequest(model_name=self.models[role],
                                             requested_output_names=self.outputs[role],
-                                            inputs=[pb_utils.Tensor("input", crops[i:i + self.chunk])])
+                                            inputs=[pb_utils.Tensor("input", np.ascontiguousarray(x))])
             resp = req.exec()
             if resp.has_error():
                 raise RuntimeError(f"{self.models[role]}: {resp.error().message()}")
-            parts.append({n: pb_utils.get_output_tensor_by_name(resp, n).as_numpy() for n in self.outputs[role]})
-        return {n: np.concatenate([p[n] for p in parts]) for n in self.outputs[role]}
+            parts.append({o: pb_utils.get_output_tensor_by_name(resp, o).as_numpy()[:n] for o in self.outputs[role]})
+        return {o: np.concatenate([p[o] for p in parts]) for o in self.outputs[role]}
 
     def _frame(self, crops):
         n = len(crops)
