@@ -47,7 +47,7 @@ def server(triton_build: tuple[Path, Path]) -> TritonServer:
     s = start_server(triton_build[1])
     yield s
     s.stop()
-    assert s.proc.poll() is not None
+    assert s.proc.poll() is not None and not s.group_alive()     # no python-backend stub left behind
 
 
 @pytest.fixture(scope="session")
@@ -190,6 +190,7 @@ def test_kill_mid_run_fails_every_client_fast_then_restart_works(triton_build, f
         assert len(done[i]) >= kept[i]          # frames finished before the kill are all still there
         for k, r in enumerate(done[i]):
             assert np.nanmax(np.abs(r.keypoints[..., :2] - reference[1][k % 4].keypoints[..., :2])) <= 1e-4
+    assert not srv.group_alive()                # the crash took its python-backend stubs with it
     again = start_server(repo)                  # a restarted server serves a new client run
     try:
         with _triton(art, again.grpc_url) as pipe:

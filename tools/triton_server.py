@@ -106,20 +106,40 @@ class TritonServer:
         self.stop()
         raise TritonServerError(f"tritonserver not ready after {timeout:.0f} s (log: {self.log_path})")
 
+    def _kill_group(self) -> None:
+        """SIGKILL what is left of the server's process group (its own session, see start_server):
+        python-backend stubs outlive a killed server otherwise."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def group_alive(self) -> bool:
+        """Whether any process of the server's group (server or stubs) still exists."""
+        try:
+            os.killpg(self.proc.pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
     def kill(self) -> None:
-        """SIGKILL: a crash, as the tests simulate one."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        """SIGKILL the server and its stubs: a crash, as the tests simulate one."""
+        self._kill_group()
+        self.proc.wait(10)
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM and wait (Triton drains in-flight requests), SIGKILL after ``timeout``."""
+        """SIGTERM and wait (Triton drains in-flight requests and ends its stubs), SIGKILL after
+        ``timeout``; then nothing of the group is left."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+        self.kill()
+        deadline = time.monotonic() + 5
+        while self.group_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def start_server(repo: Path, models: list[str] | None = None, log_path: Path | None = None,
