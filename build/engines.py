@@ -19,6 +19,7 @@ from .trt import add_trt_arguments, build_or_plan
 from .configs import DEFAULT_CONFIG, get_config, list_configs
 from .detector import add_detector, add_detector_arguments
 from .export import OPSET
+from .triton_repo import add_triton_arguments, build_stage as triton_stage
 
 
 
@@ -51,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_calib_arguments(p)     # --precision, --calib-method, --calib-max-crops
     add_trt_arguments(p)       # --target and the TensorRT builder's knobs
     add_detector_arguments(p)  # --detector PATH.onnx and its --det-* knobs
+    add_triton_arguments(p, with_repo=True)   # --triton-repo DIR and the repository's knobs
     return p.parse_args(argv)
 
 
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
               "artifacts mean nothing", file=sys.stderr)
     rc = build_or_plan(out_dir, manifest, args)   # engines here, or build_plan.sh + one line
     save_manifest(out_dir, manifest)
+    triton_stage(out_dir, args)                   # --triton-repo: a Triton model repository too
     _print_summary(out_dir, manifest)
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return rc

@@ -20,8 +20,10 @@ from tqdm import tqdm
 
 from . import expected_errors  # noqa: F401 (registers the runtime's error classes)
 from .account import RunAccount
-from .cli_args import OneLineParser, existing_dir, existing_file, nonneg_float, number, output_file, positive_int
-from .errors import guarded
+from .backends.base import BackendError
+from .cli_args import (OneLineParser, existing_dir, existing_file, host_port, nonneg_float, number, output_file,
+                       positive_int)
+from .errors import IncompleteRun, guarded
 from .json_array import JsonArrayWriter
 from .pipeline import PipelineOptions, PosePipeline
 from .preprocess import DEFAULT_MAX_BOXES
@@ -54,7 +56,9 @@ def build_parser() -> OneLineParser:
                      "a pose detector's own keypoints go into each record as det_keypoints")
     p.add_argument("--out", default=Path("results.json"), type=output_file, help="COCO keypoint results JSON")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
-    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
+    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt", "triton"))
+    p.add_argument("--triton-url", type=host_port, default=None,
+                   help="gRPC HOST:PORT of the Triton server for --backend triton")
     p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
     p.add_argument("--budget-ms", type=number(float, lo=0, lo_open=True), default=None,
                    help="per-frame latency budget (caps large-net crops)")
@@ -95,7 +99,8 @@ def _main(argv: list[str]) -> int:
     else:
         per, other = load_detections(args.dets, args.images)      # all input checked before any work
     opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
-                           budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes)
+                           budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
+                           backend_options={"url": args.triton_url} if args.triton_url else {})
     acct = RunAccount()
     n_large = 0
     old = signal.signal(signal.SIGTERM, _on_sigterm) if _is_main_thread() else None
@@ -124,6 +129,8 @@ def _main(argv: list[str]) -> int:
                 acct.add_result(res)
                 n_large += int((res.route == 1).sum())
             done = True
+    except BackendError as e:   # e.g. the Triton server went away mid-run: every finished image is kept
+        raise IncompleteRun(str(e), "--backend", "restart the server and run again") from None
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)

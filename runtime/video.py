@@ -27,8 +27,9 @@ from tqdm import tqdm
 
 from . import expected_errors  # noqa: F401 (registers the runtime's error classes)
 from .account import RunAccount
-from .cli_args import (OneLineParser, nonneg_float, nonneg_int, number, output_dir, positive_float, positive_int,
-                       unit_float)
+from .backends.base import BackendError
+from .cli_args import (OneLineParser, host_port, nonneg_float, nonneg_int, number, output_dir, positive_float,
+                       positive_int, unit_float)
 from .detectors import LAYOUTS, JsonDetections
 from .net_detector import attach_det_keypoints, open_detector
 from .draw import draw_hud, draw_persons
@@ -314,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", nargs="?", const=(8.0, 0.5), default=None, type=parse_smooth, metavar="MIN_CUTOFF,BETA",
                    help="One-Euro keypoint smoothing per track (default off; bare --smooth = 8,0.5)")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
-    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
+    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt", "triton"))
+    p.add_argument("--triton-url", type=host_port, default=None,
+                   help="gRPC HOST:PORT of the Triton server for --backend triton")
     p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads per net")
     p.add_argument("--budget-ms", type=positive_float, default=None, help="per-frame latency budget (caps large-net crops)")
@@ -369,7 +372,8 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
             detector.bind_folder(args.source)
         opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                                budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
-                               backend_options={"threads": args.threads} if args.threads else {})
+                               backend_options={**({"threads": args.threads} if args.threads else {}),
+                                                **({"url": args.triton_url} if args.triton_url else {})})
         pipe = PosePipeline(args.engines, opts)
     except BaseException:
         source.close()
@@ -385,6 +389,11 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
         print("interrupted: outputs closed; every frame written so far is valid", file=sys.stderr)
         print(f"account: {run.account.line()} (frames written: {run.jsonl.lines})", file=sys.stderr)
         return EXIT_SIGINT, None
+    except BackendError as e:   # e.g. the Triton server went away mid-run: one line, frames kept
+        print(f"error: {e}; every frame written so far is valid", file=sys.stderr)
+        print(f"partial run: {run.account.line()}; {run.jsonl.lines} frames written to {run.jsonl.path}",
+              file=sys.stderr)
+        return EXIT_INCOMPLETE, None
     except BaseException:
         print(f"partial run: {run.account.line()}; {run.jsonl.lines} frames written to {run.jsonl.path}",
               file=sys.stderr)
