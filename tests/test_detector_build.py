@@ -188,12 +188,13 @@ def test_video_uses_the_artifacts_detector_and_keeps_the_players_hog_loses(det_a
 
 def test_video_detector_engine_without_one_is_a_clear_error(cpu_artifacts: Path, shared_data: Path,
                                                             tmp_path: Path, capsys) -> None:
-    from runtime.video import run_video
+    from runtime.video import main
 
-    rc, _ = run_video(["--engines", str(cpu_artifacts), "--source", str(shared_data / "video" / "street.mp4"),
-                       "--detector", "engine", "--out", str(tmp_path), "--no-video", "--quiet"])
+    rc = main(["--engines", str(cpu_artifacts), "--source", str(shared_data / "video" / "street.mp4"),
+               "--detector", "engine", "--out", str(tmp_path), "--no-video", "--quiet"])
     assert rc == 2
-    assert "has no detector" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "has no detector" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_images_cli_runs_the_detector_and_keeps_its_keypoints(det_art: Path, coco_mini: Path, tmp_path: Path) -> None:
