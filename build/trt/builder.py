@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from runtime.backends.trt import JETPACK_BY_L4T, gpu_identity, load_plugin_library, read_l4t
+from runtime.errors import EXIT_INPUT, register_expected
 from runtime.manifest import sha256_file
 
 from . import compat
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 class EngineBuildError(RuntimeError):
     """TensorRT could not build an engine; the message names the ONNX and TensorRT's reason."""
+
+
+register_expected(EngineBuildError, EXIT_INPUT)
 
 
 def timing_cache_path(out_dir: Path, trt_version: str, sm: str, override: str | None) -> Path:
@@ -147,7 +151,8 @@ class EngineBuilder:
         io = self._io(plan, spec.dla_core)
         spec.engine.write_bytes(plan)
         record = {
-            "path": spec.engine.name, "precision": spec.precision, "target": target,
+            "path": spec.engine.name, "sha256": sha256_file(spec.engine),   # the runtime checks it at load
+            "precision": spec.precision, "target": target,
             **facts,
             "onnx": spec.onnx.name, "onnx_sha256": sha256_file(spec.onnx),
             "profiles": [{"min": spec.profile.min, "opt": spec.profile.opt, "max": spec.profile.max}],

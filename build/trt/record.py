@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.backends.trt import JETPACK_BY_L4T, read_l4t
-from runtime.manifest import sha256_file
+from runtime.manifest import save_manifest, sha256_file
 
 
 _PATTERNS = {"gpu": r"Selected Device:\s*(.+)", "sm": r"Compute Capability:\s*([\d.]+)",
@@ -54,7 +54,7 @@ def record_engines(root: Path) -> dict[str, Any]:
             raise SystemExit(f"error: {engine.name} or {logf.name} missing in {root}; run build_plan.sh first")
         facts = parse_trtexec_log(logf.read_text(errors="replace"))
         onnx = root / spec["onnx"]
-        record = {"path": engine.name, "precision": spec["precision"], "target": plan.get("target"),
+        record = {"path": engine.name, "sha256": sha256_file(engine), "precision": spec["precision"], "target": plan.get("target"),
                   **facts, "l4t": l4t, "jetpack": JETPACK_BY_L4T.get(l4t or ""),
                   "onnx": onnx.name, "onnx_sha256": sha256_file(onnx),
                   "profiles": [spec["profile"]], "dla_core": spec.get("dla_core"),
@@ -69,10 +69,16 @@ def record_engines(root: Path) -> dict[str, Any]:
         record["io"] = _onnx_io(onnx)
         manifest["models"][role]["engine"] = record
         (root / f"{role}.engine.json").write_text(json.dumps(record, indent=2) + "\n")
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    save_manifest(root, manifest)   # atomic; engine sha256s let the runtime check them at load
     return manifest
 
 
-if __name__ == "__main__":
-    record_engines(Path(sys.argv[1] if len(sys.argv) > 1 else "."))
+def main(argv: list[str]) -> int:
+    record_engines(Path(argv[0] if argv else "."))
     print("engine records written to manifest.json")
+    return 0
+
+
+if __name__ == "__main__":
+    from runtime.errors import guarded
+    sys.exit(guarded(main, prog="python3 -m build.trt.record"))
