@@ -18,11 +18,11 @@ from tqdm import tqdm
 
 from calib.stage import add_calib_arguments, run_calibration
 from runtime.cli_args import existing_file, existing_path, nonneg_int, number, output_dir, percent, unit_float
-from runtime.errors import guarded
+from runtime.errors import InputError, guarded
 from runtime.manifest import save_manifest
 
 from .checkpoint import TRUST_FLAG
-from .trt import add_trt_arguments, build_or_plan
+from .trt import add_trt_arguments, build_or_plan, check_trt_flags
 from .configs import DEFAULT_CONFIG, get_config, list_configs
 from .export import OPSET
 from .staging import StagedDir
@@ -102,7 +102,14 @@ def _build(out_dir: Path, final_dir: Path, cfg, args: argparse.Namespace) -> tup
 
     manifest = new_manifest(cfg, args.target)
     # the calibration data is read (and a bad folder refused) before any export
-    calib = load_calib(args.calib_data or DEFAULT_CALIB, args.calib_boxes)
+    data = args.calib_data or DEFAULT_CALIB
+    try:
+        calib = load_calib(data, args.calib_boxes)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:   # missing files, bad JSON/records
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"cannot use the calibration data ({type(e).__name__}: {first[:160]})",
+                         f"--calib-data {data}", "pass a COCO folder (images + person_keypoints.json + "
+                         "person_detections.json), a folder of images or a video") from None
     print(f"calibration data: {calib.describe()}", file=sys.stderr)
     with tqdm(total=3 * 2 + 1, desc="build", unit="step", file=sys.stderr) as bar:
         def progress(msg: str) -> None:
@@ -134,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<20} {get_config(name).description}")
         return 0
     cfg = get_config(args.config)
+    check_trt_flags(args)
     final_dir = args.out / f"{cfg.name}-{args.target}"
     t0 = time.perf_counter()
     with StagedDir(final_dir) as stage:

@@ -57,6 +57,12 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         precision=getattr(args, "precision", None) or "auto", require_trt=bool(getattr(args, "require_trt", False)))
 
 
+def check_trt_flags(args: argparse.Namespace) -> None:
+    """The TensorRT flags that argparse cannot check alone (``--dla``), before any export."""
+    from .targets import _dla_core
+    _dla_core(get_target(args.target), options_from_args(args))
+
+
 def no_trt_message(artifacts_dir: Path, manifest: MutableMapping[str, Any], target: str, reason: str) -> str:
     """The one line printed when engines cannot be built here."""
     d = Path(artifacts_dir)
@@ -124,5 +130,5 @@ def build_or_plan(artifacts_dir: Path, manifest: MutableMapping[str, Any], args:
     return 0
 
 
-__all__ = ["add_trt_arguments", "build_engines", "build_or_plan", "no_trt_message",
+__all__ = ["add_trt_arguments", "build_engines", "check_trt_flags", "build_or_plan", "no_trt_message",
            "options_from_args", "probe_tensorrt", "BuildOptions"]
