@@ -1,5 +1,7 @@
 """Bad-input corpus for the build commands (issue 15, build half).
 
+Subprocess cases and the rebuilds (late failure, signals) are marked ``slow``
+(they each start an interpreter with torch); the rest run in the unit step.
 Every case runs a real command (``python -m ...`` subprocesses for one case per
 command, the same ``cli()`` boundary in-process for the rest) and asserts: the
 documented exit code, exactly one ``error:`` line that names the input, no
@@ -197,6 +199,7 @@ def test_trust_checkpoint_loads_what_weights_only_refuses(bad_files) -> None:
 
 
 # -- real subprocesses: one per command ------------------------------------------------------------
+@pytest.mark.slow
 def test_engines_subprocess_p150_and_garbage_ckpt(built, bad_files) -> None:
     out, before = built
     r = run_module("build.engines", "--config", CONFIG, "--out", str(out), "--p", "150")
@@ -206,6 +209,7 @@ def test_engines_subprocess_p150_and_garbage_ckpt(built, bad_files) -> None:
     assert_untouched(out, before)
 
 
+@pytest.mark.slow
 def test_debug_prints_the_traceback(built, bad_files) -> None:
     out, before = built
     r = run_module("build.engines", "--config", CONFIG, "--out", str(out), "--large-ckpt",
@@ -214,6 +218,7 @@ def test_debug_prints_the_traceback(built, bad_files) -> None:
     assert_untouched(out, before)
 
 
+@pytest.mark.slow
 def test_other_commands_subprocess(tmp_path) -> None:
     for module, args, needle in (("build.router", ["--config", CONFIG, "--data", "/nope.json", "--images", "."], "--data"),
                                  ("build.train.fixtures", ["--scale", "0", "--out", str(tmp_path)], "--scale"),
@@ -305,6 +310,7 @@ def test_synth_refusals(case: str, tmp_path, bad_files, capfd) -> None:
 
 
 # -- transactional rebuilds: late failure and signals ----------------------------------------------
+@pytest.mark.slow
 def test_failed_late_rebuild_leaves_the_folder_bit_identical(built, tmp_path, capfd) -> None:
     """``--require-trt`` without TensorRT fails only after export, routing and calibration ran
     (exit 3): the folder it would replace stays bit-identical and loadable."""
@@ -320,6 +326,7 @@ def test_failed_late_rebuild_leaves_the_folder_bit_identical(built, tmp_path, ca
     load_manifest(prev)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["sigterm", "sigint"])
 def test_signal_mid_rebuild_keeps_the_old_artifacts(built, tmp_path, sig, code) -> None:
     out, _ = built
@@ -382,6 +389,7 @@ def test_another_builds_onnx_is_refused(built, tmp_path) -> None:
         load_manifest(art)
 
 
+@pytest.mark.slow
 def test_tampered_artifacts_refused_by_the_runtime_cli(built, tmp_path, coco_mini) -> None:
     art = _copy(built, tmp_path)
     (art / "router.onnx").write_bytes((art / "router.onnx").read_bytes()[:-10])
