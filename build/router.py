@@ -30,7 +30,7 @@ from runtime.errors import InputError, guarded
 from .artifacts import build_network, load_weights
 from .checkpoint import TRUST_FLAG
 from .configs import get_config
-from .train.infer import box_list, load_coco, run_crops
+from .train.infer import box_list, run_crops
 from .train.metrics import spearman
 from .train.router_fit import crop_targets, fit_router, predict_f0, with_empty_boxes
 from .train.trainer import save_checkpoint

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from bench.coco_eval import load_gt
-from runtime.cli_args import nonneg_int, number, output_dir, positive_int, unit_float
+from runtime.cli_args import nonneg_int, number, output_dir, output_file, unit_float
 from runtime.errors import InputError, guarded
 from runtime.routing import fit_thresholds
 
@@ -211,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--eval-only", action="store_true", help="score the fixtures already in --out")
     p.add_argument("--reuse", default="", type=_roles, help="comma list of pose nets (small,large) to load from --out "
                    "instead of training (e.g. after retraining one of them)")
-    p.add_argument("--log", default=None, help="append per-step losses here")
+    p.add_argument("--log", default=None, type=output_file, help="append per-step losses here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     t0 = time.time()
