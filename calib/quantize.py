@@ -173,6 +173,8 @@ def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method:
     dst.parent.mkdir(parents=True, exist_ok=True)
     reader = CropReader(crops, input_name=model.graph.input[0].name)
     extra = dict(spec.extra, CalibStridedMinMax=1)
+    if flavour == "int8_trt":
+        extra.update(trt_weight_axis_overrides(model, extra.get("TensorQuantOverrides")))
     kw = {}
     if cache is not None and "calibration_cache_path" in inspect.signature(quantize_static).parameters:
         kw["calibration_cache_path"] = str(_cache_for(cache, spec))
@@ -290,13 +292,51 @@ def _const(model: onnx.ModelProto, name: str) -> np.ndarray | None:
     return None
 
 
+def trt_weight_axis_overrides(model: onnx.ModelProto, existing: dict | None = None) -> dict:
+    """``TensorQuantOverrides`` putting every ConvTranspose weight's per-channel axis where
+    TensorRT reads it (:data:`build.trt.compat.DECONV_WEIGHT_AXIS`, axis 0 = input channels;
+    the reference is cited there). ONNX Runtime's quantizer defaults to axis 1 and only a
+    per-tensor override changes it (its op-type axis option does not reach ConvTranspose).
+    """
+    from build.trt.compat import DECONV_WEIGHT_AXIS
+
+    inits = {i.name for i in model.graph.initializer}
+    out = dict(existing or {})
+    for n in model.graph.node:
+        if n.op_type == "ConvTranspose" and len(n.input) > 1 and n.input[1] in inits:
+            out[n.input[1]] = [{"axis": DECONV_WEIGHT_AXIS}]
+    return {"TensorQuantOverrides": out} if out else {}
+
+
 def _weight_axis(node: onnx.NodeProto) -> int:
-    """Output-channel axis of a weight: 1 for ConvTranspose and for Gemm without transB."""
+    """Per-channel axis TensorRT expects for a weight: ConvTranspose on its input channels
+    (:data:`build.trt.compat.DECONV_WEIGHT_AXIS`), Gemm without transB on 1, else 0."""
     if node.op_type == "ConvTranspose":
-        return 1
+        from build.trt.compat import DECONV_WEIGHT_AXIS
+
+        return DECONV_WEIGHT_AXIS
     if node.op_type == "Gemm":
         return 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
     return 0
+
+
+def deconv_axis_problems(model: onnx.ModelProto) -> list[str]:
+    """A per-channel ConvTranspose weight DequantizeLinear on another axis than TensorRT's."""
+    axis_ = _weight_axis(onnx.helper.make_node("ConvTranspose", [], []))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    problems = []
+    for n in model.graph.node:
+        dq = producer.get(n.input[1]) if n.op_type == "ConvTranspose" and len(n.input) > 1 else None
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        scale = _const(model, dq.input[1])
+        if scale is None or scale.size <= 1:
+            continue
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        if axis != axis_:
+            problems.append(f"{dq.name}: ConvTranspose weight of {n.name} quantized on axis {axis}; TensorRT "
+                            f"reads deconvolution weight scales on axis {axis_} (input channels)")
+    return problems
 
 
 def check_trt_qdq(model: onnx.ModelProto) -> list[str]:
@@ -335,6 +375,7 @@ def check_trt_qdq(model: onnx.ModelProto) -> list[str]:
                 if w.shape[axis] > 1 and (scale is None or scale.size != w.shape[axis]):
                     problems.append(f"{n.name}: weight of {u.name} quantized per tensor; the TensorRT "
                                     "flavour needs per-channel weights")
+    problems += deconv_axis_problems(model)
     tail = float_tail(model)
     for n in model.graph.node:
         if n.name in tail and n.op_type in ("QuantizeLinear", "DequantizeLinear"):

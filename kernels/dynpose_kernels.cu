@@ -48,8 +48,6 @@ struct DeviceBlock {
     }
 };
 
-constexpr size_t kScratchBytes = kBlockThreads * 8;
-
 template <class TIn, class TOut>
 __global__ void __launch_bounds__(kBlockThreads) sparsemax_kernel(const TIn* in, TOut* out, int n, float scale) {
     extern __shared__ __align__(16) unsigned char smem[];
@@ -75,7 +73,7 @@ __global__ void __launch_bounds__(kBlockThreads) decode_kernel(const TIn* in, fl
 
 template <class TIn, class TOut>
 int sparsemax_as(const void* in, void* out, int rows, int n, float scale, cudaStream_t s) {
-    const size_t smem = kScratchBytes + sizeof(float) * n;
+    const size_t smem = sparsemax_smem_bytes(n);
     sparsemax_kernel<TIn, TOut><<<rows, kBlockThreads, smem, s>>>(static_cast<const TIn*>(in), static_cast<TOut*>(out),
                                                                   n, scale);
     return static_cast<int>(cudaGetLastError());
@@ -93,16 +91,39 @@ int launch_sparsemax(const void* in, bool in_half, void* out, bool out_half, int
                     : sparsemax_as<float, float>(in, out, rows, n, scale, stream);
 }
 
+namespace {
+
+template <class TIn>
+int decode_as(const TIn* in, float* keypoints, float* scores, int rows, const DecodeParams& p, cudaStream_t stream) {
+    const size_t smem = decode_smem_bytes(p.H, p.W);
+    if (smem > kDefaultSmemBytes) {
+        // Above 48 KB a kernel must opt in, per kernel and device; the call is cheap
+        // next to the launch, so it is made every time rather than cached per device.
+        const cudaError_t e = cudaFuncSetAttribute(decode_kernel<TIn>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   static_cast<int>(smem));
+        if (e != cudaSuccess) return static_cast<int>(e);
+    }
+    decode_kernel<TIn><<<rows, kBlockThreads, smem, stream>>>(in, keypoints, scores, p);
+    return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace
+
+size_t device_smem_optin_bytes() {
+    int dev = 0, optin = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess || optin <= 0) {
+        cudaGetLastError();  // clear the (non-sticky) error so the next CUDA call starts clean
+        return kDefaultSmemBytes;
+    }
+    return static_cast<size_t>(optin);
+}
+
 int launch_decode(const void* in, bool in_half, float* keypoints, float* scores, int rows, const DecodeParams& p,
                   cudaStream_t stream) {
     if (rows == 0) return 0;
-    const size_t smem = kScratchBytes + 2 * sizeof(float) * p.H * p.W;
-    if (in_half)
-        decode_kernel<uint16_t><<<rows, kBlockThreads, smem, stream>>>(static_cast<const uint16_t*>(in), keypoints,
-                                                                       scores, p);
-    else
-        decode_kernel<float><<<rows, kBlockThreads, smem, stream>>>(static_cast<const float*>(in), keypoints, scores, p);
-    return static_cast<int>(cudaGetLastError());
+    if (in_half) return decode_as(static_cast<const uint16_t*>(in), keypoints, scores, rows, p, stream);
+    return decode_as(static_cast<const float*>(in), keypoints, scores, rows, p, stream);
 }
 
 }  // namespace dynpose

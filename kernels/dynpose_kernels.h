@@ -1,6 +1,8 @@
-// Launchers for the dynpose CUDA kernels (used by the TensorRT plugin).
+// Launchers for the dynpose CUDA kernels (used by the TensorRT plugin), and the
+// shared-memory arithmetic the launchers, the plugin's checks and the tests share.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include <cuda_runtime_api.h>
@@ -9,15 +11,42 @@
 
 namespace dynpose {
 
-// Largest row the sparsemax kernel stages in shared memory (48 KB default limit).
+// Per-block reduction scratch in front of every kernel's staged row.
+constexpr size_t kScratchBytes = static_cast<size_t>(kBlockThreads) * 8;
+// Dynamic shared memory a kernel may use without cudaFuncSetAttribute opt-in.
+constexpr size_t kDefaultSmemBytes = 48 * 1024;
+// Largest map the decode accepts (make_decode_params' H*W limit).
+constexpr int kMaxDecodePixels = 8192;
+
+// Largest row the sparsemax kernel stages in shared memory: fits the 48 KB default, so it
+// needs no opt-in on any GPU (kScratchBytes + 4 * 11776 == 48 KB).
 constexpr int kMaxSparsemaxRow = 11776;
+
+// Bytes of dynamic shared memory one sparsemax / decode block asks for. The launchers
+// launch with exactly these values, the plugin refuses shapes whose value exceeds the
+// device limit, and the host test checks them: one formula, no copy to drift.
+constexpr size_t sparsemax_smem_bytes(int64_t n) { return kScratchBytes + sizeof(float) * static_cast<size_t>(n); }
+constexpr size_t decode_smem_bytes(int64_t h, int64_t w) {
+    return kScratchBytes + 2 * sizeof(float) * static_cast<size_t>(h) * static_cast<size_t>(w);
+}
+// True when an H x W decode fits a block whose opt-in dynamic shared memory is `limit`.
+constexpr bool decode_fits(int64_t h, int64_t w, size_t limit) {
+    return h > 0 && w > 0 && h * w <= kMaxDecodePixels && decode_smem_bytes(h, w) <= limit;
+}
+
+// The current device's opt-in dynamic shared memory per block
+// (cudaDevAttrMaxSharedMemoryPerBlockOptin). Without a usable device (no GPU, no
+// driver) it returns kDefaultSmemBytes, the limit every CUDA GPU honours, so the
+// checks stay safe and nothing fails on a build machine's host code path.
+size_t device_smem_optin_bytes();
 
 // Sparsemax over `rows` rows of length n; in/out are fp32 or fp16 (as raw uint16 bits).
 // Returns a cudaError_t value (0 = success).
 int launch_sparsemax(const void* in, bool in_half, void* out, bool out_half, int rows, int n, float scale,
                      cudaStream_t stream);
 
-// Decode N*K maps of p.H x p.W into keypoints [N*K, 2] and scores [N*K] (fp32).
+// Decode N*K maps of p.H x p.W into keypoints [N*K, 2] and scores [N*K] (fp32). Maps
+// needing more than 48 KB of shared memory raise the kernel's limit first (opt-in).
 int launch_decode(const void* in, bool in_half, float* keypoints, float* scores, int rows, const DecodeParams& p,
                   cudaStream_t stream);
 

@@ -55,6 +55,27 @@ class _Job:
     pending: dict[str, list[tuple[Pending, int]]]
     timings: dict[str, float]
     t0: float
+    sizes: list[int] = field(default_factory=list)   # input boxes per view, in view order
+
+
+def fair_shares(total: int, want: np.ndarray) -> np.ndarray:
+    """Max-min fair split of ``total`` slots (water filling): everyone gets an equal share,
+    those who want less keep only what they want and the rest is shared again; leftover single
+    slots go to the largest claims. Nobody gets more than they want."""
+    want = np.asarray(want, np.int64)
+    got = np.zeros_like(want)
+    left = int(min(total, want.sum()))
+    while left > 0:
+        open_ = np.flatnonzero(got < want)
+        each = left // len(open_)
+        if each == 0:
+            for i in open_[np.argsort(-(want[open_] - got[open_]), kind="stable")][:left]:
+                got[i] += 1
+            break
+        add = np.minimum(want[open_] - got[open_], each)
+        got[open_] += add
+        left -= int(add.sum())
+    return got
 
 
 def _presence_from_outputs(outs: dict[str, np.ndarray], n: int, temperature: float) -> np.ndarray:
@@ -127,6 +148,23 @@ class PosePipeline:
         if prev is not None:
             yield self._collect(prev)
 
+    def run_views(self, views: list[tuple[np.ndarray, object, object]]) -> list[FrameResult]:
+        """Several frames (e.g. one per camera) as ONE batch through router and nets; one result
+        per view, in view order, each in its own input box order."""
+        job = self._submit_views(views)
+        return self._collect(job).split(job.sizes)
+
+    def run_ticks(self, ticks: Iterable[list[tuple[np.ndarray, object, object]]]) -> Iterator[list[FrameResult]]:
+        """Pipelined :meth:`run_views`: tick t+1's crops and router overlap tick t's pose nets."""
+        prev: _Job | None = None
+        for views in ticks:
+            job = self._submit_views(views)
+            if prev is not None:
+                yield self._collect(prev).split(prev.sizes)
+            prev = job
+        if prev is not None:
+            yield self._collect(prev).split(prev.sizes)
+
     def close(self) -> None:
         for s in self.streams.values():
             s.close()
@@ -156,35 +194,74 @@ class PosePipeline:
         return self._crops
 
     def _submit(self, image: np.ndarray, boxes: object, scores: object) -> _Job:
+        return self._submit_views([(image, boxes, scores)])
+
+    def _submit_views(self, views: list[tuple[np.ndarray, object, object]]) -> _Job:
+        """Crops of every view (a camera's frame) in one buffer, then one router/small/large
+        submission for all of them; ``_Job.sizes`` remembers how to split the result back."""
         t0 = time.perf_counter()
-        raw = as_boxes(boxes)
-        n = len(raw)
-        box_scores = np.ones(n) if scores is None else np.asarray(scores, np.float64).reshape(-1)
-        if image is None or getattr(image, "ndim", 0) != 3:
-            raise ValueError("image must be an HxWx3 BGR array (as cv2.imread returns)")
-        b, kept, rep = sanitize_boxes(raw, image.shape[:2], None if scores is None else box_scores,
-                                      self.options.score_thr, self.options.max_boxes)
-        dropped = {int(i): "hygiene" for i in np.setdiff1d(np.arange(n), kept)}
-        centers, scales = boxes_to_center_scale(b)
-        crops = make_crops(image, centers, scales, out=self._crop_buffer(len(b)))
+        raws, all_scores, kept_l, dropped, cen_l, sc_l, sizes = [], [], [], {}, [], [], []
+        offset = 0
+        prepared = []
+        for image, boxes, scores in views:
+            raw = as_boxes(boxes)
+            n = len(raw)
+            box_scores = np.ones(n) if scores is None else np.asarray(scores, np.float64).reshape(-1)
+            if image is None or getattr(image, "ndim", 0) != 3:
+                raise ValueError("image must be an HxWx3 BGR array (as cv2.imread returns)")
+            b, kept, rep = sanitize_boxes(raw, image.shape[:2], None if scores is None else box_scores,
+                                          self.options.score_thr, self.options.max_boxes)
+            dropped.update({offset + int(i): "hygiene" for i in np.setdiff1d(np.arange(n), kept)})
+            c, s = boxes_to_center_scale(b)
+            prepared.append((image, c, s))
+            raws.append(raw)
+            all_scores.append(box_scores)
+            kept_l.append(kept + offset)
+            cen_l.append(c)
+            sc_l.append(s)
+            sizes.append(n)
+            offset += n
+        centers, scales = np.concatenate(cen_l), np.concatenate(sc_l)
+        buf = self._crop_buffer(len(centers))
+        row = 0
+        for image, c, s in prepared:
+            make_crops(image, c, s, out=buf[row:row + len(c)])
+            row += len(c)
+        crops = buf[:row]
+        raw, box_scores, kept = np.concatenate(raws), np.concatenate(all_scores), np.concatenate(kept_l)
         t1 = time.perf_counter()
-        if len(b) and (self.options.policy == "dyn" or self.options.budget_ms is not None):
+        if len(crops) and (self.options.policy == "dyn" or self.options.budget_ms is not None):
             parts = self._enqueue("router", crops)
             router_scores = np.concatenate([p.wait()["score"].reshape(-1) for p, _ in parts])
         else:
-            router_scores = np.full(len(b), np.nan)
+            router_scores = np.full(len(crops), np.nan)
         t2 = time.perf_counter()
         large = route(self.options.policy, router_scores, self.k1, self.k2, self.fraction, self._rng)
-        if self.options.budget_ms is not None and len(b):
-            cap = budget_max_large(self.options.budget_ms, len(b), self._ms_per_crop["small"],
+        if self.options.budget_ms is not None and len(crops):
+            cap = budget_max_large(self.options.budget_ms, len(crops), self._ms_per_crop["small"],
                                    self._ms_per_crop["large"], (t2 - t0) * 1e3)
-            large = apply_budget(router_scores, large, self.k1, self.k2, cap)
+            large = self._budget(router_scores, large, cap, [len(c) for _, c, _ in prepared])
         # Boolean indexing copies: the nets own their batches, so the shared crop buffer is free
         # for frame t+1 while frame t's nets still run (run_many).
         pending = {"small": self._enqueue("small", crops[~large]) if (~large).any() else [],
                    "large": self._enqueue("large", crops[large]) if large.any() else []}
         timings = {"preprocess": (t1 - t0) * 1e3, "router": (t2 - t1) * 1e3}
-        return _Job(raw, box_scores, kept, dropped, centers, scales, router_scores, large, pending, timings, t0)
+        return _Job(raw, box_scores, kept, dropped, centers, scales, router_scores, large, pending, timings, t0,
+                    sizes)
+
+    def _budget(self, scores: np.ndarray, large: np.ndarray, cap: int, rows: list[int]) -> np.ndarray:
+        """The tick's large-net cap, shared fairly: each view (camera) gets a share of the cap
+        in proportion to its crops wanting the large net, so a crowded camera cannot take every
+        large-net slot from the others."""
+        if len(rows) == 1 or int(large.sum()) <= cap:
+            return apply_budget(scores, large, self.k1, self.k2, cap)
+        bounds = np.cumsum([0, *rows])
+        want = np.array([int(large[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])])
+        caps = fair_shares(cap, want)
+        out = large.copy()
+        for (a, b), c in zip(zip(bounds[:-1], bounds[1:]), caps):
+            out[a:b] = apply_budget(scores[a:b], large[a:b], self.k1, self.k2, int(c))
+        return out
 
     def _collect(self, job: _Job) -> FrameResult:
         t_wait = time.perf_counter()

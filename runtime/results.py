@@ -37,6 +37,20 @@ class FrameResult:
         valid = self.route >= 0
         return float((self.route[valid] == 1).mean()) if valid.any() else 0.0
 
+    def split(self, sizes: list[int]) -> list["FrameResult"]:
+        """One result per view of a multi-view submission (rows in view order), each with its own
+        row numbering; timings are the shared tick's."""
+        out, start = [], 0
+        for n in sizes:
+            sl = slice(start, start + n)
+            dropped = {i - start: why for i, why in self.dropped.items() if start <= i < start + n}
+            out.append(FrameResult(self.boxes[sl], self.keypoints[sl], self.presence[sl], self.route[sl],
+                                   self.router_score[sl], self.box_score[sl], dropped, dict(self.timings_ms)))
+            start += n
+        if start != len(self):
+            raise ValueError(f"split sizes {sizes} do not add up to {len(self)} rows")
+        return out
+
     def persons(self) -> list[dict[str, Any]]:
         """JSON-ready records (one per input box)."""
         out = []

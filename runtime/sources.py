@@ -57,8 +57,8 @@ def _no_gstreamer_error(spec: str) -> SourceError:
     return SourceError(
         f"source {spec!r} is a GStreamer pipeline, but this OpenCV ({cv2.__version__}) was built without "
         "GStreamer (cv2.getBuildInformation() says 'GStreamer: NO'; the pip opencv-python wheels never have it). "
-        "On a Jetson use JetPack's OpenCV (apt install python3-opencv / nvidia-opencv, and uninstall the pip "
-        "wheel), or build OpenCV with -DWITH_GSTREAMER=ON; elsewhere give a file, camera index or URL instead.")
+        "Install GStreamer for Python (`pip install -e .[gst]` plus the system GStreamer packages), or use "
+        "JetPack's OpenCV, or build OpenCV with -DWITH_GSTREAMER=ON; elsewhere give a file, camera index or URL.")
 
 
 def _mp4_diagnosis(path: Path) -> str:
@@ -213,15 +213,63 @@ class FolderSource(FrameSource):
             yield Frame(i, i / self.fps, time.time(), img, f.name)
 
 
-def open_source(spec: str, fps: float = 30.0) -> FrameSource:
-    """Turn a ``--source`` value into a frame source (see the README for the forms)."""
+def _live(spec: str, kind: str, name: str, open_reader, live) -> FrameSource:
+    """A newest-frame live source; a connection that never opens is one SourceError."""
+    from .live import LatestFrameSource
+
+    try:
+        return LatestFrameSource(spec, kind, name, open_reader, live)
+    except (ConnectionError, OSError) as e:
+        raise SourceError(f"cannot open stream {spec!r}: {e}. Check that the camera/server is up, the URL and "
+                          "credentials, and the network (try it with `ffplay URL` or gst-launch-1.0)") from None
+    except ValueError as e:
+        raise SourceError(f"source {spec!r}: {e}") from None
+
+
+def _gst_source(spec: str, desc: str, live) -> FrameSource:
+    from . import gst_reader
+    from .live import LiveOptions
+
+    o = live or LiveOptions()
+    return _live(spec, "gstreamer", "gstreamer",
+                 lambda: gst_reader.GstReader(desc, o.open_timeout_s, o.read_timeout_s), o)
+
+
+def open_source(spec: str, fps: float = 30.0, live: "LiveOptions | None" = None,  # noqa: F821
+                reader: str = "auto") -> FrameSource:
+    """Turn a ``--source`` value into a frame source (see the README for the forms).
+
+    ``live`` sets timeouts and reconnects of live sources; ``reader`` picks how a URL or
+    pipeline is read: ``gst`` (PyGObject appsink), ``ffmpeg`` (OpenCV/FFmpeg) or ``auto``
+    (GStreamer for pipelines, csi:// and rtsp:// where PyGObject is installed, FFmpeg otherwise).
+    """
+    from . import gst_reader
+    from .live import FfmpegReader, LiveOptions
+
+    if reader not in ("auto", "gst", "ffmpeg"):
+        raise SourceError(f"unknown reader {reader!r}: use auto, gst or ffmpeg")
     spec = str(spec).strip()
     if not spec:
         raise SourceError("empty --source: give a video file, image folder, camera index, URL or GStreamer pipeline")
+    use_gst = reader == "gst" or (reader == "auto" and gst_reader.available())
+    if reader == "gst" and not gst_reader.available():
+        try:
+            gst_reader._gst()
+        except gst_reader.GstUnavailable as e:
+            raise SourceError(f"--reader gst: {e}") from None
+    if spec.startswith("gst:"):
+        if not gst_reader.available():
+            raise SourceError(f"source {spec!r}: " + str(_safe_gst_error()))
+        return _gst_source(spec, spec[4:], live)
     m = re.fullmatch(r"csi(?::/*|://)(\d+)", spec)
     if m:
+        if use_gst and not gst_reader.has_element("nvarguscamerasrc"):
+            raise SourceError(f"source {spec!r}: this GStreamer has no nvarguscamerasrc (csi:// needs a Jetson with "
+                              "JetPack's GStreamer and nvargus-daemon); give a camera index, URL or gst:PIPELINE")
         spec = csi_pipeline(int(m.group(1)))
     if "!" in spec:
+        if use_gst:
+            return _gst_source(spec, spec, live)
         if not gstreamer_available():
             raise _no_gstreamer_error(spec)
         pipeline = spec if "appsink" in spec else spec + " ! videoconvert ! video/x-raw,format=BGR ! appsink"
@@ -231,7 +279,12 @@ def open_source(spec: str, fps: float = 30.0) -> FrameSource:
     if spec.startswith("/dev/video"):
         return CaptureSource(spec, "camera", Path(spec).name, spec, cv2.CAP_V4L2)
     if spec.lower().startswith(URL_SCHEMES):
-        return CaptureSource(spec, "url", "stream", spec, cv2.CAP_FFMPEG)
+        o = live or LiveOptions()
+        name = _stream_name(spec)
+        if use_gst and spec.lower().startswith(("rtsp://", "rtsps://")):
+            desc = gst_reader.rtsp_pipeline(spec)
+            return _live(spec, "url", name, lambda: gst_reader.GstReader(desc, o.open_timeout_s, o.read_timeout_s), o)
+        return _live(spec, "url", name, lambda: FfmpegReader(spec, o.open_timeout_s, o.read_timeout_s), o)
     p = Path(spec)
     if p.is_dir():
         return FolderSource(spec, fps)
@@ -243,3 +296,22 @@ def open_source(spec: str, fps: float = 30.0) -> FrameSource:
     if p.stat().st_size == 0:
         raise SourceError(f"cannot open video file {spec!r}: it is empty (0 bytes)")
     return CaptureSource(spec, "file", p.stem, spec)
+
+
+def _stream_name(url: str) -> str:
+    """A file-name-safe name for a stream's outputs: the URL path's last part (cam0), else 'stream'."""
+    from urllib.parse import urlsplit
+
+    tail = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    tail = re.sub(r"[^A-Za-z0-9_.-]+", "_", tail).lstrip(".")
+    return tail or "stream"
+
+
+def _safe_gst_error() -> str:
+    from . import gst_reader
+
+    try:
+        gst_reader._gst()
+    except gst_reader.GstUnavailable as e:
+        return str(e)
+    return "GStreamer is available"

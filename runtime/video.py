@@ -33,6 +33,7 @@ from .pipeline import PipelineOptions, PosePipeline
 from .results import FrameResult
 from .routing import POLICIES
 from .sinks import JsonlWriter, frame_record, open_video_writer
+from .live import add_live_arguments, live_options
 from .sources import Frame, FrameSource, SourceError, open_source
 from .tracker import IoUTracker
 from .video_stats import POSE_PARTS, STAGES, Stats, print_summary  # noqa: F401 (STAGES re-exported)
@@ -267,8 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m runtime.video", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engines", required=True, type=Path, help="artifacts folder with manifest.json")
-    p.add_argument("--source", required=True, help="video file, image folder, camera index, /dev/videoN, "
-                   "rtsp:// or http:// URL, csi://N (Jetson CSI) or a GStreamer pipeline")
+    p.add_argument("--source", action="append", default=[], help="video file, image folder, camera index, "
+                   "/dev/videoN, rtsp:// or http:// URL, csi://N (Jetson CSI) or a GStreamer pipeline; repeat it for "
+                   "several cameras (one batch per tick across all of them)")
+    p.add_argument("--sources", type=Path, default=None, metavar="FILE",
+                   help="several cameras, one 'name spec' per line (outputs are named after them)")
     p.add_argument("--out", type=Path, default=Path("video_out"), help="output folder")
     p.add_argument("--detector", default="hog", help="hog | onnx:PATH | json:PATH")
     p.add_argument("--det-every", type=int, default=1, help="detect every k-th frame, track in between")
@@ -291,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kpt-thr", type=float, default=0.0, help="do not draw keypoints scoring below this")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.add_argument("--fps", type=float, default=30.0, help="frame rate for image folders")
+    add_live_arguments(p)
     p.add_argument("--no-video", action="store_true", help="write only the JSON Lines results")
     p.add_argument("--video-format", default="avi", choices=("avi", "mp4"),
                    help="avi (MJPEG, stays playable after a hard kill) or mp4 (mp4v; not kill-safe)")
@@ -301,9 +306,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None]:
     """The CLI body; returns (exit code, summary) so benchmarks can call it in-process."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    specs: list[tuple[str | None, str]] = [(None, s) for s in args.source]
+    if args.sources is not None:
+        from .multicam import read_sources_file
+        try:
+            specs += read_sources_file(args.sources)
+        except (OSError, ValueError) as e:
+            parser.error(f"--sources {args.sources}: {e}")
+    if not specs:
+        parser.error("give --source (repeat it for several cameras) or --sources FILE")
+    if len(specs) > 1:
+        from .multicam import run_multi
+        return run_multi(args, specs)
+    args.source = specs[0][1]
     try:
-        source = open_source(args.source, fps=args.fps)
+        source = open_source(args.source, fps=args.fps, live=live_options(args), reader=args.reader)
+        if specs[0][0]:
+            source.name = specs[0][0]
         detector = make_detector(args.detector, layout=args.det_layout, cls=args.det_class,
                                  score_thr=args.det_thr, iou_thr=args.det_nms, hog_width=args.hog_width)
         if isinstance(detector, JsonDetections) and source.kind == "folder":

@@ -56,7 +56,8 @@ class Stats:
         busy = {s: float(np.sum(self.ms.get(s, [0.0]))) for s in STAGES}
         total_busy = sum(busy.values()) or 1.0
         return {"source": source.spec, "frames": self.frames, "corrupt_frames": source.corrupt,
-                "live_frames_dropped": self.live_dropped, "boxes": self.boxes, "persons": self.routed,
+                "live_frames_dropped": self.live_dropped + getattr(source, "dropped", 0),
+                "reconnects": getattr(source, "reconnects", 0), "boxes": self.boxes, "persons": self.routed,
                 "large_net_share": self.large / self.routed if self.routed else 0.0,
                 "wall_s": wall, "fps": self.frames / wall if wall > 0 else 0.0,
                 "mean_ms": {s: self.mean(s) for s in (*STAGES, *("pose." + p for p in POSE_PARTS))},

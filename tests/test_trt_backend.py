@@ -14,18 +14,22 @@ import onnxruntime as ort
 import pytest
 
 import runtime.backends.trt as trt_backend
-from build.trt import build_engines
+from build.trt import build_engines, compat
 from runtime.backends import BackendError
 from tools.trt_harness import fake_cuda
 from tools.trt_harness.artifacts import make_artifacts
+from tests.abi_stub import write_abi_stub
 from tools.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.trt
 
 
 @pytest.fixture
-def built(trt_world, tmp_path: Path):
+def built(trt_world, tmp_path: Path, monkeypatch):
     trt_world.dla_cores = 2
+    if compat.dla_typing(trt_world.spec.version) is None:   # 11.4.0 bindings stand for 11.4.1 (DLA again)
+        monkeypatch.setattr(compat, "STRONG_DLA_FROM", compat.trt_release(trt_world.spec.version))
+        trt_world.dla_from_11 = compat.STRONG_DLA_FROM
     root = tmp_path / "dyn-test-orin"
     manifest = make_artifacts(root)
     build_engines(root, manifest, "orin")
@@ -132,7 +136,7 @@ def test_plugin_library_loaded_or_clear_error(built, trt_world, tmp_path: Path) 
     be = trt_backend.TrtBackend(root, manifest)
     with pytest.raises(BackendError, match=r"plugin library .*libdynpose_plugins.so, which does not exist; build it"):
         be.open_runner("small").activate()
-    (root / "libdynpose_plugins.so").write_bytes(b"\x7fELF")
+    write_abi_stub(root / "libdynpose_plugins.so", trt_world.trt.__version__)  # loadable, ABI record
     be.open_runner("small").activate()
     loads = [a for c, m, a, _ in trt_world.calls if (c, m) == ("IPluginRegistry", "load_library")]
     assert loads == [(str(root / "libdynpose_plugins.so"),)]

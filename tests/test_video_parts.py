@@ -79,12 +79,14 @@ def test_folder_source_skips_and_counts_unreadable(tmp_path: Path, coco_mini: Pa
 
 
 def test_gstreamer_pipeline_or_clear_absence() -> None:
+    """OpenCV's own GStreamer path (--reader ffmpeg); the PyGObject path is in test_live_sources."""
     if gstreamer_available():
-        src = open_source("videotestsrc num-buffers=3 ! videoconvert ! video/x-raw,format=BGR ! appsink")
+        src = open_source("videotestsrc num-buffers=3 ! videoconvert ! video/x-raw,format=BGR ! appsink",
+                          reader="ffmpeg")
         assert len(list(src.frames())) == 3
     else:
         with pytest.raises(SourceError, match="without GStreamer"):
-            open_source("csi://0")
+            open_source("csi://0", reader="ffmpeg")
 
 
 # -- detectors -------------------------------------------------------------------------------

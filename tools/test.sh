@@ -15,16 +15,28 @@ step "install (torch 2.13.0 CPU build + project with dev extras)"
 "$PY" -m pip install --quiet torch==2.13.0 -e '.[dev]'
 
 step "unit tests"
-"$PY" -m pytest -m "not slow and not trt and not bench and not cuda"
+"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live"
 
 step "slow checks (large-net exports, training steps)"
 "$PY" -m pytest -m slow
 
-step "CUDA: compile every .cu for sm_87 and run the kernels' host build"
+step "live sources: a real RTSP server (GStreamer) read through OpenCV/FFmpeg and PyGObject"
+bash tools/setup_gst.sh
+"$PY" -m pytest -m live
+
+step "CUDA: compile every .cu, build the plugin for TensorRT 10.3 + 11.1 headers, host tests (valgrind)"
 "$PY" -m pytest -m cuda
-cmake -S . -B _build -DCMAKE_BUILD_TYPE=Release
-cmake --build _build -j2
-ctest --test-dir _build --output-on-failure
+# The plugin against real TensorRT headers of both ABIs (10.3 = JetPack 6, 11.1), its
+# host test under valgrind: 10.3 for Orin (sm_87), 11.1 for the x86-gpu architecture list.
+command -v valgrind >/dev/null || { apt-get update && apt-get install -y valgrind; }
+TRT_HEADERS="$(cd .. && pwd)/shared/third_party/tensorrt"
+for v in 10.3.0:87 11.1:75\;80\;86\;87\;89\;90; do
+  hv="${v%%:*}"; arch="${v#*:}"
+  cmake -S . -B "_build/trt-$hv" -DCMAKE_BUILD_TYPE=Release -DDYNPOSE_REQUIRE_PLUGIN_TEST=ON \
+        -DTENSORRT_ROOT="$TRT_HEADERS/$hv/include" -DCMAKE_CUDA_ARCHITECTURES="$arch"
+  cmake --build "_build/trt-$hv" -j2
+  ctest --test-dir "_build/trt-$hv" --output-on-failure
+done
 
 step "TensorRT API harness (real bindings 10.3.0 and 11.4.0.106)"
 bash tools/setup_trt_harness.sh

@@ -17,6 +17,8 @@ from typing import Any
 from runtime.backends.trt import JETPACK_BY_L4T, read_l4t
 from runtime.manifest import save_manifest, sha256_file
 
+from .compat import count_dla_layers
+
 
 _PATTERNS = {"gpu": r"Selected Device:\s*(.+)", "sm": r"Compute Capability:\s*([\d.]+)",
              "trt_version": r"TensorRT version:\s*([\d.]+)"}
@@ -53,8 +55,13 @@ def record_engines(root: Path) -> dict[str, Any]:
         if not engine.is_file() or not logf.is_file():
             raise SystemExit(f"error: {engine.name} or {logf.name} missing in {root}; run build_plan.sh first")
         facts = parse_trtexec_log(logf.read_text(errors="replace"))
-        onnx = root / spec["onnx"]
-        record = {"path": engine.name, "sha256": sha256_file(engine), "precision": spec["precision"], "target": plan.get("target"),
+        onnx, precision, fallback = root / spec["onnx"], spec["precision"], None
+        if (root / f"{role}.int8_failed").exists():  # build_plan.sh built the FP16/fp32 ONNX instead
+            fallback = {"from": "int8", "to": spec["fallback_precision"], "onnx": onnx.name,
+                        "reason": "trtexec failed; see " + logf.name}
+            onnx, precision = root / spec["fallback_onnx"], spec["fallback_precision"]
+        record = {"path": engine.name, "sha256": sha256_file(engine), "precision": precision,
+                  "target": plan.get("target"),
                   **facts, "l4t": l4t, "jetpack": JETPACK_BY_L4T.get(l4t or ""),
                   "onnx": onnx.name, "onnx_sha256": sha256_file(onnx),
                   "profiles": [spec["profile"]], "dla_core": spec.get("dla_core"),
@@ -64,8 +71,17 @@ def record_engines(root: Path) -> dict[str, Any]:
                   "plugin_library": (os.environ.get("PLUGIN_LIB") or spec.get("plugin_lib")) if spec.get("plugin_ops") else None,
                   "plugin_ops": spec.get("plugin_ops", []),
                   "built_with": "trtexec"}
+        layers = root / f"{role}.layers.json"
         if (root / f"{role}.dla_failed").exists():  # build_plan.sh fell back to the GPU
             record["dla_core"], record["profiles"] = None, [spec["gpu_profile"]]
+        elif record["dla_core"] is not None and layers.is_file():
+            record["dla_layers"] = count_dla_layers(layers.read_text())
+        prof = record["profiles"][0]
+        record["static_batch"] = prof["max"] if prof["min"] == prof["max"] else None
+        if fallback:
+            record["fallback"] = fallback
+            if precision == "fp32":   # fp32 never runs on DLA: the plan built it on the GPU
+                record["dla_core"], record["profiles"] = None, [spec["gpu_profile"] or spec["profile"]]
         record["io"] = _onnx_io(onnx)
         manifest["models"][role]["engine"] = record
         (root / f"{role}.engine.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -73,7 +89,23 @@ def record_engines(root: Path) -> dict[str, Any]:
     return manifest
 
 
+def dla_placed(layers_json: Path) -> int:
+    """Exit code for build_plan.sh: 0 layers on DLA, 1 none (rebuild on the GPU), 2 unknown."""
+    try:
+        n = count_dla_layers(Path(layers_json).read_text())
+    except (OSError, ValueError) as e:
+        print(f"note: cannot read DLA placement from {layers_json} ({e}); keeping the DLA engine", file=sys.stderr)
+        return 2
+    if n is None:
+        print(f"note: {layers_json} has no per-layer detail; keeping the DLA engine", file=sys.stderr)
+        return 2
+    print(f"{Path(layers_json).name}: {n} layer(s) on DLA", file=sys.stderr)
+    return 0 if n else 1
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "--dla-layers":
+        return dla_placed(Path(argv[1]))
     record_engines(Path(argv[0] if argv else "."))
     print("engine records written to manifest.json")
     return 0

@@ -2,6 +2,7 @@
 // keypoint_scores [N,K], fp32. mode "heatmap" = MSRA argmax + quarter pixel; mode
 // "probmap" = (optional sparsemax of logits) + expected-OKS argmax + Newton step.
 // Invalid maps (NaN/inf) give NaN keypoints with score 0, as runtime/decode.py documents.
+#include <cmath>
 #include <memory>
 
 #include "../dynpose_kernels.h"
@@ -61,24 +62,39 @@ public:
         return pos == 0 ? isFloatOrHalf(d.type) : d.type == DataType::kFLOAT;
     }
 
-    int32_t configurePlugin(DynamicPluginTensorDesc const* in, int32_t, DynamicPluginTensorDesc const*, int32_t) noexcept
-        override {
+    int32_t configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const*,
+                            int32_t) noexcept override {
+        if (nbInputs != 1 || in[0].desc.dims.nbDims != 4) return fail("needs one [N,K,H,W] input");
         Dims const& d = in[0].desc.dims;
-        const int64_t K = d.d[1], H = d.d[2], W = d.d[3];
+        // Dynamic extents (-1) are checked at their build-time maximum, the largest the
+        // engine will ever see; onShapeChange checks the actual shape again.
+        Dims const& mx = in[0].max;
+        auto extent = [&](int i) { return d.d[i] >= 0 ? d.d[i] : (mx.nbDims == 4 ? mx.d[i] : -1); };
+        const int64_t K = extent(1), H = extent(2), W = extent(3);
         if (K > kMaxKeypoints) return fail("K = " + std::to_string(K) + " exceeds " + std::to_string(kMaxKeypoints));
-        if (K > 0 && mCfg.modeId() == kModeProbmap && static_cast<int64_t>(mCfg.sigmas.size()) != K)
-            return fail("got " + std::to_string(mCfg.sigmas.size()) + " sigmas for K = " + std::to_string(K) +
-                        "; set the 'sigmas' field to K values");
-        if (H > 0 && W > 0 && H * W > 8192) return fail("map " + std::to_string(H) + "x" + std::to_string(W) +
-                                                        " is larger than 8192 pixels");
+        if (K > 0) {
+            const int32_t rc = checkSigmas(K);
+            if (rc) return rc;
+        }
+        if (H > 0 && W > 0) return checkMap(H, W);
         return 0;
     }
 
-    int32_t onShapeChange(PluginTensorDesc const* in, int32_t, PluginTensorDesc const*, int32_t) noexcept override {
+    int32_t onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const*, int32_t) noexcept
+        override {
+        if (nbInputs != 1 || in[0].dims.nbDims != 4) return fail("needs one [N,K,H,W] input");
         Dims const& d = in[0].dims;
-        const int rc = make_decode_params(&mParams, static_cast<int>(d.d[1]), static_cast<int>(d.d[2]),
-                                          static_cast<int>(d.d[3]), mCfg.modeId(), mCfg.normalize, mCfg.temperature,
-                                          mCfg.sigmas.data());
+        // make_decode_params reads K sigmas: the count is checked here too, because a
+        // plugin may reach this call without configurePlugin (deserialised, cloned) or
+        // after a configure that saw K = -1.
+        if (d.d[1] < 1 || d.d[1] > kMaxKeypoints)
+            return fail("K = " + std::to_string(d.d[1]) + " is outside 1.." + std::to_string(kMaxKeypoints));
+        int32_t rc = checkSigmas(d.d[1]);
+        if (rc == 0) rc = checkMap(d.d[2], d.d[3]);
+        if (rc) return rc;
+        rc = make_decode_params(&mParams, static_cast<int>(d.d[1]), static_cast<int>(d.d[2]),
+                                static_cast<int>(d.d[3]), mCfg.modeId(), mCfg.normalize, mCfg.temperature,
+                                mCfg.sigmas.data());
         return rc == 0 ? 0 : fail("unsupported map shape (code " + std::to_string(rc) + ")");
     }
 
@@ -99,6 +115,26 @@ public:
     }
 
 private:
+    // Probmap mode reads one sigma per keypoint; heatmap mode reads none.
+    int32_t checkSigmas(int64_t K) const {
+        if (mCfg.modeId() != kModeProbmap || static_cast<int64_t>(mCfg.sigmas.size()) == K) return 0;
+        return fail("got " + std::to_string(mCfg.sigmas.size()) + " sigmas for K = " + std::to_string(K) +
+                    "; set the 'sigmas' field to K values");
+    }
+
+    // The kernel stages two H*W float maps in shared memory: refuse what cannot fit.
+    static int32_t checkMap(int64_t H, int64_t W) {
+        const std::string hw = std::to_string(H) + "x" + std::to_string(W);
+        if (H < 1 || W < 1 || H * W > kMaxDecodePixels)
+            return fail("map " + hw + " is outside 1.." + std::to_string(kMaxDecodePixels) + " pixels");
+        const size_t limit = device_smem_optin_bytes();
+        if (!decode_fits(H, W, limit))
+            return fail("map " + hw + " needs " + std::to_string(decode_smem_bytes(H, W)) +
+                        " bytes of shared memory per block, this device allows " + std::to_string(limit) +
+                        "; use a smaller heatmap (input size / 4) or decode outside the engine");
+        return 0;
+    }
+
     static int32_t fail(std::string const& msg) {
         logError("DynPoseDecode: " + msg);
         return -1;
@@ -133,8 +169,18 @@ public:
             logError("DynPoseDecode: mode must be 'heatmap' or 'probmap', got '" + cfg.mode + "'");
             return nullptr;
         }
-        if (!(cfg.temperature > 0.0f) || cfg.sigmas.empty() || cfg.sigmas.size() > kMaxKeypoints) {
-            logError("DynPoseDecode: temperature must be > 0 and sigmas must hold 1..32 values");
+        if (!(cfg.temperature > 0.0f) || !std::isfinite(cfg.temperature) || cfg.sigmas.empty() ||
+            cfg.sigmas.size() > kMaxKeypoints) {
+            logError("DynPoseDecode: temperature must be finite and > 0 and sigmas must hold 1..32 values");
+            return nullptr;
+        }
+        for (float s : cfg.sigmas)
+            if (!(s > 0.0f) || !std::isfinite(s)) {
+                logError("DynPoseDecode: every sigma must be finite and > 0, got " + std::to_string(s));
+                return nullptr;
+            }
+        if (cfg.normalize != 0 && cfg.normalize != 1) {
+            logError("DynPoseDecode: normalize must be 0 or 1, got " + std::to_string(cfg.normalize));
             return nullptr;
         }
         return new (std::nothrow) DecodePlugin(std::move(cfg));

@@ -14,36 +14,45 @@ void logError(std::string const& msg) {
     if (logger) logger->log(nvinfer1::ILogger::Severity::kERROR, ("[dynpose] " + msg).c_str());
 }
 
+namespace {
+std::string nameOf(nvinfer1::PluginField const& f) { return f.name ? f.name : "(unnamed)"; }
+}  // namespace
+
+// Scalars must come as exactly one value; a null data pointer is never read.
 bool readFloat(nvinfer1::PluginField const& f, float* out) {
-    if (f.type == nvinfer1::PluginFieldType::kFLOAT32 && f.length >= 1) {
+    if (f.type == nvinfer1::PluginFieldType::kFLOAT32 && f.length == 1 && f.data) {
         *out = *static_cast<float const*>(f.data);
         return true;
     }
-    if (f.type == nvinfer1::PluginFieldType::kFLOAT64 && f.length >= 1) {
+    if (f.type == nvinfer1::PluginFieldType::kFLOAT64 && f.length == 1 && f.data) {
         *out = static_cast<float>(*static_cast<double const*>(f.data));
         return true;
     }
-    logError(std::string("field '") + f.name + "' must be a float32 scalar");
+    logError("field '" + nameOf(f) + "' must be one float32 value");
     return false;
 }
 
 bool readInt(nvinfer1::PluginField const& f, int32_t* out) {
-    if (f.type == nvinfer1::PluginFieldType::kINT32 && f.length >= 1) {
+    if (f.type == nvinfer1::PluginFieldType::kINT32 && f.length == 1 && f.data) {
         *out = *static_cast<int32_t const*>(f.data);
         return true;
     }
-    if (f.type == nvinfer1::PluginFieldType::kINT64 && f.length >= 1) {
+    if (f.type == nvinfer1::PluginFieldType::kINT64 && f.length == 1 && f.data) {
         *out = static_cast<int32_t>(*static_cast<int64_t const*>(f.data));
         return true;
     }
-    logError(std::string("field '") + f.name + "' must be an int32 scalar");
+    logError("field '" + nameOf(f) + "' must be one int32 value");
     return false;
 }
 
 bool readString(nvinfer1::PluginField const& f, std::string* out) {
-    if (f.type != nvinfer1::PluginFieldType::kCHAR) {
-        logError(std::string("field '") + f.name + "' must be a string");
+    if (f.type != nvinfer1::PluginFieldType::kCHAR || f.length < 0 || (f.length > 0 && !f.data)) {
+        logError("field '" + nameOf(f) + "' must be a string");
         return false;
+    }
+    if (f.length == 0) {
+        out->clear();
+        return true;
     }
     out->assign(static_cast<char const*>(f.data), static_cast<size_t>(f.length));
     while (!out->empty() && out->back() == '\0') out->pop_back();
@@ -51,12 +60,13 @@ bool readString(nvinfer1::PluginField const& f, std::string* out) {
 }
 
 bool readFloats(nvinfer1::PluginField const& f, std::vector<float>* out) {
-    if (f.type != nvinfer1::PluginFieldType::kFLOAT32) {
-        logError(std::string("field '") + f.name + "' must be a float32 list");
+    if (f.type != nvinfer1::PluginFieldType::kFLOAT32 || f.length < 0 || (f.length > 0 && !f.data)) {
+        logError("field '" + nameOf(f) + "' must be a float32 list");
         return false;
     }
     auto const* p = static_cast<float const*>(f.data);
-    out->assign(p, p + f.length);
+    if (f.length == 0) out->clear();
+    else out->assign(p, p + f.length);
     return true;
 }
 

@@ -1,9 +1,15 @@
 // Entry points TensorRT looks up in a plugin library: getCreators (IPluginV3 creators) and
 // setLoggerFinder. They make the plugins visible to
 // trt.get_plugin_registry().load_library(), trtexec --dynamicPlugins and the ONNX parser.
+// Plus two of ours: the TensorRT version of the headers the library was compiled against
+// (the ABI record runtime/backends/plugin_abi.py checks before TensorRT loads it) and the
+// decode's shared-memory limit on the current device.
+#include <NvInferVersion.h>
+
+#include "../dynpose_kernels.h"
 #include "plugin_common.h"
 
-// The library is built with hidden visibility; only these two symbols are exported.
+// The library is built with hidden visibility; only these symbols are exported.
 #define DYNPOSE_EXPORT __attribute__((visibility("default")))
 
 namespace dynpose {
@@ -19,3 +25,19 @@ extern "C" DYNPOSE_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(
 }
 
 extern "C" DYNPOSE_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder) { dynpose::setPluginLoggerFinder(finder); }
+
+// Why a record at all: from 11.x ILogger and ILoggerFinder derive from IVersionedInterface,
+// so their vtables differ from 10.x; a library built with one major's headers crashes (or
+// loses every log line) under the other's runtime, and nothing in the .so says which it is.
+extern "C" DYNPOSE_EXPORT int32_t dynposeTrtHeaderVersion(int32_t* major, int32_t* minor, int32_t* patch) {
+    if (major) *major = NV_TENSORRT_MAJOR;
+    if (minor) *minor = NV_TENSORRT_MINOR;
+    if (patch) *patch = NV_TENSORRT_PATCH;
+    return NV_TENSORRT_MAJOR * 1000 + NV_TENSORRT_MINOR;
+}
+
+// Opt-in dynamic shared memory per block the decode checks maps against on the current
+// device (48 KB without a usable GPU).
+extern "C" DYNPOSE_EXPORT int64_t dynposeDecodeSmemLimit() {
+    return static_cast<int64_t>(dynpose::device_smem_optin_bytes());
+}

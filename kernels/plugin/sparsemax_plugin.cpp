@@ -1,5 +1,6 @@
 // DynPoseSparsemax: exact sparsemax over the trailing `num_axes` dims (default 2: H x W),
 // after multiplying by 1/temperature. Output has the input's shape and type (fp32/fp16).
+#include <cmath>
 #include <memory>
 
 #include "../dynpose_kernels.h"
@@ -97,8 +98,8 @@ public:
             if (name == "temperature" && !readFloat(f, &temperature)) return nullptr;
             if (name == "num_axes" && !readInt(f, &numAxes)) return nullptr;
         }
-        if (!(temperature > 0.0f) || numAxes < 1) {
-            logError("DynPoseSparsemax: temperature must be > 0 and num_axes >= 1");
+        if (!(temperature > 0.0f) || !std::isfinite(temperature) || numAxes < 1 || numAxes > 7) {
+            logError("DynPoseSparsemax: temperature must be finite and > 0 and num_axes in 1..7");
             return nullptr;
         }
         return new (std::nothrow) SparsemaxPlugin(temperature, numAxes);

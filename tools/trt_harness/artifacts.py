@@ -77,7 +77,7 @@ def make_artifacts(root: Path, int8_router: bool = True, fp16_small: bool = Fals
         models["small"]["variants"]["fp16"] = {"onnx": "small.fp16.onnx"}
     if plugin_large:
         onnx.save(pose_model(2, plugin=True), str(root / "large.plugin.onnx"))
-        onnx.save(pose_model(2, plugin=True), str(root / "large.fp16.onnx"))
+        onnx.save(pose_model(2), str(root / "large.fp16.onnx"))   # stands for calib's FP16 ONNX
         models["large"]["variants"]["fp16"] = {"onnx": "large.fp16.onnx"}
         models["large"]["variants"]["plugin"] = {"onnx": "large.plugin.onnx",
                                                  "plugin_library": "libdynpose_plugins.so"}

@@ -1,0 +1,219 @@
+"""Many cameras, one process, one set of networks: every camera's crops in one batch per tick.
+
+A top-down pipeline does not care which camera a crop came from, so each tick
+takes the oldest waiting frame of every camera that has one (live cameras
+already keep only their newest frame, runtime.live), sends all their crops
+through router, small and large net as ONE submission
+(``PosePipeline.run_ticks``, pipelined like ``run_many``), and splits the
+results back per camera in input order. Each camera keeps its own reader,
+detector + tracker and writer threads (the stages of runtime.video), its own
+outputs (``<name>.jsonl``, overlay, ``<name>.summary.json``) and its own FPS
+and drop counts; ``multicam.summary.json`` adds the totals.
+
+Fairness: a tick never waits for a camera that has no frame (a stalled camera
+cannot hold the others back), every ready camera is in every tick (a crowded
+camera cannot take another's turn), ``--max-boxes`` caps each camera's people,
+and in budget mode the tick's large-net slots are shared max-min fairly
+between cameras (``runtime.pipeline.fair_shares``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import re
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterator
+
+from .pipeline import PosePipeline
+from .sources import FrameSource
+from .video import END, VideoRun
+from .video_stats import POSE_PARTS, print_summary
+
+IDLE_WAIT_S = 0.002
+
+
+def read_sources_file(path: Path) -> list[tuple[str | None, str]]:
+    """``name  spec`` per line (``#`` comments, blank lines ignored); a line with one field is a
+    spec without a name."""
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        out.append((parts[0], parts[1].strip()) if len(parts) == 2 else (None, parts[0]))
+    if not out:
+        raise ValueError(f"{path} lists no sources (one 'name spec' per line)")
+    return out
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """File-name-safe, distinct output names: street, street_1, street_2 ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for raw in names:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", raw).strip("._") or "camera"
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        out.append(name if k == 0 else f"{name}_{k}")
+    return out
+
+
+class MultiRun:
+    """Per-camera stage threads (read, detect+track, write) around one shared pose stage."""
+
+    def __init__(self, args: argparse.Namespace, sources: list[FrameSource], detectors: list[Any],
+                 pipe: PosePipeline) -> None:
+        self.args, self.pipe = args, pipe
+        self.stop, self.abort = threading.Event(), threading.Event()
+        self.interrupted: str | None = None
+        self.cams = [VideoRun(args, src, det, pipe) for src, det in zip(sources, detectors)]
+        for cam in self.cams:            # one Ctrl-C / error stops every camera
+            cam.stop, cam.abort = self.stop, self.abort
+        self.ticks = 0
+        self.crops = 0
+        self.writer = None               # the signal handler in runtime.video joins this if set
+
+    @property
+    def errors(self) -> list[BaseException]:
+        return [e for cam in self.cams for e in cam.errors]
+
+    def _views(self, waiting: deque) -> Iterator[list[tuple]]:
+        active = list(self.cams)
+        while active and not self.abort.is_set():
+            batch = []
+            for cam in list(active):
+                try:
+                    item = cam.q_dets.get_nowait()
+                except queue.Empty:
+                    continue
+                if item is END:
+                    active.remove(cam)
+                    continue
+                batch.append((cam, item))
+            if not batch:
+                time.sleep(IDLE_WAIT_S)
+                continue
+            waiting.append(batch)
+            self.ticks += 1
+            self.crops += sum(len(item.boxes) for _, item in batch)
+            yield [(item.frame.image, item.boxes, item.scores) for _, item in batch]
+
+    def _pose(self) -> None:
+        waiting: deque = deque()
+        for results in self.pipe.run_ticks(self._views(waiting)):
+            batch = waiting.popleft()
+            for (cam, item), res in zip(batch, results):
+                item.ms["pose"] = sum(res.timings_ms.get(k, 0.0) for k in POSE_PARTS)
+                if not cam._put(cam.q_out, (item, res)):
+                    return
+
+    def run(self) -> dict[str, Any]:
+        threads, writers = [], []
+        for cam in self.cams:
+            threads += [threading.Thread(target=cam._guard(cam._read, cam.q_frames), daemon=True,
+                                         name=f"decode-{cam.source.name}"),
+                        threading.Thread(target=cam._guard(cam._detect, cam.q_dets, cam.q_frames), daemon=True,
+                                         name=f"detect-{cam.source.name}")]
+            writers.append(threading.Thread(target=cam._guard(cam._write, None), daemon=True,
+                                            name=f"write-{cam.source.name}"))
+        for t in (*threads, *writers):
+            t.start()
+        t0 = time.perf_counter()
+        try:
+            self._pose()
+        except BaseException as e:
+            if not isinstance(e, KeyboardInterrupt):
+                self.cams[0].errors.append(e)
+            (self.abort if isinstance(e, KeyboardInterrupt) else self.stop).set()
+            raise
+        finally:
+            self.stop.set()
+            if not self.abort.is_set():
+                for cam in self.cams:
+                    cam._put(cam.q_out, END)
+                for w in writers:
+                    w.join()
+            else:
+                for w in writers:
+                    w.join(timeout=5)
+            self.abort.set()
+            for t in threads:
+                t.join(timeout=2)
+            for cam in self.cams:
+                cam.source.close()
+        if self.errors:
+            raise self.errors[0]
+        wall = time.perf_counter() - t0
+        per = {cam.source.name: cam.stats.summary(cam.source) for cam in self.cams}
+        return {"cameras": per, "ticks": self.ticks, "crops": self.crops, "wall_s": wall,
+                "crops_per_s": self.crops / wall if wall > 0 else 0.0,
+                "frames": sum(s["frames"] for s in per.values()),
+                "ended_early": "; ".join(f"{n}: {s['ended_early']}" for n, s in per.items() if s["ended_early"])
+                or None}
+
+
+def write_summaries(run: MultiRun, summary: dict[str, Any], out: Path) -> None:
+    for cam in run.cams:
+        s = dict(summary["cameras"][cam.source.name], interrupted=run.interrupted,
+                 outputs={"jsonl": str(cam.jsonl.path),
+                          "video": [str(p) for p in cam.video.paths] if cam.video is not None else []})
+        (out / f"{cam.source.name}.summary.json").write_text(json.dumps(s, indent=2))
+        print(f"[{cam.source.name}]", file=sys.stderr, end=" ")
+        print_summary(s, out)
+    (out / "multicam.summary.json").write_text(json.dumps({**summary, "interrupted": run.interrupted}, indent=2))
+    print(f"{len(run.cams)} cameras: {summary['frames']} frames, {summary['crops']} crops in {summary['ticks']} "
+          f"ticks, {summary['crops_per_s']:.1f} crops/s overall", file=sys.stderr)
+
+
+def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> tuple[int, dict[str, Any] | None]:
+    """The video CLI with several sources (``--source`` repeated or ``--sources FILE``)."""
+    from .backends.base import BackendError
+    from .detectors import DetectorError, make_detector
+    from .live import live_options
+    from .manifest import ManifestError
+    from .pipeline import PipelineOptions
+    from .sources import SourceError, open_source
+    from .video import _install_signals
+
+    sources: list[FrameSource] = []
+    try:
+        for _, spec in specs:
+            sources.append(open_source(spec, fps=args.fps, live=live_options(args), reader=args.reader))
+        for src, name in zip(sources, unique_names([n or s.name for (n, _), s in zip(specs, sources)])):
+            src.name = name
+        detectors = [make_detector(args.detector, layout=args.det_layout, cls=args.det_class, score_thr=args.det_thr,
+                                   iou_thr=args.det_nms, hog_width=args.hog_width) for _ in sources]
+        opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
+                               budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
+                               backend_options={"threads": args.threads} if args.threads else {})
+        pipe = PosePipeline(args.engines, opts)
+    except (SourceError, DetectorError, ManifestError, BackendError) as e:
+        for s in sources:
+            s.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 2, None
+    args.out.mkdir(parents=True, exist_ok=True)
+    run = MultiRun(args, sources, detectors, pipe)
+    old = _install_signals(run)
+    try:
+        summary = run.run()
+    except KeyboardInterrupt:
+        print("interrupted: outputs closed; every frame written so far is valid", file=sys.stderr)
+        return 130, None
+    finally:
+        import signal
+
+        for s, h in old.items():
+            signal.signal(s, h)
+        pipe.close()
+    write_summaries(run, summary, args.out)
+    if summary["ended_early"]:
+        print(f"error: {summary['ended_early']}; every frame decoded was written", file=sys.stderr)
+        return 3, summary
+    return {None: 0, "SIGINT": 130, "SIGTERM": 143}[run.interrupted], summary
