@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.backends.trt import JETPACK_BY_L4T, read_l4t
+from runtime.errors import EXIT_INPUT, register_expected
 from runtime.manifest import save_manifest, sha256_file
 
 from .compat import count_dla_layers
@@ -24,13 +25,20 @@ _PATTERNS = {"gpu": r"Selected Device:\s*(.+)", "sm": r"Compute Capability:\s*([
              "trt_version": r"TensorRT version:\s*([\d.]+)"}
 
 
+class TrtexecLogError(ValueError):
+    """A trtexec log lacks a line the engine record needs (exit 2 at the CLI boundary)."""
+
+
+register_expected(TrtexecLogError, EXIT_INPUT)
+
+
 def parse_trtexec_log(text: str) -> dict[str, str]:
     """gpu / sm / trt_version from a trtexec log; a missing field is an error naming it."""
     found = {}
     for key, pat in _PATTERNS.items():
         m = re.search(pat, text)
         if not m:
-            raise ValueError(f"trtexec log has no {pat.split(':')[0]!r} line; was the build run with this trtexec?")
+            raise TrtexecLogError(f"trtexec log has no {pat.split(':')[0]!r} line; was the build run with this trtexec?")
         found[key] = m.group(1).strip()
     return found
 
