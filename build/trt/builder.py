@@ -235,7 +235,8 @@ class EngineBuilder:
         io = self._io(self._deserialize(plan, spec.dla_core))
         spec.engine.write_bytes(plan)
         record = {
-            "path": spec.engine.name, "precision": spec.precision, "target": target,
+            "path": spec.engine.name, "sha256": sha256_file(spec.engine),   # the runtime checks it at load
+            "precision": spec.precision, "target": target,
             **facts,
             "onnx": spec.onnx.name, "onnx_sha256": sha256_file(spec.onnx),
             "profiles": [{"min": spec.profile.min, "opt": spec.profile.opt, "max": spec.profile.max}],

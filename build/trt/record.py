@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime.backends.trt import JETPACK_BY_L4T, read_l4t
-from runtime.manifest import sha256_file
+from runtime.errors import EXIT_INPUT, register_expected
+from runtime.manifest import save_manifest, sha256_file
 
 from .compat import count_dla_layers
 
@@ -24,13 +25,20 @@ _PATTERNS = {"gpu": r"Selected Device:\s*(.+)", "sm": r"Compute Capability:\s*([
              "trt_version": r"TensorRT version:\s*([\d.]+)"}
 
 
+class TrtexecLogError(ValueError):
+    """A trtexec log lacks a line the engine record needs (exit 2 at the CLI boundary)."""
+
+
+register_expected(TrtexecLogError, EXIT_INPUT)
+
+
 def parse_trtexec_log(text: str) -> dict[str, str]:
     """gpu / sm / trt_version from a trtexec log; a missing field is an error naming it."""
     found = {}
     for key, pat in _PATTERNS.items():
         m = re.search(pat, text)
         if not m:
-            raise ValueError(f"trtexec log has no {pat.split(':')[0]!r} line; was the build run with this trtexec?")
+            raise TrtexecLogError(f"trtexec log has no {pat.split(':')[0]!r} line; was the build run with this trtexec?")
         found[key] = m.group(1).strip()
     return found
 
@@ -60,7 +68,8 @@ def record_engines(root: Path) -> dict[str, Any]:
             fallback = {"from": "int8", "to": spec["fallback_precision"], "onnx": onnx.name,
                         "reason": "trtexec failed; see " + logf.name}
             onnx, precision = root / spec["fallback_onnx"], spec["fallback_precision"]
-        record = {"path": engine.name, "precision": precision, "target": plan.get("target"),
+        record = {"path": engine.name, "sha256": sha256_file(engine), "precision": precision,
+                  "target": plan.get("target"),
                   **facts, "l4t": l4t, "jetpack": JETPACK_BY_L4T.get(l4t or ""),
                   "onnx": onnx.name, "onnx_sha256": sha256_file(onnx),
                   "profiles": [spec["profile"]], "dla_core": spec.get("dla_core"),
@@ -84,7 +93,7 @@ def record_engines(root: Path) -> dict[str, Any]:
         record["io"] = _onnx_io(onnx)
         manifest["models"][role]["engine"] = record
         (root / f"{role}.engine.json").write_text(json.dumps(record, indent=2) + "\n")
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    save_manifest(root, manifest)   # atomic; engine sha256s let the runtime check them at load
     return manifest
 
 
@@ -102,8 +111,14 @@ def dla_placed(layers_json: Path) -> int:
     return 0 if n else 1
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--dla-layers":
-        sys.exit(dla_placed(Path(sys.argv[2])))
-    record_engines(Path(sys.argv[1] if len(sys.argv) > 1 else "."))
+def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "--dla-layers":
+        return dla_placed(Path(argv[1]))
+    record_engines(Path(argv[0] if argv else "."))
     print("engine records written to manifest.json")
+    return 0
+
+
+if __name__ == "__main__":
+    from runtime.errors import guarded
+    sys.exit(guarded(main, prog="python3 -m build.trt.record"))
