@@ -1,0 +1,105 @@
+"""Interleaved repeated timing and paired-round ratio statistics for the bench/ gates.
+
+Why by hand: pytest-benchmark times one callable per test, each test at a
+different moment, and reports per-callable statistics; a gated *ratio* needs
+its two sides timed in the same round, side by side, so that a burst of load
+from another process lands on both. That pairing is the whole point here, and
+no library we use offers it, so it is a few lines of our own.
+
+A round times every part once. Parts run in a fixed order in even rounds and
+in reverse order in odd rounds (ABC, CBA, ...), so a load ramp during a round
+does not always fall on the same part. ``warmup`` whole rounds run first and
+are discarded (first ORT runs allocate, caches are cold).
+
+A gate then reads, for a ratio A/B, the **median of the per-round ratios**
+A_i/B_i (never a ratio of separately taken medians or minima), with the
+quartiles and min/max of those per-round ratios as its spread.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+#: Clocks a part can be timed with. ``wall`` (perf_counter) for anything that runs in
+#: several threads or waits on other threads (the nets, the scheduler): the user waits
+#: for wall time, and process CPU time would count ORT's spinning worker threads.
+#: ``thread`` (the calling thread's CPU time) for single-threaded numpy work: it does not
+#: advance while another process holds the core, so a CPU hog leaves it almost untouched.
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
+
+
+def interleaved(parts: Mapping[str, Callable[[], object]], rounds: int, warmup: int = 1,
+                clock: str | Mapping[str, str] = "wall",
+                on_result: Callable[[str, object], None] | None = None) -> dict[str, list[float]]:
+    """Seconds per part per round, ``rounds`` measured rounds after ``warmup`` discarded ones.
+
+    ``clock`` is one clock name for all parts or a per-part mapping (see :data:`CLOCKS`).
+    ``on_result(name, value)`` sees every measured part's return value (for checks).
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    names = list(parts)
+    clocks = {n: CLOCKS[clock if isinstance(clock, str) else clock[n]] for n in names}
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(warmup + rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for n in order:
+            tick = clocks[n]
+            t0 = tick()
+            out = parts[n]()
+            dt = tick() - t0
+            if r >= warmup:
+                times[n].append(dt)
+                if on_result is not None:
+                    on_result(n, out)
+    return times
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median and spread of per-round values (ratios, or rates)."""
+
+    median: float
+    q1: float
+    q3: float
+    lo: float
+    hi: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "Spread":
+        v = sorted(float(x) for x in values)
+        if not v:
+            raise ValueError("no rounds to summarise")
+        if len(v) == 1:
+            q1 = q3 = v[0]
+        else:
+            q1, _, q3 = statistics.quantiles(v, n=4, method="inclusive")
+        return cls(statistics.median(v), q1, q3, v[0], v[-1], len(v))
+
+    @property
+    def rel_iqr(self) -> float:
+        """(Q3 - Q1) / median: the noise left after pairing, as a fraction."""
+        return (self.q3 - self.q1) / self.median if self.median else float("nan")
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"median": self.median, "q1": self.q1, "q3": self.q3, "min": self.lo, "max": self.hi,
+                "rounds": self.n}
+
+    def text(self, fmt: str = ".3f") -> str:
+        return (f"IQR {self.q1:{fmt}}-{self.q3:{fmt}}, min/max {self.lo:{fmt}}/{self.hi:{fmt}}, "
+                f"{self.n} rounds")
+
+
+def paired(per_round: Sequence[float]) -> Spread:
+    """Spread of a sequence already made of one paired value per round."""
+    return Spread.of(per_round)
+
+
+def ratio_rounds(num: Sequence[float], den: Sequence[float]) -> list[float]:
+    """Per-round ratios num_i / den_i of two parts timed in the same rounds."""
+    if len(num) != len(den):
+        raise ValueError(f"unpaired rounds: {len(num)} vs {len(den)}")
+    return [a / b for a, b in zip(num, den)]
