@@ -12,7 +12,8 @@ Two kinds of gated figure, because a shared CI machine is noisy:
   figures (dyn/large, dyn's share of its ideal mixture, the share outside the
   nets, the decode's share of the small net) are derived here from the
   per-round seconds that bench/test_bench_pipeline.py stores
-  (:func:`pipeline_paired`), the bench then stores them too.
+  (:func:`pipeline_paired`: shares on the process CPU clock, dyn/large on the
+  wall clock; see that module for why), the bench then stores them too.
 * **Absolute crops/s and FPS**, only against a baseline recorded on the same
   machine kind (``bench.conditions.machine_kind``: CPU model, GPU model, and
   on a Jetson the nvpmodel mode and jetson_clocks). Another kind of machine
@@ -100,9 +101,8 @@ def ideal_seconds(f: float, t_small: float, t_large: float, t_router: float | No
     return (1.0 - f) * t_small + f * t_large + (t_router or 0.0)
 
 
-def pipeline_paired(info: dict[str, Any]) -> dict[str, list[float]]:
-    """Per-round figures of one backend's rounds: every ratio compares parts of the same round."""
-    s, f = info["seconds"], info.get("large_fraction", {})
+def _shares(s: dict[str, list[float]], f: dict[str, float], suffix: str) -> dict[str, list[float]]:
+    """share_of_ideal / outside_nets_share per round for every policy, on one clock's seconds."""
     ts, tl, tr = s["net:small"], s["net:large"], s.get("router")
     out: dict[str, list[float]] = {}
     for name in PIPELINE_NAMES:
@@ -112,12 +112,30 @@ def pipeline_paired(info: dict[str, Any]) -> dict[str, list[float]]:
         frac = {"small": 0.0, "large": 1.0}.get(name, f.get(name, float("nan")))
         router = tr if name.startswith("dyn") and tr else [0.0] * len(tp)
         share = [ideal_seconds(frac, a, b, c) / t for a, b, c, t in zip(ts, tl, router, tp)]
-        out[f"{name}_share_of_ideal"] = share
-        out[f"{name}_outside_nets_share"] = [1.0 - x for x in share]
-        if name.startswith("dyn") and "pipeline:large" in s:
-            out[f"{name}_over_large"] = ratio_rounds(s["pipeline:large"], tp)
-    if "decode" in s:
-        out["decode_share_of_small"] = ratio_rounds(s["decode"], ts)
+        out[f"{name}_share_of_ideal{suffix}"] = share
+        out[f"{name}_outside_nets_share{suffix}"] = [1.0 - x for x in share]
+    return out
+
+
+def pipeline_paired(info: dict[str, Any]) -> dict[str, list[float]]:
+    """Per-round figures of one backend's rounds: every ratio compares parts of the same round.
+
+    Shares of the ideal mixture and the decode's share of the small net read the process
+    CPU clock (``cpu_seconds``: the work added, blind to other load); the same shares on the
+    wall clock are kept with a ``_wall`` suffix (INFO). dyn/large reads the wall clock (what
+    a user waits for). A record with wall seconds only gets its shares from the wall clock.
+    """
+    wall, f = info["seconds"], info.get("large_fraction", {})
+    cpu = info.get("cpu_seconds")
+    out = _shares(cpu if cpu else wall, f, "")
+    if cpu:
+        out.update(_shares(wall, f, "_wall"))
+    for name in PIPELINE_NAMES:
+        if name.startswith("dyn") and f"pipeline:{name}" in wall and "pipeline:large" in wall:
+            out[f"{name}_over_large"] = ratio_rounds(wall["pipeline:large"], wall[f"pipeline:{name}"])
+    base = cpu if cpu else wall
+    if "decode" in base:
+        out["decode_share_of_small"] = ratio_rounds(base["decode"], base["net:small"])
     return out
 
 
@@ -248,14 +266,18 @@ def format_mixture(run: dict[str, Any]) -> str:
                           if k in rate)
         out.append(f"[{backend}] {n} crops x {info['rounds']} paired rounds (+{info.get('warmup_rounds', 0)} warm-up)"
                    f"; alone, median crops/s: {alone}")
-        out.append(f"{'pipeline':<9} {'f':>6} {'crops/s':>8} {'share of ideal (IQR)':>22} {'outside nets':>13}")
+        clock = "CPU" if info.get("cpu_seconds") else "wall"
+        out.append(f"{'pipeline':<9} {'f':>6} {'crops/s':>8} {'share of ideal, ' + clock + ' (IQR)':>27} "
+                   f"{'outside nets':>13} {'share, wall (IQR)':>24}")
         for name in PIPELINE_NAMES:
             if f"{name}_share_of_ideal" not in paired:
                 continue
             f = {"small": 0.0, "large": 1.0}.get(name, info.get("large_fraction", {}).get(name, float("nan")))
             sh = Spread.of(paired[f"{name}_share_of_ideal"])
+            w = Spread.of(paired.get(f"{name}_share_of_ideal_wall", paired[f"{name}_share_of_ideal"]))
             out.append(f"{name:<9} {f:6.3f} {rate[f'pipeline:{name}']:8.2f} "
-                       f"{sh.median:9.1%} ({sh.q1:.1%}-{sh.q3:.1%}) {1 - sh.median:13.1%}")
+                       f"{sh.median:14.1%} ({sh.q1:.1%}-{sh.q3:.1%}) {1 - sh.median:13.1%} "
+                       f"{w.median:10.1%} ({w.q1:.1%}-{w.q3:.1%})")
     return "\n".join(out)
 
 

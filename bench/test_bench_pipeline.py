@@ -1,6 +1,6 @@
 """Every stage and every pipeline policy, timed in interleaved rounds on the same crops.
 
-One round times, one after another on the same ~24 of coco-mini's 118
+One round times, one after another on the same ~16 of coco-mini's 118
 detector boxes (``DYNPOSE_BENCH_CROPS``; the first boxes of each of the 4
 frames): preprocessing, the router alone, the small net alone, the large net
 alone, the host decode of that many (synthetic, realistically sparse)
@@ -13,9 +13,16 @@ sides of it alike, and ``bench/gates.py`` gates the median of the per-round
 ratios (dyn/large, dyn's share of its ideal mixture, the share outside the
 nets, the decode's share of the small net) with their spread.
 
-All parts use the wall clock: the nets run in ORT worker threads and the
-scheduler overlaps frames, so wall time is what a user waits for, and
-process CPU time would also count the ORT threads' spin-waiting.
+Every part is read on two clocks at once. **Process CPU time** (all our
+threads, ORT's workers included) is the work done and is nearly blind to
+other processes: it gates dyn's share of its ideal mixture, the share
+outside the nets and the decode's share of the small net, because those ask
+"how much work does the scheduler add" and must not move when a neighbour
+takes the cores (on this loaded 2-core machine, per-round wall-clock shares
+spread over 0.6-1.1 while CPU-time shares held within a few %). **Wall
+time** is what a user waits for: it gates dyn/large (whose 0.95 limit has
+~20 % headroom) and is stored beside every CPU figure (``..._wall``, INFO),
+so lost overlap (waiting, which costs no CPU) is still visible.
 
 p = 25 and p = 50 reuse one artifacts folder: k1/k2 are refitted with
 ``runtime.routing.fit_thresholds`` on the router's scores for these crops
@@ -38,7 +45,7 @@ import pytest
 
 from bench import gates
 from bench.conditions import collect_conditions, gpu_model
-from bench.rounds import Spread, interleaved
+from bench.rounds import Spread, interleaved_clocks
 from bench.workload import CropSet, Frame, load_frames, make_cropset, n_boxes, subset_frames, synthetic_probmaps
 from runtime import decode as D
 from runtime.pipeline import PipelineOptions, PosePipeline
@@ -49,7 +56,7 @@ pytestmark = pytest.mark.bench
 
 ROUNDS = int(os.environ.get("DYNPOSE_BENCH_ROUNDS", "7"))
 WARMUP = 1
-CROPS = int(os.environ.get("DYNPOSE_BENCH_CROPS", "24"))
+CROPS = int(os.environ.get("DYNPOSE_BENCH_CROPS", "16"))
 MAX_BATCH = 32
 PIPELINES = {"small": ("small", None), "large": ("large", None), "dyn-p25": ("dyn", 25.0), "dyn-p50": ("dyn", 50.0)}
 
@@ -163,15 +170,15 @@ def test_interleaved_rounds(benchmark, pipe: PosePipeline, frames: list[Frame], 
         elif part == "decode":
             assert out[0].shape == (n, 17, 2) and np.isfinite(out[0]).all()  # type: ignore[index]
 
-    times = benchmark.pedantic(lambda: interleaved(parts, ROUNDS, WARMUP, "wall", check),
-                               rounds=1, iterations=1, warmup_rounds=0)
+    clocks = benchmark.pedantic(lambda: interleaved_clocks(parts, ROUNDS, WARMUP, ("wall", "process"), check),
+                                rounds=1, iterations=1, warmup_rounds=0)
     f = {name: float(np.median(v)) for name, v in fractions.items()}
     for name, run in runs.items():
         band = run.band  # type: ignore[attr-defined]
         if band is not None:  # the refitted band routes these crops as fitted (within one crop)
             assert abs(f[name] * n - round(band.large_fraction * n)) <= 1, name
     benchmark.extra_info.update({"stage": "rounds", "crops": n, "rounds": ROUNDS, "warmup_rounds": WARMUP,
-                                 "clock": "wall", "seconds": times, "large_fraction": f,
+                                 "seconds": clocks["wall"], "cpu_seconds": clocks["process"], "large_fraction": f,
                                  "k": {name: None if r.band is None else [r.band.k1, r.band.k2]  # type: ignore
                                        for name, r in runs.items()},
                                  "conditions": _conditions(pipe)})

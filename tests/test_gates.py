@@ -6,7 +6,7 @@ gates per machine kind, the one-line error for a bad JSON.
 
 Proof (marked ``bench``; ``make bench-proof``, the last CI step): the real
 pipeline and decode benchmarks run in a child pytest, fewer crops and rounds
-than ``make bench`` (``GATE_PROOF_CROPS``/``GATE_PROOF_ROUNDS``), and
+than ``make bench`` (8 crops, 5 rounds: ``GATE_PROOF_CROPS``/``GATE_PROOF_ROUNDS``), and
 ``bench.gates`` reads their JSON against the committed baseline:
 
 * with a CPU hog spinning on every core beside it, every gate passes;
@@ -90,6 +90,21 @@ def test_pipeline_figures_are_medians_of_paired_rounds(baseline):
     assert slow["ort:dyn-p50_over_large"] == "PASS"     # 2.04 / 1.94: still faster than large
 
 
+def test_shares_read_the_cpu_clock_and_dyn_over_large_the_wall_clock(baseline):
+    ideal = 0.5 * 1.0 + 0.5 * 2.0 + 0.05
+    run = _rounds_record([ideal / 0.97] * 5)
+    info = run["benchmarks"][0]["extra_info"]
+    info["cpu_seconds"] = {k: list(v) for k, v in info["seconds"].items()}
+    info["seconds"]["pipeline:dyn-p50"] = [ideal / 0.5] * 5     # the wall clock saw a neighbour's burst
+    figs = gates.extract_figures(run)
+    assert figs["ort:dyn-p50_share_of_ideal"].median == pytest.approx(0.97)
+    assert figs["ort:dyn-p50_share_of_ideal_wall"].median == pytest.approx(0.5)
+    assert figs["ort:dyn-p50_over_large"].median == pytest.approx(2.04 * 0.5 / ideal)
+    status = {r.figure: r.status for r in gates.check(run, baseline, partial=True)}
+    assert status["ort:dyn-p50_share_of_ideal"] == "PASS" and status["ort:dyn-p50_share_of_ideal_wall"] == "INFO"
+    assert "CPU" in gates.format_mixture(run)
+
+
 def test_required_figures_and_relative_limits(baseline):
     rows = gates.check(_rounds_record([1.6] * 5), baseline)          # no decode benchmark in this run
     missing = {r.figure for r in rows if r.status == "FAIL"}
@@ -133,7 +148,7 @@ def run_gate_suite(tmp: Path, engines: Path, plant: str = "", hog: bool = False)
     out = tmp / f"bench_{plant or 'none'}_{int(hog)}.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                DYNPOSE_BENCH_ENGINES=str(engines), DYNPOSE_PLANT=plant,
-               DYNPOSE_BENCH_CROPS=os.environ.get("GATE_PROOF_CROPS", "16"),
+               DYNPOSE_BENCH_CROPS=os.environ.get("GATE_PROOF_CROPS", "8"),
                DYNPOSE_BENCH_ROUNDS=os.environ.get("GATE_PROOF_ROUNDS", "5"))
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)] \
         if hog else []

@@ -32,3 +32,6 @@ for v in 10 11; do DYNPOSE_TRT_HARNESS=$v "$PY" -m pytest -m trt; done
 
 step "benchmark regression gates"
 make bench PYTHON="$PY"
+
+step "speed gates proof (pass beside a CPU hog, fail on planted regressions)"
+make bench-proof PYTHON="$PY" BENCH_ENGINES=.benchmarks/artifacts/dyn-r50-h32-cpu   # reuse what make bench built
