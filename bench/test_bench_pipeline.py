@@ -1,6 +1,6 @@
 """Every stage and every pipeline policy, timed in interleaved rounds on the same crops.
 
-One round times, one after another on the same ~16 of coco-mini's 118
+One round times, one after another on the same ~24 of coco-mini's 118
 detector boxes (``DYNPOSE_BENCH_CROPS``; the first boxes of each of the 4
 frames): preprocessing, the router alone, the small net alone, the large net
 alone, the host decode of that many (synthetic, realistically sparse)
@@ -56,7 +56,7 @@ pytestmark = pytest.mark.bench
 
 ROUNDS = int(os.environ.get("DYNPOSE_BENCH_ROUNDS", "7"))
 WARMUP = 1
-CROPS = int(os.environ.get("DYNPOSE_BENCH_CROPS", "16"))
+CROPS = int(os.environ.get("DYNPOSE_BENCH_CROPS", "24"))
 MAX_BATCH = 32
 PIPELINES = {"small": ("small", None), "large": ("large", None), "dyn-p25": ("dyn", 25.0), "dyn-p50": ("dyn", 50.0)}
 
