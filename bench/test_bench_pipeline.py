@@ -19,7 +19,7 @@ other processes: it gates dyn's share of its ideal mixture, the share
 outside the nets and the decode's share of the small net, because those ask
 "how much work does the scheduler add" and must not move when a neighbour
 takes the cores (on this loaded 2-core machine, per-round wall-clock shares
-spread over 0.6-1.1 while CPU-time shares held within a few %). **Wall
+spread over 0.6-1.4 while CPU-time shares held within a few %). **Wall
 time** is what a user waits for: it gates dyn/large (whose 0.95 limit has
 ~20 % headroom) and is stored beside every CPU figure (``..._wall``, INFO),
 so lost overlap (waiting, which costs no CPU) is still visible.
