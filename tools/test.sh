@@ -48,3 +48,6 @@ bash tools/setup_triton.sh
 
 step "benchmark regression gates"
 make bench PYTHON="$PY"
+
+step "speed gates proof (pass beside a CPU hog, fail on planted regressions)"
+make bench-proof PYTHON="$PY" BENCH_ENGINES=.benchmarks/artifacts/dyn-r50-h32-cpu   # reuse what make bench built
