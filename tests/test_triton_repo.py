@@ -7,10 +7,13 @@ plugin), so the tensorrt_plan path is checked here where no GPU server runs.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
+
+from runtime.manifest import sha256_file
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -28,6 +31,7 @@ def _engine(role: str, profile: dict, plugin: bool = False) -> dict:
     if plugin:
         io += [{"name": "keypoints", "mode": "output"}, {"name": "keypoint_scores", "mode": "output"}]
     return {"path": f"{role}.engine", "precision": "fp16", "profiles": [profile], "io": io,
+            "sha256": hashlib.sha256(b"plan bytes of " + role.encode()).hexdigest(),
             "plugin_library": "libdynpose_plugins.so" if plugin else None}
 
 
@@ -37,7 +41,8 @@ def orin_artifacts(tmp_path: Path) -> Path:
     d.mkdir()
     models = {}
     for role, head in (("router", "score"), ("small", "heatmap"), ("large", "probmap")):
-        models[role] = {"role": role, "head": head, "onnx": f"{role}.onnx", "sha256": f"sha-{role}",
+        (d / f"{role}.onnx").write_bytes(b"onnx bytes of " + role.encode())   # the runtime hashes every file
+        models[role] = {"role": role, "head": head, "onnx": f"{role}.onnx", "sha256": sha256_file(d / f"{role}.onnx"),
                         "inputs": IN, "outputs": OUTS[role]}
         (d / f"{role}.engine").write_bytes(b"plan bytes of " + role.encode())
     models["router"]["engine"] = _engine("router", {"min": 8, "opt": 8, "max": 8})       # DLA: static
@@ -64,7 +69,7 @@ def test_tensorrt_plan_configs_have_what_triton_requires(orin_artifacts: Path, t
         assert [i.name for i in c.input] == ["input"] and c.input[0].data_type == mc.TYPE_FP32
         assert all(o.data_type == mc.TYPE_FP32 for o in c.output)
         assert [(g.kind, g.count) for g in c.instance_group] == [(mc.ModelInstanceGroup.KIND_GPU, 2)]
-        assert c.parameters["onnx_sha256"].string_value == f"sha-{role}"
+        assert c.parameters["onnx_sha256"].string_value == sha256_file(orin_artifacts / f"{role}.onnx")
     small = cfgs["small"]
     assert small.max_batch_size == 64 and list(small.input[0].dims) == [3, 256, 192]
     assert list(small.output[0].dims) == [17, 64, 48]
@@ -84,8 +89,6 @@ def test_tensorrt_plan_configs_have_what_triton_requires(orin_artifacts: Path, t
 
 
 def test_python_kind_bls_and_versions(orin_artifacts: Path, tmp_path: Path) -> None:
-    for role in ("router", "small", "large"):
-        (orin_artifacts / f"{role}.onnx").write_bytes(b"onnx " + role.encode())
     repo = tmp_path / "repo"
     write_repo(orin_artifacts, repo, RepoOptions(kind="python"))
     second = write_repo(orin_artifacts, repo, RepoOptions(kind="python"))
@@ -98,7 +101,7 @@ def test_python_kind_bls_and_versions(orin_artifacts: Path, tmp_path: Path) -> N
     small = _parse(repo / "small" / "config.pbtxt")
     assert small.max_batch_size == 32 and small.dynamic_batching.preferred_batch_size
     assert small.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
-    assert (repo / "small" / "2" / "model.onnx").read_bytes() == b"onnx small"
+    assert (repo / "small" / "2" / "model.onnx").read_bytes() == b"onnx bytes of small"
     bls = _parse(repo / "dynpose" / "config.pbtxt")
     assert bls.max_batch_size == 0 and [i.name for i in bls.input] == ["crops"]
     assert {o.name for o in bls.output} == {"keypoints", "keypoint_scores", "presence", "route", "router_score"}
