@@ -68,8 +68,9 @@ class MultiRun:
     """Per-camera stage threads (read, detect+track, write) around one shared pose stage."""
 
     def __init__(self, args: argparse.Namespace, sources: list[FrameSource], detectors: list[Any],
-                 pipe: PosePipeline) -> None:
+                 pipe: PosePipeline, shared_detector: Any = None) -> None:
         self.args, self.pipe = args, pipe
+        self.shared_detector = shared_detector   # a network detector: one batch of every camera's frames
         self.stop, self.abort = threading.Event(), threading.Event()
         self.interrupted: str | None = None
         self.cams = [VideoRun(args, src, det, pipe) for src, det in zip(sources, detectors)]
@@ -77,6 +78,7 @@ class MultiRun:
             cam.stop, cam.abort = self.stop, self.abort
         self.ticks = 0
         self.crops = 0
+        self.det_batches: list[int] = []   # frames per detector call (batched detection only)
         self.writer = None               # the signal handler in runtime.video joins this if set
 
     @property
@@ -104,6 +106,48 @@ class MultiRun:
             self.crops += sum(len(item.boxes) for _, item in batch)
             yield [(item.frame.image, item.boxes, item.scores) for _, item in batch]
 
+    def _detect_batched(self) -> None:
+        """One detection stage for all cameras: each round takes the oldest waiting frame of every
+        camera that has one and runs the detector on them as one batch (``detect_many``, chunked by
+        the detector's batch profile); each camera's own tracker then names the boxes."""
+        det, k = self.shared_detector, max(1, self.args.det_every)
+        active, seen = list(self.cams), {id(c): 0 for c in self.cams}
+        try:
+            while active and not self.abort.is_set():
+                batch = []
+                for cam in list(active):
+                    try:
+                        item = cam.q_frames.get_nowait()
+                    except queue.Empty:
+                        continue
+                    if item is END:
+                        active.remove(cam)
+                        cam._put(cam.q_dets, END)
+                        continue
+                    batch.append((cam, item))
+                if not batch:
+                    time.sleep(IDLE_WAIT_S)
+                    continue
+                t = time.perf_counter()
+                due = [(cam, item) for cam, item in batch if seen[id(cam)] % k == 0]
+                if due:
+                    self.det_batches.append(len(due))
+                found = iter(det.detect_many([item.frame.image for _, item in due]) if due else [])
+                for cam, item in batch:
+                    cam.track(item, next(found) if seen[id(cam)] % k == 0 else None)
+                    seen[id(cam)] += 1
+                ms = (time.perf_counter() - t) * 1e3 / len(batch)
+                for cam, item in batch:
+                    item.ms["detect"] = ms
+                    if not cam._put(cam.q_dets, item):
+                        return
+        except BaseException as e:  # noqa: BLE001 - re-raised by the main thread
+            self.cams[0].errors.append(e)
+            self.stop.set()
+        finally:
+            for cam in active:
+                cam._put(cam.q_dets, END)
+
     def _pose(self) -> None:
         waiting: deque = deque()
         for results in self.pipe.run_ticks(self._views(waiting)):
@@ -116,12 +160,15 @@ class MultiRun:
     def run(self) -> dict[str, Any]:
         threads, writers = [], []
         for cam in self.cams:
-            threads += [threading.Thread(target=cam._guard(cam._read, cam.q_frames), daemon=True,
-                                         name=f"decode-{cam.source.name}"),
-                        threading.Thread(target=cam._guard(cam._detect, cam.q_dets, cam.q_frames), daemon=True,
-                                         name=f"detect-{cam.source.name}")]
+            threads.append(threading.Thread(target=cam._guard(cam._read, cam.q_frames), daemon=True,
+                                            name=f"decode-{cam.source.name}"))
+            if self.shared_detector is None:
+                threads.append(threading.Thread(target=cam._guard(cam._detect, cam.q_dets, cam.q_frames),
+                                                daemon=True, name=f"detect-{cam.source.name}"))
             writers.append(threading.Thread(target=cam._guard(cam._write, None), daemon=True,
                                             name=f"write-{cam.source.name}"))
+        if self.shared_detector is not None:
+            threads.append(threading.Thread(target=self._detect_batched, daemon=True, name="detect-all"))
         for t in (*threads, *writers):
             t.start()
         t0 = time.perf_counter()
@@ -152,6 +199,8 @@ class MultiRun:
         wall = time.perf_counter() - t0
         per = {cam.source.name: cam.stats.summary(cam.source) for cam in self.cams}
         return {"cameras": per, "ticks": self.ticks, "crops": self.crops, "wall_s": wall,
+                "detector_batches": {"calls": len(self.det_batches), "frames": sum(self.det_batches),
+                                     "max": max(self.det_batches, default=0)},
                 "crops_per_s": self.crops / wall if wall > 0 else 0.0,
                 "frames": sum(s["frames"] for s in per.values()),
                 "ended_early": "; ".join(f"{n}: {s['ended_early']}" for n, s in per.items() if s["ended_early"])
@@ -179,7 +228,8 @@ def write_summaries(run: MultiRun, summary: dict[str, Any], out: Path) -> None:
 
 def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> tuple[int, dict[str, Any] | None]:
     """The video CLI with several sources (``--source`` repeated or ``--sources FILE``)."""
-    from .net_detector import open_detector
+    from .manifest import load_manifest
+    from .net_detector import NetDetector, open_detector
     from .errors import EXIT_INCOMPLETE, EXIT_SIGINT
     from .live import live_options
     from .pipeline import PipelineOptions
@@ -192,10 +242,22 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
             sources.append(open_source(spec, fps=args.fps, live=live_options(args), reader=args.reader))
         for src, name in zip(sources, unique_names([n or s.name for (n, _), s in zip(specs, sources)])):
             src.name = name
-        # one detector per camera (its own tracker state and, for a network, its own runner)
-        detectors = [open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision,
-                                   score_thr=args.det_thr, iou_thr=args.det_nms, layout=args.det_layout,
-                                   cls=args.det_class, hog_width=args.hog_width) for _ in sources]
+        first = open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision,
+                              score_thr=args.det_thr, iou_thr=args.det_nms, layout=args.det_layout,
+                              cls=args.det_class, hog_width=args.hog_width)
+        if isinstance(first, NetDetector):   # the artifacts' detector: one runner, every camera in one batch
+            first.close()
+            entry = load_manifest(args.engines)["models"]["detector"]
+            shared = NetDetector(args.engines, backend=args.backend, precision=args.precision,
+                                 score_thr=args.det_thr, iou_thr=args.det_nms,
+                                 max_batch=max(1, int(entry.get("max_batch", len(sources)))))
+            detectors = [None] * len(sources)
+        else:   # HOG / json / onnx: one per camera (own state), each on its camera's thread
+            shared = None
+            detectors = [first] + [open_detector(args.detector, args.engines, backend=args.backend,
+                                                 precision=args.precision, score_thr=args.det_thr,
+                                                 iou_thr=args.det_nms, layout=args.det_layout, cls=args.det_class,
+                                                 hog_width=args.hog_width) for _ in sources[1:]]
         opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                                budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
                                backend_options={**({"threads": args.threads} if args.threads else {}),
@@ -204,12 +266,12 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
     except BaseException:
         for s in sources:
             s.close()
-        for d in locals().get("detectors") or []:
-            if hasattr(d, "close"):
+        for d in [*(locals().get("detectors") or []), locals().get("shared")]:
+            if d is not None and hasattr(d, "close"):
                 d.close()
         raise
     args.out.mkdir(parents=True, exist_ok=True)
-    run = MultiRun(args, sources, detectors, pipe)
+    run = MultiRun(args, sources, detectors, pipe, shared)
     old = _install_signals(run)
     try:
         summary = run.run()
@@ -231,8 +293,8 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
         for s, h in old.items():
             signal.signal(s, h)
         pipe.close()
-        for d in detectors:
-            if hasattr(d, "close"):
+        for d in [*detectors, shared]:
+            if d is not None and hasattr(d, "close"):
                 d.close()
     write_summaries(run, summary, args.out)
     if summary["ended_early"]:

@@ -152,22 +152,25 @@ class VideoRun:
         seen = 0
         while (item := self._get(self.q_frames)) is not END:
             t = time.perf_counter()
-            f = item.frame
-            if seen % k == 0:
-                dets = self.detector(f)
-                item.boxes, item.scores = dets
-                item.det_keypoints = getattr(dets, "keypoints", None)
-                # Non-finite boxes (a json detector may hold them) get no track (id 0); hygiene drops them.
-                ok = np.isfinite(item.boxes).all(axis=1) & np.isfinite(item.scores)
-                item.track_ids = np.zeros(len(item.boxes), np.int64)
-                item.track_ids[ok] = self.tracker.update(item.boxes[ok], item.scores[ok], f.index, f.image)
-                item.detected = True
-            else:
-                item.boxes, item.scores, item.track_ids = self.tracker.predict(f.index, f.image.shape[:2])
+            self.track(item, self.detector(item.frame) if seen % k == 0 else None)
             seen += 1
             item.ms["detect"] = (time.perf_counter() - t) * 1e3
             if not self._put(self.q_dets, item):
                 return
+
+    def track(self, item: "Item", dets: Any) -> None:
+        """Boxes of a detection (``dets``) or, between detections (None), the tracker's predictions."""
+        f = item.frame
+        if dets is None:
+            item.boxes, item.scores, item.track_ids = self.tracker.predict(f.index, f.image.shape[:2])
+            return
+        item.boxes, item.scores = dets
+        item.det_keypoints = getattr(dets, "keypoints", None)
+        # Non-finite boxes (a json detector may hold them) get no track (id 0); hygiene drops them.
+        ok = np.isfinite(item.boxes).all(axis=1) & np.isfinite(item.scores)
+        item.track_ids = np.zeros(len(item.boxes), np.int64)
+        item.track_ids[ok] = self.tracker.update(item.boxes[ok], item.scores[ok], f.index, f.image)
+        item.detected = True
 
     def _pose(self) -> None:
         waiting: deque[Item] = deque()

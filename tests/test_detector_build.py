@@ -231,3 +231,25 @@ def test_detector_eval_without_a_detector_is_one_clear_error(cpu_artifacts: Path
 
     with pytest.raises(SystemExit, match=r"^error: no detector in .* \(--engines\): build with"):
         main(["--engines", str(cpu_artifacts), "--data", str(coco_mini)])
+
+
+def test_many_cameras_share_one_batched_detector(det_art: Path, shared_data: Path, tmp_path: Path) -> None:
+    """Three cameras with the artifacts' detector: one runner, frames of several cameras per call,
+    and each camera's JSONL equal to a single-camera run of the same clip."""
+    from runtime.video import run_video
+
+    people, street = shared_data / "video" / "people.mp4", shared_data / "video" / "street.mp4"
+    common = ["--engines", str(det_art), "--detector", "engine", "--quiet", "--no-video"]
+    code, multi = run_video([*common, "--source", str(people), "--source", str(street), "--source", str(people),
+                             "--out", str(tmp_path / "multi")])
+    assert code == 0
+    assert multi["detector_batches"]["max"] > 1 and multi["detector_batches"]["frames"] == 15
+    code, _ = run_video([*common, "--source", str(street), "--out", str(tmp_path / "one")])
+    assert code == 0
+
+    def persons(path: Path) -> list:
+        return [[(p["box"], p.get("det_keypoints") is not None) for p in json.loads(x)["persons"]]
+                for x in path.read_text().splitlines()]
+
+    assert persons(tmp_path / "multi" / "street.jsonl") == persons(tmp_path / "one" / "street.jsonl")
+    assert persons(tmp_path / "multi" / "people.jsonl") == persons(tmp_path / "multi" / "people_1.jsonl")
