@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .backends.base import BackendError
 from .manifest import ManifestError
 from .pipeline import PipelineOptions, PosePipeline
+from .probfields import add_prob_arguments
 from .preprocess import BoxError
 from .routing import POLICIES
 
@@ -83,12 +84,13 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
     p.add_argument("--budget-ms", type=float, default=None, help="per-frame latency budget (caps large-net crops)")
     p.add_argument("--score-thr", type=float, default=None, help="drop boxes scoring below this")
+    add_prob_arguments(p)
     args = p.parse_args(argv)
     if not args.images.is_dir():
         raise SystemExit(f"error: --images {args.images} is not a folder")
     per = load_detections(args.dets, args.images)
     opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
-                           budget_ms=args.budget_ms, score_thr=args.score_thr)
+                           budget_ms=args.budget_ms, score_thr=args.score_thr, credible=args.credible)
     results: list = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
     n_large = n_total = 0

@@ -191,7 +191,8 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
                                    iou_thr=args.det_nms, hog_width=args.hog_width) for _ in sources]
         opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                                budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
-                               backend_options={"threads": args.threads} if args.threads else {})
+                               backend_options={"threads": args.threads} if args.threads else {},
+                               credible=args.credible)
         pipe = PosePipeline(args.engines, opts)
     except (SourceError, DetectorError, ManifestError, BackendError) as e:
         for s in sources:

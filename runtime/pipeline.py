@@ -19,6 +19,8 @@ from .backends import open_backend
 from .backends.base import Pending
 from .decode import decode_heatmaps, decode_probmaps
 from .manifest import load_manifest
+from .credible import DEFAULT_MASSES
+from .probfields import ProbFieldsDecoder
 from .preprocess import (DEFAULT_MAX_BOXES, INPUT_HW, as_boxes, boxes_to_center_scale, heatmap_to_image,
                          make_crops, sanitize_boxes)
 from .results import FrameResult
@@ -38,6 +40,7 @@ class PipelineOptions:
     max_boxes: int = DEFAULT_MAX_BOXES
     seed: int = 0
     backend_options: dict[str, Any] = field(default_factory=dict)
+    credible: tuple[float, ...] = DEFAULT_MASSES   # credible-region masses for probmap nets; () = none
 
 
 @dataclass
@@ -127,6 +130,7 @@ class PosePipeline:
         self.k1, self.k2 = routing.get("k1", 0.0), routing.get("k2", 1.0)
         self.fraction = routing.get("large_fraction", 0.5)
         self.temperature = float(self.manifest.get("presence", {}).get("temperature", 1.0))
+        self.prob = ProbFieldsDecoder(self.manifest, self.options.credible)
         self._rng = np.random.default_rng(self.options.seed)
         self._crops = np.empty((0, 3, *INPUT_HW), np.float32)
         self._ms_per_crop: dict[str, float] = {}
@@ -271,6 +275,7 @@ class PosePipeline:
         route_arr = np.full(n, -1, np.int8)
         rscore = np.full(n, np.nan, np.float32)
         rscore[job.kept] = job.scores
+        prob = self.prob.new(n)
         decode_ms = 0.0
         for role, flag in (("small", False), ("large", True)):
             parts = job.pending[role]
@@ -287,13 +292,14 @@ class PosePipeline:
             kps[rows, :, :2] = xy
             kps[rows, :, 2] = kscores
             presence[rows] = pres
+            self.prob.fill(prob, rows, self.heads[role], outs, pres, job.centers[sel], job.scales[sel])
             route_arr[rows] = int(flag)
             decode_ms += (time.perf_counter() - td) * 1e3
         t_end = time.perf_counter()
         timings = dict(job.timings, nets=(t_end - t_wait) * 1e3 - decode_ms, decode=decode_ms,
                        total=(t_end - job.t0) * 1e3)
         return FrameResult(job.boxes.astype(np.float32), kps, presence, route_arr, rscore,
-                           job.box_scores.astype(np.float32), job.dropped, timings)
+                           job.box_scores.astype(np.float32), job.dropped, timings, prob)
 
     # -- budget mode -------------------------------------------------------------------
     def _update_cost(self, role: str, parts: list[tuple[Pending, int]]) -> None:
