@@ -135,7 +135,7 @@ class ProbFieldsDecoder:
         maps = maps_of(outs) if self.masses else None
         if maps is None:
             return
-        reg = credible_regions(maps, self.nominal)
+        reg = credible_regions(self.coverage.prepare(maps) if self.coverage else maps, self.nominal)
         img = regions_to_image(reg, scales, centers, maps.shape[-2:])
         ex.has_regions[rows] = True
         ex.area[rows] = np.moveaxis(img["area"], 0, 1)
