@@ -48,6 +48,7 @@ class CoverageSet:
     valid: np.ndarray     # [N,17] known, inside the window and the cut image
     area_hm: np.ndarray   # [N] person area in heatmap pixels^2 (OKS scale)
     source: str
+    known: np.ndarray | None = None   # [N,17] true position known (also outside the window/image)
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -71,16 +72,16 @@ def cut_crops(people: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
             xy = image_to_heatmap(pts[None], c, s)[0]
             in_win = (xy[:, 0] >= -0.5) & (xy[:, 0] < hw - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] < hh - 0.5)
             area_hm = area * (hw / s[0, 0]) * (hh / s[0, 1])
-            yield make_crops(sub, c, s)[0], xy, known & in_img & in_win, area_hm
+            yield make_crops(sub, c, s)[0], xy, known & in_img & in_win, area_hm, known
 
 
 def _stack(items: Iterable[tuple], source: str) -> CoverageSet:
     got = list(items)
     if not got:
         raise ValueError(f"no usable crops for coverage calibration from {source}")
-    crops, xy, valid, area = zip(*got)
+    crops, xy, valid, area, known = zip(*got)
     return CoverageSet(np.stack(crops), np.stack(xy).astype(np.float32), np.stack(valid),
-                       np.asarray(area, np.float64), source)
+                       np.asarray(area, np.float64), source, np.stack(known).astype(bool))
 
 
 def synthetic_set(n_scenes: int = N_SCENES, seed: int = FIT_SEED) -> CoverageSet:

@@ -18,6 +18,7 @@ import numpy as np
 from .backends import open_backend
 from .backends.base import Pending
 from .decode import decode_heatmaps, decode_probmaps
+from .double_decode import merge_double
 from .manifest import load_manifest
 from .credible import DEFAULT_MASSES
 from .probfields import ProbFieldsDecoder
@@ -91,8 +92,8 @@ def _presence_from_outputs(outs: dict[str, np.ndarray], n: int, temperature: flo
     return p.astype(np.float32)
 
 
-def decode_outputs(head: str, outs: dict[str, np.ndarray], temperature: float = 1.0
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_outputs(head: str, outs: dict[str, np.ndarray], temperature: float = 1.0,
+                   presence_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Net outputs -> (heatmap-space xy [n,17,2], keypoint scores [n,17], presence [n,17]).
 
     Uses the fused plugin's ``keypoints``/``keypoint_scores`` when the engine
@@ -107,7 +108,10 @@ def decode_outputs(head: str, outs: dict[str, np.ndarray], temperature: float = 
         coords, kscores = decode_heatmaps(outs["heatmaps"])
     else:
         raise ValueError(f"unknown head kind {head!r} in the manifest")
-    return coords, kscores, _presence_from_outputs(outs, len(coords), temperature)
+    presence = _presence_from_outputs(outs, len(coords), temperature)
+    if "outer_probmaps" in outs:   # double heatmap: out-of-window keypoints from the wider map
+        coords, kscores = merge_double(coords, kscores, outs["outer_probmaps"], presence, presence_threshold)
+    return coords, kscores, presence
 
 
 class PosePipeline:
@@ -286,7 +290,7 @@ class PosePipeline:
             td = time.perf_counter()
             outs = {k: np.concatenate([o[k] for o in outs_list]) for k in outs_list[0]}
             sel = np.flatnonzero(job.large == flag)
-            coords, kscores, pres = decode_outputs(self.heads[role], outs, self.temperature)
+            coords, kscores, pres = decode_outputs(self.heads[role], outs, self.temperature, self.prob.threshold)
             xy = heatmap_to_image(coords, job.centers[sel], job.scales[sel])
             rows = job.kept[sel]
             kps[rows, :, :2] = xy
