@@ -61,7 +61,7 @@ def features(net: TopdownPoseNet, crops: np.ndarray, batch: int = 32) -> torch.T
 
 
 def train_outer(net: TopdownPoseNet, feats: torch.Tensor, xy: np.ndarray, known: np.ndarray, area_hm: np.ndarray,
-                minutes: float, batch: int = 32, lr: float = 2e-3, seed: int = 0, log=print) -> dict:
+                minutes: float, batch: int = 16, lr: float = 3e-3, seed: int = 0, log=print) -> dict:
     """Train ``head.outer_layers`` only, for at most ``minutes`` (wall clock)."""
     torch.manual_seed(seed)
     head: DoubleProbMapHead = net.head
@@ -87,7 +87,7 @@ def train_outer(net: TopdownPoseNet, feats: torch.Tensor, xy: np.ndarray, known:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         steps += 1
         if steps % 100 == 0:
             log(f"step {steps}: loss {np.mean(losses[-100:]):.4f} ({time.perf_counter() - t0:.0f} s)")
