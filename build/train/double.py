@@ -110,8 +110,11 @@ def compare(outs: dict[str, np.ndarray], data, threshold: float, temperature: fl
     dcoords, _ = merge_double(coords, scores, outs["outer_probmaps"], pres, threshold)
     inside = data.valid
     outside = data.known & ~data.valid
-    res = {}
-    for name, c in (("single", coords), ("double", dcoords)):
+    # upper bound: the in/out choice made by the truth instead of the presence head
+    ocoords, _ = merge_double(coords, scores, outs["outer_probmaps"], inside.astype(np.float32), 0.5)
+    res = {"presence_below_threshold": {"outside": float((pres[outside] < threshold).mean()),
+                                        "inside": float((pres[inside] < threshold).mean())}}
+    for name, c in (("single", coords), ("double", dcoords), ("double_oracle_choice", ocoords)):
         o = keypoint_oks(c, data.xy, data.area_hm)
         res[name] = {"in_window_oks": float(o[inside].mean()), "out_of_window_oks": float(o[outside].mean()),
                      "out_within_10px_hm": float((np.linalg.norm(c - data.xy, axis=-1)[outside] < 10).mean())}
@@ -134,8 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("artifacts/fixture-l-dh"), help="folder for .pth, .onnx, report")
     p.add_argument("--threshold", type=float, default=0.6, help="presence threshold (the build's Ex-OKS one)")
     p.add_argument("--temperature", type=float, default=1.0, help="presence temperature (the build's)")
+    p.add_argument("--eval-only", action="store_true", help="compare the ONNX already in --out, no training")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.eval_only:
+        held = synthetic_set(a.eval_scenes, seed=1000)
+        res = compare(run_onnx(a.out / "large-dh.onnx", held.crops), held, a.threshold, a.temperature)
+        print(json.dumps(res, indent=2))
+        return 0
     net = build_double(fixture_state())
     t = time.perf_counter()
     train = synthetic_set(a.scenes, seed=5000)
