@@ -112,3 +112,34 @@ def test_coverage_calibration_meets_target_on_held_out_synthetic_crops(cpu_artif
         assert abs(after[i] - target) <= tol, (target, after[i])
     assert np.abs(after - q)[4:].max() < np.abs(before - q)[4:].max()
     assert res["spearman"]["keypoint"] > 0.3 and res["spearman"]["person"] > 0.3
+
+
+def test_video_cli_jsonl_carries_regions_and_overlay_draws_them(cpu_artifacts, shared_data, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    dets = tmp_path / "d.json"
+    dets.write_text(json.dumps([{"image_id": i, "category_id": 1, "bbox": [398.25, 251.5, 145.5, 351.0],
+                                 "score": 0.9} for i in range(2)]))
+
+    def run(out, *extra):
+        r = subprocess.run([sys.executable, "-m", "runtime.video", "--engines", str(cpu_artifacts), "--source",
+                            str(shared_data / "video" / "people.mp4"), "--out", str(out), "--detector",
+                            f"json:{dets}", "--policy", "large", "--max-frames", "2", "--threads", "1", "--quiet",
+                            "--credible", "0.9", *extra], cwd=repo, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                           capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stderr
+        frames = []
+        cap = cv2.VideoCapture(str(out / "people.overlay.avi"))
+        while (got := cap.read())[0]:
+            frames.append(got[1].astype(int))
+        return [json.loads(x) for x in (out / "people.jsonl").read_text().splitlines()], frames
+
+    recs, plain = run(tmp_path / "a")
+    _, drawn = run(tmp_path / "b", "--draw-regions")
+    p = recs[0]["persons"][0]
+    assert list(p["regions"]) == ["0.9"] and len(p["regions"]["0.9"]["ellipse"]) == 17 and len(p["oks"]) == 17
+    assert len(plain) == len(drawn) == 2 and np.abs(drawn[0] - plain[0]).sum() > 0
