@@ -170,6 +170,9 @@ def calibrate_coverage(out_dir: Path, manifest: dict, args: argparse.Namespace) 
     cmap = fit_calibration(maps, pooled.xy, pooled.valid)
     before = coverage_at(maps, pooled)
     after = coverage_at(maps, pooled, cmap=cmap)
+    print(f"calibration: credible-region coverage at q=0.5/0.7/0.9 {before[4]:.2f}/{before[6]:.2f}/{before[8]:.2f}"
+          f" -> {after[4]:.2f}/{after[6]:.2f}/{after[8]:.2f} (blur sigma {cmap.sigma:g}, {int(pooled.valid.sum())}"
+          f" keypoints; held-out check: python -m calib.coverage --engines {out_dir})", file=sys.stderr)
     return {"fitted": True, "coverage_map": cmap.to_json(), "roles": roles, "source": data.source,
             "n_crops": len(data), "n_keypoints": int(pooled.valid.sum()),
             "fit_set": {"q": list(QS), "before": np.round(before, 4).tolist(), "after": np.round(after, 4).tolist()}}
@@ -225,7 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", type=Path, default=None, help="write the coverage curve PNG here")
     p.add_argument("--json", type=Path, default=None, help="write the numbers as JSON here")
     args = p.parse_args(argv)
-    res = evaluate(args.engines, args.scenes, args.seed)
+    from runtime.errors import InputError
+    from runtime.manifest import ManifestError
+
+    try:
+        res = evaluate(args.engines, args.scenes, args.seed)
+    except (ManifestError, ValueError) as e:
+        raise InputError(str(e), "--engines", "build it with python -m build.engines (a config with a "
+                         "probability-map net)") from None
     print(f"{'q':>5} {'before':>7} {'after':>7}")
     for q, b, a in zip(res["q"], res["before"], res["after"]):
         print(f"{q:>5.1f} {b:>7.3f} {a:>7.3f}")
