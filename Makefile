@@ -2,17 +2,20 @@
 #
 #   make bench            build once, run every bench/ benchmark into one JSON, gate it (exit 1 on regression)
 #   make bench-baseline   same run, then store its absolute figures as this machine kind's baseline
+#   make bench-proof      prove the gates: pass beside a CPU hog, fail on planted regressions (tests/test_gates.py)
 #   make sweep            the accuracy/speed trade-off table + plot (docs/tradeoff.*)
 #
 # Variables: PYTHON, BENCH_ENGINES (reuse a built artifacts folder, e.g. TensorRT engines on a
-# Jetson), BENCH_CONFIG, BENCH_ROUNDS, BENCH_TOLERANCE (baseline), RATIOS=1 (re-base ratio gates).
+# Jetson), BENCH_CONFIG, BENCH_ROUNDS (paired pipeline rounds), BENCH_CROPS (crops per round),
+# BENCH_TOLERANCE (baseline), RATIOS=1 (re-base ratio gates).
 
 PYTHON ?= python3
 BENCH_DIR ?= .benchmarks
 BENCH_JSON ?= $(BENCH_DIR)/bench.json
 BENCH_CONFIG ?= dyn-r50-h32
 BENCH_DATA ?= ../shared/data/coco-mini
-BENCH_ROUNDS ?= 1
+BENCH_ROUNDS ?= 7
+BENCH_CROPS ?= 24
 BENCH_TOLERANCE ?= 0.3
 BASELINE ?= bench/baseline.json
 BENCH_ENGINES ?=
@@ -20,7 +23,7 @@ BENCH_FILES := $(sort $(wildcard bench/test_bench_*.py bench/bench_*.py))
 BUILT := $(BENCH_DIR)/artifacts/$(BENCH_CONFIG)-cpu
 ENGINES := $(if $(BENCH_ENGINES),$(BENCH_ENGINES),$(BUILT))
 
-.PHONY: bench bench-run bench-baseline bench-engines sweep
+.PHONY: bench bench-run bench-baseline bench-engines bench-proof sweep
 
 # One build serves every benchmark: fp32 ONNX for the pipeline, int8_cpu variants for bench_int8.
 bench-engines:
@@ -40,6 +43,7 @@ bench-run: bench-engines
 	@mkdir -p $(BENCH_DIR)
 	@rm -f $(BENCH_JSON)
 	DYNPOSE_BENCH_ENGINES=$(ENGINES) DYNPOSE_BENCH_INT8=$(ENGINES) DYNPOSE_BENCH_ROUNDS=$(BENCH_ROUNDS) \
+		DYNPOSE_BENCH_CROPS=$(BENCH_CROPS) \
 		$(PYTHON) -m pytest $(BENCH_FILES) -m bench -q -s --benchmark-json=$(BENCH_JSON) \
 		|| echo "benchmark tests failed" > $(BENCH_DIR)/pytest.failed
 
@@ -57,6 +61,11 @@ bench-baseline:
 	$(PYTHON) -m bench.gates $(BENCH_JSON) --baseline $(BASELINE) --record --tolerance $(BENCH_TOLERANCE) \
 		$(if $(RATIOS),--record-ratios)
 	@echo "review and commit $(BASELINE)"
+
+# The gates' own proof: the pipeline + decode benchmarks beside a CPU hog (must pass) and with
+# a 30 % regression planted in the scheduler, then in the decode (must fail the right gate).
+bench-proof: bench-engines
+	DYNPOSE_BENCH_ENGINES=$(ENGINES) $(PYTHON) -m pytest tests/test_gates.py -m bench -q -s -p no:cacheprovider
 
 sweep:
 	$(PYTHON) -m bench.sweep $(if $(BENCH_ENGINES),--engines $(BENCH_ENGINES)) --data $(BENCH_DATA)

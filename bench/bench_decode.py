@@ -1,26 +1,59 @@
-"""Gate: the vectorised numpy decode vs a per-keypoint 2-D convolution loop.
+"""The host decode's speed as ratios that do not move with the CPU model or the load.
 
-118 crops x 17 keypoints x 64x48 is the real box count of coco-mini's detections. The
-loop is the decode as ProbPose's reference code writes it (one scipy 2-D convolution
-per keypoint map). The vectorised decode must be >= 20x faster. The GPU kernel's
-memory traffic per crop and the resulting bandwidth-bound time on Orin AGX are recorded
-as a stated estimate (no GPU here to time it).
+Parts timed in interleaved rounds (``bench.rounds``; ``DYNPOSE_BENCH_DECODE_ROUNDS``,
+default 15, after one warm-up round):
 
-Run: python -m pytest bench/bench_decode.py -m bench -q
+* ``decode``: ``runtime.decode.decode_probmaps`` on 24 crops x 17 maps x 64x48
+  (synthetic sparsemax maps, ~5 % live rows, like a trained ProbPose head);
+* ``probe``: a fixed unit of numpy work, ``PROBE_LOOPS`` float32 multiply +
+  add ufunc pairs over a 256 KiB block (stays in L2): the same kind of
+  vectorised float32 arithmetic the decode's Gaussian passes do, so a faster
+  or slower core (clock, SIMD width, numpy build) moves both alike;
+* ``copy``: a memory-bandwidth probe, ``np.copyto`` of a buffer the size of
+  those maps, ``COPY_REPEATS`` times (INFO: on a shared machine the memory bus
+  is shared too, and this probe moved +-10 % between runs under load while the
+  decode's own CPU time moved +-1 %);
+* ``naive`` and ``decode_naive_set``: the per-keypoint 2-D convolution loop
+  (ProbPose's reference decode written plainly) and the numpy decode, both on
+  4 crops: an INFO figure only, because the loop runs in the interpreter and
+  scipy and its speed relative to numpy moves with the CPU model (17x on an
+  Intel Xeon, 22-31x on an AMD EPYC, same code).
+
+Gated (``bench/baseline.json``): ``decode_in_probe_units``, the decode's time
+for the 24 crops divided by the same round's probe time, median over rounds
+(lower is better). Both are single-threaded numpy and both are read with the
+**thread CPU clock** (``time.thread_time``), which does not advance while
+another process holds the core, so a CPU hog barely touches either side
+(what is left is cache pollution from context switches, which the median
+over many short rounds absorbs). Wall time would charge the decode for every
+time slice another process takes. ``decode_bandwidth_share`` (achieved bytes/s
+of map input over the copy probe's bytes/s) is stored as INFO.
+(The decode's share of the small net's time, wall clock, is gated from the
+pipeline rounds in bench/test_bench_pipeline.py.)
+
+The GPU kernel's memory traffic per crop and the resulting bandwidth-bound
+time on Orin AGX are recorded as a stated estimate (no GPU here to time it).
+
+Run: python -m pytest bench/bench_decode.py -m bench -q -s
 """
 from __future__ import annotations
 
-import time
+import os
 from math import ceil
 
 import numpy as np
 import pytest
 from scipy.ndimage import convolve
 
+from bench.rounds import Spread, interleaved, ratio_rounds
+from bench.workload import synthetic_probmaps
 from runtime import decode as D
 
-N_CROPS, K, H, W = 118, 17, 64, 48
-MIN_SPEEDUP = 20.0
+N_CROPS, K, H, W = 24, 17, 64, 48
+NAIVE_CROPS = 4
+COPY_REPEATS = 4
+PROBE_LOOPS = 400
+ROUNDS = int(os.environ.get("DYNPOSE_BENCH_DECODE_ROUNDS", "25"))
 ORIN_AGX_BW = 204.8e9  # bytes/s, LPDDR5 peak
 
 
@@ -34,7 +67,7 @@ def kernel_bytes_per_crop(in_bytes: int = 4) -> int:
 
 
 def _loop_decode(pm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-keypoint 2-D convolution, argmax and Newton step (the slow baseline)."""
+    """Per-keypoint 2-D convolution, argmax and Newton step (the slow reference)."""
     sig = np.asarray(D.COCO_SIGMAS, dtype=np.float32).astype(np.float64)
     var = np.clip((2 * sig) ** 2 * np.sqrt((H / 1.25) * (W / 1.25)) * 2, 0.55, 3.0)
     kernels = []
@@ -59,37 +92,58 @@ def _loop_decode(pm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coords, scores
 
 
+def _copy_probe(src: np.ndarray, dst: np.ndarray) -> None:
+    for _ in range(COPY_REPEATS):
+        np.copyto(dst, src)
+
+
+def numpy_probe(block: np.ndarray, acc: np.ndarray) -> None:
+    """The unit of numpy work the decode is measured in (float32 multiply-add over an L2-sized block)."""
+    half = np.float32(0.5)
+    for _ in range(PROBE_LOOPS):
+        np.multiply(block, half, out=acc)
+        np.add(acc, block, out=acc)
+
+
 @pytest.mark.bench
-def test_vectorised_decode_beats_loop(benchmark):
-    rng = np.random.default_rng(0)
-    logits = (rng.normal(size=(N_CROPS, K, H * W)) * rng.uniform(0.05, 8.0, size=(N_CROPS, K, 1))).astype(np.float32)
-    pm = D.sparsemax(logits).reshape(N_CROPS, K, H, W)
-
-    loop_times = []
-    for _ in range(2):
-        t0 = time.perf_counter()
-        ref_coords, _ = _loop_decode(pm)
-        loop_times.append(time.perf_counter() - t0)
-    coords, _ = benchmark.pedantic(D.decode_probmaps, args=(pm,), rounds=7, iterations=1, warmup_rounds=1)
-
-    # Same answer (away from float32/float64 near-ties) before comparing speed.
+def test_decode_speed(benchmark):
+    pm = synthetic_probmaps(N_CROPS)
+    small_set = np.ascontiguousarray(pm[:NAIVE_CROPS])
+    # Same answer as the loop (away from float32/float64 near-ties) before any timing.
+    ref_coords, _ = _loop_decode(pm)
+    coords, _ = D.decode_probmaps(pm)
     assert np.mean(np.abs(coords - ref_coords).max(-1) < 1e-3) > 0.98
 
-    vec = benchmark.stats.stats.min
-    speedup = min(loop_times) / vec
+    dst = np.empty_like(pm)
+    block = np.random.default_rng(1).random((64, 1024), dtype=np.float32)
+    acc = np.empty_like(block)
+    parts = {"probe": lambda: numpy_probe(block, acc), "decode": lambda: D.decode_probmaps(pm),
+             "copy": lambda: _copy_probe(pm, dst),
+             "naive": lambda: _loop_decode(small_set), "decode_naive_set": lambda: D.decode_probmaps(small_set)}
+    times = benchmark.pedantic(lambda: interleaved(parts, ROUNDS, 1, "thread"), rounds=1, iterations=1)
+    paired = {
+        "decode_in_probe_units": ratio_rounds(times["decode"], times["probe"]),
+        "decode_bandwidth_share": [c / (COPY_REPEATS * d) for c, d in zip(times["copy"], times["decode"])],
+        "decode_numpy_over_naive": ratio_rounds(times["naive"], times["decode_naive_set"]),
+    }
+    figures = {k: Spread.of(v) for k, v in paired.items()}
+    nbytes = pm.nbytes
+    dec, cpy = float(np.median(times["decode"])), float(np.median(times["copy"])) / COPY_REPEATS
     b32, b16 = kernel_bytes_per_crop(4), kernel_bytes_per_crop(2)
     benchmark.extra_info.update({
-        "crops": N_CROPS,
-        "loop_min_s": min(loop_times),
-        "vectorised_min_s": vec,
-        "speedup": speedup,
+        "crops": N_CROPS, "rounds": ROUNDS, "warmup_rounds": 1, "clock": "thread",
+        "seconds": times, "paired": paired, "figures": {k: v.as_dict() for k, v in figures.items()},
+        "map_bytes": nbytes, "decode_ms_per_crop": dec / N_CROPS * 1e3,
+        "decode_gb_per_s": nbytes / dec / 1e9, "copy_gb_per_s": nbytes / cpy / 1e9,
         "kernel_bytes_per_crop_fp32": b32,
         "kernel_bytes_per_crop_fp16": b16,
         "orin_agx_bw_bound_us_per_crop_fp32 (estimate)": b32 / ORIN_AGX_BW * 1e6,
-        "orin_agx_bw_bound_us_118_crops_fp32 (estimate)": N_CROPS * b32 / ORIN_AGX_BW * 1e6,
-        "orin_agx_bw_bound_us_118_crops_fp16 (estimate)": N_CROPS * b16 / ORIN_AGX_BW * 1e6,
+        "orin_agx_bw_bound_us_118_crops_fp32 (estimate)": 118 * b32 / ORIN_AGX_BW * 1e6,
+        "orin_agx_bw_bound_us_118_crops_fp16 (estimate)": 118 * b16 / ORIN_AGX_BW * 1e6,
     })
-    print(f"\nloop {min(loop_times) * 1e3:.0f} ms, vectorised {vec * 1e3:.1f} ms, speedup {speedup:.1f}x; "
-          f"kernel {b32} B/crop fp32 -> {N_CROPS * b32 / ORIN_AGX_BW * 1e6:.0f} us for {N_CROPS} crops on Orin AGX "
-          f"(bandwidth-bound estimate)")
-    assert speedup >= MIN_SPEEDUP, f"vectorised decode only {speedup:.1f}x faster than the loop (gate {MIN_SPEEDUP}x)"
+    bw, units = figures["decode_bandwidth_share"], figures["decode_in_probe_units"]
+    print(f"\ndecode in numpy probe units {units.median:.3f} ({units.text('.3f')})"
+          f"\ndecode {dec / N_CROPS * 1e3:.3f} ms/crop ({nbytes / dec / 1e9:.2f} GB/s of maps) vs copy "
+          f"{nbytes / cpy / 1e9:.2f} GB/s: share {bw.median:.4f} ({bw.text('.4f')}); numpy over naive loop "
+          f"{figures['decode_numpy_over_naive'].median:.1f}x (info); kernel {b32} B/crop fp32 -> "
+          f"{118 * b32 / ORIN_AGX_BW * 1e6:.0f} us for 118 crops on Orin AGX (bandwidth-bound estimate)")

@@ -10,7 +10,6 @@ CLI: ``python -m bench.coco_eval --gt GT.json --results R.json [--json] [--verbo
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import io
@@ -24,6 +23,11 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from bench.gt_records import read_gt
+from runtime.cli_args import OneLineParser, existing_file
+from runtime.errors import guarded
+from runtime.records import RecordError, read_json
+
 NUM_KEYPOINTS = 17
 PERSON_CATEGORY = 1
 # Order of COCOeval.stats for iouType='keypoints' (pycocotools' _summarizeKps).
@@ -32,6 +36,10 @@ COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 Results = list[dict[str, Any]]
+
+
+class ResultsError(RecordError):
+    """A results file or record that cannot be scored (exit 2); names the record."""
 
 
 @contextlib.contextmanager
@@ -51,8 +59,12 @@ def load_gt(gt: str | Path | COCO, verbose: bool = False) -> COCO:
     p = Path(gt)
     if not p.is_file():
         raise FileNotFoundError(f"COCO ground truth {p} not found; pass --gt path/to/person_keypoints.json")
+    data = read_gt(p)   # strict: names the annotation and field; derives a missing area from the box
+    coco = COCO()
+    coco.dataset = data
     with _quiet(verbose):
-        return COCO(str(p))
+        coco.createIndex()
+    return coco
 
 
 def to_coco_results(image_ids: Sequence[int] | np.ndarray, keypoints: np.ndarray, scores: Sequence[float] | np.ndarray,
@@ -93,12 +105,18 @@ def read_results(results: str | Path | Iterable[dict[str, Any]]) -> Results:
         p = Path(results)
         if not p.is_file():
             raise FileNotFoundError(f"results file {p} not found; write one with bench.coco_eval.to_coco_results")
-        with open(p) as f:
-            data = json.load(f)
+        data = read_json(p, "results", "--results")
         if not isinstance(data, list):
-            raise ValueError(f"results file {p} must hold a JSON list of records, got {type(data).__name__}")
+            raise ResultsError(f"results must be a JSON list of records, got {type(data).__name__}",
+                               f"--results {p}", "write COCO keypoint results")
         return data
     return copy.deepcopy(list(results))
+
+
+def posed_only(results: Results) -> Results:
+    """Leave out the runtime's dropped-box records (``"dropped"`` and no ``keypoints``): they are
+    boxes that were never posed, so they are neither detections nor misses to pycocotools."""
+    return [r for r in results if not (isinstance(r, dict) and "dropped" in r and "keypoints" not in r)]
 
 
 def validate_results(coco_gt: COCO, results: Results, num_keypoints: int = NUM_KEYPOINTS) -> None:
@@ -106,29 +124,36 @@ def validate_results(coco_gt: COCO, results: Results, num_keypoints: int = NUM_K
     img_ids = set(coco_gt.getImgIds())
     cat_ids = set(coco_gt.getCatIds())
     for i, r in enumerate(results):
+        if not isinstance(r, dict):
+            raise ResultsError(f"result #{i} is {type(r).__name__}, not an object; records need image_id, "
+                               "category_id, keypoints, score")
         for key in ("image_id", "category_id", "keypoints", "score"):
             if key not in r:
-                raise ValueError(f"result #{i} has no '{key}'; records need image_id, category_id, keypoints, score")
+                raise ResultsError(f"result #{i} has no '{key}'; records need image_id, category_id, keypoints, score")
         if r["image_id"] not in img_ids:
-            raise ValueError(f"result #{i}: image_id {r['image_id']} is not in the ground truth; "
+            raise ResultsError(f"result #{i}: image_id {r['image_id']} is not in the ground truth; "
                              "evaluate against the GT file the images came from")
         if r["category_id"] not in cat_ids:
-            raise ValueError(f"result #{i}: category_id {r['category_id']} not in GT categories {sorted(cat_ids)}; "
+            raise ResultsError(f"result #{i}: category_id {r['category_id']} not in GT categories {sorted(cat_ids)}; "
                              f"use {PERSON_CATEGORY} (person)")
-        kp = np.asarray(r["keypoints"], dtype=np.float64)
+        try:
+            kp = np.asarray(r["keypoints"], dtype=np.float64)
+            score = float(r["score"])
+        except (TypeError, ValueError):
+            raise ResultsError(f"result #{i} (image {r['image_id']}): keypoints and score must be numbers") from None
         if kp.shape != (3 * num_keypoints,):
-            raise ValueError(f"result #{i}: keypoints must be a flat list of {3 * num_keypoints} numbers "
+            raise ResultsError(f"result #{i}: keypoints must be a flat list of {3 * num_keypoints} numbers "
                              f"[x,y,score]*{num_keypoints}, got {kp.size}")
-        if not np.all(np.isfinite(kp)) or not math.isfinite(float(r["score"])):
-            raise ValueError(f"result #{i} (image {r['image_id']}) has NaN/inf keypoints or score; "
+        if not np.all(np.isfinite(kp)) or not math.isfinite(score):
+            raise ResultsError(f"result #{i} (image {r['image_id']}) has NaN/inf keypoints or score; "
                              "drop the person or replace the values before scoring")
         if "presence" in r and np.asarray(r["presence"]).shape != (num_keypoints,):
-            raise ValueError(f"result #{i}: presence must have {num_keypoints} values")
+            raise ResultsError(f"result #{i}: presence must have {num_keypoints} values")
 
 
 def load_results(coco_gt: COCO, results: str | Path | Iterable[dict[str, Any]], verbose: bool = False) -> COCO:
     """Validated results as a COCO object; an empty list yields an empty set (AP 0), not a crash."""
-    res = read_results(results)
+    res = posed_only(read_results(results))
     validate_results(coco_gt, res)
     if not res:
         empty = COCO()
@@ -222,9 +247,14 @@ def format_stats(stats: dict[str, float]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.coco_eval", description=__doc__.splitlines()[0])
-    ap.add_argument("--gt", required=True, help="COCO keypoint ground truth json")
-    ap.add_argument("--results", required=True, help="COCO keypoint results json (list of records)")
+    return guarded(_main, argv, prog="bench.coco_eval")
+
+
+def _main(argv: Sequence[str]) -> int:
+    ap = OneLineParser(prog="python -m bench.coco_eval", description=__doc__.splitlines()[0])
+    ap.add_argument("--gt", required=True, type=existing_file, help="COCO keypoint ground truth json")
+    ap.add_argument("--results", required=True, type=existing_file,
+                    help="COCO keypoint results json (list of records; dropped-box records are skipped)")
     ap.add_argument("--json", action="store_true", help="print the numbers as JSON")
     ap.add_argument("--verbose", action="store_true", help="let pycocotools print its own summary")
     a = ap.parse_args(argv)

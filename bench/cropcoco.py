@@ -22,7 +22,6 @@ CLI: ``python -m bench.cropcoco --src ../shared/data/coco-mini --out DIR --stren
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import shutil
@@ -32,6 +31,25 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
+
+from bench.gt_records import read_gt
+from runtime.cli_args import OneLineParser, existing_dir, number, output_dir, unit_float
+from runtime.errors import InputError, guarded
+from runtime.records import parse_detections, read_json
+
+
+class CropError(InputError, ValueError):
+    """Bad CropCOCO arguments or source set (exit 2)."""
+
+
+class MissingSource(InputError, FileNotFoundError):
+    """The --src folder lacks its annotation file (exit 2)."""
+
+    def __init__(self, what: str) -> None:
+        InputError.__init__(self, what)
+
+    def __str__(self) -> str:
+        return self.line()
 
 ANN_FILE = "person_keypoints.json"
 DET_FILE = "person_detections.json"
@@ -152,16 +170,22 @@ def crop_coco(src: str | Path, out: str | Path, strength: float = 0.5, seed: int
     """
     src, out = Path(src), Path(out)
     if image_format not in ("png", "jpg"):
-        raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+        raise CropError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
     if not 0.0 <= float(strength) <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength}")
+        raise CropError(f"strength must be in [0, 1], got {strength}")
     gt_path = src / ann_file
     if not gt_path.is_file():
-        raise FileNotFoundError(f"{gt_path} not found; --src must be a folder with {ann_file} and its images")
+        raise MissingSource(f"{gt_path} not found; --src must be a folder with {ann_file} and its images")
     if out.resolve() == src.resolve():
-        raise ValueError("--out must differ from --src (the source set is read-only)")
-    with open(gt_path) as f:
-        data = json.load(f)
+        raise CropError("--out must differ from --src (the source set is read-only)")
+    data = read_gt(gt_path, "--src")    # strict: names the bad annotation and field
+    for i, im in enumerate(data["images"]):
+        for k in ("width", "height"):
+            if not isinstance(im.get(k), int) or im[k] < 1:
+                raise CropError(f"image entry needs a positive integer '{k}'", f"--src {gt_path} images[{i}]",
+                                "fix the GT file")
+        if not isinstance(im.get("file_name"), str):
+            raise CropError("image entry needs 'file_name'", f"--src {gt_path} images[{i}]", "fix the GT file")
     out.mkdir(parents=True, exist_ok=True)
     by_img: dict[int, list[dict[str, Any]]] = {}
     for a in data["annotations"]:
@@ -198,8 +222,8 @@ def _crop_detections(src: Path, out: Path, det_file: str | None, windows: dict[i
     """Detector boxes move with their image, so the pipeline can run on the cropped set."""
     if not det_file or not (src / det_file).is_file():
         return None
-    with open(src / det_file) as f:
-        dets = json.load(f)
+    dets = read_json(src / det_file, "detections", "--src")
+    parse_detections(dets, f"--src {src / det_file}")   # refuse bad records by index and field
     kept = []
     for d in dets:
         if d["image_id"] not in windows:
@@ -225,11 +249,15 @@ def count_out_of_image(data: dict[str, Any]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.cropcoco", description=__doc__.splitlines()[0])
-    ap.add_argument("--src", required=True, help=f"folder with {ANN_FILE} and its images")
-    ap.add_argument("--out", required=True, help="output folder (images + json)")
-    ap.add_argument("--strength", type=float, default=0.5, help="0 = no crop .. 1 = deepest cuts")
-    ap.add_argument("--seed", type=int, default=0)
+    return guarded(_main, argv, prog="bench.cropcoco")
+
+
+def _main(argv: Sequence[str]) -> int:
+    ap = OneLineParser(prog="python -m bench.cropcoco", description=__doc__.splitlines()[0])
+    ap.add_argument("--src", required=True, type=existing_dir, help=f"folder with {ANN_FILE} and its images")
+    ap.add_argument("--out", required=True, type=output_dir, help="output folder (images + json)")
+    ap.add_argument("--strength", type=unit_float, default=0.5, help="0 = no crop .. 1 = deepest cuts")
+    ap.add_argument("--seed", type=number(int, lo=0, hi=2 ** 32 - 1), default=0)
     ap.add_argument("--ann", default=ANN_FILE, help="annotation file name inside --src")
     ap.add_argument("--format", default="png", choices=("png", "jpg"), help="format of cropped images")
     a = ap.parse_args(argv)

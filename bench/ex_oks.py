@@ -27,7 +27,6 @@ AP uses pycocotools' matching and accumulation unchanged: only
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -38,6 +37,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from bench.coco_eval import COCO_SIGMAS, load_gt, run_cocoeval, stats_dict
+from runtime.cli_args import OneLineParser, existing_file, number
+from runtime.errors import guarded
+from runtime.records import json_safe
 
 PADDING = 1.25
 ASPECT_WH = 192 / 256  # the nets' input w:h = 3:4
@@ -273,18 +275,31 @@ def evaluate_ex_oks(gt: str | Path | COCO, results: str | Path | Iterable[dict[s
             "matched": len(pairs), "cases": cases, "keypoints": keypoint_report(a)}
 
 
+def _threshold(text: str) -> float | str:
+    """``--threshold``: 'best' or a number in (0, 1]."""
+    if text == "best":
+        return text
+    return number(float, lo=0, hi=1, lo_open=True)(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.ex_oks", description=__doc__.splitlines()[0])
-    ap.add_argument("--gt", required=True, help="COCO keypoint ground truth json (e.g. a CropCOCO set)")
-    ap.add_argument("--results", required=True, help="COCO keypoint results json; optional per-record 'presence' [17]")
-    ap.add_argument("--threshold", default=str(DEFAULT_THRESHOLD), help="presence threshold, or 'best'")
+    return guarded(_main, argv, prog="bench.ex_oks")
+
+
+def _main(argv: Sequence[str]) -> int:
+    ap = OneLineParser(prog="python -m bench.ex_oks", description=__doc__.splitlines()[0])
+    ap.add_argument("--gt", required=True, type=existing_file,
+                    help="COCO keypoint ground truth json (e.g. a CropCOCO set)")
+    ap.add_argument("--results", required=True, type=existing_file,
+                    help="COCO keypoint results json; optional per-record 'presence' [17]")
+    ap.add_argument("--threshold", default=str(DEFAULT_THRESHOLD), type=_threshold,
+                    help="presence threshold in (0,1], or 'best'")
     ap.add_argument("--json", action="store_true", help="print the full report as JSON")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
-    thr: float | str = a.threshold if a.threshold == "best" else float(a.threshold)
-    rep = evaluate_ex_oks(a.gt, a.results, presence_threshold=thr, verbose=a.verbose)
+    rep = evaluate_ex_oks(a.gt, a.results, presence_threshold=a.threshold, verbose=a.verbose)
     if a.json:
-        print(json.dumps(rep, indent=1))
+        print(json.dumps(json_safe(rep), indent=1, allow_nan=False))
         return 0
     print("Ex-OKS " + " ".join(f"{k}={rep[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR")))
     acc = rep["presence_accuracy"]

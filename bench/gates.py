@@ -1,24 +1,31 @@
-"""FPS regression gates over pytest-benchmark's ``--benchmark-json`` output.
+"""Speed regression gates over pytest-benchmark's ``--benchmark-json`` output.
 
 Two kinds of gated figure, because a shared CI machine is noisy:
 
-* **Same-run ratios** (always gated): dyn/large pipeline throughput, dyn's
-  share of its ideal mixture, the share of wall time outside the networks,
-  the numpy decode's speed-up over the naive loop (bench/bench_decode.py) and
-  INT8/fp32 throughput (bench/bench_int8.py) when those benchmarks ran. Both
-  sides of a ratio are measured minutes apart on the same machine, so a busy
-  neighbour slows both.
+* **Paired same-run ratios** (always gated). Each benchmark times the parts a
+  ratio compares in alternation, in several rounds inside one process
+  (``bench.rounds``), and stores one value per round under
+  ``extra_info["paired"][figure]``. The gate reads the **median of those
+  per-round ratios**; their quartiles and min/max are printed beside it and
+  stored in ``extra_info["figures"]``. A burst of load lands on both sides of
+  a round's ratio, so it cancels instead of failing the gate. The pipeline's
+  figures (dyn/large, dyn's share of its ideal mixture, the share outside the
+  nets, the decode's share of the small net) are derived here from the
+  per-round seconds that bench/test_bench_pipeline.py stores
+  (:func:`pipeline_paired`: shares on the process CPU clock, dyn/large on the
+  wall clock; see that module for why), the bench then stores them too.
 * **Absolute crops/s and FPS**, only against a baseline recorded on the same
   machine kind (``bench.conditions.machine_kind``: CPU model, GPU model, and
   on a Jetson the nvpmodel mode and jetson_clocks). Another kind of machine
   prints "no baseline for this machine kind" for them and is not gated.
 
 Limits live in ``bench/baseline.json``: a ratio has either a recorded
-``baseline`` and a relative ``tolerance`` (fail below baseline x (1 - tol)),
-or a hard ``min``/``max`` (a target from the issue). Exit 1 when any gated
-figure fails, with the whole table printed.
+``baseline`` and a relative ``tolerance`` (fail below baseline x (1 - tol), or
+above baseline x (1 + tol) with ``"better": "lower"``), or a hard
+``min``/``max`` (a physical target). Each has a ``why``: what it protects and
+which clock it reads. Exit 1 when any gated figure fails, with the whole table.
 
-CLI: ``python -m bench.gates RUN.json [--baseline bench/baseline.json]``
+CLI: ``python -m bench.gates RUN.json [--baseline bench/baseline.json] [--partial]``
      ``python -m bench.gates RUN.json --record [--record-ratios]``  (make bench-baseline)
 """
 from __future__ import annotations
@@ -27,19 +34,18 @@ import argparse
 import datetime as dt
 import json
 import math
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from bench.conditions import machine_kind
+from bench.rounds import Spread, ratio_rounds
+from runtime.errors import InputError, guarded
 
 DEFAULT_BASELINE = Path(__file__).with_name("baseline.json")
-DEFAULT_SOURCES = {
-    # figure -> where another benchmark module stores it (test name substring, extra_info key)
-    "decode_numpy_over_naive": {"test": "test_vectorised_decode_beats_loop", "key": "speedup"},
-    "int8_over_fp32": {"test": "test_int8_cpu_speedup", "key": "speedup"},
-}
+PIPELINE_NAMES = ("small", "large", "dyn-p25", "dyn-p50")
 
 
 @dataclass
@@ -47,7 +53,8 @@ class Row:
     figure: str
     value: float | None
     reference: str
-    status: str  # PASS | FAIL | INFO | ABSENT
+    status: str  # PASS | FAIL | INFO
+    spread: Spread | None = None
 
     @property
     def failed(self) -> bool:
@@ -58,11 +65,15 @@ class Row:
 def load_run(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"benchmark JSON {p} not found; produce it with "
-                                "pytest -m bench --benchmark-json=PATH (or run make bench)")
-    run = json.loads(p.read_text())
+        raise InputError("benchmark JSON not found", str(p),
+                         "produce it with pytest -m bench --benchmark-json=PATH (or run make bench)")
+    try:
+        run = json.loads(p.read_text())
+    except ValueError as e:
+        raise InputError(f"benchmark JSON unreadable ({e})", str(p), "rerun the benchmarks") from None
     if not isinstance(run, dict) or "benchmarks" not in run:
-        raise ValueError(f"{p} is not pytest-benchmark JSON (no 'benchmarks' list)")
+        raise InputError("not pytest-benchmark JSON (no 'benchmarks' list)", str(p),
+                         "pass the file written by --benchmark-json")
     return run
 
 
@@ -75,82 +86,96 @@ def run_conditions(run: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _rate(b: dict[str, Any]) -> float | None:
-    info = b.get("extra_info", {})
-    if "crops_per_s" in info:
-        return float(info["crops_per_s"])
-    if "fps" in info:
-        return float(info["fps"])
-    return None
-
-
-def pipeline_rates(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """backend -> {'net:small': T, 'net:large': T, 'router': T, 'preprocess': T,
-    'pipeline:<name>': T, 'f:<name>': achieved large fraction} from test_bench_pipeline records."""
-    out: dict[str, dict[str, Any]] = {}
+def round_records(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """backend -> extra_info of its interleaved pipeline rounds (bench/test_bench_pipeline.py)."""
+    out = {}
     for b in run["benchmarks"]:
         info = b.get("extra_info", {})
-        stage, rate = info.get("stage"), _rate(b)
-        if stage is None or rate is None:
-            continue
-        backend = (info.get("conditions") or {}).get("backend") or "?"
-        d = out.setdefault(backend, {})
-        if stage == "net":
-            d[f"net:{info['role']}"] = rate
-        elif stage == "pipeline":
-            name = info["policy"] if info.get("p") is None else f"{info['policy']}-p{int(info['p'])}"
-            d[f"pipeline:{name}"] = rate
-            d[f"f:{name}"] = float(info.get("large_fraction", float("nan")))
-        else:
-            d[stage] = rate
+        if info.get("stage") == "rounds":
+            out[(info.get("conditions") or {}).get("backend") or "?"] = info
     return out
 
 
-def ideal_rate(f: float, t_small: float, t_large: float, t_router: float | None) -> float:
-    """Routing can only be as fast as its mixture: 1 / ((1-f)/T_s + f/T_l + router cost)."""
-    per_crop = (1.0 - f) / t_small + f / t_large + (1.0 / t_router if t_router else 0.0)
-    return 1.0 / per_crop
+def ideal_seconds(f: float, t_small: float, t_large: float, t_router: float | None) -> float:
+    """Routing can only be as fast as its mixture: (1-f) T_small + f T_large + router, for the same crops."""
+    return (1.0 - f) * t_small + f * t_large + (t_router or 0.0)
 
 
-def mixture_table(rates: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 4's figures for one backend: crops/s, ideal, share of ideal, share outside the nets."""
-    rows = []
-    ts, tl, tr = rates.get("net:small"), rates.get("net:large"), rates.get("router")
-    for name in ("small", "large", "dyn-p25", "dyn-p50"):
-        r = rates.get(f"pipeline:{name}")
-        if r is None or not ts or not tl:
+def _shares(s: dict[str, list[float]], f: dict[str, float], suffix: str) -> dict[str, list[float]]:
+    """share_of_ideal / outside_nets_share per round for every policy, on one clock's seconds."""
+    ts, tl, tr = s["net:small"], s["net:large"], s.get("router")
+    out: dict[str, list[float]] = {}
+    for name in PIPELINE_NAMES:
+        tp = s.get(f"pipeline:{name}")
+        if tp is None:
             continue
-        f = {"small": 0.0, "large": 1.0}.get(name, rates.get(f"f:{name}", float("nan")))
-        ideal = ideal_rate(f, ts, tl, tr if name.startswith("dyn") else None)
-        rows.append({"pipeline": name, "large_fraction": f, "crops_per_s": r, "ideal": ideal,
-                     "share_of_ideal": r / ideal, "outside_nets_share": 1.0 - r / ideal})
-    return rows
+        frac = {"small": 0.0, "large": 1.0}.get(name, f.get(name, float("nan")))
+        router = tr if name.startswith("dyn") and tr else [0.0] * len(tp)
+        share = [ideal_seconds(frac, a, b, c) / t for a, b, c, t in zip(ts, tl, router, tp)]
+        out[f"{name}_share_of_ideal{suffix}"] = share
+        out[f"{name}_outside_nets_share{suffix}"] = [1.0 - x for x in share]
+    return out
 
 
-def extract_figures(run: dict[str, Any], sources: dict[str, dict[str, str]] | None = None) -> dict[str, float]:
-    """All same-run ratio figures of a run (names as in baseline.json 'ratios')."""
-    figs: dict[str, float] = {}
-    for backend, rates in pipeline_rates(run).items():
-        rows = {r["pipeline"]: r for r in mixture_table(rates)}
-        large = rates.get("pipeline:large")
-        for name in ("dyn-p25", "dyn-p50"):
-            if name in rows and large:
-                figs[f"{backend}:{name}_over_large"] = rows[name]["crops_per_s"] / large
-                figs[f"{backend}:{name}_share_of_ideal"] = rows[name]["share_of_ideal"]
-                figs[f"{backend}:{name}_outside_nets_share"] = rows[name]["outside_nets_share"]
-        if "large" in rows:
-            figs[f"{backend}:large_outside_nets_share"] = rows["large"]["outside_nets_share"]
-    for name, src in (sources or DEFAULT_SOURCES).items():
-        for b in run["benchmarks"]:
-            if src["test"] in b.get("fullname", b.get("name", "")) and src["key"] in b.get("extra_info", {}):
-                param = b.get("param")   # parametrised benchmarks (int8 small/large) give one figure each
-                figs[f"{name}[{param}]" if param else name] = float(b["extra_info"][src["key"]])
+def pipeline_paired(info: dict[str, Any]) -> dict[str, list[float]]:
+    """Per-round figures of one backend's rounds: every ratio compares parts of the same round.
+
+    Shares of the ideal mixture and the decode's share of the small net read the process
+    CPU clock (``cpu_seconds``: the work added, blind to other load); the same shares on the
+    wall clock are kept with a ``_wall`` suffix (INFO). dyn/large reads the wall clock (what
+    a user waits for). A record with wall seconds only gets its shares from the wall clock.
+    """
+    wall, f = info["seconds"], info.get("large_fraction", {})
+    cpu = info.get("cpu_seconds")
+    out = _shares(cpu if cpu else wall, f, "")
+    if cpu:
+        out.update(_shares(wall, f, "_wall"))
+    for name in PIPELINE_NAMES:
+        if name.startswith("dyn") and f"pipeline:{name}" in wall and "pipeline:large" in wall:
+            out[f"{name}_over_large"] = ratio_rounds(wall["pipeline:large"], wall[f"pipeline:{name}"])
+    base = cpu if cpu else wall
+    if "decode" in base:
+        out["decode_share_of_small"] = ratio_rounds(base["decode"], base["net:small"])
+    return out
+
+
+def extract_paired(run: dict[str, Any]) -> dict[str, list[float]]:
+    """Every paired figure of a run, one value per round (names as in baseline.json 'ratios').
+
+    Pipeline figures carry their backend (``ort:dyn-p50_over_large``); a parametrised
+    benchmark's figures carry its parameter (``int8_over_fp32[small]``).
+    """
+    figs: dict[str, list[float]] = {}
+    for backend, info in round_records(run).items():
+        figs.update({f"{backend}:{k}": v for k, v in pipeline_paired(info).items()})
+    for b in run["benchmarks"]:
+        info = b.get("extra_info", {})
+        if info.get("stage") == "rounds":
+            continue
+        param = b.get("param")
+        for k, v in (info.get("paired") or {}).items():
+            figs[f"{k}[{param}]" if param else k] = [float(x) for x in v]
     return figs
 
 
+def extract_figures(run: dict[str, Any]) -> dict[str, Spread]:
+    return {k: Spread.of(v) for k, v in extract_paired(run).items() if v}
+
+
 def absolute_figures(run: dict[str, Any]) -> dict[str, float]:
-    """Every benchmark that reports crops/s or FPS, by its pytest name."""
-    return {b["name"]: r for b in run["benchmarks"] if (r := _rate(b)) is not None}
+    """Crops/s (median over rounds) of every timed part, and every benchmark's own crops/s or FPS."""
+    out: dict[str, float] = {}
+    for b in run["benchmarks"]:
+        info = b.get("extra_info", {})
+        if info.get("stage") == "rounds":
+            backend = (info.get("conditions") or {}).get("backend") or "?"
+            for part, secs in info["seconds"].items():
+                out[f"{backend}:{part}"] = info["crops"] / statistics.median(secs)
+        elif "crops_per_s" in info:
+            out[b["name"]] = float(info["crops_per_s"])
+        elif "fps" in info:
+            out[b["name"]] = float(info["fps"])
+    return out
 
 
 # -- gating ----------------------------------------------------------------------------
@@ -178,21 +203,21 @@ def _lookup(ratios: dict[str, Any], fig: str) -> dict[str, Any] | None:
 
 
 def check(run: dict[str, Any], baseline: dict[str, Any], partial: bool = False) -> list[Row]:
-    """Every gated figure of the run against the baseline; ``partial`` drops the
-    'required' check (a run of a single benchmark file)."""
+    """Every gated figure of the run against the baseline (its median over paired rounds);
+    ``partial`` drops the 'required' check (a run of some benchmark files only)."""
     rows: list[Row] = []
-    ratios = baseline.get("ratios", {})
-    figs = extract_figures(run, baseline.get("sources"))
+    ratios = {k: v for k, v in baseline.get("ratios", {}).items() if isinstance(v, dict)}
     seen = set()
-    for fig, value in sorted(figs.items()):
+    for fig, sp in sorted(extract_figures(run).items()):
         spec = _lookup(ratios, fig)
-        if spec is None:
-            rows.append(Row(fig, value, "not gated", "INFO"))
+        if spec is None or spec.get("info"):
+            rows.append(Row(fig, sp.median, "info, not gated", "INFO", sp))
             continue
         seen.update((fig, generic_name(fig)))
         direction, limit, text = _ratio_limit(spec)
-        ok = math.isfinite(value) and (value >= limit if direction == "min" else value <= limit)
-        rows.append(Row(fig, value, text, "PASS" if ok else "FAIL"))
+        v = sp.median
+        ok = math.isfinite(v) and (v >= limit if direction == "min" else v <= limit)
+        rows.append(Row(fig, v, text, "PASS" if ok else "FAIL", sp))
     for name, spec in ratios.items():
         if spec.get("required") and name not in seen and not partial:
             rows.append(Row(name, None, "required but not in this run", "FAIL"))
@@ -221,32 +246,46 @@ def check_absolute(run: dict[str, Any], baseline: dict[str, Any]) -> list[Row]:
 
 def format_rows(rows: list[Row]) -> str:
     w = max([len(r.figure) for r in rows] + [6])
-    lines = [f"{'figure':<{w}}  {'value':>9}  {'limit':<34}  status", "-" * (w + 58)]
+    lines = [f"{'figure':<{w}}  {'median':>9}  {'spread of paired rounds':<42}  {'limit':<28}  status",
+             "-" * (w + 96)]
     for r in rows:
-        v = "-" if r.value is None else f"{r.value:9.3f}"
-        lines.append(f"{r.figure:<{w}}  {v:>9}  {r.reference:<34}  {r.status}")
+        v = "-" if r.value is None else f"{r.value:9.4g}"
+        sp = "" if r.spread is None else r.spread.text(".4g")
+        lines.append(f"{r.figure:<{w}}  {v:>9}  {sp:<42}  {r.reference:<28}  {r.status}")
     return "\n".join(lines)
 
 
 def format_mixture(run: dict[str, Any]) -> str:
+    """Issue 4's table per backend, from medians over the rounds (shares: medians of paired ratios)."""
     out = []
-    for backend, rates in pipeline_rates(run).items():
-        rows = mixture_table(rates)
-        if not rows:
-            continue
-        t = ", ".join(f"{k} {rates[k]:.2f}" for k in ("net:small", "net:large", "router", "preprocess") if k in rates)
-        out.append(f"[{backend}] alone (crops/s): {t}")
-        out.append(f"{'pipeline':<9} {'f':>6} {'crops/s':>8} {'ideal':>8} {'share':>7} {'outside nets':>13}")
-        for r in rows:
-            out.append(f"{r['pipeline']:<9} {r['large_fraction']:6.3f} {r['crops_per_s']:8.2f} {r['ideal']:8.2f} "
-                       f"{r['share_of_ideal']:7.1%} {r['outside_nets_share']:13.1%}")
+    for backend, info in round_records(run).items():
+        n, s = info["crops"], info["seconds"]
+        paired = pipeline_paired(info)
+        rate = {k: n / statistics.median(v) for k, v in s.items()}
+        alone = ", ".join(f"{k} {rate[k]:.2f}" for k in ("net:small", "net:large", "router", "preprocess", "decode")
+                          if k in rate)
+        out.append(f"[{backend}] {n} crops x {info['rounds']} paired rounds (+{info.get('warmup_rounds', 0)} warm-up)"
+                   f"; alone, median crops/s: {alone}")
+        clock = "CPU" if info.get("cpu_seconds") else "wall"
+        out.append(f"{'pipeline':<9} {'f':>6} {'crops/s':>8} {'share of ideal, ' + clock + ' (IQR)':>27} "
+                   f"{'outside nets':>13} {'share, wall (IQR)':>24}")
+        for name in PIPELINE_NAMES:
+            if f"{name}_share_of_ideal" not in paired:
+                continue
+            f = {"small": 0.0, "large": 1.0}.get(name, info.get("large_fraction", {}).get(name, float("nan")))
+            sh = Spread.of(paired[f"{name}_share_of_ideal"])
+            w = Spread.of(paired.get(f"{name}_share_of_ideal_wall", paired[f"{name}_share_of_ideal"]))
+            out.append(f"{name:<9} {f:6.3f} {rate[f'pipeline:{name}']:8.2f} "
+                       f"{sh.median:14.1%} ({sh.q1:.1%}-{sh.q3:.1%}) {1 - sh.median:13.1%} "
+                       f"{w.median:10.1%} ({w.q1:.1%}-{w.q3:.1%})")
     return "\n".join(out)
 
 
 # -- recording a baseline ----------------------------------------------------------------
 def record(run: dict[str, Any], baseline: dict[str, Any], tolerance: float, ratios_too: bool) -> dict[str, Any]:
     """Put this run's absolute figures in as the baseline of its machine kind (replacing an
-    older one of the same kind); with ``ratios_too`` also re-base the relative ratio gates."""
+    older one of the same kind); with ``ratios_too`` also re-base the relative ratio gates
+    on this run's medians (the worst of the figures sharing a generic name)."""
     cond = run_conditions(run)
     if not cond:
         raise ValueError("the run stores no conditions (extra_info['conditions']); run the bench/ tests")
@@ -257,16 +296,17 @@ def record(run: dict[str, Any], baseline: dict[str, Any], tolerance: float, rati
                      "fps": {k: round(v, 3) for k, v in sorted(absolute_figures(run).items())}})
     new = dict(baseline, machines=machines)
     if ratios_too:
-        figs = extract_figures(run, baseline.get("sources"))
+        figs = extract_figures(run)
         for name, spec in new.get("ratios", {}).items():
-            if "baseline" in spec:
-                hits = [v for f, v in figs.items() if f == name or generic_name(f) == name]
+            if isinstance(spec, dict) and "baseline" in spec:
+                hits = [sp.median for f, sp in figs.items() if f == name or generic_name(f) == name]
                 if hits:
-                    spec["baseline"] = round(min(hits), 4)
+                    worst = max(hits) if spec.get("better") == "lower" else min(hits)
+                    spec["baseline"] = round(worst, 4)
     return new
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.gates", description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="pytest-benchmark --benchmark-json output")
     ap.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE)
@@ -279,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="with --record: allowed relative drop of absolute figures on this machine kind")
     a = ap.parse_args(argv)
     run = load_run(a.run)
-    baseline = json.loads(a.baseline.read_text()) if a.baseline.is_file() else {"schema_version": 1}
+    baseline = json.loads(a.baseline.read_text()) if a.baseline.is_file() else {"schema_version": 2}
     mix = format_mixture(run)
     if mix:
         print(mix + "\n")
@@ -291,13 +331,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = check(run, baseline, a.partial)
     print(format_rows(rows))
     failed = [r for r in rows if r.failed]
-    kind = machine_kind(run_conditions(run))
-    print(f"\nmachine kind: {kind}")
+    print(f"\nmachine kind: {machine_kind(run_conditions(run))}")
     if failed:
         print(f"\nGATE FAILED: {len(failed)} figure(s) regressed: " + ", ".join(r.figure for r in failed))
         return 1
     print("\nall gates pass")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0: all gates pass; 1: a gate failed (the table says which); 2: bad input (one line)."""
+    return guarded(_main, argv, prog="bench.gates")
 
 
 if __name__ == "__main__":

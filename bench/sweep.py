@@ -20,8 +20,6 @@ times the real pipeline for every row instead (10+ passes: slower).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +30,11 @@ import numpy as np
 
 from bench.coco_eval import evaluate_keypoints
 from bench.workload import CropSet, Frame, load_frames, make_cropset
+from runtime import expected_errors  # noqa: F401 (registers the runtime's error classes)
+from runtime.cli_args import OneLineParser, existing_dir, output_dir
+from runtime.errors import guarded
 from runtime.pipeline import PipelineOptions, PosePipeline, decode_outputs
+from runtime.records import read_json
 from runtime.preprocess import heatmap_to_image
 from runtime.results import FrameResult
 from runtime.routing import fit_thresholds, route, route_band
@@ -210,7 +212,7 @@ def ensure_engines(config: str, engines: Path | None, build_root: Path, data: Pa
         if not (engines / "manifest.json").is_file():
             raise SystemExit(f"error: --engines {engines} has no manifest.json; build one with "
                              f"python -m build.engines --config {config} --target cpu --out artifacts")
-        built = json.loads((engines / "manifest.json").read_text()).get("config")
+        built = _built_config(engines)
         if built != config:
             raise SystemExit(f"error: --engines {engines} holds config {built!r}, not --config {config!r}; "
                              "drop --config or point --engines at that config's folder")
@@ -226,22 +228,31 @@ def ensure_engines(config: str, engines: Path | None, build_root: Path, data: Pa
     return out
 
 
+def _built_config(engines: Path) -> object:
+    m = read_json(engines / "manifest.json", "the manifest", "--engines")
+    return m.get("config") if isinstance(m, dict) else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    return guarded(_main, argv, prog="bench.sweep")
+
+
+def _main(argv: Sequence[str]) -> int:
     from bench.tradeoff_report import write_report
 
-    ap = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog="python -m bench.sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=None, help="pipeline config (default: fixture-dyn when its weights exist)")
-    ap.add_argument("--engines", type=Path, default=None, help="a built artifacts folder (else built once)")
-    ap.add_argument("--build-root", type=Path, default=REPO / "artifacts", help="where to build when --engines is absent")
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="COCO folder with person_detections.json")
+    ap.add_argument("--engines", type=existing_dir, default=None, help="a built artifacts folder (else built once)")
+    ap.add_argument("--build-root", type=output_dir, default=REPO / "artifacts",
+                    help="where to build when --engines is absent")
+    ap.add_argument("--data", type=existing_dir, default=DEFAULT_DATA, help="COCO folder with person_detections.json")
     ap.add_argument("--backend", default="ort", choices=("ort", "trt", "auto"))
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--timing", default="model", choices=("model", "measured"))
-    ap.add_argument("--out", type=Path, default=REPO / "docs", help="folder for tradeoff.md/.csv/.png")
+    ap.add_argument("--out", type=output_dir, default=REPO / "docs", help="folder for tradeoff.md/.csv/.png")
     a = ap.parse_args(argv)
     if a.config is None and a.engines is not None:
-        config = json.loads((a.engines / "manifest.json").read_text()).get("config") if (
-            a.engines / "manifest.json").is_file() else default_config()
+        config = _built_config(a.engines) if (a.engines / "manifest.json").is_file() else default_config()
     else:
         config = a.config or default_config()
     engines = ensure_engines(config, a.engines, a.build_root, a.data)

@@ -6,13 +6,15 @@ so a number measured on "the 118 boxes" always means the same crops.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from bench.gt_records import read_gt
+from runtime.errors import InputError
+from runtime.records import read_detections
 from runtime.preprocess import DEFAULT_MAX_BOXES, boxes_to_center_scale, make_crops, sanitize_boxes
 
 
@@ -48,18 +50,21 @@ def load_frames(coco_dir: str | Path) -> list[Frame]:
     gt_path, det_path = d / "person_keypoints.json", d / "person_detections.json"
     for p in (gt_path, det_path):
         if not p.is_file():
-            raise FileNotFoundError(f"{p} not found; pass a COCO-format folder with person_keypoints.json "
-                                    "and person_detections.json (default ../shared/data/coco-mini)")
-    gt = json.loads(gt_path.read_text())
-    dets = [x for x in json.loads(det_path.read_text()) if x.get("category_id", 1) == 1]
+            raise InputError(f"{p.name} not found", f"--data {d}", "pass a COCO-format folder with "
+                             "person_keypoints.json and person_detections.json (default ../shared/data/coco-mini)")
+    gt = read_gt(gt_path, "--data")                  # strict: names the bad record and field
+    dets = read_detections(det_path, "--data")[0]
     frames = []
     for im in sorted(gt["images"], key=lambda i: i["id"]):
+        if not isinstance(im.get("file_name"), str):
+            raise InputError("image entry has no file_name", f"--data {gt_path} image {im['id']}", "fix the GT file")
         img = cv2.imread(str(d / im["file_name"]))
         if img is None:
-            raise FileNotFoundError(f"image {d / im['file_name']} unreadable")
-        mine = [x for x in dets if x["image_id"] == im["id"]]
-        frames.append(Frame(int(im["id"]), img, np.array([x["bbox"] for x in mine], np.float64).reshape(-1, 4),
-                            np.array([x.get("score", 1.0) for x in mine], np.float64)))
+            raise InputError("image unreadable or missing", f"--data {d / im['file_name']}",
+                             "restore the image or remove it from person_keypoints.json")
+        mine = [x for x in dets if x.key == im["id"]]
+        frames.append(Frame(int(im["id"]), img, np.array([x.bbox for x in mine], np.float64).reshape(-1, 4),
+                            np.array([x.score for x in mine], np.float64)))
     return frames
 
 
@@ -80,3 +85,31 @@ def make_cropset(frames: list[Frame], max_boxes: int | None = DEFAULT_MAX_BOXES)
         kept_all.append(kept)
     return CropSet(np.concatenate(crops), np.concatenate(centers), np.concatenate(scales),
                    np.concatenate(frame_of), kept_all)
+
+
+def subset_frames(frames: list[Frame], n_crops: int) -> list[Frame]:
+    """The same frames with only their first boxes, ~``n_crops`` in all, shared out in
+    proportion to each frame's box count (every frame keeps at least one box).
+
+    The gates pair many short rounds instead of one long one: fewer crops per round
+    keep the total time in budget while the pairing removes the noise.
+    """
+    total = n_boxes(frames)
+    if n_crops >= total:
+        return frames
+    out = []
+    for f in frames:
+        k = max(1, round(len(f.boxes) * n_crops / total))
+        out.append(Frame(f.image_id, f.image, f.boxes[:k], f.scores[:k]))
+    return out
+
+
+def synthetic_probmaps(n: int, k: int = 17, h: int = 64, w: int = 48, seed: int = 0) -> np.ndarray:
+    """Sparsemax maps [n,k,h,w] of random logits with per-map sharpness (a few pixels of
+    support up to broad blobs), the decode benchmark's input: random-weight nets give maps
+    of no realistic sparsity, and the decode's cost depends on it."""
+    from runtime.decode import sparsemax
+
+    rng = np.random.default_rng(seed)
+    logits = (rng.normal(size=(n, k, h * w)) * rng.uniform(0.05, 8.0, size=(n, k, 1))).astype(np.float32)
+    return sparsemax(logits).reshape(n, k, h, w)

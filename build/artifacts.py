@@ -34,14 +34,16 @@ def build_network(cfg: PipelineConfig, role: str) -> nn.Module:
     return build_pose_net(choice.arch, choice.head)
 
 
-def load_weights(model: nn.Module, cfg: PipelineConfig, role: str, ckpt: str | None, seed: int) -> dict[str, Any]:
+def load_weights(model: nn.Module, cfg: PipelineConfig, role: str, ckpt: str | None, seed: int,
+                 trust: bool = False) -> dict[str, Any]:
     """Explicit --<role>-ckpt, else the config's bundled weights, else seeded random."""
     path = ckpt or cfg.checkpoints.get(role)
     if path:
         p = Path(path)
         if not p.is_absolute() and not p.exists():
             p = REPO / p
-        info = load_strict(model, p, role)
+        flag = f"--{role}-ckpt" if ckpt else f"bundled {role} checkpoint of --config {cfg.name}"
+        info = load_strict(model, p, role, trust=trust, flag=flag)
         info["bundled"] = ckpt is None
         return info
     return init_random(model, role, seed)
@@ -103,15 +105,21 @@ def weights_summary(models: dict[str, dict[str, Any]]) -> str:
 
 def export_all(cfg: PipelineConfig, out_dir: Path, ckpts: dict[str, str | None], seed: int = 0,
                opset: int = OPSET, simplify: bool = True,
-               progress: Callable[[str], None] = lambda s: None) -> tuple[dict[str, Any], dict[str, nn.Module]]:
-    """Export every role; returns manifest model entries and the torch nets (for calibration)."""
+               progress: Callable[[str], None] = lambda s: None,
+               trust: bool = False) -> tuple[dict[str, Any], dict[str, nn.Module]]:
+    """Export every role; returns manifest model entries and the torch nets (for calibration).
+
+    Every checkpoint is loaded (and a bad one refused) before the first export."""
     entries: dict[str, Any] = {}
     nets: dict[str, nn.Module] = {}
+    loaded = {}
     for role in ROLES:
         progress(f"{role}: build + weights")
         torch.manual_seed(seed)
         model = build_network(cfg, role)
-        weights = load_weights(model, cfg, role, ckpts.get(role), seed)
+        loaded[role] = model, load_weights(model, cfg, role, ckpts.get(role), seed, trust)
+    for role in ROLES:
+        model, weights = loaded[role]
         progress(f"{role}: export + simplify + parity")
         entry = export_role(model, out_dir, role, opset, simplify)
         arch = "router" if role == "router" else getattr(cfg, role).arch

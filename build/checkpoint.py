@@ -3,78 +3,125 @@
 A wrong checkpoint must fail loudly and usefully: one error listing missing,
 unexpected and wrongly shaped keys (first few of each, counts of all), never
 a half-loaded network that silently predicts garbage.
+
+Loading is ``torch.load(weights_only=True)`` only: unpickling a file in full
+runs code from it, so a checkpoint that needs that is refused unless the user
+passes ``--trust-checkpoint`` (``trust=True``).
 """
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
+from runtime.errors import EXIT_INPUT, register_expected
 from runtime.manifest import sha256_file
 
 _SHOW = 5
+TRUST_FLAG = "--trust-checkpoint"
 
 
 class CheckpointMismatch(ValueError):
     """The checkpoint's keys or shapes do not fit the network."""
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+class CheckpointUnreadable(ValueError):
+    """Not a PyTorch checkpoint, unreadable, or one that needs full unpickling without --trust-checkpoint."""
+
+
+class CheckpointMissing(FileNotFoundError):
+    """The checkpoint path does not exist."""
+
+
+for _cls in (CheckpointMismatch, CheckpointUnreadable, CheckpointMissing):
+    register_expected(_cls, EXIT_INPUT)
+
+
+def _where(path: Path, flag: str | None) -> str:
+    return f"{flag} {path}" if flag else str(path)
+
+
+def _torch_load(path: Path, trust: bool, where: str) -> object:
+    """weights_only=True, else (``trust`` only) full unpickling; every failure is one line naming the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise CheckpointUnreadable(f"cannot read checkpoint ({where}: {e.strerror or e}): check the path "
+                                   "and its permissions") from None
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file; each becomes one line
+        text = str(e).split("WeightsUnpickler error:")[-1]
+        first = ([ln.strip() for ln in text.splitlines() if ln.strip()] or [type(e).__name__])[0]
+        if "Unsupported global" not in str(e):   # not "objects beyond tensors": garbage or damaged
+            raise CheckpointUnreadable(f"not a PyTorch checkpoint, or a damaged one ({where}; "
+                                       f"{type(e).__name__}: {first[:80]}): pass an MMPose .pth "
+                                       "(a dict of tensors, or one under 'state_dict')") from None
+        if not trust:
+            raise CheckpointUnreadable(
+                f"checkpoint holds Python objects beyond tensors and would need full unpickling, which runs "
+                f"code from the file ({where}): re-save its tensors (torch.save(ckpt['state_dict'], path)) "
+                f"or pass {TRUST_FLAG} if you trust where it came from") from None
+    print(f"WARNING: {path}: unpickled in full ({TRUST_FLAG}); only do this with checkpoints you trust",
+          file=sys.stderr)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointUnreadable(f"checkpoint does not unpickle even in full ({where}; {type(e).__name__}: "
+                                   f"{(str(e).splitlines() or [''])[0][:80]}): pass an MMPose .pth") from None
+
+
+def read_state_dict(path: str | Path, trust: bool = False, flag: str | None = None) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint: ``state_dict`` (MMPose), ``model`` or a bare dict.
 
-    MMPose checkpoints carry mmengine objects in ``meta``/``message_hub``; they
-    are tried with ``weights_only=True`` first and only fall back to full
-    unpickling with a warning, since unpickling runs code from the file.
+    MMPose checkpoints that carry mmengine objects in ``meta``/``message_hub``
+    load only with ``trust=True`` (full unpickling runs code from the file).
+    ``flag`` (e.g. ``--large-ckpt``) is named in every error.
     """
     path = Path(path)
+    where = _where(path, flag)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; pass the path of an MMPose .pth file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any unpickling refusal means "has non-tensor objects"
-        warnings.warn(f"{path}: not loadable with weights_only=True; unpickling it fully "
-                      "(only do this with checkpoints you trust)", stacklevel=2)
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        kind = "is a folder" if path.is_dir() else "does not exist"
+        raise CheckpointMissing(f"checkpoint {kind} ({where}): pass the path of an MMPose .pth file")
+    obj = _torch_load(path, trust, where)
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if key in obj and isinstance(obj[key], Mapping):
                 obj = obj[key]
                 break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointMismatch(f"{path}: no state_dict found (expected a dict of tensors, "
-                                 "or one under 'state_dict' as MMPose saves it)")
+    if not isinstance(obj, Mapping) or not obj or \
+            not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise CheckpointMismatch(f"no state_dict found ({where}): expected a dict of tensors, "
+                                 "or one under 'state_dict' as MMPose saves it")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
 def _listing(title: str, items: list[str]) -> str:
     more = f" (+{len(items) - _SHOW} more)" if len(items) > _SHOW else ""
-    return f"  {title} ({len(items)}): {', '.join(items[:_SHOW])}{more}"
+    return f"{title} ({len(items)}): {', '.join(items[:_SHOW])}{more}"
 
 
-def load_strict(model: nn.Module, path: str | Path, role: str) -> dict[str, Any]:
-    """Load ``path`` into ``model`` or raise one error describing every mismatch."""
-    sd = read_state_dict(path)
+def load_strict(model: nn.Module, path: str | Path, role: str, trust: bool = False,
+                flag: str | None = None) -> dict[str, Any]:
+    """Load ``path`` into ``model`` or raise one error (one line) describing every mismatch."""
+    sd = read_state_dict(path, trust, flag)
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     shapes = [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in sd and sd[k].shape != own[k].shape]
     if missing or unexpected or shapes:
-        lines = [f"checkpoint {path} does not fit the {role} network "
-                 f"({type(model).__name__}, {len(own)} tensors):"]
+        parts = [_where(Path(path), flag), f"{type(model).__name__}, {len(own)} tensors"]
         if missing:
-            lines.append(_listing("missing", missing))
+            parts.append(_listing("missing", missing))
         if unexpected:
-            lines.append(_listing("unexpected", unexpected))
+            parts.append(_listing("unexpected", unexpected))
         if shapes:
-            lines.append(_listing("wrong shape", shapes))
-        lines.append("  fix: pass a checkpoint of the architecture this --config names "
-                     "(see `python -m build.engines --list-configs`), or pick the config that matches it")
-        raise CheckpointMismatch("\n".join(lines))
+            parts.append(_listing("wrong shape", shapes))
+        raise CheckpointMismatch(f"checkpoint does not fit the {role} network ({'; '.join(parts)}): pass a "
+                                 "checkpoint of the architecture this --config names (see `python -m "
+                                 "build.engines --list-configs`), or pick the config that matches it")
     model.load_state_dict(sd, strict=True)
     return {"source": "checkpoint", "path": str(path), "sha256": sha256_file(path)}
 

@@ -28,6 +28,7 @@ class PipelineConfig:
     theta: float = 0.1
     p: float = 50.0
     checkpoints: dict = field(default_factory=dict)  # role -> path of bundled weights
+    detector: str | None = None  # default --detector ONNX (absolute or repo-relative); None = none
     description: str = ""
 
     def to_dict(self) -> dict:
@@ -61,9 +62,13 @@ register_config(PipelineConfig(
 register_config(PipelineConfig(
     "dyn-mbv2-h48", NetChoice("mbv2"), NetChoice("hrnet-w48"),
     description="MobileNetV2 small, HRNet-W48 large, heatmap heads"))
+# ProbPose checkpoints exist for its ViT backbones only, so the probability-map head goes on
+# the LARGE net; the small net keeps the heatmap head its real checkpoints have (MMPose
+# SimpleBaseline ResNet-50). The pipeline decodes each net by its own head (mixed heads,
+# as the trained fixtures do).
 register_config(PipelineConfig(
-    "dyn-r50-probpose", NetChoice("res50", "probmap"), NetChoice("probpose-s", "probmap"),
-    description="probability-map heads on both nets (ProbPose decode, presence)"))
+    "dyn-r50-probpose", NetChoice("res50", "heatmap"), NetChoice("probpose-s", "probmap"),
+    description="ResNet-50 heatmap small, ProbPose-s probability-map large (ProbPose decode, presence)"))
 
 
 # Trained fixtures (issue 9): tiny nets trained on synthetic figures by

@@ -2,6 +2,10 @@
 
 One command from weights to a ready artifacts folder. Every stage that needs
 hardware this machine lacks says so in one line and the rest still runs.
+Flags, checkpoints and ``--calib-data`` are checked before anything is
+exported; the build writes a staging folder that replaces OUT/<config>-<target>
+only when every stage is done (build/staging.py), so a failed or interrupted
+rebuild leaves the previous artifacts as they were.
 """
 from __future__ import annotations
 
@@ -13,11 +17,17 @@ from pathlib import Path
 from tqdm import tqdm
 
 from calib.stage import add_calib_arguments, run_calibration
+from runtime.cli_args import existing_file, existing_path, nonneg_int, number, output_dir, percent, unit_float
+from runtime.errors import InputError, guarded
 from runtime.manifest import save_manifest
 
-from .trt import add_trt_arguments, build_or_plan
+from .checkpoint import TRUST_FLAG
+from .trt import add_trt_arguments, build_or_plan, check_trt_flags
 from .configs import DEFAULT_CONFIG, get_config, list_configs
+from .detector import add_detector, add_detector_arguments
 from .export import OPSET
+from .staging import StagedDir
+from .triton_repo import add_triton_arguments, build_stage as triton_stage
 
 
 
@@ -26,20 +36,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default=DEFAULT_CONFIG, help="named pipeline config (see --list-configs)")
     p.add_argument("--list-configs", action="store_true", help="print the known configs and exit")
-    p.add_argument("--out", default="artifacts", type=Path,
+    p.add_argument("--out", default="artifacts", type=output_dir,
                    help="output root; artifacts go to OUT/<config>-<target>/")
     for role in ("small", "large", "router"):
-        p.add_argument(f"--{role}-ckpt", default=None,
+        p.add_argument(f"--{role}-ckpt", default=None, type=existing_file,
                        help=f"MMPose 1.x .pth for the {role} network (default: the config's bundled "
                             "weights, else seeded random weights with a warning)")
-    p.add_argument("--seed", type=int, default=0, help="seed for random weights and sampling")
-    p.add_argument("--opset", type=int, default=OPSET, help="ONNX opset")
+    p.add_argument(TRUST_FLAG, action="store_true",
+                   help="allow checkpoints that need full unpickling (runs code from the file; "
+                        "only for files you trust); default: weights_only loading, others refused")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed for random weights and sampling")
+    p.add_argument("--opset", type=number(int, lo=13, hi=23), default=OPSET, help="ONNX opset (13-23)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxsim/onnxslim")
-    p.add_argument("--theta", type=float, default=None, help="routing: k1 position in the score range "
+    p.add_argument("--theta", type=unit_float, default=None, help="routing: k1 position in the score range "
                    "(default: the config's)")
-    p.add_argument("--p", type=float, default=None, help="routing: percent of crops for the large net, "
+    p.add_argument("--p", type=percent, default=None, help="routing: percent of crops for the large net, "
                    "as in Dyn-R50-H32/50 (default: the config's)")
-    p.add_argument("--calib-data", type=Path, default=None,
+    p.add_argument("--calib-data", type=existing_path, default=None,
                    help="COCO-format folder (images + person_keypoints.json + person_detections.json) "
                         "for routing thresholds and calibration (default: ../shared/data/coco-mini)")
     p.add_argument("--fuse-decode", action="store_true",
@@ -49,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="which boxes of --calib-data make the calibration crops")
     add_calib_arguments(p)     # --precision, --calib-method, --calib-max-crops
     add_trt_arguments(p)       # --target and the TensorRT builder's knobs
+    add_detector_arguments(p)  # --detector PATH.onnx and its --det-* knobs
+    add_triton_arguments(p, with_repo=True)   # --triton-repo DIR and the repository's knobs
     return p.parse_args(argv)
 
 
@@ -74,6 +89,9 @@ def _print_summary(out_dir: Path, manifest: dict) -> None:
           f"weights {manifest['weights']})")
     print(f"{'role':<7} {'arch':<11} {'head':<8} {'GMACs':>7} {'params M':>9} {'parity':>9}  onnx")
     for role, m in manifest["models"].items():
+        if "gmacs" not in m:   # the detector: a user's ONNX, no torch model to count or compare
+            print(f"{role:<8} {m['layout']['family']:<10} {m['head']:<8} {'-':>7} {'-':>9} {'-':>9}  {m['onnx']}")
+            continue
         err = max(m["parity_max_abs_err"].values())
         print(f"{role:<7} {m['arch']:<11} {m['head']:<8} {m['gmacs']:>7.3f} {m['params_m']:>9.2f} "
               f"{err:>9.1e}  {m['onnx']}")
@@ -83,22 +101,23 @@ def _print_summary(out_dir: Path, manifest: dict) -> None:
               f"(theta {r['theta']}, p {r['p']}%, {r['n_calib']} crops)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.list_configs:
-        for name in list_configs():
-            print(f"{name:<20} {get_config(name).description}")
-        return 0
-    cfg = get_config(args.config)
-    out_dir = args.out / f"{cfg.name}-{args.target}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-
+def _build(out_dir: Path, final_dir: Path, cfg, args: argparse.Namespace) -> tuple[int, dict]:
+    """Every stage, written into ``out_dir`` (the staging folder of ``final_dir``)."""
     from calib.data import DEFAULT_CALIB, load_calib
 
     from .artifacts import add_plugin_variants, export_all, new_manifest, weights_summary
 
     manifest = new_manifest(cfg, args.target)
+    # the calibration data is read (and a bad folder refused) before any export
+    data = args.calib_data or DEFAULT_CALIB
+    try:
+        calib = load_calib(data, args.calib_boxes)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:   # missing files, bad JSON/records
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"cannot use the calibration data ({type(e).__name__}: {first[:160]})",
+                         f"--calib-data {data}", "pass a COCO folder (images + person_keypoints.json + "
+                         "person_detections.json), a folder of images or a video") from None
+    print(f"calibration data: {calib.describe()}", file=sys.stderr)
     with tqdm(total=3 * 2 + 1, desc="build", unit="step", file=sys.stderr) as bar:
         def progress(msg: str) -> None:
             bar.set_postfix_str(msg)
@@ -106,27 +125,53 @@ def main(argv: list[str] | None = None) -> int:
 
         ckpts = {"small": args.small_ckpt, "large": args.large_ckpt, "router": args.router_ckpt}
         manifest["models"], nets = export_all(cfg, out_dir, ckpts, args.seed, args.opset,
-                                              not args.no_simplify, progress)
+                                              not args.no_simplify, progress, trust=args.trust_checkpoint)
         manifest["weights"] = weights_summary(manifest["models"])
         if args.fuse_decode:
             add_plugin_variants(out_dir, manifest["models"])
-        save_manifest(out_dir, manifest)
         progress("routing thresholds")
-        calib = load_calib(args.calib_data or DEFAULT_CALIB, args.calib_boxes)
-        print(f"calibration data: {calib.describe()}", file=sys.stderr)
         _routing_stage(out_dir, manifest, calib, cfg.theta if args.theta is None else args.theta,
                        cfg.p if args.p is None else args.p)
         run_calibration(out_dir, manifest, calib, args)
-    save_manifest(out_dir, manifest)
+        detector = args.detector or cfg.detector
+        if detector:   # a config's path may be repo-relative
+            det = Path(detector)
+            det = det if det.is_absolute() or det.exists() else Path(__file__).resolve().parents[1] / det
+            add_detector(out_dir, manifest, det, args, DEFAULT_CALIB)
     if manifest["weights"] == "random":
         print("WARNING: random weights: keypoints, routing and accuracy numbers from these "
               "artifacts mean nothing", file=sys.stderr)
-    rc = build_or_plan(out_dir, manifest, args)   # engines here, or build_plan.sh + one line
+    rc = build_or_plan(out_dir, manifest, args, final_dir=final_dir)   # engines, or build_plan.sh + one line
     save_manifest(out_dir, manifest)
-    _print_summary(out_dir, manifest)
+    return rc, manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list_configs:
+        for name in list_configs():
+            print(f"{name:<20} {get_config(name).description}")
+        return 0
+    cfg = get_config(args.config)
+    check_trt_flags(args)
+    final_dir = args.out / f"{cfg.name}-{args.target}"
+    t0 = time.perf_counter()
+    with StagedDir(final_dir) as stage:
+        rc, manifest = _build(stage.path, final_dir, cfg, args)
+        if rc != 0:   # e.g. --require-trt without TensorRT: nothing replaces the previous artifacts
+            print(f"build not finished (exit {rc}): {final_dir} was left as it was")
+            return rc
+        stage.commit()
+    triton_stage(final_dir, args)                 # --triton-repo: a Triton model repository too
+    _print_summary(final_dir, manifest)
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return rc
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m build.engines``: main behind the one-line error boundary (runtime.errors)."""
+    return guarded(main, argv, prog="python -m build.engines")
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

@@ -17,6 +17,14 @@ import onnx
 import torch
 from torch import nn
 
+from runtime.errors import InputError
+
+# Parity tolerance, per output and relative to that output's scale (max |torch output|):
+# fp32 ONNX Runtime vs fp32 torch differ by reassociation only (~1e-6 relative on these
+# nets); 1e-3 leaves room for deep nets and still catches a wrong op, layout or weight.
+# The absolute floor keeps an all-zero output (scale 0) from demanding exact equality.
+PARITY_RTOL = 1e-3
+PARITY_ATOL = 1e-6
 INPUT_NAME = "input"
 INPUT_CHW = (3, 256, 192)
 OPSET = 17
@@ -84,15 +92,39 @@ def describe_io(path: str | Path) -> tuple[list[dict], list[dict]]:
     return ([one(v) for v in model.graph.input if v.name not in inits], [one(v) for v in model.graph.output])
 
 
-def parity(model: nn.Module, path: str | Path, batches: Sequence[int] = (1, 7), seed: int = 0) -> dict[str, float]:
-    """Max |ONNX Runtime - torch| per output over the given batch sizes."""
+class ParityError(InputError):
+    """ONNX Runtime disagrees with torch (or either yields NaN): the export is not the model."""
+
+
+def _nonfinite_problem(name: str, ref: np.ndarray, got: np.ndarray) -> str | None:
+    """NaN anywhere, or an inf where the other side has none, is a failure (never "0 error")."""
+    for side, a in (("torch", ref), ("ONNX Runtime", got)):
+        nan = int(np.isnan(a).sum())
+        if nan:
+            return f"{side} output {name} holds {nan} NaN of {a.size} values"
+    if not np.array_equal(np.isinf(ref) & (ref > 0), np.isinf(got) & (got > 0)) or \
+            not np.array_equal(np.isinf(ref) & (ref < 0), np.isinf(got) & (got < 0)):
+        return f"output {name} has inf values where the other runtime has finite ones"
+    return None
+
+
+def parity(model: nn.Module, path: str | Path, batches: Sequence[int] = (1, 7), seed: int = 0,
+           rtol: float = PARITY_RTOL, atol: float = PARITY_ATOL) -> dict[str, float]:
+    """Max |ONNX Runtime - torch| per output over the given batch sizes.
+
+    Raises :class:`ParityError` when an output holds NaN (``max(0.0, nan)`` would read
+    as 0.0 and pass), when infs disagree, or when an error exceeds
+    ``atol + rtol * scale`` with ``scale`` the output's max |torch value|.
+    """
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     rng = np.random.default_rng(seed)
     worst = {n: 0.0 for n in names}
+    scale = {n: 0.0 for n in names}
     model = model.eval()
+    where = f"{Path(path).name}"
     for n in batches:
         x = rng.standard_normal((n, *INPUT_CHW), dtype=np.float32)
         with torch.no_grad():
@@ -102,5 +134,22 @@ def parity(model: nn.Module, path: str | Path, batches: Sequence[int] = (1, 7), 
             if r.shape != g.shape:
                 raise AssertionError(f"{Path(path).name}: output {name} has shape {g.shape} in ONNX "
                                      f"but {r.shape} in torch at N={n}")
-            worst[name] = max(worst[name], float(np.max(np.abs(r - g))) if r.size else 0.0)
+            if not r.size:
+                continue
+            bad = _nonfinite_problem(name, r, g)
+            if bad:
+                raise ParityError(f"parity failed: {bad} at N={n}", where,
+                                  "the weights or the exported graph produce NaN/inf; check the checkpoint "
+                                  "(--small-ckpt/--large-ckpt/--router-ckpt) and re-export")
+            finite = np.isfinite(r)
+            if finite.any():
+                worst[name] = max(worst[name], float(np.max(np.abs(r[finite] - g[finite]))))
+                scale[name] = max(scale[name], float(np.max(np.abs(r[finite]))))
+    for name in names:
+        limit = atol + rtol * scale[name]
+        if worst[name] > limit:
+            raise ParityError(f"parity failed: output {name} differs by {worst[name]:.3e} between ONNX Runtime "
+                              f"and torch (tolerance {limit:.3e} = {atol:g} + {rtol:g} x scale {scale[name]:.3e})",
+                              where, "the ONNX graph does not compute the model; check the exporter/simplifier "
+                              "(try without simplification) and the opset")
     return worst

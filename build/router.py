@@ -24,9 +24,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from runtime.cli_args import existing_dir, existing_file, nonneg_int, number, output_file, positive_int
+from runtime.errors import InputError, guarded
+
 from .artifacts import build_network, load_weights
+from .checkpoint import TRUST_FLAG
 from .configs import get_config
-from .train.infer import box_list, load_coco, run_crops
+from .train.infer import box_list, run_crops
 from .train.metrics import spearman
 from .train.router_fit import crop_targets, fit_router, predict_f0, with_empty_boxes
 from .train.trainer import save_checkpoint
@@ -41,8 +45,8 @@ def collect(coco: dict, images: str | Path, small: torch.nn.Module, large: torch
         coco = {**coco, "images": [im for im in coco["images"] if im["id"] in keep]}
     items = box_list(coco, dets, jitter=jitter, seed=seed)
     if not items:
-        raise ValueError("no crops: the COCO file has no person annotations with keypoints "
-                         "(or no detections matched them); check --data / --dets")
+        raise InputError("no crops: no person annotations with keypoints (or no detections matched them)",
+                         "--data / --dets", "pass a COCO person_keypoints file with annotated people")
     cs = run_crops(coco, images, items, {"small": small, "large": large}, keep_f0=True, progress=progress)
     target, valid, d_s, d_l = crop_targets(cs, coco)
     return {"crops": cs, "f0": cs.f0, "target": target, "valid": valid, "d_small": d_s, "d_large": d_l}
@@ -59,24 +63,27 @@ def split_by_image(image_ids: np.ndarray, holdout: float, seed: int) -> np.ndarr
 def train_router(cfg_name: str, small_ckpt: str | None, large_ckpt: str | None, data: str, images: str,
                  out: str | Path, dets: str | None = None, jitter: int = 2, epochs: int = 30,
                  holdout: float = 0.1, seed: int = 0, max_images: int | None = None,
-                 log: Any = None) -> dict[str, Any]:
+                 log: Any = None, trust: bool = False) -> dict[str, Any]:
     cfg = get_config(cfg_name)
     nets = {}
     for role, ck in (("small", small_ckpt), ("large", large_ckpt)):
         net = build_network(cfg, role)
-        info = load_weights(net, cfg, role, ck, seed)
+        info = load_weights(net, cfg, role, ck, seed, trust)
         if info["source"] != "checkpoint":
             raise SystemExit(f"error: the {role} net has no weights; a router for random nets is "
-                             f"meaningless. Pass --{role}-ckpt (or a config with bundled weights)")
+                             f"meaningless (--{role}-ckpt): pass --{role}-ckpt (or a config with bundled weights)")
         nets[role] = net.eval().requires_grad_(False)
-    coco = load_coco(data)
-    det_list = json.loads(Path(dets).read_text()) if dets else None
+    coco = _read_json(data, "--data", dict)
+    if not isinstance(coco.get("images"), list) or not isinstance(coco.get("annotations"), list):
+        raise InputError(f"{data} is not a COCO keypoints file (no 'images' / 'annotations' lists)", "--data",
+                         "pass person_keypoints_*.json")
+    det_list = _read_json(dets, "--dets", list) if dets else None
     torch.manual_seed(seed)
     got = collect(coco, images, nets["small"], nets["large"], det_list, jitter, seed, max_images)
     held = split_by_image(got["crops"].image_ids, holdout, seed)
     n_tr, n_va = int((got["valid"] & ~held).sum()), int((got["valid"] & held).sum())
     if n_tr < 8 or n_va < 4:
-        raise ValueError(f"only {n_tr} training / {n_va} held-out crops with D_s > 0; "
+        raise InputError(f"only {n_tr} training / {n_va} held-out crops with D_s > 0", "--data / --max-images",
                          "use more images (or --jitter) to train a router")
     fit_target, use = with_empty_boxes(got["target"], got["valid"], got["crops"].gt_index)
     tr = use & ~held
@@ -93,26 +100,49 @@ def train_router(cfg_name: str, small_ckpt: str | None, large_ckpt: str | None, 
     return meta
 
 
+def _read_json(path: str | Path, flag: str, kind: type) -> Any:
+    """A JSON file of the expected top-level type, or one line naming the flag."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read {path} as JSON ({str(e).splitlines()[0][:80]})", flag,
+                         "pass a COCO-format JSON file") from None
+    if not isinstance(obj, kind):
+        raise InputError(f"{path} holds a JSON {type(obj).__name__}, expected a {kind.__name__}", flag,
+                         "pass a COCO-format JSON file")
+    return obj
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m build.router", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="pipeline config naming the small/large/router architectures")
-    p.add_argument("--small-ckpt", default=None, help="small net checkpoint (default: the config's bundled one)")
-    p.add_argument("--large-ckpt", default=None, help="large net checkpoint (default: the config's bundled one)")
-    p.add_argument("--data", required=True, help="COCO person_keypoints JSON (e.g. COCO train2017)")
-    p.add_argument("--images", required=True, help="folder holding the images named in --data")
-    p.add_argument("--dets", default=None, help="optional detections JSON (COCO results) to crop instead of GT boxes")
-    p.add_argument("--jitter", type=int, default=2, help="jittered copies per GT box (without --dets)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--max-images", type=int, default=None, help="use only the first N images")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="router.pth")
+    p.add_argument("--small-ckpt", default=None, type=existing_file,
+                   help="small net checkpoint (default: the config's bundled one)")
+    p.add_argument("--large-ckpt", default=None, type=existing_file,
+                   help="large net checkpoint (default: the config's bundled one)")
+    p.add_argument(TRUST_FLAG, action="store_true",
+                   help="allow checkpoints that need full unpickling (runs code from the file)")
+    p.add_argument("--data", required=True, type=existing_file, help="COCO person_keypoints JSON (e.g. COCO train2017)")
+    p.add_argument("--images", required=True, type=existing_dir, help="folder holding the images named in --data")
+    p.add_argument("--dets", default=None, type=existing_file,
+                   help="optional detections JSON (COCO results) to crop instead of GT boxes")
+    p.add_argument("--jitter", type=number(int, lo=0, hi=100), default=2,
+                   help="jittered copies per GT box (without --dets)")
+    p.add_argument("--epochs", type=number(int, lo=1, hi=10_000), default=30)
+    p.add_argument("--max-images", type=positive_int, default=None, help="use only the first N images")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--out", default="router.pth", type=output_file)
     a = p.parse_args(argv)
     meta = train_router(a.config, a.small_ckpt, a.large_ckpt, a.data, a.images, a.out, a.dets, a.jitter,
-                        a.epochs, seed=a.seed, max_images=a.max_images)
+                        a.epochs, seed=a.seed, max_images=a.max_images, trust=a.trust_checkpoint)
     print(f"router -> {a.out}: {meta['n_train']} training crops, held-out Spearman {meta['heldout_spearman']:.3f}")
     return 0
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    return guarded(main, argv, prog="python -m build.router")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

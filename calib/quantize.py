@@ -12,12 +12,19 @@ and method, then reused):
 * ``int8_cpu``: what ONNX Runtime's CPU kernels run fastest: QDQ with uint8
   activations and int8 per-channel weights on every op ORT can fuse
   (QLinearConv, QLinearAdd, ...), which ORT turns into integer kernels.
+  Weights use 7 bits (``reduce_range``): see :class:`FlavourSpec`.
 
-Both leave the *float tail* alone: every node between the last
+Both leave the *float tail* alone: every node between the last learned
 Conv/ConvTranspose/Gemm/MatMul and a graph output (sparsemax, its TopK /
-CumSum / Gather arithmetic, clamps, sigmoid heads). Quantizing that part
-rounds the cumulative sums of sparsemax to a handful of levels and destroys
-the probability maps (see tests/test_calib_quantize.py).
+CumSum / Gather arithmetic, clamps, sigmoid heads, box and keypoint decode).
+Quantizing that part rounds the cumulative sums of sparsemax to a handful of
+levels and destroys the probability maps (see tests/test_calib_quantize.py).
+A linear op with constant weights that reads a Softmax (through layout-only
+ops) is not a learned layer but an expectation over a distribution (YOLOv8's
+DFL box decode: a 1x1 Conv with weights 0..15 over a softmax of 16 bins;
+integral / soft-argmax regression): it belongs to the tail, and so does
+everything between it and its Softmax. ``Shape``/``Size`` read only the
+shape of their input, so the tail never follows them upstream.
 """
 from __future__ import annotations
 
@@ -33,42 +40,10 @@ from typing import Iterable
 import numpy as np
 import onnx
 
-QUANT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+from .float_tail import QUANT_OPS, float_tail, head_ops, is_decode_op  # noqa: F401  (re-exported)
 METHODS = ("entropy", "percentile", "minmax")
 FLAVOURS = ("int8_trt", "int8_cpu")
 CALIB_BATCH = 8
-
-
-def float_tail(model: onnx.ModelProto, outputs: Iterable[str] | None = None) -> set[str]:
-    """Names of the nodes between the last quantizable op and the graph outputs.
-
-    Walks producers backwards from each output and stops at any
-    Conv/ConvTranspose/Gemm/MatMul (that node itself is not in the tail, so
-    its *input* may still be quantized). Works on any graph shape: branches
-    that fork and re-join (sparsemax uses its input three times) are visited
-    once each, and nothing depends on node names or op order.
-    """
-    producer = {o: n for n in model.graph.node for o in n.output}
-    wanted = list(outputs) if outputs is not None else [o.name for o in model.graph.output]
-    unknown = [o for o in wanted if o not in producer and o not in {i.name for i in model.graph.input}]
-    if unknown:
-        raise ValueError(f"outputs {unknown} are not produced by any node of the graph")
-    tail: set[str] = set()
-    seen: set[str] = set()
-    stack = list(wanted)
-    while stack:
-        t = stack.pop()
-        if t in seen or t not in producer:
-            continue
-        seen.add(t)
-        node = producer[t]
-        if node.op_type in QUANT_OPS:
-            continue
-        if not node.name:
-            raise ValueError("float_tail needs named nodes; run name_nodes(model) first")
-        tail.add(node.name)
-        stack.extend(i for i in node.input if i)
-    return tail
 
 
 def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -122,6 +97,13 @@ class FlavourSpec:
     weight: str
     op_types: tuple[str, ...] | None   # None = every op onnxruntime can quantize
     extra: dict
+    # 7-bit weights: ORT's x86 U8S8 kernels without VNNI (AVX2, this machine) multiply with
+    # VPMADDUBSW, whose int16 pair sums saturate for full-range uint8 x int8; onnxruntime's
+    # quantization docs name reduce_range as the fix. Measured on the fixture-s probmap net
+    # (minmax, 8 crops): probmap max error 0.058 with 8-bit weights, 0.007 with 7-bit, 0.006
+    # for the same graph with the fused kernels disabled. TensorRT runs the int8_trt graph on
+    # the GPU with full-range weights, so only the CPU flavour pays the bit.
+    reduce_range: bool = False
 
 
 def flavour_spec(flavour: str) -> FlavourSpec:
@@ -132,7 +114,7 @@ def flavour_spec(flavour: str) -> FlavourSpec:
             # a tensor feeding a conv and a residual Add gets the conv its own pair, the Add stays float
             "DedicatedQDQPair": True})
     if flavour == "int8_cpu":
-        return FlavourSpec("QUInt8", "QInt8", None, {"WeightSymmetric": True})
+        return FlavourSpec("QUInt8", "QInt8", None, {"WeightSymmetric": True}, reduce_range=True)
     raise ValueError(f"unknown INT8 flavour {flavour!r}; choose one of {', '.join(FLAVOURS)}")
 
 
@@ -157,22 +139,29 @@ def _method(name: str):
 
 def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method: str = "entropy",
                   cache: Path | None = None, keep_float: Iterable[str] | None = None,
-                  per_channel: bool = True) -> Path:
+                  per_channel: bool = True, float_heads: bool = False) -> Path:
     """Quantize ``src`` to ``dst`` in one flavour; the float tail is excluded.
 
     ``cache`` (a JSON path) shares the tensor ranges between flavours: the
     first call calibrates and writes it, later calls only quantize. Quantize the
     int8_cpu flavour first: it calibrates every tensor, so int8_trt reuses it.
-    ``keep_float`` overrides the nodes left float (tests use [] to show the trap).
+    ``keep_float`` overrides the nodes left float (tests use [] to show the trap);
+    ``float_heads`` also keeps :func:`head_ops` float.
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     spec = flavour_spec(flavour)
     model = name_nodes(onnx.load(str(src)))
-    exclude = sorted(float_tail(model) if keep_float is None else keep_float)
+    if keep_float is None:
+        tail = float_tail(model)
+        exclude = sorted(tail | head_ops(model, tail) if float_heads else tail)
+    else:
+        exclude = sorted(keep_float)
     dst.parent.mkdir(parents=True, exist_ok=True)
     reader = CropReader(crops, input_name=model.graph.input[0].name)
     extra = dict(spec.extra, CalibStridedMinMax=1)
+    if flavour == "int8_trt":
+        extra.update(trt_weight_axis_overrides(model, extra.get("TensorQuantOverrides")))
     kw = {}
     if cache is not None and "calibration_cache_path" in inspect.signature(quantize_static).parameters:
         kw["calibration_cache_path"] = str(_cache_for(cache, spec))
@@ -185,7 +174,7 @@ def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method:
             with contextlib.redirect_stdout(io.StringIO()):   # histogram calibrators print progress
                 quantize_static(str(named), str(dst), reader, quant_format=QuantFormat.QDQ,
                                 op_types_to_quantize=list(spec.op_types) if spec.op_types else None,
-                                per_channel=per_channel, reduce_range=False,
+                                per_channel=per_channel, reduce_range=spec.reduce_range,
                                 activation_type=getattr(QuantType, spec.activation),
                                 weight_type=getattr(QuantType, spec.weight), nodes_to_exclude=exclude,
                                 calibrate_method=_method(method), extra_options=extra, **kw)
@@ -290,13 +279,51 @@ def _const(model: onnx.ModelProto, name: str) -> np.ndarray | None:
     return None
 
 
+def trt_weight_axis_overrides(model: onnx.ModelProto, existing: dict | None = None) -> dict:
+    """``TensorQuantOverrides`` putting every ConvTranspose weight's per-channel axis where
+    TensorRT reads it (:data:`build.trt.compat.DECONV_WEIGHT_AXIS`, axis 0 = input channels;
+    the reference is cited there). ONNX Runtime's quantizer defaults to axis 1 and only a
+    per-tensor override changes it (its op-type axis option does not reach ConvTranspose).
+    """
+    from build.trt.compat import DECONV_WEIGHT_AXIS
+
+    inits = {i.name for i in model.graph.initializer}
+    out = dict(existing or {})
+    for n in model.graph.node:
+        if n.op_type == "ConvTranspose" and len(n.input) > 1 and n.input[1] in inits:
+            out[n.input[1]] = [{"axis": DECONV_WEIGHT_AXIS}]
+    return {"TensorQuantOverrides": out} if out else {}
+
+
 def _weight_axis(node: onnx.NodeProto) -> int:
-    """Output-channel axis of a weight: 1 for ConvTranspose and for Gemm without transB."""
+    """Per-channel axis TensorRT expects for a weight: ConvTranspose on its input channels
+    (:data:`build.trt.compat.DECONV_WEIGHT_AXIS`), Gemm without transB on 1, else 0."""
     if node.op_type == "ConvTranspose":
-        return 1
+        from build.trt.compat import DECONV_WEIGHT_AXIS
+
+        return DECONV_WEIGHT_AXIS
     if node.op_type == "Gemm":
         return 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
     return 0
+
+
+def deconv_axis_problems(model: onnx.ModelProto) -> list[str]:
+    """A per-channel ConvTranspose weight DequantizeLinear on another axis than TensorRT's."""
+    axis_ = _weight_axis(onnx.helper.make_node("ConvTranspose", [], []))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    problems = []
+    for n in model.graph.node:
+        dq = producer.get(n.input[1]) if n.op_type == "ConvTranspose" and len(n.input) > 1 else None
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        scale = _const(model, dq.input[1])
+        if scale is None or scale.size <= 1:
+            continue
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        if axis != axis_:
+            problems.append(f"{dq.name}: ConvTranspose weight of {n.name} quantized on axis {axis}; TensorRT "
+                            f"reads deconvolution weight scales on axis {axis_} (input channels)")
+    return problems
 
 
 def check_trt_qdq(model: onnx.ModelProto) -> list[str]:
@@ -329,12 +356,20 @@ def check_trt_qdq(model: onnx.ModelProto) -> list[str]:
             w = _const(model, n.input[0]) if n.input[0] in inits else None
             scale = _const(model, n.input[1])
             for u in users:
-                if w is None or len(u.input) < 2 or u.input[1] != n.output[0] or u.op_type == "MatMul":
+                # per-channel applies to the weight input of Conv/ConvTranspose/Gemm only; a scalar
+                # or vector Dequantize feeding a Mul/Add (the int8_cpu flavour) has no channel axis
+                if (w is None or u.op_type not in QUANT_OPS or u.op_type == "MatMul" or len(u.input) < 2
+                        or u.input[1] != n.output[0]):
                     continue
                 axis = _weight_axis(u)
+                if w.ndim <= axis:
+                    problems.append(f"{n.name}: weight of {u.name} has rank {w.ndim}; a "
+                                    f"{u.op_type} weight needs an output-channel axis {axis}")
+                    continue
                 if w.shape[axis] > 1 and (scale is None or scale.size != w.shape[axis]):
                     problems.append(f"{n.name}: weight of {u.name} quantized per tensor; the TensorRT "
                                     "flavour needs per-channel weights")
+    problems += deconv_axis_problems(model)
     tail = float_tail(model)
     for n in model.graph.node:
         if n.name in tail and n.op_type in ("QuantizeLinear", "DequantizeLinear"):

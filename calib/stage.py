@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.cli_args import positive_int
 from runtime.manifest import sha256_file
 
 from .data import DEFAULT_CALIB, CalibSet
@@ -36,7 +37,7 @@ def add_calib_arguments(p: argparse.ArgumentParser) -> None:
                         "fp32 for --target cpu)")
     p.add_argument("--calib-method", choices=METHODS, default="entropy",
                    help="INT8 range calibration (onnxruntime.quantization CalibrationMethod)")
-    p.add_argument("--calib-max-crops", type=int, default=DEFAULT_MAX_CROPS,
+    p.add_argument("--calib-max-crops", type=positive_int, default=DEFAULT_MAX_CROPS,
                    help="at most this many calibration crops (evenly spaced) for INT8 ranges; the routing "
                         "band and the accuracy report use all crops")
 

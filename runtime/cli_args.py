@@ -103,3 +103,20 @@ def output_file(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text} is not writable")
     _writable_parent(p, text)
     return p
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one ``error: ...`` line (no usage block) via the
+    shared boundary, so every command fails the same way (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        from .errors import InputError
+
+        raise InputError(message, None, f"see {self.prog} --help")
+
+def host_port(text: str) -> str:
+    """``HOST:PORT`` of a network endpoint (``--triton-url``), port 1-65535, no scheme."""
+    host, sep, port = text.rpartition(":")
+    if "://" in text or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8001, no scheme)")
+    return text

@@ -22,7 +22,6 @@ Models exported *with* NMS are not supported: export without it.
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
@@ -67,14 +66,24 @@ class HogDetector:
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.width, self.score_thr, self.iou_thr = width, score_thr, iou_thr
 
+    # detectMultiScale corrupts the heap / segfaults on images smaller than its 64x128 window
+    # plus padding; frames are scaled so both sides are at least this (upscaled if need be).
+    MIN_WH = (64 + 2 * 8 + 8, 128 + 2 * 8 + 8)
+
     def __call__(self, frame: Frame) -> Detections:
         img = frame.image
-        s = min(1.0, self.width / img.shape[1])
-        small = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else img
+        h, w = img.shape[:2]
+        s = max(min(1.0, self.width / w), self.MIN_WH[0] / w, self.MIN_WH[1] / h)
+        if s != 1.0:
+            size = (max(self.MIN_WH[0], round(w * s)), max(self.MIN_WH[1], round(h * s)))
+            small = cv2.resize(img, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        else:
+            small = img
         rects, weights = self.hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8), scale=1.05)
         if len(rects) == 0:
             return _empty()
-        boxes = np.asarray(rects, np.float64).reshape(-1, 4) / s
+        sx, sy = small.shape[1] / w, small.shape[0] / h
+        boxes = np.asarray(rects, np.float64).reshape(-1, 4) / np.array([sx, sy, sx, sy])
         scores = np.asarray(weights, np.float64).reshape(-1)
         keep = nms_xywh(boxes, scores, self.score_thr, self.iou_thr)
         boxes, scores = boxes[keep], scores[keep]
@@ -172,22 +181,14 @@ class JsonDetections:
     """
 
     def __init__(self, path: str | Path) -> None:
+        from .records import read_detections  # strict, names the record and field (runtime.records)
+
         self.path = Path(path)
-        try:
-            recs = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise DetectorError(f"cannot read detections {self.path}: {e}") from None
-        if not isinstance(recs, list):
-            raise DetectorError(f"{self.path} must be a COCO results list [{{image_id, bbox, score}}, ...]")
+        if not self.path.is_file():
+            raise DetectorError(f"detections {self.path} not found (--detector json:PATH)")
         per: dict[int, list] = defaultdict(list)
-        for i, r in enumerate(recs):
-            if r.get("category_id", 1) != 1:
-                continue
-            key = r.get("frame", r.get("image_id"))
-            box = r.get("bbox")
-            if key is None or not isinstance(box, list) or len(box) != 4:
-                raise DetectorError(f"{self.path} record {i} needs image_id (or frame) and bbox [x,y,w,h]: {r}")
-            per[int(key)].append((box, float(r.get("score", 1.0))))
+        for d in read_detections(self.path, "--detector json:", frame_keys=True)[0]:
+            per[d.key].append((list(d.bbox), d.score))
         self.per = dict(per)
         self._names: dict[str, int] | None = None
         self.folder: Path | None = None
@@ -197,7 +198,9 @@ class JsonDetections:
         self.folder = Path(folder)
         gt = self.folder / "person_keypoints.json"
         if gt.is_file():
-            self._names = {im["file_name"]: int(im["id"]) for im in json.loads(gt.read_text())["images"]}
+            from .records import image_names
+
+            self._names = {name: i for i, name in image_names(self.folder, "--source").items()}
         else:
             self._names = {f.name: int(f.stem) for f in self.folder.iterdir() if f.stem.isdigit()}
 

@@ -40,7 +40,9 @@ def draw_persons(img: np.ndarray, res: FrameResult, track_ids: Sequence[int] | N
     for i in range(len(res)):
         route = int(res.route[i])
         colour = ROUTE_COLOURS.get(route, ROUTE_COLOURS[-1])
-        x, y, bw, bh = (int(round(v)) for v in res.boxes[i])
+        if not np.isfinite(res.boxes[i]).all():
+            continue  # a NaN/inf box (dropped) has nowhere to be drawn
+        x, y, bw, bh = (int(round(v)) for v in np.clip(res.boxes[i], -1e5, 1e5))
         cv2.rectangle(img, (x, y), (x + bw, y + bh), colour, thick)
         tid = None if track_ids is None else int(track_ids[i])
         net = {0: "S", 1: "L"}.get(route, "drop")

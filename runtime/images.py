@@ -1,114 +1,160 @@
-"""``python -m runtime.images``: a folder of images + detections -> COCO results JSON.
+"""``python -m runtime.images``: a folder of images + detections (or a detector) -> COCO results JSON.
 
-Results are written after every image (atomically), so an interrupted run
-keeps everything finished so far.
+Every detection yields one record, grouped by image (file-name order) and in
+the detections file's order within an image (``det_index`` is its position in
+that file). A box that hygiene removes keeps its record with
+``"dropped": "<reason>"`` and no ``keypoints``. The output is a JSON list that
+is valid after every image and grows by appends (linear I/O, see
+runtime.json_array), so an interrupted run keeps every finished image; it is
+truncated at the start, so it is never a stale file from an earlier run.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
+import signal
 import sys
-import tempfile
-from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import cv2
 from tqdm import tqdm
 
+from . import expected_errors  # noqa: F401 (registers the runtime's error classes)
+from .account import RunAccount
 from .backends.base import BackendError
-from .manifest import ManifestError
+from .cli_args import (OneLineParser, existing_dir, existing_file, host_port, nonneg_float, number, output_file,
+                       positive_int)
+from .errors import IncompleteRun, guarded
+from .json_array import JsonArrayWriter
 from .pipeline import PipelineOptions, PosePipeline
 from .probfields import add_prob_arguments
-from .preprocess import BoxError
+from .preprocess import DEFAULT_MAX_BOXES
+from .records import Detection, RecordError, image_names, read_detections
 from .routing import POLICIES
+from .sources import Frame
 
 
-def load_detections(path: Path, images_dir: Path) -> dict[str, tuple[int, list, list]]:
-    """file name -> (image id, boxes, scores) from COCO results JSON.
-
-    Detections name images by ``image_id``; ids are matched to files through a
-    COCO ``person_keypoints.json`` beside the images when present, otherwise by
-    the number in the file name (COCO's 000000000785.jpg is id 785).
-    """
-    try:
-        dets = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SystemExit(f"error: cannot read detections {path}: {e}") from None
-    if not isinstance(dets, list):
-        raise SystemExit(f"error: {path} must be a COCO results list [{{image_id, bbox, score}}, ...]")
-    names: dict[int, str] = {}
-    gt = images_dir / "person_keypoints.json"
-    if gt.is_file():
-        names = {im["id"]: im["file_name"] for im in json.loads(gt.read_text())["images"]}
-    else:
-        for f in images_dir.iterdir():
-            if f.stem.isdigit():
-                names[int(f.stem)] = f.name
-    per: dict[str, tuple[int, list, list]] = defaultdict(lambda: (0, [], []))
+def load_detections(path: Path, images_dir: Path) -> tuple[dict[str, tuple[int, list[Detection]]], int]:
+    """file name -> (image id, its detections in file order); plus non-person records skipped."""
+    dets, other = read_detections(path, "--dets")
+    names = image_names(images_dir)
+    per: dict[str, tuple[int, list[Detection]]] = {}
     for d in dets:
-        if d.get("category_id", 1) != 1:
-            continue
-        name = names.get(d["image_id"])
+        name = names.get(d.key)
         if name is None:
-            raise SystemExit(f"error: detection for image_id {d['image_id']} but no such image in {images_dir}")
-        _, boxes, scores = per[name]
-        boxes.append(d["bbox"])
-        scores.append(d.get("score", 1.0))
-        per[name] = (d["image_id"], boxes, scores)
-    return dict(per)
+            raise RecordError(f"image_id {d.key} has no image in {images_dir}", f"--dets {path} record {d.index}",
+                              "pass the --images folder these detections belong to")
+        per.setdefault(name, (d.key, []))[1].append(d)
+    return dict(per), other
 
 
-def _write_atomic(path: Path, data: list) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m runtime.images", description=__doc__)
+    p.add_argument("--engines", required=True, type=existing_dir, help="artifacts folder with manifest.json")
+    p.add_argument("--images", required=True, type=existing_dir, help="folder of images")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dets", type=existing_file, help="person detections, COCO results JSON")
+    src.add_argument("--detector", help="make the boxes here: engine (the artifacts' detector), onnx:PATH or hog; "
+                     "a pose detector's own keypoints go into each record as det_keypoints")
+    p.add_argument("--out", default=Path("results.json"), type=output_file, help="COCO keypoint results JSON")
+    p.add_argument("--policy", default="dyn", choices=POLICIES)
+    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt", "triton"))
+    p.add_argument("--triton-url", type=host_port, default=None,
+                   help="gRPC HOST:PORT of the Triton server for --backend triton")
+    p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
+    p.add_argument("--budget-ms", type=number(float, lo=0, lo_open=True), default=None,
+                   help="per-frame latency budget (caps large-net crops)")
+    p.add_argument("--score-thr", type=nonneg_float, default=None, help="drop boxes scoring below this")
+    p.add_argument("--max-boxes", type=positive_int, default=DEFAULT_MAX_BOXES,
+                   help="most boxes posed per image (highest scores kept; the rest say dropped: over_max_boxes)")
+    add_prob_arguments(p)
+    return p
+
+
+def with_det_keypoints(records: list[dict[str, Any]], det_keypoints: Any) -> list[dict[str, Any]]:
+    """A pose detector's own keypoints (flat x, y, conf) on each posed record, by its det_index."""
+    if det_keypoints is not None:
+        import numpy as np
+
+        for rec in records:
+            if "keypoints" in rec:
+                rec["det_keypoints"] = np.round(np.asarray(det_keypoints[rec["det_index"]], np.float64),
+                                                3).reshape(-1).tolist()
+    return records
+
+
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(143)
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return _main(argv)
-    except (ManifestError, BackendError, BoxError) as e:
-        raise SystemExit(f"error: {e}") from None
+    return guarded(_main, argv, prog="runtime.images")
 
 
-def _main(argv: list[str] | None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runtime.images", description=__doc__)
-    p.add_argument("--engines", required=True, type=Path, help="artifacts folder with manifest.json")
-    p.add_argument("--images", required=True, type=Path, help="folder of images")
-    p.add_argument("--dets", required=True, type=Path, help="person detections, COCO results JSON")
-    p.add_argument("--out", default=Path("results.json"), type=Path, help="COCO keypoint results JSON")
-    p.add_argument("--policy", default="dyn", choices=POLICIES)
-    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
-    p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
-    p.add_argument("--budget-ms", type=float, default=None, help="per-frame latency budget (caps large-net crops)")
-    p.add_argument("--score-thr", type=float, default=None, help="drop boxes scoring below this")
-    add_prob_arguments(p)
-    args = p.parse_args(argv)
-    if not args.images.is_dir():
-        raise SystemExit(f"error: --images {args.images} is not a folder")
-    per = load_detections(args.dets, args.images)
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    detector = None
+    if args.detector:
+        from .image_dets import image_ids
+        from .net_detector import open_detector
+        detector = open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision)
+        per, other = {name: (iid, []) for name, iid in image_ids(args.images).items()}, 0
+    else:
+        per, other = load_detections(args.dets, args.images)      # all input checked before any work
     opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
-                           budget_ms=args.budget_ms, score_thr=args.score_thr, credible=args.credible)
-    results: list = []
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    n_large = n_total = 0
-    with PosePipeline(args.engines, opts) as pipe:
-        for name in tqdm(sorted(per), desc="images", unit="img", file=sys.stderr):
-            image_id, boxes, scores = per[name]
-            img = cv2.imread(str(args.images / name))
-            if img is None:
-                print(f"warning: {args.images / name} unreadable, skipped", file=sys.stderr)
-                continue
-            res = pipe(img, boxes, scores)
-            results += res.to_coco(image_id)
-            n_large += int((res.route == 1).sum())
-            n_total += int((res.route >= 0).sum())
-            _write_atomic(args.out, results)
-    print(f"{len(results)} people from {len(per)} images -> {args.out} "
-          f"(large net: {n_large}/{n_total} crops)")
+                           budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
+                           backend_options={"url": args.triton_url} if args.triton_url else {},
+                           credible=args.credible)
+    acct = RunAccount()
+    n_large = 0
+    old = signal.signal(signal.SIGTERM, _on_sigterm) if _is_main_thread() else None
+    done = False
+    try:
+        with PosePipeline(args.engines, opts) as pipe, JsonArrayWriter(args.out) as out:
+            for name in tqdm(sorted(per), desc="images", unit="img", file=sys.stderr):
+                image_id, dets = per[name]
+                img = cv2.imread(str(args.images / name))
+                if img is None:
+                    print(f"warning: {args.images / name} unreadable; its {len(dets)} boxes say "
+                          "dropped: image_unreadable", file=sys.stderr)
+                    acct.add_dropped_boxes("image_unreadable", len(dets))
+                    out.extend({"image_id": image_id, "category_id": 1, "bbox": _json_box(d.bbox),
+                                "score": d.score, "dropped": "image_unreadable", "det_index": d.index}
+                               for d in dets)
+                    continue
+                if detector is not None:
+                    found = detector(Frame(0, 0.0, 0.0, img, name))
+                    (boxes, scores), det_kpts = found, getattr(found, "keypoints", None)
+                    res = pipe(img, boxes, scores)
+                    out.extend(with_det_keypoints(res.to_coco_records(image_id, list(range(len(boxes)))), det_kpts))
+                else:
+                    res = pipe(img, [d.bbox for d in dets], [d.score for d in dets])
+                    out.extend(res.to_coco_records(image_id, [d.index for d in dets]))
+                acct.add_result(res)
+                n_large += int((res.route == 1).sum())
+            done = True
+    except BackendError as e:   # e.g. the Triton server went away mid-run: every finished image is kept
+        raise IncompleteRun(str(e), "--backend", "restart the server and run again") from None
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+        if detector is not None and hasattr(detector, "close"):
+            detector.close()
+        if not done:  # interrupted or failed: say what the file holds
+            print(f"partial run: {acct.line()}; {args.out} holds every image finished", file=sys.stderr)
+    skipped = f"; {other} non-person records ignored" if other else ""
+    print(f"{acct.posed} people from {len(per)} images -> {args.out} (large net: {n_large}/{acct.posed} crops)")
+    print(f"account: {acct.line()}{skipped}")
     return 0
+
+
+def _json_box(b: tuple[float, ...]) -> list[float | None]:
+    return [round(v, 2) if v == v and abs(v) != float("inf") else None for v in b]
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -159,62 +159,84 @@ class MultiRun:
 
 
 def write_summaries(run: MultiRun, summary: dict[str, Any], out: Path) -> None:
+    from .records import json_safe
+    from .safe_io import atomic_write_text
+
     for cam in run.cams:
-        s = dict(summary["cameras"][cam.source.name], interrupted=run.interrupted,
+        s = dict(summary["cameras"][cam.source.name], interrupted=run.interrupted, account=cam.account.as_dict(),
                  outputs={"jsonl": str(cam.jsonl.path),
                           "video": [str(p) for p in cam.video.paths] if cam.video is not None else []})
-        (out / f"{cam.source.name}.summary.json").write_text(json.dumps(s, indent=2))
+        atomic_write_text(out / f"{cam.source.name}.summary.json",
+                          json.dumps(json_safe(s), indent=2, allow_nan=False))
         print(f"[{cam.source.name}]", file=sys.stderr, end=" ")
         print_summary(s, out)
-    (out / "multicam.summary.json").write_text(json.dumps({**summary, "interrupted": run.interrupted}, indent=2))
+        print(f"[{cam.source.name}] account: {cam.account.line()}")
+    atomic_write_text(out / "multicam.summary.json",
+                      json.dumps(json_safe({**summary, "interrupted": run.interrupted}), indent=2, allow_nan=False))
     print(f"{len(run.cams)} cameras: {summary['frames']} frames, {summary['crops']} crops in {summary['ticks']} "
           f"ticks, {summary['crops_per_s']:.1f} crops/s overall", file=sys.stderr)
 
 
 def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> tuple[int, dict[str, Any] | None]:
     """The video CLI with several sources (``--source`` repeated or ``--sources FILE``)."""
-    from .backends.base import BackendError
-    from .detectors import DetectorError, make_detector
+    from .net_detector import open_detector
+    from .errors import EXIT_INCOMPLETE, EXIT_SIGINT
     from .live import live_options
-    from .manifest import ManifestError
     from .pipeline import PipelineOptions
-    from .sources import SourceError, open_source
+    from .sources import open_source
     from .video import _install_signals
 
     sources: list[FrameSource] = []
-    try:
+    try:   # expected errors (a source, the detector, the manifest) reach the CLI boundary: one line, exit 2
         for _, spec in specs:
             sources.append(open_source(spec, fps=args.fps, live=live_options(args), reader=args.reader))
         for src, name in zip(sources, unique_names([n or s.name for (n, _), s in zip(specs, sources)])):
             src.name = name
-        detectors = [make_detector(args.detector, layout=args.det_layout, cls=args.det_class, score_thr=args.det_thr,
-                                   iou_thr=args.det_nms, hog_width=args.hog_width) for _ in sources]
+        # one detector per camera (its own tracker state and, for a network, its own runner)
+        detectors = [open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision,
+                                   score_thr=args.det_thr, iou_thr=args.det_nms, layout=args.det_layout,
+                                   cls=args.det_class, hog_width=args.hog_width) for _ in sources]
         opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                                budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
-                               backend_options={"threads": args.threads} if args.threads else {},
+                               backend_options={**({"threads": args.threads} if args.threads else {}),
+                                                **({"url": args.triton_url} if args.triton_url else {})},
                                credible=args.credible)
         pipe = PosePipeline(args.engines, opts)
-    except (SourceError, DetectorError, ManifestError, BackendError) as e:
+    except BaseException:
         for s in sources:
             s.close()
-        print(f"error: {e}", file=sys.stderr)
-        return 2, None
+        for d in locals().get("detectors") or []:
+            if hasattr(d, "close"):
+                d.close()
+        raise
     args.out.mkdir(parents=True, exist_ok=True)
     run = MultiRun(args, sources, detectors, pipe)
     old = _install_signals(run)
     try:
         summary = run.run()
     except KeyboardInterrupt:
+        run.abort.set()
         print("interrupted: outputs closed; every frame written so far is valid", file=sys.stderr)
-        return 130, None
+        for cam in run.cams:
+            print(f"[{cam.source.name}] account: {cam.account.line()} (frames written: {cam.jsonl.lines})",
+                  file=sys.stderr)
+        return EXIT_SIGINT, None
+    except BaseException:
+        for cam in run.cams:
+            print(f"[{cam.source.name}] partial run: {cam.account.line()}; {cam.jsonl.lines} frames written to "
+                  f"{cam.jsonl.path}", file=sys.stderr)
+        raise
     finally:
         import signal
 
         for s, h in old.items():
             signal.signal(s, h)
         pipe.close()
+        for d in detectors:
+            if hasattr(d, "close"):
+                d.close()
     write_summaries(run, summary, args.out)
     if summary["ended_early"]:
         print(f"error: {summary['ended_early']}; every frame decoded was written", file=sys.stderr)
-        return 3, summary
+        return EXIT_INCOMPLETE, summary
     return {None: 0, "SIGINT": 130, "SIGTERM": 143}[run.interrupted], summary

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from .backends import open_backend
+from .errors import InputError
 from .backends.base import Pending
 from .decode import decode_heatmaps, decode_probmaps
 from .double_decode import merge_double
@@ -28,6 +29,51 @@ from .results import FrameResult
 from .routing import POLICIES, apply_budget, budget_max_large, route
 
 NET_ROLES = ("small", "large")
+
+
+class ImageError(InputError, ValueError):
+    """An API image that is not uint8 HxWx3 BGR (exit 2 in a CLI)."""
+
+
+class OptionError(InputError, ValueError):
+    """A pipeline option out of range (exit 2 in a CLI)."""
+
+
+def check_image(image: object) -> np.ndarray:
+    """The pipeline takes what ``cv2.imread`` returns: uint8 HxWx3 BGR. Anything else would be
+    normalised as if it were, giving keypoints hundreds of pixels off, so it is refused with the fix."""
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"image must be a numpy array, got {type(image).__name__}", "image",
+                         "pass an HxWx3 BGR uint8 array as cv2.imread returns")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 4)):
+        raise ImageError(f"image must be HxWx3 BGR, got shape {image.shape}", "image",
+                         "convert with cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) or cv2.COLOR_BGRA2BGR")
+    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+        raise ImageError(f"image must be HxWx3 BGR, got shape {image.shape}", "image",
+                         "pass an HxWx3 BGR uint8 array as cv2.imread returns")
+    if image.dtype != np.uint8:
+        fix = {"f": "float images in 0..1: (img * 255).clip(0, 255).round().astype(np.uint8)",
+               "u": "uint16 images: (img >> 8).astype(np.uint8)"}.get(image.dtype.kind,
+                                                                      "convert to uint8 0..255")
+        raise ImageError(f"image must be uint8 HxWx3 BGR, got {image.dtype}", "image", fix)
+    return image
+
+
+def check_options(o: "PipelineOptions") -> None:
+    """Ranged options, checked before any net is loaded."""
+    if o.policy not in POLICIES:
+        raise OptionError(f"unknown policy {o.policy!r}", "policy", f"choose one of {', '.join(POLICIES)}")
+    if isinstance(o.max_boxes, bool) or not isinstance(o.max_boxes, (int, np.integer)) or o.max_boxes < 1:
+        raise OptionError(f"max_boxes must be an integer >= 1, got {o.max_boxes!r}", "max_boxes", "pass e.g. 256")
+    if isinstance(o.max_batch, bool) or not isinstance(o.max_batch, (int, np.integer)) or o.max_batch < 1:
+        raise OptionError(f"max_batch must be an integer >= 1, got {o.max_batch!r}", "max_batch", "pass e.g. 32")
+    if o.budget_ms is not None and not (isinstance(o.budget_ms, (int, float)) and np.isfinite(o.budget_ms)
+                                        and o.budget_ms > 0):
+        raise OptionError(f"budget_ms must be a finite number > 0, got {o.budget_ms!r}", "budget_ms",
+                         "pass milliseconds, or None for no budget")
+    if o.score_thr is not None and not (isinstance(o.score_thr, (int, float)) and np.isfinite(o.score_thr)):
+        raise OptionError(f"score_thr must be a finite number, got {o.score_thr!r}", "score_thr",
+                         "pass e.g. 0.3, or None")
 
 
 @dataclass
@@ -119,8 +165,7 @@ class PosePipeline:
 
     def __init__(self, root: str | Path, options: PipelineOptions | None = None, **kw: Any) -> None:
         self.options = options or PipelineOptions(**kw)
-        if self.options.policy not in POLICIES:
-            raise ValueError(f"unknown policy {self.options.policy!r}; choose one of {', '.join(POLICIES)}")
+        check_options(self.options)
         self.root = Path(root)
         self.manifest = load_manifest(self.root)
         if self.manifest.get("weights") == "random":
@@ -212,14 +257,13 @@ class PosePipeline:
         offset = 0
         prepared = []
         for image, boxes, scores in views:
+            image = check_image(image)
             raw = as_boxes(boxes)
             n = len(raw)
+            b, kept, rep = sanitize_boxes(raw, image.shape[:2], scores, self.options.score_thr,
+                                          self.options.max_boxes)
             box_scores = np.ones(n) if scores is None else np.asarray(scores, np.float64).reshape(-1)
-            if image is None or getattr(image, "ndim", 0) != 3:
-                raise ValueError("image must be an HxWx3 BGR array (as cv2.imread returns)")
-            b, kept, rep = sanitize_boxes(raw, image.shape[:2], None if scores is None else box_scores,
-                                          self.options.score_thr, self.options.max_boxes)
-            dropped.update({offset + int(i): "hygiene" for i in np.setdiff1d(np.arange(n), kept)})
+            dropped.update({offset + i: why for i, why in sorted(rep.reasons.items())})
             c, s = boxes_to_center_scale(b)
             prepared.append((image, c, s))
             raws.append(raw)
@@ -302,7 +346,9 @@ class PosePipeline:
         t_end = time.perf_counter()
         timings = dict(job.timings, nets=(t_end - t_wait) * 1e3 - decode_ms, decode=decode_ms,
                        total=(t_end - job.t0) * 1e3)
-        return FrameResult(job.boxes.astype(np.float32), kps, presence, route_arr, rscore,
+        with np.errstate(over="ignore"):   # a 1e308 box is float32 inf; it was dropped as nan_or_inf anyway
+            boxes32 = job.boxes.astype(np.float32)
+        return FrameResult(boxes32, kps, presence, route_arr, rscore,
                            job.box_scores.astype(np.float32), job.dropped, timings, prob)
 
     # -- budget mode -------------------------------------------------------------------

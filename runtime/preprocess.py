@@ -31,15 +31,23 @@ class BoxReport:
     n_in: int = 0
     kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    reasons: dict[int, str] = field(default_factory=dict)   # input index -> why it was dropped
 
-    def drop(self, reason: str, n: int) -> None:
+    def drop(self, reason: str, n: int, indices: np.ndarray | None = None) -> None:
         if n:
             self.dropped[reason] = self.dropped.get(reason, 0) + int(n)
+        if indices is not None:
+            for i in np.asarray(indices).reshape(-1):
+                self.reasons[int(i)] = reason
 
 
 def as_boxes(boxes: object) -> np.ndarray:
     """Any list/array of xywh boxes as float64 [N,4]; a clear error otherwise."""
-    arr = np.asarray(boxes if boxes is not None else [], dtype=np.float64)
+    try:
+        arr = np.asarray(boxes if boxes is not None else [], dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise BoxError(f"boxes must be numbers [N,4] as x,y,w,h (COCO xywh), got {e}; "
+                       "pass one 4-number row per box") from None
     if arr.size == 0:
         return np.zeros((0, 4))
     if arr.ndim != 2 or arr.shape[1] < 4:
@@ -62,26 +70,31 @@ def sanitize_boxes(boxes_xywh: object, image_hw: tuple[int, int], scores: object
     idx = np.arange(len(b))
     h, w = image_hw
     finite = np.isfinite(b).all(axis=1)
-    rep.drop("nan_or_inf", (~finite).sum())
-    b, idx = b[finite], idx[finite]
     sc = None
     if scores is not None:
-        sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+        try:
+            sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise BoxError("scores must be numbers, one per box") from None
         if len(sc) != rep.n_in:
             raise BoxError(f"got {rep.n_in} boxes but {len(sc)} scores; pass one score per box")
+        finite &= np.isfinite(sc)
+    rep.drop("nan_or_inf", (~finite).sum(), idx[~finite])
+    b, idx = b[finite], idx[finite]
+    if sc is not None:
         sc = sc[finite]
         if score_thr is not None:
             ok = sc >= score_thr
-            rep.drop("below_score_threshold", (~ok).sum())
+            rep.drop("below_score_threshold", (~ok).sum(), idx[~ok])
             b, idx, sc = b[ok], idx[ok], sc[ok]
     x1 = np.clip(b[:, 0], 0, w)
     y1 = np.clip(b[:, 1], 0, h)
     x2 = np.clip(b[:, 0] + b[:, 2], 0, w)
     y2 = np.clip(b[:, 1] + b[:, 3], 0, h)
     nonpos = (b[:, 2] <= 0) | (b[:, 3] <= 0)
-    rep.drop("zero_or_negative_size", nonpos.sum())
+    rep.drop("zero_or_negative_size", nonpos.sum(), idx[nonpos])
     off = ~nonpos & ((x2 - x1 < 1) | (y2 - y1 < 1))
-    rep.drop("outside_image", off.sum())
+    rep.drop("outside_image", off.sum(), idx[off])
     ok = ~nonpos & ~off
     b = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)[ok]
     idx = idx[ok]
@@ -90,8 +103,8 @@ def sanitize_boxes(boxes_xywh: object, image_hw: tuple[int, int], scores: object
     if max_boxes is not None and len(b) > max_boxes:
         order = np.argsort(-sc, kind="stable")[:max_boxes] if sc is not None else np.arange(max_boxes)
         order = np.sort(order)
-        rep.drop("over_max_boxes", len(b) - max_boxes)
-        warnings.warn(f"{len(b)} boxes in one image; keeping {max_boxes} (raise max_boxes to keep more)",
+        rep.drop("over_max_boxes", len(b) - max_boxes, np.setdiff1d(idx, idx[order]))
+        warnings.warn(f"{len(b)} boxes in one image; keeping {max_boxes} (raise max_boxes, or --max-boxes, to keep more)",
                       stacklevel=2)
         b, idx = b[order], idx[order]
     rep.kept = len(b)

@@ -60,16 +60,45 @@ class FrameResult:
         """JSON-ready records (one per input box)."""
         out = []
         for i in range(len(self)):
-            out.append({
+            rec: dict[str, Any] = {
                 "index": i,
-                "box": [round(float(v), 2) for v in self.boxes[i]],
+                "box": [round(float(v), 2) if np.isfinite(v) else None for v in self.boxes[i]],
                 "route": ROUTE_NAMES[int(self.route[i])],
                 "router_score": None if np.isnan(self.router_score[i]) else round(float(self.router_score[i]), 5),
-                "keypoints": np.round(np.nan_to_num(self.keypoints[i].astype(np.float64), nan=-1.0), 2).tolist(),
-                "presence": np.round(self.presence[i].astype(np.float64), 4).tolist(),
-                **({"dropped": self.dropped[i]} if i in self.dropped else {}),
-                **(self.prob.person(i) if self.prob is not None else {}),
-            })
+            }
+            if self.route[i] >= 0:   # a dropped box has no keypoints at all, only the reason
+                kp = self.keypoints[i].astype(np.float64)
+                rec["keypoints"] = np.round(np.nan_to_num(kp, nan=-1.0, posinf=-1.0, neginf=-1.0), 2).tolist()
+                rec["presence"] = np.round(np.nan_to_num(self.presence[i].astype(np.float64)), 4).tolist()
+                rec.update(self.prob.person(i) if self.prob is not None else {})
+            else:
+                rec["dropped"] = self.dropped.get(i, "dropped")
+            out.append(rec)
+        return out
+
+    def to_coco_records(self, image_id: int, det_index: Any = None) -> list[dict[str, Any]]:
+        """One COCO record per input box, in input order (the images CLI's output).
+
+        Posed boxes are :meth:`to_coco` records plus their ``bbox``; a dropped box keeps
+        ``image_id``, ``bbox`` (non-finite numbers as null) and ``score`` and says
+        ``"dropped": "<reason>"`` with no ``keypoints`` (bench.coco_eval skips such
+        records). ``det_index`` (one per box) is the record's position in the detections file.
+        """
+        posed = iter(self.to_coco(image_id))
+        out = []
+        for i in range(len(self)):
+            box = [None if not np.isfinite(v) else round(float(v), 2) for v in self.boxes[i]]
+            if self.route[i] >= 0:
+                rec = next(posed)
+                rec["bbox"] = box
+            else:
+                s = float(self.box_score[i])
+                rec = {"image_id": int(image_id), "category_id": 1, "bbox": box,
+                       "score": round(s, 5) if np.isfinite(s) else None,
+                       "dropped": self.dropped.get(i, "dropped")}
+            if det_index is not None:
+                rec["det_index"] = int(det_index[i])
+            out.append(rec)
         return out
 
     def to_coco(self, image_id: int) -> list[dict[str, Any]]:

@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 import cv2
 import numpy as np
 
+from .errors import output_error
+from .safe_io import write_at
+
 if TYPE_CHECKING:
     from .results import FrameResult
     from .sources import Frame
@@ -39,31 +42,37 @@ def frame_record(frame: "Frame", track_ids: Sequence[int], detected: bool, res: 
     persons = res.persons()
     for p, tid, s in zip(persons, track_ids, res.box_score):
         p["track_id"] = int(tid)
-        p["score"] = round(float(s), 5)
-        # float32 -> float64 before rounding, or 517.27 prints as 517.27001953125
-        p["keypoints"] = [[round(float(v), 2) for v in kp] for kp in p["keypoints"]]
-        p["presence"] = [round(float(v), 4) for v in p["presence"]]
+        p["score"] = round(float(s), 5) if np.isfinite(s) else None
+        if "keypoints" in p:  # dropped boxes carry no keypoints (see FrameResult.persons)
+            # float32 -> float64 before rounding, or 517.27 prints as 517.27001953125
+            p["keypoints"] = [[round(float(v), 2) for v in kp] for kp in p["keypoints"]]
+            p["presence"] = [round(float(v), 4) for v in p["presence"]]
     return {"frame": frame.index, "timestamp": round(frame.timestamp, 4), "wall_time": round(frame.wall_time, 4),
             "detected": bool(detected), **({"file": frame.name} if frame.name else {}), "persons": persons}
 
 
 class JsonlWriter:
-    """One JSON object per line; every line on disk is complete."""
+    """One JSON object per line; every line on disk is complete (one writer per file)."""
 
     def __init__(self, path: str | Path, fsync: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as e:
+            raise output_error(e, self.path) from None
         self._fsync = fsync
         self.lines = 0
+        self._size = 0
 
     def write(self, record: dict[str, Any]) -> None:
         if self._fd is None:
             raise ValueError(f"{self.path} is closed")
         data = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
-        view = memoryview(data)
-        while view:  # regular files take it in one call; loop only for safety
-            view = view[os.write(self._fd, view):]
+        # One checked positional write; a short or failed one (disk full) is cut back to the
+        # previous line end, so the file never keeps a partial line.
+        write_at(self._fd, data, self._size, self.path, restore_size=self._size)
+        self._size += len(data)
         if self._fsync:
             os.fsync(self._fd)  # only power loss needs this; a killed process keeps the page cache
         self.lines += 1
@@ -110,19 +119,22 @@ class MjpegAviWriter:
     def _open_segment(self) -> None:
         n = len(self.paths)
         path = self.base if n == 0 else self.base.with_name(f"{self.base.stem}.{n}{self.base.suffix}")
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as e:
+            raise output_error(e, path) from None
         self.paths.append(path)
         self._index: list[tuple[int, int]] = []  # (offset from 'movi', payload length)
         head = self._headers(0, 0, 4, 0)
         self._movi_at = len(head) - 4            # file offset of the 'movi' fourcc
         self._end = len(head)
-        os.write(self._fd, head)
+        write_at(self._fd, head, 0, path, restore_size=0)
         self._patch(0, 0)
 
     def _patch(self, frames: int, flags: int) -> None:
         """Rewrite the header in place so it describes exactly the frames on disk."""
         movi_size = self._end - self._movi_at
-        os.pwrite(self._fd, self._headers(frames, flags, movi_size, self._end - 8), 0)
+        write_at(self._fd, self._headers(frames, flags, movi_size, self._end - 8), 0, self.paths[-1])
 
     # -- writing -----------------------------------------------------------------------
     @property
@@ -145,7 +157,8 @@ class MjpegAviWriter:
         if self._end + len(data) + 16 * (len(self._index) + 1) + 8 > self.max_bytes and self._index:
             self._finish_segment()
             self._open_segment()
-        os.pwrite(self._fd, data, self._end)
+        # Checked: a frame cut short (disk full) is cut off again and never counted in the header.
+        write_at(self._fd, data, self._end, self.paths[-1], restore_size=self._end)
         self._index.append((self._end - self._movi_at, len(jpg)))
         self._end += len(data)
         self.frames_total += 1
@@ -153,13 +166,17 @@ class MjpegAviWriter:
 
     def _finish_segment(self) -> None:
         idx = b"".join(struct.pack("<4sIII", b"00dc", AVIIF_KEYFRAME, off, n) for off, n in self._index)
-        os.pwrite(self._fd, _chunk(b"idx1", idx), self._end)
-        frames, movi_size = len(self._index), self._end - self._movi_at
-        self._end += 8 + len(idx)
-        os.pwrite(self._fd, self._headers(frames, AVIF_HASINDEX, movi_size, self._end - 8), 0)
-        os.ftruncate(self._fd, self._end)
-        os.close(self._fd)
-        self._fd = None
+        fd, self._fd = self._fd, None
+        try:
+            # No room for the (optional) index: the header already describes every frame on disk.
+            write_at(fd, _chunk(b"idx1", idx), self._end, self.paths[-1], restore_size=self._end)
+            frames, movi_size = len(self._index), self._end - self._movi_at
+            end = self._end + 8 + len(idx)
+            write_at(fd, self._headers(frames, AVIF_HASINDEX, movi_size, end - 8), 0, self.paths[-1])
+            self._end = end
+            os.ftruncate(fd, self._end)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         if self._fd is not None:

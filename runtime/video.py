@@ -25,19 +25,27 @@ from typing import Any, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from . import expected_errors  # noqa: F401 (registers the runtime's error classes)
+from .account import RunAccount
 from .backends.base import BackendError
-from .detectors import LAYOUTS, DetectorError, JsonDetections, make_detector
+from .cli_args import (OneLineParser, host_port, nonneg_float, nonneg_int, number, output_dir, positive_float,
+                       positive_int, unit_float)
+from .detectors import LAYOUTS, JsonDetections
+from .net_detector import attach_det_keypoints, open_detector
 from .draw import draw_hud, draw_persons
+from .errors import EXIT_INCOMPLETE, EXIT_SIGINT, guarded
 from .draw_regions import draw_regions
-from .manifest import ManifestError
 from .pipeline import PipelineOptions, PosePipeline
 from .probfields import add_prob_arguments
 from .results import FrameResult
 from .routing import POLICIES
+from .records import json_safe
+from .safe_io import atomic_write_text
 from .sinks import JsonlWriter, frame_record, open_video_writer
 from .live import add_live_arguments, live_options
-from .sources import Frame, FrameSource, SourceError, open_source
-from .tracker import IoUTracker
+from .smoothing import make_smoother, parse_smooth
+from .sources import Frame, FrameSource, open_source
+from .tracker import TRACKERS
 from .video_stats import POSE_PARTS, STAGES, Stats, print_summary  # noqa: F401 (STAGES re-exported)
 
 END = object()
@@ -54,6 +62,7 @@ class Item:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     detected: bool = False
+    det_keypoints: np.ndarray | None = None   # a pose detector's own keypoints, box order
 
 
 class VideoRun:
@@ -61,7 +70,8 @@ class VideoRun:
 
     def __init__(self, args: argparse.Namespace, source: FrameSource, detector: Any, pipe: PosePipeline) -> None:
         self.args, self.source, self.detector, self.pipe = args, source, detector, pipe
-        self.tracker = IoUTracker(iou_thr=args.track_iou)
+        self.tracker = TRACKERS[args.tracker](iou_thr=args.track_iou)
+        self.smoother = make_smoother(args.smooth)
         self.stop = threading.Event()    # graceful: read no more frames, finish those in flight
         self.abort = threading.Event()   # an error or a second Ctrl-C: everyone quits now
         self.errors: list[BaseException] = []
@@ -69,6 +79,7 @@ class VideoRun:
         self.q_dets: queue.Queue = queue.Queue(QUEUE_SIZE)
         self.q_out: queue.Queue = queue.Queue(2 * QUEUE_SIZE)
         self.stats = Stats()
+        self.account = RunAccount()
         out = args.out
         self.jsonl = JsonlWriter(out / f"{source.name}.jsonl", fsync=args.fsync)
         self.video_path = None if args.no_video else out / f"{source.name}.overlay.{args.video_format}"
@@ -145,8 +156,13 @@ class VideoRun:
             t = time.perf_counter()
             f = item.frame
             if seen % k == 0:
-                item.boxes, item.scores = self.detector(f)
-                item.track_ids = self.tracker.update(item.boxes, item.scores, f.index)
+                dets = self.detector(f)
+                item.boxes, item.scores = dets
+                item.det_keypoints = getattr(dets, "keypoints", None)
+                # Non-finite boxes (a json detector may hold them) get no track (id 0); hygiene drops them.
+                ok = np.isfinite(item.boxes).all(axis=1) & np.isfinite(item.scores)
+                item.track_ids = np.zeros(len(item.boxes), np.int64)
+                item.track_ids[ok] = self.tracker.update(item.boxes[ok], item.scores[ok], f.index, f.image)
                 item.detected = True
             else:
                 item.boxes, item.scores, item.track_ids = self.tracker.predict(f.index, f.image.shape[:2])
@@ -167,6 +183,8 @@ class VideoRun:
             item = waiting.popleft()
             # Work and waits on the nets only; "total" would also count waiting for the detector.
             item.ms["pose"] = sum(res.timings_ms.get(k, 0.0) for k in POSE_PARTS)
+            if self.smoother is not None:
+                self.smoother(res, item.track_ids, item.frame.timestamp)
             if not self._put(self.q_out, (item, res)):
                 return
 
@@ -189,7 +207,9 @@ class VideoRun:
                                        self.args.kpt_thr, self.args.hide_low)
                     draw_hud(img, self._hud(item, res))
                 t_draw = time.perf_counter()
-                self.jsonl.write(frame_record(item.frame, item.track_ids, item.detected, res))
+                self.jsonl.write(attach_det_keypoints(frame_record(item.frame, item.track_ids, item.detected, res),
+                                                      item.det_keypoints))
+                self.account.add_result(res)
                 if img is not None:
                     if self.video is None:
                         h, w = img.shape[:2]
@@ -268,38 +288,52 @@ def _install_signals(run: VideoRun) -> dict[int, Any]:
     return old
 
 
+# HOG needs a frame of at least its 64x128 window (+ padding); narrower --hog-width is refused
+# (taller-than-wide frames are upscaled to fit in runtime.detectors either way).
+MIN_HOG_WIDTH = 80
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m runtime.video", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m runtime.video", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engines", required=True, type=Path, help="artifacts folder with manifest.json")
     p.add_argument("--source", action="append", default=[], help="video file, image folder, camera index, "
                    "/dev/videoN, rtsp:// or http:// URL, csi://N (Jetson CSI) or a GStreamer pipeline; repeat it for "
                    "several cameras (one batch per tick across all of them)")
     p.add_argument("--sources", type=Path, default=None, metavar="FILE",
                    help="several cameras, one 'name spec' per line (outputs are named after them)")
-    p.add_argument("--out", type=Path, default=Path("video_out"), help="output folder")
-    p.add_argument("--detector", default="hog", help="hog | onnx:PATH | json:PATH")
-    p.add_argument("--det-every", type=int, default=1, help="detect every k-th frame, track in between")
+    p.add_argument("--out", type=output_dir, default=Path("video_out"), help="output folder")
+    p.add_argument("--detector", default="auto",
+                   help="auto (the artifacts' detector if built, else hog) | engine | hog | onnx:PATH | json:PATH")
+    p.add_argument("--det-every", type=positive_int, default=1, help="detect every k-th frame, track in between")
     p.add_argument("--det-layout", default="auto", choices=LAYOUTS, help="ONNX detector output layout")
-    p.add_argument("--det-class", type=int, default=0, help="person class index of the ONNX detector")
-    p.add_argument("--det-thr", type=float, default=None, help="detector score threshold")
-    p.add_argument("--det-nms", type=float, default=0.5, help="detector NMS IoU threshold")
-    p.add_argument("--hog-width", type=int, default=640, help="frames are shrunk to this width for HOG")
-    p.add_argument("--track-iou", type=float, default=0.3, help="IoU to continue a track")
+    p.add_argument("--det-class", type=nonneg_int, default=0, help="person class index of the ONNX detector")
+    p.add_argument("--det-thr", type=unit_float, default=None, help="detector score threshold")
+    p.add_argument("--det-nms", type=unit_float, default=None,
+                   help="detector NMS IoU threshold (default: the artifacts' detector's, 0.5 otherwise)")
+    p.add_argument("--hog-width", type=number(int, lo=MIN_HOG_WIDTH, hi=16384), default=640,
+                   help="frames are shrunk to this width for HOG")
+    p.add_argument("--track-iou", type=unit_float, default=0.3, help="IoU to continue a track")
+    p.add_argument("--tracker", default="buffered", choices=tuple(TRACKERS),
+                   help="buffered (IoU + appearance + 30-frame buffer; id 0 = untracked) or iou (the old one)")
+    p.add_argument("--smooth", nargs="?", const=(8.0, 0.5), default=None, type=parse_smooth, metavar="MIN_CUTOFF,BETA",
+                   help="One-Euro keypoint smoothing per track (default off; bare --smooth = 8,0.5)")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
-    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
+    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt", "triton"))
+    p.add_argument("--triton-url", type=host_port, default=None,
+                   help="gRPC HOST:PORT of the Triton server for --backend triton")
     p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per net")
-    p.add_argument("--budget-ms", type=float, default=None, help="per-frame latency budget (caps large-net crops)")
-    p.add_argument("--score-thr", type=float, default=None, help="drop boxes scoring below this")
-    p.add_argument("--max-boxes", type=int, default=64, help="most people per frame")
-    p.add_argument("--presence-thr", type=float, default=None,
+    p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads per net")
+    p.add_argument("--budget-ms", type=positive_float, default=None, help="per-frame latency budget (caps large-net crops)")
+    p.add_argument("--score-thr", type=nonneg_float, default=None, help="drop boxes scoring below this")
+    p.add_argument("--max-boxes", type=positive_int, default=64, help="most people per frame")
+    p.add_argument("--presence-thr", type=unit_float, default=None,
                    help="keypoints below this presence are drawn hollow (default: the manifest's)")
     p.add_argument("--hide-low", action="store_true", help="hide low-presence keypoints instead")
-    p.add_argument("--kpt-thr", type=float, default=0.0, help="do not draw keypoints scoring below this")
+    p.add_argument("--kpt-thr", type=unit_float, default=0.0, help="do not draw keypoints scoring below this")
     add_prob_arguments(p, overlay=True)
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    p.add_argument("--fps", type=float, default=30.0, help="frame rate for image folders")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
+    p.add_argument("--fps", type=number(float, lo=0, hi=1000, lo_open=True), default=30.0, help="frame rate for image folders")
     add_live_arguments(p)
     p.add_argument("--no-video", action="store_true", help="write only the JSON Lines results")
     p.add_argument("--video-format", default="avi", choices=("avi", "mp4"),
@@ -326,20 +360,30 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
         from .multicam import run_multi
         return run_multi(args, specs)
     args.source = specs[0][1]
+    # Expected errors (bad source, detector, manifest, records) propagate to the boundary: one line, exit 2.
+    detector = open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision,
+                             score_thr=args.det_thr, iou_thr=args.det_nms, layout=args.det_layout,
+                             cls=args.det_class, hog_width=args.hog_width)
     try:
         source = open_source(args.source, fps=args.fps, live=live_options(args), reader=args.reader)
-        detector = make_detector(args.detector, layout=args.det_layout, cls=args.det_class,
-                                 score_thr=args.det_thr, iou_thr=args.det_nms, hog_width=args.hog_width)
+    except BaseException:
+        if hasattr(detector, "close"):
+            detector.close()
+        raise
+    if specs[0][0]:
+        source.name = specs[0][0]
+    try:
         if isinstance(detector, JsonDetections) and source.kind == "folder":
             detector.bind_folder(args.source)
         opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                                budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
-                               backend_options={"threads": args.threads} if args.threads else {},
+                               backend_options={**({"threads": args.threads} if args.threads else {}),
+                                                **({"url": args.triton_url} if args.triton_url else {})},
                                credible=args.credible)
         pipe = PosePipeline(args.engines, opts)
-    except (SourceError, DetectorError, ManifestError, BackendError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2, None
+    except BaseException:
+        source.close()
+        raise
     run = VideoRun(args, source, detector, pipe)
     old = _install_signals(run)
     try:
@@ -349,25 +393,39 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
         if run.writer is not None:
             run.writer.join(timeout=5)  # the writer closes the files itself
         print("interrupted: outputs closed; every frame written so far is valid", file=sys.stderr)
-        return 130, None
+        print(f"account: {run.account.line()} (frames written: {run.jsonl.lines})", file=sys.stderr)
+        return EXIT_SIGINT, None
+    except BackendError as e:   # e.g. the Triton server went away mid-run: one line, frames kept
+        print(f"error: {e}; every frame written so far is valid", file=sys.stderr)
+        print(f"partial run: {run.account.line()}; {run.jsonl.lines} frames written to {run.jsonl.path}",
+              file=sys.stderr)
+        return EXIT_INCOMPLETE, None
+    except BaseException:
+        print(f"partial run: {run.account.line()}; {run.jsonl.lines} frames written to {run.jsonl.path}",
+              file=sys.stderr)
+        raise
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         pipe.close()
+        if hasattr(detector, "close"):
+            detector.close()
     summary["interrupted"] = run.interrupted
+    summary["account"] = run.account.as_dict()
     summary["outputs"] = {"jsonl": str(run.jsonl.path),
                           "video": [str(p) for p in run.video.paths] if run.video is not None else []}
-    (args.out / f"{source.name}.summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(args.out / f"{source.name}.summary.json", json.dumps(json_safe(summary), indent=2, allow_nan=False))
     print_summary(summary, args.out)
+    print(f"account: {run.account.line()}")
     if summary["ended_early"]:
         print(f"error: {summary['ended_early']}; the {summary['frames']} frames decoded were written",
               file=sys.stderr)
-        return 3, summary
+        return EXIT_INCOMPLETE, summary
     return {None: 0, "SIGINT": 130, "SIGTERM": 143}[run.interrupted], summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_video(argv)[0]
+    return guarded(lambda a: run_video(a)[0], argv, prog="runtime.video")
 
 
 if __name__ == "__main__":

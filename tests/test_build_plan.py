@@ -66,16 +66,29 @@ def test_plan_passes_bash_n_and_names_every_engine(planned) -> None:
     assert os.access(plan, os.X_OK)
     for role, onnx, shapes in [("router", "router.int8_trt.onnx", ("32", "32", "32")),
                                ("small", "small.onnx", ("1", "16", "64")),
-                               ("large", "large.plugin.onnx", ("1", "16", "64"))]:
-        cmd = re.search(rf'--onnx={re.escape(onnx)} \\\n(.*?)tee {role}.trtexec.log', text, re.S).group(1)
-        assert f"--saveEngine={role}.engine" in cmd and "--stronglyTyped" in cmd
-        for flag, n in zip(("min", "opt", "max"), shapes):
-            assert f"--{flag}Shapes=input:{n}x3x256x192" in cmd
-        assert "--memPoolSize=workspace:2048M" in cmd and '--timingCacheFile="$CACHE"' in cmd
-        assert ("--useDLACore=0 \\\n    --allowGPUFallback" in cmd) == (role == "router")
-        assert ('--dynamicPlugins="$PLUGIN_LIB"' in cmd) == (role == "large")
-    assert "# router: int8" in text and "# small: fp32" in text and "# large: fp32 from large.plugin.onnx" in text
-    assert "--fp16" not in text and "--int8" not in text          # removed in TensorRT 11
+                               ("large", "large.plugin.fp16.onnx", ("1", "16", "64"))]:
+        cmds = re.findall(rf'--onnx={re.escape(onnx)} \\\n(.*?)tee {role}.trtexec.log', text, re.S)
+        for cmd in cmds:
+            assert f"--saveEngine={role}.engine" in cmd
+            assert "--memPoolSize=workspace:2048M" in cmd and '--timingCacheFile="$CACHE"' in cmd
+            assert ('--dynamicPlugins="$PLUGIN_LIB"' in cmd) == (role == "large")
+            dla = "--useDLACore=0" in cmd
+            assert dla == ("--allowGPUFallback" in cmd) == ("--exportLayerInfo" in cmd)
+            batch = shapes if dla or role != "router" else ("1", "32", "128")
+            for flag, n in zip(("min", "opt", "max"), batch):
+                assert f"--{flag}Shapes=input:{n}x3x256x192" in cmd
+            # the DLA rule: 10.x DLA weakly typed (--fp16 --int8, never --stronglyTyped), else strongly typed
+            weak = dla and "--fp16" in cmd
+            assert ("--stronglyTyped" in cmd) != weak
+            assert ("--int8" in cmd) == weak
+        if role == "router":   # weak DLA, strong DLA, and the GPU fallbacks of each
+            assert sum("--useDLACore=0" in c and "--fp16" in c for c in cmds) == 1
+            assert sum("--useDLACore=0" in c and "--stronglyTyped" in c for c in cmds) == 1
+        else:
+            assert len(cmds) == 1 and "--useDLACore" not in cmds[0]
+    assert "# router: int8" in text and "# small: fp32" in text and "# large: fp16 from large.plugin.fp16.onnx" in text
+    gpu_cmds = [c for c in re.findall(r'"\$TRTEXEC" \\\n(.*?)tee ', text, re.S) if "--useDLACore" not in c]
+    assert not any("--fp16" in c or "--int8" in c for c in gpu_cmds)   # removed in TensorRT 11
     assert 'export PLUGIN_LIB="${PLUGIN_LIB:-/opt/dynpose/libdynpose_plugins.so}"' in text
 
 
@@ -104,44 +117,84 @@ def test_bad_flags_name_the_fix(no_trt, tmp_path: Path) -> None:
 
 
 FAKE_TRTEXEC = r"""#!/usr/bin/env bash
-# stand-in for trtexec: prints the device lines trtexec prints, writes --saveEngine
+# stand-in for trtexec of release FAKE_TRT_V (banner number, 100300 = 10.3.0) with the documented
+# behaviour our plan must respect: 11.x has no --fp16/--int8; trtexec 10.x cannot build
+# --stronglyTyped with --useDLACore (NVIDIA/TensorRT#4228); 11.0-11.4.0 have no DLA.
+V="${FAKE_TRT_V:-100300}"
+for a in "$@"; do [ "$a" = --help ] && { echo "&&&& RUNNING TensorRT.trtexec [TensorRT v$V] # trtexec --help"; exit 0; }; done
+strong=0; dla=0; prec=0; layers=""; onnx=""
 for a in "$@"; do
   case "$a" in
     --saveEngine=*) out="${a#--saveEngine=}" ;;
-    --useDLACore=*) [ -n "${FAIL_DLA:-}" ] && { echo "[E] DLA not available"; exit 1; } ;;
+    --onnx=*) onnx="${a#--onnx=}" ;;
+    --exportLayerInfo=*) layers="${a#--exportLayerInfo=}" ;;
+    --stronglyTyped) strong=1 ;;
+    --fp16|--int8) prec=1 ;;
+    --useDLACore=*) dla=1; [ -n "${FAIL_DLA:-}" ] && { echo "[E] DLA not available"; exit 1; } ;;
   esac
 done
+if [ "$V" -ge 110000 ] && [ $prec = 1 ]; then echo "[E] Unknown option: --fp16/--int8"; exit 1; fi
+if [ "$V" -lt 110000 ] && [ $strong = 1 ] && [ $dla = 1 ]; then
+  echo "[E] IBuilder::buildSerializedNetwork: kFP16 set on a strongly typed network"; exit 1; fi
+if [ $dla = 1 ] && [ "$V" -ge 110000 ] && [ "$V" -lt 110401 ]; then echo "[E] no DLA in this release"; exit 1; fi
+if [ -n "${FAIL_INT8:-}" ] && [[ "$onnx" == *int8* ]]; then echo "[E] [checkLinks] Error Code 2: Internal Error"; exit 1; fi
 echo "[I] === Device Information ==="
 echo "[I] Selected Device: Orin"
 echo "[I] Compute Capability: 8.7"
-echo "[I] TensorRT version: 10.3.0"
+echo "[I] TensorRT version: $((V / 10000)).$((V / 100 % 100)).$((V % 100))"
+if [ -n "$layers" ]; then
+  if [ -n "${NO_DLA_LAYERS:-}" ]; then echo '{"Layers": [{"Name": "conv", "LayerType": "CaskConvolution"}]}' > "$layers"
+  else echo '{"Layers": [{"Name": "{ForeignNode[conv]}", "LayerType": "DLA"}]}' > "$layers"; fi
+fi
 echo "$*" > "$out"
 """
 
+SCENARIOS = {   # name -> (env, router dla_core, router precision, stderr needle)
+    "10.3": ({"FAKE_TRT_V": "100300"}, 0, "int8", None),
+    "10.3-dla-fails": ({"FAKE_TRT_V": "100300", "FAIL_DLA": "1"}, None, "int8", "DLA build failed"),
+    "10.3-no-layer-on-dla": ({"FAKE_TRT_V": "100300", "NO_DLA_LAYERS": "1"}, None, "int8", "no layer runs on DLA"),
+    "10.3-int8-fails": ({"FAKE_TRT_V": "100300", "FAIL_INT8": "1"}, None, "fp32", "INT8 engine build failed"),
+    "11.4.0": ({"FAKE_TRT_V": "110400"}, None, "int8", "no DLA with TensorRT v110400"),
+    "11.4.1": ({"FAKE_TRT_V": "110401"}, 0, "int8", None),
+    "dla-off": ({"FAKE_TRT_V": "100300", "DYNPOSE_DLA": "off"}, None, "int8", "DYNPOSE_DLA=off"),
+}
 
-@pytest.mark.parametrize("fail_dla", [False, True])
-def test_running_the_plan_records_engines(planned, tmp_path: Path, fail_dla: bool) -> None:
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_running_the_plan_records_engines(planned, tmp_path: Path, scenario: str) -> None:
     root, _, _, _ = planned
+    extra, dla_core, precision, needle = SCENARIOS[scenario]
     trtexec = tmp_path / "trtexec"
     trtexec.write_text(FAKE_TRTEXEC)
     trtexec.chmod(0o755)
     lib = tmp_path / "libdynpose_plugins.so"
     lib.write_bytes(b"\x7fELF")
-    env = {**os.environ, "TRTEXEC": str(trtexec), "DYNPOSE_REPO": str(REPO), "PLUGIN_LIB": str(lib),
-           **({"FAIL_DLA": "1"} if fail_dla else {})}
+    env = {**os.environ, "TRTEXEC": str(trtexec), "DYNPOSE_REPO": str(REPO), "PLUGIN_LIB": str(lib), **extra}
     run = subprocess.run(["bash", str(root / "build_plan.sh")], env=env, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    if needle:
+        assert needle in run.stderr
     manifest = json.loads((root / "manifest.json").read_text())
     router = manifest["models"]["router"]["engine"]
-    assert (router["trt_version"], router["gpu"], router["sm"], router["built_with"]) == ("10.3.0", "Orin", "8.7", "trtexec")
-    assert router["precision"] == "int8" and len(router["onnx_sha256"]) == 64
-    if fail_dla:
-        assert "DLA build failed" in run.stderr
-        assert router["dla_core"] is None and router["profiles"] == [{"min": 1, "opt": 32, "max": 128}]
-        assert "--useDLACore" not in (root / "router.engine").read_text()
+    v = int(extra["FAKE_TRT_V"])
+    assert router["trt_version"] == f"{v // 10000}.{v // 100 % 100}.{v % 100}"
+    assert (router["gpu"], router["sm"], router["built_with"]) == ("Orin", "8.7", "trtexec")
+    assert router["precision"] == precision and len(router["onnx_sha256"]) == 64
+    engine_args = (root / "router.engine").read_text()
+    assert router["dla_core"] == dla_core
+    if dla_core is None:
+        assert router["profiles"] == [{"min": 1, "opt": 32, "max": 128}] and router["static_batch"] is None
+        assert "--useDLACore" not in engine_args and "--stronglyTyped" in engine_args
     else:
-        assert router["dla_core"] == 0 and router["profiles"] == [{"min": 32, "opt": 32, "max": 32}]
+        assert router["profiles"] == [{"min": 32, "opt": 32, "max": 32}] and router["static_batch"] == 32
+        assert router["dla_layers"] == 1
+        weak = v < 110000
+        assert ("--fp16" in engine_args and "--int8" in engine_args) == weak
+        assert ("--stronglyTyped" in engine_args) == (not weak)
+    if precision == "fp32":   # INT8 failed: the fp32 ONNX (the router has no FP16 one), one line, a record
+        assert router["onnx"] == "router.onnx" and router["fallback"]["from"] == "int8"
+        assert "--onnx=router.onnx" in engine_args
     assert str(lib) in (root / "large.engine").read_text()
-    assert manifest["models"]["large"]["engine"]["plugin_ops"] == ["dynpose::DynPoseDecode"]
+    assert manifest["models"]["large"]["engine"]["plugin_ops"] == ["ai.onnx::DynPoseDecode"]
     assert manifest["models"]["large"]["engine"]["plugin_library"] == str(lib)
     assert manifest["models"]["small"]["engine"]["plugin_library"] is None

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 import runtime.backends.trt as trt_backend
-from build.trt import build_engines
+from build.trt import build_engines, compat
 from runtime.backends import BackendError
 from tools.trt_harness import fake_cuda
 from tools.trt_harness.artifacts import make_artifacts
@@ -25,8 +25,11 @@ pytestmark = pytest.mark.trt
 
 
 @pytest.fixture
-def built(trt_world, tmp_path: Path):
+def built(trt_world, tmp_path: Path, monkeypatch):
     trt_world.dla_cores = 2
+    if compat.dla_typing(trt_world.spec.version) is None:   # 11.4.0 bindings stand for 11.4.1 (DLA again)
+        monkeypatch.setattr(compat, "STRONG_DLA_FROM", compat.trt_release(trt_world.spec.version))
+        trt_world.dla_from_11 = compat.STRONG_DLA_FROM
     root = tmp_path / "dyn-test-orin"
     manifest = make_artifacts(root)
     build_engines(root, manifest, "orin")

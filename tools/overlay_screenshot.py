@@ -1,10 +1,12 @@
-"""Regenerate docs/overlay.png: one overlay frame of people.mp4 from the video CLI.
+"""Regenerate docs/overlay.png: one overlay frame of the synthetic clip from the video CLI.
 
-    python tools/overlay_screenshot.py --engines artifacts/dyn-r50-h32-cpu
+    python tools/overlay_screenshot.py --engines artifacts/fixture-dyn-cpu
 
-Runs the real CLI (HOG detector, default policy) on the first frames of
-../shared/data/video/people.mp4 and saves frame ``--frame`` of the overlay,
-shrunk to ``--width`` so the PNG stays small in the repository.
+Renders the README's synthetic clip (``build.synth --video``, seed ``--seed``)
+into a temporary folder, runs the real CLI on its first frames with the clip's
+own detections (``--detector json:``) and ``--smooth``, and saves frame
+``--frame`` of the overlay, shrunk to ``--width`` so the PNG stays small in
+the repository. ``--source VIDEO`` shows a real clip instead (HOG detector).
 """
 from __future__ import annotations
 
@@ -18,19 +20,28 @@ import cv2
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from build.synth.coco import load_photos  # noqa: E402
+from build.synth.video import ClipSpec, write_clip  # noqa: E402
 from runtime.video import run_video  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engines", required=True, type=Path)
-    p.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "video" / "people.mp4")
-    p.add_argument("--frame", type=int, default=2)
-    p.add_argument("--width", type=int, default=800)
+    p.add_argument("--source", type=Path, default=None, help="a real video instead of the synthetic clip")
+    p.add_argument("--seed", type=int, default=0, help="synthetic clip seed (default 0, the README's)")
+    p.add_argument("--frame", type=int, default=100)
+    p.add_argument("--width", type=int, default=640)
     p.add_argument("--out", type=Path, default=REPO / "docs" / "overlay.png")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        code, summary = run_video(["--engines", str(args.engines), "--source", str(args.source), "--out", tmp,
+        if args.source is None:
+            clip = write_clip(Path(tmp) / "clip", ClipSpec(seed=args.seed),   # the whole clip: motion depends on its length
+                              load_photos(None))
+            extra = ["--source", str(clip["video"]), "--detector", f"json:{clip['detections']}", "--smooth"]
+        else:
+            extra = ["--source", str(args.source)]
+        code, summary = run_video(["--engines", str(args.engines), *extra, "--out", str(Path(tmp) / "run"),
                                    "--max-frames", str(args.frame + 1), "--quiet"])
         if code != 0 or summary is None:
             return code or 1

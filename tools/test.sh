@@ -15,7 +15,7 @@ step "install (torch 2.13.0 CPU build + project with dev extras)"
 "$PY" -m pip install --quiet torch==2.13.0 -e '.[dev]'
 
 step "unit tests"
-"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live"
+"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live and not triton"
 
 step "slow checks (large-net exports, training steps)"
 "$PY" -m pytest -m slow
@@ -42,5 +42,12 @@ step "TensorRT API harness (real bindings 10.3.0 and 11.4.0.106)"
 bash tools/setup_trt_harness.sh
 for v in 10 11; do DYNPOSE_TRT_HARNESS=$v "$PY" -m pytest -m trt; done
 
+step "Triton: the bundled tritonserver on loopback (server venv .triton/venv)"
+bash tools/setup_triton.sh
+"$PY" -m pytest -m triton
+
 step "benchmark regression gates"
 make bench PYTHON="$PY"
+
+step "speed gates proof (pass beside a CPU hog, fail on planted regressions)"
+make bench-proof PYTHON="$PY" BENCH_ENGINES=.benchmarks/artifacts/dyn-r50-h32-cpu   # reuse what make bench built

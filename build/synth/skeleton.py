@@ -73,6 +73,46 @@ def _limb_angle(rng: np.random.Generator, arm: bool) -> tuple[float, float]:
     return float(upper), float(bend)
 
 
+@dataclass
+class Pose:
+    """The pose knobs of one figure, apart from where it stands and how tall it is.
+
+    Why split from :func:`sample_figure`: a video interpolates poses between
+    key poses over time, so the geometry must be a pure function of these
+    numbers. Angles in degrees; limbs in the order left arm, right arm, left
+    leg, right leg; ``upper`` is measured from "down" toward the person's
+    outside, ``bend`` turns the lower segment, ``fs1``/``fs2`` foreshorten the
+    upper/lower segment; ``hip_offset`` is in torso lengths.
+    """
+
+    front: bool
+    yaw_cos: float
+    yaw_sin: float
+    lean: float
+    hip_offset: np.ndarray      # [2]
+    tilt: float
+    upper: np.ndarray           # [4]
+    bend: np.ndarray            # [4]
+    fs1: np.ndarray             # [4]
+    fs2: np.ndarray             # [4]
+
+
+def sample_pose(rng: np.random.Generator, p_back: float = 0.3, p_lean: float = 0.07) -> Pose:
+    """A random :class:`Pose` (the draws :func:`sample_figure` has always made, in the same order)."""
+    front = bool(rng.random() >= p_back)
+    yaw_cos = float(rng.uniform(0.35, 1.0))
+    yaw_sin = float(np.sqrt(1 - yaw_cos ** 2) * rng.choice([-1, 1]))
+    lean = rng.normal(0, 10) if rng.random() >= p_lean else rng.uniform(-70, 70)
+    hip_offset = rng.normal(0, 0.1, 2)
+    tilt = rng.normal(0, 12)
+    upper, bend, fs1, fs2 = (np.zeros(4) for _ in range(4))
+    for k, arm in enumerate((True, True, False, False)):
+        upper[k], bend[k] = _limb_angle(rng, arm)
+        fs1[k] = rng.uniform(0.55, 1.0) if rng.random() < 0.35 else 1.0
+        fs2[k] = rng.uniform(0.55, 1.0) if rng.random() < 0.35 else 1.0
+    return Pose(front, yaw_cos, yaw_sin, float(lean), hip_offset, float(tilt), upper, bend, fs1, fs2)
+
+
 def sample_figure(rng: np.random.Generator, center: tuple[float, float], height_px: float,
                   p_back: float = 0.3, p_lean: float = 0.07) -> Figure:
     """A random pose whose standing height is about ``height_px``, hips near ``center``.
@@ -80,15 +120,17 @@ def sample_figure(rng: np.random.Generator, center: tuple[float, float], height_
     ``p_back`` (seen from behind: left/right only from the missing face) and
     ``p_lean`` (bent far over) are the two pose knobs a scene's difficulty turns.
     """
+    return pose_figure(sample_pose(rng, p_back, p_lean), center, height_px)
+
+
+def pose_figure(pose: Pose, center: tuple[float, float], height_px: float) -> Figure:
+    """The :class:`Figure` of ``pose`` standing about ``height_px`` tall with its hips near ``center``."""
     L = height_px / 3.4
-    front = bool(rng.random() >= p_back)
+    front, yaw_cos, yaw_sin = pose.front, pose.yaw_cos, pose.yaw_sin
     f = 1.0 if front else -1.0                 # person's left is image right when facing us
-    yaw_cos = float(rng.uniform(0.35, 1.0))
-    yaw_sin = float(np.sqrt(1 - yaw_cos ** 2) * rng.choice([-1, 1]))
-    lean = rng.normal(0, 10) if rng.random() >= p_lean else rng.uniform(-70, 70)
-    up = _rot(np.array([0.0, -1.0]), lean)
-    lat = _rot(np.array([1.0, 0.0]), lean)
-    hip_mid = np.array(center, np.float64) + rng.normal(0, 0.1, 2) * L
+    up = _rot(np.array([0.0, -1.0]), pose.lean)
+    lat = _rot(np.array([1.0, 0.0]), pose.lean)
+    hip_mid = np.array(center, np.float64) + np.asarray(pose.hip_offset, np.float64) * L
     sh_mid = hip_mid + up * L
     kp = np.zeros((17, 2))
     for side, (sh, hp) in ((+1, (5, 11)), (-1, (6, 12))):      # +1 = person's left
@@ -96,9 +138,8 @@ def sample_figure(rng: np.random.Generator, center: tuple[float, float], height_
         kp[sh] = sh_mid + lat * s * 0.40 * L * yaw_cos
         kp[hp] = hip_mid + lat * s * 0.27 * L * yaw_cos
     # head: tilted a little, face parts shifted by the yaw
-    tilt = rng.normal(0, 12)
-    hu = _rot(up, tilt)
-    hl = _rot(lat, tilt)
+    hu = _rot(up, pose.tilt)
+    hl = _rot(lat, pose.tilt)
     neck = 0.25 * L
     head_r = 0.21 * L
     hc = sh_mid + hu * (neck + head_r)
@@ -109,18 +150,15 @@ def sample_figure(rng: np.random.Generator, center: tuple[float, float], height_
         kp[eye] = hc + hu * 0.22 * head_r + hl * (s * 0.38 * head_r * yaw_cos + shift)
         kp[ear] = hc + hu * 0.1 * head_r + hl * s * 0.98 * head_r * yaw_cos + hl * shift * 0.3
     # limbs: angles are measured from "down" (-up), positive toward the person's outside
-    for side, chain, arm in ((+1, (5, 7, 9), True), (-1, (6, 8, 10), True),
-                             (+1, (11, 13, 15), False), (-1, (12, 14, 16), False)):
-        upper, bend = _limb_angle(rng, arm)
+    for k, (side, chain, arm) in enumerate(((+1, (5, 7, 9), True), (-1, (6, 8, 10), True),
+                                            (+1, (11, 13, 15), False), (-1, (12, 14, 16), False))):
         outward = side * f
-        d1 = _rot(-up, -upper * outward)
-        d2 = _rot(d1, bend)
+        d1 = _rot(-up, -pose.upper[k] * outward)
+        d2 = _rot(d1, pose.bend[k])
         l1, l2 = (0.62, 0.56) if arm else (0.92, 0.88)
-        fs1 = rng.uniform(0.55, 1.0) if rng.random() < 0.35 else 1.0
-        fs2 = rng.uniform(0.55, 1.0) if rng.random() < 0.35 else 1.0
         a, b, c = chain
-        kp[b] = kp[a] + d1 * l1 * L * fs1
-        kp[c] = kp[b] + d2 * l2 * L * fs2
+        kp[b] = kp[a] + d1 * l1 * L * pose.fs1[k]
+        kp[c] = kp[b] + d2 * l2 * L * pose.fs2[k]
     labelled = np.ones(17, bool)
     if not front:
         labelled[[0, 1, 2]] = False

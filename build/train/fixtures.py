@@ -23,9 +23,11 @@ import numpy as np
 import torch
 
 from bench.coco_eval import load_gt
+from runtime.cli_args import nonneg_int, number, output_dir, output_file, unit_float
+from runtime.errors import InputError, guarded
 from runtime.routing import fit_thresholds
 
-from ..checkpoint import load_strict
+from ..checkpoint import TRUST_FLAG, load_strict
 from ..configs import get_config
 from ..models import build_pose_net, build_router
 from ..synth.coco import load_photos, write_dataset
@@ -135,72 +137,112 @@ def format_levels(levels: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def load_trained(net: torch.nn.Module, out: Path, role: str) -> dict:
+def load_trained(net: torch.nn.Module, out: Path, role: str, trust: bool = False) -> dict:
     """Strictly load ``out/<role>.pth`` into ``net``; returns the checkpoint's ``meta``."""
-    load_strict(net, out / f"{role}.pth", role)
-    return torch.load(out / f"{role}.pth", weights_only=True)["meta"]
+    load_strict(net, out / f"{role}.pth", role, trust=trust, flag="--out")
+    obj = torch.load(out / f"{role}.pth", weights_only=not trust)
+    return obj.get("meta", {}) if isinstance(obj, dict) else {}
 
 
-def load_fixtures(out: Path, cfg) -> tuple[dict, torch.nn.Module]:
+def load_fixtures(out: Path, cfg, trust: bool = False) -> tuple[dict, torch.nn.Module]:
     nets = {}
     for role, choice in (("small", cfg.small), ("large", cfg.large)):
         nets[role] = build_pose_net(choice.arch, choice.head)
-        load_strict(nets[role], out / f"{role}.pth", role)
+        load_strict(nets[role], out / f"{role}.pth", role, trust=trust, flag="--out")
         nets[role].eval().requires_grad_(False)
     router = build_router(**cfg.router)
-    load_strict(router, out / "router.pth", "router")
+    load_strict(router, out / "router.pth", "router", trust=trust, flag="--out")
     return nets, router.eval()
+
+
+def _roles(text: str) -> set[str]:
+    """argparse type of --resume / --reuse: a comma list of small,large."""
+    roles = {r for r in text.split(",") if r}
+    bad = roles - {"small", "large"}
+    if bad:
+        raise argparse.ArgumentTypeError(f"{','.join(sorted(bad))}: only small and large can be named")
+    return roles
+
+
+def _minutes(text: str) -> tuple[float, float]:
+    """argparse type of --minutes: 'SMALL,LARGE', two positive numbers."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected two numbers 'SMALL,LARGE'")
+    return tuple(number(float, lo=0, lo_open=True)(v) for v in parts)  # type: ignore[return-value]
+
+
+def _theta(text: str) -> str | float:
+    return text if text in ("config", "auto") else unit_float(text)
+
+
+def _check_inputs(out: Path, need: set[str], trust: bool) -> None:
+    """Refuse missing or unfitting checkpoints in --out before the synthetic sets are drawn."""
+    cfg = get_config(CONFIG)
+    for role in sorted(need):
+        net = build_router(**cfg.router) if role == "router" else \
+            build_pose_net(getattr(cfg, role).arch, getattr(cfg, role).head)
+        if not (out / f"{role}.pth").is_file():
+            raise InputError(f"no {role}.pth to load", f"--out {out}",
+                             "train it first (drop it from --reuse/--resume/--eval-only) or point --out at the fixtures")
+        load_strict(net, out / f"{role}.pth", role, trust=trust, flag="--out")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m build.train.fixtures", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=str(REPO / "build" / "fixtures"), help="where the .pth files go")
-    p.add_argument("--work", default="/tmp/dynpose-fixtures", help="scratch folder for the synthetic sets")
-    p.add_argument("--scale", type=float, default=1.0, help="multiply steps and set sizes (0.05 for a smoke run)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--out", default=str(REPO / "build" / "fixtures"), type=output_dir, help="where the .pth files go")
+    p.add_argument("--work", default="/tmp/dynpose-fixtures", type=output_dir,
+                   help="scratch folder for the synthetic sets")
+    p.add_argument("--scale", type=number(float, lo=0, hi=10, lo_open=True), default=1.0,
+                   help="multiply steps and set sizes (0.05 for a smoke run)")
+    p.add_argument("--threads", type=number(int, lo=1, hi=256), default=2, help="torch threads for training")
+    p.add_argument(TRUST_FLAG, action="store_true",
+                   help="allow .pth files in --out that need full unpickling (runs code from the file)")
     p.add_argument("--photos", default=None, help="background photos (default ../shared/data/coco-mini)")
     p.add_argument("--no-caps", action="store_true", help="ignore the per-net time caps")
-    p.add_argument("--resume", default="", help="comma list of pose nets to start from their weights in --out "
+    p.add_argument("--resume", default="", type=_roles, help="comma list of pose nets to start from their weights in --out "
                    "(train further) instead of from scratch")
-    p.add_argument("--minutes", default=None, help="time caps 'SMALL,LARGE' in minutes "
+    p.add_argument("--minutes", default=None, type=_minutes, help="time caps 'SMALL,LARGE' in minutes "
                    f"(default {MINUTES['small']:g},{MINUTES['large']:g})")
-    p.add_argument("--theta", default="config", help="'config' (the config's theta), 'auto' (best on the "
+    p.add_argument("--theta", default="config", type=_theta, help="'config' (the config's theta), 'auto' (best on the "
                    "calibration set) or a number")
     p.add_argument("--eval-only", action="store_true", help="score the fixtures already in --out")
-    p.add_argument("--reuse", default="", help="comma list of pose nets (small,large) to load from --out "
+    p.add_argument("--reuse", default="", type=_roles, help="comma list of pose nets (small,large) to load from --out "
                    "instead of training (e.g. after retraining one of them)")
-    p.add_argument("--log", default=None, help="append per-step losses here")
+    p.add_argument("--log", default=None, type=output_file, help="append per-step losses here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     t0 = time.time()
     out, work = Path(a.out), Path(a.work) / f"seed{a.seed}-{scene_tag()}"
     cfg = get_config(CONFIG)
     theta = cfg.theta if a.theta == "config" else None if a.theta == "auto" else float(a.theta)
+    reuse, resumed = set(a.reuse or ()), set(a.resume or ())
+    _check_inputs(out, {"small", "large", "router"} if a.eval_only else reuse | resumed, a.trust_checkpoint)
+    if a.photos and not Path(a.photos).is_dir():
+        raise InputError("photo folder not found", f"--photos {a.photos}", "pass a folder of .jpg or --photos ''")
     log = open(a.log, "a") if a.log else None
     sets = make_sets(work, a.seed, a.scale, a.photos)
     if a.eval_only:
-        nets, router = load_fixtures(out, cfg)
+        nets, router = load_fixtures(out, cfg, a.trust_checkpoint)
         table, rho, levels = evaluate(sets, nets, router, theta, cfg.p)
         print(format_table(table, rho))
         print(format_levels(levels))
         return 0
     nets, metas = {}, {}
-    reuse = {r for r in a.reuse.split(",") if r}
-    resumed = {r for r in a.resume.split(",") if r}
     caps = dict(MINUTES)
     if a.minutes:
-        caps = dict(zip(("small", "large"), (float(v) for v in a.minutes.split(","))))
+        caps = dict(zip(("small", "large"), a.minutes))
     for role, choice in (("small", cfg.small), ("large", cfg.large)):
         net = build_pose_net(choice.arch, choice.head)
         if role in reuse:
-            metas[role] = load_trained(net, out, role)
+            metas[role] = load_trained(net, out, role, a.trust_checkpoint)
             nets[role] = net.eval().requires_grad_(False)
             continue
         resume = role in resumed
         if resume:
-            before = load_trained(net, out, role)
+            before = load_trained(net, out, role, a.trust_checkpoint)
         # a resumed net sees new scenes (another stream seed) at half the peak learning rate
         plan = TrainPlan(steps=max(2, int(PLAN[f"{role}_steps"] * a.scale)), lr=1e-3 if resume else 2e-3,
                          seed=1000 * (1 + (role == "large")) + a.seed + (500 if resume else 0),
@@ -232,5 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    return guarded(main, argv, prog="python -m build.train.fixtures")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

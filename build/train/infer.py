@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from runtime.decode import decode_heatmaps, decode_probmaps
+from runtime.errors import EXIT_INPUT, register_expected
 from runtime.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
 from runtime.tracker import iou_matrix
 
@@ -45,6 +46,13 @@ def decode_outputs(outputs: tuple[torch.Tensor, ...], head_kind: str) -> tuple[n
 def router_f0(x: torch.Tensor) -> torch.Tensor:
     """DESIGN section 2's F0: channel mean + channel max, 2x2 average pool (the router's first step)."""
     return torch.nn.functional.avg_pool2d(x.mean(dim=1, keepdim=True) + x.amax(dim=1, keepdim=True), 2)
+
+
+class ImageMissing(FileNotFoundError):
+    """An image named in the COCO file is not in the images folder (exit 2 at the CLI boundary)."""
+
+
+register_expected(ImageMissing, EXIT_INPUT)
 
 
 def load_coco(gt_json: str | Path) -> dict:
@@ -141,8 +149,8 @@ def run_crops(coco: dict, images_dir: str | Path, items: list, nets: dict[str, n
     for img_id in ids:
         image = cv2.imread(str(images_dir / files[img_id]))
         if image is None:
-            raise FileNotFoundError(f"image {images_dir / files[img_id]} missing or unreadable; "
-                                    "pass --images as the folder holding the COCO file_name entries")
+            raise ImageMissing(f"image missing or unreadable ({images_dir / files[img_id]}, --images): "
+                               "pass --images as the folder holding the COCO file_name entries")
         ks = by_img[img_id]
         boxes = np.stack([items[k][1] for k in ks])
         clean, kept, _ = sanitize_boxes(boxes, image.shape[:2], max_boxes=None)

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, MutableMapping
 
+from runtime.cli_args import positive_int
+
 from .targets import TARGETS, BuildOptions, engine_specs, get_target
 from .plan import PLAN_NAME, write_plan
 
@@ -30,13 +32,14 @@ def add_trt_arguments(parser: argparse.ArgumentParser) -> None:
                    help="device to build engines for (cpu = ONNX Runtime only, no engines)")
     g.add_argument("--require-trt", action="store_true",
                    help="fail (exit 3) instead of writing build_plan.sh when TensorRT or a GPU is missing")
-    g.add_argument("--max-batch-router", type=int, default=None, help="router profile max batch (default 128)")
-    g.add_argument("--max-batch-pose", type=int, default=None,
+    g.add_argument("--max-batch-router", type=positive_int, default=None,
+                   help="router profile max batch (default 128)")
+    g.add_argument("--max-batch-pose", type=positive_int, default=None,
                    help="pose-net profile max batch (default 64; 32 on orin-nano)")
     g.add_argument("--dla", default="auto",
                    help="router on DLA: auto (orin: core 0 when the device has DLA), off, or a core index")
-    g.add_argument("--dla-batch", type=int, default=None, help="static router batch on DLA (default 32)")
-    g.add_argument("--workspace-mb", type=int, default=None, help="builder WORKSPACE pool limit in MiB")
+    g.add_argument("--dla-batch", type=positive_int, default=None, help="static router batch on DLA (default 32)")
+    g.add_argument("--workspace-mb", type=positive_int, default=None, help="builder WORKSPACE pool limit in MiB")
     g.add_argument("--opt-level", type=int, default=None, choices=range(0, 6),
                    help="builder optimisation level 0-5 (default 3)")
     g.add_argument("--timing-cache", default=None,
@@ -52,6 +55,12 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         workspace_mb=getattr(args, "workspace_mb", None), opt_level=getattr(args, "opt_level", None),
         timing_cache=getattr(args, "timing_cache", None), plugin_lib=getattr(args, "plugin_lib", None),
         precision=getattr(args, "precision", None) or "auto", require_trt=bool(getattr(args, "require_trt", False)))
+
+
+def check_trt_flags(args: argparse.Namespace) -> None:
+    """The TensorRT flags that argparse cannot check alone (``--dla``), before any export."""
+    from .targets import _dla_core
+    _dla_core(get_target(args.target), options_from_args(args))
 
 
 def no_trt_message(artifacts_dir: Path, manifest: MutableMapping[str, Any], target: str, reason: str) -> str:
@@ -92,11 +101,13 @@ def build_engines(artifacts_dir: Path, manifest: MutableMapping[str, Any], targe
     return manifest
 
 
-def build_or_plan(artifacts_dir: Path, manifest: MutableMapping[str, Any], args: argparse.Namespace) -> int:
+def build_or_plan(artifacts_dir: Path, manifest: MutableMapping[str, Any], args: argparse.Namespace,
+                  final_dir: Path | None = None) -> int:
     """Write build_plan.sh, then build engines if TensorRT and a GPU are here. Returns the exit code.
 
     Mutates ``manifest`` (``trt_plan`` always, ``models.<role>.engine`` when built);
-    the caller writes it. Prints one line when engines could not be built.
+    the caller writes it. Prints one line when engines could not be built, naming
+    ``final_dir`` (where a staged build lands) instead of the staging folder.
     """
     root = Path(artifacts_dir)
     target = get_target(args.target)
@@ -109,7 +120,7 @@ def build_or_plan(artifacts_dir: Path, manifest: MutableMapping[str, Any], args:
                             "engines": {s.role: s.to_dict() for s in specs}}
     trt, _facts, reason = probe_tensorrt()
     if trt is None:
-        msg = no_trt_message(root, manifest, target.name, reason)
+        msg = no_trt_message(final_dir or root, manifest, target.name, reason)
         if opts.require_trt:
             print(f"error: {msg}", file=sys.stderr, flush=True)
             return 3
@@ -119,5 +130,5 @@ def build_or_plan(artifacts_dir: Path, manifest: MutableMapping[str, Any], args:
     return 0
 
 
-__all__ = ["add_trt_arguments", "build_engines", "build_or_plan", "no_trt_message",
+__all__ = ["add_trt_arguments", "build_engines", "check_trt_flags", "build_or_plan", "no_trt_message",
            "options_from_args", "probe_tensorrt", "BuildOptions"]

@@ -1,8 +1,10 @@
-"""ONNX -> serialized TensorRT engine, strongly typed, plus the sidecar record.
+"""ONNX -> serialized TensorRT engine, plus the sidecar record.
 
-Precision is never a builder flag (TensorRT 11 has none): the ONNX chosen by
-:mod:`build.trt.targets` (Q/DQ INT8, FP16 or fp32) fixes the tensor types.
-Everything version-specific goes through :mod:`build.trt.compat`.
+GPU engines are strongly typed and precision is never a builder flag (TensorRT 11
+has none): the ONNX chosen by :mod:`build.trt.targets` (Q/DQ INT8, FP16 or fp32)
+fixes the tensor types. The one exception is DLA on 10.x, which only takes
+weakly typed networks (:func:`build.trt.compat.dla_typing`). Everything
+version-specific goes through :mod:`build.trt.compat`.
 """
 from __future__ import annotations
 
@@ -14,16 +16,20 @@ from types import ModuleType
 from typing import Any
 
 from runtime.backends.trt import JETPACK_BY_L4T, gpu_identity, load_plugin_library, read_l4t
+from runtime.errors import EXIT_INPUT, register_expected
 from runtime.manifest import sha256_file
 
 from . import compat
-from .targets import EngineSpec, without_dla
+from .targets import EngineSpec, int8_fallback, without_dla
 
 log = logging.getLogger(__name__)
 
 
 class EngineBuildError(RuntimeError):
     """TensorRT could not build an engine; the message names the ONNX and TensorRT's reason."""
+
+
+register_expected(EngineBuildError, EXIT_INPUT)   # one line at the CLI boundary, exit 2
 
 
 def timing_cache_path(out_dir: Path, trt_version: str, sm: str, override: str | None) -> Path:
@@ -54,7 +60,11 @@ class EngineBuilder:
         self.trt = trt
         self.logger = trt.Logger(trt.Logger.INFO if verbose else trt.Logger.WARNING)
         self.builder = trt.Builder(self.logger)
+        # TensorRT's own reason for a failed build goes to the recorder, then into our error line
+        self.recorder = compat.make_error_recorder(trt)
+        self.builder.error_recorder = self.recorder
         self.cache_path = Path(cache_path)
+        self.dla_typing = compat.dla_typing(compat.version_tuple(trt))
         self.dla_cores = compat.num_dla_cores(self.builder)
         self._cache: Any = None  # one ITimingCache shared by every build of this run
 
@@ -66,7 +76,8 @@ class EngineBuilder:
                 raise EngineBuildError(f"{spec.onnx.name} holds plugin nodes {spec.plugin_ops}; pass "
                                        "--plugin-lib PATH to the built plugin library (kernels/)")
             load_plugin_library(trt, Path(spec.plugin_lib), spec.role)
-        network = self.builder.create_network(compat.network_flags(trt))
+        weak = spec.dla_core is not None and self.dla_typing == "weak"
+        network = self.builder.create_network(compat.network_flags(trt, weakly_typed=weak))
         parser = trt.OnnxParser(network, self.logger)
         if not parser.parse_from_file(str(spec.onnx)):
             errors = "; ".join(compat.parser_errors(parser)) or "no details"
@@ -93,6 +104,9 @@ class EngineBuilder:
             config.default_device_type = trt.DeviceType.DLA
             config.DLA_core = spec.dla_core
             config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+            for flag in compat.dla_precision_flags(spec.precision, self.dla_typing):
+                config.set_flag(getattr(trt.BuilderFlag, flag))
+            config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # per-layer placement readable
         if not config.set_timing_cache(self._cache, False):
             raise EngineBuildError(f"timing cache {self.cache_path} does not match this device; delete it")
         return config
@@ -104,15 +118,21 @@ class EngineBuilder:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             self.cache_path.write_bytes(bytes(cache.serialize()))
 
-    def _io(self, plan: bytes, dla_core: int | None) -> list[dict[str, Any]]:
-        """Deserialize once to record the engine's real I/O (and prove it loads)."""
-        trt = self.trt
-        runtime = trt.Runtime(self.logger)
+    def _deserialize(self, plan: bytes, dla_core: int | None) -> Any:
+        runtime = self.trt.Runtime(self.logger)
+        runtime.error_recorder = self.recorder
         if dla_core is not None:
             runtime.DLA_core = dla_core
+        self.recorder.clear()
         engine = runtime.deserialize_cuda_engine(plan)
         if engine is None:
-            raise EngineBuildError("TensorRT built an engine it cannot deserialize")
+            raise EngineBuildError("TensorRT built an engine it cannot deserialize: "
+                                   + (self.recorder.summary() or "no reason reported"))
+        return engine
+
+    def _io(self, engine: Any) -> list[dict[str, Any]]:
+        """The engine's real I/O (a variant such as the fused decode differs from the fp32 net)."""
+        trt = self.trt
         io = []
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
@@ -122,40 +142,111 @@ class EngineBuilder:
                        "shape": list(engine.get_tensor_shape(name))})
         return io
 
+    def dla_layers(self, engine: Any) -> int | None:
+        """How many engine layers run on DLA (engine inspector); None when unreadable."""
+        info = engine.create_engine_inspector().get_engine_information(self.trt.LayerInformationFormat.JSON)
+        return compat.count_dla_layers(info)
+
     # -- one engine ----------------------------------------------------------------
-    def build(self, spec: EngineSpec) -> tuple[bytes, EngineSpec]:
-        """Serialized plan for ``spec``; DLA falls back to the GPU when absent or failing."""
-        if spec.dla_core is not None and spec.dla_core >= self.dla_cores:
-            log.warning("%s: no DLA core %d on this device (%d cores): building for the GPU",
-                        spec.role, spec.dla_core, self.dla_cores)
-            spec = without_dla(spec)
+    def _serialize(self, spec: EngineSpec) -> tuple[bytes | None, str]:
+        """(plan, '') or (None, TensorRT's reason)."""
         network, _parser = self._parse(spec)  # the parser must outlive the build
         config = self._config(network, spec)
+        self.recorder.clear()
         plan = self.builder.build_serialized_network(network, config)
-        if plan is None and spec.dla_core is not None:
-            log.warning("%s: DLA build failed: retrying on the GPU", spec.role)
-            return self.build(without_dla(spec))
         if plan is None:
-            raise EngineBuildError(f"TensorRT failed to build {spec.onnx.name} (run with --verbose for the log)")
+            return None, self.recorder.summary() or "TensorRT reported no reason; run with --verbose for the log"
         self._save_cache(config)
-        return bytes(plan), spec
+        return bytes(plan), ""
+
+    def _where(self, spec: EngineSpec) -> EngineSpec:
+        """Drop DLA where this TensorRT release or device has none."""
+        if spec.dla_core is None:
+            return spec
+        if self.dla_typing is None:
+            log.warning("%s: TensorRT %s has no DLA (11.0-11.4.0; DLA returns in 11.4.1): building for the GPU",
+                        spec.role, self.trt.__version__)
+            return without_dla(spec)
+        if spec.dla_core >= self.dla_cores:
+            log.warning("%s: no DLA core %d on this device (%d cores): building for the GPU",
+                        spec.role, spec.dla_core, self.dla_cores)
+            return without_dla(spec)
+        return spec
+
+    def build(self, spec: EngineSpec) -> tuple[bytes, EngineSpec, dict[str, Any]]:
+        """(plan, the spec actually built, notes for the record).
+
+        DLA falls back to the GPU when absent, failing, or when the built engine has no
+        layer on DLA; a failed INT8 build falls back to the FP16 (else fp32) ONNX of the
+        same net with one printed line and a ``fallback`` note, instead of aborting.
+        """
+        notes: dict[str, Any] = {}
+        spec = first = self._where(spec)
+        plan, reason = self._serialize(spec)
+        if plan is None and spec.dla_core is not None:
+            log.warning("%s: DLA build failed (%s): retrying on the GPU", spec.role, reason)
+            notes["dla_fallback"] = f"DLA build failed: {reason}"
+            spec = without_dla(spec)
+            plan, reason = self._serialize(spec)
+        if plan is None and spec.precision == "int8" and spec.fallback_onnx:
+            notes.pop("dla_fallback", None)   # INT8 was the problem: the FP16 engine may still use DLA
+            fb = int8_fallback(first)
+            print(f"{spec.role}: INT8 engine build failed ({reason}); building {fb.precision.upper()} "
+                  f"from {fb.onnx.name} instead", flush=True)
+            notes["fallback"] = {"from": "int8", "to": fb.precision, "onnx": spec.onnx.name, "reason": reason}
+            return self._finish(fb, notes)
+        if plan is None:
+            raise EngineBuildError(f"TensorRT failed to build {spec.onnx.name}: {reason}")
+        return self._placed(plan, spec, notes)
+
+    def _finish(self, spec: EngineSpec, notes: dict[str, Any]) -> tuple[bytes, EngineSpec, dict[str, Any]]:
+        spec = self._where(spec)
+        plan, reason = self._serialize(spec)
+        if plan is None and spec.dla_core is not None:
+            spec = without_dla(spec)
+            plan, reason = self._serialize(spec)
+        if plan is None:
+            raise EngineBuildError(f"TensorRT failed to build {spec.onnx.name}: {reason}")
+        return self._placed(plan, spec, notes)
+
+    def _placed(self, plan: bytes, spec: EngineSpec, notes: dict[str, Any]) -> tuple[bytes, EngineSpec, dict[str, Any]]:
+        """Record DLA only if layers really run there; else rebuild with the dynamic GPU profile
+        (a static DLA batch on an all-GPU engine would pad every call for nothing)."""
+        if spec.dla_core is None:
+            return plan, spec, notes
+        n = self.dla_layers(self._deserialize(plan, spec.dla_core))
+        if n:
+            notes["dla_layers"] = n
+            return plan, spec, notes
+        why = "no layer runs on DLA" if n == 0 else "the engine does not say where its layers run"
+        log.warning("%s: %s (TensorRT placed it on the GPU): rebuilding for the GPU with a dynamic profile",
+                    spec.role, why)
+        notes["dla_fallback"] = why
+        spec = without_dla(spec)
+        plan2, reason = self._serialize(spec)
+        if plan2 is None:
+            raise EngineBuildError(f"TensorRT failed to build {spec.onnx.name} for the GPU: {reason}")
+        return plan2, spec, notes
 
     def build_and_record(self, spec: EngineSpec, facts: dict[str, Any], target: str) -> dict[str, Any]:
         """Build, write ``<role>.engine`` and ``<role>.engine.json``; return the manifest record."""
         t0 = time.perf_counter()
-        plan, spec = self.build(spec)
-        io = self._io(plan, spec.dla_core)
+        plan, spec, notes = self.build(spec)
+        io = self._io(self._deserialize(plan, spec.dla_core))
         spec.engine.write_bytes(plan)
         record = {
-            "path": spec.engine.name, "precision": spec.precision, "target": target,
+            "path": spec.engine.name, "sha256": sha256_file(spec.engine),   # the runtime checks it at load
+            "precision": spec.precision, "target": target,
             **facts,
             "onnx": spec.onnx.name, "onnx_sha256": sha256_file(spec.onnx),
             "profiles": [{"min": spec.profile.min, "opt": spec.profile.opt, "max": spec.profile.max}],
             "dla_core": spec.dla_core, "workspace_mb": spec.workspace_mb,
+            # a static profile (DLA) pads every call to this batch: the runtime reports the padding
+            "static_batch": spec.profile.max if spec.profile.min == spec.profile.max else None,
             "builder_optimization_level": spec.opt_level,
             "plugin_library": spec.plugin_lib, "plugin_ops": spec.plugin_ops,
             "timing_cache": str(self.cache_path), "io": io, "built_with": "python",
-            "build_time_s": round(time.perf_counter() - t0, 2),
+            "build_time_s": round(time.perf_counter() - t0, 2), **notes,
         }
         spec.engine.with_suffix(".engine.json").write_text(json.dumps(record, indent=2) + "\n")
         return record

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from . import compat
-from .targets import EngineSpec, Target, without_dla
+from .targets import EngineSpec, Target, int8_fallback, without_dla
 
 PLAN_NAME = "build_plan.sh"
 
@@ -21,11 +21,22 @@ def _shape(name: str, shape: tuple[int, ...]) -> str:
     return f"{name}:{'x'.join(str(d) for d in shape)}"
 
 
-def trtexec_args(spec: EngineSpec, cache: str = "$CACHE", plugin: str = "$PLUGIN_LIB") -> list[str]:
-    """trtexec arguments for one engine (shell variables left unquoted for the caller)."""
-    lo, opt, hi = spec.profile.shapes()
+def _banner(v: tuple[int, ...]) -> int:
+    """A release as trtexec's banner number (inverse of :func:`compat.trtexec_version`)."""
+    return v[0] * 10000 + v[1] * 100 + v[2]
+
+
+def trtexec_args(spec: EngineSpec, cache: str = "$CACHE", plugin: str = "$PLUGIN_LIB",
+                 dla_typing: str | None = None) -> list[str]:
+    """trtexec arguments for one engine (shell variables left unquoted for the caller).
+
+    ``dla_typing`` ("weak" on 10.x, "strong" from 11.4.1, see :func:`compat.dla_typing`)
+    decides the precision arguments of a DLA engine; GPU engines ignore it.
+    """
+    lo, opt, hi = spec.profile.shapes(spec.input_chw)
+    typing_ = dla_typing if spec.dla_core is not None else None
     args = [f"--onnx={spec.onnx.name}", f"--saveEngine={spec.engine.name}",
-            *compat.trtexec_precision_args(spec.precision),
+            *compat.trtexec_precision_args(spec.precision, typing_),
             f"--minShapes={_shape(spec.input_name, lo)}",
             f"--optShapes={_shape(spec.input_name, opt)}",
             f"--maxShapes={_shape(spec.input_name, hi)}",
@@ -33,15 +44,35 @@ def trtexec_args(spec: EngineSpec, cache: str = "$CACHE", plugin: str = "$PLUGIN
             f"--builderOptimizationLevel={spec.opt_level}",
             f'--timingCacheFile="{cache}"']
     if spec.dla_core is not None:
-        args += [f"--useDLACore={spec.dla_core}", "--allowGPUFallback"]
+        args += [f"--useDLACore={spec.dla_core}", "--allowGPUFallback",
+                 # the per-layer placement, read back before dla_core is recorded
+                 "--profilingVerbosity=detailed", f"--exportLayerInfo={spec.role}.layers.json"]
     if spec.plugin_ops:
         args.append(f'--dynamicPlugins="{plugin}"')
     return args
 
 
-def _command(spec: EngineSpec) -> str:
-    body = " \\\n    ".join(trtexec_args(spec))
+def _command(spec: EngineSpec, dla_typing: str | None = None) -> str:
+    body = " \\\n    ".join(trtexec_args(spec, dla_typing=dla_typing))
     return f'"$TRTEXEC" \\\n    {body} \\\n    2>&1 | tee {shlex.quote(spec.role + ".trtexec.log")}'
+
+
+def _indent(lines: list[str], by: str = "    ") -> list[str]:
+    return [by + line.replace("\n", "\n" + by) for line in lines]
+
+
+def _gpu_lines(spec: EngineSpec) -> list[str]:
+    """The GPU build of ``spec``; an int8 engine falls back to its FP16/fp32 ONNX if trtexec fails."""
+    spec = without_dla(spec)
+    if spec.precision != "int8" or spec.fallback_onnx is None:
+        return [_command(spec)]
+    fb = without_dla(int8_fallback(spec))
+    return [f"if ! {_command(spec)}; then",
+            f'    echo "{spec.role}: INT8 engine build failed; building {fb.precision.upper()} from '
+            f'{fb.onnx.name} instead" >&2',
+            f"    touch {spec.role}.int8_failed",
+            *_indent([_command(fb)]),
+            "fi"]
 
 
 def render_plan(specs: Iterable[EngineSpec], target: Target, config: str, out_dir: Path) -> str:
@@ -64,6 +95,23 @@ def render_plan(specs: Iterable[EngineSpec], target: Target, config: str, out_di
         '# One timing cache per device, shared by every config built here (reused across builds).',
         'CACHE="${TIMING_CACHE:-../timing-cache/trtexec.cache}"',
         'mkdir -p "$(dirname "$CACHE")"',
+        "# DLA typing follows the trtexec release (build/trt/compat.py dla_typing): 10.x weakly typed",
+        "# (--fp16/--int8, never --stronglyTyped), >= 11.4.1 strongly typed, 11.0-11.4.0 no DLA.",
+        "# trtexec's banner says [TensorRT v100300] = 10.3.0. DYNPOSE_DLA=off builds everything on the GPU.",
+        'TRT_V="${TRTEXEC_VERSION:-$({ "$TRTEXEC" --help 2>&1 || true; } | sed -n \'s/.*TensorRT v\\([0-9][0-9]*\\).*/\\1/p\' | head -n 1)}"',
+        'TRT_V="${TRT_V:-0}"',
+        f'if [ "${{DYNPOSE_DLA:-on}}" = off ]; then DLA_TYPING=none; '
+        f'elif [ "$TRT_V" -lt {_banner(compat.WEAK_DLA_BELOW)} ]; then DLA_TYPING=weak; '
+        f'elif [ "$TRT_V" -ge {_banner(compat.STRONG_DLA_FROM)} ]; then DLA_TYPING=strong; '
+        'else DLA_TYPING=none; fi',
+        "# exit 0: layers run on DLA; 1: none do (rebuild on the GPU); other: placement unknown (kept)",
+        "dla_placed() {",
+        '    if [ -n "${DYNPOSE_REPO:-}" ]; then',
+        '        PYTHONPATH="$DYNPOSE_REPO${PYTHONPATH:+:$PYTHONPATH}" python3 -m build.trt.record --dla-layers "$1"',
+        "    else",
+        '        python3 -m build.trt.record --dla-layers "$1"',
+        "    fi",
+        "}",
     ]
     if any(s.plugin_ops for s in specs):
         lines += [f'export PLUGIN_LIB="${{PLUGIN_LIB:-{plugin_lib}}}"',
@@ -79,14 +127,34 @@ def render_plan(specs: Iterable[EngineSpec], target: Target, config: str, out_di
                       f"{spec.profile.min}/{spec.profile.opt}/{spec.profile.max}, {where}"
                       + (f", plugin ops {', '.join(spec.plugin_ops)}" if spec.plugin_ops else "")]
         if spec.dla_core is not None:
-            lines += [f"rm -f {spec.role}.dla_failed",
-                      f"if ! {_command(spec)}; then",
-                      f'    echo "{spec.role}: DLA build failed, building it on the GPU" >&2',
-                      f"    touch {spec.role}.dla_failed",
-                      "    " + _command(without_dla(spec)).replace("\n", "\n    "),
-                      "fi"]
+            r = spec.role
+            gpu = _gpu_lines(spec)
+            lines += [f"rm -f {r}.dla_failed {r}.int8_failed {r}.layers.json",
+                      'case "$DLA_TYPING" in']
+            for typing_ in ("weak", "strong"):
+                dla = "    " + _command(spec, typing_).replace("\n", "\n    ")
+                lines += [f"{typing_})",
+                          f"if ! {dla.strip()}; then",
+                          f'    echo "{r}: DLA build failed, building it on the GPU" >&2',
+                          f"    touch {r}.dla_failed",
+                          *_indent(gpu),
+                          "else",
+                          f"    rc=0; dla_placed {r}.layers.json || rc=$?",
+                          '    if [ "$rc" -eq 1 ]; then',
+                          f'        echo "{r}: no layer runs on DLA: rebuilding it on the GPU (dynamic profile)" >&2',
+                          f"        touch {r}.dla_failed",
+                          *_indent(gpu, "        "),
+                          "    fi",
+                          "fi",
+                          ";;"]
+            lines += ["*)",
+                      f'echo "{r}: no DLA with TensorRT v$TRT_V (or DYNPOSE_DLA=off): building it on the GPU" >&2',
+                      f"touch {r}.dla_failed",
+                      *gpu,
+                      ";;",
+                      "esac"]
         else:
-            lines.append(_command(spec))
+            lines += [f"rm -f {spec.role}.int8_failed", *_gpu_lines(spec)]
     lines += ["",
               "# Record TensorRT version, GPU, SM and L4T of each engine in manifest.json (the runtime checks them).",
               'if [ -n "${DYNPOSE_REPO:-}" ]; then',

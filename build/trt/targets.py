@@ -96,10 +96,14 @@ class EngineSpec:
     plugin_lib: str | None = None
     plugin_ops: list[str] = field(default_factory=list)
     gpu_profile: Profile | None = None   # the dynamic profile to fall back to when DLA is unavailable
+    fallback_onnx: Path | None = None    # an int8 spec: the FP16 (else fp32) ONNX built if INT8 fails
+    fallback_precision: str | None = None
+    input_chw: tuple[int, ...] = INPUT_CHW   # the detector's is (3, S, S)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["onnx"], d["engine"] = self.onnx.name, self.engine.name
+        d["fallback_onnx"] = self.fallback_onnx.name if self.fallback_onnx else None
         return d
 
 
@@ -120,31 +124,79 @@ def plugin_ops(onnx_path: Path) -> list[str]:
     return sorted(found)
 
 
+def _precision_candidates(root: Path, role: str, entry: Mapping[str, Any]) -> dict[str, Path]:
+    variants = entry.get("variants", {}) or {}
+    return {
+        "int8": root / variants.get("int8_trt", {}).get("onnx", f"{role}.int8_trt.onnx"),
+        "fp16": root / variants.get("fp16", {}).get("onnx", f"{role}.fp16.onnx"),
+        "fp32": root / entry.get("onnx", f"{role}.onnx"),
+    }
+
+
+# precision -> the variant name of its ONNX in the manifest ("plugin" is the fp32 fused decode)
+PLUGIN_VARIANT = {"fp32": "plugin", "fp16": "plugin_fp16", "int8": "plugin_int8_trt"}
+
+
+def plugin_variant(root: Path, role: str, entry: dict[str, Any], onnx_path: Path, precision: str) -> Path:
+    """The fused-decode ONNX of ``precision``: the manifest's variant, else derived now.
+
+    The exporter writes ``<role>.plugin.onnx`` from the fp32 net only; fusing the decode must
+    not cost the INT8/FP16 backbone, so the INT8/FP16 ONNX gets the same DynPoseDecode node
+    (``<role>.plugin.int8_trt.onnx`` / ``<role>.plugin.fp16.onnx``), recorded as a variant.
+    """
+    variants = entry.setdefault("variants", {})
+    name = PLUGIN_VARIANT[precision]
+    if name in variants and (root / variants[name]["onnx"]).is_file():
+        return root / variants[name]["onnx"]
+    from build.plugin_nodes import add_decode_plugin
+
+    fused = add_decode_plugin(onnx.load(str(onnx_path)), entry.get("head", "heatmap"))
+    path = root / f"{role}.{name.replace('_', '.', 1)}.onnx"
+    onnx.save(fused, str(path))
+    variants[name] = {"onnx": path.name, "from": onnx_path.name,
+                      "plugin_library": variants.get("plugin", {}).get("plugin_library", "libdynpose_plugins.so"),
+                      "outputs": [o.name for o in fused.graph.output]}
+    return path
+
+
 def choose_onnx(root: Path, role: str, entry: Mapping[str, Any], precision: str,
                 use_plugin: bool = False) -> tuple[Path, str]:
     """INT8 Q/DQ where calibration produced one, else the FP16 ONNX, else fp32.
 
     Strongly typed builds take precision from the ONNX tensor types, so the
-    precision choice *is* the choice of file. With a plugin library given, a
-    pose net's ``plugin`` variant (decode fused, exported from fp32) wins:
-    the fused decode is what the library is for.
+    precision choice *is* the choice of file. With a plugin library given and a
+    pose net exported with its fused decode (``plugin`` variant), the fused-decode
+    ONNX of the chosen precision is built (:func:`plugin_variant`).
     """
     variants = entry.get("variants", {}) or {}
-    if use_plugin and "plugin" in variants and precision in ("auto", "fp32"):
-        return root / variants["plugin"]["onnx"], "fp32"
-    candidates = {
-        "int8": root / variants.get("int8_trt", {}).get("onnx", f"{role}.int8_trt.onnx"),
-        "fp16": root / variants.get("fp16", {}).get("onnx", f"{role}.fp16.onnx"),
-        "fp32": root / entry.get("onnx", f"{role}.onnx"),
-    }
+    candidates = _precision_candidates(root, role, entry)
     order = ["int8", "fp16", "fp32"] if precision == "auto" else [precision]
     for p in order:
         if candidates[p].is_file():
+            if use_plugin and "plugin" in variants and isinstance(entry, dict) and not plugin_ops(candidates[p]):
+                return plugin_variant(root, role, entry, candidates[p], p), p
             return candidates[p], p
     hint = {"int8": "run the INT8 calibration (calib/) first",
             "fp16": "run the FP16 conversion (calib/) first"}.get(precision, "run the export first")
     raise SystemExit(f"error: {role}: no ONNX for precision {precision!r} in {root} "
                      f"(looked for {', '.join(str(candidates[p].name) for p in order)}); {hint}")
+
+
+def _fallback(root: Path, role: str, entry: Mapping[str, Any], use_plugin: bool) -> tuple[Path | None, str | None]:
+    """What an int8 engine falls back to when TensorRT cannot build it: FP16, else fp32."""
+    for p in ("fp16", "fp32"):
+        try:
+            return choose_onnx(root, role, entry, p, use_plugin)
+        except SystemExit:
+            continue
+    return None, None
+
+
+def int8_fallback(spec: "EngineSpec") -> "EngineSpec":
+    """The same engine from its fallback ONNX (DLA kept for FP16; fp32 cannot run on DLA)."""
+    fb = replace(spec, onnx=spec.fallback_onnx, precision=spec.fallback_precision,
+                 plugin_ops=plugin_ops(spec.fallback_onnx), fallback_onnx=None, fallback_precision=None)
+    return without_dla(fb) if fb.precision == "fp32" else fb
 
 
 def _dla_core(target: Target, opts: BuildOptions) -> int | None:
@@ -186,6 +238,8 @@ def engine_specs(root: Path, manifest: Mapping[str, Any], target: Target,
             static = min(opts.dla_batch or opt_b, max_b)
             profile = Profile(static, static, static)  # DLA needs static shapes
         ops = plugin_ops(onnx_path)
+        fb_onnx, fb_precision = _fallback(root, role, entry, bool(opts.plugin_lib)) \
+            if precision == "int8" and opts.precision == "auto" else (None, None)
         specs.append(EngineSpec(
             role=role, onnx=onnx_path, precision=precision, profile=profile,
             engine=root / f"{role}.engine",
@@ -193,8 +247,22 @@ def engine_specs(root: Path, manifest: Mapping[str, Any], target: Target,
             dla_core=dla, workspace_mb=opts.workspace_mb or target.workspace_mb,
             opt_level=target.opt_level if opts.opt_level is None else opts.opt_level,
             plugin_lib=str(Path(opts.plugin_lib).resolve()) if ops and opts.plugin_lib else None, plugin_ops=ops,
-            gpu_profile=gpu_profile if dla is not None else None))
+            gpu_profile=gpu_profile if dla is not None else None,
+            fallback_onnx=fb_onnx, fallback_precision=fb_precision))
+    if "detector" in models:   # optional role (build.detector): GPU, batch 1..max_batch for several cameras
+        specs.append(detector_spec(root, models["detector"], target, opts))
     return specs
+
+
+def detector_spec(root: Path, entry: Mapping[str, Any], target: Target, opts: BuildOptions) -> EngineSpec:
+    onnx_path, precision = choose_onnx(root, "detector", entry, opts.precision)
+    max_b = max(1, int(entry.get("max_batch", 4)))
+    h, w = entry["input_hw"]
+    return EngineSpec(role="detector", onnx=onnx_path, precision=precision, profile=Profile(1, 1, max_b),
+                      engine=root / "detector.engine", input_name=entry["inputs"][0]["name"],
+                      workspace_mb=opts.workspace_mb or target.workspace_mb,
+                      opt_level=target.opt_level if opts.opt_level is None else opts.opt_level,
+                      plugin_ops=plugin_ops(onnx_path), input_chw=(3, int(h), int(w)))
 
 
 def without_dla(spec: EngineSpec) -> EngineSpec:

@@ -14,6 +14,7 @@ from .base import Backend, BackendError, Pending, Runner, Stream  # noqa: F401
 BACKENDS: dict[str, str] = {
     "ort": "runtime.backends.ort:OrtBackend",
     "trt": "runtime.backends.trt:TrtBackend",
+    "triton": "runtime.backends.triton:TritonBackend",   # pose nets served by Triton (gRPC)
 }
 
 

@@ -13,11 +13,19 @@ Ordering, which the harness tests assert rather than assume:
   reused only after its previous work was waited on, so back-to-back calls
   never overwrite buffers a queued copy still reads;
 - a runner called on a different stream than last time makes the new stream
-  wait on the old stream's event (one execution context, never two streams at once).
+  wait on the old stream's event (one execution context, never two streams at once);
+- the event a host thread waits on is created ``DISABLE_TIMING | BLOCKING_SYNC``
+  (the thread sleeps instead of spinning a core: Orin's few cores also decode,
+  detect and write), and a separate pair of timing events around each batch
+  gives :attr:`TrtPending.elapsed_ms`, the GPU time budget mode learns from;
+- everything CUDA (slots' device and pinned memory, events, streams, engines)
+  is released inside the primary context, before it is detached, in the order
+  pending work -> buffers -> events -> streams -> engines -> runtime.
 """
 from __future__ import annotations
 
 import ctypes
+import logging
 import re
 import threading
 from contextlib import contextmanager
@@ -28,6 +36,9 @@ import numpy as np
 
 from .base import Backend, BackendError, Pending, Runner, Stream
 from .plugin_abi import check_plugin_abi
+from .trt_rules import make_error_recorder, same_trt_release
+
+log = logging.getLogger(__name__)
 
 NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 _L4T_RE = re.compile(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)")
@@ -76,8 +87,12 @@ def machine_record(trt_version: str, cuda: Any = None) -> dict[str, Any]:
 
 
 def engine_mismatches(record: Mapping[str, Any], machine: Mapping[str, Any]) -> list[str]:
-    return [f"{k} {record.get(k)!r} != {machine.get(k)!r}"
-            for k in ("trt_version", "gpu", "sm", "l4t") if record.get(k) != machine.get(k)]
+    """What ties an engine to another machine; TensorRT versions compare as releases
+    (MAJOR.MINOR.PATCH: trtexec records 10.3.0, pip wheels report 10.3.0.26)."""
+    bad = [] if same_trt_release(record.get("trt_version"), machine.get("trt_version")) else [
+        f"trt_version {record.get('trt_version')!r} != {machine.get('trt_version')!r}"]
+    return bad + [f"{k} {record.get(k)!r} != {machine.get(k)!r}"
+                  for k in ("gpu", "sm", "l4t") if record.get(k) != machine.get(k)]
 
 
 def rebuild_command(manifest: Mapping[str, Any], root: Path) -> str:
@@ -102,10 +117,11 @@ def load_plugin_library(trt: Any, path: Path, role: str) -> None:
 
 # ---------------------------------------------------------------- streams and pending work
 class TrtStream(Stream):
-    """One CUDA stream."""
+    """One CUDA stream; :meth:`close` destroys it inside the context (idempotent)."""
 
-    def __init__(self, name: str, cuda: Any) -> None:
+    def __init__(self, name: str, cuda: Any, ctx: Any) -> None:
         super().__init__(name)
+        self._ctx = ctx
         self.cuda_stream = cuda.Stream()
 
     @property
@@ -115,27 +131,48 @@ class TrtStream(Stream):
     def synchronize(self) -> None:
         self.cuda_stream.synchronize()
 
+    def close(self) -> None:
+        if self.cuda_stream is None:
+            return
+        with self._ctx():
+            self.cuda_stream.synchronize()
+            self.cuda_stream = None   # the last reference: pycuda destroys it here, context current
+
+
+def done_event_flags(cuda: Any) -> int:
+    """A host thread waits on this event: sleep (BLOCKING_SYNC), and skip timestamps."""
+    return cuda.event_flags.DISABLE_TIMING | cuda.event_flags.BLOCKING_SYNC
+
 
 class TrtPending(Pending):
-    """Outputs of one enqueued batch; ``wait`` syncs on this batch's event only."""
+    """Outputs of one enqueued batch; ``wait`` syncs on this batch's event only.
 
-    def __init__(self, event: Any, views: dict[str, np.ndarray], n: int, ctx: Any) -> None:
-        self._event, self._views, self._n, self._ctx = event, views, n, ctx
+    ``elapsed_ms`` (None until waited) is the GPU time of the batch's copies and
+    network, from the slot's timing events: budget mode corrects its per-crop costs
+    with it on every frame.
+    """
+
+    def __init__(self, slot: "_Slot", views: dict[str, np.ndarray], n: int, ctx: Any) -> None:
+        self._slot, self._views, self._n, self._ctx = slot, views, n, ctx
         self._result: dict[str, np.ndarray] | None = None
+        self.elapsed_ms: float | None = None
         self._lock = threading.Lock()
 
     def wait(self) -> dict[str, np.ndarray]:
         with self._lock:
             if self._result is None:
+                slot = self._slot
                 with self._ctx():
-                    self._event.synchronize()
+                    slot.done.synchronize()
+                    self.elapsed_ms = float(slot.t_end.time_since(slot.t_start))
                 # Copy out of the pinned slot: the slot is reused by later calls.
                 self._result = {k: np.array(v[: self._n], dtype=np.float32) for k, v in self._views.items()}
+                self._slot = None
             return self._result
 
 
 class _Slot:
-    """Pinned host + device buffers for one in-flight batch at the profile's max size."""
+    """Pinned host + device buffers and events for one in-flight batch at the profile's max size."""
 
     def __init__(self, cuda: Any, tensors: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> None:
         self.host: dict[str, np.ndarray] = {}
@@ -143,13 +180,22 @@ class _Slot:
         for name, (shape, dtype) in tensors.items():
             self.host[name] = cuda.pagelocked_empty(int(np.prod(shape)), dtype)
             self.dev[name] = cuda.mem_alloc(self.host[name].nbytes)
-        self.done = cuda.Event()
+        self.done = cuda.Event(done_event_flags(cuda))
+        self.t_start, self.t_end = cuda.Event(), cuda.Event()   # timing events, never waited on
         self.pending: TrtPending | None = None
 
     def free(self) -> None:
+        """Call inside the context, after the slot's work was waited on."""
         for d in self.dev.values():
             d.free()
+        for h in self.host.values():
+            base = h.base   # pycuda: the HostAllocation behind pagelocked_empty's array
+            if hasattr(base, "free"):
+                base.free()
         self.dev.clear()
+        self.host.clear()
+        self.pending = None
+        self.done = self.t_start = self.t_end = None
 
 
 # ---------------------------------------------------------------- runner
@@ -161,6 +207,7 @@ class TrtRunner(Runner):
         self.backend = backend
         self.record: Mapping[str, Any] = entry.get("engine") or {}
         self.static_batch: int | None = None
+        self.rows_run = self.rows_padded = 0   # a static (DLA) batch pads: how much is on record
         self._slots: list[_Slot] = []
         self._next = 0
         self._last: tuple[TrtStream, Any] | None = None
@@ -179,12 +226,18 @@ class TrtRunner(Runner):
         with be.ctx():
             if self.record.get("dla_core") is not None:
                 be.runtime.DLA_core = int(self.record["dla_core"])
+            be.recorder.clear()
             self.engine = be.runtime.deserialize_cuda_engine(path.read_bytes())
             if self.engine is None:
-                raise BackendError(f"{self.role}: TensorRT could not deserialize {path}; "
-                                   f"rebuild: {rebuild_command(be.manifest, self.root)}")
+                why = be.recorder.summary()
+                raise BackendError(f"{self.role}: TensorRT could not deserialize {path}"
+                                   f"{f' ({why})' if why else ''}; rebuild: {rebuild_command(be.manifest, self.root)}")
             self.context = self.engine.create_execution_context()
             self._bind(trt, cuda)
+        if self.static_batch is not None:
+            log.warning("%s: engine has a static batch of %d (DLA): calls with fewer crops are padded to %d "
+                        "(padding counted in rows_padded; rebuild with --dla-batch N to change it)",
+                        self.role, self.static_batch, self.static_batch)
 
     def _bind(self, trt: Any, cuda: Any) -> None:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
@@ -226,6 +279,9 @@ class TrtRunner(Runner):
             host_in = slot.host[self.input_name][: batch[:1].size * run_n].reshape((run_n, *batch.shape[1:]))
             host_in[:n] = batch
             host_in[n:] = 0
+            self.rows_run += run_n
+            self.rows_padded += run_n - n
+            slot.t_start.record(stream.cuda_stream)
             cuda.memcpy_htod_async(slot.dev[self.input_name], host_in, stream.cuda_stream)
             if not self.context.set_input_shape(self.input_name, host_in.shape):
                 raise BackendError(f"{self.role}: input shape {host_in.shape} outside the engine profile")
@@ -240,18 +296,24 @@ class TrtRunner(Runner):
                 view = slot.host[o][: int(np.prod(shape))].reshape(shape)
                 cuda.memcpy_dtoh_async(view, slot.dev[o], stream.cuda_stream)
                 views[o] = view
+            slot.t_end.record(stream.cuda_stream)
             slot.done.record(stream.cuda_stream)
-            slot.pending = TrtPending(slot.done, views, n, self.backend.ctx)
+            slot.pending = TrtPending(slot, views, n, self.backend.ctx)
             self._last = (stream, slot.done)
             return slot.pending
 
     def deactivate_impl(self) -> None:
+        """Inside the context: finish pending work, free buffers and events, then the
+        execution context before its engine (TensorRT requires that order)."""
         with self.backend.ctx():
             for s in self._slots:
                 if s.pending is not None:
                     s.pending.wait()
+            for s in self._slots:
                 s.free()
-        self._slots, self.context, self.engine = [], None, None
+            self._slots, self._last = [], None
+            self.context = None
+            self.engine = None
 
 
 # ---------------------------------------------------------------- backend
@@ -272,8 +334,13 @@ class TrtBackend(Backend):
         cuda.init()
         self._cuda_ctx = cuda.Device(0).retain_primary_context()
         self.logger = trt.Logger(trt.Logger.WARNING)
+        self.recorder = make_error_recorder(trt)   # TensorRT's own reason for a failed deserialisation
+        self._runners: list[TrtRunner] = []
+        self._streams: list[TrtStream] = []
+        self._closed = False
         with self.ctx():
             self.runtime = trt.Runtime(self.logger)
+            self.runtime.error_recorder = self.recorder
 
     @contextmanager
     def ctx(self) -> Iterator[None]:
@@ -302,12 +369,26 @@ class TrtBackend(Backend):
             entry = self.manifest["models"][role]
         except KeyError:
             raise BackendError(f"no model {role!r} in the manifest of {self.root}") from None
-        return TrtRunner(role, entry, self.root, self)
+        runner = TrtRunner(role, entry, self.root, self)
+        self._runners.append(runner)
+        return runner
 
     def new_stream(self, name: str) -> TrtStream:
         with self.ctx():
-            return TrtStream(name, self.cuda)
+            stream = TrtStream(name, self.cuda, self.ctx)
+        self._streams.append(stream)
+        return stream
 
     def close(self) -> None:
-        self.runtime = None
+        """Release runners, streams and the runtime inside the context, then detach (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for runner in self._runners:
+            runner.deactivate()
+        for stream in self._streams:
+            stream.close()
+        self._runners, self._streams = [], []
+        with self.ctx():
+            self.runtime = None
         self._cuda_ctx.detach()

@@ -77,10 +77,15 @@ def make_artifacts(root: Path, int8_router: bool = True, fp16_small: bool = Fals
         models["small"]["variants"]["fp16"] = {"onnx": "small.fp16.onnx"}
     if plugin_large:
         onnx.save(pose_model(2, plugin=True), str(root / "large.plugin.onnx"))
-        onnx.save(pose_model(2, plugin=True), str(root / "large.fp16.onnx"))
+        onnx.save(pose_model(2), str(root / "large.fp16.onnx"))   # stands for calib's FP16 ONNX
         models["large"]["variants"]["fp16"] = {"onnx": "large.fp16.onnx"}
         models["large"]["variants"]["plugin"] = {"onnx": "large.plugin.onnx",
                                                  "plugin_library": "libdynpose_plugins.so"}
+    from runtime.manifest import sha256_file
+    for entry in models.values():   # the runtime checks every file's sha256 at load
+        entry["sha256"] = sha256_file(root / entry["onnx"])
+        for rec in entry["variants"].values():
+            rec["sha256"] = sha256_file(root / rec["onnx"])
     manifest = {"schema_version": 1, "config": config, "target": target, "models": models,
                 "routing": {"k1": 0.4, "k2": 0.6, "large_fraction": 0.5}}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))

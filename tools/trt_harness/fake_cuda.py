@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import itertools
 import sys
+import time
 import types
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -46,11 +48,18 @@ class _Gpu:
     def reset(self) -> None:
         self.mem: dict[int, np.ndarray] = {}
         self.next_addr = 0x10000
-        self.streams: dict[int, "Stream"] = {}
+        # weak: a stream dies when the code under test drops it (its release is then recorded)
+        self.streams: "weakref.WeakValueDictionary[int, Stream]" = weakref.WeakValueDictionary()
+        self._stream_ids = itertools.count(1)
         self.log: list[tuple[int, str, str]] = []       # executed: (stream handle, kind, label)
         self.enqueued: list[tuple[int, str, str]] = []  # enqueue order
         self.context_depth = 0
+        self.detached = False
         self.device_name, self.cc = "Orin", (8, 7)
+        self.events: "weakref.WeakSet[Event]" = weakref.WeakSet()   # live events (flags readable)
+        self.spin_waits = 0                              # host waits on events without BLOCKING_SYNC
+        self.released: list[tuple[str, bool]] = []       # (what, inside a live context?) per release
+        self.pinned_live = 0
 
     def locate(self, addr: int, nbytes: int) -> np.ndarray:
         for base, buf in self.mem.items():
@@ -76,8 +85,38 @@ GPU = _Gpu()
 
 
 def _require_context() -> None:
-    if GPU.context_depth <= 0:
+    if GPU.context_depth <= 0 or GPU.detached:
         raise CudaOrderError("CUDA call without a current context (push the context first)")
+
+
+def _released(what: str) -> None:
+    """Destruction of a CUDA object: fine only while the context is current and not detached."""
+    try:
+        GPU.released.append((what, GPU.context_depth > 0 and not GPU.detached))
+    except Exception:  # noqa: BLE001 - interpreter shutdown
+        pass
+
+
+class event_flags:  # noqa: N801 - pycuda's name (values of CUevent_flags)
+    DEFAULT = 0
+    BLOCKING_SYNC = 1
+    DISABLE_TIMING = 2
+    INTERPROCESS = 4
+
+
+class HostAllocation(bytearray):
+    """Page-locked host memory (``ndarray.base`` of what ``pagelocked_empty`` returns)."""
+
+    def __init__(self, nbytes: int) -> None:
+        super().__init__(max(int(nbytes), 1))
+        self.freed = False
+        GPU.pinned_live += 1
+
+    def free(self) -> None:
+        if not self.freed:
+            _released("pinned")
+            self.freed = True
+            GPU.pinned_live -= 1
 
 
 class DeviceAllocation:
@@ -93,15 +132,20 @@ class DeviceAllocation:
     __index__ = __int__
 
     def free(self) -> None:
+        if self.addr in GPU.mem:
+            _released("device")
         GPU.mem.pop(self.addr, None)
 
 
 class Stream:
     def __init__(self, flags: int = 0) -> None:
         _require_context()
-        self.handle = 0x5000 + len(GPU.streams) + 1
+        self.handle = 0x5000 + next(GPU._stream_ids)
         self.queue: list[Op] = []
         GPU.streams[self.handle] = self
+
+    def __del__(self) -> None:
+        _released("stream")
 
     def _run_until(self, op: Op | None) -> None:
         """Execute queued work in order up to and including ``op`` (everything when None)."""
@@ -131,28 +175,57 @@ class Event:
     _count = itertools.count(1)
 
     def __init__(self, flags: int = 0) -> None:
+        _require_context()
         self.id = next(Event._count)
+        self.flags = int(flags)
         self._record: tuple[Stream, Op] | None = None
+        self._time: float | None = None
+        GPU.events.add(self)
+
+    def __del__(self) -> None:
+        _released("event")
 
     def record(self, stream: Stream | None = None) -> "Event":
         if stream is None:
             raise CudaOrderError("Event.record on the legacy default stream serialises everything; pass a stream")
-        op = GPU.enqueue(stream.handle, "record", f"event{self.id}", lambda: None)
+        self._time = None
+        me = weakref.ref(self)   # no Event -> Op -> closure -> Event cycle: events die when dropped
+
+        def run() -> None:
+            ev = me()
+            if ev is not None:
+                ev._time = time.perf_counter()
+        op = GPU.enqueue(stream.handle, "record", f"event{self.id}", run)
         self._record = (stream, op)
         return self
 
     def synchronize(self) -> None:
+        _require_context()
+        if not self.flags & event_flags.BLOCKING_SYNC:
+            GPU.spin_waits += 1   # cudaEventSynchronize busy-waits a CPU core without BLOCKING_SYNC
         if self._record is not None:
             stream, op = self._record
             if op in stream.queue:
                 stream._run_until(op)
+
+    def time_since(self, start: "Event") -> float:
+        """ms from ``start`` to this event; both must be timing events that have completed."""
+        for e in (self, start):
+            if e.flags & event_flags.DISABLE_TIMING:
+                raise CudaOrderError("time_since on an event created with DISABLE_TIMING (cudaErrorInvalidResourceHandle)")
+            if e._time is None:
+                raise CudaOrderError("time_since on an event that has not completed (cudaErrorNotReady)")
+        return (self._time - start._time) * 1e3
 
     def query(self) -> bool:
         return self._record is None or self._record[1] not in self._record[0].queue
 
 
 def pagelocked_empty(shape: Any, dtype: Any, order: str = "C", mem_flags: int = 0) -> PinnedArray:
-    return np.empty(shape, dtype, order=order).view(PinnedArray)
+    _require_context()
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    return PinnedArray(shape, dtype, buffer=HostAllocation(count * dtype.itemsize), order=order)
 
 
 def mem_alloc(nbytes: int) -> DeviceAllocation:
@@ -198,7 +271,7 @@ class Context:
         GPU.context_depth -= 1
 
     def detach(self) -> None:
-        pass
+        GPU.detached = True
 
     @staticmethod
     def synchronize() -> None:

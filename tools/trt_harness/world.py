@@ -7,8 +7,14 @@ runtime end to end on the CPU:
 - ``OnnxParser.parse_from_file`` reads the ONNX (inputs, outputs, plugin nodes);
 - ``Builder.build_serialized_network`` validates what TensorRT would reject
   (missing/invalid profiles, DLA without static shapes or GPU fallback, a
-  plugin op with no loaded library, a non strongly-typed network on 10.x) and
-  serialises a JSON "plan";
+  plugin op with no loaded library, precision flags on a strongly typed
+  network, DLA in a release without it), applies the documented DLA typing
+  rule to decide how many layers land on DLA (10.x: only a weakly typed
+  network with FP16; a strongly typed one falls back to the GPU silently;
+  >= 11.4.1: strongly typed), reports failures to an attached
+  ``IErrorRecorder`` and serialises a JSON "plan";
+- ``ICudaEngine.create_engine_inspector`` reports the layer placement as JSON
+  (per layer with ``ProfilingVerbosity.DETAILED``, names only otherwise);
 - ``Runtime.deserialize_cuda_engine`` refuses plans of another version;
 - ``IExecutionContext.execute_async_v3`` enqueues a kernel on the pycuda
   stand-in's stream that runs the ONNX with ONNX Runtime on device memory.
@@ -41,7 +47,9 @@ def _onnx_io(path: str) -> dict[str, Any]:
     plugin_ops = sorted({n.op_type for n in model.graph.node
                          if n.domain not in ("", "ai.onnx") or not onnx.defs.has(n.op_type, n.domain or "")})
     return {"inputs": [one(v) for v in model.graph.input if v.name not in init],
-            "outputs": [one(v) for v in model.graph.output], "plugin_ops": plugin_ops}
+            "outputs": [one(v) for v in model.graph.output], "plugin_ops": plugin_ops,
+            "layers": [n.name or f"{n.op_type}_{i}" for i, n in enumerate(model.graph.node)],
+            "qdq": any(n.op_type == "QuantizeLinear" for n in model.graph.node)}
 
 
 class TrtWorld(World):
@@ -51,6 +59,9 @@ class TrtWorld(World):
         super().__init__(real)
         self.trt = proxy_module(self)
         self.dla_cores = 0
+        self.fail_int8: str | None = None   # TensorRT's message when an INT8 (Q/DQ) build must fail
+        self.dla_from_11 = (11, 4, 1)       # first 11.x release with DLA (JetPack 7.2.2); tests may emulate it
+        self.dla_places_nothing = False     # TensorRT put every layer of a DLA build on the GPU
         self.plugin_libs: dict[str, list[str]] = {}   # library path -> plugin op types it registers
         self.registered_ops: set[str] = set()
         self.sessions: dict[str, Any] = {}
@@ -86,6 +97,9 @@ class TrtWorld(World):
         I[("IBuilderConfig", "get_timing_cache")] = lambda c: c._state["_cache"]
         I[("ITimingCache", "serialize")] = lambda t: Fake(self, "IHostMemory", payload=t._state["_data"] + b"+")
         I[("Builder", "build_serialized_network")] = self._build
+        I[("ICudaEngine", "create_engine_inspector")] = lambda e: Fake(self, "EngineInspector", _engine=e)
+        I[("EngineInspector", "get_engine_information")] = self._layer_info
+        I[("ICudaEngine", "num_layers")] = lambda e: len(e._state["_plan"]["layers"])
         # runtime side
         I[("Runtime", "deserialize_cuda_engine")] = self._deserialize
         I[("ICudaEngine", "num_io_tensors")] = lambda e: len(e._state["_io"])
@@ -130,32 +144,68 @@ class TrtWorld(World):
         config._state["_profiles"].append(profile._state["_shapes"])
         return len(config._state["_profiles"]) - 1
 
+    def _fail(self, owner: Fake, code: str, desc: str) -> None:
+        """What TensorRT does on a failed build: tell the attached error recorder, return null."""
+        rec = owner._state.get("error_recorder")
+        if rec is not None:
+            rec.report_error(getattr(self.trt.ErrorCode, code), desc)
+
+    def _version(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in self.spec.version.split(".")[:3])
+
     def _build(self, builder: Fake, network: Fake, config: Fake) -> Fake | None:
         st, io = config._state, network._state["_io"]
         if io is None:
             raise AssertionError("build_serialized_network on a network the parser never filled")
-        strongly = 1 << int(self.trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-        if self.spec.version.startswith("10.") and not network._state["_flags"] & strongly:
-            raise AssertionError("10.x network built without STRONGLY_TYPED: precision would be weakly typed")
+        strongly_flag = getattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        strongly = strongly_flag is None or bool(network._state["_flags"] & (1 << int(strongly_flag)))
+        dla = st.get("default_device_type") == self.trt.DeviceType.DLA
+        if strongly and {"FP16", "INT8", "BF16"} & st["_flags"]:
+            self._fail(builder, "INVALID_ARGUMENT" if hasattr(self.trt.ErrorCode, "INVALID_ARGUMENT")
+                       else "INVALID_VALUE", "precision builder flags are not allowed on a strongly typed network")
+            return None
+        if not strongly and not dla:
+            raise AssertionError("GPU network built weakly typed: its precision would be up to the builder")
         if len(st["_profiles"]) != 1:
             raise AssertionError(f"expected one optimisation profile, got {len(st['_profiles'])}")
         prof = st["_profiles"][0]
         for t in io["inputs"]:
             if -1 in t["shape"] and t["name"] not in prof:
                 return None  # TensorRT: dynamic input without a profile
-        dla = st.get("default_device_type") == self.trt.DeviceType.DLA
+        if self.fail_int8 and io["qdq"]:
+            self._fail(builder, "INTERNAL_ERROR", self.fail_int8)
+            return None
+        dla_layers = 0
         if dla:
             static = all(lo == hi for lo, _, hi in prof.values())
-            if not static or "GPU_FALLBACK" not in st["_flags"] or st.get("DLA_core", 0) >= self.dla_cores:
+            v = self._version()
+            if (11, 0, 0) <= v < self.dla_from_11:
+                self._fail(builder, "INVALID_VALUE", f"DLA is not supported by TensorRT {self.spec.version}")
                 return None
+            if not static or "GPU_FALLBACK" not in st["_flags"] or st.get("DLA_core", 0) >= self.dla_cores:
+                self._fail(builder, "INVALID_VALUE", "DLA needs static shapes, GPU fallback and an existing core")
+                return None
+            # 10.x DLA runs FP16/INT8 of weakly typed networks only; every other layer falls back
+            on_dla = (not strongly and "FP16" in st["_flags"]) if v < (11, 0, 0) else strongly
+            dla_layers = len(io["layers"]) if on_dla and not self.dla_places_nothing else 0
         plan = {"fake_engine": self.spec.version, "onnx": network._state["_onnx"], "io": [
             {**t, "mode": "input"} for t in io["inputs"]] + [{**t, "mode": "output"} for t in io["outputs"]],
             "profiles": prof, "dla_core": st.get("DLA_core") if dla else None,
-            "flags": sorted(st["_flags"]), "pools": st["_pools"],
+            "flags": sorted(st["_flags"]), "pools": st["_pools"], "strongly_typed": strongly,
+            "layers": io["layers"], "dla_layers": dla_layers,
+            "detailed": st.get("profiling_verbosity") == self.trt.ProfilingVerbosity.DETAILED,
             "opt_level": st.get("builder_optimization_level"), "network_flags": network._state["_flags"]}
         if st["_cache"] is not None:
             st["_cache"]._state["_data"] += f"[{Path(plan['onnx']).name}]".encode()
         return Fake(self, "IHostMemory", payload=json.dumps(plan).encode())
+
+    def _layer_info(self, inspector: Fake, fmt: Any) -> str:
+        plan = inspector._state["_engine"]._state["_plan"]
+        if not plan["detailed"]:
+            return json.dumps({"Layers": plan["layers"], "Bindings": [t["name"] for t in plan["io"]]})
+        layers = [{"Name": "{ForeignNode[%s]}" % ",".join(plan["layers"]), "LayerType": "DLA"}] \
+            if plan["dla_layers"] else [{"Name": n, "LayerType": "CaskConvolution"} for n in plan["layers"]]
+        return json.dumps({"Layers": layers, "Bindings": [t["name"] for t in plan["io"]]})
 
     # -- runtime side ---------------------------------------------------------------
     def _deserialize(self, runtime: Fake, data: Any) -> Fake | None:
@@ -166,6 +216,7 @@ class TrtWorld(World):
         if plan.get("fake_engine") != self.spec.version:
             return None  # TensorRT refuses plans of another version
         if plan["dla_core"] is not None and runtime._state.get("DLA_core") != plan["dla_core"]:
+            self._fail(runtime, "INVALID_VALUE", "engine built for a DLA core the runtime does not use")
             return None
         return Fake(self, "ICudaEngine", _plan=plan, _io=plan["io"])
 

@@ -1,0 +1,73 @@
+"""Planted regressions for proving the gates (a pytest plugin: ``-p bench.plant``).
+
+``DYNPOSE_PLANT=scheduler`` makes the scheduler's own code (``PosePipeline._submit``,
+the main thread) do extra CPU work proportional to the frame's crops: a fraction
+``DYNPOSE_PLANT_FRACTION`` (default 0.3) of what the two pose nets cost per crop,
+measured on this pipeline's own runners in process CPU time. That is what a real
+scheduler regression looks like (more Python per crop competing with the nets for
+the cores); a sleep would hide behind the pipelined nets of the next frame.
+``DYNPOSE_PLANT=decode`` makes ``decode_probmaps`` (in ``runtime.decode`` and as the
+scheduler imported it) do that fraction of its own thread CPU time again.
+
+CPU work is burnt on the thread CPU clock, so the planted cost is the same amount of
+work whatever the load, like real code. Nothing here runs unless the plugin is loaded
+(only tests/test_gates.py loads it, in a child pytest); monkeypatch undoes it per test.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+
+def burn(cpu_seconds: float) -> None:
+    """Spin until this thread has used ``cpu_seconds`` more CPU time."""
+    end = time.thread_time() + cpu_seconds
+    while time.thread_time() < end:
+        pass
+
+
+def _net_cpu_per_crop(pipe) -> float:
+    """Mean process CPU seconds per crop of the small and large nets (4 zero crops each)."""
+    x = np.zeros((4, 3, 256, 192), np.float32)
+    costs = []
+    for role in ("small", "large"):
+        pipe.runners[role].infer(x, pipe.streams[role])
+        t = time.process_time()
+        pipe.runners[role].infer(x, pipe.streams[role])
+        costs.append((time.process_time() - t) / len(x))
+    return sum(costs) / len(costs)
+
+
+@pytest.fixture(autouse=True)
+def _planted_regression(monkeypatch: pytest.MonkeyPatch) -> None:
+    kind = os.environ.get("DYNPOSE_PLANT", "")
+    frac = float(os.environ.get("DYNPOSE_PLANT_FRACTION", "0.3"))
+    if kind == "decode":
+        import runtime.pipeline as P
+        from runtime import decode as D
+
+        fast = D.decode_probmaps
+
+        def slow_decode(*a, **k):
+            t = time.thread_time()
+            out = fast(*a, **k)
+            burn(frac * (time.thread_time() - t))
+            return out
+        monkeypatch.setattr(D, "decode_probmaps", slow_decode)
+        monkeypatch.setattr(P, "decode_probmaps", slow_decode)
+    elif kind == "scheduler":
+        from runtime.pipeline import PosePipeline
+
+        submit = PosePipeline._submit
+
+        def slow_submit(self, image, boxes, scores):
+            if not hasattr(self, "_planted_cpu_per_crop"):
+                self._planted_cpu_per_crop = _net_cpu_per_crop(self)
+            burn(frac * len(np.asarray(boxes).reshape(-1, 4)) * self._planted_cpu_per_crop)
+            return submit(self, image, boxes, scores)
+        monkeypatch.setattr(PosePipeline, "_submit", slow_submit)
+    elif kind:
+        raise ValueError(f"DYNPOSE_PLANT={kind!r}: use scheduler or decode")

@@ -1,0 +1,203 @@
+"""Score a video run against a synthetic clip's ground truth: ``python -m bench.video_eval --gt G --jsonl J``.
+
+Prints one table: keypoint AP (pycocotools, person score as in
+``FrameResult.to_coco``), tracking IDF1 / MOTA / ID switches (py-motmetrics,
+boxes matched at IoU >= 0.5), the large-net share, and keypoint jitter.
+
+Tracking ground truth is every person whose visible part a detector could
+see (``area >= MIN_AREA`` pixels and at least one labelled keypoint); boxes
+the tracker left untracked (``track_id`` 0) are not hypotheses.
+
+Jitter (why this definition): smoothing must remove frame-to-frame shake
+without lagging. For every ground-truth person matched to an output
+person in three consecutive frames (greedy on IoU, ids ignored) and every
+keypoint labelled in all three, the error of the second difference
+``|(p[t+1] - 2 p[t] + p[t-1]) - (g[t+1] - 2 g[t] + g[t-1])|`` in pixels is
+averaged: 0 means the output accelerates exactly as the truth does.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from runtime.tracker import iou_matrix
+
+MIN_AREA = 300.0        # build.synth's detector boxes skip people with less visible area
+
+
+def load_clip_gt(path: str | Path) -> tuple[dict[str, Any], dict[int, list[dict]]]:
+    """The ground-truth json and its annotations grouped by 0-based frame."""
+    gt = json.loads(Path(path).read_text())
+    frame_of = {im["id"]: im.get("frame_id", im["id"] - 1) for im in gt["images"]}
+    per: dict[int, list[dict]] = defaultdict(list)
+    for a in gt["annotations"]:
+        per[frame_of[a["image_id"]]].append(a)
+    return gt, per
+
+
+def read_jsonl(path: str | Path) -> dict[int, list[dict]]:
+    """``runtime.video`` JSON Lines -> persons per frame (dropped boxes left out)."""
+    out: dict[int, list[dict]] = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            out[int(rec["frame"])] = [p for p in rec["persons"] if p.get("route") != "dropped"]
+    return out
+
+
+def trackable(a: Mapping[str, Any]) -> bool:
+    return a["num_keypoints"] > 0 and a["area"] >= MIN_AREA
+
+
+def tracking_metrics(gt_frames: Mapping[int, list[dict]],
+                     hyp_frames: Mapping[int, tuple[Sequence[int], np.ndarray]], n_frames: int) -> dict[str, float]:
+    """IDF1, MOTA, ID switches (and friends) with py-motmetrics; ``hyp_frames[t] = (ids, boxes xywh)``."""
+    import motmetrics as mm
+
+    acc = mm.MOTAccumulator(auto_id=True)
+    for t in range(n_frames):
+        g = [a for a in gt_frames.get(t, []) if trackable(a)]
+        ids, boxes = hyp_frames.get(t, ((), np.zeros((0, 4))))
+        keep = [i for i, k in enumerate(ids) if int(k) > 0]
+        hb = np.asarray(boxes, np.float64).reshape(-1, 4)[keep]
+        gb = np.array([a["bbox"] for a in g], np.float64).reshape(-1, 4)
+        d = 1.0 - iou_matrix(gb, hb)
+        d[d > 0.5] = np.nan
+        acc.update([a["track_id"] for a in g], [int(ids[i]) for i in keep], d)
+    mh = mm.metrics.create()
+    names = ["idf1", "mota", "num_switches", "num_fragmentations", "mostly_tracked", "num_unique_objects",
+             "precision", "recall"]
+    s = mh.compute(acc, metrics=names, name="run")
+    return {k: float(s[k].iloc[0]) for k in names}
+
+
+def person_score(p: Mapping[str, Any]) -> float:
+    kp = np.asarray(p["keypoints"], np.float64).reshape(-1, 3)
+    conf = kp[:, 2]
+    vis = conf > 0.2
+    return float(p.get("score", 1.0)) * (float(conf[vis].mean()) if vis.any() else 0.0)
+
+
+def coco_results(out: Mapping[int, list[dict]], image_id_of: Mapping[int, int]) -> list[dict]:
+    res = []
+    for t, persons in out.items():
+        if t not in image_id_of:
+            continue
+        for p in persons:
+            kp = np.asarray(p["keypoints"], np.float64).reshape(-1, 3)
+            res.append({"image_id": image_id_of[t], "category_id": 1, "keypoints": kp.reshape(-1).tolist(),
+                        "score": person_score(p)})
+    return res
+
+
+def keypoint_ap(gt: dict[str, Any], out: Mapping[int, list[dict]]) -> float:
+    """COCO keypoint AP of the run's persons over the clip's frames (0 when the run has none)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+
+    from .coco_eval import run_cocoeval
+
+    image_id_of = {im.get("frame_id", im["id"] - 1): im["id"] for im in gt["images"]}
+    res = coco_results(out, image_id_of)
+    if not res:
+        return 0.0
+    coco = COCO()
+    coco.dataset = {k: gt[k] for k in ("images", "annotations", "categories")}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return float(run_cocoeval(coco, res).stats[0])
+
+
+def _matches(gt: list[dict], persons: list[dict]) -> dict[int, np.ndarray]:
+    """track_id -> the output keypoints [17,2] of the person best overlapping it (IoU >= 0.5, greedy)."""
+    if not gt or not persons:
+        return {}
+    iou = iou_matrix(np.array([a["bbox"] for a in gt]), np.array([p["box"] for p in persons]))
+    out, used = {}, set()
+    for flat in np.argsort(-iou, axis=None):
+        gi, pi = divmod(int(flat), len(persons))
+        if iou[gi, pi] < 0.5:
+            break
+        if gt[gi]["track_id"] in out or pi in used:
+            continue
+        used.add(pi)
+        out[gt[gi]["track_id"]] = np.asarray(persons[pi]["keypoints"], np.float64)[:, :2]
+    return out
+
+
+def jitter(gt_frames: Mapping[int, list[dict]], out: Mapping[int, list[dict]], n_frames: int) -> float:
+    """Mean second-difference error in pixels (module docstring); NaN when nothing is matched 3 frames running."""
+    pred = [_matches([a for a in gt_frames.get(t, []) if trackable(a)], out.get(t, [])) for t in range(n_frames)]
+    truth = [{a["track_id"]: np.asarray(a["keypoints"], np.float64).reshape(-1, 3) for a in gt_frames.get(t, [])}
+             for t in range(n_frames)]
+    errs = []
+    for t in range(1, n_frames - 1):
+        for tid, p1 in pred[t].items():
+            if tid not in pred[t - 1] or tid not in pred[t + 1] or tid not in truth[t - 1] or tid not in truth[t + 1]:
+                continue
+            g0, g1, g2 = truth[t - 1][tid], truth[t][tid], truth[t + 1][tid]
+            ok = (g0[:, 2] > 0) & (g1[:, 2] > 0) & (g2[:, 2] > 0)
+            acc_p = pred[t + 1][tid] - 2 * p1 + pred[t - 1][tid]
+            acc_g = g2[:, :2] - 2 * g1[:, :2] + g0[:, :2]
+            e = np.linalg.norm(acc_p - acc_g, axis=1)[ok]
+            errs.extend(e[np.isfinite(e)].tolist())
+    return float(np.mean(errs)) if errs else float("nan")
+
+
+def evaluate_run(gt_path: str | Path, jsonl: str | Path) -> dict[str, float]:
+    gt, per = load_clip_gt(gt_path)
+    out = read_jsonl(jsonl)
+    n = len(gt["images"])
+    hyps = {t: ([p.get("track_id", 0) for p in ps], np.array([p["box"] for p in ps]).reshape(-1, 4))
+            for t, ps in out.items()}
+    routes = [p["route"] for ps in out.values() for p in ps]
+    m = {"frames": float(len(out)), "AP": keypoint_ap(gt, out),
+         "large_share": float(np.mean([r == "large" for r in routes])) if routes else 0.0,
+         "jitter_px": jitter(per, out, n)}
+    m.update(tracking_metrics(per, hyps, n))
+    return m
+
+
+def format_table(rows: Iterable[tuple[str, Mapping[str, float]]]) -> str:
+    """A Markdown table: one row per run, the columns a user reads first."""
+    cols = [("AP", "AP", "{:.3f}"), ("IDF1", "idf1", "{:.3f}"), ("MOTA", "mota", "{:.3f}"),
+            ("ID sw", "num_switches", "{:.0f}"), ("large", "large_share", "{:.0%}"),
+            ("jitter px", "jitter_px", "{:.2f}")]
+    lines = ["| run | " + " | ".join(c[0] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, m in rows:
+        cells = [fmt.format(m[k]) if k in m and np.isfinite(m[k]) else "-" for _, k, fmt in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    from runtime.cli_args import existing_file
+
+    p = argparse.ArgumentParser(prog="python -m bench.video_eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gt", required=True, type=existing_file, help="the clip's person_keypoints.json")
+    p.add_argument("--jsonl", required=True, type=existing_file, nargs="+",
+                   help="runtime.video JSON Lines (several: one row each)")
+    p.add_argument("--json-out", default=None, help="also write the numbers here")
+    a = p.parse_args(argv)
+    stems = [Path(j).stem for j in a.jsonl]
+    names = [f"{Path(j).parent.name}/{Path(j).stem}" if stems.count(Path(j).stem) > 1 else Path(j).stem
+             for j in a.jsonl]
+    rows = [(n, evaluate_run(a.gt, j)) for n, j in zip(names, a.jsonl)]
+    print(format_table(rows))
+    if a.json_out:
+        Path(a.json_out).write_text(json.dumps(dict(rows), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    from runtime.errors import guarded
+
+    raise SystemExit(guarded(main, prog="python -m bench.video_eval"))

@@ -1,0 +1,256 @@
+"""The ``detector`` role of the build: a user's YOLO ONNX -> artifacts like the pose nets.
+
+``python -m build.engines --detector PATH.onnx [--det-size 640]`` copies the
+model with its input fixed to the detector size (batch stays dynamic, for
+several cameras), simplifies it, reads its layout from the exporter's ONNX
+metadata (``--det-layout`` where there is none), makes the FP16 and the two
+INT8 Q/DQ variants (calibrated on frames of ``--det-calib-data`` letterboxed
+by the runtime's own :class:`runtime.letterbox.Letterboxer`, so calibration
+sees exactly what inference sees) and writes ``models.detector`` into the
+manifest. The TensorRT stage then builds its engine (or its build_plan.sh
+lines) from that entry like any other role.
+
+Nothing of the source model is hard-coded: the test model (YOLO11n-pose,
+AGPL-3.0) is read from ../shared at run time and every derived file is
+written only into the artifacts folder.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+
+from runtime.errors import InputError
+from runtime.letterbox import Letterboxer
+from runtime.manifest import sha256_file
+from runtime.yolo import FAMILIES, LayoutError, YoloLayout, check_output_shape, guess_layout, layout_from_metadata, read_metadata
+
+ROLE = "detector"
+DEFAULT_SIZE = 640
+DEFAULT_SCORE = 0.3     # video default: keeps the players lying on the ground in people.mp4
+DEFAULT_IOU = 0.7       # Ultralytics' default NMS IoU (the issue's AP reference)
+DEFAULT_MAX_BATCH = 4   # engine profile: up to four cameras per call
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp"}
+DET_PRECISIONS = ("all", "fp32")
+
+
+def add_detector_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("person detector (role 'detector')")
+    g.add_argument("--detector", type=Path, default=None,
+                   help="YOLO ONNX (v5/v8/v11 detect or pose, exported without NMS) to add as the "
+                        "'detector' role (default: the config's detector, if any)")
+    g.add_argument("--det-size", type=int, default=DEFAULT_SIZE, help="detector input height = width")
+    g.add_argument("--det-layout", choices=FAMILIES, default=None,
+                   help="output layout when the ONNX metadata names none (yolov5 | yolov8)")
+    g.add_argument("--det-class", type=int, default=0, help="person class index")
+    g.add_argument("--det-score", type=float, default=DEFAULT_SCORE, help="default score threshold")
+    g.add_argument("--det-iou", type=float, default=DEFAULT_IOU, help="default NMS IoU threshold")
+    g.add_argument("--det-max-batch", type=int, default=DEFAULT_MAX_BATCH,
+                   help="max batch of the detector engine profile (frames of several cameras)")
+    g.add_argument("--det-calib-data", type=Path, default=None,
+                   help="images folder or video for the detector's INT8 ranges (default: --calib-data)")
+    g.add_argument("--det-calib-frames", type=int, default=32, help="at most this many calibration frames")
+    g.add_argument("--det-calib-method", choices=("entropy", "percentile", "minmax"), default="percentile",
+                   help="INT8 range calibration of the detector (percentile: best keypoint AP and drift "
+                        "of the three on coco-mini, README 'Person detector')")
+    g.add_argument("--det-int8-heads", action="store_true",
+                   help="quantize the detector's output convs too (default: float; they feed the decode)")
+    g.add_argument("--det-precision", choices=DET_PRECISIONS, default="all",
+                   help="all = fp16 + int8_cpu + int8_trt variants; fp32 = the copied model only")
+
+
+# -- layout -----------------------------------------------------------------------------------------
+
+def detect_layout(model: onnx.ModelProto, flag: str | None, where: str) -> YoloLayout:
+    """Layout from the metadata, else from ``--det-layout`` and the output shape; refuse non-YOLO graphs."""
+    out = model.graph.output[0]
+    shape = tuple(d.dim_value if d.dim_value else (d.dim_param or None) for d in out.type.tensor_type.shape.dim)
+    meta = read_metadata(model)
+    try:
+        layout = layout_from_metadata(meta) if flag is None else None
+        if layout is None:
+            if flag is None:
+                raise InputError(f"{where} has no YOLO metadata (task/names/kpt_shape) and its output "
+                                 f"{out.name} {list(shape)} cannot be read without it", "--detector",
+                                 "export it with Ultralytics (which writes the metadata) or pass "
+                                 "--det-layout yolov5|yolov8 if it is a YOLO model without NMS")
+            layout = guess_layout(shape, flag)
+        check_output_shape(layout, shape)
+    except LayoutError as e:
+        raise InputError(f"{where} is not a YOLO detector this pipeline can decode: {e}", "--detector",
+                         "pass a YOLOv5/v8/v11 ONNX exported without NMS (or fix --det-layout)") from None
+    return layout
+
+
+# -- model file ---------------------------------------------------------------------------------------
+
+def fix_input_size(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
+    """Static H x W = size (TensorRT tunes for one size), batch left dynamic."""
+    if len(model.graph.input) != 1:
+        raise InputError(f"detector has {len(model.graph.input)} inputs", "--detector", "a YOLO ONNX has one image input")
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 4:
+        raise InputError(f"detector input has rank {len(dims)}", "--detector", "expected [N,3,H,W]")
+    for k in (2, 3):
+        if dims[k].dim_value and dims[k].dim_value != size:
+            raise InputError(f"detector input is fixed at {dims[2].dim_value}x{dims[3].dim_value}",
+                             "--det-size", f"pass --det-size {dims[k].dim_value} or re-export with dynamic size")
+        dims[k].ClearField("dim_param")
+        dims[k].dim_value = size
+    if not dims[0].dim_value and not dims[0].dim_param:
+        dims[0].dim_param = "N"
+    return model
+
+
+def simplify(model: onnx.ModelProto, size: int) -> tuple[onnx.ModelProto, str]:
+    """onnxsim with the batch kept symbolic; the unsimplified copy where onnxsim fails."""
+    try:
+        import onnxsim
+
+        name = model.graph.input[0].name
+        simp, ok = onnxsim.simplify(model, test_input_shapes={name: [1, 3, size, size]})
+        if ok:
+            return simp, f"onnxsim {onnxsim.__version__}"
+    except Exception as e:  # noqa: BLE001 - a failed simplification keeps the valid original
+        print(f"detector: onnxsim failed ({type(e).__name__}: {e}); keeping the model as exported",
+              file=sys.stderr)
+    return model, "none"
+
+
+# -- calibration frames --------------------------------------------------------------------------------
+
+def calib_frames(src: Path, size: int, n: int) -> np.ndarray:
+    """Up to ``n`` letterboxed frames [n,3,size,size] from an image folder or a video, evenly spaced."""
+    import cv2
+
+    images: list[np.ndarray] = []
+    if src.is_dir():
+        files = sorted(f for f in src.iterdir() if f.suffix.lower() in IMAGE_EXT)
+        pick = np.unique(np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)) if files else []
+        images = [img for img in (cv2.imread(str(files[i])) for i in pick) if img is not None]
+    elif src.is_file():
+        cap = cv2.VideoCapture(str(src))
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        want = set(np.linspace(0, max(total - 1, 0), min(n, max(total, 1))).round().astype(int).tolist())
+        i = 0
+        while len(images) < len(want):
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if i in want:
+                images.append(frame)
+            i += 1
+        cap.release()
+    if not images:
+        raise InputError(f"no readable images or video frames in {src}", "--det-calib-data",
+                         "pass a folder of .jpg/.png images or a video file")
+    box = Letterboxer((size, size), len(images))
+    batch, _ = box.fill(images)
+    return batch.copy()
+
+
+# -- the role ---------------------------------------------------------------------------------------
+
+def _variant(out_dir: Path, path: Path, **info: Any) -> dict[str, Any]:
+    return {"onnx": path.name, "sha256": sha256_file(path), **info}
+
+
+def make_variants(out_dir: Path, entry: dict[str, Any], frames: np.ndarray, method: str,
+                  log: Callable[[str], None], float_heads: bool = True) -> None:
+    """fp16, int8_cpu and int8_trt next to detector.onnx; int8_trt must pass check_trt_qdq.
+
+    ``float_heads`` keeps the output convs float (calib.quantize.head_ops): measured on coco-mini
+    it halves the int8_trt keypoint drift (2.3 -> 1.4 px) for 9 small 1x1 convs.
+    """
+    from calib.fp16 import convert_fp16
+    from calib.quantize import check_trt_qdq, float_tail, qdq_counts, quantize_onnx
+
+    src = out_dir / entry["onnx"]
+    t = time.perf_counter()
+    fp16 = convert_fp16(src, out_dir / f"{ROLE}.fp16.onnx")
+    entry["variants"]["fp16"] = _variant(out_dir, fp16, precision="fp16", io="float32",
+                                         fp32_nodes="float tail (box/keypoint decode)")
+    log(f"fp16 in {time.perf_counter() - t:.0f} s")
+    tail = len(float_tail(onnx.load(str(src))))
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="dynpose-detcal-") as tmp:
+        for fl in ("int8_cpu", "int8_trt"):   # int8_cpu calibrates every tensor, int8_trt reuses the ranges
+            t = time.perf_counter()
+            dst = quantize_onnx(src, out_dir / f"{ROLE}.{fl}.onnx", frames, fl, method,
+                                cache=Path(tmp) / f"{ROLE}.{method}.json", float_heads=float_heads)
+            q = onnx.load(str(dst))
+            if fl == "int8_trt":
+                problems = check_trt_qdq(q)
+                if problems:
+                    raise RuntimeError(f"{dst.name}: Q/DQ graph TensorRT cannot fuse: {problems[:3]}")
+            entry["variants"][fl] = _variant(out_dir, dst, precision="int8", flavour=fl, method=method,
+                                             n_calib_frames=int(len(frames)), qdq=qdq_counts(q),
+                                             float_tail_nodes=tail, float_heads=float_heads)
+            log(f"{fl} ({method}, {len(frames)} frames) in {time.perf_counter() - t:.0f} s")
+
+
+def add_detector(out_dir: Path, manifest: dict[str, Any], src: Path, args: argparse.Namespace,
+                 calib_default: Path, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Write detector*.onnx into ``out_dir`` and ``manifest['models']['detector']``; returns the entry."""
+    from build.export import describe_io
+
+    log = log or (lambda m: print(f"detector: {m}", file=sys.stderr))
+    src = Path(src)
+    if not src.is_file():
+        raise InputError(f"detector ONNX {src} not found", "--detector", "pass the path of a YOLO .onnx file")
+    try:
+        model = onnx.load(str(src))
+    except Exception as e:  # noqa: BLE001 - protobuf raises several types for a bad file
+        raise InputError(f"{src} is not an ONNX model ({type(e).__name__})", "--detector",
+                         "pass a YOLO .onnx export") from None
+    size = int(getattr(args, "det_size", DEFAULT_SIZE))
+    if size < 32 or size % 32:
+        raise InputError(f"detector size {size} is not a positive multiple of 32", "--det-size",
+                         "use e.g. 640 or 480 (YOLO strides are up to 32)")
+    layout = detect_layout(model, getattr(args, "det_layout", None), src.name)
+    meta = read_metadata(model)
+    names = meta.get("names") if isinstance(meta.get("names"), dict) else {}
+    cls = int(getattr(args, "det_class", 0))
+    if not 0 <= cls < layout.num_classes:
+        raise InputError(f"class {cls} is out of range for a detector with {layout.num_classes} classes",
+                         "--det-class", "0 is the person class of COCO-trained YOLO models")
+    t = time.perf_counter()
+    model, simplified = simplify(fix_input_size(model, size), size)
+    path = out_dir / f"{ROLE}.onnx"
+    onnx.save(model, str(path))
+    inputs, outputs = describe_io(path)
+    entry: dict[str, Any] = {
+        "role": ROLE, "arch": str(meta.get("description", src.stem))[:80], "head": "yolo",
+        "onnx": path.name, "sha256": sha256_file(path), "opset": int(model.opset_import[0].version),
+        "simplified_with": simplified, "inputs": inputs, "outputs": outputs,
+        "input_hw": [size, size], "layout": layout.to_dict(), "class": cls,
+        "class_name": str(names.get(cls, "person" if cls == 0 else cls)),
+        "thresholds": {"score": float(args.det_score), "iou": float(args.det_iou), "max_det": 300},
+        "max_batch": int(getattr(args, "det_max_batch", DEFAULT_MAX_BATCH)),
+        "letterbox": {"pad_value": 114, "color": "RGB", "scale": "1/255"},
+        "weights": {"source": "detector-onnx"},
+        "source": {"file": src.name, "sha256": sha256_file(src),
+                   **{k: str(meta[k]) for k in ("author", "version", "license", "date", "task", "imgsz")
+                      if k in meta}},
+        "variants": {},
+    }
+    log(f"{src.name}: {layout.family} layout ({layout.source}), {layout.num_classes} classes"
+        + (f", keypoints {list(layout.kpt_shape)}" if layout.kpt_shape else "")
+        + f", {size}x{size}, {simplified} in {time.perf_counter() - t:.0f} s")
+    if getattr(args, "det_precision", "all") == "all":
+        data = getattr(args, "det_calib_data", None) or getattr(args, "calib_data", None) or calib_default
+        frames = calib_frames(Path(data), size, int(getattr(args, "det_calib_frames", 32)))
+        entry["calibration"] = {"source": str(data), "n_frames": int(len(frames))}
+        make_variants(out_dir, entry, frames, getattr(args, "det_calib_method", "percentile"), log,
+                      float_heads=not getattr(args, "det_int8_heads", False))
+    manifest["models"][ROLE] = entry
+    return entry
+
+
+
+__all__ = ["ROLE", "add_detector_arguments", "add_detector", "detect_layout", "calib_frames"]

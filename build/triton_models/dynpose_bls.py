@@ -1,0 +1,107 @@
+"""Triton python-backend BLS model ``dynpose``: crops in, decoded keypoints out.
+
+For thin camera clients that do not carry the project: one request holds one
+frame's crops (N x 3 x 256 x 192, the project's preprocessing); the model calls
+the ``router`` model, routes with the project's own ``routing.route_band`` and
+the k1/k2 of the manifest copied beside it, calls ``small`` and ``large``, and
+decodes with the project's own ``decode`` module (copied into ``dynpose_lib``
+by build.triton_repo: both are numpy-only). Keypoints come back in heatmap
+pixels (64 x 48 grid); the client maps them to the image with the inverse of
+the affine it cropped with (runtime.preprocess.heatmap_to_image).
+"""
+import json
+import os
+import sys
+
+# The stub embeds the base interpreter and ignores PYTHONPATH; tools/triton_server.py names the
+# server venv's site-packages (numpy<2, which the stub was built for) in this variable.
+_SITE = os.environ.get("DYNPOSE_TRITON_SITE")
+if _SITE and _SITE not in sys.path:
+    sys.path.insert(0, _SITE)
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+def _scaled_presence(outs, n, temperature):
+    """Temperature-scaled presence, 1 where the head has none (as runtime.pipeline does)."""
+    if "presence" not in outs:
+        return np.ones((n, 17), np.float32)
+    p = np.clip(outs["presence"].astype(np.float64), 1e-7, 1 - 1e-7)
+    if temperature != 1.0:
+        p = 1.0 / (1.0 + np.exp(-np.log(p / (1 - p)) / temperature))
+    return p.astype(np.float32)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        folder = os.path.join(args["model_repository"], args["model_version"])
+        sys.path.insert(0, folder)
+        from dynpose_lib import decode, routing  # the project's code, copied beside this file
+
+        self.decode, self.routing = decode, routing
+        with open(os.path.join(folder, "manifest.json")) as f:
+            manifest = json.load(f)
+        band = manifest.get("routing") or {}
+        self.k1, self.k2 = float(band.get("k1", 0.0)), float(band.get("k2", 1.0))
+        self.temperature = float(manifest.get("presence", {}).get("temperature", 1.0))
+        self.models = {r: params.get(f"{r}_model", r) for r in ("router", "small", "large")}
+        self.outputs = {r: [o["name"] for o in manifest["models"][r]["outputs"]] for r in self.models}
+        self.heads = {r: manifest["models"][r]["head"] for r in ("small", "large")}
+        # "<max batch>" or "<N>!" for a fixed-N engine (DLA), which takes exactly N crops per call
+        spec = {r: params.get(f"{r}_batch", "32") for r in self.models}
+        self.chunk = {r: int(v.rstrip("!")) for r, v in spec.items()}
+        self.static = {r: v.endswith("!") for r, v in spec.items()}
+
+    def _call(self, role, crops):
+        """One child model over ``crops`` in chunks of its max batch; dict of concatenated outputs."""
+        parts, step = [], self.chunk[role]
+        for i in range(0, len(crops), step):
+            x = crops[i:i + step]
+            n = len(x)
+            if self.static[role] and n < step:
+                x = np.concatenate([x, np.zeros((step - n, *x.shape[1:]), x.dtype)])
+            req = pb_utils.InferenceRequest(model_name=self.models[role],
+                                            requested_output_names=self.outputs[role],
+                                            inputs=[pb_utils.Tensor("input", np.ascontiguousarray(x))])
+            resp = req.exec()
+            if resp.has_error():
+                raise RuntimeError(f"{self.models[role]}: {resp.error().message()}")
+            parts.append({o: pb_utils.get_output_tensor_by_name(resp, o).as_numpy()[:n] for o in self.outputs[role]})
+        return {o: np.concatenate([p[o] for p in parts]) for o in self.outputs[role]}
+
+    def _frame(self, crops):
+        n = len(crops)
+        kps = np.zeros((n, 17, 2), np.float32)
+        kscores = np.zeros((n, 17), np.float32)
+        presence = np.zeros((n, 17), np.float32)
+        if n == 0:
+            return kps, kscores, presence, np.zeros(0, np.int8), np.zeros(0, np.float32)
+        scores = self._call("router", crops)["score"].reshape(-1).astype(np.float32)
+        large = self.routing.route_band(scores, self.k1, self.k2)
+        for role, mask in (("small", ~large), ("large", large)):
+            if not mask.any():
+                continue
+            outs = self._call(role, np.ascontiguousarray(crops[mask]))
+            maps = outs["probmaps"] if self.heads[role] == "probmap" else outs["heatmaps"]
+            fn = self.decode.decode_probmaps if self.heads[role] == "probmap" else self.decode.decode_heatmaps
+            xy, sc = fn(maps)
+            kps[mask], kscores[mask] = xy, sc
+            presence[mask] = _scaled_presence(outs, int(mask.sum()), self.temperature)
+        return kps, kscores, presence, large.astype(np.int8), scores
+
+    def execute(self, requests):
+        responses = []
+        for r in requests:
+            crops = pb_utils.get_input_tensor_by_name(r, "crops").as_numpy()
+            try:
+                out = self._frame(np.ascontiguousarray(crops, np.float32))
+            except Exception as e:  # noqa: BLE001 - a child model's failure becomes this request's error
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(e))))
+                continue
+            names = ("keypoints", "keypoint_scores", "presence", "route", "router_score")
+            responses.append(pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in zip(names, out)]))
+        return responses

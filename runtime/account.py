@@ -1,0 +1,44 @@
+"""The end-of-run account: boxes in, posed, dropped by reason - one line, every run.
+
+Why: box hygiene removes boxes (NaN, off-image, over the cap, ...) on purpose;
+this line (and the ``dropped`` field on each record) is what makes that
+visible instead of silent. Reasons come from ``runtime.preprocess`` plus
+``image_unreadable`` from the images CLI.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .results import FrameResult
+
+
+@dataclass
+class RunAccount:
+    boxes: int = 0
+    posed: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def add_result(self, res: "FrameResult") -> None:
+        self.boxes += len(res)
+        self.posed += int((res.route >= 0).sum())
+        for reason in res.dropped.values():
+            self.drop(reason)
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def add_dropped_boxes(self, reason: str, n: int) -> None:
+        """Boxes that never reached the pipeline (e.g. their image could not be read)."""
+        self.boxes += n
+        self.drop(reason, n)
+
+    def line(self) -> str:
+        n_drop = sum(self.dropped.values())
+        why = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items()))
+        return f"boxes in {self.boxes}, posed {self.posed}, dropped {n_drop}" + (f" ({why})" if why else "")
+
+    def as_dict(self) -> dict:
+        return {"boxes": self.boxes, "posed": self.posed, "dropped": dict(sorted(self.dropped.items()))}

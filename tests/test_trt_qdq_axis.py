@@ -1,0 +1,77 @@
+"""int8_trt quantizes ConvTranspose weights on the axis TensorRT reads (input channels, axis 0).
+
+ONNX Runtime's quantizer puts them on axis 1 (output channels), which TensorRT's
+deconvolution kernels do not support (NVIDIA/TensorRT#2380; the reference is cited at
+build.trt.compat.DECONV_WEIGHT_AXIS). Real quantizer, real ONNX Runtime, no TensorRT needed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from build.trt.compat import DECONV_WEIGHT_AXIS
+from calib.quantize import check_trt_qdq, deconv_axis_problems, quantize_onnx
+
+C_IN, C_OUT = 8, 5   # different, so an axis mix-up changes the scale count
+
+
+def _deconv_net(path: Path) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(size=(C_IN, 3, 3, 3)).astype(np.float32)
+    # per-input-channel magnitudes differ, so per-channel scales on either axis matter
+    wt = (rng.normal(size=(C_IN, C_OUT, 4, 4)) * np.linspace(0.1, 3, C_IN)[:, None, None, None]).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("ConvTranspose", ["r", "wt"], ["out"], strides=[2, 2], pads=[1, 1, 1, 1], name="deconv")]
+    g = helper.make_graph(nodes, "deconv", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 16, 12])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", C_OUT, 32, 24])],
+                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(wt, "wt")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return rng.normal(size=(16, 3, 16, 12)).astype(np.float32)
+
+
+def _weight_dq(model: onnx.ModelProto) -> onnx.NodeProto:
+    producer = {o: n for n in model.graph.node for o in n.output}
+    deconv = next(n for n in model.graph.node if n.op_type == "ConvTranspose")
+    return producer[deconv.input[1]]
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("deconv")
+    crops = _deconv_net(d / "net.onnx")
+    out = {f: onnx.load(str(quantize_onnx(d / "net.onnx", d / f"{f}.onnx", crops, f, "minmax")))
+           for f in ("int8_trt", "int8_cpu")}
+    out["dir"], out["crops"] = d, crops
+    return out
+
+
+def test_int8_trt_deconv_weight_axis_is_tensorrts(quantized) -> None:
+    assert DECONV_WEIGHT_AXIS == 0
+    dq = _weight_dq(quantized["int8_trt"])
+    axis = next(a.i for a in dq.attribute if a.name == "axis")
+    scale = next(numpy_helper.to_array(i) for i in quantized["int8_trt"].graph.initializer if i.name == dq.input[1])
+    assert axis == DECONV_WEIGHT_AXIS and scale.shape == (C_IN,)
+    assert check_trt_qdq(quantized["int8_trt"]) == []
+
+
+def test_onnxruntime_default_axis_is_refused_for_tensorrt(quantized) -> None:
+    """The CPU flavour keeps ORT's axis 1 (right for ORT); the TensorRT check names the axis."""
+    dq = _weight_dq(quantized["int8_cpu"])
+    assert next(a.i for a in dq.attribute if a.name == "axis") == 1
+    problems = deconv_axis_problems(quantized["int8_cpu"])
+    assert len(problems) == 1 and "axis 1" in problems[0] and "axis 0" in problems[0]
+    assert any("axis 1" in p for p in check_trt_qdq(quantized["int8_cpu"]))
+
+
+def test_int8_trt_with_axis_0_still_computes_the_net(quantized) -> None:
+    d, x = quantized["dir"], quantized["crops"][:4]
+    ref = ort.InferenceSession(str(d / "net.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    got = ort.InferenceSession(str(d / "int8_trt.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    rel = np.abs(got - ref).max() / np.abs(ref).max()
+    assert rel < 0.05, rel       # 8-bit weights and activations: a few percent of the output scale

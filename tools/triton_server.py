@@ -1,0 +1,196 @@
+"""Start and stop the bundled ``tritonserver`` (from tools/setup_triton.sh) on loopback.
+
+Used by the Triton tests and bench/triton_serving.py, and by hand::
+
+    python -m tools.triton_server --repo REPO [--grpc-port 8001]   # runs until Ctrl-C
+
+Why a launcher of our own: the binary needs an environment pytriton normally
+builds for it (``LD_LIBRARY_PATH`` starting with the server venv Python's
+LIBDIR, else the python-backend stub loads another libpython and model init
+fails with an RLock ``_recursion_count`` AttributeError), explicit model
+control so a model that cannot load does not kill the server, loopback-only
+ports, and a PID we stop ourselves.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_VENV = REPO_ROOT / os.environ.get("TRITON_VENV", ".triton/venv")   # as tools/setup_triton.sh
+SETUP_HINT = "run `bash tools/setup_triton.sh` (makes .triton/venv with nvidia-pytriton)"
+
+
+class TritonServerError(RuntimeError):
+    """The server could not be found or started; the message says how to fix it."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_server(venv: Path = DEFAULT_VENV) -> tuple[Path, str, str]:
+    """(tritonserver binary, the LIBDIR to put first on LD_LIBRARY_PATH, the venv's site-packages).
+
+    The python-backend stub embeds the base interpreter, so it would import the base
+    install's packages (numpy 2 here); PYTHONPATH = the venv's site-packages makes the
+    models see the venv's numpy<2 and onnxruntime."""
+    py = venv / "bin" / "python"
+    if not py.is_file():
+        raise TritonServerError(f"no Triton server venv at {venv}; {SETUP_HINT}")
+    out = subprocess.run([str(py), "-c", "import pathlib, sysconfig, pytriton; "
+                          "print(pathlib.Path(pytriton.__file__).parent / 'tritonserver'); "
+                          "print(sysconfig.get_config_var('LIBDIR')); print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise TritonServerError(f"{py} cannot import pytriton ({out.stderr.strip().splitlines()[-1:]}); {SETUP_HINT}")
+    root, libdir, site = out.stdout.split("\n")[:3]
+    binary = Path(root) / "bin" / "tritonserver"
+    if not binary.is_file() or not (Path(root) / "backends" / "python" / "triton_python_backend_stub").is_file():
+        raise TritonServerError(f"no tritonserver binary or python-backend stub under {root}; {SETUP_HINT}")
+    return binary, libdir, site
+
+
+@dataclass
+class TritonServer:
+    """A running server: ``grpc_url`` for ``--triton-url``; ``stop()`` ends it by PID."""
+
+    proc: subprocess.Popen
+    grpc_port: int
+    http_port: int
+    log_path: Path
+    models: list[str] = field(default_factory=list)
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=1) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise TritonServerError(f"tritonserver exited with {self.proc.returncode} before it was ready; "
+                                        f"last log line: {self.log().strip().splitlines()[-1:]} ({self.log_path})")
+            if self.ready():
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise TritonServerError(f"tritonserver not ready after {timeout:.0f} s (log: {self.log_path})")
+
+    def _kill_group(self) -> None:
+        """SIGKILL what is left of the server's process group (its own session, see start_server):
+        python-backend stubs outlive a killed server otherwise."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def group_alive(self) -> bool:
+        """Whether any process of the server's group (server or stubs) still exists."""
+        try:
+            os.killpg(self.proc.pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL the server and its stubs: a crash, as the tests simulate one."""
+        self._kill_group()
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM and wait (Triton drains in-flight requests and ends its stubs), SIGKILL after
+        ``timeout``; then nothing of the group is left."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        deadline = time.monotonic() + 5
+        while self.group_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def start_server(repo: Path, models: list[str] | None = None, log_path: Path | None = None,
+                 grpc_port: int | None = None, http_port: int | None = None, venv: Path = DEFAULT_VENV,
+                 extra: list[str] | None = None, wait: float = 60.0) -> TritonServer:
+    """Start tritonserver on 127.0.0.1 over ``repo``, loading ``models`` explicitly (default: all
+    model folders), metrics off; returns once /v2/health/ready answers.
+
+    With explicit model control a model that fails to load is reported by the load call and in
+    the log, and the server keeps serving the others (``--exit-on-error=false``).
+    """
+    binary, libdir, site = find_server(venv)
+    repo = Path(repo).resolve()
+    if models is None:
+        models = sorted(p.name for p in repo.iterdir() if (p / "config.pbtxt").is_file())
+    grpc_port, http_port = grpc_port or free_port(), http_port or free_port()
+    log_path = Path(log_path or repo.parent / f"tritonserver-{grpc_port}.log")
+    env = dict(os.environ, LD_LIBRARY_PATH=":".join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH")) if p),
+               DYNPOSE_TRITON_SITE=site)
+    cmd = [str(binary), f"--model-repository={repo}", "--model-control-mode=explicit",
+           *[f"--load-model={m}" for m in models], "--exit-on-error=false", "--strict-readiness=false",
+           "--http-address=127.0.0.1", f"--http-port={http_port}",
+           "--grpc-address=127.0.0.1", f"--grpc-port={grpc_port}", "--allow-metrics=false",
+           f"--backend-directory={binary.parents[1] / 'backends'}", *(extra or [])]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = TritonServer(proc, grpc_port, http_port, log_path, list(models))
+    server.wait_ready(wait)
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.triton_server", description=__doc__.split("\n\n")[0])
+    p.add_argument("--repo", required=True, type=Path, help="model repository (python -m build.triton_repo)")
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--venv", type=Path, default=DEFAULT_VENV)
+    args = p.parse_args(argv)
+    try:
+        server = start_server(args.repo, grpc_port=args.grpc_port, http_port=args.http_port, venv=args.venv,
+                              log_path=Path("tritonserver.log"))
+    except TritonServerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"tritonserver pid {server.pid} ready: --triton-url {server.grpc_url} (log tritonserver.log); Ctrl-C stops it")
+    try:
+        server.proc.wait()
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
