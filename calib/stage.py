@@ -114,6 +114,8 @@ def run_calibration(out_dir: Path, manifest: dict, calib: CalibSet, args: argpar
     precision = getattr(args, "precision", None) or default_precision(target)
     method = getattr(args, "calib_method", "entropy")
     manifest["presence"] = calibrate_presence(out_dir, manifest, _presence_folder(args), getattr(args, "seed", 0))
+    from .coverage import calibrate_coverage
+    manifest["credible"] = calibrate_coverage(out_dir, manifest, args)
     pres = manifest["presence"]
     if pres.get("fitted"):
         log(f"presence T={pres['temperature']:.3f} (ECE {pres['ece_before']:.3f} -> {pres['ece_after']:.3f}), "

@@ -26,6 +26,7 @@ from .cli_args import (OneLineParser, existing_dir, existing_file, host_port, no
 from .errors import IncompleteRun, guarded
 from .json_array import JsonArrayWriter
 from .pipeline import PipelineOptions, PosePipeline
+from .probfields import add_prob_arguments
 from .preprocess import DEFAULT_MAX_BOXES
 from .records import Detection, RecordError, image_names, read_detections
 from .routing import POLICIES
@@ -65,6 +66,7 @@ def build_parser() -> OneLineParser:
     p.add_argument("--score-thr", type=nonneg_float, default=None, help="drop boxes scoring below this")
     p.add_argument("--max-boxes", type=positive_int, default=DEFAULT_MAX_BOXES,
                    help="most boxes posed per image (highest scores kept; the rest say dropped: over_max_boxes)")
+    add_prob_arguments(p)
     return p
 
 
@@ -100,7 +102,8 @@ def _main(argv: list[str]) -> int:
         per, other = load_detections(args.dets, args.images)      # all input checked before any work
     opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                            budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
-                           backend_options={"url": args.triton_url} if args.triton_url else {})
+                           backend_options={"url": args.triton_url} if args.triton_url else {},
+                           credible=args.credible)
     acct = RunAccount()
     n_large = 0
     old = signal.signal(signal.SIGTERM, _on_sigterm) if _is_main_thread() else None

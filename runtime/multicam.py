@@ -261,7 +261,8 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
         opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                                budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
                                backend_options={**({"threads": args.threads} if args.threads else {}),
-                                                **({"url": args.triton_url} if args.triton_url else {})})
+                                                **({"url": args.triton_url} if args.triton_url else {})},
+                               credible=args.credible)
         pipe = PosePipeline(args.engines, opts)
     except BaseException:
         for s in sources:

@@ -19,7 +19,10 @@ from .backends import open_backend
 from .errors import InputError
 from .backends.base import Pending
 from .decode import decode_heatmaps, decode_probmaps
+from .double_decode import merge_double
 from .manifest import load_manifest
+from .credible import DEFAULT_MASSES
+from .probfields import ProbFieldsDecoder
 from .preprocess import (DEFAULT_MAX_BOXES, INPUT_HW, as_boxes, boxes_to_center_scale, heatmap_to_image,
                          make_crops, sanitize_boxes)
 from .results import FrameResult
@@ -84,6 +87,7 @@ class PipelineOptions:
     max_boxes: int = DEFAULT_MAX_BOXES
     seed: int = 0
     backend_options: dict[str, Any] = field(default_factory=dict)
+    credible: tuple[float, ...] = DEFAULT_MASSES   # credible-region masses for probmap nets; () = none
 
 
 @dataclass
@@ -134,8 +138,8 @@ def _presence_from_outputs(outs: dict[str, np.ndarray], n: int, temperature: flo
     return p.astype(np.float32)
 
 
-def decode_outputs(head: str, outs: dict[str, np.ndarray], temperature: float = 1.0
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_outputs(head: str, outs: dict[str, np.ndarray], temperature: float = 1.0,
+                   presence_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Net outputs -> (heatmap-space xy [n,17,2], keypoint scores [n,17], presence [n,17]).
 
     Uses the fused plugin's ``keypoints``/``keypoint_scores`` when the engine
@@ -150,7 +154,10 @@ def decode_outputs(head: str, outs: dict[str, np.ndarray], temperature: float = 
         coords, kscores = decode_heatmaps(outs["heatmaps"])
     else:
         raise ValueError(f"unknown head kind {head!r} in the manifest")
-    return coords, kscores, _presence_from_outputs(outs, len(coords), temperature)
+    presence = _presence_from_outputs(outs, len(coords), temperature)
+    if "outer_probmaps" in outs:   # double heatmap: out-of-window keypoints from the wider map
+        coords, kscores = merge_double(coords, kscores, outs["outer_probmaps"], presence, presence_threshold)
+    return coords, kscores, presence
 
 
 class PosePipeline:
@@ -172,6 +179,7 @@ class PosePipeline:
         self.k1, self.k2 = routing.get("k1", 0.0), routing.get("k2", 1.0)
         self.fraction = routing.get("large_fraction", 0.5)
         self.temperature = float(self.manifest.get("presence", {}).get("temperature", 1.0))
+        self.prob = ProbFieldsDecoder(self.manifest, self.options.credible)
         self._rng = np.random.default_rng(self.options.seed)
         self._crops = np.empty((0, 3, *INPUT_HW), np.float32)
         self._ms_per_crop: dict[str, float] = {}
@@ -315,6 +323,7 @@ class PosePipeline:
         route_arr = np.full(n, -1, np.int8)
         rscore = np.full(n, np.nan, np.float32)
         rscore[job.kept] = job.scores
+        prob = self.prob.new(n)
         decode_ms = 0.0
         for role, flag in (("small", False), ("large", True)):
             parts = job.pending[role]
@@ -325,12 +334,13 @@ class PosePipeline:
             td = time.perf_counter()
             outs = {k: np.concatenate([o[k] for o in outs_list]) for k in outs_list[0]}
             sel = np.flatnonzero(job.large == flag)
-            coords, kscores, pres = decode_outputs(self.heads[role], outs, self.temperature)
+            coords, kscores, pres = decode_outputs(self.heads[role], outs, self.temperature, self.prob.threshold)
             xy = heatmap_to_image(coords, job.centers[sel], job.scales[sel])
             rows = job.kept[sel]
             kps[rows, :, :2] = xy
             kps[rows, :, 2] = kscores
             presence[rows] = pres
+            self.prob.fill(prob, rows, self.heads[role], outs, pres, job.centers[sel], job.scales[sel])
             route_arr[rows] = int(flag)
             decode_ms += (time.perf_counter() - td) * 1e3
         t_end = time.perf_counter()
@@ -339,7 +349,7 @@ class PosePipeline:
         with np.errstate(over="ignore"):   # a 1e308 box is float32 inf; it was dropped as nan_or_inf anyway
             boxes32 = job.boxes.astype(np.float32)
         return FrameResult(boxes32, kps, presence, route_arr, rscore,
-                           job.box_scores.astype(np.float32), job.dropped, timings)
+                           job.box_scores.astype(np.float32), job.dropped, timings, prob)
 
     # -- budget mode -------------------------------------------------------------------
     def _update_cost(self, role: str, parts: list[tuple[Pending, int]]) -> None:

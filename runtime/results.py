@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .probfields import ProbExtras
 
 ROUTE_NAMES = {-1: "dropped", 0: "small", 1: "large"}
 
@@ -28,6 +31,7 @@ class FrameResult:
     box_score: np.ndarray      # [N]
     dropped: dict[int, str] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    prob: "ProbExtras | None" = None   # probability-map nets' extra fields (runtime.probfields)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -45,7 +49,8 @@ class FrameResult:
             sl = slice(start, start + n)
             dropped = {i - start: why for i, why in self.dropped.items() if start <= i < start + n}
             out.append(FrameResult(self.boxes[sl], self.keypoints[sl], self.presence[sl], self.route[sl],
-                                   self.router_score[sl], self.box_score[sl], dropped, dict(self.timings_ms)))
+                                   self.router_score[sl], self.box_score[sl], dropped, dict(self.timings_ms),
+                                   None if self.prob is None else self.prob.take(sl)))
             start += n
         if start != len(self):
             raise ValueError(f"split sizes {sizes} do not add up to {len(self)} rows")
@@ -65,6 +70,7 @@ class FrameResult:
                 kp = self.keypoints[i].astype(np.float64)
                 rec["keypoints"] = np.round(np.nan_to_num(kp, nan=-1.0, posinf=-1.0, neginf=-1.0), 2).tolist()
                 rec["presence"] = np.round(np.nan_to_num(self.presence[i].astype(np.float64)), 4).tolist()
+                rec.update(self.prob.person(i) if self.prob is not None else {})
             else:
                 rec["dropped"] = self.dropped.get(i, "dropped")
             out.append(rec)
@@ -108,5 +114,6 @@ class FrameResult:
             kscore = float(conf[vis].mean()) if vis.any() else 0.0
             res.append({"image_id": int(image_id), "category_id": 1,
                         "keypoints": np.round(kp.astype(np.float64), 3).reshape(-1).tolist(),
-                        "score": float(self.box_score[i]) * kscore})
+                        "score": float(self.box_score[i]) * kscore,
+                        **(self.prob.person(i) if self.prob is not None else {})})
         return res

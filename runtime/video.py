@@ -34,7 +34,9 @@ from .detectors import LAYOUTS, JsonDetections
 from .net_detector import attach_det_keypoints, open_detector
 from .draw import draw_hud, draw_persons
 from .errors import EXIT_INCOMPLETE, EXIT_SIGINT, guarded
+from .draw_regions import draw_regions
 from .pipeline import PipelineOptions, PosePipeline
+from .probfields import add_prob_arguments
 from .results import FrameResult
 from .routing import POLICIES
 from .records import json_safe
@@ -202,6 +204,8 @@ class VideoRun:
                 t = time.perf_counter()
                 img = None
                 if self.video_path is not None:
+                    if getattr(self.args, "draw_regions", False):
+                        draw_regions(item.frame.image, res)
                     img = draw_persons(item.frame.image, res, item.track_ids, self.presence_thr,
                                        self.args.kpt_thr, self.args.hide_low)
                     draw_hud(img, self._hud(item, res))
@@ -330,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keypoints below this presence are drawn hollow (default: the manifest's)")
     p.add_argument("--hide-low", action="store_true", help="hide low-presence keypoints instead")
     p.add_argument("--kpt-thr", type=unit_float, default=0.0, help="do not draw keypoints scoring below this")
+    add_prob_arguments(p, overlay=True)
     p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
     p.add_argument("--fps", type=number(float, lo=0, hi=1000, lo_open=True), default=30.0, help="frame rate for image folders")
     add_live_arguments(p)
@@ -376,7 +381,8 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
         opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                                budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
                                backend_options={**({"threads": args.threads} if args.threads else {}),
-                                                **({"url": args.triton_url} if args.triton_url else {})})
+                                                **({"url": args.triton_url} if args.triton_url else {})},
+                               credible=args.credible)
         pipe = PosePipeline(args.engines, opts)
     except BaseException:
         source.close()

@@ -107,3 +107,23 @@ def test_coverage_calibration_reaches_nominal_on_held_out_draws():
     for q in (0.5, 0.7, 0.9):
         got = covered(test_maps, test_gt, (cmap.nominal_for(q),))[:, valid].mean()
         assert abs(got - q) < 0.03, (q, got)
+
+
+def test_mass_above_truth_agrees_with_region_membership_and_blur_keeps_mass():
+    from runtime.credible import blur_maps, mass_above_truth
+    from runtime.decode import sparsemax
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(6, 17, H * W)) * rng.uniform(0.5, 5, size=(6, 17, 1))
+    maps = sparsemax(logits.astype(np.float32)).reshape(6, 17, H, W)
+    peak = np.stack(np.unravel_index(maps.reshape(6, 17, -1).argmax(-1), (H, W)), -1)[..., ::-1]
+    gt = peak + rng.integers(-3, 4, size=peak.shape)
+    qs = (0.1, 0.5, 0.9, 0.99)
+    for m in (maps, blur_maps(maps, 2.0)):
+        hit = covered(m, gt, qs)
+        assert 0 < hit.mean() < 1          # both outcomes occur, so the comparison means something
+        above = mass_above_truth(m, gt)
+        for i, q in enumerate(qs):
+            assert ((above < q - 1e-12) == hit[i]).all()
+    b = blur_maps(maps, 2.0)
+    np.testing.assert_allclose(b.sum((2, 3)), 1.0, atol=1e-9)
+    assert (b > 0).mean() > (maps > 0).mean()

@@ -1,0 +1,69 @@
+"""The double-heatmap head (ProbPose-s-DH equivalent): exports, runs in ONNX Runtime like torch, and
+its decode (expert map inside the window, outer map outside) matches a hand-computed reference."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from build.export import export_onnx, parity
+from build.models.double_head import OUTER_FACTOR, outer_targets
+from build.train.double import build_double, fixture_state
+from runtime import double_decode
+from runtime.double_decode import merge_double, outer_to_inner
+from runtime.pipeline import decode_outputs
+
+H, W = 64, 48
+
+
+def test_factor_and_coordinate_maps_agree():
+    assert double_decode.OUTER_FACTOR == OUTER_FACTOR
+    xy = np.array([[[-20.0, 70.0], [23.5, 31.5], [50.0, -3.0]]], np.float32)
+    o = outer_targets(xy)
+    np.testing.assert_allclose(o[0, 1], [23.5, 31.5])                 # the centre stays
+    np.testing.assert_allclose(o[0, 0], [23.5 - 43.5 / 2, 31.5 + 38.5 / 2])
+    np.testing.assert_allclose(outer_to_inner(o, (H, W)), xy, atol=1e-5)
+
+
+def test_decode_takes_outer_map_for_absent_keypoints_only():
+    rng = np.random.default_rng(0)
+    n, k = 2, 17
+    iy, ix = rng.integers(8, H - 8, (n, k)), rng.integers(8, W - 8, (n, k))
+    oy, ox = rng.integers(8, H - 8, (n, k)), rng.integers(8, W - 8, (n, k))
+    inner = np.zeros((n, k, H, W), np.float32)
+    outer = np.zeros((n, k, H, W), np.float32)
+    r, c = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+    inner[r, c, iy, ix] = 1.0
+    outer[r, c, oy, ox] = 1.0
+    presence = rng.uniform(0, 1, (n, k)).astype(np.float32)
+    outs = {"probmaps": inner, "outer_probmaps": outer, "presence": presence}
+    coords, scores, pres = decode_outputs("probmap", outs, 1.0, presence_threshold=0.5)
+    # reference by hand: a one-hot map decodes to its pixel; outer pixels are 2 inner pixels from the centre
+    ref_out = np.stack([(ox - 23.5) * 2 + 23.5, (oy - 31.5) * 2 + 31.5], -1)
+    ref = np.where((presence < 0.5)[..., None], ref_out, np.stack([ix, iy], -1))
+    np.testing.assert_allclose(coords, ref, atol=1e-4)
+    assert ((presence < 0.5).any() and (presence >= 0.5).any())
+    np.testing.assert_array_equal(pres, presence)
+    plain, _, _ = decode_outputs("probmap", {"probmaps": inner, "presence": presence}, 1.0)
+    np.testing.assert_allclose(plain, np.stack([ix, iy], -1), atol=1e-4)
+
+
+def test_double_head_exports_and_runs_in_ort_with_the_same_decode(tmp_path):
+    torch.manual_seed(0)
+    net = build_double(fixture_state()).eval()
+    path = export_onnx(net, tmp_path / "dh.onnx", net.output_names)
+    err = parity(net, path, batches=(1, 3))
+    assert set(err) == {"probmaps", "presence", "visibility", "oks", "outer_probmaps"}
+    assert max(err.values()) < 1e-4, err
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((3, 3, 256, 192)).astype(np.float32)
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"input": x})))
+    assert got["outer_probmaps"].shape == (3, 17, H, W)
+    np.testing.assert_allclose(got["outer_probmaps"].sum((2, 3)), 1.0, atol=1e-4)
+    with torch.no_grad():
+        ref = dict(zip(net.output_names, (t.numpy() for t in net(torch.from_numpy(x)))))
+    a = merge_double(*decode_outputs("probmap", {"probmaps": got["probmaps"]})[:2], got["outer_probmaps"],
+                     got["presence"], 0.5)
+    b = merge_double(*decode_outputs("probmap", {"probmaps": ref["probmaps"]})[:2], ref["outer_probmaps"],
+                     ref["presence"], 0.5)
+    np.testing.assert_allclose(a[0], b[0], atol=1e-2)
