@@ -19,7 +19,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -28,24 +27,21 @@ from tqdm import tqdm
 from . import expected_errors  # noqa: F401 (registers the runtime's error classes)
 from .account import RunAccount
 from .backends.base import BackendError
-from .cli_args import (OneLineParser, host_port, nonneg_float, nonneg_int, number, output_dir, positive_float,
-                       positive_int, unit_float)
-from .detectors import LAYOUTS, JsonDetections
-from .net_detector import attach_det_keypoints, open_detector
+from .detectors import JsonDetections
 from .draw import draw_hud, draw_persons
-from .errors import EXIT_INCOMPLETE, EXIT_SIGINT, guarded
 from .draw_regions import draw_regions
+from .errors import EXIT_INCOMPLETE, EXIT_SIGINT, guarded
+from .live import live_options
+from .net_detector import attach_det_keypoints, open_detector
 from .pipeline import PipelineOptions, PosePipeline
-from .probfields import add_prob_arguments
-from .results import FrameResult
-from .routing import POLICIES
 from .records import json_safe
+from .results import FrameResult
 from .safe_io import atomic_write_text
 from .sinks import JsonlWriter, frame_record, open_video_writer
-from .live import add_live_arguments, live_options
-from .smoothing import make_smoother, parse_smooth
+from .smoothing import make_smoother
 from .sources import Frame, FrameSource, open_source
 from .tracker import TRACKERS
+from .video_args import build_parser
 from .video_stats import POSE_PARTS, STAGES, Stats, print_summary  # noqa: F401 (STAGES re-exported)
 
 END = object()
@@ -291,59 +287,6 @@ def _install_signals(run: VideoRun) -> dict[int, Any]:
     return old
 
 
-# HOG needs a frame of at least its 64x128 window (+ padding); narrower --hog-width is refused
-# (taller-than-wide frames are upscaled to fit in runtime.detectors either way).
-MIN_HOG_WIDTH = 80
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m runtime.video", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--engines", required=True, type=Path, help="artifacts folder with manifest.json")
-    p.add_argument("--source", action="append", default=[], help="video file, image folder, camera index, "
-                   "/dev/videoN, rtsp:// or http:// URL, csi://N (Jetson CSI) or a GStreamer pipeline; repeat it for "
-                   "several cameras (one batch per tick across all of them)")
-    p.add_argument("--sources", type=Path, default=None, metavar="FILE",
-                   help="several cameras, one 'name spec' per line (outputs are named after them)")
-    p.add_argument("--out", type=output_dir, default=Path("video_out"), help="output folder")
-    p.add_argument("--detector", default="auto",
-                   help="auto (the artifacts' detector if built, else hog) | engine | hog | onnx:PATH | json:PATH")
-    p.add_argument("--det-every", type=positive_int, default=1, help="detect every k-th frame, track in between")
-    p.add_argument("--det-layout", default="auto", choices=LAYOUTS, help="ONNX detector output layout")
-    p.add_argument("--det-class", type=nonneg_int, default=0, help="person class index of the ONNX detector")
-    p.add_argument("--det-thr", type=unit_float, default=None, help="detector score threshold")
-    p.add_argument("--det-nms", type=unit_float, default=None,
-                   help="detector NMS IoU threshold (default: the artifacts' detector's, 0.5 otherwise)")
-    p.add_argument("--hog-width", type=number(int, lo=MIN_HOG_WIDTH, hi=16384), default=640,
-                   help="frames are shrunk to this width for HOG")
-    p.add_argument("--track-iou", type=unit_float, default=0.3, help="IoU to continue a track")
-    p.add_argument("--tracker", default="buffered", choices=tuple(TRACKERS),
-                   help="buffered (IoU + appearance + 30-frame buffer; id 0 = untracked) or iou (the old one)")
-    p.add_argument("--smooth", nargs="?", const=(8.0, 0.5), default=None, type=parse_smooth, metavar="MIN_CUTOFF,BETA",
-                   help="One-Euro keypoint smoothing per track (default off; bare --smooth = 8,0.5)")
-    p.add_argument("--policy", default="dyn", choices=POLICIES)
-    p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt", "triton"))
-    p.add_argument("--triton-url", type=host_port, default=None,
-                   help="gRPC HOST:PORT of the Triton server for --backend triton")
-    p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
-    p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads per net")
-    p.add_argument("--budget-ms", type=positive_float, default=None, help="per-frame latency budget (caps large-net crops)")
-    p.add_argument("--score-thr", type=nonneg_float, default=None, help="drop boxes scoring below this")
-    p.add_argument("--max-boxes", type=positive_int, default=64, help="most people per frame")
-    p.add_argument("--presence-thr", type=unit_float, default=None,
-                   help="keypoints below this presence are drawn hollow (default: the manifest's)")
-    p.add_argument("--hide-low", action="store_true", help="hide low-presence keypoints instead")
-    p.add_argument("--kpt-thr", type=unit_float, default=0.0, help="do not draw keypoints scoring below this")
-    add_prob_arguments(p, overlay=True)
-    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
-    p.add_argument("--fps", type=number(float, lo=0, hi=1000, lo_open=True), default=30.0, help="frame rate for image folders")
-    add_live_arguments(p)
-    p.add_argument("--no-video", action="store_true", help="write only the JSON Lines results")
-    p.add_argument("--video-format", default="avi", choices=("avi", "mp4"),
-                   help="avi (MJPEG, stays playable after a hard kill) or mp4 (mp4v; not kill-safe)")
-    p.add_argument("--fsync", action="store_true", help="fsync every JSONL line (survives power loss)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
 
 
 def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None]:
