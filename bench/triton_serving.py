@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 def _frames(coco: Path) -> list[tuple[np.ndarray, list, list]]:
     from runtime.images import load_detections
 
-    per = load_detections(coco / "person_detections.json", coco)
-    return [(cv2.imread(str(coco / n)), per[n][1], per[n][2]) for n in sorted(per)]
+    per, _ = load_detections(coco / "person_detections.json", coco)
+    return [(cv2.imread(str(coco / n)), [d.bbox for d in per[n][1]], [d.score for d in per[n][1]]) for n in sorted(per)]
 
 
 def _clients(make_pipe: Any, frames: list, n_clients: int, n_frames: int) -> dict[str, float]:

@@ -15,12 +15,12 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .backends import open_backend
+from .backends import backend_class, open_backend, resolve_backend_name
 from .errors import InputError
 from .backends.base import Pending
 from .decode import decode_heatmaps, decode_probmaps
 from .double_decode import merge_double
-from .manifest import load_manifest
+from .manifest import load_manifest, verify_files
 from .credible import DEFAULT_MASSES
 from .probfields import ProbFieldsDecoder
 from .preprocess import (DEFAULT_MAX_BOXES, INPUT_HW, as_boxes, boxes_to_center_scale, heatmap_to_image,
@@ -167,7 +167,10 @@ class PosePipeline:
         self.options = options or PipelineOptions(**kw)
         check_options(self.options)
         self.root = Path(root)
-        self.manifest = load_manifest(self.root)
+        # schema first; the files' sha256 only where this backend runs them (not a Triton client)
+        self.manifest = load_manifest(self.root, verify=False)
+        if backend_class(resolve_backend_name(self.options.backend, self.manifest)).local_models:
+            verify_files(self.root, self.manifest)
         if self.manifest.get("weights") == "random":
             print("WARNING: these artifacts have RANDOM weights; keypoints mean nothing", file=sys.stderr)
         bopts = {"precision": self.options.precision, **self.options.backend_options}

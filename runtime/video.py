@@ -342,9 +342,9 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
         print(f"account: {run.account.line()} (frames written: {run.jsonl.lines})", file=sys.stderr)
         return EXIT_SIGINT, None
     except BackendError as e:   # e.g. the Triton server went away mid-run: one line, frames kept
-        print(f"error: {e}; every frame written so far is valid", file=sys.stderr)
         print(f"partial run: {run.account.line()}; {run.jsonl.lines} frames written to {run.jsonl.path}",
               file=sys.stderr)
+        print(f"error: {e}; every frame written so far is valid", file=sys.stderr)
         return EXIT_INCOMPLETE, None
     except BaseException:
         print(f"partial run: {run.account.line()}; {run.jsonl.lines} frames written to {run.jsonl.path}",

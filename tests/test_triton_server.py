@@ -52,8 +52,9 @@ def server(triton_build: tuple[Path, Path]) -> TritonServer:
 
 @pytest.fixture(scope="session")
 def frames(coco_mini: Path) -> list[tuple[np.ndarray, list, list]]:
-    per = load_detections(coco_mini / "person_detections.json", coco_mini)
-    return [(cv2.imread(str(coco_mini / name)), per[name][1], per[name][2]) for name in sorted(per)]
+    per, _ = load_detections(coco_mini / "person_detections.json", coco_mini)
+    return [(cv2.imread(str(coco_mini / name)), [d.bbox for d in per[name][1]], [d.score for d in per[name][1]])
+            for name in sorted(per)]
 
 
 @pytest.fixture(scope="session")

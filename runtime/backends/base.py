@@ -102,6 +102,9 @@ class Backend(ABC):
     """Makes runners for the models of an artifacts dir, and streams to run them on."""
 
     name: str = "base"
+    #: Whether this backend runs the artifacts' own files (ONNX, engines), so the runtime must
+    #: hash-check them at load; a remote backend (Triton) checks the served models instead.
+    local_models: bool = True
 
     def __init__(self, root: Path, manifest: Mapping[str, Any], **options: Any) -> None:
         self.root = Path(root)

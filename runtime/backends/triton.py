@@ -145,6 +145,7 @@ class TritonBackend(Backend):
     (default 10), ``models`` ({role: served model name}, default the role names)."""
 
     name = "triton"
+    local_models = False   # the server's models are checked by onnx_sha256 against this manifest
 
     def __init__(self, root: Any, manifest: Mapping[str, Any], **options: Any) -> None:
         super().__init__(root, manifest, **options)
