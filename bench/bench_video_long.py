@@ -1,6 +1,6 @@
 """FPS of ``python -m runtime.video`` over a long synthetic clip (hundreds of frames, not five).
 
-The clip comes from ``build.synth.video.long_clip`` (default 300 frames,
+The clip comes from ``build.synth.video.long_clip`` (default 200 frames,
 640x480, 7 people; env DYNPOSE_BENCH_LONG_FRAMES changes the length), the
 detector is the clip's own boxes (``json:``, so detection costs nothing and
 the figure is the pose pipeline's), with the default tracker, ``--smooth``
@@ -28,7 +28,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.bench
 def test_video_long_clip_fps(benchmark, engines: Path, tmp_path: Path) -> None:
-    frames = int(os.environ.get("DYNPOSE_BENCH_LONG_FRAMES", "300"))
+    frames = int(os.environ.get("DYNPOSE_BENCH_LONG_FRAMES", "200"))
     clip = long_clip(tmp_path / "clip", frames=frames)
     threads = int(os.environ.get("DYNPOSE_BENCH_THREADS", "1"))
     argv = ["--engines", str(engines), "--source", str(clip["video"]), "--detector", f"json:{clip['detections']}",
