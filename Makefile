@@ -64,8 +64,10 @@ bench-baseline:
 
 # The gates' own proof: the pipeline + decode benchmarks beside a CPU hog (must pass) and with
 # a 30 % regression planted in the scheduler, then in the decode (must fail the right gate).
+# PROOF_SELECT=EXPR narrows it (pytest -k), e.g. CI's "not decode" (see tools/test.sh).
 bench-proof: bench-engines
-	DYNPOSE_BENCH_ENGINES=$(ENGINES) $(PYTHON) -m pytest tests/test_gates.py -m bench -q -s -p no:cacheprovider
+	DYNPOSE_BENCH_ENGINES=$(ENGINES) $(PYTHON) -m pytest tests/test_gates.py -m bench -q -s -p no:cacheprovider \
+		$(if $(PROOF_SELECT),-k "$(PROOF_SELECT)")
 
 sweep:
 	$(PYTHON) -m bench.sweep $(if $(BENCH_ENGINES),--engines $(BENCH_ENGINES)) --data $(BENCH_DATA)
