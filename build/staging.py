@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import signal
+import threading
 import sys
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -111,10 +112,16 @@ class StagedDir:
 
     @staticmethod
     def _on_term(signum: int, frame: FrameType | None) -> None:
+        # Remembered as well as raised: code the signal lands in (a library's own
+        # ``except BaseException``, e.g. inside an exporter) may swallow the exception, and
+        # then commit() still refuses to put a build that was told to stop in place.
+        _TERMINATED.set()
         raise BuildTerminated()
 
     def commit(self) -> Path:
         """Swap the staged folder into place; the old folder (if any) is deleted afterwards."""
+        if _TERMINATED.is_set():
+            raise BuildTerminated()
         _fsync_tree(self.path)
         if self.final.exists() and not self.final.is_dir():
             raise NotADirectoryError(f"{self.final} exists and is not a folder")
@@ -137,6 +144,9 @@ class StagedDir:
         finally:
             if self._old_term is not None:
                 signal.signal(signal.SIGTERM, self._old_term)  # type: ignore[arg-type]
+
+
+_TERMINATED = threading.Event()   # SIGTERM seen by this process (see StagedDir._on_term)
 
 
 def _main_thread() -> bool:
