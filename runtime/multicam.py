@@ -64,6 +64,24 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
+def _take_oldest(active: list[VideoRun], queue_name: str, on_end: Any = None) -> list[tuple[VideoRun, Any]]:
+    """The oldest waiting item of every camera in ``active`` that has one (never waits); a camera
+    whose queue yields END leaves ``active`` (``on_end(cam)`` passes the end downstream)."""
+    batch = []
+    for cam in list(active):
+        try:
+            item = getattr(cam, queue_name).get_nowait()
+        except queue.Empty:
+            continue
+        if item is END:
+            active.remove(cam)
+            if on_end is not None:
+                on_end(cam)
+            continue
+        batch.append((cam, item))
+    return batch
+
+
 class MultiRun:
     """Per-camera stage threads (read, detect+track, write) around one shared pose stage."""
 
@@ -88,16 +106,7 @@ class MultiRun:
     def _views(self, waiting: deque) -> Iterator[list[tuple]]:
         active = list(self.cams)
         while active and not self.abort.is_set():
-            batch = []
-            for cam in list(active):
-                try:
-                    item = cam.q_dets.get_nowait()
-                except queue.Empty:
-                    continue
-                if item is END:
-                    active.remove(cam)
-                    continue
-                batch.append((cam, item))
+            batch = _take_oldest(active, "q_dets")
             if not batch:
                 time.sleep(IDLE_WAIT_S)
                 continue
@@ -114,17 +123,7 @@ class MultiRun:
         active, seen = list(self.cams), {id(c): 0 for c in self.cams}
         try:
             while active and not self.abort.is_set():
-                batch = []
-                for cam in list(active):
-                    try:
-                        item = cam.q_frames.get_nowait()
-                    except queue.Empty:
-                        continue
-                    if item is END:
-                        active.remove(cam)
-                        cam._put(cam.q_dets, END)
-                        continue
-                    batch.append((cam, item))
+                batch = _take_oldest(active, "q_frames", on_end=lambda cam: cam._put(cam.q_dets, END))
                 if not batch:
                     time.sleep(IDLE_WAIT_S)
                     continue
@@ -229,10 +228,10 @@ def write_summaries(run: MultiRun, summary: dict[str, Any], out: Path) -> None:
 def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> tuple[int, dict[str, Any] | None]:
     """The video CLI with several sources (``--source`` repeated or ``--sources FILE``)."""
     from .manifest import load_manifest
-    from .net_detector import NetDetector, open_detector
+    from .net_detector import NetDetector
+    from .video_args import detector_from, pipeline_options
     from .errors import EXIT_INCOMPLETE, EXIT_SIGINT
     from .live import live_options
-    from .pipeline import PipelineOptions
     from .sources import open_source
     from .video import _install_signals
 
@@ -242,9 +241,7 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
             sources.append(open_source(spec, fps=args.fps, live=live_options(args), reader=args.reader))
         for src, name in zip(sources, unique_names([n or s.name for (n, _), s in zip(specs, sources)])):
             src.name = name
-        first = open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision,
-                              score_thr=args.det_thr, iou_thr=args.det_nms, layout=args.det_layout,
-                              cls=args.det_class, hog_width=args.hog_width)
+        first = detector_from(args)
         if isinstance(first, NetDetector):   # the artifacts' detector: one runner, every camera in one batch
             first.close()
             entry = load_manifest(args.engines)["models"]["detector"]
@@ -254,16 +251,8 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
             detectors = [None] * len(sources)
         else:   # HOG / json / onnx: one per camera (own state), each on its camera's thread
             shared = None
-            detectors = [first] + [open_detector(args.detector, args.engines, backend=args.backend,
-                                                 precision=args.precision, score_thr=args.det_thr,
-                                                 iou_thr=args.det_nms, layout=args.det_layout, cls=args.det_class,
-                                                 hog_width=args.hog_width) for _ in sources[1:]]
-        opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
-                               budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
-                               backend_options={**({"threads": args.threads} if args.threads else {}),
-                                                **({"url": args.triton_url} if args.triton_url else {})},
-                               credible=args.credible)
-        pipe = PosePipeline(args.engines, opts)
+            detectors = [first] + [detector_from(args) for _ in sources[1:]]
+        pipe = PosePipeline(args.engines, pipeline_options(args))
     except BaseException:
         for s in sources:
             s.close()

@@ -32,8 +32,8 @@ from .draw import draw_hud, draw_persons
 from .draw_regions import draw_regions
 from .errors import EXIT_INCOMPLETE, EXIT_SIGINT, guarded
 from .live import live_options
-from .net_detector import attach_det_keypoints, open_detector
-from .pipeline import PipelineOptions, PosePipeline
+from .net_detector import attach_det_keypoints
+from .pipeline import PosePipeline
 from .records import json_safe
 from .results import FrameResult
 from .safe_io import atomic_write_text
@@ -41,7 +41,7 @@ from .sinks import JsonlWriter, frame_record, open_video_writer
 from .smoothing import make_smoother
 from .sources import Frame, FrameSource, open_source
 from .tracker import TRACKERS
-from .video_args import build_parser
+from .video_args import build_parser, detector_from, pipeline_options
 from .video_stats import POSE_PARTS, STAGES, Stats, print_summary  # noqa: F401 (STAGES re-exported)
 
 END = object()
@@ -307,9 +307,7 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
         return run_multi(args, specs)
     args.source = specs[0][1]
     # Expected errors (bad source, detector, manifest, records) propagate to the boundary: one line, exit 2.
-    detector = open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision,
-                             score_thr=args.det_thr, iou_thr=args.det_nms, layout=args.det_layout,
-                             cls=args.det_class, hog_width=args.hog_width)
+    detector = detector_from(args)
     try:
         source = open_source(args.source, fps=args.fps, live=live_options(args), reader=args.reader)
     except BaseException:
@@ -321,12 +319,7 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
     try:
         if isinstance(detector, JsonDetections) and source.kind == "folder":
             detector.bind_folder(args.source)
-        opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
-                               budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
-                               backend_options={**({"threads": args.threads} if args.threads else {}),
-                                                **({"url": args.triton_url} if args.triton_url else {})},
-                               credible=args.credible)
-        pipe = PosePipeline(args.engines, opts)
+        pipe = PosePipeline(args.engines, pipeline_options(args))
     except BaseException:
         source.close()
         raise

@@ -71,3 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fsync", action="store_true", help="fsync every JSONL line (survives power loss)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def pipeline_options(args: argparse.Namespace) -> "PipelineOptions":  # noqa: F821
+    """The pose pipeline's options from the video CLI's flags (one camera or many)."""
+    from .pipeline import PipelineOptions
+
+    backend_options = {**({"threads": args.threads} if args.threads else {}),
+                       **({"url": args.triton_url} if args.triton_url else {})}
+    return PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
+                           budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
+                           backend_options=backend_options, credible=args.credible)
+
+
+def detector_from(args: argparse.Namespace) -> object:
+    """The ``--detector`` the flags name (runtime.net_detector.open_detector)."""
+    from .net_detector import open_detector
+
+    return open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision,
+                         score_thr=args.det_thr, iou_thr=args.det_nms, layout=args.det_layout,
+                         cls=args.det_class, hog_width=args.hog_width)
