@@ -34,7 +34,7 @@ from runtime.credible import CoverageMap, fit_calibration, mass_above_truth
 from runtime.decode import COCO_SIGMAS, decode_probmaps
 from runtime.preprocess import HEATMAP_HW, boxes_to_center_scale, image_to_heatmap, make_crops
 
-from .presence import _cut
+from .presence import cut_person
 
 QS = tuple(np.round(np.arange(0.1, 0.91, 0.1), 2).tolist())
 FIT_SEED, EVAL_SEED = 0, 1000   # synthetic scenes: build-time fit vs held-out evaluation
@@ -60,13 +60,11 @@ def cut_crops(people: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     hh, hw = HEATMAP_HW
     for img, box, kp, known, area in people:
         for _ in range(per_person):
-            x0, y0, x1, y1 = _cut(box, img.shape[:2], rng)
-            bx0, by0 = max(box[0], x0), max(box[1], y0)
-            bx1, by1 = min(box[0] + box[2], x1), min(box[1] + box[3], y1)
-            if bx1 - bx0 < 4 or by1 - by0 < 4:
+            cut = cut_person(img, box, rng)
+            if cut is None:
                 continue
-            sub = np.ascontiguousarray(img[y0:y1, x0:x1])
-            c, s = boxes_to_center_scale(np.array([[bx0 - x0, by0 - y0, bx1 - bx0, by1 - by0]], np.float32))
+            sub, clipped, (x0, y0, x1, y1) = cut
+            c, s = boxes_to_center_scale(clipped)
             pts = kp[:, :2] - [x0, y0]
             in_img = (pts[:, 0] >= 0) & (pts[:, 0] < x1 - x0) & (pts[:, 1] >= 0) & (pts[:, 1] < y1 - y0)
             xy = image_to_heatmap(pts[None], c, s)[0]

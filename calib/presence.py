@@ -77,6 +77,19 @@ def fit_temperature(p: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
+def cut_person(img: np.ndarray, box: np.ndarray, rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]] | None:
+    """One CropCOCO-style cut through a person: (sub-image, the box clipped to it in its
+    coordinates [1,4], the cut x0,y0,x1,y1), or None when too little of the box is left."""
+    x0, y0, x1, y1 = _cut(box, img.shape[:2], rng)
+    bx0, by0 = max(box[0], x0), max(box[1], y0)
+    bx1, by1 = min(box[0] + box[2], x1), min(box[1] + box[3], y1)
+    if bx1 - bx0 < 4 or by1 - by0 < 4:
+        return None
+    clipped = np.array([[bx0 - x0, by0 - y0, bx1 - bx0, by1 - by0]], np.float32)
+    return np.ascontiguousarray(img[y0:y1, x0:x1]), clipped, (x0, y0, x1, y1)
+
+
 def _cut(box: np.ndarray, hw: tuple[int, int], rng: np.random.Generator) -> tuple[int, int, int, int]:
     """Image rectangle x0,y0,x1,y1 that cuts the person's box on one random side (or not at all)."""
     x, y, w, h = box
@@ -114,13 +127,10 @@ def cropcoco_samples(folder: str | Path = DEFAULT_CALIB, per_annotation: int = 6
         box = np.asarray(a["bbox"], np.float64)
         kp = np.asarray(a["keypoints"], np.float64).reshape(-1, 3)
         for _ in range(per_annotation):
-            x0, y0, x1, y1 = _cut(box, img.shape[:2], rng)
-            bx0, by0 = max(box[0], x0), max(box[1], y0)
-            bx1, by1 = min(box[0] + box[2], x1), min(box[1] + box[3], y1)
-            if bx1 - bx0 < 4 or by1 - by0 < 4:
+            cut = cut_person(img, box, rng)
+            if cut is None:
                 continue
-            sub = np.ascontiguousarray(img[y0:y1, x0:x1])
-            clipped = np.array([[bx0 - x0, by0 - y0, bx1 - bx0, by1 - by0]], np.float32)
+            sub, clipped, (x0, y0, x1, y1) = cut
             c, s = boxes_to_center_scale(clipped)
             crops.append(make_crops(sub, c, s))
             xy = kp[:, :2] - [x0, y0]
