@@ -5,10 +5,14 @@ default 15, after one warm-up round):
 
 * ``decode``: ``runtime.decode.decode_probmaps`` on 24 crops x 17 maps x 64x48
   (synthetic sparsemax maps, ~5 % live rows, like a trained ProbPose head);
+* ``frozen``: ``bench.decode_frozen.frozen_decode`` on the same maps, the
+  decode as it stood when the gate was set (same ufuncs, blocks and memory
+  footprint): the yardstick, so a faster or slower core, memory bus or numpy
+  build, and a neighbour's cache pollution, move both sides alike;
 * ``probe``: a fixed unit of numpy work, ``PROBE_LOOPS`` float32 multiply +
-  add ufunc pairs over a 256 KiB block (stays in L2): the same kind of
-  vectorised float32 arithmetic the decode's Gaussian passes do, so a faster
-  or slower core (clock, SIMD width, numpy build) moves both alike;
+  add ufunc pairs over a 256 KiB block (stays in L2; INFO: it does not touch
+  memory as the decode does, and decode/probe moved 1.84-2.27 between healthy
+  runs on one machine, so a planted 30 % slowdown hid in that band);
 * ``copy``: a memory-bandwidth probe, ``np.copyto`` of a buffer the size of
   those maps, ``COPY_REPEATS`` times (INFO: on a shared machine the memory bus
   is shared too, and this probe moved +-10 % between runs under load while the
@@ -19,15 +23,16 @@ default 15, after one warm-up round):
   scipy and its speed relative to numpy moves with the CPU model (17x on an
   Intel Xeon, 22-31x on an AMD EPYC, same code).
 
-Gated (``bench/baseline.json``): ``decode_in_probe_units``, the decode's time
-for the 24 crops divided by the same round's probe time, median over rounds
-(lower is better). Both are single-threaded numpy and both are read with the
+Gated (``bench/baseline.json``): ``decode_over_frozen``, the decode's time
+for the 24 crops divided by the same round's frozen decode time, median over
+rounds (lower is better; ~1.0 on any healthy machine, a 30 % slower decode
+gives ~1.3). Both are single-threaded numpy and both are read with the
 **thread CPU clock** (``time.thread_time``), which does not advance while
 another process holds the core, so a CPU hog barely touches either side
 (what is left is cache pollution from context switches, which the median
 over many short rounds absorbs). Wall time would charge the decode for every
-time slice another process takes. ``decode_bandwidth_share`` (achieved bytes/s
-of map input over the copy probe's bytes/s) is stored as INFO.
+time slice another process takes. ``decode_in_probe_units`` and ``decode_bandwidth_share`` (achieved bytes/s
+of map input over the copy probe's bytes/s) are stored as INFO.
 (The decode's share of the small net's time, wall clock, is gated from the
 pipeline rounds in bench/test_bench_pipeline.py.)
 
@@ -45,6 +50,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import convolve
 
+from bench.decode_frozen import frozen_decode
 from bench.rounds import Spread, interleaved, ratio_rounds
 from bench.workload import synthetic_probmaps
 from runtime import decode as D
@@ -117,11 +123,13 @@ def test_decode_speed(benchmark):
     dst = np.empty_like(pm)
     block = np.random.default_rng(1).random((64, 1024), dtype=np.float32)
     acc = np.empty_like(block)
-    parts = {"probe": lambda: numpy_probe(block, acc), "decode": lambda: D.decode_probmaps(pm),
+    parts = {"frozen": lambda: frozen_decode(pm), "decode": lambda: D.decode_probmaps(pm),
+             "probe": lambda: numpy_probe(block, acc),
              "copy": lambda: _copy_probe(pm, dst),
              "naive": lambda: _loop_decode(small_set), "decode_naive_set": lambda: D.decode_probmaps(small_set)}
     times = benchmark.pedantic(lambda: interleaved(parts, ROUNDS, 1, "thread"), rounds=1, iterations=1)
     paired = {
+        "decode_over_frozen": ratio_rounds(times["decode"], times["frozen"]),
         "decode_in_probe_units": ratio_rounds(times["decode"], times["probe"]),
         "decode_bandwidth_share": [c / (COPY_REPEATS * d) for c, d in zip(times["copy"], times["decode"])],
         "decode_numpy_over_naive": ratio_rounds(times["naive"], times["decode_naive_set"]),
@@ -141,8 +149,9 @@ def test_decode_speed(benchmark):
         "orin_agx_bw_bound_us_118_crops_fp32 (estimate)": 118 * b32 / ORIN_AGX_BW * 1e6,
         "orin_agx_bw_bound_us_118_crops_fp16 (estimate)": 118 * b16 / ORIN_AGX_BW * 1e6,
     })
-    bw, units = figures["decode_bandwidth_share"], figures["decode_in_probe_units"]
-    print(f"\ndecode in numpy probe units {units.median:.3f} ({units.text('.3f')})"
+    bw, units, fro = figures["decode_bandwidth_share"], figures["decode_in_probe_units"], figures["decode_over_frozen"]
+    print(f"\ndecode over its frozen copy {fro.median:.3f} ({fro.text('.3f')}); in numpy probe units "
+          f"{units.median:.3f} ({units.text('.3f')}, info)"
           f"\ndecode {dec / N_CROPS * 1e3:.3f} ms/crop ({nbytes / dec / 1e9:.2f} GB/s of maps) vs copy "
           f"{nbytes / cpy / 1e9:.2f} GB/s: share {bw.median:.4f} ({bw.text('.4f')}); numpy over naive loop "
           f"{figures['decode_numpy_over_naive'].median:.1f}x (info); kernel {b32} B/crop fp32 -> "

@@ -32,7 +32,7 @@ from tests.conftest import artifacts_from_env
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE_SHARE_GATES = {"ort:dyn-p50_share_of_ideal", "ort:dyn-p50_outside_nets_share"}
-DECODE_GATES = {"decode_in_probe_units"}
+DECODE_GATES = {"decode_over_frozen"}
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +108,8 @@ def test_shares_read_the_cpu_clock_and_dyn_over_large_the_wall_clock(baseline):
 def test_required_figures_and_relative_limits(baseline):
     rows = gates.check(_rounds_record([1.6] * 5), baseline)          # no decode benchmark in this run
     missing = {r.figure for r in rows if r.status == "FAIL"}
-    assert "decode_in_probe_units" in missing
-    spec = baseline["ratios"]["decode_in_probe_units"]
+    assert "decode_over_frozen" in missing
+    spec = baseline["ratios"]["decode_over_frozen"]
     direction, limit, _ = gates._ratio_limit(spec)
     assert direction == "max" and limit == pytest.approx(spec["baseline"] * (1 + spec["tolerance"]))
     for name, spec in baseline["ratios"].items():
@@ -125,6 +125,22 @@ def test_absolute_gates_only_on_the_same_machine_kind():
     assert status["absolute: ort:pipeline:dyn-p50"] == "FAIL" and status["absolute: ort:net:small"] == "PASS"
     assert {r.status for r in gates.check_absolute(_rounds_record([2.4] * 5, cpu="Other"), rec)} == {"INFO"}
     assert len(gates.record(run, rec, tolerance=0.2, ratios_too=False)["machines"]) == 1
+
+
+def test_frozen_decode_is_the_same_work_as_the_decode():
+    """The decode gate's yardstick must compute what the decode computes (same maps in, same bits
+    out), or decode/frozen would compare different work; a decode changed on purpose re-freezes it."""
+    import numpy as np
+
+    from bench.decode_frozen import frozen_decode
+    from bench.workload import synthetic_probmaps
+    from runtime.decode import decode_probmaps
+
+    pm = synthetic_probmaps(6)
+    pm[1, 3, 5, 7] = np.nan                      # a bad map row is handled alike too
+    (c, s), (fc, fs) = decode_probmaps(pm), frozen_decode(pm)
+    assert np.array_equal(c, fc, equal_nan=True) and np.array_equal(s, fs)
+    assert np.isnan(c[1, 3]).all() and s[1, 3] == 0.0
 
 
 def test_bad_json_is_one_line_exit_2(tmp_path, capsys):
