@@ -12,7 +12,10 @@ and method, then reused):
 * ``int8_cpu``: what ONNX Runtime's CPU kernels run fastest: QDQ with uint8
   activations and int8 per-channel weights on every op ORT can fuse
   (QLinearConv, QLinearAdd, ...), which ORT turns into integer kernels.
-  Weights use 7 bits (``reduce_range``): see :class:`FlavourSpec`.
+  Weights use 7 bits (``reduce_range``): see :class:`FlavourSpec`. Every
+  ConvTranspose is first rewritten as Conv + DepthToSpace + Slice (exact;
+  calib/deconv.py), because ORT's CPU provider has no integer ConvTranspose
+  and ran a Q/DQ deconvolution in float (48 % of ResNet-50's int8 time).
 
 Both leave the *float tail* alone: every node between the last learned
 Conv/ConvTranspose/Gemm/MatMul and a graph output (sparsemax, its TopK /
