@@ -22,6 +22,7 @@ from runtime.errors import InputError, guarded
 from runtime.manifest import save_manifest
 
 from .checkpoint import TRUST_FLAG
+from .costs import format_cost_table, measure_routing_costs
 from .trt import add_trt_arguments, build_or_plan, check_trt_flags
 from .configs import DEFAULT_CONFIG, get_config, list_configs
 from .detector import add_detector, add_detector_arguments
@@ -99,6 +100,10 @@ def _print_summary(out_dir: Path, manifest: dict) -> None:
     if r:
         print(f"routing: k1={r['k1']:.4f} k2={r['k2']:.4f} large fraction {r['large_fraction']:.3f} "
               f"(theta {r['theta']}, p {r['p']}%, {r['n_calib']} crops)")
+        if r.get("costs"):
+            print(format_cost_table(r["costs"]))
+            if r["costs"].get("warning"):   # again at the end, where a user reads
+                print(r["costs"]["warning"], file=sys.stderr)
 
 
 def _build(out_dir: Path, final_dir: Path, cfg, args: argparse.Namespace) -> tuple[int, dict]:
@@ -133,6 +138,7 @@ def _build(out_dir: Path, final_dir: Path, cfg, args: argparse.Namespace) -> tup
         _routing_stage(out_dir, manifest, calib, cfg.theta if args.theta is None else args.theta,
                        cfg.p if args.p is None else args.p)
         run_calibration(out_dir, manifest, calib, args)
+        measure_routing_costs(out_dir, manifest, args.target, log=print)   # ms/crop at the shipped precision
         detector = args.detector or cfg.detector
         if detector:   # a config's path may be repo-relative
             det = Path(detector)

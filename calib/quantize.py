@@ -12,7 +12,10 @@ and method, then reused):
 * ``int8_cpu``: what ONNX Runtime's CPU kernels run fastest: QDQ with uint8
   activations and int8 per-channel weights on every op ORT can fuse
   (QLinearConv, QLinearAdd, ...), which ORT turns into integer kernels.
-  Weights use 7 bits (``reduce_range``): see :class:`FlavourSpec`.
+  Weights use 7 bits (``reduce_range``): see :class:`FlavourSpec`. Every
+  ConvTranspose is first rewritten as Conv + DepthToSpace + Slice (exact;
+  calib/deconv.py), because ORT's CPU provider has no integer ConvTranspose
+  and ran a Q/DQ deconvolution in float (48 % of ResNet-50's int8 time).
 
 Both leave the *float tail* alone: every node between the last learned
 Conv/ConvTranspose/Gemm/MatMul and a graph output (sparsemax, its TopK /
@@ -40,6 +43,7 @@ from typing import Iterable
 import numpy as np
 import onnx
 
+from .deconv import deconv_to_conv
 from .float_tail import QUANT_OPS, float_tail, head_ops, is_decode_op  # noqa: F401  (re-exported)
 METHODS = ("entropy", "percentile", "minmax")
 FLAVOURS = ("int8_trt", "int8_cpu")
@@ -104,6 +108,9 @@ class FlavourSpec:
     # for the same graph with the fused kernels disabled. TensorRT runs the int8_trt graph on
     # the GPU with full-range weights, so only the CPU flavour pays the bit.
     reduce_range: bool = False
+    # ConvTranspose -> Conv + DepthToSpace + Slice before quantizing (calib/deconv.py): ORT's CPU
+    # provider has no integer ConvTranspose kernel, so a Q/DQ deconvolution ran in float
+    subpixel_deconv: bool = False
 
 
 def flavour_spec(flavour: str) -> FlavourSpec:
@@ -114,7 +121,8 @@ def flavour_spec(flavour: str) -> FlavourSpec:
             # a tensor feeding a conv and a residual Add gets the conv its own pair, the Add stays float
             "DedicatedQDQPair": True})
     if flavour == "int8_cpu":
-        return FlavourSpec("QUInt8", "QInt8", None, {"WeightSymmetric": True}, reduce_range=True)
+        return FlavourSpec("QUInt8", "QInt8", None, {"WeightSymmetric": True}, reduce_range=True,
+                           subpixel_deconv=True)
     raise ValueError(f"unknown INT8 flavour {flavour!r}; choose one of {', '.join(FLAVOURS)}")
 
 
@@ -152,6 +160,8 @@ def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method:
 
     spec = flavour_spec(flavour)
     model = name_nodes(onnx.load(str(src)))
+    if spec.subpixel_deconv:
+        model, _ = deconv_to_conv(model)
     if keep_float is None:
         tail = float_tail(model)
         exclude = sorted(tail | head_ops(model, tail) if float_heads else tail)

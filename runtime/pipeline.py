@@ -26,7 +26,7 @@ from .probfields import ProbFieldsDecoder
 from .preprocess import (DEFAULT_MAX_BOXES, INPUT_HW, as_boxes, boxes_to_center_scale, heatmap_to_image,
                          make_crops, sanitize_boxes)
 from .results import FrameResult
-from .routing import POLICIES, apply_budget, budget_max_large, route
+from .routing import POLICIES, apply_budget, budget_max_large, manifest_costs, route
 
 NET_ROLES = ("small", "large")
 
@@ -186,6 +186,7 @@ class PosePipeline:
         self._rng = np.random.default_rng(self.options.seed)
         self._crops = np.empty((0, 3, *INPUT_HW), np.float32)
         self._ms_per_crop: dict[str, float] = {}
+        self.cost_source: str | None = None   # budget mode: "manifest" (the build's costs) or "probe"
         if self.options.budget_ms is not None:
             self._measure_costs()
 
@@ -364,7 +365,15 @@ class PosePipeline:
         self._ms_per_crop[role] = per if old is None else 0.8 * old + 0.2 * per
 
     def _measure_costs(self) -> None:
-        """Budget mode needs per-crop costs before the first frame: time each net once."""
+        """Budget mode needs per-crop costs before the first frame: the build's measured costs for
+        this backend and precision when the manifest has them (build/costs.py), else time each
+        net once here."""
+        known = manifest_costs(self.manifest, self.backend.name, self.options.precision)
+        if known is not None:
+            self._ms_per_crop.update({r: known[r] for r in NET_ROLES})
+            self.cost_source = "manifest"
+            return
+        self.cost_source = "probe"
         probe = np.zeros((4, 3, *INPUT_HW), np.float32)
         for role in NET_ROLES:
             t = time.perf_counter()

@@ -105,3 +105,25 @@ def budget_max_large(budget_ms: float, n: int, ms_small: float, ms_large: float,
     if extra <= 0:
         return n
     return int(max(0, min(n, math.floor(room / extra))))
+
+
+def manifest_costs(manifest: dict, backend: str, precision: str | None) -> dict[str, float] | None:
+    """ms/crop per role that the build measured for this backend and precision, or None.
+
+    ``manifest["routing"]["costs"]["entries"]`` (build/costs.py; trtexec timings for TensorRT
+    via build/trt/record.py). Budget mode starts from them on the first frame and keeps
+    learning from each run's own timing; a malformed or missing record gives None (the
+    pipeline then times each net once instead).
+    """
+    costs = (manifest.get("routing") or {}).get("costs") or {}
+    entries = costs.get("entries") if isinstance(costs, dict) else None
+    for e in entries if isinstance(entries, list) else []:
+        if not isinstance(e, dict) or e.get("backend") != backend:
+            continue
+        if backend == "ort" and e.get("precision") != (precision or "fp32"):
+            continue
+        ms = e.get("ms_per_crop")
+        if isinstance(ms, dict) and all(isinstance(ms.get(r), (int, float)) and math.isfinite(ms[r]) and ms[r] > 0
+                                        for r in ("small", "large")):
+            return {r: float(ms[r]) for r in ("router", "small", "large") if isinstance(ms.get(r), (int, float))}
+    return None

@@ -146,6 +146,8 @@ if [ -n "$layers" ]; then
   if [ -n "${NO_DLA_LAYERS:-}" ]; then echo '{"Layers": [{"Name": "conv", "LayerType": "CaskConvolution"}]}' > "$layers"
   else echo '{"Layers": [{"Name": "{ForeignNode[conv]}", "LayerType": "DLA"}]}' > "$layers"; fi
 fi
+echo "[I] Input inference shape : input=8x3x256x192"
+echo "[I] GPU Compute Time: min = 1.1 ms, max = 2.9 ms, mean = 1.7 ms, median = ${FAKE_GPU_MS:-1.6} ms, percentile(90%) = 2.5 ms"
 echo "$*" > "$out"
 """
 
@@ -198,3 +200,8 @@ def test_running_the_plan_records_engines(planned, tmp_path: Path, scenario: str
     assert manifest["models"]["large"]["engine"]["plugin_ops"] == ["ai.onnx::DynPoseDecode"]
     assert manifest["models"]["large"]["engine"]["plugin_library"] == str(lib)
     assert manifest["models"]["small"]["engine"]["plugin_library"] is None
+    # trtexec's own timing lands in the routing costs (same fake time for every net: the warning fires)
+    (trt_costs,) = [e for e in manifest["routing"]["costs"]["entries"] if e["backend"] == "trt"]
+    assert trt_costs["ms_per_crop"]["small"] == pytest.approx(1.6 / 8) and trt_costs["source"] == "trtexec"
+    assert manifest["routing"]["costs"]["routing_pays"] is False
+    assert "ROUTING CANNOT PAY" in run.stderr and "--policy large" in run.stderr

@@ -156,7 +156,9 @@ def render_plan(specs: Iterable[EngineSpec], target: Target, config: str, out_di
         else:
             lines += [f"rm -f {spec.role}.int8_failed", *_gpu_lines(spec)]
     lines += ["",
-              "# Record TensorRT version, GPU, SM and L4T of each engine in manifest.json (the runtime checks them).",
+              "# Record TensorRT version, GPU, SM and L4T of each engine in manifest.json (the runtime checks them),",
+              "# and trtexec's own timing of each engine (median GPU Compute Time at the opt shape; no",
+              "# --skipInference above) as routing.costs: predicted crops/s and the warning when routing cannot pay.",
               'if [ -n "${DYNPOSE_REPO:-}" ]; then',
               '    PYTHONPATH="$DYNPOSE_REPO${PYTHONPATH:+:$PYTHONPATH}" python3 -m build.trt.record .',
               "else",

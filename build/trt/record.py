@@ -43,6 +43,53 @@ def parse_trtexec_log(text: str) -> dict[str, str]:
     return found
 
 
+_GPU_TIME = re.compile(r"GPU Compute Time:.*?median = ([\d.]+) ms")
+_INFER_BATCH = re.compile(r"Input inference shapes?\s*:\s*\S+?=(\d+)x")
+
+
+def parse_trtexec_timing(text: str, planned_batch: int) -> dict[str, Any] | None:
+    """trtexec's own timing of the engine it just built (it runs inference after the build, at the
+    profile's opt shape unless ``--shapes`` says otherwise): the median "GPU Compute Time" of its
+    performance summary, per crop. None when the log has no summary (``--skipInference``)."""
+    m = _GPU_TIME.findall(text)
+    if not m:
+        return None
+    b = _INFER_BATCH.search(text)
+    batch = int(b.group(1)) if b else int(planned_batch)
+    return {"batch": batch, "ms_per_batch": float(m[-1]), "ms_per_crop": float(m[-1]) / max(1, batch)}
+
+
+def record_costs(manifest: dict[str, Any], timings: dict[str, dict[str, Any]]) -> None:
+    """``routing.costs`` from trtexec's timings of router, small and large (build/costs.py layout),
+    with the prediction and the warning when routing cannot pay on this device."""
+    from build.costs import NET_ROLES, Costs, predict, routing_warning
+
+    routing = manifest.get("routing") or {}
+    if "large_fraction" not in routing or any(r not in timings for r in NET_ROLES):
+        return
+    f = float(routing["large_fraction"])
+    ms = {r: timings[r]["ms_per_crop"] for r in NET_ROLES}
+    c = Costs.of(ms)
+    prec = "/".join(sorted({timings[r]["precision"] for r in NET_ROLES}))
+    names = {r: manifest["models"][r].get("arch", r) for r in NET_ROLES}
+    warning = routing_warning(c, f, prec, names)
+    entry = {"backend": "trt", "precision": prec, "batch": {r: timings[r]["batch"] for r in NET_ROLES},
+             "clock": "trtexec GPU compute time (median)", "ms_per_crop": ms, "source": "trtexec",
+             "predicted_crops_per_s": {k: round(v, 2) for k, v in predict(c, f).items() if k != "dyn_ms_per_crop"}}
+    costs = dict(routing.get("costs") or {})
+    costs.update({"measured": True, "backend_label": "TensorRT (trtexec)", "clock": entry["clock"],
+                  "shipped": prec, "entries": [e for e in costs.get("entries", []) if e.get("backend") != "trt"]
+                  + [entry], "routing_pays": warning is None, "warning": warning,
+                  "large_fraction": f, "p": routing.get("p")})
+    routing["costs"] = costs
+    pred = entry["predicted_crops_per_s"]
+    print(f"routing costs (trtexec, {prec}): router {ms['router']:.3f}, small {ms['small']:.3f}, large "
+          f"{ms['large']:.3f} ms/crop -> crops/s small {pred['small']:.0f}, large {pred['large']:.0f}, "
+          f"dyn {pred['dyn']:.0f} (f = {f:.2f})")
+    if warning:
+        print(warning, file=sys.stderr)
+
+
 def _onnx_io(path: Path) -> list[dict[str, Any]]:
     """I/O names of the built ONNX: a variant (fused decode) can differ from the fp32 net's."""
     import onnx
@@ -58,11 +105,13 @@ def record_engines(root: Path) -> dict[str, Any]:
     manifest = json.loads((root / "manifest.json").read_text())
     plan = manifest.get("trt_plan", {})
     l4t = read_l4t()
+    timings: dict[str, dict[str, Any]] = {}
     for role, spec in plan.get("engines", {}).items():
         engine, logf = root / spec["engine"], root / f"{role}.trtexec.log"
         if not engine.is_file() or not logf.is_file():
             raise SystemExit(f"error: {engine.name} or {logf.name} missing in {root}; run build_plan.sh first")
-        facts = parse_trtexec_log(logf.read_text(errors="replace"))
+        log_text = logf.read_text(errors="replace")
+        facts = parse_trtexec_log(log_text)
         onnx, precision, fallback = root / spec["onnx"], spec["precision"], None
         if (root / f"{role}.int8_failed").exists():  # build_plan.sh built the FP16/fp32 ONNX instead
             fallback = {"from": "int8", "to": spec["fallback_precision"], "onnx": onnx.name,
@@ -91,8 +140,13 @@ def record_engines(root: Path) -> dict[str, Any]:
             if precision == "fp32":   # fp32 never runs on DLA: the plan built it on the GPU
                 record["dla_core"], record["profiles"] = None, [spec["gpu_profile"] or spec["profile"]]
         record["io"] = _onnx_io(onnx)
+        timing = parse_trtexec_timing(log_text, record["profiles"][0]["opt"])
+        if timing is not None:
+            record["trtexec_timing"] = timing
+            timings[role] = {**timing, "precision": precision}
         manifest["models"][role]["engine"] = record
         (root / f"{role}.engine.json").write_text(json.dumps(record, indent=2) + "\n")
+    record_costs(manifest, timings)
     save_manifest(root, manifest)   # atomic; engine sha256s let the runtime check them at load
     return manifest
 
