@@ -150,7 +150,8 @@ def refresh_report(out_dir: Path, manifest: dict, calib: CalibSet, variants: tup
                    labelled: Path | None) -> dict[str, Any]:
     """``calibration.report`` over ``variants``: agreement with fp32 on the calibration crops and,
     when the calibration set is labelled, AP/AR of small, large and dyn per precision on it
-    (``report.labelled``, bench.precision_table; ~1 s per precision on coco-mini's 118 boxes)."""
+    (``report.labelled``, bench.precision_table; ~5 s per precision on coco-mini's 118 boxes
+    here). Random weights skip it: their AP is 0 at every precision."""
     from .report import accuracy_report, format_table
 
     report = accuracy_report(out_dir, manifest, calib.crops, variants)
