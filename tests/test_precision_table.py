@@ -129,3 +129,18 @@ def test_person_scores_box_or_pipeline(tiny):
     assert pipe == coco_results(frames, res) and pipe[0]["score"] == pytest.approx(0.9 * 0.5)
     with pytest.raises(ValueError, match="person_score"):
         scored_results(frames, res, "oks")
+
+
+def test_accuracy_cli_bad_input_is_one_line(tmp_path, capsys):
+    """Refused before anything is drawn or built: unknown precision, a folder of another config."""
+    from bench.accuracy import main
+    from failcheck import assert_one_line_failure, run_in_process
+    from runtime.errors import EXIT_INPUT
+
+    rc, _, err = run_in_process(main, ["--precisions", "fp32,int4", "--work", str(tmp_path)], capsys)
+    assert_one_line_failure(rc, err, EXIT_INPUT, "--precisions", "int4")
+    (tmp_path / "manifest.json").write_text(json.dumps({"config": "dyn-r50-h32"}))
+    rc, _, err = run_in_process(main, ["--engines", str(tmp_path), "--work", str(tmp_path)], capsys)
+    assert_one_line_failure(rc, err, EXIT_INPUT, "--engines", "dyn-r50-h32")
+    rc, _, err = run_in_process(main, ["--engines", str(tmp_path / "none")], capsys)
+    assert_one_line_failure(rc, err, EXIT_INPUT, "--engines")
