@@ -4,6 +4,8 @@
 #   make bench-baseline   same run, then store its absolute figures as this machine kind's baseline
 #   make bench-proof      prove the gates: pass beside a CPU hog, fail on planted regressions (tests/test_gates.py)
 #   make sweep            the accuracy/speed trade-off table + plot (docs/tradeoff.*)
+#   make accuracy         AP/AR of small, large, dyn at fp32/fp16/int8_cpu/int8_trt on the fixtures'
+#                         held-out synthetic test set (README "Accuracy per precision")
 #
 # Variables: PYTHON, BENCH_ENGINES (reuse a built artifacts folder, e.g. TensorRT engines on a
 # Jetson), BENCH_CONFIG, BENCH_ROUNDS (paired pipeline rounds), BENCH_CROPS (crops per round),
@@ -23,7 +25,7 @@ BENCH_FILES := $(sort $(wildcard bench/test_bench_*.py bench/bench_*.py))
 BUILT := $(BENCH_DIR)/artifacts/$(BENCH_CONFIG)-cpu
 ENGINES := $(if $(BENCH_ENGINES),$(BENCH_ENGINES),$(BUILT))
 
-.PHONY: bench bench-run bench-baseline bench-engines bench-proof sweep
+.PHONY: bench bench-run bench-baseline bench-engines bench-proof sweep accuracy
 
 # One build serves every benchmark: fp32 ONNX for the pipeline, int8_cpu variants for bench_int8.
 bench-engines:
@@ -71,3 +73,9 @@ bench-proof: bench-engines
 
 sweep:
 	$(PYTHON) -m bench.sweep $(if $(BENCH_ENGINES),--engines $(BENCH_ENGINES)) --data $(BENCH_DATA)
+
+# Builds fixture-dyn with all four precisions once (under .benchmarks/accuracy), then scores the
+# held-out split; ACC_ENGINES=DIR scores a fixture-dyn folder built elsewhere.
+ACC_ENGINES ?=
+accuracy:
+	$(PYTHON) -m bench.accuracy $(if $(ACC_ENGINES),--engines $(ACC_ENGINES))

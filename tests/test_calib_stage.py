@@ -102,6 +102,25 @@ def test_runtime_runs_the_cpu_variant(int8_artifacts, coco_mini):
     assert ((res.presence >= 0) & (res.presence <= 1)).all()
 
 
+@pytest.mark.slow   # three pipelines over coco-mini's 118 boxes: ~1 min on 2 shared cores
+def test_labelled_calibration_set_puts_ap_per_precision_in_the_report(int8_artifacts, tmp_path, coco_mini):
+    """coco-mini is labelled: the report gains AP/AR of small, large, dyn per precision on it."""
+    import shutil
+
+    from calib.data import load_calib
+    from calib.stage import refresh_report
+
+    out = tmp_path / "a"
+    shutil.copytree(int8_artifacts, out)
+    m = load_manifest(out)
+    rep = refresh_report(out, m, load_calib(coco_mini, max_crops=16), ["int8_cpu", "int8_trt"], coco_mini)
+    rows = {(r["policy"], r["precision"]): r for r in rep["labelled"]["rows"]}
+    assert set(rows) == {(p, q) for p in ("small", "large", "dyn") for q in ("fp32", "int8_cpu", "int8_trt")}
+    assert rep["labelled"]["n_crops"] == 118 and m["calibration"]["report"] is rep
+    assert rows["dyn", "fp32"]["route_agreement"] == 1.0
+    assert all(0 <= r["AP"] <= 1 for r in rows.values())
+
+
 def test_fp16_stage(tmp_path, coco_mini):
     manifest, calib = _tiny_artifacts(tmp_path, coco_mini)
     run_calibration(tmp_path, manifest, calib, _args(precision="fp16", calib_data=coco_mini))

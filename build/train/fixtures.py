@@ -50,17 +50,26 @@ def scene_tag() -> str:
     return hashlib.sha1(repr((LEVELS, MIX)).encode()).hexdigest()[:8]
 
 
+SPLITS = ("router", "calib", "test")
+
+
+def split_seed(name: str, seed: int = 0) -> int:
+    """The ``build.synth`` seed of one split: image i of it is drawn from ``[split_seed, i]``, so the
+    first n images of a split are the same files whatever the set size (bench.accuracy relies on it)."""
+    return 10_000 * (SPLITS.index(name) + 2) + seed
+
+
 def make_sets(work: Path, seed: int, scale: float, photo_dir: str | None) -> dict[str, dict[str, Path]]:
     photos = load_photos(photo_dir)
     sets = {}
-    for i, name in enumerate(("router", "calib", "test")):
+    for name in SPLITS:
         n = max(8, int(PLAN[f"{name}_images"] * scale))
         d = work / name
         done, kp = d / "detections.json", d / "person_keypoints.json"
         if done.is_file() and kp.is_file() and len(json.loads(kp.read_text())["images"]) == n:
             sets[name] = {"images": d / "images", "keypoints": kp, "detections": done}   # same seed -> same files
             continue
-        sets[name] = write_dataset(d, n, seed=10_000 * (i + 2) + seed, photos=photos, progress=True)
+        sets[name] = write_dataset(d, n, seed=split_seed(name, seed), photos=photos, progress=True)
     return sets
 
 

@@ -1,0 +1,147 @@
+"""``python -m bench.accuracy``: AP/AR of small, large and dyn at fp32, fp16, int8_cpu and int8_trt.
+
+On the held-out synthetic test split of the trained fixtures (``build.train.fixtures``:
+the same ``build.synth`` seed, so its first ``--test-images`` images are the files
+the fixture report scores), through the pipeline's own preprocessing, runners
+(ONNX Runtime CPU: it runs the fp16 graph and executes the TensorRT-flavour
+Q/DQ graph as quantize-dequantize) and decode. Without ``--engines`` it
+builds the fixture config once for the CPU (reused when present), calibrated on
+the fixtures' synthetic calibration split (INT8 ranges, routing band, presence),
+with all four precisions; the build's calibration report then holds the same
+table on the calibration split (manifest ``calibration.report.labelled``).
+Prints the table (markdown) and writes it as JSON.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from bench.precision_table import PERSON_SCORES, PRECISIONS, format_markdown, measure, to_dict
+from bench.workload import load_frames
+from runtime import expected_errors  # noqa: F401 (registers the runtime's error classes)
+from runtime.cli_args import OneLineParser, existing_dir, nonneg_int, number, output_dir
+from runtime.errors import InputError, guarded
+from runtime.records import read_json
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = "fixture-dyn"
+WORK = REPO / ".benchmarks" / "accuracy"
+
+
+def synthetic_split(work: Path, split: str, n_images: int, seed: int = 0) -> Path:
+    """The first ``n_images`` of a fixture split as a COCO folder the build and ``load_frames`` read
+    (``person_keypoints.json`` + ``person_detections.json``); drawn once, then reused."""
+    from build.synth.coco import load_photos, write_dataset
+    from build.train.fixtures import split_seed
+
+    d = work / f"{split}-seed{seed}-n{n_images}"
+    gt, dets = d / "person_keypoints.json", d / "person_detections.json"
+    if gt.is_file() and dets.is_file():
+        return d
+    paths = write_dataset(d, n_images, seed=split_seed(split, seed), photos=load_photos(), progress=True)
+    coco = json.loads(paths["keypoints"].read_text())
+    for im in coco["images"]:   # a COCO folder names its images relative to itself
+        im["file_name"] = f"{paths['images'].name}/{im['file_name']}"
+    paths["keypoints"].write_text(json.dumps(coco))
+    shutil.copyfile(paths["detections"], dets)   # the name --calib-data and load_frames expect
+    return d
+
+
+def build_all_precisions(build_root: Path, calib_dir: Path, config: str = CONFIG, method: str = "entropy") -> Path:
+    """``config`` for the CPU with int8_cpu, int8_trt and fp16 beside fp32, built once.
+
+    ``build.engines`` makes one precision per build; this builds fp32 (routing band, presence) and
+    then runs the same calibration stage functions for both INT8 flavours (one set of ranges) and
+    fp16, and the calibration report over all three, so the manifest holds the whole table.
+    """
+    from build.engines import main as build_main
+    from calib.data import load_calib
+    from calib.stage import DEFAULT_MAX_CROPS, _subset, make_fp16, make_int8, refresh_report
+    from runtime.manifest import load_manifest, save_manifest
+
+    out = build_root / f"{config}-cpu"
+    m = load_manifest(out, verify=False) if (out / "manifest.json").is_file() else None
+    if m and all(v in m["models"]["small"].get("variants", {}) for v in PRECISIONS[1:]) \
+            and m.get("calibration", {}).get("source", "").startswith(f"{calib_dir} "):
+        return out
+    print(f"building {config} for the CPU target into {build_root} (once) ...", file=sys.stderr)
+    rc = build_main(["--config", config, "--target", "cpu", "--out", str(build_root), "--calib-data", str(calib_dir)])
+    if rc != 0:
+        raise SystemExit(f"error: building {config} failed (exit {rc})")
+    m = load_manifest(out, verify=False)
+    calib = load_calib(calib_dir)
+    crops = _subset(calib.crops, DEFAULT_MAX_CROPS)
+
+    def log(s: str) -> None:
+        print(f"calibration: {s}", file=sys.stderr)
+
+    make_int8(out, m, crops, method, ("int8_cpu", "int8_trt"), log=log)
+    make_fp16(out, m, log=log)
+    m["calibration"].update(precision="int8+fp16", method=method, n_crops=int(len(crops)))
+    refresh_report(out, m, calib, PRECISIONS[1:], calib_dir)
+    save_manifest(out, m)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return guarded(_main, argv, prog="bench.accuracy")
+
+
+def _main(argv: Sequence[str]) -> int:
+    ap = OneLineParser(prog="python -m bench.accuracy", description=__doc__.splitlines()[0])
+    ap.add_argument("--engines", type=existing_dir, default=None,
+                    help="a built artifacts folder of the fixture config (default: build one under --work)")
+    ap.add_argument("--work", type=output_dir, default=WORK, help="synthetic sets, the build and the JSON")
+    ap.add_argument("--test-images", type=number(int, lo=1), default=400, help="held-out test images (400)")
+    ap.add_argument("--calib-images", type=number(int, lo=1), default=200,
+                    help="calibration-split images for the build (ignored with --engines)")
+    ap.add_argument("--seed", type=nonneg_int, default=0, help="the fixtures' seed (build.train.fixtures --seed)")
+    ap.add_argument("--precisions", default=",".join(PRECISIONS), help="comma list; fp32 always runs")
+    ap.add_argument("--person-score", default="box", choices=PERSON_SCORES,
+                    help="rank people by the box score (as the fixture report) or the runtime's "
+                         "box x mean keypoint score (see bench/precision_table.py)")
+    ap.add_argument("--json", default=None, help="where the table goes (default WORK/accuracy.json)")
+    a = ap.parse_args(argv)
+    precisions = [p for p in a.precisions.split(",") if p]
+    bad = sorted(set(precisions) - set(PRECISIONS))
+    if bad:
+        raise InputError(f"unknown precision {','.join(bad)}", f"--precisions {a.precisions}",
+                         f"pick from {','.join(PRECISIONS)}")
+    t0 = time.perf_counter()
+    work = Path(a.work)
+    if a.engines is not None:
+        m = read_json(a.engines / "manifest.json", "the manifest", "--engines")
+        if not isinstance(m, dict) or m.get("config") != CONFIG:
+            raise InputError(f"holds config {m.get('config') if isinstance(m, dict) else None!r}, not {CONFIG}",
+                             f"--engines {a.engines}", "the synthetic test set only means something to the "
+                             "fixture weights; build them with python -m bench.accuracy (no --engines)")
+        engines = a.engines
+    else:
+        engines = build_all_precisions(work / "artifacts", synthetic_split(work, "calib", a.calib_images, a.seed))
+    test = synthetic_split(work, "test", a.test_images, a.seed)
+    rows, info = measure(engines, load_frames(test), test / "person_keypoints.json", precisions,
+                         person_score=a.person_score)
+    out = Path(a.json) if a.json else work / "accuracy.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"engines": str(engines), "test": str(test), **info,
+                               "rows": [to_dict(r) for r in rows]}, indent=1))
+    print(f"held-out synthetic test split: {info['n_images']} images, {info['n_crops']} crops; "
+          f"ONNX Runtime CPU; dyn band k1={info['k1']:.4f} k2={info['k2']:.4f} (manifest); "
+          f"people ranked by {a.person_score} score")
+    print(format_markdown(rows))
+    if info["skipped"]:
+        print(f"not in {engines}: {', '.join(info['skipped'])} (build them with python -m build.engines --precision ...)")
+    missed = [f"{r.policy} {r.precision} ({100 * r.drop:+.2f} AP, target <= {100 * r.max_drop:.1f})"
+              for r in rows if r.met is False]
+    print("targets (AP points below fp32: INT8 <= 0.5, FP16 <= 0.1): "
+          + ("all met" if not missed else "missed by " + "; ".join(missed)))
+    print(f"in {time.perf_counter() - t0:.0f} s -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
