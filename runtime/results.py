@@ -101,19 +101,33 @@ class FrameResult:
             out.append(rec)
         return out
 
+    def person_quality(self, i: int, kp: np.ndarray) -> float:
+        """The person's keypoint-quality factor of its COCO score.
+
+        A probability-map person (ProbMapHead) uses its mean predicted OKS (``quality``): COCO
+        AP ranks people by how good their pose is, which is what that head estimates, and its
+        keypoint scores are expected-OKS maxima (~0.03 for diffuse sparsemax maps), which the
+        heatmap rule below would zero, ranking every large-net person last. A heatmap person
+        uses MMPose's rescoring: the mean of its keypoint scores above 0.2.
+        """
+        if self.prob is not None and self.prob.has[i]:
+            q = float(np.nanmean(self.prob.oks[i])) if np.isfinite(self.prob.oks[i]).any() else float("nan")
+            if np.isfinite(q):
+                return float(np.clip(q, 0.0, 1.0))
+        conf = kp[:, 2]
+        vis = conf > 0.2
+        return float(conf[vis].mean()) if vis.any() else 0.0
+
     def to_coco(self, image_id: int) -> list[dict[str, Any]]:
-        """COCO keypoint results; the person score is box score x mean visible keypoint score
-        (MMPose's rescoring), dropped boxes are left out."""
+        """COCO keypoint results; the person score is box score x :meth:`person_quality`,
+        dropped boxes are left out."""
         res = []
         for i in np.flatnonzero(self.route >= 0):
             kp = self.keypoints[i].copy()
             bad = ~np.isfinite(kp).all(axis=1)      # NaN/inf maps decode to NaN: score 0
             kp[bad] = 0.0
-            conf = kp[:, 2]
-            vis = conf > 0.2
-            kscore = float(conf[vis].mean()) if vis.any() else 0.0
             res.append({"image_id": int(image_id), "category_id": 1,
                         "keypoints": np.round(kp.astype(np.float64), 3).reshape(-1).tolist(),
-                        "score": float(self.box_score[i]) * kscore,
+                        "score": float(self.box_score[i]) * self.person_quality(i, kp),
                         **(self.prob.person(i) if self.prob is not None else {})})
         return res

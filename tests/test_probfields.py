@@ -143,3 +143,25 @@ def test_video_cli_jsonl_carries_regions_and_overlay_draws_them(cpu_artifacts, s
     p = recs[0]["persons"][0]
     assert list(p["regions"]) == ["0.9"] and len(p["regions"]["0.9"]["ellipse"]) == 17 and len(p["oks"]) == 17
     assert len(plain) == len(drawn) == 2 and np.abs(drawn[0] - plain[0]).sum() > 0
+
+
+def test_coco_person_score_uses_predicted_oks_for_probmap_people():
+    """A ProbMapHead person's keypoint scores are expected-OKS maxima (~0.03): the heatmap rescoring
+    (mean of scores > 0.2) would give it score 0 and rank it below every heatmap person; its score is
+    box score x mean predicted OKS instead, and a heatmap person keeps MMPose's rescoring."""
+    from runtime.probfields import ProbExtras
+    from runtime.results import FrameResult
+
+    kps = np.zeros((2, 17, 3), np.float32)
+    kps[0, :, 2] = 0.03                       # probmap person: tiny expected-OKS maxima
+    kps[1, :, 2] = np.r_[np.full(10, 0.8), np.full(7, 0.1)]   # heatmap person
+    prob = ProbExtras.empty(2, (0.5,))
+    prob.has[0] = True
+    prob.oks[0] = np.linspace(0.5, 0.9, 17)
+    res = FrameResult(np.ones((2, 4), np.float32), kps, np.ones((2, 17), np.float32), np.array([1, 0], np.int8),
+                      np.zeros(2, np.float32), np.array([0.9, 0.5], np.float32), prob=prob)
+    recs = res.to_coco(7)
+    assert recs[0]["score"] == pytest.approx(0.9 * 0.7, rel=1e-5)
+    assert recs[1]["score"] == pytest.approx(0.5 * 0.8, rel=1e-5)
+    prob.oks[0] = np.nan                      # a ProbMapHead without an OKS output: heatmap rule
+    assert res.to_coco(7)[0]["score"] == 0.0
