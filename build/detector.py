@@ -59,7 +59,8 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
                    help="INT8 range calibration of the detector (percentile: best keypoint AP and drift "
                         "of the three on coco-mini, README 'Person detector')")
     g.add_argument("--det-int8-heads", action="store_true",
-                   help="quantize the detector's output convs too (default: float; they feed the decode)")
+                   help="quantize the detector's output convs and keypoint branch too (default: float; "
+                        "their error reaches the decoded coordinates times the stride)")
     g.add_argument("--det-precision", choices=DET_PRECISIONS, default="all",
                    help="all = fp16 + int8_cpu + int8_trt variants; fp32 = the copied model only")
 
@@ -164,11 +165,13 @@ def make_variants(out_dir: Path, entry: dict[str, Any], frames: np.ndarray, meth
                   log: Callable[[str], None], float_heads: bool = True) -> None:
     """fp16, int8_cpu and int8_trt next to detector.onnx; int8_trt must pass check_trt_qdq.
 
-    ``float_heads`` keeps the output convs float (calib.quantize.head_ops): measured on coco-mini
-    it halves the int8_trt keypoint drift (2.3 -> 1.4 px) for 9 small 1x1 convs.
+    ``float_heads`` keeps the output convs float and, for the heads that regress coordinates
+    (keypoints), their branch up to the fork from the shared features
+    (calib.quantize.float_head_ops): measured on coco-mini the output convs halve the int8_trt
+    keypoint drift (2.3 -> 1.2 px), the keypoint branch brings it to 0.73 px (README).
     """
     from calib.fp16 import convert_fp16
-    from calib.quantize import check_trt_qdq, float_tail, qdq_counts, quantize_onnx
+    from calib.quantize import check_trt_qdq, float_head_ops, float_tail, name_nodes, qdq_counts, quantize_onnx
 
     src = out_dir / entry["onnx"]
     t = time.perf_counter()
@@ -176,7 +179,10 @@ def make_variants(out_dir: Path, entry: dict[str, Any], frames: np.ndarray, meth
     entry["variants"]["fp16"] = _variant(out_dir, fp16, precision="fp16", io="float32",
                                          fp32_nodes="float tail (box/keypoint decode)")
     log(f"fp16 in {time.perf_counter() - t:.0f} s")
-    tail = len(float_tail(onnx.load(str(src))))
+    fp32 = name_nodes(onnx.load(str(src)))
+    tail_nodes = float_tail(fp32)
+    tail = len(tail_nodes)
+    heads = len(float_head_ops(fp32, tail_nodes)) if float_heads else 0
     import tempfile
     with tempfile.TemporaryDirectory(prefix="dynpose-detcal-") as tmp:
         for fl in ("int8_cpu", "int8_trt"):   # int8_cpu calibrates every tensor, int8_trt reuses the ranges
@@ -190,7 +196,8 @@ def make_variants(out_dir: Path, entry: dict[str, Any], frames: np.ndarray, meth
                     raise RuntimeError(f"{dst.name}: Q/DQ graph TensorRT cannot fuse: {problems[:3]}")
             entry["variants"][fl] = _variant(out_dir, dst, precision="int8", flavour=fl, method=method,
                                              n_calib_frames=int(len(frames)), qdq=qdq_counts(q),
-                                             float_tail_nodes=tail, float_heads=float_heads)
+                                             float_tail_nodes=tail, float_heads=float_heads,
+                                             float_head_nodes=heads)
             log(f"{fl} ({method}, {len(frames)} frames) in {time.perf_counter() - t:.0f} s")
 
 

@@ -44,7 +44,8 @@ import numpy as np
 import onnx
 
 from .deconv import deconv_to_conv
-from .float_tail import QUANT_OPS, float_tail, head_ops, is_decode_op  # noqa: F401  (re-exported)
+from .float_tail import (QUANT_OPS, float_head_ops, float_tail, head_ops, is_decode_op,  # noqa: F401
+                         regression_branches, regression_heads)  # (re-exported)
 METHODS = ("entropy", "percentile", "minmax")
 FLAVOURS = ("int8_trt", "int8_cpu")
 CALIB_BATCH = 8
@@ -154,7 +155,8 @@ def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method:
     first call calibrates and writes it, later calls only quantize. Quantize the
     int8_cpu flavour first: it calibrates every tensor, so int8_trt reuses it.
     ``keep_float`` overrides the nodes left float (tests use [] to show the trap);
-    ``float_heads`` also keeps :func:`head_ops` float.
+    ``float_heads`` also keeps :func:`float_head_ops` float (the output convs and the branches of
+    the regression heads).
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -164,7 +166,7 @@ def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method:
         model, _ = deconv_to_conv(model)
     if keep_float is None:
         tail = float_tail(model)
-        exclude = sorted(tail | head_ops(model, tail) if float_heads else tail)
+        exclude = sorted(tail | float_head_ops(model, tail) if float_heads else tail)
     else:
         exclude = sorted(keep_float)
     dst.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """The float-tail rules on small synthetic graphs (no model-specific names): a fixed-weight op over a
-Softmax is decode, Shape never pulls the tail upstream, and check_trt_qdq sees a quantized decode
-op and survives scalar Dequantize -> Mul."""
+Softmax is decode, Shape never pulls the tail upstream, check_trt_qdq sees a quantized decode
+op and survives scalar Dequantize -> Mul, and a head decoded linearly into coordinates keeps its
+branch (up to the fork) float."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from calib.quantize import check_trt_qdq, float_tail, head_ops, name_nodes, quantize_onnx
+from calib.quantize import (check_trt_qdq, float_head_ops, float_tail, head_ops, name_nodes, quantize_onnx,
+                            regression_branches, regression_heads)
 
 
 def _dfl_net(learned_after_softmax: bool = False, with_shape: bool = False) -> onnx.ModelProto:
@@ -79,3 +81,67 @@ def test_checker_flags_a_quantized_decode_op_and_survives_scalar_dq(tmp_path: Pa
                          helper.make_node("Mul", ["pre", "k"], [out], name="scale_mul")])
     problems = check_trt_qdq(m)
     assert any("scalar_dq" in p and "Mul" in p for p in problems), problems
+
+
+def _two_head_net(score_head: bool = True) -> onnx.ModelProto:
+    """stem -> f; f -> [conv+SiLU] x2 -> 1x1 head -> *2 + grid (coordinates) -> out;
+    f -> conv+Relu -> 1x1 head -> Sigmoid (a score) -> out (concatenated)."""
+    rng = np.random.default_rng(0)
+    w = lambda name, o, i, k=3: numpy_helper.from_array(rng.normal(0, 0.3, (o, i, k, k)).astype(np.float32), name)
+    inits = [w("ws", 8, 3), w("wk0", 8, 8), w("wk1", 8, 8), w("wk2", 4, 8, 1),
+             numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+             numpy_helper.from_array(rng.normal(size=(1, 4, 8, 8)).astype(np.float32), "grid")]
+    pad = {"pads": [1, 1, 1, 1]}
+    nodes = [helper.make_node("Conv", ["x", "ws"], ["s"], name="stem", **pad),
+             helper.make_node("Relu", ["s"], ["f"], name="stem_act")]
+    for k, src in ((0, "f"), (1, "k0y")):   # two conv + SiLU (x * sigmoid(x)) layers
+        nodes += [helper.make_node("Conv", [src, f"wk{k}"], [f"k{k}c"], name=f"k{k}", **pad),
+                  helper.make_node("Sigmoid", [f"k{k}c"], [f"k{k}g"], name=f"k{k}_sig"),
+                  helper.make_node("Mul", [f"k{k}c", f"k{k}g"], [f"k{k}y"], name=f"k{k}_mul")]
+    nodes += [helper.make_node("Conv", ["k1y", "wk2"], ["raw"], name="k2"),
+              helper.make_node("Mul", ["raw", "two"], ["r2"], name="k_scale"),
+              helper.make_node("Add", ["r2", "grid"], ["xy"], name="k_shift")]
+    out = "xy"
+    if score_head:
+        inits += [w("wc0", 8, 8), w("wc1", 1, 8, 1)]
+        nodes += [helper.make_node("Conv", ["f", "wc0"], ["c0"], name="c0", **pad),
+                  helper.make_node("Relu", ["c0"], ["c0y"], name="c0_act"),
+                  helper.make_node("Conv", ["c0y", "wc1"], ["logit"], name="c1"),
+                  helper.make_node("Sigmoid", ["logit"], ["score"], name="c_sig"),
+                  helper.make_node("Concat", ["xy", "score"], ["out"], axis=1, name="cat")]
+        out = "out"
+    g = helper.make_graph(nodes, "heads", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_regression_head_branch_goes_up_to_the_fork_and_no_further() -> None:
+    m = _two_head_net()
+    assert head_ops(m) == {"k2", "c1"}
+    assert regression_heads(m) == {"k2"}                  # the score head is squashed by its Sigmoid
+    layers = {"k2", "k1", "k1_sig", "k1_mul", "k0", "k0_sig", "k0_mul"}
+    assert regression_branches(m) == layers               # stem feeds both heads: the fork stops it
+    assert regression_branches(m, depth=5) == layers
+    assert regression_branches(m, depth=1) == {"k2", "k1", "k1_sig", "k1_mul"}
+    assert regression_branches(m, depth=0) == {"k2"}
+    assert float_head_ops(m) == layers | {"c1"}
+    # a single-path net is "exclusive" all the way to its input: the depth cap stops it
+    single = _two_head_net(score_head=False)
+    assert regression_branches(single) == layers
+    assert regression_branches(single, depth=3) == layers | {"stem", "stem_act"}
+
+
+def test_float_heads_keep_the_regression_branch_out_of_int8(tmp_path: Path) -> None:
+    src = tmp_path / "heads.onnx"
+    onnx.save(name_nodes(_two_head_net()), str(src))
+    crops = np.random.default_rng(1).normal(size=(8, 3, 8, 8)).astype(np.float32)
+    for flavour in ("int8_trt", "int8_cpu"):
+        q = onnx.load(str(quantize_onnx(src, tmp_path / f"{flavour}.onnx", crops, flavour, "minmax",
+                                        float_heads=True)))
+        producer = {o: n for n in q.graph.node for o in n.output}
+        reads_dq = {n.name for n in q.graph.node
+                    if any(i in producer and producer[i].op_type == "DequantizeLinear" for i in n.input)}
+        assert not reads_dq & {"k0", "k1", "k2", "k0_mul", "k1_mul"}, (flavour, reads_dq)
+        assert {"stem", "c0"} <= reads_dq, (flavour, reads_dq)   # the shared stem and the score branch are int8
+        if flavour == "int8_trt":
+            assert check_trt_qdq(q) == []
