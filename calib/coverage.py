@@ -157,7 +157,9 @@ def calibrate_coverage(out_dir: Path, manifest: dict, args: argparse.Namespace) 
     roles = _probmap_roles(manifest)
     if not roles:
         return {"fitted": False, "reason": "no probability-map net in this config"}
-    if manifest.get("weights") == "fixture":
+    from .presence import calibration_domain
+
+    if calibration_domain(manifest) == "synthetic":
         data = synthetic_set(N_SCENES, FIT_SEED)
     else:
         from .stage import _presence_folder
