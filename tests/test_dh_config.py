@@ -113,3 +113,29 @@ def test_dh_build_runs_end_to_end_with_outer_keypoints(tmp_path, coco_mini):
         checked += 1
     assert checked >= 10
     assert n_out > 0, "no keypoint was placed outside the crop window: the outer map is not used"
+    _plan_has_the_dh_engine(root, m)
+
+
+def _plan_has_the_dh_engine(root: Path, manifest: dict) -> None:
+    """Without TensorRT the build writes trtexec lines for every net, the DH one included."""
+    import argparse
+    import sys
+
+    from build.trt import add_trt_arguments, build_or_plan
+    from calib.stage import add_calib_arguments
+
+    p = argparse.ArgumentParser()
+    add_calib_arguments(p)
+    add_trt_arguments(p)
+    saved = sys.modules.get("tensorrt")
+    sys.modules["tensorrt"] = None   # `import tensorrt` raises ImportError, as on this machine
+    try:
+        assert build_or_plan(root, manifest, p.parse_args(["--target", "orin", "--precision", "fp32"])) == 0
+    finally:
+        if saved is None:
+            del sys.modules["tensorrt"]
+        else:
+            sys.modules["tensorrt"] = saved
+    plan = (root / "build_plan.sh").read_text()
+    assert "large" in manifest["trt_plan"]["engines"]
+    assert "--onnx=large.onnx" in plan and "--saveEngine=large.engine" in plan
