@@ -6,7 +6,8 @@ presence into in/out decisions, so we fit one temperature T (the runtime
 applies ``sigmoid(logit(p) / T)``, runtime.pipeline) on crops where the
 answer is known: CropCOCO-style crops of ground-truth people, cut so that
 some labelled keypoints fall outside the image and therefore out of the
-window. ECE before/after says whether it helped; the Ex-OKS threshold is the
+window (people of --calib-data photos, or of synthetic scenes for configs
+whose bundled weights were trained on those: calibration_domain). ECE before/after says whether it helped; the Ex-OKS threshold is the
 best-accuracy one on bench.ex_oks's 0.05 grid (one definition for build and
 evaluation).
 """
