@@ -16,7 +16,8 @@ from .heads import HeatmapHead, ProbMapHead
 from .pose_net import TopdownPoseNet
 from .router import Router
 
-HEAD_KINDS = ("heatmap", "probmap", "probmap-dh")
+HEAD_KINDS = ("heatmap", "probmap")               # how the runtime decodes (the manifest's "head")
+HEAD_CHOICES = (*HEAD_KINDS, "probmap-dh")        # what a config may build: + the double probability map
 
 
 def decode_kind(head: str) -> str:
@@ -78,7 +79,7 @@ def build_pose_net(name: str, head: str = "heatmap") -> TopdownPoseNet:
         h = cls(spec.out_channels, deconv_out_channels=spec.probmap_deconvs,
                 feat_hw=spec.feat_hw, aux_channels=spec.aux_channels)
     else:
-        raise ValueError(f"unknown head {head!r}; expected one of {HEAD_KINDS}")
+        raise ValueError(f"unknown head {head!r}; expected one of {HEAD_CHOICES}")
     return TopdownPoseNet(spec.build_backbone(), h)
 
 
