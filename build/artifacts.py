@@ -22,6 +22,7 @@ from .configs import PipelineConfig
 from .export import OPSET, describe_io, export_onnx, parity, simplify_onnx
 from .flops import count_macs, count_params
 from .models import build_pose_net, build_router
+from .models.registry import decode_kind
 
 ROLES = ("router", "small", "large")
 REPO = Path(__file__).resolve().parents[1]
@@ -39,9 +40,10 @@ def load_weights(model: nn.Module, cfg: PipelineConfig, role: str, ckpt: str | N
     """Explicit --<role>-ckpt, else the config's bundled weights, else seeded random."""
     path = ckpt or cfg.checkpoints.get(role)
     if path:
-        p = Path(path)
-        if not p.is_absolute() and not p.exists():
-            p = REPO / p
+        def resolve(x: str) -> Path:   # a config's bundled path is repo-relative
+            p = Path(x)
+            return REPO / p if not p.is_absolute() and not p.exists() else p
+        p = [resolve(x) for x in path] if isinstance(path, (list, tuple)) else resolve(path)
         flag = f"--{role}-ckpt" if ckpt else f"bundled {role} checkpoint of --config {cfg.name}"
         info = load_strict(model, p, role, trust=trust, flag=flag)
         info["bundled"] = ckpt is None
@@ -123,7 +125,7 @@ def export_all(cfg: PipelineConfig, out_dir: Path, ckpts: dict[str, str | None],
         progress(f"{role}: export + simplify + parity")
         entry = export_role(model, out_dir, role, opset, simplify)
         arch = "router" if role == "router" else getattr(cfg, role).arch
-        head = "score" if role == "router" else getattr(cfg, role).head
+        head = "score" if role == "router" else decode_kind(getattr(cfg, role).head)
         entries[role] = {"role": role, "arch": arch, "head": head, "weights": weights, **entry}
         nets[role] = model
     return entries, nets

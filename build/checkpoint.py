@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -102,17 +102,36 @@ def _listing(title: str, items: list[str]) -> str:
     return f"{title} ({len(items)}): {', '.join(items[:_SHOW])}{more}"
 
 
-def load_strict(model: nn.Module, path: str | Path, role: str, trust: bool = False,
+def _read_parts(paths: list[Path], trust: bool, flag: str | None) -> dict[str, torch.Tensor]:
+    """The state dicts of several files merged; a tensor named by two of them is an error (no silent override)."""
+    sd: dict[str, torch.Tensor] = {}
+    for p in paths:
+        part = read_state_dict(p, trust, flag)
+        twice = sorted(set(sd) & set(part))
+        if twice:
+            dup = _listing("also in an earlier part", twice)
+            raise CheckpointMismatch(f"checkpoint parts overlap ({_where(p, flag)}: {dup}): "
+                                     "each part must hold its own tensors")
+        sd.update(part)
+    return sd
+
+
+def load_strict(model: nn.Module, path: str | Path | Sequence[str | Path], role: str, trust: bool = False,
                 flag: str | None = None) -> dict[str, Any]:
-    """Load ``path`` into ``model`` or raise one error (one line) describing every mismatch."""
-    sd = read_state_dict(path, trust, flag)
+    """Load ``path`` into ``model`` or raise one error (one line) describing every mismatch.
+
+    ``path`` may be a list: the parts are merged (e.g. a base net plus a branch trained on top
+    of it, as ``fixture-dyn-dh`` ships the outer map's branch apart from fixture-l's weights)."""
+    paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+    sd = _read_parts(paths, trust, flag)
+    where = " + ".join(_where(p, flag) for p in paths)
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     shapes = [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in sd and sd[k].shape != own[k].shape]
     if missing or unexpected or shapes:
-        parts = [_where(Path(path), flag), f"{type(model).__name__}, {len(own)} tensors"]
+        parts = [where, f"{type(model).__name__}, {len(own)} tensors"]
         if missing:
             parts.append(_listing("missing", missing))
         if unexpected:
@@ -123,7 +142,10 @@ def load_strict(model: nn.Module, path: str | Path, role: str, trust: bool = Fal
                                  "checkpoint of the architecture this --config names (see `python -m "
                                  "build.engines --list-configs`), or pick the config that matches it")
     model.load_state_dict(sd, strict=True)
-    return {"source": "checkpoint", "path": str(path), "sha256": sha256_file(path)}
+    if len(paths) == 1:
+        return {"source": "checkpoint", "path": str(paths[0]), "sha256": sha256_file(paths[0])}
+    return {"source": "checkpoint", "path": " + ".join(str(p) for p in paths),
+            "sha256": sha256_file(paths[0]), "parts": [{"path": str(p), "sha256": sha256_file(p)} for p in paths]}
 
 
 def init_random(model: nn.Module, role: str, seed: int) -> dict[str, Any]:

@@ -27,9 +27,14 @@ class PipelineConfig:
     router: dict = field(default_factory=dict)
     theta: float = 0.1
     p: float = 50.0
-    checkpoints: dict = field(default_factory=dict)  # role -> path of bundled weights
+    checkpoints: dict = field(default_factory=dict)  # role -> path (or list of paths, merged) of bundled weights
     detector: str | None = None  # default --detector ONNX (absolute or repo-relative); None = none
     description: str = ""
+    # Where the bundled weights come from, so where presence and coverage are calibrated
+    # (calib.presence.calibration_domain): "photos" = CropCOCO-style cuts of --calib-data people,
+    # "synthetic" = cuts of build.synth scenes (the fixtures were trained on those; fitting them
+    # on photos measures the domain gap, not the heads). Other weights always calibrate on photos.
+    calib_domain: str = "photos"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,5 +84,15 @@ register_config(PipelineConfig(
     "fixture-dyn", NetChoice("fixture-s", "heatmap"), NetChoice("fixture-l", "probmap"),
     router=dict(channels=(8, 8, 16, 32), hidden=32), theta=0.15, p=50.0,
     checkpoints={"small": "build/fixtures/small.pth", "large": "build/fixtures/large.pth",
-                 "router": "build/fixtures/router.pth"},
+                 "router": "build/fixtures/router.pth"}, calib_domain="synthetic",
     description="trained fixtures on synthetic figures: fixture-s heatmap small, fixture-l ProbPose large"))
+# fixture-dyn with the double-heatmap large net (ProbPose-s-DH equivalent, build/models/double_head.py):
+# fixture-l's weights plus the outer branch `python -m build.train.double --fixture` trained on them
+# (build/fixtures/large-dh-outer.pth holds only that branch; the two files are merged at load).
+register_config(PipelineConfig(
+    "fixture-dyn-dh", NetChoice("fixture-s", "heatmap"), NetChoice("fixture-l", "probmap-dh"),
+    router=dict(channels=(8, 8, 16, 32), hidden=32), theta=0.15, p=50.0,
+    checkpoints={"small": "build/fixtures/small.pth",
+                 "large": ["build/fixtures/large.pth", "build/fixtures/large-dh-outer.pth"],
+                 "router": "build/fixtures/router.pth"}, calib_domain="synthetic",
+    description="fixture-dyn with the double-heatmap large net (outer map localises out-of-window keypoints)"))

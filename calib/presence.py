@@ -6,7 +6,8 @@ presence into in/out decisions, so we fit one temperature T (the runtime
 applies ``sigmoid(logit(p) / T)``, runtime.pipeline) on crops where the
 answer is known: CropCOCO-style crops of ground-truth people, cut so that
 some labelled keypoints fall outside the image and therefore out of the
-window. ECE before/after says whether it helped; the Ex-OKS threshold is the
+window (people of --calib-data photos, or of synthetic scenes for configs
+whose bundled weights were trained on those: calibration_domain). ECE before/after says whether it helped; the Ex-OKS threshold is the
 best-accuracy one on bench.ex_oks's 0.05 grid (one definition for build and
 evaluation).
 """
@@ -160,9 +161,32 @@ def presence_fit(p: np.ndarray, inside: np.ndarray, labelled: np.ndarray) -> dic
             "n_keypoints": int(m.sum()), "n_inside": int(y.sum())}
 
 
+def calibration_domain(manifest: dict) -> str:
+    """"synthetic" when every net runs its config's bundled weights and the config says they were
+    trained on synthetic scenes (PipelineConfig.calib_domain, the fixtures), else "photos".
+
+    Why: the presence temperature and the coverage map describe a net *on the data it will see*;
+    the fixtures only ever see synthetic scenes, and fitted on photos their temperature measured
+    the domain gap (T 2.64, threshold 0.60 on coco-mini: the double head's run-time choice then
+    flagged 1.6 % of the out-of-window keypoints). A user's own checkpoint is a real net: photos.
+    """
+    synthetic = (manifest.get("pipeline") or {}).get("calib_domain") == "synthetic"
+    return "synthetic" if synthetic and manifest.get("weights") == "fixture" else "photos"
+
+
+def synthetic_presence_set(n_scenes: int | None = None, seed: int | None = None) -> PresenceSet:
+    """CropCOCO-style cuts of synthetic scenes (calib.coverage.synthetic_set, the coverage fit's
+    own crops): inside = known, in the window and in the cut image; labelled = known."""
+    from .coverage import FIT_SEED, N_SCENES, synthetic_set
+
+    d = synthetic_set(N_SCENES if n_scenes is None else n_scenes, FIT_SEED if seed is None else seed)
+    return PresenceSet(d.crops, d.valid, np.asarray(d.known, bool), d.source)
+
+
 def calibrate_presence(out_dir: Path, manifest: dict, folder: str | Path | None = None,
-                       seed: int = 0, batch: int = 8) -> dict[str, Any]:
-    """Fit on every net with a presence output (pooled: the runtime applies one temperature)."""
+                       seed: int = 0, batch: int = 8, domain: str = "photos") -> dict[str, Any]:
+    """Fit on every net with a presence output (pooled: the runtime applies one temperature),
+    on photo cuts of ``folder`` or (``domain="synthetic"``) on synthetic-scene cuts."""
     from .report import run_onnx
 
     roles = [r for r, m in manifest["models"].items()
@@ -170,7 +194,9 @@ def calibrate_presence(out_dir: Path, manifest: dict, folder: str | Path | None 
     if not roles:
         return {"temperature": 1.0, "threshold": 0.5, "fitted": False,
                 "reason": "no net in this config has a presence head"}
-    data = cropcoco_samples(folder or DEFAULT_CALIB, seed=seed)
+    if domain not in ("photos", "synthetic"):
+        raise ValueError(f"calibration domain must be 'photos' or 'synthetic', got {domain!r}")
+    data = synthetic_presence_set() if domain == "synthetic" else cropcoco_samples(folder or DEFAULT_CALIB, seed=seed)
     per_role, ps = {}, []
     for role in roles:
         p = run_onnx(out_dir / manifest["models"][role]["onnx"], data.crops, ["presence"], batch)["presence"]
@@ -178,8 +204,9 @@ def calibrate_presence(out_dir: Path, manifest: dict, folder: str | Path | None 
         ps.append(p)
     pooled = presence_fit(np.concatenate(ps), np.tile(data.inside, (len(roles), 1)),
                           np.tile(data.labelled, (len(roles), 1)))
-    return {**pooled, "fitted": True, "n_crops": len(data), "source": data.source, "per_role": per_role}
+    return {**pooled, "fitted": True, "n_crops": len(data), "source": data.source, "domain": domain,
+            "per_role": per_role}
 
 
-__all__ = ["PresenceSet", "apply_temperature", "calibrate_presence", "cropcoco_samples", "ece",
-           "fit_temperature", "presence_fit"]
+__all__ = ["PresenceSet", "apply_temperature", "calibrate_presence", "calibration_domain", "cropcoco_samples",
+           "ece", "fit_temperature", "presence_fit", "synthetic_presence_set"]

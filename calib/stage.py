@@ -103,7 +103,7 @@ def _presence_folder(args: argparse.Namespace) -> Path:
 
 def run_calibration(out_dir: Path, manifest: dict, calib: CalibSet, args: argparse.Namespace) -> None:
     """Write the variant ONNX files and fill manifest models.*.variants, calibration and presence."""
-    from .presence import calibrate_presence
+    from .presence import calibrate_presence, calibration_domain
 
     def log(msg: str) -> None:
         print(f"calibration: {msg}", file=sys.stderr)
@@ -112,13 +112,14 @@ def run_calibration(out_dir: Path, manifest: dict, calib: CalibSet, args: argpar
     target = getattr(args, "target", "cpu")
     precision = getattr(args, "precision", None) or default_precision(target)
     method = getattr(args, "calib_method", "entropy")
-    manifest["presence"] = calibrate_presence(out_dir, manifest, _presence_folder(args), getattr(args, "seed", 0))
+    manifest["presence"] = calibrate_presence(out_dir, manifest, _presence_folder(args), getattr(args, "seed", 0),
+                                              domain=calibration_domain(manifest))
     from .coverage import calibrate_coverage
     manifest["credible"] = calibrate_coverage(out_dir, manifest, args)
     pres = manifest["presence"]
     if pres.get("fitted"):
         log(f"presence T={pres['temperature']:.3f} (ECE {pres['ece_before']:.3f} -> {pres['ece_after']:.3f}), "
-            f"Ex-OKS threshold {pres['threshold']:.2f} on {pres['n_crops']} CropCOCO-style crops"
+            f"Ex-OKS threshold {pres['threshold']:.2f} on {pres['n_crops']} CropCOCO-style {pres['domain']} crops"
             + (" (T at the search bound: the presence head carries little signal)"
                if pres.get("temperature_at_bound") else ""))
     variants: tuple[str, ...] = ()

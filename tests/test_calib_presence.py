@@ -69,3 +69,23 @@ def test_presence_fit_reports_threshold_on_grid():
     assert out["ece_after"] < out["ece_before"]
     assert round(out["threshold"] / 0.05, 6) == round(out["threshold"] / 0.05)
     assert 0.05 <= out["threshold"] <= 0.95 and out["n_keypoints"] == 4000
+
+
+def test_synthetic_presence_set_is_the_coverage_cuts():
+    """The fixture configs' presence fit uses the coverage fit's own synthetic cuts: inside = known,
+    in the window and in the cut image, so every inside keypoint is labelled and some labelled are out."""
+    from calib.coverage import synthetic_set
+    from calib.presence import synthetic_presence_set
+
+    ps, cs = synthetic_presence_set(4, seed=3), synthetic_set(4, seed=3)
+    assert len(ps) == len(cs) > 0 and ps.crops.shape[1:] == (3, 256, 192)
+    np.testing.assert_array_equal(ps.inside, cs.valid)
+    assert not (ps.inside & ~ps.labelled).any() and (ps.labelled & ~ps.inside).any()
+
+
+def test_unknown_calibration_domain_is_refused(tmp_path):
+    from calib.presence import calibrate_presence
+
+    manifest = {"models": {"large": {"outputs": [{"name": "presence"}], "onnx": "large.onnx"}}}
+    with pytest.raises(ValueError, match="photos' or 'synthetic'"):
+        calibrate_presence(tmp_path, manifest, domain="video")

@@ -114,6 +114,21 @@ def test_coverage_calibration_meets_target_on_held_out_synthetic_crops(cpu_artif
     assert res["spearman"]["keypoint"] > 0.3 and res["spearman"]["person"] > 0.3
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1000, 3000])
+def test_coverage_calibration_meets_the_3_point_target_on_300_held_out_scenes(cpu_artifacts, seed):
+    """The issue's target, measured where it can be measured: 100-scene sets spread more than 3 points
+    at q = 0.5 by sampling alone (calib.coverage.N_EVAL_SCENES), 300 scenes bring the s.e. to ~1.6."""
+    from calib.coverage import N_EVAL_SCENES, evaluate
+
+    res = evaluate(cpu_artifacts, n_scenes=N_EVAL_SCENES, seed=seed)
+    q, after = np.asarray(res["q"]), np.asarray(res["after"])
+    assert res["n_crops"] > 500 and max(res["after_se"]) < 0.025
+    for target in (0.5, 0.7, 0.9):
+        i = int(np.argmin(np.abs(q - target)))
+        assert abs(after[i] - target) <= 0.03, (seed, target, after[i])
+
+
 def test_video_cli_jsonl_carries_regions_and_overlay_draws_them(cpu_artifacts, shared_data, tmp_path):
     import os
     import subprocess

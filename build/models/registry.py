@@ -11,11 +11,19 @@ from typing import Callable
 
 from torch import nn
 
+from .double_head import DoubleProbMapHead
 from .heads import HeatmapHead, ProbMapHead
 from .pose_net import TopdownPoseNet
 from .router import Router
 
-HEAD_KINDS = ("heatmap", "probmap")
+HEAD_KINDS = ("heatmap", "probmap")               # how the runtime decodes (the manifest's "head")
+HEAD_CHOICES = (*HEAD_KINDS, "probmap-dh")        # what a config may build: + the double probability map
+
+
+def decode_kind(head: str) -> str:
+    """The manifest's head kind (how the runtime decodes): the double head is a probmap head whose
+    extra ``outer_probmaps`` output the runtime finds by name (runtime.double_decode)."""
+    return "probmap" if head == "probmap-dh" else head
 
 
 @dataclass(frozen=True)
@@ -62,15 +70,16 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def build_pose_net(name: str, head: str = "heatmap") -> TopdownPoseNet:
-    """Backbone ``name`` with a heatmap or probability-map head."""
+    """Backbone ``name`` with a heatmap, probability-map or double probability-map head."""
     spec = get_spec(name)
     if head == "heatmap":
         h = HeatmapHead(spec.out_channels, deconv_out_channels=spec.heatmap_deconvs)
-    elif head == "probmap":
-        h = ProbMapHead(spec.out_channels, deconv_out_channels=spec.probmap_deconvs,
-                        feat_hw=spec.feat_hw, aux_channels=spec.aux_channels)
+    elif head in ("probmap", "probmap-dh"):
+        cls = DoubleProbMapHead if head == "probmap-dh" else ProbMapHead
+        h = cls(spec.out_channels, deconv_out_channels=spec.probmap_deconvs,
+                feat_hw=spec.feat_hw, aux_channels=spec.aux_channels)
     else:
-        raise ValueError(f"unknown head {head!r}; expected one of {HEAD_KINDS}")
+        raise ValueError(f"unknown head {head!r}; expected one of {HEAD_CHOICES}")
     return TopdownPoseNet(spec.build_backbone(), h)
 
 

@@ -11,9 +11,17 @@ outer map. Backbone features are computed once (frozen), so training costs
 only the small branch: minutes on two cores.
 
 Comparison (held-out scenes): per keypoint OKS of the reported position for
-keypoints inside the window and for known keypoints outside it, single (the
-expert map, which can only answer inside the window) vs double (expert
-inside, outer map outside, chosen by calibrated presence as at run time).
+keypoints inside the window and for known keypoints outside it, and Ex-OKS AP
+/ plain AP (bench.dh_table), single (the expert map, which can only answer
+inside the window) vs double (expert inside, outer map outside, chosen by
+calibrated presence as at run time). The presence temperature and Ex-OKS
+threshold are by default fitted as the build fits them for the fixture
+configs (calib.presence.synthetic_presence_set: seed-0 synthetic cuts), or
+given with --temperature/--threshold.
+
+``--fixture`` trains into (or, when it is there and fits the current
+fixture-l, reuses) build/fixtures/large-dh-outer.pth: the outer branch only,
+which ``--config fixture-dyn-dh`` merges with build/fixtures/large.pth.
 """
 from __future__ import annotations
 
@@ -30,21 +38,20 @@ from runtime.double_decode import merge_double
 
 from ..models.double_head import OUTER_FACTOR, DoubleProbMapHead, outer_targets
 from ..models.pose_net import TopdownPoseNet
-from ..models.registry import get_spec
+from ..models.registry import build_pose_net
 from .losses import probpose_loss
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "large.pth"
+OUTER_FIXTURE = FIXTURE.with_name("large-dh-outer.pth")
+OUTER_PREFIX = "head.outer_layers."
 
 
 def build_double(state: dict | None = None) -> TopdownPoseNet:
     """fixture-l with the double head; ``state`` (a fixture-l state dict) fills everything but the outer branch."""
-    spec = get_spec("fixture-l")
-    net = TopdownPoseNet(spec.build_backbone(),
-                         DoubleProbMapHead(spec.out_channels, deconv_out_channels=spec.probmap_deconvs,
-                                           feat_hw=spec.feat_hw, aux_channels=spec.aux_channels))
+    net = build_pose_net("fixture-l", "probmap-dh")
     if state is not None:
         missing, unexpected = net.load_state_dict(state, strict=False)
-        if unexpected or any(not k.startswith("head.outer_layers.") for k in missing):
+        if unexpected or any(not k.startswith(OUTER_PREFIX) for k in missing):
             raise RuntimeError(f"fixture-l state does not fit the DH net: missing {missing}, unexpected {unexpected}")
     return net
 
@@ -102,7 +109,9 @@ def keypoint_oks(xy_pred: np.ndarray, xy_true: np.ndarray, area_hm: np.ndarray) 
 
 
 def compare(outs: dict[str, np.ndarray], data, threshold: float, temperature: float) -> dict:
-    """Mean OKS single vs double, inside the window and outside it (known true positions)."""
+    """Single vs double on held-out crops: mean OKS inside / outside the window (known true
+    positions), and the Ex-OKS AP / plain AP table (bench.dh_table)."""
+    from bench.dh_table import dh_table
     from runtime.pipeline import _presence_from_outputs
 
     coords, scores = decode_probmaps(outs["probmaps"])
@@ -112,14 +121,52 @@ def compare(outs: dict[str, np.ndarray], data, threshold: float, temperature: fl
     outside = data.known & ~data.valid
     # upper bound: the in/out choice made by the truth instead of the presence head
     ocoords, _ = merge_double(coords, scores, outs["outer_probmaps"], inside.astype(np.float32), 0.5)
-    res = {"presence_below_threshold": {"outside": float((pres[outside] < threshold).mean()),
+    res = {"threshold": threshold, "temperature": temperature,
+           "presence_below_threshold": {"outside": float((pres[outside] < threshold).mean()),
                                         "inside": float((pres[inside] < threshold).mean())}}
     for name, c in (("single", coords), ("double", dcoords), ("double_oracle_choice", ocoords)):
         o = keypoint_oks(c, data.xy, data.area_hm)
         res[name] = {"in_window_oks": float(o[inside].mean()), "out_of_window_oks": float(o[outside].mean()),
                      "out_within_10px_hm": float((np.linalg.norm(c - data.xy, axis=-1)[outside] < 10).mean())}
     res["n_inside"], res["n_outside"] = int(inside.sum()), int(outside.sum())
+    res["ap"] = dh_table(coords, dcoords, ocoords, pres, outs["oks"].mean(1), data.xy, data.known, data.valid,
+                         data.area_hm, threshold, OUTER_FACTOR)
     return res
+
+
+def synthetic_presence(onnx_path: Path) -> tuple[float, float, dict]:
+    """(temperature, threshold, fit) as the build fits them for a fixture config (synthetic cuts)."""
+    from calib.presence import presence_fit, synthetic_presence_set
+    from calib.report import run_onnx
+
+    d = synthetic_presence_set()
+    fit = presence_fit(run_onnx(onnx_path, d.crops, ["presence"])["presence"], d.inside, d.labelled)
+    return fit["temperature"], fit["threshold"], {**fit, "source": d.source}
+
+
+def save_outer(net: TopdownPoseNet, path: Path, meta: dict) -> Path:
+    """Only the outer branch (the rest is fixture-l's, frozen), with the base file's sha256."""
+    from runtime.manifest import sha256_file
+
+    outer = {k: v for k, v in net.state_dict().items() if k.startswith(OUTER_PREFIX)}
+    torch.save({"state_dict": outer, "meta": {**meta, "outer_factor": OUTER_FACTOR, "base": "build/fixtures/large.pth",
+                                              "base_sha256": sha256_file(FIXTURE)}}, path)
+    return path
+
+
+def cached_outer(path: Path = OUTER_FIXTURE) -> TopdownPoseNet | None:
+    """The fixture DH net from ``path`` when it was trained on the current fixture-l, else None."""
+    from runtime.manifest import sha256_file
+
+    if not path.is_file():
+        return None
+    meta = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
+    if meta.get("base_sha256") != sha256_file(FIXTURE):
+        return None
+    net = build_double()
+    from ..checkpoint import load_strict
+    load_strict(net, [FIXTURE, path], "large", flag="--fixture")
+    return net.eval()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,33 +182,49 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=number(int, lo=1), default=600, help="training scenes")
     p.add_argument("--eval-scenes", type=number(int, lo=1), default=100, help="held-out scenes")
     p.add_argument("--out", type=Path, default=Path("artifacts/fixture-l-dh"), help="folder for .pth, .onnx, report")
-    p.add_argument("--threshold", type=float, default=0.6, help="presence threshold (the build's Ex-OKS one)")
-    p.add_argument("--temperature", type=float, default=1.0, help="presence temperature (the build's)")
+    p.add_argument("--fixture", action="store_true",
+                   help=f"train into {OUTER_FIXTURE.relative_to(FIXTURE.parents[2])} (reused when it fits the "
+                        "current fixture-l; --retrain forces training)")
+    p.add_argument("--retrain", action="store_true", help="with --fixture: train even when the cached file fits")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="presence threshold (default: fitted on synthetic cuts, as the fixture build does)")
+    p.add_argument("--temperature", type=float, default=None, help="presence temperature (default: fitted, ditto)")
     p.add_argument("--eval-only", action="store_true", help="compare the ONNX already in --out, no training")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    if a.eval_only:
-        held = synthetic_set(a.eval_scenes, seed=1000)
-        res = compare(run_onnx(a.out / "large-dh.onnx", held.crops), held, a.threshold, a.temperature)
-        print(json.dumps(res, indent=2))
-        return 0
-    net = build_double(fixture_state())
-    t = time.perf_counter()
-    train = synthetic_set(a.scenes, seed=5000)
-    feats = features(net, train.crops)
-    print(f"{len(train)} training crops, features in {time.perf_counter() - t:.0f} s")
-    info = train_outer(net, feats, train.xy, train.known, train.area_hm, a.minutes)
-    del feats
-    torch.save({"state_dict": net.state_dict(), "meta": {"train": info, "outer_factor": OUTER_FACTOR,
-                                                         "base": "build/fixtures/large.pth"}}, a.out / "large-dh.pth")
-    onnx_path = export_onnx(net, a.out / "large-dh.onnx", net.output_names)
-    err = parity(net, onnx_path)
+    onnx_path, report = a.out / "large-dh.onnx", {}
+    net = cached_outer() if a.fixture and not a.retrain else None
+    if net is not None:
+        print(f"reusing {OUTER_FIXTURE} (trained on the current fixture-l)")
+    elif not a.eval_only:
+        net = build_double(fixture_state())
+        t = time.perf_counter()
+        train = synthetic_set(a.scenes, seed=5000)
+        feats = features(net, train.crops)
+        print(f"{len(train)} training crops, features in {time.perf_counter() - t:.0f} s")
+        info = train_outer(net, feats, train.xy, train.known, train.area_hm, a.minutes)
+        del feats
+        meta = {"train": info, "command": f"python -m build.train.double --minutes {a.minutes:g} --scenes {a.scenes}"}
+        torch.save({"state_dict": net.state_dict(), "meta": {**meta, "outer_factor": OUTER_FACTOR,
+                                                             "base": "build/fixtures/large.pth"}}, a.out / "large-dh.pth")
+        if a.fixture:
+            print(f"wrote {save_outer(net, OUTER_FIXTURE, meta)}")
+        report["train"] = info
+    if net is not None:
+        export_onnx(net, onnx_path, net.output_names)
+        report["parity_max_abs_err"] = parity(net, onnx_path)
+    temperature, threshold = a.temperature, a.threshold
+    if temperature is None or threshold is None:
+        t_fit, thr_fit, report["presence_fit"] = synthetic_presence(onnx_path)
+        temperature = t_fit if temperature is None else temperature
+        threshold = thr_fit if threshold is None else threshold
     held = synthetic_set(a.eval_scenes, seed=1000)
-    outs = run_onnx(onnx_path, held.crops)
-    report = {"train": info, "parity_max_abs_err": err, "compare": compare(outs, held, a.threshold, a.temperature),
-              "held_out": held.source}
-    (a.out / "report.json").write_text(json.dumps(report, indent=2))
+    report["compare"] = compare(run_onnx(onnx_path, held.crops), held, threshold, temperature)
+    report["held_out"] = held.source
+    from bench.dh_table import format_table
+    (a.out / ("report.eval.json" if a.eval_only else "report.json")).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
+    print(format_table(report["compare"]["ap"]))
     return 0
 
 
