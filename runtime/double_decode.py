@@ -31,3 +31,24 @@ def merge_double(coords: np.ndarray, scores: np.ndarray, outer: np.ndarray, pres
     oc = outer_to_inner(oc, outer.shape[-2:], factor)
     out = np.asarray(presence) < threshold
     return np.where(out[..., None], oc, coords), np.where(out, os_, scores)
+
+
+def outer_regions_to_inner(reg, hm_hw: tuple[int, int], factor: float = OUTER_FACTOR):
+    """Credible regions found on the outer map, in inner heatmap pixels (the same map as the
+    keypoints): an outer pixel is ``factor`` inner pixels on a side, so areas scale by factor^2,
+    ellipse centres go through :func:`outer_to_inner`, semi-axes scale by factor, angles stay."""
+    from .credible import Regions
+
+    e = np.array(reg.ellipse, np.float64, copy=True)
+    e[..., :2] = outer_to_inner(e[..., :2], hm_hw, factor)
+    e[..., 2:4] *= factor
+    return Regions(reg.masses, reg.n_pixels * factor * factor, e, reg.threshold)
+
+
+def pick_regions(inner, outer, use_outer: np.ndarray):
+    """Per keypoint the regions of the map its position came from (``use_outer`` [N,K])."""
+    from .credible import Regions
+
+    m = np.asarray(use_outer, bool)[None]
+    return Regions(inner.masses, np.where(m, outer.n_pixels, inner.n_pixels),
+                   np.where(m[..., None], outer.ellipse, inner.ellipse), np.where(m, outer.threshold, inner.threshold))

@@ -29,6 +29,7 @@ import numpy as np
 
 from .credible import DEFAULT_MASSES, CoverageMap, credible_regions, regions_to_image
 from .decode import sparsemax
+from .double_decode import outer_regions_to_inner, pick_regions
 
 K = 17
 
@@ -135,7 +136,12 @@ class ProbFieldsDecoder:
         maps = maps_of(outs) if self.masses else None
         if maps is None:
             return
-        reg = credible_regions(self.coverage.prepare(maps) if self.coverage else maps, self.nominal)
+        prep = self.coverage.prepare if self.coverage else (lambda m: m)
+        reg = credible_regions(prep(maps), self.nominal)
+        if "outer_probmaps" in outs:   # double heatmap: an outer-placed keypoint gets its outer map's region
+            outer = outer_regions_to_inner(credible_regions(prep(outs["outer_probmaps"]), self.nominal),
+                                           maps.shape[-2:])
+            reg = pick_regions(reg, outer, np.asarray(presence) < self.threshold)
         img = regions_to_image(reg, scales, centers, maps.shape[-2:])
         ex.has_regions[rows] = True
         ex.area[rows] = np.moveaxis(img["area"], 0, 1)

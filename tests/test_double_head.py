@@ -67,3 +67,31 @@ def test_double_head_exports_and_runs_in_ort_with_the_same_decode(tmp_path):
     b = merge_double(*decode_outputs("probmap", {"probmaps": ref["probmaps"]})[:2], ref["outer_probmaps"],
                      ref["presence"], 0.5)
     np.testing.assert_allclose(a[0], b[0], atol=1e-2)
+
+
+def test_outer_placed_keypoints_get_the_outer_maps_region():
+    """A keypoint decoded from the outer map reports the outer map's credible region, in the same
+    image coordinates as its position (outer pixel = 2x2 inner pixels); the others keep the expert's."""
+    from runtime.preprocess import heatmap_to_image
+    from runtime.probfields import ProbFieldsDecoder
+
+    n, k, h, w = 1, 17, 64, 48
+    inner = np.zeros((n, k, h, w), np.float32)
+    inner[:, :, 10, 12] = 1.0                          # every expert map: one pixel at (12, 10)
+    outer = np.zeros((n, k, h, w), np.float32)
+    outer[:, :, 40, 30] = 1.0                          # every outer map: one pixel at (30, 40)
+    presence = np.full((n, k), 0.9, np.float32)
+    presence[0, 3] = 0.1                               # keypoint 3 is outside the window
+    dec = ProbFieldsDecoder({"presence": {"threshold": 0.5}}, masses=(0.5, 0.9))
+    ex = dec.new(n)
+    centers, scales = np.array([[100.0, 200.0]]), np.array([[96.0, 128.0]])   # 2 image px per heatmap px
+    dec.fill(ex, np.array([0]), "probmap", {"probmaps": inner, "outer_probmaps": outer}, presence, centers, scales)
+    assert np.allclose(ex.area[0, :, 3], 4 * 4.0)     # 1 outer px = 4 inner px = 4 x (2x2) image px^2
+    assert np.allclose(np.delete(ex.area[0], 3, axis=1), 4.0)
+    want_out = heatmap_to_image(outer_to_inner(np.array([[[30.0, 40.0]]]), (h, w)), centers, scales)[0, 0]
+    want_in = heatmap_to_image(np.array([[[12.0, 10.0]]]), centers, scales)[0, 0]
+    assert np.allclose(ex.ellipse[0, :, 3, :2], want_out, atol=1e-4)
+    assert np.allclose(ex.ellipse[0, :, 0, :2], want_in, atol=1e-4)
+    # the position decode makes the same choice (merge_double), so region and keypoint agree
+    coords, _ = merge_double(np.zeros((n, k, 2), np.float32), np.zeros((n, k), np.float32), outer, presence, 0.5)
+    assert np.allclose(coords[0, 3], outer_to_inner(np.array([30.0, 40.0]), (h, w)), atol=0.5)
