@@ -10,12 +10,10 @@ that precision's own router scores, as the runtime does; the router's
 decision agreement is measured against the fp32 router on the same crops.
 
 Person scores: ``box`` (default) ranks each person by its detector box score
-alone, as the fixtures' own report does (build/train/metrics.routed_results):
-the small net's heatmap peaks and the large net's probmap scores (expected
-OKS, mostly under 0.2 on these fixtures) live on different scales, so the
-runtime's "box score x mean keypoint score > 0.2" (``pipeline``) gives every
-large-net person score 0 and lets the routing decision reorder people for
-reasons that are not accuracy.
+alone, as the fixtures' own report does (build/train/metrics.routed_results),
+so the ranking does not depend on which net a person went to; ``pipeline``
+uses the runtime's score (``FrameResult.to_coco``: heatmap people box x mean
+keypoint score > 0.2, probability-map people box x mean predicted OKS).
 """
 from __future__ import annotations
 
