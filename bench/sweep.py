@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -36,6 +36,7 @@ from runtime.errors import guarded
 from runtime.pipeline import PipelineOptions, PosePipeline, decode_outputs
 from runtime.records import read_json
 from runtime.preprocess import heatmap_to_image
+from runtime.probfields import ProbExtras
 from runtime.results import FrameResult
 from runtime.routing import fit_thresholds, route, route_band
 
@@ -53,6 +54,7 @@ class NetOutputs:
     keypoints: dict[str, np.ndarray]  # role -> [N,17,3] image xy + score
     presence: dict[str, np.ndarray]   # role -> [N,17]
     seconds: dict[str, float]         # router, small, large, decode_small, decode_large, preprocess
+    oks: dict[str, np.ndarray] = field(default_factory=dict)  # probmap role -> [N,17] predicted OKS
 
 
 @dataclass
@@ -95,15 +97,17 @@ def run_nets(pipe: PosePipeline, frames: list[Frame]) -> tuple[CropSet, NetOutpu
             parts[role].append(_run(pipe, role, cs.crops[s]))
             sec[role] += time.perf_counter() - t
     outs = {r: {k: np.concatenate([x[k] for x in parts[r]]) for k in parts[r][0]} for r in roles}
-    kps, pres = {}, {}
+    kps, pres, oks = {}, {}, {}
     for role in ("small", "large"):
+        if pipe.heads[role] == "probmap" and "oks" in outs[role]:   # the person score reads it (to_coco)
+            oks[role] = np.asarray(outs[role]["oks"], np.float32).reshape(len(cs), 17)
         t = time.perf_counter()
         coords, kscores, presence = decode_outputs(pipe.heads[role], outs[role], pipe.temperature)
         xy = heatmap_to_image(coords, cs.centers, cs.scales)
         kps[role] = np.concatenate([xy, kscores[..., None]], axis=-1).astype(np.float32)
         pres[role] = presence
         sec[f"decode_{role}"] = time.perf_counter() - t
-    return cs, NetOutputs(outs["router"]["score"].reshape(-1), kps, pres, sec)
+    return cs, NetOutputs(outs["router"]["score"].reshape(-1), kps, pres, sec, oks)
 
 
 def route_policy(policy: str, scores: np.ndarray, cs: CropSet, k1: float, k2: float, fraction: float,
@@ -134,8 +138,16 @@ def compose(frames: list[Frame], cs: CropSet, nets: NetOutputs, large: np.ndarra
         if with_router:
             rscore[kept] = nets.router_scores[s]
         dropped = {int(j): "hygiene" for j in np.setdiff1d(np.arange(n), kept)}
+        prob = None
+        if nets.oks:   # probability-map people: the predicted OKS their COCO person score uses
+            prob = ProbExtras.empty(n, ())
+            for role, flag in (("small", False), ("large", True)):
+                if role in nets.oks:
+                    rows = kept[sel == flag]
+                    prob.has[rows] = True
+                    prob.oks[rows] = nets.oks[role][s][sel == flag]
         results.append(FrameResult(f.boxes.astype(np.float32), kps, presence, route_arr, rscore,
-                                   f.scores.astype(np.float32), dropped, {}))
+                                   f.scores.astype(np.float32), dropped, {}, prob))
     return results
 
 
