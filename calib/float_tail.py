@@ -121,6 +121,15 @@ def head_ops(model: onnx.ModelProto, tail: set[str] | None = None) -> set[str]:
 
 
 
+def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    """tensor name -> the nodes that read it."""
+    out: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
 def regression_heads(model: onnx.ModelProto, tail: set[str] | None = None) -> set[str]:
     """The :func:`head_ops` whose output reaches a graph output through :data:`LINEAR_OPS` only.
 
@@ -129,10 +138,7 @@ def regression_heads(model: onnx.ModelProto, tail: set[str] | None = None) -> se
     it and a DFL box head (Softmax, then an expectation over 16 bins) averages it out.
     """
     tail = float_tail(model) if tail is None else tail
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = _consumers(model)
     outputs = {o.name for o in model.graph.output}
     byname = {n.name: n for n in model.graph.node}
 
@@ -160,10 +166,7 @@ def regression_branches(model: onnx.ModelProto, tail: set[str] | None = None,
     """
     tail = float_tail(model) if tail is None else tail
     producer = {o: n for n in model.graph.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = _consumers(model)
     outputs = {o.name for o in model.graph.output}
     byname = {n.name: n for n in model.graph.node}
     keep: set[str] = set()
