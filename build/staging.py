@@ -101,27 +101,32 @@ class StagedDir:
         self.final = Path(final)
         self.path = self.final.parent / f".{self.final.name}{_TAG}{os.getpid()}-{secrets.token_hex(4)}"
         self.committed = False
-        self._old_term: object = None
+        self._old: dict[int, object] = {}
 
     def __enter__(self) -> "StagedDir":
         self.final.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(self.final)
         self.path.mkdir()
-        self._old_term = signal.signal(signal.SIGTERM, self._on_term) if _main_thread() else None
+        self._old: dict[int, object] = {}
+        if _main_thread():
+            self._old[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_signal)
+            # An inherited SIG_IGN (a background job of a script) stays ignored, as POSIX intends.
+            if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+                self._old[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_signal)
         return self
 
     @staticmethod
-    def _on_term(signum: int, frame: FrameType | None) -> None:
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
         # Remembered as well as raised: code the signal lands in (a library's own
         # ``except BaseException``, e.g. inside an exporter) may swallow the exception, and
         # then commit() still refuses to put a build that was told to stop in place.
-        _TERMINATED.set()
-        raise BuildTerminated()
+        _STOPPED.add(signum)
+        _raise_stop(signum)
 
     def commit(self) -> Path:
         """Swap the staged folder into place; the old folder (if any) is deleted afterwards."""
-        if _TERMINATED.is_set():
-            raise BuildTerminated()
+        for signum in sorted(_STOPPED):
+            _raise_stop(signum)
         _fsync_tree(self.path)
         if self.final.exists() and not self.final.is_dir():
             raise NotADirectoryError(f"{self.final} exists and is not a folder")
@@ -142,13 +147,18 @@ class StagedDir:
             if not self.committed:
                 shutil.rmtree(self.path, ignore_errors=True)
         finally:
-            if self._old_term is not None:
-                signal.signal(signal.SIGTERM, self._old_term)  # type: ignore[arg-type]
+            for signum, handler in self._old.items():
+                signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
-_TERMINATED = threading.Event()   # SIGTERM seen by this process (see StagedDir._on_term)
+_STOPPED: set[int] = set()   # SIGINT / SIGTERM seen by this process (see StagedDir._on_signal)
+
+
+def _raise_stop(signum: int) -> None:
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise BuildTerminated()
 
 
 def _main_thread() -> bool:
-    import threading
     return threading.current_thread() is threading.main_thread()

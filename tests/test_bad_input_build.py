@@ -325,6 +325,10 @@ def test_failed_late_rebuild_leaves_the_folder_bit_identical(built, tmp_path, ca
     load_manifest(prev)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["sigterm", "sigint"])
 def test_signal_mid_rebuild_keeps_the_old_artifacts(built, tmp_path, sig, code) -> None:
@@ -333,9 +337,13 @@ def test_signal_mid_rebuild_keeps_the_old_artifacts(built, tmp_path, sig, code) 
     shutil.copytree(out / f"{CONFIG}-cpu", root / f"{CONFIG}-cpu")
     before = snapshot(root / f"{CONFIG}-cpu")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # A job started with `&` by a non-interactive shell (as CI runners do) inherits SIGINT
+    # *ignored* (POSIX), and Python then keeps ignoring it; a terminal's Ctrl-C reaches a process
+    # with the default disposition, which is what this test is about, so the child gets that.
     proc = subprocess.Popen([sys.executable, "-m", "build.engines", "--config", CONFIG, "--target", "cpu",
                              "--out", str(root), "--seed", "5"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:   # wait until it has written an ONNX
         if any(root.glob(f".{CONFIG}-cpu.staging-*/*.onnx")):
@@ -362,3 +370,29 @@ def test_stale_staging_of_a_killed_build_is_removed(tmp_path) -> None:
         (st.path / "m.json").write_text("{}")
         st.commit()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"] and (tmp_path / "a" / "m.json").is_file()
+
+
+SWALLOWED = """
+import os, signal, sys
+from pathlib import Path
+from build.staging import StagedDir
+root = Path(sys.argv[1])
+(root / "a").mkdir(); (root / "a" / "old").write_text("old")
+with StagedDir(root / "a") as st:
+    (st.path / "new").write_text("new")
+    try:                      # a library's own except BaseException swallows the signal's exception
+        os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+    except BaseException:
+        pass
+    st.commit()
+"""
+
+
+@pytest.mark.parametrize("sig,code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_swallowed_signal_still_blocks_the_commit(tmp_path, sig, code) -> None:
+    proc = subprocess.run([sys.executable, "-c", f"from runtime.errors import guarded\n"
+                           f"import sys\nsys.exit(guarded(lambda a: exec({SWALLOWED!r}), []))", str(tmp_path), sig],
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          preexec_fn=_default_sigint, timeout=60)
+    assert proc.returncode == code and "Traceback" not in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"] and (tmp_path / "a" / "old").is_file()

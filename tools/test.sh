@@ -50,7 +50,6 @@ step "benchmark regression gates"
 make bench PYTHON="$PY"
 
 step "speed gates proof (pass beside a CPU hog, fail on planted regressions)"
-# The planted-decode proof is left out here: on this machine a 30 % slower decode moved the gated
-# decode/probe ratio to 2.16-2.73 while healthy runs give 1.84-2.27, so that proof passes or fails
-# by chance (issue 14 stays open for it); the CPU-hog and planted-scheduler proofs are reliable.
+# All three proofs: beside a CPU hog every gate passes; a planted 30 % slower decode fails
+# decode_over_frozen; a planted scheduler delay fails the dyn shares (tests/test_gates.py).
 make bench-proof PYTHON="$PY" BENCH_ENGINES=.benchmarks/artifacts/dyn-r50-h32-cpu
