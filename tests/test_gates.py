@@ -6,7 +6,7 @@ gates per machine kind, the one-line error for a bad JSON.
 
 Proof (marked ``bench``; ``make bench-proof``, the last CI step): the real
 pipeline and decode benchmarks run in a child pytest, fewer crops and rounds
-than ``make bench`` (8 crops, 5 rounds: ``GATE_PROOF_CROPS``/``GATE_PROOF_ROUNDS``), and
+than ``make bench`` (8 crops, 11 rounds: ``GATE_PROOF_CROPS``/``GATE_PROOF_ROUNDS``), and
 ``bench.gates`` reads their JSON against the committed baseline:
 
 * with a CPU hog spinning on every core beside it, every gate passes;
@@ -165,7 +165,7 @@ def run_gate_suite(tmp: Path, engines: Path, plant: str = "", hog: bool = False)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                DYNPOSE_BENCH_ENGINES=str(engines), DYNPOSE_PLANT=plant,
                DYNPOSE_BENCH_CROPS=os.environ.get("GATE_PROOF_CROPS", "8"),
-               DYNPOSE_BENCH_ROUNDS=os.environ.get("GATE_PROOF_ROUNDS", "5"))
+               DYNPOSE_BENCH_ROUNDS=os.environ.get("GATE_PROOF_ROUNDS", "11"))
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)] \
         if hog else []
     try:
