@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 
+from runtime.cli_args import number
 from runtime.errors import InputError
 from runtime.letterbox import Letterboxer
 from runtime.manifest import sha256_file
@@ -37,6 +38,7 @@ DEFAULT_IOU = 0.7       # Ultralytics' default NMS IoU (the issue's AP reference
 DEFAULT_MAX_BATCH = 4   # engine profile: up to four cameras per call
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp"}
 DET_PRECISIONS = ("all", "fp32")
+DEFAULT_DRIFT_PX = 1.0  # the detector issue's INT8 target (mean drift <= 1 px)
 
 
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,19 +50,23 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--det-layout", choices=FAMILIES, default=None,
                    help="output layout when the ONNX metadata names none (yolov5 | yolov8)")
     g.add_argument("--det-class", type=int, default=0, help="person class index")
-    g.add_argument("--det-score", type=float, default=DEFAULT_SCORE, help="default score threshold")
-    g.add_argument("--det-iou", type=float, default=DEFAULT_IOU, help="default NMS IoU threshold")
-    g.add_argument("--det-max-batch", type=int, default=DEFAULT_MAX_BATCH,
+    g.add_argument("--det-score", type=number(float, lo=0, hi=1), default=DEFAULT_SCORE, help="default score threshold")
+    g.add_argument("--det-iou", type=number(float, lo=0, hi=1, lo_open=True), default=DEFAULT_IOU, help="default NMS IoU threshold")
+    g.add_argument("--det-max-batch", type=number(int, lo=1, hi=256), default=DEFAULT_MAX_BATCH,
                    help="max batch of the detector engine profile (frames of several cameras)")
     g.add_argument("--det-calib-data", type=Path, default=None,
                    help="images folder or video for the detector's INT8 ranges (default: --calib-data)")
-    g.add_argument("--det-calib-frames", type=int, default=32, help="at most this many calibration frames")
+    g.add_argument("--det-calib-frames", type=number(int, lo=1, hi=10_000), default=32, help="at most this many calibration frames")
     g.add_argument("--det-calib-method", choices=("entropy", "percentile", "minmax"), default="percentile",
                    help="INT8 range calibration of the detector (percentile: best keypoint AP and drift "
                         "of the three on coco-mini, README 'Person detector')")
     g.add_argument("--det-int8-heads", action="store_true",
                    help="quantize the detector's output convs and keypoint branch too (default: float; "
                         "their error reaches the decoded coordinates times the stride)")
+    g.add_argument("--det-drift-px", type=number(float, lo=0), default=DEFAULT_DRIFT_PX,
+                   help="INT8 variants: keep the fewest blocks float (greedy, measured) until the mean "
+                        "keypoint/box error vs fp32 on the calibration frames is at most this many "
+                        "input pixels (0: no fallback; calib.fallback)")
     g.add_argument("--det-precision", choices=DET_PRECISIONS, default="all",
                    help="all = fp16 + int8_cpu + int8_trt variants; fp32 = the copied model only")
 
@@ -161,16 +167,31 @@ def _variant(out_dir: Path, path: Path, **info: Any) -> dict[str, Any]:
     return {"onnx": path.name, "sha256": sha256_file(path), **info}
 
 
+def _runner(frames: np.ndarray) -> Callable[[Path], np.ndarray]:
+    """The model's raw output on every calibration frame (ORT CPU, one frame per call)."""
+    import onnxruntime as ort
+
+    def run(path: Path) -> np.ndarray:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        return np.concatenate([sess.run(None, {name: frames[i:i + 1]})[0] for i in range(len(frames))])
+    return run
+
+
 def make_variants(out_dir: Path, entry: dict[str, Any], frames: np.ndarray, method: str,
-                  log: Callable[[str], None], float_heads: bool = True) -> None:
+                  log: Callable[[str], None], float_heads: bool = True,
+                  drift_px: float = DEFAULT_DRIFT_PX) -> None:
     """fp16, int8_cpu and int8_trt next to detector.onnx; int8_trt must pass check_trt_qdq.
 
     ``float_heads`` keeps the output convs float and, for the heads that regress coordinates
     (keypoints), their branch up to the fork from the shared features
     (calib.quantize.float_head_ops): measured on coco-mini the output convs halve the int8_trt
     keypoint drift (2.3 -> 1.2 px), the keypoint branch brings it to 0.73 px (README).
+    ``drift_px`` > 0 then keeps whole blocks float, fewest first, until each INT8 variant's output
+    drift on these frames is within it (calib.fallback; int8_cpu 1.10 -> 0.82 px on coco-mini).
     """
     from calib.fp16 import convert_fp16
+    from calib.fallback import fit_fallback, module_groups, output_drift
     from calib.quantize import check_trt_qdq, float_head_ops, float_tail, name_nodes, qdq_counts, quantize_onnx
 
     src = out_dir / entry["onnx"]
@@ -185,10 +206,26 @@ def make_variants(out_dir: Path, entry: dict[str, Any], frames: np.ndarray, meth
     heads = len(float_head_ops(fp32, tail_nodes)) if float_heads else 0
     import tempfile
     with tempfile.TemporaryDirectory(prefix="dynpose-detcal-") as tmp:
+        base = tail_nodes | float_head_ops(fp32, tail_nodes) if float_heads else tail_nodes
+        run = _runner(frames)
+        ref = run(src) if drift_px > 0 else None
+        layout = YoloLayout.from_dict(entry["layout"])
         for fl in ("int8_cpu", "int8_trt"):   # int8_cpu calibrates every tensor, int8_trt reuses the ranges
             t = time.perf_counter()
-            dst = quantize_onnx(src, out_dir / f"{ROLE}.{fl}.onnx", frames, fl, method,
-                                cache=Path(tmp) / f"{ROLE}.{method}.json", float_heads=float_heads)
+
+            def quantize(extra: set[str], fl: str = fl) -> Path:
+                return quantize_onnx(src, out_dir / f"{ROLE}.{fl}.onnx", frames, fl, method,
+                                     cache=Path(tmp) / f"{ROLE}.{method}.json", keep_float=sorted(base | extra))
+            fallback = None
+            if ref is None:
+                dst = quantize(set())
+            else:
+                fallback, dst = fit_fallback(module_groups(fp32, skip=base), quantize,
+                                             lambda p: output_drift(ref, run(p), layout, int(entry["class"])),
+                                             drift_px, log=lambda m, fl=fl: log(f"{fl}: {m}"))
+                if not fallback.met:
+                    log(f"{fl}: WARNING drift {fallback.drift:.2f} px is over --det-drift-px {drift_px:g} "
+                        f"after {len(fallback.groups)} float blocks (see the manifest's 'fallback')")
             q = onnx.load(str(dst))
             if fl == "int8_trt":
                 problems = check_trt_qdq(q)
@@ -197,8 +234,10 @@ def make_variants(out_dir: Path, entry: dict[str, Any], frames: np.ndarray, meth
             entry["variants"][fl] = _variant(out_dir, dst, precision="int8", flavour=fl, method=method,
                                              n_calib_frames=int(len(frames)), qdq=qdq_counts(q),
                                              float_tail_nodes=tail, float_heads=float_heads,
-                                             float_head_nodes=heads)
-            log(f"{fl} ({method}, {len(frames)} frames) in {time.perf_counter() - t:.0f} s")
+                                             float_head_nodes=heads,
+                                             **({"fallback": fallback.as_dict()} if fallback else {}))
+            drift = f", drift {fallback.drift:.2f} px" if fallback else ""
+            log(f"{fl} ({method}, {len(frames)} frames{drift}) in {time.perf_counter() - t:.0f} s")
 
 
 def add_detector(out_dir: Path, manifest: dict[str, Any], src: Path, args: argparse.Namespace,
@@ -254,7 +293,8 @@ def add_detector(out_dir: Path, manifest: dict[str, Any], src: Path, args: argpa
         frames = calib_frames(Path(data), size, int(getattr(args, "det_calib_frames", 32)))
         entry["calibration"] = {"source": str(data), "n_frames": int(len(frames))}
         make_variants(out_dir, entry, frames, getattr(args, "det_calib_method", "percentile"), log,
-                      float_heads=not getattr(args, "det_int8_heads", False))
+                      float_heads=not getattr(args, "det_int8_heads", False),
+                      drift_px=float(getattr(args, "det_drift_px", DEFAULT_DRIFT_PX)))
     manifest["models"][ROLE] = entry
     return entry
 

@@ -1,0 +1,129 @@
+"""Float fallback by measured output drift: keep the few blocks float that the answer needs.
+
+Why: which layers of a network cannot take INT8 is a property of the trained
+weights and the data, not of the op types, so no fixed rule finds them. On
+YOLO11n-pose with ORT's CPU flavour (7-bit weights, every op quantized) the
+float tail and the keypoint branches left 1.10 px of keypoint drift on
+coco-mini; a scan of its 24 top-level blocks, one float at a time, found one
+(``model.22``, the neck's C3k2 at stride 32, whose anchors give 81 % of the
+confident keypoints there) that alone brings it to 0.82 px while every other
+block moves it by under 0.1 px (README "Person detector"). The search here
+is what TensorRT users know from Polygraphy's and ModelOpt's precision
+debugging, reduced to what a build can afford: greedy, one block at a time,
+stopping at the budget.
+
+* :func:`module_groups`: the quantizable nodes grouped by their exporter
+  scope (``/model.22/...`` -> ``model.22``; a node without a scope is its own
+  group), so a trial keeps a whole block float, never half a residual.
+* :func:`output_drift`: mean box-corner and keypoint error of a YOLO output
+  against the fp32 output on confident anchors, in detector-input pixels.
+* :func:`fit_fallback`: greedy search over the groups with callables for
+  "quantize with these nodes float" and "drift of that model", so the same
+  search serves any flavour and any measure. Trials reuse the calibration
+  cache, so each costs one quantization pass and a few frames (~2 s here).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import onnx
+
+_SCOPE = re.compile(r"^/([^/]+)/(?:([^/]+)/)?")
+
+
+def module_groups(model: onnx.ModelProto, skip: Iterable[str] = ()) -> dict[str, list[str]]:
+    """Node names per exporter block, ``skip`` left out: ``/model.22/cv1/conv/Conv`` -> ``model.22``
+    (Ultralytics, timm's ``/stages.2/...``); when the first scope level has under 4 blocks (one
+    wrapper, e.g. ``/backbone/layer3/...``) the first two levels name the block."""
+    skipped = set(skip)
+    scoped = [(n.name, _SCOPE.match(n.name)) for n in model.graph.node
+              if n.name and n.name not in skipped and n.op_type != "Constant"]
+    two = len({m.group(1) for _, m in scoped if m}) < 4
+    groups: dict[str, list[str]] = {}
+    for name, m in scoped:
+        key = name if m is None else (f"{m.group(1)}/{m.group(2)}" if two and m.group(2) else m.group(1))
+        groups.setdefault(key, []).append(name)
+    return groups
+
+
+def output_drift(ref: np.ndarray, got: np.ndarray, layout, cls: int = 0, score: float = 0.5) -> float:
+    """Mean error in input px on anchors with fp32 score >= ``score``: keypoints (visible ones) when the
+    model has them, else box corners; the larger of the two when both."""
+    from runtime.yolo import candidates
+
+    rb, rs, rk = candidates(ref, layout, cls)
+    ob, _, ok = candidates(got, layout, cls)
+    sel = rs >= score
+    if not sel.any():
+        return 0.0
+
+    def corners(b: np.ndarray) -> np.ndarray:
+        return np.concatenate([b[..., :2] - b[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2], -1)
+
+    box = float(np.abs(corners(ob[sel]) - corners(rb[sel])).mean())
+    if rk is None:
+        return box
+    vis = rk[sel][..., 2] >= 0.5 if rk.shape[-1] > 2 else np.ones(rk[sel].shape[:2], bool)
+    err = np.linalg.norm(ok[sel][..., :2] - rk[sel][..., :2], axis=-1)[vis]
+    return max(box, float(err.mean()) if err.size else 0.0)
+
+
+@dataclass
+class Fallback:
+    """What the search kept float and what each step measured."""
+
+    budget: float
+    drift_before: float
+    drift: float
+    groups: list[str] = field(default_factory=list)
+    nodes: set[str] = field(default_factory=set)
+    trials: int = 0
+
+    @property
+    def met(self) -> bool:
+        return self.drift <= self.budget
+
+    def as_dict(self) -> dict:
+        return {"budget_px": self.budget, "drift_before_px": round(self.drift_before, 4),
+                "drift_px": round(self.drift, 4), "float_groups": self.groups, "float_nodes": len(self.nodes),
+                "trials": self.trials, "met": self.met}
+
+
+def fit_fallback(groups: dict[str, list[str]], quantize: Callable[[set[str]], object],
+                 drift: Callable[[object], float], budget: float, max_groups: int = 3,
+                 log: Callable[[str], None] | None = None) -> tuple[Fallback, object]:
+    """Greedy: while over ``budget``, try every remaining group float, keep the one that lowers the drift
+    most; stop at the budget, after ``max_groups`` groups, or when no group helps.
+
+    ``quantize(extra_float_nodes)`` builds a model and returns it (a path), ``drift(model)`` measures
+    it. Returns the result and the chosen model (the last one built for it is rebuilt, so the caller's
+    file holds exactly the chosen graph).
+    """
+    model = quantize(set())
+    first = drift(model)
+    fb = Fallback(budget, first, first, trials=1)
+    if fb.met:
+        return fb, model
+    while not fb.met and len(fb.groups) < max_groups:
+        trials = {}
+        for name, nodes in groups.items():
+            if name in fb.groups:
+                continue
+            trials[name] = drift(quantize(fb.nodes | set(nodes)))
+            fb.trials += 1
+        if not trials:
+            break
+        best = min(trials, key=trials.__getitem__)
+        if trials[best] >= fb.drift:
+            break
+        fb.groups.append(best)
+        fb.nodes |= set(groups[best])
+        fb.drift = trials[best]
+        if log:
+            log(f"float fallback: {best} ({len(groups[best])} nodes) -> drift {fb.drift:.3f} px "
+                f"(budget {budget:g})")
+    model = quantize(fb.nodes)
+    return fb, model
