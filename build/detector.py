@@ -50,13 +50,16 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--det-layout", choices=FAMILIES, default=None,
                    help="output layout when the ONNX metadata names none (yolov5 | yolov8)")
     g.add_argument("--det-class", type=int, default=0, help="person class index")
-    g.add_argument("--det-score", type=number(float, lo=0, hi=1), default=DEFAULT_SCORE, help="default score threshold")
-    g.add_argument("--det-iou", type=number(float, lo=0, hi=1, lo_open=True), default=DEFAULT_IOU, help="default NMS IoU threshold")
+    g.add_argument("--det-score", type=number(float, lo=0, hi=1), default=DEFAULT_SCORE,
+                   help="default score threshold")
+    g.add_argument("--det-iou", type=number(float, lo=0, hi=1, lo_open=True), default=DEFAULT_IOU,
+                   help="default NMS IoU threshold")
     g.add_argument("--det-max-batch", type=number(int, lo=1, hi=256), default=DEFAULT_MAX_BATCH,
                    help="max batch of the detector engine profile (frames of several cameras)")
     g.add_argument("--det-calib-data", type=Path, default=None,
                    help="images folder or video for the detector's INT8 ranges (default: --calib-data)")
-    g.add_argument("--det-calib-frames", type=number(int, lo=1, hi=10_000), default=32, help="at most this many calibration frames")
+    g.add_argument("--det-calib-frames", type=number(int, lo=1, hi=10_000), default=32,
+                   help="at most this many calibration frames")
     g.add_argument("--det-calib-method", choices=("entropy", "percentile", "minmax"), default="percentile",
                    help="INT8 range calibration of the detector (percentile: best keypoint AP and drift "
                         "of the three on coco-mini, README 'Person detector')")

@@ -107,7 +107,7 @@ class StagedDir:
         self.final.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(self.final)
         self.path.mkdir()
-        self._old: dict[int, object] = {}
+        self._old = {}
         if _main_thread():
             self._old[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_signal)
             # An inherited SIG_IGN (a background job of a script) stays ignored, as POSIX intends.

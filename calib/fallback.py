@@ -12,7 +12,7 @@ is what TensorRT users know from Polygraphy's and ModelOpt's precision
 debugging, reduced to what a build can afford: greedy, one block at a time,
 stopping at the budget.
 
-* :func:`module_groups`: the quantizable nodes grouped by their exporter
+* :func:`module_groups`: the graph's nodes grouped by their exporter
   scope (``/model.22/...`` -> ``model.22``; a node without a scope is its own
   group), so a trial keeps a whole block float, never half a residual.
 * :func:`output_drift`: mean box-corner and keypoint error of a YOLO output
