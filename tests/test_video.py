@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,14 +55,16 @@ def people(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def long_clip(people: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """60 real frames (people.mp4 looped, 640x360) so a run is still going when we kill it."""
-    frames = [cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA) for f in video_frames(people)]
-    path = tmp_path_factory.mktemp("clip") / "long.mp4"
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 360))
-    for i in range(60):
-        w.write(frames[i % len(frames)])
-    w.release()
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 frames of the synthetic long clip (build.synth.video.long_clip, 640x480, 7 people), so a
+    run is still going when we kill it."""
+    from build.synth.video import long_clip as make_long_clip
+
+    root = tmp_path_factory.mktemp("clip")
+    clip = make_long_clip(root / "synth", frames=60)
+    path = root / "long.mp4"
+    shutil.move(str(clip["video"]), path)
+    assert len(video_frames(path)) == 60
     return path
 
 
@@ -141,7 +144,7 @@ def test_ctrl_c_leaves_valid_outputs(cpu_artifacts: Path, long_clip: Path, tmp_p
     recs = jsonl(tmp_path / "long.jsonl")
     assert 2 <= len(recs) < 60 and [r["frame"] for r in recs] == list(range(len(recs)))
     frames = video_frames(tmp_path / "long.overlay.avi")
-    assert len(frames) == len(recs) and frames[0].shape == (360, 640, 3)
+    assert len(frames) == len(recs) and frames[0].shape == (480, 640, 3)
     assert int(cv2.VideoCapture(str(tmp_path / "long.overlay.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == len(recs)
     assert json.loads((tmp_path / "long.summary.json").read_text())["interrupted"] == "SIGINT"
 

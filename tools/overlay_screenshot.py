@@ -4,7 +4,7 @@
 
 Renders the README's synthetic clip (``build.synth --video``, seed ``--seed``)
 into a temporary folder, runs the real CLI on its first frames with the clip's
-own detections (``--detector json:``) and ``--smooth``, and saves frame
+own detections (``--detector json:``), ``--smooth`` and ``--draw-regions``, and saves frame
 ``--frame`` of the overlay, shrunk to ``--width`` so the PNG stays small in
 the repository. ``--source VIDEO`` shows a real clip instead (HOG detector).
 """
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.source is None:
             clip = write_clip(Path(tmp) / "clip", ClipSpec(seed=args.seed),   # the whole clip: motion depends on its length
                               load_photos(None))
-            extra = ["--source", str(clip["video"]), "--detector", f"json:{clip['detections']}", "--smooth"]
+            extra = ["--source", str(clip["video"]), "--detector", f"json:{clip['detections']}", "--smooth",
+                     "--draw-regions"]   # as the README's main job draws them
         else:
             extra = ["--source", str(args.source)]
         code, summary = run_video(["--engines", str(args.engines), *extra, "--out", str(Path(tmp) / "run"),
