@@ -298,3 +298,41 @@ def test_plugin_lib_with_precision_auto_builds_the_int8_fused_variant(trt_world,
     fused = onnx.load(str(root / "large.plugin.int8_trt.onnx"))
     assert [n.op_type for n in fused.graph.node][-1] == "DynPoseDecode"
     assert manifest["models"]["small"]["engine"]["onnx"] == "small.onnx"          # no fused variant: plain net
+
+
+# -- deconvolution weight axis -------------------------------------------------------------------
+def _deconv_router(axis: int) -> onnx.ModelProto:
+    """A router-shaped Q/DQ net with a ConvTranspose (3 -> 2 channels) whose weight scales are per
+    channel on ``axis``: 0 is TensorRT's (input channels, 3 scales), 1 ONNX Runtime's (2 scales)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-100, 100, (3, 2, 2, 2)).astype(np.int8)
+    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z"),
+             numpy_helper.from_array(w, "wq"),
+             numpy_helper.from_array(np.full(w.shape[axis], 0.01, np.float32), "ws"),
+             numpy_helper.from_array(np.zeros(w.shape[axis], np.int8), "wz")]
+    nodes = [helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["x"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=axis),
+             helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[2, 2]),
+             helper.make_node("GlobalAveragePool", ["y"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("ReduceMean", ["f"], ["score"], axes=[1], keepdims=1)]
+    io = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 256, 192])]
+    g = helper.make_graph(nodes, "router", io, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 1])],
+                          inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_deconv_weights_on_onnxruntimes_axis_are_refused_before_tensorrt_parses(trt_world, tmp_path: Path) -> None:
+    root = tmp_path / "a"
+    manifest = make_artifacts(root)
+    onnx.save(_deconv_router(axis=1), str(root / "router.int8_trt.onnx"))
+    with pytest.raises(EngineBuildError, match=r"router.int8_trt.onnx: .*quantized on axis 1; TensorRT reads "
+                                               r"deconvolution weight scales on axis 0"):
+        build_engines(root, manifest, "orin")
+    onnx.save(_deconv_router(axis=compat.DECONV_WEIGHT_AXIS), str(root / "router.int8_trt.onnx"))
+    build_engines(root, manifest, "orin")
+    rec = manifest["models"]["router"]["engine"]
+    assert (rec["precision"], rec["onnx"]) == ("int8", "router.int8_trt.onnx")

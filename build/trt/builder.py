@@ -32,6 +32,22 @@ class EngineBuildError(RuntimeError):
 register_expected(EngineBuildError, EXIT_INPUT)   # one line at the CLI boundary, exit 2
 
 
+def _check_deconv_axis(path: Path) -> None:
+    """Refuse a Q/DQ ConvTranspose whose weight scales sit on ONNX Runtime's axis (1): TensorRT
+    reads them on axis 0 (:data:`compat.DECONV_WEIGHT_AXIS`) and would build an engine that
+    computes the wrong deconvolution. Our int8_trt variants are written on axis 0; this catches
+    a Q/DQ ONNX quantized elsewhere or by an older build, before TensorRT parses it."""
+    import onnx
+
+    from calib.quantize import deconv_axis_problems
+
+    problems = deconv_axis_problems(onnx.load(str(path), load_external_data=False))
+    if problems:
+        raise EngineBuildError(f"{path.name}: {problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1
+                               else "") + "; rebuild the variant with python -m build.engines (int8_trt "
+                               "quantizes deconvolution weights on axis 0)")
+
+
 def timing_cache_path(out_dir: Path, trt_version: str, sm: str, override: str | None) -> Path:
     """One cache per TensorRT version and SM, beside the artifacts so every config reuses it."""
     if override:
@@ -71,6 +87,8 @@ class EngineBuilder:
     # -- pieces --------------------------------------------------------------------
     def _parse(self, spec: EngineSpec) -> tuple[Any, Any]:
         trt = self.trt
+        if spec.precision == "int8":
+            _check_deconv_axis(spec.onnx)
         if spec.plugin_ops:
             if not spec.plugin_lib:
                 raise EngineBuildError(f"{spec.onnx.name} holds plugin nodes {spec.plugin_ops}; pass "
