@@ -33,7 +33,7 @@ from pycocotools.cocoeval import COCOeval
 
 from runtime.manifest import load_manifest
 from runtime.net_detector import ROLE, NetDetector
-from runtime.yolo import candidates
+from runtime.yolo import candidates, cxcywh_to_xyxy
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
 VARIANTS = ("fp32", "fp16", "int8_cpu", "int8_trt")
@@ -50,11 +50,6 @@ def _coco_eval(gt: COCO, results: list[dict[str, Any]], iou_type: str) -> dict[s
         ev.accumulate()
         ev.summarize()
     return {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1])}
-
-
-def _xyxy(cxcywh: np.ndarray) -> np.ndarray:
-    c = np.asarray(cxcywh, np.float64)
-    return np.concatenate([c[..., :2] - c[..., 2:] / 2, c[..., :2] + c[..., 2:] / 2], axis=-1)
 
 
 def evaluate_variant(root: Path, manifest: dict, variant: str, gt: COCO, folder: Path,
@@ -99,7 +94,7 @@ def drift(ref: list[tuple], got: list[tuple], layout, cls: int, score: float) ->
         n += int(sel.sum())
         if not sel.any():
             continue
-        box_err.append(np.abs(_xyxy(ob[0, sel]) - _xyxy(rb[0, sel])).mean(-1) / g.scale)
+        box_err.append(np.abs(cxcywh_to_xyxy(ob[0, sel]) - cxcywh_to_xyxy(rb[0, sel])).mean(-1) / g.scale)
         wh_bias.append((ob[0, sel, 2:] - rb[0, sel, 2:]).mean(-1) / g.scale)
         if rk is not None:
             vis = rk[0, sel, :, 2] >= 0.5 if rk.shape[-1] > 2 else np.ones(rk.shape[1:3], bool)[sel]

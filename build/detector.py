@@ -206,10 +206,11 @@ def make_variants(out_dir: Path, entry: dict[str, Any], frames: np.ndarray, meth
     fp32 = name_nodes(onnx.load(str(src)))
     tail_nodes = float_tail(fp32)
     tail = len(tail_nodes)
-    heads = len(float_head_ops(fp32, tail_nodes)) if float_heads else 0
+    head_nodes = float_head_ops(fp32, tail_nodes) if float_heads else set()
+    heads = len(head_nodes)
     import tempfile
     with tempfile.TemporaryDirectory(prefix="dynpose-detcal-") as tmp:
-        base = tail_nodes | float_head_ops(fp32, tail_nodes) if float_heads else tail_nodes
+        base = tail_nodes | head_nodes
         run = _runner(frames)
         ref = run(src) if drift_px > 0 else None
         layout = YoloLayout.from_dict(entry["layout"])

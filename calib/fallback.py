@@ -52,18 +52,14 @@ def module_groups(model: onnx.ModelProto, skip: Iterable[str] = ()) -> dict[str,
 def output_drift(ref: np.ndarray, got: np.ndarray, layout, cls: int = 0, score: float = 0.5) -> float:
     """Mean error in input px on anchors with fp32 score >= ``score``: keypoints (visible ones) when the
     model has them, else box corners; the larger of the two when both."""
-    from runtime.yolo import candidates
+    from runtime.yolo import candidates, cxcywh_to_xyxy
 
     rb, rs, rk = candidates(ref, layout, cls)
     ob, _, ok = candidates(got, layout, cls)
     sel = rs >= score
     if not sel.any():
         return 0.0
-
-    def corners(b: np.ndarray) -> np.ndarray:
-        return np.concatenate([b[..., :2] - b[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2], -1)
-
-    box = float(np.abs(corners(ob[sel]) - corners(rb[sel])).mean())
+    box = float(np.abs(cxcywh_to_xyxy(ob[sel]) - cxcywh_to_xyxy(rb[sel])).mean())
     if rk is None:
         return box
     vis = rk[sel][..., 2] >= 0.5 if rk.shape[-1] > 2 else np.ones(rk[sel].shape[:2], bool)

@@ -121,7 +121,7 @@ def head_ops(model: onnx.ModelProto, tail: set[str] | None = None) -> set[str]:
 
 
 
-def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+def tensor_consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
     """tensor name -> the nodes that read it."""
     out: dict[str, list[onnx.NodeProto]] = {}
     for n in model.graph.node:
@@ -138,7 +138,7 @@ def regression_heads(model: onnx.ModelProto, tail: set[str] | None = None) -> se
     it and a DFL box head (Softmax, then an expectation over 16 bins) averages it out.
     """
     tail = float_tail(model) if tail is None else tail
-    consumers = _consumers(model)
+    consumers = tensor_consumers(model)
     outputs = {o.name for o in model.graph.output}
     byname = {n.name: n for n in model.graph.node}
 
@@ -166,7 +166,7 @@ def regression_branches(model: onnx.ModelProto, tail: set[str] | None = None,
     """
     tail = float_tail(model) if tail is None else tail
     producer = {o: n for n in model.graph.node for o in n.output}
-    consumers = _consumers(model)
+    consumers = tensor_consumers(model)
     outputs = {o.name for o in model.graph.output}
     byname = {n.name: n for n in model.graph.node}
     keep: set[str] = set()

@@ -45,7 +45,7 @@ import onnx
 
 from .deconv import deconv_to_conv
 from .float_tail import (QUANT_OPS, float_head_ops, float_tail, head_ops, is_decode_op,  # noqa: F401
-                         regression_branches, regression_heads)  # (re-exported)
+                         regression_branches, regression_heads, tensor_consumers)  # (re-exported)
 METHODS = ("entropy", "percentile", "minmax")
 FLAVOURS = ("int8_trt", "int8_cpu")
 CALIB_BATCH = 8
@@ -273,14 +273,6 @@ def _prune_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
 
 # -- graph checks -------------------------------------------------------------------------------------
 
-def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
-    out: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            out.setdefault(i, []).append(n)
-    return out
-
-
 def _const(model: onnx.ModelProto, name: str) -> np.ndarray | None:
     for init in model.graph.initializer:
         if init.name == name:
@@ -347,7 +339,7 @@ def check_trt_qdq(model: onnx.ModelProto) -> list[str]:
     of the float tail (sparsemax, decode, sigmoid heads) may be quantized.
     """
     problems: list[str] = []
-    cons = _consumers(model)
+    cons = tensor_consumers(model)
     inits = {i.name for i in model.graph.initializer}
     for n in model.graph.node:
         if n.op_type == "QuantizeLinear":
@@ -393,7 +385,7 @@ def qdq_counts(model: onnx.ModelProto) -> dict[str, int]:
     """How many Q and DQ nodes, and how many ops consume a DQ (for reports)."""
     q = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
     dq = sum(n.op_type == "DequantizeLinear" for n in model.graph.node)
-    cons = _consumers(model)
+    cons = tensor_consumers(model)
     users = {c.name for n in model.graph.node if n.op_type == "DequantizeLinear"
              for c in cons.get(n.output[0], [])}
     return {"quantize": q, "dequantize": dq, "quantized_ops": len(users)}

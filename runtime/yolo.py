@@ -148,6 +148,12 @@ def candidates(out: np.ndarray, layout: YoloLayout, cls: int = 0) -> tuple[np.nd
     return a[..., :4], score, kpts
 
 
+def cxcywh_to_xyxy(cxcywh: np.ndarray) -> np.ndarray:
+    """Box centres and sizes [..., 4] -> corners [..., 4] (float64)."""
+    c = np.asarray(cxcywh, np.float64)
+    return np.concatenate([c[..., :2] - c[..., 2:] / 2, c[..., :2] + c[..., 2:] / 2], axis=-1)
+
+
 def decode(out: np.ndarray, layout: YoloLayout, geos: list[Geometry], score_thr: float, iou_thr: float,
            cls: int = 0, max_det: int = 300) -> list[Detections]:
     """Batched output -> per-frame detections in frame pixels (NMS on frame-pixel boxes)."""
