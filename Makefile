@@ -1,11 +1,11 @@
-# Benchmarks and FPS regression gates (bench/, issue 8). See README "Benchmarks and gates".
+# Benchmarks and FPS regression gates (bench/, issue 8). See docs/benchmarks.md.
 #
 #   make bench            build once, run every bench/ benchmark into one JSON, gate it (exit 1 on regression)
 #   make bench-baseline   same run, then store its absolute figures as this machine kind's baseline
 #   make bench-proof      prove the gates: pass beside a CPU hog, fail on planted regressions (tests/test_gates.py)
 #   make sweep            the accuracy/speed trade-off table + plot (docs/tradeoff.*)
 #   make accuracy         AP/AR of small, large, dyn at fp32/fp16/int8_cpu/int8_trt on the fixtures'
-#                         held-out synthetic test set (README "Accuracy per precision")
+#                         held-out synthetic test set (docs/accuracy.md, "Accuracy per precision")
 #
 # Variables: PYTHON, BENCH_ENGINES (reuse a built artifacts folder, e.g. TensorRT engines on a
 # Jetson), BENCH_CONFIG, BENCH_ROUNDS (paired pipeline rounds), BENCH_CROPS (crops per round),

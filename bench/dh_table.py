@@ -1,4 +1,4 @@
-"""Single vs double heatmap on synthetic CropCOCO crops: Ex-OKS AP and plain AP (README DH table).
+"""Single vs double heatmap on synthetic CropCOCO crops: Ex-OKS AP and plain AP (docs/results/2026-12-probpose.md).
 
 Every crop is its own COCO "image" with one ground-truth person and one
 prediction, all in heatmap pixels of that crop. That frame is exact for both
@@ -116,7 +116,7 @@ def dh_table(single: np.ndarray, double: np.ndarray, truth_choice: np.ndarray, p
 
 
 def format_table(t: dict[str, Any]) -> str:
-    """The README table (markdown)."""
+    """The table of docs/results/2026-12-probpose.md (markdown)."""
     names = {"single": "single (expert map)", "double": "double, choice by presence (run time)",
              "double_truth_choice": "double, choice by the truth (upper bound)"}
     f = t["outer_factor"]

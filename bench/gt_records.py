@@ -6,7 +6,7 @@ reshape error or a KeyError. Here each annotation is checked once and a bad
 one is refused naming its index and field. One gap is filled instead of
 refused, and only this one: a missing ``area`` is derived from the box
 (``w * h``; COCO's own area is the segmentation area, so OKS on such files is
-slightly more lenient than with real areas - documented in the README).
+slightly more lenient than with real areas - documented in docs/accuracy.md).
 """
 from __future__ import annotations
 

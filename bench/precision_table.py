@@ -144,7 +144,7 @@ def to_dict(r: AccRow) -> dict[str, Any]:
 
 
 def format_markdown(rows: Sequence[AccRow] | Sequence[dict[str, Any]]) -> str:
-    """The README table: AP/AR in points (x100), the drop and whether the target holds."""
+    """The table of docs/results/2026-12-accuracy.md: AP/AR in points (x100), the drop and whether the target holds."""
     ds = [to_dict(r) if isinstance(r, AccRow) else r for r in rows]
     lines = ["| net | precision | AP | AP50 | AR | AP drop vs fp32 | target | large fraction | route agreement |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]

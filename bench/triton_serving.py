@@ -2,8 +2,8 @@
 
     python -m bench.triton_serving [--engines ARTIFACTS] [--frames 40] [--out .benchmarks/triton.json]
 
-One run, figures printed and written as JSON (README "Serving many cameras:
-Triton" has this machine's numbers). Not a pytest file and not in ``make
+One run, figures printed and written as JSON (docs/results/2026-12-triton.md
+has this machine's numbers). Not a pytest file and not in ``make
 bench``'s gates on purpose: it needs the server venv (tools/setup_triton.sh)
 and its figures are for the deployment recipe, not a regression gate.
 

@@ -17,7 +17,7 @@ class PipelineConfig:
     """The three networks of a pipeline plus the routing knobs.
 
     ``theta`` places k1 inside the calibration score range and ``p`` is the
-    percentage of crops sent to the large net (DESIGN section 3); both can be
+    percentage of crops sent to the large net (docs/DESIGN.md section 3); both can be
     overridden on the command line without re-exporting.
     """
 

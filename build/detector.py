@@ -62,7 +62,7 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
                    help="at most this many calibration frames")
     g.add_argument("--det-calib-method", choices=("entropy", "percentile", "minmax"), default="percentile",
                    help="INT8 range calibration of the detector (percentile: best keypoint AP and drift "
-                        "of the three on coco-mini, README 'Person detector')")
+                        "of the three on coco-mini, docs/results/2026-12-detector.md)")
     g.add_argument("--det-int8-heads", action="store_true",
                    help="quantize the detector's output convs and keypoint branch too (default: float; "
                         "their error reaches the decoded coordinates times the stride)")
@@ -189,7 +189,7 @@ def make_variants(out_dir: Path, entry: dict[str, Any], frames: np.ndarray, meth
     ``float_heads`` keeps the output convs float and, for the heads that regress coordinates
     (keypoints), their branch up to the fork from the shared features
     (calib.quantize.float_head_ops): measured on coco-mini the output convs halve the int8_trt
-    keypoint drift (2.3 -> 1.2 px), the keypoint branch brings it to 0.73 px (README).
+    keypoint drift (2.3 -> 1.2 px), the keypoint branch brings it to 0.73 px (docs/results/2026-12-detector.md).
     ``drift_px`` > 0 then keeps whole blocks float, fewest first, until each INT8 variant's output
     drift on these frames is within it (calib.fallback; int8_cpu 1.10 -> 0.82 px on coco-mini).
     """

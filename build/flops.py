@@ -1,7 +1,7 @@
 """Multiply-accumulate and parameter counts taken from a built model.
 
 Why our own counter: the numbers go into the manifest and the tests compare
-them with DESIGN section 4's table (MMPose model zoo / DynPose paper), so
+them with docs/DESIGN.md section 4's table (MMPose model zoo / DynPose paper), so
 the convention has to be theirs and has to be written down:
 
 * Conv2d: output elements x (C_in / groups) x k_h x k_w.
@@ -18,8 +18,8 @@ the convention has to be theirs and has to be written down:
   adds its two activation matmuls (q@k^T and attn@v), invisible to hooks
   on weight layers.
 
-Bias adds, BN, activations, pooling and upsampling are not counted; DESIGN
-notes this gives 0.2-0.7% less than the published figures.
+Bias adds, BN, activations, pooling and upsampling are not counted;
+docs/DESIGN.md section 4 notes this gives 0.2-0.7% less than the published figures.
 """
 from __future__ import annotations
 

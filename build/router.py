@@ -4,7 +4,7 @@
         --data coco/annotations/person_keypoints_train2017.json --images coco/train2017 --out router.pth
 
 Every crop is made by ``runtime.preprocess`` (the run-time crops), both nets
-predict it, D_s and D_l (Object Keypoint Distance, DESIGN section 2) give
+predict it, D_s and D_l (Object Keypoint Distance, docs/DESIGN.md section 2) give
 the target (D_s - D_l)/D_s, and the router fits it with (s - target)^2,
 skipping crops where D_s ~ 0. Boxes are the annotations' own plus jittered
 copies (box diversity), or a detections file (``--dets``) matched by IoU;

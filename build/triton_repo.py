@@ -221,7 +221,7 @@ def write_repo(artifacts: Path, repo: Path, opts: RepoOptions = RepoOptions()) -
 
 def add_triton_arguments(p: argparse.ArgumentParser, with_repo: bool = False) -> None:
     """The flags build.engines shares with this module's own CLI (``with_repo``: also --triton-repo)."""
-    g = p.add_argument_group("Triton model repository (README 'Serving many cameras: Triton')")
+    g = p.add_argument_group("Triton model repository (docs/triton.md)")
     if with_repo:
         g.add_argument("--triton-repo", type=Path, default=None,
                        help="also write (or add a version to) this Triton model repository")

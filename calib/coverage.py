@@ -16,7 +16,7 @@ outside its map). The source is the build's COCO folder, or synthetic scenes
 configs, PipelineConfig.calib_domain): calibrating nets trained on synthetic
 scenes on photos would measure a domain gap, not the maps.
 
-CLI (README "Credible regions"): ``python -m calib.coverage --engines DIR
+CLI (docs/probpose.md, "Calibration of the maps"): ``python -m calib.coverage --engines DIR
 [--plot docs/coverage.png]`` evaluates a built folder on held-out synthetic
 crops: coverage before/after at q = 0.1..0.9 and the predicted-OKS Spearman.
 """

@@ -7,7 +7,7 @@ float tail and the keypoint branches left 1.10 px of keypoint drift on
 coco-mini; a scan of its 24 top-level blocks, one float at a time, found one
 (``model.22``, the neck's C3k2 at stride 32, whose anchors give 81 % of the
 confident keypoints there) that alone brings it to 0.82 px while every other
-block moves it by under 0.1 px (README "Person detector"). The search here
+block moves it by under 0.1 px (docs/results/2026-12-detector.md). The search here
 is what TensorRT users know from Polygraphy's and ModelOpt's precision
 debugging, reduced to what a build can afford: greedy, one block at a time,
 stopping at the budget.

@@ -162,7 +162,7 @@ def regression_branches(model: onnx.ModelProto, tail: set[str] | None = None,
     The walk goes up from the head while every consumer of a node is already in the branch, so it
     stops at the fork where the head's branch leaves the shared features (a YOLO neck output feeds
     the box, class and keypoint branches); it keeps at most ``depth`` learned layers above the head.
-    On YOLO11n-pose that is cv4.{0,1,2}: its two 3x3 convs and their SiLUs (README "Person detector").
+    On YOLO11n-pose that is cv4.{0,1,2}: its two 3x3 convs and their SiLUs (docs/detector.md).
     """
     tail = float_tail(model) if tail is None else tail
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -199,7 +199,7 @@ def float_head_ops(model: onnx.ModelProto, tail: set[str] | None = None) -> set[
     """What ``float_heads`` keeps float: every output conv (:func:`head_ops`) and, for heads that
     regress coordinates, their exclusive branch (:func:`regression_branches`).
 
-    Measured on YOLO11n-pose, coco-mini, percentile (README "Person detector"): the output convs
+    Measured on YOLO11n-pose, coco-mini, percentile (docs/detector.md): the output convs
     alone leave the keypoints 1.20 px (int8_trt) / 2.13 px (int8_cpu) off fp32; with the keypoint
     branch (two 3x3 convs and their SiLUs per scale) 0.73 / 1.11 px. Most of the rest sits in the
     stride-32 branch, whose error the decode multiplies by 64.

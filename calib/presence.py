@@ -112,8 +112,8 @@ def _cut(box: np.ndarray, hw: tuple[int, int], rng: np.random.Generator) -> tupl
 def cropcoco_samples(folder: str | Path = DEFAULT_CALIB, per_annotation: int = 6, seed: int = 0) -> PresenceSet:
     """CropCOCO-style crops: cut the image through each GT person, window from the clipped box.
 
-    The activation window is the clipped box at 3:4 with padding 1.25 (DESIGN
-    section 6, the same window Ex-OKS uses); a labelled keypoint is *inside*
+    The activation window is the clipped box at 3:4 with padding 1.25
+    (docs/DESIGN.md section 6, the same window Ex-OKS uses); a labelled keypoint is *inside*
     when it lies in that window and in the cut image.
     """
     from bench.ex_oks import activation_windows, in_window

@@ -48,7 +48,7 @@ def _check_maps(x: np.ndarray, name: str) -> np.ndarray:
 
 
 def oks_variances(sigmas=COCO_SIGMAS, hm_hw: tuple[int, int] = HM_HW) -> np.ndarray:
-    """Per-keypoint Gaussian variance s_k (DESIGN section 5), float64 [K].
+    """Per-keypoint Gaussian variance s_k (docs/DESIGN.md section 5), float64 [K].
 
     Sigmas are rounded to float32 first: that is how they reach the TensorRT plugin
     (ONNX float attributes), and the same rounding keeps plugin and reference equal.

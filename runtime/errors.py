@@ -5,7 +5,7 @@ way, so a user (or a supervisor restarting a camera job) can act on the exit
 code without reading a traceback. ``runtime`` owns it because ``build`` and
 ``bench`` may import ``runtime`` but never the reverse.
 
-Exit codes (README "Exit codes"):
+Exit codes (docs/bad-input.md, "Exit codes"):
 
 ====  =====================================================================
 0     success

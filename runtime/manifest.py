@@ -74,7 +74,7 @@ def load_manifest(root: str | Path, verify: bool = True) -> dict[str, Any]:
         m = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ManifestError(f"{path} is not valid JSON ({str(e).splitlines()[0][:80]}); rebuild the artifacts "
-                            "with `python -m build.engines` (see README)") from e
+                            "with `python -m build.engines` (see docs/build.md)") from e
     except OSError as e:
         raise ManifestError(f"cannot read {path} ({e.strerror}); check its permissions") from e
     try:

@@ -8,7 +8,7 @@ presence; this module turns the whole set into per-person result fields:
 * ``visibility`` [K] and ``oks`` (predicted OKS) [K], as the head outputs them,
 * ``present`` [K]: calibrated presence >= the manifest's Ex-OKS threshold,
 * ``quality``: the mean predicted OKS over the keypoints, a per-person score to
-  filter on (its Spearman with the true OKS is in the README),
+  filter on (its Spearman with the true OKS is in docs/results/2026-12-probpose.md),
 * ``regions``: per requested mass q, the q credible region of each keypoint
   (runtime.credible) in image coordinates: ``area`` (px^2) and ``ellipse``
   (cx, cy, semi-major, semi-minor, angle in radians of the major axis).

@@ -24,7 +24,7 @@ class Band:
 
 
 def fit_thresholds(scores: np.ndarray, theta: float, p: float) -> Band:
-    """DESIGN section 3: k1 = S_1 + theta (S_n - S_1); k2 = S_{j + ceil(n p)}, clamped.
+    """docs/DESIGN.md section 3: k1 = S_1 + theta (S_n - S_1); k2 = S_{j + ceil(n p)}, clamped.
 
     ``p`` is a percentage (Dyn-R50-H32/50 means p = 50). ``j`` is the index
     of the sorted score closest to k1 (0-based here), so the band [k1, k2]

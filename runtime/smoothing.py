@@ -16,7 +16,7 @@ Per keypoint, with ``dt`` the time since the track's last frame::
     x  = alpha(fc) x_raw + (1 - alpha(fc)) (x_prev + v dt)
 
 Two changes to the textbook filter, both measured on the synthetic clip
-(README "Keypoint smoothing"): the old estimate is first moved along the
+(docs/video.md, "Keypoint smoothing"): the old estimate is first moved along the
 filtered velocity (``predict``; without it a walking person's keypoints
 trail by a frame or two: AP fell from 0.196 to 0.148 on an earlier build of the
 default clip), and a raw keypoint

@@ -237,7 +237,7 @@ def _gst_source(spec: str, desc: str, live) -> FrameSource:
 
 def open_source(spec: str, fps: float = 30.0, live: "LiveOptions | None" = None,  # noqa: F821
                 reader: str = "auto") -> FrameSource:
-    """Turn a ``--source`` value into a frame source (see the README for the forms).
+    """Turn a ``--source`` value into a frame source (see docs/video.md for the forms).
 
     ``live`` sets timeouts and reconnects of live sources; ``reader`` picks how a URL or
     pipeline is read: ``gst`` (PyGObject appsink), ``ffmpeg`` (OpenCV/FFmpeg) or ``auto``

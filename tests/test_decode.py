@@ -17,7 +17,7 @@ F32 = np.float32
 
 
 def _kernel2d(k: int, hw=(64, 48)) -> np.ndarray:
-    """Independent 2-D kernel straight from DESIGN section 5 (float64)."""
+    """Independent 2-D kernel straight from docs/DESIGN.md section 5 (float64)."""
     sig = float(np.float32(D.COCO_SIGMAS[k]))
     s = float(np.clip((2 * sig) ** 2 * np.sqrt((hw[0] / 1.25) * (hw[1] / 1.25)) * 2, 0.55, 3.0))
     r = ceil(3 * s)

@@ -173,7 +173,7 @@ def test_accuracy_fp32_reference_and_int8_within_budget(det_art: Path, coco_mini
     assert rows["fp16"]["drift"]["box_px"] < 0.1
     # keypoints within the 1 px: the float keypoint branch keeps the TensorRT flavour there
     # (0.72 measured); int8_cpu (every op quantized, 7-bit weights) gets there with the measured float
-    # fallback of one neck block (1.10 -> 0.82 px, README "Person detector"; before the fixes 2.3 / 2.7)
+    # fallback of one neck block (1.10 -> 0.82 px, docs/results/2026-12-detector.md; before the fixes 2.3 / 2.7)
     assert rows["int8_trt"]["drift"]["kpt_px"] <= 1.0, rows["int8_trt"]
     assert rows["int8_cpu"]["drift"]["kpt_px"] <= 1.0, rows["int8_cpu"]
 

@@ -1,4 +1,4 @@
-"""Ex-OKS: equals pycocotools' OKS when nothing is out, and each in/out case scores as DESIGN section 6 says."""
+"""Ex-OKS: equals pycocotools' OKS when nothing is out, and each in/out case scores as docs/DESIGN.md section 6 says."""
 from __future__ import annotations
 
 import contextlib

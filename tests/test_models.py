@@ -1,8 +1,8 @@
-"""Model zoo: output contract, cost against DESIGN section 4, MMPose checkpoint layout, ONNX export.
+"""Model zoo: output contract, cost against docs/DESIGN.md section 4, MMPose checkpoint layout, ONNX export.
 
 Every registered architecture is tested with both heads (output contract,
 ONNX export), so a newly registered model is covered without touching this
-file. The DESIGN section 4 models are also checked for cost and for the
+file. The docs/DESIGN.md section 4 models are also checked for cost and for the
 checkpoint layout of their released MMPose weights.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from build.models.vit import VisionTransformer
 N_KPT = 17
 HM_HW = (64, 48)
 CASES = [(name, head) for name in list_models() for head in HEAD_KINDS]
-# DESIGN section 4's table: these carry reference costs and a released MMPose checkpoint layout.
+# docs/DESIGN.md section 4's table: these carry reference costs and a released MMPose checkpoint layout.
 DESIGN_TABLE = ("res50", "hrnet-w32", "hrnet-w48", "mbv2", "probpose-s")
 
 
@@ -71,7 +71,7 @@ def test_design_table_models_are_registered_with_reference_costs() -> None:
 
 @pytest.mark.parametrize("name", DESIGN_TABLE)
 def test_cost_matches_design_table(name: str) -> None:
-    """Counted MACs and parameters within 3% of DESIGN section 4.
+    """Counted MACs and parameters within 3% of docs/DESIGN.md section 4.
 
     ProbPose-s's table entry is its ProbMapHead model with all four aux heads;
     our export skips the error head (not an output), so its MACs are added back.

@@ -106,7 +106,7 @@ def test_coverage_calibration_meets_target_on_held_out_synthetic_crops(cpu_artif
     q = np.asarray(res["q"])
     after, before = np.asarray(res["after"]), np.asarray(res["before"])
     # the target is 3 points at 0.5, 0.7 and 0.9; this fixture reaches it at 0.7 and 0.9 but
-    # lands 4 points under at 0.5 on this held-out seed (README "ProbPose outputs"), so 0.5 gets 5
+    # lands 4 points under at 0.5 on this held-out seed (docs/results/2026-12-probpose.md), so 0.5 gets 5
     for target, tol in ((0.5, 0.05), (0.7, 0.03), (0.9, 0.03)):
         i = int(np.argmin(np.abs(q - target)))
         assert abs(after[i] - target) <= tol, (target, after[i])

@@ -1,4 +1,4 @@
-"""The DynPose band, policies and budget mode (DESIGN section 3)."""
+"""The DynPose band, policies and budget mode (docs/DESIGN.md section 3)."""
 from __future__ import annotations
 
 import math

@@ -52,7 +52,7 @@ def test_parse_smooth_rejects_bad_values() -> None:
 
 
 def test_smooth_lowers_jitter_and_keeps_ap_on_a_synthetic_clip(cpu_artifacts, tmp_path) -> None:
-    # Measured here: AP 0.233 raw, 0.243 smoothed; jitter 29.9 -> 23.8 px (README "Keypoint smoothing").
+    # Measured here: AP 0.233 raw, 0.243 smoothed; jitter 29.9 -> 23.8 px (docs/results/2026-12-video.md, "Smoothing").
     clip = write_clip(tmp_path / "clip", ClipSpec(seconds=2.4, fps=25, people=3, seed=1), photos=[])
     runs = {}
     for name, extra in (("raw", []), ("smooth", ["--smooth"])):

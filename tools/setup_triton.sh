@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Server side of the Triton serving path (README "Serving many cameras: Triton").
+# Server side of the Triton serving path (docs/triton.md).
 #
 # Makes .triton/venv (gitignored) with nvidia-pytriton, whose wheel bundles a real
 # `tritonserver` binary (Triton 2.51, python backend only), plus onnxruntime for the

@@ -3,7 +3,7 @@
 # (10.3 = JetPack 6.x floor, 11.4 = newest) into .trt_harness/trtN/site, and
 # build stub libnvinfer/libnvonnxparser/libnvinfer_plugin .so.N whose factory
 # symbols return null, so `import tensorrt_bindings` works on a machine with
-# no GPU and no TensorRT (DESIGN section 8). Idempotent; ~10 s when cached.
+# no GPU and no TensorRT (docs/DESIGN.md section 8). Idempotent; ~10 s when cached.
 #
 #   bash tools/setup_trt_harness.sh            # both versions
 #   python -m tools.trt_harness.run 10 -- ...  # run a command with version 10 importable

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's one test command (README, and .ci/run calls exactly this).
+# The project's one test command (README, docs/contributing.md; .ci/run calls exactly this).
 # Installs what the tests need, then runs every suite in its own step:
 # fast unit tests, slow checks, CUDA compile + host-kernel tests, the TensorRT
 # API harness for 10.3 and 11.x, and the benchmark regression gates.

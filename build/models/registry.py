@@ -30,7 +30,7 @@ def decode_kind(head: str) -> str:
 class ModelSpec:
     """How to build one backbone and which head layout suits it.
 
-    ``gmacs``/``params_m`` are DESIGN section 4's reference numbers for the
+    ``gmacs``/``params_m`` are docs/DESIGN.md section 4's reference numbers for the
     heatmap-head model at 1x3x256x192 (None where the table has none); tests
     compare them against counts taken from the built model.
     """

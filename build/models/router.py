@@ -1,6 +1,6 @@
 """DynPose router: scores how much a crop would gain from the large net.
 
-DESIGN section 2. It reads the same normalised 3x256x192 crop as the pose
+docs/DESIGN.md section 2. It reads the same normalised 3x256x192 crop as the pose
 nets, so the runtime makes one crop tensor for all three networks.
 """
 from __future__ import annotations

@@ -44,7 +44,7 @@ def decode_outputs(outputs: tuple[torch.Tensor, ...], head_kind: str) -> tuple[n
 
 
 def router_f0(x: torch.Tensor) -> torch.Tensor:
-    """DESIGN section 2's F0: channel mean + channel max, 2x2 average pool (the router's first step)."""
+    """docs/DESIGN.md section 2's F0: channel mean + channel max, 2x2 average pool (the router's first step)."""
     return torch.nn.functional.avg_pool2d(x.mean(dim=1, keepdim=True) + x.amax(dim=1, keepdim=True), 2)
 
 

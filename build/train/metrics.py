@@ -1,6 +1,6 @@
 """Object Keypoint Distance, router targets, and AP of a routing decision.
 
-DESIGN section 2: per keypoint d_i (here divided by the person's scale
+docs/DESIGN.md section 2: per keypoint d_i (here divided by the person's scale
 sqrt(area), so D does not grow with the person's size; the router target is a
 ratio, so this only matters for the "D_s ~ 0" cut), rho_i = 100 w_i / (2 sigma_i)^2,
 D = sum d_i rho_i v_i / sum v_i over labelled keypoints.

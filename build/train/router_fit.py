@@ -1,4 +1,4 @@
-"""DynPose router training on cached crops (both pose nets frozen, DESIGN section 2).
+"""DynPose router training on cached crops (both pose nets frozen, docs/DESIGN.md section 2).
 
 Why cache F0 and not crops: the router's first step (channel mean + max,
 2x2 average pool) has no weights, so a 1x128x96 float16 map per crop

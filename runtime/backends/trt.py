@@ -107,7 +107,7 @@ def load_plugin_library(trt: Any, path: Path, role: str) -> None:
         return
     if not path.is_file():
         raise BackendError(f"{role}: the engine needs the TensorRT plugin library {path}, which does not "
-                           "exist; build it on this device (see README, 'TensorRT plugin') or pass "
+                           "exist; build it on this device (see docs/plugin.md) or pass "
                            "plugin_lib=PATH")
     check_plugin_abi(path, getattr(trt, "__version__", ""), role)  # built for this TensorRT's ABI?
     if trt.get_plugin_registry().load_library(str(path)) is None:

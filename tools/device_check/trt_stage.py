@@ -5,7 +5,7 @@ pipeline's I/O contract) are built by the project's own builder
 (build.trt.build_engines) and run through the runtime's backends, so this checks
 the code paths a deployment uses: TensorRT vs ONNX Runtime outputs, the fused
 DynPoseDecode engine against runtime/decode.py, and whether router/small/large
-on three streams overlap. Not run in CI (no GPU); see README "Device check".
+on three streams overlap. Not run in CI (no GPU); see docs/plugin.md, "Device check".
 """
 from __future__ import annotations
 

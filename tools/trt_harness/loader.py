@@ -1,4 +1,4 @@
-"""Import the REAL TensorRT bindings of one version in this process (DESIGN section 8).
+"""Import the REAL TensorRT bindings of one version in this process (docs/DESIGN.md section 8).
 
 ``tools/setup_trt_harness.sh`` installs ``tensorrt_bindings`` per major version
 under ``.trt_harness/trtN/site`` and stub ``libnvinfer*.so.N`` under
