@@ -1,0 +1,150 @@
+"""The documentation stays complete and navigable as the code moves.
+
+A newcomer reads the README, follows its links to the topic pages and finds
+every module in docs/ARCHITECTURE.md. These checks fail the unit step when a
+module is added without a line there, a relative link or anchor breaks, the
+README grows back into a notebook, a page under docs/ is orphaned, or code
+cites design text that is not in the repository.
+"""
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+README_MAX_LINES = 300
+PACKAGES = ("build", "runtime", "calib", "kernels", "bench", "tools")
+NATIVE_SUFFIXES = (".cu", ".cuh", ".cpp", ".h")
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+# Built from parts so this file does not match its own check.
+OUTSIDE_DESIGN = "shared/" + "DESIGN.md"
+BARE_DESIGN_CITE = re.compile(r"(?<![/\w.])DESIGN" + r" section")
+
+
+def _markdown_files() -> list[Path]:
+    return [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
+
+
+def _is_code_module(p: Path) -> bool:
+    """An ``__init__.py`` counts as a module when it does more than name its package."""
+    if p.name != "__init__.py":
+        return True
+    body = ast.parse(p.read_text()).body
+    return any(not isinstance(n, (ast.Expr, ast.Import, ast.ImportFrom)) for n in body)
+
+
+def _modules() -> list[str]:
+    out = []
+    for pkg in PACKAGES:
+        for p in sorted((REPO / pkg).rglob("*")):
+            if "__pycache__" in p.parts or not p.is_file():
+                continue
+            if (p.suffix == ".py" and _is_code_module(p)) or p.suffix in NATIVE_SUFFIXES or (
+                    pkg == "tools" and p.suffix == ".sh"):
+                out.append(p.relative_to(REPO).as_posix())
+    return out
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a markdown heading."""
+    s = heading.strip().lower().replace("`", "")
+    s = re.sub(r"[^\w\- ]", "", s)
+    return s.replace(" ", "-")
+
+
+def _anchors(md: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", md.read_text(), flags=re.S)
+    return {slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.*)$", text, flags=re.M)}
+
+
+def _links(md: Path) -> list[tuple[str, Path | None, str]]:
+    """(raw target, file it points to or None for same-page, anchor) of each relative link."""
+    text = re.sub(r"```.*?```", "", md.read_text(), flags=re.S)
+    out = []
+    for m in LINK.finditer(text):
+        target = m.group(1)
+        if re.match(r"^[a-z]+:", target):          # http:, https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        out.append((target, (md.parent / path).resolve() if path else None, anchor))
+    return out
+
+
+def test_readme_is_a_front_page():
+    n = len((REPO / "README.md").read_text().splitlines())
+    assert n <= README_MAX_LINES, (f"README.md has {n} lines (limit {README_MAX_LINES}): move the detail to a "
+                                   "topic page under docs/ and link it")
+
+
+def test_every_module_is_named_in_architecture():
+    arch = (DOCS / "ARCHITECTURE.md").read_text()
+    missing = [m for m in _modules() if f"`{m}`" not in arch]
+    assert not missing, ("docs/ARCHITECTURE.md does not name these modules; add a row saying what each owns: "
+                         + ", ".join(missing))
+
+
+def test_architecture_names_no_module_that_is_gone():
+    arch = (DOCS / "ARCHITECTURE.md").read_text()
+    named = set(re.findall(r"`((?:%s)/[\w/.-]+\.(?:py|cu|cuh|cpp|h|sh))`" % "|".join(PACKAGES), arch))
+    gone = sorted(m for m in named if not (REPO / m).is_file())
+    assert not gone, f"docs/ARCHITECTURE.md names files that do not exist: {', '.join(gone)}"
+
+
+@pytest.mark.parametrize("md", _markdown_files(), ids=lambda p: p.relative_to(REPO).as_posix())
+def test_relative_links_resolve(md: Path):
+    broken = []
+    for target, path, anchor in _links(md):
+        dest = path or md
+        if not dest.exists():
+            broken.append(f"{target} (no such file)")
+        elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+            broken.append(f"{target} (no heading with anchor #{anchor} in {dest.relative_to(REPO)})")
+    assert not broken, f"{md.relative_to(REPO)}: broken links: " + "; ".join(broken)
+
+
+def test_every_docs_page_is_reachable_from_the_readme():
+    seen, todo = set(), [(REPO / "README.md").resolve()]
+    while todo:
+        md = todo.pop()
+        if md in seen:
+            continue
+        seen.add(md)
+        todo += [p for _, p, _ in _links(md) if p is not None and p.suffix == ".md" and p.exists()]
+    orphans = sorted(p.relative_to(REPO).as_posix() for p in DOCS.rglob("*.md") if p.resolve() not in seen)
+    assert not orphans, "pages no link from README.md leads to: " + ", ".join(orphans)
+
+
+def _tracked_text_files() -> list[Path]:
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    out = []
+    for name in files.splitlines():
+        p = REPO / name
+        if p.is_file() and p.suffix not in (".png", ".pth", ".onnx", ".mp4", ".avi", ".jpg"):
+            out.append(p)
+    return out
+
+
+def test_design_is_cited_inside_the_repository():
+    """Design citations point at docs/DESIGN.md and at a section it has."""
+    design = (DOCS / "DESIGN.md").read_text()
+    sections = set(re.findall(r"^## (\d+)\. ", design, flags=re.M))
+    bad = []
+    for p in _tracked_text_files():
+        try:
+            text = p.read_text()
+        except UnicodeDecodeError:
+            continue
+        rel = p.relative_to(REPO).as_posix()
+        if OUTSIDE_DESIGN in text:
+            bad.append(f"{rel}: cites ../{OUTSIDE_DESIGN}, which a clone does not have")
+        if BARE_DESIGN_CITE.search(text):
+            bad.append(f"{rel}: cites 'DESIGN section N' without its path; write docs/DESIGN.md section N")
+        for n in re.findall(r"docs/DESIGN\.md section (\d+)", text):
+            if n not in sections:
+                bad.append(f"{rel}: cites docs/DESIGN.md section {n}, which does not exist")
+    assert not bad, "\n".join(bad)
