@@ -21,7 +21,7 @@ README_MAX_LINES = 300
 PACKAGES = ("build", "runtime", "calib", "kernels", "bench", "tools")
 NATIVE_SUFFIXES = (".cu", ".cuh", ".cpp", ".h")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
-# Built from parts so this file does not match its own check.
+# Built from parts, and this file is left out of the scan, so it does not match its own checks.
 OUTSIDE_DESIGN = "shared/" + "DESIGN.md"
 BARE_DESIGN_CITE = re.compile(r"(?<![/\w.])DESIGN" + r" section")
 
@@ -38,15 +38,22 @@ def _is_code_module(p: Path) -> bool:
     return any(not isinstance(n, (ast.Expr, ast.Import, ast.ImportFrom)) for n in body)
 
 
+def _repo_files() -> list[str]:
+    """Tracked files plus new ones not yet added (but not ignored build outputs)."""
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    return sorted({name for name in out.splitlines() if (REPO / name).is_file()})
+
+
 def _modules() -> list[str]:
-    out = []
-    for pkg in PACKAGES:
-        for p in sorted((REPO / pkg).rglob("*")):
-            if "__pycache__" in p.parts or not p.is_file():
-                continue
-            if (p.suffix == ".py" and _is_code_module(p)) or p.suffix in NATIVE_SUFFIXES or (
-                    pkg == "tools" and p.suffix == ".sh"):
-                out.append(p.relative_to(REPO).as_posix())
+    out = [name for name in ("CMakeLists.txt", "cmake/TensorRTVersion.cmake") if (REPO / name).is_file()]
+    for name in _repo_files():
+        p = Path(name)
+        if p.parts[0] not in PACKAGES:
+            continue
+        if (p.suffix == ".py" and _is_code_module(REPO / p)) or p.suffix in NATIVE_SUFFIXES or (
+                p.parts[0] == "tools" and p.suffix == ".sh"):
+            out.append(name)
     return out
 
 
@@ -58,13 +65,21 @@ def slug(heading: str) -> str:
 
 
 def _anchors(md: Path) -> set[str]:
+    """Anchors of a page's headings; a repeated heading gets -1, -2, ... as on GitHub."""
     text = re.sub(r"```.*?```", "", md.read_text(), flags=re.S)
-    return {slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.*)$", text, flags=re.M)}
+    seen: dict[str, int] = {}
+    out = set()
+    for m in re.finditer(r"^#{1,6}\s+(.*)$", text, flags=re.M):
+        s = slug(m.group(1))
+        out.add(f"{s}-{seen[s]}" if s in seen else s)
+        seen[s] = seen.get(s, 0) + 1
+    return out
 
 
 def _links(md: Path) -> list[tuple[str, Path | None, str]]:
     """(raw target, file it points to or None for same-page, anchor) of each relative link."""
     text = re.sub(r"```.*?```", "", md.read_text(), flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)             # code spans hold brackets, not links
     out = []
     for m in LINK.finditer(text):
         target = m.group(1)
@@ -120,13 +135,27 @@ def test_every_docs_page_is_reachable_from_the_readme():
 
 
 def _tracked_text_files() -> list[Path]:
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     out = []
-    for name in files.splitlines():
+    for name in _repo_files():
         p = REPO / name
-        if p.is_file() and p.suffix not in (".png", ".pth", ".onnx", ".mp4", ".avi", ".jpg"):
-            out.append(p)
+        if p == Path(__file__).resolve() or p.suffix in (".png", ".pth", ".onnx", ".mp4", ".avi", ".jpg"):
+            continue
+        try:
+            p.read_text()
+        except UnicodeDecodeError:
+            continue
+        out.append(p)
     return out
+
+
+def test_docs_pages_cited_by_the_code_exist():
+    """Comments, messages and scripts that send a reader to docs/PAGE.md send them somewhere real."""
+    bad = []
+    for p in _tracked_text_files():
+        for page in set(re.findall(r"\bdocs/([\w./-]+\.md)", p.read_text())):
+            if not (DOCS / page).is_file():
+                bad.append(f"{p.relative_to(REPO).as_posix()}: docs/{page}")
+    assert not bad, "citations of pages that do not exist: " + ", ".join(sorted(bad))
 
 
 def test_design_is_cited_inside_the_repository():
@@ -135,10 +164,7 @@ def test_design_is_cited_inside_the_repository():
     sections = set(re.findall(r"^## (\d+)\. ", design, flags=re.M))
     bad = []
     for p in _tracked_text_files():
-        try:
-            text = p.read_text()
-        except UnicodeDecodeError:
-            continue
+        text = p.read_text()
         rel = p.relative_to(REPO).as_posix()
         if OUTSIDE_DESIGN in text:
             bad.append(f"{rel}: cites ../{OUTSIDE_DESIGN}, which a clone does not have")
