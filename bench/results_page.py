@@ -84,17 +84,19 @@ def render(run: dict[str, Any], baseline: dict[str, Any], source: str) -> str:
     return "\n".join(out)
 
 
+def index_row_at(lines: list[str]) -> int:
+    """Where a new row goes in the index table: after its last row."""
+    rows = [i for i, ln in enumerate(lines) if ln.startswith("| [")]
+    return rows[-1] + 1 if rows else -1
+
+
 def link_from_index(index: Path, page: str, summary: str) -> None:
-    """Add the page's row to the index table (after its last row) unless it is there already."""
+    """Add the page's row to the index table unless it is there already."""
     lines = index.read_text().split("\n")
     link = f"[{page}]({page})"
     if any(link in ln for ln in lines):
         return
-    rows = [i for i, ln in enumerate(lines) if ln.startswith("| [")]
-    if not rows:
-        raise InputError("no index table to link the page from", str(index),
-                         "add a '| page | what was measured |' table, or pass --out to another folder")
-    lines.insert(rows[-1] + 1, f"| {link} | {summary} |")
+    lines.insert(index_row_at(lines), f"| {link} | {summary} |")
     atomic_write_text(index, "\n".join(lines))
 
 
@@ -115,14 +117,17 @@ def _main(argv: list[str]) -> int:
         raise InputError(f"baseline unreadable ({e})", f"--baseline {a.baseline}",
                          "pass bench/baseline.json") from None
     name = a.name or f"{run_date(run)}-bench.md"
-    if "/" in name or not name.endswith(".md"):
+    if "/" in name or not name.endswith(".md") or name.startswith("."):
         raise InputError("the page name must be a file name ending in .md", f"--name {name}", "e.g. --name 2026-12-07-bench.md")
     page = a.out / name
     if page.exists() and not a.force:
         raise InputError("that results page exists already", str(page),
                          "pass --name for a new page, or --force to replace it")
-    atomic_write_text(page, render(run, baseline, str(a.run)))
     index = a.out / "README.md"
+    if index.is_file() and index_row_at(index.read_text().split("\n")) < 0:   # before anything is written
+        raise InputError("no index table to link the page from", str(index),
+                         "add a '| page | what was measured |' table, or pass --out to another folder")
+    atomic_write_text(page, render(run, baseline, str(a.run)))
     if index.is_file():
         link_from_index(index, name, f"`make bench` run of {run_date(run)}: gates and pipeline mixture "
                                      f"({kind_text(run)})")

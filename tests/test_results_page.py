@@ -76,7 +76,8 @@ def test_an_existing_page_is_kept_unless_forced(run_json, results_dir, capsys):
     assert (results_dir / "README.md").read_text().count("[x-bench.md](x-bench.md)") == 1
 
 
-@pytest.mark.parametrize("case", ["missing", "not_json", "no_benchmarks", "no_date", "out_is_file", "bad_name"])
+@pytest.mark.parametrize("case", ["missing", "not_json", "no_benchmarks", "no_date", "out_is_file", "bad_name",
+                                  "hidden_name", "index_without_table"])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, run_json, results_dir, tmp_path, capsys):
     src, args = run_json, ["--out", str(results_dir)]
     if case == "missing":
@@ -96,6 +97,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, run_json, results
         args = ["--out", str(results_dir / "README.md")]
     elif case == "bad_name":
         args += ["--name", "../escape.md"]
+    elif case == "hidden_name":
+        args += ["--name", ".md"]
+    elif case == "index_without_table":
+        (results_dir / "README.md").write_text("# Dated measurements\n\nno table yet\n")
     before = {p.name: p.read_bytes() for p in results_dir.iterdir()}
     assert main([str(src), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
