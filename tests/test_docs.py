@@ -40,9 +40,12 @@ def _is_code_module(p: Path) -> bool:
 
 def _repo_files() -> list[str]:
     """Tracked files plus new ones not yet added (but not ignored build outputs)."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout
-    return sorted({name for name in out.splitlines() if (REPO / name).is_file()})
+    r = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                       capture_output=True, text=True)
+    if r.returncode != 0:   # not a git checkout (an unpacked sdist): every file under the repo
+        return sorted(p.relative_to(REPO).as_posix() for p in REPO.rglob("*")
+                      if p.is_file() and "__pycache__" not in p.parts and ".git" not in p.parts)
+    return sorted({name for name in r.stdout.splitlines() if (REPO / name).is_file()})
 
 
 def _modules() -> list[str]:
