@@ -20,8 +20,8 @@ float32 RGB ``[N,3,S,S]`` in 0..1) and decodes (``runtime.yolo``):
   (``build.detector.detect_layout``) and a class in range;
 * one run in ONNX Runtime of the model as the build will ship it (input fixed
   to ``--det-size``) on a calibration frame (a generated frame when the build
-  reads no calibration data), on a batch of two when the batch is dynamic and
-  ``--det-max-batch`` allows it: every output has its declared shape, the
+  reads no calibration data), on a batch of two when the batch is dynamic,
+  ``--det-max-batch`` allows it and the size is at most 1280: every output has its declared shape, the
   decoded output is float, finite, fits the layout, and its scores (class,
   objectness, keypoint visibility) are probabilities. The decode has no logit
   mode, so logits are refused with the fix (export with the sigmoid).
@@ -41,6 +41,7 @@ from runtime.yolo import YoloLayout, read_metadata
 
 # flags that only the detector reads, and those only its INT8 variants read
 _INT8_FLAGS = ("det_calib_data", "det_calib_frames", "det_calib_method", "det_int8_heads", "det_drift_px")
+BATCH2_MAX_SIZE = 1280   # above, one frame only: a batch of two at 4096 px takes minutes and GBs on a CPU
 PROB_TOL = 1e-3   # a sigmoid in fp16 may round to 1.0005; a logit is far outside
 
 
@@ -148,7 +149,8 @@ def check_graph(src: Path, args: argparse.Namespace) -> CheckedDetector:
     from .detector import DEFAULT_MAX_BATCH, DEFAULT_SIZE, detect_layout
 
     if not src.is_file():
-        raise InputError(f"detector ONNX {src} not found", "--detector", "pass the path of a YOLO .onnx file")
+        what = "is a folder, not an ONNX file" if src.is_dir() else "not found"
+        raise InputError(f"detector ONNX {src} {what}", "--detector", "pass the path of a YOLO .onnx file")
     try:
         model = onnx.load(str(src))
     except Exception as e:  # noqa: BLE001 - protobuf raises several types for a bad file
@@ -258,7 +260,8 @@ def check_run(det: CheckedDetector, args: argparse.Namespace, calib_default: Pat
     sess = _session(model, det.src.name)
     frame, source = _frame(args, det.size, calib_default)
     dynamic = not isinstance(_dims(image_input(model, det.src.name))[0], int)
-    batch = 2 if dynamic and int(getattr(args, "det_max_batch", DEFAULT_MAX_BATCH)) >= 2 else 1
+    two = dynamic and int(getattr(args, "det_max_batch", DEFAULT_MAX_BATCH)) >= 2 and det.size <= BATCH2_MAX_SIZE
+    batch = 2 if two else 1
     feed = np.ascontiguousarray(np.repeat(frame, batch, axis=0))
     try:
         outs = sess.run(None, {sess.get_inputs()[0].name: feed})
