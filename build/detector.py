@@ -10,6 +10,9 @@ sees exactly what inference sees) and writes ``models.detector`` into the
 manifest. The TensorRT stage then builds its engine (or its build_plan.sh
 lines) from that entry like any other role.
 
+Before any of this (and before the pose export) ``build.detector_check``
+refuses, in one line, a model or a ``--det-*`` flag the pipeline could not use.
+
 Nothing of the source model is hard-coded: the test model (YOLO11n-pose,
 AGPL-3.0) is read from ../shared at run time and every derived file is
 written only into the artifacts folder.

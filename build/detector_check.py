@@ -67,8 +67,8 @@ def given_det_flags(args: argparse.Namespace) -> list[str]:
 
     p = argparse.ArgumentParser(add_help=False)
     add_detector_arguments(p)
-    return [a.dest for a in p._actions if a.dest != "detector" and hasattr(args, a.dest)
-            and getattr(args, a.dest) != a.default]
+    defaults = vars(p.parse_args([]))
+    return [d for d, v in defaults.items() if d != "detector" and hasattr(args, d) and getattr(args, d) != v]
 
 
 def check_flags(args: argparse.Namespace, has_detector: bool) -> None:
@@ -207,11 +207,14 @@ def _session(model: onnx.ModelProto, where: str):
                          "re-export it (opset 13+, standard ops)") from None
 
 
-def _range(what: str, a: np.ndarray, where: str) -> None:
+def _range(what: str, a: np.ndarray, where: str, layout: YoloLayout) -> None:
     if a.size and (a.min() < -PROB_TOL or a.max() > 1 + PROB_TOL):
-        raise InputError(f"{where}: the output gives {what} outside [0, 1] (min {a.min():.3g}, max {a.max():.3g}) on a "
-                         "calibration frame; the decode reads probabilities", "--detector",
-                         "export it with the sigmoid on its scores (Ultralytics exports do), not logits")
+        guessed = layout.source != "metadata"   # a wrong --det-layout reads coordinates as scores
+        raise InputError(f"{where}: the output gives {what} outside [0, 1] (min {a.min():.3g}, "
+                         f"max {a.max():.3g}) on a calibration frame; the decode reads probabilities",
+                         "--det-layout" if guessed else "--detector",
+                         ("check --det-layout (a pose model read as a detect layout gives this), else " if guessed
+                          else "") + "export it with the sigmoid on its scores (Ultralytics exports do), not logits")
 
 
 def check_outputs(outs: list[np.ndarray], declared: list[tuple[str, list[Any] | None]], layout: YoloLayout,
@@ -243,11 +246,12 @@ def check_outputs(outs: list[np.ndarray], declared: list[tuple[str, list[Any] | 
                          "--detector", "check the export (an fp16 overflow, a division by zero) and re-export")
     first = 5 if layout.family == "yolov5" else 4
     if layout.family == "yolov5":
-        _range("objectness scores", a[..., 4], where)
-    _range("class scores", a[..., first:first + layout.num_classes], where)
+        _range("objectness scores", a[..., 4], where, layout)
+    _range("class scores", a[..., first:first + layout.num_classes], where, layout)
     if layout.kpt_shape and layout.kpt_shape[1] == 3:
         k, d = layout.kpt_shape
-        _range("keypoint visibilities", a[..., first + layout.num_classes:].reshape(*a.shape[:2], k, d)[..., 2], where)
+        vis = a[..., first + layout.num_classes:].reshape(*a.shape[:2], k, d)[..., 2]
+        _range("keypoint visibilities", vis, where, layout)
 
 
 def check_run(det: CheckedDetector, args: argparse.Namespace, calib_default: Path) -> None:

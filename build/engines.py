@@ -2,10 +2,11 @@
 
 One command from weights to a ready artifacts folder. Every stage that needs
 hardware this machine lacks says so in one line and the rest still runs.
-Flags, checkpoints and ``--calib-data`` are checked before anything is
-exported; the build writes a staging folder that replaces OUT/<config>-<target>
-only when every stage is done (build/staging.py), so a failed or interrupted
-rebuild leaves the previous artifacts as they were.
+Flags, checkpoints, ``--calib-data`` and the detector (build/detector_check.py)
+are checked before anything is exported; the build writes a staging folder
+that replaces OUT/<config>-<target> only when every stage is done
+(build/staging.py), so a failed or interrupted rebuild leaves the previous
+artifacts as they were.
 """
 from __future__ import annotations
 

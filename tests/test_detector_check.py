@@ -134,6 +134,7 @@ FLAG_CASES = {
     "int8-flag-with-fp32-detector": (["--det-precision", "fp32", "--det-drift-px", "2"], "--det-drift-px"),
     "det-class-out-of-range": (["--det-class", "5"], "--det-class"),
     "det-layout-yolov5-on-yolov8": (["--det-layout", "yolov5"], "--detector"),
+    "det-layout-yolov8-on-a-pose-model": (["--det-layout", "yolov8"], "check --det-layout"),
 }
 
 
