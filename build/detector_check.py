@@ -135,9 +135,12 @@ def check_input(model: onnx.ModelProto, where: str, size: int, max_batch: int) -
     if isinstance(h, int) and isinstance(w, int) and h != w:
         raise InputError(f"{where}: input is fixed at {h}x{w}; the detector letterboxes frames to a square",
                          "--detector", "re-export it square (imgsz=S) or with a dynamic size")
-    if isinstance(dims[0], int) and dims[0] != max_batch:
-        raise InputError(f"{where}: input batch is fixed at {dims[0]} but --det-max-batch is {max_batch}",
-                         "--det-max-batch", f"pass --det-max-batch {dims[0]} or export with a dynamic batch")
+    if isinstance(dims[0], int) and dims[0] > 1:   # the engine profile and the runtime start at batch 1
+        raise InputError(f"{where}: input batch is fixed at {dims[0]}; the detector runs 1 to --det-max-batch "
+                         "frames per call", "--detector", "export it with a dynamic batch (or batch 1)")
+    if dims[0] == 1 and max_batch != 1:
+        raise InputError(f"{where}: input batch is fixed at 1 but --det-max-batch is {max_batch}",
+                         "--det-max-batch", "pass --det-max-batch 1 or export it with a dynamic batch")
     fixed = h if isinstance(h, int) else None
     if fixed and fixed != size:
         raise InputError(f"{where}: input is fixed at {fixed}x{fixed}", "--det-size",

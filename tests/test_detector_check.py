@@ -85,6 +85,7 @@ BAD_DETECTORS = {
     "rectangular-fixed-input": (dict(in_shape=["N", 3, SIZE, 96]), [], "fixed at 64x96"),
     "fixed-size-differs": (dict(in_shape=["N", 3, 96, 96]), [], "--det-size 96"),
     "fixed-batch-1-max-batch-4": (dict(in_shape=[1, 3, "H", "W"]), ["--det-max-batch", "4"], "--det-max-batch 1"),
+    "fixed-batch-2": (dict(in_shape=[2, 3, "H", "W"]), [], "export it with a dynamic batch"),
     "declared-output-wrong": (dict(out_shape=["N", 5, 100]), [], "declared ['N', 5, 100] but gives [2, 5, 64]"),
     "batch-1-reshape-in-dynamic-graph": (dict(batch1_reshape=True), [], "on a batch of 2"),
     "nan-output": (dict(post="nan"), [], "NaN/inf values"),
@@ -165,6 +166,9 @@ def test_valid_detectors_pass_on_a_calibration_frame_or_a_generated_one(tmp_path
     assert ok.ran == {"frame": str(coco_mini), "batch": 2} and ok.layout.features == 5
     pose = check_detector(tiny_detector(tmp_path / "pose.onnx", kpt=(2, 3)), _args(det_max_batch=1), coco_mini)
     assert pose.ran["batch"] == 1 and pose.layout.kpt_shape == (2, 3)
+    static = check_detector(tiny_detector(tmp_path / "b1.onnx", in_shape=[1, 3, SIZE, SIZE]),
+                            _args(det_max_batch=1), coco_mini)      # a static batch-1 export, --det-max-batch 1
+    assert static.ran["batch"] == 1
     # fp32 only: no calibration data is needed, so an unreadable source gives a generated frame
     gen = check_detector(tmp_path / "ok.onnx", _args(det_precision="fp32", calib_data=tmp_path), tmp_path)
     assert gen.ran["frame"] == "a generated frame"
