@@ -10,6 +10,9 @@ sees exactly what inference sees) and writes ``models.detector`` into the
 manifest. The TensorRT stage then builds its engine (or its build_plan.sh
 lines) from that entry like any other role.
 
+Before any of this (and before the pose export) ``build.detector_check``
+refuses, in one line, a model or a ``--det-*`` flag the pipeline could not use.
+
 Nothing of the source model is hard-coded: the test model (YOLO11n-pose,
 AGPL-3.0) is read from ../shared at run time and every derived file is
 written only into the artifacts folder.
@@ -20,16 +23,19 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import onnx
 
-from runtime.cli_args import number
+from runtime.cli_args import existing_path, number
 from runtime.errors import InputError
 from runtime.letterbox import Letterboxer
 from runtime.manifest import sha256_file
 from runtime.yolo import FAMILIES, LayoutError, YoloLayout, check_output_shape, guess_layout, layout_from_metadata, read_metadata
+
+if TYPE_CHECKING:
+    from .detector_check import CheckedDetector
 
 ROLE = "detector"
 DEFAULT_SIZE = 640
@@ -39,6 +45,16 @@ DEFAULT_MAX_BATCH = 4   # engine profile: up to four cameras per call
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp"}
 DET_PRECISIONS = ("all", "fp32")
 DEFAULT_DRIFT_PX = 1.0  # the detector issue's INT8 target (mean drift <= 1 px)
+MAX_SIZE = 4096         # 4096^2 input is ~200 MB per frame in float32; no YOLO is trained anywhere near it
+
+
+def det_size(text: str) -> int:
+    """``--det-size``: a multiple of 32 (the largest YOLO stride of v8/v11) in [32, MAX_SIZE]."""
+    v = number(int, lo=32, hi=MAX_SIZE)(text)
+    if v % 32:
+        raise argparse.ArgumentTypeError(f"{v} is not a multiple of 32 (YOLO strides are up to 32): "
+                                         f"use e.g. {max(32, v // 32 * 32)} or {v // 32 * 32 + 32}")
+    return v
 
 
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +62,8 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detector", type=Path, default=None,
                    help="YOLO ONNX (v5/v8/v11 detect or pose, exported without NMS) to add as the "
                         "'detector' role (default: the config's detector, if any)")
-    g.add_argument("--det-size", type=int, default=DEFAULT_SIZE, help="detector input height = width")
+    g.add_argument("--det-size", type=det_size, default=DEFAULT_SIZE,
+                   help=f"detector input height = width (a multiple of 32, at most {MAX_SIZE})")
     g.add_argument("--det-layout", choices=FAMILIES, default=None,
                    help="output layout when the ONNX metadata names none (yolov5 | yolov8)")
     g.add_argument("--det-class", type=int, default=0, help="person class index")
@@ -56,7 +73,7 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
                    help="default NMS IoU threshold")
     g.add_argument("--det-max-batch", type=number(int, lo=1, hi=256), default=DEFAULT_MAX_BATCH,
                    help="max batch of the detector engine profile (frames of several cameras)")
-    g.add_argument("--det-calib-data", type=Path, default=None,
+    g.add_argument("--det-calib-data", type=existing_path, default=None,
                    help="images folder or video for the detector's INT8 ranges (default: --calib-data)")
     g.add_argument("--det-calib-frames", type=number(int, lo=1, hi=10_000), default=32,
                    help="at most this many calibration frames")
@@ -101,9 +118,9 @@ def detect_layout(model: onnx.ModelProto, flag: str | None, where: str) -> YoloL
 
 def fix_input_size(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
     """Static H x W = size (TensorRT tunes for one size), batch left dynamic."""
-    if len(model.graph.input) != 1:
-        raise InputError(f"detector has {len(model.graph.input)} inputs", "--detector", "a YOLO ONNX has one image input")
-    dims = model.graph.input[0].type.tensor_type.shape.dim
+    from .detector_check import image_input
+
+    dims = image_input(model, "detector").type.tensor_type.shape.dim
     if len(dims) != 4:
         raise InputError(f"detector input has rank {len(dims)}", "--detector", "expected [N,3,H,W]")
     for k in (2, 3):
@@ -122,7 +139,9 @@ def simplify(model: onnx.ModelProto, size: int) -> tuple[onnx.ModelProto, str]:
     try:
         import onnxsim
 
-        name = model.graph.input[0].name
+        from .detector_check import image_input
+
+        name = image_input(model, "detector").name
         simp, ok = onnxsim.simplify(model, test_input_shapes={name: [1, 3, size, size]})
         if ok:
             return simp, f"onnxsim {onnxsim.__version__}"
@@ -245,30 +264,22 @@ def make_variants(out_dir: Path, entry: dict[str, Any], frames: np.ndarray, meth
 
 
 def add_detector(out_dir: Path, manifest: dict[str, Any], src: Path, args: argparse.Namespace,
-                 calib_default: Path, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Write detector*.onnx into ``out_dir`` and ``manifest['models']['detector']``; returns the entry."""
+                 calib_default: Path, log: Callable[[str], None] | None = None,
+                 checked: "CheckedDetector | None" = None) -> dict[str, Any]:
+    """Write detector*.onnx into ``out_dir`` and ``manifest['models']['detector']``; returns the entry.
+
+    ``checked``: the result of :func:`build.detector_check.check_detector` on ``src`` (build.engines
+    runs it before the pose export); without it the same checks run here first."""
     from build.export import describe_io
+
+    from .detector_check import check_detector
 
     log = log or (lambda m: print(f"detector: {m}", file=sys.stderr))
     src = Path(src)
-    if not src.is_file():
-        raise InputError(f"detector ONNX {src} not found", "--detector", "pass the path of a YOLO .onnx file")
-    try:
-        model = onnx.load(str(src))
-    except Exception as e:  # noqa: BLE001 - protobuf raises several types for a bad file
-        raise InputError(f"{src} is not an ONNX model ({type(e).__name__})", "--detector",
-                         "pass a YOLO .onnx export") from None
-    size = int(getattr(args, "det_size", DEFAULT_SIZE))
-    if size < 32 or size % 32:
-        raise InputError(f"detector size {size} is not a positive multiple of 32", "--det-size",
-                         "use e.g. 640 or 480 (YOLO strides are up to 32)")
-    layout = detect_layout(model, getattr(args, "det_layout", None), src.name)
-    meta = read_metadata(model)
+    det = checked if checked is not None and checked.src == src else check_detector(src, args, calib_default)
+    model, layout, meta, size = det.model, det.layout, det.meta, det.size
     names = meta.get("names") if isinstance(meta.get("names"), dict) else {}
     cls = int(getattr(args, "det_class", 0))
-    if not 0 <= cls < layout.num_classes:
-        raise InputError(f"class {cls} is out of range for a detector with {layout.num_classes} classes",
-                         "--det-class", "0 is the person class of COCO-trained YOLO models")
     t = time.perf_counter()
     model, simplified = simplify(fix_input_size(model, size), size)
     path = out_dir / f"{ROLE}.onnx"

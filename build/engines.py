@@ -2,10 +2,11 @@
 
 One command from weights to a ready artifacts folder. Every stage that needs
 hardware this machine lacks says so in one line and the rest still runs.
-Flags, checkpoints and ``--calib-data`` are checked before anything is
-exported; the build writes a staging folder that replaces OUT/<config>-<target>
-only when every stage is done (build/staging.py), so a failed or interrupted
-rebuild leaves the previous artifacts as they were.
+Flags, checkpoints, ``--calib-data`` and the detector (build/detector_check.py)
+are checked before anything is exported; the build writes a staging folder
+that replaces OUT/<config>-<target> only when every stage is done
+(build/staging.py), so a failed or interrupted rebuild leaves the previous
+artifacts as they were.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .costs import format_cost_table, measure_routing_costs
 from .trt import add_trt_arguments, build_or_plan, check_trt_flags
 from .configs import DEFAULT_CONFIG, get_config, list_configs
 from .detector import add_detector, add_detector_arguments
+from .detector_check import CheckedDetector, early_check
 from .export import OPSET
 from .staging import StagedDir
 from .triton_repo import add_triton_arguments, build_stage as triton_stage
@@ -106,7 +108,8 @@ def _print_summary(out_dir: Path, manifest: dict) -> None:
                 print(r["costs"]["warning"], file=sys.stderr)
 
 
-def _build(out_dir: Path, final_dir: Path, cfg, args: argparse.Namespace) -> tuple[int, dict]:
+def _build(out_dir: Path, final_dir: Path, cfg, args: argparse.Namespace,
+           det: CheckedDetector | None = None) -> tuple[int, dict]:
     """Every stage, written into ``out_dir`` (the staging folder of ``final_dir``)."""
     from calib.data import DEFAULT_CALIB, load_calib
 
@@ -139,11 +142,8 @@ def _build(out_dir: Path, final_dir: Path, cfg, args: argparse.Namespace) -> tup
                        cfg.p if args.p is None else args.p)
         run_calibration(out_dir, manifest, calib, args)
         measure_routing_costs(out_dir, manifest, args.target, log=print)   # ms/crop at the shipped precision
-        detector = args.detector or cfg.detector
-        if detector:   # a config's path may be repo-relative
-            det = Path(detector)
-            det = det if det.is_absolute() or det.exists() else Path(__file__).resolve().parents[1] / det
-            add_detector(out_dir, manifest, det, args, DEFAULT_CALIB)
+        if det is not None:   # checked in main, before the pose export
+            add_detector(out_dir, manifest, det.src, args, DEFAULT_CALIB, checked=det)
     if manifest["weights"] == "random":
         print("WARNING: random weights: keypoints, routing and accuracy numbers from these "
               "artifacts mean nothing", file=sys.stderr)
@@ -160,10 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cfg = get_config(args.config)
     check_trt_flags(args)
+    from calib.data import DEFAULT_CALIB
+
+    det = early_check(args, cfg, DEFAULT_CALIB)   # --det-* flags and one run of the detector, before any export
     final_dir = args.out / f"{cfg.name}-{args.target}"
     t0 = time.perf_counter()
     with StagedDir(final_dir) as stage:
-        rc, manifest = _build(stage.path, final_dir, cfg, args)
+        rc, manifest = _build(stage.path, final_dir, cfg, args, det)
         if rc != 0:   # e.g. --require-trt without TensorRT: nothing replaces the previous artifacts
             print(f"build not finished (exit {rc}): {final_dir} was left as it was")
             return rc
