@@ -151,7 +151,8 @@ def guarded(main: Callable[[list[str]], int | None], argv: Sequence[str] | None 
     except BaseException as e:  # noqa: BLE001 - the boundary is the point
         code = _expected_code(e)
         if code is None and isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            e, code = output_error(e, e.filename or "output"), EXIT_OUTPUT
+            # a copy's or rename's second name is the file being written
+            e, code = output_error(e, e.filename2 or e.filename or "output"), EXIT_OUTPUT
         if debug:
             traceback.print_exc()
         if code is not None:

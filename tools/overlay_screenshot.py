@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 from build.synth.coco import load_photos  # noqa: E402
 from build.synth.video import ClipSpec, write_clip  # noqa: E402
 from runtime.video import run_video  # noqa: E402
+from runtime.safe_io import atomic_write_bytes  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"error: the overlay has fewer than {args.frame + 1} frames")
     h, w = img.shape[:2]
     img = cv2.resize(img, (args.width, round(h * args.width / w)), interpolation=cv2.INTER_AREA)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    ok, png = cv2.imencode(args.out.suffix or ".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise SystemExit(f"error: OpenCV cannot encode an image as {args.out.suffix!r} ({args.out}): name a .png file")
+    atomic_write_bytes(args.out, png.tobytes())   # a failed rewrite keeps the previous screenshot
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB)")
     return 0
 
