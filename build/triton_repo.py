@@ -202,6 +202,10 @@ def write_staged(artifacts: Path, stage: StagedDir, opts: RepoOptions = RepoOpti
     kind = resolve_kind(opts.kind, manifest)
     roles = [r for r, m in manifest["models"].items() if m.get("onnx")]
     names = roles + ([BLS_NAME] if opts.bls else [])
+    for name in names:      # merged by name: a file where a model folder goes would be dropped silently
+        if (final / name).exists() and not (final / name).is_dir():
+            raise InputError(f"{final / name} is not a folder, so it cannot hold the {name} model", str(final),
+                             "move that file away or choose another repository folder")
     version = next_version(final, names) if final.is_dir() else 1
     missing: list[str] = []
     src_manifest = manifest_path(artifacts)

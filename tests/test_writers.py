@@ -228,3 +228,31 @@ def test_rewritten_file_full_disk_keeps_the_previous_one(tmp_path):
     assert_one_line_failure(r.returncode, r.stderr, EXIT_OUTPUT, "no space left", str(baseline))
     assert baseline.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline.json", "run.json"]
+
+
+@pytest.mark.parametrize("case", ["out_is_a_file", "out_under_a_file", "role_is_a_file"])
+def test_triton_repo_path_of_the_wrong_kind_is_one_line_and_touches_nothing(tmp_path, case):
+    art = fake_cpu_artifacts(tmp_path / "art", nbytes=1000)
+    repo = tmp_path / "repo"
+    if case == "role_is_a_file":
+        assert run_module("build.triton_repo", "--engines", str(art), "--out", str(repo)).returncode == 0
+        shutil.rmtree(repo / "small")
+        (repo / "small").write_text("a user's file")
+    else:
+        repo.write_text("a user's file")
+    before = snapshot(tmp_path)
+    out = repo / "sub" if case == "out_under_a_file" else repo
+    r = run_module("build.triton_repo", "--engines", str(art), "--out", str(out))
+    assert_one_line_failure(r.returncode, r.stderr, 4 if case == "out_under_a_file" else 2, str(repo))
+    assert snapshot(tmp_path) == before
+
+
+def test_build_refuses_bad_triton_flags_before_building(tmp_path):
+    """Before: a whole build ran, replaced the artifacts, and only then refused the flag."""
+    (tmp_path / "f").write_text("x")
+    for flags, code, name in ((["--triton-instances", "0", "--triton-repo", str(tmp_path / "r")], 2, "--triton-instances"),
+                              (["--triton-repo", str(tmp_path / "f")], 2, str(tmp_path / "f"))):
+        r = run_module("build.engines", "--out", str(tmp_path / "out"), *flags, timeout=60)
+        assert_one_line_failure(r.returncode, r.stderr, code, name)
+        assert "calibration data" not in r.stderr          # refused before any stage ran
+        assert not (tmp_path / "out").exists()
