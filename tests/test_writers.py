@@ -250,8 +250,9 @@ def test_triton_repo_path_of_the_wrong_kind_is_one_line_and_touches_nothing(tmp_
 def test_build_refuses_bad_triton_flags_before_building(tmp_path):
     """Before: a whole build ran, replaced the artifacts, and only then refused the flag."""
     (tmp_path / "f").write_text("x")
-    for flags, code, name in ((["--triton-instances", "0", "--triton-repo", str(tmp_path / "r")], 2, "--triton-instances"),
-                              (["--triton-repo", str(tmp_path / "f")], 2, str(tmp_path / "f"))):
+    cases = ((["--triton-instances", "0", "--triton-repo", str(tmp_path / "r")], 2, "--triton-instances"),
+             (["--triton-repo", str(tmp_path / "f")], 2, str(tmp_path / "f")))
+    for flags, code, name in cases:
         r = run_module("build.engines", "--out", str(tmp_path / "out"), *flags, timeout=60)
         assert_one_line_failure(r.returncode, r.stderr, code, name)
         assert "calibration data" not in r.stderr          # refused before any stage ran
