@@ -14,7 +14,6 @@ Prints the table (markdown) and writes it as JSON.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from runtime import expected_errors  # noqa: F401 (registers the runtime's error
 from runtime.cli_args import OneLineParser, existing_dir, nonneg_int, number, output_dir
 from runtime.errors import InputError, guarded
 from runtime.records import read_json
+from runtime.safe_io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "fixture-dyn"
@@ -46,8 +46,9 @@ def synthetic_split(work: Path, split: str, n_images: int, seed: int = 0) -> Pat
     coco = json.loads(paths["keypoints"].read_text())
     for im in coco["images"]:   # a COCO folder names its images relative to itself
         im["file_name"] = f"{paths['images'].name}/{im['file_name']}"
-    paths["keypoints"].write_text(json.dumps(coco))
-    shutil.copyfile(paths["detections"], dets)   # the name --calib-data and load_frames expect
+    atomic_write_text(paths["keypoints"], json.dumps(coco))
+    # the name --calib-data and load_frames expect; written whole, as the cache test above trusts it
+    atomic_write_text(dets, paths["detections"].read_text())
     return d
 
 
@@ -126,8 +127,7 @@ def _main(argv: Sequence[str]) -> int:
     rows, info = measure(engines, load_frames(test), test / "person_keypoints.json", precisions,
                          person_score=a.person_score)
     out = Path(a.json) if a.json else work / "accuracy.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"engines": str(engines), "test": str(test), **info,
+    atomic_write_text(out, json.dumps({"engines": str(engines), "test": str(test), **info,
                                "rows": [to_dict(r) for r in rows]}, indent=1))
     print(f"held-out synthetic test split: {info['n_images']} images, {info['n_crops']} crops; "
           f"ONNX Runtime CPU; dyn band k1={info['k1']:.4f} k2={info['k2']:.4f} (manifest); "

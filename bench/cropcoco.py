@@ -36,6 +36,7 @@ from bench.gt_records import read_gt
 from runtime.cli_args import OneLineParser, existing_dir, number, output_dir, unit_float
 from runtime.errors import InputError, guarded
 from runtime.records import parse_detections, read_json
+from runtime.safe_io import atomic_write_text
 
 
 class CropError(InputError, ValueError):
@@ -211,8 +212,7 @@ def crop_coco(src: str | Path, out: str | Path, strength: float = 0.5, seed: int
     info["cropcoco"] = {"source": str(gt_path), "strength": float(strength), "seed": int(seed),
                         "dropped_annotations": dropped}
     new = dict(data, info=info, images=images, annotations=anns)
-    with open(out / ann_file, "w") as f:
-        json.dump(new, f)
+    atomic_write_text(out / ann_file, json.dumps(new))
     n_dets = _crop_detections(src, out, det_file, windows)
     return {"json": str(out / ann_file), "images": len(images), "annotations": len(anns),
             "dropped": len(dropped), "keypoints_out_of_image": count_out_of_image(new), "detections": n_dets}
@@ -231,8 +231,7 @@ def _crop_detections(src: Path, out: Path, det_file: str | None, windows: dict[i
         box = clip_box(d["bbox"], windows[d["image_id"]])
         if box is not None:
             kept.append(dict(d, bbox=box))
-    with open(out / det_file, "w") as f:
-        json.dump(kept, f)
+    atomic_write_text(out / det_file, json.dumps(kept))
     return len(kept)
 
 

@@ -33,6 +33,7 @@ from pycocotools.cocoeval import COCOeval
 
 from runtime.manifest import load_manifest
 from runtime.net_detector import ROLE, NetDetector
+from runtime.safe_io import atomic_write_text
 from runtime.yolo import candidates, cxcywh_to_xyxy
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = evaluate(args.engines, args.data, args.variants, args.score_thr, args.iou, args.drift_score)
     print(format_table(rows))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
     return 0
 
 

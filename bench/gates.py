@@ -43,6 +43,7 @@ from typing import Any, Sequence
 from bench.conditions import machine_kind
 from bench.rounds import Spread, ratio_rounds
 from runtime.errors import InputError, guarded
+from runtime.safe_io import atomic_write_text
 
 DEFAULT_BASELINE = Path(__file__).with_name("baseline.json")
 PIPELINE_NAMES = ("small", "large", "dyn-p25", "dyn-p50")
@@ -325,7 +326,7 @@ def _main(argv: Sequence[str]) -> int:
         print(mix + "\n")
     if a.record:
         new = record(run, baseline, a.tolerance, a.record_ratios)
-        a.baseline.write_text(json.dumps(new, indent=2) + "\n")
+        atomic_write_text(a.baseline, json.dumps(new, indent=2) + "\n")
         print(f"recorded the baseline for {machine_kind(run_conditions(run))} in {a.baseline}")
         return 0
     rows = check(run, baseline, a.partial)

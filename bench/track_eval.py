@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from runtime.detectors import HogDetector, JsonDetections
+from runtime.safe_io import atomic_write_text
 from runtime.sources import Frame
 from runtime.tracker import TRACKERS
 
@@ -90,7 +91,7 @@ def main(argv: list[str]) -> int:
     rows = evaluate_clip(a.clip, dets)
     print(format_rows(rows))
     if a.json_out:
-        Path(a.json_out).write_text(json.dumps(dict(rows), indent=2))
+        atomic_write_text(a.json_out, json.dumps(dict(rows), indent=2))
     return 0
 
 

@@ -7,11 +7,13 @@ crops/s column without them cannot be compared with anything.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
 from bench.conditions import collect_conditions, format_conditions
+from runtime.safe_io import atomic_write_bytes, atomic_write_text
 
 
 def _label(r: Any) -> str:
@@ -53,8 +55,10 @@ def plot(rows: Sequence[Any], path: Path, title: str) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -66,11 +70,12 @@ def write_report(rows: Sequence[Any], nets: Any, manifest: dict, out: Path, *, b
     cond = collect_conditions(backend=backend, precision=precision, batch=32, config=config, weights=weights,
                               timing=timing)
     csv_path, md_path, png_path = out / "tradeoff.csv", out / "tradeoff.md", out / "tradeoff.png"
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-        w.writeheader()
-        for r in rows:
-            w.writerow(asdict(r))
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=list(asdict(rows[0])))
+    w.writeheader()
+    for r in rows:
+        w.writerow(asdict(r))
+    atomic_write_text(csv_path, text.getvalue())
     n = len(nets.router_scores)
     alone = ", ".join(f"{k} {n / v:.2f}" for k, v in nets.seconds.items() if k in ("router", "small", "large"))
     warn = ""
@@ -102,6 +107,6 @@ def write_report(rows: Sequence[Any], nets: Any, manifest: dict, out: Path, *, b
 
 {format_conditions(cond)}
 """
-    md_path.write_text(md)
+    atomic_write_text(md_path, md)
     plot(rows, png_path, f"{config} on {data.name} ({backend}, {precision}, weights {weights})")
     return [md_path, csv_path, png_path]

@@ -31,6 +31,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from runtime.safe_io import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                                   extra=("--calib-data", str(shared_data_dir() / "coco-mini")))
         result = run(art, work, args.frames)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print_table(result)
     print(f"-> {args.out}")
     return 0

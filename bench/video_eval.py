@@ -26,6 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from runtime.tracker import iou_matrix
+from runtime.safe_io import atomic_write_text
 
 MIN_AREA = 300.0        # build.synth's detector boxes skip people with less visible area
 
@@ -193,7 +194,7 @@ def main(argv: list[str]) -> int:
     rows = [(n, evaluate_run(a.gt, j)) for n, j in zip(names, a.jsonl)]
     print(format_table(rows))
     if a.json_out:
-        Path(a.json_out).write_text(json.dumps(dict(rows), indent=2))
+        atomic_write_text(a.json_out, json.dumps(dict(rows), indent=2))
     return 0
 
 

@@ -6,7 +6,8 @@ Flags, checkpoints, ``--calib-data`` and the detector (build/detector_check.py)
 are checked before anything is exported; the build writes a staging folder
 that replaces OUT/<config>-<target> only when every stage is done
 (build/staging.py), so a failed or interrupted rebuild leaves the previous
-artifacts as they were.
+artifacts as they were. ``--triton-repo`` is staged beside it and both go in
+together or neither does.
 """
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ from .configs import DEFAULT_CONFIG, get_config, list_configs
 from .detector import add_detector, add_detector_arguments
 from .detector_check import CheckedDetector, early_check
 from .export import OPSET
-from .staging import StagedDir
-from .triton_repo import add_triton_arguments, build_stage as triton_stage
+from .staging import StagedDir, commit_together
+from .triton_repo import add_triton_arguments, build_stage as triton_stage, check_options, options_from_args, \
+    print_summary as print_repo_summary
 
 
 
@@ -160,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cfg = get_config(args.config)
     check_trt_flags(args)
+    if args.triton_repo is not None:
+        check_options(options_from_args(args), args.triton_repo)
     from calib.data import DEFAULT_CALIB
 
     det = early_check(args, cfg, DEFAULT_CALIB)   # --det-* flags and one run of the detector, before any export
@@ -170,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         if rc != 0:   # e.g. --require-trt without TensorRT: nothing replaces the previous artifacts
             print(f"build not finished (exit {rc}): {final_dir} was left as it was")
             return rc
-        stage.commit()
-    triton_stage(final_dir, args)                 # --triton-repo: a Triton model repository too
+        with triton_stage(stage.path, args) as repo:   # --triton-repo: staged too, committed with the build
+            commit_together(stage, *([repo[0]] if repo else []))
+    if repo:
+        print_repo_summary(args.triton_repo, repo[1])
     _print_summary(final_dir, manifest)
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return rc

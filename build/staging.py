@@ -10,11 +10,22 @@ one. A failure, SIGINT or SIGTERM removes the staging folder and leaves the
 previous artifacts bit-identical. Hand-written because neither the standard
 library nor a well-kept package offers an atomic folder swap; ``tempfile``
 would put the folder on another file system, where a rename is a copy.
+
+Folders that grow rather than get replaced (a Triton repository gaining a
+version, a clip written into a folder that holds other files) stage only the
+new files; with ``merge=True`` the commit hard-links every entry of the old
+folder that the staged one lacks into it before the swap (no data copied,
+and no writer ever writes through a link into the live folder). Several
+folders that belong together (artifacts and their Triton repository) go in
+with :func:`commit_together`: all swapped, or the swapped ones swapped back.
+A write that fails inside a staged folder is reported as one OutputError
+naming the file under its final name, not the hidden staging path.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import secrets
 import shutil
@@ -24,7 +35,7 @@ import sys
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from runtime.errors import EXIT_SIGTERM, register_expected
+from runtime.errors import EXIT_SIGTERM, OutputError, output_error, register_expected
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -94,19 +105,56 @@ def _fsync_tree(root: Path) -> None:
             os.close(fd)
 
 
-class StagedDir:
-    """``with StagedDir(final) as st: build into st.path; st.commit()``; no commit -> nothing changes."""
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        shutil.copy2(src, dst)   # another file system inside the folder, or no hard links here
 
-    def __init__(self, final: str | Path) -> None:
+
+def _link_missing(old: Path, new: Path, replace: tuple[str, ...] = ()) -> None:
+    """Hard-link every entry of ``old`` that ``new`` lacks into ``new`` (folders merged recursively)."""
+    for entry in os.scandir(old):
+        if entry.name in replace:
+            continue
+        target = new / entry.name
+        if entry.is_dir(follow_symlinks=False):
+            if not os.path.lexists(target):
+                shutil.copytree(entry.path, target, symlinks=True, copy_function=_link_or_copy)
+            elif target.is_dir() and not target.is_symlink():
+                _link_missing(Path(entry.path), target)
+        elif not os.path.lexists(target):          # a staged file of the same name wins
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), target)
+            else:
+                _link_or_copy(entry.path, str(target))
+
+
+class StagedDir:
+    """``with StagedDir(final) as st: build into st.path; st.commit()``; no commit -> nothing changes.
+
+    ``merge``: keep the old folder's entries the staged one lacks (see the module docstring);
+    ``replace``: top-level names the staged folder owns whole (not merged, an earlier run's
+    extra files in them go).
+    """
+
+    def __init__(self, final: str | Path, merge: bool = False, replace: tuple[str, ...] = ()) -> None:
         self.final = Path(final)
         self.path = self.final.parent / f".{self.final.name}{_TAG}{os.getpid()}-{secrets.token_hex(4)}"
+        self.merge, self.replace = merge, tuple(replace)
         self.committed = False
         self._old: dict[int, object] = {}
+        self._swap: str | None = None     # how commit put it in place: exchange, renames, new
 
     def __enter__(self) -> "StagedDir":
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale(self.final)
-        self.path.mkdir()
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale(self.final)
+            self.path.mkdir()
+        except OSError as e:
+            raise output_error(e, self.final) from None
         self._old = {}
         if _main_thread():
             self._old[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_signal)
@@ -125,22 +173,49 @@ class StagedDir:
 
     def commit(self) -> Path:
         """Swap the staged folder into place; the old folder (if any) is deleted afterwards."""
+        return commit_together(self)[0]
+
+    def _prepare(self) -> None:
         for signum in sorted(_STOPPED):
             _raise_stop(signum)
-        _fsync_tree(self.path)
         if self.final.exists() and not self.final.is_dir():
-            raise NotADirectoryError(f"{self.final} exists and is not a folder")
-        if self.final.exists():
-            if not _exchange(self.path, self.final):
-                old = self.final.parent / f".{self.final.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-                os.rename(self.final, old)
-                os.rename(self.path, self.final)
-                self.path = old
-        else:
+            raise OutputError("exists and is not a folder", str(self.final), "remove it or choose another path")
+        if self.merge and self.final.is_dir():
+            _link_missing(self.final, self.path, self.replace)
+        _fsync_tree(self.path)
+
+    def _put_in_place(self) -> None:
+        if not self.final.exists():
             os.rename(self.path, self.final)
-        self.committed = True
-        shutil.rmtree(self.path, ignore_errors=True)   # after a swap this holds the previous build
-        return self.final
+            self._swap = "new"
+        elif _exchange(self.path, self.final):
+            self._swap = "exchange"          # self.path now holds the previous folder
+        else:
+            old = self.final.parent / f".{self.final.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+            os.rename(self.final, old)
+            try:
+                os.rename(self.path, self.final)
+            except BaseException:
+                os.rename(old, self.final)     # the previous folder goes back where it was
+                raise
+            self.path, self._swap = old, "renames"
+
+    def _take_back(self) -> None:
+        """Undo _put_in_place (a folder committed with it could not go in)."""
+        if self._swap == "new":
+            os.rename(self.final, self.path)
+        elif self._swap == "exchange":
+            _exchange(self.path, self.final)
+        elif self._swap == "renames":          # self.path holds the previous folder
+            staged = self.final.parent / f".{self.final.name}{_TAG}{os.getpid()}-{secrets.token_hex(4)}"
+            os.rename(self.final, staged)
+            os.rename(self.path, self.final)
+            self.path = staged
+        self._swap = None
+
+    def public(self, text: str) -> str:
+        """``text`` with the staging path read as the final one (what a user knows)."""
+        return text.replace(str(self.path), str(self.final))
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         try:
@@ -149,6 +224,38 @@ class StagedDir:
         finally:
             for signum, handler in self._old.items():
                 signal.signal(signum, handler)  # type: ignore[arg-type]
+        if isinstance(e, OutputError) and e.where and str(self.path) in e.where:
+            raise OutputError(e.what, self.public(e.where), e.fix) from None
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            # the file being written, under its final name (a copy's source is e.filename)
+            names = [str(f) for f in (e.filename2, e.filename) if f is not None]
+            inside = [f for f in names if str(self.path) in f]
+            if inside or (not names and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)):
+                raise output_error(e, self.public(inside[0] if inside else str(self.final))) from None
+
+
+def commit_together(*stages: StagedDir) -> list[Path]:
+    """Put every staged folder in place, or none: a swap that fails swaps the earlier ones back.
+
+    Why: ``build.engines --triton-repo`` makes an artifacts folder and a repository that
+    serves it; one without the other is a half-finished build. The slow, space-hungry parts
+    (merging links, fsync) run for all before the first swap; the swaps are renames.
+    """
+    for st in stages:
+        st._prepare()
+    done: list[StagedDir] = []
+    try:
+        for st in stages:
+            st._put_in_place()
+            done.append(st)
+    except BaseException:
+        for st in reversed(done):
+            st._take_back()
+        raise
+    for st in stages:
+        st.committed = True
+        shutil.rmtree(st.path, ignore_errors=True)   # after a swap this holds the previous folder
+    return [st.final for st in stages]
 
 
 _STOPPED: set[int] = set()   # SIGINT / SIGTERM seen by this process (see StagedDir._on_signal)

@@ -17,18 +17,26 @@ protobuf text fields; the tests parse every file with tritonclient's own
 the next version number in all roles at once, and each config records the
 ONNX sha256 of its build, so the ``triton`` client backend refuses a server
 whose models come from a different build than the client's manifest.
+
+The repository is written like a build (build/staging.py): the new version
+and configs go into a staging sibling that takes the old repository's other
+versions and models as hard links and replaces it in one swap, so a full
+disk or a kill leaves the previous repository as a server last loaded it.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from runtime.errors import EXIT_INPUT, InputError, guarded, register_expected
 from runtime.manifest import ManifestError, load_manifest, manifest_path, model_file
+from runtime.safe_io import atomic_write_text, copy_file
+
+from .staging import StagedDir
 
 register_expected(ManifestError, EXIT_INPUT)
 
@@ -162,60 +170,87 @@ def next_version(repo: Path, roles: list[str]) -> int:
 
 
 def write_repo(artifacts: Path, repo: Path, opts: RepoOptions = RepoOptions()) -> dict[str, Any]:
-    """Write (or add a version to) ``repo``; returns a summary {version, kind, models, missing}."""
-    manifest = load_manifest(artifacts)
+    """Write (or add a version to) ``repo`` whole or not at all; returns a summary {version, kind, models, missing}."""
+    load_manifest(artifacts)        # bad input is refused before anything is created
+    check_options(opts, repo)
+    with staged_repo(repo) as stage:
+        summary = write_staged(artifacts, stage, opts)
+        stage.commit()
+    return summary
+
+
+def check_options(opts: RepoOptions, repo: Path) -> None:
+    """Flags and the repository path, checked before any work (build.engines: before the build)."""
     if opts.kind not in KINDS:
         raise InputError(f"unknown model kind {opts.kind!r}", "--triton-kind", f"choose one of {', '.join(KINDS)}")
     if opts.instances < 1:
         raise InputError(f"instance count {opts.instances} is below 1", "--triton-instances", "pass 1 or more")
+    if repo.exists() and not repo.is_dir():
+        raise InputError("the Triton repository path is not a folder", str(repo), "pass a folder (new or existing)")
+
+
+def staged_repo(repo: Path) -> StagedDir:
+    """The repository's staging folder: new files only, the old versions linked in at commit."""
+    return StagedDir(repo, merge=True)
+
+
+def write_staged(artifacts: Path, stage: StagedDir, opts: RepoOptions = RepoOptions()) -> dict[str, Any]:
+    """Write the next version of ``stage.final`` into ``stage.path`` (commit is the caller's)."""
+    repo, final = stage.path, stage.final
+    manifest = load_manifest(artifacts)
+    check_options(opts, final)
     kind = resolve_kind(opts.kind, manifest)
     roles = [r for r, m in manifest["models"].items() if m.get("onnx")]
     names = roles + ([BLS_NAME] if opts.bls else [])
-    repo.mkdir(parents=True, exist_ok=True)
-    version = next_version(repo, names)
+    for name in names:      # merged by name: a file where a model folder goes would be dropped silently
+        if (final / name).exists() and not (final / name).is_dir():
+            raise InputError(f"{final / name} is not a folder, so it cannot hold the {name} model", str(final),
+                             "move that file away or choose another repository folder")
+    version = next_version(final, names) if final.is_dir() else 1
     missing: list[str] = []
     src_manifest = manifest_path(artifacts)
     for role in roles:
         entry = manifest["models"][role]
         vdir = repo / role / str(version)
         vdir.mkdir(parents=True)
-        shutil.copy2(src_manifest, vdir / "manifest.json")
+        copy_file(src_manifest, vdir / "manifest.json")
         params = {"role": role, "onnx_sha256": entry.get("sha256", ""), "build_version": str(version),
                   "config": manifest.get("config", "")}
         if kind == "python":
-            shutil.copy2(model_file(artifacts, manifest, role, opts.precision), vdir / "model.onnx")
-            shutil.copy2(MODELS_SRC / "onnx_model.py", vdir / "model.py")
+            copy_file(model_file(artifacts, manifest, role, opts.precision), vdir / "model.onnx")
+            copy_file(MODELS_SRC / "onnx_model.py", vdir / "model.py")
             params["intra_op_threads"] = str(opts.ort_threads)
         else:
             engine = entry.get("engine") or {}
             src = artifacts / engine["path"] if engine.get("path") else artifacts / f"{role}.engine"
             if src.is_file():
-                shutil.copy2(src, vdir / "model.plan")
+                copy_file(src, vdir / "model.plan")
             else:
-                missing.append(f"{role}: copy {src.name} (built on the device by build_plan.sh) to {vdir}/model.plan")
+                missing.append(f"{role}: copy {src.name} (built on the device by build_plan.sh) to "
+                               f"{stage.public(str(vdir))}/model.plan")
             if engine.get("plugin_library"):
                 params["plugin_library"] = str(engine["plugin_library"])
-        (repo / role / "config.pbtxt").write_text(
-            model_config(role, entry, kind, opts, params, engine_profiles(manifest, role)))
+        atomic_write_text(repo / role / "config.pbtxt",
+                          model_config(role, entry, kind, opts, params, engine_profiles(manifest, role)))
     if opts.bls:
         vdir = repo / BLS_NAME / str(version)
         (vdir / "dynpose_lib").mkdir(parents=True)
-        shutil.copy2(src_manifest, vdir / "manifest.json")
-        shutil.copy2(MODELS_SRC / "dynpose_bls.py", vdir / "model.py")
+        copy_file(src_manifest, vdir / "manifest.json")
+        copy_file(MODELS_SRC / "dynpose_bls.py", vdir / "model.py")
         runtime_dir = Path(__file__).resolve().parents[1] / "runtime"
         for f in BLS_LIB:
-            shutil.copy2(runtime_dir / f, vdir / "dynpose_lib" / f)
-        (vdir / "dynpose_lib" / "__init__.py").write_text("")
+            copy_file(runtime_dir / f, vdir / "dynpose_lib" / f)
+        atomic_write_text(vdir / "dynpose_lib" / "__init__.py", "")
         params = {"router_model": "router", "small_model": "small", "large_model": "large",
                   "build_version": str(version)}
         for role in ("router", "small", "large"):   # the BLS chunks (and pads, for fixed-N engines) like the client
             mb, _, static = batch_sizes(engine_profiles(manifest, role) if kind == "plan" else [])
             params[f"{role}_batch"] = f"{mb}{'!' if static else ''}"
-        (repo / BLS_NAME / "config.pbtxt").write_text(bls_config(manifest, opts, params))
+        atomic_write_text(repo / BLS_NAME / "config.pbtxt", bls_config(manifest, opts, params))
     summary = {"version": version, "kind": kind, "models": names, "missing": missing,
                "plugin_libraries": sorted({str(m["engine"]["plugin_library"]) for m in manifest["models"].values()
                                            if (m.get("engine") or {}).get("plugin_library")})}
-    (repo / "dynpose_repo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(repo / "dynpose_repo.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -242,10 +277,18 @@ def options_from_args(args: argparse.Namespace, precision: str = "fp32") -> Repo
                        bls=not args.no_triton_bls, batching=not args.no_triton_batching)
 
 
-def build_stage(out_dir: Path, args: argparse.Namespace) -> None:
-    """build.engines' last stage: the repository from the folder just built, when --triton-repo asks."""
-    if getattr(args, "triton_repo", None) is not None:
-        print_summary(args.triton_repo, write_repo(out_dir, args.triton_repo, options_from_args(args)))
+def build_stage(out_dir: Path, args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """build.engines' last stage, when --triton-repo asks: the repository from the staged folder
+    ``out_dir``, staged too; yields (stage, summary) or None. The caller commits the
+    stage together with the artifacts (build.staging.commit_together)."""
+    if getattr(args, "triton_repo", None) is None:
+        return contextlib.nullcontext(None)
+
+    @contextlib.contextmanager
+    def staged():
+        with staged_repo(args.triton_repo) as stage:
+            yield stage, write_staged(out_dir, stage, options_from_args(args))
+    return staged()
 
 
 def print_summary(repo: Path, summary: Mapping[str, Any]) -> None:

@@ -23,6 +23,7 @@ crops: coverage before/after at q = 0.1..0.9 and the predicted-OKS Spearman.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ import numpy as np
 from runtime.credible import CoverageMap, fit_calibration, mass_above_truth
 from runtime.decode import COCO_SIGMAS, decode_probmaps
 from runtime.preprocess import HEATMAP_HW, boxes_to_center_scale, image_to_heatmap, make_crops
+from runtime.safe_io import atomic_write_bytes, atomic_write_text
 
 from .presence import cut_person
 
@@ -233,9 +235,10 @@ def plot(res: dict[str, Any], path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -268,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         print(f"plot -> {plot(res, args.plot)}")
     if args.json:
-        args.json.write_text(json.dumps(res, indent=2))
+        atomic_write_text(args.json, json.dumps(res, indent=2))
     return 0
 
 

@@ -88,7 +88,7 @@ def output_error(e: OSError, path: object) -> OutputError:
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError("cannot write (permission denied or read-only)", str(path),
                            "choose a writable --out")
-    if e.errno in (errno.EISDIR, errno.ENOTDIR):
+    if e.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST):   # EEXIST: a file where a folder must go
         return OutputError("the output path is of the wrong kind (file vs folder)", str(path),
                            "pass a file path where a file is expected and a folder where a folder is")
     return OutputError(f"cannot write ({os.strerror(e.errno or 0) or e})", str(path), "check the output path")
@@ -151,7 +151,8 @@ def guarded(main: Callable[[list[str]], int | None], argv: Sequence[str] | None 
     except BaseException as e:  # noqa: BLE001 - the boundary is the point
         code = _expected_code(e)
         if code is None and isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            e, code = output_error(e, e.filename or "output"), EXIT_OUTPUT
+            # a copy's or rename's second name is the file being written
+            e, code = output_error(e, e.filename2 or e.filename or "output"), EXIT_OUTPUT
         if debug:
             traceback.print_exc()
         if code is not None:

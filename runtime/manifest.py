@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .errors import EXIT_INPUT, register_expected
+from .safe_io import atomic_write_text
 from .manifest_schema import REQUIRED_ROLES, SchemaProblem, check_manifest, listed_files
 
 SCHEMA_VERSION = 1
@@ -117,13 +117,7 @@ def _check_file(root: Path, manifest: dict[str, Any], field: str, f: Path, sha: 
 def save_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
     """Atomic write: a crash mid-build never leaves a half-written manifest."""
     path = manifest_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.chmod(tmp, 0o644)      # mkstemp makes it 0600; the device user must read it
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return path
 
 

@@ -5,11 +5,16 @@ file-size limit) and only the *next* call raises. Ignoring the count leaves a
 partial JSON line or an AVI header that counts a frame that is not on disk.
 Every output of the runtime goes through :func:`write_at` or
 :func:`atomic_write_text`, which turn any failure into one
-:class:`~runtime.errors.OutputError` (exit 4).
+:class:`~runtime.errors.OutputError` (exit 4). Whole files that a command
+overwrites (summaries, reports, plots, PNGs: build, bench and tools too) go
+through :func:`atomic_write_bytes`, so a failed rewrite keeps the previous
+file; folders of files that belong together use ``build.staging.StagedDir``.
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -39,16 +44,23 @@ def write_at(fd: int, data: bytes, offset: int, path: object, restore_size: int 
         raise output_error(e, path) from None
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a small file whole or not at all (temp sibling + rename); the temp is removed on failure."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """``data`` replaces ``path`` whole or not at all; an error names ``path`` (exit 4)."""
     path = Path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise output_error(e, path) from None
     try:
         try:
-            write_at(fd, text.encode(), 0, path)
+            write_at(fd, data, 0, path)
+            os.fchmod(fd, 0o644)   # mkstemp's 0600 would hide results from other users
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -60,3 +72,14 @@ def atomic_write_text(path: Path, text: str) -> None:
         if isinstance(e, OSError) and not isinstance(e, OutputError):
             raise output_error(e, path) from None
         raise
+
+
+def copy_file(src: str | Path, dst: str | Path) -> None:
+    """Copy ``src`` to ``dst`` (contents and times); a failed write names ``dst``, not the source."""
+    try:
+        shutil.copy2(src, dst)
+    except OSError as e:
+        if e.errno == errno.ENOENT and e.filename == str(src):   # the source is gone: not an output problem
+            raise
+        raise output_error(e, dst) from None
+

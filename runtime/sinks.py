@@ -12,11 +12,16 @@
   finished so far (a SIGKILL between a frame's write and its header patch
   leaves that one frame after the counted ones: FFmpeg still decodes it); ``close`` only adds the optional ``idx1`` index (for fast
   seeking). Files roll over before the 4 GiB RIFF limit (``name.1.avi`` ...).
+* :func:`remove_earlier_outputs`: a rerun into the same folder first removes
+  (and names) the overlay segments and summary an earlier run wrote for the
+  same source, so no overlay of other options (or an older run's extra
+  rollover segment) sits beside the new JSON Lines as if it were this run's.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import sys
 from pathlib import Path
@@ -210,6 +215,29 @@ class CvVideoWriter:
         if self._w is not None:
             self._w.release()
             self._w = None
+
+
+def remove_earlier_outputs(out: Path, name: str) -> list[Path]:
+    """Delete ``name``'s overlay files (every format and rollover segment) and summary in ``out``.
+
+    The JSON Lines file is truncated when it opens; these are written later (the overlay at
+    the first frame, the summary at the end), so a run that ends early or writes no video
+    would otherwise leave an earlier run's files beside its own.
+    """
+    pattern = re.compile(re.escape(name) + r"\.(overlay(\.\d+)?\.(avi|mp4)|summary\.json)")
+    removed = []
+    try:
+        entries = sorted(out.iterdir()) if out.is_dir() else []
+        for p in entries:
+            if pattern.fullmatch(p.name) and (p.is_file() or p.is_symlink()):
+                p.unlink()
+                removed.append(p)
+    except OSError as e:
+        raise output_error(e, out) from None
+    if removed:
+        print(f"note: removed {len(removed)} output(s) of an earlier run for {name}: "
+              f"{', '.join(p.name for p in removed)}", file=sys.stderr)
+    return removed
 
 
 def open_video_writer(path: str | Path, fps: float, size: tuple[int, int]) -> MjpegAviWriter | CvVideoWriter:

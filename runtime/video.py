@@ -37,7 +37,7 @@ from .pipeline import PosePipeline
 from .records import json_safe
 from .results import FrameResult
 from .safe_io import atomic_write_text
-from .sinks import JsonlWriter, frame_record, open_video_writer
+from .sinks import JsonlWriter, frame_record, open_video_writer, remove_earlier_outputs
 from .smoothing import make_smoother
 from .sources import Frame, FrameSource, open_source
 from .tracker import TRACKERS
@@ -77,6 +77,7 @@ class VideoRun:
         self.stats = Stats()
         self.account = RunAccount()
         out = args.out
+        remove_earlier_outputs(out, source.name)   # this run's files only, none of an earlier one's
         self.jsonl = JsonlWriter(out / f"{source.name}.jsonl", fsync=args.fsync)
         self.video_path = None if args.no_video else out / f"{source.name}.overlay.{args.video_format}"
         self.video: Any = None

@@ -267,3 +267,27 @@ def test_video_cli_server_killed_mid_run_is_one_line_exit_3_frames_kept(triton_b
     records = [json.loads(x) for x in jsonl.read_text().splitlines()]     # every line valid, none lost
     assert len(records) >= written and [r["frame"] for r in records] == list(range(len(records)))
     assert all(0 < len(r["persons"]) <= FEW for r in records)
+
+
+def test_version_add_that_fills_the_disk_leaves_a_repository_the_server_loads(triton_build, few_frames, reference,
+                                                                            tmp_path) -> None:
+    """build.triton_repo adding a version on a full disk (RLIMIT_FSIZE: EFBIG) fails in one line and
+    the real server still loads the repository and serves the previous version's results."""
+    from test_disk_full import _limit
+
+    art, repo = triton_build
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy, symlinks=True)
+    biggest = max(p.stat().st_size for p in copy.rglob("model.onnx"))
+    r = subprocess.run([sys.executable, "-m", "build.triton_repo", "--engines", str(art), "--out", str(copy)],
+                       cwd=REPO, capture_output=True, text=True, timeout=120, preexec_fn=_limit(biggest // 2))
+    assert r.returncode == 4 and r.stderr.count("error:") == 1 and str(copy) in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+    srv = start_server(copy)
+    try:
+        with _triton(art, srv.grpc_url) as pipe:
+            got = list(pipe.run_many(few_frames))
+    finally:
+        srv.stop()
+    assert max(np.nanmax(np.abs(g.keypoints[..., :2] - r.keypoints[..., :2]))
+               for g, r in zip(got, reference[1])) <= 1e-4

@@ -23,6 +23,8 @@ sys.path.insert(0, str(REPO))
 from build.synth.coco import load_photos  # noqa: E402
 from build.synth.video import ClipSpec, write_clip  # noqa: E402
 from runtime.video import run_video  # noqa: E402
+from runtime.errors import guarded  # noqa: E402
+from runtime.safe_io import atomic_write_bytes  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--out", type=Path, default=REPO / "docs" / "overlay.png")
     args = p.parse_args(argv)
+    if args.out.suffix.lower() not in (".png", ".jpg", ".jpeg"):   # checked before the run, not after it
+        p.error(f"--out {args.out}: name a .png (or .jpg) file")
     with tempfile.TemporaryDirectory() as tmp:
         if args.source is None:
             clip = write_clip(Path(tmp) / "clip", ClipSpec(seed=args.seed),   # the whole clip: motion depends on its length
@@ -54,11 +58,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"error: the overlay has fewer than {args.frame + 1} frames")
     h, w = img.shape[:2]
     img = cv2.resize(img, (args.width, round(h * args.width / w)), interpolation=cv2.INTER_AREA)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    ok, png = cv2.imencode(args.out.suffix, img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise SystemExit(f"error: OpenCV cannot encode an image as {args.out.suffix!r} ({args.out}): name a .png file")
+    atomic_write_bytes(args.out, png.tobytes())   # a failed rewrite keeps the previous screenshot
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB)")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(guarded(main, None, prog="tools/overlay_screenshot.py"))   # one line, exit 4 on a full disk

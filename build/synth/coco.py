@@ -1,4 +1,9 @@
-"""Write synthetic scenes as a COCO keypoint dataset + detections, and load the photo pool."""
+"""Write synthetic scenes as a COCO keypoint dataset + detections, and load the photo pool.
+
+The dataset (images/ and both JSON files) replaces an earlier one in the same
+folder whole, or not at all (build/staging.py): images/ is owned by the
+dataset, so images of an earlier, larger run do not linger beside it.
+"""
 from __future__ import annotations
 
 import json
@@ -8,6 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from runtime.errors import OutputError
+from runtime.safe_io import atomic_write_text
+
+from ..staging import StagedDir
 from .scene import make_scene
 from .skeleton import KEYPOINT_NAMES, SKELETON
 
@@ -48,19 +57,31 @@ def write_dataset(out_dir: str | Path, n_images: int, seed: int, photos: list[np
     regenerated alone, and two seeds never share images. ``level`` fixes the
     scene level (easy, medium, hard) instead of drawing the mix.
     """
-    out = Path(out_dir)
+    final = Path(out_dir)
+    with StagedDir(final, merge=True, replace=("images",)) as st:
+        _write_dataset(st.path, final.name, n_images, seed, photos, progress, level)
+        st.commit()
+    return {"images": final / "images", "keypoints": final / "person_keypoints.json",
+            "detections": final / "detections.json"}
+
+
+def _write_dataset(out: Path, label: str, n_images: int, seed: int, photos: list[np.ndarray],
+                   progress: bool, level: str | None) -> None:
     (out / "images").mkdir(parents=True, exist_ok=True)
     images, anns, dets = [], [], []
     it = range(n_images)
     if progress:
         from tqdm import tqdm
-        it = tqdm(it, desc=f"synth {out.name}", leave=False)
+        it = tqdm(it, desc=f"synth {label}", leave=False)
     for i in it:
         rng = np.random.default_rng([seed, i])
         scene = make_scene(rng, photos, level=level)
         img_id = i + 1
         name = f"{img_id:06d}.jpg"
-        cv2.imwrite(str(out / "images" / name), scene.image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        path = out / "images" / name
+        if not cv2.imwrite(str(path), scene.image, [cv2.IMWRITE_JPEG_QUALITY, 92]):   # False on a full disk
+            raise OutputError("the image could not be written (disk full?)", str(path),
+                              "free disk space or choose another --out")
         h, w = scene.image.shape[:2]
         images.append({"id": img_id, "file_name": name, "height": h, "width": w,
                        "difficulty": scene.level})
@@ -76,8 +97,5 @@ def write_dataset(out_dir: str | Path, n_images: int, seed: int, photos: list[np
                          "gt_id": (anns[-len(scene.people) + int(src)]["id"] if src >= 0 else None)})
     gt = {"info": {"description": f"dynpose-trt synthetic figures, seed {seed}", "version": "1"},
           "images": images, "annotations": anns, "categories": categories()}
-    paths = {"images": out / "images", "keypoints": out / "person_keypoints.json",
-             "detections": out / "detections.json"}
-    paths["keypoints"].write_text(json.dumps(gt))
-    paths["detections"].write_text(json.dumps(dets))
-    return paths
+    atomic_write_text(out / "person_keypoints.json", json.dumps(gt))
+    atomic_write_text(out / "detections.json", json.dumps(dets))

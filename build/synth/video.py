@@ -12,6 +12,11 @@ figures, so a clip of them is the one input on which the whole product
 against exact ground truth. Frame ``t`` is a pure function of (seed, t): the
 motion is planned once per person (``motion.py``) and every frame redraws
 the figures with their own fixed generators (same clothes every frame).
+
+A clip and its ground truth are written together or not at all
+(build/staging.py, merged into an existing folder): a full disk or a kill
+keeps the folder's previous clip. A clip of an earlier run under another
+``--name`` whose ground truth this run replaces is removed and named.
 """
 from __future__ import annotations
 
@@ -24,6 +29,10 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from runtime.errors import OutputError
+from runtime.safe_io import atomic_write_text
+
+from ..staging import StagedDir
 from .coco import categories, load_photos
 from .motion import Motion, plan_motion
 from .render import background, clutter, draw_figure
@@ -134,13 +143,34 @@ def write_clip(out_dir: str | Path, spec: ClipSpec = ClipSpec(), photos: list[np
                name: str = "synth") -> dict[str, Path]:
     """Render ``spec`` into ``out_dir``; returns the paths (video, keypoints, detections)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"video": out / f"{name}.mp4", "keypoints": out / "person_keypoints.json",
              "detections": out / "detections.json"}
-    writer = cv2.VideoWriter(str(paths["video"]), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps,
-                             (spec.width, spec.height))
+    stale = _earlier_clip(paths["keypoints"], paths["video"].name)
+    with StagedDir(out, merge=True, replace=tuple(p.name for p in stale)) as st:
+        _render(st.path, spec, photos, name, paths)
+        st.commit()
+    for p in stale:
+        print(f"removed {p}: the clip of an earlier run, whose ground truth this clip replaced")
+    return paths
+
+
+def _earlier_clip(gt_path: Path, new_name: str) -> list[Path]:
+    """The clip an existing ground-truth file describes, when it has another name than the new one."""
+    try:
+        old = json.loads(gt_path.read_text())["videos"][0]["file_name"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return []
+    p = gt_path.parent / str(old)
+    return [p] if old != new_name and p.parent == gt_path.parent and p.is_file() else []
+
+
+def _render(out: Path, spec: ClipSpec, photos: list[np.ndarray] | None, name: str,
+            paths: dict[str, Path]) -> None:
+    video = out / paths["video"].name
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height))
     if not writer.isOpened():
-        raise OSError(f"OpenCV cannot write {paths['video']} (mp4v)")
+        raise OutputError("OpenCV cannot open the video writer (mp4v)", str(paths["video"]),
+                          "check the folder is writable and has space")
     images, anns, dets = [], [], []
     clip = Clip(spec, photos)
     try:
@@ -160,14 +190,20 @@ def write_clip(out_dir: str | Path, spec: ClipSpec = ClipSpec(), photos: list[np
                              "score": round(float(sc), 4), "kind": kind, "track_id": tid})
     finally:
         writer.release()
+    # OpenCV's writer reports no write error (a full disk included): count what the file holds.
+    cap = cv2.VideoCapture(str(video))
+    got = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    cap.release()
+    if got != spec.frames:
+        raise OutputError(f"the video holds {got} of {spec.frames} frames (disk full?)", str(paths["video"]),
+                          "free disk space or choose another --video folder")
     gt = {"info": {"description": f"dynpose-trt synthetic clip, seed {spec.seed}", "version": "1",
                    "spec": spec.__dict__},
           "videos": [{"id": 1, "file_name": paths["video"].name, "fps": spec.fps, "frames": spec.frames,
                       "width": spec.width, "height": spec.height}],
           "images": images, "annotations": anns, "categories": categories()}
-    paths["keypoints"].write_text(json.dumps(gt))
-    paths["detections"].write_text(json.dumps(dets))
-    return paths
+    atomic_write_text(out / paths["keypoints"].name, json.dumps(gt))
+    atomic_write_text(out / paths["detections"].name, json.dumps(dets))
 
 
 def long_clip(out_dir: str | Path, frames: int = 600, seed: int = 1, fps: float = 25.0) -> dict[str, Path]:

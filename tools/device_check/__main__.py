@@ -20,6 +20,7 @@ import numpy as np
 
 from runtime.cli_args import existing_dir, output_dir
 from runtime.errors import IncompleteRun, guarded
+from runtime.safe_io import atomic_write_text
 
 from .checks import FAIL, RUN, Report, plan_stages
 
@@ -124,7 +125,7 @@ def main(argv: list[str]) -> int:
     report = run(args)
     report.machine["wall_s"] = round(time.perf_counter() - t0, 1)
     path = args.out / "device_check.json"
-    path.write_text(report.dumps())
+    atomic_write_text(path, report.dumps())
     print(report.text())
     print(f"wrote {path}")
     if report.stages[0].status == FAIL and "kernels" not in report.results:
