@@ -11,6 +11,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 
 step() { printf '\n=== %s ===\n' "$1"; }
 
+# The suites read real data from ../shared (not in the repository): without it, stop in one
+# line (exit 2) naming what is missing and where it comes from, before anything installs.
+bash tools/check_test_data.sh
+
 step "install (torch 2.13.0 CPU build + project with dev extras)"
 "$PY" -m pip install --quiet torch==2.13.0 -e '.[dev]'
 
