@@ -83,3 +83,19 @@ def test_test_data_check_names_each_missing_file(tmp_path: Path) -> None:
 def test_test_data_check_passes_with_the_data_beside_the_repo() -> None:
     r = subprocess.run(["bash", "tools/check_test_data.sh"], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and r.stdout == r.stderr == "", r.stderr
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (("--config", "dyn-r50-h32"), "--calib-data"),                              # real architectures: real people
+    (("--small-ckpt", "build/fixtures/small.pth"), "--calib-data"),            # a user's weights are real nets
+    (("--detector", "build/fixtures/report.json"), "--det-calib-data"),       # a detector calibrates on photos
+], ids=["real-config", "fixture-with-user-ckpt", "detector"])
+def test_bare_clone_refuses_a_missing_photo_default_before_exporting(bare_clone: Path, tmp_path: Path,
+                                                                     argv: tuple, flag: str) -> None:
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "build.engines", "--target", "cpu", "--out", str(out), *argv],
+                       cwd=bare_clone, env=_env(bare_clone), capture_output=True, text=True, timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith("error: ") and f"({flag})" in lines[0] and "shared/data/coco-mini is absent" in lines[0]
+    assert not out.exists() or not any(out.rglob("*.onnx"))   # refused before any export
