@@ -196,6 +196,9 @@ def _build(out_dir: Path, final_dir: Path, cfg, args: argparse.Namespace, scratc
         _routing_stage(out_dir, manifest, calib, cfg.theta if args.theta is None else args.theta,
                        cfg.p if args.p is None else args.p)
         run_calibration(out_dir, manifest, calib, calib_args)
+        labelled = manifest["calibration"]["report"].get("labelled")
+        if labelled and "source" in manifest["calib_data"]:   # not the scratch folder, gone after the build
+            labelled["data"] = manifest["calib_data"]["source"]
         measure_routing_costs(out_dir, manifest, args.target, log=print)   # ms/crop at the shipped precision
         detector = args.detector or cfg.detector
         if detector:   # a config's path may be repo-relative

@@ -19,7 +19,10 @@ step "install (torch 2.13.0 CPU build + project with dev extras)"
 "$PY" -m pip install --quiet torch==2.13.0 -e '.[dev]'
 
 step "unit tests"
-"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live and not triton"
+"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live and not triton and not install"
+
+step "runtime-only install: pip install . (no extras) in a clean venv runs runtime.images/video, no torch"
+"$PY" -m pytest -m install
 
 step "slow checks (large-net exports, training steps)"
 "$PY" -m pytest -m slow
