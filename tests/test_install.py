@@ -93,3 +93,13 @@ def test_a_command_of_a_missing_extra_names_it_in_one_line(core_venv: Path, clip
     assert r.stderr.strip().splitlines() == [
         f"error: python package {package} is not installed (the {extra} extra): "
         f"pip install 'dynpose-trt[{extra}]' (in a clone: pip install -e '.[{extra}]')"], r.stderr
+
+
+def test_an_installed_command_names_the_installed_setup_script(core_venv: Path, tmp_path: Path) -> None:
+    """runtime.backends.triton tells users to run tools.triton_server; from an install, its own
+    hint must name the script that was installed with it, not a repository path."""
+    r = _run([str(core_venv), "-m", "tools.triton_server", "--repo", str(tmp_path)], tmp_path, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: no Triton server venv"), r.stderr
+    script = lines[0].split("run `bash ", 1)[1].split("`", 1)[0]
+    assert script.startswith(str(core_venv.parents[1])) and Path(script).is_file(), script
