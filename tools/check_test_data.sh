@@ -7,7 +7,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 shared="$(cd .. && pwd)/shared"
-data="${DYNPOSE_SHARED_DATA:-$shared/data}"
+data="${DYNPOSE_SHARED_DATA-$shared/data}"
+data="${data:-.}"   # set but empty: the current folder, as tests/conftest.py reads it
 missing=()
 if [ -d "$data" ]; then   # name the folder when all of it is missing, else the files
   for f in coco-mini/person_keypoints.json coco-mini/person_detections.json video/people.mp4 \
