@@ -103,3 +103,10 @@ def test_an_installed_command_names_the_installed_setup_script(core_venv: Path, 
     assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: no Triton server venv"), r.stderr
     script = lines[0].split("run `bash ", 1)[1].split("`", 1)[0]
     assert script.startswith(str(core_venv.parents[1])) and Path(script).is_file(), script
+
+
+def test_an_installed_plugin_build_says_it_needs_a_clone(core_venv: Path, tmp_path: Path) -> None:
+    """The kernels' sources ship (package data), the CMake project does not: say so, before CMake."""
+    r = _run([str(core_venv), "-c", "from kernels.plugin_build import build_plugin_lib; build_plugin_lib('.')"],
+             tmp_path)
+    assert r.returncode == 1 and "CMakeLists.txt, absent at" in r.stderr and "run from a clone" in r.stderr, r.stderr
