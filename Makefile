@@ -1,5 +1,9 @@
-# Benchmarks and FPS regression gates (bench/, issue 8). See docs/benchmarks.md.
+# The habits (make install, test, lint) and the benchmarks and FPS regression gates (bench/, issue 8).
+# See docs/benchmarks.md.
 #
+#   make install          the project editable with the dev extras (EXTRAS=..., TORCH=...: see below)
+#   make test             bash tools/test.sh, the CI command
+#   make lint             ruff check (pyproject.toml [tool.ruff])
 #   make bench            build once, run every bench/ benchmark into one JSON, gate it (exit 1 on regression)
 #   make bench-baseline   same run, then store its absolute figures as this machine kind's baseline
 #   make bench-proof      prove the gates: pass beside a CPU hog, fail on planted regressions (tests/test_gates.py)
@@ -12,6 +16,11 @@
 # BENCH_TOLERANCE (baseline), RATIOS=1 (re-base ratio gates).
 
 PYTHON ?= python3
+# make install: the project editable with EXTRAS (dev = build + eval + triton client + test tools,
+# what tools/test.sh installs; runtime-only devices: make install EXTRAS= TORCH=), TORCH first
+# (the CPU build on this machine kind; on a Jetson NVIDIA's wheel, so TORCH= there).
+EXTRAS ?= dev
+TORCH ?= torch==2.13.0
 BENCH_DIR ?= .benchmarks
 BENCH_JSON ?= $(BENCH_DIR)/bench.json
 BENCH_CONFIG ?= dyn-r50-h32
@@ -25,7 +34,18 @@ BENCH_FILES := $(sort $(wildcard bench/test_bench_*.py bench/bench_*.py))
 BUILT := $(BENCH_DIR)/artifacts/$(BENCH_CONFIG)-cpu
 ENGINES := $(if $(BENCH_ENGINES),$(BENCH_ENGINES),$(BUILT))
 
-.PHONY: bench bench-run bench-baseline bench-engines bench-proof sweep accuracy
+.PHONY: install test lint bench bench-run bench-baseline bench-engines bench-proof sweep accuracy
+
+install:
+	$(PYTHON) -m pip install $(TORCH) -e '.$(if $(EXTRAS),[$(EXTRAS)])'
+
+# The CI command: every suite in its own step (stops in one line without ../shared's test data).
+test:
+	PYTHON=$(PYTHON) bash tools/test.sh
+
+# ruff, configured in pyproject.toml [tool.ruff] (installed by the dev extra).
+lint:
+	$(PYTHON) -m ruff check .
 
 # One build serves every benchmark: fp32 ONNX for the pipeline, int8_cpu variants for bench_int8.
 bench-engines:

@@ -33,23 +33,10 @@ WORK = REPO / ".benchmarks" / "accuracy"
 
 
 def synthetic_split(work: Path, split: str, n_images: int, seed: int = 0) -> Path:
-    """The first ``n_images`` of a fixture split as a COCO folder the build and ``load_frames`` read
-    (``person_keypoints.json`` + ``person_detections.json``); drawn once, then reused."""
-    from build.synth.coco import load_photos, write_dataset
-    from build.train.fixtures import split_seed
+    """The first ``n_images`` of a fixture split as a COCO folder under ``work`` (build.synth.coco.write_split)."""
+    from build.synth.coco import write_split
 
-    d = work / f"{split}-seed{seed}-n{n_images}"
-    gt, dets = d / "person_keypoints.json", d / "person_detections.json"
-    if gt.is_file() and dets.is_file():
-        return d
-    paths = write_dataset(d, n_images, seed=split_seed(split, seed), photos=load_photos(), progress=True)
-    coco = json.loads(paths["keypoints"].read_text())
-    for im in coco["images"]:   # a COCO folder names its images relative to itself
-        im["file_name"] = f"{paths['images'].name}/{im['file_name']}"
-    atomic_write_text(paths["keypoints"], json.dumps(coco))
-    # the name --calib-data and load_frames expect; written whole, as the cache test above trusts it
-    atomic_write_text(dets, paths["detections"].read_text())
-    return d
+    return write_split(work / f"{split}-seed{seed}-n{n_images}", split, n_images, seed)
 
 
 def build_all_precisions(build_root: Path, calib_dir: Path, config: str = CONFIG, method: str = "entropy") -> Path:

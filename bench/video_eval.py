@@ -25,15 +25,19 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from runtime.tracker import iou_matrix
+from runtime.errors import InputError
+from runtime.records import RecordError, parse_box, record_int
 from runtime.safe_io import atomic_write_text
+from runtime.tracker import iou_matrix
 
 MIN_AREA = 300.0        # build.synth's detector boxes skip people with less visible area
 
 
 def load_clip_gt(path: str | Path) -> tuple[dict[str, Any], dict[int, list[dict]]]:
-    """The ground-truth json and its annotations grouped by 0-based frame."""
-    gt = json.loads(Path(path).read_text())
+    """The ground-truth json (checked by bench.gt_records) and its annotations grouped by 0-based frame."""
+    from .gt_records import read_gt
+
+    gt = read_gt(Path(path), "--gt")
     frame_of = {im["id"]: im.get("frame_id", im["id"] - 1) for im in gt["images"]}
     per: dict[int, list[dict]] = defaultdict(list)
     for a in gt["annotations"]:
@@ -41,13 +45,45 @@ def load_clip_gt(path: str | Path) -> tuple[dict[str, Any], dict[int, list[dict]
     return gt, per
 
 
+def _person(p: object, where: str) -> dict:
+    if not isinstance(p, dict) or not isinstance(p.get("route"), str):
+        raise RecordError("a person is not a runtime.video record (route, box, keypoints)", where,
+                          "pass the .jsonl that runtime.video wrote")
+    if p["route"] != "dropped":
+        parse_box(p.get("box"), where)
+        kp = p.get("keypoints")
+        if not (isinstance(kp, list) and kp and all(isinstance(k, list) and len(k) == 3 for k in kp)):
+            raise RecordError("field 'keypoints' must be a list of [x, y, score] triples", where,
+                              "pass the .jsonl that runtime.video wrote")
+    return p
+
+
 def read_jsonl(path: str | Path) -> dict[int, list[dict]]:
-    """``runtime.video`` JSON Lines -> persons per frame (dropped boxes left out)."""
+    """``runtime.video`` JSON Lines -> persons per frame (dropped boxes left out); a line that is
+    not a frame record, or a file with none, is one error naming the file and line."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read the run's JSON Lines ({e})", f"--jsonl {path}",
+                         "pass the .jsonl that runtime.video wrote") from None
     out: dict[int, list[dict]] = {}
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"--jsonl {path} line {n}"
+        try:
             rec = json.loads(line)
-            out[int(rec["frame"])] = [p for p in rec["persons"] if p.get("route") != "dropped"]
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise RecordError(f"not valid JSON ({getattr(e, 'msg', e)})", where,
+                              "pass the .jsonl that runtime.video wrote") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("persons"), list):
+            raise RecordError("not a runtime.video frame record (frame, persons)", where,
+                              "pass the .jsonl that runtime.video wrote")
+        persons = [_person(p, f"{where} persons[{i}]") for i, p in enumerate(rec["persons"])]
+        out[record_int(rec, "frame", where)] = [p for p in persons if p["route"] != "dropped"]
+    if not out:
+        raise InputError("no frame records: nothing to score", f"--jsonl {path}",
+                         "pass the .jsonl of a runtime.video run that read frames")
     return out
 
 
@@ -194,7 +230,7 @@ def main(argv: list[str]) -> int:
     rows = [(n, evaluate_run(a.gt, j)) for n, j in zip(names, a.jsonl)]
     print(format_table(rows))
     if a.json_out:
-        atomic_write_text(a.json_out, json.dumps(dict(rows), indent=2))
+        atomic_write_text(Path(a.json_out), json.dumps(dict(rows), indent=2))
     return 0
 
 

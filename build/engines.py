@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +35,11 @@ from .staging import StagedDir, commit_together
 from .triton_repo import add_triton_arguments, build_stage as triton_stage, check_options, options_from_args, \
     print_summary as print_repo_summary
 
+
+# The default calibration set of a config trained on synthetic scenes (PipelineConfig.calib_domain):
+# the first images of the fixtures' own calibration split (build.synth.coco.split_seed), ~600
+# detector boxes in ~5 s, the split `make accuracy` calibrates on.
+SYNTH_CALIB_IMAGES = 200
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,8 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--p", type=percent, default=None, help="routing: percent of crops for the large net, "
                    "as in Dyn-R50-H32/50 (default: the config's)")
     p.add_argument("--calib-data", type=existing_path, default=None,
-                   help="COCO-format folder (images + person_keypoints.json + person_detections.json) "
-                        "for routing thresholds and calibration (default: ../shared/data/coco-mini)")
+                   help="COCO-format folder (images + person_keypoints.json + person_detections.json), "
+                        "image folder or video for routing thresholds and calibration (default: configs "
+                        "whose bundled weights were trained on synthetic scenes, the fixtures, draw "
+                        f"{SYNTH_CALIB_IMAGES} images of their calibration split; others "
+                        "../shared/data/coco-mini)")
     p.add_argument("--fuse-decode", action="store_true",
                    help="also write <role>.plugin.onnx with the decode fused into the DynPoseDecode "
                         "TensorRT plugin (needs libdynpose_plugins.so on the device)")
@@ -110,7 +119,52 @@ def _print_summary(out_dir: Path, manifest: dict) -> None:
                 print(r["costs"]["warning"], file=sys.stderr)
 
 
-def _build(out_dir: Path, final_dir: Path, cfg, args: argparse.Namespace,
+def calib_source(cfg, args: argparse.Namespace, scratch: Path) -> tuple[Path, dict]:
+    """The calibration data of this build and its manifest record (``calib_data``).
+
+    ``--calib-data`` when given. Otherwise a config whose bundled weights were trained on
+    synthetic scenes (the fixtures, ``calib_domain="synthetic"``) calibrates on its own
+    calibration split, drawn into ``scratch``: the domain it was trained on, the same whether
+    or not ``../shared`` lies beside the clone, so a bare clone builds. Any other config (or
+    a fixture config with a user's checkpoint) needs real people: ``../shared/data/coco-mini``,
+    refused in one line when it is absent.
+    """
+    from calib.data import DEFAULT_CALIB
+
+    if args.calib_data is not None:
+        return Path(args.calib_data), {"origin": "--calib-data", "path": str(args.calib_data)}
+    own_weights = not any(getattr(args, f"{r}_ckpt") for r in ("small", "large", "router"))
+    if cfg.calib_domain == "synthetic" and own_weights:
+        from .synth.coco import default_photo_dir, load_photos, write_split
+
+        photos = load_photos()
+        backdrops = (f"{len(photos)} photo backdrops from {default_photo_dir()}" if photos
+                     else f"generated backdrops ({default_photo_dir()} absent)")
+        data = write_split(scratch / "calib-synth", "calib", SYNTH_CALIB_IMAGES, args.seed, photos, progress=False)
+        return data, {"origin": "synthetic", "split": "calib", "seed": args.seed, "n_images": SYNTH_CALIB_IMAGES,
+                      "backdrops": backdrops,
+                      "source": f"synthetic scenes (build.synth calib split, seed {args.seed}, "
+                                f"{SYNTH_CALIB_IMAGES} images, {backdrops}; {cfg.name}'s training domain)"}
+    if not DEFAULT_CALIB.exists():
+        raise InputError(f"config {cfg.name} calibrates on real people and the default calibration data "
+                         f"{DEFAULT_CALIB} is absent", "--calib-data",
+                         "pass --calib-data (a COCO folder, a folder of images or a video of people)")
+    return DEFAULT_CALIB, {"origin": "default", "path": str(DEFAULT_CALIB)}
+
+
+def _check_detector_data(cfg, args: argparse.Namespace) -> None:
+    """The detector's INT8 frames are photos of people (never the pose nets' synthetic split):
+    refuse a missing default before anything is exported."""
+    from calib.data import DEFAULT_CALIB
+
+    if (args.detector or cfg.detector) and getattr(args, "det_precision", "all") == "all" \
+            and not (args.det_calib_data or args.calib_data) and not DEFAULT_CALIB.exists():
+        raise InputError(f"the detector's INT8 calibration needs photos of people and the default "
+                         f"{DEFAULT_CALIB} is absent", "--det-calib-data",
+                         "pass --det-calib-data (a folder of images or a video) or --det-precision fp32")
+
+
+def _build(out_dir: Path, final_dir: Path, cfg, args: argparse.Namespace, scratch: Path,
            det: CheckedDetector | None = None) -> tuple[int, dict]:
     """Every stage, written into ``out_dir`` (the staging folder of ``final_dir``)."""
     from calib.data import DEFAULT_CALIB, load_calib
@@ -119,7 +173,7 @@ def _build(out_dir: Path, final_dir: Path, cfg, args: argparse.Namespace,
 
     manifest = new_manifest(cfg, args.target)
     # the calibration data is read (and a bad folder refused) before any export
-    data = args.calib_data or DEFAULT_CALIB
+    data, manifest["calib_data"] = calib_source(cfg, args, scratch)
     try:
         calib = load_calib(data, args.calib_boxes)
     except (OSError, ValueError, KeyError, TypeError, IndexError) as e:   # missing files, bad JSON/records
@@ -127,7 +181,10 @@ def _build(out_dir: Path, final_dir: Path, cfg, args: argparse.Namespace,
         raise InputError(f"cannot use the calibration data ({type(e).__name__}: {first[:160]})",
                          f"--calib-data {data}", "pass a COCO folder (images + person_keypoints.json + "
                          "person_detections.json), a folder of images or a video") from None
+    if "source" in manifest["calib_data"]:   # a drawn set: name the drawing, not its scratch folder
+        calib.source = f"{manifest['calib_data']['source']} ({args.calib_boxes})"
     print(f"calibration data: {calib.describe()}", file=sys.stderr)
+    calib_args = argparse.Namespace(**{**vars(args), "calib_data": data})   # presence, labelled report
     with tqdm(total=3 * 2 + 1, desc="build", unit="step", file=sys.stderr) as bar:
         def progress(msg: str) -> None:
             bar.set_postfix_str(msg)
@@ -142,7 +199,10 @@ def _build(out_dir: Path, final_dir: Path, cfg, args: argparse.Namespace,
         progress("routing thresholds")
         _routing_stage(out_dir, manifest, calib, cfg.theta if args.theta is None else args.theta,
                        cfg.p if args.p is None else args.p)
-        run_calibration(out_dir, manifest, calib, args)
+        run_calibration(out_dir, manifest, calib, calib_args)
+        labelled = manifest["calibration"]["report"].get("labelled")
+        if labelled and "source" in manifest["calib_data"]:   # not the scratch folder, gone after the build
+            labelled["data"] = manifest["calib_data"]["source"]
         measure_routing_costs(out_dir, manifest, args.target, log=print)   # ms/crop at the shipped precision
         if det is not None:   # checked in main, before the pose export
             add_detector(out_dir, manifest, det.src, args, DEFAULT_CALIB, checked=det)
@@ -166,11 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         check_options(options_from_args(args), args.triton_repo)
     from calib.data import DEFAULT_CALIB
 
+    _check_detector_data(cfg, args)   # a missing default for the detector's INT8 frames, before its check run
     det = early_check(args, cfg, DEFAULT_CALIB)   # --det-* flags and one run of the detector, before any export
     final_dir = args.out / f"{cfg.name}-{args.target}"
     t0 = time.perf_counter()
-    with StagedDir(final_dir) as stage:
-        rc, manifest = _build(stage.path, final_dir, cfg, args, det)
+    with tempfile.TemporaryDirectory(prefix="dynpose-build-") as scratch, StagedDir(final_dir) as stage:
+        rc, manifest = _build(stage.path, final_dir, cfg, args, Path(scratch), det)
         if rc != 0:   # e.g. --require-trt without TensorRT: nothing replaces the previous artifacts
             print(f"build not finished (exit {rc}): {final_dir} was left as it was")
             return rc

@@ -65,7 +65,9 @@ def coco_boxes(folder: Path, boxes: str = "detections") -> tuple[dict[int, Path]
     else:
         det_path = folder / "person_detections.json"
         if not det_path.is_file():
-            raise FileNotFoundError(f"{det_path} not found; pass boxes='gt' or add detections")
+            raise FileNotFoundError(f"{det_path} not found; pass --calib-boxes gt (the ground-truth boxes) or put "
+                                    "detector boxes there (COCO results format; build.synth names its "
+                                    "detections.json)")
         for d in json.loads(det_path.read_text()):
             if d.get("category_id", 1) == 1 and d["image_id"] in per:
                 per[d["image_id"]].append([*d["bbox"], d.get("score", 1.0)])

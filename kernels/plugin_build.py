@@ -32,6 +32,9 @@ def _source_hash(*extra: str) -> str:
 
 def build_plugin_lib(trt_include: Path, arch: str = "87", out_root: Path | None = None) -> Path:
     """``cmake --build --target dynpose_plugins``; returns the .so path or raises with CMake's output."""
+    if not (REPO / "CMakeLists.txt").is_file():   # pip install ships the sources, not the CMake project
+        raise RuntimeError(f"the plugin builds with the repository's CMakeLists.txt, absent at {REPO} "
+                           "(an installed package); run from a clone of the repository")
     for tool in ("cmake", "nvcc"):
         if not shutil.which(tool):
             raise RuntimeError(f"{tool} not found on PATH; install it to build libdynpose_plugins.so")

@@ -105,6 +105,48 @@ def register_expected(exc: type[BaseException], code: int = EXIT_INPUT) -> type[
     return exc
 
 
+# Optional package -> the pyproject extra that installs it. ``pip install dynpose-trt`` installs
+# only what running built artifacts needs; a build, eval, Triton, GStreamer or TensorRT command
+# run on such an install names the extra to add (exit 3: a required tool is absent).
+EXTRAS = {"torch": "build", "onnx": "build", "onnxsim": "build", "onnxslim": "build", "scipy": "build",
+          "pycocotools": "eval", "motmetrics": "eval", "matplotlib": "eval", "tritonclient": "triton",
+          "gi": "gst", "pycuda": "trt", "pytest": "dev", "entmax": "dev"}
+
+
+def missing_extra(e: BaseException) -> IncompleteRun | None:
+    """A ModuleNotFoundError of an optional package as one line naming its extra, else None."""
+    root = (getattr(e, "name", None) or "").split(".")[0] if isinstance(e, ModuleNotFoundError) else ""
+    if root not in EXTRAS:
+        return None
+    extra = EXTRAS[root]
+    return IncompleteRun(f"python package {root} is not installed", f"the {extra} extra",
+                         f"pip install 'dynpose-trt[{extra}]' (in a clone: pip install -e '.[{extra}]')")
+
+
+def missing_extra_hook() -> None:
+    """Make an import-time ModuleNotFoundError of an optional package one line and exit 3.
+
+    Why a hook: ``python -m build.engines`` imports onnx/torch at module level, before
+    :func:`guarded` runs; the command packages (build, calib, bench, tools) install it on import.
+    Anything else keeps the previous hook (``--debug`` too).
+    """
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], e: BaseException, tb: object) -> None:
+        line = missing_extra(e)
+        if line is None or DEBUG_FLAG in sys.argv or os.environ.get("DYNPOSE_DEBUG") == "1":
+            previous(kind, e, tb)
+            return
+        print(f"error: {line}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(line.code)   # the interpreter would exit 1 (internal error) after a hook returns
+
+    if not getattr(previous, "dynpose_extras", False):   # once, whichever package came first
+        hook.dynpose_extras = True  # type: ignore[attr-defined]
+        sys.excepthook = hook
+
+
 def _expected_code(e: BaseException) -> int | None:
     if isinstance(e, UserError):
         return e.code
@@ -150,6 +192,9 @@ def guarded(main: Callable[[list[str]], int | None], argv: Sequence[str] | None 
         return EXIT_SIGINT
     except BaseException as e:  # noqa: BLE001 - the boundary is the point
         code = _expected_code(e)
+        if code is None and missing_extra(e) is not None:   # a lazy import of an optional package
+            e = missing_extra(e)
+            code = e.code
         if code is None and isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             # a copy's or rename's second name is the file being written
             e, code = output_error(e, e.filename2 or e.filename or "output"), EXIT_OUTPUT

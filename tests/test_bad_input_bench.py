@@ -149,3 +149,37 @@ def test_sweep_bad_inputs(tmp_path, capsys):
     (tmp_path / "manifest.json").write_text("{oops")
     rc, _, err = run_in_process(sweep.main, ["--engines", str(tmp_path)], capsys)
     assert_one_line_failure(rc, err, EXIT_INPUT, "--engines", "not valid JSON")
+
+
+# -- bench.video_eval: the main job's last command (issue 27) -------------------------------------
+
+@pytest.fixture(scope="module")
+def clip_gt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real clip's ground truth (build.synth.video, 1 s), the kind the main job scores."""
+    from build.synth.video import main as synth_video
+
+    d = tmp_path_factory.mktemp("clip")
+    assert synth_video(["--video", str(d), "--seconds", "1", "--people", "2"]) == 0
+    return d / "person_keypoints.json"
+
+
+@pytest.mark.parametrize("gt_text,jsonl,needle", [
+    ("{}", '{"frame": 0, "persons": []}\n', "'images'"),
+    (None, "", "no frame records"),
+    (None, "garbage\n", "line 1"),
+    (None, '{"frame": 0, "persons": [{"route": "small"}]}\n', "line 1 persons[0]"),
+    (None, '{"frame": 0, "persons": [{"route": "large", "box": [1, 2, 3, 4]}]}\n', "'keypoints'"),
+    (None, '{"frame": "zero", "persons": []}\n', "line 1"),
+    (None, '[1, 2]\n', "frame record"),
+], ids=["gt-empty-object", "jsonl-empty", "jsonl-not-json", "person-no-box", "person-no-keypoints",
+        "frame-not-int", "line-not-object"])
+def test_video_eval_bad_input_is_one_line(clip_gt: Path, tmp_path: Path, capsys, gt_text, jsonl, needle) -> None:
+    from bench.video_eval import main
+
+    from runtime.errors import guarded
+
+    gt = _write(tmp_path, "gt.json", None, gt_text) if gt_text is not None else clip_gt
+    run = _write(tmp_path, "run.jsonl", None, jsonl)
+    rc, out, err = run_in_process(lambda a: guarded(main, a), ["--gt", str(gt), "--jsonl", str(run)], capsys)
+    assert_one_line_failure(rc, err, EXIT_INPUT, needle)
+    assert out == ""

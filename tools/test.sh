@@ -11,11 +11,18 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 
 step() { printf '\n=== %s ===\n' "$1"; }
 
+# The suites read real data from ../shared (not in the repository): without it, stop in one
+# line (exit 2) naming what is missing and where it comes from, before anything installs.
+bash tools/check_test_data.sh
+
 step "install (torch 2.13.0 CPU build + project with dev extras)"
 "$PY" -m pip install --quiet torch==2.13.0 -e '.[dev]'
 
 step "unit tests"
-"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live and not triton"
+"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live and not triton and not install"
+
+step "runtime-only install: pip install . (no extras) in a clean venv runs runtime.images/video, no torch"
+"$PY" -m pytest -m install
 
 step "slow checks (large-net exports, training steps)"
 "$PY" -m pytest -m slow

@@ -27,7 +27,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VENV = REPO_ROOT / os.environ.get("TRITON_VENV", ".triton/venv")   # as tools/setup_triton.sh
-SETUP_HINT = "run `bash tools/setup_triton.sh` (makes .triton/venv with nvidia-pytriton)"
+_SETUP = Path(__file__).resolve().with_name("setup_triton.sh")   # shipped with the package too (pyproject)
+SETUP_HINT = (f"run `bash {_SETUP.relative_to(Path.cwd()) if _SETUP.is_relative_to(Path.cwd()) else _SETUP}` "
+              "(makes .triton/venv with nvidia-pytriton)")
 
 
 class TritonServerError(RuntimeError):

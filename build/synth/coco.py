@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -99,3 +100,38 @@ def _write_dataset(out: Path, label: str, n_images: int, seed: int, photos: list
           "images": images, "annotations": anns, "categories": categories()}
     atomic_write_text(out / "person_keypoints.json", json.dumps(gt))
     atomic_write_text(out / "detections.json", json.dumps(dets))
+
+
+# The trained fixtures' synthetic splits (build.train.fixtures): router training, calibration
+# (band, theta pick) and the held-out test set, each drawn from its own build.synth seed.
+SPLITS = ("router", "calib", "test")
+
+
+def split_seed(name: str, seed: int = 0) -> int:
+    """The ``build.synth`` seed of one split: image i of it is drawn from ``[split_seed, i]``, so the
+    first n images of a split are the same files whatever the set size (bench.accuracy relies on it)."""
+    return 10_000 * (SPLITS.index(name) + 2) + seed
+
+
+def write_split(folder: str | Path, split: str, n_images: int, seed: int = 0,
+                photos: list[np.ndarray] | None = None, progress: bool = True) -> Path:
+    """The first ``n_images`` of a fixture split as a COCO folder that ``--calib-data`` and
+    ``bench.workload.load_frames`` read (``person_keypoints.json`` naming its images relative to
+    the folder, + ``person_detections.json``); a complete folder is reused as it is.
+
+    Why here: the build's default calibration set for configs trained on synthetic scenes
+    (build.engines) and ``make accuracy``'s splits are the same drawing, so one writer.
+    ``photos`` None = the default backdrop pool (load_photos()).
+    """
+    d = Path(folder)
+    gt, dets = d / "person_keypoints.json", d / "person_detections.json"
+    if gt.is_file() and dets.is_file():
+        return d
+    paths = write_dataset(d, n_images, seed=split_seed(split, seed),
+                          photos=load_photos() if photos is None else photos, progress=progress)
+    coco = json.loads(paths["keypoints"].read_text())
+    for im in coco["images"]:   # a COCO folder names its images relative to itself
+        im["file_name"] = f"{paths['images'].name}/{im['file_name']}"
+    atomic_write_text(paths["keypoints"], json.dumps(coco))
+    atomic_write_text(dets, paths["detections"].read_text())   # the name --calib-data and load_frames expect
+    return d

@@ -30,7 +30,7 @@ from runtime.routing import fit_thresholds
 from ..checkpoint import TRUST_FLAG, load_strict
 from ..configs import get_config
 from ..models import build_pose_net, build_router
-from ..synth.coco import load_photos, write_dataset
+from ..synth.coco import SPLITS, load_photos, split_seed, write_dataset
 from ..synth.scene import LEVELS, MIX
 from .infer import box_list, load_coco, run_crops
 from .metrics import ap_of, by_level, dyn_choice, policy_table, spearman
@@ -48,15 +48,6 @@ MINUTES = {"small": 16.0, "large": 26.0}   # caps that keep a busy machine insid
 def scene_tag() -> str:
     """Short hash of the scene levels and mix: cached sets drawn with another mix are never reused."""
     return hashlib.sha1(repr((LEVELS, MIX)).encode()).hexdigest()[:8]
-
-
-SPLITS = ("router", "calib", "test")
-
-
-def split_seed(name: str, seed: int = 0) -> int:
-    """The ``build.synth`` seed of one split: image i of it is drawn from ``[split_seed, i]``, so the
-    first n images of a split are the same files whatever the set size (bench.accuracy relies on it)."""
-    return 10_000 * (SPLITS.index(name) + 2) + seed
 
 
 def make_sets(work: Path, seed: int, scale: float, photo_dir: str | None) -> dict[str, dict[str, Path]]:
