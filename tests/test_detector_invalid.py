@@ -40,7 +40,7 @@ def test_onnx_detector_nan_and_logits_are_warned_once_and_counted(cpu_artifacts,
     assert "(3 candidates in one frame)" in warn[0]
     assert "detector output invalid (NaN/inf or scores outside [0, 1]) in 2 frames" in r.stdout
     res = json.loads(out.read_text())
-    assert len(res) == 2 and all(r["score"] == pytest.approx(0.9) for r in res)   # the good box, per image
+    assert len(res) == 2 and all("keypoints" in r for r in res)   # only the good box of each image
 
 
 def test_engine_detector_emitting_logits_is_counted_in_the_video_summary(cpu_artifacts, shared_data, tmp_path) -> None:
