@@ -67,3 +67,20 @@ def test_engine_detector_emitting_logits_is_counted_in_the_video_summary(cpu_art
     assert len(warn) == 1 and str(root) in warn[0]
     summary = json.loads(next(out.glob("*.summary.json")).read_text())
     assert summary["account"]["det_invalid_frames"] == 3
+
+
+def test_decode_drops_and_counts_unusable_candidates_per_frame() -> None:
+    """The shared decode of the artifacts' detector: per frame, NaN/inf or non-probability candidates
+    never become boxes and are counted (a NaN score would otherwise just fail the threshold)."""
+    import numpy as np
+
+    from runtime.letterbox import Geometry
+    from runtime.yolo import OutputCheck, YoloLayout, decode
+
+    clean = np.asarray([GOOD, GOOD], np.float32).T[None]
+    broken = np.asarray([GOOD, NAN_SCORE, LOGIT, INF_BOX], np.float32).T[None]
+    clean = np.concatenate([clean, clean], axis=2)           # same anchor count as ``broken``
+    a, b = decode(np.concatenate([clean, broken]), YoloLayout("yolov8", 1), [Geometry(1, 0, 0)] * 2, 0.3, 0.5)
+    assert a.invalid == 0 and len(a) == 1
+    assert b.invalid == 3 and len(b) == 1 and np.isfinite(b.boxes).all() and b.scores[0] == pytest.approx(0.9)
+    assert OutputCheck("x")([a]) == [a]

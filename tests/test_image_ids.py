@@ -74,3 +74,13 @@ def test_images_cli_refuses_colliding_names(cpu_artifacts, coco_mini, tmp_path, 
     assert r.returncode == 2, r.stderr
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "01.jpg and 1.jpg both map to image id 1" in err[0] and "Traceback" not in r.stderr
+
+
+def test_images_beside_a_gt_that_does_not_list_them_are_named(coco_mini, tmp_path, capsys) -> None:
+    from runtime.image_dets import image_ids
+
+    d = _folder(tmp_path, coco_mini, ["000000000785.jpg", "extra.jpg"])
+    (d / "person_keypoints.json").write_text(json.dumps({"images": [{"id": 785, "file_name": "000000000785.jpg"}]}))
+    assert image_ids(d) == {"000000000785.jpg": 785}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 image(s) in" in err[0] and "(extra.jpg)" in err[0]

@@ -211,6 +211,11 @@ def start_server(repo: Path, models: list[str] | None = None, log_path: Path | N
     already taken is refused before starting. ``die_with_parent``: the kernel kills the server when
     the calling thread's process dies (the launcher CLI; not for a server a worker thread starts).
     """
+    if not Path(repo).is_dir():
+        raise TritonServerError(f"model repository {repo} is not a folder; write one with "
+                                "python -m build.engines ... --triton-repo DIR (or build.triton_repo)")
+    if grpc_port and grpc_port == http_port:
+        raise TritonServerError(f"--grpc-port and --http-port are both {grpc_port}; give them different ports")
     binary, libdir, site = find_server(venv)
     for flag, port in (("--grpc-port", grpc_port), ("--http-port", http_port)):
         if port and port_in_use(port):
@@ -248,11 +253,17 @@ def _raise_stop(signum: int, _frame: object) -> None:
     raise _Stop(signum)
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0..65535)")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.triton_server", description=__doc__.split("\n\n")[0])
     p.add_argument("--repo", required=True, type=Path, help="model repository (python -m build.triton_repo)")
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=_port, default=8001, help="0: any free port")
+    p.add_argument("--http-port", type=_port, default=8000, help="0: any free port")
     p.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     args = p.parse_args(argv)
     old = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
