@@ -151,7 +151,7 @@ def candidates(out: np.ndarray, layout: YoloLayout, cls: int = 0) -> tuple[np.nd
     return a[..., :4], score, kpts
 
 
-PROB_SLACK = 1e-3   # fp16 engines round a sigmoid of 1 to 1.0005 at worst
+PROB_SLACK = 1e-3   # rounding room: a quantize-dequantized or fp16 sigmoid may land a hair above 1
 
 
 def invalid_candidates(boxes: np.ndarray, score: np.ndarray, kpts: np.ndarray | None = None) -> np.ndarray:
