@@ -80,3 +80,23 @@ def test_launcher_on_another_servers_ports_never_says_ready(tmp_path: Path) -> N
         assert other.ready()
     finally:
         other.stop()
+
+
+def test_a_process_that_started_a_server_takes_it_along_when_killed(tmp_path: Path) -> None:
+    """start_server() as the tests and bench.triton_serving call it: the process is SIGKILLed (a CI
+    timeout) and its server must not outlive it."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    code = ("import sys, time; from pathlib import Path; from tools.triton_server import start_server\n"
+            f"s = start_server(Path({str(repo)!r}), log_path=Path({str(tmp_path / 'srv.log')!r}))\n"
+            "print(s.pid, flush=True); time.sleep(600)\n")
+    owner = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                             stdout=subprocess.PIPE, text=True)
+    pid = int(owner.stdout.readline())
+    assert _alive(pid)
+    owner.kill()
+    owner.wait(30)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), f"tritonserver {pid} outlived the process that started it"

@@ -202,14 +202,15 @@ class TritonServer:
 
 def start_server(repo: Path, models: list[str] | None = None, log_path: Path | None = None,
                  grpc_port: int | None = None, http_port: int | None = None, venv: Path = DEFAULT_VENV,
-                 extra: list[str] | None = None, wait: float = 60.0, die_with_parent: bool = False) -> TritonServer:
+                 extra: list[str] | None = None, wait: float = 60.0, die_with_parent: bool = True) -> TritonServer:
     """Start tritonserver on 127.0.0.1 over ``repo``, loading ``models`` explicitly (default: all
     model folders), metrics off; returns once /v2/health/ready answers.
 
     With explicit model control a model that fails to load is reported by the load call and in
     the log, and the server keeps serving the others (``--exit-on-error=false``). A port that is
-    already taken is refused before starting. ``die_with_parent``: the kernel kills the server when
-    the calling thread's process dies (the launcher CLI; not for a server a worker thread starts).
+    already taken is refused before starting. ``die_with_parent`` (default): the kernel kills the
+    server when the thread that started it dies, so a launcher, test run or benchmark killed even by
+    SIGKILL leaves no server behind; pass False to start one from a short-lived worker thread.
     """
     if not Path(repo).is_dir():
         raise TritonServerError(f"model repository {repo} is not a folder; write one with "
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     try:
         server = start_server(args.repo, grpc_port=args.grpc_port, http_port=args.http_port, venv=args.venv,
-                              log_path=Path("tritonserver.log"), die_with_parent=True)
+                              log_path=Path("tritonserver.log"))
         print(f"tritonserver pid {server.pid} ready: --triton-url {server.grpc_url} (log tritonserver.log); "
               "Ctrl-C stops it", flush=True)
         server.proc.wait()
