@@ -123,3 +123,19 @@ def test_track_eval_refuses_a_video_shorter_than_its_ground_truth(clip, tmp_path
     assert r.stderr.strip().splitlines() == [
         f"error: {video} has {len(frames) // 2} frames, its ground truth {len(frames)} (--clip {d}): "
         "regenerate the clip with python -m build.synth --video"]
+
+
+def test_ex_oks_flags_results_without_presence(coco_mini, tmp_path) -> None:
+    from bench.coco_eval import load_gt, synthetic_results
+
+    gt = load_gt(coco_mini / "person_keypoints.json")
+    plain, with_presence = tmp_path / "plain.json", tmp_path / "pres.json"
+    plain.write_text(json.dumps(synthetic_results(gt, seed=0)))
+    with_presence.write_text(json.dumps(synthetic_results(gt, seed=0, presence=True)))
+    r = _cli("bench.ex_oks", "--gt", str(coco_mini / "person_keypoints.json"), "--results", str(plain), "--json")
+    assert r.returncode == 0, r.stderr
+    n = len(json.loads(plain.read_text()))
+    assert json.loads(r.stdout)["results_without_presence"] == n
+    assert r.stderr.count("warning:") == 1 and f"{n} of {n} results in {plain} have no 'presence'" in r.stderr
+    r = _cli("bench.ex_oks", "--gt", str(coco_mini / "person_keypoints.json"), "--results", str(with_presence))
+    assert r.returncode == 0 and "warning" not in r.stderr

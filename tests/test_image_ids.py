@@ -84,3 +84,19 @@ def test_images_beside_a_gt_that_does_not_list_them_are_named(coco_mini, tmp_pat
     assert image_ids(d) == {"000000000785.jpg": 785}
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "1 image(s) in" in err[0] and "(extra.jpg)" in err[0]
+
+
+def test_json_detections_refuse_a_folder_mixing_numbered_and_unnumbered_frames(coco_mini, tmp_path) -> None:
+    """Frame b.jpg (index 1) used to take the boxes of image id 1 = 1.jpg."""
+    from runtime.detectors import JsonDetections
+
+    d = _folder(tmp_path, coco_mini, ["1.jpg", "b.jpg"])
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps([{"image_id": 1, "bbox": [10, 10, 50, 100], "score": 0.9}]))
+    with pytest.raises(RecordError, match="b.jpg has no image id"):
+        JsonDetections(dets).bind_folder(d)
+    (tmp_path / "n").mkdir()
+    only = _folder(tmp_path / "n", coco_mini, ["a.jpg", "b.jpg"])     # no numbers at all: frame indices
+    jd = JsonDetections(dets)
+    jd.bind_folder(only)
+    assert jd._names == {}

@@ -100,3 +100,28 @@ def test_a_process_that_started_a_server_takes_it_along_when_killed(tmp_path: Pa
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(pid), f"tritonserver {pid} outlived the process that started it"
+
+
+def test_launcher_whose_server_dies_says_so_and_exits_3(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    launcher = _launch(repo, 0, 0, tmp_path)
+    line = launcher.stdout.readline()
+    assert "ready" in line, launcher.stderr.read()
+    pid = int(line.split("pid ")[1].split()[0])
+    os.kill(pid, signal.SIGKILL)
+    assert launcher.wait(60) == 3
+    assert launcher.stderr.read().strip().splitlines() == [
+        f"error: tritonserver pid {pid} exited with -9 (log tritonserver.log)"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--repo", "missing"], "model repository missing is not a folder"),
+    (["--repo", ".", "--grpc-port", "9100", "--http-port", "9100"], "--grpc-port and --http-port are both 9100"),
+    (["--repo", ".", "--grpc-port", "-1"], "argument --grpc-port: '-1' is not a TCP port (0..65535)"),
+])
+def test_launcher_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "tools.triton_server", *args], cwd=tmp_path, capture_output=True,
+                       text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    assert r.returncode == 2 and "ready" not in r.stdout and "Traceback" not in r.stderr
+    assert message in r.stderr.strip().splitlines()[-1]
