@@ -170,16 +170,19 @@ def invalid_candidates(boxes: np.ndarray, score: np.ndarray, kpts: np.ndarray | 
 
 
 class OutputCheck:
-    """One warning line per run naming the detector when its outputs are unusable (the frames are
-    counted by the run's account from ``Detections.invalid``); used by every network detector."""
+    """One warning line naming the detector when its outputs are unusable (the frames are counted
+    by the run's account from ``Detections.invalid``); used by every network detector. Said once
+    per detector and process (a run): cameras with one detector file each share the line."""
+
+    warned: set[str] = set()
 
     def __init__(self, name: str) -> None:
-        self.name, self.warned = name, False
+        self.name = name
 
     def __call__(self, dets: list[Detections]) -> list[Detections]:
         bad = [d.invalid for d in dets if d.invalid]
-        if bad and not self.warned:
-            self.warned = True
+        if bad and self.name not in OutputCheck.warned:
+            OutputCheck.warned.add(self.name)
             from tqdm import tqdm   # a line of its own, not glued to a progress bar
 
             tqdm.write(f"warning: detector {self.name} emits NaN/inf or scores outside [0, 1] ({bad[0]} "

@@ -84,3 +84,16 @@ def test_decode_drops_and_counts_unusable_candidates_per_frame() -> None:
     assert a.invalid == 0 and len(a) == 1
     assert b.invalid == 3 and len(b) == 1 and np.isfinite(b.boxes).all() and b.scores[0] == pytest.approx(0.9)
     assert OutputCheck("x")([a]) == [a]
+
+
+def test_cameras_with_one_broken_detector_file_share_one_warning(cpu_artifacts, shared_data, tmp_path) -> None:
+    det = tiny_detector(tmp_path / "nan.onnx", [NAN_SCORE])
+    out = tmp_path / "run"
+    video = shared_data / "video"
+    r = _run("runtime.video", "--engines", str(cpu_artifacts), "--source", str(video / "people.mp4"), "--source",
+             str(video / "street.mp4"), "--detector", f"onnx:{det}", "--out", str(out), "--backend", "ort",
+             "--max-frames", "2", "--quiet", "--no-video")
+    assert r.returncode == 0, r.stderr
+    assert sum(ln.strip().startswith("warning: detector") for ln in r.stderr.splitlines()) == 1
+    for cam in ("people", "street"):
+        assert json.loads((out / f"{cam}.summary.json").read_text())["account"]["det_invalid_frames"] == 2
