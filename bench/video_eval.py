@@ -203,8 +203,8 @@ def evaluate_run(gt_path: str | Path, jsonl: str | Path) -> dict[str, float]:
 
 def format_table(rows: Iterable[tuple[str, Mapping[str, float]]]) -> str:
     """A Markdown table: one row per run, the columns a user reads first."""
-    cols = [("coverage", "coverage", "{:.0%}"), ("AP", "AP", "{:.3f}"), ("IDF1", "idf1", "{:.3f}"), ("MOTA", "mota", "{:.3f}"),
-            ("ID sw", "num_switches", "{:.0f}"), ("large", "large_share", "{:.0%}"),
+    cols = [("coverage", "coverage", "{:.0%}"), ("AP", "AP", "{:.3f}"), ("IDF1", "idf1", "{:.3f}"),
+            ("MOTA", "mota", "{:.3f}"), ("ID sw", "num_switches", "{:.0f}"), ("large", "large_share", "{:.0%}"),
             ("jitter px", "jitter_px", "{:.2f}")]
     lines = ["| run | " + " | ".join(c[0] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, m in rows:

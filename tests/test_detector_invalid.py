@@ -61,7 +61,8 @@ def test_engine_detector_emitting_logits_is_counted_in_the_video_summary(cpu_art
     save_manifest(root, m)
     out = tmp_path / "run"
     r = _run("runtime.video", "--engines", str(root), "--source", str(shared_data / "video" / "people.mp4"),
-             "--detector", "engine", "--out", str(out), "--backend", "ort", "--max-frames", "3", "--quiet", "--no-video")
+             "--detector", "engine", "--out", str(out), "--backend", "ort", "--max-frames", "3", "--quiet",
+             "--no-video")
     assert r.returncode == 0, r.stderr
     warn = [ln for ln in r.stderr.splitlines() if ln.strip().startswith("warning: detector engine")]
     assert len(warn) == 1 and str(root) in warn[0]

@@ -45,7 +45,8 @@ def test_video_eval_flags_a_run_covering_half_the_clip(clip, tmp_path) -> None:
     n = len(json.loads(gt.read_text())["images"])
     full = _perfect_jsonl(gt, tmp_path / "full.jsonl")
     half = _perfect_jsonl(gt, tmp_path / "half.jsonl", range(n // 2))
-    r = _cli("bench.video_eval", "--gt", str(gt), "--jsonl", str(full), str(half), "--json-out", str(tmp_path / "m.json"))
+    r = _cli("bench.video_eval", "--gt", str(gt), "--jsonl", str(full), str(half),
+             "--json-out", str(tmp_path / "m.json"))
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["full"]["coverage"] == 1.0 and m["half"]["coverage"] == pytest.approx((n // 2) / n)
@@ -93,7 +94,8 @@ def test_coco_eval_flags_ground_truth_images_without_results(coco_mini, tmp_path
     assert r.returncode == 0, r.stderr
     n = len(gt.getImgIds())
     assert json.loads(r.stdout)["images_with_records"] == n - 1 and json.loads(r.stdout)["gt_images"] == n
-    assert r.stderr.count("warning:") == 1 and f"no record for 1 of the {n} ground-truth images (ids {first})" in r.stderr
+    assert r.stderr.count("warning:") == 1
+    assert f"no record for 1 of the {n} ground-truth images (ids {first})" in r.stderr
     full = tmp_path / "full.json"
     full.write_text(json.dumps(res))
     r = _cli("bench.coco_eval", "--gt", str(coco_mini / "person_keypoints.json"), "--results", str(full))

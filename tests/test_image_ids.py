@@ -100,3 +100,9 @@ def test_json_detections_refuse_a_folder_mixing_numbered_and_unnumbered_frames(c
     jd = JsonDetections(dets)
     jd.bind_folder(only)
     assert jd._names == {}
+
+
+def test_only_ascii_digits_number_a_file(coco_mini, tmp_path) -> None:
+    """Full-width digits are digits to str.isdigit and int(): １２.jpg used to take 12.JPG's id."""
+    d = _folder(tmp_path, coco_mini, ["12.JPG", "１２.jpg"])
+    assert image_names(d, numbered_only=False) == {12: "12.JPG", 13: "１２.jpg"}
