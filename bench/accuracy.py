@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from bench.precision_table import PERSON_SCORES, PRECISIONS, format_markdown, measure, to_dict
+from bench.precision_table import PERSON_SCORES, PRECISIONS, available, format_markdown, measure, to_dict
 from bench.workload import load_frames
 from runtime import expected_errors  # noqa: F401 (registers the runtime's error classes)
 from runtime.cli_args import OneLineParser, existing_dir, nonneg_int, number, output_dir
@@ -88,13 +88,15 @@ def _main(argv: Sequence[str]) -> int:
     ap.add_argument("--calib-images", type=number(int, lo=1), default=200,
                     help="calibration-split images for the build (ignored with --engines)")
     ap.add_argument("--seed", type=nonneg_int, default=0, help="the fixtures' seed (build.train.fixtures --seed)")
-    ap.add_argument("--precisions", default=",".join(PRECISIONS), help="comma list; fp32 always runs")
+    ap.add_argument("--precisions", default=None,
+                    help=f"comma list (default {','.join(PRECISIONS)}: those the artifacts hold); fp32 always "
+                         "runs; a named precision the artifacts lack is refused")
     ap.add_argument("--person-score", default="box", choices=PERSON_SCORES,
                     help="rank people by the box score (as the fixture report) or the runtime's "
                          "box x mean keypoint score (see bench/precision_table.py)")
     ap.add_argument("--json", default=None, help="where the table goes (default WORK/accuracy.json)")
     a = ap.parse_args(argv)
-    precisions = [p for p in a.precisions.split(",") if p]
+    precisions = [p for p in (a.precisions or ",".join(PRECISIONS)).split(",") if p]
     bad = sorted(set(precisions) - set(PRECISIONS))
     if bad:
         raise InputError(f"unknown precision {','.join(bad)}", f"--precisions {a.precisions}",
@@ -108,6 +110,11 @@ def _main(argv: Sequence[str]) -> int:
                              f"--engines {a.engines}", "the synthetic test set only means something to the "
                              "fixture weights; build them with python -m bench.accuracy (no --engines)")
         engines = a.engines
+        lacking = sorted(set(precisions) - set(available(m, precisions))) if isinstance(m.get("models"), dict) else []
+        if a.precisions is not None and lacking:
+            raise InputError(f"{engines} has no {','.join(lacking)} models", f"--precisions {a.precisions}",
+                             "build them (python -m bench.accuracy without --engines builds all four) "
+                             "or leave them out")
     else:
         engines = build_all_precisions(work / "artifacts", synthetic_split(work, "calib", a.calib_images, a.seed))
     test = synthetic_split(work, "test", a.test_images, a.seed)
@@ -124,8 +131,12 @@ def _main(argv: Sequence[str]) -> int:
         print(f"not in {engines}: {', '.join(info['skipped'])} (build them with python -m build.engines --precision ...)")
     missed = [f"{r.policy} {r.precision} ({100 * r.drop:+.2f} AP, target <= {100 * r.max_drop:.1f})"
               for r in rows if r.met is False]
-    print("targets (AP points below fp32: INT8 <= 0.5, FP16 <= 0.1): "
-          + ("all met" if not missed else "missed by " + "; ".join(missed)))
+    measured = sorted({r.precision for r in rows if r.met is not None})
+    verdict = "missed by " + "; ".join(missed) if missed else \
+        (f"met for {', '.join(measured)}" if measured else "none measured (fp32 only)")
+    unmeasured = [p for p in PRECISIONS[1:] if p not in measured]
+    print("targets (AP points below fp32: INT8 <= 0.5, FP16 <= 0.1): " + verdict
+          + (f"; NOT MEASURED: {', '.join(unmeasured)}" if unmeasured else ""))
     print(f"in {time.perf_counter() - t0:.0f} s -> {out}")
     return 0
 

@@ -258,9 +258,25 @@ def _main(argv: Sequence[str]) -> int:
     ap.add_argument("--json", action="store_true", help="print the numbers as JSON")
     ap.add_argument("--verbose", action="store_true", help="let pycocotools print its own summary")
     a = ap.parse_args(argv)
-    stats = evaluate_keypoints(a.gt, a.results, verbose=a.verbose)
-    print(json.dumps(stats) if a.json else format_stats(stats))
+    gt, res = load_gt(a.gt, a.verbose), read_results(a.results)
+    stats = evaluate_keypoints(gt, res, verbose=a.verbose)
+    cover = coverage(gt, res, a.results)
+    print(json.dumps({**stats, **cover}) if a.json else format_stats(stats))
     return 0
+
+
+def coverage(coco_gt: COCO, results: Results, where: object) -> dict[str, int]:
+    """How many GT images have any record (posed or dropped-box); one warning line when some have
+    none: pycocotools scores their people as misses, which is right only if those images were run
+    (a detector that found nobody) and silently wrong for a results file of part of the set."""
+    have = {r.get("image_id") for r in results if isinstance(r, dict)}
+    ids = coco_gt.getImgIds()
+    missing = sorted(i for i in ids if i not in have)
+    if missing:
+        print(f"warning: {where} has no record for {len(missing)} of the {len(ids)} ground-truth images "
+              f"(ids {', '.join(map(str, missing[:5]))}{', ...' if len(missing) > 5 else ''}); they are scored "
+              "as misses: if they were not run, evaluate against a GT of the images that were", file=sys.stderr)
+    return {"gt_images": len(ids), "images_with_records": len(ids) - len(missing)}
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from bench.coco_eval import COCO_SIGMAS, load_gt, run_cocoeval, stats_dict
+from bench.coco_eval import COCO_SIGMAS, coverage, load_gt, read_results, run_cocoeval, stats_dict
 from runtime.cli_args import OneLineParser, existing_file, number
 from runtime.errors import guarded
 from runtime.records import json_safe
@@ -297,7 +297,15 @@ def _main(argv: Sequence[str]) -> int:
     ap.add_argument("--json", action="store_true", help="print the full report as JSON")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
-    rep = evaluate_ex_oks(a.gt, a.results, presence_threshold=a.threshold, verbose=a.verbose)
+    gt, res = load_gt(a.gt, a.verbose), read_results(a.results)
+    rep = evaluate_ex_oks(gt, res, presence_threshold=a.threshold, verbose=a.verbose)
+    rep.update(coverage(gt, res, a.results))
+    posed = [r for r in res if isinstance(r, dict) and "keypoints" in r]
+    rep["results_without_presence"] = sum("presence" not in r for r in posed)
+    if rep["results_without_presence"]:
+        print(f"warning: {rep['results_without_presence']} of {len(posed)} results in {a.results} have no "
+              "'presence'; they count as present on every keypoint, so the presence figures do not "
+              "describe a model for them", file=sys.stderr)
     if a.json:
         print(json.dumps(json_safe(rep), indent=1, allow_nan=False))
         return 0

@@ -205,7 +205,8 @@ def _lookup(ratios: dict[str, Any], fig: str) -> dict[str, Any] | None:
 
 def check(run: dict[str, Any], baseline: dict[str, Any], partial: bool = False) -> list[Row]:
     """Every gated figure of the run against the baseline (its median over paired rounds);
-    ``partial`` drops the 'required' check (a run of some benchmark files only)."""
+    ``partial``: a required figure the run lacks is NOT MEASURED instead of FAIL (a run of some
+    benchmark files only), still listed so nobody reads it as passed."""
     rows: list[Row] = []
     ratios = {k: v for k, v in baseline.get("ratios", {}).items() if isinstance(v, dict)}
     seen = set()
@@ -220,8 +221,8 @@ def check(run: dict[str, Any], baseline: dict[str, Any], partial: bool = False) 
         ok = math.isfinite(v) and (v >= limit if direction == "min" else v <= limit)
         rows.append(Row(fig, v, text, "PASS" if ok else "FAIL", sp))
     for name, spec in ratios.items():
-        if spec.get("required") and name not in seen and not partial:
-            rows.append(Row(name, None, "required but not in this run", "FAIL"))
+        if spec.get("required") and name not in seen:
+            rows.append(Row(name, None, "required but not in this run", "NOT MEASURED" if partial else "FAIL"))
     rows += check_absolute(run, baseline)
     return rows
 
@@ -336,7 +337,12 @@ def _main(argv: Sequence[str]) -> int:
     if failed:
         print(f"\nGATE FAILED: {len(failed)} figure(s) regressed: " + ", ".join(r.figure for r in failed))
         return 1
-    print("\nall gates pass")
+    if not any(r.status == "PASS" for r in rows):
+        raise InputError("the run holds no gated figure, so nothing passed", f"RUN {a.run}",
+                         "run the bench/ tests with --benchmark-json (make bench) and gate that file")
+    unmeasured = [r.figure for r in rows if r.status == "NOT MEASURED"]
+    print("\nall gates pass" if not unmeasured else
+          f"\nall measured gates pass; NOT MEASURED (--partial): {', '.join(unmeasured)}")
     return 0
 
 

@@ -100,6 +100,12 @@ def assemble(frames: list[Frame], cs: CropSet, nets: dict[str, NetOutputs], k1: 
     return rows
 
 
+def available(manifest: dict[str, Any], precisions: Sequence[str]) -> list[str]:
+    """The ``precisions`` whose small and large models the manifest holds (fp32 always)."""
+    return [p for p in precisions if p == "fp32" or all(
+        p in manifest["models"][r].get("variants", {}) for r in ("small", "large"))]
+
+
 def measure(root: Path, frames: list[Frame], gt: Any, precisions: Sequence[str] = PRECISIONS,
             threads: int | None = None, person_score: str = "box") -> tuple[list[AccRow], dict[str, Any]]:
     """Run every precision's nets through a ``PosePipeline`` (ONNX Runtime) and assemble the table.
@@ -110,8 +116,7 @@ def measure(root: Path, frames: list[Frame], gt: Any, precisions: Sequence[str] 
     from runtime.pipeline import PipelineOptions, PosePipeline
 
     manifest = load_manifest(root, verify=False)
-    have = [p for p in precisions if p == "fp32" or all(
-        p in manifest["models"][r].get("variants", {}) for r in ("small", "large"))]
+    have = available(manifest, precisions)
     nets: dict[str, NetOutputs] = {}
     cs = None
     opts = {"threads": threads} if threads else {}

@@ -59,6 +59,11 @@ def evaluate_clip(clip: str | Path, detectors: dict[str, Detect] | None = None,
     n = len(gt["images"])
     detectors = detectors or {"clip boxes": JsonDetections(clip / "detections.json"), "HOG": HogDetector()}
     frames = list(clip_frames(video))
+    if len(frames) != n:   # a truncated or re-encoded video: the missing frames would count as misses
+        from runtime.errors import InputError
+
+        raise InputError(f"{video} has {len(frames)} frames, its ground truth {n}", f"--clip {clip}",
+                         "regenerate the clip with python -m build.synth --video")
     rows = []
     for dname, det in detectors.items():
         boxes_cache = [det(Frame(t, t / fps, 0.0, img)) for t, img in enumerate(frames)]

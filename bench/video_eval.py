@@ -60,7 +60,8 @@ def _person(p: object, where: str) -> dict:
 
 def read_jsonl(path: str | Path) -> dict[int, list[dict]]:
     """``runtime.video`` JSON Lines -> persons per frame (dropped boxes left out); a line that is
-    not a frame record, or a file with none, is one error naming the file and line."""
+    not a frame record, a frame written twice (two runs in one file), or a file with none, is one
+    error naming the file and line."""
     try:
         lines = Path(path).read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
@@ -80,11 +81,26 @@ def read_jsonl(path: str | Path) -> dict[int, list[dict]]:
             raise RecordError("not a runtime.video frame record (frame, persons)", where,
                               "pass the .jsonl that runtime.video wrote")
         persons = [_person(p, f"{where} persons[{i}]") for i, p in enumerate(rec["persons"])]
-        out[record_int(rec, "frame", where)] = [p for p in persons if p["route"] != "dropped"]
+        frame = record_int(rec, "frame", where)
+        if frame in out:
+            raise InputError(f"frame {frame} appears twice", where, "pass one run's JSON Lines per file")
+        out[frame] = [p for p in persons if p["route"] != "dropped"]
     if not out:
         raise InputError("no frame records: nothing to score", f"--jsonl {path}",
                          "pass the .jsonl of a runtime.video run that read frames")
     return out
+
+
+def covered(gt: dict[str, Any], out: Mapping[int, list[dict]], jsonl: str | Path) -> set[int]:
+    """The clip frames the run wrote; a frame the clip does not have means the wrong ground truth."""
+    from runtime.errors import InputError
+
+    frames = {im.get("frame_id", im["id"] - 1) for im in gt["images"]}
+    alien = sorted(set(out) - frames)
+    if alien:
+        raise InputError(f"frames {alien[:5]} are not in the ground truth ({len(frames)} frames)",
+                         f"--jsonl {jsonl}", "evaluate against the person_keypoints.json of the clip the run read")
+    return frames & set(out)
 
 
 def trackable(a: Mapping[str, Any]) -> bool:
@@ -132,8 +148,9 @@ def coco_results(out: Mapping[int, list[dict]], image_id_of: Mapping[int, int]) 
     return res
 
 
-def keypoint_ap(gt: dict[str, Any], out: Mapping[int, list[dict]]) -> float:
-    """COCO keypoint AP of the run's persons over the clip's frames (0 when the run has none)."""
+def keypoint_ap(gt: dict[str, Any], out: Mapping[int, list[dict]], frames: set[int] | None = None) -> float:
+    """COCO keypoint AP of the run's persons over the clip's frames (only ``frames`` when given;
+    0 when the run has none)."""
     import contextlib
     import io
 
@@ -149,7 +166,8 @@ def keypoint_ap(gt: dict[str, Any], out: Mapping[int, list[dict]]) -> float:
     coco.dataset = {k: gt[k] for k in ("images", "annotations", "categories")}
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
-    return float(run_cocoeval(coco, res).stats[0])
+    ids = None if frames is None else [image_id_of[t] for t in sorted(frames)]
+    return float(run_cocoeval(coco, res, image_ids=ids).stats[0])
 
 
 def _matches(gt: list[dict], persons: list[dict]) -> dict[int, np.ndarray]:
@@ -189,13 +207,24 @@ def jitter(gt_frames: Mapping[int, list[dict]], out: Mapping[int, list[dict]], n
 
 
 def evaluate_run(gt_path: str | Path, jsonl: str | Path) -> dict[str, float]:
+    """The run's numbers over the frames it wrote. A run that covers part of the clip (stopped
+    early, ``--max-frames``) is scored on those frames only, and says so: ``coverage`` < 1 in the
+    numbers, the table's coverage column and a warning line."""
+    import sys
+
     gt, per = load_clip_gt(gt_path)
     out = read_jsonl(jsonl)
     n = len(gt["images"])
+    frames = covered(gt, out, jsonl)
+    if len(frames) < n:
+        print(f"warning: {jsonl} covers {len(frames)} of the clip's {n} frames ({len(frames) / n:.0%}); "
+              "its numbers are over those frames only", file=sys.stderr)
+        per = {t: a for t, a in per.items() if t in frames}
     hyps = {t: ([p.get("track_id", 0) for p in ps], np.array([p["box"] for p in ps]).reshape(-1, 4))
             for t, ps in out.items()}
     routes = [p["route"] for ps in out.values() for p in ps]
-    m = {"frames": float(len(out)), "AP": keypoint_ap(gt, out),
+    m = {"frames": float(len(out)), "coverage": len(frames) / n if n else 0.0,
+         "AP": keypoint_ap(gt, out, frames if len(frames) < n else None),
          "large_share": float(np.mean([r == "large" for r in routes])) if routes else 0.0,
          "jitter_px": jitter(per, out, n)}
     m.update(tracking_metrics(per, hyps, n))
@@ -204,8 +233,8 @@ def evaluate_run(gt_path: str | Path, jsonl: str | Path) -> dict[str, float]:
 
 def format_table(rows: Iterable[tuple[str, Mapping[str, float]]]) -> str:
     """A Markdown table: one row per run, the columns a user reads first."""
-    cols = [("AP", "AP", "{:.3f}"), ("IDF1", "idf1", "{:.3f}"), ("MOTA", "mota", "{:.3f}"),
-            ("ID sw", "num_switches", "{:.0f}"), ("large", "large_share", "{:.0%}"),
+    cols = [("coverage", "coverage", "{:.0%}"), ("AP", "AP", "{:.3f}"), ("IDF1", "idf1", "{:.3f}"),
+            ("MOTA", "mota", "{:.3f}"), ("ID sw", "num_switches", "{:.0f}"), ("large", "large_share", "{:.0%}"),
             ("jitter px", "jitter_px", "{:.2f}")]
     lines = ["| run | " + " | ".join(c[0] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, m in rows:

@@ -19,6 +19,13 @@ class RunAccount:
     boxes: int = 0
     posed: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    det_invalid_frames: int = 0     # frames whose detector output held NaN/inf or non-probability scores
+
+    def add_detections(self, dets: object) -> None:
+        """A detector's answer for one frame: count it when the detector emitted unusable candidates
+        (runtime.yolo.invalid_candidates; they never become boxes, so no other count sees them)."""
+        if getattr(dets, "invalid", 0):
+            self.det_invalid_frames += 1
 
     def add_result(self, res: "FrameResult") -> None:
         self.boxes += len(res)
@@ -38,7 +45,10 @@ class RunAccount:
     def line(self) -> str:
         n_drop = sum(self.dropped.values())
         why = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items()))
-        return f"boxes in {self.boxes}, posed {self.posed}, dropped {n_drop}" + (f" ({why})" if why else "")
+        bad = (f"; detector output invalid (NaN/inf or scores outside [0, 1]) in {self.det_invalid_frames} "
+               "frames, those candidates dropped" if self.det_invalid_frames else "")
+        return f"boxes in {self.boxes}, posed {self.posed}, dropped {n_drop}" + (f" ({why})" if why else "") + bad
 
     def as_dict(self) -> dict:
-        return {"boxes": self.boxes, "posed": self.posed, "dropped": dict(sorted(self.dropped.items()))}
+        d = {"boxes": self.boxes, "posed": self.posed, "dropped": dict(sorted(self.dropped.items()))}
+        return {**d, "det_invalid_frames": self.det_invalid_frames} if self.det_invalid_frames else d

@@ -29,6 +29,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from . import yolo
 from .sources import Frame
 
 Detections = tuple[np.ndarray, np.ndarray]
@@ -156,18 +157,20 @@ class OnnxDetector:
         self.input_name = inp.name
         self.hw = (h if isinstance(h, int) and h > 0 else 640, w if isinstance(w, int) and w > 0 else 640)
         self.layout, self.cls, self.score_thr, self.iou_thr = layout, cls, score_thr, iou_thr
+        self.check = yolo.OutputCheck(f"onnx:{self.path}")
 
     def __call__(self, frame: Frame) -> Detections:
         img, s, (px, py) = letterbox(frame.image, self.hw)
         x = np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1)[None], np.float32) / 255.0
         out = self.session.run(None, {self.input_name: x})[0]
         cxcywh, scores = decode_yolo(out, self.layout, self.cls)
-        sel = scores >= self.score_thr
+        bad = yolo.invalid_candidates(cxcywh, scores)
+        sel = (scores >= self.score_thr) & ~bad
         cxcywh, scores = cxcywh[sel], scores[sel]
         boxes = np.stack([(cxcywh[:, 0] - cxcywh[:, 2] / 2 - px) / s, (cxcywh[:, 1] - cxcywh[:, 3] / 2 - py) / s,
                           cxcywh[:, 2] / s, cxcywh[:, 3] / s], axis=1) if len(scores) else np.zeros((0, 4))
         keep = nms_xywh(boxes, scores, self.score_thr, self.iou_thr)
-        return boxes[keep], scores[keep]
+        return self.check([yolo.Detections(boxes[keep], scores[keep], None, int(bad.sum()))])[0]
 
 
 class JsonDetections:
@@ -195,14 +198,18 @@ class JsonDetections:
 
     def bind_folder(self, folder: str | Path) -> None:
         """Key folder frames by COCO image id (see the class docstring)."""
-        self.folder = Path(folder)
-        gt = self.folder / "person_keypoints.json"
-        if gt.is_file():
-            from .records import image_names
+        from .records import RecordError, image_names
+        from .sources import IMAGE_EXTS
 
-            self._names = {name: i for i, name in image_names(self.folder, "--source").items()}
-        else:
-            self._names = {f.name: int(f.stem) for f in self.folder.iterdir() if f.stem.isdigit()}
+        self.folder = Path(folder)
+        self._names = {name: i for i, name in image_names(self.folder, "--source").items()}
+        # Mixed numbered and unnumbered names: a frame index could equal another file's id.
+        stray = sorted(f.name for f in self.folder.iterdir()
+                       if f.suffix.lower() in IMAGE_EXTS and f.name not in self._names)
+        if self._names and stray:
+            raise RecordError(f"{stray[0]} has no image id (no number in its name, not in a "
+                              "person_keypoints.json) while other frames do", f"--source {self.folder}",
+                              "number every file or list the images in person_keypoints.json")
 
     def key(self, frame: Frame) -> int:
         if frame.name is not None and self._names:

@@ -9,19 +9,22 @@ answer can be compared per person).
 """
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
-
-
-IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp"}
+from .records import image_names
 
 
 def image_ids(folder: Path) -> dict[str, int]:
-    """File name -> COCO image id: person_keypoints.json when present, else the number in the name,
-    else the position in sorted order."""
-    gt = folder / "person_keypoints.json"
-    if gt.is_file():
-        return {im["file_name"]: int(im["id"]) for im in json.loads(gt.read_text())["images"]}
-    files = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXT)
-    return {n: int(Path(n).stem) if Path(n).stem.isdigit() else i for i, n in enumerate(files)}
+    """File name -> COCO image id (runtime.records.image_names: person_keypoints.json when present,
+    else the number in the name; unnumbered files after every numbered id; clashes refused).
+    Images beside a person_keypoints.json that it does not list are not run: said in one line."""
+    ids = {name: iid for iid, name in image_names(folder, "--images", numbered_only=False).items()}
+    from .sources import IMAGE_EXTS
+
+    extra = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTS and f.name not in ids)
+    if extra:
+        print(f"warning: {len(extra)} image(s) in {folder} not in its person_keypoints.json are not run "
+              f"({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''}); add them to it or move them out",
+              file=sys.stderr)
+    return ids

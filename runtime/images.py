@@ -123,6 +123,7 @@ def _main(argv: list[str]) -> int:
                     continue
                 if detector is not None:
                     found = detector(Frame(0, 0.0, 0.0, img, name))
+                    acct.add_detections(found)
                     (boxes, scores), det_kpts = found, getattr(found, "keypoints", None)
                     res = pipe(img, boxes, scores)
                     out.extend(with_det_keypoints(res.to_coco_records(image_id, list(range(len(boxes)))), det_kpts))

@@ -24,7 +24,7 @@ from .backends.base import Backend, Pending
 from .letterbox import Geometry, Letterboxer
 from .manifest import ManifestError, load_manifest
 from .sources import Frame
-from .yolo import Detections, YoloLayout, decode
+from .yolo import Detections, OutputCheck, YoloLayout, decode
 
 ROLE = "detector"
 
@@ -76,6 +76,7 @@ class NetDetector:
         self._busy: list[_Job | None] = [None, None]
         self._next = 0
         self.output = self.runner.output_names[0]
+        self.check = OutputCheck(f"engine ({self.root}, {self.variant} on {backend})")
 
     def submit(self, images: list[np.ndarray]) -> _Job:
         """Letterbox up to ``max_batch`` BGR frames and enqueue them on the detector's stream."""
@@ -92,7 +93,7 @@ class NetDetector:
         out = job.pending.wait()[self.output]
         if self._busy[job.buf] is job:
             self._busy[job.buf] = None
-        return decode(out, self.layout, job.geos, self.score_thr, self.iou_thr, self.cls, self.max_det)
+        return self.check(decode(out, self.layout, job.geos, self.score_thr, self.iou_thr, self.cls, self.max_det))
 
     def detect_many(self, images: list[np.ndarray]) -> list[Detections]:
         """Any number of frames, in chunks of ``max_batch``, the next chunk queued before decoding."""

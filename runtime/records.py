@@ -128,22 +128,52 @@ def read_detections(path: Path, flag: str = "--dets", frame_keys: bool = False) 
     return parse_detections(read_json(path, "detections", flag), f"{flag} {path}", frame_keys)
 
 
-def image_names(images_dir: Path, flag: str = "--images") -> dict[int, str]:
+def image_names(images_dir: Path, flag: str = "--images", numbered_only: bool = True) -> dict[int, str]:
     """image id -> file name: from ``person_keypoints.json`` beside the images when present,
-    otherwise the number in the file name (COCO's 000000000785.jpg is id 785)."""
+    otherwise the number in the file name (COCO's 000000000785.jpg is id 785).
+
+    Why strict: ids key detections and results, so two files on one id would merge their
+    people without a word. Files whose numbers collide (1.jpg, 01.jpg, 001.png) are refused in
+    one line naming both. With ``numbered_only=False`` (a detector makes the boxes, nothing
+    refers to ids yet) a file without a number gets an id above every numbered one, in
+    name order, so it can never take a numbered file's id.
+    """
     gt = images_dir / "person_keypoints.json"
     if not gt.is_file():
-        return {int(f.stem): f.name for f in images_dir.iterdir() if f.stem.isdigit()}
+        from .sources import IMAGE_EXTS
+
+        files = sorted(f.name for f in images_dir.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+        names: dict[int, str] = {}
+        unnumbered = []
+        for name in files:
+            stem = Path(name).stem
+            if not (stem.isascii() and stem.isdigit()):
+                unnumbered.append(name)
+            elif int(stem) in names:
+                raise RecordError(f"{names[int(stem)]} and {name} both map to image id {int(stem)}",
+                                  f"{flag} {images_dir}", "rename one of them (ids come from the number in "
+                                  "the file name) or add a person_keypoints.json that lists the images")
+            else:
+                names[int(stem)] = name
+        if not numbered_only:
+            first = max(names, default=-1) + 1
+            names.update((first + i, name) for i, name in enumerate(unnumbered))
+        return names
     data = read_json(gt, "the image list", flag)
     ims = data.get("images") if isinstance(data, dict) else None
     if not isinstance(ims, list):
         raise RecordError("has no 'images' list", f"{flag} {gt}", "fix the COCO file or remove it")
-    names = {}
+    names, seen = {}, set()
     for i, im in enumerate(ims):
         where = f"{flag} {gt} images[{i}]"
         if not isinstance(im, dict) or not isinstance(im.get("file_name"), str):
             raise RecordError("needs 'id' and 'file_name'", where, "fix the COCO image entry")
-        names[record_int(im, "id", where)] = im["file_name"]
+        iid = record_int(im, "id", where)
+        if iid in names or im["file_name"] in seen:
+            raise RecordError(f"image id {iid} / file {im['file_name']} is listed twice", where,
+                              "give every image one entry with its own id")
+        names[iid] = im["file_name"]
+        seen.add(im["file_name"])
     return names
 
 

@@ -163,6 +163,7 @@ class VideoRun:
         if dets is None:
             item.boxes, item.scores, item.track_ids = self.tracker.predict(f.index, f.image.shape[:2])
             return
+        self.account.add_detections(dets)
         item.boxes, item.scores = dets
         item.det_keypoints = getattr(dets, "keypoints", None)
         # Non-finite boxes (a json detector may hold them) get no track (id 0); hygiene drops them.

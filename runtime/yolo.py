@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
@@ -117,11 +118,13 @@ def guess_layout(shape: tuple[Any, ...], family: str) -> YoloLayout:
 
 @dataclass
 class Detections:
-    """One frame's people: xywh boxes and scores in frame pixels, keypoints [M,K,3] (or None)."""
+    """One frame's people: xywh boxes and scores in frame pixels, keypoints [M,K,3] (or None);
+    ``invalid``: candidates the detector emitted unusable (see :func:`invalid_candidates`), dropped."""
 
     boxes: np.ndarray
     scores: np.ndarray
     keypoints: np.ndarray | None = None
+    invalid: int = 0
 
     def __iter__(self):   # (boxes, scores) unpacking, as the other detectors return
         return iter((self.boxes, self.scores))
@@ -148,6 +151,46 @@ def candidates(out: np.ndarray, layout: YoloLayout, cls: int = 0) -> tuple[np.nd
     return a[..., :4], score, kpts
 
 
+PROB_SLACK = 1e-3   # rounding room: a quantize-dequantized or fp16 sigmoid may land a hair above 1
+
+
+def invalid_candidates(boxes: np.ndarray, score: np.ndarray, kpts: np.ndarray | None = None) -> np.ndarray:
+    """[..., A] mask of candidates a detector emitted unusable: a NaN/inf box, score or keypoint, or
+    a score that is not a probability (outside [0, 1]: logits, a broken engine).
+
+    Why: ``score >= thr`` is False for NaN, so a detector emitting NaN silently gives "0 people";
+    the detectors drop such candidates, count them (``Detections.invalid``) and say so once
+    (:class:`OutputCheck`)."""
+    score = np.asarray(score)
+    bad = ~np.isfinite(score) | (score < -PROB_SLACK) | (score > 1 + PROB_SLACK)
+    bad |= ~np.isfinite(boxes).all(axis=-1)
+    if kpts is not None:
+        bad |= ~np.isfinite(kpts).all(axis=(-1, -2))
+    return bad
+
+
+class OutputCheck:
+    """One warning line naming the detector when its outputs are unusable (the frames are counted
+    by the run's account from ``Detections.invalid``); used by every network detector. Said once
+    per detector and process (a run): cameras with one detector file each share the line."""
+
+    warned: set[str] = set()
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, dets: list[Detections]) -> list[Detections]:
+        bad = [d.invalid for d in dets if d.invalid]
+        if bad and self.name not in OutputCheck.warned:
+            OutputCheck.warned.add(self.name)
+            from tqdm import tqdm   # a line of its own, not glued to a progress bar
+
+            tqdm.write(f"warning: detector {self.name} emits NaN/inf or scores outside [0, 1] ({bad[0]} "
+                       "candidates in one frame); those boxes are dropped and the run's account counts the "
+                       "frames (det_invalid_frames): check or rebuild the detector", file=sys.stderr)
+        return dets
+
+
 def cxcywh_to_xyxy(cxcywh: np.ndarray) -> np.ndarray:
     """Box centres and sizes [..., 4] -> corners [..., 4] (float64)."""
     c = np.asarray(cxcywh, np.float64)
@@ -158,9 +201,10 @@ def decode(out: np.ndarray, layout: YoloLayout, geos: list[Geometry], score_thr:
            cls: int = 0, max_det: int = 300) -> list[Detections]:
     """Batched output -> per-frame detections in frame pixels (NMS on frame-pixel boxes)."""
     boxes, score, kpts = candidates(out, layout, cls)
+    bad = invalid_candidates(boxes, score, kpts)
     res = []
     for i, g in enumerate(geos):
-        sel = np.flatnonzero(score[i] >= score_thr)
+        sel = np.flatnonzero((score[i] >= score_thr) & ~bad[i])
         b = boxes[i, sel].astype(np.float64)
         xywh = np.empty_like(b)
         xywh[:, 0] = (b[:, 0] - b[:, 2] / 2 - g.pad_x) / g.scale
@@ -176,5 +220,5 @@ def decode(out: np.ndarray, layout: YoloLayout, geos: list[Geometry], score_thr:
             kp[..., :2] = g.to_image_xy(kp[..., :2])
             if kp.shape[-1] == 2:   # (x, y) only: visibility unknown, score 1
                 kp = np.concatenate([kp, np.ones((*kp.shape[:-1], 1))], axis=-1)
-        res.append(Detections(xywh[keep], s[keep], kp))
+        res.append(Detections(xywh[keep], s[keep], kp, int(bad[i].sum())))
     return res

@@ -52,7 +52,8 @@ def test_equals_pycocotools_on_a_real_results_file(coco_mini, tmp_path, capsys):
     assert ours == raw
     assert 0.0 < ours["AP"] < 1.0                  # a non-trivial curve, not the all-or-nothing case
     assert ce.main(["--gt", str(_gt_path(coco_mini)), "--results", str(res_path), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == raw
+    out = json.loads(capsys.readouterr().out)
+    assert {k: out[k] for k in raw} == raw and out["images_with_records"] == out["gt_images"] == 4
 
 
 def test_more_noise_scores_lower(coco_mini):

@@ -152,6 +152,23 @@ def test_bad_json_is_one_line_exit_2(tmp_path, capsys):
     assert len(err) == 2 and all(e.startswith("error: ") for e in err) and "Traceback" not in "".join(err)
 
 
+
+def test_partial_never_says_all_pass_for_what_it_did_not_measure(tmp_path, capsys):
+    """--partial: required figures the run lacks are listed NOT MEASURED (not dropped), the verdict
+    says so, and a run with no gated figure at all is refused instead of "all gates pass"."""
+    ideal = 0.5 * 1.0 + 0.5 * 2.0 + 0.05
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps(_rounds_record([ideal / 0.97] * 5)))     # no decode benchmark
+    assert gates.main([str(run), "--partial"]) == 0
+    out = capsys.readouterr().out
+    assert "all gates pass" not in out and "all measured gates pass; NOT MEASURED (--partial): " in out
+    assert "decode_over_frozen" in out.splitlines()[-1]
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"benchmarks": [{"name": "test_x", "extra_info": {}}]}))
+    assert gates.main([str(empty), "--partial"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no gated figure" in err[0]
+
 # -- proof: the real benchmarks under load and with planted regressions -------------------
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory) -> Path:

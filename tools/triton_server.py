@@ -9,7 +9,10 @@ builds for it (``LD_LIBRARY_PATH`` starting with the server venv Python's
 LIBDIR, else the python-backend stub loads another libpython and model init
 fails with an RLock ``_recursion_count`` AttributeError), explicit model
 control so a model that cannot load does not kill the server, loopback-only
-ports, and a PID we stop ourselves.
+ports, and a PID we stop ourselves: the server is "ready" only when the process
+we started is alive and itself listens on both ports (another server answering
+on a taken port is not ours), and the launcher stops and reaps it on SIGTERM,
+SIGINT and SIGHUP (and the kernel kills it if the launcher dies by SIGKILL).
 """
 from __future__ import annotations
 
@@ -40,6 +43,50 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports process ``pid`` listens on (its socket inodes matched in /proc/net/tcp{,6})."""
+    inodes = set()
+    try:
+        for fd in os.scandir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(fd.path)
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    except OSError:
+        return set()
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and f[9] in inodes:   # 0A = LISTEN
+                ports.add(int(f[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:``port`` (SO_REUSEADDR: a TIME_WAIT port is free)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the launcher dies, however it dies (Linux prctl)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
 
 
 def find_server(venv: Path = DEFAULT_VENV) -> tuple[Path, str, str]:
@@ -89,7 +136,13 @@ class TritonServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""
 
+    def owns_ports(self) -> bool:
+        """Whether our own process listens on both ports (not another server that holds one)."""
+        return self.proc.poll() is None and {self.grpc_port, self.http_port} <= listening_ports(self.proc.pid)
+
     def ready(self) -> bool:
+        if not self.owns_ports():
+            return False
         try:
             with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=1) as r:
                 return r.status == 200
@@ -97,16 +150,21 @@ class TritonServer:
             return False
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise TritonServerError(f"tritonserver exited with {self.proc.returncode} before it was ready; "
-                                        f"last log line: {self.log().strip().splitlines()[-1:]} ({self.log_path})")
-            if self.ready():
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise TritonServerError(f"tritonserver not ready after {timeout:.0f} s (log: {self.log_path})")
+        """Until our process serves both ports; stopped (and reaped) on any failure or interruption."""
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    last = self.log().strip().splitlines()[-1:]
+                    raise TritonServerError(f"tritonserver exited with {self.proc.returncode} before it was ready; "
+                                            f"last log line: {last} ({self.log_path})")
+                if self.ready():
+                    return
+                time.sleep(0.2)
+            raise TritonServerError(f"tritonserver not ready after {timeout:.0f} s (log: {self.log_path})")
+        except BaseException:
+            self.stop()
+            raise
 
     def _kill_group(self) -> None:
         """SIGKILL what is left of the server's process group (its own session, see start_server):
@@ -146,14 +204,26 @@ class TritonServer:
 
 def start_server(repo: Path, models: list[str] | None = None, log_path: Path | None = None,
                  grpc_port: int | None = None, http_port: int | None = None, venv: Path = DEFAULT_VENV,
-                 extra: list[str] | None = None, wait: float = 60.0) -> TritonServer:
+                 extra: list[str] | None = None, wait: float = 60.0, die_with_parent: bool = True) -> TritonServer:
     """Start tritonserver on 127.0.0.1 over ``repo``, loading ``models`` explicitly (default: all
     model folders), metrics off; returns once /v2/health/ready answers.
 
     With explicit model control a model that fails to load is reported by the load call and in
-    the log, and the server keeps serving the others (``--exit-on-error=false``).
+    the log, and the server keeps serving the others (``--exit-on-error=false``). A port that is
+    already taken is refused before starting. ``die_with_parent`` (default): the kernel kills the
+    server when the thread that started it dies, so a launcher, test run or benchmark killed even by
+    SIGKILL leaves no server behind; pass False to start one from a short-lived worker thread.
     """
+    if not Path(repo).is_dir():
+        raise TritonServerError(f"model repository {repo} is not a folder; write one with "
+                                "python -m build.engines ... --triton-repo DIR (or build.triton_repo)")
+    if grpc_port and grpc_port == http_port:
+        raise TritonServerError(f"--grpc-port and --http-port are both {grpc_port}; give them different ports")
     binary, libdir, site = find_server(venv)
+    for flag, port in (("--grpc-port", grpc_port), ("--http-port", http_port)):
+        if port and port_in_use(port):
+            raise TritonServerError(f"port {port} is already in use (another server?); pass a free {flag} "
+                                    "or stop what listens there")
     repo = Path(repo).resolve()
     if models is None:
         models = sorted(p.name for p in repo.iterdir() if (p / "config.pbtxt").is_file())
@@ -167,31 +237,63 @@ def start_server(repo: Path, models: list[str] | None = None, log_path: Path | N
            "--grpc-address=127.0.0.1", f"--grpc-port={grpc_port}", "--allow-metrics=false",
            f"--backend-directory={binary.parents[1] / 'backends'}", *(extra or [])]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                preexec_fn=_die_with_parent if die_with_parent else None)
     server = TritonServer(proc, grpc_port, http_port, log_path, list(models))
     server.wait_ready(wait)
     return server
 
 
+class _Stop(BaseException):
+    """A stop signal (SIGTERM/SIGHUP) turned into an exception, so ``finally`` reaps the server."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise _Stop(signum)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0..65535)")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.triton_server", description=__doc__.split("\n\n")[0])
     p.add_argument("--repo", required=True, type=Path, help="model repository (python -m build.triton_repo)")
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=_port, default=8001, help="0: any free port")
+    p.add_argument("--http-port", type=_port, default=8000, help="0: any free port")
     p.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     args = p.parse_args(argv)
+    old = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    server = None
     try:
         server = start_server(args.repo, grpc_port=args.grpc_port, http_port=args.http_port, venv=args.venv,
                               log_path=Path("tritonserver.log"))
+        print(f"tritonserver pid {server.pid} ready: --triton-url {server.grpc_url} (log tritonserver.log); "
+              "Ctrl-C stops it", flush=True)
+        server.proc.wait()
+        print(f"error: tritonserver pid {server.pid} exited with {server.proc.returncode} "
+              "(log tritonserver.log)", file=sys.stderr)
+        return 3
     except TritonServerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"tritonserver pid {server.pid} ready: --triton-url {server.grpc_url} (log tritonserver.log); Ctrl-C stops it")
-    try:
-        server.proc.wait()
     except KeyboardInterrupt:
-        server.stop()
-    return 0
+        return 130
+    except _Stop as e:
+        return 128 + e.signum
+    finally:
+        if server is not None:   # a second signal must not cut the reaping short
+            for sig in (*old, signal.SIGINT):
+                old.setdefault(sig, signal.signal(sig, signal.SIG_IGN))
+            server.stop()
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 if __name__ == "__main__":
