@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from runtime.cli_args import existing_dir, existing_file, nonneg_int, number, output_file, positive_int
+from runtime.cli_args import OneLineParser, existing_dir, existing_file, nonneg_int, number, output_file, positive_int
 from runtime.errors import InputError, guarded
 
 from .artifacts import build_network, load_weights
@@ -114,7 +114,7 @@ def _read_json(path: str | Path, flag: str, kind: type) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m build.router", description=__doc__,
+    p = OneLineParser(prog="python -m build.router", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="pipeline config naming the small/large/router architectures")
     p.add_argument("--small-ckpt", default=None, type=existing_file,

@@ -63,6 +63,15 @@ def existing_dir(text: str) -> Path:
     return p
 
 
+def artifacts_dir(text: str) -> Path:
+    """A built artifacts folder: exists and holds manifest.json (its content is checked at load)."""
+    p = existing_dir(text)
+    if not (p / "manifest.json").is_file():
+        raise argparse.ArgumentTypeError(f"{text} has no manifest.json; build it with python -m build.engines "
+                                         "and pass the folder it prints")
+    return p
+
+
 def existing_path(text: str) -> Path:
     p = Path(text)
     if not p.exists():
@@ -113,6 +122,34 @@ class OneLineParser(argparse.ArgumentParser):
         from .errors import InputError
 
         raise InputError(message, None, f"see {self.prog} --help")
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old flag spelling kept for one release: stores into the new flag's dest and prints one
+    ``warning:`` line naming the new spelling (CHANGELOG.md lists every alias)."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kw: object) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kw)   # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        import sys
+
+        print(f"warning: {option_string} is deprecated and goes in the next release; use {self.new}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_json_argument(p: argparse.ArgumentParser, help: str, old: str | None = "--json-out") -> None:
+    """``--json FILE``: the one spelling of "also write the result as JSON here" (``old``: a deprecated alias)."""
+    p.add_argument("--json", type=output_file, default=None, metavar="FILE", help=help)
+    if old:
+        p.add_argument(old, dest="json", type=output_file, action=DeprecatedAlias, new="--json",
+                       help=argparse.SUPPRESS)
+
+
+port = number(int, lo=0, hi=65535)   # a TCP port; 0 = a free one (the servers' --port flags)
 
 def host_port(text: str) -> str:
     """``HOST:PORT`` of a network endpoint (``--triton-url``), port 1-65535, no scheme."""

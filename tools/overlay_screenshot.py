@@ -26,14 +26,25 @@ from runtime.video import run_video  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--engines", required=True, type=Path)
-    p.add_argument("--source", type=Path, default=None, help="a real video instead of the synthetic clip")
-    p.add_argument("--seed", type=int, default=0, help="synthetic clip seed (default 0, the README's)")
-    p.add_argument("--frame", type=int, default=100)
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--out", type=Path, default=REPO / "docs" / "overlay.png")
+    from runtime.errors import guarded
+
+    return guarded(_main, argv, prog="python -m tools.overlay_screenshot")
+
+
+def _main(argv: list[str]) -> int:
+    from runtime.cli_args import OneLineParser, artifacts_dir, existing_file, nonneg_int, number, output_file
+    from runtime.manifest import load_manifest
+
+    p = OneLineParser(prog="python -m tools.overlay_screenshot", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engines", required=True, type=artifacts_dir)
+    p.add_argument("--source", type=existing_file, default=None, help="a real video instead of the synthetic clip")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="synthetic clip seed (default 0, the README's)")
+    p.add_argument("--frame", type=number(int, lo=0, hi=100_000), default=100, help="0-based frame to grab")
+    p.add_argument("--width", type=number(int, lo=16, hi=8192), default=640)
+    p.add_argument("--out", type=output_file, default=REPO / "docs" / "overlay.png", help="the PNG to write")
     args = p.parse_args(argv)
+    load_manifest(args.engines)   # a bad artifacts folder is refused before the clip is rendered
     with tempfile.TemporaryDirectory() as tmp:
         if args.source is None:
             clip = write_clip(Path(tmp) / "clip", ClipSpec(seed=args.seed),   # the whole clip: motion depends on its length

@@ -166,9 +166,20 @@ def dla_placed(layers_json: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 2 and argv[0] == "--dla-layers":
+    from runtime.cli_args import OneLineParser, artifacts_dir
+    from runtime.errors import InputError
+
+    if argv[:1] == ["--dla-layers"]:   # build_plan.sh's call: exit 0 layers on DLA, 1 none, 2 unknown
+        if len(argv) != 2:
+            raise InputError("--dla-layers takes one file", "--dla-layers",
+                             "python3 -m build.trt.record --dla-layers ROLE.layers.json")
         return dla_placed(Path(argv[1]))
-    record_engines(Path(argv[0] if argv else "."))
+    p = OneLineParser(prog="python3 -m build.trt.record", description=__doc__.splitlines()[0],
+                      epilog="--dla-layers ROLE.layers.json: only report DLA placement (build_plan.sh): "
+                             "exit 0 layers on DLA, 1 none, 2 unknown")
+    p.add_argument("dir", nargs="?", default=".", type=artifacts_dir,
+                   help="artifacts folder whose build_plan.sh ran (default: the current folder)")
+    record_engines(p.parse_args(argv).dir)
     print("engine records written to manifest.json")
     return 0
 
