@@ -114,9 +114,20 @@ def output_file(text: str) -> Path:
     return p
 
 
+# ``python -m X`` prog -> the name the ``dynpose`` command runs it under (set by runtime.cli), so
+# usage lines and "see ... --help" hints name the command the user typed.
+PROG_NAMES: dict[str, str] = {}
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad flag as one ``error: ...`` line (no usage block) via the
     shared boundary, so every command fails the same way (exit 2)."""
+
+    def __init__(self, *args: object, prog: str | None = None, **kw: object) -> None:
+        for old, new in PROG_NAMES.items():   # "python -m build.synth --video" -> "dynpose synth --video"
+            if prog and (prog == old or prog.startswith(old + " ")):
+                prog = new + prog[len(old):]
+        super().__init__(*args, prog=prog, **kw)   # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
         from .errors import InputError
