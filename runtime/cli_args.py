@@ -160,6 +160,36 @@ def add_json_argument(p: argparse.ArgumentParser, help: str, old: str | None = "
                        help=argparse.SUPPRESS)
 
 
+def out_file_in(name: str, *old_suffixes: str) -> Callable[[str], Path]:
+    """``--out DIR``: the one meaning of --out (a folder); the command writes DIR/``name``. A path ending
+    in one of ``old_suffixes`` that is not a folder is the old file spelling: kept one release, with a
+    one-line warning (CHANGELOG.md)."""
+
+    def parse(text: str) -> Path:
+        if text.endswith(old_suffixes) and not Path(text).is_dir():
+            import sys
+
+            print(f"warning: --out FILE is deprecated and goes in the next release; pass a folder "
+                  f"(--out DIR writes DIR/{name})", file=sys.stderr)
+            return output_file(text)
+        return output_dir(text) / name
+
+    parse.__name__ = "folder"
+    return parse
+
+
+def run_precision(text: str) -> str:
+    """--precision at run time: fp32, fp16, int8 (the build's names; int8 = the int8_cpu variant ONNX
+    Runtime runs) or any variant name in the manifest (int8_cpu, int8_trt ...), checked at load."""
+    from .manifest import PRECISION_VARIANTS
+
+    if not text or not text.replace("_", "").isalnum():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a precision; use fp32, fp16, int8 or a variant name")
+    return PRECISION_VARIANTS.get(text, text)
+
+
+run_precision.__name__ = "precision"
+
 port = number(int, lo=0, hi=65535)   # a TCP port; 0 = a free one (the servers' --port flags)
 
 def host_port(text: str) -> str:

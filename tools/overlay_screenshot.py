@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from runtime.cli_args import OneLineParser, artifacts_dir, existing_file, nonneg_int, number, output_file
+    from runtime.cli_args import OneLineParser, artifacts_dir, existing_file, nonneg_int, number, out_file_in
     from runtime.manifest import load_manifest
 
     p = OneLineParser(prog="python -m tools.overlay_screenshot", description=__doc__,
@@ -42,7 +42,8 @@ def _main(argv: list[str]) -> int:
     p.add_argument("--seed", type=nonneg_int, default=0, help="synthetic clip seed (default 0, the README's)")
     p.add_argument("--frame", type=number(int, lo=0, hi=100_000), default=100, help="0-based frame to grab")
     p.add_argument("--width", type=number(int, lo=16, hi=8192), default=640)
-    p.add_argument("--out", type=output_file, default=REPO / "docs" / "overlay.png", help="the PNG to write")
+    p.add_argument("--out", type=out_file_in("overlay.png", ".png"), default=str(REPO / "docs"), metavar="DIR",
+                   help="folder for overlay.png (default: docs/)")
     args = p.parse_args(argv)
     load_manifest(args.engines)   # a bad artifacts folder is refused before the clip is rendered
     with tempfile.TemporaryDirectory() as tmp:
