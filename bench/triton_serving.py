@@ -1,6 +1,6 @@
 """Triton serving throughput: one server, 1 and 4 camera clients, vs the in-process ORT backend.
 
-    python -m bench.triton_serving [--engines ARTIFACTS] [--frames 40] [--out .benchmarks/triton.json]
+    python -m bench.triton_serving [--engines ARTIFACTS] [--frames 40] [--json .benchmarks/triton.json]
 
 One run, figures printed and written as JSON (README "Serving many cameras:
 Triton" has this machine's numbers). Not a pytest file and not in ``make

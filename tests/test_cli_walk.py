@@ -130,9 +130,9 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     jobs["dynpose walk"] = ["-c", _DYNPOSE_WALK, json.dumps({m: _fill(a, paths) for m, (a, _, _) in CASES.items()})]
     with ThreadPoolExecutor(4) as ex:
         results = dict(zip(jobs, ex.map(_run, jobs.values())))
-    walked = results.pop("dynpose walk")
-    assert walked["rc"] == 0, walked["err"][-2000:]
-    results.update({f"dynpose {k}": v for k, v in json.loads(walked["out"].splitlines()[-1]).items()})
+    walked = results["dynpose walk"]
+    if walked["rc"] == 0:   # else the dynpose tests fail on it; the python -m ones still report
+        results.update({f"dynpose {k}": v for k, v in json.loads(walked["out"].splitlines()[-1]).items()})
     return results
 
 
@@ -172,6 +172,7 @@ def test_dynpose_lists_every_subcommand(walk: dict[str, dict[str, Any]]) -> None
 
 
 def test_dynpose_subcommands_help_and_one_bad_input(walk: dict[str, dict[str, Any]]) -> None:
+    assert walk["dynpose walk"]["rc"] == 0, walk["dynpose walk"]["err"][-2000:]
     leaves = {k.rsplit(" ", 1)[0] for k in walk if k.startswith("dynpose ") and k.endswith((" help", " bad"))
               and "module" in walk[k]}
     assert len(leaves) >= 20
