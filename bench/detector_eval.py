@@ -153,9 +153,10 @@ def _main(argv: list[str]) -> int:
     from runtime.cli_args import OneLineParser, artifacts_dir, existing_dir, output_file, unit_float
 
     p = OneLineParser(prog="python -m bench.detector_eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engines", required=True, type=artifacts_dir, help="artifacts folder with a detector role")
-    p.add_argument("--data", type=existing_dir, default=DEFAULT_DATA, help="COCO folder (images + person_keypoints.json)")
+    p.add_argument("--data", type=existing_dir, default=DEFAULT_DATA,
+                   help="COCO folder (images + person_keypoints.json)")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=None, help="default: every one built")
     p.add_argument("--score-thr", type=unit_float, default=0.01, help="score threshold for AP (low: full PR curve)")
     p.add_argument("--iou", type=unit_float, default=0.7, help="NMS IoU")

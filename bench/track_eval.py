@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     from runtime.cli_args import OneLineParser, add_json_argument
 
     p = OneLineParser(prog="python -m bench.track_eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clip", required=True, type=clip_dir, help="folder written by build.synth --video")
     p.add_argument("--no-hog", action="store_true", help="only the clip's own boxes")
     add_json_argument(p, "also write the numbers here (JSON)")

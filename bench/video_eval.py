@@ -204,7 +204,7 @@ def main(argv: list[str]) -> int:
     from runtime.cli_args import OneLineParser, add_json_argument, existing_file
 
     p = OneLineParser(prog="python -m bench.video_eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gt", required=True, type=existing_file, help="the clip's person_keypoints.json")
     p.add_argument("--jsonl", required=True, type=existing_file, nargs="+",
                    help="runtime.video JSON Lines (several: one row each)")

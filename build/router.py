@@ -115,7 +115,7 @@ def _read_json(path: str | Path, flag: str, kind: type) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = OneLineParser(prog="python -m build.router", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="pipeline config naming the small/large/router architectures")
     p.add_argument("--small-ckpt", default=None, type=existing_file,
                    help="small net checkpoint (default: the config's bundled one)")

@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.cli_args import OneLineParser, artifacts_dir, nonneg_int, number, output_file
 
     p = OneLineParser(prog="python -m calib.coverage", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engines", required=True, type=artifacts_dir, help="built artifacts folder")
     p.add_argument("--scenes", type=number(int, lo=1), default=N_EVAL_SCENES,
                    help="held-out synthetic scenes (300: see N_EVAL_SCENES for why not fewer)")

@@ -157,7 +157,8 @@ def add_json_argument(p: argparse.ArgumentParser, help: str, old: str | None = "
     """``--json FILE``: the one spelling of "also write the result as JSON here" (``old``: a deprecated alias;
     ``stdout``: a bare ``--json`` gives True: print the JSON instead, as the evaluators always did)."""
     more = {"nargs": "?", "const": True} if stdout else {}   # not a str: argparse would run type= on it
-    p.add_argument("--json", type=output_file, default=None, metavar="FILE", help=help, **more)  # type: ignore[arg-type]
+    p.add_argument("--json", type=output_file, default=None, metavar="FILE", help=help,
+                   **more)  # type: ignore[arg-type]
     if old:
         p.add_argument(old, dest="json", type=output_file, action=DeprecatedAlias, new="--json",
                        help=argparse.SUPPRESS)

@@ -117,3 +117,12 @@ def test_coco_eval_json_file_or_stdout(coco_mini: Path, tmp_path: Path, capsys: 
     assert main(["--gt", str(gt), "--results", str(res), "--json", str(tmp_path / "sub" / "ap.json")]) == 0
     assert json.loads((tmp_path / "sub" / "ap.json").read_text()) == printed
     assert "AP" in capsys.readouterr().out   # the table, as without --json
+
+
+def test_engine_record_refuses_a_manifest_without_a_trt_plan(tmp_path: Path) -> None:
+    from build.trt.record import main
+
+    (tmp_path / "manifest.json").write_text("{}")   # a --target cpu build: nothing to record
+    with pytest.raises(InputError, match="no trt_plan engines"):
+        main([str(tmp_path)])
+    assert (tmp_path / "manifest.json").read_text() == "{}"

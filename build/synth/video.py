@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     from runtime.cli_args import OneLineParser, nonneg_int, number, output_dir
 
     p = OneLineParser(prog="python -m build.synth --video", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--video", required=True, type=output_dir, help="output folder")
     p.add_argument("--seconds", type=number(float, 0.04, 3600), default=10.0, help="clip length (default 10)")
     p.add_argument("--fps", type=number(float, 1, 120), default=25.0, help="frame rate (default 25)")

@@ -184,18 +184,20 @@ def _main(argv: list[str]) -> int:
     from ..export import export_onnx, parity
 
     p = OneLineParser(prog="python -m build.train.double", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=number(float, lo=0.1), default=10.0, help="training wall-clock cap")
     p.add_argument("--scenes", type=number(int, lo=1), default=600, help="training scenes")
     p.add_argument("--eval-scenes", type=number(int, lo=1), default=100, help="held-out scenes")
-    p.add_argument("--out", type=output_dir, default=Path("artifacts/fixture-l-dh"), help="folder for .pth, .onnx, report")
+    p.add_argument("--out", type=output_dir, default=Path("artifacts/fixture-l-dh"),
+                   help="folder for .pth, .onnx, report")
     p.add_argument("--fixture", action="store_true",
                    help=f"train into {OUTER_FIXTURE.relative_to(FIXTURE.parents[2])} (reused when it fits the "
                         "current fixture-l; --retrain forces training)")
     p.add_argument("--retrain", action="store_true", help="with --fixture: train even when the cached file fits")
     p.add_argument("--threshold", type=unit_float, default=None,
                    help="presence threshold (default: fitted on synthetic cuts, as the fixture build does)")
-    p.add_argument("--temperature", type=positive_float, default=None, help="presence temperature (default: fitted, ditto)")
+    p.add_argument("--temperature", type=positive_float, default=None,
+                   help="presence temperature (default: fitted, ditto)")
     p.add_argument("--eval-only", action="store_true", help="compare the ONNX already in --out, no training")
     a = p.parse_args(argv)
     onnx_path, report = a.out / "large-dh.onnx", {}

@@ -199,7 +199,7 @@ def _check_inputs(out: Path, need: set[str], trust: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = OneLineParser(prog="python -m build.train.fixtures", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--out", default=str(REPO / "build" / "fixtures"), type=output_dir, help="where the .pth files go")
     p.add_argument("--work", default="/tmp/dynpose-fixtures", type=output_dir,

@@ -44,7 +44,8 @@ def add_trt_arguments(parser: argparse.ArgumentParser) -> None:
                    help="builder optimisation level 0-5 (default 3)")
     g.add_argument("--timing-cache", default=None, type=output_file,
                    help="timing cache file (default OUT/timing-cache/trt<ver>-sm<sm>.cache, reused across builds)")
-    g.add_argument("--plugin-lib", default=None, type=existing_file, help="TensorRT plugin .so for ONNX files with plugin nodes")
+    g.add_argument("--plugin-lib", default=None, type=existing_file,
+                   help="TensorRT plugin .so for ONNX files with plugin nodes")
 
 
 def _str_or_none(p: object) -> str | None:

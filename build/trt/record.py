@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.backends.trt import JETPACK_BY_L4T, read_l4t
-from runtime.errors import EXIT_INPUT, register_expected
+from runtime.errors import EXIT_INPUT, InputError, register_expected
 from runtime.manifest import save_manifest, sha256_file
 
 from .compat import count_dla_layers
@@ -102,8 +102,16 @@ def _onnx_io(path: Path) -> list[dict[str, Any]]:
 def record_engines(root: Path) -> dict[str, Any]:
     """Update ``root/manifest.json`` from ``trt_plan`` + the trtexec logs; returns the manifest."""
     root = Path(root)
-    manifest = json.loads((root / "manifest.json").read_text())
-    plan = manifest.get("trt_plan", {})
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read {root / 'manifest.json'} ({str(e).splitlines()[0][:120]})", "DIR",
+                         "pass the artifacts folder python -m build.engines wrote") from None
+    plan = manifest.get("trt_plan") if isinstance(manifest, dict) else None
+    if not isinstance(plan, dict) or not isinstance(plan.get("engines"), dict) or not plan["engines"]:
+        # nothing to record would still say "written": refuse before touching the manifest
+        raise InputError(f"{root / 'manifest.json'} has no trt_plan engines", "DIR",
+                         "pass the artifacts folder of a TensorRT target whose build_plan.sh ran")
     l4t = read_l4t()
     timings: dict[str, dict[str, Any]] = {}
     for role, spec in plan.get("engines", {}).items():
