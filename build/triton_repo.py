@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from runtime.cli_args import OneLineParser, artifacts_dir, nonneg_int, output_dir, positive_int, run_precision
+from runtime.cli_args import OneLineParser, nonneg_int, output_dir, positive_int, run_precision
 from runtime.errors import EXIT_INPUT, InputError, guarded, register_expected
 from runtime.manifest import ManifestError, load_manifest, manifest_path, model_file
 
@@ -261,7 +261,8 @@ def print_summary(repo: Path, summary: Mapping[str, Any]) -> None:
 
 def _main(argv: list[str]) -> int:
     p = OneLineParser(prog="python -m build.triton_repo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--engines", required=True, type=artifacts_dir, help="artifacts folder with manifest.json")
+    p.add_argument("--engines", required=True, type=Path,   # write_repo reads (and checks) its manifest first
+                   help="artifacts folder with manifest.json")
     p.add_argument("--out", required=True, type=output_dir, help="model repository folder (created or added to)")
     p.add_argument("--precision", default="fp32", type=run_precision,
                    help="ONNX variant for python models: fp32, fp16, int8 (= int8_cpu) or a variant name")
