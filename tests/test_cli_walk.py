@@ -200,3 +200,14 @@ def test_dynpose_unknown_and_missing_commands(capsys: pytest.CaptureFixture[str]
         resolve(["eval"])
     entry, prog, rest = resolve(["eval", "coco", "--gt", "x"])
     assert entry is not None and entry[0] == "bench.coco_eval" and prog == "dynpose eval coco" and rest == ["--gt", "x"]
+
+
+def test_dynpose_names_the_extra_a_missing_module_needs() -> None:
+    from runtime.cli import load
+    from runtime.errors import EXIT_INCOMPLETE, UserError
+
+    with pytest.raises(UserError, match=r"dynpose x needs tools, which is not installed") as e:
+        load(("tools.not_installed_here", "main", "python -m tools.not_installed_here", ""), "dynpose x")
+    assert e.value.code == EXIT_INCOMPLETE
+    with pytest.raises(ModuleNotFoundError):   # a bug (an unknown module), not a missing extra: not hidden
+        load(("no_such_package_anywhere", "main", "", ""), "dynpose x")
