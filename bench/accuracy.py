@@ -22,7 +22,7 @@ from typing import Sequence
 from bench.precision_table import PERSON_SCORES, PRECISIONS, available, format_markdown, measure, to_dict
 from bench.workload import load_frames
 from runtime import expected_errors  # noqa: F401 (registers the runtime's error classes)
-from runtime.cli_args import OneLineParser, existing_dir, nonneg_int, number, output_dir
+from runtime.cli_args import OneLineParser, existing_dir, nonneg_int, number, output_dir, output_file
 from runtime.errors import InputError, guarded
 from runtime.records import read_json
 from runtime.safe_io import atomic_write_text
@@ -94,7 +94,7 @@ def _main(argv: Sequence[str]) -> int:
     ap.add_argument("--person-score", default="box", choices=PERSON_SCORES,
                     help="rank people by the box score (as the fixture report) or the runtime's "
                          "box x mean keypoint score (see bench/precision_table.py)")
-    ap.add_argument("--json", default=None, help="where the table goes (default WORK/accuracy.json)")
+    ap.add_argument("--json", type=output_file, default=None, help="where the table goes (default WORK/accuracy.json)")
     a = ap.parse_args(argv)
     precisions = [p for p in (a.precisions or ",".join(PRECISIONS)).split(",") if p]
     bad = sorted(set(precisions) - set(PRECISIONS))

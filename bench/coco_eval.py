@@ -24,7 +24,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from bench.gt_records import read_gt
-from runtime.cli_args import OneLineParser, existing_file
+from runtime.cli_args import OneLineParser, add_json_argument, existing_file
+from runtime.safe_io import atomic_write_text
 from runtime.errors import guarded
 from runtime.records import RecordError, read_json
 
@@ -255,13 +256,17 @@ def _main(argv: Sequence[str]) -> int:
     ap.add_argument("--gt", required=True, type=existing_file, help="COCO keypoint ground truth json")
     ap.add_argument("--results", required=True, type=existing_file,
                     help="COCO keypoint results json (list of records; dropped-box records are skipped)")
-    ap.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    add_json_argument(ap, "write the numbers as JSON to FILE (bare --json: print them instead of the table)",
+                      old=None, stdout=True)
     ap.add_argument("--verbose", action="store_true", help="let pycocotools print its own summary")
     a = ap.parse_args(argv)
     gt, res = load_gt(a.gt, a.verbose), read_results(a.results)
     stats = evaluate_keypoints(gt, res, verbose=a.verbose)
-    cover = coverage(gt, res, a.results)
-    print(json.dumps({**stats, **cover}) if a.json else format_stats(stats))
+    report = {**stats, **coverage(gt, res, a.results)}
+    print(json.dumps(report) if a.json is True else format_stats(stats))
+    if isinstance(a.json, Path):
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(a.json, json.dumps(report) + "\n")
     return 0
 
 

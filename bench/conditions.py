@@ -237,10 +237,18 @@ def format_conditions(conditions: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.conditions", description=__doc__.splitlines()[0])
-    ap.add_argument("--backend", default=None)
-    ap.add_argument("--precision", default=None)
-    ap.add_argument("--batch", type=int, default=None)
+    from runtime.errors import guarded
+
+    return guarded(_main, argv, prog="python -m bench.conditions")
+
+
+def _main(argv: Sequence[str]) -> int:
+    from runtime.cli_args import OneLineParser, positive_int
+
+    ap = OneLineParser(prog="python -m bench.conditions", description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", default=None, help="the backend the recorded run used")
+    ap.add_argument("--precision", default=None, help="the variant the recorded run used (fp32, int8_cpu, ...)")
+    ap.add_argument("--batch", type=positive_int, default=None)
     ap.add_argument("--markdown", action="store_true", help="print a bullet list instead of JSON")
     a = ap.parse_args(argv)
     cond = collect_conditions(a.backend, a.precision, a.batch)

@@ -109,8 +109,9 @@ def evaluate(root: Path, data: Path, variants: Sequence[str] | None = None, scor
              iou_thr: float = 0.7, drift_score: float = 0.5) -> list[dict[str, Any]]:
     manifest = load_manifest(root)
     if ROLE not in manifest["models"]:
-        raise SystemExit(f"error: no detector in {root} (--engines): build with "
-                         "`python -m build.engines --detector PATH.onnx`")
+        from runtime.errors import InputError
+        raise InputError(f"no detector in {root}", "--engines",
+                         "build with `python -m build.engines --detector PATH.onnx`")
     entry = manifest["models"][ROLE]
     have = ["fp32", *entry.get("variants", {})]
     variants = [v for v in VARIANTS if v in have] if variants is None else list(variants)
@@ -144,15 +145,24 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.detector_eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--engines", required=True, type=Path, help="artifacts folder with a detector role")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="COCO folder (images + person_keypoints.json)")
+    from runtime.errors import guarded
+
+    return guarded(_main, argv, prog="python -m bench.detector_eval")
+
+
+def _main(argv: list[str]) -> int:
+    from runtime.cli_args import OneLineParser, artifacts_dir, existing_dir, output_file, unit_float
+
+    p = OneLineParser(prog="python -m bench.detector_eval", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engines", required=True, type=artifacts_dir, help="artifacts folder with a detector role")
+    p.add_argument("--data", type=existing_dir, default=DEFAULT_DATA,
+                   help="COCO folder (images + person_keypoints.json)")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=None, help="default: every one built")
-    p.add_argument("--score-thr", type=float, default=0.01, help="score threshold for AP (low: full PR curve)")
-    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU")
-    p.add_argument("--drift-score", type=float, default=0.5, help="fp32 score of the anchors the drift uses")
-    p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    p.add_argument("--score-thr", type=unit_float, default=0.01, help="score threshold for AP (low: full PR curve)")
+    p.add_argument("--iou", type=unit_float, default=0.7, help="NMS IoU")
+    p.add_argument("--drift-score", type=unit_float, default=0.5, help="fp32 score of the anchors the drift uses")
+    p.add_argument("--json", type=output_file, default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     rows = evaluate(args.engines, args.data, args.variants, args.score_thr, args.iou, args.drift_score)
     print(format_table(rows))

@@ -37,7 +37,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from bench.coco_eval import COCO_SIGMAS, coverage, load_gt, read_results, run_cocoeval, stats_dict
-from runtime.cli_args import OneLineParser, existing_file, number
+from runtime.cli_args import OneLineParser, add_json_argument, existing_file, number
+from runtime.safe_io import atomic_write_text
 from runtime.errors import guarded
 from runtime.records import json_safe
 
@@ -294,7 +295,8 @@ def _main(argv: Sequence[str]) -> int:
                     help="COCO keypoint results json; optional per-record 'presence' [17]")
     ap.add_argument("--threshold", default=str(DEFAULT_THRESHOLD), type=_threshold,
                     help="presence threshold in (0,1], or 'best'")
-    ap.add_argument("--json", action="store_true", help="print the full report as JSON")
+    add_json_argument(ap, "write the full report as JSON to FILE (bare --json: print it instead of the table)",
+                      old=None, stdout=True)
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
     gt, res = load_gt(a.gt, a.verbose), read_results(a.results)
@@ -306,9 +308,13 @@ def _main(argv: Sequence[str]) -> int:
         print(f"warning: {rep['results_without_presence']} of {len(posed)} results in {a.results} have no "
               "'presence'; they count as present on every keypoint, so the presence figures do not "
               "describe a model for them", file=sys.stderr)
-    if a.json:
-        print(json.dumps(json_safe(rep), indent=1, allow_nan=False))
-        return 0
+    if a.json is not None:
+        text = json.dumps(json_safe(rep), indent=1, allow_nan=False)
+        if a.json is True:
+            print(text)
+            return 0
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(a.json, text + "\n")
     print("Ex-OKS " + " ".join(f"{k}={rep[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR")))
     acc = rep["presence_accuracy"]
     print(f"presence threshold {rep['presence_threshold']:.2f} (best {rep['best_presence_threshold']:.2f}), "

@@ -42,6 +42,7 @@ from typing import Any, Sequence
 
 from bench.conditions import machine_kind
 from bench.rounds import Spread, ratio_rounds
+from runtime.cli_args import OneLineParser, existing_file, number
 from runtime.errors import InputError, guarded
 from runtime.safe_io import atomic_write_text
 
@@ -309,7 +310,7 @@ def record(run: dict[str, Any], baseline: dict[str, Any], tolerance: float, rati
 
 
 def _main(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.gates", description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog="python -m bench.gates", description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="pytest-benchmark --benchmark-json output")
     ap.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE)
     ap.add_argument("--partial", action="store_true",
@@ -317,7 +318,7 @@ def _main(argv: Sequence[str]) -> int:
     ap.add_argument("--record", action="store_true",
                     help="store this run's absolute figures as the baseline of this machine kind")
     ap.add_argument("--record-ratios", action="store_true", help="with --record: also re-base the ratio gates")
-    ap.add_argument("--tolerance", type=float, default=0.3,
+    ap.add_argument("--tolerance", type=number(float, lo=0, hi=1, hi_open=True), default=0.3,
                     help="with --record: allowed relative drop of absolute figures on this machine kind")
     a = ap.parse_args(argv)
     run = load_run(a.run)

@@ -88,6 +88,9 @@ def check_dataset(data: object, src: str, num_keypoints: int = NUM_KEYPOINTS) ->
         images.append(im)
     ids = {im["id"] for im in images}
     anns = [check_annotation(a, i, src, ids, num_keypoints) for i, a in enumerate(data["annotations"])]
+    if not anns:   # pycocotools would print AP -1 and exit 0: nothing was measured
+        raise RecordError("has no annotations: nothing to score against", src,
+                          "pass a ground truth file with annotated people")
     cats = data.get("categories")
     if not isinstance(cats, list) or not cats:
         cats = [{"id": 1, "name": "person", "supercategory": "person"}]

@@ -31,7 +31,7 @@ import numpy as np
 from bench.coco_eval import evaluate_keypoints
 from bench.workload import CropSet, Frame, load_frames, make_cropset
 from runtime import expected_errors  # noqa: F401 (registers the runtime's error classes)
-from runtime.cli_args import OneLineParser, existing_dir, output_dir
+from runtime.cli_args import OneLineParser, existing_dir, output_dir, run_precision
 from runtime.errors import guarded
 from runtime.pipeline import PipelineOptions, PosePipeline, decode_outputs
 from runtime.records import read_json
@@ -259,7 +259,8 @@ def _main(argv: Sequence[str]) -> int:
                     help="where to build when --engines is absent")
     ap.add_argument("--data", type=existing_dir, default=DEFAULT_DATA, help="COCO folder with person_detections.json")
     ap.add_argument("--backend", default="ort", choices=("ort", "trt", "auto"))
-    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--precision", default="fp32", type=run_precision,
+                    help="fp32, fp16, int8 (= int8_cpu) or a variant name")
     ap.add_argument("--timing", default="model", choices=("model", "measured"))
     ap.add_argument("--out", type=output_dir, default=REPO / "docs", help="folder for tradeoff.md/.csv/.png")
     a = ap.parse_args(argv)

@@ -81,22 +81,34 @@ def format_rows(rows: list[tuple[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
+def clip_dir(text: str) -> Path:
+    """--clip: a folder written by build.synth --video (its ground truth and boxes, checked before any frame)."""
     from runtime.cli_args import existing_dir
 
-    p = argparse.ArgumentParser(prog="python -m bench.track_eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--clip", required=True, type=existing_dir, help="folder written by build.synth --video")
+    clip = existing_dir(text)
+    for name in ("person_keypoints.json", "detections.json"):
+        if not (clip / name).is_file():
+            raise argparse.ArgumentTypeError(f"{text} has no {name}; pass a folder written by "
+                                             "python -m build.synth --video")
+    return clip
+
+
+def main(argv: list[str]) -> int:
+    from runtime.cli_args import OneLineParser, add_json_argument
+
+    p = OneLineParser(prog="python -m bench.track_eval", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clip", required=True, type=clip_dir, help="folder written by build.synth --video")
     p.add_argument("--no-hog", action="store_true", help="only the clip's own boxes")
-    p.add_argument("--json-out", default=None)
+    add_json_argument(p, "also write the numbers here (JSON)")
     a = p.parse_args(argv)
     dets = {"clip boxes": JsonDetections(a.clip / "detections.json")}
     if not a.no_hog:
         dets["HOG"] = HogDetector()
     rows = evaluate_clip(a.clip, dets)
     print(format_rows(rows))
-    if a.json_out:
-        atomic_write_text(a.json_out, json.dumps(dict(rows), indent=2))
+    if a.json:
+        atomic_write_text(Path(a.json), json.dumps(dict(rows), indent=2))
     return 0
 
 

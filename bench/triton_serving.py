@@ -1,6 +1,6 @@
 """Triton serving throughput: one server, 1 and 4 camera clients, vs the in-process ORT backend.
 
-    python -m bench.triton_serving [--engines ARTIFACTS] [--frames 40] [--out .benchmarks/triton.json]
+    python -m bench.triton_serving [--engines ARTIFACTS] [--frames 40] [--json .benchmarks/triton.json]
 
 One run, figures printed and written as JSON (docs/results/2026-12-triton.md
 has this machine's numbers). Not a pytest file and not in ``make
@@ -162,11 +162,22 @@ def print_table(r: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.triton_serving", description=__doc__.split("\n\n")[0])
-    p.add_argument("--engines", type=Path, default=None,
+    from runtime.errors import guarded
+
+    return guarded(_main, argv, prog="python -m bench.triton_serving")
+
+
+def _main(argv: list[str]) -> int:
+    from runtime.cli_args import DeprecatedAlias, OneLineParser, artifacts_dir, output_file, positive_int
+
+    p = OneLineParser(prog="python -m bench.triton_serving", description=__doc__.split("\n\n")[0])
+    p.add_argument("--engines", type=artifacts_dir, default=None,
                    help="artifacts folder (default: build the fixture-dyn config for the CPU once)")
-    p.add_argument("--frames", type=int, default=40, help="frames per client")
-    p.add_argument("--out", type=Path, default=Path(".benchmarks/triton.json"))
+    p.add_argument("--frames", type=positive_int, default=40, help="frames per client")
+    p.add_argument("--json", type=output_file, default=Path(".benchmarks/triton.json"), metavar="FILE",
+                   help="where the result JSON goes")
+    p.add_argument("--out", dest="json", type=output_file, action=DeprecatedAlias, new="--json",
+                   help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-triton-") as tmp:
         work = Path(tmp)
@@ -177,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             art = build_artifacts(work / "art", "fixture-dyn",
                                   extra=("--calib-data", str(shared_data_dir() / "coco-mini")))
         result = run(art, work, args.frames)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     print_table(result)
-    print(f"-> {args.out}")
+    print(f"-> {args.json}")
     return 0
 
 

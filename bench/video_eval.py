@@ -243,23 +243,47 @@ def format_table(rows: Iterable[tuple[str, Mapping[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    from runtime.cli_args import existing_file
+def check_inputs(gt: Path, jsonls: Sequence[Path]) -> None:
+    """The ground truth and every JSON Lines file parsed once before any scoring: a bad one is one
+    line naming the file (and line), not a JSONDecodeError deep in the evaluation."""
+    from bench.gt_records import read_gt
+    from runtime.errors import InputError
 
-    p = argparse.ArgumentParser(prog="python -m bench.video_eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    read_gt(gt, "--gt")
+    for path in jsonls:
+        records = 0
+        for n, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+            try:
+                ok = not line.strip() or isinstance(json.loads(line), dict)
+            except json.JSONDecodeError:
+                ok = False
+            if not ok:
+                raise InputError(f"line {n} is not a JSON object", f"--jsonl {path}",
+                                 "pass the results.jsonl written by python -m runtime.video")
+            records += bool(line.strip())
+        if not records:
+            raise InputError("holds no frames: nothing to score", f"--jsonl {path}",
+                             "pass the results.jsonl of a run that processed the clip")
+
+
+def main(argv: list[str]) -> int:
+    from runtime.cli_args import OneLineParser, add_json_argument, existing_file
+
+    p = OneLineParser(prog="python -m bench.video_eval", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gt", required=True, type=existing_file, help="the clip's person_keypoints.json")
     p.add_argument("--jsonl", required=True, type=existing_file, nargs="+",
                    help="runtime.video JSON Lines (several: one row each)")
-    p.add_argument("--json-out", default=None, help="also write the numbers here")
+    add_json_argument(p, "also write the numbers here (JSON)")
     a = p.parse_args(argv)
+    check_inputs(a.gt, a.jsonl)
     stems = [Path(j).stem for j in a.jsonl]
     names = [f"{Path(j).parent.name}/{Path(j).stem}" if stems.count(Path(j).stem) > 1 else Path(j).stem
              for j in a.jsonl]
     rows = [(n, evaluate_run(a.gt, j)) for n, j in zip(names, a.jsonl)]
     print(format_table(rows))
-    if a.json_out:
-        atomic_write_text(Path(a.json_out), json.dumps(dict(rows), indent=2))
+    if a.json:
+        atomic_write_text(Path(a.json), json.dumps(dict(rows), indent=2))
     return 0
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from calib.stage import add_calib_arguments, run_calibration
-from runtime.cli_args import existing_file, existing_path, nonneg_int, number, output_dir, percent, unit_float
+from runtime.cli_args import (OneLineParser, existing_file, existing_path, nonneg_int, number, output_dir, percent,
+                              unit_float)
 from runtime.errors import InputError, guarded
 from runtime.manifest import save_manifest
 
@@ -43,8 +44,8 @@ SYNTH_CALIB_IMAGES = 200
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m build.engines", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = OneLineParser(prog="python -m build.engines", description=__doc__,
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default=DEFAULT_CONFIG, help="named pipeline config (see --list-configs)")
     p.add_argument("--list-configs", action="store_true", help="print the known configs and exit")
     p.add_argument("--out", default="artifacts", type=output_dir,

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from runtime.cli_args import existing_dir, existing_file, nonneg_int, number, output_file, positive_int
+from runtime.cli_args import OneLineParser, existing_dir, existing_file, nonneg_int, number, out_file_in, positive_int
 from runtime.errors import InputError, guarded
 
 from .artifacts import build_network, load_weights
@@ -114,8 +114,8 @@ def _read_json(path: str | Path, flag: str, kind: type) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m build.router", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m build.router", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="pipeline config naming the small/large/router architectures")
     p.add_argument("--small-ckpt", default=None, type=existing_file,
                    help="small net checkpoint (default: the config's bundled one)")
@@ -132,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--epochs", type=number(int, lo=1, hi=10_000), default=30)
     p.add_argument("--max-images", type=positive_int, default=None, help="use only the first N images")
     p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--out", default="router.pth", type=output_file)
+    p.add_argument("--out", default=".", type=out_file_in("router.pth", ".pth"), metavar="DIR",
+                   help="folder for router.pth (default: the current folder)")
     a = p.parse_args(argv)
     meta = train_router(a.config, a.small_ckpt, a.large_ckpt, a.data, a.images, a.out, a.dets, a.jitter,
                         a.epochs, seed=a.seed, max_images=a.max_images, trust=a.trust_checkpoint)

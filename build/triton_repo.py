@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from runtime.cli_args import OneLineParser, nonneg_int, output_dir, positive_int, run_precision
 from runtime.errors import EXIT_INPUT, InputError, guarded, register_expected
 from runtime.manifest import ManifestError, load_manifest, manifest_path, model_file
 from runtime.safe_io import atomic_write_text, copy_file
@@ -258,13 +259,13 @@ def add_triton_arguments(p: argparse.ArgumentParser, with_repo: bool = False) ->
     """The flags build.engines shares with this module's own CLI (``with_repo``: also --triton-repo)."""
     g = p.add_argument_group("Triton model repository (docs/triton.md)")
     if with_repo:
-        g.add_argument("--triton-repo", type=Path, default=None,
+        g.add_argument("--triton-repo", type=output_dir, default=None,
                        help="also write (or add a version to) this Triton model repository")
     g.add_argument("--triton-kind", choices=KINDS, default="auto",
                    help="python: ONNX Runtime in Triton's python backend (any CPU); plan: tensorrt_plan "
                         "models from the engines; auto: plan for GPU targets or when the manifest has engines")
-    g.add_argument("--triton-instances", type=int, default=1, help="instance_group count per model")
-    g.add_argument("--triton-queue-delay-us", type=int, default=QUEUE_DELAY_US,
+    g.add_argument("--triton-instances", type=positive_int, default=1, help="instance_group count per model")
+    g.add_argument("--triton-queue-delay-us", type=nonneg_int, default=QUEUE_DELAY_US,
                    help="dynamic batching max_queue_delay_microseconds")
     g.add_argument("--no-triton-bls", action="store_true", help="skip the dynpose BLS model")
     g.add_argument("--no-triton-batching", action="store_true",
@@ -302,10 +303,12 @@ def print_summary(repo: Path, summary: Mapping[str, Any]) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m build.triton_repo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--engines", required=True, type=Path, help="artifacts folder with manifest.json")
-    p.add_argument("--out", required=True, type=Path, help="model repository folder (created or added to)")
-    p.add_argument("--precision", default="fp32", help="ONNX variant for python models (fp32, int8_cpu, ...)")
+    p = OneLineParser(prog="python -m build.triton_repo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--engines", required=True, type=Path,   # write_repo reads (and checks) its manifest first
+                   help="artifacts folder with manifest.json")
+    p.add_argument("--out", required=True, type=output_dir, help="model repository folder (created or added to)")
+    p.add_argument("--precision", default="fp32", type=run_precision,
+                   help="ONNX variant for python models: fp32, fp16, int8 (= int8_cpu) or a variant name")
     add_triton_arguments(p)
     args = p.parse_args(argv)
     summary = write_repo(args.engines, args.out, options_from_args(args, args.precision))

@@ -243,16 +243,16 @@ def plot(res: dict[str, Any], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from runtime.cli_args import existing_dir, number
+    from runtime.cli_args import OneLineParser, artifacts_dir, nonneg_int, number, output_file
 
-    p = argparse.ArgumentParser(prog="python -m calib.coverage", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--engines", required=True, type=existing_dir, help="built artifacts folder")
+    p = OneLineParser(prog="python -m calib.coverage", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engines", required=True, type=artifacts_dir, help="built artifacts folder")
     p.add_argument("--scenes", type=number(int, lo=1), default=N_EVAL_SCENES,
                    help="held-out synthetic scenes (300: see N_EVAL_SCENES for why not fewer)")
-    p.add_argument("--seed", type=int, default=EVAL_SEED, help="held-out scene seed (the build fits on seed 0)")
-    p.add_argument("--plot", type=Path, default=None, help="write the coverage curve PNG here")
-    p.add_argument("--json", type=Path, default=None, help="write the numbers as JSON here")
+    p.add_argument("--seed", type=nonneg_int, default=EVAL_SEED, help="held-out scene seed (the build fits on seed 0)")
+    p.add_argument("--plot", type=output_file, default=None, help="write the coverage curve PNG here")
+    p.add_argument("--json", type=output_file, default=None, help="write the numbers as JSON here")
     args = p.parse_args(argv)
     from runtime.errors import InputError
     from runtime.manifest import ManifestError
@@ -277,4 +277,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     from runtime.errors import guarded
-    sys.exit(guarded(main, sys.argv[1:]))
+    sys.exit(guarded(main, sys.argv[1:], prog="python -m calib.coverage"))

@@ -63,6 +63,15 @@ def existing_dir(text: str) -> Path:
     return p
 
 
+def artifacts_dir(text: str) -> Path:
+    """A built artifacts folder: exists and holds manifest.json (its content is checked at load)."""
+    p = existing_dir(text)
+    if not (p / "manifest.json").is_file():
+        raise argparse.ArgumentTypeError(f"{text} has no manifest.json; build it with python -m build.engines "
+                                         "and pass the folder it prints")
+    return p
+
+
 def existing_path(text: str) -> Path:
     p = Path(text)
     if not p.exists():
@@ -105,14 +114,87 @@ def output_file(text: str) -> Path:
     return p
 
 
+# ``python -m X`` prog -> the name the ``dynpose`` command runs it under (set by runtime.cli), so
+# usage lines and "see ... --help" hints name the command the user typed.
+PROG_NAMES: dict[str, str] = {}
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad flag as one ``error: ...`` line (no usage block) via the
     shared boundary, so every command fails the same way (exit 2)."""
+
+    def __init__(self, *args: object, prog: str | None = None, **kw: object) -> None:
+        for old, new in PROG_NAMES.items():   # "python -m build.synth --video" -> "dynpose synth --video"
+            if prog and (prog == old or prog.startswith(old + " ")):
+                prog = new + prog[len(old):]
+        super().__init__(*args, prog=prog, **kw)   # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
         from .errors import InputError
 
         raise InputError(message, None, f"see {self.prog} --help")
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old flag spelling kept for one release: stores into the new flag's dest and prints one
+    ``warning:`` line naming the new spelling (CHANGELOG.md lists every alias)."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kw: object) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kw)   # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        import sys
+
+        print(f"warning: {option_string} is deprecated and goes in the next release; use {self.new}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_json_argument(p: argparse.ArgumentParser, help: str, old: str | None = "--json-out",
+                      stdout: bool = False) -> None:
+    """``--json FILE``: the one spelling of "also write the result as JSON here" (``old``: a deprecated alias;
+    ``stdout``: a bare ``--json`` gives True: print the JSON instead, as the evaluators always did)."""
+    more = {"nargs": "?", "const": True} if stdout else {}   # not a str: argparse would run type= on it
+    p.add_argument("--json", type=output_file, default=None, metavar="FILE", help=help,
+                   **more)  # type: ignore[arg-type]
+    if old:
+        p.add_argument(old, dest="json", type=output_file, action=DeprecatedAlias, new="--json",
+                       help=argparse.SUPPRESS)
+
+
+def out_file_in(name: str, *old_suffixes: str) -> Callable[[str], Path]:
+    """``--out DIR``: the one meaning of --out (a folder); the command writes DIR/``name``. A path ending
+    in one of ``old_suffixes`` that is not a folder is the old file spelling: kept one release, with a
+    one-line warning (CHANGELOG.md)."""
+
+    def parse(text: str) -> Path:
+        if text.endswith(old_suffixes) and not Path(text).is_dir():
+            import sys
+
+            print(f"warning: --out FILE is deprecated and goes in the next release; pass a folder "
+                  f"(--out DIR writes DIR/{name})", file=sys.stderr)
+            return output_file(text)
+        return output_dir(text) / name
+
+    parse.__name__ = "folder"
+    return parse
+
+
+def run_precision(text: str) -> str:
+    """--precision at run time: fp32, fp16, int8 (the build's names; int8 = the int8_cpu variant ONNX
+    Runtime runs) or any variant name in the manifest (int8_cpu, int8_trt ...), checked at load."""
+    from .manifest import PRECISION_VARIANTS
+
+    if not text or not text.replace("_", "").isalnum():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a precision; use fp32, fp16, int8 or a variant name")
+    return PRECISION_VARIANTS.get(text, text)
+
+
+run_precision.__name__ = "precision"
+
+port = number(int, lo=0, hi=65535)   # a TCP port; 0 = a free one (the servers' --port flags)
 
 def host_port(text: str) -> str:
     """``HOST:PORT`` of a network endpoint (``--triton-url``), port 1-65535, no scheme."""

@@ -21,8 +21,8 @@ from tqdm import tqdm
 from . import expected_errors  # noqa: F401 (registers the runtime's error classes)
 from .account import RunAccount
 from .backends.base import BackendError
-from .cli_args import (OneLineParser, existing_dir, existing_file, host_port, nonneg_float, number, output_file,
-                       positive_int)
+from .cli_args import (OneLineParser, existing_dir, existing_file, host_port, nonneg_float, number, out_file_in,
+                       positive_int, run_precision)
 from .errors import IncompleteRun, guarded
 from .json_array import JsonArrayWriter
 from .pipeline import PipelineOptions, PosePipeline
@@ -55,12 +55,14 @@ def build_parser() -> OneLineParser:
     src.add_argument("--dets", type=existing_file, help="person detections, COCO results JSON")
     src.add_argument("--detector", help="make the boxes here: engine (the artifacts' detector), onnx:PATH or hog; "
                      "a pose detector's own keypoints go into each record as det_keypoints")
-    p.add_argument("--out", default=Path("results.json"), type=output_file, help="COCO keypoint results JSON")
+    p.add_argument("--out", default=".", type=out_file_in("results.json", ".json"), metavar="DIR",
+                   help="folder for results.json (COCO keypoint results; default: the current folder)")
     p.add_argument("--policy", default="dyn", choices=POLICIES)
     p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt", "triton"))
     p.add_argument("--triton-url", type=host_port, default=None,
                    help="gRPC HOST:PORT of the Triton server for --backend triton")
-    p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
+    p.add_argument("--precision", default="fp32", type=run_precision,
+                   help="fp32, fp16 or int8 as at build time (int8 = int8_cpu), or a variant name; ORT backend")
     p.add_argument("--budget-ms", type=number(float, lo=0, lo_open=True), default=None,
                    help="per-frame latency budget (caps large-net crops)")
     p.add_argument("--score-thr", type=nonneg_float, default=None, help="drop boxes scoring below this")

@@ -126,8 +126,13 @@ def rebuild_command(manifest: dict[str, Any], root: str | Path) -> str:
                                target=manifest.get("target", "<target>"), out=Path(root).parent)
 
 
+# build-time precision names (build.engines --precision) -> the ONNX variant ONNX Runtime runs
+PRECISION_VARIANTS = {"int8": "int8_cpu"}
+
+
 def model_file(root: str | Path, manifest: dict[str, Any], role: str, variant: str | None = None) -> Path:
-    """Path of a role's ONNX (fp32 or a named variant such as int8_cpu)."""
+    """Path of a role's ONNX (fp32 or a named variant such as int8_cpu; ``int8`` means int8_cpu)."""
+    variant = PRECISION_VARIANTS.get(variant or "", variant)
     entry = manifest["models"][role]
     rel = entry["onnx"] if variant in (None, "fp32") else entry.get("variants", {}).get(variant, {}).get("onnx")
     if rel is None:

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .backends import backend_class, open_backend, resolve_backend_name
+from .backends import BACKENDS, backend_class, open_backend, resolve_backend_name
 from .errors import InputError
 from .backends.base import Pending
 from .decode import decode_heatmaps, decode_probmaps
@@ -74,6 +74,27 @@ def check_options(o: "PipelineOptions") -> None:
     if o.score_thr is not None and not (isinstance(o.score_thr, (int, float)) and np.isfinite(o.score_thr)):
         raise OptionError(f"score_thr must be a finite number, got {o.score_thr!r}", "score_thr",
                          "pass e.g. 0.3, or None")
+    if o.backend != "auto" and o.backend not in BACKENDS:
+        raise OptionError(f"unknown backend {o.backend!r}", "backend", f"choose one of auto, {', '.join(BACKENDS)}")
+    if not isinstance(o.precision, str) or not o.precision:
+        raise OptionError(f"precision must be a variant name, got {o.precision!r}", "precision",
+                          "pass e.g. 'fp32' or 'int8_cpu'")
+    if isinstance(o.seed, bool) or not isinstance(o.seed, (int, np.integer)) or o.seed < 0:
+        raise OptionError(f"seed must be an integer >= 0, got {o.seed!r}", "seed", "pass e.g. 0")
+    if not isinstance(o.backend_options, dict):
+        raise OptionError(f"backend_options must be a dict, got {type(o.backend_options).__name__}",
+                          "backend_options", "pass e.g. {'threads': 2}")
+    check_masses(o.credible)
+
+
+def check_masses(credible: object) -> None:
+    """``credible``: a sequence of masses strictly inside (0, 1) (() for none), as --credible parses them."""
+    ok = isinstance(credible, (tuple, list)) and all(
+        not isinstance(q, bool) and isinstance(q, (int, float, np.floating)) and 0.0 < float(q) < 1.0
+        for q in credible)
+    if not ok:
+        raise OptionError(f"credible masses must lie strictly between 0 and 1, got {credible!r}", "credible",
+                          "pass e.g. (0.5, 0.9), or () for no regions")
 
 
 @dataclass

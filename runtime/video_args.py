@@ -9,9 +9,10 @@ import argparse
 from pathlib import Path
 
 from .cli_args import (OneLineParser, host_port, nonneg_float, nonneg_int, number, output_dir, positive_float,
-                       positive_int, unit_float)
+                       positive_int, run_precision, unit_float)
 from .detectors import LAYOUTS
 from .live import add_live_arguments
+from .preprocess import DEFAULT_MAX_BOXES
 from .probfields import add_prob_arguments
 from .routing import POLICIES
 from .smoothing import parse_smooth
@@ -52,11 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt", "triton"))
     p.add_argument("--triton-url", type=host_port, default=None,
                    help="gRPC HOST:PORT of the Triton server for --backend triton")
-    p.add_argument("--precision", default="fp32", help="ONNX variant for the ORT backend (fp32, int8_cpu, ...)")
+    p.add_argument("--precision", default="fp32", type=run_precision,
+                   help="fp32, fp16 or int8 as at build time (int8 = int8_cpu), or a variant name; ORT backend")
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads per net")
     p.add_argument("--budget-ms", type=positive_float, default=None, help="per-frame latency budget (caps large-net crops)")
     p.add_argument("--score-thr", type=nonneg_float, default=None, help="drop boxes scoring below this")
-    p.add_argument("--max-boxes", type=positive_int, default=64, help="most people per frame")
+    p.add_argument("--max-boxes", type=positive_int, default=DEFAULT_MAX_BOXES,
+                   help="most people posed per frame and camera (highest scores kept; the rest say "
+                        "dropped: over_max_boxes); lower it to bound the per-frame cost")
     p.add_argument("--presence-thr", type=unit_float, default=None,
                    help="keypoints below this presence are drawn hollow (default: the manifest's)")
     p.add_argument("--hide-low", action="store_true", help="hide low-presence keypoints instead")

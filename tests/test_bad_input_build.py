@@ -244,7 +244,7 @@ ROUTER_CASES = {
     "data-json-list": (["--data", "{list_json}"], "--data"),
     "dets-json-object": (["--dets", "{kp}"], "--dets"),
     "large-ckpt-garbage": (["--large-ckpt", "{garbage}"], "--large-ckpt"),
-    "out-is-a-folder": (["--out", "{dir}"], "--out"),
+    "out-is-a-file": (["--out", "{file}"], "--out"),   # --out is a folder (DIR/router.pth) since the dynpose round
     "images-missing": (["--images", "{empty_dir}"], "--images"),
 }
 

@@ -82,7 +82,7 @@ def test_bad_paths_name_the_flag(cpu_artifacts, folder, tmp_path, capsys):
     cases = [(tmp_path / "nope", folder, dets, tmp_path / "r.json", "--engines"),
              (cpu_artifacts, a_file, dets, tmp_path / "r.json", "--images"),
              (cpu_artifacts, folder, tmp_path / "missing.json", tmp_path / "r.json", "--dets"),
-             (cpu_artifacts, folder, dets, tmp_path, "--out"),                       # a folder, not a file
+             (cpu_artifacts, folder, dets, a_file, "--out"),                         # a file, not a folder
              (cpu_artifacts, folder, dets, a_file / "r.json", "--out"),              # under a file
              (tmp_path, folder, dets, tmp_path / "r.json", "manifest")]              # no manifest.json
     for engines, images, d, out, name in cases:

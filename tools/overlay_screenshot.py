@@ -28,16 +28,25 @@ from runtime.safe_io import atomic_write_bytes  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--engines", required=True, type=Path)
-    p.add_argument("--source", type=Path, default=None, help="a real video instead of the synthetic clip")
-    p.add_argument("--seed", type=int, default=0, help="synthetic clip seed (default 0, the README's)")
-    p.add_argument("--frame", type=int, default=100)
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--out", type=Path, default=REPO / "docs" / "overlay.png")
+    """One line and a documented exit code for any failure (exit 4 on a full disk)."""
+    return guarded(_main, argv, prog="python -m tools.overlay_screenshot")
+
+
+def _main(argv: list[str]) -> int:
+    from runtime.cli_args import OneLineParser, artifacts_dir, existing_file, nonneg_int, number, out_file_in
+    from runtime.manifest import load_manifest
+
+    p = OneLineParser(prog="python -m tools.overlay_screenshot", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engines", required=True, type=artifacts_dir)
+    p.add_argument("--source", type=existing_file, default=None, help="a real video instead of the synthetic clip")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="synthetic clip seed (default 0, the README's)")
+    p.add_argument("--frame", type=number(int, lo=0, hi=100_000), default=100, help="0-based frame to grab")
+    p.add_argument("--width", type=number(int, lo=16, hi=8192), default=640)
+    p.add_argument("--out", type=out_file_in("overlay.png", ".png"), default=str(REPO / "docs"), metavar="DIR",
+                   help="folder for overlay.png (default: docs/)")
     args = p.parse_args(argv)
-    if args.out.suffix.lower() not in (".png", ".jpg", ".jpeg"):   # checked before the run, not after it
-        p.error(f"--out {args.out}: name a .png (or .jpg) file")
+    load_manifest(args.engines)   # a bad artifacts folder is refused before the clip is rendered
     with tempfile.TemporaryDirectory() as tmp:
         if args.source is None:
             clip = write_clip(Path(tmp) / "clip", ClipSpec(seed=args.seed),   # the whole clip: motion depends on its length
@@ -67,4 +76,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(guarded(main, None, prog="tools/overlay_screenshot.py"))   # one line, exit 4 on a full disk
+    raise SystemExit(main())

@@ -104,14 +104,22 @@ def serve(video: Path, mounts: int, port: int, fps: int, width: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tools.rtsp_server", description=__doc__.splitlines()[0])
-    ap.add_argument("--video", type=Path, required=True)
-    ap.add_argument("--mounts", type=int, default=1)
-    ap.add_argument("--port", type=int, default=0, help="0: a free port")
-    ap.add_argument("--fps", type=int, default=15)
-    ap.add_argument("--width", type=int, default=640)
+    from runtime.errors import guarded
+
+    return guarded(_main, argv, prog="python -m tools.rtsp_server")
+
+
+def _main(argv: list[str]) -> int:
+    from runtime.cli_args import OneLineParser, existing_file, number, port
+
+    ap = OneLineParser(prog="python -m tools.rtsp_server", description=__doc__.splitlines()[0])
+    ap.add_argument("--video", type=existing_file, required=True, help="video file replayed on every mount")
+    ap.add_argument("--mounts", type=number(int, lo=1, hi=64), default=1, help="mounts /cam0 ... (1-64)")
+    ap.add_argument("--port", type=port, default=0, help="0: a free port")
+    ap.add_argument("--fps", type=number(int, lo=1, hi=240), default=15)
+    ap.add_argument("--width", type=number(int, lo=16, hi=8192), default=640)
     a = ap.parse_args(argv)
-    serve(a.video, max(1, a.mounts), a.port or free_port(), max(1, a.fps), a.width)
+    serve(a.video, a.mounts, a.port or free_port(), a.fps, a.width)
     return 0
 
 

@@ -256,18 +256,34 @@ def _raise_stop(signum: int, _frame: object) -> None:
     raise _Stop(signum)
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0..65535)")
-    return int(text)
+def model_repo(text: str) -> Path:
+    """--repo: a model repository holding at least one model (NAME/config.pbtxt), checked before the server starts."""
+    import argparse
+
+    from runtime.cli_args import existing_dir
+
+    repo = existing_dir(text)
+    if not any((m / "config.pbtxt").is_file() for m in repo.iterdir()):
+        raise argparse.ArgumentTypeError(f"{text} holds no model (no NAME/config.pbtxt); write one with "
+                                         "python -m build.triton_repo")
+    return repo
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.triton_server", description=__doc__.split("\n\n")[0])
-    p.add_argument("--repo", required=True, type=Path, help="model repository (python -m build.triton_repo)")
-    p.add_argument("--grpc-port", type=_port, default=8001, help="0: any free port")
-    p.add_argument("--http-port", type=_port, default=8000, help="0: any free port")
-    p.add_argument("--venv", type=Path, default=DEFAULT_VENV)
+    from runtime.errors import guarded
+
+    return guarded(_main, argv, prog="python -m tools.triton_server")
+
+
+def _main(argv: list[str]) -> int:
+    from runtime.cli_args import OneLineParser, existing_dir, port
+
+    p = OneLineParser(prog="python -m tools.triton_server", description=__doc__.split("\n\n")[0])
+    p.add_argument("--repo", required=True, type=model_repo, help="model repository (python -m build.triton_repo)")
+    p.add_argument("--grpc-port", type=port, default=8001, help="0: a free port")
+    p.add_argument("--http-port", type=port, default=8000, help="0: a free port")
+    p.add_argument("--venv", type=existing_dir, default=DEFAULT_VENV,
+                   help="the server venv of tools/setup_triton.sh")
     args = p.parse_args(argv)
     old = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     server = None

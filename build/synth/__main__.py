@@ -5,19 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtime.cli_args import nonneg_int, number, output_dir
+from runtime.cli_args import OneLineParser, nonneg_int, number, output_dir
 from runtime.errors import InputError, guarded
 
 from .coco import load_photos, write_dataset
-
-
-def _photos(text: str) -> str:
-    """'' (no photos) or an existing folder: checked before any image is drawn."""
-    from pathlib import Path
-
-    if text and not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is not an existing folder (pass '' for synthetic backgrounds)")
-    return text
+from .video import photos_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     if any(x == "--video" or x.startswith("--video=") for x in argv):   # clips: build.synth.video
         from .video import main as video_main
         return video_main(argv)
-    p = argparse.ArgumentParser(prog="python -m build.synth", description=__doc__)
+    p = OneLineParser(prog="python -m build.synth", description=__doc__)
     p.add_argument("--out", required=True, type=output_dir,
                    help="output directory (images/, person_keypoints.json, detections.json)")
     p.add_argument("--n-images", type=number(int, lo=1, hi=1_000_000), default=200)
     p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--photos", default=None, type=_photos,
+    p.add_argument("--photos", default=None, type=photos_dir,
                    help="directory of .jpg backgrounds (default ../shared/data/coco-mini; '' for none)")
     p.add_argument("--level", choices=("easy", "medium", "hard"), default=None,
                    help="only scenes of this level (default: the training mix, see build.synth.scene.MIX)")

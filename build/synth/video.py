@@ -211,20 +211,34 @@ def long_clip(out_dir: str | Path, frames: int = 600, seed: int = 1, fps: float 
     return write_clip(out_dir, ClipSpec(seconds=frames / fps, fps=fps, people=7, seed=seed), load_photos(None))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from runtime.cli_args import number, output_dir
+def _file_stem(text: str) -> str:
+    """--name: a plain file name (the clip is written inside --video, never elsewhere)."""
+    if not text or "/" in text or "\\" in text or text in (".", "..") or "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a plain file name (no folders); e.g. synth")
+    return text
 
-    p = argparse.ArgumentParser(prog="python -m build.synth --video", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def photos_dir(text: str) -> str:
+    """--photos: '' (no photos) or an existing folder, checked before any frame is drawn."""
+    if text and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not an existing folder (pass '' for synthetic backgrounds)")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from runtime.cli_args import OneLineParser, nonneg_int, number, output_dir
+
+    p = OneLineParser(prog="python -m build.synth --video", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--video", required=True, type=output_dir, help="output folder")
     p.add_argument("--seconds", type=number(float, 0.04, 3600), default=10.0, help="clip length (default 10)")
     p.add_argument("--fps", type=number(float, 1, 120), default=25.0, help="frame rate (default 25)")
     p.add_argument("--width", type=number(int, 64, 4096), default=640)
     p.add_argument("--height", type=number(int, 64, 4096), default=480)
     p.add_argument("--people", type=number(int, 1, 50), default=5, help="people in the clip (default 5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", default="synth", help="video file name without .mp4 (default synth)")
-    p.add_argument("--photos", default=None,
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--name", default="synth", type=_file_stem, help="video file name without .mp4 (default synth)")
+    p.add_argument("--photos", default=None, type=photos_dir,
                    help="folder of .jpg backdrops (default ../shared/data/coco-mini; '' for none)")
     return p
 

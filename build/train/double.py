@@ -170,29 +170,41 @@ def cached_outer(path: Path = OUTER_FIXTURE) -> TopdownPoseNet | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from runtime.errors import guarded
+
+    return guarded(_main, argv, prog="python -m build.train.double")
+
+
+def _main(argv: list[str]) -> int:
     from calib.coverage import synthetic_set
     from calib.report import run_onnx
-    from runtime.cli_args import number
+    from runtime.cli_args import OneLineParser, number, output_dir, positive_float, unit_float
+    from runtime.errors import InputError
 
     from ..export import export_onnx, parity
 
-    p = argparse.ArgumentParser(prog="python -m build.train.double", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m build.train.double", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=number(float, lo=0.1), default=10.0, help="training wall-clock cap")
     p.add_argument("--scenes", type=number(int, lo=1), default=600, help="training scenes")
     p.add_argument("--eval-scenes", type=number(int, lo=1), default=100, help="held-out scenes")
-    p.add_argument("--out", type=Path, default=Path("artifacts/fixture-l-dh"), help="folder for .pth, .onnx, report")
+    p.add_argument("--out", type=output_dir, default=Path("artifacts/fixture-l-dh"),
+                   help="folder for .pth, .onnx, report")
     p.add_argument("--fixture", action="store_true",
                    help=f"train into {OUTER_FIXTURE.relative_to(FIXTURE.parents[2])} (reused when it fits the "
                         "current fixture-l; --retrain forces training)")
     p.add_argument("--retrain", action="store_true", help="with --fixture: train even when the cached file fits")
-    p.add_argument("--threshold", type=float, default=None,
+    p.add_argument("--threshold", type=unit_float, default=None,
                    help="presence threshold (default: fitted on synthetic cuts, as the fixture build does)")
-    p.add_argument("--temperature", type=float, default=None, help="presence temperature (default: fitted, ditto)")
+    p.add_argument("--temperature", type=positive_float, default=None,
+                   help="presence temperature (default: fitted, ditto)")
     p.add_argument("--eval-only", action="store_true", help="compare the ONNX already in --out, no training")
     a = p.parse_args(argv)
-    a.out.mkdir(parents=True, exist_ok=True)
     onnx_path, report = a.out / "large-dh.onnx", {}
+    if a.eval_only and not a.fixture and not onnx_path.is_file():   # --fixture exports the cached net
+        raise InputError(f"no {onnx_path.name} to compare", f"--eval-only --out {a.out}",
+                         "train it first (drop --eval-only) or point --out at a folder this command wrote")
+    a.out.mkdir(parents=True, exist_ok=True)
     net = cached_outer() if a.fixture and not a.retrain else None
     if net is not None:
         print(f"reusing {OUTER_FIXTURE} (trained on the current fixture-l)")

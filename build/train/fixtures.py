@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from bench.coco_eval import load_gt
-from runtime.cli_args import nonneg_int, number, output_dir, output_file, unit_float
+from runtime.cli_args import OneLineParser, nonneg_int, number, output_dir, output_file, unit_float
 from runtime.errors import InputError, guarded
 from runtime.routing import fit_thresholds
 
@@ -189,8 +189,8 @@ def _check_inputs(out: Path, need: set[str], trust: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m build.train.fixtures", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m build.train.fixtures", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--out", default=str(REPO / "build" / "fixtures"), type=output_dir, help="where the .pth files go")
     p.add_argument("--work", default="/tmp/dynpose-fixtures", type=output_dir,

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, MutableMapping
 
-from runtime.cli_args import positive_int
+from runtime.cli_args import existing_file, output_file, positive_int
 
 from .targets import TARGETS, BuildOptions, engine_specs, get_target
 from .plan import PLAN_NAME, write_plan
@@ -42,9 +42,14 @@ def add_trt_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--workspace-mb", type=positive_int, default=None, help="builder WORKSPACE pool limit in MiB")
     g.add_argument("--opt-level", type=int, default=None, choices=range(0, 6),
                    help="builder optimisation level 0-5 (default 3)")
-    g.add_argument("--timing-cache", default=None,
+    g.add_argument("--timing-cache", default=None, type=output_file,
                    help="timing cache file (default OUT/timing-cache/trt<ver>-sm<sm>.cache, reused across builds)")
-    g.add_argument("--plugin-lib", default=None, help="TensorRT plugin .so for ONNX files with plugin nodes")
+    g.add_argument("--plugin-lib", default=None, type=existing_file,
+                   help="TensorRT plugin .so for ONNX files with plugin nodes")
+
+
+def _str_or_none(p: object) -> str | None:
+    return None if p is None else str(p)   # paths go into JSON records as strings
 
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
@@ -53,7 +58,8 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         max_batch_pose=getattr(args, "max_batch_pose", None),
         dla=str(getattr(args, "dla", "auto")), dla_batch=getattr(args, "dla_batch", None),
         workspace_mb=getattr(args, "workspace_mb", None), opt_level=getattr(args, "opt_level", None),
-        timing_cache=getattr(args, "timing_cache", None), plugin_lib=getattr(args, "plugin_lib", None),
+        timing_cache=_str_or_none(getattr(args, "timing_cache", None)),
+        plugin_lib=_str_or_none(getattr(args, "plugin_lib", None)),
         precision=getattr(args, "precision", None) or "auto", require_trt=bool(getattr(args, "require_trt", False)))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.backends.trt import JETPACK_BY_L4T, read_l4t
-from runtime.errors import EXIT_INPUT, register_expected
+from runtime.errors import EXIT_INPUT, InputError, register_expected
 from runtime.manifest import save_manifest, sha256_file
 
 from .compat import count_dla_layers
@@ -102,8 +102,16 @@ def _onnx_io(path: Path) -> list[dict[str, Any]]:
 def record_engines(root: Path) -> dict[str, Any]:
     """Update ``root/manifest.json`` from ``trt_plan`` + the trtexec logs; returns the manifest."""
     root = Path(root)
-    manifest = json.loads((root / "manifest.json").read_text())
-    plan = manifest.get("trt_plan", {})
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read {root / 'manifest.json'} ({str(e).splitlines()[0][:120]})", "DIR",
+                         "pass the artifacts folder python -m build.engines wrote") from None
+    plan = manifest.get("trt_plan") if isinstance(manifest, dict) else None
+    if not isinstance(plan, dict) or not isinstance(plan.get("engines"), dict) or not plan["engines"]:
+        # nothing to record would still say "written": refuse before touching the manifest
+        raise InputError(f"{root / 'manifest.json'} has no trt_plan engines", "DIR",
+                         "pass the artifacts folder of a TensorRT target whose build_plan.sh ran")
     l4t = read_l4t()
     timings: dict[str, dict[str, Any]] = {}
     for role, spec in plan.get("engines", {}).items():
@@ -166,9 +174,20 @@ def dla_placed(layers_json: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 2 and argv[0] == "--dla-layers":
+    from runtime.cli_args import OneLineParser, artifacts_dir
+    from runtime.errors import InputError
+
+    if argv[:1] == ["--dla-layers"]:   # build_plan.sh's call: exit 0 layers on DLA, 1 none, 2 unknown
+        if len(argv) != 2:
+            raise InputError("--dla-layers takes one file", "--dla-layers",
+                             "python3 -m build.trt.record --dla-layers ROLE.layers.json")
         return dla_placed(Path(argv[1]))
-    record_engines(Path(argv[0] if argv else "."))
+    p = OneLineParser(prog="python3 -m build.trt.record", description=__doc__.splitlines()[0],
+                      epilog="--dla-layers ROLE.layers.json: only report DLA placement (build_plan.sh): "
+                             "exit 0 layers on DLA, 1 none, 2 unknown")
+    p.add_argument("dir", nargs="?", default=".", type=artifacts_dir,
+                   help="artifacts folder whose build_plan.sh ran (default: the current folder)")
+    record_engines(p.parse_args(argv).dir)
     print("engine records written to manifest.json")
     return 0
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from runtime.cli_args import existing_dir, output_dir
+from runtime.cli_args import OneLineParser, existing_dir, output_dir
 from runtime.errors import IncompleteRun, guarded
 from runtime.safe_io import atomic_write_text
 
@@ -29,7 +29,7 @@ HEADER_DIRS = ("/usr/include/aarch64-linux-gnu", "/usr/include/x86_64-linux-gnu"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.device_check", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m tools.device_check", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=output_dir, required=True, help="folder for device_check.json and builds")
     p.add_argument("--arch", default=None, help="nvcc -arch (default: nvidia-smi's compute capability, else native)")
     p.add_argument("--trt-include", type=existing_dir, default=None,
@@ -139,4 +139,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(guarded(main, prog="tools.device_check"))
+    sys.exit(guarded(main, prog="python -m tools.device_check"))

@@ -64,18 +64,36 @@ def _run(world: harness.TrtWorld, bad: Callable[[Any, Any], None] | None) -> str
         EngineBuilder._config = original
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    from runtime.errors import guarded
+
+    return guarded(_main, argv, prog="python -m tools.trt_harness.probe")
+
+
+def _main(argv: list[str]) -> None:
+    from runtime.cli_args import OneLineParser
+
+    ap = OneLineParser(prog="python -m tools.trt_harness.probe", description=__doc__.splitlines()[0])
     ap.add_argument("--major", required=True, choices=("10", "11"))
-    ap.add_argument("--scenarios", default="ok," + ",".join(BAD_CALLS))
-    args = ap.parse_args()
+    ap.add_argument("--scenarios", default="ok," + ",".join(BAD_CALLS),
+                    type=lambda t: _scenarios(t), help="comma list of 'ok' and the BAD_CALLS names")
+    args = ap.parse_args(argv)
     results = {}
-    for name in args.scenarios.split(","):
+    for name in args.scenarios:
         world = harness.install(args.major)
         world.dla_cores = 2
         results[name] = _run(world, None if name == "ok" else BAD_CALLS[name])
     print(json.dumps({"version": world.spec.version, "results": results}))
 
 
+def _scenarios(text: str) -> list[str]:
+    names = [t for t in text.split(",") if t]
+    unknown = [n for n in names if n != "ok" and n not in BAD_CALLS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown scenario(s) {', '.join(unknown) or '(none given)'}; "
+                                         f"choose from ok, {', '.join(BAD_CALLS)}")
+    return names
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
