@@ -17,7 +17,6 @@ history, not a draft). The page and the row that links it from the folder's
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Sequence
 
 from bench.conditions import machine_kind
 from bench.gates import DEFAULT_BASELINE, Row, check, format_mixture, load_run, run_conditions
+from runtime.cli_args import OneLineParser, existing_file
 from runtime.errors import InputError, guarded
 from runtime.safe_io import atomic_write_text
 
@@ -101,11 +101,12 @@ def link_from_index(index: Path, page: str, summary: str) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.results_page", description=__doc__.splitlines()[0])
-    ap.add_argument("run", type=Path, help="pytest-benchmark --benchmark-json output (make bench: .benchmarks/bench.json)")
+    ap = OneLineParser(prog="python -m bench.results_page", description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=existing_file,
+                    help="pytest-benchmark --benchmark-json output (make bench: .benchmarks/bench.json)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of dated pages (default docs/results)")
     ap.add_argument("--name", help="page file name (default: YYYY-MM-DD-bench.md from the run's date)")
-    ap.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE)
+    ap.add_argument("--baseline", type=existing_file, default=DEFAULT_BASELINE)
     ap.add_argument("--force", action="store_true", help="replace an existing page of that name")
     a = ap.parse_args(argv)
     run = load_run(a.run)
@@ -137,7 +138,7 @@ def _main(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0: page written (whatever the gates said); 2: bad input; 4: could not write."""
-    return guarded(_main, argv, prog="bench.results_page")
+    return guarded(_main, argv, prog="python -m bench.results_page")
 
 
 if __name__ == "__main__":

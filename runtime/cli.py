@@ -48,6 +48,8 @@ COMMANDS: dict[str, Entry | dict[str, Entry]] = {
                    "cameras served through a real Triton server"),
         "conditions": ("bench.conditions", "_main", "python -m bench.conditions",
                        "this machine's benchmark conditions as JSON"),
+        "results-page": ("bench.results_page", "_main", "python -m bench.results_page",
+                         "a dated docs/results page from a make bench JSON"),
     },
     "serve": {
         "repo": ("build.triton_repo", "_main", "python -m build.triton_repo",

@@ -58,6 +58,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "bench.conditions": (["--batch", "-1"], 2, "--batch"),
     "bench.detector_eval": (["--engines", "{T}/nope"], 2, "--engines"),
     "bench.gates": (["{LIST}", "--tolerance", "nan"], 2, "--tolerance"),
+    "bench.results_page": (["{T}/nope.json"], 2, "nope.json"),
     "bench.track_eval": (["--clip", "{EMPTY}"], 2, "person_keypoints.json"),
     "bench.triton_serving": (["--engines", "{EMPTY}"], 2, "manifest.json"),
     "bench.video_eval": (["--gt", "{BAD}", "--jsonl", "{FILE}"], 2, "--gt"),
