@@ -21,8 +21,8 @@ from tqdm import tqdm
 from . import expected_errors  # noqa: F401 (registers the runtime's error classes)
 from .account import RunAccount
 from .backends.base import BackendError
-from .cli_args import (OneLineParser, backend_options, existing_dir, existing_file, host_port, nonneg_float, number, output_file,
-                       positive_int)
+from .cli_args import (OneLineParser, backend_options, existing_dir, existing_file, host_port, nonneg_float, number,
+                       output_file, positive_int)
 from .errors import IncompleteRun, guarded
 from .json_array import JsonArrayWriter
 from .pipeline import PipelineOptions, PosePipeline

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli_args import (OneLineParser, backend_options, host_port, nonneg_float, nonneg_int, number, output_dir, positive_float,
-                       positive_int, unit_float)
+from .cli_args import (OneLineParser, backend_options, host_port, nonneg_float, nonneg_int, number, output_dir,
+                       positive_float, positive_int, unit_float)
 from .detectors import LAYOUTS
 from .live import add_live_arguments
 from .probfields import add_prob_arguments

@@ -32,10 +32,10 @@ def pairs_of(row: Mapping[str, Any], factors: Mapping[str, Sequence[Any]]) -> se
 def cover(factors: Mapping[str, Sequence[Any]], allowed: Allowed) -> list[Row]:
     """Rows (dicts factor -> value) that hold every allowed pair at least once."""
     todo = all_pairs(factors, allowed)
+    rank = {(f, v): (i, j) for i, f in enumerate(factors) for j, v in enumerate(factors[f])}
     rows: list[Row] = []
     while todo:
-        (f, a), (g, b) = min(todo, key=lambda p: ([list(factors).index(p[0][0]), list(factors[p[0][0]]).index(p[0][1]),
-                                                   list(factors).index(p[1][0]), list(factors[p[1][0]]).index(p[1][1])]))
+        (f, a), (g, b) = min(todo, key=lambda p: (rank[p[0]], rank[p[1]]))    # table order: deterministic
         row: Row = {f: a, g: b}
         for h in factors:
             if h in row:

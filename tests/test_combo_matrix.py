@@ -168,7 +168,8 @@ def _video_cmd(row: dict, art: Path, out: Path, cams: list, dets: Path, yolo: Pa
         cmd += ["--source", spec]
     cmd += {"none": ["--no-video"], "avi": ["--video-format", "avi"], "mp4": ["--video-format", "mp4"]}[row["output"]]
     cmd += {"rtsp-gst": ["--reader", "gst"], "rtsp-ffmpeg": ["--reader", "ffmpeg"]}.get(row["source"], [])
-    cmd += ["--detector", {"engine": "engine", "onnx": f"onnx:{yolo}", "json": f"json:{dets}", "hog": "hog"}[row["detector"]]]
+    cmd += ["--detector", {"engine": "engine", "onnx": f"onnx:{yolo}", "json": f"json:{dets}",
+                           "hog": "hog"}[row["detector"]]]
     return cmd + (["--backend", "triton", "--triton-url", url] if row["backend"] == "triton" else ["--backend", "ort"])
 
 
