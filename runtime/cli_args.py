@@ -202,3 +202,23 @@ def host_port(text: str) -> str:
     if "://" in text or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8001, no scheme)")
     return text
+
+
+def backend_options(args: argparse.Namespace) -> dict:
+    """``--backend`` with ``--triton-url``, for the pose nets and the artifacts' detector alike.
+
+    A Triton address means Triton: with ``--backend auto`` it picks ``triton`` (a user who names
+    a server expects it used, not a silent local run); with ``--backend ort``/``trt`` the two
+    flags contradict each other and are refused (exit 2). Returns the backend's options."""
+    from .errors import InputError
+
+    url = getattr(args, "triton_url", None)
+    if url and args.backend == "auto":
+        args.backend = "triton"
+    elif url and args.backend != "triton":
+        raise InputError(f"--triton-url {url} only applies to --backend triton, not --backend {args.backend}",
+                         None, "drop --triton-url to run locally, or use --backend triton")
+    if args.backend == "triton" and not url:
+        raise InputError("--backend triton needs the server's gRPC address", None, "add --triton-url HOST:PORT")
+    threads = getattr(args, "threads", None)
+    return {**({"threads": threads} if threads else {}), **({"url": url} if url else {})}

@@ -156,6 +156,11 @@ class OnnxDetector:
         h, w = inp.shape[2:]
         self.input_name = inp.name
         self.hw = (h if isinstance(h, int) and h > 0 else 640, w if isinstance(w, int) and w > 0 else 640)
+        if layout == "auto":   # the exporter's metadata first, as build.detector reads it (pose models too)
+            from .yolo import layout_from_metadata, parse_metadata
+
+            known = layout_from_metadata(parse_metadata(self.session.get_modelmeta().custom_metadata_map))
+            layout = known.family if known is not None else layout
         self.layout, self.cls, self.score_thr, self.iou_thr = layout, cls, score_thr, iou_thr
         self.check = yolo.OutputCheck(f"onnx:{self.path}")
 

@@ -86,6 +86,7 @@ class GstReader:
         for prop, value in (("emit-signals", False), ("max-buffers", 1), ("drop", True), ("sync", False)):
             self.sink.set_property(prop, value)
         self.bus = self.pipe.get_bus()
+        self.fps: float | None = None      # the caps' framerate (0/1 = variable: unknown)
         self.pipe.set_state(Gst.State.PLAYING)
         self._first = self._pull(open_timeout_s)
         if self._first is None:
@@ -119,6 +120,9 @@ class GstReader:
         if sample is None:
             self.reason = self._bus_problem() or f"no frame for {timeout_s:g} s (stalled source)"
             return None
+        if self.fps is None:
+            ok, num, den = sample.get_caps().get_structure(0).get_fraction("framerate")
+            self.fps = num / den if ok and den else 0.0
         return _to_bgr(sample)
 
     def read(self) -> np.ndarray | None:
@@ -135,7 +139,11 @@ class GstReader:
 
 
 def _to_bgr(sample: Any) -> np.ndarray:
-    """Copy a BGR sample out of GStreamer's buffer (rows may be padded: use the real stride)."""
+    """Copy a BGR sample out of GStreamer's buffer (rows may be padded: use the real stride).
+
+    Always a copy, even when the rows are unpadded: the mapped memory is read-only and
+    belongs to GStreamer after ``unmap``, while a reader's frame must be the caller's own
+    writable array (the overlay draws on it in place; runtime.live.Reader)."""
     Gst = _gst()
     s = sample.get_caps().get_structure(0)
     w, h = s.get_value("width"), s.get_value("height")
@@ -149,6 +157,6 @@ def _to_bgr(sample: Any) -> np.ndarray:
     try:
         stride = info.size // h
         arr = np.frombuffer(info.data, np.uint8, count=stride * h).reshape(h, stride)
-        return np.ascontiguousarray(arr[:, : w * 3].reshape(h, w, 3))
+        return arr[:, : w * 3].reshape(h, w, 3).copy()
     finally:
         buf.unmap(info)

@@ -21,8 +21,8 @@ from tqdm import tqdm
 from . import expected_errors  # noqa: F401 (registers the runtime's error classes)
 from .account import RunAccount
 from .backends.base import BackendError
-from .cli_args import (OneLineParser, existing_dir, existing_file, host_port, nonneg_float, number, out_file_in,
-                       positive_int, run_precision)
+from .cli_args import (OneLineParser, backend_options, existing_dir, existing_file, host_port, nonneg_float, number,
+                       out_file_in, positive_int, run_precision)
 from .errors import IncompleteRun, guarded
 from .json_array import JsonArrayWriter
 from .pipeline import PipelineOptions, PosePipeline
@@ -60,7 +60,7 @@ def build_parser() -> OneLineParser:
     p.add_argument("--policy", default="dyn", choices=POLICIES)
     p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt", "triton"))
     p.add_argument("--triton-url", type=host_port, default=None,
-                   help="gRPC HOST:PORT of the Triton server for --backend triton")
+                   help="gRPC HOST:PORT of the Triton server (implies --backend triton; refused with ort/trt)")
     p.add_argument("--precision", default="fp32", type=run_precision,
                    help="fp32, fp16 or int8 as at build time (int8 = int8_cpu), or a variant name; ORT backend")
     p.add_argument("--budget-ms", type=number(float, lo=0, lo_open=True), default=None,
@@ -94,17 +94,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    bopts = backend_options(args)      # --triton-url implies --backend triton (refused with ort/trt)
     detector = None
     if args.detector:
         from .image_dets import image_ids
         from .net_detector import open_detector
-        detector = open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision)
+        detector = open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision,
+                                 backend_options=bopts)
         per, other = {name: (iid, []) for name, iid in image_ids(args.images).items()}, 0
     else:
         per, other = load_detections(args.dets, args.images)      # all input checked before any work
     opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                            budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
-                           backend_options={"url": args.triton_url} if args.triton_url else {},
+                           backend_options=bopts,
                            credible=args.credible)
     acct = RunAccount()
     n_large = 0

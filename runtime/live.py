@@ -67,7 +67,12 @@ def live_options(args: "argparse.Namespace") -> LiveOptions:  # noqa: F821
 
 
 class Reader(Protocol):
+    """``read()`` returns a frame the caller owns: a writable, contiguous HxWx3 BGR uint8 array
+    that no one else touches later (the overlay draws on it in place), or None. ``fps`` is the
+    stream's own frame rate once the first frame was read (0 or None: it does not say)."""
+
     reason: str | None
+    fps: float | None
 
     def read(self) -> np.ndarray | None: ...
 
@@ -95,6 +100,7 @@ class FfmpegReader:
             self.cap.release()
             raise ConnectionError(f"no connection within {open_timeout_s:g} s")
         self.read_timeout_s = read_timeout_s
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS)   # 0 when the stream does not say
 
     def read(self) -> np.ndarray | None:
         ok, img = self.cap.read()
@@ -131,7 +137,8 @@ class LatestFrameSource(FrameSource):
             self._reader.close()
             raise ConnectionError(reason or "no first frame")
         self._latest = (first, time.time())
-        super().__init__(spec, kind, name, 0.0, None, (first.shape[1], first.shape[0]))
+        super().__init__(spec, kind, name, getattr(self._reader, "fps", None), None,
+                         (first.shape[1], first.shape[0]))
         self._thread = threading.Thread(target=self._pump, name=f"live-{name}", daemon=True)
         self._thread.start()
 

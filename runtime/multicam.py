@@ -229,6 +229,7 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
     """The video CLI with several sources (``--source`` repeated or ``--sources FILE``)."""
     from .manifest import load_manifest
     from .net_detector import NetDetector
+    from .cli_args import backend_options
     from .video_args import detector_from, pipeline_options
     from .errors import EXIT_INCOMPLETE, EXIT_SIGINT
     from .live import live_options
@@ -247,7 +248,8 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
             entry = load_manifest(args.engines)["models"]["detector"]
             shared = NetDetector(args.engines, backend=args.backend, precision=args.precision,
                                  score_thr=args.det_thr, iou_thr=args.det_nms,
-                                 max_batch=max(1, int(entry.get("max_batch", len(sources)))))
+                                 max_batch=max(1, int(entry.get("max_batch", len(sources)))),
+                                 backend_options=backend_options(args))
             detectors = [None] * len(sources)
         else:   # HOG / json / onnx: one per camera (own state), each on its camera's thread
             shared = None

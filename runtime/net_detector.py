@@ -130,16 +130,18 @@ def attach_det_keypoints(record: dict[str, Any], keypoints: np.ndarray | None) -
 
 
 def open_detector(spec: str, engines: str | Path, *, backend: str = "auto", precision: str = "fp32",
-                  score_thr: float | None = None, iou_thr: float | None = None, **legacy: Any) -> Any:
+                  score_thr: float | None = None, iou_thr: float | None = None,
+                  backend_options: Mapping[str, Any] | None = None, **legacy: Any) -> Any:
     """``auto`` (the artifacts' detector when there is one, else HOG) | ``engine`` | the
-    ``runtime.detectors`` specs (hog, onnx:PATH, json:PATH)."""
+    ``runtime.detectors`` specs (hog, onnx:PATH, json:PATH). ``backend_options`` (e.g. the
+    Triton ``url``) go to the artifacts' detector's backend, the same as the pose nets'."""
     from .detectors import make_detector
 
     if spec in ("auto", "engine"):
         manifest = load_manifest(engines)
         if has_detector(manifest):
             return NetDetector(engines, manifest, backend=backend, precision=precision,
-                               score_thr=score_thr, iou_thr=iou_thr)
+                               score_thr=score_thr, iou_thr=iou_thr, backend_options=backend_options)
         if spec == "engine":
             raise ManifestError(f"--detector engine: {engines} has no detector; add one with "
                                 "`python -m build.engines --detector PATH.onnx ...` or use --detector hog")

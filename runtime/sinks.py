@@ -98,6 +98,8 @@ class MjpegAviWriter:
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int], quality: int = 85,
                  max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if not 0 < fps < float("inf"):   # callers pass FrameSource.fps, which has its fallback
+            raise ValueError(f"{path}: frame rate {fps!r} is not a positive number")
         self.base = Path(path)
         self.base.parent.mkdir(parents=True, exist_ok=True)
         self.fps, self.size, self.quality, self.max_bytes = float(fps), tuple(size), int(quality), max_bytes

@@ -24,6 +24,9 @@ URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://"
 # After this many failed reads in a row a file is at its end (or broken beyond repair).
 MAX_CONSECUTIVE_FAILURES = 8
 STREAM_RECONNECTS = 3
+# The one frame rate for a source that reports none (a live stream's 0, a file without it):
+# overlay writers, file timestamps and the summary all use FrameSource.fps, never the raw value.
+DEFAULT_FPS = 30.0
 
 
 class SourceError(RuntimeError):
@@ -35,7 +38,7 @@ class Frame:
     index: int            # position in the source (damaged frames use up an index too)
     timestamp: float      # seconds: media time for files/folders, time since start for live sources
     wall_time: float      # unix time when the frame was decoded
-    image: np.ndarray     # HxWx3 BGR uint8
+    image: np.ndarray     # HxWx3 BGR uint8, the frame's own writable copy (the overlay draws on it)
     name: str | None = None  # file name for image folders
 
 
@@ -90,14 +93,23 @@ def _natural_key(p: Path) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
 
 
+def usable_fps(fps: float | None) -> float | None:
+    """A reported frame rate, or None when it says nothing (0, negative, NaN, absurd)."""
+    return float(fps) if fps is not None and 0 < fps < 1000 else None
+
+
 class FrameSource:
     """Iterate :class:`Frame` objects; ``corrupt`` counts frames skipped as unreadable and
-    ``ended_early`` says (once iteration ends) if a file stopped before its declared length."""
+    ``ended_early`` says (once iteration ends) if a file stopped before its declared length.
+    ``fps`` is always usable (DEFAULT_FPS when the source reports none; ``fps_reported`` is
+    then None), so no consumer needs its own fallback."""
 
-    def __init__(self, spec: str, kind: str, name: str, fps: float, total: int | None,
+    def __init__(self, spec: str, kind: str, name: str, fps: float | None, total: int | None,
                  size: tuple[int, int] | None) -> None:
         self.spec, self.kind, self.name = spec, kind, name
-        self.fps, self.total, self.size = fps, total, size
+        self.fps_reported = usable_fps(fps)
+        self.fps = self.fps_reported or DEFAULT_FPS
+        self.total, self.size = total, size
         self.corrupt = 0
         self.ended_early: str | None = None
 
@@ -121,7 +133,6 @@ class CaptureSource(FrameSource):
         if not self.cap.isOpened():
             raise SourceError(self._open_failure(spec, kind))
         fps = self.cap.get(cv2.CAP_PROP_FPS)
-        fps = fps if 0 < fps < 1000 else 30.0
         n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
         total = n if kind == "file" and n > 0 else None
         size = (int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
@@ -235,7 +246,7 @@ def _gst_source(spec: str, desc: str, live) -> FrameSource:
                  lambda: gst_reader.GstReader(desc, o.open_timeout_s, o.read_timeout_s), o)
 
 
-def open_source(spec: str, fps: float = 30.0, live: "LiveOptions | None" = None,  # noqa: F821
+def open_source(spec: str, fps: float = DEFAULT_FPS, live: "LiveOptions | None" = None,  # noqa: F821
                 reader: str = "auto") -> FrameSource:
     """Turn a ``--source`` value into a frame source (see docs/video.md for the forms).
 

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from . import expected_errors  # noqa: F401 (registers the runtime's error classes)
 from .account import RunAccount
 from .backends.base import BackendError
+from .cli_args import backend_options
 from .detectors import JsonDetections
 from .draw import draw_hud, draw_persons
 from .draw_regions import draw_regions
@@ -145,6 +146,7 @@ class VideoRun:
             if not self._put(self.q_frames, item):
                 break
             n += 1
+            self.stats.read = n
 
     def _detect(self) -> None:
         k = max(1, self.args.det_every)
@@ -295,6 +297,7 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
     """The CLI body; returns (exit code, summary) so benchmarks can call it in-process."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    backend_options(args)      # --backend vs --triton-url, checked before any source is opened
     specs: list[tuple[str | None, str]] = [(None, s) for s in args.source]
     if args.sources is not None:
         from .multicam import read_sources_file

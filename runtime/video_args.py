@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli_args import (OneLineParser, host_port, nonneg_float, nonneg_int, number, output_dir, positive_float,
-                       positive_int, run_precision, unit_float)
+from .cli_args import (OneLineParser, backend_options, host_port, nonneg_float, nonneg_int, number, output_dir,
+                       positive_float, positive_int, run_precision, unit_float)
 from .detectors import LAYOUTS
 from .live import add_live_arguments
 from .preprocess import DEFAULT_MAX_BOXES
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="dyn", choices=POLICIES)
     p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt", "triton"))
     p.add_argument("--triton-url", type=host_port, default=None,
-                   help="gRPC HOST:PORT of the Triton server for --backend triton")
+                   help="gRPC HOST:PORT of the Triton server (implies --backend triton; refused with ort/trt)")
     p.add_argument("--precision", default="fp32", type=run_precision,
                    help="fp32, fp16 or int8 as at build time (int8 = int8_cpu), or a variant name; ORT backend")
     p.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads per net")
@@ -81,11 +81,9 @@ def pipeline_options(args: argparse.Namespace) -> "PipelineOptions":  # noqa: F8
     """The pose pipeline's options from the video CLI's flags (one camera or many)."""
     from .pipeline import PipelineOptions
 
-    backend_options = {**({"threads": args.threads} if args.threads else {}),
-                       **({"url": args.triton_url} if args.triton_url else {})}
     return PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
                            budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
-                           backend_options=backend_options, credible=args.credible)
+                           backend_options=backend_options(args), credible=args.credible)
 
 
 def detector_from(args: argparse.Namespace) -> object:
@@ -94,4 +92,4 @@ def detector_from(args: argparse.Namespace) -> object:
 
     return open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision,
                          score_thr=args.det_thr, iou_thr=args.det_nms, layout=args.det_layout,
-                         cls=args.det_class, hog_width=args.hog_width)
+                         cls=args.det_class, hog_width=args.hog_width, backend_options=backend_options(args))

@@ -27,6 +27,7 @@ class Stats:
     def __init__(self) -> None:
         self.ms: dict[str, list[float]] = defaultdict(list)
         self.frames = self.boxes = self.large = self.routed = self.live_dropped = 0
+        self.read = 0      # frames the source handed out: read == frames + live_dropped after a full run
         self.t0 = time.perf_counter()
         self.fps = 0.0
         self._last: float | None = None
@@ -55,8 +56,10 @@ class Stats:
         wall = time.perf_counter() - self.t0
         busy = {s: float(np.sum(self.ms.get(s, [0.0]))) for s in STAGES}
         total_busy = sum(busy.values()) or 1.0
-        return {"source": source.spec, "frames": self.frames, "corrupt_frames": source.corrupt,
-                "live_frames_dropped": self.live_dropped + getattr(source, "dropped", 0),
+        return {"source": source.spec, "source_fps": source.fps, "source_fps_reported": source.fps_reported,
+                "frames": self.frames, "corrupt_frames": source.corrupt,
+                "frames_read": self.read, "live_frames_dropped": self.live_dropped + getattr(source, "dropped", 0),
+                "live_dropped_waiting": self.live_dropped, "live_dropped_by_reader": getattr(source, "dropped", 0),
                 "reconnects": getattr(source, "reconnects", 0), "boxes": self.boxes, "persons": self.routed,
                 "large_net_share": self.large / self.routed if self.routed else 0.0,
                 "wall_s": wall, "fps": self.frames / wall if wall > 0 else 0.0,

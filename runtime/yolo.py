@@ -71,7 +71,12 @@ def _parse(value: str) -> Any:
 
 def read_metadata(model: Any) -> dict[str, Any]:
     """ONNX ``metadata_props`` as parsed Python values."""
-    return {p.key: _parse(p.value) for p in model.metadata_props}
+    return parse_metadata({p.key: p.value for p in model.metadata_props})
+
+
+def parse_metadata(props: Mapping[str, str]) -> dict[str, Any]:
+    """Key -> text metadata (ONNX Runtime's ``custom_metadata_map``) as parsed Python values."""
+    return {k: _parse(v) for k, v in props.items()}
 
 
 def layout_from_metadata(meta: Mapping[str, Any]) -> YoloLayout | None:

@@ -42,6 +42,8 @@ FLAG_CASES = [
     (("--max-frames", "0"), "--max-frames"),
     (("--detector", "yolo"), "--detector"),
     (("--detector", "json:/nonexistent/dets.json"), "/nonexistent/dets.json"),
+    (("--backend", "ort", "--triton-url", "127.0.0.1:8001"), "--triton-url"),   # was silently a local run
+    (("--backend", "triton"), "--triton-url"),
 ]
 
 
@@ -108,3 +110,14 @@ def test_narrow_hog_width_on_a_wide_clip(cpu_artifacts, people, tmp_path):
     assert r.returncode == 0, r.stderr
     assert len(strict_jsonl(out / "people.jsonl")) == 3
     assert "account: boxes in" in r.stdout
+
+
+def test_triton_url_alone_means_triton(cpu_artifacts, people, tmp_path, capsys):
+    """A named Triton server is used (was: ignored, the run went local with exit 0): nothing
+    listens on the port, so the run stops on its first connection, naming the address."""
+    from tools.rtsp_server import free_port
+
+    url = f"127.0.0.1:{free_port()}"
+    rc, _, err = run_in_process(video_main, _argv(cpu_artifacts, people, tmp_path / "out", "--no-video",
+                                                  "--triton-url", url), capsys)
+    assert_one_line_failure(rc, err, EXIT_INPUT, f"Triton at {url}")

@@ -38,3 +38,16 @@ def test_bad_detections_file_is_one_clear_error(cpu_artifacts, coco_mini, tmp_pa
     r = _run("--engines", str(tmp_path), "--images", str(coco_mini),
              "--dets", str(coco_mini / "person_detections.json"))
     assert r.returncode != 0 and "no manifest.json" in r.stderr
+
+
+def test_triton_url_with_another_backend_is_refused(cpu_artifacts, coco_mini, tmp_path):
+    """--triton-url with --backend ort was silently a local run; now one line, exit 2, no output."""
+    out = tmp_path / "res.json"
+    r = _run("--engines", str(cpu_artifacts), "--images", str(coco_mini), "--dets",
+             str(coco_mini / "person_detections.json"), "--out", str(out), "--backend", "ort",
+             "--triton-url", "127.0.0.1:8001")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert [x for x in r.stderr.splitlines() if x.startswith("error:")] == [
+        "error: --triton-url 127.0.0.1:8001 only applies to --backend triton, not --backend ort: "
+        "drop --triton-url to run locally, or use --backend triton"]
+    assert not out.exists()

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 
 from runtime.live import LiveOptions
@@ -186,9 +187,14 @@ def test_unreachable_stream_is_one_source_error():
 
 @pytest.fixture(scope="module")
 def live_artifacts(tmp_path_factory, shared_data: Path) -> Path:
-    from tests.conftest import build_artifacts
-
-    return build_artifacts(tmp_path_factory.mktemp("live_artifacts"), "fixture-dyn")
+    """Built in a child process: torch's export aborts (SIGABRT, no message) in a process where
+    GStreamer already ran, as it has here after the in-process reader tests (seen with
+    ``-k "test_reads_rtsp_frames or many_live"``)."""
+    root = tmp_path_factory.mktemp("live_artifacts")
+    subprocess.run([sys.executable, "-m", "build.engines", "--config", "fixture-dyn", "--target", "cpu",
+                    "--out", str(root)], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), check=True,
+                   capture_output=True, timeout=900)
+    return root / "fixture-dyn-cpu"
 
 
 def _video_cmd(engines: Path, url: str, out: Path, *extra: str) -> list[str]:
@@ -245,3 +251,44 @@ def test_video_cli_many_live_cameras(live_artifacts, tmp_path, n_cams):
         assert 3 <= len(lines) <= 6 and [x["frame"] for x in lines] == sorted(x["frame"] for x in lines)
         assert all(isinstance(x["persons"], list) for x in lines)
         assert json.loads((out / f"cam{i}.summary.json").read_text())["frames"] == len(lines)
+
+
+def test_gst_frames_are_the_callers_own_writable_copies(server):
+    """The overlay draws on the frame in place: a GStreamer frame was a read-only view of a buffer
+    already unmapped ("assignment destination is read-only at draw.py:81" on the first frame)."""
+    src = open_source(server.urls[0], live=FAST, reader="gst")
+    try:
+        frames = _take(src, 3)
+    finally:
+        src.close()
+    for f in frames:
+        assert f.image.flags.writeable and f.image.flags.c_contiguous and f.image.base is None
+        f.image[:8] = 0
+
+
+@pytest.mark.parametrize("reader,spec,fps", [
+    ("ffmpeg", None, 15.0),            # the stream's own rate (was 0: ZeroDivisionError at sinks.py:108)
+    ("gst", None, 15.0),
+    ("gst", "gst:videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! "
+            "capssetter caps=video/x-raw,framerate=0/1", None),    # a stream that states no rate
+])
+def test_live_overlay_frame_rate(live_artifacts, server, tmp_path, reader, spec, fps):
+    """A live camera's overlay is timed at the rate the stream states, else at sources.DEFAULT_FPS,
+    and the summary says which."""
+    out = tmp_path / "out"
+    cmd = [*_video_cmd(live_artifacts, spec or server.urls[0], out, "--max-frames", "4", "--reader", reader,
+                        "--read-timeout", "3")]                  # a loaded CI machine may stall for a second
+    cmd.remove("--no-video")
+    proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from runtime.sources import DEFAULT_FPS
+
+    summary = json.loads(next(out.glob("*.summary.json")).read_text())
+    assert summary["source_fps_reported"] == fps and summary["source_fps"] == (fps or DEFAULT_FPS)
+    cap = cv2.VideoCapture(summary["outputs"]["video"][0])
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(fps or DEFAULT_FPS) and n == summary["frames"] >= 1
+    cap.release()

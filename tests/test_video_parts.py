@@ -274,3 +274,13 @@ def test_overlay_colours_and_hollow_low_presence(people_frames: list[Frame]) -> 
     assert tuple(out[200, 300]) == ROUTE_COLOURS[0]          # filled, small-net colour
     assert tuple(out[500, 450]) == ROUTE_COLOURS[1]          # a large-net joint (index 4, x = 450)
     assert np.abs(out[500, 300].astype(int) - people_frames[0].image[500, 300]).sum() < 30  # hollow centre
+
+
+def test_onnx_detector_reads_the_exporters_metadata(shared_data: Path, people_frames: list[Frame]) -> None:
+    """onnx: with the pose YOLO that build --detector takes: its [1, 56, 8400] output (4 box + 1 class
+    + 17x3 keypoints) was refused with "cannot tell the YOLO layout"; the Ultralytics metadata
+    (task, names, kpt_shape) says yolov8 with one class, as runtime.yolo reads it for the build."""
+    det = make_detector(f"onnx:{shared_data / 'models' / 'yolo11n-pose.onnx'}")
+    assert det.layout == "yolov8"
+    boxes, scores = det(people_frames[0])
+    assert len(boxes) >= 1 and (scores >= det.score_thr).all()

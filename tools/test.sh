@@ -19,7 +19,7 @@ step "install (torch 2.13.0 CPU build + project with dev extras)"
 "$PY" -m pip install --quiet torch==2.13.0 -e '.[dev]'
 
 step "unit tests"
-"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live and not triton and not install"
+"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live and not triton and not install and not combo"
 
 step "runtime-only install: pip install . (no extras) in a clean venv runs runtime.images/video, no torch"
 "$PY" -m pytest -m install
@@ -52,6 +52,10 @@ for v in 10 11; do DYNPOSE_TRT_HARNESS=$v "$PY" -m pytest -m trt; done
 step "Triton: the bundled tritonserver on loopback (server venv .triton/venv)"
 bash tools/setup_triton.sh
 "$PY" -m pytest -m triton
+
+step "combination matrix: source x output x backend x detector x cameras, pairwise (20 real runs)"
+# Needs both servers' setups above (GStreamer + RTSP server, tritonserver): tests/test_combo_matrix.py.
+"$PY" -m pytest -m combo
 
 step "benchmark regression gates"
 make bench PYTHON="$PY"
