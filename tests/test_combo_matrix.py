@@ -175,7 +175,7 @@ def _video_cmd(row: dict, art: Path, out: Path, cams: list, dets: Path, yolo: Pa
 
 def _images_cmd(row: dict, art: Path, out: Path, coco_mini: Path, yolo: Path, url: str) -> list[str]:
     cmd = [sys.executable, "-m", "runtime.images", "--engines", str(art), "--images", str(coco_mini),
-           "--out", str(out / "results.json")]
+           "--out", str(out)]   # a folder: results.json inside
     cmd += {"engine": ["--detector", "engine"], "onnx": ["--detector", f"onnx:{yolo}"], "hog": ["--detector", "hog"],
             "json": ["--dets", str(coco_mini / "person_detections.json")]}[row["detector"]]
     return cmd + (["--backend", "triton", "--triton-url", url] if row["backend"] == "triton" else ["--backend", "ort"])
