@@ -10,6 +10,7 @@ truncated at the start, so it is never a stale file from an earlier run.
 """
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from .cli_args import (OneLineParser, backend_options, existing_dir, existing_fi
                        out_file_in, positive_int, run_precision)
 from .errors import IncompleteRun, guarded
 from .json_array import JsonArrayWriter
+from .safe_io import drop_earlier_outputs, set_aside_earlier
 from .pipeline import PipelineOptions, PosePipeline
 from .probfields import add_prob_arguments
 from .preprocess import DEFAULT_MAX_BOXES
@@ -112,6 +114,8 @@ def _main(argv: list[str]) -> int:
     n_large = 0
     old = signal.signal(signal.SIGTERM, _on_sigterm) if _is_main_thread() else None
     done = False
+    # an earlier run's results aside (named) until this one has finished: a failed rerun loses nothing
+    previous = set_aside_earlier(args.out.parent, args.out.stem, re.compile(re.escape(args.out.name)))
     try:
         with PosePipeline(args.engines, opts) as pipe, JsonArrayWriter(args.out) as out:
             for name in tqdm(sorted(per), desc="images", unit="img", file=sys.stderr):
@@ -146,6 +150,7 @@ def _main(argv: list[str]) -> int:
             detector.close()
         if not done:  # interrupted or failed: say what the file holds
             print(f"partial run: {acct.line()}; {args.out} holds every image finished", file=sys.stderr)
+    drop_earlier_outputs(previous)
     skipped = f"; {other} non-person records ignored" if other else ""
     print(f"{acct.posed} people from {len(per)} images -> {args.out} (large net: {n_large}/{acct.posed} crops)")
     print(f"account: {acct.line()}{skipped}")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .pipeline import PosePipeline
+from .safe_io import drop_earlier_outputs
 from .sources import FrameSource
 from .video import END, VideoRun
 from .video_stats import POSE_PARTS, print_summary
@@ -292,4 +293,6 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
     if summary["ended_early"]:
         print(f"error: {summary['ended_early']}; every frame decoded was written", file=sys.stderr)
         return EXIT_INCOMPLETE, summary
+    for cam in run.cams:   # ended well: the earlier runs' outputs set aside at the start go
+        drop_earlier_outputs(cam.previous)
     return {None: 0, "SIGINT": 130, "SIGTERM": 143}[run.interrupted], summary

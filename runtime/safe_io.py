@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -83,3 +85,38 @@ def copy_file(src: str | Path, dst: str | Path) -> None:
             raise
         raise output_error(e, dst) from None
 
+
+
+def set_aside_earlier(out: Path, name: str, pattern: re.Pattern[str]) -> Path | None:
+    """Move the files of ``out`` whose names match ``pattern`` (an earlier run's outputs) into
+    ``out/<name>.previous/``, saying so in one line; None when there are none.
+
+    Why aside and not deleted: a rerun streams into the same names (valid after any kill), so
+    until it has ended well the earlier results are the only complete ones; a run that fails
+    (full disk, dead server) leaves them there, named. :func:`drop_earlier_outputs` removes them
+    once the run has ended without an error. Renames within ``out``: no space needed.
+    """
+    prev = out / f"{name}.previous"
+    try:
+        found = [p for p in (sorted(out.iterdir()) if out.is_dir() else [])
+                 if pattern.fullmatch(p.name) and (p.is_file() or p.is_symlink())]
+        if not found:
+            return None
+        if prev.is_dir() and not prev.is_symlink():   # two runs back: only the last complete one is kept
+            shutil.rmtree(prev)
+        elif prev.exists() or prev.is_symlink():
+            prev.unlink()
+        prev.mkdir()
+        for p in found:
+            os.replace(p, prev / p.name)
+    except OSError as e:
+        raise output_error(e, prev) from None
+    print(f"note: moved {len(found)} output(s) of an earlier run for {name} to {prev}/ "
+          f"({', '.join(p.name for p in found)}); removed when this run ends without an error", file=sys.stderr)
+    return prev
+
+
+def drop_earlier_outputs(prev: Path | None) -> None:
+    """The run ended without an error: its own outputs stand, the set-aside ones go."""
+    if prev is not None:
+        shutil.rmtree(prev, ignore_errors=True)

@@ -12,10 +12,11 @@
   finished so far (a SIGKILL between a frame's write and its header patch
   leaves that one frame after the counted ones: FFmpeg still decodes it); ``close`` only adds the optional ``idx1`` index (for fast
   seeking). Files roll over before the 4 GiB RIFF limit (``name.1.avi`` ...).
-* :func:`remove_earlier_outputs`: a rerun into the same folder first removes
-  (and names) the overlay segments and summary an earlier run wrote for the
-  same source, so no overlay of other options (or an older run's extra
-  rollover segment) sits beside the new JSON Lines as if it were this run's.
+* :func:`set_aside_earlier_outputs`: a rerun into the same folder first moves
+  (and names) the JSON Lines, overlay segments and summary an earlier run wrote
+  for the same source into ``<name>.previous/``, so nothing of other options
+  sits beside the new outputs as if it were this run's, and a rerun that fails
+  still leaves the earlier complete results; they go when the run ends well.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import cv2
 import numpy as np
 
 from .errors import output_error
-from .safe_io import write_at
+from .safe_io import set_aside_earlier, write_at
 
 if TYPE_CHECKING:
     from .results import FrameResult
@@ -219,27 +220,11 @@ class CvVideoWriter:
             self._w = None
 
 
-def remove_earlier_outputs(out: Path, name: str) -> list[Path]:
-    """Delete ``name``'s overlay files (every format and rollover segment) and summary in ``out``.
-
-    The JSON Lines file is truncated when it opens; these are written later (the overlay at
-    the first frame, the summary at the end), so a run that ends early or writes no video
-    would otherwise leave an earlier run's files beside its own.
-    """
-    pattern = re.compile(re.escape(name) + r"\.(overlay(\.\d+)?\.(avi|mp4)|summary\.json)")
-    removed = []
-    try:
-        entries = sorted(out.iterdir()) if out.is_dir() else []
-        for p in entries:
-            if pattern.fullmatch(p.name) and (p.is_file() or p.is_symlink()):
-                p.unlink()
-                removed.append(p)
-    except OSError as e:
-        raise output_error(e, out) from None
-    if removed:
-        print(f"note: removed {len(removed)} output(s) of an earlier run for {name}: "
-              f"{', '.join(p.name for p in removed)}", file=sys.stderr)
-    return removed
+def set_aside_earlier_outputs(out: Path, name: str) -> Path | None:
+    """``name``'s JSON Lines, overlays (every format and rollover segment) and summary of an earlier
+    run, moved into ``out/<name>.previous/`` until this run ends well (safe_io.set_aside_earlier)."""
+    pattern = re.compile(re.escape(name) + r"\.(jsonl|overlay(\.\d+)?\.(avi|mp4)|summary\.json)")
+    return set_aside_earlier(out, name, pattern)
 
 
 def open_video_writer(path: str | Path, fps: float, size: tuple[int, int]) -> MjpegAviWriter | CvVideoWriter:

@@ -38,7 +38,8 @@ from .pipeline import PosePipeline
 from .records import json_safe
 from .results import FrameResult
 from .safe_io import atomic_write_text
-from .sinks import JsonlWriter, frame_record, open_video_writer, remove_earlier_outputs
+from .safe_io import drop_earlier_outputs
+from .sinks import JsonlWriter, frame_record, open_video_writer, set_aside_earlier_outputs
 from .smoothing import make_smoother
 from .sources import Frame, FrameSource, open_source
 from .tracker import TRACKERS
@@ -78,7 +79,8 @@ class VideoRun:
         self.stats = Stats()
         self.account = RunAccount()
         out = args.out
-        remove_earlier_outputs(out, source.name)   # this run's files only, none of an earlier one's
+        # this run's files only beside each other; the earlier ones aside until this run ends well
+        self.previous = set_aside_earlier_outputs(out, source.name)
         self.jsonl = JsonlWriter(out / f"{source.name}.jsonl", fsync=args.fsync)
         self.video_path = None if args.no_video else out / f"{source.name}.overlay.{args.video_format}"
         self.video: Any = None
@@ -365,6 +367,7 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
         print(f"error: {summary['ended_early']}; the {summary['frames']} frames decoded were written",
               file=sys.stderr)
         return EXIT_INCOMPLETE, summary
+    drop_earlier_outputs(run.previous)   # ended well (a Ctrl-C / SIGTERM stop is how live runs end)
     return {None: 0, "SIGINT": 130, "SIGTERM": 143}[run.interrupted], summary
 
 

@@ -208,10 +208,42 @@ def test_video_rerun_removes_and_names_the_earlier_runs_overlay(cpu_artifacts, s
     assert (out / "people.summary.json").is_file()
     r = run_module("runtime.video", *args, "--no-video")
     assert r.returncode == 0, r.stderr
-    note = [line for line in r.stderr.splitlines() if line.startswith("note: removed")]
+    note = [line for line in r.stderr.splitlines() if line.startswith("note: moved")]
     assert len(note) == 1 and "people.overlay.avi" in note[0] and "people.overlay.1.avi" in note[0]
-    assert sorted(p.name for p in out.iterdir()) == ["people.jsonl", "people.summary.json"]
+    assert "people.previous" in note[0]
+    assert sorted(p.name for p in out.iterdir()) == ["people.jsonl", "people.summary.json"]   # ended well: aside gone
     assert json.loads((out / "people.summary.json").read_text())["outputs"]["video"] == []
+
+
+def test_failed_video_rerun_keeps_the_earlier_runs_results_named(cpu_artifacts, shared_data, tmp_path):
+    """A rerun into the same --out that fails (a full disk) must not cost the earlier complete run:
+    its JSON Lines, overlay and summary stay, moved aside into people.previous/ and named."""
+    out = tmp_path / "o"
+    args = ["--engines", str(cpu_artifacts), "--source", str(shared_data / "video" / "people.mp4"), "--out", str(out),
+            "--threads", "1", "--quiet", "--max-frames", "3"]
+    assert run_module("runtime.video", *args).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"people.jsonl", "people.overlay.avi", "people.summary.json"}
+    r = run_module("runtime.video", *args, preexec_fn=_limit(4096))   # the new overlay cannot be written
+    assert r.returncode == EXIT_OUTPUT, r.stderr
+    assert "people.previous" in r.stderr
+    kept = out / "people.previous"
+    assert {p.name: p.read_bytes() for p in kept.iterdir()} == before
+
+
+def test_images_rerun_sets_the_earlier_results_aside_until_it_ends_well(cpu_artifacts, coco_mini, tmp_path):
+    out = tmp_path / "o"
+    args = ["--engines", str(cpu_artifacts), "--images", str(coco_mini), "--dets",
+            str(coco_mini / "person_detections.json"), "--out", str(out)]
+    assert run_module("runtime.images", *args).returncode == 0
+    before = (out / "results.json").read_bytes()
+    r = run_module("runtime.images", *args, preexec_fn=_limit(len(before) // 3))
+    assert r.returncode == EXIT_OUTPUT, r.stderr
+    assert (out / "results.previous" / "results.json").read_bytes() == before   # the complete one, named
+    r = run_module("runtime.images", *args)
+    assert r.returncode == 0 and "results.previous" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+    assert (out / "results.json").read_bytes() == before
 
 
 def test_rewritten_file_full_disk_keeps_the_previous_one(tmp_path):
