@@ -244,26 +244,12 @@ def format_table(rows: Iterable[tuple[str, Mapping[str, float]]]) -> str:
 
 
 def check_inputs(gt: Path, jsonls: Sequence[Path]) -> None:
-    """The ground truth and every JSON Lines file parsed once before any scoring: a bad one is one
-    line naming the file (and line), not a JSONDecodeError deep in the evaluation."""
-    from bench.gt_records import read_gt
-    from runtime.errors import InputError
-
-    read_gt(gt, "--gt")
+    """The ground truth and every JSON Lines file read once, with the readers the scoring uses,
+    before any scoring: a bad one is one line naming the file (and line), not an error deep in
+    the evaluation of an earlier file's row."""
+    load_clip_gt(gt)
     for path in jsonls:
-        records = 0
-        for n, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
-            try:
-                ok = not line.strip() or isinstance(json.loads(line), dict)
-            except json.JSONDecodeError:
-                ok = False
-            if not ok:
-                raise InputError(f"line {n} is not a JSON object", f"--jsonl {path}",
-                                 "pass the results.jsonl written by python -m runtime.video")
-            records += bool(line.strip())
-        if not records:
-            raise InputError("holds no frames: nothing to score", f"--jsonl {path}",
-                             "pass the results.jsonl of a run that processed the clip")
+        read_jsonl(path)
 
 
 def main(argv: list[str]) -> int:

@@ -46,7 +46,7 @@ def test_video_eval_flags_a_run_covering_half_the_clip(clip, tmp_path) -> None:
     full = _perfect_jsonl(gt, tmp_path / "full.jsonl")
     half = _perfect_jsonl(gt, tmp_path / "half.jsonl", range(n // 2))
     r = _cli("bench.video_eval", "--gt", str(gt), "--jsonl", str(full), str(half),
-             "--json-out", str(tmp_path / "m.json"))
+             "--json", str(tmp_path / "m.json"))
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["full"]["coverage"] == 1.0 and m["half"]["coverage"] == pytest.approx((n // 2) / n)

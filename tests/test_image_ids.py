@@ -56,17 +56,17 @@ def test_gt_listing_one_file_twice_is_refused(coco_mini, tmp_path) -> None:
 def test_images_cli_detector_gives_each_file_its_own_id(cpu_artifacts, coco_mini, tmp_path) -> None:
     """b.jpg sorted second used to get id 1 = 1.jpg's id: both images' people merged under one id."""
     d = _folder(tmp_path, coco_mini, ["1.jpg", "b.jpg"])
-    out = tmp_path / "res.json"
+    out = tmp_path / "res"   # --out is a folder: results.json inside
     r = _images_cli("--engines", str(cpu_artifacts), "--images", str(d), "--out", str(out), "--backend", "ort",
                     "--detector", f"onnx:{tiny_detector(tmp_path / 'det.onnx', [GOOD])}")
     assert r.returncode == 0, r.stderr
-    assert sorted(rec["image_id"] for rec in json.loads(out.read_text())) == [1, 2]
+    assert sorted(rec["image_id"] for rec in json.loads((out / "results.json").read_text())) == [1, 2]
 
 
 @pytest.mark.parametrize("source", ["detector", "dets"])
 def test_images_cli_refuses_colliding_names(cpu_artifacts, coco_mini, tmp_path, source) -> None:
     d = _folder(tmp_path, coco_mini, ["1.jpg", "01.jpg"])
-    out = tmp_path / "res.json"
+    out = tmp_path / "res"   # --out is a folder: results.json inside
     dets = tmp_path / "dets.json"
     dets.write_text(json.dumps([{"image_id": 1, "bbox": [10, 10, 50, 100], "score": 0.9}]))
     how = ["--detector", "hog"] if source == "detector" else ["--dets", str(dets)]

@@ -20,7 +20,10 @@ INF_BOX = [float("inf"), 20.0, 10.0, 20.0, 0.8]
 def tiny_detector(path: Path, candidates: list[list[float]], metadata: bool = True) -> Path:
     """A YOLOv8-style [N,5,A] detector whose output is ``candidates`` (plus 0 x the image, so the
     input is used and the batch follows it)."""
-    c = np.asarray(candidates, np.float32).T[None]          # [1, 5, A]
+    # Padded with zero-score candidates to more candidates than values per candidate, as every real
+    # detector has (the decode tells a [1,F,A] output from [1,A,F] by that).
+    pad = [[1.0, 1.0, 1.0, 1.0, 0.0]] * max(0, 8 - len(candidates))
+    c = np.asarray([*candidates, *pad], np.float32).T[None]          # [1, 5, A]
     nodes = [
         helper.make_node("ReduceMax", ["images"], ["m"], keepdims=1, axes=[1, 2, 3]),
         helper.make_node("Squeeze", ["m", "ax"], ["m3"]),

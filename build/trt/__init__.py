@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, MutableMapping
 
-from runtime.cli_args import existing_file, output_file, positive_int
+from runtime.cli_args import output_file, positive_int
 
 from .targets import TARGETS, BuildOptions, engine_specs, get_target
 from .plan import PLAN_NAME, write_plan
@@ -44,8 +44,11 @@ def add_trt_arguments(parser: argparse.ArgumentParser) -> None:
                    help="builder optimisation level 0-5 (default 3)")
     g.add_argument("--timing-cache", default=None, type=output_file,
                    help="timing cache file (default OUT/timing-cache/trt<ver>-sm<sm>.cache, reused across builds)")
-    g.add_argument("--plugin-lib", default=None, type=existing_file,
-                   help="TensorRT plugin .so for ONNX files with plugin nodes")
+    # Not checked here: off the device the path names the .so on the Jetson, where build_plan.sh
+    # runs (check_trt_flags checks it when this machine builds the engines itself).
+    g.add_argument("--plugin-lib", default=None,
+                   help="TensorRT plugin .so for ONNX files with plugin nodes (a path on the machine that builds "
+                        "the engines)")
 
 
 def _str_or_none(p: object) -> str | None:
@@ -67,6 +70,12 @@ def check_trt_flags(args: argparse.Namespace) -> None:
     """The TensorRT flags that argparse cannot check alone (``--dla``), before any export."""
     from .targets import _dla_core
     _dla_core(get_target(args.target), options_from_args(args))
+    lib = getattr(args, "plugin_lib", None)
+    if lib and get_target(args.target).name != "cpu" and probe_tensorrt()[0] is not None and not Path(lib).is_file():
+        from runtime.errors import InputError
+
+        raise InputError("the plugin library does not exist on this machine, which builds the engines",
+                         f"--plugin-lib {lib}", "pass the path of libdynpose_plugins.so (kernels/plugin)")
 
 
 def no_trt_message(artifacts_dir: Path, manifest: MutableMapping[str, Any], target: str, reason: str) -> str:
