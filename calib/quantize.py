@@ -120,7 +120,12 @@ def flavour_spec(flavour: str) -> FlavourSpec:
             "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
             "OpTypesToExcludeOutputQuantization": list(QUANT_OPS),
             # a tensor feeding a conv and a residual Add gets the conv its own pair, the Add stays float
-            "DedicatedQDQPair": True})
+            "DedicatedQDQPair": True,
+            # ORT (>= 1.20) widens weight scales so an int32 bias would fit, pairing the weight's
+            # per-channel scales with the bias by index: on a ConvTranspose's axis 0 (C_in scales,
+            # C_out biases) that ran off the bias (IndexError) or widened the wrong channels. The
+            # bias stays float here, so the weights keep their own scales (max|w| / 127).
+            "QDQDisableWeightAdjustForInt32Bias": True})
     if flavour == "int8_cpu":
         return FlavourSpec("QUInt8", "QInt8", None, {"WeightSymmetric": True}, reduce_range=True,
                            subpixel_deconv=True)
