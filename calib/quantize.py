@@ -177,8 +177,7 @@ def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method:
     dst.parent.mkdir(parents=True, exist_ok=True)
     reader = CropReader(crops, input_name=model.graph.input[0].name)
     extra = dict(spec.extra, CalibStridedMinMax=1)
-    if flavour == "int8_trt":
-        extra.update(trt_weight_axis_overrides(model, extra.get("TensorQuantOverrides")))
+    extra.update(weight_axis_overrides(model, flavour, extra.get("TensorQuantOverrides")))
     kw = {}
     if cache is not None and "calibration_cache_path" in inspect.signature(quantize_static).parameters:
         kw["calibration_cache_path"] = str(_cache_for(cache, spec))
@@ -288,19 +287,28 @@ def _const(model: onnx.ModelProto, name: str) -> np.ndarray | None:
     return None
 
 
-def trt_weight_axis_overrides(model: onnx.ModelProto, existing: dict | None = None) -> dict:
-    """``TensorQuantOverrides`` putting every ConvTranspose weight's per-channel axis where
-    TensorRT reads it (:data:`build.trt.compat.DECONV_WEIGHT_AXIS`, axis 0 = input channels;
-    the reference is cited there). ONNX Runtime's quantizer defaults to axis 1 and only a
-    per-tensor override changes it (its op-type axis option does not reach ConvTranspose).
+def weight_axis_overrides(model: onnx.ModelProto, flavour: str, existing: dict | None = None) -> dict:
+    """``TensorQuantOverrides`` for the ConvTranspose weights ONNX Runtime's defaults get wrong.
+
+    int8_trt: every ConvTranspose weight per channel on the axis TensorRT reads
+    (:data:`build.trt.compat.DECONV_WEIGHT_AXIS`, axis 0 = input channels; the reference is
+    cited there). ONNX Runtime defaults to axis 1 and only a per-tensor override changes it
+    (its op-type axis option does not reach ConvTranspose).
+    Other flavours: a grouped ConvTranspose left in the graph (calib/deconv.py rewrites only
+    group 1) is quantized per tensor. ORT's axis 1 of its weight [C_in, C_out/group, ...]
+    holds C_out/group scales, which ORT then broadcasts against the C_out int32 bias and fails.
     """
     from build.trt.compat import DECONV_WEIGHT_AXIS
 
     inits = {i.name for i in model.graph.initializer}
     out = dict(existing or {})
     for n in model.graph.node:
-        if n.op_type == "ConvTranspose" and len(n.input) > 1 and n.input[1] in inits:
+        if n.op_type != "ConvTranspose" or len(n.input) < 2 or n.input[1] not in inits:
+            continue
+        if flavour == "int8_trt":
             out[n.input[1]] = [{"axis": DECONV_WEIGHT_AXIS}]
+        elif next((a.i for a in n.attribute if a.name == "group"), 1) > 1:
+            out[n.input[1]] = [{}]   # an override without an axis = per tensor
     return {"TensorQuantOverrides": out} if out else {}
 
 
