@@ -13,6 +13,14 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("DYNPOSE_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Markers of tests/test_build_matrix.py (registered here so --strict-markers knows them)."""
+    config.addinivalue_line("markers", "build_matrix: every config x target x precision built by the real CLI; "
+                            "its own CI step")
+    config.addinivalue_line("markers", "canary: newest dependency releases beyond the pins "
+                            "(tools/deps_canary.sh, scheduled; never in CI)")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data``. Missing data is an error, never a skip."""

@@ -15,10 +15,13 @@ step "install (torch 2.13.0 CPU build + project with dev extras)"
 "$PY" -m pip install --quiet torch==2.13.0 -e '.[dev]'
 
 step "unit tests"
-"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live and not triton"
+"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live and not triton and not build_matrix and not canary"
 
 step "slow checks (large-net exports, training steps)"
 "$PY" -m pytest -m slow
+
+step "build matrix: every config x {cpu, orin} x {fp32, int8} through the real CLI (random weights, tiny calibration)"
+"$PY" -m pytest -m build_matrix
 
 step "live sources: a real RTSP server (GStreamer) read through OpenCV/FFmpeg and PyGObject"
 bash tools/setup_gst.sh
