@@ -5,8 +5,9 @@ and method, then reused):
 
 * ``int8_trt``: what TensorRT's explicit quantization fuses. Symmetric int8
   activations and weights (all zero points 0, range [-127, 127]), per-channel
-  weights, Q/DQ only on the inputs of Conv / ConvTranspose / Gemm / MatMul,
-  bias left float (TensorRT folds it itself). A graph TensorRT cannot fuse
+  weights (scales max|w| / 127, never widened for an int32 bias that is not made),
+  Q/DQ only on the inputs of Conv / ConvTranspose / Gemm / MatMul, bias left float
+  (TensorRT folds it itself). A graph TensorRT cannot fuse
   would silently run Q/DQ as separate layers, so :func:`check_trt_qdq`
   proves the placement and the build refuses a graph that fails it.
 * ``int8_cpu``: what ONNX Runtime's CPU kernels run fastest: QDQ with uint8
@@ -121,10 +122,11 @@ def flavour_spec(flavour: str) -> FlavourSpec:
             "OpTypesToExcludeOutputQuantization": list(QUANT_OPS),
             # a tensor feeding a conv and a residual Add gets the conv its own pair, the Add stays float
             "DedicatedQDQPair": True,
-            # ORT (>= 1.20) widens weight scales so an int32 bias would fit, pairing the weight's
-            # per-channel scales with the bias by index: on a ConvTranspose's axis 0 (C_in scales,
-            # C_out biases) that ran off the bias (IndexError) or widened the wrong channels. The
-            # bias stays float here, so the weights keep their own scales (max|w| / 127).
+            # ORT (>= 1.20, onnxruntime PR 22020) widens weight scales so an int32 bias would fit,
+            # pairing the weight's per-channel scales with the bias by index: on a ConvTranspose's
+            # axis 0 (C_in scales, C_out biases) that ran off the bias (IndexError) or widened the
+            # wrong channels. The bias stays float here (TensorRT folds it), so the widening has
+            # nothing to protect and the weights keep their own scales (max|w| / 127).
             "QDQDisableWeightAdjustForInt32Bias": True})
     if flavour == "int8_cpu":
         return FlavourSpec("QUInt8", "QInt8", None, {"WeightSymmetric": True}, reduce_range=True,
