@@ -2,14 +2,14 @@
 
 Why: dyn-r50-h32 stopped building for Orin (ONNX Runtime's quantizer crashed on its
 ResNet-50 deconvolution in the int8_trt flavour) and nothing noticed, because no test
-built a real-architecture config for a TensorRT target. Here the real CLI builds each
-config from ``--list-configs`` for ``--target cpu`` and ``--target orin`` at fp32 and int8
+built a real-architecture config for a TensorRT target. Here the build CLI's main() builds
+each config from ``--list-configs`` for ``--target cpu`` and ``--target orin`` at fp32 and int8
 with random (or the fixtures' bundled) weights and a tiny synthetic calibration set; the
 point is that the build finishes and leaves a valid folder, not speed or accuracy.
 
-Marker ``build_matrix``: its own CI step (tools/test.sh). One export per config serves its
-four builds (:class:`ExportOnce`). Marker ``canary``: the int8 builds again, run by tools/deps_canary.sh in a
-throwaway venv with the newest onnxruntime / onnx / onnxsim / onnxslim beyond the pins of
+Marker ``build_matrix``: its own CI step (tools/test.sh); one export per config serves its
+four builds (:class:`ExportOnce`). Marker ``canary``: the int8 Orin builds again, each with its
+own export, run by tools/deps_canary.sh in a throwaway venv with the newest onnxruntime / onnx / onnxsim / onnxslim beyond the pins of
 pyproject.toml (not in CI; meant for a weekly schedule).
 """
 from __future__ import annotations
