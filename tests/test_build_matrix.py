@@ -9,8 +9,8 @@ point is that the build finishes and leaves a valid folder, not speed or accurac
 
 Marker ``build_matrix``: its own CI step (tools/test.sh); one export per config serves its
 four builds (:class:`ExportOnce`). Marker ``canary``: the int8 Orin builds again, each with its
-own export, run by tools/deps_canary.sh in a throwaway venv with the newest onnxruntime / onnx / onnxsim / onnxslim beyond the pins of
-pyproject.toml (not in CI; meant for a weekly schedule).
+own export, run by tools/deps_canary.sh in a throwaway venv with the newest onnxruntime /
+onnx / onnxsim / onnxslim beyond the pins of pyproject.toml (not in CI; weekly schedule).
 """
 from __future__ import annotations
 
