@@ -8,6 +8,7 @@
 #   make bench-baseline   same run, then store its absolute figures as this machine kind's baseline
 #   make bench-proof      prove the gates: pass beside a CPU hog, fail on planted regressions (tests/test_gates.py)
 #   make sweep            the accuracy/speed trade-off table + plot (docs/tradeoff.*)
+#   make deps-canary      newest onnxruntime/onnx/onnxsim/onnxslim beyond the pins: int8 builds (weekly)
 #   make accuracy         AP/AR of small, large, dyn at fp32/fp16/int8_cpu/int8_trt on the fixtures'
 #                         held-out synthetic test set (docs/accuracy.md, "Accuracy per precision")
 #
@@ -34,7 +35,7 @@ BENCH_FILES := $(sort $(wildcard bench/test_bench_*.py bench/bench_*.py))
 BUILT := $(BENCH_DIR)/artifacts/$(BENCH_CONFIG)-cpu
 ENGINES := $(if $(BENCH_ENGINES),$(BENCH_ENGINES),$(BUILT))
 
-.PHONY: install test lint bench bench-run bench-baseline bench-engines bench-proof sweep accuracy
+.PHONY: install test lint bench bench-run bench-baseline bench-engines bench-proof sweep accuracy deps-canary
 
 install:
 	$(PYTHON) -m pip install $(TORCH) -e '.$(if $(EXTRAS),[$(EXTRAS)])'
@@ -99,3 +100,8 @@ sweep:
 ACC_ENGINES ?=
 accuracy:
 	$(PYTHON) -m bench.accuracy $(if $(ACC_ENGINES),--engines $(ACC_ENGINES))
+
+# The newest onnxruntime / onnx / onnxsim / onnxslim, beyond pyproject.toml's caps, in a throwaway
+# venv: the quantizer tests and every config's int8 build for Orin (weekly; tools/deps_canary.sh).
+deps-canary:
+	PYTHON=$(PYTHON) bash tools/deps_canary.sh

@@ -5,8 +5,9 @@ and method, then reused):
 
 * ``int8_trt``: what TensorRT's explicit quantization fuses. Symmetric int8
   activations and weights (all zero points 0, range [-127, 127]), per-channel
-  weights, Q/DQ only on the inputs of Conv / ConvTranspose / Gemm / MatMul,
-  bias left float (TensorRT folds it itself). A graph TensorRT cannot fuse
+  weights (scales max|w| / 127, never widened for an int32 bias that is not made),
+  Q/DQ only on the inputs of Conv / ConvTranspose / Gemm / MatMul, bias left float
+  (TensorRT folds it itself). A graph TensorRT cannot fuse
   would silently run Q/DQ as separate layers, so :func:`check_trt_qdq`
   proves the placement and the build refuses a graph that fails it.
 * ``int8_cpu``: what ONNX Runtime's CPU kernels run fastest: QDQ with uint8
@@ -120,7 +121,13 @@ def flavour_spec(flavour: str) -> FlavourSpec:
             "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
             "OpTypesToExcludeOutputQuantization": list(QUANT_OPS),
             # a tensor feeding a conv and a residual Add gets the conv its own pair, the Add stays float
-            "DedicatedQDQPair": True})
+            "DedicatedQDQPair": True,
+            # ORT (>= 1.20, onnxruntime PR 22020) widens weight scales so an int32 bias would fit,
+            # pairing the weight's per-channel scales with the bias by index: on a ConvTranspose's
+            # axis 0 (C_in scales, C_out biases) that ran off the bias (IndexError) or widened the
+            # wrong channels. The bias stays float here (TensorRT folds it), so the widening has
+            # nothing to protect and the weights keep their own scales (max|w| / 127).
+            "QDQDisableWeightAdjustForInt32Bias": True})
     if flavour == "int8_cpu":
         return FlavourSpec("QUInt8", "QInt8", None, {"WeightSymmetric": True}, reduce_range=True,
                            subpixel_deconv=True)
@@ -172,8 +179,7 @@ def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method:
     dst.parent.mkdir(parents=True, exist_ok=True)
     reader = CropReader(crops, input_name=model.graph.input[0].name)
     extra = dict(spec.extra, CalibStridedMinMax=1)
-    if flavour == "int8_trt":
-        extra.update(trt_weight_axis_overrides(model, extra.get("TensorQuantOverrides")))
+    extra.update(weight_axis_overrides(model, flavour, extra.get("TensorQuantOverrides")))
     kw = {}
     if cache is not None and "calibration_cache_path" in inspect.signature(quantize_static).parameters:
         kw["calibration_cache_path"] = str(_cache_for(cache, spec))
@@ -283,19 +289,28 @@ def _const(model: onnx.ModelProto, name: str) -> np.ndarray | None:
     return None
 
 
-def trt_weight_axis_overrides(model: onnx.ModelProto, existing: dict | None = None) -> dict:
-    """``TensorQuantOverrides`` putting every ConvTranspose weight's per-channel axis where
-    TensorRT reads it (:data:`build.trt.compat.DECONV_WEIGHT_AXIS`, axis 0 = input channels;
-    the reference is cited there). ONNX Runtime's quantizer defaults to axis 1 and only a
-    per-tensor override changes it (its op-type axis option does not reach ConvTranspose).
+def weight_axis_overrides(model: onnx.ModelProto, flavour: str, existing: dict | None = None) -> dict:
+    """``TensorQuantOverrides`` for the ConvTranspose weights ONNX Runtime's defaults get wrong.
+
+    int8_trt: every ConvTranspose weight per channel on the axis TensorRT reads
+    (:data:`build.trt.compat.DECONV_WEIGHT_AXIS`, axis 0 = input channels; the reference is
+    cited there). ONNX Runtime defaults to axis 1 and only a per-tensor override changes it
+    (its op-type axis option does not reach ConvTranspose).
+    Other flavours: a grouped ConvTranspose left in the graph (calib/deconv.py rewrites only
+    group 1) is quantized per tensor. ORT's axis 1 of its weight [C_in, C_out/group, ...]
+    holds C_out/group scales, which ORT then broadcasts against the C_out int32 bias and fails.
     """
     from build.trt.compat import DECONV_WEIGHT_AXIS
 
     inits = {i.name for i in model.graph.initializer}
     out = dict(existing or {})
     for n in model.graph.node:
-        if n.op_type == "ConvTranspose" and len(n.input) > 1 and n.input[1] in inits:
+        if n.op_type != "ConvTranspose" or len(n.input) < 2 or n.input[1] not in inits:
+            continue
+        if flavour == "int8_trt":
             out[n.input[1]] = [{"axis": DECONV_WEIGHT_AXIS}]
+        elif next((a.i for a in n.attribute if a.name == "group"), 1) > 1:
+            out[n.input[1]] = [{}]   # an override without an axis = per tensor
     return {"TensorQuantOverrides": out} if out else {}
 
 

@@ -19,13 +19,16 @@ step "install (torch 2.13.0 CPU build + project with dev extras)"
 "$PY" -m pip install --quiet torch==2.13.0 -e '.[dev]'
 
 step "unit tests"
-"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live and not triton and not install and not combo"
+"$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live and not triton and not install and not combo and not build_matrix and not canary"
 
 step "runtime-only install: pip install . (no extras) in a clean venv runs runtime.images/video, no torch"
 "$PY" -m pytest -m install
 
 step "slow checks (large-net exports, training steps)"
 "$PY" -m pytest -m slow
+
+step "build matrix: every config x {cpu, orin} x {fp32, int8} through the real CLI (random weights, tiny calibration)"
+"$PY" -m pytest -m build_matrix
 
 step "live sources: a real RTSP server (GStreamer) read through OpenCV/FFmpeg and PyGObject"
 bash tools/setup_gst.sh
