@@ -17,14 +17,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The README's first command without its install part, one argv per `&&` step.
-MAIN_JOB = (
-    ("build.engines", "--target", "cpu"),
-    ("build.synth", "--video", "out/synth"),
-    ("runtime.video", "--engines", "artifacts/fixture-dyn-cpu", "--source", "out/synth/synth.mp4",
-     "--detector", "json:out/synth/detections.json", "--smooth", "--draw-regions", "--out", "out/"),
-    ("bench.video_eval", "--gt", "out/synth/person_keypoints.json", "--jsonl", "out/synth.jsonl"),
-)
+def readme_main_job() -> tuple[tuple[str, ...], ...]:
+    """The README's first set-up command without its install part, one argv per ``&&`` step
+    (read from the README itself, so the two cannot drift apart)."""
+    import re
+    import shlex
+
+    readme = (REPO / "README.md").read_text()
+    first = re.search(r"```bash\n(pip install [^\n]+)\n```", readme)
+    assert first, "README has no ```bash block starting with pip install"
+    steps = [shlex.split(part) for part in first.group(1).split("&&")]
+    assert steps[0][:2] == ["pip", "install"], steps[0]
+    assert all(st[:2] == ["python", "-m"] for st in steps[1:]), steps
+    return tuple(tuple(st[2:]) for st in steps[1:])
+
+
+MAIN_JOB = readme_main_job()
 
 
 @pytest.fixture(scope="module")
