@@ -173,6 +173,14 @@ def run_maps(out_dir: Path, manifest: dict, role: str, data: CoverageSet) -> dic
     return run_onnx(Path(out_dir) / manifest["models"][role]["onnx"], data.crops, ["probmaps", "oks"])
 
 
+def _final_dir(out_dir: Path, manifest: dict, args: argparse.Namespace) -> Path:
+    """The artifacts folder a user will have: during a build ``out_dir`` is its staging folder."""
+    out = getattr(args, "out", None)
+    if out is not None and manifest.get("config") and manifest.get("target"):
+        return Path(out) / f"{manifest['config']}-{manifest['target']}"
+    return Path(out_dir)
+
+
 def calibrate_coverage(out_dir: Path, manifest: dict, args: argparse.Namespace) -> dict[str, Any]:
     """The build hook: fit the coverage map on every probmap net's maps (pooled, one map per folder)."""
     roles = _probmap_roles(manifest)
@@ -193,7 +201,8 @@ def calibrate_coverage(out_dir: Path, manifest: dict, args: argparse.Namespace) 
     after = coverage_at(maps, pooled, cmap=cmap)
     print(f"calibration: credible-region coverage at q=0.5/0.7/0.9 {before[4]:.2f}/{before[6]:.2f}/{before[8]:.2f}"
           f" -> {after[4]:.2f}/{after[6]:.2f}/{after[8]:.2f} (blur sigma {cmap.sigma:g}, {int(pooled.valid.sum())}"
-          f" keypoints; held-out check: python -m calib.coverage --engines {out_dir})", file=sys.stderr)
+          f" keypoints; held-out check: python -m calib.coverage --engines {_final_dir(out_dir, manifest, args)})",
+          file=sys.stderr)
     return {"fitted": True, "coverage_map": cmap.to_json(), "roles": roles, "source": data.source,
             "n_crops": len(data), "n_keypoints": int(pooled.valid.sum()),
             "fit_set": {"q": list(QS), "before": np.round(before, 4).tolist(), "after": np.round(after, 4).tolist()}}
