@@ -262,6 +262,11 @@ def main(argv: list[str]) -> int:
                    help="runtime.video JSON Lines (several: one row each)")
     add_json_argument(p, "also write the numbers here (JSON)")
     a = p.parse_args(argv)
+    # The scorers' packages (the eval extra) before any work: a missing one is one line, not a
+    # coverage warning followed by a failure half way through the table.
+    import pycocotools.coco  # noqa: F401
+    import motmetrics  # noqa: F401
+
     check_inputs(a.gt, a.jsonl)
     stems = [Path(j).stem for j in a.jsonl]
     names = [f"{Path(j).parent.name}/{Path(j).stem}" if stems.count(Path(j).stem) > 1 else Path(j).stem

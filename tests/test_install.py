@@ -98,6 +98,8 @@ def test_a_command_of_a_missing_extra_names_it_in_one_line(core_venv: Path, clip
 def test_an_installed_command_names_the_installed_setup_script(core_venv: Path, tmp_path: Path) -> None:
     """runtime.backends.triton tells users to run tools.triton_server; from an install, its own
     hint must name the script that was installed with it, not a repository path."""
+    (tmp_path / "m").mkdir()   # a repository with a model, so the missing venv is what is left to say
+    (tmp_path / "m" / "config.pbtxt").write_text('name: "m"\n')
     r = _run([str(core_venv), "-m", "tools.triton_server", "--repo", str(tmp_path)], tmp_path, timeout=120)
     lines = r.stderr.strip().splitlines()
     assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: no Triton server venv"), r.stderr
