@@ -65,7 +65,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "tools.device_check": (["--out", "{FILE}"], 2, "--out"),
     "tools.overlay_screenshot": (["--engines", "{EMPTY}"], 2, "manifest.json"),
     "tools.rtsp_server": (["--video", "{T}/nope.mp4"], 2, "--video"),
-    "tools.triton_server": (["--repo", "{EMPTY}"], 2, "config.pbtxt"),
+    "tools.triton_server": (["--repo", "{FILE}"], 2, "is not a folder"),
     "tools.trt_harness.probe": (["--major", "12"], 2, "--major"),
 }
 NOT_IN_DYNPOSE = {"tools.trt_harness.probe"}   # the TensorRT harness's own meta-test driver

@@ -118,7 +118,7 @@ def test_launcher_whose_server_dies_says_so_and_exits_3(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args, message", [
     (["--repo", "missing"], "model repository missing is not a folder"),
     (["--repo", ".", "--grpc-port", "9100", "--http-port", "9100"], "--grpc-port and --http-port are both 9100"),
-    (["--repo", ".", "--grpc-port", "-1"], "argument --grpc-port: '-1' is not a TCP port (0..65535)"),
+    (["--repo", ".", "--grpc-port", "-1"], "argument --grpc-port: -1 is out of range [0, 65535]"),
 ])
 def test_launcher_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     r = subprocess.run([sys.executable, "-m", "tools.triton_server", *args], cwd=tmp_path, capture_output=True,

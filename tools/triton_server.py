@@ -257,14 +257,13 @@ def _raise_stop(signum: int, _frame: object) -> None:
 
 
 def model_repo(text: str) -> Path:
-    """--repo: a model repository holding at least one model (NAME/config.pbtxt), checked before the server starts."""
+    """--repo: an existing folder, checked before the server starts. An empty repository is allowed:
+    the launcher's readiness check does not wait on models, and models can be added to it later."""
     import argparse
 
-    from runtime.cli_args import existing_dir
-
-    repo = existing_dir(text)
-    if not any((m / "config.pbtxt").is_file() for m in repo.iterdir()):
-        raise argparse.ArgumentTypeError(f"{text} holds no model (no NAME/config.pbtxt); write one with "
+    repo = Path(text)
+    if not repo.is_dir():
+        raise argparse.ArgumentTypeError(f"model repository {text} is not a folder; write one with "
                                          "python -m build.triton_repo")
     return repo
 
