@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from .errors import EXIT_INCOMPLETE, EXIT_INPUT, InputError, UserError, guarded, split_debug
+from .errors import EXIT_INCOMPLETE, EXIT_INPUT, EXTRAS, InputError, UserError, guarded, split_debug
 
 # name -> (module, function, python -m prog, one-line summary); a dict value is a group of subcommands
 Entry = tuple[str, str, str, str]
@@ -75,10 +75,8 @@ COMMANDS: dict[str, Entry | dict[str, Entry]] = {
                    "grab one overlay frame as a PNG"),
 }
 
-# which extra a missing top-level module comes from (pyproject optional-dependencies)
-EXTRA_OF = {"torch": "build", "onnxsim": "build", "onnxslim": "build", "onnx": "build", "scipy": "build",
-            "pycocotools": "eval", "motmetrics": "eval", "matplotlib": "eval", "tritonclient": "triton",
-            "gi": "gst", "pycuda": "trt"}
+# which extra a missing top-level module comes from: the one map, runtime.errors.EXTRAS
+EXTRA_OF = EXTRAS
 
 
 def _listing(table: dict[str, Entry | dict[str, Entry]], prefix: str) -> str:
