@@ -45,6 +45,7 @@ import numpy as np
 import onnx
 
 from .deconv import deconv_to_conv
+from .qdq_axis import check_trt_qdq, deconv_axis_problems, weight_axis_overrides  # noqa: F401 (re-exported)
 from .float_tail import (QUANT_OPS, float_head_ops, float_tail, head_ops, is_decode_op,  # noqa: F401
                          regression_branches, regression_heads, tensor_consumers)  # (re-exported)
 METHODS = ("entropy", "percentile", "minmax")
@@ -278,123 +279,6 @@ def _prune_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 # -- graph checks -------------------------------------------------------------------------------------
-
-def _const(model: onnx.ModelProto, name: str) -> np.ndarray | None:
-    for init in model.graph.initializer:
-        if init.name == name:
-            return onnx.numpy_helper.to_array(init)
-    for n in model.graph.node:
-        if n.op_type == "Constant" and n.output[0] == name:
-            return onnx.numpy_helper.to_array(n.attribute[0].t)
-    return None
-
-
-def weight_axis_overrides(model: onnx.ModelProto, flavour: str, existing: dict | None = None) -> dict:
-    """``TensorQuantOverrides`` for the ConvTranspose weights ONNX Runtime's defaults get wrong.
-
-    int8_trt: every ConvTranspose weight per channel on the axis TensorRT reads
-    (:data:`build.trt.compat.DECONV_WEIGHT_AXIS`, axis 0 = input channels; the reference is
-    cited there). ONNX Runtime defaults to axis 1 and only a per-tensor override changes it
-    (its op-type axis option does not reach ConvTranspose).
-    Other flavours: a grouped ConvTranspose left in the graph (calib/deconv.py rewrites only
-    group 1) is quantized per tensor. ORT's axis 1 of its weight [C_in, C_out/group, ...]
-    holds C_out/group scales, which ORT then broadcasts against the C_out int32 bias and fails.
-    """
-    from build.trt.compat import DECONV_WEIGHT_AXIS
-
-    inits = {i.name for i in model.graph.initializer}
-    out = dict(existing or {})
-    for n in model.graph.node:
-        if n.op_type != "ConvTranspose" or len(n.input) < 2 or n.input[1] not in inits:
-            continue
-        if flavour == "int8_trt":
-            out[n.input[1]] = [{"axis": DECONV_WEIGHT_AXIS}]
-        elif next((a.i for a in n.attribute if a.name == "group"), 1) > 1:
-            out[n.input[1]] = [{}]   # an override without an axis = per tensor
-    return {"TensorQuantOverrides": out} if out else {}
-
-
-def _weight_axis(node: onnx.NodeProto) -> int:
-    """Per-channel axis TensorRT expects for a weight: ConvTranspose on its input channels
-    (:data:`build.trt.compat.DECONV_WEIGHT_AXIS`), Gemm without transB on 1, else 0."""
-    if node.op_type == "ConvTranspose":
-        from build.trt.compat import DECONV_WEIGHT_AXIS
-
-        return DECONV_WEIGHT_AXIS
-    if node.op_type == "Gemm":
-        return 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
-    return 0
-
-
-def deconv_axis_problems(model: onnx.ModelProto) -> list[str]:
-    """A per-channel ConvTranspose weight DequantizeLinear on another axis than TensorRT's."""
-    axis_ = _weight_axis(onnx.helper.make_node("ConvTranspose", [], []))
-    producer = {o: n for n in model.graph.node for o in n.output}
-    problems = []
-    for n in model.graph.node:
-        dq = producer.get(n.input[1]) if n.op_type == "ConvTranspose" and len(n.input) > 1 else None
-        if dq is None or dq.op_type != "DequantizeLinear":
-            continue
-        scale = _const(model, dq.input[1])
-        if scale is None or scale.size <= 1:
-            continue
-        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
-        if axis != axis_:
-            problems.append(f"{dq.name}: ConvTranspose weight of {n.name} quantized on axis {axis}; TensorRT "
-                            f"reads deconvolution weight scales on axis {axis_} (input channels)")
-    return problems
-
-
-def check_trt_qdq(model: onnx.ModelProto) -> list[str]:
-    """Problems that would stop TensorRT fusing the Q/DQ graph (empty list = fine).
-
-    Every DequantizeLinear must feed only Conv/ConvTranspose/Gemm/MatMul;
-    every QuantizeLinear must feed only DequantizeLinear (a Q/DQ pair);
-    zero points must be int8 zeros; weights must be per-channel; and no node
-    of the float tail (sparsemax, decode, sigmoid heads) may be quantized.
-    """
-    problems: list[str] = []
-    cons = tensor_consumers(model)
-    inits = {i.name for i in model.graph.initializer}
-    for n in model.graph.node:
-        if n.op_type == "QuantizeLinear":
-            bad = [c.op_type for c in cons.get(n.output[0], []) if c.op_type != "DequantizeLinear"]
-            if bad:
-                problems.append(f"{n.name}: QuantizeLinear feeds {bad}, not a DequantizeLinear")
-        if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        zp = _const(model, n.input[2]) if len(n.input) > 2 and n.input[2] else None
-        if zp is None or zp.dtype != np.int8 or np.any(zp != 0):
-            problems.append(f"{n.name}: zero point {None if zp is None else (zp.dtype, zp.ravel()[:3])} "
-                            "is not int8 zero (TensorRT needs symmetric int8)")
-        if n.op_type == "DequantizeLinear":
-            users = cons.get(n.output[0], [])
-            bad = sorted({c.op_type for c in users if c.op_type not in QUANT_OPS})
-            if bad:
-                problems.append(f"{n.name}: DequantizeLinear feeds {bad}; only {QUANT_OPS} may take Q/DQ")
-            w = _const(model, n.input[0]) if n.input[0] in inits else None
-            scale = _const(model, n.input[1])
-            for u in users:
-                # per-channel applies to the weight input of Conv/ConvTranspose/Gemm only; a scalar
-                # or vector Dequantize feeding a Mul/Add (the int8_cpu flavour) has no channel axis
-                if (w is None or u.op_type not in QUANT_OPS or u.op_type == "MatMul" or len(u.input) < 2
-                        or u.input[1] != n.output[0]):
-                    continue
-                axis = _weight_axis(u)
-                if w.ndim <= axis:
-                    problems.append(f"{n.name}: weight of {u.name} has rank {w.ndim}; a "
-                                    f"{u.op_type} weight needs an output-channel axis {axis}")
-                    continue
-                if w.shape[axis] > 1 and (scale is None or scale.size != w.shape[axis]):
-                    problems.append(f"{n.name}: weight of {u.name} quantized per tensor; the TensorRT "
-                                    "flavour needs per-channel weights")
-    problems += deconv_axis_problems(model)
-    tail = float_tail(model)
-    for n in model.graph.node:
-        if n.name in tail and n.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            problems.append(f"{n.name}: Q/DQ inside the float tail (sparsemax/decode/sigmoid heads)")
-    return problems
-
 
 def qdq_counts(model: onnx.ModelProto) -> dict[str, int]:
     """How many Q and DQ nodes, and how many ops consume a DQ (for reports)."""
