@@ -11,13 +11,14 @@ with all four precisions; the build's calibration report then holds the same
 table on the calibration split (manifest ``calibration.report.labelled``).
 Prints the table (markdown) and writes it as JSON.
 """
+
 from __future__ import annotations
 
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from bench.precision_table import PERSON_SCORES, PRECISIONS, available, format_markdown, measure, to_dict
 from bench.workload import load_frames
@@ -39,7 +40,9 @@ def synthetic_split(work: Path, split: str, n_images: int, seed: int = 0) -> Pat
     return write_split(work / f"{split}-seed{seed}-n{n_images}", split, n_images, seed)
 
 
-def build_all_precisions(build_root: Path, calib_dir: Path, config: str = CONFIG, method: str = "entropy") -> Path:
+def build_all_precisions(
+    build_root: Path, calib_dir: Path, config: str = CONFIG, method: str = "entropy"
+) -> Path:
     """``config`` for the CPU with int8_cpu, int8_trt and fp16 beside fp32, built once.
 
     ``build.engines`` makes one precision per build; this builds fp32 (routing band, presence) and
@@ -53,11 +56,16 @@ def build_all_precisions(build_root: Path, calib_dir: Path, config: str = CONFIG
 
     out = build_root / f"{config}-cpu"
     m = load_manifest(out, verify=False) if (out / "manifest.json").is_file() else None
-    if m and all(v in m["models"]["small"].get("variants", {}) for v in PRECISIONS[1:]) \
-            and m.get("calibration", {}).get("source", "").startswith(f"{calib_dir} "):
+    if (
+        m
+        and all(v in m["models"]["small"].get("variants", {}) for v in PRECISIONS[1:])
+        and m.get("calibration", {}).get("source", "").startswith(f"{calib_dir} ")
+    ):
         return out
     print(f"building {config} for the CPU target into {build_root} (once) ...", file=sys.stderr)
-    rc = build_main(["--config", config, "--target", "cpu", "--out", str(build_root), "--calib-data", str(calib_dir)])
+    rc = build_main(
+        ["--config", config, "--target", "cpu", "--out", str(build_root), "--calib-data", str(calib_dir)]
+    )
     if rc != 0:
         raise SystemExit(f"error: building {config} failed (exit {rc})")
     m = load_manifest(out, verify=False)
@@ -81,62 +89,113 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str]) -> int:
     ap = OneLineParser(prog="python -m bench.accuracy", description=__doc__.splitlines()[0])
-    ap.add_argument("--engines", type=existing_dir, default=None,
-                    help="a built artifacts folder of the fixture config (default: build one under --work)")
+    ap.add_argument(
+        "--engines",
+        type=existing_dir,
+        default=None,
+        help="a built artifacts folder of the fixture config (default: build one under --work)",
+    )
     ap.add_argument("--work", type=output_dir, default=WORK, help="synthetic sets, the build and the JSON")
     ap.add_argument("--test-images", type=number(int, lo=1), default=400, help="held-out test images (400)")
-    ap.add_argument("--calib-images", type=number(int, lo=1), default=200,
-                    help="calibration-split images for the build (ignored with --engines)")
-    ap.add_argument("--seed", type=nonneg_int, default=0, help="the fixtures' seed (build.train.fixtures --seed)")
-    ap.add_argument("--precisions", default=None,
-                    help=f"comma list (default {','.join(PRECISIONS)}: those the artifacts hold); fp32 always "
-                         "runs; a named precision the artifacts lack is refused")
-    ap.add_argument("--person-score", default="box", choices=PERSON_SCORES,
-                    help="rank people by the box score (as the fixture report) or the runtime's "
-                         "box x mean keypoint score (see bench/precision_table.py)")
-    ap.add_argument("--json", type=output_file, default=None, help="where the table goes (default WORK/accuracy.json)")
+    ap.add_argument(
+        "--calib-images",
+        type=number(int, lo=1),
+        default=200,
+        help="calibration-split images for the build (ignored with --engines)",
+    )
+    ap.add_argument(
+        "--seed", type=nonneg_int, default=0, help="the fixtures' seed (build.train.fixtures --seed)"
+    )
+    ap.add_argument(
+        "--precisions",
+        default=None,
+        help=f"comma list (default {','.join(PRECISIONS)}: those the artifacts hold); fp32 always "
+        "runs; a named precision the artifacts lack is refused",
+    )
+    ap.add_argument(
+        "--person-score",
+        default="box",
+        choices=PERSON_SCORES,
+        help="rank people by the box score (as the fixture report) or the runtime's "
+        "box x mean keypoint score (see bench/precision_table.py)",
+    )
+    ap.add_argument(
+        "--json", type=output_file, default=None, help="where the table goes (default WORK/accuracy.json)"
+    )
     a = ap.parse_args(argv)
     precisions = [p for p in (a.precisions or ",".join(PRECISIONS)).split(",") if p]
     bad = sorted(set(precisions) - set(PRECISIONS))
     if bad:
-        raise InputError(f"unknown precision {','.join(bad)}", f"--precisions {a.precisions}",
-                         f"pick from {','.join(PRECISIONS)}")
+        raise InputError(
+            f"unknown precision {','.join(bad)}",
+            f"--precisions {a.precisions}",
+            f"pick from {','.join(PRECISIONS)}",
+        )
     t0 = time.perf_counter()
     work = Path(a.work)
     if a.engines is not None:
         m = read_json(a.engines / "manifest.json", "the manifest", "--engines")
         if not isinstance(m, dict) or m.get("config") != CONFIG:
-            raise InputError(f"holds config {m.get('config') if isinstance(m, dict) else None!r}, not {CONFIG}",
-                             f"--engines {a.engines}", "the synthetic test set only means something to the "
-                             "fixture weights; build them with python -m bench.accuracy (no --engines)")
+            raise InputError(
+                f"holds config {m.get('config') if isinstance(m, dict) else None!r}, not {CONFIG}",
+                f"--engines {a.engines}",
+                "the synthetic test set only means something to the "
+                "fixture weights; build them with python -m bench.accuracy (no --engines)",
+            )
         engines = a.engines
-        lacking = sorted(set(precisions) - set(available(m, precisions))) if isinstance(m.get("models"), dict) else []
+        lacking = (
+            sorted(set(precisions) - set(available(m, precisions)))
+            if isinstance(m.get("models"), dict)
+            else []
+        )
         if a.precisions is not None and lacking:
-            raise InputError(f"{engines} has no {','.join(lacking)} models", f"--precisions {a.precisions}",
-                             "build them (python -m bench.accuracy without --engines builds all four) "
-                             "or leave them out")
+            raise InputError(
+                f"{engines} has no {','.join(lacking)} models",
+                f"--precisions {a.precisions}",
+                "build them (python -m bench.accuracy without --engines builds all four) or leave them out",
+            )
     else:
-        engines = build_all_precisions(work / "artifacts", synthetic_split(work, "calib", a.calib_images, a.seed))
+        engines = build_all_precisions(
+            work / "artifacts", synthetic_split(work, "calib", a.calib_images, a.seed)
+        )
     test = synthetic_split(work, "test", a.test_images, a.seed)
-    rows, info = measure(engines, load_frames(test), test / "person_keypoints.json", precisions,
-                         person_score=a.person_score)
+    rows, info = measure(
+        engines, load_frames(test), test / "person_keypoints.json", precisions, person_score=a.person_score
+    )
     out = Path(a.json) if a.json else work / "accuracy.json"
-    atomic_write_text(out, json.dumps({"engines": str(engines), "test": str(test), **info,
-                               "rows": [to_dict(r) for r in rows]}, indent=1))
-    print(f"held-out synthetic test split: {info['n_images']} images, {info['n_crops']} crops; "
-          f"ONNX Runtime CPU; dyn band k1={info['k1']:.4f} k2={info['k2']:.4f} (manifest); "
-          f"people ranked by {a.person_score} score")
+    atomic_write_text(
+        out,
+        json.dumps(
+            {"engines": str(engines), "test": str(test), **info, "rows": [to_dict(r) for r in rows]}, indent=1
+        ),
+    )
+    print(
+        f"held-out synthetic test split: {info['n_images']} images, {info['n_crops']} crops; "
+        f"ONNX Runtime CPU; dyn band k1={info['k1']:.4f} k2={info['k2']:.4f} (manifest); "
+        f"people ranked by {a.person_score} score"
+    )
     print(format_markdown(rows))
     if info["skipped"]:
-        print(f"not in {engines}: {', '.join(info['skipped'])} (build them with python -m build.engines --precision ...)")
-    missed = [f"{r.policy} {r.precision} ({100 * r.drop:+.2f} AP, target <= {100 * r.max_drop:.1f})"
-              for r in rows if r.met is False]
+        print(
+            f"not in {engines}: {', '.join(info['skipped'])} (build them with python -m build.engines --precision ...)"
+        )
+    missed = [
+        f"{r.policy} {r.precision} ({100 * r.drop:+.2f} AP, target <= {100 * r.max_drop:.1f})"
+        for r in rows
+        if r.met is False
+    ]
     measured = sorted({r.precision for r in rows if r.met is not None})
-    verdict = "missed by " + "; ".join(missed) if missed else \
-        (f"met for {', '.join(measured)}" if measured else "none measured (fp32 only)")
+    verdict = (
+        "missed by " + "; ".join(missed)
+        if missed
+        else (f"met for {', '.join(measured)}" if measured else "none measured (fp32 only)")
+    )
     unmeasured = [p for p in PRECISIONS[1:] if p not in measured]
-    print("targets (AP points below fp32: INT8 <= 0.5, FP16 <= 0.1): " + verdict
-          + (f"; NOT MEASURED: {', '.join(unmeasured)}" if unmeasured else ""))
+    print(
+        "targets (AP points below fp32: INT8 <= 0.5, FP16 <= 0.1): "
+        + verdict
+        + (f"; NOT MEASURED: {', '.join(unmeasured)}" if unmeasured else "")
+    )
     print(f"in {time.perf_counter() - t0:.0f} s -> {out}")
     return 0
 

@@ -41,6 +41,7 @@ time on Orin AGX are recorded as a stated estimate (no GPU here to time it).
 
 Run: python -m pytest bench/bench_decode.py -m bench -q -s
 """
+
 from __future__ import annotations
 
 import os
@@ -79,8 +80,8 @@ def _loop_decode(pm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     kernels = []
     for s in var:
         r = ceil(3 * s)
-        yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-        g = np.exp(-(xx ** 2 + yy ** 2) / (2 * s))
+        yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+        g = np.exp(-(xx**2 + yy**2) / (2 * s))
         kernels.append(g / g.sum())
     coords = np.zeros((pm.shape[0], K, 2), np.float32)
     scores = np.zeros((pm.shape[0], K), np.float32)
@@ -123,10 +124,14 @@ def test_decode_speed(benchmark):
     dst = np.empty_like(pm)
     block = np.random.default_rng(1).random((64, 1024), dtype=np.float32)
     acc = np.empty_like(block)
-    parts = {"frozen": lambda: frozen_decode(pm), "decode": lambda: D.decode_probmaps(pm),
-             "probe": lambda: numpy_probe(block, acc),
-             "copy": lambda: _copy_probe(pm, dst),
-             "naive": lambda: _loop_decode(small_set), "decode_naive_set": lambda: D.decode_probmaps(small_set)}
+    parts = {
+        "frozen": lambda: frozen_decode(pm),
+        "decode": lambda: D.decode_probmaps(pm),
+        "probe": lambda: numpy_probe(block, acc),
+        "copy": lambda: _copy_probe(pm, dst),
+        "naive": lambda: _loop_decode(small_set),
+        "decode_naive_set": lambda: D.decode_probmaps(small_set),
+    }
     times = benchmark.pedantic(lambda: interleaved(parts, ROUNDS, 1, "thread"), rounds=1, iterations=1)
     paired = {
         "decode_over_frozen": ratio_rounds(times["decode"], times["frozen"]),
@@ -138,21 +143,36 @@ def test_decode_speed(benchmark):
     nbytes = pm.nbytes
     dec, cpy = float(np.median(times["decode"])), float(np.median(times["copy"])) / COPY_REPEATS
     b32, b16 = kernel_bytes_per_crop(4), kernel_bytes_per_crop(2)
-    benchmark.extra_info.update({
-        "crops": N_CROPS, "rounds": ROUNDS, "warmup_rounds": 1, "clock": "thread",
-        "seconds": times, "paired": paired, "figures": {k: v.as_dict() for k, v in figures.items()},
-        "map_bytes": nbytes, "decode_ms_per_crop": dec / N_CROPS * 1e3,
-        "decode_gb_per_s": nbytes / dec / 1e9, "copy_gb_per_s": nbytes / cpy / 1e9,
-        "kernel_bytes_per_crop_fp32": b32,
-        "kernel_bytes_per_crop_fp16": b16,
-        "orin_agx_bw_bound_us_per_crop_fp32 (estimate)": b32 / ORIN_AGX_BW * 1e6,
-        "orin_agx_bw_bound_us_118_crops_fp32 (estimate)": 118 * b32 / ORIN_AGX_BW * 1e6,
-        "orin_agx_bw_bound_us_118_crops_fp16 (estimate)": 118 * b16 / ORIN_AGX_BW * 1e6,
-    })
-    bw, units, fro = figures["decode_bandwidth_share"], figures["decode_in_probe_units"], figures["decode_over_frozen"]
-    print(f"\ndecode over its frozen copy {fro.median:.3f} ({fro.text('.3f')}); in numpy probe units "
-          f"{units.median:.3f} ({units.text('.3f')}, info)"
-          f"\ndecode {dec / N_CROPS * 1e3:.3f} ms/crop ({nbytes / dec / 1e9:.2f} GB/s of maps) vs copy "
-          f"{nbytes / cpy / 1e9:.2f} GB/s: share {bw.median:.4f} ({bw.text('.4f')}); numpy over naive loop "
-          f"{figures['decode_numpy_over_naive'].median:.1f}x (info); kernel {b32} B/crop fp32 -> "
-          f"{118 * b32 / ORIN_AGX_BW * 1e6:.0f} us for 118 crops on Orin AGX (bandwidth-bound estimate)")
+    benchmark.extra_info.update(
+        {
+            "crops": N_CROPS,
+            "rounds": ROUNDS,
+            "warmup_rounds": 1,
+            "clock": "thread",
+            "seconds": times,
+            "paired": paired,
+            "figures": {k: v.as_dict() for k, v in figures.items()},
+            "map_bytes": nbytes,
+            "decode_ms_per_crop": dec / N_CROPS * 1e3,
+            "decode_gb_per_s": nbytes / dec / 1e9,
+            "copy_gb_per_s": nbytes / cpy / 1e9,
+            "kernel_bytes_per_crop_fp32": b32,
+            "kernel_bytes_per_crop_fp16": b16,
+            "orin_agx_bw_bound_us_per_crop_fp32 (estimate)": b32 / ORIN_AGX_BW * 1e6,
+            "orin_agx_bw_bound_us_118_crops_fp32 (estimate)": 118 * b32 / ORIN_AGX_BW * 1e6,
+            "orin_agx_bw_bound_us_118_crops_fp16 (estimate)": 118 * b16 / ORIN_AGX_BW * 1e6,
+        }
+    )
+    bw, units, fro = (
+        figures["decode_bandwidth_share"],
+        figures["decode_in_probe_units"],
+        figures["decode_over_frozen"],
+    )
+    print(
+        f"\ndecode over its frozen copy {fro.median:.3f} ({fro.text('.3f')}); in numpy probe units "
+        f"{units.median:.3f} ({units.text('.3f')}, info)"
+        f"\ndecode {dec / N_CROPS * 1e3:.3f} ms/crop ({nbytes / dec / 1e9:.2f} GB/s of maps) vs copy "
+        f"{nbytes / cpy / 1e9:.2f} GB/s: share {bw.median:.4f} ({bw.text('.4f')}); numpy over naive loop "
+        f"{figures['decode_numpy_over_naive'].median:.1f}x (info); kernel {b32} B/crop fp32 -> "
+        f"{118 * b32 / ORIN_AGX_BW * 1e6:.0f} us for 118 crops on Orin AGX (bandwidth-bound estimate)"
+    )

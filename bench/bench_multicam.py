@@ -18,6 +18,7 @@ backend, below 1 that it costs.
 
 Run: python -m pytest bench/bench_multicam.py -m bench -q -s
 """
+
 from __future__ import annotations
 
 import os
@@ -37,7 +38,7 @@ from tests.conftest import artifacts_from_env, shared_data_dir
 
 CAMERAS = (1, 2, 4)
 ROUNDS = int(os.environ.get("DYNPOSE_BENCH_MULTICAM_ROUNDS", "5"))
-REPEAT = 1     # the clip once per round: 5 ticks
+REPEAT = 1  # the clip once per round: 5 ticks
 
 
 @pytest.fixture(scope="module")
@@ -72,42 +73,63 @@ def test_batching_across_cameras(benchmark, engines: Path) -> None:
     threads = int(os.environ.get("DYNPOSE_BENCH_THREADS", "2"))
     views = clip_views()
     n_view = sum(len(v[1]) for v in views)
-    pipe = PosePipeline(engines, PipelineOptions(policy="dyn", backend="ort", backend_options={"threads": threads}))
+    pipe = PosePipeline(
+        engines, PipelineOptions(policy="dyn", backend="ort", backend_options={"threads": threads})
+    )
     counts: dict[str, int] = {}
 
     def part(cams: int):
         def run() -> int:
             counts[str(cams)] = _crops(pipe, views, cams)
             return counts[str(cams)]
+
         return run
 
     try:
-        times = interleaved_clocks({str(c): part(c) for c in CAMERAS}, rounds=ROUNDS, warmup=1,
-                                   clocks=("wall", "process"))
+        times = interleaved_clocks(
+            {str(c): part(c) for c in CAMERAS}, rounds=ROUNDS, warmup=1, clocks=("wall", "process")
+        )
         benchmark.pedantic(part(4), rounds=1, iterations=1)
     finally:
         pipe.close()
     for c in CAMERAS:
         assert counts[str(c)] == c * n_view * REPEAT, "every camera's crops must come back"
     # per round: work (or time) per crop with one camera / with C cameras in one batch
-    per_crop = {clk: {c: [t / (c * n_view * REPEAT) for t in times[clk][str(c)]] for c in CAMERAS}
-                for clk in ("wall", "process")}
+    per_crop = {
+        clk: {c: [t / (c * n_view * REPEAT) for t in times[clk][str(c)]] for c in CAMERAS}
+        for clk in ("wall", "process")
+    }
     paired = {}
     for c in CAMERAS[1:]:
-        paired[f"multicam{c}_over_1"] = [a / b for a, b in zip(per_crop["process"][1], per_crop["process"][c])]
+        paired[f"multicam{c}_over_1"] = [
+            a / b for a, b in zip(per_crop["process"][1], per_crop["process"][c])
+        ]
         paired[f"multicam{c}_over_1_wall"] = [a / b for a, b in zip(per_crop["wall"][1], per_crop["wall"][c])]
     figures = {k: Spread.of(v).as_dict() for k, v in paired.items()}
     rate = {str(c): round(1.0 / statistics.median(per_crop["wall"][c]), 2) for c in CAMERAS}
-    benchmark.extra_info.update({
-        "clip": "street.mp4 (5 frames) per round, HOG boxes found once", "rounds": ROUNDS, "repeat": REPEAT,
-        "crops_per_tick": {str(c): c * n_view / len(views) for c in CAMERAS},
-        "crops_per_s_wall_median": rate, "paired": paired, "figures": figures,
-        "conditions": collect_conditions(backend="ort", precision="fp32", threads=threads),
-    })
-    print("\ncameras  crops/tick  crops/s (wall, median)  per-crop cost vs 1 camera: process CPU | wall "
-          "(median [min, max] of paired rounds)")
+    benchmark.extra_info.update(
+        {
+            "clip": "street.mp4 (5 frames) per round, HOG boxes found once",
+            "rounds": ROUNDS,
+            "repeat": REPEAT,
+            "crops_per_tick": {str(c): c * n_view / len(views) for c in CAMERAS},
+            "crops_per_s_wall_median": rate,
+            "paired": paired,
+            "figures": figures,
+            "conditions": collect_conditions(backend="ort", precision="fp32", threads=threads),
+        }
+    )
+    print(
+        "\ncameras  crops/tick  crops/s (wall, median)  per-crop cost vs 1 camera: process CPU | wall "
+        "(median [min, max] of paired rounds)"
+    )
     for c in CAMERAS:
-        rel = "1.00 | 1.00" if c == 1 else (
-            f"{figures[f'multicam{c}_over_1']['median']:.2f} [{figures[f'multicam{c}_over_1']['min']:.2f}, "
-            f"{figures[f'multicam{c}_over_1']['max']:.2f}] | {figures[f'multicam{c}_over_1_wall']['median']:.2f}")
+        rel = (
+            "1.00 | 1.00"
+            if c == 1
+            else (
+                f"{figures[f'multicam{c}_over_1']['median']:.2f} [{figures[f'multicam{c}_over_1']['min']:.2f}, "
+                f"{figures[f'multicam{c}_over_1']['max']:.2f}] | {figures[f'multicam{c}_over_1_wall']['median']:.2f}"
+            )
+        )
         print(f"{c:7d}  {c * n_view / len(views):10.1f}  {rate[str(c)]:22.2f}  {rel}")

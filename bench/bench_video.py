@@ -11,6 +11,7 @@ config is built once for the CPU target (~40 s).
 
 Run: python -m pytest bench/bench_video.py -m bench -q
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,17 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_video_end_to_end_fps(benchmark, engines: Path, tmp_path: Path) -> None:
     clip = shared_data_dir() / "video" / "people.mp4"
     threads = int(os.environ.get("DYNPOSE_BENCH_THREADS", "1"))
-    argv = ["--engines", str(engines), "--source", str(clip), "--out", str(tmp_path), "--quiet",
-            "--threads", str(threads)]
+    argv = [
+        "--engines",
+        str(engines),
+        "--source",
+        str(clip),
+        "--out",
+        str(tmp_path),
+        "--quiet",
+        "--threads",
+        str(threads),
+    ]
     summaries = []
 
     def once() -> None:
@@ -44,13 +54,21 @@ def test_video_end_to_end_fps(benchmark, engines: Path, tmp_path: Path) -> None:
     benchmark.pedantic(once, rounds=2, iterations=1, warmup_rounds=0)
     s = max(summaries, key=lambda x: x["fps"])  # best round: least disturbed by other load
     assert s["frames"] == 5 and s["fps"] > 0
-    benchmark.extra_info.update({
-        "clip": "people.mp4 (5 frames, 1280x720)", "detector": "hog", "policy": "dyn",
-        "fps": round(s["fps"], 3), "persons": s["persons"], "large_net_share": round(s["large_net_share"], 3),
-        "mean_ms": {k: round(v, 2) for k, v in s["mean_ms"].items()},
-        "stage_share": {k: round(s["share_of_busy_time"][k], 3) for k in STAGES},
-        "pose_parts": list(POSE_PARTS),
-        "conditions": collect_conditions(backend="ort", precision="fp32", threads=threads),
-    })
-    print(f"\nvideo: {s['fps']:.2f} FPS end to end; stage shares "
-          + ", ".join(f"{k} {s['share_of_busy_time'][k]:.0%}" for k in STAGES))
+    benchmark.extra_info.update(
+        {
+            "clip": "people.mp4 (5 frames, 1280x720)",
+            "detector": "hog",
+            "policy": "dyn",
+            "fps": round(s["fps"], 3),
+            "persons": s["persons"],
+            "large_net_share": round(s["large_net_share"], 3),
+            "mean_ms": {k: round(v, 2) for k, v in s["mean_ms"].items()},
+            "stage_share": {k: round(s["share_of_busy_time"][k], 3) for k in STAGES},
+            "pose_parts": list(POSE_PARTS),
+            "conditions": collect_conditions(backend="ort", precision="fp32", threads=threads),
+        }
+    )
+    print(
+        f"\nvideo: {s['fps']:.2f} FPS end to end; stage shares "
+        + ", ".join(f"{k} {s['share_of_busy_time'][k]:.0%}" for k in STAGES)
+    )

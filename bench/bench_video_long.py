@@ -8,6 +8,7 @@ and both outputs. One round: the clip is long enough to average itself.
 
 Run: python -m pytest bench/bench_video_long.py -m bench -q
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,20 @@ def test_video_long_clip_fps(benchmark, engines: Path, tmp_path: Path) -> None:
     frames = int(os.environ.get("DYNPOSE_BENCH_LONG_FRAMES", "200"))
     clip = long_clip(tmp_path / "clip", frames=frames)
     threads = int(os.environ.get("DYNPOSE_BENCH_THREADS", "1"))
-    argv = ["--engines", str(engines), "--source", str(clip["video"]), "--detector", f"json:{clip['detections']}",
-            "--smooth", "--out", str(tmp_path / "run"), "--quiet", "--threads", str(threads)]
+    argv = [
+        "--engines",
+        str(engines),
+        "--source",
+        str(clip["video"]),
+        "--detector",
+        f"json:{clip['detections']}",
+        "--smooth",
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+        "--threads",
+        str(threads),
+    ]
     summaries = []
 
     def once() -> None:
@@ -43,11 +56,16 @@ def test_video_long_clip_fps(benchmark, engines: Path, tmp_path: Path) -> None:
     benchmark.pedantic(once, rounds=1, iterations=1, warmup_rounds=0)
     s = summaries[0]
     assert s["frames"] == frames and s["fps"] > 0
-    benchmark.extra_info.update({
-        "clip": f"build.synth long_clip ({frames} frames, 640x480)", "detector": "json (clip boxes)",
-        "policy": "dyn", "fps": round(s["fps"], 3), "persons": s["persons"],
-        "large_net_share": round(s["large_net_share"], 3),
-        "stage_share": {k: round(s["share_of_busy_time"][k], 3) for k in STAGES},
-        "conditions": collect_conditions(backend="ort", precision="fp32", threads=threads),
-    })
+    benchmark.extra_info.update(
+        {
+            "clip": f"build.synth long_clip ({frames} frames, 640x480)",
+            "detector": "json (clip boxes)",
+            "policy": "dyn",
+            "fps": round(s["fps"], 3),
+            "persons": s["persons"],
+            "large_net_share": round(s["large_net_share"], 3),
+            "stage_share": {k: round(s["share_of_busy_time"][k], 3) for k in STAGES},
+            "conditions": collect_conditions(backend="ort", precision="fp32", threads=threads),
+        }
+    )
     print(f"\nvideo (long synthetic clip): {s['fps']:.2f} FPS over {frames} frames")

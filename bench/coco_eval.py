@@ -8,6 +8,7 @@ named numbers. ``bench.ex_oks`` reuses :func:`run_cocoeval` with its own
 
 CLI: ``python -m bench.coco_eval --gt GT.json --results R.json [--json] [--verbose]``
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +17,9 @@ import io
 import json
 import math
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -25,15 +27,20 @@ from pycocotools.cocoeval import COCOeval
 
 from bench.gt_records import read_gt
 from runtime.cli_args import OneLineParser, add_json_argument, existing_file
-from runtime.safe_io import atomic_write_text
 from runtime.errors import guarded
 from runtime.records import RecordError, read_json
+from runtime.safe_io import atomic_write_text
 
 NUM_KEYPOINTS = 17
 PERSON_CATEGORY = 1
 # Order of COCOeval.stats for iouType='keypoints' (pycocotools' _summarizeKps).
 # COCO OKS per-keypoint sigmas (pycocotools' default for iouType='keypoints').
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
+COCO_SIGMAS = (
+    np.array(
+        [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
+    )
+    / 10.0
+)
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 Results = list[dict[str, Any]]
@@ -60,7 +67,7 @@ def load_gt(gt: str | Path | COCO, verbose: bool = False) -> COCO:
     p = Path(gt)
     if not p.is_file():
         raise FileNotFoundError(f"COCO ground truth {p} not found; pass --gt path/to/person_keypoints.json")
-    data = read_gt(p)   # strict: names the annotation and field; derives a missing area from the box
+    data = read_gt(p)  # strict: names the annotation and field; derives a missing area from the box
     coco = COCO()
     coco.dataset = data
     with _quiet(verbose):
@@ -68,8 +75,12 @@ def load_gt(gt: str | Path | COCO, verbose: bool = False) -> COCO:
     return coco
 
 
-def to_coco_results(image_ids: Sequence[int] | np.ndarray, keypoints: np.ndarray, scores: Sequence[float] | np.ndarray,
-                    presence: np.ndarray | None = None) -> Results:
+def to_coco_results(
+    image_ids: Sequence[int] | np.ndarray,
+    keypoints: np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    presence: np.ndarray | None = None,
+) -> Results:
     """Per-person arrays -> COCO results records.
 
     ``keypoints`` is [N,17,3] (x, y, keypoint score) in image pixels or [N,17,2]
@@ -78,13 +89,17 @@ def to_coco_results(image_ids: Sequence[int] | np.ndarray, keypoints: np.ndarray
     """
     kp = np.asarray(keypoints, dtype=np.float64)
     if kp.ndim != 3 or kp.shape[1] != NUM_KEYPOINTS or kp.shape[2] not in (2, 3):
-        raise ValueError(f"keypoints must be [N,{NUM_KEYPOINTS},3] (or [N,{NUM_KEYPOINTS},2]), got {kp.shape}")
+        raise ValueError(
+            f"keypoints must be [N,{NUM_KEYPOINTS},3] (or [N,{NUM_KEYPOINTS},2]), got {kp.shape}"
+        )
     if kp.shape[2] == 2:
         kp = np.concatenate([kp, np.ones(kp.shape[:2] + (1,))], axis=2)
     ids = np.asarray(image_ids).reshape(-1)
     sc = np.asarray(scores, dtype=np.float64).reshape(-1)
     if len(ids) != len(kp) or len(sc) != len(kp):
-        raise ValueError(f"image_ids ({len(ids)}), keypoints ({len(kp)}) and scores ({len(sc)}) must have one row per person")
+        raise ValueError(
+            f"image_ids ({len(ids)}), keypoints ({len(kp)}) and scores ({len(sc)}) must have one row per person"
+        )
     pres = None
     if presence is not None:
         pres = np.asarray(presence, dtype=np.float64)
@@ -92,8 +107,12 @@ def to_coco_results(image_ids: Sequence[int] | np.ndarray, keypoints: np.ndarray
             raise ValueError(f"presence must be [N,{NUM_KEYPOINTS}] like keypoints, got {pres.shape}")
     out: Results = []
     for i in range(len(kp)):
-        rec: dict[str, Any] = {"image_id": int(ids[i]), "category_id": PERSON_CATEGORY,
-                               "keypoints": [float(v) for v in kp[i].reshape(-1)], "score": float(sc[i])}
+        rec: dict[str, Any] = {
+            "image_id": int(ids[i]),
+            "category_id": PERSON_CATEGORY,
+            "keypoints": [float(v) for v in kp[i].reshape(-1)],
+            "score": float(sc[i]),
+        }
         if pres is not None:
             rec["presence"] = [float(v) for v in pres[i]]
         out.append(rec)
@@ -105,11 +124,16 @@ def read_results(results: str | Path | Iterable[dict[str, Any]]) -> Results:
     if isinstance(results, (str, Path)):
         p = Path(results)
         if not p.is_file():
-            raise FileNotFoundError(f"results file {p} not found; write one with bench.coco_eval.to_coco_results")
+            raise FileNotFoundError(
+                f"results file {p} not found; write one with bench.coco_eval.to_coco_results"
+            )
         data = read_json(p, "results", "--results")
         if not isinstance(data, list):
-            raise ResultsError(f"results must be a JSON list of records, got {type(data).__name__}",
-                               f"--results {p}", "write COCO keypoint results")
+            raise ResultsError(
+                f"results must be a JSON list of records, got {type(data).__name__}",
+                f"--results {p}",
+                "write COCO keypoint results",
+            )
         return data
     return copy.deepcopy(list(results))
 
@@ -126,40 +150,59 @@ def validate_results(coco_gt: COCO, results: Results, num_keypoints: int = NUM_K
     cat_ids = set(coco_gt.getCatIds())
     for i, r in enumerate(results):
         if not isinstance(r, dict):
-            raise ResultsError(f"result #{i} is {type(r).__name__}, not an object; records need image_id, "
-                               "category_id, keypoints, score")
+            raise ResultsError(
+                f"result #{i} is {type(r).__name__}, not an object; records need image_id, "
+                "category_id, keypoints, score"
+            )
         for key in ("image_id", "category_id", "keypoints", "score"):
             if key not in r:
-                raise ResultsError(f"result #{i} has no '{key}'; records need image_id, category_id, keypoints, score")
+                raise ResultsError(
+                    f"result #{i} has no '{key}'; records need image_id, category_id, keypoints, score"
+                )
         if r["image_id"] not in img_ids:
-            raise ResultsError(f"result #{i}: image_id {r['image_id']} is not in the ground truth; "
-                             "evaluate against the GT file the images came from")
+            raise ResultsError(
+                f"result #{i}: image_id {r['image_id']} is not in the ground truth; "
+                "evaluate against the GT file the images came from"
+            )
         if r["category_id"] not in cat_ids:
-            raise ResultsError(f"result #{i}: category_id {r['category_id']} not in GT categories {sorted(cat_ids)}; "
-                             f"use {PERSON_CATEGORY} (person)")
+            raise ResultsError(
+                f"result #{i}: category_id {r['category_id']} not in GT categories {sorted(cat_ids)}; "
+                f"use {PERSON_CATEGORY} (person)"
+            )
         try:
             kp = np.asarray(r["keypoints"], dtype=np.float64)
             score = float(r["score"])
         except (TypeError, ValueError):
-            raise ResultsError(f"result #{i} (image {r['image_id']}): keypoints and score must be numbers") from None
+            raise ResultsError(
+                f"result #{i} (image {r['image_id']}): keypoints and score must be numbers"
+            ) from None
         if kp.shape != (3 * num_keypoints,):
-            raise ResultsError(f"result #{i}: keypoints must be a flat list of {3 * num_keypoints} numbers "
-                             f"[x,y,score]*{num_keypoints}, got {kp.size}")
+            raise ResultsError(
+                f"result #{i}: keypoints must be a flat list of {3 * num_keypoints} numbers "
+                f"[x,y,score]*{num_keypoints}, got {kp.size}"
+            )
         if not np.all(np.isfinite(kp)) or not math.isfinite(score):
-            raise ResultsError(f"result #{i} (image {r['image_id']}) has NaN/inf keypoints or score; "
-                             "drop the person or replace the values before scoring")
+            raise ResultsError(
+                f"result #{i} (image {r['image_id']}) has NaN/inf keypoints or score; "
+                "drop the person or replace the values before scoring"
+            )
         if "presence" in r and np.asarray(r["presence"]).shape != (num_keypoints,):
             raise ResultsError(f"result #{i}: presence must have {num_keypoints} values")
 
 
-def load_results(coco_gt: COCO, results: str | Path | Iterable[dict[str, Any]], verbose: bool = False) -> COCO:
+def load_results(
+    coco_gt: COCO, results: str | Path | Iterable[dict[str, Any]], verbose: bool = False
+) -> COCO:
     """Validated results as a COCO object; an empty list yields an empty set (AP 0), not a crash."""
     res = posed_only(read_results(results))
     validate_results(coco_gt, res)
     if not res:
         empty = COCO()
-        empty.dataset = {"images": list(coco_gt.dataset["images"]),
-                         "categories": copy.deepcopy(coco_gt.dataset["categories"]), "annotations": []}
+        empty.dataset = {
+            "images": list(coco_gt.dataset["images"]),
+            "categories": copy.deepcopy(coco_gt.dataset["categories"]),
+            "annotations": [],
+        }
         with _quiet(verbose):
             empty.createIndex()
         return empty
@@ -167,10 +210,16 @@ def load_results(coco_gt: COCO, results: str | Path | Iterable[dict[str, Any]], 
         return coco_gt.loadRes(res)
 
 
-def run_cocoeval(gt: str | Path | COCO, results: str | Path | Iterable[dict[str, Any]], *,
-                 eval_cls: type[COCOeval] = COCOeval, sigmas: np.ndarray | None = None,
-                 image_ids: Sequence[int] | None = None, verbose: bool = False,
-                 configure: Any = None) -> COCOeval:
+def run_cocoeval(
+    gt: str | Path | COCO,
+    results: str | Path | Iterable[dict[str, Any]],
+    *,
+    eval_cls: type[COCOeval] = COCOeval,
+    sigmas: np.ndarray | None = None,
+    image_ids: Sequence[int] | None = None,
+    verbose: bool = False,
+    configure: Any = None,
+) -> COCOeval:
     """evaluate + accumulate + summarize; returns the evaluator (its evalImgs hold the matches).
 
     ``configure(ev)`` runs before evaluate so a subclass can receive settings.
@@ -198,9 +247,14 @@ def stats_dict(ev: COCOeval) -> dict[str, float]:
     return {name: float(v) for name, v in zip(STAT_NAMES, ev.stats)}
 
 
-def evaluate_keypoints(gt: str | Path | COCO, results: str | Path | Iterable[dict[str, Any]], *,
-                       sigmas: np.ndarray | None = None, image_ids: Sequence[int] | None = None,
-                       verbose: bool = False) -> dict[str, float]:
+def evaluate_keypoints(
+    gt: str | Path | COCO,
+    results: str | Path | Iterable[dict[str, Any]],
+    *,
+    sigmas: np.ndarray | None = None,
+    image_ids: Sequence[int] | None = None,
+    verbose: bool = False,
+) -> dict[str, float]:
     """COCO keypoint AP/AR: {AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl}.
 
     A value of -1 is pycocotools' "no ground truth in this area range".
@@ -208,8 +262,9 @@ def evaluate_keypoints(gt: str | Path | COCO, results: str | Path | Iterable[dic
     return stats_dict(run_cocoeval(gt, results, sigmas=sigmas, image_ids=image_ids, verbose=verbose))
 
 
-def synthetic_results(coco_gt: COCO, seed: int = 0, noise: float = 0.5, n_false: int = 3,
-                      presence: bool = False) -> Results:
+def synthetic_results(
+    coco_gt: COCO, seed: int = 0, noise: float = 0.5, n_false: int = 3, presence: bool = False
+) -> Results:
     """Results made from the GT with seeded noise: a known-answer input for the evaluation stack.
 
     Each annotated person becomes a prediction whose keypoints move by
@@ -220,7 +275,9 @@ def synthetic_results(coco_gt: COCO, seed: int = 0, noise: float = 0.5, n_false:
     carries presence 1 on every keypoint.
     """
     rng = np.random.default_rng(seed)
-    anns = [a for a in coco_gt.dataset["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0)]
+    anns = [
+        a for a in coco_gt.dataset["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0)
+    ]
     ids, kps, scores = [], [], []
     for a in anns:
         kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(NUM_KEYPOINTS, 3)
@@ -254,10 +311,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str]) -> int:
     ap = OneLineParser(prog="python -m bench.coco_eval", description=__doc__.splitlines()[0])
     ap.add_argument("--gt", required=True, type=existing_file, help="COCO keypoint ground truth json")
-    ap.add_argument("--results", required=True, type=existing_file,
-                    help="COCO keypoint results json (list of records; dropped-box records are skipped)")
-    add_json_argument(ap, "write the numbers as JSON to FILE (bare --json: print them instead of the table)",
-                      old=None, stdout=True)
+    ap.add_argument(
+        "--results",
+        required=True,
+        type=existing_file,
+        help="COCO keypoint results json (list of records; dropped-box records are skipped)",
+    )
+    add_json_argument(
+        ap,
+        "write the numbers as JSON to FILE (bare --json: print them instead of the table)",
+        old=None,
+        stdout=True,
+    )
     ap.add_argument("--verbose", action="store_true", help="let pycocotools print its own summary")
     a = ap.parse_args(argv)
     gt, res = load_gt(a.gt, a.verbose), read_results(a.results)
@@ -278,9 +343,12 @@ def coverage(coco_gt: COCO, results: Results, where: object) -> dict[str, int]:
     ids = coco_gt.getImgIds()
     missing = sorted(i for i in ids if i not in have)
     if missing:
-        print(f"warning: {where} has no record for {len(missing)} of the {len(ids)} ground-truth images "
-              f"(ids {', '.join(map(str, missing[:5]))}{', ...' if len(missing) > 5 else ''}); they are scored "
-              "as misses: if they were not run, evaluate against a GT of the images that were", file=sys.stderr)
+        print(
+            f"warning: {where} has no record for {len(missing)} of the {len(ids)} ground-truth images "
+            f"(ids {', '.join(map(str, missing[:5]))}{', ...' if len(missing) > 5 else ''}); they are scored "
+            "as misses: if they were not run, evaluate against a GT of the images that were",
+            file=sys.stderr,
+        )
     return {"gt_images": len(ids), "images_with_records": len(ids) - len(missing)}
 
 

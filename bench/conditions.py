@@ -14,9 +14,9 @@ returns None, never raises: missing hardware is a condition, not an error.
 
 CLI: ``python -m bench.conditions [--backend ort --precision fp32 --batch 32]``
 """
+
 from __future__ import annotations
 
-import argparse
 import importlib.metadata as md
 import json
 import os
@@ -24,8 +24,9 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 Runner = Callable[[Sequence[str]], "str | None"]
 
@@ -61,8 +62,11 @@ def cpu_model(root: Path = Path("/")) -> str | None:
             if not val.strip().isdigit():
                 return val.strip()
     cores = sum(1 for line in info.splitlines() if line.split(":")[0].strip() == "processor")
-    parts = [line.partition(":")[2].strip() for line in info.splitlines()
-             if line.split(":")[0].strip() in ("CPU implementer", "CPU part")][:2]
+    parts = [
+        line.partition(":")[2].strip()
+        for line in info.splitlines()
+        if line.split(":")[0].strip() in ("CPU implementer", "CPU part")
+    ][:2]
     dt = jetson_model(root)
     if dt or parts:
         name = dt or "ARM " + " ".join(parts)
@@ -162,6 +166,7 @@ def tensorrt_version() -> str | None:
     if "tensorrt" in sys.modules or _find("tensorrt"):
         try:
             import tensorrt  # noqa: PLC0415 - optional, only to read its version
+
             return str(tensorrt.__version__)
         except Exception:  # noqa: BLE001 - stub libraries or a broken install: no usable TensorRT
             return None
@@ -170,6 +175,7 @@ def tensorrt_version() -> str | None:
 
 def _find(mod: str) -> bool:
     import importlib.util
+
     try:
         return importlib.util.find_spec(mod) is not None
     except (ImportError, ValueError):
@@ -180,11 +186,18 @@ def onnxruntime_info() -> tuple[str | None, list[str]]:
     if not _find("onnxruntime"):
         return None, []
     import onnxruntime as ort
+
     return str(ort.__version__), list(ort.get_available_providers())
 
 
-def collect_conditions(backend: str | None = None, precision: str | None = None, batch: int | None = None,
-                       root: Path = Path("/"), run: Runner = run_command, **extra: Any) -> dict[str, Any]:
+def collect_conditions(
+    backend: str | None = None,
+    precision: str | None = None,
+    batch: int | None = None,
+    root: Path = Path("/"),
+    run: Runner = run_command,
+    **extra: Any,
+) -> dict[str, Any]:
     """One flat dict of everything a benchmark number depends on (JSON-ready).
 
     ``backend``/``precision``/``batch`` describe the run itself; ``extra``
@@ -247,7 +260,9 @@ def _main(argv: Sequence[str]) -> int:
 
     ap = OneLineParser(prog="python -m bench.conditions", description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default=None, help="the backend the recorded run used")
-    ap.add_argument("--precision", default=None, help="the variant the recorded run used (fp32, int8_cpu, ...)")
+    ap.add_argument(
+        "--precision", default=None, help="the variant the recorded run used (fp32, int8_cpu, ...)"
+    )
     ap.add_argument("--batch", type=positive_int, default=None)
     ap.add_argument("--markdown", action="store_true", help="print a bullet list instead of JSON")
     a = ap.parse_args(argv)

@@ -20,14 +20,16 @@ images are written as PNG (exact pixels) unless asked for JPEG.
 
 CLI: ``python -m bench.cropcoco --src ../shared/data/coco-mini --out DIR --strength 0.5 --seed 0``
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -52,6 +54,7 @@ class MissingSource(InputError, FileNotFoundError):
     def __str__(self) -> str:
         return self.line()
 
+
 ANN_FILE = "person_keypoints.json"
 DET_FILE = "person_detections.json"
 MAX_TRIES = 20
@@ -72,8 +75,9 @@ def _cuts_any(anns: list[dict[str, Any]], win: tuple[int, int, int, int]) -> boo
     return False
 
 
-def choose_crop(image: dict[str, Any], anns: list[dict[str, Any]], strength: float, seed: int,
-                min_size: int = 32) -> tuple[int, int, int, int]:
+def choose_crop(
+    image: dict[str, Any], anns: list[dict[str, Any]], strength: float, seed: int, min_size: int = 32
+) -> tuple[int, int, int, int]:
     """Crop window (x0, y0, x1, y1) in source pixels, integer so keypoints stay on the pixel grid."""
     W, H = int(image["width"]), int(image["height"])
     full = (0, 0, W, H)
@@ -86,11 +90,13 @@ def choose_crop(image: dict[str, Any], anns: list[dict[str, Any]], strength: flo
         bx, by, bw, bh = people[int(rng.integers(len(people)))]["bbox"]
         # One edge per axis at most, the one nearer the person, so the crop
         # cuts into this person while keeping as much of the scene as it can.
-        near = (bx <= W - (bx + bw), by <= H - (by + bh))   # left nearer? top nearer?
+        near = (bx <= W - (bx + bw), by <= H - (by + bh))  # left nearer? top nearer?
         axes = rng.random(2) < 0.5
         if not axes.any():
             axes[int(rng.integers(2))] = True
-        sides = np.array([axes[0] and near[0], axes[1] and near[1], axes[0] and not near[0], axes[1] and not near[1]])
+        sides = np.array(
+            [axes[0] and near[0], axes[1] and near[1], axes[0] and not near[0], axes[1] and not near[1]]
+        )
         depth = strength * rng.uniform(0.3, 1.0, 4) * MAX_DEPTH
         x0 = bx + depth[0] * bw if sides[0] else 0.0
         y0 = by + depth[1] * bh if sides[1] else 0.0
@@ -117,7 +123,12 @@ def clip_box(bbox: Sequence[float], win: tuple[int, int, int, int]) -> list[floa
     bx1, by1 = min(bbox[0] + bbox[2], x1), min(bbox[1] + bbox[3], y1)
     if bx1 <= bx0 or by1 <= by0:
         return None
-    return [round(float(bx0 - x0), 2), round(float(by0 - y0), 2), round(float(bx1 - bx0), 2), round(float(by1 - by0), 2)]
+    return [
+        round(float(bx0 - x0), 2),
+        round(float(by0 - y0), 2),
+        round(float(bx1 - bx0), 2),
+        round(float(by1 - by0), 2),
+    ]
 
 
 def crop_annotation(ann: dict[str, Any], win: tuple[int, int, int, int]) -> dict[str, Any] | None:
@@ -135,22 +146,32 @@ def crop_annotation(ann: dict[str, Any], win: tuple[int, int, int, int]) -> dict
     a["bbox"] = box
     seg = a.get("segmentation")
     if isinstance(seg, list):  # polygons: shifted, not clipped (only the keypoint metrics are used)
-        a["segmentation"] = [[_shift_num(v, x0 if j % 2 == 0 else y0) for j, v in enumerate(poly)] for poly in seg]
-    elif seg is not None:      # RLE masks would need re-encoding; no keypoint metric reads them
+        a["segmentation"] = [
+            [_shift_num(v, x0 if j % 2 == 0 else y0) for j, v in enumerate(poly)] for poly in seg
+        ]
+    elif seg is not None:  # RLE masks would need re-encoding; no keypoint metric reads them
         a["segmentation"] = []
     return a
 
 
-def _write_image(src: Path, out: Path, file_name: str, win: tuple[int, int, int, int],
-                 full: tuple[int, int, int, int], image_format: str) -> str:
+def _write_image(
+    src: Path,
+    out: Path,
+    file_name: str,
+    win: tuple[int, int, int, int],
+    full: tuple[int, int, int, int],
+    image_format: str,
+) -> str:
     """Write the cropped image; returns its file name (the extension follows ``image_format``)."""
     if win == full:
-        shutil.copyfile(src, out / file_name)   # untouched images stay byte-identical
+        shutil.copyfile(src, out / file_name)  # untouched images stay byte-identical
         return file_name
     dst = out / Path(file_name).with_suffix("." + image_format)
     img = cv2.imread(str(src), cv2.IMREAD_COLOR)
     if img is None:
-        raise FileNotFoundError(f"cannot read image {src}; is --src the folder holding the json's file_name entries?")
+        raise FileNotFoundError(
+            f"cannot read image {src}; is --src the folder holding the json's file_name entries?"
+        )
     if img.shape[:2] != (full[3], full[2]):
         raise ValueError(f"{src} is {img.shape[1]}x{img.shape[0]} but the json says {full[2]}x{full[3]}")
     x0, y0, x1, y1 = win
@@ -160,9 +181,16 @@ def _write_image(src: Path, out: Path, file_name: str, win: tuple[int, int, int,
     return str(Path(file_name).with_suffix("." + image_format))
 
 
-def crop_coco(src: str | Path, out: str | Path, strength: float = 0.5, seed: int = 0,
-              ann_file: str = ANN_FILE, det_file: str | None = DET_FILE, min_size: int = 32,
-              image_format: str = "png") -> dict[str, Any]:
+def crop_coco(
+    src: str | Path,
+    out: str | Path,
+    strength: float = 0.5,
+    seed: int = 0,
+    ann_file: str = ANN_FILE,
+    det_file: str | None = DET_FILE,
+    min_size: int = 32,
+    image_format: str = "png",
+) -> dict[str, Any]:
     """Write a cropped copy of a COCO keypoint set to ``out``; returns a summary.
 
     Cropped images are PNG by default so their pixels are exactly the
@@ -179,14 +207,19 @@ def crop_coco(src: str | Path, out: str | Path, strength: float = 0.5, seed: int
         raise MissingSource(f"{gt_path} not found; --src must be a folder with {ann_file} and its images")
     if out.resolve() == src.resolve():
         raise CropError("--out must differ from --src (the source set is read-only)")
-    data = read_gt(gt_path, "--src")    # strict: names the bad annotation and field
+    data = read_gt(gt_path, "--src")  # strict: names the bad annotation and field
     for i, im in enumerate(data["images"]):
         for k in ("width", "height"):
             if not isinstance(im.get(k), int) or im[k] < 1:
-                raise CropError(f"image entry needs a positive integer '{k}'", f"--src {gt_path} images[{i}]",
-                                "fix the GT file")
+                raise CropError(
+                    f"image entry needs a positive integer '{k}'",
+                    f"--src {gt_path} images[{i}]",
+                    "fix the GT file",
+                )
         if not isinstance(im.get("file_name"), str):
-            raise CropError("image entry needs 'file_name'", f"--src {gt_path} images[{i}]", "fix the GT file")
+            raise CropError(
+                "image entry needs 'file_name'", f"--src {gt_path} images[{i}]", "fix the GT file"
+            )
     out.mkdir(parents=True, exist_ok=True)
     by_img: dict[int, list[dict[str, Any]]] = {}
     for a in data["annotations"]:
@@ -199,8 +232,13 @@ def crop_coco(src: str | Path, out: str | Path, strength: float = 0.5, seed: int
         win = choose_crop(im, anns_i, float(strength), seed, min_size)
         windows[im["id"]] = win
         name = _write_image(src / im["file_name"], out, im["file_name"], win, full, image_format)
-        new_im = dict(im, file_name=name, width=win[2] - win[0], height=win[3] - win[1],
-                      crop={"x0": win[0], "y0": win[1], "x1": win[2], "y1": win[3]})
+        new_im = dict(
+            im,
+            file_name=name,
+            width=win[2] - win[0],
+            height=win[3] - win[1],
+            crop={"x0": win[0], "y0": win[1], "x1": win[2], "y1": win[3]},
+        )
         images.append(new_im)
         for a in anns_i:
             c = crop_annotation(a, win)
@@ -209,21 +247,33 @@ def crop_coco(src: str | Path, out: str | Path, strength: float = 0.5, seed: int
             else:
                 anns.append(c)
     info = dict(data.get("info", {}))
-    info["cropcoco"] = {"source": str(gt_path), "strength": float(strength), "seed": int(seed),
-                        "dropped_annotations": dropped}
+    info["cropcoco"] = {
+        "source": str(gt_path),
+        "strength": float(strength),
+        "seed": int(seed),
+        "dropped_annotations": dropped,
+    }
     new = dict(data, info=info, images=images, annotations=anns)
     atomic_write_text(out / ann_file, json.dumps(new))
     n_dets = _crop_detections(src, out, det_file, windows)
-    return {"json": str(out / ann_file), "images": len(images), "annotations": len(anns),
-            "dropped": len(dropped), "keypoints_out_of_image": count_out_of_image(new), "detections": n_dets}
+    return {
+        "json": str(out / ann_file),
+        "images": len(images),
+        "annotations": len(anns),
+        "dropped": len(dropped),
+        "keypoints_out_of_image": count_out_of_image(new),
+        "detections": n_dets,
+    }
 
 
-def _crop_detections(src: Path, out: Path, det_file: str | None, windows: dict[int, tuple[int, int, int, int]]) -> int | None:
+def _crop_detections(
+    src: Path, out: Path, det_file: str | None, windows: dict[int, tuple[int, int, int, int]]
+) -> int | None:
     """Detector boxes move with their image, so the pipeline can run on the cropped set."""
     if not det_file or not (src / det_file).is_file():
         return None
     dets = read_json(src / det_file, "detections", "--src")
-    parse_detections(dets, f"--src {src / det_file}")   # refuse bad records by index and field
+    parse_detections(dets, f"--src {src / det_file}")  # refuse bad records by index and field
     kept = []
     for d in dets:
         if d["image_id"] not in windows:
@@ -256,11 +306,15 @@ def _main(argv: Sequence[str]) -> int:
     ap.add_argument("--src", required=True, type=existing_dir, help=f"folder with {ANN_FILE} and its images")
     ap.add_argument("--out", required=True, type=output_dir, help="output folder (images + json)")
     ap.add_argument("--strength", type=unit_float, default=0.5, help="0 = no crop .. 1 = deepest cuts")
-    ap.add_argument("--seed", type=number(int, lo=0, hi=2 ** 32 - 1), default=0)
+    ap.add_argument("--seed", type=number(int, lo=0, hi=2**32 - 1), default=0)
     ap.add_argument("--ann", default=ANN_FILE, help="annotation file name inside --src")
     ap.add_argument("--format", default="png", choices=("png", "jpg"), help="format of cropped images")
     a = ap.parse_args(argv)
-    print(json.dumps(crop_coco(a.src, a.out, a.strength, a.seed, ann_file=a.ann, image_format=a.format), indent=1))
+    print(
+        json.dumps(
+            crop_coco(a.src, a.out, a.strength, a.seed, ann_file=a.ann, image_format=a.format), indent=1
+        )
+    )
     return 0
 
 

@@ -13,6 +13,7 @@ gets slower or faster. Do not edit it to follow the decode: it is the yardstick.
 When the decode is made faster on purpose, re-freeze it (copy the new code here)
 and say so in the commit. Imports nothing from ``runtime`` on purpose.
 """
+
 from __future__ import annotations
 
 from math import ceil
@@ -20,8 +21,28 @@ from math import ceil
 import numpy as np
 
 F32 = np.float32
-_SIGMAS = np.array([0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
-                    0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089], dtype=np.float64)
+_SIGMAS = np.array(
+    [
+        0.026,
+        0.025,
+        0.025,
+        0.035,
+        0.035,
+        0.079,
+        0.079,
+        0.072,
+        0.072,
+        0.062,
+        0.062,
+        0.107,
+        0.107,
+        0.087,
+        0.087,
+        0.089,
+        0.089,
+    ],
+    dtype=np.float64,
+)
 _CHUNK_ROWS, _CHUNK_LINES = 192, 8192
 
 
@@ -45,8 +66,11 @@ def _pass(x: np.ndarray, half: np.ndarray, axis: int) -> np.ndarray:
     rmax, n = half.shape[1] - 1, x.shape[axis]
     pad = [(0, 0)] * 3
     pad[axis] = (rmax, rmax)
-    xp = np.take(x, _reflect(np.arange(-rmax, n + rmax), n), axis=axis) if rmax > n \
+    xp = (
+        np.take(x, _reflect(np.arange(-rmax, n + rmax), n), axis=axis)
+        if rmax > n
         else np.pad(x, pad, mode="symmetric")
+    )
 
     def shifted(off: int) -> np.ndarray:
         sl = [slice(None)] * 3
@@ -66,7 +90,7 @@ def _live_rows(x: np.ndarray, half: np.ndarray) -> np.ndarray:
     live_r, live_y = np.nonzero((x != 0).any(axis=-1))
     out = np.zeros(x.shape, dtype=F32)
     for s in range(0, live_r.size, _CHUNK_LINES):
-        rr, yy = live_r[s:s + _CHUNK_LINES], live_y[s:s + _CHUNK_LINES]
+        rr, yy = live_r[s : s + _CHUNK_LINES], live_y[s : s + _CHUNK_LINES]
         with np.errstate(invalid="ignore", over="ignore"):
             out[rr, yy] = _pass(x[rr, yy][:, None, :], half[rr], -1)[:, 0]
     return out
@@ -109,7 +133,7 @@ def frozen_decode(pm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for r in np.unique(radii):
         ks = np.flatnonzero(radii == r)
         rows = np.ascontiguousarray(src[:, ks]).reshape(n * ks.size, h, w)
-        taps = np.tile(half[ks, :r + 1], (n, 1))
+        taps = np.tile(half[ks, : r + 1], (n, 1))
         e[:, ks] = _vertical(_live_rows(rows, taps), taps).reshape(n, ks.size, h, w)
     e = e.reshape(n * k, h, w)
     bad = ~np.isfinite(pm.reshape(n * k, h * w)).all(axis=1)

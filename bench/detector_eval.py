@@ -16,6 +16,7 @@ Both evaluations go through the runtime's own letterbox, decode and NMS
 (:class:`runtime.net_detector.NetDetector`), so the numbers are those of the
 deployed path.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,9 @@ import contextlib
 import io
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -53,14 +55,17 @@ def _coco_eval(gt: COCO, results: list[dict[str, Any]], iou_type: str) -> dict[s
     return {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1])}
 
 
-def evaluate_variant(root: Path, manifest: dict, variant: str, gt: COCO, folder: Path,
-                     score_thr: float, iou_thr: float) -> tuple[dict[str, Any], list[tuple]]:
+def evaluate_variant(
+    root: Path, manifest: dict, variant: str, gt: COCO, folder: Path, score_thr: float, iou_thr: float
+) -> tuple[dict[str, Any], list[tuple]]:
     """AP numbers for one variant, and the raw per-image outputs (for the drift)."""
     det = NetDetector(root, manifest, backend="ort", precision=variant, score_thr=score_thr, iou_thr=iou_thr)
     if det.variant != variant:
         det.close()
-        raise SystemExit(f"error: the detector has no {variant!r} variant ({root}): rebuild with "
-                         "`python -m build.engines --detector PATH.onnx` (default --det-precision all)")
+        raise SystemExit(
+            f"error: the detector has no {variant!r} variant ({root}): rebuild with "
+            "`python -m build.engines --detector PATH.onnx` (default --det-precision all)"
+        )
     boxes, kpts, raw = [], [], []
     try:
         for img_id in sorted(gt.getImgIds()):
@@ -101,23 +106,33 @@ def drift(ref: list[tuple], got: list[tuple], layout, cls: int, score: float) ->
             vis = rk[0, sel, :, 2] >= 0.5 if rk.shape[-1] > 2 else np.ones(rk.shape[1:3], bool)[sel]
             e = np.linalg.norm(ok[0, sel, :, :2] - rk[0, sel, :, :2], axis=-1) / g.scale
             kpt_err.append(e[vis])
-    cat = (lambda xs: float(np.concatenate(xs).mean()) if xs and sum(map(len, xs)) else float("nan"))
+    cat = lambda xs: float(np.concatenate(xs).mean()) if xs and sum(map(len, xs)) else float("nan")
     return {"anchors": n, "box_px": cat(box_err), "wh_bias_px": cat(wh_bias), "kpt_px": cat(kpt_err)}
 
 
-def evaluate(root: Path, data: Path, variants: Sequence[str] | None = None, score_thr: float = 0.01,
-             iou_thr: float = 0.7, drift_score: float = 0.5) -> list[dict[str, Any]]:
+def evaluate(
+    root: Path,
+    data: Path,
+    variants: Sequence[str] | None = None,
+    score_thr: float = 0.01,
+    iou_thr: float = 0.7,
+    drift_score: float = 0.5,
+) -> list[dict[str, Any]]:
     manifest = load_manifest(root)
     if ROLE not in manifest["models"]:
         from runtime.errors import InputError
-        raise InputError(f"no detector in {root}", "--engines",
-                         "build with `python -m build.engines --detector PATH.onnx`")
+
+        raise InputError(
+            f"no detector in {root}", "--engines", "build with `python -m build.engines --detector PATH.onnx`"
+        )
     entry = manifest["models"][ROLE]
     have = ["fp32", *entry.get("variants", {})]
     variants = [v for v in VARIANTS if v in have] if variants is None else list(variants)
     gt_path = data / "person_keypoints.json"
     if not gt_path.is_file():
-        raise SystemExit(f"error: {gt_path} not found (--data): pass a COCO folder with person_keypoints.json")
+        raise SystemExit(
+            f"error: {gt_path} not found (--data): pass a COCO folder with person_keypoints.json"
+        )
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(gt_path))
     rows, raws = [], {}
@@ -125,22 +140,32 @@ def evaluate(root: Path, data: Path, variants: Sequence[str] | None = None, scor
         row, raws[v] = evaluate_variant(root, manifest, v, gt, data, score_thr, iou_thr)
         if v != "fp32":
             from runtime.yolo import YoloLayout
-            row["drift"] = drift(raws["fp32"], raws[v], YoloLayout.from_dict(entry["layout"]),
-                                 int(entry.get("class", 0)), drift_score)
+
+            row["drift"] = drift(
+                raws["fp32"],
+                raws[v],
+                YoloLayout.from_dict(entry["layout"]),
+                int(entry.get("class", 0)),
+                drift_score,
+            )
         rows.append(row)
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| variant | box AP | box AP50 | kpt AP | kpt AP50 | box drift px | w/h bias px | kpt drift px |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | box AP | box AP50 | kpt AP | kpt AP50 | box drift px | w/h bias px | kpt drift px |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         k = r.get("kpt", {})
         d = r.get("drift")
-        f = (lambda x: f"{x:.3f}")
-        lines.append(f"| {r['variant']} | {f(r['box']['AP'])} | {f(r['box']['AP50'])} | "
-                     f"{f(k['AP']) if k else '-'} | {f(k['AP50']) if k else '-'} | "
-                     + (f"{d['box_px']:.2f} | {d['wh_bias_px']:+.2f} | {d['kpt_px']:.2f} |" if d else "- | - | - |"))
+        f = lambda x: f"{x:.3f}"
+        lines.append(
+            f"| {r['variant']} | {f(r['box']['AP'])} | {f(r['box']['AP50'])} | "
+            f"{f(k['AP']) if k else '-'} | {f(k['AP50']) if k else '-'} | "
+            + (f"{d['box_px']:.2f} | {d['wh_bias_px']:+.2f} | {d['kpt_px']:.2f} |" if d else "- | - | - |")
+        )
     return "\n".join(lines)
 
 
@@ -153,15 +178,25 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     from runtime.cli_args import OneLineParser, artifacts_dir, existing_dir, output_file, unit_float
 
-    p = OneLineParser(prog="python -m bench.detector_eval", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--engines", required=True, type=artifacts_dir, help="artifacts folder with a detector role")
-    p.add_argument("--data", type=existing_dir, default=DEFAULT_DATA,
-                   help="COCO folder (images + person_keypoints.json)")
+    p = OneLineParser(
+        prog="python -m bench.detector_eval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--engines", required=True, type=artifacts_dir, help="artifacts folder with a detector role"
+    )
+    p.add_argument(
+        "--data", type=existing_dir, default=DEFAULT_DATA, help="COCO folder (images + person_keypoints.json)"
+    )
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=None, help="default: every one built")
-    p.add_argument("--score-thr", type=unit_float, default=0.01, help="score threshold for AP (low: full PR curve)")
+    p.add_argument(
+        "--score-thr", type=unit_float, default=0.01, help="score threshold for AP (low: full PR curve)"
+    )
     p.add_argument("--iou", type=unit_float, default=0.7, help="NMS IoU")
-    p.add_argument("--drift-score", type=unit_float, default=0.5, help="fp32 score of the anchors the drift uses")
+    p.add_argument(
+        "--drift-score", type=unit_float, default=0.5, help="fp32 score of the anchors the drift uses"
+    )
     p.add_argument("--json", type=output_file, default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     rows = evaluate(args.engines, args.data, args.variants, args.score_thr, args.iou, args.drift_score)

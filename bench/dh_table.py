@@ -29,6 +29,7 @@ perfect presence head would give the double head):
 
 Matching and accumulation are pycocotools' (bench.coco_eval / bench.ex_oks).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -58,20 +59,31 @@ def crop_gt(xy: np.ndarray, labelled: np.ndarray, area_hm: np.ndarray, factor: f
     for i in range(len(xy)):
         kp = np.concatenate([np.where(labelled[i, :, None], xy[i], 0.0), 2.0 * labelled[i, :, None]], -1)
         images.append({"id": i + 1})
-        anns.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0, "bbox": box,
-                     "area": float(max(area_hm[i], 1.0)), "num_keypoints": int(labelled[i].sum()),
-                     "keypoints": [float(v) for v in kp.reshape(-1)]})
+        anns.append(
+            {
+                "id": i + 1,
+                "image_id": i + 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "bbox": box,
+                "area": float(max(area_hm[i], 1.0)),
+                "num_keypoints": int(labelled[i].sum()),
+                "keypoints": [float(v) for v in kp.reshape(-1)],
+            }
+        )
     coco = COCO()
     coco.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
     import contextlib
     import io
+
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
 
 
-def row_predictions(single: np.ndarray, double: np.ndarray, truth_choice: np.ndarray,
-                    presence: np.ndarray, gt_in: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+def row_predictions(
+    single: np.ndarray, double: np.ndarray, truth_choice: np.ndarray, presence: np.ndarray, gt_in: np.ndarray
+) -> dict[str, dict[str, np.ndarray]]:
     """Per row: keypoints [N,17,2], presence for the crop window and for the 2x window.
 
     2x window: the single head claims "in" only what its presence calls in; the
@@ -79,14 +91,26 @@ def row_predictions(single: np.ndarray, double: np.ndarray, truth_choice: np.nda
     """
     ones = np.ones_like(presence)
     truth = gt_in.astype(np.float64)
-    return {"single": {"xy": single, "crop": presence, "wide": presence},
-            "double": {"xy": double, "crop": presence, "wide": ones},
-            "double_truth_choice": {"xy": truth_choice, "crop": truth, "wide": ones}}
+    return {
+        "single": {"xy": single, "crop": presence, "wide": presence},
+        "double": {"xy": double, "crop": presence, "wide": ones},
+        "double_truth_choice": {"xy": truth_choice, "crop": truth, "wide": ones},
+    }
 
 
-def dh_table(single: np.ndarray, double: np.ndarray, truth_choice: np.ndarray, presence: np.ndarray,
-             score: np.ndarray, xy: np.ndarray, known: np.ndarray, valid: np.ndarray, area_hm: np.ndarray,
-             threshold: float, factor: float) -> dict[str, Any]:
+def dh_table(
+    single: np.ndarray,
+    double: np.ndarray,
+    truth_choice: np.ndarray,
+    presence: np.ndarray,
+    score: np.ndarray,
+    xy: np.ndarray,
+    known: np.ndarray,
+    valid: np.ndarray,
+    area_hm: np.ndarray,
+    threshold: float,
+    factor: float,
+) -> dict[str, Any]:
     """Ex-OKS AP (crop window, 2x window) and in-window AP for single / double / double with truth choice.
 
     ``single``/``double``/``truth_choice`` [N,17,2] decoded keypoints (heatmap px), ``presence``
@@ -101,9 +125,14 @@ def dh_table(single: np.ndarray, double: np.ndarray, truth_choice: np.ndarray, p
     gt_wide = crop_gt(xy, known, area_hm, factor)
     gt_plain = crop_gt(xy, valid, area_hm, 1.0)
     ids = np.arange(1, len(xy) + 1)
-    out: dict[str, Any] = {"n_crops": int(len(xy)), "threshold": float(threshold), "outer_factor": float(factor),
-                           "n_known_in_window": int((known & gt_in).sum()),
-                           "n_known_out_of_window": int((known & ~gt_in).sum()), "rows": {}}
+    out: dict[str, Any] = {
+        "n_crops": int(len(xy)),
+        "threshold": float(threshold),
+        "outer_factor": float(factor),
+        "n_known_in_window": int((known & gt_in).sum()),
+        "n_known_out_of_window": int((known & ~gt_in).sum()),
+        "rows": {},
+    }
     for name, p in row_predictions(single, double, truth_choice, presence, gt_in).items():
         res = {}
         for key, gt in (("crop", gt_crop), ("wide", gt_wide)):
@@ -117,12 +146,19 @@ def dh_table(single: np.ndarray, double: np.ndarray, truth_choice: np.ndarray, p
 
 def format_table(t: dict[str, Any]) -> str:
     """The table of docs/results/2026-12-probpose.md (markdown)."""
-    names = {"single": "single (expert map)", "double": "double, choice by presence (run time)",
-             "double_truth_choice": "double, choice by the truth (upper bound)"}
+    names = {
+        "single": "single (expert map)",
+        "double": "double, choice by presence (run time)",
+        "double_truth_choice": "double, choice by the truth (upper bound)",
+    }
     f = t["outer_factor"]
-    lines = [f"| head | Ex-OKS AP, crop window | Ex-OKS AP, {f:g}x window | AP, in-window keypoints |",
-             "|---|---|---|---|"]
+    lines = [
+        f"| head | Ex-OKS AP, crop window | Ex-OKS AP, {f:g}x window | AP, in-window keypoints |",
+        "|---|---|---|---|",
+    ]
     for k in ROWS:
         r = t["rows"][k]
-        lines.append(f"| {names[k]} | {r['ex_oks_ap_crop']:.3f} | {r['ex_oks_ap_wide']:.3f} | {r['ap_in_window']:.3f} |")
+        lines.append(
+            f"| {names[k]} | {r['ex_oks_ap_crop']:.3f} | {r['ex_oks_ap_wide']:.3f} | {r['ap_in_window']:.3f} |"
+        )
     return "\n".join(lines)

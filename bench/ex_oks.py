@@ -25,12 +25,14 @@ AP uses pycocotools' matching and accumulation unchanged: only
 ``computeOks`` is replaced. CLI:
 ``python -m bench.ex_oks --gt GT.json --results R.json [--threshold 0.5|best] [--json]``
 """
+
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -38,9 +40,9 @@ from pycocotools.cocoeval import COCOeval
 
 from bench.coco_eval import COCO_SIGMAS, coverage, load_gt, read_results, run_cocoeval, stats_dict
 from runtime.cli_args import OneLineParser, add_json_argument, existing_file, number
-from runtime.safe_io import atomic_write_text
 from runtime.errors import guarded
 from runtime.records import json_safe
+from runtime.safe_io import atomic_write_text
 
 PADDING = 1.25
 ASPECT_WH = 192 / 256  # the nets' input w:h = 3:4
@@ -81,8 +83,14 @@ def distance_to_boundary(x: np.ndarray, y: np.ndarray, windows: np.ndarray) -> n
     return np.where(inside, d_in, np.hypot(dx, dy))
 
 
-def keypoint_ex_oks(gt_xy: np.ndarray, windows: np.ndarray, areas: np.ndarray, dt_xy: np.ndarray,
-                    pred_in: np.ndarray, sigmas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def keypoint_ex_oks(
+    gt_xy: np.ndarray,
+    windows: np.ndarray,
+    areas: np.ndarray,
+    dt_xy: np.ndarray,
+    pred_in: np.ndarray,
+    sigmas: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-keypoint Ex-OKS, fully broadcast.
 
     Shapes broadcast NumPy-style: gt_xy [...,K,2], windows [...,4], areas [...],
@@ -94,7 +102,7 @@ def keypoint_ex_oks(gt_xy: np.ndarray, windows: np.ndarray, areas: np.ndarray, d
     gt_in = in_window(gx, gy, windows)
     # Same operation order as pycocotools so the all-in case matches it bit for bit.
     dx, dy = px - gx, py - gy
-    d2 = np.where(gt_in & pred_in, dx ** 2 + dy ** 2, 0.0)
+    d2 = np.where(gt_in & pred_in, dx**2 + dy**2, 0.0)
     d2 = np.where(~gt_in & pred_in, distance_to_boundary(px, py, windows) ** 2, d2)
     d2 = np.where(gt_in & ~pred_in, distance_to_boundary(gx, gy, windows) ** 2, d2)
     variances = (np.asarray(sigmas, dtype=np.float64) * 2) ** 2
@@ -102,9 +110,15 @@ def keypoint_ex_oks(gt_xy: np.ndarray, windows: np.ndarray, areas: np.ndarray, d
     return np.exp(-e), np.broadcast_to(gt_in, e.shape)
 
 
-def ex_oks_matrix(gt_kpts: np.ndarray, gt_boxes: np.ndarray, gt_areas: np.ndarray, dt_kpts: np.ndarray,
-                  presence: np.ndarray | None, threshold: float = DEFAULT_THRESHOLD,
-                  sigmas: np.ndarray | None = None) -> np.ndarray:
+def ex_oks_matrix(
+    gt_kpts: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_areas: np.ndarray,
+    dt_kpts: np.ndarray,
+    presence: np.ndarray | None,
+    threshold: float = DEFAULT_THRESHOLD,
+    sigmas: np.ndarray | None = None,
+) -> np.ndarray:
     """[D,G] Ex-OKS between every prediction and every GT person of one image.
 
     gt_kpts [G,K,3] (x, y, v), gt_boxes [G,4] xywh, gt_areas [G], dt_kpts
@@ -118,10 +132,20 @@ def ex_oks_matrix(gt_kpts: np.ndarray, gt_boxes: np.ndarray, gt_areas: np.ndarra
     d = d.reshape(len(d), g.shape[1], -1)[..., :2]
     boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
     areas = np.asarray(gt_areas, dtype=np.float64).reshape(-1)
-    pres = np.ones(d.shape[:2]) if presence is None else np.asarray(presence, dtype=np.float64).reshape(d.shape[:2])
-    sims, _ = keypoint_ex_oks(g[None, :, :, :2], activation_windows(boxes)[None], areas[None], d[:, None],
-                              (pres >= threshold)[:, None], sig)
-    vis = g[..., 2] > 0                                       # [G,K]
+    pres = (
+        np.ones(d.shape[:2])
+        if presence is None
+        else np.asarray(presence, dtype=np.float64).reshape(d.shape[:2])
+    )
+    sims, _ = keypoint_ex_oks(
+        g[None, :, :, :2],
+        activation_windows(boxes)[None],
+        areas[None],
+        d[:, None],
+        (pres >= threshold)[:, None],
+        sig,
+    )
+    vis = g[..., 2] > 0  # [G,K]
     n_vis = vis.sum(axis=1)
     out = (sims * vis[None]).sum(axis=2) / np.maximum(n_vis, 1)[None]
     if (n_vis == 0).any():
@@ -133,10 +157,10 @@ def _unlabelled_oks(boxes: np.ndarray, areas: np.ndarray, d: np.ndarray, sig: np
     """pycocotools' OKS for a GT with no labelled keypoint: distance to the box doubled in size."""
     x0, x1 = boxes[:, 0] - boxes[:, 2], boxes[:, 0] + boxes[:, 2] * 2
     y0, y1 = boxes[:, 1] - boxes[:, 3], boxes[:, 1] + boxes[:, 3] * 2
-    xd, yd = d[:, None, :, 0], d[:, None, :, 1]               # [D,1,K]
+    xd, yd = d[:, None, :, 0], d[:, None, :, 1]  # [D,1,K]
     dx = np.maximum(0, x0[None, :, None] - xd) + np.maximum(0, xd - x1[None, :, None])
     dy = np.maximum(0, y0[None, :, None] - yd) + np.maximum(0, yd - y1[None, :, None])
-    e = (dx ** 2 + dy ** 2) / ((sig * 2) ** 2) / (areas[None, :, None] + np.spacing(1)) / 2
+    e = (dx**2 + dy**2) / ((sig * 2) ** 2) / (areas[None, :, None] + np.spacing(1)) / 2
     return np.exp(-e).mean(axis=2)
 
 
@@ -154,11 +178,15 @@ class ExOKSeval(COCOeval):
         if not gts or not dts:
             return []
         k = len(p.kpt_oks_sigmas)
-        return ex_oks_matrix(np.array([gt["keypoints"] for gt in gts], dtype=np.float64).reshape(-1, k, 3),
-                             np.array([gt["bbox"] for gt in gts]), np.array([gt["area"] for gt in gts]),
-                             np.array([dt["keypoints"] for dt in dts], dtype=np.float64).reshape(-1, k, 3),
-                             np.array([dt.get("presence", [1.0] * k) for dt in dts], dtype=np.float64),
-                             self.presence_threshold, p.kpt_oks_sigmas)
+        return ex_oks_matrix(
+            np.array([gt["keypoints"] for gt in gts], dtype=np.float64).reshape(-1, k, 3),
+            np.array([gt["bbox"] for gt in gts]),
+            np.array([gt["area"] for gt in gts]),
+            np.array([dt["keypoints"] for dt in dts], dtype=np.float64).reshape(-1, k, 3),
+            np.array([dt.get("presence", [1.0] * k) for dt in dts], dtype=np.float64),
+            self.presence_threshold,
+            p.kpt_oks_sigmas,
+        )
 
 
 def matched_pairs(ev: COCOeval, match_oks: float = 0.5) -> list[tuple[int, int]]:
@@ -188,17 +216,27 @@ def _pair_arrays(ev: COCOeval, pairs: list[tuple[int, int]], threshold: float) -
     boxes = np.array([gt.anns[a]["bbox"] for a, _ in pairs], dtype=np.float64)
     areas = np.array([gt.anns[a]["area"] for a, _ in pairs], dtype=np.float64)
     pred_in = pres >= threshold
-    sim, gt_in = keypoint_ex_oks(g[..., :2], activation_windows(boxes), areas, d[..., :2], pred_in,
-                                 ev.params.kpt_oks_sigmas)
+    sim, gt_in = keypoint_ex_oks(
+        g[..., :2], activation_windows(boxes), areas, d[..., :2], pred_in, ev.params.kpt_oks_sigmas
+    )
     imgs = [gt.imgs[gt.anns[a]["image_id"]] for a, _ in pairs]
     wh = np.array([[im.get("width", np.inf), im.get("height", np.inf)] for im in imgs], dtype=np.float64)
     in_image = (g[..., 0] >= 0) & (g[..., 0] < wh[:, :1]) & (g[..., 1] >= 0) & (g[..., 1] < wh[:, 1:])
     has_size = np.isfinite(wh).all(axis=1)[:, None] & np.ones((1, k), bool)
-    return {"sim": sim, "presence": pres, "vis": g[..., 2] > 0, "gt_in": np.asarray(gt_in), "pred_in": pred_in,
-            "in_image": in_image, "has_size": has_size}
+    return {
+        "sim": sim,
+        "presence": pres,
+        "vis": g[..., 2] > 0,
+        "gt_in": np.asarray(gt_in),
+        "pred_in": pred_in,
+        "in_image": in_image,
+        "has_size": has_size,
+    }
 
 
-def presence_accuracy(presence: np.ndarray, gt_in: np.ndarray, thresholds: np.ndarray = THRESHOLD_GRID) -> np.ndarray:
+def presence_accuracy(
+    presence: np.ndarray, gt_in: np.ndarray, thresholds: np.ndarray = THRESHOLD_GRID
+) -> np.ndarray:
     """Accuracy of "presence >= t" as an in-window classifier, for every t at once."""
     if presence.size == 0:
         return np.full(len(thresholds), np.nan)
@@ -218,9 +256,11 @@ def best_threshold(presence: np.ndarray, gt_in: np.ndarray, thresholds: np.ndarr
 def _group(a: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, Any]:
     m = mask & a["vis"]
     n = int(m.sum())
-    return {"n": n,
-            "ex_oks": float(a["sim"][m].mean()) if n else None,
-            "presence_accuracy": float((a["pred_in"][m] == a["gt_in"][m]).mean()) if n else None}
+    return {
+        "n": n,
+        "ex_oks": float(a["sim"][m].mean()) if n else None,
+        "presence_accuracy": float((a["pred_in"][m] == a["gt_in"][m]).mean()) if n else None,
+    }
 
 
 def keypoint_report(a: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -232,9 +272,15 @@ def keypoint_report(a: dict[str, np.ndarray]) -> dict[str, Any]:
     return rep
 
 
-def evaluate_ex_oks(gt: str | Path | COCO, results: str | Path | Iterable[dict[str, Any]], *,
-                    presence_threshold: float | str = DEFAULT_THRESHOLD, match_oks: float = 0.5,
-                    sigmas: np.ndarray | None = None, verbose: bool = False) -> dict[str, Any]:
+def evaluate_ex_oks(
+    gt: str | Path | COCO,
+    results: str | Path | Iterable[dict[str, Any]],
+    *,
+    presence_threshold: float | str = DEFAULT_THRESHOLD,
+    match_oks: float = 0.5,
+    sigmas: np.ndarray | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
     """Ex-OKS AP/AR plus presence and in/out keypoint figures.
 
     ``presence_threshold="best"`` first matches people at 0.5, picks the
@@ -248,11 +294,16 @@ def evaluate_ex_oks(gt: str | Path | COCO, results: str | Path | Iterable[dict[s
     def run(thr: float) -> ExOKSeval:
         def configure(ev: ExOKSeval) -> None:
             ev.presence_threshold = thr
-        return run_cocoeval(coco_gt, res, eval_cls=ExOKSeval, sigmas=sigmas, verbose=verbose, configure=configure)
+
+        return run_cocoeval(
+            coco_gt, res, eval_cls=ExOKSeval, sigmas=sigmas, verbose=verbose, configure=configure
+        )
 
     if isinstance(presence_threshold, str):
         if presence_threshold != "best":
-            raise ValueError(f"presence_threshold must be a number in (0,1) or 'best', got {presence_threshold!r}")
+            raise ValueError(
+                f"presence_threshold must be a number in (0,1) or 'best', got {presence_threshold!r}"
+            )
         first = run(DEFAULT_THRESHOLD)
         a0 = _pair_arrays(first, matched_pairs(first, match_oks), DEFAULT_THRESHOLD)
         thr = best_threshold(a0["presence"][a0["vis"]], a0["gt_in"][a0["vis"]])
@@ -265,15 +316,30 @@ def evaluate_ex_oks(gt: str | Path | COCO, results: str | Path | Iterable[dict[s
     a = _pair_arrays(ev, pairs, thr)
     pres_v, in_v = a["presence"][a["vis"]], a["gt_in"][a["vis"]]
     acc = presence_accuracy(pres_v, in_v)
-    cases = {name: int((m & a["vis"]).sum()) for name, m in zip(CASES, (
-        a["gt_in"] & a["pred_in"], ~a["gt_in"] & a["pred_in"], a["gt_in"] & ~a["pred_in"], ~a["gt_in"] & ~a["pred_in"]))}
-    return {**stats_dict(ev),
-            "presence_threshold": thr,
-            "best_presence_threshold": best_threshold(pres_v, in_v),
-            "presence_accuracy": float((a["pred_in"][a["vis"]] == in_v).mean()) if in_v.size else None,
-            "presence_accuracy_by_threshold": {f"{t:.2f}": (None if np.isnan(v) else float(v))
-                                               for t, v in zip(THRESHOLD_GRID, acc)},
-            "matched": len(pairs), "cases": cases, "keypoints": keypoint_report(a)}
+    cases = {
+        name: int((m & a["vis"]).sum())
+        for name, m in zip(
+            CASES,
+            (
+                a["gt_in"] & a["pred_in"],
+                ~a["gt_in"] & a["pred_in"],
+                a["gt_in"] & ~a["pred_in"],
+                ~a["gt_in"] & ~a["pred_in"],
+            ),
+        )
+    }
+    return {
+        **stats_dict(ev),
+        "presence_threshold": thr,
+        "best_presence_threshold": best_threshold(pres_v, in_v),
+        "presence_accuracy": float((a["pred_in"][a["vis"]] == in_v).mean()) if in_v.size else None,
+        "presence_accuracy_by_threshold": {
+            f"{t:.2f}": (None if np.isnan(v) else float(v)) for t, v in zip(THRESHOLD_GRID, acc)
+        },
+        "matched": len(pairs),
+        "cases": cases,
+        "keypoints": keypoint_report(a),
+    }
 
 
 def _threshold(text: str) -> float | str:
@@ -289,14 +355,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str]) -> int:
     ap = OneLineParser(prog="python -m bench.ex_oks", description=__doc__.splitlines()[0])
-    ap.add_argument("--gt", required=True, type=existing_file,
-                    help="COCO keypoint ground truth json (e.g. a CropCOCO set)")
-    ap.add_argument("--results", required=True, type=existing_file,
-                    help="COCO keypoint results json; optional per-record 'presence' [17]")
-    ap.add_argument("--threshold", default=str(DEFAULT_THRESHOLD), type=_threshold,
-                    help="presence threshold in (0,1], or 'best'")
-    add_json_argument(ap, "write the full report as JSON to FILE (bare --json: print it instead of the table)",
-                      old=None, stdout=True)
+    ap.add_argument(
+        "--gt",
+        required=True,
+        type=existing_file,
+        help="COCO keypoint ground truth json (e.g. a CropCOCO set)",
+    )
+    ap.add_argument(
+        "--results",
+        required=True,
+        type=existing_file,
+        help="COCO keypoint results json; optional per-record 'presence' [17]",
+    )
+    ap.add_argument(
+        "--threshold",
+        default=str(DEFAULT_THRESHOLD),
+        type=_threshold,
+        help="presence threshold in (0,1], or 'best'",
+    )
+    add_json_argument(
+        ap,
+        "write the full report as JSON to FILE (bare --json: print it instead of the table)",
+        old=None,
+        stdout=True,
+    )
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
     gt, res = load_gt(a.gt, a.verbose), read_results(a.results)
@@ -305,9 +387,12 @@ def _main(argv: Sequence[str]) -> int:
     posed = [r for r in res if isinstance(r, dict) and "keypoints" in r]
     rep["results_without_presence"] = sum("presence" not in r for r in posed)
     if rep["results_without_presence"]:
-        print(f"warning: {rep['results_without_presence']} of {len(posed)} results in {a.results} have no "
-              "'presence'; they count as present on every keypoint, so the presence figures do not "
-              "describe a model for them", file=sys.stderr)
+        print(
+            f"warning: {rep['results_without_presence']} of {len(posed)} results in {a.results} have no "
+            "'presence'; they count as present on every keypoint, so the presence figures do not "
+            "describe a model for them",
+            file=sys.stderr,
+        )
     if a.json is not None:
         text = json.dumps(json_safe(rep), indent=1, allow_nan=False)
         if a.json is True:
@@ -317,8 +402,10 @@ def _main(argv: Sequence[str]) -> int:
         atomic_write_text(a.json, text + "\n")
     print("Ex-OKS " + " ".join(f"{k}={rep[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR")))
     acc = rep["presence_accuracy"]
-    print(f"presence threshold {rep['presence_threshold']:.2f} (best {rep['best_presence_threshold']:.2f}), "
-          f"accuracy {'n/a' if acc is None else f'{acc:.3f}'}, matched people {rep['matched']}")
+    print(
+        f"presence threshold {rep['presence_threshold']:.2f} (best {rep['best_presence_threshold']:.2f}), "
+        f"accuracy {'n/a' if acc is None else f'{acc:.3f}'}, matched people {rep['matched']}"
+    )
     for name, g in rep["keypoints"].items():
         ex = "n/a" if g["ex_oks"] is None else f"{g['ex_oks']:.3f}"
         pa = "n/a" if g["presence_accuracy"] is None else f"{g['presence_accuracy']:.3f}"

@@ -28,21 +28,22 @@ which clock it reads. Exit 1 when any gated figure fails, with the whole table.
 CLI: ``python -m bench.gates RUN.json [--baseline bench/baseline.json] [--partial]``
      ``python -m bench.gates RUN.json --record [--record-ratios]``  (make bench-baseline)
 """
+
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import math
 import statistics
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from bench.conditions import machine_kind
 from bench.rounds import Spread, ratio_rounds
-from runtime.cli_args import OneLineParser, existing_file, number
+from runtime.cli_args import OneLineParser, number
 from runtime.errors import InputError, guarded
 from runtime.safe_io import atomic_write_text
 
@@ -67,15 +68,21 @@ class Row:
 def load_run(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
-        raise InputError("benchmark JSON not found", str(p),
-                         "produce it with pytest -m bench --benchmark-json=PATH (or run make bench)")
+        raise InputError(
+            "benchmark JSON not found",
+            str(p),
+            "produce it with pytest -m bench --benchmark-json=PATH (or run make bench)",
+        )
     try:
         run = json.loads(p.read_text())
     except ValueError as e:
         raise InputError(f"benchmark JSON unreadable ({e})", str(p), "rerun the benchmarks") from None
     if not isinstance(run, dict) or "benchmarks" not in run:
-        raise InputError("not pytest-benchmark JSON (no 'benchmarks' list)", str(p),
-                         "pass the file written by --benchmark-json")
+        raise InputError(
+            "not pytest-benchmark JSON (no 'benchmarks' list)",
+            str(p),
+            "pass the file written by --benchmark-json",
+        )
     return run
 
 
@@ -223,7 +230,9 @@ def check(run: dict[str, Any], baseline: dict[str, Any], partial: bool = False) 
         rows.append(Row(fig, v, text, "PASS" if ok else "FAIL", sp))
     for name, spec in ratios.items():
         if spec.get("required") and name not in seen:
-            rows.append(Row(name, None, "required but not in this run", "NOT MEASURED" if partial else "FAIL"))
+            rows.append(
+                Row(name, None, "required but not in this run", "NOT MEASURED" if partial else "FAIL")
+            )
     rows += check_absolute(run, baseline)
     return rows
 
@@ -233,8 +242,10 @@ def check_absolute(run: dict[str, Any], baseline: dict[str, Any]) -> list[Row]:
     match = next((m for m in baseline.get("machines", []) if m.get("kind") == kind), None)
     absolute = absolute_figures(run)
     if match is None:
-        return [Row(f"absolute: {name}", v, "no baseline for this machine kind", "INFO")
-                for name, v in sorted(absolute.items())]
+        return [
+            Row(f"absolute: {name}", v, "no baseline for this machine kind", "INFO")
+            for name, v in sorted(absolute.items())
+        ]
     tol = float(match.get("tolerance", 0.3))
     rows = []
     for name, v in sorted(absolute.items()):
@@ -243,14 +254,18 @@ def check_absolute(run: dict[str, Any], baseline: dict[str, Any]) -> list[Row]:
             rows.append(Row(f"absolute: {name}", v, "not in this machine's baseline", "INFO"))
             continue
         limit = base * (1 - tol)
-        rows.append(Row(f"absolute: {name}", v, f">= {base:.3g} x {1 - tol:.2f}", "PASS" if v >= limit else "FAIL"))
+        rows.append(
+            Row(f"absolute: {name}", v, f">= {base:.3g} x {1 - tol:.2f}", "PASS" if v >= limit else "FAIL")
+        )
     return rows
 
 
 def format_rows(rows: list[Row]) -> str:
     w = max([len(r.figure) for r in rows] + [6])
-    lines = [f"{'figure':<{w}}  {'median':>9}  {'spread of paired rounds':<42}  {'limit':<28}  status",
-             "-" * (w + 96)]
+    lines = [
+        f"{'figure':<{w}}  {'median':>9}  {'spread of paired rounds':<42}  {'limit':<28}  status",
+        "-" * (w + 96),
+    ]
     for r in rows:
         v = "-" if r.value is None else f"{r.value:9.4g}"
         sp = "" if r.spread is None else r.spread.text(".4g")
@@ -265,27 +280,38 @@ def format_mixture(run: dict[str, Any]) -> str:
         n, s = info["crops"], info["seconds"]
         paired = pipeline_paired(info)
         rate = {k: n / statistics.median(v) for k, v in s.items()}
-        alone = ", ".join(f"{k} {rate[k]:.2f}" for k in ("net:small", "net:large", "router", "preprocess", "decode")
-                          if k in rate)
-        out.append(f"[{backend}] {n} crops x {info['rounds']} paired rounds (+{info.get('warmup_rounds', 0)} warm-up)"
-                   f"; alone, median crops/s: {alone}")
+        alone = ", ".join(
+            f"{k} {rate[k]:.2f}"
+            for k in ("net:small", "net:large", "router", "preprocess", "decode")
+            if k in rate
+        )
+        out.append(
+            f"[{backend}] {n} crops x {info['rounds']} paired rounds (+{info.get('warmup_rounds', 0)} warm-up)"
+            f"; alone, median crops/s: {alone}"
+        )
         clock = "CPU" if info.get("cpu_seconds") else "wall"
-        out.append(f"{'pipeline':<9} {'f':>6} {'crops/s':>8} {'share of ideal, ' + clock + ' (IQR)':>27} "
-                   f"{'outside nets':>13} {'share, wall (IQR)':>24}")
+        out.append(
+            f"{'pipeline':<9} {'f':>6} {'crops/s':>8} {'share of ideal, ' + clock + ' (IQR)':>27} "
+            f"{'outside nets':>13} {'share, wall (IQR)':>24}"
+        )
         for name in PIPELINE_NAMES:
             if f"{name}_share_of_ideal" not in paired:
                 continue
             f = {"small": 0.0, "large": 1.0}.get(name, info.get("large_fraction", {}).get(name, float("nan")))
             sh = Spread.of(paired[f"{name}_share_of_ideal"])
             w = Spread.of(paired.get(f"{name}_share_of_ideal_wall", paired[f"{name}_share_of_ideal"]))
-            out.append(f"{name:<9} {f:6.3f} {rate[f'pipeline:{name}']:8.2f} "
-                       f"{sh.median:14.1%} ({sh.q1:.1%}-{sh.q3:.1%}) {1 - sh.median:13.1%} "
-                       f"{w.median:10.1%} ({w.q1:.1%}-{w.q3:.1%})")
+            out.append(
+                f"{name:<9} {f:6.3f} {rate[f'pipeline:{name}']:8.2f} "
+                f"{sh.median:14.1%} ({sh.q1:.1%}-{sh.q3:.1%}) {1 - sh.median:13.1%} "
+                f"{w.median:10.1%} ({w.q1:.1%}-{w.q3:.1%})"
+            )
     return "\n".join(out)
 
 
 # -- recording a baseline ----------------------------------------------------------------
-def record(run: dict[str, Any], baseline: dict[str, Any], tolerance: float, ratios_too: bool) -> dict[str, Any]:
+def record(
+    run: dict[str, Any], baseline: dict[str, Any], tolerance: float, ratios_too: bool
+) -> dict[str, Any]:
     """Put this run's absolute figures in as the baseline of its machine kind (replacing an
     older one of the same kind); with ``ratios_too`` also re-base the relative ratio gates
     on this run's medians (the worst of the figures sharing a generic name)."""
@@ -294,9 +320,15 @@ def record(run: dict[str, Any], baseline: dict[str, Any], tolerance: float, rati
         raise ValueError("the run stores no conditions (extra_info['conditions']); run the bench/ tests")
     kind = machine_kind(cond)
     machines = [m for m in baseline.get("machines", []) if m.get("kind") != kind]
-    machines.append({"kind": kind, "recorded": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                     "tolerance": tolerance, "conditions": cond,
-                     "fps": {k: round(v, 3) for k, v in sorted(absolute_figures(run).items())}})
+    machines.append(
+        {
+            "kind": kind,
+            "recorded": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "tolerance": tolerance,
+            "conditions": cond,
+            "fps": {k: round(v, 3) for k, v in sorted(absolute_figures(run).items())},
+        }
+    )
     new = dict(baseline, machines=machines)
     if ratios_too:
         figs = extract_figures(run)
@@ -313,13 +345,25 @@ def _main(argv: Sequence[str]) -> int:
     ap = OneLineParser(prog="python -m bench.gates", description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="pytest-benchmark --benchmark-json output")
     ap.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE)
-    ap.add_argument("--partial", action="store_true",
-                    help="gate only what this run measured (required figures may be missing)")
-    ap.add_argument("--record", action="store_true",
-                    help="store this run's absolute figures as the baseline of this machine kind")
-    ap.add_argument("--record-ratios", action="store_true", help="with --record: also re-base the ratio gates")
-    ap.add_argument("--tolerance", type=number(float, lo=0, hi=1, hi_open=True), default=0.3,
-                    help="with --record: allowed relative drop of absolute figures on this machine kind")
+    ap.add_argument(
+        "--partial",
+        action="store_true",
+        help="gate only what this run measured (required figures may be missing)",
+    )
+    ap.add_argument(
+        "--record",
+        action="store_true",
+        help="store this run's absolute figures as the baseline of this machine kind",
+    )
+    ap.add_argument(
+        "--record-ratios", action="store_true", help="with --record: also re-base the ratio gates"
+    )
+    ap.add_argument(
+        "--tolerance",
+        type=number(float, lo=0, hi=1, hi_open=True),
+        default=0.3,
+        help="with --record: allowed relative drop of absolute figures on this machine kind",
+    )
     a = ap.parse_args(argv)
     run = load_run(a.run)
     baseline = json.loads(a.baseline.read_text()) if a.baseline.is_file() else {"schema_version": 2}
@@ -339,11 +383,17 @@ def _main(argv: Sequence[str]) -> int:
         print(f"\nGATE FAILED: {len(failed)} figure(s) regressed: " + ", ".join(r.figure for r in failed))
         return 1
     if not any(r.status == "PASS" for r in rows):
-        raise InputError("the run holds no gated figure, so nothing passed", f"RUN {a.run}",
-                         "run the bench/ tests with --benchmark-json (make bench) and gate that file")
+        raise InputError(
+            "the run holds no gated figure, so nothing passed",
+            f"RUN {a.run}",
+            "run the bench/ tests with --benchmark-json (make bench) and gate that file",
+        )
     unmeasured = [r.figure for r in rows if r.status == "NOT MEASURED"]
-    print("\nall gates pass" if not unmeasured else
-          f"\nall measured gates pass; NOT MEASURED (--partial): {', '.join(unmeasured)}")
+    print(
+        "\nall gates pass"
+        if not unmeasured
+        else f"\nall measured gates pass; NOT MEASURED (--partial): {', '.join(unmeasured)}"
+    )
     return 0
 
 

@@ -8,6 +8,7 @@ refused, and only this one: a missing ``area`` is derived from the box
 (``w * h``; COCO's own area is the segmentation area, so OKS on such files is
 slightly more lenient than with real areas - documented in docs/accuracy.md).
 """
+
 from __future__ import annotations
 
 import math
@@ -20,22 +21,29 @@ NUM_KEYPOINTS = 17
 
 
 def _numbers(v: object) -> bool:
-    return isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                       and math.isfinite(x) for x in v)
+    return isinstance(v, list) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v
+    )
 
 
 def check_annotation(a: object, i: int, src: str, image_ids: set[int], num_keypoints: int) -> dict[str, Any]:
     """One GT annotation checked and completed (area, num_keypoints, iscrowd)."""
     where = f"{src} annotations[{i}]"
     if not isinstance(a, dict):
-        raise RecordError(f"annotation is {type(a).__name__}, not an object", where, "fix the ground truth file")
+        raise RecordError(
+            f"annotation is {type(a).__name__}, not an object", where, "fix the ground truth file"
+        )
     a = dict(a)
     for name in ("id", "image_id"):
         if name not in a:
-            raise RecordError(f"field '{name}' is missing", where, "every COCO annotation has id and image_id")
+            raise RecordError(
+                f"field '{name}' is missing", where, "every COCO annotation has id and image_id"
+            )
         a[name] = record_int(a, name, where)
     if a["image_id"] not in image_ids:
-        raise RecordError(f"image_id {a['image_id']} is not in 'images'", where, "list every image in 'images'")
+        raise RecordError(
+            f"image_id {a['image_id']} is not in 'images'", where, "list every image in 'images'"
+        )
     a["category_id"] = record_int(a, "category_id", where) if "category_id" in a else 1
     crowd = a.get("iscrowd", 0)
     if crowd not in (0, 1, True, False):
@@ -45,26 +53,38 @@ def check_annotation(a: object, i: int, src: str, image_ids: set[int], num_keypo
     if kp is None and a["iscrowd"]:
         kp = a["keypoints"] = [0] * (3 * num_keypoints)
     if not _numbers(kp):
-        raise RecordError("field 'keypoints' must be a list of finite numbers", where,
-                          f"write [x, y, v] * {num_keypoints}")
+        raise RecordError(
+            "field 'keypoints' must be a list of finite numbers", where, f"write [x, y, v] * {num_keypoints}"
+        )
     if len(kp) != 3 * num_keypoints:
         k = len(kp) / 3
         hint = " (CrowdPose has 14)" if len(kp) == 42 else ""
-        raise RecordError(f"has {k:g} keypoints{hint}; this evaluator scores the {num_keypoints} COCO keypoints",
-                          where, "convert the ground truth to the COCO 17-keypoint layout")
+        raise RecordError(
+            f"has {k:g} keypoints{hint}; this evaluator scores the {num_keypoints} COCO keypoints",
+            where,
+            "convert the ground truth to the COCO 17-keypoint layout",
+        )
     if "bbox" not in a:
         raise RecordError("field 'bbox' is missing", where, "add the person box [x,y,w,h]")
     box = parse_box(a["bbox"], where)
     if not all(math.isfinite(v) for v in box) or box[2] < 0 or box[3] < 0:
-        raise RecordError(f"field 'bbox' must be 4 finite numbers with w, h >= 0, got {list(box)}", where,
-                          "fix the box")
+        raise RecordError(
+            f"field 'bbox' must be 4 finite numbers with w, h >= 0, got {list(box)}", where, "fix the box"
+        )
     a["bbox"] = list(box)
     if "area" not in a or a["area"] is None:
-        a["area"] = box[2] * box[3]          # derived (PoseTrack has none): see the module docstring
-    elif not (isinstance(a["area"], (int, float)) and not isinstance(a["area"], bool)
-              and math.isfinite(a["area"]) and a["area"] >= 0):
-        raise RecordError(f"field 'area' must be a finite number >= 0, got {a['area']!r:.40}", where,
-                          "fix it or remove it (then w*h of the box is used)")
+        a["area"] = box[2] * box[3]  # derived (PoseTrack has none): see the module docstring
+    elif not (
+        isinstance(a["area"], (int, float))
+        and not isinstance(a["area"], bool)
+        and math.isfinite(a["area"])
+        and a["area"] >= 0
+    ):
+        raise RecordError(
+            f"field 'area' must be a finite number >= 0, got {a['area']!r:.40}",
+            where,
+            "fix it or remove it (then w*h of the box is used)",
+        )
     if "num_keypoints" not in a:
         a["num_keypoints"] = sum(1 for v in kp[2::3] if v > 0)
     return a
@@ -73,8 +93,11 @@ def check_annotation(a: object, i: int, src: str, image_ids: set[int], num_keypo
 def check_dataset(data: object, src: str, num_keypoints: int = NUM_KEYPOINTS) -> dict[str, Any]:
     """A whole COCO keypoint GT dict checked; returns a completed copy."""
     if not isinstance(data, dict):
-        raise RecordError(f"ground truth must be a COCO object with images/annotations, got {type(data).__name__}",
-                          src, "pass a person_keypoints*.json file")
+        raise RecordError(
+            f"ground truth must be a COCO object with images/annotations, got {type(data).__name__}",
+            src,
+            "pass a person_keypoints*.json file",
+        )
     for key in ("images", "annotations"):
         if not isinstance(data.get(key), list):
             raise RecordError(f"has no '{key}' list", src, "pass a COCO keypoint ground truth file")
@@ -88,9 +111,12 @@ def check_dataset(data: object, src: str, num_keypoints: int = NUM_KEYPOINTS) ->
         images.append(im)
     ids = {im["id"] for im in images}
     anns = [check_annotation(a, i, src, ids, num_keypoints) for i, a in enumerate(data["annotations"])]
-    if not anns:   # pycocotools would print AP -1 and exit 0: nothing was measured
-        raise RecordError("has no annotations: nothing to score against", src,
-                          "pass a ground truth file with annotated people")
+    if not anns:  # pycocotools would print AP -1 and exit 0: nothing was measured
+        raise RecordError(
+            "has no annotations: nothing to score against",
+            src,
+            "pass a ground truth file with annotated people",
+        )
     cats = data.get("categories")
     if not isinstance(cats, list) or not cats:
         cats = [{"id": 1, "name": "person", "supercategory": "person"}]

@@ -13,6 +13,7 @@ CPU work is burnt on the thread CPU clock, so the planted cost is the same amoun
 work whatever the load, like real code. Nothing here runs unless the plugin is loaded
 (only tests/test_gates.py loads it, in a child pytest); monkeypatch undoes it per test.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,6 +57,7 @@ def _planted_regression(monkeypatch: pytest.MonkeyPatch) -> None:
             out = fast(*a, **k)
             burn(frac * (time.thread_time() - t))
             return out
+
         monkeypatch.setattr(D, "decode_probmaps", slow_decode)
         monkeypatch.setattr(P, "decode_probmaps", slow_decode)
     elif kind == "scheduler":
@@ -68,6 +70,7 @@ def _planted_regression(monkeypatch: pytest.MonkeyPatch) -> None:
                 self._planted_cpu_per_crop = _net_cpu_per_crop(self)
             burn(frac * len(np.asarray(boxes).reshape(-1, 4)) * self._planted_cpu_per_crop)
             return submit(self, image, boxes, scores)
+
         monkeypatch.setattr(PosePipeline, "_submit", slow_submit)
     elif kind:
         raise ValueError(f"DYNPOSE_PLANT={kind!r}: use scheduler or decode")

@@ -15,11 +15,13 @@ so the ranking does not depend on which net a person went to; ``pipeline``
 uses the runtime's score (``FrameResult.to_coco``: heatmap people box x mean
 keypoint score > 0.2, probability-map people box x mean predicted OKS).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,9 +46,9 @@ class AccRow:
     AP50: float
     AR: float
     large_fraction: float
-    route_agreement: float | None   # dyn only: share of crops routed as the fp32 router routes them
-    drop: float                     # fp32 AP - this AP (same policy)
-    max_drop: float | None          # the target for this precision (None for fp32)
+    route_agreement: float | None  # dyn only: share of crops routed as the fp32 router routes them
+    drop: float  # fp32 AP - this AP (same policy)
+    max_drop: float | None  # the target for this precision (None for fp32)
 
     @property
     def met(self) -> bool | None:
@@ -71,8 +73,15 @@ def scored_results(frames: list[Frame], results: list[FrameResult], person_score
     return out
 
 
-def assemble(frames: list[Frame], cs: CropSet, nets: dict[str, NetOutputs], k1: float, k2: float,
-             gt: Any, person_score: str = "box") -> list[AccRow]:
+def assemble(
+    frames: list[Frame],
+    cs: CropSet,
+    nets: dict[str, NetOutputs],
+    k1: float,
+    k2: float,
+    gt: Any,
+    person_score: str = "box",
+) -> list[AccRow]:
     """Rows for every (policy, precision) in ``nets`` (which must hold fp32, the reference)."""
     if "fp32" not in nets:
         raise ValueError("the precision table needs fp32 outputs as its reference")
@@ -88,26 +97,47 @@ def assemble(frames: list[Frame], cs: CropSet, nets: dict[str, NetOutputs], k1: 
             if large is None:
                 large = route_band(out.router_scores, k1, k2)
             masks[policy, prec] = large
-            res = scored_results(frames, compose(frames, cs, out, large, with_router=policy == "dyn"), person_score)
+            res = scored_results(
+                frames, compose(frames, cs, out, large, with_router=policy == "dyn"), person_score
+            )
             stats[policy, prec] = evaluate_keypoints(coco, res, image_ids=ids)
     rows = []
     for policy in POLICIES:
         for prec in nets:
             s, large = stats[policy, prec], masks[policy, prec]
-            rows.append(AccRow(policy, prec, s["AP"], s["AP50"], s["AR"], float(large.mean()) if n else 0.0,
-                               float((large == ref_route).mean()) if policy == "dyn" and n else None,
-                               stats[policy, "fp32"]["AP"] - s["AP"], MAX_DROP.get(prec)))
+            rows.append(
+                AccRow(
+                    policy,
+                    prec,
+                    s["AP"],
+                    s["AP50"],
+                    s["AR"],
+                    float(large.mean()) if n else 0.0,
+                    float((large == ref_route).mean()) if policy == "dyn" and n else None,
+                    stats[policy, "fp32"]["AP"] - s["AP"],
+                    MAX_DROP.get(prec),
+                )
+            )
     return rows
 
 
 def available(manifest: dict[str, Any], precisions: Sequence[str]) -> list[str]:
     """The ``precisions`` whose small and large models the manifest holds (fp32 always)."""
-    return [p for p in precisions if p == "fp32" or all(
-        p in manifest["models"][r].get("variants", {}) for r in ("small", "large"))]
+    return [
+        p
+        for p in precisions
+        if p == "fp32" or all(p in manifest["models"][r].get("variants", {}) for r in ("small", "large"))
+    ]
 
 
-def measure(root: Path, frames: list[Frame], gt: Any, precisions: Sequence[str] = PRECISIONS,
-            threads: int | None = None, person_score: str = "box") -> tuple[list[AccRow], dict[str, Any]]:
+def measure(
+    root: Path,
+    frames: list[Frame],
+    gt: Any,
+    precisions: Sequence[str] = PRECISIONS,
+    threads: int | None = None,
+    person_score: str = "box",
+) -> tuple[list[AccRow], dict[str, Any]]:
     """Run every precision's nets through a ``PosePipeline`` (ONNX Runtime) and assemble the table.
 
     Precisions whose models the manifest lacks are skipped and named in the returned info.
@@ -121,14 +151,20 @@ def measure(root: Path, frames: list[Frame], gt: Any, precisions: Sequence[str] 
     cs = None
     opts = {"threads": threads} if threads else {}
     for prec in dict.fromkeys(["fp32", *have]):
-        with PosePipeline(root, PipelineOptions(policy="dyn", backend="ort", precision=prec,
-                                                backend_options=opts)) as pipe:
+        with PosePipeline(
+            root, PipelineOptions(policy="dyn", backend="ort", precision=prec, backend_options=opts)
+        ) as pipe:
             cs, nets[prec] = run_nets(pipe, frames)
     r = manifest["routing"]
     rows = assemble(frames, cs, nets, r["k1"], r["k2"], gt, person_score)
-    info = {"n_images": len(frames), "n_crops": int(len(cs)), "k1": r["k1"], "k2": r["k2"],
-            "person_score": person_score,
-            "skipped": [p for p in precisions if p not in have]}
+    info = {
+        "n_images": len(frames),
+        "n_crops": int(len(cs)),
+        "k1": r["k1"],
+        "k2": r["k2"],
+        "person_score": person_score,
+        "skipped": [p for p in precisions if p not in have],
+    }
     return rows, info
 
 
@@ -136,8 +172,9 @@ def labelled_report(root: Path, folder: Path, precisions: Sequence[str]) -> dict
     """The table on a labelled COCO folder (GT + detector boxes), as a JSON-ready dict; None when
     the folder has no ground truth (a folder of images or a video calibrates without labels)."""
     folder = Path(folder)
-    if not folder.is_dir() or not all((folder / f).is_file() for f in ("person_keypoints.json",
-                                                                      "person_detections.json")):
+    if not folder.is_dir() or not all(
+        (folder / f).is_file() for f in ("person_keypoints.json", "person_detections.json")
+    ):
         return None
     frames = load_frames(folder)
     rows, info = measure(root, frames, folder / "person_keypoints.json", precisions)
@@ -151,12 +188,19 @@ def to_dict(r: AccRow) -> dict[str, Any]:
 def format_markdown(rows: Sequence[AccRow] | Sequence[dict[str, Any]]) -> str:
     """The table of docs/results/2026-12-accuracy.md: AP/AR in points (x100), the drop and whether the target holds."""
     ds = [to_dict(r) if isinstance(r, AccRow) else r for r in rows]
-    lines = ["| net | precision | AP | AP50 | AR | AP drop vs fp32 | target | large fraction | route agreement |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    lines = [
+        "| net | precision | AP | AP50 | AR | AP drop vs fp32 | target | large fraction | route agreement |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
     for d in ds:
-        tgt = "-" if d["max_drop"] is None else \
-            f"<= {100 * d['max_drop']:.1f} {'met' if d['met'] else 'MISSED'}"
+        tgt = (
+            "-"
+            if d["max_drop"] is None
+            else f"<= {100 * d['max_drop']:.1f} {'met' if d['met'] else 'MISSED'}"
+        )
         agr = "-" if d["route_agreement"] is None else f"{d['route_agreement']:.3f}"
-        lines.append(f"| {d['policy']} | {d['precision']} | {100 * d['AP']:.2f} | {100 * d['AP50']:.2f} | "
-                     f"{100 * d['AR']:.2f} | {100 * d['drop']:+.2f} | {tgt} | {d['large_fraction']:.3f} | {agr} |")
+        lines.append(
+            f"| {d['policy']} | {d['precision']} | {100 * d['AP']:.2f} | {100 * d['AP50']:.2f} | "
+            f"{100 * d['AR']:.2f} | {100 * d['drop']:+.2f} | {tgt} | {d['large_fraction']:.3f} | {agr} |"
+        )
     return "\n".join(lines)

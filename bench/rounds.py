@@ -15,25 +15,33 @@ A gate then reads, for a ratio A/B, the **median of the per-round ratios**
 A_i/B_i (never a ratio of separately taken medians or minima), with the
 quartiles and min/max of those per-round ratios as its spread.
 """
+
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 #: Clocks a part can be timed with. ``wall`` (perf_counter): what a user waits for, but
 #: it also runs while other processes hold the cores. ``process`` (CPU time of all our
 #: threads: the ORT workers too): the work done, nearly blind to other load, but blind
 #: to waiting as well. ``thread`` (the calling thread's CPU time): for single-threaded
 #: numpy work, where it does not advance while another process holds the core.
-CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time,
-                                          "thread": time.thread_time}
+CLOCKS: dict[str, Callable[[], float]] = {
+    "wall": time.perf_counter,
+    "process": time.process_time,
+    "thread": time.thread_time,
+}
 
 
-def interleaved(parts: Mapping[str, Callable[[], object]], rounds: int, warmup: int = 1,
-                clock: str | Mapping[str, str] = "wall",
-                on_result: Callable[[str, object], None] | None = None) -> dict[str, list[float]]:
+def interleaved(
+    parts: Mapping[str, Callable[[], object]],
+    rounds: int,
+    warmup: int = 1,
+    clock: str | Mapping[str, str] = "wall",
+    on_result: Callable[[str, object], None] | None = None,
+) -> dict[str, list[float]]:
     """Seconds per part per round, ``rounds`` measured rounds after ``warmup`` discarded ones.
 
     ``clock`` is one clock name for all parts or a per-part mapping (see :data:`CLOCKS`).
@@ -45,9 +53,13 @@ def interleaved(parts: Mapping[str, Callable[[], object]], rounds: int, warmup: 
     return {n: both[per_part[n]][n] for n in names}
 
 
-def interleaved_clocks(parts: Mapping[str, Callable[[], object]], rounds: int, warmup: int = 1,
-                       clocks: Sequence[str] = ("wall", "process"),
-                       on_result: Callable[[str, object], None] | None = None) -> dict[str, dict[str, list[float]]]:
+def interleaved_clocks(
+    parts: Mapping[str, Callable[[], object]],
+    rounds: int,
+    warmup: int = 1,
+    clocks: Sequence[str] = ("wall", "process"),
+    on_result: Callable[[str, object], None] | None = None,
+) -> dict[str, dict[str, list[float]]]:
     """Like :func:`interleaved`, but every part read on several clocks at once: clock -> part -> seconds."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -80,7 +92,7 @@ class Spread:
     n: int
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Spread":
+    def of(cls, values: Sequence[float]) -> Spread:
         v = sorted(float(x) for x in values)
         if not v:
             raise ValueError("no rounds to summarise")
@@ -96,12 +108,19 @@ class Spread:
         return (self.q3 - self.q1) / self.median if self.median else float("nan")
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"median": self.median, "q1": self.q1, "q3": self.q3, "min": self.lo, "max": self.hi,
-                "rounds": self.n}
+        return {
+            "median": self.median,
+            "q1": self.q1,
+            "q3": self.q3,
+            "min": self.lo,
+            "max": self.hi,
+            "rounds": self.n,
+        }
 
     def text(self, fmt: str = ".3f") -> str:
-        return (f"IQR {self.q1:{fmt}}-{self.q3:{fmt}}, min/max {self.lo:{fmt}}/{self.hi:{fmt}}, "
-                f"{self.n} rounds")
+        return (
+            f"IQR {self.q1:{fmt}}-{self.q3:{fmt}}, min/max {self.lo:{fmt}}/{self.hi:{fmt}}, {self.n} rounds"
+        )
 
 
 def paired(per_round: Sequence[float]) -> Spread:

@@ -18,13 +18,14 @@ decode): the ideal mixture, which bench/test_bench_pipeline.py shows the
 real scheduler reaches (its share of ideal is gated). ``--timing measured``
 times the real pipeline for every row instead (10+ passes: slower).
 """
+
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -34,9 +35,9 @@ from runtime import expected_errors  # noqa: F401 (registers the runtime's error
 from runtime.cli_args import OneLineParser, existing_dir, output_dir, run_precision
 from runtime.errors import guarded
 from runtime.pipeline import PipelineOptions, PosePipeline, decode_outputs
-from runtime.records import read_json
 from runtime.preprocess import heatmap_to_image
 from runtime.probfields import ProbExtras
+from runtime.records import read_json
 from runtime.results import FrameResult
 from runtime.routing import fit_thresholds, route, route_band
 
@@ -50,10 +51,10 @@ MAX_BATCH = 32
 class NetOutputs:
     """Every crop through every net once, decoded to image space, plus the measured costs."""
 
-    router_scores: np.ndarray   # [N]
+    router_scores: np.ndarray  # [N]
     keypoints: dict[str, np.ndarray]  # role -> [N,17,3] image xy + score
-    presence: dict[str, np.ndarray]   # role -> [N,17]
-    seconds: dict[str, float]         # router, small, large, decode_small, decode_large, preprocess
+    presence: dict[str, np.ndarray]  # role -> [N,17]
+    seconds: dict[str, float]  # router, small, large, decode_small, decode_large, preprocess
     oks: dict[str, np.ndarray] = field(default_factory=dict)  # probmap role -> [N,17] predicted OKS
 
 
@@ -74,7 +75,10 @@ class Row:
 def _run(pipe: PosePipeline, role: str, crops: np.ndarray) -> dict[str, np.ndarray]:
     cap = pipe.runners[role].max_batch or MAX_BATCH
     step = max(1, min(pipe.options.max_batch, cap))
-    pend = [pipe.runners[role].infer_async(crops[i:i + step], pipe.streams[role]) for i in range(0, len(crops), step)]
+    pend = [
+        pipe.runners[role].infer_async(crops[i : i + step], pipe.streams[role])
+        for i in range(0, len(crops), step)
+    ]
     parts = [q.wait() for q in pend]
     return {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
 
@@ -99,7 +103,7 @@ def run_nets(pipe: PosePipeline, frames: list[Frame]) -> tuple[CropSet, NetOutpu
     outs = {r: {k: np.concatenate([x[k] for x in parts[r]]) for k in parts[r][0]} for r in roles}
     kps, pres, oks = {}, {}, {}
     for role in ("small", "large"):
-        if pipe.heads[role] == "probmap" and "oks" in outs[role]:   # the person score reads it (to_coco)
+        if pipe.heads[role] == "probmap" and "oks" in outs[role]:  # the person score reads it (to_coco)
             oks[role] = np.asarray(outs[role]["oks"], np.float32).reshape(len(cs), 17)
         t = time.perf_counter()
         coords, kscores, presence = decode_outputs(pipe.heads[role], outs[role], pipe.temperature)
@@ -110,19 +114,23 @@ def run_nets(pipe: PosePipeline, frames: list[Frame]) -> tuple[CropSet, NetOutpu
     return cs, NetOutputs(outs["router"]["score"].reshape(-1), kps, pres, sec, oks)
 
 
-def route_policy(policy: str, scores: np.ndarray, cs: CropSet, k1: float, k2: float, fraction: float,
-                 seed: int = 0) -> np.ndarray:
+def route_policy(
+    policy: str, scores: np.ndarray, cs: CropSet, k1: float, k2: float, fraction: float, seed: int = 0
+) -> np.ndarray:
     """The large-net mask a fresh ``PosePipeline(policy, seed)`` draws frame after frame."""
     if policy == "dyn":
         return route_band(scores, k1, k2)
     rng = np.random.default_rng(seed)
     n_frames = int(cs.frame_of.max()) + 1 if len(cs) else 0
-    return np.concatenate([route(policy, scores[cs.frame_slice(i)], k1, k2, fraction, rng)
-                           for i in range(n_frames)] or [np.zeros(0, bool)])
+    return np.concatenate(
+        [route(policy, scores[cs.frame_slice(i)], k1, k2, fraction, rng) for i in range(n_frames)]
+        or [np.zeros(0, bool)]
+    )
 
 
-def compose(frames: list[Frame], cs: CropSet, nets: NetOutputs, large: np.ndarray, with_router: bool
-            ) -> list[FrameResult]:
+def compose(
+    frames: list[Frame], cs: CropSet, nets: NetOutputs, large: np.ndarray, with_router: bool
+) -> list[FrameResult]:
     """Per-frame results as the pipeline returns them, picking each crop's routed net."""
     results = []
     for i, f in enumerate(frames):
@@ -139,15 +147,26 @@ def compose(frames: list[Frame], cs: CropSet, nets: NetOutputs, large: np.ndarra
             rscore[kept] = nets.router_scores[s]
         dropped = {int(j): "hygiene" for j in np.setdiff1d(np.arange(n), kept)}
         prob = None
-        if nets.oks:   # probability-map people: the predicted OKS their COCO person score uses
+        if nets.oks:  # probability-map people: the predicted OKS their COCO person score uses
             prob = ProbExtras.empty(n, ())
             for role, flag in (("small", False), ("large", True)):
                 if role in nets.oks:
                     rows = kept[sel == flag]
                     prob.has[rows] = True
                     prob.oks[rows] = nets.oks[role][s][sel == flag]
-        results.append(FrameResult(f.boxes.astype(np.float32), kps, presence, route_arr, rscore,
-                                   f.scores.astype(np.float32), dropped, {}, prob))
+        results.append(
+            FrameResult(
+                f.boxes.astype(np.float32),
+                kps,
+                presence,
+                route_arr,
+                rscore,
+                f.scores.astype(np.float32),
+                dropped,
+                {},
+                prob,
+            )
+        )
     return results
 
 
@@ -158,12 +177,18 @@ def coco_results(frames: list[Frame], results: list[FrameResult]) -> list[dict]:
 def modelled_rate(nets: NetOutputs, n: int, f: float, with_router: bool) -> float:
     """crops/s of the ideal mixture from this run's measured per-crop costs."""
     sec = nets.seconds
-    per = (sec["preprocess"] + (sec["router"] if with_router else 0.0)
-           + (1 - f) * (sec["small"] + sec["decode_small"]) + f * (sec["large"] + sec["decode_large"])) / n
+    per = (
+        sec["preprocess"]
+        + (sec["router"] if with_router else 0.0)
+        + (1 - f) * (sec["small"] + sec["decode_small"])
+        + f * (sec["large"] + sec["decode_large"])
+    ) / n
     return 1.0 / per
 
 
-def measured_rate(pipe: PosePipeline, frames: list[Frame], policy: str, k1: float, k2: float, frac: float) -> float:
+def measured_rate(
+    pipe: PosePipeline, frames: list[Frame], policy: str, k1: float, k2: float, frac: float
+) -> float:
     saved = (pipe.options.policy, pipe.k1, pipe.k2, pipe.fraction, pipe._rng)
     pipe.options.policy, pipe.k1, pipe.k2, pipe.fraction = policy, k1, k2, frac
     pipe._rng = np.random.default_rng(pipe.options.seed)
@@ -175,8 +200,14 @@ def measured_rate(pipe: PosePipeline, frames: list[Frame], policy: str, k1: floa
         pipe.options.policy, pipe.k1, pipe.k2, pipe.fraction, pipe._rng = saved
 
 
-def sweep(pipe: PosePipeline, frames: list[Frame], gt: Path, ps: Sequence[float] = PS, timing: str = "model",
-          nets_run: tuple[CropSet, NetOutputs] | None = None) -> tuple[list[Row], NetOutputs]:
+def sweep(
+    pipe: PosePipeline,
+    frames: list[Frame],
+    gt: Path,
+    ps: Sequence[float] = PS,
+    timing: str = "model",
+    nets_run: tuple[CropSet, NetOutputs] | None = None,
+) -> tuple[list[Row], NetOutputs]:
     """All rows; ``nets_run`` passes an earlier :func:`run_nets` of the same frames (tests)."""
     cs, nets = nets_run or run_nets(pipe, frames)
     image_ids = [f.image_id for f in frames]
@@ -188,12 +219,17 @@ def sweep(pipe: PosePipeline, frames: list[Frame], gt: Path, ps: Sequence[float]
     def add(policy: str, p: float | None, large: np.ndarray, k1=None, k2=None, fraction=0.0) -> None:
         with_router = policy == "dyn"
         f = float(large.mean()) if n else 0.0
-        stats = evaluate_keypoints(gt, coco_results(frames, compose(frames, cs, nets, large, with_router)),
-                                   image_ids=image_ids)
+        stats = evaluate_keypoints(
+            gt, coco_results(frames, compose(frames, cs, nets, large, with_router)), image_ids=image_ids
+        )
         macs = (gm["router"] if with_router else 0.0) + (1 - f) * gm["small"] + f * gm["large"]
-        rate = (modelled_rate(nets, n, f, with_router) if timing == "model"
-                else measured_rate(pipe, frames, policy, k1 if k1 is not None else 0.0,
-                                   k2 if k2 is not None else 1.0, fraction))
+        rate = (
+            modelled_rate(nets, n, f, with_router)
+            if timing == "model"
+            else measured_rate(
+                pipe, frames, policy, k1 if k1 is not None else 0.0, k2 if k2 is not None else 1.0, fraction
+            )
+        )
         rows.append(Row(policy, p, f, stats["AP"], stats["AP50"], stats["AR"], macs, rate, k1, k2))
 
     add("small", None, np.zeros(n, bool))
@@ -201,8 +237,9 @@ def sweep(pipe: PosePipeline, frames: list[Frame], gt: Path, ps: Sequence[float]
     for p in ps:
         band = fit_thresholds(nets.router_scores, theta, p)
         for policy in ("dyn", "random"):
-            mask = route_policy(policy, nets.router_scores, cs, band.k1, band.k2, band.large_fraction,
-                                pipe.options.seed)
+            mask = route_policy(
+                policy, nets.router_scores, cs, band.k1, band.k2, band.large_fraction, pipe.options.seed
+            )
             add(policy, p, mask, band.k1, band.k2, band.large_fraction)
     return rows, nets
 
@@ -222,19 +259,25 @@ def ensure_engines(config: str, engines: Path | None, build_root: Path, data: Pa
     """The given artifacts folder, or one built once under build_root (reused when present)."""
     if engines is not None:
         if not (engines / "manifest.json").is_file():
-            raise SystemExit(f"error: --engines {engines} has no manifest.json; build one with "
-                             f"python -m build.engines --config {config} --target cpu --out artifacts")
+            raise SystemExit(
+                f"error: --engines {engines} has no manifest.json; build one with "
+                f"python -m build.engines --config {config} --target cpu --out artifacts"
+            )
         built = _built_config(engines)
         if built != config:
-            raise SystemExit(f"error: --engines {engines} holds config {built!r}, not --config {config!r}; "
-                             "drop --config or point --engines at that config's folder")
+            raise SystemExit(
+                f"error: --engines {engines} holds config {built!r}, not --config {config!r}; "
+                "drop --config or point --engines at that config's folder"
+            )
         return engines
     out = build_root / f"{config}-cpu"
     if not (out / "manifest.json").is_file():
         from build.engines import main as build_main
 
         print(f"building {config} for the CPU target into {build_root} (once) ...", file=sys.stderr)
-        rc = build_main(["--config", config, "--target", "cpu", "--out", str(build_root), "--calib-data", str(data)])
+        rc = build_main(
+            ["--config", config, "--target", "cpu", "--out", str(build_root), "--calib-data", str(data)]
+        )
         if rc != 0:
             raise SystemExit(f"error: building {config} failed (exit {rc})")
     return out
@@ -253,14 +296,28 @@ def _main(argv: Sequence[str]) -> int:
     from bench.tradeoff_report import write_report
 
     ap = OneLineParser(prog="python -m bench.sweep", description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=None, help="pipeline config (default: fixture-dyn when its weights exist)")
-    ap.add_argument("--engines", type=existing_dir, default=None, help="a built artifacts folder (else built once)")
-    ap.add_argument("--build-root", type=output_dir, default=REPO / "artifacts",
-                    help="where to build when --engines is absent")
-    ap.add_argument("--data", type=existing_dir, default=DEFAULT_DATA, help="COCO folder with person_detections.json")
+    ap.add_argument(
+        "--config", default=None, help="pipeline config (default: fixture-dyn when its weights exist)"
+    )
+    ap.add_argument(
+        "--engines", type=existing_dir, default=None, help="a built artifacts folder (else built once)"
+    )
+    ap.add_argument(
+        "--build-root",
+        type=output_dir,
+        default=REPO / "artifacts",
+        help="where to build when --engines is absent",
+    )
+    ap.add_argument(
+        "--data", type=existing_dir, default=DEFAULT_DATA, help="COCO folder with person_detections.json"
+    )
     ap.add_argument("--backend", default="ort", choices=("ort", "trt", "auto"))
-    ap.add_argument("--precision", default="fp32", type=run_precision,
-                    help="fp32, fp16, int8 (= int8_cpu) or a variant name")
+    ap.add_argument(
+        "--precision",
+        default="fp32",
+        type=run_precision,
+        help="fp32, fp16, int8 (= int8_cpu) or a variant name",
+    )
     ap.add_argument("--timing", default="model", choices=("model", "measured"))
     ap.add_argument("--out", type=output_dir, default=REPO / "docs", help="folder for tradeoff.md/.csv/.png")
     a = ap.parse_args(argv)
@@ -271,16 +328,27 @@ def _main(argv: Sequence[str]) -> int:
     engines = ensure_engines(config, a.engines, a.build_root, a.data)
     frames = load_frames(a.data)
     t0 = time.perf_counter()
-    with PosePipeline(engines, PipelineOptions(policy="dyn", backend=a.backend, precision=a.precision,
-                                               max_batch=MAX_BATCH)) as pipe:
+    with PosePipeline(
+        engines, PipelineOptions(policy="dyn", backend=a.backend, precision=a.precision, max_batch=MAX_BATCH)
+    ) as pipe:
         warm = make_cropset(frames[:1]).crops[:4]
         for role in pipe.runners:  # first runs allocate; keep them out of the costs
             pipe.runners[role].infer(warm, pipe.streams[role])
         rows, nets = sweep(pipe, frames, a.data / "person_keypoints.json", timing=a.timing)
-        paths = write_report(rows, nets, pipe.manifest, a.out, backend=pipe.backend.name, precision=a.precision,
-                             timing=a.timing, data=a.data)
-    print(f"sweep of {pipe.manifest['config']} ({pipe.backend.name}) in {time.perf_counter() - t0:.0f} s -> "
-          + ", ".join(str(p) for p in paths))
+        paths = write_report(
+            rows,
+            nets,
+            pipe.manifest,
+            a.out,
+            backend=pipe.backend.name,
+            precision=a.precision,
+            timing=a.timing,
+            data=a.data,
+        )
+    print(
+        f"sweep of {pipe.manifest['config']} ({pipe.backend.name}) in {time.perf_counter() - t0:.0f} s -> "
+        + ", ".join(str(p) for p in paths)
+    )
     return 0
 
 

@@ -33,12 +33,13 @@ TensorRT backend); otherwise the default config is built once for the CPU target
 
 Run: python -m pytest bench/test_bench_pipeline.py -m bench -q -s --benchmark-json=bench.json
 """
+
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -46,7 +47,15 @@ import pytest
 from bench import gates
 from bench.conditions import collect_conditions, gpu_model
 from bench.rounds import Spread, interleaved_clocks
-from bench.workload import CropSet, Frame, load_frames, make_cropset, n_boxes, subset_frames, synthetic_probmaps
+from bench.workload import (
+    CropSet,
+    Frame,
+    load_frames,
+    make_cropset,
+    n_boxes,
+    subset_frames,
+    synthetic_probmaps,
+)
 from runtime import decode as D
 from runtime.pipeline import PipelineOptions, PosePipeline
 from runtime.routing import fit_thresholds
@@ -58,12 +67,20 @@ ROUNDS = int(os.environ.get("DYNPOSE_BENCH_ROUNDS", "21"))
 WARMUP = 1
 CROPS = int(os.environ.get("DYNPOSE_BENCH_CROPS", "24"))
 MAX_BATCH = 32
-PIPELINES = {"small": ("small", None), "large": ("large", None), "dyn-p25": ("dyn", 25.0), "dyn-p50": ("dyn", 50.0)}
+PIPELINES = {
+    "small": ("small", None),
+    "large": ("large", None),
+    "dyn-p25": ("dyn", 25.0),
+    "dyn-p50": ("dyn", 50.0),
+}
 
 
 def _backends() -> list[str]:
     """ORT always; TensorRT only where its runtime and a GPU really exist (never via stubs)."""
-    have_trt = all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "pycuda")) and gpu_model() is not None
+    have_trt = (
+        all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "pycuda"))
+        and gpu_model() is not None
+    )
     return ["ort", "trt"] if have_trt else ["ort"]
 
 
@@ -73,8 +90,10 @@ BACKENDS = _backends()
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if "trt" in BACKENDS and not os.environ.get("DYNPOSE_BENCH_ENGINES"):
-        raise RuntimeError("TensorRT is present: set DYNPOSE_BENCH_ENGINES to an artifacts folder with engines "
-                           "(python -m build.engines --target orin --out artifacts)")
+        raise RuntimeError(
+            "TensorRT is present: set DYNPOSE_BENCH_ENGINES to an artifacts folder with engines "
+            "(python -m build.engines --target orin --out artifacts)"
+        )
     return artifacts_from_env("DYNPOSE_BENCH_ENGINES", tmp_path_factory.mktemp("bench_artifacts"))
 
 
@@ -107,23 +126,36 @@ def _run_net(pipe: PosePipeline, role: str, cropset: CropSet) -> dict[str, np.nd
     outs = []
     for i in range(int(cropset.frame_of.max()) + 1):
         crops = cropset.crops[cropset.frame_slice(i)]
-        outs += [pipe.runners[role].infer_async(crops[j:j + step], pipe.streams[role])
-                 for j in range(0, len(crops), step)]
+        outs += [
+            pipe.runners[role].infer_async(crops[j : j + step], pipe.streams[role])
+            for j in range(0, len(crops), step)
+        ]
     parts = [o.wait() for o in outs]
     return {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
 
 
 def _conditions(pipe: PosePipeline) -> dict:
     m = pipe.manifest
-    return collect_conditions(backend=pipe.backend_name, precision=pipe.options.precision, batch=MAX_BATCH,
-                              threads=pipe.options.backend_options.get("threads") or os.cpu_count(),
-                              config=m.get("config"), weights=m.get("weights"))
+    return collect_conditions(
+        backend=pipe.backend_name,
+        precision=pipe.options.precision,
+        batch=MAX_BATCH,
+        threads=pipe.options.backend_options.get("threads") or os.cpu_count(),
+        config=m.get("config"),
+        weights=m.get("weights"),
+    )
 
 
-def _policy_runner(pipe: PosePipeline, frames: list[Frame], name: str, scores: np.ndarray) -> Callable[[], list]:
+def _policy_runner(
+    pipe: PosePipeline, frames: list[Frame], name: str, scores: np.ndarray
+) -> Callable[[], list]:
     """Run the scheduler over the frames with one policy (band refitted for dyn-pXX), state restored after."""
     policy, p = PIPELINES[name]
-    band = None if p is None else fit_thresholds(scores, float(pipe.manifest.get("routing", {}).get("theta", 0.1)), p)
+    band = (
+        None
+        if p is None
+        else fit_thresholds(scores, float(pipe.manifest.get("routing", {}).get("theta", 0.1)), p)
+    )
 
     def run() -> list:
         saved = (pipe.options.policy, pipe.k1, pipe.k2, pipe.fraction)
@@ -134,6 +166,7 @@ def _policy_runner(pipe: PosePipeline, frames: list[Frame], name: str, scores: n
             return list(pipe.run_many((f.image, f.boxes, f.scores) for f in frames))
         finally:
             pipe.options.policy, pipe.k1, pipe.k2, pipe.fraction = saved
+
     run.band = band  # type: ignore[attr-defined]
     return run
 
@@ -142,9 +175,14 @@ def test_interleaved_rounds(benchmark, pipe: PosePipeline, frames: list[Frame], 
     n = len(cropset)
     # Router scores frame by frame, batched as the scheduler batches them, so a score sitting
     # exactly on k2 comes out bit-identical inside the pipeline.
-    scores = np.concatenate([pipe.runners["router"].infer(cropset.crops[cropset.frame_slice(i)],
-                                                           pipe.streams["router"])["score"].reshape(-1)
-                             for i in range(len(frames))])
+    scores = np.concatenate(
+        [
+            pipe.runners["router"]
+            .infer(cropset.crops[cropset.frame_slice(i)], pipe.streams["router"])["score"]
+            .reshape(-1)
+            for i in range(len(frames))
+        ]
+    )
     maps = synthetic_probmaps(n)
     runs = {name: _policy_runner(pipe, frames, name, scores) for name in PIPELINES}
     # The order puts each gated ratio's parts next to each other: dyn-p50 between the two nets
@@ -163,8 +201,14 @@ def test_interleaved_rounds(benchmark, pipe: PosePipeline, frames: list[Frame], 
         "net:large": lambda: _run_net(pipe, "large", cropset),
         "pipeline:large": runs["large"],
     }
-    assert set(parts) == {"preprocess", "decode", "router", "net:small", "net:large",
-                          *(f"pipeline:{name}" for name in runs)}
+    assert set(parts) == {
+        "preprocess",
+        "decode",
+        "router",
+        "net:small",
+        "net:large",
+        *(f"pipeline:{name}" for name in runs),
+    }
     fractions: dict[str, list[float]] = {name: [] for name in PIPELINES}
 
     def check(part: str, out: object) -> None:
@@ -180,18 +224,33 @@ def test_interleaved_rounds(benchmark, pipe: PosePipeline, frames: list[Frame], 
         elif part == "decode":
             assert out[0].shape == (n, 17, 2) and np.isfinite(out[0]).all()  # type: ignore[index]
 
-    clocks = benchmark.pedantic(lambda: interleaved_clocks(parts, ROUNDS, WARMUP, ("wall", "process"), check),
-                                rounds=1, iterations=1, warmup_rounds=0)
+    clocks = benchmark.pedantic(
+        lambda: interleaved_clocks(parts, ROUNDS, WARMUP, ("wall", "process"), check),
+        rounds=1,
+        iterations=1,
+        warmup_rounds=0,
+    )
     f = {name: float(np.median(v)) for name, v in fractions.items()}
     for name, run in runs.items():
         band = run.band  # type: ignore[attr-defined]
         if band is not None:  # the refitted band routes these crops as fitted (within one crop)
             assert abs(f[name] * n - round(band.large_fraction * n)) <= 1, name
-    benchmark.extra_info.update({"stage": "rounds", "crops": n, "rounds": ROUNDS, "warmup_rounds": WARMUP,
-                                 "seconds": clocks["wall"], "cpu_seconds": clocks["process"], "large_fraction": f,
-                                 "k": {name: None if r.band is None else [r.band.k1, r.band.k2]  # type: ignore
-                                       for name, r in runs.items()},
-                                 "conditions": _conditions(pipe)})
+    benchmark.extra_info.update(
+        {
+            "stage": "rounds",
+            "crops": n,
+            "rounds": ROUNDS,
+            "warmup_rounds": WARMUP,
+            "seconds": clocks["wall"],
+            "cpu_seconds": clocks["process"],
+            "large_fraction": f,
+            "k": {
+                name: None if r.band is None else [r.band.k1, r.band.k2]  # type: ignore
+                for name, r in runs.items()
+            },
+            "conditions": _conditions(pipe),
+        }
+    )
     paired = gates.pipeline_paired(benchmark.extra_info)
     benchmark.extra_info["figures"] = {k: Spread.of(v).as_dict() for k, v in paired.items()}
     run = {"benchmarks": [{"name": benchmark.name, "extra_info": benchmark.extra_info}]}

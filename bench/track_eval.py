@@ -6,12 +6,13 @@ and the default detector (HOG), and prints IDF1, MOTA and ID switches
 (py-motmetrics, via bench.video_eval) per pair. No pose nets run: this
 isolates the tracker, so before/after numbers say what the tracker did.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import cv2
 import numpy as np
@@ -38,8 +39,9 @@ def clip_frames(video: str | Path) -> Iterable[np.ndarray]:
         cap.release()
 
 
-def run_tracker(tracker_name: str, frames: Iterable[np.ndarray], detect: Detect, fps: float = 25.0,
-                **kw: float) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def run_tracker(
+    tracker_name: str, frames: Iterable[np.ndarray], detect: Detect, fps: float = 25.0, **kw: float
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Per frame (ids, boxes) of ``TRACKERS[tracker_name](**kw)`` fed by ``detect``."""
     tracker = TRACKERS[tracker_name](**kw)
     out = {}
@@ -50,8 +52,11 @@ def run_tracker(tracker_name: str, frames: Iterable[np.ndarray], detect: Detect,
     return out
 
 
-def evaluate_clip(clip: str | Path, detectors: dict[str, Detect] | None = None,
-                  trackers: Iterable[str] = ("iou", "buffered")) -> list[tuple[str, dict[str, float]]]:
+def evaluate_clip(
+    clip: str | Path,
+    detectors: dict[str, Detect] | None = None,
+    trackers: Iterable[str] = ("iou", "buffered"),
+) -> list[tuple[str, dict[str, float]]]:
     clip = Path(clip)
     gt, per = load_clip_gt(clip / "person_keypoints.json")
     video = clip / gt["videos"][0]["file_name"]
@@ -59,11 +64,14 @@ def evaluate_clip(clip: str | Path, detectors: dict[str, Detect] | None = None,
     n = len(gt["images"])
     detectors = detectors or {"clip boxes": JsonDetections(clip / "detections.json"), "HOG": HogDetector()}
     frames = list(clip_frames(video))
-    if len(frames) != n:   # a truncated or re-encoded video: the missing frames would count as misses
+    if len(frames) != n:  # a truncated or re-encoded video: the missing frames would count as misses
         from runtime.errors import InputError
 
-        raise InputError(f"{video} has {len(frames)} frames, its ground truth {n}", f"--clip {clip}",
-                         "regenerate the clip with python -m build.synth --video")
+        raise InputError(
+            f"{video} has {len(frames)} frames, its ground truth {n}",
+            f"--clip {clip}",
+            "regenerate the clip with python -m build.synth --video",
+        )
     rows = []
     for dname, det in detectors.items():
         boxes_cache = [det(Frame(t, t / fps, 0.0, img)) for t, img in enumerate(frames)]
@@ -74,10 +82,15 @@ def evaluate_clip(clip: str | Path, detectors: dict[str, Detect] | None = None,
 
 
 def format_rows(rows: list[tuple[str, dict[str, float]]]) -> str:
-    lines = ["| boxes, tracker | IDF1 | MOTA | ID switches | precision | recall |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| boxes, tracker | IDF1 | MOTA | ID switches | precision | recall |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, m in rows:
-        lines.append(f"| {name} | {m['idf1']:.3f} | {m['mota']:.3f} | {m['num_switches']:.0f} | "
-                     f"{m['precision']:.3f} | {m['recall']:.3f} |")
+        lines.append(
+            f"| {name} | {m['idf1']:.3f} | {m['mota']:.3f} | {m['num_switches']:.0f} | "
+            f"{m['precision']:.3f} | {m['recall']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -88,16 +101,20 @@ def clip_dir(text: str) -> Path:
     clip = existing_dir(text)
     for name in ("person_keypoints.json", "detections.json"):
         if not (clip / name).is_file():
-            raise argparse.ArgumentTypeError(f"{text} has no {name}; pass a folder written by "
-                                             "python -m build.synth --video")
+            raise argparse.ArgumentTypeError(
+                f"{text} has no {name}; pass a folder written by python -m build.synth --video"
+            )
     return clip
 
 
 def main(argv: list[str]) -> int:
     from runtime.cli_args import OneLineParser, add_json_argument
 
-    p = OneLineParser(prog="python -m bench.track_eval", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(
+        prog="python -m bench.track_eval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--clip", required=True, type=clip_dir, help="folder written by build.synth --video")
     p.add_argument("--no-hog", action="store_true", help="only the clip's own boxes")
     add_json_argument(p, "also write the numbers here (JSON)")

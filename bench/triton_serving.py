@@ -17,6 +17,7 @@ Measured, all on the same frames (coco-mini's four images, cycled, all boxes):
 - per-request overhead: median round trip of a 1-crop router request through
   Triton minus the same call in-process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,13 +41,16 @@ def _frames(coco: Path) -> list[tuple[np.ndarray, list, list]]:
     from runtime.images import load_detections
 
     per, _ = load_detections(coco / "person_detections.json", coco)
-    return [(cv2.imread(str(coco / n)), [d.bbox for d in per[n][1]], [d.score for d in per[n][1]]) for n in sorted(per)]
+    return [
+        (cv2.imread(str(coco / n)), [d.bbox for d in per[n][1]], [d.score for d in per[n][1]])
+        for n in sorted(per)
+    ]
 
 
 def _clients(make_pipe: Any, frames: list, n_clients: int, n_frames: int) -> dict[str, float]:
     """n_clients threads, each its own pipeline over n_frames frames; aggregate crops/s."""
     pipes = [make_pipe() for _ in range(n_clients)]
-    for p in pipes:                       # warm-up: first calls build sessions / channels
+    for p in pipes:  # warm-up: first calls build sessions / channels
         p(*frames[0])
     crops = [0] * n_clients
     errors: list[BaseException] = []
@@ -69,8 +73,13 @@ def _clients(make_pipe: Any, frames: list, n_clients: int, n_frames: int) -> dic
         p.close()
     if errors:
         raise errors[0]
-    return {"clients": n_clients, "frames": n_clients * n_frames, "crops": sum(crops), "wall_s": wall,
-            "crops_per_s": sum(crops) / wall}
+    return {
+        "clients": n_clients,
+        "frames": n_clients * n_frames,
+        "crops": sum(crops),
+        "wall_s": wall,
+        "crops_per_s": sum(crops) / wall,
+    }
 
 
 def _counts(url: str) -> dict[str, tuple[int, int]]:
@@ -78,8 +87,10 @@ def _counts(url: str) -> dict[str, tuple[int, int]]:
     import tritonclient.grpc as grpcclient
 
     stats = grpcclient.InferenceServerClient(url).get_inference_statistics(as_json=True)
-    return {m["name"]: (int(m.get("inference_count", 0)), int(m.get("execution_count", 0)))
-            for m in stats.get("model_stats", [])}
+    return {
+        m["name"]: (int(m.get("inference_count", 0)), int(m.get("execution_count", 0)))
+        for m in stats.get("model_stats", [])
+    }
 
 
 def _mean_batch(before: dict, after: dict) -> dict[str, float]:
@@ -97,8 +108,10 @@ def _overhead_ms(art: Path, url: str, reps: int = 50) -> dict[str, float]:
 
     x = np.zeros((1, 3, 256, 192), np.float32)
     res = {}
-    for name, opts in (("ort", PipelineOptions(backend="ort")),
-                       ("triton", PipelineOptions(backend="triton", backend_options={"url": url}))):
+    for name, opts in (
+        ("ort", PipelineOptions(backend="ort")),
+        ("triton", PipelineOptions(backend="triton", backend_options={"url": url})),
+    ):
         with PosePipeline(art, opts) as pipe:
             r, s = pipe.runners["router"], pipe.streams["router"]
             r.infer(x, s)
@@ -121,7 +134,9 @@ def run(art: Path, work: Path, n_frames: int) -> dict[str, Any]:
     frames = _frames(shared_data_dir() / "coco-mini")
     result: dict[str, Any] = {"engines": str(art), "frames_per_client": n_frames, "ort": {}, "triton": {}}
     for n in (1, 4):
-        result["ort"][str(n)] = _clients(lambda: PosePipeline(art, PipelineOptions(backend="ort")), frames, n, n_frames)
+        result["ort"][str(n)] = _clients(
+            lambda: PosePipeline(art, PipelineOptions(backend="ort")), frames, n, n_frames
+        )
         print(f"ort    {n} client(s): {result['ort'][str(n)]['crops_per_s']:.0f} crops/s", file=sys.stderr)
     for batching in (True, False):
         repo = work / ("repo-batching" if batching else "repo-nobatching")
@@ -134,31 +149,42 @@ def run(art: Path, work: Path, n_frames: int) -> dict[str, Any]:
                 result["request"] = _overhead_ms(art, srv.grpc_url)
             for n in (1, 4):
                 before = _counts(srv.grpc_url)
-                mk = lambda: PosePipeline(art, PipelineOptions(backend="triton",  # noqa: E731
-                                                               backend_options={"url": srv.grpc_url,
-                                                                               "timeout_s": 300}))
+                mk = lambda: PosePipeline(
+                    art,
+                    PipelineOptions(
+                        backend="triton",  # noqa: E731
+                        backend_options={"url": srv.grpc_url, "timeout_s": 300},
+                    ),
+                )
                 res[str(n)] = _clients(mk, frames, n, n_frames)
                 res[str(n)]["mean_batch"] = _mean_batch(before, _counts(srv.grpc_url))
-                print(f"triton {tag:<11} {n} client(s): {res[str(n)]['crops_per_s']:.0f} crops/s, "
-                      f"crops per execution {res[str(n)]['mean_batch']}", file=sys.stderr)
+                print(
+                    f"triton {tag:<11} {n} client(s): {res[str(n)]['crops_per_s']:.0f} crops/s, "
+                    f"crops per execution {res[str(n)]['mean_batch']}",
+                    file=sys.stderr,
+                )
         finally:
             srv.stop()
     return result
 
 
 def print_table(r: dict[str, Any]) -> None:
-    print(f"| path | clients | crops/s | x ORT 1 client | crops per execution (small / large / router) |")
+    print("| path | clients | crops/s | x ORT 1 client | crops per execution (small / large / router) |")
     print("| --- | ---: | ---: | ---: | --- |")
     base = r["ort"]["1"]["crops_per_s"]
-    rows = [("in-process ORT", r["ort"])] + [(f"Triton, {k.replace('_', ' ')}", v) for k, v in r["triton"].items()]
+    rows = [("in-process ORT", r["ort"])] + [
+        (f"Triton, {k.replace('_', ' ')}", v) for k, v in r["triton"].items()
+    ]
     for name, d in rows:
         for n in ("1", "4"):
             mb = d[n].get("mean_batch")
             per = " / ".join(f"{mb.get(m, 0):.1f}" for m in ("small", "large", "router")) if mb else "-"
             print(f"| {name} | {n} | {d[n]['crops_per_s']:.1f} | {d[n]['crops_per_s'] / base:.2f} | {per} |")
     q = r["request"]
-    print(f"1-crop router request: in-process {q['ort']:.2f} ms, via Triton {q['triton']:.2f} ms "
-          f"(overhead {q['overhead_ms']:.2f} ms)")
+    print(
+        f"1-crop router request: in-process {q['ort']:.2f} ms, via Triton {q['triton']:.2f} ms "
+        f"(overhead {q['overhead_ms']:.2f} ms)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,13 +197,23 @@ def _main(argv: list[str]) -> int:
     from runtime.cli_args import DeprecatedAlias, OneLineParser, artifacts_dir, output_file, positive_int
 
     p = OneLineParser(prog="python -m bench.triton_serving", description=__doc__.split("\n\n")[0])
-    p.add_argument("--engines", type=artifacts_dir, default=None,
-                   help="artifacts folder (default: build the fixture-dyn config for the CPU once)")
+    p.add_argument(
+        "--engines",
+        type=artifacts_dir,
+        default=None,
+        help="artifacts folder (default: build the fixture-dyn config for the CPU once)",
+    )
     p.add_argument("--frames", type=positive_int, default=40, help="frames per client")
-    p.add_argument("--json", type=output_file, default=Path(".benchmarks/triton.json"), metavar="FILE",
-                   help="where the result JSON goes")
-    p.add_argument("--out", dest="json", type=output_file, action=DeprecatedAlias, new="--json",
-                   help=argparse.SUPPRESS)
+    p.add_argument(
+        "--json",
+        type=output_file,
+        default=Path(".benchmarks/triton.json"),
+        metavar="FILE",
+        help="where the result JSON goes",
+    )
+    p.add_argument(
+        "--out", dest="json", type=output_file, action=DeprecatedAlias, new="--json", help=argparse.SUPPRESS
+    )
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-triton-") as tmp:
         work = Path(tmp)
@@ -185,8 +221,9 @@ def _main(argv: list[str]) -> int:
         if art is None:
             from tests.conftest import build_artifacts, shared_data_dir
 
-            art = build_artifacts(work / "art", "fixture-dyn",
-                                  extra=("--calib-data", str(shared_data_dir() / "coco-mini")))
+            art = build_artifacts(
+                work / "art", "fixture-dyn", extra=("--calib-data", str(shared_data_dir() / "coco-mini"))
+            )
         result = run(art, work, args.frames)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")

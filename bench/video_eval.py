@@ -15,13 +15,15 @@ keypoint labelled in all three, the error of the second difference
 ``|(p[t+1] - 2 p[t] + p[t-1]) - (g[t+1] - 2 g[t] + g[t-1])|`` in pixels is
 averaged: 0 means the output accelerates exactly as the truth does.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +32,7 @@ from runtime.records import RecordError, parse_box, record_int
 from runtime.safe_io import atomic_write_text
 from runtime.tracker import iou_matrix
 
-MIN_AREA = 300.0        # build.synth's detector boxes skip people with less visible area
+MIN_AREA = 300.0  # build.synth's detector boxes skip people with less visible area
 
 
 def load_clip_gt(path: str | Path) -> tuple[dict[str, Any], dict[int, list[dict]]]:
@@ -47,14 +49,20 @@ def load_clip_gt(path: str | Path) -> tuple[dict[str, Any], dict[int, list[dict]
 
 def _person(p: object, where: str) -> dict:
     if not isinstance(p, dict) or not isinstance(p.get("route"), str):
-        raise RecordError("a person is not a runtime.video record (route, box, keypoints)", where,
-                          "pass the .jsonl that runtime.video wrote")
+        raise RecordError(
+            "a person is not a runtime.video record (route, box, keypoints)",
+            where,
+            "pass the .jsonl that runtime.video wrote",
+        )
     if p["route"] != "dropped":
         parse_box(p.get("box"), where)
         kp = p.get("keypoints")
         if not (isinstance(kp, list) and kp and all(isinstance(k, list) and len(k) == 3 for k in kp)):
-            raise RecordError("field 'keypoints' must be a list of [x, y, score] triples", where,
-                              "pass the .jsonl that runtime.video wrote")
+            raise RecordError(
+                "field 'keypoints' must be a list of [x, y, score] triples",
+                where,
+                "pass the .jsonl that runtime.video wrote",
+            )
     return p
 
 
@@ -65,8 +73,11 @@ def read_jsonl(path: str | Path) -> dict[int, list[dict]]:
     try:
         lines = Path(path).read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read the run's JSON Lines ({e})", f"--jsonl {path}",
-                         "pass the .jsonl that runtime.video wrote") from None
+        raise InputError(
+            f"cannot read the run's JSON Lines ({e})",
+            f"--jsonl {path}",
+            "pass the .jsonl that runtime.video wrote",
+        ) from None
     out: dict[int, list[dict]] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -75,19 +86,26 @@ def read_jsonl(path: str | Path) -> dict[int, list[dict]]:
         try:
             rec = json.loads(line)
         except (json.JSONDecodeError, RecursionError) as e:
-            raise RecordError(f"not valid JSON ({getattr(e, 'msg', e)})", where,
-                              "pass the .jsonl that runtime.video wrote") from None
+            raise RecordError(
+                f"not valid JSON ({getattr(e, 'msg', e)})", where, "pass the .jsonl that runtime.video wrote"
+            ) from None
         if not isinstance(rec, dict) or not isinstance(rec.get("persons"), list):
-            raise RecordError("not a runtime.video frame record (frame, persons)", where,
-                              "pass the .jsonl that runtime.video wrote")
+            raise RecordError(
+                "not a runtime.video frame record (frame, persons)",
+                where,
+                "pass the .jsonl that runtime.video wrote",
+            )
         persons = [_person(p, f"{where} persons[{i}]") for i, p in enumerate(rec["persons"])]
         frame = record_int(rec, "frame", where)
         if frame in out:
             raise InputError(f"frame {frame} appears twice", where, "pass one run's JSON Lines per file")
         out[frame] = [p for p in persons if p["route"] != "dropped"]
     if not out:
-        raise InputError("no frame records: nothing to score", f"--jsonl {path}",
-                         "pass the .jsonl of a runtime.video run that read frames")
+        raise InputError(
+            "no frame records: nothing to score",
+            f"--jsonl {path}",
+            "pass the .jsonl of a runtime.video run that read frames",
+        )
     return out
 
 
@@ -98,8 +116,11 @@ def covered(gt: dict[str, Any], out: Mapping[int, list[dict]], jsonl: str | Path
     frames = {im.get("frame_id", im["id"] - 1) for im in gt["images"]}
     alien = sorted(set(out) - frames)
     if alien:
-        raise InputError(f"frames {alien[:5]} are not in the ground truth ({len(frames)} frames)",
-                         f"--jsonl {jsonl}", "evaluate against the person_keypoints.json of the clip the run read")
+        raise InputError(
+            f"frames {alien[:5]} are not in the ground truth ({len(frames)} frames)",
+            f"--jsonl {jsonl}",
+            "evaluate against the person_keypoints.json of the clip the run read",
+        )
     return frames & set(out)
 
 
@@ -107,8 +128,11 @@ def trackable(a: Mapping[str, Any]) -> bool:
     return a["num_keypoints"] > 0 and a["area"] >= MIN_AREA
 
 
-def tracking_metrics(gt_frames: Mapping[int, list[dict]],
-                     hyp_frames: Mapping[int, tuple[Sequence[int], np.ndarray]], n_frames: int) -> dict[str, float]:
+def tracking_metrics(
+    gt_frames: Mapping[int, list[dict]],
+    hyp_frames: Mapping[int, tuple[Sequence[int], np.ndarray]],
+    n_frames: int,
+) -> dict[str, float]:
     """IDF1, MOTA, ID switches (and friends) with py-motmetrics; ``hyp_frames[t] = (ids, boxes xywh)``."""
     import motmetrics as mm
 
@@ -123,8 +147,16 @@ def tracking_metrics(gt_frames: Mapping[int, list[dict]],
         d[d > 0.5] = np.nan
         acc.update([a["track_id"] for a in g], [int(ids[i]) for i in keep], d)
     mh = mm.metrics.create()
-    names = ["idf1", "mota", "num_switches", "num_fragmentations", "mostly_tracked", "num_unique_objects",
-             "precision", "recall"]
+    names = [
+        "idf1",
+        "mota",
+        "num_switches",
+        "num_fragmentations",
+        "mostly_tracked",
+        "num_unique_objects",
+        "precision",
+        "recall",
+    ]
     s = mh.compute(acc, metrics=names, name="run")
     return {k: float(s[k].iloc[0]) for k in names}
 
@@ -143,8 +175,14 @@ def coco_results(out: Mapping[int, list[dict]], image_id_of: Mapping[int, int]) 
             continue
         for p in persons:
             kp = np.asarray(p["keypoints"], np.float64).reshape(-1, 3)
-            res.append({"image_id": image_id_of[t], "category_id": 1, "keypoints": kp.reshape(-1).tolist(),
-                        "score": person_score(p)})
+            res.append(
+                {
+                    "image_id": image_id_of[t],
+                    "category_id": 1,
+                    "keypoints": kp.reshape(-1).tolist(),
+                    "score": person_score(p),
+                }
+            )
     return res
 
 
@@ -189,13 +227,22 @@ def _matches(gt: list[dict], persons: list[dict]) -> dict[int, np.ndarray]:
 
 def jitter(gt_frames: Mapping[int, list[dict]], out: Mapping[int, list[dict]], n_frames: int) -> float:
     """Mean second-difference error in pixels (module docstring); NaN when nothing is matched 3 frames running."""
-    pred = [_matches([a for a in gt_frames.get(t, []) if trackable(a)], out.get(t, [])) for t in range(n_frames)]
-    truth = [{a["track_id"]: np.asarray(a["keypoints"], np.float64).reshape(-1, 3) for a in gt_frames.get(t, [])}
-             for t in range(n_frames)]
+    pred = [
+        _matches([a for a in gt_frames.get(t, []) if trackable(a)], out.get(t, [])) for t in range(n_frames)
+    ]
+    truth = [
+        {a["track_id"]: np.asarray(a["keypoints"], np.float64).reshape(-1, 3) for a in gt_frames.get(t, [])}
+        for t in range(n_frames)
+    ]
     errs = []
     for t in range(1, n_frames - 1):
         for tid, p1 in pred[t].items():
-            if tid not in pred[t - 1] or tid not in pred[t + 1] or tid not in truth[t - 1] or tid not in truth[t + 1]:
+            if (
+                tid not in pred[t - 1]
+                or tid not in pred[t + 1]
+                or tid not in truth[t - 1]
+                or tid not in truth[t + 1]
+            ):
                 continue
             g0, g1, g2 = truth[t - 1][tid], truth[t][tid], truth[t + 1][tid]
             ok = (g0[:, 2] > 0) & (g1[:, 2] > 0) & (g2[:, 2] > 0)
@@ -217,25 +264,39 @@ def evaluate_run(gt_path: str | Path, jsonl: str | Path) -> dict[str, float]:
     n = len(gt["images"])
     frames = covered(gt, out, jsonl)
     if len(frames) < n:
-        print(f"warning: {jsonl} covers {len(frames)} of the clip's {n} frames ({len(frames) / n:.0%}); "
-              "its numbers are over those frames only", file=sys.stderr)
+        print(
+            f"warning: {jsonl} covers {len(frames)} of the clip's {n} frames ({len(frames) / n:.0%}); "
+            "its numbers are over those frames only",
+            file=sys.stderr,
+        )
         per = {t: a for t, a in per.items() if t in frames}
-    hyps = {t: ([p.get("track_id", 0) for p in ps], np.array([p["box"] for p in ps]).reshape(-1, 4))
-            for t, ps in out.items()}
+    hyps = {
+        t: ([p.get("track_id", 0) for p in ps], np.array([p["box"] for p in ps]).reshape(-1, 4))
+        for t, ps in out.items()
+    }
     routes = [p["route"] for ps in out.values() for p in ps]
-    m = {"frames": float(len(out)), "coverage": len(frames) / n if n else 0.0,
-         "AP": keypoint_ap(gt, out, frames if len(frames) < n else None),
-         "large_share": float(np.mean([r == "large" for r in routes])) if routes else 0.0,
-         "jitter_px": jitter(per, out, n)}
+    m = {
+        "frames": float(len(out)),
+        "coverage": len(frames) / n if n else 0.0,
+        "AP": keypoint_ap(gt, out, frames if len(frames) < n else None),
+        "large_share": float(np.mean([r == "large" for r in routes])) if routes else 0.0,
+        "jitter_px": jitter(per, out, n),
+    }
     m.update(tracking_metrics(per, hyps, n))
     return m
 
 
 def format_table(rows: Iterable[tuple[str, Mapping[str, float]]]) -> str:
     """A Markdown table: one row per run, the columns a user reads first."""
-    cols = [("coverage", "coverage", "{:.0%}"), ("AP", "AP", "{:.3f}"), ("IDF1", "idf1", "{:.3f}"),
-            ("MOTA", "mota", "{:.3f}"), ("ID sw", "num_switches", "{:.0f}"), ("large", "large_share", "{:.0%}"),
-            ("jitter px", "jitter_px", "{:.2f}")]
+    cols = [
+        ("coverage", "coverage", "{:.0%}"),
+        ("AP", "AP", "{:.3f}"),
+        ("IDF1", "idf1", "{:.3f}"),
+        ("MOTA", "mota", "{:.3f}"),
+        ("ID sw", "num_switches", "{:.0f}"),
+        ("large", "large_share", "{:.0%}"),
+        ("jitter px", "jitter_px", "{:.2f}"),
+    ]
     lines = ["| run | " + " | ".join(c[0] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, m in rows:
         cells = [fmt.format(m[k]) if k in m and np.isfinite(m[k]) else "-" for _, k, fmt in cols]
@@ -255,22 +316,32 @@ def check_inputs(gt: Path, jsonls: Sequence[Path]) -> None:
 def main(argv: list[str]) -> int:
     from runtime.cli_args import OneLineParser, add_json_argument, existing_file
 
-    p = OneLineParser(prog="python -m bench.video_eval", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(
+        prog="python -m bench.video_eval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--gt", required=True, type=existing_file, help="the clip's person_keypoints.json")
-    p.add_argument("--jsonl", required=True, type=existing_file, nargs="+",
-                   help="runtime.video JSON Lines (several: one row each)")
+    p.add_argument(
+        "--jsonl",
+        required=True,
+        type=existing_file,
+        nargs="+",
+        help="runtime.video JSON Lines (several: one row each)",
+    )
     add_json_argument(p, "also write the numbers here (JSON)")
     a = p.parse_args(argv)
     # The scorers' packages (the eval extra) before any work: a missing one is one line, not a
     # coverage warning followed by a failure half way through the table.
-    import pycocotools.coco  # noqa: F401
     import motmetrics  # noqa: F401
+    import pycocotools.coco  # noqa: F401
 
     check_inputs(a.gt, a.jsonl)
     stems = [Path(j).stem for j in a.jsonl]
-    names = [f"{Path(j).parent.name}/{Path(j).stem}" if stems.count(Path(j).stem) > 1 else Path(j).stem
-             for j in a.jsonl]
+    names = [
+        f"{Path(j).parent.name}/{Path(j).stem}" if stems.count(Path(j).stem) > 1 else Path(j).stem
+        for j in a.jsonl
+    ]
     rows = [(n, evaluate_run(a.gt, j)) for n, j in zip(names, a.jsonl)]
     print(format_table(rows))
     if a.json:

@@ -4,6 +4,7 @@ Benchmarks, the trade-off sweep and their tests all load frames and make
 crops here, through ``runtime.preprocess`` exactly as ``PosePipeline`` does,
 so a number measured on "the 118 boxes" always means the same crops.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,25 +15,25 @@ import numpy as np
 
 from bench.gt_records import read_gt
 from runtime.errors import InputError
-from runtime.records import read_detections
 from runtime.preprocess import DEFAULT_MAX_BOXES, boxes_to_center_scale, make_crops, sanitize_boxes
+from runtime.records import read_detections
 
 
 @dataclass
 class Frame:
     image_id: int
-    image: np.ndarray    # BGR
-    boxes: np.ndarray    # [n,4] xywh as the detector gave them
-    scores: np.ndarray   # [n]
+    image: np.ndarray  # BGR
+    boxes: np.ndarray  # [n,4] xywh as the detector gave them
+    scores: np.ndarray  # [n]
 
 
 @dataclass
 class CropSet:
     """All kept crops of a list of frames, concatenated in frame order."""
 
-    crops: np.ndarray     # [N,3,256,192]
-    centers: np.ndarray   # [N,2]
-    scales: np.ndarray    # [N,2]
+    crops: np.ndarray  # [N,3,256,192]
+    centers: np.ndarray  # [N,2]
+    scales: np.ndarray  # [N,2]
     frame_of: np.ndarray  # [N] index into the frames
     kept: list[np.ndarray]  # per frame: indices of the kept boxes into that frame's boxes
 
@@ -50,21 +51,36 @@ def load_frames(coco_dir: str | Path) -> list[Frame]:
     gt_path, det_path = d / "person_keypoints.json", d / "person_detections.json"
     for p in (gt_path, det_path):
         if not p.is_file():
-            raise InputError(f"{p.name} not found", f"--data {d}", "pass a COCO-format folder with "
-                             "person_keypoints.json and person_detections.json (default ../shared/data/coco-mini)")
-    gt = read_gt(gt_path, "--data")                  # strict: names the bad record and field
+            raise InputError(
+                f"{p.name} not found",
+                f"--data {d}",
+                "pass a COCO-format folder with "
+                "person_keypoints.json and person_detections.json (default ../shared/data/coco-mini)",
+            )
+    gt = read_gt(gt_path, "--data")  # strict: names the bad record and field
     dets = read_detections(det_path, "--data")[0]
     frames = []
     for im in sorted(gt["images"], key=lambda i: i["id"]):
         if not isinstance(im.get("file_name"), str):
-            raise InputError("image entry has no file_name", f"--data {gt_path} image {im['id']}", "fix the GT file")
+            raise InputError(
+                "image entry has no file_name", f"--data {gt_path} image {im['id']}", "fix the GT file"
+            )
         img = cv2.imread(str(d / im["file_name"]))
         if img is None:
-            raise InputError("image unreadable or missing", f"--data {d / im['file_name']}",
-                             "restore the image or remove it from person_keypoints.json")
+            raise InputError(
+                "image unreadable or missing",
+                f"--data {d / im['file_name']}",
+                "restore the image or remove it from person_keypoints.json",
+            )
         mine = [x for x in dets if x.key == im["id"]]
-        frames.append(Frame(int(im["id"]), img, np.array([x.bbox for x in mine], np.float64).reshape(-1, 4),
-                            np.array([x.score for x in mine], np.float64)))
+        frames.append(
+            Frame(
+                int(im["id"]),
+                img,
+                np.array([x.bbox for x in mine], np.float64).reshape(-1, 4),
+                np.array([x.score for x in mine], np.float64),
+            )
+        )
     return frames
 
 
@@ -83,8 +99,13 @@ def make_cropset(frames: list[Frame], max_boxes: int | None = DEFAULT_MAX_BOXES)
         scales.append(s)
         frame_of.append(np.full(len(b), i))
         kept_all.append(kept)
-    return CropSet(np.concatenate(crops), np.concatenate(centers), np.concatenate(scales),
-                   np.concatenate(frame_of), kept_all)
+    return CropSet(
+        np.concatenate(crops),
+        np.concatenate(centers),
+        np.concatenate(scales),
+        np.concatenate(frame_of),
+        kept_all,
+    )
 
 
 def subset_frames(frames: list[Frame], n_crops: int) -> list[Frame]:

@@ -4,12 +4,14 @@ Each role (router, small, large) goes through the same small loaders
 (build -> load weights -> export -> simplify -> parity -> count), so adding
 a model or a role never means a new code path.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
 import platform
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,14 +37,17 @@ def build_network(cfg: PipelineConfig, role: str) -> nn.Module:
     return build_pose_net(choice.arch, choice.head)
 
 
-def load_weights(model: nn.Module, cfg: PipelineConfig, role: str, ckpt: str | None, seed: int,
-                 trust: bool = False) -> dict[str, Any]:
+def load_weights(
+    model: nn.Module, cfg: PipelineConfig, role: str, ckpt: str | None, seed: int, trust: bool = False
+) -> dict[str, Any]:
     """Explicit --<role>-ckpt, else the config's bundled weights, else seeded random."""
     path = ckpt or cfg.checkpoints.get(role)
     if path:
-        def resolve(x: str) -> Path:   # a config's bundled path is repo-relative
+
+        def resolve(x: str) -> Path:  # a config's bundled path is repo-relative
             p = Path(x)
             return REPO / p if not p.is_absolute() and not p.exists() else p
+
         p = [resolve(x) for x in path] if isinstance(path, (list, tuple)) else resolve(path)
         flag = f"--{role}-ckpt" if ckpt else f"bundled {role} checkpoint of --config {cfg.name}"
         info = load_strict(model, p, role, trust=trust, flag=flag)
@@ -51,8 +56,14 @@ def load_weights(model: nn.Module, cfg: PipelineConfig, role: str, ckpt: str | N
     return init_random(model, role, seed)
 
 
-def export_role(model: nn.Module, out_dir: Path, role: str, opset: int = OPSET,
-                simplify: bool = True, parity_batches: tuple[int, ...] = (1, 7)) -> dict[str, Any]:
+def export_role(
+    model: nn.Module,
+    out_dir: Path,
+    role: str,
+    opset: int = OPSET,
+    simplify: bool = True,
+    parity_batches: tuple[int, ...] = (1, 7),
+) -> dict[str, Any]:
     """Export one network and describe it for the manifest."""
     model = model.eval()
     path = export_onnx(model, out_dir / f"{role}.onnx", model.output_names, opset)
@@ -77,8 +88,12 @@ def new_manifest(cfg: PipelineConfig, target: str) -> dict[str, Any]:
     import onnx
     import onnxruntime
 
-    tools = {"python": platform.python_version(), "torch": torch.__version__,
-             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    tools = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
     for mod in ("onnxsim", "onnxslim"):
         try:
             tools[mod] = __import__(mod).__version__
@@ -91,8 +106,14 @@ def new_manifest(cfg: PipelineConfig, target: str) -> dict[str, Any]:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "pipeline": cfg.to_dict(),
         "tools": tools,
-        "input": {"name": "input", "shape": ["N", 3, *INPUT_HW], "mean": (MEAN / 255).round(3).tolist(),
-                  "std": (STD / 255).round(3).tolist(), "heatmap_size": list(HEATMAP_HW), "padding": PADDING},
+        "input": {
+            "name": "input",
+            "shape": ["N", 3, *INPUT_HW],
+            "mean": (MEAN / 255).round(3).tolist(),
+            "std": (STD / 255).round(3).tolist(),
+            "heatmap_size": list(HEATMAP_HW),
+            "padding": PADDING,
+        },
         "models": {},
         "presence": {"temperature": 1.0, "threshold": 0.5},
     }
@@ -105,10 +126,16 @@ def weights_summary(models: dict[str, dict[str, Any]]) -> str:
     return sources.pop() if len(sources) == 1 else "mixed"
 
 
-def export_all(cfg: PipelineConfig, out_dir: Path, ckpts: dict[str, str | None], seed: int = 0,
-               opset: int = OPSET, simplify: bool = True,
-               progress: Callable[[str], None] = lambda s: None,
-               trust: bool = False) -> tuple[dict[str, Any], dict[str, nn.Module]]:
+def export_all(
+    cfg: PipelineConfig,
+    out_dir: Path,
+    ckpts: dict[str, str | None],
+    seed: int = 0,
+    opset: int = OPSET,
+    simplify: bool = True,
+    progress: Callable[[str], None] = lambda s: None,
+    trust: bool = False,
+) -> tuple[dict[str, Any], dict[str, nn.Module]]:
     """Export every role; returns manifest model entries and the torch nets (for calibration).
 
     Every checkpoint is loaded (and a bad one refused) before the first export."""
@@ -148,5 +175,8 @@ def add_plugin_variants(out_dir: Path, entries: dict[str, dict[str, Any]]) -> No
         path = out_dir / f"{role}.plugin.onnx"
         onnx.save(fused, str(path))
         e.setdefault("variants", {})["plugin"] = {
-            "onnx": path.name, "sha256": sha256_file(path), "plugin_library": "libdynpose_plugins.so",
-            "outputs": [o.name for o in fused.graph.output]}
+            "onnx": path.name,
+            "sha256": sha256_file(path),
+            "plugin_library": "libdynpose_plugins.so",
+            "outputs": [o.name for o in fused.graph.output],
+        }

@@ -8,11 +8,13 @@ Loading is ``torch.load(weights_only=True)`` only: unpickling a file in full
 runs code from it, so a checkpoint that needs that is refused unless the user
 passes ``--trust-checkpoint`` (``trust=True``).
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,30 +51,40 @@ def _torch_load(path: Path, trust: bool, where: str) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except OSError as e:
-        raise CheckpointUnreadable(f"cannot read checkpoint ({where}: {e.strerror or e}): check the path "
-                                   "and its permissions") from None
+        raise CheckpointUnreadable(
+            f"cannot read checkpoint ({where}: {e.strerror or e}): check the path and its permissions"
+        ) from None
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file; each becomes one line
         text = str(e).split("WeightsUnpickler error:")[-1]
         first = ([ln.strip() for ln in text.splitlines() if ln.strip()] or [type(e).__name__])[0]
-        if "Unsupported global" not in str(e):   # not "objects beyond tensors": garbage or damaged
-            raise CheckpointUnreadable(f"not a PyTorch checkpoint, or a damaged one ({where}; "
-                                       f"{type(e).__name__}: {first[:80]}): pass an MMPose .pth "
-                                       "(a dict of tensors, or one under 'state_dict')") from None
+        if "Unsupported global" not in str(e):  # not "objects beyond tensors": garbage or damaged
+            raise CheckpointUnreadable(
+                f"not a PyTorch checkpoint, or a damaged one ({where}; "
+                f"{type(e).__name__}: {first[:80]}): pass an MMPose .pth "
+                "(a dict of tensors, or one under 'state_dict')"
+            ) from None
         if not trust:
             raise CheckpointUnreadable(
                 f"checkpoint holds Python objects beyond tensors and would need full unpickling, which runs "
                 f"code from the file ({where}): re-save its tensors (torch.save(ckpt['state_dict'], path)) "
-                f"or pass {TRUST_FLAG} if you trust where it came from") from None
-    print(f"WARNING: {path}: unpickled in full ({TRUST_FLAG}); only do this with checkpoints you trust",
-          file=sys.stderr)
+                f"or pass {TRUST_FLAG} if you trust where it came from"
+            ) from None
+    print(
+        f"WARNING: {path}: unpickled in full ({TRUST_FLAG}); only do this with checkpoints you trust",
+        file=sys.stderr,
+    )
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001
-        raise CheckpointUnreadable(f"checkpoint does not unpickle even in full ({where}; {type(e).__name__}: "
-                                   f"{(str(e).splitlines() or [''])[0][:80]}): pass an MMPose .pth") from None
+        raise CheckpointUnreadable(
+            f"checkpoint does not unpickle even in full ({where}; {type(e).__name__}: "
+            f"{(str(e).splitlines() or [''])[0][:80]}): pass an MMPose .pth"
+        ) from None
 
 
-def read_state_dict(path: str | Path, trust: bool = False, flag: str | None = None) -> dict[str, torch.Tensor]:
+def read_state_dict(
+    path: str | Path, trust: bool = False, flag: str | None = None
+) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint: ``state_dict`` (MMPose), ``model`` or a bare dict.
 
     MMPose checkpoints that carry mmengine objects in ``meta``/``message_hub``
@@ -90,10 +102,15 @@ def read_state_dict(path: str | Path, trust: bool = False, flag: str | None = No
             if key in obj and isinstance(obj[key], Mapping):
                 obj = obj[key]
                 break
-    if not isinstance(obj, Mapping) or not obj or \
-            not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise CheckpointMismatch(f"no state_dict found ({where}): expected a dict of tensors, "
-                                 "or one under 'state_dict' as MMPose saves it")
+    if (
+        not isinstance(obj, Mapping)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    ):
+        raise CheckpointMismatch(
+            f"no state_dict found ({where}): expected a dict of tensors, "
+            "or one under 'state_dict' as MMPose saves it"
+        )
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
@@ -110,14 +127,20 @@ def _read_parts(paths: list[Path], trust: bool, flag: str | None) -> dict[str, t
         twice = sorted(set(sd) & set(part))
         if twice:
             dup = _listing("also in an earlier part", twice)
-            raise CheckpointMismatch(f"checkpoint parts overlap ({_where(p, flag)}: {dup}): "
-                                     "each part must hold its own tensors")
+            raise CheckpointMismatch(
+                f"checkpoint parts overlap ({_where(p, flag)}: {dup}): each part must hold its own tensors"
+            )
         sd.update(part)
     return sd
 
 
-def load_strict(model: nn.Module, path: str | Path | Sequence[str | Path], role: str, trust: bool = False,
-                flag: str | None = None) -> dict[str, Any]:
+def load_strict(
+    model: nn.Module,
+    path: str | Path | Sequence[str | Path],
+    role: str,
+    trust: bool = False,
+    flag: str | None = None,
+) -> dict[str, Any]:
     """Load ``path`` into ``model`` or raise one error (one line) describing every mismatch.
 
     ``path`` may be a list: the parts are merged (e.g. a base net plus a branch trained on top
@@ -128,8 +151,11 @@ def load_strict(model: nn.Module, path: str | Path | Sequence[str | Path], role:
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
-    shapes = [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in sd and sd[k].shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in sd and sd[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         parts = [where, f"{type(model).__name__}, {len(own)} tensors"]
         if missing:
@@ -138,14 +164,20 @@ def load_strict(model: nn.Module, path: str | Path | Sequence[str | Path], role:
             parts.append(_listing("unexpected", unexpected))
         if shapes:
             parts.append(_listing("wrong shape", shapes))
-        raise CheckpointMismatch(f"checkpoint does not fit the {role} network ({'; '.join(parts)}): pass a "
-                                 "checkpoint of the architecture this --config names (see `python -m "
-                                 "build.engines --list-configs`), or pick the config that matches it")
+        raise CheckpointMismatch(
+            f"checkpoint does not fit the {role} network ({'; '.join(parts)}): pass a "
+            "checkpoint of the architecture this --config names (see `python -m "
+            "build.engines --list-configs`), or pick the config that matches it"
+        )
     model.load_state_dict(sd, strict=True)
     if len(paths) == 1:
         return {"source": "checkpoint", "path": str(paths[0]), "sha256": sha256_file(paths[0])}
-    return {"source": "checkpoint", "path": " + ".join(str(p) for p in paths),
-            "sha256": sha256_file(paths[0]), "parts": [{"path": str(p), "sha256": sha256_file(p)} for p in paths]}
+    return {
+        "source": "checkpoint",
+        "path": " + ".join(str(p) for p in paths),
+        "sha256": sha256_file(paths[0]),
+        "parts": [{"path": str(p), "sha256": sha256_file(p)} for p in paths],
+    }
 
 
 def init_random(model: nn.Module, role: str, seed: int) -> dict[str, Any]:
@@ -154,6 +186,9 @@ def init_random(model: nn.Module, role: str, seed: int) -> dict[str, Any]:
     for m in model.modules():
         if hasattr(m, "reset_parameters") and m is not model:
             m.reset_parameters()
-    print(f"WARNING: {role} network has RANDOM weights (seed {seed}); its outputs mean nothing. "
-          f"Pass --{role}-ckpt to use real weights.", file=sys.stderr)
+    print(
+        f"WARNING: {role} network has RANDOM weights (seed {seed}); its outputs mean nothing. "
+        f"Pass --{role}-ckpt to use real weights.",
+        file=sys.stderr,
+    )
     return {"source": "random", "path": None, "sha256": None, "seed": seed}

@@ -24,13 +24,15 @@ The prediction is the ideal mixture: dyn ms/crop = (1-f) T_small + f T_large
 pipeline adds preprocessing and decode on top (bench gate
 ``dyn-p50_share_of_ideal``).
 """
+
 from __future__ import annotations
 
 import os
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 NET_ROLES = ("router", "small", "large")
 COST_BATCH = 4
@@ -48,7 +50,7 @@ class Costs:
     large: float
 
     @classmethod
-    def of(cls, ms: Mapping[str, float]) -> "Costs":
+    def of(cls, ms: Mapping[str, float]) -> Costs:
         return cls(float(ms["router"]), float(ms["small"]), float(ms["large"]))
 
 
@@ -58,8 +60,9 @@ def predict(c: Costs, f: float) -> dict[str, float]:
     return {"small": 1e3 / c.small, "large": 1e3 / c.large, "dyn": 1e3 / dyn_ms, "dyn_ms_per_crop": dyn_ms}
 
 
-def routing_warning(c: Costs, f: float, precision: str, names: Mapping[str, str],
-                    others: Mapping[str, Costs] | None = None) -> str | None:
+def routing_warning(
+    c: Costs, f: float, precision: str, names: Mapping[str, str], others: Mapping[str, Costs] | None = None
+) -> str | None:
     """The loud warning when routing cannot pay at ``precision`` (None when it does).
 
     Fires when the small net is not cheaper than the large one, or when dyn's ideal
@@ -71,23 +74,38 @@ def routing_warning(c: Costs, f: float, precision: str, names: Mapping[str, str]
     if c.small < c.large and pred["dyn"] > pred["large"]:
         return None
     if c.small >= c.large:
-        why = (f"the small net ({names['small']}) is not cheaper than the large net ({names['large']}) at "
-               f"{precision}: {c.small:.1f} vs {c.large:.1f} ms/crop")
+        why = (
+            f"the small net ({names['small']}) is not cheaper than the large net ({names['large']}) at "
+            f"{precision}: {c.small:.1f} vs {c.large:.1f} ms/crop"
+        )
     else:
-        why = (f"the router ({c.router:.1f} ms/crop) costs more than routing saves at {precision}: "
-               f"(1-f) x (large - small) = {(1 - f) * (c.large - c.small):.1f} ms/crop")
-    lines = [BANNER, f"WARNING: ROUTING CANNOT PAY: {why}; dyn (f = {f:.2f}) is predicted at "
-             f"{pred['dyn']:.1f} crops/s, the large net alone at {pred['large']:.1f}. Options:",
-             f"  - run the large net only: --policy large ({pred['large']:.1f} crops/s predicted)"]
+        why = (
+            f"the router ({c.router:.1f} ms/crop) costs more than routing saves at {precision}: "
+            f"(1-f) x (large - small) = {(1 - f) * (c.large - c.small):.1f} ms/crop"
+        )
+    lines = [
+        BANNER,
+        f"WARNING: ROUTING CANNOT PAY: {why}; dyn (f = {f:.2f}) is predicted at "
+        f"{pred['dyn']:.1f} crops/s, the large net alone at {pred['large']:.1f}. Options:",
+        f"  - run the large net only: --policy large ({pred['large']:.1f} crops/s predicted)",
+    ]
     for prec, oc in (others or {}).items():
         op = predict(oc, f)
-        verdict = "routing pays there" if oc.small < oc.large and op["dyn"] > op["large"] else "routing does not pay there either"
-        lines.append(f"  - another precision: {prec} (--precision {prec.split('_')[0]} at build, --precision {prec} "
-                     f"at run time): small {oc.small:.1f}, large {oc.large:.1f} ms/crop, dyn {op['dyn']:.1f} vs "
-                     f"large {op['large']:.1f} crops/s ({verdict})")
-    lines += ["  - another small net: a config (--config) or --small-ckpt whose small net is cheaper at "
-              f"{precision} on this target",
-              BANNER]
+        verdict = (
+            "routing pays there"
+            if oc.small < oc.large and op["dyn"] > op["large"]
+            else "routing does not pay there either"
+        )
+        lines.append(
+            f"  - another precision: {prec} (--precision {prec.split('_')[0]} at build, --precision {prec} "
+            f"at run time): small {oc.small:.1f}, large {oc.large:.1f} ms/crop, dyn {op['dyn']:.1f} vs "
+            f"large {op['large']:.1f} crops/s ({verdict})"
+        )
+    lines += [
+        "  - another small net: a config (--config) or --small-ckpt whose small net is cheaper at "
+        f"{precision} on this target",
+        BANNER,
+    ]
     return "\n".join(lines)
 
 
@@ -95,16 +113,23 @@ def format_cost_table(costs: dict[str, Any]) -> str:
     """The printed table: per precision, ms/crop of each net and predicted crops/s."""
     if not costs.get("measured"):
         return f"routing costs: not measured ({costs.get('note', '')})"
-    head = (f"routing costs ({costs['backend_label']}, {costs['threads']} threads, batch {costs['batch']}, "
-            f"{costs['clock']} clock, median of {costs['rounds']} interleaved rounds; "
-            f"f = {costs['large_fraction']:.2f} at p = {costs['p']:g})")
-    lines = [head, f"{'precision':<10} {'router':>8} {'small':>8} {'large':>8}   ms/crop | crops/s "
-                   f"{'small':>7} {'large':>7} {'dyn':>7}"]
+    head = (
+        f"routing costs ({costs['backend_label']}, {costs['threads']} threads, batch {costs['batch']}, "
+        f"{costs['clock']} clock, median of {costs['rounds']} interleaved rounds; "
+        f"f = {costs['large_fraction']:.2f} at p = {costs['p']:g})"
+    )
+    lines = [
+        head,
+        f"{'precision':<10} {'router':>8} {'small':>8} {'large':>8}   ms/crop | crops/s "
+        f"{'small':>7} {'large':>7} {'dyn':>7}",
+    ]
     for e in costs["entries"]:
         ms, pr = e["ms_per_crop"], e["predicted_crops_per_s"]
         mark = "  <- ships" if e["precision"] == costs["shipped"] else ""
-        lines.append(f"{e['precision']:<10} {ms['router']:>8.2f} {ms['small']:>8.2f} {ms['large']:>8.2f}"
-                     f"           {pr['small']:>7.1f} {pr['large']:>7.1f} {pr['dyn']:>7.1f}{mark}")
+        lines.append(
+            f"{e['precision']:<10} {ms['router']:>8.2f} {ms['small']:>8.2f} {ms['large']:>8.2f}"
+            f"           {pr['small']:>7.1f} {pr['large']:>7.1f} {pr['dyn']:>7.1f}{mark}"
+        )
     return "\n".join(lines)
 
 
@@ -124,9 +149,14 @@ def _variant_for(entry: Mapping[str, Any], role: str, variant: str) -> str:
     raise KeyError(f"{role} has no {variant} variant")
 
 
-def time_variants(out_dir: Path, manifest: Mapping[str, Any], variants: tuple[str, ...],
-                  batch: int = COST_BATCH, rounds: int = COST_ROUNDS, threads: int | None = None
-                  ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], int]:
+def time_variants(
+    out_dir: Path,
+    manifest: Mapping[str, Any],
+    variants: tuple[str, ...],
+    batch: int = COST_BATCH,
+    rounds: int = COST_ROUNDS,
+    threads: int | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], int]:
     """variant -> role -> ms/crop (wall) and the same on the process clock; every (variant, role)
     session is a part of one interleaved schedule, so all are timed in the same rounds."""
     import numpy as np
@@ -150,13 +180,16 @@ def time_variants(out_dir: Path, manifest: Mapping[str, Any], variants: tuple[st
     t = interleaved_clocks(keyed, rounds, 1, ("wall", "process"))
 
     def per_crop(clock: str) -> dict[str, dict[str, float]]:
-        return {v: {r: statistics.median(t[clock][f"{v}/{r}"]) * 1e3 / batch for r in NET_ROLES} for v in variants}
+        return {
+            v: {r: statistics.median(t[clock][f"{v}/{r}"]) * 1e3 / batch for r in NET_ROLES} for v in variants
+        }
 
     return per_crop("wall"), per_crop("process"), threads
 
 
-def measure_routing_costs(out_dir: Path, manifest: dict[str, Any], target: str, log=print,
-                          warn=None) -> dict[str, Any]:
+def measure_routing_costs(
+    out_dir: Path, manifest: dict[str, Any], target: str, log=print, warn=None
+) -> dict[str, Any]:
     """Fill ``manifest["routing"]["costs"]``, print the table (``log``) and the warning (``warn``,
     default stderr); returns the costs."""
     import sys
@@ -168,9 +201,15 @@ def measure_routing_costs(out_dir: Path, manifest: dict[str, Any], target: str, 
     routing = manifest["routing"]
     f, p = float(routing["large_fraction"]), float(routing["p"])
     if target != "cpu":
-        costs = {"measured": False, "target": target, "large_fraction": f, "p": p, "entries": [],
-                 "note": "TensorRT engines are timed on the device: `bash build_plan.sh` records trtexec's "
-                         "GPU compute time per engine here (build/trt/record.py)"}
+        costs = {
+            "measured": False,
+            "target": target,
+            "large_fraction": f,
+            "p": p,
+            "entries": [],
+            "note": "TensorRT engines are timed on the device: `bash build_plan.sh` records trtexec's "
+            "GPU compute time per engine here (build/trt/record.py)",
+        }
         routing["costs"] = costs
         log(format_cost_table(costs))
         return costs
@@ -181,16 +220,36 @@ def measure_routing_costs(out_dir: Path, manifest: dict[str, Any], target: str, 
     entries = []
     for v in variants:
         c = Costs.of(wall[v])
-        entries.append({"backend": "ort", "precision": v, "batch": COST_BATCH, "clock": CLOCK,
-                        "ms_per_crop": wall[v], "cpu_ms_per_crop": cpu[v],
-                        "predicted_crops_per_s": {k: round(val, 2) for k, val in predict(c, f).items()
-                                                  if k != "dyn_ms_per_crop"}})
+        entries.append(
+            {
+                "backend": "ort",
+                "precision": v,
+                "batch": COST_BATCH,
+                "clock": CLOCK,
+                "ms_per_crop": wall[v],
+                "cpu_ms_per_crop": cpu[v],
+                "predicted_crops_per_s": {
+                    k: round(val, 2) for k, val in predict(c, f).items() if k != "dyn_ms_per_crop"
+                },
+            }
+        )
     others = {v: Costs.of(wall[v]) for v in variants if v != shipped}
     warning = routing_warning(Costs.of(wall[shipped]), f, shipped, names, others)
-    costs = {"measured": True, "target": target, "backend_label": f"ONNX Runtime {ort.__version__} CPU",
-             "threads": threads, "batch": COST_BATCH, "rounds": COST_ROUNDS, "clock": CLOCK,
-             "shipped": shipped, "large_fraction": f, "p": p, "entries": entries,
-             "routing_pays": warning is None, "warning": warning}
+    costs = {
+        "measured": True,
+        "target": target,
+        "backend_label": f"ONNX Runtime {ort.__version__} CPU",
+        "threads": threads,
+        "batch": COST_BATCH,
+        "rounds": COST_ROUNDS,
+        "clock": CLOCK,
+        "shipped": shipped,
+        "large_fraction": f,
+        "p": p,
+        "entries": entries,
+        "routing_pays": warning is None,
+        "warning": warning,
+    }
     routing["costs"] = costs
     log(format_cost_table(costs))
     if warning:

@@ -17,13 +17,15 @@ Nothing of the source model is hard-coded: the test model (YOLO11n-pose,
 AGPL-3.0) is read from ../shared at run time and every derived file is
 written only into the artifacts folder.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -32,89 +34,153 @@ from runtime.cli_args import existing_path, number
 from runtime.errors import InputError
 from runtime.letterbox import Letterboxer
 from runtime.manifest import sha256_file
-from runtime.yolo import FAMILIES, LayoutError, YoloLayout, check_output_shape, guess_layout, layout_from_metadata, read_metadata
+from runtime.yolo import (
+    FAMILIES,
+    LayoutError,
+    YoloLayout,
+    check_output_shape,
+    guess_layout,
+    layout_from_metadata,
+    read_metadata,
+)
 
 if TYPE_CHECKING:
     from .detector_check import CheckedDetector
 
 ROLE = "detector"
 DEFAULT_SIZE = 640
-DEFAULT_SCORE = 0.3     # video default: keeps the players lying on the ground in people.mp4
-DEFAULT_IOU = 0.7       # Ultralytics' default NMS IoU (the issue's AP reference)
-DEFAULT_MAX_BATCH = 4   # engine profile: up to four cameras per call
+DEFAULT_SCORE = 0.3  # video default: keeps the players lying on the ground in people.mp4
+DEFAULT_IOU = 0.7  # Ultralytics' default NMS IoU (the issue's AP reference)
+DEFAULT_MAX_BATCH = 4  # engine profile: up to four cameras per call
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp"}
 DET_PRECISIONS = ("all", "fp32")
 DEFAULT_DRIFT_PX = 1.0  # the detector issue's INT8 target (mean drift <= 1 px)
-MAX_SIZE = 4096         # 4096^2 input is ~200 MB per frame in float32; no YOLO is trained anywhere near it
+MAX_SIZE = 4096  # 4096^2 input is ~200 MB per frame in float32; no YOLO is trained anywhere near it
 
 
 def det_size(text: str) -> int:
     """``--det-size``: a multiple of 32 (the largest YOLO stride of v8/v11) in [32, MAX_SIZE]."""
     v = number(int, lo=32, hi=MAX_SIZE)(text)
     if v % 32:
-        raise argparse.ArgumentTypeError(f"{v} is not a multiple of 32 (YOLO strides are up to 32): "
-                                         f"use e.g. {max(32, v // 32 * 32)} or {v // 32 * 32 + 32}")
+        raise argparse.ArgumentTypeError(
+            f"{v} is not a multiple of 32 (YOLO strides are up to 32): "
+            f"use e.g. {max(32, v // 32 * 32)} or {v // 32 * 32 + 32}"
+        )
     return v
 
 
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("person detector (role 'detector')")
-    g.add_argument("--detector", type=Path, default=None,
-                   help="YOLO ONNX (v5/v8/v11 detect or pose, exported without NMS) to add as the "
-                        "'detector' role (default: the config's detector, if any)")
-    g.add_argument("--det-size", type=det_size, default=DEFAULT_SIZE,
-                   help=f"detector input height = width (a multiple of 32, at most {MAX_SIZE})")
-    g.add_argument("--det-layout", choices=FAMILIES, default=None,
-                   help="output layout when the ONNX metadata names none (yolov5 | yolov8)")
+    g.add_argument(
+        "--detector",
+        type=Path,
+        default=None,
+        help="YOLO ONNX (v5/v8/v11 detect or pose, exported without NMS) to add as the "
+        "'detector' role (default: the config's detector, if any)",
+    )
+    g.add_argument(
+        "--det-size",
+        type=det_size,
+        default=DEFAULT_SIZE,
+        help=f"detector input height = width (a multiple of 32, at most {MAX_SIZE})",
+    )
+    g.add_argument(
+        "--det-layout",
+        choices=FAMILIES,
+        default=None,
+        help="output layout when the ONNX metadata names none (yolov5 | yolov8)",
+    )
     g.add_argument("--det-class", type=int, default=0, help="person class index")
-    g.add_argument("--det-score", type=number(float, lo=0, hi=1), default=DEFAULT_SCORE,
-                   help="default score threshold")
-    g.add_argument("--det-iou", type=number(float, lo=0, hi=1, lo_open=True), default=DEFAULT_IOU,
-                   help="default NMS IoU threshold")
-    g.add_argument("--det-max-batch", type=number(int, lo=1, hi=256), default=DEFAULT_MAX_BATCH,
-                   help="max batch of the detector engine profile (frames of several cameras)")
-    g.add_argument("--det-calib-data", type=existing_path, default=None,
-                   help="images folder or video for the detector's INT8 ranges (default: --calib-data)")
-    g.add_argument("--det-calib-frames", type=number(int, lo=1, hi=10_000), default=32,
-                   help="at most this many calibration frames")
-    g.add_argument("--det-calib-method", choices=("entropy", "percentile", "minmax"), default="percentile",
-                   help="INT8 range calibration of the detector (percentile: best keypoint AP and drift "
-                        "of the three on coco-mini, docs/results/2026-12-detector.md)")
-    g.add_argument("--det-int8-heads", action="store_true",
-                   help="quantize the detector's output convs and keypoint branch too (default: float; "
-                        "their error reaches the decoded coordinates times the stride)")
-    g.add_argument("--det-drift-px", type=number(float, lo=0), default=DEFAULT_DRIFT_PX,
-                   help="INT8 variants: keep the fewest blocks float (greedy, measured) until the mean "
-                        "keypoint/box error vs fp32 on the calibration frames is at most this many "
-                        "input pixels (0: no fallback; calib.fallback)")
-    g.add_argument("--det-precision", choices=DET_PRECISIONS, default="all",
-                   help="all = fp16 + int8_cpu + int8_trt variants; fp32 = the copied model only")
+    g.add_argument(
+        "--det-score", type=number(float, lo=0, hi=1), default=DEFAULT_SCORE, help="default score threshold"
+    )
+    g.add_argument(
+        "--det-iou",
+        type=number(float, lo=0, hi=1, lo_open=True),
+        default=DEFAULT_IOU,
+        help="default NMS IoU threshold",
+    )
+    g.add_argument(
+        "--det-max-batch",
+        type=number(int, lo=1, hi=256),
+        default=DEFAULT_MAX_BATCH,
+        help="max batch of the detector engine profile (frames of several cameras)",
+    )
+    g.add_argument(
+        "--det-calib-data",
+        type=existing_path,
+        default=None,
+        help="images folder or video for the detector's INT8 ranges (default: --calib-data)",
+    )
+    g.add_argument(
+        "--det-calib-frames",
+        type=number(int, lo=1, hi=10_000),
+        default=32,
+        help="at most this many calibration frames",
+    )
+    g.add_argument(
+        "--det-calib-method",
+        choices=("entropy", "percentile", "minmax"),
+        default="percentile",
+        help="INT8 range calibration of the detector (percentile: best keypoint AP and drift "
+        "of the three on coco-mini, docs/results/2026-12-detector.md)",
+    )
+    g.add_argument(
+        "--det-int8-heads",
+        action="store_true",
+        help="quantize the detector's output convs and keypoint branch too (default: float; "
+        "their error reaches the decoded coordinates times the stride)",
+    )
+    g.add_argument(
+        "--det-drift-px",
+        type=number(float, lo=0),
+        default=DEFAULT_DRIFT_PX,
+        help="INT8 variants: keep the fewest blocks float (greedy, measured) until the mean "
+        "keypoint/box error vs fp32 on the calibration frames is at most this many "
+        "input pixels (0: no fallback; calib.fallback)",
+    )
+    g.add_argument(
+        "--det-precision",
+        choices=DET_PRECISIONS,
+        default="all",
+        help="all = fp16 + int8_cpu + int8_trt variants; fp32 = the copied model only",
+    )
 
 
 # -- layout -----------------------------------------------------------------------------------------
 
+
 def detect_layout(model: onnx.ModelProto, flag: str | None, where: str) -> YoloLayout:
     """Layout from the metadata, else from ``--det-layout`` and the output shape; refuse non-YOLO graphs."""
     out = model.graph.output[0]
-    shape = tuple(d.dim_value if d.dim_value else (d.dim_param or None) for d in out.type.tensor_type.shape.dim)
+    shape = tuple(
+        d.dim_value if d.dim_value else (d.dim_param or None) for d in out.type.tensor_type.shape.dim
+    )
     meta = read_metadata(model)
     try:
         layout = layout_from_metadata(meta) if flag is None else None
         if layout is None:
             if flag is None:
-                raise InputError(f"{where} has no YOLO metadata (task/names/kpt_shape) and its output "
-                                 f"{out.name} {list(shape)} cannot be read without it", "--detector",
-                                 "export it with Ultralytics (which writes the metadata) or pass "
-                                 "--det-layout yolov5|yolov8 if it is a YOLO model without NMS")
+                raise InputError(
+                    f"{where} has no YOLO metadata (task/names/kpt_shape) and its output "
+                    f"{out.name} {list(shape)} cannot be read without it",
+                    "--detector",
+                    "export it with Ultralytics (which writes the metadata) or pass "
+                    "--det-layout yolov5|yolov8 if it is a YOLO model without NMS",
+                )
             layout = guess_layout(shape, flag)
         check_output_shape(layout, shape)
     except LayoutError as e:
-        raise InputError(f"{where} is not a YOLO detector this pipeline can decode: {e}", "--detector",
-                         "pass a YOLOv5/v8/v11 ONNX exported without NMS (or fix --det-layout)") from None
+        raise InputError(
+            f"{where} is not a YOLO detector this pipeline can decode: {e}",
+            "--detector",
+            "pass a YOLOv5/v8/v11 ONNX exported without NMS (or fix --det-layout)",
+        ) from None
     return layout
 
 
 # -- model file ---------------------------------------------------------------------------------------
+
 
 def fix_input_size(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
     """Static H x W = size (TensorRT tunes for one size), batch left dynamic."""
@@ -125,8 +191,11 @@ def fix_input_size(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
         raise InputError(f"detector input has rank {len(dims)}", "--detector", "expected [N,3,H,W]")
     for k in (2, 3):
         if dims[k].dim_value and dims[k].dim_value != size:
-            raise InputError(f"detector input is fixed at {dims[2].dim_value}x{dims[3].dim_value}",
-                             "--det-size", f"pass --det-size {dims[k].dim_value} or re-export with dynamic size")
+            raise InputError(
+                f"detector input is fixed at {dims[2].dim_value}x{dims[3].dim_value}",
+                "--det-size",
+                f"pass --det-size {dims[k].dim_value} or re-export with dynamic size",
+            )
         dims[k].ClearField("dim_param")
         dims[k].dim_value = size
     if not dims[0].dim_value and not dims[0].dim_param:
@@ -146,12 +215,15 @@ def simplify(model: onnx.ModelProto, size: int) -> tuple[onnx.ModelProto, str]:
         if ok:
             return simp, f"onnxsim {onnxsim.__version__}"
     except Exception as e:  # noqa: BLE001 - a failed simplification keeps the valid original
-        print(f"detector: onnxsim failed ({type(e).__name__}: {e}); keeping the model as exported",
-              file=sys.stderr)
+        print(
+            f"detector: onnxsim failed ({type(e).__name__}: {e}); keeping the model as exported",
+            file=sys.stderr,
+        )
     return model, "none"
 
 
 # -- calibration frames --------------------------------------------------------------------------------
+
 
 def calib_frames(src: Path, size: int, n: int) -> np.ndarray:
     """Up to ``n`` letterboxed frames [n,3,size,size] from an image folder or a video, evenly spaced."""
@@ -160,7 +232,9 @@ def calib_frames(src: Path, size: int, n: int) -> np.ndarray:
     images: list[np.ndarray] = []
     if src.is_dir():
         files = sorted(f for f in src.iterdir() if f.suffix.lower() in IMAGE_EXT)
-        pick = np.unique(np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)) if files else []
+        pick = (
+            np.unique(np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)) if files else []
+        )
         images = [img for img in (cv2.imread(str(files[i])) for i in pick) if img is not None]
     elif src.is_file():
         cap = cv2.VideoCapture(str(src))
@@ -176,14 +250,18 @@ def calib_frames(src: Path, size: int, n: int) -> np.ndarray:
             i += 1
         cap.release()
     if not images:
-        raise InputError(f"no readable images or video frames in {src}", "--det-calib-data",
-                         "pass a folder of .jpg/.png images or a video file")
+        raise InputError(
+            f"no readable images or video frames in {src}",
+            "--det-calib-data",
+            "pass a folder of .jpg/.png images or a video file",
+        )
     box = Letterboxer((size, size), len(images))
     batch, _ = box.fill(images)
     return batch.copy()
 
 
 # -- the role ---------------------------------------------------------------------------------------
+
 
 def _variant(out_dir: Path, path: Path, **info: Any) -> dict[str, Any]:
     return {"onnx": path.name, "sha256": sha256_file(path), **info}
@@ -196,13 +274,20 @@ def _runner(frames: np.ndarray) -> Callable[[Path], np.ndarray]:
     def run(path: Path) -> np.ndarray:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
-        return np.concatenate([sess.run(None, {name: frames[i:i + 1]})[0] for i in range(len(frames))])
+        return np.concatenate([sess.run(None, {name: frames[i : i + 1]})[0] for i in range(len(frames))])
+
     return run
 
 
-def make_variants(out_dir: Path, entry: dict[str, Any], frames: np.ndarray, method: str,
-                  log: Callable[[str], None], float_heads: bool = True,
-                  drift_px: float = DEFAULT_DRIFT_PX) -> None:
+def make_variants(
+    out_dir: Path,
+    entry: dict[str, Any],
+    frames: np.ndarray,
+    method: str,
+    log: Callable[[str], None],
+    float_heads: bool = True,
+    drift_px: float = DEFAULT_DRIFT_PX,
+) -> None:
     """fp16, int8_cpu and int8_trt next to detector.onnx; int8_trt must pass check_trt_qdq.
 
     ``float_heads`` keeps the output convs float and, for the heads that regress coordinates
@@ -212,15 +297,23 @@ def make_variants(out_dir: Path, entry: dict[str, Any], frames: np.ndarray, meth
     ``drift_px`` > 0 then keeps whole blocks float, fewest first, until each INT8 variant's output
     drift on these frames is within it (calib.fallback; int8_cpu 1.10 -> 0.82 px on coco-mini).
     """
-    from calib.fp16 import convert_fp16
     from calib.fallback import fit_fallback, module_groups, output_drift
-    from calib.quantize import check_trt_qdq, float_head_ops, float_tail, name_nodes, qdq_counts, quantize_onnx
+    from calib.fp16 import convert_fp16
+    from calib.quantize import (
+        check_trt_qdq,
+        float_head_ops,
+        float_tail,
+        name_nodes,
+        qdq_counts,
+        quantize_onnx,
+    )
 
     src = out_dir / entry["onnx"]
     t = time.perf_counter()
     fp16 = convert_fp16(src, out_dir / f"{ROLE}.fp16.onnx")
-    entry["variants"]["fp16"] = _variant(out_dir, fp16, precision="fp16", io="float32",
-                                         fp32_nodes="float tail (box/keypoint decode)")
+    entry["variants"]["fp16"] = _variant(
+        out_dir, fp16, precision="fp16", io="float32", fp32_nodes="float tail (box/keypoint decode)"
+    )
     log(f"fp16 in {time.perf_counter() - t:.0f} s")
     fp32 = name_nodes(onnx.load(str(src)))
     tail_nodes = float_tail(fp32)
@@ -228,44 +321,73 @@ def make_variants(out_dir: Path, entry: dict[str, Any], frames: np.ndarray, meth
     head_nodes = float_head_ops(fp32, tail_nodes) if float_heads else set()
     heads = len(head_nodes)
     import tempfile
+
     with tempfile.TemporaryDirectory(prefix="dynpose-detcal-") as tmp:
         base = tail_nodes | head_nodes
         run = _runner(frames)
         ref = run(src) if drift_px > 0 else None
         layout = YoloLayout.from_dict(entry["layout"])
-        for fl in ("int8_cpu", "int8_trt"):   # int8_cpu calibrates every tensor, int8_trt reuses the ranges
+        for fl in ("int8_cpu", "int8_trt"):  # int8_cpu calibrates every tensor, int8_trt reuses the ranges
             t = time.perf_counter()
 
             def quantize(extra: set[str], fl: str = fl) -> Path:
-                return quantize_onnx(src, out_dir / f"{ROLE}.{fl}.onnx", frames, fl, method,
-                                     cache=Path(tmp) / f"{ROLE}.{method}.json", keep_float=sorted(base | extra))
+                return quantize_onnx(
+                    src,
+                    out_dir / f"{ROLE}.{fl}.onnx",
+                    frames,
+                    fl,
+                    method,
+                    cache=Path(tmp) / f"{ROLE}.{method}.json",
+                    keep_float=sorted(base | extra),
+                )
+
             fallback = None
             if ref is None:
                 dst = quantize(set())
             else:
-                fallback, dst = fit_fallback(module_groups(fp32, skip=base), quantize,
-                                             lambda p: output_drift(ref, run(p), layout, int(entry["class"])),
-                                             drift_px, log=lambda m, fl=fl: log(f"{fl}: {m}"))
+                fallback, dst = fit_fallback(
+                    module_groups(fp32, skip=base),
+                    quantize,
+                    lambda p: output_drift(ref, run(p), layout, int(entry["class"])),
+                    drift_px,
+                    log=lambda m, fl=fl: log(f"{fl}: {m}"),
+                )
                 if not fallback.met:
-                    log(f"{fl}: WARNING drift {fallback.drift:.2f} px is over --det-drift-px {drift_px:g} "
-                        f"after {len(fallback.groups)} float blocks (see the manifest's 'fallback')")
+                    log(
+                        f"{fl}: WARNING drift {fallback.drift:.2f} px is over --det-drift-px {drift_px:g} "
+                        f"after {len(fallback.groups)} float blocks (see the manifest's 'fallback')"
+                    )
             q = onnx.load(str(dst))
             if fl == "int8_trt":
                 problems = check_trt_qdq(q)
                 if problems:
                     raise RuntimeError(f"{dst.name}: Q/DQ graph TensorRT cannot fuse: {problems[:3]}")
-            entry["variants"][fl] = _variant(out_dir, dst, precision="int8", flavour=fl, method=method,
-                                             n_calib_frames=int(len(frames)), qdq=qdq_counts(q),
-                                             float_tail_nodes=tail, float_heads=float_heads,
-                                             float_head_nodes=heads,
-                                             **({"fallback": fallback.as_dict()} if fallback else {}))
+            entry["variants"][fl] = _variant(
+                out_dir,
+                dst,
+                precision="int8",
+                flavour=fl,
+                method=method,
+                n_calib_frames=int(len(frames)),
+                qdq=qdq_counts(q),
+                float_tail_nodes=tail,
+                float_heads=float_heads,
+                float_head_nodes=heads,
+                **({"fallback": fallback.as_dict()} if fallback else {}),
+            )
             drift = f", drift {fallback.drift:.2f} px" if fallback else ""
             log(f"{fl} ({method}, {len(frames)} frames{drift}) in {time.perf_counter() - t:.0f} s")
 
 
-def add_detector(out_dir: Path, manifest: dict[str, Any], src: Path, args: argparse.Namespace,
-                 calib_default: Path, log: Callable[[str], None] | None = None,
-                 checked: "CheckedDetector | None" = None) -> dict[str, Any]:
+def add_detector(
+    out_dir: Path,
+    manifest: dict[str, Any],
+    src: Path,
+    args: argparse.Namespace,
+    calib_default: Path,
+    log: Callable[[str], None] | None = None,
+    checked: CheckedDetector | None = None,
+) -> dict[str, Any]:
     """Write detector*.onnx into ``out_dir`` and ``manifest['models']['detector']``; returns the entry.
 
     ``checked``: the result of :func:`build.detector_check.check_detector` on ``src`` (build.engines
@@ -286,33 +408,54 @@ def add_detector(out_dir: Path, manifest: dict[str, Any], src: Path, args: argpa
     onnx.save(model, str(path))
     inputs, outputs = describe_io(path)
     entry: dict[str, Any] = {
-        "role": ROLE, "arch": str(meta.get("description", src.stem))[:80], "head": "yolo",
-        "onnx": path.name, "sha256": sha256_file(path), "opset": int(model.opset_import[0].version),
-        "simplified_with": simplified, "inputs": inputs, "outputs": outputs,
-        "input_hw": [size, size], "layout": layout.to_dict(), "class": cls,
+        "role": ROLE,
+        "arch": str(meta.get("description", src.stem))[:80],
+        "head": "yolo",
+        "onnx": path.name,
+        "sha256": sha256_file(path),
+        "opset": int(model.opset_import[0].version),
+        "simplified_with": simplified,
+        "inputs": inputs,
+        "outputs": outputs,
+        "input_hw": [size, size],
+        "layout": layout.to_dict(),
+        "class": cls,
         "class_name": str(names.get(cls, "person" if cls == 0 else cls)),
         "thresholds": {"score": float(args.det_score), "iou": float(args.det_iou), "max_det": 300},
         "max_batch": int(getattr(args, "det_max_batch", DEFAULT_MAX_BATCH)),
         "letterbox": {"pad_value": 114, "color": "RGB", "scale": "1/255"},
         "weights": {"source": "detector-onnx"},
-        "source": {"file": src.name, "sha256": sha256_file(src),
-                   **{k: str(meta[k]) for k in ("author", "version", "license", "date", "task", "imgsz")
-                      if k in meta}},
+        "source": {
+            "file": src.name,
+            "sha256": sha256_file(src),
+            **{
+                k: str(meta[k])
+                for k in ("author", "version", "license", "date", "task", "imgsz")
+                if k in meta
+            },
+        },
         "variants": {},
     }
-    log(f"{src.name}: {layout.family} layout ({layout.source}), {layout.num_classes} classes"
+    log(
+        f"{src.name}: {layout.family} layout ({layout.source}), {layout.num_classes} classes"
         + (f", keypoints {list(layout.kpt_shape)}" if layout.kpt_shape else "")
-        + f", {size}x{size}, {simplified} in {time.perf_counter() - t:.0f} s")
+        + f", {size}x{size}, {simplified} in {time.perf_counter() - t:.0f} s"
+    )
     if getattr(args, "det_precision", "all") == "all":
         data = getattr(args, "det_calib_data", None) or getattr(args, "calib_data", None) or calib_default
         frames = calib_frames(Path(data), size, int(getattr(args, "det_calib_frames", 32)))
         entry["calibration"] = {"source": str(data), "n_frames": int(len(frames))}
-        make_variants(out_dir, entry, frames, getattr(args, "det_calib_method", "percentile"), log,
-                      float_heads=not getattr(args, "det_int8_heads", False),
-                      drift_px=float(getattr(args, "det_drift_px", DEFAULT_DRIFT_PX)))
+        make_variants(
+            out_dir,
+            entry,
+            frames,
+            getattr(args, "det_calib_method", "percentile"),
+            log,
+            float_heads=not getattr(args, "det_int8_heads", False),
+            drift_px=float(getattr(args, "det_drift_px", DEFAULT_DRIFT_PX)),
+        )
     manifest["models"][ROLE] = entry
     return entry
-
 
 
 __all__ = ["ROLE", "add_detector_arguments", "add_detector", "detect_layout", "calib_frames"]

@@ -4,13 +4,14 @@ Loaders compose (Polygraphy style): :func:`export_onnx` writes the raw graph,
 :func:`simplify_onnx` rewrites it in place, :func:`parity` measures ONNX
 Runtime against torch. The CLI chains them; tests call them one by one.
 """
+
 from __future__ import annotations
 
-import io
 import contextlib
+import io
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnx
@@ -40,9 +41,17 @@ def export_onnx(model: nn.Module, path: str | Path, output_names: Sequence[str],
     axes = {INPUT_NAME: {0: "N"}, **{n: {0: "N"} for n in output_names}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (dummy,), str(path), dynamo=False, input_names=[INPUT_NAME],
-                          output_names=list(output_names), dynamic_axes=axes, opset_version=opset,
-                          do_constant_folding=True)
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(path),
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=list(output_names),
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=True,
+        )
     onnx.checker.check_model(str(path))
     return path
 
@@ -102,14 +111,21 @@ def _nonfinite_problem(name: str, ref: np.ndarray, got: np.ndarray) -> str | Non
         nan = int(np.isnan(a).sum())
         if nan:
             return f"{side} output {name} holds {nan} NaN of {a.size} values"
-    if not np.array_equal(np.isinf(ref) & (ref > 0), np.isinf(got) & (got > 0)) or \
-            not np.array_equal(np.isinf(ref) & (ref < 0), np.isinf(got) & (got < 0)):
+    if not np.array_equal(np.isinf(ref) & (ref > 0), np.isinf(got) & (got > 0)) or not np.array_equal(
+        np.isinf(ref) & (ref < 0), np.isinf(got) & (got < 0)
+    ):
         return f"output {name} has inf values where the other runtime has finite ones"
     return None
 
 
-def parity(model: nn.Module, path: str | Path, batches: Sequence[int] = (1, 7), seed: int = 0,
-           rtol: float = PARITY_RTOL, atol: float = PARITY_ATOL) -> dict[str, float]:
+def parity(
+    model: nn.Module,
+    path: str | Path,
+    batches: Sequence[int] = (1, 7),
+    seed: int = 0,
+    rtol: float = PARITY_RTOL,
+    atol: float = PARITY_ATOL,
+) -> dict[str, float]:
     """Max |ONNX Runtime - torch| per output over the given batch sizes.
 
     Raises :class:`ParityError` when an output holds NaN (``max(0.0, nan)`` would read
@@ -132,15 +148,20 @@ def parity(model: nn.Module, path: str | Path, batches: Sequence[int] = (1, 7), 
         got = sess.run(names, {INPUT_NAME: x})
         for name, r, g in zip(names, ref, got):
             if r.shape != g.shape:
-                raise AssertionError(f"{Path(path).name}: output {name} has shape {g.shape} in ONNX "
-                                     f"but {r.shape} in torch at N={n}")
+                raise AssertionError(
+                    f"{Path(path).name}: output {name} has shape {g.shape} in ONNX "
+                    f"but {r.shape} in torch at N={n}"
+                )
             if not r.size:
                 continue
             bad = _nonfinite_problem(name, r, g)
             if bad:
-                raise ParityError(f"parity failed: {bad} at N={n}", where,
-                                  "the weights or the exported graph produce NaN/inf; check the checkpoint "
-                                  "(--small-ckpt/--large-ckpt/--router-ckpt) and re-export")
+                raise ParityError(
+                    f"parity failed: {bad} at N={n}",
+                    where,
+                    "the weights or the exported graph produce NaN/inf; check the checkpoint "
+                    "(--small-ckpt/--large-ckpt/--router-ckpt) and re-export",
+                )
             finite = np.isfinite(r)
             if finite.any():
                 worst[name] = max(worst[name], float(np.max(np.abs(r[finite] - g[finite]))))
@@ -148,8 +169,11 @@ def parity(model: nn.Module, path: str | Path, batches: Sequence[int] = (1, 7), 
     for name in names:
         limit = atol + rtol * scale[name]
         if worst[name] > limit:
-            raise ParityError(f"parity failed: output {name} differs by {worst[name]:.3e} between ONNX Runtime "
-                              f"and torch (tolerance {limit:.3e} = {atol:g} + {rtol:g} x scale {scale[name]:.3e})",
-                              where, "the ONNX graph does not compute the model; check the exporter/simplifier "
-                              "(try without simplification) and the opset")
+            raise ParityError(
+                f"parity failed: output {name} differs by {worst[name]:.3e} between ONNX Runtime "
+                f"and torch (tolerance {limit:.3e} = {atol:g} + {rtol:g} x scale {scale[name]:.3e})",
+                where,
+                "the ONNX graph does not compute the model; check the exporter/simplifier "
+                "(try without simplification) and the opset",
+            )
     return worst

@@ -21,9 +21,10 @@ the convention has to be theirs and has to be written down:
 Bias adds, BN, activations, pooling and upsampling are not counted;
 docs/DESIGN.md section 4 notes this gives 0.2-0.7% less than the published figures.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -58,6 +59,7 @@ def count_macs(model: nn.Module, input_shape: Sequence[int] = (1, 3, 256, 192)) 
         def hook(m: nn.Module, inputs: tuple, out) -> None:
             nonlocal total
             total += int(fn(m, inputs, out))
+
         return hook
 
     for m in model.modules():

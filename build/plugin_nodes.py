@@ -8,9 +8,10 @@ live in the default domain, as in NVIDIA's own plugin samples, so ONNX Runtime (
 ``onnx.checker``) cannot run such a model: the plugin variant is for TensorRT only and
 the default export keeps standard ops.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
@@ -41,8 +42,14 @@ def _plugin_attrs(**fields) -> dict:
     return {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE, **fields}
 
 
-def add_decode_plugin(model: onnx.ModelProto, head_kind: str, *, sigmas: Sequence[float] = COCO_SIGMAS,
-                      temperature: float = 1.0, keep_maps: bool = False) -> onnx.ModelProto:
+def add_decode_plugin(
+    model: onnx.ModelProto,
+    head_kind: str,
+    *,
+    sigmas: Sequence[float] = COCO_SIGMAS,
+    temperature: float = 1.0,
+    keep_maps: bool = False,
+) -> onnx.ModelProto:
     """Return a copy of ``model`` with a DynPoseDecode node producing ``keypoints`` [N,K,2]
     (x, y in heatmap pixels) and ``keypoint_scores`` [N,K].
 
@@ -65,8 +72,10 @@ def add_decode_plugin(model: onnx.ModelProto, head_kind: str, *, sigmas: Sequenc
     elif "probmaps" in names:
         src, attrs = "probmaps", {"mode": "probmap", "normalize": 0}
     else:
-        raise ValueError(f"probmap decode needs a 'logits' or 'probmaps' output; the model has {names}. "
-                         "Export the probmap net with its logits output")
+        raise ValueError(
+            f"probmap decode needs a 'logits' or 'probmaps' output; the model has {names}. "
+            "Export the probmap net with its logits output"
+        )
     if head_kind == "heatmap" and src not in names:
         raise ValueError(f"heatmap decode needs a 'heatmaps' output; the model has {names}")
     vi = _graph_output(out, src)
@@ -79,23 +88,32 @@ def add_decode_plugin(model: onnx.ModelProto, head_kind: str, *, sigmas: Sequenc
         raise ValueError(f"{src} has K={k} maps but {sig.size} sigmas were given; pass sigmas of length {k}")
     if attrs["mode"] == "probmap":
         attrs.update(sigmas=[float(s) for s in sig], temperature=float(temperature))
-    node = helper.make_node(DECODE_OP, [src], [KEYPOINTS, KEYPOINT_SCORES], name="dynpose_decode",
-                            **_plugin_attrs(**attrs))
+    node = helper.make_node(
+        DECODE_OP, [src], [KEYPOINTS, KEYPOINT_SCORES], name="dynpose_decode", **_plugin_attrs(**attrs)
+    )
     out.graph.node.append(node)
     if not keep_maps:
         keep = [o for o in out.graph.output if o.name != src]
         del out.graph.output[:]
         out.graph.output.extend(keep)
     n = dims[0] if dims[0] is not None else "N"
-    out.graph.output.extend([
-        helper.make_tensor_value_info(KEYPOINTS, TensorProto.FLOAT, [n, k, 2]),
-        helper.make_tensor_value_info(KEYPOINT_SCORES, TensorProto.FLOAT, [n, k]),
-    ])
+    out.graph.output.extend(
+        [
+            helper.make_tensor_value_info(KEYPOINTS, TensorProto.FLOAT, [n, k, 2]),
+            helper.make_tensor_value_info(KEYPOINT_SCORES, TensorProto.FLOAT, [n, k]),
+        ]
+    )
     return out
 
 
-def add_sparsemax_plugin(model: onnx.ModelProto, src: str = "logits", dst: str = "probmaps", *,
-                         temperature: float = 1.0, keep_src: bool = False) -> onnx.ModelProto:
+def add_sparsemax_plugin(
+    model: onnx.ModelProto,
+    src: str = "logits",
+    dst: str = "probmaps",
+    *,
+    temperature: float = 1.0,
+    keep_src: bool = False,
+) -> onnx.ModelProto:
     """Return a copy with a DynPoseSparsemax node turning output ``src`` [N,K,H,W] into ``dst``
     (sparsemax over each H*W map), for a probmap net exported with logits only."""
     out = onnx.ModelProto()
@@ -105,8 +123,15 @@ def add_sparsemax_plugin(model: onnx.ModelProto, src: str = "logits", dst: str =
         raise ValueError(f"model has no output {src!r}; outputs: {[o.name for o in out.graph.output]}")
     if _graph_output(out, dst) is not None:
         raise ValueError(f"model already has an output {dst!r}")
-    out.graph.node.append(helper.make_node(SPARSEMAX_OP, [src], [dst], name="dynpose_sparsemax",
-                                           **_plugin_attrs(temperature=float(temperature), num_axes=2)))
+    out.graph.node.append(
+        helper.make_node(
+            SPARSEMAX_OP,
+            [src],
+            [dst],
+            name="dynpose_sparsemax",
+            **_plugin_attrs(temperature=float(temperature), num_axes=2),
+        )
+    )
     new = helper.make_tensor_value_info(dst, vi.type.tensor_type.elem_type, _dims(vi))
     if not keep_src:
         keep = [o for o in out.graph.output if o.name != src]

@@ -21,6 +21,7 @@ with :func:`commit_together`: all swapped, or the swapped ones swapped back.
 A write that fails inside a staged folder is reported as one OutputError
 naming the file under its final name, not the hidden staging path.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -30,8 +31,8 @@ import os
 import secrets
 import shutil
 import signal
-import threading
 import sys
+import threading
 from pathlib import Path
 from types import FrameType, TracebackType
 
@@ -46,8 +47,10 @@ class BuildTerminated(BaseException):
     """SIGTERM arrived during a build (a BaseException so no ``except Exception`` swallows it)."""
 
     def __str__(self) -> str:
-        return ("terminated (SIGTERM): the build stopped, its staging folder is removed and the previous "
-                "artifacts are untouched: rerun the build to finish it")
+        return (
+            "terminated (SIGTERM): the build stopped, its staging folder is removed and the previous "
+            "artifacts are untouched: rerun the build to finish it"
+        )
 
 
 register_expected(BuildTerminated, EXIT_SIGTERM)
@@ -68,7 +71,7 @@ def remove_stale(final: Path) -> list[Path]:
     removed = []
     for d in final.parent.glob(f".{final.name}{_TAG}*"):
         try:
-            pid = int(d.name[len(f".{final.name}{_TAG}"):].split("-")[0])
+            pid = int(d.name[len(f".{final.name}{_TAG}") :].split("-")[0])
         except ValueError:
             continue
         if pid != os.getpid() and not _pid_alive(pid):
@@ -111,7 +114,7 @@ def _link_or_copy(src: str, dst: str) -> None:
     except OSError as e:
         if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
             raise
-        shutil.copy2(src, dst)   # another file system inside the folder, or no hard links here
+        shutil.copy2(src, dst)  # another file system inside the folder, or no hard links here
 
 
 def _link_missing(old: Path, new: Path, replace: tuple[str, ...] = ()) -> None:
@@ -125,7 +128,7 @@ def _link_missing(old: Path, new: Path, replace: tuple[str, ...] = ()) -> None:
                 shutil.copytree(entry.path, target, symlinks=True, copy_function=_link_or_copy)
             elif target.is_dir() and not target.is_symlink():
                 _link_missing(Path(entry.path), target)
-        elif not os.path.lexists(target):          # a staged file of the same name wins
+        elif not os.path.lexists(target):  # a staged file of the same name wins
             if entry.is_symlink():
                 os.symlink(os.readlink(entry.path), target)
             else:
@@ -146,9 +149,9 @@ class StagedDir:
         self.merge, self.replace = merge, tuple(replace)
         self.committed = False
         self._old: dict[int, object] = {}
-        self._swap: str | None = None     # how commit put it in place: exchange, renames, new
+        self._swap: str | None = None  # how commit put it in place: exchange, renames, new
 
-    def __enter__(self) -> "StagedDir":
+    def __enter__(self) -> StagedDir:
         try:
             self.final.parent.mkdir(parents=True, exist_ok=True)
             remove_stale(self.final)
@@ -179,7 +182,9 @@ class StagedDir:
         for signum in sorted(_STOPPED):
             _raise_stop(signum)
         if self.final.exists() and not self.final.is_dir():
-            raise OutputError("exists and is not a folder", str(self.final), "remove it or choose another path")
+            raise OutputError(
+                "exists and is not a folder", str(self.final), "remove it or choose another path"
+            )
         if self.merge and self.final.is_dir():
             _link_missing(self.final, self.path, self.replace)
         _fsync_tree(self.path)
@@ -189,14 +194,14 @@ class StagedDir:
             os.rename(self.path, self.final)
             self._swap = "new"
         elif _exchange(self.path, self.final):
-            self._swap = "exchange"          # self.path now holds the previous folder
+            self._swap = "exchange"  # self.path now holds the previous folder
         else:
             old = self.final.parent / f".{self.final.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
             os.rename(self.final, old)
             try:
                 os.rename(self.path, self.final)
             except BaseException:
-                os.rename(old, self.final)     # the previous folder goes back where it was
+                os.rename(old, self.final)  # the previous folder goes back where it was
                 raise
             self.path, self._swap = old, "renames"
 
@@ -206,7 +211,7 @@ class StagedDir:
             os.rename(self.final, self.path)
         elif self._swap == "exchange":
             _exchange(self.path, self.final)
-        elif self._swap == "renames":          # self.path holds the previous folder
+        elif self._swap == "renames":  # self.path holds the previous folder
             staged = self.final.parent / f".{self.final.name}{_TAG}{os.getpid()}-{secrets.token_hex(4)}"
             os.rename(self.final, staged)
             os.rename(self.path, self.final)
@@ -217,7 +222,9 @@ class StagedDir:
         """``text`` with the staging path read as the final one (what a user knows)."""
         return text.replace(str(self.path), str(self.final))
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             if not self.committed:
                 shutil.rmtree(self.path, ignore_errors=True)
@@ -254,11 +261,11 @@ def commit_together(*stages: StagedDir) -> list[Path]:
         raise
     for st in stages:
         st.committed = True
-        shutil.rmtree(st.path, ignore_errors=True)   # after a swap this holds the previous folder
+        shutil.rmtree(st.path, ignore_errors=True)  # after a swap this holds the previous folder
     return [st.final for st in stages]
 
 
-_STOPPED: set[int] = set()   # SIGINT / SIGTERM seen by this process (see StagedDir._on_signal)
+_STOPPED: set[int] = set()  # SIGINT / SIGTERM seen by this process (see StagedDir._on_signal)
 
 
 def _raise_stop(signum: int) -> None:

@@ -23,14 +23,16 @@ and configs go into a staging sibling that takes the old repository's other
 versions and models as hard links and replaces it in one swap, so a full
 disk or a kill leaves the previous repository as a server last loaded it.
 """
+
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from runtime.cli_args import OneLineParser, nonneg_int, output_dir, positive_int, run_precision
 from runtime.errors import EXIT_INPUT, InputError, guarded, register_expected
@@ -43,23 +45,30 @@ register_expected(ManifestError, EXIT_INPUT)
 
 MODELS_SRC = Path(__file__).with_name("triton_models")
 KINDS = ("auto", "python", "plan")
-DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int8": "TYPE_INT8", "int32": "TYPE_INT32",
-          "int64": "TYPE_INT64", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL"}
-CPU_MAX_BATCH = 32              # python kind: the pipeline's default chunk (PipelineOptions.max_batch)
-QUEUE_DELAY_US = 500            # short: a camera frame's crops arrive together; wait little for others
+DTYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "int8": "TYPE_INT8",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "uint8": "TYPE_UINT8",
+    "bool": "TYPE_BOOL",
+}
+CPU_MAX_BATCH = 32  # python kind: the pipeline's default chunk (PipelineOptions.max_batch)
+QUEUE_DELAY_US = 500  # short: a camera frame's crops arrive together; wait little for others
 BLS_NAME = "dynpose"
-BLS_LIB = ("decode.py", "routing.py")   # numpy-only project modules the BLS model imports
+BLS_LIB = ("decode.py", "routing.py")  # numpy-only project modules the BLS model imports
 
 
 @dataclass(frozen=True)
 class RepoOptions:
-    kind: str = "auto"          # auto: plan for a GPU target or when the manifest has engines, else python
-    instances: int = 1          # instance_group count per model
+    kind: str = "auto"  # auto: plan for a GPU target or when the manifest has engines, else python
+    instances: int = 1  # instance_group count per model
     queue_delay_us: int = QUEUE_DELAY_US
-    precision: str = "fp32"     # ONNX variant for the python kind
-    bls: bool = True            # also write the dynpose BLS model
-    ort_threads: int = 0        # intra-op threads per ONNX Runtime session in the server (0: ORT default)
-    batching: bool = True       # dynamic_batching block (off: each request runs alone; for comparisons)
+    precision: str = "fp32"  # ONNX variant for the python kind
+    bls: bool = True  # also write the dynpose BLS model
+    ort_threads: int = 0  # intra-op threads per ONNX Runtime session in the server (0: ORT default)
+    batching: bool = True  # dynamic_batching block (off: each request runs alone; for comparisons)
 
 
 def _dims(shape: list[Any]) -> list[int]:
@@ -71,16 +80,20 @@ def _io_block(kind: str, tensors: list[Mapping[str, Any]], batched: bool) -> str
     for t in tensors:
         dtype = DTYPES.get(t.get("dtype", "float32"))
         if dtype is None:
-            raise InputError(f"tensor {t['name']!r} has dtype {t.get('dtype')!r}, which Triton has no type for",
-                             "manifest.json", f"export with one of {', '.join(DTYPES)}")
+            raise InputError(
+                f"tensor {t['name']!r} has dtype {t.get('dtype')!r}, which Triton has no type for",
+                "manifest.json",
+                f"export with one of {', '.join(DTYPES)}",
+            )
         dims = _dims(list(t["shape"])[1:] if batched else list(t["shape"]))
         parts.append(f'  {{\n    name: "{t["name"]}"\n    data_type: {dtype}\n    dims: {dims}\n  }}')
     return f"{kind} [\n" + ",\n".join(parts) + "\n]\n"
 
 
 def _params(params: Mapping[str, str]) -> str:
-    return "".join(f'parameters {{\n  key: "{k}"\n  value: {{ string_value: "{v}" }}\n}}\n'
-                   for k, v in params.items())
+    return "".join(
+        f'parameters {{\n  key: "{k}"\n  value: {{ string_value: "{v}" }}\n}}\n' for k, v in params.items()
+    )
 
 
 def engine_profiles(manifest: Mapping[str, Any], role: str) -> list[Mapping[str, Any]]:
@@ -112,29 +125,43 @@ def outputs_for(entry: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
     names = [t["name"] for t in engine.get("io", []) if t.get("mode") == "output"]
     if kind == "plan" and "keypoints" in names:
         k = outs[0]["shape"][1] if outs else 17
-        outs += [{"name": "keypoints", "shape": ["N", k, 2], "dtype": "float32"},
-                 {"name": "keypoint_scores", "shape": ["N", k], "dtype": "float32"}]
+        outs += [
+            {"name": "keypoints", "shape": ["N", k, 2], "dtype": "float32"},
+            {"name": "keypoint_scores", "shape": ["N", k], "dtype": "float32"},
+        ]
         outs = [o for o in outs if o["name"] in names]
     return outs
 
 
-def model_config(role: str, entry: Mapping[str, Any], kind: str, opts: RepoOptions,
-                 params: Mapping[str, str], profiles: list[Mapping[str, Any]] = ()) -> str:
+def model_config(
+    role: str,
+    entry: Mapping[str, Any],
+    kind: str,
+    opts: RepoOptions,
+    params: Mapping[str, str],
+    profiles: list[Mapping[str, Any]] = (),
+) -> str:
     """config.pbtxt text for one role."""
     max_batch, preferred, static = batch_sizes(list(profiles) if kind == "plan" else [])
     inputs = entry.get("inputs") or [{"name": "input", "shape": ["N", 3, 256, 192], "dtype": "float32"}]
     outputs = outputs_for(entry, kind)
-    if static:   # fixed-N engine: the batch dim is part of dims, no Triton batching
+    if static:  # fixed-N engine: the batch dim is part of dims, no Triton batching
         inputs = [dict(t, shape=[max_batch, *t["shape"][1:]]) for t in inputs]
         outputs = [dict(t, shape=[max_batch, *t["shape"][1:]]) for t in outputs]
-    head = f'name: "{role}"\n' + ('platform: "tensorrt_plan"\ndefault_model_filename: "model.plan"\n'
-                                  if kind == "plan" else 'backend: "python"\n')
+    head = f'name: "{role}"\n' + (
+        'platform: "tensorrt_plan"\ndefault_model_filename: "model.plan"\n'
+        if kind == "plan"
+        else 'backend: "python"\n'
+    )
     text = head + f"max_batch_size: {0 if static else max_batch}\n"
     text += "version_policy: { latest { num_versions: 1 } }\n"
     text += _io_block("input", inputs, not static) + _io_block("output", outputs, not static)
     if not static and opts.batching:
-        text += ("dynamic_batching {\n" + "".join(f"  preferred_batch_size: {b}\n" for b in preferred)
-                 + f"  max_queue_delay_microseconds: {opts.queue_delay_us}\n}}\n")
+        text += (
+            "dynamic_batching {\n"
+            + "".join(f"  preferred_batch_size: {b}\n" for b in preferred)
+            + f"  max_queue_delay_microseconds: {opts.queue_delay_us}\n}}\n"
+        )
     gpu_kind = "KIND_GPU" if kind == "plan" else "KIND_CPU"
     text += f"instance_group [\n  {{\n    count: {opts.instances}\n    kind: {gpu_kind}\n  }}\n]\n"
     return text + _params(params)
@@ -143,11 +170,13 @@ def model_config(role: str, entry: Mapping[str, Any], kind: str, opts: RepoOptio
 def bls_config(manifest: Mapping[str, Any], opts: RepoOptions, params: Mapping[str, str]) -> str:
     k = 17
     tensors_in = [{"name": "crops", "shape": ["N", 3, 256, 192], "dtype": "float32"}]
-    tensors_out = [{"name": "keypoints", "shape": ["N", k, 2], "dtype": "float32"},
-                   {"name": "keypoint_scores", "shape": ["N", k], "dtype": "float32"},
-                   {"name": "presence", "shape": ["N", k], "dtype": "float32"},
-                   {"name": "route", "shape": ["N"], "dtype": "int8"},
-                   {"name": "router_score", "shape": ["N"], "dtype": "float32"}]
+    tensors_out = [
+        {"name": "keypoints", "shape": ["N", k, 2], "dtype": "float32"},
+        {"name": "keypoint_scores", "shape": ["N", k], "dtype": "float32"},
+        {"name": "presence", "shape": ["N", k], "dtype": "float32"},
+        {"name": "route", "shape": ["N"], "dtype": "int8"},
+        {"name": "router_score", "shape": ["N"], "dtype": "float32"},
+    ]
     # max_batch_size 0: one request is one frame's crops; routing is per frame, never across clients
     text = f'name: "{BLS_NAME}"\nbackend: "python"\nmax_batch_size: 0\n'
     text += "version_policy: { latest { num_versions: 1 } }\n"
@@ -161,18 +190,25 @@ def resolve_kind(kind: str, manifest: Mapping[str, Any]) -> str:
         return kind
     if manifest.get("target", "cpu") != "cpu":
         return "plan"
-    return "plan" if any((m.get("engine") or {}).get("path") for m in manifest["models"].values()) else "python"
+    return (
+        "plan" if any((m.get("engine") or {}).get("path") for m in manifest["models"].values()) else "python"
+    )
 
 
 def next_version(repo: Path, roles: list[str]) -> int:
-    have = [int(p.name) for r in roles if (repo / r).is_dir() for p in (repo / r).iterdir()
-            if p.is_dir() and p.name.isdigit()]
+    have = [
+        int(p.name)
+        for r in roles
+        if (repo / r).is_dir()
+        for p in (repo / r).iterdir()
+        if p.is_dir() and p.name.isdigit()
+    ]
     return max(have, default=0) + 1
 
 
 def write_repo(artifacts: Path, repo: Path, opts: RepoOptions = RepoOptions()) -> dict[str, Any]:
     """Write (or add a version to) ``repo`` whole or not at all; returns a summary {version, kind, models, missing}."""
-    load_manifest(artifacts)        # bad input is refused before anything is created
+    load_manifest(artifacts)  # bad input is refused before anything is created
     check_options(opts, repo)
     with staged_repo(repo) as stage:
         summary = write_staged(artifacts, stage, opts)
@@ -183,11 +219,17 @@ def write_repo(artifacts: Path, repo: Path, opts: RepoOptions = RepoOptions()) -
 def check_options(opts: RepoOptions, repo: Path) -> None:
     """Flags and the repository path, checked before any work (build.engines: before the build)."""
     if opts.kind not in KINDS:
-        raise InputError(f"unknown model kind {opts.kind!r}", "--triton-kind", f"choose one of {', '.join(KINDS)}")
+        raise InputError(
+            f"unknown model kind {opts.kind!r}", "--triton-kind", f"choose one of {', '.join(KINDS)}"
+        )
     if opts.instances < 1:
-        raise InputError(f"instance count {opts.instances} is below 1", "--triton-instances", "pass 1 or more")
+        raise InputError(
+            f"instance count {opts.instances} is below 1", "--triton-instances", "pass 1 or more"
+        )
     if repo.exists() and not repo.is_dir():
-        raise InputError("the Triton repository path is not a folder", str(repo), "pass a folder (new or existing)")
+        raise InputError(
+            "the Triton repository path is not a folder", str(repo), "pass a folder (new or existing)"
+        )
 
 
 def staged_repo(repo: Path) -> StagedDir:
@@ -203,10 +245,13 @@ def write_staged(artifacts: Path, stage: StagedDir, opts: RepoOptions = RepoOpti
     kind = resolve_kind(opts.kind, manifest)
     roles = [r for r, m in manifest["models"].items() if m.get("onnx")]
     names = roles + ([BLS_NAME] if opts.bls else [])
-    for name in names:      # merged by name: a file where a model folder goes would be dropped silently
+    for name in names:  # merged by name: a file where a model folder goes would be dropped silently
         if (final / name).exists() and not (final / name).is_dir():
-            raise InputError(f"{final / name} is not a folder, so it cannot hold the {name} model", str(final),
-                             "move that file away or choose another repository folder")
+            raise InputError(
+                f"{final / name} is not a folder, so it cannot hold the {name} model",
+                str(final),
+                "move that file away or choose another repository folder",
+            )
     version = next_version(final, names) if final.is_dir() else 1
     missing: list[str] = []
     src_manifest = manifest_path(artifacts)
@@ -215,8 +260,12 @@ def write_staged(artifacts: Path, stage: StagedDir, opts: RepoOptions = RepoOpti
         vdir = repo / role / str(version)
         vdir.mkdir(parents=True)
         copy_file(src_manifest, vdir / "manifest.json")
-        params = {"role": role, "onnx_sha256": entry.get("sha256", ""), "build_version": str(version),
-                  "config": manifest.get("config", "")}
+        params = {
+            "role": role,
+            "onnx_sha256": entry.get("sha256", ""),
+            "build_version": str(version),
+            "config": manifest.get("config", ""),
+        }
         if kind == "python":
             copy_file(model_file(artifacts, manifest, role, opts.precision), vdir / "model.onnx")
             copy_file(MODELS_SRC / "onnx_model.py", vdir / "model.py")
@@ -227,12 +276,16 @@ def write_staged(artifacts: Path, stage: StagedDir, opts: RepoOptions = RepoOpti
             if src.is_file():
                 copy_file(src, vdir / "model.plan")
             else:
-                missing.append(f"{role}: copy {src.name} (built on the device by build_plan.sh) to "
-                               f"{stage.public(str(vdir))}/model.plan")
+                missing.append(
+                    f"{role}: copy {src.name} (built on the device by build_plan.sh) to "
+                    f"{stage.public(str(vdir))}/model.plan"
+                )
             if engine.get("plugin_library"):
                 params["plugin_library"] = str(engine["plugin_library"])
-        atomic_write_text(repo / role / "config.pbtxt",
-                          model_config(role, entry, kind, opts, params, engine_profiles(manifest, role)))
+        atomic_write_text(
+            repo / role / "config.pbtxt",
+            model_config(role, entry, kind, opts, params, engine_profiles(manifest, role)),
+        )
     if opts.bls:
         vdir = repo / BLS_NAME / str(version)
         (vdir / "dynpose_lib").mkdir(parents=True)
@@ -242,15 +295,33 @@ def write_staged(artifacts: Path, stage: StagedDir, opts: RepoOptions = RepoOpti
         for f in BLS_LIB:
             copy_file(runtime_dir / f, vdir / "dynpose_lib" / f)
         atomic_write_text(vdir / "dynpose_lib" / "__init__.py", "")
-        params = {"router_model": "router", "small_model": "small", "large_model": "large",
-                  "build_version": str(version)}
-        for role in ("router", "small", "large"):   # the BLS chunks (and pads, for fixed-N engines) like the client
+        params = {
+            "router_model": "router",
+            "small_model": "small",
+            "large_model": "large",
+            "build_version": str(version),
+        }
+        for role in (
+            "router",
+            "small",
+            "large",
+        ):  # the BLS chunks (and pads, for fixed-N engines) like the client
             mb, _, static = batch_sizes(engine_profiles(manifest, role) if kind == "plan" else [])
             params[f"{role}_batch"] = f"{mb}{'!' if static else ''}"
         atomic_write_text(repo / BLS_NAME / "config.pbtxt", bls_config(manifest, opts, params))
-    summary = {"version": version, "kind": kind, "models": names, "missing": missing,
-               "plugin_libraries": sorted({str(m["engine"]["plugin_library"]) for m in manifest["models"].values()
-                                           if (m.get("engine") or {}).get("plugin_library")})}
+    summary = {
+        "version": version,
+        "kind": kind,
+        "models": names,
+        "missing": missing,
+        "plugin_libraries": sorted(
+            {
+                str(m["engine"]["plugin_library"])
+                for m in manifest["models"].values()
+                if (m.get("engine") or {}).get("plugin_library")
+            }
+        ),
+    }
     atomic_write_text(repo / "dynpose_repo.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -259,23 +330,43 @@ def add_triton_arguments(p: argparse.ArgumentParser, with_repo: bool = False) ->
     """The flags build.engines shares with this module's own CLI (``with_repo``: also --triton-repo)."""
     g = p.add_argument_group("Triton model repository (docs/triton.md)")
     if with_repo:
-        g.add_argument("--triton-repo", type=output_dir, default=None,
-                       help="also write (or add a version to) this Triton model repository")
-    g.add_argument("--triton-kind", choices=KINDS, default="auto",
-                   help="python: ONNX Runtime in Triton's python backend (any CPU); plan: tensorrt_plan "
-                        "models from the engines; auto: plan for GPU targets or when the manifest has engines")
+        g.add_argument(
+            "--triton-repo",
+            type=output_dir,
+            default=None,
+            help="also write (or add a version to) this Triton model repository",
+        )
+    g.add_argument(
+        "--triton-kind",
+        choices=KINDS,
+        default="auto",
+        help="python: ONNX Runtime in Triton's python backend (any CPU); plan: tensorrt_plan "
+        "models from the engines; auto: plan for GPU targets or when the manifest has engines",
+    )
     g.add_argument("--triton-instances", type=positive_int, default=1, help="instance_group count per model")
-    g.add_argument("--triton-queue-delay-us", type=nonneg_int, default=QUEUE_DELAY_US,
-                   help="dynamic batching max_queue_delay_microseconds")
+    g.add_argument(
+        "--triton-queue-delay-us",
+        type=nonneg_int,
+        default=QUEUE_DELAY_US,
+        help="dynamic batching max_queue_delay_microseconds",
+    )
     g.add_argument("--no-triton-bls", action="store_true", help="skip the dynpose BLS model")
-    g.add_argument("--no-triton-batching", action="store_true",
-                   help="no dynamic_batching block (every request runs alone; for comparisons)")
+    g.add_argument(
+        "--no-triton-batching",
+        action="store_true",
+        help="no dynamic_batching block (every request runs alone; for comparisons)",
+    )
 
 
 def options_from_args(args: argparse.Namespace, precision: str = "fp32") -> RepoOptions:
-    return RepoOptions(kind=args.triton_kind, instances=args.triton_instances,
-                       queue_delay_us=args.triton_queue_delay_us, precision=precision,
-                       bls=not args.no_triton_bls, batching=not args.no_triton_batching)
+    return RepoOptions(
+        kind=args.triton_kind,
+        instances=args.triton_instances,
+        queue_delay_us=args.triton_queue_delay_us,
+        precision=precision,
+        bls=not args.no_triton_bls,
+        batching=not args.no_triton_batching,
+    )
 
 
 def build_stage(out_dir: Path, args: argparse.Namespace) -> contextlib.AbstractContextManager:
@@ -289,26 +380,41 @@ def build_stage(out_dir: Path, args: argparse.Namespace) -> contextlib.AbstractC
     def staged():
         with staged_repo(args.triton_repo) as stage:
             yield stage, write_staged(out_dir, stage, options_from_args(args))
+
     return staged()
 
 
 def print_summary(repo: Path, summary: Mapping[str, Any]) -> None:
-    print(f"triton repository: {repo} (version {summary['version']}, {summary['kind']} models: "
-          f"{', '.join(summary['models'])})")
+    print(
+        f"triton repository: {repo} (version {summary['version']}, {summary['kind']} models: "
+        f"{', '.join(summary['models'])})"
+    )
     for m in summary["missing"]:
         print(f"  missing: {m}")
     for lib in summary["plugin_libraries"]:
-        print(f"  plugin: start tritonserver with LD_PRELOAD={lib} "
-              f"(or --backend-config=tensorrt,plugins=\"{lib}\")")
+        print(
+            f"  plugin: start tritonserver with LD_PRELOAD={lib} "
+            f'(or --backend-config=tensorrt,plugins="{lib}")'
+        )
 
 
 def _main(argv: list[str]) -> int:
     p = OneLineParser(prog="python -m build.triton_repo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--engines", required=True, type=Path,   # write_repo reads (and checks) its manifest first
-                   help="artifacts folder with manifest.json")
-    p.add_argument("--out", required=True, type=output_dir, help="model repository folder (created or added to)")
-    p.add_argument("--precision", default="fp32", type=run_precision,
-                   help="ONNX variant for python models: fp32, fp16, int8 (= int8_cpu) or a variant name")
+    p.add_argument(
+        "--engines",
+        required=True,
+        type=Path,  # write_repo reads (and checks) its manifest first
+        help="artifacts folder with manifest.json",
+    )
+    p.add_argument(
+        "--out", required=True, type=output_dir, help="model repository folder (created or added to)"
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        type=run_precision,
+        help="ONNX variant for python models: fp32, fp16, int8 (= int8_cpu) or a variant name",
+    )
     add_triton_arguments(p)
     args = p.parse_args(argv)
     summary = write_repo(args.engines, args.out, options_from_args(args, args.precision))

@@ -20,15 +20,17 @@ CLI (docs/probpose.md, "Calibration of the maps"): ``python -m calib.coverage --
 [--plot docs/coverage.png]`` evaluates a built folder on held-out synthetic
 crops: coverage before/after at q = 0.1..0.9 and the predicted-OKS Spearman.
 """
+
 from __future__ import annotations
 
 import argparse
 import io
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +42,7 @@ from runtime.safe_io import atomic_write_bytes, atomic_write_text
 from .presence import cut_person
 
 QS = tuple(np.round(np.arange(0.1, 0.91, 0.1), 2).tolist())
-FIT_SEED, EVAL_SEED = 0, 1000   # synthetic scenes: build-time fit vs held-out evaluation
+FIT_SEED, EVAL_SEED = 0, 1000  # synthetic scenes: build-time fit vs held-out evaluation
 N_SCENES = 100
 # Held-out scenes for the CLI check. Why 300, not the fit's 100: coverage at q = 0.5 on 100-scene
 # chunks of one stream spread from 0.44 to 0.53 (measured, fixture-l, sigma 8), wider than the
@@ -51,19 +53,22 @@ N_EVAL_SCENES = 300
 
 @dataclass
 class CoverageSet:
-    crops: np.ndarray     # [N,3,256,192]
-    xy: np.ndarray        # [N,17,2] true keypoints in heatmap pixels
-    valid: np.ndarray     # [N,17] known, inside the window and the cut image
-    area_hm: np.ndarray   # [N] person area in heatmap pixels^2 (OKS scale)
+    crops: np.ndarray  # [N,3,256,192]
+    xy: np.ndarray  # [N,17,2] true keypoints in heatmap pixels
+    valid: np.ndarray  # [N,17] known, inside the window and the cut image
+    area_hm: np.ndarray  # [N] person area in heatmap pixels^2 (OKS scale)
     source: str
-    known: np.ndarray | None = None   # [N,17] true position known (also outside the window/image)
+    known: np.ndarray | None = None  # [N,17] true position known (also outside the window/image)
 
     def __len__(self) -> int:
         return len(self.crops)
 
 
-def cut_crops(people: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]],
-              rng: np.random.Generator, per_person: int = 1) -> Iterator[tuple]:
+def cut_crops(
+    people: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]],
+    rng: np.random.Generator,
+    per_person: int = 1,
+) -> Iterator[tuple]:
     """(image, box xywh, keypoints [17,3], known [17], area) -> CropCOCO-style crops with targets."""
     hh, hw = HEATMAP_HW
     for img, box, kp, known, area in people:
@@ -86,8 +91,14 @@ def _stack(items: Iterable[tuple], source: str) -> CoverageSet:
     if not got:
         raise ValueError(f"no usable crops for coverage calibration from {source}")
     crops, xy, valid, area, known = zip(*got)
-    return CoverageSet(np.stack(crops), np.stack(xy).astype(np.float32), np.stack(valid),
-                       np.asarray(area, np.float64), source, np.stack(known).astype(bool))
+    return CoverageSet(
+        np.stack(crops),
+        np.stack(xy).astype(np.float32),
+        np.stack(valid),
+        np.asarray(area, np.float64),
+        source,
+        np.stack(known).astype(bool),
+    )
 
 
 def synthetic_set(n_scenes: int = N_SCENES, seed: int = FIT_SEED) -> CoverageSet:
@@ -102,8 +113,10 @@ def synthetic_set(n_scenes: int = N_SCENES, seed: int = FIT_SEED) -> CoverageSet
             for p in sc.people:
                 yield sc.image, np.asarray(p.bbox, np.float64), p.keypoints, np.asarray(p.known, bool), p.area
 
-    return _stack(cut_crops(people(), np.random.default_rng(seed)),
-                  f"synthetic scenes (build.synth) {n_scenes}, seed {seed}, CropCOCO-style cuts")
+    return _stack(
+        cut_crops(people(), np.random.default_rng(seed)),
+        f"synthetic scenes (build.synth) {n_scenes}, seed {seed}, CropCOCO-style cuts",
+    )
 
 
 def coco_set(folder: str | Path, seed: int = 0, per_person: int = 6) -> CoverageSet:
@@ -115,11 +128,18 @@ def coco_set(folder: str | Path, seed: int = 0, per_person: int = 6) -> Coverage
     def people() -> Iterator[tuple]:
         for a in anns:
             kp = np.asarray(a["keypoints"], np.float64).reshape(-1, 3)
-            yield (_read_image(files[a["image_id"]]), np.asarray(a["bbox"], np.float64), kp, kp[:, 2] > 0,
-                   float(a.get("area", a["bbox"][2] * a["bbox"][3])))
+            yield (
+                _read_image(files[a["image_id"]]),
+                np.asarray(a["bbox"], np.float64),
+                kp,
+                kp[:, 2] > 0,
+                float(a.get("area", a["bbox"][2] * a["bbox"][3])),
+            )
 
-    return _stack(cut_crops(people(), np.random.default_rng(seed), per_person),
-                  f"{folder} (CropCOCO-style cuts, seed {seed})")
+    return _stack(
+        cut_crops(people(), np.random.default_rng(seed), per_person),
+        f"{folder} (CropCOCO-style cuts, seed {seed})",
+    )
 
 
 def coverage_at(maps: np.ndarray, data: CoverageSet, qs=QS, cmap: CoverageMap | None = None) -> np.ndarray:
@@ -129,14 +149,22 @@ def coverage_at(maps: np.ndarray, data: CoverageSet, qs=QS, cmap: CoverageMap | 
     return (above[None, :] < nominal[:, None] - 1e-12).mean(-1)
 
 
-def coverage_se(maps: np.ndarray, data: CoverageSet, qs=QS, cmap: CoverageMap | None = None,
-                n_boot: int = 200, seed: int = 0) -> np.ndarray:
+def coverage_se(
+    maps: np.ndarray,
+    data: CoverageSet,
+    qs=QS,
+    cmap: CoverageMap | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> np.ndarray:
     """Bootstrap standard error [len(qs)] of :func:`coverage_at`, resampling whole crops (the keypoints
     of one person are not independent draws)."""
     nominal = np.array([cmap.nominal_for(q) if cmap else q for q in qs])
-    hit = mass_above_truth(cmap.prepare(maps) if cmap else maps, data.xy)[..., None] < nominal - 1e-12  # [N,K,Q]
+    hit = (
+        mass_above_truth(cmap.prepare(maps) if cmap else maps, data.xy)[..., None] < nominal - 1e-12
+    )  # [N,K,Q]
     valid = np.asarray(data.valid, bool)
-    hits, counts = (hit & valid[..., None]).sum(1), valid.sum(1)                                      # per crop
+    hits, counts = (hit & valid[..., None]).sum(1), valid.sum(1)  # per crop
     idx = np.random.default_rng(seed).integers(0, len(counts), (n_boot, len(counts)))
     boot = hits[idx].sum(1) / np.maximum(counts[idx].sum(1), 1)[:, None]
     return boot.std(0)
@@ -160,7 +188,12 @@ def oks_spearman(pred: np.ndarray, maps: np.ndarray, data: CoverageSet) -> dict[
     rows = m.any(1)
     mean_t = np.array([t[i, m[i]].mean() for i in np.flatnonzero(rows)])
     per_person = float(spearmanr(pred[rows].mean(1), mean_t).statistic)
-    return {"keypoint": per_kp, "person": per_person, "n_keypoints": int(m.sum()), "n_persons": int(rows.sum())}
+    return {
+        "keypoint": per_kp,
+        "person": per_person,
+        "n_keypoints": int(m.sum()),
+        "n_persons": int(rows.sum()),
+    }
 
 
 def _probmap_roles(manifest: dict) -> list[str]:
@@ -192,20 +225,38 @@ def calibrate_coverage(out_dir: Path, manifest: dict, args: argparse.Namespace) 
         data = synthetic_set(N_SCENES, FIT_SEED)
     else:
         from .stage import _presence_folder
+
         data = coco_set(_presence_folder(args), getattr(args, "seed", 0))
     maps = np.concatenate([run_maps(out_dir, manifest, r, data)["probmaps"] for r in roles])
-    pooled = CoverageSet(data.crops[:0], np.tile(data.xy, (len(roles), 1, 1)), np.tile(data.valid, (len(roles), 1)),
-                         np.tile(data.area_hm, len(roles)), data.source)
+    pooled = CoverageSet(
+        data.crops[:0],
+        np.tile(data.xy, (len(roles), 1, 1)),
+        np.tile(data.valid, (len(roles), 1)),
+        np.tile(data.area_hm, len(roles)),
+        data.source,
+    )
     cmap = fit_calibration(maps, pooled.xy, pooled.valid)
     before = coverage_at(maps, pooled)
     after = coverage_at(maps, pooled, cmap=cmap)
-    print(f"calibration: credible-region coverage at q=0.5/0.7/0.9 {before[4]:.2f}/{before[6]:.2f}/{before[8]:.2f}"
-          f" -> {after[4]:.2f}/{after[6]:.2f}/{after[8]:.2f} (blur sigma {cmap.sigma:g}, {int(pooled.valid.sum())}"
-          f" keypoints; held-out check: python -m calib.coverage --engines {_final_dir(out_dir, manifest, args)})",
-          file=sys.stderr)
-    return {"fitted": True, "coverage_map": cmap.to_json(), "roles": roles, "source": data.source,
-            "n_crops": len(data), "n_keypoints": int(pooled.valid.sum()),
-            "fit_set": {"q": list(QS), "before": np.round(before, 4).tolist(), "after": np.round(after, 4).tolist()}}
+    print(
+        f"calibration: credible-region coverage at q=0.5/0.7/0.9 {before[4]:.2f}/{before[6]:.2f}/{before[8]:.2f}"
+        f" -> {after[4]:.2f}/{after[6]:.2f}/{after[8]:.2f} (blur sigma {cmap.sigma:g}, {int(pooled.valid.sum())}"
+        f" keypoints; held-out check: python -m calib.coverage --engines {_final_dir(out_dir, manifest, args)})",
+        file=sys.stderr,
+    )
+    return {
+        "fitted": True,
+        "coverage_map": cmap.to_json(),
+        "roles": roles,
+        "source": data.source,
+        "n_crops": len(data),
+        "n_keypoints": int(pooled.valid.sum()),
+        "fit_set": {
+            "q": list(QS),
+            "before": np.round(before, 4).tolist(),
+            "after": np.round(after, 4).tolist(),
+        },
+    }
 
 
 def evaluate(engines: Path, n_scenes: int = N_EVAL_SCENES, seed: int = EVAL_SEED) -> dict[str, Any]:
@@ -220,24 +271,37 @@ def evaluate(engines: Path, n_scenes: int = N_EVAL_SCENES, seed: int = EVAL_SEED
     data = synthetic_set(n_scenes, seed)
     outs = run_maps(engines, manifest, role, data)
     cmap = CoverageMap.from_json(cred["coverage_map"])
-    return {"role": role, "source": data.source, "n_keypoints": int(data.valid.sum()), "n_crops": len(data),
-            "q": list(QS), "sigma": cmap.sigma,
-            "before": coverage_at(outs["probmaps"], data).tolist(),
-            "after": coverage_at(outs["probmaps"], data, cmap=cmap).tolist(),
-            "after_se": coverage_se(outs["probmaps"], data, cmap=cmap).tolist(),
-            "spearman": oks_spearman(outs["oks"], outs["probmaps"], data)}
+    return {
+        "role": role,
+        "source": data.source,
+        "n_keypoints": int(data.valid.sum()),
+        "n_crops": len(data),
+        "q": list(QS),
+        "sigma": cmap.sigma,
+        "before": coverage_at(outs["probmaps"], data).tolist(),
+        "after": coverage_at(outs["probmaps"], data, cmap=cmap).tolist(),
+        "after_se": coverage_se(outs["probmaps"], data, cmap=cmap).tolist(),
+        "spearman": oks_spearman(outs["oks"], outs["probmaps"], data),
+    }
 
 
 def plot(res: dict[str, Any], path: Path) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.2, 4.0), dpi=120)
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="ideal")
     ax.plot(res["q"], res["before"], "o-", label="map mass q (uncalibrated)")
-    ax.errorbar(res["q"], res["after"], yerr=res.get("after_se"), fmt="s-", capsize=2,
-                label="calibrated (manifest), +-1 s.e.")
+    ax.errorbar(
+        res["q"],
+        res["after"],
+        yerr=res.get("after_se"),
+        fmt="s-",
+        capsize=2,
+        label="calibrated (manifest), +-1 s.e.",
+    )
     ax.set_xlabel("requested mass q")
     ax.set_ylabel("fraction of keypoints inside the q region")
     ax.set_title(f"{res['role']} net, {res['n_keypoints']} held-out keypoints", fontsize=9)
@@ -254,12 +318,21 @@ def plot(res: dict[str, Any], path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     from runtime.cli_args import OneLineParser, artifacts_dir, nonneg_int, number, output_file
 
-    p = OneLineParser(prog="python -m calib.coverage", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(
+        prog="python -m calib.coverage",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--engines", required=True, type=artifacts_dir, help="built artifacts folder")
-    p.add_argument("--scenes", type=number(int, lo=1), default=N_EVAL_SCENES,
-                   help="held-out synthetic scenes (300: see N_EVAL_SCENES for why not fewer)")
-    p.add_argument("--seed", type=nonneg_int, default=EVAL_SEED, help="held-out scene seed (the build fits on seed 0)")
+    p.add_argument(
+        "--scenes",
+        type=number(int, lo=1),
+        default=N_EVAL_SCENES,
+        help="held-out synthetic scenes (300: see N_EVAL_SCENES for why not fewer)",
+    )
+    p.add_argument(
+        "--seed", type=nonneg_int, default=EVAL_SEED, help="held-out scene seed (the build fits on seed 0)"
+    )
     p.add_argument("--plot", type=output_file, default=None, help="write the coverage curve PNG here")
     p.add_argument("--json", type=output_file, default=None, help="write the numbers as JSON here")
     args = p.parse_args(argv)
@@ -269,14 +342,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = evaluate(args.engines, args.scenes, args.seed)
     except (ManifestError, ValueError) as e:
-        raise InputError(str(e), "--engines", "build it with python -m build.engines (a config with a "
-                         "probability-map net)") from None
+        raise InputError(
+            str(e), "--engines", "build it with python -m build.engines (a config with a probability-map net)"
+        ) from None
     print(f"{'q':>5} {'before':>7} {'after':>7} {'s.e.':>6}")
     for q, b, a, e in zip(res["q"], res["before"], res["after"], res["after_se"]):
         print(f"{q:>5.1f} {b:>7.3f} {a:>7.3f} {e:>6.3f}")
     s = res["spearman"]
-    print(f"predicted-OKS Spearman: {s['keypoint']:.3f} per keypoint ({s['n_keypoints']}), "
-          f"{s['person']:.3f} per person ({s['n_persons']})  [{res['source']}]")
+    print(
+        f"predicted-OKS Spearman: {s['keypoint']:.3f} per keypoint ({s['n_keypoints']}), "
+        f"{s['person']:.3f} per person ({s['n_persons']})  [{res['source']}]"
+    )
     if args.plot:
         print(f"plot -> {plot(res, args.plot)}")
     if args.json:
@@ -286,4 +362,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     from runtime.errors import guarded
+
     sys.exit(guarded(main, sys.argv[1:], prog="python -m calib.coverage"))

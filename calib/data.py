@@ -7,12 +7,13 @@ workstation can calibrate). The crops feed INT8 calibration, the routing
 band and the accuracy report, so they must be made exactly as the device
 makes them: :func:`_crops_for_image` calls ``runtime.preprocess`` only.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -24,10 +25,10 @@ DEFAULT_CALIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" /
 
 @dataclass
 class CalibSet:
-    crops: np.ndarray                 # [N,3,256,192] float32, normalised
-    centers: np.ndarray               # [N,2]
-    scales: np.ndarray                # [N,2]
-    image_ids: np.ndarray             # [N]
+    crops: np.ndarray  # [N,3,256,192] float32, normalised
+    centers: np.ndarray  # [N,2]
+    scales: np.ndarray  # [N,2]
+    image_ids: np.ndarray  # [N]
     source: str
     per_image: dict[str, int] = field(default_factory=dict)
 
@@ -53,8 +54,10 @@ def coco_boxes(folder: Path, boxes: str = "detections") -> tuple[dict[int, Path]
     """
     gt_path = folder / "person_keypoints.json"
     if not gt_path.is_file():
-        raise FileNotFoundError(f"{gt_path} not found; --calib-data must be a COCO-format folder with "
-                                "person_keypoints.json (and person_detections.json) beside the images")
+        raise FileNotFoundError(
+            f"{gt_path} not found; --calib-data must be a COCO-format folder with "
+            "person_keypoints.json (and person_detections.json) beside the images"
+        )
     gt = json.loads(gt_path.read_text())
     files = {im["id"]: folder / im["file_name"] for im in gt["images"]}
     per: dict[int, list] = {i: [] for i in files}
@@ -65,9 +68,11 @@ def coco_boxes(folder: Path, boxes: str = "detections") -> tuple[dict[int, Path]
     else:
         det_path = folder / "person_detections.json"
         if not det_path.is_file():
-            raise FileNotFoundError(f"{det_path} not found; pass --calib-boxes gt (the ground-truth boxes) or put "
-                                    "detector boxes there (COCO results format; build.synth names its "
-                                    "detections.json)")
+            raise FileNotFoundError(
+                f"{det_path} not found; pass --calib-boxes gt (the ground-truth boxes) or put "
+                "detector boxes there (COCO results format; build.synth names its "
+                "detections.json)"
+            )
         for d in json.loads(det_path.read_text()):
             if d.get("category_id", 1) == 1 and d["image_id"] in per:
                 per[d["image_id"]].append([*d["bbox"], d.get("score", 1.0)])
@@ -76,7 +81,7 @@ def coco_boxes(folder: Path, boxes: str = "detections") -> tuple[dict[int, Path]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-Detector = Callable[[np.ndarray], np.ndarray]   # BGR image -> [M,5] x,y,w,h,score
+Detector = Callable[[np.ndarray], np.ndarray]  # BGR image -> [M,5] x,y,w,h,score
 
 
 def hog_detector(min_score: float = 0.3, win_stride: int = 8) -> Detector:
@@ -90,8 +95,9 @@ def hog_detector(min_score: float = 0.3, win_stride: int = 8) -> Detector:
     hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
 
     def detect(image_bgr: np.ndarray) -> np.ndarray:
-        rects, weights = hog.detectMultiScale(image_bgr, winStride=(win_stride, win_stride),
-                                              padding=(8, 8), scale=1.05)
+        rects, weights = hog.detectMultiScale(
+            image_bgr, winStride=(win_stride, win_stride), padding=(8, 8), scale=1.05
+        )
         if len(rects) == 0:
             return np.zeros((0, 5))
         score = 1.0 / (1.0 + np.exp(-np.asarray(weights, np.float64).reshape(-1)))
@@ -109,8 +115,9 @@ def _crops_for_image(img: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np
     return make_crops(img, c, s), c, s
 
 
-def _assemble(items: Iterable[tuple[str, int, np.ndarray, np.ndarray]], source: str,
-              max_crops: int | None) -> CalibSet:
+def _assemble(
+    items: Iterable[tuple[str, int, np.ndarray, np.ndarray]], source: str, max_crops: int | None
+) -> CalibSet:
     """(name, id, image, boxes[M,5]) per image -> one CalibSet, evenly thinned to max_crops."""
     crops, centers, scales, ids = [], [], [], []
     counts: dict[str, int] = {}
@@ -126,19 +133,34 @@ def _assemble(items: Iterable[tuple[str, int, np.ndarray, np.ndarray]], source: 
         ids.append(np.full(len(cr), image_id))
         counts[name] = len(cr)
     if not crops:
-        raise ValueError(f"no person boxes found in {source}; calibration needs at least one "
-                         "(use another --calib-data, or --calib-boxes gt for a COCO folder)")
-    out = CalibSet(np.concatenate(crops), np.concatenate(centers), np.concatenate(scales),
-                   np.concatenate(ids), source, counts)
+        raise ValueError(
+            f"no person boxes found in {source}; calibration needs at least one "
+            "(use another --calib-data, or --calib-boxes gt for a COCO folder)"
+        )
+    out = CalibSet(
+        np.concatenate(crops),
+        np.concatenate(centers),
+        np.concatenate(scales),
+        np.concatenate(ids),
+        source,
+        counts,
+    )
     if max_crops is not None and len(out) > max_crops:
         keep = np.linspace(0, len(out) - 1, max_crops).round().astype(int)
-        out = CalibSet(out.crops[keep], out.centers[keep], out.scales[keep], out.image_ids[keep],
-                       out.source, out.per_image)
+        out = CalibSet(
+            out.crops[keep],
+            out.centers[keep],
+            out.scales[keep],
+            out.image_ids[keep],
+            out.source,
+            out.per_image,
+        )
     return out
 
 
-def load_coco_calib(folder: str | Path = DEFAULT_CALIB, boxes: str = "detections",
-                    max_crops: int | None = None) -> CalibSet:
+def load_coco_calib(
+    folder: str | Path = DEFAULT_CALIB, boxes: str = "detections", max_crops: int | None = None
+) -> CalibSet:
     folder = Path(folder)
     files, per = coco_boxes(folder, boxes)
 
@@ -150,14 +172,17 @@ def load_coco_calib(folder: str | Path = DEFAULT_CALIB, boxes: str = "detections
     return _assemble(items(), f"{folder} ({boxes})", max_crops)
 
 
-def load_image_folder(folder: str | Path, detector: Detector | None = None,
-                      max_crops: int | None = None) -> CalibSet:
+def load_image_folder(
+    folder: str | Path, detector: Detector | None = None, max_crops: int | None = None
+) -> CalibSet:
     """Every image in ``folder`` (sorted by name) through ``detector`` (HOG by default)."""
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) in {folder}; pass a COCO folder, "
-                                "an image folder or a video as --calib-data")
+        raise FileNotFoundError(
+            f"no images ({', '.join(IMAGE_EXTS)}) in {folder}; pass a COCO folder, "
+            "an image folder or a video as --calib-data"
+        )
     det = detector or hog_detector()
 
     def items() -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
@@ -168,13 +193,20 @@ def load_image_folder(folder: str | Path, detector: Detector | None = None,
     return _assemble(items(), f"{folder} (images, {'HOG' if detector is None else 'detector'})", max_crops)
 
 
-def load_video(path: str | Path, detector: Detector | None = None, max_crops: int | None = None,
-               every: int = 1, max_frames: int | None = None) -> CalibSet:
+def load_video(
+    path: str | Path,
+    detector: Detector | None = None,
+    max_crops: int | None = None,
+    every: int = 1,
+    max_frames: int | None = None,
+) -> CalibSet:
     """Frames of a video (every ``every``-th) through ``detector`` (HOG by default)."""
     path = Path(path)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        raise FileNotFoundError(f"cannot open video {path}; check the path and that OpenCV has a decoder for it")
+        raise FileNotFoundError(
+            f"cannot open video {path}; check the path and that OpenCV has a decoder for it"
+        )
     det = detector or hog_detector()
 
     def items() -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
@@ -194,8 +226,12 @@ def load_video(path: str | Path, detector: Detector | None = None, max_crops: in
     return _assemble(items(), f"{path} (video, {'HOG' if detector is None else 'detector'})", max_crops)
 
 
-def load_calib(data: str | Path | None = None, boxes: str = "detections", max_crops: int | None = None,
-               detector: Detector | None = None) -> CalibSet:
+def load_calib(
+    data: str | Path | None = None,
+    boxes: str = "detections",
+    max_crops: int | None = None,
+    detector: Detector | None = None,
+) -> CalibSet:
     """Any supported ``--calib-data``: a COCO folder, a folder of images, or a video file."""
     path = Path(data) if data is not None else DEFAULT_CALIB
     if path.is_file() and path.suffix.lower() in VIDEO_EXTS:
@@ -204,8 +240,10 @@ def load_calib(data: str | Path | None = None, boxes: str = "detections", max_cr
         return load_coco_calib(path, boxes, max_crops)
     if path.is_dir():
         return load_image_folder(path, detector, max_crops)
-    raise FileNotFoundError(f"--calib-data {path} is neither a COCO folder (with person_keypoints.json), "
-                            f"a folder of images nor a video ({', '.join(VIDEO_EXTS)})")
+    raise FileNotFoundError(
+        f"--calib-data {path} is neither a COCO folder (with person_keypoints.json), "
+        f"a folder of images nor a video ({', '.join(VIDEO_EXTS)})"
+    )
 
 
 def coco_keypoints(folder: str | Path = DEFAULT_CALIB) -> tuple[dict[int, Path], list[dict]]:

@@ -28,6 +28,7 @@ more multiply-adds over the three layers, paid in int8.
 Only the int8_cpu flavour is rewritten: TensorRT fuses Q/DQ deconvolutions
 itself (int8_trt keeps them), and the fp32 graph stays as exported.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,7 +59,7 @@ def _plan(node: onnx.NodeProto, weight: np.ndarray | None) -> dict | None:
     op = list(a.get("output_padding", [0, 0]))
     if len(k) != 2 or len(s) != 2 or any(st < 1 or kk % st for kk, st in zip(k, s)):
         return None
-    if s[0] != s[1] or k[0] // s[0] != k[1] // s[1]:   # one DepthToSpace block size
+    if s[0] != s[1] or k[0] // s[0] != k[1] // s[1]:  # one DepthToSpace block size
         return None
     if any(o > pads[2 + i] for i, o in enumerate(op)):
         return None
@@ -69,11 +70,11 @@ def conv_weight(w: np.ndarray, s: int, t: int) -> np.ndarray:
     """ConvTranspose weight [C_in, C_out, t*s, t*s] -> Conv weight [s*s*C_out, C_in, t, t],
     channels in DepthToSpace DCR order ((a*s + b)*C_out + c for sub-position (a, b))."""
     cin, cout = w.shape[:2]
-    taps = np.arange(t)[::-1]                                      # u -> t-1-u
+    taps = np.arange(t)[::-1]  # u -> t-1-u
     out = np.empty((s, s, cout, cin, t, t), w.dtype)
     for a in range(s):
         for b in range(s):
-            sub = w[:, :, a + s * taps][:, :, :, b + s * taps]    # [C_in, C_out, t, t]
+            sub = w[:, :, a + s * taps][:, :, :, b + s * taps]  # [C_in, C_out, t, t]
             out[a, b] = sub.transpose(1, 0, 2, 3)
     return out.reshape(s * s * cout, cin, t, t)
 
@@ -104,8 +105,11 @@ def deconv_to_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     for node in g.node:
         if id(node) in drop:
             continue
-        plan = (_plan(node, _const(model, node.input[1])) if node.op_type == "ConvTranspose"
-                and len(node.input) > 1 else None)
+        plan = (
+            _plan(node, _const(model, node.input[1]))
+            if node.op_type == "ConvTranspose" and len(node.input) > 1
+            else None
+        )
         if plan is None:
             new_nodes.append(node)
             continue
@@ -116,7 +120,7 @@ def deconv_to_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         conv_in = [node.input[0], wname]
         if len(node.input) > 2 and node.input[2]:
             bias = _const(model, node.input[2])
-            if bias is None:   # a computed bias: leave this node alone
+            if bias is None:  # a computed bias: leave this node alone
                 g.initializer.pop()
                 new_nodes.append(node)
                 continue
@@ -125,25 +129,51 @@ def deconv_to_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
             conv_in.append(bname)
         out = node.output[0]
         users = consumers.get(out, [])
-        relu = users[0] if len(users) == 1 and users[0].op_type == "Relu" and out not in graph_outputs else None
+        relu = (
+            users[0] if len(users) == 1 and users[0].op_type == "Relu" and out not in graph_outputs else None
+        )
         if relu is not None:
             drop.add(id(relu))
             out = relu.output[0]
         conv_out = f"{base}__subpixel"
-        new_nodes.append(helper.make_node("Conv", conv_in, [conv_out], name=f"{base}__subpixel_conv",
-                                          kernel_shape=[t, t], pads=[t - 1] * 4, strides=[1, 1]))
+        new_nodes.append(
+            helper.make_node(
+                "Conv",
+                conv_in,
+                [conv_out],
+                name=f"{base}__subpixel_conv",
+                kernel_shape=[t, t],
+                pads=[t - 1] * 4,
+                strides=[1, 1],
+            )
+        )
         if relu is not None:
-            new_nodes.append(helper.make_node("Relu", [conv_out], [f"{conv_out}_relu"], name=f"{base}__subpixel_relu"))
+            new_nodes.append(
+                helper.make_node("Relu", [conv_out], [f"{conv_out}_relu"], name=f"{base}__subpixel_relu")
+            )
             conv_out = f"{conv_out}_relu"
-        new_nodes.append(helper.make_node("DepthToSpace", [conv_out], [f"{base}__subpixel_d2s"],
-                                          name=f"{base}__subpixel_d2s", blocksize=s, mode="DCR"))
+        new_nodes.append(
+            helper.make_node(
+                "DepthToSpace",
+                [conv_out],
+                [f"{base}__subpixel_d2s"],
+                name=f"{base}__subpixel_d2s",
+                blocksize=s,
+                mode="DCR",
+            )
+        )
         starts = np.array(plan["pb"], np.int64)
-        ends = np.array([-(e - o) if e - o > 0 else _INT_MAX for e, o in zip(plan["pe"], plan["op"])], np.int64)
+        ends = np.array(
+            [-(e - o) if e - o > 0 else _INT_MAX for e, o in zip(plan["pe"], plan["op"])], np.int64
+        )
         names = [f"{base}__subpixel_{k}" for k in ("starts", "ends", "axes")]
         for name, v in zip(names, (starts, ends, np.array([2, 3], np.int64))):
             g.initializer.append(numpy_helper.from_array(v, name))
-        new_nodes.append(helper.make_node("Slice", [f"{base}__subpixel_d2s", *names], [out],
-                                          name=f"{base}__subpixel_slice"))
+        new_nodes.append(
+            helper.make_node(
+                "Slice", [f"{base}__subpixel_d2s", *names], [out], name=f"{base}__subpixel_slice"
+            )
+        )
         count += 1
     if count:
         del g.node[:]

@@ -22,11 +22,12 @@ stopping at the budget.
   search serves any flavour and any measure. Trials reuse the calibration
   cache, so each costs one quantization pass and a few frames (~2 s here).
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import numpy as np
 import onnx
@@ -39,8 +40,11 @@ def module_groups(model: onnx.ModelProto, skip: Iterable[str] = ()) -> dict[str,
     (Ultralytics, timm's ``/stages.2/...``); when the first scope level has under 4 blocks (one
     wrapper, e.g. ``/backbone/layer3/...``) the first two levels name the block."""
     skipped = set(skip)
-    scoped = [(n.name, _SCOPE.match(n.name)) for n in model.graph.node
-              if n.name and n.name not in skipped and n.op_type != "Constant"]
+    scoped = [
+        (n.name, _SCOPE.match(n.name))
+        for n in model.graph.node
+        if n.name and n.name not in skipped and n.op_type != "Constant"
+    ]
     two = len({m.group(1) for _, m in scoped if m}) < 4
     groups: dict[str, list[str]] = {}
     for name, m in scoped:
@@ -83,14 +87,25 @@ class Fallback:
         return self.drift <= self.budget
 
     def as_dict(self) -> dict:
-        return {"budget_px": self.budget, "drift_before_px": round(self.drift_before, 4),
-                "drift_px": round(self.drift, 4), "float_groups": self.groups, "float_nodes": len(self.nodes),
-                "trials": self.trials, "met": self.met}
+        return {
+            "budget_px": self.budget,
+            "drift_before_px": round(self.drift_before, 4),
+            "drift_px": round(self.drift, 4),
+            "float_groups": self.groups,
+            "float_nodes": len(self.nodes),
+            "trials": self.trials,
+            "met": self.met,
+        }
 
 
-def fit_fallback(groups: dict[str, list[str]], quantize: Callable[[set[str]], object],
-                 drift: Callable[[object], float], budget: float, max_groups: int = 3,
-                 log: Callable[[str], None] | None = None) -> tuple[Fallback, object]:
+def fit_fallback(
+    groups: dict[str, list[str]],
+    quantize: Callable[[set[str]], object],
+    drift: Callable[[object], float],
+    budget: float,
+    max_groups: int = 3,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Fallback, object]:
     """Greedy: while over ``budget``, try every remaining group float, keep the one that lowers the drift
     most; stop at the budget, after ``max_groups`` groups, or when no group helps.
 
@@ -119,7 +134,9 @@ def fit_fallback(groups: dict[str, list[str]], quantize: Callable[[set[str]], ob
         fb.nodes |= set(groups[best])
         fb.drift = trials[best]
         if log:
-            log(f"float fallback: {best} ({len(groups[best])} nodes) -> drift {fb.drift:.3f} px "
-                f"(budget {budget:g})")
+            log(
+                f"float fallback: {best} ({len(groups[best])} nodes) -> drift {fb.drift:.3f} px "
+                f"(budget {budget:g})"
+            )
     model = quantize(fb.nodes)
     return fb, model

@@ -12,21 +12,43 @@ whose output the tail decodes linearly into coordinates (YOLO-pose keypoints:
 ``(2 * raw + grid) * stride``, the error times up to 64 px) its own branch up
 to the fork from the shared features (:func:`float_head_ops`).
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import onnx
 
 QUANT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 # ops that only move or relabel values: a Softmax seen through them is still a distribution
-LAYOUT_OPS = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast",
-              "QuantizeLinear", "DequantizeLinear")
+LAYOUT_OPS = (
+    "Reshape",
+    "Transpose",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Identity",
+    "Cast",
+    "QuantizeLinear",
+    "DequantizeLinear",
+)
 # ops that read only the shape of their input, never its values
 SHAPE_OPS = ("Shape", "Size")
 # ops that pass an error on without squashing it (no Sigmoid/Softmax/Tanh): a head whose output
 # reaches a graph output through these alone is decoded into coordinates
-LINEAR_OPS = LAYOUT_OPS + ("Add", "Sub", "Mul", "Div", "Neg", "Concat", "Slice", "Split", "Gather", "Expand", "Tile")
+LINEAR_OPS = LAYOUT_OPS + (
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Neg",
+    "Concat",
+    "Slice",
+    "Split",
+    "Gather",
+    "Expand",
+    "Tile",
+)
 #: learned layers above a regression head that stay float with it (:func:`regression_branches`):
 #: the usual head of one-stage detectors is two 3x3 convs before the 1x1 output conv (YOLOv8/11);
 #: the cap also keeps a single-path net (where the whole net is "exclusive") from going float
@@ -115,10 +137,13 @@ def head_ops(model: onnx.ModelProto, tail: set[str] | None = None) -> set[str]:
     """
     tail = float_tail(model) if tail is None else tail
     producer = {o: n for n in model.graph.node for o in n.output}
-    return {producer[i].name for n in model.graph.node if n.name in tail for i in n.input
-            if i in producer and producer[i].op_type in QUANT_OPS and producer[i].name not in tail}
-
-
+    return {
+        producer[i].name
+        for n in model.graph.node
+        if n.name in tail
+        for i in n.input
+        if i in producer and producer[i].op_type in QUANT_OPS and producer[i].name not in tail
+    }
 
 
 def tensor_consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
@@ -155,8 +180,9 @@ def regression_heads(model: onnx.ModelProto, tail: set[str] | None = None) -> se
     return {h for h in head_ops(model, tail) if any(linear_path(o, set()) for o in byname[h].output)}
 
 
-def regression_branches(model: onnx.ModelProto, tail: set[str] | None = None,
-                        depth: int = REGRESSION_BRANCH_DEPTH) -> set[str]:
+def regression_branches(
+    model: onnx.ModelProto, tail: set[str] | None = None, depth: int = REGRESSION_BRANCH_DEPTH
+) -> set[str]:
     """Each regression head plus its exclusive branch: the nodes above it that feed nothing else.
 
     The walk goes up from the head while every consumer of a node is already in the branch, so it
@@ -171,7 +197,7 @@ def regression_branches(model: onnx.ModelProto, tail: set[str] | None = None,
     byname = {n.name: n for n in model.graph.node}
     keep: set[str] = set()
     for head in regression_heads(model, tail):
-        level = {head: 0}                   # node -> learned layers between it and the head
+        level = {head: 0}  # node -> learned layers between it and the head
         open_ = [head] if depth > 0 else []  # nodes whose producers may still join
         grown = True
         while grown:

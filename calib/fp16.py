@@ -8,6 +8,7 @@ outputs stay fp32, with Cast nodes at the borders. onnxruntime's own
 converter (onnxruntime.transformers.float16) does this with a node block
 list, so no extra dependency is needed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,8 +49,10 @@ def _drop_cast_roundtrips(model: onnx.ModelProto) -> onnx.ModelProto:
     """
     F32, F16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
     inferred = onnx.shape_inference.infer_shapes(model)
-    dtype = {v.name: v.type.tensor_type.elem_type for v in
-             list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    dtype = {
+        v.name: v.type.tensor_type.elem_type
+        for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    }
     dtype.update({i.name: i.data_type for i in model.graph.initializer})
     producer = {o: n for n in model.graph.node for o in n.output}
 
@@ -130,7 +133,12 @@ def toposort(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def fp32_nodes(model: onnx.ModelProto) -> set[str]:
     """Names of compute nodes whose float outputs are fp32 (for tests and reports)."""
-    types = {v.name: v.type.tensor_type.elem_type for v in
-             list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input)}
-    return {n.name for n in model.graph.node
-            if n.op_type != "Cast" and any(types.get(o) == onnx.TensorProto.FLOAT for o in n.output)}
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input)
+    }
+    return {
+        n.name
+        for n in model.graph.node
+        if n.op_type != "Cast" and any(types.get(o) == onnx.TensorProto.FLOAT for o in n.output)
+    }

@@ -11,6 +11,7 @@ whose bundled weights were trained on those: calibration_domain). ECE before/aft
 best-accuracy one on bench.ex_oks's 0.05 grid (one definition for build and
 evaluation).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,9 +31,9 @@ T_BOUNDS = (0.05, 20.0)
 
 @dataclass
 class PresenceSet:
-    crops: np.ndarray        # [N,3,256,192]
-    inside: np.ndarray       # [N,17] bool: keypoint inside the activation window
-    labelled: np.ndarray     # [N,17] bool: keypoint annotated (v > 0)
+    crops: np.ndarray  # [N,3,256,192]
+    inside: np.ndarray  # [N,17] bool: keypoint inside the activation window
+    labelled: np.ndarray  # [N,17] bool: keypoint annotated (v > 0)
     source: str
 
     def __len__(self) -> int:
@@ -73,13 +74,18 @@ def fit_temperature(p: np.ndarray, y: np.ndarray) -> float:
     y = np.asarray(y, np.float64).reshape(-1)
     if p.size == 0 or y.min() == y.max():
         raise ValueError("temperature fit needs keypoints both inside and outside the window")
-    res = minimize_scalar(lambda lt: _nll(apply_temperature(p, float(np.exp(lt))), y),
-                          bounds=tuple(np.log(T_BOUNDS)), method="bounded", options={"xatol": 1e-4})
+    res = minimize_scalar(
+        lambda lt: _nll(apply_temperature(p, float(np.exp(lt))), y),
+        bounds=tuple(np.log(T_BOUNDS)),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
     return float(np.exp(res.x))
 
 
-def cut_person(img: np.ndarray, box: np.ndarray, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]] | None:
+def cut_person(
+    img: np.ndarray, box: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]] | None:
     """One CropCOCO-style cut through a person: (sub-image, the box clipped to it in its
     coordinates [1,4], the cut x0,y0,x1,y1), or None when too little of the box is left."""
     x0, y0, x1, y1 = _cut(box, img.shape[:2], rng)
@@ -99,9 +105,9 @@ def _cut(box: np.ndarray, hw: tuple[int, int], rng: np.random.Generator) -> tupl
     side = rng.integers(5)
     f = rng.uniform(0.35, 0.8)
     if side == 0:
-        y1 = y + f * h            # keep the top: legs leave the image
+        y1 = y + f * h  # keep the top: legs leave the image
     elif side == 1:
-        y0 = y + (1 - f) * h      # keep the bottom: head leaves
+        y0 = y + (1 - f) * h  # keep the bottom: head leaves
     elif side == 2:
         x1 = x + f * w
     elif side == 3:
@@ -109,7 +115,9 @@ def _cut(box: np.ndarray, hw: tuple[int, int], rng: np.random.Generator) -> tupl
     return int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))
 
 
-def cropcoco_samples(folder: str | Path = DEFAULT_CALIB, per_annotation: int = 6, seed: int = 0) -> PresenceSet:
+def cropcoco_samples(
+    folder: str | Path = DEFAULT_CALIB, per_annotation: int = 6, seed: int = 0
+) -> PresenceSet:
     """CropCOCO-style crops: cut the image through each GT person, window from the clipped box.
 
     The activation window is the clipped box at 3:4 with padding 1.25
@@ -141,8 +149,12 @@ def cropcoco_samples(folder: str | Path = DEFAULT_CALIB, per_annotation: int = 6
             labelled.append(kp[:, 2] > 0)
     if not crops:
         raise ValueError(f"no usable person annotations with keypoints in {folder}")
-    return PresenceSet(np.concatenate(crops), np.stack(inside), np.stack(labelled),
-                       f"{folder} (CropCOCO-style cuts of {len(anns)} GT people, seed {seed})")
+    return PresenceSet(
+        np.concatenate(crops),
+        np.stack(inside),
+        np.stack(labelled),
+        f"{folder} (CropCOCO-style cuts of {len(anns)} GT people, seed {seed})",
+    )
 
 
 def presence_fit(p: np.ndarray, inside: np.ndarray, labelled: np.ndarray) -> dict[str, Any]:
@@ -155,14 +167,22 @@ def presence_fit(p: np.ndarray, inside: np.ndarray, labelled: np.ndarray) -> dic
     cal = apply_temperature(p, t)
     thr = best_threshold(cal, y)
     at_bound = bool(min(abs(np.log(t / b)) for b in T_BOUNDS) < 1e-3)
-    return {"temperature": t, "temperature_at_bound": at_bound, "ece_before": ece(p, y), "ece_after": ece(cal, y),
-            "nll_before": _nll(p, y), "nll_after": _nll(cal, y), "threshold": thr,
-            "accuracy_at_threshold": float(((cal >= thr) == y).mean()),
-            "n_keypoints": int(m.sum()), "n_inside": int(y.sum())}
+    return {
+        "temperature": t,
+        "temperature_at_bound": at_bound,
+        "ece_before": ece(p, y),
+        "ece_after": ece(cal, y),
+        "nll_before": _nll(p, y),
+        "nll_after": _nll(cal, y),
+        "threshold": thr,
+        "accuracy_at_threshold": float(((cal >= thr) == y).mean()),
+        "n_keypoints": int(m.sum()),
+        "n_inside": int(y.sum()),
+    }
 
 
 def calibration_domain(manifest: dict) -> str:
-    """"synthetic" when every net runs its config's bundled weights and the config says they were
+    """ "synthetic" when every net runs its config's bundled weights and the config says they were
     trained on synthetic scenes (PipelineConfig.calib_domain, the fixtures), else "photos".
 
     Why: the presence temperature and the coverage map describe a net *on the data it will see*;
@@ -183,30 +203,61 @@ def synthetic_presence_set(n_scenes: int | None = None, seed: int | None = None)
     return PresenceSet(d.crops, d.valid, np.asarray(d.known, bool), d.source)
 
 
-def calibrate_presence(out_dir: Path, manifest: dict, folder: str | Path | None = None,
-                       seed: int = 0, batch: int = 8, domain: str = "photos") -> dict[str, Any]:
+def calibrate_presence(
+    out_dir: Path,
+    manifest: dict,
+    folder: str | Path | None = None,
+    seed: int = 0,
+    batch: int = 8,
+    domain: str = "photos",
+) -> dict[str, Any]:
     """Fit on every net with a presence output (pooled: the runtime applies one temperature),
     on photo cuts of ``folder`` or (``domain="synthetic"``) on synthetic-scene cuts."""
     from .report import run_onnx
 
-    roles = [r for r, m in manifest["models"].items()
-             if any(o["name"] == "presence" for o in m.get("outputs", []))]
+    roles = [
+        r for r, m in manifest["models"].items() if any(o["name"] == "presence" for o in m.get("outputs", []))
+    ]
     if not roles:
-        return {"temperature": 1.0, "threshold": 0.5, "fitted": False,
-                "reason": "no net in this config has a presence head"}
+        return {
+            "temperature": 1.0,
+            "threshold": 0.5,
+            "fitted": False,
+            "reason": "no net in this config has a presence head",
+        }
     if domain not in ("photos", "synthetic"):
         raise ValueError(f"calibration domain must be 'photos' or 'synthetic', got {domain!r}")
-    data = synthetic_presence_set() if domain == "synthetic" else cropcoco_samples(folder or DEFAULT_CALIB, seed=seed)
+    data = (
+        synthetic_presence_set()
+        if domain == "synthetic"
+        else cropcoco_samples(folder or DEFAULT_CALIB, seed=seed)
+    )
     per_role, ps = {}, []
     for role in roles:
         p = run_onnx(out_dir / manifest["models"][role]["onnx"], data.crops, ["presence"], batch)["presence"]
         per_role[role] = presence_fit(p, data.inside, data.labelled)
         ps.append(p)
-    pooled = presence_fit(np.concatenate(ps), np.tile(data.inside, (len(roles), 1)),
-                          np.tile(data.labelled, (len(roles), 1)))
-    return {**pooled, "fitted": True, "n_crops": len(data), "source": data.source, "domain": domain,
-            "per_role": per_role}
+    pooled = presence_fit(
+        np.concatenate(ps), np.tile(data.inside, (len(roles), 1)), np.tile(data.labelled, (len(roles), 1))
+    )
+    return {
+        **pooled,
+        "fitted": True,
+        "n_crops": len(data),
+        "source": data.source,
+        "domain": domain,
+        "per_role": per_role,
+    }
 
 
-__all__ = ["PresenceSet", "apply_temperature", "calibrate_presence", "calibration_domain", "cropcoco_samples",
-           "ece", "fit_temperature", "presence_fit", "synthetic_presence_set"]
+__all__ = [
+    "PresenceSet",
+    "apply_temperature",
+    "calibrate_presence",
+    "calibration_domain",
+    "cropcoco_samples",
+    "ece",
+    "fit_temperature",
+    "presence_fit",
+    "synthetic_presence_set",
+]

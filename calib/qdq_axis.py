@@ -4,6 +4,7 @@ them where its runtime reads them (TensorRT: ConvTranspose weights per input cha
 Why apart from calib.quantize: the quantizer calls ORT; these are pure graph rules shared by the
 quantizer (``weight_axis_overrides``), the build's checks and the TensorRT harness tests.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,7 +44,7 @@ def weight_axis_overrides(model: onnx.ModelProto, flavour: str, existing: dict |
         if flavour == "int8_trt":
             out[n.input[1]] = [{"axis": DECONV_WEIGHT_AXIS}]
         elif next((a.i for a in n.attribute if a.name == "group"), 1) > 1:
-            out[n.input[1]] = [{}]   # an override without an axis = per tensor
+            out[n.input[1]] = [{}]  # an override without an axis = per tensor
     return {"TensorQuantOverrides": out} if out else {}
 
 
@@ -73,8 +74,10 @@ def deconv_axis_problems(model: onnx.ModelProto) -> list[str]:
             continue
         axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
         if axis != axis_:
-            problems.append(f"{dq.name}: ConvTranspose weight of {n.name} quantized on axis {axis}; TensorRT "
-                            f"reads deconvolution weight scales on axis {axis_} (input channels)")
+            problems.append(
+                f"{dq.name}: ConvTranspose weight of {n.name} quantized on axis {axis}; TensorRT "
+                f"reads deconvolution weight scales on axis {axis_} (input channels)"
+            )
     return problems
 
 
@@ -98,8 +101,10 @@ def check_trt_qdq(model: onnx.ModelProto) -> list[str]:
             continue
         zp = _const(model, n.input[2]) if len(n.input) > 2 and n.input[2] else None
         if zp is None or zp.dtype != np.int8 or np.any(zp != 0):
-            problems.append(f"{n.name}: zero point {None if zp is None else (zp.dtype, zp.ravel()[:3])} "
-                            "is not int8 zero (TensorRT needs symmetric int8)")
+            problems.append(
+                f"{n.name}: zero point {None if zp is None else (zp.dtype, zp.ravel()[:3])} "
+                "is not int8 zero (TensorRT needs symmetric int8)"
+            )
         if n.op_type == "DequantizeLinear":
             users = cons.get(n.output[0], [])
             bad = sorted({c.op_type for c in users if c.op_type not in QUANT_OPS})
@@ -110,17 +115,26 @@ def check_trt_qdq(model: onnx.ModelProto) -> list[str]:
             for u in users:
                 # per-channel applies to the weight input of Conv/ConvTranspose/Gemm only; a scalar
                 # or vector Dequantize feeding a Mul/Add (the int8_cpu flavour) has no channel axis
-                if (w is None or u.op_type not in QUANT_OPS or u.op_type == "MatMul" or len(u.input) < 2
-                        or u.input[1] != n.output[0]):
+                if (
+                    w is None
+                    or u.op_type not in QUANT_OPS
+                    or u.op_type == "MatMul"
+                    or len(u.input) < 2
+                    or u.input[1] != n.output[0]
+                ):
                     continue
                 axis = _weight_axis(u)
                 if w.ndim <= axis:
-                    problems.append(f"{n.name}: weight of {u.name} has rank {w.ndim}; a "
-                                    f"{u.op_type} weight needs an output-channel axis {axis}")
+                    problems.append(
+                        f"{n.name}: weight of {u.name} has rank {w.ndim}; a "
+                        f"{u.op_type} weight needs an output-channel axis {axis}"
+                    )
                     continue
                 if w.shape[axis] > 1 and (scale is None or scale.size != w.shape[axis]):
-                    problems.append(f"{n.name}: weight of {u.name} quantized per tensor; the TensorRT "
-                                    "flavour needs per-channel weights")
+                    problems.append(
+                        f"{n.name}: weight of {u.name} quantized per tensor; the TensorRT "
+                        "flavour needs per-channel weights"
+                    )
     problems += deconv_axis_problems(model)
     tail = float_tail(model)
     for n in model.graph.node:

@@ -30,6 +30,7 @@ integral / soft-argmax regression): it belongs to the tail, and so does
 everything between it and its Softmax. ``Shape``/``Size`` read only the
 shape of their input, so the tail never follows them upstream.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,17 +38,23 @@ import inspect
 import io
 import logging
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import onnx
 
 from .deconv import deconv_to_conv
+from .float_tail import (
+    QUANT_OPS,
+    float_head_ops,
+    float_tail,
+    is_decode_op,  # noqa: F401
+    tensor_consumers,
+)  # (re-exported)
 from .qdq_axis import check_trt_qdq, deconv_axis_problems, weight_axis_overrides  # noqa: F401 (re-exported)
-from .float_tail import (QUANT_OPS, float_head_ops, float_tail, head_ops, is_decode_op,  # noqa: F401
-                         regression_branches, regression_heads, tensor_consumers)  # (re-exported)
+
 METHODS = ("entropy", "percentile", "minmax")
 FLAVOURS = ("int8_trt", "int8_cpu")
 CALIB_BATCH = 8
@@ -78,7 +85,7 @@ class CropReader:
         crops = np.asarray(crops, np.float32)
         if crops.ndim != 4 or len(crops) == 0:
             raise ValueError(f"calibration crops must be a non-empty [N,3,H,W] array, got {crops.shape}")
-        self.batches = [crops[i:i + batch] for i in range(0, len(crops), batch)]
+        self.batches = [crops[i : i + batch] for i in range(0, len(crops), batch)]
         self.input_name = input_name
         self._lo, self._hi, self._pos = 0, len(self.batches), 0
 
@@ -100,9 +107,9 @@ class CropReader:
 
 @dataclass(frozen=True)
 class FlavourSpec:
-    activation: str          # QuantType name
+    activation: str  # QuantType name
     weight: str
-    op_types: tuple[str, ...] | None   # None = every op onnxruntime can quantize
+    op_types: tuple[str, ...] | None  # None = every op onnxruntime can quantize
     extra: dict
     # 7-bit weights: ORT's x86 U8S8 kernels without VNNI (AVX2, this machine) multiply with
     # VPMADDUBSW, whose int16 pair sums saturate for full-range uint8 x int8; onnxruntime's
@@ -118,20 +125,29 @@ class FlavourSpec:
 
 def flavour_spec(flavour: str) -> FlavourSpec:
     if flavour == "int8_trt":
-        return FlavourSpec("QInt8", "QInt8", QUANT_OPS, {
-            "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-            "OpTypesToExcludeOutputQuantization": list(QUANT_OPS),
-            # a tensor feeding a conv and a residual Add gets the conv its own pair, the Add stays float
-            "DedicatedQDQPair": True,
-            # ORT (>= 1.20, onnxruntime PR 22020) widens weight scales so an int32 bias would fit,
-            # pairing the weight's per-channel scales with the bias by index: on a ConvTranspose's
-            # axis 0 (C_in scales, C_out biases) that ran off the bias (IndexError) or widened the
-            # wrong channels. The bias stays float here (TensorRT folds it), so the widening has
-            # nothing to protect and the weights keep their own scales (max|w| / 127).
-            "QDQDisableWeightAdjustForInt32Bias": True})
+        return FlavourSpec(
+            "QInt8",
+            "QInt8",
+            QUANT_OPS,
+            {
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "QuantizeBias": False,
+                "OpTypesToExcludeOutputQuantization": list(QUANT_OPS),
+                # a tensor feeding a conv and a residual Add gets the conv its own pair, the Add stays float
+                "DedicatedQDQPair": True,
+                # ORT (>= 1.20, onnxruntime PR 22020) widens weight scales so an int32 bias would fit,
+                # pairing the weight's per-channel scales with the bias by index: on a ConvTranspose's
+                # axis 0 (C_in scales, C_out biases) that ran off the bias (IndexError) or widened the
+                # wrong channels. The bias stays float here (TensorRT folds it), so the widening has
+                # nothing to protect and the weights keep their own scales (max|w| / 127).
+                "QDQDisableWeightAdjustForInt32Bias": True,
+            },
+        )
     if flavour == "int8_cpu":
-        return FlavourSpec("QUInt8", "QInt8", None, {"WeightSymmetric": True}, reduce_range=True,
-                           subpixel_deconv=True)
+        return FlavourSpec(
+            "QUInt8", "QInt8", None, {"WeightSymmetric": True}, reduce_range=True, subpixel_deconv=True
+        )
     raise ValueError(f"unknown INT8 flavour {flavour!r}; choose one of {', '.join(FLAVOURS)}")
 
 
@@ -147,16 +163,27 @@ def _cache_for(cache: Path, spec: FlavourSpec) -> Path:
 def _method(name: str):
     from onnxruntime.quantization import CalibrationMethod
 
-    table = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
-             "minmax": CalibrationMethod.MinMax}
+    table = {
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+        "minmax": CalibrationMethod.MinMax,
+    }
     if name not in table:
         raise ValueError(f"unknown --calib-method {name!r}; choose one of {', '.join(METHODS)}")
     return table[name]
 
 
-def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method: str = "entropy",
-                  cache: Path | None = None, keep_float: Iterable[str] | None = None,
-                  per_channel: bool = True, float_heads: bool = False) -> Path:
+def quantize_onnx(
+    src: Path,
+    dst: Path,
+    crops: np.ndarray,
+    flavour: str,
+    method: str = "entropy",
+    cache: Path | None = None,
+    keep_float: Iterable[str] | None = None,
+    per_channel: bool = True,
+    float_heads: bool = False,
+) -> Path:
     """Quantize ``src`` to ``dst`` in one flavour; the float tail is excluded.
 
     ``cache`` (a JSON path) shares the tensor ranges between flavours: the
@@ -188,15 +215,24 @@ def quantize_onnx(src: Path, dst: Path, crops: np.ndarray, flavour: str, method:
         named = Path(tmp) / src.name
         onnx.save(model, str(named))
         level = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)   # the quantizer nags about pre-processing
+        logging.getLogger().setLevel(logging.ERROR)  # the quantizer nags about pre-processing
         try:
-            with contextlib.redirect_stdout(io.StringIO()):   # histogram calibrators print progress
-                quantize_static(str(named), str(dst), reader, quant_format=QuantFormat.QDQ,
-                                op_types_to_quantize=list(spec.op_types) if spec.op_types else None,
-                                per_channel=per_channel, reduce_range=spec.reduce_range,
-                                activation_type=getattr(QuantType, spec.activation),
-                                weight_type=getattr(QuantType, spec.weight), nodes_to_exclude=exclude,
-                                calibrate_method=_method(method), extra_options=extra, **kw)
+            with contextlib.redirect_stdout(io.StringIO()):  # histogram calibrators print progress
+                quantize_static(
+                    str(named),
+                    str(dst),
+                    reader,
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(spec.op_types) if spec.op_types else None,
+                    per_channel=per_channel,
+                    reduce_range=spec.reduce_range,
+                    activation_type=getattr(QuantType, spec.activation),
+                    weight_type=getattr(QuantType, spec.weight),
+                    nodes_to_exclude=exclude,
+                    calibrate_method=_method(method),
+                    extra_options=extra,
+                    **kw,
+                )
         finally:
             logging.getLogger().setLevel(level)
     q = onnx.load(str(dst))
@@ -233,7 +269,7 @@ def _float_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
         if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in producer:
             continue
         src = q.input[0]
-        for n in model.graph.node:   # the float tensor takes the output's name
+        for n in model.graph.node:  # the float tensor takes the output's name
             for k, name in enumerate(n.output):
                 if name == src:
                     n.output[k] = out.name
@@ -265,8 +301,11 @@ def _prune_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     """Drop Q/DQ nodes whose outputs nobody reads, and initializers nobody uses."""
     while True:
         used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-        dead = [n for n in model.graph.node
-                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.output[0] not in used]
+        dead = [
+            n
+            for n in model.graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.output[0] not in used
+        ]
         if not dead:
             break
         for n in dead:
@@ -280,11 +319,13 @@ def _prune_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
 
 # -- graph checks -------------------------------------------------------------------------------------
 
+
 def qdq_counts(model: onnx.ModelProto) -> dict[str, int]:
     """How many Q and DQ nodes, and how many ops consume a DQ (for reports)."""
     q = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
     dq = sum(n.op_type == "DequantizeLinear" for n in model.graph.node)
     cons = tensor_consumers(model)
-    users = {c.name for n in model.graph.node if n.op_type == "DequantizeLinear"
-             for c in cons.get(n.output[0], [])}
+    users = {
+        c.name for n in model.graph.node if n.op_type == "DequantizeLinear" for c in cons.get(n.output[0], [])
+    }
     return {"quantize": q, "dequantize": dq, "quantized_ops": len(users)}

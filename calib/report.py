@@ -9,10 +9,12 @@ share of crops whose route (runtime.routing.route_band with the manifest's
 k1/k2) is unchanged. With random weights these numbers only show that the
 graphs run and agree with fp32, not that poses are right.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,12 +23,19 @@ from runtime.pipeline import decode_outputs
 from runtime.preprocess import HEATMAP_HW, PADDING
 from runtime.routing import route_band
 
-RANDOM_NOTE = ("RANDOM WEIGHTS: these numbers only show that the reduced-precision graphs run and "
-               "track fp32; they say nothing about pose accuracy")
+RANDOM_NOTE = (
+    "RANDOM WEIGHTS: these numbers only show that the reduced-precision graphs run and "
+    "track fp32; they say nothing about pose accuracy"
+)
 
 
-def run_onnx(path: Path, crops: np.ndarray, names: Sequence[str] | None = None, batch: int = 8,
-             threads: int | None = None) -> dict[str, np.ndarray]:
+def run_onnx(
+    path: Path,
+    crops: np.ndarray,
+    names: Sequence[str] | None = None,
+    batch: int = 8,
+    threads: int | None = None,
+) -> dict[str, np.ndarray]:
     """All outputs of one ONNX over the crops, in batches (ONNX Runtime CPU)."""
     import onnxruntime as ort
 
@@ -35,32 +44,44 @@ def run_onnx(path: Path, crops: np.ndarray, names: Sequence[str] | None = None, 
         opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     names = list(names) if names else [o.name for o in sess.get_outputs()]
-    parts = [sess.run(names, {sess.get_inputs()[0].name: crops[i:i + batch]})
-             for i in range(0, len(crops), batch)]
+    parts = [
+        sess.run(names, {sess.get_inputs()[0].name: crops[i : i + batch]})
+        for i in range(0, len(crops), batch)
+    ]
     return {n: np.concatenate([p[k] for p in parts]).astype(np.float32) for k, n in enumerate(names)}
 
 
-def oks_between(a: np.ndarray, b: np.ndarray, sigmas: np.ndarray = COCO_SIGMAS,
-                hm_hw: tuple[int, int] = HEATMAP_HW) -> np.ndarray:
+def oks_between(
+    a: np.ndarray, b: np.ndarray, sigmas: np.ndarray = COCO_SIGMAS, hm_hw: tuple[int, int] = HEATMAP_HW
+) -> np.ndarray:
     """Per-crop OKS of keypoints ``b`` against ``a`` (both heatmap px), all keypoints counted.
 
     The object area is the unpadded crop box, (W·H)/padding² in heatmap pixels,
     so the number reads like COCO OKS for that person.
     """
-    area = hm_hw[0] * hm_hw[1] / PADDING ** 2
+    area = hm_hw[0] * hm_hw[1] / PADDING**2
     d2 = np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2, axis=-1)
     k2 = (2 * np.asarray(sigmas, np.float64)) ** 2
     e = np.exp(-d2 / (2 * area * k2))
-    e = np.where(np.isfinite(e), e, 0.0)   # a NaN keypoint (broken output) scores 0
+    e = np.where(np.isfinite(e), e, 0.0)  # a NaN keypoint (broken output) scores 0
     return e.mean(axis=-1)
 
 
-def compare(head: str, ref: dict[str, np.ndarray], got: dict[str, np.ndarray],
-            band: tuple[float, float] | None = None, presence_threshold: float = 0.5) -> dict[str, Any]:
+def compare(
+    head: str,
+    ref: dict[str, np.ndarray],
+    got: dict[str, np.ndarray],
+    band: tuple[float, float] | None = None,
+    presence_threshold: float = 0.5,
+) -> dict[str, Any]:
     """Pose-level agreement of one reduced-precision net with fp32 on the same crops."""
-    out: dict[str, Any] = {"max_abs_err": {k: float(np.max(np.abs(ref[k] - got[k]))) if np.isfinite(got[k]).all()
-                                           else float("inf") for k in ref},
-                           "finite": bool(all(np.isfinite(v).all() for v in got.values()))}
+    out: dict[str, Any] = {
+        "max_abs_err": {
+            k: float(np.max(np.abs(ref[k] - got[k]))) if np.isfinite(got[k]).all() else float("inf")
+            for k in ref
+        },
+        "finite": bool(all(np.isfinite(v).all() for v in got.values())),
+    }
     if head == "score":
         k1, k2 = band if band is not None else (0.0, 1.0)
         a, b = route_band(ref["score"], k1, k2), route_band(got["score"], k1, k2)
@@ -74,12 +95,15 @@ def compare(head: str, ref: dict[str, np.ndarray], got: dict[str, np.ndarray],
     out["p95_disp_px"] = float(np.nanpercentile(d, 95)) if np.isfinite(d).any() else float("inf")
     out["mean_oks"] = float(oks_between(c_ref, c_got).mean())
     if "presence" in ref:
-        out["presence_agreement"] = float(((p_ref >= presence_threshold) == (p_got >= presence_threshold)).mean())
+        out["presence_agreement"] = float(
+            ((p_ref >= presence_threshold) == (p_got >= presence_threshold)).mean()
+        )
     return out
 
 
-def accuracy_report(out_dir: Path, manifest: dict[str, Any], crops: np.ndarray,
-                    variants: Sequence[str], batch: int = 8) -> dict[str, Any]:
+def accuracy_report(
+    out_dir: Path, manifest: dict[str, Any], crops: np.ndarray, variants: Sequence[str], batch: int = 8
+) -> dict[str, Any]:
     """{role: {variant: metrics}} over ``crops`` for every variant present in the manifest."""
     r = manifest.get("routing") or {}
     band = (r["k1"], r["k2"]) if "k1" in r else None
@@ -102,9 +126,11 @@ def accuracy_report(out_dir: Path, manifest: dict[str, Any], crops: np.ndarray,
 
 def format_table(report: dict[str, Any]) -> str:
     """One line per net and precision; '-' where a metric does not apply."""
-    lines = [f"accuracy vs fp32 on {report.get('n_crops', '?')} calibration crops",
-             f"{'net':<7} {'precision':<9} {'disp px':>8} {'p95 px':>7} {'OKS':>6} {'route agr':>9} "
-             f"{'pres agr':>8} {'max |err|':>10}"]
+    lines = [
+        f"accuracy vs fp32 on {report.get('n_crops', '?')} calibration crops",
+        f"{'net':<7} {'precision':<9} {'disp px':>8} {'p95 px':>7} {'OKS':>6} {'route agr':>9} "
+        f"{'pres agr':>8} {'max |err|':>10}",
+    ]
 
     def f(x: Any, fmt: str) -> str:
         return "-" if x is None else format(x, fmt)
@@ -112,10 +138,12 @@ def format_table(report: dict[str, Any]) -> str:
     for role, per in report.get("nets", {}).items():
         for v, m in per.items():
             err = max(m["max_abs_err"].values())
-            lines.append(f"{role:<7} {v:<9} {f(m.get('mean_disp_px'), '8.3f'):>8} "
-                         f"{f(m.get('p95_disp_px'), '7.2f'):>7} {f(m.get('mean_oks'), '6.3f'):>6} "
-                         f"{f(m.get('route_agreement'), '9.3f'):>9} {f(m.get('presence_agreement'), '8.3f'):>8} "
-                         f"{err:>10.3g}")
+            lines.append(
+                f"{role:<7} {v:<9} {f(m.get('mean_disp_px'), '8.3f'):>8} "
+                f"{f(m.get('p95_disp_px'), '7.2f'):>7} {f(m.get('mean_oks'), '6.3f'):>6} "
+                f"{f(m.get('route_agreement'), '9.3f'):>9} {f(m.get('presence_agreement'), '8.3f'):>8} "
+                f"{err:>10.3g}"
+            )
     if "note" in report:
         lines.append(report["note"])
     return "\n".join(lines)

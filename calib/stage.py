@@ -9,6 +9,7 @@ Which variants a precision makes:
   fp16 -> ``fp16`` (strongly typed TensorRT engines; ORT CPU runs it slowly).
   fp32 -> nothing extra (the default for --target cpu, so a CPU build stays fast).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,27 @@ DEFAULT_MAX_CROPS = 64
 
 
 def add_calib_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="reduced-precision models to make: int8 (Q/DQ ONNX: int8_cpu, plus int8_trt for "
-                        "TensorRT targets), fp16, or fp32 only (default: int8 for TensorRT targets, "
-                        "fp32 for --target cpu)")
-    p.add_argument("--calib-method", choices=METHODS, default="entropy",
-                   help="INT8 range calibration (onnxruntime.quantization CalibrationMethod)")
-    p.add_argument("--calib-max-crops", type=positive_int, default=DEFAULT_MAX_CROPS,
-                   help="at most this many calibration crops (evenly spaced) for INT8 ranges; the routing "
-                        "band and the accuracy report use all crops")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="reduced-precision models to make: int8 (Q/DQ ONNX: int8_cpu, plus int8_trt for "
+        "TensorRT targets), fp16, or fp32 only (default: int8 for TensorRT targets, "
+        "fp32 for --target cpu)",
+    )
+    p.add_argument(
+        "--calib-method",
+        choices=METHODS,
+        default="entropy",
+        help="INT8 range calibration (onnxruntime.quantization CalibrationMethod)",
+    )
+    p.add_argument(
+        "--calib-max-crops",
+        type=positive_int,
+        default=DEFAULT_MAX_CROPS,
+        help="at most this many calibration crops (evenly spaced) for INT8 ranges; the routing "
+        "band and the accuracy report use all crops",
+    )
 
 
 def default_precision(target: str) -> str:
@@ -58,8 +71,9 @@ def _entry(out_dir: Path, path: Path, **info: Any) -> dict[str, Any]:
     return {"onnx": path.relative_to(out_dir).as_posix(), "sha256": sha256_file(path), **info}
 
 
-def make_int8(out_dir: Path, manifest: dict, crops: np.ndarray, method: str, flavours: tuple[str, ...],
-              log=print) -> None:
+def make_int8(
+    out_dir: Path, manifest: dict, crops: np.ndarray, method: str, flavours: tuple[str, ...], log=print
+) -> None:
     """Quantize every role in the given flavours; the TensorRT flavour must pass check_trt_qdq."""
     import onnx
 
@@ -70,16 +84,29 @@ def make_int8(out_dir: Path, manifest: dict, crops: np.ndarray, method: str, fla
             # int8_cpu first: it calibrates every tensor, int8_trt then reuses the ranges
             for fl in sorted(flavours, key=lambda f: f != "int8_cpu"):
                 t = time.perf_counter()
-                dst = quantize_onnx(src, out_dir / f"{role}.{fl}.onnx", crops, fl, method,
-                                    cache=Path(tmp) / f"{role}.{method}.json")
+                dst = quantize_onnx(
+                    src,
+                    out_dir / f"{role}.{fl}.onnx",
+                    crops,
+                    fl,
+                    method,
+                    cache=Path(tmp) / f"{role}.{method}.json",
+                )
                 q = onnx.load(str(dst))
                 if fl == "int8_trt":
                     problems = check_trt_qdq(q)
                     if problems:
                         raise RuntimeError(f"{dst.name}: Q/DQ graph TensorRT cannot fuse: {problems[:3]}")
                 m.setdefault("variants", {})[fl] = _entry(
-                    out_dir, dst, precision="int8", flavour=fl, method=method, n_calib_crops=int(len(crops)),
-                    qdq=qdq_counts(q), float_tail_nodes=tail)
+                    out_dir,
+                    dst,
+                    precision="int8",
+                    flavour=fl,
+                    method=method,
+                    n_calib_crops=int(len(crops)),
+                    qdq=qdq_counts(q),
+                    float_tail_nodes=tail,
+                )
                 log(f"{role}: {fl} ({method}, {len(crops)} crops) in {time.perf_counter() - t:.0f} s")
 
 
@@ -89,8 +116,13 @@ def make_fp16(out_dir: Path, manifest: dict, log=print) -> None:
     for role, m in manifest["models"].items():
         t = time.perf_counter()
         dst = convert_fp16(out_dir / m["onnx"], out_dir / f"{role}.fp16.onnx")
-        m.setdefault("variants", {})["fp16"] = _entry(out_dir, dst, precision="fp16", io="float32",
-                                                      fp32_nodes="float tail (sparsemax/decode/sigmoid heads)")
+        m.setdefault("variants", {})["fp16"] = _entry(
+            out_dir,
+            dst,
+            precision="fp16",
+            io="float32",
+            fp32_nodes="float tail (sparsemax/decode/sigmoid heads)",
+        )
         log(f"{role}: fp16 in {time.perf_counter() - t:.0f} s")
 
 
@@ -112,16 +144,27 @@ def run_calibration(out_dir: Path, manifest: dict, calib: CalibSet, args: argpar
     target = getattr(args, "target", "cpu")
     precision = getattr(args, "precision", None) or default_precision(target)
     method = getattr(args, "calib_method", "entropy")
-    manifest["presence"] = calibrate_presence(out_dir, manifest, _presence_folder(args), getattr(args, "seed", 0),
-                                              domain=calibration_domain(manifest))
+    manifest["presence"] = calibrate_presence(
+        out_dir,
+        manifest,
+        _presence_folder(args),
+        getattr(args, "seed", 0),
+        domain=calibration_domain(manifest),
+    )
     from .coverage import calibrate_coverage
+
     manifest["credible"] = calibrate_coverage(out_dir, manifest, args)
     pres = manifest["presence"]
     if pres.get("fitted"):
-        log(f"presence T={pres['temperature']:.3f} (ECE {pres['ece_before']:.3f} -> {pres['ece_after']:.3f}), "
+        log(
+            f"presence T={pres['temperature']:.3f} (ECE {pres['ece_before']:.3f} -> {pres['ece_after']:.3f}), "
             f"Ex-OKS threshold {pres['threshold']:.2f} on {pres['n_crops']} CropCOCO-style {pres['domain']} crops"
-            + (" (T at the search bound: the presence head carries little signal)"
-               if pres.get("temperature_at_bound") else ""))
+            + (
+                " (T at the search bound: the presence head carries little signal)"
+                if pres.get("temperature_at_bound")
+                else ""
+            )
+        )
     variants: tuple[str, ...] = ()
     crops = _subset(calib.crops, getattr(args, "calib_max_crops", DEFAULT_MAX_CROPS))
     if precision == "int8":
@@ -132,23 +175,42 @@ def run_calibration(out_dir: Path, manifest: dict, calib: CalibSet, args: argpar
         variants = ("fp16",)
         make_fp16(out_dir, manifest, log)
     manifest["calibration"] = {
-        "precision": precision, "method": method if precision == "int8" else None,
-        "variants": list(variants), "n_crops": int(len(crops)) if precision == "int8" else 0,
-        "source": calib.source, "tool": _tool(), "report": {}}
-    if variants:   # random weights score AP 0 whatever the precision: no labelled table then
-        refresh_report(out_dir, manifest, calib, variants,
-                       None if manifest.get("weights") == "random" else _labelled_folder(args))
+        "precision": precision,
+        "method": method if precision == "int8" else None,
+        "variants": list(variants),
+        "n_crops": int(len(crops)) if precision == "int8" else 0,
+        "source": calib.source,
+        "tool": _tool(),
+        "report": {},
+    }
+    if variants:  # random weights score AP 0 whatever the precision: no labelled table then
+        refresh_report(
+            out_dir,
+            manifest,
+            calib,
+            variants,
+            None if manifest.get("weights") == "random" else _labelled_folder(args),
+        )
     manifest["calibration"]["seconds"] = round(time.perf_counter() - t0, 1)
 
 
 def _labelled_folder(args: argparse.Namespace) -> Path | None:
     """The --calib-data folder when it is a labelled COCO folder with detector boxes, else None."""
     data = Path(getattr(args, "calib_data", None) or DEFAULT_CALIB)
-    return data if all((data / f).is_file() for f in ("person_keypoints.json", "person_detections.json")) else None
+    return (
+        data
+        if all((data / f).is_file() for f in ("person_keypoints.json", "person_detections.json"))
+        else None
+    )
 
 
-def refresh_report(out_dir: Path, manifest: dict, calib: CalibSet, variants: tuple[str, ...] | list[str],
-                   labelled: Path | None) -> dict[str, Any]:
+def refresh_report(
+    out_dir: Path,
+    manifest: dict,
+    calib: CalibSet,
+    variants: tuple[str, ...] | list[str],
+    labelled: Path | None,
+) -> dict[str, Any]:
     """``calibration.report`` over ``variants``: agreement with fp32 on the calibration crops and,
     when the calibration set is labelled, AP/AR of small, large and dyn per precision on it
     (``report.labelled``, bench.precision_table; ~5 s per precision on coco-mini's 118 boxes
@@ -159,7 +221,7 @@ def refresh_report(out_dir: Path, manifest: dict, calib: CalibSet, variants: tup
     if labelled is not None:
         from bench.precision_table import format_markdown, labelled_report
 
-        save_manifest(out_dir, manifest)   # the pipeline reads the folder's manifest; the build saves it again
+        save_manifest(out_dir, manifest)  # the pipeline reads the folder's manifest; the build saves it again
         report["labelled"] = labelled_report(out_dir, labelled, ("fp32", *variants))
     manifest["calibration"].update(variants=list(variants), report=report)
     print(format_table(report))

@@ -6,6 +6,7 @@ host C++ compiler, then call it through ctypes. ``-ffp-contract=off`` keeps the 
 from fusing multiply-adds, the arithmetic contract the device code and the numpy
 reference (runtime/decode.py) share.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -82,19 +83,33 @@ class HostKernels:
             raise ValueError(f"dp_sparsemax failed with code {rc}")
         return out.view(np.float16) if out_half else out
 
-    def decode(self, maps: np.ndarray, mode: str, sigmas=None, normalize: bool = False,
-               temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    def decode(
+        self, maps: np.ndarray, mode: str, sigmas=None, normalize: bool = False, temperature: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Decode [N,K,H,W] maps; returns keypoints [N,K,2] and scores [N,K] (float32)."""
         n, k, h, w = maps.shape
         src, in_half = self._input(maps)
         sig = np.ascontiguousarray(np.zeros(k) if sigmas is None else sigmas, dtype=np.float32)
         kp = np.empty((n, k, 2), np.float32)
         sc = np.empty((n, k), np.float32)
-        rc = self.lib.dp_decode(src.ctypes.data, in_half, kp.ctypes.data, sc.ctypes.data, n, k, h, w,
-                                MODE[mode], int(normalize), temperature, sig.ctypes.data)
+        rc = self.lib.dp_decode(
+            src.ctypes.data,
+            in_half,
+            kp.ctypes.data,
+            sc.ctypes.data,
+            n,
+            k,
+            h,
+            w,
+            MODE[mode],
+            int(normalize),
+            temperature,
+            sig.ctypes.data,
+        )
         if rc:
-            raise ValueError(f"dp_decode rejected the parameters (code {rc}: -1 K out of 1..32, "
-                             "-2 map size, -3 mode)")
+            raise ValueError(
+                f"dp_decode rejected the parameters (code {rc}: -1 K out of 1..32, -2 map size, -3 mode)"
+            )
         return kp, sc
 
     def half_taps(self, sigma: float, h: int, w: int) -> tuple[np.ndarray, int]:

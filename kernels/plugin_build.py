@@ -5,6 +5,7 @@ Used by the ABI tests (one library per header version: 10.3 and 11.1) and by
 source content, header directory and architecture, so a test session compiles
 each variant once; CMake itself is the build (no second recipe to drift).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,9 +33,11 @@ def _source_hash(*extra: str) -> str:
 
 def build_plugin_lib(trt_include: Path, arch: str = "87", out_root: Path | None = None) -> Path:
     """``cmake --build --target dynpose_plugins``; returns the .so path or raises with CMake's output."""
-    if not (REPO / "CMakeLists.txt").is_file():   # pip install ships the sources, not the CMake project
-        raise RuntimeError(f"the plugin builds with the repository's CMakeLists.txt, absent at {REPO} "
-                           "(an installed package); run from a clone of the repository")
+    if not (REPO / "CMakeLists.txt").is_file():  # pip install ships the sources, not the CMake project
+        raise RuntimeError(
+            f"the plugin builds with the repository's CMakeLists.txt, absent at {REPO} "
+            "(an installed package); run from a clone of the repository"
+        )
     for tool in ("cmake", "nvcc"):
         if not shutil.which(tool):
             raise RuntimeError(f"{tool} not found on PATH; install it to build libdynpose_plugins.so")
@@ -46,10 +49,20 @@ def build_plugin_lib(trt_include: Path, arch: str = "87", out_root: Path | None 
     lib = build / "libdynpose_plugins.so"
     if lib.is_file():
         return lib
-    steps = [["cmake", "-S", str(REPO), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-              f"-DTENSORRT_ROOT={trt_include}", f"-DCMAKE_CUDA_ARCHITECTURES={arch}",
-              "-DDYNPOSE_REQUIRE_PLUGIN_TEST=OFF"],
-             ["cmake", "--build", str(build), "--target", "dynpose_plugins", "-j", str(os.cpu_count() or 2)]]
+    steps = [
+        [
+            "cmake",
+            "-S",
+            str(REPO),
+            "-B",
+            str(build),
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DTENSORRT_ROOT={trt_include}",
+            f"-DCMAKE_CUDA_ARCHITECTURES={arch}",
+            "-DDYNPOSE_REQUIRE_PLUGIN_TEST=OFF",
+        ],
+        ["cmake", "--build", str(build), "--target", "dynpose_plugins", "-j", str(os.cpu_count() or 2)],
+    ]
     for cmd in steps:
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:

@@ -1,9 +1,10 @@
 """Device-side runtime: numpy, OpenCV and onnxruntime or TensorRT+pycuda only.
 
-    from runtime import load_pipeline
-    pipe = load_pipeline("artifacts/dyn-r50-h32-cpu")
-    result = pipe(image_bgr, boxes_xywh)      # FrameResult, one row per box
+from runtime import load_pipeline
+pipe = load_pipeline("artifacts/dyn-r50-h32-cpu")
+result = pipe(image_bgr, boxes_xywh)      # FrameResult, one row per box
 """
+
 from __future__ import annotations
 
 

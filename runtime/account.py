@@ -5,6 +5,7 @@ this line (and the ``dropped`` field on each record) is what makes that
 visible instead of silent. Reasons come from ``runtime.preprocess`` plus
 ``image_unreadable`` from the images CLI.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ class RunAccount:
     boxes: int = 0
     posed: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
-    det_invalid_frames: int = 0     # frames whose detector output held NaN/inf or non-probability scores
+    det_invalid_frames: int = 0  # frames whose detector output held NaN/inf or non-probability scores
 
     def add_detections(self, dets: object) -> None:
         """A detector's answer for one frame: count it when the detector emitted unusable candidates
@@ -27,7 +28,7 @@ class RunAccount:
         if getattr(dets, "invalid", 0):
             self.det_invalid_frames += 1
 
-    def add_result(self, res: "FrameResult") -> None:
+    def add_result(self, res: FrameResult) -> None:
         self.boxes += len(res)
         self.posed += int((res.route >= 0).sum())
         for reason in res.dropped.values():
@@ -45,9 +46,17 @@ class RunAccount:
     def line(self) -> str:
         n_drop = sum(self.dropped.values())
         why = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items()))
-        bad = (f"; detector output invalid (NaN/inf or scores outside [0, 1]) in {self.det_invalid_frames} "
-               "frames, those candidates dropped" if self.det_invalid_frames else "")
-        return f"boxes in {self.boxes}, posed {self.posed}, dropped {n_drop}" + (f" ({why})" if why else "") + bad
+        bad = (
+            f"; detector output invalid (NaN/inf or scores outside [0, 1]) in {self.det_invalid_frames} "
+            "frames, those candidates dropped"
+            if self.det_invalid_frames
+            else ""
+        )
+        return (
+            f"boxes in {self.boxes}, posed {self.posed}, dropped {n_drop}"
+            + (f" ({why})" if why else "")
+            + bad
+        )
 
     def as_dict(self) -> dict:
         d = {"boxes": self.boxes, "posed": self.posed, "dropped": dict(sorted(self.dropped.items()))}

@@ -6,12 +6,13 @@ tells two people apart when their boxes overlap (a crossing) or when one
 comes back from behind another. OpenCV does the work (calcHist,
 compareHist); only the choice of region and bins is ours.
 """
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-BINS = (16, 8)          # hue x saturation
+BINS = (16, 8)  # hue x saturation
 
 
 def box_histogram(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:

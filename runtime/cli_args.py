@@ -4,17 +4,23 @@ Why hand-written: argparse has ``type=`` hooks but no ranged numbers or path
 kinds; each type below raises ``argparse.ArgumentTypeError`` so the message
 names the flag (argparse adds it) and exits 2 before a network is touched.
 """
+
 from __future__ import annotations
 
 import argparse
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
-def number(kind: type = float, lo: float | None = None, hi: float | None = None,
-           lo_open: bool = False, hi_open: bool = False) -> Callable[[str], float | int]:
+def number(
+    kind: type = float,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> Callable[[str], float | int]:
     """A finite int/float in [lo, hi] (open ends with lo_open/hi_open)."""
 
     def parse(text: str) -> float | int:
@@ -30,7 +36,8 @@ def number(kind: type = float, lo: float | None = None, hi: float | None = None,
             left = "(" if lo_open else "["
             right = ")" if hi_open else "]"
             raise argparse.ArgumentTypeError(
-                f"{text} is out of range {left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}")
+                f"{text} is out of range {left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+            )
         return v
 
     parse.__name__ = kind.__name__  # argparse's "invalid <name> value" wording
@@ -67,8 +74,10 @@ def artifacts_dir(text: str) -> Path:
     """A built artifacts folder: exists and holds manifest.json (its content is checked at load)."""
     p = existing_dir(text)
     if not (p / "manifest.json").is_file():
-        raise argparse.ArgumentTypeError(f"{text} has no manifest.json; build it with python -m build.engines "
-                                         "and pass the folder it prints")
+        raise argparse.ArgumentTypeError(
+            f"{text} has no manifest.json; build it with python -m build.engines "
+            "and pass the folder it prints"
+        )
     return p
 
 
@@ -82,7 +91,7 @@ def existing_path(text: str) -> Path:
 def _writable_parent(p: Path, text: str) -> None:
     parent = p.parent if str(p.parent) else Path(".")
     probe = parent
-    while not probe.exists():          # the folder will be created: check its nearest existing ancestor
+    while not probe.exists():  # the folder will be created: check its nearest existing ancestor
         probe = probe.parent
     if not probe.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: {probe} is a file, not a folder")
@@ -124,10 +133,10 @@ class OneLineParser(argparse.ArgumentParser):
     shared boundary, so every command fails the same way (exit 2)."""
 
     def __init__(self, *args: object, prog: str | None = None, **kw: object) -> None:
-        for old, new in PROG_NAMES.items():   # "python -m build.synth --video" -> "dynpose synth --video"
+        for old, new in PROG_NAMES.items():  # "python -m build.synth --video" -> "dynpose synth --video"
             if prog and (prog == old or prog.startswith(old + " ")):
-                prog = new + prog[len(old):]
-        super().__init__(*args, prog=prog, **kw)   # type: ignore[arg-type]
+                prog = new + prog[len(old) :]
+        super().__init__(*args, prog=prog, **kw)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
         from .errors import InputError
@@ -141,27 +150,35 @@ class DeprecatedAlias(argparse.Action):
 
     def __init__(self, option_strings: list[str], dest: str, new: str = "", **kw: object) -> None:
         self.new = new
-        super().__init__(option_strings, dest, **kw)   # type: ignore[arg-type]
+        super().__init__(option_strings, dest, **kw)  # type: ignore[arg-type]
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
         import sys
 
-        print(f"warning: {option_string} is deprecated and goes in the next release; use {self.new}",
-              file=sys.stderr)
+        print(
+            f"warning: {option_string} is deprecated and goes in the next release; use {self.new}",
+            file=sys.stderr,
+        )
         setattr(namespace, self.dest, values)
 
 
-def add_json_argument(p: argparse.ArgumentParser, help: str, old: str | None = "--json-out",
-                      stdout: bool = False) -> None:
+def add_json_argument(
+    p: argparse.ArgumentParser, help: str, old: str | None = "--json-out", stdout: bool = False
+) -> None:
     """``--json FILE``: the one spelling of "also write the result as JSON here" (``old``: a deprecated alias;
     ``stdout``: a bare ``--json`` gives True: print the JSON instead, as the evaluators always did)."""
-    more = {"nargs": "?", "const": True} if stdout else {}   # not a str: argparse would run type= on it
-    p.add_argument("--json", type=output_file, default=None, metavar="FILE", help=help,
-                   **more)  # type: ignore[arg-type]
+    more = {"nargs": "?", "const": True} if stdout else {}  # not a str: argparse would run type= on it
+    p.add_argument("--json", type=output_file, default=None, metavar="FILE", help=help, **more)  # type: ignore[arg-type]
     if old:
-        p.add_argument(old, dest="json", type=output_file, action=DeprecatedAlias, new="--json",
-                       help=argparse.SUPPRESS)
+        p.add_argument(
+            old, dest="json", type=output_file, action=DeprecatedAlias, new="--json", help=argparse.SUPPRESS
+        )
 
 
 def out_file_in(name: str, *old_suffixes: str) -> Callable[[str], Path]:
@@ -173,8 +190,11 @@ def out_file_in(name: str, *old_suffixes: str) -> Callable[[str], Path]:
         if text.endswith(old_suffixes) and not Path(text).is_dir():
             import sys
 
-            print(f"warning: --out FILE is deprecated and goes in the next release; pass a folder "
-                  f"(--out DIR writes DIR/{name})", file=sys.stderr)
+            print(
+                f"warning: --out FILE is deprecated and goes in the next release; pass a folder "
+                f"(--out DIR writes DIR/{name})",
+                file=sys.stderr,
+            )
             return output_file(text)
         return output_dir(text) / name
 
@@ -188,13 +208,16 @@ def run_precision(text: str) -> str:
     from .manifest import PRECISION_VARIANTS
 
     if not text or not text.replace("_", "").isalnum():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a precision; use fp32, fp16, int8 or a variant name")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a precision; use fp32, fp16, int8 or a variant name"
+        )
     return PRECISION_VARIANTS.get(text, text)
 
 
 run_precision.__name__ = "precision"
 
-port = number(int, lo=0, hi=65535)   # a TCP port; 0 = a free one (the servers' --port flags)
+port = number(int, lo=0, hi=65535)  # a TCP port; 0 = a free one (the servers' --port flags)
+
 
 def host_port(text: str) -> str:
     """``HOST:PORT`` of a network endpoint (``--triton-url``), port 1-65535, no scheme."""
@@ -216,9 +239,14 @@ def backend_options(args: argparse.Namespace) -> dict:
     if url and args.backend == "auto":
         args.backend = "triton"
     elif url and args.backend != "triton":
-        raise InputError(f"--triton-url {url} only applies to --backend triton, not --backend {args.backend}",
-                         None, "drop --triton-url to run locally, or use --backend triton")
+        raise InputError(
+            f"--triton-url {url} only applies to --backend triton, not --backend {args.backend}",
+            None,
+            "drop --triton-url to run locally, or use --backend triton",
+        )
     if args.backend == "triton" and not url:
-        raise InputError("--backend triton needs the server's gRPC address", None, "add --triton-url HOST:PORT")
+        raise InputError(
+            "--backend triton needs the server's gRPC address", None, "add --triton-url HOST:PORT"
+        )
     threads = getattr(args, "threads", None)
     return {**({"threads": threads} if threads else {}), **({"url": url} if url else {})}

@@ -21,10 +21,12 @@ keypoint q of the time. ``fit_coverage`` measures that on crops with known
 keypoints and ``CoverageMap.nominal_for`` returns the map mass to use so the
 reported q-region covers q of the keypoints.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,8 +38,8 @@ class Regions:
     """Per mass q (in ``masses`` order): arrays over [N, K]."""
 
     masses: tuple[float, ...]
-    n_pixels: np.ndarray   # [Q,N,K] int: heatmap pixels in the smallest set holding mass q
-    ellipse: np.ndarray    # [Q,N,K,5] float64: cx, cy, semi-major, semi-minor, angle (rad, of the major axis)
+    n_pixels: np.ndarray  # [Q,N,K] int: heatmap pixels in the smallest set holding mass q
+    ellipse: np.ndarray  # [Q,N,K,5] float64: cx, cy, semi-major, semi-minor, angle (rad, of the major axis)
     threshold: np.ndarray  # [Q,N,K] float: probability of the last pixel taken
 
 
@@ -65,23 +67,23 @@ def credible_regions(maps: np.ndarray, masses: Sequence[float] = DEFAULT_MASSES)
     p = np.nan_to_num(maps.reshape(n * k, h * w).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     p = np.clip(p, 0.0, None)
     total = p.sum(-1, keepdims=True)
-    p = np.divide(p, total, out=np.zeros_like(p), where=total > 0)   # exact masses even after fp16/clamping
+    p = np.divide(p, total, out=np.zeros_like(p), where=total > 0)  # exact masses even after fp16/clamping
     top = _sorted_top(p)
     csum = np.cumsum(top, axis=-1)
     ys, xs = np.divmod(np.arange(h * w, dtype=np.float64), w)
-    basis = np.stack([np.ones_like(xs), xs, ys, xs * xs, ys * ys, xs * ys], axis=1)   # [HW,6]
+    basis = np.stack([np.ones_like(xs), xs, ys, xs * xs, ys * ys, xs * ys], axis=1)  # [HW,6]
     counts = np.empty((len(qs), n * k), np.int64)
     thr = np.empty((len(qs), n * k))
     ell = np.empty((len(qs), n * k, 5))
     rows = np.arange(n * k)
-    for qi, q in enumerate(qs):   # masses, not keypoints: a handful of vectorised passes
+    for qi, q in enumerate(qs):  # masses, not keypoints: a handful of vectorised passes
         # float64 cumsum of a row summing to 1 can end at 1 - 1e-16: treat q within 1e-12 as reached
         idx = np.minimum((csum < q - 1e-12).sum(-1), top.shape[-1] - 1)
         counts[qi] = idx + 1
         t = top[rows, idx]
         thr[qi] = t
         inside = (p >= t[:, None]) & (p > 0)
-        mom = inside.astype(np.float64) @ basis      # [NK,6]: count, sums of x, y, xx, yy, xy
+        mom = inside.astype(np.float64) @ basis  # [NK,6]: count, sums of x, y, xx, yy, xy
         cnt = np.maximum(mom[:, 0], 1.0)
         mx, my = mom[:, 1] / cnt, mom[:, 2] / cnt
         # pixels are unit squares: add 1/12 per axis so a single pixel is a 1x1 region, not a point
@@ -92,7 +94,9 @@ def credible_regions(maps: np.ndarray, masses: Sequence[float] = DEFAULT_MASSES)
         empty = total[:, 0] <= 0
         counts[qi][empty] = 0
         ell[qi][empty] = np.nan
-    return Regions(qs, counts.reshape(len(qs), n, k), ell.reshape(len(qs), n, k, 5), thr.reshape(len(qs), n, k))
+    return Regions(
+        qs, counts.reshape(len(qs), n, k), ell.reshape(len(qs), n, k, 5), thr.reshape(len(qs), n, k)
+    )
 
 
 def _ellipse(mx: np.ndarray, my: np.ndarray, vxx: np.ndarray, vyy: np.ndarray, vxy: np.ndarray) -> np.ndarray:
@@ -104,8 +108,9 @@ def _ellipse(mx: np.ndarray, my: np.ndarray, vxx: np.ndarray, vyy: np.ndarray, v
     return np.stack([mx, my, 2 * np.sqrt(l1), 2 * np.sqrt(l2), ang], axis=-1)
 
 
-def regions_to_image(reg: Regions, scales: np.ndarray, centers: np.ndarray,
-                     heatmap_hw: tuple[int, int]) -> dict[str, np.ndarray]:
+def regions_to_image(
+    reg: Regions, scales: np.ndarray, centers: np.ndarray, heatmap_hw: tuple[int, int]
+) -> dict[str, np.ndarray]:
     """Areas (px^2) and ellipses in image coordinates, through the keypoints' inverse affine.
 
     The crop affine is axis-aligned (no rotation): heatmap x scales by sw/W and y by sh/H,
@@ -119,8 +124,9 @@ def regions_to_image(reg: Regions, scales: np.ndarray, centers: np.ndarray,
     area = reg.n_pixels * (sx * sy)[None, :, None]
     e = reg.ellipse
     q, n, k = e.shape[:3]
-    centre = heatmap_to_image(e[..., :2].reshape(q * n, k, 2),
-                              np.tile(centers, (q, 1)), np.tile(scales, (q, 1)), heatmap_hw)
+    centre = heatmap_to_image(
+        e[..., :2].reshape(q * n, k, 2), np.tile(centers, (q, 1)), np.tile(scales, (q, 1)), heatmap_hw
+    )
     # the diagonal map D = diag(sx, sy) applied to the ellipse's covariance D C D
     a, b, t = e[..., 2], e[..., 3], e[..., 4]
     c, s = np.cos(t), np.sin(t)
@@ -128,8 +134,13 @@ def regions_to_image(reg: Regions, scales: np.ndarray, centers: np.ndarray,
     vyy = (a * s) ** 2 + (b * c) ** 2
     vxy = (a * a - b * b) * c * s
     sxb, syb = sx[None, :, None], sy[None, :, None]
-    out = _ellipse(centre[..., 0].reshape(q, n, k), centre[..., 1].reshape(q, n, k),
-                   vxx * sxb * sxb / 4, vyy * syb * syb / 4, vxy * sxb * syb / 4)
+    out = _ellipse(
+        centre[..., 0].reshape(q, n, k),
+        centre[..., 1].reshape(q, n, k),
+        vxx * sxb * sxb / 4,
+        vyy * syb * syb / 4,
+        vxy * sxb * syb / 4,
+    )
     return {"area": area, "ellipse": out}
 
 
@@ -200,25 +211,31 @@ class CoverageMap:
     """Monotone map from nominal map mass to measured coverage (and back), on maps blurred
     by ``sigma`` heatmap pixels first (0 = the raw maps)."""
 
-    nominal: np.ndarray    # increasing masses in (0, 1]
-    coverage: np.ndarray   # non-decreasing measured coverage at each nominal mass
+    nominal: np.ndarray  # increasing masses in (0, 1]
+    coverage: np.ndarray  # non-decreasing measured coverage at each nominal mass
     sigma: float = 0.0
 
     def nominal_for(self, q: float) -> float:
         """The map mass whose region covers the keypoint with probability ~q."""
         cov = np.concatenate([[0.0], self.coverage, [1.0]])
         nom = np.concatenate([[0.0], self.nominal, [1.0]])
-        cov, keep = np.unique(cov, return_index=True)   # strictly increasing for interpolation
+        cov, keep = np.unique(cov, return_index=True)  # strictly increasing for interpolation
         return float(np.clip(np.interp(q, cov, nom[keep]), 1e-6, 1.0))
 
     def to_json(self) -> dict[str, Any]:
-        return {"nominal": np.round(self.nominal, 4).tolist(), "coverage": np.round(self.coverage, 4).tolist(),
-                "sigma": float(self.sigma)}
+        return {
+            "nominal": np.round(self.nominal, 4).tolist(),
+            "coverage": np.round(self.coverage, 4).tolist(),
+            "sigma": float(self.sigma),
+        }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "CoverageMap":
-        return cls(np.asarray(d["nominal"], np.float64), np.asarray(d["coverage"], np.float64),
-                   float(d.get("sigma", 0.0)))
+    def from_json(cls, d: dict[str, Any]) -> CoverageMap:
+        return cls(
+            np.asarray(d["nominal"], np.float64),
+            np.asarray(d["coverage"], np.float64),
+            float(d.get("sigma", 0.0)),
+        )
 
     def prepare(self, maps: np.ndarray) -> np.ndarray:
         """The maps the calibrated regions are taken on."""
@@ -229,8 +246,13 @@ class CoverageMap:
 COVERAGE_GRID = (*np.round(np.arange(0.05, 0.96, 0.05), 2).tolist(), 0.97, 0.98, 0.99, 0.995, 0.999, 1.0)
 
 
-def fit_coverage(maps: np.ndarray, gt_xy: np.ndarray, valid: np.ndarray,
-                 grid: Sequence[float] = COVERAGE_GRID, sigma: float = 0.0) -> CoverageMap:
+def fit_coverage(
+    maps: np.ndarray,
+    gt_xy: np.ndarray,
+    valid: np.ndarray,
+    grid: Sequence[float] = COVERAGE_GRID,
+    sigma: float = 0.0,
+) -> CoverageMap:
     """Coverage of each nominal mass on keypoints with known in-window positions (``valid``),
     made monotone (running maximum), as the calibration stored in the manifest."""
     above = mass_above_truth(blur_maps(maps, sigma) if sigma > 0 else maps, gt_xy)[np.asarray(valid, bool)]
@@ -243,8 +265,13 @@ SIGMA_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
 TARGET_QS = (0.5, 0.7, 0.9)
 
 
-def fit_calibration(maps: np.ndarray, gt_xy: np.ndarray, valid: np.ndarray,
-                    sigmas: Sequence[float] = SIGMA_GRID, qs: Sequence[float] = TARGET_QS) -> CoverageMap:
+def fit_calibration(
+    maps: np.ndarray,
+    gt_xy: np.ndarray,
+    valid: np.ndarray,
+    sigmas: Sequence[float] = SIGMA_GRID,
+    qs: Sequence[float] = TARGET_QS,
+) -> CoverageMap:
     """Blur width and monotone map together: for each sigma, fit the map on the even crops and
     score the worst |coverage - q| on the odd ones; the best sigma is refitted on all crops.
     The smallest sigma wins ties, so the regions stay as tight as calibration allows."""

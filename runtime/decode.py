@@ -21,17 +21,38 @@ Invalid input (documented and tested): a keypoint whose map holds NaN or +-inf
 pixel is -inf) decodes to coords ``(NaN, NaN)`` with score ``0.0``; sparsemax
 of such a row is all NaN. A NaN keypoint cannot be mistaken for a real one.
 """
+
 from __future__ import annotations
 
 from math import ceil
 
 import numpy as np
 
-COCO_SIGMAS = np.array([0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
-                        0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089], dtype=np.float64)
+COCO_SIGMAS = np.array(
+    [
+        0.026,
+        0.025,
+        0.025,
+        0.035,
+        0.035,
+        0.079,
+        0.079,
+        0.072,
+        0.072,
+        0.062,
+        0.062,
+        0.107,
+        0.107,
+        0.087,
+        0.087,
+        0.089,
+        0.089,
+    ],
+    dtype=np.float64,
+)
 HM_HW = (64, 48)
 VAR_MIN, VAR_MAX = 0.55, 3.0
-_CHUNK_ROWS = 192    # maps per block of the dense pass: ~2.4 MB, stays in L2
+_CHUNK_ROWS = 192  # maps per block of the dense pass: ~2.4 MB, stays in L2
 _CHUNK_LINES = 8192  # live image rows per block of the sparse pass: <= 1.6 MB
 
 F32 = np.float32
@@ -40,8 +61,9 @@ F32 = np.float32
 def _check_maps(x: np.ndarray, name: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 4:
-        raise ValueError(f"{name} must be [N,K,H,W], got shape {x.shape}; "
-                         f"reshape a single crop with {name}[None]")
+        raise ValueError(
+            f"{name} must be [N,K,H,W], got shape {x.shape}; reshape a single crop with {name}[None]"
+        )
     if x.dtype.kind != "f":
         raise TypeError(f"{name} must be float16/32/64, got {x.dtype}; cast with .astype(np.float32)")
     return x
@@ -112,8 +134,11 @@ def _gauss_pass(x: np.ndarray, half: np.ndarray, axis: int) -> np.ndarray:
     n = x.shape[axis]
     pad = [(0, 0)] * 3
     pad[axis] = (rmax, rmax)
-    xp = np.take(x, reflect_index(np.arange(-rmax, n + rmax), n), axis=axis) if rmax > n \
+    xp = (
+        np.take(x, reflect_index(np.arange(-rmax, n + rmax), n), axis=axis)
+        if rmax > n
         else np.pad(x, pad, mode="symmetric")
+    )
 
     def shifted(off: int) -> np.ndarray:
         sl = [slice(None)] * 3
@@ -178,7 +203,7 @@ def _live_rows_pass(x: np.ndarray, half: np.ndarray) -> np.ndarray:
     live_r, live_y = np.nonzero((x != 0).any(axis=-1))
     out = np.zeros(x.shape, dtype=F32)
     for s in range(0, live_r.size, _CHUNK_LINES):
-        rr, yy = live_r[s:s + _CHUNK_LINES], live_y[s:s + _CHUNK_LINES]
+        rr, yy = live_r[s : s + _CHUNK_LINES], live_y[s : s + _CHUNK_LINES]
         with np.errstate(invalid="ignore", over="ignore"):
             out[rr, yy] = _gauss_pass(x[rr, yy][:, None, :], half[rr], -1)[:, 0]
     return out
@@ -208,7 +233,7 @@ def expected_oks_maps(pm: np.ndarray, sigmas=COCO_SIGMAS) -> np.ndarray:
     for r in np.unique(radii):
         ks = np.flatnonzero(radii == r)
         rows = np.ascontiguousarray(src[:, ks]).reshape(n * ks.size, h, w)
-        taps = np.tile(half[ks, :r + 1], (n, 1))
+        taps = np.tile(half[ks, : r + 1], (n, 1))
         res = _vertical_pass(_live_rows_pass(rows, taps), taps)
         out[:, ks] = res.reshape(n, ks.size, h, w)
     return out.reshape(n, k, h, w)

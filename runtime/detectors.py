@@ -20,11 +20,12 @@ axis as A. Person score = objectness x class score
 (v5) or class score (v8) for class ``--det-class`` (0 = person in COCO).
 Models exported *with* NMS are not supported: export without it.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -45,8 +46,12 @@ def nms_xywh(boxes: np.ndarray, scores: np.ndarray, score_thr: float, iou_thr: f
     """Indices kept by non-maximum suppression, best first."""
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
-    keep = cv2.dnn.NMSBoxes(np.asarray(boxes, np.float32).tolist(), np.asarray(scores, np.float32).tolist(),
-                            float(score_thr), float(iou_thr))
+    keep = cv2.dnn.NMSBoxes(
+        np.asarray(boxes, np.float32).tolist(),
+        np.asarray(scores, np.float32).tolist(),
+        float(score_thr),
+        float(iou_thr),
+    )
     return np.asarray(keep, np.int64).reshape(-1)
 
 
@@ -103,7 +108,7 @@ def letterbox(img: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, float, 
     nh, nw = round(h * s), round(w * s)
     out = np.full((hw[0], hw[1], 3), 114, np.uint8)
     py, px = (hw[0] - nh) // 2, (hw[1] - nw) // 2
-    out[py:py + nh, px:px + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    out[py : py + nh, px : px + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
     return out, s, (float(px), float(py))
 
 
@@ -122,8 +127,10 @@ def decode_yolo(out: np.ndarray, layout: str = "auto", cls: int = 0) -> Detectio
             a = a.T
         layout = known.get(a.shape[1], "")
         if not layout:
-            raise DetectorError(f"cannot tell the YOLO layout of a {list(np.shape(out))} output; pass "
-                                "--det-layout yolov5 (cx,cy,w,h,obj,classes) or yolov8 (cx,cy,w,h,classes)")
+            raise DetectorError(
+                f"cannot tell the YOLO layout of a {list(np.shape(out))} output; pass "
+                "--det-layout yolov5 (cx,cy,w,h,obj,classes) or yolov8 (cx,cy,w,h,classes)"
+            )
     elif a.shape[0] < a.shape[1]:
         a = a.T  # candidates outnumber values per candidate in any real detector
     feats = a.shape[1]
@@ -137,8 +144,15 @@ def decode_yolo(out: np.ndarray, layout: str = "auto", cls: int = 0) -> Detectio
 class OnnxDetector:
     """A user-supplied YOLO-style person detector run with ONNX Runtime (layout: module docstring)."""
 
-    def __init__(self, path: str | Path, layout: str = "auto", cls: int = 0, score_thr: float = 0.35,
-                 iou_thr: float = 0.5, providers: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        layout: str = "auto",
+        cls: int = 0,
+        score_thr: float = 0.35,
+        iou_thr: float = 0.5,
+        providers: list[str] | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -147,16 +161,20 @@ class OnnxDetector:
         if layout not in LAYOUTS:
             raise DetectorError(f"unknown detector layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
         try:
-            self.session = ort.InferenceSession(str(self.path), providers=providers or ["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(self.path), providers=providers or ["CPUExecutionProvider"]
+            )
         except Exception as e:  # noqa: BLE001 - ORT raises several unrelated types
             raise DetectorError(f"ONNX Runtime cannot load the detector {self.path}: {e}") from e
         inp = self.session.get_inputs()[0]
         if len(inp.shape) != 4:
-            raise DetectorError(f"detector {self.path} input {inp.name} has shape {inp.shape}; expected [1,3,H,W]")
+            raise DetectorError(
+                f"detector {self.path} input {inp.name} has shape {inp.shape}; expected [1,3,H,W]"
+            )
         h, w = inp.shape[2:]
         self.input_name = inp.name
         self.hw = (h if isinstance(h, int) and h > 0 else 640, w if isinstance(w, int) and w > 0 else 640)
-        if layout == "auto":   # the exporter's metadata first, as build.detector reads it (pose models too)
+        if layout == "auto":  # the exporter's metadata first, as build.detector reads it (pose models too)
             from .yolo import layout_from_metadata, parse_metadata
 
             known = layout_from_metadata(parse_metadata(self.session.get_modelmeta().custom_metadata_map))
@@ -172,8 +190,19 @@ class OnnxDetector:
         bad = yolo.invalid_candidates(cxcywh, scores)
         sel = (scores >= self.score_thr) & ~bad
         cxcywh, scores = cxcywh[sel], scores[sel]
-        boxes = np.stack([(cxcywh[:, 0] - cxcywh[:, 2] / 2 - px) / s, (cxcywh[:, 1] - cxcywh[:, 3] / 2 - py) / s,
-                          cxcywh[:, 2] / s, cxcywh[:, 3] / s], axis=1) if len(scores) else np.zeros((0, 4))
+        boxes = (
+            np.stack(
+                [
+                    (cxcywh[:, 0] - cxcywh[:, 2] / 2 - px) / s,
+                    (cxcywh[:, 1] - cxcywh[:, 3] / 2 - py) / s,
+                    cxcywh[:, 2] / s,
+                    cxcywh[:, 3] / s,
+                ],
+                axis=1,
+            )
+            if len(scores)
+            else np.zeros((0, 4))
+        )
         keep = nms_xywh(boxes, scores, self.score_thr, self.iou_thr)
         return self.check([yolo.Detections(boxes[keep], scores[keep], None, int(bad.sum()))])[0]
 
@@ -209,12 +238,18 @@ class JsonDetections:
         self.folder = Path(folder)
         self._names = {name: i for i, name in image_names(self.folder, "--source").items()}
         # Mixed numbered and unnumbered names: a frame index could equal another file's id.
-        stray = sorted(f.name for f in self.folder.iterdir()
-                       if f.suffix.lower() in IMAGE_EXTS and f.name not in self._names)
+        stray = sorted(
+            f.name
+            for f in self.folder.iterdir()
+            if f.suffix.lower() in IMAGE_EXTS and f.name not in self._names
+        )
         if self._names and stray:
-            raise RecordError(f"{stray[0]} has no image id (no number in its name, not in a "
-                              "person_keypoints.json) while other frames do", f"--source {self.folder}",
-                              "number every file or list the images in person_keypoints.json")
+            raise RecordError(
+                f"{stray[0]} has no image id (no number in its name, not in a "
+                "person_keypoints.json) while other frames do",
+                f"--source {self.folder}",
+                "number every file or list the images in person_keypoints.json",
+            )
 
     def key(self, frame: Frame) -> int:
         if frame.name is not None and self._names:
@@ -228,8 +263,15 @@ class JsonDetections:
         return np.array([b for b, _ in recs], np.float64), np.array([s for _, s in recs], np.float64)
 
 
-def make_detector(spec: str, *, layout: str = "auto", cls: int = 0, score_thr: float | None = None,
-                  iou_thr: float = 0.5, hog_width: int = 640) -> Detector:
+def make_detector(
+    spec: str,
+    *,
+    layout: str = "auto",
+    cls: int = 0,
+    score_thr: float | None = None,
+    iou_thr: float = 0.5,
+    hog_width: int = 640,
+) -> Detector:
     """``hog`` | ``onnx:PATH`` | ``json:PATH`` -> a detector."""
     kind, _, arg = spec.partition(":")
     if kind == "hog" and not arg:
@@ -238,5 +280,6 @@ def make_detector(spec: str, *, layout: str = "auto", cls: int = 0, score_thr: f
         return OnnxDetector(arg, layout, cls, 0.35 if score_thr is None else score_thr, iou_thr)
     if kind == "json" and arg:
         return JsonDetections(arg)
-    raise DetectorError(f"unknown --detector {spec!r}: use hog, onnx:PATH (YOLO-style model) "
-                        "or json:PATH (COCO results JSON)")
+    raise DetectorError(
+        f"unknown --detector {spec!r}: use hog, onnx:PATH (YOLO-style model) or json:PATH (COCO results JSON)"
+    )

@@ -9,13 +9,14 @@ Both maps decode with the same expected-OKS decode (runtime.decode); the outer
 map's OKS scale is its own pixels, so its sigmas need no change (an OKS kernel
 in outer pixels is f times wider in the image, as the keypoint is less sure).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from .decode import decode_probmaps
 
-OUTER_FACTOR = 2.0   # build.models.double_head.OUTER_FACTOR (a test keeps them equal)
+OUTER_FACTOR = 2.0  # build.models.double_head.OUTER_FACTOR (a test keeps them equal)
 
 
 def outer_to_inner(xy: np.ndarray, hm_hw: tuple[int, int], factor: float = OUTER_FACTOR) -> np.ndarray:
@@ -24,8 +25,14 @@ def outer_to_inner(xy: np.ndarray, hm_hw: tuple[int, int], factor: float = OUTER
     return ((np.asarray(xy, np.float32) - c) * np.float32(factor) + c).astype(np.float32)
 
 
-def merge_double(coords: np.ndarray, scores: np.ndarray, outer: np.ndarray, presence: np.ndarray,
-                 threshold: float, factor: float = OUTER_FACTOR) -> tuple[np.ndarray, np.ndarray]:
+def merge_double(
+    coords: np.ndarray,
+    scores: np.ndarray,
+    outer: np.ndarray,
+    presence: np.ndarray,
+    threshold: float,
+    factor: float = OUTER_FACTOR,
+) -> tuple[np.ndarray, np.ndarray]:
     """Expert (coords, scores) where presence >= threshold, else the outer map's decode."""
     oc, os_ = decode_probmaps(outer)
     oc = outer_to_inner(oc, outer.shape[-2:], factor)
@@ -50,5 +57,9 @@ def pick_regions(inner, outer, use_outer: np.ndarray):
     from .credible import Regions
 
     m = np.asarray(use_outer, bool)[None]
-    return Regions(inner.masses, np.where(m, outer.n_pixels, inner.n_pixels),
-                   np.where(m[..., None], outer.ellipse, inner.ellipse), np.where(m, outer.threshold, inner.threshold))
+    return Regions(
+        inner.masses,
+        np.where(m, outer.n_pixels, inner.n_pixels),
+        np.where(m[..., None], outer.ellipse, inner.ellipse),
+        np.where(m, outer.threshold, inner.threshold),
+    )

@@ -6,9 +6,10 @@ Keypoints whose presence (probability of lying inside the crop window) is
 below the threshold are drawn hollow, or hidden with ``hide_low``, so a
 reader sees at a glance which joints the model itself doubts.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -16,13 +17,34 @@ import numpy as np
 from .results import FrameResult
 
 # COCO-17 limbs (0-based keypoint indices).
-SKELETON = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
-            (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6))
+SKELETON = (
+    (15, 13),
+    (13, 11),
+    (16, 14),
+    (14, 12),
+    (11, 12),
+    (5, 11),
+    (6, 12),
+    (5, 6),
+    (5, 7),
+    (6, 8),
+    (7, 9),
+    (8, 10),
+    (1, 2),
+    (0, 1),
+    (0, 2),
+    (1, 3),
+    (2, 4),
+    (3, 5),
+    (4, 6),
+)
 ROUTE_COLOURS = {0: (80, 200, 60), 1: (0, 140, 255), -1: (150, 150, 150)}  # BGR: small, large, dropped
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def _label(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float) -> None:
+def _label(
+    img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float
+) -> None:
     (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
     x, y = org
     y = max(y, th + base + 2)
@@ -30,8 +52,14 @@ def _label(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, 
     cv2.putText(img, text, (x + 2, y - base), FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
 
 
-def draw_persons(img: np.ndarray, res: FrameResult, track_ids: Sequence[int] | None = None,
-                 presence_thr: float = 0.5, kpt_thr: float = 0.0, hide_low: bool = False) -> np.ndarray:
+def draw_persons(
+    img: np.ndarray,
+    res: FrameResult,
+    track_ids: Sequence[int] | None = None,
+    presence_thr: float = 0.5,
+    kpt_thr: float = 0.0,
+    hide_low: bool = False,
+) -> np.ndarray:
     """Draw in place (and return) every person of ``res`` on ``img``."""
     h, w = img.shape[:2]
     scale = max(0.4, min(1.0, h / 900))
@@ -77,7 +105,7 @@ def draw_hud(img: np.ndarray, lines: Sequence[str]) -> np.ndarray:
     step = th + base + 4
     width = max(cv2.getTextSize(t, FONT, scale, 1)[0][0] for t in lines) + 12 if lines else 0
     y1 = step * len(lines) + 8
-    roi = img[0:min(y1, h), 0:min(width, img.shape[1])]
+    roi = img[0 : min(y1, h), 0 : min(width, img.shape[1])]
     roi[:] = (roi * 0.35).astype(np.uint8)
     for j, t in enumerate(lines):
         cv2.putText(img, t, (6, 4 + step * (j + 1) - base), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)

@@ -5,6 +5,7 @@ what the JSON says: the region for the largest requested mass (0.9 by default),
 in the colour of the net that produced the person, thin, under the skeleton.
 Persons from heatmap nets have no regions and are left alone.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -26,6 +27,15 @@ def draw_regions(img: np.ndarray, res: FrameResult, mass: float | None = None) -
         for cx, cy, a, b, ang in ex.ellipse[i, qi]:
             if not np.isfinite([cx, cy, a, b, ang]).all():
                 continue
-            cv2.ellipse(img, (int(round(cx)), int(round(cy))), (max(1, int(round(a))), max(1, int(round(b)))),
-                        float(np.degrees(ang)), 0.0, 360.0, colour, thick, cv2.LINE_AA)
+            cv2.ellipse(
+                img,
+                (int(round(cx)), int(round(cy))),
+                (max(1, int(round(a))), max(1, int(round(b)))),
+                float(np.degrees(ang)),
+                0.0,
+                360.0,
+                colour,
+                thick,
+                cv2.LINE_AA,
+            )
     return img

@@ -23,13 +23,14 @@ Exit codes (docs/bad-input.md, "Exit codes"):
 
 A message reads ``error: <what> (<which input or flag>): <how to fix>``.
 """
+
 from __future__ import annotations
 
 import errno
 import os
 import sys
 import traceback
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -47,8 +48,9 @@ class UserError(Exception):
 
     code = EXIT_INPUT
 
-    def __init__(self, what: str, where: str | None = None, fix: str | None = None,
-                 code: int | None = None) -> None:
+    def __init__(
+        self, what: str, where: str | None = None, fix: str | None = None, code: int | None = None
+    ) -> None:
         self.what, self.where, self.fix = what, where, fix
         if code is not None:
             self.code = code
@@ -84,13 +86,19 @@ class OutputError(UserError):
 def output_error(e: OSError, path: object) -> OutputError:
     """An OSError raised while writing ``path`` as one actionable line."""
     if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return OutputError("no space left while writing", str(path), "free disk space or point --out elsewhere")
+        return OutputError(
+            "no space left while writing", str(path), "free disk space or point --out elsewhere"
+        )
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError("cannot write (permission denied or read-only)", str(path),
-                           "choose a writable --out")
-    if e.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST):   # EEXIST: a file where a folder must go
-        return OutputError("the output path is of the wrong kind (file vs folder)", str(path),
-                           "pass a file path where a file is expected and a folder where a folder is")
+        return OutputError(
+            "cannot write (permission denied or read-only)", str(path), "choose a writable --out"
+        )
+    if e.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST):  # EEXIST: a file where a folder must go
+        return OutputError(
+            "the output path is of the wrong kind (file vs folder)",
+            str(path),
+            "pass a file path where a file is expected and a folder where a folder is",
+        )
     return OutputError(f"cannot write ({os.strerror(e.errno or 0) or e})", str(path), "check the output path")
 
 
@@ -108,9 +116,21 @@ def register_expected(exc: type[BaseException], code: int = EXIT_INPUT) -> type[
 # Optional package -> the pyproject extra that installs it. ``pip install dynpose-trt`` installs
 # only what running built artifacts needs; a build, eval, Triton, GStreamer or TensorRT command
 # run on such an install names the extra to add (exit 3: a required tool is absent).
-EXTRAS = {"torch": "build", "onnx": "build", "onnxsim": "build", "onnxslim": "build", "scipy": "build",
-          "pycocotools": "eval", "motmetrics": "eval", "matplotlib": "eval", "tritonclient": "triton",
-          "gi": "gst", "pycuda": "trt", "pytest": "dev", "entmax": "dev"}
+EXTRAS = {
+    "torch": "build",
+    "onnx": "build",
+    "onnxsim": "build",
+    "onnxslim": "build",
+    "scipy": "build",
+    "pycocotools": "eval",
+    "motmetrics": "eval",
+    "matplotlib": "eval",
+    "tritonclient": "triton",
+    "gi": "gst",
+    "pycuda": "trt",
+    "pytest": "dev",
+    "entmax": "dev",
+}
 
 
 def missing_extra(e: BaseException) -> IncompleteRun | None:
@@ -119,8 +139,11 @@ def missing_extra(e: BaseException) -> IncompleteRun | None:
     if root not in EXTRAS:
         return None
     extra = EXTRAS[root]
-    return IncompleteRun(f"python package {root} is not installed", f"the {extra} extra",
-                         f"pip install 'dynpose-trt[{extra}]' (in a clone: pip install -e '.[{extra}]')")
+    return IncompleteRun(
+        f"python package {root} is not installed",
+        f"the {extra} extra",
+        f"pip install 'dynpose-trt[{extra}]' (in a clone: pip install -e '.[{extra}]')",
+    )
 
 
 def missing_extra_hook() -> None:
@@ -140,9 +163,9 @@ def missing_extra_hook() -> None:
         print(f"error: {line}", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(line.code)   # the interpreter would exit 1 (internal error) after a hook returns
+        os._exit(line.code)  # the interpreter would exit 1 (internal error) after a hook returns
 
-    if not getattr(previous, "dynpose_extras", False):   # once, whichever package came first
+    if not getattr(previous, "dynpose_extras", False):  # once, whichever package came first
         hook.dynpose_extras = True  # type: ignore[attr-defined]
         sys.excepthook = hook
 
@@ -169,8 +192,9 @@ def split_debug(argv: Sequence[str] | None) -> tuple[list[str], bool]:
     return [a for a in args if a != DEBUG_FLAG], debug
 
 
-def guarded(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None,
-            prog: str | None = None) -> int:
+def guarded(
+    main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None, prog: str | None = None
+) -> int:
     """Run a CLI body; turn every exception into one line and an exit code.
 
     ``main`` receives argv without ``--debug``. With ``--debug`` the traceback is
@@ -192,7 +216,7 @@ def guarded(main: Callable[[list[str]], int | None], argv: Sequence[str] | None 
         return EXIT_SIGINT
     except BaseException as e:  # noqa: BLE001 - the boundary is the point
         code = _expected_code(e)
-        if code is None and missing_extra(e) is not None:   # a lazy import of an optional package
+        if code is None and missing_extra(e) is not None:  # a lazy import of an optional package
             e = missing_extra(e)
             code = e.code
         if code is None and isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
@@ -207,6 +231,9 @@ def guarded(main: Callable[[list[str]], int | None], argv: Sequence[str] | None 
             raise
         where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
         at = f" at {os.path.basename(where.filename)}:{where.lineno}" if where else ""
-        print(f"internal error in {name}: {type(e).__name__}: {_message(e)}{at}; "
-              f"rerun with {DEBUG_FLAG} for the traceback and report it", file=sys.stderr)
+        print(
+            f"internal error in {name}: {type(e).__name__}: {_message(e)}{at}; "
+            f"rerun with {DEBUG_FLAG} for the traceback and report it",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL

@@ -4,6 +4,7 @@ Why a module: ``runtime.errors`` must import nothing of the runtime, and the
 classes below predate it; every CLI imports this once so a bad manifest,
 source, detector or box array is one line, never a traceback.
 """
+
 from __future__ import annotations
 
 from .backends.base import BackendError

@@ -9,6 +9,7 @@ Gotchas handled here: ``set_state(PLAYING)`` returns at once, so start-up
 errors arrive on the bus, not as return values; ``try_pull_sample`` needs
 GstApp imported; a frozen server yields no error at all, only our timeout.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,9 +34,11 @@ def _gst() -> Any:
         gi.require_version("GstApp", "1.0")
         from gi.repository import Gst, GstApp  # noqa: F401  (GstApp adds try_pull_sample)
     except (ImportError, ValueError) as e:
-        raise GstUnavailable(f"GStreamer for Python is not available ({e}); install it with "
-                             "`pip install -e .[gst]` and the system packages gstreamer1.0-plugins-{base,good,bad} "
-                             "gir1.2-gstreamer-1.0 (JetPack has them)") from None
+        raise GstUnavailable(
+            f"GStreamer for Python is not available ({e}); install it with "
+            "`pip install -e .[gst]` and the system packages gstreamer1.0-plugins-{base,good,bad} "
+            "gir1.2-gstreamer-1.0 (JetPack has them)"
+        ) from None
     Gst.init(None)
     return Gst
 
@@ -63,8 +66,10 @@ def rtsp_pipeline(url: str) -> str:
     """The Jetson hardware-decode pipeline when nvv4l2decoder exists, software decode otherwise."""
     src = f"rtspsrc location={url} latency=0 protocols=tcp"
     if has_element("nvv4l2decoder") and has_element("nvvidconv"):
-        return (f"{src} ! rtph264depay ! h264parse ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx ! "
-                f"{BGR_TAIL}")
+        return (
+            f"{src} ! rtph264depay ! h264parse ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx ! "
+            f"{BGR_TAIL}"
+        )
     return f"{src} ! decodebin ! {BGR_TAIL}"
 
 
@@ -86,7 +91,7 @@ class GstReader:
         for prop, value in (("emit-signals", False), ("max-buffers", 1), ("drop", True), ("sync", False)):
             self.sink.set_property(prop, value)
         self.bus = self.pipe.get_bus()
-        self.fps: float | None = None      # the caps' framerate (0/1 = variable: unknown)
+        self.fps: float | None = None  # the caps' framerate (0/1 = variable: unknown)
         self.pipe.set_state(Gst.State.PLAYING)
         self._first = self._pull(open_timeout_s)
         if self._first is None:

@@ -7,6 +7,7 @@ scores)`` form, plus a pose detector's own keypoints, which then travel into
 every COCO result as ``det_keypoints`` (so the one-stage and the top-down
 answer can be compared per person).
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,7 +25,9 @@ def image_ids(folder: Path) -> dict[str, int]:
 
     extra = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTS and f.name not in ids)
     if extra:
-        print(f"warning: {len(extra)} image(s) in {folder} not in its person_keypoints.json are not run "
-              f"({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''}); add them to it or move them out",
-              file=sys.stderr)
+        print(
+            f"warning: {len(extra)} image(s) in {folder} not in its person_keypoints.json are not run "
+            f"({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''}); add them to it or move them out",
+            file=sys.stderr,
+        )
     return ids

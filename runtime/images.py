@@ -8,6 +8,7 @@ is valid after every image and grows by appends (linear I/O, see
 runtime.json_array), so an interrupted run keeps every finished image; it is
 truncated at the start, so it is never a stale file from an earlier run.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,16 +23,26 @@ from tqdm import tqdm
 from . import expected_errors  # noqa: F401 (registers the runtime's error classes)
 from .account import RunAccount
 from .backends.base import BackendError
-from .cli_args import (OneLineParser, backend_options, existing_dir, existing_file, host_port, nonneg_float, number,
-                       out_file_in, positive_int, run_precision)
+from .cli_args import (
+    OneLineParser,
+    backend_options,
+    existing_dir,
+    existing_file,
+    host_port,
+    nonneg_float,
+    number,
+    out_file_in,
+    positive_int,
+    run_precision,
+)
 from .errors import IncompleteRun, guarded
 from .json_array import JsonArrayWriter
-from .safe_io import drop_earlier_outputs, set_aside_earlier
 from .pipeline import PipelineOptions, PosePipeline
-from .probfields import add_prob_arguments
 from .preprocess import DEFAULT_MAX_BOXES
+from .probfields import add_prob_arguments
 from .records import Detection, RecordError, image_names, read_detections
 from .routing import POLICIES
+from .safe_io import drop_earlier_outputs, set_aside_earlier
 from .sources import Frame
 
 
@@ -43,8 +54,11 @@ def load_detections(path: Path, images_dir: Path) -> tuple[dict[str, tuple[int, 
     for d in dets:
         name = names.get(d.key)
         if name is None:
-            raise RecordError(f"image_id {d.key} has no image in {images_dir}", f"--dets {path} record {d.index}",
-                              "pass the --images folder these detections belong to")
+            raise RecordError(
+                f"image_id {d.key} has no image in {images_dir}",
+                f"--dets {path} record {d.index}",
+                "pass the --images folder these detections belong to",
+            )
         per.setdefault(name, (d.key, []))[1].append(d)
     return dict(per), other
 
@@ -55,21 +69,45 @@ def build_parser() -> OneLineParser:
     p.add_argument("--images", required=True, type=existing_dir, help="folder of images")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--dets", type=existing_file, help="person detections, COCO results JSON")
-    src.add_argument("--detector", help="make the boxes here: engine (the artifacts' detector), onnx:PATH or hog; "
-                     "a pose detector's own keypoints go into each record as det_keypoints")
-    p.add_argument("--out", default=".", type=out_file_in("results.json", ".json"), metavar="DIR",
-                   help="folder for results.json (COCO keypoint results; default: the current folder)")
+    src.add_argument(
+        "--detector",
+        help="make the boxes here: engine (the artifacts' detector), onnx:PATH or hog; "
+        "a pose detector's own keypoints go into each record as det_keypoints",
+    )
+    p.add_argument(
+        "--out",
+        default=".",
+        type=out_file_in("results.json", ".json"),
+        metavar="DIR",
+        help="folder for results.json (COCO keypoint results; default: the current folder)",
+    )
     p.add_argument("--policy", default="dyn", choices=POLICIES)
     p.add_argument("--backend", default="auto", choices=("auto", "ort", "trt", "triton"))
-    p.add_argument("--triton-url", type=host_port, default=None,
-                   help="gRPC HOST:PORT of the Triton server (implies --backend triton; refused with ort/trt)")
-    p.add_argument("--precision", default="fp32", type=run_precision,
-                   help="fp32, fp16 or int8 as at build time (int8 = int8_cpu), or a variant name; ORT backend")
-    p.add_argument("--budget-ms", type=number(float, lo=0, lo_open=True), default=None,
-                   help="per-frame latency budget (caps large-net crops)")
+    p.add_argument(
+        "--triton-url",
+        type=host_port,
+        default=None,
+        help="gRPC HOST:PORT of the Triton server (implies --backend triton; refused with ort/trt)",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        type=run_precision,
+        help="fp32, fp16 or int8 as at build time (int8 = int8_cpu), or a variant name; ORT backend",
+    )
+    p.add_argument(
+        "--budget-ms",
+        type=number(float, lo=0, lo_open=True),
+        default=None,
+        help="per-frame latency budget (caps large-net crops)",
+    )
     p.add_argument("--score-thr", type=nonneg_float, default=None, help="drop boxes scoring below this")
-    p.add_argument("--max-boxes", type=positive_int, default=DEFAULT_MAX_BOXES,
-                   help="most boxes posed per image (highest scores kept; the rest say dropped: over_max_boxes)")
+    p.add_argument(
+        "--max-boxes",
+        type=positive_int,
+        default=DEFAULT_MAX_BOXES,
+        help="most boxes posed per image (highest scores kept; the rest say dropped: over_max_boxes)",
+    )
     add_prob_arguments(p)
     return p
 
@@ -81,8 +119,9 @@ def with_det_keypoints(records: list[dict[str, Any]], det_keypoints: Any) -> lis
 
         for rec in records:
             if "keypoints" in rec:
-                rec["det_keypoints"] = np.round(np.asarray(det_keypoints[rec["det_index"]], np.float64),
-                                                3).reshape(-1).tolist()
+                rec["det_keypoints"] = (
+                    np.round(np.asarray(det_keypoints[rec["det_index"]], np.float64), 3).reshape(-1).tolist()
+                )
     return records
 
 
@@ -96,20 +135,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    bopts = backend_options(args)      # --triton-url implies --backend triton (refused with ort/trt)
+    bopts = backend_options(args)  # --triton-url implies --backend triton (refused with ort/trt)
     detector = None
     if args.detector:
         from .image_dets import image_ids
         from .net_detector import open_detector
-        detector = open_detector(args.detector, args.engines, backend=args.backend, precision=args.precision,
-                                 backend_options=bopts)
+
+        detector = open_detector(
+            args.detector, args.engines, backend=args.backend, precision=args.precision, backend_options=bopts
+        )
         per, other = {name: (iid, []) for name, iid in image_ids(args.images).items()}, 0
     else:
-        per, other = load_detections(args.dets, args.images)      # all input checked before any work
-    opts = PipelineOptions(policy=args.policy, backend=args.backend, precision=args.precision,
-                           budget_ms=args.budget_ms, score_thr=args.score_thr, max_boxes=args.max_boxes,
-                           backend_options=bopts,
-                           credible=args.credible)
+        per, other = load_detections(args.dets, args.images)  # all input checked before any work
+    opts = PipelineOptions(
+        policy=args.policy,
+        backend=args.backend,
+        precision=args.precision,
+        budget_ms=args.budget_ms,
+        score_thr=args.score_thr,
+        max_boxes=args.max_boxes,
+        backend_options=bopts,
+        credible=args.credible,
+    )
     acct = RunAccount()
     n_large = 0
     old = signal.signal(signal.SIGTERM, _on_sigterm) if _is_main_thread() else None
@@ -122,26 +169,39 @@ def _main(argv: list[str]) -> int:
                 image_id, dets = per[name]
                 img = cv2.imread(str(args.images / name))
                 if img is None:
-                    print(f"warning: {args.images / name} unreadable; its {len(dets)} boxes say "
-                          "dropped: image_unreadable", file=sys.stderr)
+                    print(
+                        f"warning: {args.images / name} unreadable; its {len(dets)} boxes say "
+                        "dropped: image_unreadable",
+                        file=sys.stderr,
+                    )
                     acct.add_dropped_boxes("image_unreadable", len(dets))
-                    out.extend({"image_id": image_id, "category_id": 1, "bbox": _json_box(d.bbox),
-                                "score": d.score, "dropped": "image_unreadable", "det_index": d.index}
-                               for d in dets)
+                    out.extend(
+                        {
+                            "image_id": image_id,
+                            "category_id": 1,
+                            "bbox": _json_box(d.bbox),
+                            "score": d.score,
+                            "dropped": "image_unreadable",
+                            "det_index": d.index,
+                        }
+                        for d in dets
+                    )
                     continue
                 if detector is not None:
                     found = detector(Frame(0, 0.0, 0.0, img, name))
                     acct.add_detections(found)
                     (boxes, scores), det_kpts = found, getattr(found, "keypoints", None)
                     res = pipe(img, boxes, scores)
-                    out.extend(with_det_keypoints(res.to_coco_records(image_id, list(range(len(boxes)))), det_kpts))
+                    out.extend(
+                        with_det_keypoints(res.to_coco_records(image_id, list(range(len(boxes)))), det_kpts)
+                    )
                 else:
                     res = pipe(img, [d.bbox for d in dets], [d.score for d in dets])
                     out.extend(res.to_coco_records(image_id, [d.index for d in dets]))
                 acct.add_result(res)
                 n_large += int((res.route == 1).sum())
             done = True
-    except BackendError as e:   # e.g. the Triton server went away mid-run: every finished image is kept
+    except BackendError as e:  # e.g. the Triton server went away mid-run: every finished image is kept
         raise IncompleteRun(str(e), "--backend", "restart the server and run again") from None
     finally:
         if old is not None:
@@ -152,7 +212,9 @@ def _main(argv: list[str]) -> int:
             print(f"partial run: {acct.line()}; {args.out} holds every image finished", file=sys.stderr)
     drop_earlier_outputs(previous)
     skipped = f"; {other} non-person records ignored" if other else ""
-    print(f"{acct.posed} people from {len(per)} images -> {args.out} (large net: {n_large}/{acct.posed} crops)")
+    print(
+        f"{acct.posed} people from {len(per)} images -> {args.out} (large net: {n_large}/{acct.posed} crops)"
+    )
     print(f"account: {acct.line()}{skipped}")
     return 0
 

@@ -9,11 +9,13 @@ If the write fails part-way (disk full) the closing bracket is put back over
 bytes that are already allocated and the file is cut there: it stays the
 valid list of every record appended before.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import output_error
 from .records import strict_dumps
@@ -32,7 +34,7 @@ class JsonArrayWriter:
             self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         except OSError as e:
             raise output_error(e, self.path) from None
-        self._tail = 1          # offset of the closing ']'
+        self._tail = 1  # offset of the closing ']'
         self.count = 0
         write_at(self._fd, b"[" + _CLOSE, 0, self.path, restore_size=0)
 
@@ -63,7 +65,7 @@ class JsonArrayWriter:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "JsonArrayWriter":
+    def __enter__(self) -> JsonArrayWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -11,6 +11,7 @@ The geometry (``s = min(H/h, W/w)``, rounded size, padding split with the
 smaller half first) is the one ``runtime.detectors.letterbox`` used, whose
 box AP on coco-mini the issue measured; keeping it keeps that number.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,10 +67,11 @@ class Letterboxer:
         c = self._canvas
         c[...] = PAD_VALUE
         py, px = int(g.pad_y), int(g.pad_x)
-        cv2.resize(image, (nw, nh), dst=c[py:py + nh, px:px + nw], interpolation=cv2.INTER_LINEAR)
+        cv2.resize(image, (nw, nh), dst=c[py : py + nh, px : px + nw], interpolation=cv2.INTER_LINEAR)
         # BGR HWC uint8 -> RGB CHW float in one pass over the canvas
-        np.multiply(c[:, :, ::-1].transpose(2, 0, 1), np.float32(1 / 255), out=self.batch[slot],
-                    casting="unsafe")
+        np.multiply(
+            c[:, :, ::-1].transpose(2, 0, 1), np.float32(1 / 255), out=self.batch[slot], casting="unsafe"
+        )
         return g
 
     def fill(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Geometry]]:

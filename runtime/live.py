@@ -12,14 +12,16 @@ into exit code 3 after writing every frame it received.
 Readers are the small ``Reader`` protocol (``read() -> frame | None``,
 ``reason``, ``close()``): OpenCV/FFmpeg here, PyGObject in runtime.gst_reader.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -35,35 +37,63 @@ _ENV_LOCK = threading.Lock()
 
 @dataclass
 class LiveOptions:
-    open_timeout_s: float = 5.0     # a connection that shows no frame by then failed
-    read_timeout_s: float = 3.0     # no frame for this long: the stream stalled, reconnect
-    reconnect_tries: int = 5        # failed reconnects in a row before the stream counts as gone
-    backoff_s: float = 0.5          # first wait before reconnecting; doubles up to backoff_max_s
+    open_timeout_s: float = 5.0  # a connection that shows no frame by then failed
+    read_timeout_s: float = 3.0  # no frame for this long: the stream stalled, reconnect
+    reconnect_tries: int = 5  # failed reconnects in a row before the stream counts as gone
+    backoff_s: float = 0.5  # first wait before reconnecting; doubles up to backoff_max_s
     backoff_max_s: float = 8.0
 
 
-def add_live_arguments(p: "argparse.ArgumentParser") -> None:  # noqa: F821
+def add_live_arguments(p: argparse.ArgumentParser) -> None:  # noqa: F821
     """The live-source flags of a CLI (defaults: LiveOptions)."""
     from .cli_args import nonneg_int, positive_float
 
     d = LiveOptions()
     g = p.add_argument_group("live sources (cameras, rtsp://, GStreamer)")
-    g.add_argument("--reader", default="auto", choices=("auto", "gst", "ffmpeg"),
-                   help="how URLs and pipelines are read: GStreamer (PyGObject) or OpenCV/FFmpeg; auto = GStreamer "
-                        "where installed, FFmpeg otherwise")
-    g.add_argument("--open-timeout", type=positive_float, default=d.open_timeout_s, metavar="S",
-                   help=f"seconds to wait for a connection's first frame (default {d.open_timeout_s:g})")
-    g.add_argument("--read-timeout", type=positive_float, default=d.read_timeout_s, metavar="S",
-                   help=f"seconds without a frame before reconnecting (default {d.read_timeout_s:g})")
-    g.add_argument("--reconnect-tries", type=nonneg_int, default=d.reconnect_tries, metavar="N",
-                   help=f"failed reconnects in a row before the stream is gone: exit 3 (default {d.reconnect_tries})")
-    g.add_argument("--reconnect-backoff", type=positive_float, default=d.backoff_s, metavar="S",
-                   help=f"first wait before a reconnect, doubling up to {d.backoff_max_s:g} s (default {d.backoff_s:g})")
+    g.add_argument(
+        "--reader",
+        default="auto",
+        choices=("auto", "gst", "ffmpeg"),
+        help="how URLs and pipelines are read: GStreamer (PyGObject) or OpenCV/FFmpeg; auto = GStreamer "
+        "where installed, FFmpeg otherwise",
+    )
+    g.add_argument(
+        "--open-timeout",
+        type=positive_float,
+        default=d.open_timeout_s,
+        metavar="S",
+        help=f"seconds to wait for a connection's first frame (default {d.open_timeout_s:g})",
+    )
+    g.add_argument(
+        "--read-timeout",
+        type=positive_float,
+        default=d.read_timeout_s,
+        metavar="S",
+        help=f"seconds without a frame before reconnecting (default {d.read_timeout_s:g})",
+    )
+    g.add_argument(
+        "--reconnect-tries",
+        type=nonneg_int,
+        default=d.reconnect_tries,
+        metavar="N",
+        help=f"failed reconnects in a row before the stream is gone: exit 3 (default {d.reconnect_tries})",
+    )
+    g.add_argument(
+        "--reconnect-backoff",
+        type=positive_float,
+        default=d.backoff_s,
+        metavar="S",
+        help=f"first wait before a reconnect, doubling up to {d.backoff_max_s:g} s (default {d.backoff_s:g})",
+    )
 
 
-def live_options(args: "argparse.Namespace") -> LiveOptions:  # noqa: F821
-    return LiveOptions(open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout,
-                       reconnect_tries=args.reconnect_tries, backoff_s=args.reconnect_backoff)
+def live_options(args: argparse.Namespace) -> LiveOptions:  # noqa: F821
+    return LiveOptions(
+        open_timeout_s=args.open_timeout,
+        read_timeout_s=args.read_timeout,
+        reconnect_tries=args.reconnect_tries,
+        backoff_s=args.reconnect_backoff,
+    )
 
 
 class Reader(Protocol):
@@ -90,9 +120,16 @@ class FfmpegReader:
             user = os.environ.get(_FFMPEG_ENV)
             os.environ[_FFMPEG_ENV] = user if user is not None else FFMPEG_LIVE_OPTIONS
             try:
-                self.cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [
-                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
-                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_s * 1000)])
+                self.cap = cv2.VideoCapture(
+                    url,
+                    cv2.CAP_FFMPEG,
+                    [
+                        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                        int(open_timeout_s * 1000),
+                        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                        int(read_timeout_s * 1000),
+                    ],
+                )
             finally:
                 if user is None:
                     os.environ.pop(_FFMPEG_ENV, None)
@@ -100,7 +137,7 @@ class FfmpegReader:
             self.cap.release()
             raise ConnectionError(f"no connection within {open_timeout_s:g} s")
         self.read_timeout_s = read_timeout_s
-        self.fps = self.cap.get(cv2.CAP_PROP_FPS)   # 0 when the stream does not say
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS)  # 0 when the stream does not say
 
     def read(self) -> np.ndarray | None:
         ok, img = self.cap.read()
@@ -120,8 +157,14 @@ def _log(msg: str) -> None:
 class LatestFrameSource(FrameSource):
     """Newest-frame live source over any ``Reader`` factory; counts drops and reconnects."""
 
-    def __init__(self, spec: str, kind: str, name: str, open_reader: Callable[[], Reader],
-                 options: LiveOptions | None = None) -> None:
+    def __init__(
+        self,
+        spec: str,
+        kind: str,
+        name: str,
+        open_reader: Callable[[], Reader],
+        options: LiveOptions | None = None,
+    ) -> None:
         self.options = options or LiveOptions()
         self._open_reader = open_reader
         self.dropped = 0
@@ -130,15 +173,16 @@ class LatestFrameSource(FrameSource):
         self._latest: tuple[np.ndarray, float] | None = None
         self._done = False
         self._stop = threading.Event()
-        self._reader: Reader | None = open_reader()    # a source that never opens fails here, once
+        self._reader: Reader | None = open_reader()  # a source that never opens fails here, once
         first = self._reader.read()
         if first is None:
             reason = self._reader.reason
             self._reader.close()
             raise ConnectionError(reason or "no first frame")
         self._latest = (first, time.time())
-        super().__init__(spec, kind, name, getattr(self._reader, "fps", None), None,
-                         (first.shape[1], first.shape[0]))
+        super().__init__(
+            spec, kind, name, getattr(self._reader, "fps", None), None, (first.shape[1], first.shape[0])
+        )
         self._thread = threading.Thread(target=self._pump, name=f"live-{name}", daemon=True)
         self._thread.start()
 
@@ -149,7 +193,7 @@ class LatestFrameSource(FrameSource):
     def _put(self, img: np.ndarray) -> None:
         with self._cond:
             if self._latest is not None:
-                self.dropped += 1          # the consumer never saw the previous one
+                self.dropped += 1  # the consumer never saw the previous one
             self._latest = (img, time.time())
             self._cond.notify()
 
@@ -161,8 +205,10 @@ class LatestFrameSource(FrameSource):
             self._reader = None
         wait = o.backoff_s
         for attempt in range(1, o.reconnect_tries + 1):
-            _log(f"warning: {self.name}: stream lost ({why}); reconnecting in {wait:.1f} s "
-                 f"({attempt}/{o.reconnect_tries})")
+            _log(
+                f"warning: {self.name}: stream lost ({why}); reconnecting in {wait:.1f} s "
+                f"({attempt}/{o.reconnect_tries})"
+            )
             if self._stop.wait(wait):
                 return False
             try:
@@ -173,8 +219,10 @@ class LatestFrameSource(FrameSource):
             except (ConnectionError, OSError, ValueError) as e:
                 why = str(e)
             wait = min(o.backoff_max_s, wait * 2)
-        self.ended_early = (f"stream {self.spec!r} is gone: {o.reconnect_tries} reconnects failed "
-                            f"(last: {why}); check the camera or server and run again")
+        self.ended_early = (
+            f"stream {self.spec!r} is gone: {o.reconnect_tries} reconnects failed "
+            f"(last: {why}); check the camera or server and run again"
+        )
         return False
 
     def _pump(self) -> None:

@@ -8,6 +8,7 @@ build (or a half-copied folder) is refused instead of run. Each file is
 hashed once per process: the cache is keyed on (path, size, mtime_ns), so a
 file rewritten later is hashed again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EXIT_INPUT, register_expected
-from .safe_io import atomic_write_text
 from .manifest_schema import REQUIRED_ROLES, SchemaProblem, check_manifest, listed_files
+from .safe_io import atomic_write_text
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-ROLES = REQUIRED_ROLES   # required; extra roles (e.g. detector) are validated the same way
+ROLES = REQUIRED_ROLES  # required; extra roles (e.g. detector) are validated the same way
 REBUILD_HINT = "python -m build.engines --config {config} --target {target} --out {out}"
 
 
@@ -67,14 +68,18 @@ def load_manifest(root: str | Path, verify: bool = True) -> dict[str, Any]:
     """
     path = manifest_path(root)
     if not path.is_file():
-        raise ManifestError(f"no {MANIFEST_NAME} in {path.parent}; create the artifacts with "
-                            "`python -m build.engines --target cpu --out artifacts` and pass "
-                            "the folder it prints")
+        raise ManifestError(
+            f"no {MANIFEST_NAME} in {path.parent}; create the artifacts with "
+            "`python -m build.engines --target cpu --out artifacts` and pass "
+            "the folder it prints"
+        )
     try:
         m = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ManifestError(f"{path} is not valid JSON ({str(e).splitlines()[0][:80]}); rebuild the artifacts "
-                            "with `python -m build.engines` (see docs/build.md)") from e
+        raise ManifestError(
+            f"{path} is not valid JSON ({str(e).splitlines()[0][:80]}); rebuild the artifacts "
+            "with `python -m build.engines` (see docs/build.md)"
+        ) from e
     except OSError as e:
         raise ManifestError(f"cannot read {path} ({e.strerror}); check its permissions") from e
     try:
@@ -100,8 +105,10 @@ def verify_files(root: str | Path, manifest: dict[str, Any]) -> None:
 
 def _check_file(root: Path, manifest: dict[str, Any], field: str, f: Path, sha: str | None) -> None:
     if not f.is_file():
-        raise ManifestError(f"{f} ({field}) is listed in {MANIFEST_NAME} but missing; "
-                            f"rebuild with {rebuild_command(manifest, root)}")
+        raise ManifestError(
+            f"{f} ({field}) is listed in {MANIFEST_NAME} but missing; "
+            f"rebuild with {rebuild_command(manifest, root)}"
+        )
     if sha is None:
         return
     try:
@@ -109,9 +116,11 @@ def _check_file(root: Path, manifest: dict[str, Any], field: str, f: Path, sha: 
     except OSError as e:
         raise ManifestError(f"cannot read {f} ({field}: {e.strerror}); check its permissions") from e
     if got != sha:
-        raise ManifestError(f"{f} does not match {MANIFEST_NAME} ({field}: sha256 {got[:12]}... != "
-                            f"{sha[:12]}...; another build's file or a damaged copy); "
-                            f"rebuild with {rebuild_command(manifest, root)}")
+        raise ManifestError(
+            f"{f} does not match {MANIFEST_NAME} ({field}: sha256 {got[:12]}... != "
+            f"{sha[:12]}...; another build's file or a damaged copy); "
+            f"rebuild with {rebuild_command(manifest, root)}"
+        )
 
 
 def save_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
@@ -122,8 +131,11 @@ def save_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
 
 
 def rebuild_command(manifest: dict[str, Any], root: str | Path) -> str:
-    return REBUILD_HINT.format(config=manifest.get("config", "<config>"),
-                               target=manifest.get("target", "<target>"), out=Path(root).parent)
+    return REBUILD_HINT.format(
+        config=manifest.get("config", "<config>"),
+        target=manifest.get("target", "<target>"),
+        out=Path(root).parent,
+    )
 
 
 # build-time precision names (build.engines --precision) -> the ONNX variant ONNX Runtime runs
@@ -134,13 +146,17 @@ def model_file(root: str | Path, manifest: dict[str, Any], role: str, variant: s
     """Path of a role's ONNX (fp32 or a named variant such as int8_cpu; ``int8`` means int8_cpu)."""
     variant = PRECISION_VARIANTS.get(variant or "", variant)
     entry = manifest["models"][role]
-    rel = entry["onnx"] if variant in (None, "fp32") else entry.get("variants", {}).get(variant, {}).get("onnx")
+    rel = (
+        entry["onnx"] if variant in (None, "fp32") else entry.get("variants", {}).get(variant, {}).get("onnx")
+    )
     if rel is None:
         have = ", ".join(["fp32", *entry.get("variants", {})])
-        raise ManifestError(f"{role}: no {variant!r} model in {manifest_path(root)} (have: {have}); "
-                            f"build it with `python -m build.engines --precision ...`")
+        raise ManifestError(
+            f"{role}: no {variant!r} model in {manifest_path(root)} (have: {have}); "
+            f"build it with `python -m build.engines --precision ...`"
+        )
     path = Path(root) / rel
     field = f"models.{role}.onnx" if variant in (None, "fp32") else f"models.{role}.variants.{variant}"
     sha = entry["sha256"] if variant in (None, "fp32") else entry["variants"][variant].get("sha256")
-    _check_file(Path(root), manifest, field, path, sha)   # cached: a re-hash only if the file changed
+    _check_file(Path(root), manifest, field, path, sha)  # cached: a re-hash only if the file changed
     return path

@@ -12,12 +12,14 @@ relative ``onnx`` path and its ``sha256``; pose roles also a ``head``;
 optional ``variants`` and ``engine`` records with the same path rules;
 ``routing`` (k1 <= k2, finite) and optional ``presence`` numbers.
 """
+
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Any, Callable
+from typing import Any
 
 REQUIRED_ROLES = ("router", "small", "large")
 POSE_ROLES = ("small", "large")
@@ -80,8 +82,13 @@ def _model(role: str, entry: Any) -> None:
         if key in entry:
             items = _need(entry, key, where, lambda v: isinstance(v, list), "a list")
             for i, item in enumerate(items):
-                _need(_dict(item, f"{where}{key}[{i}]"), "name", f"{where}{key}[{i}].",
-                      lambda v: isinstance(v, str) and bool(v), "a tensor name (str)")
+                _need(
+                    _dict(item, f"{where}{key}[{i}]"),
+                    "name",
+                    f"{where}{key}[{i}].",
+                    lambda v: isinstance(v, str) and bool(v),
+                    "a tensor name (str)",
+                )
     variants = entry.get("variants", {})
     for name, rec in _dict(variants, f"{where}variants").items():
         _file_record(rec, f"{where}variants.{name}.", "onnx", sha_required=True)
@@ -106,20 +113,29 @@ def check_manifest(m: Any, schema_version: int) -> dict[str, Any]:
             raise SchemaProblem(f"models.{role}", "missing (the runtime needs router, small and large)")
     for role, entry in models.items():
         _model(str(role), entry)
-    routing = _dict(_need(m, "routing", "", lambda x: isinstance(x, dict), "an object (the routing band)"),
-                    "routing")
+    routing = _dict(
+        _need(m, "routing", "", lambda x: isinstance(x, dict), "an object (the routing band)"), "routing"
+    )
     k1 = _need(routing, "k1", "routing.", _is_number, "a finite number")
     k2 = _need(routing, "k2", "routing.", _is_number, "a finite number")
     if k1 > k2:
         raise SchemaProblem("routing", f"k1 {k1} > k2 {k2}")
     if "large_fraction" in routing:
-        _need(routing, "large_fraction", "routing.", lambda x: _is_number(x) and 0 <= x <= 1, "a number in [0, 1]")
+        _need(
+            routing,
+            "large_fraction",
+            "routing.",
+            lambda x: _is_number(x) and 0 <= x <= 1,
+            "a number in [0, 1]",
+        )
     if "presence" in m:
         pres = _dict(m["presence"], "presence")
         if "temperature" in pres:
             _need(pres, "temperature", "presence.", lambda x: _is_number(x) and x > 0, "a positive number")
         if "threshold" in pres:
-            _need(pres, "threshold", "presence.", lambda x: _is_number(x) and 0 <= x <= 1, "a number in [0, 1]")
+            _need(
+                pres, "threshold", "presence.", lambda x: _is_number(x) and 0 <= x <= 1, "a number in [0, 1]"
+            )
     return m
 
 

@@ -16,6 +16,7 @@ camera cannot take another's turn), ``--max-boxes`` caps each camera's people,
 and in budget mode the tick's large-net slots are shared max-min fairly
 between cameras (``runtime.pipeline.fair_shares``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .pipeline import PosePipeline
 from .safe_io import drop_earlier_outputs
@@ -86,19 +88,25 @@ def _take_oldest(active: list[VideoRun], queue_name: str, on_end: Any = None) ->
 class MultiRun:
     """Per-camera stage threads (read, detect+track, write) around one shared pose stage."""
 
-    def __init__(self, args: argparse.Namespace, sources: list[FrameSource], detectors: list[Any],
-                 pipe: PosePipeline, shared_detector: Any = None) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        sources: list[FrameSource],
+        detectors: list[Any],
+        pipe: PosePipeline,
+        shared_detector: Any = None,
+    ) -> None:
         self.args, self.pipe = args, pipe
-        self.shared_detector = shared_detector   # a network detector: one batch of every camera's frames
+        self.shared_detector = shared_detector  # a network detector: one batch of every camera's frames
         self.stop, self.abort = threading.Event(), threading.Event()
         self.interrupted: str | None = None
         self.cams = [VideoRun(args, src, det, pipe) for src, det in zip(sources, detectors)]
-        for cam in self.cams:            # one Ctrl-C / error stops every camera
+        for cam in self.cams:  # one Ctrl-C / error stops every camera
             cam.stop, cam.abort = self.stop, self.abort
         self.ticks = 0
         self.crops = 0
-        self.det_batches: list[int] = []   # frames per detector call (batched detection only)
-        self.writer = None               # the signal handler in runtime.video joins this if set
+        self.det_batches: list[int] = []  # frames per detector call (batched detection only)
+        self.writer = None  # the signal handler in runtime.video joins this if set
 
     @property
     def errors(self) -> list[BaseException]:
@@ -160,13 +168,24 @@ class MultiRun:
     def run(self) -> dict[str, Any]:
         threads, writers = [], []
         for cam in self.cams:
-            threads.append(threading.Thread(target=cam._guard(cam._read, cam.q_frames), daemon=True,
-                                            name=f"decode-{cam.source.name}"))
+            threads.append(
+                threading.Thread(
+                    target=cam._guard(cam._read, cam.q_frames), daemon=True, name=f"decode-{cam.source.name}"
+                )
+            )
             if self.shared_detector is None:
-                threads.append(threading.Thread(target=cam._guard(cam._detect, cam.q_dets, cam.q_frames),
-                                                daemon=True, name=f"detect-{cam.source.name}"))
-            writers.append(threading.Thread(target=cam._guard(cam._write, None), daemon=True,
-                                            name=f"write-{cam.source.name}"))
+                threads.append(
+                    threading.Thread(
+                        target=cam._guard(cam._detect, cam.q_dets, cam.q_frames),
+                        daemon=True,
+                        name=f"detect-{cam.source.name}",
+                    )
+                )
+            writers.append(
+                threading.Thread(
+                    target=cam._guard(cam._write, None), daemon=True, name=f"write-{cam.source.name}"
+                )
+            )
         if self.shared_detector is not None:
             threads.append(threading.Thread(target=self._detect_batched, daemon=True, name="detect-all"))
         for t in (*threads, *writers):
@@ -198,13 +217,21 @@ class MultiRun:
             raise self.errors[0]
         wall = time.perf_counter() - t0
         per = {cam.source.name: cam.stats.summary(cam.source) for cam in self.cams}
-        return {"cameras": per, "ticks": self.ticks, "crops": self.crops, "wall_s": wall,
-                "detector_batches": {"calls": len(self.det_batches), "frames": sum(self.det_batches),
-                                     "max": max(self.det_batches, default=0)},
-                "crops_per_s": self.crops / wall if wall > 0 else 0.0,
-                "frames": sum(s["frames"] for s in per.values()),
-                "ended_early": "; ".join(f"{n}: {s['ended_early']}" for n, s in per.items() if s["ended_early"])
-                or None}
+        return {
+            "cameras": per,
+            "ticks": self.ticks,
+            "crops": self.crops,
+            "wall_s": wall,
+            "detector_batches": {
+                "calls": len(self.det_batches),
+                "frames": sum(self.det_batches),
+                "max": max(self.det_batches, default=0),
+            },
+            "crops_per_s": self.crops / wall if wall > 0 else 0.0,
+            "frames": sum(s["frames"] for s in per.values()),
+            "ended_early": "; ".join(f"{n}: {s['ended_early']}" for n, s in per.items() if s["ended_early"])
+            or None,
+        }
 
 
 def write_summaries(run: MultiRun, summary: dict[str, Any], out: Path) -> None:
@@ -212,47 +239,66 @@ def write_summaries(run: MultiRun, summary: dict[str, Any], out: Path) -> None:
     from .safe_io import atomic_write_text
 
     for cam in run.cams:
-        s = dict(summary["cameras"][cam.source.name], interrupted=run.interrupted, account=cam.account.as_dict(),
-                 outputs={"jsonl": str(cam.jsonl.path),
-                          "video": [str(p) for p in cam.video.paths] if cam.video is not None else []})
-        atomic_write_text(out / f"{cam.source.name}.summary.json",
-                          json.dumps(json_safe(s), indent=2, allow_nan=False))
+        s = dict(
+            summary["cameras"][cam.source.name],
+            interrupted=run.interrupted,
+            account=cam.account.as_dict(),
+            outputs={
+                "jsonl": str(cam.jsonl.path),
+                "video": [str(p) for p in cam.video.paths] if cam.video is not None else [],
+            },
+        )
+        atomic_write_text(
+            out / f"{cam.source.name}.summary.json", json.dumps(json_safe(s), indent=2, allow_nan=False)
+        )
         print(f"[{cam.source.name}]", file=sys.stderr, end=" ")
         print_summary(s, out)
         print(f"[{cam.source.name}] account: {cam.account.line()}")
-    atomic_write_text(out / "multicam.summary.json",
-                      json.dumps(json_safe({**summary, "interrupted": run.interrupted}), indent=2, allow_nan=False))
-    print(f"{len(run.cams)} cameras: {summary['frames']} frames, {summary['crops']} crops in {summary['ticks']} "
-          f"ticks, {summary['crops_per_s']:.1f} crops/s overall", file=sys.stderr)
+    atomic_write_text(
+        out / "multicam.summary.json",
+        json.dumps(json_safe({**summary, "interrupted": run.interrupted}), indent=2, allow_nan=False),
+    )
+    print(
+        f"{len(run.cams)} cameras: {summary['frames']} frames, {summary['crops']} crops in {summary['ticks']} "
+        f"ticks, {summary['crops_per_s']:.1f} crops/s overall",
+        file=sys.stderr,
+    )
 
 
-def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> tuple[int, dict[str, Any] | None]:
+def run_multi(
+    args: argparse.Namespace, specs: list[tuple[str | None, str]]
+) -> tuple[int, dict[str, Any] | None]:
     """The video CLI with several sources (``--source`` repeated or ``--sources FILE``)."""
-    from .manifest import load_manifest
-    from .net_detector import NetDetector
     from .cli_args import backend_options
-    from .video_args import detector_from, pipeline_options
     from .errors import EXIT_INCOMPLETE, EXIT_SIGINT
     from .live import live_options
+    from .manifest import load_manifest
+    from .net_detector import NetDetector
     from .sources import open_source
     from .video import _install_signals
+    from .video_args import detector_from, pipeline_options
 
     sources: list[FrameSource] = []
-    try:   # expected errors (a source, the detector, the manifest) reach the CLI boundary: one line, exit 2
+    try:  # expected errors (a source, the detector, the manifest) reach the CLI boundary: one line, exit 2
         for _, spec in specs:
             sources.append(open_source(spec, fps=args.fps, live=live_options(args), reader=args.reader))
         for src, name in zip(sources, unique_names([n or s.name for (n, _), s in zip(specs, sources)])):
             src.name = name
         first = detector_from(args)
-        if isinstance(first, NetDetector):   # the artifacts' detector: one runner, every camera in one batch
+        if isinstance(first, NetDetector):  # the artifacts' detector: one runner, every camera in one batch
             first.close()
             entry = load_manifest(args.engines)["models"]["detector"]
-            shared = NetDetector(args.engines, backend=args.backend, precision=args.precision,
-                                 score_thr=args.det_thr, iou_thr=args.det_nms,
-                                 max_batch=max(1, int(entry.get("max_batch", len(sources)))),
-                                 backend_options=backend_options(args))
+            shared = NetDetector(
+                args.engines,
+                backend=args.backend,
+                precision=args.precision,
+                score_thr=args.det_thr,
+                iou_thr=args.det_nms,
+                max_batch=max(1, int(entry.get("max_batch", len(sources)))),
+                backend_options=backend_options(args),
+            )
             detectors = [None] * len(sources)
-        else:   # HOG / json / onnx: one per camera (own state), each on its camera's thread
+        else:  # HOG / json / onnx: one per camera (own state), each on its camera's thread
             shared = None
             detectors = [first] + [detector_from(args) for _ in sources[1:]]
         pipe = PosePipeline(args.engines, pipeline_options(args))
@@ -272,13 +318,18 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
         run.abort.set()
         print("interrupted: outputs closed; every frame written so far is valid", file=sys.stderr)
         for cam in run.cams:
-            print(f"[{cam.source.name}] account: {cam.account.line()} (frames written: {cam.jsonl.lines})",
-                  file=sys.stderr)
+            print(
+                f"[{cam.source.name}] account: {cam.account.line()} (frames written: {cam.jsonl.lines})",
+                file=sys.stderr,
+            )
         return EXIT_SIGINT, None
     except BaseException:
         for cam in run.cams:
-            print(f"[{cam.source.name}] partial run: {cam.account.line()}; {cam.jsonl.lines} frames written to "
-                  f"{cam.jsonl.path}", file=sys.stderr)
+            print(
+                f"[{cam.source.name}] partial run: {cam.account.line()}; {cam.jsonl.lines} frames written to "
+                f"{cam.jsonl.path}",
+                file=sys.stderr,
+            )
         raise
     finally:
         import signal
@@ -293,6 +344,6 @@ def run_multi(args: argparse.Namespace, specs: list[tuple[str | None, str]]) -> 
     if summary["ended_early"]:
         print(f"error: {summary['ended_early']}; every frame decoded was written", file=sys.stderr)
         return EXIT_INCOMPLETE, summary
-    for cam in run.cams:   # ended well: the earlier runs' outputs set aside at the start go
+    for cam in run.cams:  # ended well: the earlier runs' outputs set aside at the start go
         drop_earlier_outputs(cam.previous)
     return {None: 0, "SIGINT": 130, "SIGTERM": 143}[run.interrupted], summary

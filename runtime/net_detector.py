@@ -11,11 +11,13 @@ default thresholds; nothing is guessed at run time.
 frame t+1 while it still works on frame t; two letterbox buffers alternate,
 and a buffer is refilled only after the work that reads it was collected.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -48,14 +50,25 @@ class _Job:
 class NetDetector:
     """Frames -> :class:`~runtime.yolo.Detections` with the artifacts' detector."""
 
-    def __init__(self, root: str | Path, manifest: Mapping[str, Any] | None = None, backend: str = "auto",
-                 precision: str = "fp32", score_thr: float | None = None, iou_thr: float | None = None,
-                 cls: int | None = None, max_batch: int = 1, backend_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        manifest: Mapping[str, Any] | None = None,
+        backend: str = "auto",
+        precision: str = "fp32",
+        score_thr: float | None = None,
+        iou_thr: float | None = None,
+        cls: int | None = None,
+        max_batch: int = 1,
+        backend_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.manifest = dict(manifest) if manifest is not None else load_manifest(self.root)
         if not has_detector(self.manifest):
-            raise ManifestError(f"{self.root} has no detector; add one at build time with "
-                                "`python -m build.engines --detector PATH.onnx ...`")
+            raise ManifestError(
+                f"{self.root} has no detector; add one at build time with "
+                "`python -m build.engines --detector PATH.onnx ...`"
+            )
         entry = self.manifest["models"][ROLE]
         self.entry = entry
         self.layout = YoloLayout.from_dict(entry["layout"])
@@ -65,8 +78,9 @@ class NetDetector:
         self.max_det = int(thr.get("max_det", 300))
         self.cls = int(entry.get("class", 0) if cls is None else cls)
         self.variant = detector_variant(entry, precision)
-        self.backend: Backend = open_backend(backend, self.root, self.manifest, precision=self.variant,
-                                             **dict(backend_options or {}))
+        self.backend: Backend = open_backend(
+            backend, self.root, self.manifest, precision=self.variant, **dict(backend_options or {})
+        )
         self.runner = self.backend.open_runner(ROLE).activate()
         self.stream = self.backend.new_stream(ROLE)
         cap = self.runner.max_batch or max_batch
@@ -82,7 +96,7 @@ class NetDetector:
         """Letterbox up to ``max_batch`` BGR frames and enqueue them on the detector's stream."""
         b = self._next
         self._next = 1 - b
-        if self._busy[b] is not None:   # its buffer may still be read by queued work
+        if self._busy[b] is not None:  # its buffer may still be read by queued work
             self._busy[b].pending.wait()
         batch, geos = self._boxers[b].fill(images)
         job = _Job(self.runner.infer_async(batch, self.stream), geos, b)
@@ -93,14 +107,16 @@ class NetDetector:
         out = job.pending.wait()[self.output]
         if self._busy[job.buf] is job:
             self._busy[job.buf] = None
-        return self.check(decode(out, self.layout, job.geos, self.score_thr, self.iou_thr, self.cls, self.max_det))
+        return self.check(
+            decode(out, self.layout, job.geos, self.score_thr, self.iou_thr, self.cls, self.max_det)
+        )
 
     def detect_many(self, images: list[np.ndarray]) -> list[Detections]:
         """Any number of frames, in chunks of ``max_batch``, the next chunk queued before decoding."""
         res: list[Detections] = []
         jobs = []
         for i in range(0, len(images), self.max_batch):
-            jobs.append(self.submit(images[i:i + self.max_batch]))
+            jobs.append(self.submit(images[i : i + self.max_batch]))
             if len(jobs) == 2:
                 res += self.collect(jobs.pop(0))
         for j in jobs:
@@ -129,9 +145,17 @@ def attach_det_keypoints(record: dict[str, Any], keypoints: np.ndarray | None) -
     return record
 
 
-def open_detector(spec: str, engines: str | Path, *, backend: str = "auto", precision: str = "fp32",
-                  score_thr: float | None = None, iou_thr: float | None = None,
-                  backend_options: Mapping[str, Any] | None = None, **legacy: Any) -> Any:
+def open_detector(
+    spec: str,
+    engines: str | Path,
+    *,
+    backend: str = "auto",
+    precision: str = "fp32",
+    score_thr: float | None = None,
+    iou_thr: float | None = None,
+    backend_options: Mapping[str, Any] | None = None,
+    **legacy: Any,
+) -> Any:
     """``auto`` (the artifacts' detector when there is one, else HOG) | ``engine`` | the
     ``runtime.detectors`` specs (hog, onnx:PATH, json:PATH). ``backend_options`` (e.g. the
     Triton ``url``) go to the artifacts' detector's backend, the same as the pose nets'."""
@@ -140,10 +164,19 @@ def open_detector(spec: str, engines: str | Path, *, backend: str = "auto", prec
     if spec in ("auto", "engine"):
         manifest = load_manifest(engines)
         if has_detector(manifest):
-            return NetDetector(engines, manifest, backend=backend, precision=precision,
-                               score_thr=score_thr, iou_thr=iou_thr, backend_options=backend_options)
+            return NetDetector(
+                engines,
+                manifest,
+                backend=backend,
+                precision=precision,
+                score_thr=score_thr,
+                iou_thr=iou_thr,
+                backend_options=backend_options,
+            )
         if spec == "engine":
-            raise ManifestError(f"--detector engine: {engines} has no detector; add one with "
-                                "`python -m build.engines --detector PATH.onnx ...` or use --detector hog")
+            raise ManifestError(
+                f"--detector engine: {engines} has no detector; add one with "
+                "`python -m build.engines --detector PATH.onnx ...` or use --detector hog"
+            )
         spec = "hog"
     return make_detector(spec, score_thr=score_thr, iou_thr=0.5 if iou_thr is None else iou_thr, **legacy)

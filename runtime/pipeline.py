@@ -5,45 +5,53 @@ Runtime on a laptop and TensorRT on a Jetson run exactly this code.
 Frames are pipelined: :meth:`PosePipeline.run_many` preprocesses and routes
 frame t+1 while the pose nets of frame t are still running.
 """
+
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
+from .api_checks import ImageError, OptionError, check_image, check_masses, check_options  # noqa: F401 (the API's names)
 from .backends import backend_class, open_backend, resolve_backend_name
 from .backends.base import Pending
+from .credible import DEFAULT_MASSES
 from .decode import decode_heatmaps, decode_probmaps
 from .double_decode import merge_double
 from .manifest import load_manifest, verify_files
-from .credible import DEFAULT_MASSES
+from .preprocess import (
+    DEFAULT_MAX_BOXES,
+    INPUT_HW,
+    as_boxes,
+    boxes_to_center_scale,
+    heatmap_to_image,
+    make_crops,
+    sanitize_boxes,
+)
 from .probfields import ProbFieldsDecoder
-from .preprocess import (DEFAULT_MAX_BOXES, INPUT_HW, as_boxes, boxes_to_center_scale, heatmap_to_image,
-                         make_crops, sanitize_boxes)
 from .results import FrameResult
 from .routing import apply_budget, budget_max_large, manifest_costs, route
-
-from .api_checks import ImageError, OptionError, check_image, check_masses, check_options  # noqa: F401 (the API's names)
 
 NET_ROLES = ("small", "large")
 
 
 @dataclass
 class PipelineOptions:
-    policy: str = "dyn"             # dyn | small | large | random
-    backend: str = "auto"           # auto | ort | trt
-    precision: str = "fp32"         # fp32 | int8_cpu | fp16 | ... (ORT variants; TRT uses its engines)
-    max_batch: int = 32             # chunk size where the backend has no profile cap
+    policy: str = "dyn"  # dyn | small | large | random
+    backend: str = "auto"  # auto | ort | trt
+    precision: str = "fp32"  # fp32 | int8_cpu | fp16 | ... (ORT variants; TRT uses its engines)
+    max_batch: int = 32  # chunk size where the backend has no profile cap
     budget_ms: float | None = None  # cap large-net crops per frame to meet this latency
     score_thr: float | None = None
     max_boxes: int = DEFAULT_MAX_BOXES
     seed: int = 0
     backend_options: dict[str, Any] = field(default_factory=dict)
-    credible: tuple[float, ...] = DEFAULT_MASSES   # credible-region masses for probmap nets; () = none
+    credible: tuple[float, ...] = DEFAULT_MASSES  # credible-region masses for probmap nets; () = none
 
 
 @dataclass
@@ -61,7 +69,7 @@ class _Job:
     pending: dict[str, list[tuple[Pending, int]]]
     timings: dict[str, float]
     t0: float
-    sizes: list[int] = field(default_factory=list)   # input boxes per view, in view order
+    sizes: list[int] = field(default_factory=list)  # input boxes per view, in view order
 
 
 def fair_shares(total: int, want: np.ndarray) -> np.ndarray:
@@ -94,8 +102,9 @@ def _presence_from_outputs(outs: dict[str, np.ndarray], n: int, temperature: flo
     return p.astype(np.float32)
 
 
-def decode_outputs(head: str, outs: dict[str, np.ndarray], temperature: float = 1.0,
-                   presence_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_outputs(
+    head: str, outs: dict[str, np.ndarray], temperature: float = 1.0, presence_threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Net outputs -> (heatmap-space xy [n,17,2], keypoint scores [n,17], presence [n,17]).
 
     Uses the fused plugin's ``keypoints``/``keypoint_scores`` when the engine
@@ -111,7 +120,7 @@ def decode_outputs(head: str, outs: dict[str, np.ndarray], temperature: float = 
     else:
         raise ValueError(f"unknown head kind {head!r} in the manifest")
     presence = _presence_from_outputs(outs, len(coords), temperature)
-    if "outer_probmaps" in outs:   # double heatmap: out-of-window keypoints from the wider map
+    if "outer_probmaps" in outs:  # double heatmap: out-of-window keypoints from the wider map
         coords, kscores = merge_double(coords, kscores, outs["outer_probmaps"], presence, presence_threshold)
     return coords, kscores, presence
 
@@ -142,7 +151,7 @@ class PosePipeline:
         self._rng = np.random.default_rng(self.options.seed)
         self._crops = np.empty((0, 3, *INPUT_HW), np.float32)
         self._ms_per_crop: dict[str, float] = {}
-        self.cost_source: str | None = None   # budget mode: "manifest" (the build's costs) or "probe"
+        self.cost_source: str | None = None  # budget mode: "manifest" (the build's costs) or "probe"
         if self.options.budget_ms is not None:
             self._measure_costs()
 
@@ -167,7 +176,9 @@ class PosePipeline:
         job = self._submit_views(views)
         return self._collect(job).split(job.sizes)
 
-    def run_ticks(self, ticks: Iterable[list[tuple[np.ndarray, object, object]]]) -> Iterator[list[FrameResult]]:
+    def run_ticks(
+        self, ticks: Iterable[list[tuple[np.ndarray, object, object]]]
+    ) -> Iterator[list[FrameResult]]:
         """Pipelined :meth:`run_views`: tick t+1's crops and router overlap tick t's pose nets."""
         prev: _Job | None = None
         for views in ticks:
@@ -185,7 +196,7 @@ class PosePipeline:
             r.deactivate()
         self.backend.close()
 
-    def __enter__(self) -> "PosePipeline":
+    def __enter__(self) -> PosePipeline:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -198,8 +209,13 @@ class PosePipeline:
 
     def _enqueue(self, role: str, crops: np.ndarray) -> list[tuple[Pending, int]]:
         step = self._chunk(role)
-        return [(self.runners[role].infer_async(crops[i:i + step], self.streams[role]), min(step, len(crops) - i))
-                for i in range(0, len(crops), step)]
+        return [
+            (
+                self.runners[role].infer_async(crops[i : i + step], self.streams[role]),
+                min(step, len(crops) - i),
+            )
+            for i in range(0, len(crops), step)
+        ]
 
     def _crop_buffer(self, n: int) -> np.ndarray:
         if len(self._crops) < n:
@@ -220,8 +236,9 @@ class PosePipeline:
             image = check_image(image)
             raw = as_boxes(boxes)
             n = len(raw)
-            b, kept, rep = sanitize_boxes(raw, image.shape[:2], scores, self.options.score_thr,
-                                          self.options.max_boxes)
+            b, kept, rep = sanitize_boxes(
+                raw, image.shape[:2], scores, self.options.score_thr, self.options.max_boxes
+            )
             box_scores = np.ones(n) if scores is None else np.asarray(scores, np.float64).reshape(-1)
             dropped.update({offset + i: why for i, why in sorted(rep.reasons.items())})
             c, s = boxes_to_center_scale(b)
@@ -237,7 +254,7 @@ class PosePipeline:
         buf = self._crop_buffer(len(centers))
         row = 0
         for image, c, s in prepared:
-            make_crops(image, c, s, out=buf[row:row + len(c)])
+            make_crops(image, c, s, out=buf[row : row + len(c)])
             row += len(c)
         crops = buf[:row]
         raw, box_scores, kept = np.concatenate(raws), np.concatenate(all_scores), np.concatenate(kept_l)
@@ -250,16 +267,24 @@ class PosePipeline:
         t2 = time.perf_counter()
         large = route(self.options.policy, router_scores, self.k1, self.k2, self.fraction, self._rng)
         if self.options.budget_ms is not None and len(crops):
-            cap = budget_max_large(self.options.budget_ms, len(crops), self._ms_per_crop["small"],
-                                   self._ms_per_crop["large"], (t2 - t0) * 1e3)
+            cap = budget_max_large(
+                self.options.budget_ms,
+                len(crops),
+                self._ms_per_crop["small"],
+                self._ms_per_crop["large"],
+                (t2 - t0) * 1e3,
+            )
             large = self._budget(router_scores, large, cap, [len(c) for _, c, _ in prepared])
         # Boolean indexing copies: the nets own their batches, so the shared crop buffer is free
         # for frame t+1 while frame t's nets still run (run_many).
-        pending = {"small": self._enqueue("small", crops[~large]) if (~large).any() else [],
-                   "large": self._enqueue("large", crops[large]) if large.any() else []}
+        pending = {
+            "small": self._enqueue("small", crops[~large]) if (~large).any() else [],
+            "large": self._enqueue("large", crops[large]) if large.any() else [],
+        }
         timings = {"preprocess": (t1 - t0) * 1e3, "router": (t2 - t1) * 1e3}
-        return _Job(raw, box_scores, kept, dropped, centers, scales, router_scores, large, pending, timings, t0,
-                    sizes)
+        return _Job(
+            raw, box_scores, kept, dropped, centers, scales, router_scores, large, pending, timings, t0, sizes
+        )
 
     def _budget(self, scores: np.ndarray, large: np.ndarray, cap: int, rows: list[int]) -> np.ndarray:
         """The tick's large-net cap, shared fairly: each view (camera) gets a share of the cap
@@ -294,7 +319,9 @@ class PosePipeline:
             td = time.perf_counter()
             outs = {k: np.concatenate([o[k] for o in outs_list]) for k in outs_list[0]}
             sel = np.flatnonzero(job.large == flag)
-            coords, kscores, pres = decode_outputs(self.heads[role], outs, self.temperature, self.prob.threshold)
+            coords, kscores, pres = decode_outputs(
+                self.heads[role], outs, self.temperature, self.prob.threshold
+            )
             xy = heatmap_to_image(coords, job.centers[sel], job.scales[sel])
             rows = job.kept[sel]
             kps[rows, :, :2] = xy
@@ -304,12 +331,25 @@ class PosePipeline:
             route_arr[rows] = int(flag)
             decode_ms += (time.perf_counter() - td) * 1e3
         t_end = time.perf_counter()
-        timings = dict(job.timings, nets=(t_end - t_wait) * 1e3 - decode_ms, decode=decode_ms,
-                       total=(t_end - job.t0) * 1e3)
-        with np.errstate(over="ignore"):   # a 1e308 box is float32 inf; it was dropped as nan_or_inf anyway
+        timings = dict(
+            job.timings,
+            nets=(t_end - t_wait) * 1e3 - decode_ms,
+            decode=decode_ms,
+            total=(t_end - job.t0) * 1e3,
+        )
+        with np.errstate(over="ignore"):  # a 1e308 box is float32 inf; it was dropped as nan_or_inf anyway
             boxes32 = job.boxes.astype(np.float32)
-        return FrameResult(boxes32, kps, presence, route_arr, rscore,
-                           job.box_scores.astype(np.float32), job.dropped, timings, prob)
+        return FrameResult(
+            boxes32,
+            kps,
+            presence,
+            route_arr,
+            rscore,
+            job.box_scores.astype(np.float32),
+            job.dropped,
+            timings,
+            prob,
+        )
 
     # -- budget mode -------------------------------------------------------------------
     def _update_cost(self, role: str, parts: list[tuple[Pending, int]]) -> None:

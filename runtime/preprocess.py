@@ -4,6 +4,7 @@ Both directions live here so the forward and inverse affine can never drift
 apart. Pure numpy + OpenCV: the device, the calibrator and the trainer all
 make crops through this one module.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -31,7 +32,7 @@ class BoxReport:
     n_in: int = 0
     kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
-    reasons: dict[int, str] = field(default_factory=dict)   # input index -> why it was dropped
+    reasons: dict[int, str] = field(default_factory=dict)  # input index -> why it was dropped
 
     def drop(self, reason: str, n: int, indices: np.ndarray | None = None) -> None:
         if n:
@@ -46,19 +47,26 @@ def as_boxes(boxes: object) -> np.ndarray:
     try:
         arr = np.asarray(boxes if boxes is not None else [], dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise BoxError(f"boxes must be numbers [N,4] as x,y,w,h (COCO xywh), got {e}; "
-                       "pass one 4-number row per box") from None
+        raise BoxError(
+            f"boxes must be numbers [N,4] as x,y,w,h (COCO xywh), got {e}; pass one 4-number row per box"
+        ) from None
     if arr.size == 0:
         return np.zeros((0, 4))
     if arr.ndim != 2 or arr.shape[1] < 4:
-        raise BoxError(f"boxes must be [N,4] as x,y,w,h (COCO xywh), got shape {arr.shape}; "
-                       "convert x1,y1,x2,y2 boxes with w=x2-x1, h=y2-y1")
+        raise BoxError(
+            f"boxes must be [N,4] as x,y,w,h (COCO xywh), got shape {arr.shape}; "
+            "convert x1,y1,x2,y2 boxes with w=x2-x1, h=y2-y1"
+        )
     return arr[:, :4]
 
 
-def sanitize_boxes(boxes_xywh: object, image_hw: tuple[int, int], scores: object = None,
-                   score_thr: float | None = None, max_boxes: int | None = DEFAULT_MAX_BOXES
-                   ) -> tuple[np.ndarray, np.ndarray, BoxReport]:
+def sanitize_boxes(
+    boxes_xywh: object,
+    image_hw: tuple[int, int],
+    scores: object = None,
+    score_thr: float | None = None,
+    max_boxes: int | None = DEFAULT_MAX_BOXES,
+) -> tuple[np.ndarray, np.ndarray, BoxReport]:
     """Clip to the image, drop NaN / empty / off-image / low-score boxes, cap the count.
 
     Returns the kept boxes, their indices into the input (so results map back
@@ -104,15 +112,18 @@ def sanitize_boxes(boxes_xywh: object, image_hw: tuple[int, int], scores: object
         order = np.argsort(-sc, kind="stable")[:max_boxes] if sc is not None else np.arange(max_boxes)
         order = np.sort(order)
         rep.drop("over_max_boxes", len(b) - max_boxes, np.setdiff1d(idx, idx[order]))
-        warnings.warn(f"{len(b)} boxes in one image; keeping {max_boxes} (raise max_boxes, or --max-boxes, to keep more)",
-                      stacklevel=2)
+        warnings.warn(
+            f"{len(b)} boxes in one image; keeping {max_boxes} (raise max_boxes, or --max-boxes, to keep more)",
+            stacklevel=2,
+        )
         b, idx = b[order], idx[order]
     rep.kept = len(b)
     return b.astype(np.float32), idx, rep
 
 
-def boxes_to_center_scale(boxes_xywh: np.ndarray, padding: float = PADDING,
-                          input_hw: tuple[int, int] = INPUT_HW) -> tuple[np.ndarray, np.ndarray]:
+def boxes_to_center_scale(
+    boxes_xywh: np.ndarray, padding: float = PADDING, input_hw: tuple[int, int] = INPUT_HW
+) -> tuple[np.ndarray, np.ndarray]:
     """Box -> centre and (w, h) of the crop window at the net's 3:4 aspect, padded."""
     b = np.asarray(boxes_xywh, np.float32).reshape(-1, 4)
     centers = b[:, :2] + b[:, 2:] * 0.5
@@ -137,16 +148,18 @@ def crop_affines(centers: np.ndarray, scales: np.ndarray, out_hw: tuple[int, int
     return m
 
 
-def make_crops(image_bgr: np.ndarray, centers: np.ndarray, scales: np.ndarray,
-               out: np.ndarray | None = None) -> np.ndarray:
+def make_crops(
+    image_bgr: np.ndarray, centers: np.ndarray, scales: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """Affine crops, BGR->RGB and ImageNet normalisation into one [N,3,256,192] buffer.
 
     ``out`` may be a preallocated (pinned) buffer with at least N rows; the
     crops are written into it and a view of the first N rows is returned.
     """
     if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-        raise ValueError(f"image must be HxWx3 BGR uint8, got "
-                         f"{None if image_bgr is None else image_bgr.shape}")
+        raise ValueError(
+            f"image must be HxWx3 BGR uint8, got {None if image_bgr is None else image_bgr.shape}"
+        )
     n = len(centers)
     h, w = INPUT_HW
     if out is None:
@@ -154,18 +167,20 @@ def make_crops(image_bgr: np.ndarray, centers: np.ndarray, scales: np.ndarray,
     elif out.shape[0] < n or out.shape[1:] != (3, h, w) or out.dtype != np.float32:
         raise ValueError(f"crop buffer {out.shape} {out.dtype} cannot hold {n} crops of 3x{h}x{w} float32")
     mats = crop_affines(centers, scales)
-    scale = (1.0 / STD)[::-1].astype(np.float32)   # BGR order
+    scale = (1.0 / STD)[::-1].astype(np.float32)  # BGR order
     shift = (-MEAN / STD)[::-1].astype(np.float32)
     for i in range(n):
-        crop = cv2.warpAffine(image_bgr, mats[i], (w, h), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        norm = crop.astype(np.float32) * scale + shift          # HxWx3, BGR
-        out[i] = norm[:, :, ::-1].transpose(2, 0, 1)            # 3xHxW, RGB
+        crop = cv2.warpAffine(
+            image_bgr, mats[i], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
+        norm = crop.astype(np.float32) * scale + shift  # HxWx3, BGR
+        out[i] = norm[:, :, ::-1].transpose(2, 0, 1)  # 3xHxW, RGB
     return out[:n]
 
 
-def heatmap_to_image(coords: np.ndarray, centers: np.ndarray, scales: np.ndarray,
-                     heatmap_hw: tuple[int, int] = HEATMAP_HW) -> np.ndarray:
+def heatmap_to_image(
+    coords: np.ndarray, centers: np.ndarray, scales: np.ndarray, heatmap_hw: tuple[int, int] = HEATMAP_HW
+) -> np.ndarray:
     """Inverse of :func:`make_crops` for heatmap-pixel (x, y) coordinates [N,K,2].
 
     Pixel centres are aligned the MMPose way (coordinate / size * scale), so a
@@ -179,8 +194,9 @@ def heatmap_to_image(coords: np.ndarray, centers: np.ndarray, scales: np.ndarray
     return out.astype(np.float32)
 
 
-def image_to_heatmap(points: np.ndarray, centers: np.ndarray, scales: np.ndarray,
-                     heatmap_hw: tuple[int, int] = HEATMAP_HW) -> np.ndarray:
+def image_to_heatmap(
+    points: np.ndarray, centers: np.ndarray, scales: np.ndarray, heatmap_hw: tuple[int, int] = HEATMAP_HW
+) -> np.ndarray:
     """Forward map of image (x, y) [N,K,2] into heatmap pixels (training targets, tests)."""
     p = np.asarray(points, np.float64)
     hh, hw = heatmap_hw

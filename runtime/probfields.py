@@ -20,10 +20,12 @@ Kept apart from pipeline.py so the scheduler only calls :meth:`ProbFieldsDecoder
 once per net and results.py only asks :class:`ProbExtras` for a person's fields.
 Heatmap nets have none of this; their persons carry no such fields.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,31 +42,49 @@ class ProbExtras:
     by a probability-map net. Region arrays are [N,Q,K] / [N,Q,K,5], NaN where absent."""
 
     masses: tuple[float, ...]
-    has: np.ndarray          # [N] bool
+    has: np.ndarray  # [N] bool
     has_regions: np.ndarray  # [N] bool: the maps reached the host (see maps_of)
-    visibility: np.ndarray   # [N,K]
-    oks: np.ndarray          # [N,K]
-    present: np.ndarray      # [N,K] bool
-    area: np.ndarray         # [N,Q,K]
-    ellipse: np.ndarray      # [N,Q,K,5]
+    visibility: np.ndarray  # [N,K]
+    oks: np.ndarray  # [N,K]
+    present: np.ndarray  # [N,K] bool
+    area: np.ndarray  # [N,Q,K]
+    ellipse: np.ndarray  # [N,Q,K,5]
 
     @classmethod
-    def empty(cls, n: int, masses: Sequence[float]) -> "ProbExtras":
+    def empty(cls, n: int, masses: Sequence[float]) -> ProbExtras:
         q = len(masses)
-        return cls(tuple(masses), np.zeros(n, bool), np.zeros(n, bool), np.full((n, K), np.nan, np.float32),
-                   np.full((n, K), np.nan, np.float32), np.zeros((n, K), bool),
-                   np.full((n, q, K), np.nan), np.full((n, q, K, 5), np.nan))
+        return cls(
+            tuple(masses),
+            np.zeros(n, bool),
+            np.zeros(n, bool),
+            np.full((n, K), np.nan, np.float32),
+            np.full((n, K), np.nan, np.float32),
+            np.zeros((n, K), bool),
+            np.full((n, q, K), np.nan),
+            np.full((n, q, K, 5), np.nan),
+        )
 
     @property
     def quality(self) -> np.ndarray:
         """[N]: mean predicted OKS over the keypoints (NaN for heatmap-net rows)."""
         with np.errstate(invalid="ignore"):
-            return np.nanmean(np.where(self.has[:, None], self.oks, np.nan), axis=1) if self.has.any() \
+            return (
+                np.nanmean(np.where(self.has[:, None], self.oks, np.nan), axis=1)
+                if self.has.any()
                 else np.full(len(self.has), np.nan)
+            )
 
-    def take(self, rows: slice | np.ndarray) -> "ProbExtras":
-        return ProbExtras(self.masses, self.has[rows], self.has_regions[rows], self.visibility[rows],
-                          self.oks[rows], self.present[rows], self.area[rows], self.ellipse[rows])
+    def take(self, rows: slice | np.ndarray) -> ProbExtras:
+        return ProbExtras(
+            self.masses,
+            self.has[rows],
+            self.has_regions[rows],
+            self.visibility[rows],
+            self.oks[rows],
+            self.present[rows],
+            self.area[rows],
+            self.ellipse[rows],
+        )
 
     def person(self, i: int) -> dict[str, Any]:
         """JSON-ready fields of row ``i`` ({} for a heatmap-net or dropped row)."""
@@ -78,9 +98,12 @@ class ProbExtras:
         }
         if self.has_regions[i]:
             out["regions"] = {
-                f"{q:g}": {"area": np.round(self.area[i, qi], 2).tolist(),
-                           "ellipse": np.round(self.ellipse[i, qi], 3).tolist()}
-                for qi, q in enumerate(self.masses)}
+                f"{q:g}": {
+                    "area": np.round(self.area[i, qi], 2).tolist(),
+                    "ellipse": np.round(self.ellipse[i, qi], 3).tolist(),
+                }
+                for qi, q in enumerate(self.masses)
+            }
         return out
 
 
@@ -122,8 +145,16 @@ class ProbFieldsDecoder:
     def new(self, n: int) -> ProbExtras:
         return ProbExtras.empty(n, self.masses)
 
-    def fill(self, ex: ProbExtras, rows: np.ndarray, head: str, outs: dict[str, np.ndarray],
-             presence: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> None:
+    def fill(
+        self,
+        ex: ProbExtras,
+        rows: np.ndarray,
+        head: str,
+        outs: dict[str, np.ndarray],
+        presence: np.ndarray,
+        centers: np.ndarray,
+        scales: np.ndarray,
+    ) -> None:
         """Write one net's rows; a no-op for heatmap nets."""
         if head != "probmap" or len(rows) == 0:
             return
@@ -138,9 +169,10 @@ class ProbFieldsDecoder:
             return
         prep = self.coverage.prepare if self.coverage else (lambda m: m)
         reg = credible_regions(prep(maps), self.nominal)
-        if "outer_probmaps" in outs:   # double heatmap: an outer-placed keypoint gets its outer map's region
-            outer = outer_regions_to_inner(credible_regions(prep(outs["outer_probmaps"]), self.nominal),
-                                           maps.shape[-2:])
+        if "outer_probmaps" in outs:  # double heatmap: an outer-placed keypoint gets its outer map's region
+            outer = outer_regions_to_inner(
+                credible_regions(prep(outs["outer_probmaps"]), self.nominal), maps.shape[-2:]
+            )
             reg = pick_regions(reg, outer, np.asarray(presence) < self.threshold)
         img = regions_to_image(reg, scales, centers, maps.shape[-2:])
         ex.has_regions[rows] = True
@@ -153,17 +185,27 @@ __all__ = ["ProbExtras", "ProbFieldsDecoder", "add_prob_arguments", "maps_of", "
 
 def add_prob_arguments(p: Any, overlay: bool = False) -> None:
     """``--credible`` (and ``--draw-regions`` for CLIs that draw) on an argparse parser."""
+
     def masses(text: str) -> tuple[float, ...]:
         import argparse
+
         try:
             return parse_masses(text)
         except ValueError as e:
             raise argparse.ArgumentTypeError(f"{e}; give masses like 0.5,0.9 or 'none'") from None
 
-    p.add_argument("--credible", type=masses, default=DEFAULT_MASSES, metavar="Q[,Q...]",
-                   help="credible-region masses reported per keypoint of probability-map nets "
-                        "(area px^2 + ellipse; calibrated when the manifest has a coverage map); "
-                        "'none' to skip (default: 0.5,0.9)")
+    p.add_argument(
+        "--credible",
+        type=masses,
+        default=DEFAULT_MASSES,
+        metavar="Q[,Q...]",
+        help="credible-region masses reported per keypoint of probability-map nets "
+        "(area px^2 + ellipse; calibrated when the manifest has a coverage map); "
+        "'none' to skip (default: 0.5,0.9)",
+    )
     if overlay:
-        p.add_argument("--draw-regions", action="store_true",
-                       help="draw each keypoint's credible region (the largest --credible mass) on the overlay")
+        p.add_argument(
+            "--draw-regions",
+            action="store_true",
+            help="draw each keypoint's credible region (the largest --credible mass) on the overlay",
+        )

@@ -8,6 +8,7 @@ and field named. A box whose numbers are non-finite (``NaN``, ``Infinity``,
 ``null``) is *not* refused: it is a box the detector produced, so it is
 kept and box hygiene reports it as ``dropped: nan_or_inf``.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,7 @@ class Detection:
     """One person box as given: ``index`` is its position in the file (results keep it)."""
 
     index: int
-    key: int            # image_id (images) or frame index (video)
+    key: int  # image_id (images) or frame index (video)
     bbox: tuple[float, float, float, float]
     score: float
 
@@ -45,8 +46,9 @@ def record_int(rec: dict, name: str, where: str) -> int:
     if isinstance(v, float) and math.isfinite(v) and v.is_integer():
         return int(v)
     if not isinstance(v, int) or isinstance(v, bool):
-        raise RecordError(f"field '{name}' must be an integer, got {v!r:.60}", where,
-                          f"write {name} as a whole number")
+        raise RecordError(
+            f"field '{name}' must be an integer, got {v!r:.60}", where, f"write {name} as a whole number"
+        )
     return v
 
 
@@ -54,9 +56,12 @@ def parse_box(v: object, where: str) -> tuple[float, float, float, float]:
     """4 numbers x,y,w,h; ``null``/NaN/inf entries become NaN (dropped later, not refused)."""
     if not isinstance(v, (list, tuple)) or len(v) != 4:
         n = len(v) if isinstance(v, (list, tuple)) else type(v).__name__
-        raise RecordError(f"field 'bbox' must be a list of 4 numbers [x,y,w,h], got {n}"
-                          + (" values" if isinstance(n, int) else ""), where,
-                          "write COCO xywh boxes (w=x2-x1, h=y2-y1)")
+        raise RecordError(
+            f"field 'bbox' must be a list of 4 numbers [x,y,w,h], got {n}"
+            + (" values" if isinstance(n, int) else ""),
+            where,
+            "write COCO xywh boxes (w=x2-x1, h=y2-y1)",
+        )
     out = []
     for j, x in enumerate(v):
         if x is None:
@@ -64,8 +69,11 @@ def parse_box(v: object, where: str) -> tuple[float, float, float, float]:
         elif _is_number(x):
             out.append(float(x))
         else:
-            raise RecordError(f"field 'bbox'[{j}] must be a number, got {x!r:.40}", where,
-                              "write the box as numbers, not strings")
+            raise RecordError(
+                f"field 'bbox'[{j}] must be a number, got {x!r:.40}",
+                where,
+                "write the box as numbers, not strings",
+            )
     return out[0], out[1], out[2], out[3]
 
 
@@ -75,8 +83,11 @@ def parse_score(rec: dict, where: str) -> float:
         return 1.0
     s = rec["score"]
     if not _is_number(s) or not math.isfinite(s):
-        raise RecordError(f"field 'score' must be a finite number, got {s!r:.40}", where,
-                          "fix or remove the score (absent means 1.0)")
+        raise RecordError(
+            f"field 'score' must be a finite number, got {s!r:.40}",
+            where,
+            "fix or remove the score (absent means 1.0)",
+        )
     return float(s)
 
 
@@ -85,13 +96,17 @@ def read_json(path: Path, what: str, flag: str) -> Any:
     try:
         return json.loads(Path(path).read_bytes())
     except OSError as e:
-        raise InputError(f"cannot read {what}: {e.strerror or e}", f"{flag} {path}", "pass a readable file") from None
+        raise InputError(
+            f"cannot read {what}: {e.strerror or e}", f"{flag} {path}", "pass a readable file"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read {what}: not valid JSON ({e})", f"{flag} {path}",
-                         "pass a COCO-format JSON file") from None
+        raise InputError(
+            f"cannot read {what}: not valid JSON ({e})", f"{flag} {path}", "pass a COCO-format JSON file"
+        ) from None
     except RecursionError:
-        raise InputError(f"cannot read {what}: nested too deeply", f"{flag} {path}",
-                         "pass a COCO-format JSON file") from None
+        raise InputError(
+            f"cannot read {what}: nested too deeply", f"{flag} {path}", "pass a COCO-format JSON file"
+        ) from None
 
 
 def parse_detections(data: object, source: str, frame_keys: bool = False) -> tuple[list[Detection], int]:
@@ -100,30 +115,42 @@ def parse_detections(data: object, source: str, frame_keys: bool = False) -> tup
     ``frame_keys``: a record may say ``frame`` instead of ``image_id`` (video).
     """
     if not isinstance(data, list):
-        raise RecordError(f"detections must be a JSON list of {{image_id, bbox, score}} records, "
-                          f"got {type(data).__name__}", source, "write COCO results format")
+        raise RecordError(
+            f"detections must be a JSON list of {{image_id, bbox, score}} records, got {type(data).__name__}",
+            source,
+            "write COCO results format",
+        )
     dets: list[Detection] = []
     other = 0
     for i, rec in enumerate(data):
         where = f"{source} record {i}"
         if not isinstance(rec, dict):
-            raise RecordError(f"record is {type(rec).__name__}, not an object", where,
-                              "each record is {\"image_id\", \"bbox\", \"score\"}")
+            raise RecordError(
+                f"record is {type(rec).__name__}, not an object",
+                where,
+                'each record is {"image_id", "bbox", "score"}',
+            )
         if "category_id" in rec and record_int(rec, "category_id", where) != PERSON_CATEGORY:
             other += 1
             continue
         name = "frame" if frame_keys and "frame" in rec else "image_id"
         if name not in rec:
-            raise RecordError("field 'image_id' is missing" + (" (or 'frame')" if frame_keys else ""), where,
-                              "every record names its image")
+            raise RecordError(
+                "field 'image_id' is missing" + (" (or 'frame')" if frame_keys else ""),
+                where,
+                "every record names its image",
+            )
         if "bbox" not in rec:
             raise RecordError("field 'bbox' is missing", where, "every record needs bbox [x,y,w,h]")
-        dets.append(Detection(i, record_int(rec, name, where), parse_box(rec["bbox"], where),
-                              parse_score(rec, where)))
+        dets.append(
+            Detection(i, record_int(rec, name, where), parse_box(rec["bbox"], where), parse_score(rec, where))
+        )
     return dets, other
 
 
-def read_detections(path: Path, flag: str = "--dets", frame_keys: bool = False) -> tuple[list[Detection], int]:
+def read_detections(
+    path: Path, flag: str = "--dets", frame_keys: bool = False
+) -> tuple[list[Detection], int]:
     """A detections file, strictly checked (see :func:`parse_detections`)."""
     return parse_detections(read_json(path, "detections", flag), f"{flag} {path}", frame_keys)
 
@@ -150,9 +177,12 @@ def image_names(images_dir: Path, flag: str = "--images", numbered_only: bool = 
             if not (stem.isascii() and stem.isdigit()):
                 unnumbered.append(name)
             elif int(stem) in names:
-                raise RecordError(f"{names[int(stem)]} and {name} both map to image id {int(stem)}",
-                                  f"{flag} {images_dir}", "rename one of them (ids come from the number in "
-                                  "the file name) or add a person_keypoints.json that lists the images")
+                raise RecordError(
+                    f"{names[int(stem)]} and {name} both map to image id {int(stem)}",
+                    f"{flag} {images_dir}",
+                    "rename one of them (ids come from the number in "
+                    "the file name) or add a person_keypoints.json that lists the images",
+                )
             else:
                 names[int(stem)] = name
         if not numbered_only:
@@ -170,8 +200,11 @@ def image_names(images_dir: Path, flag: str = "--images", numbered_only: bool = 
             raise RecordError("needs 'id' and 'file_name'", where, "fix the COCO image entry")
         iid = record_int(im, "id", where)
         if iid in names or im["file_name"] in seen:
-            raise RecordError(f"image id {iid} / file {im['file_name']} is listed twice", where,
-                              "give every image one entry with its own id")
+            raise RecordError(
+                f"image id {iid} / file {im['file_name']} is listed twice",
+                where,
+                "give every image one entry with its own id",
+            )
         names[iid] = im["file_name"]
         seen.add(im["file_name"])
     return names

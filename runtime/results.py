@@ -1,4 +1,5 @@
 """Per-frame results: arrays in the caller's box order, plus export helpers."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,15 +24,15 @@ class FrameResult:
     for heatmap nets, which have no presence head).
     """
 
-    boxes: np.ndarray          # [N,4] xywh as given
-    keypoints: np.ndarray      # [N,17,3]
-    presence: np.ndarray       # [N,17]
-    route: np.ndarray          # [N] int8
-    router_score: np.ndarray   # [N]
-    box_score: np.ndarray      # [N]
+    boxes: np.ndarray  # [N,4] xywh as given
+    keypoints: np.ndarray  # [N,17,3]
+    presence: np.ndarray  # [N,17]
+    route: np.ndarray  # [N] int8
+    router_score: np.ndarray  # [N]
+    box_score: np.ndarray  # [N]
     dropped: dict[int, str] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
-    prob: "ProbExtras | None" = None   # probability-map nets' extra fields (runtime.probfields)
+    prob: ProbExtras | None = None  # probability-map nets' extra fields (runtime.probfields)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -41,16 +42,26 @@ class FrameResult:
         valid = self.route >= 0
         return float((self.route[valid] == 1).mean()) if valid.any() else 0.0
 
-    def split(self, sizes: list[int]) -> list["FrameResult"]:
+    def split(self, sizes: list[int]) -> list[FrameResult]:
         """One result per view of a multi-view submission (rows in view order), each with its own
         row numbering; timings are the shared tick's."""
         out, start = [], 0
         for n in sizes:
             sl = slice(start, start + n)
             dropped = {i - start: why for i, why in self.dropped.items() if start <= i < start + n}
-            out.append(FrameResult(self.boxes[sl], self.keypoints[sl], self.presence[sl], self.route[sl],
-                                   self.router_score[sl], self.box_score[sl], dropped, dict(self.timings_ms),
-                                   None if self.prob is None else self.prob.take(sl)))
+            out.append(
+                FrameResult(
+                    self.boxes[sl],
+                    self.keypoints[sl],
+                    self.presence[sl],
+                    self.route[sl],
+                    self.router_score[sl],
+                    self.box_score[sl],
+                    dropped,
+                    dict(self.timings_ms),
+                    None if self.prob is None else self.prob.take(sl),
+                )
+            )
             start += n
         if start != len(self):
             raise ValueError(f"split sizes {sizes} do not add up to {len(self)} rows")
@@ -64,9 +75,11 @@ class FrameResult:
                 "index": i,
                 "box": [round(float(v), 2) if np.isfinite(v) else None for v in self.boxes[i]],
                 "route": ROUTE_NAMES[int(self.route[i])],
-                "router_score": None if np.isnan(self.router_score[i]) else round(float(self.router_score[i]), 5),
+                "router_score": None
+                if np.isnan(self.router_score[i])
+                else round(float(self.router_score[i]), 5),
             }
-            if self.route[i] >= 0:   # a dropped box has no keypoints at all, only the reason
+            if self.route[i] >= 0:  # a dropped box has no keypoints at all, only the reason
                 kp = self.keypoints[i].astype(np.float64)
                 rec["keypoints"] = np.round(np.nan_to_num(kp, nan=-1.0, posinf=-1.0, neginf=-1.0), 2).tolist()
                 rec["presence"] = np.round(np.nan_to_num(self.presence[i].astype(np.float64)), 4).tolist()
@@ -93,9 +106,13 @@ class FrameResult:
                 rec["bbox"] = box
             else:
                 s = float(self.box_score[i])
-                rec = {"image_id": int(image_id), "category_id": 1, "bbox": box,
-                       "score": round(s, 5) if np.isfinite(s) else None,
-                       "dropped": self.dropped.get(i, "dropped")}
+                rec = {
+                    "image_id": int(image_id),
+                    "category_id": 1,
+                    "bbox": box,
+                    "score": round(s, 5) if np.isfinite(s) else None,
+                    "dropped": self.dropped.get(i, "dropped"),
+                }
             if det_index is not None:
                 rec["det_index"] = int(det_index[i])
             out.append(rec)
@@ -124,10 +141,15 @@ class FrameResult:
         res = []
         for i in np.flatnonzero(self.route >= 0):
             kp = self.keypoints[i].copy()
-            bad = ~np.isfinite(kp).all(axis=1)      # NaN/inf maps decode to NaN: score 0
+            bad = ~np.isfinite(kp).all(axis=1)  # NaN/inf maps decode to NaN: score 0
             kp[bad] = 0.0
-            res.append({"image_id": int(image_id), "category_id": 1,
-                        "keypoints": np.round(kp.astype(np.float64), 3).reshape(-1).tolist(),
-                        "score": float(self.box_score[i]) * self.person_quality(i, kp),
-                        **(self.prob.person(i) if self.prob is not None else {})})
+            res.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": 1,
+                    "keypoints": np.round(kp.astype(np.float64), 3).reshape(-1).tolist(),
+                    "score": float(self.box_score[i]) * self.person_quality(i, kp),
+                    **(self.prob.person(i) if self.prob is not None else {}),
+                }
+            )
         return res

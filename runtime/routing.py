@@ -3,6 +3,7 @@
 Decisions only (numpy in, boolean masks out), so every policy is unit-tested
 on the CPU and shared by every backend.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,9 +18,9 @@ POLICIES = ("dyn", "small", "large", "random")
 class Band:
     k1: float
     k2: float
-    large_fraction: float   # achieved on the calibration scores
+    large_fraction: float  # achieved on the calibration scores
     theta: float
-    p: float                # percent
+    p: float  # percent
     n: int
 
 
@@ -33,8 +34,10 @@ def fit_thresholds(scores: np.ndarray, theta: float, p: float) -> Band:
     """
     s = np.sort(np.asarray(scores, np.float64).reshape(-1))
     if s.size == 0 or not np.isfinite(s).all():
-        raise ValueError("routing thresholds need at least one finite router score; "
-                         "check the calibration crops (--calib-data)")
+        raise ValueError(
+            "routing thresholds need at least one finite router score; "
+            "check the calibration crops (--calib-data)"
+        )
     if not 0.0 <= theta <= 1.0 or not 0.0 <= p <= 100.0:
         raise ValueError(f"theta must be in [0,1] and p in [0,100] (percent), got theta={theta}, p={p}")
     n = s.size
@@ -55,8 +58,14 @@ def route_band(scores: np.ndarray, k1: float, k2: float) -> np.ndarray:
     return (s >= k1) & (s <= k2)
 
 
-def route(policy: str, scores: np.ndarray, k1: float, k2: float, fraction: float,
-          rng: np.random.Generator | None = None) -> np.ndarray:
+def route(
+    policy: str,
+    scores: np.ndarray,
+    k1: float,
+    k2: float,
+    fraction: float,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Mask of crops for the large net under ``policy`` (see POLICIES).
 
     ``random`` sends the same share as the band did on calibration
@@ -95,7 +104,9 @@ def apply_budget(scores: np.ndarray, large: np.ndarray, k1: float, k2: float, ma
     return large
 
 
-def budget_max_large(budget_ms: float, n: int, ms_small: float, ms_large: float, ms_fixed: float = 0.0) -> int:
+def budget_max_large(
+    budget_ms: float, n: int, ms_small: float, ms_large: float, ms_fixed: float = 0.0
+) -> int:
     """How many of n crops can take the large net within ``budget_ms``.
 
     Per-crop costs come from measured latencies; the rest go to the small net.
@@ -123,7 +134,11 @@ def manifest_costs(manifest: dict, backend: str, precision: str | None) -> dict[
         if backend == "ort" and e.get("precision") != (precision or "fp32"):
             continue
         ms = e.get("ms_per_crop")
-        if isinstance(ms, dict) and all(isinstance(ms.get(r), (int, float)) and math.isfinite(ms[r]) and ms[r] > 0
-                                        for r in ("small", "large")):
-            return {r: float(ms[r]) for r in ("router", "small", "large") if isinstance(ms.get(r), (int, float))}
+        if isinstance(ms, dict) and all(
+            isinstance(ms.get(r), (int, float)) and math.isfinite(ms[r]) and ms[r] > 0
+            for r in ("small", "large")
+        ):
+            return {
+                r: float(ms[r]) for r in ("router", "small", "large") if isinstance(ms.get(r), (int, float))
+            }
     return None

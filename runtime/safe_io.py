@@ -10,6 +10,7 @@ overwrites (summaries, reports, plots, PNGs: build, bench and tools too) go
 through :func:`atomic_write_bytes`, so a failed rewrite keeps the previous
 file; folders of files that belong together use ``build.staging.StagedDir``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -40,7 +41,7 @@ def write_at(fd: int, data: bytes, offset: int, path: object, restore_size: int 
     except OSError as e:
         if restore_size is not None:
             try:
-                os.ftruncate(fd, restore_size)   # shrinking needs no space
+                os.ftruncate(fd, restore_size)  # shrinking needs no space
             except OSError:
                 pass
         raise output_error(e, path) from None
@@ -62,7 +63,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         try:
             write_at(fd, data, 0, path)
-            os.fchmod(fd, 0o644)   # mkstemp's 0600 would hide results from other users
+            os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from other users
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -81,10 +82,9 @@ def copy_file(src: str | Path, dst: str | Path) -> None:
     try:
         shutil.copy2(src, dst)
     except OSError as e:
-        if e.errno == errno.ENOENT and e.filename == str(src):   # the source is gone: not an output problem
+        if e.errno == errno.ENOENT and e.filename == str(src):  # the source is gone: not an output problem
             raise
         raise output_error(e, dst) from None
-
 
 
 def set_aside_earlier(out: Path, name: str, pattern: re.Pattern[str]) -> Path | None:
@@ -98,11 +98,14 @@ def set_aside_earlier(out: Path, name: str, pattern: re.Pattern[str]) -> Path | 
     """
     prev = out / f"{name}.previous"
     try:
-        found = [p for p in (sorted(out.iterdir()) if out.is_dir() else [])
-                 if pattern.fullmatch(p.name) and (p.is_file() or p.is_symlink())]
+        found = [
+            p
+            for p in (sorted(out.iterdir()) if out.is_dir() else [])
+            if pattern.fullmatch(p.name) and (p.is_file() or p.is_symlink())
+        ]
         if not found:
             return None
-        if prev.is_dir() and not prev.is_symlink():   # two runs back: only the last complete one is kept
+        if prev.is_dir() and not prev.is_symlink():  # two runs back: only the last complete one is kept
             shutil.rmtree(prev)
         elif prev.exists() or prev.is_symlink():
             prev.unlink()
@@ -111,8 +114,11 @@ def set_aside_earlier(out: Path, name: str, pattern: re.Pattern[str]) -> Path | 
             os.replace(p, prev / p.name)
     except OSError as e:
         raise output_error(e, prev) from None
-    print(f"note: moved {len(found)} output(s) of an earlier run for {name} to {prev}/ "
-          f"({', '.join(p.name for p in found)}); removed when this run ends without an error", file=sys.stderr)
+    print(
+        f"note: moved {len(found)} output(s) of an earlier run for {name} to {prev}/ "
+        f"({', '.join(p.name for p in found)}); removed when this run ends without an error",
+        file=sys.stderr,
+    )
     return prev
 
 

@@ -18,6 +18,7 @@
   sits beside the new outputs as if it were this run's, and a rerun that fails
   still leaves the earlier complete results; they go when the run ends well.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ import os
 import re
 import struct
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -40,10 +42,12 @@ if TYPE_CHECKING:
 
 AVIF_HASINDEX = 0x10
 AVIIF_KEYFRAME = 0x10
-DEFAULT_MAX_BYTES = 2 ** 31  # well below the 4 GiB a 32-bit RIFF size can describe
+DEFAULT_MAX_BYTES = 2**31  # well below the 4 GiB a 32-bit RIFF size can describe
 
 
-def frame_record(frame: "Frame", track_ids: Sequence[int], detected: bool, res: "FrameResult") -> dict[str, Any]:
+def frame_record(
+    frame: Frame, track_ids: Sequence[int], detected: bool, res: FrameResult
+) -> dict[str, Any]:
     """The JSON Lines record of one frame; persons keep the detector's box order."""
     persons = res.persons()
     for p, tid, s in zip(persons, track_ids, res.box_score):
@@ -53,8 +57,14 @@ def frame_record(frame: "Frame", track_ids: Sequence[int], detected: bool, res: 
             # float32 -> float64 before rounding, or 517.27 prints as 517.27001953125
             p["keypoints"] = [[round(float(v), 2) for v in kp] for kp in p["keypoints"]]
             p["presence"] = [round(float(v), 4) for v in p["presence"]]
-    return {"frame": frame.index, "timestamp": round(frame.timestamp, 4), "wall_time": round(frame.wall_time, 4),
-            "detected": bool(detected), **({"file": frame.name} if frame.name else {}), "persons": persons}
+    return {
+        "frame": frame.index,
+        "timestamp": round(frame.timestamp, 4),
+        "wall_time": round(frame.wall_time, 4),
+        "detected": bool(detected),
+        **({"file": frame.name} if frame.name else {}),
+        "persons": persons,
+    }
 
 
 class JsonlWriter:
@@ -97,9 +107,15 @@ def _chunk(fourcc: bytes, payload: bytes) -> bytes:
 class MjpegAviWriter:
     """Motion-JPEG in AVI, playable after any interruption (see the module docstring)."""
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], quality: int = 85,
-                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        if not 0 < fps < float("inf"):   # callers pass FrameSource.fps, which has its fallback
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        size: tuple[int, int],
+        quality: int = 85,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        if not 0 < fps < float("inf"):  # callers pass FrameSource.fps, which has its fallback
             raise ValueError(f"{path}: frame rate {fps!r} is not a positive number")
         self.base = Path(path)
         self.base.parent.mkdir(parents=True, exist_ok=True)
@@ -114,15 +130,45 @@ class MjpegAviWriter:
         w, h = self.size
         scale, rate = 1000, max(1, round(self.fps * 1000))
         avih = struct.pack("<14I", round(1e6 / self.fps), 0, 0, flags, frames, 0, 1, 0, w, h, 0, 0, 0, 0)
-        strh = struct.pack("<4s4sIHHIIIIIIIIhhhh", b"vids", b"MJPG", 0, 0, 0, 0, scale, rate, 0, frames,
-                           0, 0xFFFFFFFF, 0, 0, 0, w, h)
+        strh = struct.pack(
+            "<4s4sIHHIIIIIIIIhhhh",
+            b"vids",
+            b"MJPG",
+            0,
+            0,
+            0,
+            0,
+            scale,
+            rate,
+            0,
+            frames,
+            0,
+            0xFFFFFFFF,
+            0,
+            0,
+            0,
+            w,
+            h,
+        )
         strf = struct.pack("<IiiHH4sIiiII", 40, w, h, 1, 24, b"MJPG", w * h * 3, 0, 0, 0, 0)
-        strl = b"LIST" + struct.pack("<I", 4 + 8 + len(strh) + 8 + len(strf)) + b"strl" + \
-            _chunk(b"strh", strh) + _chunk(b"strf", strf)
+        strl = (
+            b"LIST"
+            + struct.pack("<I", 4 + 8 + len(strh) + 8 + len(strf))
+            + b"strl"
+            + _chunk(b"strh", strh)
+            + _chunk(b"strf", strf)
+        )
         hdrl_body = b"hdrl" + _chunk(b"avih", avih) + strl
         hdrl = b"LIST" + struct.pack("<I", len(hdrl_body)) + hdrl_body
-        return b"RIFF" + struct.pack("<I", riff_size) + b"AVI " + hdrl + b"LIST" + \
-            struct.pack("<I", movi_size) + b"movi"
+        return (
+            b"RIFF"
+            + struct.pack("<I", riff_size)
+            + b"AVI "
+            + hdrl
+            + b"LIST"
+            + struct.pack("<I", movi_size)
+            + b"movi"
+        )
 
     def _open_segment(self) -> None:
         n = len(self.paths)
@@ -134,7 +180,7 @@ class MjpegAviWriter:
         self.paths.append(path)
         self._index: list[tuple[int, int]] = []  # (offset from 'movi', payload length)
         head = self._headers(0, 0, 4, 0)
-        self._movi_at = len(head) - 4            # file offset of the 'movi' fourcc
+        self._movi_at = len(head) - 4  # file offset of the 'movi' fourcc
         self._end = len(head)
         write_at(self._fd, head, 0, path, restore_size=0)
         self._patch(0, 0)
@@ -200,8 +246,9 @@ class CvVideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.paths = [self.path]
         self.size = tuple(size)
-        self._w: cv2.VideoWriter | None = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc),
-                                                          float(fps), self.size)
+        self._w: cv2.VideoWriter | None = cv2.VideoWriter(
+            str(self.path), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size
+        )
         if not self._w.isOpened():
             raise RuntimeError(f"OpenCV cannot write {self.path} with codec {fourcc!r}; use an .avi output")
         self.frames_total = 0

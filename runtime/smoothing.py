@@ -29,10 +29,11 @@ second and means the same at any resolution. Defaults: ``min_cutoff`` 8 Hz,
 keypoints and the score column pass through unchanged; a track unseen for
 ``forget_s`` seconds starts afresh.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -47,17 +48,23 @@ def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray:
 
 @dataclass
 class _State:
-    x: np.ndarray        # [17,2] last filtered position
-    v: np.ndarray        # [17,2] last filtered velocity (px/s)
+    x: np.ndarray  # [17,2] last filtered position
+    v: np.ndarray  # [17,2] last filtered velocity (px/s)
     t: float
 
 
 class OneEuroSmoother:
     """Filters the keypoints of a :class:`FrameResult` in place, per track id."""
 
-    def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
-                 d_cutoff: float = DEFAULT_D_CUTOFF, forget_s: float = 1.0, predict: bool = True,
-                 snap: float = DEFAULT_SNAP) -> None:
+    def __init__(
+        self,
+        min_cutoff: float = DEFAULT_MIN_CUTOFF,
+        beta: float = DEFAULT_BETA,
+        d_cutoff: float = DEFAULT_D_CUTOFF,
+        forget_s: float = 1.0,
+        predict: bool = True,
+        snap: float = DEFAULT_SNAP,
+    ) -> None:
         if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
             raise ValueError("One-Euro needs min_cutoff > 0, d_cutoff > 0 and beta >= 0")
         self.min_cutoff, self.beta, self.d_cutoff, self.forget_s = min_cutoff, beta, d_cutoff, forget_s
@@ -73,7 +80,7 @@ class OneEuroSmoother:
             self.states[track_id] = _State(np.where(ok[:, None], xy, np.nan), np.zeros_like(xy), t)
             return xy.copy()
         dt = t - st.t
-        fresh = ok & ~np.isfinite(st.x).all(axis=1)          # first sighting of this keypoint
+        fresh = ok & ~np.isfinite(st.x).all(axis=1)  # first sighting of this keypoint
         prev = np.where(fresh[:, None], xy, st.x)
         a_d = _alpha(self.d_cutoff, dt)
         v = a_d * (xy - prev) / dt + (1 - a_d) * st.v
@@ -81,7 +88,7 @@ class OneEuroSmoother:
         a = _alpha(self.min_cutoff + self.beta * speed, dt)[:, None]
         base = prev + v * dt if self.predict else prev
         out = a * xy + (1 - a) * base
-        if self.snap > 0:       # a jump of a large share of the body: a new answer, not noise; take it as is
+        if self.snap > 0:  # a jump of a large share of the body: a new answer, not noise; take it as is
             jump = np.linalg.norm(xy - prev, axis=1) > self.snap * max(box_h, 1.0)
             out[jump] = xy[jump]
         out = np.where(ok[:, None], out, xy)
@@ -115,6 +122,6 @@ def parse_smooth(text: str) -> tuple[float, float]:
     return mc, beta
 
 
-def make_smoother(spec: tuple[float, float] | None) -> "OneEuroSmoother | None":
+def make_smoother(spec: tuple[float, float] | None) -> OneEuroSmoother | None:
     """The ``--smooth`` filter, or None when smoothing is off."""
     return None if spec is None else OneEuroSmoother(spec[0], spec[1])

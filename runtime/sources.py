@@ -6,15 +6,16 @@ the kind of input. Anything that cannot be opened fails here, once, with a
 :class:`SourceError` that names the input and says what to do; damaged frames
 later on are skipped and counted instead of ending the run.
 """
+
 from __future__ import annotations
 
 import re
 import struct
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -35,10 +36,10 @@ class SourceError(RuntimeError):
 
 @dataclass
 class Frame:
-    index: int            # position in the source (damaged frames use up an index too)
-    timestamp: float      # seconds: media time for files/folders, time since start for live sources
-    wall_time: float      # unix time when the frame was decoded
-    image: np.ndarray     # HxWx3 BGR uint8, the frame's own writable copy (the overlay draws on it)
+    index: int  # position in the source (damaged frames use up an index too)
+    timestamp: float  # seconds: media time for files/folders, time since start for live sources
+    wall_time: float  # unix time when the frame was decoded
+    image: np.ndarray  # HxWx3 BGR uint8, the frame's own writable copy (the overlay draws on it)
     name: str | None = None  # file name for image folders
 
 
@@ -48,12 +49,16 @@ def gstreamer_available() -> bool:
     return bool(m and m.group(1).upper() == "YES")
 
 
-def csi_pipeline(sensor_id: int = 0, width: int = 1920, height: int = 1080, fps: int = 30, flip: int = 0) -> str:
+def csi_pipeline(
+    sensor_id: int = 0, width: int = 1920, height: int = 1080, fps: int = 30, flip: int = 0
+) -> str:
     """The usual Jetson CSI camera pipeline: Argus ISP -> NVMM -> BGR frames for OpenCV."""
-    return (f"nvarguscamerasrc sensor-id={sensor_id} ! "
-            f"video/x-raw(memory:NVMM),width={width},height={height},framerate={fps}/1,format=NV12 ! "
-            f"nvvidconv flip-method={flip} ! video/x-raw,format=BGRx ! videoconvert ! "
-            "video/x-raw,format=BGR ! appsink drop=true max-buffers=2")
+    return (
+        f"nvarguscamerasrc sensor-id={sensor_id} ! "
+        f"video/x-raw(memory:NVMM),width={width},height={height},framerate={fps}/1,format=NV12 ! "
+        f"nvvidconv flip-method={flip} ! video/x-raw,format=BGRx ! videoconvert ! "
+        "video/x-raw,format=BGR ! appsink drop=true max-buffers=2"
+    )
 
 
 def _no_gstreamer_error(spec: str) -> SourceError:
@@ -61,7 +66,8 @@ def _no_gstreamer_error(spec: str) -> SourceError:
         f"source {spec!r} is a GStreamer pipeline, but this OpenCV ({cv2.__version__}) was built without "
         "GStreamer (cv2.getBuildInformation() says 'GStreamer: NO'; the pip opencv-python wheels never have it). "
         "Install GStreamer for Python (`pip install -e .[gst]` plus the system GStreamer packages), or use "
-        "JetPack's OpenCV, or build OpenCV with -DWITH_GSTREAMER=ON; elsewhere give a file, camera index or URL.")
+        "JetPack's OpenCV, or build OpenCV with -DWITH_GSTREAMER=ON; elsewhere give a file, camera index or URL."
+    )
 
 
 def _mp4_diagnosis(path: Path) -> str:
@@ -79,8 +85,10 @@ def _mp4_diagnosis(path: Path) -> str:
                     size = struct.unpack(">Q", f.read(8))[0]
                 boxes.append(kind.decode("latin-1"))
                 if size < 8 or pos + size > size_total:
-                    return (f"the file stops inside its '{boxes[-1]}' box ({size_total} of {pos + size} bytes): "
-                            "it is truncated" + ("" if "moov" in boxes else " and has no 'moov' index"))
+                    return (
+                        f"the file stops inside its '{boxes[-1]}' box ({size_total} of {pos + size} bytes): "
+                        "it is truncated" + ("" if "moov" in boxes else " and has no 'moov' index")
+                    )
                 pos += size
     except (OSError, struct.error):
         return "it could not be parsed as MP4"
@@ -104,8 +112,15 @@ class FrameSource:
     ``fps`` is always usable (DEFAULT_FPS when the source reports none; ``fps_reported`` is
     then None), so no consumer needs its own fallback."""
 
-    def __init__(self, spec: str, kind: str, name: str, fps: float | None, total: int | None,
-                 size: tuple[int, int] | None) -> None:
+    def __init__(
+        self,
+        spec: str,
+        kind: str,
+        name: str,
+        fps: float | None,
+        total: int | None,
+        size: tuple[int, int] | None,
+    ) -> None:
         self.spec, self.kind, self.name = spec, kind, name
         self.fps_reported = usable_fps(fps)
         self.fps = self.fps_reported or DEFAULT_FPS
@@ -144,17 +159,26 @@ class CaptureSource(FrameSource):
     def _open_failure(self, spec: str, kind: str) -> str:
         if kind == "file":
             p = Path(spec)
-            why = _mp4_diagnosis(p) if p.suffix.lower() in (".mp4", ".mov", ".m4v") else \
-                "it is truncated, damaged or in a format this OpenCV build cannot decode"
+            why = (
+                _mp4_diagnosis(p)
+                if p.suffix.lower() in (".mp4", ".mov", ".m4v")
+                else "it is truncated, damaged or in a format this OpenCV build cannot decode"
+            )
             return f"cannot open video file {spec!r}: {why}. Re-copy or re-encode the file and try again"
         if kind == "camera":
-            return (f"cannot open camera {spec!r}: no such device or it is busy (check `ls /dev/video*`, "
-                    "that no other program holds it, and that you may access it: group 'video')")
+            return (
+                f"cannot open camera {spec!r}: no such device or it is busy (check `ls /dev/video*`, "
+                "that no other program holds it, and that you may access it: group 'video')"
+            )
         if kind == "gstreamer":
-            return (f"GStreamer could not start the pipeline {spec!r}: test it with "
-                    "`gst-launch-1.0 <pipeline with fakesink>` (on a Jetson CSI camera: is nvargus-daemon running?)")
-        return (f"cannot open stream {spec!r}: unreachable, wrong URL or credentials, or a protocol "
-                "this OpenCV build lacks (try it with `ffplay URL`)")
+            return (
+                f"GStreamer could not start the pipeline {spec!r}: test it with "
+                "`gst-launch-1.0 <pipeline with fakesink>` (on a Jetson CSI camera: is nvargus-daemon running?)"
+            )
+        return (
+            f"cannot open stream {spec!r}: unreachable, wrong URL or credentials, or a protocol "
+            "this OpenCV build lacks (try it with `ffplay URL`)"
+        )
 
     def frames(self) -> Iterator[Frame]:
         index, fails, reconnects = 0, 0, 0
@@ -168,8 +192,10 @@ class CaptureSource(FrameSource):
                         continue
                     if reconnects < STREAM_RECONNECTS:
                         reconnects += 1
-                        print(f"warning: {self.name}: no frames, reconnecting ({reconnects}/{STREAM_RECONNECTS})",
-                              file=sys.stderr)
+                        print(
+                            f"warning: {self.name}: no frames, reconnecting ({reconnects}/{STREAM_RECONNECTS})",
+                            file=sys.stderr,
+                        )
                         self.cap.release()
                         time.sleep(1.0)
                         self.cap, fails = self._open(), 0
@@ -195,8 +221,10 @@ class CaptureSource(FrameSource):
             self.corrupt -= fails
             good = index - fails
             if good < self.total - max(1, self.total // 100):
-                self.ended_early = (f"video file {self.spec!r} ended after {good} of its {self.total} frames: "
-                                    "the file is truncated or damaged")
+                self.ended_early = (
+                    f"video file {self.spec!r} ended after {good} of its {self.total} frames: "
+                    "the file is truncated or damaged"
+                )
 
     def close(self) -> None:
         self.cap.release()
@@ -231,8 +259,10 @@ def _live(spec: str, kind: str, name: str, open_reader, live) -> FrameSource:
     try:
         return LatestFrameSource(spec, kind, name, open_reader, live)
     except (ConnectionError, OSError) as e:
-        raise SourceError(f"cannot open stream {spec!r}: {e}. Check that the camera/server is up, the URL and "
-                          "credentials, and the network (try it with `ffplay URL` or gst-launch-1.0)") from None
+        raise SourceError(
+            f"cannot open stream {spec!r}: {e}. Check that the camera/server is up, the URL and "
+            "credentials, and the network (try it with `ffplay URL` or gst-launch-1.0)"
+        ) from None
     except ValueError as e:
         raise SourceError(f"source {spec!r}: {e}") from None
 
@@ -242,12 +272,21 @@ def _gst_source(spec: str, desc: str, live) -> FrameSource:
     from .live import LiveOptions
 
     o = live or LiveOptions()
-    return _live(spec, "gstreamer", "gstreamer",
-                 lambda: gst_reader.GstReader(desc, o.open_timeout_s, o.read_timeout_s), o)
+    return _live(
+        spec,
+        "gstreamer",
+        "gstreamer",
+        lambda: gst_reader.GstReader(desc, o.open_timeout_s, o.read_timeout_s),
+        o,
+    )
 
 
-def open_source(spec: str, fps: float = DEFAULT_FPS, live: "LiveOptions | None" = None,  # noqa: F821
-                reader: str = "auto") -> FrameSource:
+def open_source(
+    spec: str,
+    fps: float = DEFAULT_FPS,
+    live: LiveOptions | None = None,  # noqa: F821
+    reader: str = "auto",
+) -> FrameSource:
     """Turn a ``--source`` value into a frame source (see docs/video.md for the forms).
 
     ``live`` sets timeouts and reconnects of live sources; ``reader`` picks how a URL or
@@ -261,7 +300,9 @@ def open_source(spec: str, fps: float = DEFAULT_FPS, live: "LiveOptions | None" 
         raise SourceError(f"unknown reader {reader!r}: use auto, gst or ffmpeg")
     spec = str(spec).strip()
     if not spec:
-        raise SourceError("empty --source: give a video file, image folder, camera index, URL or GStreamer pipeline")
+        raise SourceError(
+            "empty --source: give a video file, image folder, camera index, URL or GStreamer pipeline"
+        )
     use_gst = reader == "gst" or (reader == "auto" and gst_reader.available())
     if reader == "gst" and not gst_reader.available():
         try:
@@ -275,8 +316,10 @@ def open_source(spec: str, fps: float = DEFAULT_FPS, live: "LiveOptions | None" 
     m = re.fullmatch(r"csi(?::/*|://)(\d+)", spec)
     if m:
         if use_gst and not gst_reader.has_element("nvarguscamerasrc"):
-            raise SourceError(f"source {spec!r}: this GStreamer has no nvarguscamerasrc (csi:// needs a Jetson with "
-                              "JetPack's GStreamer and nvargus-daemon); give a camera index, URL or gst:PIPELINE")
+            raise SourceError(
+                f"source {spec!r}: this GStreamer has no nvarguscamerasrc (csi:// needs a Jetson with "
+                "JetPack's GStreamer and nvargus-daemon); give a camera index, URL or gst:PIPELINE"
+            )
         spec = csi_pipeline(int(m.group(1)))
     if "!" in spec:
         if use_gst:
@@ -294,14 +337,18 @@ def open_source(spec: str, fps: float = DEFAULT_FPS, live: "LiveOptions | None" 
         name = _stream_name(spec)
         if use_gst and spec.lower().startswith(("rtsp://", "rtsps://")):
             desc = gst_reader.rtsp_pipeline(spec)
-            return _live(spec, "url", name, lambda: gst_reader.GstReader(desc, o.open_timeout_s, o.read_timeout_s), o)
+            return _live(
+                spec, "url", name, lambda: gst_reader.GstReader(desc, o.open_timeout_s, o.read_timeout_s), o
+            )
         return _live(spec, "url", name, lambda: FfmpegReader(spec, o.open_timeout_s, o.read_timeout_s), o)
     p = Path(spec)
     if p.is_dir():
         return FolderSource(spec, fps)
     if not p.exists():
-        raise SourceError(f"source {spec!r} not found: give an existing video file or image folder, a camera index "
-                          "(0), /dev/videoN, an rtsp:// or http:// URL, csi://0 or a GStreamer pipeline")
+        raise SourceError(
+            f"source {spec!r} not found: give an existing video file or image folder, a camera index "
+            "(0), /dev/videoN, an rtsp:// or http:// URL, csi://0 or a GStreamer pipeline"
+        )
     if not p.is_file():
         raise SourceError(f"source {spec!r} is neither a file nor a folder")
     if p.stat().st_size == 0:

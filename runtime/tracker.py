@@ -7,6 +7,7 @@ each live track's box is carried forward along its last observed velocity.
 Matching is greedy on IoU (largest overlap first), which is what the usual
 "IoU tracker" baselines do and is plenty for people seen at video rate.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,11 +31,11 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @dataclass
 class Track:
     id: int
-    box: np.ndarray        # xywh at the last detection
+    box: np.ndarray  # xywh at the last detection
     score: float
-    frame: int             # frame index of the last detection
-    velocity: np.ndarray   # xywh change per frame
-    misses: int = 0        # detection rounds without a match
+    frame: int  # frame index of the last detection
+    velocity: np.ndarray  # xywh change per frame
+    misses: int = 0  # detection rounds without a match
 
 
 class IoUTracker:
@@ -45,7 +46,9 @@ class IoUTracker:
         self.tracks: list[Track] = []
         self._next_id = 1
 
-    def update(self, boxes: np.ndarray, scores: np.ndarray, frame: int, image: np.ndarray | None = None) -> np.ndarray:
+    def update(
+        self, boxes: np.ndarray, scores: np.ndarray, frame: int, image: np.ndarray | None = None
+    ) -> np.ndarray:
         """Assign ids to this frame's detections (returned in the detections' order); ``image`` is unused."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         scores = np.asarray(scores, np.float64).reshape(-1)
@@ -77,8 +80,9 @@ class IoUTracker:
             self._next_id += 1
         return ids
 
-    def predict(self, frame: int, image_hw: tuple[int, int] | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict(
+        self, frame: int, image_hw: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes, scores and ids of the tracks seen at the last detection round, moved to ``frame``."""
         live = [t for t in self.tracks if t.misses == 0]
         if not live:
@@ -103,10 +107,10 @@ class IoUTracker:
 @dataclass
 class BufferedTrack:
     id: int
-    box: np.ndarray         # xywh at the last match
+    box: np.ndarray  # xywh at the last match
     score: float
-    frame: int              # frame of the last match
-    velocity: np.ndarray    # xywh per frame (only x, y are extrapolated)
+    frame: int  # frame of the last match
+    velocity: np.ndarray  # xywh per frame (only x, y are extrapolated)
     hist: np.ndarray | None  # appearance (runtime.appearance), updated slowly
     hits: int = 1
 
@@ -129,9 +133,17 @@ class BufferedTracker:
     greedy on the combined score, best pair first.
     """
 
-    def __init__(self, iou_thr: float = 0.3, buffer: int = 30, appearance: float = 0.5, high_thr: float = 0.5,
-                 reid_sim: float = 0.75, reid_dist: float = 0.6, dup_iou: float = 0.6,
-                 smoothing: float = 0.7) -> None:
+    def __init__(
+        self,
+        iou_thr: float = 0.3,
+        buffer: int = 30,
+        appearance: float = 0.5,
+        high_thr: float = 0.5,
+        reid_sim: float = 0.75,
+        reid_dist: float = 0.6,
+        dup_iou: float = 0.6,
+        smoothing: float = 0.7,
+    ) -> None:
         self.iou_thr, self.buffer, self.appearance, self.high_thr = iou_thr, buffer, appearance, high_thr
         self.reid_sim, self.reid_dist, self.dup_iou, self.smoothing = reid_sim, reid_dist, dup_iou, smoothing
         self.tracks: list[BufferedTrack] = []
@@ -142,11 +154,13 @@ class BufferedTracker:
         if image is None or self.appearance <= 0:
             return [None] * len(boxes)
         from .appearance import box_histogram
+
         return [box_histogram(image, b) for b in boxes]
 
     def _scores(self, boxes: np.ndarray, hists: list, frame: int) -> tuple[np.ndarray, np.ndarray]:
         """[T, N] match score (-inf where a pair is not allowed) and IoU with the extrapolated tracks."""
         from .appearance import similarity
+
         T, N = len(self.tracks), len(boxes)
         if T == 0 or N == 0:
             return np.full((T, N), -np.inf), np.zeros((T, N))
@@ -158,7 +172,7 @@ class BufferedTracker:
         dist = np.hypot(*(c_p[:, None] - c_b[None]).transpose(2, 0, 1)) / np.maximum(prior[:, 3:4], 1.0)
         size = np.abs(np.log(np.maximum(boxes[None, :, 3], 1) / np.maximum(prior[:, None, 3], 1)))
         ok = iou >= self.iou_thr
-        ok |= (app >= self.reid_sim) & (dist <= self.reid_dist) & (size < 0.4)   # re-found near its path
+        ok |= (app >= self.reid_sim) & (dist <= self.reid_dist) & (size < 0.4)  # re-found near its path
         return np.where(ok, iou + self.appearance * app, -np.inf), iou
 
     def _greedy(self, score: np.ndarray, rows: list[int], cols: list[int]) -> list[tuple[int, int]]:
@@ -173,12 +187,14 @@ class BufferedTracker:
                 break
             if r in used_r or c in used_c:
                 continue
-            used_r.add(r); used_c.add(c)
+            used_r.add(r)
+            used_c.add(c)
             pairs.append((rows[r], cols[c]))
         return pairs
 
-    def update(self, boxes: np.ndarray, scores: np.ndarray, frame: int,
-               image: np.ndarray | None = None) -> np.ndarray:
+    def update(
+        self, boxes: np.ndarray, scores: np.ndarray, frame: int, image: np.ndarray | None = None
+    ) -> np.ndarray:
         """Ids for this frame's boxes (detector order; 0 = untracked). ``image`` enables appearance."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         scores = np.asarray(scores, np.float64).reshape(-1)
@@ -203,18 +219,22 @@ class BufferedTracker:
         self.tracks = [t for t in self.tracks if frame - t.frame <= self.buffer]
         matched = boxes[ids > 0]
         for di in high:
-            if ids[di] or (len(matched) and iou_matrix(boxes[di:di + 1], matched).max() >= self.dup_iou):
+            if ids[di] or (len(matched) and iou_matrix(boxes[di : di + 1], matched).max() >= self.dup_iou):
                 continue
-            self.tracks.append(BufferedTrack(self._next_id, boxes[di].copy(), float(scores[di]), frame,
-                                             np.zeros(4), hists[di]))
+            self.tracks.append(
+                BufferedTrack(
+                    self._next_id, boxes[di].copy(), float(scores[di]), frame, np.zeros(4), hists[di]
+                )
+            )
             ids[di] = self._next_id
-            matched = np.concatenate([matched, boxes[di:di + 1]])
+            matched = np.concatenate([matched, boxes[di : di + 1]])
             self._next_id += 1
         self._last_frame = frame
         return ids
 
-    def predict(self, frame: int, image_hw: tuple[int, int] | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict(
+        self, frame: int, image_hw: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes, scores and ids of the tracks matched at the last detection round, moved to ``frame``."""
         live = [t for t in self.tracks if t.frame == self._last_frame]
         if not live:
@@ -227,7 +247,7 @@ class BufferedTracker:
     @staticmethod
     def _at(t: BufferedTrack, frame: int) -> np.ndarray:
         b = t.box.copy()
-        b[:2] += t.velocity[:2] * min(max(0, frame - t.frame), 15)   # far extrapolation only drifts
+        b[:2] += t.velocity[:2] * min(max(0, frame - t.frame), 15)  # far extrapolation only drifts
         return b
 
 

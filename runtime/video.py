@@ -8,6 +8,7 @@ Every finished frame is on disk at once (see runtime.sinks); the first
 Ctrl-C or SIGTERM stops reading and lets the frames in flight finish, a
 second one quits at once. Both leave valid outputs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -37,8 +39,7 @@ from .net_detector import attach_det_keypoints
 from .pipeline import PosePipeline
 from .records import json_safe
 from .results import FrameResult
-from .safe_io import atomic_write_text
-from .safe_io import drop_earlier_outputs
+from .safe_io import atomic_write_text, drop_earlier_outputs
 from .sinks import JsonlWriter, frame_record, open_video_writer, set_aside_earlier_outputs
 from .smoothing import make_smoother
 from .sources import Frame, FrameSource, open_source
@@ -60,18 +61,20 @@ class Item:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     detected: bool = False
-    det_keypoints: np.ndarray | None = None   # a pose detector's own keypoints, box order
+    det_keypoints: np.ndarray | None = None  # a pose detector's own keypoints, box order
 
 
 class VideoRun:
     """Wires source -> detector/tracker -> pose pipeline -> sinks with one thread per stage."""
 
-    def __init__(self, args: argparse.Namespace, source: FrameSource, detector: Any, pipe: PosePipeline) -> None:
+    def __init__(
+        self, args: argparse.Namespace, source: FrameSource, detector: Any, pipe: PosePipeline
+    ) -> None:
         self.args, self.source, self.detector, self.pipe = args, source, detector, pipe
         self.tracker = TRACKERS[args.tracker](iou_thr=args.track_iou)
         self.smoother = make_smoother(args.smooth)
-        self.stop = threading.Event()    # graceful: read no more frames, finish those in flight
-        self.abort = threading.Event()   # an error or a second Ctrl-C: everyone quits now
+        self.stop = threading.Event()  # graceful: read no more frames, finish those in flight
+        self.abort = threading.Event()  # an error or a second Ctrl-C: everyone quits now
         self.errors: list[BaseException] = []
         self.q_frames: queue.Queue = queue.Queue(QUEUE_SIZE)
         self.q_dets: queue.Queue = queue.Queue(QUEUE_SIZE)
@@ -111,6 +114,7 @@ class VideoRun:
         """Run a stage; on an error stop reading, let later stages finish what they hold, and
         keep draining ``upstream`` so earlier stages never block on a dead consumer. Only the
         writer (no ``downstream``) aborts everything: nothing after it could use the frames."""
+
         def run() -> None:
             try:
                 fn()
@@ -125,6 +129,7 @@ class VideoRun:
             finally:
                 if downstream is not None:
                     self._put(downstream, END)
+
         return run
 
     # -- stages --------------------------------------------------------------------------
@@ -161,7 +166,7 @@ class VideoRun:
             if not self._put(self.q_dets, item):
                 return
 
-    def track(self, item: "Item", dets: Any) -> None:
+    def track(self, item: Item, dets: Any) -> None:
         """Boxes of a detection (``dets``) or, between detections (None), the tracker's predictions."""
         f = item.frame
         if dets is None:
@@ -198,8 +203,14 @@ class VideoRun:
         total = None if live else self.source.total
         if total is not None and self.args.max_frames is not None:
             total = min(total, self.args.max_frames)
-        bar = tqdm(total=total, desc=self.source.name, unit="frame", file=sys.stderr, disable=self.args.quiet,
-                   smoothing=0.1)
+        bar = tqdm(
+            total=total,
+            desc=self.source.name,
+            unit="frame",
+            file=sys.stderr,
+            disable=self.args.quiet,
+            smoothing=0.1,
+        )
         try:
             while (got := self._get(self.q_out)) is not END:
                 item, res = got
@@ -208,12 +219,21 @@ class VideoRun:
                 if self.video_path is not None:
                     if getattr(self.args, "draw_regions", False):
                         draw_regions(item.frame.image, res)
-                    img = draw_persons(item.frame.image, res, item.track_ids, self.presence_thr,
-                                       self.args.kpt_thr, self.args.hide_low)
+                    img = draw_persons(
+                        item.frame.image,
+                        res,
+                        item.track_ids,
+                        self.presence_thr,
+                        self.args.kpt_thr,
+                        self.args.hide_low,
+                    )
                     draw_hud(img, self._hud(item, res))
                 t_draw = time.perf_counter()
-                self.jsonl.write(attach_det_keypoints(frame_record(item.frame, item.track_ids, item.detected, res),
-                                                      item.det_keypoints))
+                self.jsonl.write(
+                    attach_det_keypoints(
+                        frame_record(item.frame, item.track_ids, item.detected, res), item.det_keypoints
+                    )
+                )
                 self.account.add_result(res)
                 if img is not None:
                     if self.video is None:
@@ -226,18 +246,23 @@ class VideoRun:
                 item.ms["write"] = (t_end - t_draw) * 1e3
                 self.stats.add(item.ms, res)
                 bar.update(1)
-                bar.set_postfix_str(f"{self.stats.fps:.1f} FPS, {self.stats.routed} people, large "
-                                    f"{self.stats.large / max(1, self.stats.routed):.0%}", refresh=False)
+                bar.set_postfix_str(
+                    f"{self.stats.fps:.1f} FPS, {self.stats.routed} people, large "
+                    f"{self.stats.large / max(1, self.stats.routed):.0%}",
+                    refresh=False,
+                )
         finally:
             bar.close()
             self.close_sinks()
 
     def _hud(self, item: Item, res: FrameResult) -> list[str]:
         s = self.stats
-        return [f"frame {item.frame.index}  " + (f"{s.fps:.1f} FPS" if s.fps else "-- FPS"),
-                f"pose {item.ms.get('pose', 0):.0f} ms  det {item.ms.get('detect', 0):.0f} ms"
-                + ("" if item.detected else " (tracked)"),
-                f"{len(res)} people  large {res.large_fraction:.0%}"]
+        return [
+            f"frame {item.frame.index}  " + (f"{s.fps:.1f} FPS" if s.fps else "-- FPS"),
+            f"pose {item.ms.get('pose', 0):.0f} ms  det {item.ms.get('detect', 0):.0f} ms"
+            + ("" if item.detected else " (tracked)"),
+            f"{len(res)} people  large {res.large_fraction:.0%}",
+        ]
 
     def close_sinks(self) -> None:
         self.jsonl.close()
@@ -246,9 +271,12 @@ class VideoRun:
 
     # -- driver ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        threads = [threading.Thread(target=self._guard(self._read, self.q_frames), name="decode", daemon=True),
-                   threading.Thread(target=self._guard(self._detect, self.q_dets, self.q_frames), name="detect",
-                                    daemon=True)]
+        threads = [
+            threading.Thread(target=self._guard(self._read, self.q_frames), name="decode", daemon=True),
+            threading.Thread(
+                target=self._guard(self._detect, self.q_dets, self.q_frames), name="detect", daemon=True
+            ),
+        ]
         writer = threading.Thread(target=self._guard(self._write, None), name="write", daemon=True)
         self.writer = writer
         for t in (*threads, writer):
@@ -280,12 +308,14 @@ class VideoRun:
 
 def _install_signals(run: VideoRun) -> dict[int, Any]:
     """First SIGINT/SIGTERM: graceful stop; second: KeyboardInterrupt in the main thread."""
+
     def handler(signum: int, _frame: object) -> None:
         if run.stop.is_set():
             raise KeyboardInterrupt
         run.stop.set()
         run.interrupted = signal.Signals(signum).name
         print(f"\n{run.interrupted}: finishing frames in flight (again to quit now)", file=sys.stderr)
+
     old = {}
     if threading.current_thread() is threading.main_thread():
         for s in (signal.SIGINT, signal.SIGTERM):
@@ -293,16 +323,15 @@ def _install_signals(run: VideoRun) -> dict[int, Any]:
     return old
 
 
-
-
 def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None]:
     """The CLI body; returns (exit code, summary) so benchmarks can call it in-process."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    backend_options(args)      # --backend vs --triton-url, checked before any source is opened
+    backend_options(args)  # --backend vs --triton-url, checked before any source is opened
     specs: list[tuple[str | None, str]] = [(None, s) for s in args.source]
     if args.sources is not None:
         from .multicam import read_sources_file
+
         try:
             specs += read_sources_file(args.sources)
         except (OSError, ValueError) as e:
@@ -311,6 +340,7 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
         parser.error("give --source (repeat it for several cameras) or --sources FILE")
     if len(specs) > 1:
         from .multicam import run_multi
+
         return run_multi(args, specs)
     args.source = specs[0][1]
     # Expected errors (bad source, detector, manifest, records) propagate to the boundary: one line, exit 2.
@@ -341,14 +371,18 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
         print("interrupted: outputs closed; every frame written so far is valid", file=sys.stderr)
         print(f"account: {run.account.line()} (frames written: {run.jsonl.lines})", file=sys.stderr)
         return EXIT_SIGINT, None
-    except BackendError as e:   # e.g. the Triton server went away mid-run: one line, frames kept
-        print(f"partial run: {run.account.line()}; {run.jsonl.lines} frames written to {run.jsonl.path}",
-              file=sys.stderr)
+    except BackendError as e:  # e.g. the Triton server went away mid-run: one line, frames kept
+        print(
+            f"partial run: {run.account.line()}; {run.jsonl.lines} frames written to {run.jsonl.path}",
+            file=sys.stderr,
+        )
         print(f"error: {e}; every frame written so far is valid", file=sys.stderr)
         return EXIT_INCOMPLETE, None
     except BaseException:
-        print(f"partial run: {run.account.line()}; {run.jsonl.lines} frames written to {run.jsonl.path}",
-              file=sys.stderr)
+        print(
+            f"partial run: {run.account.line()}; {run.jsonl.lines} frames written to {run.jsonl.path}",
+            file=sys.stderr,
+        )
         raise
     finally:
         for s, h in old.items():
@@ -358,16 +392,22 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
             detector.close()
     summary["interrupted"] = run.interrupted
     summary["account"] = run.account.as_dict()
-    summary["outputs"] = {"jsonl": str(run.jsonl.path),
-                          "video": [str(p) for p in run.video.paths] if run.video is not None else []}
-    atomic_write_text(args.out / f"{source.name}.summary.json", json.dumps(json_safe(summary), indent=2, allow_nan=False))
+    summary["outputs"] = {
+        "jsonl": str(run.jsonl.path),
+        "video": [str(p) for p in run.video.paths] if run.video is not None else [],
+    }
+    atomic_write_text(
+        args.out / f"{source.name}.summary.json", json.dumps(json_safe(summary), indent=2, allow_nan=False)
+    )
     print_summary(summary, args.out)
     print(f"account: {run.account.line()}")
     if summary["ended_early"]:
-        print(f"error: {summary['ended_early']}; the {summary['frames']} frames decoded were written",
-              file=sys.stderr)
+        print(
+            f"error: {summary['ended_early']}; the {summary['frames']} frames decoded were written",
+            file=sys.stderr,
+        )
         return EXIT_INCOMPLETE, summary
-    drop_earlier_outputs(run.previous)   # ended well (a Ctrl-C / SIGTERM stop is how live runs end)
+    drop_earlier_outputs(run.previous)  # ended well (a Ctrl-C / SIGTERM stop is how live runs end)
     return {None: 0, "SIGINT": 130, "SIGTERM": 143}[run.interrupted], summary
 
 

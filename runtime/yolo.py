@@ -15,13 +15,15 @@ graph whose output fits no YOLO layout is refused with a message that says so.
 Decode is vectorised over anchors (numpy masks and one ``cv2.dnn.NMSBoxes``
 call per image, OpenCV's C++ NMS): no Python loop per box.
 """
+
 from __future__ import annotations
 
 import ast
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,10 +39,10 @@ class LayoutError(ValueError):
 
 @dataclass(frozen=True)
 class YoloLayout:
-    family: str                  # yolov5 | yolov8
+    family: str  # yolov5 | yolov8
     num_classes: int
-    kpt_shape: tuple[int, int] | None = None   # (K, D) for pose models
-    source: str = "metadata"     # metadata | flag | shape
+    kpt_shape: tuple[int, int] | None = None  # (K, D) for pose models
+    source: str = "metadata"  # metadata | flag | shape
 
     @property
     def features(self) -> int:
@@ -53,9 +55,11 @@ class YoloLayout:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "YoloLayout":
+    def from_dict(cls, d: Mapping[str, Any]) -> YoloLayout:
         kpt = d.get("kpt_shape")
-        return cls(d["family"], int(d["num_classes"]), tuple(kpt) if kpt else None, d.get("source", "manifest"))
+        return cls(
+            d["family"], int(d["num_classes"]), tuple(kpt) if kpt else None, d.get("source", "manifest")
+        )
 
 
 def _parse(value: str) -> Any:
@@ -95,15 +99,19 @@ def layout_from_metadata(meta: Mapping[str, Any]) -> YoloLayout | None:
 def check_output_shape(layout: YoloLayout, shape: tuple[Any, ...]) -> None:
     """Refuse an output whose feature axis does not match the layout (dims may be symbolic)."""
     if len(shape) != 3:
-        raise LayoutError(f"output has rank {len(shape)} ({list(shape)}); a YOLO detector without NMS has "
-                          "[N, A, 5+C] (yolov5) or [N, 4+C+K*D, A] (yolov8/11)")
+        raise LayoutError(
+            f"output has rank {len(shape)} ({list(shape)}); a YOLO detector without NMS has "
+            "[N, A, 5+C] (yolov5) or [N, 4+C+K*D, A] (yolov8/11)"
+        )
     axis = 2 if layout.family == "yolov5" else 1
     dim = shape[axis]
     if isinstance(dim, int) and dim > 0 and dim != layout.features:
-        raise LayoutError(f"output {list(shape)} has {dim} values per candidate on axis {axis}, but a "
-                          f"{layout.family} layout with {layout.num_classes} classes"
-                          + (f" and keypoints {list(layout.kpt_shape)}" if layout.kpt_shape else "")
-                          + f" needs {layout.features}")
+        raise LayoutError(
+            f"output {list(shape)} has {dim} values per candidate on axis {axis}, but a "
+            f"{layout.family} layout with {layout.num_classes} classes"
+            + (f" and keypoints {list(layout.kpt_shape)}" if layout.kpt_shape else "")
+            + f" needs {layout.features}"
+        )
 
 
 def guess_layout(shape: tuple[Any, ...], family: str) -> YoloLayout:
@@ -131,20 +139,22 @@ class Detections:
     keypoints: np.ndarray | None = None
     invalid: int = 0
 
-    def __iter__(self):   # (boxes, scores) unpacking, as the other detectors return
+    def __iter__(self):  # (boxes, scores) unpacking, as the other detectors return
         return iter((self.boxes, self.scores))
 
     def __len__(self) -> int:
         return len(self.scores)
 
 
-def candidates(out: np.ndarray, layout: YoloLayout, cls: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def candidates(
+    out: np.ndarray, layout: YoloLayout, cls: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Raw [N, ...] output -> per-anchor (cxcywh [N,A,4], score [N,A], keypoints [N,A,K,D] or None)."""
     a = np.asarray(out, np.float32)
     if a.ndim != 3 or a.shape[2 if layout.family == "yolov5" else 1] != layout.features:
         raise LayoutError(f"detector output {list(a.shape)} does not fit {layout.to_dict()}")
     if layout.family == "yolov8":
-        a = a.transpose(0, 2, 1)                  # [N, A, F] view
+        a = a.transpose(0, 2, 1)  # [N, A, F] view
     first = 5 if layout.family == "yolov5" else 4
     if not 0 <= cls < layout.num_classes:
         raise LayoutError(f"class {cls} is out of range for a detector with {layout.num_classes} classes")
@@ -152,11 +162,11 @@ def candidates(out: np.ndarray, layout: YoloLayout, cls: int = 0) -> tuple[np.nd
     kpts = None
     if layout.kpt_shape:
         k, d = layout.kpt_shape
-        kpts = a[..., first + layout.num_classes:].reshape(*a.shape[:2], k, d)
+        kpts = a[..., first + layout.num_classes :].reshape(*a.shape[:2], k, d)
     return a[..., :4], score, kpts
 
 
-PROB_SLACK = 1e-3   # rounding room: a quantize-dequantized or fp16 sigmoid may land a hair above 1
+PROB_SLACK = 1e-3  # rounding room: a quantize-dequantized or fp16 sigmoid may land a hair above 1
 
 
 def invalid_candidates(boxes: np.ndarray, score: np.ndarray, kpts: np.ndarray | None = None) -> np.ndarray:
@@ -188,11 +198,14 @@ class OutputCheck:
         bad = [d.invalid for d in dets if d.invalid]
         if bad and self.name not in OutputCheck.warned:
             OutputCheck.warned.add(self.name)
-            from tqdm import tqdm   # a line of its own, not glued to a progress bar
+            from tqdm import tqdm  # a line of its own, not glued to a progress bar
 
-            tqdm.write(f"warning: detector {self.name} emits NaN/inf or scores outside [0, 1] ({bad[0]} "
-                       "candidates in one frame); those boxes are dropped and the run's account counts the "
-                       "frames (det_invalid_frames): check or rebuild the detector", file=sys.stderr)
+            tqdm.write(
+                f"warning: detector {self.name} emits NaN/inf or scores outside [0, 1] ({bad[0]} "
+                "candidates in one frame); those boxes are dropped and the run's account counts the "
+                "frames (det_invalid_frames): check or rebuild the detector",
+                file=sys.stderr,
+            )
         return dets
 
 
@@ -202,8 +215,15 @@ def cxcywh_to_xyxy(cxcywh: np.ndarray) -> np.ndarray:
     return np.concatenate([c[..., :2] - c[..., 2:] / 2, c[..., :2] + c[..., 2:] / 2], axis=-1)
 
 
-def decode(out: np.ndarray, layout: YoloLayout, geos: list[Geometry], score_thr: float, iou_thr: float,
-           cls: int = 0, max_det: int = 300) -> list[Detections]:
+def decode(
+    out: np.ndarray,
+    layout: YoloLayout,
+    geos: list[Geometry],
+    score_thr: float,
+    iou_thr: float,
+    cls: int = 0,
+    max_det: int = 300,
+) -> list[Detections]:
     """Batched output -> per-frame detections in frame pixels (NMS on frame-pixel boxes)."""
     boxes, score, kpts = candidates(out, layout, cls)
     bad = invalid_candidates(boxes, score, kpts)
@@ -216,14 +236,23 @@ def decode(out: np.ndarray, layout: YoloLayout, geos: list[Geometry], score_thr:
         xywh[:, 1] = (b[:, 1] - b[:, 3] / 2 - g.pad_y) / g.scale
         xywh[:, 2:] = b[:, 2:] / g.scale
         s = score[i, sel].astype(np.float64)
-        keep = np.asarray(cv2.dnn.NMSBoxes(xywh.astype(np.float32).tolist(), s.astype(np.float32).tolist(),
-                                           float(score_thr), float(iou_thr), top_k=max_det)
-                          if len(s) else [], np.int64).reshape(-1)
+        keep = np.asarray(
+            cv2.dnn.NMSBoxes(
+                xywh.astype(np.float32).tolist(),
+                s.astype(np.float32).tolist(),
+                float(score_thr),
+                float(iou_thr),
+                top_k=max_det,
+            )
+            if len(s)
+            else [],
+            np.int64,
+        ).reshape(-1)
         kp = None
         if kpts is not None:
             kp = kpts[i, sel[keep]].astype(np.float64)
             kp[..., :2] = g.to_image_xy(kp[..., :2])
-            if kp.shape[-1] == 2:   # (x, y) only: visibility unknown, score 1
+            if kp.shape[-1] == 2:  # (x, y) only: visibility unknown, score 1
                 kp = np.concatenate([kp, np.ones((*kp.shape[:-1], 1))], axis=-1)
         res.append(Detections(xywh[keep], s[keep], kp, int(bad[i].sum())))
     return res

@@ -5,6 +5,7 @@ Why: the harness tests (fake TensorRT world) load a plugin library through
 stub compiled with gcc in milliseconds is a loadable ELF with that record, where
 building the real plugin needs nvcc and a minute.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -28,6 +29,7 @@ def write_abi_stub(path: Path, trt_version: str | None, cc: str | None = None) -
         src.write_text(
             "int dynposeTrtHeaderVersion(int *ma, int *mi, int *pa) {\n"
             f"  if (ma) *ma = {v.major}; if (mi) *mi = {v.minor}; if (pa) *pa = {v.patch};\n"
-            f"  return {v.major * 1000 + v.minor};\n}}\n")
+            f"  return {v.major * 1000 + v.minor};\n}}\n"
+        )
     subprocess.run([cc, "-shared", "-fPIC", "-o", str(path), str(src)], check=True, capture_output=True)
     return path

@@ -1,4 +1,5 @@
 """Shared pytest fixtures: the real data beside the repo and one export per session."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,9 @@ def shared_data() -> Path:
     """``../shared/data``. Missing data is an error, never a skip."""
     d = shared_data_dir()
     if not (d / "coco-mini" / "person_keypoints.json").is_file():
-        raise RuntimeError(f"real test data not found at {d}; clone the repo beside shared/ "
-                           "or set DYNPOSE_SHARED_DATA")
+        raise RuntimeError(
+            f"real test data not found at {d}; clone the repo beside shared/ or set DYNPOSE_SHARED_DATA"
+        )
     return d
 
 
@@ -33,6 +35,7 @@ def _limit_threads() -> None:
     """Two cores here: keep torch from oversubscribing when tests run beside other work."""
     try:
         import torch
+
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     except ImportError:
         pass
@@ -54,8 +57,11 @@ def cpu_artifacts(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -
     from build.configs import DEFAULT_CONFIG
 
     config = os.environ.get("DYNPOSE_TEST_CONFIG", DEFAULT_CONFIG)
-    return build_artifacts(tmp_path_factory.mktemp("artifacts"), config,
-                           extra=("--calib-data", str(shared_data / "coco-mini"), "--fuse-decode"))
+    return build_artifacts(
+        tmp_path_factory.mktemp("artifacts"),
+        config,
+        extra=("--calib-data", str(shared_data / "coco-mini"), "--fuse-decode"),
+    )
 
 
 def artifacts_from_env(env_var: str, tmp_root: Path, extra: tuple[str, ...] = ()) -> Path:
@@ -64,10 +70,13 @@ def artifacts_from_env(env_var: str, tmp_root: Path, extra: tuple[str, ...] = ()
     given = os.environ.get(env_var)
     if given:
         if not (Path(given) / "manifest.json").is_file():
-            raise RuntimeError(f"{env_var}={given} has no manifest.json; point it at a folder "
-                               "written by python -m build.engines (OUT/<config>-<target>)")
+            raise RuntimeError(
+                f"{env_var}={given} has no manifest.json; point it at a folder "
+                "written by python -m build.engines (OUT/<config>-<target>)"
+            )
         return Path(given)
     from build.configs import DEFAULT_CONFIG
 
-    return build_artifacts(tmp_root, DEFAULT_CONFIG,
-                           extra=("--calib-data", str(shared_data_dir() / "coco-mini"), *extra))
+    return build_artifacts(
+        tmp_root, DEFAULT_CONFIG, extra=("--calib-data", str(shared_data_dir() / "coco-mini"), *extra)
+    )

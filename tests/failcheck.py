@@ -1,12 +1,14 @@
 """Helpers for the bad-input corpus: what every failure must look like, and strict JSON reading."""
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +40,9 @@ def strict_jsonl(path: Path) -> list[Any]:
     return [strict_json(line) for line in data.decode().splitlines()]
 
 
-def run_in_process(main: Callable[[Sequence[str]], int], argv: Sequence[str], capsys: Any) -> tuple[int, str, str]:
+def run_in_process(
+    main: Callable[[Sequence[str]], int], argv: Sequence[str], capsys: Any
+) -> tuple[int, str, str]:
     capsys.readouterr()
     rc = main(list(argv))
     got = capsys.readouterr()
@@ -47,5 +51,12 @@ def run_in_process(main: Callable[[Sequence[str]], int], argv: Sequence[str], ca
 
 def run_module(module: str, *args: str, timeout: float = 240, **kw: Any) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )

@@ -9,19 +9,26 @@ value that covers the most still-uncovered pairs with the values already
 chosen (ties: the first value), never a value the constraint refuses. Not
 minimal in general, but within a run or two of it for factor sizes like ours.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from itertools import combinations
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 Row = dict[str, Any]
-Allowed = Callable[[Mapping[str, Any]], bool]   # False if a (partial) row is impossible
+Allowed = Callable[[Mapping[str, Any]], bool]  # False if a (partial) row is impossible
 
 
 def all_pairs(factors: Mapping[str, Sequence[Any]], allowed: Allowed) -> set[tuple]:
     """Every pair of values of two different factors that some allowed row can hold."""
-    return {((f, a), (g, b)) for f, g in combinations(factors, 2)
-            for a in factors[f] for b in factors[g] if allowed({f: a, g: b})}
+    return {
+        ((f, a), (g, b))
+        for f, g in combinations(factors, 2)
+        for a in factors[f]
+        for b in factors[g]
+        if allowed({f: a, g: b})
+    }
 
 
 def pairs_of(row: Mapping[str, Any], factors: Mapping[str, Sequence[Any]]) -> set[tuple]:
@@ -35,7 +42,7 @@ def cover(factors: Mapping[str, Sequence[Any]], allowed: Allowed) -> list[Row]:
     rank = {(f, v): (i, j) for i, f in enumerate(factors) for j, v in enumerate(factors[f])}
     rows: list[Row] = []
     while todo:
-        (f, a), (g, b) = min(todo, key=lambda p: (rank[p[0]], rank[p[1]]))    # table order: deterministic
+        (f, a), (g, b) = min(todo, key=lambda p: (rank[p[0]], rank[p[1]]))  # table order: deterministic
         row: Row = {f: a, g: b}
         for h in factors:
             if h in row:

@@ -1,4 +1,5 @@
 """Bad-input corpus, part 3: bench.coco_eval, bench.ex_oks, bench.cropcoco, bench.sweep on real coco-mini GT."""
+
 from __future__ import annotations
 
 import copy
@@ -6,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from failcheck import assert_one_line_failure, run_in_process
 
 from bench import coco_eval, cropcoco, ex_oks, sweep
 from bench.coco_eval import evaluate_keypoints, load_gt, synthetic_results
-from failcheck import assert_one_line_failure, run_in_process
 from runtime.errors import EXIT_INPUT
 
 
@@ -22,8 +23,9 @@ def gt(coco_mini: Path) -> dict:
 def results_path(coco_mini: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Known-answer predictions made from the real GT with seeded noise (bench.coco_eval's helper)."""
     p = tmp_path_factory.mktemp("res") / "res.json"
-    p.write_text(json.dumps(synthetic_results(load_gt(coco_mini / "person_keypoints.json"), noise=0.3,
-                                              presence=True)))
+    p.write_text(
+        json.dumps(synthetic_results(load_gt(coco_mini / "person_keypoints.json"), noise=0.3, presence=True))
+    )
     return p
 
 
@@ -50,19 +52,33 @@ def _bad_gt_cases(gt: dict) -> list[tuple[str, object, str | None, str]]:
     str_area["annotations"][1]["area"] = "big"
     orphan = copy.deepcopy(gt)
     orphan["annotations"][0]["image_id"] = 999999
-    return [("crowdpose_14", _crowdpose(gt), None, "14 keypoints"),
-            ("no_annotations", {"images": []}, None, "'annotations'"),
-            ("list_not_object", [], None, "COCO object"),
-            ("not_json", None, "{", "not valid JSON"),
-            ("no_keypoints", no_kp, None, "annotations[3]"),
-            ("null_in_bbox", nan_box, None, "annotations[2]"),
-            ("string_area", str_area, None, "'area'"),
-            ("orphan_annotation", orphan, None, "image_id 999999")]
+    return [
+        ("crowdpose_14", _crowdpose(gt), None, "14 keypoints"),
+        ("no_annotations", {"images": []}, None, "'annotations'"),
+        ("list_not_object", [], None, "COCO object"),
+        ("not_json", None, "{", "not valid JSON"),
+        ("no_keypoints", no_kp, None, "annotations[3]"),
+        ("null_in_bbox", nan_box, None, "annotations[2]"),
+        ("string_area", str_area, None, "'area'"),
+        ("orphan_annotation", orphan, None, "image_id 999999"),
+    ]
 
 
 @pytest.mark.parametrize("cli", ["coco_eval", "ex_oks"])
-@pytest.mark.parametrize("case", range(8), ids=["crowdpose_14", "no_annotations", "list_not_object", "not_json",
-                                                 "no_keypoints", "null_in_bbox", "string_area", "orphan"])
+@pytest.mark.parametrize(
+    "case",
+    range(8),
+    ids=[
+        "crowdpose_14",
+        "no_annotations",
+        "list_not_object",
+        "not_json",
+        "no_keypoints",
+        "null_in_bbox",
+        "string_area",
+        "orphan",
+    ],
+)
 def test_bad_ground_truth_is_named(gt, results_path, tmp_path, capsys, cli, case):
     _name, data, raw, named = _bad_gt_cases(gt)[case]
     g = _write(tmp_path, "gt.json", data, raw)
@@ -83,8 +99,11 @@ def test_ground_truth_without_area_uses_the_box(gt, results_path, tmp_path, caps
     main = {"coco_eval": coco_eval.main, "ex_oks": ex_oks.main}[cli]
     got = []
     for name, data in (("a.json", no_area), ("b.json", box_area)):
-        rc, out, err = run_in_process(main, ["--gt", str(_write(tmp_path, name, data)), "--results",
-                                             str(results_path), "--json"], capsys)
+        rc, out, err = run_in_process(
+            main,
+            ["--gt", str(_write(tmp_path, name, data)), "--results", str(results_path), "--json"],
+            capsys,
+        )
         assert rc == 0, err
         got.append(json.loads(out)["AP"])
     assert got[0] == got[1] and 0.0 < got[0] <= 1.0
@@ -94,27 +113,46 @@ BAD_RESULTS = [
     ("nan_keypoint", None, None, "NaN"),
     ("not_a_list", {"a": 1}, None, "JSON list"),
     ("record_not_object", [7], None, "result #0"),
-    ("string_keypoints", [{"image_id": 785, "category_id": 1, "keypoints": "x", "score": 1}], None, "result #0"),
-    ("unknown_image", [{"image_id": 1, "category_id": 1, "keypoints": [0] * 51, "score": 1}], None, "image_id 1"),
+    (
+        "string_keypoints",
+        [{"image_id": 785, "category_id": 1, "keypoints": "x", "score": 1}],
+        None,
+        "result #0",
+    ),
+    (
+        "unknown_image",
+        [{"image_id": 1, "category_id": 1, "keypoints": [0] * 51, "score": 1}],
+        None,
+        "image_id 1",
+    ),
 ]
 
 
 @pytest.mark.parametrize("data,raw,named", [c[1:] for c in BAD_RESULTS], ids=[c[0] for c in BAD_RESULTS])
 def test_bad_results_are_named(coco_mini, results_path, tmp_path, capsys, data, raw, named):
-    if data is None and raw is None:   # the real results with one keypoint NaN, as Python's json writes it
+    if data is None and raw is None:  # the real results with one keypoint NaN, as Python's json writes it
         recs = json.loads(results_path.read_text())
         recs[5]["keypoints"][0] = float("nan")
         raw = json.dumps(recs)
     r = _write(tmp_path, "r.json", data, raw)
-    rc, _, err = run_in_process(coco_eval.main, ["--gt", str(coco_mini / "person_keypoints.json"),
-                                                 "--results", str(r)], capsys)
+    rc, _, err = run_in_process(
+        coco_eval.main, ["--gt", str(coco_mini / "person_keypoints.json"), "--results", str(r)], capsys
+    )
     assert_one_line_failure(rc, err, EXIT_INPUT, named)
 
 
 def test_dropped_box_records_are_skipped_not_scored(coco_mini, results_path, tmp_path):
     recs = json.loads(results_path.read_text())
-    with_drops = recs + [{"image_id": 785, "category_id": 1, "bbox": [None, 1, 2, 3], "score": None,
-                          "dropped": "nan_or_inf", "det_index": 7}]
+    with_drops = recs + [
+        {
+            "image_id": 785,
+            "category_id": 1,
+            "bbox": [None, 1, 2, 3],
+            "score": None,
+            "dropped": "nan_or_inf",
+            "det_index": 7,
+        }
+    ]
     p = _write(tmp_path, "r.json", with_drops)
     gt = coco_mini / "person_keypoints.json"
     assert evaluate_keypoints(gt, p) == evaluate_keypoints(gt, results_path)
@@ -122,14 +160,25 @@ def test_dropped_box_records_are_skipped_not_scored(coco_mini, results_path, tmp
 
 def test_ex_oks_threshold_flag(coco_mini, results_path, capsys):
     for bad in ("2", "0", "nan", "most"):
-        rc, _, err = run_in_process(ex_oks.main, ["--gt", str(coco_mini / "person_keypoints.json"), "--results",
-                                                  str(results_path), "--threshold", bad], capsys)
+        rc, _, err = run_in_process(
+            ex_oks.main,
+            [
+                "--gt",
+                str(coco_mini / "person_keypoints.json"),
+                "--results",
+                str(results_path),
+                "--threshold",
+                bad,
+            ],
+            capsys,
+        )
         assert_one_line_failure(rc, err, EXIT_INPUT, "--threshold")
 
 
 def test_cropcoco_bad_inputs(coco_mini, gt, tmp_path, capsys):
-    rc, _, err = run_in_process(cropcoco.main, ["--src", str(coco_mini), "--out", str(tmp_path / "o"),
-                                                "--strength", "2"], capsys)
+    rc, _, err = run_in_process(
+        cropcoco.main, ["--src", str(coco_mini), "--out", str(tmp_path / "o"), "--strength", "2"], capsys
+    )
     assert_one_line_failure(rc, err, EXIT_INPUT, "--strength")
     rc, _, err = run_in_process(cropcoco.main, ["--src", str(tmp_path), "--out", str(tmp_path / "o")], capsys)
     assert_one_line_failure(rc, err, EXIT_INPUT, "person_keypoints.json")
@@ -153,6 +202,7 @@ def test_sweep_bad_inputs(tmp_path, capsys):
 
 # -- bench.video_eval: the main job's last command (issue 27) -------------------------------------
 
+
 @pytest.fixture(scope="module")
 def clip_gt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real clip's ground truth (build.synth.video, 1 s), the kind the main job scores."""
@@ -163,19 +213,31 @@ def clip_gt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d / "person_keypoints.json"
 
 
-@pytest.mark.parametrize("gt_text,jsonl,needle", [
-    ("{}", '{"frame": 0, "persons": []}\n', "'images'"),
-    (None, "", "no frame records"),
-    (None, "garbage\n", "line 1"),
-    (None, '{"frame": 0, "persons": [{"route": "small"}]}\n', "line 1 persons[0]"),
-    (None, '{"frame": 0, "persons": [{"route": "large", "box": [1, 2, 3, 4]}]}\n', "'keypoints'"),
-    (None, '{"frame": "zero", "persons": []}\n', "line 1"),
-    (None, '[1, 2]\n', "frame record"),
-], ids=["gt-empty-object", "jsonl-empty", "jsonl-not-json", "person-no-box", "person-no-keypoints",
-        "frame-not-int", "line-not-object"])
-def test_video_eval_bad_input_is_one_line(clip_gt: Path, tmp_path: Path, capsys, gt_text, jsonl, needle) -> None:
+@pytest.mark.parametrize(
+    "gt_text,jsonl,needle",
+    [
+        ("{}", '{"frame": 0, "persons": []}\n', "'images'"),
+        (None, "", "no frame records"),
+        (None, "garbage\n", "line 1"),
+        (None, '{"frame": 0, "persons": [{"route": "small"}]}\n', "line 1 persons[0]"),
+        (None, '{"frame": 0, "persons": [{"route": "large", "box": [1, 2, 3, 4]}]}\n', "'keypoints'"),
+        (None, '{"frame": "zero", "persons": []}\n', "line 1"),
+        (None, "[1, 2]\n", "frame record"),
+    ],
+    ids=[
+        "gt-empty-object",
+        "jsonl-empty",
+        "jsonl-not-json",
+        "person-no-box",
+        "person-no-keypoints",
+        "frame-not-int",
+        "line-not-object",
+    ],
+)
+def test_video_eval_bad_input_is_one_line(
+    clip_gt: Path, tmp_path: Path, capsys, gt_text, jsonl, needle
+) -> None:
     from bench.video_eval import main
-
     from runtime.errors import guarded
 
     gt = _write(tmp_path, "gt.json", None, gt_text) if gt_text is not None else clip_gt

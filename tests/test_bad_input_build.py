@@ -8,6 +8,7 @@ documented exit code, exactly one ``error:`` line that names the input, no
 traceback, and that what existed before (a real artifacts folder built once
 per module) is still loadable and bit-identical, with no staging folder left.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,11 @@ CONFIG = "fixture-dyn"
 # -- helpers ---------------------------------------------------------------------------------------
 def snapshot(folder: Path) -> dict[str, str]:
     """relative path -> sha256 of every file under ``folder`` (bit-identity check)."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def error_line(stderr: str, code: int, rc: int, needle: str) -> str:
@@ -51,23 +55,33 @@ def error_line(stderr: str, code: int, rc: int, needle: str) -> str:
 
 def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_untouched(out_root: Path, before: dict[str, str]) -> None:
     final = out_root / f"{CONFIG}-cpu"
     assert snapshot(final) == before
     assert [p.name for p in out_root.iterdir()] == [final.name], "a staging folder was left behind"
-    load_manifest(final)      # still loadable, every sha256 still matches
+    load_manifest(final)  # still loadable, every sha256 still matches
 
 
 # -- one real build per module ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, coco_mini: Path) -> tuple[Path, dict[str, str]]:
     out = tmp_path_factory.mktemp("rel-build")
-    assert engines_cli(["--config", CONFIG, "--target", "cpu", "--out", str(out),
-                        "--calib-data", str(coco_mini)]) == 0
+    assert (
+        engines_cli(
+            ["--config", CONFIG, "--target", "cpu", "--out", str(out), "--calib-data", str(coco_mini)]
+        )
+        == 0
+    )
     return out, snapshot(out / f"{CONFIG}-cpu")
 
 
@@ -75,8 +89,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, coco_mini: Path) -> tuple[Pa
 def bad_files(tmp_path_factory: pytest.TempPathFactory, coco_mini: Path) -> dict[str, Path]:
     """Real bad inputs on disk: broken checkpoints, broken calibration folders."""
     d = tmp_path_factory.mktemp("bad")
-    from build.models import build_pose_net
     from build.configs import get_config
+    from build.models import build_pose_net
 
     cfg = get_config(CONFIG)
     small_sd = build_pose_net(cfg.small.arch, cfg.small.head).state_dict()
@@ -88,7 +102,10 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory, coco_mini: Path) -> dict
     f["truncated"] = d / "truncated.pth"
     f["truncated"].write_bytes((d / "full.pth").read_bytes()[:4000])
     torch.save({"state_dict": small_sd}, f.setdefault("wrong_keys", d / "small_as_large.pth"))
-    torch.save({"state_dict": large_sd, "meta": argparse.Namespace(epoch=3)}, f.setdefault("pickled", d / "pickled.pth"))
+    torch.save(
+        {"state_dict": large_sd, "meta": argparse.Namespace(epoch=3)},
+        f.setdefault("pickled", d / "pickled.pth"),
+    )
     torch.save([1, 2, 3], f.setdefault("list", d / "list.pth"))
     torch.save({"state_dict": {}}, f.setdefault("empty", d / "empty.pth"))
     shapes = {k: torch.zeros(*(s + 1 for s in v.shape)) if v.ndim else v for k, v in small_sd.items()}
@@ -170,7 +187,7 @@ def test_engines_bad_files(case: str, built, bad_files, capfd) -> None:
     rc = engines_cli(argv)
     line = error_line(capfd.readouterr().err, 2, rc, needle)
     if flag.endswith("-ckpt"):
-        assert flag in line and str(bad_files[key]) in line      # names the flag and the file
+        assert flag in line and str(bad_files[key]) in line  # names the flag and the file
     assert_untouched(out, before)
 
 
@@ -203,7 +220,9 @@ def test_engines_subprocess_p150_and_garbage_ckpt(built, bad_files) -> None:
     out, before = built
     r = run_module("build.engines", "--config", CONFIG, "--out", str(out), "--p", "150")
     error_line(r.stderr, 2, r.returncode, "--p")
-    r = run_module("build.engines", "--config", CONFIG, "--out", str(out), "--large-ckpt", str(bad_files["garbage"]))
+    r = run_module(
+        "build.engines", "--config", CONFIG, "--out", str(out), "--large-ckpt", str(bad_files["garbage"])
+    )
     error_line(r.stderr, 2, r.returncode, "--large-ckpt")
     assert_untouched(out, before)
 
@@ -211,17 +230,27 @@ def test_engines_subprocess_p150_and_garbage_ckpt(built, bad_files) -> None:
 @pytest.mark.slow
 def test_debug_prints_the_traceback(built, bad_files) -> None:
     out, before = built
-    r = run_module("build.engines", "--config", CONFIG, "--out", str(out), "--large-ckpt",
-                   str(bad_files["wrong_keys"]), "--debug")
+    r = run_module(
+        "build.engines",
+        "--config",
+        CONFIG,
+        "--out",
+        str(out),
+        "--large-ckpt",
+        str(bad_files["wrong_keys"]),
+        "--debug",
+    )
     assert r.returncode == 2 and "Traceback" in r.stderr and "CheckpointMismatch" in r.stderr
     assert_untouched(out, before)
 
 
 @pytest.mark.slow
 def test_other_commands_subprocess(tmp_path) -> None:
-    for module, args, needle in (("build.router", ["--config", CONFIG, "--data", "/nope.json", "--images", "."], "--data"),
-                                 ("build.train.fixtures", ["--scale", "0", "--out", str(tmp_path)], "--scale"),
-                                 ("build.synth", ["--out", str(tmp_path / "s"), "--n-images", "0"], "--n-images")):
+    for module, args, needle in (
+        ("build.router", ["--config", CONFIG, "--data", "/nope.json", "--images", "."], "--data"),
+        ("build.train.fixtures", ["--scale", "0", "--out", str(tmp_path)], "--scale"),
+        ("build.synth", ["--out", str(tmp_path / "s"), "--n-images", "0"], "--n-images"),
+    ):
         r = run_module(module, *args)
         error_line(r.stderr, 2, r.returncode, needle)
     assert list(tmp_path.iterdir()) == []
@@ -231,6 +260,7 @@ def test_other_commands_subprocess(tmp_path) -> None:
 @pytest.fixture(scope="module")
 def tiny_coco(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from build.synth.coco import write_dataset
+
     return write_dataset(tmp_path_factory.mktemp("coco"), 2, seed=1, photos=[])
 
 
@@ -244,7 +274,10 @@ ROUTER_CASES = {
     "data-json-list": (["--data", "{list_json}"], "--data"),
     "dets-json-object": (["--dets", "{kp}"], "--dets"),
     "large-ckpt-garbage": (["--large-ckpt", "{garbage}"], "--large-ckpt"),
-    "out-is-a-file": (["--out", "{file}"], "--out"),   # --out is a folder (DIR/router.pth) since the dynpose round
+    "out-is-a-file": (
+        ["--out", "{file}"],
+        "--out",
+    ),  # --out is a folder (DIR/router.pth) since the dynpose round
     "images-missing": (["--images", "{empty_dir}"], "--images"),
 }
 
@@ -252,13 +285,24 @@ ROUTER_CASES = {
 @pytest.mark.parametrize("case", sorted(ROUTER_CASES))
 def test_router_refusals(case: str, tiny_coco, bad_files, tmp_path, capfd) -> None:
     (tmp_path / "list.json").write_text("[1, 2]")
-    fill = {"file": bad_files["file"], "list_json": tmp_path / "list.json", "kp": tiny_coco["keypoints"],
-            "garbage": bad_files["garbage"], "dir": tmp_path, "empty_dir": bad_files["empty_dir"]}
+    fill = {
+        "file": bad_files["file"],
+        "list_json": tmp_path / "list.json",
+        "kp": tiny_coco["keypoints"],
+        "garbage": bad_files["garbage"],
+        "dir": tmp_path,
+        "empty_dir": bad_files["empty_dir"],
+    }
     extra, needle = ROUTER_CASES[case]
     extra = [a.format(**fill) for a in extra]
     out = tmp_path / "router.pth"
-    base = {"--config": CONFIG, "--data": str(tiny_coco["keypoints"]), "--images": str(tiny_coco["images"]),
-            "--out": str(out), "--epochs": "1"}
+    base = {
+        "--config": CONFIG,
+        "--data": str(tiny_coco["keypoints"]),
+        "--images": str(tiny_coco["images"]),
+        "--out": str(out),
+        "--epochs": "1",
+    }
     for k, v in zip(extra[::2], extra[1::2]):
         base[k] = v
     rc = router_cli([x for kv in base.items() for x in kv])
@@ -317,8 +361,21 @@ def test_failed_late_rebuild_leaves_the_folder_bit_identical(built, tmp_path, ca
     prev = tmp_path / f"{CONFIG}-orin"
     shutil.copytree(out / f"{CONFIG}-cpu", prev)
     before = snapshot(prev)
-    rc = engines_cli(["--config", CONFIG, "--target", "orin", "--precision", "fp32", "--require-trt",
-                      "--seed", "7", "--out", str(tmp_path)])
+    rc = engines_cli(
+        [
+            "--config",
+            CONFIG,
+            "--target",
+            "orin",
+            "--precision",
+            "fp32",
+            "--require-trt",
+            "--seed",
+            "7",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     error_line(capfd.readouterr().err, 3, rc, "TensorRT engines not built")
     assert snapshot(prev) == before
     assert [p.name for p in tmp_path.iterdir()] == [prev.name]
@@ -340,12 +397,29 @@ def test_signal_mid_rebuild_keeps_the_old_artifacts(built, tmp_path, sig, code) 
     # A job started with `&` by a non-interactive shell (as CI runners do) inherits SIGINT
     # *ignored* (POSIX), and Python then keeps ignoring it; a terminal's Ctrl-C reaches a process
     # with the default disposition, which is what this test is about, so the child gets that.
-    proc = subprocess.Popen([sys.executable, "-m", "build.engines", "--config", CONFIG, "--target", "cpu",
-                             "--out", str(root), "--seed", "5"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_default_sigint)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "build.engines",
+            "--config",
+            CONFIG,
+            "--target",
+            "cpu",
+            "--out",
+            str(root),
+            "--seed",
+            "5",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:   # wait until it has written an ONNX
+    while time.monotonic() < deadline and proc.poll() is None:  # wait until it has written an ONNX
         if any(root.glob(f".{CONFIG}-cpu.staging-*/*.onnx")):
             break
         time.sleep(0.05)
@@ -390,9 +464,21 @@ with StagedDir(root / "a") as st:
 
 @pytest.mark.parametrize("sig,code", [("SIGTERM", 143), ("SIGINT", 130)])
 def test_a_swallowed_signal_still_blocks_the_commit(tmp_path, sig, code) -> None:
-    proc = subprocess.run([sys.executable, "-c", f"from runtime.errors import guarded\n"
-                           f"import sys\nsys.exit(guarded(lambda a: exec({SWALLOWED!r}), []))", str(tmp_path), sig],
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                          preexec_fn=_default_sigint, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from runtime.errors import guarded\n"
+            f"import sys\nsys.exit(guarded(lambda a: exec({SWALLOWED!r}), []))",
+            str(tmp_path),
+            sig,
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        preexec_fn=_default_sigint,
+        timeout=60,
+    )
     assert proc.returncode == code and "Traceback" not in proc.stderr, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"] and (tmp_path / "a" / "old").is_file()

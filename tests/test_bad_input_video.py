@@ -4,6 +4,7 @@ Flag cases run ``runtime.video.main`` in-process (same boundary as ``python -m``
 the cases that used to end in a native crash (HOG on tiny frames) run as
 subprocesses, so a crash would show as its signal exit code, not kill pytest.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from failcheck import assert_one_line_failure, run_in_process, run_module, strict_json, strict_jsonl
+
 from runtime.errors import EXIT_INPUT
 from runtime.video import main as video_main
 
@@ -25,8 +26,18 @@ def people(shared_data: Path) -> Path:
 
 
 def _argv(engines: Path, source: Path | str, out: Path, *extra: str) -> list[str]:
-    return ["--engines", str(engines), "--source", str(source), "--out", str(out), "--threads", "1", "--quiet",
-            *extra]
+    return [
+        "--engines",
+        str(engines),
+        "--source",
+        str(source),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--quiet",
+        *extra,
+    ]
 
 
 FLAG_CASES = [
@@ -42,7 +53,7 @@ FLAG_CASES = [
     (("--max-frames", "0"), "--max-frames"),
     (("--detector", "yolo"), "--detector"),
     (("--detector", "json:/nonexistent/dets.json"), "/nonexistent/dets.json"),
-    (("--backend", "ort", "--triton-url", "127.0.0.1:8001"), "--triton-url"),   # was silently a local run
+    (("--backend", "ort", "--triton-url", "127.0.0.1:8001"), "--triton-url"),  # was silently a local run
     (("--backend", "triton"), "--triton-url"),
 ]
 
@@ -51,7 +62,7 @@ FLAG_CASES = [
 def test_bad_video_flag_is_one_line(cpu_artifacts, people, tmp_path, capsys, extra, flag):
     rc, _, err = run_in_process(video_main, _argv(cpu_artifacts, people, tmp_path / "out", *extra), capsys)
     assert_one_line_failure(rc, err, EXIT_INPUT, flag)
-    assert not (tmp_path / "out" / "people.jsonl").exists()   # refused before any output was opened
+    assert not (tmp_path / "out" / "people.jsonl").exists()  # refused before any output was opened
 
 
 def test_out_that_is_a_file(cpu_artifacts, people, tmp_path, capsys):
@@ -65,20 +76,26 @@ def test_out_that_is_a_file(cpu_artifacts, people, tmp_path, capsys):
 def test_json_detector_bad_record_is_named(cpu_artifacts, people, tmp_path, capsys):
     dets = tmp_path / "d.json"
     dets.write_text(json.dumps([{"frame": 0, "bbox": [1, 2, 3, 4]}, {"frame": 1, "bbox": ["1", 2, 3, 4]}]))
-    rc, _, err = run_in_process(video_main, _argv(cpu_artifacts, people, tmp_path / "o", "--detector",
-                                                  f"json:{dets}"), capsys)
+    rc, _, err = run_in_process(
+        video_main, _argv(cpu_artifacts, people, tmp_path / "o", "--detector", f"json:{dets}"), capsys
+    )
     assert_one_line_failure(rc, err, EXIT_INPUT, "record 1", "'bbox'", str(dets))
 
 
 def test_json_detector_nan_boxes_are_dropped_not_fatal(cpu_artifacts, people, tmp_path, capsys):
     """NaN boxes used to crash the overlay drawing and be written as the non-JSON token NaN."""
     dets = tmp_path / "d.json"
-    dets.write_text('[{"frame": 0, "bbox": [NaN, 10, 50, 100], "score": 0.9},'
-                    ' {"frame": 0, "bbox": [100, 50, 80, 200], "score": 0.8},'
-                    ' {"frame": 1, "bbox": [1e308, 1e308, Infinity, 5], "score": 0.7}]')
+    dets.write_text(
+        '[{"frame": 0, "bbox": [NaN, 10, 50, 100], "score": 0.9},'
+        ' {"frame": 0, "bbox": [100, 50, 80, 200], "score": 0.8},'
+        ' {"frame": 1, "bbox": [1e308, 1e308, Infinity, 5], "score": 0.7}]'
+    )
     out = tmp_path / "o"
-    rc, stdout, err = run_in_process(video_main, _argv(cpu_artifacts, people, out, "--detector", f"json:{dets}",
-                                                       "--max-frames", "2"), capsys)
+    rc, stdout, err = run_in_process(
+        video_main,
+        _argv(cpu_artifacts, people, out, "--detector", f"json:{dets}", "--max-frames", "2"),
+        capsys,
+    )
     assert rc == 0, err
     recs = strict_jsonl(out / "people.jsonl")
     assert [[p.get("dropped") for p in r["persons"]] for r in recs] == [["nan_or_inf", None], ["nan_or_inf"]]
@@ -105,8 +122,10 @@ def test_tiny_frames_do_not_crash_hog(cpu_artifacts, coco_mini, tmp_path):
 def test_narrow_hog_width_on_a_wide_clip(cpu_artifacts, people, tmp_path):
     """--hog-width 160 on a 16:9 clip used to segfault (exit 139): frames are now scaled to fit HOG's window."""
     out = tmp_path / "o"
-    r = run_module("runtime.video", *_argv(cpu_artifacts, people, out, "--hog-width", "160", "--max-frames", "3",
-                                           "--no-video"))
+    r = run_module(
+        "runtime.video",
+        *_argv(cpu_artifacts, people, out, "--hog-width", "160", "--max-frames", "3", "--no-video"),
+    )
     assert r.returncode == 0, r.stderr
     assert len(strict_jsonl(out / "people.jsonl")) == 3
     assert "account: boxes in" in r.stdout
@@ -118,6 +137,7 @@ def test_triton_url_alone_means_triton(cpu_artifacts, people, tmp_path, capsys):
     from tools.rtsp_server import free_port
 
     url = f"127.0.0.1:{free_port()}"
-    rc, _, err = run_in_process(video_main, _argv(cpu_artifacts, people, tmp_path / "out", "--no-video",
-                                                  "--triton-url", url), capsys)
+    rc, _, err = run_in_process(
+        video_main, _argv(cpu_artifacts, people, tmp_path / "out", "--no-video", "--triton-url", url), capsys
+    )
     assert_one_line_failure(rc, err, EXIT_INPUT, f"Triton at {url}")

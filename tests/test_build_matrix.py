@@ -12,6 +12,7 @@ four builds (:class:`ExportOnce`). Marker ``canary``: the int8 Orin builds again
 own export, run by tools/deps_canary.sh in a throwaway venv with the newest onnxruntime /
 onnx / onnxsim / onnxslim beyond the pins of pyproject.toml (not in CI; weekly schedule).
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,10 +31,10 @@ from calib.quantize import check_trt_qdq
 from runtime.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
-TARGETS = ("orin", "cpu")      # orin + int8 first: the issue's command exports each config
+TARGETS = ("orin", "cpu")  # orin + int8 first: the issue's command exports each config
 PRECISIONS = ("int8", "fp32")
-CALIB_SCENES = 2          # synthetic images: ~7 people, so routing, report and presence stay cheap
-CALIB_MAX_CROPS = 4       # INT8 ranges from 4 crops: enough to exercise every quantizer path
+CALIB_SCENES = 2  # synthetic images: ~7 people, so routing, report and presence stay cheap
+CALIB_MAX_CROPS = 4  # INT8 ranges from 4 crops: enough to exercise every quantizer path
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def tiny_coco(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tiny_coco")
     paths = write_dataset(d, CALIB_SCENES, seed=7, photos=[])
     gt = json.loads(paths["keypoints"].read_text())
-    for im in gt["images"]:   # the synthetic writer keeps images in images/; COCO names are folder-relative
+    for im in gt["images"]:  # the synthetic writer keeps images in images/; COCO names are folder-relative
         im["file_name"] = f"images/{im['file_name']}"
     paths["keypoints"].write_text(json.dumps(gt))
     (d / "person_detections.json").write_text(paths["detections"].read_text())
@@ -64,8 +65,9 @@ class ExportOnce:
         self.real = real
         self.done: dict[tuple, tuple[Path, dict, dict]] = {}
 
-    def __call__(self, cfg, out_dir: Path, ckpts, seed=0, opset=17, simplify=True, progress=lambda s: None,
-                 trust=False):
+    def __call__(
+        self, cfg, out_dir: Path, ckpts, seed=0, opset=17, simplify=True, progress=lambda s: None, trust=False
+    ):
         key = (cfg.name, tuple(sorted(ckpts.items())), seed, opset, simplify, trust)
         if key not in self.done:
             entries, nets = self.real(cfg, out_dir, ckpts, seed, opset, simplify, progress, trust)
@@ -75,7 +77,7 @@ class ExportOnce:
             self.done[key] = keep, entries, nets
             return copy.deepcopy(entries), nets
         keep, entries, nets = self.done[key]
-        for e in entries.values():   # the progress bar counts two steps a role
+        for e in entries.values():  # the progress bar counts two steps a role
             progress(f"{e['role']}: weights (export reused)")
             progress(f"{e['role']}: export reused")
             shutil.copy2(keep / e["onnx"], out_dir / e["onnx"])
@@ -88,7 +90,7 @@ def export_once():
 
     once = ExportOnce(build.artifacts.export_all)
     mp = pytest.MonkeyPatch()
-    mp.setattr(build.artifacts, "export_all", once)   # build.engines looks it up at each build
+    mp.setattr(build.artifacts, "export_all", once)  # build.engines looks it up at each build
     yield once
     mp.undo()
     for keep, _, _ in once.done.values():
@@ -99,9 +101,24 @@ def build(out: Path, config: str, target: str, precision: str, calib: Path) -> P
     """The build CLI's main in this process: its exit code, and a crash's own traceback in the log."""
     from build.engines import main
 
-    argv = ["--config", config, "--target", target, "--precision", precision, "--out", str(out),
-            "--calib-data", str(calib), "--calib-boxes", "gt", "--calib-max-crops", str(CALIB_MAX_CROPS),
-            "--calib-method", "minmax"]
+    argv = [
+        "--config",
+        config,
+        "--target",
+        target,
+        "--precision",
+        precision,
+        "--out",
+        str(out),
+        "--calib-data",
+        str(calib),
+        "--calib-boxes",
+        "gt",
+        "--calib-max-crops",
+        str(CALIB_MAX_CROPS),
+        "--calib-method",
+        "minmax",
+    ]
     assert main(argv) == 0, " ".join(argv)
     return out / f"{config}-{target}"
 
@@ -123,7 +140,7 @@ def check_folder(root: Path, target: str, precision: str) -> dict:
     for role, eng in m["trt_plan"]["engines"].items():
         onnx_name = eng["onnx"]
         assert (root / onnx_name).is_file() and f"--onnx={onnx_name}" in text, (role, onnx_name)
-        if precision == "int8":   # the engine is built from the TensorRT flavour, and it passes the check
+        if precision == "int8":  # the engine is built from the TensorRT flavour, and it passes the check
             assert re.fullmatch(rf"{role}\.int8_trt\.onnx", onnx_name), onnx_name
             import onnx
 
@@ -131,7 +148,9 @@ def check_folder(root: Path, target: str, precision: str) -> dict:
     return m
 
 
-MATRIX = [pytest.param(c, t, p, id=f"{c}-{t}-{p}") for c in list_configs() for t in TARGETS for p in PRECISIONS]
+MATRIX = [
+    pytest.param(c, t, p, id=f"{c}-{t}-{p}") for c in list_configs() for t in TARGETS for p in PRECISIONS
+]
 
 
 @pytest.mark.build_matrix

@@ -4,6 +4,7 @@ The plan is also *run* with a stand-in trtexec (a shell script that writes the
 engine and prints trtexec's device lines) to prove the commands, the DLA ->
 GPU fallback and the manifest records after a trtexec build.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,9 @@ def no_trt(monkeypatch):
 def planned(no_trt, tmp_path: Path, capsys):
     root = tmp_path / "dyn-test-orin"
     manifest = make_artifacts(root, plugin_large=True)
-    rc = build_or_plan(root, manifest, _args("--target", "orin", "--plugin-lib", "/opt/dynpose/libdynpose_plugins.so"))
+    rc = build_or_plan(
+        root, manifest, _args("--target", "orin", "--plugin-lib", "/opt/dynpose/libdynpose_plugins.so")
+    )
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))  # what build/engines.py does next
     return root, manifest, rc, capsys.readouterr()
 
@@ -64,10 +67,12 @@ def test_plan_passes_bash_n_and_names_every_engine(planned) -> None:
     assert subprocess.run(["bash", "-n", str(plan)], capture_output=True).returncode == 0
     text = plan.read_text()
     assert os.access(plan, os.X_OK)
-    for role, onnx, shapes in [("router", "router.int8_trt.onnx", ("32", "32", "32")),
-                               ("small", "small.onnx", ("1", "16", "64")),
-                               ("large", "large.plugin.fp16.onnx", ("1", "16", "64"))]:
-        cmds = re.findall(rf'--onnx={re.escape(onnx)} \\\n(.*?)tee {role}.trtexec.log', text, re.S)
+    for role, onnx, shapes in [
+        ("router", "router.int8_trt.onnx", ("32", "32", "32")),
+        ("small", "small.onnx", ("1", "16", "64")),
+        ("large", "large.plugin.fp16.onnx", ("1", "16", "64")),
+    ]:
+        cmds = re.findall(rf"--onnx={re.escape(onnx)} \\\n(.*?)tee {role}.trtexec.log", text, re.S)
         for cmd in cmds:
             assert f"--saveEngine={role}.engine" in cmd
             assert "--memPoolSize=workspace:2048M" in cmd and '--timingCacheFile="$CACHE"' in cmd
@@ -81,14 +86,18 @@ def test_plan_passes_bash_n_and_names_every_engine(planned) -> None:
             weak = dla and "--fp16" in cmd
             assert ("--stronglyTyped" in cmd) != weak
             assert ("--int8" in cmd) == weak
-        if role == "router":   # weak DLA, strong DLA, and the GPU fallbacks of each
+        if role == "router":  # weak DLA, strong DLA, and the GPU fallbacks of each
             assert sum("--useDLACore=0" in c and "--fp16" in c for c in cmds) == 1
             assert sum("--useDLACore=0" in c and "--stronglyTyped" in c for c in cmds) == 1
         else:
             assert len(cmds) == 1 and "--useDLACore" not in cmds[0]
-    assert "# router: int8" in text and "# small: fp32" in text and "# large: fp16 from large.plugin.fp16.onnx" in text
+    assert (
+        "# router: int8" in text
+        and "# small: fp32" in text
+        and "# large: fp16 from large.plugin.fp16.onnx" in text
+    )
     gpu_cmds = [c for c in re.findall(r'"\$TRTEXEC" \\\n(.*?)tee ', text, re.S) if "--useDLACore" not in c]
-    assert not any("--fp16" in c or "--int8" in c for c in gpu_cmds)   # removed in TensorRT 11
+    assert not any("--fp16" in c or "--int8" in c for c in gpu_cmds)  # removed in TensorRT 11
     assert 'export PLUGIN_LIB="${PLUGIN_LIB:-/opt/dynpose/libdynpose_plugins.so}"' in text
 
 
@@ -151,10 +160,15 @@ echo "[I] GPU Compute Time: min = 1.1 ms, max = 2.9 ms, mean = 1.7 ms, median = 
 echo "$*" > "$out"
 """
 
-SCENARIOS = {   # name -> (env, router dla_core, router precision, stderr needle)
+SCENARIOS = {  # name -> (env, router dla_core, router precision, stderr needle)
     "10.3": ({"FAKE_TRT_V": "100300"}, 0, "int8", None),
     "10.3-dla-fails": ({"FAKE_TRT_V": "100300", "FAIL_DLA": "1"}, None, "int8", "DLA build failed"),
-    "10.3-no-layer-on-dla": ({"FAKE_TRT_V": "100300", "NO_DLA_LAYERS": "1"}, None, "int8", "no layer runs on DLA"),
+    "10.3-no-layer-on-dla": (
+        {"FAKE_TRT_V": "100300", "NO_DLA_LAYERS": "1"},
+        None,
+        "int8",
+        "no layer runs on DLA",
+    ),
     "10.3-int8-fails": ({"FAKE_TRT_V": "100300", "FAIL_INT8": "1"}, None, "fp32", "INT8 engine build failed"),
     "11.4.0": ({"FAKE_TRT_V": "110400"}, None, "int8", "no DLA with TensorRT v110400"),
     "11.4.1": ({"FAKE_TRT_V": "110401"}, 0, "int8", None),
@@ -172,7 +186,9 @@ def test_running_the_plan_records_engines(planned, tmp_path: Path, scenario: str
     lib = tmp_path / "libdynpose_plugins.so"
     lib.write_bytes(b"\x7fELF")
     env = {**os.environ, "TRTEXEC": str(trtexec), "DYNPOSE_REPO": str(REPO), "PLUGIN_LIB": str(lib), **extra}
-    run = subprocess.run(["bash", str(root / "build_plan.sh")], env=env, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        ["bash", str(root / "build_plan.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr
     if needle:
         assert needle in run.stderr
@@ -193,7 +209,7 @@ def test_running_the_plan_records_engines(planned, tmp_path: Path, scenario: str
         weak = v < 110000
         assert ("--fp16" in engine_args and "--int8" in engine_args) == weak
         assert ("--stronglyTyped" in engine_args) == (not weak)
-    if precision == "fp32":   # INT8 failed: the fp32 ONNX (the router has no FP16 one), one line, a record
+    if precision == "fp32":  # INT8 failed: the fp32 ONNX (the router has no FP16 one), one line, a record
         assert router["onnx"] == "router.onnx" and router["fallback"]["from"] == "int8"
         assert "--onnx=router.onnx" in engine_args
     assert str(lib) in (root / "large.engine").read_text()

@@ -1,5 +1,6 @@
 """Calibration data from a COCO folder, a folder of images or a video (HOG detector),
 always cropped by runtime.preprocess."""
+
 from __future__ import annotations
 
 import cv2
@@ -53,7 +54,7 @@ def test_video_and_image_folder_through_hog(shared_data, tmp_path):
 def test_hog_boxes_are_xywh_scores():
     img = np.zeros((480, 640, 3), np.uint8)
     out = hog_detector()(img)
-    assert out.shape[1] == 5 and len(out) == 0   # nothing in a black frame
+    assert out.shape[1] == 5 and len(out) == 0  # nothing in a black frame
 
 
 def test_bad_paths_name_the_fix(tmp_path):
@@ -72,7 +73,9 @@ def test_a_synthetic_set_without_detector_boxes_names_the_flag(tmp_path):
     from build.synth.coco import write_dataset
 
     write_dataset(tmp_path, 2, seed=0, photos=[])
-    with pytest.raises(FileNotFoundError, match=r"pass --calib-boxes gt .*build.synth names its detections.json"):
+    with pytest.raises(
+        FileNotFoundError, match=r"pass --calib-boxes gt .*build.synth names its detections.json"
+    ):
         load_calib(tmp_path)
 
 
@@ -84,4 +87,4 @@ def test_the_fixtures_calibration_split_is_a_calib_folder(tmp_path):
     d = write_split(tmp_path / "s", "calib", 4, seed=0, photos=[], progress=False)
     dets, gt = load_calib(d), load_calib(d, "gt")
     assert len(dets) > 0 and len(gt) > 0 and dets.per_image and gt.per_image
-    assert write_split(tmp_path / "s", "calib", 4, seed=0, photos=[]) == d   # complete: reused
+    assert write_split(tmp_path / "s", "calib", 4, seed=0, photos=[]) == d  # complete: reused

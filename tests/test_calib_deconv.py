@@ -1,6 +1,7 @@
 """The sub-pixel rewrite of ConvTranspose (calib/deconv.py): exact in fp32, and in the int8_cpu
 flavour every deconvolution becomes an integer Conv (read from the quantized ONNX graph),
 while int8_trt keeps its Q/DQ ConvTranspose for TensorRT."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,16 @@ from calib.report import run_onnx
 
 
 def _raw(model: nn.Module, path: Path, shape: tuple[int, ...]) -> Path:
-    torch.onnx.export(model, (torch.zeros(shape),), str(path), dynamo=False, input_names=["input"],
-                      output_names=["y"], dynamic_axes={"input": {0: "N"}, "y": {0: "N"}}, opset_version=17)
+    torch.onnx.export(
+        model,
+        (torch.zeros(shape),),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["y"],
+        dynamic_axes={"input": {0: "N"}, "y": {0: "N"}},
+        opset_version=17,
+    )
     return path
 
 
@@ -27,8 +36,15 @@ def _run(path: Path, x: np.ndarray) -> np.ndarray:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
 
 
-@pytest.mark.parametrize("k,s,p,op,relu,bias", [(4, 2, 1, 0, True, False), (4, 2, 1, 1, True, True),
-                                                (2, 2, 0, 0, False, True), (6, 3, 1, 0, True, True)])
+@pytest.mark.parametrize(
+    "k,s,p,op,relu,bias",
+    [
+        (4, 2, 1, 0, True, False),
+        (4, 2, 1, 1, True, True),
+        (2, 2, 0, 0, False, True),
+        (6, 3, 1, 0, True, True),
+    ],
+)
 def test_rewrite_is_exact(tmp_path: Path, k, s, p, op, relu, bias) -> None:
     torch.manual_seed(0)
     layers: list[nn.Module] = [nn.ConvTranspose2d(5, 7, k, stride=s, padding=p, output_padding=op, bias=bias)]
@@ -46,8 +62,9 @@ def test_rewrite_is_exact(tmp_path: Path, k, s, p, op, relu, bias) -> None:
 
 
 def test_kernel_not_a_multiple_of_the_stride_is_left_alone(tmp_path: Path) -> None:
-    src = _raw(nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1), tmp_path / "d.onnx",
-               (1, 4, 5, 5))
+    src = _raw(
+        nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1), tmp_path / "d.onnx", (1, 4, 5, 5)
+    )
     model, n = deconv_to_conv(onnx.load(str(src)))
     assert n == 0 and sum(x.op_type == "ConvTranspose" for x in model.graph.node) == 1
 
@@ -58,9 +75,15 @@ class DeconvHead(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(3, 16, 3, 4, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 4, 1), nn.ReLU())
-        self.head = nn.Sequential(nn.ConvTranspose2d(32, 16, 4, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-                                  nn.ConvTranspose2d(16, 16, 4, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-                                  nn.Conv2d(16, 17, 1))
+        self.head = nn.Sequential(
+            nn.ConvTranspose2d(32, 16, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.ConvTranspose2d(16, 16, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 17, 1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
@@ -83,7 +106,9 @@ def deconv_net(tmp_path_factory, coco_mini: Path) -> dict:
     # the CPU flavour first, as the build does: int8_trt then reuses its cache of ranges
     out = {"fp32": src, "crops": crops}
     for fl in ("int8_cpu", "int8_trt"):
-        out[fl] = quantize_onnx(src, d / f"deconv.{fl}.onnx", crops, fl, "minmax", cache=d / "deconv.cache.json")
+        out[fl] = quantize_onnx(
+            src, d / f"deconv.{fl}.onnx", crops, fl, "minmax", cache=d / "deconv.cache.json"
+        )
     return out
 
 
@@ -93,11 +118,12 @@ def test_int8_cpu_deconvolutions_are_integer_convs(deconv_net: dict) -> None:
     assert not any(n.op_type == "ConvTranspose" for n in q.graph.node)
     sub = [n for n in q.graph.node if n.op_type == "Conv" and n.name.endswith("__subpixel_conv")]
     assert len(sub) == 2
-    for n in sub:   # activation and weight both through Q/DQ: ORT fuses the group into QLinearConv
+    for n in sub:  # activation and weight both through Q/DQ: ORT fuses the group into QLinearConv
         assert [producer[i].op_type for i in n.input[:2]] == ["DequantizeLinear", "DequantizeLinear"]
         w = producer[n.input[1]]
-        assert producer.get(w.input[0]) is None and any(i.name == w.input[0] and i.data_type == onnx.TensorProto.INT8
-                                                        for i in q.graph.initializer)
+        assert producer.get(w.input[0]) is None and any(
+            i.name == w.input[0] and i.data_type == onnx.TensorProto.INT8 for i in q.graph.initializer
+        )
 
 
 def test_int8_cpu_rewrite_tracks_fp32_and_trt_keeps_deconv(deconv_net: dict) -> None:

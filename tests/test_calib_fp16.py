@@ -1,14 +1,15 @@
 """FP16 ONNX: fp32 I/O, the sparsemax/decode tail and sigmoid heads in fp32, the rest fp16."""
+
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
+from test_calib_quantize import export_net
 
 from calib.fp16 import convert_fp16, fp32_nodes, toposort
 from calib.quantize import QUANT_OPS, float_tail, name_nodes
 from calib.report import compare, run_onnx
-from test_calib_quantize import export_net
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def prob(tmp_path_factory, coco_mini):
 def test_io_fp32_tail_fp32_convs_fp16(prob):
     src, dst, _ = prob
     half = onnx.load(str(dst))
-    onnx.checker.check_model(half)      # topologically sorted, valid
+    onnx.checker.check_model(half)  # topologically sorted, valid
     for v in list(half.graph.input) + list(half.graph.output):
         assert v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT, v.name
     tail = float_tail(name_nodes(onnx.load(str(src))))
@@ -32,8 +33,14 @@ def test_io_fp32_tail_fp32_convs_fp16(prob):
     assert {"TopK", "CumSum", "Sigmoid"} <= float_ops
     # no fp16 round trip between two fp32 nodes of the tail (the converter's default wrapping)
     producer = {o: n for n in half.graph.node for o in n.output}
-    to16 = [n for n in half.graph.node if n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.FLOAT16
-            and producer.get(n.input[0]) is not None and producer[n.input[0]].name in tail]
+    to16 = [
+        n
+        for n in half.graph.node
+        if n.op_type == "Cast"
+        and n.attribute[0].i == onnx.TensorProto.FLOAT16
+        and producer.get(n.input[0]) is not None
+        and producer[n.input[0]].name in tail
+    ]
     assert to16 == []
     weights = {i.name: i.data_type for i in half.graph.initializer}
     convs = [n for n in half.graph.node if n.op_type in QUANT_OPS]
@@ -52,12 +59,19 @@ def test_fp16_runs_and_tracks_fp32(prob):
 def test_toposort_orders_and_rejects_cycles():
     a = onnx.helper.make_node("Relu", ["y"], ["z"], name="b")
     b = onnx.helper.make_node("Relu", ["x"], ["y"], name="a")
-    g = onnx.helper.make_graph([a, b], "g", [onnx.helper.make_tensor_value_info("x", 1, [1])],
-                               [onnx.helper.make_tensor_value_info("z", 1, [1])])
+    g = onnx.helper.make_graph(
+        [a, b],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", 1, [1])],
+        [onnx.helper.make_tensor_value_info("z", 1, [1])],
+    )
     m = toposort(onnx.helper.make_model(g))
     assert [n.name for n in m.graph.node] == ["a", "b"]
-    cyc = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["z"], ["y"], name="c"), a], "g",
-                                 [onnx.helper.make_tensor_value_info("x", 1, [1])],
-                                 [onnx.helper.make_tensor_value_info("z", 1, [1])])
+    cyc = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["z"], ["y"], name="c"), a],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", 1, [1])],
+        [onnx.helper.make_tensor_value_info("z", 1, [1])],
+    )
     with pytest.raises(ValueError, match="cycle"):
         toposort(onnx.helper.make_model(cyc))

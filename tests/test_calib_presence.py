@@ -1,5 +1,6 @@
 """Presence temperature: the fit lowers ECE on a miscalibrated set, matches the runtime's
 scaling, and the CropCOCO-style data really has keypoints on both sides of the window."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +43,9 @@ def test_ece_by_hand():
 def test_scaling_is_the_runtimes():
     p = np.random.default_rng(1).random((5, 17)).astype(np.float32)
     for t in (0.37, 1.0, 2.5):
-        np.testing.assert_allclose(apply_temperature(p, t),
-                                   _presence_from_outputs({"presence": p}, 5, t), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            apply_temperature(p, t), _presence_from_outputs({"presence": p}, 5, t), rtol=1e-6, atol=1e-7
+        )
 
 
 def test_one_class_is_a_clear_error():
@@ -55,7 +57,7 @@ def test_cropcoco_samples_have_keypoints_in_and_out(coco_mini):
     d = cropcoco_samples(coco_mini, per_annotation=4, seed=0)
     lab = d.inside[d.labelled]
     assert d.crops.shape[1:] == (3, 256, 192) and np.isfinite(d.crops).all()
-    assert 0.2 < lab.mean() < 0.95          # both classes, mostly inside
+    assert 0.2 < lab.mean() < 0.95  # both classes, mostly inside
     assert not d.inside[~d.labelled].any()  # unlabelled keypoints are never "inside"
     again = cropcoco_samples(coco_mini, per_annotation=4, seed=0)
     np.testing.assert_array_equal(d.inside, again.inside)

@@ -1,5 +1,6 @@
 """INT8 Q/DQ: both flavours load and run in ONNX Runtime, the TensorRT flavour has
 Q/DQ only where TensorRT fuses it, and nothing in the sparsemax/decode tail is quantized."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,15 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from calib.quantize import (QUANT_OPS, CropReader, check_trt_qdq, float_tail, name_nodes, quantize_onnx,
-                            restrict_qdq)
+from calib.quantize import (
+    QUANT_OPS,
+    CropReader,
+    check_trt_qdq,
+    float_tail,
+    name_nodes,
+    quantize_onnx,
+    restrict_qdq,
+)
 from calib.report import run_onnx
 
 
@@ -22,7 +30,7 @@ def export_net(out: Path, arch: str, head: str, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     model = build_router() if arch == "router" else build_pose_net(arch, head)
-    for mod in model.modules():   # varied BN statistics so channels differ (per-channel matters)
+    for mod in model.modules():  # varied BN statistics so channels differ (per-channel matters)
         if isinstance(mod, torch.nn.BatchNorm2d):
             mod.running_mean.uniform_(-0.2, 0.2)
             mod.running_var.uniform_(0.5, 2.0)
@@ -37,20 +45,30 @@ def nets(tmp_path_factory, coco_mini: Path) -> dict:
     d = tmp_path_factory.mktemp("qnets")
     crops = load_coco_calib(coco_mini, max_crops=8).crops
     out = {"crops": crops, "dir": d}
-    for key, (arch, head) in {"prob": ("fixture-s", "probmap"), "heat": ("fixture-s", "heatmap"),
-                              "router": ("router", "score")}.items():
+    for key, (arch, head) in {
+        "prob": ("fixture-s", "probmap"),
+        "heat": ("fixture-s", "heatmap"),
+        "router": ("router", "score"),
+    }.items():
         src = export_net(d, arch, head)
         out[key] = {"fp32": src}
-        for fl in ("int8_trt", "int8_cpu"):   # TensorRT first: the CPU flavour must not reuse its partial ranges
-            out[key][fl] = quantize_onnx(src, d / f"{key}.{fl}.onnx", crops, fl, "minmax",
-                                         cache=d / f"{key}.cache.json")
+        for fl in (
+            "int8_trt",
+            "int8_cpu",
+        ):  # TensorRT first: the CPU flavour must not reuse its partial ranges
+            out[key][fl] = quantize_onnx(
+                src, d / f"{key}.{fl}.onnx", crops, fl, "minmax", cache=d / f"{key}.cache.json"
+            )
     return out
 
 
 def _zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
     consts = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
-    return [consts[n.input[2]] for n in model.graph.node
-            if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+    return [
+        consts[n.input[2]]
+        for n in model.graph.node
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2
+    ]
 
 
 @pytest.mark.parametrize("key", ["prob", "heat", "router"])
@@ -61,14 +79,16 @@ def test_qdq_models_load_run_and_track_fp32(nets, key, flavour):
     model = onnx.load(str(nets[key][flavour]))
     assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) > 0
     producer = {o: n.op_type for n in model.graph.node for o in n.output}
-    assert all(producer[o.name] != "DequantizeLinear" for o in model.graph.output)   # outputs stay float
+    assert all(producer[o.name] != "DequantizeLinear" for o in model.graph.output)  # outputs stay float
     for name in ref:
         assert got[name].shape == ref[name].shape
         assert np.isfinite(got[name]).all(), name
         scale = float(np.abs(ref[name]).max()) or 1.0
         assert np.abs(got[name] - ref[name]).max() < 0.25 * scale, name
     if "probmaps" in got:
-        np.testing.assert_allclose(got["probmaps"].reshape(len(got["probmaps"]), 17, -1).sum(-1), 1.0, atol=1e-3)
+        np.testing.assert_allclose(
+            got["probmaps"].reshape(len(got["probmaps"]), 17, -1).sum(-1), 1.0, atol=1e-3
+        )
 
 
 @pytest.mark.parametrize("key", ["prob", "heat", "router"])
@@ -86,7 +106,7 @@ def test_trt_flavour_placement_symmetry_and_per_channel(nets, key):
     for dq in dqs:
         users = consumers.get(dq.output[0], [])
         assert users and all(u.op_type in QUANT_OPS for u in users), [u.op_type for u in users]
-        if dq.input[0] not in inits:   # activation: must come from a Q node (a pair)
+        if dq.input[0] not in inits:  # activation: must come from a Q node (a pair)
             assert producer[dq.input[0]].op_type == "QuantizeLinear"
     zps = _zero_points(model)
     assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)
@@ -100,7 +120,7 @@ def test_trt_flavour_placement_symmetry_and_per_channel(nets, key):
             axis = 1 if n.op_type == "ConvTranspose" else 0
             if w.shape[axis] > 1:
                 assert inits[w_dq.input[1]].size == w.shape[axis], n.name
-            if len(n.input) > 2:   # bias stays float for TensorRT
+            if len(n.input) > 2:  # bias stays float for TensorRT
                 assert n.input[2] in inits and inits[n.input[2]].dtype == np.float32
 
 
@@ -114,8 +134,12 @@ def _tail_tensors_finite(path: Path, crops: np.ndarray) -> tuple[bool, dict[str,
     """Run with every float tensor of the tail exposed as an output; any inf/NaN anywhere?"""
     model = name_nodes(onnx.load(str(path)))
     tail = float_tail(model)
-    names = [o for n in model.graph.node if n.name in tail and n.op_type not in ("Shape", "Constant")
-             for o in n.output]
+    names = [
+        o
+        for n in model.graph.node
+        if n.name in tail and n.op_type not in ("Shape", "Constant")
+        for o in n.output
+    ]
     have = {o.name for o in model.graph.output}
     for nm in names:
         if nm not in have:
@@ -137,15 +161,18 @@ def test_sparsemax_trap_naive_quantization_gives_inf_ours_does_not(nets):
     finite, _ = _tail_tensors_finite(naive, crops)
     assert not finite, "naive quantization of the sparsemax tail should produce inf (the known trap)"
     pm = run_onnx(naive, crops, ["probmaps"])["probmaps"]
-    assert np.abs(pm.reshape(len(pm), 17, -1).sum(-1) - 1).max() > 0.5   # no longer distributions
+    assert np.abs(pm.reshape(len(pm), 17, -1).sum(-1) - 1).max() > 0.5  # no longer distributions
 
     for flavour in ("int8_cpu", "int8_trt"):
         finite, tensors = _tail_tensors_finite(nets["prob"][flavour], crops)
         assert finite and tensors
         q = onnx.load(str(nets["prob"][flavour]))
         tail = float_tail(name_nodes(q))
-        assert not [n.name for n in q.graph.node if n.name in tail
-                    and n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+        assert not [
+            n.name
+            for n in q.graph.node
+            if n.name in tail and n.op_type in ("QuantizeLinear", "DequantizeLinear")
+        ]
 
 
 def test_float_tail_covers_sparsemax_and_sigmoid_heads_only(nets):
@@ -155,7 +182,7 @@ def test_float_tail_covers_sparsemax_and_sigmoid_heads_only(nets):
     assert {"TopK", "CumSum", "GatherElements", "Clip", "Sigmoid"} <= ops
     assert not ops & set(QUANT_OPS)
     heat = name_nodes(onnx.load(str(nets["heat"]["fp32"])))
-    assert float_tail(heat) == set()        # heatmaps come straight from the final conv
+    assert float_tail(heat) == set()  # heatmaps come straight from the final conv
     with pytest.raises(ValueError, match="not produced"):
         float_tail(model, ["nope"])
 
@@ -176,7 +203,9 @@ def test_checker_rejects_what_tensorrt_cannot_fuse(nets):
 
 @pytest.mark.parametrize("method", ["entropy", "percentile", "minmax"])
 def test_every_calibration_method_runs(nets, method, tmp_path):
-    out = quantize_onnx(nets["router"]["fp32"], tmp_path / f"r.{method}.onnx", nets["crops"], "int8_trt", method)
+    out = quantize_onnx(
+        nets["router"]["fp32"], tmp_path / f"r.{method}.onnx", nets["crops"], "int8_trt", method
+    )
     assert check_trt_qdq(onnx.load(str(out))) == []
     assert np.isfinite(run_onnx(out, nets["crops"])["score"]).all()
 

@@ -1,4 +1,5 @@
 """The accuracy report's pose metrics on outputs with known differences."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,9 +31,28 @@ def test_shifted_peaks_give_the_shift_and_its_oks():
     ref, got = _peaks(xy), _peaks(xy + [3, 4])
     m = compare("heatmap", {"heatmaps": ref}, {"heatmaps": got})
     assert m["mean_disp_px"] == pytest.approx(5.0, abs=1e-5)
-    area = 64 * 48 / 1.25 ** 2
-    sig = np.array([0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
-                    0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089])
+    area = 64 * 48 / 1.25**2
+    sig = np.array(
+        [
+            0.026,
+            0.025,
+            0.025,
+            0.035,
+            0.035,
+            0.079,
+            0.079,
+            0.072,
+            0.072,
+            0.062,
+            0.062,
+            0.107,
+            0.107,
+            0.087,
+            0.087,
+            0.089,
+            0.089,
+        ]
+    )
     expect = np.mean(np.exp(-25.0 / (2 * area * (2 * sig) ** 2)))
     assert m["mean_oks"] == pytest.approx(expect, rel=1e-6)
     assert 0 < m["mean_oks"] < 1
@@ -54,10 +74,21 @@ def test_nan_keypoints_score_zero_oks():
 
 
 def test_table_prints_every_row_and_the_random_note():
-    rep = {"n_crops": 3, "note": RANDOM_NOTE, "nets": {
-        "router": {"int8_trt": {"max_abs_err": {"score": 0.01}, "route_agreement": 1.0}},
-        "small": {"int8_cpu": {"max_abs_err": {"heatmaps": 0.1}, "mean_disp_px": 0.5, "p95_disp_px": 1.0,
-                               "mean_oks": 0.99}}}}
+    rep = {
+        "n_crops": 3,
+        "note": RANDOM_NOTE,
+        "nets": {
+            "router": {"int8_trt": {"max_abs_err": {"score": 0.01}, "route_agreement": 1.0}},
+            "small": {
+                "int8_cpu": {
+                    "max_abs_err": {"heatmaps": 0.1},
+                    "mean_disp_px": 0.5,
+                    "p95_disp_px": 1.0,
+                    "mean_oks": 0.99,
+                }
+            },
+        },
+    }
     table = format_table(rep)
     assert "router  int8_trt" in table and "small   int8_cpu" in table and "RANDOM WEIGHTS" in table
     assert "0.500" in table and "0.990" in table

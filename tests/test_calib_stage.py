@@ -1,5 +1,6 @@
 """The calibration stage end to end: variants on disk and in the manifest, report, presence,
 and the manifest that ``python -m build.engines`` writes (routing band included)."""
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,12 @@ def _args(**kw) -> argparse.Namespace:
 def int8_artifacts(tmp_path_factory, coco_mini):
     out = tmp_path_factory.mktemp("tiny-int8")
     manifest, calib = _tiny_artifacts(out, coco_mini)
-    run_calibration(out, manifest, calib, _args(precision="int8", calib_method="minmax", calib_max_crops=8,
-                                                calib_data=coco_mini))
+    run_calibration(
+        out,
+        manifest,
+        calib,
+        _args(precision="int8", calib_method="minmax", calib_max_crops=8, calib_data=coco_mini),
+    )
     save_manifest(out, manifest)
     return out
 
@@ -85,7 +90,7 @@ def test_presence_fitted_on_the_probmap_net(int8_artifacts):
     p = load_manifest(int8_artifacts)["presence"]
     assert p["fitted"] and set(p["per_role"]) == {"large"}
     assert T_BOUNDS[0] <= p["temperature"] <= T_BOUNDS[1]
-    assert p["ece_after"] <= p["ece_before"] + 1e-9     # NLL-optimal T rarely worsens ECE on its own data
+    assert p["ece_after"] <= p["ece_before"] + 1e-9  # NLL-optimal T rarely worsens ECE on its own data
     assert 0.05 <= p["threshold"] <= 0.95
 
 
@@ -102,7 +107,7 @@ def test_runtime_runs_the_cpu_variant(int8_artifacts, coco_mini):
     assert ((res.presence >= 0) & (res.presence <= 1)).all()
 
 
-@pytest.mark.slow   # three pipelines over coco-mini's 118 boxes: ~1 min on 2 shared cores
+@pytest.mark.slow  # three pipelines over coco-mini's 118 boxes: ~1 min on 2 shared cores
 def test_labelled_calibration_set_puts_ap_per_precision_in_the_report(int8_artifacts, tmp_path, coco_mini):
     """coco-mini is labelled: the report gains AP/AR of small, large, dyn per precision on it."""
     import shutil
@@ -156,10 +161,11 @@ def test_build_engines_manifest_has_band_and_calibration(cpu_artifacts):
     r = m["routing"]
     assert {"k1", "k2", "large_fraction", "theta", "p", "n_calib"} <= set(r)
     calib = load_calib(None)
-    sess = ort.InferenceSession(str(model_file(cpu_artifacts, m, "router")), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        str(model_file(cpu_artifacts, m, "router")), providers=["CPUExecutionProvider"]
+    )
     band = fit_thresholds(sess.run(["score"], {"input": calib.crops})[0], r["theta"], r["p"])
     assert (band.k1, band.k2, band.large_fraction) == pytest.approx((r["k1"], r["k2"], r["large_fraction"]))
     assert r["n_calib"] == len(calib)
     assert m["calibration"]["precision"] == "fp32" and m["calibration"]["report"] == {}
     assert {"temperature", "threshold"} <= set(m["presence"])
-

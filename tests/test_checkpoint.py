@@ -1,4 +1,5 @@
 """Checkpoint import: MMPose layout round trip and the mismatch error text."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,7 +10,9 @@ from build.models import build_pose_net, build_router
 
 
 def _mmpose_ckpt(model: torch.nn.Module, path, **extra) -> None:
-    torch.save({"meta": {"mmpose_version": "1.3.2", "epoch": 210}, "state_dict": model.state_dict(), **extra}, path)
+    torch.save(
+        {"meta": {"mmpose_version": "1.3.2", "epoch": 210}, "state_dict": model.state_dict(), **extra}, path
+    )
 
 
 def test_state_dict_round_trips_strictly(tmp_path):

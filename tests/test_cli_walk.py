@@ -6,18 +6,19 @@ shows up here (the discovery test fails until it has a case). The bad inputs are
 parsers, before any network is loaded, so the whole walk costs process start-ups only; the
 subprocesses run in parallel.
 """
+
 from __future__ import annotations
 
 import json
 import re
 import subprocess
 import sys
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("build", "runtime", "calib", "bench", "tools")
@@ -33,22 +34,39 @@ def _inputs(root: Path) -> dict[str, str]:
     (root / "bad.json").write_text("{not json")
     (root / "list.json").write_text("[]")
     (root / "gt_empty.json").write_text('{"images": [], "annotations": [], "categories": []}')
-    return {k: str(root / v) for k, v in (("T", "."), ("EMPTY", "empty"), ("FILE", "file.txt"), ("ART", "fake_art"),
-                                            ("BAD", "bad.json"), ("LIST", "list.json"), ("GT0", "gt_empty.json"))}
+    return {
+        k: str(root / v)
+        for k, v in (
+            ("T", "."),
+            ("EMPTY", "empty"),
+            ("FILE", "file.txt"),
+            ("ART", "fake_art"),
+            ("BAD", "bad.json"),
+            ("LIST", "list.json"),
+            ("GT0", "gt_empty.json"),
+        )
+    }
 
 
 # python -m module -> (one bad input, exit code, text the error line must hold); {X} are _inputs' paths
 CASES: dict[str, tuple[list[str], int, str]] = {
     "build.engines": (["--out", "{T}/o", "--triton-instances", "0"], 2, "--triton-instances"),
-    "build.router": (["--config", "fixture-dyn", "--data", "{T}/nope.json", "--images", "{EMPTY}"], 2, "--data"),
+    "build.router": (
+        ["--config", "fixture-dyn", "--data", "{T}/nope.json", "--images", "{EMPTY}"],
+        2,
+        "--data",
+    ),
     "build.synth": (["--video", "{T}/v", "--seed", "-1"], 2, "--seed"),
     "build.train.fixtures": (["--minutes", "x"], 2, "--minutes"),
     "build.train.double": (["--eval-only", "--out", "{EMPTY}"], 2, "large-dh.onnx"),
     "build.triton_repo": (["--engines", "{EMPTY}", "--out", "{T}/repo"], 2, "manifest.json"),
     "build.trt.record": (["{EMPTY}"], 2, "manifest.json"),
     "calib.coverage": (["--engines", "{ART}", "--json", "{EMPTY}"], 2, "--json"),
-    "runtime.images": (["--engines", "{ART}", "--images", "{EMPTY}", "--dets", "{LIST}", "--credible", "1.5"],
-                       2, "--credible"),
+    "runtime.images": (
+        ["--engines", "{ART}", "--images", "{EMPTY}", "--dets", "{LIST}", "--credible", "1.5"],
+        2,
+        "--credible",
+    ),
     "runtime.video": (["--engines", "{ART}", "--source", "{FILE}", "--max-boxes", "0"], 2, "--max-boxes"),
     "bench.accuracy": (["--engines", "{ART}", "--work", "{T}/acc", "--json", "{EMPTY}"], 2, "--json"),
     "bench.coco_eval": (["--gt", "{GT0}", "--results", "{LIST}"], 2, "annotations"),
@@ -68,7 +86,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "tools.triton_server": (["--repo", "{FILE}"], 2, "is not a folder"),
     "tools.trt_harness.probe": (["--major", "12"], 2, "--major"),
 }
-NOT_IN_DYNPOSE = {"tools.trt_harness.probe"}   # the TensorRT harness's own meta-test driver
+NOT_IN_DYNPOSE = {"tools.trt_harness.probe"}  # the TensorRT harness's own meta-test driver
 
 
 def _fill(args: list[str], paths: dict[str, str]) -> list[str]:
@@ -84,13 +102,20 @@ def entry_modules() -> set[str]:
             if f.name == "__main__.py" or 'if __name__ == "__main__"' in text:
                 mod = ".".join(f.relative_to(REPO).with_suffix("").parts)
                 found.add(mod.removesuffix(".__main__"))
-    return found - {"runtime.cli"}   # the dispatcher itself is walked below
+    return found - {"runtime.cli"}  # the dispatcher itself is walked below
 
 
 def _run(cmd: list[str]) -> dict[str, Any]:
     try:
-        p = subprocess.run([sys.executable, *cmd], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S,
-                           stdin=subprocess.DEVNULL, env=_env())
+        p = subprocess.run(
+            [sys.executable, *cmd],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            env=_env(),
+        )
         return {"rc": p.returncode, "out": p.stdout, "err": p.stderr}
     except subprocess.TimeoutExpired:
         return {"rc": "timeout", "out": "", "err": f"no answer in {TIMEOUT_S} s"}
@@ -128,11 +153,15 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     jobs.update({f"{m} bad": ["-m", m, *_fill(CASES[m][0], paths)] for m in CASES})
     jobs["dynpose --help"] = ["-m", "runtime.cli", "--help"]
     jobs["dynpose (no command)"] = ["-m", "runtime.cli"]
-    jobs["dynpose walk"] = ["-c", _DYNPOSE_WALK, json.dumps({m: _fill(a, paths) for m, (a, _, _) in CASES.items()})]
+    jobs["dynpose walk"] = [
+        "-c",
+        _DYNPOSE_WALK,
+        json.dumps({m: _fill(a, paths) for m, (a, _, _) in CASES.items()}),
+    ]
     with ThreadPoolExecutor(4) as ex:
         results = dict(zip(jobs, ex.map(_run, jobs.values())))
     walked = results["dynpose walk"]
-    if walked["rc"] == 0:   # else the dynpose tests fail on it; the python -m ones still report
+    if walked["rc"] == 0:  # else the dynpose tests fail on it; the python -m ones still report
         results.update({f"dynpose {k}": v for k, v in json.loads(walked["out"].splitlines()[-1]).items()})
     return results
 
@@ -167,22 +196,34 @@ def test_dynpose_lists_every_subcommand(walk: dict[str, dict[str, Any]]) -> None
         if isinstance(entry, dict):
             assert " | ".join(entry) in h["out"]
     assert_one_line(walk["dynpose (no command)"], 2, "needs a command")
-    covered = {e[0].removesuffix(".__main__") for v in COMMANDS.values()
-               for e in (v.values() if isinstance(v, dict) else [v])}
+    covered = {
+        e[0].removesuffix(".__main__")
+        for v in COMMANDS.values()
+        for e in (v.values() if isinstance(v, dict) else [v])
+    }
     assert covered == set(CASES) - NOT_IN_DYNPOSE
 
 
 def test_dynpose_subcommands_help_and_one_bad_input(walk: dict[str, dict[str, Any]]) -> None:
     assert walk["dynpose walk"]["rc"] == 0, walk["dynpose walk"]["err"][-2000:]
-    leaves = {k.rsplit(" ", 1)[0] for k in walk if k.startswith("dynpose ") and k.endswith((" help", " bad"))
-              and "module" in walk[k]}
+    leaves = {
+        k.rsplit(" ", 1)[0]
+        for k in walk
+        if k.startswith("dynpose ") and k.endswith((" help", " bad")) and "module" in walk[k]
+    }
     assert len(leaves) >= 20
     for leaf in sorted(leaves):
         h, bad = walk[f"{leaf} help"], walk[f"{leaf} bad"]
-        assert h["rc"] == 0 and h["out"].startswith(f"usage: {leaf} "), (leaf, h["out"][:200], h["err"][-1000:])
+        assert h["rc"] == 0 and h["out"].startswith(f"usage: {leaf} "), (
+            leaf,
+            h["out"][:200],
+            h["err"][-1000:],
+        )
         _, code, names = CASES[bad["module"].removesuffix(".__main__")]
         assert_one_line(bad, code, names)
-        assert f"see {leaf}" in bad["err"] or "--help" not in bad["err"], bad["err"]   # names the dynpose command
+        assert f"see {leaf}" in bad["err"] or "--help" not in bad["err"], bad[
+            "err"
+        ]  # names the dynpose command
 
 
 def test_dynpose_is_the_console_script() -> None:
@@ -195,12 +236,19 @@ def test_dynpose_unknown_and_missing_commands(capsys: pytest.CaptureFixture[str]
     from runtime.cli import resolve
     from runtime.errors import InputError
 
-    with pytest.raises(InputError, match="unknown command 'nope'.*choose one of build, router, images, video"):
+    with pytest.raises(
+        InputError, match="unknown command 'nope'.*choose one of build, router, images, video"
+    ):
         resolve(["nope"])
     with pytest.raises(InputError, match="dynpose eval needs a command.*coco"):
         resolve(["eval"])
     entry, prog, rest = resolve(["eval", "coco", "--gt", "x"])
-    assert entry is not None and entry[0] == "bench.coco_eval" and prog == "dynpose eval coco" and rest == ["--gt", "x"]
+    assert (
+        entry is not None
+        and entry[0] == "bench.coco_eval"
+        and prog == "dynpose eval coco"
+        and rest == ["--gt", "x"]
+    )
 
 
 def test_dynpose_names_the_extra_a_missing_module_needs() -> None:
@@ -210,5 +258,5 @@ def test_dynpose_names_the_extra_a_missing_module_needs() -> None:
     with pytest.raises(UserError, match=r"dynpose x needs tools, which is not installed") as e:
         load(("tools.not_installed_here", "main", "python -m tools.not_installed_here", ""), "dynpose x")
     assert e.value.code == EXIT_INCOMPLETE
-    with pytest.raises(ModuleNotFoundError):   # a bug (an unknown module), not a missing extra: not hidden
+    with pytest.raises(ModuleNotFoundError):  # a bug (an unknown module), not a missing extra: not hidden
         load(("no_such_package_anywhere", "main", "", ""), "dynpose x")

@@ -1,4 +1,5 @@
 """bench.coco_eval on the real coco-mini set: known answers and parity with raw pycocotools."""
+
 from __future__ import annotations
 
 import contextlib
@@ -47,10 +48,10 @@ def test_equals_pycocotools_on_a_real_results_file(coco_mini, tmp_path, capsys):
     res_path = tmp_path / "results.json"
     res_path.write_text(json.dumps(ce.synthetic_results(gt, seed=0, noise=0.5, n_false=3)))
     ours = ce.evaluate_keypoints(_gt_path(coco_mini), res_path)
-    assert capsys.readouterr().out == ""          # pycocotools kept quiet
+    assert capsys.readouterr().out == ""  # pycocotools kept quiet
     raw = _raw_pycocotools(_gt_path(coco_mini), res_path)
     assert ours == raw
-    assert 0.0 < ours["AP"] < 1.0                  # a non-trivial curve, not the all-or-nothing case
+    assert 0.0 < ours["AP"] < 1.0  # a non-trivial curve, not the all-or-nothing case
     assert ce.main(["--gt", str(_gt_path(coco_mini)), "--results", str(res_path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {k: out[k] for k in raw} == raw and out["images_with_records"] == out["gt_images"] == 4
@@ -58,8 +59,10 @@ def test_equals_pycocotools_on_a_real_results_file(coco_mini, tmp_path, capsys):
 
 def test_more_noise_scores_lower(coco_mini):
     gt = ce.load_gt(_gt_path(coco_mini))
-    aps = [ce.evaluate_keypoints(gt, ce.synthetic_results(gt, seed=1, noise=n, n_false=0))["AP"]
-           for n in (0.1, 0.5, 1.5)]
+    aps = [
+        ce.evaluate_keypoints(gt, ce.synthetic_results(gt, seed=1, noise=n, n_false=0))["AP"]
+        for n in (0.1, 0.5, 1.5)
+    ]
     assert aps[0] > aps[1] > aps[2]
 
 

@@ -24,6 +24,7 @@ dropped while waiting == the overlay's frames, 5 per camera); outputs valid
 server's own statistics show it served the nets (and the detector).
 Marker ``combo``: its own CI step after the live and Triton steps.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,7 @@ from tests.conftest import REPO, build_artifacts
 from tests.pairwise import all_pairs, cover, pairs_of
 
 pytestmark = pytest.mark.combo
-FRAMES = 5                      # per camera: both clips hold exactly 5 frames
+FRAMES = 5  # per camera: both clips hold exactly 5 frames
 RUN_TIMEOUT_S = 240
 
 FACTORS = {
@@ -63,26 +64,26 @@ def allowed(row: dict) -> bool:
 # tests.pairwise.cover(FACTORS, allowed), kept as a table to read (test_table_is_the_generated_cover).
 RUNS = [
     # source         output  backend   detector  cameras
-    ("file",         "avi",  "ort",    "engine", 1),
-    ("file",         "mp4",  "triton", "onnx",   3),
-    ("file",         "none", "ort",    "json",   3),
-    ("file",         "avi",  "triton", "hog",    1),
-    ("folder",       "none", "triton", "engine", 1),
-    ("folder",       "none", "ort",    "onnx",   1),
-    ("folder",       "none", "triton", "json",   1),
-    ("folder",       "none", "ort",    "hog",    1),
-    ("rtsp-gst",     "avi",  "ort",    "onnx",   3),
-    ("rtsp-gst",     "mp4",  "ort",    "engine", 1),
-    ("rtsp-gst",     "none", "triton", "json",   1),
-    ("rtsp-gst",     "mp4",  "ort",    "hog",    3),
-    ("rtsp-ffmpeg",  "avi",  "ort",    "json",   1),
-    ("rtsp-ffmpeg",  "mp4",  "triton", "engine", 3),
-    ("rtsp-ffmpeg",  "none", "ort",    "onnx",   1),
-    ("rtsp-ffmpeg",  "avi",  "ort",    "hog",    1),
-    ("gst-pipeline", "avi",  "ort",    "engine", 1),
-    ("gst-pipeline", "mp4",  "triton", "json",   3),
-    ("gst-pipeline", "none", "ort",    "onnx",   1),
-    ("gst-pipeline", "avi",  "ort",    "hog",    1),
+    ("file", "avi", "ort", "engine", 1),
+    ("file", "mp4", "triton", "onnx", 3),
+    ("file", "none", "ort", "json", 3),
+    ("file", "avi", "triton", "hog", 1),
+    ("folder", "none", "triton", "engine", 1),
+    ("folder", "none", "ort", "onnx", 1),
+    ("folder", "none", "triton", "json", 1),
+    ("folder", "none", "ort", "hog", 1),
+    ("rtsp-gst", "avi", "ort", "onnx", 3),
+    ("rtsp-gst", "mp4", "ort", "engine", 1),
+    ("rtsp-gst", "none", "triton", "json", 1),
+    ("rtsp-gst", "mp4", "ort", "hog", 3),
+    ("rtsp-ffmpeg", "avi", "ort", "json", 1),
+    ("rtsp-ffmpeg", "mp4", "triton", "engine", 3),
+    ("rtsp-ffmpeg", "none", "ort", "onnx", 1),
+    ("rtsp-ffmpeg", "avi", "ort", "hog", 1),
+    ("gst-pipeline", "avi", "ort", "engine", 1),
+    ("gst-pipeline", "mp4", "triton", "json", 3),
+    ("gst-pipeline", "none", "ort", "onnx", 1),
+    ("gst-pipeline", "avi", "ort", "hog", 1),
 ]
 ROWS = [dict(zip(FACTORS, r)) for r in RUNS]
 
@@ -91,7 +92,7 @@ def test_table_is_the_generated_cover() -> None:
     assert ROWS == cover(FACTORS, allowed)
     covered = set().union(*(pairs_of(r, FACTORS) for r in ROWS))
     assert all_pairs(FACTORS, allowed) <= covered and all(allowed(r) for r in ROWS)
-    assert len(all_pairs(FACTORS, allowed)) == 96     # 4 pairs with folder are impossible
+    assert len(all_pairs(FACTORS, allowed)) == 96  # 4 pairs with folder are impossible
 
 
 # -- servers and inputs, once per module ----------------------------------------------------------
@@ -107,9 +108,20 @@ def yolo(shared_data: Path) -> Path:
 def built(tmp_path_factory, coco_mini: Path, yolo: Path) -> tuple[Path, Path]:
     """(artifacts with the detector role, their Triton repository) from one real build."""
     root = tmp_path_factory.mktemp("combo")
-    art = build_artifacts(root / "art", "fixture-dyn",
-                          extra=("--calib-data", str(coco_mini), "--detector", str(yolo), "--det-precision", "fp32",
-                                 "--triton-repo", str(root / "repo")))
+    art = build_artifacts(
+        root / "art",
+        "fixture-dyn",
+        extra=(
+            "--calib-data",
+            str(coco_mini),
+            "--detector",
+            str(yolo),
+            "--det-precision",
+            "fp32",
+            "--triton-repo",
+            str(root / "repo"),
+        ),
+    )
     return art, root / "repo"
 
 
@@ -134,8 +146,11 @@ def triton(built):
 @pytest.fixture(scope="module")
 def frame_dets(tmp_path_factory) -> Path:
     """json: detections keyed by frame index, two people in every frame of any camera."""
-    recs = [{"image_id": i, "category_id": 1, "bbox": b, "score": 0.9}
-            for i in range(4 * FRAMES) for b in ([200, 60, 120, 260], [420, 80, 110, 240])]
+    recs = [
+        {"image_id": i, "category_id": 1, "bbox": b, "score": 0.9}
+        for i in range(4 * FRAMES)
+        for b in ([200, 60, 120, 260], [420, 80, 110, 240])
+    ]
     p = tmp_path_factory.mktemp("dets") / "frames.json"
     p.write_text(json.dumps(recs))
     return p
@@ -150,35 +165,79 @@ def served(server, model: str) -> int:
 # -- one run --------------------------------------------------------------------------------------
 def _sources(row: dict, rtsp, shared: Path) -> list[tuple[str, str, tuple[int, int]]]:
     """(spec, output name, frame size) of each camera of a video row."""
-    live = (640, 360)                                 # tools.rtsp_server's default width, street.mp4's aspect
-    first = {"file": (str(shared / "video" / "street.mp4"), "street", (960, 540)),
-             "rtsp-gst": (rtsp.urls[0], "cam0", live),
-             "rtsp-ffmpeg": (rtsp.urls[0], "cam0", live),
-             "gst-pipeline": (f"gst:rtspsrc location={rtsp.urls[1]} latency=0 protocols=tcp ! rtph264depay ! "
-                              "avdec_h264 ! videoconvert", "gstreamer", live)}[row["source"]]
+    live = (640, 360)  # tools.rtsp_server's default width, street.mp4's aspect
+    first = {
+        "file": (str(shared / "video" / "street.mp4"), "street", (960, 540)),
+        "rtsp-gst": (rtsp.urls[0], "cam0", live),
+        "rtsp-ffmpeg": (rtsp.urls[0], "cam0", live),
+        "gst-pipeline": (
+            f"gst:rtspsrc location={rtsp.urls[1]} latency=0 protocols=tcp ! rtph264depay ! "
+            "avdec_h264 ! videoconvert",
+            "gstreamer",
+            live,
+        ),
+    }[row["source"]]
     more = [(str(shared / "video" / "people.mp4"), "people", (1280, 720)), (rtsp.urls[2], "cam2", live)]
     return [first, *more] if row["cameras"] == 3 else [first]
 
 
 def _video_cmd(row: dict, art: Path, out: Path, cams: list, dets: Path, yolo: Path, url: str) -> list[str]:
-    cmd = [sys.executable, "-m", "runtime.video", "--engines", str(art), "--out", str(out), "--quiet",
-           "--max-frames", str(FRAMES), "--open-timeout", "5", "--read-timeout", "3", "--reconnect-tries", "2",
-           "--reconnect-backoff", "0.2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "runtime.video",
+        "--engines",
+        str(art),
+        "--out",
+        str(out),
+        "--quiet",
+        "--max-frames",
+        str(FRAMES),
+        "--open-timeout",
+        "5",
+        "--read-timeout",
+        "3",
+        "--reconnect-tries",
+        "2",
+        "--reconnect-backoff",
+        "0.2",
+    ]
     for spec, _, _ in cams:
         cmd += ["--source", spec]
-    cmd += {"none": ["--no-video"], "avi": ["--video-format", "avi"], "mp4": ["--video-format", "mp4"]}[row["output"]]
+    cmd += {"none": ["--no-video"], "avi": ["--video-format", "avi"], "mp4": ["--video-format", "mp4"]}[
+        row["output"]
+    ]
     cmd += {"rtsp-gst": ["--reader", "gst"], "rtsp-ffmpeg": ["--reader", "ffmpeg"]}.get(row["source"], [])
-    cmd += ["--detector", {"engine": "engine", "onnx": f"onnx:{yolo}", "json": f"json:{dets}",
-                           "hog": "hog"}[row["detector"]]]
-    return cmd + (["--backend", "triton", "--triton-url", url] if row["backend"] == "triton" else ["--backend", "ort"])
+    cmd += [
+        "--detector",
+        {"engine": "engine", "onnx": f"onnx:{yolo}", "json": f"json:{dets}", "hog": "hog"}[row["detector"]],
+    ]
+    return cmd + (
+        ["--backend", "triton", "--triton-url", url] if row["backend"] == "triton" else ["--backend", "ort"]
+    )
 
 
 def _images_cmd(row: dict, art: Path, out: Path, coco_mini: Path, yolo: Path, url: str) -> list[str]:
-    cmd = [sys.executable, "-m", "runtime.images", "--engines", str(art), "--images", str(coco_mini),
-           "--out", str(out)]   # a folder: results.json inside
-    cmd += {"engine": ["--detector", "engine"], "onnx": ["--detector", f"onnx:{yolo}"], "hog": ["--detector", "hog"],
-            "json": ["--dets", str(coco_mini / "person_detections.json")]}[row["detector"]]
-    return cmd + (["--backend", "triton", "--triton-url", url] if row["backend"] == "triton" else ["--backend", "ort"])
+    cmd = [
+        sys.executable,
+        "-m",
+        "runtime.images",
+        "--engines",
+        str(art),
+        "--images",
+        str(coco_mini),
+        "--out",
+        str(out),
+    ]  # a folder: results.json inside
+    cmd += {
+        "engine": ["--detector", "engine"],
+        "onnx": ["--detector", f"onnx:{yolo}"],
+        "hog": ["--detector", "hog"],
+        "json": ["--dets", str(coco_mini / "person_detections.json")],
+    }[row["detector"]]
+    return cmd + (
+        ["--backend", "triton", "--triton-url", url] if row["backend"] == "triton" else ["--backend", "ort"]
+    )
 
 
 def _check_camera(row: dict, out: Path, name: str, size: tuple[int, int]) -> int:
@@ -191,10 +250,10 @@ def _check_camera(row: dict, out: Path, name: str, size: tuple[int, int]) -> int
     assert len(lines) == s["frames"] and s["frames"] + s["live_dropped_waiting"] == s["frames_read"], where
     frames = [x["frame"] for x in lines]
     assert frames == sorted(set(frames)), where
-    if name in ("street", "people"):                  # a file drops nothing
+    if name in ("street", "people"):  # a file drops nothing
         assert frames == list(range(FRAMES)), where
     assert sum(len(x["persons"]) for x in lines) == s["boxes"] == s["account"]["boxes"], where
-    if row["detector"] == "json":                       # the frame-keyed file's two boxes, every frame
+    if row["detector"] == "json":  # the frame-keyed file's two boxes, every frame
         assert all(len(x["persons"]) == 2 for x in lines), where
     videos = s["outputs"]["video"]
     if row["output"] == "none":
@@ -225,7 +284,7 @@ def _check_images(row: dict, out: Path, stdout: str, coco_mini: Path) -> int:
     assert {r["image_id"] for r in recs} <= set(image_names(coco_mini)), row
     assert sum("keypoints" in r for r in recs) == posed, row
     if row["detector"] == "json":
-        assert boxes == 118, row                        # every person record of the file
+        assert boxes == 118, row  # every person record of the file
     return boxes
 
 
@@ -240,8 +299,14 @@ def test_combination(row, built, rtsp, triton, frame_dets, yolo, coco_mini, shar
     else:
         cams = _sources(row, rtsp, shared_data)
         cmd = _video_cmd(row, art, out, cams, frame_dets, yolo, triton.grpc_url)
-    proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S)
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
     assert proc.returncode == 0, f"{row}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr[-3000:]
     if row["source"] == "folder":
@@ -251,10 +316,10 @@ def test_combination(row, built, rtsp, triton, frame_dets, yolo, coco_mini, shar
         if row["cameras"] == 3:
             total = json.loads((out / "multicam.summary.json").read_text())
             assert sorted(total["cameras"]) == sorted(n for _, n, _ in cams)
-    if row["detector"] in ("engine", "onnx", "json"):     # HOG may miss everyone in 5 frames
+    if row["detector"] in ("engine", "onnx", "json"):  # HOG may miss everyone in 5 frames
         assert people > 0, row
     after = {m: served(triton, m) for m in ("router", "detector")}
-    if row["backend"] == "triton":                      # the server did the work, not a silent local run
+    if row["backend"] == "triton":  # the server did the work, not a silent local run
         assert after["router"] > before["router"] or people == 0, row
         if row["detector"] == "engine":
             assert after["detector"] > before["detector"], row

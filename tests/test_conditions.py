@@ -1,4 +1,5 @@
 """bench.conditions on this machine and on generated Jetson / dGPU file systems."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,15 @@ from pathlib import Path
 import onnxruntime
 import pytest
 
-from bench.conditions import (collect_conditions, cpu_model, format_conditions, gpu_model, jetson_clocks_on,
-                              machine_kind, nvpmodel_mode)
+from bench.conditions import (
+    collect_conditions,
+    cpu_model,
+    format_conditions,
+    gpu_model,
+    jetson_clocks_on,
+    machine_kind,
+    nvpmodel_mode,
+)
 
 NVPMODEL_Q = "NV Fan Mode:quiet\nNV Power Mode: MAXN\n0\n"
 
@@ -22,12 +30,17 @@ def _write(root: Path, rel: str, text: str) -> None:
 @pytest.fixture
 def jetson_root(tmp_path: Path) -> Path:
     """An AGX Orin's files as jetson_clocks leaves them: every CPU and the GPU pinned to max."""
-    cpuinfo = "".join(f"processor\t: {i}\nBogoMIPS\t: 62.50\nCPU implementer\t: 0x41\nCPU part\t: 0xd42\n\n"
-                      for i in range(12))
+    cpuinfo = "".join(
+        f"processor\t: {i}\nBogoMIPS\t: 62.50\nCPU implementer\t: 0x41\nCPU part\t: 0xd42\n\n"
+        for i in range(12)
+    )
     _write(tmp_path, "proc/cpuinfo", cpuinfo)
     _write(tmp_path, "proc/device-tree/model", "NVIDIA Jetson AGX Orin Developer Kit\x00")
-    _write(tmp_path, "etc/nv_tegra_release",
-           "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8\n")
+    _write(
+        tmp_path,
+        "etc/nv_tegra_release",
+        "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8\n",
+    )
     for i in range(12):
         _write(tmp_path, f"sys/devices/system/cpu/cpu{i}/cpufreq/scaling_min_freq", "2201600\n")
         _write(tmp_path, f"sys/devices/system/cpu/cpu{i}/cpufreq/scaling_max_freq", "2201600\n")
@@ -41,13 +54,17 @@ def jetson_root(tmp_path: Path) -> Path:
 def fake_run(outputs: dict[str, str]):
     def run(cmd):
         return outputs.get(cmd[0])
+
     return run
 
 
 def test_this_machine_is_recorded_as_it_is():
     cond = collect_conditions(backend="ort", precision="fp32", batch=32, threads=2)
-    names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-             if ln.lower().startswith("model name")]
+    names = [
+        ln.split(":", 1)[1].strip()
+        for ln in Path("/proc/cpuinfo").read_text().splitlines()
+        if ln.lower().startswith("model name")
+    ]
     if names:
         assert cond["cpu_model"] == names[0]
     assert cond["onnxruntime"] == onnxruntime.__version__

@@ -1,4 +1,5 @@
 """runtime/decode.py against independent implementations and the properties it must keep."""
+
 from __future__ import annotations
 
 from math import ceil
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 from entmax import sparsemax as entmax_sparsemax
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.ndimage import convolve
 
@@ -21,8 +23,8 @@ def _kernel2d(k: int, hw=(64, 48)) -> np.ndarray:
     sig = float(np.float32(D.COCO_SIGMAS[k]))
     s = float(np.clip((2 * sig) ** 2 * np.sqrt((hw[0] / 1.25) * (hw[1] / 1.25)) * 2, 0.55, 3.0))
     r = ceil(3 * s)
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-    g = np.exp(-(xx ** 2 + yy ** 2) / (2 * s))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    g = np.exp(-(xx**2 + yy**2) / (2 * s))
     return g / g.sum()
 
 
@@ -58,7 +60,7 @@ def test_variances_radii_follow_design():
     for k in range(17):
         kern = _kernel2d(k)
         assert radii[k] == kern.shape[0] // 2
-        full = np.concatenate([half[k, 1:radii[k] + 1][::-1], half[k, :radii[k] + 1]]).astype(np.float64)
+        full = np.concatenate([half[k, 1 : radii[k] + 1][::-1], half[k, : radii[k] + 1]]).astype(np.float64)
         np.testing.assert_allclose(np.outer(full, full), kern, atol=1e-7)
 
 
@@ -68,7 +70,9 @@ def test_expected_oks_maps_match_scipy_2d_convolution(hw):
     pm = _random_probmaps(rng, n=2, h=hw[0], w=hw[1], scale=1.0)
     e = D.expected_oks_maps(pm)
     for j in range(17):
-        ref = np.stack([convolve(pm[i, j].astype(np.float64), _kernel2d(j, hw), mode="reflect") for i in range(2)])
+        ref = np.stack(
+            [convolve(pm[i, j].astype(np.float64), _kernel2d(j, hw), mode="reflect") for i in range(2)]
+        )
         np.testing.assert_allclose(e[:, j], ref, atol=2e-7, rtol=1e-5)
 
 
@@ -77,16 +81,16 @@ def test_skipping_zero_rows_changes_no_bit():
     bitwise the dense two-pass computation (the order the CUDA kernel uses), NaN/inf included."""
     rng = np.random.default_rng(5)
     pm = _random_probmaps(rng, n=3, h=64, w=48, scale=6.0)
-    pm[0, 1, 20] = -0.0                      # negative zero counts as zero
+    pm[0, 1, 20] = -0.0  # negative zero counts as zero
     pm[1, 3, 7, 9] = np.nan
     pm[2, 5, 40, 0] = np.inf
     pm[2, 6] = rng.normal(size=(64, 48)).astype(F32)  # dense, signed
-    assert 0.02 < (pm != 0).any(-1).mean() < 0.5    # mostly zero rows, as sparsemax gives
+    assert 0.02 < (pm != 0).any(-1).mean() < 0.5  # mostly zero rows, as sparsemax gives
     half, radii = D.oks_half_taps(D.oks_variances())
     got = D.expected_oks_maps(pm)
     with np.errstate(invalid="ignore", over="ignore"):
         for k in range(17):
-            taps = np.repeat(half[k:k + 1, :radii[k] + 1], 3, axis=0)
+            taps = np.repeat(half[k : k + 1, : radii[k] + 1], 3, axis=0)
             dense = D._gauss_pass(D._gauss_pass(pm[:, k], taps, -1), taps, -2)
             assert np.array_equal(got[:, k].view(np.uint32), dense.view(np.uint32)), f"keypoint {k}"
 
@@ -134,8 +138,9 @@ def test_sparsemax_matches_entmax():
     np.testing.assert_allclose(D.sparsemax(z.T, axis=0), ref.T, atol=1e-6)
 
 
-rows = arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 300)),
-              elements=st.floats(-50, 50, width=32))
+rows = arrays(
+    np.float32, st.tuples(st.integers(1, 6), st.integers(1, 300)), elements=st.floats(-50, 50, width=32)
+)
 
 
 @settings(max_examples=60, deadline=None)

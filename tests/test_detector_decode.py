@@ -1,16 +1,14 @@
 """Letterbox into a preallocated batch and the vectorised YOLO decode + NMS (synthetic outputs with
 known answers, and the real model against the previous OnnxDetector path)."""
+
 from __future__ import annotations
 
-from pathlib import Path
-
-import cv2
 import numpy as np
 import pytest
 
 from runtime.detectors import letterbox
 from runtime.letterbox import Geometry, Letterboxer
-from runtime.yolo import (Detections, LayoutError, YoloLayout, check_output_shape, decode, layout_from_metadata)
+from runtime.yolo import Detections, LayoutError, YoloLayout, check_output_shape, decode, layout_from_metadata
 
 
 def test_letterboxer_matches_reference_and_reuses_its_buffer() -> None:
@@ -31,8 +29,9 @@ def test_letterboxer_matches_reference_and_reuses_its_buffer() -> None:
 
 
 def test_layout_from_metadata_families() -> None:
-    assert layout_from_metadata({"task": "pose", "names": {0: "person"}, "kpt_shape": [17, 3]}) == \
-        YoloLayout("yolov8", 1, (17, 3))
+    assert layout_from_metadata({"task": "pose", "names": {0: "person"}, "kpt_shape": [17, 3]}) == YoloLayout(
+        "yolov8", 1, (17, 3)
+    )
     assert layout_from_metadata({"task": "detect", "names": {i: str(i) for i in range(80)}}).features == 84
     assert layout_from_metadata({"names": ["a", "b"], "stride": 32}) == YoloLayout("yolov5", 2)
     assert layout_from_metadata({"author": "someone"}) is None
@@ -41,7 +40,9 @@ def test_layout_from_metadata_families() -> None:
         check_output_shape(YoloLayout("yolov8", 80), (1, 56, 8400))
 
 
-def _v8_pose_output(boxes_in: np.ndarray, scores: np.ndarray, kpts_in: np.ndarray, anchors: int = 50) -> np.ndarray:
+def _v8_pose_output(
+    boxes_in: np.ndarray, scores: np.ndarray, kpts_in: np.ndarray, anchors: int = 50
+) -> np.ndarray:
     """[1, 56, A]: the given candidates first, low-score noise after."""
     rng = np.random.default_rng(1)
     out = np.zeros((1, 56, anchors), np.float32)
@@ -62,25 +63,27 @@ def test_decode_maps_to_frame_pixels_and_suppresses_duplicates() -> None:
     kpts[..., 0], kpts[..., 1], kpts[..., 2] = 100, 180, 0.7
     out = _v8_pose_output(boxes, scores, kpts)
     (d,) = decode(out, YoloLayout("yolov8", 1, (17, 3)), [g], score_thr=0.3, iou_thr=0.5)
-    assert isinstance(d, Detections) and len(d) == 2                     # the near-duplicate is gone
+    assert isinstance(d, Detections) and len(d) == 2  # the near-duplicate is gone
     np.testing.assert_allclose(d.scores, [0.9, 0.6], rtol=1e-6)
     np.testing.assert_allclose(d.boxes[0], [(100 - 20) / 0.5, (200 - 40 - 80) / 0.5, 80, 160], rtol=1e-6)
     assert d.keypoints.shape == (2, 17, 3)
     np.testing.assert_allclose(d.keypoints[0, 0], [200, 200, 0.7], rtol=1e-6)
-    b, s = d                                                              # unpacks like the other detectors
+    b, s = d  # unpacks like the other detectors
     assert b is d.boxes and s is d.scores
     # a batch of two frames decodes each with its own geometry
-    two = decode(np.concatenate([out, out]), YoloLayout("yolov8", 1, (17, 3)), [g, Geometry(1, 0, 0)], 0.3, 0.5)
+    two = decode(
+        np.concatenate([out, out]), YoloLayout("yolov8", 1, (17, 3)), [g, Geometry(1, 0, 0)], 0.3, 0.5
+    )
     np.testing.assert_allclose(two[1].boxes[0], [80, 160, 40, 80], rtol=1e-6)
     none = decode(out, YoloLayout("yolov8", 1, (17, 3)), [g], score_thr=0.95, iou_thr=0.5)[0]
     assert none.boxes.shape == (0, 4) and none.keypoints.shape == (0, 17, 3)
 
 
 def test_decode_yolov5_uses_objectness_times_class() -> None:
-    out = np.zeros((1, 3, 7), np.float32)   # [N, A, 5 + 2 classes]
+    out = np.zeros((1, 3, 7), np.float32)  # [N, A, 5 + 2 classes]
     out[0, :, :4] = [[50, 50, 20, 20], [150, 50, 20, 20], [250, 50, 20, 20]]
     out[0, :, 4] = [0.9, 0.9, 0.2]
-    out[0, :, 5] = [0.8, 0.1, 0.9]     # class 0
+    out[0, :, 5] = [0.8, 0.1, 0.9]  # class 0
     out[0, :, 6] = [0.1, 0.9, 0.1]
     (d,) = decode(out, YoloLayout("yolov5", 2), [Geometry(1, 0, 0)], score_thr=0.3, iou_thr=0.5)
     np.testing.assert_allclose(d.scores, [0.72], rtol=1e-6)

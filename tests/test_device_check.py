@@ -4,6 +4,7 @@ The GPU stages cannot run here (no GPU); the kernel stage is driven end-to-end b
 kernels' own source built for the host (kernels.host_build), which has the same calls as
 the GPU shim, so case selection, references and verdicts are exercised for real.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,14 @@ from tools.device_check import checks as C
 from tools.device_check.kernel_stage import decode_smem_bytes, gt_heatmaps, random_logits, run_kernel_stage
 
 REPO = Path(__file__).resolve().parents[1]
-ALL = {"nvcc": "/usr/bin/nvcc", "gpu": {"gpu": "X", "sm": "8.7", "smem_optin": 166912}, "tensorrt": "10.3.0",
-       "pycuda": True, "trt_headers": "/usr/include", "cmake": "/usr/bin/cmake"}
+ALL = {
+    "nvcc": "/usr/bin/nvcc",
+    "gpu": {"gpu": "X", "sm": "8.7", "smem_optin": 166912},
+    "tensorrt": "10.3.0",
+    "pycuda": True,
+    "trt_headers": "/usr/include",
+    "cmake": "/usr/bin/cmake",
+}
 
 
 def _status(env) -> dict[str, str]:
@@ -51,15 +58,15 @@ def test_decode_comparison():
     off[0, 0, 0] = np.nextafter(np.float32(1.0), np.float32(2.0))
     r = C.compare_decode(off, sc, kp, sc, exact=True)
     assert not r["ok"] and not r["identical"]
-    assert C.compare_decode(off, sc, kp, sc, exact=False)["ok"]            # sub-pixel, within 1e-4
+    assert C.compare_decode(off, sc, kp, sc, exact=False)["ok"]  # sub-pixel, within 1e-4
     far = kp.copy()
     far[0, 0, 0] = 2.0
     r = C.compare_decode(far, sc, kp, sc, exact=False)
     assert not r["ok"] and r["keypoints_off_pixel"] == 1
     nan = kp.copy()
     nan[0, 0] = np.nan
-    assert not C.compare_decode(nan, sc, kp, sc, exact=False)["ok"]          # NaN where the reference has none
-    assert not C.compare_decode(kp[:, :1], sc, kp, sc, exact=True)["ok"]     # shape
+    assert not C.compare_decode(nan, sc, kp, sc, exact=False)["ok"]  # NaN where the reference has none
+    assert not C.compare_decode(kp[:, :1], sc, kp, sc, exact=True)["ok"]  # shape
 
 
 def test_sparsemax_and_output_comparisons():
@@ -67,25 +74,35 @@ def test_sparsemax_and_output_comparisons():
     assert C.compare_sparsemax(ref + np.float32(9e-7), ref)["ok"]
     assert not C.compare_sparsemax(ref + np.float32(2e-6), ref)["ok"]
     got = {"heatmaps": np.full((2, 3), 10.0, np.float32)}
-    assert C.compare_outputs(got, {"heatmaps": got["heatmaps"] + 0.005})["ok"]     # 1e-4 + 1e-3 * 10
+    assert C.compare_outputs(got, {"heatmaps": got["heatmaps"] + 0.005})["ok"]  # 1e-4 + 1e-3 * 10
     assert not C.compare_outputs(got, {"heatmaps": got["heatmaps"] + 0.02})["ok"]
     assert not C.compare_outputs(got, {"score": got["heatmaps"]})["ok"]
-    assert C.overlap_ratio(30.0, 15.0) == 0.5 and C.overlap_ratio(10.0, 12.0) == 0.0 and C.overlap_ratio(0, 1) == 0
+    assert (
+        C.overlap_ratio(30.0, 15.0) == 0.5
+        and C.overlap_ratio(10.0, 12.0) == 0.0
+        and C.overlap_ratio(0, 1) == 0
+    )
 
 
 def test_report_verdicts_and_output():
     stages = C.plan_stages({**ALL, "tensorrt": None})
-    rep = C.Report({"gpu": "X", "sm": "8.7"}, stages, {"kernels": {"a": {"ok": True, "max_abs_err": 1e-8}}},
-                   {"kernels/a": {"ms": 0.1}})
+    rep = C.Report(
+        {"gpu": "X", "sm": "8.7"},
+        stages,
+        {"kernels": {"a": {"ok": True, "max_abs_err": 1e-8}}},
+        {"kernels/a": {"ms": 0.1}},
+    )
     assert rep.status() == "pass"
     doc = json.loads(rep.dumps())
     assert doc["status"] == "pass" and [s["status"] for s in doc["stages"]] == ["run", "skip", "skip", "skip"]
     text = rep.text()
-    assert "PASS" in text and "[skip] trt_vs_ort: tensorrt not importable" in text and "time kernels/a" in text
+    assert (
+        "PASS" in text and "[skip] trt_vs_ort: tensorrt not importable" in text and "time kernels/a" in text
+    )
     rep.results["kernels"]["b"] = {"ok": False, "max_abs_err": 1.0}
     assert rep.status() == "fail" and "BAD b" in rep.text()
     rep.results["kernels"].pop("b")
-    rep.stages[1] = C.Stage("trt_vs_ort", C.RUN)        # ran, but produced nothing: a failure
+    rep.stages[1] = C.Stage("trt_vs_ort", C.RUN)  # ran, but produced nothing: a failure
     assert rep.status() == "fail"
 
 
@@ -106,18 +123,27 @@ def test_kernel_stage_end_to_end_on_the_host_build(coco_mini: Path):
     maps = gt_heatmaps(coco_mini)
     assert maps.shape[1:] == (17, 64, 48) and len(maps) > 0 and maps.max() == pytest.approx(1.0, abs=0.2)
     results, timings = run_kernel_stage(_HostAsGpu(), 166912, lambda: ("coco-mini", maps))
-    assert {"random/heatmap", "random/sparsemax", "random/probmap", "random/logits", "random/heatmap_96x72",
-            "coco-mini/heatmap", "coco-mini/logits", "random/invalid_maps"} <= set(results)
+    assert {
+        "random/heatmap",
+        "random/sparsemax",
+        "random/probmap",
+        "random/logits",
+        "random/heatmap_96x72",
+        "coco-mini/heatmap",
+        "coco-mini/logits",
+        "random/invalid_maps",
+    } <= set(results)
     bad = {k: v for k, v in results.items() if not v["ok"]}
     assert not bad, bad
     assert results["random/heatmap"]["identical"] and results["coco-mini/probmap"]["identical"]
     small, _ = run_kernel_stage(_HostAsGpu(), 49152, lambda: ("coco-mini", maps[:2]))
-    assert "random/heatmap_96x72" not in small          # 57,344 B does not fit a 48 KB device
+    assert "random/heatmap_96x72" not in small  # 57,344 B does not fit a 48 KB device
     assert decode_smem_bytes(96, 72) == 57344
 
 
 def test_trt_stage_imports_without_tensorrt():
-    from tools.device_check import trt_stage   # TensorRT / pycuda are imported inside the stages
+    from tools.device_check import trt_stage  # TensorRT / pycuda are imported inside the stages
+
     assert trt_stage.target_name() in {"orin", "x86-gpu"} and trt_stage.ROLES == ("router", "small", "large")
 
 
@@ -129,14 +155,19 @@ def test_random_maps_are_seeded():
 @pytest.mark.cuda
 def test_cli_without_a_gpu_writes_the_report_and_exits_3(tmp_path: Path):
     """Real run: nvcc builds the shim, CUDA says there is no device; the JSON says so."""
-    res = subprocess.run([sys.executable, "-m", "tools.device_check", "--out", str(tmp_path)], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "tools.device_check", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     doc = json.loads((tmp_path / "device_check.json").read_text())
     kernels = doc["stages"][0]
-    if kernels["status"] == "fail":     # this machine: no GPU
+    if kernels["status"] == "fail":  # this machine: no GPU
         assert res.returncode == 3, res.stderr
         assert "no usable NVIDIA GPU" in kernels["reason"] and "Traceback" not in res.stderr
         assert res.stderr.startswith("error: the device check could not run") and res.stderr.count("\n") == 1
         assert {s["status"] for s in doc["stages"][1:]} == {"skip"}
-    else:                               # a GPU machine: every case must match
+    else:  # a GPU machine: every case must match
         assert res.returncode == 0 and doc["status"] == "pass", res.stdout

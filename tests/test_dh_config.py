@@ -8,6 +8,7 @@ keypoints the presence head calls absent come from the outer map (checked
 against the outer map decoded here from the same crops) and land outside the
 crop window, and the fused-decode variant keeps ``outer_probmaps`` for the host.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,10 @@ def test_dh_config_merges_fixture_l_and_the_outer_branch():
     net = build_network(cfg, "large")
     assert isinstance(net.head, DoubleProbMapHead)
     info = load_weights(net, cfg, "large", None, seed=0)
-    assert info["bundled"] and [Path(p["path"]).name for p in info["parts"]] == ["large.pth", "large-dh-outer.pth"]
+    assert info["bundled"] and [Path(p["path"]).name for p in info["parts"]] == [
+        "large.pth",
+        "large-dh-outer.pth",
+    ]
     base, outer = read_state_dict(FIXTURE), read_state_dict(OUTER_FIXTURE)
     assert outer and all(k.startswith(OUTER_PREFIX) for k in outer)
     got = net.state_dict()
@@ -49,14 +53,21 @@ def test_overlapping_parts_are_one_clear_error():
 
 def test_cached_outer_branch_was_trained_on_the_current_fixture_l():
     meta = torch.load(OUTER_FIXTURE, map_location="cpu", weights_only=True)["meta"]
-    assert meta["base_sha256"] == sha256_file(FIXTURE), \
+    assert meta["base_sha256"] == sha256_file(FIXTURE), (
         "fixture-l changed: retrain the outer branch (python -m build.train.double --fixture --retrain)"
+    )
     assert meta["train"]["seconds"] < 25 * 60
 
 
-@pytest.mark.parametrize("domain, weights, want", [("synthetic", "fixture", "synthetic"),
-                                                   ("synthetic", "checkpoint", "photos"),
-                                                   ("photos", "fixture", "photos"), (None, "fixture", "photos")])
+@pytest.mark.parametrize(
+    "domain, weights, want",
+    [
+        ("synthetic", "fixture", "synthetic"),
+        ("synthetic", "checkpoint", "photos"),
+        ("photos", "fixture", "photos"),
+        (None, "fixture", "photos"),
+    ],
+)
 def test_calibration_domain(domain, weights, want):
     pipe = {} if domain is None else {"calib_domain": domain}
     assert calibration_domain({"pipeline": pipe, "weights": weights}) == want
@@ -86,11 +97,13 @@ def test_dh_build_runs_end_to_end_with_outer_keypoints(tmp_path, coco_mini):
     from runtime.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops
     from tests.conftest import build_artifacts
 
-    root = build_artifacts(tmp_path, "fixture-dyn-dh", extra=("--calib-data", str(coco_mini), "--fuse-decode"))
+    root = build_artifacts(
+        tmp_path, "fixture-dyn-dh", extra=("--calib-data", str(coco_mini), "--fuse-decode")
+    )
     m = json.loads((root / "manifest.json").read_text())
     large = m["models"]["large"]
     assert large["head"] == "probmap" and "outer_probmaps" in [o["name"] for o in large["outputs"]]
-    assert "outer_probmaps" in large["variants"]["plugin"]["outputs"]        # the host merges it after the plugin
+    assert "outer_probmaps" in large["variants"]["plugin"]["outputs"]  # the host merges it after the plugin
     assert m["presence"]["domain"] == "synthetic" and m["credible"]["fitted"]
     temp, thr = m["presence"]["temperature"], m["presence"]["threshold"]
     pipe = PosePipeline(root, policy="large")
@@ -128,7 +141,7 @@ def _plan_has_the_dh_engine(root: Path, manifest: dict) -> None:
     add_calib_arguments(p)
     add_trt_arguments(p)
     saved = sys.modules.get("tensorrt")
-    sys.modules["tensorrt"] = None   # `import tensorrt` raises ImportError, as on this machine
+    sys.modules["tensorrt"] = None  # `import tensorrt` raises ImportError, as on this machine
     try:
         assert build_or_plan(root, manifest, p.parse_args(["--target", "orin", "--precision", "fp32"])) == 0
     finally:

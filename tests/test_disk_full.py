@@ -1,6 +1,7 @@
 """A full disk, for real: the child process runs under a file-size rlimit (RLIMIT_FSIZE) with SIGXFSZ
 ignored, so its writes come back short and then fail with EFBIG, exactly like a disk filling up.
 Each run must end with one line and exit 4, and keep everything written before valid."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ import sys
 from pathlib import Path
 
 import cv2
-
 from failcheck import REPO, assert_one_line_failure, run_module, strict_json, strict_jsonl
+
 from runtime.errors import EXIT_OUTPUT
 
 
@@ -21,21 +22,28 @@ def _limit(nbytes: int):
     def pre() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+
     return pre
 
 
 def _child(code: str, limit: int) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          preexec_fn=_limit(limit))
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limit(limit),
+    )
 
 
 def avi_counts(path: Path) -> tuple[int, int]:
     """(frames the header counts, complete '00dc' chunks on disk)."""
     data = path.read_bytes()
-    header_frames = struct.unpack_from("<I", data, 48)[0]   # avih.dwTotalFrames
+    header_frames = struct.unpack_from("<I", data, 48)[0]  # avih.dwTotalFrames
     pos = data.index(b"movi") + 4
     complete = 0
-    while pos + 8 <= len(data) and data[pos:pos + 4] == b"00dc":
+    while pos + 8 <= len(data) and data[pos : pos + 4] == b"00dc":
         size = struct.unpack_from("<I", data, pos + 4)[0]
         end = pos + 8 + size + (size & 1)
         if end > len(data):
@@ -92,8 +100,16 @@ raise SystemExit(guarded(main, []))
 
 
 def test_images_cli_disk_full_keeps_finished_images(cpu_artifacts, coco_mini, tmp_path):
-    args = ["--engines", str(cpu_artifacts), "--images", str(coco_mini), "--dets",
-            str(coco_mini / "person_detections.json"), "--policy", "small"]
+    args = [
+        "--engines",
+        str(cpu_artifacts),
+        "--images",
+        str(coco_mini),
+        "--dets",
+        str(coco_mini / "person_detections.json"),
+        "--policy",
+        "small",
+    ]
     full = tmp_path / "full.json"
     r = run_module("runtime.images", *args, "--out", str(full))
     assert r.returncode == 0, r.stderr
@@ -101,8 +117,8 @@ def test_images_cli_disk_full_keeps_finished_images(cpu_artifacts, coco_mini, tm
     cut = tmp_path / "cut.json"
     r = run_module("runtime.images", *args, "--out", str(cut), preexec_fn=_limit(full.stat().st_size // 2))
     assert_one_line_failure(r.returncode, r.stderr, EXIT_OUTPUT, "no space left", str(cut))
-    got = strict_json(cut.read_text())           # still one valid JSON list ...
-    assert 0 < len(got) < len(ref) and got == ref[:len(got)]   # ... of whole images, nothing half-written
+    got = strict_json(cut.read_text())  # still one valid JSON list ...
+    assert 0 < len(got) < len(ref) and got == ref[: len(got)]  # ... of whole images, nothing half-written
     per_image = {i: sum(r["image_id"] == i for r in ref) for i in {r["image_id"] for r in ref}}
     assert all(sum(r["image_id"] == i for r in got) in (0, per_image[i]) for i in per_image)
     assert "partial run: boxes in" in r.stderr
@@ -110,9 +126,21 @@ def test_images_cli_disk_full_keeps_finished_images(cpu_artifacts, coco_mini, tm
 
 def test_video_cli_disk_full(cpu_artifacts, shared_data, tmp_path):
     out = tmp_path / "o"
-    r = run_module("runtime.video", "--engines", str(cpu_artifacts), "--source",
-                   str(shared_data / "video" / "people.mp4"), "--out", str(out), "--threads", "1", "--quiet",
-                   "--max-frames", "40", preexec_fn=_limit(300_000))
+    r = run_module(
+        "runtime.video",
+        "--engines",
+        str(cpu_artifacts),
+        "--source",
+        str(shared_data / "video" / "people.mp4"),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--quiet",
+        "--max-frames",
+        "40",
+        preexec_fn=_limit(300_000),
+    )
     assert_one_line_failure(r.returncode, r.stderr, EXIT_OUTPUT, "no space left", "people.overlay.avi")
     counted, on_disk = avi_counts(out / "people.overlay.avi")
     assert counted == on_disk and 0 < counted < 40

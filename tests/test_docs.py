@@ -6,6 +6,7 @@ module is added without a line there, a relative link or anchor breaks, the
 README grows back into a notebook, a page under docs/ is orphaned, or code
 cites design text that is not in the repository.
 """
+
 from __future__ import annotations
 
 import ast
@@ -40,11 +41,18 @@ def _is_code_module(p: Path) -> bool:
 
 def _repo_files() -> list[str]:
     """Tracked files plus new ones not yet added (but not ignored build outputs)."""
-    r = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                       capture_output=True, text=True)
-    if r.returncode != 0:   # not a git checkout (an unpacked sdist): every file under the repo
-        return sorted(p.relative_to(REPO).as_posix() for p in REPO.rglob("*")
-                      if p.is_file() and "__pycache__" not in p.parts and ".git" not in p.parts)
+    r = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:  # not a git checkout (an unpacked sdist): every file under the repo
+        return sorted(
+            p.relative_to(REPO).as_posix()
+            for p in REPO.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and ".git" not in p.parts
+        )
     return sorted({name for name in r.stdout.splitlines() if (REPO / name).is_file()})
 
 
@@ -54,8 +62,11 @@ def _modules() -> list[str]:
         p = Path(name)
         if p.parts[0] not in PACKAGES:
             continue
-        if (p.suffix == ".py" and _is_code_module(REPO / p)) or p.suffix in NATIVE_SUFFIXES or (
-                p.parts[0] == "tools" and p.suffix == ".sh"):
+        if (
+            (p.suffix == ".py" and _is_code_module(REPO / p))
+            or p.suffix in NATIVE_SUFFIXES
+            or (p.parts[0] == "tools" and p.suffix == ".sh")
+        ):
             out.append(name)
     return out
 
@@ -82,11 +93,11 @@ def _anchors(md: Path) -> set[str]:
 def _links(md: Path) -> list[tuple[str, Path | None, str]]:
     """(raw target, file it points to or None for same-page, anchor) of each relative link."""
     text = re.sub(r"```.*?```", "", md.read_text(), flags=re.S)
-    text = re.sub(r"`[^`\n]*`", "", text)             # code spans hold brackets, not links
+    text = re.sub(r"`[^`\n]*`", "", text)  # code spans hold brackets, not links
     out = []
     for m in LINK.finditer(text):
         target = m.group(1)
-        if re.match(r"^[a-z]+:", target):          # http:, https:, mailto:
+        if re.match(r"^[a-z]+:", target):  # http:, https:, mailto:
             continue
         path, _, anchor = target.partition("#")
         out.append((target, (md.parent / path).resolve() if path else None, anchor))
@@ -95,15 +106,19 @@ def _links(md: Path) -> list[tuple[str, Path | None, str]]:
 
 def test_readme_is_a_front_page():
     n = len((REPO / "README.md").read_text().splitlines())
-    assert n <= README_MAX_LINES, (f"README.md has {n} lines (limit {README_MAX_LINES}): move the detail to a "
-                                   "topic page under docs/ and link it")
+    assert n <= README_MAX_LINES, (
+        f"README.md has {n} lines (limit {README_MAX_LINES}): move the detail to a "
+        "topic page under docs/ and link it"
+    )
 
 
 def test_every_module_is_named_in_architecture():
     arch = (DOCS / "ARCHITECTURE.md").read_text()
     missing = [m for m in _modules() if f"`{m}`" not in arch]
-    assert not missing, ("docs/ARCHITECTURE.md does not name these modules; add a row saying what each owns: "
-                         + ", ".join(missing))
+    assert not missing, (
+        "docs/ARCHITECTURE.md does not name these modules; add a row saying what each owns: "
+        + ", ".join(missing)
+    )
 
 
 def test_architecture_names_no_module_that_is_gone():

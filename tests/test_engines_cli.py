@@ -1,4 +1,5 @@
 """The build CLI's surface: help, configs, errors."""
+
 from __future__ import annotations
 
 import subprocess
@@ -14,10 +15,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_help_documents_every_flag():
-    r = subprocess.run([sys.executable, "-m", "build.engines", "--help"], cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "build.engines", "--help"], cwd=REPO, capture_output=True, text=True
+    )
     assert r.returncode == 0
-    for flag in ("--config", "--target", "--out", "--small-ckpt", "--large-ckpt", "--router-ckpt",
-                 "--theta", "--p", "--calib-data", "--opset"):
+    for flag in (
+        "--config",
+        "--target",
+        "--out",
+        "--small-ckpt",
+        "--large-ckpt",
+        "--router-ckpt",
+        "--theta",
+        "--p",
+        "--calib-data",
+        "--opset",
+    ):
         assert flag in r.stdout
 
 

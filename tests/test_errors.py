@@ -1,4 +1,5 @@
 """The shared error boundary: one line, the documented code, traceback only with --debug."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,8 +8,15 @@ import errno
 import pytest
 
 from runtime import cli_args
-from runtime.errors import (EXIT_INPUT, EXIT_INTERNAL, EXIT_OUTPUT, EXIT_SIGINT, InputError, guarded,
-                            register_expected)
+from runtime.errors import (
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_OUTPUT,
+    EXIT_SIGINT,
+    InputError,
+    guarded,
+    register_expected,
+)
 
 
 class _Custom(RuntimeError):
@@ -18,14 +26,20 @@ class _Custom(RuntimeError):
 register_expected(_Custom, 3)
 
 
-@pytest.mark.parametrize("exc, code, needle", [
-    (InputError("bad box", "dets.json record 3 field bbox", "give 4 numbers"), EXIT_INPUT,
-     "error: bad box (dets.json record 3 field bbox): give 4 numbers"),
-    (_Custom("error: camera gone"), 3, "error: camera gone"),
-    (OSError(errno.ENOSPC, "No space left on device", "/x/out.jsonl"), EXIT_OUTPUT, "no space left"),
-    (ZeroDivisionError("boom"), EXIT_INTERNAL, "rerun with --debug"),
-    (KeyboardInterrupt(), EXIT_SIGINT, "interrupted"),
-])
+@pytest.mark.parametrize(
+    "exc, code, needle",
+    [
+        (
+            InputError("bad box", "dets.json record 3 field bbox", "give 4 numbers"),
+            EXIT_INPUT,
+            "error: bad box (dets.json record 3 field bbox): give 4 numbers",
+        ),
+        (_Custom("error: camera gone"), 3, "error: camera gone"),
+        (OSError(errno.ENOSPC, "No space left on device", "/x/out.jsonl"), EXIT_OUTPUT, "no space left"),
+        (ZeroDivisionError("boom"), EXIT_INTERNAL, "rerun with --debug"),
+        (KeyboardInterrupt(), EXIT_SIGINT, "interrupted"),
+    ],
+)
 def test_one_line_and_code(exc, code, needle, capsys):
     def main(argv):
         raise exc

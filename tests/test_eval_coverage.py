@@ -2,6 +2,7 @@
 half the clip is scored on those frames and flagged (coverage column, warning line); frames the clip
 does not have, or written twice, are refused (exit 2); COCO results missing GT images are flagged;
 precisions and gates that were not measured are never "met". Real files, real CLIs."""
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> dict:
-    return write_clip(tmp_path_factory.mktemp("clip"), ClipSpec(seconds=1.2, fps=25, people=2, seed=3), photos=[])
+    return write_clip(
+        tmp_path_factory.mktemp("clip"), ClipSpec(seconds=1.2, fps=25, people=2, seed=3), photos=[]
+    )
 
 
 def _perfect_jsonl(gt_path: Path, out: Path, frames: range | None = None, extra: list[int] = ()) -> Path:
@@ -33,10 +38,13 @@ def _perfect_jsonl(gt_path: Path, out: Path, frames: range | None = None, extra:
     for a in gt["annotations"]:
         if a["num_keypoints"] > 0:
             kp = [[x, y, 1.0 if v > 0 else 0.0] for x, y, v in zip(*[iter(a["keypoints"])] * 3)]
-            per[frame_of[a["image_id"]]].append({"box": a["bbox"], "keypoints": kp, "score": 1.0,
-                                                 "route": "small", "track_id": a["track_id"]})
+            per[frame_of[a["image_id"]]].append(
+                {"box": a["bbox"], "keypoints": kp, "score": 1.0, "route": "small", "track_id": a["track_id"]}
+            )
     keep = sorted(per) if frames is None else [t for t in sorted(per) if t in frames]
-    out.write_text("".join(json.dumps({"frame": t, "persons": per.get(t, [])}) + "\n" for t in [*keep, *extra]))
+    out.write_text(
+        "".join(json.dumps({"frame": t, "persons": per.get(t, [])}) + "\n" for t in [*keep, *extra])
+    )
     return out
 
 
@@ -45,12 +53,20 @@ def test_video_eval_flags_a_run_covering_half_the_clip(clip, tmp_path) -> None:
     n = len(json.loads(gt.read_text())["images"])
     full = _perfect_jsonl(gt, tmp_path / "full.jsonl")
     half = _perfect_jsonl(gt, tmp_path / "half.jsonl", range(n // 2))
-    r = _cli("bench.video_eval", "--gt", str(gt), "--jsonl", str(full), str(half),
-             "--json", str(tmp_path / "m.json"))
+    r = _cli(
+        "bench.video_eval",
+        "--gt",
+        str(gt),
+        "--jsonl",
+        str(full),
+        str(half),
+        "--json",
+        str(tmp_path / "m.json"),
+    )
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["full"]["coverage"] == 1.0 and m["half"]["coverage"] == pytest.approx((n // 2) / n)
-    assert m["half"]["AP"] == pytest.approx(m["full"]["AP"]) and m["full"]["AP"] > 0.9   # scored on its frames
+    assert m["half"]["AP"] == pytest.approx(m["full"]["AP"]) and m["full"]["AP"] > 0.9  # scored on its frames
     assert r.stderr.count("warning:") == 1 and f"covers {n // 2} of the clip's {n} frames (50%)" in r.stderr
     assert "| coverage |" in r.stdout and "| half | 50% |" in r.stdout
 
@@ -59,8 +75,9 @@ def test_video_eval_flags_a_run_covering_half_the_clip(clip, tmp_path) -> None:
 def test_video_eval_refuses_a_jsonl_of_another_clip(clip, tmp_path, case) -> None:
     gt = Path(clip["keypoints"])
     n = len(json.loads(gt.read_text())["images"])
-    j = _perfect_jsonl(gt, tmp_path / "run.jsonl", extra={"alien frame": [n + 5], "frame twice": [0],
-                                                          "not json": []}[case])
+    j = _perfect_jsonl(
+        gt, tmp_path / "run.jsonl", extra={"alien frame": [n + 5], "frame twice": [0], "not json": []}[case]
+    )
     if case == "not json":
         j.write_text(j.read_text() + '{"frame": 3, "persons": [\n')
     r = _cli("bench.video_eval", "--gt", str(gt), "--jsonl", str(j))
@@ -71,11 +88,21 @@ def test_video_eval_refuses_a_jsonl_of_another_clip(clip, tmp_path, case) -> Non
 def test_accuracy_never_says_met_for_a_precision_it_did_not_measure(cpu_artifacts, tmp_path) -> None:
     """fp32-only artifacts: a named int8_cpu is refused (exit 2, one line); by default the targets
     line names what was not measured instead of "all met"."""
-    r = _cli("bench.accuracy", "--engines", str(cpu_artifacts), "--work", str(tmp_path), "--test-images", "3",
-             "--precisions", "int8_cpu")
+    r = _cli(
+        "bench.accuracy",
+        "--engines",
+        str(cpu_artifacts),
+        "--work",
+        str(tmp_path),
+        "--test-images",
+        "3",
+        "--precisions",
+        "int8_cpu",
+    )
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         f"error: {cpu_artifacts} has no int8_cpu models (--precisions int8_cpu): build them (python -m "
-        "bench.accuracy without --engines builds all four) or leave them out"]
+        "bench.accuracy without --engines builds all four) or leave them out"
+    ]
     r = _cli("bench.accuracy", "--engines", str(cpu_artifacts), "--work", str(tmp_path), "--test-images", "3")
     assert r.returncode == 0, r.stderr
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("targets"))
@@ -90,7 +117,9 @@ def test_coco_eval_flags_ground_truth_images_without_results(coco_mini, tmp_path
     first = min(r["image_id"] for r in res)
     part = tmp_path / "part.json"
     part.write_text(json.dumps([r for r in res if r["image_id"] != first]))
-    r = _cli("bench.coco_eval", "--gt", str(coco_mini / "person_keypoints.json"), "--results", str(part), "--json")
+    r = _cli(
+        "bench.coco_eval", "--gt", str(coco_mini / "person_keypoints.json"), "--results", str(part), "--json"
+    )
     assert r.returncode == 0, r.stderr
     n = len(gt.getImgIds())
     assert json.loads(r.stdout)["images_with_records"] == n - 1 and json.loads(r.stdout)["gt_images"] == n
@@ -124,7 +153,8 @@ def test_track_eval_refuses_a_video_shorter_than_its_ground_truth(clip, tmp_path
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().splitlines() == [
         f"error: {video} has {len(frames) // 2} frames, its ground truth {len(frames)} (--clip {d}): "
-        "regenerate the clip with python -m build.synth --video"]
+        "regenerate the clip with python -m build.synth --video"
+    ]
 
 
 def test_ex_oks_flags_results_without_presence(coco_mini, tmp_path) -> None:
@@ -134,10 +164,14 @@ def test_ex_oks_flags_results_without_presence(coco_mini, tmp_path) -> None:
     plain, with_presence = tmp_path / "plain.json", tmp_path / "pres.json"
     plain.write_text(json.dumps(synthetic_results(gt, seed=0)))
     with_presence.write_text(json.dumps(synthetic_results(gt, seed=0, presence=True)))
-    r = _cli("bench.ex_oks", "--gt", str(coco_mini / "person_keypoints.json"), "--results", str(plain), "--json")
+    r = _cli(
+        "bench.ex_oks", "--gt", str(coco_mini / "person_keypoints.json"), "--results", str(plain), "--json"
+    )
     assert r.returncode == 0, r.stderr
     n = len(json.loads(plain.read_text()))
     assert json.loads(r.stdout)["results_without_presence"] == n
     assert r.stderr.count("warning:") == 1 and f"{n} of {n} results in {plain} have no 'presence'" in r.stderr
-    r = _cli("bench.ex_oks", "--gt", str(coco_mini / "person_keypoints.json"), "--results", str(with_presence))
+    r = _cli(
+        "bench.ex_oks", "--gt", str(coco_mini / "person_keypoints.json"), "--results", str(with_presence)
+    )
     assert r.returncode == 0 and "warning" not in r.stderr

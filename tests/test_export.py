@@ -1,4 +1,5 @@
 """Export: ONNX Runtime matches torch, the I/O contract holds, the manifest is complete."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,13 +12,22 @@ import torch
 from build.artifacts import ROLES, build_network, export_role
 from build.configs import get_config
 
-CONTRACT = {"heatmap": {"heatmaps": ["N", 17, 64, 48]},
-            "probmap": {"probmaps": ["N", 17, 64, 48], "presence": ["N", 17],
-                        "visibility": ["N", 17], "oks": ["N", 17]},
-            "score": {"score": ["N", 1]}}
+CONTRACT = {
+    "heatmap": {"heatmaps": ["N", 17, 64, 48]},
+    "probmap": {
+        "probmaps": ["N", 17, 64, 48],
+        "presence": ["N", 17],
+        "visibility": ["N", 17],
+        "oks": ["N", 17],
+    },
+    "score": {"score": ["N", 1]},
+}
 FAST = {("dyn-r50-h32", "router"), ("dyn-r50-h32", "small")}
-CASES = [pytest.param(c, r, marks=() if (c, r) in FAST else pytest.mark.slow, id=f"{c}-{r}")
-         for c in ("dyn-r50-h32", "dyn-r50-probpose") for r in ROLES]
+CASES = [
+    pytest.param(c, r, marks=() if (c, r) in FAST else pytest.mark.slow, id=f"{c}-{r}")
+    for c in ("dyn-r50-h32", "dyn-r50-probpose")
+    for r in ROLES
+]
 
 
 @pytest.mark.parametrize("config,role", CASES)
@@ -48,7 +58,7 @@ def test_manifest_has_every_field(cpu_artifacts):
         w = e["weights"]
         assert w["source"] in ("random", "checkpoint")
         assert (w["sha256"] is None) == (w["source"] == "random")
-        if role != "router":   # --fuse-decode: the TensorRT-only variant with the decode plugin
+        if role != "router":  # --fuse-decode: the TensorRT-only variant with the decode plugin
             v = m["models"][role]["variants"]["plugin"]
             fused = onnx.load(str(cpu_artifacts / v["onnx"]))
             assert any(n.op_type == "DynPoseDecode" for n in fused.graph.node)
@@ -93,12 +103,12 @@ def test_parity_nan_output_fails_with_one_clear_line(tmp_path):
 def test_parity_tolerance_is_relative_to_the_output_scale(tmp_path):
     from build.export import PARITY_RTOL, ParityError, parity
 
-    big = _Tiny(gain=1e6)                      # float32 reassociation error ~1e-1 absolute: passes relatively
+    big = _Tiny(gain=1e6)  # float32 reassociation error ~1e-1 absolute: passes relatively
     err = parity(big, _export_tiny(big, tmp_path), batches=(1,))
     assert 0 < err["out"] < PARITY_RTOL * 1e6
     exported = _Tiny(seed=0)
     path = _export_tiny(exported, tmp_path)
-    other = _Tiny(seed=1)                       # another model than the one in the ONNX: must fail
+    other = _Tiny(seed=1)  # another model than the one in the ONNX: must fail
     with pytest.raises(ParityError, match=r"output out differs by .*tolerance"):
         parity(other, path, batches=(1,))
     assert parity(exported, path, batches=(1, 3))["out"] <= 1e-5

@@ -1,4 +1,5 @@
 """calib.fallback: block grouping, output drift and the greedy float-fallback search."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,23 +12,49 @@ from runtime.yolo import YoloLayout
 
 def _scoped_model(names: list[str]) -> onnx.ModelProto:
     nodes = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=n) for i, n in enumerate(names)]
-    nodes.append(helper.make_node("Constant", [], ["c"], name="Constant_0",
-                                  value=helper.make_tensor("v", TensorProto.FLOAT, [], [1.0])))
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1])],
-                          [helper.make_tensor_value_info(f"t{len(names)}", TensorProto.FLOAT, [1])])
+    nodes.append(
+        helper.make_node(
+            "Constant",
+            [],
+            ["c"],
+            name="Constant_0",
+            value=helper.make_tensor("v", TensorProto.FLOAT, [], [1.0]),
+        )
+    )
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info(f"t{len(names)}", TensorProto.FLOAT, [1])],
+    )
     return helper.make_model(g)
 
 
 def test_groups_follow_the_exporter_scope() -> None:
-    names = ["/model.0/conv/Conv", "/model.0/act/Sigmoid", "/model.1/m.0/cv1/Conv", "/model.2/Add",
-             "/model.3/Add", "/model.4/Mul", "Relu_7"]
+    names = [
+        "/model.0/conv/Conv",
+        "/model.0/act/Sigmoid",
+        "/model.1/m.0/cv1/Conv",
+        "/model.2/Add",
+        "/model.3/Add",
+        "/model.4/Mul",
+        "Relu_7",
+    ]
     g = module_groups(_scoped_model(names), skip={"/model.3/Add"})
-    assert g == {"model.0": names[:2], "model.1": [names[2]], "model.2": [names[3]], "model.4": [names[5]],
-                 "Relu_7": ["Relu_7"]}
+    assert g == {
+        "model.0": names[:2],
+        "model.1": [names[2]],
+        "model.2": [names[3]],
+        "model.4": [names[5]],
+        "Relu_7": ["Relu_7"],
+    }
     # one wrapper scope: the second level names the block
     wrapped = ["/backbone/layer1/Conv", "/backbone/layer1/Relu", "/backbone/layer2/Conv", "/head/Conv"]
-    assert module_groups(_scoped_model(wrapped)) == {"backbone/layer1": wrapped[:2], "backbone/layer2": [wrapped[2]],
-                                                     "head": [wrapped[3]]}
+    assert module_groups(_scoped_model(wrapped)) == {
+        "backbone/layer1": wrapped[:2],
+        "backbone/layer2": [wrapped[2]],
+        "head": [wrapped[3]],
+    }
 
 
 def _yolo_pose(n_anchors: int, rng: np.random.Generator) -> np.ndarray:
@@ -47,12 +74,12 @@ def test_output_drift_is_the_mean_error_on_confident_anchors() -> None:
     ref = _yolo_pose(200, rng)
     got = ref.copy()
     kp = got[0, 5:].reshape(17, 3, 200)
-    kp[:, 0, 100:] += 3.0                          # every keypoint of the confident half moves 3 px in x
-    kp[:, 0, :100] += 50.0                         # unconfident anchors (score < 0.5) do not count
+    kp[:, 0, 100:] += 3.0  # every keypoint of the confident half moves 3 px in x
+    kp[:, 0, :100] += 50.0  # unconfident anchors (score < 0.5) do not count
     assert abs(output_drift(ref, got, lay) - 3.0) < 1e-4
     box = ref.copy()
-    box[0, 0, 100:] += 2.0                         # the centre moves 2 px: every corner x moves 2 px
-    assert abs(output_drift(ref, box, lay) - 1.0) < 1e-4   # mean over 4 corner coordinates
+    box[0, 0, 100:] += 2.0  # the centre moves 2 px: every corner x moves 2 px
+    assert abs(output_drift(ref, box, lay) - 1.0) < 1e-4  # mean over 4 corner coordinates
     assert output_drift(ref, ref, lay) == 0.0
 
 
@@ -71,7 +98,7 @@ def test_greedy_search_keeps_the_fewest_helpful_blocks() -> None:
     fb, model = fit_fallback(groups, quantize, drift, budget=1.0)
     assert fb.groups == ["b", "c"] and model == {"b1", "b2", "c1"} and fb.met
     assert abs(fb.drift - 0.95) < 1e-9 and fb.drift_before == 1.5 and fb.trials == 1 + 4 + 3
-    assert built[-1] == {"b1", "b2", "c1"}            # the chosen graph is the one left on disk
+    assert built[-1] == {"b1", "b2", "c1"}  # the chosen graph is the one left on disk
     # already within budget: one build, nothing float
     fb, model = fit_fallback(groups, quantize, lambda m: 0.5, budget=1.0)
     assert fb.groups == [] and fb.trials == 1 and model == frozenset()

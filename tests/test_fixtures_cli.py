@@ -1,5 +1,6 @@
 """``python -m build.train.fixtures`` end to end at a tiny scale: every stage runs, the report has the
 AP table and the per-level split, and ``--eval-only`` re-scores what was written."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,20 @@ from build.train.fixtures import main as fixtures_main
 @pytest.mark.slow
 def test_fixture_command_smoke(tmp_path, capsys) -> None:
     out, work = tmp_path / "out", tmp_path / "work"
-    args = ["--seed", "3", "--scale", "0.01", "--out", str(out), "--work", str(work), "--photos", "",
-            "--threads", "1"]
+    args = [
+        "--seed",
+        "3",
+        "--scale",
+        "0.01",
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+        "--photos",
+        "",
+        "--threads",
+        "1",
+    ]
     assert fixtures_main(args) == 0
     report = json.loads((out / "report.json").read_text())
     t = report["table"]
@@ -29,7 +42,7 @@ def test_fixture_command_smoke(tmp_path, capsys) -> None:
     printed = capsys.readouterr().out
     assert "| small (fixture-s) |" in printed and "| scene level |" in printed
     cfg = get_config("fixture-dyn")
-    for role, choice in (("small", cfg.small), ("large", cfg.large)):   # loadable through the strict path
+    for role, choice in (("small", cfg.small), ("large", cfg.large)):  # loadable through the strict path
         net = build_pose_net(choice.arch, choice.head)
         load_strict(net, out / f"{role}.pth", role)
         assert torch.load(out / f"{role}.pth", weights_only=True)["meta"]["steps"] >= 2

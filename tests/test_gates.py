@@ -16,6 +16,7 @@ than ``make bench`` (8 crops, 11 rounds: ``GATE_PROOF_CROPS``/``GATE_PROOF_ROUND
 * with a 30 % regression planted in the decode, the decode gate fails and
   only it.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,9 +47,9 @@ def test_interleaved_alternates_order_and_drops_warmup():
     parts = {n: (lambda n=n: calls.append(n) or n) for n in "abc"}
     seen: list[tuple[str, object]] = []
     times = interleaved(parts, rounds=3, warmup=1, on_result=lambda n, v: seen.append((n, v)))
-    assert calls == list("abc" "cba" "abc" "cba")          # warm-up round first, order reversed every round
+    assert calls == list("abccbaabccba")  # warm-up round first, order reversed every round
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
-    assert seen == [(n, n) for n in "cbaabccba"]           # only the measured rounds' results
+    assert seen == [(n, n) for n in "cbaabccba"]  # only the measured rounds' results
     with pytest.raises(ValueError):
         interleaved(parts, rounds=0)
 
@@ -65,29 +66,61 @@ def test_spread_is_of_the_paired_ratios():
 def _rounds_record(dyn_s: list[float], cpu: str = "Test CPU") -> dict:
     """The shape bench/test_bench_pipeline.py writes, with chosen seconds per round."""
     r = len(dyn_s)
-    secs = {"net:small": [1.0] * r, "net:large": [2.0] * r, "router": [0.05] * r, "preprocess": [0.1] * r,
-            "decode": [0.01] * r, "pipeline:small": [1.02] * r, "pipeline:large": [2.04] * r,
-            "pipeline:dyn-p50": dyn_s}
-    cond = {"backend": "ort", "cpu_model": cpu, "gpu_model": None, "nvpmodel_mode": None, "jetson_clocks": None}
-    return {"benchmarks": [{"name": "test_interleaved_rounds[ort]", "extra_info": {
-        "stage": "rounds", "crops": 24, "rounds": r, "warmup_rounds": 1, "seconds": secs,
-        "large_fraction": {"dyn-p50": 0.5}, "conditions": cond}}]}
+    secs = {
+        "net:small": [1.0] * r,
+        "net:large": [2.0] * r,
+        "router": [0.05] * r,
+        "preprocess": [0.1] * r,
+        "decode": [0.01] * r,
+        "pipeline:small": [1.02] * r,
+        "pipeline:large": [2.04] * r,
+        "pipeline:dyn-p50": dyn_s,
+    }
+    cond = {
+        "backend": "ort",
+        "cpu_model": cpu,
+        "gpu_model": None,
+        "nvpmodel_mode": None,
+        "jetson_clocks": None,
+    }
+    return {
+        "benchmarks": [
+            {
+                "name": "test_interleaved_rounds[ort]",
+                "extra_info": {
+                    "stage": "rounds",
+                    "crops": 24,
+                    "rounds": r,
+                    "warmup_rounds": 1,
+                    "seconds": secs,
+                    "large_fraction": {"dyn-p50": 0.5},
+                    "conditions": cond,
+                },
+            }
+        ]
+    }
 
 
 def test_pipeline_figures_are_medians_of_paired_rounds(baseline):
     ideal = 0.5 * 1.0 + 0.5 * 2.0 + 0.05
     # one wild round (3x slower) does not move the median of five
-    figs = gates.extract_figures(_rounds_record([ideal / 0.96, ideal / 0.97, ideal / 0.95, 3 * ideal, ideal / 0.96]))
+    figs = gates.extract_figures(
+        _rounds_record([ideal / 0.96, ideal / 0.97, ideal / 0.95, 3 * ideal, ideal / 0.96])
+    )
     assert figs["ort:dyn-p50_share_of_ideal"].median == pytest.approx(0.96)
     assert figs["ort:dyn-p50_share_of_ideal"].lo == pytest.approx(1 / 3)
     assert figs["ort:dyn-p50_outside_nets_share"].median == pytest.approx(0.04)
     assert figs["ort:dyn-p50_over_large"].median == pytest.approx(2.04 * 0.96 / ideal)
     assert figs["ort:decode_share_of_small"].median == pytest.approx(0.01)
-    status = {r.figure: r.status for r in gates.check(_rounds_record([ideal / 0.96] * 5), baseline, partial=True)}
+    status = {
+        r.figure: r.status for r in gates.check(_rounds_record([ideal / 0.96] * 5), baseline, partial=True)
+    }
     assert status["ort:dyn-p50_share_of_ideal"] == "PASS" and status["ort:decode_share_of_small"] == "PASS"
-    slow = {r.figure: r.status for r in gates.check(_rounds_record([ideal / 0.8] * 5), baseline, partial=True)}
+    slow = {
+        r.figure: r.status for r in gates.check(_rounds_record([ideal / 0.8] * 5), baseline, partial=True)
+    }
     assert slow["ort:dyn-p50_share_of_ideal"] == "FAIL" and slow["ort:dyn-p50_outside_nets_share"] == "FAIL"
-    assert slow["ort:dyn-p50_over_large"] == "PASS"     # 2.04 / 1.94: still faster than large
+    assert slow["ort:dyn-p50_over_large"] == "PASS"  # 2.04 / 1.94: still faster than large
 
 
 def test_shares_read_the_cpu_clock_and_dyn_over_large_the_wall_clock(baseline):
@@ -95,18 +128,20 @@ def test_shares_read_the_cpu_clock_and_dyn_over_large_the_wall_clock(baseline):
     run = _rounds_record([ideal / 0.97] * 5)
     info = run["benchmarks"][0]["extra_info"]
     info["cpu_seconds"] = {k: list(v) for k, v in info["seconds"].items()}
-    info["seconds"]["pipeline:dyn-p50"] = [ideal / 0.5] * 5     # the wall clock saw a neighbour's burst
+    info["seconds"]["pipeline:dyn-p50"] = [ideal / 0.5] * 5  # the wall clock saw a neighbour's burst
     figs = gates.extract_figures(run)
     assert figs["ort:dyn-p50_share_of_ideal"].median == pytest.approx(0.97)
     assert figs["ort:dyn-p50_share_of_ideal_wall"].median == pytest.approx(0.5)
     assert figs["ort:dyn-p50_over_large"].median == pytest.approx(2.04 * 0.5 / ideal)
     status = {r.figure: r.status for r in gates.check(run, baseline, partial=True)}
-    assert status["ort:dyn-p50_share_of_ideal"] == "PASS" and status["ort:dyn-p50_share_of_ideal_wall"] == "INFO"
+    assert (
+        status["ort:dyn-p50_share_of_ideal"] == "PASS" and status["ort:dyn-p50_share_of_ideal_wall"] == "INFO"
+    )
     assert "CPU" in gates.format_mixture(run)
 
 
 def test_required_figures_and_relative_limits(baseline):
-    rows = gates.check(_rounds_record([1.6] * 5), baseline)          # no decode benchmark in this run
+    rows = gates.check(_rounds_record([1.6] * 5), baseline)  # no decode benchmark in this run
     missing = {r.figure for r in rows if r.status == "FAIL"}
     assert "decode_over_frozen" in missing
     spec = baseline["ratios"]["decode_over_frozen"]
@@ -137,7 +172,7 @@ def test_frozen_decode_is_the_same_work_as_the_decode():
     from runtime.decode import decode_probmaps
 
     pm = synthetic_probmaps(6)
-    pm[1, 3, 5, 7] = np.nan                      # a bad map row is handled alike too
+    pm[1, 3, 5, 7] = np.nan  # a bad map row is handled alike too
     (c, s), (fc, fs) = decode_probmaps(pm), frozen_decode(pm)
     assert np.array_equal(c, fc, equal_nan=True) and np.array_equal(s, fs)
     assert np.isnan(c[1, 3]).all() and s[1, 3] == 0.0
@@ -152,13 +187,12 @@ def test_bad_json_is_one_line_exit_2(tmp_path, capsys):
     assert len(err) == 2 and all(e.startswith("error: ") for e in err) and "Traceback" not in "".join(err)
 
 
-
 def test_partial_never_says_all_pass_for_what_it_did_not_measure(tmp_path, capsys):
     """--partial: required figures the run lacks are listed NOT MEASURED (not dropped), the verdict
     says so, and a run with no gated figure at all is refused instead of "all gates pass"."""
     ideal = 0.5 * 1.0 + 0.5 * 2.0 + 0.05
     run = tmp_path / "run.json"
-    run.write_text(json.dumps(_rounds_record([ideal / 0.97] * 5)))     # no decode benchmark
+    run.write_text(json.dumps(_rounds_record([ideal / 0.97] * 5)))  # no decode benchmark
     assert gates.main([str(run), "--partial"]) == 0
     out = capsys.readouterr().out
     assert "all gates pass" not in out and "all measured gates pass; NOT MEASURED (--partial): " in out
@@ -168,6 +202,7 @@ def test_partial_never_says_all_pass_for_what_it_did_not_measure(tmp_path, capsy
     assert gates.main([str(empty), "--partial"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds no gated figure" in err[0]
+
 
 # -- proof: the real benchmarks under load and with planted regressions -------------------
 @pytest.fixture(scope="module")
@@ -179,23 +214,53 @@ def run_gate_suite(tmp: Path, engines: Path, plant: str = "", hog: bool = False)
     """The pipeline + decode benchmarks in a child pytest (optionally beside a CPU hog on every
     core, optionally with a planted regression), gated against the committed baseline."""
     out = tmp / f"bench_{plant or 'none'}_{int(hog)}.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-               DYNPOSE_BENCH_ENGINES=str(engines), DYNPOSE_PLANT=plant,
-               DYNPOSE_BENCH_CROPS=os.environ.get("GATE_PROOF_CROPS", "8"),
-               DYNPOSE_BENCH_ROUNDS=os.environ.get("GATE_PROOF_ROUNDS", "11"))
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)] \
-        if hog else []
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        DYNPOSE_BENCH_ENGINES=str(engines),
+        DYNPOSE_PLANT=plant,
+        DYNPOSE_BENCH_CROPS=os.environ.get("GATE_PROOF_CROPS", "8"),
+        DYNPOSE_BENCH_ROUNDS=os.environ.get("GATE_PROOF_ROUNDS", "11"),
+    )
+    hogs = (
+        [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+        if hog
+        else []
+    )
     try:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "bench/test_bench_pipeline.py", "bench/bench_decode.py",
-                               "-m", "bench", "-q", "-s", "-p", "bench.plant", "-p", "no:cacheprovider",
-                               f"--benchmark-json={out}"], cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=1800)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "bench/test_bench_pipeline.py",
+                "bench/bench_decode.py",
+                "-m",
+                "bench",
+                "-q",
+                "-s",
+                "-p",
+                "bench.plant",
+                "-p",
+                "no:cacheprovider",
+                f"--benchmark-json={out}",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
     finally:
         for h in hogs:
             h.kill()
             h.wait()
-    assert proc.returncode == 0 and out.is_file(), f"benchmarks failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
-    rows = gates.check(json.loads(out.read_text()), json.loads(gates.DEFAULT_BASELINE.read_text()), partial=True)
+    assert proc.returncode == 0 and out.is_file(), (
+        f"benchmarks failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
+    )
+    rows = gates.check(
+        json.loads(out.read_text()), json.loads(gates.DEFAULT_BASELINE.read_text()), partial=True
+    )
     print(f"\n--- plant={plant or 'none'} hog={hog}\n{proc.stdout[-1500:]}\n{gates.format_rows(rows)}")
     return rows
 

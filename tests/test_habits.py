@@ -1,5 +1,6 @@
 """The Makefile's habit targets (issue 27): install, test, lint and bench exist and do what they say;
 ``make lint`` runs the real ruff over the repository and passes (dev extra)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,8 +11,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _make(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", f"PYTHON={sys.executable}", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["make", "--no-print-directory", f"PYTHON={sys.executable}", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_habit_targets_name_the_commands() -> None:
@@ -20,7 +26,7 @@ def test_habit_targets_name_the_commands() -> None:
     assert f"{sys.executable} -m pip install torch==2.13.0 -e '.[dev]'" in r.stdout
     assert f"PYTHON={sys.executable} bash tools/test.sh" in r.stdout
     assert f"{sys.executable} -m ruff check ." in r.stdout and "bench.gates" in r.stdout
-    r = _make("-n", "install", "EXTRAS=", "TORCH=")   # a runtime-only device: no torch, no extras
+    r = _make("-n", "install", "EXTRAS=", "TORCH=")  # a runtime-only device: no torch, no extras
     assert r.stdout.split() == [sys.executable, "-m", "pip", "install", "-e", "'.'"], r.stdout
 
 
@@ -32,21 +38,24 @@ def test_make_lint_passes() -> None:
 def test_each_optional_package_is_in_the_extra_its_message_names() -> None:
     """runtime.errors.EXTRAS (the one-line "install the X extra" message) against pyproject.toml."""
     import re
+
     import tomllib
 
     from runtime.errors import EXTRAS
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    dist = {"gi": "pygobject"}   # import name -> distribution name, where they differ
+    dist = {"gi": "pygobject"}  # import name -> distribution name, where they differ
 
     def names(reqs: list[str]) -> set[str]:
         return {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower() for r in reqs}
 
     extras = {k: names(v) for k, v in project["optional-dependencies"].items()}
-    assert not {dist.get(m, m) for m in EXTRAS} & names(project["dependencies"]), "an optional package is core"
+    assert not {dist.get(m, m) for m in EXTRAS} & names(project["dependencies"]), (
+        "an optional package is core"
+    )
     for module, extra in EXTRAS.items():
         assert dist.get(module, module) in extras[extra], (module, extra)
-    assert {"dynpose-trt"} <= extras["dev"]   # dev = build + eval + triton + the test tools
+    assert {"dynpose-trt"} <= extras["dev"]  # dev = build + eval + triton + the test tools
     assert "dynpose-trt[build,eval,triton]" in project["optional-dependencies"]["dev"]
 
 
@@ -58,10 +67,12 @@ def test_a_missing_optional_package_is_one_line_naming_its_extra(capsys) -> None
 
     assert guarded(needs_motmetrics, []) == EXIT_INCOMPLETE
     err = capsys.readouterr().err
-    assert err == ("error: python package motmetrics is not installed (the eval extra): "
-                   "pip install 'dynpose-trt[eval]' (in a clone: pip install -e '.[eval]')\n")
+    assert err == (
+        "error: python package motmetrics is not installed (the eval extra): "
+        "pip install 'dynpose-trt[eval]' (in a clone: pip install -e '.[eval]')\n"
+    )
 
-    def needs_something_else(argv: list[str]) -> int:   # not an optional package of ours: a bug
+    def needs_something_else(argv: list[str]) -> int:  # not an optional package of ours: a bug
         raise ModuleNotFoundError("No module named 'nosuch'", name="nosuch")
 
     assert guarded(needs_something_else, []) == 1 and "internal error" in capsys.readouterr().err

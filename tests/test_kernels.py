@@ -4,6 +4,7 @@ kernels/host_api.cpp runs dynpose_rowmath.cuh - the code the device kernels exec
 on a HostBlock that plays the thread block, so these tests exercise the kernel source,
 not a re-implementation. The `cuda` test compiles every .cu for Orin (sm_87).
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from kernels.host_build import KERNELS_DIR, HostKernels, compile_cu
@@ -57,7 +59,7 @@ def real_maps(coco_mini: Path, cpu_artifacts: Path) -> dict[str, np.ndarray]:
 
     g = onnx.load(str(heads["probmap"]))
     final = next(n for n in g.graph.node if n.name == "/head/final_layer/Conv")
-    temp = next(n for n in g.graph.node if final.output[0] in n.input)   # logits = conv / temperature
+    temp = next(n for n in g.graph.node if final.output[0] in n.input)  # logits = conv / temperature
     g.graph.output.append(onnx.helper.make_tensor_value_info(temp.output[0], onnx.TensorProto.FLOAT, None))
     sess = ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"])
     out["logits"] = sess.run([temp.output[0]], {"input": x})[0]
@@ -86,8 +88,13 @@ def test_half_conversions_exhaustive(hk):
     got = hk.half_to_float(bits)
     assert np.array_equal(got, ref, equal_nan=True)
     rng = np.random.default_rng(0)
-    x = np.concatenate([ref, rng.normal(size=20000).astype(F32) * 10 ** rng.uniform(-9, 6, 20000).astype(F32),
-                        np.float32([65504, 65519.99, 65520, 1e9, -1e9, 2 ** -25, 2 ** -24 * 1.5, 0.0, -0.0])])
+    x = np.concatenate(
+        [
+            ref,
+            rng.normal(size=20000).astype(F32) * 10 ** rng.uniform(-9, 6, 20000).astype(F32),
+            np.float32([65504, 65519.99, 65520, 1e9, -1e9, 2**-25, 2**-24 * 1.5, 0.0, -0.0]),
+        ]
+    )
     x = x[~np.isnan(x)]
     with np.errstate(over="ignore"):  # numpy warns when it rounds to inf, as it must
         want = x.astype(np.float16).view(np.uint16)
@@ -100,7 +107,7 @@ def test_taps_and_reflect_bitwise_equal(hk):
         for k, s in enumerate(D.COCO_SIGMAS):
             taps, r = hk.half_taps(float(s), *hw)
             assert r == radii[k]
-            np.testing.assert_array_equal(taps[:half.shape[1]], half[k])
+            np.testing.assert_array_equal(taps[: half.shape[1]], half[k])
     idx = np.arange(-40, 60)
     assert [hk.reflect(int(i), 7) for i in idx] == list(D.reflect_index(idx, 7))
 
@@ -158,9 +165,12 @@ def test_decode_real_maps(hk, real_maps):
 def test_ties_and_flat_maps_pick_the_same_pixel(hk):
     z = np.zeros((2, 17, 64, 48), F32)
     z[1, :, 10, 10] = z[1, :, 30, 40] = 1.0  # two equal peaks: first in row-major order wins
-    for maps, mode, ref in ((z, "heatmap", D.decode_heatmaps(z)),
-                            (z, "logits", D.decode_logits(z))):
-        got = hk.decode(maps, "probmap", D.COCO_SIGMAS, normalize=True) if mode == "logits" else hk.decode(maps, mode)
+    for maps, mode, ref in ((z, "heatmap", D.decode_heatmaps(z)), (z, "logits", D.decode_logits(z))):
+        got = (
+            hk.decode(maps, "probmap", D.COCO_SIGMAS, normalize=True)
+            if mode == "logits"
+            else hk.decode(maps, mode)
+        )
         np.testing.assert_array_equal(got[0], ref[0])
     assert D.decode_heatmaps(z)[0][1, 0, 1] == 10.0
 
@@ -170,8 +180,10 @@ def test_invalid_maps_same_documented_result(hk):
     z[0, 2, 3, 3] = np.nan
     z[1, 7, 0, 0] = np.inf
     z[1, 9] = -np.inf
-    for got, ref in ((hk.decode(z, "heatmap"), D.decode_heatmaps(z)),
-                     (hk.decode(z, "probmap", D.COCO_SIGMAS, normalize=True), D.decode_logits(z))):
+    for got, ref in (
+        (hk.decode(z, "heatmap"), D.decode_heatmaps(z)),
+        (hk.decode(z, "probmap", D.COCO_SIGMAS, normalize=True), D.decode_logits(z)),
+    ):
         for n, k in ((0, 2), (1, 7), (1, 9)):
             assert np.isnan(got[0][n, k]).all() and got[1][n, k] == 0.0
         np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(ref[0]))
@@ -180,9 +192,15 @@ def test_invalid_maps_same_documented_result(hk):
 
 
 @settings(max_examples=40, deadline=None)
-@given(arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 500)), elements=st.floats(-30, 30, width=32)),
-       st.floats(-50, 50, width=32))
-@example(np.array([[0.5] + [0.0] * 499], np.float32), 0.0)   # found by CI: a float32 tau drifted the sum 1.4e-5
+@given(
+    arrays(
+        np.float32, st.tuples(st.integers(1, 4), st.integers(1, 500)), elements=st.floats(-30, 30, width=32)
+    ),
+    st.floats(-50, 50, width=32),
+)
+@example(
+    np.array([[0.5] + [0.0] * 499], np.float32), 0.0
+)  # found by CI: a float32 tau drifted the sum 1.4e-5
 def test_kernel_sparsemax_properties(z, c):
     hk = HostKernels()
     p = hk.sparsemax(z)

@@ -6,6 +6,7 @@ does not), frozen with SIGSTOP (the read timeout fires, nothing hangs), and the 
 CLI runs on it end to end. Needs the GStreamer packages and PyGObject (tools/test.sh
 installs them); missing ones are an error, never a skip.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,9 @@ from runtime.sources import SourceError, open_source
 from tests.conftest import REPO, shared_data_dir
 
 pytestmark = pytest.mark.live
-FAST = LiveOptions(open_timeout_s=2.0, read_timeout_s=1.0, reconnect_tries=2, backoff_s=0.2, backoff_max_s=0.5)
+FAST = LiveOptions(
+    open_timeout_s=2.0, read_timeout_s=1.0, reconnect_tries=2, backoff_s=0.2, backoff_max_s=0.5
+)
 
 
 class RtspServer:
@@ -37,13 +40,29 @@ class RtspServer:
         self.proc: subprocess.Popen | None = None
         self.urls: list[str] = []
 
-    def start(self) -> "RtspServer":
+    def start(self) -> RtspServer:
         video = shared_data_dir() / "video" / "street.mp4"
-        self.proc = subprocess.Popen([sys.executable, "-m", "tools.rtsp_server", "--video", str(video),
-                                      "--mounts", str(self.mounts), "--port", str(self.port), "--fps", "15"],
-                                     cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=dict(os.environ, PYTHONPATH=str(REPO)))
-        line = self.proc.stdout.readline()     # READY ... within a second or two
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tools.rtsp_server",
+                "--video",
+                str(video),
+                "--mounts",
+                str(self.mounts),
+                "--port",
+                str(self.port),
+                "--fps",
+                "15",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+        )
+        line = self.proc.stdout.readline()  # READY ... within a second or two
         if not line.startswith("READY"):
             self.stop()
             raise RuntimeError(f"RTSP server did not start: {line!r} {self.proc.stderr.read()[-2000:]}")
@@ -90,8 +109,11 @@ def test_reads_rtsp_frames(server, reader):
 
 
 def test_gst_pipeline_source():
-    src = open_source("gst:videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1",
-                      live=FAST, reader="auto")
+    src = open_source(
+        "gst:videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1",
+        live=FAST,
+        reader="auto",
+    )
     try:
         frames = _take(src, 5)
     finally:
@@ -110,7 +132,7 @@ def test_keeps_the_newest_frame_and_counts_drops(server, reader):
     try:
         it = src.frames()
         next(it)
-        time.sleep(1.5)                 # a slow consumer: ~20 frames arrive meanwhile
+        time.sleep(1.5)  # a slow consumer: ~20 frames arrive meanwhile
         f = next(it)
         assert time.time() - f.wall_time < 0.5, "handed out a stale frame"
     finally:
@@ -138,7 +160,9 @@ def test_killed_server_ends_cleanly_keeping_frames(server, reader):
 @pytest.mark.parametrize("reader", ["ffmpeg", "gst"])
 def test_reconnects_when_the_server_returns(reader):
     s = RtspServer().start()
-    opts = LiveOptions(open_timeout_s=2.0, read_timeout_s=1.0, reconnect_tries=6, backoff_s=0.3, backoff_max_s=1.0)
+    opts = LiveOptions(
+        open_timeout_s=2.0, read_timeout_s=1.0, reconnect_tries=6, backoff_s=0.3, backoff_max_s=1.0
+    )
     src = open_source(s.urls[0], live=opts, reader=reader)
     try:
         it = src.frames()
@@ -146,7 +170,7 @@ def test_reconnects_when_the_server_returns(reader):
         s.signal(signal.SIGKILL)
         s.proc.wait(timeout=5)
         time.sleep(0.5)
-        s.start()                       # same port, same mount
+        s.start()  # same port, same mount
         after = [next(it) for _ in range(5)]
     finally:
         src.close()
@@ -191,24 +215,62 @@ def live_artifacts(tmp_path_factory, shared_data: Path) -> Path:
     GStreamer already ran, as it has here after the in-process reader tests (seen with
     ``-k "test_reads_rtsp_frames or many_live"``)."""
     root = tmp_path_factory.mktemp("live_artifacts")
-    subprocess.run([sys.executable, "-m", "build.engines", "--config", "fixture-dyn", "--target", "cpu",
-                    "--out", str(root)], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), check=True,
-                   capture_output=True, timeout=900)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "build.engines",
+            "--config",
+            "fixture-dyn",
+            "--target",
+            "cpu",
+            "--out",
+            str(root),
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     return root / "fixture-dyn-cpu"
 
 
 def _video_cmd(engines: Path, url: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "runtime.video", "--engines", str(engines), "--source", url, "--out", str(out),
-            "--no-video", "--quiet", "--open-timeout", "2", "--read-timeout", "1", "--reconnect-backoff", "0.2",
-            *extra]
+    return [
+        sys.executable,
+        "-m",
+        "runtime.video",
+        "--engines",
+        str(engines),
+        "--source",
+        url,
+        "--out",
+        str(out),
+        "--no-video",
+        "--quiet",
+        "--open-timeout",
+        "2",
+        "--read-timeout",
+        "1",
+        "--reconnect-backoff",
+        "0.2",
+        *extra,
+    ]
 
 
 def test_video_cli_on_a_live_camera_and_its_death(live_artifacts, tmp_path):
     s = RtspServer().start()
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(_video_cmd(live_artifacts, s.urls[0], out, "--reconnect-tries", "1"),
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _video_cmd(live_artifacts, s.urls[0], out, "--reconnect-tries", "1"),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     jsonl = out / "cam0.jsonl"
     try:
         t0 = time.monotonic()
@@ -227,7 +289,9 @@ def test_video_cli_on_a_live_camera_and_its_death(live_artifacts, tmp_path):
     assert len(lines) >= 4 and [x["frame"] for x in lines] == sorted(x["frame"] for x in lines)
     summary = json.loads((out / "cam0.summary.json").read_text())
     assert summary["frames"] == len(lines) and "gone" in summary["ended_early"]
-    assert "Traceback" not in err and any(line.startswith("error: ") and "gone" in line for line in err.splitlines())
+    assert "Traceback" not in err and any(
+        line.startswith("error: ") and "gone" in line for line in err.splitlines()
+    )
 
 
 @pytest.mark.parametrize("n_cams", [2, 4])
@@ -238,8 +302,14 @@ def test_video_cli_many_live_cameras(live_artifacts, tmp_path, n_cams):
         cmd = _video_cmd(live_artifacts, s.urls[0], out, "--max-frames", "6", "--reconnect-tries", "2")
         for url in s.urls[1:]:
             cmd += ["--source", url]
-        proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run(
+            cmd,
+            cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         s.stop()
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -266,21 +336,40 @@ def test_gst_frames_are_the_callers_own_writable_copies(server):
         f.image[:8] = 0
 
 
-@pytest.mark.parametrize("reader,spec,fps", [
-    ("ffmpeg", None, 15.0),            # the stream's own rate (was 0: ZeroDivisionError at sinks.py:108)
-    ("gst", None, 15.0),
-    ("gst", "gst:videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! "
-            "capssetter caps=video/x-raw,framerate=0/1", None),    # a stream that states no rate
-])
+@pytest.mark.parametrize(
+    "reader,spec,fps",
+    [
+        ("ffmpeg", None, 15.0),  # the stream's own rate (was 0: ZeroDivisionError at sinks.py:108)
+        ("gst", None, 15.0),
+        (
+            "gst",
+            "gst:videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! "
+            "capssetter caps=video/x-raw,framerate=0/1",
+            None,
+        ),  # a stream that states no rate
+    ],
+)
 def test_live_overlay_frame_rate(live_artifacts, server, tmp_path, reader, spec, fps):
     """A live camera's overlay is timed at the rate the stream states, else at sources.DEFAULT_FPS,
     and the summary says which."""
     out = tmp_path / "out"
-    cmd = [*_video_cmd(live_artifacts, spec or server.urls[0], out, "--max-frames", "4", "--reader", reader,
-                        "--read-timeout", "3")]                  # a loaded CI machine may stall for a second
+    cmd = [
+        *_video_cmd(
+            live_artifacts,
+            spec or server.urls[0],
+            out,
+            "--max-frames",
+            "4",
+            "--reader",
+            reader,
+            "--read-timeout",
+            "3",
+        )
+    ]  # a loaded CI machine may stall for a second
     cmd.remove("--no-video")
-    proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     from runtime.sources import DEFAULT_FPS
 

@@ -1,5 +1,6 @@
 """Hypothesis fuzzing of the manifest loader: random edits of a real manifest (and random bytes)
 either load or raise ManifestError, never anything else (no KeyError/TypeError reaching a user)."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,11 @@ from runtime.errors import InputError
 from runtime.manifest import ManifestError, load_manifest
 from runtime.manifest_schema import listed_files
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                    max_leaves=6)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,9 @@ def test_random_edits_only_raise_manifest_errors(good: Path, data: st.DataObject
     for _ in range(data.draw(st.integers(1, 3), label="edits")):
         paths = _paths(m)
         path = data.draw(st.sampled_from(paths), label="path")
-        action = data.draw(st.sampled_from(["delete", "replace"]) if path else st.just("replace"), label="action")
+        action = data.draw(
+            st.sampled_from(["delete", "replace"]) if path else st.just("replace"), label="action"
+        )
         m = _mutate(m, path, action, data.draw(JSON, label="value"))
     try:
         (good / "manifest.json").write_text(json.dumps(m))
@@ -69,7 +74,7 @@ def test_random_edits_only_raise_manifest_errors(good: Path, data: st.DataObject
             got = load_manifest(good)
         except (ManifestError, InputError) as e:
             assert "\n" not in str(e)
-        else:   # whatever loads is usable: every file it names exists and matched its hash
+        else:  # whatever loads is usable: every file it names exists and matched its hash
             assert all((good / rel).is_file() for _, rel, _ in listed_files(got))
     finally:
         (good / "manifest.json").write_text(original)

@@ -4,6 +4,7 @@ incomplete manifest, and engine records written after a trtexec build.
 Each case edits a copy of the session's real CPU artifacts (conftest ``cpu_artifacts``) and
 asserts the one-line ManifestError that names the file or field and the rebuild command.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,11 +40,13 @@ def _copy(built: Path, tmp_path: Path) -> Path:
 
 def test_tampered_onnx_is_refused_at_load_with_the_rebuild_command(cpu_artifacts, tmp_path) -> None:
     art = _copy(cpu_artifacts, tmp_path)
-    load_manifest(art)                                  # cached hash of the good file
+    load_manifest(art)  # cached hash of the good file
     data = bytearray((art / "small.onnx").read_bytes())
-    data[len(data) // 2] ^= 0xFF                        # same size: only the content changes
+    data[len(data) // 2] ^= 0xFF  # same size: only the content changes
     (art / "small.onnx").write_bytes(bytes(data))
-    with pytest.raises(ManifestError, match=r"small.onnx does not match.*rebuild with python -m build.engines"):
+    with pytest.raises(
+        ManifestError, match=r"small.onnx does not match.*rebuild with python -m build.engines"
+    ):
         load_manifest(art)
 
 
@@ -59,11 +62,27 @@ def test_tampered_artifacts_refused_by_the_runtime_cli(cpu_artifacts, tmp_path, 
     art = _copy(cpu_artifacts, tmp_path)
     (art / "router.onnx").write_bytes((art / "router.onnx").read_bytes()[:-10])
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-c", "import sys; from runtime.errors import guarded; from runtime.images "
-                        "import main; sys.exit(guarded(main, sys.argv[1:], prog='python -m runtime.images'))",
-                        "--engines", str(art), "--images", str(coco_mini), "--dets",
-                        str(coco_mini / "person_detections.json"), "--out", str(tmp_path / "r.json")],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from runtime.errors import guarded; from runtime.images "
+            "import main; sys.exit(guarded(main, sys.argv[1:], prog='python -m runtime.images'))",
+            "--engines",
+            str(art),
+            "--images",
+            str(coco_mini),
+            "--dets",
+            str(coco_mini / "person_detections.json"),
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     error_line(r.stderr, 2, r.returncode, "router.onnx")
     assert not (tmp_path / "r.json").exists()
 
@@ -79,8 +98,10 @@ MANIFEST_EDITS = {
     "head-missing": (lambda m: m["models"]["large"].pop("head"), "models.large.head"),
     "schema-version-2": (lambda m: m.update(schema_version=2), "schema_version"),
     "models-a-list": (lambda m: m.update(models=[]), "models"),
-    "detector-role-file-missing": (lambda m: m["models"].update(detector={"onnx": "det.onnx", "sha256": "0" * 64}),
-                                   "det.onnx"),
+    "detector-role-file-missing": (
+        lambda m: m["models"].update(detector={"onnx": "det.onnx", "sha256": "0" * 64}),
+        "det.onnx",
+    ),
 }
 
 
@@ -98,6 +119,7 @@ def test_manifest_schema_refusals(case: str, cpu_artifacts, tmp_path) -> None:
 
 def test_extra_role_is_accepted_when_valid(cpu_artifacts, tmp_path) -> None:
     from runtime.manifest import sha256_file
+
     art = _copy(cpu_artifacts, tmp_path)
     m = json.loads((art / "manifest.json").read_text())
     shutil.copy(art / "router.onnx", art / "detector.onnx")
@@ -116,7 +138,7 @@ def test_plan_records_keep_loading_with_engine_hashes(tmp_path, monkeypatch) -> 
 
     real_import = builtins.__import__
 
-    def no_tensorrt(name, *a, **k):    # this machine may have the harness bindings on its path
+    def no_tensorrt(name, *a, **k):  # this machine may have the harness bindings on its path
         if name == "tensorrt":
             raise ImportError("no tensorrt")
         return real_import(name, *a, **k)
@@ -131,12 +153,16 @@ def test_plan_records_keep_loading_with_engine_hashes(tmp_path, monkeypatch) -> 
     (root / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setattr(builtins, "__import__", real_import)
     trtexec = tmp_path / "trtexec"
-    trtexec.write_text('#!/usr/bin/env bash\nfor a in "$@"; do case "$a" in --saveEngine=*) o="${a#--saveEngine=}";; '
-                       'esac; done\necho "[I] Selected Device: Orin"\necho "[I] Compute Capability: 8.7"\n'
-                       'echo "[I] TensorRT version: 10.3.0"\necho "$*" > "$o"\n')
+    trtexec.write_text(
+        '#!/usr/bin/env bash\nfor a in "$@"; do case "$a" in --saveEngine=*) o="${a#--saveEngine=}";; '
+        'esac; done\necho "[I] Selected Device: Orin"\necho "[I] Compute Capability: 8.7"\n'
+        'echo "[I] TensorRT version: 10.3.0"\necho "$*" > "$o"\n'
+    )
     trtexec.chmod(0o755)
     env = {**os.environ, "TRTEXEC": str(trtexec), "DYNPOSE_REPO": str(REPO)}
-    run = subprocess.run(["bash", str(root / "build_plan.sh")], env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        ["bash", str(root / "build_plan.sh")], env=env, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr
     m = load_manifest(root)
     assert all(len(m["models"][r]["engine"]["sha256"]) == 64 for r in ("router", "small", "large"))

@@ -5,6 +5,7 @@ ONNX export), so a newly registered model is covered without touching this
 file. The docs/DESIGN.md section 4 models are also checked for cost and for the
 checkpoint layout of their released MMPose weights.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -42,8 +43,12 @@ def test_outputs_follow_the_onnx_contract(name: str, head: str) -> None:
     if head == "heatmap":
         assert shapes == {"heatmaps": (2, N_KPT, *HM_HW)}
         return
-    assert shapes == {"probmaps": (2, N_KPT, *HM_HW), "presence": (2, N_KPT),
-                      "visibility": (2, N_KPT), "oks": (2, N_KPT)}
+    assert shapes == {
+        "probmaps": (2, N_KPT, *HM_HW),
+        "presence": (2, N_KPT),
+        "visibility": (2, N_KPT),
+        "oks": (2, N_KPT),
+    }
     probs = outs[0]
     assert float(probs.min()) >= 0.0 and float(probs.max()) <= 1.0
     np.testing.assert_allclose(probs.sum(dim=(2, 3)).numpy(), 1.0, atol=1e-4)
@@ -84,17 +89,23 @@ def test_cost_matches_design_table(name: str) -> None:
         macs += count_macs(net.head.error_layers, (1, spec.out_channels, *spec.feat_hw))
     assert macs == pytest.approx(spec.gmacs, rel=0.03), f"{name}: {macs:.3f} GMACs vs table {spec.gmacs}"
     params = count_params(net)
-    assert params == pytest.approx(spec.params_m, rel=0.03), f"{name}: {params:.3f} M params vs {spec.params_m}"
+    assert params == pytest.approx(spec.params_m, rel=0.03), (
+        f"{name}: {params:.3f} M params vs {spec.params_m}"
+    )
 
 
 def test_count_macs_uses_the_mmpose_conventions() -> None:
     """Hand-counted: conv per output pixel, deconv per *input* pixel, linear per output."""
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8),
-                        nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, bias=False),
-                        nn.Flatten(), nn.Linear(4 * 8 * 6, 5))
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, bias=False),
+        nn.Flatten(),
+        nn.Linear(4 * 8 * 6, 5),
+    )
     net.train()
-    conv = (8 * 4 * 3) * 3 * 3 * 3          # 8x4x3 outputs, each 3 in-ch x 3x3 taps
-    deconv = (8 * 4 * 3) * 4 * 4 * 4        # 8x4x3 inputs, each scatters 4 out-ch x 4x4
+    conv = (8 * 4 * 3) * 3 * 3 * 3  # 8x4x3 outputs, each 3 in-ch x 3x3 taps
+    deconv = (8 * 4 * 3) * 4 * 4 * 4  # 8x4x3 inputs, each scatters 4 out-ch x 4x4
     linear = 5 * (4 * 8 * 6)
     assert count_macs(net, (1, 3, 8, 6)) * 1e9 == pytest.approx(conv + deconv + linear)
     assert count_macs(net, (2, 3, 8, 6)) * 1e9 == pytest.approx(2 * (conv + deconv + linear))
@@ -213,8 +224,14 @@ def test_state_dict_follows_the_mmpose_layout(name: str) -> None:
 def test_probpose_head_has_exactly_the_released_submodules() -> None:
     sd = build_pose_net("probpose-s", "probmap").state_dict()
     groups = {k.split(".")[1] for k in sd if k.startswith("head.")}
-    assert groups == {"deconv_layers", "final_layer", "probability_layers", "visibility_layers",
-                      "oks_layers", "error_layers"}
+    assert groups == {
+        "deconv_layers",
+        "final_layer",
+        "probability_layers",
+        "visibility_layers",
+        "oks_layers",
+        "error_layers",
+    }
     aux_idx = {int(k.split(".")[2]) for k in sd if k.startswith("head.probability_layers.")}
     assert aux_idx == {0, 1, 4, 5, 8, 9, 12}  # conv, BN, (pool, ReLU) x3, then the 1x1 conv
 
@@ -269,8 +286,16 @@ def test_legacy_onnx_export_with_dynamic_batch(name: str, head: str, tmp_path) -
     axes = {"input": {0: "N"}, **{n: {0: "N"} for n in names}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(2, 3, 256, 192),), str(path), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=names, dynamic_axes=axes)
+        torch.onnx.export(
+            net,
+            (torch.zeros(2, 3, 256, 192),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=names,
+            dynamic_axes=axes,
+        )
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

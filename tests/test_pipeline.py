@@ -1,4 +1,5 @@
 """The scheduler on the ONNX Runtime backend, on coco-mini's 4 images and 118 detector boxes."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,13 @@ def frames(coco_mini):
     out = []
     for im in sorted(gt["images"], key=lambda i: i["id"]):
         d = [x for x in dets if x["image_id"] == im["id"]]
-        out.append((cv2.imread(str(coco_mini / im["file_name"])), np.array([x["bbox"] for x in d]),
-                    np.array([x["score"] for x in d])))
+        out.append(
+            (
+                cv2.imread(str(coco_mini / im["file_name"])),
+                np.array([x["bbox"] for x in d]),
+                np.array([x["score"] for x in d]),
+            )
+        )
     assert sum(len(b) for _, b, _ in out) == 118
     return out
 
@@ -37,7 +43,9 @@ def _alone(artifacts, role, img, boxes):
     m = json.loads((artifacts / "manifest.json").read_text())
     b, _, _ = sanitize_boxes(boxes, img.shape[:2], max_boxes=None)
     c, s = boxes_to_center_scale(b)
-    sess = ort.InferenceSession(str(artifacts / m["models"][role]["onnx"]), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        str(artifacts / m["models"][role]["onnx"]), providers=["CPUExecutionProvider"]
+    )
     names = [o.name for o in sess.get_outputs()]
     outs = dict(zip(names, sess.run(names, {"input": make_crops(img, c, s)})))
     coords, scores, _ = decode_outputs(m["models"][role]["head"], outs)
@@ -85,7 +93,7 @@ def test_edge_cases_and_chunking(frames, cpu_artifacts):
         assert len(one) == 1 and np.isfinite(one.keypoints).all()
         off = pipe(img, [[-500, -500, 20, 20], [1e5, 1e5, 30, 30], [np.nan, 1, 2, 3]])
         assert (off.route == -1).all() and np.isnan(off.keypoints).all() and len(off.dropped) == 3
-        chunked = pipe(img, boxes, scores)                       # N > max_batch: chunked
+        chunked = pipe(img, boxes, scores)  # N > max_batch: chunked
     with PosePipeline(cpu_artifacts, policy="dyn", backend="ort", max_batch=64) as pipe:
         whole = pipe(img, boxes, scores)
     assert len(boxes) > 3
@@ -107,7 +115,7 @@ def test_budget_mode_caps_large_crops(frames, cpu_artifacts):
     img, boxes, scores = frames[1]
     with PosePipeline(cpu_artifacts, policy="large", backend="ort", budget_ms=1e-3) as pipe:
         res = pipe(img, boxes, scores)
-    assert (res.route == 0).all()   # an impossible budget leaves nothing for the large net
+    assert (res.route == 0).all()  # an impossible budget leaves nothing for the large net
     with PosePipeline(cpu_artifacts, policy="large", backend="ort", budget_ms=1e9) as pipe:
         res = pipe(img, boxes, scores)
     assert (res.route == 1).all()
@@ -130,7 +138,9 @@ def test_cpu_pose_nets_share_one_worker_unless_asked(frames, cpu_artifacts, dyn_
     with PosePipeline(cpu_artifacts, PipelineOptions(policy="dyn", backend="ort")) as pipe:
         assert pipe.streams["small"] is pipe.streams["large"]
         assert pipe.streams["router"] is not pipe.streams["small"]
-    with PosePipeline(cpu_artifacts, PipelineOptions(policy="dyn", backend="ort", backend_options={"overlap_nets": True})) as pipe:
+    with PosePipeline(
+        cpu_artifacts, PipelineOptions(policy="dyn", backend="ort", backend_options={"overlap_nets": True})
+    ) as pipe:
         assert pipe.streams["small"] is not pipe.streams["large"]
         got = list(pipe.run_many(frames))
     for a, b in zip(got, dyn_results):

@@ -4,6 +4,7 @@ Unit tests use real shared libraries compiled here (gcc stubs exporting the reco
 the ``cuda`` test builds the real libdynpose_plugins.so against the TensorRT 10.3 and
 11.1 headers in ../shared and reads the record of each.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,14 @@ import pytest
 
 from kernels.plugin_build import SHARED_TRT_HEADERS, build_plugin_lib
 from runtime.backends.base import BackendError
-from runtime.backends.plugin_abi import (PluginAbiError, TrtVersion, abi_mismatch, check_plugin_abi,
-                                         parse_trt_version, read_header_version)
+from runtime.backends.plugin_abi import (
+    PluginAbiError,
+    TrtVersion,
+    abi_mismatch,
+    check_plugin_abi,
+    parse_trt_version,
+    read_header_version,
+)
 from tests.abi_stub import write_abi_stub
 
 
@@ -25,9 +32,17 @@ def test_versions_parse_with_or_without_build_number():
         parse_trt_version("")
 
 
-@pytest.mark.parametrize("built, running, ok", [
-    ("10.3.0", "10.3.0", True), ("10.3.0", "10.16.1", True), ("11.1.0", "11.4.0.106", True),
-    ("11.1.0", "10.3.0", False), ("10.3.0", "11.4.0", False), ("10.16.0", "10.3.0", False)])
+@pytest.mark.parametrize(
+    "built, running, ok",
+    [
+        ("10.3.0", "10.3.0", True),
+        ("10.3.0", "10.16.1", True),
+        ("11.1.0", "11.4.0.106", True),
+        ("11.1.0", "10.3.0", False),
+        ("10.3.0", "11.4.0", False),
+        ("10.16.0", "10.3.0", False),
+    ],
+)
 def test_mismatch_rule(built, running, ok):
     why = abi_mismatch(parse_trt_version(built), parse_trt_version(running))
     assert (why is None) == ok, why
@@ -56,14 +71,16 @@ def test_library_without_record_or_not_a_library(tmp_path: Path):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("headers, version", [("10.3.0", TrtVersion(10, 3, 0)), ("11.1", TrtVersion(11, 1, 0))])
+@pytest.mark.parametrize(
+    "headers, version", [("10.3.0", TrtVersion(10, 3, 0)), ("11.1", TrtVersion(11, 1, 0))]
+)
 def test_real_plugin_library_records_its_headers(headers, version):
     include = SHARED_TRT_HEADERS / headers / "include"
     assert include.is_dir(), f"TensorRT {headers} headers missing at {include} (../shared/third_party)"
     lib = build_plugin_lib(include, arch="87")
     assert read_header_version(lib) == version
     same = f"{version.major}.{version.minor + 3}.0"
-    assert check_plugin_abi(lib, same) == version            # same major, newer runtime minor: runs
+    assert check_plugin_abi(lib, same) == version  # same major, newer runtime minor: runs
     other = "11.4.0.106" if version.major == 10 else "10.3.0"
     with pytest.raises(PluginAbiError, match="differ between major versions"):
         check_plugin_abi(lib, other)

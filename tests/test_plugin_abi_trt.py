@@ -4,6 +4,7 @@ Runtime and builder both load the plugin through runtime.backends.trt.load_plugi
 so a library built for the other major is refused there, before TensorRT's load_library
 is ever called, with the rebuild command.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,11 @@ def test_other_major_refused_before_tensorrt_loads_it(trt_world, tmp_path: Path)
     running = parse_trt_version(trt_world.trt.__version__)
     other = "11.1.0" if running.major == 10 else "10.3.0"
     lib = write_abi_stub(tmp_path / "libdynpose_plugins.so", other)
-    with pytest.raises(PluginAbiError, match=rf"large: .*major versions .*rebuild it: cmake .*TensorRT "
-                                             rf"{running.major}\.{running.minor}"):
+    with pytest.raises(
+        PluginAbiError,
+        match=rf"large: .*major versions .*rebuild it: cmake .*TensorRT "
+        rf"{running.major}\.{running.minor}",
+    ):
         load_plugin_library(trt_world.trt, lib, "large")
     assert _loads(trt_world) == []
 

@@ -1,4 +1,5 @@
 """build/plugin_nodes.py: the custom ONNX nodes TensorRT's parser maps onto libdynpose_plugins.so."""
+
 from __future__ import annotations
 
 import re
@@ -9,8 +10,15 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from build.plugin_nodes import (DECODE_OP, PLUGIN_NAMESPACE, PLUGIN_VERSION, SPARSEMAX_OP, add_decode_plugin,
-                                add_sparsemax_plugin, plugin_nodes)
+from build.plugin_nodes import (
+    DECODE_OP,
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+    SPARSEMAX_OP,
+    add_decode_plugin,
+    add_sparsemax_plugin,
+    plugin_nodes,
+)
 from kernels.host_build import KERNELS_DIR
 from runtime.decode import COCO_SIGMAS
 
@@ -42,10 +50,14 @@ def test_probmap_logits_get_fused_decode():
     a = _attrs(node)
     assert node.op_type == DECODE_OP and list(node.input) == ["logits"]
     assert list(node.output) == ["keypoints", "keypoint_scores"]
-    assert a["plugin_version"].decode() == PLUGIN_VERSION and a["plugin_namespace"].decode() == PLUGIN_NAMESPACE
+    assert (
+        a["plugin_version"].decode() == PLUGIN_VERSION and a["plugin_namespace"].decode() == PLUGIN_NAMESPACE
+    )
     assert a["mode"] == b"probmap" and a["normalize"] == 1 and a["temperature"] == 0.5
     np.testing.assert_allclose(a["sigmas"], np.float32(COCO_SIGMAS))
-    shapes = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in out.graph.output}
+    shapes = {
+        o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in out.graph.output
+    }
     assert shapes == {"presence": ["N", 17], "keypoints": ["N", 17, 2], "keypoint_scores": ["N", 17]}
     assert [o.name for o in model.graph.output] == ["logits", "presence"]  # input model untouched
 

@@ -4,6 +4,7 @@ Unit: the table's assembly on a tiny generated set (three build.synth scenes, th
 outputs made from the ground truth), so every number has a known direction.
 Slow: the real ``python -m bench.accuracy`` on a small build.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,17 +33,25 @@ def tiny(tmp_path_factory):
     for im in gt["images"]:
         anns = [a for a in gt["annotations"] if a["image_id"] == im["id"]]
         img = cv2.imread(str(paths["images"] / im["file_name"]))
-        frames.append(Frame(im["id"], img, np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4),
-                            np.full(len(anns), 0.9)))
+        frames.append(
+            Frame(
+                im["id"],
+                img,
+                np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4),
+                np.full(len(anns), 0.9),
+            )
+        )
         kps.append(np.array([a["keypoints"] for a in anns], np.float32).reshape(-1, 17, 3))
     cs = make_cropset(frames)
     truth = np.concatenate([k[cs.kept[i]] for i, k in enumerate(kps)])
-    truth[..., 2] = 0.9   # keypoint score
+    truth[..., 2] = 0.9  # keypoint score
     assert len(cs) >= 4, "the tiny set needs a few crops"
     return frames, cs, truth, paths["keypoints"]
 
 
-def outputs(truth: np.ndarray, small_noise: float, large_noise: float, scores: np.ndarray, seed: int) -> NetOutputs:
+def outputs(
+    truth: np.ndarray, small_noise: float, large_noise: float, scores: np.ndarray, seed: int
+) -> NetOutputs:
     rng = np.random.default_rng(seed)
 
     def noisy(s: float) -> np.ndarray:
@@ -52,8 +61,9 @@ def outputs(truth: np.ndarray, small_noise: float, large_noise: float, scores: n
 
     n = len(truth)
     ones = np.ones((n, 17), np.float32)
-    return NetOutputs(scores, {"small": noisy(small_noise), "large": noisy(large_noise)},
-                      {"small": ones, "large": ones}, {})
+    return NetOutputs(
+        scores, {"small": noisy(small_noise), "large": noisy(large_noise)}, {"small": ones, "large": ones}, {}
+    )
 
 
 def test_table_rows_drops_targets_and_router_agreement(tiny):
@@ -61,17 +71,19 @@ def test_table_rows_drops_targets_and_router_agreement(tiny):
     n = len(cs)
     scores = np.linspace(0, 1, n)
     flipped = scores.copy()
-    flipped[: n // 2] = 0.99                           # another router: the band's lower crops leave it
+    flipped[: n // 2] = 0.99  # another router: the band's lower crops leave it
     fp32 = outputs(truth, 8.0, 0.0, scores, seed=0)
-    nets = {"fp32": fp32,
-            "fp16": NetOutputs(scores.copy(), dict(fp32.keypoints), dict(fp32.presence), {}),  # identical
-            "int8_trt": outputs(truth, 8.0, 25.0, flipped, seed=1)}                            # a worse large net
+    nets = {
+        "fp32": fp32,
+        "fp16": NetOutputs(scores.copy(), dict(fp32.keypoints), dict(fp32.presence), {}),  # identical
+        "int8_trt": outputs(truth, 8.0, 25.0, flipped, seed=1),
+    }  # a worse large net
     rows = assemble(frames, cs, nets, K1, K2, gt)
     by = {(r.policy, r.precision): r for r in rows}
     assert set(by) == {(p, q) for p in POLICIES for q in nets}
     for r in rows:
         assert 0.0 <= r.AP <= 1.0 and 0.0 <= r.AR <= 1.0 and math.isfinite(r.drop)
-    assert by["large", "fp32"].AP > by["small", "fp32"].AP        # exact keypoints beat 8 px noise
+    assert by["large", "fp32"].AP > by["small", "fp32"].AP  # exact keypoints beat 8 px noise
     assert by["large", "int8_trt"].drop > MAX_DROP["int8_trt"] and by["large", "int8_trt"].met is False
     for p in POLICIES:
         assert by[p, "fp16"].drop == 0.0 and by[p, "fp16"].met is True
@@ -102,7 +114,10 @@ def test_accuracy_command_on_a_small_build(tmp_path, capsys):
     from runtime.manifest import load_manifest
 
     out = tmp_path / "acc.json"
-    assert main(["--work", str(tmp_path), "--test-images", "12", "--calib-images", "12", "--json", str(out)]) == 0
+    assert (
+        main(["--work", str(tmp_path), "--test-images", "12", "--calib-images", "12", "--json", str(out)])
+        == 0
+    )
     table = json.loads(out.read_text())
     rows = {(r["policy"], r["precision"]): r for r in table["rows"]}
     assert set(rows) == {(p, q) for p in POLICIES for q in PRECISIONS}
@@ -110,7 +125,7 @@ def test_accuracy_command_on_a_small_build(tmp_path, capsys):
         assert 0.0 <= r["AP"] <= 1.0 and math.isfinite(r["AP"]) and 0.0 <= r["AR"] <= 1.0
     assert rows["dyn", "fp32"]["route_agreement"] == 1.0 and rows["dyn", "fp32"]["drop"] == 0.0
     assert "| dyn | int8_trt |" in capsys.readouterr().out
-    lab = load_manifest(table["engines"])["calibration"]["report"]["labelled"]   # the build's own table
+    lab = load_manifest(table["engines"])["calibration"]["report"]["labelled"]  # the build's own table
     assert {(r["policy"], r["precision"]) for r in lab["rows"]} == set(rows)
 
 
@@ -133,8 +148,9 @@ def test_person_scores_box_or_pipeline(tiny):
 
 def test_accuracy_cli_bad_input_is_one_line(tmp_path, capsys):
     """Refused before anything is drawn or built: unknown precision, a folder of another config."""
-    from bench.accuracy import main
     from failcheck import assert_one_line_failure, run_in_process
+
+    from bench.accuracy import main
     from runtime.errors import EXIT_INPUT
 
     rc, _, err = run_in_process(main, ["--precisions", "fp32,int4", "--work", str(tmp_path)], capsys)

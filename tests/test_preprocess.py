@@ -1,4 +1,5 @@
 """Box hygiene and the crop transform pair, on real images and boxes."""
+
 from __future__ import annotations
 
 import json
@@ -7,18 +8,29 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.preprocess import (BoxError, boxes_to_center_scale, crop_affines, heatmap_to_image,
-                                image_to_heatmap, make_crops, sanitize_boxes)
+from runtime.preprocess import (
+    BoxError,
+    boxes_to_center_scale,
+    crop_affines,
+    heatmap_to_image,
+    image_to_heatmap,
+    make_crops,
+    sanitize_boxes,
+)
 
 
 def test_hygiene_drops_and_reports_each_bad_box():
-    boxes = np.array([[10, 10, 50, 100],      # fine
-                      [np.nan, 0, 10, 10],    # NaN
-                      [5, 5, 0, 20],          # zero width
-                      [5, 5, -3, 20],         # negative
-                      [900, 900, 40, 40],     # off image
-                      [-20, -20, 60, 80]],    # partly outside -> clipped
-                     float)
+    boxes = np.array(
+        [
+            [10, 10, 50, 100],  # fine
+            [np.nan, 0, 10, 10],  # NaN
+            [5, 5, 0, 20],  # zero width
+            [5, 5, -3, 20],  # negative
+            [900, 900, 40, 40],  # off image
+            [-20, -20, 60, 80],
+        ],  # partly outside -> clipped
+        float,
+    )
     b, kept, rep = sanitize_boxes(boxes, (480, 640))
     assert kept.tolist() == [0, 5]
     assert rep.dropped == {"nan_or_inf": 1, "zero_or_negative_size": 2, "outside_image": 1}

@@ -1,6 +1,7 @@
 """ProbPose fields in the results: visibility, predicted OKS, quality and credible regions that map
 to the image through the keypoints' own inverse affine; the coverage calibration stored by the build
 reaches its target on held-out synthetic crops; the CLI flags and the overlay option."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ def test_probmap_rows_carry_all_fields_and_regions_follow_the_keypoint_affine(cp
     kept = np.flatnonzero(res.route == 1)
     assert len(kept) >= 2
     # the reference: the ONNX outputs of the same crops, regions taken as the manifest's calibration says
-    b, keep, _ = sanitize_boxes(np.asarray(scene.boxes, np.float64), scene.image.shape[:2], np.asarray(scene.scores),
-                                None, 64)
+    b, keep, _ = sanitize_boxes(
+        np.asarray(scene.boxes, np.float64), scene.image.shape[:2], np.asarray(scene.scores), None, 64
+    )
     c, s = boxes_to_center_scale(b)
     outs = run_onnx(cpu_artifacts / m["models"]["large"]["onnx"], make_crops(scene.image, c, s))
     cm = CoverageMap.from_json(m["credible"]["coverage_map"])
@@ -55,7 +57,7 @@ def test_probmap_rows_carry_all_fields_and_regions_follow_the_keypoint_affine(cp
             r = p["regions"][q]
             sx, sy = s[j, 0] / 48, s[j, 1] / 64
             np.testing.assert_allclose(r["area"], reg.n_pixels[qi, j] * sx * sy, rtol=1e-6, atol=0.01)
-            centre = heatmap_to_image(reg.ellipse[qi, j][None, :, :2], c[j:j + 1], s[j:j + 1])[0]
+            centre = heatmap_to_image(reg.ellipse[qi, j][None, :, :2], c[j : j + 1], s[j : j + 1])[0]
             np.testing.assert_allclose(np.array(r["ellipse"])[:, :2], centre, atol=2e-3)
             axes = np.array(r["ellipse"])[:, 2:4]
             assert (axes[:, 0] >= axes[:, 1] - 1e-3).all()
@@ -86,16 +88,28 @@ def test_images_cli_writes_regions_and_rejects_bad_masses(cpu_artifacts, scene, 
 
     (tmp_path / "img").mkdir()
     cv2.imwrite(str(tmp_path / "img" / "000000000007.png"), scene.image)
-    dets = [{"image_id": 7, "category_id": 1, "bbox": [float(v) for v in bx], "score": 0.9} for bx in scene.boxes]
+    dets = [
+        {"image_id": 7, "category_id": 1, "bbox": [float(v) for v in bx], "score": 0.9} for bx in scene.boxes
+    ]
     (tmp_path / "dets.json").write_text(json.dumps(dets))
     out = tmp_path / "res.json"
-    args = ["--engines", str(cpu_artifacts), "--images", str(tmp_path / "img"), "--dets", str(tmp_path / "dets.json"),
-            "--out", str(out), "--policy", "large"]
+    args = [
+        "--engines",
+        str(cpu_artifacts),
+        "--images",
+        str(tmp_path / "img"),
+        "--dets",
+        str(tmp_path / "dets.json"),
+        "--out",
+        str(out),
+        "--policy",
+        "large",
+    ]
     assert main([*args, "--credible", "0.5,0.8,0.95"]) == 0
     got = json.loads(out.read_text())
     assert set(got[0]["regions"]) == {"0.5", "0.8", "0.95"} and len(got[0]["oks"]) == 17
     capsys.readouterr()
-    assert main([*args, "--credible", "0.5,1.5"]) == 2     # bad input: one line, exit code 2
+    assert main([*args, "--credible", "0.5,1.5"]) == 2  # bad input: one line, exit code 2
     assert "error: argument --credible" in capsys.readouterr().err
 
 
@@ -137,15 +151,46 @@ def test_video_cli_jsonl_carries_regions_and_overlay_draws_them(cpu_artifacts, s
 
     repo = Path(__file__).resolve().parents[1]
     dets = tmp_path / "d.json"
-    dets.write_text(json.dumps([{"image_id": i, "category_id": 1, "bbox": [398.25, 251.5, 145.5, 351.0],
-                                 "score": 0.9} for i in range(2)]))
+    dets.write_text(
+        json.dumps(
+            [
+                {"image_id": i, "category_id": 1, "bbox": [398.25, 251.5, 145.5, 351.0], "score": 0.9}
+                for i in range(2)
+            ]
+        )
+    )
 
     def run(out, *extra):
-        r = subprocess.run([sys.executable, "-m", "runtime.video", "--engines", str(cpu_artifacts), "--source",
-                            str(shared_data / "video" / "people.mp4"), "--out", str(out), "--detector",
-                            f"json:{dets}", "--policy", "large", "--max-frames", "2", "--threads", "1", "--quiet",
-                            "--credible", "0.9", *extra], cwd=repo, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                           capture_output=True, text=True, timeout=180)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "runtime.video",
+                "--engines",
+                str(cpu_artifacts),
+                "--source",
+                str(shared_data / "video" / "people.mp4"),
+                "--out",
+                str(out),
+                "--detector",
+                f"json:{dets}",
+                "--policy",
+                "large",
+                "--max-frames",
+                "2",
+                "--threads",
+                "1",
+                "--quiet",
+                "--credible",
+                "0.9",
+                *extra,
+            ],
+            cwd=repo,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert r.returncode == 0, r.stderr
         frames = []
         cap = cv2.VideoCapture(str(out / "people.overlay.avi"))
@@ -168,15 +213,22 @@ def test_coco_person_score_uses_predicted_oks_for_probmap_people():
     from runtime.results import FrameResult
 
     kps = np.zeros((2, 17, 3), np.float32)
-    kps[0, :, 2] = 0.03                       # probmap person: tiny expected-OKS maxima
-    kps[1, :, 2] = np.r_[np.full(10, 0.8), np.full(7, 0.1)]   # heatmap person
+    kps[0, :, 2] = 0.03  # probmap person: tiny expected-OKS maxima
+    kps[1, :, 2] = np.r_[np.full(10, 0.8), np.full(7, 0.1)]  # heatmap person
     prob = ProbExtras.empty(2, (0.5,))
     prob.has[0] = True
     prob.oks[0] = np.linspace(0.5, 0.9, 17)
-    res = FrameResult(np.ones((2, 4), np.float32), kps, np.ones((2, 17), np.float32), np.array([1, 0], np.int8),
-                      np.zeros(2, np.float32), np.array([0.9, 0.5], np.float32), prob=prob)
+    res = FrameResult(
+        np.ones((2, 4), np.float32),
+        kps,
+        np.ones((2, 17), np.float32),
+        np.array([1, 0], np.int8),
+        np.zeros(2, np.float32),
+        np.array([0.9, 0.5], np.float32),
+        prob=prob,
+    )
     recs = res.to_coco(7)
     assert recs[0]["score"] == pytest.approx(0.9 * 0.7, rel=1e-5)
     assert recs[1]["score"] == pytest.approx(0.5 * 0.8, rel=1e-5)
-    prob.oks[0] = np.nan                      # a ProbMapHead without an OKS output: heatmap rule
+    prob.oks[0] = np.nan  # a ProbMapHead without an OKS output: heatmap rule
     assert res.to_coco(7)[0]["score"] == 0.0

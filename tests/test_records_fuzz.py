@@ -1,5 +1,6 @@
 """Hypothesis fuzzing of the detection and ground-truth readers: whatever JSON comes in, they either
 return checked records or raise the one documented error type (RecordError / InputError, exit 2)."""
+
 from __future__ import annotations
 
 import json
@@ -14,18 +15,36 @@ from runtime.records import RecordError, parse_detections, read_json
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5))
-json_values = st.recursive(scalars, lambda kids: st.one_of(st.lists(kids, max_size=5),
-                                                             st.dictionaries(st.text(max_size=8), kids, max_size=5)),
-                           max_leaves=25)
-numbers = st.one_of(st.integers(-10 ** 6, 10 ** 6), st.floats(allow_nan=True, allow_infinity=True), st.none(),
-                    st.text(max_size=3))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+)
+json_values = st.recursive(
+    scalars,
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=5), st.dictionaries(st.text(max_size=8), kids, max_size=5)
+    ),
+    max_leaves=25,
+)
+numbers = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.text(max_size=3),
+)
 det_records = st.fixed_dictionaries(
-    {}, optional={"image_id": st.one_of(st.integers(0, 10), numbers), "frame": numbers,
-                  "category_id": st.one_of(st.just(1), numbers),
-                  "bbox": st.one_of(st.lists(numbers, min_size=0, max_size=6), numbers),
-                  "score": numbers})
+    {},
+    optional={
+        "image_id": st.one_of(st.integers(0, 10), numbers),
+        "frame": numbers,
+        "category_id": st.one_of(st.just(1), numbers),
+        "bbox": st.one_of(st.lists(numbers, min_size=0, max_size=6), numbers),
+        "score": numbers,
+    },
+)
 
 
 @SETTINGS
@@ -43,17 +62,29 @@ def test_detection_reader_raises_only_record_errors(data, frame_keys):
 
 
 annotations = st.fixed_dictionaries(
-    {}, optional={"id": st.one_of(st.integers(0, 5), numbers), "image_id": st.one_of(st.integers(0, 3), numbers),
-                  "category_id": st.one_of(st.just(1), numbers), "iscrowd": st.one_of(st.integers(0, 2), numbers),
-                  "keypoints": st.one_of(st.lists(st.integers(0, 2), min_size=51, max_size=51),
-                                         st.lists(numbers, max_size=54)),
-                  "bbox": st.one_of(st.lists(numbers, min_size=4, max_size=4),
-                                    st.lists(st.floats(0, 100), min_size=4, max_size=4)),
-                  "area": numbers, "num_keypoints": numbers})
-datasets = st.fixed_dictionaries({"images": st.lists(st.fixed_dictionaries({"id": st.one_of(st.integers(0, 3),
-                                                                                               numbers)}), max_size=3),
-                                  "annotations": st.lists(annotations, max_size=4)},
-                                 optional={"categories": json_values})
+    {},
+    optional={
+        "id": st.one_of(st.integers(0, 5), numbers),
+        "image_id": st.one_of(st.integers(0, 3), numbers),
+        "category_id": st.one_of(st.just(1), numbers),
+        "iscrowd": st.one_of(st.integers(0, 2), numbers),
+        "keypoints": st.one_of(
+            st.lists(st.integers(0, 2), min_size=51, max_size=51), st.lists(numbers, max_size=54)
+        ),
+        "bbox": st.one_of(
+            st.lists(numbers, min_size=4, max_size=4), st.lists(st.floats(0, 100), min_size=4, max_size=4)
+        ),
+        "area": numbers,
+        "num_keypoints": numbers,
+    },
+)
+datasets = st.fixed_dictionaries(
+    {
+        "images": st.lists(st.fixed_dictionaries({"id": st.one_of(st.integers(0, 3), numbers)}), max_size=3),
+        "annotations": st.lists(annotations, max_size=4),
+    },
+    optional={"categories": json_values},
+)
 
 
 @SETTINGS

@@ -3,6 +3,7 @@
 The run is real (bench/bench_decode.py in a child pytest, 3 paired rounds), so
 the page is checked against what bench.gates says about the same file.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,30 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def run_json(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    env = dict(os.environ, DYNPOSE_BENCH_DECODE_ROUNDS="3",
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    r = subprocess.run([sys.executable, "-m", "pytest", "bench/bench_decode.py", "-m", "bench", "-q",
-                        "-p", "no:cacheprovider", f"--benchmark-json={out}"],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    env = dict(
+        os.environ,
+        DYNPOSE_BENCH_DECODE_ROUNDS="3",
+        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "bench/bench_decode.py",
+            "-m",
+            "bench",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--benchmark-json={out}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0 and out.is_file(), r.stdout[-2000:] + r.stderr[-2000:]
     return out
 
@@ -53,9 +73,11 @@ def test_page_is_named_by_the_run_date_and_agrees_with_the_gates(run_json, resul
     run = gates.load_run(run_json)
     rows = gates.check(run, json.loads(gates.DEFAULT_BASELINE.read_text()), partial=True)
     assert rows, "the decode benchmark stores paired figures"
-    for r in rows:    # every figure, with the gate's own median and verdict
+    for r in rows:  # every figure, with the gate's own median and verdict
         line = next(ln for ln in text.splitlines() if ln.startswith(f"| `{r.figure}` |"))
-        shown = "-" if r.value is None else f"{r.value:.4g}"   # a figure the run lacks: NOT MEASURED, no number
+        shown = (
+            "-" if r.value is None else f"{r.value:.4g}"
+        )  # a figure the run lacks: NOT MEASURED, no number
         assert f"| {shown} |" in line and line.rstrip().endswith(f"| {r.status} |")
     index = (results_dir / "README.md").read_text()
     assert index.count(f"[{page.name}]({page.name})") == 1
@@ -70,15 +92,28 @@ def test_an_existing_page_is_kept_unless_forced(run_json, results_dir, capsys):
     capsys.readouterr()
     assert main([str(run_json), "--out", str(results_dir), "--name", "x-bench.md"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: that results page exists already") and "--force" in err[0]
+    assert (
+        len(err) == 1 and err[0].startswith("error: that results page exists already") and "--force" in err[0]
+    )
     assert page.read_text() == "an older measurement\n"
     assert main([str(run_json), "--out", str(results_dir), "--name", "x-bench.md", "--force"]) == 0
     assert page.read_text().startswith("# Benchmarks and gates")
     assert (results_dir / "README.md").read_text().count("[x-bench.md](x-bench.md)") == 1
 
 
-@pytest.mark.parametrize("case", ["missing", "not_json", "no_benchmarks", "no_date", "out_is_file", "bad_name",
-                                  "hidden_name", "index_without_table"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "not_json",
+        "no_benchmarks",
+        "no_date",
+        "out_is_file",
+        "bad_name",
+        "hidden_name",
+        "index_without_table",
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, run_json, results_dir, tmp_path, capsys):
     src, args = run_json, ["--out", str(results_dir)]
     if case == "missing":

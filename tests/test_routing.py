@@ -1,4 +1,5 @@
 """The DynPose band, policies and budget mode (docs/DESIGN.md section 3)."""
+
 from __future__ import annotations
 
 import math
@@ -50,6 +51,6 @@ def test_budget_keeps_crops_nearest_the_band_centre():
     large = route_band(s, 0.2, 0.6)
     capped = apply_budget(s, large, 0.2, 0.6, 2)
     assert np.flatnonzero(capped).tolist() == [1, 3]
-    assert budget_max_large(100, 10, 5, 15, 10) == 4   # 10*5 + 4*10 = 90 <= 90
+    assert budget_max_large(100, 10, 5, 15, 10) == 4  # 10*5 + 4*10 = 90 <= 90
     assert budget_max_large(10, 10, 5, 15) == 0
     assert budget_max_large(1000, 10, 5, 15) == 10

@@ -1,6 +1,7 @@
 """Routing costs (build/costs.py): the prediction and the warning decided in plain Python with
 chosen costs, a real CPU build storing its measured costs in the manifest, and budget mode
 starting from them (runtime.routing.manifest_costs)."""
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ def test_small_dearer_warns_with_the_options() -> None:
     w = routing_warning(c, 0.51, "int8_cpu", NAMES, {"fp32": fp32})
     assert w is not None and "ROUTING CANNOT PAY" in w and "res50" in w and "hrnet-w32" in w
     assert "--policy large" in w and "another small net" in w
-    assert "--precision fp32" in w and "routing pays there" in w   # fp32 small is cheaper
+    assert "--precision fp32" in w and "routing pays there" in w  # fp32 small is cheaper
     assert f"{predict(c, 0.51)['large']:.1f} crops/s" in w
 
 
@@ -45,16 +46,42 @@ def test_router_eating_the_gain_warns() -> None:
 
 
 def test_manifest_costs_match_backend_and_precision() -> None:
-    m = {"routing": {"costs": {"entries": [
-        {"backend": "ort", "precision": "fp32", "ms_per_crop": {"router": 1.0, "small": 10.0, "large": 20.0}},
-        {"backend": "ort", "precision": "int8_cpu", "ms_per_crop": {"router": 0.5, "small": 4.0, "large": 6.0}},
-        {"backend": "trt", "precision": "int8", "ms_per_crop": {"router": 0.1, "small": 0.5, "large": 0.9}}]}}}
+    m = {
+        "routing": {
+            "costs": {
+                "entries": [
+                    {
+                        "backend": "ort",
+                        "precision": "fp32",
+                        "ms_per_crop": {"router": 1.0, "small": 10.0, "large": 20.0},
+                    },
+                    {
+                        "backend": "ort",
+                        "precision": "int8_cpu",
+                        "ms_per_crop": {"router": 0.5, "small": 4.0, "large": 6.0},
+                    },
+                    {
+                        "backend": "trt",
+                        "precision": "int8",
+                        "ms_per_crop": {"router": 0.1, "small": 0.5, "large": 0.9},
+                    },
+                ]
+            }
+        }
+    }
     assert manifest_costs(m, "ort", "int8_cpu") == {"router": 0.5, "small": 4.0, "large": 6.0}
     assert manifest_costs(m, "ort", None)["small"] == 10.0
-    assert manifest_costs(m, "trt", "fp32")["large"] == 0.9   # TensorRT: the engines' own precision
+    assert manifest_costs(m, "trt", "fp32")["large"] == 0.9  # TensorRT: the engines' own precision
     assert manifest_costs(m, "ort", "fp16") is None and manifest_costs(m, "triton", "fp32") is None
-    bad = {"routing": {"costs": {"entries": [{"backend": "ort", "precision": "fp32",
-                                              "ms_per_crop": {"small": "x", "large": math.nan}}]}}}
+    bad = {
+        "routing": {
+            "costs": {
+                "entries": [
+                    {"backend": "ort", "precision": "fp32", "ms_per_crop": {"small": "x", "large": math.nan}}
+                ]
+            }
+        }
+    }
     assert manifest_costs(bad, "ort", "fp32") is None and manifest_costs({}, "ort", "fp32") is None
 
 
@@ -69,7 +96,9 @@ def test_cpu_build_stores_measured_costs(cpu_artifacts: Path) -> None:
     for role in ("router", "small", "large"):
         assert entry["ms_per_crop"][role] > 0 and entry["cpu_ms_per_crop"][role] > 0
     c = Costs.of(entry["ms_per_crop"])
-    assert entry["predicted_crops_per_s"]["dyn"] == pytest.approx(predict(c, costs["large_fraction"])["dyn"], rel=1e-3)
+    assert entry["predicted_crops_per_s"]["dyn"] == pytest.approx(
+        predict(c, costs["large_fraction"])["dyn"], rel=1e-3
+    )
     assert costs["routing_pays"] == (costs["warning"] is None)
     assert "<- ships" in format_cost_table(costs)
 
@@ -81,9 +110,16 @@ def test_budget_mode_starts_from_the_manifest_costs(coco_mini: Path, cpu_artifac
 
     from runtime.pipeline import PosePipeline
 
-    im = sorted(json.loads((coco_mini / "person_keypoints.json").read_text())["images"], key=lambda i: i["id"])[0]
-    boxes = np.array([d["bbox"] for d in json.loads((coco_mini / "person_detections.json").read_text())
-                      if d["image_id"] == im["id"]])
+    im = sorted(
+        json.loads((coco_mini / "person_keypoints.json").read_text())["images"], key=lambda i: i["id"]
+    )[0]
+    boxes = np.array(
+        [
+            d["bbox"]
+            for d in json.loads((coco_mini / "person_detections.json").read_text())
+            if d["image_id"] == im["id"]
+        ]
+    )
     image = cv2.imread(str(coco_mini / im["file_name"]))
     with PosePipeline(cpu_artifacts, policy="dyn", backend="ort", budget_ms=1e9) as pipe:
         assert pipe.cost_source == "manifest"

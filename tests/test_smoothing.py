@@ -1,4 +1,5 @@
 """One-Euro keypoint smoothing: the filter's behaviour, and --smooth on a synthetic clip run for real."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,14 +18,14 @@ def test_still_keypoints_shake_less_and_moving_ones_do_not_lag() -> None:
     still = np.full((17, 2), 200.0)
     raw = [still + rng.normal(0, 2.0, (17, 2)) for _ in range(100)]
     out = [sm.filter(1, r, 300.0, t / 25) for t, r in enumerate(raw)]
-    assert np.std(np.array(out[20:]) - still) < 0.85 * np.std(np.array(raw[20:]) - still)   # measured 0.75
+    assert np.std(np.array(out[20:]) - still) < 0.85 * np.std(np.array(raw[20:]) - still)  # measured 0.75
     sm = OneEuroSmoother()
-    moving = [still + [6.0 * t, 0.0] for t in range(60)]            # 150 px/s, no noise
+    moving = [still + [6.0 * t, 0.0] for t in range(60)]  # 150 px/s, no noise
     out = [sm.filter(1, m, 300.0, t / 25) for t, m in enumerate(moving)]
-    assert np.abs(out[-1] - moving[-1]).max() < 1.0                   # the velocity term removes the lag
+    assert np.abs(out[-1] - moving[-1]).max() < 1.0  # the velocity term removes the lag
     lagging = OneEuroSmoother(predict=False)
     out = [lagging.filter(1, m, 300.0, t / 25) for t, m in enumerate(moving)]
-    assert np.abs(out[-1] - moving[-1]).max() > 2.0                   # the textbook filter trails behind
+    assert np.abs(out[-1] - moving[-1]).max() > 2.0  # the textbook filter trails behind
 
 
 def test_jumps_untracked_and_nan_pass_through() -> None:
@@ -32,16 +33,22 @@ def test_jumps_untracked_and_nan_pass_through() -> None:
     a = np.full((17, 2), 100.0)
     sm.filter(1, a, 200.0, 0.0)
     b = a.copy()
-    b[3] += [120.0, 0.0]                                              # a swap: more than 0.25 box heights
+    b[3] += [120.0, 0.0]  # a swap: more than 0.25 box heights
     b[4] = np.nan
     out = sm.filter(1, b, 200.0, 0.04)
     assert np.array_equal(out[3], b[3]) and np.isnan(out[4]).all()
     kp = np.concatenate([np.full((2, 17, 2), 50.0), np.ones((2, 17, 1))], axis=2).astype(np.float32)
-    res = FrameResult(np.array([[0, 0, 10, 20], [0, 0, 10, 20]], float), kp.copy(), np.ones((2, 17)),
-                      np.array([0, -1], np.int8), np.zeros(2), np.ones(2))
+    res = FrameResult(
+        np.array([[0, 0, 10, 20], [0, 0, 10, 20]], float),
+        kp.copy(),
+        np.ones((2, 17)),
+        np.array([0, -1], np.int8),
+        np.zeros(2),
+        np.ones(2),
+    )
     sm = OneEuroSmoother()
     sm(res, [0, 5], 0.0)
-    assert np.array_equal(res.keypoints, kp) and not sm.states      # id 0 and dropped boxes: untouched
+    assert np.array_equal(res.keypoints, kp) and not sm.states  # id 0 and dropped boxes: untouched
 
 
 def test_parse_smooth_rejects_bad_values() -> None:
@@ -57,11 +64,24 @@ def test_smooth_lowers_jitter_and_keeps_ap_on_a_synthetic_clip(cpu_artifacts, tm
     runs = {}
     for name, extra in (("raw", []), ("smooth", ["--smooth"])):
         out = tmp_path / name
-        code, _ = run_video(["--engines", str(cpu_artifacts), "--source", str(clip["video"]), "--detector",
-                             f"json:{clip['detections']}", "--out", str(out), "--no-video", "--quiet", *extra])
+        code, _ = run_video(
+            [
+                "--engines",
+                str(cpu_artifacts),
+                "--source",
+                str(clip["video"]),
+                "--detector",
+                f"json:{clip['detections']}",
+                "--out",
+                str(out),
+                "--no-video",
+                "--quiet",
+                *extra,
+            ]
+        )
         assert code == 0
         runs[name] = evaluate_run(clip["keypoints"], out / "synth.jsonl")
     raw, smooth = runs["raw"], runs["smooth"]
-    assert raw["AP"] > 0.05, raw                                       # the fixtures do pose these figures
+    assert raw["AP"] > 0.05, raw  # the fixtures do pose these figures
     assert smooth["jitter_px"] < 0.85 * raw["jitter_px"], runs
-    assert smooth["AP"] >= raw["AP"] - 0.005, runs                     # at most 0.5 AP points lost
+    assert smooth["AP"] >= raw["AP"] - 0.005, runs  # at most 0.5 AP points lost

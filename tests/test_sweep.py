@@ -3,6 +3,7 @@
 Two real coco-mini frames (785 and 40083: 48 detector boxes) keep it quick;
 two frames are needed so the ``random`` policy's per-frame draws are covered.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,11 +46,13 @@ def band(pipe, nets_run):
 @pytest.mark.parametrize("policy", ["dyn", "random"])
 def test_composed_results_equal_the_real_pipeline(policy, pipe, frames, nets_run, band):
     cs, nets = nets_run
-    large = route_policy(policy, nets.router_scores, cs, band.k1, band.k2, band.large_fraction, pipe.options.seed)
+    large = route_policy(
+        policy, nets.router_scores, cs, band.k1, band.k2, band.large_fraction, pipe.options.seed
+    )
     composed = compose(frames, cs, nets, large, with_router=policy == "dyn")
     pipe.options.policy = policy
     pipe.k1, pipe.k2, pipe.fraction = band.k1, band.k2, band.large_fraction
-    pipe._rng = np.random.default_rng(pipe.options.seed)   # as a freshly loaded pipeline
+    pipe._rng = np.random.default_rng(pipe.options.seed)  # as a freshly loaded pipeline
     real = [pipe(f.image, f.boxes, f.scores) for f in frames]
     n_large = 0
     for c, r in zip(composed, real):
@@ -58,7 +61,9 @@ def test_composed_results_equal_the_real_pipeline(policy, pipe, frames, nets_run
         np.testing.assert_allclose(c.presence, r.presence, atol=1e-5)
         if policy == "dyn":
             np.testing.assert_allclose(c.router_score, r.router_score, rtol=1e-6)
-        assert [x["score"] for x in c.to_coco(0)] == pytest.approx([x["score"] for x in r.to_coco(0)], abs=1e-4)
+        assert [x["score"] for x in c.to_coco(0)] == pytest.approx(
+            [x["score"] for x in r.to_coco(0)], abs=1e-4
+        )
         n_large += int((r.route == 1).sum())
     assert abs(n_large - math.ceil(len(cs) * P / 100)) <= 1
 
@@ -70,14 +75,16 @@ def test_rows_gmacs_and_report(pipe, frames, nets_run, coco_mini, tmp_path):
     assert by[("small", None)].gmacs_per_crop == pytest.approx(gm["small"])
     assert by[("large", None)].gmacs_per_crop == pytest.approx(gm["large"])
     assert by[("dyn", 0.0)].large_fraction == 0.0
-    for policy, router in (("dyn", gm["router"]), ("random", 0.0)):   # random pays no router
+    for policy, router in (("dyn", gm["router"]), ("random", 0.0)):  # random pays no router
         r = by[(policy, P)]
-        assert r.gmacs_per_crop == pytest.approx(router + (1 - r.large_fraction) * gm["small"]
-                                                 + r.large_fraction * gm["large"])
+        assert r.gmacs_per_crop == pytest.approx(
+            router + (1 - r.large_fraction) * gm["small"] + r.large_fraction * gm["large"]
+        )
     assert by[("dyn", P)].large_fraction == pytest.approx(by[("random", P)].large_fraction, abs=1 / 48 + 1e-9)
     assert all(0.0 <= r.AP <= 1.0 and r.crops_per_s > 0 for r in rows)
-    paths = write_report(rows, nets, pipe.manifest, tmp_path, backend="ort", precision="fp32", timing="model",
-                         data=coco_mini)
+    paths = write_report(
+        rows, nets, pipe.manifest, tmp_path, backend="ort", precision="fp32", timing="model", data=coco_mini
+    )
     md = (tmp_path / "tradeoff.md").read_text()
     assert "| dyn p=25% |" in md and "## Conditions" in md and "cpu_model" in md
     if pipe.manifest["weights"] == "random":

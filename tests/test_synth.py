@@ -1,4 +1,5 @@
 """The synthetic-people generator: geometry, truncation, COCO validity, reproducibility."""
+
 from __future__ import annotations
 
 import json
@@ -102,7 +103,7 @@ def test_scene_levels_differ_where_capacity_matters() -> None:
     assert easy[:, 3].sum() == 0, "easy scenes cut nobody at the border"
     assert medium[:, 3].sum() > 0 and hard[:, 3].sum() > 0
     assert hard[:, 1].mean() > 2 * max(easy[:, 1].mean(), medium[:, 1].mean()) + 0.05
-    assert easy[:, 2].mean() < 0.5 < 1.0 <= medium[:, 2].mean() < hard[:, 2].mean()   # occluded keypoints
+    assert easy[:, 2].mean() < 0.5 < 1.0 <= medium[:, 2].mean() < hard[:, 2].mean()  # occluded keypoints
     # the default mix draws every level from the seed; a wrong name is an error naming the choices
     assert {make_scene(np.random.default_rng(s), []).level for s in range(30)} == set(stats)
     with pytest.raises(ValueError, match="easy"):
@@ -118,8 +119,11 @@ def test_coco_files_load_and_score_perfectly(tmp_path, coco_mini) -> None:
     dets = json.loads(paths["detections"].read_text())
     gt.loadRes([{k: d[k] for k in ("image_id", "category_id", "bbox", "score")} for d in dets])
     # ground truth as results: pycocotools must give AP 1 (the records are consistent)
-    res = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
-           for a in gt.dataset["annotations"] if a["num_keypoints"] > 0]
+    res = [
+        {"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+        for a in gt.dataset["annotations"]
+        if a["num_keypoints"] > 0
+    ]
     assert evaluate_keypoints(gt, res)["AP"] == pytest.approx(1.0)
 
 

@@ -1,4 +1,5 @@
 """Synthetic clips (build.synth.video): deterministic, and the ground truth matches what is drawn."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ def frames():
 def test_same_seed_same_clip_and_frames_stand_alone(frames) -> None:
     again = Clip(SPEC)
     for t in (0, 17, len(frames) - 1):
-        fr = again.render(t)                          # one frame alone equals the same frame in sequence
+        fr = again.render(t)  # one frame alone equals the same frame in sequence
         assert np.array_equal(fr.image, frames[t].image)
         assert fr.track_ids == frames[t].track_ids
         for a, b in zip(fr.people, frames[t].people):
@@ -40,7 +41,7 @@ def test_keypoints_lie_on_the_drawn_figure_and_visibility_matches_cover(frames) 
         h, w = fr.image.shape[:2]
         for i, (p, mask) in enumerate(zip(fr.people, fr.masks)):
             nearer = np.zeros((h, w), bool)
-            for m in fr.masks[i + 1:]:               # drawn after = nearer
+            for m in fr.masks[i + 1 :]:  # drawn after = nearer
                 nearer |= m > 0
             grown = cv2.dilate(mask, np.ones((3, 3), np.uint8)) > 0
             for x, y, v in p.keypoints:
@@ -50,9 +51,11 @@ def test_keypoints_lie_on_the_drawn_figure_and_visibility_matches_cover(frames) 
                 assert grown[yi, xi], f"frame {fr.index}: keypoint ({x:.1f},{y:.1f}) is off its figure"
                 checked += 1
                 if v == 2:
-                    assert not nearer[yi, xi], f"frame {fr.index}: a visible keypoint is under a nearer person"
+                    assert not nearer[yi, xi], (
+                        f"frame {fr.index}: a visible keypoint is under a nearer person"
+                    )
                 covered += v == 1
-    assert checked > 1000 and covered > 50           # the clip has people covering each other
+    assert checked > 1000 and covered > 50  # the clip has people covering each other
 
 
 def test_cut_off_keypoints_are_outside_the_frame_and_unlabelled(frames) -> None:
@@ -65,7 +68,7 @@ def test_cut_off_keypoints_are_outside_the_frame_and_unlabelled(frames) -> None:
             assert np.array_equal(outside, p.out_of_image)
             assert (kp[outside, 2] == 0).all()
             cut += int(outside.sum())
-    assert cut > 20                                  # people enter and leave within these 2 s
+    assert cut > 20  # people enter and leave within these 2 s
 
 
 def test_track_ids_are_stable_and_motion_is_smooth(frames) -> None:
@@ -84,7 +87,7 @@ def test_track_ids_are_stable_and_motion_is_smooth(frames) -> None:
             for j in range(i + 1, len(b)):
                 ox = min(b[i, 0] + b[i, 2], b[j, 0] + b[j, 2]) - max(b[i, 0], b[j, 0])
                 crossings += ox > 0.3 * min(b[i, 2], b[j, 2])
-    assert crossings > 10                            # people overlap: crossings and occlusions
+    assert crossings > 10  # people overlap: crossings and occlusions
 
 
 def test_written_clip_reads_back(tmp_path) -> None:
@@ -105,19 +108,43 @@ def test_written_clip_reads_back(tmp_path) -> None:
 
 
 def test_cli_writes_a_clip_and_rejects_bad_flags(tmp_path) -> None:
-    ok = subprocess.run([sys.executable, "-m", "build.synth", "--video", str(tmp_path / "c"), "--seconds", "0.2",
-                         "--photos", ""], capture_output=True, text=True)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "build.synth",
+            "--video",
+            str(tmp_path / "c"),
+            "--seconds",
+            "0.2",
+            "--photos",
+            "",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "c" / "synth.mp4").is_file()
-    bad = subprocess.run([sys.executable, "-m", "build.synth", "--video", str(tmp_path / "d"), "--photos",
-                          str(tmp_path / "nope")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "build.synth",
+            "--video",
+            str(tmp_path / "d"),
+            "--photos",
+            str(tmp_path / "nope"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "--photos" in lines[0]
 
 
 def test_long_clip_is_a_callable_real_format_clip(tmp_path) -> None:
-    paths = long_clip(tmp_path, frames=30)               # benchmarks ask for hundreds; 30 keeps the test short
+    paths = long_clip(tmp_path, frames=30)  # benchmarks ask for hundreds; 30 keeps the test short
     gt = json.loads(paths["keypoints"].read_text())
     assert gt["videos"][0]["frames"] == len(gt["images"]) == 30
     assert cv2.VideoCapture(str(paths["video"])).get(cv2.CAP_PROP_FRAME_COUNT) == 30

@@ -1,4 +1,5 @@
 """Fixture nets, the training data path, the losses, one training step, checkpoints."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -69,7 +70,7 @@ def test_one_training_step_reduces_the_loss(head: str, phase: str) -> None:
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     first = train_step(net, batch, opt, phase)
     opt_eval = torch.optim.SGD(net.parameters(), lr=0.0)
-    after = train_step(net, batch, opt_eval, phase)   # lr 0: measures the loss, changes nothing
+    after = train_step(net, batch, opt_eval, phase)  # lr 0: measures the loss, changes nothing
     assert after < first, (first, after)
 
 

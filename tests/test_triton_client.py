@@ -1,4 +1,5 @@
 """The triton client backend's edges that need no server: flags, a missing or dead address."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,10 @@ import pytest
 from runtime.backends import BACKENDS, BackendError, backend_class
 from runtime.cli_args import host_port
 
-MANIFEST = {"schema_version": 1, "models": {r: {"sha256": r, "outputs": []} for r in ("router", "small", "large")}}
+MANIFEST = {
+    "schema_version": 1,
+    "models": {r: {"sha256": r, "outputs": []} for r in ("router", "small", "large")},
+}
 
 
 def test_host_port_flag_type() -> None:
@@ -29,14 +33,14 @@ def test_backend_is_in_the_table_and_needs_an_address() -> None:
 
 
 def test_dead_address_is_one_line_within_seconds() -> None:
-    with socket.socket() as s:          # a port nothing listens on
+    with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     backend = backend_class("triton")(Path("."), MANIFEST, url=f"127.0.0.1:{port}")
     t = time.monotonic()
     with pytest.raises(BackendError) as e:
         backend.check()
-    assert time.monotonic() - t < 30.0      # a hang check, not a speed target: is_server_live is capped at 5 s
+    assert time.monotonic() - t < 30.0  # a hang check, not a speed target: is_server_live is capped at 5 s
     msg = str(e.value)
     assert msg.startswith(f"cannot reach Triton at 127.0.0.1:{port}") and "--triton-url" in msg
     assert "\n" not in msg

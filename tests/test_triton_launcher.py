@@ -1,6 +1,7 @@
 """``python -m tools.triton_server`` reaps its tritonserver when it is stopped by a signal, and never
 says "ready" for a server that is not its own: real launcher processes, real tritonserver (an empty
 model repository keeps each start to a few seconds)."""
+
 from __future__ import annotations
 
 import os
@@ -20,10 +21,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _launch(repo: Path, grpc: int, http: int, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tools.triton_server", "--repo", str(repo),
-                             "--grpc-port", str(grpc), "--http-port", str(http)],
-                            cwd=cwd, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tools.triton_server",
+            "--repo",
+            str(repo),
+            "--grpc-port",
+            str(grpc),
+            "--http-port",
+            str(http),
+        ],
+        cwd=cwd,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def port_in_use(port: int) -> bool:
@@ -50,7 +65,7 @@ def test_signal_to_launcher_stops_and_reaps_its_server(tmp_path: Path, sig: int)
     pid = int(line.split("pid ")[1].split()[0])
     assert _alive(pid) and port_in_use(grpc) and port_in_use(http)
     launcher.send_signal(sig)
-    assert launcher.wait(60) == (-sig if sig == signal.SIGKILL else 128 + sig)   # SIGKILL: the kernel reaps
+    assert launcher.wait(60) == (-sig if sig == signal.SIGKILL else 128 + sig)  # SIGKILL: the kernel reaps
     deadline = time.monotonic() + 10
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -70,8 +85,10 @@ def test_launcher_on_another_servers_ports_never_says_ready(tmp_path: Path) -> N
         launcher = _launch(repo, other.grpc_port, other.http_port, tmp_path)
         out, err = launcher.communicate(timeout=120)
         assert launcher.returncode == 2 and "ready" not in out
-        assert err.strip().splitlines() == [f"error: port {other.grpc_port} is already in use (another server?); "
-                                             "pass a free --grpc-port or stop what listens there"]
+        assert err.strip().splitlines() == [
+            f"error: port {other.grpc_port} is already in use (another server?); "
+            "pass a free --grpc-port or stop what listens there"
+        ]
         # The readiness test itself: a process of ours that does not listen there is not ready,
         # however healthy the server that does answer on those ports is.
         mine = subprocess.Popen(["sleep", "30"])
@@ -91,11 +108,18 @@ def test_a_process_that_started_a_server_takes_it_along_when_killed(tmp_path: Pa
     timeout) and its server must not outlive it."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    code = ("import sys, time; from pathlib import Path; from tools.triton_server import start_server\n"
-            f"s = start_server(Path({str(repo)!r}), log_path=Path({str(tmp_path / 'srv.log')!r}))\n"
-            "print(s.pid, flush=True); time.sleep(600)\n")
-    owner = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                             stdout=subprocess.PIPE, text=True)
+    code = (
+        "import sys, time; from pathlib import Path; from tools.triton_server import start_server\n"
+        f"s = start_server(Path({str(repo)!r}), log_path=Path({str(tmp_path / 'srv.log')!r}))\n"
+        "print(s.pid, flush=True); time.sleep(600)\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     pid = int(owner.stdout.readline())
     assert _alive(pid)
     owner.kill()
@@ -116,16 +140,29 @@ def test_launcher_whose_server_dies_says_so_and_exits_3(tmp_path: Path) -> None:
     os.kill(pid, signal.SIGKILL)
     assert launcher.wait(60) == 3
     assert launcher.stderr.read().strip().splitlines() == [
-        f"error: tritonserver pid {pid} exited with -9 (log tritonserver.log)"]
+        f"error: tritonserver pid {pid} exited with -9 (log tritonserver.log)"
+    ]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--repo", "missing"], "model repository missing is not a folder"),
-    (["--repo", ".", "--grpc-port", "9100", "--http-port", "9100"], "--grpc-port and --http-port are both 9100"),
-    (["--repo", ".", "--grpc-port", "-1"], "argument --grpc-port: -1 is out of range [0, 65535]"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--repo", "missing"], "model repository missing is not a folder"),
+        (
+            ["--repo", ".", "--grpc-port", "9100", "--http-port", "9100"],
+            "--grpc-port and --http-port are both 9100",
+        ),
+        (["--repo", ".", "--grpc-port", "-1"], "argument --grpc-port: -1 is out of range [0, 65535]"),
+    ],
+)
 def test_launcher_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
-    r = subprocess.run([sys.executable, "-m", "tools.triton_server", *args], cwd=tmp_path, capture_output=True,
-                       text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "tools.triton_server", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        timeout=120,
+    )
     assert r.returncode == 2 and "ready" not in r.stdout and "Traceback" not in r.stderr
     assert message in r.stderr.strip().splitlines()[-1]

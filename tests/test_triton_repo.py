@@ -5,6 +5,7 @@ loads), on a GPU-target manifest with engine records like the ones a Jetson
 build writes (dynamic pose profiles, a static DLA router, the fused decode
 plugin), so the tensorrt_plan path is checked here where no GPU server runs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,27 +13,35 @@ import json
 from pathlib import Path
 
 import pytest
-
-from runtime.manifest import sha256_file
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from build.triton_repo import RepoOptions, main, write_repo
+from runtime.manifest import sha256_file
 
 IN = [{"name": "input", "shape": ["N", 3, 256, 192], "dtype": "float32"}]
-OUTS = {"router": [{"name": "score", "shape": ["N", 1], "dtype": "float32"}],
-        "small": [{"name": "heatmaps", "shape": ["N", 17, 64, 48], "dtype": "float32"}],
-        "large": [{"name": "probmaps", "shape": ["N", 17, 64, 48], "dtype": "float32"},
-                  {"name": "presence", "shape": ["N", 17], "dtype": "float32"}]}
+OUTS = {
+    "router": [{"name": "score", "shape": ["N", 1], "dtype": "float32"}],
+    "small": [{"name": "heatmaps", "shape": ["N", 17, 64, 48], "dtype": "float32"}],
+    "large": [
+        {"name": "probmaps", "shape": ["N", 17, 64, 48], "dtype": "float32"},
+        {"name": "presence", "shape": ["N", 17], "dtype": "float32"},
+    ],
+}
 
 
 def _engine(role: str, profile: dict, plugin: bool = False) -> dict:
     io = [{"name": "input", "mode": "input"}] + [{"name": o["name"], "mode": "output"} for o in OUTS[role]]
     if plugin:
         io += [{"name": "keypoints", "mode": "output"}, {"name": "keypoint_scores", "mode": "output"}]
-    return {"path": f"{role}.engine", "precision": "fp16", "profiles": [profile], "io": io,
-            "sha256": hashlib.sha256(b"plan bytes of " + role.encode()).hexdigest(),
-            "plugin_library": "libdynpose_plugins.so" if plugin else None}
+    return {
+        "path": f"{role}.engine",
+        "precision": "fp16",
+        "profiles": [profile],
+        "io": io,
+        "sha256": hashlib.sha256(b"plan bytes of " + role.encode()).hexdigest(),
+        "plugin_library": "libdynpose_plugins.so" if plugin else None,
+    }
 
 
 @pytest.fixture
@@ -41,15 +50,30 @@ def orin_artifacts(tmp_path: Path) -> Path:
     d.mkdir()
     models = {}
     for role, head in (("router", "score"), ("small", "heatmap"), ("large", "probmap")):
-        (d / f"{role}.onnx").write_bytes(b"onnx bytes of " + role.encode())   # the runtime hashes every file
-        models[role] = {"role": role, "head": head, "onnx": f"{role}.onnx", "sha256": sha256_file(d / f"{role}.onnx"),
-                        "inputs": IN, "outputs": OUTS[role]}
+        (d / f"{role}.onnx").write_bytes(b"onnx bytes of " + role.encode())  # the runtime hashes every file
+        models[role] = {
+            "role": role,
+            "head": head,
+            "onnx": f"{role}.onnx",
+            "sha256": sha256_file(d / f"{role}.onnx"),
+            "inputs": IN,
+            "outputs": OUTS[role],
+        }
         (d / f"{role}.engine").write_bytes(b"plan bytes of " + role.encode())
-    models["router"]["engine"] = _engine("router", {"min": 8, "opt": 8, "max": 8})       # DLA: static
+    models["router"]["engine"] = _engine("router", {"min": 8, "opt": 8, "max": 8})  # DLA: static
     models["small"]["engine"] = _engine("small", {"min": 1, "opt": 16, "max": 64})
     models["large"]["engine"] = _engine("large", {"min": 1, "opt": 8, "max": 32}, plugin=True)
-    (d / "manifest.json").write_text(json.dumps({"schema_version": 1, "config": "dyn-r50-h32", "target": "orin",
-                                                 "models": models, "routing": {"k1": 0.3, "k2": 0.6}}))
+    (d / "manifest.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "config": "dyn-r50-h32",
+                "target": "orin",
+                "models": models,
+                "routing": {"k1": 0.3, "k2": 0.6},
+            }
+        )
+    )
     return d
 
 
@@ -84,7 +108,7 @@ def test_tensorrt_plan_configs_have_what_triton_requires(orin_artifacts: Path, t
     router = cfgs["router"]
     assert router.max_batch_size == 0 and list(router.input[0].dims) == [8, 3, 256, 192]
     assert not router.HasField("dynamic_batching")
-    bls = _parse(repo / "dynpose" / "config.pbtxt").parameters   # the BLS chunks/pads like the client
+    bls = _parse(repo / "dynpose" / "config.pbtxt").parameters  # the BLS chunks/pads like the client
     assert [bls[f"{r}_batch"].string_value for r in ("router", "small", "large")] == ["8!", "64", "32"]
 
 
@@ -92,7 +116,7 @@ def test_python_kind_bls_and_versions(orin_artifacts: Path, tmp_path: Path) -> N
     repo = tmp_path / "repo"
     write_repo(orin_artifacts, repo, RepoOptions(kind="python"))
     second = write_repo(orin_artifacts, repo, RepoOptions(kind="python"))
-    assert second["version"] == 2      # a version per build, in every role at once
+    assert second["version"] == 2  # a version per build, in every role at once
     for role in ("router", "small", "large", "dynpose"):
         assert sorted(p.name for p in (repo / role).iterdir() if p.is_dir()) == ["1", "2"]
         c = _parse(repo / role / "config.pbtxt")
@@ -104,7 +128,13 @@ def test_python_kind_bls_and_versions(orin_artifacts: Path, tmp_path: Path) -> N
     assert (repo / "small" / "2" / "model.onnx").read_bytes() == b"onnx bytes of small"
     bls = _parse(repo / "dynpose" / "config.pbtxt")
     assert bls.max_batch_size == 0 and [i.name for i in bls.input] == ["crops"]
-    assert {o.name for o in bls.output} == {"keypoints", "keypoint_scores", "presence", "route", "router_score"}
+    assert {o.name for o in bls.output} == {
+        "keypoints",
+        "keypoint_scores",
+        "presence",
+        "route",
+        "router_score",
+    }
     lib = repo / "dynpose" / "2" / "dynpose_lib"
     assert {"decode.py", "routing.py"} <= {p.name for p in lib.iterdir()}
 

@@ -5,6 +5,7 @@ missing server is an error (the fixture raises), never a skip. The artifacts
 are the trained fixture config (small nets: the whole file runs in about a
 minute here); the repository is written by ``build.engines --triton-repo``.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -28,8 +29,8 @@ from tests.conftest import REPO, build_artifacts
 from tools.triton_server import TritonServer, start_server
 
 pytestmark = pytest.mark.triton
-FEW = 6                 # boxes per frame in the many-frame tests: 4 x 20 frames stay quick on 2 cores
-KILL_FAIL_S = 10.0      # a dead server must fail waiting clients this fast (their request timeout is 60 s)
+FEW = 6  # boxes per frame in the many-frame tests: 4 x 20 frames stay quick on 2 cores
+KILL_FAIL_S = 10.0  # a dead server must fail waiting clients this fast (their request timeout is 60 s)
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +38,9 @@ def triton_build(tmp_path_factory: pytest.TempPathFactory, coco_mini: Path) -> t
     """(artifacts, repository) from one real build."""
     root = tmp_path_factory.mktemp("triton")
     repo = root / "repo"
-    art = build_artifacts(root / "art", "fixture-dyn",
-                          extra=("--calib-data", str(coco_mini), "--triton-repo", str(repo)))
+    art = build_artifacts(
+        root / "art", "fixture-dyn", extra=("--calib-data", str(coco_mini), "--triton-repo", str(repo))
+    )
     return art, repo
 
 
@@ -47,14 +49,16 @@ def server(triton_build: tuple[Path, Path]) -> TritonServer:
     s = start_server(triton_build[1])
     yield s
     s.stop()
-    assert s.proc.poll() is not None and not s.group_alive()     # no python-backend stub left behind
+    assert s.proc.poll() is not None and not s.group_alive()  # no python-backend stub left behind
 
 
 @pytest.fixture(scope="session")
 def frames(coco_mini: Path) -> list[tuple[np.ndarray, list, list]]:
     per, _ = load_detections(coco_mini / "person_detections.json", coco_mini)
-    return [(cv2.imread(str(coco_mini / name)), [d.bbox for d in per[name][1]], [d.score for d in per[name][1]])
-            for name in sorted(per)]
+    return [
+        (cv2.imread(str(coco_mini / name)), [d.bbox for d in per[name][1]], [d.score for d in per[name][1]])
+        for name in sorted(per)
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +75,9 @@ def reference(triton_build: tuple[Path, Path], frames: list, few_frames: list) -
 
 
 def _triton(art: Path, url: str, timeout_s: float = 60.0) -> PosePipeline:
-    return PosePipeline(art, PipelineOptions(backend="triton", backend_options={"url": url, "timeout_s": timeout_s}))
+    return PosePipeline(
+        art, PipelineOptions(backend="triton", backend_options={"url": url, "timeout_s": timeout_s})
+    )
 
 
 def test_same_keypoints_as_ort_on_coco_mini(triton_build, server, frames, reference) -> None:
@@ -84,7 +90,7 @@ def test_same_keypoints_as_ort_on_coco_mini(triton_build, server, frames, refere
         assert np.array_equal(np.isnan(g.keypoints), np.isnan(r.keypoints))
         np.testing.assert_allclose(g.keypoints[..., 2], r.keypoints[..., 2], atol=1e-5)
         np.testing.assert_allclose(g.presence, r.presence, atol=1e-5)
-    assert {int(x) for r in got for x in r.route} == {0, 1}    # both nets really served
+    assert {int(x) for r in got for x in r.route} == {0, 1}  # both nets really served
 
 
 def test_four_clients_get_complete_ordered_results(triton_build, server, few_frames, reference) -> None:
@@ -105,7 +111,7 @@ def test_four_clients_get_complete_ordered_results(triton_build, server, few_fra
     assert not errors and sorted(results) == [0, 1, 2, 3]
     for i, res in results.items():
         assert len(res) == n_frames
-        for k, r in enumerate(res):     # frame k of client i is image (i + k) % 4: order kept
+        for k, r in enumerate(res):  # frame k of client i is image (i + k) % 4: order kept
             ref = reference[1][(i + k) % 4]
             assert len(r.keypoints) == len(ref.keypoints) == FEW
             assert np.array_equal(np.isnan(r.keypoints), np.isnan(ref.keypoints))
@@ -136,19 +142,55 @@ def test_bls_dynpose_model_matches_local_decode(triton_build, server, frames) ->
 
 
 def test_images_cli_with_triton_backend(triton_build, server, coco_mini, tmp_path) -> None:
-    thin = tmp_path / "camera"          # a camera client carries the manifest only, no models
+    thin = tmp_path / "camera"  # a camera client carries the manifest only, no models
     thin.mkdir()
     shutil.copy2(triton_build[0] / "manifest.json", thin / "manifest.json")
-    args = ["--engines", str(thin), "--images", str(coco_mini),
-            "--dets", str(coco_mini / "person_detections.json")]
-    ok = subprocess.run([sys.executable, "-m", "runtime.images", *args, "--out", str(tmp_path / "t.json"),
-                         "--backend", "triton", "--triton-url", server.grpc_url],
-                        cwd=REPO, capture_output=True, text=True, timeout=300)
+    args = [
+        "--engines",
+        str(thin),
+        "--images",
+        str(coco_mini),
+        "--dets",
+        str(coco_mini / "person_detections.json"),
+    ]
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runtime.images",
+            *args,
+            "--out",
+            str(tmp_path / "t.json"),
+            "--backend",
+            "triton",
+            "--triton-url",
+            server.grpc_url,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stderr
     assert len(json.loads((tmp_path / "t.json").read_text())) == 118
-    bad = subprocess.run([sys.executable, "-m", "runtime.images", *args, "--out", str(tmp_path / "b.json"),
-                          "--backend", "triton", "--triton-url", "127.0.0.1:9"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runtime.images",
+            *args,
+            "--out",
+            str(tmp_path / "b.json"),
+            "--backend",
+            "triton",
+            "--triton-url",
+            "127.0.0.1:9",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = bad.stderr.strip().splitlines()
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert lines[-1].startswith("error: cannot reach Triton at 127.0.0.1:9") and "--triton-url" in lines[-1]
@@ -163,7 +205,7 @@ def test_kill_mid_run_fails_every_client_fast_then_restart_works(triton_build, f
     def client(i: int) -> None:
         try:
             with _triton(art, srv.grpc_url) as pipe:
-                for r in pipe.run_many(f for f in itertools.cycle(few_frames)):   # until the server dies
+                for r in pipe.run_many(f for f in itertools.cycle(few_frames)):  # until the server dies
                     done[i].append(r)
         except BackendError as e:
             failures[i] = (time.monotonic(), str(e))
@@ -188,19 +230,21 @@ def test_kill_mid_run_fails_every_client_fast_then_restart_works(triton_build, f
     for i, (t_fail, msg) in failures.items():
         assert t_fail - t_kill < KILL_FAIL_S, f"client {i} took {t_fail - t_kill:.1f} s to fail"
         assert "\n" not in msg and "Triton at" in msg and "--triton-url" in msg
-        assert len(done[i]) >= kept[i]          # frames finished before the kill are all still there
+        assert len(done[i]) >= kept[i]  # frames finished before the kill are all still there
         for k, r in enumerate(done[i]):
             assert np.nanmax(np.abs(r.keypoints[..., :2] - reference[1][k % 4].keypoints[..., :2])) <= 1e-4
-    assert not srv.group_alive()                # the crash took its python-backend stubs with it
-    again = start_server(repo)                  # a restarted server serves a new client run
+    assert not srv.group_alive()  # the crash took its python-backend stubs with it
+    again = start_server(repo)  # a restarted server serves a new client run
     try:
         with _triton(art, again.grpc_url) as pipe:
             got = list(pipe.run_many(few_frames))
     finally:
         again.stop()
     assert [len(r.keypoints) for r in got] == [FEW] * 4
-    assert max(np.nanmax(np.abs(g.keypoints[..., :2] - r.keypoints[..., :2]))
-               for g, r in zip(got, reference[1])) <= 1e-4
+    assert (
+        max(np.nanmax(np.abs(g.keypoints[..., :2] - r.keypoints[..., :2])) for g, r in zip(got, reference[1]))
+        <= 1e-4
+    )
 
 
 def test_model_that_fails_to_load_is_a_clear_error_not_a_dead_server(triton_build, tmp_path) -> None:
@@ -227,23 +271,48 @@ def test_model_that_fails_to_load_is_a_clear_error_not_a_dead_server(triton_buil
         srv.stop()
 
 
-def test_video_cli_server_killed_mid_run_is_one_line_exit_3_frames_kept(triton_build, few_frames, tmp_path) -> None:
+def test_video_cli_server_killed_mid_run_is_one_line_exit_3_frames_kept(
+    triton_build, few_frames, tmp_path
+) -> None:
     art, repo = triton_build
-    src = tmp_path / "frames"           # 200 numbered frames cycling the four images, FEW boxes each
+    src = tmp_path / "frames"  # 200 numbered frames cycling the four images, FEW boxes each
     src.mkdir()
     dets = []
     for i in range(200):
         image, boxes, scores = few_frames[i % 4]
         cv2.imwrite(str(src / f"{i + 1:06d}.jpg"), image)
-        dets += [{"image_id": i + 1, "bbox": list(map(float, b)), "score": float(s)} for b, s in zip(boxes, scores)]
+        dets += [
+            {"image_id": i + 1, "bbox": list(map(float, b)), "score": float(s)} for b, s in zip(boxes, scores)
+        ]
     (tmp_path / "dets.json").write_text(json.dumps(dets))
     out = tmp_path / "out"
     srv = start_server(repo, models=["router", "small", "large"])
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "runtime.video", "--engines", str(art), "--source", str(src),
-                                 "--detector", f"json:{tmp_path / 'dets.json'}", "--backend", "triton",
-                                 "--triton-url", srv.grpc_url, "--no-video", "--quiet", "--out", str(out)],
-                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "runtime.video",
+                "--engines",
+                str(art),
+                "--source",
+                str(src),
+                "--detector",
+                f"json:{tmp_path / 'dets.json'}",
+                "--backend",
+                "triton",
+                "--triton-url",
+                srv.grpc_url,
+                "--no-video",
+                "--quiet",
+                "--out",
+                str(out),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         jsonl = out / f"{src.name}.jsonl"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
@@ -264,13 +333,14 @@ def test_video_cli_server_killed_mid_run_is_one_line_exit_3_frames_kept(triton_b
     assert proc.returncode == 3, err
     assert took < KILL_FAIL_S + 5, f"the video job took {took:.1f} s to stop after the server died"
     assert "Traceback" not in err and lines[-1].startswith("error: ") and "Triton at" in lines[-1]
-    records = [json.loads(x) for x in jsonl.read_text().splitlines()]     # every line valid, none lost
+    records = [json.loads(x) for x in jsonl.read_text().splitlines()]  # every line valid, none lost
     assert len(records) >= written and [r["frame"] for r in records] == list(range(len(records)))
     assert all(0 < len(r["persons"]) <= FEW for r in records)
 
 
-def test_version_add_that_fills_the_disk_leaves_a_repository_the_server_loads(triton_build, few_frames, reference,
-                                                                            tmp_path) -> None:
+def test_version_add_that_fills_the_disk_leaves_a_repository_the_server_loads(
+    triton_build, few_frames, reference, tmp_path
+) -> None:
     """build.triton_repo adding a version on a full disk (RLIMIT_FSIZE: EFBIG) fails in one line and
     the real server still loads the repository and serves the previous version's results."""
     from test_disk_full import _limit
@@ -279,8 +349,14 @@ def test_version_add_that_fills_the_disk_leaves_a_repository_the_server_loads(tr
     copy = tmp_path / "repo"
     shutil.copytree(repo, copy, symlinks=True)
     biggest = max(p.stat().st_size for p in copy.rglob("model.onnx"))
-    r = subprocess.run([sys.executable, "-m", "build.triton_repo", "--engines", str(art), "--out", str(copy)],
-                       cwd=REPO, capture_output=True, text=True, timeout=120, preexec_fn=_limit(biggest // 2))
+    r = subprocess.run(
+        [sys.executable, "-m", "build.triton_repo", "--engines", str(art), "--out", str(copy)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limit(biggest // 2),
+    )
     assert r.returncode == 4 and r.stderr.count("error:") == 1 and str(copy) in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
     srv = start_server(copy)
@@ -289,5 +365,7 @@ def test_version_add_that_fills_the_disk_leaves_a_repository_the_server_loads(tr
             got = list(pipe.run_many(few_frames))
     finally:
         srv.stop()
-    assert max(np.nanmax(np.abs(g.keypoints[..., :2] - r.keypoints[..., :2]))
-               for g, r in zip(got, reference[1])) <= 1e-4
+    assert (
+        max(np.nanmax(np.abs(g.keypoints[..., :2] - r.keypoints[..., :2])) for g, r in zip(got, reference[1]))
+        <= 1e-4
+    )

@@ -4,6 +4,7 @@ The stand-in runs queued GPU work only when something waits for it and
 copies read host memory at execution time, so a missing event, a host read
 before the wait, or a pinned buffer reused too early gives wrong numbers here.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,9 @@ import pytest
 import runtime.backends.trt as trt_backend
 from build.trt import build_engines, compat
 from runtime.backends import BackendError
+from tests.abi_stub import write_abi_stub
 from tools.trt_harness import fake_cuda
 from tools.trt_harness.artifacts import make_artifacts
-from tests.abi_stub import write_abi_stub
 from tools.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.trt
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.trt
 @pytest.fixture
 def built(trt_world, tmp_path: Path, monkeypatch):
     trt_world.dla_cores = 2
-    if compat.dla_typing(trt_world.spec.version) is None:   # 11.4.0 bindings stand for 11.4.1 (DLA again)
+    if compat.dla_typing(trt_world.spec.version) is None:  # 11.4.0 bindings stand for 11.4.1 (DLA again)
         monkeypatch.setattr(compat, "STRONG_DLA_FROM", compat.trt_release(trt_world.spec.version))
         trt_world.dla_from_11 = compat.STRONG_DLA_FROM
     root = tmp_path / "dyn-test-orin"
@@ -37,7 +38,9 @@ def built(trt_world, tmp_path: Path, monkeypatch):
 
 
 def _ref(root: Path, onnx_name: str, x: np.ndarray) -> np.ndarray:
-    return ort.InferenceSession(str(root / onnx_name), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    return ort.InferenceSession(str(root / onnx_name), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x}
+    )[0]
 
 
 def _crops(n: int, seed: int = 0) -> np.ndarray:
@@ -53,7 +56,7 @@ def test_router_split_nets_ordering_and_results(built) -> None:
     x = _crops(12)
     scores = router.infer_async(x, s_r).wait()["score"][:, 0]
     np.testing.assert_allclose(scores, _ref(root, "router.int8_trt.onnx", x)[:, 0], rtol=0, atol=0)
-    hard = scores >= np.median(scores)                        # the split, on the host
+    hard = scores >= np.median(scores)  # the split, on the host
     n_before = len(fake_cuda.GPU.log)
     p_small, p_large = small.infer_async(x[~hard], s_s), large.infer_async(x[hard], s_l)
     assert len(fake_cuda.GPU.log) == n_before, "infer_async ran GPU work synchronously: no overlap possible"
@@ -63,7 +66,7 @@ def test_router_split_nets_ordering_and_results(built) -> None:
     log = fake_cuda.GPU.log
     kernel_at = {label: i for i, (_, kind, label) in enumerate(log) if kind == "kernel"}
     first_net_copy = min(i for i, (h, kind, _) in enumerate(log) if kind == "htod" and h != s_r.handle)
-    assert kernel_at["router.int8_trt.onnx"] < first_net_copy          # router -> split -> nets
+    assert kernel_at["router.int8_trt.onnx"] < first_net_copy  # router -> split -> nets
     assert {h for h, kind, _ in log if kind == "kernel"} == {s_r.handle, s_s.handle, s_l.handle}
     # pinned-only async copies and no device-wide sync are enforced by the stand-in itself
 
@@ -74,7 +77,7 @@ def test_back_to_back_calls_reuse_slots_safely(built) -> None:
     small = be.open_runner("small").activate()
     stream = be.new_stream("small")
     xs = [_crops(n, seed) for n, seed in ((3, 1), (5, 2), (2, 3))]
-    pend = [small.infer_async(x, stream) for x in xs]           # third call recycles slot 0
+    pend = [small.infer_async(x, stream) for x in xs]  # third call recycles slot 0
     for x, p in reversed(list(zip(xs, pend))):
         np.testing.assert_array_equal(p.wait()["heatmaps"], _ref(root, "small.onnx", x))
 
@@ -88,8 +91,9 @@ def test_runner_moved_to_another_stream_waits_for_the_first(built) -> None:
     p1, p2 = small.infer_async(x1, a), small.infer_async(x2, b)
     assert (b.handle, "wait") in [(h, k) for h, k, _ in fake_cuda.GPU.enqueued]
     np.testing.assert_array_equal(p2.wait()["heatmaps"], _ref(root, "small.onnx", x2))
-    assert fake_cuda.GPU.log.index((a.handle, "kernel", "small.onnx")) < \
-        fake_cuda.GPU.log.index((b.handle, "kernel", "small.onnx"))
+    assert fake_cuda.GPU.log.index((a.handle, "kernel", "small.onnx")) < fake_cuda.GPU.log.index(
+        (b.handle, "kernel", "small.onnx")
+    )
     np.testing.assert_array_equal(p1.wait()["heatmaps"], _ref(root, "small.onnx", x1))
 
 
@@ -107,8 +111,10 @@ def test_static_dla_profile_pads_and_caps(built) -> None:
     assert be.open_runner("large").activate().max_batch == 64
 
 
-@pytest.mark.parametrize("field,value", [("trt_version", "10.2.0"), ("gpu", "NVIDIA GeForce RTX 4090"),
-                                         ("sm", "8.9"), ("l4t", "R36.4.3")])
+@pytest.mark.parametrize(
+    "field,value",
+    [("trt_version", "10.2.0"), ("gpu", "NVIDIA GeForce RTX 4090"), ("sm", "8.9"), ("l4t", "R36.4.3")],
+)
 def test_check_refuses_an_engine_from_another_machine(built, field: str, value: str) -> None:
     root, manifest = built
     manifest["models"]["large"]["engine"][field] = value
@@ -126,7 +132,7 @@ def test_check_reads_l4t_of_this_machine(built, monkeypatch, tmp_path: Path) -> 
     assert trt_backend.read_l4t(rel) == "R36.4.3"
     monkeypatch.setattr(trt_backend, "NV_TEGRA_RELEASE", rel)
     with pytest.raises(BackendError, match="l4t None != 'R36.4.3'"):
-        trt_backend.TrtBackend(root, manifest).check()     # built off-Jetson, run on Jetson
+        trt_backend.TrtBackend(root, manifest).check()  # built off-Jetson, run on Jetson
 
 
 def test_plugin_library_loaded_or_clear_error(built, trt_world, tmp_path: Path) -> None:
@@ -134,7 +140,9 @@ def test_plugin_library_loaded_or_clear_error(built, trt_world, tmp_path: Path) 
     rec = manifest["models"]["small"]["engine"]
     rec["plugin_library"] = "libdynpose_plugins.so"
     be = trt_backend.TrtBackend(root, manifest)
-    with pytest.raises(BackendError, match=r"plugin library .*libdynpose_plugins.so, which does not exist; build it"):
+    with pytest.raises(
+        BackendError, match=r"plugin library .*libdynpose_plugins.so, which does not exist; build it"
+    ):
         be.open_runner("small").activate()
     write_abi_stub(root / "libdynpose_plugins.so", trt_world.trt.__version__)  # loadable, ABI record
     be.open_runner("small").activate()
@@ -165,14 +173,16 @@ def test_scheduler_drives_trt_exactly_like_ort(trt_world, tmp_path: Path, coco_m
     build_engines(root, manifest, "orin")
     (root / "manifest.json").write_text(json.dumps(manifest))
     img = cv2.imread(str(coco_mini / "000000196141.jpg"))
-    dets = [d for d in json.loads((coco_mini / "person_detections.json").read_text()) if d["image_id"] == 196141]
+    dets = [
+        d for d in json.loads((coco_mini / "person_detections.json").read_text()) if d["image_id"] == 196141
+    ]
     boxes = np.array([d["bbox"] for d in dets])
     with PosePipeline(root, backend="trt", max_batch=8) as p_trt, PosePipeline(root, backend="ort") as p_ort:
         assert type(p_trt.backend).__name__ == "TrtBackend"
         got, ref = p_trt(img, boxes), p_ort(img, boxes)
         frames = [(img, boxes[:5], None), (img, boxes[5:9], None)]
         streamed = list(p_trt.run_many(frames))
-    assert 0 < (got.route == 1).sum() < len(boxes)          # both nets ran
+    assert 0 < (got.route == 1).sum() < len(boxes)  # both nets ran
     np.testing.assert_array_equal(got.route, ref.route)
     np.testing.assert_allclose(got.keypoints, ref.keypoints, atol=1e-4)
     np.testing.assert_allclose(streamed[1].keypoints, ref.keypoints[5:9], atol=1e-4)

@@ -1,4 +1,5 @@
 """The engine builder end to end against the checked TensorRT fakes (version from DYNPOSE_TRT_HARNESS)."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,26 +36,37 @@ def test_orin_build_precision_profiles_dla_and_records(trt_world, tmp_path: Path
     rec = {r: manifest["models"][r]["engine"] for r in ("router", "small", "large")}
     # precision = the ONNX chosen: INT8 Q/DQ where calibrated, else FP16, else fp32
     assert [(rec[r]["precision"], rec[r]["onnx"]) for r in rec] == [
-        ("int8", "router.int8_trt.onnx"), ("fp16", "small.fp16.onnx"), ("fp32", "large.onnx")]
+        ("int8", "router.int8_trt.onnx"),
+        ("fp16", "small.fp16.onnx"),
+        ("fp32", "large.onnx"),
+    ]
     # router on DLA core 0 with a static profile where the release has DLA; pose nets dynamic 1..64
     router_plan = _plan(root / "router.engine")
-    if compat.dla_typing(trt.__version__) is not None:    # 10.3: weakly typed DLA network
-        assert rec["router"]["dla_core"] == 0 and rec["router"]["profiles"] == [{"min": 32, "opt": 32, "max": 32}]
+    if compat.dla_typing(trt.__version__) is not None:  # 10.3: weakly typed DLA network
+        assert rec["router"]["dla_core"] == 0 and rec["router"]["profiles"] == [
+            {"min": 32, "opt": 32, "max": 32}
+        ]
         assert rec["router"]["static_batch"] == 32 and rec["router"]["dla_layers"] > 0
         assert router_plan["dla_core"] == 0 and router_plan["flags"] == ["FP16", "GPU_FALLBACK", "INT8"]
         assert router_plan["profiles"]["input"] == [[32, 3, 256, 192]] * 3
-    else:                                                 # 11.4.0: no DLA in this release
-        assert rec["router"]["dla_core"] is None and rec["router"]["profiles"] == [{"min": 1, "opt": 32, "max": 128}]
+    else:  # 11.4.0: no DLA in this release
+        assert rec["router"]["dla_core"] is None and rec["router"]["profiles"] == [
+            {"min": 1, "opt": 32, "max": 128}
+        ]
         assert router_plan["flags"] == [] and rec["router"]["static_batch"] is None
     for r in ("small", "large"):
         assert rec[r]["dla_core"] is None and rec[r]["profiles"] == [{"min": 1, "opt": 16, "max": 64}]
-    assert _plan(root / "small.engine")["flags"] == []         # never a precision flag on the GPU
-    assert _plan(root / "large.engine")["profiles"]["input"] == [[1, 3, 256, 192], [16, 3, 256, 192], [64, 3, 256, 192]]
+    assert _plan(root / "small.engine")["flags"] == []  # never a precision flag on the GPU
+    assert _plan(root / "large.engine")["profiles"]["input"] == [
+        [1, 3, 256, 192],
+        [16, 3, 256, 192],
+        [64, 3, 256, 192],
+    ]
     # strongly typed network, workspace pool for Orin, optimisation level
     strongly = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     nets = [a[0] for a, _ in _calls(trt_world, "Builder", "create_network")]
     weak_dla = compat.dla_typing(trt.__version__) == "weak"
-    assert nets == ([0] if weak_dla else [strongly]) + [strongly] * 2   # only 10.x DLA is weakly typed
+    assert nets == ([0] if weak_dla else [strongly]) + [strongly] * 2  # only 10.x DLA is weakly typed
     pools = _calls(trt_world, "IBuilderConfig", "set_memory_pool_limit")
     assert {(a[0].name, a[1]) for a, _ in pools} == {("WORKSPACE", 2048 << 20)}
     assert _calls(trt_world, "IBuilderConfig", "builder_optimization_level=") == [((3,), {})] * 3
@@ -93,7 +105,7 @@ def test_timing_cache_persisted_and_reused(trt_world, tmp_path: Path) -> None:
 def test_plugin_nodes_need_the_library(trt_world, tmp_path: Path) -> None:
     root = tmp_path / "a"
     manifest = make_artifacts(root, plugin_large=True)
-    onnx.save(pose_model(2, plugin=True), str(root / "large.fp16.onnx"))   # an ONNX that holds plugin nodes
+    onnx.save(pose_model(2, plugin=True), str(root / "large.fp16.onnx"))  # an ONNX that holds plugin nodes
     with pytest.raises(EngineBuildError, match="--plugin-lib"):
         build_engines(root, manifest, "x86-gpu")
     onnx.save(pose_model(2), str(root / "large.fp16.onnx"))
@@ -102,7 +114,9 @@ def test_plugin_nodes_need_the_library(trt_world, tmp_path: Path) -> None:
     trt_world.plugin_libs[str(lib)] = ["DynPoseDecode"]
     build_engines(root, manifest, "x86-gpu", BuildOptions(plugin_lib=str(lib)))
     rec = manifest["models"]["large"]["engine"]
-    assert rec["plugin_library"] == str(lib) and rec["plugin_ops"] == ["ai.onnx::DynPoseDecode"]  # add_decode_plugin: default domain
+    assert rec["plugin_library"] == str(lib) and rec["plugin_ops"] == [
+        "ai.onnx::DynPoseDecode"
+    ]  # add_decode_plugin: default domain
     # the fused-decode variant OF THE CHOSEN PRECISION (FP16 here), not the fp32 one
     assert (rec["onnx"], rec["precision"]) == ("large.plugin.fp16.onnx", "fp16")
     assert manifest["models"]["large"]["variants"]["plugin_fp16"]["from"] == "large.fp16.onnx"
@@ -120,7 +134,9 @@ def test_target_defaults_and_flag_overrides(trt_world, tmp_path: Path) -> None:
     opts = BuildOptions(max_batch_router=64, max_batch_pose=16, workspace_mb=512, opt_level=5, dla="off")
     build_engines(root, manifest, "orin", opts)
     eng = {r: manifest["models"][r]["engine"] for r in ("router", "small")}
-    assert eng["router"]["profiles"] == [{"min": 1, "opt": 32, "max": 64}] and eng["router"]["dla_core"] is None
+    assert (
+        eng["router"]["profiles"] == [{"min": 1, "opt": 32, "max": 64}] and eng["router"]["dla_core"] is None
+    )
     assert eng["small"]["profiles"] == [{"min": 1, "opt": 16, "max": 16}]
     assert eng["small"]["workspace_mb"] == 512 and eng["small"]["builder_optimization_level"] == 5
 

@@ -4,6 +4,7 @@ The cross-version tests run the probe in one subprocess per version (two
 TensorRT versions cannot share a process), so this file checks 10.3 AND 11.4
 whichever version the in-process fixture selected.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,14 @@ REPO = Path(__file__).resolve().parents[1]
 def _probe(major: str) -> dict:
     if not (harness_dir() / f"trt{major}" / "site").is_dir():
         raise RuntimeError("TensorRT harness missing; run: bash tools/setup_trt_harness.sh")
-    out = subprocess.run([sys.executable, "-m", "tools.trt_harness.probe", "--major", major],
-                         cwd=REPO, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, "-m", "tools.trt_harness.probe", "--major", major],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -47,8 +53,10 @@ def test_both_versions_build_and_run(probes: dict) -> None:
 def test_calls_removed_in_11_fail_only_on_11(probes: dict, scenario: str) -> None:
     """Meta-test: weak-typing/INT8-calibrator calls work on 10.3 and fail the 11.x harness."""
     assert probes["10"]["results"][scenario] == "ok"
-    assert "AttributeError" in probes["11"]["results"][scenario] or \
-        "HarnessApiError" in probes["11"]["results"][scenario]
+    assert (
+        "AttributeError" in probes["11"]["results"][scenario]
+        or "HarnessApiError" in probes["11"]["results"][scenario]
+    )
 
 
 def test_call_absent_from_10_3_fails_only_on_10(probes: dict) -> None:
@@ -56,11 +64,14 @@ def test_call_absent_from_10_3_fails_only_on_10(probes: dict) -> None:
     assert probes["11"]["results"]["tiling_level"] == "ok"
 
 
-@pytest.mark.parametrize("scenario,needle", [
-    ("broken_name", "has no attribute 'set_memory_pool_limt'"),
-    ("misspelt_property", "has no attribute 'builder_optimisation_level'"),
-    ("wrong_arg_type", "argument 'pool' expects MemoryPoolType"),
-])
+@pytest.mark.parametrize(
+    "scenario,needle",
+    [
+        ("broken_name", "has no attribute 'set_memory_pool_limt'"),
+        ("misspelt_property", "has no attribute 'builder_optimisation_level'"),
+        ("wrong_arg_type", "argument 'pool' expects MemoryPoolType"),
+    ],
+)
 def test_broken_api_use_in_builder_fails_every_version(probes: dict, scenario: str, needle: str) -> None:
     for res in probes.values():
         assert needle in res["results"][scenario], res["results"][scenario]
@@ -84,13 +95,13 @@ def test_fakes_reject_what_the_real_class_lacks(trt_world) -> None:
     builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
     config = builder.create_builder_config()
     with pytest.raises(HarnessApiError, match="not a settable property"):
-        builder.num_DLA_cores = 4                      # read-only in every version
+        builder.num_DLA_cores = 4  # read-only in every version
     with pytest.raises(HarnessApiError, match="matches no signature"):
-        builder.create_network("strongly typed")       # flags are an int
+        builder.create_network("strongly typed")  # flags are an int
     with pytest.raises(HarnessApiError, match="no tensorrt.NoSuchThing"):
         trt.NoSuchThing
     with pytest.raises(HarnessApiError, match="matches no signature"):
-        trt.Builder()                                  # logger is required
+        trt.Builder()  # logger is required
     # return types are followed: the config's timing cache is an ITimingCache fake
     cache = config.create_timing_cache(b"")
     assert type(cache).__name__ == "Fake" and cache._cls == "ITimingCache"

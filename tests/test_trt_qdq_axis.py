@@ -4,6 +4,7 @@ ONNX Runtime's quantizer puts them on axis 1 (output channels), which TensorRT's
 deconvolution kernels do not support (NVIDIA/TensorRT#2380; the reference is cited at
 build.trt.compat.DECONV_WEIGHT_AXIS). Real quantizer, real ONNX Runtime, no TensorRT needed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,20 +18,30 @@ from onnx import TensorProto, helper, numpy_helper
 from build.trt.compat import DECONV_WEIGHT_AXIS
 from calib.quantize import check_trt_qdq, deconv_axis_problems, quantize_onnx
 
-C_IN, C_OUT = 8, 5   # different, so an axis mix-up changes the scale count
+C_IN, C_OUT = 8, 5  # different, so an axis mix-up changes the scale count
 
 
 def _deconv_net(path: Path) -> np.ndarray:
     rng = np.random.default_rng(0)
     w1 = rng.normal(size=(C_IN, 3, 3, 3)).astype(np.float32)
     # per-input-channel magnitudes differ, so per-channel scales on either axis matter
-    wt = (rng.normal(size=(C_IN, C_OUT, 4, 4)) * np.linspace(0.1, 3, C_IN)[:, None, None, None]).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["input", "w1"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("Relu", ["c"], ["r"], name="relu"),
-             helper.make_node("ConvTranspose", ["r", "wt"], ["out"], strides=[2, 2], pads=[1, 1, 1, 1], name="deconv")]
-    g = helper.make_graph(nodes, "deconv", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 16, 12])],
-                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", C_OUT, 32, 24])],
-                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(wt, "wt")])
+    wt = (rng.normal(size=(C_IN, C_OUT, 4, 4)) * np.linspace(0.1, 3, C_IN)[:, None, None, None]).astype(
+        np.float32
+    )
+    nodes = [
+        helper.make_node("Conv", ["input", "w1"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node(
+            "ConvTranspose", ["r", "wt"], ["out"], strides=[2, 2], pads=[1, 1, 1, 1], name="deconv"
+        ),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "deconv",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 16, 12])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", C_OUT, 32, 24])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(wt, "wt")],
+    )
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return rng.normal(size=(16, 3, 16, 12)).astype(np.float32)
 
@@ -45,8 +56,10 @@ def _weight_dq(model: onnx.ModelProto) -> onnx.NodeProto:
 def quantized(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("deconv")
     crops = _deconv_net(d / "net.onnx")
-    out = {f: onnx.load(str(quantize_onnx(d / "net.onnx", d / f"{f}.onnx", crops, f, "minmax")))
-           for f in ("int8_trt", "int8_cpu")}
+    out = {
+        f: onnx.load(str(quantize_onnx(d / "net.onnx", d / f"{f}.onnx", crops, f, "minmax")))
+        for f in ("int8_trt", "int8_cpu")
+    }
     out["dir"], out["crops"] = d, crops
     return out
 
@@ -55,7 +68,9 @@ def test_int8_trt_deconv_weight_axis_is_tensorrts(quantized) -> None:
     assert DECONV_WEIGHT_AXIS == 0
     dq = _weight_dq(quantized["int8_trt"])
     axis = next(a.i for a in dq.attribute if a.name == "axis")
-    scale = next(numpy_helper.to_array(i) for i in quantized["int8_trt"].graph.initializer if i.name == dq.input[1])
+    scale = next(
+        numpy_helper.to_array(i) for i in quantized["int8_trt"].graph.initializer if i.name == dq.input[1]
+    )
     assert axis == DECONV_WEIGHT_AXIS and scale.shape == (C_IN,)
     assert check_trt_qdq(quantized["int8_trt"]) == []
 
@@ -66,14 +81,21 @@ def _ort_default_qdq(d: Path, crops: np.ndarray) -> onnx.ModelProto:
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.it = iter([{"input": crops[i:i + 4]} for i in range(0, len(crops), 4)])
+            self.it = iter([{"input": crops[i : i + 4]} for i in range(0, len(crops), 4)])
 
         def get_next(self):
             return next(self.it, None)
 
     out = d / "ort_default.onnx"
-    quantize_static(str(d / "net.onnx"), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(d / "net.onnx"),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
     return onnx.load(str(out))
 
 
@@ -91,28 +113,50 @@ def test_onnxruntime_default_axis_is_refused_for_tensorrt(quantized) -> None:
 
 def test_int8_trt_with_axis_0_still_computes_the_net(quantized) -> None:
     d, x = quantized["dir"], quantized["crops"][:4]
-    ref = ort.InferenceSession(str(d / "net.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    got = ort.InferenceSession(str(d / "int8_trt.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    ref = ort.InferenceSession(str(d / "net.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x}
+    )[0]
+    got = ort.InferenceSession(str(d / "int8_trt.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x}
+    )[0]
     rel = np.abs(got - ref).max() / np.abs(ref).max()
-    assert rel < 0.05, rel       # 8-bit weights and activations: a few percent of the output scale
+    assert rel < 0.05, rel  # 8-bit weights and activations: a few percent of the output scale
 
 
-def _biased_deconv_net(path: Path, c_in: int, c_out: int, bias_scale: float = 1.0, group: int = 1) -> np.ndarray:
+def _biased_deconv_net(
+    path: Path, c_in: int, c_out: int, bias_scale: float = 1.0, group: int = 1
+) -> np.ndarray:
     """Conv -> ConvTranspose with a bias (SimpleBaseline's deconvolutions have one after BN folding)."""
     rng = np.random.default_rng(1)
     w1 = rng.normal(size=(c_in, 3, 3, 3)).astype(np.float32)
-    wt = (rng.normal(size=(c_in, c_out // group, 4, 4)) * np.linspace(0.1, 3, c_in)[:, None, None, None]
-          ).astype(np.float32)
+    wt = (
+        rng.normal(size=(c_in, c_out // group, 4, 4)) * np.linspace(0.1, 3, c_in)[:, None, None, None]
+    ).astype(np.float32)
     bt = (rng.normal(size=c_out) * bias_scale).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["input", "w1"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("Relu", ["c"], ["r"], name="relu"),
-             helper.make_node("ConvTranspose", ["r", "wt", "bt"], ["out"], strides=[2, 2], pads=[1, 1, 1, 1],
-                              group=group, name="deconv")]
-    g = helper.make_graph(nodes, "deconv_bias", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                                ["N", 3, 8, 6])],
-                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", c_out, 16, 12])],
-                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(wt, "wt"),
-                           numpy_helper.from_array(bt, "bt")])
+    nodes = [
+        helper.make_node("Conv", ["input", "w1"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node(
+            "ConvTranspose",
+            ["r", "wt", "bt"],
+            ["out"],
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+            group=group,
+            name="deconv",
+        ),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "deconv_bias",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 6])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", c_out, 16, 12])],
+        [
+            numpy_helper.from_array(w1, "w1"),
+            numpy_helper.from_array(wt, "wt"),
+            numpy_helper.from_array(bt, "bt"),
+        ],
+    )
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return rng.normal(size=(8, 3, 8, 6)).astype(np.float32)
 
@@ -130,8 +174,12 @@ def test_int8_trt_quantizes_a_biased_deconv_of_any_channel_counts(tmp_path, c_in
     scale = next(numpy_helper.to_array(i) for i in q.graph.initializer if i.name == dq.input[1])
     assert scale.shape == (c_in,)
     x = crops[:4]
-    ref = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    got = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    ref = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x}
+    )[0]
+    got = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x}
+    )[0]
     assert np.abs(got - ref).max() / np.abs(ref).max() < 0.05
 
 
@@ -142,8 +190,9 @@ def test_int8_trt_weight_scales_are_the_weights_own_whatever_the_bias(tmp_path) 
     c_in, c_out = 4, 16
     crops = _biased_deconv_net(tmp_path / "net.onnx", c_in, c_out, bias_scale=1e7)
     q = onnx.load(str(quantize_onnx(tmp_path / "net.onnx", tmp_path / "q.onnx", crops, "int8_trt", "minmax")))
-    w = numpy_helper.to_array(next(i for i in onnx.load(str(tmp_path / "net.onnx")).graph.initializer
-                                   if i.name == "wt"))
+    w = numpy_helper.to_array(
+        next(i for i in onnx.load(str(tmp_path / "net.onnx")).graph.initializer if i.name == "wt")
+    )
     dq = _weight_dq(q)
     scale = next(numpy_helper.to_array(i) for i in q.graph.initializer if i.name == dq.input[1])
     np.testing.assert_allclose(scale, np.abs(w).max(axis=(1, 2, 3)) / 127, rtol=1e-5)
@@ -159,6 +208,8 @@ def test_grouped_deconv_quantizes_in_both_flavours(tmp_path, flavour) -> None:
     if flavour == "int8_trt":
         assert check_trt_qdq(onnx.load(str(q))) == []
     x = crops[:4]
-    ref = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    ref = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x}
+    )[0]
     got = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     assert np.abs(got - ref).max() / np.abs(ref).max() < 0.05

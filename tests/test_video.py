@@ -1,4 +1,5 @@
 """``python -m runtime.video`` end to end, as a user runs it (a subprocess), on the real clip."""
+
 from __future__ import annotations
 
 import json
@@ -17,15 +18,35 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(engines: Path, source: Path | str, out: Path, *extra: str, timeout: float = 120
-            ) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_args(engines, source, out, *extra), cwd=REPO, env=cli_env(), capture_output=True,
-                          text=True, timeout=timeout)
+def run_cli(
+    engines: Path, source: Path | str, out: Path, *extra: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cli_args(engines, source, out, *extra),
+        cwd=REPO,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def cli_args(engines: Path, source: Path | str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "runtime.video", "--engines", str(engines), "--source", str(source),
-            "--out", str(out), "--threads", "1", "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "runtime.video",
+        "--engines",
+        str(engines),
+        "--source",
+        str(source),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--quiet",
+        *extra,
+    ]
 
 
 def cli_env() -> dict[str, str]:
@@ -69,8 +90,14 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def one_box_per_frame(path: Path, n: int) -> Path:
-    path.write_text(json.dumps([{"image_id": i, "category_id": 1, "bbox": [100.5, 40.25, 120, 260], "score": 0.9}
-                                for i in range(n)]))
+    path.write_text(
+        json.dumps(
+            [
+                {"image_id": i, "category_id": 1, "bbox": [100.5, 40.25, 120, 260], "score": 0.9}
+                for i in range(n)
+            ]
+        )
+    )
     return path
 
 
@@ -103,15 +130,31 @@ def test_overlay_and_jsonl_match_the_input(cpu_artifacts: Path, people: Path, tm
     assert "FPS" in r.stderr and "large net" in r.stderr
 
 
-def test_precomputed_detections_are_honoured_exactly(cpu_artifacts: Path, people: Path, tmp_path: Path) -> None:
-    given = {0: [[398.25, 251.5, 145.5, 351.0], [1200.0, 600.0, 200.0, 300.0]],  # second one runs off-image
-             1: [[388.0, 252.0, 147.0, 351.0]], 3: [[364.75, 259.0, 141.0, 340.5]]}
-    dets = [{"image_id": f, "category_id": 1, "bbox": b, "score": 0.5 + 0.1 * i}
-            for f, boxes in given.items() for i, b in enumerate(boxes)]
+def test_precomputed_detections_are_honoured_exactly(
+    cpu_artifacts: Path, people: Path, tmp_path: Path
+) -> None:
+    given = {
+        0: [[398.25, 251.5, 145.5, 351.0], [1200.0, 600.0, 200.0, 300.0]],  # second one runs off-image
+        1: [[388.0, 252.0, 147.0, 351.0]],
+        3: [[364.75, 259.0, 141.0, 340.5]],
+    }
+    dets = [
+        {"image_id": f, "category_id": 1, "bbox": b, "score": 0.5 + 0.1 * i}
+        for f, boxes in given.items()
+        for i, b in enumerate(boxes)
+    ]
     dets.append({"image_id": 1, "category_id": 2, "bbox": [0, 0, 50, 50], "score": 0.99})  # not a person
     (tmp_path / "d.json").write_text(json.dumps(dets))
-    r = run_cli(cpu_artifacts, people, tmp_path, "--detector", f"json:{tmp_path / 'd.json'}", "--no-video",
-                "--max-frames", "4")
+    r = run_cli(
+        cpu_artifacts,
+        people,
+        tmp_path,
+        "--detector",
+        f"json:{tmp_path / 'd.json'}",
+        "--no-video",
+        "--max-frames",
+        "4",
+    )
     assert r.returncode == 0, r.stderr
     recs = jsonl(tmp_path / "people.jsonl")
     assert len(recs) == 4 and not (tmp_path / "people.overlay.avi").exists()
@@ -123,8 +166,14 @@ def test_precomputed_detections_are_honoured_exactly(cpu_artifacts: Path, people
 
 def _start_and_wait(cpu_artifacts: Path, long_clip: Path, out: Path, min_lines: int) -> subprocess.Popen:
     dets = one_box_per_frame(out / "d.json", 60)
-    proc = subprocess.Popen(cli_args(cpu_artifacts, long_clip, out, "--detector", f"json:{dets}"), cwd=REPO,
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cli_args(cpu_artifacts, long_clip, out, "--detector", f"json:{dets}"),
+        cwd=REPO,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = out / "long.jsonl"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -145,7 +194,9 @@ def test_ctrl_c_leaves_valid_outputs(cpu_artifacts: Path, long_clip: Path, tmp_p
     assert 2 <= len(recs) < 60 and [r["frame"] for r in recs] == list(range(len(recs)))
     frames = video_frames(tmp_path / "long.overlay.avi")
     assert len(frames) == len(recs) and frames[0].shape == (480, 640, 3)
-    assert int(cv2.VideoCapture(str(tmp_path / "long.overlay.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == len(recs)
+    assert int(cv2.VideoCapture(str(tmp_path / "long.overlay.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == len(
+        recs
+    )
     assert json.loads((tmp_path / "long.summary.json").read_text())["interrupted"] == "SIGINT"
 
 

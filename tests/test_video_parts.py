@@ -1,4 +1,5 @@
 """The video CLI's parts on real frames: sources, detectors, tracker, sinks, overlay."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.detectors import DetectorError, HogDetector, JsonDetections, OnnxDetector, decode_yolo, make_detector
+from runtime.detectors import (
+    DetectorError,
+    HogDetector,
+    JsonDetections,
+    OnnxDetector,
+    decode_yolo,
+    make_detector,
+)
 from runtime.draw import ROUTE_COLOURS, draw_persons
 from runtime.results import FrameResult
 from runtime.sinks import JsonlWriter, MjpegAviWriter
@@ -81,8 +89,9 @@ def test_folder_source_skips_and_counts_unreadable(tmp_path: Path, coco_mini: Pa
 def test_gstreamer_pipeline_or_clear_absence() -> None:
     """OpenCV's own GStreamer path (--reader ffmpeg); the PyGObject path is in test_live_sources."""
     if gstreamer_available():
-        src = open_source("videotestsrc num-buffers=3 ! videoconvert ! video/x-raw,format=BGR ! appsink",
-                          reader="ffmpeg")
+        src = open_source(
+            "videotestsrc num-buffers=3 ! videoconvert ! video/x-raw,format=BGR ! appsink", reader="ffmpeg"
+        )
         assert len(list(src.frames())) == 3
     else:
         with pytest.raises(SourceError, match="without GStreamer"):
@@ -110,13 +119,21 @@ def _yolo_model(path: Path, rows: np.ndarray, v8: bool) -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
     out = rows.T[None] if v8 else rows[None]
-    nodes = [helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=0),
-             helper.make_node("Mul", ["m", "zero"], ["z"]),
-             helper.make_node("Add", ["z", "cand"], ["output0"])]
-    g = helper.make_graph(nodes, "yolo", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
-                          [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(out.shape))],
-                          [numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
-                           numpy_helper.from_array(out.astype(np.float32), "cand")])
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Mul", ["m", "zero"], ["z"]),
+        helper.make_node("Add", ["z", "cand"], ["output0"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "yolo",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(out.shape))],
+        [
+            numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
+            numpy_helper.from_array(out.astype(np.float32), "cand"),
+        ],
+    )
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
 
@@ -128,9 +145,14 @@ def test_onnx_detector_letterbox_class_and_nms(tmp_path: Path, people_frames: li
         cls[0], cls[1] = person, other
         return np.r_[cx, cy, w, h, ([] if v8 else [obj]), cls]
 
-    rows = np.stack([row(320, 320, 100, 200, 0.9, 0.0), row(324, 322, 100, 200, 0.8, 0.0),  # duplicate
-                     row(100, 300, 50, 50, 0.1, 0.95),                                       # not a person
-                     row(500, 300, 40, 80, 0.9, 0.0, obj=0.2)])                            # low objectness (v5)
+    rows = np.stack(
+        [
+            row(320, 320, 100, 200, 0.9, 0.0),
+            row(324, 322, 100, 200, 0.8, 0.0),  # duplicate
+            row(100, 300, 50, 50, 0.1, 0.95),  # not a person
+            row(500, 300, 40, 80, 0.9, 0.0, obj=0.2),
+        ]
+    )  # low objectness (v5)
     det = make_detector(f"onnx:{_yolo_model(tmp_path / 'y.onnx', rows, v8)}")
     assert isinstance(det, OnnxDetector)
     boxes, scores = det(people_frames[0])  # 1280x720 -> scale 0.5, 140 px bars top and bottom
@@ -152,8 +174,10 @@ def test_json_detections_on_an_image_folder(coco_mini: Path) -> None:
     assert isinstance(det, JsonDetections)
     det.bind_folder(coco_mini)
     recs = json.loads((coco_mini / "person_detections.json").read_text())
-    names = {im["file_name"]: im["id"] for im in
-             json.loads((coco_mini / "person_keypoints.json").read_text())["images"]}
+    names = {
+        im["file_name"]: im["id"]
+        for im in json.loads((coco_mini / "person_keypoints.json").read_text())["images"]
+    }
     n = 0
     for f in open_source(str(coco_mini)).frames():
         boxes, scores = det(f)
@@ -183,10 +207,10 @@ def test_tracker_keeps_ids_on_real_detections(people_frames: list[Frame]) -> Non
 
 def test_tracker_carries_boxes_between_detections(people_frames: list[Frame]) -> None:
     hog, tr = HogDetector(), IoUTracker()
-    for f in people_frames[0:3:2]:          # detect on frames 0 and 2 only
+    for f in people_frames[0:3:2]:  # detect on frames 0 and 2 only
         tr.update(*hog(f), f.index)
     boxes, _, ids = tr.predict(3, (720, 1280))
-    actual, _ = hog(people_frames[3])       # what the detector sees on frame 3
+    actual, _ = hog(people_frames[3])  # what the detector sees on frame 3
     assert len(boxes) >= 1 and iou_matrix(boxes, actual).max() > 0.6
     assert np.all(boxes[:, 0] >= 0) and np.all(boxes[:, 0] + boxes[:, 2] <= 1280)
 
@@ -196,11 +220,11 @@ def test_tracker_expires_and_starts_tracks() -> None:
     a = tr.update(np.array([[0, 0, 10, 10], [100, 100, 10, 10]]), np.ones(2), 0)
     b = tr.update(np.array([[1, 0, 10, 10]]), np.ones(1), 1)
     assert b[0] == a[0]
-    assert len(tr.predict(2)[0]) == 1       # the unmatched track is not drawn ...
+    assert len(tr.predict(2)[0]) == 1  # the unmatched track is not drawn ...
     tr.update(np.zeros((0, 4)), np.zeros(0), 2)
     tr.update(np.zeros((0, 4)), np.zeros(0), 3)
     c = tr.update(np.array([[100, 100, 10, 10]]), np.ones(1), 4)
-    assert c[0] not in a                      # ... and after max_misses rounds it is gone
+    assert c[0] not in a  # ... and after max_misses rounds it is gone
 
 
 # -- sinks -----------------------------------------------------------------------------------------
@@ -221,8 +245,9 @@ def test_avi_is_playable_while_open_and_after_close(tmp_path: Path, people_frame
     assert int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT)) == 4
 
 
-def test_avi_killed_between_frame_and_header_patch(tmp_path: Path, people_frames: list[Frame],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_avi_killed_between_frame_and_header_patch(
+    tmp_path: Path, people_frames: list[Frame], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two system calls per frame (data, then header) leave one window a SIGKILL can hit: the
     frame is on disk but not counted. The file must still open and decode every frame it holds,
     and its header must count only frames that are there."""
@@ -266,13 +291,19 @@ def test_overlay_colours_and_hollow_low_presence(people_frames: list[Frame]) -> 
     kp[:, :, 0] = np.linspace(300, 900, 17)
     kp[0, :, 1], kp[1, :, 1], kp[:, :, 2] = 200, 500, 0.9
     presence = np.ones((2, 17), np.float32)
-    presence[1, 0] = 0.1                                     # person 1, nose: doubtful
-    kp[1, 1:3, 2] = 0.0                                      # its eyes hidden, so no limb crosses the nose
-    res = FrameResult(np.array([[250, 150, 700, 100], [250, 450, 700, 100]], np.float32), kp, presence,
-                      np.array([0, 1], np.int8), np.array([0.3, 0.9], np.float32), np.ones(2, np.float32))
+    presence[1, 0] = 0.1  # person 1, nose: doubtful
+    kp[1, 1:3, 2] = 0.0  # its eyes hidden, so no limb crosses the nose
+    res = FrameResult(
+        np.array([[250, 150, 700, 100], [250, 450, 700, 100]], np.float32),
+        kp,
+        presence,
+        np.array([0, 1], np.int8),
+        np.array([0.3, 0.9], np.float32),
+        np.ones(2, np.float32),
+    )
     out = draw_persons(img, res, [7, 8], presence_thr=0.5, kpt_thr=0.5)
-    assert tuple(out[200, 300]) == ROUTE_COLOURS[0]          # filled, small-net colour
-    assert tuple(out[500, 450]) == ROUTE_COLOURS[1]          # a large-net joint (index 4, x = 450)
+    assert tuple(out[200, 300]) == ROUTE_COLOURS[0]  # filled, small-net colour
+    assert tuple(out[500, 450]) == ROUTE_COLOURS[1]  # a large-net joint (index 4, x = 450)
     assert np.abs(out[500, 300].astype(int) - people_frames[0].image[500, 300]).sum() < 30  # hollow centre
 
 

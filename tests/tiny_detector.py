@@ -1,5 +1,6 @@
 """A tiny real YOLOv8-style ONNX detector with a fixed output (tests of how detector outputs are
 used: NaN/inf, logits, ids), small enough to write per test."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +24,7 @@ def tiny_detector(path: Path, candidates: list[list[float]], metadata: bool = Tr
     # Padded with zero-score candidates to more candidates than values per candidate, as every real
     # detector has (the decode tells a [1,F,A] output from [1,A,F] by that).
     pad = [[1.0, 1.0, 1.0, 1.0, 0.0]] * max(0, 8 - len(candidates))
-    c = np.asarray([*candidates, *pad], np.float32).T[None]          # [1, 5, A]
+    c = np.asarray([*candidates, *pad], np.float32).T[None]  # [1, 5, A]
     nodes = [
         helper.make_node("ReduceMax", ["images"], ["m"], keepdims=1, axes=[1, 2, 3]),
         helper.make_node("Squeeze", ["m", "ax"], ["m3"]),
@@ -31,12 +32,16 @@ def tiny_detector(path: Path, candidates: list[list[float]], metadata: bool = Tr
         helper.make_node("Add", ["z", "cand"], ["output0"]),
     ]
     graph = helper.make_graph(
-        nodes, "tiny_det",
+        nodes,
+        "tiny_det",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", 5, c.shape[2]])],
-        [helper.make_tensor("ax", TensorProto.INT64, [1], [3]),
-         helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
-         helper.make_tensor("cand", TensorProto.FLOAT, list(c.shape), c.reshape(-1).tolist())])
+        [
+            helper.make_tensor("ax", TensorProto.INT64, [1], [3]),
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("cand", TensorProto.FLOAT, list(c.shape), c.reshape(-1).tolist()),
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if metadata:

@@ -11,9 +11,9 @@ Why GStreamer's RTSP server: it is the one packaged by Debian and driven from
 Python (gir1.2-gst-rtsp-server-1.0); Debian's ffmpeg cannot serve RTSP and
 mediamtx/live555 are not packaged. Binds 127.0.0.1 only.
 """
+
 from __future__ import annotations
 
-import argparse
 import socket
 import sys
 from pathlib import Path
@@ -89,7 +89,8 @@ def serve(video: Path, mounts: int, port: int, fps: int, width: int) -> None:
             f"caps=video/x-raw,format=BGR,width={w},height={h},framerate={fps}/1 "
             "! videoconvert ! video/x-raw,format=I420 "
             f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bitrate=2000 "
-            "! rtph264pay name=pay0 pt=96 config-interval=1 )")
+            "! rtph264pay name=pay0 pt=96 config-interval=1 )"
+        )
         factory.set_shared(True)
         m = Mount(Gst, frames, fps)
         factory.connect("media-configure", m.on_configure)

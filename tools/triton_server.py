@@ -14,6 +14,7 @@ we started is alive and itself listens on both ports (another server answering
 on a taken port is not ours), and the launcher stops and reaps it on SIGTERM,
 SIGINT and SIGHUP (and the kernel kills it if the launcher dies by SIGKILL).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VENV = REPO_ROOT / os.environ.get("TRITON_VENV", ".triton/venv")   # as tools/setup_triton.sh
-_SETUP = Path(__file__).resolve().with_name("setup_triton.sh")   # shipped with the package too (pyproject)
-SETUP_HINT = (f"run `bash {_SETUP.relative_to(Path.cwd()) if _SETUP.is_relative_to(Path.cwd()) else _SETUP}` "
-              "(makes .triton/venv with nvidia-pytriton)")
+DEFAULT_VENV = REPO_ROOT / os.environ.get("TRITON_VENV", ".triton/venv")  # as tools/setup_triton.sh
+_SETUP = Path(__file__).resolve().with_name("setup_triton.sh")  # shipped with the package too (pyproject)
+SETUP_HINT = (
+    f"run `bash {_SETUP.relative_to(Path.cwd()) if _SETUP.is_relative_to(Path.cwd()) else _SETUP}` "
+    "(makes .triton/venv with nvidia-pytriton)"
+)
 
 
 class TritonServerError(RuntimeError):
@@ -66,7 +69,7 @@ def listening_ports(pid: int) -> set[int]:
             continue
         for line in lines:
             f = line.split()
-            if len(f) > 9 and f[3] == "0A" and f[9] in inodes:   # 0A = LISTEN
+            if len(f) > 9 and f[3] == "0A" and f[9] in inodes:  # 0A = LISTEN
                 ports.add(int(f[1].rsplit(":", 1)[1], 16))
     return ports
 
@@ -86,7 +89,7 @@ def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when the launcher dies, however it dies (Linux prctl)."""
     import ctypes
 
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def find_server(venv: Path = DEFAULT_VENV) -> tuple[Path, str, str]:
@@ -98,15 +101,27 @@ def find_server(venv: Path = DEFAULT_VENV) -> tuple[Path, str, str]:
     py = venv / "bin" / "python"
     if not py.is_file():
         raise TritonServerError(f"no Triton server venv at {venv}; {SETUP_HINT}")
-    out = subprocess.run([str(py), "-c", "import pathlib, sysconfig, pytriton; "
-                          "print(pathlib.Path(pytriton.__file__).parent / 'tritonserver'); "
-                          "print(sysconfig.get_config_var('LIBDIR')); print(sysconfig.get_paths()['purelib'])"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            str(py),
+            "-c",
+            "import pathlib, sysconfig, pytriton; "
+            "print(pathlib.Path(pytriton.__file__).parent / 'tritonserver'); "
+            "print(sysconfig.get_config_var('LIBDIR')); print(sysconfig.get_paths()['purelib'])",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
-        raise TritonServerError(f"{py} cannot import pytriton ({out.stderr.strip().splitlines()[-1:]}); {SETUP_HINT}")
+        raise TritonServerError(
+            f"{py} cannot import pytriton ({out.stderr.strip().splitlines()[-1:]}); {SETUP_HINT}"
+        )
     root, libdir, site = out.stdout.split("\n")[:3]
     binary = Path(root) / "bin" / "tritonserver"
-    if not binary.is_file() or not (Path(root) / "backends" / "python" / "triton_python_backend_stub").is_file():
+    if (
+        not binary.is_file()
+        or not (Path(root) / "backends" / "python" / "triton_python_backend_stub").is_file()
+    ):
         raise TritonServerError(f"no tritonserver binary or python-backend stub under {root}; {SETUP_HINT}")
     return binary, libdir, site
 
@@ -156,8 +171,10 @@ class TritonServer:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     last = self.log().strip().splitlines()[-1:]
-                    raise TritonServerError(f"tritonserver exited with {self.proc.returncode} before it was ready; "
-                                            f"last log line: {last} ({self.log_path})")
+                    raise TritonServerError(
+                        f"tritonserver exited with {self.proc.returncode} before it was ready; "
+                        f"last log line: {last} ({self.log_path})"
+                    )
                 if self.ready():
                     return
                 time.sleep(0.2)
@@ -202,9 +219,17 @@ class TritonServer:
             time.sleep(0.05)
 
 
-def start_server(repo: Path, models: list[str] | None = None, log_path: Path | None = None,
-                 grpc_port: int | None = None, http_port: int | None = None, venv: Path = DEFAULT_VENV,
-                 extra: list[str] | None = None, wait: float = 60.0, die_with_parent: bool = True) -> TritonServer:
+def start_server(
+    repo: Path,
+    models: list[str] | None = None,
+    log_path: Path | None = None,
+    grpc_port: int | None = None,
+    http_port: int | None = None,
+    venv: Path = DEFAULT_VENV,
+    extra: list[str] | None = None,
+    wait: float = 60.0,
+    die_with_parent: bool = True,
+) -> TritonServer:
     """Start tritonserver on 127.0.0.1 over ``repo``, loading ``models`` explicitly (default: all
     model folders), metrics off; returns once /v2/health/ready answers.
 
@@ -215,30 +240,55 @@ def start_server(repo: Path, models: list[str] | None = None, log_path: Path | N
     SIGKILL leaves no server behind; pass False to start one from a short-lived worker thread.
     """
     if not Path(repo).is_dir():
-        raise TritonServerError(f"model repository {repo} is not a folder; write one with "
-                                "python -m build.engines ... --triton-repo DIR (or build.triton_repo)")
+        raise TritonServerError(
+            f"model repository {repo} is not a folder; write one with "
+            "python -m build.engines ... --triton-repo DIR (or build.triton_repo)"
+        )
     if grpc_port and grpc_port == http_port:
-        raise TritonServerError(f"--grpc-port and --http-port are both {grpc_port}; give them different ports")
+        raise TritonServerError(
+            f"--grpc-port and --http-port are both {grpc_port}; give them different ports"
+        )
     binary, libdir, site = find_server(venv)
     for flag, port in (("--grpc-port", grpc_port), ("--http-port", http_port)):
         if port and port_in_use(port):
-            raise TritonServerError(f"port {port} is already in use (another server?); pass a free {flag} "
-                                    "or stop what listens there")
+            raise TritonServerError(
+                f"port {port} is already in use (another server?); pass a free {flag} "
+                "or stop what listens there"
+            )
     repo = Path(repo).resolve()
     if models is None:
         models = sorted(p.name for p in repo.iterdir() if (p / "config.pbtxt").is_file())
     grpc_port, http_port = grpc_port or free_port(), http_port or free_port()
     log_path = Path(log_path or repo.parent / f"tritonserver-{grpc_port}.log")
-    env = dict(os.environ, LD_LIBRARY_PATH=":".join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH")) if p),
-               DYNPOSE_TRITON_SITE=site)
-    cmd = [str(binary), f"--model-repository={repo}", "--model-control-mode=explicit",
-           *[f"--load-model={m}" for m in models], "--exit-on-error=false", "--strict-readiness=false",
-           "--http-address=127.0.0.1", f"--http-port={http_port}",
-           "--grpc-address=127.0.0.1", f"--grpc-port={grpc_port}", "--allow-metrics=false",
-           f"--backend-directory={binary.parents[1] / 'backends'}", *(extra or [])]
+    env = dict(
+        os.environ,
+        LD_LIBRARY_PATH=":".join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH")) if p),
+        DYNPOSE_TRITON_SITE=site,
+    )
+    cmd = [
+        str(binary),
+        f"--model-repository={repo}",
+        "--model-control-mode=explicit",
+        *[f"--load-model={m}" for m in models],
+        "--exit-on-error=false",
+        "--strict-readiness=false",
+        "--http-address=127.0.0.1",
+        f"--http-port={http_port}",
+        "--grpc-address=127.0.0.1",
+        f"--grpc-port={grpc_port}",
+        "--allow-metrics=false",
+        f"--backend-directory={binary.parents[1] / 'backends'}",
+        *(extra or []),
+    ]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                preexec_fn=_die_with_parent if die_with_parent else None)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,
+        )
     server = TritonServer(proc, grpc_port, http_port, log_path, list(models))
     server.wait_ready(wait)
     return server
@@ -259,12 +309,12 @@ def _raise_stop(signum: int, _frame: object) -> None:
 def model_repo(text: str) -> Path:
     """--repo: an existing folder, checked before the server starts. An empty repository is allowed:
     the launcher's readiness check does not wait on models, and models can be added to it later."""
-    import argparse
 
     repo = Path(text)
     if not repo.is_dir():
-        raise argparse.ArgumentTypeError(f"model repository {text} is not a folder; write one with "
-                                         "python -m build.triton_repo")
+        raise argparse.ArgumentTypeError(
+            f"model repository {text} is not a folder; write one with python -m build.triton_repo"
+        )
     return repo
 
 
@@ -278,22 +328,36 @@ def _main(argv: list[str]) -> int:
     from runtime.cli_args import OneLineParser, existing_dir, port
 
     p = OneLineParser(prog="python -m tools.triton_server", description=__doc__.split("\n\n")[0])
-    p.add_argument("--repo", required=True, type=model_repo, help="model repository (python -m build.triton_repo)")
+    p.add_argument(
+        "--repo", required=True, type=model_repo, help="model repository (python -m build.triton_repo)"
+    )
     p.add_argument("--grpc-port", type=port, default=8001, help="0: a free port")
     p.add_argument("--http-port", type=port, default=8000, help="0: a free port")
-    p.add_argument("--venv", type=existing_dir, default=DEFAULT_VENV,
-                   help="the server venv of tools/setup_triton.sh")
+    p.add_argument(
+        "--venv", type=existing_dir, default=DEFAULT_VENV, help="the server venv of tools/setup_triton.sh"
+    )
     args = p.parse_args(argv)
     old = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     server = None
     try:
-        server = start_server(args.repo, grpc_port=args.grpc_port, http_port=args.http_port, venv=args.venv,
-                              log_path=Path("tritonserver.log"))
-        print(f"tritonserver pid {server.pid} ready: --triton-url {server.grpc_url} (log tritonserver.log); "
-              "Ctrl-C stops it", flush=True)
+        server = start_server(
+            args.repo,
+            grpc_port=args.grpc_port,
+            http_port=args.http_port,
+            venv=args.venv,
+            log_path=Path("tritonserver.log"),
+        )
+        print(
+            f"tritonserver pid {server.pid} ready: --triton-url {server.grpc_url} (log tritonserver.log); "
+            "Ctrl-C stops it",
+            flush=True,
+        )
         server.proc.wait()
-        print(f"error: tritonserver pid {server.pid} exited with {server.proc.returncode} "
-              "(log tritonserver.log)", file=sys.stderr)
+        print(
+            f"error: tritonserver pid {server.pid} exited with {server.proc.returncode} "
+            "(log tritonserver.log)",
+            file=sys.stderr,
+        )
         return 3
     except TritonServerError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -303,7 +367,7 @@ def _main(argv: list[str]) -> int:
     except _Stop as e:
         return 128 + e.signum
     finally:
-        if server is not None:   # a second signal must not cut the reaping short
+        if server is not None:  # a second signal must not cut the reaping short
             for sig in (*old, signal.SIGINT):
                 old.setdefault(sig, signal.signal(sig, signal.SIG_IGN))
             server.stop()

@@ -18,6 +18,7 @@ that fall outside the crop. Our version (written for our head, no code taken):
   the branch must train in minutes on two shared cores (measured: full size
   cost 8 s per batch of 32 there); the outer map is coarse by design anyway.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,17 +32,21 @@ OUTER_FACTOR = 2.0
 
 class DoubleProbMapHead(ProbMapHead):
     output_names = ("probmaps", "presence", "visibility", "oks", "outer_probmaps")
-    kind = "probmap"   # same decode and fields; runtime.double_decode adds the outer map when present
+    kind = "probmap"  # same decode and fields; runtime.double_decode adds the outer map when present
 
-    def __init__(self, in_channels: int, out_channels: int = NUM_KEYPOINTS, outer_channels: int = 24,
-                 **kw) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int = NUM_KEYPOINTS, outer_channels: int = 24, **kw
+    ) -> None:
         super().__init__(in_channels, out_channels, **kw)
         last = self.final_layer.in_channels
         layers: list[nn.Module] = []
         ch = last
         for d in (1, 2, 4):
-            layers += [nn.Conv2d(ch, outer_channels, 3, padding=d, dilation=d), nn.BatchNorm2d(outer_channels),
-                       nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(ch, outer_channels, 3, padding=d, dilation=d),
+                nn.BatchNorm2d(outer_channels),
+                nn.ReLU(inplace=True),
+            ]
             ch = outer_channels
         layers.append(nn.Conv2d(ch, out_channels, 1))
         self.outer_layers = nn.Sequential(*layers)
@@ -49,8 +54,8 @@ class DoubleProbMapHead(ProbMapHead):
     def outer_logits(self, feat: torch.Tensor) -> torch.Tensor:
         x = self.deconv_layers(feat)
         h, w = x.shape[-2:]
-        x = F.avg_pool2d(x, 4)                           # the crop at half the outer map's size
-        x = F.pad(x, (w // 8, w // 8, h // 8, h // 8))   # ... in the centre half of the outer window
+        x = F.avg_pool2d(x, 4)  # the crop at half the outer map's size
+        x = F.pad(x, (w // 8, w // 8, h // 8, h // 8))  # ... in the centre half of the outer window
         x = F.interpolate(self.outer_layers(x), scale_factor=2.0, mode="bilinear", align_corners=False)
         return x / self.temperature
 
@@ -62,9 +67,14 @@ class DoubleProbMapHead(ProbMapHead):
         return (*inner, outer)
 
 
-def outer_targets(xy: torch.Tensor | "object", hm_hw: tuple[int, int] = (64, 48), factor: float = OUTER_FACTOR):
+def outer_targets(
+    xy: torch.Tensor | object, hm_hw: tuple[int, int] = (64, 48), factor: float = OUTER_FACTOR
+):
     """Inner heatmap coords -> outer map coords (same centre, pixels ``factor`` times larger)."""
     h, w = hm_hw
-    c = xy.new_tensor([(w - 1) / 2, (h - 1) / 2]) if isinstance(xy, torch.Tensor) else \
-        __import__("numpy").array([(w - 1) / 2, (h - 1) / 2])
+    c = (
+        xy.new_tensor([(w - 1) / 2, (h - 1) / 2])
+        if isinstance(xy, torch.Tensor)
+        else __import__("numpy").array([(w - 1) / 2, (h - 1) / 2])
+    )
     return (xy - c) / factor + c

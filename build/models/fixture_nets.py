@@ -9,27 +9,36 @@ MMPose's 1x1 ``final_layer`` (no deconvs), so the 256x192 -> 17x64x48
 contract holds and the checkpoints keep ``backbone.`` / ``head.`` names.
 The two sizes differ in width and depth only (small ~0.06, large ~0.25 GMAC with heatmap heads).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .resnet import BasicBlock, make_res_layer
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 class FixtureFPN(nn.Module):
     """Stem to stride 4, residual stages at strides 4..32, top-down sum back to stride 4."""
 
-    def __init__(self, widths: Sequence[int] = (24, 32, 64, 96), blocks: Sequence[int] = (1, 1, 1, 1),
-                 stem: int = 16, out_channels: int = 32) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int] = (24, 32, 64, 96),
+        blocks: Sequence[int] = (1, 1, 1, 1),
+        stem: int = 16,
+        out_channels: int = 32,
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(_conv_bn_relu(3, stem, 2), _conv_bn_relu(stem, widths[0], 2))
         cin = widths[0]
@@ -65,10 +74,18 @@ def _register() -> None:
     from .registry import ModelSpec, register
 
     for name, kw in FIXTURE_ARCHS.items():
-        register(ModelSpec(name, (lambda kw=kw: FixtureFPN(**kw)), out_channels=kw["out_channels"],
-                           feat_hw=(64, 48), heatmap_deconvs=(), probmap_deconvs=(),
-                           aux_channels=16,
-                           notes="trained fixture net (synthetic figures only, issue 9)"))
+        register(
+            ModelSpec(
+                name,
+                (lambda kw=kw: FixtureFPN(**kw)),
+                out_channels=kw["out_channels"],
+                feat_hw=(64, 48),
+                heatmap_deconvs=(),
+                probmap_deconvs=(),
+                aux_channels=16,
+                notes="trained fixture net (synthetic figures only, issue 9)",
+            )
+        )
 
 
 _register()

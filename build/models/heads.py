@@ -4,9 +4,10 @@ Parameter names follow MMPose 1.x (``head.deconv_layers``, ``head.final_layer``)
 and ProbPose (``head.{probability,visibility,oks,error}_layers``) so released
 checkpoints load strictly without a renaming table.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -22,8 +23,9 @@ def _deconv_stack(in_channels: int, out_channels: Sequence[int], kernel_sizes: S
     for ch, k in zip(out_channels, kernel_sizes):
         padding, output_padding = {4: (1, 0), 3: (1, 1), 2: (0, 0)}[k]
         layers += [
-            nn.ConvTranspose2d(in_channels, ch, k, stride=2, padding=padding,
-                               output_padding=output_padding, bias=False),
+            nn.ConvTranspose2d(
+                in_channels, ch, k, stride=2, padding=padding, output_padding=output_padding, bias=False
+            ),
             nn.BatchNorm2d(ch),
             nn.ReLU(inplace=True),
         ]
@@ -37,9 +39,13 @@ class HeatmapHead(nn.Module):
     output_names: tuple[str, ...] = ("heatmaps",)
     kind = "heatmap"
 
-    def __init__(self, in_channels: int, out_channels: int = NUM_KEYPOINTS,
-                 deconv_out_channels: Sequence[int] = (256, 256, 256),
-                 deconv_kernel_sizes: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int = NUM_KEYPOINTS,
+        deconv_out_channels: Sequence[int] = (256, 256, 256),
+        deconv_kernel_sizes: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         deconv_kernel_sizes = deconv_kernel_sizes or [4] * len(deconv_out_channels)
         self.deconv_layers = _deconv_stack(in_channels, deconv_out_channels, deconv_kernel_sizes)
@@ -91,15 +97,25 @@ class _AuxHead(nn.Sequential):
 
     POOLS = ((4, 3), (2, 2), (2, 2))
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int,
-                 feat_hw: tuple[int, int], final: str = "sigmoid") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        mid_channels: int,
+        out_channels: int,
+        feat_hw: tuple[int, int],
+        final: str = "sigmoid",
+    ) -> None:
         layers: list[nn.Module] = []
         h, w = feat_hw
         ch = in_channels
         for ph, pw in self.POOLS:
             ph, pw = min(ph, h), min(pw, w)
-            layers += [nn.Conv2d(ch, mid_channels, 3, padding=1), nn.BatchNorm2d(mid_channels),
-                       nn.MaxPool2d((ph, pw), (ph, pw)), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(ch, mid_channels, 3, padding=1),
+                nn.BatchNorm2d(mid_channels),
+                nn.MaxPool2d((ph, pw), (ph, pw)),
+                nn.ReLU(inplace=True),
+            ]
             h, w, ch = h // ph, w // pw, mid_channels
         layers += [nn.Conv2d(ch, out_channels, 1), nn.Sigmoid() if final == "sigmoid" else nn.ReLU()]
         super().__init__(*layers)
@@ -120,11 +136,16 @@ class ProbMapHead(HeatmapHead):
     output_names = ("probmaps", "presence", "visibility", "oks")
     kind = "probmap"
 
-    def __init__(self, in_channels: int, out_channels: int = NUM_KEYPOINTS,
-                 deconv_out_channels: Sequence[int] = (256, 256),
-                 deconv_kernel_sizes: Sequence[int] | None = None,
-                 feat_hw: tuple[int, int] = (16, 12), aux_channels: int | None = None,
-                 temperature: float = 0.5) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int = NUM_KEYPOINTS,
+        deconv_out_channels: Sequence[int] = (256, 256),
+        deconv_kernel_sizes: Sequence[int] | None = None,
+        feat_hw: tuple[int, int] = (16, 12),
+        aux_channels: int | None = None,
+        temperature: float = 0.5,
+    ) -> None:
         super().__init__(in_channels, out_channels, deconv_out_channels, deconv_kernel_sizes)
         mid = aux_channels or in_channels
         self.temperature = temperature

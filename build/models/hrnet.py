@@ -23,9 +23,10 @@ load strictly. Stage 4's last module is built with ``multiscale_output=False``
 (MMPose's default for top-down): it fuses only into branch 0, so
 ``stage4.2.fuse_layers`` has one row and the backbone returns C x 64 x 48.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -34,8 +35,10 @@ from .resnet import BasicBlock, Bottleneck, make_res_layer
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int, relu: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False),
-                               nn.BatchNorm2d(cout)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -48,8 +51,9 @@ class HRModule(nn.Module):
         super().__init__()
         self.num_branches = len(channels)
         self.branches = nn.ModuleList(make_res_layer(BasicBlock, c, c, num_blocks) for c in channels)
-        self.fuse_layers = self._make_fuse_layers(list(channels), multiscale_output) \
-            if self.num_branches > 1 else None
+        self.fuse_layers = (
+            self._make_fuse_layers(list(channels), multiscale_output) if self.num_branches > 1 else None
+        )
         self.relu = nn.ReLU(inplace=True)
 
     @staticmethod
@@ -59,8 +63,13 @@ class HRModule(nn.Module):
             row: list[nn.Module | None] = []
             for j in range(len(ch)):
                 if j > i:  # lower resolution -> 1x1 conv, BN, nearest upsample
-                    row.append(nn.Sequential(nn.Conv2d(ch[j], ch[i], 1, bias=False), nn.BatchNorm2d(ch[i]),
-                                             nn.Upsample(scale_factor=2 ** (j - i), mode="nearest")))
+                    row.append(
+                        nn.Sequential(
+                            nn.Conv2d(ch[j], ch[i], 1, bias=False),
+                            nn.BatchNorm2d(ch[i]),
+                            nn.Upsample(scale_factor=2 ** (j - i), mode="nearest"),
+                        )
+                    )
                 elif j == i:
                     row.append(None)
                 else:  # higher resolution -> (i - j) stride-2 3x3 convs; ReLU on all but the last
@@ -99,11 +108,13 @@ class HRNet(nn.Module):
         self.layer1 = make_res_layer(Bottleneck, 64, 64, 4)
         prev = [64 * Bottleneck.expansion]
         for s, num_modules in enumerate(self.STAGE_MODULES, start=2):
-            cur = [width * 2 ** b for b in range(s)]
+            cur = [width * 2**b for b in range(s)]
             self.add_module(f"transition{s - 1}", self._make_transition(prev, cur))
             last_multiscale = s != 4  # top-down: the last module outputs only branch 0
-            modules = [HRModule(cur, multiscale_output=last_multiscale or m < num_modules - 1)
-                       for m in range(num_modules)]
+            modules = [
+                HRModule(cur, multiscale_output=last_multiscale or m < num_modules - 1)
+                for m in range(num_modules)
+            ]
             self.add_module(f"stage{s}", nn.Sequential(*modules))
             prev = cur
         self.out_channels = width
@@ -135,10 +146,20 @@ def _register() -> None:
     from .registry import ModelSpec, register
 
     for width, gmacs, params in ((32, 7.69, 28.5), (48, 15.75, 63.6)):
-        register(ModelSpec(f"hrnet-w{width}", lambda w=width: HRNet(w), out_channels=width, feat_hw=(64, 48),
-                           heatmap_deconvs=(), probmap_deconvs=(), aux_channels=128,
-                           gmacs=gmacs, params_m=params,
-                           notes=f"MMPose td-hm_hrnet-w{width}_8xb64-210e_coco-256x192 (1x1 head on branch 0)"))
+        register(
+            ModelSpec(
+                f"hrnet-w{width}",
+                lambda w=width: HRNet(w),
+                out_channels=width,
+                feat_hw=(64, 48),
+                heatmap_deconvs=(),
+                probmap_deconvs=(),
+                aux_channels=128,
+                gmacs=gmacs,
+                params_m=params,
+                notes=f"MMPose td-hm_hrnet-w{width}_8xb64-210e_coco-256x192 (1x1 head on branch 0)",
+            )
+        )
 
 
 _register()

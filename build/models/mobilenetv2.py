@@ -15,18 +15,29 @@ Settings (t, c, n, s) per layer: (1,16,1,1) (6,24,2,2) (6,32,3,2) (6,64,4,2)
 The top-down config uses ``out_indices=(7,)``, i.e. the 1280 x 8 x 6 output of
 ``conv2`` at 256x192, fed to the standard 3x deconv(256) heatmap head.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-ARCH = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+ARCH = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class ConvModule(nn.Module):
     """mmcv's conv -> BN -> activation unit with its ``conv``/``bn`` names."""
 
-    def __init__(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True) -> None:
+    def __init__(
+        self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(cout)
@@ -44,8 +55,10 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(ConvModule(cin, hidden, 1))
-        layers += [ConvModule(hidden, hidden, 3, stride=stride, groups=hidden),
-                   ConvModule(hidden, cout, 1, act=False)]
+        layers += [
+            ConvModule(hidden, hidden, 3, stride=stride, groups=hidden),
+            ConvModule(hidden, cout, 1, act=False),
+        ]
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,9 +91,18 @@ class MobileNetV2(nn.Module):
 def _register() -> None:
     from .registry import ModelSpec, register
 
-    register(ModelSpec("mbv2", MobileNetV2, out_channels=1280, feat_hw=(8, 6), aux_channels=128,
-                       gmacs=1.58, params_m=9.57,
-                       notes="SimpleBaseline MobileNetV2 x1.0 (MMPose td-hm_mobilenetv2_8xb64-210e_coco-256x192)"))
+    register(
+        ModelSpec(
+            "mbv2",
+            MobileNetV2,
+            out_channels=1280,
+            feat_hw=(8, 6),
+            aux_channels=128,
+            gmacs=1.58,
+            params_m=9.57,
+            notes="SimpleBaseline MobileNetV2 x1.0 (MMPose td-hm_mobilenetv2_8xb64-210e_coco-256x192)",
+        )
+    )
 
 
 _register()

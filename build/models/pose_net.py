@@ -1,4 +1,5 @@
 """A top-down pose network: backbone -> head, with ONNX-contract output names."""
+
 from __future__ import annotations
 
 import torch

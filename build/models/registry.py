@@ -4,10 +4,11 @@ Each architecture file calls :func:`register` for its variants; everything
 else (export, tests, configs) iterates the registry, so a new model is tested
 the moment it is registered.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from torch import nn
 
@@ -16,8 +17,8 @@ from .heads import HeatmapHead, ProbMapHead
 from .pose_net import TopdownPoseNet
 from .router import Router
 
-HEAD_KINDS = ("heatmap", "probmap")               # how the runtime decodes (the manifest's "head")
-HEAD_CHOICES = (*HEAD_KINDS, "probmap-dh")        # what a config may build: + the double probability map
+HEAD_KINDS = ("heatmap", "probmap")  # how the runtime decodes (the manifest's "head")
+HEAD_CHOICES = (*HEAD_KINDS, "probmap-dh")  # what a config may build: + the double probability map
 
 
 def decode_kind(head: str) -> str:
@@ -76,8 +77,12 @@ def build_pose_net(name: str, head: str = "heatmap") -> TopdownPoseNet:
         h = HeatmapHead(spec.out_channels, deconv_out_channels=spec.heatmap_deconvs)
     elif head in ("probmap", "probmap-dh"):
         cls = DoubleProbMapHead if head == "probmap-dh" else ProbMapHead
-        h = cls(spec.out_channels, deconv_out_channels=spec.probmap_deconvs,
-                feat_hw=spec.feat_hw, aux_channels=spec.aux_channels)
+        h = cls(
+            spec.out_channels,
+            deconv_out_channels=spec.probmap_deconvs,
+            feat_hw=spec.feat_hw,
+            aux_channels=spec.aux_channels,
+        )
     else:
         raise ValueError(f"unknown head {head!r}; expected one of {HEAD_CHOICES}")
     return TopdownPoseNet(spec.build_backbone(), h)

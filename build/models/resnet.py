@@ -1,7 +1,8 @@
 """ResNet backbones with MMPose 1.x / torchvision parameter names."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -10,7 +11,9 @@ from torch import nn
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -32,7 +35,9 @@ class Bottleneck(nn.Module):
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -51,8 +56,10 @@ class BasicBlock(nn.Module):
 def make_res_layer(block: type, inplanes: int, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
     downsample = None
     if stride != 1 or inplanes != planes * block.expansion:
-        downsample = nn.Sequential(nn.Conv2d(inplanes, planes * block.expansion, 1, stride=stride, bias=False),
-                                   nn.BatchNorm2d(planes * block.expansion))
+        downsample = nn.Sequential(
+            nn.Conv2d(inplanes, planes * block.expansion, 1, stride=stride, bias=False),
+            nn.BatchNorm2d(planes * block.expansion),
+        )
     layers = [block(inplanes, planes, stride, downsample)]
     layers += [block(planes * block.expansion, planes) for _ in range(1, blocks)]
     return nn.Sequential(*layers)
@@ -61,10 +68,16 @@ def make_res_layer(block: type, inplanes: int, planes: int, blocks: int, stride:
 class ResNet(nn.Module):
     """Stride-32 ResNet; returns the last stage (2048x8x6 at 256x192 for R-50)."""
 
-    ARCH = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
-            50: (Bottleneck, (3, 4, 6, 3)), 101: (Bottleneck, (3, 4, 23, 3))}
+    ARCH = {
+        18: (BasicBlock, (2, 2, 2, 2)),
+        34: (BasicBlock, (3, 4, 6, 3)),
+        50: (Bottleneck, (3, 4, 6, 3)),
+        101: (Bottleneck, (3, 4, 23, 3)),
+    }
 
-    def __init__(self, depth: int = 50, base_channels: int = 64, stage_blocks: Sequence[int] | None = None) -> None:
+    def __init__(
+        self, depth: int = 50, base_channels: int = 64, stage_blocks: Sequence[int] | None = None
+    ) -> None:
         super().__init__()
         block, default_blocks = self.ARCH[depth]
         stage_blocks = stage_blocks or default_blocks
@@ -74,8 +87,10 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         inplanes = base_channels
         for i, n in enumerate(stage_blocks):
-            planes = base_channels * 2 ** i
-            self.add_module(f"layer{i + 1}", make_res_layer(block, inplanes, planes, n, stride=1 if i == 0 else 2))
+            planes = base_channels * 2**i
+            self.add_module(
+                f"layer{i + 1}", make_res_layer(block, inplanes, planes, n, stride=1 if i == 0 else 2)
+            )
             inplanes = planes * block.expansion
         self.num_stages = len(stage_blocks)
         self.out_channels = inplanes
@@ -90,9 +105,18 @@ class ResNet(nn.Module):
 def _register() -> None:
     from .registry import ModelSpec, register
 
-    register(ModelSpec("res50", lambda: ResNet(50), out_channels=2048, feat_hw=(8, 6),
-                       aux_channels=128, gmacs=5.45, params_m=34.0,
-                       notes="SimpleBaseline ResNet-50 (MMPose td-hm_res50_8xb64-210e_coco-256x192)"))
+    register(
+        ModelSpec(
+            "res50",
+            lambda: ResNet(50),
+            out_channels=2048,
+            feat_hw=(8, 6),
+            aux_channels=128,
+            gmacs=5.45,
+            params_m=34.0,
+            notes="SimpleBaseline ResNet-50 (MMPose td-hm_res50_8xb64-210e_coco-256x192)",
+        )
+    )
 
 
 _register()

@@ -3,13 +3,14 @@
 docs/DESIGN.md section 2. It reads the same normalised 3x256x192 crop as the pose
 nets, so the runtime makes one crop tensor for all three networks.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 class SGE(nn.Module):
@@ -48,8 +49,12 @@ class PConv(nn.Module):
 
 
 def _stage(cin: int, cout: int, post: nn.Module) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True), post)
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        post,
+    )
 
 
 class Router(nn.Module):
@@ -58,8 +63,13 @@ class Router(nn.Module):
     output_names = ("score",)
     kind = "score"
 
-    def __init__(self, channels: Sequence[int] = (16, 32, 64, 128), hidden: int = 256,
-                 in_hw: tuple[int, int] = (256, 192), sge_groups: int = 8) -> None:
+    def __init__(
+        self,
+        channels: Sequence[int] = (16, 32, 64, 128),
+        hidden: int = 256,
+        in_hw: tuple[int, int] = (256, 192),
+        sge_groups: int = 8,
+    ) -> None:
         super().__init__()
         c1, c2, c3, c4 = channels
         self.stage1 = _stage(1, c1, SGE(sge_groups))

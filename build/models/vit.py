@@ -29,13 +29,14 @@ Attention is written as explicit matmuls + softmax rather than
 plain MatMul/Softmax that every runtime and TensorRT 10.3 parse, and so the
 MAC counter can see the two attention matmuls (:meth:`Attention.matmul_macs`).
 """
+
 from __future__ import annotations
 
 import math
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 IMG_HW = (256, 192)
 
@@ -54,7 +55,7 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
-        self.scale = self.head_dims ** -0.5
+        self.scale = self.head_dims**-0.5
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=True)
         self.proj = nn.Linear(embed_dims, embed_dims)
 
@@ -75,8 +76,11 @@ class Attention(nn.Module):
 class FFN(nn.Module):
     def __init__(self, embed_dims: int, hidden: int) -> None:
         super().__init__()
-        self.layers = nn.Sequential(nn.Sequential(nn.Linear(embed_dims, hidden), nn.GELU(), nn.Dropout(0.0)),
-                                    nn.Linear(hidden, embed_dims), nn.Dropout(0.0))
+        self.layers = nn.Sequential(
+            nn.Sequential(nn.Linear(embed_dims, hidden), nn.GELU(), nn.Dropout(0.0)),
+            nn.Linear(hidden, embed_dims),
+            nn.Dropout(0.0),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -98,23 +102,33 @@ class TransformerEncoderLayer(nn.Module):
 def _grid(tokens: int, name: str) -> tuple[int, int]:
     side = math.isqrt(tokens)
     if side * side != tokens:
-        raise ValueError(f"{name}: cannot infer the token grid of {tokens} positions; "
-                         "resize the checkpoint's pos_embed to 16x12 (192 tokens) before loading")
+        raise ValueError(
+            f"{name}: cannot infer the token grid of {tokens} positions; "
+            "resize the checkpoint's pos_embed to 16x12 (192 tokens) before loading"
+        )
     return side, side
 
 
 class VisionTransformer(nn.Module):
     """Plain ViT returning the patch tokens as a C x 16 x 12 feature map at 256x192."""
 
-    def __init__(self, embed_dims: int = 384, num_layers: int = 12, num_heads: int = 12,
-                 ffn_ratio: int = 4, patch: int = 16, padding: int = 2) -> None:
+    def __init__(
+        self,
+        embed_dims: int = 384,
+        num_layers: int = 12,
+        num_heads: int = 12,
+        ffn_ratio: int = 4,
+        patch: int = 16,
+        padding: int = 2,
+    ) -> None:
         super().__init__()
         self.patch_embed = PatchEmbed(embed_dims, patch, padding)
         self.grid = tuple((s + 2 * padding - patch) // patch + 1 for s in IMG_HW)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], embed_dims))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        self.layers = nn.ModuleList(TransformerEncoderLayer(embed_dims, num_heads, embed_dims * ffn_ratio)
-                                    for _ in range(num_layers))
+        self.layers = nn.ModuleList(
+            TransformerEncoderLayer(embed_dims, num_heads, embed_dims * ffn_ratio) for _ in range(num_layers)
+        )
         self.ln1 = nn.LayerNorm(embed_dims, eps=1e-6)
         self.out_channels = embed_dims
         self.register_load_state_dict_pre_hook(self._adapt_pos_embed)
@@ -140,8 +154,10 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != IMG_HW:
-            raise ValueError(f"input: ViT expects Nx3x{IMG_HW[0]}x{IMG_HW[1]} crops, got {tuple(x.shape)}; "
-                             "make crops with runtime.preprocess.make_crops")
+            raise ValueError(
+                f"input: ViT expects Nx3x{IMG_HW[0]}x{IMG_HW[1]} crops, got {tuple(x.shape)}; "
+                "make crops with runtime.preprocess.make_crops"
+            )
         x = self.patch_embed(x)
         c, h, w = x.shape[1:]
         x = x.flatten(2).transpose(1, 2) + self.pos_embed
@@ -153,11 +169,21 @@ class VisionTransformer(nn.Module):
 def _register() -> None:
     from .registry import ModelSpec, register
 
-    register(ModelSpec("probpose-s", VisionTransformer, out_channels=384, feat_hw=(16, 12),
-                       heatmap_deconvs=(256, 256), probmap_deconvs=(256, 256), aux_channels=384,
-                       gmacs=6.73, params_m=40.3,  # 6.39 + 0.34 attention, all 4 aux heads
-                       notes="ProbPose-s: ViT-S + ProbMapHead (td-pm_ProbPose-small_8xb64-210e_coco-256x192)",
-                       extra={"reference_head": "probmap"}))
+    register(
+        ModelSpec(
+            "probpose-s",
+            VisionTransformer,
+            out_channels=384,
+            feat_hw=(16, 12),
+            heatmap_deconvs=(256, 256),
+            probmap_deconvs=(256, 256),
+            aux_channels=384,
+            gmacs=6.73,
+            params_m=40.3,  # 6.39 + 0.34 attention, all 4 aux heads
+            notes="ProbPose-s: ViT-S + ProbMapHead (td-pm_ProbPose-small_8xb64-210e_coco-256x192)",
+            extra={"reference_head": "probmap"},
+        )
+    )
 
 
 _register()

@@ -5,6 +5,7 @@ and the parts of a face; sticks would make the task a line detector. Clothes
 share one colour on both sides of the body, so left/right comes from the
 face (front) or its absence (back), as on real people.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -29,21 +30,32 @@ def _pt(p: np.ndarray) -> tuple[int, int]:
     return int(round(p[0] * 16)), int(round(p[1] * 16))
 
 
-def _limb(img: np.ndarray, mask: np.ndarray, a: np.ndarray, b: np.ndarray, wa: float, wb: float,
-          colour: tuple[int, int, int]) -> None:
+def _limb(
+    img: np.ndarray,
+    mask: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    wa: float,
+    wb: float,
+    colour: tuple[int, int, int],
+) -> None:
     """Tapered quad from a to b with round ends (sub-pixel coordinates, shift 4)."""
     d = b - a
     n = np.hypot(*d)
     perp = np.array([-d[1], d[0]]) / n if n > 1e-6 else np.array([1.0, 0.0])
-    quad = np.array([_pt(a + perp * wa / 2), _pt(b + perp * wb / 2), _pt(b - perp * wb / 2),
-                     _pt(a - perp * wa / 2)], np.int32)
+    quad = np.array(
+        [_pt(a + perp * wa / 2), _pt(b + perp * wb / 2), _pt(b - perp * wb / 2), _pt(a - perp * wa / 2)],
+        np.int32,
+    )
     for tgt, col in ((img, colour), (mask, 255)):
         cv2.fillConvexPoly(tgt, quad, col, cv2.LINE_AA if tgt is img else cv2.LINE_8, shift=4)
         cv2.circle(tgt, _pt(a), int(wa * 8), col, -1, cv2.LINE_8, shift=4)
         cv2.circle(tgt, _pt(b), int(wb * 8), col, -1, cv2.LINE_8, shift=4)
 
 
-def _texture(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, box: tuple[int, int, int, int]) -> None:
+def _texture(
+    img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, box: tuple[int, int, int, int]
+) -> None:
     """Stripes, checks or noise blended into the masked clothing, inside ``box`` only."""
     x0, y0, x1, y1 = box
     if x1 <= x0 or y1 <= y0:
@@ -57,12 +69,12 @@ def _texture(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, box: t
     ys = np.arange(y0, y1, dtype=np.float32)[:, None]
     xs = np.arange(x0, x1, dtype=np.float32)[None, :]
     period = float(rng.uniform(4, 14))
-    if kind == 1:      # stripes at any angle (an outer sum, never a full meshgrid)
+    if kind == 1:  # stripes at any angle (an outer sum, never a full meshgrid)
         ang = rng.uniform(0, np.pi)
         pat = np.sin((xs * np.cos(ang) + ys * np.sin(ang)) * (2 * np.pi / period)) > 0
-    elif kind == 2:    # checks
+    elif kind == 2:  # checks
         pat = ((xs // period) + (ys // period)) % 2 > 0
-    else:              # speckle
+    else:  # speckle
         pat = rng.random((y1 - y0, x1 - x0)) < 0.5
     sel = m & pat
     a = float(rng.uniform(0.3, 0.8))
@@ -116,7 +128,7 @@ def draw_figure(img: np.ndarray, fig: Figure, rng: np.random.Generator) -> np.nd
     for j in (5, 6):
         cv2.circle(img, _pt(kp[j]), int(0.1 * L * 16), shirt, -1, cv2.LINE_AA, shift=4)
         cv2.circle(mask, _pt(kp[j]), int(0.1 * L * 16), 255, -1, shift=4)
-    if fig.front and rng.random() < 0.5:   # a chest emblem: one more "this is the front" cue
+    if fig.front and rng.random() < 0.5:  # a chest emblem: one more "this is the front" cue
         c = 0.5 * (kp[5] + kp[6]) * 0.6 + 0.5 * (kp[11] + kp[12]) * 0.4
         cv2.circle(img, _pt(c), int(0.08 * L * 16), _colour(rng), -1, cv2.LINE_AA, shift=4)
     for side in ("l", "r"):
@@ -124,24 +136,40 @@ def draw_figure(img: np.ndarray, fig: Figure, rng: np.random.Generator) -> np.nd
             arm(side)
     xs, ys = kp[:, 0], kp[:, 1]
     pad = int(0.4 * L) + 2
-    box = (max(0, int(xs.min()) - pad), max(0, int(ys.min()) - pad),
-           min(w, int(xs.max()) + pad), min(h, int(ys.max()) + pad))
+    box = (
+        max(0, int(xs.min()) - pad),
+        max(0, int(ys.min()) - pad),
+        min(w, int(xs.max()) + pad),
+        min(h, int(ys.max()) + pad),
+    )
     _texture(img, cloth, rng, box)
     # neck and head
     sh_mid = 0.5 * (kp[5] + kp[6])
     _limb(img, mask, sh_mid, fig.head_center, 0.14 * L, 0.13 * L, skin)
     ax = (int(fig.head_axes[0] * 16), int(fig.head_axes[1] * 16))
     centre = _pt(fig.head_center)
-    for k in (3, 4):   # ears sit on the head's outline
+    for k in (3, 4):  # ears sit on the head's outline
         cv2.circle(img, _pt(kp[k]), int(0.055 * L * 16), skin, -1, cv2.LINE_AA, shift=4)
         cv2.circle(mask, _pt(kp[k]), int(0.055 * L * 16), 255, -1, shift=4)
-    cv2.ellipse(img, centre, ax, fig.head_angle, 0, 360, hair if not fig.front else skin, -1, cv2.LINE_AA, shift=4)
+    cv2.ellipse(
+        img, centre, ax, fig.head_angle, 0, 360, hair if not fig.front else skin, -1, cv2.LINE_AA, shift=4
+    )
     cv2.ellipse(mask, centre, ax, fig.head_angle, 0, 360, 255, -1, shift=4)
     if fig.front:
         cv2.ellipse(img, centre, ax, fig.head_angle, 180, 360, hair, -1, cv2.LINE_AA, shift=4)
         hc = fig.head_center
-        cv2.ellipse(img, _pt(hc + (kp[0] - hc) * 0.2), (int(ax[0] * 0.85), int(ax[1] * 0.55)),
-                    fig.head_angle, 0, 360, skin, -1, cv2.LINE_AA, shift=4)
+        cv2.ellipse(
+            img,
+            _pt(hc + (kp[0] - hc) * 0.2),
+            (int(ax[0] * 0.85), int(ax[1] * 0.55)),
+            fig.head_angle,
+            0,
+            360,
+            skin,
+            -1,
+            cv2.LINE_AA,
+            shift=4,
+        )
         eye_r = max(1, int(0.035 * L * 16))
         for k in (1, 2):
             cv2.circle(img, _pt(kp[k]), eye_r, (30, 20, 20), -1, cv2.LINE_AA, shift=4)
@@ -150,8 +178,15 @@ def draw_figure(img: np.ndarray, fig: Figure, rng: np.random.Generator) -> np.nd
     return mask
 
 
-def background(rng: np.random.Generator, h: int, w: int, photos: list[np.ndarray], plain: bool = False,
-               max_clutter: int = 9, p_limb_like: float = 0.5) -> np.ndarray:
+def background(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    photos: list[np.ndarray],
+    plain: bool = False,
+    max_clutter: int = 9,
+    p_limb_like: float = 0.5,
+) -> np.ndarray:
     """Noise, a gradient or a crop of a real photo, plus clutter (some of it limb-like).
 
     ``plain``: a flat or gradient backdrop only (an easy scene: nothing on it
@@ -176,14 +211,19 @@ def background(rng: np.random.Generator, h: int, w: int, photos: list[np.ndarray
         ch, cw = int(ph.shape[0] * s), int(ph.shape[1] * s)
         y0 = rng.integers(0, ph.shape[0] - ch + 1)
         x0 = rng.integers(0, ph.shape[1] - cw + 1)
-        img = cv2.resize(ph[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(ph[y0 : y0 + ch, x0 : x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
     for _ in range(rng.integers(0, max_clutter + 1)):
         clutter(img, rng, limb_like=rng.random() < p_limb_like)
     return img
 
 
-def clutter(img: np.ndarray, rng: np.random.Generator, limb_like: bool = False,
-            mask: np.ndarray | None = None, near: tuple[float, float, float] | None = None) -> None:
+def clutter(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    limb_like: bool = False,
+    mask: np.ndarray | None = None,
+    near: tuple[float, float, float] | None = None,
+) -> None:
     """One random shape; ``near`` = (x, y, radius) places it over a person (an occluder)."""
     h, w = img.shape[:2]
     if near is None:

@@ -18,13 +18,14 @@ A clip and its ground truth are written together or not at all
 keeps the folder's previous clip. A clip of an earlier run under another
 ``--name`` whose ground truth this run replaces is removed and named.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -65,10 +66,10 @@ class FrameTruth:
     image: np.ndarray
     track_ids: list[int]
     people: list[Person]
-    masks: list[np.ndarray]         # each person's own drawn pixels (before anyone covers them)
+    masks: list[np.ndarray]  # each person's own drawn pixels (before anyone covers them)
     boxes: np.ndarray
     scores: np.ndarray
-    box_track: list[int | None]     # which track each box came from (None: false positive)
+    box_track: list[int | None]  # which track each box came from (None: false positive)
     kinds: list[str]
 
 
@@ -81,14 +82,18 @@ class Clip:
         rng = np.random.default_rng([s.seed, 0])
         self.moving = bool(rng.random() < 0.5)
         wide = int(w * 1.5) if self.moving else w
-        self.backdrop = background(rng, h, wide, photos or [], plain=bool(rng.random() < 0.5), max_clutter=5,
-                                   p_limb_like=0.2)
+        self.backdrop = background(
+            rng, h, wide, photos or [], plain=bool(rng.random() < 0.5), max_clutter=5, p_limb_like=0.2
+        )
         self.occluder = bool(rng.random() < 0.5)
         n_walk = max(1, int(round(0.6 * s.people)))
         self.motions: list[Motion] = [
-            plan_motion(np.random.default_rng([s.seed, 1, k]), k + 1, s.frames, s.fps, w, h, walker=k < n_walk)
-            for k in range(s.people)]
-        self.motions.sort(key=lambda m: m.height)         # far (small) first: nearer people cover them
+            plan_motion(
+                np.random.default_rng([s.seed, 1, k]), k + 1, s.frames, s.fps, w, h, walker=k < n_walk
+            )
+            for k in range(s.people)
+        ]
+        self.motions.sort(key=lambda m: m.height)  # far (small) first: nearer people cover them
 
     def _backdrop(self, t: int) -> np.ndarray:
         w = self.spec.width
@@ -96,8 +101,8 @@ class Clip:
             return self.backdrop.copy()
         span = self.backdrop.shape[1] - w
         period = max(2.0, 8.0 * self.spec.fps)
-        off = int(round(span * 0.5 * (1 - np.cos(2 * np.pi * t / period))))   # a slow pan, back and forth
-        return self.backdrop[:, off:off + w].copy()
+        off = int(round(span * 0.5 * (1 - np.cos(2 * np.pi * t / period))))  # a slow pan, back and forth
+        return self.backdrop[:, off : off + w].copy()
 
     def render(self, t: int) -> FrameTruth:
         s = self.spec
@@ -109,7 +114,7 @@ class Clip:
             kp = fig.keypoints
             reach = 0.5 * fig.torso_len
             if kp[:, 0].max() + reach < 0 or kp[:, 0].min() - reach > w:
-                continue                                    # wholly outside: nobody to draw or annotate
+                continue  # wholly outside: nobody to draw or annotate
             mask = draw_figure(img, fig, np.random.default_rng([s.seed, 2, m.track_id]))
             if not mask.any():
                 continue
@@ -121,14 +126,23 @@ class Clip:
             clutter(img, np.random.default_rng([s.seed, 3]), mask=occ)
         people: list[Person] = []
         above = occ > 0
-        for i in range(len(figs) - 1, -1, -1):             # nearest first, accumulating what covers the rest
+        for i in range(len(figs) - 1, -1, -1):  # nearest first, accumulating what covers the rest
             people.append(_annotate(figs[i], masks[i], above, h, w))
             above = above | (masks[i] > 0)
         people.reverse()
         scene = Scene(img, people)
         detector_boxes(np.random.default_rng([s.seed, 4, t]), scene, VIDEO_BOXES)
-        return FrameTruth(t, img, ids, people, masks, scene.boxes, scene.scores,
-                          [ids[int(k)] if k >= 0 else None for k in scene.source], scene.kinds)
+        return FrameTruth(
+            t,
+            img,
+            ids,
+            people,
+            masks,
+            scene.boxes,
+            scene.scores,
+            [ids[int(k)] if k >= 0 else None for k in scene.source],
+            scene.kinds,
+        )
 
     def frames(self) -> Iterator[FrameTruth]:
         for t in range(self.spec.frames):
@@ -139,12 +153,19 @@ def _r(v: float) -> float:
     return round(float(v), 2)
 
 
-def write_clip(out_dir: str | Path, spec: ClipSpec = ClipSpec(), photos: list[np.ndarray] | None = None,
-               name: str = "synth") -> dict[str, Path]:
+def write_clip(
+    out_dir: str | Path,
+    spec: ClipSpec = ClipSpec(),
+    photos: list[np.ndarray] | None = None,
+    name: str = "synth",
+) -> dict[str, Path]:
     """Render ``spec`` into ``out_dir``; returns the paths (video, keypoints, detections)."""
     out = Path(out_dir)
-    paths = {"video": out / f"{name}.mp4", "keypoints": out / "person_keypoints.json",
-             "detections": out / "detections.json"}
+    paths = {
+        "video": out / f"{name}.mp4",
+        "keypoints": out / "person_keypoints.json",
+        "detections": out / "detections.json",
+    }
     stale = _earlier_clip(paths["keypoints"], paths["video"].name)
     with StagedDir(out, merge=True, replace=tuple(p.name for p in stale)) as st:
         _render(st.path, spec, photos, name, paths)
@@ -164,30 +185,62 @@ def _earlier_clip(gt_path: Path, new_name: str) -> list[Path]:
     return [p] if old != new_name and p.parent == gt_path.parent and p.is_file() else []
 
 
-def _render(out: Path, spec: ClipSpec, photos: list[np.ndarray] | None, name: str,
-            paths: dict[str, Path]) -> None:
+def _render(
+    out: Path, spec: ClipSpec, photos: list[np.ndarray] | None, name: str, paths: dict[str, Path]
+) -> None:
     video = out / paths["video"].name
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height))
     if not writer.isOpened():
-        raise OutputError("OpenCV cannot open the video writer (mp4v)", str(paths["video"]),
-                          "check the folder is writable and has space")
+        raise OutputError(
+            "OpenCV cannot open the video writer (mp4v)",
+            str(paths["video"]),
+            "check the folder is writable and has space",
+        )
     images, anns, dets = [], [], []
     clip = Clip(spec, photos)
     try:
         for fr in clip.frames():
             writer.write(fr.image)
             img_id = fr.index + 1
-            images.append({"id": img_id, "frame_id": fr.index, "vid_id": 1, "file_name": f"{name}.mp4",
-                           "height": spec.height, "width": spec.width, "timestamp": round(fr.index / spec.fps, 4)})
+            images.append(
+                {
+                    "id": img_id,
+                    "frame_id": fr.index,
+                    "vid_id": 1,
+                    "file_name": f"{name}.mp4",
+                    "height": spec.height,
+                    "width": spec.width,
+                    "timestamp": round(fr.index / spec.fps, 4),
+                }
+            )
             for tid, p in zip(fr.track_ids, fr.people):
-                anns.append({"id": len(anns) + 1, "image_id": img_id, "track_id": tid, "category_id": 1,
-                             "iscrowd": 0, "keypoints": [_r(v) for v in p.keypoints.reshape(-1)],
-                             "num_keypoints": p.num_keypoints, "bbox": [_r(v) for v in p.bbox], "area": p.area,
-                             "out_of_image": [int(o) for o in p.out_of_image],
-                             "facing": "front" if p.front else "back"})
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": img_id,
+                        "track_id": tid,
+                        "category_id": 1,
+                        "iscrowd": 0,
+                        "keypoints": [_r(v) for v in p.keypoints.reshape(-1)],
+                        "num_keypoints": p.num_keypoints,
+                        "bbox": [_r(v) for v in p.bbox],
+                        "area": p.area,
+                        "out_of_image": [int(o) for o in p.out_of_image],
+                        "facing": "front" if p.front else "back",
+                    }
+                )
             for b, sc, tid, kind in zip(fr.boxes, fr.scores, fr.box_track, fr.kinds):
-                dets.append({"frame": fr.index, "image_id": img_id, "category_id": 1, "bbox": [_r(v) for v in b],
-                             "score": round(float(sc), 4), "kind": kind, "track_id": tid})
+                dets.append(
+                    {
+                        "frame": fr.index,
+                        "image_id": img_id,
+                        "category_id": 1,
+                        "bbox": [_r(v) for v in b],
+                        "score": round(float(sc), 4),
+                        "kind": kind,
+                        "track_id": tid,
+                    }
+                )
     finally:
         writer.release()
     # OpenCV's writer reports no write error (a full disk included): count what the file holds.
@@ -195,20 +248,40 @@ def _render(out: Path, spec: ClipSpec, photos: list[np.ndarray] | None, name: st
     got = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
     cap.release()
     if got != spec.frames:
-        raise OutputError(f"the video holds {got} of {spec.frames} frames (disk full?)", str(paths["video"]),
-                          "free disk space or choose another --video folder")
-    gt = {"info": {"description": f"dynpose-trt synthetic clip, seed {spec.seed}", "version": "1",
-                   "spec": spec.__dict__},
-          "videos": [{"id": 1, "file_name": paths["video"].name, "fps": spec.fps, "frames": spec.frames,
-                      "width": spec.width, "height": spec.height}],
-          "images": images, "annotations": anns, "categories": categories()}
+        raise OutputError(
+            f"the video holds {got} of {spec.frames} frames (disk full?)",
+            str(paths["video"]),
+            "free disk space or choose another --video folder",
+        )
+    gt = {
+        "info": {
+            "description": f"dynpose-trt synthetic clip, seed {spec.seed}",
+            "version": "1",
+            "spec": spec.__dict__,
+        },
+        "videos": [
+            {
+                "id": 1,
+                "file_name": paths["video"].name,
+                "fps": spec.fps,
+                "frames": spec.frames,
+                "width": spec.width,
+                "height": spec.height,
+            }
+        ],
+        "images": images,
+        "annotations": anns,
+        "categories": categories(),
+    }
     atomic_write_text(out / paths["keypoints"].name, json.dumps(gt))
     atomic_write_text(out / paths["detections"].name, json.dumps(dets))
 
 
 def long_clip(out_dir: str | Path, frames: int = 600, seed: int = 1, fps: float = 25.0) -> dict[str, Path]:
     """A long clip (default 600 frames, 24 s) for FPS benchmarks and crash tests; rendered, not stored."""
-    return write_clip(out_dir, ClipSpec(seconds=frames / fps, fps=fps, people=7, seed=seed), load_photos(None))
+    return write_clip(
+        out_dir, ClipSpec(seconds=frames / fps, fps=fps, people=7, seed=seed), load_photos(None)
+    )
 
 
 def _file_stem(text: str) -> str:
@@ -221,15 +294,20 @@ def _file_stem(text: str) -> str:
 def photos_dir(text: str) -> str:
     """--photos: '' (no photos) or an existing folder, checked before any frame is drawn."""
     if text and not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is not an existing folder (pass '' for synthetic backgrounds)")
+        raise argparse.ArgumentTypeError(
+            f"{text} is not an existing folder (pass '' for synthetic backgrounds)"
+        )
     return text
 
 
 def build_parser() -> argparse.ArgumentParser:
     from runtime.cli_args import OneLineParser, nonneg_int, number, output_dir
 
-    p = OneLineParser(prog="python -m build.synth --video", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(
+        prog="python -m build.synth --video",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--video", required=True, type=output_dir, help="output folder")
     p.add_argument("--seconds", type=number(float, 0.04, 3600), default=10.0, help="clip length (default 10)")
     p.add_argument("--fps", type=number(float, 1, 120), default=25.0, help="frame rate (default 25)")
@@ -237,9 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=number(int, 64, 4096), default=480)
     p.add_argument("--people", type=number(int, 1, 50), default=5, help="people in the clip (default 5)")
     p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--name", default="synth", type=_file_stem, help="video file name without .mp4 (default synth)")
-    p.add_argument("--photos", default=None, type=photos_dir,
-                   help="folder of .jpg backdrops (default ../shared/data/coco-mini; '' for none)")
+    p.add_argument(
+        "--name", default="synth", type=_file_stem, help="video file name without .mp4 (default synth)"
+    )
+    p.add_argument(
+        "--photos",
+        default=None,
+        type=photos_dir,
+        help="folder of .jpg backdrops (default ../shared/data/coco-mini; '' for none)",
+    )
     return p
 
 
@@ -251,7 +335,9 @@ def main(argv: list[str]) -> int:
     try:
         photos = load_photos(a.photos)
     except FileNotFoundError as e:
-        raise InputError(str(e).split(";")[0], "--photos", "name a folder of .jpg files, or '' for none") from None
+        raise InputError(
+            str(e).split(";")[0], "--photos", "name a folder of .jpg files, or '' for none"
+        ) from None
     paths = write_clip(a.video, spec, photos, a.name)
     print("\n".join(f"{k}: {v}" for k, v in paths.items()))
     return 0

@@ -6,6 +6,7 @@ time for reasons no test would show. Each synthetic scene yields one crop per
 detector-like box that belongs to a person (jittered, duplicated and broken
 boxes alike: DynPose's box diversity), with the targets of that person.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,20 +48,23 @@ def in_window(xy: np.ndarray, hm_hw: tuple[int, int] = HEATMAP_HW) -> np.ndarray
     return (xy[..., 0] >= -0.5) & (xy[..., 0] < w - 0.5) & (xy[..., 1] >= -0.5) & (xy[..., 1] < h - 0.5)
 
 
-def targets_for(people_kp: np.ndarray, known: np.ndarray, area: np.ndarray,
-                centers: np.ndarray, scales: np.ndarray) -> CropTargets:
+def targets_for(
+    people_kp: np.ndarray, known: np.ndarray, area: np.ndarray, centers: np.ndarray, scales: np.ndarray
+) -> CropTargets:
     """Targets of persons ``people_kp`` [N,17,3] (image x, y, v) seen through crops (centers, scales)."""
     xy = image_to_heatmap(people_kp[..., :2], centers, scales)
     hh, hw = HEATMAP_HW
     area_hm = area * (hw / scales[:, 0]) * (hh / scales[:, 1])
     inside = in_window(xy) & known
     v = people_kp[..., 2]
-    return CropTargets(xy.astype(np.float32), known.astype(bool), inside, v == 2, v > 0,
-                       area_hm.astype(np.float32))
+    return CropTargets(
+        xy.astype(np.float32), known.astype(bool), inside, v == 2, v > 0, area_hm.astype(np.float32)
+    )
 
 
-def scene_crops(scene: Scene, rng: np.random.Generator | None = None,
-                extra: int = 0) -> tuple[np.ndarray, CropTargets] | None:
+def scene_crops(
+    scene: Scene, rng: np.random.Generator | None = None, extra: int = 0
+) -> tuple[np.ndarray, CropTargets] | None:
     """Crops of every box that belongs to a person, with that person's targets.
 
     ``extra`` more jittered boxes per annotated person (drawn from ``rng``)
@@ -119,11 +123,14 @@ class SceneStream(torch.utils.data.IterableDataset):
 
 def collate(xs: list[np.ndarray], ts: list[CropTargets], batch_size: int) -> dict[str, torch.Tensor]:
     """Stack crops/targets into tensors, cut to exactly ``batch_size`` (the rest is dropped)."""
+
     def cat(name: str) -> torch.Tensor:
         return torch.from_numpy(np.concatenate([getattr(t, name) for t in ts])[:batch_size])
 
-    return {"input": torch.from_numpy(np.concatenate(xs)[:batch_size]),
-            **{k: cat(k) for k in ("xy", "known", "inside", "visible", "labelled", "area_hm")}}
+    return {
+        "input": torch.from_numpy(np.concatenate(xs)[:batch_size]),
+        **{k: cat(k) for k in ("xy", "known", "inside", "visible", "labelled", "area_hm")},
+    }
 
 
 def batches(seed: int, batch_size: int, workers: int = 1, photo_dir: str | None = None):
@@ -132,7 +139,11 @@ def batches(seed: int, batch_size: int, workers: int = 1, photo_dir: str | None 
     Workers are spawned, not forked: a fork after OpenCV has started its
     thread pool in the parent (writing the evaluation sets does) deadlocks.
     """
-    return torch.utils.data.DataLoader(SceneStream(seed, batch_size, photo_dir), batch_size=None,
-                                       num_workers=workers, prefetch_factor=4 if workers else None,
-                                       multiprocessing_context="spawn" if workers else None,
-                                       persistent_workers=False)
+    return torch.utils.data.DataLoader(
+        SceneStream(seed, batch_size, photo_dir),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
+        multiprocessing_context="spawn" if workers else None,
+        persistent_workers=False,
+    )

@@ -23,6 +23,7 @@ given with --temperature/--threshold.
 fixture-l, reuses) build/fixtures/large-dh-outer.pth: the outer branch only,
 which ``--config fixture-dyn-dh`` merges with build/fixtures/large.pth.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,23 +53,38 @@ def build_double(state: dict | None = None) -> TopdownPoseNet:
     if state is not None:
         missing, unexpected = net.load_state_dict(state, strict=False)
         if unexpected or any(not k.startswith(OUTER_PREFIX) for k in missing):
-            raise RuntimeError(f"fixture-l state does not fit the DH net: missing {missing}, unexpected {unexpected}")
+            raise RuntimeError(
+                f"fixture-l state does not fit the DH net: missing {missing}, unexpected {unexpected}"
+            )
     return net
 
 
 def fixture_state(path: Path = FIXTURE) -> dict:
     from ..checkpoint import read_state_dict
+
     return read_state_dict(path)
 
 
 @torch.no_grad()
 def features(net: TopdownPoseNet, crops: np.ndarray, batch: int = 32) -> torch.Tensor:
     net.eval()
-    return torch.cat([net.backbone(torch.from_numpy(crops[i:i + batch])) for i in range(0, len(crops), batch)])
+    return torch.cat(
+        [net.backbone(torch.from_numpy(crops[i : i + batch])) for i in range(0, len(crops), batch)]
+    )
 
 
-def train_outer(net: TopdownPoseNet, feats: torch.Tensor, xy: np.ndarray, known: np.ndarray, area_hm: np.ndarray,
-                minutes: float, batch: int = 16, lr: float = 3e-3, seed: int = 0, log=print) -> dict:
+def train_outer(
+    net: TopdownPoseNet,
+    feats: torch.Tensor,
+    xy: np.ndarray,
+    known: np.ndarray,
+    area_hm: np.ndarray,
+    minutes: float,
+    batch: int = 16,
+    lr: float = 3e-3,
+    seed: int = 0,
+    log=print,
+) -> dict:
     """Train ``head.outer_layers`` only, for at most ``minutes`` (wall clock)."""
     torch.manual_seed(seed)
     head: DoubleProbMapHead = net.head
@@ -77,9 +93,11 @@ def train_outer(net: TopdownPoseNet, feats: torch.Tensor, xy: np.ndarray, known:
     opt = torch.optim.AdamW(head.outer_layers.parameters(), lr=lr, weight_decay=1e-4)
     oxy = outer_targets(torch.from_numpy(xy))
     h, w = 64, 48
-    inside_outer = ((oxy[..., 0] >= -0.5) & (oxy[..., 0] < w - 0.5) & (oxy[..., 1] >= -0.5) & (oxy[..., 1] < h - 0.5))
+    inside_outer = (
+        (oxy[..., 0] >= -0.5) & (oxy[..., 0] < w - 0.5) & (oxy[..., 1] >= -0.5) & (oxy[..., 1] < h - 0.5)
+    )
     weight = torch.from_numpy(known) & inside_outer
-    area_o = torch.from_numpy(area_hm).float() / OUTER_FACTOR ** 2
+    area_o = torch.from_numpy(area_hm).float() / OUTER_FACTOR**2
     rng = np.random.default_rng(seed)
     t0, steps, losses = time.perf_counter(), 0, []
     net.eval()
@@ -89,6 +107,7 @@ def train_outer(net: TopdownPoseNet, feats: torch.Tensor, xy: np.ndarray, known:
         lg = head.outer_logits(feats[idx])
         n, k, hh, ww = lg.shape
         from ..models.heads import sparsemax
+
         p = sparsemax(lg.reshape(n, k, hh * ww), dim=-1).reshape(n, k, hh, ww)
         loss = probpose_loss(p, oxy[idx].float(), area_o[idx], weight[idx])
         opt.zero_grad(set_to_none=True)
@@ -99,8 +118,11 @@ def train_outer(net: TopdownPoseNet, feats: torch.Tensor, xy: np.ndarray, known:
         if steps % 100 == 0:
             log(f"step {steps}: loss {np.mean(losses[-100:]):.4f} ({time.perf_counter() - t0:.0f} s)")
     net.eval()
-    return {"steps": steps, "seconds": round(time.perf_counter() - t0, 1),
-            "loss_last100": float(np.mean(losses[-100:])) if losses else None}
+    return {
+        "steps": steps,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "loss_last100": float(np.mean(losses[-100:])) if losses else None,
+    }
 
 
 def keypoint_oks(xy_pred: np.ndarray, xy_true: np.ndarray, area_hm: np.ndarray) -> np.ndarray:
@@ -121,16 +143,35 @@ def compare(outs: dict[str, np.ndarray], data, threshold: float, temperature: fl
     outside = data.known & ~data.valid
     # upper bound: the in/out choice made by the truth instead of the presence head
     ocoords, _ = merge_double(coords, scores, outs["outer_probmaps"], inside.astype(np.float32), 0.5)
-    res = {"threshold": threshold, "temperature": temperature,
-           "presence_below_threshold": {"outside": float((pres[outside] < threshold).mean()),
-                                        "inside": float((pres[inside] < threshold).mean())}}
+    res = {
+        "threshold": threshold,
+        "temperature": temperature,
+        "presence_below_threshold": {
+            "outside": float((pres[outside] < threshold).mean()),
+            "inside": float((pres[inside] < threshold).mean()),
+        },
+    }
     for name, c in (("single", coords), ("double", dcoords), ("double_oracle_choice", ocoords)):
         o = keypoint_oks(c, data.xy, data.area_hm)
-        res[name] = {"in_window_oks": float(o[inside].mean()), "out_of_window_oks": float(o[outside].mean()),
-                     "out_within_10px_hm": float((np.linalg.norm(c - data.xy, axis=-1)[outside] < 10).mean())}
+        res[name] = {
+            "in_window_oks": float(o[inside].mean()),
+            "out_of_window_oks": float(o[outside].mean()),
+            "out_within_10px_hm": float((np.linalg.norm(c - data.xy, axis=-1)[outside] < 10).mean()),
+        }
     res["n_inside"], res["n_outside"] = int(inside.sum()), int(outside.sum())
-    res["ap"] = dh_table(coords, dcoords, ocoords, pres, outs["oks"].mean(1), data.xy, data.known, data.valid,
-                         data.area_hm, threshold, OUTER_FACTOR)
+    res["ap"] = dh_table(
+        coords,
+        dcoords,
+        ocoords,
+        pres,
+        outs["oks"].mean(1),
+        data.xy,
+        data.known,
+        data.valid,
+        data.area_hm,
+        threshold,
+        OUTER_FACTOR,
+    )
     return res
 
 
@@ -149,8 +190,18 @@ def save_outer(net: TopdownPoseNet, path: Path, meta: dict) -> Path:
     from runtime.manifest import sha256_file
 
     outer = {k: v for k, v in net.state_dict().items() if k.startswith(OUTER_PREFIX)}
-    torch.save({"state_dict": outer, "meta": {**meta, "outer_factor": OUTER_FACTOR, "base": "build/fixtures/large.pth",
-                                              "base_sha256": sha256_file(FIXTURE)}}, path)
+    torch.save(
+        {
+            "state_dict": outer,
+            "meta": {
+                **meta,
+                "outer_factor": OUTER_FACTOR,
+                "base": "build/fixtures/large.pth",
+                "base_sha256": sha256_file(FIXTURE),
+            },
+        },
+        path,
+    )
     return path
 
 
@@ -165,6 +216,7 @@ def cached_outer(path: Path = OUTER_FIXTURE) -> TopdownPoseNet | None:
         return None
     net = build_double()
     from ..checkpoint import load_strict
+
     load_strict(net, [FIXTURE, path], "large", flag="--fixture")
     return net.eval()
 
@@ -183,27 +235,50 @@ def _main(argv: list[str]) -> int:
 
     from ..export import export_onnx, parity
 
-    p = OneLineParser(prog="python -m build.train.double", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(
+        prog="python -m build.train.double",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--minutes", type=number(float, lo=0.1), default=10.0, help="training wall-clock cap")
     p.add_argument("--scenes", type=number(int, lo=1), default=600, help="training scenes")
     p.add_argument("--eval-scenes", type=number(int, lo=1), default=100, help="held-out scenes")
-    p.add_argument("--out", type=output_dir, default=Path("artifacts/fixture-l-dh"),
-                   help="folder for .pth, .onnx, report")
-    p.add_argument("--fixture", action="store_true",
-                   help=f"train into {OUTER_FIXTURE.relative_to(FIXTURE.parents[2])} (reused when it fits the "
-                        "current fixture-l; --retrain forces training)")
-    p.add_argument("--retrain", action="store_true", help="with --fixture: train even when the cached file fits")
-    p.add_argument("--threshold", type=unit_float, default=None,
-                   help="presence threshold (default: fitted on synthetic cuts, as the fixture build does)")
-    p.add_argument("--temperature", type=positive_float, default=None,
-                   help="presence temperature (default: fitted, ditto)")
+    p.add_argument(
+        "--out",
+        type=output_dir,
+        default=Path("artifacts/fixture-l-dh"),
+        help="folder for .pth, .onnx, report",
+    )
+    p.add_argument(
+        "--fixture",
+        action="store_true",
+        help=f"train into {OUTER_FIXTURE.relative_to(FIXTURE.parents[2])} (reused when it fits the "
+        "current fixture-l; --retrain forces training)",
+    )
+    p.add_argument(
+        "--retrain", action="store_true", help="with --fixture: train even when the cached file fits"
+    )
+    p.add_argument(
+        "--threshold",
+        type=unit_float,
+        default=None,
+        help="presence threshold (default: fitted on synthetic cuts, as the fixture build does)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=positive_float,
+        default=None,
+        help="presence temperature (default: fitted, ditto)",
+    )
     p.add_argument("--eval-only", action="store_true", help="compare the ONNX already in --out, no training")
     a = p.parse_args(argv)
     onnx_path, report = a.out / "large-dh.onnx", {}
-    if a.eval_only and not a.fixture and not onnx_path.is_file():   # --fixture exports the cached net
-        raise InputError(f"no {onnx_path.name} to compare", f"--eval-only --out {a.out}",
-                         "train it first (drop --eval-only) or point --out at a folder this command wrote")
+    if a.eval_only and not a.fixture and not onnx_path.is_file():  # --fixture exports the cached net
+        raise InputError(
+            f"no {onnx_path.name} to compare",
+            f"--eval-only --out {a.out}",
+            "train it first (drop --eval-only) or point --out at a folder this command wrote",
+        )
     a.out.mkdir(parents=True, exist_ok=True)
     net = cached_outer() if a.fixture and not a.retrain else None
     if net is not None:
@@ -216,9 +291,17 @@ def _main(argv: list[str]) -> int:
         print(f"{len(train)} training crops, features in {time.perf_counter() - t:.0f} s")
         info = train_outer(net, feats, train.xy, train.known, train.area_hm, a.minutes)
         del feats
-        meta = {"train": info, "command": f"python -m build.train.double --minutes {a.minutes:g} --scenes {a.scenes}"}
-        torch.save({"state_dict": net.state_dict(), "meta": {**meta, "outer_factor": OUTER_FACTOR,
-                                                             "base": "build/fixtures/large.pth"}}, a.out / "large-dh.pth")
+        meta = {
+            "train": info,
+            "command": f"python -m build.train.double --minutes {a.minutes:g} --scenes {a.scenes}",
+        }
+        torch.save(
+            {
+                "state_dict": net.state_dict(),
+                "meta": {**meta, "outer_factor": OUTER_FACTOR, "base": "build/fixtures/large.pth"},
+            },
+            a.out / "large-dh.pth",
+        )
         if a.fixture:
             print(f"wrote {save_outer(net, OUTER_FIXTURE, meta)}")
         report["train"] = info
@@ -234,6 +317,7 @@ def _main(argv: list[str]) -> int:
     report["compare"] = compare(run_onnx(onnx_path, held.crops), held, threshold, temperature)
     report["held_out"] = held.source
     from bench.dh_table import format_table
+
     (a.out / ("report.eval.json" if a.eval_only else "report.json")).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     print(format_table(report["compare"]["ap"]))

@@ -9,6 +9,7 @@ error reduction. Writes ``build/fixtures/{small,large,router}.pth`` and
 
 These weights know synthetic figures, not real people.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,8 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -40,9 +41,15 @@ from .trainer import TrainPlan, save_checkpoint, train_pose
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = "fixture-dyn"
 # (images per set, steps) at scale 1.0; ~40 min on 2 free cores (small ~13, large ~18, sets and router ~9)
-PLAN = {"router_images": 3000, "calib_images": 600, "test_images": 400,
-        "small_steps": 2700, "large_steps": 2000, "router_epochs": 40}
-MINUTES = {"small": 16.0, "large": 26.0}   # caps that keep a busy machine inside the hour
+PLAN = {
+    "router_images": 3000,
+    "calib_images": 600,
+    "test_images": 400,
+    "small_steps": 2700,
+    "large_steps": 2000,
+    "router_epochs": 40,
+}
+MINUTES = {"small": 16.0, "large": 26.0}  # caps that keep a busy machine inside the hour
 
 
 def scene_tag() -> str:
@@ -58,7 +65,11 @@ def make_sets(work: Path, seed: int, scale: float, photo_dir: str | None) -> dic
         d = work / name
         done, kp = d / "detections.json", d / "person_keypoints.json"
         if done.is_file() and kp.is_file() and len(json.loads(kp.read_text())["images"]) == n:
-            sets[name] = {"images": d / "images", "keypoints": kp, "detections": done}   # same seed -> same files
+            sets[name] = {
+                "images": d / "images",
+                "keypoints": kp,
+                "detections": done,
+            }  # same seed -> same files
             continue
         sets[name] = write_dataset(d, n, seed=split_seed(name, seed), photos=photos, progress=True)
     return sets
@@ -67,26 +78,37 @@ def make_sets(work: Path, seed: int, scale: float, photo_dir: str | None) -> dic
 def crops_of(paths: dict[str, Path], nets: dict, router=None, keep_f0: bool = False, desc: str = ""):
     coco = load_coco(paths["keypoints"])
     dets = json.loads(paths["detections"].read_text())
-    cs = run_crops(coco, paths["images"], box_list(coco, dets), nets, router=router, keep_f0=keep_f0,
-                   progress=desc)
+    cs = run_crops(
+        coco, paths["images"], box_list(coco, dets), nets, router=router, keep_f0=keep_f0, progress=desc
+    )
     return coco, cs
 
 
 def format_table(t: dict, rho: float) -> str:
     gap = t["large"] - t["small"]
     rec = (t["dyn"] - t["small"]) / gap if gap > 0 else float("nan")
-    rows = [("small (fixture-s)", t["small"]), ("large (fixture-l)", t["large"]),
-            (f"dyn p={t['p']:.0f} (theta {t['theta']})", t["dyn"]),
-            (f"random at {100 * t['large_fraction']:.1f}% large", t["random"])]
+    rows = [
+        ("small (fixture-s)", t["small"]),
+        ("large (fixture-l)", t["large"]),
+        (f"dyn p={t['p']:.0f} (theta {t['theta']})", t["dyn"]),
+        (f"random at {100 * t['large_fraction']:.1f}% large", t["random"]),
+    ]
     lines = ["| policy | AP |", "| --- | --- |"] + [f"| {n} | {100 * v:.1f} |" for n, v in rows]
-    lines.append(f"\nlarge - small = {100 * gap:.1f} AP; dyn recovers {100 * rec:.0f}% of it "
-                 f"with {100 * t['large_fraction']:.1f}% of crops on the large net; "
-                 f"random std {100 * t['random_std']:.1f}; router Spearman {rho:.3f} (held-out crops)")
+    lines.append(
+        f"\nlarge - small = {100 * gap:.1f} AP; dyn recovers {100 * rec:.0f}% of it "
+        f"with {100 * t['large_fraction']:.1f}% of crops on the large net; "
+        f"random std {100 * t['random_std']:.1f}; router Spearman {rho:.3f} (held-out crops)"
+    )
     return "\n".join(lines)
 
 
-def pick_theta(calib_paths: dict[str, Path], cal, scores: np.ndarray, p: float,
-               grid=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)) -> float:
+def pick_theta(
+    calib_paths: dict[str, Path],
+    cal,
+    scores: np.ndarray,
+    p: float,
+    grid=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+) -> float:
     """The theta with the best dyn AP on the calibration set (never on the test set); ``scores``
     are the calibration crops' router scores the band is fitted on.
 
@@ -98,8 +120,10 @@ def pick_theta(calib_paths: dict[str, Path], cal, scores: np.ndarray, p: float,
     crops is not routing.
     """
     gt = load_gt(calib_paths["keypoints"])
-    best = max(thetas_within_budget(scores, p, grid),
-               key=lambda th: (ap_of(gt, cal, dyn_choice(cal, scores, th, p)[1]), -th))
+    best = max(
+        thetas_within_budget(scores, p, grid),
+        key=lambda th: (ap_of(gt, cal, dyn_choice(cal, scores, th, p)[1]), -th),
+    )
     return float(best)
 
 
@@ -124,16 +148,22 @@ def evaluate(sets: dict, nets: dict, router, theta: float | None, p: float) -> t
     t_target, t_valid, _, _ = crop_targets(test, tcoco)
     _, dyn = dyn_choice(test, calib_scores, theta, p)
     n = len(test)
-    levels = by_level(gt, test, {"small": np.zeros(n, bool), "large": np.ones(n, bool), "dyn": dyn},
-                      t_target, t_valid)
+    levels = by_level(
+        gt, test, {"small": np.zeros(n, bool), "large": np.ones(n, bool), "dyn": dyn}, t_target, t_valid
+    )
     return table, spearman(test.router[t_valid], t_target[t_valid]), levels
 
 
 def format_levels(levels: dict[str, dict]) -> str:
-    lines = ["| scene level | crops | AP small | AP large | AP dyn | dyn share large | mean target | mean router |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {k} | {r['crops']} | {100 * r['small']:.1f} | {100 * r['large']:.1f} | {100 * r['dyn']:.1f} | "
-              f"{r['dyn_share']:.2f} | {r['target']:.3f} | {r['router']:.3f} |" for k, r in levels.items()]
+    lines = [
+        "| scene level | crops | AP small | AP large | AP dyn | dyn share large | mean target | mean router |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {k} | {r['crops']} | {100 * r['small']:.1f} | {100 * r['large']:.1f} | {100 * r['dyn']:.1f} | "
+        f"{r['dyn_share']:.2f} | {r['target']:.3f} | {r['router']:.3f} |"
+        for k, r in levels.items()
+    ]
     return "\n".join(lines)
 
 
@@ -180,37 +210,77 @@ def _check_inputs(out: Path, need: set[str], trust: bool) -> None:
     """Refuse missing or unfitting checkpoints in --out before the synthetic sets are drawn."""
     cfg = get_config(CONFIG)
     for role in sorted(need):
-        net = build_router(**cfg.router) if role == "router" else \
-            build_pose_net(getattr(cfg, role).arch, getattr(cfg, role).head)
+        net = (
+            build_router(**cfg.router)
+            if role == "router"
+            else build_pose_net(getattr(cfg, role).arch, getattr(cfg, role).head)
+        )
         if not (out / f"{role}.pth").is_file():
-            raise InputError(f"no {role}.pth to load", f"--out {out}",
-                             "train it first (drop it from --reuse/--resume/--eval-only) or point --out at the fixtures")
+            raise InputError(
+                f"no {role}.pth to load",
+                f"--out {out}",
+                "train it first (drop it from --reuse/--resume/--eval-only) or point --out at the fixtures",
+            )
         load_strict(net, out / f"{role}.pth", role, trust=trust, flag="--out")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = OneLineParser(prog="python -m build.train.fixtures", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(
+        prog="python -m build.train.fixtures",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--out", default=str(REPO / "build" / "fixtures"), type=output_dir, help="where the .pth files go")
-    p.add_argument("--work", default="/tmp/dynpose-fixtures", type=output_dir,
-                   help="scratch folder for the synthetic sets")
-    p.add_argument("--scale", type=number(float, lo=0, hi=10, lo_open=True), default=1.0,
-                   help="multiply steps and set sizes (0.05 for a smoke run)")
+    p.add_argument(
+        "--out", default=str(REPO / "build" / "fixtures"), type=output_dir, help="where the .pth files go"
+    )
+    p.add_argument(
+        "--work",
+        default="/tmp/dynpose-fixtures",
+        type=output_dir,
+        help="scratch folder for the synthetic sets",
+    )
+    p.add_argument(
+        "--scale",
+        type=number(float, lo=0, hi=10, lo_open=True),
+        default=1.0,
+        help="multiply steps and set sizes (0.05 for a smoke run)",
+    )
     p.add_argument("--threads", type=number(int, lo=1, hi=256), default=2, help="torch threads for training")
-    p.add_argument(TRUST_FLAG, action="store_true",
-                   help="allow .pth files in --out that need full unpickling (runs code from the file)")
+    p.add_argument(
+        TRUST_FLAG,
+        action="store_true",
+        help="allow .pth files in --out that need full unpickling (runs code from the file)",
+    )
     p.add_argument("--photos", default=None, help="background photos (default ../shared/data/coco-mini)")
     p.add_argument("--no-caps", action="store_true", help="ignore the per-net time caps")
-    p.add_argument("--resume", default="", type=_roles, help="comma list of pose nets to start from their weights in --out "
-                   "(train further) instead of from scratch")
-    p.add_argument("--minutes", default=None, type=_minutes, help="time caps 'SMALL,LARGE' in minutes "
-                   f"(default {MINUTES['small']:g},{MINUTES['large']:g})")
-    p.add_argument("--theta", default="config", type=_theta, help="'config' (the config's theta), 'auto' (best on the "
-                   "calibration set) or a number")
+    p.add_argument(
+        "--resume",
+        default="",
+        type=_roles,
+        help="comma list of pose nets to start from their weights in --out "
+        "(train further) instead of from scratch",
+    )
+    p.add_argument(
+        "--minutes",
+        default=None,
+        type=_minutes,
+        help=f"time caps 'SMALL,LARGE' in minutes (default {MINUTES['small']:g},{MINUTES['large']:g})",
+    )
+    p.add_argument(
+        "--theta",
+        default="config",
+        type=_theta,
+        help="'config' (the config's theta), 'auto' (best on the calibration set) or a number",
+    )
     p.add_argument("--eval-only", action="store_true", help="score the fixtures already in --out")
-    p.add_argument("--reuse", default="", type=_roles, help="comma list of pose nets (small,large) to load from --out "
-                   "instead of training (e.g. after retraining one of them)")
+    p.add_argument(
+        "--reuse",
+        default="",
+        type=_roles,
+        help="comma list of pose nets (small,large) to load from --out "
+        "instead of training (e.g. after retraining one of them)",
+    )
     p.add_argument("--log", default=None, type=output_file, help="append per-step losses here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -221,7 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     reuse, resumed = set(a.reuse or ()), set(a.resume or ())
     _check_inputs(out, {"small", "large", "router"} if a.eval_only else reuse | resumed, a.trust_checkpoint)
     if a.photos and not Path(a.photos).is_dir():
-        raise InputError("photo folder not found", f"--photos {a.photos}", "pass a folder of .jpg or --photos ''")
+        raise InputError(
+            "photo folder not found", f"--photos {a.photos}", "pass a folder of .jpg or --photos ''"
+        )
     log = open(a.log, "a") if a.log else None
     sets = make_sets(work, a.seed, a.scale, a.photos)
     if a.eval_only:
@@ -244,14 +316,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if resume:
             before = load_trained(net, out, role, a.trust_checkpoint)
         # a resumed net sees new scenes (another stream seed) at half the peak learning rate
-        plan = TrainPlan(steps=max(2, int(PLAN[f"{role}_steps"] * a.scale)), lr=1e-3 if resume else 2e-3,
-                         seed=1000 * (1 + (role == "large")) + a.seed + (500 if resume else 0),
-                         max_minutes=None if a.no_caps else caps[role] * max(a.scale, 0.05))
+        plan = TrainPlan(
+            steps=max(2, int(PLAN[f"{role}_steps"] * a.scale)),
+            lr=1e-3 if resume else 2e-3,
+            seed=1000 * (1 + (role == "large")) + a.seed + (500 if resume else 0),
+            max_minutes=None if a.no_caps else caps[role] * max(a.scale, 0.05),
+        )
         info = train_pose(net, plan, desc=f"{role} {choice.arch}/{choice.head}", log=log)
-        metas[role] = {"arch": choice.arch, "head": choice.head, "config": CONFIG, "data": "synthetic figures (build.synth)",
-                       "note": "knows synthetic figures, not real people", **info}
+        metas[role] = {
+            "arch": choice.arch,
+            "head": choice.head,
+            "config": CONFIG,
+            "data": "synthetic figures (build.synth)",
+            "note": "knows synthetic figures, not real people",
+            **info,
+        }
         if resume:
-            metas[role]["resumed_from"] = {k: before.get(k) for k in ("steps", "minutes", "seed", "resumed_from")}
+            metas[role]["resumed_from"] = {
+                k: before.get(k) for k in ("steps", "minutes", "seed", "resumed_from")
+            }
         save_checkpoint(net, out / f"{role}.pth", metas[role])
         nets[role] = net.eval().requires_grad_(False)
     # router: both nets frozen, targets from D_s and D_l on the router set's detector boxes
@@ -260,13 +343,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     held = np.isin(cs.image_ids, np.unique(cs.image_ids)[::10])
     torch.manual_seed(a.seed)
     router = build_router(**cfg.router)
-    rinfo = fit_router(router, cs.f0[use & ~held], target[use & ~held],
-                       epochs=max(2, int(PLAN["router_epochs"] * min(1.0, a.scale * 4))), seed=a.seed,
-                       val=(cs.f0[use & held], target[use & held]), log=log)
+    rinfo = fit_router(
+        router,
+        cs.f0[use & ~held],
+        target[use & ~held],
+        epochs=max(2, int(PLAN["router_epochs"] * min(1.0, a.scale * 4))),
+        seed=a.seed,
+        val=(cs.f0[use & held], target[use & held]),
+        log=log,
+    )
     save_checkpoint(router, out / "router.pth", {"config": CONFIG, "role": "router", **rinfo})
     table, rho, levels = evaluate(sets, nets, router, theta, cfg.p)
-    report = {"seed": a.seed, "scale": a.scale, "minutes": round((time.time() - t0) / 60, 1), "table": table,
-              "router_spearman_test": rho, "levels": levels, "train": metas, "router": rinfo}
+    report = {
+        "seed": a.seed,
+        "scale": a.scale,
+        "minutes": round((time.time() - t0) / 60, 1),
+        "table": table,
+        "router_spearman_test": rho,
+        "levels": levels,
+        "train": metas,
+        "router": rinfo,
+    }
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
     print(format_table(table, rho))
     print(format_levels(levels))

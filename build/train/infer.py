@@ -5,6 +5,7 @@ detector score, each net's image-space keypoints and scores, and the router
 score. Routing policies and the router's training targets are then cheap
 numpy over these arrays.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,9 @@ class CropSet:
     boxes: np.ndarray
     det_scores: np.ndarray
     gt_index: np.ndarray
-    preds: dict[str, np.ndarray] = field(default_factory=dict)     # role -> [N,17,3] x, y, score
-    router: np.ndarray | None = None                                # [N]
-    f0: np.ndarray | None = None                                    # [N,1,128,96] float16 router input maps
+    preds: dict[str, np.ndarray] = field(default_factory=dict)  # role -> [N,17,3] x, y, score
+    router: np.ndarray | None = None  # [N]
+    f0: np.ndarray | None = None  # [N,1,128,96] float16 router input maps
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -58,12 +59,15 @@ register_expected(ImageMissing, EXIT_INPUT)
 def load_coco(gt_json: str | Path) -> dict:
     p = Path(gt_json)
     if not p.is_file():
-        raise FileNotFoundError(f"COCO keypoints file {p} not found; pass --data path/to/person_keypoints.json")
+        raise FileNotFoundError(
+            f"COCO keypoints file {p} not found; pass --data path/to/person_keypoints.json"
+        )
     return json.loads(p.read_text())
 
 
-def box_list(coco: dict, dets: list[dict] | None, jitter: int = 0, seed: int = 0,
-             min_iou: float = 0.3) -> list[tuple[int, np.ndarray, float, int]]:
+def box_list(
+    coco: dict, dets: list[dict] | None, jitter: int = 0, seed: int = 0, min_iou: float = 0.3
+) -> list[tuple[int, np.ndarray, float, int]]:
     """(image_id, box, score, gt row) per crop.
 
     With detections: each box is matched to the annotation of highest IoU
@@ -107,9 +111,16 @@ def box_list(coco: dict, dets: list[dict] | None, jitter: int = 0, seed: int = 0
 
 
 @torch.no_grad()
-def run_crops(coco: dict, images_dir: str | Path, items: list, nets: dict[str, nn.Module],
-              router: nn.Module | None = None, keep_f0: bool = False, batch: int = 64,
-              progress: str | None = None) -> CropSet:
+def run_crops(
+    coco: dict,
+    images_dir: str | Path,
+    items: list,
+    nets: dict[str, nn.Module],
+    router: nn.Module | None = None,
+    keep_f0: bool = False,
+    batch: int = 64,
+    progress: str | None = None,
+) -> CropSet:
     """Crop every item with the runtime's preprocessing and run every net on it."""
     images_dir = Path(images_dir)
     files = {im["id"]: im["file_name"] for im in coco["images"]}
@@ -117,8 +128,12 @@ def run_crops(coco: dict, images_dir: str | Path, items: list, nets: dict[str, n
     for k, it in enumerate(items):
         by_img.setdefault(it[0], []).append(k)
     n = len(items)
-    cs = CropSet(np.array([it[0] for it in items], np.int64), np.array([it[1] for it in items]).reshape(-1, 4),
-                 np.array([it[2] for it in items]), np.array([it[3] for it in items], np.int64))
+    cs = CropSet(
+        np.array([it[0] for it in items], np.int64),
+        np.array([it[1] for it in items]).reshape(-1, 4),
+        np.array([it[2] for it in items]),
+        np.array([it[3] for it in items], np.int64),
+    )
     for role in nets:
         cs.preds[role] = np.zeros((n, 17, 3), np.float32)
     cs.router = np.zeros(n, np.float32) if router is not None else None
@@ -145,12 +160,15 @@ def run_crops(coco: dict, images_dir: str | Path, items: list, nets: dict[str, n
     ids = list(by_img)
     if progress:
         from tqdm import tqdm
+
         ids = tqdm(ids, desc=progress, leave=False, mininterval=5.0)
     for img_id in ids:
         image = cv2.imread(str(images_dir / files[img_id]))
         if image is None:
-            raise ImageMissing(f"image missing or unreadable ({images_dir / files[img_id]}, --images): "
-                               "pass --images as the folder holding the COCO file_name entries")
+            raise ImageMissing(
+                f"image missing or unreadable ({images_dir / files[img_id]}, --images): "
+                "pass --images as the folder holding the COCO file_name entries"
+            )
         ks = by_img[img_id]
         boxes = np.stack([items[k][1] for k in ks])
         clean, kept, _ = sanitize_boxes(boxes, image.shape[:2], max_boxes=None)
@@ -161,7 +179,7 @@ def run_crops(coco: dict, images_dir: str | Path, items: list, nets: dict[str, n
             pending.append((k, crops[j], centers[j], scales[j]))
             if len(pending) >= batch:
                 flush()
-        for k in set(ks) - set(ks_kept):     # boxes hygiene dropped: no prediction, never scored
+        for k in set(ks) - set(ks_kept):  # boxes hygiene dropped: no prediction, never scored
             cs.gt_index[k] = -2
     if pending:
         flush()

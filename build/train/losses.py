@@ -3,6 +3,7 @@
 Targets are built on the fly from heatmap-pixel coordinates so one batch
 format serves both head kinds.
 """
+
 from __future__ import annotations
 
 import torch
@@ -11,8 +12,8 @@ import torch.nn.functional as F
 from runtime.decode import COCO_SIGMAS
 from runtime.preprocess import HEATMAP_HW
 
-HEATMAP_SIGMA = 2.0      # MMPose's sigma for 64x48 maps
-MSE_SCALE = 100.0        # issue 9's trial: MSE x100 trained better than softmax CE
+HEATMAP_SIGMA = 2.0  # MMPose's sigma for 64x48 maps
+MSE_SCALE = 100.0  # issue 9's trial: MSE x100 trained better than softmax CE
 FOREGROUND_WEIGHT = 20.0  # pixels under the Gaussian count (1 + 20 g): leaves the all-zero plateau fast
 PROBPOSE_ALPHA = 0.05
 
@@ -28,11 +29,12 @@ def gaussian_targets(xy: torch.Tensor, sigma: float = HEATMAP_SIGMA) -> torch.Te
     """[B,K,64,48] Gaussians of peak 1 centred at the sub-pixel keypoints (pixel i sits at i)."""
     xs, ys = _grid(xy.device)
     d2 = (xs - xy[..., 0, None, None]) ** 2 + (ys - xy[..., 1, None, None]) ** 2
-    return torch.exp(-d2 / (2 * sigma ** 2))
+    return torch.exp(-d2 / (2 * sigma**2))
 
 
-def heatmap_mse(pred: torch.Tensor, xy: torch.Tensor, weight: torch.Tensor,
-                foreground: float = FOREGROUND_WEIGHT) -> torch.Tensor:
+def heatmap_mse(
+    pred: torch.Tensor, xy: torch.Tensor, weight: torch.Tensor, foreground: float = FOREGROUND_WEIGHT
+) -> torch.Tensor:
     """MMPose KeypointMSELoss with target weights, scaled by 100, foreground pixels up-weighted.
 
     Plain MSE on 64x48 maps whose Gaussian covers ~0.4% of the pixels sits on
@@ -52,7 +54,7 @@ def oks_maps(xy: torch.Tensor, area_hm: torch.Tensor, sigmas=COCO_SIGMAS) -> tor
     k = 2 * torch.as_tensor(sigmas, dtype=torch.float32, device=xy.device).view(1, -1, 1, 1)
     d2 = (xs - xy[..., 0, None, None]) ** 2 + (ys - xy[..., 1, None, None]) ** 2
     s2 = area_hm.clamp(min=1.0).view(-1, 1, 1, 1)
-    return torch.exp(-d2 / (2 * s2 * k ** 2))
+    return torch.exp(-d2 / (2 * s2 * k**2))
 
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
@@ -63,11 +65,16 @@ def sobel_energy(p: torch.Tensor) -> torch.Tensor:
     b, k, h, w = p.shape
     kern = torch.stack([_SOBEL_X, _SOBEL_X.t()]).unsqueeze(1).to(p)
     g = F.conv2d(p.reshape(b * k, 1, h, w), kern, padding=1)
-    return (g ** 2).sum(dim=(1, 2, 3)).view(b, k)
+    return (g**2).sum(dim=(1, 2, 3)).view(b, k)
 
 
-def probpose_loss(probs: torch.Tensor, xy: torch.Tensor, area_hm: torch.Tensor, weight: torch.Tensor,
-                  alpha: float = PROBPOSE_ALPHA) -> torch.Tensor:
+def probpose_loss(
+    probs: torch.Tensor,
+    xy: torch.Tensor,
+    area_hm: torch.Tensor,
+    weight: torch.Tensor,
+    alpha: float = PROBPOSE_ALPHA,
+) -> torch.Tensor:
     """ProbPose: per pixel (1-a) p (1-OKS) + a |Sobel grad p|^2, summed over the map, mean over keypoints.
 
     The first term is the expected OKS loss of a guess drawn from p; the second
@@ -80,8 +87,13 @@ def probpose_loss(probs: torch.Tensor, xy: torch.Tensor, area_hm: torch.Tensor, 
     return (per_kp * w).sum() / w.sum().clamp(min=1.0)
 
 
-def aux_losses(presence: torch.Tensor, visibility: torch.Tensor, oks_pred: torch.Tensor,
-               batch: dict[str, torch.Tensor], achieved_oks: torch.Tensor) -> torch.Tensor:
+def aux_losses(
+    presence: torch.Tensor,
+    visibility: torch.Tensor,
+    oks_pred: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    achieved_oks: torch.Tensor,
+) -> torch.Tensor:
     """Presence BCE (in the crop window or not), visibility BCE, and the OKS head against the achieved OKS."""
     known = batch["known"].float()
     inside = batch["inside"].float()
@@ -89,7 +101,9 @@ def aux_losses(presence: torch.Tensor, visibility: torch.Tensor, oks_pred: torch
     pres = F.binary_cross_entropy(presence.clamp(eps, 1 - eps), inside, weight=known)
     lab = (batch["labelled"] & batch["inside"]).float()
     vis = F.binary_cross_entropy(visibility.clamp(eps, 1 - eps), batch["visible"].float(), weight=lab)
-    oks = F.binary_cross_entropy(oks_pred.clamp(eps, 1 - eps), achieved_oks.detach().clamp(0, 1), weight=inside)
+    oks = F.binary_cross_entropy(
+        oks_pred.clamp(eps, 1 - eps), achieved_oks.detach().clamp(0, 1), weight=inside
+    )
     return pres + vis + oks
 
 

@@ -5,6 +5,7 @@ sqrt(area), so D does not grow with the person's size; the router target is a
 ratio, so this only matters for the "D_s ~ 0" cut), rho_i = 100 w_i / (2 sigma_i)^2,
 D = sum d_i rho_i v_i / sum v_i over labelled keypoints.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,7 @@ from runtime.routing import Band, fit_thresholds, route
 
 OKD_WEIGHTS = np.array([1, 1, 1, 1, 1, 1.2, 1.2, 1.5, 1.5, 2, 2, 1.2, 1.2, 1.5, 1.5, 2, 2], np.float64)
 RHO = 100.0 * OKD_WEIGHTS / (2.0 * COCO_SIGMAS) ** 2
-D_EPS = 1e-3   # D_s below this: the small net is already right, the ratio is noise
+D_EPS = 1e-3  # D_s below this: the small net is already right, the ratio is noise
 
 
 def okd(pred_xy: np.ndarray, gt_kp: np.ndarray, area: np.ndarray) -> np.ndarray:
@@ -26,8 +27,9 @@ def okd(pred_xy: np.ndarray, gt_kp: np.ndarray, area: np.ndarray) -> np.ndarray:
     return np.where(den > 0, (d * RHO * v).sum(-1) / np.maximum(den, 1), 0.0)
 
 
-def router_targets(d_small: np.ndarray, d_large: np.ndarray, eps: float = D_EPS,
-                   clip: float = -1.0) -> tuple[np.ndarray, np.ndarray]:
+def router_targets(
+    d_small: np.ndarray, d_large: np.ndarray, eps: float = D_EPS, clip: float = -1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """(D_s - D_l) / D_s and the mask of crops that count (D_s > eps).
 
     The ratio is at most 1; it is unbounded below (the large net can be far
@@ -70,9 +72,12 @@ def by_level(gt, cs, large: dict[str, np.ndarray], target: np.ndarray, valid: np
         here = np.isin(cs.image_ids, ids)
         m = here & valid
         row = {name: ap_of(gt, cs, choice, image_ids=ids) for name, choice in large.items()}
-        row.update(crops=int(here.sum()), target=float(target[m].mean()) if m.any() else float("nan"),
-                   router=float(cs.router[m].mean()) if cs.router is not None and m.any() else float("nan"),
-                   dyn_share=float(large["dyn"][here].mean()) if "dyn" in large else float("nan"))
+        row.update(
+            crops=int(here.sum()),
+            target=float(target[m].mean()) if m.any() else float("nan"),
+            router=float(cs.router[m].mean()) if cs.router is not None and m.any() else float("nan"),
+            dyn_share=float(large["dyn"][here].mean()) if "dyn" in large else float("nan"),
+        )
         out[level] = row
     return out
 
@@ -83,21 +88,34 @@ def dyn_choice(cs, calib_scores: np.ndarray, theta: float, p: float) -> tuple[Ba
     return band, route("dyn", cs.router, band.k1, band.k2, band.large_fraction)
 
 
-def policy_table(gt, test, calib_scores: np.ndarray, theta: float, p: float,
-                 random_seeds: int = 5) -> dict[str, float]:
+def policy_table(
+    gt, test, calib_scores: np.ndarray, theta: float, p: float, random_seeds: int = 5
+) -> dict[str, float]:
     """AP of small, large, dyn (band fitted on ``calib_scores``) and random at dyn's fraction."""
     gt = load_gt(gt)
     n = len(test)
     band, dyn = dyn_choice(test, calib_scores, theta, p)
     frac = float(dyn.mean())
-    rnd = [ap_of(gt, test, route("random", test.router, band.k1, band.k2, frac,
-                                      np.random.default_rng(s))) for s in range(random_seeds)]
-    return {"small": ap_of(gt, test, np.zeros(n, bool)), "large": ap_of(gt, test, np.ones(n, bool)),
-            "dyn": ap_of(gt, test, dyn), "random": float(np.mean(rnd)), "random_std": float(np.std(rnd)),
-            "large_fraction": frac, "k1": band.k1, "k2": band.k2, "theta": theta, "p": p}
+    rnd = [
+        ap_of(gt, test, route("random", test.router, band.k1, band.k2, frac, np.random.default_rng(s)))
+        for s in range(random_seeds)
+    ]
+    return {
+        "small": ap_of(gt, test, np.zeros(n, bool)),
+        "large": ap_of(gt, test, np.ones(n, bool)),
+        "dyn": ap_of(gt, test, dyn),
+        "random": float(np.mean(rnd)),
+        "random_std": float(np.std(rnd)),
+        "large_fraction": frac,
+        "k1": band.k1,
+        "k2": band.k2,
+        "theta": theta,
+        "p": p,
+    }
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Rank correlation (average ranks for ties)."""
     from scipy.stats import spearmanr
+
     return float(spearmanr(a, b).statistic)

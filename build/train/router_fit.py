@@ -6,6 +6,7 @@ Why cache F0 and not crops: the router's first step (channel mean + max,
 the router itself. :func:`router_from_f0` runs the router's stages on it, and
 a test pins it to ``Router.forward`` so the two cannot drift apart.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,7 +44,9 @@ def crop_targets(cs: CropSet, coco: dict) -> tuple[np.ndarray, np.ndarray, np.nd
     return target, valid, d_s, d_l
 
 
-def with_empty_boxes(target: np.ndarray, valid: np.ndarray, gt_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def with_empty_boxes(
+    target: np.ndarray, valid: np.ndarray, gt_index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(target, use): the crops the router learns from.
 
     Matched crops keep their target; boxes matched to no annotated person
@@ -58,9 +61,18 @@ def with_empty_boxes(target: np.ndarray, valid: np.ndarray, gt_index: np.ndarray
     return np.where(empty, 0.0, target).astype(np.float32), valid | empty
 
 
-def fit_router(router: nn.Module, f0: np.ndarray, target: np.ndarray, epochs: int = 30,
-               batch_size: int = 128, lr: float = 3e-3, seed: int = 0, val: tuple | None = None,
-               desc: str = "router", log: Any = None) -> dict[str, Any]:
+def fit_router(
+    router: nn.Module,
+    f0: np.ndarray,
+    target: np.ndarray,
+    epochs: int = 30,
+    batch_size: int = 128,
+    lr: float = 3e-3,
+    seed: int = 0,
+    val: tuple | None = None,
+    desc: str = "router",
+    log: Any = None,
+) -> dict[str, Any]:
     """Loss_r = (s - target)^2 over the valid crops, with horizontal flips as augmentation.
 
     ``val`` = (f0, target) of held-out crops: the epoch with the best Spearman
@@ -83,7 +95,7 @@ def fit_router(router: nn.Module, f0: np.ndarray, target: np.ndarray, epochs: in
         perm = torch.randperm(n, generator=g)
         total = 0.0
         for s in range(0, n, batch_size):
-            idx = perm[s:s + batch_size]
+            idx = perm[s : s + batch_size]
             x = x_all[idx].float()
             flip = torch.rand(len(idx), generator=g) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
@@ -104,13 +116,20 @@ def fit_router(router: nn.Module, f0: np.ndarray, target: np.ndarray, epochs: in
     if best[1] is not None:
         router.load_state_dict(best[1])
     router.eval()
-    return {"epochs": epochs, "best_epoch": best[2], "val_spearman": best[0] if val is not None else None,
-            "final_loss": history[-1]["loss"], "n_train": n}
+    return {
+        "epochs": epochs,
+        "best_epoch": best[2],
+        "val_spearman": best[0] if val is not None else None,
+        "final_loss": history[-1]["loss"],
+        "n_train": n,
+    }
 
 
 @torch.no_grad()
 def predict_f0(router: nn.Module, f0: np.ndarray, batch_size: int = 512) -> np.ndarray:
     router.eval()
-    out = [router_from_f0(router, torch.from_numpy(f0[s:s + batch_size]).float())
-           for s in range(0, len(f0), batch_size)]
+    out = [
+        router_from_f0(router, torch.from_numpy(f0[s : s + batch_size]).float())
+        for s in range(0, len(f0), batch_size)
+    ]
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)

@@ -6,6 +6,7 @@ cheap, and sparsemax of a sharp Gaussian is already a sensible probability
 map), then switch to ProbPose's expected-OKS loss; their presence /
 visibility / OKS heads (on detached features) learn in that second phase.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,13 +28,14 @@ class TrainPlan:
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    mse_fraction: float = 0.8          # probmap heads only
+    mse_fraction: float = 0.8  # probmap heads only
     seed: int = 0
-    max_minutes: float | None = None   # safety stop on a busy machine (reported, never silent)
+    max_minutes: float | None = None  # safety stop on a busy machine (reported, never silent)
 
 
-def train_step(model: nn.Module, batch: dict[str, torch.Tensor], opt: torch.optim.Optimizer,
-               phase: str) -> float:
+def train_step(
+    model: nn.Module, batch: dict[str, torch.Tensor], opt: torch.optim.Optimizer, phase: str
+) -> float:
     """One optimiser step; ``phase`` is 'mse' or 'probpose'. Returns the loss."""
     model.train()
     x = batch["input"].contiguous(memory_format=torch.channels_last)
@@ -45,8 +47,9 @@ def train_step(model: nn.Module, batch: dict[str, torch.Tensor], opt: torch.opti
     elif phase == "probpose":
         probs, presence, visibility, oks = head(feat)
         loss = probpose_loss(probs, batch["xy"], batch["area_hm"], weight)
-        loss = loss + aux_losses(presence, visibility, oks, batch,
-                                 argmax_oks(probs, batch["xy"], batch["area_hm"]))
+        loss = loss + aux_losses(
+            presence, visibility, oks, batch, argmax_oks(probs, batch["xy"], batch["area_hm"])
+        )
     else:
         raise ValueError(f"unknown phase {phase!r}; expected 'mse' or 'probpose'")
     opt.zero_grad(set_to_none=True)
@@ -63,8 +66,9 @@ def _lr_at(progress: float, peak: float, warm: float = 0.02) -> float:
     return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def train_pose(model: nn.Module, plan: TrainPlan, desc: str = "train", workers: int = 1,
-               log: Any = None) -> dict[str, Any]:
+def train_pose(
+    model: nn.Module, plan: TrainPlan, desc: str = "train", workers: int = 1, log: Any = None
+) -> dict[str, Any]:
     """Train ``model`` in place; returns a summary for the checkpoint meta.
 
     Progress is steps done / planned, or time used / ``max_minutes`` when that
@@ -109,19 +113,32 @@ def train_pose(model: nn.Module, plan: TrainPlan, desc: str = "train", workers: 
             recent = sum(losses[-50:]) / len(losses[-50:])
             bar.set_postfix(loss=f"{recent:.4f}", phase=phase)
             if log is not None:
-                print(f"{desc} step {step} phase {phase} lr {lr:.2e} loss {recent:.5f} "
-                      f"t {time.time() - t0:.0f}s", file=log, flush=True)
+                print(
+                    f"{desc} step {step} phase {phase} lr {lr:.2e} loss {recent:.5f} "
+                    f"t {time.time() - t0:.0f}s",
+                    file=log,
+                    flush=True,
+                )
     del loader
     bar.close()
     model.to(memory_format=torch.contiguous_format)
     model.eval()
     done = len(losses)
     if done < plan.steps:
-        print(f"NOTE: {desc} ran {done}/{plan.steps} steps in its {plan.max_minutes} min cap "
-              "(machine busier than planned); the schedule was compressed to fit")
-    return {"steps": done, "planned_steps": plan.steps, "batch_size": plan.batch_size, "lr": plan.lr,
-            "seed": plan.seed, "minutes": round((time.time() - t0) / 60, 2), "head": kind,
-            "final_loss": sum(losses[-100:]) / max(1, len(losses[-100:]))}
+        print(
+            f"NOTE: {desc} ran {done}/{plan.steps} steps in its {plan.max_minutes} min cap "
+            "(machine busier than planned); the schedule was compressed to fit"
+        )
+    return {
+        "steps": done,
+        "planned_steps": plan.steps,
+        "batch_size": plan.batch_size,
+        "lr": plan.lr,
+        "seed": plan.seed,
+        "minutes": round((time.time() - t0) / 60, 2),
+        "head": kind,
+        "final_loss": sum(losses[-100:]) / max(1, len(losses[-100:])),
+    }
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> Path:

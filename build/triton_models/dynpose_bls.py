@@ -9,6 +9,7 @@ by build.triton_repo: both are numpy-only). Keypoints come back in heatmap
 pixels (64 x 48 grid); the client maps them to the image with the inverse of
 the affine it cropped with (runtime.preprocess.heatmap_to_image).
 """
+
 import json
 import os
 import sys
@@ -59,17 +60,21 @@ class TritonPythonModel:
         """One child model over ``crops`` in chunks of its max batch; dict of concatenated outputs."""
         parts, step = [], self.chunk[role]
         for i in range(0, len(crops), step):
-            x = crops[i:i + step]
+            x = crops[i : i + step]
             n = len(x)
             if self.static[role] and n < step:
                 x = np.concatenate([x, np.zeros((step - n, *x.shape[1:]), x.dtype)])
-            req = pb_utils.InferenceRequest(model_name=self.models[role],
-                                            requested_output_names=self.outputs[role],
-                                            inputs=[pb_utils.Tensor("input", np.ascontiguousarray(x))])
+            req = pb_utils.InferenceRequest(
+                model_name=self.models[role],
+                requested_output_names=self.outputs[role],
+                inputs=[pb_utils.Tensor("input", np.ascontiguousarray(x))],
+            )
             resp = req.exec()
             if resp.has_error():
                 raise RuntimeError(f"{self.models[role]}: {resp.error().message()}")
-            parts.append({o: pb_utils.get_output_tensor_by_name(resp, o).as_numpy()[:n] for o in self.outputs[role]})
+            parts.append(
+                {o: pb_utils.get_output_tensor_by_name(resp, o).as_numpy()[:n] for o in self.outputs[role]}
+            )
         return {o: np.concatenate([p[o] for p in parts]) for o in self.outputs[role]}
 
     def _frame(self, crops):
@@ -102,6 +107,9 @@ class TritonPythonModel:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(e))))
                 continue
             names = ("keypoints", "keypoint_scores", "presence", "route", "router_score")
-            responses.append(pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in zip(names, out)]))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in zip(names, out)]
+                )
+            )
         return responses

@@ -6,6 +6,7 @@ the same repository layout runnable on any CPU. Dynamic batching hands
 ``execute`` several requests at once; they are concatenated into one ONNX
 Runtime call, which is what batching across cameras buys, then split back.
 """
+
 import json
 import os
 import sys
@@ -32,8 +33,9 @@ class TritonPythonModel:
             so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(os.path.join(folder, "model.onnx"), so,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            os.path.join(folder, "model.onnx"), so, providers=["CPUExecutionProvider"]
+        )
         self.input_name = config["input"][0]["name"]
         self.output_names = [o["name"] for o in config["output"]]
 
@@ -48,8 +50,10 @@ class TritonPythonModel:
             return [pb_utils.InferenceResponse(error=err) for _ in requests]
         responses, start = [], 0
         for n in sizes:
-            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(o[start:start + n]))
-                       for name, o in zip(self.output_names, outs)]
+            tensors = [
+                pb_utils.Tensor(name, np.ascontiguousarray(o[start : start + n]))
+                for name, o in zip(self.output_names, outs)
+            ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += n
         return responses

@@ -6,6 +6,7 @@ fixes the tensor types. The one exception is DLA on 10.x, which only takes
 weakly typed networks (:func:`build.trt.compat.dla_typing`). Everything
 version-specific goes through :mod:`build.trt.compat`.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,7 @@ class EngineBuildError(RuntimeError):
     """TensorRT could not build an engine; the message names the ONNX and TensorRT's reason."""
 
 
-register_expected(EngineBuildError, EXIT_INPUT)   # one line at the CLI boundary, exit 2
+register_expected(EngineBuildError, EXIT_INPUT)  # one line at the CLI boundary, exit 2
 
 
 def _check_deconv_axis(path: Path) -> None:
@@ -43,9 +44,12 @@ def _check_deconv_axis(path: Path) -> None:
 
     problems = deconv_axis_problems(onnx.load(str(path), load_external_data=False))
     if problems:
-        raise EngineBuildError(f"{path.name}: {problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1
-                               else "") + "; rebuild the variant with python -m build.engines (int8_trt "
-                               "quantizes deconvolution weights on axis 0)")
+        raise EngineBuildError(
+            f"{path.name}: {problems[0]}"
+            + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+            + "; rebuild the variant with python -m build.engines (int8_trt "
+            "quantizes deconvolution weights on axis 0)"
+        )
 
 
 def timing_cache_path(out_dir: Path, trt_version: str, sm: str, override: str | None) -> Path:
@@ -59,13 +63,19 @@ def device_facts(trt: ModuleType) -> dict[str, Any]:
     """TensorRT version, GPU name/SM (pycuda if present, else the driver) and L4T/JetPack."""
     try:
         import pycuda.driver as cuda
+
         cuda.init()
     except Exception:  # no pycuda, or pycuda without a usable driver: ask the driver directly
         cuda = None
     gpu, sm = gpu_identity(cuda)
     l4t = read_l4t()
-    return {"trt_version": trt.__version__, "gpu": gpu, "sm": sm, "l4t": l4t,
-            "jetpack": JETPACK_BY_L4T.get(l4t or "")}
+    return {
+        "trt_version": trt.__version__,
+        "gpu": gpu,
+        "sm": sm,
+        "l4t": l4t,
+        "jetpack": JETPACK_BY_L4T.get(l4t or ""),
+    }
 
 
 class EngineBuilder:
@@ -91,8 +101,10 @@ class EngineBuilder:
             _check_deconv_axis(spec.onnx)
         if spec.plugin_ops:
             if not spec.plugin_lib:
-                raise EngineBuildError(f"{spec.onnx.name} holds plugin nodes {spec.plugin_ops}; pass "
-                                       "--plugin-lib PATH to the built plugin library (kernels/)")
+                raise EngineBuildError(
+                    f"{spec.onnx.name} holds plugin nodes {spec.plugin_ops}; pass "
+                    "--plugin-lib PATH to the built plugin library (kernels/)"
+                )
             load_plugin_library(trt, Path(spec.plugin_lib), spec.role)
         weak = spec.dla_core is not None and self.dla_typing == "weak"
         network = self.builder.create_network(compat.network_flags(trt, weakly_typed=weak))
@@ -144,8 +156,10 @@ class EngineBuilder:
         self.recorder.clear()
         engine = runtime.deserialize_cuda_engine(plan)
         if engine is None:
-            raise EngineBuildError("TensorRT built an engine it cannot deserialize: "
-                                   + (self.recorder.summary() or "no reason reported"))
+            raise EngineBuildError(
+                "TensorRT built an engine it cannot deserialize: "
+                + (self.recorder.summary() or "no reason reported")
+            )
         return engine
 
     def _io(self, engine: Any) -> list[dict[str, Any]]:
@@ -154,10 +168,14 @@ class EngineBuilder:
         io = []
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
-            io.append({"name": name,
-                       "mode": "input" if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "output",
-                       "dtype": str(engine.get_tensor_dtype(name)).split(".")[-1].lower(),
-                       "shape": list(engine.get_tensor_shape(name))})
+            io.append(
+                {
+                    "name": name,
+                    "mode": "input" if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "output",
+                    "dtype": str(engine.get_tensor_dtype(name)).split(".")[-1].lower(),
+                    "shape": list(engine.get_tensor_shape(name)),
+                }
+            )
         return io
 
     def dla_layers(self, engine: Any) -> int | None:
@@ -173,7 +191,10 @@ class EngineBuilder:
         self.recorder.clear()
         plan = self.builder.build_serialized_network(network, config)
         if plan is None:
-            return None, self.recorder.summary() or "TensorRT reported no reason; run with --verbose for the log"
+            return (
+                None,
+                self.recorder.summary() or "TensorRT reported no reason; run with --verbose for the log",
+            )
         self._save_cache(config)
         return bytes(plan), ""
 
@@ -182,12 +203,19 @@ class EngineBuilder:
         if spec.dla_core is None:
             return spec
         if self.dla_typing is None:
-            log.warning("%s: TensorRT %s has no DLA (11.0-11.4.0; DLA returns in 11.4.1): building for the GPU",
-                        spec.role, self.trt.__version__)
+            log.warning(
+                "%s: TensorRT %s has no DLA (11.0-11.4.0; DLA returns in 11.4.1): building for the GPU",
+                spec.role,
+                self.trt.__version__,
+            )
             return without_dla(spec)
         if spec.dla_core >= self.dla_cores:
-            log.warning("%s: no DLA core %d on this device (%d cores): building for the GPU",
-                        spec.role, spec.dla_core, self.dla_cores)
+            log.warning(
+                "%s: no DLA core %d on this device (%d cores): building for the GPU",
+                spec.role,
+                spec.dla_core,
+                self.dla_cores,
+            )
             return without_dla(spec)
         return spec
 
@@ -207,10 +235,13 @@ class EngineBuilder:
             spec = without_dla(spec)
             plan, reason = self._serialize(spec)
         if plan is None and spec.precision == "int8" and spec.fallback_onnx:
-            notes.pop("dla_fallback", None)   # INT8 was the problem: the FP16 engine may still use DLA
+            notes.pop("dla_fallback", None)  # INT8 was the problem: the FP16 engine may still use DLA
             fb = int8_fallback(first)
-            print(f"{spec.role}: INT8 engine build failed ({reason}); building {fb.precision.upper()} "
-                  f"from {fb.onnx.name} instead", flush=True)
+            print(
+                f"{spec.role}: INT8 engine build failed ({reason}); building {fb.precision.upper()} "
+                f"from {fb.onnx.name} instead",
+                flush=True,
+            )
             notes["fallback"] = {"from": "int8", "to": fb.precision, "onnx": spec.onnx.name, "reason": reason}
             return self._finish(fb, notes)
         if plan is None:
@@ -227,7 +258,9 @@ class EngineBuilder:
             raise EngineBuildError(f"TensorRT failed to build {spec.onnx.name}: {reason}")
         return self._placed(plan, spec, notes)
 
-    def _placed(self, plan: bytes, spec: EngineSpec, notes: dict[str, Any]) -> tuple[bytes, EngineSpec, dict[str, Any]]:
+    def _placed(
+        self, plan: bytes, spec: EngineSpec, notes: dict[str, Any]
+    ) -> tuple[bytes, EngineSpec, dict[str, Any]]:
         """Record DLA only if layers really run there; else rebuild with the dynamic GPU profile
         (a static DLA batch on an all-GPU engine would pad every call for nothing)."""
         if spec.dla_core is None:
@@ -237,8 +270,11 @@ class EngineBuilder:
             notes["dla_layers"] = n
             return plan, spec, notes
         why = "no layer runs on DLA" if n == 0 else "the engine does not say where its layers run"
-        log.warning("%s: %s (TensorRT placed it on the GPU): rebuilding for the GPU with a dynamic profile",
-                    spec.role, why)
+        log.warning(
+            "%s: %s (TensorRT placed it on the GPU): rebuilding for the GPU with a dynamic profile",
+            spec.role,
+            why,
+        )
         notes["dla_fallback"] = why
         spec = without_dla(spec)
         plan2, reason = self._serialize(spec)
@@ -253,25 +289,39 @@ class EngineBuilder:
         io = self._io(self._deserialize(plan, spec.dla_core))
         spec.engine.write_bytes(plan)
         record = {
-            "path": spec.engine.name, "sha256": sha256_file(spec.engine),   # the runtime checks it at load
-            "precision": spec.precision, "target": target,
+            "path": spec.engine.name,
+            "sha256": sha256_file(spec.engine),  # the runtime checks it at load
+            "precision": spec.precision,
+            "target": target,
             **facts,
-            "onnx": spec.onnx.name, "onnx_sha256": sha256_file(spec.onnx),
+            "onnx": spec.onnx.name,
+            "onnx_sha256": sha256_file(spec.onnx),
             "profiles": [{"min": spec.profile.min, "opt": spec.profile.opt, "max": spec.profile.max}],
-            "dla_core": spec.dla_core, "workspace_mb": spec.workspace_mb,
+            "dla_core": spec.dla_core,
+            "workspace_mb": spec.workspace_mb,
             # a static profile (DLA) pads every call to this batch: the runtime reports the padding
             "static_batch": spec.profile.max if spec.profile.min == spec.profile.max else None,
             "builder_optimization_level": spec.opt_level,
-            "plugin_library": spec.plugin_lib, "plugin_ops": spec.plugin_ops,
-            "timing_cache": str(self.cache_path), "io": io, "built_with": "python",
-            "build_time_s": round(time.perf_counter() - t0, 2), **notes,
+            "plugin_library": spec.plugin_lib,
+            "plugin_ops": spec.plugin_ops,
+            "timing_cache": str(self.cache_path),
+            "io": io,
+            "built_with": "python",
+            "build_time_s": round(time.perf_counter() - t0, 2),
+            **notes,
         }
         spec.engine.with_suffix(".engine.json").write_text(json.dumps(record, indent=2) + "\n")
         return record
 
 
-def build_all(trt: ModuleType, specs: list[EngineSpec], out_dir: Path, target: str,
-              timing_cache: str | None = None, verbose: bool = False) -> dict[str, dict[str, Any]]:
+def build_all(
+    trt: ModuleType,
+    specs: list[EngineSpec],
+    out_dir: Path,
+    target: str,
+    timing_cache: str | None = None,
+    verbose: bool = False,
+) -> dict[str, dict[str, Any]]:
     """role -> engine record for every spec."""
     facts = device_facts(trt)
     cache = timing_cache_path(out_dir, facts["trt_version"], facts["sm"], timing_cache)
@@ -281,5 +331,3 @@ def build_all(trt: ModuleType, specs: list[EngineSpec], out_dir: Path, target: s
         log.info("building %s (%s, batch %s)", spec.engine.name, spec.precision, spec.profile)
         records[spec.role] = builder.build_and_record(spec, facts, target)
     return records
-
-

@@ -31,6 +31,7 @@
 The module is import-light: functions take the ``tensorrt`` module as an
 argument so tests can hand in the harness's checked stand-in.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,15 @@ from runtime.backends.trt_rules import make_error_recorder, same_trt_release, tr
 
 FLOOR = (10, 3)
 # Builder flags gone in 11.x: only a 10.x DLA build sets FP16/INT8 (dla_precision_flags).
-REMOVED_IN_11 = ("FP16", "INT8", "BF16", "FP8", "INT4", "OBEY_PRECISION_CONSTRAINTS",
-                 "PREFER_PRECISION_CONSTRAINTS")
+REMOVED_IN_11 = (
+    "FP16",
+    "INT8",
+    "BF16",
+    "FP8",
+    "INT4",
+    "OBEY_PRECISION_CONSTRAINTS",
+    "PREFER_PRECISION_CONSTRAINTS",
+)
 
 
 # DLA typing per release (see the module docstring). 11.0 <= v < 11.4.1: no DLA at all.
@@ -95,8 +103,10 @@ def dla_precision_flags(precision: str, typing_: str | None) -> list[str]:
 def check_supported(trt: ModuleType) -> None:
     """Refuse TensorRT older than the floor with a message that names the fix."""
     if version_tuple(trt)[:2] < FLOOR:
-        raise SystemExit(f"error: TensorRT {trt.__version__} is older than 10.3; "
-                         "flash JetPack 6.1+ (TensorRT 10.3) or install TensorRT >= 10.3")
+        raise SystemExit(
+            f"error: TensorRT {trt.__version__} is older than 10.3; "
+            "flash JetPack 6.1+ (TensorRT 10.3) or install TensorRT >= 10.3"
+        )
 
 
 def network_flags(trt: ModuleType, weakly_typed: bool = False) -> int:
@@ -105,7 +115,9 @@ def network_flags(trt: ModuleType, weakly_typed: bool = False) -> int:
     flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
     if weakly_typed:
         if flag is None:
-            raise ValueError(f"TensorRT {trt.__version__} has no weak typing; DLA builds are strongly typed here")
+            raise ValueError(
+                f"TensorRT {trt.__version__} has no weak typing; DLA builds are strongly typed here"
+            )
         return 0
     return 0 if flag is None else 1 << int(flag)
 

@@ -4,12 +4,13 @@ Written on every run (also where TensorRT is present) so a device that has
 trtexec but no Python bindings can still build, and so the exact build is on
 record. Same :class:`EngineSpec` list as the builder: the two cannot drift.
 """
+
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
 
 from . import compat
 from .targets import EngineSpec, Target, int8_fallback, without_dla
@@ -26,8 +27,9 @@ def _banner(v: tuple[int, ...]) -> int:
     return v[0] * 10000 + v[1] * 100 + v[2]
 
 
-def trtexec_args(spec: EngineSpec, cache: str = "$CACHE", plugin: str = "$PLUGIN_LIB",
-                 dla_typing: str | None = None) -> list[str]:
+def trtexec_args(
+    spec: EngineSpec, cache: str = "$CACHE", plugin: str = "$PLUGIN_LIB", dla_typing: str | None = None
+) -> list[str]:
     """trtexec arguments for one engine (shell variables left unquoted for the caller).
 
     ``dla_typing`` ("weak" on 10.x, "strong" from 11.4.1, see :func:`compat.dla_typing`)
@@ -35,18 +37,25 @@ def trtexec_args(spec: EngineSpec, cache: str = "$CACHE", plugin: str = "$PLUGIN
     """
     lo, opt, hi = spec.profile.shapes(spec.input_chw)
     typing_ = dla_typing if spec.dla_core is not None else None
-    args = [f"--onnx={spec.onnx.name}", f"--saveEngine={spec.engine.name}",
-            *compat.trtexec_precision_args(spec.precision, typing_),
-            f"--minShapes={_shape(spec.input_name, lo)}",
-            f"--optShapes={_shape(spec.input_name, opt)}",
-            f"--maxShapes={_shape(spec.input_name, hi)}",
-            f"--memPoolSize=workspace:{spec.workspace_mb}M",
-            f"--builderOptimizationLevel={spec.opt_level}",
-            f'--timingCacheFile="{cache}"']
+    args = [
+        f"--onnx={spec.onnx.name}",
+        f"--saveEngine={spec.engine.name}",
+        *compat.trtexec_precision_args(spec.precision, typing_),
+        f"--minShapes={_shape(spec.input_name, lo)}",
+        f"--optShapes={_shape(spec.input_name, opt)}",
+        f"--maxShapes={_shape(spec.input_name, hi)}",
+        f"--memPoolSize=workspace:{spec.workspace_mb}M",
+        f"--builderOptimizationLevel={spec.opt_level}",
+        f'--timingCacheFile="{cache}"',
+    ]
     if spec.dla_core is not None:
-        args += [f"--useDLACore={spec.dla_core}", "--allowGPUFallback",
-                 # the per-layer placement, read back before dla_core is recorded
-                 "--profilingVerbosity=detailed", f"--exportLayerInfo={spec.role}.layers.json"]
+        args += [
+            f"--useDLACore={spec.dla_core}",
+            "--allowGPUFallback",
+            # the per-layer placement, read back before dla_core is recorded
+            "--profilingVerbosity=detailed",
+            f"--exportLayerInfo={spec.role}.layers.json",
+        ]
     if spec.plugin_ops:
         args.append(f'--dynamicPlugins="{plugin}"')
     return args
@@ -67,12 +76,14 @@ def _gpu_lines(spec: EngineSpec) -> list[str]:
     if spec.precision != "int8" or spec.fallback_onnx is None:
         return [_command(spec)]
     fb = without_dla(int8_fallback(spec))
-    return [f"if ! {_command(spec)}; then",
-            f'    echo "{spec.role}: INT8 engine build failed; building {fb.precision.upper()} from '
-            f'{fb.onnx.name} instead" >&2',
-            f"    touch {spec.role}.int8_failed",
-            *_indent([_command(fb)]),
-            "fi"]
+    return [
+        f"if ! {_command(spec)}; then",
+        f'    echo "{spec.role}: INT8 engine build failed; building {fb.precision.upper()} from '
+        f'{fb.onnx.name} instead" >&2',
+        f"    touch {spec.role}.int8_failed",
+        *_indent([_command(fb)]),
+        "fi",
+    ]
 
 
 def render_plan(specs: Iterable[EngineSpec], target: Target, config: str, out_dir: Path) -> str:
@@ -92,7 +103,7 @@ def render_plan(specs: Iterable[EngineSpec], target: Target, config: str, out_di
         '    echo "error: trtexec not found; install TensorRT (JetPack) or set TRTEXEC=/path/to/trtexec" >&2',
         "    exit 2",
         "fi",
-        '# One timing cache per device, shared by every config built here (reused across builds).',
+        "# One timing cache per device, shared by every config built here (reused across builds).",
         'CACHE="${TIMING_CACHE:-../timing-cache/trtexec.cache}"',
         'mkdir -p "$(dirname "$CACHE")"',
         "# DLA typing follows the trtexec release (build/trt/compat.py dla_typing): 10.x weakly typed",
@@ -103,7 +114,7 @@ def render_plan(specs: Iterable[EngineSpec], target: Target, config: str, out_di
         f'if [ "${{DYNPOSE_DLA:-on}}" = off ]; then DLA_TYPING=none; '
         f'elif [ "$TRT_V" -lt {_banner(compat.WEAK_DLA_BELOW)} ]; then DLA_TYPING=weak; '
         f'elif [ "$TRT_V" -ge {_banner(compat.STRONG_DLA_FROM)} ]; then DLA_TYPING=strong; '
-        'else DLA_TYPING=none; fi',
+        "else DLA_TYPING=none; fi",
         "# exit 0: layers run on DLA; 1: none do (rebuild on the GPU); other: placement unknown (kept)",
         "dla_placed() {",
         '    if [ -n "${DYNPOSE_REPO:-}" ]; then',
@@ -114,58 +125,71 @@ def render_plan(specs: Iterable[EngineSpec], target: Target, config: str, out_di
         "}",
     ]
     if any(s.plugin_ops for s in specs):
-        lines += [f'export PLUGIN_LIB="${{PLUGIN_LIB:-{plugin_lib}}}"',
-                  'if [ ! -f "$PLUGIN_LIB" ]; then',
-                  '    echo "error: plugin library \'$PLUGIN_LIB\' not found; build kernels/ on the device '
-                  'and set PLUGIN_LIB=/path/to/lib.so" >&2',
-                  "    exit 2",
-                  "fi"]
+        lines += [
+            f'export PLUGIN_LIB="${{PLUGIN_LIB:-{plugin_lib}}}"',
+            'if [ ! -f "$PLUGIN_LIB" ]; then',
+            "    echo \"error: plugin library '$PLUGIN_LIB' not found; build kernels/ on the device "
+            'and set PLUGIN_LIB=/path/to/lib.so" >&2',
+            "    exit 2",
+            "fi",
+        ]
     for spec in specs:
-        where = f"DLA core {spec.dla_core} (static batch {spec.profile.max}, GPU fallback)" \
-            if spec.dla_core is not None else "GPU"
-        lines += ["", f"# {spec.role}: {spec.precision} from {spec.onnx.name}, batch "
-                      f"{spec.profile.min}/{spec.profile.opt}/{spec.profile.max}, {where}"
-                      + (f", plugin ops {', '.join(spec.plugin_ops)}" if spec.plugin_ops else "")]
+        where = (
+            f"DLA core {spec.dla_core} (static batch {spec.profile.max}, GPU fallback)"
+            if spec.dla_core is not None
+            else "GPU"
+        )
+        lines += [
+            "",
+            f"# {spec.role}: {spec.precision} from {spec.onnx.name}, batch "
+            f"{spec.profile.min}/{spec.profile.opt}/{spec.profile.max}, {where}"
+            + (f", plugin ops {', '.join(spec.plugin_ops)}" if spec.plugin_ops else ""),
+        ]
         if spec.dla_core is not None:
             r = spec.role
             gpu = _gpu_lines(spec)
-            lines += [f"rm -f {r}.dla_failed {r}.int8_failed {r}.layers.json",
-                      'case "$DLA_TYPING" in']
+            lines += [f"rm -f {r}.dla_failed {r}.int8_failed {r}.layers.json", 'case "$DLA_TYPING" in']
             for typing_ in ("weak", "strong"):
                 dla = "    " + _command(spec, typing_).replace("\n", "\n    ")
-                lines += [f"{typing_})",
-                          f"if ! {dla.strip()}; then",
-                          f'    echo "{r}: DLA build failed, building it on the GPU" >&2',
-                          f"    touch {r}.dla_failed",
-                          *_indent(gpu),
-                          "else",
-                          f"    rc=0; dla_placed {r}.layers.json || rc=$?",
-                          '    if [ "$rc" -eq 1 ]; then',
-                          f'        echo "{r}: no layer runs on DLA: rebuilding it on the GPU (dynamic profile)" >&2',
-                          f"        touch {r}.dla_failed",
-                          *_indent(gpu, "        "),
-                          "    fi",
-                          "fi",
-                          ";;"]
-            lines += ["*)",
-                      f'echo "{r}: no DLA with TensorRT v$TRT_V (or DYNPOSE_DLA=off): building it on the GPU" >&2',
-                      f"touch {r}.dla_failed",
-                      *gpu,
-                      ";;",
-                      "esac"]
+                lines += [
+                    f"{typing_})",
+                    f"if ! {dla.strip()}; then",
+                    f'    echo "{r}: DLA build failed, building it on the GPU" >&2',
+                    f"    touch {r}.dla_failed",
+                    *_indent(gpu),
+                    "else",
+                    f"    rc=0; dla_placed {r}.layers.json || rc=$?",
+                    '    if [ "$rc" -eq 1 ]; then',
+                    f'        echo "{r}: no layer runs on DLA: rebuilding it on the GPU (dynamic profile)" >&2',
+                    f"        touch {r}.dla_failed",
+                    *_indent(gpu, "        "),
+                    "    fi",
+                    "fi",
+                    ";;",
+                ]
+            lines += [
+                "*)",
+                f'echo "{r}: no DLA with TensorRT v$TRT_V (or DYNPOSE_DLA=off): building it on the GPU" >&2',
+                f"touch {r}.dla_failed",
+                *gpu,
+                ";;",
+                "esac",
+            ]
         else:
             lines += [f"rm -f {spec.role}.int8_failed", *_gpu_lines(spec)]
-    lines += ["",
-              "# Record TensorRT version, GPU, SM and L4T of each engine in manifest.json (the runtime checks them),",
-              "# and trtexec's own timing of each engine (median GPU Compute Time at the opt shape; no",
-              "# --skipInference above) as routing.costs: predicted crops/s and the warning when routing cannot pay.",
-              'if [ -n "${DYNPOSE_REPO:-}" ]; then',
-              '    PYTHONPATH="$DYNPOSE_REPO${PYTHONPATH:+:$PYTHONPATH}" python3 -m build.trt.record .',
-              "else",
-              '    python3 -m build.trt.record . || echo "note: set DYNPOSE_REPO=/path/to/dynpose-trt and run: '
-              'python3 -m build.trt.record $(pwd)" >&2',
-              "fi",
-              ""]
+    lines += [
+        "",
+        "# Record TensorRT version, GPU, SM and L4T of each engine in manifest.json (the runtime checks them),",
+        "# and trtexec's own timing of each engine (median GPU Compute Time at the opt shape; no",
+        "# --skipInference above) as routing.costs: predicted crops/s and the warning when routing cannot pay.",
+        'if [ -n "${DYNPOSE_REPO:-}" ]; then',
+        '    PYTHONPATH="$DYNPOSE_REPO${PYTHONPATH:+:$PYTHONPATH}" python3 -m build.trt.record .',
+        "else",
+        '    python3 -m build.trt.record . || echo "note: set DYNPOSE_REPO=/path/to/dynpose-trt and run: '
+        'python3 -m build.trt.record $(pwd)" >&2',
+        "fi",
+        "",
+    ]
     return "\n".join(lines)
 
 

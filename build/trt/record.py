@@ -5,6 +5,7 @@ trtexec prints the device and TensorRT version in its log ("Selected Device:",
 the record matches what the Python builder writes, so the runtime's machine
 check works the same for both paths. Usage: ``python3 -m build.trt.record DIR``.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,11 @@ from runtime.manifest import save_manifest, sha256_file
 
 from .compat import count_dla_layers
 
-
-_PATTERNS = {"gpu": r"Selected Device:\s*(.+)", "sm": r"Compute Capability:\s*([\d.]+)",
-             "trt_version": r"TensorRT version:\s*([\d.]+)"}
+_PATTERNS = {
+    "gpu": r"Selected Device:\s*(.+)",
+    "sm": r"Compute Capability:\s*([\d.]+)",
+    "trt_version": r"TensorRT version:\s*([\d.]+)",
+}
 
 
 class TrtexecLogError(ValueError):
@@ -38,7 +41,9 @@ def parse_trtexec_log(text: str) -> dict[str, str]:
     for key, pat in _PATTERNS.items():
         m = re.search(pat, text)
         if not m:
-            raise TrtexecLogError(f"trtexec log has no {pat.split(':')[0]!r} line; was the build run with this trtexec?")
+            raise TrtexecLogError(
+                f"trtexec log has no {pat.split(':')[0]!r} line; was the build run with this trtexec?"
+            )
         found[key] = m.group(1).strip()
     return found
 
@@ -73,19 +78,36 @@ def record_costs(manifest: dict[str, Any], timings: dict[str, dict[str, Any]]) -
     prec = "/".join(sorted({timings[r]["precision"] for r in NET_ROLES}))
     names = {r: manifest["models"][r].get("arch", r) for r in NET_ROLES}
     warning = routing_warning(c, f, prec, names)
-    entry = {"backend": "trt", "precision": prec, "batch": {r: timings[r]["batch"] for r in NET_ROLES},
-             "clock": "trtexec GPU compute time (median)", "ms_per_crop": ms, "source": "trtexec",
-             "predicted_crops_per_s": {k: round(v, 2) for k, v in predict(c, f).items() if k != "dyn_ms_per_crop"}}
+    entry = {
+        "backend": "trt",
+        "precision": prec,
+        "batch": {r: timings[r]["batch"] for r in NET_ROLES},
+        "clock": "trtexec GPU compute time (median)",
+        "ms_per_crop": ms,
+        "source": "trtexec",
+        "predicted_crops_per_s": {k: round(v, 2) for k, v in predict(c, f).items() if k != "dyn_ms_per_crop"},
+    }
     costs = dict(routing.get("costs") or {})
-    costs.update({"measured": True, "backend_label": "TensorRT (trtexec)", "clock": entry["clock"],
-                  "shipped": prec, "entries": [e for e in costs.get("entries", []) if e.get("backend") != "trt"]
-                  + [entry], "routing_pays": warning is None, "warning": warning,
-                  "large_fraction": f, "p": routing.get("p")})
+    costs.update(
+        {
+            "measured": True,
+            "backend_label": "TensorRT (trtexec)",
+            "clock": entry["clock"],
+            "shipped": prec,
+            "entries": [e for e in costs.get("entries", []) if e.get("backend") != "trt"] + [entry],
+            "routing_pays": warning is None,
+            "warning": warning,
+            "large_fraction": f,
+            "p": routing.get("p"),
+        }
+    )
     routing["costs"] = costs
     pred = entry["predicted_crops_per_s"]
-    print(f"routing costs (trtexec, {prec}): router {ms['router']:.3f}, small {ms['small']:.3f}, large "
-          f"{ms['large']:.3f} ms/crop -> crops/s small {pred['small']:.0f}, large {pred['large']:.0f}, "
-          f"dyn {pred['dyn']:.0f} (f = {f:.2f})")
+    print(
+        f"routing costs (trtexec, {prec}): router {ms['router']:.3f}, small {ms['small']:.3f}, large "
+        f"{ms['large']:.3f} ms/crop -> crops/s small {pred['small']:.0f}, large {pred['large']:.0f}, "
+        f"dyn {pred['dyn']:.0f} (f = {f:.2f})"
+    )
     if warning:
         print(warning, file=sys.stderr)
 
@@ -93,10 +115,12 @@ def record_costs(manifest: dict[str, Any], timings: dict[str, dict[str, Any]]) -
 def _onnx_io(path: Path) -> list[dict[str, Any]]:
     """I/O names of the built ONNX: a variant (fused decode) can differ from the fp32 net's."""
     import onnx
+
     g = onnx.load(str(path), load_external_data=False).graph
     init = {i.name for i in g.initializer}
-    return [{"name": v.name, "mode": "input"} for v in g.input if v.name not in init] + \
-        [{"name": v.name, "mode": "output"} for v in g.output]
+    return [{"name": v.name, "mode": "input"} for v in g.input if v.name not in init] + [
+        {"name": v.name, "mode": "output"} for v in g.output
+    ]
 
 
 def record_engines(root: Path) -> dict[str, Any]:
@@ -105,37 +129,59 @@ def record_engines(root: Path) -> dict[str, Any]:
     try:
         manifest = json.loads((root / "manifest.json").read_text())
     except (OSError, ValueError) as e:
-        raise InputError(f"cannot read {root / 'manifest.json'} ({str(e).splitlines()[0][:120]})", "DIR",
-                         "pass the artifacts folder python -m build.engines wrote") from None
+        raise InputError(
+            f"cannot read {root / 'manifest.json'} ({str(e).splitlines()[0][:120]})",
+            "DIR",
+            "pass the artifacts folder python -m build.engines wrote",
+        ) from None
     plan = manifest.get("trt_plan") if isinstance(manifest, dict) else None
     if not isinstance(plan, dict) or not isinstance(plan.get("engines"), dict) or not plan["engines"]:
         # nothing to record would still say "written": refuse before touching the manifest
-        raise InputError(f"{root / 'manifest.json'} has no trt_plan engines", "DIR",
-                         "pass the artifacts folder of a TensorRT target whose build_plan.sh ran")
+        raise InputError(
+            f"{root / 'manifest.json'} has no trt_plan engines",
+            "DIR",
+            "pass the artifacts folder of a TensorRT target whose build_plan.sh ran",
+        )
     l4t = read_l4t()
     timings: dict[str, dict[str, Any]] = {}
     for role, spec in plan.get("engines", {}).items():
         engine, logf = root / spec["engine"], root / f"{role}.trtexec.log"
         if not engine.is_file() or not logf.is_file():
-            raise SystemExit(f"error: {engine.name} or {logf.name} missing in {root}; run build_plan.sh first")
+            raise SystemExit(
+                f"error: {engine.name} or {logf.name} missing in {root}; run build_plan.sh first"
+            )
         log_text = logf.read_text(errors="replace")
         facts = parse_trtexec_log(log_text)
         onnx, precision, fallback = root / spec["onnx"], spec["precision"], None
         if (root / f"{role}.int8_failed").exists():  # build_plan.sh built the FP16/fp32 ONNX instead
-            fallback = {"from": "int8", "to": spec["fallback_precision"], "onnx": onnx.name,
-                        "reason": "trtexec failed; see " + logf.name}
+            fallback = {
+                "from": "int8",
+                "to": spec["fallback_precision"],
+                "onnx": onnx.name,
+                "reason": "trtexec failed; see " + logf.name,
+            }
             onnx, precision = root / spec["fallback_onnx"], spec["fallback_precision"]
-        record = {"path": engine.name, "sha256": sha256_file(engine), "precision": precision,
-                  "target": plan.get("target"),
-                  **facts, "l4t": l4t, "jetpack": JETPACK_BY_L4T.get(l4t or ""),
-                  "onnx": onnx.name, "onnx_sha256": sha256_file(onnx),
-                  "profiles": [spec["profile"]], "dla_core": spec.get("dla_core"),
-                  "workspace_mb": spec.get("workspace_mb"),
-                  "builder_optimization_level": spec.get("opt_level"),
-                  # build_plan.sh exports PLUGIN_LIB when it overrides the planned path
-                  "plugin_library": (os.environ.get("PLUGIN_LIB") or spec.get("plugin_lib")) if spec.get("plugin_ops") else None,
-                  "plugin_ops": spec.get("plugin_ops", []),
-                  "built_with": "trtexec"}
+        record = {
+            "path": engine.name,
+            "sha256": sha256_file(engine),
+            "precision": precision,
+            "target": plan.get("target"),
+            **facts,
+            "l4t": l4t,
+            "jetpack": JETPACK_BY_L4T.get(l4t or ""),
+            "onnx": onnx.name,
+            "onnx_sha256": sha256_file(onnx),
+            "profiles": [spec["profile"]],
+            "dla_core": spec.get("dla_core"),
+            "workspace_mb": spec.get("workspace_mb"),
+            "builder_optimization_level": spec.get("opt_level"),
+            # build_plan.sh exports PLUGIN_LIB when it overrides the planned path
+            "plugin_library": (os.environ.get("PLUGIN_LIB") or spec.get("plugin_lib"))
+            if spec.get("plugin_ops")
+            else None,
+            "plugin_ops": spec.get("plugin_ops", []),
+            "built_with": "trtexec",
+        }
         layers = root / f"{role}.layers.json"
         if (root / f"{role}.dla_failed").exists():  # build_plan.sh fell back to the GPU
             record["dla_core"], record["profiles"] = None, [spec["gpu_profile"]]
@@ -145,7 +191,7 @@ def record_engines(root: Path) -> dict[str, Any]:
         record["static_batch"] = prof["max"] if prof["min"] == prof["max"] else None
         if fallback:
             record["fallback"] = fallback
-            if precision == "fp32":   # fp32 never runs on DLA: the plan built it on the GPU
+            if precision == "fp32":  # fp32 never runs on DLA: the plan built it on the GPU
                 record["dla_core"], record["profiles"] = None, [spec["gpu_profile"] or spec["profile"]]
         record["io"] = _onnx_io(onnx)
         timing = parse_trtexec_timing(log_text, record["profiles"][0]["opt"])
@@ -155,7 +201,7 @@ def record_engines(root: Path) -> dict[str, Any]:
         manifest["models"][role]["engine"] = record
         (root / f"{role}.engine.json").write_text(json.dumps(record, indent=2) + "\n")
     record_costs(manifest, timings)
-    save_manifest(root, manifest)   # atomic; engine sha256s let the runtime check them at load
+    save_manifest(root, manifest)  # atomic; engine sha256s let the runtime check them at load
     return manifest
 
 
@@ -164,7 +210,10 @@ def dla_placed(layers_json: Path) -> int:
     try:
         n = count_dla_layers(Path(layers_json).read_text())
     except (OSError, ValueError) as e:
-        print(f"note: cannot read DLA placement from {layers_json} ({e}); keeping the DLA engine", file=sys.stderr)
+        print(
+            f"note: cannot read DLA placement from {layers_json} ({e}); keeping the DLA engine",
+            file=sys.stderr,
+        )
         return 2
     if n is None:
         print(f"note: {layers_json} has no per-layer detail; keeping the DLA engine", file=sys.stderr)
@@ -177,16 +226,27 @@ def main(argv: list[str]) -> int:
     from runtime.cli_args import OneLineParser, artifacts_dir
     from runtime.errors import InputError
 
-    if argv[:1] == ["--dla-layers"]:   # build_plan.sh's call: exit 0 layers on DLA, 1 none, 2 unknown
+    if argv[:1] == ["--dla-layers"]:  # build_plan.sh's call: exit 0 layers on DLA, 1 none, 2 unknown
         if len(argv) != 2:
-            raise InputError("--dla-layers takes one file", "--dla-layers",
-                             "python3 -m build.trt.record --dla-layers ROLE.layers.json")
+            raise InputError(
+                "--dla-layers takes one file",
+                "--dla-layers",
+                "python3 -m build.trt.record --dla-layers ROLE.layers.json",
+            )
         return dla_placed(Path(argv[1]))
-    p = OneLineParser(prog="python3 -m build.trt.record", description=__doc__.splitlines()[0],
-                      epilog="--dla-layers ROLE.layers.json: only report DLA placement (build_plan.sh): "
-                             "exit 0 layers on DLA, 1 none, 2 unknown")
-    p.add_argument("dir", nargs="?", default=".", type=artifacts_dir,
-                   help="artifacts folder whose build_plan.sh ran (default: the current folder)")
+    p = OneLineParser(
+        prog="python3 -m build.trt.record",
+        description=__doc__.splitlines()[0],
+        epilog="--dla-layers ROLE.layers.json: only report DLA placement (build_plan.sh): "
+        "exit 0 layers on DLA, 1 none, 2 unknown",
+    )
+    p.add_argument(
+        "dir",
+        nargs="?",
+        default=".",
+        type=artifacts_dir,
+        help="artifacts folder whose build_plan.sh ran (default: the current folder)",
+    )
     record_engines(p.parse_args(argv).dir)
     print("engine records written to manifest.json")
     return 0
@@ -194,4 +254,5 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     from runtime.errors import guarded
+
     sys.exit(guarded(main, prog="python3 -m build.trt.record"))

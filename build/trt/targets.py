@@ -5,15 +5,16 @@ an :class:`EngineSpec` is one concrete engine to build for it. Both the Python
 builder and ``build_plan.sh`` consume the same specs, so the two paths cannot
 drift apart.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import onnx
 import onnx.defs
-
 
 INPUT_CHW = (3, 256, 192)
 ROLES = ("router", "small", "large")
@@ -26,32 +27,64 @@ class Target:
     """What differs between devices: memory, DLA, default batch limits."""
 
     name: str
-    workspace_mb: int          # builder WORKSPACE pool: Orin's GPU shares DRAM with the CPU
+    workspace_mb: int  # builder WORKSPACE pool: Orin's GPU shares DRAM with the CPU
     max_batch_router: int
     max_batch_pose: int
     opt_batch_router: int
     opt_batch_pose: int
-    dla_router: bool           # place the router on DLA when the device has cores
-    opt_level: int = 3         # TensorRT default; 4-5 build far slower for little gain here
+    dla_router: bool  # place the router on DLA when the device has cores
+    opt_level: int = 3  # TensorRT default; 4-5 build far slower for little gain here
     builds_engines: bool = True
     description: str = ""
 
 
-TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("orin", workspace_mb=2048, max_batch_router=128, max_batch_pose=64,
-           opt_batch_router=32, opt_batch_pose=16, dla_router=True,
-           description="Jetson AGX Orin / Orin NX (SM 8.7, 2 DLA cores, JetPack 6.x + TensorRT 10.3)"),
-    # Orin Nano: 4-8 GB shared by CPU and GPU and no DLA: smaller pool and pose batch.
-    Target("orin-nano", workspace_mb=768, max_batch_router=128, max_batch_pose=32,
-           opt_batch_router=32, opt_batch_pose=8, dla_router=False,
-           description="Jetson Orin Nano (SM 8.7, no DLA, 4-8 GB shared memory)"),
-    Target("x86-gpu", workspace_mb=4096, max_batch_router=128, max_batch_pose=64,
-           opt_batch_router=32, opt_batch_pose=16, dla_router=False,
-           description="discrete NVIDIA GPU with TensorRT >= 10.3"),
-    Target("cpu", workspace_mb=0, max_batch_router=0, max_batch_pose=0,
-           opt_batch_router=0, opt_batch_pose=0, dla_router=False, builds_engines=False,
-           description="no engines: ONNX Runtime runs the ONNX files"),
-)}
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target(
+            "orin",
+            workspace_mb=2048,
+            max_batch_router=128,
+            max_batch_pose=64,
+            opt_batch_router=32,
+            opt_batch_pose=16,
+            dla_router=True,
+            description="Jetson AGX Orin / Orin NX (SM 8.7, 2 DLA cores, JetPack 6.x + TensorRT 10.3)",
+        ),
+        # Orin Nano: 4-8 GB shared by CPU and GPU and no DLA: smaller pool and pose batch.
+        Target(
+            "orin-nano",
+            workspace_mb=768,
+            max_batch_router=128,
+            max_batch_pose=32,
+            opt_batch_router=32,
+            opt_batch_pose=8,
+            dla_router=False,
+            description="Jetson Orin Nano (SM 8.7, no DLA, 4-8 GB shared memory)",
+        ),
+        Target(
+            "x86-gpu",
+            workspace_mb=4096,
+            max_batch_router=128,
+            max_batch_pose=64,
+            opt_batch_router=32,
+            opt_batch_pose=16,
+            dla_router=False,
+            description="discrete NVIDIA GPU with TensorRT >= 10.3",
+        ),
+        Target(
+            "cpu",
+            workspace_mb=0,
+            max_batch_router=0,
+            max_batch_pose=0,
+            opt_batch_router=0,
+            opt_batch_pose=0,
+            dla_router=False,
+            builds_engines=False,
+            description="no engines: ONNX Runtime runs the ONNX files",
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -70,13 +103,13 @@ class BuildOptions:
 
     max_batch_router: int | None = None
     max_batch_pose: int | None = None
-    dla: str = "auto"                    # auto | off | 0 | 1 (core index)
-    dla_batch: int | None = None         # static router batch on DLA (default: router opt)
+    dla: str = "auto"  # auto | off | 0 | 1 (core index)
+    dla_batch: int | None = None  # static router batch on DLA (default: router opt)
     workspace_mb: int | None = None
     opt_level: int | None = None
-    timing_cache: str | None = None      # path; default <out>/timing-cache/<trt>-<sm>.cache
+    timing_cache: str | None = None  # path; default <out>/timing-cache/<trt>-<sm>.cache
     plugin_lib: str | None = None
-    precision: str = "auto"              # auto | int8 | fp16 | fp32
+    precision: str = "auto"  # auto | int8 | fp16 | fp32
     require_trt: bool = False
 
 
@@ -90,15 +123,15 @@ class EngineSpec:
     profile: Profile
     engine: Path
     input_name: str = "input"
-    dla_core: int | None = None          # None = GPU; the builder clears it when the device has no DLA
+    dla_core: int | None = None  # None = GPU; the builder clears it when the device has no DLA
     workspace_mb: int = 1024
     opt_level: int = 3
     plugin_lib: str | None = None
     plugin_ops: list[str] = field(default_factory=list)
-    gpu_profile: Profile | None = None   # the dynamic profile to fall back to when DLA is unavailable
-    fallback_onnx: Path | None = None    # an int8 spec: the FP16 (else fp32) ONNX built if INT8 fails
+    gpu_profile: Profile | None = None  # the dynamic profile to fall back to when DLA is unavailable
+    fallback_onnx: Path | None = None  # an int8 spec: the FP16 (else fp32) ONNX built if INT8 fails
     fallback_precision: str | None = None
-    input_chw: tuple[int, ...] = INPUT_CHW   # the detector's is (3, S, S)
+    input_chw: tuple[int, ...] = INPUT_CHW  # the detector's is (3, S, S)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -153,14 +186,18 @@ def plugin_variant(root: Path, role: str, entry: dict[str, Any], onnx_path: Path
     fused = add_decode_plugin(onnx.load(str(onnx_path)), entry.get("head", "heatmap"))
     path = root / f"{role}.{name.replace('_', '.', 1)}.onnx"
     onnx.save(fused, str(path))
-    variants[name] = {"onnx": path.name, "from": onnx_path.name,
-                      "plugin_library": variants.get("plugin", {}).get("plugin_library", "libdynpose_plugins.so"),
-                      "outputs": [o.name for o in fused.graph.output]}
+    variants[name] = {
+        "onnx": path.name,
+        "from": onnx_path.name,
+        "plugin_library": variants.get("plugin", {}).get("plugin_library", "libdynpose_plugins.so"),
+        "outputs": [o.name for o in fused.graph.output],
+    }
     return path
 
 
-def choose_onnx(root: Path, role: str, entry: Mapping[str, Any], precision: str,
-                use_plugin: bool = False) -> tuple[Path, str]:
+def choose_onnx(
+    root: Path, role: str, entry: Mapping[str, Any], precision: str, use_plugin: bool = False
+) -> tuple[Path, str]:
     """INT8 Q/DQ where calibration produced one, else the FP16 ONNX, else fp32.
 
     Strongly typed builds take precision from the ONNX tensor types, so the
@@ -173,16 +210,27 @@ def choose_onnx(root: Path, role: str, entry: Mapping[str, Any], precision: str,
     order = ["int8", "fp16", "fp32"] if precision == "auto" else [precision]
     for p in order:
         if candidates[p].is_file():
-            if use_plugin and "plugin" in variants and isinstance(entry, dict) and not plugin_ops(candidates[p]):
+            if (
+                use_plugin
+                and "plugin" in variants
+                and isinstance(entry, dict)
+                and not plugin_ops(candidates[p])
+            ):
                 return plugin_variant(root, role, entry, candidates[p], p), p
             return candidates[p], p
-    hint = {"int8": "run the INT8 calibration (calib/) first",
-            "fp16": "run the FP16 conversion (calib/) first"}.get(precision, "run the export first")
-    raise SystemExit(f"error: {role}: no ONNX for precision {precision!r} in {root} "
-                     f"(looked for {', '.join(str(candidates[p].name) for p in order)}); {hint}")
+    hint = {
+        "int8": "run the INT8 calibration (calib/) first",
+        "fp16": "run the FP16 conversion (calib/) first",
+    }.get(precision, "run the export first")
+    raise SystemExit(
+        f"error: {role}: no ONNX for precision {precision!r} in {root} "
+        f"(looked for {', '.join(str(candidates[p].name) for p in order)}); {hint}"
+    )
 
 
-def _fallback(root: Path, role: str, entry: Mapping[str, Any], use_plugin: bool) -> tuple[Path | None, str | None]:
+def _fallback(
+    root: Path, role: str, entry: Mapping[str, Any], use_plugin: bool
+) -> tuple[Path | None, str | None]:
     """What an int8 engine falls back to when TensorRT cannot build it: FP16, else fp32."""
     for p in ("fp16", "fp32"):
         try:
@@ -192,10 +240,16 @@ def _fallback(root: Path, role: str, entry: Mapping[str, Any], use_plugin: bool)
     return None, None
 
 
-def int8_fallback(spec: "EngineSpec") -> "EngineSpec":
+def int8_fallback(spec: EngineSpec) -> EngineSpec:
     """The same engine from its fallback ONNX (DLA kept for FP16; fp32 cannot run on DLA)."""
-    fb = replace(spec, onnx=spec.fallback_onnx, precision=spec.fallback_precision,
-                 plugin_ops=plugin_ops(spec.fallback_onnx), fallback_onnx=None, fallback_precision=None)
+    fb = replace(
+        spec,
+        onnx=spec.fallback_onnx,
+        precision=spec.fallback_precision,
+        plugin_ops=plugin_ops(spec.fallback_onnx),
+        fallback_onnx=None,
+        fallback_precision=None,
+    )
     return without_dla(fb) if fb.precision == "fp32" else fb
 
 
@@ -210,8 +264,9 @@ def _dla_core(target: Target, opts: BuildOptions) -> int | None:
         raise SystemExit(f"error: --dla must be auto, off or a core index, got {opts.dla!r}") from None
 
 
-def engine_specs(root: Path, manifest: Mapping[str, Any], target: Target,
-                 opts: BuildOptions = BuildOptions()) -> list[EngineSpec]:
+def engine_specs(
+    root: Path, manifest: Mapping[str, Any], target: Target, opts: BuildOptions = BuildOptions()
+) -> list[EngineSpec]:
     """The engines to build for ``target`` from the models in ``manifest``."""
     if not target.builds_engines:
         return []
@@ -224,8 +279,11 @@ def engine_specs(root: Path, manifest: Mapping[str, Any], target: Target,
         entry = models[role]
         onnx_path, precision = choose_onnx(root, role, entry, opts.precision, bool(opts.plugin_lib))
         is_router = role == "router"
-        max_b = (opts.max_batch_router or target.max_batch_router) if is_router \
+        max_b = (
+            (opts.max_batch_router or target.max_batch_router)
+            if is_router
             else (opts.max_batch_pose or target.max_batch_pose)
+        )
         opt_b = min(target.opt_batch_router if is_router else target.opt_batch_pose, max_b)
         if max_b < 1:
             raise SystemExit(f"error: max batch for {role} must be >= 1, got {max_b}")
@@ -238,18 +296,30 @@ def engine_specs(root: Path, manifest: Mapping[str, Any], target: Target,
             static = min(opts.dla_batch or opt_b, max_b)
             profile = Profile(static, static, static)  # DLA needs static shapes
         ops = plugin_ops(onnx_path)
-        fb_onnx, fb_precision = _fallback(root, role, entry, bool(opts.plugin_lib)) \
-            if precision == "int8" and opts.precision == "auto" else (None, None)
-        specs.append(EngineSpec(
-            role=role, onnx=onnx_path, precision=precision, profile=profile,
-            engine=root / f"{role}.engine",
-            input_name=(entry.get("inputs") or [{"name": "input"}])[0]["name"],
-            dla_core=dla, workspace_mb=opts.workspace_mb or target.workspace_mb,
-            opt_level=target.opt_level if opts.opt_level is None else opts.opt_level,
-            plugin_lib=str(Path(opts.plugin_lib).resolve()) if ops and opts.plugin_lib else None, plugin_ops=ops,
-            gpu_profile=gpu_profile if dla is not None else None,
-            fallback_onnx=fb_onnx, fallback_precision=fb_precision))
-    if "detector" in models:   # optional role (build.detector): GPU, batch 1..max_batch for several cameras
+        fb_onnx, fb_precision = (
+            _fallback(root, role, entry, bool(opts.plugin_lib))
+            if precision == "int8" and opts.precision == "auto"
+            else (None, None)
+        )
+        specs.append(
+            EngineSpec(
+                role=role,
+                onnx=onnx_path,
+                precision=precision,
+                profile=profile,
+                engine=root / f"{role}.engine",
+                input_name=(entry.get("inputs") or [{"name": "input"}])[0]["name"],
+                dla_core=dla,
+                workspace_mb=opts.workspace_mb or target.workspace_mb,
+                opt_level=target.opt_level if opts.opt_level is None else opts.opt_level,
+                plugin_lib=str(Path(opts.plugin_lib).resolve()) if ops and opts.plugin_lib else None,
+                plugin_ops=ops,
+                gpu_profile=gpu_profile if dla is not None else None,
+                fallback_onnx=fb_onnx,
+                fallback_precision=fb_precision,
+            )
+        )
+    if "detector" in models:  # optional role (build.detector): GPU, batch 1..max_batch for several cameras
         specs.append(detector_spec(root, models["detector"], target, opts))
     return specs
 
@@ -258,11 +328,18 @@ def detector_spec(root: Path, entry: Mapping[str, Any], target: Target, opts: Bu
     onnx_path, precision = choose_onnx(root, "detector", entry, opts.precision)
     max_b = max(1, int(entry.get("max_batch", 4)))
     h, w = entry["input_hw"]
-    return EngineSpec(role="detector", onnx=onnx_path, precision=precision, profile=Profile(1, 1, max_b),
-                      engine=root / "detector.engine", input_name=entry["inputs"][0]["name"],
-                      workspace_mb=opts.workspace_mb or target.workspace_mb,
-                      opt_level=target.opt_level if opts.opt_level is None else opts.opt_level,
-                      plugin_ops=plugin_ops(onnx_path), input_chw=(3, int(h), int(w)))
+    return EngineSpec(
+        role="detector",
+        onnx=onnx_path,
+        precision=precision,
+        profile=Profile(1, 1, max_b),
+        engine=root / "detector.engine",
+        input_name=entry["inputs"][0]["name"],
+        workspace_mb=opts.workspace_mb or target.workspace_mb,
+        opt_level=target.opt_level if opts.opt_level is None else opts.opt_level,
+        plugin_ops=plugin_ops(onnx_path),
+        input_chw=(3, int(h), int(w)),
+    )
 
 
 def without_dla(spec: EngineSpec) -> EngineSpec:

@@ -2,19 +2,21 @@
 
 One table instead of if/elif chains: a backend name maps to ``module:Class``.
 """
+
 from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .base import Backend, BackendError, Pending, Runner, Stream  # noqa: F401
 
 BACKENDS: dict[str, str] = {
     "ort": "runtime.backends.ort:OrtBackend",
     "trt": "runtime.backends.trt:TrtBackend",
-    "triton": "runtime.backends.triton:TritonBackend",   # pose nets served by Triton (gRPC)
+    "triton": "runtime.backends.triton:TritonBackend",  # pose nets served by Triton (gRPC)
 }
 
 
@@ -22,7 +24,9 @@ def backend_class(name: str) -> type[Backend]:
     try:
         target = BACKENDS[name]
     except KeyError:
-        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} or 'auto'") from None
+        raise BackendError(
+            f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} or 'auto'"
+        ) from None
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)
 

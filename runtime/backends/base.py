@@ -6,11 +6,13 @@ caller's :class:`Stream` and gets a :class:`Pending` back, so the same
 scheduling code drives TensorRT on CUDA streams and ONNX Runtime on worker
 threads without knowing which it has.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +58,7 @@ class Runner(ABC):
         self.is_active = False
 
     # -- lifecycle -----------------------------------------------------------------
-    def activate(self) -> "Runner":
+    def activate(self) -> Runner:
         if not self.is_active:
             self.activate_impl()
             self.is_active = True
@@ -67,7 +69,7 @@ class Runner(ABC):
             self.deactivate_impl()
             self.is_active = False
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         return self.activate()
 
     def __exit__(self, *exc: object) -> None:
@@ -79,10 +81,14 @@ class Runner(ABC):
         if not self.is_active:
             raise BackendError(f"{self.role}: runner used before activate()")
         if batch.ndim != 4 or batch.dtype != np.float32:
-            raise BackendError(f"{self.role}: input must be float32 [N,3,H,W], got {batch.dtype} {batch.shape}")
+            raise BackendError(
+                f"{self.role}: input must be float32 [N,3,H,W], got {batch.dtype} {batch.shape}"
+            )
         if self.max_batch is not None and batch.shape[0] > self.max_batch:
-            raise BackendError(f"{self.role}: batch {batch.shape[0]} exceeds the engine profile max "
-                               f"{self.max_batch}; the scheduler chunks batches, call it instead")
+            raise BackendError(
+                f"{self.role}: batch {batch.shape[0]} exceeds the engine profile max "
+                f"{self.max_batch}; the scheduler chunks batches, call it instead"
+            )
         return self.infer_async_impl(batch, stream)
 
     def infer(self, batch: np.ndarray, stream: Stream) -> dict[str, np.ndarray]:

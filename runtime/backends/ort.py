@@ -5,6 +5,7 @@ A "stream" is one worker thread: ONNX Runtime releases the GIL inside
 On the CPU provider the small and the large net share one worker (see
 ``OrtBackend.new_stream``): both at once only oversubscribe the cores.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,11 @@ import numpy as np
 from ..manifest import model_file
 from .base import Backend, BackendError, Pending, Runner, Stream
 
-PROVIDERS = {"cpu": ["CPUExecutionProvider"],
-             "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-             "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
 
 
 class OrtStream(Stream):

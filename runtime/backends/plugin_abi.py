@@ -17,6 +17,7 @@ Reading it needs ``ctypes`` only (no ``tensorrt`` import), so the check runs
 before ``load_library`` and in tests without TensorRT. Loading the library
 with ctypes first is harmless: TensorRT's own ``dlopen`` gets the same handle.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -27,8 +28,10 @@ from typing import NamedTuple
 from .base import BackendError
 
 SYMBOL = "dynposeTrtHeaderVersion"
-REBUILD = ("cmake -S . -B _build -DTENSORRT_ROOT=<include dir of TensorRT {want}> && "
-           "cmake --build _build -j && ctest --test-dir _build")
+REBUILD = (
+    "cmake -S . -B _build -DTENSORRT_ROOT=<include dir of TensorRT {want}> && "
+    "cmake --build _build -j && ctest --test-dir _build"
+)
 
 
 class PluginAbiError(BackendError):
@@ -57,12 +60,16 @@ def read_header_version(path: Path | str) -> TrtVersion:
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as e:
-        raise PluginAbiError(f"cannot load plugin library {path} ({e}); build it on this device: "
-                             + REBUILD.format(want="of this device")) from None
+        raise PluginAbiError(
+            f"cannot load plugin library {path} ({e}); build it on this device: "
+            + REBUILD.format(want="of this device")
+        ) from None
     fn = getattr(lib, SYMBOL, None)
     if fn is None:
-        raise PluginAbiError(f"plugin library {path} records no TensorRT header version (built before the "
-                             f"ABI record); rebuild it: " + REBUILD.format(want="of this device"))
+        raise PluginAbiError(
+            f"plugin library {path} records no TensorRT header version (built before the "
+            f"ABI record); rebuild it: " + REBUILD.format(want="of this device")
+        )
     fn.restype = ctypes.c_int32
     fn.argtypes = [ctypes.POINTER(ctypes.c_int32)] * 3
     major, minor, patch = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_int32()
@@ -73,11 +80,15 @@ def read_header_version(path: Path | str) -> TrtVersion:
 def abi_mismatch(built: TrtVersion, running: TrtVersion) -> str | None:
     """Why a library built with ``built`` headers must not load into ``running``; None if it may."""
     if built.major != running.major:
-        return (f"built with TensorRT {built} headers, running TensorRT {running}: the plugin interfaces "
-                f"(ILogger, ILoggerFinder) differ between major versions {built.major} and {running.major}")
+        return (
+            f"built with TensorRT {built} headers, running TensorRT {running}: the plugin interfaces "
+            f"(ILogger, ILoggerFinder) differ between major versions {built.major} and {running.major}"
+        )
     if built.minor > running.minor:
-        return (f"built with TensorRT {built} headers, newer than the running TensorRT {running}: "
-                "rebuild against the headers of the TensorRT you run")
+        return (
+            f"built with TensorRT {built} headers, newer than the running TensorRT {running}: "
+            "rebuild against the headers of the TensorRT you run"
+        )
     return None
 
 
@@ -87,6 +98,8 @@ def check_plugin_abi(path: Path | str, trt_version: str, role: str = "plugin") -
     built = read_header_version(path)
     why = abi_mismatch(built, running)
     if why:
-        raise PluginAbiError(f"{role}: plugin library {path} was {why}; rebuild it: "
-                             + REBUILD.format(want=f"{running.major}.{running.minor}"))
+        raise PluginAbiError(
+            f"{role}: plugin library {path} was {why}; rebuild it: "
+            + REBUILD.format(want=f"{running.major}.{running.minor}")
+        )
     return built

@@ -12,17 +12,19 @@ seconds with one line instead of hanging. ``check`` refuses a server whose
 models were built from other ONNX files than the client's manifest (the
 repository records each model's ONNX sha256, build.triton_repo).
 """
+
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from .base import Backend, BackendError, Pending, Runner, Stream
 
-DEFAULT_TIMEOUT_S = 30.0      # per request: generous for an overloaded CPU server; a dead one fails at once
+DEFAULT_TIMEOUT_S = 30.0  # per request: generous for an overloaded CPU server; a dead one fails at once
 NP_TO_TRITON = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16"}
 FIX_SERVER = "start it (python -m tools.triton_server --repo REPO, or NVIDIA's container) or fix --triton-url"
 
@@ -31,8 +33,10 @@ def _client_module() -> Any:
     try:
         import tritonclient.grpc as grpcclient
     except ImportError as e:
-        raise BackendError("the triton backend needs tritonclient: pip install 'tritonclient[grpc]' "
-                           "(or the project's 'triton' extra)") from e
+        raise BackendError(
+            "the triton backend needs tritonclient: pip install 'tritonclient[grpc]' "
+            "(or the project's 'triton' extra)"
+        ) from e
     return grpcclient
 
 
@@ -49,9 +53,9 @@ class TritonStream(Stream):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._lock = threading.Lock()
-        self._live: list["TritonPending"] = []
+        self._live: list[TritonPending] = []
 
-    def track(self, p: "TritonPending") -> None:
+    def track(self, p: TritonPending) -> None:
         with self._lock:
             self._live = [q for q in self._live if not q.done.is_set()] + [p]
 
@@ -65,7 +69,7 @@ class TritonStream(Stream):
 class TritonPending(Pending):
     """One request's reply, filled in by the gRPC callback thread."""
 
-    def __init__(self, runner: "TritonRunner", n: int, timeout_s: float) -> None:
+    def __init__(self, runner: TritonRunner, n: int, timeout_s: float) -> None:
         self.runner, self.n, self.timeout_s = runner, n, timeout_s
         self.done = threading.Event()
         self._result: Any = None
@@ -82,22 +86,30 @@ class TritonPending(Pending):
         r = self.runner
         # gRPC enforces client_timeout; the margin only covers a callback that never comes
         if not self.done.wait(self.timeout_s + 5.0):
-            raise BackendError(f"{r.role}: no reply from Triton at {r.url} within {self.timeout_s:.0f} s "
-                               f"(--triton-url): is the server overloaded or gone? {FIX_SERVER}")
-        if self._error is not None and "DEADLINE_EXCEEDED" in str(getattr(self._error, "status", lambda: "")()):
-            raise BackendError(f"{r.role}: Triton at {r.url} did not answer within {self.timeout_s:.0f} s "
-                               f"(--triton-url): the server is overloaded; add instances (--triton-instances) "
-                               f"or servers, or raise the backend option timeout_s")
+            raise BackendError(
+                f"{r.role}: no reply from Triton at {r.url} within {self.timeout_s:.0f} s "
+                f"(--triton-url): is the server overloaded or gone? {FIX_SERVER}"
+            )
+        if self._error is not None and "DEADLINE_EXCEEDED" in str(
+            getattr(self._error, "status", lambda: "")()
+        ):
+            raise BackendError(
+                f"{r.role}: Triton at {r.url} did not answer within {self.timeout_s:.0f} s "
+                f"(--triton-url): the server is overloaded; add instances (--triton-instances) "
+                f"or servers, or raise the backend option timeout_s"
+            )
         if self._error is not None:
-            raise BackendError(f"{r.role}: Triton at {r.url} failed the request: {_one_line(self._error)} "
-                               f"(--triton-url): {FIX_SERVER}")
+            raise BackendError(
+                f"{r.role}: Triton at {r.url} failed the request: {_one_line(self._error)} "
+                f"(--triton-url): {FIX_SERVER}"
+            )
         return {name: self._result.as_numpy(name)[: self.n] for name in r.output_names}
 
 
 class TritonRunner(Runner):
     """One role's model on the server; reads its config for the batch limit."""
 
-    def __init__(self, role: str, entry: Mapping[str, Any], root: Any, backend: "TritonBackend") -> None:
+    def __init__(self, role: str, entry: Mapping[str, Any], root: Any, backend: TritonBackend) -> None:
         super().__init__(role, entry, root)
         self.backend = backend
         self.url = backend.url
@@ -109,15 +121,17 @@ class TritonRunner(Runner):
         max_bs = int(cfg.get("max_batch_size", 0))
         if max_bs > 0:
             self.max_batch = max_bs
-        else:   # unbatched model: a fixed-N engine (DLA) has its N as the first dim
+        else:  # unbatched model: a fixed-N engine (DLA) has its N as the first dim
             first = int(cfg["input"][0]["dims"][0])
             if first > 0:
                 self.max_batch = self.static_batch = first
         served = [o["name"] for o in cfg.get("output", [])]
         missing = [o for o in self.output_names if o not in served]
         if missing:
-            raise BackendError(f"{self.role}: the server's model {self.model!r} lacks outputs {missing} "
-                               f"(--triton-url {self.url}): rebuild the repository with python -m build.triton_repo")
+            raise BackendError(
+                f"{self.role}: the server's model {self.model!r} lacks outputs {missing} "
+                f"(--triton-url {self.url}): rebuild the repository with python -m build.triton_repo"
+            )
 
     def infer_async_impl(self, batch: np.ndarray, stream: Stream) -> Pending:
         if not isinstance(stream, TritonStream):
@@ -131,11 +145,14 @@ class TritonRunner(Runner):
         outs = [g.InferRequestedOutput(o) for o in self.output_names]
         pending = TritonPending(self, n, self.backend.timeout_s)
         try:
-            self.backend.client.async_infer(self.model, [inp], pending.callback, outputs=outs,
-                                            client_timeout=self.backend.timeout_s)
+            self.backend.client.async_infer(
+                self.model, [inp], pending.callback, outputs=outs, client_timeout=self.backend.timeout_s
+            )
         except Exception as e:  # noqa: BLE001 - tritonclient raises its own and gRPC's types
-            raise BackendError(f"{self.role}: cannot send to Triton at {self.url}: {_one_line(e)} "
-                               f"(--triton-url): {FIX_SERVER}") from e
+            raise BackendError(
+                f"{self.role}: cannot send to Triton at {self.url}: {_one_line(e)} "
+                f"(--triton-url): {FIX_SERVER}"
+            ) from e
         stream.track(pending)
         return pending
 
@@ -145,7 +162,7 @@ class TritonBackend(Backend):
     (default 10), ``models`` ({role: served model name}, default the role names)."""
 
     name = "triton"
-    local_models = False   # the server's models are checked by onnx_sha256 against this manifest
+    local_models = False  # the server's models are checked by onnx_sha256 against this manifest
 
     def __init__(self, root: Any, manifest: Mapping[str, Any], **options: Any) -> None:
         super().__init__(root, manifest, **options)
@@ -157,8 +174,10 @@ class TritonBackend(Backend):
         try:
             self.client = self.grpc.InferenceServerClient(url=self.url)
         except Exception as e:  # noqa: BLE001
-            raise BackendError(f"bad Triton address {self.url!r} (--triton-url): {_one_line(e)}; "
-                               "pass HOST:PORT of the gRPC endpoint") from e
+            raise BackendError(
+                f"bad Triton address {self.url!r} (--triton-url): {_one_line(e)}; "
+                "pass HOST:PORT of the gRPC endpoint"
+            ) from e
         self._configs: dict[str, dict[str, Any]] = {}
 
     def model_name(self, role: str) -> str:
@@ -168,10 +187,13 @@ class TritonBackend(Backend):
         if role not in self._configs:
             try:
                 self._configs[role] = self.client.get_model_config(
-                    self.model_name(role), as_json=True, client_timeout=self.timeout_s)["config"]
+                    self.model_name(role), as_json=True, client_timeout=self.timeout_s
+                )["config"]
             except Exception as e:  # noqa: BLE001
-                raise BackendError(f"{role}: no config for model {self.model_name(role)!r} from Triton at "
-                                   f"{self.url}: {_one_line(e)} (--triton-url)") from e
+                raise BackendError(
+                    f"{role}: no config for model {self.model_name(role)!r} from Triton at "
+                    f"{self.url}: {_one_line(e)} (--triton-url)"
+                ) from e
         return self._configs[role]
 
     def check(self) -> None:
@@ -179,8 +201,9 @@ class TritonBackend(Backend):
         try:
             live = self.client.is_server_live(client_timeout=min(self.timeout_s, 5.0))
         except Exception as e:  # noqa: BLE001
-            raise BackendError(f"cannot reach Triton at {self.url} ({_one_line(e)}) (--triton-url): "
-                               f"{FIX_SERVER}") from e
+            raise BackendError(
+                f"cannot reach Triton at {self.url} ({_one_line(e)}) (--triton-url): {FIX_SERVER}"
+            ) from e
         if not live:
             raise BackendError(f"Triton at {self.url} is not live (--triton-url): {FIX_SERVER}")
         for role in ("router", "small", "large"):
@@ -188,18 +211,23 @@ class TritonBackend(Backend):
             try:
                 ready = self.client.is_model_ready(model, client_timeout=self.timeout_s)
             except Exception as e:  # noqa: BLE001
-                raise BackendError(f"{role}: Triton at {self.url} cannot say whether {model!r} is ready: "
-                                   f"{_one_line(e)}") from e
+                raise BackendError(
+                    f"{role}: Triton at {self.url} cannot say whether {model!r} is ready: {_one_line(e)}"
+                ) from e
             if not ready:
-                raise BackendError(f"{role}: model {model!r} is not loaded on Triton at {self.url} "
-                                   "(--triton-url): its load failed or it is not in the repository; see the "
-                                   "server log, rebuild with python -m build.triton_repo")
+                raise BackendError(
+                    f"{role}: model {model!r} is not loaded on Triton at {self.url} "
+                    "(--triton-url): its load failed or it is not in the repository; see the "
+                    "server log, rebuild with python -m build.triton_repo"
+                )
             served = self.model_config(role).get("parameters", {}).get("onnx_sha256", {}).get("string_value")
             want = self.manifest["models"][role].get("sha256")
             if served and want and served != want:
-                raise BackendError(f"{role}: the server's {model!r} was built from another ONNX than "
-                                   f"{self.root}/manifest.json (--engines): serve the repository built from "
-                                   "these artifacts (python -m build.triton_repo --engines ...)")
+                raise BackendError(
+                    f"{role}: the server's {model!r} was built from another ONNX than "
+                    f"{self.root}/manifest.json (--engines): serve the repository built from "
+                    "these artifacts (python -m build.triton_repo --engines ...)"
+                )
 
     def open_runner(self, role: str) -> Runner:
         return TritonRunner(role, self.manifest["models"][role], self.root, self)

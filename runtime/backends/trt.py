@@ -22,15 +22,17 @@ Ordering, which the harness tests assert rather than assume:
   is released inside the primary context, before it is detached, in the order
   pending work -> buffers -> events -> streams -> engines -> runtime.
 """
+
 from __future__ import annotations
 
 import ctypes
 import logging
 import re
 import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -69,10 +71,13 @@ def gpu_identity(cuda: Any = None) -> tuple[str, str]:
         raise BackendError(f"no CUDA driver (libcuda.so.1): {e}") from None
     dev, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
     name = ctypes.create_string_buffer(256)
-    for rc in (lib.cuInit(0), lib.cuDeviceGet(ctypes.byref(dev), 0),
-               lib.cuDeviceGetName(name, 256, dev),
-               lib.cuDeviceGetAttribute(ctypes.byref(major), 75, dev),   # COMPUTE_CAPABILITY_MAJOR
-               lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev)):  # COMPUTE_CAPABILITY_MINOR
+    for rc in (
+        lib.cuInit(0),
+        lib.cuDeviceGet(ctypes.byref(dev), 0),
+        lib.cuDeviceGetName(name, 256, dev),
+        lib.cuDeviceGetAttribute(ctypes.byref(major), 75, dev),  # COMPUTE_CAPABILITY_MAJOR
+        lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev),
+    ):  # COMPUTE_CAPABILITY_MINOR
         if rc != 0:
             raise BackendError(f"no usable CUDA GPU (driver error {rc})")
     return name.value.decode(), f"{major.value}.{minor.value}"
@@ -82,22 +87,35 @@ def machine_record(trt_version: str, cuda: Any = None) -> dict[str, Any]:
     """What an engine is tied to: TensorRT version, GPU, SM and (on Jetson) L4T."""
     gpu, sm = gpu_identity(cuda)
     l4t = read_l4t()
-    return {"trt_version": trt_version, "gpu": gpu, "sm": sm, "l4t": l4t,
-            "jetpack": JETPACK_BY_L4T.get(l4t or "")}
+    return {
+        "trt_version": trt_version,
+        "gpu": gpu,
+        "sm": sm,
+        "l4t": l4t,
+        "jetpack": JETPACK_BY_L4T.get(l4t or ""),
+    }
 
 
 def engine_mismatches(record: Mapping[str, Any], machine: Mapping[str, Any]) -> list[str]:
     """What ties an engine to another machine; TensorRT versions compare as releases
     (MAJOR.MINOR.PATCH: trtexec records 10.3.0, pip wheels report 10.3.0.26)."""
-    bad = [] if same_trt_release(record.get("trt_version"), machine.get("trt_version")) else [
-        f"trt_version {record.get('trt_version')!r} != {machine.get('trt_version')!r}"]
-    return bad + [f"{k} {record.get(k)!r} != {machine.get(k)!r}"
-                  for k in ("gpu", "sm", "l4t") if record.get(k) != machine.get(k)]
+    bad = (
+        []
+        if same_trt_release(record.get("trt_version"), machine.get("trt_version"))
+        else [f"trt_version {record.get('trt_version')!r} != {machine.get('trt_version')!r}"]
+    )
+    return bad + [
+        f"{k} {record.get(k)!r} != {machine.get(k)!r}"
+        for k in ("gpu", "sm", "l4t")
+        if record.get(k) != machine.get(k)
+    ]
 
 
 def rebuild_command(manifest: Mapping[str, Any], root: Path) -> str:
-    return (f"python -m build.engines --config {manifest.get('config', '<config>')} "
-            f"--target {manifest.get('target', '<target>')} --out {Path(root).parent}")
+    return (
+        f"python -m build.engines --config {manifest.get('config', '<config>')} "
+        f"--target {manifest.get('target', '<target>')} --out {Path(root).parent}"
+    )
 
 
 def load_plugin_library(trt: Any, path: Path, role: str) -> None:
@@ -106,12 +124,16 @@ def load_plugin_library(trt: Any, path: Path, role: str) -> None:
     if str(path) in _LOADED_PLUGINS:
         return
     if not path.is_file():
-        raise BackendError(f"{role}: the engine needs the TensorRT plugin library {path}, which does not "
-                           "exist; build it on this device (see docs/plugin.md) or pass "
-                           "plugin_lib=PATH")
+        raise BackendError(
+            f"{role}: the engine needs the TensorRT plugin library {path}, which does not "
+            "exist; build it on this device (see docs/plugin.md) or pass "
+            "plugin_lib=PATH"
+        )
     check_plugin_abi(path, getattr(trt, "__version__", ""), role)  # built for this TensorRT's ABI?
     if trt.get_plugin_registry().load_library(str(path)) is None:
-        raise BackendError(f"{role}: TensorRT refused plugin library {path} (already registered or not a plugin library)")
+        raise BackendError(
+            f"{role}: TensorRT refused plugin library {path} (already registered or not a plugin library)"
+        )
     _LOADED_PLUGINS.add(str(path))
 
 
@@ -136,7 +158,7 @@ class TrtStream(Stream):
             return
         with self._ctx():
             self.cuda_stream.synchronize()
-            self.cuda_stream = None   # the last reference: pycuda destroys it here, context current
+            self.cuda_stream = None  # the last reference: pycuda destroys it here, context current
 
 
 def done_event_flags(cuda: Any) -> int:
@@ -152,7 +174,7 @@ class TrtPending(Pending):
     with it on every frame.
     """
 
-    def __init__(self, slot: "_Slot", views: dict[str, np.ndarray], n: int, ctx: Any) -> None:
+    def __init__(self, slot: _Slot, views: dict[str, np.ndarray], n: int, ctx: Any) -> None:
         self._slot, self._views, self._n, self._ctx = slot, views, n, ctx
         self._result: dict[str, np.ndarray] | None = None
         self.elapsed_ms: float | None = None
@@ -181,7 +203,7 @@ class _Slot:
             self.host[name] = cuda.pagelocked_empty(int(np.prod(shape)), dtype)
             self.dev[name] = cuda.mem_alloc(self.host[name].nbytes)
         self.done = cuda.Event(done_event_flags(cuda))
-        self.t_start, self.t_end = cuda.Event(), cuda.Event()   # timing events, never waited on
+        self.t_start, self.t_end = cuda.Event(), cuda.Event()  # timing events, never waited on
         self.pending: TrtPending | None = None
 
     def free(self) -> None:
@@ -189,7 +211,7 @@ class _Slot:
         for d in self.dev.values():
             d.free()
         for h in self.host.values():
-            base = h.base   # pycuda: the HostAllocation behind pagelocked_empty's array
+            base = h.base  # pycuda: the HostAllocation behind pagelocked_empty's array
             if hasattr(base, "free"):
                 base.free()
         self.dev.clear()
@@ -202,12 +224,12 @@ class _Slot:
 class TrtRunner(Runner):
     """One deserialised engine with one execution context and a ring of buffer slots."""
 
-    def __init__(self, role: str, entry: Mapping[str, Any], root: Path, backend: "TrtBackend") -> None:
+    def __init__(self, role: str, entry: Mapping[str, Any], root: Path, backend: TrtBackend) -> None:
         super().__init__(role, entry, root)
         self.backend = backend
         self.record: Mapping[str, Any] = entry.get("engine") or {}
         self.static_batch: int | None = None
-        self.rows_run = self.rows_padded = 0   # a static (DLA) batch pads: how much is on record
+        self.rows_run = self.rows_padded = 0  # a static (DLA) batch pads: how much is on record
         self._slots: list[_Slot] = []
         self._next = 0
         self._last: tuple[TrtStream, Any] | None = None
@@ -216,13 +238,17 @@ class TrtRunner(Runner):
     def activate_impl(self) -> None:
         trt, cuda, be = self.backend.trt, self.backend.cuda, self.backend
         if not self.record:
-            raise BackendError(f"{self.role}: no engine in the manifest; build: {rebuild_command(be.manifest, self.root)}")
+            raise BackendError(
+                f"{self.role}: no engine in the manifest; build: {rebuild_command(be.manifest, self.root)}"
+            )
         plugin = self.record.get("plugin_library")
         if plugin:
             load_plugin_library(trt, be.options.get("plugin_lib") or self.root / plugin, self.role)
         path = self.root / self.record["path"]
         if not path.is_file():
-            raise BackendError(f"{self.role}: engine {path} is missing; build: {rebuild_command(be.manifest, self.root)}")
+            raise BackendError(
+                f"{self.role}: engine {path} is missing; build: {rebuild_command(be.manifest, self.root)}"
+            )
         with be.ctx():
             if self.record.get("dla_core") is not None:
                 be.runtime.DLA_core = int(self.record["dla_core"])
@@ -230,26 +256,36 @@ class TrtRunner(Runner):
             self.engine = be.runtime.deserialize_cuda_engine(path.read_bytes())
             if self.engine is None:
                 why = be.recorder.summary()
-                raise BackendError(f"{self.role}: TensorRT could not deserialize {path}"
-                                   f"{f' ({why})' if why else ''}; rebuild: {rebuild_command(be.manifest, self.root)}")
+                raise BackendError(
+                    f"{self.role}: TensorRT could not deserialize {path}"
+                    f"{f' ({why})' if why else ''}; rebuild: {rebuild_command(be.manifest, self.root)}"
+                )
             self.context = self.engine.create_execution_context()
             self._bind(trt, cuda)
         if self.static_batch is not None:
-            log.warning("%s: engine has a static batch of %d (DLA): calls with fewer crops are padded to %d "
-                        "(padding counted in rows_padded; rebuild with --dla-batch N to change it)",
-                        self.role, self.static_batch, self.static_batch)
+            log.warning(
+                "%s: engine has a static batch of %d (DLA): calls with fewer crops are padded to %d "
+                "(padding counted in rows_padded; rebuild with --dla-batch N to change it)",
+                self.role,
+                self.static_batch,
+                self.static_batch,
+            )
 
     def _bind(self, trt: Any, cuda: Any) -> None:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if inputs != [self.input_name]:
-            raise BackendError(f"{self.role}: engine inputs {inputs}, manifest expects [{self.input_name!r}]; rebuild the engine")
+            raise BackendError(
+                f"{self.role}: engine inputs {inputs}, manifest expects [{self.input_name!r}]; rebuild the engine"
+            )
         if self.record.get("io"):  # a variant (e.g. fused decode) may have other outputs than the fp32 net
             self.output_names = tuple(t["name"] for t in self.record["io"] if t["mode"] == "output")
         missing = [o for o in self.output_names if o not in outputs]
         if missing:
-            raise BackendError(f"{self.role}: engine lacks outputs {missing} named in the manifest; rebuild the engine")
+            raise BackendError(
+                f"{self.role}: engine lacks outputs {missing} named in the manifest; rebuild the engine"
+            )
         pmin, _, pmax = (tuple(d) for d in self.engine.get_tensor_profile_shape(self.input_name, 0))
         self.max_batch = int(pmax[0])
         self.static_batch = self.max_batch if pmin[0] == pmax[0] else None
@@ -328,13 +364,15 @@ class TrtBackend(Backend):
             import pycuda.driver as cuda
             import tensorrt as trt
         except ImportError as e:
-            raise BackendError(f"TensorRT backend needs tensorrt and pycuda ({e}); on Jetson install "
-                               "JetPack 6.1+ and `pip install pycuda`, or use --backend ort") from None
+            raise BackendError(
+                f"TensorRT backend needs tensorrt and pycuda ({e}); on Jetson install "
+                "JetPack 6.1+ and `pip install pycuda`, or use --backend ort"
+            ) from None
         self.trt, self.cuda = trt, cuda
         cuda.init()
         self._cuda_ctx = cuda.Device(0).retain_primary_context()
         self.logger = trt.Logger(trt.Logger.WARNING)
-        self.recorder = make_error_recorder(trt)   # TensorRT's own reason for a failed deserialisation
+        self.recorder = make_error_recorder(trt)  # TensorRT's own reason for a failed deserialisation
         self._runners: list[TrtRunner] = []
         self._streams: list[TrtStream] = []
         self._closed = False
@@ -357,12 +395,16 @@ class TrtBackend(Backend):
         for role, entry in self.manifest.get("models", {}).items():
             record = entry.get("engine")
             if not record:
-                raise BackendError(f"{role}: no TensorRT engine in {self.root}; build on this device: "
-                                   f"{rebuild_command(self.manifest, self.root)}")
+                raise BackendError(
+                    f"{role}: no TensorRT engine in {self.root}; build on this device: "
+                    f"{rebuild_command(self.manifest, self.root)}"
+                )
             bad = engine_mismatches(record, machine)
             if bad:
-                raise BackendError(f"{role}: {record.get('path')} was built for another machine ({'; '.join(bad)}); "
-                                   f"rebuild: {rebuild_command(self.manifest, self.root)}")
+                raise BackendError(
+                    f"{role}: {record.get('path')} was built for another machine ({'; '.join(bad)}); "
+                    f"rebuild: {rebuild_command(self.manifest, self.root)}"
+                )
 
     def open_runner(self, role: str) -> TrtRunner:
         try:

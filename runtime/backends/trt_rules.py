@@ -5,6 +5,7 @@ They live here, not in ``build/``, because ``runtime/`` must run on a device tha
 only numpy, OpenCV and an inference engine (tests/test_layering.py); the builder imports
 them from here so each rule exists once.
 """
+
 from __future__ import annotations
 
 import re

@@ -4,17 +4,19 @@ Kept free of CUDA and TensorRT so every rule here is unit-tested on machines
 without a GPU (tests/test_device_check.py); the GPU modules only feed it arrays
 and timings.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-SPARSEMAX_TOL = 1e-6   # the brief's bound, as the host-build tests use
-LOGITS_KP_TOL = 1e-4   # fused sparsemax+decode: pixel identical, sub-pixel within 1e-4 (tests/test_kernels.py)
+SPARSEMAX_TOL = 1e-6  # the brief's bound, as the host-build tests use
+LOGITS_KP_TOL = 1e-4  # fused sparsemax+decode: pixel identical, sub-pixel within 1e-4 (tests/test_kernels.py)
 LOGITS_SCORE_TOL = 1e-6
 
 RUN, SKIP, FAIL = "run", "skip", "fail"
@@ -23,8 +25,9 @@ RUN, SKIP, FAIL = "run", "skip", "fail"
 @dataclass
 class Stage:
     """One part of the check: whether it runs and why not."""
+
     name: str
-    status: str            # run | skip | fail
+    status: str  # run | skip | fail
     reason: str = ""
 
 
@@ -37,7 +40,9 @@ def plan_stages(env: Mapping[str, Any]) -> list[Stage]:
     """
     stages: list[Stage] = []
     if not env.get("nvcc"):
-        stages.append(Stage("kernels", FAIL, "nvcc not found: install the CUDA toolkit (the check builds the kernels)"))
+        stages.append(
+            Stage("kernels", FAIL, "nvcc not found: install the CUDA toolkit (the check builds the kernels)")
+        )
     elif not env.get("gpu") or env["gpu"].get("error"):
         why = (env.get("gpu") or {}).get("error", "no CUDA device")
         stages.append(Stage("kernels", FAIL, f"no usable NVIDIA GPU ({why})"))
@@ -82,8 +87,9 @@ def compare_sparsemax(got: np.ndarray, ref: np.ndarray, tol: float = SPARSEMAX_T
     return {"ok": bool(ok), "max_abs_err": err, "tol": tol}
 
 
-def compare_decode(kp: np.ndarray, sc: np.ndarray, ref_kp: np.ndarray, ref_sc: np.ndarray,
-                   exact: bool) -> dict[str, Any]:
+def compare_decode(
+    kp: np.ndarray, sc: np.ndarray, ref_kp: np.ndarray, ref_sc: np.ndarray, exact: bool
+) -> dict[str, Any]:
     """Keypoints identical (exact) or pixel-identical within LOGITS_KP_TOL (fused logits path)."""
     shapes = kp.shape == ref_kp.shape and sc.shape == ref_sc.shape
     if not shapes:
@@ -94,17 +100,26 @@ def compare_decode(kp: np.ndarray, sc: np.ndarray, ref_kp: np.ndarray, ref_sc: n
     kp_err, sc_err = _max_abs(kp, ref_kp), _max_abs(sc, ref_sc)
     same_nan = _same_nan(kp, ref_kp) and _same_nan(sc, ref_sc)
     if exact:
-        identical = bool(np.array_equal(kp, ref_kp, equal_nan=True) and np.array_equal(sc, ref_sc, equal_nan=True))
+        identical = bool(
+            np.array_equal(kp, ref_kp, equal_nan=True) and np.array_equal(sc, ref_sc, equal_nan=True)
+        )
         ok = identical
     else:
         identical = bool(np.array_equal(kp, ref_kp, equal_nan=True))
         ok = pixel_diff == 0 and same_nan and kp_err <= LOGITS_KP_TOL and sc_err <= LOGITS_SCORE_TOL
-    return {"ok": bool(ok), "exact": exact, "identical": identical, "keypoints_off_pixel": pixel_diff,
-            "max_abs_kp_err": kp_err, "max_abs_score_err": sc_err}
+    return {
+        "ok": bool(ok),
+        "exact": exact,
+        "identical": identical,
+        "keypoints_off_pixel": pixel_diff,
+        "max_abs_kp_err": kp_err,
+        "max_abs_score_err": sc_err,
+    }
 
 
-def compare_outputs(got: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray],
-                    rtol: float = 1e-3, atol: float = 1e-4) -> dict[str, Any]:
+def compare_outputs(
+    got: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray], rtol: float = 1e-3, atol: float = 1e-4
+) -> dict[str, Any]:
     """TensorRT vs ONNX Runtime per output: max abs error against atol + rtol * max|ref|."""
     out: dict[str, Any] = {}
     ok = set(got) == set(ref)
@@ -147,8 +162,13 @@ class Report:
         return "pass"
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status(), "machine": self.machine, "stages": [asdict(s) for s in self.stages],
-                "results": self.results, "timings_ms": self.timings_ms}
+        return {
+            "status": self.status(),
+            "machine": self.machine,
+            "stages": [asdict(s) for s in self.stages],
+            "results": self.results,
+            "timings_ms": self.timings_ms,
+        }
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, default=float)
@@ -156,9 +176,11 @@ class Report:
     def text(self) -> str:
         """The printed report: machine, each stage's verdict with its numbers, timings."""
         m = self.machine
-        lines = [f"device check: {self.status().upper()}",
-                 f"  GPU {m.get('gpu', '?')} (sm {m.get('sm', '?')}), smem opt-in {m.get('smem_optin', '?')} B, "
-                 f"TensorRT {m.get('tensorrt') or 'absent'}, arch {m.get('arch', '?')}"]
+        lines = [
+            f"device check: {self.status().upper()}",
+            f"  GPU {m.get('gpu', '?')} (sm {m.get('sm', '?')}), smem opt-in {m.get('smem_optin', '?')} B, "
+            f"TensorRT {m.get('tensorrt') or 'absent'}, arch {m.get('arch', '?')}",
+        ]
         for s in self.stages:
             if s.status != RUN:
                 lines.append(f"  [{s.status}] {s.name}: {s.reason}")
@@ -166,7 +188,9 @@ class Report:
             ok = self.stage_ok(s.name)
             lines.append(f"  [{'ok' if ok else 'FAIL'}] {s.name}")
             for case, r in (self.results.get(s.name) or {}).items():
-                nums = ", ".join(f"{k}={_fmt(v)}" for k, v in r.items() if k != "ok" and not isinstance(v, dict))
+                nums = ", ".join(
+                    f"{k}={_fmt(v)}" for k, v in r.items() if k != "ok" and not isinstance(v, dict)
+                )
                 lines.append(f"      {'ok ' if r.get('ok') else 'BAD'} {case}: {nums}")
         for name, t in self.timings_ms.items():
             lines.append(f"  time {name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in t.items()))

@@ -4,6 +4,7 @@ Why not cupy / pycuda: the check must run with nothing but this repo, the CUDA
 toolkit and numpy, and must time the very launchers the plugin's ``enqueue``
 calls (kernels/dynpose_kernels.cu), not a re-implementation.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -23,7 +24,9 @@ def nvidia_smi_arch() -> str | None:
     smi = shutil.which("nvidia-smi")
     if not smi:
         return None
-    res = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True, text=True)
+    res = subprocess.run(
+        [smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True, text=True
+    )
     first = res.stdout.strip().splitlines()[0] if res.returncode == 0 and res.stdout.strip() else ""
     return f"sm_{first.replace('.', '')}" if first.replace(".", "").isdigit() else None
 
@@ -40,8 +43,18 @@ def build_gpu_lib(out_dir: Path, arch: str) -> Path:
         raise RuntimeError("nvcc not found on PATH; install the CUDA toolkit")
     out_dir.mkdir(parents=True, exist_ok=True)
     lib = out_dir / f"libdynpose_gpu_{arch}.so"
-    cmd = [nvcc, f"-arch={arch}", "-O3", "-std=c++17", "-shared", "-Xcompiler", "-fPIC",
-           *(str(KERNELS_DIR / s) for s in SOURCES), "-o", str(lib)]
+    cmd = [
+        nvcc,
+        f"-arch={arch}",
+        "-O3",
+        "-std=c++17",
+        "-shared",
+        "-Xcompiler",
+        "-fPIC",
+        *(str(KERNELS_DIR / s) for s in SOURCES),
+        "-o",
+        str(lib),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
@@ -59,8 +72,13 @@ class GpuKernels:
         self.lib = ctypes.CDLL(str(lib_path))
         vp, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
         fp = ctypes.POINTER(ctypes.c_float)
-        self.lib.dpg_device_info.argtypes = [ctypes.c_char_p, i, ctypes.POINTER(i), ctypes.POINTER(i),
-                                             ctypes.POINTER(ctypes.c_longlong)]
+        self.lib.dpg_device_info.argtypes = [
+            ctypes.c_char_p,
+            i,
+            ctypes.POINTER(i),
+            ctypes.POINTER(i),
+            ctypes.POINTER(ctypes.c_longlong),
+        ]
         self.lib.dpg_error_string.restype = ctypes.c_char_p
         self.lib.dpg_error_string.argtypes = [i]
         self.lib.dpg_sparsemax.argtypes = [vp, i, vp, i, i, i, f, i, fp]
@@ -75,8 +93,10 @@ class GpuKernels:
     def device_info(self) -> dict:
         name = ctypes.create_string_buffer(256)
         ma, mi, smem = ctypes.c_int(), ctypes.c_int(), ctypes.c_longlong()
-        self._check(self.lib.dpg_device_info(name, 256, ctypes.byref(ma), ctypes.byref(mi), ctypes.byref(smem)),
-                    "cudaGetDeviceProperties")
+        self._check(
+            self.lib.dpg_device_info(name, 256, ctypes.byref(ma), ctypes.byref(mi), ctypes.byref(smem)),
+            "cudaGetDeviceProperties",
+        )
         return {"gpu": name.value.decode(), "sm": f"{ma.value}.{mi.value}", "smem_optin": smem.value}
 
     @staticmethod
@@ -90,19 +110,46 @@ class GpuKernels:
         out = np.empty(z.shape, np.float32)
         n = z.shape[-1]
         ms = ctypes.c_float()
-        self._check(self.lib.dpg_sparsemax(src.ctypes.data, in_half, out.ctypes.data, 0, z.size // n, n, scale,
-                                           iters, ctypes.byref(ms)), "sparsemax")
+        self._check(
+            self.lib.dpg_sparsemax(
+                src.ctypes.data, in_half, out.ctypes.data, 0, z.size // n, n, scale, iters, ctypes.byref(ms)
+            ),
+            "sparsemax",
+        )
         return out, ms.value
 
-    def decode(self, maps: np.ndarray, mode: str, sigmas=None, normalize: bool = False, temperature: float = 1.0,
-               iters: int = 20) -> tuple[np.ndarray, np.ndarray, float]:
+    def decode(
+        self,
+        maps: np.ndarray,
+        mode: str,
+        sigmas=None,
+        normalize: bool = False,
+        temperature: float = 1.0,
+        iters: int = 20,
+    ) -> tuple[np.ndarray, np.ndarray, float]:
         n, k, h, w = maps.shape
         src, in_half = self._input(maps)
         sig = np.ascontiguousarray(np.zeros(k) if sigmas is None else sigmas, dtype=np.float32)
         kp = np.empty((n, k, 2), np.float32)
         sc = np.empty((n, k), np.float32)
         ms = ctypes.c_float()
-        self._check(self.lib.dpg_decode(src.ctypes.data, in_half, kp.ctypes.data, sc.ctypes.data, n, k, h, w,
-                                        MODE[mode], int(normalize), temperature, sig.ctypes.data, iters,
-                                        ctypes.byref(ms)), f"decode {mode}")
+        self._check(
+            self.lib.dpg_decode(
+                src.ctypes.data,
+                in_half,
+                kp.ctypes.data,
+                sc.ctypes.data,
+                n,
+                k,
+                h,
+                w,
+                MODE[mode],
+                int(normalize),
+                temperature,
+                sig.ctypes.data,
+                iters,
+                ctypes.byref(ms),
+            ),
+            f"decode {mode}",
+        )
         return kp, sc, ms.value

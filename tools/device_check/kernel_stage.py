@@ -6,11 +6,13 @@ the fused logits path (sparsemax inside) the same pixel within 1e-4, sparsemax
 within 1e-6. A 96x72 case exercises the >48 KB shared-memory opt-in where the
 device allows it.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +22,7 @@ from .checks import compare_decode, compare_sparsemax
 from .gpu import GpuKernels
 
 F32 = np.float32
-SMEM_SCRATCH, MAX_PIXELS = 2048, 8192   # kernels/dynpose_kernels.h: kScratchBytes, kMaxDecodePixels
+SMEM_SCRATCH, MAX_PIXELS = 2048, 8192  # kernels/dynpose_kernels.h: kScratchBytes, kMaxDecodePixels
 
 
 def decode_smem_bytes(h: int, w: int) -> int:
@@ -75,8 +77,9 @@ def _decode_cases(gk: GpuKernels, z: np.ndarray, tag: str) -> tuple[dict[str, An
     return res, t
 
 
-def run_kernel_stage(gk: GpuKernels, smem_optin: int, real_maps: Callable[[], tuple[str, np.ndarray]]
-                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_kernel_stage(
+    gk: GpuKernels, smem_optin: int, real_maps: Callable[[], tuple[str, np.ndarray]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """All kernel cases; returns (results by case, timings by case)."""
     results, timings = _decode_cases(gk, random_logits(2, n=16), "random")
     z16 = random_logits(3, n=4).astype(np.float16)
@@ -88,7 +91,7 @@ def run_kernel_stage(gk: GpuKernels, smem_optin: int, real_maps: Callable[[], tu
     kp, sc, _ = gk.decode(bad, "heatmap")
     results["random/invalid_maps"] = compare_decode(kp, sc, *D.decode_heatmaps(bad), exact=True)
     big = (96, 72)
-    if decode_smem_bytes(*big) <= smem_optin:   # 57,344 B: needs the opt-in the launcher makes
+    if decode_smem_bytes(*big) <= smem_optin:  # 57,344 B: needs the opt-in the launcher makes
         zb = random_logits(5, n=4, hw=big)
         kp, sc, ms = gk.decode(zb, "heatmap")
         results["random/heatmap_96x72"] = compare_decode(kp, sc, *D.decode_heatmaps(zb), exact=True)

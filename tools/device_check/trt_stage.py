@@ -7,6 +7,7 @@ the code paths a deployment uses: TensorRT vs ONNX Runtime outputs, the fused
 DynPoseDecode engine against runtime/decode.py, and whether router/small/large
 on three streams overlap. Not run in CI (no GPU); see docs/plugin.md, "Device check".
 """
+
 from __future__ import annotations
 
 import time
@@ -33,6 +34,7 @@ def _batch(n: int = 8, seed: int = 0) -> np.ndarray:
 def _fixture(root: Path) -> dict[str, Any]:
     from build.trt import build_engines
     from tools.trt_harness.artifacts import make_artifacts
+
     manifest = make_artifacts(root, int8_router=False, target=target_name())
     return dict(build_engines(root, manifest, target_name()))
 
@@ -41,6 +43,7 @@ def run_trt_vs_ort(work: Path) -> tuple[dict[str, Any], dict[str, Any], Any]:
     """Per role: TensorRT outputs vs ONNX Runtime on the same batch. Returns (results, timings, backends)."""
     from runtime.backends.ort import OrtBackend
     from runtime.backends.trt import TrtBackend
+
     root = work / "fixture"
     manifest = _fixture(root)
     trt_be, ort_be = TrtBackend(root, manifest), OrtBackend(root, manifest)
@@ -69,7 +72,7 @@ def run_stream_overlap(root: Path, manifest: dict[str, Any], trt_be: Any, reps: 
     streams = [trt_be.new_stream(r) for r in ROLES]
     try:
         for r, s in zip(runners, streams):
-            r.infer(x, s)   # warm-up
+            r.infer(x, s)  # warm-up
         t0 = time.perf_counter()
         for _ in range(reps):
             for r, s in zip(runners, streams):
@@ -92,12 +95,13 @@ def run_stream_overlap(root: Path, manifest: dict[str, Any], trt_be: Any, reps: 
 
 def run_fused_plugin(work: Path, trt_headers: Path, sm: str) -> dict[str, Any]:
     """Build the plugin for this GPU, a fused-decode engine, and compare its keypoints with numpy."""
+    from build.trt import build_engines
     from build.trt.targets import BuildOptions
     from kernels.plugin_build import build_plugin_lib
     from runtime.backends.ort import OrtBackend
     from runtime.backends.trt import TrtBackend
     from tools.trt_harness.artifacts import make_artifacts
-    from build.trt import build_engines
+
     lib = build_plugin_lib(trt_headers, arch=sm.replace(".", ""), out_root=work)
     root = work / "fixture-plugin"
     manifest = make_artifacts(root, int8_router=False, plugin_large=True, target=target_name())
@@ -108,7 +112,7 @@ def run_fused_plugin(work: Path, trt_headers: Path, sm: str) -> dict[str, Any]:
     with trt_be.open_runner("large") as rt, ort_be.open_runner("large") as ro:
         got = rt.infer(x, trt_be.new_stream("plugin"))
         hm = ro.infer(x, ort_be.new_stream("ref"))["heatmaps"]
-    ref_kp, ref_sc = D.decode_logits(hm)   # the fixture node: probmap mode, logits in, COCO sigmas
+    ref_kp, ref_sc = D.decode_logits(hm)  # the fixture node: probmap mode, logits in, COCO sigmas
     res = compare_decode(got["keypoints"], ref_sc, ref_kp, ref_sc, exact=False)
     res["plugin_library"] = str(lib)
     return {"keypoints": res}

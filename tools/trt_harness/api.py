@@ -7,18 +7,23 @@ docstrings. Enums, ``Dims``, ``Logger`` and module functions are the real
 objects, so ``trt.BuilderFlag.INT8`` fails on 11.x by itself. Behaviour (what
 a parse or a build *does*) is plugged in by :mod:`tools.trt_harness.world`.
 """
+
 from __future__ import annotations
 
 import inspect
 import re
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 _SIG = re.compile(r"^(?:\d+\.\s+)?(\w+)\((.*)\)\s*->\s*(.+)$")
 _PROP = re.compile(r"^\((.*)\)\s*->\s*(.+)$")
 _PREFIXES = ("tensorrt_bindings.tensorrt.", "tensorrt.", "nvonnxparser::", "nvinfer1::")
-_ALIASES = {"IParserError": "ParserError", "detail::accessor<detail::accessor_policies::str_attr>": "IPluginRegistry"}
+_ALIASES = {
+    "IParserError": "ParserError",
+    "detail::accessor<detail::accessor_policies::str_attr>": "IPluginRegistry",
+}
 # Factories whose real constructors call the stubbed C entry points (which return null).
 FACTORY_CLASSES = ("Builder", "OnnxParser", "Runtime", "Refitter", "OnnxParserRefitter")
 FACTORY_FUNCS = ("get_plugin_registry", "get_builder_plugin_registry")
@@ -138,8 +143,11 @@ class ApiSpec:
 
     def fits(self, sig: Sig, args: tuple, kwargs: dict) -> str | None:
         """None when the call matches ``sig``, else why not."""
-        params = [p for p in sig.params if p.name not in ("self", "arg0")] if sig.params and \
-            sig.params[0].name in ("self", "arg0") else list(sig.params)
+        params = (
+            [p for p in sig.params if p.name not in ("self", "arg0")]
+            if sig.params and sig.params[0].name in ("self", "arg0")
+            else list(sig.params)
+        )
         if len(args) > len(params):
             return f"{len(args)} positional arguments, signature takes {len(params)}"
         names = [p.name for p in params]
@@ -170,7 +178,9 @@ class ApiSpec:
             if why is None:
                 return s
             reasons.append(why)
-        raise HarnessApiError(f"TensorRT {self.version}: {owner}.{name}{args!r} matches no signature: {reasons}")
+        raise HarnessApiError(
+            f"TensorRT {self.version}: {owner}.{name}{args!r} matches no signature: {reasons}"
+        )
 
 
 Impl = Callable[..., Any]
@@ -194,18 +204,23 @@ class World:
     def default(self, typ: str) -> Any:
         t = short_type(typ)
         base = t.split("[")[0]
-        simple = {"None": None, "bool": True, "int": 0, "str": "", "float": 0.0,
-                  "List": [], "list": []}
+        simple = {"None": None, "bool": True, "int": 0, "str": "", "float": 0.0, "List": [], "list": []}
         if base in simple:
             return simple[base]
         real = self.spec.real_class(t)
         return Fake(self, real.__name__) if real is not None else object()
 
     def check_return(self, owner: str, name: str, typ: str, value: Any) -> Any:
-        if value is not None and short_type(typ) != "None" and not self.spec.accepts(typ.split("[")[0], value) \
-                and not short_type(typ).startswith(("List", "list")):
-            raise HarnessApiError(f"harness behaviour for {owner}.{name} returned {type(value).__name__}, "
-                                  f"TensorRT {self.spec.version} declares {short_type(typ)}")
+        if (
+            value is not None
+            and short_type(typ) != "None"
+            and not self.spec.accepts(typ.split("[")[0], value)
+            and not short_type(typ).startswith(("List", "list"))
+        ):
+            raise HarnessApiError(
+                f"harness behaviour for {owner}.{name} returned {type(value).__name__}, "
+                f"TensorRT {self.spec.version} declares {short_type(typ)}"
+            )
         return value
 
 
@@ -240,6 +255,7 @@ class Fake:
             impl = w.impl(cls, attr)
             value = impl(self, *args, **kwargs) if impl else w.default(sig.returns)
             return w.check_return(cls, attr, sig.returns, value)
+
         return call
 
     def __setattr__(self, attr: str, value: Any) -> None:
@@ -249,8 +265,10 @@ class Fake:
             raise HarnessApiError(f"TensorRT {w.spec.version}: {cls}.{attr} is not a settable property")
         nullable = value is None and w.spec.real_class(info[0]) is not None  # pybind: None -> nullptr
         if not nullable and not w.spec.accepts(info[0], value):
-            raise HarnessApiError(f"TensorRT {w.spec.version}: {cls}.{attr} expects {short_type(info[0])}, "
-                                  f"got {type(value).__name__}")
+            raise HarnessApiError(
+                f"TensorRT {w.spec.version}: {cls}.{attr} expects {short_type(info[0])}, "
+                f"got {type(value).__name__}"
+            )
         w.calls.append((cls, f"{attr}=", (value,), {}))
         self._state[attr] = value
 
@@ -284,6 +302,7 @@ def proxy_module(world: World) -> types.ModuleType:
             if impl:
                 impl(fake, *args, **kwargs)
             return fake
+
         return make
 
     def function(name: str) -> Callable[..., Any]:
@@ -294,6 +313,7 @@ def proxy_module(world: World) -> types.ModuleType:
             world.calls.append(("tensorrt", name, args, kwargs))
             impl = world.impls.get(("tensorrt", name))
             return impl(*args, **kwargs) if impl else world.default(sig[0].returns)
+
         return call
 
     mod = types.ModuleType("tensorrt", f"harness view of TensorRT {real.__version__}")
@@ -307,6 +327,7 @@ def proxy_module(world: World) -> types.ModuleType:
             return getattr(real, name)
         except AttributeError:
             raise HarnessApiError(f"TensorRT {real.__version__} has no tensorrt.{name}") from None
+
     mod.__getattr__ = getattr_  # type: ignore[attr-defined]
     mod.__version__ = real.__version__
     mod.__harness_world__ = world  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ cross-stream event, gets wrong numbers here instead of passing by luck.
 Every executed op lands in ``GPU.log`` (stream handle, kind, label) so tests
 can assert the order router -> split -> nets and that nets were in flight together.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -16,8 +17,9 @@ import sys
 import time
 import types
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -49,25 +51,25 @@ class _Gpu:
         self.mem: dict[int, np.ndarray] = {}
         self.next_addr = 0x10000
         # weak: a stream dies when the code under test drops it (its release is then recorded)
-        self.streams: "weakref.WeakValueDictionary[int, Stream]" = weakref.WeakValueDictionary()
+        self.streams: weakref.WeakValueDictionary[int, Stream] = weakref.WeakValueDictionary()
         self._stream_ids = itertools.count(1)
-        self.log: list[tuple[int, str, str]] = []       # executed: (stream handle, kind, label)
+        self.log: list[tuple[int, str, str]] = []  # executed: (stream handle, kind, label)
         self.enqueued: list[tuple[int, str, str]] = []  # enqueue order
         self.context_depth = 0
         self.detached = False
         self.device_name, self.cc = "Orin", (8, 7)
-        self.events: "weakref.WeakSet[Event]" = weakref.WeakSet()   # live events (flags readable)
-        self.spin_waits = 0                              # host waits on events without BLOCKING_SYNC
-        self.released: list[tuple[str, bool]] = []       # (what, inside a live context?) per release
+        self.events: weakref.WeakSet[Event] = weakref.WeakSet()  # live events (flags readable)
+        self.spin_waits = 0  # host waits on events without BLOCKING_SYNC
+        self.released: list[tuple[str, bool]] = []  # (what, inside a live context?) per release
         self.pinned_live = 0
 
     def locate(self, addr: int, nbytes: int) -> np.ndarray:
         for base, buf in self.mem.items():
             if base <= addr and addr + nbytes <= base + buf.nbytes:
-                return buf[addr - base: addr - base + nbytes]
+                return buf[addr - base : addr - base + nbytes]
         raise CudaOrderError(f"device access {hex(addr)}+{nbytes} outside every allocation")
 
-    def stream(self, handle: int) -> "Stream":
+    def stream(self, handle: int) -> Stream:
         try:
             return self.streams[handle]
         except KeyError:
@@ -162,12 +164,13 @@ class Stream:
     def is_done(self) -> bool:
         return not self.queue
 
-    def wait_for_event(self, event: "Event") -> None:
+    def wait_for_event(self, event: Event) -> None:
         rec = event._record
 
         def run() -> None:
             if rec is not None:
                 rec[0]._run_until(rec[1])
+
         GPU.enqueue(self.handle, "wait", f"event{event.id}", run)
 
 
@@ -185,16 +188,19 @@ class Event:
     def __del__(self) -> None:
         _released("event")
 
-    def record(self, stream: Stream | None = None) -> "Event":
+    def record(self, stream: Stream | None = None) -> Event:
         if stream is None:
-            raise CudaOrderError("Event.record on the legacy default stream serialises everything; pass a stream")
+            raise CudaOrderError(
+                "Event.record on the legacy default stream serialises everything; pass a stream"
+            )
         self._time = None
-        me = weakref.ref(self)   # no Event -> Op -> closure -> Event cycle: events die when dropped
+        me = weakref.ref(self)  # no Event -> Op -> closure -> Event cycle: events die when dropped
 
         def run() -> None:
             ev = me()
             if ev is not None:
                 ev._time = time.perf_counter()
+
         op = GPU.enqueue(stream.handle, "record", f"event{self.id}", run)
         self._record = (stream, op)
         return self
@@ -202,17 +208,19 @@ class Event:
     def synchronize(self) -> None:
         _require_context()
         if not self.flags & event_flags.BLOCKING_SYNC:
-            GPU.spin_waits += 1   # cudaEventSynchronize busy-waits a CPU core without BLOCKING_SYNC
+            GPU.spin_waits += 1  # cudaEventSynchronize busy-waits a CPU core without BLOCKING_SYNC
         if self._record is not None:
             stream, op = self._record
             if op in stream.queue:
                 stream._run_until(op)
 
-    def time_since(self, start: "Event") -> float:
+    def time_since(self, start: Event) -> float:
         """ms from ``start`` to this event; both must be timing events that have completed."""
         for e in (self, start):
             if e.flags & event_flags.DISABLE_TIMING:
-                raise CudaOrderError("time_since on an event created with DISABLE_TIMING (cudaErrorInvalidResourceHandle)")
+                raise CudaOrderError(
+                    "time_since on an event created with DISABLE_TIMING (cudaErrorInvalidResourceHandle)"
+                )
             if e._time is None:
                 raise CudaOrderError("time_since on an event that has not completed (cudaErrorNotReady)")
         return (self._time - start._time) * 1e3
@@ -235,7 +243,9 @@ def mem_alloc(nbytes: int) -> DeviceAllocation:
 def _check_async(host: np.ndarray, stream: Any) -> None:
     _require_context()
     if not isinstance(host, PinnedArray):
-        raise CudaOrderError("async copy with pageable host memory (use pagelocked_empty): it would run synchronously")
+        raise CudaOrderError(
+            "async copy with pageable host memory (use pagelocked_empty): it would run synchronously"
+        )
     if not isinstance(stream, Stream):
         raise CudaOrderError("async copy without a stream runs on the legacy default stream")
     if not host.flags.c_contiguous:
@@ -248,6 +258,7 @@ def memcpy_htod_async(dest: Any, src: np.ndarray, stream: Stream | None = None) 
 
     def run() -> None:  # reads the host buffer now, at execution time
         GPU.locate(addr, n)[:] = np.frombuffer(src.tobytes(), np.uint8)
+
     GPU.enqueue(stream.handle, "htod", hex(addr), run)
 
 
@@ -257,6 +268,7 @@ def memcpy_dtoh_async(dest: np.ndarray, src: Any, stream: Stream | None = None) 
 
     def run() -> None:
         dest.view(np.uint8).reshape(-1)[:] = GPU.locate(addr, n)
+
     GPU.enqueue(stream.handle, "dtoh", hex(addr), run)
 
 

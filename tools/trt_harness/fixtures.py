@@ -1,7 +1,8 @@
 """pytest fixtures for the TensorRT harness (import them into a test module)."""
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,6 +18,7 @@ def trt_world() -> Iterator[harness.TrtWorld]:
     """
     world = harness.install()
     import runtime.backends.trt as trt_backend
+
     trt_backend._LOADED_PLUGINS.clear()
     yield world
     harness.uninstall()

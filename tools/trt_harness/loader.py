@@ -7,6 +7,7 @@ dynamic loader satisfy the bindings' DT_NEEDED by soname, so no
 LD_LIBRARY_PATH is needed. One version per process: pybind modules of two
 versions cannot share one interpreter (select with DYNPOSE_TRT_HARNESS=10|11).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -42,8 +43,10 @@ def load_real(major: str | None = None) -> ModuleType:
     loaded = sys.modules.get("tensorrt_bindings")
     if loaded is not None:
         if loaded.__version__ != VERSIONS[major]:
-            raise HarnessMissing(f"TensorRT {loaded.__version__} already imported in this process; "
-                                 f"run version {major} in its own process (DYNPOSE_TRT_HARNESS={major})")
+            raise HarnessMissing(
+                f"TensorRT {loaded.__version__} already imported in this process; "
+                f"run version {major} in its own process (DYNPOSE_TRT_HARNESS={major})"
+            )
         return loaded
     root = harness_dir() / f"trt{major}"
     libs = [root / "lib" / f"lib{n}.so.{major}" for n in ("nvinfer", "nvonnxparser", "nvinfer_plugin")]
@@ -54,5 +57,7 @@ def load_real(major: str | None = None) -> ModuleType:
     sys.path.insert(0, str(root / "site"))
     real = importlib.import_module("tensorrt_bindings")
     if real.__version__ != VERSIONS[major]:
-        raise HarnessMissing(f"{root} holds TensorRT {real.__version__}, expected {VERSIONS[major]}; rerun {SETUP}")
+        raise HarnessMissing(
+            f"{root} holds TensorRT {real.__version__}, expected {VERSIONS[major]}; rerun {SETUP}"
+        )
     return real

@@ -6,13 +6,15 @@ injected into the builder, one scenario each. The meta-test asserts that the
 harness fails exactly the calls the given version lacks. A subprocess per
 version is needed because two TensorRT versions cannot share one process.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -21,12 +23,15 @@ from . import world as harness
 # scenario -> extra call made on the builder config after the normal configuration
 BAD_CALLS: dict[str, Callable[[Any, Any], None]] = {
     # (read, not set: setting them on a strongly typed network is a build error on 10.x too)
-    "weak_typing_fp16": lambda trt, cfg: cfg.get_flag(trt.BuilderFlag.FP16),          # removed in 11
-    "int8_flag": lambda trt, cfg: cfg.get_flag(trt.BuilderFlag.INT8),                  # removed in 11
+    "weak_typing_fp16": lambda trt, cfg: cfg.get_flag(trt.BuilderFlag.FP16),  # removed in 11
+    "int8_flag": lambda trt, cfg: cfg.get_flag(trt.BuilderFlag.INT8),  # removed in 11
     "explicit_batch": lambda trt, cfg: trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH,  # removed in 11
-    "int8_calibrator": lambda trt, cfg: setattr(cfg, "int8_calibrator", None),         # removed in 11
-    "tiling_level": lambda trt, cfg: setattr(cfg, "tiling_optimization_level",        # absent in 10.3
-                                             trt.TilingOptimizationLevel.FAST),
+    "int8_calibrator": lambda trt, cfg: setattr(cfg, "int8_calibrator", None),  # removed in 11
+    "tiling_level": lambda trt, cfg: setattr(
+        cfg,
+        "tiling_optimization_level",  # absent in 10.3
+        trt.TilingOptimizationLevel.FAST,
+    ),
     "broken_name": lambda trt, cfg: cfg.set_memory_pool_limt(trt.MemoryPoolType.WORKSPACE, 1 << 20),
     "misspelt_property": lambda trt, cfg: setattr(cfg, "builder_optimisation_level", 3),
     "wrong_arg_type": lambda trt, cfg: cfg.set_memory_pool_limit("workspace", 1 << 20),
@@ -37,6 +42,7 @@ def _run(world: harness.TrtWorld, bad: Callable[[Any, Any], None] | None) -> str
     from build.trt import build_engines
     from build.trt.builder import EngineBuilder
     from runtime.backends.trt import TrtBackend
+
     from .artifacts import make_artifacts
 
     original = EngineBuilder._config
@@ -46,6 +52,7 @@ def _run(world: harness.TrtWorld, bad: Callable[[Any, Any], None] | None) -> str
         if bad is not None:
             bad(self.trt, config)
         return config
+
     EngineBuilder._config = patched
     try:
         root = Path(tempfile.mkdtemp()) / "dyn-test-orin"
@@ -75,8 +82,12 @@ def _main(argv: list[str]) -> None:
 
     ap = OneLineParser(prog="python -m tools.trt_harness.probe", description=__doc__.splitlines()[0])
     ap.add_argument("--major", required=True, choices=("10", "11"))
-    ap.add_argument("--scenarios", default="ok," + ",".join(BAD_CALLS),
-                    type=lambda t: _scenarios(t), help="comma list of 'ok' and the BAD_CALLS names")
+    ap.add_argument(
+        "--scenarios",
+        default="ok," + ",".join(BAD_CALLS),
+        type=lambda t: _scenarios(t),
+        help="comma list of 'ok' and the BAD_CALLS names",
+    )
     args = ap.parse_args(argv)
     results = {}
     for name in args.scenarios:
@@ -90,8 +101,10 @@ def _scenarios(text: str) -> list[str]:
     names = [t for t in text.split(",") if t]
     unknown = [n for n in names if n != "ok" and n not in BAD_CALLS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown scenario(s) {', '.join(unknown) or '(none given)'}; "
-                                         f"choose from ok, {', '.join(BAD_CALLS)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from ok, {', '.join(BAD_CALLS)}"
+        )
     return names
 
 

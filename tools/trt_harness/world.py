@@ -19,6 +19,7 @@ runtime end to end on the CPU:
 - ``IExecutionContext.execute_async_v3`` enqueues a kernel on the pycuda
   stand-in's stream that runs the ONNX with ONNX Runtime on device memory.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,12 +45,21 @@ def _onnx_io(path: str) -> dict[str, Any]:
     def one(v: onnx.ValueInfoProto) -> dict[str, Any]:
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
         return {"name": v.name, "shape": dims, "dtype": _DTYPES.get(v.type.tensor_type.elem_type, "FLOAT")}
-    plugin_ops = sorted({n.op_type for n in model.graph.node
-                         if n.domain not in ("", "ai.onnx") or not onnx.defs.has(n.op_type, n.domain or "")})
-    return {"inputs": [one(v) for v in model.graph.input if v.name not in init],
-            "outputs": [one(v) for v in model.graph.output], "plugin_ops": plugin_ops,
-            "layers": [n.name or f"{n.op_type}_{i}" for i, n in enumerate(model.graph.node)],
-            "qdq": any(n.op_type == "QuantizeLinear" for n in model.graph.node)}
+
+    plugin_ops = sorted(
+        {
+            n.op_type
+            for n in model.graph.node
+            if n.domain not in ("", "ai.onnx") or not onnx.defs.has(n.op_type, n.domain or "")
+        }
+    )
+    return {
+        "inputs": [one(v) for v in model.graph.input if v.name not in init],
+        "outputs": [one(v) for v in model.graph.output],
+        "plugin_ops": plugin_ops,
+        "layers": [n.name or f"{n.op_type}_{i}" for i, n in enumerate(model.graph.node)],
+        "qdq": any(n.op_type == "QuantizeLinear" for n in model.graph.node),
+    }
 
 
 class TrtWorld(World):
@@ -59,10 +69,10 @@ class TrtWorld(World):
         super().__init__(real)
         self.trt = proxy_module(self)
         self.dla_cores = 0
-        self.fail_int8: str | None = None   # TensorRT's message when an INT8 (Q/DQ) build must fail
-        self.dla_from_11 = (11, 4, 1)       # first 11.x release with DLA (JetPack 7.2.2); tests may emulate it
-        self.dla_places_nothing = False     # TensorRT put every layer of a DLA build on the GPU
-        self.plugin_libs: dict[str, list[str]] = {}   # library path -> plugin op types it registers
+        self.fail_int8: str | None = None  # TensorRT's message when an INT8 (Q/DQ) build must fail
+        self.dla_from_11 = (11, 4, 1)  # first 11.x release with DLA (JetPack 7.2.2); tests may emulate it
+        self.dla_places_nothing = False  # TensorRT put every layer of a DLA build on the GPU
+        self.plugin_libs: dict[str, list[str]] = {}  # library path -> plugin op types it registers
         self.registered_ops: set[str] = set()
         self.sessions: dict[str, Any] = {}
         self.registry = Fake(self, "IPluginRegistry")
@@ -74,7 +84,9 @@ class TrtWorld(World):
         I[("tensorrt", "get_plugin_registry")] = lambda: self.registry
         I[("IPluginRegistry", "load_library")] = self._load_library
         I[("Builder", "num_DLA_cores")] = lambda b: self.dla_cores
-        I[("Builder", "create_network")] = lambda b, flags=0: Fake(self, "INetworkDefinition", _flags=flags, _io=None)
+        I[("Builder", "create_network")] = lambda b, flags=0: Fake(
+            self, "INetworkDefinition", _flags=flags, _io=None
+        )
         I[("INetworkDefinition", "num_inputs")] = lambda n: len(n._state["_io"]["inputs"])
         I[("INetworkDefinition", "num_outputs")] = lambda n: len(n._state["_io"]["outputs"])
         I[("INetworkDefinition", "get_input")] = lambda n, i: self._tensor(n._state["_io"]["inputs"][i])
@@ -83,19 +95,31 @@ class TrtWorld(World):
         I[("OnnxParser", "parse_from_file")] = self._parse
         I[("OnnxParser", "num_errors")] = lambda p: len(p._state["_errors"])
         I[("OnnxParser", "get_error")] = lambda p, i: Fake(self, "ParserError", _desc=p._state["_errors"][i])
-        I[("Builder", "create_builder_config")] = lambda b: Fake(self, "IBuilderConfig", _profiles=[], _flags=set(),
-                                                                  _pools={}, _cache=None)
-        I[("Builder", "create_optimization_profile")] = lambda b: Fake(self, "IOptimizationProfile", _shapes={})
+        I[("Builder", "create_builder_config")] = lambda b: Fake(
+            self, "IBuilderConfig", _profiles=[], _flags=set(), _pools={}, _cache=None
+        )
+        I[("Builder", "create_optimization_profile")] = lambda b: Fake(
+            self, "IOptimizationProfile", _shapes={}
+        )
         I[("IOptimizationProfile", "set_shape")] = lambda p, name, lo, opt, hi: p._state["_shapes"].update(
-            {name: [list(lo), list(opt), list(hi)]})
+            {name: [list(lo), list(opt), list(hi)]}
+        )
         I[("IBuilderConfig", "add_optimization_profile")] = self._add_profile
         I[("IBuilderConfig", "set_flag")] = lambda c, f: c._state["_flags"].add(f.name)
         I[("IBuilderConfig", "get_flag")] = lambda c, f: f.name in c._state["_flags"]
-        I[("IBuilderConfig", "set_memory_pool_limit")] = lambda c, pool, size: c._state["_pools"].update({pool.name: size})
-        I[("IBuilderConfig", "create_timing_cache")] = lambda c, data: Fake(self, "ITimingCache", _data=bytes(data))
-        I[("IBuilderConfig", "set_timing_cache")] = lambda c, cache, ignore: c._state.update(_cache=cache) or True
+        I[("IBuilderConfig", "set_memory_pool_limit")] = lambda c, pool, size: c._state["_pools"].update(
+            {pool.name: size}
+        )
+        I[("IBuilderConfig", "create_timing_cache")] = lambda c, data: Fake(
+            self, "ITimingCache", _data=bytes(data)
+        )
+        I[("IBuilderConfig", "set_timing_cache")] = lambda c, cache, ignore: (
+            c._state.update(_cache=cache) or True
+        )
         I[("IBuilderConfig", "get_timing_cache")] = lambda c: c._state["_cache"]
-        I[("ITimingCache", "serialize")] = lambda t: Fake(self, "IHostMemory", payload=t._state["_data"] + b"+")
+        I[("ITimingCache", "serialize")] = lambda t: Fake(
+            self, "IHostMemory", payload=t._state["_data"] + b"+"
+        )
         I[("Builder", "build_serialized_network")] = self._build
         I[("ICudaEngine", "create_engine_inspector")] = lambda e: Fake(self, "EngineInspector", _engine=e)
         I[("EngineInspector", "get_engine_information")] = self._layer_info
@@ -105,22 +129,32 @@ class TrtWorld(World):
         I[("ICudaEngine", "num_io_tensors")] = lambda e: len(e._state["_io"])
         I[("ICudaEngine", "num_optimization_profiles")] = lambda e: 1
         I[("ICudaEngine", "get_tensor_name")] = lambda e, i: e._state["_io"][i]["name"]
-        I[("ICudaEngine", "get_tensor_mode")] = lambda e, n: trt.TensorIOMode.INPUT \
-            if self._io(e, n)["mode"] == "input" else trt.TensorIOMode.OUTPUT
+        I[("ICudaEngine", "get_tensor_mode")] = lambda e, n: (
+            trt.TensorIOMode.INPUT if self._io(e, n)["mode"] == "input" else trt.TensorIOMode.OUTPUT
+        )
         I[("ICudaEngine", "get_tensor_dtype")] = lambda e, n: getattr(trt.DataType, self._io(e, n)["dtype"])
         I[("ICudaEngine", "get_tensor_shape")] = lambda e, n: trt.Dims(self._io(e, n)["shape"])
         I[("ICudaEngine", "get_tensor_profile_shape")] = lambda e, n, i: [
-            trt.Dims(s) for s in e._state["_plan"]["profiles"][n]]
+            trt.Dims(s) for s in e._state["_plan"]["profiles"][n]
+        ]
         I[("ICudaEngine", "create_execution_context")] = lambda e, *a: Fake(
-            self, "IExecutionContext", _engine=e, _shapes={}, _addr={})
+            self, "IExecutionContext", _engine=e, _shapes={}, _addr={}
+        )
         I[("IExecutionContext", "set_input_shape")] = self._set_input_shape
-        I[("IExecutionContext", "set_tensor_address")] = lambda c, n, a: c._state["_addr"].update({n: a}) or True
+        I[("IExecutionContext", "set_tensor_address")] = lambda c, n, a: (
+            c._state["_addr"].update({n: a}) or True
+        )
         I[("IExecutionContext", "get_tensor_shape")] = self._context_shape
         I[("IExecutionContext", "execute_async_v3")] = self._execute
 
     def _tensor(self, t: dict[str, Any]) -> Fake:
-        return Fake(self, "ITensor", name=t["name"], shape=self.trt.Dims(t["shape"]),
-                    dtype=getattr(self.trt.DataType, t["dtype"]))
+        return Fake(
+            self,
+            "ITensor",
+            name=t["name"],
+            shape=self.trt.Dims(t["shape"]),
+            dtype=getattr(self.trt.DataType, t["dtype"]),
+        )
 
     def _load_library(self, reg: Fake, path: str) -> Any:
         if not Path(path).is_file():
@@ -161,8 +195,11 @@ class TrtWorld(World):
         strongly = strongly_flag is None or bool(network._state["_flags"] & (1 << int(strongly_flag)))
         dla = st.get("default_device_type") == self.trt.DeviceType.DLA
         if strongly and {"FP16", "INT8", "BF16"} & st["_flags"]:
-            self._fail(builder, "INVALID_ARGUMENT" if hasattr(self.trt.ErrorCode, "INVALID_ARGUMENT")
-                       else "INVALID_VALUE", "precision builder flags are not allowed on a strongly typed network")
+            self._fail(
+                builder,
+                "INVALID_ARGUMENT" if hasattr(self.trt.ErrorCode, "INVALID_ARGUMENT") else "INVALID_VALUE",
+                "precision builder flags are not allowed on a strongly typed network",
+            )
             return None
         if not strongly and not dla:
             raise AssertionError("GPU network built weakly typed: its precision would be up to the builder")
@@ -183,18 +220,29 @@ class TrtWorld(World):
                 self._fail(builder, "INVALID_VALUE", f"DLA is not supported by TensorRT {self.spec.version}")
                 return None
             if not static or "GPU_FALLBACK" not in st["_flags"] or st.get("DLA_core", 0) >= self.dla_cores:
-                self._fail(builder, "INVALID_VALUE", "DLA needs static shapes, GPU fallback and an existing core")
+                self._fail(
+                    builder, "INVALID_VALUE", "DLA needs static shapes, GPU fallback and an existing core"
+                )
                 return None
             # 10.x DLA runs FP16/INT8 of weakly typed networks only; every other layer falls back
             on_dla = (not strongly and "FP16" in st["_flags"]) if v < (11, 0, 0) else strongly
             dla_layers = len(io["layers"]) if on_dla and not self.dla_places_nothing else 0
-        plan = {"fake_engine": self.spec.version, "onnx": network._state["_onnx"], "io": [
-            {**t, "mode": "input"} for t in io["inputs"]] + [{**t, "mode": "output"} for t in io["outputs"]],
-            "profiles": prof, "dla_core": st.get("DLA_core") if dla else None,
-            "flags": sorted(st["_flags"]), "pools": st["_pools"], "strongly_typed": strongly,
-            "layers": io["layers"], "dla_layers": dla_layers,
+        plan = {
+            "fake_engine": self.spec.version,
+            "onnx": network._state["_onnx"],
+            "io": [{**t, "mode": "input"} for t in io["inputs"]]
+            + [{**t, "mode": "output"} for t in io["outputs"]],
+            "profiles": prof,
+            "dla_core": st.get("DLA_core") if dla else None,
+            "flags": sorted(st["_flags"]),
+            "pools": st["_pools"],
+            "strongly_typed": strongly,
+            "layers": io["layers"],
+            "dla_layers": dla_layers,
             "detailed": st.get("profiling_verbosity") == self.trt.ProfilingVerbosity.DETAILED,
-            "opt_level": st.get("builder_optimization_level"), "network_flags": network._state["_flags"]}
+            "opt_level": st.get("builder_optimization_level"),
+            "network_flags": network._state["_flags"],
+        }
         if st["_cache"] is not None:
             st["_cache"]._state["_data"] += f"[{Path(plan['onnx']).name}]".encode()
         return Fake(self, "IHostMemory", payload=json.dumps(plan).encode())
@@ -203,8 +251,11 @@ class TrtWorld(World):
         plan = inspector._state["_engine"]._state["_plan"]
         if not plan["detailed"]:
             return json.dumps({"Layers": plan["layers"], "Bindings": [t["name"] for t in plan["io"]]})
-        layers = [{"Name": "{ForeignNode[%s]}" % ",".join(plan["layers"]), "LayerType": "DLA"}] \
-            if plan["dla_layers"] else [{"Name": n, "LayerType": "CaskConvolution"} for n in plan["layers"]]
+        layers = (
+            [{"Name": "{ForeignNode[%s]}" % ",".join(plan["layers"]), "LayerType": "DLA"}]
+            if plan["dla_layers"]
+            else [{"Name": n, "LayerType": "CaskConvolution"} for n in plan["layers"]]
+        )
         return json.dumps({"Layers": layers, "Bindings": [t["name"] for t in plan["io"]]})
 
     # -- runtime side ---------------------------------------------------------------
@@ -242,6 +293,7 @@ class TrtWorld(World):
 
     def _execute(self, ctx: Fake, handle: int) -> bool:
         import onnxruntime as ort
+
         eng = ctx._state["_engine"]
         plan, shapes, addr = eng._state["_plan"], dict(ctx._state["_shapes"]), dict(ctx._state["_addr"])
         io = plan["io"]
@@ -259,11 +311,14 @@ class TrtWorld(World):
                 if t["mode"] == "input":
                     dt = np.float16 if t["dtype"] == "HALF" else np.float32
                     n = int(np.prod(shapes[t["name"]])) * np.dtype(dt).itemsize
-                    feeds[t["name"]] = fake_cuda.GPU.locate(addr[t["name"]], n).view(dt).reshape(shapes[t["name"]])
+                    feeds[t["name"]] = (
+                        fake_cuda.GPU.locate(addr[t["name"]], n).view(dt).reshape(shapes[t["name"]])
+                    )
             outs = self.sessions[path].run(None, feeds)
             for t, val in zip([t for t in io if t["mode"] == "output"], outs):
                 raw = np.ascontiguousarray(val).view(np.uint8).reshape(-1)
                 fake_cuda.GPU.locate(addr[t["name"]], raw.nbytes)[:] = raw
+
         fake_cuda.GPU.enqueue(handle, "kernel", Path(path).name, run)
         return True
 
