@@ -22,11 +22,11 @@ from pathlib import Path
 
 from bench.precision_table import PERSON_SCORES, PRECISIONS, available, format_markdown, measure, to_dict
 from bench.workload import load_frames
-from runtime import expected_errors  # noqa: F401 (registers the runtime's error classes)
-from runtime.cli_args import OneLineParser, existing_dir, nonneg_int, number, output_dir, output_file
+from runtime.cli import expected as expected_errors  # noqa: F401 (registers the runtime's error classes)
+from runtime.cli.args import OneLineParser, existing_dir, nonneg_int, number, output_dir, output_file
 from runtime.errors import InputError, guarded
-from runtime.records import read_json
-from runtime.safe_io import atomic_write_text
+from runtime.io.records import read_json
+from runtime.io.safe_io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "fixture-dyn"
@@ -52,7 +52,7 @@ def build_all_precisions(
     from build.engines import main as build_main
     from calib.data import load_calib
     from calib.stage import DEFAULT_MAX_CROPS, _subset, make_fp16, make_int8, refresh_report
-    from runtime.manifest import load_manifest, save_manifest
+    from runtime.artifacts.manifest import load_manifest, save_manifest
 
     out = build_root / f"{config}-cpu"
     m = load_manifest(out, verify=False) if (out / "manifest.json").is_file() else None

@@ -3,7 +3,7 @@
 Parts timed in interleaved rounds (``bench.rounds``; ``DYNPOSE_BENCH_DECODE_ROUNDS``,
 default 15, after one warm-up round):
 
-* ``decode``: ``runtime.decode.decode_probmaps`` on 24 crops x 17 maps x 64x48
+* ``decode``: ``runtime.heads.decode.decode_probmaps`` on 24 crops x 17 maps x 64x48
   (synthetic sparsemax maps, ~5 % live rows, like a trained ProbPose head);
 * ``frozen``: ``bench.decode_frozen.frozen_decode`` on the same maps, the
   decode as it stood when the gate was set (same ufuncs, blocks and memory
@@ -54,7 +54,7 @@ from scipy.ndimage import convolve
 from bench.decode_frozen import frozen_decode
 from bench.rounds import Spread, interleaved, ratio_rounds
 from bench.workload import synthetic_probmaps
-from runtime import decode as D
+from runtime.heads import decode as D
 
 N_CROPS, K, H, W = 24, 17, 64, 48
 NAIVE_CROPS = 4

@@ -29,7 +29,7 @@ import pytest
 from bench.conditions import collect_conditions
 from bench.rounds import Spread, interleaved_clocks, ratio_rounds
 from calib.report import format_table
-from runtime.manifest import load_manifest, model_file
+from runtime.artifacts.manifest import load_manifest, model_file
 from tests.conftest import artifacts_from_env
 
 BATCH = 8

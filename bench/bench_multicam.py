@@ -31,9 +31,9 @@ import pytest
 
 from bench.conditions import collect_conditions
 from bench.rounds import Spread, interleaved_clocks
-from runtime.detectors import HogDetector
-from runtime.pipeline import PipelineOptions, PosePipeline
-from runtime.sources import Frame
+from runtime.detectors.factory import HogDetector
+from runtime.io.sources import Frame
+from runtime.pose.pipeline import PipelineOptions, PosePipeline
 from tests.conftest import artifacts_from_env, shared_data_dir
 
 CAMERAS = (1, 2, 4)

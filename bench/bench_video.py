@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bench.conditions import collect_conditions
-from runtime.video import POSE_PARTS, STAGES, run_video
+from runtime.video.engine import POSE_PARTS, STAGES, run_video
 from tests.conftest import artifacts_from_env, shared_data_dir
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from bench.conditions import collect_conditions
 from build.synth.video import long_clip
-from runtime.video import STAGES, run_video
+from runtime.video.engine import STAGES, run_video
 from tests.conftest import artifacts_from_env
 
 

@@ -256,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str]) -> int:
-    from runtime.cli_args import OneLineParser, positive_int
+    from runtime.cli.args import OneLineParser, positive_int
 
     ap = OneLineParser(prog="python -m bench.conditions", description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default=None, help="the backend the recorded run used")

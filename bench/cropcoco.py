@@ -35,10 +35,10 @@ import cv2
 import numpy as np
 
 from bench.gt_records import read_gt
-from runtime.cli_args import OneLineParser, existing_dir, number, output_dir, unit_float
+from runtime.cli.args import OneLineParser, existing_dir, number, output_dir, unit_float
 from runtime.errors import InputError, guarded
-from runtime.records import parse_detections, read_json
-from runtime.safe_io import atomic_write_text
+from runtime.io.records import parse_detections, read_json
+from runtime.io.safe_io import atomic_write_text
 
 
 class CropError(InputError, ValueError):

@@ -5,10 +5,10 @@ to it alike. A generic numpy probe (multiply-add over an L2 block) does not touc
 memory the way the decode does (5 MB of maps, strided vertical passes, fancy-index
 gathers of live rows), so decode/probe moved 1.84-2.27 between healthy runs on one
 machine and a planted 30 % slowdown hid inside that band. This module is
-``runtime.decode.decode_probmaps`` as it stood when the gate's baseline was set
+``runtime.heads.decode.decode_probmaps`` as it stood when the gate's baseline was set
 (same ufuncs, same blocks, same memory footprint, same maps in, same numbers
 out: ``tests/test_gates.py`` checks that bit for bit), so on any CPU, idle or
-loaded, ``decode / frozen`` is ~1.0 and moves only when ``runtime/decode.py``
+loaded, ``decode / frozen`` is ~1.0 and moves only when ``runtime/heads/decode.py``
 gets slower or faster. Do not edit it to follow the decode: it is the yardstick.
 When the decode is made faster on purpose, re-freeze it (copy the new code here)
 and say so in the commit. Imports nothing from ``runtime`` on purpose.

@@ -13,7 +13,7 @@ same quantization arithmetic TensorRT fuses) it scores, on a COCO folder:
   one box flips; drift measures every anchor and is the stabler signal.
 
 Both evaluations go through the runtime's own letterbox, decode and NMS
-(:class:`runtime.net_detector.NetDetector`), so the numbers are those of the
+(:class:`runtime.detectors.net.NetDetector`), so the numbers are those of the
 deployed path.
 """
 
@@ -33,10 +33,10 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from runtime.manifest import load_manifest
-from runtime.net_detector import ROLE, NetDetector
-from runtime.safe_io import atomic_write_text
-from runtime.yolo import candidates, cxcywh_to_xyxy
+from runtime.artifacts.manifest import load_manifest
+from runtime.detectors.net import ROLE, NetDetector
+from runtime.detectors.yolo import candidates, cxcywh_to_xyxy
+from runtime.io.safe_io import atomic_write_text
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
 VARIANTS = ("fp32", "fp16", "int8_cpu", "int8_trt")
@@ -139,7 +139,7 @@ def evaluate(
     for v in ["fp32", *[v for v in variants if v != "fp32"]]:
         row, raws[v] = evaluate_variant(root, manifest, v, gt, data, score_thr, iou_thr)
         if v != "fp32":
-            from runtime.yolo import YoloLayout
+            from runtime.detectors.yolo import YoloLayout
 
             row["drift"] = drift(
                 raws["fp32"],
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from runtime.cli_args import OneLineParser, artifacts_dir, existing_dir, output_file, unit_float
+    from runtime.cli.args import OneLineParser, artifacts_dir, existing_dir, output_file, unit_float
 
     p = OneLineParser(
         prog="python -m bench.detector_eval",

@@ -39,10 +39,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from bench.coco_eval import COCO_SIGMAS, coverage, load_gt, read_results, run_cocoeval, stats_dict
-from runtime.cli_args import OneLineParser, add_json_argument, existing_file, number
+from runtime.cli.args import OneLineParser, add_json_argument, existing_file, number
 from runtime.errors import guarded
-from runtime.records import json_safe
-from runtime.safe_io import atomic_write_text
+from runtime.io.records import json_safe
+from runtime.io.safe_io import atomic_write_text
 
 PADDING = 1.25
 ASPECT_WH = 192 / 256  # the nets' input w:h = 3:4
@@ -52,7 +52,7 @@ CASES = ("gt_in_pred_in", "gt_out_pred_in", "gt_in_pred_out", "gt_out_pred_out")
 
 
 def activation_windows(boxes_xywh: np.ndarray, padding: float = PADDING) -> np.ndarray:
-    """[G,4] xywh -> [G,4] x0,y0,x1,y1 of the crop window (same rule as runtime.preprocess)."""
+    """[G,4] xywh -> [G,4] x0,y0,x1,y1 of the crop window (same rule as runtime.pose.preprocess)."""
     b = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
     cx, cy = b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2
     w, h = b[:, 2].copy(), b[:, 3].copy()

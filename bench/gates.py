@@ -43,9 +43,9 @@ from typing import Any
 
 from bench.conditions import machine_kind
 from bench.rounds import Spread, ratio_rounds
-from runtime.cli_args import OneLineParser, number
+from runtime.cli.args import OneLineParser, number
 from runtime.errors import InputError, guarded
-from runtime.safe_io import atomic_write_text
+from runtime.io.safe_io import atomic_write_text
 
 DEFAULT_BASELINE = Path(__file__).with_name("baseline.json")
 PIPELINE_NAMES = ("small", "large", "dyn-p25", "dyn-p50")

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from runtime.records import RecordError, parse_box, read_json, record_int
+from runtime.io.records import RecordError, parse_box, read_json, record_int
 
 NUM_KEYPOINTS = 17
 

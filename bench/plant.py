@@ -6,7 +6,7 @@ the main thread) do extra CPU work proportional to the frame's crops: a fraction
 measured on this pipeline's own runners in process CPU time. That is what a real
 scheduler regression looks like (more Python per crop competing with the nets for
 the cores); a sleep would hide behind the pipelined nets of the next frame.
-``DYNPOSE_PLANT=decode`` makes ``decode_probmaps`` (in ``runtime.decode`` and as the
+``DYNPOSE_PLANT=decode`` makes ``decode_probmaps`` (in ``runtime.heads.decode`` and as the
 scheduler imported it) do that fraction of its own thread CPU time again.
 
 CPU work is burnt on the thread CPU clock, so the planted cost is the same amount of
@@ -47,8 +47,8 @@ def _planted_regression(monkeypatch: pytest.MonkeyPatch) -> None:
     kind = os.environ.get("DYNPOSE_PLANT", "")
     frac = float(os.environ.get("DYNPOSE_PLANT_FRACTION", "0.3"))
     if kind == "decode":
-        import runtime.pipeline as P
-        from runtime import decode as D
+        import runtime.pose.pipeline as P
+        from runtime.heads import decode as D
 
         fast = D.decode_probmaps
 
@@ -61,7 +61,7 @@ def _planted_regression(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(D, "decode_probmaps", slow_decode)
         monkeypatch.setattr(P, "decode_probmaps", slow_decode)
     elif kind == "scheduler":
-        from runtime.pipeline import PosePipeline
+        from runtime.pose.pipeline import PosePipeline
 
         submit = PosePipeline._submit
 

@@ -28,8 +28,8 @@ import numpy as np
 from bench.coco_eval import evaluate_keypoints, load_gt
 from bench.sweep import NetOutputs, coco_results, compose, run_nets
 from bench.workload import CropSet, Frame, load_frames
-from runtime.results import FrameResult
-from runtime.routing import route_band
+from runtime.pose.results import FrameResult
+from runtime.pose.routing import route_band
 
 PRECISIONS = ("fp32", "fp16", "int8_cpu", "int8_trt")
 POLICIES = ("small", "large", "dyn")
@@ -142,8 +142,8 @@ def measure(
 
     Precisions whose models the manifest lacks are skipped and named in the returned info.
     """
-    from runtime.manifest import load_manifest
-    from runtime.pipeline import PipelineOptions, PosePipeline
+    from runtime.artifacts.manifest import load_manifest
+    from runtime.pose.pipeline import PipelineOptions, PosePipeline
 
     manifest = load_manifest(root, verify=False)
     have = available(manifest, precisions)

@@ -31,15 +31,15 @@ import numpy as np
 
 from bench.coco_eval import evaluate_keypoints
 from bench.workload import CropSet, Frame, load_frames, make_cropset
-from runtime import expected_errors  # noqa: F401 (registers the runtime's error classes)
-from runtime.cli_args import OneLineParser, existing_dir, output_dir, run_precision
+from runtime.cli import expected as expected_errors  # noqa: F401 (registers the runtime's error classes)
+from runtime.cli.args import OneLineParser, existing_dir, output_dir, run_precision
 from runtime.errors import guarded
-from runtime.pipeline import PipelineOptions, PosePipeline, decode_outputs
-from runtime.preprocess import heatmap_to_image
-from runtime.probfields import ProbExtras
-from runtime.records import read_json
-from runtime.results import FrameResult
-from runtime.routing import fit_thresholds, route, route_band
+from runtime.heads.probfields import ProbExtras
+from runtime.io.records import read_json
+from runtime.pose.pipeline import PipelineOptions, PosePipeline, decode_outputs
+from runtime.pose.preprocess import heatmap_to_image
+from runtime.pose.results import FrameResult
+from runtime.pose.routing import fit_thresholds, route, route_band
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "coco-mini"

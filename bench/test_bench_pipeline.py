@@ -25,7 +25,7 @@ time** is what a user waits for: it gates dyn/large (whose 0.95 limit has
 so lost overlap (waiting, which costs no CPU) is still visible.
 
 p = 25 and p = 50 reuse one artifacts folder: k1/k2 are refitted with
-``runtime.routing.fit_thresholds`` on the router's scores for these crops
+``runtime.pose.routing.fit_thresholds`` on the router's scores for these crops
 (as ``build.engines`` does on its calibration crops) and set on the pipeline.
 
 Artifacts: DYNPOSE_BENCH_ENGINES=DIR reuses a built folder (required for the
@@ -56,9 +56,9 @@ from bench.workload import (
     subset_frames,
     synthetic_probmaps,
 )
-from runtime import decode as D
-from runtime.pipeline import PipelineOptions, PosePipeline
-from runtime.routing import fit_thresholds
+from runtime.heads import decode as D
+from runtime.pose.pipeline import PipelineOptions, PosePipeline
+from runtime.pose.routing import fit_thresholds
 from tests.conftest import artifacts_from_env, shared_data_dir
 
 pytestmark = pytest.mark.bench

@@ -1,6 +1,6 @@
 """Tracking alone, measured: ``python -m bench.track_eval --clip DIR`` (a ``build.synth --video`` folder).
 
-Runs each tracker of ``runtime.tracker.TRACKERS`` over the clip's frames
+Runs each tracker of ``runtime.tracking.tracker.TRACKERS`` over the clip's frames
 with two box sources: the clip's own noisy detections (``detections.json``)
 and the default detector (HOG), and prints IDF1, MOTA and ID switches
 (py-motmetrics, via bench.video_eval) per pair. No pose nets run: this
@@ -17,10 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime.detectors import HogDetector, JsonDetections
-from runtime.safe_io import atomic_write_text
-from runtime.sources import Frame
-from runtime.tracker import TRACKERS
+from runtime.detectors.factory import HogDetector, JsonDetections
+from runtime.io.safe_io import atomic_write_text
+from runtime.io.sources import Frame
+from runtime.tracking.tracker import TRACKERS
 
 from .video_eval import load_clip_gt, tracking_metrics
 
@@ -96,7 +96,7 @@ def format_rows(rows: list[tuple[str, dict[str, float]]]) -> str:
 
 def clip_dir(text: str) -> Path:
     """--clip: a folder written by build.synth --video (its ground truth and boxes, checked before any frame)."""
-    from runtime.cli_args import existing_dir
+    from runtime.cli.args import existing_dir
 
     clip = existing_dir(text)
     for name in ("person_keypoints.json", "detections.json"):
@@ -108,7 +108,7 @@ def clip_dir(text: str) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    from runtime.cli_args import OneLineParser, add_json_argument
+    from runtime.cli.args import OneLineParser, add_json_argument
 
     p = OneLineParser(
         prog="python -m bench.track_eval",

@@ -4,7 +4,7 @@
 
 One run, figures printed and written as JSON (docs/results/2026-12-triton.md
 has this machine's numbers). Not a pytest file and not in ``make
-bench``'s gates on purpose: it needs the server venv (tools/setup_triton.sh)
+bench``'s gates on purpose: it needs the server venv (tests/setup/setup_triton.sh)
 and its figures are for the deployment recipe, not a regression gate.
 
 Measured, all on the same frames (coco-mini's four images, cycled, all boxes):
@@ -32,7 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.safe_io import atomic_write_text
+from runtime.io.safe_io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def _mean_batch(before: dict, after: dict) -> dict[str, float]:
 
 
 def _overhead_ms(art: Path, url: str, reps: int = 50) -> dict[str, float]:
-    from runtime.pipeline import PipelineOptions, PosePipeline
+    from runtime.pose.pipeline import PipelineOptions, PosePipeline
 
     x = np.zeros((1, 3, 256, 192), np.float32)
     res = {}
@@ -127,7 +127,7 @@ def _overhead_ms(art: Path, url: str, reps: int = 50) -> dict[str, float]:
 
 def run(art: Path, work: Path, n_frames: int) -> dict[str, Any]:
     from build.triton_repo import RepoOptions, write_repo
-    from runtime.pipeline import PipelineOptions, PosePipeline
+    from runtime.pose.pipeline import PipelineOptions, PosePipeline
     from tests.conftest import shared_data_dir
     from tools.triton_server import start_server
 
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from runtime.cli_args import DeprecatedAlias, OneLineParser, artifacts_dir, output_file, positive_int
+    from runtime.cli.args import DeprecatedAlias, OneLineParser, artifacts_dir, output_file, positive_int
 
     p = OneLineParser(prog="python -m bench.triton_serving", description=__doc__.split("\n\n")[0])
     p.add_argument(

@@ -1,7 +1,7 @@
 """The benchmark workload: coco-mini's 4 images with their 118 real detector boxes.
 
 Benchmarks, the trade-off sweep and their tests all load frames and make
-crops here, through ``runtime.preprocess`` exactly as ``PosePipeline`` does,
+crops here, through ``runtime.pose.preprocess`` exactly as ``PosePipeline`` does,
 so a number measured on "the 118 boxes" always means the same crops.
 """
 
@@ -15,8 +15,8 @@ import numpy as np
 
 from bench.gt_records import read_gt
 from runtime.errors import InputError
-from runtime.preprocess import DEFAULT_MAX_BOXES, boxes_to_center_scale, make_crops, sanitize_boxes
-from runtime.records import read_detections
+from runtime.io.records import read_detections
+from runtime.pose.preprocess import DEFAULT_MAX_BOXES, boxes_to_center_scale, make_crops, sanitize_boxes
 
 
 @dataclass
@@ -129,7 +129,7 @@ def synthetic_probmaps(n: int, k: int = 17, h: int = 64, w: int = 48, seed: int 
     """Sparsemax maps [n,k,h,w] of random logits with per-map sharpness (a few pixels of
     support up to broad blobs), the decode benchmark's input: random-weight nets give maps
     of no realistic sparsity, and the decode's cost depends on it."""
-    from runtime.decode import sparsemax
+    from runtime.heads.decode import sparsemax
 
     rng = np.random.default_rng(seed)
     logits = (rng.normal(size=(n, k, h * w)) * rng.uniform(0.05, 8.0, size=(n, k, 1))).astype(np.float32)

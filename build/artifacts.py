@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from runtime.manifest import SCHEMA_VERSION
-from runtime.preprocess import HEATMAP_HW, INPUT_HW, MEAN, PADDING, STD
+from runtime.artifacts.manifest import SCHEMA_VERSION
+from runtime.pose.preprocess import HEATMAP_HW, INPUT_HW, MEAN, PADDING, STD
 
 from .checkpoint import init_random, load_strict, sha256_file
 from .configs import PipelineConfig

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from runtime.artifacts.manifest import sha256_file
 from runtime.errors import EXIT_INPUT, register_expected
-from runtime.manifest import sha256_file
 
 _SHOW = 5
 TRUST_FLAG = "--trust-checkpoint"

@@ -163,7 +163,7 @@ def time_variants(
     import onnxruntime as ort
 
     from bench.rounds import interleaved_clocks
-    from runtime.manifest import model_file
+    from runtime.artifacts.manifest import model_file
 
     threads = threads or os.cpu_count() or 1
     opts = ort.SessionOptions()

@@ -5,7 +5,7 @@ model with its input fixed to the detector size (batch stays dynamic, for
 several cameras), simplifies it, reads its layout from the exporter's ONNX
 metadata (``--det-layout`` where there is none), makes the FP16 and the two
 INT8 Q/DQ variants (calibrated on frames of ``--det-calib-data`` letterboxed
-by the runtime's own :class:`runtime.letterbox.Letterboxer`, so calibration
+by the runtime's own :class:`runtime.detectors.letterbox.Letterboxer`, so calibration
 sees exactly what inference sees) and writes ``models.detector`` into the
 manifest. The TensorRT stage then builds its engine (or its build_plan.sh
 lines) from that entry like any other role.
@@ -30,11 +30,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from runtime.cli_args import existing_path, number
-from runtime.errors import InputError
-from runtime.letterbox import Letterboxer
-from runtime.manifest import sha256_file
-from runtime.yolo import (
+from runtime.artifacts.manifest import sha256_file
+from runtime.cli.args import existing_path, number
+from runtime.detectors.letterbox import Letterboxer
+from runtime.detectors.yolo import (
     FAMILIES,
     LayoutError,
     YoloLayout,
@@ -43,6 +42,7 @@ from runtime.yolo import (
     layout_from_metadata,
     read_metadata,
 )
+from runtime.errors import InputError
 
 if TYPE_CHECKING:
     from .detector_check import CheckedDetector

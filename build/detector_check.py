@@ -10,8 +10,8 @@ any pose export; ``build.detector.add_detector`` runs the same
 :class:`~runtime.errors.InputError` line (exit 2) naming the file and what is
 wrong.
 
-What is checked, against what the runtime feeds (``runtime.letterbox``:
-float32 RGB ``[N,3,S,S]`` in 0..1) and decodes (``runtime.yolo``):
+What is checked, against what the runtime feeds (``runtime.detectors.letterbox``:
+float32 RGB ``[N,3,S,S]`` in 0..1) and decodes (``runtime.detectors.yolo``):
 
 * the ``--det-*`` flags: none given without a detector, no INT8 calibration
   flag with ``--det-precision fp32`` (they would be ignored);
@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import onnx
 
+from runtime.detectors.yolo import YoloLayout, read_metadata
 from runtime.errors import InputError
-from runtime.yolo import YoloLayout, read_metadata
 
 # flags that only the detector reads, and those only its INT8 variants read
 _INT8_FLAGS = ("det_calib_data", "det_calib_frames", "det_calib_method", "det_int8_heads", "det_drift_px")
@@ -128,7 +128,7 @@ def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None] | None:
 
 
 def check_input(model: onnx.ModelProto, where: str, size: int, max_batch: int) -> None:
-    """float32 [N,3,S,S]: what ``runtime.letterbox.Letterboxer`` feeds, at ``--det-size``."""
+    """float32 [N,3,S,S]: what ``runtime.detectors.letterbox.Letterboxer`` feeds, at ``--det-size``."""
     vi = image_input(model, where)
     elem = vi.type.tensor_type.elem_type
     if elem != onnx.TensorProto.FLOAT:

@@ -21,7 +21,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from calib.stage import add_calib_arguments, run_calibration
-from runtime.cli_args import (
+from runtime.artifacts.manifest import save_manifest
+from runtime.cli.args import (
     OneLineParser,
     existing_file,
     existing_path,
@@ -32,7 +33,6 @@ from runtime.cli_args import (
     unit_float,
 )
 from runtime.errors import InputError, guarded
-from runtime.manifest import save_manifest
 
 from .checkpoint import TRUST_FLAG
 from .configs import DEFAULT_CONFIG, get_config, list_configs
@@ -137,7 +137,7 @@ def _routing_stage(out_dir: Path, manifest: dict, calib, theta: float, p: float)
     exactly as the CPU backend will run them."""
     import onnxruntime as ort
 
-    from runtime.routing import fit_thresholds
+    from runtime.pose.routing import fit_thresholds
 
     sess = ort.InferenceSession(
         str(out_dir / manifest["models"]["router"]["onnx"]), providers=["CPUExecutionProvider"]

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from runtime.decode import COCO_SIGMAS
+from runtime.heads.decode import COCO_SIGMAS
 
 PLUGIN_NAMESPACE = "dynpose"
 PLUGIN_VERSION = "1"

@@ -3,7 +3,7 @@
     python -m build.router --config dyn-r50-h32 --small-ckpt res50.pth --large-ckpt hrnet_w32.pth \\
         --data coco/annotations/person_keypoints_train2017.json --images coco/train2017 --out router.pth
 
-Every crop is made by ``runtime.preprocess`` (the run-time crops), both nets
+Every crop is made by ``runtime.pose.preprocess`` (the run-time crops), both nets
 predict it, D_s and D_l (Object Keypoint Distance, docs/DESIGN.md section 2) give
 the target (D_s - D_l)/D_s, and the router fits it with (s - target)^2,
 skipping crops where D_s ~ 0. Boxes are the annotations' own plus jittered
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.cli_args import (
+from runtime.cli.args import (
     OneLineParser,
     existing_dir,
     existing_file,

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.cli_args import OneLineParser, nonneg_int, output_dir, positive_int, run_precision
+from runtime.artifacts.manifest import ManifestError, load_manifest, manifest_path, model_file
+from runtime.cli.args import OneLineParser, nonneg_int, output_dir, positive_int, run_precision
 from runtime.errors import EXIT_INPUT, InputError, guarded, register_expected
-from runtime.manifest import ManifestError, load_manifest, manifest_path, model_file
-from runtime.safe_io import atomic_write_text, copy_file
+from runtime.io.safe_io import atomic_write_text, copy_file
 
 from .staging import StagedDir
 

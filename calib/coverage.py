@@ -4,7 +4,7 @@ ProbPose asks that the top-q mass of a keypoint's map contain the keypoint q of
 the time. Trained maps rarely do (the fixture's are over-confident: the 90 %
 region holds the keypoint far less than 90 % of the time), so the build measures
 coverage on crops with known keypoints and stores a monotone map nominal mass ->
-coverage (runtime.credible.fit_coverage) in ``manifest["credible"]``; the runtime
+coverage (runtime.heads.credible.fit_coverage) in ``manifest["credible"]``; the runtime
 then reports, for q, the region of map mass ``nominal_for(q)``.
 
 Crops are CropCOCO-style, as for the presence temperature (calib.presence): the
@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from runtime.credible import CoverageMap, fit_calibration, mass_above_truth
-from runtime.decode import COCO_SIGMAS, decode_probmaps
-from runtime.preprocess import HEATMAP_HW, boxes_to_center_scale, image_to_heatmap, make_crops
-from runtime.safe_io import atomic_write_bytes, atomic_write_text
+from runtime.heads.credible import CoverageMap, fit_calibration, mass_above_truth
+from runtime.heads.decode import COCO_SIGMAS, decode_probmaps
+from runtime.io.safe_io import atomic_write_bytes, atomic_write_text
+from runtime.pose.preprocess import HEATMAP_HW, boxes_to_center_scale, image_to_heatmap, make_crops
 
 from .presence import cut_person
 
@@ -261,7 +261,7 @@ def calibrate_coverage(out_dir: Path, manifest: dict, args: argparse.Namespace) 
 
 def evaluate(engines: Path, n_scenes: int = N_EVAL_SCENES, seed: int = EVAL_SEED) -> dict[str, Any]:
     """Held-out synthetic crops: coverage before/after the manifest's map, and the OKS Spearman."""
-    from runtime.manifest import load_manifest
+    from runtime.artifacts.manifest import load_manifest
 
     manifest = load_manifest(engines)
     cred = manifest.get("credible") or {}
@@ -316,7 +316,7 @@ def plot(res: dict[str, Any], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from runtime.cli_args import OneLineParser, artifacts_dir, nonneg_int, number, output_file
+    from runtime.cli.args import OneLineParser, artifacts_dir, nonneg_int, number, output_file
 
     p = OneLineParser(
         prog="python -m calib.coverage",
@@ -336,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", type=output_file, default=None, help="write the coverage curve PNG here")
     p.add_argument("--json", type=output_file, default=None, help="write the numbers as JSON here")
     args = p.parse_args(argv)
+    from runtime.artifacts.manifest import ManifestError
     from runtime.errors import InputError
-    from runtime.manifest import ManifestError
 
     try:
         res = evaluate(args.engines, args.scenes, args.seed)

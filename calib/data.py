@@ -5,7 +5,7 @@ or detector results, or a folder of images / a video run through a person
 detector (OpenCV's HOG people detector: no weights to download, so any
 workstation can calibrate). The crops feed INT8 calibration, the routing
 band and the accuracy report, so they must be made exactly as the device
-makes them: :func:`_crops_for_image` calls ``runtime.preprocess`` only.
+makes them: :func:`_crops_for_image` calls ``runtime.pose.preprocess`` only.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime.preprocess import boxes_to_center_scale, make_crops, sanitize_boxes
+from runtime.pose.preprocess import boxes_to_center_scale, make_crops, sanitize_boxes
 
 DEFAULT_CALIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
 

@@ -56,7 +56,7 @@ def module_groups(model: onnx.ModelProto, skip: Iterable[str] = ()) -> dict[str,
 def output_drift(ref: np.ndarray, got: np.ndarray, layout, cls: int = 0, score: float = 0.5) -> float:
     """Mean error in input px on anchors with fp32 score >= ``score``: keypoints (visible ones) when the
     model has them, else box corners; the larger of the two when both."""
-    from runtime.yolo import candidates, cxcywh_to_xyxy
+    from runtime.detectors.yolo import candidates, cxcywh_to_xyxy
 
     rb, rs, rk = candidates(ref, layout, cls)
     ob, _, ok = candidates(got, layout, cls)

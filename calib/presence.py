@@ -3,7 +3,7 @@
 The presence head says "this keypoint lies inside the activation window".
 Trained nets are usually over- or under-confident, and the runtime turns
 presence into in/out decisions, so we fit one temperature T (the runtime
-applies ``sigmoid(logit(p) / T)``, runtime.pipeline) on crops where the
+applies ``sigmoid(logit(p) / T)``, runtime.pose.pipeline) on crops where the
 answer is known: CropCOCO-style crops of ground-truth people, cut so that
 some labelled keypoints fall outside the image and therefore out of the
 window (people of --calib-data photos, or of synthetic scenes for configs
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.preprocess import boxes_to_center_scale, make_crops
+from runtime.pose.preprocess import boxes_to_center_scale, make_crops
 
 from .data import DEFAULT_CALIB, _read_image, coco_keypoints
 
@@ -41,7 +41,7 @@ class PresenceSet:
 
 
 def apply_temperature(p: np.ndarray, temperature: float) -> np.ndarray:
-    """Same arithmetic as runtime.pipeline's presence scaling (float64 inside)."""
+    """Same arithmetic as runtime.pose.pipeline's presence scaling (float64 inside)."""
     q = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
     return 1.0 / (1.0 + np.exp(-np.log(q / (1 - q)) / temperature))
 

@@ -1,11 +1,11 @@
 """Accuracy of each quantized / fp16 net against its fp32 original, in pose terms.
 
 "Max abs error 0.03" says little about poses, so per net and precision we
-decode both outputs exactly as the runtime does (runtime.pipeline.decode_outputs)
+decode both outputs exactly as the runtime does (runtime.pose.pipeline.decode_outputs)
 and report: mean keypoint displacement in heatmap pixels, mean OKS between
 the fp32 and the reduced-precision keypoints (fp32 as ground truth, object
 area = the crop's box), max abs error per output, and for the router the
-share of crops whose route (runtime.routing.route_band with the manifest's
+share of crops whose route (runtime.pose.routing.route_band with the manifest's
 k1/k2) is unchanged. With random weights these numbers only show that the
 graphs run and agree with fp32, not that poses are right.
 """
@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from runtime.decode import COCO_SIGMAS
-from runtime.pipeline import decode_outputs
-from runtime.preprocess import HEATMAP_HW, PADDING
-from runtime.routing import route_band
+from runtime.heads.decode import COCO_SIGMAS
+from runtime.pose.pipeline import decode_outputs
+from runtime.pose.preprocess import HEATMAP_HW, PADDING
+from runtime.pose.routing import route_band
 
 RANDOM_NOTE = (
     "RANDOM WEIGHTS: these numbers only show that the reduced-precision graphs run and "

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.cli_args import positive_int
-from runtime.manifest import save_manifest, sha256_file
+from runtime.artifacts.manifest import save_manifest, sha256_file
+from runtime.cli.args import positive_int
 
 from .data import DEFAULT_CALIB, CalibSet
 from .quantize import METHODS, check_trt_qdq, float_tail, qdq_counts, quantize_onnx

@@ -4,7 +4,7 @@ The tests compile ``kernels/host_api.cpp`` - which runs the *same* drivers as th
 kernels, ``dynpose_rowmath.cuh``, on a HostBlock that plays the thread block - with the
 host C++ compiler, then call it through ctypes. ``-ffp-contract=off`` keeps the compiler
 from fusing multiply-adds, the arithmetic contract the device code and the numpy
-reference (runtime/decode.py) share.
+reference (runtime/heads/decode.py) share.
 """
 
 from __future__ import annotations

@@ -9,6 +9,6 @@ from __future__ import annotations
 
 
 def load_pipeline(root, **options):  # noqa: ANN001, ANN201 - thin lazy re-export
-    from .pipeline import load_pipeline as _load
+    from runtime.pose.pipeline import load_pipeline as _load
 
     return _load(root, **options)

@@ -5,7 +5,7 @@ the detections file's order within an image (``det_index`` is its position in
 that file). A box that hygiene removes keeps its record with
 ``"dropped": "<reason>"`` and no ``keypoints``. The output is a JSON list that
 is valid after every image and grows by appends (linear I/O, see
-runtime.json_array), so an interrupted run keeps every finished image; it is
+runtime.io.json_array), so an interrupted run keeps every finished image; it is
 truncated at the start, so it is never a stale file from an earlier run.
 """
 
@@ -20,10 +20,9 @@ from typing import Any
 import cv2
 from tqdm import tqdm
 
-from . import expected_errors  # noqa: F401 (registers the runtime's error classes)
-from .account import RunAccount
-from .backends.base import BackendError
-from .cli_args import (
+from runtime.backends.base import BackendError
+from runtime.cli import expected as expected_errors  # noqa: F401 (registers the runtime's error classes)
+from runtime.cli.args import (
     OneLineParser,
     backend_options,
     existing_dir,
@@ -35,15 +34,16 @@ from .cli_args import (
     positive_int,
     run_precision,
 )
-from .errors import IncompleteRun, guarded
-from .json_array import JsonArrayWriter
-from .pipeline import PipelineOptions, PosePipeline
-from .preprocess import DEFAULT_MAX_BOXES
-from .probfields import add_prob_arguments
-from .records import Detection, RecordError, image_names, read_detections
-from .routing import POLICIES
-from .safe_io import drop_earlier_outputs, set_aside_earlier
-from .sources import Frame
+from runtime.errors import IncompleteRun, guarded
+from runtime.heads.probfields import add_prob_arguments
+from runtime.io.json_array import JsonArrayWriter
+from runtime.io.records import Detection, RecordError, image_names, read_detections
+from runtime.io.safe_io import drop_earlier_outputs, set_aside_earlier
+from runtime.io.sources import Frame
+from runtime.pose.account import RunAccount
+from runtime.pose.pipeline import PipelineOptions, PosePipeline
+from runtime.pose.preprocess import DEFAULT_MAX_BOXES
+from runtime.pose.routing import POLICIES
 
 
 def load_detections(path: Path, images_dir: Path) -> tuple[dict[str, tuple[int, list[Detection]]], int]:
@@ -138,8 +138,8 @@ def _main(argv: list[str]) -> int:
     bopts = backend_options(args)  # --triton-url implies --backend triton (refused with ort/trt)
     detector = None
     if args.detector:
-        from .image_dets import image_ids
-        from .net_detector import open_detector
+        from runtime.detectors.image_dets import image_ids
+        from runtime.detectors.net import open_detector
 
         detector = open_detector(
             args.detector, args.engines, backend=args.backend, precision=args.precision, backend_options=bopts

@@ -28,7 +28,7 @@ from build.engines import cli as engines_cli
 from build.router import cli as router_cli
 from build.synth.__main__ import cli as synth_cli
 from build.train.fixtures import cli as fixtures_cli
-from runtime.manifest import load_manifest
+from runtime.artifacts.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "fixture-dyn"

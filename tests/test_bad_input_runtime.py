@@ -22,8 +22,8 @@ from failcheck import assert_one_line_failure, run_in_process, strict_json
 from bench.coco_eval import evaluate_keypoints
 from runtime.errors import EXIT_INPUT, InputError
 from runtime.images import main as images_main
-from runtime.pipeline import ImageError, OptionError, PosePipeline, load_pipeline
-from runtime.preprocess import BoxError
+from runtime.pose.pipeline import ImageError, OptionError, PosePipeline, load_pipeline
+from runtime.pose.preprocess import BoxError
 
 IMG = "000000000785.jpg"
 IMG_ID = 785

@@ -104,7 +104,7 @@ def test_test_data_check_names_each_missing_file(tmp_path: Path) -> None:
     (data / "coco-mini").mkdir(parents=True)
     (data / "coco-mini" / "person_keypoints.json").write_text("{}")
     r = subprocess.run(
-        ["bash", "tools/check_test_data.sh"],
+        ["bash", "tests/setup/check_test_data.sh"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -118,7 +118,7 @@ def test_test_data_check_names_each_missing_file(tmp_path: Path) -> None:
 
 def test_test_data_check_passes_with_the_data_beside_the_repo() -> None:
     r = subprocess.run(
-        ["bash", "tools/check_test_data.sh"], cwd=REPO, capture_output=True, text=True, timeout=30
+        ["bash", "tests/setup/check_test_data.sh"], cwd=REPO, capture_output=True, text=True, timeout=30
     )
     assert r.returncode == 0 and r.stdout == r.stderr == "", r.stderr
 

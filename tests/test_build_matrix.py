@@ -28,7 +28,7 @@ import pytest
 from build.configs import list_configs
 from build.synth.coco import write_dataset
 from calib.quantize import check_trt_qdq
-from runtime.manifest import load_manifest
+from runtime.artifacts.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = ("orin", "cpu")  # orin + int8 first: the command exports each config

@@ -1,5 +1,5 @@
 """Calibration data from a COCO folder, a folder of images or a video (HOG detector),
-always cropped by runtime.preprocess."""
+always cropped by runtime.pose.preprocess."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from calib.data import hog_detector, load_calib, load_coco_calib
-from runtime.preprocess import boxes_to_center_scale, make_crops
+from runtime.pose.preprocess import boxes_to_center_scale, make_crops
 
 
 def test_coco_default_is_the_118_detector_boxes(coco_mini):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from calib.presence import apply_temperature, cropcoco_samples, ece, fit_temperature, presence_fit
-from runtime.pipeline import _presence_from_outputs
+from runtime.pose.pipeline import _presence_from_outputs
 
 
 def _synthetic(true_t: float, n: int = 20000, seed: int = 0):

@@ -15,8 +15,8 @@ import pytest
 from calib.presence import T_BOUNDS
 from calib.quantize import check_trt_qdq
 from calib.stage import add_calib_arguments, default_precision, run_calibration
-from runtime.manifest import load_manifest, model_file, save_manifest
-from runtime.routing import fit_thresholds
+from runtime.artifacts.manifest import load_manifest, model_file, save_manifest
+from runtime.pose.routing import fit_thresholds
 
 
 def _tiny_artifacts(out: Path, coco_mini: Path):
@@ -97,7 +97,7 @@ def test_presence_fitted_on_the_probmap_net(int8_artifacts):
 def test_runtime_runs_the_cpu_variant(int8_artifacts, coco_mini):
     import cv2
 
-    from runtime.pipeline import load_pipeline
+    from runtime.pose.pipeline import load_pipeline
 
     img = cv2.imread(str(sorted(coco_mini.glob("*.jpg"))[0]))
     boxes = np.array([[50, 40, 120, 260], [200, 60, 100, 220]], np.float32)

@@ -19,7 +19,7 @@ def _warnings(err: str) -> list[str]:
 
 
 def test_json_out_is_a_deprecated_alias_of_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from runtime.cli_args import OneLineParser, add_json_argument
+    from runtime.cli.args import OneLineParser, add_json_argument
 
     p = OneLineParser(prog="t")
     add_json_argument(p, "x")
@@ -63,9 +63,9 @@ def test_triton_serving_out_is_now_json(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_run_time_precision_takes_the_build_names() -> None:
+    from runtime.artifacts.manifest import ManifestError, model_file
     from runtime.images import build_parser
-    from runtime.manifest import ManifestError, model_file
-    from runtime.video_args import build_parser as video_parser
+    from runtime.video.args import build_parser as video_parser
 
     base = ["--engines", ".", "--images", ".", "--detector", "hog"]
     assert build_parser().parse_args(base + ["--precision", "int8"]).precision == "int8_cpu"
@@ -80,8 +80,8 @@ def test_run_time_precision_takes_the_build_names() -> None:
 
 def test_max_boxes_has_one_default() -> None:
     from runtime.images import build_parser
-    from runtime.pipeline import PipelineOptions
-    from runtime.video_args import build_parser as video_parser
+    from runtime.pose.pipeline import PipelineOptions
+    from runtime.video.args import build_parser as video_parser
 
     images = build_parser().parse_args(["--engines", ".", "--images", ".", "--detector", "hog"]).max_boxes
     video = video_parser().parse_args(["--engines", "."]).max_boxes
@@ -103,7 +103,7 @@ def test_max_boxes_has_one_default() -> None:
     ],
 )
 def test_api_refuses_bad_options_naming_them(tmp_path: Path, kw: dict, name: str) -> None:
-    from runtime.pipeline import OptionError, PosePipeline
+    from runtime.pose.pipeline import OptionError, PosePipeline
 
     with pytest.raises(OptionError, match=rf"\({name}\)") as e:
         PosePipeline(tmp_path, **kw)  # refused before the (missing) manifest is read
@@ -111,7 +111,7 @@ def test_api_refuses_bad_options_naming_them(tmp_path: Path, kw: dict, name: str
 
 
 def test_api_keeps_good_credible_values(cpu_artifacts: Path) -> None:
-    from runtime.pipeline import PosePipeline
+    from runtime.pose.pipeline import PosePipeline
 
     for masses in ((0.5, 0.9), [0.8], ()):
         with PosePipeline(cpu_artifacts, credible=masses) as pipe:

@@ -21,7 +21,7 @@ import pytest
 import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("build", "runtime", "calib", "bench", "tools")
+PACKAGES = ("build", "runtime", "calib", "bench", "tools", "tests/trt_harness")
 TIMEOUT_S = 90
 
 
@@ -67,7 +67,11 @@ CASES: dict[str, tuple[list[str], int, str]] = {
         2,
         "--credible",
     ),
-    "runtime.video": (["--engines", "{ART}", "--source", "{FILE}", "--max-boxes", "0"], 2, "--max-boxes"),
+    "runtime.video": (
+        ["--engines", "{ART}", "--source", "{FILE}", "--max-boxes", "0"],
+        2,
+        "--max-boxes",
+    ),
     "bench.accuracy": (["--engines", "{ART}", "--work", "{T}/acc", "--json", "{EMPTY}"], 2, "--json"),
     "bench.coco_eval": (["--gt", "{GT0}", "--results", "{LIST}"], 2, "annotations"),
     "bench.ex_oks": (["--gt", "{GT0}", "--results", "{LIST}"], 2, "annotations"),
@@ -84,9 +88,9 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "tools.overlay_screenshot": (["--engines", "{EMPTY}"], 2, "manifest.json"),
     "tools.rtsp_server": (["--video", "{T}/nope.mp4"], 2, "--video"),
     "tools.triton_server": (["--repo", "{FILE}"], 2, "is not a folder"),
-    "tools.trt_harness.probe": (["--major", "12"], 2, "--major"),
+    "tests.trt_harness.probe": (["--major", "12"], 2, "--major"),
 }
-NOT_IN_DYNPOSE = {"tools.trt_harness.probe"}  # the TensorRT harness's own meta-test driver
+NOT_IN_DYNPOSE = {"tests.trt_harness.probe"}  # the TensorRT harness's own meta-test driver
 
 
 def _fill(args: list[str], paths: dict[str, str]) -> list[str]:
@@ -130,7 +134,7 @@ def _env() -> dict[str, str]:
 # one subprocess walks every dynpose subcommand in-process (one import of each module, not two per leaf)
 _DYNPOSE_WALK = r"""
 import contextlib, io, json, sys
-from runtime.cli import COMMANDS, main
+from runtime.cli.main import COMMANDS, main
 cases = json.loads(sys.argv[1])
 res = {}
 def leaves(table, path):
@@ -187,7 +191,7 @@ def test_python_m_help_and_one_bad_input(walk: dict[str, dict[str, Any]], module
 
 
 def test_dynpose_lists_every_subcommand(walk: dict[str, dict[str, Any]]) -> None:
-    from runtime.cli import COMMANDS
+    from runtime.cli.main import COMMANDS
 
     h = walk["dynpose --help"]
     assert h["rc"] == 0, h["err"]
@@ -229,11 +233,11 @@ def test_dynpose_subcommands_help_and_one_bad_input(walk: dict[str, dict[str, An
 def test_dynpose_is_the_console_script() -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, func = scripts["dynpose"].split(":")
-    assert (module, func) == ("runtime.cli", "main")
+    assert (module, func) == ("runtime.cli.main", "main")
 
 
 def test_dynpose_unknown_and_missing_commands(capsys: pytest.CaptureFixture[str]) -> None:
-    from runtime.cli import resolve
+    from runtime.cli.main import resolve
     from runtime.errors import InputError
 
     with pytest.raises(
@@ -252,7 +256,7 @@ def test_dynpose_unknown_and_missing_commands(capsys: pytest.CaptureFixture[str]
 
 
 def test_dynpose_names_the_extra_a_missing_module_needs() -> None:
-    from runtime.cli import load
+    from runtime.cli.main import load
     from runtime.errors import EXIT_INCOMPLETE, UserError
 
     with pytest.raises(UserError, match=r"dynpose x needs tools, which is not installed") as e:

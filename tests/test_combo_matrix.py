@@ -10,7 +10,7 @@ with the artifacts' detector, a file camera beside a live one).
 Constraints, explicit in ``allowed``: an image folder is ``runtime.images``
 input (COCO results JSON: no overlay, one folder), so ``folder`` pairs only
 with output ``none`` and 1 camera; its ``json`` detector is ``--dets``. Every
-other source runs ``runtime.video``. Three cameras are the row's source plus
+other source runs ``runtime.video.engine``. Three cameras are the row's source plus
 a file (people.mp4) and a second RTSP camera, so each 3-camera run mixes a
 file with live cameras.
 
@@ -185,7 +185,7 @@ def _video_cmd(row: dict, art: Path, out: Path, cams: list, dets: Path, yolo: Pa
     cmd = [
         sys.executable,
         "-m",
-        "runtime.video",
+        "runtime.video.engine",
         "--engines",
         str(art),
         "--out",
@@ -274,7 +274,7 @@ def _check_camera(row: dict, out: Path, name: str, size: tuple[int, int]) -> int
 
 
 def _check_images(row: dict, out: Path, stdout: str, coco_mini: Path) -> int:
-    from runtime.records import image_names
+    from runtime.io.records import image_names
 
     recs = json.loads((out / "results.json").read_text())
     m = re.search(r"account: boxes in (\d+), posed (\d+), dropped (\d+)", stdout)

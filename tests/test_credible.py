@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.credible import covered, credible_regions, fit_coverage, regions_to_image
-from runtime.preprocess import heatmap_to_image
+from runtime.heads.credible import covered, credible_regions, fit_coverage, regions_to_image
+from runtime.pose.preprocess import heatmap_to_image
 
 H, W = 64, 48
 
@@ -50,7 +50,7 @@ def test_two_peaks():
 
 def test_vectorised_over_many_maps_matches_per_map_sort():
     rng = np.random.default_rng(0)
-    from runtime.decode import sparsemax
+    from runtime.heads.decode import sparsemax
 
     logits = rng.normal(size=(5, 17, H * W)) * rng.uniform(0.5, 30, size=(5, 17, 1))
     maps = sparsemax(logits.astype(np.float32)).reshape(5, 17, H, W)
@@ -112,8 +112,8 @@ def test_coverage_calibration_reaches_nominal_on_held_out_draws():
 
 
 def test_mass_above_truth_agrees_with_region_membership_and_blur_keeps_mass():
-    from runtime.credible import blur_maps, mass_above_truth
-    from runtime.decode import sparsemax
+    from runtime.heads.credible import blur_maps, mass_above_truth
+    from runtime.heads.decode import sparsemax
 
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(6, 17, H * W)) * rng.uniform(0.5, 5, size=(6, 17, 1))

@@ -1,4 +1,4 @@
-"""runtime/decode.py against independent implementations and the properties it must keep."""
+"""runtime/heads/decode.py against independent implementations and the properties it must keep."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.ndimage import convolve
 
-from runtime import decode as D
+from runtime.heads import decode as D
 
 F32 = np.float32
 

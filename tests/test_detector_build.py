@@ -25,8 +25,8 @@ from calib.quantize import (
     is_decode_op,
     name_nodes,
 )
+from runtime.artifacts.manifest import load_manifest, save_manifest
 from runtime.errors import InputError
-from runtime.manifest import load_manifest, save_manifest
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +216,7 @@ def _jsonl(path: Path) -> list[dict]:
 def test_video_uses_the_artifacts_detector_and_keeps_the_players_hog_loses(
     det_art: Path, shared_data: Path, tmp_path: Path
 ) -> None:
-    from runtime.video import run_video
+    from runtime.video.engine import run_video
 
     clip = shared_data / "video" / "people.mp4"
     base = ["--engines", str(det_art), "--source", str(clip), "--no-video", "--quiet", "--backend", "ort"]
@@ -246,7 +246,7 @@ def test_video_uses_the_artifacts_detector_and_keeps_the_players_hog_loses(
 def test_video_detector_engine_without_one_is_a_clear_error(
     cpu_artifacts: Path, shared_data: Path, tmp_path: Path, capsys
 ) -> None:
-    from runtime.video import main
+    from runtime.video.engine import main
 
     rc = main(
         [
@@ -341,7 +341,7 @@ def test_detector_eval_without_a_detector_is_one_clear_error(
 def test_many_cameras_share_one_batched_detector(det_art: Path, shared_data: Path, tmp_path: Path) -> None:
     """Three cameras with the artifacts' detector: one runner, frames of several cameras per call,
     and each camera's JSONL equal to a single-camera run of the same clip."""
-    from runtime.video import run_video
+    from runtime.video.engine import run_video
 
     people, street = shared_data / "video" / "people.mp4", shared_data / "video" / "street.mp4"
     common = ["--engines", str(det_art), "--detector", "engine", "--quiet", "--no-video"]

@@ -6,9 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.detectors import letterbox
-from runtime.letterbox import Geometry, Letterboxer
-from runtime.yolo import Detections, LayoutError, YoloLayout, check_output_shape, decode, layout_from_metadata
+from runtime.detectors.factory import letterbox
+from runtime.detectors.letterbox import Geometry, Letterboxer
+from runtime.detectors.yolo import (
+    Detections,
+    LayoutError,
+    YoloLayout,
+    check_output_shape,
+    decode,
+    layout_from_metadata,
+)
 
 
 def test_letterboxer_matches_reference_and_reuses_its_buffer() -> None:

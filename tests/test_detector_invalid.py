@@ -64,7 +64,7 @@ def test_engine_detector_emitting_logits_is_counted_in_the_video_summary(
     import argparse
 
     from build.detector import add_detector
-    from runtime.manifest import load_manifest, save_manifest
+    from runtime.artifacts.manifest import load_manifest, save_manifest
 
     root = tmp_path / cpu_artifacts.name
     shutil.copytree(cpu_artifacts, root)
@@ -92,7 +92,7 @@ def test_engine_detector_emitting_logits_is_counted_in_the_video_summary(
     save_manifest(root, m)
     out = tmp_path / "run"
     r = _run(
-        "runtime.video",
+        "runtime.video.engine",
         "--engines",
         str(root),
         "--source",
@@ -120,8 +120,8 @@ def test_decode_drops_and_counts_unusable_candidates_per_frame() -> None:
     never become boxes and are counted (a NaN score would otherwise just fail the threshold)."""
     import numpy as np
 
-    from runtime.letterbox import Geometry
-    from runtime.yolo import OutputCheck, YoloLayout, decode
+    from runtime.detectors.letterbox import Geometry
+    from runtime.detectors.yolo import OutputCheck, YoloLayout, decode
 
     clean = np.asarray([GOOD, GOOD], np.float32).T[None]
     broken = np.asarray([GOOD, NAN_SCORE, LOGIT, INF_BOX], np.float32).T[None]
@@ -139,7 +139,7 @@ def test_cameras_with_one_broken_detector_file_share_one_warning(
     out = tmp_path / "run"
     video = shared_data / "video"
     r = _run(
-        "runtime.video",
+        "runtime.video.engine",
         "--engines",
         str(cpu_artifacts),
         "--source",

@@ -13,10 +13,10 @@ import pytest
 
 from build.detector import add_detector
 from build.trt import build_engines
-from runtime.net_detector import NetDetector
-from tools.trt_harness import fake_cuda
-from tools.trt_harness.artifacts import make_artifacts
-from tools.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
+from runtime.detectors.net import NetDetector
+from tests.trt_harness import fake_cuda
+from tests.trt_harness.artifacts import make_artifacts
+from tests.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.trt
 

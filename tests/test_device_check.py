@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from kernels.host_build import HostKernels
-from runtime import decode as D
+from runtime.heads import decode as D
 from tools.device_check import checks as C
 from tools.device_check.kernel_stage import decode_smem_bytes, gt_heatmaps, random_logits, run_kernel_stage
 

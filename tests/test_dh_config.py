@@ -24,7 +24,7 @@ from build.configs import get_config
 from build.models.double_head import DoubleProbMapHead
 from build.train.double import FIXTURE, OUTER_FIXTURE, OUTER_PREFIX
 from calib.presence import calibration_domain
-from runtime.manifest import sha256_file
+from runtime.artifacts.manifest import sha256_file
 
 
 def test_dh_config_merges_fixture_l_and_the_outer_branch():
@@ -91,10 +91,10 @@ def _cut_scenes(n: int, seed: int):
 @pytest.mark.slow
 def test_dh_build_runs_end_to_end_with_outer_keypoints(tmp_path, coco_mini):
     from calib.report import run_onnx
-    from runtime.decode import decode_probmaps
-    from runtime.double_decode import merge_double
-    from runtime.pipeline import PosePipeline, _presence_from_outputs
-    from runtime.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops
+    from runtime.heads.decode import decode_probmaps
+    from runtime.heads.double_decode import merge_double
+    from runtime.pose.pipeline import PosePipeline, _presence_from_outputs
+    from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops
     from tests.conftest import build_artifacts
 
     root = build_artifacts(

@@ -57,7 +57,7 @@ def test_jsonl_never_keeps_a_partial_line(tmp_path):
     path = tmp_path / "out.jsonl"
     code = f"""
 from runtime.errors import guarded
-from runtime.sinks import JsonlWriter
+from runtime.io.sinks import JsonlWriter
 def main(argv):
     w = JsonlWriter({str(path)!r})
     for i in range(10000):
@@ -76,7 +76,7 @@ def test_avi_header_counts_only_frames_on_disk(tmp_path, shared_data):
     code = f"""
 import cv2
 from runtime.errors import guarded
-from runtime.sinks import MjpegAviWriter
+from runtime.io.sinks import MjpegAviWriter
 def main(argv):
     cap = cv2.VideoCapture({str(clip)!r})
     ok, img = cap.read()
@@ -127,7 +127,7 @@ def test_images_cli_disk_full_keeps_finished_images(cpu_artifacts, coco_mini, tm
 def test_video_cli_disk_full(cpu_artifacts, shared_data, tmp_path):
     out = tmp_path / "o"
     r = run_module(
-        "runtime.video",
+        "runtime.video.engine",
         "--engines",
         str(cpu_artifacts),
         "--source",

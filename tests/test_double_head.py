@@ -10,9 +10,9 @@ import torch
 from build.export import export_onnx, parity
 from build.models.double_head import OUTER_FACTOR, outer_targets
 from build.train.double import build_double, fixture_state
-from runtime import double_decode
-from runtime.double_decode import merge_double, outer_to_inner
-from runtime.pipeline import decode_outputs
+from runtime.heads import double_decode
+from runtime.heads.double_decode import merge_double, outer_to_inner
+from runtime.pose.pipeline import decode_outputs
 
 H, W = 64, 48
 
@@ -81,8 +81,8 @@ def test_double_head_exports_and_runs_in_ort_with_the_same_decode(tmp_path):
 def test_outer_placed_keypoints_get_the_outer_maps_region():
     """A keypoint decoded from the outer map reports the outer map's credible region, in the same
     image coordinates as its position (outer pixel = 2x2 inner pixels); the others keep the expert's."""
-    from runtime.preprocess import heatmap_to_image
-    from runtime.probfields import ProbFieldsDecoder
+    from runtime.heads.probfields import ProbFieldsDecoder
+    from runtime.pose.preprocess import heatmap_to_image
 
     n, k, h, w = 1, 17, 64, 48
     inner = np.zeros((n, k, h, w), np.float32)

@@ -7,7 +7,7 @@ import errno
 
 import pytest
 
-from runtime import cli_args
+from runtime.cli import args as cli_args
 from runtime.errors import (
     EXIT_INPUT,
     EXIT_INTERNAL,

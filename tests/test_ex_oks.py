@@ -14,7 +14,7 @@ from pycocotools.cocoeval import COCOeval
 from bench import coco_eval as ce
 from bench import ex_oks as ex
 from bench.cropcoco import crop_coco
-from runtime.preprocess import boxes_to_center_scale
+from runtime.pose.preprocess import boxes_to_center_scale
 
 
 def _load(path) -> COCO:

@@ -7,7 +7,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from calib.fallback import fit_fallback, module_groups, output_drift
-from runtime.yolo import YoloLayout
+from runtime.detectors.yolo import YoloLayout
 
 
 def _scoped_model(names: list[str]) -> onnx.ModelProto:

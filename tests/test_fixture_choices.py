@@ -9,7 +9,7 @@ import numpy as np
 
 from build.train import fixtures
 from build.train.router_fit import with_empty_boxes
-from runtime.routing import fit_thresholds
+from runtime.pose.routing import fit_thresholds
 
 
 def test_empty_boxes_join_router_training_with_target_zero() -> None:

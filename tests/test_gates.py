@@ -169,7 +169,7 @@ def test_frozen_decode_is_the_same_work_as_the_decode():
 
     from bench.decode_frozen import frozen_decode
     from bench.workload import synthetic_probmaps
-    from runtime.decode import decode_probmaps
+    from runtime.heads.decode import decode_probmaps
 
     pm = synthetic_probmaps(6)
     pm[1, 3, 5, 7] = np.nan  # a bad map row is handled alike too

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from tiny_detector import GOOD, tiny_detector
 
-from runtime.records import RecordError, image_names
+from runtime.io.records import RecordError, image_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,7 +94,7 @@ def test_images_cli_refuses_colliding_names(cpu_artifacts, coco_mini, tmp_path, 
 
 
 def test_images_beside_a_gt_that_does_not_list_them_are_named(coco_mini, tmp_path, capsys) -> None:
-    from runtime.image_dets import image_ids
+    from runtime.detectors.image_dets import image_ids
 
     d = _folder(tmp_path, coco_mini, ["000000000785.jpg", "extra.jpg"])
     (d / "person_keypoints.json").write_text(
@@ -107,7 +107,7 @@ def test_images_beside_a_gt_that_does_not_list_them_are_named(coco_mini, tmp_pat
 
 def test_json_detections_refuse_a_folder_mixing_numbered_and_unnumbered_frames(coco_mini, tmp_path) -> None:
     """Frame b.jpg (index 1) used to take the boxes of image id 1 = 1.jpg."""
-    from runtime.detectors import JsonDetections
+    from runtime.detectors.factory import JsonDetections
 
     d = _folder(tmp_path, coco_mini, ["1.jpg", "b.jpg"])
     dets = tmp_path / "dets.json"

@@ -1,6 +1,6 @@
 """``pip install .`` with no extras (issue 27): a device that only runs built artifacts gets the
 runtime and no build stack. A clean venv, a real ``pip install`` of this checkout (PyPI or pip's
-cache), then ``runtime.images`` and ``runtime.video`` run from outside the repository on artifacts
+cache), then ``runtime.images`` and ``runtime.video.engine`` run from outside the repository on artifacts
 built beforehand with the dev environment. Its own CI step (marker ``install``): it downloads.
 """
 
@@ -46,7 +46,7 @@ def test_core_install_has_no_build_stack_and_ships_package_data(core_venv: Path,
         "site = pathlib.Path(runtime.__file__).parents[1]\n"
         "files = ['build/fixtures/small.pth', 'build/fixtures/report.json', 'kernels/dynpose_kernels.cu',"
         " 'kernels/plugin/decode_plugin.cpp', 'bench/baseline.json', 'tools/device_check/__main__.py',"
-        " 'tools/triton_server.py', 'tools/setup_triton.sh']\n"
+        " 'tools/triton_server.py', 'tests/setup/setup_triton.sh']\n"
         "print(json.dumps({'missing': missing, 'site': str(site),"
         " 'absent': [f for f in files if not (site / f).is_file()]}))\n"
     )
@@ -101,7 +101,7 @@ def test_core_install_runs_images_and_video(
         [
             str(core_venv),
             "-m",
-            "runtime.video",
+            "runtime.video.engine",
             "--engines",
             str(cpu_artifacts),
             "--source",

@@ -1,4 +1,4 @@
-"""The CUDA kernels' own row math, built for the host, against runtime/decode.py.
+"""The CUDA kernels' own row math, built for the host, against runtime/heads/decode.py.
 
 kernels/host_api.cpp runs dynpose_rowmath.cuh - the code the device kernels execute -
 on a HostBlock that plays the thread block, so these tests exercise the kernel source,
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from kernels.host_build import KERNELS_DIR, HostKernels, compile_cu
-from runtime import decode as D
+from runtime.heads import decode as D
 
 F32 = np.float32
 
@@ -40,8 +40,8 @@ def real_maps(coco_mini: Path, cpu_artifacts: Path) -> dict[str, np.ndarray]:
     import onnx
     import onnxruntime as ort
 
-    from runtime.manifest import load_manifest
-    from runtime.preprocess import boxes_to_center_scale, make_crops
+    from runtime.artifacts.manifest import load_manifest
+    from runtime.pose.preprocess import boxes_to_center_scale, make_crops
 
     ann = json.loads((coco_mini / "person_keypoints.json").read_text())
     files = {im["id"]: im["file_name"] for im in ann["images"]}

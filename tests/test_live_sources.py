@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from runtime.live import LiveOptions
-from runtime.sources import SourceError, open_source
+from runtime.io.live import LiveOptions
+from runtime.io.sources import SourceError, open_source
 from tests.conftest import REPO, shared_data_dir
 
 pytestmark = pytest.mark.live
@@ -240,7 +240,7 @@ def _video_cmd(engines: Path, url: str, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "runtime.video",
+        "runtime.video.engine",
         "--engines",
         str(engines),
         "--source",
@@ -371,7 +371,7 @@ def test_live_overlay_frame_rate(live_artifacts, server, tmp_path, reader, spec,
         cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    from runtime.sources import DEFAULT_FPS
+    from runtime.io.sources import DEFAULT_FPS
 
     summary = json.loads(next(out.glob("*.summary.json")).read_text())
     assert summary["source_fps_reported"] == fps and summary["source_fps"] == (fps or DEFAULT_FPS)

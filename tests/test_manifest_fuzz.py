@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runtime.artifacts.manifest import ManifestError, load_manifest
+from runtime.artifacts.schema import listed_files
 from runtime.errors import InputError
-from runtime.manifest import ManifestError, load_manifest
-from runtime.manifest_schema import listed_files
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.manifest import ManifestError, load_manifest
+from runtime.artifacts.manifest import ManifestError, load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,7 @@ def test_manifest_schema_refusals(case: str, cpu_artifacts, tmp_path) -> None:
 
 
 def test_extra_role_is_accepted_when_valid(cpu_artifacts, tmp_path) -> None:
-    from runtime.manifest import sha256_file
+    from runtime.artifacts.manifest import sha256_file
 
     art = _copy(cpu_artifacts, tmp_path)
     m = json.loads((art / "manifest.json").read_text())
@@ -134,7 +134,7 @@ def test_plan_records_keep_loading_with_engine_hashes(tmp_path, monkeypatch) -> 
 
     from build.trt import add_trt_arguments, build_or_plan
     from calib.stage import add_calib_arguments
-    from tools.trt_harness.artifacts import make_artifacts
+    from tests.trt_harness.artifacts import make_artifacts
 
     real_import = builtins.__import__
 

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.workload import load_frames
-from runtime.multicam import read_sources_file, unique_names
-from runtime.pipeline import PipelineOptions, PosePipeline, fair_shares
-from runtime.video import run_video
+from runtime.pose.pipeline import PipelineOptions, PosePipeline, fair_shares
+from runtime.video.engine import run_video
+from runtime.video.multicam import read_sources_file, unique_names
 
 
 @given(st.integers(0, 200), st.lists(st.integers(0, 60), min_size=1, max_size=8))

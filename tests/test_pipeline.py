@@ -10,8 +10,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from runtime.pipeline import PipelineOptions, PosePipeline, decode_outputs
-from runtime.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
+from runtime.pose.pipeline import PipelineOptions, PosePipeline, decode_outputs
+from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
 
 
 @pytest.fixture(scope="module")

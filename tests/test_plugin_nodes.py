@@ -20,7 +20,7 @@ from build.plugin_nodes import (
     plugin_nodes,
 )
 from kernels.host_build import KERNELS_DIR
-from runtime.decode import COCO_SIGMAS
+from runtime.heads.decode import COCO_SIGMAS
 
 
 def _net(outputs: tuple[str, ...]) -> onnx.ModelProto:

@@ -17,7 +17,7 @@ from bench.precision_table import MAX_DROP, POLICIES, assemble, format_markdown
 from bench.sweep import NetOutputs
 from bench.workload import Frame, make_cropset
 from build.synth.coco import write_dataset
-from runtime.routing import route_band
+from runtime.pose.routing import route_band
 
 K1, K2 = 0.3, 0.7
 
@@ -111,7 +111,7 @@ def test_accuracy_command_on_a_small_build(tmp_path, capsys):
     """The real command: build fixture-dyn with all precisions, score a small held-out split."""
     from bench.accuracy import main
     from bench.precision_table import PRECISIONS
-    from runtime.manifest import load_manifest
+    from runtime.artifacts.manifest import load_manifest
 
     out = tmp_path / "acc.json"
     assert (

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.preprocess import (
+from runtime.pose.preprocess import (
     BoxError,
     boxes_to_center_scale,
     crop_affines,

@@ -12,11 +12,11 @@ import pytest
 
 from build.synth import load_photos, make_scene
 from calib.report import run_onnx
-from runtime.credible import CoverageMap, credible_regions
-from runtime.draw_regions import draw_regions
-from runtime.manifest import load_manifest
-from runtime.pipeline import PipelineOptions, PosePipeline
-from runtime.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
+from runtime.artifacts.manifest import load_manifest
+from runtime.heads.credible import CoverageMap, credible_regions
+from runtime.io.draw_regions import draw_regions
+from runtime.pose.pipeline import PipelineOptions, PosePipeline
+from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +165,7 @@ def test_video_cli_jsonl_carries_regions_and_overlay_draws_them(cpu_artifacts, s
             [
                 sys.executable,
                 "-m",
-                "runtime.video",
+                "runtime.video.engine",
                 "--engines",
                 str(cpu_artifacts),
                 "--source",
@@ -209,8 +209,8 @@ def test_coco_person_score_uses_predicted_oks_for_probmap_people():
     """A ProbMapHead person's keypoint scores are expected-OKS maxima (~0.03): the heatmap rescoring
     (mean of scores > 0.2) would give it score 0 and rank it below every heatmap person; its score is
     box score x mean predicted OKS instead, and a heatmap person keeps MMPose's rescoring."""
-    from runtime.probfields import ProbExtras
-    from runtime.results import FrameResult
+    from runtime.heads.probfields import ProbExtras
+    from runtime.pose.results import FrameResult
 
     kps = np.zeros((2, 17, 3), np.float32)
     kps[0, :, 2] = 0.03  # probmap person: tiny expected-OKS maxima

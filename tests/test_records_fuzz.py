@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from bench.gt_records import check_dataset
 from runtime.errors import InputError
-from runtime.records import RecordError, parse_detections, read_json
+from runtime.io.records import RecordError, parse_detections, read_json
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from runtime.routing import apply_budget, budget_max_large, fit_thresholds, route, route_band
+from runtime.pose.routing import apply_budget, budget_max_large, fit_thresholds, route, route_band
 
 
 def test_thresholds_reproduce_a_hand_computed_example():

@@ -1,6 +1,6 @@
 """Routing costs (build/costs.py): the prediction and the warning decided in plain Python with
 chosen costs, a real CPU build storing its measured costs in the manifest, and budget mode
-starting from them (runtime.routing.manifest_costs)."""
+starting from them (runtime.pose.routing.manifest_costs)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from build.costs import Costs, format_cost_table, predict, routing_warning
-from runtime.routing import manifest_costs
+from runtime.pose.routing import manifest_costs
 
 NAMES = {"router": "router", "small": "res50", "large": "hrnet-w32"}
 
@@ -86,7 +86,7 @@ def test_manifest_costs_match_backend_and_precision() -> None:
 
 
 def test_cpu_build_stores_measured_costs(cpu_artifacts: Path) -> None:
-    from runtime.manifest import load_manifest
+    from runtime.artifacts.manifest import load_manifest
 
     m = load_manifest(cpu_artifacts)
     costs = m["routing"]["costs"]
@@ -108,7 +108,7 @@ def test_budget_mode_starts_from_the_manifest_costs(coco_mini: Path, cpu_artifac
 
     import cv2
 
-    from runtime.pipeline import PosePipeline
+    from runtime.pose.pipeline import PosePipeline
 
     im = sorted(
         json.loads((coco_mini / "person_keypoints.json").read_text())["images"], key=lambda i: i["id"]

@@ -7,9 +7,9 @@ import pytest
 
 from bench.video_eval import evaluate_run
 from build.synth.video import ClipSpec, write_clip
-from runtime.results import FrameResult
-from runtime.smoothing import OneEuroSmoother, parse_smooth
-from runtime.video import run_video
+from runtime.pose.results import FrameResult
+from runtime.tracking.smoothing import OneEuroSmoother, parse_smooth
+from runtime.video.engine import run_video
 
 
 def test_still_keypoints_shake_less_and_moving_ones_do_not_lag() -> None:

@@ -14,8 +14,8 @@ import pytest
 from bench.sweep import compose, measured_rate, route_policy, run_nets, sweep
 from bench.tradeoff_report import write_report
 from bench.workload import load_frames
-from runtime.pipeline import PipelineOptions, PosePipeline
-from runtime.routing import fit_thresholds
+from runtime.pose.pipeline import PipelineOptions, PosePipeline
+from runtime.pose.routing import fit_thresholds
 
 P = 25.0  # not the manifest's p: the refit must be what routes
 

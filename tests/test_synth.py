@@ -77,7 +77,7 @@ def test_detector_boxes_have_diversity() -> None:
 
 def _overlap(scene) -> float:
     """Mean over people of the largest IoU with another person's visible box."""
-    from runtime.tracker import iou_matrix
+    from runtime.tracking.tracker import iou_matrix
 
     b = np.array([p.bbox for p in scene.people if p.area > 0])
     if len(b) < 2:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from build.synth.video import Clip, ClipSpec, long_clip, write_clip
-from runtime.detectors import JsonDetections
-from runtime.sources import Frame
+from runtime.detectors.factory import JsonDetections
+from runtime.io.sources import Frame
 
 SPEC = ClipSpec(seconds=2.0, fps=25, people=5, seed=2)
 

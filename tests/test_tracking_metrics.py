@@ -7,7 +7,7 @@ import pytest
 
 from bench.video_eval import tracking_metrics
 from build.synth.video import Clip, ClipSpec
-from runtime.tracker import BufferedTracker, IoUTracker
+from runtime.tracking.tracker import BufferedTracker, IoUTracker
 
 # Measured on this clip (4 s, 5 people, seed 2, the clip's own noisy boxes): buffered IDF1 0.975,
 # MOTA 0.954, 2 ID switches; the old IoU tracker IDF1 0.502, 18 switches. Thresholds leave a margin.

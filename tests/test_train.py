@@ -13,7 +13,7 @@ from build.synth import make_scene
 from build.train.data import SceneStream, in_window, scene_crops
 from build.train.losses import gaussian_targets, heatmap_mse, oks_maps, probpose_loss
 from build.train.trainer import save_checkpoint, train_step
-from runtime.preprocess import boxes_to_center_scale, heatmap_to_image
+from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image
 
 
 @pytest.mark.parametrize("arch", sorted(FIXTURE_ARCHS))
@@ -30,7 +30,7 @@ def test_fixture_nets_keep_the_contract(arch: str, head: str) -> None:
 
 
 def test_training_targets_map_back_to_the_image_keypoints() -> None:
-    """Crops come from runtime.preprocess; their targets invert to the scene's keypoints."""
+    """Crops come from runtime.pose.preprocess; their targets invert to the scene's keypoints."""
     scene = make_scene(np.random.default_rng(4), [])
     crops, t = scene_crops(scene)
     keep = np.flatnonzero(scene.source >= 0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runtime.backends import BACKENDS, BackendError, backend_class
-from runtime.cli_args import host_port
+from runtime.cli.args import host_port
 
 MANIFEST = {
     "schema_version": 1,

@@ -17,7 +17,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from build.triton_repo import RepoOptions, main, write_repo
-from runtime.manifest import sha256_file
+from runtime.artifacts.manifest import sha256_file
 
 IN = [{"name": "input", "shape": ["N", 3, 256, 192], "dtype": "float32"}]
 OUTS = {

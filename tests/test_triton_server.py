@@ -1,6 +1,6 @@
 """The triton backend against a real ``tritonserver`` (bundled by nvidia-pytriton) on loopback.
 
-Marker ``triton``: its own CI step after ``bash tools/setup_triton.sh``. A
+Marker ``triton``: its own CI step after ``bash tests/setup/setup_triton.sh``. A
 missing server is an error (the fixture raises), never a skip. The artifacts
 are the trained fixture config (small nets: the whole file runs in about a
 minute here); the repository is written by ``build.engines --triton-repo``.
@@ -23,8 +23,8 @@ import pytest
 
 from runtime.backends import BackendError
 from runtime.images import load_detections
-from runtime.pipeline import PipelineOptions, PosePipeline, decode_outputs
-from runtime.preprocess import boxes_to_center_scale, make_crops, sanitize_boxes
+from runtime.pose.pipeline import PipelineOptions, PosePipeline, decode_outputs
+from runtime.pose.preprocess import boxes_to_center_scale, make_crops, sanitize_boxes
 from tests.conftest import REPO, build_artifacts
 from tools.triton_server import TritonServer, start_server
 
@@ -292,7 +292,7 @@ def test_video_cli_server_killed_mid_run_is_one_line_exit_3_frames_kept(
             [
                 sys.executable,
                 "-m",
-                "runtime.video",
+                "runtime.video.engine",
                 "--engines",
                 str(art),
                 "--source",

@@ -18,9 +18,9 @@ import runtime.backends.trt as trt_backend
 from build.trt import build_engines, compat
 from runtime.backends import BackendError
 from tests.abi_stub import write_abi_stub
-from tools.trt_harness import fake_cuda
-from tools.trt_harness.artifacts import make_artifacts
-from tools.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
+from tests.trt_harness import fake_cuda
+from tests.trt_harness.artifacts import make_artifacts
+from tests.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.trt
 
@@ -166,7 +166,7 @@ def test_scheduler_drives_trt_exactly_like_ort(trt_world, tmp_path: Path, coco_m
     routes and keypoints on a real image with its real detector boxes."""
     import cv2
 
-    from runtime.pipeline import PosePipeline
+    from runtime.pose.pipeline import PosePipeline
 
     root = tmp_path / "dyn-test-orin"
     manifest = make_artifacts(root, int8_router=False)

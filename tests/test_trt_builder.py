@@ -13,8 +13,8 @@ from build.trt import add_trt_arguments, build_engines, build_or_plan, compat
 from build.trt.builder import EngineBuildError
 from build.trt.targets import BuildOptions
 from tests.abi_stub import write_abi_stub
-from tools.trt_harness.artifacts import make_artifacts, pose_model
-from tools.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
+from tests.trt_harness.artifacts import make_artifacts, pose_model
+from tests.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.trt
 

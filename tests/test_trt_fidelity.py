@@ -19,10 +19,10 @@ from build.trt.builder import EngineBuildError
 from build.trt.targets import BuildOptions
 from runtime.backends.trt_rules import same_trt_release, trt_release
 from tests.abi_stub import write_abi_stub
-from tools.trt_harness import fake_cuda
-from tools.trt_harness.api import HarnessApiError
-from tools.trt_harness.artifacts import make_artifacts, router_model
-from tools.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
+from tests.trt_harness import fake_cuda
+from tests.trt_harness.api import HarnessApiError
+from tests.trt_harness.artifacts import make_artifacts, router_model
+from tests.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.trt
 CHECKLINKS = "[checkLinks] Error Code 2: Internal Error (Assertion: the Q/DQ graph could not be linked)"
@@ -258,7 +258,7 @@ def test_done_events_block_and_timing_events_time(built) -> None:
 
 
 def test_budget_mode_learns_from_elapsed_ms(built) -> None:
-    from runtime.pipeline import PosePipeline
+    from runtime.pose.pipeline import PosePipeline
 
     root, _ = built
     img = np.random.default_rng(1).integers(0, 255, (480, 640, 3), np.uint8)
@@ -318,7 +318,7 @@ def test_stand_in_catches_release_outside_the_context() -> None:
 
 
 def test_plugin_lib_with_precision_auto_builds_the_int8_fused_variant(trt_world, tmp_path: Path) -> None:
-    from tools.trt_harness.artifacts import pose_model
+    from tests.trt_harness.artifacts import pose_model
 
     root = tmp_path / "a"
     manifest = make_artifacts(root, plugin_large=True)

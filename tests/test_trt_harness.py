@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.trt_harness.api import HarnessApiError
-from tools.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
-from tools.trt_harness.loader import VERSIONS, harness_dir
+from tests.trt_harness.api import HarnessApiError
+from tests.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
+from tests.trt_harness.loader import VERSIONS, harness_dir
 
 pytestmark = pytest.mark.trt
 REPO = Path(__file__).resolve().parents[1]
@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _probe(major: str) -> dict:
     if not (harness_dir() / f"trt{major}" / "site").is_dir():
-        raise RuntimeError("TensorRT harness missing; run: bash tools/setup_trt_harness.sh")
+        raise RuntimeError("TensorRT harness missing; run: bash tests/setup/setup_trt_harness.sh")
     out = subprocess.run(
-        [sys.executable, "-m", "tools.trt_harness.probe", "--major", major],
+        [sys.executable, "-m", "tests.trt_harness.probe", "--major", major],
         cwd=REPO,
         capture_output=True,
         text=True,

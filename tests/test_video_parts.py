@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.detectors import (
+from runtime.detectors.factory import (
     DetectorError,
     HogDetector,
     JsonDetections,
@@ -17,11 +17,11 @@ from runtime.detectors import (
     decode_yolo,
     make_detector,
 )
-from runtime.draw import ROUTE_COLOURS, draw_persons
-from runtime.results import FrameResult
-from runtime.sinks import JsonlWriter, MjpegAviWriter
-from runtime.sources import Frame, SourceError, gstreamer_available, open_source
-from runtime.tracker import IoUTracker, iou_matrix
+from runtime.io.draw import ROUTE_COLOURS, draw_persons
+from runtime.io.sinks import JsonlWriter, MjpegAviWriter
+from runtime.io.sources import Frame, SourceError, gstreamer_available, open_source
+from runtime.pose.results import FrameResult
+from runtime.tracking.tracker import IoUTracker, iou_matrix
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +310,7 @@ def test_overlay_colours_and_hollow_low_presence(people_frames: list[Frame]) -> 
 def test_onnx_detector_reads_the_exporters_metadata(shared_data: Path, people_frames: list[Frame]) -> None:
     """onnx: with the pose YOLO that build --detector takes: its [1, 56, 8400] output (4 box + 1 class
     + 17x3 keypoints) was refused with "cannot tell the YOLO layout"; the Ultralytics metadata
-    (task, names, kpt_shape) says yolov8 with one class, as runtime.yolo reads it for the build."""
+    (task, names, kpt_shape) says yolov8 with one class, as runtime.detectors.yolo reads it for the build."""
     det = make_detector(f"onnx:{shared_data / 'models' / 'yolo11n-pose.onnx'}")
     assert det.layout == "yolov8"
     boxes, scores = det(people_frames[0])

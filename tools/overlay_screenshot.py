@@ -24,8 +24,8 @@ sys.path.insert(0, str(REPO))
 from build.synth.coco import load_photos  # noqa: E402
 from build.synth.video import ClipSpec, write_clip  # noqa: E402
 from runtime.errors import guarded  # noqa: E402
-from runtime.safe_io import atomic_write_bytes  # noqa: E402
-from runtime.video import run_video  # noqa: E402
+from runtime.io.safe_io import atomic_write_bytes  # noqa: E402
+from runtime.video.engine import run_video  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from runtime.cli_args import OneLineParser, artifacts_dir, existing_file, nonneg_int, number, out_file_in
-    from runtime.manifest import load_manifest
+    from runtime.artifacts.manifest import load_manifest
+    from runtime.cli.args import OneLineParser, artifacts_dir, existing_file, nonneg_int, number, out_file_in
 
     p = OneLineParser(
         prog="python -m tools.overlay_screenshot",

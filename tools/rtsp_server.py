@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from runtime.cli_args import OneLineParser, existing_file, number, port
+    from runtime.cli.args import OneLineParser, existing_file, number, port
 
     ap = OneLineParser(prog="python -m tools.rtsp_server", description=__doc__.splitlines()[0])
     ap.add_argument("--video", type=existing_file, required=True, help="video file replayed on every mount")

@@ -13,7 +13,7 @@ step() { printf '\n=== %s ===\n' "$1"; }
 
 # The suites read real data from ../shared (not in the repository): without it, stop in one
 # line (exit 2) naming what is missing and where it comes from, before anything installs.
-bash tools/check_test_data.sh
+bash tests/setup/check_test_data.sh
 
 step "install (torch 2.13.0 CPU build + project with dev extras)"
 "$PY" -m pip install --quiet torch==2.13.0 -e '.[dev]'
@@ -31,7 +31,7 @@ step "build matrix: every config x {cpu, orin} x {fp32, int8} through the real C
 "$PY" -m pytest -m build_matrix
 
 step "live sources: a real RTSP server (GStreamer) read through OpenCV/FFmpeg and PyGObject"
-bash tools/setup_gst.sh
+bash tests/setup/setup_gst.sh
 "$PY" -m pytest -m live
 
 step "CUDA: compile every .cu, build the plugin for TensorRT 10.3 + 11.1 headers, host tests (valgrind)"
@@ -49,11 +49,11 @@ for v in 10.3.0:87 11.1:75\;80\;86\;87\;89\;90; do
 done
 
 step "TensorRT API harness (real bindings 10.3.0 and 11.4.0.106)"
-bash tools/setup_trt_harness.sh
+bash tests/setup/setup_trt_harness.sh
 for v in 10 11; do DYNPOSE_TRT_HARNESS=$v "$PY" -m pytest -m trt; done
 
 step "Triton: the bundled tritonserver on loopback (server venv .triton/venv)"
-bash tools/setup_triton.sh
+bash tests/setup/setup_triton.sh
 "$PY" -m pytest -m triton
 
 step "combination matrix: source x output x backend x detector x cameras, pairwise (20 real runs)"

@@ -9,7 +9,7 @@ that fall outside the crop. Our version (written for our head, no code taken):
 * the expert map is the unchanged ProbMapHead output ``probmaps``;
 * ``outer_probmaps`` covers a window ``OUTER_FACTOR`` (2) times the crop's in
   each axis, centred on it, at the same 64x48 size, so one outer pixel spans
-  two inner pixels (runtime.double_decode maps it back);
+  two inner pixels (runtime.heads.double_decode maps it back);
 * the outer branch pools the stride-4 feature 4x (the crop becomes 16x12),
   pads it to the outer window at half the map's size (32x24, the crop in its
   centre half) and spreads it with dilated 3x3 convs (receptive field +-14 px,
@@ -32,7 +32,7 @@ OUTER_FACTOR = 2.0
 
 class DoubleProbMapHead(ProbMapHead):
     output_names = ("probmaps", "presence", "visibility", "oks", "outer_probmaps")
-    kind = "probmap"  # same decode and fields; runtime.double_decode adds the outer map when present
+    kind = "probmap"  # same decode and fields; runtime.heads.double_decode adds the outer map when present
 
     def __init__(
         self, in_channels: int, out_channels: int = NUM_KEYPOINTS, outer_channels: int = 24, **kw
@@ -67,9 +67,7 @@ class DoubleProbMapHead(ProbMapHead):
         return (*inner, outer)
 
 
-def outer_targets(
-    xy: torch.Tensor | object, hm_hw: tuple[int, int] = (64, 48), factor: float = OUTER_FACTOR
-):
+def outer_targets(xy: torch.Tensor | object, hm_hw: tuple[int, int] = (64, 48), factor: float = OUTER_FACTOR):
     """Inner heatmap coords -> outer map coords (same centre, pixels ``factor`` times larger)."""
     h, w = hm_hw
     c = (

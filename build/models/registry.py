@@ -23,7 +23,7 @@ HEAD_CHOICES = (*HEAD_KINDS, "probmap-dh")  # what a config may build: + the dou
 
 def decode_kind(head: str) -> str:
     """The manifest's head kind (how the runtime decodes): the double head is a probmap head whose
-    extra ``outer_probmaps`` output the runtime finds by name (runtime.double_decode)."""
+    extra ``outer_probmaps`` output the runtime finds by name (runtime.heads.double_decode)."""
     return "probmap" if head == "probmap-dh" else head
 
 

@@ -156,7 +156,7 @@ class VisionTransformer(nn.Module):
         if tuple(x.shape[-2:]) != IMG_HW:
             raise ValueError(
                 f"input: ViT expects Nx3x{IMG_HW[0]}x{IMG_HW[1]} crops, got {tuple(x.shape)}; "
-                "make crops with runtime.preprocess.make_crops"
+                "make crops with runtime.pose.preprocess.make_crops"
             )
         x = self.patch_embed(x)
         c, h, w = x.shape[1:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from runtime.cli_args import OneLineParser, nonneg_int, number, output_dir
+from runtime.cli.args import OneLineParser, nonneg_int, number, output_dir
 from runtime.errors import InputError, guarded
 
 from .coco import load_photos, write_dataset

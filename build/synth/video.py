@@ -4,7 +4,7 @@ Writes ``OUT/<name>.mp4``, ``OUT/person_keypoints.json`` (PoseTrack-like COCO:
 one image per frame with ``frame_id``, annotations with ``track_id``, cut-off
 keypoints kept with v = 0 and ``out_of_image``) and ``OUT/detections.json``
 (per-frame detector-like boxes, keyed by the 0-based ``frame`` that
-``runtime.video --detector json:PATH`` reads).
+``runtime.video.engine --detector json:PATH`` reads).
 
 Why a video of the training figures: the fixture nets know only these
 figures, so a clip of them is the one input on which the whole product
@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from runtime.errors import OutputError
-from runtime.safe_io import atomic_write_text
+from runtime.io.safe_io import atomic_write_text
 
 from ..staging import StagedDir
 from .coco import categories, load_photos
@@ -301,7 +301,7 @@ def photos_dir(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from runtime.cli_args import OneLineParser, nonneg_int, number, output_dir
+    from runtime.cli.args import OneLineParser, nonneg_int, number, output_dir
 
     p = OneLineParser(
         prog="python -m build.synth --video",

@@ -1,6 +1,6 @@
 """Training crops made exactly the way the runtime makes them.
 
-Why through ``runtime.preprocess``: a net trained on crops cut any other way
+Why through ``runtime.pose.preprocess``: a net trained on crops cut any other way
 (another padding, aspect or pixel-centre convention) loses accuracy at run
 time for reasons no test would show. Each synthetic scene yields one crop per
 detector-like box that belongs to a person (jittered, duplicated and broken
@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from runtime.preprocess import HEATMAP_HW, boxes_to_center_scale, image_to_heatmap, make_crops
+from runtime.pose.preprocess import HEATMAP_HW, boxes_to_center_scale, image_to_heatmap, make_crops
 
 from ..synth.coco import load_photos
 from ..synth.scene import Scene, _jitter, make_scene

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runtime.decode import COCO_SIGMAS, decode_probmaps
-from runtime.double_decode import merge_double
+from runtime.heads.decode import COCO_SIGMAS, decode_probmaps
+from runtime.heads.double_decode import merge_double
 
 from ..models.double_head import OUTER_FACTOR, DoubleProbMapHead, outer_targets
 from ..models.pose_net import TopdownPoseNet
@@ -134,7 +134,7 @@ def compare(outs: dict[str, np.ndarray], data, threshold: float, temperature: fl
     """Single vs double on held-out crops: mean OKS inside / outside the window (known true
     positions), and the Ex-OKS AP / plain AP table (bench.dh_table)."""
     from bench.dh_table import dh_table
-    from runtime.pipeline import _presence_from_outputs
+    from runtime.pose.pipeline import _presence_from_outputs
 
     coords, scores = decode_probmaps(outs["probmaps"])
     pres = _presence_from_outputs(outs, len(coords), temperature)
@@ -187,7 +187,7 @@ def synthetic_presence(onnx_path: Path) -> tuple[float, float, dict]:
 
 def save_outer(net: TopdownPoseNet, path: Path, meta: dict) -> Path:
     """Only the outer branch (the rest is fixture-l's, frozen), with the base file's sha256."""
-    from runtime.manifest import sha256_file
+    from runtime.artifacts.manifest import sha256_file
 
     outer = {k: v for k, v in net.state_dict().items() if k.startswith(OUTER_PREFIX)}
     torch.save(
@@ -207,7 +207,7 @@ def save_outer(net: TopdownPoseNet, path: Path, meta: dict) -> Path:
 
 def cached_outer(path: Path = OUTER_FIXTURE) -> TopdownPoseNet | None:
     """The fixture DH net from ``path`` when it was trained on the current fixture-l, else None."""
-    from runtime.manifest import sha256_file
+    from runtime.artifacts.manifest import sha256_file
 
     if not path.is_file():
         return None
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     from calib.coverage import synthetic_set
     from calib.report import run_onnx
-    from runtime.cli_args import OneLineParser, number, output_dir, positive_float, unit_float
+    from runtime.cli.args import OneLineParser, number, output_dir, positive_float, unit_float
     from runtime.errors import InputError
 
     from ..export import export_onnx, parity

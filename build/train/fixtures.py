@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from bench.coco_eval import load_gt
-from runtime.cli_args import OneLineParser, nonneg_int, number, output_dir, output_file, unit_float
+from runtime.cli.args import OneLineParser, nonneg_int, number, output_dir, output_file, unit_float
 from runtime.errors import InputError, guarded
-from runtime.routing import fit_thresholds
+from runtime.pose.routing import fit_thresholds
 
 from ..checkpoint import TRUST_FLAG, load_strict
 from ..configs import get_config

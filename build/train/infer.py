@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from runtime.decode import decode_heatmaps, decode_probmaps
 from runtime.errors import EXIT_INPUT, register_expected
-from runtime.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
-from runtime.tracker import iou_matrix
+from runtime.heads.decode import decode_heatmaps, decode_probmaps
+from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
+from runtime.tracking.tracker import iou_matrix
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from runtime.decode import COCO_SIGMAS
-from runtime.preprocess import HEATMAP_HW
+from runtime.heads.decode import COCO_SIGMAS
+from runtime.pose.preprocess import HEATMAP_HW
 
 HEATMAP_SIGMA = 2.0  # MMPose's sigma for 64x48 maps
 MSE_SCALE = 100.0  # issue 9's trial: MSE x100 trained better than softmax CE

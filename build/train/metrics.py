@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from bench.coco_eval import evaluate_keypoints, load_gt, to_coco_results
-from runtime.decode import COCO_SIGMAS
-from runtime.routing import Band, fit_thresholds, route
+from runtime.heads.decode import COCO_SIGMAS
+from runtime.pose.routing import Band, fit_thresholds, route
 
 OKD_WEIGHTS = np.array([1, 1, 1, 1, 1, 1.2, 1.2, 1.5, 1.5, 2, 2, 1.2, 1.2, 1.5, 1.5, 2, 2], np.float64)
 RHO = 100.0 * OKD_WEIGHTS / (2.0 * COCO_SIGMAS) ** 2

@@ -7,7 +7,7 @@ the k1/k2 of the manifest copied beside it, calls ``small`` and ``large``, and
 decodes with the project's own ``decode`` module (copied into ``dynpose_lib``
 by build.triton_repo: both are numpy-only). Keypoints come back in heatmap
 pixels (64 x 48 grid); the client maps them to the image with the inverse of
-the affine it cropped with (runtime.preprocess.heatmap_to_image).
+the affine it cropped with (runtime.pose.preprocess.heatmap_to_image).
 """
 
 import json
@@ -25,7 +25,7 @@ import triton_python_backend_utils as pb_utils
 
 
 def _scaled_presence(outs, n, temperature):
-    """Temperature-scaled presence, 1 where the head has none (as runtime.pipeline does)."""
+    """Temperature-scaled presence, 1 where the head has none (as runtime.pose.pipeline does)."""
     if "presence" not in outs:
         return np.ones((n, 17), np.float32)
     p = np.clip(outs["presence"].astype(np.float64), 1e-7, 1 - 1e-7)

@@ -20,7 +20,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
-from runtime.cli_args import output_file, positive_int
+from runtime.cli.args import output_file, positive_int
 
 from .plan import PLAN_NAME, write_plan
 from .targets import TARGETS, BuildOptions, engine_specs, get_target

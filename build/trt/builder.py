@@ -16,9 +16,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from runtime.artifacts.manifest import sha256_file
 from runtime.backends.trt import JETPACK_BY_L4T, gpu_identity, load_plugin_library, read_l4t
 from runtime.errors import EXIT_INPUT, register_expected
-from runtime.manifest import sha256_file
 
 from . import compat
 from .targets import EngineSpec, int8_fallback, without_dla

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from runtime.artifacts.manifest import save_manifest, sha256_file
 from runtime.backends.trt import JETPACK_BY_L4T, read_l4t
 from runtime.errors import EXIT_INPUT, InputError, register_expected
-from runtime.manifest import save_manifest, sha256_file
 
 from .compat import count_dla_layers
 
@@ -223,7 +223,7 @@ def dla_placed(layers_json: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
-    from runtime.cli_args import OneLineParser, artifacts_dir
+    from runtime.cli.args import OneLineParser, artifacts_dir
     from runtime.errors import InputError
 
     if argv[:1] == ["--dla-layers"]:  # build_plan.sh's call: exit 0 layers on DLA, 1 none, 2 unknown

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import Backend, BackendError, Pending, Runner, Stream  # noqa: F401
+from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream  # noqa: F401
 
 BACKENDS: dict[str, str] = {
     "ort": "runtime.backends.ort:OrtBackend",

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..manifest import model_file
-from .base import Backend, BackendError, Pending, Runner, Stream
+from runtime.artifacts.manifest import model_file
+from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],

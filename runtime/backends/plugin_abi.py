@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-from .base import BackendError
+from runtime.backends.base import BackendError
 
 SYMBOL = "dynposeTrtHeaderVersion"
 REBUILD = (

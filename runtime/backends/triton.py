@@ -1,7 +1,7 @@
 """Triton backend: the pose nets run on a Triton Inference Server; everything else stays here.
 
 Routing, decode, the inverse affine and the outputs are the scheduler's own
-code (runtime.pipeline): this backend only sends each batch to the server's
+code (runtime.pose.pipeline): this backend only sends each batch to the server's
 model of that role over gRPC, asynchronously (tritonclient's ``async_infer``),
 so the small and large nets of a frame, and the frames of many cameras, are
 in flight together and the server's dynamic batcher can merge them.
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendError, Pending, Runner, Stream
+from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
 
 DEFAULT_TIMEOUT_S = 30.0  # per request: generous for an overloaded CPU server; a dead one fails at once
 NP_TO_TRITON = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16"}

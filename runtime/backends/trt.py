@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendError, Pending, Runner, Stream
-from .plugin_abi import check_plugin_abi
-from .trt_rules import make_error_recorder, same_trt_release
+from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
+from runtime.backends.plugin_abi import check_plugin_abi
+from runtime.backends.trt_rules import make_error_recorder, same_trt_release
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``python -m tools.device_check --out DIR`` builds the kernels for the local GPU,
 runs sparsemax and both decodes on it against the numpy reference
-(runtime/decode.py), times them with CUDA events and - where TensorRT and
+(runtime/heads/decode.py), times them with CUDA events and - where TensorRT and
 pycuda are importable - builds fixture engines, compares TensorRT with ONNX
 Runtime, runs the fused plugin engine and measures stream overlap. Writes
 ``DIR/device_check.json`` and prints a report. Modules: ``gpu`` (nvcc build +

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from runtime.cli_args import OneLineParser, existing_dir, output_dir
+from runtime.cli.args import OneLineParser, existing_dir, output_dir
 from runtime.errors import IncompleteRun, guarded
-from runtime.safe_io import atomic_write_text
+from runtime.io.safe_io import atomic_write_text
 
 from .checks import FAIL, RUN, Report, plan_stages
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime import decode as D
+from runtime.heads import decode as D
 
 from .checks import compare_decode, compare_sparsemax
 from .gpu import GpuKernels

@@ -1,0 +1,288 @@
+"""Credible regions of ProbPose probability maps: "the wrist is in here with probability q".
+
+For each keypoint map P (non-negative, sums to 1: sparsemax output) and mass q,
+the q-region is the smallest set of heatmap pixels whose probabilities add up
+to at least q: take pixels in decreasing probability until the running sum
+reaches q. Its **area** is that pixel count (exact, ties broken arbitrarily,
+which does not change the count). Its **shape** is reported as the ellipse with
+the same second moments as the region taken as a uniform set of pixels
+(semi-axes 2*sqrt(eigenvalues), exact for a filled ellipse); pixels tied with
+the last one taken are all included for the shape, so a tie never depends on
+pixel order. An ellipse (5 numbers) was chosen over a convex hull because it is
+fixed-size, cheap to vectorise, survives the crop -> image affine exactly, and
+two separated peaks still show up as a long ellipse plus a large area.
+
+Why hand-written: no library computes highest-density regions of many small
+discrete maps at once; this is one partial sort per map and one matrix product
+for all moments, with no Python loop over keypoints.
+
+Calibration (``CoverageMap``): ProbPose asks that the top-q pixels hold the
+keypoint q of the time. ``fit_coverage`` measures that on crops with known
+keypoints and ``CoverageMap.nominal_for`` returns the map mass to use so the
+reported q-region covers q of the keypoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DEFAULT_MASSES = (0.5, 0.9)
+
+
+@dataclass
+class Regions:
+    """Per mass q (in ``masses`` order): arrays over [N, K]."""
+
+    masses: tuple[float, ...]
+    n_pixels: np.ndarray  # [Q,N,K] int: heatmap pixels in the smallest set holding mass q
+    ellipse: np.ndarray  # [Q,N,K,5] float64: cx, cy, semi-major, semi-minor, angle (rad, of the major axis)
+    threshold: np.ndarray  # [Q,N,K] float: probability of the last pixel taken
+
+
+def _sorted_top(p: np.ndarray) -> np.ndarray:
+    """Each row's values sorted descending, only as many as the widest support needs."""
+    n = p.shape[-1]
+    m = int((p > 0).sum(-1).max(initial=0))
+    m = max(1, min(n, m))
+    if m < n // 4:
+        top = -np.partition(-p, m - 1, axis=-1)[..., :m]
+    else:
+        top = p
+    return -np.sort(-top, axis=-1)
+
+
+def credible_regions(maps: np.ndarray, masses: Sequence[float] = DEFAULT_MASSES) -> Regions:
+    """Smallest-set regions of ``maps`` [N,K,H,W] (each map sums to ~1) for every mass."""
+    maps = np.asarray(maps)
+    if maps.ndim != 4:
+        raise ValueError(f"maps must be [N,K,H,W], got shape {maps.shape}")
+    qs = tuple(float(q) for q in masses)
+    if any(not 0.0 < q <= 1.0 for q in qs):
+        raise ValueError(f"masses must lie in (0, 1], got {qs}")
+    n, k, h, w = maps.shape
+    p = np.nan_to_num(maps.reshape(n * k, h * w).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    p = np.clip(p, 0.0, None)
+    total = p.sum(-1, keepdims=True)
+    p = np.divide(p, total, out=np.zeros_like(p), where=total > 0)  # exact masses even after fp16/clamping
+    top = _sorted_top(p)
+    csum = np.cumsum(top, axis=-1)
+    ys, xs = np.divmod(np.arange(h * w, dtype=np.float64), w)
+    basis = np.stack([np.ones_like(xs), xs, ys, xs * xs, ys * ys, xs * ys], axis=1)  # [HW,6]
+    counts = np.empty((len(qs), n * k), np.int64)
+    thr = np.empty((len(qs), n * k))
+    ell = np.empty((len(qs), n * k, 5))
+    rows = np.arange(n * k)
+    for qi, q in enumerate(qs):  # masses, not keypoints: a handful of vectorised passes
+        # float64 cumsum of a row summing to 1 can end at 1 - 1e-16: treat q within 1e-12 as reached
+        idx = np.minimum((csum < q - 1e-12).sum(-1), top.shape[-1] - 1)
+        counts[qi] = idx + 1
+        t = top[rows, idx]
+        thr[qi] = t
+        inside = (p >= t[:, None]) & (p > 0)
+        mom = inside.astype(np.float64) @ basis  # [NK,6]: count, sums of x, y, xx, yy, xy
+        cnt = np.maximum(mom[:, 0], 1.0)
+        mx, my = mom[:, 1] / cnt, mom[:, 2] / cnt
+        # pixels are unit squares: add 1/12 per axis so a single pixel is a 1x1 region, not a point
+        vxx = mom[:, 3] / cnt - mx * mx + 1.0 / 12
+        vyy = mom[:, 4] / cnt - my * my + 1.0 / 12
+        vxy = mom[:, 5] / cnt - mx * my
+        ell[qi] = _ellipse(mx, my, vxx, vyy, vxy)
+        empty = total[:, 0] <= 0
+        counts[qi][empty] = 0
+        ell[qi][empty] = np.nan
+    return Regions(
+        qs, counts.reshape(len(qs), n, k), ell.reshape(len(qs), n, k, 5), thr.reshape(len(qs), n, k)
+    )
+
+
+def _ellipse(mx: np.ndarray, my: np.ndarray, vxx: np.ndarray, vyy: np.ndarray, vxy: np.ndarray) -> np.ndarray:
+    """Centre, semi-axes (2 sqrt(eigenvalue): a uniform filled ellipse's moments) and angle."""
+    tr, det = vxx + vyy, vxx * vyy - vxy * vxy
+    disc = np.sqrt(np.maximum(tr * tr / 4 - det, 0.0))
+    l1, l2 = tr / 2 + disc, np.maximum(tr / 2 - disc, 0.0)
+    ang = 0.5 * np.arctan2(2 * vxy, vxx - vyy)
+    return np.stack([mx, my, 2 * np.sqrt(l1), 2 * np.sqrt(l2), ang], axis=-1)
+
+
+def regions_to_image(
+    reg: Regions, scales: np.ndarray, centers: np.ndarray, heatmap_hw: tuple[int, int]
+) -> dict[str, np.ndarray]:
+    """Areas (px^2) and ellipses in image coordinates, through the keypoints' inverse affine.
+
+    The crop affine is axis-aligned (no rotation): heatmap x scales by sw/W and y by sh/H,
+    so an area scales by their product and the ellipse by the same diagonal map.
+    """
+    from runtime.pose.preprocess import heatmap_to_image
+
+    hh, hw = heatmap_hw
+    sx = np.asarray(scales, np.float64)[:, 0] / hw
+    sy = np.asarray(scales, np.float64)[:, 1] / hh
+    area = reg.n_pixels * (sx * sy)[None, :, None]
+    e = reg.ellipse
+    q, n, k = e.shape[:3]
+    centre = heatmap_to_image(
+        e[..., :2].reshape(q * n, k, 2), np.tile(centers, (q, 1)), np.tile(scales, (q, 1)), heatmap_hw
+    )
+    # the diagonal map D = diag(sx, sy) applied to the ellipse's covariance D C D
+    a, b, t = e[..., 2], e[..., 3], e[..., 4]
+    c, s = np.cos(t), np.sin(t)
+    vxx = (a * c) ** 2 + (b * s) ** 2
+    vyy = (a * s) ** 2 + (b * c) ** 2
+    vxy = (a * a - b * b) * c * s
+    sxb, syb = sx[None, :, None], sy[None, :, None]
+    out = _ellipse(
+        centre[..., 0].reshape(q, n, k),
+        centre[..., 1].reshape(q, n, k),
+        vxx * sxb * sxb / 4,
+        vyy * syb * syb / 4,
+        vxy * sxb * syb / 4,
+    )
+    return {"area": area, "ellipse": out}
+
+
+def covered(maps: np.ndarray, gt_xy: np.ndarray, masses: Sequence[float]) -> np.ndarray:
+    """bool [Q,N,K]: whether the ground-truth pixel (heatmap xy, rounded) is in each q-region.
+
+    A pixel is in the region when its probability is above the region's last pixel, or equal
+    to it (ties are all in, as for the ellipse). GT outside the map is never covered.
+    """
+    reg = credible_regions(maps, masses)
+    n, k, h, w = maps.shape
+    x = np.rint(np.asarray(gt_xy)[..., 0]).astype(np.int64)
+    y = np.rint(np.asarray(gt_xy)[..., 1]).astype(np.int64)
+    ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    pix = np.asarray(maps, np.float64).reshape(n, k, h * w)
+    tot = pix.sum(-1)
+    val = np.take_along_axis(pix, np.where(ok, y * w + x, 0)[..., None], -1)[..., 0]
+    val = np.divide(val, tot, out=np.zeros_like(val), where=tot > 0)
+    return ok[None] & (val[None] > 0) & (val[None] >= reg.threshold)
+
+
+def blur_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
+    """Maps [N,K,H,W] convolved with an isotropic Gaussian of ``sigma`` heatmap pixels, renormalised.
+
+    Why: sparsemax maps are exactly zero off a few pixels, so a keypoint that falls
+    off the support is outside every region, whatever its mass, and no monotone map
+    of the mass can raise coverage past the fraction of keypoints on the support
+    (0.67 for the fixture). Spreading the map first (the calibration fits sigma)
+    makes every pixel reachable. Two matrix products (separable, zero border: mass
+    leaving the map is dropped, then renormalised), no loop over keypoints.
+    """
+    maps = np.asarray(maps, np.float64)
+    if sigma <= 0:
+        return maps
+    n, k, h, w = maps.shape
+
+    def kernel(m: int) -> np.ndarray:
+        d = np.arange(m, dtype=np.float64)
+        return np.exp(-((d[:, None] - d[None, :]) ** 2) / (2.0 * sigma * sigma))
+
+    p = np.nan_to_num(maps.reshape(n * k, h, w), nan=0.0, posinf=0.0, neginf=0.0)
+    out = kernel(h) @ p @ kernel(w)
+    tot = out.sum((1, 2), keepdims=True)
+    out = np.divide(out, tot, out=np.zeros_like(out), where=tot > 0)
+    return out.reshape(n, k, h, w)
+
+
+def mass_above_truth(maps: np.ndarray, gt_xy: np.ndarray) -> np.ndarray:
+    """[N,K] mass of the pixels more probable than the ground-truth pixel (inf where that pixel
+    is off the map or has probability 0). The truth is in the q region exactly when this is
+    below q (the region takes pixels in decreasing order, ties all in), so one pass gives the
+    coverage at every q: ``mean(mass_above_truth < q)``, the calibration's empirical CDF."""
+    maps = np.asarray(maps, np.float64)
+    n, k, h, w = maps.shape
+    p = np.clip(np.nan_to_num(maps.reshape(n, k, h * w), nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
+    tot = p.sum(-1, keepdims=True)
+    p = np.divide(p, tot, out=np.zeros_like(p), where=tot > 0)
+    x = np.rint(np.asarray(gt_xy)[..., 0]).astype(np.int64)
+    y = np.rint(np.asarray(gt_xy)[..., 1]).astype(np.int64)
+    ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    v = np.take_along_axis(p, np.where(ok, y * w + x, 0)[..., None], -1)
+    above = np.where(p > v, p, 0.0).sum(-1)
+    return np.where(ok & (v[..., 0] > 0), above, np.inf)
+
+
+@dataclass
+class CoverageMap:
+    """Monotone map from nominal map mass to measured coverage (and back), on maps blurred
+    by ``sigma`` heatmap pixels first (0 = the raw maps)."""
+
+    nominal: np.ndarray  # increasing masses in (0, 1]
+    coverage: np.ndarray  # non-decreasing measured coverage at each nominal mass
+    sigma: float = 0.0
+
+    def nominal_for(self, q: float) -> float:
+        """The map mass whose region covers the keypoint with probability ~q."""
+        cov = np.concatenate([[0.0], self.coverage, [1.0]])
+        nom = np.concatenate([[0.0], self.nominal, [1.0]])
+        cov, keep = np.unique(cov, return_index=True)  # strictly increasing for interpolation
+        return float(np.clip(np.interp(q, cov, nom[keep]), 1e-6, 1.0))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nominal": np.round(self.nominal, 4).tolist(),
+            "coverage": np.round(self.coverage, 4).tolist(),
+            "sigma": float(self.sigma),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CoverageMap:
+        return cls(
+            np.asarray(d["nominal"], np.float64),
+            np.asarray(d["coverage"], np.float64),
+            float(d.get("sigma", 0.0)),
+        )
+
+    def prepare(self, maps: np.ndarray) -> np.ndarray:
+        """The maps the calibrated regions are taken on."""
+        return blur_maps(maps, self.sigma) if self.sigma > 0 else maps
+
+
+# fine near 1: over-confident maps reach a high coverage only with nearly all of their mass
+COVERAGE_GRID = (*np.round(np.arange(0.05, 0.96, 0.05), 2).tolist(), 0.97, 0.98, 0.99, 0.995, 0.999, 1.0)
+
+
+def fit_coverage(
+    maps: np.ndarray,
+    gt_xy: np.ndarray,
+    valid: np.ndarray,
+    grid: Sequence[float] = COVERAGE_GRID,
+    sigma: float = 0.0,
+) -> CoverageMap:
+    """Coverage of each nominal mass on keypoints with known in-window positions (``valid``),
+    made monotone (running maximum), as the calibration stored in the manifest."""
+    above = mass_above_truth(blur_maps(maps, sigma) if sigma > 0 else maps, gt_xy)[np.asarray(valid, bool)]
+    g = np.asarray(grid, np.float64)
+    cov = (above[None, :] < g[:, None] - 1e-12).mean(-1) if above.size else g
+    return CoverageMap(np.asarray(grid, np.float64), np.maximum.accumulate(cov), float(sigma))
+
+
+SIGMA_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+TARGET_QS = (0.5, 0.7, 0.9)
+
+
+def fit_calibration(
+    maps: np.ndarray,
+    gt_xy: np.ndarray,
+    valid: np.ndarray,
+    sigmas: Sequence[float] = SIGMA_GRID,
+    qs: Sequence[float] = TARGET_QS,
+) -> CoverageMap:
+    """Blur width and monotone map together: for each sigma, fit the map on the even crops and
+    score the worst |coverage - q| on the odd ones; the best sigma is refitted on all crops.
+    The smallest sigma wins ties, so the regions stay as tight as calibration allows."""
+    valid = np.asarray(valid, bool)
+    a, b = slice(0, None, 2), slice(1, None, 2)
+    best, best_err = 0.0, np.inf
+    for s in sigmas:
+        cm = fit_coverage(maps[a], gt_xy[a], valid[a], sigma=s)
+        above = mass_above_truth(cm.prepare(maps[b]), gt_xy[b])[valid[b]]
+        got = (above[None, :] < np.array([cm.nominal_for(q) for q in qs])[:, None] - 1e-12).mean(-1)
+        err = float(np.max(np.abs(got - np.asarray(qs)))) if valid[b].any() else np.inf
+        if err < best_err - 1e-9:
+            best, best_err = float(s), err
+    return fit_coverage(maps, gt_xy, valid, sigma=best)

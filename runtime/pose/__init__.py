@@ -1,0 +1,1 @@
+"""Pose core: boxes to crops, the router's split, the two nets, and results in the caller's box order."""

@@ -1,0 +1,382 @@
+"""The DynPose scheduler: crops -> router -> split -> small || large -> decode -> merge.
+
+It drives any backend through ``runtime.backends.base`` only, so ONNX
+Runtime on a laptop and TensorRT on a Jetson run exactly this code.
+Frames are pipelined: :meth:`PosePipeline.run_many` preprocesses and routes
+frame t+1 while the pose nets of frame t are still running.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.artifacts.manifest import load_manifest, verify_files
+from runtime.backends import backend_class, open_backend, resolve_backend_name
+from runtime.backends.base import Pending
+from runtime.heads.credible import DEFAULT_MASSES
+from runtime.heads.decode import decode_heatmaps, decode_probmaps
+from runtime.heads.double_decode import merge_double
+from runtime.heads.probfields import ProbFieldsDecoder
+from runtime.pose.api_checks import ImageError, OptionError, check_image, check_masses, check_options  # noqa: F401 (the API's names)
+from runtime.pose.preprocess import (
+    DEFAULT_MAX_BOXES,
+    INPUT_HW,
+    as_boxes,
+    boxes_to_center_scale,
+    heatmap_to_image,
+    make_crops,
+    sanitize_boxes,
+)
+from runtime.pose.results import FrameResult
+from runtime.pose.routing import apply_budget, budget_max_large, manifest_costs, route
+
+NET_ROLES = ("small", "large")
+
+
+@dataclass
+class PipelineOptions:
+    policy: str = "dyn"  # dyn | small | large | random
+    backend: str = "auto"  # auto | ort | trt
+    precision: str = "fp32"  # fp32 | int8_cpu | fp16 | ... (ORT variants; TRT uses its engines)
+    max_batch: int = 32  # chunk size where the backend has no profile cap
+    budget_ms: float | None = None  # cap large-net crops per frame to meet this latency
+    score_thr: float | None = None
+    max_boxes: int = DEFAULT_MAX_BOXES
+    seed: int = 0
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    credible: tuple[float, ...] = DEFAULT_MASSES  # credible-region masses for probmap nets; () = none
+
+
+@dataclass
+class _Job:
+    """A frame between submission and collection."""
+
+    boxes: np.ndarray
+    box_scores: np.ndarray
+    kept: np.ndarray
+    dropped: dict[int, str]
+    centers: np.ndarray
+    scales: np.ndarray
+    scores: np.ndarray
+    large: np.ndarray
+    pending: dict[str, list[tuple[Pending, int]]]
+    timings: dict[str, float]
+    t0: float
+    sizes: list[int] = field(default_factory=list)  # input boxes per view, in view order
+
+
+def fair_shares(total: int, want: np.ndarray) -> np.ndarray:
+    """Max-min fair split of ``total`` slots (water filling): everyone gets an equal share,
+    those who want less keep only what they want and the rest is shared again; leftover single
+    slots go to the largest claims. Nobody gets more than they want."""
+    want = np.asarray(want, np.int64)
+    got = np.zeros_like(want)
+    left = int(min(total, want.sum()))
+    while left > 0:
+        open_ = np.flatnonzero(got < want)
+        each = left // len(open_)
+        if each == 0:
+            for i in open_[np.argsort(-(want[open_] - got[open_]), kind="stable")][:left]:
+                got[i] += 1
+            break
+        add = np.minimum(want[open_] - got[open_], each)
+        got[open_] += add
+        left -= int(add.sum())
+    return got
+
+
+def _presence_from_outputs(outs: dict[str, np.ndarray], n: int, temperature: float) -> np.ndarray:
+    """Temperature-scaled presence (1 where the head has none)."""
+    if "presence" not in outs:
+        return np.ones((n, 17), np.float32)
+    p = np.clip(outs["presence"].astype(np.float64), 1e-7, 1 - 1e-7)
+    if temperature != 1.0:
+        p = 1.0 / (1.0 + np.exp(-np.log(p / (1 - p)) / temperature))
+    return p.astype(np.float32)
+
+
+def decode_outputs(
+    head: str, outs: dict[str, np.ndarray], temperature: float = 1.0, presence_threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Net outputs -> (heatmap-space xy [n,17,2], keypoint scores [n,17], presence [n,17]).
+
+    Uses the fused plugin's ``keypoints``/``keypoint_scores`` when the engine
+    has them, so no full map is touched on the host; otherwise the numpy
+    reference decode for the head kind.
+    """
+    if "keypoints" in outs:
+        coords, kscores = outs["keypoints"], outs["keypoint_scores"]
+    elif head == "probmap":
+        coords, kscores = decode_probmaps(outs["probmaps"])
+    elif head == "heatmap":
+        coords, kscores = decode_heatmaps(outs["heatmaps"])
+    else:
+        raise ValueError(f"unknown head kind {head!r} in the manifest")
+    presence = _presence_from_outputs(outs, len(coords), temperature)
+    if "outer_probmaps" in outs:  # double heatmap: out-of-window keypoints from the wider map
+        coords, kscores = merge_double(coords, kscores, outs["outer_probmaps"], presence, presence_threshold)
+    return coords, kscores, presence
+
+
+class PosePipeline:
+    """Load once, call per frame: ``pipe(image_bgr, boxes_xywh) -> FrameResult``."""
+
+    def __init__(self, root: str | Path, options: PipelineOptions | None = None, **kw: Any) -> None:
+        self.options = options or PipelineOptions(**kw)
+        check_options(self.options)
+        self.root = Path(root)
+        # schema first; the files' sha256 only where this backend runs them (not a Triton client)
+        self.manifest = load_manifest(self.root, verify=False)
+        if backend_class(resolve_backend_name(self.options.backend, self.manifest)).local_models:
+            verify_files(self.root, self.manifest)
+        if self.manifest.get("weights") == "random":
+            print("WARNING: these artifacts have RANDOM weights; keypoints mean nothing", file=sys.stderr)
+        bopts = {"precision": self.options.precision, **self.options.backend_options}
+        self.backend = open_backend(self.options.backend, self.root, self.manifest, **bopts)
+        self.runners = {r: self.backend.open_runner(r).activate() for r in ("router", *NET_ROLES)}
+        self.streams = {r: self.backend.new_stream(r) for r in self.runners}
+        self.heads = {r: self.manifest["models"][r]["head"] for r in NET_ROLES}
+        routing = self.manifest.get("routing") or {}
+        self.k1, self.k2 = routing.get("k1", 0.0), routing.get("k2", 1.0)
+        self.fraction = routing.get("large_fraction", 0.5)
+        self.temperature = float(self.manifest.get("presence", {}).get("temperature", 1.0))
+        self.prob = ProbFieldsDecoder(self.manifest, self.options.credible)
+        self._rng = np.random.default_rng(self.options.seed)
+        self._crops = np.empty((0, 3, *INPUT_HW), np.float32)
+        self._ms_per_crop: dict[str, float] = {}
+        self.cost_source: str | None = None  # budget mode: "manifest" (the build's costs) or "probe"
+        if self.options.budget_ms is not None:
+            self._measure_costs()
+
+    # -- public API -------------------------------------------------------------------
+    def __call__(self, image: np.ndarray, boxes: object, scores: object = None) -> FrameResult:
+        return self._collect(self._submit(image, boxes, scores))
+
+    def run_many(self, frames: Iterable[tuple[np.ndarray, object, object]]) -> Iterator[FrameResult]:
+        """Pipelined: frame t+1's crops and router overlap frame t's pose nets."""
+        prev: _Job | None = None
+        for image, boxes, scores in frames:
+            job = self._submit(image, boxes, scores)
+            if prev is not None:
+                yield self._collect(prev)
+            prev = job
+        if prev is not None:
+            yield self._collect(prev)
+
+    def run_views(self, views: list[tuple[np.ndarray, object, object]]) -> list[FrameResult]:
+        """Several frames (e.g. one per camera) as ONE batch through router and nets; one result
+        per view, in view order, each in its own input box order."""
+        job = self._submit_views(views)
+        return self._collect(job).split(job.sizes)
+
+    def run_ticks(
+        self, ticks: Iterable[list[tuple[np.ndarray, object, object]]]
+    ) -> Iterator[list[FrameResult]]:
+        """Pipelined :meth:`run_views`: tick t+1's crops and router overlap tick t's pose nets."""
+        prev: _Job | None = None
+        for views in ticks:
+            job = self._submit_views(views)
+            if prev is not None:
+                yield self._collect(prev).split(prev.sizes)
+            prev = job
+        if prev is not None:
+            yield self._collect(prev).split(prev.sizes)
+
+    def close(self) -> None:
+        for s in self.streams.values():
+            s.close()
+        for r in self.runners.values():
+            r.deactivate()
+        self.backend.close()
+
+    def __enter__(self) -> PosePipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- stages ----------------------------------------------------------------------
+    def _chunk(self, role: str) -> int:
+        cap = self.runners[role].max_batch
+        return max(1, min(self.options.max_batch, cap) if cap else self.options.max_batch)
+
+    def _enqueue(self, role: str, crops: np.ndarray) -> list[tuple[Pending, int]]:
+        step = self._chunk(role)
+        return [
+            (
+                self.runners[role].infer_async(crops[i : i + step], self.streams[role]),
+                min(step, len(crops) - i),
+            )
+            for i in range(0, len(crops), step)
+        ]
+
+    def _crop_buffer(self, n: int) -> np.ndarray:
+        if len(self._crops) < n:
+            self._crops = np.empty((max(n, 2 * len(self._crops)), 3, *INPUT_HW), np.float32)
+        return self._crops
+
+    def _submit(self, image: np.ndarray, boxes: object, scores: object) -> _Job:
+        return self._submit_views([(image, boxes, scores)])
+
+    def _submit_views(self, views: list[tuple[np.ndarray, object, object]]) -> _Job:
+        """Crops of every view (a camera's frame) in one buffer, then one router/small/large
+        submission for all of them; ``_Job.sizes`` remembers how to split the result back."""
+        t0 = time.perf_counter()
+        raws, all_scores, kept_l, dropped, cen_l, sc_l, sizes = [], [], [], {}, [], [], []
+        offset = 0
+        prepared = []
+        for image, boxes, scores in views:
+            image = check_image(image)
+            raw = as_boxes(boxes)
+            n = len(raw)
+            b, kept, rep = sanitize_boxes(
+                raw, image.shape[:2], scores, self.options.score_thr, self.options.max_boxes
+            )
+            box_scores = np.ones(n) if scores is None else np.asarray(scores, np.float64).reshape(-1)
+            dropped.update({offset + i: why for i, why in sorted(rep.reasons.items())})
+            c, s = boxes_to_center_scale(b)
+            prepared.append((image, c, s))
+            raws.append(raw)
+            all_scores.append(box_scores)
+            kept_l.append(kept + offset)
+            cen_l.append(c)
+            sc_l.append(s)
+            sizes.append(n)
+            offset += n
+        centers, scales = np.concatenate(cen_l), np.concatenate(sc_l)
+        buf = self._crop_buffer(len(centers))
+        row = 0
+        for image, c, s in prepared:
+            make_crops(image, c, s, out=buf[row : row + len(c)])
+            row += len(c)
+        crops = buf[:row]
+        raw, box_scores, kept = np.concatenate(raws), np.concatenate(all_scores), np.concatenate(kept_l)
+        t1 = time.perf_counter()
+        if len(crops) and (self.options.policy == "dyn" or self.options.budget_ms is not None):
+            parts = self._enqueue("router", crops)
+            router_scores = np.concatenate([p.wait()["score"].reshape(-1) for p, _ in parts])
+        else:
+            router_scores = np.full(len(crops), np.nan)
+        t2 = time.perf_counter()
+        large = route(self.options.policy, router_scores, self.k1, self.k2, self.fraction, self._rng)
+        if self.options.budget_ms is not None and len(crops):
+            cap = budget_max_large(
+                self.options.budget_ms,
+                len(crops),
+                self._ms_per_crop["small"],
+                self._ms_per_crop["large"],
+                (t2 - t0) * 1e3,
+            )
+            large = self._budget(router_scores, large, cap, [len(c) for _, c, _ in prepared])
+        # Boolean indexing copies: the nets own their batches, so the shared crop buffer is free
+        # for frame t+1 while frame t's nets still run (run_many).
+        pending = {
+            "small": self._enqueue("small", crops[~large]) if (~large).any() else [],
+            "large": self._enqueue("large", crops[large]) if large.any() else [],
+        }
+        timings = {"preprocess": (t1 - t0) * 1e3, "router": (t2 - t1) * 1e3}
+        return _Job(
+            raw, box_scores, kept, dropped, centers, scales, router_scores, large, pending, timings, t0, sizes
+        )
+
+    def _budget(self, scores: np.ndarray, large: np.ndarray, cap: int, rows: list[int]) -> np.ndarray:
+        """The tick's large-net cap, shared fairly: each view (camera) gets a share of the cap
+        in proportion to its crops wanting the large net, so a crowded camera cannot take every
+        large-net slot from the others."""
+        if len(rows) == 1 or int(large.sum()) <= cap:
+            return apply_budget(scores, large, self.k1, self.k2, cap)
+        bounds = np.cumsum([0, *rows])
+        want = np.array([int(large[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])])
+        caps = fair_shares(cap, want)
+        out = large.copy()
+        for (a, b), c in zip(zip(bounds[:-1], bounds[1:]), caps):
+            out[a:b] = apply_budget(scores[a:b], large[a:b], self.k1, self.k2, int(c))
+        return out
+
+    def _collect(self, job: _Job) -> FrameResult:
+        t_wait = time.perf_counter()
+        n = len(job.boxes)
+        kps = np.full((n, 17, 3), np.nan, np.float32)
+        presence = np.zeros((n, 17), np.float32)
+        route_arr = np.full(n, -1, np.int8)
+        rscore = np.full(n, np.nan, np.float32)
+        rscore[job.kept] = job.scores
+        prob = self.prob.new(n)
+        decode_ms = 0.0
+        for role, flag in (("small", False), ("large", True)):
+            parts = job.pending[role]
+            if not parts:
+                continue
+            outs_list = [p.wait() for p, _ in parts]
+            self._update_cost(role, parts)
+            td = time.perf_counter()
+            outs = {k: np.concatenate([o[k] for o in outs_list]) for k in outs_list[0]}
+            sel = np.flatnonzero(job.large == flag)
+            coords, kscores, pres = decode_outputs(
+                self.heads[role], outs, self.temperature, self.prob.threshold
+            )
+            xy = heatmap_to_image(coords, job.centers[sel], job.scales[sel])
+            rows = job.kept[sel]
+            kps[rows, :, :2] = xy
+            kps[rows, :, 2] = kscores
+            presence[rows] = pres
+            self.prob.fill(prob, rows, self.heads[role], outs, pres, job.centers[sel], job.scales[sel])
+            route_arr[rows] = int(flag)
+            decode_ms += (time.perf_counter() - td) * 1e3
+        t_end = time.perf_counter()
+        timings = dict(
+            job.timings,
+            nets=(t_end - t_wait) * 1e3 - decode_ms,
+            decode=decode_ms,
+            total=(t_end - job.t0) * 1e3,
+        )
+        with np.errstate(over="ignore"):  # a 1e308 box is float32 inf; it was dropped as nan_or_inf anyway
+            boxes32 = job.boxes.astype(np.float32)
+        return FrameResult(
+            boxes32,
+            kps,
+            presence,
+            route_arr,
+            rscore,
+            job.box_scores.astype(np.float32),
+            job.dropped,
+            timings,
+            prob,
+        )
+
+    # -- budget mode -------------------------------------------------------------------
+    def _update_cost(self, role: str, parts: list[tuple[Pending, int]]) -> None:
+        ms = [getattr(p, "elapsed_ms", None) for p, _ in parts]
+        if any(m is None for m in ms):
+            return
+        per = sum(ms) / max(1, sum(n for _, n in parts))
+        old = self._ms_per_crop.get(role)
+        self._ms_per_crop[role] = per if old is None else 0.8 * old + 0.2 * per
+
+    def _measure_costs(self) -> None:
+        """Budget mode needs per-crop costs before the first frame: the build's measured costs for
+        this backend and precision when the manifest has them (build/costs.py), else time each
+        net once here."""
+        known = manifest_costs(self.manifest, self.backend.name, self.options.precision)
+        if known is not None:
+            self._ms_per_crop.update({r: known[r] for r in NET_ROLES})
+            self.cost_source = "manifest"
+            return
+        self.cost_source = "probe"
+        probe = np.zeros((4, 3, *INPUT_HW), np.float32)
+        for role in NET_ROLES:
+            t = time.perf_counter()
+            self.runners[role].infer(probe, self.streams[role])
+            self._ms_per_crop[role] = (time.perf_counter() - t) * 1e3 / len(probe)
+
+
+def load_pipeline(root: str | Path, **options: Any) -> PosePipeline:
+    """``load_pipeline('artifacts/dyn-r50-h32-cpu')(image_bgr, boxes_xywh)``."""
+    return PosePipeline(root, PipelineOptions(**options))

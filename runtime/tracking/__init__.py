@@ -1,0 +1,1 @@
+"""Tracking over time: ids across frames, appearance for re-finding, keypoint smoothing."""

@@ -1,0 +1,336 @@
+"""Behaviour for the checked fakes: what parsing, building and running *do*.
+
+The fakes in :mod:`tests.trt_harness.api` only check that calls exist; this
+module makes them act like TensorRT closely enough to run the builder and the
+runtime end to end on the CPU:
+
+- ``OnnxParser.parse_from_file`` reads the ONNX (inputs, outputs, plugin nodes);
+- ``Builder.build_serialized_network`` validates what TensorRT would reject
+  (missing/invalid profiles, DLA without static shapes or GPU fallback, a
+  plugin op with no loaded library, precision flags on a strongly typed
+  network, DLA in a release without it), applies the documented DLA typing
+  rule to decide how many layers land on DLA (10.x: only a weakly typed
+  network with FP16; a strongly typed one falls back to the GPU silently;
+  >= 11.4.1: strongly typed), reports failures to an attached
+  ``IErrorRecorder`` and serialises a JSON "plan";
+- ``ICudaEngine.create_engine_inspector`` reports the layer placement as JSON
+  (per layer with ``ProfilingVerbosity.DETAILED``, names only otherwise);
+- ``Runtime.deserialize_cuda_engine`` refuses plans of another version;
+- ``IExecutionContext.execute_async_v3`` enqueues a kernel on the pycuda
+  stand-in's stream that runs the ONNX with ONNX Runtime on device memory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx.defs
+
+from . import fake_cuda
+from .api import Fake, World, proxy_module
+from .loader import load_real
+
+_DTYPES = {onnx.TensorProto.FLOAT: "FLOAT", onnx.TensorProto.FLOAT16: "HALF"}
+
+
+def _onnx_io(path: str) -> dict[str, Any]:
+    model = onnx.load(path, load_external_data=False)
+    init = {i.name for i in model.graph.initializer}
+
+    def one(v: onnx.ValueInfoProto) -> dict[str, Any]:
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
+        return {"name": v.name, "shape": dims, "dtype": _DTYPES.get(v.type.tensor_type.elem_type, "FLOAT")}
+
+    plugin_ops = sorted(
+        {
+            n.op_type
+            for n in model.graph.node
+            if n.domain not in ("", "ai.onnx") or not onnx.defs.has(n.op_type, n.domain or "")
+        }
+    )
+    return {
+        "inputs": [one(v) for v in model.graph.input if v.name not in init],
+        "outputs": [one(v) for v in model.graph.output],
+        "plugin_ops": plugin_ops,
+        "layers": [n.name or f"{n.op_type}_{i}" for i, n in enumerate(model.graph.node)],
+        "qdq": any(n.op_type == "QuantizeLinear" for n in model.graph.node),
+    }
+
+
+class TrtWorld(World):
+    """One harness session: real spec + behaviours + the pycuda stand-in."""
+
+    def __init__(self, real: Any) -> None:
+        super().__init__(real)
+        self.trt = proxy_module(self)
+        self.dla_cores = 0
+        self.fail_int8: str | None = None  # TensorRT's message when an INT8 (Q/DQ) build must fail
+        self.dla_from_11 = (11, 4, 1)  # first 11.x release with DLA (JetPack 7.2.2); tests may emulate it
+        self.dla_places_nothing = False  # TensorRT put every layer of a DLA build on the GPU
+        self.plugin_libs: dict[str, list[str]] = {}  # library path -> plugin op types it registers
+        self.registered_ops: set[str] = set()
+        self.sessions: dict[str, Any] = {}
+        self.registry = Fake(self, "IPluginRegistry")
+        self._install()
+
+    # -- builder side ---------------------------------------------------------------
+    def _install(self) -> None:
+        trt, I = self.trt, self.impls
+        I[("tensorrt", "get_plugin_registry")] = lambda: self.registry
+        I[("IPluginRegistry", "load_library")] = self._load_library
+        I[("Builder", "num_DLA_cores")] = lambda b: self.dla_cores
+        I[("Builder", "create_network")] = lambda b, flags=0: Fake(
+            self, "INetworkDefinition", _flags=flags, _io=None
+        )
+        I[("INetworkDefinition", "num_inputs")] = lambda n: len(n._state["_io"]["inputs"])
+        I[("INetworkDefinition", "num_outputs")] = lambda n: len(n._state["_io"]["outputs"])
+        I[("INetworkDefinition", "get_input")] = lambda n, i: self._tensor(n._state["_io"]["inputs"][i])
+        I[("INetworkDefinition", "get_output")] = lambda n, i: self._tensor(n._state["_io"]["outputs"][i])
+        I[("OnnxParser", "__init__")] = lambda p, network, logger: p._state.update(_net=network, _errors=[])
+        I[("OnnxParser", "parse_from_file")] = self._parse
+        I[("OnnxParser", "num_errors")] = lambda p: len(p._state["_errors"])
+        I[("OnnxParser", "get_error")] = lambda p, i: Fake(self, "ParserError", _desc=p._state["_errors"][i])
+        I[("Builder", "create_builder_config")] = lambda b: Fake(
+            self, "IBuilderConfig", _profiles=[], _flags=set(), _pools={}, _cache=None
+        )
+        I[("Builder", "create_optimization_profile")] = lambda b: Fake(
+            self, "IOptimizationProfile", _shapes={}
+        )
+        I[("IOptimizationProfile", "set_shape")] = lambda p, name, lo, opt, hi: p._state["_shapes"].update(
+            {name: [list(lo), list(opt), list(hi)]}
+        )
+        I[("IBuilderConfig", "add_optimization_profile")] = self._add_profile
+        I[("IBuilderConfig", "set_flag")] = lambda c, f: c._state["_flags"].add(f.name)
+        I[("IBuilderConfig", "get_flag")] = lambda c, f: f.name in c._state["_flags"]
+        I[("IBuilderConfig", "set_memory_pool_limit")] = lambda c, pool, size: c._state["_pools"].update(
+            {pool.name: size}
+        )
+        I[("IBuilderConfig", "create_timing_cache")] = lambda c, data: Fake(
+            self, "ITimingCache", _data=bytes(data)
+        )
+        I[("IBuilderConfig", "set_timing_cache")] = lambda c, cache, ignore: (
+            c._state.update(_cache=cache) or True
+        )
+        I[("IBuilderConfig", "get_timing_cache")] = lambda c: c._state["_cache"]
+        I[("ITimingCache", "serialize")] = lambda t: Fake(
+            self, "IHostMemory", payload=t._state["_data"] + b"+"
+        )
+        I[("Builder", "build_serialized_network")] = self._build
+        I[("ICudaEngine", "create_engine_inspector")] = lambda e: Fake(self, "EngineInspector", _engine=e)
+        I[("EngineInspector", "get_engine_information")] = self._layer_info
+        I[("ICudaEngine", "num_layers")] = lambda e: len(e._state["_plan"]["layers"])
+        # runtime side
+        I[("Runtime", "deserialize_cuda_engine")] = self._deserialize
+        I[("ICudaEngine", "num_io_tensors")] = lambda e: len(e._state["_io"])
+        I[("ICudaEngine", "num_optimization_profiles")] = lambda e: 1
+        I[("ICudaEngine", "get_tensor_name")] = lambda e, i: e._state["_io"][i]["name"]
+        I[("ICudaEngine", "get_tensor_mode")] = lambda e, n: (
+            trt.TensorIOMode.INPUT if self._io(e, n)["mode"] == "input" else trt.TensorIOMode.OUTPUT
+        )
+        I[("ICudaEngine", "get_tensor_dtype")] = lambda e, n: getattr(trt.DataType, self._io(e, n)["dtype"])
+        I[("ICudaEngine", "get_tensor_shape")] = lambda e, n: trt.Dims(self._io(e, n)["shape"])
+        I[("ICudaEngine", "get_tensor_profile_shape")] = lambda e, n, i: [
+            trt.Dims(s) for s in e._state["_plan"]["profiles"][n]
+        ]
+        I[("ICudaEngine", "create_execution_context")] = lambda e, *a: Fake(
+            self, "IExecutionContext", _engine=e, _shapes={}, _addr={}
+        )
+        I[("IExecutionContext", "set_input_shape")] = self._set_input_shape
+        I[("IExecutionContext", "set_tensor_address")] = lambda c, n, a: (
+            c._state["_addr"].update({n: a}) or True
+        )
+        I[("IExecutionContext", "get_tensor_shape")] = self._context_shape
+        I[("IExecutionContext", "execute_async_v3")] = self._execute
+
+    def _tensor(self, t: dict[str, Any]) -> Fake:
+        return Fake(
+            self,
+            "ITensor",
+            name=t["name"],
+            shape=self.trt.Dims(t["shape"]),
+            dtype=getattr(self.trt.DataType, t["dtype"]),
+        )
+
+    def _load_library(self, reg: Fake, path: str) -> Any:
+        if not Path(path).is_file():
+            return None
+        self.registered_ops.update(self.plugin_libs.get(path, []))
+        return object()
+
+    def _parse(self, parser: Fake, path: str) -> bool:
+        io = _onnx_io(path)
+        missing = [op for op in io["plugin_ops"] if op not in self.registered_ops]
+        if missing:
+            parser._state["_errors"].append(f"No importer registered for op: {missing[0]}")
+            return False
+        parser._state["_net"]._state.update(_io=io, _onnx=str(Path(path).resolve()))
+        return True
+
+    def _add_profile(self, config: Fake, profile: Fake) -> int:
+        for lo, opt, hi in profile._state["_shapes"].values():
+            if not all(0 <= a <= b <= c for a, b, c in zip(lo, opt, hi)):
+                return -1
+        config._state["_profiles"].append(profile._state["_shapes"])
+        return len(config._state["_profiles"]) - 1
+
+    def _fail(self, owner: Fake, code: str, desc: str) -> None:
+        """What TensorRT does on a failed build: tell the attached error recorder, return null."""
+        rec = owner._state.get("error_recorder")
+        if rec is not None:
+            rec.report_error(getattr(self.trt.ErrorCode, code), desc)
+
+    def _version(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in self.spec.version.split(".")[:3])
+
+    def _build(self, builder: Fake, network: Fake, config: Fake) -> Fake | None:
+        st, io = config._state, network._state["_io"]
+        if io is None:
+            raise AssertionError("build_serialized_network on a network the parser never filled")
+        strongly_flag = getattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        strongly = strongly_flag is None or bool(network._state["_flags"] & (1 << int(strongly_flag)))
+        dla = st.get("default_device_type") == self.trt.DeviceType.DLA
+        if strongly and {"FP16", "INT8", "BF16"} & st["_flags"]:
+            self._fail(
+                builder,
+                "INVALID_ARGUMENT" if hasattr(self.trt.ErrorCode, "INVALID_ARGUMENT") else "INVALID_VALUE",
+                "precision builder flags are not allowed on a strongly typed network",
+            )
+            return None
+        if not strongly and not dla:
+            raise AssertionError("GPU network built weakly typed: its precision would be up to the builder")
+        if len(st["_profiles"]) != 1:
+            raise AssertionError(f"expected one optimisation profile, got {len(st['_profiles'])}")
+        prof = st["_profiles"][0]
+        for t in io["inputs"]:
+            if -1 in t["shape"] and t["name"] not in prof:
+                return None  # TensorRT: dynamic input without a profile
+        if self.fail_int8 and io["qdq"]:
+            self._fail(builder, "INTERNAL_ERROR", self.fail_int8)
+            return None
+        dla_layers = 0
+        if dla:
+            static = all(lo == hi for lo, _, hi in prof.values())
+            v = self._version()
+            if (11, 0, 0) <= v < self.dla_from_11:
+                self._fail(builder, "INVALID_VALUE", f"DLA is not supported by TensorRT {self.spec.version}")
+                return None
+            if not static or "GPU_FALLBACK" not in st["_flags"] or st.get("DLA_core", 0) >= self.dla_cores:
+                self._fail(
+                    builder, "INVALID_VALUE", "DLA needs static shapes, GPU fallback and an existing core"
+                )
+                return None
+            # 10.x DLA runs FP16/INT8 of weakly typed networks only; every other layer falls back
+            on_dla = (not strongly and "FP16" in st["_flags"]) if v < (11, 0, 0) else strongly
+            dla_layers = len(io["layers"]) if on_dla and not self.dla_places_nothing else 0
+        plan = {
+            "fake_engine": self.spec.version,
+            "onnx": network._state["_onnx"],
+            "io": [{**t, "mode": "input"} for t in io["inputs"]]
+            + [{**t, "mode": "output"} for t in io["outputs"]],
+            "profiles": prof,
+            "dla_core": st.get("DLA_core") if dla else None,
+            "flags": sorted(st["_flags"]),
+            "pools": st["_pools"],
+            "strongly_typed": strongly,
+            "layers": io["layers"],
+            "dla_layers": dla_layers,
+            "detailed": st.get("profiling_verbosity") == self.trt.ProfilingVerbosity.DETAILED,
+            "opt_level": st.get("builder_optimization_level"),
+            "network_flags": network._state["_flags"],
+        }
+        if st["_cache"] is not None:
+            st["_cache"]._state["_data"] += f"[{Path(plan['onnx']).name}]".encode()
+        return Fake(self, "IHostMemory", payload=json.dumps(plan).encode())
+
+    def _layer_info(self, inspector: Fake, fmt: Any) -> str:
+        plan = inspector._state["_engine"]._state["_plan"]
+        if not plan["detailed"]:
+            return json.dumps({"Layers": plan["layers"], "Bindings": [t["name"] for t in plan["io"]]})
+        layers = (
+            [{"Name": "{ForeignNode[%s]}" % ",".join(plan["layers"]), "LayerType": "DLA"}]
+            if plan["dla_layers"]
+            else [{"Name": n, "LayerType": "CaskConvolution"} for n in plan["layers"]]
+        )
+        return json.dumps({"Layers": layers, "Bindings": [t["name"] for t in plan["io"]]})
+
+    # -- runtime side ---------------------------------------------------------------
+    def _deserialize(self, runtime: Fake, data: Any) -> Fake | None:
+        try:
+            plan = json.loads(bytes(data))
+        except ValueError:
+            return None
+        if plan.get("fake_engine") != self.spec.version:
+            return None  # TensorRT refuses plans of another version
+        if plan["dla_core"] is not None and runtime._state.get("DLA_core") != plan["dla_core"]:
+            self._fail(runtime, "INVALID_VALUE", "engine built for a DLA core the runtime does not use")
+            return None
+        return Fake(self, "ICudaEngine", _plan=plan, _io=plan["io"])
+
+    @staticmethod
+    def _io(engine: Fake, name: str) -> dict[str, Any]:
+        return next(t for t in engine._state["_io"] if t["name"] == name)
+
+    def _set_input_shape(self, ctx: Fake, name: str, shape: Any) -> bool:
+        lo, _, hi = ctx._state["_engine"]._state["_plan"]["profiles"][name]
+        shape = list(shape)
+        if not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):
+            return False
+        ctx._state["_shapes"][name] = shape
+        return True
+
+    def _context_shape(self, ctx: Fake, name: str) -> Any:
+        eng = ctx._state["_engine"]
+        t = self._io(eng, name)
+        if t["mode"] == "input":
+            return self.trt.Dims(ctx._state["_shapes"].get(name, t["shape"]))
+        n = next(iter(ctx._state["_shapes"].values()))[0]
+        return self.trt.Dims([n, *t["shape"][1:]])
+
+    def _execute(self, ctx: Fake, handle: int) -> bool:
+        import onnxruntime as ort
+
+        eng = ctx._state["_engine"]
+        plan, shapes, addr = eng._state["_plan"], dict(ctx._state["_shapes"]), dict(ctx._state["_addr"])
+        io = plan["io"]
+        if set(addr) != {t["name"] for t in io} or len(shapes) != sum(t["mode"] == "input" for t in io):
+            raise AssertionError("execute_async_v3 before every tensor address / input shape was set")
+        path = plan["onnx"]
+        if path not in self.sessions:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 1
+            self.sessions[path] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+        def run() -> None:
+            feeds = {}
+            for t in io:
+                if t["mode"] == "input":
+                    dt = np.float16 if t["dtype"] == "HALF" else np.float32
+                    n = int(np.prod(shapes[t["name"]])) * np.dtype(dt).itemsize
+                    feeds[t["name"]] = (
+                        fake_cuda.GPU.locate(addr[t["name"]], n).view(dt).reshape(shapes[t["name"]])
+                    )
+            outs = self.sessions[path].run(None, feeds)
+            for t, val in zip([t for t in io if t["mode"] == "output"], outs):
+                raw = np.ascontiguousarray(val).view(np.uint8).reshape(-1)
+                fake_cuda.GPU.locate(addr[t["name"]], raw.nbytes)[:] = raw
+
+        fake_cuda.GPU.enqueue(handle, "kernel", Path(path).name, run)
+        return True
+
+
+def install(major: str | None = None) -> TrtWorld:
+    """Make ``import tensorrt`` / ``import pycuda.driver`` resolve to the harness in this process."""
+    world = TrtWorld(load_real(major))
+    sys.modules["tensorrt"] = world.trt
+    fake_cuda.install()
+    return world
+
+
+def uninstall() -> None:
+    for name in ("tensorrt", "pycuda", "pycuda.driver"):
+        sys.modules.pop(name, None)
