@@ -34,7 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bench.gt_records import read_gt
+from measure.gt_records import read_gt
 from runtime.cli.args import OneLineParser, existing_dir, number, output_dir, unit_float
 from runtime.errors import InputError, guarded
 from runtime.io.records import parse_detections, read_json

@@ -126,9 +126,9 @@ def _overhead_ms(art: Path, url: str, reps: int = 50) -> dict[str, float]:
 
 
 def run(art: Path, work: Path, n_frames: int) -> dict[str, Any]:
+    from bench.data import shared_data_dir
     from build.triton_repo import RepoOptions, write_repo
     from runtime.pose.pipeline import PipelineOptions, PosePipeline
-    from tests.conftest import shared_data_dir
     from tools.triton_server import start_server
 
     frames = _frames(shared_data_dir() / "coco-mini")
@@ -219,7 +219,7 @@ def _main(argv: list[str]) -> int:
         work = Path(tmp)
         art = args.engines
         if art is None:
-            from tests.conftest import build_artifacts, shared_data_dir
+            from bench.data import build_artifacts, shared_data_dir
 
             art = build_artifacts(
                 work / "art", "fixture-dyn", extra=("--calib-data", str(shared_data_dir() / "coco-mini"))

@@ -162,7 +162,7 @@ def time_variants(
     import numpy as np
     import onnxruntime as ort
 
-    from bench.rounds import interleaved_clocks
+    from measure.rounds import interleaved_clocks
     from runtime.artifacts.manifest import model_file
 
     threads = threads or os.cpu_count() or 1

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from failcheck import assert_one_line_failure, run_in_process
 
-from bench import coco_eval, cropcoco, ex_oks, sweep
-from bench.coco_eval import evaluate_keypoints, load_gt, synthetic_results
+from bench import cropcoco, sweep
+from measure import coco_eval, ex_oks
+from measure.coco_eval import evaluate_keypoints, load_gt, synthetic_results
 from runtime.errors import EXIT_INPUT
 
 

@@ -11,7 +11,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from bench import coco_eval as ce
+from measure import coco_eval as ce
 
 
 def _gt_path(coco_mini):

@@ -38,7 +38,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from tests.conftest import REPO, build_artifacts
+from bench.data import REPO, build_artifacts
 from tests.pairwise import all_pairs, cover, pairs_of
 
 pytestmark = pytest.mark.combo

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bench import coco_eval as ce
 from bench.cropcoco import crop_coco, main
+from measure import coco_eval as ce
 
 SRC_JSON = "person_keypoints.json"
 

@@ -23,7 +23,7 @@ from build.checkpoint import CheckpointMismatch, load_strict, read_state_dict
 from build.configs import get_config
 from build.models.double_head import DoubleProbMapHead
 from build.train.double import FIXTURE, OUTER_FIXTURE, OUTER_PREFIX
-from calib.presence import calibration_domain
+from calib.data import calibration_domain
 from runtime.artifacts.manifest import sha256_file
 
 
@@ -90,12 +90,12 @@ def _cut_scenes(n: int, seed: int):
 
 @pytest.mark.slow
 def test_dh_build_runs_end_to_end_with_outer_keypoints(tmp_path, coco_mini):
+    from bench.data import build_artifacts
     from calib.report import run_onnx
     from runtime.heads.decode import decode_probmaps
     from runtime.heads.double_decode import merge_double
     from runtime.pose.pipeline import PosePipeline, _presence_from_outputs
     from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops
-    from tests.conftest import build_artifacts
 
     root = build_artifacts(
         tmp_path, "fixture-dyn-dh", extra=("--calib-data", str(coco_mini), "--fuse-decode")

@@ -110,7 +110,7 @@ def test_accuracy_never_says_met_for_a_precision_it_did_not_measure(cpu_artifact
 
 
 def test_coco_eval_flags_ground_truth_images_without_results(coco_mini, tmp_path) -> None:
-    from bench.coco_eval import load_gt, synthetic_results
+    from measure.coco_eval import load_gt, synthetic_results
 
     gt = load_gt(coco_mini / "person_keypoints.json")
     res = synthetic_results(gt, seed=0)
@@ -158,7 +158,7 @@ def test_track_eval_refuses_a_video_shorter_than_its_ground_truth(clip, tmp_path
 
 
 def test_ex_oks_flags_results_without_presence(coco_mini, tmp_path) -> None:
-    from bench.coco_eval import load_gt, synthetic_results
+    from measure.coco_eval import load_gt, synthetic_results
 
     gt = load_gt(coco_mini / "person_keypoints.json")
     plain, with_presence = tmp_path / "plain.json", tmp_path / "pres.json"

@@ -134,7 +134,7 @@ def test_plan_records_keep_loading_with_engine_hashes(tmp_path, monkeypatch) -> 
 
     from build.trt import add_trt_arguments, build_or_plan
     from calib.stage import add_calib_arguments
-    from tests.trt_harness.artifacts import make_artifacts
+    from tools.device_check.tiny_artifacts import make_artifacts
 
     real_import = builtins.__import__
 

@@ -21,11 +21,11 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.data import REPO, build_artifacts
 from runtime.backends import BackendError
 from runtime.images import load_detections
 from runtime.pose.pipeline import PipelineOptions, PosePipeline, decode_outputs
 from runtime.pose.preprocess import boxes_to_center_scale, make_crops, sanitize_boxes
-from tests.conftest import REPO, build_artifacts
 from tools.triton_server import TritonServer, start_server
 
 pytestmark = pytest.mark.triton

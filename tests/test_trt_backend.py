@@ -19,8 +19,7 @@ from build.trt import build_engines, compat
 from runtime.backends import BackendError
 from tests.abi_stub import write_abi_stub
 from tests.trt_harness import fake_cuda
-from tests.trt_harness.artifacts import make_artifacts
-from tests.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
+from tools.device_check.tiny_artifacts import make_artifacts
 
 pytestmark = pytest.mark.trt
 

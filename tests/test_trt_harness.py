@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from tests.trt_harness.api import HarnessApiError
-from tests.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
 from tests.trt_harness.loader import VERSIONS, harness_dir
 
 pytestmark = pytest.mark.trt

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 from collections.abc import Callable, Sequence
 
 from runtime.errors import EXIT_INCOMPLETE, EXTRAS, InputError, UserError, guarded, split_debug
