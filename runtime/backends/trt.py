@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
+from runtime.backends.options import BackendOptions, TrtOptions
 from runtime.backends.plugin_abi import check_plugin_abi
 from runtime.backends.trt_rules import make_error_recorder, same_trt_release
 
@@ -243,7 +244,7 @@ class TrtRunner(Runner):
             )
         plugin = self.record.get("plugin_library")
         if plugin:
-            load_plugin_library(trt, be.options.get("plugin_lib") or self.root / plugin, self.role)
+            load_plugin_library(trt, be.options.plugin_lib or self.root / plugin, self.role)
         path = self.root / self.record["path"]
         if not path.is_file():
             raise BackendError(
@@ -294,7 +295,7 @@ class TrtRunner(Runner):
         self._dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         tensors = {self.input_name: (pmax, self._dtypes[self.input_name])}
         tensors.update({o: (tuple(self.context.get_tensor_shape(o)), self._dtypes[o]) for o in outputs})
-        self._slots = [_Slot(cuda, tensors) for _ in range(int(self.backend.options.get("slots", 2)))]
+        self._slots = [_Slot(cuda, tensors) for _ in range(self.backend.options.slots)]
 
     def _take_slot(self) -> _Slot:
         slot = self._slots[self._next]
@@ -353,13 +354,19 @@ class TrtRunner(Runner):
 
 
 # ---------------------------------------------------------------- backend
-class TrtBackend(Backend):
+class TrtBackend(Backend[TrtOptions]):
     """Engines listed under ``models.<role>.engine`` in the manifest, on device 0."""
 
     name = "trt"
 
-    def __init__(self, root: Path, manifest: Mapping[str, Any], **options: Any) -> None:
-        super().__init__(root, manifest, **options)
+    def __init__(
+        self,
+        root: Path,
+        manifest: Mapping[str, Any],
+        options: BackendOptions | Mapping[str, Any] | None = None,
+        **values: Any,
+    ) -> None:
+        super().__init__(root, manifest, options, **values)  # options first: refused before CUDA starts
         try:
             import pycuda.driver as cuda
             import tensorrt as trt

@@ -12,6 +12,10 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runtime.backends.options import BackendOptions
 
 
 def number(
@@ -27,7 +31,9 @@ def number(
         try:
             v = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
         if isinstance(v, float) and not math.isfinite(v):
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         low_bad = lo is not None and (v <= lo if lo_open else v < lo)
@@ -227,12 +233,19 @@ def host_port(text: str) -> str:
     return text
 
 
-def backend_options(args: argparse.Namespace) -> dict:
-    """``--backend`` with ``--triton-url``, for the pose nets and the artifacts' detector alike.
+# Backend option -> the flag that sets it, so a refusal names what the user typed.
+BACKEND_FLAGS = {"threads": "--threads", "url": "--triton-url"}
+
+
+def backend_options(args: argparse.Namespace) -> BackendOptions:
+    """The typed backend options (runtime.backends.options) from ``--backend``, ``--threads`` and
+    ``--triton-url``, for the pose nets and the artifacts' detector alike; built once, here.
 
     A Triton address means Triton: with ``--backend auto`` it picks ``triton`` (a user who names
     a server expects it used, not a silent local run); with ``--backend ort``/``trt`` the two
-    flags contradict each other and are refused (exit 2). Returns the backend's options."""
+    flags contradict each other and are refused (exit 2), as is a flag the backend does not use
+    (``--threads`` with ``--backend trt`` or ``triton``)."""
+    from runtime.backends.options import make_options, names
     from runtime.errors import InputError
 
     url = getattr(args, "triton_url", None)
@@ -248,5 +261,13 @@ def backend_options(args: argparse.Namespace) -> dict:
         raise InputError(
             "--backend triton needs the server's gRPC address", None, "add --triton-url HOST:PORT"
         )
-    threads = getattr(args, "threads", None)
-    return {**({"threads": threads} if threads else {}), **({"url": url} if url else {})}
+    values = {"threads": getattr(args, "threads", None), "url": url}
+    values = {k: v for k, v in values.items() if v is not None}
+    for k in values:
+        if k not in names(args.backend):
+            raise InputError(
+                f"{BACKEND_FLAGS[k]} does not apply to --backend {args.backend}",
+                BACKEND_FLAGS[k],
+                f"drop {BACKEND_FLAGS[k]}, or use --backend ort (it sets ONNX Runtime's threads per net)",
+            )
+    return make_options(args.backend, values)

@@ -79,7 +79,7 @@ class NetDetector:
         self.cls = int(entry.get("class", 0) if cls is None else cls)
         self.variant = detector_variant(entry, precision)
         self.backend: Backend = open_backend(
-            backend, self.root, self.manifest, precision=self.variant, **dict(backend_options or {})
+            backend, self.root, self.manifest, backend_options, precision=self.variant
         )
         self.runner = self.backend.open_runner(ROLE).activate()
         self.stream = self.backend.new_stream(ROLE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 from runtime.artifacts.manifest import load_manifest, verify_files
 from runtime.backends import backend_class, open_backend, resolve_backend_name
 from runtime.backends.base import Pending
+from runtime.backends.options import BackendOptions, given
 from runtime.heads.credible import DEFAULT_MASSES
 from runtime.heads.decode import decode_heatmaps, decode_probmaps
 from runtime.heads.double_decode import merge_double
@@ -50,7 +51,8 @@ class PipelineOptions:
     score_thr: float | None = None
     max_boxes: int = DEFAULT_MAX_BOXES
     seed: int = 0
-    backend_options: dict[str, Any] = field(default_factory=dict)
+    # typed (runtime.backends.options) or a dict of them; checked against the backend's options
+    backend_options: BackendOptions | dict[str, Any] = field(default_factory=dict)
     credible: tuple[float, ...] = DEFAULT_MASSES  # credible-region masses for probmap nets; () = none
 
 
@@ -138,8 +140,13 @@ class PosePipeline:
             verify_files(self.root, self.manifest)
         if self.manifest.get("weights") == "random":
             print("WARNING: these artifacts have RANDOM weights; keypoints mean nothing", file=sys.stderr)
-        bopts = {"precision": self.options.precision, **self.options.backend_options}
-        self.backend = open_backend(self.options.backend, self.root, self.manifest, **bopts)
+        self.backend = open_backend(
+            self.options.backend,
+            self.root,
+            self.manifest,
+            self.options.backend_options,
+            precision=self.options.precision,
+        )
         self.runners = {r: self.backend.open_runner(r).activate() for r in ("router", *NET_ROLES)}
         self.streams = {r: self.backend.new_stream(r) for r in self.runners}
         self.heads = {r: self.manifest["models"][r]["head"] for r in NET_ROLES}
@@ -378,5 +385,11 @@ class PosePipeline:
 
 
 def load_pipeline(root: str | Path, **options: Any) -> PosePipeline:
-    """``load_pipeline('artifacts/dyn-r50-h32-cpu')(image_bgr, boxes_xywh)``."""
+    """``load_pipeline('artifacts/dyn-r50-h32-cpu')(image_bgr, boxes_xywh)``. Keywords that are not
+    :class:`PipelineOptions` fields are the backend's options (``threads=2``, ``url=...``): checked
+    against what that backend takes, so a misspelt one is refused by name."""
+    names = {f.name for f in fields(PipelineOptions)}
+    extra = {k: options.pop(k) for k in list(options) if k not in names}
+    if extra:
+        options["backend_options"] = {**given(options.get("backend_options")), **extra}
     return PosePipeline(root, PipelineOptions(**options))
