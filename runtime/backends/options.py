@@ -104,9 +104,9 @@ class TritonOptions:
         host, sep, port = self.url.rpartition(":") if isinstance(self.url, str) else ("", "", "")
         if not (sep and host and port.isdigit() and "://" not in self.url):
             raise BackendOptionError(
-                f"the triton backend needs the server's gRPC address as HOST:PORT, got {self.url!r}",
-                "url (--triton-url)",
-                "pass e.g. 127.0.0.1:8001, no scheme",
+                f"the triton backend needs the server's gRPC address, got {self.url!r}",
+                "url",
+                "pass --triton-url HOST:PORT (url='HOST:PORT' in the API), e.g. 127.0.0.1:8001, no scheme",
             )
         _name("precision", self.precision, "pass e.g. 'fp32'")
         t = self.timeout_s

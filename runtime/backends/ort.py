@@ -103,7 +103,7 @@ class OrtBackend(Backend[OrtOptions]):
         variant = self.options.precision
         if role == "router" and variant.startswith("int8") and not self.options.quantize_router:
             variant = self._router_variant(variant)
-        path = model_file(self.root, self.manifest, role, variant)
+        path = model_file(self.root, dict(self.manifest), role, variant)
         providers = PROVIDERS[self.options.providers]
         threads = self.options.threads or os.cpu_count() or 1
         return OrtRunner(role, self.manifest["models"][role], self.root, path, providers, threads)

@@ -149,7 +149,7 @@ class TrtStream(Stream):
 
     @property
     def handle(self) -> int:
-        return self.cuda_stream.handle
+        return int(self.cuda_stream.handle)
 
     def synchronize(self) -> None:
         self.cuda_stream.synchronize()
@@ -164,7 +164,7 @@ class TrtStream(Stream):
 
 def done_event_flags(cuda: Any) -> int:
     """A host thread waits on this event: sleep (BLOCKING_SYNC), and skip timestamps."""
-    return cuda.event_flags.DISABLE_TIMING | cuda.event_flags.BLOCKING_SYNC
+    return int(cuda.event_flags.DISABLE_TIMING | cuda.event_flags.BLOCKING_SYNC)
 
 
 class TrtPending(Pending):
@@ -176,7 +176,8 @@ class TrtPending(Pending):
     """
 
     def __init__(self, slot: _Slot, views: dict[str, np.ndarray], n: int, ctx: Any) -> None:
-        self._slot, self._views, self._n, self._ctx = slot, views, n, ctx
+        self._slot: _Slot | None = slot  # None once waited: the slot is reused by later calls
+        self._views, self._n, self._ctx = views, n, ctx
         self._result: dict[str, np.ndarray] | None = None
         self.elapsed_ms: float | None = None
         self._lock = threading.Lock()
@@ -184,14 +185,18 @@ class TrtPending(Pending):
     def wait(self) -> dict[str, np.ndarray]:
         with self._lock:
             if self._result is None:
-                slot = self._slot
-                with self._ctx():
-                    slot.done.synchronize()
-                    self.elapsed_ms = float(slot.t_end.time_since(slot.t_start))
-                # Copy out of the pinned slot: the slot is reused by later calls.
-                self._result = {k: np.array(v[: self._n], dtype=np.float32) for k, v in self._views.items()}
-                self._slot = None
+                self._result = self._collect()
             return self._result
+
+    def _collect(self) -> dict[str, np.ndarray]:
+        slot, self._slot = self._slot, None
+        if slot is None:  # _result is set whenever the slot is let go: cannot happen
+            raise BackendError("a TensorRT batch was collected twice")
+        with self._ctx():
+            slot.done.synchronize()
+            self.elapsed_ms = float(slot.t_end.time_since(slot.t_start))
+        # Copy out of the pinned slot: the slot is reused by later calls.
+        return {k: np.array(v[: self._n], dtype=np.float32) for k, v in self._views.items()}
 
 
 class _Slot:
@@ -212,9 +217,9 @@ class _Slot:
         for d in self.dev.values():
             d.free()
         for h in self.host.values():
-            base = h.base  # pycuda: the HostAllocation behind pagelocked_empty's array
-            if hasattr(base, "free"):
-                base.free()
+            free = getattr(h.base, "free", None)  # pycuda: the HostAllocation behind pagelocked_empty's array
+            if free is not None:
+                free()
         self.dev.clear()
         self.host.clear()
         self.pending = None
@@ -244,7 +249,8 @@ class TrtRunner(Runner):
             )
         plugin = self.record.get("plugin_library")
         if plugin:
-            load_plugin_library(trt, be.options.plugin_lib or self.root / plugin, self.role)
+            lib = be.options.plugin_lib
+            load_plugin_library(trt, Path(lib) if lib else self.root / plugin, self.role)
         path = self.root / self.record["path"]
         if not path.is_file():
             raise BackendError(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from runtime.backends import BACKENDS
-from runtime.backends.options import make_options
+from runtime.backends.options import BackendOptionError, make_options
 from runtime.errors import InputError
 from runtime.pose.routing import POLICIES
 
@@ -94,7 +94,10 @@ def check_options(o: PipelineOptions) -> None:
         )
     if isinstance(o.seed, bool) or not isinstance(o.seed, (int, np.integer)) or o.seed < 0:
         raise OptionError(f"seed must be an integer >= 0, got {o.seed!r}", "seed", "pass e.g. 0")
-    make_options(o.backend, o.backend_options)  # names an option this backend does not take
+    try:
+        make_options(o.backend, o.backend_options)  # names an option this backend does not take
+    except BackendOptionError as e:
+        raise OptionError(e.what, e.where, e.fix) from None
     check_masses(o.credible)
 
 
