@@ -106,7 +106,10 @@ def drift(ref: list[tuple], got: list[tuple], layout, cls: int, score: float) ->
             vis = rk[0, sel, :, 2] >= 0.5 if rk.shape[-1] > 2 else np.ones(rk.shape[1:3], bool)[sel]
             e = np.linalg.norm(ok[0, sel, :, :2] - rk[0, sel, :, :2], axis=-1) / g.scale
             kpt_err.append(e[vis])
-    cat = lambda xs: float(np.concatenate(xs).mean()) if xs and sum(map(len, xs)) else float("nan")
+
+    def cat(xs: list[np.ndarray]) -> float:
+        return float(np.concatenate(xs).mean()) if xs and sum(map(len, xs)) else float("nan")
+
     return {"anchors": n, "box_px": cat(box_err), "wh_bias_px": cat(wh_bias), "kpt_px": cat(kpt_err)}
 
 
@@ -157,10 +160,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "| variant | box AP | box AP50 | kpt AP | kpt AP50 | box drift px | w/h bias px | kpt drift px |",
         "|---|---|---|---|---|---|---|---|",
     ]
+
+    def f(x: float) -> str:
+        return f"{x:.3f}"
+
     for r in rows:
         k = r.get("kpt", {})
         d = r.get("drift")
-        f = lambda x: f"{x:.3f}"
         lines.append(
             f"| {r['variant']} | {f(r['box']['AP'])} | {f(r['box']['AP50'])} | "
             f"{f(k['AP']) if k else '-'} | {f(k['AP50']) if k else '-'} | "

@@ -75,8 +75,9 @@ def evaluate_clip(
     rows = []
     for dname, det in detectors.items():
         boxes_cache = [det(Frame(t, t / fps, 0.0, img)) for t, img in enumerate(frames)]
+        cached = boxes_cache.__getitem__  # this detector's boxes, bound now (not the loop's last)
         for tname in trackers:
-            hyp = run_tracker(tname, frames, lambda f: boxes_cache[f.index], fps)
+            hyp = run_tracker(tname, frames, lambda f, cached=cached: cached(f.index), fps)
             rows.append((f"{dname}, {tname}", tracking_metrics(per, hyp, n)))
     return rows
 

@@ -156,10 +156,12 @@ def build_engines(
     artifacts_dir: Path,
     manifest: MutableMapping[str, Any],
     target: str,
-    options: BuildOptions = BuildOptions(),
+    options: BuildOptions | None = None,
     trt: Any = None,
 ) -> MutableMapping[str, Any]:
-    """Build every engine for ``target`` and record it under ``models.<role>.engine``."""
+    """Build every engine for ``target`` and record it under ``models.<role>.engine``
+    (``options``: default ``BuildOptions()``)."""
+    options = BuildOptions() if options is None else options
     from .builder import build_all
 
     if trt is None:

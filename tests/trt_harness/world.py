@@ -80,72 +80,78 @@ class TrtWorld(World):
 
     # -- builder side ---------------------------------------------------------------
     def _install(self) -> None:
-        trt, I = self.trt, self.impls
-        I[("tensorrt", "get_plugin_registry")] = lambda: self.registry
-        I[("IPluginRegistry", "load_library")] = self._load_library
-        I[("Builder", "num_DLA_cores")] = lambda b: self.dla_cores
-        I[("Builder", "create_network")] = lambda b, flags=0: Fake(
+        trt, impls = self.trt, self.impls
+        impls[("tensorrt", "get_plugin_registry")] = lambda: self.registry
+        impls[("IPluginRegistry", "load_library")] = self._load_library
+        impls[("Builder", "num_DLA_cores")] = lambda b: self.dla_cores
+        impls[("Builder", "create_network")] = lambda b, flags=0: Fake(
             self, "INetworkDefinition", _flags=flags, _io=None
         )
-        I[("INetworkDefinition", "num_inputs")] = lambda n: len(n._state["_io"]["inputs"])
-        I[("INetworkDefinition", "num_outputs")] = lambda n: len(n._state["_io"]["outputs"])
-        I[("INetworkDefinition", "get_input")] = lambda n, i: self._tensor(n._state["_io"]["inputs"][i])
-        I[("INetworkDefinition", "get_output")] = lambda n, i: self._tensor(n._state["_io"]["outputs"][i])
-        I[("OnnxParser", "__init__")] = lambda p, network, logger: p._state.update(_net=network, _errors=[])
-        I[("OnnxParser", "parse_from_file")] = self._parse
-        I[("OnnxParser", "num_errors")] = lambda p: len(p._state["_errors"])
-        I[("OnnxParser", "get_error")] = lambda p, i: Fake(self, "ParserError", _desc=p._state["_errors"][i])
-        I[("Builder", "create_builder_config")] = lambda b: Fake(
+        impls[("INetworkDefinition", "num_inputs")] = lambda n: len(n._state["_io"]["inputs"])
+        impls[("INetworkDefinition", "num_outputs")] = lambda n: len(n._state["_io"]["outputs"])
+        impls[("INetworkDefinition", "get_input")] = lambda n, i: self._tensor(n._state["_io"]["inputs"][i])
+        impls[("INetworkDefinition", "get_output")] = lambda n, i: self._tensor(n._state["_io"]["outputs"][i])
+        impls[("OnnxParser", "__init__")] = lambda p, network, logger: p._state.update(
+            _net=network, _errors=[]
+        )
+        impls[("OnnxParser", "parse_from_file")] = self._parse
+        impls[("OnnxParser", "num_errors")] = lambda p: len(p._state["_errors"])
+        impls[("OnnxParser", "get_error")] = lambda p, i: Fake(
+            self, "ParserError", _desc=p._state["_errors"][i]
+        )
+        impls[("Builder", "create_builder_config")] = lambda b: Fake(
             self, "IBuilderConfig", _profiles=[], _flags=set(), _pools={}, _cache=None
         )
-        I[("Builder", "create_optimization_profile")] = lambda b: Fake(
+        impls[("Builder", "create_optimization_profile")] = lambda b: Fake(
             self, "IOptimizationProfile", _shapes={}
         )
-        I[("IOptimizationProfile", "set_shape")] = lambda p, name, lo, opt, hi: p._state["_shapes"].update(
-            {name: [list(lo), list(opt), list(hi)]}
-        )
-        I[("IBuilderConfig", "add_optimization_profile")] = self._add_profile
-        I[("IBuilderConfig", "set_flag")] = lambda c, f: c._state["_flags"].add(f.name)
-        I[("IBuilderConfig", "get_flag")] = lambda c, f: f.name in c._state["_flags"]
-        I[("IBuilderConfig", "set_memory_pool_limit")] = lambda c, pool, size: c._state["_pools"].update(
+        impls[("IOptimizationProfile", "set_shape")] = lambda p, name, lo, opt, hi: p._state[
+            "_shapes"
+        ].update({name: [list(lo), list(opt), list(hi)]})
+        impls[("IBuilderConfig", "add_optimization_profile")] = self._add_profile
+        impls[("IBuilderConfig", "set_flag")] = lambda c, f: c._state["_flags"].add(f.name)
+        impls[("IBuilderConfig", "get_flag")] = lambda c, f: f.name in c._state["_flags"]
+        impls[("IBuilderConfig", "set_memory_pool_limit")] = lambda c, pool, size: c._state["_pools"].update(
             {pool.name: size}
         )
-        I[("IBuilderConfig", "create_timing_cache")] = lambda c, data: Fake(
+        impls[("IBuilderConfig", "create_timing_cache")] = lambda c, data: Fake(
             self, "ITimingCache", _data=bytes(data)
         )
-        I[("IBuilderConfig", "set_timing_cache")] = lambda c, cache, ignore: (
+        impls[("IBuilderConfig", "set_timing_cache")] = lambda c, cache, ignore: (
             c._state.update(_cache=cache) or True
         )
-        I[("IBuilderConfig", "get_timing_cache")] = lambda c: c._state["_cache"]
-        I[("ITimingCache", "serialize")] = lambda t: Fake(
+        impls[("IBuilderConfig", "get_timing_cache")] = lambda c: c._state["_cache"]
+        impls[("ITimingCache", "serialize")] = lambda t: Fake(
             self, "IHostMemory", payload=t._state["_data"] + b"+"
         )
-        I[("Builder", "build_serialized_network")] = self._build
-        I[("ICudaEngine", "create_engine_inspector")] = lambda e: Fake(self, "EngineInspector", _engine=e)
-        I[("EngineInspector", "get_engine_information")] = self._layer_info
-        I[("ICudaEngine", "num_layers")] = lambda e: len(e._state["_plan"]["layers"])
+        impls[("Builder", "build_serialized_network")] = self._build
+        impls[("ICudaEngine", "create_engine_inspector")] = lambda e: Fake(self, "EngineInspector", _engine=e)
+        impls[("EngineInspector", "get_engine_information")] = self._layer_info
+        impls[("ICudaEngine", "num_layers")] = lambda e: len(e._state["_plan"]["layers"])
         # runtime side
-        I[("Runtime", "deserialize_cuda_engine")] = self._deserialize
-        I[("ICudaEngine", "num_io_tensors")] = lambda e: len(e._state["_io"])
-        I[("ICudaEngine", "num_optimization_profiles")] = lambda e: 1
-        I[("ICudaEngine", "get_tensor_name")] = lambda e, i: e._state["_io"][i]["name"]
-        I[("ICudaEngine", "get_tensor_mode")] = lambda e, n: (
+        impls[("Runtime", "deserialize_cuda_engine")] = self._deserialize
+        impls[("ICudaEngine", "num_io_tensors")] = lambda e: len(e._state["_io"])
+        impls[("ICudaEngine", "num_optimization_profiles")] = lambda e: 1
+        impls[("ICudaEngine", "get_tensor_name")] = lambda e, i: e._state["_io"][i]["name"]
+        impls[("ICudaEngine", "get_tensor_mode")] = lambda e, n: (
             trt.TensorIOMode.INPUT if self._io(e, n)["mode"] == "input" else trt.TensorIOMode.OUTPUT
         )
-        I[("ICudaEngine", "get_tensor_dtype")] = lambda e, n: getattr(trt.DataType, self._io(e, n)["dtype"])
-        I[("ICudaEngine", "get_tensor_shape")] = lambda e, n: trt.Dims(self._io(e, n)["shape"])
-        I[("ICudaEngine", "get_tensor_profile_shape")] = lambda e, n, i: [
+        impls[("ICudaEngine", "get_tensor_dtype")] = lambda e, n: getattr(
+            trt.DataType, self._io(e, n)["dtype"]
+        )
+        impls[("ICudaEngine", "get_tensor_shape")] = lambda e, n: trt.Dims(self._io(e, n)["shape"])
+        impls[("ICudaEngine", "get_tensor_profile_shape")] = lambda e, n, i: [
             trt.Dims(s) for s in e._state["_plan"]["profiles"][n]
         ]
-        I[("ICudaEngine", "create_execution_context")] = lambda e, *a: Fake(
+        impls[("ICudaEngine", "create_execution_context")] = lambda e, *a: Fake(
             self, "IExecutionContext", _engine=e, _shapes={}, _addr={}
         )
-        I[("IExecutionContext", "set_input_shape")] = self._set_input_shape
-        I[("IExecutionContext", "set_tensor_address")] = lambda c, n, a: (
+        impls[("IExecutionContext", "set_input_shape")] = self._set_input_shape
+        impls[("IExecutionContext", "set_tensor_address")] = lambda c, n, a: (
             c._state["_addr"].update({n: a}) or True
         )
-        I[("IExecutionContext", "get_tensor_shape")] = self._context_shape
-        I[("IExecutionContext", "execute_async_v3")] = self._execute
+        impls[("IExecutionContext", "get_tensor_shape")] = self._context_shape
+        impls[("IExecutionContext", "execute_async_v3")] = self._execute
 
     def _tensor(self, t: dict[str, Any]) -> Fake:
         return Fake(
@@ -252,7 +258,7 @@ class TrtWorld(World):
         if not plan["detailed"]:
             return json.dumps({"Layers": plan["layers"], "Bindings": [t["name"] for t in plan["io"]]})
         layers = (
-            [{"Name": "{ForeignNode[%s]}" % ",".join(plan["layers"]), "LayerType": "DLA"}]
+            [{"Name": f"{{ForeignNode[{','.join(plan['layers'])}]}}", "LayerType": "DLA"}]
             if plan["dla_layers"]
             else [{"Name": n, "LayerType": "CaskConvolution"} for n in plan["layers"]]
         )
