@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 README_MAX_LINES = 300
-PACKAGES = ("build", "runtime", "calib", "kernels", "bench", "tools")
+PACKAGES = ("build", "runtime", "calib", "measure", "kernels", "bench", "tools")
 NATIVE_SUFFIXES = (".cu", ".cuh", ".cpp", ".h")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 # Built from parts, and this file is left out of the scan, so it does not match its own checks.
