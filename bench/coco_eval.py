@@ -1,8 +1,11 @@
-"""``python -m bench.coco_eval``: the command (its code is measure.coco_eval, which build/ and calib/ import too)."""
+"""``python -m bench.coco_eval`` (and ``dynpose eval``): the command; its code is measure.coco_eval, which
+build/ and calib/ import too, so it lives below them."""
 
 from __future__ import annotations
 
-from measure.coco_eval import main
+from measure.coco_eval import _main, main
+
+__all__ = ["_main", "main"]  # _main: the dynpose dispatcher's entry (runtime.cli.main), main: python -m
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -240,7 +240,7 @@ def load(entry: Entry, prog: str) -> Callable[[list[str]], int | None]:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
         top = (e.name or "").split(".")[0]
-        if top not in EXTRA_OF and top not in ("build", "calib", "bench", "tools", "kernels"):
+        if top not in EXTRA_OF and top not in ("build", "calib", "measure", "bench", "tools", "kernels"):
             raise
         extra = EXTRA_OF.get(top)
         fix = (
