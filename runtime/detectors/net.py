@@ -78,7 +78,7 @@ class NetDetector:
         self.max_det = int(thr.get("max_det", 300))
         self.cls = int(entry.get("class", 0) if cls is None else cls)
         self.variant = detector_variant(entry, precision)
-        self.backend: Backend = open_backend(
+        self.backend: Backend[Any] = open_backend(
             backend, self.root, self.manifest, backend_options, precision=self.variant
         )
         self.runner = self.backend.open_runner(ROLE).activate()
