@@ -104,3 +104,7 @@ def test_errors_say_what_to_fix():
         add_decode_plugin(_net(("logits",)), "simcc")
     with pytest.raises(ValueError, match="once"):
         add_decode_plugin(add_decode_plugin(_net(("logits",)), "probmap"), "probmap")
+    flat = _net(("logits",))
+    flat.graph.output[0].CopyFrom(helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 17, 3072]))
+    with pytest.raises(ValueError, match=r"logits must be \[N,K,H,W\], got dims \['N', 17, 3072\]"):
+        add_decode_plugin(flat, "probmap")

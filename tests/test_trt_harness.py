@@ -99,7 +99,7 @@ def test_fakes_reject_what_the_real_class_lacks(trt_world) -> None:
     with pytest.raises(HarnessApiError, match="matches no signature"):
         builder.create_network("strongly typed")  # flags are an int
     with pytest.raises(HarnessApiError, match="no tensorrt.NoSuchThing"):
-        trt.NoSuchThing
+        _ = trt.NoSuchThing
     with pytest.raises(HarnessApiError, match="matches no signature"):
         trt.Builder()  # logger is required
     # return types are followed: the config's timing cache is an ITimingCache fake

@@ -17,9 +17,11 @@ _SITE = os.environ.get("DYNPOSE_TRITON_SITE")
 if _SITE and _SITE not in sys.path:
     sys.path.insert(0, _SITE)
 
-import numpy as np
-import onnxruntime as ort
-import triton_python_backend_utils as pb_utils
+# These imports must follow the path setup above (E402 is expected): numpy and onnxruntime have to
+# come from the server venv, and triton_python_backend_utils exists only inside the stub.
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
 
 
 class TritonPythonModel:
