@@ -10,19 +10,53 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from runtime.artifacts.manifest import model_file
 from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
 
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession  # type: ignore[import-untyped]
+
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+
+
+def open_session(
+    model: str | Path | bytes,
+    threads: int | None = None,
+    providers: Sequence[str] = PROVIDERS["cpu"],
+    *,
+    quiet: bool = False,
+) -> InferenceSession:
+    """The one place the project opens an ONNX Runtime session, so what the build times, calibrates
+    and checks runs with the options the runtime runs it with.
+
+    ``threads`` intra-op threads (default: every core) and one inter-op thread; workers do not spin,
+    since the pose nets (and a detector) share the cores and a spinning pool steals them from the
+    others; full graph optimisation; of ``providers``, those this machine has (CPU when none).
+    ``model``: a path or a serialized ModelProto. ``quiet`` hides ORT's own warnings (for callers
+    that report the problem themselves)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads or os.cpu_count() or 1)
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if quiet:
+        so.log_severity_level = 3
+    available = set(ort.get_available_providers())
+    use = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), so, providers=use)
 
 
 class OrtStream(Stream):
@@ -59,20 +93,11 @@ class OrtRunner(Runner):
         self.path = path
         self.providers = providers
         self.threads = threads
-        self.session = None
+        self.session: InferenceSession | None = None
 
     def activate_impl(self) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        # Two sessions share the cores; spinning workers would steal them from each other.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        available = set(ort.get_available_providers())
-        providers = [p for p in self.providers if p in available] or ["CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+            self.session = open_session(self.path, self.threads, self.providers)
         except Exception as e:  # noqa: BLE001 - ORT raises several unrelated types
             raise BackendError(f"{self.role}: ONNX Runtime cannot load {self.path}: {e}") from e
         self.input_name = self.session.get_inputs()[0].name
@@ -82,6 +107,8 @@ class OrtRunner(Runner):
         if not isinstance(stream, OrtStream):
             raise BackendError(f"{self.role}: ONNX Runtime runner given a {type(stream).__name__}")
         sess, names, feed = self.session, list(self.output_names), {self.input_name: batch}
+        if sess is None:
+            raise BackendError(f"{self.role}: runner used before activate()")
 
         def run() -> tuple[dict[str, np.ndarray], float]:
             t = time.perf_counter()
