@@ -50,7 +50,7 @@ def int8_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _session(path: Path, threads: int):
-    from runtime.backends.ort import open_session
+    from runtime.backends.ort_session import open_session
 
     return open_session(path, threads)
 

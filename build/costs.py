@@ -163,7 +163,7 @@ def time_variants(
 
     from bench.rounds import interleaved_clocks
     from runtime.artifacts.manifest import model_file
-    from runtime.backends.ort import open_session
+    from runtime.backends.ort_session import open_session
 
     threads = threads or os.cpu_count() or 1
     x = np.random.default_rng(0).standard_normal((batch, 3, 256, 192)).astype(np.float32)

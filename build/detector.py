@@ -269,7 +269,7 @@ def _variant(out_dir: Path, path: Path, **info: Any) -> dict[str, Any]:
 
 def _runner(frames: np.ndarray) -> Callable[[Path], np.ndarray]:
     """The model's raw output on every calibration frame (ORT CPU, one frame per call)."""
-    from runtime.backends.ort import open_session
+    from runtime.backends.ort_session import open_session
 
     def run(path: Path) -> np.ndarray:
         sess = open_session(path)

@@ -243,7 +243,7 @@ def _frame(args: argparse.Namespace, size: int, calib_default: Path) -> tuple[np
 
 
 def _session(model: onnx.ModelProto, where: str):
-    from runtime.backends.ort import open_session
+    from runtime.backends.ort_session import open_session
 
     try:  # quiet: ORT's shape-mismatch warnings; the check below says it in one line
         return open_session(model.SerializeToString(), quiet=True)

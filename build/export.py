@@ -132,7 +132,7 @@ def parity(
     as 0.0 and pass), when infs disagree, or when an error exceeds
     ``atol + rtol * scale`` with ``scale`` the output's max |torch value|.
     """
-    from runtime.backends.ort import open_session
+    from runtime.backends.ort_session import open_session
 
     sess = open_session(path)
     names = [o.name for o in sess.get_outputs()]

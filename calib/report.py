@@ -37,7 +37,7 @@ def run_onnx(
     threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """All outputs of one ONNX over the crops, in batches (ONNX Runtime CPU)."""
-    from runtime.backends.ort import open_session
+    from runtime.backends.ort_session import open_session
 
     sess = open_session(path, threads)
     names = list(names) if names else [o.name for o in sess.get_outputs()]

@@ -15,7 +15,7 @@ from torch import nn
 from calib.deconv import deconv_to_conv
 from calib.quantize import check_trt_qdq, quantize_onnx
 from calib.report import run_onnx
-from runtime.backends.ort import open_session
+from runtime.backends.ort_session import open_session
 
 
 def _raw(model: nn.Module, path: Path, shape: tuple[int, ...]) -> Path:

@@ -20,7 +20,7 @@ from calib.quantize import (
     restrict_qdq,
 )
 from calib.report import run_onnx
-from runtime.backends.ort import open_session
+from runtime.backends.ort_session import open_session
 
 
 def export_net(out: Path, arch: str, head: str, seed: int = 0) -> Path:

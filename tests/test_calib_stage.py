@@ -154,7 +154,7 @@ def test_default_precision_and_flags():
 def test_build_engines_manifest_has_band_and_calibration(cpu_artifacts):
     """What the CLI wrote: k1/k2/fraction reproduce from the router's own scores."""
     from calib.data import load_calib
-    from runtime.backends.ort import open_session
+    from runtime.backends.ort_session import open_session
 
     m = load_manifest(cpu_artifacts)
     r = m["routing"]

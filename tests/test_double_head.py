@@ -9,7 +9,7 @@ import torch
 from build.export import export_onnx, parity
 from build.models.double_head import OUTER_FACTOR, outer_targets
 from build.train.double import build_double, fixture_state
-from runtime.backends.ort import open_session
+from runtime.backends.ort_session import open_session
 from runtime.heads import double_decode
 from runtime.heads.double_decode import merge_double, outer_to_inner
 from runtime.pose.pipeline import decode_outputs

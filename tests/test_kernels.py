@@ -40,7 +40,7 @@ def real_maps(coco_mini: Path, cpu_artifacts: Path) -> dict[str, np.ndarray]:
     import onnx
 
     from runtime.artifacts.manifest import load_manifest
-    from runtime.backends.ort import open_session
+    from runtime.backends.ort_session import open_session
     from runtime.pose.preprocess import boxes_to_center_scale, make_crops
 
     ann = json.loads((coco_mini / "person_keypoints.json").read_text())

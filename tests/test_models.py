@@ -278,7 +278,7 @@ FAST_EXPORTS = {("probpose-s", "probmap")}  # the riskiest graph: attention + so
 @pytest.mark.parametrize("name,head", [_slow_unless(n, h, FAST_EXPORTS) for n, h in CASES])
 def test_legacy_onnx_export_with_dynamic_batch(name: str, head: str, tmp_path) -> None:
     """Exported at N=2, run by ONNX Runtime at N=3: the batch dim must really be dynamic."""
-    from runtime.backends.ort import open_session
+    from runtime.backends.ort_session import open_session
 
     net = build_pose_net(name, head).eval()
     names = list(net.output_names)

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.backends.ort import open_session
+from runtime.backends.ort_session import open_session
 from runtime.pose.pipeline import PipelineOptions, PosePipeline, decode_outputs
 from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
 

@@ -19,7 +19,7 @@ from build.plugin_nodes import (
     plugin_nodes,
 )
 from kernels.host_build import KERNELS_DIR
-from runtime.backends.ort import open_session
+from runtime.backends.ort_session import open_session
 from runtime.heads.decode import COCO_SIGMAS
 
 

@@ -16,7 +16,7 @@ import pytest
 import runtime.backends.trt as trt_backend
 from build.trt import build_engines, compat
 from runtime.backends import BackendError
-from runtime.backends.ort import open_session
+from runtime.backends.ort_session import open_session
 from tests.abi_stub import write_abi_stub
 from tests.trt_harness import fake_cuda
 from tests.trt_harness.artifacts import make_artifacts

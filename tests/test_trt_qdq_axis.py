@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from build.trt.compat import DECONV_WEIGHT_AXIS
 from calib.quantize import check_trt_qdq, deconv_axis_problems, quantize_onnx
-from runtime.backends.ort import open_session
+from runtime.backends.ort_session import open_session
 
 C_IN, C_OUT = 8, 5  # different, so an axis mix-up changes the scale count
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from runtime.artifacts.manifest import model_file
 from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
+from runtime.backends.ort_session import open_session
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession  # type: ignore[import-untyped]
@@ -28,35 +27,6 @@ PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-
-
-def open_session(
-    model: str | Path | bytes,
-    threads: int | None = None,
-    providers: Sequence[str] = PROVIDERS["cpu"],
-    *,
-    quiet: bool = False,
-) -> InferenceSession:
-    """The one place the project opens an ONNX Runtime session, so what the build times, calibrates
-    and checks runs with the options the runtime runs it with.
-
-    ``threads`` intra-op threads (default: every core) and one inter-op thread; workers do not spin,
-    since the pose nets (and a detector) share the cores and a spinning pool steals them from the
-    others; full graph optimisation; of ``providers``, those this machine has (CPU when none).
-    ``model``: a path or a serialized ModelProto. ``quiet`` hides ORT's own warnings (for callers
-    that report the problem themselves)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads or os.cpu_count() or 1)
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if quiet:
-        so.log_severity_level = 3
-    available = set(ort.get_available_providers())
-    use = [p for p in providers if p in available] or ["CPUExecutionProvider"]
-    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), so, providers=use)
 
 
 class OrtStream(Stream):

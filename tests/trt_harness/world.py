@@ -292,7 +292,7 @@ class TrtWorld(World):
         return self.trt.Dims([n, *t["shape"][1:]])
 
     def _execute(self, ctx: Fake, handle: int) -> bool:
-        from runtime.backends.ort import open_session
+        from runtime.backends.ort_session import open_session
 
         eng = ctx._state["_engine"]
         plan, shapes, addr = eng._state["_plan"], dict(ctx._state["_shapes"]), dict(ctx._state["_addr"])
