@@ -181,3 +181,40 @@ def test_options_are_checked_once_at_the_cli_edge() -> None:
     ):
         with pytest.raises(DetectorError, match=msg):
             DetectorOptions(**bad)
+
+
+def test_an_unloadable_or_missing_onnx_is_one_line_exit_2(
+    cpu_artifacts: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    for spec, msg in (
+        (f"onnx:{bad}", "ONNX Runtime cannot load the detector"),
+        (f"onnx:{tmp_path}/no.onnx", "not found"),
+    ):
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "runtime.images",
+                "--engines",
+                str(cpu_artifacts),
+                "--images",
+                str(shared_data / "coco-mini"),
+                "--detector",
+                spec,
+                "--out",
+                str(tmp_path / "res"),
+                "--backend",
+                "ort",
+            ],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert r.returncode == 2, r.stderr
+        assert msg in r.stderr and "Traceback" not in r.stderr

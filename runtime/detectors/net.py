@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from runtime.artifacts.manifest import ManifestError, load_manifest
 from runtime.backends import open_backend
-from runtime.backends.base import Backend, Pending, Runner, Stream
+from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
 from runtime.backends.ort import PROVIDERS, OrtRunner, OrtStream
 from runtime.detectors.base import Detections, DetectorError
 from runtime.detectors.letterbox import Geometry, Letterboxer
@@ -129,7 +129,6 @@ class NetDetector:
         iou_thr: float | None = None,
     ) -> NetDetector:
         """A user's YOLO ONNX (``onnx:PATH``) on an ONNX Runtime runner (module docstring)."""
-
         path = Path(path)
         if not path.is_file():
             raise DetectorError(f"ONNX detector {path} not found (--detector onnx:PATH)")
@@ -138,13 +137,15 @@ class NetDetector:
         runner = OrtRunner(ROLE, {}, path.parent, path, PROVIDERS["cpu"], os.cpu_count() or 1)
         try:
             runner.activate()
-        except Exception as e:  # noqa: BLE001 - BackendError wraps ORT's several unrelated types
-            raise DetectorError(f"ONNX Runtime cannot load the detector {path}: {e}") from e
-        det._start(f"onnx:{path}", runner, OrtStream(ROLE), (ONNX_INPUT, ONNX_INPUT), 1)
+        except BackendError as e:
+            raise DetectorError(f"ONNX Runtime cannot load the detector {path}: {e.__cause__ or e}") from e
         try:
             hw, meta, shape = _read_onnx(runner, path)
-            if hw != det.input_hw:
-                det._boxers = [Letterboxer(hw, 1) for _ in range(2)]
+        except DetectorError:
+            runner.deactivate()
+            raise
+        det._start(f"onnx:{path}", runner, OrtStream(ROLE), hw, 1)
+        try:
             yolo, swapped = _onnx_layout(det, layout, meta, shape)
             if not 0 <= det_class < yolo.num_classes:
                 raise LayoutError(f"class {det_class} is out of range for {yolo.num_classes} classes")
