@@ -57,11 +57,14 @@ class DetectorOptions:
             raise DetectorError(f"unknown --detector {self.spec!r}: use {SPECS}")
         if self.layout not in LAYOUTS:
             raise DetectorError(f"unknown --det-layout {self.layout!r}; choose one of {', '.join(LAYOUTS)}")
-        if self.cls < 0 or self.hog_width < 1:
-            raise DetectorError(f"--det-class {self.cls} / --hog-width {self.hog_width}: use >= 0 / >= 1")
-        for name, v in (("--det-thr", self.score_thr), ("--det-nms", self.iou_thr)):
-            if v is not None and not 0 <= v <= 1:
-                raise DetectorError(f"{name} {v}: use a value in [0, 1]")
+        for name, v, lo, hi in (
+            ("--det-class", self.cls, 0, None),
+            ("--hog-width", self.hog_width, 1, None),
+            ("--det-thr", self.score_thr, 0, 1),
+            ("--det-nms", self.iou_thr, 0, 1),
+        ):
+            if v is not None and (v < lo or hi is not None and v > hi):
+                raise DetectorError(f"{name} {v}: use a value >= {lo}" + (f" and <= {hi}" if hi else ""))
 
 
 _FLAGS = {
