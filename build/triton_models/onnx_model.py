@@ -17,8 +17,8 @@ _SITE = os.environ.get("DYNPOSE_TRITON_SITE")
 if _SITE and _SITE not in sys.path:
     sys.path.insert(0, _SITE)
 
-import numpy as np
-import triton_python_backend_utils as pb_utils
+import numpy as np  # noqa: E402 - after the site-packages line above
+import triton_python_backend_utils as pb_utils  # noqa: E402 - idem
 
 
 class TritonPythonModel:
