@@ -269,10 +269,10 @@ def _variant(out_dir: Path, path: Path, **info: Any) -> dict[str, Any]:
 
 def _runner(frames: np.ndarray) -> Callable[[Path], np.ndarray]:
     """The model's raw output on every calibration frame (ORT CPU, one frame per call)."""
-    import onnxruntime as ort
+    from runtime.backends.ort_session import open_session
 
     def run(path: Path) -> np.ndarray:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        sess = open_session(path)
         name = sess.get_inputs()[0].name
         return np.concatenate([sess.run(None, {name: frames[i : i + 1]})[0] for i in range(len(frames))])
 

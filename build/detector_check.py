@@ -243,12 +243,10 @@ def _frame(args: argparse.Namespace, size: int, calib_default: Path) -> tuple[np
 
 
 def _session(model: onnx.ModelProto, where: str):
-    import onnxruntime as ort
+    from runtime.backends.ort_session import open_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3  # ORT's shape-mismatch warnings: the check below says it in one line
-    try:
-        return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    try:  # quiet: ORT's shape-mismatch warnings; the check below says it in one line
+        return open_session(model.SerializeToString(), quiet=True)
     except Exception as e:  # noqa: BLE001 - ORT raises its own types for invalid graphs and ops
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise InputError(

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -16,6 +15,7 @@ from torch import nn
 from calib.deconv import deconv_to_conv
 from calib.quantize import check_trt_qdq, quantize_onnx
 from calib.report import run_onnx
+from runtime.backends.ort_session import open_session
 
 
 def _raw(model: nn.Module, path: Path, shape: tuple[int, ...]) -> Path:
@@ -33,7 +33,7 @@ def _raw(model: nn.Module, path: Path, shape: tuple[int, ...]) -> Path:
 
 
 def _run(path: Path, x: np.ndarray) -> np.ndarray:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    return open_session(path).run(None, {"input": x})[0]
 
 
 @pytest.mark.parametrize(

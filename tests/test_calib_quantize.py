@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -21,6 +20,7 @@ from calib.quantize import (
     restrict_qdq,
 )
 from calib.report import run_onnx
+from runtime.backends.ort_session import open_session
 
 
 def export_net(out: Path, arch: str, head: str, seed: int = 0) -> Path:
@@ -144,7 +144,7 @@ def _tail_tensors_finite(path: Path, crops: np.ndarray) -> tuple[bool, dict[str,
     for nm in names:
         if nm not in have:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(nm))
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = open_session(model.SerializeToString())
     outs = dict(zip(names, sess.run(names, {"input": crops})))
     floats = {k: v for k, v in outs.items() if np.asarray(v).dtype.kind == "f"}
     return all(np.isfinite(v).all() for v in floats.values()), floats

@@ -308,9 +308,7 @@ def test_failed_video_rerun_keeps_the_earlier_runs_results_named(cpu_artifacts, 
     assert run_module("runtime.video", *args).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert set(before) == {"people.jsonl", "people.overlay.avi", "people.summary.json"}
-    r = run_module(
-        "runtime.video", *args, preexec_fn=_limit(4096)
-    )  # the new overlay cannot be written
+    r = run_module("runtime.video", *args, preexec_fn=_limit(4096))  # the new overlay cannot be written
     assert r.returncode == EXIT_OUTPUT, r.stderr
     assert "people.previous" in r.stderr
     kept = out / "people.previous"

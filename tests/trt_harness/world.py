@@ -315,7 +315,7 @@ class TrtWorld(World):
         return self.trt.Dims([n, *t["shape"][1:]])
 
     def _execute(self, ctx: Fake, handle: int) -> bool:
-        import onnxruntime as ort
+        from runtime.backends.ort_session import open_session
 
         eng = ctx._state["_engine"]
         plan, shapes, addr = eng._state["_plan"], dict(ctx._state["_shapes"]), dict(ctx._state["_addr"])
@@ -324,9 +324,7 @@ class TrtWorld(World):
             raise AssertionError("execute_async_v3 before every tensor address / input shape was set")
         path = plan["onnx"]
         if path not in self.sessions:
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = 1
-            self.sessions[path] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            self.sessions[path] = open_session(path, 1)
 
         def run() -> None:
             feeds = {}
