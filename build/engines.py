@@ -37,8 +37,9 @@ from runtime.errors import InputError, guarded
 from .checkpoint import TRUST_FLAG
 from .configs import DEFAULT_CONFIG, get_config, list_configs
 from .costs import format_cost_table, measure_routing_costs
-from .detector import add_detector, add_detector_arguments
+from .detector import add_detector
 from .detector_check import CheckedDetector, early_check
+from .detector_model import add_detector_arguments
 from .export import OPSET
 from .staging import StagedDir, commit_together
 from .triton_repo import (
