@@ -50,11 +50,9 @@ def int8_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _session(path: Path, threads: int):
-    import onnxruntime as ort
+    from runtime.backends.ort_session import open_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return open_session(path, threads)
 
 
 def interleaved_ms(sessions: dict, x: np.ndarray, rounds: int = ROUNDS) -> dict[str, dict[str, list[float]]]:

@@ -126,6 +126,15 @@ def _overhead_ms(art: Path, url: str, reps: int = 50) -> dict[str, float]:
     return res
 
 
+def _triton_pipeline(art: Path, url: str) -> Any:
+    """One client's pipeline on the Triton server at ``url`` (each client has its own channel)."""
+    from runtime.pose.pipeline import PipelineOptions, PosePipeline
+
+    return PosePipeline(
+        art, PipelineOptions(backend="triton", backend_options={"url": url, "timeout_s": 300})
+    )
+
+
 def run(art: Path, work: Path, n_frames: int) -> dict[str, Any]:
     from bench.data import shared_data_dir
     from build.triton_repo import RepoOptions, write_repo
@@ -150,10 +159,7 @@ def run(art: Path, work: Path, n_frames: int) -> dict[str, Any]:
                 result["request"] = _overhead_ms(art, srv.grpc_url)
             for n in (1, 4):
                 before = _counts(srv.grpc_url)
-                opts = PipelineOptions(
-                    backend="triton", backend_options={"url": srv.grpc_url, "timeout_s": 300}
-                )
-                res[str(n)] = _clients(partial(PosePipeline, art, opts), frames, n, n_frames)
+                res[str(n)] = _clients(partial(_triton_pipeline, art, srv.grpc_url), frames, n, n_frames)
                 res[str(n)]["mean_batch"] = _mean_batch(before, _counts(srv.grpc_url))
                 print(
                     f"triton {tag:<11} {n} client(s): {res[str(n)]['crops_per_s']:.0f} crops/s, "

@@ -42,6 +42,49 @@ def _plugin_attrs(**fields) -> dict:
     return {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE, **fields}
 
 
+def _decode_source(head_kind: str, names: list[str]) -> tuple[str, dict]:
+    """The map output the decode reads and the plugin mode for it (logits get sparsemax fused)."""
+    if head_kind == "heatmap":
+        if "heatmaps" not in names:
+            raise ValueError(f"heatmap decode needs a 'heatmaps' output; the model has {names}")
+        return "heatmaps", {"mode": "heatmap"}
+    if "logits" in names:
+        return "logits", {"mode": "probmap", "normalize": 1}
+    if "probmaps" in names:
+        return "probmaps", {"mode": "probmap", "normalize": 0}
+    raise ValueError(
+        f"probmap decode needs a 'logits' or 'probmaps' output; the model has {names}. "
+        "Export the probmap net with its logits output"
+    )
+
+
+def _map_dims(model: onnx.ModelProto, src: str, sig: np.ndarray) -> list:
+    """The source map's [N,K,H,W] dims, with K matching the sigmas where it is static."""
+    dims = _dims(_graph_output(model, src))
+    if len(dims) != 4:
+        raise ValueError(f"{src} must be [N,K,H,W], got dims {dims}")
+    k = dims[1]
+    if isinstance(k, int) and k != sig.size:
+        raise ValueError(f"{src} has K={k} maps but {sig.size} sigmas were given; pass sigmas of length {k}")
+    return dims
+
+
+def _set_outputs(model: onnx.ModelProto, src: str, dims: list, keep_maps: bool) -> None:
+    """Graph outputs: the decoded keypoints and scores added, the map dropped unless kept."""
+    if not keep_maps:
+        keep = [o for o in model.graph.output if o.name != src]
+        del model.graph.output[:]
+        model.graph.output.extend(keep)
+    n = dims[0] if dims[0] is not None else "N"
+    k = dims[1]
+    model.graph.output.extend(
+        [
+            helper.make_tensor_value_info(KEYPOINTS, TensorProto.FLOAT, [n, k, 2]),
+            helper.make_tensor_value_info(KEYPOINT_SCORES, TensorProto.FLOAT, [n, k]),
+        ]
+    )
+
+
 def add_decode_plugin(
     model: onnx.ModelProto,
     head_kind: str,
@@ -65,44 +108,16 @@ def add_decode_plugin(
     names = [o.name for o in out.graph.output]
     if KEYPOINTS in names or KEYPOINT_SCORES in names:
         raise ValueError("model already has keypoints outputs; add the decode plugin once")
-    if head_kind == "heatmap":
-        src, attrs = "heatmaps", {"mode": "heatmap"}
-    elif "logits" in names:
-        src, attrs = "logits", {"mode": "probmap", "normalize": 1}
-    elif "probmaps" in names:
-        src, attrs = "probmaps", {"mode": "probmap", "normalize": 0}
-    else:
-        raise ValueError(
-            f"probmap decode needs a 'logits' or 'probmaps' output; the model has {names}. "
-            "Export the probmap net with its logits output"
-        )
-    if head_kind == "heatmap" and src not in names:
-        raise ValueError(f"heatmap decode needs a 'heatmaps' output; the model has {names}")
-    vi = _graph_output(out, src)
-    dims = _dims(vi)
-    if len(dims) != 4:
-        raise ValueError(f"{src} must be [N,K,H,W], got dims {dims}")
-    k = dims[1]
+    src, attrs = _decode_source(head_kind, names)
     sig = np.asarray(sigmas, dtype=np.float32).reshape(-1)
-    if isinstance(k, int) and k != sig.size:
-        raise ValueError(f"{src} has K={k} maps but {sig.size} sigmas were given; pass sigmas of length {k}")
+    dims = _map_dims(out, src, sig)
     if attrs["mode"] == "probmap":
         attrs.update(sigmas=[float(s) for s in sig], temperature=float(temperature))
     node = helper.make_node(
         DECODE_OP, [src], [KEYPOINTS, KEYPOINT_SCORES], name="dynpose_decode", **_plugin_attrs(**attrs)
     )
     out.graph.node.append(node)
-    if not keep_maps:
-        keep = [o for o in out.graph.output if o.name != src]
-        del out.graph.output[:]
-        out.graph.output.extend(keep)
-    n = dims[0] if dims[0] is not None else "N"
-    out.graph.output.extend(
-        [
-            helper.make_tensor_value_info(KEYPOINTS, TensorProto.FLOAT, [n, k, 2]),
-            helper.make_tensor_value_info(KEYPOINT_SCORES, TensorProto.FLOAT, [n, k]),
-        ]
-    )
+    _set_outputs(out, src, dims, keep_maps)
     return out
 
 

@@ -144,50 +144,66 @@ def posed_only(results: Results) -> Results:
     return [r for r in results if not (isinstance(r, dict) and "dropped" in r and "keypoints" not in r)]
 
 
+def _check_record_shape(i: int, r: object) -> dict[str, Any]:
+    """The record is an object with the four fields pycocotools reads."""
+    if not isinstance(r, dict):
+        raise ResultsError(
+            f"result #{i} is {type(r).__name__}, not an object; records need image_id, "
+            "category_id, keypoints, score"
+        )
+    for key in ("image_id", "category_id", "keypoints", "score"):
+        if key not in r:
+            raise ResultsError(
+                f"result #{i} has no '{key}'; records need image_id, category_id, keypoints, score"
+            )
+    return r
+
+
+def _check_record_ids(i: int, r: dict[str, Any], img_ids: set[int], cat_ids: set[int]) -> None:
+    """Image and category exist in the ground truth (pycocotools would KeyError deep inside)."""
+    if r["image_id"] not in img_ids:
+        raise ResultsError(
+            f"result #{i}: image_id {r['image_id']} is not in the ground truth; "
+            "evaluate against the GT file the images came from"
+        )
+    if r["category_id"] not in cat_ids:
+        raise ResultsError(
+            f"result #{i}: category_id {r['category_id']} not in GT categories {sorted(cat_ids)}; "
+            f"use {PERSON_CATEGORY} (person)"
+        )
+
+
+def _check_record_values(i: int, r: dict[str, Any], num_keypoints: int) -> None:
+    """Keypoints, score and presence are finite numbers of the right count (no silent NaN OKS)."""
+    try:
+        kp = np.asarray(r["keypoints"], dtype=np.float64)
+        score = float(r["score"])
+    except (TypeError, ValueError):
+        raise ResultsError(
+            f"result #{i} (image {r['image_id']}): keypoints and score must be numbers"
+        ) from None
+    if kp.shape != (3 * num_keypoints,):
+        raise ResultsError(
+            f"result #{i}: keypoints must be a flat list of {3 * num_keypoints} numbers "
+            f"[x,y,score]*{num_keypoints}, got {kp.size}"
+        )
+    if not np.all(np.isfinite(kp)) or not math.isfinite(score):
+        raise ResultsError(
+            f"result #{i} (image {r['image_id']}) has NaN/inf keypoints or score; "
+            "drop the person or replace the values before scoring"
+        )
+    if "presence" in r and np.asarray(r["presence"]).shape != (num_keypoints,):
+        raise ResultsError(f"result #{i}: presence must have {num_keypoints} values")
+
+
 def validate_results(coco_gt: COCO, results: Results, num_keypoints: int = NUM_KEYPOINTS) -> None:
     """Fail with the offending record named, instead of a bare assert or a silent NaN OKS."""
     img_ids = set(coco_gt.getImgIds())
     cat_ids = set(coco_gt.getCatIds())
-    for i, r in enumerate(results):
-        if not isinstance(r, dict):
-            raise ResultsError(
-                f"result #{i} is {type(r).__name__}, not an object; records need image_id, "
-                "category_id, keypoints, score"
-            )
-        for key in ("image_id", "category_id", "keypoints", "score"):
-            if key not in r:
-                raise ResultsError(
-                    f"result #{i} has no '{key}'; records need image_id, category_id, keypoints, score"
-                )
-        if r["image_id"] not in img_ids:
-            raise ResultsError(
-                f"result #{i}: image_id {r['image_id']} is not in the ground truth; "
-                "evaluate against the GT file the images came from"
-            )
-        if r["category_id"] not in cat_ids:
-            raise ResultsError(
-                f"result #{i}: category_id {r['category_id']} not in GT categories {sorted(cat_ids)}; "
-                f"use {PERSON_CATEGORY} (person)"
-            )
-        try:
-            kp = np.asarray(r["keypoints"], dtype=np.float64)
-            score = float(r["score"])
-        except (TypeError, ValueError):
-            raise ResultsError(
-                f"result #{i} (image {r['image_id']}): keypoints and score must be numbers"
-            ) from None
-        if kp.shape != (3 * num_keypoints,):
-            raise ResultsError(
-                f"result #{i}: keypoints must be a flat list of {3 * num_keypoints} numbers "
-                f"[x,y,score]*{num_keypoints}, got {kp.size}"
-            )
-        if not np.all(np.isfinite(kp)) or not math.isfinite(score):
-            raise ResultsError(
-                f"result #{i} (image {r['image_id']}) has NaN/inf keypoints or score; "
-                "drop the person or replace the values before scoring"
-            )
-        if "presence" in r and np.asarray(r["presence"]).shape != (num_keypoints,):
-            raise ResultsError(f"result #{i}: presence must have {num_keypoints} values")
+    for i, raw in enumerate(results):
+        r = _check_record_shape(i, raw)
+        _check_record_ids(i, r, img_ids, cat_ids)
+        _check_record_values(i, r, num_keypoints)
 
 
 def load_results(

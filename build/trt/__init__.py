@@ -159,11 +159,11 @@ def build_engines(
     options: BuildOptions | None = None,
     trt: Any = None,
 ) -> MutableMapping[str, Any]:
-    """Build every engine for ``target`` and record it under ``models.<role>.engine``
-    (``options``: default ``BuildOptions()``)."""
-    options = BuildOptions() if options is None else options
+    """Build every engine for ``target`` and record it under ``models.<role>.engine`` (``options``
+    None: the target's defaults)."""
     from .builder import build_all
 
+    options = options or BuildOptions()
     if trt is None:
         import tensorrt as trt
     root = Path(artifacts_dir)

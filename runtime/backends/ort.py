@@ -13,11 +13,15 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.artifacts.manifest import model_file
 from runtime.backends.base import Backend, BackendError, Batch, Outputs, Pending, Runner, Stream
 from runtime.backends.options import PROVIDERS, OrtOptions
+from runtime.backends.ort_session import open_session
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 Timed = tuple[Outputs, float]  # a run's outputs and its milliseconds
 
@@ -58,20 +62,11 @@ class OrtRunner(Runner):
         self.path = path
         self.providers = providers
         self.threads = threads
-        self.session: Any = None  # onnxruntime.InferenceSession (untyped)
+        self.session: InferenceSession | None = None
 
     def activate_impl(self) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        # Two sessions share the cores; spinning workers would steal them from each other.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        available = set(ort.get_available_providers())
-        providers = [p for p in self.providers if p in available] or ["CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+            self.session = open_session(self.path, self.threads, self.providers)
         except Exception as e:  # noqa: BLE001 - ORT raises several unrelated types
             raise BackendError(f"{self.role}: ONNX Runtime cannot load {self.path}: {e}") from e
         self.input_name = self.session.get_inputs()[0].name
@@ -81,6 +76,8 @@ class OrtRunner(Runner):
         if not isinstance(stream, OrtStream):
             raise BackendError(f"{self.role}: ONNX Runtime runner given a {type(stream).__name__}")
         sess, names, feed = self.session, list(self.output_names), {self.input_name: batch}
+        if sess is None:
+            raise BackendError(f"{self.role}: runner used before activate()")
 
         def run() -> Timed:
             t = time.perf_counter()
