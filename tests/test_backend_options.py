@@ -107,3 +107,12 @@ def test_video_cli_threads_with_tensorrt_exit_2_one_line(tmp_path: Path) -> None
     assert len(lines) == 1 and lines[0].startswith("error: --threads does not apply to --backend trt"), (
         r.stderr
     )
+
+
+def test_an_option_given_twice_with_two_values_is_refused() -> None:
+    """The pipeline passes its own precision; a different one inside backend_options is not dropped silently."""
+    from runtime.backends.options import BackendOptionError, make_options
+
+    with pytest.raises(BackendOptionError, match="precision given twice"):
+        make_options("ort", {"precision": "int8_cpu"}, precision="fp32")
+    assert make_options("ort", {"precision": "fp16"}, precision="fp16").precision == "fp16"

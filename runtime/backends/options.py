@@ -186,7 +186,16 @@ def make_options(
         )
     if backend in OPTIONS and isinstance(options, OPTIONS[backend]) and not values:
         return options
-    merged = {**given(options), **values}
+    set_before = given(options)
+    twice = [k for k in values if k in set_before and set_before[k] != values[k]]
+    if twice:  # e.g. backend_options={"precision": ...} beside the pipeline's own precision
+        k = twice[0]
+        raise BackendOptionError(
+            f"backend option {k} given twice: {set_before[k]!r} in the options, {values[k]!r} beside them",
+            k,
+            f"set {k} in one place (the pipeline's {k} option)",
+        )
+    merged = {**set_before, **values}
     _refuse_unknown(backend, merged)
     if backend == "auto":
         ort_names = names("ort")
