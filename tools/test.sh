@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's one test command (README, docs/contributing.md; .ci/run calls exactly this).
 # Installs what the tests need, then runs every suite in its own step: the static checks
-# first (ruff, mypy, import-linter: tools/lint.sh, as make lint), fast unit tests, slow checks, CUDA compile + host-kernel tests, the TensorRT
-# API harness for 10.3 and 11.x, and the benchmark regression gates.
+# first (ruff, mypy, import-linter: tools/lint.sh, as make lint), fast unit tests, slow
+# checks, CUDA compile + host-kernel tests, the TensorRT API harness for 10.3 and 11.x,
+# and the benchmark regression gates.
 # A step that finds no tests fails: nothing is skipped silently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
