@@ -21,7 +21,8 @@ import cv2
 import pytest
 
 from runtime.io.live import LiveOptions
-from runtime.io.sources import SourceError, open_source
+from runtime.io.source_spec import open_source
+from runtime.io.sources import SourceError
 from tests.conftest import REPO, shared_data_dir
 
 pytestmark = pytest.mark.live

@@ -19,7 +19,8 @@ from runtime.detectors.factory import (
 )
 from runtime.io.draw import ROUTE_COLOURS, draw_persons
 from runtime.io.sinks import JsonlWriter, MjpegAviWriter
-from runtime.io.sources import Frame, SourceError, gstreamer_available, open_source
+from runtime.io.source_spec import open_source
+from runtime.io.sources import Frame, SourceError, gstreamer_available
 from runtime.pose.results import FrameResult
 from runtime.tracking.tracker import IoUTracker, iou_matrix
 
