@@ -484,8 +484,10 @@ class Engine:
         }
 
     def partial(self) -> str:
+        """What was written, for the ``partial run:`` line of a run that failed."""
+        many = len(self.cams) > 1
         return "; ".join(
-            f"[{c.name}] {c.account.line()}, {c.jsonl.lines} frames written to {c.jsonl.path}"
+            f"{f'[{c.name}] ' if many else ''}{c.account.line()}, {c.jsonl.lines} frames written to {c.jsonl.path}"
             for c in self.cams
         )
 
