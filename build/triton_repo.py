@@ -57,7 +57,7 @@ DTYPES = {
 CPU_MAX_BATCH = 32  # python kind: the pipeline's default chunk (PipelineOptions.max_batch)
 QUEUE_DELAY_US = 500  # short: a camera frame's crops arrive together; wait little for others
 BLS_NAME = "dynpose"
-BLS_LIB = ("decode.py", "routing.py")  # numpy-only project modules the BLS model imports
+BLS_LIB = ("heads/decode.py", "pose/routing.py")  # numpy-only project modules the BLS model imports
 
 
 @dataclass(frozen=True)
@@ -293,7 +293,7 @@ def write_staged(artifacts: Path, stage: StagedDir, opts: RepoOptions = RepoOpti
         copy_file(MODELS_SRC / "dynpose_bls.py", vdir / "model.py")
         runtime_dir = Path(__file__).resolve().parents[1] / "runtime"
         for f in BLS_LIB:
-            copy_file(runtime_dir / f, vdir / "dynpose_lib" / f)
+            copy_file(runtime_dir / f, vdir / "dynpose_lib" / Path(f).name)
         atomic_write_text(vdir / "dynpose_lib" / "__init__.py", "")
         params = {
             "router_model": "router",
