@@ -420,7 +420,7 @@ def test_server_killed_mid_run_same_exit_for_images_and_1_or_3_cameras(
     art, repo = triton_build
     src, dets = _frames_folder(few_frames, tmp_path, 400)
     video = [
-        "runtime.video.engine",
+        "runtime.video",
         "--engines",
         str(art),
         "--detector",
