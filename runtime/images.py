@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 from runtime.cli import expected as expected_errors  # noqa: F401 (registers the runtime's error classes)
 from runtime.cli.args import (

@@ -75,7 +75,7 @@ def _mp4_diagnosis(path: Path) -> str:
     return "its MP4 structure looks complete, so the codec may be unsupported by this OpenCV build"
 
 
-def _natural_key(p: Path) -> list:
+def _natural_key(p: Path) -> list[int | str]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
 
 
@@ -120,7 +120,7 @@ class FrameSource:
 class CaptureSource(FrameSource):
     """Anything cv2.VideoCapture opens."""
 
-    def __init__(self, spec: str, kind: str, name: str, target: object, api: int = cv2.CAP_ANY) -> None:
+    def __init__(self, spec: str, kind: str, name: str, target: str | int, api: int = cv2.CAP_ANY) -> None:
         self._target, self._api = target, api
         self.cap = self._open()
         if not self.cap.isOpened():

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 from runtime.cli import expected as expected_errors  # noqa: F401 (registers the runtime's error classes)
 from runtime.detectors.net import attach_det_keypoints
@@ -377,6 +377,7 @@ class WriteStage:
         if img is not None:
             if cam.video is None:
                 h, w = img.shape[:2]
+                assert cam.video_path is not None  # img is drawn only when there is an overlay
                 cam.video = open_video_writer(cam.video_path, cam.source.fps, cam.source.size or (w, h))
             cam.video.write(img)
         item.ms["draw"] = (t_draw - t) * 1e3
