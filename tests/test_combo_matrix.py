@@ -185,7 +185,7 @@ def _video_cmd(row: dict, art: Path, out: Path, cams: list, dets: Path, yolo: Pa
     cmd = [
         sys.executable,
         "-m",
-        "runtime.video.engine",
+        "runtime.video",
         "--engines",
         str(art),
         "--out",

@@ -101,7 +101,7 @@ def test_core_install_runs_images_and_video(
         [
             str(core_venv),
             "-m",
-            "runtime.video.engine",
+            "runtime.video",
             "--engines",
             str(cpu_artifacts),
             "--source",

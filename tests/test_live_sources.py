@@ -241,7 +241,7 @@ def _video_cmd(engines: Path, url: str, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "runtime.video.engine",
+        "runtime.video",
         "--engines",
         str(engines),
         "--source",

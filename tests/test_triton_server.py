@@ -292,7 +292,7 @@ def test_video_cli_server_killed_mid_run_is_one_line_exit_3_frames_kept(
             [
                 sys.executable,
                 "-m",
-                "runtime.video.engine",
+                "runtime.video",
                 "--engines",
                 str(art),
                 "--source",
