@@ -137,7 +137,7 @@ def test_triton_url_alone_means_triton(cpu_artifacts, people, tmp_path, capsys):
     from tools.rtsp_server import free_port
 
     url = f"127.0.0.1:{free_port()}"
-    rc, _, err = run_in_process(
-        video_main, _argv(cpu_artifacts, people, tmp_path / "out", "--no-video", "--triton-url", url), capsys
-    )
+    argv = _argv(cpu_artifacts, people, tmp_path / "out", "--no-video", "--triton-url", url)
+    argv.remove("--threads"), argv.remove("1")  # ONNX Runtime's option: refused on Triton (by name)
+    rc, _, err = run_in_process(video_main, argv, capsys)
     assert_one_line_failure(rc, err, EXIT_INPUT, f"Triton at {url}")
