@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm import tqdm
 
 from runtime.cli.args import (
     OneLineParser,

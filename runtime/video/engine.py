@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm import tqdm
 
 from runtime.detectors.net import attach_det_keypoints
 from runtime.errors import EXIT_SIGINT, guarded
