@@ -22,11 +22,10 @@ from pathlib import Path
 
 from measure.precision_table import PERSON_SCORES, PRECISIONS, available, format_markdown, measure, to_dict
 from measure.workload import load_frames
-from runtime.cli import expected as expected_errors  # noqa: F401 (registers the runtime's error classes)
 from runtime.cli.args import OneLineParser, existing_dir, nonneg_int, number, output_dir, output_file
 from runtime.errors import InputError, guarded
 from runtime.io.records import read_json
-from runtime.io.safe_io import atomic_write_text
+from runtime.safe_io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "fixture-dyn"

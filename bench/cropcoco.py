@@ -39,7 +39,7 @@ from measure.gt_records import read_gt
 from runtime.cli.args import OneLineParser, existing_dir, number, output_dir, unit_float
 from runtime.errors import InputError, guarded
 from runtime.io.records import parse_detections, read_json
-from runtime.io.safe_io import atomic_write_text
+from runtime.safe_io import atomic_write_text
 
 
 class CropError(InputError, ValueError):

@@ -36,7 +36,7 @@ from pycocotools.cocoeval import COCOeval
 from runtime.artifacts.manifest import load_manifest
 from runtime.detectors.net import ROLE, NetDetector
 from runtime.detectors.yolo import candidates, cxcywh_to_xyxy
-from runtime.io.safe_io import atomic_write_text
+from runtime.safe_io import atomic_write_text
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
 VARIANTS = ("fp32", "fp16", "int8_cpu", "int8_trt")

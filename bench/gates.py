@@ -45,7 +45,7 @@ from bench.conditions import machine_kind
 from measure.rounds import Spread, ratio_rounds
 from runtime.cli.args import OneLineParser, number
 from runtime.errors import InputError, guarded
-from runtime.io.safe_io import atomic_write_text
+from runtime.safe_io import atomic_write_text
 
 DEFAULT_BASELINE = Path(__file__).with_name("baseline.json")
 PIPELINE_NAMES = ("small", "large", "dyn-p25", "dyn-p50")

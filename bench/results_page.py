@@ -28,7 +28,7 @@ from bench.conditions import machine_kind
 from bench.gates import DEFAULT_BASELINE, Row, check, format_mixture, load_run, run_conditions
 from runtime.cli.args import OneLineParser, existing_file
 from runtime.errors import InputError, guarded
-from runtime.io.safe_io import atomic_write_text
+from runtime.safe_io import atomic_write_text
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "results"
 

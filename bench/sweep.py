@@ -32,7 +32,6 @@ import numpy as np
 from measure.coco_eval import evaluate_keypoints
 from measure.net_outputs import MAX_BATCH, NetOutputs, coco_results, compose, run_nets
 from measure.workload import CropSet, Frame, load_frames, make_cropset
-from runtime.cli import expected as expected_errors  # noqa: F401 (registers the runtime's error classes)
 from runtime.cli.args import OneLineParser, existing_dir, output_dir, run_precision
 from runtime.errors import guarded
 from runtime.io.records import read_json

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from runtime.detectors.factory import HogDetector, JsonDetections
-from runtime.io.safe_io import atomic_write_text
 from runtime.io.sources import Frame
+from runtime.safe_io import atomic_write_text
 from runtime.tracking.tracker import TRACKERS
 
 from .video_eval import load_clip_gt, tracking_metrics

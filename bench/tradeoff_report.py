@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.conditions import collect_conditions, format_conditions
-from runtime.io.safe_io import atomic_write_bytes, atomic_write_text
+from runtime.safe_io import atomic_write_bytes, atomic_write_text
 
 
 def _label(r: Any) -> str:

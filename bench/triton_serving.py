@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.io.safe_io import atomic_write_text
+from runtime.safe_io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from runtime.errors import InputError
 from runtime.io.records import RecordError, parse_box, record_int
-from runtime.io.safe_io import atomic_write_text
+from runtime.safe_io import atomic_write_text
 from runtime.tracking.tracker import iou_matrix
 
 MIN_AREA = 300.0  # build.synth's detector boxes skip people with less visible area

@@ -37,7 +37,7 @@ from typing import Any
 from runtime.artifacts.manifest import ManifestError, load_manifest, manifest_path, model_file
 from runtime.cli.args import OneLineParser, nonneg_int, output_dir, positive_int, run_precision
 from runtime.errors import EXIT_INPUT, InputError, guarded, register_expected
-from runtime.io.safe_io import atomic_write_text, copy_file
+from runtime.safe_io import atomic_write_text, copy_file
 
 from .staging import StagedDir
 

@@ -29,7 +29,7 @@ from measure.gt_records import read_gt
 from runtime.cli.args import OneLineParser, add_json_argument, existing_file
 from runtime.errors import guarded
 from runtime.io.records import RecordError, read_json
-from runtime.io.safe_io import atomic_write_text
+from runtime.safe_io import atomic_write_text
 
 NUM_KEYPOINTS = 17
 PERSON_CATEGORY = 1

@@ -42,7 +42,7 @@ from measure.coco_eval import COCO_SIGMAS, coverage, load_gt, read_results, run_
 from runtime.cli.args import OneLineParser, add_json_argument, existing_file, number
 from runtime.errors import guarded
 from runtime.io.records import json_safe
-from runtime.io.safe_io import atomic_write_text
+from runtime.safe_io import atomic_write_text
 
 PADDING = 1.25
 ASPECT_WH = 192 / 256  # the nets' input w:h = 3:4

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm import tqdm
 
-from runtime.cli import expected as expected_errors  # noqa: F401 (registers the runtime's error classes)
 from runtime.cli.args import (
     OneLineParser,
     backend_options,
@@ -39,13 +38,13 @@ from runtime.errors import guarded
 from runtime.heads.probfields import add_prob_arguments
 from runtime.io.json_array import JsonArrayWriter
 from runtime.io.records import Detection, RecordError, image_names, read_detections
-from runtime.io.safe_io import drop_earlier_outputs, set_aside_earlier
 from runtime.io.sources import Frame
 from runtime.outcome import started_run
 from runtime.pose.account import RunAccount
 from runtime.pose.pipeline import PipelineOptions, PosePipeline
 from runtime.pose.preprocess import DEFAULT_MAX_BOXES
 from runtime.pose.routing import POLICIES
+from runtime.safe_io import drop_earlier_outputs, set_aside_earlier
 
 
 def load_detections(path: Path, images_dir: Path) -> tuple[dict[str, tuple[int, list[Detection]]], int]:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 from build.synth.coco import load_photos  # noqa: E402
 from build.synth.video import ClipSpec, write_clip  # noqa: E402
 from runtime.errors import guarded  # noqa: E402
-from runtime.io.safe_io import atomic_write_bytes  # noqa: E402
+from runtime.safe_io import atomic_write_bytes  # noqa: E402
 from runtime.video.engine import run_video  # noqa: E402
 
 

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from runtime.errors import OutputError
-from runtime.io.safe_io import atomic_write_text
+from runtime.safe_io import atomic_write_text
 
 from ..staging import StagedDir
 from .coco import categories, load_photos

@@ -19,7 +19,7 @@ from typing import Any
 
 from runtime.artifacts.schema import REQUIRED_ROLES, SchemaProblem, check_manifest, listed_files
 from runtime.errors import EXIT_INPUT, register_expected
-from runtime.io.safe_io import atomic_write_text
+from runtime.safe_io import atomic_write_text
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"

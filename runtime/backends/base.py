@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from runtime.backends.options import BackendOptions, make_options
+from runtime.errors import EXIT_INPUT, register_expected
 
 Outputs = dict[str, npt.NDArray[Any]]
 Batch = npt.NDArray[np.float32]
@@ -26,6 +27,9 @@ O = TypeVar("O", bound=BackendOptions)  # noqa: E741 - the options type of one b
 
 class BackendError(RuntimeError):
     """A backend could not load or run an artifact; the message says how to fix it."""
+
+
+register_expected(BackendError, EXIT_INPUT)  # an expected error: one line, exit 2, at any CLI boundary
 
 
 class Pending(ABC):

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from runtime.errors import EXIT_INPUT, register_expected
 from runtime.io.sources import Frame
 
 F64 = npt.NDArray[np.float64]
@@ -23,6 +24,9 @@ F64 = npt.NDArray[np.float64]
 
 class DetectorError(ValueError):
     """A detector (file, spec or option) cannot be used; the message says which and how to fix it."""
+
+
+register_expected(DetectorError, EXIT_INPUT)  # an expected error: one line, exit 2, at any CLI boundary
 
 
 def _no_boxes() -> F64:

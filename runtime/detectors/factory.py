@@ -28,6 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from runtime.backends.options import BackendOptions
 from runtime.detectors.base import Detections, Detector, DetectorError, nms_xywh
 from runtime.detectors.yolo import FAMILIES
 from runtime.io.sources import Frame
@@ -90,7 +91,7 @@ def open_detector(
     *,
     backend: str = "auto",
     precision: str = "fp32",
-    backend_options: Mapping[str, Any] | None = None,
+    backend_options: BackendOptions | Mapping[str, Any] | None = None,
 ) -> Detector:
     """The detector ``opts.spec`` names. ``backend``, ``precision`` and ``backend_options`` (e.g.
     the Triton ``url``) go to the artifacts' detector, the same as to the pose nets."""

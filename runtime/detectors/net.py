@@ -34,7 +34,7 @@ import numpy.typing as npt
 from runtime.artifacts.manifest import ManifestError, load_manifest
 from runtime.backends import open_backend
 from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
-from runtime.backends.options import PROVIDERS
+from runtime.backends.options import PROVIDERS, BackendOptions
 from runtime.backends.ort import OrtRunner, OrtStream
 from runtime.detectors.base import Detections, DetectorError
 from runtime.detectors.letterbox import Geometry, Letterboxer
@@ -90,7 +90,7 @@ class NetDetector:
         iou_thr: float | None = None,
         cls: int | None = None,
         max_batch: int = 1,
-        backend_options: Mapping[str, Any] | None = None,
+        backend_options: BackendOptions | Mapping[str, Any] | None = None,
     ) -> None:
         self.root = Path(root)
         self.manifest = dict(manifest) if manifest is not None else load_manifest(self.root)
@@ -281,7 +281,9 @@ def _onnx_layout(
     return model_layout(flag, meta, list(out.shape))
 
 
-def attach_det_keypoints(record: dict[str, Any], keypoints: npt.NDArray[np.float64] | None) -> dict[str, Any]:
+def attach_det_keypoints(
+    record: dict[str, Any], keypoints: npt.NDArray[np.floating[Any]] | None
+) -> dict[str, Any]:
     """Put a pose detector's own keypoints [M,K,3] beside the top-down ones (same box order)."""
     if keypoints is None:
         return record

@@ -236,7 +236,7 @@ class OutputCheck:
         bad = [d.invalid for d in dets if d.invalid]
         if bad and self.name not in OutputCheck.warned:
             OutputCheck.warned.add(self.name)
-            from tqdm import tqdm  # type: ignore[import-untyped]  # a line of its own, not glued to a progress bar
+            from tqdm import tqdm  # a line of its own, not glued to a progress bar
 
             tqdm.write(
                 f"warning: detector {self.name} emits NaN/inf or scores outside [0, 1] ({bad[0]} "

@@ -19,7 +19,7 @@ from typing import Any
 
 from runtime.errors import output_error
 from runtime.io.records import strict_dumps
-from runtime.io.safe_io import write_at
+from runtime.safe_io import write_at
 
 _CLOSE = b"]\n"
 

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from runtime.errors import output_error
-from runtime.io.safe_io import set_aside_earlier, write_at
+from runtime.safe_io import set_aside_earlier, write_at
 from runtime.tracking.ids import TrackIds
 
 if TYPE_CHECKING:

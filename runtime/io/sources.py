@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from runtime.errors import EXIT_INPUT, register_expected
+
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 # After this many failed reads in a row a file is at its end (or broken beyond repair).
 MAX_CONSECUTIVE_FAILURES = 8
@@ -31,6 +33,9 @@ DEFAULT_FPS = 30.0
 
 class SourceError(RuntimeError):
     """The source cannot be opened or read; the message names it and the fix."""
+
+
+register_expected(SourceError, EXIT_INPUT)  # an expected error: one line, exit 2, at any CLI boundary
 
 
 @dataclass

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from runtime.errors import EXIT_INPUT, register_expected
+
 INPUT_HW = (256, 192)
 HEATMAP_HW = (64, 48)
 PADDING = 1.25
@@ -23,6 +25,9 @@ DEFAULT_MAX_BOXES = 256
 
 class BoxError(ValueError):
     """Boxes that cannot be read at all (wrong shape or type)."""
+
+
+register_expected(BoxError, EXIT_INPUT)  # an expected error: one line, exit 2, at any CLI boundary
 
 
 @dataclass

@@ -40,21 +40,20 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm import tqdm
 
-from runtime.cli import expected as expected_errors  # noqa: F401 (registers the runtime's error classes)
 from runtime.detectors.net import attach_det_keypoints
 from runtime.errors import EXIT_SIGINT, guarded
 from runtime.io.draw import draw_hud, draw_persons
 from runtime.io.draw_regions import draw_regions
 from runtime.io.records import json_safe
-from runtime.io.safe_io import atomic_write_text, drop_earlier_outputs
 from runtime.io.sinks import JsonlWriter, frame_record, open_video_writer, set_aside_earlier_outputs
 from runtime.io.sources import Frame, FrameSource
 from runtime.outcome import end_code, started_run
 from runtime.pose.account import RunAccount
 from runtime.pose.pipeline import PosePipeline
 from runtime.pose.results import FrameResult
+from runtime.safe_io import atomic_write_text, drop_earlier_outputs
 from runtime.tracking.smoothing import OneEuroSmoother, make_smoother
 from runtime.tracking.tracker import TRACKERS
 from runtime.video.args import VideoOptions, video_options

@@ -22,7 +22,7 @@ import numpy as np
 
 from runtime.cli.args import OneLineParser, existing_dir, output_dir
 from runtime.errors import IncompleteRun, guarded
-from runtime.io.safe_io import atomic_write_text
+from runtime.safe_io import atomic_write_text
 
 from .checks import FAIL, RUN, Report, plan_stages
 
