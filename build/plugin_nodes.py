@@ -17,7 +17,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from runtime.heads.base import PluginInput
 from runtime.heads.decode import COCO_SIGMAS
+from runtime.heads.registry import head_spec
 
 PLUGIN_NAMESPACE = "dynpose"
 PLUGIN_VERSION = "1"
@@ -42,6 +44,16 @@ def _plugin_attrs(**fields) -> dict:
     return {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE, **fields}
 
 
+def _plugin_inputs(head_kind: str) -> tuple[PluginInput, ...]:
+    try:
+        spec = head_spec(head_kind)
+    except ValueError as e:
+        raise ValueError(f"head_kind: {e}") from None
+    if not spec.plugin_inputs:
+        raise ValueError(f"head_kind {head_kind!r}: the decode plugin cannot decode this head")
+    return spec.plugin_inputs
+
+
 def add_decode_plugin(
     model: onnx.ModelProto,
     head_kind: str,
@@ -53,31 +65,29 @@ def add_decode_plugin(
     """Return a copy of ``model`` with a DynPoseDecode node producing ``keypoints`` [N,K,2]
     (x, y in heatmap pixels) and ``keypoint_scores`` [N,K].
 
-    head_kind "heatmap" decodes the ``heatmaps`` output (MSRA). head_kind "probmap"
-    decodes ``logits`` (sparsemax fused in the plugin) or, if the net only has
-    ``probmaps``, those. With ``keep_maps=False`` the map output is dropped from the
-    graph outputs, so no [N,K,64,48] tensor crosses to the host.
+    The head kind's registry spec (runtime.heads.registry) says which output the plugin
+    reads and how: a heatmap head its ``heatmaps`` (MSRA); a probability-map head its
+    ``logits`` (sparsemax fused in the plugin) or, if the net only has ``probmaps``, those.
+    With ``keep_maps=False`` the map output is dropped from the graph outputs, so no
+    [N,K,64,48] tensor crosses to the host.
     """
-    if head_kind not in ("heatmap", "probmap"):
-        raise ValueError(f"head_kind must be 'heatmap' or 'probmap', got {head_kind!r}")
+    choices = _plugin_inputs(head_kind)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     names = [o.name for o in out.graph.output]
     if KEYPOINTS in names or KEYPOINT_SCORES in names:
         raise ValueError("model already has keypoints outputs; add the decode plugin once")
-    if head_kind == "heatmap":
-        src, attrs = "heatmaps", {"mode": "heatmap"}
-    elif "logits" in names:
-        src, attrs = "logits", {"mode": "probmap", "normalize": 1}
-    elif "probmaps" in names:
-        src, attrs = "probmaps", {"mode": "probmap", "normalize": 0}
-    else:
+    pick = next((c for c in choices if c.output in names), None)
+    if pick is None:
+        wanted = " or ".join(repr(c.output) for c in choices)
         raise ValueError(
-            f"probmap decode needs a 'logits' or 'probmaps' output; the model has {names}. "
-            "Export the probmap net with its logits output"
+            f"{head_kind} decode needs a {wanted} output; the model has {names}. "
+            "Export the net with that output"
         )
-    if head_kind == "heatmap" and src not in names:
-        raise ValueError(f"heatmap decode needs a 'heatmaps' output; the model has {names}")
+    src = pick.output
+    attrs: dict = (
+        {"mode": pick.mode} if pick.normalize is None else {"mode": pick.mode, "normalize": pick.normalize}
+    )
     vi = _graph_output(out, src)
     dims = _dims(vi)
     if len(dims) != 4:
@@ -86,7 +96,7 @@ def add_decode_plugin(
     sig = np.asarray(sigmas, dtype=np.float32).reshape(-1)
     if isinstance(k, int) and k != sig.size:
         raise ValueError(f"{src} has K={k} maps but {sig.size} sigmas were given; pass sigmas of length {k}")
-    if attrs["mode"] == "probmap":
+    if pick.sigmas:
         attrs.update(sigmas=[float(s) for s in sig], temperature=float(temperature))
     node = helper.make_node(
         DECODE_OP, [src], [KEYPOINTS, KEYPOINT_SCORES], name="dynpose_decode", **_plugin_attrs(**attrs)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from runtime.heads.decode import COCO_SIGMAS
-from runtime.pose.pipeline import decode_outputs
+from runtime.heads.registry import decode_outputs
 from runtime.pose.preprocess import HEATMAP_HW, PADDING
 from runtime.pose.routing import route_band
 

@@ -91,9 +91,10 @@ def _cut_scenes(n: int, seed: int):
 @pytest.mark.slow
 def test_dh_build_runs_end_to_end_with_outer_keypoints(tmp_path, coco_mini):
     from calib.report import run_onnx
+    from runtime.heads.base import scaled_presence
     from runtime.heads.decode import decode_probmaps
     from runtime.heads.double_decode import merge_double
-    from runtime.pose.pipeline import PosePipeline, _presence_from_outputs
+    from runtime.pose.pipeline import PosePipeline
     from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops
     from tests.conftest import build_artifacts
 
@@ -113,7 +114,7 @@ def test_dh_build_runs_end_to_end_with_outer_keypoints(tmp_path, coco_mini):
         c, s = boxes_to_center_scale(box)
         outs = run_onnx(root / large["onnx"], make_crops(img, c, s))
         coords, scores = decode_probmaps(outs["probmaps"])
-        pres = _presence_from_outputs(outs, 1, temp)
+        pres = scaled_presence(outs, 1, temp)
         ref, _ = merge_double(coords, scores, outs["outer_probmaps"], pres, thr)
         ref_img = heatmap_to_image(ref, c, s)[0]
         np.testing.assert_allclose(res.keypoints[0, :, :2], ref_img, atol=0.05)

@@ -12,7 +12,7 @@ from build.models.double_head import OUTER_FACTOR, outer_targets
 from build.train.double import build_double, fixture_state
 from runtime.heads import double_decode
 from runtime.heads.double_decode import merge_double, outer_to_inner
-from runtime.pose.pipeline import decode_outputs
+from runtime.heads.registry import decode_outputs
 
 H, W = 64, 48
 
