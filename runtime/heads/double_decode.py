@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from runtime.heads.credible import Regions
 from runtime.heads.decode import decode_probmaps
 
 OUTER_FACTOR = 2.0  # build.models.double_head.OUTER_FACTOR (a test keeps them equal)
@@ -40,22 +41,18 @@ def merge_double(
     return np.where(out[..., None], oc, coords), np.where(out, os_, scores)
 
 
-def outer_regions_to_inner(reg, hm_hw: tuple[int, int], factor: float = OUTER_FACTOR):
+def outer_regions_to_inner(reg: Regions, hm_hw: tuple[int, int], factor: float = OUTER_FACTOR) -> Regions:
     """Credible regions found on the outer map, in inner heatmap pixels (the same map as the
     keypoints): an outer pixel is ``factor`` inner pixels on a side, so areas scale by factor^2,
     ellipse centres go through :func:`outer_to_inner`, semi-axes scale by factor, angles stay."""
-    from runtime.heads.credible import Regions
-
     e = np.array(reg.ellipse, np.float64, copy=True)
     e[..., :2] = outer_to_inner(e[..., :2], hm_hw, factor)
     e[..., 2:4] *= factor
     return Regions(reg.masses, reg.n_pixels * factor * factor, e, reg.threshold)
 
 
-def pick_regions(inner, outer, use_outer: np.ndarray):
+def pick_regions(inner: Regions, outer: Regions, use_outer: np.ndarray) -> Regions:
     """Per keypoint the regions of the map its position came from (``use_outer`` [N,K])."""
-    from runtime.heads.credible import Regions
-
     m = np.asarray(use_outer, bool)[None]
     return Regions(
         inner.masses,
