@@ -165,7 +165,7 @@ def test_video_cli_jsonl_carries_regions_and_overlay_draws_them(cpu_artifacts, s
             [
                 sys.executable,
                 "-m",
-                "runtime.video.engine",
+                "runtime.video",
                 "--engines",
                 str(cpu_artifacts),
                 "--source",
