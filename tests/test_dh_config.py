@@ -128,6 +128,22 @@ def test_dh_build_runs_end_to_end_with_outer_keypoints(tmp_path, coco_mini):
     assert checked >= 10
     assert n_out > 0, "no keypoint was placed outside the crop window: the outer map is not used"
     _plan_has_the_dh_engine(root, m)
+    _sweep_composes_what_the_pipeline_returns(root, coco_mini)
+
+
+def _sweep_composes_what_the_pipeline_returns(root: Path, coco_mini: Path) -> None:
+    """bench.sweep decodes the double map as the pipeline does: one assembler, the manifest's
+    presence threshold (the sweep once merged at 0.5 whatever the manifest said)."""
+    from bench.sweep import compose, run_nets
+    from bench.workload import load_frames
+    from runtime.pose.pipeline import PipelineOptions, PosePipeline
+
+    frames = [f for f in load_frames(coco_mini) if f.image_id in (785, 40083)]
+    with PosePipeline(root, PipelineOptions(policy="large", backend="ort")) as pipe:
+        cs, nets = run_nets(pipe, frames)
+        got = compose(frames, cs, nets, np.ones(len(cs), bool), with_router=False)
+        for g, f in zip(got, frames):
+            np.testing.assert_array_equal(g.keypoints, pipe(f.image, f.boxes, f.scores).keypoints)
 
 
 def _plan_has_the_dh_engine(root: Path, manifest: dict) -> None:
