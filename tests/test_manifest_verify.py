@@ -96,6 +96,7 @@ MANIFEST_EDITS = {
     "onnx-absolute": (lambda m: m["models"]["small"].update(onnx="/etc/passwd"), "models.small.onnx"),
     "no-sha256": (lambda m: m["models"]["router"].pop("sha256"), "models.router.sha256"),
     "head-missing": (lambda m: m["models"]["large"].pop("head"), "models.large.head"),
+    "head-unknown": (lambda m: m["models"]["small"].update(head="simcc"), "models.small.head"),
     "schema-version-2": (lambda m: m.update(schema_version=2), "schema_version"),
     "models-a-list": (lambda m: m.update(models=[]), "models"),
     "detector-role-file-missing": (
