@@ -122,3 +122,12 @@ def test_a_new_kind_is_one_decoder_and_its_registration(monkeypatch):
     want = heatmap_to_image(bins, centers, scales, (512, 384))
     np.testing.assert_allclose(people.keypoints[..., :2], want, rtol=1e-6)
     assert not people.prob.has.any()  # not a probability-map head: no ProbPose fields
+
+
+def test_every_registered_kind_has_a_model_head_and_back():
+    from build.models.registry import HEAD_CHOICES, HEAD_CLASSES, decode_kind
+
+    assert set(HEAD_CLASSES) == set(registry.HEAD_KINDS) == set(HEAD_CHOICES)
+    assert {decode_kind(k) for k in HEAD_CHOICES} == set(registry.manifest_kinds())
+    for kind, cls in HEAD_CLASSES.items():  # the torch head says which manifest kind it exports
+        assert getattr(cls, "kind", None) == registry.head_spec(kind).manifest_kind
