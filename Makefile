@@ -3,7 +3,7 @@
 #
 #   make install          the project editable with the dev extras (EXTRAS=..., TORCH=...: see below)
 #   make test             bash tools/test.sh, the CI command
-#   make lint             ruff check (pyproject.toml [tool.ruff])
+#   make lint             ruff check + format check, mypy (runtime/), lint-imports (tools/lint.sh)
 #   make bench            build once, run every bench/ benchmark into one JSON, gate it (exit 1 on regression)
 #   make bench-baseline   same run, then store its absolute figures as this machine kind's baseline
 #   make bench-proof      prove the gates: pass beside a CPU hog, fail on planted regressions (tests/test_gates.py)
@@ -44,9 +44,10 @@ install:
 test:
 	PYTHON=$(PYTHON) bash tools/test.sh
 
-# ruff, configured in pyproject.toml [tool.ruff] (installed by the dev extra).
+# The static checks tools/test.sh runs first, configured in pyproject.toml ([tool.ruff],
+# [tool.mypy], [tool.importlinter]; installed by the dev extra).
 lint:
-	$(PYTHON) -m ruff check .
+	bash tools/lint.sh $(PYTHON)
 
 # One build serves every benchmark: fp32 ONNX for the pipeline, int8_cpu variants for bench_int8.
 bench-engines:

@@ -20,8 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.precision_table import PERSON_SCORES, PRECISIONS, available, format_markdown, measure, to_dict
-from bench.workload import load_frames
+from measure.precision_table import PERSON_SCORES, PRECISIONS, available, format_markdown, measure, to_dict
+from measure.workload import load_frames
 from runtime.cli import expected as expected_errors  # noqa: F401 (registers the runtime's error classes)
 from runtime.cli.args import OneLineParser, existing_dir, nonneg_int, number, output_dir, output_file
 from runtime.errors import InputError, guarded

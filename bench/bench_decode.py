@@ -1,6 +1,6 @@
 """The host decode's speed as ratios that do not move with the CPU model or the load.
 
-Parts timed in interleaved rounds (``bench.rounds``; ``DYNPOSE_BENCH_DECODE_ROUNDS``,
+Parts timed in interleaved rounds (``measure.rounds``; ``DYNPOSE_BENCH_DECODE_ROUNDS``,
 default 15, after one warm-up round):
 
 * ``decode``: ``runtime.heads.decode.decode_probmaps`` on 24 crops x 17 maps x 64x48
@@ -52,8 +52,8 @@ import pytest
 from scipy.ndimage import convolve
 
 from bench.decode_frozen import frozen_decode
-from bench.rounds import Spread, interleaved, ratio_rounds
-from bench.workload import synthetic_probmaps
+from measure.rounds import Spread, interleaved, ratio_rounds
+from measure.workload import synthetic_probmaps
 from runtime.heads import decode as D
 
 N_CROPS, K, H, W = 24, 17, 64, 48

@@ -2,7 +2,7 @@
 
 One build of the default config with ``--precision int8`` (int8_cpu variants +
 the accuracy report on the 118 coco-mini crops), then per net the fp32 and
-int8 sessions run *interleaved* (fp32, int8, int8, fp32, ...: ``bench.rounds``,
+int8 sessions run *interleaved* (fp32, int8, int8, fp32, ...: ``measure.rounds``,
 one warm-up round discarded) so a burst of load from other processes hits
 both alike; the median of the per-round ratios fp32/int8 in process CPU time
 (the work INT8 saves, all ORT threads counted; under 8 engineers' load the
@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 
 from bench.conditions import collect_conditions
-from bench.rounds import Spread, interleaved_clocks, ratio_rounds
+from bench.data import artifacts_from_env
 from calib.report import format_table
+from measure.rounds import Spread, interleaved_clocks, ratio_rounds
 from runtime.artifacts.manifest import load_manifest, model_file
-from tests.conftest import artifacts_from_env
 
 BATCH = 8
 ROUNDS = 5
@@ -50,11 +50,9 @@ def int8_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _session(path: Path, threads: int):
-    import onnxruntime as ort
+    from runtime.backends.ort_session import open_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return open_session(path, threads)
 
 
 def interleaved_ms(sessions: dict, x: np.ndarray, rounds: int = ROUNDS) -> dict[str, dict[str, list[float]]]:

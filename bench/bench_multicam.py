@@ -7,7 +7,7 @@ that on the real clip ``street.mp4`` (5 frames, 960x540) with its people found
 once by HOG (detection is per camera either way, so it is left out): C "cameras"
 play the same frames in lockstep, and a tick holds C views of frame t.
 
-Interleaved rounds inside one process (bench.rounds: C = 1, 2, 4, then 4, 2, 1,
+Interleaved rounds inside one process (measure.rounds: C = 1, 2, 4, then 4, 2, 1,
 ...; one warm-up round dropped), the same crops in every round. The gated
 figure ``multicam4_over_1`` is the median over rounds of the paired ratio of
 the per-crop cost with one camera to that with four, on the process CPU clock
@@ -30,11 +30,11 @@ import numpy as np
 import pytest
 
 from bench.conditions import collect_conditions
-from bench.rounds import Spread, interleaved_clocks
+from bench.data import artifacts_from_env, shared_data_dir
+from measure.rounds import Spread, interleaved_clocks
 from runtime.detectors.factory import HogDetector
 from runtime.io.sources import Frame
 from runtime.pose.pipeline import PipelineOptions, PosePipeline
-from tests.conftest import artifacts_from_env, shared_data_dir
 
 CAMERAS = (1, 2, 4)
 ROUNDS = int(os.environ.get("DYNPOSE_BENCH_MULTICAM_ROUNDS", "5"))

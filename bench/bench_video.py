@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from bench.conditions import collect_conditions
+from bench.data import artifacts_from_env, shared_data_dir
 from runtime.video.engine import POSE_PARTS, STAGES, run_video
-from tests.conftest import artifacts_from_env, shared_data_dir
 
 
 @pytest.fixture(scope="module")

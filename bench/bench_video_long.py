@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from bench.conditions import collect_conditions
+from bench.data import artifacts_from_env
 from build.synth.video import long_clip
 from runtime.video.engine import STAGES, run_video
-from tests.conftest import artifacts_from_env
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,14 @@ import json
 import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from bench.gt_records import read_gt
+from measure.gt_records import read_gt
 from runtime.cli.args import OneLineParser, existing_dir, number, output_dir, unit_float
 from runtime.errors import InputError, guarded
 from runtime.io.records import parse_detections, read_json
@@ -181,6 +182,77 @@ def _write_image(
     return str(Path(file_name).with_suffix("." + image_format))
 
 
+def _check_arguments(src: Path, out: Path, strength: float, ann_file: str, image_format: str) -> Path:
+    """Refuse bad arguments before anything is read or written; returns the GT file's path."""
+    if image_format not in ("png", "jpg"):
+        raise CropError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+    if not 0.0 <= float(strength) <= 1.0:
+        raise CropError(f"strength must be in [0, 1], got {strength}")
+    gt_path = src / ann_file
+    if not gt_path.is_file():
+        raise MissingSource(f"{gt_path} not found; --src must be a folder with {ann_file} and its images")
+    if out.resolve() == src.resolve():
+        raise CropError("--out must differ from --src (the source set is read-only)")
+    return gt_path
+
+
+def _check_images(images: list[dict[str, Any]], gt_path: Path) -> None:
+    """Each image entry has the size and file name a crop needs (read_gt checks only annotations)."""
+    for i, im in enumerate(images):
+        for k in ("width", "height"):
+            if not isinstance(im.get(k), int) or im[k] < 1:
+                raise CropError(
+                    f"image entry needs a positive integer '{k}'",
+                    f"--src {gt_path} images[{i}]",
+                    "fix the GT file",
+                )
+        if not isinstance(im.get("file_name"), str):
+            raise CropError(
+                "image entry needs 'file_name'", f"--src {gt_path} images[{i}]", "fix the GT file"
+            )
+
+
+@dataclass
+class _Cropped:
+    """What cropping the images produced: new image entries, kept annotations, dropped ids, windows."""
+
+    images: list[dict[str, Any]] = field(default_factory=list)
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[Any] = field(default_factory=list)
+    windows: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
+
+
+def _crop_images(
+    data: dict[str, Any], src: Path, out: Path, strength: float, seed: int, min_size: int, image_format: str
+) -> _Cropped:
+    """Each image cut to its seeded window and written; its annotations moved into the window."""
+    by_img: dict[int, list[dict[str, Any]]] = {}
+    for a in data["annotations"]:
+        by_img.setdefault(a["image_id"], []).append(a)
+    done = _Cropped()
+    for im in data["images"]:
+        anns_i = by_img.get(im["id"], [])
+        full = (0, 0, int(im["width"]), int(im["height"]))
+        win = choose_crop(im, anns_i, float(strength), seed, min_size)
+        done.windows[im["id"]] = win
+        name = _write_image(src / im["file_name"], out, im["file_name"], win, full, image_format)
+        new_im = dict(
+            im,
+            file_name=name,
+            width=win[2] - win[0],
+            height=win[3] - win[1],
+            crop={"x0": win[0], "y0": win[1], "x1": win[2], "y1": win[3]},
+        )
+        done.images.append(new_im)
+        for a in anns_i:
+            c = crop_annotation(a, win)
+            if c is None:
+                done.dropped.append(a["id"])
+            else:
+                done.annotations.append(c)
+    return done
+
+
 def crop_coco(
     src: str | Path,
     out: str | Path,
@@ -198,69 +270,26 @@ def crop_coco(
     ``image_format="jpg"`` (quality 95) keeps big sets small.
     """
     src, out = Path(src), Path(out)
-    if image_format not in ("png", "jpg"):
-        raise CropError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
-    if not 0.0 <= float(strength) <= 1.0:
-        raise CropError(f"strength must be in [0, 1], got {strength}")
-    gt_path = src / ann_file
-    if not gt_path.is_file():
-        raise MissingSource(f"{gt_path} not found; --src must be a folder with {ann_file} and its images")
-    if out.resolve() == src.resolve():
-        raise CropError("--out must differ from --src (the source set is read-only)")
+    gt_path = _check_arguments(src, out, strength, ann_file, image_format)
     data = read_gt(gt_path, "--src")  # strict: names the bad annotation and field
-    for i, im in enumerate(data["images"]):
-        for k in ("width", "height"):
-            if not isinstance(im.get(k), int) or im[k] < 1:
-                raise CropError(
-                    f"image entry needs a positive integer '{k}'",
-                    f"--src {gt_path} images[{i}]",
-                    "fix the GT file",
-                )
-        if not isinstance(im.get("file_name"), str):
-            raise CropError(
-                "image entry needs 'file_name'", f"--src {gt_path} images[{i}]", "fix the GT file"
-            )
+    _check_images(data["images"], gt_path)
     out.mkdir(parents=True, exist_ok=True)
-    by_img: dict[int, list[dict[str, Any]]] = {}
-    for a in data["annotations"]:
-        by_img.setdefault(a["image_id"], []).append(a)
-    windows: dict[int, tuple[int, int, int, int]] = {}
-    images, anns, dropped = [], [], []
-    for im in data["images"]:
-        anns_i = by_img.get(im["id"], [])
-        full = (0, 0, int(im["width"]), int(im["height"]))
-        win = choose_crop(im, anns_i, float(strength), seed, min_size)
-        windows[im["id"]] = win
-        name = _write_image(src / im["file_name"], out, im["file_name"], win, full, image_format)
-        new_im = dict(
-            im,
-            file_name=name,
-            width=win[2] - win[0],
-            height=win[3] - win[1],
-            crop={"x0": win[0], "y0": win[1], "x1": win[2], "y1": win[3]},
-        )
-        images.append(new_im)
-        for a in anns_i:
-            c = crop_annotation(a, win)
-            if c is None:
-                dropped.append(a["id"])
-            else:
-                anns.append(c)
+    done = _crop_images(data, src, out, strength, seed, min_size, image_format)
     info = dict(data.get("info", {}))
     info["cropcoco"] = {
         "source": str(gt_path),
         "strength": float(strength),
         "seed": int(seed),
-        "dropped_annotations": dropped,
+        "dropped_annotations": done.dropped,
     }
-    new = dict(data, info=info, images=images, annotations=anns)
+    new = dict(data, info=info, images=done.images, annotations=done.annotations)
     atomic_write_text(out / ann_file, json.dumps(new))
-    n_dets = _crop_detections(src, out, det_file, windows)
+    n_dets = _crop_detections(src, out, det_file, done.windows)
     return {
         "json": str(out / ann_file),
-        "images": len(images),
-        "annotations": len(anns),
-        "dropped": len(dropped),
+        "images": len(done.images),
+        "annotations": len(done.annotations),
+        "dropped": len(done.dropped),
         "keypoints_out_of_image": count_out_of_image(new),
         "detections": n_dets,
     }

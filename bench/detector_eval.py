@@ -90,6 +90,11 @@ def evaluate_variant(
     return row, raw
 
 
+def _mean_of_all(parts: list[np.ndarray]) -> float:
+    """Mean over all the per-image arrays together; NaN when there is nothing to average."""
+    return float(np.concatenate(parts).mean()) if parts and sum(map(len, parts)) else float("nan")
+
+
 def drift(ref: list[tuple], got: list[tuple], layout, cls: int, score: float) -> dict[str, float]:
     """Mean box corner error, signed w/h bias and keypoint error in frame px on confident anchors."""
     box_err, wh_bias, kpt_err, n = [], [], [], 0
@@ -106,8 +111,12 @@ def drift(ref: list[tuple], got: list[tuple], layout, cls: int, score: float) ->
             vis = rk[0, sel, :, 2] >= 0.5 if rk.shape[-1] > 2 else np.ones(rk.shape[1:3], bool)[sel]
             e = np.linalg.norm(ok[0, sel, :, :2] - rk[0, sel, :, :2], axis=-1) / g.scale
             kpt_err.append(e[vis])
-    cat = lambda xs: float(np.concatenate(xs).mean()) if xs and sum(map(len, xs)) else float("nan")
-    return {"anchors": n, "box_px": cat(box_err), "wh_bias_px": cat(wh_bias), "kpt_px": cat(kpt_err)}
+    return {
+        "anchors": n,
+        "box_px": _mean_of_all(box_err),
+        "wh_bias_px": _mean_of_all(wh_bias),
+        "kpt_px": _mean_of_all(kpt_err),
+    }
 
 
 def evaluate(
@@ -152,6 +161,10 @@ def evaluate(
     return rows
 
 
+def _f3(x: float) -> str:
+    return f"{x:.3f}"
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| variant | box AP | box AP50 | kpt AP | kpt AP50 | box drift px | w/h bias px | kpt drift px |",
@@ -160,10 +173,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         k = r.get("kpt", {})
         d = r.get("drift")
-        f = lambda x: f"{x:.3f}"
         lines.append(
-            f"| {r['variant']} | {f(r['box']['AP'])} | {f(r['box']['AP50'])} | "
-            f"{f(k['AP']) if k else '-'} | {f(k['AP50']) if k else '-'} | "
+            f"| {r['variant']} | {_f3(r['box']['AP'])} | {_f3(r['box']['AP50'])} | "
+            f"{_f3(k['AP']) if k else '-'} | {_f3(k['AP50']) if k else '-'} | "
             + (f"{d['box_px']:.2f} | {d['wh_bias_px']:+.2f} | {d['kpt_px']:.2f} |" if d else "- | - | - |")
         )
     return "\n".join(lines)

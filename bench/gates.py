@@ -4,7 +4,7 @@ Two kinds of gated figure, because a shared CI machine is noisy:
 
 * **Paired same-run ratios** (always gated). Each benchmark times the parts a
   ratio compares in alternation, in several rounds inside one process
-  (``bench.rounds``), and stores one value per round under
+  (``measure.rounds``), and stores one value per round under
   ``extra_info["paired"][figure]``. The gate reads the **median of those
   per-round ratios**; their quartiles and min/max are printed beside it and
   stored in ``extra_info["figures"]``. A burst of load lands on both sides of
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.conditions import machine_kind
-from bench.rounds import Spread, ratio_rounds
+from measure.rounds import Spread, ratio_rounds
 from runtime.cli.args import OneLineParser, number
 from runtime.errors import InputError, guarded
 from runtime.io.safe_io import atomic_write_text

@@ -29,36 +29,19 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.coco_eval import evaluate_keypoints
-from bench.workload import CropSet, Frame, load_frames, make_cropset
+from measure.coco_eval import evaluate_keypoints
+from measure.net_outputs import MAX_BATCH, NetOutputs, coco_results, compose, run_nets
+from measure.workload import CropSet, Frame, load_frames, make_cropset
 from runtime.cli import expected as expected_errors  # noqa: F401 (registers the runtime's error classes)
 from runtime.cli.args import OneLineParser, existing_dir, output_dir, run_precision
 from runtime.errors import guarded
-from runtime.heads.probfields import ProbFieldsDecoder
 from runtime.io.records import read_json
-from runtime.pose.assemble import FrameRows, People, decode_people
 from runtime.pose.pipeline import PipelineOptions, PosePipeline
-from runtime.pose.results import FrameResult
 from runtime.pose.routing import fit_thresholds, route, route_band
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "coco-mini"
 PS = (0.0, 25.0, 50.0, 75.0, 100.0)
-MAX_BATCH = 32
-
-
-@dataclass
-class NetOutputs:
-    """Every crop through every net once, decoded to image space, plus the measured costs."""
-
-    router_scores: np.ndarray  # [N]
-    people: dict[str, People]  # role -> every crop decoded by that net (runtime.pose.assemble)
-    seconds: dict[str, float]  # router, small, large, decode_small, decode_large, preprocess
-
-    @property
-    def keypoints(self) -> dict[str, np.ndarray]:
-        """role -> [N,17,3] image xy + score."""
-        return {r: p.keypoints for r, p in self.people.items()}
 
 
 @dataclass
@@ -75,46 +58,6 @@ class Row:
     k2: float | None = None
 
 
-def _run(pipe: PosePipeline, role: str, crops: np.ndarray) -> dict[str, np.ndarray]:
-    cap = pipe.runners[role].max_batch or MAX_BATCH
-    step = max(1, min(pipe.options.max_batch, cap))
-    pend = [
-        pipe.runners[role].infer_async(crops[i : i + step], pipe.streams[role])
-        for i in range(0, len(crops), step)
-    ]
-    parts = [q.wait() for q in pend]
-    return {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
-
-
-def run_nets(pipe: PosePipeline, frames: list[Frame]) -> tuple[CropSet, NetOutputs]:
-    """Router, small and large once on every crop, frame by frame with the scheduler's batching."""
-    t = time.perf_counter()
-    cs = make_cropset(frames, pipe.options.max_boxes)
-    sec = {"preprocess": time.perf_counter() - t}
-    roles = ("router", "small", "large")
-    parts: dict[str, list[dict[str, np.ndarray]]] = {r: [] for r in roles}
-    sec.update({r: 0.0 for r in roles})
-    # Frame-major, role-minor: a busy neighbour slows all three nets alike instead of one.
-    for i in range(len(frames)):
-        s = cs.frame_slice(i)
-        if s.stop == s.start:
-            continue
-        for role in roles:
-            t = time.perf_counter()
-            parts[role].append(_run(pipe, role, cs.crops[s]))
-            sec[role] += time.perf_counter() - t
-    outs = {r: {k: np.concatenate([x[k] for x in parts[r]]) for k in parts[r][0]} for r in roles}
-    people = {}
-    fields = ProbFieldsDecoder(pipe.manifest, ())  # the COCO score reads predicted OKS, not regions
-    for role in ("small", "large"):
-        t = time.perf_counter()
-        people[role] = decode_people(
-            pipe.heads[role], outs[role], cs.centers, cs.scales, pipe.decode_ctx, fields
-        )
-        sec[f"decode_{role}"] = time.perf_counter() - t
-    return cs, NetOutputs(outs["router"]["score"].reshape(-1), people, sec)
-
-
 def route_policy(
     policy: str, scores: np.ndarray, cs: CropSet, k1: float, k2: float, fraction: float, seed: int = 0
 ) -> np.ndarray:
@@ -127,28 +70,6 @@ def route_policy(
         [route(policy, scores[cs.frame_slice(i)], k1, k2, fraction, rng) for i in range(n_frames)]
         or [np.zeros(0, bool)]
     )
-
-
-def compose(
-    frames: list[Frame], cs: CropSet, nets: NetOutputs, large: np.ndarray, with_router: bool
-) -> list[FrameResult]:
-    """Per-frame results as the pipeline returns them, picking each crop's routed net."""
-    results = []
-    for i, f in enumerate(frames):
-        s = cs.frame_slice(i)
-        kept, sel = cs.kept[i], large[s]
-        frame = FrameRows(len(f.boxes), ())
-        for role, flag in (("small", False), ("large", True)):
-            frame.put(kept[sel == flag], nets.people[role].take(s).take(sel == flag), flag)
-        if with_router:
-            frame.router_score[kept] = nets.router_scores[s]
-        dropped = {int(j): "hygiene" for j in np.setdiff1d(np.arange(len(f.boxes)), kept)}
-        results.append(frame.result(f.boxes, f.scores, dropped, {}))
-    return results
-
-
-def coco_results(frames: list[Frame], results: list[FrameResult]) -> list[dict]:
-    return [r for f, res in zip(frames, results) for r in res.to_coco(f.image_id)]
 
 
 def modelled_rate(nets: NetOutputs, n: int, f: float, with_router: bool) -> float:

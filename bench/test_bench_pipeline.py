@@ -7,7 +7,7 @@ alone, the host decode of that many (synthetic, realistically sparse)
 probability maps, and the whole scheduler (``run_many``) with the ``small``,
 ``large`` and ``dyn`` (p = 25, p = 50) policies. ``DYNPOSE_BENCH_ROUNDS``
 rounds (default 21) follow one discarded warm-up round; the order reverses
-every round (see ``bench.rounds``). Because every part of a ratio is timed
+every round (see ``measure.rounds``). Because every part of a ratio is timed
 within the same few seconds, a burst of load from another process hits both
 sides of it alike, and ``bench/gates.py`` gates the median of the per-round
 ratios (dyn/large, dyn's share of its ideal mixture, the share outside the
@@ -46,8 +46,9 @@ import pytest
 
 from bench import gates
 from bench.conditions import collect_conditions, gpu_model
-from bench.rounds import Spread, interleaved_clocks
-from bench.workload import (
+from bench.data import artifacts_from_env, shared_data_dir
+from measure.rounds import Spread, interleaved_clocks
+from measure.workload import (
     CropSet,
     Frame,
     load_frames,
@@ -59,7 +60,6 @@ from bench.workload import (
 from runtime.heads import decode as D
 from runtime.pose.pipeline import PipelineOptions, PosePipeline
 from runtime.pose.routing import fit_thresholds
-from tests.conftest import artifacts_from_env, shared_data_dir
 
 pytestmark = pytest.mark.bench
 

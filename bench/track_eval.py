@@ -52,6 +52,12 @@ def run_tracker(
     return out
 
 
+def _replay(boxes: list[tuple[np.ndarray, np.ndarray]]) -> Detect:
+    """A detector that answers each frame with the boxes computed for it once, so every tracker is
+    fed the same detections without running the detector again."""
+    return lambda frame: boxes[frame.index]
+
+
 def evaluate_clip(
     clip: str | Path,
     detectors: dict[str, Detect] | None = None,
@@ -76,7 +82,7 @@ def evaluate_clip(
     for dname, det in detectors.items():
         boxes_cache = [det(Frame(t, t / fps, 0.0, img)) for t, img in enumerate(frames)]
         for tname in trackers:
-            hyp = run_tracker(tname, frames, lambda f: boxes_cache[f.index], fps)
+            hyp = run_tracker(tname, frames, _replay(boxes_cache), fps)
             rows.append((f"{dname}, {tname}", tracking_metrics(per, hyp, n)))
     return rows
 

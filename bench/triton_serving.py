@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +126,19 @@ def _overhead_ms(art: Path, url: str, reps: int = 50) -> dict[str, float]:
     return res
 
 
+def _triton_pipeline(art: Path, url: str) -> Any:
+    """One client's pipeline on the Triton server at ``url`` (each client has its own channel)."""
+    from runtime.pose.pipeline import PipelineOptions, PosePipeline
+
+    return PosePipeline(
+        art, PipelineOptions(backend="triton", backend_options={"url": url, "timeout_s": 300})
+    )
+
+
 def run(art: Path, work: Path, n_frames: int) -> dict[str, Any]:
+    from bench.data import shared_data_dir
     from build.triton_repo import RepoOptions, write_repo
     from runtime.pose.pipeline import PipelineOptions, PosePipeline
-    from tests.conftest import shared_data_dir
     from tools.triton_server import start_server
 
     frames = _frames(shared_data_dir() / "coco-mini")
@@ -149,14 +159,7 @@ def run(art: Path, work: Path, n_frames: int) -> dict[str, Any]:
                 result["request"] = _overhead_ms(art, srv.grpc_url)
             for n in (1, 4):
                 before = _counts(srv.grpc_url)
-                mk = lambda: PosePipeline(
-                    art,
-                    PipelineOptions(
-                        backend="triton",  # noqa: E731
-                        backend_options={"url": srv.grpc_url, "timeout_s": 300},
-                    ),
-                )
-                res[str(n)] = _clients(mk, frames, n, n_frames)
+                res[str(n)] = _clients(partial(_triton_pipeline, art, srv.grpc_url), frames, n, n_frames)
                 res[str(n)]["mean_batch"] = _mean_batch(before, _counts(srv.grpc_url))
                 print(
                     f"triton {tag:<11} {n} client(s): {res[str(n)]['crops_per_s']:.0f} crops/s, "
@@ -219,7 +222,7 @@ def _main(argv: list[str]) -> int:
         work = Path(tmp)
         art = args.engines
         if art is None:
-            from tests.conftest import build_artifacts, shared_data_dir
+            from bench.data import build_artifacts, shared_data_dir
 
             art = build_artifacts(
                 work / "art", "fixture-dyn", extra=("--calib-data", str(shared_data_dir() / "coco-mini"))

@@ -36,8 +36,8 @@ MIN_AREA = 300.0  # build.synth's detector boxes skip people with less visible a
 
 
 def load_clip_gt(path: str | Path) -> tuple[dict[str, Any], dict[int, list[dict]]]:
-    """The ground-truth json (checked by bench.gt_records) and its annotations grouped by 0-based frame."""
-    from .gt_records import read_gt
+    """The ground-truth json (checked by measure.gt_records) and its annotations grouped by 0-based frame."""
+    from measure.gt_records import read_gt
 
     gt = read_gt(Path(path), "--gt")
     frame_of = {im["id"]: im.get("frame_id", im["id"] - 1) for im in gt["images"]}
@@ -196,7 +196,7 @@ def keypoint_ap(gt: dict[str, Any], out: Mapping[int, list[dict]], frames: set[i
 
     from pycocotools.coco import COCO
 
-    from .coco_eval import run_cocoeval
+    from measure.coco_eval import run_cocoeval
 
     image_id_of = {im.get("frame_id", im["id"] - 1): im["id"] for im in gt["images"]}
     res = coco_results(out, image_id_of)

@@ -36,7 +36,7 @@ class PipelineConfig:
     detector: str | None = None  # default --detector ONNX (absolute or repo-relative); None = none
     description: str = ""
     # Where the bundled weights come from, so where presence and coverage are calibrated
-    # (calib.presence.calibration_domain): "photos" = CropCOCO-style cuts of --calib-data people,
+    # (calib.data.calibration_domain): "photos" = CropCOCO-style cuts of --calib-data people,
     # "synthetic" = cuts of build.synth scenes (the fixtures were trained on those; fitting them
     # on photos measures the domain gap, not the heads). Other weights always calibrate on photos.
     calib_domain: str = "photos"

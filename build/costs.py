@@ -160,20 +160,18 @@ def time_variants(
     """variant -> role -> ms/crop (wall) and the same on the process clock; every (variant, role)
     session is a part of one interleaved schedule, so all are timed in the same rounds."""
     import numpy as np
-    import onnxruntime as ort
 
-    from bench.rounds import interleaved_clocks
+    from measure.rounds import interleaved_clocks
     from runtime.artifacts.manifest import model_file
+    from runtime.backends.ort_session import open_session
 
     threads = threads or os.cpu_count() or 1
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
     x = np.random.default_rng(0).standard_normal((batch, 3, 256, 192)).astype(np.float32)
     parts = {}
     for v in variants:
         for role in NET_ROLES:
             path = model_file(out_dir, dict(manifest), role, _variant_for(manifest["models"][role], role, v))
-            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            sess = open_session(path, threads)  # the runtime's session options: its costs are timed
             feed = {sess.get_inputs()[0].name: x}
             parts[(v, role)] = lambda s=sess, f=feed: s.run(None, f)
     keyed = {f"{v}/{r}": fn for (v, r), fn in parts.items()}

@@ -31,176 +31,20 @@ import numpy as np
 import onnx
 
 from runtime.artifacts.manifest import sha256_file
-from runtime.cli.args import existing_path, number
-from runtime.detectors.letterbox import Letterboxer
 from runtime.detectors.yolo import (
-    FAMILIES,
-    LayoutError,
     YoloLayout,
-    check_output_shape,
-    guess_layout,
-    layout_from_metadata,
-    read_metadata,
 )
-from runtime.errors import InputError
+
+from .detector_model import DEFAULT_DRIFT_PX, DEFAULT_MAX_BATCH, ROLE, calib_frames, fix_input_size
 
 if TYPE_CHECKING:
     from .detector_check import CheckedDetector
-
-ROLE = "detector"
-DEFAULT_SIZE = 640
-DEFAULT_SCORE = 0.3  # video default: keeps the players lying on the ground in people.mp4
-DEFAULT_IOU = 0.7  # Ultralytics' default NMS IoU (the issue's AP reference)
-DEFAULT_MAX_BATCH = 4  # engine profile: up to four cameras per call
-IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp"}
-DET_PRECISIONS = ("all", "fp32")
-DEFAULT_DRIFT_PX = 1.0  # the detector issue's INT8 target (mean drift <= 1 px)
-MAX_SIZE = 4096  # 4096^2 input is ~200 MB per frame in float32; no YOLO is trained anywhere near it
-
-
-def det_size(text: str) -> int:
-    """``--det-size``: a multiple of 32 (the largest YOLO stride of v8/v11) in [32, MAX_SIZE]."""
-    v = number(int, lo=32, hi=MAX_SIZE)(text)
-    if v % 32:
-        raise argparse.ArgumentTypeError(
-            f"{v} is not a multiple of 32 (YOLO strides are up to 32): "
-            f"use e.g. {max(32, v // 32 * 32)} or {v // 32 * 32 + 32}"
-        )
-    return v
-
-
-def add_detector_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("person detector (role 'detector')")
-    g.add_argument(
-        "--detector",
-        type=Path,
-        default=None,
-        help="YOLO ONNX (v5/v8/v11 detect or pose, exported without NMS) to add as the "
-        "'detector' role (default: the config's detector, if any)",
-    )
-    g.add_argument(
-        "--det-size",
-        type=det_size,
-        default=DEFAULT_SIZE,
-        help=f"detector input height = width (a multiple of 32, at most {MAX_SIZE})",
-    )
-    g.add_argument(
-        "--det-layout",
-        choices=FAMILIES,
-        default=None,
-        help="output layout when the ONNX metadata names none (yolov5 | yolov8)",
-    )
-    g.add_argument("--det-class", type=int, default=0, help="person class index")
-    g.add_argument(
-        "--det-score", type=number(float, lo=0, hi=1), default=DEFAULT_SCORE, help="default score threshold"
-    )
-    g.add_argument(
-        "--det-iou",
-        type=number(float, lo=0, hi=1, lo_open=True),
-        default=DEFAULT_IOU,
-        help="default NMS IoU threshold",
-    )
-    g.add_argument(
-        "--det-max-batch",
-        type=number(int, lo=1, hi=256),
-        default=DEFAULT_MAX_BATCH,
-        help="max batch of the detector engine profile (frames of several cameras)",
-    )
-    g.add_argument(
-        "--det-calib-data",
-        type=existing_path,
-        default=None,
-        help="images folder or video for the detector's INT8 ranges (default: --calib-data)",
-    )
-    g.add_argument(
-        "--det-calib-frames",
-        type=number(int, lo=1, hi=10_000),
-        default=32,
-        help="at most this many calibration frames",
-    )
-    g.add_argument(
-        "--det-calib-method",
-        choices=("entropy", "percentile", "minmax"),
-        default="percentile",
-        help="INT8 range calibration of the detector (percentile: best keypoint AP and drift "
-        "of the three on coco-mini, docs/results/2026-12-detector.md)",
-    )
-    g.add_argument(
-        "--det-int8-heads",
-        action="store_true",
-        help="quantize the detector's output convs and keypoint branch too (default: float; "
-        "their error reaches the decoded coordinates times the stride)",
-    )
-    g.add_argument(
-        "--det-drift-px",
-        type=number(float, lo=0),
-        default=DEFAULT_DRIFT_PX,
-        help="INT8 variants: keep the fewest blocks float (greedy, measured) until the mean "
-        "keypoint/box error vs fp32 on the calibration frames is at most this many "
-        "input pixels (0: no fallback; calib.fallback)",
-    )
-    g.add_argument(
-        "--det-precision",
-        choices=DET_PRECISIONS,
-        default="all",
-        help="all = fp16 + int8_cpu + int8_trt variants; fp32 = the copied model only",
-    )
 
 
 # -- layout -----------------------------------------------------------------------------------------
 
 
-def detect_layout(model: onnx.ModelProto, flag: str | None, where: str) -> YoloLayout:
-    """Layout from the metadata, else from ``--det-layout`` and the output shape; refuse non-YOLO graphs."""
-    out = model.graph.output[0]
-    shape = tuple(
-        d.dim_value if d.dim_value else (d.dim_param or None) for d in out.type.tensor_type.shape.dim
-    )
-    meta = read_metadata(model)
-    try:
-        layout = layout_from_metadata(meta) if flag is None else None
-        if layout is None:
-            if flag is None:
-                raise InputError(
-                    f"{where} has no YOLO metadata (task/names/kpt_shape) and its output "
-                    f"{out.name} {list(shape)} cannot be read without it",
-                    "--detector",
-                    "export it with Ultralytics (which writes the metadata) or pass "
-                    "--det-layout yolov5|yolov8 if it is a YOLO model without NMS",
-                )
-            layout = guess_layout(shape, flag)
-        check_output_shape(layout, shape)
-    except LayoutError as e:
-        raise InputError(
-            f"{where} is not a YOLO detector this pipeline can decode: {e}",
-            "--detector",
-            "pass a YOLOv5/v8/v11 ONNX exported without NMS (or fix --det-layout)",
-        ) from None
-    return layout
-
-
 # -- model file ---------------------------------------------------------------------------------------
-
-
-def fix_input_size(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
-    """Static H x W = size (TensorRT tunes for one size), batch left dynamic."""
-    from .detector_check import image_input
-
-    dims = image_input(model, "detector").type.tensor_type.shape.dim
-    if len(dims) != 4:
-        raise InputError(f"detector input has rank {len(dims)}", "--detector", "expected [N,3,H,W]")
-    for k in (2, 3):
-        if dims[k].dim_value and dims[k].dim_value != size:
-            raise InputError(
-                f"detector input is fixed at {dims[2].dim_value}x{dims[3].dim_value}",
-                "--det-size",
-                f"pass --det-size {dims[k].dim_value} or re-export with dynamic size",
-            )
-        dims[k].ClearField("dim_param")
-        dims[k].dim_value = size
-    if not dims[0].dim_value and not dims[0].dim_param:
-        dims[0].dim_param = "N"
-    return model
 
 
 def simplify(model: onnx.ModelProto, size: int) -> tuple[onnx.ModelProto, str]:
@@ -208,7 +52,7 @@ def simplify(model: onnx.ModelProto, size: int) -> tuple[onnx.ModelProto, str]:
     try:
         import onnxsim
 
-        from .detector_check import image_input
+        from .detector_model import image_input
 
         name = image_input(model, "detector").name
         simp, ok = onnxsim.simplify(model, test_input_shapes={name: [1, 3, size, size]})
@@ -225,41 +69,6 @@ def simplify(model: onnx.ModelProto, size: int) -> tuple[onnx.ModelProto, str]:
 # -- calibration frames --------------------------------------------------------------------------------
 
 
-def calib_frames(src: Path, size: int, n: int) -> np.ndarray:
-    """Up to ``n`` letterboxed frames [n,3,size,size] from an image folder or a video, evenly spaced."""
-    import cv2
-
-    images: list[np.ndarray] = []
-    if src.is_dir():
-        files = sorted(f for f in src.iterdir() if f.suffix.lower() in IMAGE_EXT)
-        pick = (
-            np.unique(np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)) if files else []
-        )
-        images = [img for img in (cv2.imread(str(files[i])) for i in pick) if img is not None]
-    elif src.is_file():
-        cap = cv2.VideoCapture(str(src))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        want = set(np.linspace(0, max(total - 1, 0), min(n, max(total, 1))).round().astype(int).tolist())
-        i = 0
-        while len(images) < len(want):
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if i in want:
-                images.append(frame)
-            i += 1
-        cap.release()
-    if not images:
-        raise InputError(
-            f"no readable images or video frames in {src}",
-            "--det-calib-data",
-            "pass a folder of .jpg/.png images or a video file",
-        )
-    box = Letterboxer((size, size), len(images))
-    batch, _ = box.fill(images)
-    return batch.copy()
-
-
 # -- the role ---------------------------------------------------------------------------------------
 
 
@@ -269,10 +78,10 @@ def _variant(out_dir: Path, path: Path, **info: Any) -> dict[str, Any]:
 
 def _runner(frames: np.ndarray) -> Callable[[Path], np.ndarray]:
     """The model's raw output on every calibration frame (ORT CPU, one frame per call)."""
-    import onnxruntime as ort
+    from runtime.backends.ort_session import open_session
 
     def run(path: Path) -> np.ndarray:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        sess = open_session(path)
         name = sess.get_inputs()[0].name
         return np.concatenate([sess.run(None, {name: frames[i : i + 1]})[0] for i in range(len(frames))])
 
@@ -458,4 +267,4 @@ def add_detector(
     return entry
 
 
-__all__ = ["ROLE", "add_detector_arguments", "add_detector", "detect_layout", "calib_frames"]
+__all__ = ["add_detector"]

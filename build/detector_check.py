@@ -40,6 +40,8 @@ import onnx
 from runtime.detectors.yolo import YoloLayout, read_metadata
 from runtime.errors import InputError
 
+from .detector_model import image_input, input_dims
+
 # flags that only the detector reads, and those only its INT8 variants read
 _INT8_FLAGS = ("det_calib_data", "det_calib_frames", "det_calib_method", "det_int8_heads", "det_drift_px")
 BATCH2_MAX_SIZE = 1280  # above, one frame only: a batch of two at 4096 px takes minutes and GBs on a CPU
@@ -64,7 +66,7 @@ def _flag(dest: str) -> str:
 
 def given_det_flags(args: argparse.Namespace) -> list[str]:
     """The ``--det-*`` dests whose value differs from the parser default (i.e. the user set them)."""
-    from .detector import add_detector_arguments
+    from .detector_model import add_detector_arguments
 
     p = argparse.ArgumentParser(add_help=False)
     add_detector_arguments(p)
@@ -107,26 +109,6 @@ def early_check(args: argparse.Namespace, cfg: Any, calib_default: Path) -> Chec
 # -- the graph ----------------------------------------------------------------------------------------
 
 
-def image_input(model: onnx.ModelProto, where: str) -> onnx.ValueInfoProto:
-    """The one image input (older exporters also list the initializers as inputs)."""
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise InputError(
-            f"{where} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)})",
-            "--detector",
-            "a YOLO ONNX has one image input [N,3,H,W]",
-        )
-    return inputs[0]
-
-
-def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None] | None:
-    t = vi.type.tensor_type
-    if not t.HasField("shape"):
-        return None
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
-
-
 def check_input(model: onnx.ModelProto, where: str, size: int, max_batch: int) -> None:
     """float32 [N,3,S,S]: what ``runtime.detectors.letterbox.Letterboxer`` feeds, at ``--det-size``."""
     vi = image_input(model, where)
@@ -138,7 +120,7 @@ def check_input(model: onnx.ModelProto, where: str, size: int, max_batch: int) -
             "--detector",
             "export the detector with a float32 image input",
         )
-    dims = _dims(vi)
+    dims = input_dims(vi)
     if dims is None or len(dims) != 4:
         raise InputError(
             f"{where}: input {vi.name} has rank {'unknown' if dims is None else len(dims)}",
@@ -183,7 +165,7 @@ def check_input(model: onnx.ModelProto, where: str, size: int, max_batch: int) -
 
 def check_graph(src: Path, args: argparse.Namespace) -> CheckedDetector:
     """Everything that can be read from the file without running it."""
-    from .detector import DEFAULT_MAX_BATCH, DEFAULT_SIZE, detect_layout
+    from .detector_model import DEFAULT_MAX_BATCH, DEFAULT_SIZE, detect_layout
 
     if not src.is_file():
         what = "is a folder, not an ONNX file" if src.is_dir() else "not found"
@@ -229,7 +211,7 @@ def check_graph(src: Path, args: argparse.Namespace) -> CheckedDetector:
 def _frame(args: argparse.Namespace, size: int, calib_default: Path) -> tuple[np.ndarray, str]:
     """One letterboxed calibration frame [1,3,S,S] (as the INT8 variants will read them), else a
     generated one (--det-precision fp32 reads no calibration data)."""
-    from .detector import calib_frames
+    from .detector_model import calib_frames
 
     data = getattr(args, "det_calib_data", None) or getattr(args, "calib_data", None) or calib_default
     if getattr(args, "det_precision", "all") == "all":  # the variants need it: a bad source is refused now
@@ -243,12 +225,10 @@ def _frame(args: argparse.Namespace, size: int, calib_default: Path) -> tuple[np
 
 
 def _session(model: onnx.ModelProto, where: str):
-    import onnxruntime as ort
+    from runtime.backends.ort_session import open_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3  # ORT's shape-mismatch warnings: the check below says it in one line
-    try:
-        return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    try:  # quiet: ORT's shape-mismatch warnings; the check below says it in one line
+        return open_session(model.SerializeToString(), quiet=True)
     except Exception as e:  # noqa: BLE001 - ORT raises its own types for invalid graphs and ops
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise InputError(
@@ -330,14 +310,14 @@ def check_outputs(
 
 def check_run(det: CheckedDetector, args: argparse.Namespace, calib_default: Path) -> None:
     """Run the model as it will be shipped (input fixed to the size) once and check what comes out."""
-    from .detector import DEFAULT_MAX_BATCH, fix_input_size
+    from .detector_model import DEFAULT_MAX_BATCH, fix_input_size
 
     model = onnx.ModelProto()
     model.CopyFrom(det.model)
     fix_input_size(model, det.size)
     sess = _session(model, det.src.name)
     frame, source = _frame(args, det.size, calib_default)
-    dynamic = not isinstance(_dims(image_input(model, det.src.name))[0], int)
+    dynamic = not isinstance(input_dims(image_input(model, det.src.name))[0], int)
     two = (
         dynamic
         and int(getattr(args, "det_max_batch", DEFAULT_MAX_BATCH)) >= 2
@@ -355,7 +335,7 @@ def check_run(det: CheckedDetector, args: argparse.Namespace, calib_default: Pat
             "--detector",
             "re-export it (with a dynamic batch, or pass --det-max-batch 1)",
         ) from None
-    declared = [(o.name, _dims(o)) for o in model.graph.output]
+    declared = [(o.name, input_dims(o)) for o in model.graph.output]
     check_outputs(outs, declared, det.layout, batch, det.src.name)
     det.ran = {"frame": source, "batch": batch}
 
@@ -373,6 +353,5 @@ __all__ = [
     "check_flags",
     "early_check",
     "given_det_flags",
-    "image_input",
     "resolve_path",
 ]

@@ -37,8 +37,9 @@ from runtime.errors import InputError, guarded
 from .checkpoint import TRUST_FLAG
 from .configs import DEFAULT_CONFIG, get_config, list_configs
 from .costs import format_cost_table, measure_routing_costs
-from .detector import add_detector, add_detector_arguments
+from .detector import add_detector
 from .detector_check import CheckedDetector, early_check
+from .detector_model import add_detector_arguments
 from .export import OPSET
 from .staging import StagedDir, commit_together
 from .triton_repo import (
@@ -135,13 +136,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _routing_stage(out_dir: Path, manifest: dict, calib, theta: float, p: float) -> None:
     """Fit k1/k2 on the router's scores for the calibration crops, run through ONNX Runtime
     exactly as the CPU backend will run them."""
-    import onnxruntime as ort
-
+    from runtime.backends.ort_session import open_session
     from runtime.pose.routing import fit_thresholds
 
-    sess = ort.InferenceSession(
-        str(out_dir / manifest["models"]["router"]["onnx"]), providers=["CPUExecutionProvider"]
-    )
+    sess = open_session(out_dir / manifest["models"]["router"]["onnx"])
     scores = sess.run(["score"], {"input": calib.crops})[0].reshape(-1)
     band = fit_thresholds(scores, theta, p)
     manifest["routing"] = {

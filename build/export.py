@@ -132,9 +132,9 @@ def parity(
     as 0.0 and pass), when infs disagree, or when an error exceeds
     ``atol + rtol * scale`` with ``scale`` the output's max |torch value|.
     """
-    import onnxruntime as ort
+    from runtime.backends.ort_session import open_session
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = open_session(path)
     names = [o.name for o in sess.get_outputs()]
     rng = np.random.default_rng(seed)
     worst = {n: 0.0 for n in names}

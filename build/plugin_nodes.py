@@ -17,7 +17,6 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from runtime.heads.base import PluginInput
 from runtime.heads.decode import COCO_SIGMAS
 from runtime.heads.registry import head_spec
 
@@ -44,14 +43,52 @@ def _plugin_attrs(**fields) -> dict:
     return {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE, **fields}
 
 
-def _plugin_inputs(head_kind: str) -> tuple[PluginInput, ...]:
+def _decode_source(head_kind: str, names: list[str]) -> tuple[str, dict, bool]:
+    """The map output the decode reads, the plugin attributes for it and whether it takes the
+    OKS sigmas: the first of the head's plugin inputs (runtime.heads.registry) the model has."""
     try:
-        spec = head_spec(head_kind)
+        choices = head_spec(head_kind).plugin_inputs
     except ValueError as e:
         raise ValueError(f"head_kind: {e}") from None
-    if not spec.plugin_inputs:
+    if not choices:
         raise ValueError(f"head_kind {head_kind!r}: the decode plugin cannot decode this head")
-    return spec.plugin_inputs
+    pick = next((c for c in choices if c.output in names), None)
+    if pick is None:
+        wanted = " or ".join(repr(c.output) for c in choices)
+        raise ValueError(
+            f"{head_kind} decode needs a {wanted} output; the model has {names}. Export the net with that output"
+        )
+    attrs: dict = {"mode": pick.mode}
+    if pick.normalize is not None:
+        attrs["normalize"] = pick.normalize
+    return pick.output, attrs, pick.sigmas
+
+
+def _map_dims(model: onnx.ModelProto, src: str, sig: np.ndarray) -> list:
+    """The source map's [N,K,H,W] dims, with K matching the sigmas where it is static."""
+    dims = _dims(_graph_output(model, src))
+    if len(dims) != 4:
+        raise ValueError(f"{src} must be [N,K,H,W], got dims {dims}")
+    k = dims[1]
+    if isinstance(k, int) and k != sig.size:
+        raise ValueError(f"{src} has K={k} maps but {sig.size} sigmas were given; pass sigmas of length {k}")
+    return dims
+
+
+def _set_outputs(model: onnx.ModelProto, src: str, dims: list, keep_maps: bool) -> None:
+    """Graph outputs: the decoded keypoints and scores added, the map dropped unless kept."""
+    if not keep_maps:
+        keep = [o for o in model.graph.output if o.name != src]
+        del model.graph.output[:]
+        model.graph.output.extend(keep)
+    n = dims[0] if dims[0] is not None else "N"
+    k = dims[1]
+    model.graph.output.extend(
+        [
+            helper.make_tensor_value_info(KEYPOINTS, TensorProto.FLOAT, [n, k, 2]),
+            helper.make_tensor_value_info(KEYPOINT_SCORES, TensorProto.FLOAT, [n, k]),
+        ]
+    )
 
 
 def add_decode_plugin(
@@ -71,48 +108,21 @@ def add_decode_plugin(
     With ``keep_maps=False`` the map output is dropped from the graph outputs, so no
     [N,K,64,48] tensor crosses to the host.
     """
-    choices = _plugin_inputs(head_kind)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     names = [o.name for o in out.graph.output]
     if KEYPOINTS in names or KEYPOINT_SCORES in names:
         raise ValueError("model already has keypoints outputs; add the decode plugin once")
-    pick = next((c for c in choices if c.output in names), None)
-    if pick is None:
-        wanted = " or ".join(repr(c.output) for c in choices)
-        raise ValueError(
-            f"{head_kind} decode needs a {wanted} output; the model has {names}. "
-            "Export the net with that output"
-        )
-    src = pick.output
-    attrs: dict = (
-        {"mode": pick.mode} if pick.normalize is None else {"mode": pick.mode, "normalize": pick.normalize}
-    )
-    vi = _graph_output(out, src)
-    dims = _dims(vi)
-    if len(dims) != 4:
-        raise ValueError(f"{src} must be [N,K,H,W], got dims {dims}")
-    k = dims[1]
+    src, attrs, takes_sigmas = _decode_source(head_kind, names)
     sig = np.asarray(sigmas, dtype=np.float32).reshape(-1)
-    if isinstance(k, int) and k != sig.size:
-        raise ValueError(f"{src} has K={k} maps but {sig.size} sigmas were given; pass sigmas of length {k}")
-    if pick.sigmas:
+    dims = _map_dims(out, src, sig)
+    if takes_sigmas:
         attrs.update(sigmas=[float(s) for s in sig], temperature=float(temperature))
     node = helper.make_node(
         DECODE_OP, [src], [KEYPOINTS, KEYPOINT_SCORES], name="dynpose_decode", **_plugin_attrs(**attrs)
     )
     out.graph.node.append(node)
-    if not keep_maps:
-        keep = [o for o in out.graph.output if o.name != src]
-        del out.graph.output[:]
-        out.graph.output.extend(keep)
-    n = dims[0] if dims[0] is not None else "N"
-    out.graph.output.extend(
-        [
-            helper.make_tensor_value_info(KEYPOINTS, TensorProto.FLOAT, [n, k, 2]),
-            helper.make_tensor_value_info(KEYPOINT_SCORES, TensorProto.FLOAT, [n, k]),
-        ]
-    )
+    _set_outputs(out, src, dims, keep_maps)
     return out
 
 

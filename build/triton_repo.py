@@ -57,6 +57,7 @@ DTYPES = {
 CPU_MAX_BATCH = 32  # python kind: the pipeline's default chunk (PipelineOptions.max_batch)
 QUEUE_DELAY_US = 500  # short: a camera frame's crops arrive together; wait little for others
 BLS_NAME = "dynpose"
+ORT_SESSION = Path(__file__).resolve().parents[1] / "runtime" / "backends" / "ort_session.py"
 # The numpy-only project code the BLS model imports (as package ``runtime``): the head registry
 # with every decoder, and the routing band. tests/test_triton_repo.py imports the shipped copy alone.
 BLS_LIB = ("heads", "pose/routing.py")
@@ -292,6 +293,7 @@ def write_staged(artifacts: Path, stage: StagedDir, opts: RepoOptions = RepoOpti
         if kind == "python":
             copy_file(model_file(artifacts, manifest, role, opts.precision), vdir / "model.onnx")
             copy_file(MODELS_SRC / "onnx_model.py", vdir / "model.py")
+            copy_file(ORT_SESSION, vdir / ORT_SESSION.name)  # the runtime's session options
             params["intra_op_threads"] = str(opts.ort_threads)
         else:
             engine = entry.get("engine") or {}

@@ -12,7 +12,7 @@ image is cut through a person so some keypoints leave it, and the crop window
 comes from the clipped box. Only keypoints with a known position inside the
 window and the cut image count for coverage (a region cannot hold a keypoint
 outside its map). The source is the build's COCO folder, or synthetic scenes
-(build.synth) when calib.presence.calibration_domain says so (the fixture
+(build.synth) when calib.data.calibration_domain says so (the fixture
 configs, PipelineConfig.calib_domain): calibrating nets trained on synthetic
 scenes on photos would measure a domain gap, not the maps.
 
@@ -40,7 +40,7 @@ from runtime.heads.registry import decodes_probability_maps
 from runtime.io.safe_io import atomic_write_bytes, atomic_write_text
 from runtime.pose.preprocess import HEATMAP_HW, boxes_to_center_scale, image_to_heatmap, make_crops
 
-from .presence import cut_person
+from .data import calibration_domain, cut_person, presence_folder
 
 QS = tuple(np.round(np.arange(0.1, 0.91, 0.1), 2).tolist())
 FIT_SEED, EVAL_SEED = 0, 1000  # synthetic scenes: build-time fit vs held-out evaluation
@@ -220,14 +220,10 @@ def calibrate_coverage(out_dir: Path, manifest: dict, args: argparse.Namespace) 
     roles = _probmap_roles(manifest)
     if not roles:
         return {"fitted": False, "reason": "no probability-map net in this config"}
-    from .presence import calibration_domain
-
     if calibration_domain(manifest) == "synthetic":
         data = synthetic_set(N_SCENES, FIT_SEED)
     else:
-        from .stage import _presence_folder
-
-        data = coco_set(_presence_folder(args), getattr(args, "seed", 0))
+        data = coco_set(presence_folder(args), getattr(args, "seed", 0))
     maps = np.concatenate([run_maps(out_dir, manifest, r, data)["probmaps"] for r in roles])
     pooled = CoverageSet(
         data.crops[:0],

@@ -10,6 +10,7 @@ makes them: :func:`_crops_for_image` calls ``runtime.pose.preprocess`` only.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -256,3 +257,57 @@ def coco_keypoints(folder: str | Path = DEFAULT_CALIB) -> tuple[dict[int, Path],
     files = {im["id"]: folder / im["file_name"] for im in gt["images"]}
     anns = [a for a in gt["annotations"] if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
     return files, anns
+
+
+def cut_person(
+    img: np.ndarray, box: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]] | None:
+    """One CropCOCO-style cut through a person: (sub-image, the box clipped to it in its
+    coordinates [1,4], the cut x0,y0,x1,y1), or None when too little of the box is left."""
+    x0, y0, x1, y1 = _cut(box, img.shape[:2], rng)
+    bx0, by0 = max(box[0], x0), max(box[1], y0)
+    bx1, by1 = min(box[0] + box[2], x1), min(box[1] + box[3], y1)
+    if bx1 - bx0 < 4 or by1 - by0 < 4:
+        return None
+    clipped = np.array([[bx0 - x0, by0 - y0, bx1 - bx0, by1 - by0]], np.float32)
+    return np.ascontiguousarray(img[y0:y1, x0:x1]), clipped, (x0, y0, x1, y1)
+
+
+def _cut(box: np.ndarray, hw: tuple[int, int], rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """Image rectangle x0,y0,x1,y1 that cuts the person's box on one random side (or not at all)."""
+    x, y, w, h = box
+    H, W = hw
+    x0, y0, x1, y1 = 0.0, 0.0, float(W), float(H)
+    side = rng.integers(5)
+    f = rng.uniform(0.35, 0.8)
+    if side == 0:
+        y1 = y + f * h  # keep the top: legs leave the image
+    elif side == 1:
+        y0 = y + (1 - f) * h  # keep the bottom: head leaves
+    elif side == 2:
+        x1 = x + f * w
+    elif side == 3:
+        x0 = x + (1 - f) * w
+    return int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))
+
+
+def calibration_domain(manifest: dict) -> str:
+    """ "synthetic" when every net runs its config's bundled weights and the config says they were
+    trained on synthetic scenes (PipelineConfig.calib_domain, the fixtures), else "photos".
+
+    Why: the presence temperature and the coverage map describe a net *on the data it will see*;
+    the fixtures only ever see synthetic scenes, and fitted on photos their temperature measured
+    the domain gap (T 2.64, threshold 0.60 on coco-mini: the double head's run-time choice then
+    flagged 1.6 % of the out-of-window keypoints). A user's own checkpoint is a real net: photos.
+    """
+    synthetic = (manifest.get("pipeline") or {}).get("calib_domain") == "synthetic"
+    return "synthetic" if synthetic and manifest.get("weights") == "fixture" else "photos"
+
+
+def presence_folder(args: argparse.Namespace) -> Path:
+    """--calib-data when it is a labelled COCO folder, else the bundled default (the presence and
+    coverage fits need keypoint labels)."""
+    data = getattr(args, "calib_data", None)
+    if data is not None and (Path(data) / "person_keypoints.json").is_file():
+        return Path(data)
+    return DEFAULT_CALIB

@@ -86,6 +86,114 @@ def _const(model: onnx.ModelProto, name: str) -> np.ndarray | None:
     return None
 
 
+def _subpixel_inputs(
+    model: onnx.ModelProto, node: onnx.NodeProto, s: int, t: int, base: str
+) -> list[str] | None:
+    """The Conv's weight (and tiled bias) added as initializers; None, with nothing added, when the
+    bias is computed rather than a constant (that node is left alone)."""
+    g = model.graph
+    wname = f"{base}__subpixel_w"
+    g.initializer.append(numpy_helper.from_array(conv_weight(_const(model, node.input[1]), s, t), wname))
+    conv_in = [node.input[0], wname]
+    if len(node.input) > 2 and node.input[2]:
+        bias = _const(model, node.input[2])
+        if bias is None:
+            g.initializer.pop()
+            return None
+        bname = f"{base}__subpixel_b"
+        g.initializer.append(numpy_helper.from_array(np.tile(bias, s * s), bname))
+        conv_in.append(bname)
+    return conv_in
+
+
+def _fused_relu(
+    out: str, consumers: dict[str, list[onnx.NodeProto]], graph_outputs: set[str]
+) -> onnx.NodeProto | None:
+    """The ReLU that is the deconvolution's only consumer (moved before DepthToSpace, where it is
+    the same function), unless the deconvolution's output is also a graph output."""
+    users = consumers.get(out, [])
+    if len(users) == 1 and users[0].op_type == "Relu" and out not in graph_outputs:
+        return users[0]
+    return None
+
+
+def _subpixel_nodes(
+    g: onnx.GraphProto, plan: dict, conv_in: list[str], base: str, out: str, relu: bool
+) -> list[onnx.NodeProto]:
+    """Conv (+ ReLU) -> DepthToSpace -> Slice, the last one writing ``out``."""
+    s, t = plan["s"], plan["t"]
+    conv_out = f"{base}__subpixel"
+    nodes = [
+        helper.make_node(
+            "Conv",
+            conv_in,
+            [conv_out],
+            name=f"{base}__subpixel_conv",
+            kernel_shape=[t, t],
+            pads=[t - 1] * 4,
+            strides=[1, 1],
+        )
+    ]
+    if relu:
+        nodes.append(
+            helper.make_node("Relu", [conv_out], [f"{conv_out}_relu"], name=f"{base}__subpixel_relu")
+        )
+        conv_out = f"{conv_out}_relu"
+    nodes.append(
+        helper.make_node(
+            "DepthToSpace",
+            [conv_out],
+            [f"{base}__subpixel_d2s"],
+            name=f"{base}__subpixel_d2s",
+            blocksize=s,
+            mode="DCR",
+        )
+    )
+    starts = np.array(plan["pb"], np.int64)
+    ends = np.array([-(e - o) if e - o > 0 else _INT_MAX for e, o in zip(plan["pe"], plan["op"])], np.int64)
+    names = [f"{base}__subpixel_{k}" for k in ("starts", "ends", "axes")]
+    for name, v in zip(names, (starts, ends, np.array([2, 3], np.int64))):
+        g.initializer.append(numpy_helper.from_array(v, name))
+    nodes.append(
+        helper.make_node("Slice", [f"{base}__subpixel_d2s", *names], [out], name=f"{base}__subpixel_slice")
+    )
+    return nodes
+
+
+def _prune(g: onnx.GraphProto, graph_outputs: set[str]) -> None:
+    """Drop initializers no node reads any more, and value_info of tensors the rewrite removed
+    (the ConvTranspose's own output)."""
+    used = {i for n in g.node for i in n.input}
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    keep_vi = [v for v in g.value_info if v.name in used | graph_outputs]
+    del g.value_info[:]
+    g.value_info.extend(keep_vi)
+
+
+def _rewrite(
+    model: onnx.ModelProto,
+    node: onnx.NodeProto,
+    consumers: dict[str, list[onnx.NodeProto]],
+    graph_outputs: set[str],
+) -> tuple[list[onnx.NodeProto], onnx.NodeProto | None] | None:
+    """The nodes replacing one eligible ConvTranspose and the ReLU they absorb; None when it is not
+    eligible (see _plan) or its bias is computed."""
+    if node.op_type != "ConvTranspose" or len(node.input) < 2:
+        return None
+    plan = _plan(node, _const(model, node.input[1]))
+    if plan is None:
+        return None
+    base = node.name or node.output[0]
+    conv_in = _subpixel_inputs(model, node, plan["s"], plan["t"], base)
+    if conv_in is None:
+        return None
+    relu = _fused_relu(node.output[0], consumers, graph_outputs)
+    out = relu.output[0] if relu is not None else node.output[0]
+    return _subpixel_nodes(model.graph, plan, conv_in, base, out, relu is not None), relu
+
+
 def deconv_to_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     """Rewrite every eligible ConvTranspose in place; returns (model, how many were rewritten).
 
@@ -105,85 +213,17 @@ def deconv_to_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     for node in g.node:
         if id(node) in drop:
             continue
-        plan = (
-            _plan(node, _const(model, node.input[1]))
-            if node.op_type == "ConvTranspose" and len(node.input) > 1
-            else None
-        )
-        if plan is None:
+        rewritten = _rewrite(model, node, consumers, graph_outputs)
+        if rewritten is None:
             new_nodes.append(node)
             continue
-        s, t, base = plan["s"], plan["t"], node.name or node.output[0]
-        w = _const(model, node.input[1])
-        wname = f"{base}__subpixel_w"
-        g.initializer.append(numpy_helper.from_array(conv_weight(w, s, t), wname))
-        conv_in = [node.input[0], wname]
-        if len(node.input) > 2 and node.input[2]:
-            bias = _const(model, node.input[2])
-            if bias is None:  # a computed bias: leave this node alone
-                g.initializer.pop()
-                new_nodes.append(node)
-                continue
-            bname = f"{base}__subpixel_b"
-            g.initializer.append(numpy_helper.from_array(np.tile(bias, s * s), bname))
-            conv_in.append(bname)
-        out = node.output[0]
-        users = consumers.get(out, [])
-        relu = (
-            users[0] if len(users) == 1 and users[0].op_type == "Relu" and out not in graph_outputs else None
-        )
+        nodes, relu = rewritten
         if relu is not None:
             drop.add(id(relu))
-            out = relu.output[0]
-        conv_out = f"{base}__subpixel"
-        new_nodes.append(
-            helper.make_node(
-                "Conv",
-                conv_in,
-                [conv_out],
-                name=f"{base}__subpixel_conv",
-                kernel_shape=[t, t],
-                pads=[t - 1] * 4,
-                strides=[1, 1],
-            )
-        )
-        if relu is not None:
-            new_nodes.append(
-                helper.make_node("Relu", [conv_out], [f"{conv_out}_relu"], name=f"{base}__subpixel_relu")
-            )
-            conv_out = f"{conv_out}_relu"
-        new_nodes.append(
-            helper.make_node(
-                "DepthToSpace",
-                [conv_out],
-                [f"{base}__subpixel_d2s"],
-                name=f"{base}__subpixel_d2s",
-                blocksize=s,
-                mode="DCR",
-            )
-        )
-        starts = np.array(plan["pb"], np.int64)
-        ends = np.array(
-            [-(e - o) if e - o > 0 else _INT_MAX for e, o in zip(plan["pe"], plan["op"])], np.int64
-        )
-        names = [f"{base}__subpixel_{k}" for k in ("starts", "ends", "axes")]
-        for name, v in zip(names, (starts, ends, np.array([2, 3], np.int64))):
-            g.initializer.append(numpy_helper.from_array(v, name))
-        new_nodes.append(
-            helper.make_node(
-                "Slice", [f"{base}__subpixel_d2s", *names], [out], name=f"{base}__subpixel_slice"
-            )
-        )
+        new_nodes.extend(nodes)
         count += 1
     if count:
         del g.node[:]
         g.node.extend(new_nodes)
-        used = {i for n in g.node for i in n.input}
-        keep = [i for i in g.initializer if i.name in used]
-        del g.initializer[:]
-        g.initializer.extend(keep)
-        # value_info of tensors the rewrite removed (the ConvTranspose's own output) goes too
-        keep_vi = [v for v in g.value_info if v.name in used | graph_outputs]
-        del g.value_info[:]
-        g.value_info.extend(keep_vi)
+        _prune(g, graph_outputs)
     return model, count

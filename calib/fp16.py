@@ -40,13 +40,14 @@ def convert_fp16(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _drop_cast_roundtrips(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Remove fp32 -> fp16 -> fp32 Cast pairs between two blocked nodes.
+def _cast_to(n: onnx.NodeProto) -> int | None:
+    """The element type a Cast node converts to; None for any other node."""
+    return next((a.i for a in n.attribute if a.name == "to"), None) if n.op_type == "Cast" else None
 
-    The converter wraps every blocked node on its own (inputs cast up, output
-    cast down), so a chain of fp32 nodes still rounds to fp16 between each
-    pair, which is exactly what blocking the sparsemax was meant to avoid.
-    """
+
+def _roundtrip_renames(model: onnx.ModelProto) -> dict[str, str]:
+    """Output of each fp16 -> fp32 up-cast whose input is an fp32 -> fp16 down-cast of an fp32
+    tensor, mapped to that fp32 tensor (the pair is a lossy no-op)."""
     F32, F16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
     inferred = onnx.shape_inference.infer_shapes(model)
     dtype = {
@@ -55,28 +56,39 @@ def _drop_cast_roundtrips(model: onnx.ModelProto) -> onnx.ModelProto:
     }
     dtype.update({i.name: i.data_type for i in model.graph.initializer})
     producer = {o: n for n in model.graph.node for o in n.output}
-
-    def cast_to(n: onnx.NodeProto) -> int | None:
-        return next((a.i for a in n.attribute if a.name == "to"), None) if n.op_type == "Cast" else None
-
     rename: dict[str, str] = {}
     for up in model.graph.node:
-        if cast_to(up) != F32:
+        if _cast_to(up) != F32:
             continue
         down = producer.get(up.input[0])
-        if down is not None and cast_to(down) == F16 and dtype.get(down.input[0]) == F32:
+        if down is not None and _cast_to(down) == F16 and dtype.get(down.input[0]) == F32:
             rename[up.output[0]] = down.input[0]
-    outputs = {o.name for o in model.graph.output}
+    return rename
+
+
+def _rewire(model: onnx.ModelProto, rename: dict[str, str], outputs: set[str]) -> None:
+    """Readers of a round-tripped tensor read the fp32 original; a graph output keeps its name, its
+    up-cast becoming an Identity of the fp32 tensor."""
     for n in model.graph.node:
         if n.op_type == "Cast" and n.output[0] in outputs and n.output[0] in rename:
-            # a graph output keeps its name: the up-cast becomes an Identity of the fp32 tensor
             n.op_type, n.input[0] = "Identity", rename[n.output[0]]
             del n.attribute[:]
             continue
         for k, name in enumerate(n.input):
             if name in rename:
                 n.input[k] = rename[name]
-    while True:
+
+
+def _drop_cast_roundtrips(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Remove fp32 -> fp16 -> fp32 Cast pairs between two blocked nodes.
+
+    The converter wraps every blocked node on its own (inputs cast up, output
+    cast down), so a chain of fp32 nodes still rounds to fp16 between each
+    pair, which is exactly what blocking the sparsemax was meant to avoid.
+    """
+    outputs = {o.name for o in model.graph.output}
+    _rewire(model, _roundtrip_renames(model), outputs)
+    while True:  # Casts nobody reads any more, until none is left (a down-cast dies after its up-cast)
         used = {i for n in model.graph.node for i in n.input} | outputs
         dead = [n for n in model.graph.node if n.op_type == "Cast" and n.output[0] not in used]
         if not dead:

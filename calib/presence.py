@@ -22,7 +22,7 @@ import numpy as np
 
 from runtime.pose.preprocess import boxes_to_center_scale, make_crops
 
-from .data import DEFAULT_CALIB, _read_image, coco_keypoints
+from .data import DEFAULT_CALIB, _read_image, coco_keypoints, cut_person
 
 EPS = 1e-7
 ECE_BINS = 15
@@ -83,38 +83,6 @@ def fit_temperature(p: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
-def cut_person(
-    img: np.ndarray, box: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]] | None:
-    """One CropCOCO-style cut through a person: (sub-image, the box clipped to it in its
-    coordinates [1,4], the cut x0,y0,x1,y1), or None when too little of the box is left."""
-    x0, y0, x1, y1 = _cut(box, img.shape[:2], rng)
-    bx0, by0 = max(box[0], x0), max(box[1], y0)
-    bx1, by1 = min(box[0] + box[2], x1), min(box[1] + box[3], y1)
-    if bx1 - bx0 < 4 or by1 - by0 < 4:
-        return None
-    clipped = np.array([[bx0 - x0, by0 - y0, bx1 - bx0, by1 - by0]], np.float32)
-    return np.ascontiguousarray(img[y0:y1, x0:x1]), clipped, (x0, y0, x1, y1)
-
-
-def _cut(box: np.ndarray, hw: tuple[int, int], rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """Image rectangle x0,y0,x1,y1 that cuts the person's box on one random side (or not at all)."""
-    x, y, w, h = box
-    H, W = hw
-    x0, y0, x1, y1 = 0.0, 0.0, float(W), float(H)
-    side = rng.integers(5)
-    f = rng.uniform(0.35, 0.8)
-    if side == 0:
-        y1 = y + f * h  # keep the top: legs leave the image
-    elif side == 1:
-        y0 = y + (1 - f) * h  # keep the bottom: head leaves
-    elif side == 2:
-        x1 = x + f * w
-    elif side == 3:
-        x0 = x + (1 - f) * w
-    return int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))
-
-
 def cropcoco_samples(
     folder: str | Path = DEFAULT_CALIB, per_annotation: int = 6, seed: int = 0
 ) -> PresenceSet:
@@ -124,7 +92,7 @@ def cropcoco_samples(
     (docs/DESIGN.md section 6, the same window Ex-OKS uses); a labelled keypoint is *inside*
     when it lies in that window and in the cut image.
     """
-    from bench.ex_oks import activation_windows, in_window
+    from measure.ex_oks import activation_windows, in_window
 
     folder = Path(folder)
     files, anns = coco_keypoints(folder)
@@ -159,7 +127,7 @@ def cropcoco_samples(
 
 def presence_fit(p: np.ndarray, inside: np.ndarray, labelled: np.ndarray) -> dict[str, Any]:
     """Temperature, ECE before/after and the Ex-OKS threshold for one set of presence outputs."""
-    from bench.ex_oks import best_threshold
+    from measure.ex_oks import best_threshold
 
     m = np.asarray(labelled, bool)
     p, y = np.asarray(p, np.float64)[m], np.asarray(inside, bool)[m]
@@ -179,19 +147,6 @@ def presence_fit(p: np.ndarray, inside: np.ndarray, labelled: np.ndarray) -> dic
         "n_keypoints": int(m.sum()),
         "n_inside": int(y.sum()),
     }
-
-
-def calibration_domain(manifest: dict) -> str:
-    """ "synthetic" when every net runs its config's bundled weights and the config says they were
-    trained on synthetic scenes (PipelineConfig.calib_domain, the fixtures), else "photos".
-
-    Why: the presence temperature and the coverage map describe a net *on the data it will see*;
-    the fixtures only ever see synthetic scenes, and fitted on photos their temperature measured
-    the domain gap (T 2.64, threshold 0.60 on coco-mini: the double head's run-time choice then
-    flagged 1.6 % of the out-of-window keypoints). A user's own checkpoint is a real net: photos.
-    """
-    synthetic = (manifest.get("pipeline") or {}).get("calib_domain") == "synthetic"
-    return "synthetic" if synthetic and manifest.get("weights") == "fixture" else "photos"
 
 
 def synthetic_presence_set(n_scenes: int | None = None, seed: int | None = None) -> PresenceSet:
@@ -254,7 +209,6 @@ __all__ = [
     "PresenceSet",
     "apply_temperature",
     "calibrate_presence",
-    "calibration_domain",
     "cropcoco_samples",
     "ece",
     "fit_temperature",

@@ -81,6 +81,76 @@ def deconv_axis_problems(model: onnx.ModelProto) -> list[str]:
     return problems
 
 
+def _zero_point_problem(model: onnx.ModelProto, n: onnx.NodeProto) -> list[str]:
+    """A Q or DQ node's zero point must be an int8 zero (TensorRT's int8 is symmetric)."""
+    zp = _const(model, n.input[2]) if len(n.input) > 2 and n.input[2] else None
+    if zp is None or zp.dtype != np.int8 or np.any(zp != 0):
+        return [
+            f"{n.name}: zero point {None if zp is None else (zp.dtype, zp.ravel()[:3])} "
+            "is not int8 zero (TensorRT needs symmetric int8)"
+        ]
+    return []
+
+
+def _weight_problem(
+    dq: onnx.NodeProto, w: np.ndarray, scale: np.ndarray | None, u: onnx.NodeProto
+) -> list[str]:
+    """The weight ``dq`` feeds into ``u`` has an output-channel axis and one scale per channel."""
+    axis = _weight_axis(u)
+    if w.ndim <= axis:
+        return [
+            f"{dq.name}: weight of {u.name} has rank {w.ndim}; a "
+            f"{u.op_type} weight needs an output-channel axis {axis}"
+        ]
+    if w.shape[axis] > 1 and (scale is None or scale.size != w.shape[axis]):
+        return [
+            f"{dq.name}: weight of {u.name} quantized per tensor; the TensorRT "
+            "flavour needs per-channel weights"
+        ]
+    return []
+
+
+def _dequantize_problems(
+    model: onnx.ModelProto, dq: onnx.NodeProto, cons: dict[str, list[onnx.NodeProto]], inits: set[str]
+) -> list[str]:
+    """A DequantizeLinear feeds only the ops TensorRT fuses, and the weights it feeds them are per-channel."""
+    problems = []
+    users = cons.get(dq.output[0], [])
+    bad = sorted({c.op_type for c in users if c.op_type not in QUANT_OPS})
+    if bad:
+        problems.append(f"{dq.name}: DequantizeLinear feeds {bad}; only {QUANT_OPS} may take Q/DQ")
+    w = _const(model, dq.input[0]) if dq.input[0] in inits else None
+    if w is None:
+        return problems
+    scale = _const(model, dq.input[1])
+    for u in users:
+        # per-channel applies to the weight input of Conv/ConvTranspose/Gemm only; a scalar
+        # or vector Dequantize feeding a Mul/Add (the int8_cpu flavour) has no channel axis
+        if (
+            u.op_type in QUANT_OPS
+            and u.op_type != "MatMul"
+            and len(u.input) >= 2
+            and u.input[1] == dq.output[0]
+        ):
+            problems += _weight_problem(dq, w, scale, u)
+    return problems
+
+
+def _qdq_node_problems(
+    model: onnx.ModelProto, n: onnx.NodeProto, cons: dict[str, list[onnx.NodeProto]], inits: set[str]
+) -> list[str]:
+    """One Q or DQ node's problems, in the order check_trt_qdq reports them."""
+    problems = []
+    if n.op_type == "QuantizeLinear":
+        bad = [c.op_type for c in cons.get(n.output[0], []) if c.op_type != "DequantizeLinear"]
+        if bad:
+            problems.append(f"{n.name}: QuantizeLinear feeds {bad}, not a DequantizeLinear")
+    problems += _zero_point_problem(model, n)
+    if n.op_type == "DequantizeLinear":
+        problems += _dequantize_problems(model, n, cons, inits)
+    return problems
+
+
 def check_trt_qdq(model: onnx.ModelProto) -> list[str]:
     """Problems that would stop TensorRT fusing the Q/DQ graph (empty list = fine).
 
@@ -93,48 +163,8 @@ def check_trt_qdq(model: onnx.ModelProto) -> list[str]:
     cons = tensor_consumers(model)
     inits = {i.name for i in model.graph.initializer}
     for n in model.graph.node:
-        if n.op_type == "QuantizeLinear":
-            bad = [c.op_type for c in cons.get(n.output[0], []) if c.op_type != "DequantizeLinear"]
-            if bad:
-                problems.append(f"{n.name}: QuantizeLinear feeds {bad}, not a DequantizeLinear")
-        if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        zp = _const(model, n.input[2]) if len(n.input) > 2 and n.input[2] else None
-        if zp is None or zp.dtype != np.int8 or np.any(zp != 0):
-            problems.append(
-                f"{n.name}: zero point {None if zp is None else (zp.dtype, zp.ravel()[:3])} "
-                "is not int8 zero (TensorRT needs symmetric int8)"
-            )
-        if n.op_type == "DequantizeLinear":
-            users = cons.get(n.output[0], [])
-            bad = sorted({c.op_type for c in users if c.op_type not in QUANT_OPS})
-            if bad:
-                problems.append(f"{n.name}: DequantizeLinear feeds {bad}; only {QUANT_OPS} may take Q/DQ")
-            w = _const(model, n.input[0]) if n.input[0] in inits else None
-            scale = _const(model, n.input[1])
-            for u in users:
-                # per-channel applies to the weight input of Conv/ConvTranspose/Gemm only; a scalar
-                # or vector Dequantize feeding a Mul/Add (the int8_cpu flavour) has no channel axis
-                if (
-                    w is None
-                    or u.op_type not in QUANT_OPS
-                    or u.op_type == "MatMul"
-                    or len(u.input) < 2
-                    or u.input[1] != n.output[0]
-                ):
-                    continue
-                axis = _weight_axis(u)
-                if w.ndim <= axis:
-                    problems.append(
-                        f"{n.name}: weight of {u.name} has rank {w.ndim}; a "
-                        f"{u.op_type} weight needs an output-channel axis {axis}"
-                    )
-                    continue
-                if w.shape[axis] > 1 and (scale is None or scale.size != w.shape[axis]):
-                    problems.append(
-                        f"{n.name}: weight of {u.name} quantized per tensor; the TensorRT "
-                        "flavour needs per-channel weights"
-                    )
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            problems += _qdq_node_problems(model, n, cons, inits)
     problems += deconv_axis_problems(model)
     tail = float_tail(model)
     for n in model.graph.node:

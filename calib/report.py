@@ -37,12 +37,9 @@ def run_onnx(
     threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """All outputs of one ONNX over the crops, in batches (ONNX Runtime CPU)."""
-    import onnxruntime as ort
+    from runtime.backends.ort_session import open_session
 
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = open_session(path, threads)
     names = list(names) if names else [o.name for o in sess.get_outputs()]
     parts = [
         sess.run(names, {sess.get_inputs()[0].name: crops[i : i + batch]})

@@ -126,16 +126,10 @@ def make_fp16(out_dir: Path, manifest: dict, log=print) -> None:
         log(f"{role}: fp16 in {time.perf_counter() - t:.0f} s")
 
 
-def _presence_folder(args: argparse.Namespace) -> Path:
-    data = getattr(args, "calib_data", None)
-    if data is not None and (Path(data) / "person_keypoints.json").is_file():
-        return Path(data)
-    return DEFAULT_CALIB
-
-
 def run_calibration(out_dir: Path, manifest: dict, calib: CalibSet, args: argparse.Namespace) -> None:
     """Write the variant ONNX files and fill manifest models.*.variants, calibration and presence."""
-    from .presence import calibrate_presence, calibration_domain
+    from .data import calibration_domain, presence_folder
+    from .presence import calibrate_presence
 
     def log(msg: str) -> None:
         print(f"calibration: {msg}", file=sys.stderr)
@@ -147,7 +141,7 @@ def run_calibration(out_dir: Path, manifest: dict, calib: CalibSet, args: argpar
     manifest["presence"] = calibrate_presence(
         out_dir,
         manifest,
-        _presence_folder(args),
+        presence_folder(args),
         getattr(args, "seed", 0),
         domain=calibration_domain(manifest),
     )
@@ -213,13 +207,13 @@ def refresh_report(
 ) -> dict[str, Any]:
     """``calibration.report`` over ``variants``: agreement with fp32 on the calibration crops and,
     when the calibration set is labelled, AP/AR of small, large and dyn per precision on it
-    (``report.labelled``, bench.precision_table; ~5 s per precision on coco-mini's 118 boxes
+    (``report.labelled``, measure.precision_table; ~5 s per precision on coco-mini's 118 boxes
     here). Random weights skip it: their AP is 0 at every precision."""
     from .report import accuracy_report, format_table
 
     report = accuracy_report(out_dir, manifest, calib.crops, variants)
     if labelled is not None:
-        from bench.precision_table import format_markdown, labelled_report
+        from measure.precision_table import format_markdown, labelled_report
 
         save_manifest(out_dir, manifest)  # the pipeline reads the folder's manifest; the build saves it again
         report["labelled"] = labelled_report(out_dir, labelled, ("fp32", *variants))

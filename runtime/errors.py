@@ -31,6 +31,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from types import TracebackType
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -155,7 +156,7 @@ def missing_extra_hook() -> None:
     """
     previous = sys.excepthook
 
-    def hook(kind: type[BaseException], e: BaseException, tb: object) -> None:
+    def hook(kind: type[BaseException], e: BaseException, tb: TracebackType | None) -> None:
         line = missing_extra(e)
         if line is None or DEBUG_FLAG in sys.argv or os.environ.get("DYNPOSE_DEBUG") == "1":
             previous(kind, e, tb)
@@ -216,9 +217,9 @@ def guarded(
         return EXIT_SIGINT
     except BaseException as e:  # noqa: BLE001 - the boundary is the point
         code = _expected_code(e)
-        if code is None and missing_extra(e) is not None:  # a lazy import of an optional package
-            e = missing_extra(e)
-            code = e.code
+        extra = missing_extra(e) if code is None else None  # a lazy import of an optional package
+        if extra is not None:
+            e, code = extra, extra.code
         if code is None and isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             # a copy's or rename's second name is the file being written
             e, code = output_error(e, e.filename2 or e.filename or "output"), EXIT_OUTPUT

@@ -138,11 +138,15 @@ def _main(argv: list[str]) -> int:
     bopts = backend_options(args)  # --triton-url implies --backend triton (refused with ort/trt)
     detector = None
     if args.detector:
+        from runtime.detectors.factory import detector_options_from, open_detector
         from runtime.detectors.image_dets import image_ids
-        from runtime.detectors.net import open_detector
 
         detector = open_detector(
-            args.detector, args.engines, backend=args.backend, precision=args.precision, backend_options=bopts
+            detector_options_from(args),
+            args.engines,
+            backend=args.backend,
+            precision=args.precision,
+            backend_options=bopts,
         )
         per, other = {name: (iid, []) for name, iid in image_ids(args.images).items()}, 0
     else:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.data import build_artifacts, shared_data_dir
 
-
-def shared_data_dir() -> Path:
-    return Path(os.environ.get("DYNPOSE_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
+if TYPE_CHECKING:
+    from tests.trt_harness.world import TrtWorld
 
 
 @pytest.fixture(scope="session")
@@ -41,15 +42,6 @@ def _limit_threads() -> None:
         pass
 
 
-def build_artifacts(out_root: Path, config: str, target: str = "cpu", extra: tuple[str, ...] = ()) -> Path:
-    """Run the real build CLI once; returns the artifacts folder."""
-    from build.engines import main
-
-    rc = main(["--config", config, "--target", target, "--out", str(out_root), *extra])
-    assert rc == 0
-    return out_root / f"{config}-{target}"
-
-
 @pytest.fixture(scope="session")
 def cpu_artifacts(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
     """Artifacts of the default config for the CPU target, built once per test session
@@ -64,19 +56,19 @@ def cpu_artifacts(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -
     )
 
 
-def artifacts_from_env(env_var: str, tmp_root: Path, extra: tuple[str, ...] = ()) -> Path:
-    """Benchmarks reuse a built folder named by ``env_var`` (e.g. engines built on a Jetson);
-    otherwise they build the default config for the CPU target once, with ``extra`` flags."""
-    given = os.environ.get(env_var)
-    if given:
-        if not (Path(given) / "manifest.json").is_file():
-            raise RuntimeError(
-                f"{env_var}={given} has no manifest.json; point it at a folder "
-                "written by python -m build.engines (OUT/<config>-<target>)"
-            )
-        return Path(given)
-    from build.configs import DEFAULT_CONFIG
+@pytest.fixture
+def trt_world() -> Iterator[TrtWorld]:
+    """The selected version's TensorRT API harness (DYNPOSE_TRT_HARNESS=10|11, tests/trt_harness)
+    installed as ``tensorrt``/``pycuda``.
 
-    return build_artifacts(
-        tmp_root, DEFAULT_CONFIG, extra=("--calib-data", str(shared_data_dir() / "coco-mini"), *extra)
-    )
+    A missing harness is an error naming the setup command, never a skip: a `trt` test
+    that did not run against the real bindings has checked nothing.
+    """
+    from tests.trt_harness import world as harness
+
+    world = harness.install()
+    import runtime.backends.trt as trt_backend
+
+    trt_backend._LOADED_PLUGINS.clear()
+    yield world
+    harness.uninstall()

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 from failcheck import assert_one_line_failure, run_in_process
 
-from bench import coco_eval, cropcoco, ex_oks, sweep
-from bench.coco_eval import evaluate_keypoints, load_gt, synthetic_results
+from bench import cropcoco, sweep
+from measure import coco_eval, ex_oks
+from measure.coco_eval import evaluate_keypoints, load_gt, synthetic_results
+from measure.gt_records import check_annotation
 from runtime.errors import EXIT_INPUT
+from runtime.io.records import RecordError
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +89,30 @@ def test_bad_ground_truth_is_named(gt, results_path, tmp_path, capsys, cli, case
     rc, out, err = run_in_process(main, ["--gt", str(g), "--results", str(results_path)], capsys)
     assert_one_line_failure(rc, err, EXIT_INPUT, named, "--gt")
     assert out == ""
+
+
+def test_annotation_checks_complete_and_refuse_by_field():
+    """measure.gt_records.check_annotation: the gaps it fills, and one refusal per field it checks."""
+    base = {"id": 1, "image_id": 5, "bbox": [0, 0, 4, 3], "keypoints": [1, 1, 2] + [0] * 48}
+    done = check_annotation(base, 0, "gt", {5}, 17)
+    assert (done["category_id"], done["iscrowd"], done["area"], done["num_keypoints"]) == (1, 0, 12, 1)
+    crowd = check_annotation({"id": 2, "image_id": 5, "bbox": [0, 0, 1, 1], "iscrowd": 1}, 0, "gt", {5}, 17)
+    assert crowd["keypoints"] == [0] * 51 and crowd["num_keypoints"] == 0
+    bad = [
+        ({"id": None}, "'id' is missing"),
+        ({"image_id": 6}, "image_id 6 is not in 'images'"),
+        ({"iscrowd": 2}, "'iscrowd' must be 0 or 1"),
+        ({"keypoints": [1] * 50}, "has 16.6667 keypoints"),
+        ({"keypoints": [float("nan")] * 51}, "keypoints. must be a list of finite"),
+        ({"bbox": None}, "'bbox' is missing"),
+        ({"bbox": [0, 0, -1, 3]}, "w, h >= 0"),
+        ({"area": -2}, "'area' must be a finite number"),
+    ]
+    for change, named in bad:
+        a = {k: v for k, v in {**base, **change}.items() if v is not None}
+        with pytest.raises(RecordError, match=named) as err:
+            check_annotation(a, 4, "gt", {5}, 17)
+        assert "annotations[4]" in str(err.value)
 
 
 @pytest.mark.parametrize("cli", ["coco_eval", "ex_oks"])

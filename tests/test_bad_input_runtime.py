@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from failcheck import assert_one_line_failure, run_in_process, strict_json
 
-from bench.coco_eval import evaluate_keypoints
+from measure.coco_eval import evaluate_keypoints
 from runtime.errors import EXIT_INPUT, InputError
 from runtime.images import main as images_main
 from runtime.pose.pipeline import ImageError, OptionError, PosePipeline, load_pipeline

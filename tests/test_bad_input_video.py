@@ -1,4 +1,4 @@
-"""Bad-input corpus, part 2: ``runtime.video.engine`` on the real clip and real image folders.
+"""Bad-input corpus, part 2: ``runtime.video`` on the real clip and real image folders.
 
 Flag cases run ``runtime.video.engine.main`` in-process (same boundary as ``python -m``);
 the cases that used to end in a native crash (HOG on tiny frames) run as
@@ -113,7 +113,7 @@ def test_tiny_frames_do_not_crash_hog(cpu_artifacts, coco_mini, tmp_path):
     cv2.imwrite(str(src / "b.png"), np.full((3, 500, 3), 128, np.uint8))
     shutil.copy(coco_mini / "000000000785.jpg", src / "c.jpg")
     out = tmp_path / "o"
-    r = run_module("runtime.video.engine", *_argv(cpu_artifacts, src, out))
+    r = run_module("runtime.video", *_argv(cpu_artifacts, src, out))
     assert r.returncode == 0, r.stderr
     recs = strict_jsonl(out / "o.jsonl" if (out / "o.jsonl").exists() else out / "tiny.jsonl")
     assert len(recs) == 3
@@ -123,7 +123,7 @@ def test_narrow_hog_width_on_a_wide_clip(cpu_artifacts, people, tmp_path):
     """--hog-width 160 on a 16:9 clip used to segfault (exit 139): frames are now scaled to fit HOG's window."""
     out = tmp_path / "o"
     r = run_module(
-        "runtime.video.engine",
+        "runtime.video",
         *_argv(cpu_artifacts, people, out, "--hog-width", "160", "--max-frames", "3", "--no-video"),
     )
     assert r.returncode == 0, r.stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from build.trt import add_trt_arguments, build_or_plan
-from tests.trt_harness.artifacts import make_artifacts
+from tools.device_check.tiny_artifacts import make_artifacts
 
 REPO = Path(__file__).resolve().parents[1]
 

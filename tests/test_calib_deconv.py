@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -16,6 +15,7 @@ from torch import nn
 from calib.deconv import deconv_to_conv
 from calib.quantize import check_trt_qdq, quantize_onnx
 from calib.report import run_onnx
+from runtime.backends.ort_session import open_session
 
 
 def _raw(model: nn.Module, path: Path, shape: tuple[int, ...]) -> Path:
@@ -33,7 +33,7 @@ def _raw(model: nn.Module, path: Path, shape: tuple[int, ...]) -> Path:
 
 
 def _run(path: Path, x: np.ndarray) -> np.ndarray:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    return open_session(path).run(None, {"input": x})[0]
 
 
 @pytest.mark.parametrize(
@@ -67,6 +67,21 @@ def test_kernel_not_a_multiple_of_the_stride_is_left_alone(tmp_path: Path) -> No
     )
     model, n = deconv_to_conv(onnx.load(str(src)))
     assert n == 0 and sum(x.op_type == "ConvTranspose" for x in model.graph.node) == 1
+
+
+def test_computed_bias_is_left_alone_and_adds_nothing(tmp_path: Path) -> None:
+    """A ConvTranspose whose bias is another node's output keeps its node, and the rewrite's weight
+    initializer is not left behind."""
+    src = _raw(nn.ConvTranspose2d(4, 4, 4, stride=2, padding=1), tmp_path / "d.onnx", (1, 4, 5, 5))
+    model = onnx.load(str(src))
+    deconv = next(n for n in model.graph.node if n.op_type == "ConvTranspose")
+    bias = deconv.input[2]
+    model.graph.node.insert(0, onnx.helper.make_node("Identity", [bias], ["computed_bias"]))
+    deconv.input[2] = "computed_bias"
+    before = {i.name for i in model.graph.initializer}
+    out, n = deconv_to_conv(model)
+    assert n == 0 and {i.name for i in out.graph.initializer} == before
+    assert [x.op_type for x in out.graph.node] == ["Identity", "ConvTranspose"]
 
 
 class DeconvHead(nn.Module):

@@ -7,7 +7,7 @@ import onnx
 import pytest
 from test_calib_quantize import export_net
 
-from calib.fp16 import convert_fp16, fp32_nodes, toposort
+from calib.fp16 import _drop_cast_roundtrips, convert_fp16, fp32_nodes, toposort
 from calib.quantize import QUANT_OPS, float_tail, name_nodes
 from calib.report import compare, run_onnx
 
@@ -75,3 +75,36 @@ def test_toposort_orders_and_rejects_cycles():
     )
     with pytest.raises(ValueError, match="cycle"):
         toposort(onnx.helper.make_model(cyc))
+
+
+def test_cast_round_trips_dropped_and_outputs_keep_their_names():
+    """fp32 -> fp16 -> fp32 Cast pairs go (readers take the fp32 tensor; a graph output's up-cast
+    becomes an Identity); casts around a real fp16 node stay."""
+    f32, f16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+
+    def cast(i: str, o: str, to: int) -> onnx.NodeProto:
+        return onnx.helper.make_node("Cast", [i], [o], to=to)
+
+    nodes = [
+        onnx.helper.make_node("Relu", ["x"], ["r"]),
+        cast("r", "r16", f16),
+        cast("r16", "r32", f32),
+        onnx.helper.make_node("Neg", ["r32"], ["n"]),
+        cast("n", "n16", f16),
+        onnx.helper.make_node("Abs", ["n16"], ["m16"]),
+        cast("m16", "m32", f32),
+        cast("n", "o16", f16),
+        cast("o16", "out", f32),
+    ]
+    outs = [onnx.helper.make_tensor_value_info(o, f32, [2]) for o in ("m32", "out")]
+    graph = onnx.helper.make_graph(nodes, "g", [onnx.helper.make_tensor_value_info("x", f32, [2])], outs)
+    model = _drop_cast_roundtrips(onnx.helper.make_model(graph))
+    got = [(n.op_type, list(n.input), list(n.output)) for n in model.graph.node]
+    assert got == [
+        ("Relu", ["x"], ["r"]),
+        ("Neg", ["r"], ["n"]),
+        ("Cast", ["n"], ["n16"]),
+        ("Abs", ["n16"], ["m16"]),
+        ("Cast", ["m16"], ["m32"]),
+        ("Identity", ["n"], ["out"]),
+    ]

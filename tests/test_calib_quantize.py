@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -21,6 +20,7 @@ from calib.quantize import (
     restrict_qdq,
 )
 from calib.report import run_onnx
+from runtime.backends.ort_session import open_session
 
 
 def export_net(out: Path, arch: str, head: str, seed: int = 0) -> Path:
@@ -144,7 +144,7 @@ def _tail_tensors_finite(path: Path, crops: np.ndarray) -> tuple[bool, dict[str,
     for nm in names:
         if nm not in have:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(nm))
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = open_session(model.SerializeToString())
     outs = dict(zip(names, sess.run(names, {"input": crops})))
     floats = {k: v for k, v in outs.items() if np.asarray(v).dtype.kind == "f"}
     return all(np.isfinite(v).all() for v in floats.values()), floats
@@ -225,3 +225,52 @@ def test_reader_batches_and_ranges():
     assert [len(b["input"]) for b in iter(r.get_next, None)] == [8, 8, 3]
     r.set_range(1, 2)
     assert len(r.get_next()["input"]) == 8 and r.get_next() is None
+
+
+def test_checker_names_each_qdq_problem_on_a_hand_made_graph():
+    """One node per problem check_trt_qdq knows, in a graph small enough to read: a Quantize that
+    feeds a Relu, a zero point that is not int8 zero, a Gemm weight without a channel axis, a
+    per-tensor Conv weight, and (the Relu being an output) a Q inside the float tail; a well-formed
+    per-channel Conv weight is not reported."""
+    h, f32 = onnx.helper, np.float32
+
+    def init(name: str, v: np.ndarray) -> onnx.TensorProto:
+        return onnx.numpy_helper.from_array(v, name)
+
+    inits = [
+        init("s", np.array(0.1, f32)),
+        init("z", np.array(0, np.int8)),
+        init("z_u8", np.array(3, np.uint8)),
+        init("w_conv", np.ones((4, 3, 1, 1), np.int8)),
+        init("w_good", np.ones((4, 3, 1, 1), np.int8)),
+        init("s_good", np.full(4, 0.1, f32)),
+        init("w_gemm", np.ones(4, np.int8)),
+    ]
+    nodes = [
+        h.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q_relu"),
+        h.make_node("Relu", ["xq"], ["r"], name="relu"),
+        h.make_node("QuantizeLinear", ["x", "s", "z_u8"], ["xq8"], name="q_u8"),
+        h.make_node("DequantizeLinear", ["xq8", "s", "z_u8"], ["xd"], name="dq_u8"),
+        h.make_node("DequantizeLinear", ["w_conv", "s", "z"], ["wc"], name="dq_per_tensor"),
+        h.make_node("Conv", ["xd", "wc"], ["c"], name="conv"),
+        h.make_node("DequantizeLinear", ["w_good", "s_good", "z"], ["wg"], name="dq_good", axis=0),
+        h.make_node("Conv", ["xd", "wg"], ["c2"], name="conv_good"),
+        h.make_node("DequantizeLinear", ["w_gemm", "s", "z"], ["wm"], name="dq_rank"),
+        h.make_node("Gemm", ["xd", "wm"], ["g"], name="gemm"),
+    ]
+    x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 2, 2])
+    outs = [h.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in ("r", "c", "c2", "g")]
+    problems = check_trt_qdq(h.make_model(h.make_graph(nodes, "g", [x], outs, inits)))
+    assert [p.split(":")[0] for p in problems] == [
+        "q_relu",
+        "q_u8",
+        "dq_u8",
+        "dq_per_tensor",
+        "dq_rank",
+        "q_relu",
+    ]
+    assert "QuantizeLinear feeds ['Relu'], not a DequantizeLinear" in problems[0]
+    assert "zero point" in problems[1] and "zero point" in problems[2]
+    assert "weight of conv quantized per tensor" in problems[3]
+    assert "weight of gemm has rank 1; a Gemm weight needs an output-channel axis 1" in problems[4]
+    assert "Q/DQ inside the float tail" in problems[5]

@@ -153,17 +153,14 @@ def test_default_precision_and_flags():
 
 def test_build_engines_manifest_has_band_and_calibration(cpu_artifacts):
     """What the CLI wrote: k1/k2/fraction reproduce from the router's own scores."""
-    import onnxruntime as ort
-
     from calib.data import load_calib
+    from runtime.backends.ort_session import open_session
 
     m = load_manifest(cpu_artifacts)
     r = m["routing"]
     assert {"k1", "k2", "large_fraction", "theta", "p", "n_calib"} <= set(r)
     calib = load_calib(None)
-    sess = ort.InferenceSession(
-        str(model_file(cpu_artifacts, m, "router")), providers=["CPUExecutionProvider"]
-    )
+    sess = open_session(model_file(cpu_artifacts, m, "router"))
     band = fit_thresholds(sess.run(["score"], {"input": calib.crops})[0], r["theta"], r["p"])
     assert (band.k1, band.k2, band.large_fraction) == pytest.approx((r["k1"], r["k2"], r["large_fraction"]))
     assert r["n_calib"] == len(calib)

@@ -121,7 +121,7 @@ def test_api_keeps_good_credible_values(cpu_artifacts: Path) -> None:
 def test_coco_eval_json_file_or_stdout(
     coco_mini: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bench.coco_eval import main
+    from measure.coco_eval import main
 
     gt = coco_mini / "person_keypoints.json"
     res = tmp_path / "res.json"

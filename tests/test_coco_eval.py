@@ -11,7 +11,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from bench import coco_eval as ce
+from measure import coco_eval as ce
 
 
 def _gt_path(coco_mini):
@@ -99,3 +99,20 @@ def test_bad_results_name_the_record(coco_mini, tmp_path):
         ce.evaluate_keypoints(gt, tmp_path / "missing.json")
     with pytest.raises(FileNotFoundError, match="--gt"):
         ce.load_gt(tmp_path / "missing_gt.json")
+
+
+def test_each_record_check_names_its_field(coco_mini):
+    """One bad record per check of validate_results: the message names the record and the field."""
+    gt = ce.load_gt(_gt_path(coco_mini))
+    good = _gt_as_results(gt)[0]
+    no_score = {k: v for k, v in good.items() if k != "score"}
+    cases = [
+        ([no_score], "result #0 has no 'score'"),
+        ([good, dict(good, category_id=7)], r"result #1: category_id 7 not in GT categories \[1\]"),
+        ([dict(good, score="high")], "keypoints and score must be numbers"),
+        ([dict(good, presence=[1.0] * 5)], "presence must have 17 values"),
+    ]
+    for results, named in cases:
+        with pytest.raises(ce.ResultsError, match=named):
+            ce.validate_results(gt, results)
+    ce.validate_results(gt, [dict(good, presence=[1.0] * 17)])

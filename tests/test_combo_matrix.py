@@ -10,7 +10,7 @@ with the artifacts' detector, a file camera beside a live one).
 Constraints, explicit in ``allowed``: an image folder is ``runtime.images``
 input (COCO results JSON: no overlay, one folder), so ``folder`` pairs only
 with output ``none`` and 1 camera; its ``json`` detector is ``--dets``. Every
-other source runs ``runtime.video.engine``. Three cameras are the row's source plus
+other source runs ``runtime.video``. Three cameras are the row's source plus
 a file (people.mp4) and a second RTSP camera, so each 3-camera run mixes a
 file with live cameras.
 
@@ -38,7 +38,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from tests.conftest import REPO, build_artifacts
+from bench.data import REPO, build_artifacts
 from tests.pairwise import all_pairs, cover, pairs_of
 
 pytestmark = pytest.mark.combo
@@ -185,7 +185,7 @@ def _video_cmd(row: dict, art: Path, out: Path, cams: list, dets: Path, yolo: Pa
     cmd = [
         sys.executable,
         "-m",
-        "runtime.video.engine",
+        "runtime.video",
         "--engines",
         str(art),
         "--out",

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bench import coco_eval as ce
 from bench.cropcoco import crop_coco, main
+from measure import coco_eval as ce
 
 SRC_JSON = "person_keypoints.json"
 
@@ -93,7 +93,7 @@ def test_cropped_set_is_valid_coco_and_detections_follow(coco_mini, tmp_path):
 def test_seeded_and_strength_zero_is_identity(coco_mini, source, tmp_path):
     a = crop_coco(coco_mini, tmp_path / "a", strength=0.7, seed=5)
     b = crop_coco(coco_mini, tmp_path / "b", strength=0.7, seed=5)
-    c = crop_coco(coco_mini, tmp_path / "c", strength=0.7, seed=6)
+    crop_coco(coco_mini, tmp_path / "c", strength=0.7, seed=6)
     ja, jb, jc = (json.loads((tmp_path / n / SRC_JSON).read_text()) for n in "abc")
     assert (
         ja["images"] == jb["images"]
@@ -138,3 +138,23 @@ def test_bad_arguments_are_named(coco_mini, tmp_path):
     for im in new["images"]:
         pix = cv2.imread(str(tmp_path / "cli" / im["file_name"]))
         assert im["file_name"].endswith(".jpg") and pix.shape[:2] == (im["height"], im["width"])
+
+
+@pytest.mark.parametrize(
+    "change,named",
+    [
+        (dict(width=0), "positive integer 'width'"),
+        (dict(height="480"), "positive integer 'height'"),
+        (dict(file_name=None), "needs 'file_name'"),
+    ],
+)
+def test_bad_image_entry_is_named_before_writing(coco_mini, source, tmp_path, change, named):
+    """An image entry without a usable size or file name is refused by index, and nothing is written."""
+    src = tmp_path / "src"
+    src.mkdir()
+    data = dict(source, images=[dict(im) for im in source["images"]])
+    data["images"][2].update(change)
+    (src / SRC_JSON).write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=named) as err:
+        crop_coco(src, tmp_path / "o")
+    assert "images[2]" in str(err.value) and not (tmp_path / "o").exists()

@@ -14,7 +14,8 @@ import numpy as np
 import onnx
 import pytest
 
-from build.detector import add_detector, detect_layout
+from build.detector import add_detector
+from build.detector_model import detect_layout
 from build.trt import build_or_plan
 from calib.fallback import module_groups
 from calib.float_tail import regression_branches

@@ -3,19 +3,30 @@ known answers, and the real model against the previous OnnxDetector path)."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from runtime.detectors.factory import letterbox
+from runtime.detectors.base import Detections
 from runtime.detectors.letterbox import Geometry, Letterboxer
 from runtime.detectors.yolo import (
-    Detections,
     LayoutError,
     YoloLayout,
     check_output_shape,
     decode,
     layout_from_metadata,
 )
+
+
+def letterbox(img: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """The first ONNX detector's letterbox, whose box AP on coco-mini was measured: the reference."""
+    h, w = img.shape[:2]
+    s = min(hw[0] / h, hw[1] / w)
+    nh, nw = round(h * s), round(w * s)
+    out = np.full((hw[0], hw[1], 3), 114, np.uint8)
+    py, px = (hw[0] - nh) // 2, (hw[1] - nw) // 2
+    out[py : py + nh, px : px + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return out, s, (float(px), float(py))
 
 
 def test_letterboxer_matches_reference_and_reuses_its_buffer() -> None:

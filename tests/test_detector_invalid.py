@@ -92,7 +92,7 @@ def test_engine_detector_emitting_logits_is_counted_in_the_video_summary(
     save_manifest(root, m)
     out = tmp_path / "run"
     r = _run(
-        "runtime.video.engine",
+        "runtime.video",
         "--engines",
         str(root),
         "--source",
@@ -139,7 +139,7 @@ def test_cameras_with_one_broken_detector_file_share_one_warning(
     out = tmp_path / "run"
     video = shared_data / "video"
     r = _run(
-        "runtime.video.engine",
+        "runtime.video",
         "--engines",
         str(cpu_artifacts),
         "--source",

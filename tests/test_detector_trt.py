@@ -15,8 +15,7 @@ from build.detector import add_detector
 from build.trt import build_engines
 from runtime.detectors.net import NetDetector
 from tests.trt_harness import fake_cuda
-from tests.trt_harness.artifacts import make_artifacts
-from tests.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
+from tools.device_check.tiny_artifacts import make_artifacts
 
 pytestmark = pytest.mark.trt
 

@@ -23,7 +23,7 @@ from build.checkpoint import CheckpointMismatch, load_strict, read_state_dict
 from build.configs import get_config
 from build.models.double_head import DoubleProbMapHead
 from build.train.double import FIXTURE, OUTER_FIXTURE, OUTER_PREFIX
-from calib.presence import calibration_domain
+from calib.data import calibration_domain
 from runtime.artifacts.manifest import sha256_file
 
 
@@ -90,13 +90,13 @@ def _cut_scenes(n: int, seed: int):
 
 @pytest.mark.slow
 def test_dh_build_runs_end_to_end_with_outer_keypoints(tmp_path, coco_mini):
+    from bench.data import build_artifacts
     from calib.report import run_onnx
     from runtime.heads.base import scaled_presence
     from runtime.heads.decode import decode_probmaps
     from runtime.heads.double_decode import merge_double
     from runtime.pose.pipeline import PosePipeline
     from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops
-    from tests.conftest import build_artifacts
 
     root = build_artifacts(
         tmp_path, "fixture-dyn-dh", extra=("--calib-data", str(coco_mini), "--fuse-decode")
@@ -132,10 +132,10 @@ def test_dh_build_runs_end_to_end_with_outer_keypoints(tmp_path, coco_mini):
 
 
 def _sweep_composes_what_the_pipeline_returns(root: Path, coco_mini: Path) -> None:
-    """bench.sweep decodes the double map as the pipeline does: one assembler, the manifest's
+    """The sweep (measure.net_outputs) decodes the double map as the pipeline does: one assembler, the manifest's
     presence threshold (the sweep once merged at 0.5 whatever the manifest said)."""
-    from bench.sweep import compose, run_nets
-    from bench.workload import load_frames
+    from measure.net_outputs import compose, run_nets
+    from measure.workload import load_frames
     from runtime.pose.pipeline import PipelineOptions, PosePipeline
 
     frames = [f for f in load_frames(coco_mini) if f.image_id in (785, 40083)]

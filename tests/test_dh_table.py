@@ -1,11 +1,11 @@
-"""bench.dh_table: the single vs double table's assembly on hand-made predictions with known answers."""
+"""measure.dh_table: the single vs double table's assembly on hand-made predictions with known answers."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from bench.dh_table import crop_gt, dh_table, format_table, window_box
-from bench.ex_oks import activation_windows
+from measure.dh_table import crop_gt, dh_table, format_table, window_box
+from measure.ex_oks import activation_windows
 
 H, W = 64, 48
 

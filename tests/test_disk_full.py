@@ -127,7 +127,7 @@ def test_images_cli_disk_full_keeps_finished_images(cpu_artifacts, coco_mini, tm
 def test_video_cli_disk_full(cpu_artifacts, shared_data, tmp_path):
     out = tmp_path / "o"
     r = run_module(
-        "runtime.video.engine",
+        "runtime.video",
         "--engines",
         str(cpu_artifacts),
         "--source",

@@ -4,12 +4,12 @@ its decode (expert map inside the window, outer map outside) matches a hand-comp
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from build.export import export_onnx, parity
 from build.models.double_head import OUTER_FACTOR, outer_targets
 from build.train.double import build_double, fixture_state
+from runtime.backends.ort_session import open_session
 from runtime.heads import double_decode
 from runtime.heads.double_decode import merge_double, outer_to_inner
 from runtime.heads.registry import decode_outputs
@@ -56,7 +56,7 @@ def test_double_head_exports_and_runs_in_ort_with_the_same_decode(tmp_path):
     err = parity(net, path, batches=(1, 3))
     assert set(err) == {"probmaps", "presence", "visibility", "oks", "outer_probmaps"}
     assert max(err.values()) < 1e-4, err
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = open_session(path)
     x = np.random.default_rng(1).standard_normal((3, 3, 256, 192)).astype(np.float32)
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"input": x})))
     assert got["outer_probmaps"].shape == (3, 17, H, W)

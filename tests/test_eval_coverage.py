@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from build.synth.video import ClipSpec, write_clip
@@ -110,7 +111,7 @@ def test_accuracy_never_says_met_for_a_precision_it_did_not_measure(cpu_artifact
 
 
 def test_coco_eval_flags_ground_truth_images_without_results(coco_mini, tmp_path) -> None:
-    from bench.coco_eval import load_gt, synthetic_results
+    from measure.coco_eval import load_gt, synthetic_results
 
     gt = load_gt(coco_mini / "person_keypoints.json")
     res = synthetic_results(gt, seed=0)
@@ -157,8 +158,35 @@ def test_track_eval_refuses_a_video_shorter_than_its_ground_truth(clip, tmp_path
     ]
 
 
+def test_track_eval_runs_each_detector_once_for_all_trackers(clip) -> None:
+    """bench.track_eval.evaluate_clip: one detector pass per clip, replayed to every tracker; the clip's
+    own boxes are close to its ground truth, so every tracker finds most people; a detector that finds
+    nobody gets its own rows (recall 0), not the previous detector's boxes."""
+    from bench.track_eval import evaluate_clip
+    from runtime.detectors.factory import JsonDetections
+
+    d = Path(clip["video"]).parent
+    boxes = JsonDetections(d / "detections.json")
+    seen: list[int] = []
+
+    def counted(frame):
+        seen.append(frame.index)
+        return boxes(frame)
+
+    def nothing(frame):
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+
+    rows = evaluate_clip(d, {"clip boxes": counted, "none": nothing}, trackers=("iou", "buffered"))
+    n = len(json.loads((d / "person_keypoints.json").read_text())["images"])
+    assert seen == list(range(n))
+    names = [name for name, _ in rows]
+    assert names == ["clip boxes, iou", "clip boxes, buffered", "none, iou", "none, buffered"]
+    assert [m["recall"] > 0.8 for _, m in rows] == [True, True, False, False], rows
+    assert [m["recall"] for _, m in rows][2:] == [0.0, 0.0]
+
+
 def test_ex_oks_flags_results_without_presence(coco_mini, tmp_path) -> None:
-    from bench.coco_eval import load_gt, synthetic_results
+    from measure.coco_eval import load_gt, synthetic_results
 
     gt = load_gt(coco_mini / "person_keypoints.json")
     plain, with_presence = tmp_path / "plain.json", tmp_path / "pres.json"

@@ -11,9 +11,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from bench import coco_eval as ce
-from bench import ex_oks as ex
 from bench.cropcoco import crop_coco
+from measure import coco_eval as ce
+from measure import ex_oks as ex
 from runtime.pose.preprocess import boxes_to_center_scale
 
 

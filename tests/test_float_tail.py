@@ -119,9 +119,10 @@ def _two_head_net(score_head: bool = True) -> onnx.ModelProto:
     """stem -> f; f -> [conv+SiLU] x2 -> 1x1 head -> *2 + grid (coordinates) -> out;
     f -> conv+Relu -> 1x1 head -> Sigmoid (a score) -> out (concatenated)."""
     rng = np.random.default_rng(0)
-    w = lambda name, o, i, k=3: numpy_helper.from_array(
-        rng.normal(0, 0.3, (o, i, k, k)).astype(np.float32), name
-    )
+
+    def w(name: str, o: int, i: int, k: int = 3) -> onnx.TensorProto:
+        return numpy_helper.from_array(rng.normal(0, 0.3, (o, i, k, k)).astype(np.float32), name)
+
     inits = [
         w("ws", 8, 3),
         w("wk0", 8, 8),

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from bench import gates
-from bench.rounds import Spread, interleaved, ratio_rounds
-from tests.conftest import artifacts_from_env
+from bench.data import artifacts_from_env
+from measure.rounds import Spread, interleaved, ratio_rounds
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE_SHARE_GATES = {"ort:dyn-p50_share_of_ideal", "ort:dyn-p50_outside_nets_share"}
@@ -168,7 +168,7 @@ def test_frozen_decode_is_the_same_work_as_the_decode():
     import numpy as np
 
     from bench.decode_frozen import frozen_decode
-    from bench.workload import synthetic_probmaps
+    from measure.workload import synthetic_probmaps
     from runtime.heads.decode import decode_probmaps
 
     pm = synthetic_probmaps(6)

@@ -1,5 +1,6 @@
 """The Makefile's habit targets (issue 27): install, test, lint and bench exist and do what they say;
-``make lint`` runs the real ruff over the repository and passes (dev extra)."""
+``make lint`` runs the static checks (ruff, mypy, import-linter: tools/lint.sh, also the first step
+of tools/test.sh) over the repository and passes (dev extra)."""
 
 from __future__ import annotations
 
@@ -25,14 +26,27 @@ def test_habit_targets_name_the_commands() -> None:
     assert r.returncode == 0, r.stderr
     assert f"{sys.executable} -m pip install torch==2.13.0 -e '.[dev]'" in r.stdout
     assert f"PYTHON={sys.executable} bash tools/test.sh" in r.stdout
-    assert f"{sys.executable} -m ruff check ." in r.stdout and "bench.gates" in r.stdout
+    assert f"bash tools/lint.sh {sys.executable}" in r.stdout and "bench.gates" in r.stdout
     r = _make("-n", "install", "EXTRAS=", "TORCH=")  # a runtime-only device: no torch, no extras
     assert r.stdout.split() == [sys.executable, "-m", "pip", "install", "-e", "'.'"], r.stdout
 
 
 def test_make_lint_passes() -> None:
     r = _make("lint")
-    assert r.returncode == 0 and "All checks passed" in r.stdout, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "All checks passed" in r.stdout, out  # ruff check
+    assert (
+        "Success: no issues found" in r.stdout and "Contracts: " in r.stdout and " broken" not in r.stdout
+    ), out
+
+
+def test_test_command_runs_the_static_checks_first() -> None:
+    """tools/test.sh: the static checks are its first suite, before the unit tests."""
+    text = (REPO / "tools" / "test.sh").read_text()
+    assert text.index("bash tools/lint.sh") < text.index('step "unit tests"')
+    lint = (REPO / "tools" / "lint.sh").read_text()
+    for tool in ("-m ruff check .", "-m ruff format --check .", "-m mypy", "lint_imports_command"):
+        assert tool in lint, tool
 
 
 def test_each_optional_package_is_in_the_extra_its_message_names() -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.coco_eval import evaluate_keypoints
+from measure.coco_eval import evaluate_keypoints
 
 REPO = Path(__file__).resolve().parents[1]
 

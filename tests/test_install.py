@@ -1,6 +1,6 @@
 """``pip install .`` with no extras (issue 27): a device that only runs built artifacts gets the
 runtime and no build stack. A clean venv, a real ``pip install`` of this checkout (PyPI or pip's
-cache), then ``runtime.images`` and ``runtime.video.engine`` run from outside the repository on artifacts
+cache), then ``runtime.images`` and ``runtime.video`` run from outside the repository on artifacts
 built beforehand with the dev environment. Its own CI step (marker ``install``): it downloads.
 """
 
@@ -101,7 +101,7 @@ def test_core_install_runs_images_and_video(
         [
             str(core_venv),
             "-m",
-            "runtime.video.engine",
+            "runtime.video",
             "--engines",
             str(cpu_artifacts),
             "--source",

@@ -38,9 +38,9 @@ def real_maps(coco_mini: Path, cpu_artifacts: Path) -> dict[str, np.ndarray]:
     plugin consumes.
     """
     import onnx
-    import onnxruntime as ort
 
     from runtime.artifacts.manifest import load_manifest
+    from runtime.backends.ort_session import open_session
     from runtime.pose.preprocess import boxes_to_center_scale, make_crops
 
     ann = json.loads((coco_mini / "person_keypoints.json").read_text())
@@ -54,14 +54,14 @@ def real_maps(coco_mini: Path, cpu_artifacts: Path) -> dict[str, np.ndarray]:
     heads = {models[r]["head"]: cpu_artifacts / models[r]["onnx"] for r in ("small", "large")}
     assert set(heads) == {"heatmap", "probmap"}, "the default config must have one head of each kind"
 
-    sess = ort.InferenceSession(str(heads["heatmap"]), providers=["CPUExecutionProvider"])
+    sess = open_session(heads["heatmap"])
     out = {"heatmaps": sess.run(["heatmaps"], {"input": x})[0]}
 
     g = onnx.load(str(heads["probmap"]))
     final = next(n for n in g.graph.node if n.name == "/head/final_layer/Conv")
     temp = next(n for n in g.graph.node if final.output[0] in n.input)  # logits = conv / temperature
     g.graph.output.append(onnx.helper.make_tensor_value_info(temp.output[0], onnx.TensorProto.FLOAT, None))
-    sess = ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = open_session(g.SerializeToString())
     out["logits"] = sess.run([temp.output[0]], {"input": x})[0]
     assert out["logits"].shape == (len(crops), 17, 64, 48)
     return out

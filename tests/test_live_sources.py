@@ -20,9 +20,9 @@ from pathlib import Path
 import cv2
 import pytest
 
+from bench.data import REPO, shared_data_dir
 from runtime.io.live import LiveOptions
 from runtime.io.sources import SourceError, open_source
-from tests.conftest import REPO, shared_data_dir
 
 pytestmark = pytest.mark.live
 FAST = LiveOptions(
@@ -240,7 +240,7 @@ def _video_cmd(engines: Path, url: str, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "runtime.video.engine",
+        "runtime.video",
         "--engines",
         str(engines),
         "--source",

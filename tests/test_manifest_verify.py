@@ -96,7 +96,6 @@ MANIFEST_EDITS = {
     "onnx-absolute": (lambda m: m["models"]["small"].update(onnx="/etc/passwd"), "models.small.onnx"),
     "no-sha256": (lambda m: m["models"]["router"].pop("sha256"), "models.router.sha256"),
     "head-missing": (lambda m: m["models"]["large"].pop("head"), "models.large.head"),
-    "head-unknown": (lambda m: m["models"]["small"].update(head="simcc"), "models.small.head"),
     "schema-version-2": (lambda m: m.update(schema_version=2), "schema_version"),
     "models-a-list": (lambda m: m.update(models=[]), "models"),
     "detector-role-file-missing": (
@@ -135,7 +134,7 @@ def test_plan_records_keep_loading_with_engine_hashes(tmp_path, monkeypatch) -> 
 
     from build.trt import add_trt_arguments, build_or_plan
     from calib.stage import add_calib_arguments
-    from tests.trt_harness.artifacts import make_artifacts
+    from tools.device_check.tiny_artifacts import make_artifacts
 
     real_import = builtins.__import__
 

@@ -278,7 +278,7 @@ FAST_EXPORTS = {("probpose-s", "probmap")}  # the riskiest graph: attention + so
 @pytest.mark.parametrize("name,head", [_slow_unless(n, h, FAST_EXPORTS) for n, h in CASES])
 def test_legacy_onnx_export_with_dynamic_batch(name: str, head: str, tmp_path) -> None:
     """Exported at N=2, run by ONNX Runtime at N=3: the batch dim must really be dynamic."""
-    import onnxruntime as ort
+    from runtime.backends.ort_session import open_session
 
     net = build_pose_net(name, head).eval()
     names = list(net.output_names)
@@ -296,9 +296,7 @@ def test_legacy_onnx_export_with_dynamic_batch(name: str, head: str, tmp_path) -
             output_names=names,
             dynamic_axes=axes,
         )
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = open_session(path, 2)
     assert [o.name for o in sess.get_outputs()] == names
     x = _crops(3, seed=2)
     with torch.no_grad():

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.workload import load_frames
+from measure.workload import load_frames
 from runtime.pose.pipeline import PipelineOptions, PosePipeline, fair_shares
 from runtime.video.engine import run_video
 from runtime.video.multicam import read_sources_file, unique_names

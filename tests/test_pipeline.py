@@ -7,9 +7,9 @@ import math
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 import pytest
 
+from runtime.backends.ort_session import open_session
 from runtime.heads.registry import decode_outputs
 from runtime.pose.pipeline import PipelineOptions, PosePipeline
 from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
@@ -44,9 +44,7 @@ def _alone(artifacts, role, img, boxes):
     m = json.loads((artifacts / "manifest.json").read_text())
     b, _, _ = sanitize_boxes(boxes, img.shape[:2], max_boxes=None)
     c, s = boxes_to_center_scale(b)
-    sess = ort.InferenceSession(
-        str(artifacts / m["models"][role]["onnx"]), providers=["CPUExecutionProvider"]
-    )
+    sess = open_session(artifacts / m["models"][role]["onnx"])
     names = [o.name for o in sess.get_outputs()]
     outs = dict(zip(names, sess.run(names, {"input": make_crops(img, c, s)})))
     coords, scores, _ = decode_outputs(m["models"][role]["head"], outs)

@@ -14,7 +14,6 @@ import pytest
 from runtime.backends.plugin_abi import PluginAbiError, parse_trt_version
 from runtime.backends.trt import load_plugin_library
 from tests.abi_stub import write_abi_stub
-from tests.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.trt
 

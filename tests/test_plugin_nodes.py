@@ -6,7 +6,6 @@ import re
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
@@ -20,6 +19,7 @@ from build.plugin_nodes import (
     plugin_nodes,
 )
 from kernels.host_build import KERNELS_DIR
+from runtime.backends.ort_session import open_session
 from runtime.heads.decode import COCO_SIGMAS
 
 
@@ -89,7 +89,7 @@ def test_sparsemax_node_and_default_export_stays_standard():
     assert node.op_type == SPARSEMAX_OP and list(node.output) == ["probmaps"]
     assert [o.name for o in out.graph.output] == ["presence", "probmaps"]
     assert plugin_nodes(model) == []
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = open_session(model.SerializeToString())
     assert [o.name for o in sess.get_outputs()] == ["logits", "presence"]
 
 
@@ -104,3 +104,7 @@ def test_errors_say_what_to_fix():
         add_decode_plugin(_net(("logits",)), "simcc")
     with pytest.raises(ValueError, match="once"):
         add_decode_plugin(add_decode_plugin(_net(("logits",)), "probmap"), "probmap")
+    flat = _net(("logits",))
+    flat.graph.output[0].CopyFrom(helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 17, 3072]))
+    with pytest.raises(ValueError, match=r"logits must be \[N,K,H,W\], got dims \['N', 17, 3072\]"):
+        add_decode_plugin(flat, "probmap")

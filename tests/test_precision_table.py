@@ -1,4 +1,4 @@
-"""The per-precision accuracy table (bench.precision_table, bench.accuracy).
+"""The per-precision accuracy table (measure.precision_table, bench.accuracy).
 
 Unit: the table's assembly on a tiny generated set (three build.synth scenes, the nets'
 outputs made from the ground truth), so every number has a known direction.
@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from bench.precision_table import MAX_DROP, POLICIES, assemble, format_markdown
-from bench.sweep import NetOutputs
-from bench.workload import Frame, make_cropset
 from build.synth.coco import write_dataset
+from measure.net_outputs import NetOutputs
+from measure.precision_table import MAX_DROP, POLICIES, assemble, format_markdown
+from measure.workload import Frame, make_cropset
 from runtime.heads.probfields import ProbExtras
 from runtime.pose.assemble import People
 from runtime.pose.routing import route_band
@@ -117,7 +117,7 @@ def test_table_needs_fp32(tiny):
 def test_accuracy_command_on_a_small_build(tmp_path, capsys):
     """The real command: build fixture-dyn with all precisions, score a small held-out split."""
     from bench.accuracy import main
-    from bench.precision_table import PRECISIONS
+    from measure.precision_table import PRECISIONS
     from runtime.artifacts.manifest import load_manifest
 
     out = tmp_path / "acc.json"
@@ -138,8 +138,8 @@ def test_accuracy_command_on_a_small_build(tmp_path, capsys):
 
 def test_person_scores_box_or_pipeline(tiny):
     """``box`` ranks by the detector score alone; ``pipeline`` keeps the runtime's rescoring."""
-    from bench.precision_table import scored_results
-    from bench.sweep import coco_results, compose
+    from measure.net_outputs import coco_results, compose
+    from measure.precision_table import scored_results
 
     frames, cs, truth, _ = tiny
     nets = outputs(truth, 1.0, 1.0, np.zeros(len(cs)), 0)

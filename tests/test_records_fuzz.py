@@ -9,7 +9,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.gt_records import check_dataset
+from measure.gt_records import check_dataset
 from runtime.errors import InputError
 from runtime.io.records import RecordError, parse_detections, read_json
 

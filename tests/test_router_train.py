@@ -9,7 +9,7 @@ import torch
 from build.models import build_pose_net, build_router
 from build.router import main as router_main
 from build.synth import write_dataset
-from build.train.infer import router_f0
+from build.train.infer import box_list, load_coco, router_f0, run_crops
 from build.train.metrics import RHO, okd, router_targets
 from build.train.router_fit import fit_router, predict_f0, router_from_f0
 from build.train.trainer import save_checkpoint
@@ -126,3 +126,47 @@ def test_router_cli_refuses_missing_weights(tmp_path) -> None:
                 str(tmp_path / "r.pth"),
             ]
         )
+
+
+def test_box_list_matches_detections_and_jitters_gt_boxes(tmp_path) -> None:
+    """build.train.infer.box_list: GT boxes come first with seeded jittered copies; detections get the
+    annotation row of highest IoU, or -1 where none overlaps enough."""
+    data = write_dataset(tmp_path / "d", 4, seed=2, photos=[])
+    coco = load_coco(data["keypoints"])
+    anns = coco["annotations"]
+    rows = [i for i, a in enumerate(anns) if a.get("iscrowd", 0) == 0 and a.get("num_keypoints", 1) > 0]
+    jittered = box_list(coco, None, jitter=2, seed=0)
+    assert [it[3] for it in jittered] == [r for r in rows for _ in range(3)]
+    for k, r in enumerate(rows):
+        np.testing.assert_array_equal(jittered[3 * k][1], anns[r]["bbox"])
+        assert not np.array_equal(jittered[3 * k + 1][1], anns[r]["bbox"])
+    same = box_list(coco, None, jitter=2, seed=0)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(jittered, same))
+    first = coco["images"][0]["id"]
+    dets = [{"image_id": anns[r]["image_id"], "bbox": anns[r]["bbox"], "score": 0.5} for r in rows]
+    dets.append({"image_id": first, "bbox": [0.0, 0.0, 2.0, 2.0], "score": 0.1})
+    matched = box_list(coco, dets)
+    assert sorted(m[3] for m in matched) == sorted([-1, *rows])
+    assert [m[2] for m in matched if m[3] == -1] == [0.1]
+
+
+def test_run_crops_does_not_depend_on_the_batch_size(tmp_path) -> None:
+    """build.train.infer.run_crops: every kept box gets each net's prediction, the router score and
+    F0 whatever the batch size; a box the hygiene drops gets gt_index -2 and no prediction."""
+    data = write_dataset(tmp_path / "d", 3, seed=4, photos=[])
+    coco = load_coco(data["keypoints"])
+    items = box_list(coco, None)
+    items.insert(1, (items[0][0], np.array([-50.0, -50.0, 10.0, 10.0]), 1.0, 0))  # off the image
+    torch.manual_seed(0)
+    nets = {"small": build_pose_net("fixture-s", "heatmap"), "large": build_pose_net("fixture-l", "probmap")}
+    router = build_router(channels=(8, 8, 16, 32), hidden=32)
+    a = run_crops(coco, data["images"], items, nets, router=router, keep_f0=True, batch=2)
+    b = run_crops(coco, data["images"], items, nets, router=router, keep_f0=True, batch=64)
+    assert a.gt_index[1] == -2 and (a.gt_index[[0, *range(2, len(items))]] >= 0).all()
+    assert (a.gt_index == b.gt_index).all()
+    for role in nets:
+        assert not a.preds[role][1].any() and (a.preds[role][2:, :, 2] != 0).any()
+        np.testing.assert_allclose(a.preds[role], b.preds[role], atol=1e-3)
+    np.testing.assert_allclose(a.router, b.router, atol=1e-5)
+    assert a.router[1] == 0 and (a.router[2:] != 0).all()
+    np.testing.assert_array_equal(a.f0, b.f0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 
@@ -54,7 +56,7 @@ def test_jumps_untracked_and_nan_pass_through() -> None:
 def test_parse_smooth_rejects_bad_values() -> None:
     assert parse_smooth("8,0.5") == (8.0, 0.5)
     for bad in ("3", "0,1", "3,-1", "a,b", "nan,1"):
-        with pytest.raises(Exception):
+        with pytest.raises(argparse.ArgumentTypeError, match="MIN_CUTOFF"):
             parse_smooth(bad)
 
 

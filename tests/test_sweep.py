@@ -11,9 +11,10 @@ import math
 import numpy as np
 import pytest
 
-from bench.sweep import compose, measured_rate, route_policy, run_nets, sweep
+from bench.sweep import measured_rate, route_policy, sweep
 from bench.tradeoff_report import write_report
-from bench.workload import load_frames
+from measure.net_outputs import compose, run_nets
+from measure.workload import load_frames
 from runtime.pose.pipeline import PipelineOptions, PosePipeline
 from runtime.pose.routing import fit_thresholds
 

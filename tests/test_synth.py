@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from bench.coco_eval import evaluate_keypoints
 from build.synth import load_photos, make_scene, sample_figure, write_dataset
 from build.synth.render import draw_figure
+from measure.coco_eval import evaluate_keypoints
 
 
 @pytest.mark.parametrize("seed", range(12))

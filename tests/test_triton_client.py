@@ -11,6 +11,7 @@ import pytest
 
 from runtime.backends import BACKENDS, BackendError, backend_class
 from runtime.cli.args import host_port
+from runtime.errors import InputError
 
 MANIFEST = {
     "schema_version": 1,
@@ -28,7 +29,7 @@ def test_host_port_flag_type() -> None:
 
 def test_backend_is_in_the_table_and_needs_an_address() -> None:
     assert BACKENDS["triton"] == "runtime.backends.triton:TritonBackend"
-    with pytest.raises(BackendError, match=r"--triton-url HOST:PORT"):
+    with pytest.raises(InputError, match=r"--triton-url HOST:PORT"):  # exit 2, before any connection
         backend_class("triton")(Path("."), MANIFEST)
 
 

@@ -21,12 +21,12 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.data import REPO, build_artifacts
 from runtime.backends import BackendError
 from runtime.heads.registry import decode_outputs
 from runtime.images import load_detections
 from runtime.pose.pipeline import PipelineOptions, PosePipeline
 from runtime.pose.preprocess import boxes_to_center_scale, make_crops, sanitize_boxes
-from tests.conftest import REPO, build_artifacts
 from tools.triton_server import TritonServer, start_server
 
 pytestmark = pytest.mark.triton
@@ -293,7 +293,7 @@ def test_video_cli_server_killed_mid_run_is_one_line_exit_3_frames_kept(
             [
                 sys.executable,
                 "-m",
-                "runtime.video.engine",
+                "runtime.video",
                 "--engines",
                 str(art),
                 "--source",

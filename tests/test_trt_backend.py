@@ -11,16 +11,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 import runtime.backends.trt as trt_backend
 from build.trt import build_engines, compat
 from runtime.backends import BackendError
+from runtime.backends.ort_session import open_session
 from tests.abi_stub import write_abi_stub
 from tests.trt_harness import fake_cuda
-from tests.trt_harness.artifacts import make_artifacts
-from tests.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
+from tools.device_check.tiny_artifacts import make_artifacts
 
 pytestmark = pytest.mark.trt
 
@@ -38,9 +37,7 @@ def built(trt_world, tmp_path: Path, monkeypatch):
 
 
 def _ref(root: Path, onnx_name: str, x: np.ndarray) -> np.ndarray:
-    return ort.InferenceSession(str(root / onnx_name), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x}
-    )[0]
+    return open_session(root / onnx_name).run(None, {"input": x})[0]
 
 
 def _crops(n: int, seed: int = 0) -> np.ndarray:

@@ -13,8 +13,7 @@ from build.trt import add_trt_arguments, build_engines, build_or_plan, compat
 from build.trt.builder import EngineBuildError
 from build.trt.targets import BuildOptions
 from tests.abi_stub import write_abi_stub
-from tests.trt_harness.artifacts import make_artifacts, pose_model
-from tests.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
+from tools.device_check.tiny_artifacts import make_artifacts, pose_model
 
 pytestmark = pytest.mark.trt
 

@@ -21,8 +21,7 @@ from runtime.backends.trt_rules import same_trt_release, trt_release
 from tests.abi_stub import write_abi_stub
 from tests.trt_harness import fake_cuda
 from tests.trt_harness.api import HarnessApiError
-from tests.trt_harness.artifacts import make_artifacts, router_model
-from tests.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
+from tools.device_check.tiny_artifacts import make_artifacts, router_model
 
 pytestmark = pytest.mark.trt
 CHECKLINKS = "[checkLinks] Error Code 2: Internal Error (Assertion: the Q/DQ graph could not be linked)"
@@ -318,7 +317,7 @@ def test_stand_in_catches_release_outside_the_context() -> None:
 
 
 def test_plugin_lib_with_precision_auto_builds_the_int8_fused_variant(trt_world, tmp_path: Path) -> None:
-    from tests.trt_harness.artifacts import pose_model
+    from tools.device_check.tiny_artifacts import pose_model
 
     root = tmp_path / "a"
     manifest = make_artifacts(root, plugin_large=True)

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from tests.trt_harness.api import HarnessApiError
-from tests.trt_harness.fixtures import trt_world  # noqa: F401  (fixture)
 from tests.trt_harness.loader import VERSIONS, harness_dir
 
 pytestmark = pytest.mark.trt
@@ -99,7 +98,7 @@ def test_fakes_reject_what_the_real_class_lacks(trt_world) -> None:
     with pytest.raises(HarnessApiError, match="matches no signature"):
         builder.create_network("strongly typed")  # flags are an int
     with pytest.raises(HarnessApiError, match="no tensorrt.NoSuchThing"):
-        trt.NoSuchThing
+        _ = trt.NoSuchThing
     with pytest.raises(HarnessApiError, match="matches no signature"):
         trt.Builder()  # logger is required
     # return types are followed: the config's timing cache is an ITimingCache fake

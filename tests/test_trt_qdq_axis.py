@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from build.trt.compat import DECONV_WEIGHT_AXIS
 from calib.quantize import check_trt_qdq, deconv_axis_problems, quantize_onnx
+from runtime.backends.ort_session import open_session
 
 C_IN, C_OUT = 8, 5  # different, so an axis mix-up changes the scale count
 
@@ -113,12 +113,8 @@ def test_onnxruntime_default_axis_is_refused_for_tensorrt(quantized) -> None:
 
 def test_int8_trt_with_axis_0_still_computes_the_net(quantized) -> None:
     d, x = quantized["dir"], quantized["crops"][:4]
-    ref = ort.InferenceSession(str(d / "net.onnx"), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x}
-    )[0]
-    got = ort.InferenceSession(str(d / "int8_trt.onnx"), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x}
-    )[0]
+    ref = open_session(d / "net.onnx").run(None, {"input": x})[0]
+    got = open_session(d / "int8_trt.onnx").run(None, {"input": x})[0]
     rel = np.abs(got - ref).max() / np.abs(ref).max()
     assert rel < 0.05, rel  # 8-bit weights and activations: a few percent of the output scale
 
@@ -174,12 +170,8 @@ def test_int8_trt_quantizes_a_biased_deconv_of_any_channel_counts(tmp_path, c_in
     scale = next(numpy_helper.to_array(i) for i in q.graph.initializer if i.name == dq.input[1])
     assert scale.shape == (c_in,)
     x = crops[:4]
-    ref = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x}
-    )[0]
-    got = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x}
-    )[0]
+    ref = open_session(tmp_path / "net.onnx").run(None, {"input": x})[0]
+    got = open_session(tmp_path / "q.onnx").run(None, {"input": x})[0]
     assert np.abs(got - ref).max() / np.abs(ref).max() < 0.05
 
 
@@ -208,8 +200,6 @@ def test_grouped_deconv_quantizes_in_both_flavours(tmp_path, flavour) -> None:
     if flavour == "int8_trt":
         assert check_trt_qdq(onnx.load(str(q))) == []
     x = crops[:4]
-    ref = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x}
-    )[0]
-    got = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    ref = open_session(tmp_path / "net.onnx").run(None, {"input": x})[0]
+    got = open_session(q).run(None, {"input": x})[0]
     assert np.abs(got - ref).max() / np.abs(ref).max() < 0.05

@@ -35,7 +35,7 @@ def cli_args(engines: Path, source: Path | str, out: Path, *extra: str) -> list[
     return [
         sys.executable,
         "-m",
-        "runtime.video.engine",
+        "runtime.video",
         "--engines",
         str(engines),
         "--source",

@@ -9,14 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.detectors.factory import (
-    DetectorError,
-    HogDetector,
-    JsonDetections,
-    OnnxDetector,
-    decode_yolo,
-    make_detector,
-)
+from runtime.detectors.base import DetectorError
+from runtime.detectors.factory import DetectorOptions, HogDetector, JsonDetections, open_detector
+from runtime.detectors.net import NetDetector
+from runtime.detectors.yolo import model_layout
 from runtime.io.draw import ROUTE_COLOURS, draw_persons
 from runtime.io.sinks import JsonlWriter, MjpegAviWriter
 from runtime.io.sources import Frame, SourceError, gstreamer_available, open_source
@@ -153,8 +149,8 @@ def test_onnx_detector_letterbox_class_and_nms(tmp_path: Path, people_frames: li
             row(500, 300, 40, 80, 0.9, 0.0, obj=0.2),
         ]
     )  # low objectness (v5)
-    det = make_detector(f"onnx:{_yolo_model(tmp_path / 'y.onnx', rows, v8)}")
-    assert isinstance(det, OnnxDetector)
+    det = open_detector(DetectorOptions(f"onnx:{_yolo_model(tmp_path / 'y.onnx', rows, v8)}"), tmp_path)
+    assert isinstance(det, NetDetector)
     boxes, scores = det(people_frames[0])  # 1280x720 -> scale 0.5, 140 px bars top and bottom
     want = [[540, 160, 200, 400]] + ([[960, 240, 80, 160]] if v8 else [])
     order = np.argsort(boxes[:, 0])
@@ -164,13 +160,13 @@ def test_onnx_detector_letterbox_class_and_nms(tmp_path: Path, people_frames: li
 
 def test_yolo_layout_errors() -> None:
     with pytest.raises(DetectorError, match="--det-layout"):
-        decode_yolo(np.zeros((1, 100, 7)))
+        model_layout("auto", {}, (1, 100, 7))
     with pytest.raises(DetectorError, match="onnx:PATH"):
-        make_detector("yolo")
+        DetectorOptions("yolo")
 
 
 def test_json_detections_on_an_image_folder(coco_mini: Path) -> None:
-    det = make_detector(f"json:{coco_mini / 'person_detections.json'}")
+    det = open_detector(DetectorOptions(f"json:{coco_mini / 'person_detections.json'}"), coco_mini)
     assert isinstance(det, JsonDetections)
     det.bind_folder(coco_mini)
     recs = json.loads((coco_mini / "person_detections.json").read_text())
@@ -311,7 +307,14 @@ def test_onnx_detector_reads_the_exporters_metadata(shared_data: Path, people_fr
     """onnx: with the pose YOLO that build --detector takes: its [1, 56, 8400] output (4 box + 1 class
     + 17x3 keypoints) was refused with "cannot tell the YOLO layout"; the Ultralytics metadata
     (task, names, kpt_shape) says yolov8 with one class, as runtime.detectors.yolo reads it for the build."""
-    det = make_detector(f"onnx:{shared_data / 'models' / 'yolo11n-pose.onnx'}")
-    assert det.layout == "yolov8"
-    boxes, scores = det(people_frames[0])
-    assert len(boxes) >= 1 and (scores >= det.score_thr).all()
+    det = open_detector(DetectorOptions(f"onnx:{shared_data / 'models' / 'yolo11n-pose.onnx'}"), shared_data)
+    assert (det.layout.family, det.layout.num_classes, det.layout.kpt_shape) == ("yolov8", 1, (17, 3))
+    found = det(people_frames[0])
+    assert len(found) >= 1 and (found.scores >= det.score_thr).all()
+    # the same decode as the artifacts' detector: the pose model's own keypoints come along, in frame pixels
+    assert found.keypoints is not None and found.keypoints.shape == (len(found), 17, 3)
+    inside = (found.keypoints[..., 0] >= found.boxes[:, None, 0] - 1) & (
+        found.keypoints[..., 0] <= found.boxes[:, None, 0] + found.boxes[:, None, 2] + 1
+    )
+    assert inside[found.keypoints[..., 2] > 0.5].all()
+    det.close()

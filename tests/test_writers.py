@@ -273,10 +273,10 @@ def test_video_rerun_removes_and_names_the_earlier_runs_overlay(cpu_artifacts, s
         "--max-frames",
         "2",
     ]
-    assert run_module("runtime.video.engine", *args).returncode == 0
+    assert run_module("runtime.video", *args).returncode == 0
     (out / "people.overlay.1.avi").write_bytes((out / "people.overlay.avi").read_bytes())  # an old rollover
     assert (out / "people.summary.json").is_file()
-    r = run_module("runtime.video.engine", *args, "--no-video")
+    r = run_module("runtime.video", *args, "--no-video")
     assert r.returncode == 0, r.stderr
     note = [line for line in r.stderr.splitlines() if line.startswith("note: moved")]
     assert len(note) == 1 and "people.overlay.avi" in note[0] and "people.overlay.1.avi" in note[0]
@@ -305,12 +305,10 @@ def test_failed_video_rerun_keeps_the_earlier_runs_results_named(cpu_artifacts, 
         "--max-frames",
         "3",
     ]
-    assert run_module("runtime.video.engine", *args).returncode == 0
+    assert run_module("runtime.video", *args).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert set(before) == {"people.jsonl", "people.overlay.avi", "people.summary.json"}
-    r = run_module(
-        "runtime.video.engine", *args, preexec_fn=_limit(4096)
-    )  # the new overlay cannot be written
+    r = run_module("runtime.video", *args, preexec_fn=_limit(4096))  # the new overlay cannot be written
     assert r.returncode == EXIT_OUTPUT, r.stderr
     assert "people.previous" in r.stderr
     kept = out / "people.previous"

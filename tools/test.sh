@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's one test command (README, docs/contributing.md; .ci/run calls exactly this).
-# Installs what the tests need, then runs every suite in its own step:
-# fast unit tests, slow checks, CUDA compile + host-kernel tests, the TensorRT
-# API harness for 10.3 and 11.x, and the benchmark regression gates.
+# Installs what the tests need, then runs every suite in its own step: the static checks
+# first (ruff, mypy, import-linter: tools/lint.sh, as make lint), fast unit tests, slow
+# checks, CUDA compile + host-kernel tests, the TensorRT API harness for 10.3 and 11.x,
+# and the benchmark regression gates.
 # A step that finds no tests fails: nothing is skipped silently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,9 @@ bash tests/setup/check_test_data.sh
 
 step "install (torch 2.13.0 CPU build + project with dev extras)"
 "$PY" -m pip install --quiet torch==2.13.0 -e '.[dev]'
+
+step "static checks (make lint): ruff lint + format, mypy --strict on runtime/, import-linter layers"
+bash tools/lint.sh "$PY"
 
 step "unit tests"
 "$PY" -m pytest -m "not slow and not trt and not bench and not cuda and not live and not triton and not install and not combo and not build_matrix and not canary"

@@ -170,7 +170,7 @@ def write_split(
     progress: bool = True,
 ) -> Path:
     """The first ``n_images`` of a fixture split as a COCO folder that ``--calib-data`` and
-    ``bench.workload.load_frames`` read (``person_keypoints.json`` naming its images relative to
+    ``measure.workload.load_frames`` read (``person_keypoints.json`` naming its images relative to
     the folder, + ``person_detections.json``); a complete folder is reused as it is.
 
     Why here: the build's default calibration set for configs trained on synthetic scenes

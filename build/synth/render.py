@@ -8,6 +8,8 @@ face (front) or its absence (back), as on real people.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -82,100 +84,164 @@ def _texture(
     roi[sel] = (roi[sel] * (1 - a) + np.array(_colour(rng), np.float32) * a).astype(np.uint8)
 
 
-def draw_figure(img: np.ndarray, fig: Figure, rng: np.random.Generator) -> np.ndarray:
-    """Draw ``fig`` into ``img`` (in place); returns the figure's uint8 mask."""
-    h, w = img.shape[:2]
-    mask = np.zeros((h, w), np.uint8)
-    cloth = np.zeros((h, w), np.uint8)
-    L = fig.torso_len
-    kp = fig.keypoints
-    skin, shirt, pants, hair = _skin(rng), _colour(rng), _colour(rng), _colour(rng)
-    shoes = tuple(int(c * 0.4) for c in _colour(rng))
-    short_sleeves = rng.random() < 0.4
-    shorts = rng.random() < 0.25
-    arm_behind = rng.integers(3)  # 0: none, 1/2: the left/right arm is drawn behind the torso
+@dataclass(frozen=True)
+class _Outfit:
+    """One figure's colours and clothing choices, drawn once so both sides of the body match."""
 
-    def limb(name: str, colour, widen: float = 1.0, to_cloth: bool = True) -> None:
+    skin: tuple[int, int, int]
+    shirt: tuple[int, int, int]
+    pants: tuple[int, int, int]
+    hair: tuple[int, int, int]
+    shoes: tuple[int, ...]
+    short_sleeves: bool
+    shorts: bool
+    arm_behind: int  # 0: none, 1/2: the left/right arm is drawn behind the torso
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> _Outfit:
+        skin, shirt, pants, hair = _skin(rng), _colour(rng), _colour(rng), _colour(rng)
+        shoes = tuple(int(c * 0.4) for c in _colour(rng))
+        short_sleeves = bool(rng.random() < 0.4)
+        shorts = bool(rng.random() < 0.25)
+        return cls(skin, shirt, pants, hair, shoes, short_sleeves, shorts, int(rng.integers(3)))
+
+    @property
+    def back_arm(self) -> str | None:
+        return {1: "l", 2: "r"}.get(self.arm_behind)
+
+
+class _Painter:
+    """Paints one figure's parts, back to front, into the image, its mask and its clothing mask
+    (the clothing mask is where _texture may put a pattern)."""
+
+    def __init__(self, img: np.ndarray, fig: Figure, outfit: _Outfit) -> None:
+        h, w = img.shape[:2]
+        self.img, self.fig, self.o = img, fig, outfit
+        self.mask = np.zeros((h, w), np.uint8)
+        self.cloth = np.zeros((h, w), np.uint8)
+        self.kp, self.L = fig.keypoints, fig.torso_len
+
+    def limb(self, name: str, colour: tuple[int, ...], widen: float = 1.0, to_cloth: bool = True) -> None:
         a, b, wa, wb = LIMBS[name]
-        _limb(img, mask, kp[a], kp[b], wa * L * widen, wb * L * widen, colour)
+        kp, L = self.kp, self.L
+        _limb(self.img, self.mask, kp[a], kp[b], wa * L * widen, wb * L * widen, colour)
         if to_cloth:
-            _limb(cloth, cloth, kp[a], kp[b], wa * L * widen, wb * L * widen, 255)
+            _limb(self.cloth, self.cloth, kp[a], kp[b], wa * L * widen, wb * L * widen, 255)
 
-    def arm(side: str) -> None:
-        limb(f"{side}_upper_arm", skin if short_sleeves else shirt, to_cloth=not short_sleeves)
-        limb(f"{side}_forearm", skin, to_cloth=False)
-        j = 9 if side == "l" else 10
-        cv2.circle(img, _pt(kp[j]), int(0.09 * L * 16), skin, -1, cv2.LINE_AA, shift=4)
-        cv2.circle(mask, _pt(kp[j]), int(0.09 * L * 16), 255, -1, shift=4)
+    def disc(self, p: np.ndarray, radius: float, colour: tuple[int, ...]) -> None:
+        """A filled circle of ``radius`` (in torso lengths) on the image and the mask."""
+        r = int(radius * self.L * 16)
+        cv2.circle(self.img, _pt(p), r, colour, -1, cv2.LINE_AA, shift=4)
+        cv2.circle(self.mask, _pt(p), r, 255, -1, shift=4)
 
-    for side in ("l", "r"):
-        limb(f"{side}_thigh", pants)
-        limb(f"{side}_shin", skin if shorts else pants, to_cloth=not shorts)
-        j = 15 if side == "l" else 16
-        foot = kp[j] + fig.lateral * 0.1 * L * (1 if rng.random() < 0.5 else -1)
-        _limb(img, mask, kp[j], foot, 0.12 * L, 0.1 * L, shoes)
-    if arm_behind:
-        arm("l" if arm_behind == 1 else "r")
-    # torso: shoulders to hips, slightly wider than the joints
-    out = fig.lateral * 0.05 * L
-    quad = np.array([kp[5], kp[6], kp[12], kp[11]], np.float64)
-    cx = quad.mean(axis=0)
-    quad = quad + np.sign((quad - cx) @ fig.lateral)[:, None] * out
-    poly = np.array([_pt(p) for p in quad], np.int32)
-    cv2.fillConvexPoly(img, poly, shirt, cv2.LINE_AA, shift=4)
-    cv2.fillConvexPoly(mask, poly, 255, shift=4)
-    cv2.fillConvexPoly(cloth, poly, 255, shift=4)
-    for j in (5, 6):
-        cv2.circle(img, _pt(kp[j]), int(0.1 * L * 16), shirt, -1, cv2.LINE_AA, shift=4)
-        cv2.circle(mask, _pt(kp[j]), int(0.1 * L * 16), 255, -1, shift=4)
-    if fig.front and rng.random() < 0.5:  # a chest emblem: one more "this is the front" cue
-        c = 0.5 * (kp[5] + kp[6]) * 0.6 + 0.5 * (kp[11] + kp[12]) * 0.4
-        cv2.circle(img, _pt(c), int(0.08 * L * 16), _colour(rng), -1, cv2.LINE_AA, shift=4)
-    for side in ("l", "r"):
-        if not arm_behind or side != ("l" if arm_behind == 1 else "r"):
-            arm(side)
-    xs, ys = kp[:, 0], kp[:, 1]
-    pad = int(0.4 * L) + 2
-    box = (
-        max(0, int(xs.min()) - pad),
-        max(0, int(ys.min()) - pad),
-        min(w, int(xs.max()) + pad),
-        min(h, int(ys.max()) + pad),
-    )
-    _texture(img, cloth, rng, box)
-    # neck and head
-    sh_mid = 0.5 * (kp[5] + kp[6])
-    _limb(img, mask, sh_mid, fig.head_center, 0.14 * L, 0.13 * L, skin)
-    ax = (int(fig.head_axes[0] * 16), int(fig.head_axes[1] * 16))
-    centre = _pt(fig.head_center)
-    for k in (3, 4):  # ears sit on the head's outline
-        cv2.circle(img, _pt(kp[k]), int(0.055 * L * 16), skin, -1, cv2.LINE_AA, shift=4)
-        cv2.circle(mask, _pt(kp[k]), int(0.055 * L * 16), 255, -1, shift=4)
-    cv2.ellipse(
-        img, centre, ax, fig.head_angle, 0, 360, hair if not fig.front else skin, -1, cv2.LINE_AA, shift=4
-    )
-    cv2.ellipse(mask, centre, ax, fig.head_angle, 0, 360, 255, -1, shift=4)
-    if fig.front:
-        cv2.ellipse(img, centre, ax, fig.head_angle, 180, 360, hair, -1, cv2.LINE_AA, shift=4)
-        hc = fig.head_center
+    def arm(self, side: str) -> None:
+        o = self.o
+        self.limb(f"{side}_upper_arm", o.skin if o.short_sleeves else o.shirt, to_cloth=not o.short_sleeves)
+        self.limb(f"{side}_forearm", o.skin, to_cloth=False)
+        self.disc(self.kp[9 if side == "l" else 10], 0.09, o.skin)
+
+    def legs(self, rng: np.random.Generator) -> None:
+        o, kp, L = self.o, self.kp, self.L
+        for side in ("l", "r"):
+            self.limb(f"{side}_thigh", o.pants)
+            self.limb(f"{side}_shin", o.skin if o.shorts else o.pants, to_cloth=not o.shorts)
+            j = 15 if side == "l" else 16
+            foot = kp[j] + self.fig.lateral * 0.1 * L * (1 if rng.random() < 0.5 else -1)
+            _limb(self.img, self.mask, kp[j], foot, 0.12 * L, 0.1 * L, o.shoes)
+
+    def torso(self, rng: np.random.Generator) -> None:
+        """Shoulders to hips, slightly wider than the joints; sometimes an emblem on the front."""
+        fig, kp, L = self.fig, self.kp, self.L
+        quad = np.array([kp[5], kp[6], kp[12], kp[11]], np.float64)
+        quad = quad + np.sign((quad - quad.mean(axis=0)) @ fig.lateral)[:, None] * (fig.lateral * 0.05 * L)
+        poly = np.array([_pt(p) for p in quad], np.int32)
+        cv2.fillConvexPoly(self.img, poly, self.o.shirt, cv2.LINE_AA, shift=4)
+        cv2.fillConvexPoly(self.mask, poly, 255, shift=4)
+        cv2.fillConvexPoly(self.cloth, poly, 255, shift=4)
+        for j in (5, 6):
+            self.disc(kp[j], 0.1, self.o.shirt)
+        if fig.front and rng.random() < 0.5:  # a chest emblem: one more "this is the front" cue
+            c = 0.5 * (kp[5] + kp[6]) * 0.6 + 0.5 * (kp[11] + kp[12]) * 0.4
+            cv2.circle(self.img, _pt(c), int(0.08 * L * 16), _colour(rng), -1, cv2.LINE_AA, shift=4)
+
+    def figure_box(self) -> tuple[int, int, int, int]:
+        """The keypoints' box padded by the limbs' width, clipped to the image."""
+        h, w = self.img.shape[:2]
+        xs, ys = self.kp[:, 0], self.kp[:, 1]
+        pad = int(0.4 * self.L) + 2
+        return (
+            max(0, int(xs.min()) - pad),
+            max(0, int(ys.min()) - pad),
+            min(w, int(xs.max()) + pad),
+            min(h, int(ys.max()) + pad),
+        )
+
+    def head(self) -> None:
+        """Neck, ears and head; from the front also the face (hairline, eyes, nose)."""
+        fig, kp, L, o = self.fig, self.kp, self.L, self.o
+        _limb(self.img, self.mask, 0.5 * (kp[5] + kp[6]), fig.head_center, 0.14 * L, 0.13 * L, o.skin)
+        ax = (int(fig.head_axes[0] * 16), int(fig.head_axes[1] * 16))
+        centre = _pt(fig.head_center)
+        for k in (3, 4):  # ears sit on the head's outline
+            self.disc(kp[k], 0.055, o.skin)
         cv2.ellipse(
-            img,
-            _pt(hc + (kp[0] - hc) * 0.2),
-            (int(ax[0] * 0.85), int(ax[1] * 0.55)),
+            self.img,
+            centre,
+            ax,
             fig.head_angle,
             0,
             360,
-            skin,
+            o.hair if not fig.front else o.skin,
             -1,
             cv2.LINE_AA,
             shift=4,
         )
-        eye_r = max(1, int(0.035 * L * 16))
+        cv2.ellipse(self.mask, centre, ax, fig.head_angle, 0, 360, 255, -1, shift=4)
+        if fig.front:
+            self.face(centre, ax)
+
+    def face(self, centre: tuple[int, int], ax: tuple[int, int]) -> None:
+        fig, kp, o = self.fig, self.kp, self.o
+        cv2.ellipse(self.img, centre, ax, fig.head_angle, 180, 360, o.hair, -1, cv2.LINE_AA, shift=4)
+        hc = fig.head_center
+        face_ax = (int(ax[0] * 0.85), int(ax[1] * 0.55))
+        cv2.ellipse(
+            self.img,
+            _pt(hc + (kp[0] - hc) * 0.2),
+            face_ax,
+            fig.head_angle,
+            0,
+            360,
+            o.skin,
+            -1,
+            cv2.LINE_AA,
+            shift=4,
+        )
+        eye_r = max(1, int(0.035 * self.L * 16))
         for k in (1, 2):
-            cv2.circle(img, _pt(kp[k]), eye_r, (30, 20, 20), -1, cv2.LINE_AA, shift=4)
-        nose = tuple(int(c * 0.7) for c in skin)
-        cv2.circle(img, _pt(kp[0]), int(0.04 * L * 16), nose, -1, cv2.LINE_AA, shift=4)
-    return mask
+            cv2.circle(self.img, _pt(kp[k]), eye_r, (30, 20, 20), -1, cv2.LINE_AA, shift=4)
+        nose = tuple(int(c * 0.7) for c in o.skin)
+        cv2.circle(self.img, _pt(kp[0]), int(0.04 * self.L * 16), nose, -1, cv2.LINE_AA, shift=4)
+
+
+def draw_figure(img: np.ndarray, fig: Figure, rng: np.random.Generator) -> np.ndarray:
+    """Draw ``fig`` into ``img`` (in place); returns the figure's uint8 mask.
+
+    The random draws happen in one fixed order (outfit, feet, emblem, texture), so a seed gives
+    the same picture.
+    """
+    p = _Painter(img, fig, _Outfit.sample(rng))
+    p.legs(rng)
+    back = p.o.back_arm
+    if back:
+        p.arm(back)
+    p.torso(rng)
+    for side in ("l", "r"):
+        if side != back:
+            p.arm(side)
+    _texture(img, p.cloth, rng, p.figure_box())
+    p.head()
+    return p.mask
 
 
 def background(

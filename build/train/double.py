@@ -12,7 +12,7 @@ only the small branch: minutes on two cores.
 
 Comparison (held-out scenes): per keypoint OKS of the reported position for
 keypoints inside the window and for known keypoints outside it, and Ex-OKS AP
-/ plain AP (bench.dh_table), single (the expert map, which can only answer
+/ plain AP (measure.dh_table), single (the expert map, which can only answer
 inside the window) vs double (expert inside, outer map outside, chosen by
 calibrated presence as at run time). The presence temperature and Ex-OKS
 threshold are by default fitted as the build fits them for the fixture
@@ -133,8 +133,8 @@ def keypoint_oks(xy_pred: np.ndarray, xy_true: np.ndarray, area_hm: np.ndarray) 
 
 def compare(outs: dict[str, np.ndarray], data, threshold: float, temperature: float) -> dict:
     """Single vs double on held-out crops: mean OKS inside / outside the window (known true
-    positions), and the Ex-OKS AP / plain AP table (bench.dh_table)."""
-    from bench.dh_table import dh_table
+    positions), and the Ex-OKS AP / plain AP table (measure.dh_table)."""
+    from measure.dh_table import dh_table
     from runtime.heads.base import scaled_presence
 
     coords, scores = decode_probmaps(outs["probmaps"])
@@ -317,7 +317,7 @@ def _main(argv: list[str]) -> int:
     held = synthetic_set(a.eval_scenes, seed=1000)
     report["compare"] = compare(run_onnx(onnx_path, held.crops), held, threshold, temperature)
     report["held_out"] = held.source
-    from bench.dh_table import format_table
+    from measure.dh_table import format_table
 
     (a.out / ("report.eval.json" if a.eval_only else "report.json")).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.coco_eval import load_gt
+from measure.coco_eval import load_gt
 from runtime.cli.args import OneLineParser, nonneg_int, number, output_dir, output_file, unit_float
 from runtime.errors import InputError, guarded
 from runtime.pose.routing import fit_thresholds

@@ -67,40 +67,47 @@ def load_coco(gt_json: str | Path) -> dict:
     return json.loads(p.read_text())
 
 
-def box_list(
-    coco: dict, dets: list[dict] | None, jitter: int = 0, seed: int = 0, min_iou: float = 0.3
-) -> list[tuple[int, np.ndarray, float, int]]:
-    """(image_id, box, score, gt row) per crop.
-
-    With detections: each box is matched to the annotation of highest IoU
-    (>= ``min_iou``, else -1: a false positive). Without: the annotations'
-    own boxes plus ``jitter`` jittered copies each (box diversity for COCO train).
-    """
-    anns = coco["annotations"]
+def _people_by_image(anns: list[dict]) -> dict[int, list[int]]:
+    """Annotation rows per image, for people that can be scored (not crowd, some keypoints)."""
     by_img: dict[int, list[int]] = {}
     for i, a in enumerate(anns):
         if a.get("iscrowd", 0) == 0 and a.get("num_keypoints", 1) > 0:
             by_img.setdefault(a["image_id"], []).append(i)
+    return by_img
+
+
+def _matched_detections(
+    coco: dict, dets: list[dict], by_img: dict[int, list[int]], min_iou: float
+) -> list[tuple[int, np.ndarray, float, int]]:
+    """Each detection with the annotation row of highest IoU (>= min_iou), else -1."""
+    anns = coco["annotations"]
+    dets_by: dict[int, list[dict]] = {}
+    for d in dets:
+        dets_by.setdefault(d["image_id"], []).append(d)
     out = []
-    if dets is not None:
-        dets_by: dict[int, list[dict]] = {}
-        for d in dets:
-            dets_by.setdefault(d["image_id"], []).append(d)
-        for img in coco["images"]:
-            ds = dets_by.get(img["id"], [])
-            if not ds:
-                continue
-            db = np.array([d["bbox"] for d in ds], np.float64)
-            rows = by_img.get(img["id"], [])
-            match = np.full(len(ds), -1)
-            if rows:
-                iou = iou_matrix(db, np.array([anns[r]["bbox"] for r in rows], np.float64))
-                best = iou.argmax(1)
-                ok = iou[np.arange(len(ds)), best] >= min_iou
-                match[ok] = np.array(rows)[best[ok]]
-            out += [(img["id"], db[k], float(ds[k]["score"]), int(match[k])) for k in range(len(ds))]
-        return out
+    for img in coco["images"]:
+        ds = dets_by.get(img["id"], [])
+        if not ds:
+            continue
+        db = np.array([d["bbox"] for d in ds], np.float64)
+        rows = by_img.get(img["id"], [])
+        match = np.full(len(ds), -1)
+        if rows:
+            iou = iou_matrix(db, np.array([anns[r]["bbox"] for r in rows], np.float64))
+            best = iou.argmax(1)
+            ok = iou[np.arange(len(ds)), best] >= min_iou
+            match[ok] = np.array(rows)[best[ok]]
+        out += [(img["id"], db[k], float(ds[k]["score"]), int(match[k])) for k in range(len(ds))]
+    return out
+
+
+def _gt_boxes(
+    coco: dict, by_img: dict[int, list[int]], jitter: int, seed: int
+) -> list[tuple[int, np.ndarray, float, int]]:
+    """The annotations' own boxes, each followed by ``jitter`` seeded jittered copies."""
+    anns = coco["annotations"]
     rng = np.random.default_rng(seed)
+    out = []
     for img in coco["images"]:
         for r in by_img.get(img["id"], []):
             b = np.array(anns[r]["bbox"], np.float64)
@@ -110,6 +117,95 @@ def box_list(
                 wh = b[2:] * np.exp(rng.normal(0, 0.15, 2))
                 out.append((img["id"], np.concatenate([c - wh / 2, wh]), 1.0, r))
     return out
+
+
+def box_list(
+    coco: dict, dets: list[dict] | None, jitter: int = 0, seed: int = 0, min_iou: float = 0.3
+) -> list[tuple[int, np.ndarray, float, int]]:
+    """(image_id, box, score, gt row) per crop.
+
+    With detections: each box is matched to the annotation of highest IoU
+    (>= ``min_iou``, else -1: a false positive). Without: the annotations'
+    own boxes plus ``jitter`` jittered copies each (box diversity for COCO train).
+    """
+    by_img = _people_by_image(coco["annotations"])
+    if dets is not None:
+        return _matched_detections(coco, dets, by_img, min_iou)
+    return _gt_boxes(coco, by_img, jitter, seed)
+
+
+def _empty_cropset(
+    items: list, nets: dict[str, nn.Module], router: nn.Module | None, keep_f0: bool
+) -> CropSet:
+    """A CropSet for ``items`` with zeroed prediction arrays for every net (and the router)."""
+    n = len(items)
+    cs = CropSet(
+        np.array([it[0] for it in items], np.int64),
+        np.array([it[1] for it in items]).reshape(-1, 4),
+        np.array([it[2] for it in items]),
+        np.array([it[3] for it in items], np.int64),
+    )
+    for role in nets:
+        cs.preds[role] = np.zeros((n, 17, 3), np.float32)
+    cs.router = np.zeros(n, np.float32) if router is not None else None
+    cs.f0 = np.zeros((n, 1, 128, 96), np.float16) if keep_f0 else None
+    return cs
+
+
+class _Batches:
+    """Crops gathered into batches of ``size``; each full batch runs through every net and the
+    results land in the CropSet rows the crops came from."""
+
+    def __init__(self, cs: CropSet, nets: dict[str, nn.Module], router: nn.Module | None, size: int) -> None:
+        self.cs, self.nets, self.router, self.size = cs, nets, router, size
+        self.pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, k: int, crop: np.ndarray, center: np.ndarray, scale: np.ndarray) -> None:
+        self.pending.append((k, crop, center, scale))
+        if len(self.pending) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        cs, pending = self.cs, self.pending
+        idx = np.array([p[0] for p in pending])
+        x = torch.from_numpy(np.stack([p[1] for p in pending]))
+        centers = np.stack([p[2] for p in pending])
+        scales = np.stack([p[3] for p in pending])
+        for role, net in self.nets.items():
+            coords, scores = decode_outputs(net(x), net.head_kind)
+            img_xy = heatmap_to_image(coords, centers, scales)
+            cs.preds[role][idx] = np.concatenate([img_xy, scores[..., None]], axis=-1)
+        if self.router is not None and cs.router is not None:
+            cs.router[idx] = self.router(x)[0].reshape(-1).numpy()
+        if cs.f0 is not None:
+            cs.f0[idx] = router_f0(x).numpy().astype(np.float16)
+        pending.clear()
+
+
+def _read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path))
+    if image is None:
+        raise ImageMissing(
+            f"image missing or unreadable ({path}, --images): "
+            "pass --images as the folder holding the COCO file_name entries"
+        )
+    return image
+
+
+def _crop_image(image: np.ndarray, items: list, ks: list[int], cs: CropSet, batches: _Batches) -> None:
+    """The image's boxes cropped as the runtime does and queued; boxes the hygiene drops get
+    gt_index -2 (no prediction, never scored)."""
+    boxes = np.stack([items[k][1] for k in ks])
+    clean, kept, _ = sanitize_boxes(boxes, image.shape[:2], max_boxes=None)
+    centers, scales = boxes_to_center_scale(clean)
+    crops = make_crops(image, centers, scales)
+    ks_kept = [ks[j] for j in kept]
+    for j, k in enumerate(ks_kept):
+        batches.add(k, crops[j], centers[j], scales[j])
+    for k in set(ks) - set(ks_kept):
+        cs.gt_index[k] = -2
 
 
 @torch.no_grad()
@@ -129,60 +225,16 @@ def run_crops(
     by_img: dict[int, list[int]] = {}
     for k, it in enumerate(items):
         by_img.setdefault(it[0], []).append(k)
-    n = len(items)
-    cs = CropSet(
-        np.array([it[0] for it in items], np.int64),
-        np.array([it[1] for it in items]).reshape(-1, 4),
-        np.array([it[2] for it in items]),
-        np.array([it[3] for it in items], np.int64),
-    )
-    for role in nets:
-        cs.preds[role] = np.zeros((n, 17, 3), np.float32)
-    cs.router = np.zeros(n, np.float32) if router is not None else None
-    cs.f0 = np.zeros((n, 1, 128, 96), np.float16) if keep_f0 else None
+    cs = _empty_cropset(items, nets, router, keep_f0)
     for m in list(nets.values()) + ([router] if router is not None else []):
         m.eval()
-    pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
-
-    def flush() -> None:
-        idx = np.array([p[0] for p in pending])
-        x = torch.from_numpy(np.stack([p[1] for p in pending]))
-        centers = np.stack([p[2] for p in pending])
-        scales = np.stack([p[3] for p in pending])
-        for role, net in nets.items():
-            coords, scores = decode_outputs(net(x), net.head_kind)
-            img_xy = heatmap_to_image(coords, centers, scales)
-            cs.preds[role][idx] = np.concatenate([img_xy, scores[..., None]], axis=-1)
-        if router is not None:
-            cs.router[idx] = router(x)[0].reshape(-1).numpy()
-        if keep_f0:
-            cs.f0[idx] = router_f0(x).numpy().astype(np.float16)
-        pending.clear()
-
+    batches = _Batches(cs, nets, router, batch)
     ids = list(by_img)
     if progress:
         from tqdm import tqdm
 
         ids = tqdm(ids, desc=progress, leave=False, mininterval=5.0)
     for img_id in ids:
-        image = cv2.imread(str(images_dir / files[img_id]))
-        if image is None:
-            raise ImageMissing(
-                f"image missing or unreadable ({images_dir / files[img_id]}, --images): "
-                "pass --images as the folder holding the COCO file_name entries"
-            )
-        ks = by_img[img_id]
-        boxes = np.stack([items[k][1] for k in ks])
-        clean, kept, _ = sanitize_boxes(boxes, image.shape[:2], max_boxes=None)
-        centers, scales = boxes_to_center_scale(clean)
-        crops = make_crops(image, centers, scales)
-        ks_kept = [ks[j] for j in kept]
-        for j, k in enumerate(ks_kept):
-            pending.append((k, crops[j], centers[j], scales[j]))
-            if len(pending) >= batch:
-                flush()
-        for k in set(ks) - set(ks_kept):  # boxes hygiene dropped: no prediction, never scored
-            cs.gt_index[k] = -2
-    if pending:
-        flush()
+        _crop_image(_read_image(images_dir / files[img_id]), items, by_img[img_id], cs, batches)
+    batches.flush()
     return cs

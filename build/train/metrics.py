@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.coco_eval import evaluate_keypoints, load_gt, to_coco_results
+from measure.coco_eval import evaluate_keypoints, load_gt, to_coco_results
 from runtime.heads.decode import COCO_SIGMAS
 from runtime.pose.routing import Band, fit_thresholds, route
 

@@ -17,9 +17,8 @@ _SITE = os.environ.get("DYNPOSE_TRITON_SITE")
 if _SITE and _SITE not in sys.path:
     sys.path.insert(0, _SITE)
 
-import numpy as np
-import onnxruntime as ort
-import triton_python_backend_utils as pb_utils
+import numpy as np  # noqa: E402 - after the site-packages line above
+import triton_python_backend_utils as pb_utils  # noqa: E402 - idem
 
 
 class TritonPythonModel:
@@ -27,15 +26,12 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         folder = os.path.join(args["model_repository"], args["model_version"])
-        so = ort.SessionOptions()
+        sys.path.insert(0, folder)
+        # runtime/backends/ort_session.py, copied beside this file: the runtime's session options
+        from ort_session import open_session
+
         threads = int(params.get("intra_op_threads", "0"))
-        if threads > 0:
-            so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            os.path.join(folder, "model.onnx"), so, providers=["CPUExecutionProvider"]
-        )
+        self.session = open_session(os.path.join(folder, "model.onnx"), threads if threads > 0 else None)
         self.input_name = config["input"][0]["name"]
         self.output_names = [o["name"] for o in config["output"]]
 

@@ -156,12 +156,14 @@ def build_engines(
     artifacts_dir: Path,
     manifest: MutableMapping[str, Any],
     target: str,
-    options: BuildOptions = BuildOptions(),
+    options: BuildOptions | None = None,
     trt: Any = None,
 ) -> MutableMapping[str, Any]:
-    """Build every engine for ``target`` and record it under ``models.<role>.engine``."""
+    """Build every engine for ``target`` and record it under ``models.<role>.engine`` (``options``
+    None: the target's defaults)."""
     from .builder import build_all
 
+    options = options or BuildOptions()
     if trt is None:
         import tensorrt as trt
     root = Path(artifacts_dir)

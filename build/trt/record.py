@@ -123,9 +123,9 @@ def _onnx_io(path: Path) -> list[dict[str, Any]]:
     ]
 
 
-def record_engines(root: Path) -> dict[str, Any]:
-    """Update ``root/manifest.json`` from ``trt_plan`` + the trtexec logs; returns the manifest."""
-    root = Path(root)
+def _read_plan(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The manifest and its trt_plan; refused before anything is touched when there is nothing to record
+    (an empty plan would still say "written")."""
     try:
         manifest = json.loads((root / "manifest.json").read_text())
     except (OSError, ValueError) as e:
@@ -136,68 +136,96 @@ def record_engines(root: Path) -> dict[str, Any]:
         ) from None
     plan = manifest.get("trt_plan") if isinstance(manifest, dict) else None
     if not isinstance(plan, dict) or not isinstance(plan.get("engines"), dict) or not plan["engines"]:
-        # nothing to record would still say "written": refuse before touching the manifest
         raise InputError(
             f"{root / 'manifest.json'} has no trt_plan engines",
             "DIR",
             "pass the artifacts folder of a TensorRT target whose build_plan.sh ran",
         )
+    return manifest, plan
+
+
+def _int8_fallback(root: Path, role: str, spec: dict[str, Any]) -> tuple[Path, str, dict[str, Any] | None]:
+    """(ONNX built, precision built, fallback note): build_plan.sh leaves ROLE.int8_failed when trtexec
+    failed on the INT8 ONNX and it built the FP16/fp32 fallback instead."""
+    onnx, precision = root / spec["onnx"], spec["precision"]
+    if not (root / f"{role}.int8_failed").exists():
+        return onnx, precision, None
+    fallback = {
+        "from": "int8",
+        "to": spec["fallback_precision"],
+        "onnx": onnx.name,
+        "reason": "trtexec failed; see " + f"{role}.trtexec.log",
+    }
+    return root / spec["fallback_onnx"], spec["fallback_precision"], fallback
+
+
+def _place(root: Path, role: str, spec: dict[str, Any], record: dict[str, Any]) -> None:
+    """dla_core, profiles and static_batch as built: build_plan.sh leaves ROLE.dla_failed when it
+    rebuilt on the GPU."""
+    layers = root / f"{role}.layers.json"
+    if (root / f"{role}.dla_failed").exists():
+        record["dla_core"], record["profiles"] = None, [spec["gpu_profile"]]
+    elif record["dla_core"] is not None and layers.is_file():
+        record["dla_layers"] = count_dla_layers(layers.read_text())
+    prof = record["profiles"][0]
+    record["static_batch"] = prof["max"] if prof["min"] == prof["max"] else None
+
+
+def _engine_record(
+    root: Path, role: str, spec: dict[str, Any], target: Any, l4t: str | None, log_text: str
+) -> dict[str, Any]:
+    """One engine's manifest record, the same fields the Python builder writes."""
+    facts = parse_trtexec_log(log_text)
+    engine = root / spec["engine"]
+    onnx, precision, fallback = _int8_fallback(root, role, spec)
+    record = {
+        "path": engine.name,
+        "sha256": sha256_file(engine),
+        "precision": precision,
+        "target": target,
+        **facts,
+        "l4t": l4t,
+        "jetpack": JETPACK_BY_L4T.get(l4t or ""),
+        "onnx": onnx.name,
+        "onnx_sha256": sha256_file(onnx),
+        "profiles": [spec["profile"]],
+        "dla_core": spec.get("dla_core"),
+        "workspace_mb": spec.get("workspace_mb"),
+        "builder_optimization_level": spec.get("opt_level"),
+        # build_plan.sh exports PLUGIN_LIB when it overrides the planned path
+        "plugin_library": (os.environ.get("PLUGIN_LIB") or spec.get("plugin_lib"))
+        if spec.get("plugin_ops")
+        else None,
+        "plugin_ops": spec.get("plugin_ops", []),
+        "built_with": "trtexec",
+    }
+    _place(root, role, spec, record)
+    if fallback:
+        record["fallback"] = fallback
+        if precision == "fp32":  # fp32 never runs on DLA: the plan built it on the GPU
+            record["dla_core"], record["profiles"] = None, [spec["gpu_profile"] or spec["profile"]]
+    record["io"] = _onnx_io(onnx)
+    timing = parse_trtexec_timing(log_text, record["profiles"][0]["opt"])
+    if timing is not None:
+        record["trtexec_timing"] = timing
+    return record
+
+
+def record_engines(root: Path) -> dict[str, Any]:
+    """Update ``root/manifest.json`` from ``trt_plan`` + the trtexec logs; returns the manifest."""
+    root = Path(root)
+    manifest, plan = _read_plan(root)
     l4t = read_l4t()
     timings: dict[str, dict[str, Any]] = {}
-    for role, spec in plan.get("engines", {}).items():
+    for role, spec in plan["engines"].items():
         engine, logf = root / spec["engine"], root / f"{role}.trtexec.log"
         if not engine.is_file() or not logf.is_file():
             raise SystemExit(
                 f"error: {engine.name} or {logf.name} missing in {root}; run build_plan.sh first"
             )
-        log_text = logf.read_text(errors="replace")
-        facts = parse_trtexec_log(log_text)
-        onnx, precision, fallback = root / spec["onnx"], spec["precision"], None
-        if (root / f"{role}.int8_failed").exists():  # build_plan.sh built the FP16/fp32 ONNX instead
-            fallback = {
-                "from": "int8",
-                "to": spec["fallback_precision"],
-                "onnx": onnx.name,
-                "reason": "trtexec failed; see " + logf.name,
-            }
-            onnx, precision = root / spec["fallback_onnx"], spec["fallback_precision"]
-        record = {
-            "path": engine.name,
-            "sha256": sha256_file(engine),
-            "precision": precision,
-            "target": plan.get("target"),
-            **facts,
-            "l4t": l4t,
-            "jetpack": JETPACK_BY_L4T.get(l4t or ""),
-            "onnx": onnx.name,
-            "onnx_sha256": sha256_file(onnx),
-            "profiles": [spec["profile"]],
-            "dla_core": spec.get("dla_core"),
-            "workspace_mb": spec.get("workspace_mb"),
-            "builder_optimization_level": spec.get("opt_level"),
-            # build_plan.sh exports PLUGIN_LIB when it overrides the planned path
-            "plugin_library": (os.environ.get("PLUGIN_LIB") or spec.get("plugin_lib"))
-            if spec.get("plugin_ops")
-            else None,
-            "plugin_ops": spec.get("plugin_ops", []),
-            "built_with": "trtexec",
-        }
-        layers = root / f"{role}.layers.json"
-        if (root / f"{role}.dla_failed").exists():  # build_plan.sh fell back to the GPU
-            record["dla_core"], record["profiles"] = None, [spec["gpu_profile"]]
-        elif record["dla_core"] is not None and layers.is_file():
-            record["dla_layers"] = count_dla_layers(layers.read_text())
-        prof = record["profiles"][0]
-        record["static_batch"] = prof["max"] if prof["min"] == prof["max"] else None
-        if fallback:
-            record["fallback"] = fallback
-            if precision == "fp32":  # fp32 never runs on DLA: the plan built it on the GPU
-                record["dla_core"], record["profiles"] = None, [spec["gpu_profile"] or spec["profile"]]
-        record["io"] = _onnx_io(onnx)
-        timing = parse_trtexec_timing(log_text, record["profiles"][0]["opt"])
-        if timing is not None:
-            record["trtexec_timing"] = timing
-            timings[role] = {**timing, "precision": precision}
+        record = _engine_record(root, role, spec, plan.get("target"), l4t, logf.read_text(errors="replace"))
+        if "trtexec_timing" in record:
+            timings[role] = {**record["trtexec_timing"], "precision": record["precision"]}
         manifest["models"][role]["engine"] = record
         (root / f"{role}.engine.json").write_text(json.dumps(record, indent=2) + "\n")
     record_costs(manifest, timings)

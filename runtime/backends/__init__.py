@@ -1,6 +1,8 @@
-"""Backend registry with lazy imports: TensorRT is only imported when asked for.
+"""Inference backends behind one interface: ONNX Runtime, TensorRT and Triton, each with its
+typed options (runtime.backends.options).
 
-One table instead of if/elif chains: a backend name maps to ``module:Class``.
+Why a registry with lazy imports: one table instead of if/elif chains (a backend name maps to
+``module:Class``), and TensorRT is only imported when asked for.
 """
 
 from __future__ import annotations
@@ -11,7 +13,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream  # noqa: F401
+from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
+from runtime.backends.options import BackendOptions
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendError",
+    "Pending",
+    "Runner",
+    "Stream",
+    "backend_class",
+    "open_backend",
+    "resolve_backend_name",
+]
 
 BACKENDS: dict[str, str] = {
     "ort": "runtime.backends.ort:OrtBackend",
@@ -20,7 +35,7 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def backend_class(name: str) -> type[Backend]:
+def backend_class(name: str) -> type[Backend[Any]]:
     try:
         target = BACKENDS[name]
     except KeyError:
@@ -28,7 +43,8 @@ def backend_class(name: str) -> type[Backend]:
             f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} or 'auto'"
         ) from None
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)
+    found: type[Backend[Any]] = getattr(importlib.import_module(module), cls)
+    return found
 
 
 def resolve_backend_name(name: str, manifest: Mapping[str, Any]) -> str:
@@ -41,7 +57,15 @@ def resolve_backend_name(name: str, manifest: Mapping[str, Any]) -> str:
     return "ort"
 
 
-def open_backend(name: str, root: Path, manifest: Mapping[str, Any], **options: Any) -> Backend:
-    backend = backend_class(resolve_backend_name(name, manifest))(root, manifest, **options)
+def open_backend(
+    name: str,
+    root: Path,
+    manifest: Mapping[str, Any],
+    options: BackendOptions | Mapping[str, Any] | None = None,
+    **values: Any,
+) -> Backend[Any]:
+    """The backend ``name`` (auto resolved) with ``options`` and ``values`` on top (e.g. the
+    pipeline's ``precision``), checked against what that backend takes."""
+    backend = backend_class(resolve_backend_name(name, manifest))(root, manifest, options, **values)
     backend.check()
     return backend

@@ -12,9 +12,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
+
+from runtime.backends.options import BackendOptions, make_options
+
+Outputs = dict[str, npt.NDArray[Any]]
+Batch = npt.NDArray[np.float32]
+O = TypeVar("O", bound=BackendOptions)  # noqa: E741 - the options type of one backend
 
 
 class BackendError(RuntimeError):
@@ -25,7 +32,7 @@ class Pending(ABC):
     """Work enqueued on a stream; ``wait`` blocks until its outputs are on the host."""
 
     @abstractmethod
-    def wait(self) -> dict[str, np.ndarray]: ...
+    def wait(self) -> Outputs: ...
 
 
 class Stream(ABC):
@@ -42,7 +49,8 @@ class Stream(ABC):
     def synchronize(self) -> None: ...
 
     def close(self) -> None:
-        """Release the queue; idempotent."""
+        """Release the queue; idempotent. Optional: a queue with nothing to release keeps this."""
+        return None
 
 
 class Runner(ABC):
@@ -76,7 +84,7 @@ class Runner(ABC):
         self.deactivate()
 
     # -- inference ----------------------------------------------------------------
-    def infer_async(self, batch: np.ndarray, stream: Stream) -> Pending:
+    def infer_async(self, batch: Batch, stream: Stream) -> Pending:
         """Enqueue one batch (N <= max_batch) on ``stream``."""
         if not self.is_active:
             raise BackendError(f"{self.role}: runner used before activate()")
@@ -91,31 +99,43 @@ class Runner(ABC):
             )
         return self.infer_async_impl(batch, stream)
 
-    def infer(self, batch: np.ndarray, stream: Stream) -> dict[str, np.ndarray]:
+    def infer(self, batch: Batch, stream: Stream) -> Outputs:
         return self.infer_async(batch, stream).wait()
 
     @abstractmethod
     def activate_impl(self) -> None: ...
 
     @abstractmethod
-    def infer_async_impl(self, batch: np.ndarray, stream: Stream) -> Pending: ...
+    def infer_async_impl(self, batch: Batch, stream: Stream) -> Pending: ...
 
     def deactivate_impl(self) -> None:
-        """Free buffers/sessions; default has nothing to free."""
+        """Free buffers/sessions. Optional: the default has nothing to free."""
+        return None
 
 
-class Backend(ABC):
-    """Makes runners for the models of an artifacts dir, and streams to run them on."""
+class Backend(ABC, Generic[O]):
+    """Makes runners for the models of an artifacts dir, and streams to run them on.
+
+    ``options``: this backend's typed options (runtime.backends.options), or a mapping / keyword
+    values they are built from; an option this backend does not take is refused, naming it.
+    """
 
     name: str = "base"
     #: Whether this backend runs the artifacts' own files (ONNX, engines), so the runtime must
     #: hash-check them at load; a remote backend (Triton) checks the served models instead.
     local_models: bool = True
 
-    def __init__(self, root: Path, manifest: Mapping[str, Any], **options: Any) -> None:
+    def __init__(
+        self,
+        root: Path,
+        manifest: Mapping[str, Any],
+        options: BackendOptions | Mapping[str, Any] | None = None,
+        **values: Any,
+    ) -> None:
         self.root = Path(root)
         self.manifest = manifest
-        self.options = options
+        # make_options(self.name) builds exactly this backend's options type (OPTIONS[self.name])
+        self.options = cast(O, make_options(self.name, options, **values))
 
     def check(self) -> None:
         """Refuse artifacts this machine cannot run, with a rebuild hint (default: nothing to check)."""

@@ -10,28 +10,29 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
-
-import numpy as np
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from runtime.artifacts.manifest import model_file
-from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
+from runtime.backends.base import Backend, BackendError, Batch, Outputs, Pending, Runner, Stream
+from runtime.backends.options import PROVIDERS, OrtOptions
+from runtime.backends.ort_session import open_session
 
-PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+
+Timed = tuple[Outputs, float]  # a run's outputs and its milliseconds
 
 
 class OrtStream(Stream):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{name}")
-        self._last: Future | None = None
+        self._last: Future[Timed] | None = None
 
-    def submit(self, fn: Any) -> Future:
+    def submit(self, fn: Callable[[], Timed]) -> Future[Timed]:
         self._last = self._pool.submit(fn)
         return self._last
 
@@ -44,46 +45,41 @@ class OrtStream(Stream):
 
 
 class OrtPending(Pending):
-    def __init__(self, future: Future) -> None:
+    def __init__(self, future: Future[Timed]) -> None:
         self._future = future
         self.elapsed_ms: float | None = None
 
-    def wait(self) -> dict[str, np.ndarray]:
+    def wait(self) -> Outputs:
         out, self.elapsed_ms = self._future.result()
         return out
 
 
 class OrtRunner(Runner):
-    def __init__(self, role: str, entry: dict, root, path, providers: list[str], threads: int) -> None:
+    def __init__(
+        self, role: str, entry: Mapping[str, Any], root: Path, path: Path, providers: list[str], threads: int
+    ) -> None:
         super().__init__(role, entry, root)
         self.path = path
         self.providers = providers
         self.threads = threads
-        self.session = None
+        self.session: InferenceSession | None = None
 
     def activate_impl(self) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        # Two sessions share the cores; spinning workers would steal them from each other.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        available = set(ort.get_available_providers())
-        providers = [p for p in self.providers if p in available] or ["CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+            self.session = open_session(self.path, self.threads, self.providers)
         except Exception as e:  # noqa: BLE001 - ORT raises several unrelated types
             raise BackendError(f"{self.role}: ONNX Runtime cannot load {self.path}: {e}") from e
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = tuple(o.name for o in self.session.get_outputs())
 
-    def infer_async_impl(self, batch: np.ndarray, stream: Stream) -> Pending:
+    def infer_async_impl(self, batch: Batch, stream: Stream) -> Pending:
         if not isinstance(stream, OrtStream):
             raise BackendError(f"{self.role}: ONNX Runtime runner given a {type(stream).__name__}")
         sess, names, feed = self.session, list(self.output_names), {self.input_name: batch}
+        if sess is None:
+            raise BackendError(f"{self.role}: runner used before activate()")
 
-        def run() -> tuple[dict[str, np.ndarray], float]:
+        def run() -> Timed:
             t = time.perf_counter()
             outs = sess.run(names, feed)
             return dict(zip(names, outs)), (time.perf_counter() - t) * 1e3
@@ -94,24 +90,24 @@ class OrtRunner(Runner):
         self.session = None
 
 
-class OrtBackend(Backend):
-    """Options: ``precision`` (fp32 | int8_cpu | fp16 ...: a variant in the manifest),
-    ``providers`` (cpu | cuda | tensorrt), ``threads`` per session (default: all cores)."""
+class OrtBackend(Backend[OrtOptions]):
+    """Options: :class:`runtime.backends.options.OrtOptions` (precision, providers, threads ...)."""
 
     name = "ort"
+    _nets_stream: OrtStream | None = None
 
     def open_runner(self, role: str) -> Runner:
-        variant = self.options.get("precision") or "fp32"
-        if role == "router" and variant.startswith("int8") and not self.options.get("quantize_router", False):
+        variant = self.options.precision
+        if role == "router" and variant.startswith("int8") and not self.options.quantize_router:
             variant = self._router_variant(variant)
-        path = model_file(self.root, self.manifest, role, variant)
-        providers = PROVIDERS[self.options.get("providers") or "cpu"]
-        threads = int(self.options.get("threads") or os.cpu_count() or 1)
+        path = model_file(self.root, dict(self.manifest), role, variant)
+        providers = PROVIDERS[self.options.providers]
+        threads = self.options.threads or os.cpu_count() or 1
         return OrtRunner(role, self.manifest["models"][role], self.root, path, providers, threads)
 
     def _router_variant(self, variant: str) -> str:
         """The router is tiny; use its int8 model only when one was made."""
-        have = self.manifest["models"]["router"].get("variants", {})
+        have: Mapping[str, Any] = self.manifest["models"]["router"].get("variants", {})
         return variant if variant in have else "fp32"
 
     def new_stream(self, name: str) -> Stream:
@@ -124,9 +120,9 @@ class OrtBackend(Backend):
         back; preprocessing and the router of the next frame still overlap them.
         ``overlap_nets=True`` restores a worker per net (a GPU provider gets one regardless).
         """
-        cpu = (self.options.get("providers") or "cpu") == "cpu"
-        if name in ("small", "large") and cpu and not self.options.get("overlap_nets", False):
-            if getattr(self, "_nets_stream", None) is None:
+        cpu = self.options.providers == "cpu"
+        if name in ("small", "large") and cpu and not self.options.overlap_nets:
+            if self._nets_stream is None:
                 self._nets_stream = OrtStream("nets")
             return self._nets_stream
         return OrtStream(name)

@@ -18,13 +18,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
+from runtime.backends.options import BackendOptions, TritonOptions
 
-DEFAULT_TIMEOUT_S = 30.0  # per request: generous for an overloaded CPU server; a dead one fails at once
 NP_TO_TRITON = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16"}
 FIX_SERVER = "start it (python -m tools.triton_server --repo REPO, or NVIDIA's container) or fix --triton-url"
 
@@ -157,19 +158,22 @@ class TritonRunner(Runner):
         return pending
 
 
-class TritonBackend(Backend):
-    """Options: ``url`` (HOST:PORT of the gRPC endpoint, required), ``timeout_s`` per request
-    (default 10), ``models`` ({role: served model name}, default the role names)."""
+class TritonBackend(Backend[TritonOptions]):
+    """Options: :class:`runtime.backends.options.TritonOptions` (url, timeout_s, models)."""
 
     name = "triton"
     local_models = False  # the server's models are checked by onnx_sha256 against this manifest
 
-    def __init__(self, root: Any, manifest: Mapping[str, Any], **options: Any) -> None:
-        super().__init__(root, manifest, **options)
-        self.url = options.get("url") or options.get("triton_url")
-        if not self.url:
-            raise BackendError("the triton backend needs the server's gRPC address (--triton-url HOST:PORT)")
-        self.timeout_s = float(options.get("timeout_s") or DEFAULT_TIMEOUT_S)
+    def __init__(
+        self,
+        root: Path,
+        manifest: Mapping[str, Any],
+        options: BackendOptions | Mapping[str, Any] | None = None,
+        **values: Any,
+    ) -> None:
+        super().__init__(root, manifest, options, **values)
+        self.url = self.options.url
+        self.timeout_s = float(self.options.timeout_s)
         self.grpc = _client_module()
         try:
             self.client = self.grpc.InferenceServerClient(url=self.url)
@@ -181,7 +185,7 @@ class TritonBackend(Backend):
         self._configs: dict[str, dict[str, Any]] = {}
 
     def model_name(self, role: str) -> str:
-        return dict(self.options.get("models") or {}).get(role, role)
+        return self.options.models.get(role, role)
 
     def model_config(self, role: str) -> dict[str, Any]:
         if role not in self._configs:

@@ -38,6 +38,7 @@ import numpy as np
 
 from runtime.artifacts.manifest import rebuild_command
 from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
+from runtime.backends.options import BackendOptions, TrtOptions
 from runtime.backends.plugin_abi import check_plugin_abi
 from runtime.backends.trt_rules import make_error_recorder, same_trt_release
 
@@ -142,7 +143,7 @@ class TrtStream(Stream):
 
     @property
     def handle(self) -> int:
-        return self.cuda_stream.handle
+        return int(self.cuda_stream.handle)
 
     def synchronize(self) -> None:
         self.cuda_stream.synchronize()
@@ -157,7 +158,7 @@ class TrtStream(Stream):
 
 def done_event_flags(cuda: Any) -> int:
     """A host thread waits on this event: sleep (BLOCKING_SYNC), and skip timestamps."""
-    return cuda.event_flags.DISABLE_TIMING | cuda.event_flags.BLOCKING_SYNC
+    return int(cuda.event_flags.DISABLE_TIMING | cuda.event_flags.BLOCKING_SYNC)
 
 
 class TrtPending(Pending):
@@ -169,7 +170,8 @@ class TrtPending(Pending):
     """
 
     def __init__(self, slot: _Slot, views: dict[str, np.ndarray], n: int, ctx: Any) -> None:
-        self._slot, self._views, self._n, self._ctx = slot, views, n, ctx
+        self._slot: _Slot | None = slot  # None once waited: the slot is reused by later calls
+        self._views, self._n, self._ctx = views, n, ctx
         self._result: dict[str, np.ndarray] | None = None
         self.elapsed_ms: float | None = None
         self._lock = threading.Lock()
@@ -177,14 +179,18 @@ class TrtPending(Pending):
     def wait(self) -> dict[str, np.ndarray]:
         with self._lock:
             if self._result is None:
-                slot = self._slot
-                with self._ctx():
-                    slot.done.synchronize()
-                    self.elapsed_ms = float(slot.t_end.time_since(slot.t_start))
-                # Copy out of the pinned slot: the slot is reused by later calls.
-                self._result = {k: np.array(v[: self._n], dtype=np.float32) for k, v in self._views.items()}
-                self._slot = None
+                self._result = self._collect()
             return self._result
+
+    def _collect(self) -> dict[str, np.ndarray]:
+        slot, self._slot = self._slot, None
+        if slot is None:  # _result is set whenever the slot is let go: cannot happen
+            raise BackendError("a TensorRT batch was collected twice")
+        with self._ctx():
+            slot.done.synchronize()
+            self.elapsed_ms = float(slot.t_end.time_since(slot.t_start))
+        # Copy out of the pinned slot: the slot is reused by later calls.
+        return {k: np.array(v[: self._n], dtype=np.float32) for k, v in self._views.items()}
 
 
 class _Slot:
@@ -205,9 +211,9 @@ class _Slot:
         for d in self.dev.values():
             d.free()
         for h in self.host.values():
-            base = h.base  # pycuda: the HostAllocation behind pagelocked_empty's array
-            if hasattr(base, "free"):
-                base.free()
+            free = getattr(h.base, "free", None)  # pycuda: the HostAllocation behind pagelocked_empty's array
+            if free is not None:
+                free()
         self.dev.clear()
         self.host.clear()
         self.pending = None
@@ -237,7 +243,8 @@ class TrtRunner(Runner):
             )
         plugin = self.record.get("plugin_library")
         if plugin:
-            load_plugin_library(trt, be.options.get("plugin_lib") or self.root / plugin, self.role)
+            lib = be.options.plugin_lib
+            load_plugin_library(trt, Path(lib) if lib else self.root / plugin, self.role)
         path = self.root / self.record["path"]
         if not path.is_file():
             raise BackendError(
@@ -288,7 +295,7 @@ class TrtRunner(Runner):
         self._dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         tensors = {self.input_name: (pmax, self._dtypes[self.input_name])}
         tensors.update({o: (tuple(self.context.get_tensor_shape(o)), self._dtypes[o]) for o in outputs})
-        self._slots = [_Slot(cuda, tensors) for _ in range(int(self.backend.options.get("slots", 2)))]
+        self._slots = [_Slot(cuda, tensors) for _ in range(self.backend.options.slots)]
 
     def _take_slot(self) -> _Slot:
         slot = self._slots[self._next]
@@ -347,13 +354,19 @@ class TrtRunner(Runner):
 
 
 # ---------------------------------------------------------------- backend
-class TrtBackend(Backend):
+class TrtBackend(Backend[TrtOptions]):
     """Engines listed under ``models.<role>.engine`` in the manifest, on device 0."""
 
     name = "trt"
 
-    def __init__(self, root: Path, manifest: Mapping[str, Any], **options: Any) -> None:
-        super().__init__(root, manifest, **options)
+    def __init__(
+        self,
+        root: Path,
+        manifest: Mapping[str, Any],
+        options: BackendOptions | Mapping[str, Any] | None = None,
+        **values: Any,
+    ) -> None:
+        super().__init__(root, manifest, options, **values)  # options first: refused before CUDA starts
         try:
             import pycuda.driver as cuda
             import tensorrt as trt

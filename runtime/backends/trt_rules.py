@@ -51,7 +51,7 @@ def make_error_recorder(trt: Any) -> Any:
     hence the lock.
     """
 
-    class ErrorRecorder(trt.IErrorRecorder):  # type: ignore[misc, name-defined]
+    class ErrorRecorder(trt.IErrorRecorder):  # type: ignore[misc]  # tensorrt is untyped
         CAPACITY = 64
 
         def __init__(self) -> None:

@@ -12,10 +12,14 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from runtime.backends.options import BackendOptions
 
 
 def number(
-    kind: type = float,
+    kind: type[int] | type[float] = float,
     lo: float | None = None,
     hi: float | None = None,
     lo_open: bool = False,
@@ -25,9 +29,11 @@ def number(
 
     def parse(text: str) -> float | int:
         try:
-            v = kind(text)
+            v: float | int = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
         if isinstance(v, float) and not math.isfinite(v):
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         low_bad = lo is not None and (v <= lo if lo_open else v < lo)
@@ -132,13 +138,13 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad flag as one ``error: ...`` line (no usage block) via the
     shared boundary, so every command fails the same way (exit 2)."""
 
-    def __init__(self, *args: object, prog: str | None = None, **kw: object) -> None:
+    def __init__(self, prog: str | None = None, **kw: Any) -> None:
         for old, new in PROG_NAMES.items():  # "python -m build.synth --video" -> "dynpose synth --video"
             if prog and (prog == old or prog.startswith(old + " ")):
                 prog = new + prog[len(old) :]
-        super().__init__(*args, prog=prog, **kw)  # type: ignore[arg-type]
+        super().__init__(prog=prog, **kw)
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         from runtime.errors import InputError
 
         raise InputError(message, None, f"see {self.prog} --help")
@@ -148,9 +154,9 @@ class DeprecatedAlias(argparse.Action):
     """An old flag spelling kept for one release: stores into the new flag's dest and prints one
     ``warning:`` line naming the new spelling (CHANGELOG.md lists every alias)."""
 
-    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kw: object) -> None:
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kw: Any) -> None:
         self.new = new
-        super().__init__(option_strings, dest, **kw)  # type: ignore[arg-type]
+        super().__init__(option_strings, dest, **kw)
 
     def __call__(
         self,
@@ -173,8 +179,8 @@ def add_json_argument(
 ) -> None:
     """``--json FILE``: the one spelling of "also write the result as JSON here" (``old``: a deprecated alias;
     ``stdout``: a bare ``--json`` gives True: print the JSON instead, as the evaluators always did)."""
-    more = {"nargs": "?", "const": True} if stdout else {}  # not a str: argparse would run type= on it
-    p.add_argument("--json", type=output_file, default=None, metavar="FILE", help=help, **more)  # type: ignore[arg-type]
+    more: dict[str, Any] = {"nargs": "?", "const": True} if stdout else {}  # not a str: no type= run on it
+    p.add_argument("--json", type=output_file, default=None, metavar="FILE", help=help, **more)
     if old:
         p.add_argument(
             old, dest="json", type=output_file, action=DeprecatedAlias, new="--json", help=argparse.SUPPRESS
@@ -227,12 +233,19 @@ def host_port(text: str) -> str:
     return text
 
 
-def backend_options(args: argparse.Namespace) -> dict:
-    """``--backend`` with ``--triton-url``, for the pose nets and the artifacts' detector alike.
+# Backend option -> the flag that sets it, so a refusal names what the user typed.
+BACKEND_FLAGS = {"threads": "--threads", "url": "--triton-url"}
+
+
+def backend_options(args: argparse.Namespace) -> BackendOptions:
+    """The typed backend options (runtime.backends.options) from ``--backend``, ``--threads`` and
+    ``--triton-url``, for the pose nets and the artifacts' detector alike; built once, here.
 
     A Triton address means Triton: with ``--backend auto`` it picks ``triton`` (a user who names
     a server expects it used, not a silent local run); with ``--backend ort``/``trt`` the two
-    flags contradict each other and are refused (exit 2). Returns the backend's options."""
+    flags contradict each other and are refused (exit 2), as is a flag the backend does not use
+    (``--threads`` with ``--backend trt`` or ``triton``)."""
+    from runtime.backends.options import make_options, names
     from runtime.errors import InputError
 
     url = getattr(args, "triton_url", None)
@@ -248,5 +261,13 @@ def backend_options(args: argparse.Namespace) -> dict:
         raise InputError(
             "--backend triton needs the server's gRPC address", None, "add --triton-url HOST:PORT"
         )
-    threads = getattr(args, "threads", None)
-    return {**({"threads": threads} if threads else {}), **({"url": url} if url else {})}
+    values = {"threads": getattr(args, "threads", None), "url": url}
+    values = {k: v for k, v in values.items() if v is not None}
+    for k in values:
+        if k not in names(args.backend):
+            raise InputError(
+                f"{BACKEND_FLAGS[k]} does not apply to --backend {args.backend}",
+                BACKEND_FLAGS[k],
+                f"drop {BACKEND_FLAGS[k]}, or use --backend ort (it sets ONNX Runtime's threads per net)",
+            )
+    return make_options(args.backend, values)

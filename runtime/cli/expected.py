@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from runtime.artifacts.manifest import ManifestError
 from runtime.backends.base import BackendError
-from runtime.detectors.factory import DetectorError
+from runtime.detectors.base import DetectorError
 from runtime.errors import EXIT_INPUT, register_expected
 from runtime.io.sources import SourceError
 from runtime.pose.preprocess import BoxError

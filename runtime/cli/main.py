@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from runtime.errors import EXIT_INCOMPLETE, EXTRAS, InputError, UserError, guarded, split_debug
 
@@ -187,20 +186,20 @@ COMMANDS: dict[str, Entry | dict[str, Entry]] = {
 EXTRA_OF = EXTRAS
 
 
-def _listing(table: dict[str, Entry | dict[str, Entry]], prefix: str) -> str:
+def _listing(table: Mapping[str, Entry | Mapping[str, Entry]], prefix: str) -> str:
     rows = []
     for name, entry in table.items():
-        if isinstance(entry, dict):
-            rows.append(f"  {name:<13} {' | '.join(entry)}")
-        else:
+        if isinstance(entry, tuple):
             rows.append(f"  {name:<13} {entry[3]}")
+        else:
+            rows.append(f"  {name:<13} {' | '.join(entry)}")
     return (
         f"usage: {prefix} COMMAND [flags]   ({prefix} COMMAND --help for its flags)\n\ncommands:\n"
         + "\n".join(rows)
     )
 
 
-def _help(table: dict[str, Entry | dict[str, Entry]], prefix: str) -> str:
+def _help(table: Mapping[str, Entry | Mapping[str, Entry]], prefix: str) -> str:
     head = (__doc__ or "").splitlines()[0] if prefix == "dynpose" else f"{prefix}: choose a subcommand"
     extra = (
         "\n\nEvery command takes --debug (traceback of any failure). Exit codes: 0 success, 1 internal "
@@ -212,7 +211,7 @@ def _help(table: dict[str, Entry | dict[str, Entry]], prefix: str) -> str:
 
 def resolve(argv: Sequence[str]) -> tuple[Entry | None, str, list[str]]:
     """argv -> (entry or None for a help request, the command's name, its own argv)."""
-    table: dict[str, Entry | dict[str, Entry]] = COMMANDS
+    table: Mapping[str, Entry | Mapping[str, Entry]] = COMMANDS
     prefix, rest = "dynpose", list(argv)
     while True:
         if not rest or rest[0] in ("-h", "--help"):
@@ -229,7 +228,7 @@ def resolve(argv: Sequence[str]) -> tuple[Entry | None, str, list[str]]:
         if entry is None:
             raise InputError(f"unknown command {name!r}", prefix, f"choose one of {', '.join(table)}")
         prefix = f"{prefix} {name}"
-        if not isinstance(entry, dict):
+        if isinstance(entry, tuple):
             return entry, prefix, rest
         table = entry
 
@@ -241,7 +240,7 @@ def load(entry: Entry, prog: str) -> Callable[[list[str]], int | None]:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
         top = (e.name or "").split(".")[0]
-        if top not in EXTRA_OF and top not in ("build", "calib", "bench", "tools", "kernels"):
+        if top not in EXTRA_OF and top not in ("build", "calib", "measure", "bench", "tools", "kernels"):
             raise
         extra = EXTRA_OF.get(top)
         fix = (
@@ -255,7 +254,8 @@ def load(entry: Entry, prog: str) -> Callable[[list[str]], int | None]:
     from runtime.cli import args as cli_args
 
     cli_args.PROG_NAMES[old_prog] = prog
-    return getattr(mod, func)
+    run: Callable[[list[str]], int | None] = getattr(mod, func)
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,4 +271,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return load(entry, name)(rest)
 
     return guarded(run, args, prog="dynpose")
-

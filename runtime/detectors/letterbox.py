@@ -8,8 +8,9 @@ nothing per frame but OpenCV's resize output, which is written straight
 into the canvas.
 
 The geometry (``s = min(H/h, W/w)``, rounded size, padding split with the
-smaller half first) is the one ``runtime.detectors.factory.letterbox`` used, whose
-box AP on coco-mini the issue measured; keeping it keeps that number.
+smaller half first) is the one the first ``onnx:PATH`` detector used, whose box
+AP on coco-mini the detector issue measured; keeping it keeps that number. Every
+network detector (:mod:`runtime.detectors.net`) letterboxes through here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 PAD_VALUE = 114
 
@@ -30,7 +32,7 @@ class Geometry:
     pad_x: float
     pad_y: float
 
-    def to_image_xy(self, xy: np.ndarray) -> np.ndarray:
+    def to_image_xy(self, xy: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Input-pixel x, y pairs (last axis 2) -> frame pixels."""
         out = np.asarray(xy, np.float64).copy()
         out[..., 0] = (out[..., 0] - self.pad_x) / self.scale
@@ -61,7 +63,7 @@ class Letterboxer:
     def max_batch(self) -> int:
         return self.batch.shape[0]
 
-    def place(self, image: np.ndarray, slot: int) -> Geometry:
+    def place(self, image: npt.NDArray[np.uint8], slot: int) -> Geometry:
         """Letterbox one BGR frame into ``batch[slot]``."""
         g, (nh, nw) = geometry(image.shape[:2], self.hw)
         c = self._canvas
@@ -74,7 +76,7 @@ class Letterboxer:
         )
         return g
 
-    def fill(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Geometry]]:
+    def fill(self, images: list[npt.NDArray[np.uint8]]) -> tuple[npt.NDArray[np.float32], list[Geometry]]:
         """Letterbox up to ``max_batch`` frames; returns the batch view [len(images),3,H,W] and geometries."""
         if not 0 < len(images) <= self.max_batch:
             raise ValueError(f"{len(images)} frames for a letterbox batch of at most {self.max_batch}")

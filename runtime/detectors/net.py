@@ -1,11 +1,19 @@
-"""The artifacts' person detector (role ``detector``) run through the Backend/Runner interface.
+"""Network person detectors on the Backend/Runner interface: the artifacts' detector and ``onnx:PATH``.
 
-The detector is a network of the pipeline like the pose nets: the same
-backends run it (TensorRT engine on its own CUDA stream, or ONNX Runtime on
-its own worker thread), so on a Jetson the frame never leaves the GPU
-stack for detection. The manifest entry (``models.detector``, written by
-``build.detector``) gives the input size, the YOLO layout, the class and the
-default thresholds; nothing is guessed at run time.
+The artifacts' detector (role ``detector``) is a network of the pipeline like
+the pose nets: the same backends run it (TensorRT engine on its own CUDA
+stream, ONNX Runtime on its own worker thread, or Triton), so on a Jetson the
+frame never leaves the GPU stack for detection. Its manifest entry
+(``models.detector``, written by ``build.detector``) gives the input size, the
+YOLO layout, the class and the default thresholds; nothing is guessed at run
+time.
+
+A user's YOLO ONNX (``onnx:PATH``) runs through the same class on an ONNX
+Runtime runner (CPU); what the manifest would say is read from the model: the
+input size (640 where dynamic), the layout (the exporter's metadata, the output
+shape, or ``--det-layout``; :func:`runtime.detectors.yolo.model_layout`).
+Both use the one letterbox (:mod:`runtime.detectors.letterbox`) and the one
+decode + NMS (:func:`runtime.detectors.yolo.decode`).
 
 ``submit``/``collect`` split a call so a caller can letterbox and enqueue
 frame t+1 while it still works on frame t; two letterbox buffers alternate,
@@ -14,21 +22,28 @@ and a buffer is refilled only after the work that reads it was collected.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from runtime.artifacts.manifest import ManifestError, load_manifest
 from runtime.backends import open_backend
-from runtime.backends.base import Backend, Pending
+from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
+from runtime.backends.options import PROVIDERS
+from runtime.backends.ort import OrtRunner, OrtStream
+from runtime.detectors.base import Detections, DetectorError
 from runtime.detectors.letterbox import Geometry, Letterboxer
-from runtime.detectors.yolo import Detections, OutputCheck, YoloLayout, decode
+from runtime.detectors.yolo import LayoutError, OutputCheck, YoloLayout, decode, model_layout, parse_metadata
 from runtime.io.sources import Frame
 
 ROLE = "detector"
+ONNX_INPUT = 640  # input side of an ``onnx:PATH`` model whose size is dynamic
+ONNX_SCORE, ONNX_IOU = 0.35, 0.5  # ``onnx:PATH`` defaults (the manifest has its own)
 
 
 def has_detector(manifest: Mapping[str, Any]) -> bool:
@@ -47,8 +62,23 @@ class _Job:
     buf: int
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How a detector's output becomes boxes: its layout and thresholds (``max_det`` 0: no cap);
+    ``swapped``: the output holds the layout's two last axes the other way round."""
+
+    layout: YoloLayout
+    cls: int
+    score_thr: float
+    iou_thr: float
+    max_det: int = 0
+    swapped: bool = False
+
+
 class NetDetector:
-    """Frames -> :class:`~runtime.detectors.yolo.Detections` with the artifacts' detector."""
+    """Frames -> :class:`~runtime.detectors.base.Detections` with a YOLO network on a runner.
+
+    ``NetDetector(root, ...)`` opens the artifacts' detector; :meth:`from_onnx` a bare ONNX file."""
 
     def __init__(
         self,
@@ -70,34 +100,114 @@ class NetDetector:
                 "`python -m build.engines --detector PATH.onnx ...`"
             )
         entry = self.manifest["models"][ROLE]
-        self.entry = entry
-        self.layout = YoloLayout.from_dict(entry["layout"])
         thr = entry.get("thresholds", {})
-        self.score_thr = float(thr.get("score", 0.3) if score_thr is None else score_thr)
-        self.iou_thr = float(thr.get("iou", 0.7) if iou_thr is None else iou_thr)
-        self.max_det = int(thr.get("max_det", 300))
-        self.cls = int(entry.get("class", 0) if cls is None else cls)
         self.variant = detector_variant(entry, precision)
-        self.backend: Backend = open_backend(
-            backend, self.root, self.manifest, precision=self.variant, **dict(backend_options or {})
+        self.backend: Backend[Any] | None = open_backend(
+            backend, self.root, self.manifest, backend_options, precision=self.variant
         )
-        self.runner = self.backend.open_runner(ROLE).activate()
-        self.stream = self.backend.new_stream(ROLE)
-        cap = self.runner.max_batch or max_batch
-        self.max_batch = max(1, min(max_batch, cap))
-        hw = tuple(entry["input_hw"])
+        self._start(
+            f"engine ({self.root}, {self.variant} on {backend})",
+            self.backend.open_runner(ROLE).activate(),
+            self.backend.new_stream(ROLE),
+            (int(entry["input_hw"][0]), int(entry["input_hw"][1])),
+            max_batch,
+        )
+        self.decoding = Decoding(
+            YoloLayout.from_dict(entry["layout"]),
+            int(entry.get("class", 0) if cls is None else cls),
+            float(thr.get("score", 0.3) if score_thr is None else score_thr),
+            float(thr.get("iou", 0.7) if iou_thr is None else iou_thr),
+            int(thr.get("max_det", 300)),
+        )
+
+    @classmethod
+    def from_onnx(
+        cls,
+        path: str | Path,
+        layout: str = "auto",
+        det_class: int = 0,
+        score_thr: float | None = None,
+        iou_thr: float | None = None,
+    ) -> NetDetector:
+        """A user's YOLO ONNX (``onnx:PATH``) on an ONNX Runtime runner (module docstring)."""
+        path = Path(path)
+        if not path.is_file():
+            raise DetectorError(f"ONNX detector {path} not found (--detector onnx:PATH)")
+        det = cls.__new__(cls)
+        det.root, det.manifest, det.backend, det.variant = path.parent, {}, None, "fp32"
+        runner = OrtRunner(ROLE, {}, path.parent, path, PROVIDERS["cpu"], os.cpu_count() or 1)
+        try:
+            runner.activate()
+        except BackendError as e:
+            raise DetectorError(f"ONNX Runtime cannot load the detector {path}: {e.__cause__ or e}") from e
+        try:
+            hw, meta, shape = _read_onnx(runner, path)
+        except DetectorError:
+            runner.deactivate()
+            raise
+        det._start(f"onnx:{path}", runner, OrtStream(ROLE), hw, 1)
+        try:
+            yolo, swapped = _onnx_layout(det, layout, meta, shape)
+            if not 0 <= det_class < yolo.num_classes:
+                raise LayoutError(f"class {det_class} is out of range for {yolo.num_classes} classes")
+        except DetectorError as e:
+            det.close()
+            if isinstance(e, LayoutError):
+                raise DetectorError(f"onnx:{path}: {e} (--det-layout, --det-class)") from e
+            raise
+        det.decoding = Decoding(
+            yolo,
+            det_class,
+            ONNX_SCORE if score_thr is None else score_thr,
+            ONNX_IOU if iou_thr is None else iou_thr,
+            swapped=swapped,
+        )
+        return det
+
+    def _start(self, name: str, runner: Runner, stream: Stream, hw: tuple[int, int], max_batch: int) -> None:
+        self.name, self.runner, self.stream = name, runner, stream
+        self.max_batch = max(1, min(max_batch, runner.max_batch or max_batch))
         self._boxers = [Letterboxer(hw, self.max_batch) for _ in range(2)]
         self._busy: list[_Job | None] = [None, None]
         self._next = 0
-        self.output = self.runner.output_names[0]
-        self.check = OutputCheck(f"engine ({self.root}, {self.variant} on {backend})")
+        self.output = runner.output_names[0]
+        self.check = OutputCheck(name)
+        self._closed = False
 
-    def submit(self, images: list[np.ndarray]) -> _Job:
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return self._boxers[0].hw
+
+    # -- what callers read: the decoding's parts ---------------------------------------
+    @property
+    def layout(self) -> YoloLayout:
+        return self.decoding.layout
+
+    @property
+    def score_thr(self) -> float:
+        return self.decoding.score_thr
+
+    @property
+    def iou_thr(self) -> float:
+        return self.decoding.iou_thr
+
+    @property
+    def cls(self) -> int:
+        return self.decoding.cls
+
+    @property
+    def shares_cameras(self) -> bool:
+        """One detector for every camera, their frames in one batch (the artifacts' batched
+        profile); an ``onnx:PATH`` model is opened once per camera instead."""
+        return self.backend is not None
+
+    def submit(self, images: list[npt.NDArray[np.uint8]]) -> _Job:
         """Letterbox up to ``max_batch`` BGR frames and enqueue them on the detector's stream."""
         b = self._next
         self._next = 1 - b
-        if self._busy[b] is not None:  # its buffer may still be read by queued work
-            self._busy[b].pending.wait()
+        busy = self._busy[b]
+        if busy is not None:  # its buffer may still be read by queued work
+            busy.pending.wait()
         batch, geos = self._boxers[b].fill(images)
         job = _Job(self.runner.infer_async(batch, self.stream), geos, b)
         self._busy[b] = job
@@ -107,11 +217,12 @@ class NetDetector:
         out = job.pending.wait()[self.output]
         if self._busy[job.buf] is job:
             self._busy[job.buf] = None
-        return self.check(
-            decode(out, self.layout, job.geos, self.score_thr, self.iou_thr, self.cls, self.max_det)
-        )
+        d = self.decoding
+        if d.swapped:
+            out = out.transpose(0, 2, 1)
+        return self.check(decode(out, d.layout, job.geos, d.score_thr, d.iou_thr, d.cls, d.max_det))
 
-    def detect_many(self, images: list[np.ndarray]) -> list[Detections]:
+    def detect_many(self, images: list[npt.NDArray[np.uint8]]) -> list[Detections]:
         """Any number of frames, in chunks of ``max_batch``, the next chunk queued before decoding."""
         res: list[Detections] = []
         jobs = []
@@ -123,60 +234,57 @@ class NetDetector:
             res += self.collect(j)
         return res
 
-    def __call__(self, frame: Frame | np.ndarray) -> Detections:
+    def __call__(self, frame: Frame | npt.NDArray[np.uint8]) -> Detections:
         image = frame.image if isinstance(frame, Frame) else frame
         return self.collect(self.submit([image]))[0]
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for j in self._busy:
             if j is not None:
                 j.pending.wait()
         self.runner.deactivate()
         self.stream.close()
-        self.backend.close()
+        if self.backend is not None:
+            self.backend.close()
 
 
-def attach_det_keypoints(record: dict[str, Any], keypoints: np.ndarray | None) -> dict[str, Any]:
+def _read_onnx(runner: OrtRunner, path: Path) -> tuple[tuple[int, int], dict[str, Any], list[Any]]:
+    """An ``onnx:PATH`` model's input size (a dynamic side is :data:`ONNX_INPUT`), its exporter
+    metadata and its first output's (possibly symbolic) shape."""
+    sess = runner.session
+    if sess is None:
+        raise DetectorError(f"ONNX Runtime did not open the detector {path}")
+    inp = sess.get_inputs()[0]
+    shape = list(inp.shape)
+    if len(shape) != 4:
+        raise DetectorError(f"detector {path} input {inp.name} has shape {shape}; expected [1,3,H,W]")
+    hw = tuple(d if isinstance(d, int) and d > 0 else ONNX_INPUT for d in shape[2:])
+    meta = parse_metadata(sess.get_modelmeta().custom_metadata_map)
+    return (hw[0], hw[1]), meta, list(sess.get_outputs()[0].shape)
+
+
+def _onnx_layout(
+    det: NetDetector, flag: str, meta: Mapping[str, Any], shape: list[Any]
+) -> tuple[YoloLayout, bool]:
+    """The layout from the model's metadata and output shape; a dynamic shape the metadata does not
+    settle is read from one run on a blank frame."""
+    try:
+        return model_layout(flag, meta, shape)
+    except LayoutError:
+        if all(isinstance(d, int) for d in shape):
+            raise
+    blank = np.full((*det.input_hw, 3), 114, np.uint8)
+    out = det.runner.infer(det._boxers[0].fill([blank])[0], det.stream)[det.output]
+    return model_layout(flag, meta, list(out.shape))
+
+
+def attach_det_keypoints(record: dict[str, Any], keypoints: npt.NDArray[np.float64] | None) -> dict[str, Any]:
     """Put a pose detector's own keypoints [M,K,3] beside the top-down ones (same box order)."""
     if keypoints is None:
         return record
     for p, kp in zip(record["persons"], keypoints):
         p["det_keypoints"] = [[round(float(v), 2) for v in row] for row in kp]
     return record
-
-
-def open_detector(
-    spec: str,
-    engines: str | Path,
-    *,
-    backend: str = "auto",
-    precision: str = "fp32",
-    score_thr: float | None = None,
-    iou_thr: float | None = None,
-    backend_options: Mapping[str, Any] | None = None,
-    **legacy: Any,
-) -> Any:
-    """``auto`` (the artifacts' detector when there is one, else HOG) | ``engine`` | the
-    ``runtime.detectors.factory`` specs (hog, onnx:PATH, json:PATH). ``backend_options`` (e.g. the
-    Triton ``url``) go to the artifacts' detector's backend, the same as the pose nets'."""
-    from runtime.detectors.factory import make_detector
-
-    if spec in ("auto", "engine"):
-        manifest = load_manifest(engines)
-        if has_detector(manifest):
-            return NetDetector(
-                engines,
-                manifest,
-                backend=backend,
-                precision=precision,
-                score_thr=score_thr,
-                iou_thr=iou_thr,
-                backend_options=backend_options,
-            )
-        if spec == "engine":
-            raise ManifestError(
-                f"--detector engine: {engines} has no detector; add one with "
-                "`python -m build.engines --detector PATH.onnx ...` or use --detector hog"
-            )
-        spec = "hog"
-    return make_detector(spec, score_thr=score_thr, iou_thr=0.5 if iou_thr is None else iou_thr, **legacy)

@@ -21,19 +21,25 @@ from __future__ import annotations
 import ast
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import cv2
 import numpy as np
+import numpy.typing as npt
 
+from runtime.detectors.base import Detections, DetectorError, nms_xywh
 from runtime.detectors.letterbox import Geometry
 
 FAMILIES = ("yolov5", "yolov8")
+# Values per candidate of the usual exports (80 COCO classes or one): the layout of a model
+# without exporter metadata and without ``--det-layout`` is read from its output shape by these.
+SHAPE_FAMILIES = {85: "yolov5", 6: "yolov5", 84: "yolov8", 5: "yolov8"}
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 
 
-class LayoutError(ValueError):
+class LayoutError(DetectorError):
     """The model's output does not fit the YOLO layout it was given (or any)."""
 
 
@@ -129,26 +135,56 @@ def guess_layout(shape: tuple[Any, ...], family: str) -> YoloLayout:
     return YoloLayout(family, nc, None, "flag")
 
 
-@dataclass
-class Detections:
-    """One frame's people: xywh boxes and scores in frame pixels, keypoints [M,K,3] (or None);
-    ``invalid``: candidates the detector emitted unusable (see :func:`invalid_candidates`), dropped."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    keypoints: np.ndarray | None = None
-    invalid: int = 0
-
-    def __iter__(self):  # (boxes, scores) unpacking, as the other detectors return
-        return iter((self.boxes, self.scores))
-
-    def __len__(self) -> int:
-        return len(self.scores)
+def _static(d: Any) -> int | None:
+    return d if isinstance(d, int) and d > 0 else None
 
 
-def candidates(
-    out: np.ndarray, layout: YoloLayout, cls: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _features_swapped(layout: YoloLayout, shape: Sequence[Any]) -> bool:
+    """Whether the output holds the family's two last axes the other way round ([N,A,F] for yolov8)."""
+    usual, other = (2, 1) if layout.family == "yolov5" else (1, 2)
+    if _static(shape[usual]) != layout.features and _static(shape[other]) == layout.features:
+        return True
+    check_output_shape(layout, tuple(shape))
+    return False
+
+
+def model_layout(flag: str, meta: Mapping[str, Any], shape: Sequence[Any]) -> tuple[YoloLayout, bool]:
+    """The layout of a bare YOLO ONNX (``onnx:PATH``) and whether its output's two last axes are
+    swapped relative to the family's (see :func:`_features_swapped`).
+
+    ``auto``: the exporter's metadata, else the axis whose length is one of :data:`SHAPE_FAMILIES`.
+    ``yolov5``/``yolov8`` (``--det-layout``): that family, the shorter axis being the values per
+    candidate (candidates outnumber them in any real detector), so any class count works."""
+    if len(shape) != 3:
+        check_output_shape(YoloLayout("yolov8", 1), tuple(shape))  # raises: names the ranks it takes
+    d1, d2 = _static(shape[1]), _static(shape[2])
+    if flag == "auto":
+        known = layout_from_metadata(meta)
+        if known is not None:
+            return known, _features_swapped(known, shape)
+        axis = 2 if d2 in SHAPE_FAMILIES else 1 if d1 in SHAPE_FAMILIES else 0
+        if not axis:
+            raise LayoutError(
+                f"cannot tell the YOLO layout of a {list(shape)} output (no exporter metadata); pass "
+                "--det-layout yolov5 (cx,cy,w,h,obj,classes) or yolov8 (cx,cy,w,h,classes)"
+            )
+        family = SHAPE_FAMILIES[int(shape[axis])]
+    elif flag in FAMILIES:
+        if d1 is None or d2 is None:
+            raise LayoutError(f"output {list(shape)} has a dynamic axis; cannot tell the class count")
+        family, axis = flag, 1 if d1 < d2 else 2
+    else:
+        raise LayoutError(f"unknown detector layout {flag!r}; choose one of auto, {', '.join(FAMILIES)}")
+    nc = int(shape[axis]) - (5 if family == "yolov5" else 4)
+    if nc < 1:
+        raise LayoutError(
+            f"output {list(shape)} is too narrow for {family} ({shape[axis]} values per candidate)"
+        )
+    layout = YoloLayout(family, nc, None, "shape" if flag == "auto" else "flag")
+    return layout, axis != (2 if family == "yolov5" else 1)
+
+
+def candidates(out: npt.ArrayLike, layout: YoloLayout, cls: int = 0) -> tuple[F32, F32, F32 | None]:
     """Raw [N, ...] output -> per-anchor (cxcywh [N,A,4], score [N,A], keypoints [N,A,K,D] or None)."""
     a = np.asarray(out, np.float32)
     if a.ndim != 3 or a.shape[2 if layout.family == "yolov5" else 1] != layout.features:
@@ -169,15 +205,17 @@ def candidates(
 PROB_SLACK = 1e-3  # rounding room: a quantize-dequantized or fp16 sigmoid may land a hair above 1
 
 
-def invalid_candidates(boxes: np.ndarray, score: np.ndarray, kpts: np.ndarray | None = None) -> np.ndarray:
+def invalid_candidates(
+    boxes: npt.NDArray[np.floating], score: npt.ArrayLike, kpts: npt.NDArray[np.floating] | None = None
+) -> npt.NDArray[np.bool_]:
     """[..., A] mask of candidates a detector emitted unusable: a NaN/inf box, score or keypoint, or
     a score that is not a probability (outside [0, 1]: logits, a broken engine).
 
     Why: ``score >= thr`` is False for NaN, so a detector emitting NaN silently gives "0 people";
     the detectors drop such candidates, count them (``Detections.invalid``) and say so once
     (:class:`OutputCheck`)."""
-    score = np.asarray(score)
-    bad = ~np.isfinite(score) | (score < -PROB_SLACK) | (score > 1 + PROB_SLACK)
+    s = np.asarray(score, np.float64)
+    bad: npt.NDArray[np.bool_] = ~np.isfinite(s) | (s < -PROB_SLACK) | (s > 1 + PROB_SLACK)
     bad |= ~np.isfinite(boxes).all(axis=-1)
     if kpts is not None:
         bad |= ~np.isfinite(kpts).all(axis=(-1, -2))
@@ -198,7 +236,7 @@ class OutputCheck:
         bad = [d.invalid for d in dets if d.invalid]
         if bad and self.name not in OutputCheck.warned:
             OutputCheck.warned.add(self.name)
-            from tqdm import tqdm  # a line of its own, not glued to a progress bar
+            from tqdm import tqdm  # type: ignore[import-untyped]  # a line of its own, not glued to a progress bar
 
             tqdm.write(
                 f"warning: detector {self.name} emits NaN/inf or scores outside [0, 1] ({bad[0]} "
@@ -209,14 +247,14 @@ class OutputCheck:
         return dets
 
 
-def cxcywh_to_xyxy(cxcywh: np.ndarray) -> np.ndarray:
+def cxcywh_to_xyxy(cxcywh: npt.ArrayLike) -> F64:
     """Box centres and sizes [..., 4] -> corners [..., 4] (float64)."""
     c = np.asarray(cxcywh, np.float64)
     return np.concatenate([c[..., :2] - c[..., 2:] / 2, c[..., :2] + c[..., 2:] / 2], axis=-1)
 
 
 def decode(
-    out: np.ndarray,
+    out: npt.ArrayLike,
     layout: YoloLayout,
     geos: list[Geometry],
     score_thr: float,
@@ -236,18 +274,7 @@ def decode(
         xywh[:, 1] = (b[:, 1] - b[:, 3] / 2 - g.pad_y) / g.scale
         xywh[:, 2:] = b[:, 2:] / g.scale
         s = score[i, sel].astype(np.float64)
-        keep = np.asarray(
-            cv2.dnn.NMSBoxes(
-                xywh.astype(np.float32).tolist(),
-                s.astype(np.float32).tolist(),
-                float(score_thr),
-                float(iou_thr),
-                top_k=max_det,
-            )
-            if len(s)
-            else [],
-            np.int64,
-        ).reshape(-1)
+        keep = nms_xywh(xywh, s, score_thr, iou_thr, max_det)
         kp = None
         if kpts is not None:
             kp = kpts[i, sel[keep]].astype(np.float64)

@@ -23,7 +23,8 @@ OUTER_FACTOR = 2.0  # build.models.double_head.OUTER_FACTOR (a test keeps them e
 def outer_to_inner(xy: np.ndarray, hm_hw: tuple[int, int], factor: float = OUTER_FACTOR) -> np.ndarray:
     h, w = hm_hw
     c = np.array([(w - 1) / 2, (h - 1) / 2], np.float32)
-    return ((np.asarray(xy, np.float32) - c) * np.float32(factor) + c).astype(np.float32)
+    inner: np.ndarray = ((np.asarray(xy, np.float32) - c) * np.float32(factor) + c).astype(np.float32)
+    return inner
 
 
 def merge_double(

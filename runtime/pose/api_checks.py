@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from runtime.backends import BACKENDS
+from runtime.backends.options import BackendOptionError, make_options
 from runtime.errors import InputError
 from runtime.pose.routing import POLICIES
 
@@ -93,12 +94,10 @@ def check_options(o: PipelineOptions) -> None:
         )
     if isinstance(o.seed, bool) or not isinstance(o.seed, (int, np.integer)) or o.seed < 0:
         raise OptionError(f"seed must be an integer >= 0, got {o.seed!r}", "seed", "pass e.g. 0")
-    if not isinstance(o.backend_options, dict):
-        raise OptionError(
-            f"backend_options must be a dict, got {type(o.backend_options).__name__}",
-            "backend_options",
-            "pass e.g. {'threads': 2}",
-        )
+    try:
+        make_options(o.backend, o.backend_options)  # names an option this backend does not take
+    except BackendOptionError as e:
+        raise OptionError(e.what, e.where, e.fix) from None
     check_masses(o.credible)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 from runtime.artifacts.manifest import load_manifest, verify_files
 from runtime.backends import backend_class, open_backend, resolve_backend_name
 from runtime.backends.base import Pending
+from runtime.backends.options import BackendOptions, given
 from runtime.heads.base import DecodeContext
 from runtime.heads.credible import DEFAULT_MASSES
 from runtime.heads.probfields import ProbFieldsDecoder
@@ -49,7 +50,8 @@ class PipelineOptions:
     score_thr: float | None = None
     max_boxes: int = DEFAULT_MAX_BOXES
     seed: int = 0
-    backend_options: dict[str, Any] = field(default_factory=dict)
+    # typed (runtime.backends.options) or a dict of them; checked against the backend's options
+    backend_options: BackendOptions | dict[str, Any] = field(default_factory=dict)
     credible: tuple[float, ...] = DEFAULT_MASSES  # credible-region masses for probmap nets; () = none
 
 
@@ -104,8 +106,13 @@ class PosePipeline:
             verify_files(self.root, self.manifest)
         if self.manifest.get("weights") == "random":
             print("WARNING: these artifacts have RANDOM weights; keypoints mean nothing", file=sys.stderr)
-        bopts = {"precision": self.options.precision, **self.options.backend_options}
-        self.backend = open_backend(self.options.backend, self.root, self.manifest, **bopts)
+        self.backend = open_backend(
+            self.options.backend,
+            self.root,
+            self.manifest,
+            self.options.backend_options,
+            precision=self.options.precision,
+        )
         self.runners = {r: self.backend.open_runner(r).activate() for r in ("router", *NET_ROLES)}
         self.streams = {r: self.backend.new_stream(r) for r in self.runners}
         self.heads = {r: self.manifest["models"][r]["head"] for r in NET_ROLES}
@@ -258,11 +265,12 @@ class PosePipeline:
         in proportion to its crops wanting the large net, so a crowded camera cannot take every
         large-net slot from the others."""
         if len(rows) == 1 or int(large.sum()) <= cap:
-            return apply_budget(scores, large, self.k1, self.k2, cap)
+            capped: np.ndarray = apply_budget(scores, large, self.k1, self.k2, cap)
+            return capped
         bounds = np.cumsum([0, *rows])
         want = np.array([int(large[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])])
         caps = fair_shares(cap, want)
-        out = large.copy()
+        out: np.ndarray = large.copy()
         for (a, b), c in zip(zip(bounds[:-1], bounds[1:]), caps):
             out[a:b] = apply_budget(scores[a:b], large[a:b], self.k1, self.k2, int(c))
         return out
@@ -322,5 +330,11 @@ class PosePipeline:
 
 
 def load_pipeline(root: str | Path, **options: Any) -> PosePipeline:
-    """``load_pipeline('artifacts/dyn-r50-h32-cpu')(image_bgr, boxes_xywh)``."""
+    """``load_pipeline('artifacts/dyn-r50-h32-cpu')(image_bgr, boxes_xywh)``. Keywords that are not
+    :class:`PipelineOptions` fields are the backend's options (``threads=2``, ``url=...``): checked
+    against what that backend takes, so a misspelt one is refused by name."""
+    names = {f.name for f in fields(PipelineOptions)}
+    extra = {k: options.pop(k) for k in list(options) if k not in names}
+    if extra:
+        options["backend_options"] = {**given(options.get("backend_options")), **extra}
     return PosePipeline(root, PipelineOptions(**options))

@@ -172,18 +172,13 @@ def pipeline_options(args: argparse.Namespace) -> PipelineOptions:  # noqa: F821
 
 
 def detector_from(args: argparse.Namespace) -> object:
-    """The ``--detector`` the flags name (runtime.detectors.net.open_detector)."""
-    from runtime.detectors.net import open_detector
+    """The ``--detector`` the flags name (runtime.detectors.factory.open_detector)."""
+    from runtime.detectors.factory import detector_options_from, open_detector
 
     return open_detector(
-        args.detector,
+        detector_options_from(args),
         args.engines,
         backend=args.backend,
         precision=args.precision,
-        score_thr=args.det_thr,
-        iou_thr=args.det_nms,
-        layout=args.det_layout,
-        cls=args.det_class,
-        hog_width=args.hog_width,
         backend_options=backend_options(args),
     )

@@ -412,5 +412,5 @@ def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    return guarded(lambda a: run_video(a)[0], argv, prog="runtime.video.engine")
+    return guarded(lambda a: run_video(a)[0], argv, prog="runtime.video")
 

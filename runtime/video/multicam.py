@@ -285,7 +285,7 @@ def run_multi(
         for src, name in zip(sources, unique_names([n or s.name for (n, _), s in zip(specs, sources)])):
             src.name = name
         first = detector_from(args)
-        if isinstance(first, NetDetector):  # the artifacts' detector: one runner, every camera in one batch
+        if isinstance(first, NetDetector) and first.shares_cameras:  # one runner, every camera in one batch
             first.close()
             entry = load_manifest(args.engines)["models"]["detector"]
             shared = NetDetector(

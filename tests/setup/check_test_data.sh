@@ -5,7 +5,7 @@
 # shared/data (tests/conftest.py reads the same variable). A user's bare clone has none of it:
 # the main job does not need it, the tests do.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 shared="$(cd .. && pwd)/shared"
 data="${DYNPOSE_SHARED_DATA-$shared/data}"
 data="${data:-.}"   # set but empty: the current folder, as tests/conftest.py reads it

@@ -10,7 +10,7 @@
 # (the python-backend stub links libpython3.11.so.1.0; without that LIBDIR first it picks
 # up another copy and model init fails with an RLock `_recursion_count` AttributeError).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY="${PYTHON:-python3}"
 VENV="${TRITON_VENV:-.triton/venv}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -8,7 +8,7 @@
 #   bash tests/setup/setup_trt_harness.sh            # both versions
 #   python -m tests.trt_harness.run 10 -- ...  # run a command with version 10 importable
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 H="${TRT_HARNESS_DIR:-$ROOT/.trt_harness}"
 PY="${PYTHON:-python}"
 CC="${CC:-gcc}"

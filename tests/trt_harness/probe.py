@@ -42,8 +42,7 @@ def _run(world: harness.TrtWorld, bad: Callable[[Any, Any], None] | None) -> str
     from build.trt import build_engines
     from build.trt.builder import EngineBuilder
     from runtime.backends.trt import TrtBackend
-
-    from .artifacts import make_artifacts
+    from tools.device_check.tiny_artifacts import make_artifacts
 
     original = EngineBuilder._config
 

@@ -80,72 +80,78 @@ class TrtWorld(World):
 
     # -- builder side ---------------------------------------------------------------
     def _install(self) -> None:
-        trt, I = self.trt, self.impls
-        I[("tensorrt", "get_plugin_registry")] = lambda: self.registry
-        I[("IPluginRegistry", "load_library")] = self._load_library
-        I[("Builder", "num_DLA_cores")] = lambda b: self.dla_cores
-        I[("Builder", "create_network")] = lambda b, flags=0: Fake(
+        trt, impl = self.trt, self.impls
+        impl[("tensorrt", "get_plugin_registry")] = lambda: self.registry
+        impl[("IPluginRegistry", "load_library")] = self._load_library
+        impl[("Builder", "num_DLA_cores")] = lambda b: self.dla_cores
+        impl[("Builder", "create_network")] = lambda b, flags=0: Fake(
             self, "INetworkDefinition", _flags=flags, _io=None
         )
-        I[("INetworkDefinition", "num_inputs")] = lambda n: len(n._state["_io"]["inputs"])
-        I[("INetworkDefinition", "num_outputs")] = lambda n: len(n._state["_io"]["outputs"])
-        I[("INetworkDefinition", "get_input")] = lambda n, i: self._tensor(n._state["_io"]["inputs"][i])
-        I[("INetworkDefinition", "get_output")] = lambda n, i: self._tensor(n._state["_io"]["outputs"][i])
-        I[("OnnxParser", "__init__")] = lambda p, network, logger: p._state.update(_net=network, _errors=[])
-        I[("OnnxParser", "parse_from_file")] = self._parse
-        I[("OnnxParser", "num_errors")] = lambda p: len(p._state["_errors"])
-        I[("OnnxParser", "get_error")] = lambda p, i: Fake(self, "ParserError", _desc=p._state["_errors"][i])
-        I[("Builder", "create_builder_config")] = lambda b: Fake(
+        impl[("INetworkDefinition", "num_inputs")] = lambda n: len(n._state["_io"]["inputs"])
+        impl[("INetworkDefinition", "num_outputs")] = lambda n: len(n._state["_io"]["outputs"])
+        impl[("INetworkDefinition", "get_input")] = lambda n, i: self._tensor(n._state["_io"]["inputs"][i])
+        impl[("INetworkDefinition", "get_output")] = lambda n, i: self._tensor(n._state["_io"]["outputs"][i])
+        impl[("OnnxParser", "__init__")] = lambda p, network, logger: p._state.update(
+            _net=network, _errors=[]
+        )
+        impl[("OnnxParser", "parse_from_file")] = self._parse
+        impl[("OnnxParser", "num_errors")] = lambda p: len(p._state["_errors"])
+        impl[("OnnxParser", "get_error")] = lambda p, i: Fake(
+            self, "ParserError", _desc=p._state["_errors"][i]
+        )
+        impl[("Builder", "create_builder_config")] = lambda b: Fake(
             self, "IBuilderConfig", _profiles=[], _flags=set(), _pools={}, _cache=None
         )
-        I[("Builder", "create_optimization_profile")] = lambda b: Fake(
+        impl[("Builder", "create_optimization_profile")] = lambda b: Fake(
             self, "IOptimizationProfile", _shapes={}
         )
-        I[("IOptimizationProfile", "set_shape")] = lambda p, name, lo, opt, hi: p._state["_shapes"].update(
+        impl[("IOptimizationProfile", "set_shape")] = lambda p, name, lo, opt, hi: p._state["_shapes"].update(
             {name: [list(lo), list(opt), list(hi)]}
         )
-        I[("IBuilderConfig", "add_optimization_profile")] = self._add_profile
-        I[("IBuilderConfig", "set_flag")] = lambda c, f: c._state["_flags"].add(f.name)
-        I[("IBuilderConfig", "get_flag")] = lambda c, f: f.name in c._state["_flags"]
-        I[("IBuilderConfig", "set_memory_pool_limit")] = lambda c, pool, size: c._state["_pools"].update(
+        impl[("IBuilderConfig", "add_optimization_profile")] = self._add_profile
+        impl[("IBuilderConfig", "set_flag")] = lambda c, f: c._state["_flags"].add(f.name)
+        impl[("IBuilderConfig", "get_flag")] = lambda c, f: f.name in c._state["_flags"]
+        impl[("IBuilderConfig", "set_memory_pool_limit")] = lambda c, pool, size: c._state["_pools"].update(
             {pool.name: size}
         )
-        I[("IBuilderConfig", "create_timing_cache")] = lambda c, data: Fake(
+        impl[("IBuilderConfig", "create_timing_cache")] = lambda c, data: Fake(
             self, "ITimingCache", _data=bytes(data)
         )
-        I[("IBuilderConfig", "set_timing_cache")] = lambda c, cache, ignore: (
+        impl[("IBuilderConfig", "set_timing_cache")] = lambda c, cache, ignore: (
             c._state.update(_cache=cache) or True
         )
-        I[("IBuilderConfig", "get_timing_cache")] = lambda c: c._state["_cache"]
-        I[("ITimingCache", "serialize")] = lambda t: Fake(
+        impl[("IBuilderConfig", "get_timing_cache")] = lambda c: c._state["_cache"]
+        impl[("ITimingCache", "serialize")] = lambda t: Fake(
             self, "IHostMemory", payload=t._state["_data"] + b"+"
         )
-        I[("Builder", "build_serialized_network")] = self._build
-        I[("ICudaEngine", "create_engine_inspector")] = lambda e: Fake(self, "EngineInspector", _engine=e)
-        I[("EngineInspector", "get_engine_information")] = self._layer_info
-        I[("ICudaEngine", "num_layers")] = lambda e: len(e._state["_plan"]["layers"])
+        impl[("Builder", "build_serialized_network")] = self._build
+        impl[("ICudaEngine", "create_engine_inspector")] = lambda e: Fake(self, "EngineInspector", _engine=e)
+        impl[("EngineInspector", "get_engine_information")] = self._layer_info
+        impl[("ICudaEngine", "num_layers")] = lambda e: len(e._state["_plan"]["layers"])
         # runtime side
-        I[("Runtime", "deserialize_cuda_engine")] = self._deserialize
-        I[("ICudaEngine", "num_io_tensors")] = lambda e: len(e._state["_io"])
-        I[("ICudaEngine", "num_optimization_profiles")] = lambda e: 1
-        I[("ICudaEngine", "get_tensor_name")] = lambda e, i: e._state["_io"][i]["name"]
-        I[("ICudaEngine", "get_tensor_mode")] = lambda e, n: (
+        impl[("Runtime", "deserialize_cuda_engine")] = self._deserialize
+        impl[("ICudaEngine", "num_io_tensors")] = lambda e: len(e._state["_io"])
+        impl[("ICudaEngine", "num_optimization_profiles")] = lambda e: 1
+        impl[("ICudaEngine", "get_tensor_name")] = lambda e, i: e._state["_io"][i]["name"]
+        impl[("ICudaEngine", "get_tensor_mode")] = lambda e, n: (
             trt.TensorIOMode.INPUT if self._io(e, n)["mode"] == "input" else trt.TensorIOMode.OUTPUT
         )
-        I[("ICudaEngine", "get_tensor_dtype")] = lambda e, n: getattr(trt.DataType, self._io(e, n)["dtype"])
-        I[("ICudaEngine", "get_tensor_shape")] = lambda e, n: trt.Dims(self._io(e, n)["shape"])
-        I[("ICudaEngine", "get_tensor_profile_shape")] = lambda e, n, i: [
+        impl[("ICudaEngine", "get_tensor_dtype")] = lambda e, n: getattr(
+            trt.DataType, self._io(e, n)["dtype"]
+        )
+        impl[("ICudaEngine", "get_tensor_shape")] = lambda e, n: trt.Dims(self._io(e, n)["shape"])
+        impl[("ICudaEngine", "get_tensor_profile_shape")] = lambda e, n, i: [
             trt.Dims(s) for s in e._state["_plan"]["profiles"][n]
         ]
-        I[("ICudaEngine", "create_execution_context")] = lambda e, *a: Fake(
+        impl[("ICudaEngine", "create_execution_context")] = lambda e, *a: Fake(
             self, "IExecutionContext", _engine=e, _shapes={}, _addr={}
         )
-        I[("IExecutionContext", "set_input_shape")] = self._set_input_shape
-        I[("IExecutionContext", "set_tensor_address")] = lambda c, n, a: (
+        impl[("IExecutionContext", "set_input_shape")] = self._set_input_shape
+        impl[("IExecutionContext", "set_tensor_address")] = lambda c, n, a: (
             c._state["_addr"].update({n: a}) or True
         )
-        I[("IExecutionContext", "get_tensor_shape")] = self._context_shape
-        I[("IExecutionContext", "execute_async_v3")] = self._execute
+        impl[("IExecutionContext", "get_tensor_shape")] = self._context_shape
+        impl[("IExecutionContext", "execute_async_v3")] = self._execute
 
     def _tensor(self, t: dict[str, Any]) -> Fake:
         return Fake(
@@ -187,46 +193,63 @@ class TrtWorld(World):
     def _version(self) -> tuple[int, ...]:
         return tuple(int(x) for x in self.spec.version.split(".")[:3])
 
-    def _build(self, builder: Fake, network: Fake, config: Fake) -> Fake | None:
-        st, io = config._state, network._state["_io"]
-        if io is None:
-            raise AssertionError("build_serialized_network on a network the parser never filled")
-        strongly_flag = getattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-        strongly = strongly_flag is None or bool(network._state["_flags"] & (1 << int(strongly_flag)))
-        dla = st.get("default_device_type") == self.trt.DeviceType.DLA
+    def _strongly_typed(self, network: Fake) -> bool:
+        """TensorRT 10.x networks are strongly typed only with the creation flag; 11.x has no flag."""
+        flag = getattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        return flag is None or bool(network._state["_flags"] & (1 << int(flag)))
+
+    def _refused(
+        self, builder: Fake, st: dict[str, Any], io: dict[str, Any], strongly: bool, dla: bool
+    ) -> bool:
+        """Whether TensorRT would refuse this build (reported through the builder's error recorder);
+        a network our builder should never hand over is an AssertionError."""
         if strongly and {"FP16", "INT8", "BF16"} & st["_flags"]:
             self._fail(
                 builder,
                 "INVALID_ARGUMENT" if hasattr(self.trt.ErrorCode, "INVALID_ARGUMENT") else "INVALID_VALUE",
                 "precision builder flags are not allowed on a strongly typed network",
             )
-            return None
+            return True
         if not strongly and not dla:
             raise AssertionError("GPU network built weakly typed: its precision would be up to the builder")
         if len(st["_profiles"]) != 1:
             raise AssertionError(f"expected one optimisation profile, got {len(st['_profiles'])}")
         prof = st["_profiles"][0]
-        for t in io["inputs"]:
-            if -1 in t["shape"] and t["name"] not in prof:
-                return None  # TensorRT: dynamic input without a profile
+        if any(-1 in t["shape"] and t["name"] not in prof for t in io["inputs"]):
+            return True  # TensorRT: dynamic input without a profile
         if self.fail_int8 and io["qdq"]:
             self._fail(builder, "INTERNAL_ERROR", self.fail_int8)
+            return True
+        return False
+
+    def _dla_layers(
+        self, builder: Fake, st: dict[str, Any], prof: dict[str, Any], n_layers: int, strongly: bool
+    ) -> int | None:
+        """How many layers a DLA build places on the DLA; None when TensorRT refuses the build."""
+        static = all(lo == hi for lo, _, hi in prof.values())
+        v = self._version()
+        if (11, 0, 0) <= v < self.dla_from_11:
+            self._fail(builder, "INVALID_VALUE", f"DLA is not supported by TensorRT {self.spec.version}")
             return None
-        dla_layers = 0
-        if dla:
-            static = all(lo == hi for lo, _, hi in prof.values())
-            v = self._version()
-            if (11, 0, 0) <= v < self.dla_from_11:
-                self._fail(builder, "INVALID_VALUE", f"DLA is not supported by TensorRT {self.spec.version}")
-                return None
-            if not static or "GPU_FALLBACK" not in st["_flags"] or st.get("DLA_core", 0) >= self.dla_cores:
-                self._fail(
-                    builder, "INVALID_VALUE", "DLA needs static shapes, GPU fallback and an existing core"
-                )
-                return None
-            # 10.x DLA runs FP16/INT8 of weakly typed networks only; every other layer falls back
-            on_dla = (not strongly and "FP16" in st["_flags"]) if v < (11, 0, 0) else strongly
-            dla_layers = len(io["layers"]) if on_dla and not self.dla_places_nothing else 0
+        if not static or "GPU_FALLBACK" not in st["_flags"] or st.get("DLA_core", 0) >= self.dla_cores:
+            self._fail(builder, "INVALID_VALUE", "DLA needs static shapes, GPU fallback and an existing core")
+            return None
+        # 10.x DLA runs FP16/INT8 of weakly typed networks only; every other layer falls back
+        on_dla = (not strongly and "FP16" in st["_flags"]) if v < (11, 0, 0) else strongly
+        return n_layers if on_dla and not self.dla_places_nothing else 0
+
+    def _build(self, builder: Fake, network: Fake, config: Fake) -> Fake | None:
+        st, io = config._state, network._state["_io"]
+        if io is None:
+            raise AssertionError("build_serialized_network on a network the parser never filled")
+        strongly = self._strongly_typed(network)
+        dla = st.get("default_device_type") == self.trt.DeviceType.DLA
+        if self._refused(builder, st, io, strongly, dla):
+            return None
+        prof = st["_profiles"][0]
+        dla_layers = self._dla_layers(builder, st, prof, len(io["layers"]), strongly) if dla else 0
+        if dla_layers is None:
+            return None
         plan = {
             "fake_engine": self.spec.version,
             "onnx": network._state["_onnx"],
@@ -252,7 +275,7 @@ class TrtWorld(World):
         if not plan["detailed"]:
             return json.dumps({"Layers": plan["layers"], "Bindings": [t["name"] for t in plan["io"]]})
         layers = (
-            [{"Name": "{ForeignNode[%s]}" % ",".join(plan["layers"]), "LayerType": "DLA"}]
+            [{"Name": f"{{ForeignNode[{','.join(plan['layers'])}]}}", "LayerType": "DLA"}]
             if plan["dla_layers"]
             else [{"Name": n, "LayerType": "CaskConvolution"} for n in plan["layers"]]
         )
@@ -292,7 +315,7 @@ class TrtWorld(World):
         return self.trt.Dims([n, *t["shape"][1:]])
 
     def _execute(self, ctx: Fake, handle: int) -> bool:
-        import onnxruntime as ort
+        from runtime.backends.ort_session import open_session
 
         eng = ctx._state["_engine"]
         plan, shapes, addr = eng._state["_plan"], dict(ctx._state["_shapes"]), dict(ctx._state["_addr"])
@@ -301,9 +324,7 @@ class TrtWorld(World):
             raise AssertionError("execute_async_v3 before every tensor address / input shape was set")
         path = plan["onnx"]
         if path not in self.sessions:
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = 1
-            self.sessions[path] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            self.sessions[path] = open_session(path, 1)
 
         def run() -> None:
             feeds = {}

@@ -1,6 +1,6 @@
 """TensorRT parts of the device check (run only where tensorrt and pycuda import).
 
-Fixture engines (tests/trt_harness/artifacts.py: tiny real ONNX nets with the
+Fixture engines (tools/device_check/tiny_artifacts.py: tiny real ONNX nets with the
 pipeline's I/O contract) are built by the project's own builder
 (build.trt.build_engines) and run through the runtime's backends, so this checks
 the code paths a deployment uses: TensorRT vs ONNX Runtime outputs, the fused
@@ -33,7 +33,7 @@ def _batch(n: int = 8, seed: int = 0) -> np.ndarray:
 
 def _fixture(root: Path) -> dict[str, Any]:
     from build.trt import build_engines
-    from tests.trt_harness.artifacts import make_artifacts
+    from tools.device_check.tiny_artifacts import make_artifacts
 
     manifest = make_artifacts(root, int8_router=False, target=target_name())
     return dict(build_engines(root, manifest, target_name()))
@@ -100,7 +100,7 @@ def run_fused_plugin(work: Path, trt_headers: Path, sm: str) -> dict[str, Any]:
     from kernels.plugin_build import build_plugin_lib
     from runtime.backends.ort import OrtBackend
     from runtime.backends.trt import TrtBackend
-    from tests.trt_harness.artifacts import make_artifacts
+    from tools.device_check.tiny_artifacts import make_artifacts
 
     lib = build_plugin_lib(trt_headers, arch=sm.replace(".", ""), out_root=work)
     root = work / "fixture-plugin"

@@ -1,4 +1,6 @@
-"""Tiny but real artifacts dirs (ONNX nets + manifest) for builder and backend tests.
+"""Tiny but real artifacts dirs (ONNX nets + manifest): the device check's TensorRT stage builds
+them into engines, and the builder and backend tests (tests/trt_harness) use them too; they live
+here because tools/ may not import tests/.
 
 The nets keep the ONNX contract (input ``input`` [N,3,256,192], outputs
 ``score`` / ``heatmaps``) and compute something input-dependent, so a

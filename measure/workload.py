@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.gt_records import read_gt
+from measure.gt_records import read_gt
 from runtime.errors import InputError
 from runtime.io.records import read_detections
 from runtime.pose.preprocess import DEFAULT_MAX_BOXES, boxes_to_center_scale, make_crops, sanitize_boxes

@@ -26,14 +26,8 @@ def _numbers(v: object) -> bool:
     )
 
 
-def check_annotation(a: object, i: int, src: str, image_ids: set[int], num_keypoints: int) -> dict[str, Any]:
-    """One GT annotation checked and completed (area, num_keypoints, iscrowd)."""
-    where = f"{src} annotations[{i}]"
-    if not isinstance(a, dict):
-        raise RecordError(
-            f"annotation is {type(a).__name__}, not an object", where, "fix the ground truth file"
-        )
-    a = dict(a)
+def _check_ids(a: dict[str, Any], where: str, image_ids: set[int]) -> None:
+    """id and image_id present and integer, the image listed; category_id defaults to person (1)."""
     for name in ("id", "image_id"):
         if name not in a:
             raise RecordError(
@@ -45,6 +39,10 @@ def check_annotation(a: object, i: int, src: str, image_ids: set[int], num_keypo
             f"image_id {a['image_id']} is not in 'images'", where, "list every image in 'images'"
         )
     a["category_id"] = record_int(a, "category_id", where) if "category_id" in a else 1
+
+
+def _check_keypoints(a: dict[str, Any], where: str, num_keypoints: int) -> list[float]:
+    """iscrowd 0/1 (a crowd region may omit keypoints) and exactly num_keypoints finite triples."""
     crowd = a.get("iscrowd", 0)
     if crowd not in (0, 1, True, False):
         raise RecordError(f"field 'iscrowd' must be 0 or 1, got {crowd!r:.40}", where, "fix the annotation")
@@ -64,6 +62,11 @@ def check_annotation(a: object, i: int, src: str, image_ids: set[int], num_keypo
             where,
             "convert the ground truth to the COCO 17-keypoint layout",
         )
+    return list(kp)
+
+
+def _check_box_and_area(a: dict[str, Any], where: str) -> None:
+    """A finite box with w, h >= 0; a missing area derived from it, a given one finite and >= 0."""
     if "bbox" not in a:
         raise RecordError("field 'bbox' is missing", where, "add the person box [x,y,w,h]")
     box = parse_box(a["bbox"], where)
@@ -85,6 +88,19 @@ def check_annotation(a: object, i: int, src: str, image_ids: set[int], num_keypo
             where,
             "fix it or remove it (then w*h of the box is used)",
         )
+
+
+def check_annotation(a: object, i: int, src: str, image_ids: set[int], num_keypoints: int) -> dict[str, Any]:
+    """One GT annotation checked and completed (area, num_keypoints, iscrowd)."""
+    where = f"{src} annotations[{i}]"
+    if not isinstance(a, dict):
+        raise RecordError(
+            f"annotation is {type(a).__name__}, not an object", where, "fix the ground truth file"
+        )
+    a = dict(a)
+    _check_ids(a, where, image_ids)
+    kp = _check_keypoints(a, where, num_keypoints)
+    _check_box_and_area(a, where)
     if "num_keypoints" not in a:
         a["num_keypoints"] = sum(1 for v in kp[2::3] if v > 0)
     return a

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 from pycocotools.coco import COCO
 
-from bench.coco_eval import run_cocoeval, stats_dict, to_coco_results
-from bench.ex_oks import ASPECT_WH, PADDING, evaluate_ex_oks
+from measure.coco_eval import run_cocoeval, stats_dict, to_coco_results
+from measure.ex_oks import ASPECT_WH, PADDING, evaluate_ex_oks
 from runtime.pose.preprocess import HEATMAP_HW
 
 ROWS = ("single", "double", "double_truth_choice")
@@ -117,7 +117,7 @@ def dh_table(
     [N,17] calibrated, ``score`` [N] person score, ``xy`` [N,17,2] truth, ``known`` [N,17] truth
     known, ``valid`` [N,17] known and inside the window and the cut image, ``area_hm`` [N].
     """
-    from bench.ex_oks import activation_windows, in_window
+    from measure.ex_oks import activation_windows, in_window
 
     win = activation_windows(np.array([window_box(1.0)]))
     gt_in = in_window(xy[..., 0], xy[..., 1], win)

@@ -1,9 +1,9 @@
 """AP/AR of small, large and dyn per precision on a labelled set: the table both the
 ``bench.accuracy`` command and the build's calibration report print.
 
-Each precision's nets run once on every crop (``bench.sweep.run_nets``, the
+Each precision's nets run once on every crop (``measure.net_outputs.run_nets``, the
 pipeline's own runners and batching); the three policies are composed from
-those outputs per crop (``bench.sweep.compose``, checked against the real
+those outputs per crop (``measure.net_outputs.compose``, checked against the real
 pipeline in tests/test_sweep.py), so a row is what a ``PosePipeline`` with
 that precision and policy returns. ``dyn`` routes with the manifest's k1/k2 on
 that precision's own router scores, as the runtime does; the router's
@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.coco_eval import evaluate_keypoints, load_gt
-from bench.sweep import NetOutputs, coco_results, compose, run_nets
-from bench.workload import CropSet, Frame, load_frames
+from measure.coco_eval import evaluate_keypoints, load_gt
+from measure.net_outputs import NetOutputs, coco_results, compose, run_nets
+from measure.workload import CropSet, Frame, load_frames
 from runtime.pose.results import FrameResult
 from runtime.pose.routing import route_band
 
