@@ -1,8 +1,8 @@
 """Net outputs -> people in image coordinates -> one frame's rows: the one assembler.
 
-The pipeline (runtime.pose.pipeline) and the sweep bench (bench/sweep.py, which decodes every
-crop with both nets once and composes frames per routing policy) both build results here, so
-a result field exists in both or in neither. Decoding itself is the head registry's
+The pipeline (runtime.pose.pipeline) and the measurements (measure/net_outputs.py: the sweep
+and the precision table decode every crop with both nets once and compose frames per routing
+policy) both build results here, so a result field exists in both or in neither. Decoding itself is the head registry's
 (runtime.heads.registry); this module adds the crop geometry and the per-frame layout.
 """
 
