@@ -14,13 +14,13 @@ from __future__ import annotations
 import re
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]
 
-from runtime.backends.base import BackendError
 from runtime.cli import expected as expected_errors  # noqa: F401 (registers the runtime's error classes)
 from runtime.cli.args import (
     OneLineParser,
@@ -34,12 +34,14 @@ from runtime.cli.args import (
     positive_int,
     run_precision,
 )
-from runtime.errors import IncompleteRun, guarded
+from runtime.detectors.factory import DetectorOptions, detector_options_from
+from runtime.errors import guarded
 from runtime.heads.probfields import add_prob_arguments
 from runtime.io.json_array import JsonArrayWriter
 from runtime.io.records import Detection, RecordError, image_names, read_detections
 from runtime.io.safe_io import drop_earlier_outputs, set_aside_earlier
 from runtime.io.sources import Frame
+from runtime.outcome import started_run
 from runtime.pose.account import RunAccount
 from runtime.pose.pipeline import PipelineOptions, PosePipeline
 from runtime.pose.preprocess import DEFAULT_MAX_BOXES
@@ -125,6 +127,36 @@ def with_det_keypoints(records: list[dict[str, Any]], det_keypoints: Any) -> lis
     return records
 
 
+@dataclass(frozen=True)
+class ImagesOptions:
+    """Everything an images run needs, validated at the CLI edge (the namespace stops there)."""
+
+    engines: Path
+    images: Path
+    out: Path  # the results JSON file
+    pipeline: PipelineOptions
+    dets: Path | None = None  # boxes from a file, or
+    detector: DetectorOptions | None = None  # made here by this detector
+
+
+def images_options(argv: list[str] | None) -> ImagesOptions:
+    """Parse and validate the flags (exit 2 on a bad one, before any work)."""
+    a = build_parser().parse_args(argv)
+    bopts = backend_options(a)  # --triton-url implies --backend triton (refused with ort/trt)
+    pipeline = PipelineOptions(
+        policy=a.policy,
+        backend=a.backend,
+        precision=a.precision,
+        budget_ms=a.budget_ms,
+        score_thr=a.score_thr,
+        max_boxes=a.max_boxes,
+        backend_options=bopts,
+        credible=a.credible,
+    )
+    detector = detector_options_from(a) if a.detector else None
+    return ImagesOptions(a.engines, a.images, a.out, pipeline, a.dets, detector)
+
+
 def _on_sigterm(signum: int, _frame: Any) -> None:
     raise SystemExit(143)
 
@@ -133,93 +165,105 @@ def main(argv: list[str] | None = None) -> int:
     return guarded(_main, argv, prog="runtime.images")
 
 
-def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    bopts = backend_options(args)  # --triton-url implies --backend triton (refused with ort/trt)
-    detector = None
-    if args.detector:
-        from runtime.detectors.factory import detector_options_from, open_detector
+class ImagesRun:
+    """One pass over the images: their boxes (from the file or the detector) -> pose -> records."""
+
+    def __init__(self, opts: ImagesOptions, pipe: PosePipeline, detector: Any, out: JsonArrayWriter) -> None:
+        self.opts, self.pipe, self.detector, self.out = opts, pipe, detector, out
+        self.acct = RunAccount()
+        self.n_large = 0
+
+    def unreadable(self, image_id: int, name: str, dets: list[Detection]) -> None:
+        print(
+            f"warning: {self.opts.images / name} unreadable; its {len(dets)} boxes say dropped: image_unreadable",
+            file=sys.stderr,
+        )
+        self.acct.add_dropped_boxes("image_unreadable", len(dets))
+        self.out.extend(
+            {
+                "image_id": image_id,
+                "category_id": 1,
+                "bbox": _json_box(d.bbox),
+                "score": d.score,
+                "dropped": "image_unreadable",
+                "det_index": d.index,
+            }
+            for d in dets
+        )
+
+    def image(self, name: str, image_id: int, dets: list[Detection]) -> None:
+        img = cv2.imread(str(self.opts.images / name))
+        if img is None:
+            self.unreadable(image_id, name, dets)
+            return
+        if self.detector is not None:
+            found = self.detector(Frame(0, 0.0, 0.0, img, name))
+            self.acct.add_detections(found)
+            (boxes, scores), det_kpts = found, getattr(found, "keypoints", None)
+            res = self.pipe(img, boxes, scores)
+            self.out.extend(
+                with_det_keypoints(res.to_coco_records(image_id, list(range(len(boxes)))), det_kpts)
+            )
+        else:
+            res = self.pipe(img, [d.bbox for d in dets], [d.score for d in dets])
+            self.out.extend(res.to_coco_records(image_id, [d.index for d in dets]))
+        self.acct.add_result(res)
+        self.n_large += int((res.route == 1).sum())
+
+
+def _boxes(opts: ImagesOptions) -> tuple[Any, dict[str, tuple[int, list[Detection]]], int]:
+    """(detector or None, file name -> (image id, its detections), non-person records skipped)."""
+    if opts.detector:
+        from runtime.detectors.factory import open_detector
         from runtime.detectors.image_dets import image_ids
 
+        p = opts.pipeline
         detector = open_detector(
-            detector_options_from(args),
-            args.engines,
-            backend=args.backend,
-            precision=args.precision,
-            backend_options=bopts,
+            opts.detector,
+            opts.engines,
+            backend=p.backend,
+            precision=p.precision,
+            backend_options=p.backend_options,
         )
-        per, other = {name: (iid, []) for name, iid in image_ids(args.images).items()}, 0
-    else:
-        per, other = load_detections(args.dets, args.images)  # all input checked before any work
-    opts = PipelineOptions(
-        policy=args.policy,
-        backend=args.backend,
-        precision=args.precision,
-        budget_ms=args.budget_ms,
-        score_thr=args.score_thr,
-        max_boxes=args.max_boxes,
-        backend_options=bopts,
-        credible=args.credible,
-    )
-    acct = RunAccount()
-    n_large = 0
+        return detector, {name: (iid, []) for name, iid in image_ids(opts.images).items()}, 0
+    assert opts.dets is not None, "--dets or --detector (argparse requires one)"
+    return None, *load_detections(opts.dets, opts.images)  # all input checked before any work
+
+
+def _main(argv: list[str]) -> int:
+    opts = images_options(argv)
+    detector, per, other = _boxes(opts)
+    try:  # the pipeline (and its backend: a Triton server that is not there is bad input, exit 2)
+        pipe = PosePipeline(opts.engines, opts.pipeline)
+    except BaseException:
+        if detector is not None and hasattr(detector, "close"):
+            detector.close()
+        raise
     old = signal.signal(signal.SIGTERM, _on_sigterm) if _is_main_thread() else None
-    done = False
     # an earlier run's results aside (named) until this one has finished: a failed rerun loses nothing
-    previous = set_aside_earlier(args.out.parent, args.out.stem, re.compile(re.escape(args.out.name)))
+    previous = set_aside_earlier(opts.out.parent, opts.out.stem, re.compile(re.escape(opts.out.name)))
     try:
-        with PosePipeline(args.engines, opts) as pipe, JsonArrayWriter(args.out) as out:
-            for name in tqdm(sorted(per), desc="images", unit="img", file=sys.stderr):
-                image_id, dets = per[name]
-                img = cv2.imread(str(args.images / name))
-                if img is None:
-                    print(
-                        f"warning: {args.images / name} unreadable; its {len(dets)} boxes say "
-                        "dropped: image_unreadable",
-                        file=sys.stderr,
-                    )
-                    acct.add_dropped_boxes("image_unreadable", len(dets))
-                    out.extend(
-                        {
-                            "image_id": image_id,
-                            "category_id": 1,
-                            "bbox": _json_box(d.bbox),
-                            "score": d.score,
-                            "dropped": "image_unreadable",
-                            "det_index": d.index,
-                        }
-                        for d in dets
-                    )
-                    continue
-                if detector is not None:
-                    found = detector(Frame(0, 0.0, 0.0, img, name))
-                    acct.add_detections(found)
-                    (boxes, scores), det_kpts = found, getattr(found, "keypoints", None)
-                    res = pipe(img, boxes, scores)
-                    out.extend(
-                        with_det_keypoints(res.to_coco_records(image_id, list(range(len(boxes)))), det_kpts)
-                    )
-                else:
-                    res = pipe(img, [d.bbox for d in dets], [d.score for d in dets])
-                    out.extend(res.to_coco_records(image_id, [d.index for d in dets]))
-                acct.add_result(res)
-                n_large += int((res.route == 1).sum())
-            done = True
-    except BackendError as e:  # e.g. the Triton server went away mid-run: every finished image is kept
-        raise IncompleteRun(str(e), "--backend", "restart the server and run again") from None
+        with JsonArrayWriter(opts.out) as out:
+            run = ImagesRun(opts, pipe, detector, out)
+            # runtime.outcome: a backend lost mid-run is exit 3, every finished image kept
+            with started_run(
+                lambda: f"{run.acct.line()}; {opts.out} holds every image finished", str(opts.out)
+            ):
+                for name in tqdm(sorted(per), desc="images", unit="img", file=sys.stderr):
+                    run.image(name, *per[name])
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+        pipe.close()
         if detector is not None and hasattr(detector, "close"):
             detector.close()
-        if not done:  # interrupted or failed: say what the file holds
-            print(f"partial run: {acct.line()}; {args.out} holds every image finished", file=sys.stderr)
     drop_earlier_outputs(previous)
     skipped = f"; {other} non-person records ignored" if other else ""
     print(
-        f"{acct.posed} people from {len(per)} images -> {args.out} (large net: {n_large}/{acct.posed} crops)"
+        f"{run.acct.posed} people from {len(per)} images -> {opts.out} "
+        f"(large net: {run.n_large}/{run.acct.posed} crops)"
     )
-    print(f"account: {acct.line()}{skipped}")
+    print(f"account: {run.acct.line()}{skipped}")
     return 0
 
 

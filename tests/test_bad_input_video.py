@@ -1,4 +1,4 @@
-"""Bad-input corpus, part 2: ``runtime.video`` on the real clip and real image folders.
+"""Bad-input corpus, part 2: ``python -m runtime.video`` on the real clip and real image folders.
 
 Flag cases run ``runtime.video.engine.main`` in-process (same boundary as ``python -m``);
 the cases that used to end in a native crash (HOG on tiny frames) run as

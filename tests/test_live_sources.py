@@ -22,7 +22,8 @@ import pytest
 
 from bench.data import REPO, shared_data_dir
 from runtime.io.live import LiveOptions
-from runtime.io.sources import SourceError, open_source
+from runtime.io.source_spec import open_source
+from runtime.io.sources import SourceError
 
 pytestmark = pytest.mark.live
 FAST = LiveOptions(

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from measure.workload import load_frames
 from runtime.pose.pipeline import PipelineOptions, PosePipeline, fair_shares
+from runtime.video.args import SourceSpec, read_sources_file, unique_names
 from runtime.video.engine import run_video
-from runtime.video.multicam import read_sources_file, unique_names
 
 
 @given(st.integers(0, 200), st.lists(st.integers(0, 60), min_size=1, max_size=8))
@@ -57,9 +57,9 @@ def test_sources_file_and_names(tmp_path: Path):
     f = tmp_path / "cams.txt"
     f.write_text("# cameras\nfront rtsp://127.0.0.1:1/cam0\n\nback  clip.mp4\nonly_a_spec.mp4\n")
     assert read_sources_file(f) == [
-        ("front", "rtsp://127.0.0.1:1/cam0"),
-        ("back", "clip.mp4"),
-        (None, "only_a_spec.mp4"),
+        SourceSpec("rtsp://127.0.0.1:1/cam0", "front"),
+        SourceSpec("clip.mp4", "back"),
+        SourceSpec("only_a_spec.mp4"),
     ]
     assert unique_names(["street", "street", "a b", "street"]) == ["street", "street_1", "a_b", "street_2"]
 

@@ -370,3 +370,87 @@ def test_version_add_that_fills_the_disk_leaves_a_repository_the_server_loads(
         max(np.nanmax(np.abs(g.keypoints[..., :2] - r.keypoints[..., :2])) for g, r in zip(got, reference[1]))
         <= 1e-4
     )
+
+
+def _frames_folder(few_frames: list, root: Path, n: int) -> tuple[Path, Path]:
+    """``n`` numbered frames cycling the four images, FEW boxes each, and their detections file."""
+    src = root / "frames"
+    src.mkdir()
+    dets = []
+    for i in range(n):
+        image, boxes, scores = few_frames[i % 4]
+        cv2.imwrite(str(src / f"{i + 1:06d}.jpg"), image)
+        dets += [
+            {"image_id": i + 1, "bbox": list(map(float, b)), "score": float(s)} for b, s in zip(boxes, scores)
+        ]
+    (root / "dets.json").write_text(json.dumps(dets))
+    return src, root / "dets.json"
+
+
+def _kill_server_mid_run(repo: Path, argv: list[str], progress: Path) -> tuple[int, str]:
+    """Start a server and ``argv`` against it; kill the server once ``progress`` has grown; the exit."""
+    srv = start_server(repo, models=["router", "small", "large"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *argv, "--triton-url", srv.grpc_url],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if progress.is_file() and progress.stat().st_size > 2000:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"{argv[0]} ended before the server was killed: {proc.communicate()}"
+        srv.kill()
+        _, err = proc.communicate(timeout=KILL_FAIL_S + 20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        srv.stop()
+    return proc.returncode, err
+
+
+def test_server_killed_mid_run_same_exit_for_images_and_1_or_3_cameras(
+    triton_build, few_frames, tmp_path
+) -> None:
+    """A backend lost part-way is "incomplete" (exit 3, outputs so far kept) for runtime.images and
+    runtime.video with one camera or three (was: 2 with several cameras, runtime.outcome now)."""
+    art, repo = triton_build
+    src, dets = _frames_folder(few_frames, tmp_path, 400)
+    video = [
+        "runtime.video",
+        "--engines",
+        str(art),
+        "--detector",
+        f"json:{dets}",
+        "--no-video",
+        "--quiet",
+    ]
+    runs = {
+        "images": (
+            ["runtime.images", "--engines", str(art), "--images", str(src), "--dets", str(dets)],
+            tmp_path / "i" / "results.json",
+        ),
+        "video x1": (
+            [*video, "--source", str(src), "--out", str(tmp_path / "v1")],
+            tmp_path / "v1" / "frames.jsonl",
+        ),
+        "video x3": (
+            [*video, *["--source", str(src)] * 3, "--out", str(tmp_path / "v3")],
+            tmp_path / "v3" / "frames.jsonl",
+        ),
+    }
+    runs["images"][0].extend(["--out", str(tmp_path / "i")])
+    for what, (argv, progress) in runs.items():
+        code, err = _kill_server_mid_run(repo, argv, progress)
+        lines = err.strip().splitlines()
+        assert code == 3, f"{what}: exit {code}: {err}"
+        assert "Traceback" not in err and lines[-1].startswith("error: ") and "Triton at" in lines[-1], err
+        if progress.suffix == ".jsonl":  # every line written is whole and in order
+            records = [json.loads(x) for x in progress.read_text().splitlines()]
+            assert records and [r["frame"] for r in records] == list(range(len(records)))
+        else:  # still one valid JSON list of whole images
+            assert len(json.loads(progress.read_text())) > 0

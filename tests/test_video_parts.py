@@ -15,7 +15,8 @@ from runtime.detectors.net import NetDetector
 from runtime.detectors.yolo import model_layout
 from runtime.io.draw import ROUTE_COLOURS, draw_persons
 from runtime.io.sinks import JsonlWriter, MjpegAviWriter
-from runtime.io.sources import Frame, SourceError, gstreamer_available, open_source
+from runtime.io.source_spec import open_source
+from runtime.io.sources import Frame, SourceError, gstreamer_available
 from runtime.pose.results import FrameResult
 from runtime.tracking.tracker import IoUTracker, iou_matrix
 

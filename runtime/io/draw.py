@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from runtime.pose.results import FrameResult
+from runtime.tracking.ids import TrackIds
 
 # COCO-17 limbs (0-based keypoint indices).
 SKELETON = (
@@ -55,7 +56,7 @@ def _label(
 def draw_persons(
     img: np.ndarray,
     res: FrameResult,
-    track_ids: Sequence[int] | None = None,
+    track_ids: TrackIds | None = None,
     presence_thr: float = 0.5,
     kpt_thr: float = 0.0,
     hide_low: bool = False,

@@ -28,11 +28,11 @@ class GstUnavailable(RuntimeError):
 @functools.lru_cache(maxsize=1)
 def _gst() -> Any:
     try:
-        import gi
+        import gi  # type: ignore[import-untyped]
 
         gi.require_version("Gst", "1.0")
         gi.require_version("GstApp", "1.0")
-        from gi.repository import Gst, GstApp  # noqa: F401  (GstApp adds try_pull_sample)
+        from gi.repository import Gst, GstApp  # type: ignore[import-untyped]  # noqa: F401  (GstApp adds try_pull_sample)
     except (ImportError, ValueError) as e:
         raise GstUnavailable(
             f"GStreamer for Python is not available ({e}); install it with "

@@ -15,6 +15,7 @@ Readers are the small ``Reader`` protocol (``read() -> frame | None``,
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import threading
@@ -44,7 +45,7 @@ class LiveOptions:
     backoff_max_s: float = 8.0
 
 
-def add_live_arguments(p: argparse.ArgumentParser) -> None:  # noqa: F821
+def add_live_arguments(p: argparse.ArgumentParser) -> None:
     """The live-source flags of a CLI (defaults: LiveOptions)."""
     from runtime.cli.args import nonneg_int, positive_float
 
@@ -87,7 +88,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:  # noqa: F821
     )
 
 
-def live_options(args: argparse.Namespace) -> LiveOptions:  # noqa: F821
+def live_options(args: argparse.Namespace) -> LiveOptions:
     return LiveOptions(
         open_timeout_s=args.open_timeout,
         read_timeout_s=args.read_timeout,
@@ -137,7 +138,7 @@ class FfmpegReader:
             self.cap.release()
             raise ConnectionError(f"no connection within {open_timeout_s:g} s")
         self.read_timeout_s = read_timeout_s
-        self.fps = self.cap.get(cv2.CAP_PROP_FPS)  # 0 when the stream does not say
+        self.fps: float | None = self.cap.get(cv2.CAP_PROP_FPS)  # 0 when the stream does not say
 
     def read(self) -> np.ndarray | None:
         ok, img = self.cap.read()

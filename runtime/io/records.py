@@ -40,7 +40,7 @@ def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def record_int(rec: dict, name: str, where: str) -> int:
+def record_int(rec: dict[str, Any], name: str, where: str) -> int:
     """An integer field (an integral float such as 785.0 is accepted)."""
     v = rec.get(name)
     if isinstance(v, float) and math.isfinite(v) and v.is_integer():
@@ -77,7 +77,7 @@ def parse_box(v: object, where: str) -> tuple[float, float, float, float]:
     return out[0], out[1], out[2], out[3]
 
 
-def parse_score(rec: dict, where: str) -> float:
+def parse_score(rec: dict[str, Any], where: str) -> float:
     """``score`` is optional (1.0); when present it must be a finite number."""
     if "score" not in rec:
         return 1.0

@@ -26,7 +26,6 @@ import os
 import re
 import struct
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ import numpy as np
 
 from runtime.errors import output_error
 from runtime.io.safe_io import set_aside_earlier, write_at
+from runtime.tracking.ids import TrackIds
 
 if TYPE_CHECKING:
     from runtime.io.sources import Frame
@@ -45,7 +45,7 @@ AVIIF_KEYFRAME = 0x10
 DEFAULT_MAX_BYTES = 2**31  # well below the 4 GiB a 32-bit RIFF size can describe
 
 
-def frame_record(frame: Frame, track_ids: Sequence[int], detected: bool, res: FrameResult) -> dict[str, Any]:
+def frame_record(frame: Frame, track_ids: TrackIds, detected: bool, res: FrameResult) -> dict[str, Any]:
     """The JSON Lines record of one frame; persons keep the detector's box order."""
     persons = res.persons()
     for p, tid, s in zip(persons, track_ids, res.box_score):
@@ -185,6 +185,7 @@ class MjpegAviWriter:
 
     def _patch(self, frames: int, flags: int) -> None:
         """Rewrite the header in place so it describes exactly the frames on disk."""
+        assert self._fd is not None, "patched while open only"
         movi_size = self._end - self._movi_at
         write_at(self._fd, self._headers(frames, flags, movi_size, self._end - 8), 0, self.paths[-1])
 
@@ -209,6 +210,7 @@ class MjpegAviWriter:
         if self._end + len(data) + 16 * (len(self._index) + 1) + 8 > self.max_bytes and self._index:
             self._finish_segment()
             self._open_segment()
+        assert self._fd is not None  # checked above; _open_segment reopens
         # Checked: a frame cut short (disk full) is cut off again and never counted in the header.
         write_at(self._fd, data, self._end, self.paths[-1], restore_size=self._end)
         self._index.append((self._end - self._movi_at, len(jpg)))
@@ -219,6 +221,7 @@ class MjpegAviWriter:
     def _finish_segment(self) -> None:
         idx = b"".join(struct.pack("<4sIII", b"00dc", AVIIF_KEYFRAME, off, n) for off, n in self._index)
         fd, self._fd = self._fd, None
+        assert fd is not None, "a segment is finished once"
         try:
             # No room for the (optional) index: the header already describes every frame on disk.
             write_at(fd, _chunk(b"idx1", idx), self._end, self.paths[-1], restore_size=self._end)
@@ -245,7 +248,7 @@ class CvVideoWriter:
         self.paths = [self.path]
         self.size = tuple(size)
         self._w: cv2.VideoWriter | None = cv2.VideoWriter(
-            str(self.path), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size
+            str(self.path), cv2.VideoWriter.fourcc(*fourcc), float(fps), self.size
         )
         if not self._w.isOpened():
             raise RuntimeError(f"OpenCV cannot write {self.path} with codec {fourcc!r}; use an .avi output")

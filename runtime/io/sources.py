@@ -1,10 +1,10 @@
-"""Frame sources: video files, cameras, network streams, GStreamer pipelines, image folders.
+"""Frame sources read to their end: video files, cameras, OpenCV GStreamer pipelines, image folders.
 
-One function, :func:`open_source`, turns whatever the user typed after
-``--source`` into a :class:`FrameSource`, so the video CLI never branches on
-the kind of input. Anything that cannot be opened fails here, once, with a
-:class:`SourceError` that names the input and says what to do; damaged frames
-later on are skipped and counted instead of ending the run.
+:class:`FrameSource` is what every stage reads from; the live (newest-frame) sources in
+runtime.io.live build on it, and runtime.io.source_spec turns a ``--source`` value into one
+of them (so this module imports neither). Anything that cannot be opened fails once, with a
+:class:`SourceError` that names the input and says what to do; damaged frames later on are
+skipped and counted instead of ending the run.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import cv2
 import numpy as np
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 # After this many failed reads in a row a file is at its end (or broken beyond repair).
 MAX_CONSECUTIVE_FAILURES = 8
 STREAM_RECONNECTS = 3
@@ -47,27 +46,6 @@ def gstreamer_available() -> bool:
     """OpenCV's build table says whether its VideoCapture can run GStreamer pipelines."""
     m = re.search(r"GStreamer:\s*(\w+)", cv2.getBuildInformation())
     return bool(m and m.group(1).upper() == "YES")
-
-
-def csi_pipeline(
-    sensor_id: int = 0, width: int = 1920, height: int = 1080, fps: int = 30, flip: int = 0
-) -> str:
-    """The usual Jetson CSI camera pipeline: Argus ISP -> NVMM -> BGR frames for OpenCV."""
-    return (
-        f"nvarguscamerasrc sensor-id={sensor_id} ! "
-        f"video/x-raw(memory:NVMM),width={width},height={height},framerate={fps}/1,format=NV12 ! "
-        f"nvvidconv flip-method={flip} ! video/x-raw,format=BGRx ! videoconvert ! "
-        "video/x-raw,format=BGR ! appsink drop=true max-buffers=2"
-    )
-
-
-def _no_gstreamer_error(spec: str) -> SourceError:
-    return SourceError(
-        f"source {spec!r} is a GStreamer pipeline, but this OpenCV ({cv2.__version__}) was built without "
-        "GStreamer (cv2.getBuildInformation() says 'GStreamer: NO'; the pip opencv-python wheels never have it). "
-        "Install GStreamer for Python (`pip install -e .[gst]` plus the system GStreamer packages), or use "
-        "JetPack's OpenCV, or build OpenCV with -DWITH_GSTREAMER=ON; elsewhere give a file, camera index or URL."
-    )
 
 
 def _mp4_diagnosis(path: Path) -> str:
@@ -97,7 +75,7 @@ def _mp4_diagnosis(path: Path) -> str:
     return "its MP4 structure looks complete, so the codec may be unsupported by this OpenCV build"
 
 
-def _natural_key(p: Path) -> list:
+def _natural_key(p: Path) -> list[int | str]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
 
 
@@ -142,7 +120,7 @@ class FrameSource:
 class CaptureSource(FrameSource):
     """Anything cv2.VideoCapture opens."""
 
-    def __init__(self, spec: str, kind: str, name: str, target: object, api: int = cv2.CAP_ANY) -> None:
+    def __init__(self, spec: str, kind: str, name: str, target: str | int, api: int = cv2.CAP_ANY) -> None:
         self._target, self._api = target, api
         self.cap = self._open()
         if not self.cap.isOpened():
@@ -250,126 +228,3 @@ class FolderSource(FrameSource):
                 print(f"warning: {f} is not a readable image, skipped", file=sys.stderr)
                 continue
             yield Frame(i, i / self.fps, time.time(), img, f.name)
-
-
-def _live(spec: str, kind: str, name: str, open_reader, live) -> FrameSource:
-    """A newest-frame live source; a connection that never opens is one SourceError."""
-    from runtime.io.live import LatestFrameSource
-
-    try:
-        return LatestFrameSource(spec, kind, name, open_reader, live)
-    except (ConnectionError, OSError) as e:
-        raise SourceError(
-            f"cannot open stream {spec!r}: {e}. Check that the camera/server is up, the URL and "
-            "credentials, and the network (try it with `ffplay URL` or gst-launch-1.0)"
-        ) from None
-    except ValueError as e:
-        raise SourceError(f"source {spec!r}: {e}") from None
-
-
-def _gst_source(spec: str, desc: str, live) -> FrameSource:
-    from runtime.io import gst_reader
-    from runtime.io.live import LiveOptions
-
-    o = live or LiveOptions()
-    return _live(
-        spec,
-        "gstreamer",
-        "gstreamer",
-        lambda: gst_reader.GstReader(desc, o.open_timeout_s, o.read_timeout_s),
-        o,
-    )
-
-
-def open_source(
-    spec: str,
-    fps: float = DEFAULT_FPS,
-    live: LiveOptions | None = None,  # noqa: F821
-    reader: str = "auto",
-) -> FrameSource:
-    """Turn a ``--source`` value into a frame source (see docs/video.md for the forms).
-
-    ``live`` sets timeouts and reconnects of live sources; ``reader`` picks how a URL or
-    pipeline is read: ``gst`` (PyGObject appsink), ``ffmpeg`` (OpenCV/FFmpeg) or ``auto``
-    (GStreamer for pipelines, csi:// and rtsp:// where PyGObject is installed, FFmpeg otherwise).
-    """
-    from runtime.io import gst_reader
-    from runtime.io.live import FfmpegReader, LiveOptions
-
-    if reader not in ("auto", "gst", "ffmpeg"):
-        raise SourceError(f"unknown reader {reader!r}: use auto, gst or ffmpeg")
-    spec = str(spec).strip()
-    if not spec:
-        raise SourceError(
-            "empty --source: give a video file, image folder, camera index, URL or GStreamer pipeline"
-        )
-    use_gst = reader == "gst" or (reader == "auto" and gst_reader.available())
-    if reader == "gst" and not gst_reader.available():
-        try:
-            gst_reader._gst()
-        except gst_reader.GstUnavailable as e:
-            raise SourceError(f"--reader gst: {e}") from None
-    if spec.startswith("gst:"):
-        if not gst_reader.available():
-            raise SourceError(f"source {spec!r}: " + str(_safe_gst_error()))
-        return _gst_source(spec, spec[4:], live)
-    m = re.fullmatch(r"csi(?::/*|://)(\d+)", spec)
-    if m:
-        if use_gst and not gst_reader.has_element("nvarguscamerasrc"):
-            raise SourceError(
-                f"source {spec!r}: this GStreamer has no nvarguscamerasrc (csi:// needs a Jetson with "
-                "JetPack's GStreamer and nvargus-daemon); give a camera index, URL or gst:PIPELINE"
-            )
-        spec = csi_pipeline(int(m.group(1)))
-    if "!" in spec:
-        if use_gst:
-            return _gst_source(spec, spec, live)
-        if not gstreamer_available():
-            raise _no_gstreamer_error(spec)
-        pipeline = spec if "appsink" in spec else spec + " ! videoconvert ! video/x-raw,format=BGR ! appsink"
-        return CaptureSource(spec, "gstreamer", "gstreamer", pipeline, cv2.CAP_GSTREAMER)
-    if spec.isdigit():
-        return CaptureSource(spec, "camera", f"camera{spec}", int(spec))
-    if spec.startswith("/dev/video"):
-        return CaptureSource(spec, "camera", Path(spec).name, spec, cv2.CAP_V4L2)
-    if spec.lower().startswith(URL_SCHEMES):
-        o = live or LiveOptions()
-        name = _stream_name(spec)
-        if use_gst and spec.lower().startswith(("rtsp://", "rtsps://")):
-            desc = gst_reader.rtsp_pipeline(spec)
-            return _live(
-                spec, "url", name, lambda: gst_reader.GstReader(desc, o.open_timeout_s, o.read_timeout_s), o
-            )
-        return _live(spec, "url", name, lambda: FfmpegReader(spec, o.open_timeout_s, o.read_timeout_s), o)
-    p = Path(spec)
-    if p.is_dir():
-        return FolderSource(spec, fps)
-    if not p.exists():
-        raise SourceError(
-            f"source {spec!r} not found: give an existing video file or image folder, a camera index "
-            "(0), /dev/videoN, an rtsp:// or http:// URL, csi://0 or a GStreamer pipeline"
-        )
-    if not p.is_file():
-        raise SourceError(f"source {spec!r} is neither a file nor a folder")
-    if p.stat().st_size == 0:
-        raise SourceError(f"cannot open video file {spec!r}: it is empty (0 bytes)")
-    return CaptureSource(spec, "file", p.stem, spec)
-
-
-def _stream_name(url: str) -> str:
-    """A file-name-safe name for a stream's outputs: the URL path's last part (cam0), else 'stream'."""
-    from urllib.parse import urlsplit
-
-    tail = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
-    tail = re.sub(r"[^A-Za-z0-9_.-]+", "_", tail).lstrip(".")
-    return tail or "stream"
-
-
-def _safe_gst_error() -> str:
-    from runtime.io import gst_reader
-
-    try:
-        gst_reader._gst()
-    except gst_reader.GstUnavailable as e:
-        return str(e)
-    return "GStreamer is available"

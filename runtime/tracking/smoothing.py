@@ -32,12 +32,12 @@ keypoints and the score column pass through unchanged; a track unseen for
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from runtime.pose.results import FrameResult
+from runtime.tracking.ids import TrackIds
 
 DEFAULT_MIN_CUTOFF, DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_SNAP = 8.0, 0.5, 0.5, 0.25
 
@@ -97,7 +97,7 @@ class OneEuroSmoother:
         st.t = t
         return out
 
-    def __call__(self, res: FrameResult, track_ids: Sequence[int], t: float) -> FrameResult:
+    def __call__(self, res: FrameResult, track_ids: TrackIds, t: float) -> FrameResult:
         """Smooth every tracked, kept person of ``res`` (in place) at time ``t``; returns ``res``."""
         for i, tid in enumerate(track_ids):
             if int(tid) <= 0 or i >= len(res) or res.route[i] < 0:

@@ -74,7 +74,8 @@ class IoUTracker:
             if ti not in matched_t:
                 t.misses += 1
         self.tracks = [t for t in self.tracks if t.misses <= self.max_misses]
-        for di in np.flatnonzero(ids == 0):
+        for new in np.flatnonzero(ids == 0):
+            di = int(new)
             self.tracks.append(Track(self._next_id, boxes[di].copy(), float(scores[di]), frame, np.zeros(4)))
             ids[di] = self._next_id
             self._next_id += 1
@@ -99,7 +100,7 @@ class IoUTracker:
 
     @staticmethod
     def _at(t: Track, frame: int) -> np.ndarray:
-        b = t.box + t.velocity * max(0, frame - t.frame)
+        b: np.ndarray = t.box + t.velocity * max(0, frame - t.frame)
         b[2:] = np.maximum(b[2:], 1.0)
         return b
 
@@ -157,7 +158,9 @@ class BufferedTracker:
 
         return [box_histogram(image, b) for b in boxes]
 
-    def _scores(self, boxes: np.ndarray, hists: list, frame: int) -> tuple[np.ndarray, np.ndarray]:
+    def _scores(
+        self, boxes: np.ndarray, hists: list[np.ndarray | None], frame: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """[T, N] match score (-inf where a pair is not allowed) and IoU with the extrapolated tracks."""
         from runtime.tracking.appearance import similarity
 
@@ -213,8 +216,9 @@ class BufferedTracker:
             v = (boxes[di] - t.box) / gap
             t.velocity = self.smoothing * t.velocity + (1 - self.smoothing) * v
             t.box, t.score, t.frame, t.hits = boxes[di].copy(), float(scores[di]), frame, t.hits + 1
-            if hists[di] is not None:
-                t.hist = hists[di] if t.hist is None else 0.8 * t.hist + 0.2 * hists[di]
+            h = hists[di]
+            if h is not None:
+                t.hist = h if t.hist is None else 0.8 * t.hist + 0.2 * h
             ids[di] = t.id
         self.tracks = [t for t in self.tracks if frame - t.frame <= self.buffer]
         matched = boxes[ids > 0]

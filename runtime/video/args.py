@@ -1,12 +1,16 @@
-"""The command line of ``python -m runtime.video``: every flag, its range and its default.
+"""The command line of ``python -m runtime.video``: every flag, its range and its default, and the
+typed :class:`VideoOptions` built from them.
 
-Kept apart from runtime.video.engine (the stages and the run) so both stay small; the
-numeric flags are validated here, at the edge, by runtime.cli.args types.
+Why here: the namespace stops at this edge. Flags are validated once (numeric ranges by
+runtime.cli.args types, the backend pair, the sources list) and turned into frozen
+dataclasses; runtime.video.engine reads only those, the same for one camera or many.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.cli.args import (
@@ -22,9 +26,10 @@ from runtime.cli.args import (
     run_precision,
     unit_float,
 )
-from runtime.detectors.factory import LAYOUTS
+from runtime.detectors.factory import LAYOUTS, DetectorOptions, detector_options_from
 from runtime.heads.probfields import add_prob_arguments
-from runtime.io.live import add_live_arguments
+from runtime.io.live import LiveOptions, add_live_arguments, live_options
+from runtime.pose.pipeline import PipelineOptions
 from runtime.pose.preprocess import DEFAULT_MAX_BOXES
 from runtime.pose.routing import POLICIES
 from runtime.tracking.smoothing import parse_smooth
@@ -155,30 +160,121 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def pipeline_options(args: argparse.Namespace) -> PipelineOptions:  # noqa: F821
-    """The pose pipeline's options from the video CLI's flags (one camera or many)."""
-    from runtime.pose.pipeline import PipelineOptions
+@dataclass(frozen=True)
+class DetectOptions:
+    """How boxes are found (the detector's own options) and carried between detections."""
 
-    return PipelineOptions(
-        policy=args.policy,
-        backend=args.backend,
-        precision=args.precision,
-        budget_ms=args.budget_ms,
-        score_thr=args.score_thr,
-        max_boxes=args.max_boxes,
-        backend_options=backend_options(args),
-        credible=args.credible,
-    )
+    detector: DetectorOptions = DetectorOptions()
+    every: int = 1  # detect every k-th frame, the tracker predicts in between
+    tracker: str = "buffered"
+    track_iou: float = 0.3
 
 
-def detector_from(args: argparse.Namespace) -> object:
-    """The ``--detector`` the flags name (runtime.detectors.factory.open_detector)."""
-    from runtime.detectors.factory import detector_options_from, open_detector
+@dataclass(frozen=True)
+class DrawOptions:
+    """The overlay video: whether there is one, its container and what is drawn on it."""
 
-    return open_detector(
-        detector_options_from(args),
-        args.engines,
-        backend=args.backend,
-        precision=args.precision,
-        backend_options=backend_options(args),
+    video: bool = True
+    video_format: str = "avi"
+    presence_thr: float | None = None  # None: the manifest's
+    kpt_thr: float = 0.0
+    hide_low: bool = False
+    regions: bool = False
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One camera: what ``--source`` / a ``--sources`` line said, and the name its outputs take."""
+
+    spec: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """Everything a video run needs, validated; one camera is a one-element ``sources``."""
+
+    engines: Path
+    sources: tuple[SourceSpec, ...]
+    out: Path
+    pipeline: PipelineOptions
+    detect: DetectOptions = DetectOptions()
+    draw: DrawOptions = DrawOptions()
+    smooth: tuple[float, float] | None = None  # One-Euro (min_cutoff, beta); None = off
+    max_frames: int | None = None
+    fps: float = 30.0
+    live: LiveOptions = field(default_factory=LiveOptions)
+    reader: str = "auto"
+    fsync: bool = False
+    quiet: bool = False
+
+
+def read_sources_file(path: Path) -> list[SourceSpec]:
+    """``name  spec`` per line (``#`` comments, blank lines ignored); a line with one field is a
+    spec without a name."""
+    out = []
+    for line in (raw.strip() for raw in path.read_text().splitlines()):
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        out.append(SourceSpec(parts[1].strip(), parts[0]) if len(parts) == 2 else SourceSpec(parts[0]))
+    if not out:
+        raise ValueError(f"{path} lists no sources (one 'name spec' per line)")
+    return out
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """File-name-safe, distinct output names: street, street_1, street_2 ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for raw in names:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", raw).strip("._") or "camera"
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        out.append(name if k == 0 else f"{name}_{k}")
+    return out
+
+
+def _sources(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[SourceSpec, ...]:
+    specs = [SourceSpec(s) for s in args.source]
+    if args.sources is not None:
+        try:
+            specs += read_sources_file(args.sources)
+        except (OSError, ValueError) as e:
+            parser.error(f"--sources {args.sources}: {e}")
+    if not specs:
+        parser.error("give --source (repeat it for several cameras) or --sources FILE")
+    return tuple(specs)
+
+
+def video_options(argv: list[str] | None = None) -> VideoOptions:
+    """Parse and validate the video CLI's flags (exit 2 on a bad one, before any source is opened)."""
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    bopts = backend_options(a)  # --backend vs --triton-url; sets --backend triton for a bare URL
+    return VideoOptions(
+        engines=a.engines,
+        sources=_sources(parser, a),
+        out=a.out,
+        pipeline=PipelineOptions(
+            policy=a.policy,
+            backend=a.backend,
+            precision=a.precision,
+            budget_ms=a.budget_ms,
+            score_thr=a.score_thr,
+            max_boxes=a.max_boxes,
+            backend_options=bopts,
+            credible=a.credible,
+        ),
+        detect=DetectOptions(detector_options_from(a), a.det_every, a.tracker, a.track_iou),
+        draw=DrawOptions(
+            not a.no_video, a.video_format, a.presence_thr, a.kpt_thr, a.hide_low, a.draw_regions
+        ),
+        smooth=a.smooth,
+        max_frames=a.max_frames,
+        fps=a.fps,
+        live=live_options(a),
+        reader=a.reader,
+        fsync=a.fsync,
+        quiet=a.quiet,
     )

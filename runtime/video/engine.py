@@ -1,17 +1,30 @@
-"""``python -m runtime.video``: a video, camera or stream in; keypoints out as an overlay and JSON Lines.
+"""``python -m runtime.video``: N cameras (one is N = 1) in; keypoints out as overlays and JSON Lines.
 
-Four stages run at once, joined by small bounded queues, so the slowest one
-sets the frame rate: decoding (thread) -> person detection + tracking
-(thread) -> the pose pipeline (main thread; itself pipelined, frame t+1 is
-cropped and routed while frame t's nets run) -> drawing and writing (thread).
-Every finished frame is on disk at once (see runtime.io.sinks); the first
-Ctrl-C or SIGTERM stops reading and lets the frames in flight finish, a
-second one quits at once. Both leave valid outputs.
+One engine for any number of sources. Each stage is an object and runs on its own
+thread, joined by small bounded queues, so the slowest one sets the frame rate:
+
+    ReadStage (per camera) -> DetectStage (detect + track; one per detector) ->
+    PoseStage (main thread, every camera's crops in ONE batch per tick, then SmoothStage) ->
+    WriteStage (per camera: overlay, JSON Lines, stats)
+
+A top-down pipeline does not care which camera a crop came from, so each tick takes the
+oldest waiting frame of every camera that has one (live cameras already keep only their
+newest frame, runtime.io.live) and sends all their crops through router, small and large
+net as one submission (``PosePipeline.run_ticks``: tick t+1 is cropped and routed while tick
+t's nets run), then splits the results back per camera. A tick never waits for a camera that
+has no frame, every ready camera is in every tick, ``--max-boxes`` caps each camera's people
+and in budget mode the large-net slots are shared max-min fairly
+(``runtime.pose.pipeline.fair_shares``). The artifacts' detector is shared the same way (one
+``detect_many`` batch per round); HOG / json / onnx detectors keep state, so each camera has
+its own.
+
+Every finished frame is on disk at once (runtime.io.sinks). The first Ctrl-C or SIGTERM stops
+reading and lets the frames in flight finish, a second one quits at once; how the run ends
+(exit codes) is runtime.outcome's policy, shared with runtime.images.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import queue
 import signal
@@ -19,36 +32,41 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
+import numpy.typing as npt
+from tqdm import tqdm  # type: ignore[import-untyped]
 
-from runtime.backends.base import BackendError
 from runtime.cli import expected as expected_errors  # noqa: F401 (registers the runtime's error classes)
-from runtime.cli.args import backend_options
-from runtime.detectors.factory import JsonDetections
 from runtime.detectors.net import attach_det_keypoints
-from runtime.errors import EXIT_INCOMPLETE, EXIT_SIGINT, guarded
+from runtime.errors import EXIT_SIGINT, guarded
 from runtime.io.draw import draw_hud, draw_persons
 from runtime.io.draw_regions import draw_regions
-from runtime.io.live import live_options
 from runtime.io.records import json_safe
 from runtime.io.safe_io import atomic_write_text, drop_earlier_outputs
 from runtime.io.sinks import JsonlWriter, frame_record, open_video_writer, set_aside_earlier_outputs
-from runtime.io.sources import Frame, FrameSource, open_source
+from runtime.io.sources import Frame, FrameSource
+from runtime.outcome import end_code, started_run
 from runtime.pose.account import RunAccount
 from runtime.pose.pipeline import PosePipeline
 from runtime.pose.results import FrameResult
-from runtime.tracking.smoothing import make_smoother
+from runtime.tracking.smoothing import OneEuroSmoother, make_smoother
 from runtime.tracking.tracker import TRACKERS
-from runtime.video.args import build_parser, detector_from, pipeline_options
-from runtime.video.stats import POSE_PARTS, STAGES, Stats, print_summary  # noqa: F401 (STAGES re-exported)
+from runtime.video.args import VideoOptions, video_options
+from runtime.video.opening import Opened, open_all
+from runtime.video.stats import POSE_PARTS, STAGES, Stats, print_summary
+
+__all__ = ["POSE_PARTS", "STAGES", "Engine", "main", "run", "run_video"]
 
 END = object()
 QUEUE_SIZE = 4
+IDLE_WAIT_S = 0.002
+Summary = dict[str, Any]
 
 
 @dataclass
@@ -57,43 +75,24 @@ class Item:
 
     frame: Frame
     ms: dict[str, float]
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
-    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    boxes: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 4)))
+    scores: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    track_ids: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     detected: bool = False
-    det_keypoints: np.ndarray | None = None  # a pose detector's own keypoints, box order
+    det_keypoints: npt.NDArray[np.float32] | None = None  # a pose detector's own keypoints, box order
 
 
-class VideoRun:
-    """Wires source -> detector/tracker -> pose pipeline -> sinks with one thread per stage."""
+class Flow:
+    """The run's shared state: graceful stop, abort, the errors the stage threads hit, and the
+    bounded-queue helpers every stage uses (they give up once the run aborts)."""
 
-    def __init__(
-        self, args: argparse.Namespace, source: FrameSource, detector: Any, pipe: PosePipeline
-    ) -> None:
-        self.args, self.source, self.detector, self.pipe = args, source, detector, pipe
-        self.tracker = TRACKERS[args.tracker](iou_thr=args.track_iou)
-        self.smoother = make_smoother(args.smooth)
+    def __init__(self) -> None:
         self.stop = threading.Event()  # graceful: read no more frames, finish those in flight
         self.abort = threading.Event()  # an error or a second Ctrl-C: everyone quits now
         self.errors: list[BaseException] = []
-        self.q_frames: queue.Queue = queue.Queue(QUEUE_SIZE)
-        self.q_dets: queue.Queue = queue.Queue(QUEUE_SIZE)
-        self.q_out: queue.Queue = queue.Queue(2 * QUEUE_SIZE)
-        self.stats = Stats()
-        self.account = RunAccount()
-        out = args.out
-        # this run's files only beside each other; the earlier ones aside until this run ends well
-        self.previous = set_aside_earlier_outputs(out, source.name)
-        self.jsonl = JsonlWriter(out / f"{source.name}.jsonl", fsync=args.fsync)
-        self.video_path = None if args.no_video else out / f"{source.name}.overlay.{args.video_format}"
-        self.video: Any = None
-        manifest_thr = (pipe.manifest.get("presence") or {}).get("threshold", 0.5)
-        self.presence_thr = manifest_thr if args.presence_thr is None else args.presence_thr
         self.interrupted: str | None = None
-        self.writer: threading.Thread | None = None
 
-    # -- plumbing ----------------------------------------------------------------------
-    def _put(self, q: queue.Queue, item: object) -> bool:
+    def put(self, q: queue.Queue[Any], item: object) -> bool:
         while not self.abort.is_set():
             try:
                 q.put(item, timeout=0.1)
@@ -102,7 +101,7 @@ class VideoRun:
                 continue
         return False
 
-    def _get(self, q: queue.Queue) -> object:
+    def get(self, q: queue.Queue[Any]) -> Any:
         while not self.abort.is_set():
             try:
                 return q.get(timeout=0.1)
@@ -110,61 +109,48 @@ class VideoRun:
                 continue
         return END
 
-    def _guard(self, fn: Any, downstream: queue.Queue | None, upstream: queue.Queue | None = None) -> Any:
-        """Run a stage; on an error stop reading, let later stages finish what they hold, and
-        keep draining ``upstream`` so earlier stages never block on a dead consumer. Only the
-        writer (no ``downstream``) aborts everything: nothing after it could use the frames."""
+    def thread(
+        self, name: str, body: Callable[[], None], finish: Callable[[], None], last: bool
+    ) -> threading.Thread:
+        """A stage thread. On an error: record it and stop reading; ``finish`` (pass END on,
+        drain what is upstream) always runs so neighbours never block on a dead stage. Only a
+        ``last`` stage (the writer) aborts everything: nothing after it could use the frames."""
 
         def run() -> None:
             try:
-                fn()
+                body()
             except BaseException as e:  # noqa: BLE001 - re-raised by the main thread
                 self.errors.append(e)
                 self.stop.set()
-                if downstream is None:
+                if last:
                     self.abort.set()
-                elif upstream is not None:
-                    while self._get(upstream) is not END:
-                        pass
             finally:
-                if downstream is not None:
-                    self._put(downstream, END)
+                finish()
 
-        return run
+        return threading.Thread(target=run, name=name, daemon=True)
 
-    # -- stages --------------------------------------------------------------------------
-    def _read(self) -> None:
-        it = self.source.frames()
-        n = 0
-        while not (self.stop.is_set() or self.abort.is_set()):
-            if self.args.max_frames is not None and n >= self.args.max_frames:
-                break
-            t = time.perf_counter()
-            frame = next(it, None)
-            if frame is None:
-                break
-            item = Item(frame, {"decode": (time.perf_counter() - t) * 1e3})
-            if self.source.is_live and self.q_frames.full():
-                try:  # live: keep latency low by dropping the oldest waiting frame
-                    self.q_frames.get_nowait()
-                    self.stats.live_dropped += 1
-                except queue.Empty:
-                    pass
-            if not self._put(self.q_frames, item):
-                break
-            n += 1
-            self.stats.read = n
 
-    def _detect(self) -> None:
-        k = max(1, self.args.det_every)
-        seen = 0
-        while (item := self._get(self.q_frames)) is not END:
-            t = time.perf_counter()
-            self.track(item, self.detector(item.frame) if seen % k == 0 else None)
-            seen += 1
-            item.ms["detect"] = (time.perf_counter() - t) * 1e3
-            if not self._put(self.q_dets, item):
-                return
+class Camera:
+    """One source and everything kept per camera: its queues, tracker, smoother, sinks,
+    stats and account. Stages move :class:`Item` s between its queues."""
+
+    def __init__(self, opts: VideoOptions, source: FrameSource, presence_thr: float) -> None:
+        self.source, self.name = source, source.name
+        self.q_frames: queue.Queue[Any] = queue.Queue(QUEUE_SIZE)
+        self.q_dets: queue.Queue[Any] = queue.Queue(QUEUE_SIZE)
+        self.q_out: queue.Queue[Any] = queue.Queue(2 * QUEUE_SIZE)
+        self.tracker = TRACKERS[opts.detect.tracker](iou_thr=opts.detect.track_iou)
+        self.smoother: OneEuroSmoother | None = make_smoother(opts.smooth)
+        self.stats = Stats()
+        self.account = RunAccount()
+        self.presence_thr = presence_thr
+        # this run's files only beside each other; the earlier ones aside until this run ends well
+        self.previous = set_aside_earlier_outputs(opts.out, self.name)
+        self.jsonl = JsonlWriter(opts.out / f"{self.name}.jsonl", fsync=opts.fsync)
+        self.video_path = (
+            opts.out / f"{self.name}.overlay.{opts.draw.video_format}" if opts.draw.video else None
+        )
+        self.video: Any = None
 
     def track(self, item: Item, dets: Any) -> None:
         """Boxes of a detection (``dets``) or, between detections (None), the tracker's predictions."""
@@ -181,82 +167,225 @@ class VideoRun:
         item.track_ids[ok] = self.tracker.update(item.boxes[ok], item.scores[ok], f.index, f.image)
         item.detected = True
 
-    def _pose(self) -> None:
-        waiting: deque[Item] = deque()
+    def outputs(self) -> dict[str, Any]:
+        return {
+            "jsonl": str(self.jsonl.path),
+            "video": [str(p) for p in self.video.paths] if self.video is not None else [],
+        }
 
-        def frames() -> Iterator[tuple]:
-            while (item := self._get(self.q_dets)) is not END:
-                waiting.append(item)
-                yield item.frame.image, item.boxes, item.scores
+    def close_sinks(self) -> None:
+        self.jsonl.close()
+        if self.video is not None:
+            self.video.close()
 
-        for res in self.pipe.run_many(frames()):
-            item = waiting.popleft()
-            # Work and waits on the nets only; "total" would also count waiting for the detector.
-            item.ms["pose"] = sum(res.timings_ms.get(k, 0.0) for k in POSE_PARTS)
-            if self.smoother is not None:
-                self.smoother(res, item.track_ids, item.frame.timestamp)
-            if not self._put(self.q_out, (item, res)):
-                return
 
-    def _write(self) -> None:
-        live = self.source.is_live
-        total = None if live else self.source.total
-        if total is not None and self.args.max_frames is not None:
-            total = min(total, self.args.max_frames)
-        bar = tqdm(
+def take_oldest(
+    flow: Flow, active: list[Camera], attr: str, on_end: Callable[[Camera], None] | None = None
+) -> list[tuple[Camera, Item]]:
+    """The oldest waiting item of every camera in ``active`` that has one; a camera whose queue
+    yields END leaves ``active`` (``on_end(cam)`` passes the end on). One camera: blocks until it
+    has an item; several: never waits (a stalled camera cannot hold the others back)."""
+    batch: list[tuple[Camera, Item]] = []
+    for cam in list(active):
+        q: queue.Queue[Any] = getattr(cam, attr)
+        try:
+            item = flow.get(q) if len(active) == 1 else q.get_nowait()
+        except queue.Empty:
+            continue
+        if item is END:
+            active.remove(cam)
+            if on_end is not None:
+                on_end(cam)
+            continue
+        batch.append((cam, item))
+    return batch
+
+
+class ReadStage:
+    """Decodes one camera's frames; a live camera drops its oldest waiting frame rather than lag."""
+
+    def __init__(self, flow: Flow, cam: Camera, max_frames: int | None) -> None:
+        self.flow, self.cam, self.max_frames = flow, cam, max_frames
+
+    def __call__(self) -> None:
+        cam, it = self.cam, self.cam.source.frames()
+        while not (self.flow.stop.is_set() or self.flow.abort.is_set()) and cam.stats.read != self.max_frames:
+            t = time.perf_counter()
+            frame = next(it, None)
+            if frame is None:
+                break
+            item = Item(frame, {"decode": (time.perf_counter() - t) * 1e3})
+            if cam.source.is_live and cam.q_frames.full():
+                self._drop_oldest()
+            if not self.flow.put(cam.q_frames, item):
+                break
+            cam.stats.read += 1
+
+    def _drop_oldest(self) -> None:
+        try:  # live: keep latency low by dropping the oldest waiting frame
+            self.cam.q_frames.get_nowait()
+            self.cam.stats.live_dropped += 1
+        except queue.Empty:
+            pass
+
+    def finish(self) -> None:
+        self.flow.put(self.cam.q_frames, END)
+
+
+class DetectStage:
+    """Detection + tracking for the cameras sharing one detector. Each round takes the oldest
+    waiting frame of each of them; those due (every ``--det-every``-th frame of a camera) go to the
+    detector together, the others get the camera's tracker predictions."""
+
+    def __init__(self, flow: Flow, cams: list[Camera], detector: Any, every: int) -> None:
+        self.flow, self.cams, self.detector, self.every = flow, cams, detector, max(1, every)
+        self.active = list(cams)
+        self.seen = {id(c): 0 for c in cams}
+        self.batches: list[int] = []  # frames per detector call
+
+    def detect(self, frames: list[Frame]) -> list[Any]:
+        """The one call site of the detector: a batching one gets every due frame at once."""
+        if hasattr(self.detector, "detect_many"):
+            return list(self.detector.detect_many([f.image for f in frames]))
+        return [self.detector(f) for f in frames]
+
+    def __call__(self) -> None:
+        while self.active and not self.flow.abort.is_set():
+            batch = take_oldest(self.flow, self.active, "q_frames", on_end=self._end)
+            if not batch:
+                time.sleep(IDLE_WAIT_S)
+                continue
+            t = time.perf_counter()
+            due = [(cam, item) for cam, item in batch if self.seen[id(cam)] % self.every == 0]
+            found = dict(zip((id(item) for _, item in due), self.detect([item.frame for _, item in due])))
+            if due:
+                self.batches.append(len(due))
+            for cam, item in batch:
+                cam.track(item, found.get(id(item)))
+                self.seen[id(cam)] += 1
+            ms = (time.perf_counter() - t) * 1e3 / len(batch)
+            for cam, item in batch:
+                item.ms["detect"] = ms
+                if not self.flow.put(cam.q_dets, item):
+                    return
+
+    def _end(self, cam: Camera) -> None:
+        self.flow.put(cam.q_dets, END)
+
+    def finish(self) -> None:
+        """Pass the end on and keep draining the readers so they never block on a dead stage."""
+        for cam in self.active:
+            self.flow.put(cam.q_dets, END)
+        for cam in self.active:
+            while self.flow.get(cam.q_frames) is not END:
+                pass
+        self.active = []
+
+
+class SmoothStage:
+    """``--smooth``: each camera's One-Euro filter over its tracks, in frame order."""
+
+    def __call__(self, cam: Camera, item: Item, res: FrameResult) -> None:
+        if cam.smoother is not None:
+            cam.smoother(res, item.track_ids, item.frame.timestamp)
+
+
+class PoseStage:
+    """Every camera's crops in one pose batch per tick, then smoothing, then to each camera's writer."""
+
+    def __init__(self, flow: Flow, cams: list[Camera], pipe: PosePipeline) -> None:
+        self.flow, self.cams, self.pipe = flow, cams, pipe
+        self.smooth = SmoothStage()
+        self.ticks = self.crops = 0
+
+    def _views(self, waiting: deque[list[tuple[Camera, Item]]]) -> Iterator[list[tuple[Any, Any, Any]]]:
+        active = list(self.cams)
+        while active and not self.flow.abort.is_set():
+            batch = take_oldest(self.flow, active, "q_dets")
+            if not batch:
+                time.sleep(IDLE_WAIT_S)
+                continue
+            waiting.append(batch)
+            self.ticks += 1
+            self.crops += sum(len(item.boxes) for _, item in batch)
+            yield [(item.frame.image, item.boxes, item.scores) for _, item in batch]
+
+    def __call__(self) -> None:
+        waiting: deque[list[tuple[Camera, Item]]] = deque()
+        for results in self.pipe.run_ticks(self._views(waiting)):
+            for (cam, item), res in zip(waiting.popleft(), results):
+                # Work and waits on the nets only; "total" would also count waiting for the detector.
+                item.ms["pose"] = sum(res.timings_ms.get(k, 0.0) for k in POSE_PARTS)
+                self.smooth(cam, item, res)
+                if not self.flow.put(cam.q_out, (item, res)):
+                    return
+
+
+class WriteStage:
+    """One camera's outputs: the overlay (when asked for), the JSON Lines record, stats, progress."""
+
+    def __init__(self, flow: Flow, cam: Camera, opts: VideoOptions) -> None:
+        self.flow, self.cam, self.draw, self.opts = flow, cam, opts.draw, opts
+
+    def _bar(self) -> Any:
+        src = self.cam.source
+        total = None if src.is_live else src.total
+        if total is not None and self.opts.max_frames is not None:
+            total = min(total, self.opts.max_frames)
+        return tqdm(
             total=total,
-            desc=self.source.name,
+            desc=self.cam.name,
             unit="frame",
             file=sys.stderr,
-            disable=self.args.quiet,
+            disable=self.opts.quiet,
             smoothing=0.1,
         )
+
+    def __call__(self) -> None:
+        bar = self._bar()
         try:
-            while (got := self._get(self.q_out)) is not END:
-                item, res = got
-                t = time.perf_counter()
-                img = None
-                if self.video_path is not None:
-                    if getattr(self.args, "draw_regions", False):
-                        draw_regions(item.frame.image, res)
-                    img = draw_persons(
-                        item.frame.image,
-                        res,
-                        item.track_ids,
-                        self.presence_thr,
-                        self.args.kpt_thr,
-                        self.args.hide_low,
-                    )
-                    draw_hud(img, self._hud(item, res))
-                t_draw = time.perf_counter()
-                self.jsonl.write(
-                    attach_det_keypoints(
-                        frame_record(item.frame, item.track_ids, item.detected, res), item.det_keypoints
-                    )
-                )
-                self.account.add_result(res)
-                if img is not None:
-                    if self.video is None:
-                        h, w = img.shape[:2]
-                        size = self.source.size or (w, h)
-                        self.video = open_video_writer(self.video_path, self.source.fps, size)
-                    self.video.write(img)
-                t_end = time.perf_counter()
-                item.ms["draw"] = (t_draw - t) * 1e3
-                item.ms["write"] = (t_end - t_draw) * 1e3
-                self.stats.add(item.ms, res)
+            while (got := self.flow.get(self.cam.q_out)) is not END:
+                self.write(*got)
+                s = self.cam.stats
                 bar.update(1)
                 bar.set_postfix_str(
-                    f"{self.stats.fps:.1f} FPS, {self.stats.routed} people, large "
-                    f"{self.stats.large / max(1, self.stats.routed):.0%}",
+                    f"{s.fps:.1f} FPS, {s.routed} people, large {s.large / max(1, s.routed):.0%}",
                     refresh=False,
                 )
         finally:
             bar.close()
-            self.close_sinks()
+            self.cam.close_sinks()
+
+    def overlay(self, item: Item, res: FrameResult) -> Any:
+        d = self.draw
+        if d.regions:
+            draw_regions(item.frame.image, res)
+        img = draw_persons(
+            item.frame.image, res, item.track_ids, self.cam.presence_thr, d.kpt_thr, d.hide_low
+        )
+        draw_hud(img, self._hud(item, res))
+        return img
+
+    def write(self, item: Item, res: FrameResult) -> None:
+        cam = self.cam
+        t = time.perf_counter()
+        img = self.overlay(item, res) if cam.video_path is not None else None
+        t_draw = time.perf_counter()
+        record = frame_record(item.frame, item.track_ids, item.detected, res)
+        cam.jsonl.write(attach_det_keypoints(record, item.det_keypoints))
+        cam.account.add_result(res)
+        if img is not None:
+            if cam.video is None:
+                h, w = img.shape[:2]
+                assert cam.video_path is not None  # img is drawn only when there is an overlay
+                cam.video = open_video_writer(cam.video_path, cam.source.fps, cam.source.size or (w, h))
+            cam.video.write(img)
+        item.ms["draw"] = (t_draw - t) * 1e3
+        item.ms["write"] = (time.perf_counter() - t_draw) * 1e3
+        cam.stats.add(item.ms, res)
 
     def _hud(self, item: Item, res: FrameResult) -> list[str]:
-        s = self.stats
+        s = self.cam.stats
         return [
             f"frame {item.frame.index}  " + (f"{s.fps:.1f} FPS" if s.fps else "-- FPS"),
             f"pose {item.ms.get('pose', 0):.0f} ms  det {item.ms.get('detect', 0):.0f} ms"
@@ -264,153 +393,200 @@ class VideoRun:
             f"{len(res)} people  large {res.large_fraction:.0%}",
         ]
 
-    def close_sinks(self) -> None:
-        self.jsonl.close()
-        if self.video is not None:
-            self.video.close()
+    def finish(self) -> None:
+        pass
 
-    # -- driver ----------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        threads = [
-            threading.Thread(target=self._guard(self._read, self.q_frames), name="decode", daemon=True),
-            threading.Thread(
-                target=self._guard(self._detect, self.q_dets, self.q_frames), name="detect", daemon=True
-            ),
+
+class Engine:
+    """Wires N cameras through the stages; one camera is N = 1."""
+
+    def __init__(self, opts: VideoOptions, opened: Opened) -> None:
+        assert opened.pipe is not None, "open_all opens the pipeline"
+        self.opts, self.flow = opts, Flow()
+        manifest_thr = float((opened.pipe.manifest.get("presence") or {}).get("threshold", 0.5))
+        thr = manifest_thr if opts.draw.presence_thr is None else opts.draw.presence_thr
+        self.cams = [Camera(opts, src, thr) for src in opened.sources]
+        by_source = {id(c.source): c for c in self.cams}
+        self.detect = [
+            DetectStage(self.flow, [by_source[id(s)] for s in srcs], det, opts.detect.every)
+            for det, srcs in opened.detectors
         ]
-        writer = threading.Thread(target=self._guard(self._write, None), name="write", daemon=True)
-        self.writer = writer
-        for t in (*threads, writer):
+        self.pose = PoseStage(self.flow, self.cams, opened.pipe)
+        self.writers: list[threading.Thread] = []
+
+    def _threads(self) -> list[threading.Thread]:
+        f = self.flow
+        threads = []
+        for cam in self.cams:
+            read = ReadStage(f, cam, self.opts.max_frames)
+            threads.append(f.thread(f"decode-{cam.name}", read, read.finish, last=False))
+        for i, det in enumerate(self.detect):
+            threads.append(f.thread(f"detect-{i}", det, det.finish, last=False))
+        for cam in self.cams:
+            w = WriteStage(f, cam, self.opts)
+            self.writers.append(f.thread(f"write-{cam.name}", w, w.finish, last=True))
+        return threads
+
+    def run(self) -> Summary:
+        """Run to the end of every source (or a stop); re-raises the first stage error."""
+        threads = self._threads()
+        for t in (*threads, *self.writers):
             t.start()
+        t0 = time.perf_counter()
         try:
-            self._pose()
+            self.pose()
         except BaseException as e:
             if not isinstance(e, KeyboardInterrupt):
-                self.errors.append(e)
-            self.abort.set() if isinstance(e, KeyboardInterrupt) else self.stop.set()
+                self.flow.errors.append(e)
+            (self.flow.abort if isinstance(e, KeyboardInterrupt) else self.flow.stop).set()
             raise
         finally:
-            self.stop.set()
-            if not self.abort.is_set():
-                self._put(self.q_out, END)
-                writer.join()
-            else:
-                # An error or a second Ctrl-C: unblock everyone, give the writer a moment to close files.
-                self.abort.set()
-                writer.join(timeout=5)
-            self.abort.set()
-            for t in threads:
-                t.join(timeout=2)
-            self.source.close()
-        if self.errors:
-            raise self.errors[0]
-        return self.stats.summary(self.source)
+            self._shut_down(threads)
+        if self.flow.errors:
+            raise self.flow.errors[0]
+        return self.summary(time.perf_counter() - t0)
+
+    def _shut_down(self, threads: list[threading.Thread]) -> None:
+        """Let the writers finish what they hold (or, after an abort, give them a moment to close
+        their files), then stop everything and close the sources."""
+        self.flow.stop.set()
+        aborted = self.flow.abort.is_set()
+        if not aborted:
+            for cam in self.cams:
+                self.flow.put(cam.q_out, END)
+        for w in self.writers:
+            w.join(timeout=5 if aborted else None)
+        self.flow.abort.set()
+        for t in threads:
+            t.join(timeout=2)
+        for cam in self.cams:
+            cam.source.close()
+
+    def summary(self, wall: float) -> Summary:
+        """One camera: its summary. Several: per camera plus the totals of the shared stages."""
+        per = {cam.name: cam.stats.summary(cam.source) for cam in self.cams}
+        if len(self.cams) == 1:
+            return per[self.cams[0].name]
+        batches = [n for d in self.detect for n in d.batches if len(d.cams) > 1]
+        return {
+            "cameras": per,
+            "ticks": self.pose.ticks,
+            "crops": self.pose.crops,
+            "wall_s": wall,
+            "detector_batches": {
+                "calls": len(batches),
+                "frames": sum(batches),
+                "max": max(batches, default=0),
+            },
+            "crops_per_s": self.pose.crops / wall if wall > 0 else 0.0,
+            "frames": sum(s["frames"] for s in per.values()),
+            "ended_early": "; ".join(f"{n}: {s['ended_early']}" for n, s in per.items() if s["ended_early"])
+            or None,
+        }
+
+    def partial(self) -> str:
+        """What was written, for the ``partial run:`` line of a run that failed."""
+        many = len(self.cams) > 1
+        return "; ".join(
+            f"{f'[{c.name}] ' if many else ''}{c.account.line()}, {c.jsonl.lines} frames written to {c.jsonl.path}"
+            for c in self.cams
+        )
 
 
-def _install_signals(run: VideoRun) -> dict[int, Any]:
+def install_signals(flow: Flow) -> dict[int, Any]:
     """First SIGINT/SIGTERM: graceful stop; second: KeyboardInterrupt in the main thread."""
 
-    def handler(signum: int, _frame: object) -> None:
-        if run.stop.is_set():
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if flow.stop.is_set():
             raise KeyboardInterrupt
-        run.stop.set()
-        run.interrupted = signal.Signals(signum).name
-        print(f"\n{run.interrupted}: finishing frames in flight (again to quit now)", file=sys.stderr)
+        flow.stop.set()
+        flow.interrupted = signal.Signals(signum).name
+        print(f"\n{flow.interrupted}: finishing frames in flight (again to quit now)", file=sys.stderr)
 
-    old = {}
+    old: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for s in (signal.SIGINT, signal.SIGTERM):
             old[s] = signal.signal(s, handler)
     return old
 
 
-def run_video(argv: list[str] | None = None) -> tuple[int, dict[str, Any] | None]:
-    """The CLI body; returns (exit code, summary) so benchmarks can call it in-process."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    backend_options(args)  # --backend vs --triton-url, checked before any source is opened
-    specs: list[tuple[str | None, str]] = [(None, s) for s in args.source]
-    if args.sources is not None:
-        from runtime.video.multicam import read_sources_file
+def write_summaries(engine: Engine, summary: Summary, out: Path) -> None:
+    """``<camera>.summary.json`` per camera (and ``multicam.summary.json`` with the totals)."""
+    many = len(engine.cams) > 1
+    for cam in engine.cams:
+        s = dict(
+            summary["cameras"][cam.name] if many else summary,
+            interrupted=engine.flow.interrupted,
+            account=cam.account.as_dict(),
+            outputs=cam.outputs(),
+        )
+        if not many:
+            summary.update(s)
+        atomic_write_text(
+            out / f"{cam.name}.summary.json", json.dumps(json_safe(s), indent=2, allow_nan=False)
+        )
+        tag = f"[{cam.name}] " if many else ""
+        print(tag, file=sys.stderr, end="")
+        print_summary(s, out)
+        print(f"{tag}account: {cam.account.line()}")
+    if many:
+        total = {**summary, "interrupted": engine.flow.interrupted}
+        atomic_write_text(
+            out / "multicam.summary.json", json.dumps(json_safe(total), indent=2, allow_nan=False)
+        )
+        print(
+            f"{len(engine.cams)} cameras: {summary['frames']} frames, {summary['crops']} crops in "
+            f"{summary['ticks']} ticks, {summary['crops_per_s']:.1f} crops/s overall",
+            file=sys.stderr,
+        )
 
+
+def _interrupted(engine: Engine) -> int:
+    """A second Ctrl-C: the writers close their files themselves; every frame written is valid."""
+    engine.flow.abort.set()
+    for w in engine.writers:
+        w.join(timeout=5)
+    print("interrupted: outputs closed; every frame written so far is valid", file=sys.stderr)
+    for cam in engine.cams:
+        print(
+            f"[{cam.name}] account: {cam.account.line()} (frames written: {cam.jsonl.lines})", file=sys.stderr
+        )
+    return EXIT_SIGINT
+
+
+def run(opts: VideoOptions) -> tuple[int, Summary | None]:
+    """Run the video job the options describe; returns (exit code, summary)."""
+    opened = open_all(opts)  # expected errors (a source, the detector, the artifacts, the backend): exit 2
+    try:
+        opts.out.mkdir(parents=True, exist_ok=True)
+        engine = Engine(opts, opened)
+        old = install_signals(engine.flow)
         try:
-            specs += read_sources_file(args.sources)
-        except (OSError, ValueError) as e:
-            parser.error(f"--sources {args.sources}: {e}")
-    if not specs:
-        parser.error("give --source (repeat it for several cameras) or --sources FILE")
-    if len(specs) > 1:
-        from runtime.video.multicam import run_multi
-
-        return run_multi(args, specs)
-    args.source = specs[0][1]
-    # Expected errors (bad source, detector, manifest, records) propagate to the boundary: one line, exit 2.
-    detector = detector_from(args)
-    try:
-        source = open_source(args.source, fps=args.fps, live=live_options(args), reader=args.reader)
-    except BaseException:
-        if hasattr(detector, "close"):
-            detector.close()
-        raise
-    if specs[0][0]:
-        source.name = specs[0][0]
-    try:
-        if isinstance(detector, JsonDetections) and source.kind == "folder":
-            detector.bind_folder(args.source)
-        pipe = PosePipeline(args.engines, pipeline_options(args))
-    except BaseException:
-        source.close()
-        raise
-    run = VideoRun(args, source, detector, pipe)
-    old = _install_signals(run)
-    try:
-        summary = run.run()
-    except KeyboardInterrupt:
-        run.abort.set()
-        if run.writer is not None:
-            run.writer.join(timeout=5)  # the writer closes the files itself
-        print("interrupted: outputs closed; every frame written so far is valid", file=sys.stderr)
-        print(f"account: {run.account.line()} (frames written: {run.jsonl.lines})", file=sys.stderr)
-        return EXIT_SIGINT, None
-    except BackendError as e:  # e.g. the Triton server went away mid-run: one line, frames kept
-        print(
-            f"partial run: {run.account.line()}; {run.jsonl.lines} frames written to {run.jsonl.path}",
-            file=sys.stderr,
-        )
-        print(f"error: {e}; every frame written so far is valid", file=sys.stderr)
-        return EXIT_INCOMPLETE, None
-    except BaseException:
-        print(
-            f"partial run: {run.account.line()}; {run.jsonl.lines} frames written to {run.jsonl.path}",
-            file=sys.stderr,
-        )
-        raise
+            with started_run(engine.partial, str(opts.out)):
+                summary = engine.run()
+        except KeyboardInterrupt:
+            return _interrupted(engine), None
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        pipe.close()
-        if hasattr(detector, "close"):
-            detector.close()
-    summary["interrupted"] = run.interrupted
-    summary["account"] = run.account.as_dict()
-    summary["outputs"] = {
-        "jsonl": str(run.jsonl.path),
-        "video": [str(p) for p in run.video.paths] if run.video is not None else [],
-    }
-    atomic_write_text(
-        args.out / f"{source.name}.summary.json", json.dumps(json_safe(summary), indent=2, allow_nan=False)
-    )
-    print_summary(summary, args.out)
-    print(f"account: {run.account.line()}")
+        opened.close()
+    write_summaries(engine, summary, opts.out)
     if summary["ended_early"]:
         print(
             f"error: {summary['ended_early']}; the {summary['frames']} frames decoded were written",
             file=sys.stderr,
         )
-        return EXIT_INCOMPLETE, summary
-    drop_earlier_outputs(run.previous)  # ended well (a Ctrl-C / SIGTERM stop is how live runs end)
-    return {None: 0, "SIGINT": 130, "SIGTERM": 143}[run.interrupted], summary
+    else:  # ended well (a Ctrl-C / SIGTERM stop is how live runs end): earlier runs' outputs go
+        for cam in engine.cams:
+            drop_earlier_outputs(cam.previous)
+    return end_code(engine.flow.interrupted, summary["ended_early"]), summary
+
+
+def run_video(argv: list[str] | None = None) -> tuple[int, Summary | None]:
+    """The CLI body; returns (exit code, summary) so benchmarks can call it in-process."""
+    return run(video_options(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
     return guarded(lambda a: run_video(a)[0], argv, prog="runtime.video")
-
