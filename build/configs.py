@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from runtime.heads.registry import HEATMAP, PROBMAP, PROBMAP_DH
+
 DEFAULT_CONFIG = "fixture-dyn"
 
 
 @dataclass(frozen=True)
 class NetChoice:
     arch: str  # a name in build.models' registry
-    head: str = "heatmap"  # heatmap | probmap
+    head: str = HEATMAP  # a runtime.heads.registry kind
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,8 @@ register_config(
 register_config(
     PipelineConfig(
         "dyn-r50-probpose",
-        NetChoice("res50", "heatmap"),
-        NetChoice("probpose-s", "probmap"),
+        NetChoice("res50", HEATMAP),
+        NetChoice("probpose-s", PROBMAP),
         description="ResNet-50 heatmap small, ProbPose-s probability-map large (ProbPose decode, presence)",
     )
 )
@@ -103,8 +105,8 @@ register_config(
 register_config(
     PipelineConfig(
         "fixture-dyn",
-        NetChoice("fixture-s", "heatmap"),
-        NetChoice("fixture-l", "probmap"),
+        NetChoice("fixture-s", HEATMAP),
+        NetChoice("fixture-l", PROBMAP),
         router=dict(channels=(8, 8, 16, 32), hidden=32),
         theta=0.15,
         p=50.0,
@@ -123,8 +125,8 @@ register_config(
 register_config(
     PipelineConfig(
         "fixture-dyn-dh",
-        NetChoice("fixture-s", "heatmap"),
-        NetChoice("fixture-l", "probmap-dh"),
+        NetChoice("fixture-s", HEATMAP),
+        NetChoice("fixture-l", PROBMAP_DH),
         router=dict(channels=(8, 8, 16, 32), hidden=32),
         theta=0.15,
         p=50.0,

@@ -18,6 +18,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from runtime.heads.decode import COCO_SIGMAS
+from runtime.heads.registry import head_spec
 
 PLUGIN_NAMESPACE = "dynpose"
 PLUGIN_VERSION = "1"
@@ -42,20 +43,25 @@ def _plugin_attrs(**fields) -> dict:
     return {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE, **fields}
 
 
-def _decode_source(head_kind: str, names: list[str]) -> tuple[str, dict]:
-    """The map output the decode reads and the plugin mode for it (logits get sparsemax fused)."""
-    if head_kind == "heatmap":
-        if "heatmaps" not in names:
-            raise ValueError(f"heatmap decode needs a 'heatmaps' output; the model has {names}")
-        return "heatmaps", {"mode": "heatmap"}
-    if "logits" in names:
-        return "logits", {"mode": "probmap", "normalize": 1}
-    if "probmaps" in names:
-        return "probmaps", {"mode": "probmap", "normalize": 0}
-    raise ValueError(
-        f"probmap decode needs a 'logits' or 'probmaps' output; the model has {names}. "
-        "Export the probmap net with its logits output"
-    )
+def _decode_source(head_kind: str, names: list[str]) -> tuple[str, dict, bool]:
+    """The map output the decode reads, the plugin attributes for it and whether it takes the
+    OKS sigmas: the first of the head's plugin inputs (runtime.heads.registry) the model has."""
+    try:
+        choices = head_spec(head_kind).plugin_inputs
+    except ValueError as e:
+        raise ValueError(f"head_kind: {e}") from None
+    if not choices:
+        raise ValueError(f"head_kind {head_kind!r}: the decode plugin cannot decode this head")
+    pick = next((c for c in choices if c.output in names), None)
+    if pick is None:
+        wanted = " or ".join(repr(c.output) for c in choices)
+        raise ValueError(
+            f"{head_kind} decode needs a {wanted} output; the model has {names}. Export the net with that output"
+        )
+    attrs: dict = {"mode": pick.mode}
+    if pick.normalize is not None:
+        attrs["normalize"] = pick.normalize
+    return pick.output, attrs, pick.sigmas
 
 
 def _map_dims(model: onnx.ModelProto, src: str, sig: np.ndarray) -> list:
@@ -96,22 +102,21 @@ def add_decode_plugin(
     """Return a copy of ``model`` with a DynPoseDecode node producing ``keypoints`` [N,K,2]
     (x, y in heatmap pixels) and ``keypoint_scores`` [N,K].
 
-    head_kind "heatmap" decodes the ``heatmaps`` output (MSRA). head_kind "probmap"
-    decodes ``logits`` (sparsemax fused in the plugin) or, if the net only has
-    ``probmaps``, those. With ``keep_maps=False`` the map output is dropped from the
-    graph outputs, so no [N,K,64,48] tensor crosses to the host.
+    The head kind's registry spec (runtime.heads.registry) says which output the plugin
+    reads and how: a heatmap head its ``heatmaps`` (MSRA); a probability-map head its
+    ``logits`` (sparsemax fused in the plugin) or, if the net only has ``probmaps``, those.
+    With ``keep_maps=False`` the map output is dropped from the graph outputs, so no
+    [N,K,64,48] tensor crosses to the host.
     """
-    if head_kind not in ("heatmap", "probmap"):
-        raise ValueError(f"head_kind must be 'heatmap' or 'probmap', got {head_kind!r}")
     out = onnx.ModelProto()
     out.CopyFrom(model)
     names = [o.name for o in out.graph.output]
     if KEYPOINTS in names or KEYPOINT_SCORES in names:
         raise ValueError("model already has keypoints outputs; add the decode plugin once")
-    src, attrs = _decode_source(head_kind, names)
+    src, attrs, takes_sigmas = _decode_source(head_kind, names)
     sig = np.asarray(sigmas, dtype=np.float32).reshape(-1)
     dims = _map_dims(out, src, sig)
-    if attrs["mode"] == "probmap":
+    if takes_sigmas:
         attrs.update(sigmas=[float(s) for s in sig], temperature=float(temperature))
     node = helper.make_node(
         DECODE_OP, [src], [KEYPOINTS, KEYPOINT_SCORES], name="dynpose_decode", **_plugin_attrs(**attrs)

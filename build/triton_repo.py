@@ -58,7 +58,9 @@ CPU_MAX_BATCH = 32  # python kind: the pipeline's default chunk (PipelineOptions
 QUEUE_DELAY_US = 500  # short: a camera frame's crops arrive together; wait little for others
 BLS_NAME = "dynpose"
 ORT_SESSION = Path(__file__).resolve().parents[1] / "runtime" / "backends" / "ort_session.py"
-BLS_LIB = ("heads/decode.py", "pose/routing.py")  # numpy-only project modules the BLS model imports
+# The numpy-only project code the BLS model imports (as package ``runtime``): the head registry
+# with every decoder, and the routing band. tests/test_triton_repo.py imports the shipped copy alone.
+BLS_LIB = ("heads", "pose/routing.py")
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,27 @@ def model_config(
     gpu_kind = "KIND_GPU" if kind == "plan" else "KIND_CPU"
     text += f"instance_group [\n  {{\n    count: {opts.instances}\n    kind: {gpu_kind}\n  }}\n]\n"
     return text + _params(params)
+
+
+def ship_bls_lib(lib: Path) -> None:
+    """Copy ``BLS_LIB`` into ``lib/runtime`` (each package's ``__init__`` with it, the top one
+    a docstring only: runtime/__init__.py imports the whole pipeline)."""
+    runtime_dir = Path(__file__).resolve().parents[1] / "runtime"
+    files = [p for item in BLS_LIB for p in _py_files(runtime_dir / item)]
+    for src in files:
+        rel = src.relative_to(runtime_dir)
+        (lib / "runtime" / rel.parent).mkdir(parents=True, exist_ok=True)
+        copy_file(src, lib / "runtime" / rel)
+        init = runtime_dir / rel.parent / "__init__.py"
+        if rel.parent != Path(".") and not (lib / "runtime" / rel.parent / "__init__.py").exists():
+            copy_file(init, lib / "runtime" / rel.parent / "__init__.py")
+    atomic_write_text(
+        lib / "runtime" / "__init__.py", '"""The project\'s decode code, shipped for the BLS model."""\n'
+    )
+
+
+def _py_files(path: Path) -> list[Path]:
+    return sorted(path.glob("*.py")) if path.is_dir() else [path]
 
 
 def bls_config(manifest: Mapping[str, Any], opts: RepoOptions, params: Mapping[str, str]) -> str:
@@ -293,10 +316,7 @@ def write_staged(artifacts: Path, stage: StagedDir, opts: RepoOptions = RepoOpti
         (vdir / "dynpose_lib").mkdir(parents=True)
         copy_file(src_manifest, vdir / "manifest.json")
         copy_file(MODELS_SRC / "dynpose_bls.py", vdir / "model.py")
-        runtime_dir = Path(__file__).resolve().parents[1] / "runtime"
-        for f in BLS_LIB:
-            copy_file(runtime_dir / f, vdir / "dynpose_lib" / Path(f).name)
-        atomic_write_text(vdir / "dynpose_lib" / "__init__.py", "")
+        ship_bls_lib(vdir / "dynpose_lib")
         params = {
             "router_model": "router",
             "small_model": "small",

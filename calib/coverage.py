@@ -36,6 +36,7 @@ import numpy as np
 
 from runtime.heads.credible import CoverageMap, fit_calibration, mass_above_truth
 from runtime.heads.decode import COCO_SIGMAS, decode_probmaps
+from runtime.heads.registry import decodes_probability_maps
 from runtime.pose.preprocess import HEATMAP_HW, boxes_to_center_scale, image_to_heatmap, make_crops
 from runtime.safe_io import atomic_write_bytes, atomic_write_text
 
@@ -197,7 +198,7 @@ def oks_spearman(pred: np.ndarray, maps: np.ndarray, data: CoverageSet) -> dict[
 
 
 def _probmap_roles(manifest: dict) -> list[str]:
-    return [r for r, m in manifest["models"].items() if m.get("head") == "probmap"]
+    return [r for r, m in manifest["models"].items() if decodes_probability_maps(str(m.get("head")))]
 
 
 def run_maps(out_dir: Path, manifest: dict, role: str, data: CoverageSet) -> dict[str, np.ndarray]:

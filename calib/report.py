@@ -1,7 +1,7 @@
 """Accuracy of each quantized / fp16 net against its fp32 original, in pose terms.
 
 "Max abs error 0.03" says little about poses, so per net and precision we
-decode both outputs exactly as the runtime does (runtime.pose.pipeline.decode_outputs)
+decode both outputs exactly as the runtime does (runtime.heads.registry.decode_outputs)
 and report: mean keypoint displacement in heatmap pixels, mean OKS between
 the fp32 and the reduced-precision keypoints (fp32 as ground truth, object
 area = the crop's box), max abs error per output, and for the router the
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from runtime.heads.decode import COCO_SIGMAS
-from runtime.pose.pipeline import decode_outputs
+from runtime.heads.registry import decode_outputs
 from runtime.pose.preprocess import HEATMAP_HW, PADDING
 from runtime.pose.routing import route_band
 

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.heads.base import PLUGIN_MODES
+
 KERNELS_DIR = Path(__file__).resolve().parent
 HOST_SOURCES = ("host_api.cpp", "host_block.h", "dynpose_rowmath.cuh")
 CXXFLAGS = ("-O2", "-std=c++17", "-fPIC", "-shared", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror")
-MODE = {"heatmap": 0, "probmap": 1}
+MODE = {m: i for i, m in enumerate(PLUGIN_MODES)}  # the kernels' enum values
 
 
 def _compiler() -> str:

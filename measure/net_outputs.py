@@ -9,14 +9,14 @@ affordable. It lives in measure/ because calib/ (below bench/) reports with it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from measure.workload import CropSet, Frame, make_cropset
-from runtime.heads.probfields import ProbExtras
-from runtime.pose.pipeline import PosePipeline, decode_outputs
-from runtime.pose.preprocess import heatmap_to_image
+from runtime.heads.probfields import ProbFieldsDecoder
+from runtime.pose.assemble import FrameRows, People, decode_people
+from runtime.pose.pipeline import PosePipeline
 from runtime.pose.results import FrameResult
 
 MAX_BATCH = 32  # chunk size where the runner has no profile cap
@@ -27,10 +27,13 @@ class NetOutputs:
     """Every crop through every net once, decoded to image space, plus the measured costs."""
 
     router_scores: np.ndarray  # [N]
-    keypoints: dict[str, np.ndarray]  # role -> [N,17,3] image xy + score
-    presence: dict[str, np.ndarray]  # role -> [N,17]
+    people: dict[str, People]  # role -> every crop decoded by that net (runtime.pose.assemble)
     seconds: dict[str, float]  # router, small, large, decode_small, decode_large, preprocess
-    oks: dict[str, np.ndarray] = field(default_factory=dict)  # probmap role -> [N,17] predicted OKS
+
+    @property
+    def keypoints(self) -> dict[str, np.ndarray]:
+        """role -> [N,17,3] image xy + score."""
+        return {r: p.keypoints for r, p in self.people.items()}
 
 
 def _run(pipe: PosePipeline, role: str, crops: np.ndarray) -> dict[str, np.ndarray]:
@@ -62,17 +65,15 @@ def run_nets(pipe: PosePipeline, frames: list[Frame]) -> tuple[CropSet, NetOutpu
             parts[role].append(_run(pipe, role, cs.crops[s]))
             sec[role] += time.perf_counter() - t
     outs = {r: {k: np.concatenate([x[k] for x in parts[r]]) for k in parts[r][0]} for r in roles}
-    kps, pres, oks = {}, {}, {}
+    people = {}
+    fields = ProbFieldsDecoder(pipe.manifest, ())  # the COCO score reads predicted OKS, not regions
     for role in ("small", "large"):
-        if pipe.heads[role] == "probmap" and "oks" in outs[role]:  # the person score reads it (to_coco)
-            oks[role] = np.asarray(outs[role]["oks"], np.float32).reshape(len(cs), 17)
         t = time.perf_counter()
-        coords, kscores, presence = decode_outputs(pipe.heads[role], outs[role], pipe.temperature)
-        xy = heatmap_to_image(coords, cs.centers, cs.scales)
-        kps[role] = np.concatenate([xy, kscores[..., None]], axis=-1).astype(np.float32)
-        pres[role] = presence
+        people[role] = decode_people(
+            pipe.heads[role], outs[role], cs.centers, cs.scales, pipe.decode_ctx, fields
+        )
         sec[f"decode_{role}"] = time.perf_counter() - t
-    return cs, NetOutputs(outs["router"]["score"].reshape(-1), kps, pres, sec, oks)
+    return cs, NetOutputs(outs["router"]["score"].reshape(-1), people, sec)
 
 
 def compose(
@@ -81,39 +82,15 @@ def compose(
     """Per-frame results as the pipeline returns them, picking each crop's routed net."""
     results = []
     for i, f in enumerate(frames):
-        s, n = cs.frame_slice(i), len(f.boxes)
-        kept, sel = cs.kept[i], large[cs.frame_slice(i)]
-        kps = np.full((n, 17, 3), np.nan, np.float32)
-        presence = np.zeros((n, 17), np.float32)
-        route_arr = np.full(n, -1, np.int8)
-        rscore = np.full(n, np.nan, np.float32)
-        kps[kept] = np.where(sel[:, None, None], nets.keypoints["large"][s], nets.keypoints["small"][s])
-        presence[kept] = np.where(sel[:, None], nets.presence["large"][s], nets.presence["small"][s])
-        route_arr[kept] = sel.astype(np.int8)
+        s = cs.frame_slice(i)
+        kept, sel = cs.kept[i], large[s]
+        frame = FrameRows(len(f.boxes), ())
+        for role, flag in (("small", False), ("large", True)):
+            frame.put(kept[sel == flag], nets.people[role].take(s).take(sel == flag), flag)
         if with_router:
-            rscore[kept] = nets.router_scores[s]
-        dropped = {int(j): "hygiene" for j in np.setdiff1d(np.arange(n), kept)}
-        prob = None
-        if nets.oks:  # probability-map people: the predicted OKS their COCO person score uses
-            prob = ProbExtras.empty(n, ())
-            for role, flag in (("small", False), ("large", True)):
-                if role in nets.oks:
-                    rows = kept[sel == flag]
-                    prob.has[rows] = True
-                    prob.oks[rows] = nets.oks[role][s][sel == flag]
-        results.append(
-            FrameResult(
-                f.boxes.astype(np.float32),
-                kps,
-                presence,
-                route_arr,
-                rscore,
-                f.scores.astype(np.float32),
-                dropped,
-                {},
-                prob,
-            )
-        )
+            frame.router_score[kept] = nets.router_scores[s]
+        dropped = {int(j): "hygiene" for j in np.setdiff1d(np.arange(len(f.boxes)), kept)}
+        results.append(frame.result(f.boxes, f.scores, dropped, {}))
     return results
 
 

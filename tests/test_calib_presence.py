@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from calib.presence import apply_temperature, cropcoco_samples, ece, fit_temperature, presence_fit
-from runtime.pose.pipeline import _presence_from_outputs
+from runtime.heads.base import scaled_presence
 
 
 def _synthetic(true_t: float, n: int = 20000, seed: int = 0):
@@ -44,7 +44,7 @@ def test_scaling_is_the_runtimes():
     p = np.random.default_rng(1).random((5, 17)).astype(np.float32)
     for t in (0.37, 1.0, 2.5):
         np.testing.assert_allclose(
-            apply_temperature(p, t), _presence_from_outputs({"presence": p}, 5, t), rtol=1e-6, atol=1e-7
+            apply_temperature(p, t), scaled_presence({"presence": p}, 5, t), rtol=1e-6, atol=1e-7
         )
 
 

@@ -92,9 +92,10 @@ def _cut_scenes(n: int, seed: int):
 def test_dh_build_runs_end_to_end_with_outer_keypoints(tmp_path, coco_mini):
     from bench.data import build_artifacts
     from calib.report import run_onnx
+    from runtime.heads.base import scaled_presence
     from runtime.heads.decode import decode_probmaps
     from runtime.heads.double_decode import merge_double
-    from runtime.pose.pipeline import PosePipeline, _presence_from_outputs
+    from runtime.pose.pipeline import PosePipeline
     from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops
 
     root = build_artifacts(
@@ -113,7 +114,7 @@ def test_dh_build_runs_end_to_end_with_outer_keypoints(tmp_path, coco_mini):
         c, s = boxes_to_center_scale(box)
         outs = run_onnx(root / large["onnx"], make_crops(img, c, s))
         coords, scores = decode_probmaps(outs["probmaps"])
-        pres = _presence_from_outputs(outs, 1, temp)
+        pres = scaled_presence(outs, 1, temp)
         ref, _ = merge_double(coords, scores, outs["outer_probmaps"], pres, thr)
         ref_img = heatmap_to_image(ref, c, s)[0]
         np.testing.assert_allclose(res.keypoints[0, :, :2], ref_img, atol=0.05)
@@ -127,6 +128,22 @@ def test_dh_build_runs_end_to_end_with_outer_keypoints(tmp_path, coco_mini):
     assert checked >= 10
     assert n_out > 0, "no keypoint was placed outside the crop window: the outer map is not used"
     _plan_has_the_dh_engine(root, m)
+    _sweep_composes_what_the_pipeline_returns(root, coco_mini)
+
+
+def _sweep_composes_what_the_pipeline_returns(root: Path, coco_mini: Path) -> None:
+    """The sweep (measure.net_outputs) decodes the double map as the pipeline does: one assembler, the manifest's
+    presence threshold (the sweep once merged at 0.5 whatever the manifest said)."""
+    from measure.net_outputs import compose, run_nets
+    from measure.workload import load_frames
+    from runtime.pose.pipeline import PipelineOptions, PosePipeline
+
+    frames = [f for f in load_frames(coco_mini) if f.image_id in (785, 40083)]
+    with PosePipeline(root, PipelineOptions(policy="large", backend="ort")) as pipe:
+        cs, nets = run_nets(pipe, frames)
+        got = compose(frames, cs, nets, np.ones(len(cs), bool), with_router=False)
+        for g, f in zip(got, frames):
+            np.testing.assert_array_equal(g.keypoints, pipe(f.image, f.boxes, f.scores).keypoints)
 
 
 def _plan_has_the_dh_engine(root: Path, manifest: dict) -> None:

@@ -12,7 +12,7 @@ from build.train.double import build_double, fixture_state
 from runtime.backends.ort_session import open_session
 from runtime.heads import double_decode
 from runtime.heads.double_decode import merge_double, outer_to_inner
-from runtime.pose.pipeline import decode_outputs
+from runtime.heads.registry import decode_outputs
 
 H, W = 64, 48
 
@@ -82,6 +82,7 @@ def test_outer_placed_keypoints_get_the_outer_maps_region():
     """A keypoint decoded from the outer map reports the outer map's credible region, in the same
     image coordinates as its position (outer pixel = 2x2 inner pixels); the others keep the expert's."""
     from runtime.heads.probfields import ProbFieldsDecoder
+    from runtime.heads.registry import head_spec
     from runtime.pose.preprocess import heatmap_to_image
 
     n, k, h, w = 1, 17, 64, 48
@@ -95,7 +96,13 @@ def test_outer_placed_keypoints_get_the_outer_maps_region():
     ex = dec.new(n)
     centers, scales = np.array([[100.0, 200.0]]), np.array([[96.0, 128.0]])  # 2 image px per heatmap px
     dec.fill(
-        ex, np.array([0]), "probmap", {"probmaps": inner, "outer_probmaps": outer}, presence, centers, scales
+        ex,
+        np.array([0]),
+        head_spec("probmap-dh"),
+        {"probmaps": inner, "outer_probmaps": outer},
+        presence,
+        centers,
+        scales,
     )
     assert np.allclose(ex.area[0, :, 3], 4 * 4.0)  # 1 outer px = 4 inner px = 4 x (2x2) image px^2
     assert np.allclose(np.delete(ex.area[0], 3, axis=1), 4.0)

@@ -17,6 +17,8 @@ from build.synth.coco import write_dataset
 from measure.net_outputs import NetOutputs
 from measure.precision_table import MAX_DROP, POLICIES, assemble, format_markdown
 from measure.workload import Frame, make_cropset
+from runtime.heads.probfields import ProbExtras
+from runtime.pose.assemble import People
 from runtime.pose.routing import route_band
 
 K1, K2 = 0.3, 0.7
@@ -62,7 +64,12 @@ def outputs(
     n = len(truth)
     ones = np.ones((n, 17), np.float32)
     return NetOutputs(
-        scores, {"small": noisy(small_noise), "large": noisy(large_noise)}, {"small": ones, "large": ones}, {}
+        scores,
+        {
+            r: People(noisy(s), ones, ProbExtras.empty(n, ()))
+            for r, s in (("small", small_noise), ("large", large_noise))
+        },
+        {},
     )
 
 
@@ -75,7 +82,7 @@ def test_table_rows_drops_targets_and_router_agreement(tiny):
     fp32 = outputs(truth, 8.0, 0.0, scores, seed=0)
     nets = {
         "fp32": fp32,
-        "fp16": NetOutputs(scores.copy(), dict(fp32.keypoints), dict(fp32.presence), {}),  # identical
+        "fp16": NetOutputs(scores.copy(), dict(fp32.people), {}),  # identical
         "int8_trt": outputs(truth, 8.0, 25.0, flipped, seed=1),
     }  # a worse large net
     rows = assemble(frames, cs, nets, K1, K2, gt)

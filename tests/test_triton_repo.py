@@ -135,8 +135,85 @@ def test_python_kind_bls_and_versions(orin_artifacts: Path, tmp_path: Path) -> N
         "route",
         "router_score",
     }
-    lib = repo / "dynpose" / "2" / "dynpose_lib"
-    assert {"decode.py", "routing.py"} <= {p.name for p in lib.iterdir()}
+    lib = repo / "dynpose" / "2" / "dynpose_lib" / "runtime"
+    assert {"registry.py", "decode.py"} <= {p.name for p in (lib / "heads").iterdir()}
+    assert (lib / "pose" / "routing.py").is_file()
+
+
+_SHIPPED = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from runtime.heads.registry import decode_outputs
+from runtime.pose.routing import route_band
+outs = dict(np.load(sys.argv[2]))
+res = {}
+for head, keys in (("heatmap", ["heatmaps"]), ("probmap", ["probmaps", "presence"]),
+                   ("probmap", ["probmaps", "presence", "outer_probmaps"])):
+    got = decode_outputs(head, {k: outs[k] for k in keys}, 0.7, 0.5)
+    for i, a in enumerate(got):
+        res[f"{head}{len(keys)}_{i}"] = a
+res["band"] = route_band(outs["score"], 0.3, 0.6)
+np.savez(sys.argv[3], **res)
+mods = [m.__file__ for n, m in sys.modules.items() if n.split(".")[0] == "runtime"]
+print("\\n".join(mods))
+"""
+
+
+def test_bls_lib_imports_alone_and_decodes_as_the_runtime(orin_artifacts: Path, tmp_path: Path) -> None:
+    """The BLS model's shipped code is import-closed (no module from the project tree) and
+    its decode is the runtime's, the double-map merge included (the BLS once copied the decode
+    and lost the merge)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from runtime.heads.registry import decode_outputs
+    from runtime.pose.routing import route_band
+
+    repo = tmp_path / "repo"
+    write_repo(orin_artifacts, repo, RepoOptions(kind="python"))
+    lib = repo / "dynpose" / "1" / "dynpose_lib"
+    rng = np.random.default_rng(0)
+    outs = {
+        "heatmaps": rng.normal(size=(3, 17, 64, 48)).astype(np.float32),
+        "probmaps": rng.dirichlet(np.ones(64 * 48) * 0.05, size=(3, 17))
+        .reshape(3, 17, 64, 48)
+        .astype(np.float32),
+        "outer_probmaps": rng.dirichlet(np.ones(64 * 48) * 0.05, size=(3, 17))
+        .reshape(3, 17, 64, 48)
+        .astype(np.float32),
+        "presence": rng.uniform(size=(3, 17)).astype(np.float32),
+        "score": rng.uniform(size=40).astype(np.float32),
+    }
+    np.savez(tmp_path / "outs.npz", **outs)
+    script = tmp_path / "shipped.py"
+    script.write_text(_SHIPPED)
+    run = subprocess.run(
+        [sys.executable, "-I", str(script), str(lib), str(tmp_path / "outs.npz"), str(tmp_path / "got.npz")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    files = run.stdout.split()
+    assert files and all(Path(f).is_relative_to(lib) for f in files), files
+    got = np.load(tmp_path / "got.npz")
+    for head, keys in (
+        ("heatmap", ["heatmaps"]),
+        ("probmap", ["probmaps", "presence"]),
+        ("probmap", ["probmaps", "presence", "outer_probmaps"]),
+    ):
+        want = decode_outputs(head, {k: outs[k] for k in keys}, 0.7, 0.5)
+        for i, a in enumerate(want):
+            np.testing.assert_array_equal(got[f"{head}{len(keys)}_{i}"], a)
+    np.testing.assert_array_equal(got["band"], route_band(outs["score"], 0.3, 0.6))
+    keys = ("probmaps", "presence")
+    merged = decode_outputs("probmap", {k: outs[k] for k in (*keys, "outer_probmaps")}, 0.7)
+    plain = decode_outputs("probmap", {k: outs[k] for k in keys}, 0.7)
+    assert not np.array_equal(merged[0], plain[0])  # the merge moved keypoints: the case is not vacuous
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -23,8 +23,9 @@ import pytest
 
 from bench.data import REPO, build_artifacts
 from runtime.backends import BackendError
+from runtime.heads.registry import decode_outputs
 from runtime.images import load_detections
-from runtime.pose.pipeline import PipelineOptions, PosePipeline, decode_outputs
+from runtime.pose.pipeline import PipelineOptions, PosePipeline
 from runtime.pose.preprocess import boxes_to_center_scale, make_crops, sanitize_boxes
 from tools.triton_server import TritonServer, start_server
 

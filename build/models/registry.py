@@ -12,19 +12,28 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from runtime.heads.registry import HEAD_KINDS as REGISTERED_KINDS
+from runtime.heads.registry import HEATMAP, PROBMAP, PROBMAP_DH, head_spec, manifest_kinds
+
 from .double_head import DoubleProbMapHead
 from .heads import HeatmapHead, ProbMapHead
 from .pose_net import TopdownPoseNet
 from .router import Router
 
-HEAD_KINDS = ("heatmap", "probmap")  # how the runtime decodes (the manifest's "head")
-HEAD_CHOICES = (*HEAD_KINDS, "probmap-dh")  # what a config may build: + the double probability map
+HEAD_KINDS = manifest_kinds()  # how the runtime decodes (the manifest's "head")
+HEAD_CHOICES = REGISTERED_KINDS  # what a config may build: + the double probability map
+# the model head each registered kind builds (runtime.heads.registry names the kinds)
+HEAD_CLASSES: dict[str, type[nn.Module]] = {
+    HEATMAP: HeatmapHead,
+    PROBMAP: ProbMapHead,
+    PROBMAP_DH: DoubleProbMapHead,
+}
 
 
 def decode_kind(head: str) -> str:
     """The manifest's head kind (how the runtime decodes): the double head is a probmap head whose
     extra ``outer_probmaps`` output the runtime finds by name (runtime.heads.double_decode)."""
-    return "probmap" if head == "probmap-dh" else head
+    return head_spec(head).manifest_kind
 
 
 @dataclass(frozen=True)
@@ -70,13 +79,13 @@ def get_spec(name: str) -> ModelSpec:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}") from None
 
 
-def build_pose_net(name: str, head: str = "heatmap") -> TopdownPoseNet:
+def build_pose_net(name: str, head: str = HEATMAP) -> TopdownPoseNet:
     """Backbone ``name`` with a heatmap, probability-map or double probability-map head."""
     spec = get_spec(name)
-    if head == "heatmap":
-        h = HeatmapHead(spec.out_channels, deconv_out_channels=spec.heatmap_deconvs)
-    elif head in ("probmap", "probmap-dh"):
-        cls = DoubleProbMapHead if head == "probmap-dh" else ProbMapHead
+    if head not in HEAD_CLASSES:
+        raise ValueError(f"unknown head {head!r}; expected one of {HEAD_CHOICES}")
+    cls = HEAD_CLASSES[head]
+    if head_spec(head).probabilistic:
         h = cls(
             spec.out_channels,
             deconv_out_channels=spec.probmap_deconvs,
@@ -84,7 +93,7 @@ def build_pose_net(name: str, head: str = "heatmap") -> TopdownPoseNet:
             aux_channels=spec.aux_channels,
         )
     else:
-        raise ValueError(f"unknown head {head!r}; expected one of {HEAD_CHOICES}")
+        h = cls(spec.out_channels, deconv_out_channels=spec.heatmap_deconvs)
     return TopdownPoseNet(spec.build_backbone(), h)
 
 

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runtime.heads.registry import PROBMAP
+
 IMG_HW = (256, 192)
 
 
@@ -181,7 +183,7 @@ def _register() -> None:
             gmacs=6.73,
             params_m=40.3,  # 6.39 + 0.34 attention, all 4 aux heads
             notes="ProbPose-s: ViT-S + ProbMapHead (td-pm_ProbPose-small_8xb64-210e_coco-256x192)",
-            extra={"reference_head": "probmap"},
+            extra={"reference_head": PROBMAP},
         )
     )
 

@@ -36,6 +36,7 @@ import torch
 
 from runtime.heads.decode import COCO_SIGMAS, decode_probmaps
 from runtime.heads.double_decode import merge_double
+from runtime.heads.registry import PROBMAP_DH
 
 from ..models.double_head import OUTER_FACTOR, DoubleProbMapHead, outer_targets
 from ..models.pose_net import TopdownPoseNet
@@ -49,7 +50,7 @@ OUTER_PREFIX = "head.outer_layers."
 
 def build_double(state: dict | None = None) -> TopdownPoseNet:
     """fixture-l with the double head; ``state`` (a fixture-l state dict) fills everything but the outer branch."""
-    net = build_pose_net("fixture-l", "probmap-dh")
+    net = build_pose_net("fixture-l", PROBMAP_DH)
     if state is not None:
         missing, unexpected = net.load_state_dict(state, strict=False)
         if unexpected or any(not k.startswith(OUTER_PREFIX) for k in missing):
@@ -134,10 +135,10 @@ def compare(outs: dict[str, np.ndarray], data, threshold: float, temperature: fl
     """Single vs double on held-out crops: mean OKS inside / outside the window (known true
     positions), and the Ex-OKS AP / plain AP table (measure.dh_table)."""
     from measure.dh_table import dh_table
-    from runtime.pose.pipeline import _presence_from_outputs
+    from runtime.heads.base import scaled_presence
 
     coords, scores = decode_probmaps(outs["probmaps"])
-    pres = _presence_from_outputs(outs, len(coords), temperature)
+    pres = scaled_presence(outs, len(coords), temperature)
     dcoords, _ = merge_double(coords, scores, outs["outer_probmaps"], pres, threshold)
     inside = data.valid
     outside = data.known & ~data.valid

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from runtime.errors import EXIT_INPUT, register_expected
-from runtime.heads.decode import decode_heatmaps, decode_probmaps
+from runtime.heads.registry import decode_outputs as registry_decode
+from runtime.heads.registry import head_spec
 from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
 from runtime.tracking.tracker import iou_matrix
 
@@ -41,7 +42,8 @@ class CropSet:
 
 def decode_outputs(outputs: tuple[torch.Tensor, ...], head_kind: str) -> tuple[np.ndarray, np.ndarray]:
     maps = outputs[0].float().numpy()
-    return decode_probmaps(maps) if head_kind == "probmap" else decode_heatmaps(maps)
+    coords, scores, _ = registry_decode(head_kind, {head_spec(head_kind).map_output: maps})
+    return coords, scores
 
 
 def router_f0(x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from runtime.heads.registry import HEATMAP, head_spec
+
 from .data import batches
 from .losses import argmax_oks, aux_losses, heatmap_mse, probpose_loss
 
@@ -80,8 +82,8 @@ def train_pose(
 
     torch.manual_seed(plan.seed)
     model.to(memory_format=torch.channels_last)
-    kind = getattr(model, "head_kind", "heatmap")
-    switch = 1.0 if kind == "heatmap" else plan.mse_fraction
+    kind = getattr(model, "head_kind", HEATMAP)
+    switch = plan.mse_fraction if head_spec(kind).probabilistic else 1.0  # heatmap heads: MSE only
     opt = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=plan.weight_decay)
     t0 = time.time()
     budget = plan.max_minutes * 60 if plan.max_minutes else None

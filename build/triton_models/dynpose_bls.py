@@ -4,10 +4,11 @@ For thin camera clients that do not carry the project: one request holds one
 frame's crops (N x 3 x 256 x 192, the project's preprocessing); the model calls
 the ``router`` model, routes with the project's own ``routing.route_band`` and
 the k1/k2 of the manifest copied beside it, calls ``small`` and ``large``, and
-decodes with the project's own ``decode`` module (copied into ``dynpose_lib``
-by build.triton_repo: both are numpy-only). Keypoints come back in heatmap
-pixels (64 x 48 grid); the client maps them to the image with the inverse of
-the affine it cropped with (runtime.pose.preprocess.heatmap_to_image).
+decodes with the project's head registry (runtime.heads.registry, the decoder the
+pipeline uses), which build.triton_repo ships beside this file as
+``dynpose_lib/runtime`` (numpy-only modules). Keypoints come back on the head's
+grid (heatmap pixels, 64 x 48); the client maps them to the image with the
+inverse of the affine it cropped with (runtime.pose.preprocess.heatmap_to_image).
 """
 
 import json
@@ -20,18 +21,8 @@ _SITE = os.environ.get("DYNPOSE_TRITON_SITE")
 if _SITE and _SITE not in sys.path:
     sys.path.insert(0, _SITE)
 
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-
-def _scaled_presence(outs, n, temperature):
-    """Temperature-scaled presence, 1 where the head has none (as runtime.pose.pipeline does)."""
-    if "presence" not in outs:
-        return np.ones((n, 17), np.float32)
-    p = np.clip(outs["presence"].astype(np.float64), 1e-7, 1 - 1e-7)
-    if temperature != 1.0:
-        p = 1.0 / (1.0 + np.exp(-np.log(p / (1 - p)) / temperature))
-    return p.astype(np.float32)
+import numpy as np  # noqa: E402 (after the site path above)
+import triton_python_backend_utils as pb_utils  # noqa: E402
 
 
 class TritonPythonModel:
@@ -39,15 +30,18 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         folder = os.path.join(args["model_repository"], args["model_version"])
-        sys.path.insert(0, folder)
-        from dynpose_lib import decode, routing  # the project's code, copied beside this file
+        sys.path.insert(0, os.path.join(folder, "dynpose_lib"))
+        from runtime.heads.registry import decode_outputs  # the project's code, shipped beside this file
+        from runtime.pose.routing import route_band
 
-        self.decode, self.routing = decode, routing
+        self.decode_outputs, self.route_band = decode_outputs, route_band
         with open(os.path.join(folder, "manifest.json")) as f:
             manifest = json.load(f)
         band = manifest.get("routing") or {}
         self.k1, self.k2 = float(band.get("k1", 0.0)), float(band.get("k2", 1.0))
-        self.temperature = float(manifest.get("presence", {}).get("temperature", 1.0))
+        presence = manifest.get("presence") or {}
+        self.temperature = float(presence.get("temperature", 1.0))
+        self.threshold = float(presence.get("threshold", 0.5))
         self.models = {r: params.get(f"{r}_model", r) for r in ("router", "small", "large")}
         self.outputs = {r: [o["name"] for o in manifest["models"][r]["outputs"]] for r in self.models}
         self.heads = {r: manifest["models"][r]["head"] for r in ("small", "large")}
@@ -85,16 +79,13 @@ class TritonPythonModel:
         if n == 0:
             return kps, kscores, presence, np.zeros(0, np.int8), np.zeros(0, np.float32)
         scores = self._call("router", crops)["score"].reshape(-1).astype(np.float32)
-        large = self.routing.route_band(scores, self.k1, self.k2)
+        large = self.route_band(scores, self.k1, self.k2)
         for role, mask in (("small", ~large), ("large", large)):
             if not mask.any():
                 continue
             outs = self._call(role, np.ascontiguousarray(crops[mask]))
-            maps = outs["probmaps"] if self.heads[role] == "probmap" else outs["heatmaps"]
-            fn = self.decode.decode_probmaps if self.heads[role] == "probmap" else self.decode.decode_heatmaps
-            xy, sc = fn(maps)
-            kps[mask], kscores[mask] = xy, sc
-            presence[mask] = _scaled_presence(outs, int(mask.sum()), self.temperature)
+            xy, sc, pres = self.decode_outputs(self.heads[role], outs, self.temperature, self.threshold)
+            kps[mask], kscores[mask], presence[mask] = xy, sc, pres
         return kps, kscores, presence, large.astype(np.int8), scores
 
     def execute(self, requests):

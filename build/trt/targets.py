@@ -183,7 +183,7 @@ def plugin_variant(root: Path, role: str, entry: dict[str, Any], onnx_path: Path
         return root / variants[name]["onnx"]
     from build.plugin_nodes import add_decode_plugin
 
-    fused = add_decode_plugin(onnx.load(str(onnx_path)), entry.get("head", "heatmap"))
+    fused = add_decode_plugin(onnx.load(str(onnx_path)), entry["head"])
     path = root / f"{role}.{name.replace('_', '.', 1)}.onnx"
     onnx.save(fused, str(path))
     variants[name] = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +84,13 @@ def load_manifest(root: str | Path, verify: bool = True) -> dict[str, Any]:
     except OSError as e:
         raise ManifestError(f"cannot read {path} ({e.strerror}); check its permissions") from e
     try:
-        check_manifest(m, SCHEMA_VERSION)
+        manifest: dict[str, Any] = check_manifest(m, SCHEMA_VERSION)
     except SchemaProblem as e:
         hint = rebuild_command(m if isinstance(m, dict) else {}, path.parent)
         raise ManifestError(f"{path} is incomplete or malformed: {e}; rebuild with {hint}") from None
     if verify:
-        verify_files(path.parent, m)
-    return m
+        verify_files(path.parent, manifest)
+    return manifest
 
 
 def verify_files(root: str | Path, manifest: dict[str, Any]) -> None:
@@ -130,7 +131,8 @@ def save_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def rebuild_command(manifest: dict[str, Any], root: str | Path) -> str:
+def rebuild_command(manifest: Mapping[str, Any], root: str | Path) -> str:
+    """The build command that recreates these artifacts (named in every "rebuild" error)."""
     return REBUILD_HINT.format(
         config=manifest.get("config", "<config>"),
         target=manifest.get("target", "<target>"),
@@ -155,7 +157,7 @@ def model_file(root: str | Path, manifest: dict[str, Any], role: str, variant: s
             f"{role}: no {variant!r} model in {manifest_path(root)} (have: {have}); "
             f"build it with `python -m build.engines --precision ...`"
         )
-    path = Path(root) / rel
+    path: Path = Path(root) / rel
     field = f"models.{role}.onnx" if variant in (None, "fp32") else f"models.{role}.variants.{variant}"
     sha = entry["sha256"] if variant in (None, "fp32") else entry["variants"][variant].get("sha256")
     _check_file(Path(root), manifest, field, path, sha)  # cached: a re-hash only if the file changed

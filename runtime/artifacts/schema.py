@@ -38,7 +38,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _need(obj: dict, key: str, where: str, ok: Callable[[Any], bool], kind: str) -> Any:
+def _need(obj: dict[str, Any], key: str, where: str, ok: Callable[[Any], bool], kind: str) -> Any:
     if key not in obj:
         raise SchemaProblem(f"{where}{key}", f"missing ({kind} expected)")
     v = obj[key]
@@ -47,7 +47,7 @@ def _need(obj: dict, key: str, where: str, ok: Callable[[Any], bool], kind: str)
     return v
 
 
-def _dict(obj: Any, where: str) -> dict:
+def _dict(obj: Any, where: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise SchemaProblem(where or "<top level>", f"is {type(obj).__name__}, expected an object")
     return obj
@@ -97,22 +97,7 @@ def _model(role: str, entry: Any) -> None:
         _file_record(entry["engine"], f"{where}engine.", "path", sha_required=False)
 
 
-def check_manifest(m: Any, schema_version: int) -> dict[str, Any]:
-    """Raise SchemaProblem for the first bad field; return ``m`` when the runtime can use it."""
-    m = _dict(m, "")
-    v = _need(m, "schema_version", "", lambda x: isinstance(x, int) and not isinstance(x, bool), "an integer")
-    if v != schema_version:
-        raise SchemaProblem("schema_version", f"is {v}, this runtime reads {schema_version}")
-    for key in ("config", "target"):
-        _need(m, key, "", lambda x: isinstance(x, str) and bool(x), "a non-empty string")
-    if "weights" in m:
-        _need(m, "weights", "", lambda x: isinstance(x, str), "a string")
-    models = _dict(_need(m, "models", "", lambda x: isinstance(x, dict), "an object of roles"), "models")
-    for role in REQUIRED_ROLES:
-        if role not in models:
-            raise SchemaProblem(f"models.{role}", "missing (the runtime needs router, small and large)")
-    for role, entry in models.items():
-        _model(str(role), entry)
+def _routing(m: dict[str, Any]) -> None:
     routing = _dict(
         _need(m, "routing", "", lambda x: isinstance(x, dict), "an object (the routing band)"), "routing"
     )
@@ -128,14 +113,34 @@ def check_manifest(m: Any, schema_version: int) -> dict[str, Any]:
             lambda x: _is_number(x) and 0 <= x <= 1,
             "a number in [0, 1]",
         )
+
+
+def _presence(pres: dict[str, Any]) -> None:
+    if "temperature" in pres:
+        _need(pres, "temperature", "presence.", lambda x: _is_number(x) and x > 0, "a positive number")
+    if "threshold" in pres:
+        _need(pres, "threshold", "presence.", lambda x: _is_number(x) and 0 <= x <= 1, "a number in [0, 1]")
+
+
+def check_manifest(raw: Any, schema_version: int) -> dict[str, Any]:
+    """Raise SchemaProblem for the first bad field; return the manifest when the runtime can use it."""
+    m = _dict(raw, "")
+    v = _need(m, "schema_version", "", lambda x: isinstance(x, int) and not isinstance(x, bool), "an integer")
+    if v != schema_version:
+        raise SchemaProblem("schema_version", f"is {v}, this runtime reads {schema_version}")
+    for key in ("config", "target"):
+        _need(m, key, "", lambda x: isinstance(x, str) and bool(x), "a non-empty string")
+    if "weights" in m:
+        _need(m, "weights", "", lambda x: isinstance(x, str), "a string")
+    models = _dict(_need(m, "models", "", lambda x: isinstance(x, dict), "an object of roles"), "models")
+    for role in REQUIRED_ROLES:
+        if role not in models:
+            raise SchemaProblem(f"models.{role}", "missing (the runtime needs router, small and large)")
+    for role, entry in models.items():
+        _model(str(role), entry)
+    _routing(m)
     if "presence" in m:
-        pres = _dict(m["presence"], "presence")
-        if "temperature" in pres:
-            _need(pres, "temperature", "presence.", lambda x: _is_number(x) and x > 0, "a positive number")
-        if "threshold" in pres:
-            _need(
-                pres, "threshold", "presence.", lambda x: _is_number(x) and 0 <= x <= 1, "a number in [0, 1]"
-            )
+        _presence(_dict(m["presence"], "presence"))
     return m
 
 

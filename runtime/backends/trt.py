@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.artifacts.manifest import rebuild_command
 from runtime.backends.base import Backend, BackendError, Pending, Runner, Stream
 from runtime.backends.options import BackendOptions, TrtOptions
 from runtime.backends.plugin_abi import check_plugin_abi
@@ -110,13 +111,6 @@ def engine_mismatches(record: Mapping[str, Any], machine: Mapping[str, Any]) -> 
         for k in ("gpu", "sm", "l4t")
         if record.get(k) != machine.get(k)
     ]
-
-
-def rebuild_command(manifest: Mapping[str, Any], root: Path) -> str:
-    return (
-        f"python -m build.engines --config {manifest.get('config', '<config>')} "
-        f"--target {manifest.get('target', '<target>')} --out {Path(root).parent}"
-    )
 
 
 def load_plugin_library(trt: Any, path: Path, role: str) -> None:

@@ -159,7 +159,8 @@ def covered(maps: np.ndarray, gt_xy: np.ndarray, masses: Sequence[float]) -> np.
     tot = pix.sum(-1)
     val = np.take_along_axis(pix, np.where(ok, y * w + x, 0)[..., None], -1)[..., 0]
     val = np.divide(val, tot, out=np.zeros_like(val), where=tot > 0)
-    return ok[None] & (val[None] > 0) & (val[None] >= reg.threshold)
+    covered: np.ndarray = ok[None] & (val[None] > 0) & (val[None] >= reg.threshold)
+    return covered
 
 
 def blur_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
@@ -185,7 +186,8 @@ def blur_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
     out = kernel(h) @ p @ kernel(w)
     tot = out.sum((1, 2), keepdims=True)
     out = np.divide(out, tot, out=np.zeros_like(out), where=tot > 0)
-    return out.reshape(n, k, h, w)
+    shaped: np.ndarray = out.reshape(n, k, h, w)
+    return shaped
 
 
 def mass_above_truth(maps: np.ndarray, gt_xy: np.ndarray) -> np.ndarray:

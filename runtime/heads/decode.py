@@ -27,6 +27,7 @@ from __future__ import annotations
 from math import ceil
 
 import numpy as np
+import numpy.typing as npt
 
 COCO_SIGMAS = np.array(
     [
@@ -69,7 +70,7 @@ def _check_maps(x: np.ndarray, name: str) -> np.ndarray:
     return x
 
 
-def oks_variances(sigmas=COCO_SIGMAS, hm_hw: tuple[int, int] = HM_HW) -> np.ndarray:
+def oks_variances(sigmas: npt.ArrayLike = COCO_SIGMAS, hm_hw: tuple[int, int] = HM_HW) -> np.ndarray:
     """Per-keypoint Gaussian variance s_k (docs/DESIGN.md section 5), float64 [K].
 
     Sigmas are rounded to float32 first: that is how they reach the TensorRT plugin
@@ -78,7 +79,8 @@ def oks_variances(sigmas=COCO_SIGMAS, hm_hw: tuple[int, int] = HM_HW) -> np.ndar
     sig = np.asarray(sigmas, dtype=np.float32).astype(np.float64).reshape(-1)
     h, w = hm_hw
     s = (2.0 * sig) ** 2 * np.sqrt((h / 1.25) * (w / 1.25)) * 2.0
-    return np.clip(s, VAR_MIN, VAR_MAX)
+    out: np.ndarray = np.clip(s, VAR_MIN, VAR_MAX)
+    return out
 
 
 def oks_half_taps(variances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +102,8 @@ def oks_half_taps(variances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def reflect_index(i: np.ndarray, n: int) -> np.ndarray:
     """scipy 'reflect' (edge repeated) index for any integer i: period 2n."""
     m = np.mod(i, 2 * n)
-    return np.where(m >= n, 2 * n - 1 - m, m)
+    out: np.ndarray = np.where(m >= n, 2 * n - 1 - m, m)
+    return out
 
 
 def sparsemax(z: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -114,7 +117,7 @@ def sparsemax(z: np.ndarray, axis: int = -1) -> np.ndarray:
         raise TypeError(f"sparsemax input must be floating point, got {z.dtype}")
     out_dtype = np.float64 if z.dtype == np.float64 else F32
     u = np.moveaxis(z.astype(np.float64), axis, -1)
-    bad = np.isnan(u).any(-1) | np.isposinf(u).any(-1) | np.isneginf(u).all(-1)
+    bad = np.asarray(np.isnan(u).any(-1) | np.isposinf(u).any(-1) | np.isneginf(u).all(-1))
     u = np.where(bad[..., None], 0.0, u)
     u = u - u.max(axis=-1, keepdims=True)
     zs = -np.sort(-u, axis=-1)
@@ -125,7 +128,8 @@ def sparsemax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     tau = (np.take_along_axis(cs, k_z - 1, axis=-1) - 1.0) / k_z
     p = np.maximum(u - tau, 0.0)
     p[bad] = np.nan
-    return np.moveaxis(p, -1, axis).astype(out_dtype)
+    out: np.ndarray = np.moveaxis(p, -1, axis).astype(out_dtype)
+    return out
 
 
 def _gauss_pass(x: np.ndarray, half: np.ndarray, axis: int) -> np.ndarray:
@@ -145,7 +149,7 @@ def _gauss_pass(x: np.ndarray, half: np.ndarray, axis: int) -> np.ndarray:
         sl[axis] = slice(rmax + off, rmax + off + n)
         return xp[tuple(sl)]
 
-    acc = half[:, 0, None, None] * x
+    acc: np.ndarray = half[:, 0, None, None] * x
     tmp = np.empty_like(acc)
     for d in range(1, rmax + 1):
         np.add(shifted(-d), shifted(d), out=tmp)
@@ -183,7 +187,9 @@ def _newton(m: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def _finalize(coords: np.ndarray, scores: np.ndarray, bad: np.ndarray, n: int, k: int):
+def _finalize(
+    coords: np.ndarray, scores: np.ndarray, bad: np.ndarray, n: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     coords = coords.astype(F32)
     scores = scores.astype(F32)
     coords[bad] = np.nan
@@ -219,7 +225,7 @@ def _vertical_pass(x: np.ndarray, half: np.ndarray) -> np.ndarray:
     return out
 
 
-def expected_oks_maps(pm: np.ndarray, sigmas=COCO_SIGMAS) -> np.ndarray:
+def expected_oks_maps(pm: np.ndarray, sigmas: npt.ArrayLike = COCO_SIGMAS) -> np.ndarray:
     """E_k = P_k (*) G_k for every map, float32 [N,K,H,W] (rows with NaN/inf stay NaN)."""
     pm = _check_maps(pm, "probmaps")
     n, k, h, w = pm.shape
@@ -239,7 +245,7 @@ def expected_oks_maps(pm: np.ndarray, sigmas=COCO_SIGMAS) -> np.ndarray:
     return out.reshape(n, k, h, w)
 
 
-def decode_probmaps(pm: np.ndarray, sigmas=COCO_SIGMAS) -> tuple[np.ndarray, np.ndarray]:
+def decode_probmaps(pm: np.ndarray, sigmas: npt.ArrayLike = COCO_SIGMAS) -> tuple[np.ndarray, np.ndarray]:
     """ProbPose decode: argmax of the expected-OKS map + one Newton step per axis.
 
     Returns coords [N,K,2] (x, y) in heatmap pixels and the expected-OKS max as
@@ -248,13 +254,15 @@ def decode_probmaps(pm: np.ndarray, sigmas=COCO_SIGMAS) -> tuple[np.ndarray, np.
     pm = _check_maps(pm, "probmaps")
     n, k, h, w = pm.shape
     e = expected_oks_maps(pm, sigmas).reshape(n * k, h, w)
-    bad = ~np.isfinite(pm.reshape(n * k, h * w)).all(axis=1)
+    bad = ~np.asarray(np.isfinite(pm.reshape(n * k, h * w)).all(axis=1))
     e[bad] = 0.0
     x, y, val = _argmax_rows(e)
     return _finalize(_newton(e, x, y), val, bad, n, k)
 
 
-def decode_logits(logits: np.ndarray, sigmas=COCO_SIGMAS, temperature: float = 1.0):
+def decode_logits(
+    logits: np.ndarray, sigmas: npt.ArrayLike = COCO_SIGMAS, temperature: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """What the fused decode plugin computes: sparsemax over each map, then decode_probmaps.
 
     ``logits`` are the head's maps already divided by the head temperature (the
@@ -277,7 +285,7 @@ def decode_heatmaps(hm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hm = _check_maps(hm, "heatmaps")
     n, k, h, w = hm.shape
     rows = hm.astype(F32, copy=False).reshape(n * k, h, w)
-    bad = ~np.isfinite(rows.reshape(n * k, h * w)).all(axis=1)
+    bad = ~np.asarray(np.isfinite(rows.reshape(n * k, h * w)).all(axis=1))
     rows = np.where(bad[:, None, None], F32(0.0), rows)
     x, y, val = _argmax_rows(rows)
     r = np.arange(n * k)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from runtime.heads.credible import Regions
 from runtime.heads.decode import decode_probmaps
 
 OUTER_FACTOR = 2.0  # build.models.double_head.OUTER_FACTOR (a test keeps them equal)
@@ -22,7 +23,8 @@ OUTER_FACTOR = 2.0  # build.models.double_head.OUTER_FACTOR (a test keeps them e
 def outer_to_inner(xy: np.ndarray, hm_hw: tuple[int, int], factor: float = OUTER_FACTOR) -> np.ndarray:
     h, w = hm_hw
     c = np.array([(w - 1) / 2, (h - 1) / 2], np.float32)
-    return ((np.asarray(xy, np.float32) - c) * np.float32(factor) + c).astype(np.float32)
+    inner: np.ndarray = ((np.asarray(xy, np.float32) - c) * np.float32(factor) + c).astype(np.float32)
+    return inner
 
 
 def merge_double(
@@ -40,22 +42,18 @@ def merge_double(
     return np.where(out[..., None], oc, coords), np.where(out, os_, scores)
 
 
-def outer_regions_to_inner(reg, hm_hw: tuple[int, int], factor: float = OUTER_FACTOR):
+def outer_regions_to_inner(reg: Regions, hm_hw: tuple[int, int], factor: float = OUTER_FACTOR) -> Regions:
     """Credible regions found on the outer map, in inner heatmap pixels (the same map as the
     keypoints): an outer pixel is ``factor`` inner pixels on a side, so areas scale by factor^2,
     ellipse centres go through :func:`outer_to_inner`, semi-axes scale by factor, angles stay."""
-    from runtime.heads.credible import Regions
-
     e = np.array(reg.ellipse, np.float64, copy=True)
     e[..., :2] = outer_to_inner(e[..., :2], hm_hw, factor)
     e[..., 2:4] *= factor
     return Regions(reg.masses, reg.n_pixels * factor * factor, e, reg.threshold)
 
 
-def pick_regions(inner, outer, use_outer: np.ndarray):
+def pick_regions(inner: Regions, outer: Regions, use_outer: np.ndarray) -> Regions:
     """Per keypoint the regions of the map its position came from (``use_outer`` [N,K])."""
-    from runtime.heads.credible import Regions
-
     m = np.asarray(use_outer, bool)[None]
     return Regions(
         inner.masses,

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from runtime.heads.base import HeadSpec, Outputs
 from runtime.heads.credible import DEFAULT_MASSES, CoverageMap, credible_regions, regions_to_image
 from runtime.heads.decode import sparsemax
 from runtime.heads.double_decode import outer_regions_to_inner, pick_regions
@@ -86,6 +88,11 @@ class ProbExtras:
             self.ellipse[rows],
         )
 
+    def put(self, rows: npt.NDArray[np.intp], src: ProbExtras) -> None:
+        """Copy every row of ``src`` (one net's crops) into ``rows`` of this frame."""
+        for name in ("has", "has_regions", "visibility", "oks", "present", "area", "ellipse"):
+            getattr(self, name)[rows] = getattr(src, name)
+
     def person(self, i: int) -> dict[str, Any]:
         """JSON-ready fields of row ``i`` ({} for a heatmap-net or dropped row)."""
         if not self.has[i]:
@@ -107,7 +114,7 @@ class ProbExtras:
         return out
 
 
-def maps_of(outs: dict[str, np.ndarray]) -> np.ndarray | None:
+def maps_of(outs: Outputs) -> np.ndarray | None:
     """The probability maps on the host: ``probmaps`` as exported, else sparsemax of the
     ``logits`` (an engine whose plugin consumed the maps but kept logits), else None
     (a fused-decode engine that dropped every map: no regions, the rest still works)."""
@@ -149,14 +156,14 @@ class ProbFieldsDecoder:
         self,
         ex: ProbExtras,
         rows: np.ndarray,
-        head: str,
-        outs: dict[str, np.ndarray],
+        spec: HeadSpec,
+        outs: Outputs,
         presence: np.ndarray,
         centers: np.ndarray,
         scales: np.ndarray,
     ) -> None:
-        """Write one net's rows; a no-op for heatmap nets."""
-        if head != "probmap" or len(rows) == 0:
+        """Write one net's rows; a no-op for heads without probability maps."""
+        if not spec.probabilistic or len(rows) == 0:
             return
         n = len(rows)
         ex.has[rows] = True

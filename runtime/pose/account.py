@@ -9,7 +9,7 @@ visible instead of silent. Reasons come from ``runtime.pose.preprocess`` plus
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runtime.pose.results import FrameResult
@@ -58,6 +58,6 @@ class RunAccount:
             + bad
         )
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         d = {"boxes": self.boxes, "posed": self.posed, "dropped": dict(sorted(self.dropped.items()))}
         return {**d, "det_invalid_frames": self.det_invalid_frames} if self.det_invalid_frames else d

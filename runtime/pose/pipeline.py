@@ -21,17 +21,16 @@ from runtime.artifacts.manifest import load_manifest, verify_files
 from runtime.backends import backend_class, open_backend, resolve_backend_name
 from runtime.backends.base import Pending
 from runtime.backends.options import BackendOptions, given
+from runtime.heads.base import DecodeContext
 from runtime.heads.credible import DEFAULT_MASSES
-from runtime.heads.decode import decode_heatmaps, decode_probmaps
-from runtime.heads.double_decode import merge_double
 from runtime.heads.probfields import ProbFieldsDecoder
 from runtime.pose.api_checks import ImageError, OptionError, check_image, check_masses, check_options  # noqa: F401 (the API's names)
+from runtime.pose.assemble import FrameRows, decode_people
 from runtime.pose.preprocess import (
     DEFAULT_MAX_BOXES,
     INPUT_HW,
     as_boxes,
     boxes_to_center_scale,
-    heatmap_to_image,
     make_crops,
     sanitize_boxes,
 )
@@ -94,39 +93,6 @@ def fair_shares(total: int, want: np.ndarray) -> np.ndarray:
     return got
 
 
-def _presence_from_outputs(outs: dict[str, np.ndarray], n: int, temperature: float) -> np.ndarray:
-    """Temperature-scaled presence (1 where the head has none)."""
-    if "presence" not in outs:
-        return np.ones((n, 17), np.float32)
-    p = np.clip(outs["presence"].astype(np.float64), 1e-7, 1 - 1e-7)
-    if temperature != 1.0:
-        p = 1.0 / (1.0 + np.exp(-np.log(p / (1 - p)) / temperature))
-    return p.astype(np.float32)
-
-
-def decode_outputs(
-    head: str, outs: dict[str, np.ndarray], temperature: float = 1.0, presence_threshold: float = 0.5
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Net outputs -> (heatmap-space xy [n,17,2], keypoint scores [n,17], presence [n,17]).
-
-    Uses the fused plugin's ``keypoints``/``keypoint_scores`` when the engine
-    has them, so no full map is touched on the host; otherwise the numpy
-    reference decode for the head kind.
-    """
-    if "keypoints" in outs:
-        coords, kscores = outs["keypoints"], outs["keypoint_scores"]
-    elif head == "probmap":
-        coords, kscores = decode_probmaps(outs["probmaps"])
-    elif head == "heatmap":
-        coords, kscores = decode_heatmaps(outs["heatmaps"])
-    else:
-        raise ValueError(f"unknown head kind {head!r} in the manifest")
-    presence = _presence_from_outputs(outs, len(coords), temperature)
-    if "outer_probmaps" in outs:  # double heatmap: out-of-window keypoints from the wider map
-        coords, kscores = merge_double(coords, kscores, outs["outer_probmaps"], presence, presence_threshold)
-    return coords, kscores, presence
-
-
 class PosePipeline:
     """Load once, call per frame: ``pipe(image_bgr, boxes_xywh) -> FrameResult``."""
 
@@ -155,6 +121,7 @@ class PosePipeline:
         self.fraction = routing.get("large_fraction", 0.5)
         self.temperature = float(self.manifest.get("presence", {}).get("temperature", 1.0))
         self.prob = ProbFieldsDecoder(self.manifest, self.options.credible)
+        self.decode_ctx = DecodeContext(self.temperature, self.prob.threshold)
         self._rng = np.random.default_rng(self.options.seed)
         self._crops = np.empty((0, 3, *INPUT_HW), np.float32)
         self._ms_per_crop: dict[str, float] = {}
@@ -298,24 +265,20 @@ class PosePipeline:
         in proportion to its crops wanting the large net, so a crowded camera cannot take every
         large-net slot from the others."""
         if len(rows) == 1 or int(large.sum()) <= cap:
-            return apply_budget(scores, large, self.k1, self.k2, cap)
+            capped: np.ndarray = apply_budget(scores, large, self.k1, self.k2, cap)
+            return capped
         bounds = np.cumsum([0, *rows])
         want = np.array([int(large[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])])
         caps = fair_shares(cap, want)
-        out = large.copy()
+        out: np.ndarray = large.copy()
         for (a, b), c in zip(zip(bounds[:-1], bounds[1:]), caps):
             out[a:b] = apply_budget(scores[a:b], large[a:b], self.k1, self.k2, int(c))
         return out
 
     def _collect(self, job: _Job) -> FrameResult:
         t_wait = time.perf_counter()
-        n = len(job.boxes)
-        kps = np.full((n, 17, 3), np.nan, np.float32)
-        presence = np.zeros((n, 17), np.float32)
-        route_arr = np.full(n, -1, np.int8)
-        rscore = np.full(n, np.nan, np.float32)
-        rscore[job.kept] = job.scores
-        prob = self.prob.new(n)
+        frame = FrameRows(len(job.boxes), self.prob.masses)
+        frame.router_score[job.kept] = job.scores
         decode_ms = 0.0
         for role, flag in (("small", False), ("large", True)):
             parts = job.pending[role]
@@ -326,16 +289,10 @@ class PosePipeline:
             td = time.perf_counter()
             outs = {k: np.concatenate([o[k] for o in outs_list]) for k in outs_list[0]}
             sel = np.flatnonzero(job.large == flag)
-            coords, kscores, pres = decode_outputs(
-                self.heads[role], outs, self.temperature, self.prob.threshold
+            people = decode_people(
+                self.heads[role], outs, job.centers[sel], job.scales[sel], self.decode_ctx, self.prob
             )
-            xy = heatmap_to_image(coords, job.centers[sel], job.scales[sel])
-            rows = job.kept[sel]
-            kps[rows, :, :2] = xy
-            kps[rows, :, 2] = kscores
-            presence[rows] = pres
-            self.prob.fill(prob, rows, self.heads[role], outs, pres, job.centers[sel], job.scales[sel])
-            route_arr[rows] = int(flag)
+            frame.put(job.kept[sel], people, flag)
             decode_ms += (time.perf_counter() - td) * 1e3
         t_end = time.perf_counter()
         timings = dict(
@@ -344,24 +301,12 @@ class PosePipeline:
             decode=decode_ms,
             total=(t_end - job.t0) * 1e3,
         )
-        with np.errstate(over="ignore"):  # a 1e308 box is float32 inf; it was dropped as nan_or_inf anyway
-            boxes32 = job.boxes.astype(np.float32)
-        return FrameResult(
-            boxes32,
-            kps,
-            presence,
-            route_arr,
-            rscore,
-            job.box_scores.astype(np.float32),
-            job.dropped,
-            timings,
-            prob,
-        )
+        return frame.result(job.boxes, job.box_scores, job.dropped, timings)
 
     # -- budget mode -------------------------------------------------------------------
     def _update_cost(self, role: str, parts: list[tuple[Pending, int]]) -> None:
-        ms = [getattr(p, "elapsed_ms", None) for p, _ in parts]
-        if any(m is None for m in ms):
+        ms: list[float] = [m for p, _ in parts if (m := getattr(p, "elapsed_ms", None)) is not None]
+        if len(ms) < len(parts):
             return
         per = sum(ms) / max(1, sum(n for _, n in parts))
         old = self._ms_per_crop.get(role)

@@ -139,7 +139,7 @@ class FrameResult:
         """COCO keypoint results; the person score is box score x :meth:`person_quality`,
         dropped boxes are left out."""
         res = []
-        for i in np.flatnonzero(self.route >= 0):
+        for i in map(int, np.flatnonzero(self.route >= 0)):
             kp = self.keypoints[i].copy()
             bad = ~np.isfinite(kp).all(axis=1)  # NaN/inf maps decode to NaN: score 0
             kp[bad] = 0.0

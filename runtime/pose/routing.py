@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,7 @@ def budget_max_large(
     return int(max(0, min(n, math.floor(room / extra))))
 
 
-def manifest_costs(manifest: dict, backend: str, precision: str | None) -> dict[str, float] | None:
+def manifest_costs(manifest: dict[str, Any], backend: str, precision: str | None) -> dict[str, float] | None:
     """ms/crop per role that the build measured for this backend and precision, or None.
 
     ``manifest["routing"]["costs"]["entries"]`` (build/costs.py; trtexec timings for TensorRT

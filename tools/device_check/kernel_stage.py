@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 
 from runtime.heads import decode as D
+from runtime.heads.registry import HEATMAP, PROBMAP, plugin_mode
 
 from .checks import compare_decode, compare_sparsemax
 from .gpu import GpuKernels
 
 F32 = np.float32
+HM, PM = plugin_mode(HEATMAP), plugin_mode(PROBMAP)  # the kernels' modes for the two map heads
 SMEM_SCRATCH, MAX_PIXELS = 2048, 8192  # kernels/dynpose_kernels.h: kScratchBytes, kMaxDecodePixels
 
 
@@ -60,7 +62,7 @@ def gt_heatmaps(coco_mini: Path, hw: tuple[int, int] = (64, 48), sigma: float = 
 def _decode_cases(gk: GpuKernels, z: np.ndarray, tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
     res, t = {}, {}
     n = z.shape[0]
-    kp, sc, ms = gk.decode(z, "heatmap")
+    kp, sc, ms = gk.decode(z, HM)
     res[f"{tag}/heatmap"] = compare_decode(kp, sc, *D.decode_heatmaps(z), exact=True)
     t[f"{tag}/heatmap"] = {"ms": ms, "us_per_crop": 1e3 * ms / n}
     rows = z.reshape(n * 17, -1)
@@ -68,10 +70,10 @@ def _decode_cases(gk: GpuKernels, z: np.ndarray, tag: str) -> tuple[dict[str, An
     res[f"{tag}/sparsemax"] = compare_sparsemax(p, D.sparsemax(rows))
     t[f"{tag}/sparsemax"] = {"ms": ms, "us_per_crop": 1e3 * ms / n}
     pm = D.sparsemax(rows).reshape(z.shape)
-    kp, sc, ms = gk.decode(pm, "probmap", D.COCO_SIGMAS)
+    kp, sc, ms = gk.decode(pm, PM, D.COCO_SIGMAS)
     res[f"{tag}/probmap"] = compare_decode(kp, sc, *D.decode_probmaps(pm), exact=True)
     t[f"{tag}/probmap"] = {"ms": ms, "us_per_crop": 1e3 * ms / n}
-    kp, sc, ms = gk.decode(z, "probmap", D.COCO_SIGMAS, normalize=True, temperature=0.5)
+    kp, sc, ms = gk.decode(z, PM, D.COCO_SIGMAS, normalize=True, temperature=0.5)
     res[f"{tag}/logits"] = compare_decode(kp, sc, *D.decode_logits(z, temperature=0.5), exact=False)
     t[f"{tag}/logits"] = {"ms": ms, "us_per_crop": 1e3 * ms / n}
     return res, t
@@ -83,20 +85,20 @@ def run_kernel_stage(
     """All kernel cases; returns (results by case, timings by case)."""
     results, timings = _decode_cases(gk, random_logits(2, n=16), "random")
     z16 = random_logits(3, n=4).astype(np.float16)
-    kp, sc, _ = gk.decode(z16, "heatmap")
+    kp, sc, _ = gk.decode(z16, HM)
     results["random/heatmap_fp16"] = compare_decode(kp, sc, *D.decode_heatmaps(z16.astype(F32)), exact=True)
     bad = random_logits(4, n=2)
     bad[0, 3, 5, 5] = np.nan
     bad[1, 0, 0, 0] = np.inf
-    kp, sc, _ = gk.decode(bad, "heatmap")
+    kp, sc, _ = gk.decode(bad, HM)
     results["random/invalid_maps"] = compare_decode(kp, sc, *D.decode_heatmaps(bad), exact=True)
     big = (96, 72)
     if decode_smem_bytes(*big) <= smem_optin:  # 57,344 B: needs the opt-in the launcher makes
         zb = random_logits(5, n=4, hw=big)
-        kp, sc, ms = gk.decode(zb, "heatmap")
+        kp, sc, ms = gk.decode(zb, HM)
         results["random/heatmap_96x72"] = compare_decode(kp, sc, *D.decode_heatmaps(zb), exact=True)
         pmb = D.sparsemax(zb.reshape(4 * 17, -1)).reshape(zb.shape)
-        kp, sc, ms = gk.decode(pmb, "probmap", D.COCO_SIGMAS)
+        kp, sc, ms = gk.decode(pmb, PM, D.COCO_SIGMAS)
         results["random/probmap_96x72"] = compare_decode(kp, sc, *D.decode_probmaps(pmb), exact=True)
         timings["random/probmap_96x72"] = {"ms": ms, "us_per_crop": 1e3 * ms / 4}
     tag, maps = real_maps()

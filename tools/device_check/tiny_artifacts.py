@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from runtime.heads.registry import HEATMAP
+
 OPSET = 17
 
 
@@ -71,7 +73,7 @@ def _entry(role: str, onnx_name: str, outputs: list[tuple[str, list]]) -> dict[s
         "role": role,
         "onnx": onnx_name,
         "opset": OPSET,
-        "head": "score" if role == "router" else "heatmap",
+        "head": "score" if role == "router" else HEATMAP,
         "inputs": [{"name": "input", "shape": ["N", 3, 256, 192], "dtype": "float32"}],
         "outputs": [{"name": n, "shape": s, "dtype": "float32"} for n, s in outputs],
         "variants": {},
