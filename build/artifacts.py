@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from runtime.artifacts.manifest import SCHEMA_VERSION
-from runtime.pose.preprocess import HEATMAP_HW, INPUT_HW, MEAN, PADDING, STD
+from runtime.heads.grid import HEATMAP_HW
+from runtime.pose.preprocess import INPUT_HW, MEAN, PADDING, STD
 
 from .checkpoint import init_random, load_strict, sha256_file
 from .configs import PipelineConfig

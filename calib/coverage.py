@@ -36,8 +36,9 @@ import numpy as np
 
 from runtime.heads.credible import CoverageMap, fit_calibration, mass_above_truth
 from runtime.heads.decode import COCO_SIGMAS, decode_probmaps
+from runtime.heads.grid import HEATMAP_HW, image_to_heatmap
 from runtime.heads.registry import decodes_probability_maps
-from runtime.pose.preprocess import HEATMAP_HW, boxes_to_center_scale, image_to_heatmap, make_crops
+from runtime.pose.preprocess import boxes_to_center_scale, make_crops
 from runtime.safe_io import atomic_write_bytes, atomic_write_text
 
 from .data import calibration_domain, cut_person, presence_folder

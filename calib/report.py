@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from runtime.heads.decode import COCO_SIGMAS
+from runtime.heads.grid import HEATMAP_HW
 from runtime.heads.registry import decode_outputs
-from runtime.pose.preprocess import HEATMAP_HW, PADDING
+from runtime.pose.preprocess import PADDING
 from runtime.pose.routing import route_band
 
 RANDOM_NOTE = (

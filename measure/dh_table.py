@@ -5,7 +5,7 @@ prediction, all in heatmap pixels of that crop. That frame is exact for both
 metrics: the crop's affine is an isotropic scale plus a shift (3:4 window,
 64x48 maps), OKS is invariant under it when the area is scaled with it (the
 sets carry the area in heatmap pixels^2), and the crop window is known there
-exactly: ``[0, W] x [0, H]`` (runtime.pose.preprocess.heatmap_to_image sends heatmap
+exactly: ``[0, W] x [0, H]`` (runtime.heads.grid.heatmap_to_image sends heatmap
 x = 0 to the window's left edge). The GT box is chosen so that bench.ex_oks's
 activation window (box at 3:4, padded 1.25) *is* that window, so Ex-OKS's
 in/out rule needs no change.
@@ -39,7 +39,7 @@ from pycocotools.coco import COCO
 
 from measure.coco_eval import run_cocoeval, stats_dict, to_coco_results
 from measure.ex_oks import ASPECT_WH, PADDING, evaluate_ex_oks
-from runtime.pose.preprocess import HEATMAP_HW
+from runtime.heads.grid import HEATMAP_HW
 
 ROWS = ("single", "double", "double_truth_choice")
 

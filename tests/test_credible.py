@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from runtime.heads.credible import covered, credible_regions, fit_coverage, regions_to_image
-from runtime.pose.preprocess import heatmap_to_image
+from runtime.heads.grid import heatmap_to_image
 
 H, W = 64, 48
 

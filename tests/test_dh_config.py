@@ -95,8 +95,9 @@ def test_dh_build_runs_end_to_end_with_outer_keypoints(tmp_path, coco_mini):
     from runtime.heads.base import scaled_presence
     from runtime.heads.decode import decode_probmaps
     from runtime.heads.double_decode import merge_double
+    from runtime.heads.grid import heatmap_to_image
     from runtime.pose.pipeline import PosePipeline
-    from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops
+    from runtime.pose.preprocess import boxes_to_center_scale, make_crops
 
     root = build_artifacts(
         tmp_path, "fixture-dyn-dh", extra=("--calib-data", str(coco_mini), "--fuse-decode")

@@ -81,9 +81,9 @@ def test_double_head_exports_and_runs_in_ort_with_the_same_decode(tmp_path):
 def test_outer_placed_keypoints_get_the_outer_maps_region():
     """A keypoint decoded from the outer map reports the outer map's credible region, in the same
     image coordinates as its position (outer pixel = 2x2 inner pixels); the others keep the expert's."""
+    from runtime.heads.grid import heatmap_to_image
     from runtime.heads.probfields import ProbFieldsDecoder
     from runtime.heads.registry import head_spec
-    from runtime.pose.preprocess import heatmap_to_image
 
     n, k, h, w = 1, 17, 64, 48
     inner = np.zeros((n, k, h, w), np.float32)

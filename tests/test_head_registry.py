@@ -17,9 +17,9 @@ from runtime.heads import registry
 from runtime.heads.base import PLUGIN_MODES, DecodeContext, HeadSpec, NetDecode, Outputs
 from runtime.heads.decode import decode_heatmaps, decode_probmaps
 from runtime.heads.double_decode import merge_double
+from runtime.heads.grid import heatmap_to_image
 from runtime.heads.probfields import ProbFieldsDecoder
 from runtime.pose.assemble import decode_people
-from runtime.pose.preprocess import heatmap_to_image
 
 REPO = Path(__file__).resolve().parents[1]
 CODE_DIRS = ("runtime", "build", "bench", "measure", "calib", "tools", "kernels", "tests/trt_harness")

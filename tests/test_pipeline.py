@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from runtime.backends.ort_session import open_session
+from runtime.heads.grid import heatmap_to_image
 from runtime.heads.registry import decode_outputs
 from runtime.pose.pipeline import PipelineOptions, PosePipeline
-from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
+from runtime.pose.preprocess import boxes_to_center_scale, make_crops, sanitize_boxes
 
 
 @pytest.fixture(scope="module")

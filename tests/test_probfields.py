@@ -14,9 +14,10 @@ from build.synth import load_photos, make_scene
 from calib.report import run_onnx
 from runtime.artifacts.manifest import load_manifest
 from runtime.heads.credible import CoverageMap, credible_regions
+from runtime.heads.grid import heatmap_to_image
 from runtime.io.draw_regions import draw_regions
 from runtime.pose.pipeline import PipelineOptions, PosePipeline
-from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
+from runtime.pose.preprocess import boxes_to_center_scale, make_crops, sanitize_boxes
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from build.synth import make_scene
 from build.train.data import SceneStream, in_window, scene_crops
 from build.train.losses import gaussian_targets, heatmap_mse, oks_maps, probpose_loss
 from build.train.trainer import save_checkpoint, train_step
-from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image
+from runtime.heads.grid import heatmap_to_image
+from runtime.pose.preprocess import boxes_to_center_scale
 
 
 @pytest.mark.parametrize("arch", sorted(FIXTURE_ARCHS))

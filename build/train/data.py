@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 import torch
 
-from runtime.pose.preprocess import HEATMAP_HW, boxes_to_center_scale, image_to_heatmap, make_crops
+from runtime.heads.grid import HEATMAP_HW, image_to_heatmap
+from runtime.pose.preprocess import boxes_to_center_scale, make_crops
 
 from ..synth.coco import load_photos
 from ..synth.scene import Scene, _jitter, make_scene

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from runtime.errors import EXIT_INPUT, register_expected
+from runtime.heads.grid import heatmap_to_image
 from runtime.heads.registry import decode_outputs as registry_decode
 from runtime.heads.registry import head_spec
-from runtime.pose.preprocess import boxes_to_center_scale, heatmap_to_image, make_crops, sanitize_boxes
+from runtime.pose.preprocess import boxes_to_center_scale, make_crops, sanitize_boxes
 from runtime.tracking.tracker import iou_matrix
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from runtime.heads.decode import COCO_SIGMAS
-from runtime.pose.preprocess import HEATMAP_HW
+from runtime.heads.grid import HEATMAP_HW
 
 HEATMAP_SIGMA = 2.0  # MMPose's sigma for 64x48 maps
 MSE_SCALE = 100.0  # issue 9's trial: MSE x100 trained better than softmax CE

@@ -8,7 +8,7 @@ decodes with the project's head registry (runtime.heads.registry, the decoder th
 pipeline uses), which build.triton_repo ships beside this file as
 ``dynpose_lib/runtime`` (numpy-only modules). Keypoints come back on the head's
 grid (heatmap pixels, 64 x 48); the client maps them to the image with the
-inverse of the affine it cropped with (runtime.pose.preprocess.heatmap_to_image).
+inverse of the affine it cropped with (runtime.heads.grid.heatmap_to_image).
 """
 
 import json

@@ -116,7 +116,7 @@ def regions_to_image(
     The crop affine is axis-aligned (no rotation): heatmap x scales by sw/W and y by sh/H,
     so an area scales by their product and the ellipse by the same diagonal map.
     """
-    from runtime.pose.preprocess import heatmap_to_image
+    from runtime.heads.grid import heatmap_to_image
 
     hh, hw = heatmap_hw
     sx = np.asarray(scales, np.float64)[:, 0] / hw

@@ -14,9 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from runtime.heads.base import DecodeContext, Outputs
+from runtime.heads.grid import heatmap_to_image
 from runtime.heads.probfields import ProbExtras, ProbFieldsDecoder
 from runtime.heads.registry import decoder_for
-from runtime.pose.preprocess import heatmap_to_image
 from runtime.pose.results import FrameResult
 
 K = 17

@@ -16,7 +16,6 @@ import numpy as np
 from runtime.errors import EXIT_INPUT, register_expected
 
 INPUT_HW = (256, 192)
-HEATMAP_HW = (64, 48)
 PADDING = 1.25
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255.0
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255.0
@@ -181,31 +180,3 @@ def make_crops(
         norm = crop.astype(np.float32) * scale + shift  # HxWx3, BGR
         out[i] = norm[:, :, ::-1].transpose(2, 0, 1)  # 3xHxW, RGB
     return out[:n]
-
-
-def heatmap_to_image(
-    coords: np.ndarray, centers: np.ndarray, scales: np.ndarray, heatmap_hw: tuple[int, int] = HEATMAP_HW
-) -> np.ndarray:
-    """Inverse of :func:`make_crops` for heatmap-pixel (x, y) coordinates [N,K,2].
-
-    Pixel centres are aligned the MMPose way (coordinate / size * scale), so a
-    heatmap x of 0 maps to the left edge of the crop window.
-    """
-    c = np.asarray(coords, np.float64)
-    hh, hw = heatmap_hw
-    out = np.empty_like(c)
-    out[..., 0] = c[..., 0] / hw * scales[:, None, 0] + centers[:, None, 0] - scales[:, None, 0] * 0.5
-    out[..., 1] = c[..., 1] / hh * scales[:, None, 1] + centers[:, None, 1] - scales[:, None, 1] * 0.5
-    return out.astype(np.float32)
-
-
-def image_to_heatmap(
-    points: np.ndarray, centers: np.ndarray, scales: np.ndarray, heatmap_hw: tuple[int, int] = HEATMAP_HW
-) -> np.ndarray:
-    """Forward map of image (x, y) [N,K,2] into heatmap pixels (training targets, tests)."""
-    p = np.asarray(points, np.float64)
-    hh, hw = heatmap_hw
-    out = np.empty_like(p)
-    out[..., 0] = (p[..., 0] - centers[:, None, 0] + scales[:, None, 0] * 0.5) / scales[:, None, 0] * hw
-    out[..., 1] = (p[..., 1] - centers[:, None, 1] + scales[:, None, 1] * 0.5) / scales[:, None, 1] * hh
-    return out.astype(np.float32)
