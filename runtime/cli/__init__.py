@@ -1,1 +1,1 @@
-"""The command-line edge: the ``dynpose`` dispatcher, argument types, and the expected-error registry."""
+"""The command-line edge: argument types that range-check, and the ``dynpose`` dispatcher."""

@@ -1,1 +1,1 @@
-"""Sources and sinks: frames in (files, cameras, streams), records and overlays out, writes that never half-land."""
+"""Sources and sinks: frames in (files, cameras, streams, GStreamer), records, overlays and JSON out."""
