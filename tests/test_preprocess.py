@@ -8,15 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.pose.preprocess import (
-    BoxError,
-    boxes_to_center_scale,
-    crop_affines,
-    heatmap_to_image,
-    image_to_heatmap,
-    make_crops,
-    sanitize_boxes,
-)
+from runtime.heads.grid import heatmap_to_image, image_to_heatmap
+from runtime.pose.preprocess import BoxError, boxes_to_center_scale, crop_affines, make_crops, sanitize_boxes
 
 
 def test_hygiene_drops_and_reports_each_bad_box():
