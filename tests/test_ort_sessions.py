@@ -4,8 +4,8 @@ runtime runs it with; a new ``InferenceSession(`` or ``SessionOptions(`` anywher
 
 from __future__ import annotations
 
-import os
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +17,15 @@ CALLS = re.compile(r"\b(InferenceSession|SessionOptions)\(")
 
 
 def _python_files() -> list[Path]:
-    """The project's Python files (not the gitignored venvs and build outputs under dot folders)."""
-    out = []
-    for folder, dirs, files in os.walk(REPO):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("__pycache__", "third_party")]
-        out += [Path(folder) / f for f in files if f.endswith(".py")]
-    return out
+    """The project's Python files: tracked or new (not ignored venvs, build outputs or caches)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return [REPO / f for f in listed if (REPO / f).is_file()]
 
 
 def test_sessions_are_opened_only_by_open_session() -> None:
