@@ -7,6 +7,7 @@ refused there rather than on the first frame."""
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 
@@ -110,6 +111,20 @@ def test_a_bad_det_class_is_refused_when_opened(tmp_path: Path) -> None:
     det = tiny_detector(tmp_path / "t.onnx", [GOOD])
     with pytest.raises(DetectorError, match=r"class 3 is out of range for 1 classes.*--det-class"):
         open_detector(DetectorOptions(f"onnx:{det}", cls=3), tmp_path)
+
+
+def test_onnx_detector_takes_the_runs_threads(tmp_path: Path) -> None:
+    """``--threads`` reaches an ``onnx:`` detector's session as it does the pose nets' (it was
+    silently every core); without it, every core."""
+    from runtime.backends.options import OrtOptions
+
+    path = tiny_detector(tmp_path / "t.onnx", [GOOD])
+    for options, want in ((OrtOptions(threads=1), 1), ({"threads": 2}, 2), (None, os.cpu_count())):
+        det = open_detector(DetectorOptions(f"onnx:{path}"), tmp_path, backend_options=options)
+        try:
+            assert det.runner.session.get_session_options().intra_op_num_threads == want
+        finally:
+            det.close()
 
 
 def test_layout_of_an_onnx_without_metadata_with_a_dynamic_output_is_read_from_one_run(

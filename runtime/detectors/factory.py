@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.backends.options import BackendOptions
+from runtime.backends.options import BackendOptions, given
 from runtime.detectors.base import Detections, Detector, DetectorError, nms_xywh
 from runtime.detectors.yolo import FAMILIES
 from runtime.io.sources import Frame
@@ -119,7 +119,8 @@ def open_detector(
         kind = "hog"
     iou = OTHER_IOU if opts.iou_thr is None else opts.iou_thr
     if kind == "onnx":
-        return NetDetector.from_onnx(arg, opts.layout, opts.cls, opts.score_thr, iou)
+        threads = given(backend_options).get("threads")  # --threads: ONNX Runtime's, as for the pose nets
+        return NetDetector.from_onnx(arg, opts.layout, opts.cls, opts.score_thr, iou, threads)
     if kind == "json":
         return JsonDetections(arg)
     return HogDetector(opts.hog_width, HOG_SCORE if opts.score_thr is None else opts.score_thr, iou)

@@ -128,14 +128,16 @@ class NetDetector:
         det_class: int = 0,
         score_thr: float | None = None,
         iou_thr: float | None = None,
+        threads: int | None = None,
     ) -> NetDetector:
-        """A user's YOLO ONNX (``onnx:PATH``) on an ONNX Runtime runner (module docstring)."""
+        """A user's YOLO ONNX (``onnx:PATH``) on an ONNX Runtime runner (module docstring), with
+        ``threads`` per session (the run's ``--threads``; None: every core)."""
         path = Path(path)
         if not path.is_file():
             raise DetectorError(f"ONNX detector {path} not found (--detector onnx:PATH)")
         det = cls.__new__(cls)
         det.root, det.manifest, det.backend, det.variant = path.parent, {}, None, "fp32"
-        runner = OrtRunner(ROLE, {}, path.parent, path, PROVIDERS["cpu"], os.cpu_count() or 1)
+        runner = OrtRunner(ROLE, {}, path.parent, path, PROVIDERS["cpu"], threads or os.cpu_count() or 1)
         try:
             runner.activate()
         except BackendError as e:
