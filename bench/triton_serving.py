@@ -4,7 +4,7 @@
 
 One run, figures printed and written as JSON (docs/results/2026-12-triton.md
 has this machine's numbers). Not a pytest file and not in ``make
-bench``'s gates on purpose: it needs the server venv (tests/setup/setup_triton.sh)
+bench``'s gates on purpose: it needs the server venv (tools/setup_triton.sh)
 and its figures are for the deployment recipe, not a regression gate.
 
 Measured, all on the same frames (coco-mini's four images, cycled, all boxes):

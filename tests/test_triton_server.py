@@ -1,6 +1,6 @@
 """The triton backend against a real ``tritonserver`` (bundled by nvidia-pytriton) on loopback.
 
-Marker ``triton``: its own CI step after ``bash tests/setup/setup_triton.sh``. A
+Marker ``triton``: its own CI step after ``bash tools/setup_triton.sh``. A
 missing server is an error (the fixture raises), never a skip. The artifacts
 are the trained fixture config (small nets: the whole file runs in about a
 minute here); the repository is written by ``build.engines --triton-repo``.

@@ -35,7 +35,7 @@ step "build matrix: every config x {cpu, orin} x {fp32, int8} through the real C
 "$PY" -m pytest -m build_matrix
 
 step "live sources: a real RTSP server (GStreamer) read through OpenCV/FFmpeg and PyGObject"
-bash tests/setup/setup_gst.sh
+bash tools/setup_gst.sh
 "$PY" -m pytest -m live
 
 step "CUDA: compile every .cu, build the plugin for TensorRT 10.3 + 11.1 headers, host tests (valgrind)"
@@ -57,7 +57,7 @@ bash tests/setup/setup_trt_harness.sh
 for v in 10 11; do DYNPOSE_TRT_HARNESS=$v "$PY" -m pytest -m trt; done
 
 step "Triton: the bundled tritonserver on loopback (server venv .triton/venv)"
-bash tests/setup/setup_triton.sh
+bash tools/setup_triton.sh
 "$PY" -m pytest -m triton
 
 step "combination matrix: source x output x backend x detector x cameras, pairwise (20 real runs)"

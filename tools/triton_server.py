@@ -1,4 +1,4 @@
-"""Start and stop the bundled ``tritonserver`` (from tests/setup/setup_triton.sh) on loopback.
+"""Start and stop the bundled ``tritonserver`` (from tools/setup_triton.sh) on loopback.
 
 Used by the Triton tests and bench/triton_serving.py, and by hand::
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VENV = REPO_ROOT / os.environ.get("TRITON_VENV", ".triton/venv")  # as tests/setup/setup_triton.sh
+DEFAULT_VENV = REPO_ROOT / os.environ.get("TRITON_VENV", ".triton/venv")  # as tools/setup_triton.sh
 _SETUP = Path(__file__).resolve().with_name("setup_triton.sh")  # shipped with the package too (pyproject)
 SETUP_HINT = (
     f"run `bash {_SETUP.relative_to(Path.cwd()) if _SETUP.is_relative_to(Path.cwd()) else _SETUP}` "
@@ -337,7 +337,7 @@ def _main(argv: list[str]) -> int:
         "--venv",
         type=existing_dir,
         default=DEFAULT_VENV,
-        help="the server venv of tests/setup/setup_triton.sh",
+        help="the server venv of tools/setup_triton.sh",
     )
     args = p.parse_args(argv)
     old = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}

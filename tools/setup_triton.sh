@@ -10,7 +10,7 @@
 # (the python-backend stub links libpython3.11.so.1.0; without that LIBDIR first it picks
 # up another copy and model init fails with an RLock `_recursion_count` AttributeError).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 VENV="${TRITON_VENV:-.triton/venv}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -28,7 +28,7 @@ root = pathlib.Path(pytriton.__file__).parent / "tritonserver"
 binary = root / "bin" / "tritonserver"
 if not binary.is_file():
     raise SystemExit(f"error: no tritonserver binary in {root} (nvidia-pytriton install): "
-                     "remove .triton/venv and rerun tests/setup/setup_triton.sh")
+                     "remove .triton/venv and rerun tools/setup_triton.sh")
 # The python backend looks for its stub beside libtriton_python.so; the wheel keeps one stub per
 # Python version apart (pytriton copies it at run time). Place the one for this venv's Python.
 import shutil, sys
@@ -37,7 +37,7 @@ stub = root / "python_backend_stubs" / ver / "triton_python_backend_stub"
 dest = root / "backends" / "python" / "triton_python_backend_stub"
 if not stub.is_file():
     raise SystemExit(f"error: no python-backend stub for Python {ver} in {stub.parent.parent}: "
-                     "make .triton/venv with Python 3.8-3.13 (PYTHON=python3.11 bash tests/setup/setup_triton.sh)")
+                     "make .triton/venv with Python 3.8-3.13 (PYTHON=python3.11 bash tools/setup_triton.sh)")
 if not dest.is_file():
     shutil.copy2(stub, dest)
 print(f"TRITONSERVER={binary}")

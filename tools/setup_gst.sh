@@ -4,7 +4,7 @@
 # test server) and PyGObject <3.51 built against Debian 12's girepository-1.0.
 # Idempotent: does nothing when everything imports already.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 probe() {
   "$PY" - <<'PYEOF' 2>/dev/null
