@@ -47,8 +47,9 @@ def _planted_regression(monkeypatch: pytest.MonkeyPatch) -> None:
     kind = os.environ.get("DYNPOSE_PLANT", "")
     frac = float(os.environ.get("DYNPOSE_PLANT_FRACTION", "0.3"))
     if kind == "decode":
-        import runtime.pose.pipeline as P
         from runtime.heads import decode as D
+        from runtime.heads import double_decode as DD
+        from runtime.heads import probmap as PM
 
         fast = D.decode_probmaps
 
@@ -58,8 +59,8 @@ def _planted_regression(monkeypatch: pytest.MonkeyPatch) -> None:
             burn(frac * (time.thread_time() - t))
             return out
 
-        monkeypatch.setattr(D, "decode_probmaps", slow_decode)
-        monkeypatch.setattr(P, "decode_probmaps", slow_decode)
+        for module in (D, PM, DD):  # where the decode is defined and where the head decoders call it
+            monkeypatch.setattr(module, "decode_probmaps", slow_decode)
     elif kind == "scheduler":
         from runtime.pose.pipeline import PosePipeline
 
