@@ -50,9 +50,9 @@ def load_clip_gt(path: str | Path) -> tuple[dict[str, Any], dict[int, list[dict]
 def _person(p: object, where: str) -> dict:
     if not isinstance(p, dict) or not isinstance(p.get("route"), str):
         raise RecordError(
-            "a person is not a runtime.video.engine record (route, box, keypoints)",
+            "a person is not a runtime.video record (route, box, keypoints)",
             where,
-            "pass the .jsonl that runtime.video.engine wrote",
+            "pass the .jsonl that runtime.video wrote",
         )
     if p["route"] != "dropped":
         parse_box(p.get("box"), where)
@@ -61,13 +61,13 @@ def _person(p: object, where: str) -> dict:
             raise RecordError(
                 "field 'keypoints' must be a list of [x, y, score] triples",
                 where,
-                "pass the .jsonl that runtime.video.engine wrote",
+                "pass the .jsonl that runtime.video wrote",
             )
     return p
 
 
 def read_jsonl(path: str | Path) -> dict[int, list[dict]]:
-    """``runtime.video.engine`` JSON Lines -> persons per frame (dropped boxes left out); a line that is
+    """``runtime.video`` JSON Lines -> persons per frame (dropped boxes left out); a line that is
     not a frame record, a frame written twice (two runs in one file), or a file with none, is one
     error naming the file and line."""
     try:
@@ -76,7 +76,7 @@ def read_jsonl(path: str | Path) -> dict[int, list[dict]]:
         raise InputError(
             f"cannot read the run's JSON Lines ({e})",
             f"--jsonl {path}",
-            "pass the .jsonl that runtime.video.engine wrote",
+            "pass the .jsonl that runtime.video wrote",
         ) from None
     out: dict[int, list[dict]] = {}
     for n, line in enumerate(lines, 1):
@@ -89,13 +89,13 @@ def read_jsonl(path: str | Path) -> dict[int, list[dict]]:
             raise RecordError(
                 f"not valid JSON ({getattr(e, 'msg', e)})",
                 where,
-                "pass the .jsonl that runtime.video.engine wrote",
+                "pass the .jsonl that runtime.video wrote",
             ) from None
         if not isinstance(rec, dict) or not isinstance(rec.get("persons"), list):
             raise RecordError(
-                "not a runtime.video.engine frame record (frame, persons)",
+                "not a runtime.video frame record (frame, persons)",
                 where,
-                "pass the .jsonl that runtime.video.engine wrote",
+                "pass the .jsonl that runtime.video wrote",
             )
         persons = [_person(p, f"{where} persons[{i}]") for i, p in enumerate(rec["persons"])]
         frame = record_int(rec, "frame", where)
@@ -106,7 +106,7 @@ def read_jsonl(path: str | Path) -> dict[int, list[dict]]:
         raise InputError(
             "no frame records: nothing to score",
             f"--jsonl {path}",
-            "pass the .jsonl of a runtime.video.engine run that read frames",
+            "pass the .jsonl of a runtime.video run that read frames",
         )
     return out
 
@@ -329,7 +329,7 @@ def main(argv: list[str]) -> int:
         required=True,
         type=existing_file,
         nargs="+",
-        help="runtime.video.engine JSON Lines (several: one row each)",
+        help="runtime.video JSON Lines (several: one row each)",
     )
     add_json_argument(p, "also write the numbers here (JSON)")
     a = p.parse_args(argv)

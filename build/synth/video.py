@@ -4,7 +4,7 @@ Writes ``OUT/<name>.mp4``, ``OUT/person_keypoints.json`` (PoseTrack-like COCO:
 one image per frame with ``frame_id``, annotations with ``track_id``, cut-off
 keypoints kept with v = 0 and ``out_of_image``) and ``OUT/detections.json``
 (per-frame detector-like boxes, keyed by the 0-based ``frame`` that
-``runtime.video.engine --detector json:PATH`` reads).
+``runtime.video --detector json:PATH`` reads).
 
 Why a video of the training figures: the fixture nets know only these
 figures, so a clip of them is the one input on which the whole product

@@ -75,7 +75,7 @@ COMMANDS: dict[str, Entry | dict[str, Entry]] = {
             "bench.video_eval",
             "main",
             "python -m bench.video_eval",
-            "AP, IDF1/MOTA, jitter of runtime.video.engine JSON Lines on a synthetic clip",
+            "AP, IDF1/MOTA, jitter of runtime.video JSON Lines on a synthetic clip",
         ),
         "track": (
             "bench.track_eval",

@@ -1,4 +1,4 @@
-"""Keypoint smoothing over time: a One-Euro filter per track and keypoint (``runtime.video.engine --smooth``).
+"""Keypoint smoothing over time: a One-Euro filter per track and keypoint (``runtime.video --smooth``).
 
 Why One-Euro (Casiez, Roussel and Vogel, CHI 2012): per-frame pose nets
 shake by a few pixels even on a still person, and a fixed low-pass that
