@@ -62,10 +62,13 @@ class HeadSpec:
 
 @dataclass(frozen=True)
 class DecodeContext:
-    """Per-artifact decode settings from the manifest (``presence`` section)."""
+    """Per-net decode settings from the manifest: the ``presence`` section, and the net's input
+    (H, W), which a head whose outputs do not carry it (the fused SimCC decode returns input
+    pixels only) needs to say which grid its coordinates lie on."""
 
     temperature: float = 1.0
     presence_threshold: float = 0.5
+    input_hw: tuple[int, int] = (256, 192)
 
 
 @dataclass(frozen=True)
