@@ -52,6 +52,7 @@ class ModelSpec:
     heatmap_deconvs: tuple[int, ...] = (256, 256, 256)
     probmap_deconvs: tuple[int, ...] = (256, 256, 256)
     aux_channels: int = 128
+    input_hw: tuple[int, int] = (256, 192)  # the crop (H, W) the net is built and exported for
     gmacs: float | None = None
     params_m: float | None = None
     notes: str = ""
