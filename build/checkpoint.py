@@ -222,9 +222,10 @@ def read_published(path: str | Path, flag: str | None = None) -> dict[str, torch
         with torch.serialization.safe_globals([(_inert(n), n) for n in names]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file; each becomes one line
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        first = next((ln for ln in lines if "GLOBAL" in ln), lines[0])  # torch's reason, not its preamble
         raise CheckpointUnreadable(
-            f"released checkpoint does not read ({where}; {type(e).__name__}: {first[:80]}): "
+            f"released checkpoint does not read ({where}; {type(e).__name__}: {first[:100]}): "
             "delete it from the cache to fetch it again"
         ) from None
     sd = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None

@@ -389,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for name in a.names:
         entry = ZOO[name]
-        path, info = tensors_of(entry)
+        path, info = tensors_of(
+            entry, "--detector" if entry.kind == "detector" else "--small-ckpt/--large-ckpt"
+        )
         print(f"{name}: {info['download']} (sha256 {info['sha256']}); tensors {path}")
     return 0
 

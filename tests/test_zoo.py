@@ -322,3 +322,44 @@ def test_engines_builds_with_a_name_and_the_manifest_records_the_source(publishe
     assert weights["zoo"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert manifest["models"]["large"]["weights"]["bundled"] is True
     assert server.requests == [urllib.parse.urlparse(entry.url).path]
+
+
+def test_fetch_command_fills_the_cache_for_offline_use(published, server, tmp_path, monkeypatch, capsys):
+    entry, _, _ = published
+    monkeypatch.setitem(zoo.ZOO, entry.name, entry)
+    assert zoo.main(["fetch", entry.name]) == 0
+    assert entry.filename in capsys.readouterr().out
+    server.stop()  # air-gapped from here on
+    path, source = zoo.resolve(entry.name, "--small-ckpt", "fixture-s")
+    assert path.is_file() and source is not None and len(server.requests) == 1
+
+
+class _Runs:
+    """Unpickling this in full would run code (what a forged file could carry)."""
+
+    def __init__(self, marker: Path, via: str) -> None:
+        self.marker, self.via = marker, via
+
+    def __reduce__(self) -> tuple:
+        if self.via == "exec":
+            return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_verified_file_is_never_unpickled_in_full(tmp_path):
+    """exec is bound to an inert stand-in (the tensors come out); os.system is a module torch
+    blocks outright (one line, exit 2). Either way nothing from the file runs."""
+    from build.checkpoint import read_published
+
+    sd = {"w": torch.arange(3.0)}
+    for via in ("exec", "system"):
+        marker = tmp_path / f"ran-{via}"
+        torch.save({"meta": {"hook": _Runs(marker, via)}, "state_dict": sd}, tmp_path / f"{via}.pth")
+        if via == "exec":
+            got = read_published(tmp_path / f"{via}.pth")
+            assert list(got) == ["w"] and torch.equal(got["w"], sd["w"])
+        else:
+            with pytest.raises(CheckpointUnreadable) as e:
+                read_published(tmp_path / f"{via}.pth")
+            assert "\n" not in str(e.value) and "delete it from the cache" in str(e.value)
+        assert not marker.exists()
