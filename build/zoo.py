@@ -290,7 +290,10 @@ def tensors_of(entry: ZooEntry, flag: str = "--small-ckpt") -> tuple[Path, dict[
         buf = io.BytesIO()
         torch.save({"state_dict": read_published(path, flag)}, buf)
         atomic_write_bytes(out, buf.getvalue())
-    return out, {"zoo": entry.name, "url": entry.url, "sha256": digest, "download": str(path)}
+    source = {"zoo": entry.name, "url": entry.url, "sha256": digest, "download": str(path)}
+    if source_url(entry) != entry.url:
+        source["mirror"] = source_url(entry)
+    return out, source
 
 
 # -- flag values -------------------------------------------------------------------------------

@@ -155,6 +155,7 @@ def test_download_shows_progress_verifies_and_loads_strictly(published, server, 
         "url": entry.url,
         "sha256": hashlib.sha256(data).hexdigest(),
         "download": str(tmp_path / "cache" / "checkpoints" / entry.filename),
+        "mirror": zoo.source_url(entry),
     }
     net = build_pose_net("fixture-s")
     load_strict(net, weights, "small")  # weights_only, strict: nothing unpickled in full
