@@ -229,6 +229,21 @@ def _stream(url: str, dst: Path, flag: str) -> str:
     return h.hexdigest()
 
 
+STALE_PART_S = 24 * 3600  # a .part this old belongs to a killed download, not a running one
+
+
+def _drop_stale_parts(folder: Path, entry: ZooEntry) -> None:
+    """Remove what killed downloads of ``entry`` left (a SIGKILL skips every cleanup)."""
+    import time
+
+    for part in folder.glob(f".{entry.filename}.*.part"):
+        try:
+            if time.time() - part.stat().st_mtime > STALE_PART_S:
+                part.unlink()
+        except OSError:
+            pass
+
+
 def fetch(entry: ZooEntry, flag: str = "--small-ckpt") -> tuple[Path, str]:
     """The verified download of ``entry`` in the cache, and its full SHA-256.
 
@@ -247,6 +262,7 @@ def fetch(entry: ZooEntry, flag: str = "--small-ckpt") -> tuple[Path, str]:
             file=sys.stderr,
         )
     url = source_url(entry)
+    _drop_stale_parts(folder, entry)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{entry.filename}.", suffix=".part")

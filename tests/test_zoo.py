@@ -364,3 +364,15 @@ def test_a_verified_file_is_never_unpickled_in_full(tmp_path):
                 read_published(tmp_path / f"{via}.pth")
             assert "\n" not in str(e.value) and "delete it from the cache" in str(e.value)
         assert not marker.exists()
+
+
+def test_what_a_killed_download_left_is_removed_once_stale(published, server, tmp_path):
+    entry, _, _ = published
+    folder = tmp_path / "cache" / "checkpoints"
+    folder.mkdir(parents=True)
+    old, fresh = folder / f".{entry.filename}.a.part", folder / f".{entry.filename}.b.part"
+    for p in (old, fresh):
+        p.write_bytes(b"half")
+    os.utime(old, (0, 0))
+    zoo.fetch(entry)
+    assert not old.exists() and fresh.exists()  # a fresh one may be another build's download
