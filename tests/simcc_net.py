@@ -21,7 +21,8 @@ WX, HY = int(W_IN * SPLIT_RATIO), int(H_IN * SPLIT_RATIO)
 
 
 class TinySimCC(nn.Module):
-    """Pool the crop, one token per keypoint, then one linear classifier per axis."""
+    """Pool the crop, one token per keypoint, then one linear classifier per axis; a per-keypoint
+    offset on the x rows pushes the first keypoints' maxima below zero (absent keypoints)."""
 
     def __init__(self, seed: int = 0, tokens: int = 32) -> None:
         super().__init__()
@@ -30,11 +31,12 @@ class TinySimCC(nn.Module):
         self.tokens = nn.Linear(3 * 16 * 12, K * tokens)
         self.cls_x = nn.Linear(tokens, WX)
         self.cls_y = nn.Linear(tokens, HY)
+        self.offset = nn.Parameter(torch.linspace(-1.0, 0.3, K)[:, None])
         self.t = tokens
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.tokens(self.pool(x).flatten(1)).unflatten(1, (K, self.t))
-        return self.cls_x(f), self.cls_y(f)
+        return self.cls_x(f) + self.offset, self.cls_y(f)
 
 
 def export_tiny_simcc(path: Path, seed: int = 0) -> Path:
