@@ -46,11 +46,6 @@ size_t device_smem_optin_bytes();
 int launch_sparsemax(const void* in, bool in_half, void* out, bool out_half, int rows, int n, float scale,
                      cudaStream_t stream);
 
-// Decode N*K maps of p.H x p.W into keypoints [N*K, 2] and scores [N*K] (fp32). Maps
-// needing more than 48 KB of shared memory raise the kernel's limit first (opt-in).
-int launch_decode(const void* in, bool in_half, float* keypoints, float* scores, int rows, const DecodeParams& p,
-                  cudaStream_t stream);
-
 // ---- SimCC decode (simcc_kernels.cu) ----
 // One block of kSimCCThreads per keypoint; its reduction scratch is static shared memory
 // (no dynamic shared memory, so any row length launches on any GPU).
@@ -61,5 +56,10 @@ constexpr size_t kSimCCScratchBytes = static_cast<size_t>(kSimCCThreads) * 8;
 // same type) -> keypoints [rows, 2] in input pixels and scores [rows] (fp32).
 int launch_simcc_decode(const void* x, const void* y, bool in_half, float* keypoints, float* scores, int rows,
                         const SimCCParams& p, cudaStream_t stream);
+
+// Decode N*K maps of p.H x p.W into keypoints [N*K, 2] and scores [N*K] (fp32). Maps
+// needing more than 48 KB of shared memory raise the kernel's limit first (opt-in).
+int launch_decode(const void* in, bool in_half, float* keypoints, float* scores, int rows, const DecodeParams& p,
+                  cudaStream_t stream);
 
 }  // namespace dynpose

@@ -80,8 +80,6 @@ void testAbiAndCreators(void* h, Lib* lib) {
         } else if (std::strcmp(c->getPluginName(), "DynPoseDecode") == 0) {
             lib->decode = c;
             check(names == "mode,temperature,normalize,sigmas,", "decode fields: " + names);
-        } else {
-            check(std::strcmp(c->getPluginName(), "DynPoseSimCCDecode") == 0, "third creator DynPoseSimCCDecode");
         }
     }
     check(lib->sparsemax && lib->decode, "creators DynPoseSparsemax and DynPoseDecode");
