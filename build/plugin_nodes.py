@@ -1,5 +1,5 @@
 """The exporter's plugin option: custom ONNX nodes that TensorRT's parser maps onto
-libdynpose_plugins.so (DynPoseDecode, DynPoseSparsemax).
+libdynpose_plugins.so (DynPoseDecode, DynPoseSimCCDecode, DynPoseSparsemax).
 
 TensorRT's ONNX parser imports a node whose op_type it does not know through the plugin
 registry, using op_type as the plugin name and the ``plugin_version`` /
@@ -17,12 +17,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from runtime.heads.base import DECODE_PLUGIN, SIMCC_DECODE_PLUGIN, PluginInput
 from runtime.heads.decode import COCO_SIGMAS
 from runtime.heads.registry import head_spec
 
 PLUGIN_NAMESPACE = "dynpose"
 PLUGIN_VERSION = "1"
-DECODE_OP = "DynPoseDecode"
+DECODE_OP = DECODE_PLUGIN
+SIMCC_DECODE_OP = SIMCC_DECODE_PLUGIN
 SPARSEMAX_OP = "DynPoseSparsemax"
 KEYPOINTS, KEYPOINT_SCORES = "keypoints", "keypoint_scores"
 
@@ -43,25 +45,51 @@ def _plugin_attrs(**fields) -> dict:
     return {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE, **fields}
 
 
-def _decode_source(head_kind: str, names: list[str]) -> tuple[str, dict, bool]:
-    """The map output the decode reads, the plugin attributes for it and whether it takes the
-    OKS sigmas: the first of the head's plugin inputs (runtime.heads.registry) the model has."""
+def _sources(c: PluginInput) -> list[str]:
+    """The graph outputs a plugin choice reads, in the node's input order."""
+    return [c.output] + ([c.paired_output] if c.paired_output else [])
+
+
+def _decode_source(head_kind: str, names: list[str]) -> PluginInput:
+    """The first of the head's plugin inputs (runtime.heads.registry) whose outputs the model has."""
     try:
         choices = head_spec(head_kind).plugin_inputs
     except ValueError as e:
         raise ValueError(f"head_kind: {e}") from None
     if not choices:
         raise ValueError(f"head_kind {head_kind!r}: the decode plugin cannot decode this head")
-    pick = next((c for c in choices if c.output in names), None)
+    pick = next((c for c in choices if all(s in names for s in _sources(c))), None)
     if pick is None:
-        wanted = " or ".join(repr(c.output) for c in choices)
+        wanted = " or ".join(" + ".join(repr(s) for s in _sources(c)) for c in choices)
         raise ValueError(
             f"{head_kind} decode needs a {wanted} output; the model has {names}. Export the net with that output"
         )
+    return pick
+
+
+def _map_attrs(
+    model: onnx.ModelProto, pick: PluginInput, sig: np.ndarray, temperature: float
+) -> tuple[dict, list]:
+    """DynPoseDecode's attributes for one [N,K,H,W] map, and the map's dims."""
+    dims = _map_dims(model, pick.output, sig)
     attrs: dict = {"mode": pick.mode}
     if pick.normalize is not None:
         attrs["normalize"] = pick.normalize
-    return pick.output, attrs, pick.sigmas
+    if pick.sigmas:
+        attrs.update(sigmas=[float(s) for s in sig], temperature=float(temperature))
+    return attrs, dims
+
+
+def _simcc_attrs(model: onnx.ModelProto, pick: PluginInput) -> tuple[dict, list]:
+    """DynPoseSimCCDecode's attributes, and the x rows' dims once both rows agree on [N,K]."""
+    x, y = (_dims(_graph_output(model, s)) for s in _sources(pick))
+    if len(x) != 3 or len(y) != 3:
+        raise ValueError(f"{pick.output} and {pick.paired_output} must be [N,K,bins], got dims {x} and {y}")
+    if isinstance(x[1], int) and isinstance(y[1], int) and x[1] != y[1]:
+        raise ValueError(
+            f"{pick.output} has K={x[1]} rows but {pick.paired_output} K={y[1]}; export both from one head"
+        )
+    return ({} if pick.split_ratio is None else {"split_ratio": float(pick.split_ratio)}), x
 
 
 def _map_dims(model: onnx.ModelProto, src: str, sig: np.ndarray) -> list:
@@ -75,10 +103,10 @@ def _map_dims(model: onnx.ModelProto, src: str, sig: np.ndarray) -> list:
     return dims
 
 
-def _set_outputs(model: onnx.ModelProto, src: str, dims: list, keep_maps: bool) -> None:
-    """Graph outputs: the decoded keypoints and scores added, the map dropped unless kept."""
+def _set_outputs(model: onnx.ModelProto, srcs: list[str], dims: list, keep_maps: bool) -> None:
+    """Graph outputs: the decoded keypoints and scores added, the maps dropped unless kept."""
     if not keep_maps:
-        keep = [o for o in model.graph.output if o.name != src]
+        keep = [o for o in model.graph.output if o.name not in srcs]
         del model.graph.output[:]
         model.graph.output.extend(keep)
     n = dims[0] if dims[0] is not None else "N"
@@ -99,30 +127,32 @@ def add_decode_plugin(
     temperature: float = 1.0,
     keep_maps: bool = False,
 ) -> onnx.ModelProto:
-    """Return a copy of ``model`` with a DynPoseDecode node producing ``keypoints`` [N,K,2]
-    (x, y in heatmap pixels) and ``keypoint_scores`` [N,K].
+    """Return a copy of ``model`` with a fused-decode node producing ``keypoints`` [N,K,2]
+    (x, y on the head's grid) and ``keypoint_scores`` [N,K].
 
-    The head kind's registry spec (runtime.heads.registry) says which output the plugin
-    reads and how: a heatmap head its ``heatmaps`` (MSRA); a probability-map head its
-    ``logits`` (sparsemax fused in the plugin) or, if the net only has ``probmaps``, those.
-    With ``keep_maps=False`` the map output is dropped from the graph outputs, so no
-    [N,K,64,48] tensor crosses to the host.
+    The head kind's registry spec (runtime.heads.registry) says which plugin reads which
+    outputs and how: a heatmap head's ``heatmaps`` (DynPoseDecode, MSRA, heatmap pixels); a
+    probability-map head's ``logits`` (sparsemax fused in the plugin) or, if the net only has
+    ``probmaps``, those; a SimCC head's ``simcc_x`` and ``simcc_y`` (DynPoseSimCCDecode, input
+    pixels). With ``keep_maps=False`` the maps are dropped from the graph outputs, so no
+    [N,K,64,48] map or SimCC row crosses to the host.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
     names = [o.name for o in out.graph.output]
     if KEYPOINTS in names or KEYPOINT_SCORES in names:
         raise ValueError("model already has keypoints outputs; add the decode plugin once")
-    src, attrs, takes_sigmas = _decode_source(head_kind, names)
-    sig = np.asarray(sigmas, dtype=np.float32).reshape(-1)
-    dims = _map_dims(out, src, sig)
-    if takes_sigmas:
-        attrs.update(sigmas=[float(s) for s in sig], temperature=float(temperature))
+    pick = _decode_source(head_kind, names)
+    if pick.plugin == SIMCC_DECODE_OP:
+        attrs, dims = _simcc_attrs(out, pick)
+    else:
+        attrs, dims = _map_attrs(out, pick, np.asarray(sigmas, dtype=np.float32).reshape(-1), temperature)
+    srcs = _sources(pick)
     node = helper.make_node(
-        DECODE_OP, [src], [KEYPOINTS, KEYPOINT_SCORES], name="dynpose_decode", **_plugin_attrs(**attrs)
+        pick.plugin, srcs, [KEYPOINTS, KEYPOINT_SCORES], name="dynpose_decode", **_plugin_attrs(**attrs)
     )
     out.graph.node.append(node)
-    _set_outputs(out, src, dims, keep_maps)
+    _set_outputs(out, srcs, dims, keep_maps)
     return out
 
 
@@ -163,4 +193,4 @@ def add_sparsemax_plugin(
 
 def plugin_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """The dynpose plugin nodes in a model (what TensorRT will resolve via the registry)."""
-    return [n for n in model.graph.node if n.op_type in (DECODE_OP, SPARSEMAX_OP)]
+    return [n for n in model.graph.node if n.op_type in (DECODE_OP, SIMCC_DECODE_OP, SPARSEMAX_OP)]

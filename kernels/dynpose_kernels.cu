@@ -1,52 +1,11 @@
 // CUDA kernels: one thread block per row (one image x keypoint map).
 // The math lives in dynpose_rowmath.cuh and is shared with the host build; this file only
-// supplies DeviceBlock (real threads, shared memory reduction tree) and the launchers.
+// supplies the kernels and their launchers; DeviceBlock (device_block.cuh) plays the block.
+#include "device_block.cuh"
 #include "dynpose_kernels.h"
 
 namespace dynpose {
 namespace {
-
-// Block-collective primitives on a real CUDA block. The methods are __host__ __device__
-// only so the shared drivers type-check for both compilation passes; they run on the device.
-struct DeviceBlock {
-    unsigned char* scratch;  // kBlockThreads * 8 bytes of shared memory
-
-    DP_HD bool leader() const {
-#ifdef __CUDA_ARCH__
-        return threadIdx.x == 0;
-#else
-        return true;
-#endif
-    }
-
-    template <class T, class F, class Op>
-    DP_HD T reduce(int n, T init, F f, Op op) {
-#ifdef __CUDA_ARCH__
-        T acc = init;
-        for (int i = threadIdx.x; i < n; i += blockDim.x) acc = op(acc, f(i));
-        T* sh = reinterpret_cast<T*>(scratch);
-        sh[threadIdx.x] = acc;
-        __syncthreads();
-        for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-            if (threadIdx.x < s) sh[threadIdx.x] = op(sh[threadIdx.x], sh[threadIdx.x + s]);
-            __syncthreads();
-        }
-        const T r = sh[0];
-        __syncthreads();
-        return r;
-#else
-        return init;
-#endif
-    }
-
-    template <class F>
-    DP_HD void for_each(int n, F f) {
-#ifdef __CUDA_ARCH__
-        for (int i = threadIdx.x; i < n; i += blockDim.x) f(i);
-        __syncthreads();
-#endif
-    }
-};
 
 template <class TIn, class TOut>
 __global__ void __launch_bounds__(kBlockThreads) sparsemax_kernel(const TIn* in, TOut* out, int n, float scale) {

@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include "dynpose_rowmath.cuh"
+#include "simcc_rowmath.cuh"
 
 namespace dynpose {
 
@@ -44,6 +45,17 @@ size_t device_smem_optin_bytes();
 // Returns a cudaError_t value (0 = success).
 int launch_sparsemax(const void* in, bool in_half, void* out, bool out_half, int rows, int n, float scale,
                      cudaStream_t stream);
+
+// ---- SimCC decode (simcc_kernels.cu) ----
+// One block of kSimCCThreads per keypoint; its reduction scratch is static shared memory
+// (no dynamic shared memory, so any row length launches on any GPU).
+constexpr int kSimCCThreads = 128;  // power of two: the reduction tree halves it
+constexpr size_t kSimCCScratchBytes = static_cast<size_t>(kSimCCThreads) * 8;
+
+// SimCC rows x [rows, p.Wx] and y [rows, p.Hy] (fp32, or fp16 as raw uint16 bits, both the
+// same type) -> keypoints [rows, 2] in input pixels and scores [rows] (fp32).
+int launch_simcc_decode(const void* x, const void* y, bool in_half, float* keypoints, float* scores, int rows,
+                        const SimCCParams& p, cudaStream_t stream);
 
 // Decode N*K maps of p.H x p.W into keypoints [N*K, 2] and scores [N*K] (fp32). Maps
 // needing more than 48 KB of shared memory raise the kernel's limit first (opt-in).

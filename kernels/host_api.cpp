@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "host_block.h"
+#include "simcc_rowmath.cuh"
 
 using namespace dynpose;
 
@@ -53,6 +54,27 @@ int dp_decode(const void* in, int in_half, float* kpts, float* scores, int N, in
     if (rc != 0) return rc;
     if (in_half) decode_rows(static_cast<const uint16_t*>(in), kpts, scores, N * K, p);
     else decode_rows(static_cast<const float*>(in), kpts, scores, N * K, p);
+    return 0;
+}
+
+// SimCC rows x [N*K, Wx], y [N*K, Hy] (both fp32 or both fp16 bits) -> keypoints [N*K, 2]
+// (input pixels) and scores [N*K], one HostBlock per keypoint as the kernel's grid does.
+int dp_simcc_decode(const void* x, const void* y, int in_half, float* kpts, float* scores, int N, int K, int Wx,
+                    int Hy, float split_ratio) {
+    SimCCParams p;
+    const int rc = make_simcc_params(&p, K, Wx, Hy, split_ratio);
+    if (rc != 0) return rc;
+    if (N < 0) return -1;
+    HostBlock blk;
+    for (int r = 0; r < N * K; ++r) {
+        const size_t ox = static_cast<size_t>(r) * Wx, oy = static_cast<size_t>(r) * Hy;
+        if (in_half)
+            simcc_decode_row(blk, p, static_cast<const uint16_t*>(x) + ox, static_cast<const uint16_t*>(y) + oy,
+                             kpts + 2 * r, scores + r);
+        else
+            simcc_decode_row(blk, p, static_cast<const float*>(x) + ox, static_cast<const float*>(y) + oy, kpts + 2 * r,
+                             scores + r);
+    }
     return 0;
 }
 

@@ -22,7 +22,7 @@ import numpy as np
 from runtime.heads.base import PLUGIN_MODES
 
 KERNELS_DIR = Path(__file__).resolve().parent
-HOST_SOURCES = ("host_api.cpp", "host_block.h", "dynpose_rowmath.cuh")
+HOST_SOURCES = ("host_api.cpp", "host_block.h", "dynpose_rowmath.cuh", "simcc_rowmath.cuh")
 CXXFLAGS = ("-O2", "-std=c++17", "-fPIC", "-shared", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror")
 MODE = {m: i for i, m in enumerate(PLUGIN_MODES)}  # the kernels' enum values
 
@@ -62,6 +62,7 @@ class HostKernels:
         vp, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
         self.lib.dp_sparsemax.argtypes = [vp, i, vp, i, i, i, f]
         self.lib.dp_decode.argtypes = [vp, i, vp, vp, i, i, i, i, i, i, f, vp]
+        self.lib.dp_simcc_decode.argtypes = [vp, vp, i, vp, vp, i, i, i, i, f]
         self.lib.dp_oks_half_taps.argtypes = [f, i, i, vp]
         self.lib.dp_half_to_float.argtypes = [vp, vp, i]
         self.lib.dp_float_to_half.argtypes = [vp, vp, i]
@@ -84,6 +85,31 @@ class HostKernels:
         if rc:
             raise ValueError(f"dp_sparsemax failed with code {rc}")
         return out.view(np.float16) if out_half else out
+
+    def simcc_decode(
+        self, simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float = 2.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decode SimCC rows [N,K,Wx] and [N,K,Hy] (both float32 or both float16); returns
+        keypoints [N,K,2] in input pixels and scores [N,K] (float32)."""
+        if simcc_x.dtype != simcc_y.dtype or simcc_x.shape[:2] != simcc_y.shape[:2]:
+            raise ValueError(
+                f"simcc_x {simcc_x.shape} {simcc_x.dtype} and simcc_y {simcc_y.shape} {simcc_y.dtype} "
+                "must share N, K and dtype"
+            )
+        n, k, wx = simcc_x.shape
+        hy = simcc_y.shape[2]
+        sx, in_half = self._input(simcc_x)
+        sy, _ = self._input(simcc_y)
+        kp = np.empty((n, k, 2), np.float32)
+        sc = np.empty((n, k), np.float32)
+        rc = self.lib.dp_simcc_decode(
+            sx.ctypes.data, sy.ctypes.data, in_half, kp.ctypes.data, sc.ctypes.data, n, k, wx, hy, split_ratio
+        )
+        if rc:
+            raise ValueError(
+                f"dp_simcc_decode rejected the parameters (code {rc}: -1 K or N, -2 row length, -3 split ratio)"
+            )
+        return kp, sc
 
     def decode(
         self, maps: np.ndarray, mode: str, sigmas=None, normalize: bool = False, temperature: float = 1.0

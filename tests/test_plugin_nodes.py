@@ -13,6 +13,7 @@ from build.plugin_nodes import (
     DECODE_OP,
     PLUGIN_NAMESPACE,
     PLUGIN_VERSION,
+    SIMCC_DECODE_OP,
     SPARSEMAX_OP,
     add_decode_plugin,
     add_sparsemax_plugin,
@@ -20,7 +21,11 @@ from build.plugin_nodes import (
 )
 from kernels.host_build import KERNELS_DIR
 from runtime.backends.ort_session import open_session
+from runtime.heads import registry
 from runtime.heads.decode import COCO_SIGMAS
+from runtime.heads.simcc import SPEC as SIMCC
+from runtime.heads.simcc import SimCCDecoder
+from tests.simcc_net import HY, WX, export_tiny_simcc
 
 
 def _net(outputs: tuple[str, ...]) -> onnx.ModelProto:
@@ -101,10 +106,91 @@ def test_errors_say_what_to_fix():
     with pytest.raises(ValueError, match="sigmas of length 17"):
         add_decode_plugin(_net(("logits",)), "probmap", sigmas=[0.1] * 5)
     with pytest.raises(ValueError, match="head_kind"):
-        add_decode_plugin(_net(("logits",)), "simcc")
+        add_decode_plugin(_net(("logits",)), "no-such-head")
     with pytest.raises(ValueError, match="once"):
         add_decode_plugin(add_decode_plugin(_net(("logits",)), "probmap"), "probmap")
     flat = _net(("logits",))
     flat.graph.output[0].CopyFrom(helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 17, 3072]))
     with pytest.raises(ValueError, match=r"logits must be \[N,K,H,W\], got dims \['N', 17, 3072\]"):
         add_decode_plugin(flat, "probmap")
+
+
+# ---- SimCC heads: DynPoseSimCCDecode reads both rows ----
+
+
+@pytest.fixture
+def simcc_registered(monkeypatch) -> str:
+    """The SimCC head kind in the registry, as the RTMPose architecture registers it (the real
+    decoder; removed again after the test)."""
+    monkeypatch.setitem(registry.DECODERS, SIMCC.kind, SimCCDecoder())
+    return SIMCC.kind
+
+
+@pytest.fixture(scope="module")
+def simcc_onnx(tmp_path_factory) -> onnx.ModelProto:
+    return onnx.load(str(export_tiny_simcc(tmp_path_factory.mktemp("simcc") / "tiny_simcc.onnx")))
+
+
+def _shapes(model: onnx.ModelProto) -> dict:
+    return {
+        o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output
+    }
+
+
+def test_simcc_head_gets_the_two_input_fused_decode(simcc_registered, simcc_onnx):
+    assert _shapes(simcc_onnx) == {"simcc_x": ["N", 17, WX], "simcc_y": ["N", 17, HY]}
+    out = add_decode_plugin(simcc_onnx, simcc_registered)
+    (node,) = plugin_nodes(out)
+    a = _attrs(node)
+    assert node.op_type == SIMCC_DECODE_OP == "DynPoseSimCCDecode"
+    assert list(node.input) == ["simcc_x", "simcc_y"]  # x rows first: the plugin's input order
+    assert list(node.output) == ["keypoints", "keypoint_scores"]
+    assert a == {"plugin_version": b"1", "plugin_namespace": b"dynpose", "split_ratio": 2.0}
+    # only keypoints and scores leave the engine; the dynamic batch carries over
+    assert _shapes(out) == {"keypoints": ["N", 17, 2], "keypoint_scores": ["N", 17]}
+    assert set(_attrs(node)) - {"plugin_version", "plugin_namespace"} <= _cpp_fields(
+        "simcc_decode_plugin.cpp"
+    )
+    common = (KERNELS_DIR / "plugin" / "plugin_common.h").read_text()
+    assert f'"{SIMCC_DECODE_OP}"' in common
+    kept = add_decode_plugin(simcc_onnx, simcc_registered, keep_maps=True)
+    assert list(_shapes(kept)) == ["simcc_x", "simcc_y", "keypoints", "keypoint_scores"]
+    assert list(_shapes(simcc_onnx)) == ["simcc_x", "simcc_y"]  # input model untouched
+
+
+def test_simcc_surgery_leaves_the_net_itself_intact(simcc_registered, simcc_onnx):
+    """Everything before the fused node is the exported net: with the node removed and the rows
+    put back as outputs, ONNX Runtime gives the original rows, which decode as decode_simcc."""
+    fused = add_decode_plugin(simcc_onnx, simcc_registered)
+    body = onnx.ModelProto()
+    body.CopyFrom(fused)
+    keep = [n for n in body.graph.node if n.op_type != SIMCC_DECODE_OP]
+    del body.graph.node[:]
+    body.graph.node.extend(keep)
+    del body.graph.output[:]
+    body.graph.output.extend(simcc_onnx.graph.output)
+    x = np.random.default_rng(0).normal(size=(3, 3, 256, 192)).astype(np.float32)
+    want = open_session(simcc_onnx.SerializeToString()).run(None, {"input": x})
+    got = open_session(body.SerializeToString()).run(None, {"input": x})
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(w, g)
+
+
+def test_simcc_errors_say_what_to_fix(simcc_registered, simcc_onnx):
+    only_x = onnx.ModelProto()
+    only_x.CopyFrom(simcc_onnx)
+    del only_x.graph.output[1]
+    with pytest.raises(
+        ValueError, match=r"needs a 'simcc_x' \+ 'simcc_y' output; the model has \['simcc_x'\]"
+    ):
+        add_decode_plugin(only_x, simcc_registered)
+    bad_k = onnx.ModelProto()
+    bad_k.CopyFrom(simcc_onnx)
+    bad_k.graph.output[1].CopyFrom(helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, ["N", 16, HY]))
+    with pytest.raises(ValueError, match="simcc_x has K=17 rows but simcc_y K=16"):
+        add_decode_plugin(bad_k, simcc_registered)
+    flat = onnx.ModelProto()
+    flat.CopyFrom(simcc_onnx)
+    flat.graph.output[0].CopyFrom(helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, ["N", 17 * WX]))
+    with pytest.raises(ValueError, match=r"must be \[N,K,bins\]"):
+        add_decode_plugin(flat, simcc_registered)

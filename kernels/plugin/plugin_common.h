@@ -12,6 +12,7 @@ constexpr char const* kPluginVersion = "1";
 constexpr char const* kPluginNamespace = "dynpose";
 constexpr char const* kSparsemaxName = "DynPoseSparsemax";
 constexpr char const* kDecodeName = "DynPoseDecode";
+constexpr char const* kSimCCDecodeName = "DynPoseSimCCDecode";
 
 // Logger handed over by TensorRT through setLoggerFinder(); may be null (then silent).
 void setPluginLoggerFinder(nvinfer1::ILoggerFinder* finder);

@@ -15,12 +15,13 @@
 namespace dynpose {
 nvinfer1::IPluginCreatorInterface* sparsemaxCreator();
 nvinfer1::IPluginCreatorInterface* decodeCreator();
+nvinfer1::IPluginCreatorInterface* simccDecodeCreator();
 }  // namespace dynpose
 
 extern "C" DYNPOSE_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) {
-    static nvinfer1::IPluginCreatorInterface* const creators[] = {dynpose::sparsemaxCreator(),
-                                                                   dynpose::decodeCreator()};
-    nbCreators = 2;
+    static nvinfer1::IPluginCreatorInterface* const creators[] = {
+        dynpose::sparsemaxCreator(), dynpose::decodeCreator(), dynpose::simccDecodeCreator()};
+    nbCreators = static_cast<int32_t>(sizeof(creators) / sizeof(creators[0]));
     return creators;
 }
 

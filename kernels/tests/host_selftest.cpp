@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../host_block.h"
+#include "../simcc_rowmath.cuh"
 
 using namespace dynpose;
 
@@ -83,6 +84,27 @@ void test_decode() {
     check(std::isnan(xy[0]) && std::isnan(xy[1]) && score == 0.0f, "NaN map gives NaN keypoint, score 0");
 }
 
+void test_simcc_decode() {
+    SimCCParams p;
+    check(make_simcc_params(&p, 1, 384, 512, 2.0f) == 0, "simcc params");
+    check(make_simcc_params(&p, 1, 384, 512, 0.0f) == -3 && make_simcc_params(&p, 1, 0, 512, 2.0f) == -2,
+          "simcc params refuse split ratio 0 and an empty row");
+    make_simcc_params(&p, 1, 384, 512, 2.0f);
+    std::vector<float> x(384, 0.0f), y(512, 0.0f);
+    x[101] = x[300] = 0.75f;  // tie: the first bin
+    y[33] = 0.5f;
+    float xy[2], score;
+    HostBlock blk;
+    simcc_decode_row(blk, p, x.data(), y.data(), xy, &score);
+    check(xy[0] == 50.5f && xy[1] == 16.5f && score == 0.5f, "argmax bins / 2, score the smaller maximum");
+    y[33] = -0.5f;  // y's maximum is now 0: not above zero
+    simcc_decode_row(blk, p, x.data(), y.data(), xy, &score);
+    check(xy[0] == -0.5f && xy[1] == -0.5f && score == 0.0f, "score <= 0 puts both axes at -1 / 2");
+    y[7] = -INFINITY;
+    simcc_decode_row(blk, p, x.data(), y.data(), xy, &score);
+    check(std::isnan(xy[0]) && std::isnan(xy[1]) && score == 0.0f, "an inf row gives NaN keypoint, score 0");
+}
+
 void test_half_roundtrip() {
     int bad = 0;
     for (uint32_t b = 0; b < 65536; ++b) {
@@ -97,6 +119,7 @@ int main() {
     test_sparsemax_exact_cases();
     test_sparsemax_properties();
     test_decode();
+    test_simcc_decode();
     test_half_roundtrip();
     std::printf("%s (%d failures)\n", gFailures ? "FAILED" : "OK", gFailures);
     return gFailures ? 1 : 0;

@@ -4,6 +4,7 @@
 // are header-only, so no TensorRT library is needed.
 #pragma once
 
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <string>
@@ -30,6 +31,30 @@ public:
 private:
     ILogger* mLogger;
 };
+
+// ---- checks: counted, failures printed; one log shared by the test ----
+inline int gFailures = 0;
+inline int gChecks = 0;
+inline CaptureLogger gLog;
+
+inline void check(bool ok, std::string const& what) {
+    ++gChecks;
+    if (!ok) {
+        std::printf("FAIL: %s\n", what.c_str());
+        ++gFailures;
+    }
+}
+
+// Runs f and checks it logged exactly one more line containing `needle`.
+template <class F>
+void expectLog(std::string const& what, std::string const& needle, F f) {
+    const size_t before = gLog.lines.size();
+    f();
+    const bool one = gLog.lines.size() == before + 1;
+    check(one && gLog.lines.back().find(needle) != std::string::npos,
+          what + ": one log line containing '" + needle + "'" +
+              (gLog.lines.size() > before ? " (got '" + gLog.lines.back() + "')" : " (got none)"));
+}
 
 // ---- a minimal IExprBuilder: constants and symbols, products only where constant ----
 class Expr : public IDimensionExpr {

@@ -26,17 +26,27 @@ Floats = npt.NDArray[np.float32]
 # (kernels/dynpose_rowmath.cuh kModeHeatmap = 0, kModeProbmap = 1).
 PLUGIN_MODES = ("heatmap", "probmap")
 
+# The fused-decode plugins' names (libdynpose_plugins.so; the ONNX op TensorRT resolves):
+# DynPoseDecode reads one [N,K,H,W] map, DynPoseSimCCDecode two 1-D classifications.
+DECODE_PLUGIN, SIMCC_DECODE_PLUGIN = "DynPoseDecode", "DynPoseSimCCDecode"
+
 
 @dataclass(frozen=True)
 class PluginInput:
-    """One way the fused DynPoseDecode TensorRT plugin (build.plugin_nodes) can read this head:
-    the graph output it consumes and the node's attributes. ``sigmas`` adds the OKS sigmas and
-    the temperature (the expected-OKS modes)."""
+    """One way a fused-decode TensorRT plugin (build.plugin_nodes) can read this head: the graph
+    output it consumes and the node's attributes. ``plugin`` is the op (``DECODE_PLUGIN`` unless
+    the head needs another); ``mode`` the decode it runs (DynPoseDecode's ``mode`` attribute).
+    ``sigmas`` adds the OKS sigmas and the temperature (the expected-OKS modes).
+    ``paired_output`` is a second output the same node reads after ``output`` (SimCC's y-axis
+    rows after its x-axis rows) and ``split_ratio`` the SimCC plugin's bins per input pixel."""
 
     output: str
     mode: str
     normalize: int | None = None
     sigmas: bool = False
+    plugin: str = DECODE_PLUGIN
+    paired_output: str | None = None
+    split_ratio: float | None = None
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.heads.base import (
+    SIMCC_DECODE_PLUGIN,
     DecodeContext,
     Floats,
     HeadSpec,
     NetDecode,
     Outputs,
+    PluginInput,
     fused_keypoints,
     scaled_presence,
 )
@@ -28,7 +30,18 @@ from runtime.heads.base import (
 SPLIT_RATIO = 2.0  # every released RTMPose config (SimCCLabel simcc_split_ratio)
 SIMCC_X, SIMCC_Y = "simcc_x", "simcc_y"
 
-SPEC = HeadSpec(kind="simcc", manifest_kind="simcc", map_output=SIMCC_X)
+# The fused decode: DynPoseSimCCDecode reads both rows on the GPU (kernels/simcc_rowmath.cuh,
+# the same arithmetic as decode_simcc) and returns keypoints in input pixels.
+SPEC = HeadSpec(
+    kind="simcc",
+    manifest_kind="simcc",
+    map_output=SIMCC_X,
+    plugin_inputs=(
+        PluginInput(
+            SIMCC_X, "simcc", plugin=SIMCC_DECODE_PLUGIN, paired_output=SIMCC_Y, split_ratio=SPLIT_RATIO
+        ),
+    ),
+)
 
 
 def decode_simcc(

@@ -17,19 +17,24 @@ runtime end to end on the CPU:
   (per layer with ``ProfilingVerbosity.DETAILED``, names only otherwise);
 - ``Runtime.deserialize_cuda_engine`` refuses plans of another version;
 - ``IExecutionContext.execute_async_v3`` enqueues a kernel on the pycuda
-  stand-in's stream that runs the ONNX with ONNX Runtime on device memory.
+  stand-in's stream that runs the ONNX with ONNX Runtime on device memory; a dynpose
+  plugin node in it runs as the plugin's kernel source on the CPU (``plugin_kernels``:
+  the host build of kernels/, the code the real plugin's enqueue launches).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import onnx.defs
+
+from runtime.heads.base import SIMCC_DECODE_PLUGIN
 
 from . import fake_cuda
 from .api import Fake, World, proxy_module
@@ -62,6 +67,39 @@ def _onnx_io(path: str) -> dict[str, Any]:
     }
 
 
+PluginKernel = Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]
+
+
+def _simcc_decode_kernel(inputs: list[np.ndarray], attrs: dict[str, Any]) -> list[np.ndarray]:
+    """DynPoseSimCCDecode's enqueue, on the CPU: the kernel's row math (kernels/simcc_rowmath.cuh)."""
+    from kernels.host_build import HostKernels
+
+    x, y = inputs
+    return list(HostKernels().simcc_decode(x, y, float(attrs.get("split_ratio", 2.0))))
+
+
+def _split_plugins(path: str) -> tuple[bytes, list[onnx.NodeProto]]:
+    """The graph without its plugin nodes (their inputs become outputs, for ONNX Runtime) and
+    those nodes in graph order."""
+    model = onnx.load(path)
+    plugins = [n for n in model.graph.node if _is_plugin(n)]
+    if not plugins:
+        return model.SerializeToString(), []
+    keep = [n for n in model.graph.node if not _is_plugin(n)]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    made = {o for n in plugins for o in n.output}
+    outs = [o for o in model.graph.output if o.name not in made]
+    outs += [onnx.ValueInfoProto(name=i) for n in plugins for i in n.input if i not in made]
+    del model.graph.output[:]
+    model.graph.output.extend(outs)
+    return model.SerializeToString(), plugins
+
+
+def _is_plugin(n: onnx.NodeProto) -> bool:
+    return n.domain not in ("", "ai.onnx") or not onnx.defs.has(n.op_type, n.domain or "")
+
+
 class TrtWorld(World):
     """One harness session: real spec + behaviours + the pycuda stand-in."""
 
@@ -75,6 +113,8 @@ class TrtWorld(World):
         self.plugin_libs: dict[str, list[str]] = {}  # library path -> plugin op types it registers
         self.registered_ops: set[str] = set()
         self.sessions: dict[str, Any] = {}
+        # plugin op -> its computation at execute time (an op missing here cannot run)
+        self.plugin_kernels: dict[str, PluginKernel] = {SIMCC_DECODE_PLUGIN: _simcc_decode_kernel}
         self.registry = Fake(self, "IPluginRegistry")
         self._install()
 
@@ -324,7 +364,14 @@ class TrtWorld(World):
             raise AssertionError("execute_async_v3 before every tensor address / input shape was set")
         path = plan["onnx"]
         if path not in self.sessions:
-            self.sessions[path] = open_session(path, 1)
+            body, plugins = _split_plugins(path)
+            missing = [n.op_type for n in plugins if n.op_type not in self.plugin_kernels]
+            if missing:
+                raise AssertionError(
+                    f"the harness cannot execute plugin op(s) {missing}; add to plugin_kernels"
+                )
+            self.sessions[path] = (open_session(body, 1), plugins)
+        sess, plugins = self.sessions[path]
 
         def run() -> None:
             feeds = {}
@@ -335,9 +382,15 @@ class TrtWorld(World):
                     feeds[t["name"]] = (
                         fake_cuda.GPU.locate(addr[t["name"]], n).view(dt).reshape(shapes[t["name"]])
                     )
-            outs = self.sessions[path].run(None, feeds)
-            for t, val in zip([t for t in io if t["mode"] == "output"], outs):
-                raw = np.ascontiguousarray(val).view(np.uint8).reshape(-1)
+            values = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+            for node in plugins:
+                attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                ins = [values[i] for i in node.input]
+                values.update(zip(node.output, self.plugin_kernels[node.op_type](ins, attrs)))
+            for t in io:
+                if t["mode"] != "output":
+                    continue
+                raw = np.ascontiguousarray(values[t["name"]]).view(np.uint8).reshape(-1)
                 fake_cuda.GPU.locate(addr[t["name"]], raw.nbytes)[:] = raw
 
         fake_cuda.GPU.enqueue(handle, "kernel", Path(path).name, run)
