@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import argparse
+from dataclasses import asdict, dataclass, field, replace
 
-from runtime.heads.registry import HEATMAP, PROBMAP, PROBMAP_DH
+from runtime.heads.registry import HEATMAP, PROBMAP, PROBMAP_DH, SIMCC
+
+from .models.registry import check_head, get_spec, list_models
 
 DEFAULT_CONFIG = "fixture-dyn"
 
@@ -48,9 +51,29 @@ class PipelineConfig:
 _CONFIGS: dict[str, PipelineConfig] = {}
 
 
+def check_pair(cfg: PipelineConfig) -> None:
+    """ValueError in one line when a net's head does not fit its backbone or the two nets
+    take crops of different sizes (the runtime cuts one crop size per pipeline today)."""
+    for role in ("small", "large"):
+        choice: NetChoice = getattr(cfg, role)
+        try:
+            check_head(choice.arch, choice.head)
+        except KeyError as e:
+            raise ValueError(f"{role} net: {e.args[0]}") from None
+        except ValueError as e:
+            raise ValueError(f"{role} net: {e}") from None
+    hw = {role: get_spec(getattr(cfg, role).arch).input_hw for role in ("small", "large")}
+    if hw["small"] != hw["large"]:
+        raise ValueError(
+            f"{cfg.small.arch} takes {hw['small'][0]}x{hw['small'][1]} crops and {cfg.large.arch} "
+            f"{hw['large'][0]}x{hw['large'][1]}: pair nets of the same input size"
+        )
+
+
 def register_config(cfg: PipelineConfig) -> PipelineConfig:
     if cfg.name in _CONFIGS:
         raise ValueError(f"config {cfg.name!r} registered twice")
+    check_pair(cfg)
     _CONFIGS[cfg.name] = cfg
     return cfg
 
@@ -139,3 +162,99 @@ register_config(
         description="fixture-dyn with the double-heatmap large net (outer map localises out-of-window keypoints)",
     )
 )
+
+
+# RTMPose pairs (issue 28): routing between sizes of one family, SimCC heads, 256x192. No weights
+# are bundled: random unless --small-ckpt/--large-ckpt (MMPose's released .pth files) are given.
+register_config(
+    PipelineConfig(
+        "dyn-rtm-s-l",
+        NetChoice("rtmpose-s", SIMCC),
+        NetChoice("rtmpose-l", SIMCC),
+        description="RTMPose-s small, RTMPose-l large, SimCC heads (256x192)",
+    )
+)
+register_config(
+    PipelineConfig(
+        "dyn-rtm-t-m",
+        NetChoice("rtmpose-t", SIMCC),
+        NetChoice("rtmpose-m", SIMCC),
+        description="RTMPose-t small, RTMPose-m large, SimCC heads (256x192)",
+    )
+)
+
+
+def add_pair_arguments(p: argparse.ArgumentParser) -> None:
+    """``--small/--large ARCH [--small-head/--large-head KIND]``: any two registered nets."""
+    for role in ("small", "large"):
+        p.add_argument(
+            f"--{role}",
+            default=None,
+            metavar="ARCH",
+            help=f"{role} net architecture, replacing the --config's (one of: {', '.join(list_models())})",
+        )
+        p.add_argument(
+            f"--{role}-head",
+            default=None,
+            metavar="KIND",
+            help=f"head of the --{role} net (default: the first head its architecture takes)",
+        )
+
+
+@dataclass(frozen=True)
+class PairChoice:
+    """The command line's net choices (None: keep the config's)."""
+
+    small: str | None = None
+    large: str | None = None
+    small_head: str | None = None
+    large_head: str | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> PairChoice:
+        return cls(*(getattr(args, k, None) for k in ("small", "large", "small_head", "large_head")))
+
+
+def paired_config(base: PipelineConfig, pair: PairChoice) -> PipelineConfig:
+    """``base`` with the nets the command line names; ValueError in one line for a pair that
+    cannot run (unknown architecture, a head its backbone does not take, different input sizes).
+
+    A replaced net drops the base's bundled weights for that role (and the router's, trained for
+    the old pair); the result is named ``pair-<small>-<large>`` so its artifacts get their own folder.
+    """
+    if pair == PairChoice():
+        return base
+    nets = {}
+    ckpts = dict(base.checkpoints)
+    for role in ("small", "large"):
+        arch, head = getattr(pair, role), getattr(pair, f"{role}_head")
+        old: NetChoice = getattr(base, role)
+        if arch is None and head is None:
+            nets[role] = old
+            continue
+        arch = arch or old.arch
+        try:
+            spec = get_spec(arch)
+        except KeyError as e:
+            raise ValueError(f"--{role}: {e.args[0]}") from None
+        nets[role] = NetChoice(arch, head or (old.head if arch == old.arch else spec.heads[0]))
+        if nets[role] != old:
+            ckpts.pop(role, None)
+            ckpts.pop("router", None)
+    default = PipelineConfig("default", nets["small"], nets["large"])
+    router_kept = "router" in ckpts  # else the router, theta and p of the old pair go too
+    changed = replace(
+        base,
+        name=f"pair-{nets['small'].arch}-{nets['large'].arch}",
+        small=nets["small"],
+        large=nets["large"],
+        router=base.router if router_kept else default.router,
+        theta=base.theta if router_kept else default.theta,
+        p=base.p if router_kept else default.p,
+        checkpoints=ckpts,
+        calib_domain=base.calib_domain if ckpts else "photos",
+        description=f"{nets['small'].arch} ({nets['small'].head}) small, "
+        f"{nets['large'].arch} ({nets['large'].head}) large, from the command line",
+    )
+    check_pair(changed)
+    return changed

@@ -34,7 +34,7 @@ from runtime.cli.args import (
 from runtime.errors import InputError, guarded
 
 from .checkpoint import TRUST_FLAG
-from .configs import DEFAULT_CONFIG, get_config, list_configs
+from .configs import DEFAULT_CONFIG, PairChoice, add_pair_arguments, get_config, list_configs, paired_config
 from .costs import format_cost_table, measure_routing_costs
 from .detector import add_detector
 from .detector_check import CheckedDetector, early_check
@@ -69,6 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--config", default=DEFAULT_CONFIG, help="named pipeline config (see --list-configs)")
     p.add_argument("--list-configs", action="store_true", help="print the known configs and exit")
+    add_pair_arguments(p)  # --small/--large ARCH, --small-head/--large-head KIND
     p.add_argument(
         "--out",
         default="artifacts",
@@ -326,13 +327,24 @@ def _build(
     return rc, manifest
 
 
+def pipeline_config(args: argparse.Namespace):
+    """The --config, with the nets --small/--large (and their heads) name; a pair that cannot
+    run is refused in one line before anything is built."""
+    try:
+        return paired_config(get_config(args.config), PairChoice.from_args(args))
+    except ValueError as e:
+        raise InputError(
+            str(e), "--small/--large", "see `python -m build.engines --help` for the nets"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list_configs:
         for name in list_configs():
             print(f"{name:<20} {get_config(name).description}")
         return 0
-    cfg = get_config(args.config)
+    cfg = pipeline_config(args)
     from .artifacts import check_zoo_names
 
     check_zoo_names(cfg, {r: getattr(args, f"{r}_ckpt") for r in ("small", "large", "router")})

@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from runtime.errors import InputError, guarded
 
 from .artifacts import build_network, check_zoo_names, load_weights
 from .checkpoint import TRUST_FLAG
-from .configs import get_config
+from .configs import PairChoice, PipelineConfig, add_pair_arguments, get_config, paired_config
 from .train.infer import box_list, run_crops
 from .train.metrics import spearman
 from .train.router_fit import crop_targets, fit_router, predict_f0, with_empty_boxes
@@ -83,7 +84,7 @@ def split_by_image(image_ids: np.ndarray, holdout: float, seed: int) -> np.ndarr
 
 
 def train_router(
-    cfg_name: str,
+    cfg_name: str | PipelineConfig,
     small_ckpt: str | None,
     large_ckpt: str | None,
     data: str,
@@ -98,7 +99,7 @@ def train_router(
     log: Any = None,
     trust: bool = False,
 ) -> dict[str, Any]:
-    cfg = get_config(cfg_name)
+    cfg = get_config(cfg_name) if isinstance(cfg_name, str) else cfg_name
     nets = {}
     check_zoo_names(cfg, {"small": small_ckpt, "large": large_ckpt})  # before anything downloads
     for role, ck in (("small", small_ckpt), ("large", large_ckpt)):
@@ -143,7 +144,8 @@ def train_router(
     va = got["valid"] & held  # the reported correlation: crops with a person, true relative error reduction
     rho = spearman(predict_f0(router, got["f0"][va]), got["target"][va])
     meta = {
-        "config": cfg_name,
+        "config": cfg.name,
+        "pair": {"small": asdict(cfg.small), "large": asdict(cfg.large)},
         "role": "router",
         "data": str(data),
         "n_crops": int(len(got["valid"])),
@@ -186,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--config", required=True, help="pipeline config naming the small/large/router architectures"
     )
+    add_pair_arguments(p)  # --small/--large ARCH (+ heads): replace the config's nets
     p.add_argument(
         "--small-ckpt",
         default=None,
@@ -234,8 +237,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="folder for router.pth (default: the current folder)",
     )
     a = p.parse_args(argv)
+    try:
+        cfg = paired_config(get_config(a.config), PairChoice.from_args(a))
+    except ValueError as e:
+        raise InputError(
+            str(e), "--small/--large", "see `python -m build.router --help` for the nets"
+        ) from None
     meta = train_router(
-        a.config,
+        cfg,
         a.small_ckpt,
         a.large_ckpt,
         a.data,

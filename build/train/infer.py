@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from runtime.errors import EXIT_INPUT, register_expected
+from runtime.heads.base import DecodeContext
 from runtime.heads.grid import heatmap_to_image
-from runtime.heads.registry import decode_outputs as registry_decode
-from runtime.heads.registry import head_spec
+from runtime.heads.registry import decoder_for
 from runtime.pose.preprocess import boxes_to_center_scale, make_crops, sanitize_boxes
 from runtime.tracking.tracker import iou_matrix
 
@@ -41,10 +41,17 @@ class CropSet:
         return len(self.image_ids)
 
 
-def decode_outputs(outputs: tuple[torch.Tensor, ...], head_kind: str) -> tuple[np.ndarray, np.ndarray]:
-    maps = outputs[0].float().numpy()
-    coords, scores, _ = registry_decode(head_kind, {head_spec(head_kind).map_output: maps})
-    return coords, scores
+def decode_net(
+    net: nn.Module, outputs: tuple[torch.Tensor, ...]
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """A pose net's outputs decoded as the runtime decodes them: (coords, scores, the grid they lie on).
+
+    Every output goes to the decoder by name (a SimCC head needs both axes) and the grid comes
+    from the decoder (a heatmap's 64x48, SimCC's input pixels), not a fixed heatmap size."""
+    outs = {name: o.float().numpy() for name, o in zip(net.output_names, outputs)}
+    ctx = DecodeContext(input_hw=tuple(getattr(net, "input_hw", (256, 192))))
+    got = decoder_for(net.head_kind, outs).decode(outs, ctx)
+    return got.coords, got.scores, got.grid_hw
 
 
 def router_f0(x: torch.Tensor) -> torch.Tensor:
@@ -175,8 +182,8 @@ class _Batches:
         centers = np.stack([p[2] for p in pending])
         scales = np.stack([p[3] for p in pending])
         for role, net in self.nets.items():
-            coords, scores = decode_outputs(net(x), net.head_kind)
-            img_xy = heatmap_to_image(coords, centers, scales)
+            coords, scores, grid_hw = decode_net(net, net(x))
+            img_xy = heatmap_to_image(coords, centers, scales, grid_hw)
             cs.preds[role][idx] = np.concatenate([img_xy, scores[..., None]], axis=-1)
         if self.router is not None and cs.router is not None:
             cs.router[idx] = self.router(x)[0].reshape(-1).numpy()
