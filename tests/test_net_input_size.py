@@ -137,3 +137,25 @@ def test_an_unsupported_input_shape_is_one_line_naming_the_net_and_field(two_siz
     )
     err = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(err) == 1 and "models.large.inputs[0].shape" in err[0], r.stderr
+
+
+def test_the_build_reads_each_nets_size(two_sizes, tmp_path):
+    """TensorRT profiles, trtexec shapes, the cost timing and Triton configs take each net's own
+    input size; the BLS model (one crop tensor for all nets) is refused in one line."""
+    from build.costs import time_variants
+    from build.triton_repo import RepoOptions, write_repo
+    from build.trt.targets import TARGETS, engine_specs
+    from runtime.errors import InputError
+
+    manifest = load_manifest(two_sizes)
+    specs = {s.role: s for s in engine_specs(two_sizes, manifest, TARGETS["orin"])}
+    assert specs["large"].input_chw == (3, *LARGE) and specs["small"].input_chw == (3, *SMALL)
+    assert specs["large"].profile.shapes(specs["large"].input_chw)[-1] == (64, 3, *LARGE)
+    wall, _, _ = time_variants(two_sizes, manifest, ("fp32",), batch=2, rounds=1, threads=1)
+    assert set(wall["fp32"]) == {"router", "small", "large"}  # the 384x288 net ran at its size
+    with pytest.raises(InputError, match="BLS model takes one crop tensor.*large 384x288"):
+        write_repo(two_sizes, tmp_path / "repo", RepoOptions(kind="python"))
+    assert not (tmp_path / "repo").exists()
+    write_repo(two_sizes, tmp_path / "repo", RepoOptions(kind="python", bls=False))
+    cfg = (tmp_path / "repo" / "large" / "config.pbtxt").read_text()
+    assert "dims: [3, 384, 288]" in cfg, cfg
