@@ -35,9 +35,9 @@ def burn(cpu_seconds: float) -> None:
 
 def _net_cpu_per_crop(pipe) -> float:
     """Mean process CPU seconds per crop of the small and large nets (4 zero crops each)."""
-    x = np.zeros((4, 3, 256, 192), np.float32)
     costs = []
     for role in ("small", "large"):
+        x = np.zeros((4, 3, *pipe.input_hw[role]), np.float32)  # each net at its own crop size
         pipe.runners[role].infer(x, pipe.streams[role])
         t = time.process_time()
         pipe.runners[role].infer(x, pipe.streams[role])
