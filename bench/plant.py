@@ -8,6 +8,9 @@ scheduler regression looks like (more Python per crop competing with the nets fo
 the cores); a sleep would hide behind the pipelined nets of the next frame.
 ``DYNPOSE_PLANT=decode`` makes ``decode_probmaps`` (in ``runtime.heads.decode`` and as the
 scheduler imported it) do that fraction of its own thread CPU time again.
+``DYNPOSE_PLANT=preprocess`` makes every ``runtime.pose.preprocess.CropMaker`` call (the
+crops of the pipeline and of bench/bench_preprocess.py) do that fraction of its own process
+CPU time again (process clock: OpenCV may warp on its worker threads).
 
 CPU work is burnt on the thread CPU clock, so the planted cost is the same amount of
 work whatever the load, like real code. Nothing here runs unless the plugin is loaded
@@ -32,9 +35,9 @@ def burn(cpu_seconds: float) -> None:
 
 def _net_cpu_per_crop(pipe) -> float:
     """Mean process CPU seconds per crop of the small and large nets (4 zero crops each)."""
-    x = np.zeros((4, 3, 256, 192), np.float32)
     costs = []
     for role in ("small", "large"):
+        x = np.zeros((4, 3, *pipe.input_hw[role]), np.float32)  # each net at its own crop size
         pipe.runners[role].infer(x, pipe.streams[role])
         t = time.process_time()
         pipe.runners[role].infer(x, pipe.streams[role])
@@ -61,6 +64,18 @@ def _planted_regression(monkeypatch: pytest.MonkeyPatch) -> None:
 
         for module in (D, PM, DD):  # where the decode is defined and where the head decoders call it
             monkeypatch.setattr(module, "decode_probmaps", slow_decode)
+    elif kind == "preprocess":
+        from runtime.pose.preprocess import CropMaker
+
+        make = CropMaker.__call__
+
+        def slow_make(self, *a, **k):
+            t = time.process_time()
+            out = make(self, *a, **k)
+            burn(frac * (time.process_time() - t))
+            return out
+
+        monkeypatch.setattr(CropMaker, "__call__", slow_make)
     elif kind == "scheduler":
         from runtime.pose.pipeline import PosePipeline
 
@@ -74,4 +89,4 @@ def _planted_regression(monkeypatch: pytest.MonkeyPatch) -> None:
 
         monkeypatch.setattr(PosePipeline, "_submit", slow_submit)
     elif kind:
-        raise ValueError(f"DYNPOSE_PLANT={kind!r}: use scheduler or decode")
+        raise ValueError(f"DYNPOSE_PLANT={kind!r}: use scheduler, decode or preprocess")

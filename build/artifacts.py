@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from runtime.artifacts.manifest import SCHEMA_VERSION
-from runtime.heads.grid import HEATMAP_HW
-from runtime.pose.preprocess import INPUT_HW, MEAN, PADDING, STD
+from runtime.pose.preprocess import MEAN, PADDING, STD
 
 from . import zoo
 from .checkpoint import init_random, load_strict, sha256_file
@@ -26,15 +25,21 @@ from .configs import PipelineConfig
 from .export import OPSET, describe_io, export_onnx, input_chw, parity, simplify_onnx
 from .flops import count_macs, count_params
 from .models import build_pose_net, build_router
-from .models.registry import decode_kind
+from .models.registry import decode_kind, get_spec
 
 ROLES = ("router", "small", "large")
 REPO = Path(__file__).resolve().parents[1]
 
 
+def crop_hw(cfg: PipelineConfig, role: str) -> tuple[int, int]:
+    """The crop (H, W) a role's net is built for: a pose net's ``ModelSpec.input_hw``; the
+    router reads the small net's crops (the runtime makes them once for both)."""
+    return get_spec(getattr(cfg, "small" if role == "router" else role).arch).input_hw
+
+
 def build_network(cfg: PipelineConfig, role: str) -> nn.Module:
     if role == "router":
-        return build_router(**cfg.router)
+        return build_router(**{"in_hw": crop_hw(cfg, "router"), **cfg.router})
     choice = getattr(cfg, role)
     return build_pose_net(choice.arch, choice.head)
 
@@ -133,12 +138,14 @@ def new_manifest(cfg: PipelineConfig, target: str) -> dict[str, Any]:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "pipeline": cfg.to_dict(),
         "tools": tools,
+        # the shared preprocessing; the crop size is each net's own (models.<role>.inputs, from
+        # its ONNX), this shape the small net's, which the router shares
         "input": {
             "name": "input",
-            "shape": ["N", 3, *INPUT_HW],
+            "shape": ["N", 3, *crop_hw(cfg, "small")],
             "mean": (MEAN / 255).round(3).tolist(),
             "std": (STD / 255).round(3).tolist(),
-            "heatmap_size": list(HEATMAP_HW),
+            "heatmap_size": [d // 4 for d in crop_hw(cfg, "small")],
             "padding": PADDING,
         },
         "models": {},

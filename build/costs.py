@@ -163,16 +163,25 @@ def time_variants(
 
     from measure.rounds import interleaved_clocks
     from runtime.artifacts.manifest import model_file
+    from runtime.artifacts.schema import input_hw
     from runtime.backends.ort_session import open_session
+    from runtime.pose.preprocess import INPUT_HW
 
     threads = threads or os.cpu_count() or 1
-    x = np.random.default_rng(0).standard_normal((batch, 3, 256, 192)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    # each net timed at its own input size (RTMPose-l at 384x288 costs what it costs there)
+    xs = {
+        role: rng.standard_normal((batch, 3, *(input_hw(manifest["models"][role], role) or INPUT_HW))).astype(
+            np.float32
+        )
+        for role in NET_ROLES
+    }
     parts = {}
     for v in variants:
         for role in NET_ROLES:
             path = model_file(out_dir, dict(manifest), role, _variant_for(manifest["models"][role], role, v))
             sess = open_session(path, threads)  # the runtime's session options: its costs are timed
-            feed = {sess.get_inputs()[0].name: x}
+            feed = {sess.get_inputs()[0].name: xs[role]}
             parts[(v, role)] = lambda s=sess, f=feed: s.run(None, f)
     keyed = {f"{v}/{r}": fn for (v, r), fn in parts.items()}
     t = interleaved_clocks(keyed, rounds, 1, ("wall", "process"))

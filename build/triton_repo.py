@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from runtime.artifacts.manifest import ManifestError, load_manifest, manifest_path, model_file
+from runtime.artifacts.schema import input_hw
 from runtime.cli.args import OneLineParser, nonneg_int, output_dir, positive_int, run_precision
 from runtime.errors import EXIT_INPUT, InputError, guarded, register_expected
+from runtime.pose.preprocess import INPUT_HW
 from runtime.safe_io import atomic_write_text, copy_file
 
 from .staging import StagedDir
@@ -146,7 +148,7 @@ def model_config(
 ) -> str:
     """config.pbtxt text for one role."""
     max_batch, preferred, static = batch_sizes(list(profiles) if kind == "plan" else [])
-    inputs = entry.get("inputs") or [{"name": "input", "shape": ["N", 3, 256, 192], "dtype": "float32"}]
+    inputs = entry.get("inputs") or [{"name": "input", "shape": ["N", 3, *INPUT_HW], "dtype": "float32"}]
     outputs = outputs_for(entry, kind)
     if static:  # fixed-N engine: the batch dim is part of dims, no Triton batching
         inputs = [dict(t, shape=[max_batch, *t["shape"][1:]]) for t in inputs]
@@ -191,9 +193,24 @@ def _py_files(path: Path) -> list[Path]:
     return sorted(path.glob("*.py")) if path.is_dir() else [path]
 
 
+def bls_crop_hw(manifest: Mapping[str, Any]) -> tuple[int, int]:
+    """The one crop size the BLS model takes: every net's input size (from the manifest). It
+    routes one crop tensor to the three nets, so nets of different sizes cannot share it."""
+    models = manifest["models"]
+    sizes = {r: input_hw(models[r], r) or INPUT_HW for r in ("router", "small", "large")}
+    if len(set(sizes.values())) > 1:
+        have = ", ".join(f"{r} {h}x{w}" for r, (h, w) in sizes.items())
+        raise InputError(
+            f"the dynpose BLS model takes one crop tensor for all nets, but they differ ({have})",
+            "manifest.json models.*.inputs",
+            "pass --no-triton-bls and crop per net on the client (the triton backend does)",
+        )
+    return next(iter(sizes.values()))
+
+
 def bls_config(manifest: Mapping[str, Any], opts: RepoOptions, params: Mapping[str, str]) -> str:
     k = 17
-    tensors_in = [{"name": "crops", "shape": ["N", 3, 256, 192], "dtype": "float32"}]
+    tensors_in = [{"name": "crops", "shape": ["N", 3, *bls_crop_hw(manifest)], "dtype": "float32"}]
     tensors_out = [
         {"name": "keypoints", "shape": ["N", k, 2], "dtype": "float32"},
         {"name": "keypoint_scores", "shape": ["N", k], "dtype": "float32"},
@@ -232,8 +249,10 @@ def next_version(repo: Path, roles: list[str]) -> int:
 
 def write_repo(artifacts: Path, repo: Path, opts: RepoOptions = RepoOptions()) -> dict[str, Any]:
     """Write (or add a version to) ``repo`` whole or not at all; returns a summary {version, kind, models, missing}."""
-    load_manifest(artifacts)  # bad input is refused before anything is created
+    manifest = load_manifest(artifacts)  # bad input is refused before anything is created
     check_options(opts, repo)
+    if opts.bls:
+        bls_crop_hw(manifest)
     with staged_repo(repo) as stage:
         summary = write_staged(artifacts, stage, opts)
         stage.commit()

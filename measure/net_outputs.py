@@ -70,7 +70,7 @@ def run_nets(pipe: PosePipeline, frames: list[Frame]) -> tuple[CropSet, NetOutpu
     for role in ("small", "large"):
         t = time.perf_counter()
         people[role] = decode_people(
-            pipe.heads[role], outs[role], cs.centers, cs.scales, pipe.decode_ctx, fields
+            pipe.heads[role], outs[role], cs.centers, cs.scales, pipe.decode_ctx[role], fields
         )
         sec[f"decode_{role}"] = time.perf_counter() - t
     return cs, NetOutputs(outs["router"]["score"].reshape(-1), people, sec)

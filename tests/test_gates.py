@@ -34,6 +34,8 @@ from measure.rounds import Spread, interleaved, ratio_rounds
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE_SHARE_GATES = {"ort:dyn-p50_share_of_ideal", "ort:dyn-p50_outside_nets_share"}
 DECODE_GATES = {"decode_over_frozen"}
+PREPROCESS_GATES = {"preprocess_over_frozen"}
+GATE_BENCHES = ("bench/test_bench_pipeline.py", "bench/bench_decode.py", "bench/bench_preprocess.py")
 
 
 @pytest.fixture(scope="module")
@@ -210,9 +212,17 @@ def engines(tmp_path_factory) -> Path:
     return artifacts_from_env("DYNPOSE_BENCH_ENGINES", tmp_path_factory.mktemp("gate_artifacts"))
 
 
-def run_gate_suite(tmp: Path, engines: Path, plant: str = "", hog: bool = False) -> list[gates.Row]:
-    """The pipeline + decode benchmarks in a child pytest (optionally beside a CPU hog on every
-    core, optionally with a planted regression), gated against the committed baseline."""
+def run_gate_suite(
+    tmp: Path,
+    engines: Path,
+    plant: str = "",
+    hog: bool = False,
+    benches: tuple[str, ...] = GATE_BENCHES,
+    fraction: str | None = None,
+) -> list[gates.Row]:
+    """The pipeline, decode and preprocessing benchmarks in a child pytest (optionally beside a
+    CPU hog on every core, optionally with a planted regression of ``fraction`` more work),
+    gated against the committed baseline."""
     out = tmp / f"bench_{plant or 'none'}_{int(hog)}.json"
     env = dict(
         os.environ,
@@ -222,6 +232,8 @@ def run_gate_suite(tmp: Path, engines: Path, plant: str = "", hog: bool = False)
         DYNPOSE_BENCH_CROPS=os.environ.get("GATE_PROOF_CROPS", "8"),
         DYNPOSE_BENCH_ROUNDS=os.environ.get("GATE_PROOF_ROUNDS", "11"),
     )
+    if fraction is not None:
+        env["DYNPOSE_PLANT_FRACTION"] = fraction
     hogs = (
         [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
         if hog
@@ -233,8 +245,7 @@ def run_gate_suite(tmp: Path, engines: Path, plant: str = "", hog: bool = False)
                 sys.executable,
                 "-m",
                 "pytest",
-                "bench/test_bench_pipeline.py",
-                "bench/bench_decode.py",
+                *benches,
                 "-m",
                 "bench",
                 "-q",
@@ -276,7 +287,7 @@ def _gated(rows: list[gates.Row]) -> set[str]:
 @pytest.mark.bench
 def test_gates_pass_beside_a_cpu_hog(engines, tmp_path):
     rows = run_gate_suite(tmp_path, engines, hog=True)
-    assert PIPELINE_SHARE_GATES | DECODE_GATES <= _gated(rows)
+    assert PIPELINE_SHARE_GATES | DECODE_GATES | PREPROCESS_GATES <= _gated(rows)
     assert not _failed(rows), gates.format_rows(rows)
 
 
@@ -292,3 +303,12 @@ def test_planted_scheduler_regression_fails_the_pipeline_share_gate(engines, tmp
 def test_planted_decode_regression_fails_the_decode_gate(engines, tmp_path):
     rows = run_gate_suite(tmp_path, engines, plant="decode")
     assert _failed(rows) == DECODE_GATES, gates.format_rows(rows)
+
+
+@pytest.mark.bench
+def test_planted_preprocessing_regression_fails_the_preprocess_gate(tmp_path):
+    """Preprocessing sits at ~0.35 of its frozen per-crop copy, the gate at the issue's 0.5: a
+    preprocessing that does its work twice (fraction 1.0, e.g. the per-crop float copies back)
+    gives ~0.7 and must fail it; only it."""
+    rows = run_gate_suite(tmp_path, tmp_path, plant="preprocess", benches=GATE_BENCHES[2:], fraction="1.0")
+    assert _failed(rows) == PREPROCESS_GATES, gates.format_rows(rows)

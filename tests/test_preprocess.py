@@ -85,3 +85,45 @@ def test_crops_show_the_box_content(coco_mini):
     np.testing.assert_allclose(centre, img[cy, cx, ::-1].astype(float), atol=12)
     with pytest.raises(ValueError, match="cannot hold"):
         make_crops(img, np.repeat(c, 5, 0), np.repeat(s, 5, 0), out=np.empty((4, 3, 256, 192), np.float32))
+
+
+def _many_boxes(img: np.ndarray, n: int) -> np.ndarray:
+    """Boxes of every kind the pipeline meets: inside, across the border, tiny, wider than tall."""
+    rng = np.random.default_rng(n)
+    h, w = img.shape[:2]
+    xy = rng.uniform([-60, -60], [w, h], size=(n, 2))
+    wh = rng.uniform([4, 8], [w * 0.8, h * 0.9], size=(n, 2))
+    return np.concatenate([xy, wh], axis=1).astype(np.float32)
+
+
+def test_one_pass_crops_equal_the_frozen_per_crop_version_bit_for_bit(coco_mini):
+    """The batched normalisation (one split, one multiply + add per channel into the buffer) is
+    the same float32 arithmetic as the per-crop copy it replaced: max abs difference 0."""
+    from bench.preprocess_frozen import frozen_make_crops
+    from runtime.pose.preprocess import CropMaker
+
+    img = cv2.imread(str(coco_mini / "000000000785.jpg"))
+    maker = CropMaker()
+    buf = np.full((16, 3, 256, 192), np.nan, np.float32)
+    for n in (1, 13, 5, 16, 0):  # the scratch grows, then is reused at smaller n
+        c, s = boxes_to_center_scale(_many_boxes(img, n))
+        ref = frozen_make_crops(img, c, s)
+        got = maker(img, c, s, out=buf)
+        assert got.shape == (n, 3, 256, 192)
+        np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(make_crops(img, c, s), ref)
+
+
+def test_crops_at_another_net_size_show_the_same_window(coco_mini):
+    """384x288 (RTMPose-l's other size): the same window as 256x192 at 1.5x the pixels."""
+    img = cv2.imread(str(coco_mini / "000000000785.jpg"))
+    c, s = boxes_to_center_scale(_many_boxes(img, 3), input_hw=(384, 288))
+    big = make_crops(img, c, s, input_hw=(384, 288))
+    small = make_crops(img, c, s)
+    assert big.shape == (3, 3, 384, 288)
+    down = np.stack([cv2.resize(x.transpose(1, 2, 0), (192, 256), interpolation=cv2.INTER_AREA) for x in big])
+    assert np.median(np.abs(down.transpose(0, 3, 1, 2) - small)) < 0.1
+    with pytest.raises(ValueError, match="cannot hold"):
+        make_crops(img, c, s, out=np.empty((3, 3, 256, 192), np.float32), input_hw=(384, 288))
+    with pytest.raises(ValueError, match="BGR uint8"):
+        make_crops(img.astype(np.float32), c, s)

@@ -1,7 +1,9 @@
 """DynPose router: scores how much a crop would gain from the large net.
 
-docs/DESIGN.md section 2. It reads the same normalised 3x256x192 crop as the pose
-nets, so the runtime makes one crop tensor for all three networks.
+docs/DESIGN.md section 2. It reads the same normalised crop as the small net, at the
+small net's input size (``in_hw``; build/artifacts.py passes the small net's
+``ModelSpec.input_hw``), so the runtime makes one crop tensor for the router and the small
+net; a large net of another size gets its own crops for the rows routed to it.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class Router(nn.Module):
         self.stage2 = _stage(c1, c2, PConv(c2))
         self.stage3 = _stage(c2, c3, SGE(sge_groups))
         self.stage4 = _stage(c3, c4, PConv(c4))
+        self.input_hw = tuple(in_hw)  # the crop (H, W) the MLP's width was sized for
         h, w = in_hw[0] // 2 // 16, in_hw[1] // 2 // 16
         self.mlp = nn.Sequential(nn.Linear(c4 * h * w, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
 

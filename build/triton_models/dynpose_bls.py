@@ -1,7 +1,8 @@
 """Triton python-backend BLS model ``dynpose``: crops in, decoded keypoints out.
 
 For thin camera clients that do not carry the project: one request holds one
-frame's crops (N x 3 x 256 x 192, the project's preprocessing); the model calls
+frame's crops (N x 3 x H x W at the nets' one input size, the project's preprocessing;
+build.triton_repo refuses to write it for nets of different sizes); the model calls
 the ``router`` model, routes with the project's own ``routing.route_band`` and
 the k1/k2 of the manifest copied beside it, calls ``small`` and ``large``, and
 decodes with the project's head registry (runtime.heads.registry, the decoder the

@@ -16,7 +16,10 @@ from typing import Any
 import onnx
 import onnx.defs
 
-INPUT_CHW = (3, 256, 192)
+from runtime.artifacts.schema import input_hw
+from runtime.pose.preprocess import INPUT_HW
+
+INPUT_CHW = (3, *INPUT_HW)  # only where a net lists no input shape; each spec takes its net's
 ROLES = ("router", "small", "large")
 # ONNX domains TensorRT's parser implements natively; any other node is a plugin.
 STANDARD_DOMAINS = {"", "ai.onnx"}
@@ -317,6 +320,7 @@ def engine_specs(
                 gpu_profile=gpu_profile if dla is not None else None,
                 fallback_onnx=fb_onnx,
                 fallback_precision=fb_precision,
+                input_chw=(3, *(input_hw(entry, role) or INPUT_HW)),
             )
         )
     if "detector" in models:  # optional role (build.detector): GPU, batch 1..max_batch for several cameras

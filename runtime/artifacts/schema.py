@@ -10,7 +10,9 @@ The rules follow what the runtime uses (runtime/pose/pipeline.py, runtime/backen
 roles router/small/large and any extra role (e.g. ``detector``), each with a
 relative ``onnx`` path and its ``sha256``; pose roles also a ``head``;
 optional ``variants`` and ``engine`` records with the same path rules;
-``routing`` (k1 <= k2, finite) and optional ``presence`` numbers.
+``routing`` (k1 <= k2, finite) and optional ``presence`` numbers. A role's ``inputs[0].shape``,
+when listed, is the crop the runtime makes for that net: ``[N, 3, H, W]`` with a fixed H and W
+(:func:`input_hw`); a dynamic or non-image shape is refused here, naming the net and the field.
 """
 
 from __future__ import annotations
@@ -89,12 +91,44 @@ def _model(role: str, entry: Any) -> None:
                     lambda v: isinstance(v, str) and bool(v),
                     "a tensor name (str)",
                 )
+    if role in REQUIRED_ROLES and entry.get("inputs"):  # the crop nets (a detector has its own input)
+        input_hw(entry, role)
     variants = entry.get("variants", {})
     for name, rec in _dict(variants, f"{where}variants").items():
         _file_record(rec, f"{where}variants.{name}.", "onnx", sha_required=True)
     if entry.get("engine") is not None:
         # engine records come from the Python builder or build.trt.record (trtexec): both write sha256
         _file_record(entry["engine"], f"{where}engine.", "path", sha_required=False)
+
+
+def _dim(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def input_hw(entry: dict[str, Any], role: str) -> tuple[int, int] | None:
+    """The (H, W) of a net's image input from its ``inputs[0].shape`` (``["N", 3, H, W]``, as
+    build/export.py describe_io writes it), or None when the entry lists no inputs (then the
+    caller's default crop size holds). Why per net: RTMPose-m/l also come at 384x288, so the
+    crop size belongs to the net, never to a module constant."""
+    inputs = entry.get("inputs")
+    if not inputs:
+        return None
+    shape = inputs[0].get("shape") if isinstance(inputs[0], dict) else None
+    ok = (
+        isinstance(shape, list)
+        and len(shape) == 4
+        and (isinstance(shape[0], str) or _dim(shape[0]))
+        and shape[1] == 3
+        and _dim(shape[2])
+        and _dim(shape[3])
+    )
+    if not ok or not isinstance(shape, list):
+        raise SchemaProblem(
+            f"models.{role}.inputs[0].shape",
+            f"is {str(shape)[:60]}, expected [N, 3, H, W] with a fixed H and W (export the {role} net "
+            "with a static crop size)",
+        )
+    return int(shape[2]), int(shape[3])
 
 
 def _routing(m: dict[str, Any]) -> None:

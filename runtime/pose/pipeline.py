@@ -4,6 +4,11 @@ It drives any backend through ``runtime.backends.base`` only, so ONNX
 Runtime on a laptop and TensorRT on a Jetson run exactly this code.
 Frames are pipelined: :meth:`PosePipeline.run_many` preprocesses and routes
 frame t+1 while the pose nets of frame t are still running.
+
+Each net gets crops at its own input size, read from the manifest (``models.<role>.inputs``):
+the router's crops are made for every box, and a pose net whose size is the router's takes
+its routed rows from them; a net of another size (RTMPose-l at 384x288 beside a 256x192
+small net) gets crops made at its size for the rows routed to it only.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from runtime.artifacts.manifest import load_manifest, verify_files
+from runtime.artifacts.schema import input_hw
 from runtime.backends import backend_class, open_backend, resolve_backend_name
 from runtime.backends.base import Pending
 from runtime.backends.options import BackendOptions, given
@@ -29,15 +35,17 @@ from runtime.pose.assemble import FrameRows, decode_people
 from runtime.pose.preprocess import (
     DEFAULT_MAX_BOXES,
     INPUT_HW,
+    CropMaker,
     as_boxes,
     boxes_to_center_scale,
-    make_crops,
     sanitize_boxes,
 )
 from runtime.pose.results import FrameResult
 from runtime.pose.routing import apply_budget, budget_max_large, manifest_costs, route
 
 NET_ROLES = ("small", "large")
+CROP_ROLES = ("router", *NET_ROLES)
+HW = tuple[int, int]
 
 
 @dataclass
@@ -55,6 +63,20 @@ class PipelineOptions:
     credible: tuple[float, ...] = DEFAULT_MASSES  # credible-region masses for probmap nets; () = none
 
 
+class CropWindows:
+    """The kept boxes of a submission and their crop windows (centre, scale) per net input size:
+    the window's aspect is the net's, so a 3:4 and a 1:1 net see different windows of one box."""
+
+    def __init__(self, boxes: np.ndarray) -> None:
+        self.boxes = boxes
+        self._at: dict[HW, tuple[np.ndarray, np.ndarray]] = {}
+
+    def at(self, hw: HW) -> tuple[np.ndarray, np.ndarray]:
+        if hw not in self._at:
+            self._at[hw] = boxes_to_center_scale(self.boxes, input_hw=hw)
+        return self._at[hw]
+
+
 @dataclass
 class _Job:
     """A frame between submission and collection."""
@@ -63,8 +85,7 @@ class _Job:
     box_scores: np.ndarray
     kept: np.ndarray
     dropped: dict[int, str]
-    centers: np.ndarray
-    scales: np.ndarray
+    windows: CropWindows
     scores: np.ndarray
     large: np.ndarray
     pending: dict[str, list[tuple[Pending, int]]]
@@ -121,9 +142,15 @@ class PosePipeline:
         self.fraction = routing.get("large_fraction", 0.5)
         self.temperature = float(self.manifest.get("presence", {}).get("temperature", 1.0))
         self.prob = ProbFieldsDecoder(self.manifest, self.options.credible)
-        self.decode_ctx = DecodeContext(self.temperature, self.prob.threshold)
+        # each net's crop (H, W) from its manifest entry; the default only where none is listed
+        models = self.manifest["models"]
+        self.input_hw: dict[str, HW] = {r: input_hw(models[r], r) or INPUT_HW for r in CROP_ROLES}
+        self.decode_ctx = {
+            r: DecodeContext(self.temperature, self.prob.threshold, self.input_hw[r]) for r in NET_ROLES
+        }
         self._rng = np.random.default_rng(self.options.seed)
-        self._crops = np.empty((0, 3, *INPUT_HW), np.float32)
+        self._makers: dict[HW, CropMaker] = {}  # one per input size: its uint8 scratch is reused
+        self._router_crops = np.empty((0, 3, *self.input_hw["router"]), np.float32)
         self._ms_per_crop: dict[str, float] = {}
         self.cost_source: str | None = None  # budget mode: "manifest" (the build's costs) or "probe"
         if self.options.budget_ms is not None:
@@ -191,10 +218,40 @@ class PosePipeline:
             for i in range(0, len(crops), step)
         ]
 
-    def _crop_buffer(self, n: int) -> np.ndarray:
-        if len(self._crops) < n:
-            self._crops = np.empty((max(n, 2 * len(self._crops)), 3, *INPUT_HW), np.float32)
-        return self._crops
+    def _router_buffer(self, n: int) -> np.ndarray:
+        """The preallocated router input (every box's crop at the router's size), grown by doubling."""
+        if len(self._router_crops) < n:
+            hw = self.input_hw["router"]
+            self._router_crops = np.empty((max(n, 2 * len(self._router_crops)), 3, *hw), np.float32)
+        return self._router_crops
+
+    def _make_crops(
+        self,
+        hw: HW,
+        views: list[tuple[np.ndarray, int]],
+        windows: CropWindows,
+        rows: np.ndarray | None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Crops at ``hw`` of the boxes in ``rows`` (a bool mask over all kept boxes; None: all),
+        view by view, into ``out`` (else a new array the net then owns)."""
+        maker = self._makers.get(hw) or self._makers.setdefault(hw, CropMaker(hw))
+        centers, scales = windows.at(hw)
+        n = len(centers) if rows is None else int(rows.sum())
+        if out is None:
+            out = np.empty((n, 3, *hw), np.float32)
+        start = done = 0
+        for image, count in views:
+            sel = (
+                slice(start, start + count)
+                if rows is None
+                else np.flatnonzero(rows[start : start + count]) + start
+            )
+            c = centers[sel]
+            maker(image, c, scales[sel], out=out[done : done + len(c)])
+            done += len(c)
+            start += count
+        return out[:n]
 
     def _submit(self, image: np.ndarray, boxes: object, scores: object) -> _Job:
         return self._submit_views([(image, boxes, scores)])
@@ -203,9 +260,9 @@ class PosePipeline:
         """Crops of every view (a camera's frame) in one buffer, then one router/small/large
         submission for all of them; ``_Job.sizes`` remembers how to split the result back."""
         t0 = time.perf_counter()
-        raws, all_scores, kept_l, dropped, cen_l, sc_l, sizes = [], [], [], {}, [], [], []
+        raws, all_scores, kept_l, dropped, box_l, sizes = [], [], [], {}, [], []
         offset = 0
-        prepared = []
+        prepared: list[tuple[np.ndarray, int]] = []
         for image, boxes, scores in views:
             image = check_image(image)
             raw = as_boxes(boxes)
@@ -215,49 +272,57 @@ class PosePipeline:
             )
             box_scores = np.ones(n) if scores is None else np.asarray(scores, np.float64).reshape(-1)
             dropped.update({offset + i: why for i, why in sorted(rep.reasons.items())})
-            c, s = boxes_to_center_scale(b)
-            prepared.append((image, c, s))
+            prepared.append((image, len(b)))
             raws.append(raw)
             all_scores.append(box_scores)
             kept_l.append(kept + offset)
-            cen_l.append(c)
-            sc_l.append(s)
+            box_l.append(b)
             sizes.append(n)
             offset += n
-        centers, scales = np.concatenate(cen_l), np.concatenate(sc_l)
-        buf = self._crop_buffer(len(centers))
-        row = 0
-        for image, c, s in prepared:
-            make_crops(image, c, s, out=buf[row : row + len(c)])
-            row += len(c)
-        crops = buf[:row]
+        windows = CropWindows(np.concatenate(box_l))
+        n_crops = len(windows.boxes)
         raw, box_scores, kept = np.concatenate(raws), np.concatenate(all_scores), np.concatenate(kept_l)
+        routed = n_crops > 0 and (self.options.policy == "dyn" or self.options.budget_ms is not None)
+        router_crops = None
+        if routed:
+            buf = self._router_buffer(n_crops)
+            router_crops = self._make_crops(self.input_hw["router"], prepared, windows, None, buf)
         t1 = time.perf_counter()
-        if len(crops) and (self.options.policy == "dyn" or self.options.budget_ms is not None):
-            parts = self._enqueue("router", crops)
+        if router_crops is not None:
+            parts = self._enqueue("router", router_crops)
             router_scores = np.concatenate([p.wait()["score"].reshape(-1) for p, _ in parts])
         else:
-            router_scores = np.full(len(crops), np.nan)
+            router_scores = np.full(n_crops, np.nan)
         t2 = time.perf_counter()
         large = route(self.options.policy, router_scores, self.k1, self.k2, self.fraction, self._rng)
-        if self.options.budget_ms is not None and len(crops):
+        if self.options.budget_ms is not None and n_crops:
             cap = budget_max_large(
                 self.options.budget_ms,
-                len(crops),
+                n_crops,
                 self._ms_per_crop["small"],
                 self._ms_per_crop["large"],
                 (t2 - t0) * 1e3,
             )
-            large = self._budget(router_scores, large, cap, [len(c) for _, c, _ in prepared])
-        # Boolean indexing copies: the nets own their batches, so the shared crop buffer is free
-        # for frame t+1 while frame t's nets still run (run_many).
-        pending = {
-            "small": self._enqueue("small", crops[~large]) if (~large).any() else [],
-            "large": self._enqueue("large", crops[large]) if large.any() else [],
-        }
-        timings = {"preprocess": (t1 - t0) * 1e3, "router": (t2 - t1) * 1e3}
+            large = self._budget(router_scores, large, cap, [n for _, n in prepared])
+        pending: dict[str, list[tuple[Pending, int]]] = {}
+        for role, rows in (("small", ~large), ("large", large)):
+            if not rows.any():
+                pending[role] = []
+                continue
+            hw = self.input_hw[role]
+            # Both ways the net owns its batch (boolean indexing copies), so the router buffer is
+            # free for frame t+1 while frame t's nets still run (run_many).
+            if router_crops is not None and hw == self.input_hw["router"]:
+                batch = router_crops[rows]
+            else:
+                batch = self._make_crops(hw, prepared, windows, rows)
+            pending[role] = self._enqueue(role, batch)
+        t3 = time.perf_counter()
+        # preprocess: the crops before the router and the net-sized crops after it (their enqueue
+        # returns at once: the nets run on their streams)
+        timings = {"preprocess": (t1 - t0 + t3 - t2) * 1e3, "router": (t2 - t1) * 1e3}
         return _Job(
-            raw, box_scores, kept, dropped, centers, scales, router_scores, large, pending, timings, t0, sizes
+            raw, box_scores, kept, dropped, windows, router_scores, large, pending, timings, t0, sizes
         )
 
     def _budget(self, scores: np.ndarray, large: np.ndarray, cap: int, rows: list[int]) -> np.ndarray:
@@ -289,8 +354,9 @@ class PosePipeline:
             td = time.perf_counter()
             outs = {k: np.concatenate([o[k] for o in outs_list]) for k in outs_list[0]}
             sel = np.flatnonzero(job.large == flag)
+            centers, scales = job.windows.at(self.input_hw[role])
             people = decode_people(
-                self.heads[role], outs, job.centers[sel], job.scales[sel], self.decode_ctx, self.prob
+                self.heads[role], outs, centers[sel], scales[sel], self.decode_ctx[role], self.prob
             )
             frame.put(job.kept[sel], people, flag)
             decode_ms += (time.perf_counter() - td) * 1e3
@@ -322,8 +388,8 @@ class PosePipeline:
             self.cost_source = "manifest"
             return
         self.cost_source = "probe"
-        probe = np.zeros((4, 3, *INPUT_HW), np.float32)
         for role in NET_ROLES:
+            probe = np.zeros((4, 3, *self.input_hw[role]), np.float32)
             t = time.perf_counter()
             self.runners[role].infer(probe, self.streams[role])
             self._ms_per_crop[role] = (time.perf_counter() - t) * 1e3 / len(probe)

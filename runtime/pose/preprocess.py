@@ -15,10 +15,12 @@ import numpy as np
 
 from runtime.errors import EXIT_INPUT, register_expected
 
-INPUT_HW = (256, 192)
+INPUT_HW = (256, 192)  # the default crop only where no net says its size (the manifest's inputs do)
 PADDING = 1.25
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255.0
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255.0
+_SCALE_RGB = (1.0 / STD).astype(np.float32)  # x * scale + shift == (x - mean) / std, per RGB channel
+_SHIFT_RGB = (-MEAN / STD).astype(np.float32)
 DEFAULT_MAX_BOXES = 256
 
 
@@ -128,7 +130,7 @@ def sanitize_boxes(
 def boxes_to_center_scale(
     boxes_xywh: np.ndarray, padding: float = PADDING, input_hw: tuple[int, int] = INPUT_HW
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Box -> centre and (w, h) of the crop window at the net's 3:4 aspect, padded."""
+    """Box -> centre and (w, h) of the crop window at the net's aspect (W/H of ``input_hw``), padded."""
     b = np.asarray(boxes_xywh, np.float32).reshape(-1, 4)
     centers = b[:, :2] + b[:, 2:] * 0.5
     w, h = b[:, 2].copy(), b[:, 3].copy()
@@ -152,31 +154,82 @@ def crop_affines(centers: np.ndarray, scales: np.ndarray, out_hw: tuple[int, int
     return m
 
 
-def make_crops(
-    image_bgr: np.ndarray, centers: np.ndarray, scales: np.ndarray, out: np.ndarray | None = None
-) -> np.ndarray:
-    """Affine crops, BGR->RGB and ImageNet normalisation into one [N,3,256,192] buffer.
+class CropMaker:
+    """Crops at one net input size, written for throughput; keeps its uint8 scratch between calls.
 
-    ``out`` may be a preallocated (pinned) buffer with at least N rows; the
-    crops are written into it and a view of the first N rows is returned.
+    Why this shape: the per-crop float copy, normalise and transpose cost ~6x the warp itself.
+    Here each crop is only warped (uint8, OpenCV) into an [N,H,W,3] scratch; then one
+    ``cv2.split`` makes three contiguous [N,H,W] planes and one multiply + one add per channel
+    write the normalised RGB planes straight into the caller's [N,3,H,W] float32 buffer (the
+    preallocated, possibly pinned, input of a net). Same float32 ops as before (x * 1/std -
+    mean/std), so the result is bit-identical to the per-crop version
+    (``bench/preprocess_frozen.py``; ``tests/test_preprocess.py`` checks it).
+    One maker per input size; not thread-safe (one scratch).
     """
-    if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-        raise ValueError(
-            f"image must be HxWx3 BGR uint8, got {None if image_bgr is None else image_bgr.shape}"
-        )
-    n = len(centers)
-    h, w = INPUT_HW
-    if out is None:
-        out = np.empty((n, 3, h, w), np.float32)
-    elif out.shape[0] < n or out.shape[1:] != (3, h, w) or out.dtype != np.float32:
-        raise ValueError(f"crop buffer {out.shape} {out.dtype} cannot hold {n} crops of 3x{h}x{w} float32")
-    mats = crop_affines(centers, scales)
-    scale = (1.0 / STD)[::-1].astype(np.float32)  # BGR order
-    shift = (-MEAN / STD)[::-1].astype(np.float32)
-    for i in range(n):
-        crop = cv2.warpAffine(
-            image_bgr, mats[i], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-        )
-        norm = crop.astype(np.float32) * scale + shift  # HxWx3, BGR
-        out[i] = norm[:, :, ::-1].transpose(2, 0, 1)  # 3xHxW, RGB
-    return out[:n]
+
+    def __init__(self, input_hw: tuple[int, int] = INPUT_HW) -> None:
+        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
+        if min(self.input_hw) < 1:
+            raise ValueError(f"crop size must be positive (H, W), got {input_hw}")
+        h, w = self.input_hw
+        self._warped = np.empty((0, h, w, 3), np.uint8)
+        self._planes = np.empty((3, 0, h, w), np.uint8)
+
+    def _scratch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._warped) < n:
+            h, w = self.input_hw
+            cap = max(n, 2 * len(self._warped))
+            self._warped = np.empty((cap, h, w, 3), np.uint8)
+            self._planes = np.empty((3, cap, h, w), np.uint8)
+        return self._warped[:n], self._planes[:, :n]
+
+    def __call__(
+        self, image_bgr: np.ndarray, centers: np.ndarray, scales: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Affine crops, BGR->RGB and ImageNet normalisation into one [N,3,H,W] float32 buffer.
+
+        ``out`` may be a preallocated (pinned) buffer with at least N rows; the crops are written
+        into it and a view of the first N rows is returned."""
+        if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+            got = None if image_bgr is None else f"{image_bgr.shape} {image_bgr.dtype}"
+            raise ValueError(f"image must be HxWx3 BGR uint8, got {got}")
+        n = len(centers)
+        h, w = self.input_hw
+        if out is None:
+            out = np.empty((n, 3, h, w), np.float32)
+        elif out.shape[0] < n or out.shape[1:] != (3, h, w) or out.dtype != np.float32:
+            raise ValueError(
+                f"crop buffer {out.shape} {out.dtype} cannot hold {n} crops of 3x{h}x{w} float32"
+            )
+        if n == 0:
+            return out[:0]
+        warped, planes = self._scratch(n)
+        mats = crop_affines(centers, scales, self.input_hw)
+        for i in range(n):
+            cv2.warpAffine(
+                image_bgr,
+                mats[i],
+                (w, h),
+                dst=warped[i],
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0,
+            )
+        cv2.split(warped.reshape(n * h, w, 3), [planes[c].reshape(n * h, w) for c in range(3)])
+        for c in range(3):  # RGB channel c is BGR plane 2 - c
+            dst = out[:n, c]
+            np.multiply(planes[2 - c], _SCALE_RGB[c], out=dst)
+            np.add(dst, _SHIFT_RGB[c], out=dst)
+        return out[:n]
+
+
+def make_crops(
+    image_bgr: np.ndarray,
+    centers: np.ndarray,
+    scales: np.ndarray,
+    out: np.ndarray | None = None,
+    input_hw: tuple[int, int] = INPUT_HW,
+) -> np.ndarray:
+    """One-off crops at ``input_hw`` (a net's (H, W)); see :class:`CropMaker`, which callers that
+    crop every frame keep to reuse its scratch."""
+    return CropMaker(input_hw)(image_bgr, centers, scales, out)

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from runtime.artifacts.schema import input_hw
 from runtime.heads import decode as D
+from runtime.pose.preprocess import INPUT_HW
 
 from .checks import compare_decode, compare_outputs, overlap_ratio
 
@@ -27,8 +29,10 @@ def target_name() -> str:
     return "orin" if Path("/etc/nv_tegra_release").exists() else "x86-gpu"
 
 
-def _batch(n: int = 8, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-2, 2, size=(n, 3, 256, 192)).astype(np.float32)
+def _batch(manifest: dict[str, Any], role: str, n: int = 8, seed: int = 0) -> np.ndarray:
+    """Random crops at the net's own input size (its manifest entry)."""
+    hw = input_hw(manifest["models"][role], role) or INPUT_HW
+    return np.random.default_rng(seed).uniform(-2, 2, size=(n, 3, *hw)).astype(np.float32)
 
 
 def _fixture(root: Path) -> dict[str, Any]:
@@ -48,10 +52,10 @@ def run_trt_vs_ort(work: Path) -> tuple[dict[str, Any], dict[str, Any], Any]:
     manifest = _fixture(root)
     trt_be, ort_be = TrtBackend(root, manifest), OrtBackend(root, manifest)
     trt_be.check()
-    x = _batch()
     results, timings = {}, {}
     s_trt, s_ort = trt_be.new_stream("check"), ort_be.new_stream("check")
     for role in ROLES:
+        x = _batch(manifest, role)
         with trt_be.open_runner(role) as rt, ort_be.open_runner(role) as ro:
             got = rt.infer(x, s_trt)
             t0 = time.perf_counter()
@@ -67,20 +71,20 @@ def run_trt_vs_ort(work: Path) -> tuple[dict[str, Any], dict[str, Any], Any]:
 
 def run_stream_overlap(root: Path, manifest: dict[str, Any], trt_be: Any, reps: int = 20) -> dict[str, Any]:
     """Wall time of router+small+large one after another vs on three streams at once."""
-    x = _batch(16, seed=1)
+    xs = [_batch(manifest, role, 16, seed=1) for role in ROLES]
     runners = [trt_be.open_runner(r).activate() for r in ROLES]
     streams = [trt_be.new_stream(r) for r in ROLES]
     try:
-        for r, s in zip(runners, streams):
+        for r, s, x in zip(runners, streams, xs):
             r.infer(x, s)  # warm-up
         t0 = time.perf_counter()
         for _ in range(reps):
-            for r, s in zip(runners, streams):
+            for r, s, x in zip(runners, streams, xs):
                 r.infer(x, s)
         serial = (time.perf_counter() - t0) / reps
         t0 = time.perf_counter()
         for _ in range(reps):
-            pend = [r.infer_async(x, s) for r, s in zip(runners, streams)]
+            pend = [r.infer_async(x, s) for r, s, x in zip(runners, streams, xs)]
             for p in pend:
                 p.wait()
         concurrent = (time.perf_counter() - t0) / reps
@@ -107,7 +111,7 @@ def run_fused_plugin(work: Path, trt_headers: Path, sm: str) -> dict[str, Any]:
     manifest = make_artifacts(root, int8_router=False, plugin_large=True, target=target_name())
     manifest["models"]["large"]["variants"]["plugin"]["plugin_library"] = str(lib)
     build_engines(root, manifest, target_name(), BuildOptions(plugin_lib=str(lib)))
-    x = _batch(8, seed=2)
+    x = _batch(manifest, "large", 8, seed=2)
     trt_be, ort_be = TrtBackend(root, manifest, plugin_lib=str(lib)), OrtBackend(root, manifest)
     with trt_be.open_runner("large") as rt, ort_be.open_runner("large") as ro:
         got = rt.infer(x, trt_be.new_stream("plugin"))
