@@ -31,13 +31,20 @@ INPUT_CHW = (3, 256, 192)
 OPSET = 17
 
 
-def export_onnx(model: nn.Module, path: str | Path, output_names: Sequence[str], opset: int = OPSET) -> Path:
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    output_names: Sequence[str],
+    opset: int = OPSET,
+    input_chw: Sequence[int] = INPUT_CHW,
+) -> Path:
     """Legacy (TorchScript) exporter: it gives plain, TensorRT-friendly graphs with a
-    symbolic batch dim, and custom-op symbolics for the plugin option."""
+    symbolic batch dim, and custom-op symbolics for the plugin option. ``input_chw``: the
+    pose crop by default; the detector exports at its square input."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    dummy = torch.zeros(2, *INPUT_CHW)
+    dummy = torch.zeros(2, *input_chw)
     axes = {INPUT_NAME: {0: "N"}, **{n: {0: "N"} for n in output_names}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
