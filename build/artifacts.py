@@ -20,6 +20,7 @@ from runtime.artifacts.manifest import SCHEMA_VERSION
 from runtime.heads.grid import HEATMAP_HW
 from runtime.pose.preprocess import INPUT_HW, MEAN, PADDING, STD
 
+from . import zoo
 from .checkpoint import init_random, load_strict, sha256_file
 from .configs import PipelineConfig
 from .export import OPSET, describe_io, export_onnx, parity, simplify_onnx
@@ -38,11 +39,36 @@ def build_network(cfg: PipelineConfig, role: str) -> nn.Module:
     return build_pose_net(choice.arch, choice.head)
 
 
+def role_arch(cfg: PipelineConfig, role: str) -> str:
+    return "router" if role == "router" else str(getattr(cfg, role).arch)
+
+
+def check_zoo_names(cfg: PipelineConfig, ckpts: dict[str, str | None]) -> None:
+    """Every --<role>-ckpt that is a zoo name must fit its net: refused before anything downloads."""
+    for role, ckpt in ckpts.items():
+        if ckpt:
+            zoo.lookup(str(ckpt), f"--{role}-ckpt", role_arch(cfg, role))
+
+
 def load_weights(
     model: nn.Module, cfg: PipelineConfig, role: str, ckpt: str | None, seed: int, trust: bool = False
 ) -> dict[str, Any]:
-    """Explicit --<role>-ckpt, else the config's bundled weights, else seeded random."""
-    path = ckpt or cfg.checkpoints.get(role)
+    """Explicit --<role>-ckpt (a path, or a released checkpoint's name: build/zoo.py), else the
+    config's bundled weights, else seeded random."""
+    if ckpt:
+        path, source = zoo.resolve(str(ckpt), f"--{role}-ckpt", role_arch(cfg, role))
+        info = load_strict(
+            model,
+            path,
+            role,
+            trust=trust,
+            flag=f"--{role}-ckpt {ckpt}, cached as" if source else f"--{role}-ckpt",
+        )
+        info["bundled"] = False
+        if source:
+            info["zoo"] = source
+        return info
+    path = cfg.checkpoints.get(role)
     if path:
 
         def resolve(x: str) -> Path:  # a config's bundled path is repo-relative
@@ -50,9 +76,9 @@ def load_weights(
             return REPO / p if not p.is_absolute() and not p.exists() else p
 
         p = [resolve(x) for x in path] if isinstance(path, (list, tuple)) else resolve(path)
-        flag = f"--{role}-ckpt" if ckpt else f"bundled {role} checkpoint of --config {cfg.name}"
+        flag = f"bundled {role} checkpoint of --config {cfg.name}"
         info = load_strict(model, p, role, trust=trust, flag=flag)
-        info["bundled"] = ckpt is None
+        info["bundled"] = True
         return info
     return init_random(model, role, seed)
 
@@ -143,6 +169,7 @@ def export_all(
     entries: dict[str, Any] = {}
     nets: dict[str, nn.Module] = {}
     loaded = {}
+    check_zoo_names(cfg, ckpts)
     for role in ROLES:
         progress(f"{role}: build + weights")
         torch.manual_seed(seed)

@@ -192,3 +192,42 @@ def init_random(model: nn.Module, role: str, seed: int) -> dict[str, Any]:
         file=sys.stderr,
     )
     return {"source": "random", "path": None, "sha256": None, "seed": seed}
+
+
+def _inert(name: str) -> type:
+    """A stand-in for the class or function ``name`` in a published checkpoint: building one runs
+    nothing from the file, it only keeps the arguments it was given."""
+
+    def __init__(self: Any, *args: Any, **kw: Any) -> None:
+        self.args, self.kw = args, kw
+
+    def __setstate__(self: Any, state: Any) -> None:
+        self.state = state
+
+    return type(name.rsplit(".", 1)[-1], (), {"__init__": __init__, "__setstate__": __setstate__})
+
+
+def read_published(path: str | Path, flag: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a released checkpoint whose hash the zoo table verified (build/zoo.py).
+
+    MMPose's files carry mmengine objects (``message_hub``, numpy arrays in ``meta``) that
+    ``weights_only`` refuses. Rather than unpickling in full (an 8-hex-digit hash prefix is
+    too short to vouch for a file), each global the file names beyond torch's safe set is
+    bound to an inert stand-in (:func:`_inert`) and the file is read ``weights_only``:
+    the tensors come out, the rest is dropped, nothing from the file runs."""
+    path = Path(path)
+    where = _where(path, flag)
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        with torch.serialization.safe_globals([(_inert(n), n) for n in names]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file; each becomes one line
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointUnreadable(
+            f"released checkpoint does not read ({where}; {type(e).__name__}: {first[:80]}): "
+            "delete it from the cache to fetch it again"
+        ) from None
+    sd = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None
+    if not isinstance(sd, Mapping) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointMismatch(f"no state_dict of tensors in the released checkpoint ({where})")
+    return {str(k).removeprefix("module."): v for k, v in sd.items()}

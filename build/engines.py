@@ -24,7 +24,6 @@ from calib.stage import add_calib_arguments, run_calibration
 from runtime.artifacts.manifest import save_manifest
 from runtime.cli.args import (
     OneLineParser,
-    existing_file,
     existing_path,
     nonneg_int,
     number,
@@ -54,6 +53,7 @@ from .triton_repo import (
     print_summary as print_repo_summary,
 )
 from .trt import add_trt_arguments, build_or_plan, check_trt_flags
+from .zoo import checkpoint_arg
 
 # The default calibration set of a config trained on synthetic scenes (PipelineConfig.calib_domain):
 # the first images of the fixtures' own calibration split (build.synth.coco.split_seed), ~600
@@ -79,9 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument(
             f"--{role}-ckpt",
             default=None,
-            type=existing_file,
-            help=f"MMPose 1.x .pth for the {role} network (default: the config's bundled "
-            "weights, else seeded random weights with a warning)",
+            type=checkpoint_arg,
+            help=f"MMPose 1.x .pth for the {role} network, or a released checkpoint's name "
+            "(e.g. rtmpose-s; `python -m build.zoo list`), downloaded once into the cache "
+            "(default: the config's bundled weights, else seeded random weights with a warning)",
         )
     p.add_argument(
         TRUST_FLAG,
@@ -332,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<20} {get_config(name).description}")
         return 0
     cfg = get_config(args.config)
+    from .artifacts import check_zoo_names
+
+    check_zoo_names(cfg, {r: getattr(args, f"{r}_ckpt") for r in ("small", "large", "router")})
     check_trt_flags(args)
     if args.triton_repo is not None:
         check_options(options_from_args(args), args.triton_repo)

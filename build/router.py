@@ -37,13 +37,14 @@ from runtime.cli.args import (
 )
 from runtime.errors import InputError, guarded
 
-from .artifacts import build_network, load_weights
+from .artifacts import build_network, check_zoo_names, load_weights
 from .checkpoint import TRUST_FLAG
 from .configs import get_config
 from .train.infer import box_list, run_crops
 from .train.metrics import spearman
 from .train.router_fit import crop_targets, fit_router, predict_f0, with_empty_boxes
 from .train.trainer import save_checkpoint
+from .zoo import checkpoint_arg
 
 
 def collect(
@@ -99,6 +100,7 @@ def train_router(
 ) -> dict[str, Any]:
     cfg = get_config(cfg_name)
     nets = {}
+    check_zoo_names(cfg, {"small": small_ckpt, "large": large_ckpt})  # before anything downloads
     for role, ck in (("small", small_ckpt), ("large", large_ckpt)):
         net = build_network(cfg, role)
         info = load_weights(net, cfg, role, ck, seed, trust)
@@ -187,14 +189,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--small-ckpt",
         default=None,
-        type=existing_file,
-        help="small net checkpoint (default: the config's bundled one)",
+        type=checkpoint_arg,
+        help="small net checkpoint: a .pth path or a released checkpoint's name (python -m build.zoo "
+        "list) (default: the config's bundled one)",
     )
     p.add_argument(
         "--large-ckpt",
         default=None,
-        type=existing_file,
-        help="large net checkpoint (default: the config's bundled one)",
+        type=checkpoint_arg,
+        help="large net checkpoint: a .pth path or a released checkpoint's name (python -m build.zoo "
+        "list) (default: the config's bundled one)",
     )
     p.add_argument(
         TRUST_FLAG,
