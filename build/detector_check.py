@@ -58,6 +58,7 @@ class CheckedDetector:
     meta: dict[str, Any]
     size: int
     ran: dict[str, Any] = field(default_factory=dict)  # what the check run saw (frame source, batch)
+    weights: dict[str, Any] | None = None  # an RTMDet the build exported: its checkpoint's record
 
 
 def _flag(dest: str) -> str:
@@ -100,10 +101,24 @@ def resolve_path(detector: str | Path) -> Path:
 
 
 def early_check(args: argparse.Namespace, cfg: Any, calib_default: Path) -> CheckedDetector | None:
-    """``build.engines``: the flags and the detector (``--detector`` or the config's), before any export."""
+    """``build.engines``: the flags and the detector (``--detector`` or the config's), before any export.
+
+    An RTMDet name or ``.pth`` (build.detector_rtmdet) is exported to an ONNX first, and
+    ``args.det_size`` becomes the size it was exported at (the variant's own unless given)."""
     detector = getattr(args, "detector", None) or getattr(cfg, "detector", None)
     check_flags(args, bool(detector))
-    return check_detector(resolve_path(detector), args, calib_default) if detector else None
+    if not detector:
+        return None
+    from .detector_rtmdet import is_rtmdet, materialize
+
+    weights = None
+    if is_rtmdet(detector):
+        src, args.det_size, weights = materialize(detector, args)
+    else:
+        src = resolve_path(detector)
+    det = check_detector(src, args, calib_default)
+    det.weights = weights
+    return det
 
 
 # -- the graph ----------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ serve every detector.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -205,6 +206,17 @@ class RTMDetSepBNHead(nn.Module):
                 for i in range(stacked_convs):
                     self.cls_convs[level][i].conv = self.cls_convs[0][i].conv
                     self.reg_convs[level][i].conv = self.reg_convs[0][i].conv
+
+    def init_weights(self, prior_prob: float = 0.01) -> None:
+        """MMDet's head init (convs N(0, 0.01), class bias at a ``prior_prob`` score), for training
+        from scratch; built nets keep torch's init until a checkpoint loads."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        for conv in self.rtm_cls:
+            nn.init.constant_(conv.bias, -math.log((1 - prior_prob) / prior_prob))
 
     def forward(
         self, feats: Sequence[torch.Tensor]
