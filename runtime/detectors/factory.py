@@ -2,7 +2,8 @@
 
 ``--detector`` is one of
 
-* ``auto`` - the artifacts' detector when they have one, else ``hog``;
+* ``auto`` - the artifacts' detector when they have one, else ``hog`` (said once on stderr,
+  with how to add a detector);
 * ``engine`` - the artifacts' detector (role ``detector``; any backend);
 * ``onnx:PATH`` - a user's YOLO ONNX (v5/v8/v11 detect or pose, exported
   without NMS) on ONNX Runtime; ``--det-layout`` / ``--det-class`` apply to it;
@@ -19,6 +20,7 @@ a bad value is refused there, in one line.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -114,8 +116,9 @@ def open_detector(
         if kind == "engine":
             raise ManifestError(
                 f"--detector engine: {engines} has no detector; add one with "
-                "`python -m build.engines --detector PATH.onnx ...` or use --detector hog"
+                f"`python -m build.engines {ADD_DETECTOR}` or use --detector hog"
             )
+        _say_hog_fallback(engines)
         kind = "hog"
     iou = OTHER_IOU if opts.iou_thr is None else opts.iou_thr
     if kind == "onnx":
@@ -124,6 +127,27 @@ def open_detector(
     if kind == "json":
         return JsonDetections(arg)
     return HogDetector(opts.hog_width, HOG_SCORE if opts.score_thr is None else opts.score_thr, iou)
+
+
+ADD_DETECTOR = "--detector rtmdet-nano-person (or --detector PATH.onnx) ..."
+_said_fallback: set[str] = set()
+
+
+def _say_hog_fallback(engines: str | Path) -> None:
+    """One stderr line, once per artifacts folder and process (cameras open a detector each):
+    ``auto`` found no detector in the artifacts and falls back to HOG. Why say it: HOG misses
+    most people on real video and is the slowest stage, and nothing else tells the user a
+    detector can be added."""
+    key = str(engines)
+    if key in _said_fallback:
+        return
+    _said_fallback.add(key)
+    print(
+        f"note: {engines} has no person detector, so OpenCV's HOG is used as a fallback (slow, misses "
+        f"many people); add one at build time: `python -m build.engines {ADD_DETECTOR}`, or run "
+        "with --detector onnx:PATH",
+        file=sys.stderr,
+    )
 
 
 class HogDetector:
