@@ -2,8 +2,8 @@
 
 ``--detector`` is one of
 
-* ``auto`` - the artifacts' detector when they have one, else ``hog`` (said once on stderr,
-  with how to add a detector);
+* ``auto`` - the artifacts' detector when they have one, else ``hog``
+  (:func:`hog_fallback_note` says so);
 * ``engine`` - the artifacts' detector (role ``detector``; any backend);
 * ``onnx:PATH`` - a user's YOLO ONNX (v5/v8/v11 detect or pose, exported
   without NMS) on ONNX Runtime; ``--det-layout`` / ``--det-class`` apply to it;
@@ -20,7 +20,6 @@ a bad value is refused there, in one line.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -118,7 +117,6 @@ def open_detector(
                 f"--detector engine: {engines} has no detector; add one with "
                 f"`python -m build.engines {ADD_DETECTOR}` or use --detector hog"
             )
-        _say_hog_fallback(engines)
         kind = "hog"
     iou = OTHER_IOU if opts.iou_thr is None else opts.iou_thr
     if kind == "onnx":
@@ -130,23 +128,16 @@ def open_detector(
 
 
 ADD_DETECTOR = "--detector rtmdet-nano-person (or --detector PATH.onnx) ..."
-_said_fallback: set[str] = set()
 
 
-def _say_hog_fallback(engines: str | Path) -> None:
-    """One stderr line, once per artifacts folder and process (cameras open a detector each):
-    ``auto`` found no detector in the artifacts and falls back to HOG. Why say it: HOG misses
-    most people on real video and is the slowest stage, and nothing else tells the user a
-    detector can be added."""
-    key = str(engines)
-    if key in _said_fallback:
-        return
-    _said_fallback.add(key)
-    print(
+def hog_fallback_note(engines: str | Path) -> str:
+    """The line a run prints when ``auto`` found no detector in the artifacts and uses HOG. Why
+    say it: HOG misses most people on real video and is the slowest stage, and nothing else
+    tells the user a detector can be added."""
+    return (
         f"note: {engines} has no person detector, so OpenCV's HOG is used as a fallback (slow, misses "
         f"many people); add one at build time: `python -m build.engines {ADD_DETECTOR}`, or run "
-        "with --detector onnx:PATH",
-        file=sys.stderr,
+        "with --detector onnx:PATH"
     )
 
 
