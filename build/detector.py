@@ -233,7 +233,7 @@ def add_detector(
         "thresholds": {"score": float(args.det_score), "iou": float(args.det_iou), "max_det": 300},
         "max_batch": int(getattr(args, "det_max_batch", DEFAULT_MAX_BATCH)),
         "letterbox": {"pad_value": 114, "color": "RGB", "scale": "1/255"},
-        "weights": {"source": "detector-onnx"},
+        "weights": det.weights or {"source": "detector-onnx"},
         "source": {
             "file": src.name,
             "sha256": sha256_file(src),

@@ -40,7 +40,7 @@ import onnx
 from runtime.detectors.yolo import YoloLayout, read_metadata
 from runtime.errors import InputError
 
-from .detector_model import image_input, input_dims
+from .detector_model import ROLE, image_input, input_dims
 
 # flags that only the detector reads, and those only its INT8 variants read
 _INT8_FLAGS = ("det_calib_data", "det_calib_frames", "det_calib_method", "det_int8_heads", "det_drift_px")
@@ -58,6 +58,7 @@ class CheckedDetector:
     meta: dict[str, Any]
     size: int
     ran: dict[str, Any] = field(default_factory=dict)  # what the check run saw (frame source, batch)
+    weights: dict[str, Any] | None = None  # an RTMDet the build exported: its checkpoint's record
 
 
 def _flag(dest: str) -> str:
@@ -100,10 +101,37 @@ def resolve_path(detector: str | Path) -> Path:
 
 
 def early_check(args: argparse.Namespace, cfg: Any, calib_default: Path) -> CheckedDetector | None:
-    """``build.engines``: the flags and the detector (``--detector`` or the config's), before any export."""
+    """``build.engines``: the flags and the detector (``--detector`` or the config's), before any export.
+
+    An RTMDet name or ``.pth`` (build.detector_rtmdet) is exported to an ONNX first, and
+    ``args.det_size`` becomes the size it was exported at (the variant's own unless given)."""
     detector = getattr(args, "detector", None) or getattr(cfg, "detector", None)
     check_flags(args, bool(detector))
-    return check_detector(resolve_path(detector), args, calib_default) if detector else None
+    if not detector:
+        return None
+    from .detector_rtmdet import is_rtmdet, materialize
+
+    weights = None
+    if is_rtmdet(detector):
+        src, args.det_size, weights = materialize(detector, args)
+    else:
+        src = resolve_path(detector)
+    det = check_detector(src, args, calib_default)
+    det.weights = weights
+    return det
+
+
+def detector_offer(manifest: dict[str, Any], cfg: Any) -> str | None:
+    """The summary line a build without a detector prints for a real-architecture config (one
+    whose weights are not the synthetic-scene fixtures): video would fall back to HOG, so say
+    how to add a released detector. None: it has one, or it is a fixture build."""
+    if ROLE in manifest.get("models", {}) or getattr(cfg, "calib_domain", "photos") == "synthetic":
+        return None
+    return (
+        "detector: none, so video falls back to OpenCV's HOG; add a person detector with "
+        "--detector rtmdet-nano-person (320x320, Apache-2.0 weights; rtmdet-m-person for accuracy) "
+        "or --detector PATH.onnx"
+    )
 
 
 # -- the graph ----------------------------------------------------------------------------------------
@@ -351,6 +379,7 @@ __all__ = [
     "CheckedDetector",
     "check_detector",
     "check_flags",
+    "detector_offer",
     "early_check",
     "given_det_flags",
     "resolve_path",

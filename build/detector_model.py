@@ -76,8 +76,9 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
         "--detector",
         type=Path,
         default=None,
-        help="YOLO ONNX (v5/v8/v11 detect or pose, exported without NMS) to add as the "
-        "'detector' role (default: the config's detector, if any)",
+        help="the 'detector' role: a YOLO ONNX (v5/v8/v11 detect or pose, exported without NMS), "
+        "a released RTMDet by name (rtmdet-nano-person, rtmdet-m-person: downloaded, exported, "
+        "calibrated) or an MMDet RTMDet .pth (default: the config's detector, if any)",
     )
     g.add_argument(
         "--det-size",

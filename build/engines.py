@@ -37,7 +37,7 @@ from .checkpoint import TRUST_FLAG
 from .configs import DEFAULT_CONFIG, PairChoice, add_pair_arguments, get_config, list_configs, paired_config
 from .costs import format_cost_table, measure_routing_costs
 from .detector import add_detector
-from .detector_check import CheckedDetector, early_check
+from .detector_check import CheckedDetector, detector_offer, early_check
 from .detector_model import add_detector_arguments
 from .export import OPSET
 from .staging import StagedDir, commit_together
@@ -369,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     if repo:
         print_repo_summary(args.triton_repo, repo[1])
     _print_summary(final_dir, manifest)
+    offer = detector_offer(manifest, cfg)  # a real-architecture build without a detector: say how to add one
+    if offer:
+        print(offer)
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return rc
 

@@ -38,13 +38,20 @@ def input_chw(model: nn.Module) -> tuple[int, int, int]:
     return (3, int(hw[0]), int(hw[1])) if hw is not None else INPUT_CHW
 
 
-def export_onnx(model: nn.Module, path: str | Path, output_names: Sequence[str], opset: int = OPSET) -> Path:
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    output_names: Sequence[str],
+    opset: int = OPSET,
+    chw: Sequence[int] | None = None,
+) -> Path:
     """Legacy (TorchScript) exporter: it gives plain, TensorRT-friendly graphs with a
-    symbolic batch dim, and custom-op symbolics for the plugin option."""
+    symbolic batch dim, and custom-op symbolics for the plugin option. ``chw``: the model's
+    own input size by default (:func:`input_chw`); the detector exports at its square input."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    dummy = torch.zeros(2, *input_chw(model))
+    dummy = torch.zeros(2, *(chw if chw is not None else input_chw(model)))
     axes = {INPUT_NAME: {0: "N"}, **{n: {0: "N"} for n in output_names}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")

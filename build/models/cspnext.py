@@ -66,21 +66,37 @@ class ConvModule(nn.Sequential):
 class DepthwiseSeparableConvModule(nn.Sequential):
     """k x k depthwise ConvModule then 1x1 pointwise ConvModule (MMCV's names)."""
 
-    def __init__(self, cin: int, cout: int, k: int, eps: float = BN_EPS) -> None:
+    def __init__(self, cin: int, cout: int, k: int, eps: float = BN_EPS, stride: int = 1) -> None:
         super().__init__()
-        self.depthwise_conv = ConvModule(cin, cin, k, groups=cin, eps=eps)
+        self.depthwise_conv = ConvModule(cin, cin, k, stride=stride, groups=cin, eps=eps)
         self.pointwise_conv = ConvModule(cin, cout, 1, eps=eps)
+
+
+def conv_module(
+    cin: int, cout: int, k: int, stride: int = 1, eps: float = BN_EPS, depthwise: bool = False
+) -> nn.Module:
+    """MMDet's ``conv = DepthwiseSeparableConvModule if use_depthwise else ConvModule`` choice
+    (RTMDet-nano builds its backbone, neck and head depthwise-separable)."""
+    if depthwise:
+        return DepthwiseSeparableConvModule(cin, cout, k, eps=eps, stride=stride)
+    return ConvModule(cin, cout, k, stride=stride, eps=eps)
 
 
 class CSPNeXtBlock(nn.Module):
     """3x3 conv then a large-kernel (5x5) depthwise-separable conv, with an identity when shapes allow."""
 
     def __init__(
-        self, cin: int, cout: int, expansion: float = 1.0, add_identity: bool = True, eps: float = BN_EPS
+        self,
+        cin: int,
+        cout: int,
+        expansion: float = 1.0,
+        add_identity: bool = True,
+        eps: float = BN_EPS,
+        use_depthwise: bool = False,
     ) -> None:
         super().__init__()
         hidden = int(cout * expansion)
-        self.conv1 = ConvModule(cin, hidden, 3, eps=eps)
+        self.conv1 = conv_module(cin, hidden, 3, eps=eps, depthwise=use_depthwise)
         self.conv2 = DepthwiseSeparableConvModule(hidden, cout, 5, eps=eps)
         self.add_identity = add_identity and cin == cout
 
@@ -115,6 +131,7 @@ class CSPLayer(nn.Module):
         expand_ratio: float = 0.5,
         channel_attention: bool = True,
         eps: float = BN_EPS,
+        use_depthwise: bool = False,
     ) -> None:
         super().__init__()
         mid = int(cout * expand_ratio)
@@ -122,7 +139,10 @@ class CSPLayer(nn.Module):
         self.short_conv = ConvModule(cin, mid, 1, eps=eps)
         self.final_conv = ConvModule(2 * mid, cout, 1, eps=eps)
         self.blocks = nn.Sequential(
-            *[CSPNeXtBlock(mid, mid, 1.0, add_identity, eps=eps) for _ in range(num_blocks)]
+            *[
+                CSPNeXtBlock(mid, mid, 1.0, add_identity, eps=eps, use_depthwise=use_depthwise)
+                for _ in range(num_blocks)
+            ]
         )
         self.attention = ChannelAttention(2 * mid) if channel_attention else None
 
@@ -166,6 +186,7 @@ class CSPNeXt(nn.Module):
         channel_attention: bool = True,
         bn_eps: float = BN_EPS,
         arch: Sequence[tuple[int, int, int, bool, bool]] = ARCH_P5,
+        use_depthwise: bool = False,
     ) -> None:
         super().__init__()
         if not set(out_indices) <= set(range(len(arch) + 1)):
@@ -181,7 +202,9 @@ class CSPNeXt(nn.Module):
         self.channels = [stem]
         for i, (cin, cout, n, add_identity, use_spp) in enumerate(arch):
             cin, cout = int(cin * widen_factor), int(cout * widen_factor)
-            stage: list[nn.Module] = [ConvModule(cin, cout, 3, stride=2, eps=bn_eps)]
+            stage: list[nn.Module] = [
+                conv_module(cin, cout, 3, stride=2, eps=bn_eps, depthwise=use_depthwise)
+            ]
             if use_spp:
                 stage.append(SPPBottleneck(cout, cout, eps=bn_eps))
             stage.append(
@@ -193,6 +216,7 @@ class CSPNeXt(nn.Module):
                     expand_ratio,
                     channel_attention,
                     eps=bn_eps,
+                    use_depthwise=use_depthwise,
                 )
             )
             self.add_module(f"stage{i + 1}", nn.Sequential(*stage))

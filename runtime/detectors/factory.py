@@ -2,7 +2,8 @@
 
 ``--detector`` is one of
 
-* ``auto`` - the artifacts' detector when they have one, else ``hog``;
+* ``auto`` - the artifacts' detector when they have one, else ``hog``
+  (:func:`hog_fallback_note` says so);
 * ``engine`` - the artifacts' detector (role ``detector``; any backend);
 * ``onnx:PATH`` - a user's YOLO ONNX (v5/v8/v11 detect or pose, exported
   without NMS) on ONNX Runtime; ``--det-layout`` / ``--det-class`` apply to it;
@@ -114,7 +115,7 @@ def open_detector(
         if kind == "engine":
             raise ManifestError(
                 f"--detector engine: {engines} has no detector; add one with "
-                "`python -m build.engines --detector PATH.onnx ...` or use --detector hog"
+                f"`python -m build.engines {ADD_DETECTOR}` or use --detector hog"
             )
         kind = "hog"
     iou = OTHER_IOU if opts.iou_thr is None else opts.iou_thr
@@ -124,6 +125,20 @@ def open_detector(
     if kind == "json":
         return JsonDetections(arg)
     return HogDetector(opts.hog_width, HOG_SCORE if opts.score_thr is None else opts.score_thr, iou)
+
+
+ADD_DETECTOR = "--detector rtmdet-nano-person (or --detector PATH.onnx) ..."
+
+
+def hog_fallback_note(engines: str | Path) -> str:
+    """The line a run prints when ``auto`` found no detector in the artifacts and uses HOG. Why
+    say it: HOG misses most people on real video and is the slowest stage, and nothing else
+    tells the user a detector can be added."""
+    return (
+        f"note: {engines} has no person detector, so OpenCV's HOG is used as a fallback (slow, misses "
+        f"many people); add one at build time: `python -m build.engines {ADD_DETECTOR}`, or run "
+        "with --detector onnx:PATH"
+    )
 
 
 class HogDetector:

@@ -97,7 +97,7 @@ class NetDetector:
         if not has_detector(self.manifest):
             raise ManifestError(
                 f"{self.root} has no detector; add one at build time with "
-                "`python -m build.engines --detector PATH.onnx ...`"
+                "`python -m build.engines --detector rtmdet-nano-person (or PATH.onnx) ...`"
             )
         entry = self.manifest["models"][ROLE]
         thr = entry.get("thresholds", {})

@@ -9,11 +9,12 @@ the CLI boundary as one line, exit 2.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.artifacts.manifest import load_manifest
-from runtime.detectors.factory import JsonDetections, open_detector
+from runtime.detectors.factory import HogDetector, JsonDetections, hog_fallback_note, open_detector
 from runtime.detectors.net import NetDetector
 from runtime.io.source_spec import open_source
 from runtime.io.sources import FrameSource
@@ -96,4 +97,7 @@ def open_all(opts: VideoOptions) -> Opened:
     except BaseException:
         opened.close()
         raise
+    if opts.detect.detector.spec == "auto" and any(isinstance(d, HogDetector) for d, _ in opened.detectors):
+        # said once everything opened (a failing run prints its one error line only)
+        print(hog_fallback_note(opts.engines), file=sys.stderr)
     return opened
