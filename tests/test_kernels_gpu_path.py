@@ -1,0 +1,152 @@
+"""The GPU path's new kernel sources run on the CPU: the crop kernel against
+runtime.pose.preprocess.make_crops, and the decode's credible regions against
+runtime.heads.credible (the numpy definition).
+
+kernels/host_api.cpp runs dynpose_crop.cuh and dynpose_regions.cuh - the code the CUDA
+kernels execute - so these compare the kernels' own source with the references.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from kernels.host_build import HostKernels
+from runtime.heads import decode as D
+from runtime.heads.credible import blur_maps, credible_regions
+from runtime.pose.preprocess import MEAN, STD, boxes_to_center_scale, crop_affines, make_crops
+from tests import test_kernels
+
+F32 = np.float32
+real_maps = test_kernels.real_maps  # the real nets' maps and logits of coco-mini, one fixture for both files
+
+
+@pytest.fixture(scope="module")
+def hk() -> HostKernels:
+    return HostKernels()
+
+
+def _people(coco_mini: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(frame, person boxes) of every coco-mini photo, plus boxes that leave the frame."""
+    ann = json.loads((coco_mini / "person_keypoints.json").read_text())
+    out = []
+    for im in ann["images"]:
+        frame = cv2.imread(str(coco_mini / im["file_name"]))
+        boxes = [a["bbox"] for a in ann["annotations"] if a["image_id"] == im["id"]]
+        h, w = frame.shape[:2]
+        boxes += [[-40.5, -30.25, 120.0, 200.0], [w - 50.0, h - 60.0, 90.0, 80.0], [10.0, 10.0, 3.0, 4.0]]
+        out.append((frame, np.asarray(boxes, F32)))
+    return out
+
+
+def test_crops_equal_make_crops_on_real_photos(hk, coco_mini):
+    """OpenCV's fixed-point bilinear replayed: the crop equals warpAffine's, so the tensor
+    equals make_crops bit for bit (max abs error 0 in normalised units)."""
+    worst, n = 0.0, 0
+    for frame, boxes in _people(coco_mini):
+        c, s = boxes_to_center_scale(boxes)
+        ref = make_crops(frame, c, s)
+        got = hk.crops(frame, crop_affines(c, s), ref.shape[2:], MEAN, STD)
+        worst = max(worst, float(np.abs(got - ref).max()))
+        n += len(boxes)
+    assert n >= 12
+    assert worst == 0.0, f"crop kernel differs from make_crops by {worst}"
+
+
+def test_crops_at_any_input_size_and_fp16(hk, coco_mini):
+    """384x288 (RTMPose-m/l) crops: the same affine at another size equals cv2.warpAffine
+    + the same normalisation; fp16 output is the fp32 tensor rounded once."""
+    frame, boxes = _people(coco_mini)[0]
+    c, s = boxes_to_center_scale(boxes, input_hw=(384, 288))
+    mats = crop_affines(c, s, (384, 288))
+    got = hk.crops(frame, mats, (384, 288), MEAN, STD)
+    for i, m in enumerate(mats):
+        crop = cv2.warpAffine(frame, m, (288, 384), flags=cv2.INTER_LINEAR, borderValue=0)
+        ref = (crop.astype(F32) * (1.0 / STD)[::-1] + (-MEAN / STD)[::-1])[:, :, ::-1].transpose(2, 0, 1)
+        np.testing.assert_array_equal(got[i], ref)
+    half = hk.crops(frame, mats, (384, 288), MEAN, STD, half=True)
+    np.testing.assert_array_equal(half, got.astype(np.float16))
+
+
+def _check_regions(pix, ell, ref, ell_atol: float) -> None:
+    np.testing.assert_array_equal(np.moveaxis(pix, 2, 0), ref.n_pixels)
+    got = np.moveaxis(ell, 2, 0).astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref.ellipse))
+    np.testing.assert_allclose(got, ref.ellipse, atol=ell_atol, rtol=0, equal_nan=True)
+
+
+def test_regions_equal_numpy_on_real_maps(hk, real_maps):
+    """Fused sparsemax + regions on real logits: pixel counts exact, ellipses within float32
+    rounding (1e-4 heatmap px) of credible_regions on the kernel's own sparsemax."""
+    logits = real_maps["logits"]
+    n = logits.shape[0]
+    qs = (0.5, 0.9, 0.3)
+    kp, sc, pix, ell = hk.decode_regions(logits, qs, D.COCO_SIGMAS, normalize=True)
+    pm = hk.sparsemax(logits.reshape(n * 17, -1)).reshape(logits.shape)
+    _check_regions(pix, ell, credible_regions(pm, qs), 1e-4)
+    ref_kp, ref_sc = hk.decode(logits, "probmap", D.COCO_SIGMAS, normalize=True)
+    np.testing.assert_array_equal(kp, ref_kp)  # the regions leave the keypoint decode untouched
+    np.testing.assert_array_equal(sc, ref_sc)
+
+
+def test_regions_equal_numpy_on_random_and_flat_maps(hk):
+    """Wide, spiky, flat (every pixel tied) and single-pixel maps, masses up to 1."""
+    rng = np.random.default_rng(7)
+    z = (rng.normal(size=(4, 17, 64, 48)) * rng.uniform(0.3, 8.0, size=(4, 17, 1, 1))).astype(F32)
+    pm = hk.sparsemax(z.reshape(68, -1)).reshape(z.shape)
+    pm[3, 0] = 1.0 / (64 * 48)  # flat: ties everywhere
+    pm[3, 1] = 0.0
+    pm[3, 1, 5, 7] = 1.0  # one pixel
+    qs = (0.5, 0.9, 1.0)
+    _, _, pix, ell = hk.decode_regions(pm, qs, D.COCO_SIGMAS)
+    ref = credible_regions(pm, qs)
+    _check_regions(pix, ell, ref, 1e-4)
+    assert pix[3, 0].tolist() == [1536.0, 2765.0, 3072.0]
+    assert pix[3, 1].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_regions_of_invalid_and_empty_maps(hk):
+    """A map the decode rejects (NaN/inf) has no region: count 0, NaN ellipse, as an all-zero
+    map has in credible.py."""
+    pm = np.zeros((1, 17, 64, 48), F32)
+    pm[0, :, 30, 20] = 1.0
+    pm[0, 2, 0, 0] = np.nan
+    pm[0, 3] = 0.0
+    _, sc, pix, ell = hk.decode_regions(pm, (0.5,), D.COCO_SIGMAS)
+    for k in (2, 3):
+        assert pix[0, k, 0] == 0 and np.isnan(ell[0, k, 0]).all()
+    assert sc[0, 2] == 0.0
+    assert pix[0, 0, 0] == 1 and np.allclose(ell[0, 0, 0], [20, 30, 2 / np.sqrt(12), 2 / np.sqrt(12), 0])
+
+
+def test_regions_with_calibration_blur(hk, real_maps):
+    """With the coverage map's blur (sigma in heatmap px) the regions are taken on the
+    blurred map, as CoverageMap.prepare does. The blur is float32 on the device, float64 in
+    numpy: counts agree within 1 pixel, and the ellipses within 0.05 px except where pixels
+    tied in float64 (mirror images) split in float32 at the last pixel taken."""
+    logits = real_maps["logits"]
+    n = logits.shape[0]
+    pm = hk.sparsemax(logits.reshape(n * 17, -1)).reshape(logits.shape)
+    qs = (0.5, 0.9)
+    _, _, pix, ell = hk.decode_regions(pm, qs, D.COCO_SIGMAS, blur_sigma=2.0)
+    ref = credible_regions(blur_maps(pm, 2.0), qs)
+    d_pix = np.abs(np.moveaxis(pix, 2, 0) - ref.n_pixels)
+    assert d_pix.max() <= 1
+    d_ell = np.abs(np.moveaxis(ell, 2, 0) - ref.ellipse).max(-1)
+    assert (d_ell <= 0.05).mean() >= 0.98, f"ellipses off by more than 0.05 px: {(d_ell > 0.05).mean():.3f}"
+    unblurred = hk.decode_regions(pm, qs, D.COCO_SIGMAS)[2]
+    assert (pix > unblurred).mean() > 0.5  # the blur widens the regions: it was applied
+
+
+def test_region_parameter_errors(hk):
+    maps = np.full((1, 17, 64, 48), 1 / 3072, F32)
+    with pytest.raises(ValueError, match="over 4 masses"):
+        hk.decode_regions(maps, (0.1, 0.2, 0.3, 0.4, 0.5))
+    with pytest.raises(ValueError, match=r"outside \(0, 1\]"):
+        hk.decode_regions(maps, (0.0,))
+    with pytest.raises(ValueError, match="over 256 with a blur"):
+        hk.decode_regions(np.full((1, 1, 300, 2), 1 / 600, F32), (0.5,), sigmas=[0.05], blur_sigma=1.0)
