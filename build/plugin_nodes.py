@@ -11,13 +11,17 @@ the default export keeps standard ops.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from runtime.heads.credible import DEFAULT_MASSES
 from runtime.heads.decode import COCO_SIGMAS
+from runtime.heads.probfields import REGION_ELLIPSES, REGION_PIXELS, ProbFieldsDecoder
 from runtime.heads.registry import head_spec
 
 PLUGIN_NAMESPACE = "dynpose"
@@ -25,6 +29,28 @@ PLUGIN_VERSION = "1"
 DECODE_OP = "DynPoseDecode"
 SPARSEMAX_OP = "DynPoseSparsemax"
 KEYPOINTS, KEYPOINT_SCORES = "keypoints", "keypoint_scores"
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    """Credible regions the fused decode computes on the device: for each reported mass
+    (``masses``, the runtime's --credible) the map mass the plugin takes (``nominal``, from the
+    manifest's coverage calibration) and the calibration's blur (``sigma``, heatmap px)."""
+
+    masses: tuple[float, ...]
+    nominal: tuple[float, ...]
+    sigma: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest record of the plugin variant (runtime.heads.probfields reads it)."""
+        return {"masses": list(self.masses), "nominal": list(self.nominal), "sigma": self.sigma}
+
+
+def region_spec(manifest: Mapping[str, Any], masses: Sequence[float] = DEFAULT_MASSES) -> RegionSpec:
+    """The regions for ``masses`` under the manifest's coverage calibration (identity without one),
+    from the same code the runtime uses on the host (ProbFieldsDecoder), so the two agree."""
+    dec = ProbFieldsDecoder(dict(manifest), masses)
+    return RegionSpec(dec.masses, dec.nominal, float(dec.coverage.sigma) if dec.coverage else 0.0)
 
 
 def _graph_output(model: onnx.ModelProto, name: str) -> onnx.ValueInfoProto | None:
@@ -75,8 +101,8 @@ def _map_dims(model: onnx.ModelProto, src: str, sig: np.ndarray) -> list:
     return dims
 
 
-def _set_outputs(model: onnx.ModelProto, src: str, dims: list, keep_maps: bool) -> None:
-    """Graph outputs: the decoded keypoints and scores added, the map dropped unless kept."""
+def _set_outputs(model: onnx.ModelProto, src: str, dims: list, keep_maps: bool, n_masses: int = 0) -> None:
+    """Graph outputs: the decoded keypoints and scores (and regions) added, the map dropped unless kept."""
     if not keep_maps:
         keep = [o for o in model.graph.output if o.name != src]
         del model.graph.output[:]
@@ -89,6 +115,13 @@ def _set_outputs(model: onnx.ModelProto, src: str, dims: list, keep_maps: bool) 
             helper.make_tensor_value_info(KEYPOINT_SCORES, TensorProto.FLOAT, [n, k]),
         ]
     )
+    if n_masses:
+        model.graph.output.extend(
+            [
+                helper.make_tensor_value_info(REGION_PIXELS, TensorProto.FLOAT, [n, k, n_masses]),
+                helper.make_tensor_value_info(REGION_ELLIPSES, TensorProto.FLOAT, [n, k, n_masses, 5]),
+            ]
+        )
 
 
 def add_decode_plugin(
@@ -98,6 +131,7 @@ def add_decode_plugin(
     sigmas: Sequence[float] = COCO_SIGMAS,
     temperature: float = 1.0,
     keep_maps: bool = False,
+    regions: RegionSpec | None = None,
 ) -> onnx.ModelProto:
     """Return a copy of ``model`` with a DynPoseDecode node producing ``keypoints`` [N,K,2]
     (x, y in heatmap pixels) and ``keypoint_scores`` [N,K].
@@ -106,7 +140,9 @@ def add_decode_plugin(
     reads and how: a heatmap head its ``heatmaps`` (MSRA); a probability-map head its
     ``logits`` (sparsemax fused in the plugin) or, if the net only has ``probmaps``, those.
     With ``keep_maps=False`` the map output is dropped from the graph outputs, so no
-    [N,K,64,48] tensor crosses to the host.
+    [N,K,64,48] tensor crosses to the host. ``regions`` (probability-map heads) adds
+    ``region_pixels`` [N,K,Q] and ``region_ellipses`` [N,K,Q,5]: the credible regions of
+    each map, computed in the plugin, so they survive without the maps.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -118,11 +154,17 @@ def add_decode_plugin(
     dims = _map_dims(out, src, sig)
     if takes_sigmas:
         attrs.update(sigmas=[float(s) for s in sig], temperature=float(temperature))
-    node = helper.make_node(
-        DECODE_OP, [src], [KEYPOINTS, KEYPOINT_SCORES], name="dynpose_decode", **_plugin_attrs(**attrs)
-    )
+    outputs = [KEYPOINTS, KEYPOINT_SCORES]
+    if regions is not None and regions.masses:
+        if attrs["mode"] != "probmap":
+            raise ValueError(f"head_kind {head_kind!r}: credible regions need a probability-map head")
+        if not 1 <= len(regions.nominal) <= 4 or len(regions.nominal) != len(regions.masses):
+            raise ValueError(f"regions: 1 to 4 masses, one nominal mass each; got {regions}")
+        attrs.update(masses=[float(q) for q in regions.nominal], region_sigma=float(regions.sigma))
+        outputs += [REGION_PIXELS, REGION_ELLIPSES]
+    node = helper.make_node(DECODE_OP, [src], outputs, name="dynpose_decode", **_plugin_attrs(**attrs))
     out.graph.node.append(node)
-    _set_outputs(out, src, dims, keep_maps)
+    _set_outputs(out, src, dims, keep_maps, len(outputs) - 2)
     return out
 
 

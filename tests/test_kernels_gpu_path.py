@@ -150,3 +150,69 @@ def test_region_parameter_errors(hk):
         hk.decode_regions(maps, (0.0,))
     with pytest.raises(ValueError, match="over 256 with a blur"):
         hk.decode_regions(np.full((1, 1, 300, 2), 1 / 600, F32), (0.5,), sigmas=[0.05], blur_sigma=1.0)
+
+
+def _plugin_manifest(masses=(0.5, 0.9), regions_for=None) -> dict:
+    """A manifest with a fitted coverage map (with a blur) and a large net whose engine was built
+    from the fused-decode variant carrying regions for ``regions_for`` (default: ``masses``)."""
+    from build.plugin_nodes import region_spec
+
+    cov = {"nominal": [0.2, 0.4, 0.6, 0.8, 1.0], "coverage": [0.1, 0.3, 0.5, 0.7, 1.0], "sigma": 1.5}
+    manifest = {"credible": {"fitted": True, "coverage_map": cov}}
+    spec = region_spec(manifest, regions_for or masses)
+    manifest["models"] = {
+        "large": {
+            "engine": {"onnx": "large.plugin.onnx"},
+            "variants": {"plugin": {"onnx": "large.plugin.onnx", "regions": spec.to_json()}},
+        }
+    }
+    return manifest
+
+
+def test_probfields_reads_the_plugin_regions_when_the_maps_stay_on_the_device(hk, real_maps):
+    """The fused decode's region outputs (here from the kernel's source on the CPU) give the same
+    image-space areas and ellipses as the host path on the maps, calibration included."""
+    from build.plugin_nodes import region_spec
+    from runtime.heads.probfields import ProbFieldsDecoder
+    from runtime.heads.registry import head_spec
+
+    logits = real_maps["logits"]
+    n = logits.shape[0]
+    pm = hk.sparsemax(logits.reshape(n * 17, -1)).reshape(logits.shape)
+    manifest = _plugin_manifest()
+    spec = region_spec(manifest)
+    kp, sc, pix, ell = hk.decode_regions(pm, spec.nominal, D.COCO_SIGMAS, blur_sigma=spec.sigma)
+    boxes = np.array([[40.0 + 7 * i, 30.0, 120.0 + i, 260.0] for i in range(n)], F32)
+    centers, scales = boxes_to_center_scale(boxes)
+    presence, rows, probmap = np.ones((n, 17), F32), np.arange(n), head_spec("probmap")
+
+    dec = ProbFieldsDecoder(manifest)
+    assert dec.device_regions
+    host, device = dec.new(n), dec.new(n)
+    dec.fill(host, rows, probmap, {"probmaps": pm}, presence, centers, scales)
+    fused = {"keypoints": kp, "keypoint_scores": sc, "region_pixels": pix, "region_ellipses": ell}
+    dec.fill(device, rows, probmap, fused, presence, centers, scales, (64, 48))
+    assert device.has_regions.all()
+    # the calibration blur is float32 in the kernel: same tolerance as the blur test above
+    close = np.abs(device.area - host.area) <= 1e-6 * host.area + np.prod(scales, 1)[:, None, None] / 3072
+    assert close.all()
+    d = np.abs(device.ellipse - host.ellipse).max(-1)
+    assert (d <= 0.05 * scales[:, :1, None].max()).mean() >= 0.98
+
+
+def test_plugin_regions_for_other_masses_are_not_used(hk, real_maps, caplog):
+    """An engine built for other masses (or before a recalibration) has regions that are not the
+    ones asked for: no regions, and a warning that says to rebuild."""
+    from runtime.heads.probfields import ProbFieldsDecoder
+    from runtime.heads.registry import head_spec
+
+    n = 2
+    pix, ell = np.ones((n, 17, 2), F32), np.zeros((n, 17, 2, 5), F32)
+    outs = {"keypoints": np.zeros((n, 17, 2), F32), "region_pixels": pix, "region_ellipses": ell}
+    c, s = boxes_to_center_scale(np.array([[0, 0, 60, 80]] * n, F32))
+    for manifest in (_plugin_manifest(regions_for=(0.5, 0.8)), {"models": {}}):
+        dec = ProbFieldsDecoder(manifest)
+        ex = dec.new(n)
+        dec.fill(ex, np.arange(n), head_spec("probmap"), outs, np.ones((n, 17)), c, s, (64, 48))
+        assert not ex.has_regions.any()
+    assert "rebuild the engines" in caplog.text
