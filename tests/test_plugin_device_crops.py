@@ -1,0 +1,137 @@
+"""Crops on the device in the TensorRT runtime path (runtime/backends/trt.py), on the API harness.
+
+The crop kernel cannot run here (no GPU), so its launcher is the kernel's own source built for
+the host (kernels.host_build: dynpose_crop.cuh), queued on the fake CUDA stream and run on the
+fake device memory when the stream executes. The stand-in runs queued work only when something
+waits, so a missing frame event, a frame buffer reused while a crop still reads it, or a crop
+written after the net read its input gives wrong numbers here, not a lucky pass.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import runtime.backends.trt as trt_backend
+from build.trt import build_engines
+from kernels.host_build import HostKernels
+from runtime.backends import BackendError
+from runtime.pose.preprocess import MEAN, STD, boxes_to_center_scale, crop_affines, make_crops
+from tests.trt_harness import fake_cuda
+from tools.device_check.tiny_artifacts import make_artifacts
+
+NORM = (MEAN, STD)
+
+
+def test_refusal_rules_say_why():
+    f32, f16, i8 = np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.int8)
+    launch = lambda *a: 0  # noqa: E731 - any launcher
+    assert trt_backend.device_crops_refusal((8, 3, 256, 192), f32, launch) is None
+    assert trt_backend.device_crops_refusal((8, 3, 384, 288), f16, launch) is None
+    assert "plugin library" in trt_backend.device_crops_refusal((8, 3, 256, 192), f32, None)
+    assert "[N,3,H,W]" in trt_backend.device_crops_refusal((8, 256, 192, 3), f32, launch)
+    assert "int8" in trt_backend.device_crops_refusal((8, 3, 256, 192), i8, launch)
+
+
+def _host_launcher(hk: HostKernels, calls: list[tuple[int, int]]):
+    """The crop kernel's source as a launcher: queued on the stream, run on fake device memory."""
+    gpu = fake_cuda.GPU
+
+    def launch(frame, fh, fw, aff, n, out, half, h, w, mean_p, std_p, stream) -> int:
+        mean = np.array((ctypes.c_float * 3).from_address(mean_p))  # host pointers: read at launch
+        std = np.array((ctypes.c_float * 3).from_address(std_p))
+        calls.append((stream, n))
+
+        def run() -> None:
+            img = gpu.locate(frame, fh * fw * 3).reshape(fh, fw, 3)
+            mats = gpu.locate(aff, n * 48).view(np.float64).reshape(n, 2, 3)
+            crops = hk.crops(img, mats, (h, w), mean, std, half=half)
+            gpu.locate(out, crops.nbytes)[:] = crops.reshape(-1).view(np.uint8)
+
+        gpu.enqueue(stream, "kernel", "crops", run)
+        return 0
+
+    return launch
+
+
+@pytest.fixture
+def built(trt_world, tmp_path: Path):
+    root = tmp_path / "dyn-crops"
+    manifest = make_artifacts(root)
+    build_engines(root, manifest, "x86-gpu")
+    return root, manifest
+
+
+@pytest.mark.trt
+def test_device_crops_give_the_nets_the_host_crops(built, coco_mini: Path):
+    """One frame upload, one crop launch per net on the net's own stream, and outputs equal to
+    the same engines run on make_crops' tensor."""
+    root, manifest = built
+    frame = cv2.imread(str(coco_mini / "000000000785.jpg"))
+    boxes = np.array([[30.5, 40.0, 180.0, 300.0], [250.0, 60.0, 120.0, 200.0], [-20.0, 300.0, 90.0, 150.0]])
+    c, s = boxes_to_center_scale(boxes)
+    calls: list[tuple[int, int]] = []
+    be = trt_backend.TrtBackend(root, manifest)
+    be.use_crop_launcher(_host_launcher(HostKernels(), calls))
+    small, large = (be.open_runner(r).activate() for r in ("small", "large"))
+    assert small.crops_refusal is None and large.crops_refusal is None
+    s_up, s_s, s_l = (be.new_stream(n) for n in ("upload", "small", "large"))
+    n_htod = sum(1 for _, kind, _ in fake_cuda.GPU.enqueued if kind == "htod")
+    dev = be.upload_frame(frame, s_up)
+    mats = crop_affines(c, s)
+    p_small = small.infer_crops_async(dev, mats[:2], NORM, s_s)
+    p_large = large.infer_crops_async(dev, mats[2:], NORM, s_l)
+    out_s, out_l = p_small.wait(), p_large.wait()
+    ref = make_crops(frame, c, s)
+    ref_s = small.infer_async(ref[:2], s_s).wait()
+    ref_l = large.infer_async(ref[2:], s_l).wait()
+    for got, want in ((out_s, ref_s), (out_l, ref_l)):
+        assert got.keys() == want.keys()
+        for k in got:
+            np.testing.assert_array_equal(got[k], want[k])
+    assert calls == [(s_s.handle, 2), (s_l.handle, 1)]
+    frame_copies = [
+        (h, label)
+        for h, kind, label in fake_cuda.GPU.enqueued[n_htod:]
+        if kind == "htod" and h == s_up.handle
+    ]
+    assert len(frame_copies) == 1, "the frame crosses once, whatever the number of crops and nets"
+    be.close()
+
+
+@pytest.mark.trt
+def test_frame_buffers_are_reused_only_after_their_crops(built, coco_mini: Path):
+    """Three frames through a ring of two, nothing waited in between: the third upload must wait
+    for the first frame's crops, or the first crops would read the third frame."""
+    root, manifest = built
+    be = trt_backend.TrtBackend(root, manifest, slots=3)
+    be.use_crop_launcher(_host_launcher(HostKernels(), []))
+    small = be.open_runner("small").activate()
+    s_up, s_s = be.new_stream("upload"), be.new_stream("small")
+    paths = sorted(coco_mini.glob("*.jpg"))[:3]
+    frames = [cv2.resize(cv2.imread(str(p)), (640, 480)) for p in paths]  # one size: no regrowth
+    c, s = boxes_to_center_scale(np.array([[20.0, 20.0, 150.0, 260.0]]))
+    pending = []
+    for f in frames:
+        dev = be.upload_frame(f, s_up, ring=2)
+        pending.append(small.infer_crops_async(dev, crop_affines(c, s), NORM, s_s))
+    got = [p.wait()["heatmaps"] for p in pending]
+    for f, g in zip(frames, got):
+        np.testing.assert_array_equal(g, small.infer_async(make_crops(f, c, s), s_s).wait()["heatmaps"])
+    be.close()
+
+
+@pytest.mark.trt
+def test_without_the_crop_kernel_the_runner_says_why(built):
+    root, manifest = built
+    be = trt_backend.TrtBackend(root, manifest)
+    small = be.open_runner("small").activate()
+    assert "plugin library" in small.crops_refusal
+    s = be.new_stream("small")
+    with pytest.raises(BackendError, match="crops cannot be made on the device"):
+        small.infer_crops_async(None, np.zeros((1, 2, 3)), NORM, s)  # type: ignore[arg-type]
+    be.close()
