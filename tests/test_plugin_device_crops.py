@@ -135,3 +135,51 @@ def test_without_the_crop_kernel_the_runner_says_why(built):
     with pytest.raises(BackendError, match="crops cannot be made on the device"):
         small.infer_crops_async(None, np.zeros((1, 2, 3)), NORM, s)  # type: ignore[arg-type]
     be.close()
+
+
+def _as_probmap_net(path: Path) -> None:
+    """The tiny pose net with its map named ``probmaps``: a probability-map head's output."""
+    import onnx
+
+    m = onnx.load(str(path))
+    for node in m.graph.node:
+        node.output[:] = ["probmaps" if o == "heatmaps" else o for o in node.output]
+    for o in m.graph.output:
+        if o.name == "heatmaps":
+            o.name = "probmaps"
+    onnx.save(m, str(path))
+
+
+@pytest.mark.trt
+def test_probmap_engine_is_built_with_the_calibrated_regions(trt_world, tmp_path: Path):
+    """A probability-map net built with the plugin library gets the fused decode with regions for
+    the default masses under the manifest's calibration; the runtime accepts them as its own."""
+    from build.plugin_nodes import region_spec
+    from build.trt.targets import BuildOptions
+    from runtime.artifacts.manifest import sha256_file
+    from runtime.heads.probfields import ProbFieldsDecoder
+    from tests.abi_stub import write_abi_stub
+
+    root = tmp_path / "a"
+    manifest = make_artifacts(root, plugin_large=True)
+    for name in ("large.onnx", "large.fp16.onnx"):
+        _as_probmap_net(root / name)
+    large = manifest["models"]["large"]
+    large["head"] = "probmap"
+    large["sha256"] = sha256_file(root / "large.onnx")
+    large["variants"]["fp16"]["sha256"] = sha256_file(root / "large.fp16.onnx")
+    cov = {"nominal": [0.2, 0.4, 0.6, 0.8, 1.0], "coverage": [0.1, 0.3, 0.5, 0.7, 1.0], "sigma": 1.0}
+    manifest["credible"] = {"fitted": True, "coverage_map": cov}
+    lib = tmp_path / "libdynpose_plugins.so"
+    write_abi_stub(lib, trt_world.trt.__version__)
+    trt_world.plugin_libs[str(lib)] = ["DynPoseDecode"]
+    build_engines(root, manifest, "x86-gpu", BuildOptions(plugin_lib=str(lib)))
+    rec = large["engine"]
+    outputs = [t["name"] for t in rec["io"] if t["mode"] == "output"]
+    assert outputs[-4:] == ["keypoints", "keypoint_scores", "region_pixels", "region_ellipses"]
+    assert "probmaps" not in outputs  # the maps stay on the device
+    variant = next(v for v in large["variants"].values() if v["onnx"] == rec["onnx"])
+    assert variant["regions"] == region_spec(manifest).to_json()
+    assert variant["regions"]["nominal"] != [0.5, 0.9]  # calibrated, not the reported masses
+    assert ProbFieldsDecoder(manifest).device_regions
+    assert not ProbFieldsDecoder(manifest, (0.5, 0.8)).device_regions
