@@ -37,6 +37,12 @@ def test_refusal_rules_say_why():
     assert "int8" in trt_backend.device_crops_refusal((8, 3, 256, 192), i8, launch)
 
 
+def test_pipeline_plan_for_runners_of_other_backends():
+    """A runner without device crops (ONNX Runtime, Triton) keeps every crop on the host."""
+    why = trt_backend.device_crops_plan({"router": object()})
+    assert why == "router: the object backend has no device crops"
+
+
 def _host_launcher(hk: HostKernels, calls: list[tuple[int, int]]):
     """The crop kernel's source as a launcher: queued on the stream, run on fake device memory."""
     gpu = fake_cuda.GPU
@@ -79,6 +85,7 @@ def test_device_crops_give_the_nets_the_host_crops(built, coco_mini: Path):
     be.use_crop_launcher(_host_launcher(HostKernels(), calls))
     small, large = (be.open_runner(r).activate() for r in ("small", "large"))
     assert small.crops_refusal is None and large.crops_refusal is None
+    assert trt_backend.device_crops_plan({"small": small, "large": large}) is None
     s_up, s_s, s_l = (be.new_stream(n) for n in ("upload", "small", "large"))
     n_htod = sum(1 for _, kind, _ in fake_cuda.GPU.enqueued if kind == "htod")
     dev = be.upload_frame(frame, s_up)
@@ -131,6 +138,7 @@ def test_without_the_crop_kernel_the_runner_says_why(built):
     be = trt_backend.TrtBackend(root, manifest)
     small = be.open_runner("small").activate()
     assert "plugin library" in small.crops_refusal
+    assert trt_backend.device_crops_plan({"small": small}).startswith("small: no crop kernel")
     s = be.new_stream("small")
     with pytest.raises(BackendError, match="crops cannot be made on the device"):
         small.infer_crops_async(None, np.zeros((1, 2, 3)), NORM, s)  # type: ignore[arg-type]

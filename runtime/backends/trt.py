@@ -178,6 +178,17 @@ def library_crop_launcher(path: Path) -> CropLauncher | None:
     return launch
 
 
+def device_crops_plan(runners: Mapping[str, Runner]) -> str | None:
+    """The pipeline's choice: None when every net's runner can take its crops from the device
+    (TensorRT runners with the crop kernel: upload the frame once, no host crops at all), else
+    the first reason why not, naming the net; then all crops stay on the host (make_crops)."""
+    for role, runner in runners.items():
+        why = getattr(runner, "crops_refusal", f"the {type(runner).__name__} backend has no device crops")
+        if why is not None:
+            return f"{role}: {why}"
+    return None
+
+
 class DeviceFrame:
     """One uint8 HxWx3 frame on the device: pinned staging + device copy, the event that marks
     it uploaded, and the events of the crop launches that read it (waited on before reuse)."""
