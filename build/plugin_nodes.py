@@ -22,7 +22,7 @@ from onnx import TensorProto, helper
 from runtime.heads.credible import DEFAULT_MASSES
 from runtime.heads.decode import COCO_SIGMAS
 from runtime.heads.probfields import REGION_ELLIPSES, REGION_PIXELS, ProbFieldsDecoder
-from runtime.heads.registry import head_spec
+from runtime.heads.registry import PROBMAP, head_spec, plugin_mode
 
 PLUGIN_NAMESPACE = "dynpose"
 PLUGIN_VERSION = "1"
@@ -156,7 +156,7 @@ def add_decode_plugin(
         attrs.update(sigmas=[float(s) for s in sig], temperature=float(temperature))
     outputs = [KEYPOINTS, KEYPOINT_SCORES]
     if regions is not None and regions.masses:
-        if attrs["mode"] != "probmap":
+        if attrs["mode"] != plugin_mode(PROBMAP):
             raise ValueError(f"head_kind {head_kind!r}: credible regions need a probability-map head")
         if not 1 <= len(regions.nominal) <= 4 or len(regions.nominal) != len(regions.masses):
             raise ValueError(f"regions: 1 to 4 masses, one nominal mass each; got {regions}")

@@ -149,7 +149,7 @@ class HostKernels:
             k,
             h,
             w,
-            MODE["probmap"],
+            MODE[PLUGIN_MODES[1]],
             int(normalize),
             temperature,
             sig.ctypes.data,

@@ -271,9 +271,11 @@ def int8_fallback(spec: EngineSpec) -> EngineSpec:
 def _plugin_regions(manifest: Mapping[str, Any], entry: Mapping[str, Any]) -> Any:
     """Credible regions the fused decode computes for a probability-map net (the default masses
     under the manifest's coverage calibration), so its maps need not leave the device."""
-    if entry.get("head") != "probmap":
-        return None
     from build.plugin_nodes import region_spec
+    from runtime.heads.registry import PROBMAP
+
+    if entry.get("head") != PROBMAP:  # the double head picks outer regions on the host: maps needed
+        return None
 
     return region_spec(manifest)
 
