@@ -171,6 +171,10 @@ def test_gpu_path_comparisons():
     bumped[1, 0, 1] += 1
     assert C.compare_regions(bumped, ell, ref_pix, ref_ell)["counts_off"] == 1
     assert not C.compare_regions(pix, np.nan_to_num(ell), ref_pix, ref_ell)["ok"]
+    flipped = ell.copy()
+    flipped[1, 2, 0, 4], ref_flip = np.pi / 2, ref_ell.copy()
+    ref_flip[0, 1, 2, 4] = -np.pi / 2  # the same axis
+    assert C.compare_regions(pix, flipped, ref_pix, ref_flip)["ok"]
 
 
 def test_trt_stage_imports_without_tensorrt():

@@ -72,11 +72,18 @@ def test_crops_at_any_input_size_and_fp16(hk, coco_mini):
     np.testing.assert_array_equal(half, got.astype(np.float16))
 
 
+def _angle_gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| for axis angles, which are equal modulo pi (a round ellipse's +-pi/2 is one axis)."""
+    d = np.abs((np.asarray(a, np.float64) - b + np.pi / 2) % np.pi - np.pi / 2)
+    return np.nan_to_num(d, nan=0.0)
+
+
 def _check_regions(pix, ell, ref, ell_atol: float) -> None:
     np.testing.assert_array_equal(np.moveaxis(pix, 2, 0), ref.n_pixels)
     got = np.moveaxis(ell, 2, 0).astype(np.float64)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref.ellipse))
-    np.testing.assert_allclose(got, ref.ellipse, atol=ell_atol, rtol=0, equal_nan=True)
+    np.testing.assert_allclose(got[..., :4], ref.ellipse[..., :4], atol=ell_atol, rtol=0, equal_nan=True)
+    assert _angle_gap(got[..., 4], ref.ellipse[..., 4]).max() <= ell_atol
 
 
 def test_regions_equal_numpy_on_real_maps(hk, real_maps):
@@ -124,22 +131,21 @@ def test_regions_of_invalid_and_empty_maps(hk):
 
 
 def test_regions_with_calibration_blur(hk, real_maps):
-    """With the coverage map's blur (sigma in heatmap px) the regions are taken on the
-    blurred map, as CoverageMap.prepare does. The blur is float32 on the device, float64 in
-    numpy: counts agree within 1 pixel, and the ellipses within 0.05 px except where pixels
-    tied in float64 (mirror images) split in float32 at the last pixel taken."""
+    """With the coverage map's blur (sigma in heatmap px; the fixture calibrates 8) the regions
+    are taken on the blurred map, as CoverageMap.prepare does. The blur is float32 on the device,
+    float64 in numpy; on the real nets' maps that changes nothing: counts identical, ellipses
+    within float32 rounding. (Maps with a 2-3 pixel support blur into mirror-symmetric values
+    whose ties float32 and float64 split differently at the last pixel taken; the count holds,
+    the tie-inclusive ellipse can move: docs/plugin.md.)"""
     logits = real_maps["logits"]
     n = logits.shape[0]
     pm = hk.sparsemax(logits.reshape(n * 17, -1)).reshape(logits.shape)
     qs = (0.5, 0.9)
-    _, _, pix, ell = hk.decode_regions(pm, qs, D.COCO_SIGMAS, blur_sigma=2.0)
-    ref = credible_regions(blur_maps(pm, 2.0), qs)
-    d_pix = np.abs(np.moveaxis(pix, 2, 0) - ref.n_pixels)
-    assert d_pix.max() <= 1
-    d_ell = np.abs(np.moveaxis(ell, 2, 0) - ref.ellipse).max(-1)
-    assert (d_ell <= 0.05).mean() >= 0.98, f"ellipses off by more than 0.05 px: {(d_ell > 0.05).mean():.3f}"
     unblurred = hk.decode_regions(pm, qs, D.COCO_SIGMAS)[2]
-    assert (pix > unblurred).mean() > 0.5  # the blur widens the regions: it was applied
+    for sigma in (2.0, 8.0):
+        _, _, pix, ell = hk.decode_regions(pm, qs, D.COCO_SIGMAS, blur_sigma=sigma)
+        _check_regions(pix, ell, credible_regions(blur_maps(pm, sigma), qs), 1e-4)
+        assert (pix > unblurred).mean() > 0.5  # the blur widens the regions: it was applied
 
 
 def test_region_parameter_errors(hk):
@@ -193,11 +199,9 @@ def test_probfields_reads_the_plugin_regions_when_the_maps_stay_on_the_device(hk
     fused = {"keypoints": kp, "keypoint_scores": sc, "region_pixels": pix, "region_ellipses": ell}
     dec.fill(device, rows, probmap, fused, presence, centers, scales, (64, 48))
     assert device.has_regions.all()
-    # the calibration blur is float32 in the kernel: same tolerance as the blur test above
-    close = np.abs(device.area - host.area) <= 1e-6 * host.area + np.prod(scales, 1)[:, None, None] / 3072
-    assert close.all()
-    d = np.abs(device.ellipse - host.ellipse).max(-1)
-    assert (d <= 0.05 * scales[:, :1, None].max()).mean() >= 0.98
+    np.testing.assert_allclose(device.area, host.area, rtol=1e-6)  # same pixel counts
+    np.testing.assert_allclose(device.ellipse[..., :4], host.ellipse[..., :4], rtol=0, atol=2e-3)  # image px
+    assert _angle_gap(device.ellipse[..., 4], host.ellipse[..., 4]).max() <= 1e-4
 
 
 def test_plugin_regions_for_other_masses_are_not_used(hk, real_maps, caplog):
