@@ -191,3 +191,24 @@ def test_probmap_engine_is_built_with_the_calibrated_regions(trt_world, tmp_path
     assert variant["regions"]["nominal"] != [0.5, 0.9]  # calibrated, not the reported masses
     assert ProbFieldsDecoder(manifest).device_regions
     assert not ProbFieldsDecoder(manifest, (0.5, 0.8)).device_regions
+
+
+@pytest.mark.cuda
+def test_the_real_library_exports_the_crop_kernel(tmp_path: Path):
+    """The runtime's ctypes binding against the real libdynpose_plugins.so (TensorRT 10.3 headers):
+    the symbol resolves, the argument checks answer before any CUDA call (no GPU here), and a
+    library without the kernel gives no launcher."""
+    from kernels.host_build import build_host_lib
+    from kernels.plugin_build import SHARED_TRT_HEADERS, build_plugin_lib
+
+    lib = build_plugin_lib(SHARED_TRT_HEADERS / "10.3.0" / "include")
+    launch = trt_backend.library_crop_launcher(lib)
+    assert launch is not None
+    mean, std = np.ascontiguousarray(MEAN, np.float32), np.ascontiguousarray(STD, np.float32)
+    ptrs = (mean.ctypes.data, std.ctypes.data, 0)
+    assert launch(0, 480, 640, 0, 0, 0, False, 256, 192, *ptrs) == 0  # no crops: nothing launched
+    assert launch(0, 0, 640, 0, 1, 0, False, 256, 192, *ptrs) == -8  # an empty frame is refused
+    zero_std = np.zeros(3, np.float32)
+    assert launch(0, 480, 640, 0, 1, 0, False, 256, 192, mean.ctypes.data, zero_std.ctypes.data, 0) == -8
+    assert trt_backend.library_crop_launcher(tmp_path / "missing.so") is None
+    assert trt_backend.library_crop_launcher(build_host_lib()) is None  # a real library without it
