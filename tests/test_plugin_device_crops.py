@@ -9,7 +9,6 @@ written after the net read its input gives wrong numbers here, not a lucky pass.
 
 from __future__ import annotations
 
-import ctypes
 from pathlib import Path
 
 import cv2
@@ -20,8 +19,10 @@ import runtime.backends.trt as trt_backend
 from build.trt import build_engines
 from kernels.host_build import HostKernels
 from runtime.backends import BackendError
+from runtime.backends.base import device_crops_plan
 from runtime.pose.preprocess import MEAN, STD, boxes_to_center_scale, crop_affines, make_crops
 from tests.trt_harness import fake_cuda
+from tests.trt_harness.crop_kernel import host_crop_launcher
 from tools.device_check.tiny_artifacts import make_artifacts
 
 NORM = (MEAN, STD)
@@ -39,29 +40,8 @@ def test_refusal_rules_say_why():
 
 def test_pipeline_plan_for_runners_of_other_backends():
     """A runner without device crops (ONNX Runtime, Triton) keeps every crop on the host."""
-    why = trt_backend.device_crops_plan({"router": object()})
+    why = device_crops_plan({"router": object()})
     assert why == "router: the object backend has no device crops"
-
-
-def _host_launcher(hk: HostKernels, calls: list[tuple[int, int]]):
-    """The crop kernel's source as a launcher: queued on the stream, run on fake device memory."""
-    gpu = fake_cuda.GPU
-
-    def launch(frame, fh, fw, aff, n, out, half, h, w, mean_p, std_p, stream) -> int:
-        mean = np.array((ctypes.c_float * 3).from_address(mean_p))  # host pointers: read at launch
-        std = np.array((ctypes.c_float * 3).from_address(std_p))
-        calls.append((stream, n))
-
-        def run() -> None:
-            img = gpu.locate(frame, fh * fw * 3).reshape(fh, fw, 3)
-            mats = gpu.locate(aff, n * 48).view(np.float64).reshape(n, 2, 3)
-            crops = hk.crops(img, mats, (h, w), mean, std, half=half)
-            gpu.locate(out, crops.nbytes)[:] = crops.reshape(-1).view(np.uint8)
-
-        gpu.enqueue(stream, "kernel", "crops", run)
-        return 0
-
-    return launch
 
 
 @pytest.fixture
@@ -82,10 +62,10 @@ def test_device_crops_give_the_nets_the_host_crops(built, coco_mini: Path):
     c, s = boxes_to_center_scale(boxes)
     calls: list[tuple[int, int]] = []
     be = trt_backend.TrtBackend(root, manifest)
-    be.use_crop_launcher(_host_launcher(HostKernels(), calls))
+    be.use_crop_launcher(host_crop_launcher(HostKernels(), calls))
     small, large = (be.open_runner(r).activate() for r in ("small", "large"))
     assert small.crops_refusal is None and large.crops_refusal is None
-    assert trt_backend.device_crops_plan({"small": small, "large": large}) is None
+    assert device_crops_plan({"small": small, "large": large}) is None
     s_up, s_s, s_l = (be.new_stream(n) for n in ("upload", "small", "large"))
     n_htod = sum(1 for _, kind, _ in fake_cuda.GPU.enqueued if kind == "htod")
     dev = be.upload_frame(frame, s_up)
@@ -116,7 +96,7 @@ def test_frame_buffers_are_reused_only_after_their_crops(built, coco_mini: Path)
     for the first frame's crops, or the first crops would read the third frame."""
     root, manifest = built
     be = trt_backend.TrtBackend(root, manifest, slots=3)
-    be.use_crop_launcher(_host_launcher(HostKernels(), []))
+    be.use_crop_launcher(host_crop_launcher(HostKernels(), []))
     small = be.open_runner("small").activate()
     s_up, s_s = be.new_stream("upload"), be.new_stream("small")
     paths = sorted(coco_mini.glob("*.jpg"))[:3]
@@ -138,7 +118,7 @@ def test_without_the_crop_kernel_the_runner_says_why(built):
     be = trt_backend.TrtBackend(root, manifest)
     small = be.open_runner("small").activate()
     assert "plugin library" in small.crops_refusal
-    assert trt_backend.device_crops_plan({"small": small}).startswith("small: no crop kernel")
+    assert device_crops_plan({"small": small}).startswith("small: no crop kernel")
     s = be.new_stream("small")
     with pytest.raises(BackendError, match="crops cannot be made on the device"):
         small.infer_crops_async(None, np.zeros((1, 2, 3)), NORM, s)  # type: ignore[arg-type]

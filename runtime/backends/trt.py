@@ -29,7 +29,8 @@ crop kernel (libdynpose_plugins.so ``dynposeLaunchCrops``, kernels/dynpose_crop.
 straight into that net's input buffer on the net's own stream, after the stream waited
 for the frame's event; only the crops' affines (48 bytes each) cross per call. A frame
 buffer is reused only after every crop launch that read it is done.
-:func:`device_crops_refusal` decides, in plain Python, whether an engine can take them.
+:func:`device_crops_refusal` decides, in plain Python, whether an engine can take them, and
+``runtime.backends.base.device_crops_plan`` whether a pipeline does (runtime/pose/pipeline.py).
 """
 
 from __future__ import annotations
@@ -178,17 +179,6 @@ def library_crop_launcher(path: Path) -> CropLauncher | None:
     return launch
 
 
-def device_crops_plan(runners: Mapping[str, Runner]) -> str | None:
-    """The pipeline's choice: None when every net's runner can take its crops from the device
-    (TensorRT runners with the crop kernel: upload the frame once, no host crops at all), else
-    the first reason why not, naming the net; then all crops stay on the host (make_crops)."""
-    for role, runner in runners.items():
-        why = getattr(runner, "crops_refusal", f"the {type(runner).__name__} backend has no device crops")
-        if why is not None:
-            return f"{role}: {why}"
-    return None
-
-
 class DeviceFrame:
     """One uint8 HxWx3 frame on the device: pinned staging + device copy, the event that marks
     it uploaded, and the events of the crop launches that read it (waited on before reuse)."""
@@ -318,6 +308,13 @@ class TrtRunner(Runner):
         self._next = 0
         self._last: tuple[TrtStream, Any] | None = None
         self._lock = threading.Lock()
+        self._crops_refusal: str | None = "the engine is not loaded yet"
+
+    @property
+    def crops_refusal(self) -> str | None:
+        """Why the crop kernel cannot write this engine's input (None: it can), from
+        :func:`device_crops_refusal` when the engine is bound."""
+        return self._crops_refusal
 
     def activate_impl(self) -> None:
         trt, cuda, be = self.backend.trt, self.backend.cuda, self.backend
@@ -379,9 +376,9 @@ class TrtRunner(Runner):
         self._dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         tensors = {self.input_name: (pmax, self._dtypes[self.input_name])}
         tensors.update({o: (tuple(self.context.get_tensor_shape(o)), self._dtypes[o]) for o in outputs})
-        self.input_shape, self.crops_refusal = (
-            pmax,
-            device_crops_refusal(pmax, self._dtypes[self.input_name], self.backend.crop_launcher()),
+        self.input_shape = pmax
+        self._crops_refusal = device_crops_refusal(
+            pmax, self._dtypes[self.input_name], self.backend.crop_launcher()
         )
         if self.crops_refusal is None:
             tensors[AFFINES] = ((int(pmax[0]), 6), np.dtype(np.float64))
@@ -422,6 +419,10 @@ class TrtRunner(Runner):
         if not isinstance(stream, TrtStream):
             raise BackendError(f"{self.role}: TensorRT runners need a TrtStream, got {type(stream).__name__}")
         cuda, n = self.backend.cuda, len(affines)
+        if self.max_batch is not None and n > self.max_batch:
+            raise BackendError(
+                f"{self.role}: {n} crops exceed the engine profile max {self.max_batch}; the scheduler chunks"
+            )
         run_n = self.static_batch or n
         launch = self.backend.crop_launcher()
         with self._lock, self.backend.ctx():
@@ -490,6 +491,7 @@ class TrtBackend(Backend[TrtOptions]):
     """Engines listed under ``models.<role>.engine`` in the manifest, on device 0."""
 
     name = "trt"
+    device_crops = True
 
     def __init__(
         self,
@@ -586,10 +588,12 @@ class TrtBackend(Backend[TrtOptions]):
         the harness tests run the kernel's host build through it."""
         self._launcher = (launcher,)
 
-    def upload_frame(self, image: np.ndarray, stream: TrtStream, ring: int = 2) -> DeviceFrame:
+    def upload_frame(self, image: np.ndarray, stream: Stream, ring: int = 2) -> DeviceFrame:
         """Copy one uint8 HxWx3 BGR frame to the device on ``stream`` (once per frame, whatever
         the number of crops); buffers rotate over ``ring`` frames, each reused only when the
         crops read from it are done."""
+        if not isinstance(stream, TrtStream):
+            raise BackendError(f"upload_frame needs a TrtStream, got {type(stream).__name__}")
         img = np.ascontiguousarray(image, dtype=np.uint8)
         if img.ndim != 3 or img.shape[2] != 3:
             raise BackendError(f"upload_frame needs an HxWx3 uint8 BGR frame, got shape {img.shape}")
