@@ -8,6 +8,9 @@ scheduler regression looks like (more Python per crop competing with the nets fo
 the cores); a sleep would hide behind the pipelined nets of the next frame.
 ``DYNPOSE_PLANT=decode`` makes ``decode_probmaps`` (in ``runtime.heads.decode`` and as the
 scheduler imported it) do that fraction of its own thread CPU time again.
+``DYNPOSE_PLANT=regions`` does the same to ``credible_regions`` (in ``runtime.heads.credible``
+and as ``runtime.heads.probfields`` imported it) and to the calibration's ``blur_maps``, on the
+process CPU clock its gate reads.
 
 CPU work is burnt on the thread CPU clock, so the planted cost is the same amount of
 work whatever the load, like real code. Nothing here runs unless the plugin is loaded
@@ -42,6 +45,26 @@ def _net_cpu_per_crop(pipe) -> float:
     return sum(costs) / len(costs)
 
 
+def _plant_regions(monkeypatch: pytest.MonkeyPatch, frac: float) -> None:
+    """The regions and the calibration's blur each do ``frac`` of their own CPU time again."""
+    from runtime.heads import credible as CR
+    from runtime.heads import probfields as PF
+
+    def slowed(fast):
+        def slow(*a, **k):
+            t = time.process_time()
+            out = fast(*a, **k)
+            burn(frac * (time.process_time() - t))
+            return out
+
+        return slow
+
+    monkeypatch.setattr(CR, "blur_maps", slowed(CR.blur_maps))  # CoverageMap.prepare calls it
+    slow_regions = slowed(CR.credible_regions)
+    for module in (CR, PF):  # where the regions are defined and where the pipeline calls them
+        monkeypatch.setattr(module, "credible_regions", slow_regions)
+
+
 @pytest.fixture(autouse=True)
 def _planted_regression(monkeypatch: pytest.MonkeyPatch) -> None:
     kind = os.environ.get("DYNPOSE_PLANT", "")
@@ -61,6 +84,8 @@ def _planted_regression(monkeypatch: pytest.MonkeyPatch) -> None:
 
         for module in (D, PM, DD):  # where the decode is defined and where the head decoders call it
             monkeypatch.setattr(module, "decode_probmaps", slow_decode)
+    elif kind == "regions":
+        _plant_regions(monkeypatch, frac)
     elif kind == "scheduler":
         from runtime.pose.pipeline import PosePipeline
 
@@ -74,4 +99,4 @@ def _planted_regression(monkeypatch: pytest.MonkeyPatch) -> None:
 
         monkeypatch.setattr(PosePipeline, "_submit", slow_submit)
     elif kind:
-        raise ValueError(f"DYNPOSE_PLANT={kind!r}: use scheduler or decode")
+        raise ValueError(f"DYNPOSE_PLANT={kind!r}: use scheduler, decode or regions")
