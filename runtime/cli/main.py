@@ -34,6 +34,12 @@ COMMANDS: dict[str, Entry | dict[str, Entry]] = {
         "python -m runtime.images",
         "pose a folder of images -> COCO results JSON",
     ),
+    "costs": (
+        "runtime.pose.costs",
+        "main",
+        "python -m runtime.pose.costs",
+        "re-measure the nets' routing cost ratios on this device into manifest.json",
+    ),
     "video": (
         "runtime.video.__main__",
         "main",
