@@ -34,17 +34,17 @@ COMMANDS: dict[str, Entry | dict[str, Entry]] = {
         "python -m runtime.images",
         "pose a folder of images -> COCO results JSON",
     ),
-    "costs": (
-        "runtime.pose.costs",
-        "main",
-        "python -m runtime.pose.costs",
-        "re-measure the nets' routing cost ratios on this device into manifest.json",
-    ),
     "video": (
         "runtime.video.__main__",
         "main",
         "python -m runtime.video",
         "pose videos, image folders, cameras and streams -> JSON Lines + overlay",
+    ),
+    "costs": (
+        "runtime.pose.costs",
+        "main",
+        "python -m runtime.pose.costs",
+        "re-measure the nets' routing cost ratios on this device into manifest.json",
     ),
     "eval": {
         "coco": (
