@@ -33,6 +33,8 @@ BASELINE ?= bench/baseline.json
 BENCH_ENGINES ?=
 BENCH_FILES := $(sort $(wildcard bench/test_bench_*.py bench/bench_*.py))
 BUILT := $(BENCH_DIR)/artifacts/$(BENCH_CONFIG)-cpu
+# the trained fixture nets (bench/bench_host.py: the host's share of the pose stage, regions on)
+FIXTURE := $(BENCH_DIR)/artifacts/fixture-dyn-cpu
 ENGINES := $(if $(BENCH_ENGINES),$(BENCH_ENGINES),$(BUILT))
 
 .PHONY: install test lint bench bench-run bench-baseline bench-engines bench-proof sweep accuracy deps-canary
@@ -60,6 +62,9 @@ ifeq ($(BENCH_ENGINES),)
 else
 	@test -f $(BENCH_ENGINES)/manifest.json || { echo "BENCH_ENGINES=$(BENCH_ENGINES) has no manifest.json"; exit 1; }
 endif
+	@test -f $(FIXTURE)/manifest.json || { echo "building fixture-dyn for the CPU target ..."; \
+		$(PYTHON) -m build.engines --config fixture-dyn --target cpu --out $(BENCH_DIR)/artifacts \
+		--calib-data $(BENCH_DATA) >> $(BENCH_DIR)/build.log 2>&1 || { tail -40 $(BENCH_DIR)/build.log; exit 1; }; }
 
 # Benchmarks into one JSON. A failing benchmark test still leaves its record for the gates,
 # so the gate table is printed before the run's own failure is reported.
@@ -67,7 +72,7 @@ bench-run: bench-engines
 	@mkdir -p $(BENCH_DIR)
 	@rm -f $(BENCH_JSON)
 	DYNPOSE_BENCH_ENGINES=$(ENGINES) DYNPOSE_BENCH_INT8=$(ENGINES) DYNPOSE_BENCH_ROUNDS=$(BENCH_ROUNDS) \
-		DYNPOSE_BENCH_CROPS=$(BENCH_CROPS) \
+		DYNPOSE_BENCH_CROPS=$(BENCH_CROPS) DYNPOSE_BENCH_FIXTURE=$(FIXTURE) \
 		$(PYTHON) -m pytest $(BENCH_FILES) -m bench -q -s --benchmark-json=$(BENCH_JSON) \
 		|| echo "benchmark tests failed" > $(BENCH_DIR)/pytest.failed
 
@@ -87,7 +92,8 @@ bench-baseline:
 	@echo "review and commit $(BASELINE)"
 
 # The gates' own proof: the pipeline + decode benchmarks beside a CPU hog (must pass) and with
-# a 30 % regression planted in the scheduler, then in the decode (must fail the right gate).
+# a 30 % regression planted in the scheduler, in the decode, then in the credible regions
+# (each must fail the right gate).
 # PROOF_SELECT=EXPR narrows it (pytest -k), e.g. CI's "not decode" (see tools/test.sh).
 bench-proof: bench-engines
 	DYNPOSE_BENCH_ENGINES=$(ENGINES) $(PYTHON) -m pytest tests/test_gates.py -m bench -q -s -p no:cacheprovider \

@@ -51,7 +51,7 @@ from runtime.pose.preprocess import (
     sanitize_boxes,
 )
 from runtime.pose.results import FrameResult
-from runtime.pose.routing import apply_budget, budget_max_large, manifest_costs, route
+from runtime.pose.routing import apply_budget, budget_max_large, cost_ratios, route
 
 NET_ROLES = ("small", "large")
 CROP_ROLES = ("router", *NET_ROLES)
@@ -73,6 +73,7 @@ class PipelineOptions:
     # typed (runtime.backends.options) or a dict of them; checked against the backend's options
     backend_options: BackendOptions | dict[str, Any] = field(default_factory=dict)
     credible: tuple[float, ...] = DEFAULT_MASSES  # credible-region masses for probmap nets; () = none
+    refresh_costs: bool = False  # re-measure the routing cost ratios here, rewrite manifest.json
 
 
 class CropWindows:
@@ -176,7 +177,14 @@ class PosePipeline:
         self._makers: dict[HW, CropMaker] = {}  # one per input size: its uint8 scratch is reused
         self._router_crops = np.empty((0, 3, *self.input_hw["router"]), np.float32)
         self._ms_per_crop: dict[str, float] = {}
-        self.cost_source: str | None = None  # budget mode: "manifest" (the build's costs) or "probe"
+        self.cost_source: str | None = None  # budget mode: "manifest" (the stored ratios) or "probe"
+        if self.options.refresh_costs:  # runtime.pose.costs: the ratios measured on this device
+            from runtime.pose.costs import measure_runner_costs, store_entry
+
+            entry = measure_runner_costs(
+                self.runners, self.streams, self.backend.name, self.options.precision, input_hw=self.input_hw
+            )
+            store_entry(self.root, self.manifest, entry)
         if self.options.budget_ms is not None:
             self._measure_costs()
 
@@ -450,20 +458,21 @@ class PosePipeline:
         self._ms_per_crop[role] = per if old is None else 0.8 * old + 0.2 * per
 
     def _measure_costs(self) -> None:
-        """Budget mode needs per-crop costs before the first frame: the build's measured costs for
-        this backend and precision when the manifest has them (build/costs.py), else time each
-        net once here."""
-        known = manifest_costs(self.manifest, self.backend.name, self.options.precision)
-        if known is not None:
-            self._ms_per_crop.update({r: known[r] for r in NET_ROLES})
-            self.cost_source = "manifest"
-            return
-        self.cost_source = "probe"
-        for role in NET_ROLES:
+        """Budget mode needs per-crop costs before the first frame: the manifest's cost ratios
+        for this backend and precision (runtime.pose.costs: they survive load, absolute figures
+        do not), put in milliseconds by timing one small-net batch here; without ratios, each
+        net is timed here."""
+        ratios = cost_ratios(self.manifest, self.backend.name, self.options.precision)
+        roles = ("small",) if ratios is not None else NET_ROLES
+        for role in roles:
             probe = np.zeros((4, 3, *self.input_hw[role]), np.float32)
+            self.runners[role].infer(probe, self.streams[role])  # first run allocates: not timed
             t = time.perf_counter()
             self.runners[role].infer(probe, self.streams[role])
             self._ms_per_crop[role] = (time.perf_counter() - t) * 1e3 / len(probe)
+        if ratios is not None:
+            self._ms_per_crop["large"] = ratios["large"] * self._ms_per_crop["small"]
+        self.cost_source = "manifest" if ratios is not None else "probe"
 
 
 def load_pipeline(root: str | Path, **options: Any) -> PosePipeline:
