@@ -170,7 +170,7 @@ def time_variants(
     from runtime.artifacts.manifest import model_file
     from runtime.artifacts.schema import input_hw
     from runtime.backends.ort_session import open_session
-    from runtime.pose.costs import cost_entry, interleaved_seconds
+    from runtime.pose.costs import cost_entry, interleaved_clocks
     from runtime.pose.preprocess import INPUT_HW
 
     threads = threads or os.cpu_count() or 1
@@ -189,7 +189,7 @@ def time_variants(
             sess = open_session(path, threads)  # the runtime's session options: its costs are timed
             feed = {sess.get_inputs()[0].name: xs[role]}
             parts[f"{v}/{role}"] = lambda s=sess, f=feed: s.run(None, f)
-    t = interleaved_seconds(parts, rounds)
+    t = interleaved_clocks(parts, rounds)
 
     def of(clock: str, v: str) -> dict[str, list[float]]:
         return {r: t[clock][f"{v}/{r}"] for r in NET_ROLES}

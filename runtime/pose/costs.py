@@ -16,7 +16,8 @@ always hit the same net. Each ratio is the median of its per-round ratios on the
 (what a frame waits for); its min/max over rounds is stored beside it, and process CPU time
 too (INFO). The same timing serves the build (build/costs.py, ORT sessions of every
 precision) and the device (``dynpose costs ARTIFACTS``, ``PipelineOptions.refresh_costs``).
-This module cannot use measure.rounds: runtime imports nothing outside itself.
+The round machinery (``interleaved_clocks``) is defined here, not in measure.rounds, because
+runtime imports nothing outside itself; measure.rounds re-exports it for the bench gates.
 """
 
 from __future__ import annotations
@@ -45,23 +46,45 @@ HOW = (
 )
 
 
-def interleaved_seconds(
-    parts: Mapping[str, Callable[[], object]], rounds: int, warmup: int = 1
+#: Clocks a part can be timed with. ``wall`` (perf_counter): what a user waits for, but
+#: it also runs while other processes hold the cores. ``process`` (CPU time of all our
+#: threads: the ORT workers too): the work done, nearly blind to other load, but blind
+#: to waiting as well. ``thread`` (the calling thread's CPU time): for single-threaded
+#: numpy work, where it does not advance while another process holds the core.
+CLOCKS: dict[str, Callable[[], float]] = {
+    "wall": time.perf_counter,
+    "process": time.process_time,
+    "thread": time.thread_time,
+}
+
+
+def interleaved_clocks(
+    parts: Mapping[str, Callable[[], object]],
+    rounds: int,
+    warmup: int = 1,
+    clocks: Sequence[str] = ("wall", "process"),
+    on_result: Callable[[str, object], None] | None = None,
 ) -> dict[str, dict[str, list[float]]]:
-    """``{"wall"|"process": {part: [seconds per round]}}``: every part once per round, ABC then CBA."""
+    """Clock -> part -> seconds per round: every part once per round after ``warmup`` discarded
+    rounds, order reversed every round (ABC, CBA), each part read on every clock in ``clocks``.
+    The one round machinery: the bench gates use it through measure.rounds."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
     names = list(parts)
-    out: dict[str, dict[str, list[float]]] = {
-        "wall": {n: [] for n in names},
-        "process": {n: [] for n in names},
-    }
-    for i in range(warmup + rounds):
-        for name in names if i % 2 == 0 else names[::-1]:
-            w, c = time.perf_counter(), time.process_time()
-            parts[name]()
-            if i >= warmup:
-                out["wall"][name].append(time.perf_counter() - w)
-                out["process"][name].append(time.process_time() - c)
-    return out
+    ticks = [(c, CLOCKS[c]) for c in clocks]
+    times: dict[str, dict[str, list[float]]] = {c: {n: [] for n in names} for c in clocks}
+    for r in range(warmup + rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for n in order:
+            t0 = [tick() for _, tick in ticks]
+            out = parts[n]()
+            t1 = [tick() for _, tick in ticks]
+            if r >= warmup:
+                for (c, _), a, b in zip(ticks, t0, t1):
+                    times[c][n].append(b - a)
+                if on_result is not None:
+                    on_result(n, out)
+    return times
 
 
 def cost_entry(
@@ -103,7 +126,7 @@ def measure_runner_costs(
     sizes = {r: (input_hw or {}).get(r, (256, 192)) for r in ROLES}
     xs = {r: rng.standard_normal((batch, 3, *sizes[r])).astype(np.float32) for r in ROLES}
     parts = {r: (lambda r=r: runners[r].infer(xs[r], streams[r])) for r in ROLES}
-    t = interleaved_seconds(parts, rounds)
+    t = interleaved_clocks(parts, rounds)
     entry = cost_entry(t["wall"], t["process"], batch, rounds)
     entry.update(backend=backend, precision=precision or "fp32")
     return entry
