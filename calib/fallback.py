@@ -43,12 +43,14 @@ _SCOPE = re.compile(r"^/([^/]+)/(?:([^/]+)/)?")
 def module_groups(model: onnx.ModelProto, skip: Iterable[str] = ()) -> dict[str, list[str]]:
     """Node names per exporter block, ``skip`` left out: ``/model.22/cv1/conv/Conv`` -> ``model.22``
     (Ultralytics, timm's ``/stages.2/...``); when the first scope level has under 4 blocks (one
-    wrapper, e.g. ``/backbone/layer3/...``) the first two levels name the block."""
+    wrapper, e.g. ``/backbone/layer3/...``) the first two levels name the block. Constants and
+    Identity nodes (the exporter's aliases of shared weights, unscoped: RTMPose-t has 28) compute
+    nothing a quantizer touches, so they form no group and cost no trial."""
     skipped = set(skip)
     scoped = [
         (n.name, _SCOPE.match(n.name))
         for n in model.graph.node
-        if n.name and n.name not in skipped and n.op_type != "Constant"
+        if n.name and n.name not in skipped and n.op_type not in ("Constant", "Identity")
     ]
     two = len({m.group(1) for _, m in scoped if m}) < 4
     groups: dict[str, list[str]] = {}
