@@ -22,7 +22,7 @@ from runtime.pose.preprocess import INPUT_HW, MEAN, PADDING, STD
 
 from .checkpoint import init_random, load_strict, sha256_file
 from .configs import PipelineConfig
-from .export import OPSET, describe_io, export_onnx, parity, simplify_onnx
+from .export import OPSET, describe_io, export_onnx, input_chw, parity, simplify_onnx
 from .flops import count_macs, count_params
 from .models import build_pose_net, build_router
 from .models.registry import decode_kind
@@ -78,7 +78,7 @@ def export_role(
         "simplified_with": simplified,
         "inputs": inputs,
         "outputs": outputs,
-        "gmacs": round(count_macs(model), 4),
+        "gmacs": round(count_macs(model, (1, *input_chw(model))), 4),
         "params_m": round(count_params(model), 4),
         "parity_max_abs_err": parity(model, path, parity_batches),
         "parity_batches": list(parity_batches),

@@ -31,13 +31,20 @@ INPUT_CHW = (3, 256, 192)
 OPSET = 17
 
 
+def input_chw(model: nn.Module) -> tuple[int, int, int]:
+    """The input (C, H, W) to trace and check ``model`` at: its ``input_hw`` (a pose net's
+    ModelSpec.input_hw, e.g. 384x288 for RTMPose-m-384), else the crop size INPUT_CHW."""
+    hw = getattr(model, "input_hw", None)
+    return (3, int(hw[0]), int(hw[1])) if hw is not None else INPUT_CHW
+
+
 def export_onnx(model: nn.Module, path: str | Path, output_names: Sequence[str], opset: int = OPSET) -> Path:
     """Legacy (TorchScript) exporter: it gives plain, TensorRT-friendly graphs with a
     symbolic batch dim, and custom-op symbolics for the plugin option."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    dummy = torch.zeros(2, *INPUT_CHW)
+    dummy = torch.zeros(2, *input_chw(model))
     axes = {INPUT_NAME: {0: "N"}, **{n: {0: "N"} for n in output_names}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -141,8 +148,9 @@ def parity(
     scale = {n: 0.0 for n in names}
     model = model.eval()
     where = f"{Path(path).name}"
+    chw = input_chw(model)
     for n in batches:
-        x = rng.standard_normal((n, *INPUT_CHW), dtype=np.float32)
+        x = rng.standard_normal((n, *chw), dtype=np.float32)
         with torch.no_grad():
             ref = [t.numpy() for t in model(torch.from_numpy(x))]
         got = sess.run(names, {INPUT_NAME: x})

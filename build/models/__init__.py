@@ -5,6 +5,7 @@ from . import (  # noqa: F401  (hrnet-w32/w48, mbv2, probpose-s)
     hrnet,
     mobilenetv2,
     resnet,  # noqa: F401  (registers res50)
+    rtmpose,  # noqa: F401  (rtmpose-t/s/m/l, -m-384, -l-384)
     vit,
 )
 from .registry import ModelSpec, build_pose_net, build_router, get_spec, list_models, register  # noqa: F401

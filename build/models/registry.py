@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from runtime.heads.registry import HEAD_KINDS as REGISTERED_KINDS
-from runtime.heads.registry import HEATMAP, PROBMAP, PROBMAP_DH, head_spec, manifest_kinds
+from runtime.heads.registry import HEATMAP, PROBMAP, PROBMAP_DH, SIMCC, head_spec, manifest_kinds
 
 from .double_head import DoubleProbMapHead
 from .heads import HeatmapHead, ProbMapHead
 from .pose_net import TopdownPoseNet
 from .router import Router
+from .rtmcc_head import RTMCCHead
 
 HEAD_KINDS = manifest_kinds()  # how the runtime decodes (the manifest's "head")
 HEAD_CHOICES = REGISTERED_KINDS  # what a config may build: + the double probability map
@@ -27,7 +28,10 @@ HEAD_CLASSES: dict[str, type[nn.Module]] = {
     HEATMAP: HeatmapHead,
     PROBMAP: ProbMapHead,
     PROBMAP_DH: DoubleProbMapHead,
+    SIMCC: RTMCCHead,
 }
+# the heads that sit on any backbone's last feature map through deconvs (ModelSpec.heads' default)
+DECONV_HEADS = (HEATMAP, PROBMAP, PROBMAP_DH)
 
 
 def decode_kind(head: str) -> str:
@@ -42,7 +46,9 @@ class ModelSpec:
 
     ``gmacs``/``params_m`` are docs/DESIGN.md section 4's reference numbers for the
     heatmap-head model at 1x3x256x192 (None where the table has none); tests
-    compare them against counts taken from the built model.
+    compare them against counts taken from the built model. ``heads`` lists the heads the
+    backbone takes: RTMPose's CSPNeXt was trained and released with the SimCC head only, so
+    a heatmap head on it would be a net nobody has weights for.
     """
 
     name: str
@@ -53,6 +59,7 @@ class ModelSpec:
     probmap_deconvs: tuple[int, ...] = (256, 256, 256)
     aux_channels: int = 128
     input_hw: tuple[int, int] = (256, 192)  # the crop (H, W) the net is built and exported for
+    heads: tuple[str, ...] = DECONV_HEADS
     gmacs: float | None = None
     params_m: float | None = None
     notes: str = ""
@@ -80,22 +87,35 @@ def get_spec(name: str) -> ModelSpec:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}") from None
 
 
-def build_pose_net(name: str, head: str = HEATMAP) -> TopdownPoseNet:
-    """Backbone ``name`` with a heatmap, probability-map or double probability-map head."""
+def check_head(name: str, head: str) -> None:
+    """ValueError in one line when ``head`` is unknown or does not fit model ``name``'s backbone."""
     spec = get_spec(name)
     if head not in HEAD_CLASSES:
         raise ValueError(f"unknown head {head!r}; expected one of {HEAD_CHOICES}")
+    if head not in spec.heads:
+        raise ValueError(f"model {name!r} takes the head(s) {', '.join(spec.heads)}, not {head!r}")
+
+
+def build_head(spec: ModelSpec, head: str) -> nn.Module:
+    """The ``head`` for ``spec``'s backbone (call :func:`check_head` first)."""
     cls = HEAD_CLASSES[head]
+    if cls is RTMCCHead:
+        return RTMCCHead(spec.out_channels, spec.input_hw)
     if head_spec(head).probabilistic:
-        h = cls(
+        return cls(
             spec.out_channels,
             deconv_out_channels=spec.probmap_deconvs,
             feat_hw=spec.feat_hw,
             aux_channels=spec.aux_channels,
         )
-    else:
-        h = cls(spec.out_channels, deconv_out_channels=spec.heatmap_deconvs)
-    return TopdownPoseNet(spec.build_backbone(), h)
+    return cls(spec.out_channels, deconv_out_channels=spec.heatmap_deconvs)
+
+
+def build_pose_net(name: str, head: str = HEATMAP) -> TopdownPoseNet:
+    """Backbone ``name`` with one of the heads its spec takes (heatmap, probability map, SimCC...)."""
+    check_head(name, head)
+    spec = get_spec(name)
+    return TopdownPoseNet(spec.build_backbone(), build_head(spec, head), spec.input_hw)
 
 
 def build_router(**kwargs) -> Router:

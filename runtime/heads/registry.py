@@ -10,16 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from runtime.heads import heatmap, probmap, probmap_dh
+from runtime.heads import heatmap, probmap, probmap_dh, simcc
 from runtime.heads.base import DecodeContext, Floats, HeadDecoder, HeadSpec, Outputs
 
 DECODERS: dict[str, HeadDecoder] = {
     d.spec.kind: d
-    for d in (heatmap.HeatmapDecoder(), probmap.ProbMapDecoder(), probmap_dh.DoubleProbMapDecoder())
+    for d in (
+        heatmap.HeatmapDecoder(),
+        probmap.ProbMapDecoder(),
+        probmap_dh.DoubleProbMapDecoder(),
+        simcc.SimCCDecoder(),
+    )
 }
 
 # The names other code may spell a kind with (configs, training, tests): the registry's own.
 HEATMAP, PROBMAP, PROBMAP_DH = heatmap.SPEC.kind, probmap.SPEC.kind, probmap_dh.SPEC.kind
+SIMCC = simcc.SPEC.kind
 HEAD_KINDS = tuple(DECODERS)
 
 
@@ -80,6 +86,7 @@ __all__ = [
     "HEATMAP",
     "PROBMAP",
     "PROBMAP_DH",
+    "SIMCC",
     "decode_outputs",
     "decoder_for",
     "decodes_probability_maps",
