@@ -83,3 +83,25 @@ def test_kl_loss_weights_keypoints_and_divides_by_their_count() -> None:
     assert math.isclose(float(kl_discret_loss(px, py, tx, ty, w)), (sum(per) - per[5]) / 3, rel_tol=1e-5)
     # a prediction equal to the labels (same beta) is the optimum: zero loss
     assert abs(float(kl_discret_loss(tx, ty, tx, ty, ones))) < 1e-6
+
+
+def test_a_simcc_train_step_learns_the_keypoints_of_a_batch() -> None:
+    """The trainer's SimCC phase on the real RTMPose-t: labels from the batch's heatmap-grid
+    keypoints (x4 to input px), KL loss, and a few steps on one batch lower it."""
+    from build.models import build_pose_net
+    from build.train.trainer import train_step
+
+    torch.manual_seed(0)
+    net = build_pose_net("rtmpose-t", "simcc")
+    batch = {
+        "input": torch.randn(2, 3, 256, 192),
+        "xy": torch.tensor([[[10.0, 20.0]] * 17, [[30.0, 40.0]] * 17]),
+        "inside": torch.ones(2, 17, dtype=torch.bool),
+    }
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3)
+    losses = [train_step(net, batch, opt, "kl") for _ in range(4)]
+    assert all(math.isfinite(v) and v > 0 for v in losses)
+    assert losses[-1] < losses[0]
+    # the targets sit at the input-pixel bins of the grid keypoints: (10, 20) -> (40, 80) px -> bins (80, 160)
+    tx, ty, _ = simcc_targets(batch["xy"] * 4, batch["inside"])
+    assert int(tx[0, 0].argmax()) == 80 and int(ty[0, 0].argmax()) == 160
