@@ -185,3 +185,13 @@ def test_pose_nets_get_the_measured_fallback_and_the_manifest_tells_the_truth(tm
     assert floated and not any(producer.get(i) == "DequantizeLinear" for n in floated for i in n.input)
     got = run_onnx(tmp_path / "small.int8_cpu.onnx", crops, list(ref))
     assert abs(keypoint_drift("heatmap", ref, got, (256, 192)) - searched["drift_px"]) < 1e-3
+
+
+def test_simcc_drift_is_in_input_pixels_too() -> None:
+    """A SimCC head's grid is the input itself (bins at split ratio 2): 2 bins = 1 input px."""
+    x = np.full((1, 17, 384), -1.0, np.float32)
+    y = np.full((1, 17, 512), -1.0, np.float32)
+    x[0, :, 100], y[0, :, 200] = 0.9, 0.9
+    moved_x = np.roll(x, 2, axis=-1)  # every keypoint 2 bins right: 1 input px
+    ref = {"simcc_x": x, "simcc_y": y}
+    assert abs(keypoint_drift("simcc", ref, {"simcc_x": moved_x, "simcc_y": y}, (256, 192)) - 1.0) < 1e-6
