@@ -14,7 +14,9 @@ than ``make bench`` (8 crops, 11 rounds: ``GATE_PROOF_CROPS``/``GATE_PROOF_ROUND
   (``bench/plant.py``), dyn's share of its ideal mixture fails and only
   pipeline-share gates fail;
 * with a 30 % regression planted in the decode, the decode gate fails and
-  only it.
+  only it;
+* the RTMPose pipeline-vs-raw bench (bench/bench_rtmpose.py) passes beside the
+  hog, and the planted scheduler regression fails its three ``rtm-`` gates.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ PIPELINE_SHARE_GATES = {"ort:dyn-p50_share_of_ideal", "ort:dyn-p50_outside_nets_
 DECODE_GATES = {"decode_over_frozen"}
 PREPROCESS_GATES = {"preprocess_over_frozen"}
 GATE_BENCHES = ("bench/test_bench_pipeline.py", "bench/bench_decode.py", "bench/bench_preprocess.py")
+RTM_GATES = {"rtm-small_over_raw", "rtm-large_over_raw", "rtm-dyn-p50_share_of_ideal"}
+RTM_BENCH = ("bench/bench_rtmpose.py",)
 
 
 @pytest.fixture(scope="module")
@@ -312,3 +316,21 @@ def test_planted_preprocessing_regression_fails_the_preprocess_gate(tmp_path):
     gives ~0.7 and must fail it; only it."""
     rows = run_gate_suite(tmp_path, tmp_path, plant="preprocess", benches=GATE_BENCHES[2:], fraction="1.0")
     assert _failed(rows) == PREPROCESS_GATES, gates.format_rows(rows)
+
+
+@pytest.mark.bench
+def test_rtm_gates_pass_beside_a_cpu_hog(tmp_path):
+    """RTMPose pipeline vs raw ONNX Runtime (bench/bench_rtmpose.py; its artifacts from
+    DYNPOSE_BENCH_RTM, else built in the child): a neighbour taking the cores fails nothing."""
+    rows = run_gate_suite(tmp_path, tmp_path, hog=True, benches=RTM_BENCH)
+    assert RTM_GATES <= _gated(rows)
+    assert not _failed(rows), gates.format_rows(rows)
+
+
+@pytest.mark.bench
+def test_planted_scheduler_regression_fails_the_rtm_gates(tmp_path):
+    """30 % of the nets' per-crop CPU cost burnt in PosePipeline._submit: the pipeline side of
+    every RTMPose ratio pays it and the raw side does not (measured 0.63 small, 0.85 large,
+    0.77 dyn-p50 against the 0.95 limits)."""
+    rows = run_gate_suite(tmp_path, tmp_path, plant="scheduler", benches=RTM_BENCH)
+    assert _failed(rows) == RTM_GATES, gates.format_rows(rows)
