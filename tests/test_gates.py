@@ -17,6 +17,8 @@ than ``make bench`` (8 crops, 11 rounds: ``GATE_PROOF_CROPS``/``GATE_PROOF_ROUND
   only it;
 * with a 30 % regression planted in the credible regions (and the calibration's blur), the
   regions gate fails and only it.
+* the RTMPose pipeline-vs-raw bench (bench/bench_rtmpose.py) passes beside the
+  hog, and the planted scheduler regression fails its three ``rtm-`` gates.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ DECODE_GATES = {"decode_over_frozen"}
 PREPROCESS_GATES = {"preprocess_over_frozen"}
 GATE_BENCHES = ("bench/test_bench_pipeline.py", "bench/bench_decode.py", "bench/bench_preprocess.py")
 REGIONS_GATES = {"regions_over_frozen"}
+RTM_GATES = {"rtm-small_over_raw", "rtm-large_over_raw", "rtm-dyn-p50_share_of_ideal"}
+RTM_BENCH = ("bench/bench_rtmpose.py",)
 
 
 @pytest.fixture(scope="module")
@@ -340,3 +344,20 @@ def test_planted_regions_regression_fails_the_regions_gate(engines, tmp_path):
     and only it among the decode bench's gates."""
     rows = run_gate_suite(tmp_path, engines, plant="regions", benches=("bench/bench_decode.py",))
     assert _failed(rows) == REGIONS_GATES, gates.format_rows(rows)
+
+
+def test_rtm_gates_pass_beside_a_cpu_hog(tmp_path):
+    """RTMPose pipeline vs raw ONNX Runtime (bench/bench_rtmpose.py; its artifacts from
+    DYNPOSE_BENCH_RTM, else built in the child): a neighbour taking the cores fails nothing."""
+    rows = run_gate_suite(tmp_path, tmp_path, hog=True, benches=RTM_BENCH)
+    assert RTM_GATES <= _gated(rows)
+    assert not _failed(rows), gates.format_rows(rows)
+
+
+@pytest.mark.bench
+def test_planted_scheduler_regression_fails_the_rtm_gates(tmp_path):
+    """30 % of the nets' per-crop CPU cost burnt in PosePipeline._submit: the pipeline side of
+    every RTMPose ratio pays it and the raw side does not (measured 0.57 small, 0.84 large,
+    0.75 dyn-p50 against the 0.93 limits)."""
+    rows = run_gate_suite(tmp_path, tmp_path, plant="scheduler", benches=RTM_BENCH)
+    assert _failed(rows) == RTM_GATES, gates.format_rows(rows)
