@@ -109,10 +109,12 @@ def early_check(args: argparse.Namespace, cfg: Any, calib_default: Path) -> Chec
     check_flags(args, bool(detector))
     if not detector:
         return None
-    from .detector_rtmdet import is_rtmdet, materialize
+    from .detector_rtmdet import is_rtmdet, materialize, zoo_detector
 
     weights = None
     if is_rtmdet(detector):
+        if not getattr(args, "detector", None) and zoo_detector(detector) is None:
+            detector = resolve_path(detector)  # a config's .pth is repo-relative, like its pose weights
         src, args.det_size, weights = materialize(detector, args)
     else:
         src = resolve_path(detector)
