@@ -100,12 +100,24 @@ def resolve_path(detector: str | Path) -> Path:
     return det if det.is_absolute() or det.exists() else Path(__file__).resolve().parents[1] / det
 
 
+NO_DETECTOR = "none"
+
+
+def chosen_detector(args: argparse.Namespace, cfg: Any) -> str | Path | None:
+    """The build's detector: ``--detector`` when given (``none``: none, not even the config's
+    default), else the config's (``PipelineConfig.detector``), else None."""
+    given = getattr(args, "detector", None)
+    if given is not None and str(given) == NO_DETECTOR:
+        return None
+    return given or getattr(cfg, "detector", None)
+
+
 def early_check(args: argparse.Namespace, cfg: Any, calib_default: Path) -> CheckedDetector | None:
     """``build.engines``: the flags and the detector (``--detector`` or the config's), before any export.
 
     An RTMDet name or ``.pth`` (build.detector_rtmdet) is exported to an ONNX first, and
     ``args.det_size`` becomes the size it was exported at (the variant's own unless given)."""
-    detector = getattr(args, "detector", None) or getattr(cfg, "detector", None)
+    detector = chosen_detector(args, cfg)
     check_flags(args, bool(detector))
     if not detector:
         return None
@@ -380,6 +392,7 @@ def check_detector(src: Path, args: argparse.Namespace, calib_default: Path) -> 
 __all__ = [
     "CheckedDetector",
     "check_detector",
+    "chosen_detector",
     "check_flags",
     "detector_offer",
     "early_check",

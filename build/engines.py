@@ -37,7 +37,7 @@ from .checkpoint import TRUST_FLAG
 from .configs import DEFAULT_CONFIG, PairChoice, add_pair_arguments, get_config, list_configs, paired_config
 from .costs import format_cost_table, measure_routing_costs
 from .detector import add_detector
-from .detector_check import CheckedDetector, detector_offer, early_check
+from .detector_check import CheckedDetector, chosen_detector, detector_offer, early_check
 from .detector_model import add_detector_arguments
 from .export import OPSET
 from .staging import StagedDir, commit_together
@@ -235,7 +235,7 @@ def calib_source(cfg, args: argparse.Namespace, scratch: Path) -> tuple[Path, di
 def _synthetic_detector(cfg, args: argparse.Namespace) -> bool:
     """The config's own detector, trained on synthetic scenes (the fixture configs): its INT8
     frames default to its training domain, so a bare clone builds it with nothing beside it."""
-    return not args.detector and bool(cfg.detector) and cfg.calib_domain == "synthetic"
+    return not args.detector and bool(cfg.detector) and cfg.calib_domain == "synthetic"  # not --detector none
 
 
 def detector_calib_default(cfg, args: argparse.Namespace, scratch: Path) -> Path:
@@ -259,7 +259,7 @@ def _check_detector_data(cfg, args: argparse.Namespace) -> None:
     from calib.data import DEFAULT_CALIB
 
     if (
-        (args.detector or cfg.detector)
+        chosen_detector(args, cfg)
         and not _synthetic_detector(cfg, args)
         and getattr(args, "det_precision", "all") == "all"
         and not (args.det_calib_data or args.calib_data)

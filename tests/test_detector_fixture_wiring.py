@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from build.configs import get_config
+from build.detector_check import chosen_detector, early_check
 from build.engines import _check_detector_data, _synthetic_detector, detector_calib_default, parse_args
 from calib.data import DEFAULT_CALIB
 
@@ -33,3 +34,12 @@ def test_other_detectors_keep_the_photos_or_the_flag(tmp_path: Path) -> None:
     ):
         assert detector_calib_default(cfg, parse_args(argv), tmp_path) == DEFAULT_CALIB, argv
     assert not (tmp_path / "calib-synth").exists()  # nothing drawn for them
+
+
+def test_detector_none_builds_without_the_configs_detector(tmp_path: Path) -> None:
+    cfg = replace(get_config("fixture-dyn"), detector="build/fixtures/detector.pth")
+    assert str(chosen_detector(parse_args(["--target", "cpu"]), cfg)) == "build/fixtures/detector.pth"
+    args = parse_args(["--target", "cpu", "--detector", "none"])
+    assert chosen_detector(args, cfg) is None
+    assert early_check(args, cfg, DEFAULT_CALIB) is None  # nothing exported, nothing checked
+    assert detector_calib_default(cfg, args, tmp_path) == DEFAULT_CALIB
