@@ -423,7 +423,7 @@ def main(argv: Sequence[str]) -> int:
         "classes": ["person"],
         "input_size": SIZE,
         "recipe": "python -m build.train.detector",
-        "options": {k: str(v) for k, v in asdict(opt).items()},
+        "options": {k: str(v) for k, v in asdict(opt).items() if k != "out"},
         "steps": len(losses),
         "minutes": round((time.monotonic() - t0) / 60, 1),
         "final_loss": round(float(np.mean(losses[-20:])), 4) if losses else None,
