@@ -33,6 +33,12 @@ BASELINE ?= bench/baseline.json
 BENCH_ENGINES ?=
 BENCH_FILES := $(sort $(wildcard bench/test_bench_*.py bench/bench_*.py))
 BUILT := $(BENCH_DIR)/artifacts/$(BENCH_CONFIG)-cpu
+# the trained fixture nets (bench/bench_host.py: the host's share of the pose stage, regions on)
+FIXTURE := $(BENCH_DIR)/artifacts/fixture-dyn-cpu
+# The RTMPose pair of bench/bench_rtmpose.py (pipeline vs raw ONNX Runtime, issue 28): fp32 only,
+# always built here for the CPU (ONNX Runtime) even when BENCH_ENGINES names TensorRT engines.
+RTM_CONFIG := dyn-rtm-t-m
+RTM_BUILT := $(BENCH_DIR)/artifacts/$(RTM_CONFIG)-cpu
 ENGINES := $(if $(BENCH_ENGINES),$(BENCH_ENGINES),$(BUILT))
 
 .PHONY: install test lint bench bench-run bench-baseline bench-engines bench-proof sweep accuracy deps-canary
@@ -60,6 +66,14 @@ ifeq ($(BENCH_ENGINES),)
 else
 	@test -f $(BENCH_ENGINES)/manifest.json || { echo "BENCH_ENGINES=$(BENCH_ENGINES) has no manifest.json"; exit 1; }
 endif
+	@test -f $(FIXTURE)/manifest.json || { echo "building fixture-dyn for the CPU target ..."; \
+		$(PYTHON) -m build.engines --config fixture-dyn --target cpu --out $(BENCH_DIR)/artifacts \
+		--calib-data $(BENCH_DATA) >> $(BENCH_DIR)/build.log 2>&1 || { tail -40 $(BENCH_DIR)/build.log; exit 1; }; }
+	@mkdir -p $(BENCH_DIR)
+	@echo "building $(RTM_CONFIG) (fp32) for the CPU target (log: $(BENCH_DIR)/build-rtm.log) ..."
+	@$(PYTHON) -m build.engines --config $(RTM_CONFIG) --target cpu --out $(BENCH_DIR)/artifacts \
+		--calib-data $(BENCH_DATA) --precision fp32 \
+		> $(BENCH_DIR)/build-rtm.log 2>&1 || { tail -40 $(BENCH_DIR)/build-rtm.log; exit 1; }
 
 # Benchmarks into one JSON. A failing benchmark test still leaves its record for the gates,
 # so the gate table is printed before the run's own failure is reported.
@@ -67,7 +81,7 @@ bench-run: bench-engines
 	@mkdir -p $(BENCH_DIR)
 	@rm -f $(BENCH_JSON)
 	DYNPOSE_BENCH_ENGINES=$(ENGINES) DYNPOSE_BENCH_INT8=$(ENGINES) DYNPOSE_BENCH_ROUNDS=$(BENCH_ROUNDS) \
-		DYNPOSE_BENCH_CROPS=$(BENCH_CROPS) \
+		DYNPOSE_BENCH_CROPS=$(BENCH_CROPS) DYNPOSE_BENCH_FIXTURE=$(FIXTURE) DYNPOSE_BENCH_RTM=$(RTM_BUILT) \
 		$(PYTHON) -m pytest $(BENCH_FILES) -m bench -q -s --benchmark-json=$(BENCH_JSON) \
 		|| echo "benchmark tests failed" > $(BENCH_DIR)/pytest.failed
 
@@ -87,10 +101,11 @@ bench-baseline:
 	@echo "review and commit $(BASELINE)"
 
 # The gates' own proof: the pipeline + decode benchmarks beside a CPU hog (must pass) and with
-# a 30 % regression planted in the scheduler, then in the decode (must fail the right gate).
+# a 30 % regression planted in the scheduler, in the decode, then in the credible regions
+# (each must fail the right gate).
 # PROOF_SELECT=EXPR narrows it (pytest -k), e.g. CI's "not decode" (see tools/test.sh).
 bench-proof: bench-engines
-	DYNPOSE_BENCH_ENGINES=$(ENGINES) $(PYTHON) -m pytest tests/test_gates.py -m bench -q -s -p no:cacheprovider \
+	DYNPOSE_BENCH_ENGINES=$(ENGINES) DYNPOSE_BENCH_RTM=$(RTM_BUILT) $(PYTHON) -m pytest tests/test_gates.py -m bench -q -s -p no:cacheprovider \
 		$(if $(PROOF_SELECT),-k "$(PROOF_SELECT)")
 
 sweep:

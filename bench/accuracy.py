@@ -40,13 +40,18 @@ def synthetic_split(work: Path, split: str, n_images: int, seed: int = 0) -> Pat
 
 
 def build_all_precisions(
-    build_root: Path, calib_dir: Path, config: str = CONFIG, method: str = "entropy"
+    build_root: Path,
+    calib_dir: Path,
+    config: str = CONFIG,
+    method: str = "entropy",
+    drift_px: float | None = None,
 ) -> Path:
     """``config`` for the CPU with int8_cpu, int8_trt and fp16 beside fp32, built once.
 
     ``build.engines`` makes one precision per build; this builds fp32 (routing band, presence) and
     then runs the same calibration stage functions for both INT8 flavours (one set of ranges) and
     fp16, and the calibration report over all three, so the manifest holds the whole table.
+    ``drift_px`` is the pose nets' INT8 keypoint drift budget (``--pose-drift-px``, calib.fallback).
     """
     from build.engines import main as build_main
     from calib.data import load_calib
@@ -59,6 +64,7 @@ def build_all_precisions(
         m
         and all(v in m["models"]["small"].get("variants", {}) for v in PRECISIONS[1:])
         and m.get("calibration", {}).get("source", "").startswith(f"{calib_dir} ")
+        and m["models"]["small"]["variants"]["int8_cpu"].get("fallback", {}).get("budget_px") == drift_px
     ):
         return out
     print(f"building {config} for the CPU target into {build_root} (once) ...", file=sys.stderr)
@@ -74,12 +80,25 @@ def build_all_precisions(
     def log(s: str) -> None:
         print(f"calibration: {s}", file=sys.stderr)
 
-    make_int8(out, m, crops, method, ("int8_cpu", "int8_trt"), log=log)
+    make_int8(out, m, crops, method, ("int8_cpu", "int8_trt"), log=log, drift_px=drift_px)
     make_fp16(out, m, log=log)
     m["calibration"].update(precision="int8+fp16", method=method, n_crops=int(len(crops)))
     refresh_report(out, m, calib, PRECISIONS[1:], calib_dir)
     save_manifest(out, m)
     return out
+
+
+def _fixture_config(name: str) -> str:
+    """argparse type of --config: a registered config whose bundled weights know the synthetic
+    figures (the test split means nothing to other weights)."""
+    import argparse
+
+    from build.configs import get_config, list_configs
+
+    if name not in list_configs() or get_config(name).calib_domain != "synthetic":
+        fixtures = [c for c in list_configs() if get_config(c).calib_domain == "synthetic"]
+        raise argparse.ArgumentTypeError(f"{name!r}: pick a fixture config ({', '.join(fixtures)})")
+    return name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,6 +112,18 @@ def _main(argv: Sequence[str]) -> int:
         type=existing_dir,
         default=None,
         help="a built artifacts folder of the fixture config (default: build one under --work)",
+    )
+    ap.add_argument(
+        "--config",
+        default=CONFIG,
+        type=_fixture_config,
+        help=f"a config with weights trained on the synthetic figures (default {CONFIG})",
+    )
+    ap.add_argument(
+        "--pose-drift-px",
+        type=number(float, lo=0),
+        default=None,
+        help="INT8 keypoint drift budget of the pose nets for the build (calib.fallback; default: none)",
     )
     ap.add_argument("--work", type=output_dir, default=WORK, help="synthetic sets, the build and the JSON")
     ap.add_argument("--test-images", type=number(int, lo=1), default=400, help="held-out test images (400)")
@@ -134,9 +165,9 @@ def _main(argv: Sequence[str]) -> int:
     work = Path(a.work)
     if a.engines is not None:
         m = read_json(a.engines / "manifest.json", "the manifest", "--engines")
-        if not isinstance(m, dict) or m.get("config") != CONFIG:
+        if not isinstance(m, dict) or m.get("config") != a.config:
             raise InputError(
-                f"holds config {m.get('config') if isinstance(m, dict) else None!r}, not {CONFIG}",
+                f"holds config {m.get('config') if isinstance(m, dict) else None!r}, not {a.config}",
                 f"--engines {a.engines}",
                 "the synthetic test set only means something to the "
                 "fixture weights; build them with python -m bench.accuracy (no --engines)",
@@ -155,7 +186,10 @@ def _main(argv: Sequence[str]) -> int:
             )
     else:
         engines = build_all_precisions(
-            work / "artifacts", synthetic_split(work, "calib", a.calib_images, a.seed)
+            work / "artifacts",
+            synthetic_split(work, "calib", a.calib_images, a.seed),
+            a.config,
+            drift_px=a.pose_drift_px,
         )
     test = synthetic_split(work, "test", a.test_images, a.seed)
     rows, info = measure(

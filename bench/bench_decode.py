@@ -36,6 +36,20 @@ of map input over the copy probe's bytes/s) are stored as INFO.
 (The decode's share of the small net's time, wall clock, is gated from the
 pipeline rounds in bench/test_bench_pipeline.py.)
 
+Credible regions, timed in the same rounds on the same thread CPU clock (measured: the
+calibration's BLAS products run on the calling thread at these sizes; on the process clock
+OpenBLAS's idle workers charged the part after a product, regions/frozen read 0.90), on the calibrated path a
+probability-map manifest runs by default (blur with ``REGION_SIGMA``, then the regions for the
+nominal masses ``REGION_MASSES``, what ``--credible 0.5,0.9`` asks of the fixture's coverage map):
+
+* ``regions``: ``CoverageMap.prepare`` + ``runtime.heads.credible.credible_regions``;
+* ``regions_frozen``: the same through ``bench/credible_frozen.py`` (the yardstick);
+* ``regions_sorted``: the code before issue #29 (``bench/credible_sorted.py``, a sort per map):
+  INFO, the before/after figure (``regions_sorted_over_regions``).
+
+Gated: ``regions_over_frozen``, median over rounds of regions / frozen (~1.0 healthy, a 30 %
+slower regions gives ~1.3; ``DYNPOSE_PLANT=regions`` proves it, tests/test_gates.py).
+
 The GPU kernel's memory traffic per crop and the resulting bandwidth-bound
 time on Orin AGX are recorded as a stated estimate (no GPU here to time it).
 
@@ -51,9 +65,12 @@ import numpy as np
 import pytest
 from scipy.ndimage import convolve
 
+from bench.credible_frozen import frozen_blur_maps, frozen_regions
+from bench.credible_sorted import sorted_blur_maps, sorted_regions
 from bench.decode_frozen import frozen_decode
 from measure.rounds import Spread, interleaved, ratio_rounds
 from measure.workload import synthetic_probmaps
+from runtime.heads import credible as CR
 from runtime.heads import decode as D
 
 N_CROPS, K, H, W = 24, 17, 64, 48
@@ -62,6 +79,16 @@ COPY_REPEATS = 4
 PROBE_LOOPS = 400
 ROUNDS = int(os.environ.get("DYNPOSE_BENCH_DECODE_ROUNDS", "25"))
 ORIN_AGX_BW = 204.8e9  # bytes/s, LPDDR5 peak
+# the fixture manifest's calibration (sigma 8, nominal masses for 0.5 and 0.9: fixture-dyn's
+# coverage map), so the regions are timed on the path a calibrated manifest runs
+REGION_SIGMA = 8.0
+REGION_MASSES = (0.0505, 0.8509)
+
+
+def calibrated_regions(pm: np.ndarray) -> object:
+    """What ``ProbFieldsDecoder.fill`` runs per net: the calibration's blur, then the regions."""
+    cm = CR.CoverageMap(np.array([0.5, 1.0]), np.array([0.5, 1.0]), REGION_SIGMA)
+    return CR.credible_regions(cm.prepare(pm), REGION_MASSES)
 
 
 def kernel_bytes_per_crop(in_bytes: int = 4) -> int:
@@ -120,6 +147,12 @@ def test_decode_speed(benchmark):
     ref_coords, _ = _loop_decode(pm)
     coords, _ = D.decode_probmaps(pm)
     assert np.mean(np.abs(coords - ref_coords).max(-1) < 1e-3) > 0.98
+    got = calibrated_regions(pm)
+    for ref in (
+        frozen_regions(frozen_blur_maps(pm, REGION_SIGMA), REGION_MASSES),
+        sorted_regions(sorted_blur_maps(pm, REGION_SIGMA), REGION_MASSES),
+    ):
+        np.testing.assert_array_equal(got.n_pixels, ref[0])  # type: ignore[attr-defined]
 
     dst = np.empty_like(pm)
     block = np.random.default_rng(1).random((64, 1024), dtype=np.float32)
@@ -131,6 +164,9 @@ def test_decode_speed(benchmark):
         "copy": lambda: _copy_probe(pm, dst),
         "naive": lambda: _loop_decode(small_set),
         "decode_naive_set": lambda: D.decode_probmaps(small_set),
+        "regions": lambda: calibrated_regions(pm),
+        "regions_frozen": lambda: frozen_regions(frozen_blur_maps(pm, REGION_SIGMA), REGION_MASSES),
+        "regions_sorted": lambda: sorted_regions(sorted_blur_maps(pm, REGION_SIGMA), REGION_MASSES),
     }
     times = benchmark.pedantic(lambda: interleaved(parts, ROUNDS, 1, "thread"), rounds=1, iterations=1)
     paired = {
@@ -138,6 +174,8 @@ def test_decode_speed(benchmark):
         "decode_in_probe_units": ratio_rounds(times["decode"], times["probe"]),
         "decode_bandwidth_share": [c / (COPY_REPEATS * d) for c, d in zip(times["copy"], times["decode"])],
         "decode_numpy_over_naive": ratio_rounds(times["naive"], times["decode_naive_set"]),
+        "regions_over_frozen": ratio_rounds(times["regions"], times["regions_frozen"]),
+        "regions_sorted_over_regions": ratio_rounds(times["regions_sorted"], times["regions"]),
     }
     figures = {k: Spread.of(v) for k, v in paired.items()}
     nbytes = pm.nbytes
@@ -154,6 +192,8 @@ def test_decode_speed(benchmark):
             "figures": {k: v.as_dict() for k, v in figures.items()},
             "map_bytes": nbytes,
             "decode_ms_per_crop": dec / N_CROPS * 1e3,
+            "regions_ms_per_crop": float(np.median(times["regions"])) / N_CROPS * 1e3,
+            "regions_sorted_ms_per_crop": float(np.median(times["regions_sorted"])) / N_CROPS * 1e3,
             "decode_gb_per_s": nbytes / dec / 1e9,
             "copy_gb_per_s": nbytes / cpy / 1e9,
             "kernel_bytes_per_crop_fp32": b32,
@@ -167,6 +207,12 @@ def test_decode_speed(benchmark):
         figures["decode_bandwidth_share"],
         figures["decode_in_probe_units"],
         figures["decode_over_frozen"],
+    )
+    reg, before = figures["regions_over_frozen"], figures["regions_sorted_over_regions"]
+    print(
+        f"\nregions over their frozen copy {reg.median:.3f} ({reg.text('.3f')}); "
+        f"{float(np.median(times['regions'])) / N_CROPS * 1e3:.3f} ms/crop, the sorted code "
+        f"{before.median:.2f}x that ({before.text('.2f')}, info; calibrated: sigma {REGION_SIGMA:g})"
     )
     print(
         f"\ndecode over its frozen copy {fro.median:.3f} ({fro.text('.3f')}); in numpy probe units "

@@ -11,6 +11,9 @@ scheduler imported it) do that fraction of its own thread CPU time again.
 ``DYNPOSE_PLANT=preprocess`` makes every ``runtime.pose.preprocess.CropMaker`` call (the
 crops of the pipeline and of bench/bench_preprocess.py) do that fraction of its own process
 CPU time again (process clock: OpenCV may warp on its worker threads).
+``DYNPOSE_PLANT=regions`` does the same to ``credible_regions`` (in ``runtime.heads.credible``
+and as ``runtime.heads.probfields`` imported it) and to the calibration's ``blur_maps``, on the
+process CPU clock its gate reads.
 
 CPU work is burnt on the thread CPU clock, so the planted cost is the same amount of
 work whatever the load, like real code. Nothing here runs unless the plugin is loaded
@@ -45,48 +48,84 @@ def _net_cpu_per_crop(pipe) -> float:
     return sum(costs) / len(costs)
 
 
+def _plant_regions(monkeypatch: pytest.MonkeyPatch, frac: float) -> None:
+    """The regions and the calibration's blur each do ``frac`` of their own CPU time again."""
+    from runtime.heads import credible as CR
+    from runtime.heads import probfields as PF
+
+    def slowed(fast):
+        def slow(*a, **k):
+            t = time.process_time()
+            out = fast(*a, **k)
+            burn(frac * (time.process_time() - t))
+            return out
+
+        return slow
+
+    monkeypatch.setattr(CR, "blur_maps", slowed(CR.blur_maps))  # CoverageMap.prepare calls it
+    slow_regions = slowed(CR.credible_regions)
+    for module in (CR, PF):  # where the regions are defined and where the pipeline calls them
+        monkeypatch.setattr(module, "credible_regions", slow_regions)
+
+
+def _plant_decode(monkeypatch: pytest.MonkeyPatch, frac: float) -> None:
+    from runtime.heads import decode as D
+    from runtime.heads import double_decode as DD
+    from runtime.heads import probmap as PM
+
+    fast = D.decode_probmaps
+
+    def slow_decode(*a, **k):
+        t = time.thread_time()
+        out = fast(*a, **k)
+        burn(frac * (time.thread_time() - t))
+        return out
+
+    for module in (D, PM, DD):  # where the decode is defined and where the head decoders call it
+        monkeypatch.setattr(module, "decode_probmaps", slow_decode)
+
+
+def _plant_preprocess(monkeypatch: pytest.MonkeyPatch, frac: float) -> None:
+    from runtime.pose.preprocess import CropMaker
+
+    make = CropMaker.__call__
+
+    def slow_make(self, *a, **k):
+        t = time.process_time()
+        out = make(self, *a, **k)
+        burn(frac * (time.process_time() - t))
+        return out
+
+    monkeypatch.setattr(CropMaker, "__call__", slow_make)
+
+
+def _plant_scheduler(monkeypatch: pytest.MonkeyPatch, frac: float) -> None:
+    from runtime.pose.pipeline import PosePipeline
+
+    submit = PosePipeline._submit
+
+    def slow_submit(self, image, boxes, scores):
+        if not hasattr(self, "_planted_cpu_per_crop"):
+            self._planted_cpu_per_crop = _net_cpu_per_crop(self)
+        burn(frac * len(np.asarray(boxes).reshape(-1, 4)) * self._planted_cpu_per_crop)
+        return submit(self, image, boxes, scores)
+
+    monkeypatch.setattr(PosePipeline, "_submit", slow_submit)
+
+
+PLANTS = {
+    "scheduler": _plant_scheduler,
+    "decode": _plant_decode,
+    "preprocess": _plant_preprocess,
+    "regions": _plant_regions,
+}
+
+
 @pytest.fixture(autouse=True)
 def _planted_regression(monkeypatch: pytest.MonkeyPatch) -> None:
     kind = os.environ.get("DYNPOSE_PLANT", "")
     frac = float(os.environ.get("DYNPOSE_PLANT_FRACTION", "0.3"))
-    if kind == "decode":
-        from runtime.heads import decode as D
-        from runtime.heads import double_decode as DD
-        from runtime.heads import probmap as PM
-
-        fast = D.decode_probmaps
-
-        def slow_decode(*a, **k):
-            t = time.thread_time()
-            out = fast(*a, **k)
-            burn(frac * (time.thread_time() - t))
-            return out
-
-        for module in (D, PM, DD):  # where the decode is defined and where the head decoders call it
-            monkeypatch.setattr(module, "decode_probmaps", slow_decode)
-    elif kind == "preprocess":
-        from runtime.pose.preprocess import CropMaker
-
-        make = CropMaker.__call__
-
-        def slow_make(self, *a, **k):
-            t = time.process_time()
-            out = make(self, *a, **k)
-            burn(frac * (time.process_time() - t))
-            return out
-
-        monkeypatch.setattr(CropMaker, "__call__", slow_make)
-    elif kind == "scheduler":
-        from runtime.pose.pipeline import PosePipeline
-
-        submit = PosePipeline._submit
-
-        def slow_submit(self, image, boxes, scores):
-            if not hasattr(self, "_planted_cpu_per_crop"):
-                self._planted_cpu_per_crop = _net_cpu_per_crop(self)
-            burn(frac * len(np.asarray(boxes).reshape(-1, 4)) * self._planted_cpu_per_crop)
-            return submit(self, image, boxes, scores)
-
-        monkeypatch.setattr(PosePipeline, "_submit", slow_submit)
-    elif kind:
-        raise ValueError(f"DYNPOSE_PLANT={kind!r}: use scheduler, decode or preprocess")
+    if kind and kind not in PLANTS:
+        raise ValueError(f"DYNPOSE_PLANT={kind!r}: use {', '.join(PLANTS)}")
+    if kind:
+        PLANTS[kind](monkeypatch, frac)

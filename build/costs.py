@@ -12,12 +12,16 @@ when the small net is not cheaper or dyn would be slower than large.
 
 How: ONNX Runtime CPU sessions with the runtime's default thread count,
 ``COST_BATCH`` crops per run, ``COST_ROUNDS`` interleaved rounds after one
-discarded warm-up round (bench/rounds.py: a burst of load from another
-process lands on every net alike); the **wall clock** (what a user waits
-for, and what budget mode budgets), median per net, process CPU time stored
-beside it. TensorRT targets cannot be timed here: the costs say
-"not measured" and ``build_plan.sh`` fills them from trtexec's own timing
-(build/trt/record.py).
+discarded warm-up round, timed by ``runtime.pose.costs`` (the same code the
+device's ``dynpose costs`` runs). What budget routing reads are the **ratios**
+large/small and router/small, each the median of its per-round ratios (wall
+clock), stored per entry with their spread and how they were measured: a load
+from another process slows every net alike, so they survive it, while the
+absolute ms/crop (kept beside them, INFO) are the load of the build's moment
+(issue #29: a loaded build predicted 3.1 crops/s, 18.1 were measured). The
+table and the warning use those absolute figures of the same rounds.
+TensorRT targets cannot be timed here: the costs say "not measured" and
+``build_plan.sh`` fills them from trtexec's own timing (build/trt/record.py).
 
 The prediction is the ideal mixture: dyn ms/crop = (1-f) T_small + f T_large
 + T_router, f = the routed fraction of the routing-threshold calibration; a
@@ -28,15 +32,14 @@ pipeline adds preprocessing and decode on top (bench gate
 from __future__ import annotations
 
 import os
-import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 NET_ROLES = ("router", "small", "large")
-COST_BATCH = 4
-COST_ROUNDS = 3
+COST_BATCH = 8
+COST_ROUNDS = 7
 CLOCK = "wall"
 BANNER = "!" * 78
 
@@ -115,20 +118,22 @@ def format_cost_table(costs: dict[str, Any]) -> str:
         return f"routing costs: not measured ({costs.get('note', '')})"
     head = (
         f"routing costs ({costs['backend_label']}, {costs['threads']} threads, batch {costs['batch']}, "
-        f"{costs['clock']} clock, median of {costs['rounds']} interleaved rounds; "
+        f"{costs['clock']} clock, median of {costs['rounds']} interleaved rounds, ms: this moment's load; "
         f"f = {costs['large_fraction']:.2f} at p = {costs['p']:g})"
     )
     lines = [
         head,
         f"{'precision':<10} {'router':>8} {'small':>8} {'large':>8}   ms/crop | crops/s "
-        f"{'small':>7} {'large':>7} {'dyn':>7}",
+        f"{'small':>7} {'large':>7} {'dyn':>7} | ratios large/small router/small (stored)",
     ]
     for e in costs["entries"]:
         ms, pr = e["ms_per_crop"], e["predicted_crops_per_s"]
         mark = "  <- ships" if e["precision"] == costs["shipped"] else ""
         lines.append(
             f"{e['precision']:<10} {ms['router']:>8.2f} {ms['small']:>8.2f} {ms['large']:>8.2f}"
-            f"           {pr['small']:>7.1f} {pr['large']:>7.1f} {pr['dyn']:>7.1f}{mark}"
+            f"           {pr['small']:>7.1f} {pr['large']:>7.1f} {pr['dyn']:>7.1f}"
+            + (f" | {e['ratios']['large']:.3f} {e['ratios']['router']:.3f}" if "ratios" in e else "")
+            + mark
         )
     return "\n".join(lines)
 
@@ -156,15 +161,16 @@ def time_variants(
     batch: int = COST_BATCH,
     rounds: int = COST_ROUNDS,
     threads: int | None = None,
-) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], int]:
-    """variant -> role -> ms/crop (wall) and the same on the process clock; every (variant, role)
-    session is a part of one interleaved schedule, so all are timed in the same rounds."""
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """variant -> cost entry (runtime.pose.costs.cost_entry: ratios to the small net with their
+    spread, absolute ms/crop as INFO); every (variant, role) session is a part of one interleaved
+    schedule, so all are timed in the same rounds."""
     import numpy as np
 
-    from measure.rounds import interleaved_clocks
     from runtime.artifacts.manifest import model_file
     from runtime.artifacts.schema import input_hw
     from runtime.backends.ort_session import open_session
+    from runtime.pose.costs import cost_entry, interleaved_clocks
     from runtime.pose.preprocess import INPUT_HW
 
     threads = threads or os.cpu_count() or 1
@@ -182,16 +188,13 @@ def time_variants(
             path = model_file(out_dir, dict(manifest), role, _variant_for(manifest["models"][role], role, v))
             sess = open_session(path, threads)  # the runtime's session options: its costs are timed
             feed = {sess.get_inputs()[0].name: xs[role]}
-            parts[(v, role)] = lambda s=sess, f=feed: s.run(None, f)
-    keyed = {f"{v}/{r}": fn for (v, r), fn in parts.items()}
-    t = interleaved_clocks(keyed, rounds, 1, ("wall", "process"))
+            parts[f"{v}/{role}"] = lambda s=sess, f=feed: s.run(None, f)
+    t = interleaved_clocks(parts, rounds)
 
-    def per_crop(clock: str) -> dict[str, dict[str, float]]:
-        return {
-            v: {r: statistics.median(t[clock][f"{v}/{r}"]) * 1e3 / batch for r in NET_ROLES} for v in variants
-        }
+    def of(clock: str, v: str) -> dict[str, list[float]]:
+        return {r: t[clock][f"{v}/{r}"] for r in NET_ROLES}
 
-    return per_crop("wall"), per_crop("process"), threads
+    return {v: cost_entry(of("wall", v), of("process", v), batch, rounds) for v in variants}, threads
 
 
 def measure_routing_costs(
@@ -222,26 +225,23 @@ def measure_routing_costs(
         return costs
     shipped = shipped_variant(manifest)
     variants = (shipped,) if shipped == "fp32" else (shipped, "fp32")
-    wall, cpu, threads = time_variants(out_dir, manifest, variants)
+    timed, threads = time_variants(out_dir, manifest, variants)
     names = {r: manifest["models"][r].get("arch", r) for r in NET_ROLES}
     entries = []
     for v in variants:
-        c = Costs.of(wall[v])
+        c = Costs.of(timed[v]["ms_per_crop"])
         entries.append(
             {
                 "backend": "ort",
                 "precision": v,
-                "batch": COST_BATCH,
-                "clock": CLOCK,
-                "ms_per_crop": wall[v],
-                "cpu_ms_per_crop": cpu[v],
+                **timed[v],
                 "predicted_crops_per_s": {
                     k: round(val, 2) for k, val in predict(c, f).items() if k != "dyn_ms_per_crop"
                 },
             }
         )
-    others = {v: Costs.of(wall[v]) for v in variants if v != shipped}
-    warning = routing_warning(Costs.of(wall[shipped]), f, shipped, names, others)
+    others = {v: Costs.of(timed[v]["ms_per_crop"]) for v in variants if v != shipped}
+    warning = routing_warning(Costs.of(timed[shipped]["ms_per_crop"]), f, shipped, names, others)
     costs = {
         "measured": True,
         "target": target,

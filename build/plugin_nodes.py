@@ -11,15 +11,19 @@ the default export keeps standard ops.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
 from runtime.heads.base import DECODE_PLUGIN, SIMCC_DECODE_PLUGIN, PluginInput
+from runtime.heads.credible import DEFAULT_MASSES
 from runtime.heads.decode import COCO_SIGMAS
-from runtime.heads.registry import head_spec
+from runtime.heads.probfields import REGION_ELLIPSES, REGION_PIXELS, ProbFieldsDecoder
+from runtime.heads.registry import PROBMAP, head_spec, plugin_mode
 
 PLUGIN_NAMESPACE = "dynpose"
 PLUGIN_VERSION = "1"
@@ -27,6 +31,28 @@ DECODE_OP = DECODE_PLUGIN
 SIMCC_DECODE_OP = SIMCC_DECODE_PLUGIN
 SPARSEMAX_OP = "DynPoseSparsemax"
 KEYPOINTS, KEYPOINT_SCORES = "keypoints", "keypoint_scores"
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    """Credible regions the fused decode computes on the device: for each reported mass
+    (``masses``, the runtime's --credible) the map mass the plugin takes (``nominal``, from the
+    manifest's coverage calibration) and the calibration's blur (``sigma``, heatmap px)."""
+
+    masses: tuple[float, ...]
+    nominal: tuple[float, ...]
+    sigma: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest record of the plugin variant (runtime.heads.probfields reads it)."""
+        return {"masses": list(self.masses), "nominal": list(self.nominal), "sigma": self.sigma}
+
+
+def region_spec(manifest: Mapping[str, Any], masses: Sequence[float] = DEFAULT_MASSES) -> RegionSpec:
+    """The regions for ``masses`` under the manifest's coverage calibration (identity without one),
+    from the same code the runtime uses on the host (ProbFieldsDecoder), so the two agree."""
+    dec = ProbFieldsDecoder(dict(manifest), masses)
+    return RegionSpec(dec.masses, dec.nominal, float(dec.coverage.sigma) if dec.coverage else 0.0)
 
 
 def _graph_output(model: onnx.ModelProto, name: str) -> onnx.ValueInfoProto | None:
@@ -92,6 +118,18 @@ def _simcc_attrs(model: onnx.ModelProto, pick: PluginInput) -> tuple[dict, list]
     return ({} if pick.split_ratio is None else {"split_ratio": float(pick.split_ratio)}), x
 
 
+def _region_attrs(head_kind: str, attrs: dict, regions: RegionSpec | None) -> list[str]:
+    """DynPoseDecode's region fields (added to ``attrs``) and the outputs they add."""
+    if regions is None or not regions.masses:
+        return []
+    if attrs["mode"] != plugin_mode(PROBMAP):
+        raise ValueError(f"head_kind {head_kind!r}: credible regions need a probability-map head")
+    if not 1 <= len(regions.nominal) <= 4 or len(regions.nominal) != len(regions.masses):
+        raise ValueError(f"regions: 1 to 4 masses, one nominal mass each; got {regions}")
+    attrs.update(masses=[float(q) for q in regions.nominal], region_sigma=float(regions.sigma))
+    return [REGION_PIXELS, REGION_ELLIPSES]
+
+
 def _map_dims(model: onnx.ModelProto, src: str, sig: np.ndarray) -> list:
     """The source map's [N,K,H,W] dims, with K matching the sigmas where it is static."""
     dims = _dims(_graph_output(model, src))
@@ -103,8 +141,10 @@ def _map_dims(model: onnx.ModelProto, src: str, sig: np.ndarray) -> list:
     return dims
 
 
-def _set_outputs(model: onnx.ModelProto, srcs: list[str], dims: list, keep_maps: bool) -> None:
-    """Graph outputs: the decoded keypoints and scores added, the maps dropped unless kept."""
+def _set_outputs(
+    model: onnx.ModelProto, srcs: list[str], dims: list, keep_maps: bool, n_masses: int = 0
+) -> None:
+    """Graph outputs: the decoded keypoints and scores (and regions) added, the maps dropped unless kept."""
     if not keep_maps:
         keep = [o for o in model.graph.output if o.name not in srcs]
         del model.graph.output[:]
@@ -117,6 +157,13 @@ def _set_outputs(model: onnx.ModelProto, srcs: list[str], dims: list, keep_maps:
             helper.make_tensor_value_info(KEYPOINT_SCORES, TensorProto.FLOAT, [n, k]),
         ]
     )
+    if n_masses:
+        model.graph.output.extend(
+            [
+                helper.make_tensor_value_info(REGION_PIXELS, TensorProto.FLOAT, [n, k, n_masses]),
+                helper.make_tensor_value_info(REGION_ELLIPSES, TensorProto.FLOAT, [n, k, n_masses, 5]),
+            ]
+        )
 
 
 def add_decode_plugin(
@@ -126,6 +173,7 @@ def add_decode_plugin(
     sigmas: Sequence[float] = COCO_SIGMAS,
     temperature: float = 1.0,
     keep_maps: bool = False,
+    regions: RegionSpec | None = None,
 ) -> onnx.ModelProto:
     """Return a copy of ``model`` with a fused-decode node producing ``keypoints`` [N,K,2]
     (x, y on the head's grid) and ``keypoint_scores`` [N,K].
@@ -135,7 +183,9 @@ def add_decode_plugin(
     probability-map head's ``logits`` (sparsemax fused in the plugin) or, if the net only has
     ``probmaps``, those; a SimCC head's ``simcc_x`` and ``simcc_y`` (DynPoseSimCCDecode, input
     pixels). With ``keep_maps=False`` the maps are dropped from the graph outputs, so no
-    [N,K,64,48] map or SimCC row crosses to the host.
+    [N,K,64,48] map or SimCC row crosses to the host. ``regions``
+    (probability-map heads) adds ``region_pixels`` [N,K,Q] and ``region_ellipses`` [N,K,Q,5]:
+    the credible regions of each map, computed in the plugin, so they survive without the maps.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -143,16 +193,18 @@ def add_decode_plugin(
     if KEYPOINTS in names or KEYPOINT_SCORES in names:
         raise ValueError("model already has keypoints outputs; add the decode plugin once")
     pick = _decode_source(head_kind, names)
+    outputs = [KEYPOINTS, KEYPOINT_SCORES]
     if pick.plugin == SIMCC_DECODE_OP:
+        if regions is not None and regions.masses:
+            raise ValueError(f"head_kind {head_kind!r}: credible regions need a probability-map head")
         attrs, dims = _simcc_attrs(out, pick)
     else:
         attrs, dims = _map_attrs(out, pick, np.asarray(sigmas, dtype=np.float32).reshape(-1), temperature)
+        outputs += _region_attrs(head_kind, attrs, regions)
     srcs = _sources(pick)
-    node = helper.make_node(
-        pick.plugin, srcs, [KEYPOINTS, KEYPOINT_SCORES], name="dynpose_decode", **_plugin_attrs(**attrs)
-    )
+    node = helper.make_node(pick.plugin, srcs, outputs, name="dynpose_decode", **_plugin_attrs(**attrs))
     out.graph.node.append(node)
-    _set_outputs(out, srcs, dims, keep_maps)
+    _set_outputs(out, srcs, dims, keep_maps, len(outputs) - 2)
     return out
 
 

@@ -39,6 +39,7 @@ from typing import Any
 from tqdm import tqdm
 
 from runtime.errors import InputError, guarded
+from runtime.heads.registry import HEATMAP, SIMCC
 
 OFFICIAL = "https://download.openmmlab.com"
 MIRROR_ENV = "DYNPOSE_ZOO_URL"
@@ -87,11 +88,11 @@ def hash_prefix(filename: str) -> str:
 def _rtm(
     name: str, arch: str, file: str, ap: float, hw: tuple[int, int] = (256, 192), note: str = ""
 ) -> ZooEntry:
-    return ZooEntry(name, "simcc", arch, f"{_RTM}/{file}", hash_prefix(file), ap, hw, note=note)
+    return ZooEntry(name, SIMCC, arch, f"{_RTM}/{file}", hash_prefix(file), ap, hw, note=note)
 
 
 def _td(name: str, arch: str, file: str, ap: float) -> ZooEntry:
-    return ZooEntry(name, "heatmap", arch, f"{_TD}/{file}", hash_prefix(file), ap)
+    return ZooEntry(name, HEATMAP, arch, f"{_TD}/{file}", hash_prefix(file), ap)
 
 
 _DET_NOTE = "person-only, trained on COCO + Objects365: check the datasets' terms for your use"

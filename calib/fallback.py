@@ -17,6 +17,10 @@ stopping at the budget.
   group), so a trial keeps a whole block float, never half a residual.
 * :func:`output_drift`: mean box-corner and keypoint error of a YOLO output
   against the fp32 output on confident anchors, in detector-input pixels.
+* :func:`keypoint_drift`: the same measure for a pose net: mean keypoint
+  displacement against fp32 in crop-input pixels, both outputs decoded through
+  the head registry (so heatmap, probability-map and SimCC heads alike), on the
+  confident keypoints.
 * :func:`fit_fallback`: greedy search over the groups with callables for
   "quantize with these nodes float" and "drift of that model", so the same
   search serves any flavour and any measure. Trials reuse the calibration
@@ -25,8 +29,9 @@ stopping at the budget.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,12 +43,14 @@ _SCOPE = re.compile(r"^/([^/]+)/(?:([^/]+)/)?")
 def module_groups(model: onnx.ModelProto, skip: Iterable[str] = ()) -> dict[str, list[str]]:
     """Node names per exporter block, ``skip`` left out: ``/model.22/cv1/conv/Conv`` -> ``model.22``
     (Ultralytics, timm's ``/stages.2/...``); when the first scope level has under 4 blocks (one
-    wrapper, e.g. ``/backbone/layer3/...``) the first two levels name the block."""
+    wrapper, e.g. ``/backbone/layer3/...``) the first two levels name the block. Constants and
+    Identity nodes (the exporter's aliases of shared weights, unscoped: RTMPose-t has 28) compute
+    nothing a quantizer touches, so they form no group and cost no trial."""
     skipped = set(skip)
     scoped = [
         (n.name, _SCOPE.match(n.name))
         for n in model.graph.node
-        if n.name and n.name not in skipped and n.op_type != "Constant"
+        if n.name and n.name not in skipped and n.op_type not in ("Constant", "Identity")
     ]
     two = len({m.group(1) for _, m in scoped if m}) < 4
     groups: dict[str, list[str]] = {}
@@ -71,6 +78,43 @@ def output_drift(ref: np.ndarray, got: np.ndarray, layout, cls: int = 0, score: 
     return max(box, float(err.mean()) if err.size else 0.0)
 
 
+#: share of the fp32 keypoints (highest scores first) a pose net's drift is measured on
+CONFIDENT_SHARE = 0.5
+
+
+def keypoint_drift(
+    head: str,
+    ref: Mapping[str, np.ndarray],
+    got: Mapping[str, np.ndarray],
+    input_hw: tuple[int, int],
+    confident: float = CONFIDENT_SHARE,
+) -> float:
+    """Mean keypoint displacement of ``got`` against ``ref`` (raw outputs of one pose net on the same
+    crops) in input pixels, over the ``confident`` share of keypoints with the highest fp32 scores.
+
+    Why in input pixels: a heatmap head's grid is a quarter of the input, a SimCC head's is the input
+    itself, so one budget means the same for both. Why the confident keypoints: on a flat map (a
+    joint the net does not see) the argmax is arbitrary and flips with any rounding, which would make
+    the search chase noise; those keypoints carry no answer at any precision. A non-finite decode
+    where fp32 is finite counts as infinite drift.
+    """
+    from runtime.heads.base import DecodeContext
+    from runtime.heads.registry import decoder_for
+
+    ctx = DecodeContext(input_hw=(int(input_hw[0]), int(input_hw[1])))
+    a = decoder_for(head, ref).decode(ref, ctx)
+    b = decoder_for(head, got).decode(got, ctx)
+    scale = np.array([input_hw[1] / a.grid_hw[1], input_hw[0] / a.grid_hw[0]], np.float64)
+    d = np.linalg.norm((np.asarray(b.coords, np.float64) - a.coords) * scale, axis=-1)
+    ok = np.isfinite(a.coords).all(-1)
+    if not ok.any():
+        return 0.0
+    s = np.asarray(a.scores, np.float64)
+    sel = ok & (s >= np.quantile(s[ok], 1.0 - confident))
+    d = d[sel]
+    return float(d.mean()) if np.isfinite(d).all() else math.inf
+
+
 @dataclass
 class Fallback:
     """What the search kept float and what each step measured."""
@@ -88,7 +132,7 @@ class Fallback:
 
     def as_dict(self) -> dict:
         return {
-            "budget_px": self.budget,
+            "budget_px": self.budget if math.isfinite(self.budget) else None,
             "drift_before_px": round(self.drift_before, 4),
             "drift_px": round(self.drift, 4),
             "float_groups": self.groups,

@@ -183,6 +183,7 @@ def quantize_onnx(
     keep_float: Iterable[str] | None = None,
     per_channel: bool = True,
     float_heads: bool = False,
+    extra_float: Iterable[str] = (),
 ) -> Path:
     """Quantize ``src`` to ``dst`` in one flavour; the float tail is excluded.
 
@@ -191,7 +192,9 @@ def quantize_onnx(
     int8_cpu flavour first: it calibrates every tensor, so int8_trt reuses it.
     ``keep_float`` overrides the nodes left float (tests use [] to show the trap);
     ``float_heads`` also keeps :func:`float_head_ops` float (the output convs and the branches of
-    the regression heads).
+    the regression heads). ``extra_float`` names more nodes of ``src`` to leave float on top of
+    those (the measured fallback, calib.fallback); a ConvTranspose named there keeps its sub-pixel
+    rewrite (``<name>__subpixel_*``) float too.
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -204,6 +207,10 @@ def quantize_onnx(
         exclude = sorted(tail | float_head_ops(model, tail) if float_heads else tail)
     else:
         exclude = sorted(keep_float)
+    more = set(extra_float)
+    if more:
+        rewritten = {n.name for n in model.graph.node if n.name.split("__subpixel_")[0] in more}
+        exclude = sorted(set(exclude) | more | rewritten)
     dst.parent.mkdir(parents=True, exist_ok=True)
     reader = CropReader(crops, input_name=model.graph.input[0].name)
     extra = dict(spec.extra, CalibStridedMinMax=1)

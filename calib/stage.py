@@ -13,6 +13,7 @@ Which variants a precision makes:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -22,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from runtime.artifacts.manifest import save_manifest, sha256_file
-from runtime.cli.args import positive_int
+from runtime.cli.args import number, positive_int
 
 from .data import DEFAULT_CALIB, CalibSet
-from .quantize import METHODS, check_trt_qdq, float_tail, qdq_counts, quantize_onnx
+from .quantize import METHODS, check_trt_qdq, float_tail, name_nodes, qdq_counts, quantize_onnx
 
 PRECISIONS = ("int8", "fp16", "fp32")
 DEFAULT_MAX_CROPS = 64
@@ -53,6 +54,15 @@ def add_calib_arguments(p: argparse.ArgumentParser) -> None:
         help="at most this many calibration crops (evenly spaced) for INT8 ranges; the routing "
         "band and the accuracy report use all crops",
     )
+    p.add_argument(
+        "--pose-drift-px",
+        type=number(float, lo=0),
+        default=None,
+        metavar="PX",
+        help="INT8 keypoint drift budget of each pose net vs fp32, input px on the calibration crops: "
+        "keep whole blocks float, fewest first, until within it (calib.fallback; the drift is "
+        "measured and recorded in the manifest either way)",
+    )
 
 
 def default_precision(target: str) -> str:
@@ -72,42 +82,99 @@ def _entry(out_dir: Path, path: Path, **info: Any) -> dict[str, Any]:
 
 
 def make_int8(
-    out_dir: Path, manifest: dict, crops: np.ndarray, method: str, flavours: tuple[str, ...], log=print
+    out_dir: Path,
+    manifest: dict,
+    crops: np.ndarray,
+    method: str,
+    flavours: tuple[str, ...],
+    log=print,
+    drift_px: float | None = None,
 ) -> None:
-    """Quantize every role in the given flavours; the TensorRT flavour must pass check_trt_qdq."""
-    import onnx
+    """Quantize every role in the given flavours; the TensorRT flavour must pass check_trt_qdq.
 
+    Every pose net's keypoint drift against fp32 on ``crops`` (input px, calib.fallback.keypoint_drift)
+    goes into its variant's ``fallback``; with ``drift_px`` the measured float fallback keeps whole
+    blocks float, fewest first, until the drift is within it (the detector's search, applied to
+    pose nets: which blocks cannot take INT8 is a property of the trained weights, not of op types).
+    """
     with tempfile.TemporaryDirectory(prefix="dynpose-calib-") as tmp:
         for role, m in manifest["models"].items():
-            src = out_dir / m["onnx"]
-            tail = len(float_tail(onnx.load(str(src))))
-            # int8_cpu first: it calibrates every tensor, int8_trt then reuses the ranges
-            for fl in sorted(flavours, key=lambda f: f != "int8_cpu"):
-                t = time.perf_counter()
-                dst = quantize_onnx(
-                    src,
-                    out_dir / f"{role}.{fl}.onnx",
-                    crops,
-                    fl,
-                    method,
-                    cache=Path(tmp) / f"{role}.{method}.json",
+            _int8_role(out_dir, role, m, crops, method, flavours, Path(tmp), log, drift_px)
+
+
+def _int8_role(
+    out_dir: Path,
+    role: str,
+    m: dict,
+    crops: np.ndarray,
+    method: str,
+    flavours: tuple[str, ...],
+    tmp: Path,
+    log,
+    drift_px: float | None,
+) -> None:
+    import onnx
+
+    from runtime.heads.registry import manifest_kinds
+
+    from .fallback import fit_fallback, keypoint_drift, module_groups
+    from .report import run_onnx
+
+    src = out_dir / m["onnx"]
+    fp32 = name_nodes(onnx.load(str(src)))
+    tail_nodes = float_tail(fp32)
+    tail = len(tail_nodes)
+    ref = run_onnx(src, crops) if m["head"] in manifest_kinds() else None  # the router has no keypoints
+    hw = (int(crops.shape[-2]), int(crops.shape[-1]))
+    # int8_cpu first: it calibrates every tensor, int8_trt then reuses the ranges
+    for fl in sorted(flavours, key=lambda f: f != "int8_cpu"):
+        t = time.perf_counter()
+
+        def quantize(extra: set[str], fl: str = fl) -> Path:
+            return quantize_onnx(
+                src,
+                out_dir / f"{role}.{fl}.onnx",
+                crops,
+                fl,
+                method,
+                cache=tmp / f"{role}.{method}.json",
+                extra_float=extra,
+            )
+
+        fb = None
+        if ref is None:
+            dst = quantize(set())
+        else:
+            fb, dst = fit_fallback(
+                module_groups(fp32, skip=tail_nodes),
+                quantize,
+                lambda p: keypoint_drift(m["head"], ref, run_onnx(p, crops, list(ref)), hw),
+                math.inf if drift_px is None else drift_px,
+                log=lambda msg, fl=fl: log(f"{role}: {fl}: {msg}"),
+            )
+            if not fb.met:
+                log(
+                    f"{role}: {fl}: WARNING keypoint drift {fb.drift:.2f} px is over --pose-drift-px "
+                    f"{drift_px:g} after {len(fb.groups)} float blocks (see the manifest's 'fallback')"
                 )
-                q = onnx.load(str(dst))
-                if fl == "int8_trt":
-                    problems = check_trt_qdq(q)
-                    if problems:
-                        raise RuntimeError(f"{dst.name}: Q/DQ graph TensorRT cannot fuse: {problems[:3]}")
-                m.setdefault("variants", {})[fl] = _entry(
-                    out_dir,
-                    dst,
-                    precision="int8",
-                    flavour=fl,
-                    method=method,
-                    n_calib_crops=int(len(crops)),
-                    qdq=qdq_counts(q),
-                    float_tail_nodes=tail,
-                )
-                log(f"{role}: {fl} ({method}, {len(crops)} crops) in {time.perf_counter() - t:.0f} s")
+        q = onnx.load(str(dst))
+        if fl == "int8_trt":
+            problems = check_trt_qdq(q)
+            if problems:
+                raise RuntimeError(f"{dst.name}: Q/DQ graph TensorRT cannot fuse: {problems[:3]}")
+        m.setdefault("variants", {})[fl] = _entry(
+            out_dir,
+            dst,
+            precision="int8",
+            flavour=fl,
+            method=method,
+            n_calib_crops=int(len(crops)),
+            qdq=qdq_counts(q),
+            float_tail_nodes=tail,
+            **({"fallback": fb.as_dict()} if fb else {}),
+        )
+        drift = f", keypoint drift {fb.drift:.3f} px" if fb else ""
+        log(f"{role}: {fl} ({method}, {len(crops)} crops{drift}) in {time.perf_counter() - t:.0f} s")
 
 
 def make_fp16(out_dir: Path, manifest: dict, log=print) -> None:
@@ -164,7 +231,7 @@ def run_calibration(out_dir: Path, manifest: dict, calib: CalibSet, args: argpar
     if precision == "int8":
         variants = ("int8_cpu",) if target == "cpu" else ("int8_cpu", "int8_trt")
         log(f"INT8 ranges from {len(crops)} of {calib.describe()}")
-        make_int8(out_dir, manifest, crops, method, variants, log)
+        make_int8(out_dir, manifest, crops, method, variants, log, getattr(args, "pose_drift_px", None))
     elif precision == "fp16":
         variants = ("fp16",)
         make_fp16(out_dir, manifest, log)

@@ -103,3 +103,62 @@ int dpg_decode(const void* in, int in_half, float* kpts, float* scores, int N, i
 }
 
 }  // extern "C"
+
+// ---- the GPU path's kernels: decode with credible regions, crops ----
+extern "C" {
+
+// Same parameters as the host build's dp_decode_regions, plus timing.
+int dpg_decode_regions(const void* in, int in_half, float* kpts, float* scores, float* pixels, float* ell, int N, int K,
+                       int H, int W, int normalize, float temperature, const float* sigmas, int Q, const float* masses,
+                       float blur_sigma, int iters, float* ms) {
+    DecodeParams p;
+    int prc = make_decode_params(&p, K, H, W, kModeProbmap, normalize, temperature, sigmas);
+    RegionParams r;
+    if (!prc) prc = make_region_params(&r, Q, masses, blur_sigma, H, W);
+    if (prc) return prc;
+    const int rows = N * K;
+    const size_t in_bytes = static_cast<size_t>(rows) * H * W * (in_half ? 2 : 4);
+    DeviceBuf din, dk, ds, dp, de;
+    int rc = static_cast<int>(din.alloc(in_bytes));
+    if (!rc) rc = static_cast<int>(dk.alloc(sizeof(float) * 2 * rows));
+    if (!rc) rc = static_cast<int>(ds.alloc(sizeof(float) * rows));
+    if (!rc) rc = static_cast<int>(dp.alloc(sizeof(float) * Q * rows));
+    if (!rc) rc = static_cast<int>(de.alloc(sizeof(float) * 5 * Q * rows));
+    if (!rc) rc = static_cast<int>(cudaMemcpy(din.p, in, in_bytes, cudaMemcpyHostToDevice));
+    if (!rc)
+        rc = timed([&](cudaStream_t s) {
+            return launch_decode_regions(din.p, in_half, static_cast<float*>(dk.p), static_cast<float*>(ds.p),
+                                         static_cast<float*>(dp.p), static_cast<float*>(de.p), rows, p, r, s);
+        }, iters, ms);
+    if (!rc) rc = static_cast<int>(cudaMemcpy(kpts, dk.p, sizeof(float) * 2 * rows, cudaMemcpyDeviceToHost));
+    if (!rc) rc = static_cast<int>(cudaMemcpy(scores, ds.p, sizeof(float) * rows, cudaMemcpyDeviceToHost));
+    if (!rc) rc = static_cast<int>(cudaMemcpy(pixels, dp.p, sizeof(float) * Q * rows, cudaMemcpyDeviceToHost));
+    if (!rc) rc = static_cast<int>(cudaMemcpy(ell, de.p, sizeof(float) * 5 * Q * rows, cudaMemcpyDeviceToHost));
+    return rc;
+}
+
+// Same parameters as the host build's dp_crops, plus timing (the launch only: the frame and
+// affine uploads are made once, as the runtime makes them once per frame).
+int dpg_crops(const uint8_t* frame, int src_h, int src_w, const double* affines, int n, void* out, int out_half, int H,
+              int W, const float* mean, const float* stdv, int iters, float* ms) {
+    CropParams c;
+    const int prc = make_crop_params(&c, src_h, src_w, H, W, mean, stdv);
+    if (prc) return prc;
+    const size_t frame_bytes = static_cast<size_t>(src_h) * src_w * 3;
+    const size_t out_bytes = static_cast<size_t>(n) * 3 * H * W * (out_half ? 2 : 4);
+    DeviceBuf df, da, dout;
+    int rc = static_cast<int>(df.alloc(frame_bytes));
+    if (!rc) rc = static_cast<int>(da.alloc(sizeof(double) * 6 * n));
+    if (!rc) rc = static_cast<int>(dout.alloc(out_bytes));
+    if (!rc) rc = static_cast<int>(cudaMemcpy(df.p, frame, frame_bytes, cudaMemcpyHostToDevice));
+    if (!rc) rc = static_cast<int>(cudaMemcpy(da.p, affines, sizeof(double) * 6 * n, cudaMemcpyHostToDevice));
+    if (!rc)
+        rc = timed([&](cudaStream_t s) {
+            return launch_crops(static_cast<const uint8_t*>(df.p), static_cast<const double*>(da.p), n, dout.p,
+                                out_half != 0, c, s);
+        }, iters, ms);
+    if (!rc) rc = static_cast<int>(cudaMemcpy(out, dout.p, out_bytes, cudaMemcpyDeviceToHost));
+    return rc;
+}
+
+}  // extern "C"

@@ -86,3 +86,49 @@ int launch_decode(const void* in, bool in_half, float* keypoints, float* scores,
 }
 
 }  // namespace dynpose
+
+// ---- credible regions in the decode (dynpose_regions.cuh) ----
+namespace dynpose {
+namespace {
+
+template <class TIn>
+__global__ void __launch_bounds__(kBlockThreads) decode_regions_kernel(const TIn* in, float* kpts, float* scores,
+                                                                       float* pixels, float* ellipses, DecodeParams p,
+                                                                       RegionParams r) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    DeviceBlock blk{smem};
+    const int n = p.H * p.W;
+    float* P = reinterpret_cast<float*>(smem + kScratchBytes);
+    float* T = P + n;
+    float* U = T + n;
+    const int row = blockIdx.x;
+    decode_map_regions(blk, p, r, row % p.K, in + static_cast<size_t>(row) * n, P, T, U, kpts + 2 * row,
+                       scores + row, pixels + r.Q * row, ellipses + 5 * r.Q * row);
+}
+
+template <class TIn>
+int decode_regions_as(const TIn* in, float* kpts, float* scores, float* pixels, float* ellipses, int rows,
+                      const DecodeParams& p, const RegionParams& r, cudaStream_t stream) {
+    const size_t smem = decode_regions_smem_bytes(p.H, p.W, r.blur != 0);
+    if (smem > kDefaultSmemBytes) {
+        const cudaError_t e = cudaFuncSetAttribute(decode_regions_kernel<TIn>,
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        if (e != cudaSuccess) return static_cast<int>(e);
+    }
+    decode_regions_kernel<TIn><<<rows, kBlockThreads, smem, stream>>>(in, kpts, scores, pixels, ellipses, p, r);
+    return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace
+
+int launch_decode_regions(const void* in, bool in_half, float* keypoints, float* scores, float* pixels,
+                          float* ellipses, int rows, const DecodeParams& p, const RegionParams& r, cudaStream_t stream) {
+    if (rows == 0) return 0;
+    if (r.Q < 1) return launch_decode(in, in_half, keypoints, scores, rows, p, stream);
+    if (in_half)
+        return decode_regions_as(static_cast<const uint16_t*>(in), keypoints, scores, pixels, ellipses, rows, p, r,
+                                 stream);
+    return decode_regions_as(static_cast<const float*>(in), keypoints, scores, pixels, ellipses, rows, p, r, stream);
+}
+
+}  // namespace dynpose

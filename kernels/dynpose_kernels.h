@@ -7,6 +7,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include "dynpose_crop.cuh"
+#include "dynpose_regions.cuh"
 #include "dynpose_rowmath.cuh"
 #include "simcc_rowmath.cuh"
 
@@ -61,5 +63,27 @@ int launch_simcc_decode(const void* x, const void* y, bool in_half, float* keypo
 // needing more than 48 KB of shared memory raise the kernel's limit first (opt-in).
 int launch_decode(const void* in, bool in_half, float* keypoints, float* scores, int rows, const DecodeParams& p,
                   cudaStream_t stream);
+
+
+// ---- credible regions in the decode (dynpose_regions.cuh) ----
+// P and T as the decode, plus U (the calibration-blurred map) when the regions take a blur.
+constexpr size_t decode_regions_smem_bytes(int64_t h, int64_t w, bool blur) {
+    return decode_smem_bytes(h, w) + (blur ? sizeof(float) * static_cast<size_t>(h) * static_cast<size_t>(w) : 0);
+}
+constexpr bool decode_regions_fits(int64_t h, int64_t w, bool blur, size_t limit) {
+    return decode_fits(h, w, limit) && decode_regions_smem_bytes(h, w, blur) <= limit &&
+           (!blur || (h <= kMaxBlurTaps && w <= kMaxBlurTaps));
+}
+
+// launch_decode plus r.Q credible regions per map: pixels [rows, Q] (pixel counts) and
+// ellipses [rows, Q, 5] (cx, cy, semi-major, semi-minor, angle; heatmap pixels), fp32.
+int launch_decode_regions(const void* in, bool in_half, float* keypoints, float* scores, float* pixels,
+                          float* ellipses, int rows, const DecodeParams& p, const RegionParams& r, cudaStream_t stream);
+
+// ---- crops (dynpose_crop.cuh) ----
+// n crops of c.H x c.W from one uint8 HxWx3 BGR frame on the device, with the image->crop
+// affines [n, 2, 3] (float64, device memory), into out [n, 3, H, W] (fp32, or fp16 bits).
+int launch_crops(const uint8_t* frame, const double* affines, int n, void* out, bool out_half, const CropParams& c,
+                 cudaStream_t stream);
 
 }  // namespace dynpose

@@ -272,26 +272,29 @@ DP_HD void decode_row(Blk& blk, const DecodeParams& p, int k, float* P, float* T
 
 // Loads one map (fp32 or fp16 bits), validates it, optionally runs sparsemax, then decodes.
 // Invalid maps give (NaN, NaN) with score 0, the documented contract of runtime/decode.py.
+// Loads one map into P, then validates it (and runs sparsemax on logits); false when invalid.
 template <class Blk, class TIn>
-DP_HD void decode_map(Blk& blk, const DecodeParams& p, int k, const TIn* in, float* P, float* T, float* xy,
-                      float* score) {
+DP_HD bool load_map(Blk& blk, const DecodeParams& p, const TIn* in, float* P) {
     const int n = p.H * p.W;
     const bool logits = p.mode == kModeProbmap && p.normalize;
     blk.for_each(n, [&](int i) { P[i] = logits ? to_float(in[i]) * p.scale : to_float(in[i]); });
-    bool ok;
-    if (logits) {
-        ok = sparsemax_row(blk, P, n);
-    } else {
-        ok = blk.reduce(n, 0, [&](int i) { return is_bad(P[i]) ? 1 : 0; }, OpAdd()) == 0;
+    if (logits) return sparsemax_row(blk, P, n);
+    return blk.reduce(n, 0, [&](int i) { return is_bad(P[i]) ? 1 : 0; }, OpAdd()) == 0;
+}
+
+template <class Blk>
+DP_HD void invalid_keypoint(Blk& blk, float* xy, float* score) {
+    if (blk.leader()) {
+        xy[0] = NAN;
+        xy[1] = NAN;
+        *score = 0.0f;
     }
-    if (!ok) {
-        if (blk.leader()) {
-            xy[0] = NAN;
-            xy[1] = NAN;
-            *score = 0.0f;
-        }
-        return;
-    }
+}
+
+template <class Blk, class TIn>
+DP_HD void decode_map(Blk& blk, const DecodeParams& p, int k, const TIn* in, float* P, float* T, float* xy,
+                      float* score) {
+    if (!load_map(blk, p, in, P)) return invalid_keypoint(blk, xy, score);
     decode_row(blk, p, k, P, T, xy, score);
 }
 

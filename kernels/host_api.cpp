@@ -3,6 +3,8 @@
 // per row) and writes the same outputs the device launchers write.
 #include <vector>
 
+#include "dynpose_crop.cuh"
+#include "dynpose_regions.cuh"
 #include "host_block.h"
 #include "simcc_rowmath.cuh"
 
@@ -89,5 +91,57 @@ void dp_float_to_half(const float* in, uint16_t* out, int n) {
 }
 
 int dp_reflect(int i, int n) { return reflect(i, n); }
+
+}  // extern "C"
+
+// ---- credible regions in the decode and crops (the sources the new kernels run) ----
+namespace {
+
+template <class TIn>
+void decode_regions_rows(const TIn* in, float* kpts, float* scores, float* pixels, float* ell, int rows,
+                         const DecodeParams& p, const RegionParams& r) {
+    const int n = p.H * p.W;
+    std::vector<float> P(n), T(n), U(n);
+    HostBlock blk;
+    for (int row = 0; row < rows; ++row)
+        decode_map_regions(blk, p, r, row % p.K, in + static_cast<size_t>(row) * n, P.data(), T.data(), U.data(),
+                           kpts + 2 * row, scores + row, pixels + r.Q * row, ell + 5 * r.Q * row);
+}
+
+}  // namespace
+
+extern "C" {
+
+// dp_decode plus Q regions per map (nominal masses, calibration blur sigma; 0 = none).
+int dp_decode_regions(const void* in, int in_half, float* kpts, float* scores, float* pixels, float* ell, int N, int K,
+                      int H, int W, int mode, int normalize, float temperature, const float* sigmas, int Q,
+                      const float* masses, float blur_sigma) {
+    DecodeParams p;
+    int rc = make_decode_params(&p, K, H, W, mode, normalize, temperature, sigmas);
+    if (rc != 0) return rc;
+    if (mode != kModeProbmap) return -3;
+    RegionParams r;
+    rc = make_region_params(&r, Q, masses, blur_sigma, H, W);
+    if (rc != 0) return rc;
+    if (in_half) decode_regions_rows(static_cast<const uint16_t*>(in), kpts, scores, pixels, ell, N * K, p, r);
+    else decode_regions_rows(static_cast<const float*>(in), kpts, scores, pixels, ell, N * K, p, r);
+    return 0;
+}
+
+// n crops of H x W from a uint8 BGR frame (src_h x src_w x 3), affines [n,2,3] float64.
+int dp_crops(const uint8_t* frame, int src_h, int src_w, const double* affines, int n, void* out, int out_half, int H,
+             int W, const float* mean, const float* stdv) {
+    CropParams c;
+    const int rc = make_crop_params(&c, src_h, src_w, H, W, mean, stdv);
+    if (rc != 0) return rc;
+    const size_t per = static_cast<size_t>(3) * H * W;
+    for (int i = 0; i < n; ++i)
+        for (int y = 0; y < H; ++y)
+            for (int x = 0; x < W; ++x) {
+                if (out_half) crop_pixel(c, frame, affines + 6 * i, x, y, static_cast<uint16_t*>(out) + per * i);
+                else crop_pixel(c, frame, affines + 6 * i, x, y, static_cast<float*>(out) + per * i);
+            }
+    return 0;
+}
 
 }  // extern "C"

@@ -22,7 +22,14 @@ import numpy as np
 from runtime.heads.base import PLUGIN_MODES
 
 KERNELS_DIR = Path(__file__).resolve().parent
-HOST_SOURCES = ("host_api.cpp", "host_block.h", "dynpose_rowmath.cuh", "simcc_rowmath.cuh")
+HOST_SOURCES = (
+    "host_api.cpp",
+    "host_block.h",
+    "dynpose_rowmath.cuh",
+    "dynpose_regions.cuh",
+    "dynpose_crop.cuh",
+    "simcc_rowmath.cuh",
+)
 CXXFLAGS = ("-O2", "-std=c++17", "-fPIC", "-shared", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror")
 MODE = {m: i for i, m in enumerate(PLUGIN_MODES)}  # the kernels' enum values
 
@@ -68,6 +75,8 @@ class HostKernels:
         self.lib.dp_float_to_half.argtypes = [vp, vp, i]
         self.lib.dp_half_to_float.restype = self.lib.dp_float_to_half.restype = None
         self.lib.dp_reflect.argtypes = [i, i]
+        self.lib.dp_decode_regions.argtypes = [vp, i, vp, vp, vp, vp, i, i, i, i, i, i, f, vp, i, vp, f]
+        self.lib.dp_crops.argtypes = [vp, i, i, vp, i, vp, i, i, i, vp, vp]
 
     @staticmethod
     def _input(x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -139,6 +148,77 @@ class HostKernels:
                 f"dp_decode rejected the parameters (code {rc}: -1 K out of 1..32, -2 map size, -3 mode)"
             )
         return kp, sc
+
+    def decode_regions(
+        self,
+        maps: np.ndarray,
+        masses,
+        sigmas=None,
+        normalize: bool = False,
+        temperature: float = 1.0,
+        blur_sigma: float = 0.0,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Probmap decode plus credible regions of [N,K,H,W] maps, as the decode plugin with
+        ``masses`` computes them: keypoints [N,K,2], scores [N,K], pixel counts [N,K,Q] and
+        ellipses [N,K,Q,5] (float32)."""
+        n, k, h, w = maps.shape
+        src, in_half = self._input(maps)
+        sig = np.ascontiguousarray(np.full(k, 0.05) if sigmas is None else sigmas, dtype=np.float32)
+        qs = np.ascontiguousarray(masses, dtype=np.float32).reshape(-1)
+        kp = np.empty((n, k, 2), np.float32)
+        sc = np.empty((n, k), np.float32)
+        pix = np.empty((n, k, qs.size), np.float32)
+        ell = np.empty((n, k, qs.size, 5), np.float32)
+        args = (src.ctypes.data, in_half, kp.ctypes.data, sc.ctypes.data, pix.ctypes.data, ell.ctypes.data)
+        rc = self.lib.dp_decode_regions(
+            *args,
+            n,
+            k,
+            h,
+            w,
+            MODE[PLUGIN_MODES[1]],
+            int(normalize),
+            temperature,
+            sig.ctypes.data,
+            qs.size,
+            qs.ctypes.data,
+            blur_sigma,
+        )
+        if rc:
+            raise ValueError(
+                f"dp_decode_regions rejected the parameters (code {rc}: -1 K, -2 map size, -4 over 4 masses, "
+                "-5 a mass outside (0, 1], -6 map side over 256 with a blur, -7 bad blur sigma)"
+            )
+        return kp, sc, pix, ell
+
+    def crops(
+        self, frame: np.ndarray, affines: np.ndarray, out_hw: tuple[int, int], mean, std, half: bool = False
+    ) -> np.ndarray:
+        """The crop kernel's source: [N,3,H,W] crops of a uint8 HxWx3 BGR frame (RGB, normalised)."""
+        img = np.ascontiguousarray(frame, dtype=np.uint8)
+        aff = np.ascontiguousarray(affines, dtype=np.float64).reshape(-1, 2, 3)
+        h, w = out_hw
+        out = np.empty((len(aff), 3, h, w), np.uint16 if half else np.float32)
+        mean32 = np.ascontiguousarray(mean, dtype=np.float32)
+        std32 = np.ascontiguousarray(std, dtype=np.float32)
+        rc = self.lib.dp_crops(
+            img.ctypes.data,
+            img.shape[0],
+            img.shape[1],
+            aff.ctypes.data,
+            len(aff),
+            out.ctypes.data,
+            int(half),
+            h,
+            w,
+            mean32.ctypes.data,
+            std32.ctypes.data,
+        )
+        if rc:
+            raise ValueError(
+                f"dp_crops rejected the parameters (code {rc}: sizes must be >= 1, std non-zero)"
+            )
+        return out.view(np.float16) if half else out
 
     def half_taps(self, sigma: float, h: int, w: int) -> tuple[np.ndarray, int]:
         taps = np.zeros(10, np.float32)

@@ -19,20 +19,12 @@ quartiles and min/max of those per-round ratios as its spread.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-#: Clocks a part can be timed with. ``wall`` (perf_counter): what a user waits for, but
-#: it also runs while other processes hold the cores. ``process`` (CPU time of all our
-#: threads: the ORT workers too): the work done, nearly blind to other load, but blind
-#: to waiting as well. ``thread`` (the calling thread's CPU time): for single-threaded
-#: numpy work, where it does not advance while another process holds the core.
-CLOCKS: dict[str, Callable[[], float]] = {
-    "wall": time.perf_counter,
-    "process": time.process_time,
-    "thread": time.thread_time,
-}
+# The round machinery itself lives in runtime.pose.costs (the device re-measures its routing
+# costs with it, and runtime imports nothing from here); the bench gates use it through here.
+from runtime.pose.costs import interleaved_clocks
 
 
 def interleaved(
@@ -51,33 +43,6 @@ def interleaved(
     per_part = {n: clock if isinstance(clock, str) else clock[n] for n in names}
     both = interleaved_clocks(parts, rounds, warmup, tuple(sorted(set(per_part.values()))), on_result)
     return {n: both[per_part[n]][n] for n in names}
-
-
-def interleaved_clocks(
-    parts: Mapping[str, Callable[[], object]],
-    rounds: int,
-    warmup: int = 1,
-    clocks: Sequence[str] = ("wall", "process"),
-    on_result: Callable[[str, object], None] | None = None,
-) -> dict[str, dict[str, list[float]]]:
-    """Like :func:`interleaved`, but every part read on several clocks at once: clock -> part -> seconds."""
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}")
-    names = list(parts)
-    ticks = [(c, CLOCKS[c]) for c in clocks]
-    times: dict[str, dict[str, list[float]]] = {c: {n: [] for n in names} for c in clocks}
-    for r in range(warmup + rounds):
-        order = names if r % 2 == 0 else names[::-1]
-        for n in order:
-            t0 = [tick() for _, tick in ticks]
-            out = parts[n]()
-            t1 = [tick() for _, tick in ticks]
-            if r >= warmup:
-                for (c, _), a, b in zip(ticks, t0, t1):
-                    times[c][n].append(b - a)
-                if on_result is not None:
-                    on_result(n, out)
-    return times
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "build.triton_repo": (["--engines", "{EMPTY}", "--out", "{T}/repo"], 2, "manifest.json"),
     "build.trt.record": (["{EMPTY}"], 2, "manifest.json"),
     "calib.coverage": (["--engines", "{ART}", "--json", "{EMPTY}"], 2, "--json"),
+    "runtime.pose.costs": (["{ART}", "--rounds", "x"], 2, "--rounds"),
     "runtime.images": (
         ["--engines", "{ART}", "--images", "{EMPTY}", "--dets", "{LIST}", "--credible", "1.5"],
         2,

@@ -118,12 +118,21 @@ class _HostAsGpu:
     def decode(self, maps, mode, sigmas=None, normalize=False, temperature=1.0, iters=20):
         return (*self.hk.decode(maps, mode, sigmas, normalize, temperature), 0.0)
 
+    def decode_regions(self, maps, masses, sigmas, normalize=False, blur_sigma=0.0, iters=20):
+        return (*self.hk.decode_regions(maps, masses, sigmas, normalize, 1.0, blur_sigma), 0.0)
+
+    def crops(self, frame, affines, out_hw, mean, std, iters=20):
+        return self.hk.crops(frame, affines, out_hw, mean, std), 0.0
+
 
 def test_kernel_stage_end_to_end_on_the_host_build(coco_mini: Path):
     maps = gt_heatmaps(coco_mini)
     assert maps.shape[1:] == (17, 64, 48) and len(maps) > 0 and maps.max() == pytest.approx(1.0, abs=0.2)
-    results, timings = run_kernel_stage(_HostAsGpu(), 166912, lambda: ("coco-mini", maps))
+    results, timings = run_kernel_stage(_HostAsGpu(), 166912, lambda: ("coco-mini", maps), coco_mini)
     assert {
+        "random/regions",
+        "real/regions",
+        "crops/000000000785.jpg",
         "random/heatmap",
         "random/sparsemax",
         "random/probmap",
@@ -139,6 +148,33 @@ def test_kernel_stage_end_to_end_on_the_host_build(coco_mini: Path):
     small, _ = run_kernel_stage(_HostAsGpu(), 49152, lambda: ("coco-mini", maps[:2]))
     assert "random/heatmap_96x72" not in small  # 57,344 B does not fit a 48 KB device
     assert decode_smem_bytes(96, 72) == 57344
+
+
+def test_gpu_path_comparisons():
+    """The crop and region verdicts: exact crops, identical counts, ellipses within 1e-4, NaN
+    (no region) in the same places; a one-level crop error or one pixel of area fails."""
+    ref = np.zeros((2, 3, 4, 4), np.float32)
+    assert C.compare_crops(ref.copy(), ref)["ok"]
+    off = ref.copy()
+    off[1, 2, 3, 3] = 1 / 57.375  # one uint8 level in normalised units
+    r = C.compare_crops(off, ref)
+    assert not r["ok"] and r["values_off"] == 1
+    assert not C.compare_crops(ref[:1], ref)["ok"]
+    pix = np.ones((2, 17, 2), np.float32)
+    ell = np.zeros((2, 17, 2, 5), np.float32)
+    ell[0, 3] = np.nan
+    ref_pix, ref_ell = np.moveaxis(pix, 2, 0).astype(np.int64), np.moveaxis(ell, 2, 0).astype(np.float64)
+    assert C.compare_regions(pix, ell, ref_pix, ref_ell)["ok"]
+    assert C.compare_regions(pix, ell + 5e-5, ref_pix, ref_ell)["ok"]
+    assert not C.compare_regions(pix, ell + 2e-4, ref_pix, ref_ell)["ok"]
+    bumped = pix.copy()
+    bumped[1, 0, 1] += 1
+    assert C.compare_regions(bumped, ell, ref_pix, ref_ell)["counts_off"] == 1
+    assert not C.compare_regions(pix, np.nan_to_num(ell), ref_pix, ref_ell)["ok"]
+    flipped = ell.copy()
+    flipped[1, 2, 0, 4], ref_flip = np.pi / 2, ref_ell.copy()
+    ref_flip[0, 1, 2, 4] = -np.pi / 2  # the same axis
+    assert C.compare_regions(pix, flipped, ref_pix, ref_flip)["ok"]
 
 
 def test_trt_stage_imports_without_tensorrt():

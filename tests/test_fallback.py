@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from calib.fallback import fit_fallback, module_groups, output_drift
+from calib.fallback import fit_fallback, keypoint_drift, module_groups, output_drift
 from runtime.detectors.yolo import YoloLayout
 
 
@@ -55,6 +55,10 @@ def test_groups_follow_the_exporter_scope() -> None:
         "backbone/layer2": [wrapped[2]],
         "head": [wrapped[3]],
     }
+    # the exporter's unscoped Identity aliases of shared weights are no block (RTMPose-t has 28)
+    m = _scoped_model(wrapped)
+    m.graph.node.append(helper.make_node("Identity", ["c"], ["alias"], name="Identity_13"))
+    assert "Identity_13" not in module_groups(m)
 
 
 def _yolo_pose(n_anchors: int, rng: np.random.Generator) -> np.ndarray:
@@ -108,3 +112,86 @@ def test_greedy_search_keeps_the_fewest_helpful_blocks() -> None:
     # at most max_groups blocks
     fb, _ = fit_fallback(groups, quantize, drift, budget=0.0, max_groups=2)
     assert len(fb.groups) == 2 and not fb.met
+
+
+def _peaks(xy: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """[N,17,64,48] heatmaps, one single-pixel peak per keypoint (no sub-pixel shift)."""
+    hm = np.zeros((*xy.shape[:2], 64, 48), np.float32)
+    for n, k in np.ndindex(*xy.shape[:2]):
+        hm[n, k, xy[n, k, 1], xy[n, k, 0]] = score[n, k]
+    return hm
+
+
+def test_keypoint_drift_is_in_input_pixels_on_the_confident_keypoints() -> None:
+    rng = np.random.default_rng(1)
+    xy = np.stack([rng.integers(2, 40, (2, 17)), rng.integers(2, 50, (2, 17))], -1)
+    score = np.where(np.arange(17) < 9, 0.9, 0.05)[None].repeat(2, 0).astype(np.float32)
+    moved = xy.copy()
+    moved[:, :9, 0] += 1  # confident keypoints: one heatmap px = 4 input px at 256x192
+    moved[:, 9:, 1] += 10  # flat-map keypoints jump far: they do not count
+    ref, got = {"heatmaps": _peaks(xy, score)}, {"heatmaps": _peaks(moved, score)}
+    assert abs(keypoint_drift("heatmap", ref, got, (256, 192)) - 4.0) < 1e-5
+    assert keypoint_drift("heatmap", ref, ref, (256, 192)) == 0.0
+    everything = keypoint_drift("heatmap", ref, got, (256, 192), confident=1.0)
+    assert abs(everything - (18 * 4.0 + 16 * 40.0) / 34) < 1e-4
+    broken = {"heatmaps": got["heatmaps"].copy()}
+    broken["heatmaps"][0, 0] = np.nan
+    assert keypoint_drift("heatmap", ref, broken, (256, 192)) == float("inf")
+
+
+def test_pose_nets_get_the_measured_fallback_and_the_manifest_tells_the_truth(tmp_path, coco_mini) -> None:
+    """The trained fixture-s through calib.stage.make_int8: drift measured and recorded without a
+    budget; with budget 0 the search keeps blocks float, the drift does not grow, and the nodes it
+    names read no Q/DQ in the written model."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from build.export import export_onnx
+    from build.models import build_pose_net
+    from calib.data import load_coco_calib
+    from calib.quantize import name_nodes
+    from calib.report import run_onnx
+    from calib.stage import make_int8
+
+    net = build_pose_net("fixture-s", "heatmap")
+    sd = torch.load(Path(__file__).parents[1] / "build/fixtures/small.pth", weights_only=True)["state_dict"]
+    net.load_state_dict(sd)
+    export_onnx(net.eval(), tmp_path / "small.onnx", net.output_names)
+    crops = load_coco_calib(coco_mini, max_crops=16).crops
+
+    def build(budget: float | None) -> dict:
+        manifest = {"models": {"small": {"onnx": "small.onnx", "head": "heatmap"}}}
+        make_int8(tmp_path, manifest, crops, "minmax", ("int8_cpu",), log=lambda m: None, drift_px=budget)
+        return json.loads(json.dumps(manifest["models"]["small"]["variants"]["int8_cpu"]))
+
+    ref = run_onnx(tmp_path / "small.onnx", crops)
+    measured = build(None)["fallback"]
+    assert measured["budget_px"] is None and measured["float_groups"] == [] and measured["met"]
+    assert measured["drift_px"] == measured["drift_before_px"] > 0
+    got = run_onnx(tmp_path / "small.int8_cpu.onnx", crops, list(ref))
+    assert abs(keypoint_drift("heatmap", ref, got, (256, 192)) - measured["drift_px"]) < 1e-3
+
+    searched = build(0.0)["fallback"]
+    assert searched["budget_px"] == 0.0 and not searched["met"]
+    assert abs(searched["drift_before_px"] - measured["drift_px"]) < 1e-3  # same ranges, same graph
+    assert searched["float_groups"] and searched["drift_px"] < searched["drift_before_px"]
+    q = onnx.load(str(tmp_path / "small.int8_cpu.onnx"))
+    producer = {o: n.op_type for n in q.graph.node for o in n.output}
+    groups = module_groups(name_nodes(onnx.load(str(tmp_path / "small.onnx"))))
+    names = {name for g in searched["float_groups"] for name in groups[g]}
+    floated = [n for n in q.graph.node if n.name in names]
+    assert floated and not any(producer.get(i) == "DequantizeLinear" for n in floated for i in n.input)
+    got = run_onnx(tmp_path / "small.int8_cpu.onnx", crops, list(ref))
+    assert abs(keypoint_drift("heatmap", ref, got, (256, 192)) - searched["drift_px"]) < 1e-3
+
+
+def test_simcc_drift_is_in_input_pixels_too() -> None:
+    """A SimCC head's grid is the input itself (bins at split ratio 2): 2 bins = 1 input px."""
+    x = np.full((1, 17, 384), -1.0, np.float32)
+    y = np.full((1, 17, 512), -1.0, np.float32)
+    x[0, :, 100], y[0, :, 200] = 0.9, 0.9
+    moved_x = np.roll(x, 2, axis=-1)  # every keypoint 2 bins right: 1 input px
+    ref = {"simcc_x": x, "simcc_y": y}
+    assert abs(keypoint_drift("simcc", ref, {"simcc_x": moved_x, "simcc_y": y}, (256, 192)) - 1.0) < 1e-6

@@ -15,9 +15,11 @@ from build.plugin_nodes import (
     PLUGIN_VERSION,
     SIMCC_DECODE_OP,
     SPARSEMAX_OP,
+    RegionSpec,
     add_decode_plugin,
     add_sparsemax_plugin,
     plugin_nodes,
+    region_spec,
 )
 from kernels.host_build import KERNELS_DIR
 from runtime.backends.ort_session import open_session
@@ -85,6 +87,38 @@ def test_attribute_names_are_fields_the_cpp_creators_accept():
     common = (KERNELS_DIR / "plugin" / "plugin_common.h").read_text()
     for name in (DECODE_OP, SPARSEMAX_OP, PLUGIN_NAMESPACE):
         assert f'"{name}"' in common
+
+
+def test_regions_are_named_outputs_with_the_nominal_masses():
+    """The calibrated nominal masses (not the reported ones) go to the plugin; the region
+    outputs are named graph outputs [N,K,Q] and [N,K,Q,5]; the attributes are C++ fields."""
+    spec = RegionSpec((0.5, 0.9), (0.62, 0.95), 1.5)
+    out = add_decode_plugin(_net(("logits",)), "probmap", regions=spec)
+    (node,) = plugin_nodes(out)
+    a = _attrs(node)
+    assert list(node.output) == ["keypoints", "keypoint_scores", "region_pixels", "region_ellipses"]
+    np.testing.assert_allclose(a["masses"], [0.62, 0.95], rtol=1e-6)
+    assert a["region_sigma"] == 1.5
+    assert set(a) - {"plugin_version", "plugin_namespace"} <= _cpp_fields("decode_plugin.cpp")
+    shapes = {
+        o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in out.graph.output
+    }
+    assert shapes["region_pixels"] == ["N", 17, 2] and shapes["region_ellipses"] == ["N", 17, 2, 5]
+    assert "logits" not in shapes  # the maps stay on the device
+    with pytest.raises(ValueError, match="probability-map head"):
+        add_decode_plugin(_net(("heatmaps",)), "heatmap", regions=spec)
+    with pytest.raises(ValueError, match="1 to 4 masses"):
+        add_decode_plugin(_net(("logits",)), "probmap", regions=RegionSpec((0.5,), (0.5, 0.6)))
+
+
+def test_region_spec_follows_the_manifest_calibration():
+    """Uncalibrated: nominal = reported masses. Calibrated: the coverage map's inverse and blur."""
+    assert region_spec({}) == RegionSpec((0.5, 0.9), (0.5, 0.9), 0.0)
+    cov = {"nominal": [0.2, 0.4, 0.6, 0.8, 1.0], "coverage": [0.1, 0.3, 0.5, 0.7, 1.0], "sigma": 2.0}
+    spec = region_spec({"credible": {"fitted": True, "coverage_map": cov}}, (0.5, 0.7))
+    assert spec.masses == (0.5, 0.7) and spec.sigma == 2.0
+    np.testing.assert_allclose(spec.nominal, (0.6, 0.8))
+    assert spec.to_json() == {"masses": [0.5, 0.7], "nominal": list(spec.nominal), "sigma": 2.0}
 
 
 def test_sparsemax_node_and_default_export_stays_standard():

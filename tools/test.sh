@@ -68,6 +68,7 @@ step "benchmark regression gates"
 make bench PYTHON="$PY"
 
 step "speed gates proof (pass beside a CPU hog, fail on planted regressions)"
-# All three proofs: beside a CPU hog every gate passes; a planted 30 % slower decode fails
-# decode_over_frozen; a planted scheduler delay fails the dyn shares (tests/test_gates.py).
+# All four proofs: beside a CPU hog every gate passes; a planted 30 % slower decode fails
+# decode_over_frozen; planted slower regions fail regions_over_frozen; a planted scheduler
+# delay fails the dyn shares (tests/test_gates.py).
 make bench-proof PYTHON="$PY" BENCH_ENGINES=.benchmarks/artifacts/dyn-r50-h32-cpu

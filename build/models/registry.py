@@ -44,9 +44,10 @@ def decode_kind(head: str) -> str:
 class ModelSpec:
     """How to build one backbone and which head layout suits it.
 
-    ``gmacs``/``params_m`` are docs/DESIGN.md section 4's reference numbers for the
-    heatmap-head model at 1x3x256x192 (None where the table has none); tests
-    compare them against counts taken from the built model. ``heads`` lists the heads the
+    ``gmacs``/``params_m`` are the published reference numbers (docs/DESIGN.md section 4, MMPose's
+    zoo) for the model with its reference head (``extra["reference_head"]``, else the heatmap head)
+    at 1x3x``input_hw`` (None where there are none); tests compare them against counts taken from
+    the built model. ``heads`` lists the heads the
     backbone takes: RTMPose's CSPNeXt was trained and released with the SimCC head only, so
     a heatmap head on it would be a net nobody has weights for.
     """

@@ -1,4 +1,4 @@
-"""Losses: heatmap MSE, ProbPose's expected-OKS loss, and the aux-head BCEs.
+"""Losses: heatmap MSE, ProbPose's expected-OKS loss, the aux-head BCEs, and SimCC's KL loss.
 
 Targets are built on the fly from heatmap-pixel coordinates so one batch
 format serves both head kinds.
@@ -16,6 +16,13 @@ HEATMAP_SIGMA = 2.0  # MMPose's sigma for 64x48 maps
 MSE_SCALE = 100.0  # issue 9's trial: MSE x100 trained better than softmax CE
 FOREGROUND_WEIGHT = 20.0  # pixels under the Gaussian count (1 + 20 g): leaves the all-zero plateau fast
 PROBPOSE_ALPHA = 0.05
+# RTMPose's SimCCLabel at 256x192: Gaussian labels with sigma (x, y) in bins, bins twice as fine as
+# input pixels, peaks of 1 (normalize=False); its KLDiscretLoss: beta 10, labels through a softmax
+# at beta 10, keypoints weighted by their target weight
+SIMCC_SIGMA = (4.9, 5.66)
+SIMCC_SPLIT = 2.0
+KL_BETA = 10.0
+KL_LABEL_BETA = 10.0
 
 
 def _grid(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,3 +121,60 @@ def argmax_oks(maps: torch.Tensor, xy: torch.Tensor, area_hm: torch.Tensor) -> t
         idx = maps.reshape(b, k, h * w).argmax(-1)
         oks = oks_maps(xy, area_hm).reshape(b, k, h * w)
         return oks.gather(-1, idx[..., None]).squeeze(-1)
+
+
+def simcc_targets(
+    xy: torch.Tensor,
+    weight: torch.Tensor,
+    input_hw: tuple[int, int] = (256, 192),
+    sigma: tuple[float, float] = SIMCC_SIGMA,
+    split: float = SIMCC_SPLIT,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SimCC labels of keypoints ``xy`` [B,K,2] in input pixels: x [B,K,W*split], y [B,K,H*split], weights.
+
+    As MMPose's SimCCLabel (gaussian, normalize=False) documents it: each keypoint goes to the
+    nearest bin (``round(xy * split)``), each axis gets an unnormalised Gaussian of its own sigma
+    around it (peak 1), and a keypoint whose 3-sigma window lies wholly outside the bins, or whose
+    weight is under 0.5, gets weight 0 and all-zero labels.
+    """
+    h, w = input_hw
+    nx, ny = round(w * split), round(h * split)
+    mu = torch.round(xy.float() * split)
+    r = torch.tensor(sigma, dtype=torch.float32, device=xy.device) * 3
+    lo, hi = mu - r, mu + r + 1
+    size = torch.tensor([nx, ny], dtype=torch.float32, device=xy.device)
+    out = (lo >= size).any(-1) | (hi < 0).any(-1)
+    keep = (weight.float() >= 0.5) & ~out
+    bx = torch.arange(nx, dtype=torch.float32, device=xy.device)
+    by = torch.arange(ny, dtype=torch.float32, device=xy.device)
+    tx = torch.exp(-((bx - mu[..., 0, None]) ** 2) / (2 * sigma[0] ** 2))
+    ty = torch.exp(-((by - mu[..., 1, None]) ** 2) / (2 * sigma[1] ** 2))
+    k = keep[..., None].float()
+    return tx * k, ty * k, keep.float()
+
+
+def kl_discret_loss(
+    pred_x: torch.Tensor,
+    pred_y: torch.Tensor,
+    target_x: torch.Tensor,
+    target_y: torch.Tensor,
+    weight: torch.Tensor,
+    beta: float = KL_BETA,
+    label_beta: float = KL_LABEL_BETA,
+) -> torch.Tensor:
+    """MMPose's KLDiscretLoss as documented (label_softmax, use_target_weight): per keypoint and axis
+    KL(softmax(label_beta * target) || softmax(beta * pred)) averaged over the bins, times the
+    keypoint's weight, summed over batch and keypoints and both axes, divided by the keypoint count K.
+
+    A zero-weight keypoint's all-zero labels become a uniform distribution under the softmax, but
+    its weight removes it from the sum.
+    """
+    k = pred_x.shape[1]
+    w = weight.float().reshape(-1)
+    loss = pred_x.new_zeros(())
+    for pred, tgt in ((pred_x, target_x), (pred_y, target_y)):
+        logp = F.log_softmax(pred.reshape(-1, pred.shape[-1]) * beta, dim=-1)
+        q = F.softmax(tgt.reshape(-1, tgt.shape[-1]) * label_beta, dim=-1)
+        kl = (q * (torch.log(q.clamp(min=1e-38)) - logp)).mean(-1)
+        loss = loss + (kl * w).sum()
+    return loss / k

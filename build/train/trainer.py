@@ -1,6 +1,7 @@
 """CPU training of one pose net on fresh synthetic crops.
 
-Heatmap heads learn with MSE x100. Probability-map heads first learn the same
+Heatmap heads learn with MSE x100; SimCC heads (RTMPose's RTMCC) with MMPose's KLDiscretLoss on
+Gaussian SimCC labels, their targets the same keypoints in input pixels. Probability-map heads first learn the same
 Gaussian maps on their pre-temperature maps (``mse_fraction`` of the steps:
 cheap, and sparsemax of a sharp Gaussian is already a sensible probability
 map), then switch to ProbPose's expected-OKS loss; their presence /
@@ -18,10 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from runtime.heads.registry import HEATMAP, head_spec
+from runtime.heads.grid import HEATMAP_HW
+from runtime.heads.registry import HEATMAP, SIMCC, head_spec
 
 from .data import batches
-from .losses import argmax_oks, aux_losses, heatmap_mse, probpose_loss
+from .losses import argmax_oks, aux_losses, heatmap_mse, kl_discret_loss, probpose_loss, simcc_targets
 
 
 @dataclass
@@ -38,7 +40,7 @@ class TrainPlan:
 def train_step(
     model: nn.Module, batch: dict[str, torch.Tensor], opt: torch.optim.Optimizer, phase: str
 ) -> float:
-    """One optimiser step; ``phase`` is 'mse' or 'probpose'. Returns the loss."""
+    """One optimiser step; ``phase`` is 'mse', 'probpose' or 'kl' (SimCC). Returns the loss."""
     model.train()
     x = batch["input"].contiguous(memory_format=torch.channels_last)
     weight = batch["inside"]
@@ -46,6 +48,13 @@ def train_step(
     head = model.head
     if phase == "mse":
         loss = heatmap_mse(head.forward_maps(feat), batch["xy"], weight)
+    elif phase == "kl":
+        hw = (int(x.shape[-2]), int(x.shape[-1]))
+        # the batch's keypoints are on the 64x48 heatmap grid; pixel centres align (x_in = x_hm * 4)
+        xy = batch["xy"] * torch.tensor([hw[1] / HEATMAP_HW[1], hw[0] / HEATMAP_HW[0]])
+        tx, ty, w = simcc_targets(xy, weight, hw)
+        px, py = head(feat)
+        loss = kl_discret_loss(px, py, tx, ty, w)
     elif phase == "probpose":
         probs, presence, visibility, oks = head(feat)
         loss = probpose_loss(probs, batch["xy"], batch["area_hm"], weight)
@@ -53,7 +62,7 @@ def train_step(
             presence, visibility, oks, batch, argmax_oks(probs, batch["xy"], batch["area_hm"])
         )
     else:
-        raise ValueError(f"unknown phase {phase!r}; expected 'mse' or 'probpose'")
+        raise ValueError(f"unknown phase {phase!r}; expected 'mse', 'probpose' or 'kl' (SimCC)")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -88,7 +97,7 @@ def train_pose(
     t0 = time.time()
     budget = plan.max_minutes * 60 if plan.max_minutes else None
     losses: list[float] = []
-    phase = "mse"
+    phase = "kl" if kind == SIMCC else "mse"  # SimCC heads: the KL loss throughout
     switched_at = None
     bar = tqdm(total=plan.steps, desc=desc, unit="step", mininterval=5.0)
     step = 0
@@ -103,7 +112,7 @@ def train_pose(
             # new loss, new scale: restart the optimiser's moments, keep the weights
             phase, switched_at = "probpose", progress
             opt = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=plan.weight_decay)
-        if phase == "mse":
+        if phase != "probpose":
             lr = _lr_at(progress / switch, plan.lr)
         else:
             lr = _lr_at((progress - switched_at) / max(1e-6, 1 - switched_at), plan.lr * 0.5)

@@ -173,8 +173,12 @@ def _precision_candidates(root: Path, role: str, entry: Mapping[str, Any]) -> di
 PLUGIN_VARIANT = {"fp32": "plugin", "fp16": "plugin_fp16", "int8": "plugin_int8_trt"}
 
 
-def plugin_variant(root: Path, role: str, entry: dict[str, Any], onnx_path: Path, precision: str) -> Path:
+def plugin_variant(
+    root: Path, role: str, entry: dict[str, Any], onnx_path: Path, precision: str, regions: Any = None
+) -> Path:
     """The fused-decode ONNX of ``precision``: the manifest's variant, else derived now.
+    ``regions`` (build.plugin_nodes.RegionSpec) adds the credible-region outputs; a variant made
+    for other regions (or none) is derived again.
 
     The exporter writes ``<role>.plugin.onnx`` from the fp32 net only; fusing the decode must
     not cost the INT8/FP16 backbone, so the INT8/FP16 ONNX gets the same DynPoseDecode node
@@ -182,11 +186,16 @@ def plugin_variant(root: Path, role: str, entry: dict[str, Any], onnx_path: Path
     """
     variants = entry.setdefault("variants", {})
     name = PLUGIN_VARIANT[precision]
-    if name in variants and (root / variants[name]["onnx"]).is_file():
+    wanted = regions.to_json() if regions is not None else None
+    if (
+        name in variants
+        and (root / variants[name]["onnx"]).is_file()
+        and variants[name].get("regions") == wanted
+    ):
         return root / variants[name]["onnx"]
     from build.plugin_nodes import add_decode_plugin
 
-    fused = add_decode_plugin(onnx.load(str(onnx_path)), entry["head"])
+    fused = add_decode_plugin(onnx.load(str(onnx_path)), entry["head"], regions=regions)
     path = root / f"{role}.{name.replace('_', '.', 1)}.onnx"
     onnx.save(fused, str(path))
     variants[name] = {
@@ -194,12 +203,18 @@ def plugin_variant(root: Path, role: str, entry: dict[str, Any], onnx_path: Path
         "from": onnx_path.name,
         "plugin_library": variants.get("plugin", {}).get("plugin_library", "libdynpose_plugins.so"),
         "outputs": [o.name for o in fused.graph.output],
+        **({"regions": wanted} if wanted else {}),
     }
     return path
 
 
 def choose_onnx(
-    root: Path, role: str, entry: Mapping[str, Any], precision: str, use_plugin: bool = False
+    root: Path,
+    role: str,
+    entry: Mapping[str, Any],
+    precision: str,
+    use_plugin: bool = False,
+    regions: Any = None,
 ) -> tuple[Path, str]:
     """INT8 Q/DQ where calibration produced one, else the FP16 ONNX, else fp32.
 
@@ -219,7 +234,7 @@ def choose_onnx(
                 and isinstance(entry, dict)
                 and not plugin_ops(candidates[p])
             ):
-                return plugin_variant(root, role, entry, candidates[p], p), p
+                return plugin_variant(root, role, entry, candidates[p], p, regions), p
             return candidates[p], p
     hint = {
         "int8": "run the INT8 calibration (calib/) first",
@@ -232,12 +247,12 @@ def choose_onnx(
 
 
 def _fallback(
-    root: Path, role: str, entry: Mapping[str, Any], use_plugin: bool
+    root: Path, role: str, entry: Mapping[str, Any], use_plugin: bool, regions: Any = None
 ) -> tuple[Path | None, str | None]:
     """What an int8 engine falls back to when TensorRT cannot build it: FP16, else fp32."""
     for p in ("fp16", "fp32"):
         try:
-            return choose_onnx(root, role, entry, p, use_plugin)
+            return choose_onnx(root, role, entry, p, use_plugin, regions)
         except SystemExit:
             continue
     return None, None
@@ -254,6 +269,18 @@ def int8_fallback(spec: EngineSpec) -> EngineSpec:
         fallback_precision=None,
     )
     return without_dla(fb) if fb.precision == "fp32" else fb
+
+
+def _plugin_regions(manifest: Mapping[str, Any], entry: Mapping[str, Any]) -> Any:
+    """Credible regions the fused decode computes for a probability-map net (the default masses
+    under the manifest's coverage calibration), so its maps need not leave the device."""
+    from build.plugin_nodes import region_spec
+    from runtime.heads.registry import PROBMAP
+
+    if entry.get("head") != PROBMAP:  # the double head picks outer regions on the host: maps needed
+        return None
+
+    return region_spec(manifest)
 
 
 def _dla_core(target: Target, opts: BuildOptions) -> int | None:
@@ -280,7 +307,8 @@ def engine_specs(
     specs = []
     for role in ROLES:
         entry = models[role]
-        onnx_path, precision = choose_onnx(root, role, entry, opts.precision, bool(opts.plugin_lib))
+        regions = _plugin_regions(manifest, entry)
+        onnx_path, precision = choose_onnx(root, role, entry, opts.precision, bool(opts.plugin_lib), regions)
         is_router = role == "router"
         max_b = (
             (opts.max_batch_router or target.max_batch_router)
@@ -300,7 +328,7 @@ def engine_specs(
             profile = Profile(static, static, static)  # DLA needs static shapes
         ops = plugin_ops(onnx_path)
         fb_onnx, fb_precision = (
-            _fallback(root, role, entry, bool(opts.plugin_lib))
+            _fallback(root, role, entry, bool(opts.plugin_lib), regions)
             if precision == "int8" and opts.precision == "auto"
             else (None, None)
         )

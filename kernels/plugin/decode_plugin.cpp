@@ -2,6 +2,11 @@
 // keypoint_scores [N,K], fp32. mode "heatmap" = MSRA argmax + quarter pixel; mode
 // "probmap" = (optional sparsemax of logits) + expected-OKS argmax + Newton step.
 // Invalid maps (NaN/inf) give NaN keypoints with score 0, as runtime/decode.py documents.
+// With "masses" (probmap mode: the nominal map masses of the coverage calibration, 1..4)
+// two more outputs carry each map's credible regions, so the maps need not leave the
+// device: region_pixels [N,K,Q] (pixel counts) and region_ellipses [N,K,Q,5] (cx, cy,
+// semi-major, semi-minor, angle; heatmap pixels), taken on the map blurred by
+// "region_sigma" heatmap pixels when the calibration fitted a blur (dynpose_regions.cuh).
 #include <cmath>
 #include <memory>
 
@@ -21,8 +26,11 @@ struct DecodeConfig {
     float temperature = 1.0f;
     int32_t normalize = 1;
     std::vector<float> sigmas = kCocoSigmas;
+    std::vector<float> masses;  // nominal region masses; empty = no region outputs
+    float regionSigma = 0.0f;
 
     int32_t modeId() const { return mode == "heatmap" ? kModeHeatmap : kModeProbmap; }
+    int32_t nbOutputs() const { return masses.empty() ? 2 : 4; }
 };
 
 class DecodePlugin final : public PluginBase {
@@ -31,19 +39,20 @@ public:
 
     IPluginV3* clone() noexcept override { return new (std::nothrow) DecodePlugin(*this); }
 
-    int32_t getNbOutputs() const noexcept override { return 2; }
+    int32_t getNbOutputs() const noexcept override { return mCfg.nbOutputs(); }
 
     int32_t getOutputDataTypes(DataType* out, int32_t nbOutputs, DataType const*, int32_t nbInputs) const
         noexcept override {
-        if (nbInputs != 1 || nbOutputs != 2) return -1;
-        out[0] = out[1] = DataType::kFLOAT;
+        if (nbInputs != 1 || nbOutputs != mCfg.nbOutputs()) return -1;
+        for (int32_t i = 0; i < nbOutputs; ++i) out[i] = DataType::kFLOAT;
         return 0;
     }
 
     int32_t getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const*, int32_t, DimsExprs* outputs,
                             int32_t nbOutputs, IExprBuilder& expr) noexcept override {
-        if (nbInputs != 1 || nbOutputs != 2 || inputs[0].nbDims != 4) {
-            logError("DynPoseDecode needs one [N,K,H,W] input and gives two outputs");
+        if (nbInputs != 1 || nbOutputs != mCfg.nbOutputs() || inputs[0].nbDims != 4) {
+            logError("DynPoseDecode needs one [N,K,H,W] input and gives " + std::to_string(mCfg.nbOutputs()) +
+                     " outputs");
             return -1;
         }
         outputs[0].nbDims = 3;
@@ -53,6 +62,17 @@ public:
         outputs[1].nbDims = 2;
         outputs[1].d[0] = inputs[0].d[0];
         outputs[1].d[1] = inputs[0].d[1];
+        if (nbOutputs == 4) {  // region_pixels [N,K,Q], region_ellipses [N,K,Q,5]
+            auto const* q = expr.constant(static_cast<int64_t>(mCfg.masses.size()));
+            outputs[2].nbDims = 3;
+            outputs[3].nbDims = 4;
+            for (int32_t i = 2; i < 4; ++i) {
+                outputs[i].d[0] = inputs[0].d[0];
+                outputs[i].d[1] = inputs[0].d[1];
+                outputs[i].d[2] = q;
+            }
+            outputs[3].d[3] = expr.constant(5);
+        }
         return 0;
     }
 
@@ -76,7 +96,7 @@ public:
             const int32_t rc = checkSigmas(K);
             if (rc) return rc;
         }
-        if (H > 0 && W > 0) return checkMap(H, W);
+        if (H > 0 && W > 0) return checkMap(H, W, hasBlur());
         return 0;
     }
 
@@ -90,17 +110,25 @@ public:
         if (d.d[1] < 1 || d.d[1] > kMaxKeypoints)
             return fail("K = " + std::to_string(d.d[1]) + " is outside 1.." + std::to_string(kMaxKeypoints));
         int32_t rc = checkSigmas(d.d[1]);
-        if (rc == 0) rc = checkMap(d.d[2], d.d[3]);
+        if (rc == 0) rc = checkMap(d.d[2], d.d[3], hasBlur());
         if (rc) return rc;
         rc = make_decode_params(&mParams, static_cast<int>(d.d[1]), static_cast<int>(d.d[2]),
                                 static_cast<int>(d.d[3]), mCfg.modeId(), mCfg.normalize, mCfg.temperature,
                                 mCfg.sigmas.data());
+        if (rc == 0)
+            rc = make_region_params(&mRegions, static_cast<int>(mCfg.masses.size()), mCfg.masses.data(),
+                                    mCfg.regionSigma, static_cast<int>(d.d[2]), static_cast<int>(d.d[3]));
         return rc == 0 ? 0 : fail("unsupported map shape (code " + std::to_string(rc) + ")");
     }
 
     int32_t enqueue(PluginTensorDesc const* inDesc, PluginTensorDesc const*, void const* const* inputs,
                     void* const* outputs, void*, cudaStream_t stream) noexcept override {
         const int64_t rows = inDesc[0].dims.d[0] * inDesc[0].dims.d[1];
+        if (mRegions.Q > 0)
+            return launch_decode_regions(inputs[0], inDesc[0].type == DataType::kHALF, static_cast<float*>(outputs[0]),
+                                         static_cast<float*>(outputs[1]), static_cast<float*>(outputs[2]),
+                                         static_cast<float*>(outputs[3]), static_cast<int>(rows), mParams, mRegions,
+                                         stream);
         return launch_decode(inputs[0], inDesc[0].type == DataType::kHALF, static_cast<float*>(outputs[0]),
                              static_cast<float*>(outputs[1]), static_cast<int>(rows), mParams, stream);
     }
@@ -111,6 +139,10 @@ public:
         mStore.addFloat("temperature", mCfg.temperature);
         mStore.addInt("normalize", mCfg.normalize);
         mStore.addFloats("sigmas", mCfg.sigmas);
+        if (!mCfg.masses.empty()) {  // absent without regions: older engines' fields stay byte-identical
+            mStore.addFloats("masses", mCfg.masses);
+            mStore.addFloat("region_sigma", mCfg.regionSigma);
+        }
         return mStore.collection();
     }
 
@@ -122,14 +154,20 @@ private:
                     "; set the 'sigmas' field to K values");
     }
 
-    // The kernel stages two H*W float maps in shared memory: refuse what cannot fit.
-    static int32_t checkMap(int64_t H, int64_t W) {
+    bool hasBlur() const { return !mCfg.masses.empty() && mCfg.regionSigma > 0.0f; }
+
+    // The kernel stages two H*W float maps in shared memory (three with a region blur):
+    // refuse what cannot fit.
+    static int32_t checkMap(int64_t H, int64_t W, bool blur) {
         const std::string hw = std::to_string(H) + "x" + std::to_string(W);
         if (H < 1 || W < 1 || H * W > kMaxDecodePixels)
             return fail("map " + hw + " is outside 1.." + std::to_string(kMaxDecodePixels) + " pixels");
+        if (blur && (H > kMaxBlurTaps || W > kMaxBlurTaps))
+            return fail("map " + hw + " has a side over " + std::to_string(kMaxBlurTaps) +
+                        ", the longest a region_sigma blur takes; set region_sigma 0");
         const size_t limit = device_smem_optin_bytes();
-        if (!decode_fits(H, W, limit))
-            return fail("map " + hw + " needs " + std::to_string(decode_smem_bytes(H, W)) +
+        if (!decode_regions_fits(H, W, blur, limit))
+            return fail("map " + hw + " needs " + std::to_string(decode_regions_smem_bytes(H, W, blur)) +
                         " bytes of shared memory per block, this device allows " + std::to_string(limit) +
                         "; use a smaller heatmap (input size / 4) or decode outside the engine");
         return 0;
@@ -142,6 +180,7 @@ private:
 
     DecodeConfig mCfg;
     DecodeParams mParams{};
+    RegionParams mRegions{};
     FieldStore mStore;
 };
 
@@ -151,7 +190,9 @@ public:
         : CreatorBase(kDecodeName, {PluginField("mode", nullptr, PluginFieldType::kCHAR, 0),
                                     PluginField("temperature", nullptr, PluginFieldType::kFLOAT32, 1),
                                     PluginField("normalize", nullptr, PluginFieldType::kINT32, 1),
-                                    PluginField("sigmas", nullptr, PluginFieldType::kFLOAT32, 0)}) {}
+                                    PluginField("sigmas", nullptr, PluginFieldType::kFLOAT32, 0),
+                                    PluginField("masses", nullptr, PluginFieldType::kFLOAT32, 0),
+                                    PluginField("region_sigma", nullptr, PluginFieldType::kFLOAT32, 1)}) {}
 
     IPluginV3* createPlugin(char const*, PluginFieldCollection const* fc, TensorRTPhase) noexcept override {
         DecodeConfig cfg;
@@ -163,8 +204,11 @@ public:
             else if (name == "temperature") ok = readFloat(f, &cfg.temperature);
             else if (name == "normalize") ok = readInt(f, &cfg.normalize);
             else if (name == "sigmas") ok = readFloats(f, &cfg.sigmas);
+            else if (name == "masses") ok = readFloats(f, &cfg.masses);
+            else if (name == "region_sigma") ok = readFloat(f, &cfg.regionSigma);
             if (!ok) return nullptr;
         }
+        if (!validRegions(cfg)) return nullptr;
         if (cfg.mode != "heatmap" && cfg.mode != "probmap") {
             logError("DynPoseDecode: mode must be 'heatmap' or 'probmap', got '" + cfg.mode + "'");
             return nullptr;
@@ -184,6 +228,29 @@ public:
             return nullptr;
         }
         return new (std::nothrow) DecodePlugin(std::move(cfg));
+    }
+
+private:
+    static bool validRegions(DecodeConfig const& cfg) {
+        if (cfg.masses.size() > static_cast<size_t>(kMaxMasses)) {
+            logError("DynPoseDecode: masses holds " + std::to_string(cfg.masses.size()) + " values, at most " +
+                     std::to_string(kMaxMasses));
+            return false;
+        }
+        for (float q : cfg.masses)
+            if (!(q > 0.0f && q <= 1.0f)) {
+                logError("DynPoseDecode: every region mass must lie in (0, 1], got " + std::to_string(q));
+                return false;
+            }
+        if (!cfg.masses.empty() && cfg.mode != "probmap") {
+            logError("DynPoseDecode: masses (credible regions) need mode 'probmap'");
+            return false;
+        }
+        if (!(cfg.regionSigma >= 0.0f) || !std::isfinite(cfg.regionSigma)) {
+            logError("DynPoseDecode: region_sigma must be finite and >= 0, got " + std::to_string(cfg.regionSigma));
+            return false;
+        }
+        return true;
     }
 };
 

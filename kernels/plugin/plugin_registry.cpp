@@ -42,3 +42,19 @@ extern "C" DYNPOSE_EXPORT int32_t dynposeTrtHeaderVersion(int32_t* major, int32_
 extern "C" DYNPOSE_EXPORT int64_t dynposeDecodeSmemLimit() {
     return static_cast<int64_t>(dynpose::device_smem_optin_bytes());
 }
+
+// The crop kernel for the runtime's TensorRT path (runtime/backends/trt.py, ctypes): the
+// library is loaded for the fused-decode engines anyway, so the crops need no second one.
+// Device pointers in (frame uint8 HxWx3 BGR, affines [n,2,3] float64), the net's input
+// buffer [n,3,H,W] out (fp32 or fp16), mean/std (RGB, host) as make_crops uses them; the
+// launch is queued on `stream`. Returns a cudaError_t value, or negative for bad sizes.
+extern "C" DYNPOSE_EXPORT int32_t dynposeLaunchCrops(void const* frame, int32_t src_h, int32_t src_w,
+                                                     void const* affines, int32_t n, void* out, int32_t out_half,
+                                                     int32_t H, int32_t W, float const* mean, float const* stdv,
+                                                     void* stream) {
+    dynpose::CropParams c;
+    const int rc = dynpose::make_crop_params(&c, src_h, src_w, H, W, mean, stdv);
+    if (rc) return rc;
+    return dynpose::launch_crops(static_cast<uint8_t const*>(frame), static_cast<double const*>(affines), n, out,
+                                 out_half != 0, c, static_cast<cudaStream_t>(stream));
+}

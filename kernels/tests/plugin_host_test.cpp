@@ -79,7 +79,7 @@ void testAbiAndCreators(void* h, Lib* lib) {
             check(names == "temperature,num_axes,", "sparsemax fields: " + names);
         } else if (std::strcmp(c->getPluginName(), "DynPoseDecode") == 0) {
             lib->decode = c;
-            check(names == "mode,temperature,normalize,sigmas,", "decode fields: " + names);
+            check(names == "mode,temperature,normalize,sigmas,masses,region_sigma,", "decode fields: " + names);
         }
     }
     check(lib->sparsemax && lib->decode, "creators DynPoseSparsemax and DynPoseDecode");
@@ -108,6 +108,13 @@ void testBadFields(Lib const& lib) {
     rejects(d, "negative sigma", "sigma", std::move(Fields().f32("sigmas", {0.05f, -0.1f})));
     rejects(d, "normalize 2", "normalize", std::move(Fields().i32("normalize", {2})));
     rejects(d, "normalize with no value", "normalize", std::move(Fields().i32("normalize", {})));
+    rejects(d, "five masses", "at most 4", std::move(Fields().f32("masses", {0.1f, 0.2f, 0.3f, 0.4f, 0.5f})));
+    rejects(d, "mass 0", "(0, 1]", std::move(Fields().f32("masses", {0.5f, 0.0f})));
+    rejects(d, "mass above 1", "(0, 1]", std::move(Fields().f32("masses", {1.5f})));
+    rejects(d, "masses as int32", "masses", std::move(Fields().i32("masses", {1})));
+    rejects(d, "masses in heatmap mode", "probmap", std::move(Fields().str("mode", "heatmap").f32("masses", {0.5f})));
+    rejects(d, "region_sigma negative", "region_sigma", std::move(Fields().f32("region_sigma", {-1.f})));
+    rejects(d, "region_sigma NaN", "region_sigma", std::move(Fields().f32("region_sigma", {NAN})));
     IPluginCreatorV3One* s = lib.sparsemax;
     rejects(s, "sparsemax temperature NaN", "temperature", std::move(Fields().f32("temperature", {NAN})));
     rejects(s, "sparsemax num_axes 0", "num_axes", std::move(Fields().i32("num_axes", {0})));
@@ -123,7 +130,7 @@ void testBadFields(Lib const& lib) {
 void testOutputs(IPluginV3* p, int nbOut, std::vector<DataType> halfOut, std::vector<std::string> shapes) {
     IPluginV3OneBuild* b = build(p);
     check(b->getNbOutputs() == nbOut, "getNbOutputs");
-    DataType in = DataType::kHALF, out[2] = {DataType::kINT8, DataType::kINT8};
+    DataType in = DataType::kHALF, out[4] = {DataType::kINT8, DataType::kINT8, DataType::kINT8, DataType::kINT8};
     check(b->getOutputDataTypes(out, nbOut, &in, 1) == 0, "getOutputDataTypes");
     for (int i = 0; i < nbOut; ++i) check(out[i] == halfOut[i], "output " + std::to_string(i) + " type");
     check(b->getOutputDataTypes(out, nbOut, &in, 2) == -1, "getOutputDataTypes refuses two inputs");
@@ -135,7 +142,7 @@ void testOutputs(IPluginV3* p, int nbOut, std::vector<DataType> halfOut, std::ve
     x.d[1] = eb.constant(17);
     x.d[2] = eb.constant(64);
     x.d[3] = eb.constant(48);
-    DimsExprs o[2]{};
+    DimsExprs o[4]{};
     check(b->getOutputShapes(&x, 1, nullptr, 0, o, nbOut, eb) == 0, "getOutputShapes");
     for (int i = 0; i < nbOut; ++i) {
         std::string s;
@@ -262,6 +269,36 @@ void testDecodeSigmaCountOnShapeChange(Lib const& lib) {
     delete h;
 }
 
+// Credible regions: two more outputs [N,K,Q] and [N,K,Q,5]; the fields round-trip; a blur
+// needs a third map in shared memory and a side of at most kMaxBlurTaps.
+void testDecodeRegions(Lib const& lib) {
+    Fields f;
+    f.f32("sigmas", cocoSigmas()).f32("masses", {0.62f, 0.93f}).f32("region_sigma", {1.5f});
+    IPluginV3* p = lib.decode->createPlugin("decode", f.get(), TensorRTPhase::kBUILD);
+    check(p != nullptr, "decode with masses and region_sigma");
+    if (!p) return;
+    testOutputs(p, 4, {DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT},
+                {"Nx17x2", "Nx17", "Nx17x2", "Nx17x2x5"});
+    PluginTensorDesc in = desc({4, 17, 64, 48}, DataType::kHALF);
+    PluginTensorDesc outs[4] = {desc({4, 17, 2}, DataType::kFLOAT), desc({4, 17}, DataType::kFLOAT),
+                                desc({4, 17, 2}, DataType::kFLOAT), desc({4, 17, 2, 5}, DataType::kFLOAT)};
+    check(rt(p)->onShapeChange(&in, 1, outs, 4) == 0, "regions onShapeChange 64x48");
+    check(decode_regions_smem_bytes(64, 48, true) == 2048 + 12 * 3072, "64x48 with a blur needs 38,912 bytes");
+    check(decode_regions_smem_bytes(64, 48, false) == decode_smem_bytes(64, 48), "no blur: the decode's bytes");
+    DynamicPluginTensorDesc din = dyn({-1, 17, 2, 300}, DataType::kFLOAT);
+    DynamicPluginTensorDesc dout[4] = {dyn({-1, 17, 2}, DataType::kFLOAT), dyn({-1, 17}, DataType::kFLOAT),
+                                       dyn({-1, 17, 2}, DataType::kFLOAT), dyn({-1, 17, 2, 5}, DataType::kFLOAT)};
+    expectLog("blur on a 300-wide map", "region_sigma blur", [&] {
+        check(build(p)->configurePlugin(&din, 1, dout, 4) == -1, "a blur refuses a side over 256");
+    });
+    const std::string bytes = serialize(p);
+    IPluginV3* again = lib.decode->createPlugin("decode", rt(p)->getFieldsToSerialize(), TensorRTPhase::kRUNTIME);
+    check(again != nullptr && serialize(again) == bytes, "masses and region_sigma survive serialisation");
+    check(again && build(again)->getNbOutputs() == 4, "the recreated plugin keeps four outputs");
+    delete again;
+    delete p;
+}
+
 void testSparsemax(Lib const& lib) {
     Fields good;
     good.f32("temperature", {0.7f}).i32("num_axes", {2});
@@ -331,6 +368,7 @@ int main(int argc, char** argv) {
         testBadFields(lib);
         testDecode(lib);
         testDecodeSigmaCountOnShapeChange(lib);
+        testDecodeRegions(lib);
         testSparsemax(lib);
     }
     testSharedMemoryRule();

@@ -69,6 +69,13 @@ class Runner(ABC):
         self.max_batch: int | None = None  # set by activate_impl where a profile caps N
         self.is_active = False
 
+    @property
+    def crops_refusal(self) -> str | None:
+        """None when this runner can take crops made on the device from an uploaded frame
+        (:meth:`infer_crops_async`), else why not, in one line. A runner that cannot keeps the
+        default: the pipeline then makes every crop on the host and hands it arrays."""
+        return f"the {type(self).__name__} takes host crops only"
+
     # -- lifecycle -----------------------------------------------------------------
     def activate(self) -> Runner:
         if not self.is_active:
@@ -106,6 +113,18 @@ class Runner(ABC):
     def infer(self, batch: Batch, stream: Stream) -> Outputs:
         return self.infer_async(batch, stream).wait()
 
+    def infer_crops_async(
+        self,
+        frame: Any,
+        affines: npt.NDArray[np.float64],
+        norm: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+        stream: Stream,
+    ) -> Pending:
+        """Enqueue the net on crops made on the device from ``frame`` (:meth:`Backend.upload_frame`)
+        with image->crop ``affines`` [n,2,3] and the (mean, std) RGB normalisation. Refused unless
+        :attr:`crops_refusal` is None; callers ask :func:`device_crops_plan` first."""
+        raise BackendError(f"{self.role}: crops cannot be made on the device: {self.crops_refusal}")
+
     @abstractmethod
     def activate_impl(self) -> None: ...
 
@@ -128,6 +147,9 @@ class Backend(ABC, Generic[O]):
     #: Whether this backend runs the artifacts' own files (ONNX, engines), so the runtime must
     #: hash-check them at load; a remote backend (Triton) checks the served models instead.
     local_models: bool = True
+    #: Whether this backend can make crops on its device (its runners then say per net in
+    #: ``crops_refusal`` whether they do), so a pipeline left with host crops says why loudly.
+    device_crops: bool = False
 
     def __init__(
         self,
@@ -150,5 +172,23 @@ class Backend(ABC, Generic[O]):
     @abstractmethod
     def new_stream(self, name: str) -> Stream: ...
 
+    def upload_frame(self, image: npt.NDArray[np.uint8], stream: Stream, ring: int = 2) -> Any:
+        """One HxWx3 uint8 frame onto the device for :meth:`Runner.infer_crops_async` (backends
+        with ``device_crops``); ``ring`` frames stay alive at once. Refused by the others."""
+        raise BackendError(
+            f"the {self.name} backend makes no crops on a device; its crops come from the host"
+        )
+
     def close(self) -> None:
         """Release backend-wide resources."""
+
+
+def device_crops_plan(runners: Mapping[str, Any]) -> str | None:
+    """The pipeline's choice, made once: None when every net's runner can take its crops from the
+    device (upload the frame once, no host crops at all), else the first reason why not, naming
+    the net; then all crops stay on the host (one path per pipeline, never a mix)."""
+    for role, runner in runners.items():
+        why = getattr(runner, "crops_refusal", f"the {type(runner).__name__} backend has no device crops")
+        if why is not None:
+            return f"{role}: {why}"
+    return None

@@ -21,6 +21,16 @@ Ordering, which the harness tests assert rather than assume:
 - everything CUDA (slots' device and pinned memory, events, streams, engines)
   is released inside the primary context, before it is detached, in the order
   pending work -> buffers -> events -> streams -> engines -> runtime.
+
+Crops on the device (:meth:`TrtBackend.upload_frame`, :meth:`TrtRunner.infer_crops_async`),
+the way DeepStream's preprocessing makes them: the frame crosses to the GPU once
+(uint8, one copy, an event marks it ready), and each net's crops are written by the
+crop kernel (libdynpose_plugins.so ``dynposeLaunchCrops``, kernels/dynpose_crop.cuh)
+straight into that net's input buffer on the net's own stream, after the stream waited
+for the frame's event; only the crops' affines (48 bytes each) cross per call. A frame
+buffer is reused only after every crop launch that read it is done.
+:func:`device_crops_refusal` decides, in plain Python, whether an engine can take them, and
+``runtime.backends.base.device_crops_plan`` whether a pipeline does (runtime/pose/pipeline.py).
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import ctypes
 import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -130,6 +140,70 @@ def load_plugin_library(trt: Any, path: Path, role: str) -> None:
             f"{role}: TensorRT refused plugin library {path} (already registered or not a plugin library)"
         )
     _LOADED_PLUGINS.add(str(path))
+
+
+# ---------------------------------------------------------------- crops on the device
+CROP_SYMBOL = "dynposeLaunchCrops"
+AFFINES = "__crop_affines__"  # the slot buffer the crops' [n,2,3] float64 affines travel in
+# (frame ptr, frame h, frame w, affines ptr, n, out ptr, out half, crop h, crop w, mean ptr, std ptr,
+#  stream handle) -> rc; mean/std: 3 float32 each (RGB, host memory), as make_crops normalises
+CropLauncher = Callable[[int, int, int, int, int, int, bool, int, int, int, int, int], int]
+
+
+def device_crops_refusal(
+    input_shape: tuple[int, ...], input_dtype: np.dtype[Any], launcher: CropLauncher | None
+) -> str | None:
+    """None when an engine's input can be written by the crop kernel, else why not (one line)."""
+    if launcher is None:
+        return f"no crop kernel: the plugin library (with {CROP_SYMBOL}) is not loaded; see docs/plugin.md"
+    if len(input_shape) != 4 or input_shape[1] != 3:
+        return f"engine input {tuple(input_shape)} is not [N,3,H,W]"
+    if np.dtype(input_dtype) not in (np.dtype(np.float32), np.dtype(np.float16)):
+        return f"engine input is {np.dtype(input_dtype)}, the crop kernel writes float32 or float16"
+    return None
+
+
+def library_crop_launcher(path: Path) -> CropLauncher | None:
+    """``dynposeLaunchCrops`` of a plugin library through ctypes (None when it lacks it)."""
+    try:
+        fn = getattr(ctypes.CDLL(str(path)), CROP_SYMBOL)
+    except (OSError, AttributeError):
+        return None
+    vp, i32 = ctypes.c_void_p, ctypes.c_int32
+    fn.argtypes = [vp, i32, i32, vp, i32, vp, i32, i32, i32, vp, vp, vp]
+    fn.restype = i32
+
+    def launch(*args: Any) -> int:  # the CropLauncher arguments, in order
+        return int(fn(*args))
+
+    return launch
+
+
+class DeviceFrame:
+    """One uint8 HxWx3 frame on the device: pinned staging + device copy, the event that marks
+    it uploaded, and the events of the crop launches that read it (waited on before reuse)."""
+
+    def __init__(self, cuda: Any, nbytes: int) -> None:
+        self.host = cuda.pagelocked_empty(nbytes, np.uint8)
+        self.dev = cuda.mem_alloc(max(1, nbytes))
+        self.ready = cuda.Event(done_event_flags(cuda))
+        self.readers: list[Any] = []
+        self.hw = (0, 0)
+        self.stream: TrtStream | None = None
+
+    def settle(self) -> None:
+        """Wait until the last upload and every crop launch reading it are done."""
+        self.ready.synchronize()
+        for e in self.readers:
+            e.synchronize()
+        self.readers = []
+
+    def free(self) -> None:
+        self.settle()
+        self.dev.free()
+        free = getattr(self.host.base, "free", None)
+        if free is not None:
+            free()
 
 
 # ---------------------------------------------------------------- streams and pending work
@@ -234,6 +308,13 @@ class TrtRunner(Runner):
         self._next = 0
         self._last: tuple[TrtStream, Any] | None = None
         self._lock = threading.Lock()
+        self._crops_refusal: str | None = "the engine is not loaded yet"
+
+    @property
+    def crops_refusal(self) -> str | None:
+        """Why the crop kernel cannot write this engine's input (None: it can), from
+        :func:`device_crops_refusal` when the engine is bound."""
+        return self._crops_refusal
 
     def activate_impl(self) -> None:
         trt, cuda, be = self.backend.trt, self.backend.cuda, self.backend
@@ -295,6 +376,12 @@ class TrtRunner(Runner):
         self._dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         tensors = {self.input_name: (pmax, self._dtypes[self.input_name])}
         tensors.update({o: (tuple(self.context.get_tensor_shape(o)), self._dtypes[o]) for o in outputs})
+        self.input_shape = pmax
+        self._crops_refusal = device_crops_refusal(
+            pmax, self._dtypes[self.input_name], self.backend.crop_launcher()
+        )
+        if self.crops_refusal is None:
+            tensors[AFFINES] = ((int(pmax[0]), 6), np.dtype(np.float64))
         self._slots = [_Slot(cuda, tensors) for _ in range(self.backend.options.slots)]
 
     def _take_slot(self) -> _Slot:
@@ -316,28 +403,74 @@ class TrtRunner(Runner):
             host_in = slot.host[self.input_name][: batch[:1].size * run_n].reshape((run_n, *batch.shape[1:]))
             host_in[:n] = batch
             host_in[n:] = 0
-            self.rows_run += run_n
-            self.rows_padded += run_n - n
             slot.t_start.record(stream.cuda_stream)
             cuda.memcpy_htod_async(slot.dev[self.input_name], host_in, stream.cuda_stream)
-            if not self.context.set_input_shape(self.input_name, host_in.shape):
-                raise BackendError(f"{self.role}: input shape {host_in.shape} outside the engine profile")
-            self.context.set_tensor_address(self.input_name, int(slot.dev[self.input_name]))
-            for o in self.outputs:
-                self.context.set_tensor_address(o, int(slot.dev[o]))
-            if not self.context.execute_async_v3(stream.handle):
-                raise BackendError(f"{self.role}: execute_async_v3 failed")
-            views = {}
-            for o in self.outputs:
-                shape = tuple(self.context.get_tensor_shape(o))
-                view = slot.host[o][: int(np.prod(shape))].reshape(shape)
-                cuda.memcpy_dtoh_async(view, slot.dev[o], stream.cuda_stream)
-                views[o] = view
-            slot.t_end.record(stream.cuda_stream)
-            slot.done.record(stream.cuda_stream)
-            slot.pending = TrtPending(slot, views, n, self.backend.ctx)
-            self._last = (stream, slot.done)
-            return slot.pending
+            return self._execute(slot, stream, host_in.shape, n)
+
+    def infer_crops_async(
+        self, frame: DeviceFrame, affines: np.ndarray, norm: tuple[np.ndarray, np.ndarray], stream: Stream
+    ) -> Pending:
+        """Run the net on crops the crop kernel makes from ``frame`` (uploaded by
+        :meth:`TrtBackend.upload_frame`) with image->crop ``affines`` [n,2,3]
+        (runtime.pose.preprocess.crop_affines at the engine's input size) and ``norm`` = the
+        (mean, std) RGB make_crops normalises with, on ``stream``."""
+        if self.crops_refusal is not None:
+            raise BackendError(f"{self.role}: crops cannot be made on the device: {self.crops_refusal}")
+        if not isinstance(stream, TrtStream):
+            raise BackendError(f"{self.role}: TensorRT runners need a TrtStream, got {type(stream).__name__}")
+        cuda, n = self.backend.cuda, len(affines)
+        if self.max_batch is not None and n > self.max_batch:
+            raise BackendError(
+                f"{self.role}: {n} crops exceed the engine profile max {self.max_batch}; the scheduler chunks"
+            )
+        run_n = self.static_batch or n
+        launch = self.backend.crop_launcher()
+        with self._lock, self.backend.ctx():
+            slot = self._take_slot()
+            if self._last is not None and self._last[0] is not stream:
+                stream.cuda_stream.wait_for_event(self._last[1])
+            if frame.stream is not stream:
+                stream.cuda_stream.wait_for_event(frame.ready)
+            aff = slot.host[AFFINES][: 6 * run_n].reshape(run_n, 6)
+            aff[:n] = np.asarray(affines, np.float64).reshape(n, 6)
+            aff[n:] = aff[0] if n else 0.0  # static (DLA) padding: any crop, its rows are dropped
+            slot.t_start.record(stream.cuda_stream)
+            cuda.memcpy_htod_async(slot.dev[AFFINES], aff, stream.cuda_stream)
+            _, _, h, w = self.input_shape
+            half = self._dtypes[self.input_name] == np.float16
+            mean, std = (np.ascontiguousarray(v, np.float32) for v in norm)
+            args = (int(frame.dev), *frame.hw, int(slot.dev[AFFINES]), run_n, int(slot.dev[self.input_name]))
+            ptrs = (mean.ctypes.data, std.ctypes.data, stream.handle)  # mean/std are read at launch
+            rc = launch(*args, half, h, w, *ptrs) if launch is not None else -1
+            if rc != 0:
+                raise BackendError(f"{self.role}: the crop kernel failed to launch (code {rc})")
+            done = cuda.Event(done_event_flags(cuda))
+            frame.readers.append(done.record(stream.cuda_stream))
+            return self._execute(slot, stream, (run_n, 3, h, w), n)
+
+    def _execute(self, slot: _Slot, stream: TrtStream, shape: tuple[int, ...], n: int) -> TrtPending:
+        """Enqueue the engine on its input already queued into ``slot``, then the output copies."""
+        cuda = self.backend.cuda
+        self.rows_run += shape[0]
+        self.rows_padded += shape[0] - n
+        if not self.context.set_input_shape(self.input_name, shape):
+            raise BackendError(f"{self.role}: input shape {shape} outside the engine profile")
+        self.context.set_tensor_address(self.input_name, int(slot.dev[self.input_name]))
+        for o in self.outputs:
+            self.context.set_tensor_address(o, int(slot.dev[o]))
+        if not self.context.execute_async_v3(stream.handle):
+            raise BackendError(f"{self.role}: execute_async_v3 failed")
+        views = {}
+        for o in self.outputs:
+            oshape = tuple(self.context.get_tensor_shape(o))
+            view = slot.host[o][: int(np.prod(oshape))].reshape(oshape)
+            cuda.memcpy_dtoh_async(view, slot.dev[o], stream.cuda_stream)
+            views[o] = view
+        slot.t_end.record(stream.cuda_stream)
+        slot.done.record(stream.cuda_stream)
+        slot.pending = TrtPending(slot, views, n, self.backend.ctx)
+        self._last = (stream, slot.done)
+        return slot.pending
 
     def deactivate_impl(self) -> None:
         """Inside the context: finish pending work, free buffers and events, then the
@@ -358,6 +491,7 @@ class TrtBackend(Backend[TrtOptions]):
     """Engines listed under ``models.<role>.engine`` in the manifest, on device 0."""
 
     name = "trt"
+    device_crops = True
 
     def __init__(
         self,
@@ -382,6 +516,9 @@ class TrtBackend(Backend[TrtOptions]):
         self.recorder = make_error_recorder(trt)  # TensorRT's own reason for a failed deserialisation
         self._runners: list[TrtRunner] = []
         self._streams: list[TrtStream] = []
+        self._frames: list[DeviceFrame] = []  # ring of uploaded frames (device crops)
+        self._next_frame = 0
+        self._launcher: tuple[CropLauncher | None] | None = None  # resolved once
         self._closed = False
         with self.ctx():
             self.runtime = trt.Runtime(self.logger)
@@ -428,6 +565,54 @@ class TrtBackend(Backend[TrtOptions]):
         self._streams.append(stream)
         return stream
 
+    def crop_library(self) -> Path | None:
+        """The library whose crop kernel the runners use: ``plugin_lib`` if given, else the first
+        plugin library an engine of the manifest names (None: crops stay on the host)."""
+        if self.options.plugin_lib:
+            return Path(self.options.plugin_lib)
+        for entry in self.manifest.get("models", {}).values():
+            lib = (entry.get("engine") or {}).get("plugin_library")
+            if lib and (self.root / str(lib)).is_file():
+                return self.root / str(lib)
+        return None
+
+    def crop_launcher(self) -> CropLauncher | None:
+        """The crop kernel's launcher (resolved once; None without a library that has it)."""
+        if self._launcher is None:
+            lib = self.crop_library()
+            self._launcher = (library_crop_launcher(lib) if lib is not None and lib.is_file() else None,)
+        return self._launcher[0]
+
+    def use_crop_launcher(self, launcher: CropLauncher | None) -> None:
+        """Use this crop kernel launcher (before the runners activate) instead of the library's:
+        the harness tests run the kernel's host build through it."""
+        self._launcher = (launcher,)
+
+    def upload_frame(self, image: np.ndarray, stream: Stream, ring: int = 2) -> DeviceFrame:
+        """Copy one uint8 HxWx3 BGR frame to the device on ``stream`` (once per frame, whatever
+        the number of crops); buffers rotate over ``ring`` frames, each reused only when the
+        crops read from it are done."""
+        if not isinstance(stream, TrtStream):
+            raise BackendError(f"upload_frame needs a TrtStream, got {type(stream).__name__}")
+        img = np.ascontiguousarray(image, dtype=np.uint8)
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise BackendError(f"upload_frame needs an HxWx3 uint8 BGR frame, got shape {img.shape}")
+        with self.ctx():
+            while len(self._frames) < ring:
+                self._frames.append(DeviceFrame(self.cuda, img.nbytes))
+            at = self._next_frame
+            self._next_frame = (at + 1) % ring
+            frame = self._frames[at]
+            frame.settle()
+            if frame.host.nbytes < img.nbytes:  # grow (freed after its last reader)
+                frame.free()
+                frame = self._frames[at] = DeviceFrame(self.cuda, img.nbytes)
+            frame.host[: img.nbytes] = img.reshape(-1)
+            self.cuda.memcpy_htod_async(frame.dev, frame.host[: img.nbytes], stream.cuda_stream)
+            frame.ready.record(stream.cuda_stream)
+            frame.hw, frame.stream = (img.shape[0], img.shape[1]), stream
+        return frame
+
     def close(self) -> None:
         """Release runners, streams and the runtime inside the context, then detach (idempotent)."""
         if self._closed:
@@ -435,6 +620,10 @@ class TrtBackend(Backend[TrtOptions]):
         self._closed = True
         for runner in self._runners:
             runner.deactivate()
+        with self.ctx():
+            for frame in self._frames:
+                frame.free()
+            self._frames = []
         for stream in self._streams:
             stream.close()
         self._runners, self._streams = [], []

@@ -40,6 +40,12 @@ COMMANDS: dict[str, Entry | dict[str, Entry]] = {
         "python -m runtime.video",
         "pose videos, image folders, cameras and streams -> JSON Lines + overlay",
     ),
+    "costs": (
+        "runtime.pose.costs",
+        "main",
+        "python -m runtime.pose.costs",
+        "re-measure the nets' routing cost ratios on this device into manifest.json",
+    ),
     "eval": {
         "coco": (
             "bench.coco_eval",

@@ -14,7 +14,10 @@ presence; this module turns the whole set into per-person result fields:
   (cx, cy, semi-major, semi-minor, angle in radians of the major axis).
   When the manifest carries a coverage calibration (``manifest["credible"]``,
   calib.coverage) the region for q is the one the calibration says covers the
-  keypoint with probability q, not the one holding map mass q.
+  keypoint with probability q, not the one holding map mass q. An engine whose fused
+  decode dropped the maps brings the regions back itself (``region_pixels`` /
+  ``region_ellipses``, computed in the plugin, build/plugin_nodes.py); they are used
+  when its manifest record says they were made for the masses and calibration asked for.
 
 Kept apart from pipeline.py so the scheduler only calls :meth:`ProbFieldsDecoder.fill`
 once per net and results.py only asks :class:`ProbExtras` for a person's fields.
@@ -23,7 +26,8 @@ Heatmap nets have none of this; their persons carry no such fields.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +35,13 @@ import numpy as np
 import numpy.typing as npt
 
 from runtime.heads.base import HeadSpec, Outputs
-from runtime.heads.credible import DEFAULT_MASSES, CoverageMap, credible_regions, regions_to_image
+from runtime.heads.credible import DEFAULT_MASSES, CoverageMap, Regions, credible_regions, regions_to_image
 from runtime.heads.decode import sparsemax
 from runtime.heads.double_decode import outer_regions_to_inner, pick_regions
 
 K = 17
+REGION_PIXELS, REGION_ELLIPSES = "region_pixels", "region_ellipses"  # the fused decode's region outputs
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -127,6 +133,34 @@ def maps_of(outs: Outputs) -> np.ndarray | None:
     return None
 
 
+def plugin_regions(outs: Outputs, masses: Sequence[float]) -> Regions | None:
+    """The fused decode's regions (``region_pixels`` [N,K,Q], ``region_ellipses`` [N,K,Q,5],
+    heatmap pixels) as :class:`Regions`, or None when the engine has none for these masses."""
+    if REGION_PIXELS not in outs or REGION_ELLIPSES not in outs:
+        return None
+    pix, ell = np.asarray(outs[REGION_PIXELS]), np.asarray(outs[REGION_ELLIPSES])
+    if pix.ndim != 3 or pix.shape[2] != len(masses) or ell.shape != (*pix.shape, 5):
+        return None
+    return Regions(
+        tuple(masses),
+        np.moveaxis(pix, 2, 0).astype(np.int64),
+        np.moveaxis(ell, 2, 0).astype(np.float64),
+        np.full((len(masses), *pix.shape[:2]), np.nan),  # the plugin does not return the threshold
+    )
+
+
+def engine_region_records(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``regions`` records of the fused-decode ONNX variants the manifest's engines were built
+    from (build/plugin_nodes.RegionSpec.to_json): which masses their region outputs hold."""
+    out = []
+    for entry in (manifest.get("models") or {}).values():
+        onnx_name = (entry.get("engine") or {}).get("onnx")
+        for variant in (entry.get("variants") or {}).values():
+            if onnx_name and variant.get("onnx") == onnx_name and variant.get("regions"):
+                out.append(variant["regions"])
+    return out
+
+
 def parse_masses(text: str) -> tuple[float, ...]:
     """``"0.5,0.9"`` -> (0.5, 0.9); ``"none"`` or ``""`` -> () (no regions)."""
     text = text.strip()
@@ -148,6 +182,26 @@ class ProbFieldsDecoder:
         # the map mass whose region covers the keypoint with probability q (identity if uncalibrated)
         self.nominal = tuple(self.coverage.nominal_for(q) if self.coverage else q for q in self.masses)
         self.threshold = float((manifest.get("presence") or {}).get("threshold", 0.5))
+        sigma = self.coverage.sigma if self.coverage else 0.0
+        records = engine_region_records(manifest)
+        # the engines' own regions stand in for the maps only if made for these masses and calibration
+        self.device_regions = bool(records) and all(self._matches(r, sigma) for r in records)
+        if records and self.masses and not self.device_regions:
+            log.warning(
+                "the engines' fused decode computed credible regions for %s, not for --credible %s under "
+                "this calibration: no regions from them (rebuild the engines, or ask for those masses)",
+                sorted({tuple(r.get("masses", ())) for r in records}),
+                ",".join(f"{q:g}" for q in self.masses),
+            )
+
+    def _matches(self, record: Mapping[str, Any], sigma: float) -> bool:
+        masses, nominal = tuple(record.get("masses", ())), tuple(record.get("nominal", ()))
+        return (
+            len(masses) == len(self.masses) == len(nominal)
+            and np.allclose(masses, self.masses, rtol=0, atol=1e-6)
+            and np.allclose(nominal, self.nominal, rtol=0, atol=1e-6)
+            and abs(float(record.get("sigma", 0.0)) - sigma) <= 1e-9
+        )
 
     def new(self, n: int) -> ProbExtras:
         return ProbExtras.empty(n, self.masses)
@@ -161,8 +215,10 @@ class ProbFieldsDecoder:
         presence: np.ndarray,
         centers: np.ndarray,
         scales: np.ndarray,
+        grid_hw: tuple[int, int] | None = None,
     ) -> None:
-        """Write one net's rows; a no-op for heads without probability maps."""
+        """Write one net's rows; a no-op for heads without probability maps. ``grid_hw`` is the
+        maps' (H, W), needed only for regions that came without the maps (the fused decode's)."""
         if not spec.probabilistic or len(rows) == 0:
             return
         n = len(rows)
@@ -173,6 +229,9 @@ class ProbFieldsDecoder:
         ex.present[rows] = np.asarray(presence) >= self.threshold
         maps = maps_of(outs) if self.masses else None
         if maps is None:
+            reg = plugin_regions(outs, self.masses) if self.masses and self.device_regions else None
+            if reg is not None and grid_hw is not None:
+                self._put(ex, rows, regions_to_image(reg, scales, centers, grid_hw))
             return
         prep = self.coverage.prepare if self.coverage else (lambda m: m)
         reg = credible_regions(prep(maps), self.nominal)
@@ -181,13 +240,26 @@ class ProbFieldsDecoder:
                 credible_regions(prep(outs["outer_probmaps"]), self.nominal), maps.shape[-2:]
             )
             reg = pick_regions(reg, outer, np.asarray(presence) < self.threshold)
-        img = regions_to_image(reg, scales, centers, maps.shape[-2:])
+        self._put(ex, rows, regions_to_image(reg, scales, centers, maps.shape[-2:]))
+
+    @staticmethod
+    def _put(ex: ProbExtras, rows: np.ndarray, img: dict[str, np.ndarray]) -> None:
         ex.has_regions[rows] = True
         ex.area[rows] = np.moveaxis(img["area"], 0, 1)
         ex.ellipse[rows] = np.moveaxis(img["ellipse"], 0, 1)
 
 
-__all__ = ["ProbExtras", "ProbFieldsDecoder", "add_prob_arguments", "maps_of", "parse_masses"]
+__all__ = [
+    "REGION_ELLIPSES",
+    "REGION_PIXELS",
+    "ProbExtras",
+    "ProbFieldsDecoder",
+    "add_prob_arguments",
+    "engine_region_records",
+    "maps_of",
+    "parse_masses",
+    "plugin_regions",
+]
 
 
 def add_prob_arguments(p: Any, overlay: bool = False) -> None:

@@ -50,7 +50,7 @@ def decode_people(
     xy = heatmap_to_image(net.coords, centers, scales, net.grid_hw)
     kps = np.concatenate([xy, net.scores[..., None]], axis=-1).astype(np.float32)
     prob = fields.new(len(kps))
-    fields.fill(prob, np.arange(len(kps)), decoder.spec, outs, net.presence, centers, scales)
+    fields.fill(prob, np.arange(len(kps)), decoder.spec, outs, net.presence, centers, scales, net.grid_hw)
     return People(kps, net.presence, prob)
 
 

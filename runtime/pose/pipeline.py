@@ -9,10 +9,17 @@ Each net gets crops at its own input size, read from the manifest (``models.<rol
 the router's crops are made for every box, and a pose net whose size is the router's takes
 its routed rows from them; a net of another size (RTMPose-l at 384x288 beside a 256x192
 small net) gets crops made at its size for the rows routed to it only.
+
+Where the crops are made is decided once, at load (``device_crops_plan``): when every runner
+can take crops from the device (TensorRT engines with the crop kernel), each view's frame is
+uploaded once and each net's crops are written by the kernel into its input buffer from their
+2x3 affines, so the host does nothing else per crop; otherwise every crop is made on the host
+(``CropMaker``) and the reason is logged once and kept in ``host_crops_reason``.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -25,7 +32,7 @@ import numpy as np
 from runtime.artifacts.manifest import load_manifest, verify_files
 from runtime.artifacts.schema import input_hw
 from runtime.backends import backend_class, open_backend, resolve_backend_name
-from runtime.backends.base import Pending
+from runtime.backends.base import Pending, Stream, device_crops_plan
 from runtime.backends.options import BackendOptions, given
 from runtime.heads.base import DecodeContext
 from runtime.heads.credible import DEFAULT_MASSES
@@ -35,17 +42,22 @@ from runtime.pose.assemble import FrameRows, decode_people
 from runtime.pose.preprocess import (
     DEFAULT_MAX_BOXES,
     INPUT_HW,
+    MEAN,
+    STD,
     CropMaker,
     as_boxes,
     boxes_to_center_scale,
+    crop_affines,
     sanitize_boxes,
 )
 from runtime.pose.results import FrameResult
-from runtime.pose.routing import apply_budget, budget_max_large, manifest_costs, route
+from runtime.pose.routing import apply_budget, budget_max_large, cost_ratios, route
 
 NET_ROLES = ("small", "large")
 CROP_ROLES = ("router", *NET_ROLES)
 HW = tuple[int, int]
+NORM = (MEAN, STD)  # the RGB normalisation make_crops applies, handed to the device crop kernel
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,6 +73,7 @@ class PipelineOptions:
     # typed (runtime.backends.options) or a dict of them; checked against the backend's options
     backend_options: BackendOptions | dict[str, Any] = field(default_factory=dict)
     credible: tuple[float, ...] = DEFAULT_MASSES  # credible-region masses for probmap nets; () = none
+    refresh_costs: bool = False  # re-measure the routing cost ratios here, rewrite manifest.json
 
 
 class CropWindows:
@@ -75,6 +88,10 @@ class CropWindows:
         if hw not in self._at:
             self._at[hw] = boxes_to_center_scale(self.boxes, input_hw=hw)
         return self._at[hw]
+
+    def affines(self, hw: HW) -> np.ndarray:
+        """[N,2,3] image->crop transforms at ``hw``: all a device crop needs from the host."""
+        return crop_affines(*self.at(hw), hw)
 
 
 @dataclass
@@ -136,6 +153,14 @@ class PosePipeline:
         )
         self.runners = {r: self.backend.open_runner(r).activate() for r in ("router", *NET_ROLES)}
         self.streams = {r: self.backend.new_stream(r) for r in self.runners}
+        # None: crops on the device (one frame upload per view, the kernel writes each net's input)
+        self.host_crops_reason = device_crops_plan(self.runners)
+        self._frame_stream: Stream | None = None
+        if self.host_crops_reason is None:
+            self._frame_stream = self.backend.new_stream("frames")
+        else:  # said once; loud only where the backend could have made them on its device
+            say = log.warning if self.backend.device_crops else log.info
+            say("crops are made on the host: %s", self.host_crops_reason)
         self.heads = {r: self.manifest["models"][r]["head"] for r in NET_ROLES}
         routing = self.manifest.get("routing") or {}
         self.k1, self.k2 = routing.get("k1", 0.0), routing.get("k2", 1.0)
@@ -152,7 +177,14 @@ class PosePipeline:
         self._makers: dict[HW, CropMaker] = {}  # one per input size: its uint8 scratch is reused
         self._router_crops = np.empty((0, 3, *self.input_hw["router"]), np.float32)
         self._ms_per_crop: dict[str, float] = {}
-        self.cost_source: str | None = None  # budget mode: "manifest" (the build's costs) or "probe"
+        self.cost_source: str | None = None  # budget mode: "manifest" (the stored ratios) or "probe"
+        if self.options.refresh_costs:  # runtime.pose.costs: the ratios measured on this device
+            from runtime.pose.costs import measure_runner_costs, store_entry
+
+            entry = measure_runner_costs(
+                self.runners, self.streams, self.backend.name, self.options.precision, input_hw=self.input_hw
+            )
+            store_entry(self.root, self.manifest, entry)
         if self.options.budget_ms is not None:
             self._measure_costs()
 
@@ -191,7 +223,7 @@ class PosePipeline:
             yield self._collect(prev).split(prev.sizes)
 
     def close(self) -> None:
-        for s in self.streams.values():
+        for s in [*self.streams.values(), *([self._frame_stream] if self._frame_stream else [])]:
             s.close()
         for r in self.runners.values():
             r.deactivate()
@@ -283,13 +315,11 @@ class PosePipeline:
         n_crops = len(windows.boxes)
         raw, box_scores, kept = np.concatenate(raws), np.concatenate(all_scores), np.concatenate(kept_l)
         routed = n_crops > 0 and (self.options.policy == "dyn" or self.options.budget_ms is not None)
-        router_crops = None
-        if routed:
-            buf = self._router_buffer(n_crops)
-            router_crops = self._make_crops(self.input_hw["router"], prepared, windows, None, buf)
+        sources = self._crop_sources(prepared)
+        router_crops = self._host_router_crops(sources, windows) if routed else None
         t1 = time.perf_counter()
-        if router_crops is not None:
-            parts = self._enqueue("router", router_crops)
+        if routed:
+            parts = self._net_parts("router", sources, windows, None, router_crops)
             router_scores = np.concatenate([p.wait()["score"].reshape(-1) for p, _ in parts])
         else:
             router_scores = np.full(n_crops, np.nan)
@@ -304,26 +334,75 @@ class PosePipeline:
                 (t2 - t0) * 1e3,
             )
             large = self._budget(router_scores, large, cap, [n for _, n in prepared])
-        pending: dict[str, list[tuple[Pending, int]]] = {}
-        for role, rows in (("small", ~large), ("large", large)):
-            if not rows.any():
-                pending[role] = []
-                continue
-            hw = self.input_hw[role]
-            # Both ways the net owns its batch (boolean indexing copies), so the router buffer is
-            # free for frame t+1 while frame t's nets still run (run_many).
-            if router_crops is not None and hw == self.input_hw["router"]:
-                batch = router_crops[rows]
-            else:
-                batch = self._make_crops(hw, prepared, windows, rows)
-            pending[role] = self._enqueue(role, batch)
+        pending = {
+            role: self._net_parts(role, sources, windows, rows, router_crops) if rows.any() else []
+            for role, rows in (("small", ~large), ("large", large))
+        }
         t3 = time.perf_counter()
-        # preprocess: the crops before the router and the net-sized crops after it (their enqueue
-        # returns at once: the nets run on their streams)
+        # preprocess: the crops (or frame uploads) before the router and the net-sized crops after
+        # it (their enqueue returns at once: the nets run on their streams)
         timings = {"preprocess": (t1 - t0 + t3 - t2) * 1e3, "router": (t2 - t1) * 1e3}
         return _Job(
             raw, box_scores, kept, dropped, windows, router_scores, large, pending, timings, t0, sizes
         )
+
+    def _crop_sources(self, prepared: list[tuple[np.ndarray, int]]) -> list[tuple[Any, int]]:
+        """What the crops of each view are made from: the host image, or (device crops) the
+        view's frame uploaded once, whatever the number of its crops and nets. Every view of a
+        submission keeps its own device frame until its last net's crops are launched."""
+        if self._frame_stream is None:
+            return list(prepared)
+        stream, ring = self._frame_stream, max(2, len(prepared))
+        return [(self.backend.upload_frame(img, stream, ring) if n else None, n) for img, n in prepared]
+
+    def _host_router_crops(self, sources: list[tuple[Any, int]], windows: CropWindows) -> np.ndarray | None:
+        """The router's host crops into its preallocated buffer (None on the device path)."""
+        if self._frame_stream is not None:
+            return None
+        buf = self._router_buffer(len(windows.boxes))
+        return self._make_crops(self.input_hw["router"], sources, windows, None, buf)
+
+    def _net_parts(
+        self,
+        role: str,
+        sources: list[tuple[Any, int]],
+        windows: CropWindows,
+        rows: np.ndarray | None,
+        router_crops: np.ndarray | None,
+    ) -> list[tuple[Pending, int]]:
+        """Enqueue ``role``'s net on the boxes in ``rows`` (None: all), on its stream."""
+        if self._frame_stream is not None:
+            return self._device_parts(role, sources, windows, rows)
+        hw = self.input_hw[role]
+        # Both ways the net owns its batch (boolean indexing copies), so the router buffer is
+        # free for frame t+1 while frame t's nets still run (run_many).
+        if router_crops is not None and rows is not None and hw == self.input_hw["router"]:
+            batch = router_crops[rows]
+        elif router_crops is not None and rows is None:
+            batch = router_crops
+        else:
+            batch = self._make_crops(hw, sources, windows, rows)
+        return self._enqueue(role, batch)
+
+    def _device_parts(
+        self, role: str, frames: list[tuple[Any, int]], windows: CropWindows, rows: np.ndarray | None
+    ) -> list[tuple[Pending, int]]:
+        """Crops made by the device's crop kernel from each view's uploaded frame straight into
+        the net's input, view by view in chunks of the net's batch: only the 2x3 affines at the
+        net's input size leave the host."""
+        mats, step = windows.affines(self.input_hw[role]), self._chunk(role)
+        runner, stream = self.runners[role], self.streams[role]
+        parts: list[tuple[Pending, int]] = []
+        start = 0
+        for frame, count in frames:
+            idx = np.arange(start, start + count)
+            if rows is not None:
+                idx = idx[rows[start : start + count]]
+            start += count
+            for i in range(0, len(idx), step):
+                part = idx[i : i + step]
+                parts.append((runner.infer_crops_async(frame, mats[part], NORM, stream), len(part)))
+        return parts
 
     def _budget(self, scores: np.ndarray, large: np.ndarray, cap: int, rows: list[int]) -> np.ndarray:
         """The tick's large-net cap, shared fairly: each view (camera) gets a share of the cap
@@ -379,20 +458,21 @@ class PosePipeline:
         self._ms_per_crop[role] = per if old is None else 0.8 * old + 0.2 * per
 
     def _measure_costs(self) -> None:
-        """Budget mode needs per-crop costs before the first frame: the build's measured costs for
-        this backend and precision when the manifest has them (build/costs.py), else time each
-        net once here."""
-        known = manifest_costs(self.manifest, self.backend.name, self.options.precision)
-        if known is not None:
-            self._ms_per_crop.update({r: known[r] for r in NET_ROLES})
-            self.cost_source = "manifest"
-            return
-        self.cost_source = "probe"
-        for role in NET_ROLES:
+        """Budget mode needs per-crop costs before the first frame: the manifest's cost ratios
+        for this backend and precision (runtime.pose.costs: they survive load, absolute figures
+        do not), put in milliseconds by timing one small-net batch here; without ratios, each
+        net is timed here."""
+        ratios = cost_ratios(self.manifest, self.backend.name, self.options.precision)
+        roles = ("small",) if ratios is not None else NET_ROLES
+        for role in roles:
             probe = np.zeros((4, 3, *self.input_hw[role]), np.float32)
+            self.runners[role].infer(probe, self.streams[role])  # first run allocates: not timed
             t = time.perf_counter()
             self.runners[role].infer(probe, self.streams[role])
             self._ms_per_crop[role] = (time.perf_counter() - t) * 1e3 / len(probe)
+        if ratios is not None:
+            self._ms_per_crop["large"] = ratios["large"] * self._ms_per_crop["small"]
+        self.cost_source = "manifest" if ratios is not None else "probe"
 
 
 def load_pipeline(root: str | Path, **options: Any) -> PosePipeline:

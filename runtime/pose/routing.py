@@ -119,13 +119,15 @@ def budget_max_large(
     return int(max(0, min(n, math.floor(room / extra))))
 
 
-def manifest_costs(manifest: dict[str, Any], backend: str, precision: str | None) -> dict[str, float] | None:
-    """ms/crop per role that the build measured for this backend and precision, or None.
+def cost_ratios(manifest: dict[str, Any], backend: str, precision: str | None) -> dict[str, float] | None:
+    """Per-crop cost of each role relative to the small net (small = 1) for this backend and
+    precision, or None when the manifest has no usable record.
 
-    ``manifest["routing"]["costs"]["entries"]`` (build/costs.py; trtexec timings for TensorRT
-    via build/trt/record.py). Budget mode starts from them on the first frame and keeps
-    learning from each run's own timing; a malformed or missing record gives None (the
-    pipeline then times each net once instead).
+    ``manifest["routing"]["costs"]["entries"]``: ``ratios`` as build/costs.py and
+    ``dynpose costs`` (runtime.pose.costs) measure them, side by side so that they survive
+    load; an entry with absolute ``ms_per_crop`` only (trtexec timings for TensorRT, via
+    build/trt/record.py: one device, one moment) gives its ratios. Budget mode turns them into
+    milliseconds with one timed small-net batch on the device (pipeline ``_measure_costs``).
     """
     costs = (manifest.get("routing") or {}).get("costs") or {}
     entries = costs.get("entries") if isinstance(costs, dict) else None
@@ -134,12 +136,25 @@ def manifest_costs(manifest: dict[str, Any], backend: str, precision: str | None
             continue
         if backend == "ort" and e.get("precision") != (precision or "fp32"):
             continue
-        ms = e.get("ms_per_crop")
-        if isinstance(ms, dict) and all(
-            isinstance(ms.get(r), (int, float)) and math.isfinite(ms[r]) and ms[r] > 0
-            for r in ("small", "large")
-        ):
-            return {
-                r: float(ms[r]) for r in ("router", "small", "large") if isinstance(ms.get(r), (int, float))
-            }
+        got = _ratios_of(e)
+        if got is not None:
+            return got
+    return None
+
+
+def _ratios_of(entry: dict[str, Any]) -> dict[str, float] | None:
+    def ok(v: object) -> bool:
+        return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+    r = entry.get("ratios")
+    if isinstance(r, dict) and ok(r.get("large")):
+        return {
+            "small": 1.0,
+            "large": float(r["large"]),
+            **({"router": float(r["router"])} if ok(r.get("router")) else {}),
+        }
+    ms = entry.get("ms_per_crop")
+    if isinstance(ms, dict) and ok(ms.get("small")) and ok(ms.get("large")):
+        small = float(ms["small"])
+        return {role: float(ms[role]) / small for role in ("router", "small", "large") if ok(ms.get(role))}
     return None

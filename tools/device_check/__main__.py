@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> Report:
             report,
             "kernels",
             lambda: __import__("tools.device_check.kernel_stage", fromlist=["x"]).run_kernel_stage(
-                gk, int(machine["smem_optin"]), _real_maps(args.coco_mini)
+                gk, int(machine["smem_optin"]), _real_maps(args.coco_mini), args.coco_mini
             ),
         )
         if got:

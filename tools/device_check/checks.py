@@ -18,6 +18,8 @@ import numpy as np
 SPARSEMAX_TOL = 1e-6  # the brief's bound, as the host-build tests use
 LOGITS_KP_TOL = 1e-4  # fused sparsemax+decode: pixel identical, sub-pixel within 1e-4 (tests/test_kernels.py)
 LOGITS_SCORE_TOL = 1e-6
+CROP_TOL = 0.0  # the crop kernel replays warpAffine's fixed point: equal to make_crops (tests/test_kernels_gpu_path.py)
+REGION_ELLIPSE_TOL = 1e-4  # heatmap px: float32 outputs of double moments
 
 RUN, SKIP, FAIL = "run", "skip", "fail"
 
@@ -115,6 +117,34 @@ def compare_decode(
         "max_abs_kp_err": kp_err,
         "max_abs_score_err": sc_err,
     }
+
+
+def compare_crops(got: np.ndarray, ref: np.ndarray, tol: float = CROP_TOL) -> dict[str, Any]:
+    """Crop kernel vs make_crops: max abs error in normalised units, and how many values differ."""
+    if got.shape != ref.shape:
+        return {"ok": False, "why": f"shape {got.shape} != {ref.shape}"}
+    err = _max_abs(got, ref)
+    return {"ok": bool(err <= tol), "max_abs_err": err, "values_off": int((got != ref).sum()), "tol": tol}
+
+
+def compare_regions(
+    pixels: np.ndarray, ellipses: np.ndarray, ref_pixels: np.ndarray, ref_ellipses: np.ndarray
+) -> dict[str, Any]:
+    """Plugin regions ([N,K,Q], [N,K,Q,5]) vs runtime.heads.credible ([Q,N,K], [Q,N,K,5]):
+    pixel counts identical, ellipses within REGION_ELLIPSE_TOL (angles modulo pi), NaN (no region) in
+    the same places."""
+    got_pix, got_ell = np.moveaxis(pixels, 2, 0), np.moveaxis(ellipses, 2, 0)
+    if got_pix.shape != ref_pixels.shape or got_ell.shape != ref_ellipses.shape:
+        return {"ok": False, "why": f"shapes {pixels.shape}/{ellipses.shape} vs {ref_pixels.shape}"}
+    count_off = int((got_pix != ref_pixels).sum())
+    err = _max_abs(got_ell[..., :4], ref_ellipses[..., :4])
+    # axis angles are equal modulo pi: a near-round ellipse may say +pi/2 on one side, -pi/2 on the other
+    gap = np.abs(
+        (np.asarray(got_ell[..., 4], np.float64) - ref_ellipses[..., 4] + np.pi / 2) % np.pi - np.pi / 2
+    )
+    err = max(err, float(np.nanmax(gap, initial=0.0)))
+    ok = count_off == 0 and _same_nan(got_ell, ref_ellipses) and err <= REGION_ELLIPSE_TOL
+    return {"ok": bool(ok), "counts_off": count_off, "max_abs_ellipse_err": err, "tol": REGION_ELLIPSE_TOL}
 
 
 def compare_outputs(

@@ -16,7 +16,7 @@ import numpy as np
 
 from kernels.host_build import KERNELS_DIR, MODE
 
-SOURCES = ("device_api.cu", "dynpose_kernels.cu")
+SOURCES = ("device_api.cu", "dynpose_kernels.cu", "crop_kernel.cu")
 
 
 def nvidia_smi_arch() -> str | None:
@@ -83,6 +83,8 @@ class GpuKernels:
         self.lib.dpg_error_string.argtypes = [i]
         self.lib.dpg_sparsemax.argtypes = [vp, i, vp, i, i, i, f, i, fp]
         self.lib.dpg_decode.argtypes = [vp, i, vp, vp, i, i, i, i, i, i, f, vp, i, fp]
+        self.lib.dpg_decode_regions.argtypes = [vp, i, vp, vp, vp, vp, i, i, i, i, i, f, vp, i, vp, f, i, fp]
+        self.lib.dpg_crops.argtypes = [vp, i, i, vp, i, vp, i, i, i, vp, vp, i, fp]
 
     def _check(self, rc: int, what: str) -> None:
         if rc < 0:
@@ -153,3 +155,44 @@ class GpuKernels:
             f"decode {mode}",
         )
         return kp, sc, ms.value
+
+    def decode_regions(
+        self,
+        maps: np.ndarray,
+        masses,
+        sigmas,
+        normalize: bool = False,
+        blur_sigma: float = 0.0,
+        iters: int = 20,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """Probmap decode + credible regions (HostKernels.decode_regions on the GPU), with its time."""
+        n, k, h, w = maps.shape
+        src, in_half = self._input(maps)
+        sig = np.ascontiguousarray(sigmas, dtype=np.float32)
+        qs = np.ascontiguousarray(masses, dtype=np.float32).reshape(-1)
+        kp, sc = np.empty((n, k, 2), np.float32), np.empty((n, k), np.float32)
+        pix, ell = np.empty((n, k, qs.size), np.float32), np.empty((n, k, qs.size, 5), np.float32)
+        ms = ctypes.c_float()
+        rc = self.lib.dpg_decode_regions(
+            src.ctypes.data, in_half, kp.ctypes.data, sc.ctypes.data, pix.ctypes.data, ell.ctypes.data,
+            n, k, h, w, int(normalize), 1.0, sig.ctypes.data, qs.size, qs.ctypes.data, blur_sigma,
+            iters, ctypes.byref(ms),
+        )  # fmt: skip
+        self._check(rc, "decode with regions")
+        return kp, sc, pix, ell, ms.value
+
+    def crops(
+        self, frame: np.ndarray, affines: np.ndarray, out_hw: tuple[int, int], mean, std, iters: int = 20
+    ) -> tuple[np.ndarray, float]:
+        """The crop kernel (HostKernels.crops on the GPU), fp32 out, with its launch time."""
+        img = np.ascontiguousarray(frame, dtype=np.uint8)
+        aff = np.ascontiguousarray(affines, dtype=np.float64).reshape(-1, 2, 3)
+        out = np.empty((len(aff), 3, *out_hw), np.float32)
+        m32, s32 = np.ascontiguousarray(mean, np.float32), np.ascontiguousarray(std, np.float32)
+        ms = ctypes.c_float()
+        rc = self.lib.dpg_crops(
+            img.ctypes.data, img.shape[0], img.shape[1], aff.ctypes.data, len(aff), out.ctypes.data, 0,
+            out_hw[0], out_hw[1], m32.ctypes.data, s32.ctypes.data, iters, ctypes.byref(ms),
+        )  # fmt: skip
+        self._check(rc, "crops")
+        return out, ms.value

@@ -19,7 +19,7 @@ import numpy as np
 from runtime.heads import decode as D
 from runtime.heads.registry import HEATMAP, PROBMAP, plugin_mode
 
-from .checks import compare_decode, compare_sparsemax
+from .checks import compare_crops, compare_decode, compare_regions, compare_sparsemax
 from .gpu import GpuKernels
 
 F32 = np.float32
@@ -79,8 +79,46 @@ def _decode_cases(gk: GpuKernels, z: np.ndarray, tag: str) -> tuple[dict[str, An
     return res, t
 
 
+def gpu_path_cases(gk: GpuKernels, maps: np.ndarray, coco_mini: Path | None) -> tuple[dict, dict]:
+    """The TensorRT path's kernels: decode with credible regions (random sparsemax maps and the
+    real-pose maps normalised to probabilities) against runtime.heads.credible, and the crop
+    kernel against make_crops on coco-mini's photos (skipped without them)."""
+    from runtime.heads.credible import credible_regions
+
+    res: dict[str, Any] = {}
+    t: dict[str, Any] = {}
+    z = random_logits(6, n=8)
+    pm = D.sparsemax(z.reshape(8 * 17, -1)).reshape(z.shape)
+    tot = maps.sum((2, 3), keepdims=True)
+    real = np.divide(maps, tot, out=np.zeros_like(maps), where=tot > 0).astype(F32)
+    for tag, m in (("random", pm), ("real", real)):
+        qs = (0.5, 0.9)
+        _, _, pix, ell, ms = gk.decode_regions(m, qs, D.COCO_SIGMAS)
+        ref = credible_regions(m, qs)
+        res[f"{tag}/regions"] = compare_regions(pix, ell, ref.n_pixels, ref.ellipse)
+        t[f"{tag}/regions"] = {"ms": ms, "us_per_crop": 1e3 * ms / len(m)}
+    if coco_mini is not None:
+        import cv2
+
+        from runtime.pose.preprocess import MEAN, STD, boxes_to_center_scale, crop_affines, make_crops
+
+        ann = json.loads((coco_mini / "person_keypoints.json").read_text())
+        for im in ann["images"][:2]:
+            frame = cv2.imread(str(coco_mini / im["file_name"]))
+            boxes = np.asarray([a["bbox"] for a in ann["annotations"] if a["image_id"] == im["id"]], F32)
+            c, sc = boxes_to_center_scale(boxes)
+            ref_c = make_crops(frame, c, sc)
+            got, ms = gk.crops(frame, crop_affines(c, sc), ref_c.shape[2:], MEAN, STD)
+            res[f"crops/{im['file_name']}"] = compare_crops(got, ref_c)
+            t[f"crops/{im['file_name']}"] = {"ms": ms, "us_per_crop": 1e3 * ms / len(boxes)}
+    return res, t
+
+
 def run_kernel_stage(
-    gk: GpuKernels, smem_optin: int, real_maps: Callable[[], tuple[str, np.ndarray]]
+    gk: GpuKernels,
+    smem_optin: int,
+    real_maps: Callable[[], tuple[str, np.ndarray]],
+    coco_mini: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """All kernel cases; returns (results by case, timings by case)."""
     results, timings = _decode_cases(gk, random_logits(2, n=16), "random")
@@ -103,6 +141,9 @@ def run_kernel_stage(
         timings["random/probmap_96x72"] = {"ms": ms, "us_per_crop": 1e3 * ms / 4}
     tag, maps = real_maps()
     res, t = _decode_cases(gk, maps, tag)
+    results.update(res)
+    timings.update(t)
+    res, t = gpu_path_cases(gk, maps, coco_mini)
     results.update(res)
     timings.update(t)
     return results, timings

@@ -1,0 +1,107 @@
+"""SimCC training targets and loss (build.train.losses) against values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from build.train.losses import kl_discret_loss, simcc_targets
+
+
+def test_labels_are_unnormalised_gaussians_on_the_rounded_bin() -> None:
+    xy = torch.tensor([[[10.3, 20.7]]])  # input px -> bins (20.6, 41.4) -> (21, 41)
+    tx, ty, w = simcc_targets(xy, torch.ones(1, 1))
+    assert tx.shape == (1, 1, 384) and ty.shape == (1, 1, 512)  # 192 x 2, 256 x 2
+    assert w.tolist() == [[1.0]]
+    assert int(tx[0, 0].argmax()) == 21 and int(ty[0, 0].argmax()) == 41
+    assert float(tx[0, 0, 21]) == 1.0 and float(ty[0, 0, 41]) == 1.0  # normalize=False: peak 1
+    assert math.isclose(float(tx[0, 0, 22]), math.exp(-1 / (2 * 4.9**2)), rel_tol=1e-6)
+    assert math.isclose(float(tx[0, 0, 18]), math.exp(-9 / (2 * 4.9**2)), rel_tol=1e-6)
+    assert math.isclose(float(ty[0, 0, 43]), math.exp(-4 / (2 * 5.66**2)), rel_tol=1e-6)
+
+
+def test_keypoints_outside_the_bins_or_unlabelled_get_no_weight() -> None:
+    xy = torch.tensor([[[-20.0, 50.0], [-5.0, 50.0], [200.0, 50.0], [50.0, 50.0], [50.0, 300.0]]])
+    weight = torch.tensor([[1.0, 1.0, 1.0, 0.0, 1.0]])
+    tx, ty, w = simcc_targets(xy, weight)
+    # x -20 px: bins -40 +- 14.7 end below 0; x -5 px: -10 + 14.7 + 1 >= 0 keeps a tail inside;
+    # x 200 px: 400 - 14.7 >= 384 bins; y 300 px: 600 - 17 >= 512 bins; the 4th is unlabelled
+    assert w.tolist() == [[0.0, 1.0, 0.0, 0.0, 0.0]]
+    assert float(tx[0, 0].abs().sum()) == 0.0 and float(ty[0, 3].abs().sum()) == 0.0
+    assert math.isclose(float(tx[0, 1, 0]), math.exp(-100 / (2 * 4.9**2)), rel_tol=1e-5)
+
+
+def _kl_by_hand(pred: list[float], target: list[float]) -> float:
+    """KL(softmax(10 t) || softmax(10 p)) averaged over the bins, written out in numpy."""
+    p = np.exp(10 * np.array(pred, np.float64))
+    p /= p.sum()
+    q = np.exp(10 * np.array(target, np.float64))
+    q /= q.sum()
+    return float(np.mean(q * (np.log(q) - np.log(p))))
+
+
+def test_kl_loss_matches_the_hand_computed_value() -> None:
+    px, tx = [0.0, 0.1, 0.0], [0.0, 1.0, 0.0]
+    py, ty = [0.2, 0.0, 0.0, 0.1], [1.0, 0.5, 0.0, 0.0]
+    got = kl_discret_loss(
+        torch.tensor([[px]]),
+        torch.tensor([[py]]),
+        torch.tensor([[tx]]),
+        torch.tensor([[ty]]),
+        torch.ones(1, 1),
+    )
+    # e.g. the x term: q = (1, e^10, 1) / (2 + e^10), log p = (0, 1, 0) - log(2 + e)
+    want = _kl_by_hand(px, tx) + _kl_by_hand(py, ty)
+    assert math.isclose(float(got), want, rel_tol=1e-5)
+    assert want > 0.1
+
+
+def test_kl_loss_weights_keypoints_and_divides_by_their_count() -> None:
+    rng = np.random.default_rng(0)
+    px, py = torch.tensor(rng.normal(size=(2, 3, 8)), dtype=torch.float32), torch.randn(2, 3, 6)
+    tx, ty = torch.rand(2, 3, 8), torch.rand(2, 3, 6)
+    ones = torch.ones(2, 3)
+    full = float(kl_discret_loss(px, py, tx, ty, ones))
+    per = [
+        float(
+            kl_discret_loss(
+                px[b : b + 1, k : k + 1],
+                py[b : b + 1, k : k + 1],
+                tx[b : b + 1, k : k + 1],
+                ty[b : b + 1, k : k + 1],
+                ones[:1, :1],
+            )
+        )
+        for b in range(2)
+        for k in range(3)
+    ]
+    assert math.isclose(full, sum(per) / 3, rel_tol=1e-5)  # summed over the batch, / K
+    w = ones.clone()
+    w[1, 2] = 0.0
+    assert math.isclose(float(kl_discret_loss(px, py, tx, ty, w)), (sum(per) - per[5]) / 3, rel_tol=1e-5)
+    # a prediction equal to the labels (same beta) is the optimum: zero loss
+    assert abs(float(kl_discret_loss(tx, ty, tx, ty, ones))) < 1e-6
+
+
+def test_a_simcc_train_step_learns_the_keypoints_of_a_batch() -> None:
+    """The trainer's SimCC phase on the real RTMPose-t: labels from the batch's heatmap-grid
+    keypoints (x4 to input px), KL loss, and a few steps on one batch lower it."""
+    from build.models import build_pose_net
+    from build.train.trainer import train_step
+
+    torch.manual_seed(0)
+    net = build_pose_net("rtmpose-t", "simcc")
+    batch = {
+        "input": torch.randn(2, 3, 256, 192),
+        "xy": torch.tensor([[[10.0, 20.0]] * 17, [[30.0, 40.0]] * 17]),
+        "inside": torch.ones(2, 17, dtype=torch.bool),
+    }
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3)
+    losses = [train_step(net, batch, opt, "kl") for _ in range(4)]
+    assert all(math.isfinite(v) and v > 0 for v in losses)
+    assert losses[-1] < losses[0]
+    # the targets sit at the input-pixel bins of the grid keypoints: (10, 20) -> (40, 80) px -> bins (80, 160)
+    tx, ty, _ = simcc_targets(batch["xy"] * 4, batch["inside"])
+    assert int(tx[0, 0].argmax()) == 80 and int(ty[0, 0].argmax()) == 160
