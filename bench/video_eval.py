@@ -1,8 +1,15 @@
 """Score a video run against a synthetic clip's ground truth: ``python -m bench.video_eval --gt G --jsonl J``.
 
 Prints one table: keypoint AP (pycocotools, person score as in
-``FrameResult.to_coco``), tracking IDF1 / MOTA / ID switches (py-motmetrics,
-boxes matched at IoU >= 0.5), the large-net share, and keypoint jitter.
+``FrameResult.to_coco``), box AP (pycocotools ``bbox``: the run's person boxes
+and detector scores against the people's visible-pixel boxes), tracking IDF1 /
+MOTA / ID switches (py-motmetrics, boxes matched at IoU >= 0.5), the large-net
+share, and keypoint jitter.
+
+Box AP (why): with a detector in the loop every other number inherits its
+misses and false boxes; box AP says how much of a score is the detector's.
+People no detector could see (not ``trackable``: under ``MIN_AREA`` visible
+pixels or no labelled keypoint) are crowd regions there, neither hits nor misses.
 
 Tracking ground truth is every person whose visible part a detector could
 see (``area >= MIN_AREA`` pixels and at least one labelled keypoint); boxes
@@ -210,6 +217,49 @@ def keypoint_ap(gt: dict[str, Any], out: Mapping[int, list[dict]], frames: set[i
     return float(run_cocoeval(coco, res, image_ids=ids).stats[0])
 
 
+def box_results(out: Mapping[int, list[dict]], image_id_of: Mapping[int, int]) -> list[dict]:
+    """The run's person boxes (xywh) as COCO detection results, scored by the detector's score."""
+    return [
+        {
+            "image_id": image_id_of[t],
+            "category_id": 1,
+            "bbox": [float(v) for v in p["box"]],
+            "score": float(p["score"]) if p.get("score") is not None else 1.0,
+        }
+        for t, persons in out.items()
+        if t in image_id_of
+        for p in persons
+    ]
+
+
+def box_ap(gt: dict[str, Any], out: Mapping[int, list[dict]], frames: set[int] | None = None) -> float:
+    """COCO box AP (IoU 0.50:0.95) of the run's person boxes over the clip's frames (only
+    ``frames`` when given; 0 when the run has none); untrackable people are crowd regions."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    image_id_of = {im.get("frame_id", im["id"] - 1): im["id"] for im in gt["images"]}
+    res = box_results(out, image_id_of)
+    if not res:
+        return 0.0
+    coco = COCO()
+    anns = [{**a, "iscrowd": 0 if trackable(a) else 1} for a in gt["annotations"]]
+    coco.dataset = {"images": gt["images"], "annotations": anns, "categories": gt["categories"]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(res), iouType="bbox")
+        ev.params.catIds = [1]
+        if frames is not None:
+            ev.params.imgIds = sorted(image_id_of[t] for t in frames)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return max(0.0, float(ev.stats[0]))
+
+
 def _matches(gt: list[dict], persons: list[dict]) -> dict[int, np.ndarray]:
     """track_id -> the output keypoints [17,2] of the person best overlapping it (IoU >= 0.5, greedy)."""
     if not gt or not persons:
@@ -281,6 +331,7 @@ def evaluate_run(gt_path: str | Path, jsonl: str | Path) -> dict[str, float]:
         "frames": float(len(out)),
         "coverage": len(frames) / n if n else 0.0,
         "AP": keypoint_ap(gt, out, frames if len(frames) < n else None),
+        "box_AP": box_ap(gt, out, frames if len(frames) < n else None),
         "large_share": float(np.mean([r == "large" for r in routes])) if routes else 0.0,
         "jitter_px": jitter(per, out, n),
     }
@@ -293,6 +344,7 @@ def format_table(rows: Iterable[tuple[str, Mapping[str, float]]]) -> str:
     cols = [
         ("coverage", "coverage", "{:.0%}"),
         ("AP", "AP", "{:.3f}"),
+        ("box AP", "box_AP", "{:.3f}"),
         ("IDF1", "idf1", "{:.3f}"),
         ("MOTA", "mota", "{:.3f}"),
         ("ID sw", "num_switches", "{:.0f}"),

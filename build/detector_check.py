@@ -100,19 +100,33 @@ def resolve_path(detector: str | Path) -> Path:
     return det if det.is_absolute() or det.exists() else Path(__file__).resolve().parents[1] / det
 
 
+NO_DETECTOR = "none"
+
+
+def chosen_detector(args: argparse.Namespace, cfg: Any) -> str | Path | None:
+    """The build's detector: ``--detector`` when given (``none``: none, not even the config's
+    default), else the config's (``PipelineConfig.detector``), else None."""
+    given = getattr(args, "detector", None)
+    if given is not None and str(given) == NO_DETECTOR:
+        return None
+    return given or getattr(cfg, "detector", None)
+
+
 def early_check(args: argparse.Namespace, cfg: Any, calib_default: Path) -> CheckedDetector | None:
     """``build.engines``: the flags and the detector (``--detector`` or the config's), before any export.
 
     An RTMDet name or ``.pth`` (build.detector_rtmdet) is exported to an ONNX first, and
     ``args.det_size`` becomes the size it was exported at (the variant's own unless given)."""
-    detector = getattr(args, "detector", None) or getattr(cfg, "detector", None)
+    detector = chosen_detector(args, cfg)
     check_flags(args, bool(detector))
     if not detector:
         return None
-    from .detector_rtmdet import is_rtmdet, materialize
+    from .detector_rtmdet import is_rtmdet, materialize, zoo_detector
 
     weights = None
     if is_rtmdet(detector):
+        if not getattr(args, "detector", None) and zoo_detector(detector) is None:
+            detector = resolve_path(detector)  # a config's .pth is repo-relative, like its pose weights
         src, args.det_size, weights = materialize(detector, args)
     else:
         src = resolve_path(detector)
@@ -378,6 +392,7 @@ def check_detector(src: Path, args: argparse.Namespace, calib_default: Path) -> 
 __all__ = [
     "CheckedDetector",
     "check_detector",
+    "chosen_detector",
     "check_flags",
     "detector_offer",
     "early_check",

@@ -78,7 +78,7 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="the 'detector' role: a YOLO ONNX (v5/v8/v11 detect or pose, exported without NMS), "
         "a released RTMDet by name (rtmdet-nano-person, rtmdet-m-person: downloaded, exported, "
-        "calibrated) or an MMDet RTMDet .pth (default: the config's detector, if any)",
+        "calibrated), an MMDet RTMDet .pth, or none (default: the config's detector, if any)",
     )
     g.add_argument(
         "--det-size",

@@ -37,7 +37,7 @@ from .checkpoint import TRUST_FLAG
 from .configs import DEFAULT_CONFIG, PairChoice, add_pair_arguments, get_config, list_configs, paired_config
 from .costs import format_cost_table, measure_routing_costs
 from .detector import add_detector
-from .detector_check import CheckedDetector, detector_offer, early_check
+from .detector_check import CheckedDetector, chosen_detector, detector_offer, early_check
 from .detector_model import add_detector_arguments
 from .export import OPSET
 from .staging import StagedDir, commit_together
@@ -232,13 +232,35 @@ def calib_source(cfg, args: argparse.Namespace, scratch: Path) -> tuple[Path, di
     return DEFAULT_CALIB, {"origin": "default", "path": str(DEFAULT_CALIB)}
 
 
+def _synthetic_detector(cfg, args: argparse.Namespace) -> bool:
+    """The config's own detector, trained on synthetic scenes (the fixture configs): its INT8
+    frames default to its training domain, so a bare clone builds it with nothing beside it."""
+    return not args.detector and bool(cfg.detector) and cfg.calib_domain == "synthetic"  # not --detector none
+
+
+def detector_calib_default(cfg, args: argparse.Namespace, scratch: Path) -> Path:
+    """Where the detector's INT8 frames come from when no flag names them: the images of the
+    build's synthetic calibration split (the same drawing the pose nets calibrate on, drawn once
+    into ``scratch``) for a fixture config's own detector; photos of people otherwise."""
+    from calib.data import DEFAULT_CALIB
+
+    if not _synthetic_detector(cfg, args) or args.det_calib_data or args.calib_data:
+        return DEFAULT_CALIB
+    from .synth.coco import load_photos, write_split
+
+    split = write_split(scratch / "calib-synth", "calib", SYNTH_CALIB_IMAGES, args.seed, load_photos(), False)
+    return split / "images"
+
+
 def _check_detector_data(cfg, args: argparse.Namespace) -> None:
-    """The detector's INT8 frames are photos of people (never the pose nets' synthetic split):
-    refuse a missing default before anything is exported."""
+    """The detector's INT8 frames are photos of people (never the pose nets' synthetic split),
+    unless the detector is the config's own synthetic-trained one: refuse a missing default
+    before anything is exported."""
     from calib.data import DEFAULT_CALIB
 
     if (
-        (args.detector or cfg.detector)
+        chosen_detector(args, cfg)
+        and not _synthetic_detector(cfg, args)
         and getattr(args, "det_precision", "all") == "all"
         and not (args.det_calib_data or args.calib_data)
         and not DEFAULT_CALIB.exists()
@@ -258,6 +280,7 @@ def _build(
     args: argparse.Namespace,
     scratch: Path,
     det: CheckedDetector | None = None,
+    det_calib: Path | None = None,
 ) -> tuple[int, dict]:
     """Every stage, written into ``out_dir`` (the staging folder of ``final_dir``)."""
     from calib.data import DEFAULT_CALIB, load_calib
@@ -315,7 +338,7 @@ def _build(
             labelled["data"] = manifest["calib_data"]["source"]
         measure_routing_costs(out_dir, manifest, args.target, log=print)  # ms/crop at the shipped precision
         if det is not None:  # checked in main, before the pose export
-            add_detector(out_dir, manifest, det.src, args, DEFAULT_CALIB, checked=det)
+            add_detector(out_dir, manifest, det.src, args, det_calib or DEFAULT_CALIB, checked=det)
     if manifest["weights"] == "random":
         print(
             "WARNING: random weights: keypoints, routing and accuracy numbers from these "
@@ -351,21 +374,21 @@ def main(argv: list[str] | None = None) -> int:
     check_trt_flags(args)
     if args.triton_repo is not None:
         check_options(options_from_args(args), args.triton_repo)
-    from calib.data import DEFAULT_CALIB
-
     _check_detector_data(cfg, args)  # a missing default for the detector's INT8 frames, before its check run
-    det = early_check(
-        args, cfg, DEFAULT_CALIB
-    )  # --det-* flags and one run of the detector, before any export
     final_dir = args.out / f"{cfg.name}-{args.target}"
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="dynpose-build-") as scratch, StagedDir(final_dir) as stage:
-        rc, manifest = _build(stage.path, final_dir, cfg, args, Path(scratch), det)
-        if rc != 0:  # e.g. --require-trt without TensorRT: nothing replaces the previous artifacts
-            print(f"build not finished (exit {rc}): {final_dir} was left as it was")
-            return rc
-        with triton_stage(stage.path, args) as repo:  # --triton-repo: staged too, committed with the build
-            commit_together(stage, *([repo[0]] if repo else []))
+    with tempfile.TemporaryDirectory(prefix="dynpose-build-") as scratch:
+        det_calib = detector_calib_default(cfg, args, Path(scratch))
+        # --det-* flags and one run of the detector, before any export
+        det = early_check(args, cfg, det_calib)
+        with StagedDir(final_dir) as stage:
+            rc, manifest = _build(stage.path, final_dir, cfg, args, Path(scratch), det, det_calib)
+            if rc != 0:  # e.g. --require-trt without TensorRT: nothing replaces the previous artifacts
+                print(f"build not finished (exit {rc}): {final_dir} was left as it was")
+                return rc
+            # --triton-repo: staged too, committed with the build
+            with triton_stage(stage.path, args) as repo:
+                commit_together(stage, *([repo[0]] if repo else []))
     if repo:
         print_repo_summary(args.triton_repo, repo[1])
     _print_summary(final_dir, manifest)

@@ -52,7 +52,9 @@ def cpu_artifacts(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -
     return build_artifacts(
         tmp_path_factory.mktemp("artifacts"),
         config,
-        extra=("--calib-data", str(shared_data / "coco-mini"), "--fuse-decode"),
+        # --detector none: the suite's artifacts stay pose-only (HOG at run time) whatever the
+        # config's own detector; tests/test_detector_fixture*.py cover that one
+        extra=("--calib-data", str(shared_data / "coco-mini"), "--fuse-decode", "--detector", "none"),
     )
 
 

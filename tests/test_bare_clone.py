@@ -63,7 +63,7 @@ def test_main_job_runs_from_a_bare_clone_to_its_score_table(bare_clone: Path) ->
         )
         assert r.returncode == 0, f"{step[0]} exit {r.returncode}: {r.stderr[-1500:]}"
     table = r.stdout.splitlines()
-    assert table[0].startswith("| run | coverage | AP | IDF1 | MOTA"), r.stdout
+    assert table[0].startswith("| run | coverage | AP | box AP | IDF1 | MOTA"), r.stdout
     assert table[2].split("|")[2].strip() == "100%", r.stdout  # the whole clip was scored
     assert table[2].startswith("| synth | "), r.stdout
     # the fixtures calibrated on their own synthetic split, and the manifest says so

@@ -1,0 +1,442 @@
+"""``python -m build.train.detector --seed 0``: train the synthetic person detector fixture.
+
+RTMDet-nano (build.models.rtmdet, MMDet's parameter names, 1 class) at 320x320 on the
+synthetic figures the pose fixtures know, so the README main job can run frame -> detector
+-> pose with no ground-truth boxes. Writes ``build/fixtures/detector.pth`` (MMDet layout,
+fp16: ~2 MB), which build/detector_rtmdet.py turns into the detector ONNX like any released
+RTMDet checkpoint. These weights find synthetic figures, not real people.
+
+The recipe follows MMDet's RTMDet training (``configs/rtmdet``), simplified for a CPU run:
+
+* data: frames of synthetic clips (build/synth/video.py, seeds from 1000 up, so never the
+  README clip's seed 0) and still scenes (build/synth/scene.py, the pose fixtures' mix),
+  letterboxed the way the runtime letterboxes (grey 114, runtime/detectors/letterbox.py),
+  with random rescale and placement and horizontal flips; no mosaic, mixup or copy-paste
+  (a short run on simple scenes does not need them);
+* targets: each person's box of visible pixels; people with fewer than ``MIN_AREA`` visible
+  pixels are not taken as positives;
+* assigner: MMDet's ``DynamicSoftLabelAssigner`` (top-k 13, IoU weight 3, soft centre prior
+  10 ** (distance / stride - 3) over priors inside the box, dynamic k = the sum of the
+  top-k IoUs), on the predictions of the current step;
+* losses: quality focal loss (beta 2) on the class logits with the matched IoU as the soft
+  target, GIoU (weight 2) on the boxes weighted by that IoU, both over the sum of matched
+  IoUs (MMDet's ``RTMDetHead.loss_by_feat``);
+* optimiser: AdamW (weight decay 0.05, none on norms and biases), linear warm-up, cosine decay
+  to 5 %; no EMA (MMDet keeps one; a few hundred steps gain little from it).
+
+The schedule runs ``--iters`` steps, or fewer when the ``--minutes`` cap is reached first
+(the cosine then follows the larger of the two fractions, so the rate still ends low): one
+seed gives one run on an idle machine; a loaded machine may stop earlier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from runtime.cli.args import OneLineParser, number, output_file
+from runtime.detectors.letterbox import PAD_VALUE, geometry
+from runtime.errors import guarded
+
+from ..models.rtmdet import MEAN_BGR, PERSON, STD_BGR, RTMDet, build_rtmdet, priors
+from ..synth.coco import load_photos
+from ..synth.scene import make_scene
+from ..synth.video import Clip, ClipSpec
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "build" / "fixtures" / "detector.pth"
+ARCH = "rtmdet-nano"
+SIZE = 320
+MIN_AREA = 150.0  # visible pixels (frame scale) below which a person is no positive
+TOPK = 13
+IOU_WEIGHT = 3.0
+CENTER_RADIUS = 3.0
+QFL_BETA = 2.0
+GIOU_WEIGHT = 2.0
+INF = 1e8
+EPS = 1e-7
+CLIP_SEED0 = 1000  # training clips' first seed: the README clip (seed 0) is never seen
+
+
+@dataclass(frozen=True)
+class DetTrainOptions:
+    seed: int = 0
+    iters: int = 1500
+    batch: int = 8
+    crop: int = 192  # training window in the 320 letterbox (multiple of 32)
+    lr: float = 4e-3
+    weight_decay: float = 0.05
+    warmup: int = 20
+    minutes: float = 28.0
+    threads: int = 1  # on a shared 2-core host a second thread spins in OpenMP waits: 1 was ~10x faster
+    photos: str | None = None
+    out: Path = OUT
+
+
+# ---------------------------------------------------------------- boxes, assigner, losses
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[M,4] x [N,4] xyxy -> [M,N] IoU."""
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter + EPS)
+
+
+def giou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Elementwise 1 - GIoU of paired xyxy boxes [N,4] -> [N]."""
+    lt = torch.maximum(pred[:, :2], target[:, :2])
+    rb = torch.minimum(pred[:, 2:], target[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    ap = (pred[:, 2:] - pred[:, :2]).clamp(min=0).prod(-1)
+    at = (target[:, 2:] - target[:, :2]).clamp(min=0).prod(-1)
+    union = ap + at - inter + EPS
+    hull = (torch.maximum(pred[:, 2:], target[:, 2:]) - torch.minimum(pred[:, :2], target[:, :2])).prod(-1)
+    return 1 - (inter / union - (hull - union) / (hull + EPS))
+
+
+def quality_focal_loss(logits: torch.Tensor, score: torch.Tensor, beta: float = QFL_BETA) -> torch.Tensor:
+    """Elementwise QFL (sigmoid, one class): BCE(logit, q) * |q - sigmoid(logit)| ** beta, where
+    q is the matched IoU on positives and 0 elsewhere (a negative's term is BCE(logit, 0) * p**beta)."""
+    p = logits.sigmoid()
+    return F.binary_cross_entropy_with_logits(logits, score, reduction="none") * (score - p).abs().pow(beta)
+
+
+def assign(
+    logits: torch.Tensor, boxes: torch.Tensor, points: torch.Tensor, strides: torch.Tensor, gt: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic soft-label assignment of one image (MMDet's ``DynamicSoftLabelAssigner``, one class).
+
+    ``logits`` [A] class logits, ``boxes`` [A,4] decoded predictions (xyxy), ``points`` [A,2]
+    priors, ``strides`` [A], ``gt`` [G,4] xyxy. Returns the matched gt per prior [A] (-1: none)
+    and the matched IoU [A] (0 where none), with no gradient."""
+    a = points.shape[0]
+    matched = torch.full((a,), -1, dtype=torch.long)
+    iou_of = torch.zeros(a)
+    if gt.numel() == 0:
+        return matched, iou_of
+    with torch.no_grad():
+        inside = (
+            (points[:, None, 0] > gt[None, :, 0])
+            & (points[:, None, 1] > gt[None, :, 1])
+            & (points[:, None, 0] < gt[None, :, 2])
+            & (points[:, None, 1] < gt[None, :, 3])
+        )  # [A,G]
+        valid = inside.any(1)
+        if not valid.any():
+            return matched, iou_of
+        idx = valid.nonzero().squeeze(1)
+        pts, st, inside_v = points[idx], strides[idx], inside[idx]
+        centre = (gt[:, :2] + gt[:, 2:]) / 2
+        dist = (pts[:, None, :] - centre[None]).pow(2).sum(-1).sqrt() / st[:, None]
+        centre_cost = torch.pow(10.0, dist - CENTER_RADIUS)
+        ious = box_iou(boxes[idx].float(), gt)  # [V,G]
+        iou_cost = -torch.log(ious + EPS) * IOU_WEIGHT
+        lg = logits[idx][:, None].expand_as(ious)
+        cls_cost = F.binary_cross_entropy_with_logits(lg, ious, reduction="none") * (
+            ious - lg.sigmoid()
+        ).abs().pow(2)
+        cost = cls_cost + iou_cost + centre_cost + (~inside_v).float() * INF
+        k = min(TOPK, idx.numel())
+        dyn_k = ious.topk(k, dim=0).values.sum(0).int().clamp(min=1)
+        pick = torch.zeros_like(cost, dtype=torch.bool)
+        for g in range(gt.shape[0]):
+            pick[cost[:, g].topk(int(min(dyn_k[g], idx.numel())), largest=False).indices, g] = True
+        many = pick.sum(1) > 1
+        if many.any():
+            best = cost[many].argmin(1)
+            pick[many] = False
+            pick[many.nonzero().squeeze(1), best] = True
+        rows = pick.any(1)
+        g_of = pick.float().argmax(1)
+        sel = idx[rows]
+        matched[sel] = g_of[rows]
+        iou_of[sel] = ious[rows, g_of[rows]]
+    return matched, iou_of
+
+
+def flat_outputs(model: RTMDet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised BGR batch -> class logits [N,A] and distances [N,A,4] (l, t, r, b in pixels)."""
+    cls_scores, bbox_preds = model(x)
+    logits = torch.cat([c.flatten(2) for c in cls_scores], 2)[:, 0]
+    dist = torch.cat([d.flatten(2) for d in bbox_preds], 2).transpose(1, 2)
+    return logits, dist
+
+
+def prior_grid(size: int, strides: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prior points [A,2] and their strides [A], in the head's flattening order."""
+    pts = priors((size, size), strides).t().contiguous()
+    st = torch.cat([torch.full((math.ceil(size / s) ** 2,), float(s)) for s in strides])
+    return pts, st
+
+
+def detection_loss(
+    model: RTMDet, x: torch.Tensor, gts: Sequence[torch.Tensor], size: int = SIZE
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The RTMDet training loss of one batch (QFL + 2 x GIoU over the summed matched IoU)."""
+    logits, dist = flat_outputs(model, x)
+    pts, st = prior_grid(size, model.bbox_head.strides)
+    boxes = torch.cat([pts[None] - dist[..., :2], pts[None] + dist[..., 2:]], -1)
+    targets = torch.zeros_like(logits)
+    pos_pred, pos_gt, pos_w = [], [], []
+    for i, gt in enumerate(gts):
+        matched, iou = assign(logits[i].detach(), boxes[i].detach(), pts, st, gt)
+        pos = matched >= 0
+        targets[i, pos] = iou[pos]
+        pos_pred.append(boxes[i, pos])
+        pos_gt.append(gt[matched[pos]])
+        pos_w.append(iou[pos])
+    w = torch.cat(pos_w)
+    norm = w.sum().clamp(min=1.0)
+    cls = quality_focal_loss(logits, targets).sum() / norm
+    if w.numel():
+        box = (giou_loss(torch.cat(pos_pred), torch.cat(pos_gt)) * w).sum() / norm * GIOU_WEIGHT
+    else:
+        box = boxes.sum() * 0.0
+    return cls + box, {"cls": float(cls.detach()), "box": float(box.detach()), "pos": float(w.numel())}
+
+
+# ---------------------------------------------------------------- data
+
+
+def normalise(canvas_bgr: np.ndarray) -> torch.Tensor:
+    """uint8 BGR [N,H,W,3] -> MMDet's normalised BGR [N,3,H,W] (what DetectorGraph feeds the net)."""
+    x = torch.from_numpy(canvas_bgr).permute(0, 3, 1, 2).float()
+    return (x - torch.tensor(MEAN_BGR).view(1, 3, 1, 1)) / torch.tensor(STD_BGR).view(1, 3, 1, 1)
+
+
+def place(
+    rng: np.random.Generator, img: np.ndarray, boxes: np.ndarray, size: int = SIZE, augment: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Letterbox ``img`` (BGR) and its xyxy ``boxes`` into a ``size`` canvas; with ``augment`` a
+    random rescale (0.6-1.4 x the letterbox scale), random placement and a horizontal flip."""
+    g, (nh, nw) = geometry(img.shape[:2], (size, size))
+    s, px, py = g.scale, g.pad_x, g.pad_y
+    if augment:
+        s *= float(rng.uniform(0.6, 1.4))
+        nh, nw = max(1, round(img.shape[0] * s)), max(1, round(img.shape[1] * s))
+        px, py = float(rng.uniform(min(0, size - nw), max(0, size - nw))), 0.0
+        py = float(rng.uniform(min(0, size - nh), max(0, size - nh)))
+        px, py = float(round(px)), float(round(py))
+    m = np.array([[s, 0, px], [0, s, py]], np.float64)
+    canvas = cv2.warpAffine(
+        img, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(PAD_VALUE, PAD_VALUE, PAD_VALUE)
+    )
+    b = boxes * s + np.array([px, py, px, py])
+    if augment and rng.random() < 0.5:
+        canvas = canvas[:, ::-1].copy()
+        b = np.stack([size - b[:, 2], b[:, 1], size - b[:, 0], b[:, 3]], 1)
+    b = np.clip(b, 0, size)
+    keep = ((b[:, 2] - b[:, 0]) >= 2) & ((b[:, 3] - b[:, 1]) >= 2)
+    return canvas, b[keep]
+
+
+def person_boxes(people: Sequence, min_area: float = MIN_AREA) -> np.ndarray:
+    """xyxy boxes of the people with at least ``min_area`` visible pixels."""
+    out = [
+        [p.bbox[0], p.bbox[1], p.bbox[0] + p.bbox[2], p.bbox[1] + p.bbox[3]]
+        for p in people
+        if p.area >= min_area
+    ]
+    return np.array(out, np.float64).reshape(-1, 4)
+
+
+def samples(seed: int, photos: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Endless (BGR image, xyxy boxes): two thirds clip frames (a new clip every 6 frames, 2-7
+    people, 640x480 or 480x640 or 960x540), one third still scenes of the pose fixtures' mix."""
+    rng = np.random.default_rng([seed, 7])
+    clip_no = 0
+    while True:
+        sizes = ((640, 480), (480, 640), (960, 540))
+        w, h = sizes[int(rng.integers(len(sizes)))]
+        spec = ClipSpec(
+            seconds=8.0,
+            width=w,
+            height=h,
+            people=int(rng.integers(2, 8)),
+            seed=CLIP_SEED0 + seed * 100000 + clip_no,
+        )
+        clip_no += 1
+        clip = Clip(spec, photos)
+        for t in rng.choice(spec.frames, 6, replace=False):
+            fr = clip.render(int(t))
+            yield fr.image, person_boxes(fr.people)
+            if rng.random() < 0.5:
+                scene = make_scene(rng, photos)
+                yield scene.image, person_boxes(scene.people)
+
+
+def crop(
+    rng: np.random.Generator, canvas: np.ndarray, boxes: np.ndarray, side: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A random ``side`` x ``side`` window of a letterboxed canvas (the scale kept) and its boxes
+    clipped to it: the same objects at the same size for less compute per step."""
+    n = canvas.shape[0]
+    if side >= n:
+        return canvas, boxes
+    x0, y0 = (int(v) for v in rng.integers(0, n - side + 1, 2))
+    b = np.clip(boxes - np.array([x0, y0, x0, y0]), 0, side)
+    keep = ((b[:, 2] - b[:, 0]) >= 2) & ((b[:, 3] - b[:, 1]) >= 2)
+    return canvas[y0 : y0 + side, x0 : x0 + side].copy(), b[keep]
+
+
+def batches(
+    seed: int, batch: int, photos: list[np.ndarray], side: int = SIZE
+) -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
+    """Endless training batches: normalised BGR [N,3,side,side] and xyxy boxes per image."""
+    rng = np.random.default_rng([seed, 8])
+    src = samples(seed, photos)
+    while True:
+        canv, gts = [], []
+        for _ in range(batch):
+            img, b = next(src)
+            c, bb = crop(rng, *place(rng, img, b, SIZE), side)
+            canv.append(c)
+            gts.append(torch.from_numpy(bb).float())
+        yield normalise(np.stack(canv)), gts
+
+
+# ---------------------------------------------------------------- training
+
+
+def new_model(seed: int) -> RTMDet:
+    torch.manual_seed(seed)
+    model = build_rtmdet(ARCH, PERSON)
+    model.bbox_head.init_weights()
+    return model
+
+
+def _param_groups(model: torch.nn.Module, wd: float) -> list[dict]:
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        (plain if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": wd}, {"params": plain, "weight_decay": 0.0}]
+
+
+def train(
+    model: RTMDet,
+    opt: DetTrainOptions,
+    photos: list[np.ndarray],
+    log: bool = True,
+    data: Iterator[tuple[torch.Tensor, list[torch.Tensor]]] | None = None,
+) -> list[float]:
+    """Train ``model`` in place; returns the loss of every step. ``data``: batches of
+    ``opt.crop`` side (default: :func:`batches` of ``opt.seed``)."""
+    optim = torch.optim.AdamW(_param_groups(model, opt.weight_decay), lr=opt.lr)
+    model.train()
+    start, losses = time.monotonic(), []
+    data = data if data is not None else batches(opt.seed, opt.batch, photos, opt.crop)
+    for it in range(opt.iters):
+        frac = max(it / opt.iters, (time.monotonic() - start) / (60 * opt.minutes))
+        if frac >= 1.0:
+            break
+        warm = min(1.0, (it + 1) / max(1, opt.warmup))
+        lr = opt.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in optim.param_groups:
+            g["lr"] = lr
+        x, gts = next(data)
+        loss, parts = detection_loss(model, x, gts, opt.crop)
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optim.step()
+        losses.append(float(loss.detach()))
+        if log and (it % 10 == 0 or it == opt.iters - 1):
+            el = time.monotonic() - start
+            print(
+                f"it {it} loss {loss:.3f} cls {parts['cls']:.3f} box {parts['box']:.3f} "
+                f"pos {parts['pos']:.0f} lr {lr:.2e} {el / 60:.1f} min",
+                file=sys.stderr,
+                flush=True,
+            )
+    model.eval()
+    return losses
+
+
+def save_fp16(model: RTMDet, path: Path, meta: dict) -> Path:
+    """MMDet-layout ``{'state_dict', 'meta'}`` in fp16 (half the bytes; loads into fp32 nets)."""
+    import io
+
+    from runtime.safe_io import atomic_write_bytes
+
+    sd = {
+        k: (v.detach().half() if v.is_floating_point() else v.detach()).clone().contiguous()
+        for k, v in model.state_dict().items()
+    }
+    buf = io.BytesIO()
+    torch.save({"state_dict": sd, "meta": meta}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="python -m build.train.detector", description=__doc__.splitlines()[0])
+    d = DetTrainOptions()
+    p.add_argument("--seed", type=number(int, 0), default=d.seed)
+    p.add_argument("--iters", type=number(int, 1), default=d.iters)
+    p.add_argument("--batch", type=number(int, 1), default=d.batch)
+    p.add_argument("--crop", type=number(int, 32), default=d.crop, help="training window side (px)")
+    p.add_argument(
+        "--minutes", type=number(float, 0, lo_open=True), default=d.minutes, help="wall-clock cap on training"
+    )
+    p.add_argument("--threads", type=number(int, 1), default=d.threads)
+    p.add_argument(
+        "--photos", default=None, help="background photo folder ('' for none); default the shared pool"
+    )
+    p.add_argument("--out", type=output_file, default=d.out)
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    a = build_parser().parse_args(argv)
+    opt = DetTrainOptions(
+        seed=a.seed,
+        iters=a.iters,
+        batch=a.batch,
+        crop=a.crop,
+        minutes=float(a.minutes),
+        threads=a.threads,
+        photos=a.photos,
+        out=Path(a.out),
+    )
+    torch.set_num_threads(opt.threads)
+    photos = load_photos(opt.photos)
+    model = new_model(opt.seed)
+    t0 = time.monotonic()
+    losses = train(model, opt, photos)
+    meta = {
+        "arch": ARCH,
+        "classes": ["person"],
+        "input_size": SIZE,
+        "recipe": "python -m build.train.detector",
+        "options": {k: str(v) for k, v in asdict(opt).items() if k != "out"},
+        "steps": len(losses),
+        "minutes": round((time.monotonic() - t0) / 60, 1),
+        "final_loss": round(float(np.mean(losses[-20:])), 4) if losses else None,
+    }
+    save_fp16(model, opt.out, meta)
+    print(json.dumps(meta), file=sys.stderr)
+    print(f"wrote {opt.out}")
+    return 0
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    return guarded(main, argv, prog="python -m build.train.detector")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
