@@ -42,6 +42,7 @@ from measure.workload import CropSet, Frame, load_frames, make_cropset, subset_f
 from runtime.heads.decode import decode_probmaps
 from runtime.heads.probfields import ProbFieldsDecoder
 from runtime.heads.probmap import SPEC
+from runtime.heads.registry import decodes_probability_maps
 from runtime.pose.pipeline import PipelineOptions, PosePipeline
 
 pytestmark = pytest.mark.bench
@@ -78,7 +79,9 @@ def test_pose_stage_against_raw_nets(benchmark, fixture_engines: Path) -> None:
     n = len(cs)
     pipe = PosePipeline(fixture_engines, PipelineOptions(policy="dyn", backend="ort", max_batch=BATCH))
     try:
-        assert pipe.manifest["models"]["large"].get("head") == "probmap", "fixture-l must be ProbPose"
+        assert decodes_probability_maps(pipe.manifest["models"]["large"].get("head", "")), (
+            "fixture-l must be ProbPose"
+        )
         assert pipe.prob.coverage is not None, "the fixture build fits the regions' calibration"
         maps = _net(pipe, "large", cs)["probmaps"]
         prob: ProbFieldsDecoder = pipe.prob  # the pipeline's own: its calibration, its masses

@@ -16,6 +16,7 @@ from build.checkpoint import CheckpointMismatch, load_strict
 from build.detector_rtmdet import export_rtmdet
 from build.flops import count_macs, count_params
 from build.models.rtmdet import ARCHS, PUBLISHED, RTMDet, arch_of, build_rtmdet, num_classes_of
+from runtime.backends.ort_session import open_session
 from runtime.detectors.yolo import layout_from_metadata, read_metadata
 
 # state-dict tensors per variant (80 classes; the class count changes shapes, not keys), counted
@@ -110,12 +111,13 @@ def test_share_conv_shares_weights_keeps_bns(models: dict[str, RTMDet]) -> None:
 
 @pytest.mark.parametrize(("name", "classes"), sorted(PUBLISHED))
 def test_params_and_macs_match_the_published_tables(name: str, classes: int) -> None:
-    """Within 2.5 % of MMDet's / MMPose's tables (their MACs also count BN and activations)."""
+    """Within 2.5 % of MMDet's / MMPose's RTMDet tables, which count convolutions and linear
+    layers only (build.flops norms=False; with BN, nano's depthwise layers add 4 %)."""
     params, gflops = PUBLISHED[(name, classes)]
     model = build_rtmdet(name, classes)
     size = ARCHS[name].input_size
     assert count_params(model) == pytest.approx(params, rel=0.025)
-    assert count_macs(model, (1, 3, size, size)) == pytest.approx(gflops, rel=0.025)
+    assert count_macs(model, (1, 3, size, size), norms=False) == pytest.approx(gflops, rel=0.025)
 
 
 def _mmdet_checkpoint(tmp_path: Path, model: RTMDet, seed: int) -> Path:
@@ -203,7 +205,6 @@ def _randomize_bn(model: RTMDet, seed: int) -> RTMDet:
 def test_exported_graph_matches_reference_decode_at_dynamic_batch(
     tmp_path: Path, name: str, classes: int, size: int
 ) -> None:
-    import onnxruntime as ort
 
     torch.manual_seed(1)
     model = _randomize_bn(build_rtmdet(name, classes), 2)
@@ -213,7 +214,7 @@ def test_exported_graph_matches_reference_decode_at_dynamic_batch(
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, size, size]
     layout = layout_from_metadata(read_metadata(m))
     assert layout is not None and (layout.family, layout.num_classes) == ("yolov8", classes)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = open_session(path, 1)
     anchors = sum((size // s) ** 2 for s in (8, 16, 32))
     rng = np.random.default_rng(4)
     for batch in (1, 3):

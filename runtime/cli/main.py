@@ -173,7 +173,25 @@ COMMANDS: dict[str, Entry | dict[str, Entry]] = {
             "python -m build.train.double",
             "train the double-heatmap outer head",
         ),
+        "rtm-fixture": (
+            "build.train.rtm_fixture",
+            "main",
+            "python -m build.train.rtm_fixture",
+            "train the RTMPose-t fixture (SimCC) on synthetic people",
+        ),
+        "detector": (
+            "build.train.detector",
+            "main",
+            "python -m build.train.detector",
+            "train an RTMDet-nano person detector on synthetic scenes",
+        ),
     },
+    "zoo": (
+        "build.zoo",
+        "main",
+        "python -m build.zoo",
+        "released checkpoints by name: list them, fetch them into the cache",
+    ),
     "record": (
         "build.trt.record",
         "main",
