@@ -6,7 +6,6 @@ re-measurement on the device rewriting the manifest (dynpose costs, refresh_cost
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -166,39 +165,6 @@ def test_budget_mode_reads_the_ratios_not_the_absolute_figures(cpu_artifacts: Pa
     with PosePipeline(root, policy="dyn", backend="ort", budget_ms=50.0) as pipe:
         ms = pipe._ms_per_crop
         assert ms["small"] < 1000.0 and ms["large"] == pytest.approx(2.5 * ms["small"])
-
-
-def test_ratios_survive_a_cpu_hog(cpu_artifacts: Path) -> None:
-    """The same nets measured idle and beside a CPU hog on every core: the absolute ms/crop move
-    with the load, large/small stays within 35 % of the idle ratio (stated band; interleaved
-    rounds put the load on both nets alike)."""
-    import subprocess
-    import sys
-
-    from runtime.pose.costs import measure_runner_costs
-    from runtime.pose.pipeline import PosePipeline
-
-    with PosePipeline(cpu_artifacts, policy="dyn", backend="ort") as pipe:
-
-        def measure() -> dict:
-            return measure_runner_costs(pipe.runners, pipe.streams, "ort", "fp32", batch=8, rounds=7)
-
-        idle = measure()
-        hogs = [
-            subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)
-        ]
-        try:
-            loaded = measure()
-        finally:
-            for h in hogs:
-                h.kill()
-                h.wait()
-    band = loaded["ratios"]["large"] / idle["ratios"]["large"]
-    print(
-        f"large/small idle {idle['ratios']['large']:.3f}, hog {loaded['ratios']['large']:.3f}; small ms "
-        f"idle {idle['ms_per_crop']['small']:.2f}, hog {loaded['ms_per_crop']['small']:.2f}"
-    )
-    assert 1 / 1.35 <= band <= 1.35, (idle, loaded)
 
 
 def test_costs_command_and_refresh_at_load_rewrite_the_manifest(cpu_artifacts: Path, tmp_path: Path) -> None:
