@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from build.train import detection_loss as L
 from build.train import detector as D
 
 
@@ -19,7 +20,7 @@ def _t(*rows: list[float]) -> torch.Tensor:
 
 def test_giou_loss_on_hand_made_boxes() -> None:
     # overlap: inter 1, union 7, hull 9 -> GIoU 1/7 - 2/9; disjoint: union 2, hull 3 -> -1/3
-    got = D.giou_loss(
+    got = L.giou_loss(
         _t([0, 0, 2, 2], [0, 0, 1, 1], [5, 5, 9, 7]), _t([1, 1, 3, 3], [2, 0, 3, 1], [5, 5, 9, 7])
     )
     assert got.tolist() == pytest.approx([1 - (1 / 7 - 2 / 9), 1 + 1 / 3, 0.0], abs=1e-5)
@@ -31,11 +32,11 @@ def test_quality_focal_loss_on_hand_made_scores() -> None:
     q = torch.tensor([0.0, 1.0, 0.5, 0.75, 0.0])
     p5 = 1 / (1 + math.e**2)  # sigmoid(-2)
     want = [ln2 * 0.25, ln2 * 0.25, 0.0, 0.0, -math.log(1 - p5) * p5**2]
-    assert D.quality_focal_loss(logits, q).tolist() == pytest.approx(want, abs=1e-6)
+    assert L.quality_focal_loss(logits, q).tolist() == pytest.approx(want, abs=1e-6)
 
 
 def _grid(size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    return D.prior_grid(size, (8, 16, 32))
+    return L.prior_grid(size, (8, 16, 32))
 
 
 def _index(pts: torch.Tensor, st: torch.Tensor, x: float, y: float, s: float) -> int:
@@ -50,7 +51,7 @@ def test_assigner_dynamic_k_is_the_sum_of_the_top_ious() -> None:
     a, b, c = _index(pts, st, 8, 8, 8), _index(pts, st, 16, 16, 8), _index(pts, st, 8, 16, 8)
     out = _index(pts, st, 0, 0, 8)  # outside the box: never a candidate, whatever it predicts
     boxes[a], boxes[b], boxes[c], boxes[out] = gt[0], _t([4, 4, 20, 16])[0], _t([4, 4, 12, 20])[0], gt[0]
-    matched, iou = D.assign(torch.zeros(len(pts)), boxes, pts, st, gt)
+    matched, iou = L.assign(torch.zeros(len(pts)), boxes, pts, st, gt)
     # IoUs 1, 0.75, 0.5 -> dynamic k = int(2.25) = 2: the two cheapest (best IoU) priors
     assert (matched >= 0).nonzero().flatten().tolist() == sorted([a, b])
     assert matched[a].item() == 0 and matched[b].item() == 0
@@ -64,9 +65,9 @@ def test_assigner_gives_a_prior_inside_two_boxes_to_the_cheaper_one_and_handles_
     p = _index(pts, st, 16, 16, 8)  # inside both
     boxes = torch.tensor([[100.0, 100.0, 101.0, 101.0]]).repeat(len(pts), 1)
     boxes[p] = gts[1]  # predicts the second box exactly
-    matched, iou = D.assign(torch.zeros(len(pts)), boxes, pts, st, gts)
+    matched, iou = L.assign(torch.zeros(len(pts)), boxes, pts, st, gts)
     assert matched[p].item() == 1 and iou[p].item() == pytest.approx(1.0, abs=1e-5)
-    none, zero = D.assign(torch.zeros(len(pts)), boxes, pts, st, torch.zeros((0, 4)))
+    none, zero = L.assign(torch.zeros(len(pts)), boxes, pts, st, torch.zeros((0, 4)))
     assert (none == -1).all() and (zero == 0).all()
 
 
@@ -88,11 +89,11 @@ def _top_box_iou(model: torch.nn.Module, x: torch.Tensor, gts: list[torch.Tensor
     """IoU with the nearest person of image 0's best-scored box (batch statistics: 40 steps do not
     settle BN's running ones)."""
     with torch.no_grad():
-        logits, dist = D.flat_outputs(model.train(), x)
-    pts, _ = D.prior_grid(side, model.bbox_head.strides)
+        logits, dist = L.flat_outputs(model.train(), x)
+    pts, _ = L.prior_grid(side, model.bbox_head.strides)
     top = int(logits[0].argmax())
     box = torch.cat([pts[top] - dist[0, top, :2], pts[top] + dist[0, top, 2:]])
-    return D.box_iou(box[None], gts[0]).max().item()
+    return L.box_iou(box[None], gts[0]).max().item()
 
 
 def test_a_short_run_on_one_synthetic_batch_learns() -> None:
