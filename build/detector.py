@@ -106,7 +106,7 @@ def make_variants(
     ``drift_px`` > 0 then keeps whole blocks float, fewest first, until each INT8 variant's output
     drift on these frames is within it (calib.fallback; int8_cpu 1.10 -> 0.82 px on coco-mini).
     """
-    from calib.fallback import fit_fallback, module_groups, output_drift
+    from calib.fallback import module_groups, output_drift, quantize_within
     from calib.fp16 import convert_fp16
     from calib.quantize import (
         check_trt_qdq,
@@ -150,22 +150,14 @@ def make_variants(
                     keep_float=sorted(base | extra),
                 )
 
-            fallback = None
-            if ref is None:
-                dst = quantize(set())
-            else:
-                fallback, dst = fit_fallback(
-                    module_groups(fp32, skip=base),
-                    quantize,
-                    lambda p: output_drift(ref, run(p), layout, int(entry["class"])),
-                    drift_px,
-                    log=lambda m, fl=fl: log(f"{fl}: {m}"),
-                )
-                if not fallback.met:
-                    log(
-                        f"{fl}: WARNING drift {fallback.drift:.2f} px is over --det-drift-px {drift_px:g} "
-                        f"after {len(fallback.groups)} float blocks (see the manifest's 'fallback')"
-                    )
+            fallback, dst = quantize_within(
+                quantize,
+                module_groups(fp32, skip=base),
+                None if ref is None else lambda p: output_drift(ref, run(p), layout, int(entry["class"])),
+                drift_px,
+                "--det-drift-px",
+                log=lambda m, fl=fl: log(f"{fl}: {m}"),
+            )
             q = onnx.load(str(dst))
             if fl == "int8_trt":
                 problems = check_trt_qdq(q)

@@ -33,6 +33,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -183,4 +184,27 @@ def fit_fallback(
                 f"(budget {budget:g})"
             )
     model = quantize(fb.nodes)
+    return fb, model
+
+
+def quantize_within(
+    quantize: Callable[[set[str]], Any],
+    groups: dict[str, list[str]],
+    drift: Callable[[Any], float] | None,
+    budget: float,
+    flag: str,
+    log: Callable[[str], None],
+    what: str = "drift",
+) -> tuple[Fallback | None, Any]:
+    """The quantized model, through the measured float fallback when ``drift`` measures it (None:
+    no reference, the plain quantized model). One place for the search and its warning, shared by
+    the detector (``--det-drift-px``) and the pose nets (``--pose-drift-px``)."""
+    if drift is None:
+        return None, quantize(set())
+    fb, model = fit_fallback(groups, quantize, drift, budget, log=log)
+    if not fb.met:
+        log(
+            f"WARNING {what} {fb.drift:.2f} px is over {flag} {budget:g} after {len(fb.groups)} float "
+            "blocks (see the manifest's 'fallback')"
+        )
     return fb, model

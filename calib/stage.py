@@ -117,7 +117,7 @@ def _int8_role(
 
     from runtime.heads.registry import manifest_kinds
 
-    from .fallback import fit_fallback, keypoint_drift, module_groups
+    from .fallback import keypoint_drift, module_groups, quantize_within
     from .report import run_onnx
 
     src = out_dir / m["onnx"]
@@ -141,22 +141,17 @@ def _int8_role(
                 extra_float=extra,
             )
 
-        fb = None
-        if ref is None:
-            dst = quantize(set())
-        else:
-            fb, dst = fit_fallback(
-                module_groups(fp32, skip=tail_nodes),
-                quantize,
-                lambda p: keypoint_drift(m["head"], ref, run_onnx(p, crops, list(ref)), hw),
-                math.inf if drift_px is None else drift_px,
-                log=lambda msg, fl=fl: log(f"{role}: {fl}: {msg}"),
-            )
-            if not fb.met:
-                log(
-                    f"{role}: {fl}: WARNING keypoint drift {fb.drift:.2f} px is over --pose-drift-px "
-                    f"{drift_px:g} after {len(fb.groups)} float blocks (see the manifest's 'fallback')"
-                )
+        fb, dst = quantize_within(
+            quantize,
+            module_groups(fp32, skip=tail_nodes),
+            None
+            if ref is None
+            else lambda p, ref=ref: keypoint_drift(m["head"], ref, run_onnx(p, crops, list(ref)), hw),
+            math.inf if drift_px is None else drift_px,
+            "--pose-drift-px",
+            log=lambda msg, fl=fl: log(f"{role}: {fl}: {msg}"),
+            what="keypoint drift",
+        )
         q = onnx.load(str(dst))
         if fl == "int8_trt":
             problems = check_trt_qdq(q)
