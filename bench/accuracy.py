@@ -54,9 +54,10 @@ def build_all_precisions(
     ``drift_px`` is the pose nets' INT8 keypoint drift budget (``--pose-drift-px``, calib.fallback).
     """
     from build.engines import main as build_main
-    from calib.data import load_calib
-    from calib.stage import DEFAULT_MAX_CROPS, _subset, make_fp16, make_int8, refresh_report
+    from calib.data import load_calib, subset_crops
+    from calib.stage import DEFAULT_MAX_CROPS, make_fp16, make_int8, refresh_report
     from runtime.artifacts.manifest import load_manifest, save_manifest
+    from runtime.pose.preprocess import net_sizes
 
     out = build_root / f"{config}-cpu"
     m = load_manifest(out, verify=False) if (out / "manifest.json").is_file() else None
@@ -74,15 +75,15 @@ def build_all_precisions(
     if rc != 0:
         raise SystemExit(f"error: building {config} failed (exit {rc})")
     m = load_manifest(out, verify=False)
-    calib = load_calib(calib_dir)
-    crops = _subset(calib.crops, DEFAULT_MAX_CROPS)
+    calib = load_calib(calib_dir, sizes=net_sizes(m))
+    crops = subset_crops(calib.by_hw, DEFAULT_MAX_CROPS)
 
     def log(s: str) -> None:
         print(f"calibration: {s}", file=sys.stderr)
 
     make_int8(out, m, crops, method, ("int8_cpu", "int8_trt"), log=log, drift_px=drift_px)
     make_fp16(out, m, log=log)
-    m["calibration"].update(precision="int8+fp16", method=method, n_crops=int(len(crops)))
+    m["calibration"].update(precision="int8+fp16", method=method, n_crops=len(crops[net_sizes(m)[0]]))
     refresh_report(out, m, calib, PRECISIONS[1:], calib_dir)
     save_manifest(out, m)
     return out

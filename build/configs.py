@@ -52,8 +52,12 @@ _CONFIGS: dict[str, PipelineConfig] = {}
 
 
 def check_pair(cfg: PipelineConfig) -> None:
-    """ValueError in one line when a net's head does not fit its backbone or the two nets
-    take crops of different sizes (the runtime cuts one crop size per pipeline today)."""
+    """ValueError in one line when a net's head does not fit its backbone.
+
+    Any two registered nets pair, whatever their input sizes (``--small rtmpose-t --large
+    rtmpose-m-384``): every path that crops for a net reads that net's size from the manifest
+    (runtime.pose.preprocess.net_input_hw and CropWindows), the router reads the small net's
+    crops, and the large net gets crops at its own size for the rows routed to it."""
     for role in ("small", "large"):
         choice: NetChoice = getattr(cfg, role)
         try:
@@ -62,12 +66,6 @@ def check_pair(cfg: PipelineConfig) -> None:
             raise ValueError(f"{role} net: {e.args[0]}") from None
         except ValueError as e:
             raise ValueError(f"{role} net: {e}") from None
-    hw = {role: get_spec(getattr(cfg, role).arch).input_hw for role in ("small", "large")}
-    if hw["small"] != hw["large"]:
-        raise ValueError(
-            f"{cfg.small.arch} takes {hw['small'][0]}x{hw['small'][1]} crops and {cfg.large.arch} "
-            f"{hw['large'][0]}x{hw['large'][1]}: pair nets of the same input size"
-        )
 
 
 def register_config(cfg: PipelineConfig) -> PipelineConfig:
@@ -185,13 +183,15 @@ register_config(
 
 
 def add_pair_arguments(p: argparse.ArgumentParser) -> None:
-    """``--small/--large ARCH [--small-head/--large-head KIND]``: any two registered nets."""
+    """``--small/--large ARCH [--small-head/--large-head KIND]``: any two registered nets, of any
+    input sizes (check_pair)."""
     for role in ("small", "large"):
         p.add_argument(
             f"--{role}",
             default=None,
             metavar="ARCH",
-            help=f"{role} net architecture, replacing the --config's (one of: {', '.join(list_models())})",
+            help=f"{role} net architecture, replacing the --config's; the two nets may take different "
+            f"input sizes (each gets crops at its own; one of: {', '.join(list_models())})",
         )
         p.add_argument(
             f"--{role}-head",

@@ -168,18 +168,15 @@ def time_variants(
     import numpy as np
 
     from runtime.artifacts.manifest import model_file
-    from runtime.artifacts.schema import input_hw
     from runtime.backends.ort_session import open_session
     from runtime.pose.costs import cost_entry, interleaved_clocks
-    from runtime.pose.preprocess import INPUT_HW
+    from runtime.pose.preprocess import net_input_hw
 
     threads = threads or os.cpu_count() or 1
     rng = np.random.default_rng(0)
     # each net timed at its own input size (RTMPose-l at 384x288 costs what it costs there)
     xs = {
-        role: rng.standard_normal((batch, 3, *(input_hw(manifest["models"][role], role) or INPUT_HW))).astype(
-            np.float32
-        )
+        role: rng.standard_normal((batch, 3, *net_input_hw(manifest, role))).astype(np.float32)
         for role in NET_ROLES
     }
     parts = {}

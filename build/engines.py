@@ -142,7 +142,7 @@ def _routing_stage(out_dir: Path, manifest: dict, calib, theta: float, p: float)
     from runtime.pose.routing import fit_thresholds
 
     sess = open_session(out_dir / manifest["models"]["router"]["onnx"])
-    scores = sess.run(["score"], {"input": calib.crops})[0].reshape(-1)
+    scores = sess.run(["score"], {"input": calib.for_role(manifest, "router")})[0].reshape(-1)
     band = fit_thresholds(scores, theta, p)
     manifest["routing"] = {
         "theta": band.theta,
@@ -285,13 +285,14 @@ def _build(
     """Every stage, written into ``out_dir`` (the staging folder of ``final_dir``)."""
     from calib.data import DEFAULT_CALIB, load_calib
 
-    from .artifacts import add_plugin_variants, export_all, new_manifest, weights_summary
+    from .artifacts import ROLES, add_plugin_variants, crop_hw, export_all, new_manifest, weights_summary
 
     manifest = new_manifest(cfg, args.target)
-    # the calibration data is read (and a bad folder refused) before any export
+    # the calibration data is read (and a bad folder refused) before any export; one crop per box
+    # at each net's input size (a 256x192 small net beside a 384x288 large one)
     data, manifest["calib_data"] = calib_source(cfg, args, scratch)
     try:
-        calib = load_calib(data, args.calib_boxes)
+        calib = load_calib(data, args.calib_boxes, sizes=[crop_hw(cfg, r) for r in ROLES])
     except (OSError, ValueError, KeyError, TypeError, IndexError) as e:  # missing files, bad JSON/records
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise InputError(

@@ -3,7 +3,8 @@
 ``python -m build.triton_repo --engines ARTIFACTS --out REPO`` (or ``python -m
 build.engines ... --triton-repo REPO``) writes one model per role in the
 manifest (router, small, large, and a detector when the manifest lists one),
-plus, optionally, the ``dynpose`` BLS model (crops in, decoded keypoints out)::
+plus, optionally, the ``dynpose`` BLS model (crops in, one tensor per net input size;
+decoded keypoints out)::
 
     REPO/<role>/config.pbtxt          I/O from the manifest, batching, instances
     REPO/<role>/<v>/model.onnx        python kind: ONNX Runtime inside Triton's python backend
@@ -35,10 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from runtime.artifacts.manifest import ManifestError, load_manifest, manifest_path, model_file
-from runtime.artifacts.schema import input_hw
 from runtime.cli.args import OneLineParser, nonneg_int, output_dir, positive_int, run_precision
 from runtime.errors import EXIT_INPUT, InputError, guarded, register_expected
-from runtime.pose.preprocess import INPUT_HW
+from runtime.pose.preprocess import INPUT_HW, net_input_hw
 from runtime.safe_io import atomic_write_text, copy_file
 
 from .staging import StagedDir
@@ -193,24 +193,24 @@ def _py_files(path: Path) -> list[Path]:
     return sorted(path.glob("*.py")) if path.is_dir() else [path]
 
 
-def bls_crop_hw(manifest: Mapping[str, Any]) -> tuple[int, int]:
-    """The one crop size the BLS model takes: every net's input size (from the manifest). It
-    routes one crop tensor to the three nets, so nets of different sizes cannot share it."""
-    models = manifest["models"]
-    sizes = {r: input_hw(models[r], r) or INPUT_HW for r in ("router", "small", "large")}
-    if len(set(sizes.values())) > 1:
-        have = ", ".join(f"{r} {h}x{w}" for r, (h, w) in sizes.items())
-        raise InputError(
-            f"the dynpose BLS model takes one crop tensor for all nets, but they differ ({have})",
-            "manifest.json models.*.inputs",
-            "pass --no-triton-bls and crop per net on the client (the triton backend does)",
-        )
-    return next(iter(sizes.values()))
+def bls_inputs(manifest: Mapping[str, Any]) -> dict[str, tuple[str, tuple[int, int]]]:
+    """role -> (the BLS input its net reads, that input's crop (H, W)): ``crops`` at the router's
+    size (every box of the frame), and ``crops_<H>x<W>`` for a net of another size (RTMPose-m at
+    384x288 beside a 256x192 small net), also every box: the client cuts each box once per size
+    with the same windows (runtime.pose.preprocess.CropWindows) and the BLS hands each net the
+    rows routed to it at its own size. Sizes from the manifest (net_input_hw), never assumed."""
+    router_hw = net_input_hw(manifest, "router")
+    out = {}
+    for role in ("router", "small", "large"):
+        hw = net_input_hw(manifest, role)
+        out[role] = ("crops" if hw == router_hw else f"crops_{hw[0]}x{hw[1]}", hw)
+    return out
 
 
 def bls_config(manifest: Mapping[str, Any], opts: RepoOptions, params: Mapping[str, str]) -> str:
     k = 17
-    tensors_in = [{"name": "crops", "shape": ["N", 3, *bls_crop_hw(manifest)], "dtype": "float32"}]
+    inputs = dict(bls_inputs(manifest).values())  # input name -> (H, W), "crops" first
+    tensors_in = [{"name": name, "shape": ["N", 3, *hw], "dtype": "float32"} for name, hw in inputs.items()]
     tensors_out = [
         {"name": "keypoints", "shape": ["N", k, 2], "dtype": "float32"},
         {"name": "keypoint_scores", "shape": ["N", k], "dtype": "float32"},
@@ -249,10 +249,8 @@ def next_version(repo: Path, roles: list[str]) -> int:
 
 def write_repo(artifacts: Path, repo: Path, opts: RepoOptions = RepoOptions()) -> dict[str, Any]:
     """Write (or add a version to) ``repo`` whole or not at all; returns a summary {version, kind, models, missing}."""
-    manifest = load_manifest(artifacts)  # bad input is refused before anything is created
+    load_manifest(artifacts)  # bad input is refused before anything is created
     check_options(opts, repo)
-    if opts.bls:
-        bls_crop_hw(manifest)
     with staged_repo(repo) as stage:
         summary = write_staged(artifacts, stage, opts)
         stage.commit()
@@ -349,6 +347,8 @@ def write_staged(artifacts: Path, stage: StagedDir, opts: RepoOptions = RepoOpti
         ):  # the BLS chunks (and pads, for fixed-N engines) like the client
             mb, _, static = batch_sizes(engine_profiles(manifest, role) if kind == "plan" else [])
             params[f"{role}_batch"] = f"{mb}{'!' if static else ''}"
+        for role, (name, _) in bls_inputs(manifest).items():  # which crop tensor feeds each net
+            params[f"{role}_input"] = name
         atomic_write_text(repo / BLS_NAME / "config.pbtxt", bls_config(manifest, opts, params))
     summary = {
         "version": version,

@@ -36,9 +36,9 @@ import numpy as np
 
 from runtime.heads.credible import CoverageMap, fit_calibration, mass_above_truth
 from runtime.heads.decode import COCO_SIGMAS, decode_probmaps
-from runtime.heads.grid import HEATMAP_HW, image_to_heatmap
+from runtime.heads.grid import image_to_heatmap
 from runtime.heads.registry import decodes_probability_maps
-from runtime.pose.preprocess import boxes_to_center_scale, make_crops
+from runtime.pose.preprocess import HW, INPUT_HW, CropWindows, net_input_hw
 from runtime.safe_io import atomic_write_bytes, atomic_write_text
 
 from .data import calibration_domain, cut_person, presence_folder
@@ -55,8 +55,8 @@ N_EVAL_SCENES = 300
 
 @dataclass
 class CoverageSet:
-    crops: np.ndarray  # [N,3,256,192]
-    xy: np.ndarray  # [N,17,2] true keypoints in heatmap pixels
+    crops: np.ndarray  # [N,3,H,W] at one net's input size
+    xy: np.ndarray  # [N,17,2] true keypoints in heatmap pixels (H/4 x W/4)
     valid: np.ndarray  # [N,17] known, inside the window and the cut image
     area_hm: np.ndarray  # [N] person area in heatmap pixels^2 (OKS scale)
     source: str
@@ -70,22 +70,26 @@ def cut_crops(
     people: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]],
     rng: np.random.Generator,
     per_person: int = 1,
+    input_hw: HW = INPUT_HW,
 ) -> Iterator[tuple]:
-    """(image, box xywh, keypoints [17,3], known [17], area) -> CropCOCO-style crops with targets."""
-    hh, hw = HEATMAP_HW
+    """(image, box xywh, keypoints [17,3], known [17], area) -> CropCOCO-style crops at ``input_hw``
+    with targets on its stride-4 heatmap grid."""
+    grid = (input_hw[0] // 4, input_hw[1] // 4)  # HEATMAP_HW at 256x192
+    hh, hw = grid
     for img, box, kp, known, area in people:
         for _ in range(per_person):
             cut = cut_person(img, box, rng)
             if cut is None:
                 continue
             sub, clipped, (x0, y0, x1, y1) = cut
-            c, s = boxes_to_center_scale(clipped)
+            windows = CropWindows(clipped)
+            c, s = windows.at(tuple(input_hw))
             pts = kp[:, :2] - [x0, y0]
             in_img = (pts[:, 0] >= 0) & (pts[:, 0] < x1 - x0) & (pts[:, 1] >= 0) & (pts[:, 1] < y1 - y0)
-            xy = image_to_heatmap(pts[None], c, s)[0]
+            xy = image_to_heatmap(pts[None], c, s, grid)[0]
             in_win = (xy[:, 0] >= -0.5) & (xy[:, 0] < hw - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] < hh - 0.5)
             area_hm = area * (hw / s[0, 0]) * (hh / s[0, 1])
-            yield make_crops(sub, c, s)[0], xy, known & in_img & in_win, area_hm, known
+            yield windows.crops(sub, tuple(input_hw))[0], xy, known & in_img & in_win, area_hm, known
 
 
 def _stack(items: Iterable[tuple], source: str) -> CoverageSet:
@@ -103,7 +107,7 @@ def _stack(items: Iterable[tuple], source: str) -> CoverageSet:
     )
 
 
-def synthetic_set(n_scenes: int = N_SCENES, seed: int = FIT_SEED) -> CoverageSet:
+def synthetic_set(n_scenes: int = N_SCENES, seed: int = FIT_SEED, input_hw: HW = INPUT_HW) -> CoverageSet:
     """CropCOCO-style cuts of synthetic scenes (build.synth), scene i drawn from [seed, i]."""
     from build.synth import load_photos, make_scene
 
@@ -116,12 +120,12 @@ def synthetic_set(n_scenes: int = N_SCENES, seed: int = FIT_SEED) -> CoverageSet
                 yield sc.image, np.asarray(p.bbox, np.float64), p.keypoints, np.asarray(p.known, bool), p.area
 
     return _stack(
-        cut_crops(people(), np.random.default_rng(seed)),
+        cut_crops(people(), np.random.default_rng(seed), input_hw=input_hw),
         f"synthetic scenes (build.synth) {n_scenes}, seed {seed}, CropCOCO-style cuts",
     )
 
 
-def coco_set(folder: str | Path, seed: int = 0, per_person: int = 6) -> CoverageSet:
+def coco_set(folder: str | Path, seed: int = 0, per_person: int = 6, input_hw: HW = INPUT_HW) -> CoverageSet:
     """CropCOCO-style cuts of a COCO folder's labelled people (as calib.presence)."""
     from .data import _read_image, coco_keypoints
 
@@ -139,7 +143,7 @@ def coco_set(folder: str | Path, seed: int = 0, per_person: int = 6) -> Coverage
             )
 
     return _stack(
-        cut_crops(people(), np.random.default_rng(seed), per_person),
+        cut_crops(people(), np.random.default_rng(seed), per_person, input_hw),
         f"{folder} (CropCOCO-style cuts, seed {seed})",
     )
 
@@ -202,6 +206,19 @@ def _probmap_roles(manifest: dict) -> list[str]:
     return [r for r, m in manifest["models"].items() if decodes_probability_maps(str(m.get("head")))]
 
 
+def _maps_hw(manifest: dict, roles: list[str]) -> HW:
+    """The one input size of the probability-map nets: their maps are pooled into one coverage
+    fit, which needs one map grid (every registered probmap architecture is 256x192)."""
+    sizes = {r: net_input_hw(manifest, r) for r in roles}
+    if len(set(sizes.values())) > 1:
+        have = ", ".join(f"{r} {h}x{w}" for r, (h, w) in sizes.items())
+        raise ValueError(
+            f"the coverage map pools the probability-map nets' maps, which need one input size ({have}); "
+            "pair probability-map heads of one size, or give one of them a heatmap/simcc head"
+        )
+    return next(iter(sizes.values()))
+
+
 def run_maps(out_dir: Path, manifest: dict, role: str, data: CoverageSet) -> dict[str, np.ndarray]:
     from .report import run_onnx
 
@@ -221,10 +238,11 @@ def calibrate_coverage(out_dir: Path, manifest: dict, args: argparse.Namespace) 
     roles = _probmap_roles(manifest)
     if not roles:
         return {"fitted": False, "reason": "no probability-map net in this config"}
+    hw = _maps_hw(manifest, roles)
     if calibration_domain(manifest) == "synthetic":
-        data = synthetic_set(N_SCENES, FIT_SEED)
+        data = synthetic_set(N_SCENES, FIT_SEED, hw)
     else:
-        data = coco_set(presence_folder(args), getattr(args, "seed", 0))
+        data = coco_set(presence_folder(args), getattr(args, "seed", 0), input_hw=hw)
     maps = np.concatenate([run_maps(out_dir, manifest, r, data)["probmaps"] for r in roles])
     pooled = CoverageSet(
         data.crops[:0],
@@ -266,7 +284,7 @@ def evaluate(engines: Path, n_scenes: int = N_EVAL_SCENES, seed: int = EVAL_SEED
     if not cred.get("fitted"):
         raise ValueError(f"{engines}: the manifest has no fitted coverage map (credible); rebuild it")
     role = _probmap_roles(manifest)[0]
-    data = synthetic_set(n_scenes, seed)
+    data = synthetic_set(n_scenes, seed, net_input_hw(manifest, role))
     outs = run_maps(engines, manifest, role, data)
     cmap = CoverageMap.from_json(cred["coverage_map"])
     return {

@@ -6,32 +6,69 @@ detector (OpenCV's HOG people detector: no weights to download, so any
 workstation can calibrate). The crops feed INT8 calibration, the routing
 band and the accuracy report, so they must be made exactly as the device
 makes them: :func:`_crops_for_image` calls ``runtime.pose.preprocess`` only.
+Each net is calibrated on crops at its own input size (``sizes``: one crop per box and size,
+row i the same box at every size), so a pair of a 256x192 and a 384x288 net calibrates both.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from runtime.pose.preprocess import boxes_to_center_scale, make_crops, sanitize_boxes
+from runtime.pose.preprocess import HW, INPUT_HW, CropWindows, net_input_hw, sanitize_boxes
 
 DEFAULT_CALIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
 
 
+SizedCrops = Mapping[HW, np.ndarray]  # (H, W) -> [N,3,H,W]: row i is the same box at every size
+
+
+def role_crops(crops: SizedCrops, manifest: Mapping[str, Any], role: str) -> np.ndarray:
+    """``role``'s net's crops: those at its input size (runtime.pose.preprocess.net_input_hw)."""
+    hw = net_input_hw(manifest, role)
+    if hw not in crops:
+        have = ", ".join(f"{h}x{w}" for h, w in crops) or "none"
+        raise ValueError(
+            f"no calibration crops at {hw[0]}x{hw[1]} for the {role} net (have {have}); "
+            "load the set with sizes=net_sizes(manifest)"
+        )
+    return crops[hw]
+
+
+def subset_crops(crops: SizedCrops, n: int | None) -> dict[HW, np.ndarray]:
+    """At most ``n`` crops per size, evenly spaced, the same rows at every size."""
+    if n is not None and n < 1:
+        raise ValueError(f"--calib-max-crops must be >= 1, got {n}")
+    total = len(next(iter(crops.values()))) if crops else 0
+    if n is None or total <= n:
+        return dict(crops)
+    keep = np.linspace(0, total - 1, n).round().astype(int)
+    return {hw: c[keep] for hw, c in crops.items()}
+
+
 @dataclass
 class CalibSet:
-    crops: np.ndarray  # [N,3,256,192] float32, normalised
-    centers: np.ndarray  # [N,2]
+    by_hw: dict[HW, np.ndarray]  # (H, W) -> [N,3,H,W] float32, normalised; the first size first
+    centers: np.ndarray  # [N,2] (the windows at the first size; every size in use is 3:4)
     scales: np.ndarray  # [N,2]
     image_ids: np.ndarray  # [N]
     source: str
     per_image: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def crops(self) -> np.ndarray:
+        """The crops at the first size asked for (the router's, INPUT_HW by default)."""
+        return next(iter(self.by_hw.values()))
+
+    def for_role(self, manifest: Mapping[str, Any], role: str) -> np.ndarray:
+        return role_crops(self.by_hw, manifest, role)
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -108,38 +145,47 @@ def hog_detector(min_score: float = 0.3, win_stride: int = 8) -> Detector:
     return detect
 
 
-def _crops_for_image(img: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The device's path: box hygiene -> centre/scale -> affine crops."""
+def _crops_for_image(
+    img: np.ndarray, boxes: np.ndarray, sizes: Sequence[HW] = (INPUT_HW,)
+) -> tuple[dict[HW, np.ndarray], np.ndarray, np.ndarray]:
+    """The device's path: box hygiene -> crop windows -> affine crops at each net size."""
     arr = np.asarray(boxes, np.float64).reshape(-1, 5)
     b, _, _ = sanitize_boxes(arr[:, :4], img.shape[:2], scores=arr[:, 4], max_boxes=None)
-    c, s = boxes_to_center_scale(b)
-    return make_crops(img, c, s), c, s
+    windows = CropWindows(b)
+    c, s = windows.at(sizes[0])
+    return windows.crops_by_size(img, sizes), c, s
 
 
 def _assemble(
-    items: Iterable[tuple[str, int, np.ndarray, np.ndarray]], source: str, max_crops: int | None
+    items: Iterable[tuple[str, int, np.ndarray, np.ndarray]],
+    source: str,
+    max_crops: int | None,
+    sizes: Sequence[HW] = (INPUT_HW,),
 ) -> CalibSet:
     """(name, id, image, boxes[M,5]) per image -> one CalibSet, evenly thinned to max_crops."""
-    crops, centers, scales, ids = [], [], [], []
+    sizes = tuple(dict.fromkeys(sizes)) or (INPUT_HW,)
+    crops: dict[HW, list[np.ndarray]] = {hw: [] for hw in sizes}
+    centers, scales, ids = [], [], []
     counts: dict[str, int] = {}
     for name, image_id, img, boxes in items:
         if len(boxes) == 0:
             continue
-        cr, c, s = _crops_for_image(img, boxes)
-        if len(cr) == 0:
+        cr, c, s = _crops_for_image(img, boxes, sizes)
+        if len(c) == 0:
             continue
-        crops.append(cr)
+        for hw in sizes:
+            crops[hw].append(cr[hw])
         centers.append(c)
         scales.append(s)
-        ids.append(np.full(len(cr), image_id))
-        counts[name] = len(cr)
-    if not crops:
+        ids.append(np.full(len(c), image_id))
+        counts[name] = len(c)
+    if not centers:
         raise ValueError(
             f"no person boxes found in {source}; calibration needs at least one "
             "(use another --calib-data, or --calib-boxes gt for a COCO folder)"
         )
     out = CalibSet(
-        np.concatenate(crops),
+        {hw: np.concatenate(crops[hw]) for hw in sizes},
         np.concatenate(centers),
         np.concatenate(scales),
         np.concatenate(ids),
@@ -149,7 +195,7 @@ def _assemble(
     if max_crops is not None and len(out) > max_crops:
         keep = np.linspace(0, len(out) - 1, max_crops).round().astype(int)
         out = CalibSet(
-            out.crops[keep],
+            {hw: c[keep] for hw, c in out.by_hw.items()},
             out.centers[keep],
             out.scales[keep],
             out.image_ids[keep],
@@ -160,7 +206,10 @@ def _assemble(
 
 
 def load_coco_calib(
-    folder: str | Path = DEFAULT_CALIB, boxes: str = "detections", max_crops: int | None = None
+    folder: str | Path = DEFAULT_CALIB,
+    boxes: str = "detections",
+    max_crops: int | None = None,
+    sizes: Sequence[HW] = (INPUT_HW,),
 ) -> CalibSet:
     folder = Path(folder)
     files, per = coco_boxes(folder, boxes)
@@ -170,11 +219,14 @@ def load_coco_calib(
             if per[image_id]:
                 yield files[image_id].name, image_id, _read_image(files[image_id]), np.asarray(per[image_id])
 
-    return _assemble(items(), f"{folder} ({boxes})", max_crops)
+    return _assemble(items(), f"{folder} ({boxes})", max_crops, sizes)
 
 
 def load_image_folder(
-    folder: str | Path, detector: Detector | None = None, max_crops: int | None = None
+    folder: str | Path,
+    detector: Detector | None = None,
+    max_crops: int | None = None,
+    sizes: Sequence[HW] = (INPUT_HW,),
 ) -> CalibSet:
     """Every image in ``folder`` (sorted by name) through ``detector`` (HOG by default)."""
     folder = Path(folder)
@@ -191,7 +243,9 @@ def load_image_folder(
             img = _read_image(f)
             yield f.name, i, img, det(img)
 
-    return _assemble(items(), f"{folder} (images, {'HOG' if detector is None else 'detector'})", max_crops)
+    return _assemble(
+        items(), f"{folder} (images, {'HOG' if detector is None else 'detector'})", max_crops, sizes
+    )
 
 
 def load_video(
@@ -200,6 +254,7 @@ def load_video(
     max_crops: int | None = None,
     every: int = 1,
     max_frames: int | None = None,
+    sizes: Sequence[HW] = (INPUT_HW,),
 ) -> CalibSet:
     """Frames of a video (every ``every``-th) through ``detector`` (HOG by default)."""
     path = Path(path)
@@ -224,7 +279,9 @@ def load_video(
         finally:
             cap.release()
 
-    return _assemble(items(), f"{path} (video, {'HOG' if detector is None else 'detector'})", max_crops)
+    return _assemble(
+        items(), f"{path} (video, {'HOG' if detector is None else 'detector'})", max_crops, sizes
+    )
 
 
 def load_calib(
@@ -232,15 +289,17 @@ def load_calib(
     boxes: str = "detections",
     max_crops: int | None = None,
     detector: Detector | None = None,
+    sizes: Sequence[HW] = (INPUT_HW,),
 ) -> CalibSet:
-    """Any supported ``--calib-data``: a COCO folder, a folder of images, or a video file."""
+    """Any supported ``--calib-data``: a COCO folder, a folder of images, or a video file, cut
+    at each of ``sizes`` (the pair's net input sizes, router's first)."""
     path = Path(data) if data is not None else DEFAULT_CALIB
     if path.is_file() and path.suffix.lower() in VIDEO_EXTS:
-        return load_video(path, detector, max_crops)
+        return load_video(path, detector, max_crops, sizes=sizes)
     if path.is_dir() and (path / "person_keypoints.json").is_file():
-        return load_coco_calib(path, boxes, max_crops)
+        return load_coco_calib(path, boxes, max_crops, sizes)
     if path.is_dir():
-        return load_image_folder(path, detector, max_crops)
+        return load_image_folder(path, detector, max_crops, sizes)
     raise FileNotFoundError(
         f"--calib-data {path} is neither a COCO folder (with person_keypoints.json), "
         f"a folder of images nor a video ({', '.join(VIDEO_EXTS)})"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.pose.preprocess import boxes_to_center_scale, make_crops
+from runtime.pose.preprocess import HW, INPUT_HW, CropWindows, net_input_hw
 
 from .data import DEFAULT_CALIB, _read_image, coco_keypoints, cut_person
 
@@ -31,7 +31,7 @@ T_BOUNDS = (0.05, 20.0)
 
 @dataclass
 class PresenceSet:
-    crops: np.ndarray  # [N,3,256,192]
+    crops: np.ndarray  # [N,3,H,W] at one net's input size
     inside: np.ndarray  # [N,17] bool: keypoint inside the activation window
     labelled: np.ndarray  # [N,17] bool: keypoint annotated (v > 0)
     source: str
@@ -84,9 +84,11 @@ def fit_temperature(p: np.ndarray, y: np.ndarray) -> float:
 
 
 def cropcoco_samples(
-    folder: str | Path = DEFAULT_CALIB, per_annotation: int = 6, seed: int = 0
+    folder: str | Path = DEFAULT_CALIB, per_annotation: int = 6, seed: int = 0, input_hw: HW = INPUT_HW
 ) -> PresenceSet:
-    """CropCOCO-style crops: cut the image through each GT person, window from the clipped box.
+    """CropCOCO-style crops at ``input_hw`` (a net's size): cut the image through each GT person,
+    window from the clipped box. The cuts depend on ``seed`` only, so sets at two sizes hold the
+    same people and labels.
 
     The activation window is the clipped box at 3:4 with padding 1.25
     (docs/DESIGN.md section 6, the same window Ex-OKS uses); a labelled keypoint is *inside*
@@ -108,8 +110,7 @@ def cropcoco_samples(
             if cut is None:
                 continue
             sub, clipped, (x0, y0, x1, y1) = cut
-            c, s = boxes_to_center_scale(clipped)
-            crops.append(make_crops(sub, c, s))
+            crops.append(CropWindows(clipped).crops(sub, input_hw))
             xy = kp[:, :2] - [x0, y0]
             win = activation_windows(clipped)
             in_img = (xy[:, 0] >= 0) & (xy[:, 0] < x1 - x0) & (xy[:, 1] >= 0) & (xy[:, 1] < y1 - y0)
@@ -149,12 +150,16 @@ def presence_fit(p: np.ndarray, inside: np.ndarray, labelled: np.ndarray) -> dic
     }
 
 
-def synthetic_presence_set(n_scenes: int | None = None, seed: int | None = None) -> PresenceSet:
+def synthetic_presence_set(
+    n_scenes: int | None = None, seed: int | None = None, input_hw: HW = INPUT_HW
+) -> PresenceSet:
     """CropCOCO-style cuts of synthetic scenes (calib.coverage.synthetic_set, the coverage fit's
     own crops): inside = known, in the window and in the cut image; labelled = known."""
     from .coverage import FIT_SEED, N_SCENES, synthetic_set
 
-    d = synthetic_set(N_SCENES if n_scenes is None else n_scenes, FIT_SEED if seed is None else seed)
+    d = synthetic_set(
+        N_SCENES if n_scenes is None else n_scenes, FIT_SEED if seed is None else seed, input_hw=input_hw
+    )
     return PresenceSet(d.crops, d.valid, np.asarray(d.known, bool), d.source)
 
 
@@ -182,13 +187,17 @@ def calibrate_presence(
         }
     if domain not in ("photos", "synthetic"):
         raise ValueError(f"calibration domain must be 'photos' or 'synthetic', got {domain!r}")
-    data = (
-        synthetic_presence_set()
-        if domain == "synthetic"
-        else cropcoco_samples(folder or DEFAULT_CALIB, seed=seed)
-    )
+
+    def at(hw: HW) -> PresenceSet:  # the same cuts at each net's size (seeded)
+        if domain == "synthetic":
+            return synthetic_presence_set(input_hw=hw)
+        return cropcoco_samples(folder or DEFAULT_CALIB, seed=seed, input_hw=hw)
+
+    sets: dict[HW, PresenceSet] = {}
     per_role, ps = {}, []
     for role in roles:
+        hw = net_input_hw(manifest, role)
+        data = sets[hw] if hw in sets else sets.setdefault(hw, at(hw))
         p = run_onnx(out_dir / manifest["models"][role]["onnx"], data.crops, ["presence"], batch)["presence"]
         per_role[role] = presence_fit(p, data.inside, data.labelled)
         ps.append(p)

@@ -24,6 +24,8 @@ from runtime.heads.registry import decode_outputs
 from runtime.pose.preprocess import PADDING
 from runtime.pose.routing import route_band
 
+from .data import SizedCrops, role_crops
+
 RANDOM_NOTE = (
     "RANDOM WEIGHTS: these numbers only show that the reduced-precision graphs run and "
     "track fp32; they say nothing about pose accuracy"
@@ -100,9 +102,10 @@ def compare(
 
 
 def accuracy_report(
-    out_dir: Path, manifest: dict[str, Any], crops: np.ndarray, variants: Sequence[str], batch: int = 8
+    out_dir: Path, manifest: dict[str, Any], crops: SizedCrops, variants: Sequence[str], batch: int = 8
 ) -> dict[str, Any]:
-    """{role: {variant: metrics}} over ``crops`` for every variant present in the manifest."""
+    """{role: {variant: metrics}} over ``crops`` (each net at its own input size) for every
+    variant present in the manifest."""
     r = manifest.get("routing") or {}
     band = (r["k1"], r["k2"]) if "k1" in r else None
     thr = float(manifest.get("presence", {}).get("threshold", 0.5))
@@ -111,12 +114,13 @@ def accuracy_report(
         have = [v for v in variants if v in m.get("variants", {})]
         if not have:
             continue
-        ref = run_onnx(out_dir / m["onnx"], crops, batch=batch)
+        role_in = role_crops(crops, manifest, role)
+        ref = run_onnx(out_dir / m["onnx"], role_in, batch=batch)
         nets[role] = {}
         for v in have:
-            got = run_onnx(out_dir / m["variants"][v]["onnx"], crops, list(ref), batch)
+            got = run_onnx(out_dir / m["variants"][v]["onnx"], role_in, list(ref), batch)
             nets[role][v] = compare(m["head"], ref, got, band, thr)
-    rep: dict[str, Any] = {"n_crops": int(len(crops)), "nets": nets}
+    rep: dict[str, Any] = {"n_crops": int(len(next(iter(crops.values())))), "nets": nets}
     if manifest.get("weights") == "random":
         rep["note"] = RANDOM_NOTE
     return rep

@@ -25,7 +25,7 @@ import numpy as np
 from runtime.artifacts.manifest import save_manifest, sha256_file
 from runtime.cli.args import number, positive_int
 
-from .data import DEFAULT_CALIB, CalibSet
+from .data import DEFAULT_CALIB, CalibSet, SizedCrops, role_crops, subset_crops
 from .quantize import METHODS, check_trt_qdq, float_tail, name_nodes, qdq_counts, quantize_onnx
 
 PRECISIONS = ("int8", "fp16", "fp32")
@@ -69,14 +69,6 @@ def default_precision(target: str) -> str:
     return "fp32" if target == "cpu" else "int8"
 
 
-def _subset(crops: np.ndarray, n: int | None) -> np.ndarray:
-    if n is None or len(crops) <= n:
-        return crops
-    if n < 1:
-        raise ValueError(f"--calib-max-crops must be >= 1, got {n}")
-    return crops[np.linspace(0, len(crops) - 1, n).round().astype(int)]
-
-
 def _entry(out_dir: Path, path: Path, **info: Any) -> dict[str, Any]:
     return {"onnx": path.relative_to(out_dir).as_posix(), "sha256": sha256_file(path), **info}
 
@@ -84,7 +76,7 @@ def _entry(out_dir: Path, path: Path, **info: Any) -> dict[str, Any]:
 def make_int8(
     out_dir: Path,
     manifest: dict,
-    crops: np.ndarray,
+    crops: SizedCrops,
     method: str,
     flavours: tuple[str, ...],
     log=print,
@@ -92,14 +84,16 @@ def make_int8(
 ) -> None:
     """Quantize every role in the given flavours; the TensorRT flavour must pass check_trt_qdq.
 
-    Every pose net's keypoint drift against fp32 on ``crops`` (input px, calib.fallback.keypoint_drift)
+    Each net is calibrated on ``crops`` at its own input size (calib.data.role_crops).
+    Every pose net's keypoint drift against fp32 on them (input px, calib.fallback.keypoint_drift)
     goes into its variant's ``fallback``; with ``drift_px`` the measured float fallback keeps whole
     blocks float, fewest first, until the drift is within it (the detector's search, applied to
     pose nets: which blocks cannot take INT8 is a property of the trained weights, not of op types).
     """
     with tempfile.TemporaryDirectory(prefix="dynpose-calib-") as tmp:
         for role, m in manifest["models"].items():
-            _int8_role(out_dir, role, m, crops, method, flavours, Path(tmp), log, drift_px)
+            role_in = role_crops(crops, manifest, role)
+            _int8_role(out_dir, role, m, role_in, method, flavours, Path(tmp), log, drift_px)
 
 
 def _int8_role(
@@ -222,10 +216,12 @@ def run_calibration(out_dir: Path, manifest: dict, calib: CalibSet, args: argpar
             )
         )
     variants: tuple[str, ...] = ()
-    crops = _subset(calib.crops, getattr(args, "calib_max_crops", DEFAULT_MAX_CROPS))
+    crops = subset_crops(calib.by_hw, getattr(args, "calib_max_crops", DEFAULT_MAX_CROPS))
+    n_crops = len(next(iter(crops.values())))
     if precision == "int8":
         variants = ("int8_cpu",) if target == "cpu" else ("int8_cpu", "int8_trt")
-        log(f"INT8 ranges from {len(crops)} of {calib.describe()}")
+        at = ", ".join(f"{h}x{w}" for h, w in crops)
+        log(f"INT8 ranges from {n_crops} of {calib.describe()} (each net at its size: {at})")
         make_int8(out_dir, manifest, crops, method, variants, log, getattr(args, "pose_drift_px", None))
     elif precision == "fp16":
         variants = ("fp16",)
@@ -234,7 +230,7 @@ def run_calibration(out_dir: Path, manifest: dict, calib: CalibSet, args: argpar
         "precision": precision,
         "method": method if precision == "int8" else None,
         "variants": list(variants),
-        "n_crops": int(len(crops)) if precision == "int8" else 0,
+        "n_crops": int(n_crops) if precision == "int8" else 0,
         "source": calib.source,
         "tool": _tool(),
         "report": {},
@@ -273,7 +269,7 @@ def refresh_report(
     here). Random weights skip it: their AP is 0 at every precision."""
     from .report import accuracy_report, format_table
 
-    report = accuracy_report(out_dir, manifest, calib.crops, variants)
+    report = accuracy_report(out_dir, manifest, calib.by_hw, variants)
     if labelled is not None:
         from measure.precision_table import format_markdown, labelled_report
 

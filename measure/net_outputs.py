@@ -17,6 +17,7 @@ from measure.workload import CropSet, Frame, make_cropset
 from runtime.heads.probfields import ProbFieldsDecoder
 from runtime.pose.assemble import FrameRows, People, decode_people
 from runtime.pose.pipeline import PosePipeline
+from runtime.pose.preprocess import net_sizes
 from runtime.pose.results import FrameResult
 
 MAX_BATCH = 32  # chunk size where the runner has no profile cap
@@ -50,7 +51,7 @@ def _run(pipe: PosePipeline, role: str, crops: np.ndarray) -> dict[str, np.ndarr
 def run_nets(pipe: PosePipeline, frames: list[Frame]) -> tuple[CropSet, NetOutputs]:
     """Router, small and large once on every crop, frame by frame with the scheduler's batching."""
     t = time.perf_counter()
-    cs = make_cropset(frames, pipe.options.max_boxes)
+    cs = make_cropset(frames, pipe.options.max_boxes, net_sizes(pipe.manifest))
     sec = {"preprocess": time.perf_counter() - t}
     roles = ("router", "small", "large")
     parts: dict[str, list[dict[str, np.ndarray]]] = {r: [] for r in roles}
@@ -62,15 +63,16 @@ def run_nets(pipe: PosePipeline, frames: list[Frame]) -> tuple[CropSet, NetOutpu
             continue
         for role in roles:
             t = time.perf_counter()
-            parts[role].append(_run(pipe, role, cs.crops[s]))
+            parts[role].append(_run(pipe, role, cs.at(pipe.input_hw[role])[s]))
             sec[role] += time.perf_counter() - t
     outs = {r: {k: np.concatenate([x[k] for x in parts[r]]) for k in parts[r][0]} for r in roles}
     people = {}
     fields = ProbFieldsDecoder(pipe.manifest, ())  # the COCO score reads predicted OKS, not regions
     for role in ("small", "large"):
         t = time.perf_counter()
+        centers, scales = cs.windows.at(pipe.input_hw[role])
         people[role] = decode_people(
-            pipe.heads[role], outs[role], cs.centers, cs.scales, pipe.decode_ctx[role], fields
+            pipe.heads[role], outs[role], centers, scales, pipe.decode_ctx[role], fields
         )
         sec[f"decode_{role}"] = time.perf_counter() - t
     return cs, NetOutputs(outs["router"]["score"].reshape(-1), people, sec)

@@ -7,6 +7,7 @@ so a number measured on "the 118 boxes" always means the same crops.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 from measure.gt_records import read_gt
 from runtime.errors import InputError
 from runtime.io.records import read_detections
-from runtime.pose.preprocess import DEFAULT_MAX_BOXES, boxes_to_center_scale, make_crops, sanitize_boxes
+from runtime.pose.preprocess import DEFAULT_MAX_BOXES, HW, INPUT_HW, CropWindows, sanitize_boxes
 
 
 @dataclass
@@ -29,13 +30,25 @@ class Frame:
 
 @dataclass
 class CropSet:
-    """All kept crops of a list of frames, concatenated in frame order."""
+    """All kept crops of a list of frames, concatenated in frame order, at each net size asked for."""
 
-    crops: np.ndarray  # [N,3,256,192]
-    centers: np.ndarray  # [N,2]
+    by_hw: dict[HW, np.ndarray]  # (H, W) -> [N,3,H,W]; row i is the same box at every size
+    centers: np.ndarray  # [N,2] the windows at the first size
     scales: np.ndarray  # [N,2]
     frame_of: np.ndarray  # [N] index into the frames
     kept: list[np.ndarray]  # per frame: indices of the kept boxes into that frame's boxes
+    windows: CropWindows  # every row's box: its window at any net size (decode at the net's own)
+
+    @property
+    def crops(self) -> np.ndarray:
+        """The crops at the first size (the router's; INPUT_HW by default)."""
+        return next(iter(self.by_hw.values()))
+
+    def at(self, hw: HW) -> np.ndarray:
+        if hw not in self.by_hw:
+            have = ", ".join(f"{h}x{w}" for h, w in self.by_hw)
+            raise ValueError(f"no crops at {hw[0]}x{hw[1]} in this set (have {have}); pass it in sizes")
+        return self.by_hw[hw]
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -88,23 +101,32 @@ def n_boxes(frames: list[Frame]) -> int:
     return sum(len(f.boxes) for f in frames)
 
 
-def make_cropset(frames: list[Frame], max_boxes: int | None = DEFAULT_MAX_BOXES) -> CropSet:
-    """Box hygiene + affine crops per frame, the pipeline's own preprocessing."""
-    crops, centers, scales, frame_of, kept_all = [], [], [], [], []
+def make_cropset(
+    frames: list[Frame], max_boxes: int | None = DEFAULT_MAX_BOXES, sizes: Sequence[HW] = (INPUT_HW,)
+) -> CropSet:
+    """Box hygiene + affine crops per frame at each of ``sizes`` (a pipeline's
+    ``net_sizes(manifest)``), the pipeline's own preprocessing."""
+    sizes = tuple(dict.fromkeys(sizes)) or (INPUT_HW,)
+    crops: dict[HW, list[np.ndarray]] = {hw: [] for hw in sizes}
+    centers, scales, frame_of, kept_all, boxes = [], [], [], [], []
     for i, f in enumerate(frames):
         b, kept, _ = sanitize_boxes(f.boxes, f.image.shape[:2], f.scores, None, max_boxes)
-        c, s = boxes_to_center_scale(b)
-        crops.append(make_crops(f.image, c, s))
+        windows = CropWindows(b)
+        for hw, cr in windows.crops_by_size(f.image, sizes).items():
+            crops[hw].append(cr)
+        c, s = windows.at(sizes[0])
+        boxes.append(b)
         centers.append(c)
         scales.append(s)
         frame_of.append(np.full(len(b), i))
         kept_all.append(kept)
     return CropSet(
-        np.concatenate(crops),
+        {hw: np.concatenate(crops[hw]) for hw in sizes},
         np.concatenate(centers),
         np.concatenate(scales),
         np.concatenate(frame_of),
         kept_all,
+        CropWindows(np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32)),
     )
 
 

@@ -32,6 +32,35 @@ def test_crops_are_the_runtimes(coco_mini):
     np.testing.assert_array_equal(c.crops[0], make_crops(img, ce, sc)[0])
 
 
+def test_crops_at_each_nets_size_are_the_runtimes(coco_mini):
+    """sizes=(256x192, 384x288): row i is box i at both sizes, each cut as the runtime cuts it for
+    a net of that size; role_crops hands a net its size and names a missing one in one line."""
+    import json
+
+    from calib.data import role_crops, subset_crops
+
+    small, large = (256, 192), (384, 288)
+    c = load_coco_calib(coco_mini, max_crops=10, sizes=(small, large))
+    assert list(c.by_hw) == [small, large] and c.crops is c.by_hw[small]
+    assert c.by_hw[large].shape == (10, 3, *large)
+    det = json.loads((coco_mini / "person_detections.json").read_text())
+    first = min(d["image_id"] for d in det)
+    box = next(d["bbox"] for d in det if d["image_id"] == first)
+    gt = json.loads((coco_mini / "person_keypoints.json").read_text())
+    img = cv2.imread(str(coco_mini / next(i["file_name"] for i in gt["images"] if i["id"] == first)))
+    ce, sc = boxes_to_center_scale(np.array([box], np.float32), input_hw=large)
+    np.testing.assert_array_equal(c.by_hw[large][0], make_crops(img, ce, sc, input_hw=large)[0])
+    manifest = {"models": {"large": {"inputs": [{"name": "input", "shape": ["N", 3, *large]}]}}}
+    assert role_crops(c.by_hw, manifest, "large") is c.by_hw[large]
+    sub = subset_crops(c.by_hw, 4)
+    np.testing.assert_array_equal(sub[large][1], c.by_hw[large][3])  # the same rows at every size
+    np.testing.assert_array_equal(sub[small][1], c.by_hw[small][3])
+    with pytest.raises(
+        ValueError, match=r"^no calibration crops at 384x288 for the large net \(have 256x192\)"
+    ):
+        role_crops({small: c.crops}, manifest, "large")
+
+
 def test_max_crops_thins_evenly(coco_mini):
     c = load_calib(coco_mini, max_crops=10)
     assert len(c) == 10 and c.image_ids[0] != c.image_ids[-1]

@@ -159,11 +159,14 @@ def test_pose_nets_get_the_measured_fallback_and_the_manifest_tells_the_truth(tm
     sd = torch.load(Path(__file__).parents[1] / "build/fixtures/small.pth", weights_only=True)["state_dict"]
     net.load_state_dict(sd)
     export_onnx(net.eval(), tmp_path / "small.onnx", net.output_names)
-    crops = load_coco_calib(coco_mini, max_crops=16).crops
+    calib = load_coco_calib(coco_mini, max_crops=16)
+    crops = calib.crops
 
     def build(budget: float | None) -> dict:
         manifest = {"models": {"small": {"onnx": "small.onnx", "head": "heatmap"}}}
-        make_int8(tmp_path, manifest, crops, "minmax", ("int8_cpu",), log=lambda m: None, drift_px=budget)
+        make_int8(
+            tmp_path, manifest, calib.by_hw, "minmax", ("int8_cpu",), log=lambda m: None, drift_px=budget
+        )
         return json.loads(json.dumps(manifest["models"]["small"]["variants"]["int8_cpu"]))
 
     ref = run_onnx(tmp_path / "small.onnx", crops)

@@ -11,6 +11,7 @@ refused them.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -141,11 +142,10 @@ def test_an_unsupported_input_shape_is_one_line_naming_the_net_and_field(two_siz
 
 def test_the_build_reads_each_nets_size(two_sizes, tmp_path):
     """TensorRT profiles, trtexec shapes, the cost timing and Triton configs take each net's own
-    input size; the BLS model (one crop tensor for all nets) is refused in one line."""
+    input size; the BLS model takes one crop tensor per size and says which feeds which net."""
     from build.costs import time_variants
     from build.triton_repo import RepoOptions, write_repo
     from build.trt.targets import TARGETS, engine_specs
-    from runtime.errors import InputError
 
     manifest = load_manifest(two_sizes)
     specs = {s.role: s for s in engine_specs(two_sizes, manifest, TARGETS["orin"])}
@@ -153,9 +153,11 @@ def test_the_build_reads_each_nets_size(two_sizes, tmp_path):
     assert specs["large"].profile.shapes(specs["large"].input_chw)[-1] == (64, 3, *LARGE)
     entries, _ = time_variants(two_sizes, manifest, ("fp32",), batch=2, rounds=1, threads=1)
     assert set(entries["fp32"]["ms_per_crop"]) == {"router", "small", "large"}  # 384x288 ran at its size
-    with pytest.raises(InputError, match="BLS model takes one crop tensor.*large 384x288"):
-        write_repo(two_sizes, tmp_path / "repo", RepoOptions(kind="python"))
-    assert not (tmp_path / "repo").exists()
-    write_repo(two_sizes, tmp_path / "repo", RepoOptions(kind="python", bls=False))
+    write_repo(two_sizes, tmp_path / "repo", RepoOptions(kind="python"))
     cfg = (tmp_path / "repo" / "large" / "config.pbtxt").read_text()
     assert "dims: [3, 384, 288]" in cfg, cfg
+    bls = (tmp_path / "repo" / "dynpose" / "config.pbtxt").read_text()
+    assert 'name: "crops"' in bls and "dims: [-1, 3, 256, 192]" in bls, bls
+    assert 'name: "crops_384x288"' in bls and "dims: [-1, 3, 384, 288]" in bls, bls
+    for role, name in (("router", "crops"), ("small", "crops"), ("large", "crops_384x288")):
+        assert re.search(rf'key: "{role}_input"\s*value: {{\s*string_value: "{name}"', bls), (role, bls)

@@ -21,7 +21,7 @@ from runtime.errors import EXIT_INPUT, register_expected
 from runtime.heads.base import DecodeContext
 from runtime.heads.grid import heatmap_to_image
 from runtime.heads.registry import decoder_for
-from runtime.pose.preprocess import boxes_to_center_scale, make_crops, sanitize_boxes
+from runtime.pose.preprocess import HW, INPUT_HW, CropWindows, sanitize_boxes
 from runtime.tracking.tracker import iou_matrix
 
 
@@ -35,7 +35,7 @@ class CropSet:
     gt_index: np.ndarray
     preds: dict[str, np.ndarray] = field(default_factory=dict)  # role -> [N,17,3] x, y, score
     router: np.ndarray | None = None  # [N]
-    f0: np.ndarray | None = None  # [N,1,128,96] float16 router input maps
+    f0: np.ndarray | None = None  # [N,1,H/2,W/2] float16 router input maps (the router's crop size)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -52,6 +52,19 @@ def decode_net(
     ctx = DecodeContext(input_hw=tuple(getattr(net, "input_hw", (256, 192))))
     got = decoder_for(net.head_kind, outs).decode(outs, ctx)
     return got.coords, got.scores, got.grid_hw
+
+
+def net_hw(net: nn.Module) -> HW:
+    """The crop (H, W) a built net takes (PoseNet/router ``input_hw``), INPUT_HW where it says none."""
+    hw = getattr(net, "input_hw", None) or INPUT_HW
+    return (int(hw[0]), int(hw[1]))
+
+
+def crop_sizes(nets: dict[str, nn.Module], router: nn.Module | None) -> dict[str, HW]:
+    """Each role's crop size; the router (and its F0 maps) reads the small net's crops."""
+    sizes = {role: net_hw(net) for role, net in nets.items()}
+    sizes["router"] = net_hw(router) if router is not None else sizes.get("small", INPUT_HW)
+    return sizes
 
 
 def router_f0(x: torch.Tensor) -> torch.Tensor:
@@ -156,20 +169,26 @@ def _empty_cropset(
     for role in nets:
         cs.preds[role] = np.zeros((n, 17, 3), np.float32)
     cs.router = np.zeros(n, np.float32) if router is not None else None
-    cs.f0 = np.zeros((n, 1, 128, 96), np.float16) if keep_f0 else None
+    h, w = crop_sizes(nets, router)["router"]
+    cs.f0 = np.zeros((n, 1, h // 2, w // 2), np.float16) if keep_f0 else None
     return cs
 
 
 class _Batches:
-    """Crops gathered into batches of ``size``; each full batch runs through every net and the
-    results land in the CropSet rows the crops came from."""
+    """Crops gathered into batches of ``size``; each full batch runs through every net (each on
+    the box's crop at its own input size) and the results land in the CropSet rows the crops
+    came from."""
 
     def __init__(self, cs: CropSet, nets: dict[str, nn.Module], router: nn.Module | None, size: int) -> None:
         self.cs, self.nets, self.router, self.size = cs, nets, router, size
-        self.pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.sizes = crop_sizes(nets, router)
+        self.pending: list[tuple[int, dict[HW, np.ndarray], dict[HW, tuple[np.ndarray, np.ndarray]]]] = []
 
-    def add(self, k: int, crop: np.ndarray, center: np.ndarray, scale: np.ndarray) -> None:
-        self.pending.append((k, crop, center, scale))
+    def add(
+        self, k: int, crops: dict[HW, np.ndarray], windows: dict[HW, tuple[np.ndarray, np.ndarray]]
+    ) -> None:
+        """Box ``k``'s crop and window (centre, scale) at each size in ``self.sizes``."""
+        self.pending.append((k, crops, windows))
         if len(self.pending) >= self.size:
             self.flush()
 
@@ -178,13 +197,15 @@ class _Batches:
             return
         cs, pending = self.cs, self.pending
         idx = np.array([p[0] for p in pending])
-        x = torch.from_numpy(np.stack([p[1] for p in pending]))
-        centers = np.stack([p[2] for p in pending])
-        scales = np.stack([p[3] for p in pending])
+        xs = {hw: torch.from_numpy(np.stack([p[1][hw] for p in pending])) for hw in set(self.sizes.values())}
         for role, net in self.nets.items():
-            coords, scores, grid_hw = decode_net(net, net(x))
+            hw = self.sizes[role]
+            centers = np.stack([p[2][hw][0] for p in pending])
+            scales = np.stack([p[2][hw][1] for p in pending])
+            coords, scores, grid_hw = decode_net(net, net(xs[hw]))
             img_xy = heatmap_to_image(coords, centers, scales, grid_hw)
             cs.preds[role][idx] = np.concatenate([img_xy, scores[..., None]], axis=-1)
+        x = xs[self.sizes["router"]]
         if self.router is not None and cs.router is not None:
             cs.router[idx] = self.router(x)[0].reshape(-1).numpy()
         if cs.f0 is not None:
@@ -203,15 +224,16 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def _crop_image(image: np.ndarray, items: list, ks: list[int], cs: CropSet, batches: _Batches) -> None:
-    """The image's boxes cropped as the runtime does and queued; boxes the hygiene drops get
-    gt_index -2 (no prediction, never scored)."""
+    """The image's boxes cropped as the runtime does (at each net's size) and queued; boxes the
+    hygiene drops get gt_index -2 (no prediction, never scored)."""
     boxes = np.stack([items[k][1] for k in ks])
     clean, kept, _ = sanitize_boxes(boxes, image.shape[:2], max_boxes=None)
-    centers, scales = boxes_to_center_scale(clean)
-    crops = make_crops(image, centers, scales)
+    windows = CropWindows(clean)
+    crops = windows.crops_by_size(image, batches.sizes.values())
+    at = {hw: windows.at(hw) for hw in crops}
     ks_kept = [ks[j] for j in kept]
     for j, k in enumerate(ks_kept):
-        batches.add(k, crops[j], centers[j], scales[j])
+        batches.add(k, {hw: c[j] for hw, c in crops.items()}, {hw: (c[j], s[j]) for hw, (c, s) in at.items()})
     for k in set(ks) - set(ks_kept):
         cs.gt_index[k] = -2
 

@@ -1,15 +1,18 @@
 """Triton python-backend BLS model ``dynpose``: crops in, decoded keypoints out.
 
 For thin camera clients that do not carry the project: one request holds one
-frame's crops (N x 3 x H x W at the nets' one input size, the project's preprocessing;
-build.triton_repo refuses to write it for nets of different sizes); the model calls
+frame's crops (N x 3 x H x W, the project's preprocessing) as ``crops`` at the router's
+input size and, where a net takes another size, also ``crops_<H>x<W>`` (every box again at
+that size, same windows; the config's ``<role>_input`` parameters say which tensor feeds
+which net, build.triton_repo.bls_inputs); the model calls
 the ``router`` model, routes with the project's own ``routing.route_band`` and
 the k1/k2 of the manifest copied beside it, calls ``small`` and ``large``, and
 decodes with the project's head registry (runtime.heads.registry, the decoder the
 pipeline uses), which build.triton_repo ships beside this file as
-``dynpose_lib/runtime`` (numpy-only modules). Keypoints come back on the head's
-grid (heatmap pixels, 64 x 48); the client maps them to the image with the
-inverse of the affine it cropped with (runtime.heads.grid.heatmap_to_image).
+``dynpose_lib/runtime`` (numpy-only modules). Keypoints come back on the grid of
+the head that decoded them (heatmap pixels, 64 x 48 for a 256x192 heatmap net; input pixels
+for SimCC); the client maps them to the image with the inverse of the affine it cropped with
+at the routed net's size (runtime.heads.grid.heatmap_to_image).
 """
 
 import json
@@ -50,6 +53,7 @@ class TritonPythonModel:
         spec = {r: params.get(f"{r}_batch", "32") for r in self.models}
         self.chunk = {r: int(v.rstrip("!")) for r, v in spec.items()}
         self.static = {r: v.endswith("!") for r, v in spec.items()}
+        self.inputs = {r: params.get(f"{r}_input", "crops") for r in self.models}  # crop tensor per net
 
     def _call(self, role, crops):
         """One child model over ``crops`` in chunks of its max batch; dict of concatenated outputs."""
@@ -72,8 +76,14 @@ class TritonPythonModel:
             )
         return {o: np.concatenate([p[o] for p in parts]) for o in self.outputs[role]}
 
-    def _frame(self, crops):
+    def _frame(self, tensors):
+        """``tensors``: input name -> that size's crops of every box (same rows in each)."""
+        crops = tensors[self.inputs["router"]]
         n = len(crops)
+        if any(len(t) != n for t in tensors.values()):
+            raise ValueError(
+                f"crop inputs hold different box counts: { {k: len(t) for k, t in tensors.items()} }"
+            )
         kps = np.zeros((n, 17, 2), np.float32)
         kscores = np.zeros((n, 17), np.float32)
         presence = np.zeros((n, 17), np.float32)
@@ -84,7 +94,7 @@ class TritonPythonModel:
         for role, mask in (("small", ~large), ("large", large)):
             if not mask.any():
                 continue
-            outs = self._call(role, np.ascontiguousarray(crops[mask]))
+            outs = self._call(role, np.ascontiguousarray(tensors[self.inputs[role]][mask]))
             xy, sc, pres = self.decode_outputs(self.heads[role], outs, self.temperature, self.threshold)
             kps[mask], kscores[mask], presence[mask] = xy, sc, pres
         return kps, kscores, presence, large.astype(np.int8), scores
@@ -92,9 +102,14 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = []
         for r in requests:
-            crops = pb_utils.get_input_tensor_by_name(r, "crops").as_numpy()
             try:
-                out = self._frame(np.ascontiguousarray(crops, np.float32))
+                tensors = {}
+                for name in dict.fromkeys(self.inputs.values()):
+                    t = pb_utils.get_input_tensor_by_name(r, name)
+                    if t is None:
+                        raise ValueError(f"input {name!r} is missing: send every crop input of the config")
+                    tensors[name] = np.ascontiguousarray(t.as_numpy(), np.float32)
+                out = self._frame(tensors)
             except Exception as e:  # noqa: BLE001 - a child model's failure becomes this request's error
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(e))))
                 continue

@@ -16,8 +16,7 @@ from typing import Any
 import onnx
 import onnx.defs
 
-from runtime.artifacts.schema import input_hw
-from runtime.pose.preprocess import INPUT_HW
+from runtime.pose.preprocess import INPUT_HW, net_input_hw
 
 INPUT_CHW = (3, *INPUT_HW)  # only where a net lists no input shape; each spec takes its net's
 ROLES = ("router", "small", "large")
@@ -348,7 +347,7 @@ def engine_specs(
                 gpu_profile=gpu_profile if dla is not None else None,
                 fallback_onnx=fb_onnx,
                 fallback_precision=fb_precision,
-                input_chw=(3, *(input_hw(entry, role) or INPUT_HW)),
+                input_chw=(3, *net_input_hw(manifest, role)),
             )
         )
     if "detector" in models:  # optional role (build.detector): GPU, batch 1..max_batch for several cameras

@@ -121,9 +121,11 @@ def measure_runner_costs(
 ) -> dict[str, Any]:
     """The entry for one backend and precision, timed on opened runners and their streams
     (a pipeline's own: ``PosePipeline.runners`` / ``.streams``), each net at its own input
-    (H, W) (``input_hw`` per role; 256x192 where not given)."""
+    (H, W) (``input_hw`` per role, as preprocess.net_input_hw reads it; INPUT_HW where not given)."""
+    from runtime.pose.preprocess import INPUT_HW
+
     rng = np.random.default_rng(0)
-    sizes = {r: (input_hw or {}).get(r, (256, 192)) for r in ROLES}
+    sizes = {r: (input_hw or {}).get(r, INPUT_HW) for r in ROLES}
     xs = {r: rng.standard_normal((batch, 3, *sizes[r])).astype(np.float32) for r in ROLES}
     parts = {r: (lambda r=r: runners[r].infer(xs[r], streams[r])) for r in ROLES}
     t = interleaved_clocks(parts, rounds)
@@ -141,15 +143,15 @@ def measure_folder_costs(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Open the artifacts' nets on ``backend`` as the pipeline would and time them: (manifest, entry)."""
     from runtime.artifacts.manifest import load_manifest
-    from runtime.artifacts.schema import input_hw
     from runtime.backends import open_backend
+    from runtime.pose.preprocess import net_input_hw
 
     manifest = load_manifest(root)
     be = open_backend(backend, Path(root), manifest, {}, precision=precision)
     runners = {r: be.open_runner(r).activate() for r in ROLES}
     streams = {r: be.new_stream(r) for r in ROLES}
     try:
-        sizes = {r: input_hw(manifest["models"][r], r) or (256, 192) for r in ROLES}
+        sizes = {r: net_input_hw(manifest, r) for r in ROLES}
         return manifest, measure_runner_costs(runners, streams, be.name, precision, batch, rounds, sizes)
     finally:
         for s in streams.values():

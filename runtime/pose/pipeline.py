@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from runtime.artifacts.manifest import load_manifest, verify_files
-from runtime.artifacts.schema import input_hw
 from runtime.backends import backend_class, open_backend, resolve_backend_name
 from runtime.backends.base import Pending, Stream, device_crops_plan
 from runtime.backends.options import BackendOptions, given
@@ -40,22 +39,21 @@ from runtime.heads.probfields import ProbFieldsDecoder
 from runtime.pose.api_checks import ImageError, OptionError, check_image, check_masses, check_options  # noqa: F401 (the API's names)
 from runtime.pose.assemble import FrameRows, decode_people
 from runtime.pose.preprocess import (
+    CROP_ROLES,
     DEFAULT_MAX_BOXES,
-    INPUT_HW,
+    HW,
     MEAN,
     STD,
     CropMaker,
+    CropWindows,
     as_boxes,
-    boxes_to_center_scale,
-    crop_affines,
+    net_input_hw,
     sanitize_boxes,
 )
 from runtime.pose.results import FrameResult
 from runtime.pose.routing import apply_budget, budget_max_large, cost_ratios, route
 
 NET_ROLES = ("small", "large")
-CROP_ROLES = ("router", *NET_ROLES)
-HW = tuple[int, int]
 NORM = (MEAN, STD)  # the RGB normalisation make_crops applies, handed to the device crop kernel
 log = logging.getLogger(__name__)
 
@@ -74,24 +72,6 @@ class PipelineOptions:
     backend_options: BackendOptions | dict[str, Any] = field(default_factory=dict)
     credible: tuple[float, ...] = DEFAULT_MASSES  # credible-region masses for probmap nets; () = none
     refresh_costs: bool = False  # re-measure the routing cost ratios here, rewrite manifest.json
-
-
-class CropWindows:
-    """The kept boxes of a submission and their crop windows (centre, scale) per net input size:
-    the window's aspect is the net's, so a 3:4 and a 1:1 net see different windows of one box."""
-
-    def __init__(self, boxes: np.ndarray) -> None:
-        self.boxes = boxes
-        self._at: dict[HW, tuple[np.ndarray, np.ndarray]] = {}
-
-    def at(self, hw: HW) -> tuple[np.ndarray, np.ndarray]:
-        if hw not in self._at:
-            self._at[hw] = boxes_to_center_scale(self.boxes, input_hw=hw)
-        return self._at[hw]
-
-    def affines(self, hw: HW) -> np.ndarray:
-        """[N,2,3] image->crop transforms at ``hw``: all a device crop needs from the host."""
-        return crop_affines(*self.at(hw), hw)
 
 
 @dataclass
@@ -168,8 +148,7 @@ class PosePipeline:
         self.temperature = float(self.manifest.get("presence", {}).get("temperature", 1.0))
         self.prob = ProbFieldsDecoder(self.manifest, self.options.credible)
         # each net's crop (H, W) from its manifest entry; the default only where none is listed
-        models = self.manifest["models"]
-        self.input_hw: dict[str, HW] = {r: input_hw(models[r], r) or INPUT_HW for r in CROP_ROLES}
+        self.input_hw: dict[str, HW] = {r: net_input_hw(self.manifest, r) for r in CROP_ROLES}
         self.decode_ctx = {
             r: DecodeContext(self.temperature, self.prob.threshold, self.input_hw[r]) for r in NET_ROLES
         }

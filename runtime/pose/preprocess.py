@@ -8,11 +8,14 @@ make crops through this one module.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 
+from runtime.artifacts.schema import input_hw as entry_input_hw
 from runtime.errors import EXIT_INPUT, register_expected
 
 INPUT_HW = (256, 192)  # the default crop only where no net says its size (the manifest's inputs do)
@@ -22,6 +25,8 @@ STD = np.array([0.229, 0.224, 0.225], np.float32) * 255.0
 _SCALE_RGB = (1.0 / STD).astype(np.float32)  # x * scale + shift == (x - mean) / std, per RGB channel
 _SHIFT_RGB = (-MEAN / STD).astype(np.float32)
 DEFAULT_MAX_BOXES = 256
+HW = tuple[int, int]
+CROP_ROLES = ("router", "small", "large")  # the nets that read crops, in the order they run
 
 
 class BoxError(ValueError):
@@ -221,6 +226,50 @@ class CropMaker:
             np.multiply(planes[2 - c], _SCALE_RGB[c], out=dst)
             np.add(dst, _SHIFT_RGB[c], out=dst)
         return out[:n]
+
+
+def net_input_hw(manifest: Mapping[str, Any], role: str) -> HW:
+    """The crop (H, W) of ``role``'s net, read from its manifest entry (``models.<role>.inputs``),
+    :data:`INPUT_HW` only where the entry lists none. Every module that crops for a net asks
+    here (pipeline, calibration, costs, workload, Triton), so a pair of nets of different sizes
+    (RTMPose-t 256x192 with RTMPose-m 384x288) is cut at each net's size everywhere."""
+    return entry_input_hw(manifest["models"][role], role) or INPUT_HW
+
+
+def net_sizes(manifest: Mapping[str, Any], roles: Iterable[str] = CROP_ROLES) -> tuple[HW, ...]:
+    """The distinct crop sizes of ``roles``' nets, in role order (the router's first)."""
+    return tuple(dict.fromkeys(net_input_hw(manifest, r) for r in roles if r in manifest["models"]))
+
+
+class CropWindows:
+    """The kept boxes of a submission and their crop windows (centre, scale) per net input size:
+    the window's aspect is the net's, so a 3:4 and a 1:1 net see different windows of one box.
+
+    The one way to crop a set of boxes for several nets: the pipeline, calibration, the
+    benchmark workload and router training all ask it for crops at each net's size."""
+
+    def __init__(self, boxes: np.ndarray) -> None:
+        self.boxes = boxes
+        self._at: dict[HW, tuple[np.ndarray, np.ndarray]] = {}
+
+    def at(self, hw: HW) -> tuple[np.ndarray, np.ndarray]:
+        if hw not in self._at:
+            self._at[hw] = boxes_to_center_scale(self.boxes, input_hw=hw)
+        return self._at[hw]
+
+    def affines(self, hw: HW) -> np.ndarray:
+        """[N,2,3] image->crop transforms at ``hw``: all a device crop needs from the host."""
+        return crop_affines(*self.at(hw), hw)
+
+    def crops(
+        self, image_bgr: np.ndarray, hw: HW, out: np.ndarray | None = None, maker: CropMaker | None = None
+    ) -> np.ndarray:
+        """Every box's crop at ``hw`` from one image (``maker``: a caller's reused scratch)."""
+        return (maker or CropMaker(hw))(image_bgr, *self.at(hw), out)
+
+    def crops_by_size(self, image_bgr: np.ndarray, sizes: Iterable[HW]) -> dict[HW, np.ndarray]:
+        """Every box's crop at each of ``sizes``: row i is box i at every size."""
+        return {hw: self.crops(image_bgr, hw) for hw in dict.fromkeys(sizes)}
 
 
 def make_crops(

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.artifacts.schema import input_hw
 from runtime.heads import decode as D
-from runtime.pose.preprocess import INPUT_HW
+from runtime.pose.preprocess import net_input_hw
 
 from .checks import compare_decode, compare_outputs, overlap_ratio
 
@@ -31,7 +30,7 @@ def target_name() -> str:
 
 def _batch(manifest: dict[str, Any], role: str, n: int = 8, seed: int = 0) -> np.ndarray:
     """Random crops at the net's own input size (its manifest entry)."""
-    hw = input_hw(manifest["models"][role], role) or INPUT_HW
+    hw = net_input_hw(manifest, role)
     return np.random.default_rng(seed).uniform(-2, 2, size=(n, 3, *hw)).astype(np.float32)
 
 
