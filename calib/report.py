@@ -2,7 +2,8 @@
 
 "Max abs error 0.03" says little about poses, so per net and precision we
 decode both outputs exactly as the runtime does (runtime.heads.registry.decode_outputs)
-and report: mean keypoint displacement in heatmap pixels, mean OKS between
+and report: mean keypoint displacement in the net's input pixels (one unit for a heatmap head's
+quarter-size grid and a SimCC head's full-size one), mean OKS between
 the fp32 and the reduced-precision keypoints (fp32 as ground truth, object
 area = the crop's box), max abs error per output, and for the router the
 share of crops whose route (runtime.pose.routing.route_band with the manifest's
@@ -18,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from runtime.heads.base import DecodeContext
 from runtime.heads.decode import COCO_SIGMAS
-from runtime.heads.grid import HEATMAP_HW
-from runtime.heads.registry import decode_outputs
-from runtime.pose.preprocess import PADDING
+from runtime.heads.registry import decoder_for
+from runtime.pose.preprocess import INPUT_HW, PADDING, net_input_hw
 from runtime.pose.routing import route_band
 
 from .data import SizedCrops, role_crops
@@ -52,19 +53,28 @@ def run_onnx(
 
 
 def oks_between(
-    a: np.ndarray, b: np.ndarray, sigmas: np.ndarray = COCO_SIGMAS, hm_hw: tuple[int, int] = HEATMAP_HW
+    a: np.ndarray, b: np.ndarray, sigmas: np.ndarray = COCO_SIGMAS, hw: tuple[int, int] = INPUT_HW
 ) -> np.ndarray:
-    """Per-crop OKS of keypoints ``b`` against ``a`` (both heatmap px), all keypoints counted.
+    """Per-crop OKS of keypoints ``b`` against ``a`` (both in pixels of an ``hw`` crop), all
+    keypoints counted.
 
-    The object area is the unpadded crop box, (W·H)/padding² in heatmap pixels,
+    The object area is the unpadded crop box, (W·H)/padding² in those pixels,
     so the number reads like COCO OKS for that person.
     """
-    area = hm_hw[0] * hm_hw[1] / PADDING**2
+    area = hw[0] * hw[1] / PADDING**2
     d2 = np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2, axis=-1)
     k2 = (2 * np.asarray(sigmas, np.float64)) ** 2
     e = np.exp(-d2 / (2 * area * k2))
     e = np.where(np.isfinite(e), e, 0.0)  # a NaN keypoint (broken output) scores 0
     return e.mean(axis=-1)
+
+
+def _input_px(head: str, outs: dict[str, np.ndarray], ctx: DecodeContext) -> tuple[np.ndarray, np.ndarray]:
+    """(keypoints in input pixels [n,K,2], presence [n,K]) as the runtime decodes them."""
+    net = decoder_for(head, outs).decode(outs, ctx)
+    h, w = ctx.input_hw
+    scale = np.array([w / net.grid_hw[1], h / net.grid_hw[0]], np.float64)
+    return np.asarray(net.coords, np.float64) * scale, np.asarray(net.presence)
 
 
 def compare(
@@ -73,8 +83,10 @@ def compare(
     got: dict[str, np.ndarray],
     band: tuple[float, float] | None = None,
     presence_threshold: float = 0.5,
+    input_hw: tuple[int, int] = INPUT_HW,
 ) -> dict[str, Any]:
-    """Pose-level agreement of one reduced-precision net with fp32 on the same crops."""
+    """Pose-level agreement of one reduced-precision net with fp32 on the same crops (``input_hw``:
+    the net's crop size; displacements are in its pixels)."""
     out: dict[str, Any] = {
         "max_abs_err": {
             k: float(np.max(np.abs(ref[k] - got[k]))) if np.isfinite(got[k]).all() else float("inf")
@@ -88,12 +100,13 @@ def compare(
         out["route_agreement"] = float((a == b).mean())
         out["score_mean_abs_err"] = float(np.mean(np.abs(ref["score"] - got["score"])))
         return out
-    c_ref, _, p_ref = decode_outputs(head, ref)
-    c_got, _, p_got = decode_outputs(head, got)
-    d = np.linalg.norm(c_ref.astype(np.float64) - c_got, axis=-1)
+    ctx = DecodeContext(presence_threshold=presence_threshold, input_hw=(int(input_hw[0]), int(input_hw[1])))
+    c_ref, p_ref = _input_px(head, ref, ctx)
+    c_got, p_got = _input_px(head, got, ctx)
+    d = np.linalg.norm(c_ref - c_got, axis=-1)
     out["mean_disp_px"] = float(np.nanmean(d)) if np.isfinite(d).any() else float("inf")
     out["p95_disp_px"] = float(np.nanpercentile(d, 95)) if np.isfinite(d).any() else float("inf")
-    out["mean_oks"] = float(oks_between(c_ref, c_got).mean())
+    out["mean_oks"] = float(oks_between(c_ref, c_got, hw=ctx.input_hw).mean())
     if "presence" in ref:
         out["presence_agreement"] = float(
             ((p_ref >= presence_threshold) == (p_got >= presence_threshold)).mean()
@@ -119,7 +132,7 @@ def accuracy_report(
         nets[role] = {}
         for v in have:
             got = run_onnx(out_dir / m["variants"][v]["onnx"], role_in, list(ref), batch)
-            nets[role][v] = compare(m["head"], ref, got, band, thr)
+            nets[role][v] = compare(m["head"], ref, got, band, thr, net_input_hw(manifest, role))
     rep: dict[str, Any] = {"n_crops": int(len(next(iter(crops.values())))), "nets": nets}
     if manifest.get("weights") == "random":
         rep["note"] = RANDOM_NOTE

@@ -30,8 +30,8 @@ def test_shifted_peaks_give_the_shift_and_its_oks():
     xy = np.random.default_rng(1).integers(5, 40, (4, 17, 2))
     ref, got = _peaks(xy), _peaks(xy + [3, 4])
     m = compare("heatmap", {"heatmaps": ref}, {"heatmaps": got})
-    assert m["mean_disp_px"] == pytest.approx(5.0, abs=1e-5)
-    area = 64 * 48 / 1.25**2
+    assert m["mean_disp_px"] == pytest.approx(20.0, abs=1e-4)  # 5 heatmap px = 20 input px
+    area = 64 * 48 / 1.25**2  # OKS does not depend on the unit: heatmap px here
     sig = np.array(
         [
             0.026,
@@ -65,6 +65,30 @@ def test_router_agreement_uses_the_band():
     # routes: ref F T T F, got F F T F -> 3 of 4 agree
     assert m["route_agreement"] == 0.75
     assert m["max_abs_err"]["score"] == pytest.approx(0.29, abs=1e-6)
+
+
+def _simcc(xy: np.ndarray, hw: tuple[int, int] = (256, 192)) -> dict[str, np.ndarray]:
+    """SimCC outputs (split ratio 2) whose argmax bins sit at input pixels ``xy`` [n,K,2]."""
+    n, k = xy.shape[:2]
+    x, y = np.zeros((n, k, hw[1] * 2), np.float32), np.zeros((n, k, hw[0] * 2), np.float32)
+    i, j = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+    x[i, j, xy[..., 0] * 2] = 1.0
+    y[i, j, xy[..., 1] * 2] = 1.0
+    return {"simcc_x": x, "simcc_y": y}
+
+
+def test_a_simcc_net_reads_in_the_same_units_as_a_heatmap_net():
+    """The same displacement on the crop gives the same figures for a SimCC head (input-pixel grid)
+    and a heatmap head (quarter grid); the report once mixed the two units, and SimCC's OKS read low."""
+    xy = np.random.default_rng(2).integers(5, 40, (4, 17, 2))
+    hm = compare("heatmap", {"heatmaps": _peaks(xy)}, {"heatmaps": _peaks(xy + [3, 4])})
+    sc = compare("simcc", _simcc(xy * 4), _simcc(xy * 4 + [12, 16]))
+    assert sc["mean_disp_px"] == pytest.approx(20.0, abs=1e-4)
+    assert sc["mean_oks"] == pytest.approx(hm["mean_oks"], rel=1e-6)
+    big = compare(
+        "simcc", _simcc(xy * 4, (384, 288)), _simcc(xy * 4 + [12, 16], (384, 288)), input_hw=(384, 288)
+    )
+    assert big["mean_oks"] > sc["mean_oks"]  # the same 20 px on a larger crop is a smaller error
 
 
 def test_nan_keypoints_score_zero_oks():
