@@ -189,26 +189,23 @@ def _moments_ellipses(m: np.ndarray, raw: np.ndarray, h: int, w: int) -> np.ndar
     """[Q,R,5] ellipses of the sets {m >= raw[q]} of the map rows m [R,H*W] (pixels tied with the
     last one taken are all in; zeros never are).
 
-    The sets of every mass are written once as float32 0/1 masks [Q*R,H,W]; their row sums,
-    column sums and the row sums of x * mask give all six moments through [H]- and [W]-long
-    dot products. Sums of 0/1 and of small integers are exact in float32 here, so the moments
-    equal float64 ones. Not one [Q*R, H*W] x [H*W, 6] product: OpenBLAS threads a product
-    that size, and on the 2-core test machine its spinning workers cost 10x the product.
+    The sets of every mass are written once as float32 0/1 masks [Q*R,H,W]; one stacked product
+    with (1, x, x^2) [W,3] gives per image row its pixel count, sum of x and of x^2, and all six
+    moments follow from [H]-long sums. Sums of 0/1 and of small integers are exact in float32
+    here, so the moments equal float64 ones. Stacked per map, not one [Q*R*H, W] product:
+    OpenBLAS threads a product that size, and on the 2-core test machine its spinning workers
+    cost 10x the product.
     """
     q, r = raw.shape
     mask = np.empty((q, r, h * w), np.float32)
     tiny = np.finfo(m.dtype).tiny
     for qi in range(q):
         np.greater_equal(m, np.maximum(raw[qi], tiny)[:, None], out=mask[qi], casting="unsafe")
-    sets = mask.reshape(q * r, h, w)
-    xs = np.arange(w, dtype=np.float32)
-    x64, ys = xs.astype(np.float64), np.arange(h, dtype=np.float64)
-    per_y = sets.sum(2, dtype=np.float64)  # [QR,H] pixels per image row
-    per_x = sets.sum(1, dtype=np.float64)  # [QR,W] pixels per image column
-    xsum_y = (sets @ xs).astype(np.float64)  # [QR,H] sum of x per image row
-    ell: np.ndarray = _moment_ellipse(
-        per_y.sum(1), per_x @ x64, per_y @ ys, per_x @ (x64 * x64), per_y @ (ys * ys), xsum_y @ ys
-    )
+    x = np.arange(w, dtype=np.float64)
+    ys = np.arange(h, dtype=np.float64)
+    per_row = np.matmul(mask.reshape(q * r, h, w), np.stack([np.ones(w), x, x * x], -1).astype(np.float32))
+    cnt, sx, sxx = (per_row[..., i].astype(np.float64) for i in range(3))  # [QR,H] each
+    ell: np.ndarray = _moment_ellipse(cnt.sum(1), sx.sum(1), cnt @ ys, sxx.sum(1), cnt @ (ys * ys), sx @ ys)
     return ell.reshape(q, r, 5)
 
 
