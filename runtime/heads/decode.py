@@ -203,22 +203,23 @@ def _finalize(
     return coords.reshape(n, k, 2), scores.reshape(n, k)
 
 
-def _live_rows_pass(x: np.ndarray, half: np.ndarray) -> np.ndarray:
-    """The horizontal Gaussian pass of x [r,H,W], computed only on image rows holding a non-zero.
+def _horizontal_pass(
+    x: np.ndarray, half: np.ndarray, rows: np.ndarray, live: np.ndarray, out: np.ndarray
+) -> None:
+    """The horizontal Gaussian pass of the maps ``rows`` of x [R,H,W] into ``out``, computed only
+    on image rows holding a non-zero (``live`` [R,H]); ``out`` holds zeros elsewhere.
 
     Sparsemax maps are mostly exact zeros (a few pixels of support per keypoint; ~5 % of
     rows live in the decode benchmark's maps), and a row of zeros comes out of the pass as exact zeros (0*h + (0+0)*h
     ... = +0), so skipping it changes no bit of the result. NaN/inf count as non-zero.
-    The vertical pass stays dense: after the horizontal spread, 25-60 % of columns are
-    live and gathering strided columns costs more than it saves (measured).
     """
-    live_r, live_y = np.nonzero((x != 0).any(axis=-1))
-    out = np.zeros(x.shape, dtype=F32)
+    sel = np.zeros(len(x), bool)
+    sel[rows] = True
+    live_r, live_y = np.nonzero(live & sel[:, None])
     for s in range(0, live_r.size, _CHUNK_LINES):
         rr, yy = live_r[s : s + _CHUNK_LINES], live_y[s : s + _CHUNK_LINES]
         with np.errstate(invalid="ignore", over="ignore"):
             out[rr, yy] = _gauss_pass(x[rr, yy][:, None, :], half[rr], -1)[:, 0]
-    return out
 
 
 def _live_band(live: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
@@ -235,27 +236,26 @@ def _live_band(live: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def _vertical_pass(x: np.ndarray, half: np.ndarray, live: np.ndarray) -> np.ndarray:
-    """The vertical Gaussian pass of x [r,H,W], computed only on each map's band of rows within
-    the taps' reach of a live input row (``live`` [r,H]); every other row is +0, as a sum of
-    exact zeros is. Maps are bucketed by band height (multiples of _BAND_STEP rows) and each
-    bucket runs :func:`_gauss_taps` on a reflect-gathered window, so the numbers are bitwise the
-    dense pass's. Sparsemax supports span ~12 of 64 rows (fixture-l on coco-mini): the bands
-    are a third to a half of the map."""
-    r, h, w = x.shape
+def _vertical_pass(
+    x: np.ndarray, half: np.ndarray, rows: np.ndarray, live: np.ndarray, out: np.ndarray
+) -> None:
+    """The vertical Gaussian pass of the maps ``rows`` of x [R,H,W] into ``out`` (zeros), computed
+    only on each map's band of image rows within the taps' reach of a live input row (``live``
+    [R,H]); every other row is +0, as a sum of exact zeros is. The maps are bucketed by band
+    height (multiples of _BAND_STEP rows) and each bucket runs :func:`_gauss_taps` on a
+    reflect-gathered window, so the numbers are bitwise the dense pass's. Sparsemax supports
+    span ~12 of 64 rows (fixture-l on coco-mini): the bands are a third to a half of the map."""
+    h = x.shape[1]
     rmax = half.shape[1] - 1
-    lo, hi = _live_band(live, rmax)
+    lo, hi = _live_band(live[rows], rmax)
     height = np.minimum(-(-(hi - lo) // _BAND_STEP) * _BAND_STEP, h)
-    out = np.zeros_like(x)
     for b in np.unique(height[height > 0]):
-        rows = np.flatnonzero(height == b)
-        y0 = np.minimum(lo[rows], h - b)
-        win = y0[:, None] + np.arange(-rmax, b + rmax)
-        xp = x[rows[:, None], reflect_index(win, h)]  # [m, b + 2 rmax, W]
+        pick = height == b
+        maps = rows[pick]
+        y0 = np.minimum(lo[pick], h - b)
+        xp = x[maps[:, None], reflect_index(y0[:, None] + np.arange(-rmax, b + rmax), h)]  # [m, b+2R, W]
         with np.errstate(invalid="ignore", over="ignore"):
-            acc = _gauss_taps(xp, half[rows], -2, int(b))
-        out[rows[:, None], y0[:, None] + np.arange(b)] = acc
-    return out
+            out[maps[:, None], y0[:, None] + np.arange(b)] = _gauss_taps(xp, half[maps], -2, int(b))
 
 
 _BAND_STEP = 8  # band heights are rounded up to this: few buckets, little padding
@@ -269,15 +269,16 @@ def expected_oks_maps(pm: np.ndarray, sigmas: npt.ArrayLike = COCO_SIGMAS) -> np
     if sig.size != k:
         raise ValueError(f"got {sig.size} sigmas for {k} keypoint maps; pass sigmas of length {k}")
     half, radii = oks_half_taps(oks_variances(sig, (h, w)))
-    src = pm.astype(F32, copy=False)
-    out = np.empty((n, k, h, w), dtype=F32)
-    # One group per distinct radius (<= 5 for COCO): no wasted zero taps, no per-keypoint loop.
+    src = np.ascontiguousarray(pm, dtype=F32).reshape(n * k, h, w)
+    live = (src != 0).any(axis=-1)  # [N*K,H] image rows holding a non-zero (NaN/inf count)
+    taps, radius = np.tile(half, (n, 1)), np.tile(radii, n)
+    spread, out = np.zeros(src.shape, F32), np.zeros(src.shape, F32)  # calloc: untouched pages stay free
+    # One pass per distinct radius (<= 5 for COCO) over that radius' maps, in place: no wasted
+    # zero taps, no per-keypoint loop, no copy of a group of maps.
     for r in np.unique(radii):
-        ks = np.flatnonzero(radii == r)
-        rows = np.ascontiguousarray(src[:, ks]).reshape(n * ks.size, h, w)
-        taps = np.tile(half[ks, : r + 1], (n, 1))
-        res = _vertical_pass(_live_rows_pass(rows, taps), taps, (rows != 0).any(axis=-1))
-        out[:, ks] = res.reshape(n, ks.size, h, w)
+        rows = np.flatnonzero(radius == r)
+        _horizontal_pass(src, taps[:, : r + 1], rows, live, spread)
+        _vertical_pass(spread, taps[:, : r + 1], rows, live, out)
     return out.reshape(n, k, h, w)
 
 
