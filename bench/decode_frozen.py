@@ -44,7 +44,7 @@ _SIGMAS = np.array(
     ],
     dtype=np.float64,
 )
-_CHUNK_LINES, _BAND_STEP = 8192, 8
+_CHUNK_LINES, _BAND_STEP = 8192, 16
 
 
 def _half_taps(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:

@@ -258,7 +258,8 @@ def _vertical_pass(
             out[maps[:, None], y0[:, None] + np.arange(b)] = _gauss_taps(xp, half[maps], -2, int(b))
 
 
-_BAND_STEP = 8  # band heights are rounded up to this: few buckets, little padding
+_BAND_STEP = 16  # band heights are rounded up to this: few buckets (per-frame calls of 4-8 crops pay
+# ~20 numpy calls per bucket), little padding (measured: 8 is 35 % slower at 5 crops, 64 = dense)
 
 
 def expected_oks_maps(pm: np.ndarray, sigmas: npt.ArrayLike = COCO_SIGMAS) -> np.ndarray:
