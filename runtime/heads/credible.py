@@ -315,6 +315,10 @@ def blur_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
     Kept in float64 on purpose: a float32 blur is twice as fast but creates exact ties between
     pixels that differ in float64, and a region takes every pixel tied with its last one, so
     7-12 % of the calibrated ellipses moved (measured on the benchmark maps, sigma 1-8).
+    Not shared with the decode's expected-OKS smoothing of the same maps: that one is per
+    keypoint (variance <= 3 px^2), truncated at 3 sigma, reflect border, float32 in the kernels'
+    order; this one is sigma 8, untruncated, zero border, renormalised. Gaussians compose, but
+    the borders and the truncation do not, so neither can be derived from the other exactly.
     """
     maps = np.asarray(maps)
     if sigma <= 0:
