@@ -77,11 +77,20 @@ def test_expected_oks_maps_match_scipy_2d_convolution(hw):
 
 
 def test_skipping_zero_rows_changes_no_bit():
-    """expected_oks_maps skips image rows of exact zeros in its first pass; the result must be
-    bitwise the dense two-pass computation (the order the CUDA kernel uses), NaN/inf included."""
+    """expected_oks_maps skips image rows of exact zeros in its first pass and, in its second,
+    every row beyond the taps' reach of a live row (bands bucketed by height); the result must be
+    bitwise the dense two-pass computation (the order the CUDA kernel uses), NaN/inf included,
+    with supports on the top and bottom rows (reflect border), empty and full-height maps."""
     rng = np.random.default_rng(5)
     pm = _random_probmaps(rng, n=3, h=64, w=48, scale=6.0)
     pm[0, 1, 20] = -0.0  # negative zero counts as zero
+    pm[0, 2], pm[0, 11] = 0.0, 0.0
+    pm[0, 2, 0, 5] = pm[0, 11, 1, 7] = 1.0  # top rows: the reflect border folds the taps back
+    pm[0, 3], pm[0, 12] = 0.0, 0.0
+    pm[0, 3, 63, 47] = pm[0, 12, 62, 0] = 1.0  # bottom rows
+    pm[1, 4], pm[1, 13] = 0.0, 0.0  # empty maps
+    pm[1, 11] = 0.0
+    pm[1, 11, :, 10] = 1.0 / 64  # a full-height support (widest taps)
     pm[1, 3, 7, 9] = np.nan
     pm[2, 5, 40, 0] = np.inf
     pm[2, 6] = rng.normal(size=(64, 48)).astype(F32)  # dense, signed

@@ -41,6 +41,7 @@ DECODE_GATES = {"decode_over_frozen"}
 PREPROCESS_GATES = {"preprocess_over_frozen"}
 GATE_BENCHES = ("bench/test_bench_pipeline.py", "bench/bench_decode.py", "bench/bench_preprocess.py")
 REGIONS_GATES = {"regions_over_frozen"}
+HOST_GATES = {"fixture_pose_stage_over_raw"}
 RTM_GATES = {"rtm-small_over_raw", "rtm-large_over_raw", "rtm-dyn-p50_share_of_ideal"}
 RTM_BENCH = ("bench/bench_rtmpose.py",)
 
@@ -344,6 +345,18 @@ def test_planted_regions_regression_fails_the_regions_gate(engines, tmp_path):
     and only it among the decode bench's gates."""
     rows = run_gate_suite(tmp_path, engines, plant="regions", benches=("bench/bench_decode.py",))
     assert _failed(rows) == REGIONS_GATES, gates.format_rows(rows)
+
+
+@pytest.mark.bench
+def test_planted_regions_regression_fails_the_host_gate(tmp_path):
+    """The pose stage with the fixture nets, regions on (bench/bench_host.py), when the credible
+    regions and the calibration's blur do their work three times (fraction 2.0): measured
+    0.51-0.53 of the raw nets against healthy 0.71-0.73 (24 crops), so fixture_pose_stage_over_raw
+    must fail, and it is the only gate that bench reports."""
+    rows = run_gate_suite(  # its fixture build: DYNPOSE_BENCH_FIXTURE, else built in the child
+        tmp_path, tmp_path, plant="regions", benches=("bench/bench_host.py",), fraction="2.0"
+    )
+    assert _failed(rows) == HOST_GATES, gates.format_rows(rows)
 
 
 def test_rtm_gates_pass_beside_a_cpu_hog(tmp_path):
