@@ -97,6 +97,13 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
         "--det-score", type=number(float, lo=0, hi=1), default=DEFAULT_SCORE, help="default score threshold"
     )
     g.add_argument(
+        "--det-track-thr",
+        type=number(float, lo=0, hi=1, lo_open=True),
+        default=None,
+        help="score from which a box starts a track (manifest thresholds.track); default: the one "
+        "an RTMDet checkpoint's meta records, else the tracker's 0.5",
+    )
+    g.add_argument(
         "--det-iou",
         type=number(float, lo=0, hi=1, lo_open=True),
         default=DEFAULT_IOU,
