@@ -205,12 +205,15 @@ def fix_input_size(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
 
 
 def calib_frames(src: Path, size: int, n: int) -> np.ndarray:
-    """Up to ``n`` letterboxed frames [n,3,size,size] from an image folder or a video, evenly spaced."""
+    """Up to ``n`` letterboxed frames [n,3,size,size] from an image folder or a video, evenly spaced.
+    A COCO folder whose images sit in ``images/`` (what ``--calib-data`` takes) reads those."""
     import cv2
 
     images: list[np.ndarray] = []
     if src.is_dir():
         files = sorted(f for f in src.iterdir() if f.suffix.lower() in IMAGE_EXT)
+        if not files and (src / "images").is_dir():
+            files = sorted(f for f in (src / "images").iterdir() if f.suffix.lower() in IMAGE_EXT)
         pick = (
             np.unique(np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)) if files else []
         )
