@@ -35,7 +35,14 @@ from runtime.detectors.yolo import (
     YoloLayout,
 )
 
-from .detector_model import DEFAULT_DRIFT_PX, DEFAULT_MAX_BATCH, ROLE, calib_frames, fix_input_size
+from .detector_model import (
+    DEFAULT_DRIFT_PX,
+    DEFAULT_MAX_BATCH,
+    ROLE,
+    calib_frames,
+    calib_source,
+    fix_input_size,
+)
 
 if TYPE_CHECKING:
     from .detector_check import CheckedDetector
@@ -257,8 +264,8 @@ def add_detector(
         + f", {size}x{size}, {simplified} in {time.perf_counter() - t:.0f} s"
     )
     if getattr(args, "det_precision", "all") == "all":
-        data = getattr(args, "det_calib_data", None) or getattr(args, "calib_data", None) or calib_default
-        frames = calib_frames(Path(data), size, int(getattr(args, "det_calib_frames", 32)))
+        data, flag = calib_source(args, calib_default)
+        frames = calib_frames(data, size, int(getattr(args, "det_calib_frames", 32)), flag)
         entry["calibration"] = {"source": str(data), "n_frames": int(len(frames))}
         make_variants(
             out_dir,

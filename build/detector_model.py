@@ -204,7 +204,17 @@ def fix_input_size(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
     return model
 
 
-def calib_frames(src: Path, size: int, n: int) -> np.ndarray:
+def calib_source(args: argparse.Namespace, default: Path) -> tuple[Path, str]:
+    """Where the detector's INT8 frames come from and the flag that named them (for its errors):
+    ``--det-calib-data``, else ``--calib-data`` (the pose nets'), else ``default``."""
+    for dest in ("det_calib_data", "calib_data"):
+        value = getattr(args, dest, None)
+        if value:
+            return Path(value), "--" + dest.replace("_", "-")
+    return Path(default), "--det-calib-data"
+
+
+def calib_frames(src: Path, size: int, n: int, flag: str = "--det-calib-data") -> np.ndarray:
     """Up to ``n`` letterboxed frames [n,3,size,size] from an image folder or a video, evenly spaced.
     A COCO folder whose images sit in ``images/`` (what ``--calib-data`` takes) reads those."""
     import cv2
@@ -234,7 +244,7 @@ def calib_frames(src: Path, size: int, n: int) -> np.ndarray:
     if not images:
         raise InputError(
             f"no readable images or video frames in {src}",
-            "--det-calib-data",
+            flag,
             "pass a folder of .jpg/.png images or a video file",
         )
     box = Letterboxer((size, size), len(images))
