@@ -114,6 +114,14 @@ def read_state_dict(
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def read_meta(path: str | Path, trust: bool = False, flag: str | None = None) -> dict[str, Any]:
+    """A checkpoint's ``meta`` dict (MMEngine and build.train save one beside ``state_dict``); {} when
+    it has none. Read under the same rules as :func:`read_state_dict`."""
+    obj = _torch_load(Path(path), trust, _where(Path(path), flag))
+    meta = obj.get("meta") if isinstance(obj, Mapping) else None
+    return dict(meta) if isinstance(meta, Mapping) else {}
+
+
 def _listing(title: str, items: list[str]) -> str:
     more = f" (+{len(items) - _SHOW} more)" if len(items) > _SHOW else ""
     return f"{title} ({len(items)}): {', '.join(items[:_SHOW])}{more}"

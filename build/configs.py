@@ -119,6 +119,10 @@ register_config(
 )
 
 
+# The synthetic-trained RTMDet-nano person detector (`python -m build.train.detector --seed 0`,
+# MMDet layout): build.detector_rtmdet exports it like any RTMDet .pth (issue 30).
+FIXTURE_DETECTOR = "build/fixtures/detector.pth"
+
 # Trained fixtures (issue 9): tiny nets trained on synthetic figures by
 # `python -m build.train.fixtures --seed 0` (theta 0.15: the pick of `--theta auto` on its
 # synthetic calibration set, see build/fixtures/report.json). They know synthetic figures,
@@ -136,6 +140,7 @@ register_config(
             "large": "build/fixtures/large.pth",
             "router": "build/fixtures/router.pth",
         },
+        detector=FIXTURE_DETECTOR,
         calib_domain="synthetic",
         description="trained fixtures on synthetic figures: fixture-s heatmap small, fixture-l ProbPose large",
     )
@@ -156,6 +161,7 @@ register_config(
             "large": ["build/fixtures/large.pth", "build/fixtures/large-dh-outer.pth"],
             "router": "build/fixtures/router.pth",
         },
+        detector=FIXTURE_DETECTOR,
         calib_domain="synthetic",
         description="fixture-dyn with the double-heatmap large net (outer map localises out-of-window keypoints)",
     )

@@ -35,7 +35,14 @@ from runtime.detectors.yolo import (
     YoloLayout,
 )
 
-from .detector_model import DEFAULT_DRIFT_PX, DEFAULT_MAX_BATCH, ROLE, calib_frames, fix_input_size
+from .detector_model import (
+    DEFAULT_DRIFT_PX,
+    DEFAULT_MAX_BATCH,
+    ROLE,
+    calib_frames,
+    calib_source,
+    fix_input_size,
+)
 
 if TYPE_CHECKING:
     from .detector_check import CheckedDetector
@@ -180,6 +187,20 @@ def make_variants(
             log(f"{fl} ({method}, {len(frames)} frames{drift}) in {time.perf_counter() - t:.0f} s")
 
 
+def _thresholds(args: argparse.Namespace, weights: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest's detector thresholds: score and NMS IoU from the flags, and ``track`` (the score
+    that starts a track: the runtime's ByteTrack-style high threshold) from ``--det-track-thr`` or,
+    failing that, what the checkpoint's recipe measured (an RTMDet's IoU-aware scores run lower
+    than a YOLO's, so the tracker's 0.5 would start few tracks)."""
+    out: dict[str, Any] = {"score": float(args.det_score), "iou": float(args.det_iou), "max_det": 300}
+    track = getattr(args, "det_track_thr", None)
+    if track is None:
+        track = ((weights or {}).get("thresholds") or {}).get("track")
+    if track is not None:
+        out["track"] = float(track)
+    return out
+
+
 def add_detector(
     out_dir: Path,
     manifest: dict[str, Any],
@@ -222,7 +243,7 @@ def add_detector(
         "layout": layout.to_dict(),
         "class": cls,
         "class_name": str(names.get(cls, "person" if cls == 0 else cls)),
-        "thresholds": {"score": float(args.det_score), "iou": float(args.det_iou), "max_det": 300},
+        "thresholds": _thresholds(args, det.weights),
         "max_batch": int(getattr(args, "det_max_batch", DEFAULT_MAX_BATCH)),
         "letterbox": {"pad_value": 114, "color": "RGB", "scale": "1/255"},
         "weights": det.weights or {"source": "detector-onnx"},
@@ -243,8 +264,8 @@ def add_detector(
         + f", {size}x{size}, {simplified} in {time.perf_counter() - t:.0f} s"
     )
     if getattr(args, "det_precision", "all") == "all":
-        data = getattr(args, "det_calib_data", None) or getattr(args, "calib_data", None) or calib_default
-        frames = calib_frames(Path(data), size, int(getattr(args, "det_calib_frames", 32)))
+        data, flag = calib_source(args, calib_default)
+        frames = calib_frames(data, size, int(getattr(args, "det_calib_frames", 32)), flag)
         entry["calibration"] = {"source": str(data), "n_frames": int(len(frames))}
         make_variants(
             out_dir,

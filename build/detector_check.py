@@ -253,13 +253,13 @@ def check_graph(src: Path, args: argparse.Namespace) -> CheckedDetector:
 def _frame(args: argparse.Namespace, size: int, calib_default: Path) -> tuple[np.ndarray, str]:
     """One letterboxed calibration frame [1,3,S,S] (as the INT8 variants will read them), else a
     generated one (--det-precision fp32 reads no calibration data)."""
-    from .detector_model import calib_frames
+    from .detector_model import calib_frames, calib_source
 
-    data = getattr(args, "det_calib_data", None) or getattr(args, "calib_data", None) or calib_default
+    data, flag = calib_source(args, calib_default)
     if getattr(args, "det_precision", "all") == "all":  # the variants need it: a bad source is refused now
-        return calib_frames(Path(data), size, 1)[:1], str(data)
+        return calib_frames(data, size, 1, flag)[:1], str(data)
     try:
-        return calib_frames(Path(data), size, 1)[:1], str(data)
+        return calib_frames(data, size, 1, flag)[:1], str(data)
     except (InputError, OSError):
         img = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
         img[:, :, : size // 8] = img[:, :, size - size // 8 :] = 114 / 255  # letterbox bars, as frames have

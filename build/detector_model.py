@@ -97,6 +97,13 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
         "--det-score", type=number(float, lo=0, hi=1), default=DEFAULT_SCORE, help="default score threshold"
     )
     g.add_argument(
+        "--det-track-thr",
+        type=number(float, lo=0, hi=1, lo_open=True),
+        default=None,
+        help="score from which a box starts a track (manifest thresholds.track); default: the one "
+        "an RTMDet checkpoint's meta records, else the tracker's 0.5",
+    )
+    g.add_argument(
         "--det-iou",
         type=number(float, lo=0, hi=1, lo_open=True),
         default=DEFAULT_IOU,
@@ -197,13 +204,26 @@ def fix_input_size(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
     return model
 
 
-def calib_frames(src: Path, size: int, n: int) -> np.ndarray:
-    """Up to ``n`` letterboxed frames [n,3,size,size] from an image folder or a video, evenly spaced."""
+def calib_source(args: argparse.Namespace, default: Path) -> tuple[Path, str]:
+    """Where the detector's INT8 frames come from and the flag that named them (for its errors):
+    ``--det-calib-data``, else ``--calib-data`` (the pose nets'), else ``default``."""
+    for dest in ("det_calib_data", "calib_data"):
+        value = getattr(args, dest, None)
+        if value:
+            return Path(value), "--" + dest.replace("_", "-")
+    return Path(default), "--det-calib-data"
+
+
+def calib_frames(src: Path, size: int, n: int, flag: str = "--det-calib-data") -> np.ndarray:
+    """Up to ``n`` letterboxed frames [n,3,size,size] from an image folder or a video, evenly spaced.
+    A COCO folder whose images sit in ``images/`` (what ``--calib-data`` takes) reads those."""
     import cv2
 
     images: list[np.ndarray] = []
     if src.is_dir():
         files = sorted(f for f in src.iterdir() if f.suffix.lower() in IMAGE_EXT)
+        if not files and (src / "images").is_dir():
+            files = sorted(f for f in (src / "images").iterdir() if f.suffix.lower() in IMAGE_EXT)
         pick = (
             np.unique(np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)) if files else []
         )
@@ -224,7 +244,7 @@ def calib_frames(src: Path, size: int, n: int) -> np.ndarray:
     if not images:
         raise InputError(
             f"no readable images or video frames in {src}",
-            "--det-calib-data",
+            flag,
             "pass a folder of .jpg/.png images or a video file",
         )
     box = Letterboxer((size, size), len(images))

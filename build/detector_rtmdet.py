@@ -86,7 +86,7 @@ def _size(args: argparse.Namespace, native: int) -> int:
 def materialize(value: str | Path, args: argparse.Namespace) -> tuple[Path, int, dict[str, Any]]:
     """The detector ONNX for an RTMDet ``--detector`` value, its input size and the weights'
     record for the manifest (zoo name, URL, SHA-256; or the local file)."""
-    from .checkpoint import CheckpointMismatch, load_strict, read_state_dict
+    from .checkpoint import CheckpointMismatch, load_strict, read_meta, read_state_dict
     from .models.rtmdet import ARCHS, arch_of, build_rtmdet, num_classes_of
     from .zoo import cache_dir, tensors_of
 
@@ -123,7 +123,11 @@ def materialize(value: str | Path, args: argparse.Namespace) -> tuple[Path, int,
             "author": "OpenMMLab (architecture, released weights); exported by dynpose-trt",
         }
         export_rtmdet(model, dst, size, meta)
-    return dst, size, {"source": "rtmdet", "arch": arch, "num_classes": classes, **record}
+    record = {"source": "rtmdet", "arch": arch, "num_classes": classes, **record}
+    track = read_meta(ckpt, trust, FLAG).get("thresholds", {}).get("track")
+    if isinstance(track, (int, float)) and 0 < track <= 1:  # measured by its recipe (build.train.detector)
+        record["thresholds"] = {"track": float(track)}
+    return dst, size, record
 
 
 __all__ = ["export_rtmdet", "is_rtmdet", "materialize", "zoo_detector"]

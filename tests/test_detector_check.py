@@ -199,9 +199,9 @@ def test_bad_det_flag_is_refused_before_the_pose_export(
     flags, needle = FLAG_CASES[case]
     (tmp_path / "empty").mkdir()
     flags = [f.format(empty=tmp_path / "empty") for f in flags]
-    detector = (
-        [] if "--no-detector" in flags else ["--detector", str(shared_data / "models" / "yolo11n-pose.onnx")]
-    )
+    # --detector none: the default config (fixture-dyn) names its own detector
+    yolo = str(shared_data / "models" / "yolo11n-pose.onnx")
+    detector = ["--detector", "none" if "--no-detector" in flags else yolo]
     flags = [f for f in flags if f != "--no-detector"]
     refused([*detector, "--calib-data", str(coco_mini), *flags], tmp_path / "out", capfd, needle)
 

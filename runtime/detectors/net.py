@@ -5,8 +5,9 @@ the pose nets: the same backends run it (TensorRT engine on its own CUDA
 stream, ONNX Runtime on its own worker thread, or Triton), so on a Jetson the
 frame never leaves the GPU stack for detection. Its manifest entry
 (``models.detector``, written by ``build.detector``) gives the input size, the
-YOLO layout, the class and the default thresholds; nothing is guessed at run
-time.
+YOLO layout, the class and the default thresholds (``score``, ``iou`` and, where the
+build knew one, ``track``: the score that starts a track, see :attr:`NetDetector.track_thr`);
+nothing is guessed at run time.
 
 A user's YOLO ONNX (``onnx:PATH``) runs through the same class on an ONNX
 Runtime runner (CPU); what the manifest would say is read from the model: the
@@ -78,7 +79,11 @@ class Decoding:
 class NetDetector:
     """Frames -> :class:`~runtime.detectors.base.Detections` with a YOLO network on a runner.
 
-    ``NetDetector(root, ...)`` opens the artifacts' detector; :meth:`from_onnx` a bare ONNX file."""
+    ``NetDetector(root, ...)`` opens the artifacts' detector; :meth:`from_onnx` a bare ONNX file.
+    ``track_thr``: the score from which a box may start a track (the manifest's ``thresholds.track``;
+    None: the tracker's own). Why the detector says it: scores differ in kind between detectors (an
+    RTMDet's are IoU-aware and run lower than a YOLO's class confidence), so one constant in the
+    tracker cannot fit both."""
 
     def __init__(
         self,
@@ -119,6 +124,7 @@ class NetDetector:
             float(thr.get("iou", 0.7) if iou_thr is None else iou_thr),
             int(thr.get("max_det", 300)),
         )
+        self.track_thr: float | None = float(thr["track"]) if "track" in thr else None
 
     @classmethod
     def from_onnx(
@@ -137,6 +143,7 @@ class NetDetector:
             raise DetectorError(f"ONNX detector {path} not found (--detector onnx:PATH)")
         det = cls.__new__(cls)
         det.root, det.manifest, det.backend, det.variant = path.parent, {}, None, "fp32"
+        det.track_thr = None
         runner = OrtRunner(ROLE, {}, path.parent, path, PROVIDERS["cpu"], threads or os.cpu_count() or 1)
         try:
             runner.activate()

@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--track-iou", type=unit_float, default=0.3, help="IoU to continue a track")
     p.add_argument(
+        "--track-thr",
+        type=unit_float,
+        default=None,
+        help="detector score that starts a track (ByteTrack's high threshold; weaker boxes only "
+        "continue tracks); default: the artifacts' detector's (manifest thresholds.track), 0.5 otherwise",
+    )
+    p.add_argument(
         "--tracker",
         default="buffered",
         choices=tuple(TRACKERS),
@@ -168,6 +175,7 @@ class DetectOptions:
     every: int = 1  # detect every k-th frame, the tracker predicts in between
     tracker: str = "buffered"
     track_iou: float = 0.3
+    track_thr: float | None = None  # score that starts a track; None: the detector's (manifest), else 0.5
 
 
 @dataclass(frozen=True)
@@ -266,7 +274,7 @@ def video_options(argv: list[str] | None = None) -> VideoOptions:
             backend_options=bopts,
             credible=a.credible,
         ),
-        detect=DetectOptions(detector_options_from(a), a.det_every, a.tracker, a.track_iou),
+        detect=DetectOptions(detector_options_from(a), a.det_every, a.tracker, a.track_iou, a.track_thr),
         draw=DrawOptions(
             not a.no_video, a.video_format, a.presence_thr, a.kpt_thr, a.hide_low, a.draw_regions
         ),

@@ -64,7 +64,8 @@ class Engine:
         self.opts, self.flow = opts, Flow()
         manifest_thr = float((opened.pipe.manifest.get("presence") or {}).get("threshold", 0.5))
         thr = manifest_thr if opts.draw.presence_thr is None else opts.draw.presence_thr
-        self.cams = [Camera(opts, src, thr) for src in opened.sources]
+        track_thr = {id(s): getattr(det, "track_thr", None) for det, srcs in opened.detectors for s in srcs}
+        self.cams = [Camera(opts, src, thr, track_thr.get(id(src))) for src in opened.sources]
         by_source = {id(c.source): c for c in self.cams}
         self.detect = [
             DetectStage(self.flow, [by_source[id(s)] for s in srcs], det, opts.detect.every)

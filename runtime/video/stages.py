@@ -29,8 +29,8 @@ from runtime.pose.account import RunAccount
 from runtime.pose.pipeline import PosePipeline
 from runtime.pose.results import FrameResult
 from runtime.tracking.smoothing import OneEuroSmoother, make_smoother
-from runtime.tracking.tracker import TRACKERS
-from runtime.video.args import VideoOptions
+from runtime.tracking.tracker import TRACKERS, BufferedTracker, IoUTracker
+from runtime.video.args import DetectOptions, VideoOptions
 from runtime.video.stats import POSE_PARTS, Stats
 
 END = object()
@@ -99,16 +99,29 @@ class Flow:
         return threading.Thread(target=run, name=name, daemon=True)
 
 
+def make_tracker(d: DetectOptions, det_track_thr: float | None) -> IoUTracker | BufferedTracker:
+    """The camera's tracker. The buffered one starts tracks from boxes scoring at least
+    ``--track-thr``, else the detector's own threshold (``det_track_thr``, from its manifest
+    entry), else its default; the IoU tracker starts one from every box."""
+    if d.tracker != "buffered":
+        other: IoUTracker = TRACKERS[d.tracker](iou_thr=d.track_iou)
+        return other
+    thr = d.track_thr if d.track_thr is not None else det_track_thr
+    return BufferedTracker(iou_thr=d.track_iou) if thr is None else BufferedTracker(d.track_iou, high_thr=thr)
+
+
 class Camera:
     """One source and everything kept per camera: its queues, tracker, smoother, sinks,
     stats and account. Stages move :class:`Item` s between its queues."""
 
-    def __init__(self, opts: VideoOptions, source: FrameSource, presence_thr: float) -> None:
+    def __init__(
+        self, opts: VideoOptions, source: FrameSource, presence_thr: float, det_track_thr: float | None = None
+    ) -> None:
         self.source, self.name = source, source.name
         self.q_frames: queue.Queue[Any] = queue.Queue(QUEUE_SIZE)
         self.q_dets: queue.Queue[Any] = queue.Queue(QUEUE_SIZE)
         self.q_out: queue.Queue[Any] = queue.Queue(2 * QUEUE_SIZE)
-        self.tracker = TRACKERS[opts.detect.tracker](iou_thr=opts.detect.track_iou)
+        self.tracker = make_tracker(opts.detect, det_track_thr)
         self.smoother: OneEuroSmoother | None = make_smoother(opts.smooth)
         self.stats = Stats()
         self.account = RunAccount()
