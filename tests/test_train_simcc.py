@@ -105,3 +105,42 @@ def test_a_simcc_train_step_learns_the_keypoints_of_a_batch() -> None:
     # the targets sit at the input-pixel bins of the grid keypoints: (10, 20) -> (40, 80) px -> bins (80, 160)
     tx, ty, _ = simcc_targets(batch["xy"] * 4, batch["inside"])
     assert int(tx[0, 0].argmax()) == 80 and int(ty[0, 0].argmax()) == 160
+
+
+def test_the_fixture_recipe_saves_fp16_and_goes_on_from_a_checkpoint(tmp_path) -> None:
+    """``python -m build.train.rtm_fixture``: a short run saves an fp16 checkpoint that loads strictly
+    into rtmpose-t; ``--init`` goes on from it (a run cut short on a busy machine) and its meta keeps
+    the whole history; a wrong --init file is refused in one line."""
+    import torch
+
+    from build.checkpoint import load_strict
+    from build.models import build_pose_net
+    from build.train.rtm_fixture import main
+    from runtime.heads.registry import SIMCC
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    common = ["--steps", "2", "--batch", "2", "--threads", "1"]
+    assert main([*common, "--out", str(first)]) == 0
+    ck = torch.load(first / "rtmpose-t.pth", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in ck["state_dict"].values() if v.is_floating_point())
+    assert main([*common, "--seed", "1", "--init", str(first / "rtmpose-t.pth"), "--out", str(second)]) == 0
+    meta = torch.load(second / "rtmpose-t.pth", weights_only=True)["meta"]
+    assert meta["continued_from"]["steps"] == 2 and meta["total_steps"] == 4
+    net = build_pose_net("rtmpose-t", SIMCC)
+    load_strict(net, second / "rtmpose-t.pth", "large")
+    moved = [
+        k
+        for k, v in net.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v.half(), ck["state_dict"][k])
+    ]
+    assert moved  # the second run trained the first run's weights further
+
+
+def test_the_fixture_recipe_refuses_a_checkpoint_of_another_net(tmp_path) -> None:
+    import torch
+
+    from build.train.rtm_fixture import cli
+
+    bad = tmp_path / "other.pth"
+    torch.save({"state_dict": {"conv.weight": torch.zeros(1)}}, bad)
+    assert cli(["--steps", "2", "--init", str(bad), "--out", str(tmp_path)]) == 2

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
-from runtime.cli.args import OneLineParser, nonneg_int, number, output_dir
+from runtime.cli.args import OneLineParser, existing_file, nonneg_int, number, output_dir
 from runtime.errors import guarded
 from runtime.heads.registry import SIMCC
 
+from ..checkpoint import load_strict
 from ..models import build_pose_net
 from .trainer import TrainPlan, train_pose
 
@@ -51,10 +52,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=number(int, lo=2), default=STEPS)
     p.add_argument("--batch", type=number(int, lo=2), default=32, help="crops per step")
     p.add_argument("--threads", type=number(int, lo=1, hi=256), default=2, help="torch threads")
+    p.add_argument(
+        "--init",
+        type=existing_file,
+        default=None,
+        help="continue from this rtmpose-t checkpoint (a fresh warm-up and cosine over --minutes; use "
+        "another --seed so the figures differ): a run cut short on a busy machine goes on from where it "
+        "stopped",
+    )
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     net = build_pose_net(ARCH, SIMCC)
+    before: dict = {}
+    if a.init is not None:
+        before = dict(torch.load(a.init, map_location="cpu", weights_only=True).get("meta", {}))
+        load_strict(net, a.init, "--init")
     plan = TrainPlan(steps=a.steps, batch_size=a.batch, lr=2e-3, seed=3000 + a.seed, max_minutes=a.minutes)
     info = train_pose(net, plan, desc=f"{ARCH}/{SIMCC}")
     meta = {
@@ -65,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "note": "knows synthetic figures, not real people",
         **info,
     }
+    if a.init is not None:  # the whole history: what this run went on from
+        meta["continued_from"] = {k: before.get(k) for k in ("steps", "minutes", "seed", "batch_size", "lr")}
+        meta["total_steps"] = int(before.get("total_steps", before.get("steps", 0))) + int(info["steps"])
     path = save_fp16(net, Path(a.out) / FILE, meta)
     print(f"{path}: {path.stat().st_size / 1e6:.1f} MB, {info['steps']} steps in {info['minutes']} min")
     return 0
