@@ -25,6 +25,7 @@ import pytest
 
 from build.engines import main as build_main
 from runtime.artifacts.manifest import load_manifest
+from runtime.backends.ort_session import open_session
 from runtime.heads.base import DecodeContext
 from runtime.heads.grid import heatmap_to_image
 from runtime.heads.registry import decode_outputs, decoder_for
@@ -53,7 +54,7 @@ def _build(out: Path, target: str, *flags: str) -> Path:
 
 def _session(art: Path, role: str) -> ort.InferenceSession:
     m = load_manifest(art, verify=False)
-    return ort.InferenceSession(str(art / m["models"][role]["onnx"]), providers=["CPUExecutionProvider"])
+    return open_session(art / m["models"][role]["onnx"])
 
 
 def _alone(art: Path, image: np.ndarray, boxes: np.ndarray, role: str) -> np.ndarray:
@@ -80,7 +81,7 @@ def test_the_pair_builds_at_each_nets_size_fp32_and_int8(built):
     }
     for role, hw in (("router", SMALL), ("small", SMALL), ("large", LARGE)):
         v = m["models"][role]["variants"]["int8_cpu"]
-        q = ort.InferenceSession(str(art / v["onnx"]), providers=["CPUExecutionProvider"])
+        q = open_session(art / v["onnx"])
         assert q.get_inputs()[0].shape[2:] == list(hw), role  # calibrated and quantized at its size
         assert v["n_calib_crops"] == 8
     assert m["calibration"]["n_crops"] == 8 and m["calibration"]["variants"] == ["int8_cpu"]
