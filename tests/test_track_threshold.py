@@ -40,6 +40,9 @@ def test_video_cli_reads_and_checks_track_thr() -> None:
     with pytest.raises(InputError, match="--track-thr: 1.5 is out of range") as e:
         video_options([*base, "--track-thr", "1.5"])
     assert e.value.code == 2
+    with pytest.raises(InputError, match="--tracker iou starts a track from every box") as e:
+        video_options([*base, "--tracker", "iou", "--track-thr", "0.4"])  # would be ignored: refused
+    assert e.value.code == 2
 
 
 def _args(**kw) -> argparse.Namespace:

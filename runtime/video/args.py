@@ -260,6 +260,8 @@ def video_options(argv: list[str] | None = None) -> VideoOptions:
     parser = build_parser()
     a = parser.parse_args(argv)
     bopts = backend_options(a)  # --backend vs --triton-url; sets --backend triton for a bare URL
+    if a.track_thr is not None and a.tracker != "buffered":
+        parser.error(f"argument --track-thr: --tracker {a.tracker} starts a track from every box; drop one")
     return VideoOptions(
         engines=a.engines,
         sources=_sources(parser, a),
