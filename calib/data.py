@@ -30,6 +30,17 @@ DEFAULT_CALIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" /
 SizedCrops = Mapping[HW, np.ndarray]  # (H, W) -> [N,3,H,W]: row i is the same box at every size
 
 
+CROP_ROLES = ("router", "small", "large")
+
+
+def crop_nets(manifest: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(role, manifest entry) of the nets that read person crops (router, small, large). Why not
+    every entry: artifacts that carry a detector list it among the models, and it is calibrated on
+    whole frames by build.detector, never on these crops."""
+    models = manifest["models"]
+    return [(r, models[r]) for r in CROP_ROLES if r in models]
+
+
 def role_crops(crops: SizedCrops, manifest: Mapping[str, Any], role: str) -> np.ndarray:
     """``role``'s net's crops: those at its input size (runtime.pose.preprocess.net_input_hw)."""
     hw = net_input_hw(manifest, role)

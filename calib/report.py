@@ -25,7 +25,7 @@ from runtime.heads.registry import decoder_for
 from runtime.pose.preprocess import INPUT_HW, PADDING, net_input_hw
 from runtime.pose.routing import route_band
 
-from .data import SizedCrops, role_crops
+from .data import SizedCrops, crop_nets, role_crops
 
 RANDOM_NOTE = (
     "RANDOM WEIGHTS: these numbers only show that the reduced-precision graphs run and "
@@ -123,7 +123,7 @@ def accuracy_report(
     band = (r["k1"], r["k2"]) if "k1" in r else None
     thr = float(manifest.get("presence", {}).get("threshold", 0.5))
     nets: dict[str, Any] = {}
-    for role, m in manifest["models"].items():
+    for role, m in crop_nets(manifest):
         have = [v for v in variants if v in m.get("variants", {})]
         if not have:
             continue

@@ -25,7 +25,7 @@ import numpy as np
 from runtime.artifacts.manifest import save_manifest, sha256_file
 from runtime.cli.args import number, positive_int
 
-from .data import DEFAULT_CALIB, CalibSet, SizedCrops, role_crops, subset_crops
+from .data import DEFAULT_CALIB, CalibSet, SizedCrops, crop_nets, role_crops, subset_crops
 from .quantize import METHODS, check_trt_qdq, float_tail, name_nodes, qdq_counts, quantize_onnx
 
 PRECISIONS = ("int8", "fp16", "fp32")
@@ -91,7 +91,7 @@ def make_int8(
     pose nets: which blocks cannot take INT8 is a property of the trained weights, not of op types).
     """
     with tempfile.TemporaryDirectory(prefix="dynpose-calib-") as tmp:
-        for role, m in manifest["models"].items():
+        for role, m in crop_nets(manifest):
             role_in = role_crops(crops, manifest, role)
             _int8_role(out_dir, role, m, role_in, method, flavours, Path(tmp), log, drift_px)
 
@@ -169,7 +169,7 @@ def _int8_role(
 def make_fp16(out_dir: Path, manifest: dict, log=print) -> None:
     from .fp16 import convert_fp16
 
-    for role, m in manifest["models"].items():
+    for role, m in crop_nets(manifest):
         t = time.perf_counter()
         dst = convert_fp16(out_dir / m["onnx"], out_dir / f"{role}.fp16.onnx")
         m.setdefault("variants", {})["fp16"] = _entry(
