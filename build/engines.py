@@ -165,9 +165,8 @@ def _print_summary(out_dir: Path, manifest: dict) -> None:
     print(f"{'role':<7} {'arch':<11} {'head':<8} {'GMACs':>7} {'params M':>9} {'parity':>9}  onnx")
     for role, m in manifest["models"].items():
         if "gmacs" not in m:  # the detector: its outputs' layout; no torch model counted or compared here
-            arch = (m.get("weights") or {}).get("arch") or m["layout"][
-                "family"
-            ]  # rtmdet-nano, or a YOLO ONNX
+            # rtmdet-nano from its checkpoint; a user's YOLO ONNX is named by its layout
+            arch = (m.get("weights") or {}).get("arch") or m["layout"]["family"]
             print(f"{role:<8} {arch:<10} {m['layout']['family']:<8} {'-':>7} {'-':>9} {'-':>9}  {m['onnx']}")
             continue
         err = max(m["parity_max_abs_err"].values())
