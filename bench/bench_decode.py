@@ -1,7 +1,11 @@
 """The host decode's speed as ratios that do not move with the CPU model or the load.
 
 Parts timed in interleaved rounds (``measure.rounds``; ``DYNPOSE_BENCH_DECODE_ROUNDS``,
-default 15, after one warm-up round):
+default 40, after one warm-up round); every ratio below is taken over pairs of consecutive
+rounds (``measure.rounds.ratio_round_pairs``: the order ABC, CBA alternates, and the decode ran
+~30 % slower right after its frozen copy than after the probe, so per-round ratios fell in two
+bands and their median jumped between them; a planted scheduler regression once read 1.241
+against the 1.24 limit that way):
 
 * ``decode``: ``runtime.heads.decode.decode_probmaps`` on 24 crops x 17 maps x 64x48
   (synthetic sparsemax maps, ~5 % live rows, like a trained ProbPose head);
@@ -24,8 +28,8 @@ default 15, after one warm-up round):
   Intel Xeon, 22-31x on an AMD EPYC, same code).
 
 Gated (``bench/baseline.json``): ``decode_over_frozen``, the decode's time
-for the 24 crops divided by the same round's frozen decode time, median over
-rounds (lower is better; ~1.0 on any healthy machine, a 30 % slower decode
+for the 24 crops divided by the same round pair's frozen decode time, median over
+round pairs (lower is better; ~1.0 on any healthy machine, a 30 % slower decode
 gives ~1.3). Both are single-threaded numpy and both are read with the
 **thread CPU clock** (``time.thread_time``), which does not advance while
 another process holds the core, so a CPU hog barely touches either side
@@ -47,7 +51,7 @@ nominal masses ``REGION_MASSES``, what ``--credible 0.5,0.9`` asks of the fixtur
 * ``regions_sorted``: the code before issue #29 (``bench/credible_sorted.py``, a sort per map):
   INFO, the before/after figure (``regions_sorted_over_regions``).
 
-Gated: ``regions_over_frozen``, median over rounds of regions / frozen (~1.0 healthy, a 30 %
+Gated: ``regions_over_frozen``, median over round pairs of regions / frozen (~1.0 healthy, a 30 %
 slower regions gives ~1.3; ``DYNPOSE_PLANT=regions`` proves it, tests/test_gates.py).
 
 The GPU kernel's memory traffic per crop and the resulting bandwidth-bound
@@ -68,7 +72,7 @@ from scipy.ndimage import convolve
 from bench.credible_frozen import frozen_blur_maps, frozen_regions
 from bench.credible_sorted import sorted_blur_maps, sorted_regions
 from bench.decode_frozen import frozen_decode
-from measure.rounds import Spread, interleaved, ratio_rounds
+from measure.rounds import Spread, interleaved, ratio_round_pairs
 from measure.workload import synthetic_probmaps
 from runtime.heads import credible as CR
 from runtime.heads import decode as D
@@ -77,7 +81,7 @@ N_CROPS, K, H, W = 24, 17, 64, 48
 NAIVE_CROPS = 4
 COPY_REPEATS = 4
 PROBE_LOOPS = 400
-ROUNDS = int(os.environ.get("DYNPOSE_BENCH_DECODE_ROUNDS", "25"))
+ROUNDS = int(os.environ.get("DYNPOSE_BENCH_DECODE_ROUNDS", "40"))
 ORIN_AGX_BW = 204.8e9  # bytes/s, LPDDR5 peak
 # the fixture manifest's calibration (sigma 8, nominal masses for 0.5 and 0.9: fixture-dyn's
 # coverage map), so the regions are timed on the path a calibrated manifest runs
@@ -170,12 +174,12 @@ def test_decode_speed(benchmark):
     }
     times = benchmark.pedantic(lambda: interleaved(parts, ROUNDS, 1, "thread"), rounds=1, iterations=1)
     paired = {
-        "decode_over_frozen": ratio_rounds(times["decode"], times["frozen"]),
-        "decode_in_probe_units": ratio_rounds(times["decode"], times["probe"]),
+        "decode_over_frozen": ratio_round_pairs(times["decode"], times["frozen"]),
+        "decode_in_probe_units": ratio_round_pairs(times["decode"], times["probe"]),
         "decode_bandwidth_share": [c / (COPY_REPEATS * d) for c, d in zip(times["copy"], times["decode"])],
-        "decode_numpy_over_naive": ratio_rounds(times["naive"], times["decode_naive_set"]),
-        "regions_over_frozen": ratio_rounds(times["regions"], times["regions_frozen"]),
-        "regions_sorted_over_regions": ratio_rounds(times["regions_sorted"], times["regions"]),
+        "decode_numpy_over_naive": ratio_round_pairs(times["naive"], times["decode_naive_set"]),
+        "regions_over_frozen": ratio_round_pairs(times["regions"], times["regions_frozen"]),
+        "regions_sorted_over_regions": ratio_round_pairs(times["regions_sorted"], times["regions"]),
     }
     figures = {k: Spread.of(v) for k, v in paired.items()}
     nbytes = pm.nbytes

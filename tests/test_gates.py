@@ -33,7 +33,7 @@ import pytest
 
 from bench import gates
 from bench.data import artifacts_from_env
-from measure.rounds import Spread, interleaved, ratio_rounds
+from measure.rounds import Spread, interleaved, ratio_round_pairs, ratio_rounds
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE_SHARE_GATES = {"ort:dyn-p50_share_of_ideal", "ort:dyn-p50_outside_nets_share"}
@@ -71,6 +71,19 @@ def test_spread_is_of_the_paired_ratios():
     assert "IQR" in sp.text() and sp.as_dict()["rounds"] == 5
     with pytest.raises(ValueError):
         ratio_rounds([1.0], [1.0, 2.0])
+
+
+def test_round_pairs_cancel_an_order_effect():
+    # the numerator is slow in even rounds and fast in odd ones (what ran before it), the
+    # denominator steady: per-round ratios fall in two bands, pairs sit between them
+    num, den = [1.3, 0.9, 1.3, 0.9, 1.3], [1.0] * 5
+    assert sorted(set(ratio_rounds(num, den))) == [0.9, 1.3]
+    assert ratio_round_pairs(num, den) == pytest.approx([1.1, 1.1])  # the odd last round dropped
+    assert ratio_round_pairs([1.0, 3.0], [1.0, 1.0]) == [2.0]  # a ratio of sums, not a mean of ratios
+    with pytest.raises(ValueError):
+        ratio_round_pairs([1.0], [1.0])
+    with pytest.raises(ValueError):
+        ratio_round_pairs([1.0, 2.0], [1.0])
 
 
 def _rounds_record(dyn_s: list[float], cpu: str = "Test CPU") -> dict:
