@@ -167,6 +167,31 @@ register_config(
     )
 )
 
+# The RTMPose-t fixture (issue 28 item 5: RTMPose's INT8 judged on trained weights) as the large net
+# beside fixture-s: `python -m build.train.rtm_fixture` trains it, `python -m build.train.fixtures
+# --config fixture-rtm --reuse small,large --theta auto` its router. Its SimCC head goes through the
+# same INT8 float-tail rules and drift fallback as the others (calib/fallback.py). As a DynPose pair
+# it routes next to nothing: trained 38 min on a CPU it scores 3.0 AP on the synthetic test split
+# against fixture-s's 5.0, so the router learnt that few crops gain from it (docs/models.md).
+register_config(
+    PipelineConfig(
+        "fixture-rtm",
+        NetChoice("fixture-s", HEATMAP),
+        NetChoice("rtmpose-t", SIMCC),
+        router=dict(channels=(8, 8, 16, 32), hidden=32),
+        theta=0.8,  # `--theta auto`'s pick (build/fixtures/report-fixture-rtm.json)
+        p=50.0,
+        checkpoints={
+            "small": "build/fixtures/small.pth",
+            "large": "build/fixtures/rtmpose-t.pth",
+            "router": "build/fixtures/router-rtm.pth",
+        },
+        detector=FIXTURE_DETECTOR,
+        calib_domain="synthetic",
+        description="trained fixtures on synthetic figures: fixture-s heatmap small, RTMPose-t SimCC large",
+    )
+)
+
 
 # RTMPose pairs (issue 28): routing between sizes of one family, SimCC heads, 256x192. No weights
 # are bundled: random unless --small-ckpt/--large-ckpt (MMPose's released .pth files) are given.

@@ -319,6 +319,10 @@ FIXTURE_CASES = {
     "eval-only-without-fixtures": (["--eval-only"], "--out"),
     "reuse-garbage-checkpoint": (["--reuse", "small"], "--out"),
     "photos-missing": (["--photos", "/nonexistent/photos"], "--photos"),
+    "config-unknown": (["--config", "nope"], "--config"),
+    "config-not-a-fixture": (["--config", "dyn-r50-h32"], "--config"),
+    "config-two-files-for-a-net": (["--config", "fixture-dyn-dh"], "--config"),
+    "config-rtm-nets-missing": (["--config", "fixture-rtm", "--reuse", "small,large"], "--out"),
 }
 
 

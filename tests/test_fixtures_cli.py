@@ -10,7 +10,7 @@ import torch
 
 from build.checkpoint import load_strict
 from build.configs import get_config
-from build.models import build_pose_net
+from build.models import build_pose_net, build_router
 from build.train.fixtures import main as fixtures_main
 
 
@@ -50,3 +50,32 @@ def test_fixture_command_smoke(tmp_path, capsys) -> None:
     assert fixtures_main(args + ["--eval-only"]) == 0
     again = capsys.readouterr().out
     assert f"| dyn p=50 (theta {t['theta']}) | {100 * t['dyn']:.1f} |" in again
+
+
+@pytest.mark.slow
+def test_fixture_command_fits_the_router_of_another_fixture_config(tmp_path, capsys) -> None:
+    """``--config fixture-rtm --reuse small,large``: the config's own files (small.pth shared with
+    fixture-dyn, rtmpose-t.pth), its own router file and report, fixture-dyn's left alone."""
+    import shutil
+    from pathlib import Path
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    out.mkdir()
+    fixtures = Path(__file__).resolve().parents[1] / "build" / "fixtures"
+    for name in ("small.pth", "rtmpose-t.pth"):
+        shutil.copy(fixtures / name, out / name)
+    args = ["--config", "fixture-rtm", "--reuse", "small,large", "--seed", "3", "--scale", "0.01"]
+    args += ["--out", str(out), "--work", str(work), "--photos", "", "--threads", "1"]
+    assert fixtures_main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "report-fixture-rtm.json",
+        "router-rtm.pth",
+        "rtmpose-t.pth",
+        "small.pth",
+    ]
+    report = json.loads((out / "report-fixture-rtm.json").read_text())
+    assert report["train"]["large"]["arch"] == "rtmpose-t" and report["train"]["large"]["head"] == "simcc"
+    assert 0.0 <= report["table"]["large"] <= 1.0
+    assert "| large (rtmpose-t) |" in capsys.readouterr().out
+    router = build_router(**get_config("fixture-rtm").router)
+    load_strict(router, out / "router-rtm.pth", "router")

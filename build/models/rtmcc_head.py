@@ -117,6 +117,27 @@ class RTMCCHead(nn.Module):
         self.gau = RTMCCBlock(hidden_dims, expansion_factor, s)
         self.cls_x = nn.Linear(hidden_dims, int(w * split_ratio), bias=False)
         self.cls_y = nn.Linear(hidden_dims, int(h * split_ratio), bias=False)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """MMPose's RTMCCHead initialisation: every conv N(0, 0.001), every Linear N(0, 0.01), biases 0.
+
+        Why it matters (released checkpoints overwrite it; training from scratch does not): with
+        PyTorch's default init the classifiers' logits, times the loss's beta of 10, start as
+        saturated softmaxes (KL loss 10.7 on the first batch against 0.55) and the net sat at the
+        mean pose for thousands of steps; with this init it fits one batch of 32 crops to a median
+        5.6 px in 80 steps (43 px with the default init). The GAU's ``uv`` is a Linear too, so its
+        own Xavier init gives way here, as in MMPose where the head's init runs after the block's.
+        """
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.001)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, feats: tuple[torch.Tensor, ...] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feat = feats[-1] if isinstance(feats, tuple) else feats

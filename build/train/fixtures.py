@@ -1,5 +1,11 @@
 """``python -m build.train.fixtures --seed 0``: regenerate the trained fixtures of ``fixture-dyn``.
 
+``--config fixture-rtm --reuse small,large`` does the router and the table for another fixture
+config (its nets trained apart: ``python -m build.train.rtm_fixture`` for RTMPose-t). Every file
+is the one the config names in ``checkpoints`` (its basename, in ``--out``), so configs that share
+a net share its file and each keeps its own router; the report of a config other than
+fixture-dyn is ``report-<config>.json``.
+
 One command: synthetic COCO sets -> small net -> large net -> router (both
 nets frozen) -> AP table on a held-out synthetic set (pycocotools) for the
 small net, the large net, DynPose routing at p=50 and random routing at the
@@ -27,9 +33,10 @@ from measure.coco_eval import load_gt
 from runtime.cli.args import OneLineParser, nonneg_int, number, output_dir, output_file, unit_float
 from runtime.errors import InputError, guarded
 from runtime.pose.routing import fit_thresholds
+from runtime.safe_io import atomic_write_text
 
 from ..checkpoint import TRUST_FLAG, load_strict
-from ..configs import get_config
+from ..configs import get_config, list_configs
 from ..models import build_pose_net, build_router
 from ..synth.coco import SPLITS, load_photos, split_seed, write_dataset
 from ..synth.scene import LEVELS, MIX
@@ -40,6 +47,7 @@ from .trainer import TrainPlan, save_checkpoint, train_pose
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = "fixture-dyn"
+ROLES = ("small", "large", "router")
 # (images per set, steps) at scale 1.0; ~40 min on 2 free cores (small ~13, large ~18, sets and router ~9)
 PLAN = {
     "router_images": 3000,
@@ -84,12 +92,12 @@ def crops_of(paths: dict[str, Path], nets: dict, router=None, keep_f0: bool = Fa
     return coco, cs
 
 
-def format_table(t: dict, rho: float) -> str:
+def format_table(t: dict, rho: float, names: tuple[str, str] = ("fixture-s", "fixture-l")) -> str:
     gap = t["large"] - t["small"]
     rec = (t["dyn"] - t["small"]) / gap if gap > 0 else float("nan")
     rows = [
-        ("small (fixture-s)", t["small"]),
-        ("large (fixture-l)", t["large"]),
+        (f"small ({names[0]})", t["small"]),
+        (f"large ({names[1]})", t["large"]),
         (f"dyn p={t['p']:.0f} (theta {t['theta']})", t["dyn"]),
         (f"random at {100 * t['large_fraction']:.1f}% large", t["random"]),
     ]
@@ -167,10 +175,35 @@ def format_levels(levels: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def load_trained(net: torch.nn.Module, out: Path, role: str, trust: bool = False) -> dict:
-    """Strictly load ``out/<role>.pth`` into ``net``; returns the checkpoint's ``meta``."""
-    load_strict(net, out / f"{role}.pth", role, trust=trust, flag="--out")
-    obj = torch.load(out / f"{role}.pth", weights_only=not trust)
+def fixture_config(name: str):
+    """The named config if its small, large and router weights are one bundled file each
+    (a fixture config); InputError in one line otherwise."""
+    if name not in list_configs():
+        raise InputError("unknown config", f"--config {name}", "use fixture-dyn or fixture-rtm")
+    cfg = get_config(name)
+    files = cfg.checkpoints
+    if cfg.calib_domain != "synthetic" or not all(isinstance(files.get(r), str) for r in ROLES):
+        raise InputError(
+            "not a fixture config (one bundled file per small, large and router net)",
+            f"--config {name}",
+            "use fixture-dyn or fixture-rtm",
+        )
+    return cfg
+
+
+def role_file(out: Path, cfg, role: str) -> Path:
+    """Where ``role``'s weights of ``cfg`` live in ``out``: the basename the config bundles."""
+    return out / Path(cfg.checkpoints[role]).name
+
+
+def report_file(out: Path, cfg) -> Path:
+    return out / ("report.json" if cfg.name == CONFIG else f"report-{cfg.name}.json")
+
+
+def load_trained(net: torch.nn.Module, path: Path, role: str, trust: bool = False) -> dict:
+    """Strictly load ``path`` into ``net`` (fp16 files are cast back); returns the checkpoint's ``meta``."""
+    load_strict(net, path, role, trust=trust, flag="--out")
+    obj = torch.load(path, weights_only=not trust)
     return obj.get("meta", {}) if isinstance(obj, dict) else {}
 
 
@@ -178,10 +211,10 @@ def load_fixtures(out: Path, cfg, trust: bool = False) -> tuple[dict, torch.nn.M
     nets = {}
     for role, choice in (("small", cfg.small), ("large", cfg.large)):
         nets[role] = build_pose_net(choice.arch, choice.head)
-        load_strict(nets[role], out / f"{role}.pth", role, trust=trust, flag="--out")
+        load_strict(nets[role], role_file(out, cfg, role), role, trust=trust, flag="--out")
         nets[role].eval().requires_grad_(False)
     router = build_router(**cfg.router)
-    load_strict(router, out / "router.pth", "router", trust=trust, flag="--out")
+    load_strict(router, role_file(out, cfg, "router"), "router", trust=trust, flag="--out")
     return nets, router.eval()
 
 
@@ -206,22 +239,22 @@ def _theta(text: str) -> str | float:
     return text if text in ("config", "auto") else unit_float(text)
 
 
-def _check_inputs(out: Path, need: set[str], trust: bool) -> None:
+def _check_inputs(out: Path, cfg, need: set[str], trust: bool) -> None:
     """Refuse missing or unfitting checkpoints in --out before the synthetic sets are drawn."""
-    cfg = get_config(CONFIG)
     for role in sorted(need):
         net = (
             build_router(**cfg.router)
             if role == "router"
             else build_pose_net(getattr(cfg, role).arch, getattr(cfg, role).head)
         )
-        if not (out / f"{role}.pth").is_file():
+        path = role_file(out, cfg, role)
+        if not path.is_file():
             raise InputError(
-                f"no {role}.pth to load",
+                f"no {path.name} to load ({cfg.name}'s {role} net)",
                 f"--out {out}",
                 "train it first (drop it from --reuse/--resume/--eval-only) or point --out at the fixtures",
             )
-        load_strict(net, out / f"{role}.pth", role, trust=trust, flag="--out")
+        load_strict(net, path, role, trust=trust, flag="--out")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,6 +264,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument(
+        "--config",
+        default=CONFIG,
+        help="the fixture config whose nets and router this trains (fixture-dyn, or fixture-rtm with "
+        "--reuse small,large after python -m build.train.rtm_fixture)",
+    )
     p.add_argument(
         "--out", default=str(REPO / "build" / "fixtures"), type=output_dir, help="where the .pth files go"
     )
@@ -286,10 +325,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     t0 = time.time()
     out, work = Path(a.out), Path(a.work) / f"seed{a.seed}-{scene_tag()}"
-    cfg = get_config(CONFIG)
+    cfg = fixture_config(a.config)
     theta = cfg.theta if a.theta == "config" else None if a.theta == "auto" else float(a.theta)
     reuse, resumed = set(a.reuse or ()), set(a.resume or ())
-    _check_inputs(out, {"small", "large", "router"} if a.eval_only else reuse | resumed, a.trust_checkpoint)
+    names = (cfg.small.arch, cfg.large.arch)
+    _check_inputs(out, cfg, set(ROLES) if a.eval_only else reuse | resumed, a.trust_checkpoint)
     if a.photos and not Path(a.photos).is_dir():
         raise InputError(
             "photo folder not found", f"--photos {a.photos}", "pass a folder of .jpg or --photos ''"
@@ -299,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.eval_only:
         nets, router = load_fixtures(out, cfg, a.trust_checkpoint)
         table, rho, levels = evaluate(sets, nets, router, theta, cfg.p)
-        print(format_table(table, rho))
+        print(format_table(table, rho, names))
         print(format_levels(levels))
         return 0
     nets, metas = {}, {}
@@ -309,12 +349,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for role, choice in (("small", cfg.small), ("large", cfg.large)):
         net = build_pose_net(choice.arch, choice.head)
         if role in reuse:
-            metas[role] = load_trained(net, out, role, a.trust_checkpoint)
+            metas[role] = load_trained(net, role_file(out, cfg, role), role, a.trust_checkpoint)
             nets[role] = net.eval().requires_grad_(False)
             continue
         resume = role in resumed
         if resume:
-            before = load_trained(net, out, role, a.trust_checkpoint)
+            before = load_trained(net, role_file(out, cfg, role), role, a.trust_checkpoint)
         # a resumed net sees new scenes (another stream seed) at half the peak learning rate
         plan = TrainPlan(
             steps=max(2, int(PLAN[f"{role}_steps"] * a.scale)),
@@ -326,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metas[role] = {
             "arch": choice.arch,
             "head": choice.head,
-            "config": CONFIG,
+            "config": cfg.name,
             "data": "synthetic figures (build.synth)",
             "note": "knows synthetic figures, not real people",
             **info,
@@ -335,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             metas[role]["resumed_from"] = {
                 k: before.get(k) for k in ("steps", "minutes", "seed", "resumed_from")
             }
-        save_checkpoint(net, out / f"{role}.pth", metas[role])
+        save_checkpoint(net, role_file(out, cfg, role), metas[role])
         nets[role] = net.eval().requires_grad_(False)
     # router: both nets frozen, targets from D_s and D_l on the router set's detector boxes
     coco, cs = crops_of(sets["router"], nets, keep_f0=True, desc="router crops")
@@ -352,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         val=(cs.f0[use & held], target[use & held]),
         log=log,
     )
-    save_checkpoint(router, out / "router.pth", {"config": CONFIG, "role": "router", **rinfo})
+    save_checkpoint(router, role_file(out, cfg, "router"), {"config": cfg.name, "role": "router", **rinfo})
     table, rho, levels = evaluate(sets, nets, router, theta, cfg.p)
     report = {
         "seed": a.seed,
@@ -364,8 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": metas,
         "router": rinfo,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
-    print(format_table(table, rho))
+    atomic_write_text(report_file(out, cfg), json.dumps(report, indent=1, default=float))
+    print(format_table(table, rho, names))
     print(format_levels(levels))
     print(f"fixtures written to {out} in {report['minutes']} min")
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from torch import nn
 
 from runtime.heads.grid import HEATMAP_HW
 from runtime.heads.registry import HEATMAP, SIMCC, head_spec
+from runtime.safe_io import atomic_write_bytes
 
 from .data import batches
 from .losses import argmax_oks, aux_losses, heatmap_mse, kl_discret_loss, probpose_loss, simcc_targets
@@ -35,10 +37,15 @@ class TrainPlan:
     mse_fraction: float = 0.8  # probmap heads only
     seed: int = 0
     max_minutes: float | None = None  # safety stop on a busy machine (reported, never silent)
+    clip_grad: float | None = None  # max gradient norm (RTMPose-t diverged at lr 2e-3 without it)
 
 
 def train_step(
-    model: nn.Module, batch: dict[str, torch.Tensor], opt: torch.optim.Optimizer, phase: str
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    opt: torch.optim.Optimizer,
+    phase: str,
+    clip_grad: float | None = None,
 ) -> float:
     """One optimiser step; ``phase`` is 'mse', 'probpose' or 'kl' (SimCC). Returns the loss."""
     model.train()
@@ -55,6 +62,9 @@ def train_step(
         tx, ty, w = simcc_targets(xy, weight, hw)
         px, py = head(feat)
         loss = kl_discret_loss(px, py, tx, ty, w)
+        aid = getattr(model, "heatmap_aid", None)  # build.train.rtm_fixture.HeatmapAid, training only
+        if aid is not None:
+            loss = loss + model.heatmap_aid_weight * heatmap_mse(aid(feat), batch["xy"], weight)
     elif phase == "probpose":
         probs, presence, visibility, oks = head(feat)
         loss = probpose_loss(probs, batch["xy"], batch["area_hm"], weight)
@@ -65,6 +75,8 @@ def train_step(
         raise ValueError(f"unknown phase {phase!r}; expected 'mse', 'probpose' or 'kl' (SimCC)")
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if clip_grad is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
     opt.step()
     return float(loss.detach())
 
@@ -77,8 +89,30 @@ def _lr_at(progress: float, peak: float, warm: float = 0.02) -> float:
     return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def _phase_lr(progress: float, peak: float, switch: float, switched_at: float | None) -> float:
+    """The first phase's schedule over [0, switch); after a switch to the ProbPose loss, a fresh one
+    over what is left, at half the peak."""
+    if switched_at is None:
+        return _lr_at(progress / switch, peak)
+    return _lr_at((progress - switched_at) / max(1e-6, 1 - switched_at), peak * 0.5)
+
+
+def _probe(model: nn.Module, probe: Callable[[nn.Module], str], where: str, bar: Any) -> None:
+    """One probe line under the progress bar, in eval mode without gradients, then back to training."""
+    with torch.no_grad():
+        model.eval()
+        bar.write(f"{where}: {probe(model)}")
+        model.train()
+
+
 def train_pose(
-    model: nn.Module, plan: TrainPlan, desc: str = "train", workers: int = 1, log: Any = None
+    model: nn.Module,
+    plan: TrainPlan,
+    desc: str = "train",
+    workers: int = 1,
+    log: Any = None,
+    probe: Callable[[nn.Module], str] | None = None,
+    probe_every: int = 300,
 ) -> dict[str, Any]:
     """Train ``model`` in place; returns a summary for the checkpoint meta.
 
@@ -86,6 +120,8 @@ def train_pose(
     is larger: on a busy machine the schedule (learning-rate decay, switch to
     the ProbPose loss) is compressed into the time cap instead of being cut
     off half-way, and the summary says how many steps actually ran.
+    ``probe(model)`` (eval mode, no grad) returns a line printed every ``probe_every`` steps:
+    a loss can sit still while the keypoints move, or fall while they stay at the mean pose.
     """
     from tqdm import tqdm
 
@@ -112,24 +148,19 @@ def train_pose(
             # new loss, new scale: restart the optimiser's moments, keep the weights
             phase, switched_at = "probpose", progress
             opt = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=plan.weight_decay)
-        if phase != "probpose":
-            lr = _lr_at(progress / switch, plan.lr)
-        else:
-            lr = _lr_at((progress - switched_at) / max(1e-6, 1 - switched_at), plan.lr * 0.5)
+        lr = _phase_lr(progress, plan.lr, switch, switched_at if phase == "probpose" else None)
         for g in opt.param_groups:
             g["lr"] = lr
-        losses.append(train_step(model, batch, opt, phase))
+        losses.append(train_step(model, batch, opt, phase, plan.clip_grad))
         bar.update(1)
+        if probe is not None and step % probe_every == 0 and step:
+            _probe(model, probe, f"{desc} step {step}", bar)
         if step % 50 == 0:
             recent = sum(losses[-50:]) / len(losses[-50:])
             bar.set_postfix(loss=f"{recent:.4f}", phase=phase)
+            line = f"{desc} step {step} phase {phase} lr {lr:.2e} loss {recent:.5f} t {time.time() - t0:.0f}s"
             if log is not None:
-                print(
-                    f"{desc} step {step} phase {phase} lr {lr:.2e} loss {recent:.5f} "
-                    f"t {time.time() - t0:.0f}s",
-                    file=log,
-                    flush=True,
-                )
+                print(line, file=log, flush=True)
     del loader
     bar.close()
     model.to(memory_format=torch.contiguous_format)
@@ -147,6 +178,7 @@ def train_pose(
         "lr": plan.lr,
         "seed": plan.seed,
         "minutes": round((time.time() - t0) / 60, 2),
+        "clip_grad": plan.clip_grad,
         "head": kind,
         "final_loss": sum(losses[-100:]) / max(1, len(losses[-100:])),
     }
@@ -157,5 +189,14 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    torch.save({"state_dict": sd, "meta": meta}, path)
+    write_checkpoint(path, {"state_dict": sd, "meta": meta})
     return path
+
+
+def write_checkpoint(path: Path, obj: dict[str, Any]) -> None:
+    """``torch.save`` into memory, then one atomic write: a full disk or a kill leaves the earlier file."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
