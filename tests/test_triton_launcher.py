@@ -20,6 +20,13 @@ pytestmark = pytest.mark.triton
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default. A shell without job control starts
+    background jobs (``cmd &`` in a script) with SIGINT ignored, Python keeps an inherited SIG_IGN,
+    and the launcher would then shrug off the Ctrl-C this test sends (CI started that way failed)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _launch(repo: Path, grpc: int, http: int, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [
@@ -38,6 +45,7 @@ def _launch(repo: Path, grpc: int, http: int, cwd: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
 
 
