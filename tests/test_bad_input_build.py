@@ -323,6 +323,7 @@ FIXTURE_CASES = {
     "config-not-a-fixture": (["--config", "dyn-r50-h32"], "--config"),
     "config-two-files-for-a-net": (["--config", "fixture-dyn-dh"], "--config"),
     "config-rtm-nets-missing": (["--config", "fixture-rtm", "--reuse", "small,large"], "--out"),
+    "config-rtm-would-train-simcc": (["--config", "fixture-rtm", "--reuse", "small"], "--reuse"),
 }
 
 

@@ -32,6 +32,7 @@ import torch
 from measure.coco_eval import load_gt
 from runtime.cli.args import OneLineParser, nonneg_int, number, output_dir, output_file, unit_float
 from runtime.errors import InputError, guarded
+from runtime.heads.registry import SIMCC
 from runtime.pose.routing import fit_thresholds
 from runtime.safe_io import atomic_write_text
 
@@ -329,6 +330,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     theta = cfg.theta if a.theta == "config" else None if a.theta == "auto" else float(a.theta)
     reuse, resumed = set(a.reuse or ()), set(a.resume or ())
     names = (cfg.small.arch, cfg.large.arch)
+    simcc = [r for r in ("small", "large") if getattr(cfg, r).head == SIMCC and r not in reuse]
+    if simcc and not a.eval_only:  # one recipe per net: RTMPose-t's has its own init, clipping and aid
+        raise InputError(
+            f"{cfg.name}'s {simcc[0]} net is RTMPose (SimCC), trained by its own recipe",
+            f"--reuse {a.reuse or ''}".strip(),
+            f"run python -m build.train.rtm_fixture first, then --reuse {','.join(sorted(reuse | set(simcc)))}",
+        )
     _check_inputs(out, cfg, set(ROLES) if a.eval_only else reuse | resumed, a.trust_checkpoint)
     if a.photos and not Path(a.photos).is_dir():
         raise InputError(
