@@ -174,20 +174,16 @@ register_config(
 # it routes next to nothing: trained 38 min on a CPU it scores 3.0 AP on the synthetic test split
 # against fixture-s's 5.0, so the router learnt that few crops gain from it (docs/models.md).
 register_config(
-    PipelineConfig(
-        "fixture-rtm",
-        NetChoice("fixture-s", HEATMAP),
-        NetChoice("rtmpose-t", SIMCC),
-        router=dict(channels=(8, 8, 16, 32), hidden=32),
+    replace(
+        get_config("fixture-dyn"),
+        name="fixture-rtm",
+        large=NetChoice("rtmpose-t", SIMCC),
         theta=0.8,  # `--theta auto`'s pick (build/fixtures/report-fixture-rtm.json)
-        p=50.0,
         checkpoints={
             "small": "build/fixtures/small.pth",
             "large": "build/fixtures/rtmpose-t.pth",
             "router": "build/fixtures/router-rtm.pth",
         },
-        detector=FIXTURE_DETECTOR,
-        calib_domain="synthetic",
         description="trained fixtures on synthetic figures: fixture-s heatmap small, RTMPose-t SimCC large",
     )
 )

@@ -36,19 +36,26 @@ from runtime.heads.registry import SIMCC
 from runtime.pose.routing import fit_thresholds
 from runtime.safe_io import atomic_write_text
 
-from ..checkpoint import TRUST_FLAG, load_strict
-from ..configs import get_config, list_configs
+from ..checkpoint import TRUST_FLAG
 from ..models import build_pose_net, build_router
 from ..synth.coco import SPLITS, load_photos, split_seed, write_dataset
 from ..synth.scene import LEVELS, MIX
+from .fixture_files import (
+    CONFIG,
+    ROLES,
+    check_inputs,
+    fixture_config,
+    load_fixtures,
+    load_trained,
+    report_file,
+    role_file,
+)
 from .infer import box_list, load_coco, run_crops
 from .metrics import ap_of, by_level, dyn_choice, policy_table, spearman
 from .router_fit import crop_targets, fit_router, with_empty_boxes
 from .trainer import TrainPlan, save_checkpoint, train_pose
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = "fixture-dyn"
-ROLES = ("small", "large", "router")
 # (images per set, steps) at scale 1.0; ~40 min on 2 free cores (small ~13, large ~18, sets and router ~9)
 PLAN = {
     "router_images": 3000,
@@ -176,49 +183,6 @@ def format_levels(levels: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def fixture_config(name: str):
-    """The named config if its small, large and router weights are one bundled file each
-    (a fixture config); InputError in one line otherwise."""
-    if name not in list_configs():
-        raise InputError("unknown config", f"--config {name}", "use fixture-dyn or fixture-rtm")
-    cfg = get_config(name)
-    files = cfg.checkpoints
-    if cfg.calib_domain != "synthetic" or not all(isinstance(files.get(r), str) for r in ROLES):
-        raise InputError(
-            "not a fixture config (one bundled file per small, large and router net)",
-            f"--config {name}",
-            "use fixture-dyn or fixture-rtm",
-        )
-    return cfg
-
-
-def role_file(out: Path, cfg, role: str) -> Path:
-    """Where ``role``'s weights of ``cfg`` live in ``out``: the basename the config bundles."""
-    return out / Path(cfg.checkpoints[role]).name
-
-
-def report_file(out: Path, cfg) -> Path:
-    return out / ("report.json" if cfg.name == CONFIG else f"report-{cfg.name}.json")
-
-
-def load_trained(net: torch.nn.Module, path: Path, role: str, trust: bool = False) -> dict:
-    """Strictly load ``path`` into ``net`` (fp16 files are cast back); returns the checkpoint's ``meta``."""
-    load_strict(net, path, role, trust=trust, flag="--out")
-    obj = torch.load(path, weights_only=not trust)
-    return obj.get("meta", {}) if isinstance(obj, dict) else {}
-
-
-def load_fixtures(out: Path, cfg, trust: bool = False) -> tuple[dict, torch.nn.Module]:
-    nets = {}
-    for role, choice in (("small", cfg.small), ("large", cfg.large)):
-        nets[role] = build_pose_net(choice.arch, choice.head)
-        load_strict(nets[role], role_file(out, cfg, role), role, trust=trust, flag="--out")
-        nets[role].eval().requires_grad_(False)
-    router = build_router(**cfg.router)
-    load_strict(router, role_file(out, cfg, "router"), "router", trust=trust, flag="--out")
-    return nets, router.eval()
-
-
 def _roles(text: str) -> set[str]:
     """argparse type of --resume / --reuse: a comma list of small,large."""
     roles = {r for r in text.split(",") if r}
@@ -238,24 +202,6 @@ def _minutes(text: str) -> tuple[float, float]:
 
 def _theta(text: str) -> str | float:
     return text if text in ("config", "auto") else unit_float(text)
-
-
-def _check_inputs(out: Path, cfg, need: set[str], trust: bool) -> None:
-    """Refuse missing or unfitting checkpoints in --out before the synthetic sets are drawn."""
-    for role in sorted(need):
-        net = (
-            build_router(**cfg.router)
-            if role == "router"
-            else build_pose_net(getattr(cfg, role).arch, getattr(cfg, role).head)
-        )
-        path = role_file(out, cfg, role)
-        if not path.is_file():
-            raise InputError(
-                f"no {path.name} to load ({cfg.name}'s {role} net)",
-                f"--out {out}",
-                "train it first (drop it from --reuse/--resume/--eval-only) or point --out at the fixtures",
-            )
-        load_strict(net, path, role, trust=trust, flag="--out")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -337,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--reuse {a.reuse or ''}".strip(),
             f"run python -m build.train.rtm_fixture first, then --reuse {','.join(sorted(reuse | set(simcc)))}",
         )
-    _check_inputs(out, cfg, set(ROLES) if a.eval_only else reuse | resumed, a.trust_checkpoint)
+    check_inputs(out, cfg, set(ROLES) if a.eval_only else reuse | resumed, a.trust_checkpoint)
     if a.photos and not Path(a.photos).is_dir():
         raise InputError(
             "photo folder not found", f"--photos {a.photos}", "pass a folder of .jpg or --photos ''"

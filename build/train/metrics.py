@@ -133,6 +133,8 @@ def heldout_keypoint_error(net, scenes: int = 40, seed: int = 777, max_crops: in
     """
     import torch
 
+    from runtime.heads.grid import HEATMAP_HW
+
     from ..synth.coco import load_photos
     from ..synth.scene import make_scene
     from .data import scene_crops
@@ -150,8 +152,6 @@ def heldout_keypoint_error(net, scenes: int = 40, seed: int = 777, max_crops: in
     x = np.concatenate(xs)[:max_crops]
     ins = np.concatenate(inside)[:max_crops]
     h, w = net_hw(net)
-    from runtime.heads.grid import HEATMAP_HW
-
     truth = np.concatenate(xys)[:max_crops] * np.array([w / HEATMAP_HW[1], h / HEATMAP_HW[0]])
     net.eval()
     with torch.no_grad():
