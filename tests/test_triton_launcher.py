@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.triton_server import TritonServer, free_port, start_server
+from tools.triton_server import TritonServer, free_ports, start_server
 
 pytestmark = pytest.mark.triton
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def _alive(pid: int) -> bool:
 def test_signal_to_launcher_stops_and_reaps_its_server(tmp_path: Path, sig: int) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
-    grpc, http = free_port(), free_port()
+    grpc, http = free_ports(2)
     launcher = _launch(repo, grpc, http, tmp_path)
     line = launcher.stdout.readline()
     assert "ready" in line, launcher.stderr.read()

@@ -42,10 +42,21 @@ class TritonServerError(RuntimeError):
     """The server could not be found or started; the message says how to fix it."""
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: all sockets are held open together, so the kernel cannot hand the
+    same ephemeral port out twice (two separate picks once gave HTTP and gRPC the same port)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def listening_ports(pid: int) -> set[int]:
@@ -258,7 +269,9 @@ def start_server(
     repo = Path(repo).resolve()
     if models is None:
         models = sorted(p.name for p in repo.iterdir() if (p / "config.pbtxt").is_file())
-    grpc_port, http_port = grpc_port or free_port(), http_port or free_port()
+    picked = free_ports(2)
+    grpc_port = grpc_port or next(p for p in picked if p != http_port)
+    http_port = http_port or next(p for p in picked if p != grpc_port)
     log_path = Path(log_path or repo.parent / f"tritonserver-{grpc_port}.log")
     env = dict(
         os.environ,
