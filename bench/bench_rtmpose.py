@@ -68,7 +68,7 @@ pytestmark = pytest.mark.bench
 CONFIG = "dyn-rtm-t-m"
 PRECISION = "fp32"
 BATCH = 8
-ROUNDS = int(os.environ.get("DYNPOSE_BENCH_RTM_ROUNDS", "11"))
+ROUNDS = int(os.environ.get("DYNPOSE_BENCH_RTM_ROUNDS", "21"))
 WARMUP = 1
 POLICIES = ("small", "large", "dyn-p50")
 

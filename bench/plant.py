@@ -1,6 +1,6 @@
 """Planted regressions for proving the gates (a pytest plugin: ``-p bench.plant``).
 
-``DYNPOSE_PLANT=scheduler`` makes the scheduler's own code (``PosePipeline._submit``,
+``DYNPOSE_PLANT=scheduler`` makes the scheduler's own code (``PosePipeline._submit_views``,
 the main thread) do extra CPU work proportional to the frame's crops: a fraction
 ``DYNPOSE_PLANT_FRACTION`` (default 0.3) of what the two pose nets cost per crop,
 measured on this pipeline's own runners in process CPU time. That is what a real
@@ -102,15 +102,16 @@ def _plant_preprocess(monkeypatch: pytest.MonkeyPatch, frac: float) -> None:
 def _plant_scheduler(monkeypatch: pytest.MonkeyPatch, frac: float) -> None:
     from runtime.pose.pipeline import PosePipeline
 
-    submit = PosePipeline._submit
+    submit = PosePipeline._submit_views  # every entry point submits through it
 
-    def slow_submit(self, image, boxes, scores):
+    def slow_submit(self, views, *a, **k):
         if not hasattr(self, "_planted_cpu_per_crop"):
             self._planted_cpu_per_crop = _net_cpu_per_crop(self)
-        burn(frac * len(np.asarray(boxes).reshape(-1, 4)) * self._planted_cpu_per_crop)
-        return submit(self, image, boxes, scores)
+        boxes = sum(len(np.asarray(b).reshape(-1, 4)) for _, b, _ in views)
+        burn(frac * boxes * self._planted_cpu_per_crop)
+        return submit(self, views, *a, **k)
 
-    monkeypatch.setattr(PosePipeline, "_submit", slow_submit)
+    monkeypatch.setattr(PosePipeline, "_submit_views", slow_submit)
 
 
 PLANTS = {

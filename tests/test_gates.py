@@ -382,7 +382,7 @@ def test_rtm_gates_pass_beside_a_cpu_hog(tmp_path):
 
 @pytest.mark.bench
 def test_planted_scheduler_regression_fails_the_rtm_gates(tmp_path):
-    """30 % of the nets' per-crop CPU cost burnt in PosePipeline._submit: the pipeline side of
+    """30 % of the nets' per-crop CPU cost burnt in PosePipeline._submit_views: the pipeline side of
     every RTMPose ratio pays it and the raw side does not (measured 0.57 small, 0.84 large,
     0.75 dyn-p50 against the 0.93 limits)."""
     rows = run_gate_suite(tmp_path, tmp_path, plant="scheduler", benches=RTM_BENCH)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from runtime.heads.credible import DEFAULT_MASSES
 from runtime.heads.probfields import ProbFieldsDecoder
 from runtime.pose.api_checks import ImageError, OptionError, check_image, check_masses, check_options  # noqa: F401 (the API's names)
 from runtime.pose.assemble import FrameRows, decode_people
+from runtime.pose.batching import BatchFiller
 from runtime.pose.preprocess import (
     CROP_ROLES,
     DEFAULT_MAX_BOXES,
@@ -72,6 +73,9 @@ class PipelineOptions:
     backend_options: BackendOptions | dict[str, Any] = field(default_factory=dict)
     credible: tuple[float, ...] = DEFAULT_MASSES  # credible-region masses for probmap nets; () = none
     refresh_costs: bool = False  # re-measure the routing cost ratios here, rewrite manifest.json
+    # run_many / run_ticks: a net's rows that do not fill a batch wait for the next frame's
+    # (runtime.pose.batching); False launches every frame's rows at once (lowest latency)
+    fill_batches: bool = True
 
 
 @dataclass
@@ -133,6 +137,7 @@ class PosePipeline:
         )
         self.runners = {r: self.backend.open_runner(r).activate() for r in ("router", *NET_ROLES)}
         self.streams = {r: self.backend.new_stream(r) for r in self.runners}
+        self._fillers = {r: BatchFiller(self._launcher(r), self._chunk(r)) for r in NET_ROLES}
         # None: crops on the device (one frame upload per view, the kernel writes each net's input)
         self.host_crops_reason = device_crops_plan(self.runners)
         self._frame_stream: Stream | None = None
@@ -169,13 +174,13 @@ class PosePipeline:
 
     # -- public API -------------------------------------------------------------------
     def __call__(self, image: np.ndarray, boxes: object, scores: object = None) -> FrameResult:
-        return self._collect(self._submit(image, boxes, scores))
+        return self._collect(self._submit_views([(image, boxes, scores)]))
 
     def run_many(self, frames: Iterable[tuple[np.ndarray, object, object]]) -> Iterator[FrameResult]:
         """Pipelined: frame t+1's crops and router overlap frame t's pose nets."""
         prev: _Job | None = None
         for image, boxes, scores in frames:
-            job = self._submit(image, boxes, scores)
+            job = self._submit_views([(image, boxes, scores)], hold=self.options.fill_batches)
             if prev is not None:
                 yield self._collect(prev)
             prev = job
@@ -194,7 +199,7 @@ class PosePipeline:
         """Pipelined :meth:`run_views`: tick t+1's crops and router overlap tick t's pose nets."""
         prev: _Job | None = None
         for views in ticks:
-            job = self._submit_views(views)
+            job = self._submit_views(views, hold=self.options.fill_batches)
             if prev is not None:
                 yield self._collect(prev).split(prev.sizes)
             prev = job
@@ -218,6 +223,10 @@ class PosePipeline:
     def _chunk(self, role: str) -> int:
         cap = self.runners[role].max_batch
         return max(1, min(self.options.max_batch, cap) if cap else self.options.max_batch)
+
+    def _launcher(self, role: str) -> Callable[[np.ndarray], Pending]:
+        runner, stream = self.runners[role], self.streams[role]
+        return lambda batch: runner.infer_async(batch, stream)
 
     def _enqueue(self, role: str, crops: np.ndarray) -> list[tuple[Pending, int]]:
         step = self._chunk(role)
@@ -264,12 +273,10 @@ class PosePipeline:
             start += count
         return out[:n]
 
-    def _submit(self, image: np.ndarray, boxes: object, scores: object) -> _Job:
-        return self._submit_views([(image, boxes, scores)])
-
-    def _submit_views(self, views: list[tuple[np.ndarray, object, object]]) -> _Job:
+    def _submit_views(self, views: list[tuple[np.ndarray, object, object]], hold: bool = False) -> _Job:
         """Crops of every view (a camera's frame) in one buffer, then one router/small/large
-        submission for all of them; ``_Job.sizes`` remembers how to split the result back."""
+        submission for all of them; ``_Job.sizes`` remembers how to split the result back.
+        ``hold``: a pose net's rows short of a full batch wait for the next submission's."""
         t0 = time.perf_counter()
         raws, all_scores, kept_l, dropped, box_l, sizes = [], [], [], {}, [], []
         offset = 0
@@ -314,7 +321,7 @@ class PosePipeline:
             )
             large = self._budget(router_scores, large, cap, [n for _, n in prepared])
         pending = {
-            role: self._net_parts(role, sources, windows, rows, router_crops) if rows.any() else []
+            role: self._net_parts(role, sources, windows, rows, router_crops, hold) if rows.any() else []
             for role, rows in (("small", ~large), ("large", large))
         }
         t3 = time.perf_counter()
@@ -348,8 +355,10 @@ class PosePipeline:
         windows: CropWindows,
         rows: np.ndarray | None,
         router_crops: np.ndarray | None,
+        hold: bool = False,
     ) -> list[tuple[Pending, int]]:
-        """Enqueue ``role``'s net on the boxes in ``rows`` (None: all), on its stream."""
+        """Enqueue ``role``'s net on the boxes in ``rows`` (None: all), on its stream; a pose
+        net's host crops go through its :class:`BatchFiller` (``hold``: keep a remainder back)."""
         if self._frame_stream is not None:
             return self._device_parts(role, sources, windows, rows)
         hw = self.input_hw[role]
@@ -361,6 +370,8 @@ class PosePipeline:
             batch = router_crops
         else:
             batch = self._make_crops(hw, sources, windows, rows)
+        if role in self._fillers and rows is not None:  # a fresh array: the filler may keep views
+            return self._fillers[role].add(batch, hold)
         return self._enqueue(role, batch)
 
     def _device_parts(
@@ -403,6 +414,9 @@ class PosePipeline:
         frame = FrameRows(len(job.boxes), self.prob.masses)
         frame.router_score[job.kept] = job.scores
         decode_ms = 0.0
+        for role in NET_ROLES:  # this frame's held rows start now, both nets before either is waited on
+            if self._fillers[role].holds(job.pending[role]):
+                self._fillers[role].flush()
         for role, flag in (("small", False), ("large", True)):
             parts = job.pending[role]
             if not parts:
