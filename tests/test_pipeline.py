@@ -132,16 +132,16 @@ def test_bad_inputs_are_named(cpu_artifacts, frames):
 
 
 def test_cpu_pose_nets_share_one_worker_unless_asked(frames, cpu_artifacts, dyn_results):
-    """On ONNX Runtime CPU the router and the small and large nets run on one worker (each session
-    already uses every core; two at once cost dyn CPU and wall time); ``overlap_nets=True`` gives
-    each net its worker back, with the same results."""
+    """On ONNX Runtime CPU the small and large nets run on one worker (each session already uses
+    every core; both at once cost dyn 8 % of its ideal mixture in CPU time), the router on its own;
+    ``overlap_nets=True`` gives each net its worker back, with the same results."""
     with PosePipeline(cpu_artifacts, PipelineOptions(policy="dyn", backend="ort")) as pipe:
-        assert pipe.streams["small"] is pipe.streams["large"] is pipe.streams["router"]
+        assert pipe.streams["small"] is pipe.streams["large"]
+        assert pipe.streams["router"] is not pipe.streams["small"]
     with PosePipeline(
         cpu_artifacts, PipelineOptions(policy="dyn", backend="ort", backend_options={"overlap_nets": True})
     ) as pipe:
         assert pipe.streams["small"] is not pipe.streams["large"]
-        assert pipe.streams["router"] is not pipe.streams["small"]
         got = list(pipe.run_many(frames))
     for a, b in zip(got, dyn_results):
         np.testing.assert_array_equal(a.route, b.route)

@@ -54,7 +54,7 @@ def _flag(name: str, v: object) -> None:
 class OrtOptions:
     """ONNX Runtime: ``precision`` (a variant in the manifest: fp32, int8_cpu, fp16 ...),
     ``providers`` (cpu | cuda | tensorrt), ``threads`` per session (None: all cores),
-    ``quantize_router`` (run the int8 router too), ``overlap_nets`` (a worker per net on CPU)."""
+    ``quantize_router`` (run the int8 router too), ``overlap_nets`` (a worker per pose net on CPU)."""
 
     precision: str = "fp32"
     providers: str = "cpu"

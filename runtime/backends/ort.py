@@ -2,8 +2,8 @@
 
 A "stream" is one worker thread: ONNX Runtime releases the GIL inside
 ``run``, so work on different streams really overlaps, as on CUDA streams.
-On the CPU provider the router and the two pose nets share one worker (see
-``OrtBackend.new_stream``): two at once only oversubscribe the cores.
+On the CPU provider the small and the large net share one worker (see
+``OrtBackend.new_stream``): both at once only oversubscribe the cores.
 """
 
 from __future__ import annotations
@@ -111,19 +111,21 @@ class OrtBackend(Backend[OrtOptions]):
         return variant if variant in have else "fp32"
 
     def new_stream(self, name: str) -> Stream:
-        """One worker per role, except that on the CPU provider the router and the two pose nets
-        share one.
+        """One worker per role, except that on the CPU provider the two pose nets share one.
 
-        Each session already spreads a batch over every core (``threads``), so running two nets
-        at once only oversubscribes them. Measured here (2-core Xeon, dyn-rtm-t-m fp32, 32 crops,
-        interleaved rounds): with both pose nets in flight dyn reached 92 % of its nets' CPU time;
-        one worker for the two nets fixed most of that; putting the router on it too (it ran on
-        its own worker, beside the previous frame's nets) cut another 2.5 % of CPU time and 4 %
-        of wall time. Preprocessing of the next frame still overlaps the nets.
-        ``overlap_nets=True`` restores a worker per role (a GPU provider gets one regardless).
+        Each session already spreads a batch over every core (``threads``), so running the
+        small and the large net at once only oversubscribes them: measured here (idle 2-core
+        EPYC, make bench) the small and large pipelines alone reached 99-100 % of their nets'
+        CPU time but dyn, with both nets in flight, 92 %. One shared worker runs them back to
+        back; preprocessing and the router of the next frame still overlap them.
+        The router keeps its own worker: on it too, dyn used 2.5 % less CPU and 4 % less wall
+        time idle (dyn-rtm-t-m, 2-core Xeon), but beside a CPU hog on both cores its wall time over
+        the large net alone fell from 1.069 to 0.968 (one run each): fewer runnable threads get a
+        smaller share of a loaded CPU.
+        ``overlap_nets=True`` restores a worker per net (a GPU provider gets one regardless).
         """
         cpu = self.options.providers == "cpu"
-        if name in ("router", "small", "large") and cpu and not self.options.overlap_nets:
+        if name in ("small", "large") and cpu and not self.options.overlap_nets:
             if self._nets_stream is None:
                 self._nets_stream = OrtStream("nets")
             return self._nets_stream
