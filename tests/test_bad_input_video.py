@@ -134,7 +134,7 @@ def test_narrow_hog_width_on_a_wide_clip(cpu_artifacts, people, tmp_path):
 def test_triton_url_alone_means_triton(cpu_artifacts, people, tmp_path, capsys):
     """A named Triton server is used (was: ignored, the run went local with exit 0): nothing
     listens on the port, so the run stops on its first connection, naming the address."""
-    from tools.rtsp_server import free_port
+    from tools.ports import free_port
 
     url = f"127.0.0.1:{free_port()}"
     argv = _argv(cpu_artifacts, people, tmp_path / "out", "--no-video", "--triton-url", url)

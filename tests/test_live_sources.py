@@ -35,7 +35,7 @@ class RtspServer:
     """``python -m tools.rtsp_server`` as a child process; started, killed, frozen for real."""
 
     def __init__(self, mounts: int = 1, port: int | None = None) -> None:
-        from tools.rtsp_server import free_port
+        from tools.ports import free_port
 
         self.mounts, self.port = mounts, port or free_port()
         self.proc: subprocess.Popen | None = None
@@ -204,7 +204,7 @@ def test_csi_without_argus_is_one_source_error():
 
 
 def test_unreachable_stream_is_one_source_error():
-    from tools.rtsp_server import free_port
+    from tools.ports import free_port
 
     with pytest.raises(SourceError, match="cannot open stream"):
         open_source(f"rtsp://127.0.0.1:{free_port()}/cam0", live=FAST, reader="ffmpeg")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.triton_server import TritonServer, free_ports, start_server
+from tools.ports import free_ports
+from tools.triton_server import TritonServer, start_server
 
 pytestmark = pytest.mark.triton
 REPO = Path(__file__).resolve().parents[1]

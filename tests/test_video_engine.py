@@ -23,7 +23,7 @@ from runtime.images import main as images_main
 from runtime.io.sinks import MjpegAviWriter
 from runtime.video.engine import main as video_main
 from runtime.video.engine import run_video
-from tools.rtsp_server import free_port
+from tools.ports import free_port
 
 NAMES = {1: ["street"], 3: ["street", "street_1", "street_2"]}
 # flag -> (its arguments, the arguments of the run it is compared with). Every flag of

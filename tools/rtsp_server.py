@@ -14,18 +14,13 @@ mediamtx/live555 are not packaged. Binds 127.0.0.1 only.
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tools.ports import free_port
 
 
 def load_frames(video: Path, width: int) -> list[np.ndarray]:

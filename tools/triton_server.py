@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tools.ports import free_ports, port_in_use
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VENV = REPO_ROOT / os.environ.get("TRITON_VENV", ".triton/venv")  # as tools/setup_triton.sh
@@ -40,23 +41,6 @@ SETUP_HINT = (
 
 class TritonServerError(RuntimeError):
     """The server could not be found or started; the message says how to fix it."""
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports: all sockets are held open together, so the kernel cannot hand the
-    same ephemeral port out twice (two separate picks once gave HTTP and gRPC the same port)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
 
 
 def listening_ports(pid: int) -> set[int]:
@@ -83,17 +67,6 @@ def listening_ports(pid: int) -> set[int]:
             if len(f) > 9 and f[3] == "0A" and f[9] in inodes:  # 0A = LISTEN
                 ports.add(int(f[1].rsplit(":", 1)[1], 16))
     return ports
-
-
-def port_in_use(port: int) -> bool:
-    """Whether something listens on 127.0.0.1:``port`` (SO_REUSEADDR: a TIME_WAIT port is free)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 def _die_with_parent() -> None:

@@ -59,6 +59,7 @@ from ..synth.coco import load_photos
 from ..synth.scene import make_scene
 from ..synth.video import Clip, ClipSpec
 from .detection_loss import detection_loss
+from .trainer import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "build" / "fixtures" / "detector.pth"
@@ -307,22 +308,6 @@ def track_threshold(model: RTMDet, photos: list[np.ndarray], seeds: Sequence[int
     return round(float(s[order][ok[-1]]), 3) if len(ok) else 1.0
 
 
-def save_fp16(model: RTMDet, path: Path, meta: dict) -> Path:
-    """MMDet-layout ``{'state_dict', 'meta'}`` in fp16 (half the bytes; loads into fp32 nets)."""
-    import io
-
-    from runtime.safe_io import atomic_write_bytes
-
-    sd = {
-        k: (v.detach().half() if v.is_floating_point() else v.detach()).clone().contiguous()
-        for k, v in model.state_dict().items()
-    }
-    buf = io.BytesIO()
-    torch.save({"state_dict": sd, "meta": meta}, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m build.train.detector", description=__doc__.splitlines()[0])
     d = DetTrainOptions()
@@ -373,7 +358,7 @@ def main(argv: Sequence[str]) -> int:
         "minutes": round((time.monotonic() - t0) / 60, 1),
         "final_loss": round(float(np.mean(losses[-20:])), 4) if losses else None,
     }
-    save_fp16(model, opt.out, meta)
+    save_checkpoint(model, opt.out, meta, half=True)
     print(json.dumps(meta), file=sys.stderr)
     print(f"wrote {opt.out}")
     return 0

@@ -31,7 +31,7 @@ from runtime.heads.registry import SIMCC
 from ..checkpoint import load_strict
 from ..models import build_pose_net
 from .metrics import heldout_keypoint_error
-from .trainer import TrainPlan, train_pose, write_checkpoint
+from .trainer import TrainPlan, save_checkpoint, train_pose
 
 REPO = Path(__file__).resolve().parents[2]
 ARCH = "rtmpose-t"
@@ -73,18 +73,6 @@ class HeatmapAid(nn.Module):
 
     def forward(self, feats: tuple[torch.Tensor, ...] | torch.Tensor) -> torch.Tensor:
         return self.net(feats[-1] if isinstance(feats, tuple) else feats)
-
-
-def save_fp16(model: torch.nn.Module, path: Path, meta: dict) -> Path:
-    """``{'state_dict', 'meta'}`` with floating tensors in fp16 (halves the file; BN statistics and
-    weights of a trained net lose nothing a fixture needs); plain types only (``weights_only``)."""
-    sd = {
-        k: (v.detach().half() if v.is_floating_point() else v.detach()).clone().contiguous()
-        for k, v in model.state_dict().items()
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_checkpoint(path, {"state_dict": sd, "meta": {**meta, "saved_dtype": "float16"}})
-    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         meta["continued_from"] = {k: before.get(k) for k in ("steps", "minutes", "seed", "batch_size", "lr")}
         meta["total_steps"] = int(before.get("total_steps", before.get("steps", 0))) + int(info["steps"])
     meta["heldout"] = held = heldout_keypoint_error(net)
-    path = save_fp16(net, Path(a.out) / FILE, meta)
+    path = save_checkpoint(net, Path(a.out) / FILE, {**meta, "saved_dtype": "float16"}, half=True)
     print(f"{path}: {path.stat().st_size / 1e6:.1f} MB, {info['steps']} steps in {info['minutes']} min")
     print(
         f"held-out crops ({held['crops']:.0f}): median keypoint error {held['median_px']:.1f} px "

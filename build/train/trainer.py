@@ -184,11 +184,16 @@ def train_pose(
     }
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> Path:
-    """MMPose-style ``{'state_dict', 'meta'}``; plain types only so ``weights_only=True`` loads it."""
+def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any], half: bool = False) -> Path:
+    """MMPose-style ``{'state_dict', 'meta'}``; plain types only so ``weights_only=True`` loads it.
+    ``half``: floating tensors in fp16 (half the bytes of a committed fixture; loading into an fp32
+    net casts them back)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    sd = {
+        k: (v.detach().half() if half and v.is_floating_point() else v.detach()).clone().contiguous()
+        for k, v in model.state_dict().items()
+    }
     write_checkpoint(path, {"state_dict": sd, "meta": meta})
     return path
 
