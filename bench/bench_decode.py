@@ -1,5 +1,10 @@
 """The host decode's speed as ratios that do not move with the CPU model or the load.
 
+The runtime decodes and takes the credible regions in C++ (runtime/heads/native.py, built at
+install; the numpy code in runtime/heads/decode.py and credible.py is its reference and the
+fallback where no compiler was found). The gates time the C++ against a frozen copy of itself
+(``bench/native_frozen.py``), and the numpy references against their own frozen copies (INFO).
+
 Parts timed in interleaved rounds (``measure.rounds``; ``DYNPOSE_BENCH_DECODE_ROUNDS``,
 default 40, after one warm-up round); every ratio below is taken over pairs of consecutive
 rounds (``measure.rounds.ratio_round_pairs``: the order ABC, CBA alternates, and the decode ran
@@ -7,47 +12,40 @@ rounds (``measure.rounds.ratio_round_pairs``: the order ABC, CBA alternates, and
 bands and their median jumped between them; a planted scheduler regression once read 1.241
 against the 1.24 limit that way):
 
-* ``decode``: ``runtime.heads.decode.decode_probmaps`` on 24 crops x 17 maps x 64x48
+* ``decode``: ``runtime.heads.decode.decode_probmaps`` (the C++) on 24 crops x 17 maps x 64x48
   (synthetic sparsemax maps, ~5 % live rows, like a trained ProbPose head);
-* ``frozen``: ``bench.decode_frozen.frozen_decode`` on the same maps, the
-  decode as it stood when the gate was set (same ufuncs, blocks and memory
-  footprint): the yardstick, so a faster or slower core, memory bus or numpy
-  build, and a neighbour's cache pollution, move both sides alike;
+* ``frozen``: the same maps through ``bench/rowmath_frozen.cpp``, the C++ as it stood when the
+  gate was set: the yardstick, so a faster or slower core, memory bus or compiler, and a
+  neighbour's cache pollution, move both sides alike;
+* ``decode_reference`` / ``frozen_reference``: the numpy decode and ``bench/decode_frozen.py``
+  (the numpy decode as it stood when its gate was set), INFO since the C++ took over;
 * ``probe``: a fixed unit of numpy work, ``PROBE_LOOPS`` float32 multiply +
-  add ufunc pairs over a 256 KiB block (stays in L2; INFO: it does not touch
-  memory as the decode does, and decode/probe moved 1.84-2.27 between healthy
-  runs on one machine, so a planted 30 % slowdown hid in that band);
+  add ufunc pairs over a 256 KiB block (INFO);
 * ``copy``: a memory-bandwidth probe, ``np.copyto`` of a buffer the size of
-  those maps, ``COPY_REPEATS`` times (INFO: on a shared machine the memory bus
-  is shared too, and this probe moved +-10 % between runs under load while the
-  decode's own CPU time moved +-1 %);
+  those maps, ``COPY_REPEATS`` times (INFO);
 * ``naive`` and ``decode_naive_set``: the per-keypoint 2-D convolution loop
   (ProbPose's reference decode written plainly) and the numpy decode, both on
-  4 crops: an INFO figure only, because the loop runs in the interpreter and
-  scipy and its speed relative to numpy moves with the CPU model (17x on an
-  Intel Xeon, 22-31x on an AMD EPYC, same code).
+  4 crops: an INFO figure only (the loop runs in the interpreter and scipy, and its speed
+  relative to numpy moves with the CPU model: 17x on an Intel Xeon, 22-31x on an AMD EPYC).
 
-Gated (``bench/baseline.json``): ``decode_over_frozen``, the decode's time
-for the 24 crops divided by the same round pair's frozen decode time, median over
-round pairs (lower is better; ~1.0 on any healthy machine, a 30 % slower decode
-gives ~1.3). Both are single-threaded numpy and both are read with the
-**thread CPU clock** (``time.thread_time``), which does not advance while
-another process holds the core, so a CPU hog barely touches either side
-(what is left is cache pollution from context switches, which the median
-over many short rounds absorbs). Wall time would charge the decode for every
-time slice another process takes. ``decode_in_probe_units`` and ``decode_bandwidth_share`` (achieved bytes/s
-of map input over the copy probe's bytes/s) are stored as INFO.
-(The decode's share of the small net's time, wall clock, is gated from the
-pipeline rounds in bench/test_bench_pipeline.py.)
+Gated (``bench/baseline.json``): ``decode_over_frozen``, the decode's time for the 24 crops
+divided by the same round pair's frozen time, median over round pairs (lower is better; ~1.0
+on any healthy machine, a 30 % slower decode gives ~1.3), read with the **thread CPU clock**
+(``time.thread_time``), which does not advance while another process holds the core, so a CPU
+hog barely touches either side. INFO: ``decode_reference_over_frozen`` (the numpy fallback over
+its frozen copy), ``decode_reference_over_decode`` (numpy over C++: what the C++ saves),
+``decode_in_probe_units`` and ``decode_bandwidth_share`` (achieved bytes/s of map input over the
+copy probe's bytes/s). (The decode's share of the small net's time, wall clock, is gated from
+the pipeline rounds in bench/test_bench_pipeline.py.)
 
-Credible regions, timed in the same rounds on the same thread CPU clock (measured: the
-calibration's BLAS products run on the calling thread at these sizes; on the process clock
-OpenBLAS's idle workers charged the part after a product, regions/frozen read 0.90), on the calibrated path a
+Credible regions, timed in the same rounds on the same clock, on the calibrated path a
 probability-map manifest runs by default (blur with ``REGION_SIGMA``, then the regions for the
 nominal masses ``REGION_MASSES``, what ``--credible 0.5,0.9`` asks of the fixture's coverage map):
 
-* ``regions``: ``CoverageMap.prepare`` + ``runtime.heads.credible.credible_regions``;
-* ``regions_frozen``: the same through ``bench/credible_frozen.py`` (the yardstick);
+* ``regions``: ``runtime.heads.credible.calibrated_regions`` (the C++);
+* ``regions_frozen``: the same through the frozen C++ (the yardstick);
+* ``regions_reference`` / ``regions_reference_frozen``: the numpy blur + ``credible_regions`` and
+  ``bench/credible_frozen.py`` (INFO, as for the decode);
 * ``regions_sorted``: the code before issue #29 (``bench/credible_sorted.py``, a sort per map):
   INFO, the before/after figure (``regions_sorted_over_regions``).
 
@@ -72,10 +70,12 @@ from scipy.ndimage import convolve
 from bench.credible_frozen import frozen_blur_maps, frozen_regions
 from bench.credible_sorted import sorted_blur_maps, sorted_regions
 from bench.decode_frozen import frozen_decode
+from bench.native_frozen import frozen_library
 from measure.rounds import Spread, interleaved, ratio_round_pairs
 from measure.workload import synthetic_probmaps
 from runtime.heads import credible as CR
 from runtime.heads import decode as D
+from runtime.heads import native
 
 N_CROPS, K, H, W = 24, 17, 64, 48
 NAIVE_CROPS = 4
@@ -89,10 +89,21 @@ REGION_SIGMA = 8.0
 REGION_MASSES = (0.0505, 0.8509)
 
 
-def calibrated_regions(pm: np.ndarray) -> object:
-    """What ``ProbFieldsDecoder.fill`` runs per net: the calibration's blur, then the regions."""
+def numpy_calibrated_regions(pm: np.ndarray) -> CR.Regions:
+    """The numpy references' calibrated regions (the fallback): the blur, then the regions."""
     cm = CR.CoverageMap(np.array([0.5, 1.0]), np.array([0.5, 1.0]), REGION_SIGMA)
     return CR.credible_regions(cm.prepare(pm), REGION_MASSES)
+
+
+def frozen_native_decode(pm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The decode through the frozen C++ (same taps as the runtime's)."""
+    half, radii = D.oks_half_taps(D.oks_variances(D.COCO_SIGMAS, (H, W)))
+    return native.decode_probmaps(pm, half, radii, lib=frozen_library())
+
+
+def frozen_native_regions(pm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The calibrated regions through the frozen C++."""
+    return native.regions(pm, REGION_MASSES, REGION_SIGMA, lib=frozen_library())
 
 
 def kernel_bytes_per_crop(in_bytes: int = 4) -> int:
@@ -147,38 +158,54 @@ def numpy_probe(block: np.ndarray, acc: np.ndarray) -> None:
 def test_decode_speed(benchmark):
     pm = synthetic_probmaps(N_CROPS)
     small_set = np.ascontiguousarray(pm[:NAIVE_CROPS])
-    # Same answer as the loop (away from float32/float64 near-ties) before any timing.
+    assert native.available(), f"the decode benchmarks time the C++ build, but: {native.status()}"
+    # Same answer as the loop (away from float32/float64 near-ties) before any timing; the C++,
+    # its frozen copy and the numpy reference bit for bit.
     ref_coords, _ = _loop_decode(pm)
-    coords, _ = D.decode_probmaps(pm)
+    coords, scores = D.decode_probmaps(pm)
     assert np.mean(np.abs(coords - ref_coords).max(-1) < 1e-3) > 0.98
-    got = calibrated_regions(pm)
+    for other in (frozen_native_decode(pm), D.decode_probmaps_reference(pm)):
+        assert np.array_equal(coords, other[0], equal_nan=True) and np.array_equal(scores, other[1])
+    got = CR.calibrated_regions(pm, REGION_MASSES, REGION_SIGMA)
+    np.testing.assert_array_equal(got.n_pixels, frozen_native_regions(pm)[0])
     for ref in (
         frozen_regions(frozen_blur_maps(pm, REGION_SIGMA), REGION_MASSES),
         sorted_regions(sorted_blur_maps(pm, REGION_SIGMA), REGION_MASSES),
     ):
-        np.testing.assert_array_equal(got.n_pixels, ref[0])  # type: ignore[attr-defined]
+        assert np.abs(got.n_pixels - ref[0]).max() <= 1  # C++ against numpy: within one pixel
 
     dst = np.empty_like(pm)
     block = np.random.default_rng(1).random((64, 1024), dtype=np.float32)
     acc = np.empty_like(block)
     parts = {
-        "frozen": lambda: frozen_decode(pm),
+        "frozen": lambda: frozen_native_decode(pm),
         "decode": lambda: D.decode_probmaps(pm),
+        "frozen_reference": lambda: frozen_decode(pm),
+        "decode_reference": lambda: D.decode_probmaps_reference(pm),
         "probe": lambda: numpy_probe(block, acc),
         "copy": lambda: _copy_probe(pm, dst),
         "naive": lambda: _loop_decode(small_set),
-        "decode_naive_set": lambda: D.decode_probmaps(small_set),
-        "regions": lambda: calibrated_regions(pm),
-        "regions_frozen": lambda: frozen_regions(frozen_blur_maps(pm, REGION_SIGMA), REGION_MASSES),
+        "decode_naive_set": lambda: D.decode_probmaps_reference(small_set),
+        "regions": lambda: CR.calibrated_regions(pm, REGION_MASSES, REGION_SIGMA),
+        "regions_frozen": lambda: frozen_native_regions(pm),
+        "regions_reference": lambda: numpy_calibrated_regions(pm),
+        "regions_reference_frozen": lambda: frozen_regions(frozen_blur_maps(pm, REGION_SIGMA), REGION_MASSES),
         "regions_sorted": lambda: sorted_regions(sorted_blur_maps(pm, REGION_SIGMA), REGION_MASSES),
     }
     times = benchmark.pedantic(lambda: interleaved(parts, ROUNDS, 1, "thread"), rounds=1, iterations=1)
     paired = {
         "decode_over_frozen": ratio_round_pairs(times["decode"], times["frozen"]),
+        "decode_reference_over_frozen": ratio_round_pairs(
+            times["decode_reference"], times["frozen_reference"]
+        ),
+        "decode_reference_over_decode": ratio_round_pairs(times["decode_reference"], times["decode"]),
         "decode_in_probe_units": ratio_round_pairs(times["decode"], times["probe"]),
         "decode_bandwidth_share": [c / (COPY_REPEATS * d) for c, d in zip(times["copy"], times["decode"])],
         "decode_numpy_over_naive": ratio_round_pairs(times["naive"], times["decode_naive_set"]),
         "regions_over_frozen": ratio_round_pairs(times["regions"], times["regions_frozen"]),
+        "regions_reference_over_frozen": ratio_round_pairs(
+            times["regions_reference"], times["regions_reference_frozen"]
+        ),
         "regions_sorted_over_regions": ratio_round_pairs(times["regions_sorted"], times["regions"]),
     }
     figures = {k: Spread.of(v) for k, v in paired.items()}
@@ -213,6 +240,12 @@ def test_decode_speed(benchmark):
         figures["decode_over_frozen"],
     )
     reg, before = figures["regions_over_frozen"], figures["regions_sorted_over_regions"]
+    print(
+        f"\nnumpy references over their frozen copies (info): decode "
+        f"{figures['decode_reference_over_frozen'].median:.3f}, regions "
+        f"{figures['regions_reference_over_frozen'].median:.3f}; the numpy decode takes "
+        f"{figures['decode_reference_over_decode'].median:.2f}x the C++'s time"
+    )
     print(
         f"\nregions over their frozen copy {reg.median:.3f} ({reg.text('.3f')}); "
         f"{float(np.median(times['regions'])) / N_CROPS * 1e3:.3f} ms/crop, the sorted code "

@@ -6,7 +6,8 @@ maps in, same numbers out: tests/test_gates.py checks that), so a faster or slow
 bus or numpy build moves both sides alike and a healthy tree sits at ~1.0 anywhere. This is
 ``runtime/heads/credible.py`` as it stood when the gate was set (issue #29, the selection by
 mass; re-frozen for item 4: blocks of maps, moments from one stacked product, running mass up to
-the largest mass). Do not edit it to follow the runtime; re-freeze it (copy the new code here) when
+the largest mass; session 14: ties within 1e-9 relative, the definition's change, not a speed
+change). Do not edit it to follow the runtime; re-freeze it (copy the new code here) when
 the regions are made faster on purpose, and say so in the commit. Imports nothing from ``runtime``.
 """
 
@@ -128,7 +129,7 @@ def _moments_ellipses(m: np.ndarray, raw: np.ndarray, h: int, w: int) -> np.ndar
     mask = np.empty((q, r, h * w), np.float32)
     tiny = np.finfo(m.dtype).tiny
     for qi in range(q):
-        np.greater_equal(m, np.maximum(raw[qi], tiny)[:, None], out=mask[qi], casting="unsafe")
+        np.greater_equal(m, np.maximum(raw[qi] * (1 - 1e-9), tiny)[:, None], out=mask[qi], casting="unsafe")
     x = np.arange(w, dtype=np.float64)
     ys = np.arange(h, dtype=np.float64)
     per_row = np.matmul(mask.reshape(q * r, h, w), np.stack([np.ones(w), x, x * x], -1).astype(np.float32))
@@ -148,7 +149,7 @@ def _compact_ellipses(cand: _Candidates, raw: np.ndarray, w: int) -> np.ndarray:
     ell = np.empty((q, pix.shape[0], 5))
     tiny = np.finfo(cand.values.dtype).tiny
     for qi in range(q):
-        inside = (cand.values >= np.maximum(raw[qi], tiny)[:, None]) & (pix >= 0)
+        inside = (cand.values >= np.maximum(raw[qi] * (1 - 1e-9), tiny)[:, None]) & (pix >= 0)
         mom = np.einsum("rc,rcm->rm", inside.astype(np.float64), basis)
         ell[qi] = _moment_ellipse(mom[:, 0], mom[:, 1], mom[:, 2], mom[:, 3], mom[:, 4], mom[:, 5])
     return ell

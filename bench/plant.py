@@ -7,13 +7,14 @@ measured on this pipeline's own runners in process CPU time. That is what a real
 scheduler regression looks like (more Python per crop competing with the nets for
 the cores); a sleep would hide behind the pipelined nets of the next frame.
 ``DYNPOSE_PLANT=decode`` makes ``decode_probmaps`` (in ``runtime.heads.decode`` and as the
-scheduler imported it) do that fraction of its own thread CPU time again.
+head decoders imported it; the C++ build behind it) do that fraction of its own thread CPU time
+again.
 ``DYNPOSE_PLANT=preprocess`` makes every ``runtime.pose.preprocess.CropMaker`` call (the
 crops of the pipeline and of bench/bench_preprocess.py) do that fraction of its own process
 CPU time again (process clock: OpenCV may warp on its worker threads).
-``DYNPOSE_PLANT=regions`` does the same to ``credible_regions`` (in ``runtime.heads.credible``
-and as ``runtime.heads.probfields`` imported it) and to the calibration's ``blur_maps``, on the
-process CPU clock its gate reads.
+``DYNPOSE_PLANT=regions`` does the same to ``calibrated_regions`` (blur and selection, the C++
+build behind it; in ``runtime.heads.credible`` and as ``runtime.heads.probfields`` imported it),
+on the process CPU clock its gate reads.
 
 CPU work is burnt on the thread CPU clock, so the planted cost is the same amount of
 work whatever the load, like real code. Nothing here runs unless the plugin is loaded
@@ -48,41 +49,39 @@ def _net_cpu_per_crop(pipe) -> float:
     return sum(costs) / len(costs)
 
 
+def _slowed(fast, frac: float, clock=time.process_time):
+    """``fast`` that then burns ``frac`` of the CPU time it took, on ``clock``."""
+
+    def slow(*a, **k):
+        t = clock()
+        out = fast(*a, **k)
+        burn(frac * (clock() - t))
+        return out
+
+    return slow
+
+
 def _plant_regions(monkeypatch: pytest.MonkeyPatch, frac: float) -> None:
-    """The regions and the calibration's blur each do ``frac`` of their own CPU time again."""
+    """The calibrated regions (``calibrated_regions``: the C++, or the numpy references where it
+    is not built) do ``frac`` of their own CPU time again; the gates' frozen yardsticks do not."""
     from runtime.heads import credible as CR
     from runtime.heads import probfields as PF
 
-    def slowed(fast):
-        def slow(*a, **k):
-            t = time.process_time()
-            out = fast(*a, **k)
-            burn(frac * (time.process_time() - t))
-            return out
-
-        return slow
-
-    monkeypatch.setattr(CR, "blur_maps", slowed(CR.blur_maps))  # CoverageMap.prepare calls it
-    slow_regions = slowed(CR.credible_regions)
+    slow = _slowed(CR.calibrated_regions, frac)
     for module in (CR, PF):  # where the regions are defined and where the pipeline calls them
-        monkeypatch.setattr(module, "credible_regions", slow_regions)
+        monkeypatch.setattr(module, "calibrated_regions", slow)
 
 
 def _plant_decode(monkeypatch: pytest.MonkeyPatch, frac: float) -> None:
+    """``decode_probmaps`` (the C++, or the numpy reference where it is not built) does ``frac``
+    of its own thread CPU time again; the gates' frozen yardsticks do not."""
     from runtime.heads import decode as D
     from runtime.heads import double_decode as DD
     from runtime.heads import probmap as PM
 
-    fast = D.decode_probmaps
-
-    def slow_decode(*a, **k):
-        t = time.thread_time()
-        out = fast(*a, **k)
-        burn(frac * (time.thread_time() - t))
-        return out
-
+    slow = _slowed(D.decode_probmaps, frac, time.thread_time)
     for module in (D, PM, DD):  # where the decode is defined and where the head decoders call it
-        monkeypatch.setattr(module, "decode_probmaps", slow_decode)
+        monkeypatch.setattr(module, "decode_probmaps", slow)
 
 
 def _plant_preprocess(monkeypatch: pytest.MonkeyPatch, frac: float) -> None:

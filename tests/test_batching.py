@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from measure.workload import load_frames
 from runtime.backends.base import Outputs, Pending
-from runtime.pose.batching import BatchFiller
+from runtime.pose.batching import BatchFiller, copy_rows
 from runtime.pose.pipeline import PipelineOptions, PosePipeline
 
 
@@ -51,8 +51,8 @@ def _got(parts: list[tuple[Pending, int]]) -> np.ndarray:
 
 def test_half_batches_of_consecutive_frames_run_as_full_batches() -> None:
     net = _Net()
-    filler = BatchFiller(net, 8)
-    parts = [filler.add(_rows(f, 4)) for f in range(4)]
+    filler = BatchFiller(net, 8, (2,))
+    parts = [filler.add(4, copy_rows(_rows(f, 4))) for f in range(4)]
     assert net.sizes == [8, 8] and filler.held_rows == 0
     for f, p in enumerate(parts):
         np.testing.assert_array_equal(_got(p), _rows(f, 4))
@@ -62,10 +62,10 @@ def test_half_batches_of_consecutive_frames_run_as_full_batches() -> None:
 
 def test_a_held_remainder_runs_when_its_frame_is_collected() -> None:
     net = _Net()
-    filler = BatchFiller(net, 8)
-    first = filler.add(_rows(0, 11))  # one full batch now, 3 rows held
+    filler = BatchFiller(net, 8, (2,))
+    first = filler.add(11, copy_rows(_rows(0, 11)))  # one full batch now, 3 rows held
     assert net.sizes == [8] and filler.held_rows == 3 and filler.holds(first)
-    second = filler.add(_rows(1, 2))  # still short of a batch: held
+    second = filler.add(2, copy_rows(_rows(1, 2)))  # still short of a batch: held
     assert net.sizes == [8] and filler.held_rows == 5
     np.testing.assert_array_equal(_got(first), _rows(0, 11))  # collecting frame 0 launches the 5
     assert net.sizes == [8, 5] and not filler.holds(second)
@@ -74,23 +74,51 @@ def test_a_held_remainder_runs_when_its_frame_is_collected() -> None:
 
 def test_hold_false_launches_everything_now() -> None:
     net = _Net()
-    filler = BatchFiller(net, 8)
-    filler.add(_rows(0, 3))
-    parts = filler.add(_rows(1, 10), hold=False)
+    filler = BatchFiller(net, 8, (2,))
+    filler.add(3, copy_rows(_rows(0, 3)))
+    parts = filler.add(10, copy_rows(_rows(1, 10)), hold=False)
     assert net.sizes == [8, 5] and filler.held_rows == 0  # 3 held + 5 new, then the last 5
     np.testing.assert_array_equal(_got(parts), _rows(1, 10))
 
 
 def test_each_frame_gets_its_share_of_a_shared_batch_time() -> None:
     net = _Net()
-    filler = BatchFiller(net, 8)
-    a, b = filler.add(_rows(0, 6)), filler.add(_rows(1, 2))
+    filler = BatchFiller(net, 8, (2,))
+    a, b = filler.add(6, copy_rows(_rows(0, 6))), filler.add(2, copy_rows(_rows(1, 2)))
     for p, _ in a + b:
         p.wait()
     assert net.sizes == [8]
     # 80 ms for the batch of 8: 60 for frame 0's six rows, 20 for frame 1's two
     assert sum(p.elapsed_ms for p, _ in a) == pytest.approx(60.0)  # type: ignore[attr-defined]
     assert sum(p.elapsed_ms for p, _ in b) == pytest.approx(20.0)  # type: ignore[attr-defined]
+
+
+class _Slow(Pending):
+    """A batch still 'running' until waited: it reads its input only then, so an input buffer
+    reused before the wait would show up as the wrong rows."""
+
+    def __init__(self, batch: np.ndarray) -> None:
+        self.batch = batch  # a view of the filler's buffer, not a copy
+
+    def wait(self) -> Outputs:
+        return {"x": np.array(self.batch)}
+
+
+def test_a_batch_buffer_is_reused_only_after_its_batch_was_waited() -> None:
+    launched: list[_Slow] = []
+
+    def net(batch: np.ndarray) -> Pending:
+        launched.append(_Slow(batch))
+        return launched[-1]
+
+    filler = BatchFiller(net, 4, (2,))
+    frames = [filler.add(n, copy_rows(_rows(f, n))) for f, n in enumerate((4, 4, 4))]
+    assert filler.buffers == 3  # three batches in flight: three buffers, none shared
+    for f, parts in enumerate(frames):
+        np.testing.assert_array_equal(_got(parts), _rows(f, 4))
+    for f in range(3, 13):  # waited as they go: the pool serves every later batch
+        np.testing.assert_array_equal(_got(filler.add(4, copy_rows(_rows(f, 4)))), _rows(f, 4))
+    assert filler.buffers == 3
 
 
 @settings(max_examples=200, deadline=None)
@@ -102,10 +130,10 @@ def test_any_sequence_of_frames_gets_its_own_rows_back(step, frames) -> None:
     """Any frame sizes, holding or not, collected early or late: every row comes back to its
     frame in order, every row runs exactly once, and no batch exceeds the step."""
     net = _Net()
-    filler = BatchFiller(net, step)
+    filler = BatchFiller(net, step, (2,))
     submitted = []
     for f, (n, hold, collect_now) in enumerate(frames):
-        parts = filler.add(_rows(f, n), hold=hold)
+        parts = filler.add(n, copy_rows(_rows(f, n)), hold=hold)
         if collect_now:
             np.testing.assert_array_equal(_got(parts), _rows(f, n))
         submitted.append((f, n, parts))
@@ -176,6 +204,10 @@ def test_run_many_fills_batches_across_frames_with_the_same_results(cpu_artifact
         assert [n for r, n in plain_sizes if r == role] == [c for c in counts if c]  # a batch per frame
         assert [n for r, n in filled_sizes if r == role] == _expected_batches(counts, 8), counts
     assert len(filled_sizes) < len(plain_sizes)
+    # pipelined, a net has at most: a batch filling, one launched for frame t+1, one for frame t
+    assert all(f.buffers <= 3 for f in pipe._fillers.values()), {
+        r: f.buffers for r, f in pipe._fillers.items()
+    }
 
 
 def test_a_single_call_holds_nothing_back(cpu_artifacts, coco_frames) -> None:

@@ -47,8 +47,9 @@ def test_core_install_has_no_build_stack_and_ships_package_data(core_venv: Path,
         "site = pathlib.Path(runtime.__file__).parents[1]\n"
         "files = ['build/fixtures/small.pth', 'build/fixtures/report.json', 'kernels/dynpose_kernels.cu',"
         " 'kernels/plugin/decode_plugin.cpp', 'bench/baseline.json', 'tools/device_check/__main__.py',"
-        " 'tools/triton_server.py', 'tools/setup_triton.sh']\n"
-        "print(json.dumps({'missing': missing, 'site': str(site),"
+        " 'tools/triton_server.py', 'tools/setup_triton.sh', 'runtime/heads/rowmath.cpp']\n"
+        "from runtime.heads import native\n"
+        "print(json.dumps({'missing': missing, 'site': str(site), 'native': native.status(),"
         " 'absent': [f for f in files if not (site / f).is_file()]}))\n"
     )
     r = _run([str(core_venv), "-c", code], tmp_path)
@@ -58,6 +59,8 @@ def test_core_install_has_no_build_stack_and_ships_package_data(core_venv: Path,
         f"the core install pulled in {set(BUILD_STACK) - set(got['missing'])}"
     )
     assert got["site"].startswith(str(core_venv.parents[1])) and got["absent"] == []
+    # pip built the CPU path's C++ and it matches the rowmath.cpp shipped beside it
+    assert got["native"].startswith("native (_rowmath"), got["native"]
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,10 @@
 """Numpy reference decode: sparsemax, expected-OKS (ProbPose) and MSRA heatmaps.
 
-This module is the CPU backend's decoder and the oracle the CUDA kernels in
-``kernels/`` are tested against, so it performs *the same float32 operations
-in the same order* as the kernels' per-row code (``kernels/dynpose_rowmath.cuh``):
+This module is the host's decoder (its expected-OKS decode runs the C++ build in
+``runtime/heads/rowmath.cpp`` where installed, bit for bit this code, which runs otherwise)
+and the oracle the CUDA kernels in ``kernels/`` are tested against, so it performs *the same
+float32 operations in the same order* as the kernels' per-row code
+(``kernels/dynpose_rowmath.cuh``) and the C++:
 
 * Gaussian pass (one axis, radius R, half taps h[0..R]):
   ``acc = h[0]*x[i]; for d in 1..R: acc = acc + h[d]*(x[i-d] + x[i+d])``
@@ -24,6 +26,7 @@ of such a row is all NaN. A NaN keypoint cannot be mistaken for a real one.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from math import ceil
 
 import numpy as np
@@ -287,8 +290,34 @@ def decode_probmaps(pm: np.ndarray, sigmas: npt.ArrayLike = COCO_SIGMAS) -> tupl
     """ProbPose decode: argmax of the expected-OKS map + one Newton step per axis.
 
     Returns coords [N,K,2] (x, y) in heatmap pixels and the expected-OKS max as
-    score [N,K], both float32.
+    score [N,K], both float32. Runs the C++ build (runtime.heads.native) where it is
+    installed, bitwise equal to :func:`decode_probmaps_reference`, which runs otherwise.
     """
+    from runtime.heads import native
+
+    pm = _check_maps(pm, "probmaps")
+    if not native.available():
+        return decode_probmaps_reference(pm, sigmas)
+    n, k, h, w = pm.shape
+    sig = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+    if sig.size != k:
+        raise ValueError(f"got {sig.size} sigmas for {k} keypoint maps; pass sigmas of length {k}")
+    half, radii = _taps(tuple(sig.tolist()), h, w)
+    return native.decode_probmaps(pm, half, radii)
+
+
+@lru_cache(maxsize=16)
+def _taps(sigmas: tuple[float, ...], h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The expected-OKS taps for a grid, made once (they cost ~8 us per crop at batch 24)."""
+    half, radii = oks_half_taps(oks_variances(np.asarray(sigmas), (h, w)))
+    half.flags.writeable = radii.flags.writeable = False
+    return half, radii
+
+
+def decode_probmaps_reference(
+    pm: np.ndarray, sigmas: npt.ArrayLike = COCO_SIGMAS
+) -> tuple[np.ndarray, np.ndarray]:
+    """The numpy decode: the CUDA kernels' oracle and the fallback where the C++ build is absent."""
     pm = _check_maps(pm, "probmaps")
     n, k, h, w = pm.shape
     e = expected_oks_maps(pm, sigmas).reshape(n * k, h, w)

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from runtime.heads.base import HeadSpec, Outputs
-from runtime.heads.credible import DEFAULT_MASSES, CoverageMap, Regions, credible_regions, regions_to_image
+from runtime.heads.credible import DEFAULT_MASSES, CoverageMap, Regions, calibrated_regions, regions_to_image
 from runtime.heads.decode import sparsemax
 from runtime.heads.double_decode import outer_regions_to_inner, pick_regions
 
@@ -233,11 +233,11 @@ class ProbFieldsDecoder:
             if reg is not None and grid_hw is not None:
                 self._put(ex, rows, regions_to_image(reg, scales, centers, grid_hw))
             return
-        prep = self.coverage.prepare if self.coverage else (lambda m: m)
-        reg = credible_regions(prep(maps), self.nominal)
+        sigma = self.coverage.sigma if self.coverage else 0.0
+        reg = calibrated_regions(maps, self.nominal, sigma)
         if "outer_probmaps" in outs:  # double heatmap: an outer-placed keypoint gets its outer map's region
             outer = outer_regions_to_inner(
-                credible_regions(prep(outs["outer_probmaps"]), self.nominal), maps.shape[-2:]
+                calibrated_regions(outs["outer_probmaps"], self.nominal, sigma), maps.shape[-2:]
             )
             reg = pick_regions(reg, outer, np.asarray(presence) < self.threshold)
         self._put(ex, rows, regions_to_image(reg, scales, centers, maps.shape[-2:]))

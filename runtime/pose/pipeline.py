@@ -33,12 +33,13 @@ from runtime.artifacts.manifest import load_manifest, verify_files
 from runtime.backends import backend_class, open_backend, resolve_backend_name
 from runtime.backends.base import Pending, Stream, device_crops_plan
 from runtime.backends.options import BackendOptions, given
+from runtime.heads import native
 from runtime.heads.base import DecodeContext
 from runtime.heads.credible import DEFAULT_MASSES
 from runtime.heads.probfields import ProbFieldsDecoder
 from runtime.pose.api_checks import ImageError, OptionError, check_image, check_masses, check_options  # noqa: F401 (the API's names)
 from runtime.pose.assemble import FrameRows, decode_people
-from runtime.pose.batching import BatchFiller
+from runtime.pose.batching import BatchFiller, WriteRows, copy_rows
 from runtime.pose.preprocess import (
     CROP_ROLES,
     DEFAULT_MAX_BOXES,
@@ -137,7 +138,6 @@ class PosePipeline:
         )
         self.runners = {r: self.backend.open_runner(r).activate() for r in ("router", *NET_ROLES)}
         self.streams = {r: self.backend.new_stream(r) for r in self.runners}
-        self._fillers = {r: BatchFiller(self._launcher(r), self._chunk(r)) for r in NET_ROLES}
         # None: crops on the device (one frame upload per view, the kernel writes each net's input)
         self.host_crops_reason = device_crops_plan(self.runners)
         self._frame_stream: Stream | None = None
@@ -146,6 +146,12 @@ class PosePipeline:
         else:  # said once; loud only where the backend could have made them on its device
             say = log.warning if self.backend.device_crops else log.info
             say("crops are made on the host: %s", self.host_crops_reason)
+        # the host decode and regions: the C++ build, else (slower, same results) numpy; loud only
+        # where nobody asked for numpy
+        where = native.status()
+        (log.info if native.available() or native.ENV in where else log.warning)(
+            "host decode and credible regions: %s", where
+        )
         self.heads = {r: self.manifest["models"][r]["head"] for r in NET_ROLES}
         routing = self.manifest.get("routing") or {}
         self.k1, self.k2 = routing.get("k1", 0.0), routing.get("k2", 1.0)
@@ -160,6 +166,9 @@ class PosePipeline:
         self._rng = np.random.default_rng(self.options.seed)
         self._makers: dict[HW, CropMaker] = {}  # one per input size: its uint8 scratch is reused
         self._router_crops = np.empty((0, 3, *self.input_hw["router"]), np.float32)
+        self._fillers = {
+            r: BatchFiller(self._launcher(r), self._chunk(r), (3, *self.input_hw[r])) for r in NET_ROLES
+        }
         self._ms_per_crop: dict[str, float] = {}
         self.cost_source: str | None = None  # budget mode: "manifest" (the stored ratios) or "probe"
         if self.options.refresh_costs:  # runtime.pose.costs: the ratios measured on this device
@@ -362,17 +371,31 @@ class PosePipeline:
         if self._frame_stream is not None:
             return self._device_parts(role, sources, windows, rows)
         hw = self.input_hw[role]
-        # Both ways the net owns its batch (boolean indexing copies), so the router buffer is
-        # free for frame t+1 while frame t's nets still run (run_many).
-        if router_crops is not None and rows is not None and hw == self.input_hw["router"]:
-            batch = router_crops[rows]
-        elif router_crops is not None and rows is None:
-            batch = router_crops
-        else:
+        if role in self._fillers and rows is not None:
+            # the rows are written once, into the filler's pooled batch buffers: copied from the
+            # router's crops when the net shares its input size, else cropped there directly
+            idx = np.flatnonzero(rows)
+            if router_crops is not None and hw == self.input_hw["router"]:
+                write = copy_rows(router_crops, idx)
+            else:
+                write = self._crop_writer(hw, sources, windows, idx)
+            return self._fillers[role].add(len(idx), write, hold)
+        batch = router_crops if router_crops is not None and rows is None else None
+        if batch is None:
             batch = self._make_crops(hw, sources, windows, rows)
-        if role in self._fillers and rows is not None:  # a fresh array: the filler may keep views
-            return self._fillers[role].add(batch, hold)
         return self._enqueue(role, batch)
+
+    def _crop_writer(
+        self, hw: HW, sources: list[tuple[Any, int]], windows: CropWindows, idx: np.ndarray
+    ) -> WriteRows:
+        """Writes the crops at ``hw`` of the kept boxes ``idx[a:b]`` into a filler's buffer."""
+
+        def write(out: np.ndarray, a: int, b: int) -> None:
+            mask = np.zeros(len(windows.boxes), bool)
+            mask[idx[a:b]] = True
+            self._make_crops(hw, sources, windows, mask, out)
+
+        return write
 
     def _device_parts(
         self, role: str, frames: list[tuple[Any, int]], windows: CropWindows, rows: np.ndarray | None
