@@ -6,15 +6,16 @@ crop (issue #29); numpy needs ~20 calls per step whatever the map count, and the
 every blurred map is O(HW log HW). The C++ does each map in one loop nest that skips the zeros
 sparsemax leaves and selects the regions' thresholds from a histogram.
 
-* :func:`decode_probmaps` is bitwise the numpy reference's (same float32 operations in the same
-  order, built with ``-ffp-contract=off``);
-* :func:`calibrated_regions` equals ``credible_regions(blur_maps(maps, sigma), masses)`` with
-  counts within one pixel (where a running sum meets q within rounding) and ellipses and
-  thresholds to ~1e-12 (float64 summed in another order).
+* :func:`decode_probmaps` (behind ``decode.decode_probmaps``) is bitwise the numpy reference's
+  (same float32 operations in the same order, built with ``-ffp-contract=off``);
+* :func:`regions` (behind ``credible.calibrated_regions``) equals
+  ``credible_regions(blur_maps(maps, sigma), masses)`` with counts within one pixel (where a
+  running sum meets q within rounding) and ellipses and thresholds to ~1e-12 (float64 summed in
+  another order; ties within ``credible.TIE_RTOL``).
 
 The library is optional. Where it was not built (no C++ compiler at install) or
-``DYNPOSE_NATIVE=0`` is set, both functions run the numpy references; :func:`status` says which
-is in use and why, and the pipeline logs it once.
+``DYNPOSE_NATIVE=0`` is set, those two callers run the numpy references; :func:`status` says
+which is in use and why, and the pipeline logs it once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import importlib.machinery
-import logging
 import os
 from collections.abc import Sequence
 from functools import lru_cache
@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-log = logging.getLogger(__name__)
 _HERE = Path(__file__).resolve().parent
 ENV = "DYNPOSE_NATIVE"  # "0": the numpy references, even where the library is built
 
