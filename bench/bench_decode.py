@@ -95,10 +95,12 @@ def numpy_calibrated_regions(pm: np.ndarray) -> CR.Regions:
     return CR.credible_regions(cm.prepare(pm), REGION_MASSES)
 
 
+_FROZEN_TAPS = D.oks_half_taps(D.oks_variances(D.COCO_SIGMAS, (H, W)))  # made once, as the runtime caches its
+
+
 def frozen_native_decode(pm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The decode through the frozen C++ (same taps as the runtime's)."""
-    half, radii = D.oks_half_taps(D.oks_variances(D.COCO_SIGMAS, (H, W)))
-    return native.decode_probmaps(pm, half, radii, lib=frozen_library())
+    return native.decode_probmaps(pm, *_FROZEN_TAPS, lib=frozen_library())
 
 
 def frozen_native_regions(pm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

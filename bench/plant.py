@@ -87,15 +87,7 @@ def _plant_decode(monkeypatch: pytest.MonkeyPatch, frac: float) -> None:
 def _plant_preprocess(monkeypatch: pytest.MonkeyPatch, frac: float) -> None:
     from runtime.pose.preprocess import CropMaker
 
-    make = CropMaker.__call__
-
-    def slow_make(self, *a, **k):
-        t = time.process_time()
-        out = make(self, *a, **k)
-        burn(frac * (time.process_time() - t))
-        return out
-
-    monkeypatch.setattr(CropMaker, "__call__", slow_make)
+    monkeypatch.setattr(CropMaker, "__call__", _slowed(CropMaker.__call__, frac))
 
 
 def _plant_scheduler(monkeypatch: pytest.MonkeyPatch, frac: float) -> None:

@@ -17,6 +17,9 @@ step() { printf '\n=== %s ===\n' "$1"; }
 bash tests/setup/check_test_data.sh
 
 step "install (torch 2.13.0 CPU build + project with dev extras)"
+# pip builds the CPU path's C++ (runtime/heads/rowmath.cpp); without a compiler it would quietly
+# fall back to numpy and tests/test_native_rowmath.py would fail, so a clean machine gets g++.
+command -v g++ >/dev/null || { apt-get update && apt-get install -y g++; }
 "$PY" -m pip install --quiet torch==2.13.0 -e '.[dev]'
 
 step "static checks (make lint): ruff lint + format, mypy --strict on runtime/, import-linter layers"

@@ -143,6 +143,14 @@ def _running_mass(cand: _Candidates, tot: np.ndarray, empty: np.ndarray, q_max: 
     return csum
 
 
+def _masses(masses: Sequence[float]) -> tuple[float, ...]:
+    """The requested masses as floats, each in (0, 1] (both implementations check here)."""
+    qs = tuple(float(q) for q in masses)
+    if any(not 0.0 < q <= 1.0 for q in qs):
+        raise ValueError(f"masses must lie in (0, 1], got {qs}")
+    return qs
+
+
 def credible_regions(maps: np.ndarray, masses: Sequence[float] = DEFAULT_MASSES) -> Regions:
     """Smallest-set regions of ``maps`` [N,K,H,W] (each map sums to ~1) for every mass.
 
@@ -153,9 +161,7 @@ def credible_regions(maps: np.ndarray, masses: Sequence[float] = DEFAULT_MASSES)
     maps = np.asarray(maps)
     if maps.ndim != 4:
         raise ValueError(f"maps must be [N,K,H,W], got shape {maps.shape}")
-    qs = tuple(float(q) for q in masses)
-    if any(not 0.0 < q <= 1.0 for q in qs):
-        raise ValueError(f"masses must lie in (0, 1], got {qs}")
+    qs = _masses(masses)
     n, k, h, w = maps.shape
     rows = maps.reshape(n * k, h, w)
     counts = np.zeros((len(qs), n * k), np.int64)
@@ -359,13 +365,11 @@ def calibrated_regions(maps: np.ndarray, masses: Sequence[float], sigma: float) 
     from runtime.heads import native
 
     maps = np.asarray(maps)
-    qs = tuple(float(q) for q in masses)
+    qs = _masses(masses)
     if not (
         native.available() and maps.ndim == 4 and maps.dtype in (np.float16, np.float32) and len(qs) <= 8
     ):
         return credible_regions(blur_maps(maps, sigma) if sigma > 0 else maps, qs)
-    if any(not 0.0 < q <= 1.0 for q in qs):
-        raise ValueError(f"masses must lie in (0, 1], got {qs}")
     counts, thr, ell = native.regions(maps, qs, sigma)
     return Regions(qs, counts, ell, thr)
 
